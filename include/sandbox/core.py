@@ -1,0 +1,528 @@
+"""What every platform simulator shares: clock, write log, call counts, faults, quotas, admin API.
+
+Every simulator app is built with `Sandbox.new_app`, which mounts the admin router under
+`/_sandbox` and wraps the app in a middleware that counts calls, applies injected faults and
+records throttles. All handlers are `async def` and run on one event loop, so simulator state
+needs no locks.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import re
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.routing import Match
+
+from include.sandbox.scenario import Scenario, ScenarioError, format_time, parse_scenario, parse_time
+
+ADMIN_PREFIX = "/_sandbox"
+# Query parameters and body fields that carry secrets: never kept in the write log.
+SECRET_KEYS = frozenset({
+    "sign", "access_token", "app_secret", "refresh_token", "client_secret", "auth_code",
+})
+
+
+class SandboxClock:
+    """Scenario time: starts at the scenario's `now` and runs at `rate` x wall time (0 = frozen).
+
+    Only business state (SLA deadlines, fulfiller progress) follows this clock. Request
+    signatures and token lifetimes are checked against the wall clock, as the real platforms
+    do, because clients stamp requests with real time.
+    """
+
+    def __init__(self, start: datetime, rate: float = 1.0):
+        self._base = start
+        self._mono = time.monotonic()
+        self.rate = rate
+
+    def now(self) -> datetime:
+        return self._base + timedelta(seconds=(time.monotonic() - self._mono) * self.rate)
+
+    def set(self, moment: datetime, rate: float | None = None) -> None:
+        self._base = moment
+        self._mono = time.monotonic()
+        if rate is not None:
+            self.rate = rate
+
+    def advance(self, seconds: float) -> datetime:
+        self.set(self.now() + timedelta(seconds=seconds))
+        return self.now()
+
+
+class TokenBucket:
+    """Rate `rate` per second, capacity `burst`; `take` returns 0 if granted, else seconds to wait."""
+
+    def __init__(self, rate: float, burst: float):
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def available(self) -> float:
+        self._refill()
+        return self.tokens
+
+    def take(self, cost: float = 1.0) -> float:
+        self._refill()
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return 0.0
+        return (cost - self.tokens) / self.rate
+
+    def give_back(self, amount: float) -> None:
+        self._refill()
+        self.tokens = min(self.burst, self.tokens + amount)
+
+
+class SlidingWindow:
+    """At most `limit` requests in any `window` seconds; `take` returns 0 or seconds to wait."""
+
+    def __init__(self, limit: int, window: float):
+        self.limit = limit
+        self.window = window
+        self.hits: deque[float] = deque()
+
+    def _trim(self, now: float) -> None:
+        while self.hits and self.hits[0] <= now - self.window:
+            self.hits.popleft()
+
+    def remaining(self) -> int:
+        self._trim(time.monotonic())
+        return max(0, self.limit - len(self.hits))
+
+    def take(self) -> float:
+        now = time.monotonic()
+        self._trim(now)
+        if len(self.hits) < self.limit:
+            self.hits.append(now)
+            return 0.0
+        return self.hits[0] + self.window - now
+
+
+@dataclass
+class Fault:
+    """An injected fault: the next `count` requests to `platform` whose path matches `path` get it."""
+
+    platform: str
+    kind: str                  # see FAULT_KINDS
+    path: str = ".*"           # regular expression searched in the request path
+    count: int = 1
+    status: int = 503          # for kind 5xx
+    seconds: float = 2.0       # for latency; hang lasts this long (default 1 h) before a 504
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    fired: int = 0
+
+    def matches(self, platform: str, path: str) -> bool:
+        return self.platform == platform and self.count > 0 and re.search(self.path, path) is not None
+
+
+FAULT_KINDS = ("429", "5xx", "latency", "hang", "malformed", "truncated", "token_expiry")
+
+
+def parse_fault(data: Any) -> Fault:
+    """Validate an admin fault request; raise ValueError naming the bad field."""
+    if not isinstance(data, dict):
+        raise ValueError("fault: expected a JSON object")
+    unknown = set(data) - {"platform", "kind", "path", "count", "status", "seconds"}
+    if unknown:
+        raise ValueError(f"fault: unknown field(s) {', '.join(sorted(unknown))}")
+    kind = str(data.get("kind", ""))
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"fault.kind: {kind!r} is not one of {', '.join(FAULT_KINDS)}")
+    platform = data.get("platform")
+    if not isinstance(platform, str) or not platform:
+        raise ValueError("fault.platform: is required")
+    path = data.get("path", ".*")
+    try:
+        re.compile(path)
+    except (re.error, TypeError):
+        raise ValueError(f"fault.path: {path!r} is not a regular expression") from None
+    count = data.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"fault.count: expected a positive integer, got {count!r}")
+    status = data.get("status", 503)
+    if isinstance(status, bool) or not isinstance(status, int) or not 500 <= status <= 599:
+        raise ValueError(f"fault.status: expected 500-599, got {status!r}")
+    default_seconds = 3600.0 if kind == "hang" else 2.0
+    seconds = data.get("seconds", default_seconds)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+        raise ValueError(f"fault.seconds: expected a non-negative number, got {seconds!r}")
+    return Fault(platform=platform, kind=kind, path=path, count=count, status=status,
+                 seconds=float(seconds))
+
+
+@dataclass
+class WriteRecord:
+    seq: int
+    platform: str
+    operation: str
+    method: str
+    path: str
+    query: dict
+    body: Any
+    time: str           # scenario clock
+    wall_time: str
+    status: int
+    outcome: str        # "ok" or the platform's error code / reason
+    request_id: str | None = None
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: ("***" if k in SECRET_KEYS else _scrub(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+@dataclass
+class Settings:
+    """Simulator settings; `rate_scale` multiplies every quota (reported whenever it is not 1)."""
+
+    rate_scale: float = 1.0
+    clock_rate: float = 1.0
+    # Fulfiller progress in scenario seconds, per platform and state; platforms read their own.
+    durations: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Per-platform overrides of credentials and quotas (e.g. {"shopify": {"restore_rate": 200}}).
+    platforms: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def for_platform(self, name: str, defaults: dict[str, Any]) -> dict[str, Any]:
+        merged = dict(defaults)
+        merged.update(self.platforms.get(name, {}))
+        return merged
+
+    def duration(self, platform: str, state: str, default: float) -> float:
+        return float(self.durations.get(platform, {}).get(state, default))
+
+
+class PlatformSandbox:
+    """Base of one platform's simulator. Subclasses build their apps and state from a scenario."""
+
+    name = "platform"
+
+    def __init__(self, sandbox: "Sandbox"):
+        self.sandbox = sandbox
+
+    def load(self, scenario: Scenario) -> None:
+        """Replace all state with what the scenario describes."""
+        raise NotImplementedError
+
+    def apps(self) -> dict[str, FastAPI]:
+        """App name -> app; each gets its own port."""
+        raise NotImplementedError
+
+    def throttled_response(self, retry_after: float = 1.0) -> Response:
+        """The platform's own answer to a request over quota."""
+        raise NotImplementedError
+
+    def server_error_response(self, status: int) -> Response:
+        """The platform's own answer for an internal error."""
+        return JSONResponse({"message": "Internal Server Error"}, status_code=status)
+
+    def expire_tokens(self) -> None:
+        """Make every access token issued so far expired (fault `token_expiry`)."""
+        raise NotImplementedError
+
+    def state(self) -> dict:
+        """A JSON-able dump of the simulator state, for tests and outside checks."""
+        raise NotImplementedError
+
+    # Helpers for subclasses.
+    def now(self) -> datetime:
+        return self.sandbox.clock.now()
+
+    def record_write(self, request: Request, body: Any, status: int, outcome: str,
+                     request_id: str | None = None, operation: str | None = None) -> WriteRecord:
+        return self.sandbox.record_write(self.name, request, body, status, outcome,
+                                         request_id=request_id, operation=operation)
+
+
+def operation_of(scope: dict, router=None) -> str:
+    """The operation a request is counted under: set by the handler, else the route template."""
+    state = scope.get("state") or {}
+    if "operation" in state:
+        return state["operation"]
+    route = scope.get("route")
+    if route is None and router is not None:
+        # the request never reached routing (an injected fault answered it): match it here
+        route = next((r for r in router.routes if r.matches(scope)[0] == Match.FULL), None)
+    template = getattr(route, "path", None) or scope.get("path", "")
+    return f"{scope.get('method', '')} {template}"
+
+
+class _PlatformMiddleware:
+    """Counts calls per operation, applies injected faults, counts throttles (pure ASGI)."""
+
+    def __init__(self, app, sandbox: "Sandbox", platform: str, router=None):
+        self.app = app
+        self.sandbox = sandbox
+        self.platform = platform
+        self.router = router
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
+            return await self.app(scope, receive, send)
+        sandbox = self.sandbox
+        fault = sandbox.take_fault(self.platform, scope["path"])
+        status_seen: list[int] = []
+
+        async def counting_send(message):
+            if message["type"] == "http.response.start":
+                status_seen.append(message["status"])
+            await send(message)
+
+        impl = sandbox.platforms[self.platform]
+        if fault is not None:
+            if fault.kind == "429":
+                await impl.throttled_response()(scope, receive, counting_send)
+                return self._count(scope, status_seen)
+            if fault.kind == "5xx":
+                await impl.server_error_response(fault.status)(scope, receive, counting_send)
+                return self._count(scope, status_seen)
+            if fault.kind == "hang":
+                await asyncio.sleep(fault.seconds)
+                await JSONResponse({"message": "Gateway Timeout"}, status_code=504)(scope, receive, counting_send)
+                return self._count(scope, status_seen)
+            if fault.kind == "latency":
+                await asyncio.sleep(fault.seconds)
+            if fault.kind == "token_expiry":
+                impl.expire_tokens()
+            if fault.kind in ("malformed", "truncated"):
+                await self._garbled(scope, receive, counting_send, fault.kind)
+                return self._count(scope, status_seen)
+        await self.app(scope, receive, counting_send)
+        self._count(scope, status_seen)
+
+    def _count(self, scope, status_seen: list[int]) -> None:
+        operation = operation_of(scope, self.router)
+        self.sandbox.calls[(self.platform, operation)] += 1
+        if status_seen and status_seen[0] == 429:
+            self.sandbox.throttles[(self.platform, operation)] += 1
+
+    async def _garbled(self, scope, receive, send, kind: str) -> None:
+        """Run the real handler (its writes happen), then send a broken body with status 200."""
+        parts: list[bytes] = []
+        start: dict = {}
+
+        async def capture(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                parts.append(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        body = b"".join(parts)
+        broken = body[: max(1, len(body) // 2)] if kind == "truncated" else b"<html><body>502 Bad Gateway</body></html>"
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(broken)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": broken})
+
+
+class Sandbox:
+    """All simulators, their shared clock, write log, call counts and fault queue."""
+
+    def __init__(self, scenario: Scenario, settings: Settings | None = None,
+                 platforms: tuple[str, ...] | None = None):
+        self.settings = settings or Settings()
+        self.clock = SandboxClock(scenario.now, self.settings.clock_rate)
+        self.scenario = scenario
+        self.writes: list[WriteRecord] = []
+        self.calls: Counter = Counter()
+        self.throttles: Counter = Counter()
+        self.faults: list[Fault] = []
+        self.platforms: dict[str, PlatformSandbox] = {}
+        self._apps: dict[str, FastAPI] | None = None
+        for name in PLATFORM_MODULES:
+            if platforms is None or name in platforms:
+                self.platforms[name] = platform_factory(name)(self)
+        self.load(scenario)
+
+    # Scenario and state
+    def load(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.clock.set(scenario.now)
+        self.writes.clear()
+        self.calls.clear()
+        self.throttles.clear()
+        self.faults.clear()
+        for impl in self.platforms.values():
+            impl.load(scenario)
+
+    def apps(self) -> dict[str, FastAPI]:
+        if self._apps is None:
+            self._apps = {}
+            for impl in self.platforms.values():
+                self._apps.update(impl.apps())
+        return self._apps
+
+    def new_app(self, platform: str, title: str) -> FastAPI:
+        app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+        app.include_router(admin_router(self), prefix=ADMIN_PREFIX)
+        app.add_middleware(_PlatformMiddleware, sandbox=self, platform=platform, router=app.router)
+        return app
+
+    # Faults
+    def add_fault(self, fault: Fault) -> Fault:
+        if fault.platform not in self.platforms:
+            raise ValueError(f"fault.platform: {fault.platform!r} is not one of {', '.join(self.platforms)}")
+        self.faults.append(fault)
+        return fault
+
+    def take_fault(self, platform: str, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.matches(platform, path):
+                fault.count -= 1
+                fault.fired += 1
+                return fault
+        return None
+
+    # Write log
+    def record_write(self, platform: str, request: Request, body: Any, status: int, outcome: str,
+                     request_id: str | None = None, operation: str | None = None) -> WriteRecord:
+        record = WriteRecord(
+            seq=len(self.writes) + 1, platform=platform,
+            operation=operation or operation_of(request.scope),
+            method=request.method, path=request.url.path,
+            query=_scrub(dict(request.query_params)), body=_scrub(body),
+            time=format_time(self.clock.now()),
+            wall_time=format_time(datetime.now(timezone.utc)),
+            status=status, outcome=outcome, request_id=request_id)
+        self.writes.append(record)
+        return record
+
+    def info(self) -> dict:
+        return {
+            "now": format_time(self.clock.now()),
+            "clock_rate": self.clock.rate,
+            "rate_scale": self.settings.rate_scale,
+            "orders": len(self.scenario.orders),
+            "platforms": list(self.platforms),
+            "writes": len(self.writes),
+        }
+
+
+def admin_router(sandbox: Sandbox) -> APIRouter:
+    """Control plane, outside every platform's paths; served on every simulator port."""
+    router = APIRouter()
+
+    async def json_body(request: Request) -> Any:
+        try:
+            return json.loads(await request.body() or b"null")
+        except json.JSONDecodeError as exc:
+            raise HTTPException(400, f"body is not JSON: {exc}") from None
+
+    @router.get("/info")
+    async def info():
+        return sandbox.info()
+
+    @router.post("/scenario")
+    async def load_scenario(request: Request):
+        try:
+            scenario = parse_scenario(await json_body(request))
+        except ScenarioError as exc:
+            raise HTTPException(400, str(exc)) from None
+        sandbox.load(scenario)
+        return sandbox.info()
+
+    @router.get("/clock")
+    async def get_clock():
+        return {"now": format_time(sandbox.clock.now()), "rate": sandbox.clock.rate}
+
+    @router.post("/clock")
+    async def set_clock(request: Request):
+        body = await json_body(request)
+        if not isinstance(body, dict) or not body.keys() & {"advance_seconds", "now", "rate"}:
+            raise HTTPException(400, "clock: give advance_seconds, now and/or rate")
+        rate = body.get("rate")
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0):
+            raise HTTPException(400, f"clock.rate: expected a non-negative number, got {rate!r}")
+        if "now" in body:
+            try:
+                moment = parse_time(body["now"], "clock.now")
+            except ScenarioError as exc:
+                raise HTTPException(400, str(exc)) from None
+            sandbox.clock.set(moment, rate)
+        elif rate is not None:
+            sandbox.clock.set(sandbox.clock.now(), rate)
+        if "advance_seconds" in body:
+            step = body["advance_seconds"]
+            if isinstance(step, bool) or not isinstance(step, (int, float)) or step < 0:
+                raise HTTPException(400, f"clock.advance_seconds: expected a non-negative number, got {step!r}")
+            sandbox.clock.advance(step)
+        return {"now": format_time(sandbox.clock.now()), "rate": sandbox.clock.rate}
+
+    @router.get("/faults")
+    async def list_faults():
+        return [asdict(f) for f in sandbox.faults]
+
+    @router.post("/faults")
+    async def add_fault(request: Request):
+        try:
+            fault = sandbox.add_fault(parse_fault(await json_body(request)))
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return asdict(fault)
+
+    @router.delete("/faults")
+    async def clear_faults():
+        sandbox.faults.clear()
+        return []
+
+    @router.get("/writes")
+    async def writes(platform: str | None = None, since: int = 0):
+        return [asdict(w) for w in sandbox.writes
+                if w.seq > since and (platform is None or w.platform == platform)]
+
+    @router.get("/calls")
+    async def calls():
+        return {
+            "calls": [{"platform": p, "operation": o, "count": n} for (p, o), n in sorted(sandbox.calls.items())],
+            "throttled": [{"platform": p, "operation": o, "count": n} for (p, o), n in sorted(sandbox.throttles.items())],
+        }
+
+    @router.delete("/calls")
+    async def reset_calls():
+        sandbox.calls.clear()
+        sandbox.throttles.clear()
+        return {}
+
+    @router.get("/state/{platform}")
+    async def state(platform: str):
+        if platform not in sandbox.platforms:
+            raise HTTPException(404, f"no platform {platform!r}; one of {', '.join(sandbox.platforms)}")
+        return sandbox.platforms[platform].state()
+
+    return router
+
+
+PLATFORM_MODULES = {
+    "tiktok": "include.sandbox.tiktok:TikTokSandbox",
+    "shopify": "include.sandbox.shopify:ShopifySandbox",
+    "amazon_mcf": "include.sandbox.amazon_mcf:AmazonMcfSandbox",
+    "shipbob": "include.sandbox.shipbob:ShipBobSandbox",
+}
+
+
+def platform_factory(name: str) -> Callable[[Sandbox], PlatformSandbox]:
+    """A simulator class by platform name, imported only when used."""
+    module, _, attr = PLATFORM_MODULES[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex.upper()

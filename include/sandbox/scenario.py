@@ -1,0 +1,331 @@
+"""Scenario files (DESIGN §6): parsing and validation.
+
+A scenario describes, per TikTok order, what each platform holds at the scenario's `now`.
+Validation is strict and names the order and the field at fault, so a bad file is refused
+before any simulator state is touched. The platform simulators read the validated dicts
+and fill in every other field the real APIs return.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+TIKTOK_ORDER_STATUSES = (
+    "UNPAID", "ON_HOLD", "AWAITING_SHIPMENT", "PARTIALLY_SHIPPING", "AWAITING_COLLECTION",
+    "IN_TRANSIT", "DELIVERED", "COMPLETED", "CANCELLED",
+)
+TIKTOK_CANCEL_STATUSES = (
+    "CANCELLATION_REQUEST_PENDING", "CANCELLATION_REQUEST_SUCCESS",
+    "CANCELLATION_REQUEST_CANCEL", "CANCELLATION_REQUEST_COMPLETE",
+)
+FULFILLMENT_TYPES = ("FULFILLMENT_BY_SELLER", "FULFILLMENT_BY_TIKTOK")
+TIKTOK_ID_PLACES = ("source_identifier", "custom_attribute", "note", "name")
+FULFILLERS = ("amazon_mcf", "shipbob")
+AMAZON_ORDER_STATUSES = (
+    "New", "Received", "Planning", "Processing", "Cancelled", "Complete",
+    "CompletePartialled", "Unfulfillable", "Invalid",
+)
+AMAZON_SHIPMENT_STATUSES = ("PENDING", "SHIPPED", "CANCELLED_BY_FULFILLER", "CANCELLED_BY_SELLER")
+SHIPBOB_ORDER_STATUSES = (
+    "Processing", "Exception", "PartiallyFulfilled", "Fulfilled", "Cancelled", "ImportReview",
+)
+SHIPBOB_SHIPMENT_STATUSES = (
+    "None", "Processing", "Completed", "Exception", "OnHold", "Cancelled", "CleanSweeped",
+    "LabeledCreated", "ImportReview",
+)
+# Sub-states of a Processing ShipBob shipment (status_details names); from Picked on it can't be cancelled.
+SHIPBOB_PROCESSING_DETAILS = ("Allocated", "Picked", "Packed", "Labeled")
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be loaded; the message names the order and field."""
+
+
+def parse_time(value: Any, where: str) -> datetime:
+    """An ISO-8601 instant with a timezone (or a trailing Z), returned in UTC."""
+    if not isinstance(value, str):
+        raise ScenarioError(f"{where}: expected an ISO-8601 time string, got {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ScenarioError(f"{where}: {value!r} is not an ISO-8601 time") from None
+    if parsed.tzinfo is None:
+        raise ScenarioError(f"{where}: {value!r} has no timezone (add Z or an offset)")
+    return parsed.astimezone(timezone.utc)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _Checker:
+    """Field checks that name the order and path of whatever is wrong."""
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def fail(self, path: str, problem: str) -> None:
+        raise ScenarioError(f"{self.where}: {path}: {problem}")
+
+    def obj(self, value: Any, path: str) -> dict:
+        if not isinstance(value, dict):
+            self.fail(path, f"expected an object, got {type(value).__name__}")
+        return value
+
+    def has(self, obj: dict, key: str, path: str) -> Any:
+        if key not in obj:
+            self.fail(f"{path}.{key}", "is required")
+        return obj[key]
+
+    def string(self, obj: dict, key: str, path: str, *, required: bool = True,
+               digits: bool = False, allow_empty: bool = False) -> str | None:
+        if key not in obj or obj[key] is None:
+            if required:
+                self.fail(f"{path}.{key}", "is required")
+            return None
+        value = obj[key]
+        if not isinstance(value, str):
+            self.fail(f"{path}.{key}", f"expected a string, got {value!r}")
+        if not value and not allow_empty:
+            self.fail(f"{path}.{key}", "must not be empty")
+        if digits and not value.isdigit():
+            self.fail(f"{path}.{key}", f"expected a string of digits, got {value!r}")
+        return value
+
+    def integer(self, obj: dict, key: str, path: str, *, required: bool = True) -> int | None:
+        if key not in obj or obj[key] is None:
+            if required:
+                self.fail(f"{path}.{key}", "is required")
+            return None
+        value = obj[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            self.fail(f"{path}.{key}", f"expected a positive integer, got {value!r}")
+        return value
+
+    def boolean(self, obj: dict, key: str, path: str, *, default: bool = False) -> bool:
+        value = obj.get(key, default)
+        if not isinstance(value, bool):
+            self.fail(f"{path}.{key}", f"expected true or false, got {value!r}")
+        return value
+
+    def enum(self, obj: dict, key: str, path: str, allowed: tuple[str, ...], *,
+             default: str | None = None) -> str:
+        value = obj.get(key, default)
+        if value is None:
+            self.fail(f"{path}.{key}", "is required")
+        if value not in allowed:
+            self.fail(f"{path}.{key}", f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    def time(self, obj: dict, key: str, path: str, *, required: bool = True) -> datetime | None:
+        if key not in obj or obj[key] is None:
+            if required:
+                self.fail(f"{path}.{key}", "is required")
+            return None
+        return parse_time(obj[key], f"{self.where}: {path}.{key}")
+
+    def items(self, obj: dict, key: str, path: str, *, required: bool = True,
+              non_empty: bool = False) -> list:
+        if key not in obj or obj[key] is None:
+            if required:
+                self.fail(f"{path}.{key}", "is required")
+            return []
+        value = obj[key]
+        if not isinstance(value, list):
+            self.fail(f"{path}.{key}", f"expected a list, got {type(value).__name__}")
+        if non_empty and not value:
+            self.fail(f"{path}.{key}", "must not be empty")
+        return value
+
+
+@dataclass
+class ScenarioOrder:
+    """One TikTok order and what Shopify and the fulfiller hold for it (validated raw dicts)."""
+
+    index: int
+    tiktok: dict
+    shopify: list[dict]           # zero, one, or several Shopify orders carrying this TikTok id
+    fulfiller: str | None
+    amazon_mcf: dict | None
+    shipbob: dict | None
+
+    @property
+    def tiktok_id(self) -> str:
+        return self.tiktok["id"]
+
+
+@dataclass
+class Scenario:
+    now: datetime
+    orders: list[ScenarioOrder] = field(default_factory=list)
+    raw: dict = field(default_factory=dict)
+
+
+def _check_tiktok(c: _Checker, tt: dict) -> None:
+    c.string(tt, "id", "tiktok", digits=True)
+    c.enum(tt, "status", "tiktok", TIKTOK_ORDER_STATUSES)
+    c.enum(tt, "fulfillment_type", "tiktok", FULFILLMENT_TYPES, default="FULFILLMENT_BY_SELLER")
+    create = c.time(tt, "create_time", "tiktok")
+    c.time(tt, "rts_sla_time", "tiktok")
+    c.time(tt, "shipping_due_time", "tiktok")
+    update = c.time(tt, "update_time", "tiktok", required=False)
+    if update is not None and update < create:
+        c.fail("tiktok.update_time", "is before create_time")
+    c.string(tt, "tracking_number", "tiktok", required=False, allow_empty=True)
+    c.string(tt, "shipping_provider", "tiktok", required=False, allow_empty=True)
+    lines = c.items(tt, "line_items", "tiktok", non_empty=True)
+    seen: set[str] = set()
+    for i, line in enumerate(lines):
+        path = f"tiktok.line_items[{i}]"
+        c.obj(line, path)
+        line_id = c.string(line, "id", path, digits=True)
+        if line_id in seen:
+            c.fail(f"{path}.id", f"duplicate line item id {line_id}")
+        seen.add(line_id)
+        c.string(line, "seller_sku", path)
+    cancellation = tt.get("cancellation")
+    if cancellation is not None:
+        c.obj(cancellation, "tiktok.cancellation")
+        c.string(cancellation, "cancel_id", "tiktok.cancellation", digits=True)
+        c.enum(cancellation, "status", "tiktok.cancellation", TIKTOK_CANCEL_STATUSES)
+        c.time(cancellation, "create_time", "tiktok.cancellation")
+        c.time(cancellation, "deadline", "tiktok.cancellation")
+
+
+def _check_shopify(c: _Checker, value: Any) -> list[dict]:
+    if value is None:
+        return []
+    entries = value if isinstance(value, list) else [value]
+    for i, entry in enumerate(entries):
+        path = "shopify" if not isinstance(value, list) else f"shopify[{i}]"
+        c.obj(entry, path)
+        c.integer(entry, "id", path)
+        c.string(entry, "name", path)
+        c.enum(entry, "tiktok_id_in", path, TIKTOK_ID_PLACES)
+        c.boolean(entry, "cancelled", path)
+    return entries
+
+
+def _check_amazon(c: _Checker, mcf: dict) -> None:
+    c.obj(mcf, "amazon_mcf")
+    c.string(mcf, "seller_fulfillment_order_id", "amazon_mcf")
+    c.enum(mcf, "status", "amazon_mcf", AMAZON_ORDER_STATUSES)
+    c.time(mcf, "received_time", "amazon_mcf", required=False)
+    for i, shipment in enumerate(c.items(mcf, "shipments", "amazon_mcf", required=False)):
+        path = f"amazon_mcf.shipments[{i}]"
+        c.obj(shipment, path)
+        c.enum(shipment, "status", path, AMAZON_SHIPMENT_STATUSES)
+        for j, package in enumerate(c.items(shipment, "packages", path, required=False)):
+            ppath = f"{path}.packages[{j}]"
+            c.obj(package, ppath)
+            c.integer(package, "package_number", ppath)
+            c.string(package, "carrier_code", ppath)
+            c.string(package, "tracking_number", ppath)
+
+
+def _check_shipbob(c: _Checker, sb: dict) -> None:
+    c.obj(sb, "shipbob")
+    c.integer(sb, "order_id", "shipbob")
+    c.string(sb, "reference_id", "shipbob")
+    c.enum(sb, "status", "shipbob", SHIPBOB_ORDER_STATUSES)
+    c.time(sb, "created_date", "shipbob", required=False)
+    for i, shipment in enumerate(c.items(sb, "shipments", "shipbob", required=False)):
+        path = f"shipbob.shipments[{i}]"
+        c.obj(shipment, path)
+        c.integer(shipment, "id", path)
+        c.enum(shipment, "status", path, SHIPBOB_SHIPMENT_STATUSES)
+        if shipment.get("status_detail") is not None:
+            c.enum(shipment, "status_detail", path, SHIPBOB_PROCESSING_DETAILS)
+        # When the shipment entered its current status (default: the scenario's now).
+        c.time(shipment, "status_since", path, required=False)
+        c.boolean(shipment, "is_tracking_uploaded", path)
+        tracking = shipment.get("tracking")
+        if tracking is not None:
+            c.obj(tracking, f"{path}.tracking")
+            c.string(tracking, "carrier", f"{path}.tracking")
+            c.string(tracking, "tracking_number", f"{path}.tracking")
+
+
+def _check_order(index: int, raw: Any) -> ScenarioOrder:
+    hint = raw.get("tiktok", {}).get("id") if isinstance(raw, dict) and isinstance(raw.get("tiktok"), dict) else None
+    c = _Checker(f"orders[{index}]" + (f" (tiktok id {hint})" if hint else ""))
+    c.obj(raw, "order")
+    tiktok = c.obj(c.has(raw, "tiktok", "order"), "tiktok")
+    _check_tiktok(c, tiktok)
+    shopify = _check_shopify(c, raw.get("shopify"))
+    fulfiller = raw.get("fulfiller")
+    if fulfiller is not None and fulfiller not in FULFILLERS:
+        c.fail("fulfiller", f"{fulfiller!r} is not one of {', '.join(FULFILLERS)} or null")
+    amazon = raw.get("amazon_mcf")
+    shipbob = raw.get("shipbob")
+    if amazon is not None:
+        _check_amazon(c, amazon)
+    if shipbob is not None:
+        _check_shipbob(c, shipbob)
+    if fulfiller == "amazon_mcf" and amazon is None and shipbob is not None:
+        c.fail("amazon_mcf", "fulfiller is amazon_mcf but only shipbob data is given")
+    if fulfiller == "shipbob" and shipbob is None and amazon is not None:
+        c.fail("shipbob", "fulfiller is shipbob but only amazon_mcf data is given")
+    if fulfiller is None and (amazon is not None or shipbob is not None):
+        c.fail("fulfiller", "is null but fulfiller data is given")
+    return ScenarioOrder(index=index, tiktok=tiktok, shopify=shopify, fulfiller=fulfiller,
+                         amazon_mcf=amazon, shipbob=shipbob)
+
+
+def _check_unique(orders: list[ScenarioOrder]) -> None:
+    """Ids must be unique where the real platforms make them unique."""
+    owners: dict[tuple[str, Any], int] = {}
+
+    def claim(kind: str, value: Any, order: ScenarioOrder, path: str) -> None:
+        key = (kind, value)
+        if key in owners:
+            raise ScenarioError(
+                f"orders[{order.index}] (tiktok id {order.tiktok_id}): {path}: {value!r} "
+                f"is already used by orders[{owners[key]}]")
+        owners[key] = order.index
+
+    for order in orders:
+        claim("tiktok order", order.tiktok_id, order, "tiktok.id")
+        for line in order.tiktok["line_items"]:
+            claim("tiktok line item", line["id"], order, "tiktok.line_items.id")
+        if order.tiktok.get("cancellation"):
+            claim("cancel id", order.tiktok["cancellation"]["cancel_id"], order, "tiktok.cancellation.cancel_id")
+        for entry in order.shopify:
+            claim("shopify id", entry["id"], order, "shopify.id")
+        if order.amazon_mcf:
+            claim("mcf id", order.amazon_mcf["seller_fulfillment_order_id"], order,
+                  "amazon_mcf.seller_fulfillment_order_id")
+        if order.shipbob:
+            claim("shipbob order", order.shipbob["order_id"], order, "shipbob.order_id")
+            for shipment in order.shipbob.get("shipments") or []:
+                claim("shipbob shipment", shipment["id"], order, "shipbob.shipments.id")
+
+
+def parse_scenario(data: Any) -> Scenario:
+    """Validate a decoded scenario document; raise ScenarioError naming what is wrong."""
+    if not isinstance(data, dict):
+        raise ScenarioError(f"scenario: expected a JSON object, got {type(data).__name__}")
+    if "now" not in data:
+        raise ScenarioError("scenario: now: is required")
+    now = parse_time(data["now"], "scenario: now")
+    orders_raw = data.get("orders")
+    if not isinstance(orders_raw, list):
+        raise ScenarioError("scenario: orders: expected a list")
+    orders = [_check_order(i, raw) for i, raw in enumerate(orders_raw)]
+    _check_unique(orders)
+    return Scenario(now=now, orders=orders, raw=data)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ScenarioError(f"scenario file {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ScenarioError(f"scenario file {path}: not JSON: {exc}") from None
+    return parse_scenario(data)

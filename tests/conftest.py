@@ -1,0 +1,30 @@
+"""Shared fixtures: a real sandbox on loopback ports, built from a scenario dict."""
+from __future__ import annotations
+
+import pytest
+
+from include.sandbox.core import Sandbox, Settings
+from include.sandbox.scenario import parse_scenario
+from include.sandbox.server import SandboxServer
+
+
+@pytest.fixture
+def run_sandbox():
+    """Start a sandbox for a scenario dict on free ports; stopped after the test.
+
+    Usage: server = run_sandbox(scenario, platforms=("tiktok",), settings=Settings(...))
+    then server.urls["tiktok"], server.sandbox (the live state).
+    """
+    started: list[SandboxServer] = []
+
+    def start(scenario: dict, *, platforms: tuple[str, ...] | None = None,
+              settings: Settings | None = None) -> SandboxServer:
+        sandbox = Sandbox(parse_scenario(scenario), settings or Settings(), platforms=platforms)
+        server = SandboxServer(sandbox, ports={name: 0 for name in sandbox.apps()})
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -1,0 +1,157 @@
+"""Scenario validation and the generator."""
+from __future__ import annotations
+
+import collections
+import copy
+import json
+import subprocess
+import sys
+
+import pytest
+
+from include.sandbox.generate import MIX, generate
+from include.sandbox.scenario import ScenarioError, load_scenario, parse_scenario
+
+DESIGN_EXAMPLE = {
+    "now": "2026-11-20T15:00:00Z",
+    "orders": [{
+        "tiktok": {"id": "576000000000000001", "status": "AWAITING_SHIPMENT",
+                   "create_time": "2026-11-18T16:00:00Z", "rts_sla_time": "2026-11-20T23:59:00Z",
+                   "shipping_due_time": "2026-11-27T23:59:00Z", "tracking_number": "",
+                   "line_items": [{"id": "577000000000000001", "seller_sku": "OSL-TEE-M"}],
+                   "cancellation": None},
+        "shopify": {"id": 6100000001, "name": "#1001", "tiktok_id_in": "source_identifier", "cancelled": False},
+        "fulfiller": "amazon_mcf",
+        "amazon_mcf": {"seller_fulfillment_order_id": "1001", "status": "Complete",
+                       "shipments": [{"status": "SHIPPED", "packages": [
+                           {"package_number": 1, "carrier_code": "UPS", "tracking_number": "1Z999AA10123456784"}]}]},
+        "shipbob": None,
+    }],
+}
+
+
+def test_design_example_loads():
+    scenario = parse_scenario(DESIGN_EXAMPLE)
+    assert scenario.now.isoformat() == "2026-11-20T15:00:00+00:00"
+    order = scenario.orders[0]
+    assert order.tiktok_id == "576000000000000001"
+    assert order.fulfiller == "amazon_mcf"
+    assert [s["id"] for s in order.shopify] == [6100000001]
+
+
+def broken(mutate) -> dict:
+    doc = copy.deepcopy(DESIGN_EXAMPLE)
+    mutate(doc["orders"][0])
+    return doc
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda o: o["tiktok"].pop("rts_sla_time"), "orders[0] (tiktok id 576000000000000001): tiktok.rts_sla_time: is required"),
+    (lambda o: o["tiktok"].update(status="SHIPPED"), "tiktok.status: 'SHIPPED' is not one of"),
+    (lambda o: o["tiktok"].update(id="57600A"), "tiktok.id: expected a string of digits"),
+    (lambda o: o["tiktok"].update(create_time="2026-11-18 16:00"), "tiktok.create_time: '2026-11-18 16:00' has no timezone"),
+    (lambda o: o["tiktok"].update(line_items=[]), "tiktok.line_items: must not be empty"),
+    (lambda o: o["tiktok"].update(cancellation={"cancel_id": "1", "status": "PENDING"}),
+     "tiktok.cancellation.status: 'PENDING' is not one of"),
+    (lambda o: o["shopify"].update(tiktok_id_in="tags"), "shopify.tiktok_id_in: 'tags' is not one of"),
+    (lambda o: o["shopify"].update(id="6100000001"), "shopify.id: expected a positive integer"),
+    (lambda o: o.update(fulfiller="fedex"), "fulfiller: 'fedex' is not one of"),
+    (lambda o: o["amazon_mcf"].update(status="Shipped"), "amazon_mcf.status: 'Shipped' is not one of"),
+    (lambda o: o["amazon_mcf"]["shipments"][0]["packages"][0].pop("tracking_number"),
+     "amazon_mcf.shipments[0].packages[0].tracking_number: is required"),
+    (lambda o: o.update(fulfiller=None), "fulfiller: is null but fulfiller data is given"),
+])
+def test_bad_field_is_named(mutate, expected):
+    with pytest.raises(ScenarioError) as err:
+        parse_scenario(broken(mutate))
+    assert expected in str(err.value)
+
+
+def test_duplicate_ids_name_both_orders():
+    doc = copy.deepcopy(DESIGN_EXAMPLE)
+    twin = copy.deepcopy(doc["orders"][0])
+    twin["tiktok"]["line_items"][0]["id"] = "577000000000000002"
+    twin["shopify"]["id"] = 6100000002
+    twin["amazon_mcf"]["seller_fulfillment_order_id"] = "1002"
+    doc["orders"].append(twin)
+    with pytest.raises(ScenarioError, match=r"orders\[1\].*tiktok.id: '576000000000000001' is already used by orders\[0\]"):
+        parse_scenario(doc)
+
+
+def test_top_level_errors():
+    with pytest.raises(ScenarioError, match="now: is required"):
+        parse_scenario({"orders": []})
+    with pytest.raises(ScenarioError, match="orders: expected a list"):
+        parse_scenario({"now": "2026-11-20T15:00:00Z"})
+    with pytest.raises(ScenarioError, match="expected a JSON object"):
+        parse_scenario([])
+
+
+def test_file_errors(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ScenarioError, match="not JSON"):
+        load_scenario(bad)
+    with pytest.raises(ScenarioError, match="No such file"):
+        load_scenario(tmp_path / "missing.json")
+
+
+def test_generator_is_deterministic_and_valid():
+    first = generate(500, seed=3)
+    assert first == generate(500, seed=3)
+    assert first != generate(500, seed=4)
+    scenario = parse_scenario(first)
+    assert len(scenario.orders) == 500
+
+
+def test_generator_mix_matches_documented_shares():
+    scenario = parse_scenario(generate(5000, seed=11))
+    counts = collections.Counter()
+    for order in scenario.orders:
+        tt = order.tiktok
+        if tt.get("cancellation"):
+            counts["pending_cancel"] += 1
+        if not order.shopify:
+            counts["no_shopify"] += 1
+        if len(order.shopify) > 1:
+            counts["ambiguous"] += 1
+        if order.fulfiller:
+            counts[order.fulfiller] += 1
+        if tt["tracking_number"]:
+            counts["tracking_on_tiktok"] += 1
+        if tt["status"] == "CANCELLED":
+            counts["cancelled"] += 1
+    n = len(scenario.orders)
+    expected_cancel = MIX["cancel_cancellable"] + MIX["cancel_no_fulfillment"] + MIX["cancel_shipped"]
+    assert abs(counts["pending_cancel"] / n - expected_cancel) < 0.015
+    assert abs(counts["no_shopify"] / n - MIX["no_shopify_match"]) < 0.01
+    assert abs(counts["ambiguous"] / n - MIX["ambiguous_shopify"]) < 0.006
+    assert abs(counts["tracking_on_tiktok"] / n - MIX["handled"]) < 0.03
+    assert abs(counts["cancelled"] / n - MIX["cancelled"]) < 0.015
+    with_fulfiller = counts["amazon_mcf"] + counts["shipbob"]
+    assert abs(counts["amazon_mcf"] / with_fulfiller - 0.6) < 0.03
+    places = collections.Counter(s["tiktok_id_in"] for o in scenario.orders for s in o.shopify)
+    assert set(places) == {"source_identifier", "custom_attribute", "note", "name"}
+
+
+def test_generated_ids_are_unique_and_shaped():
+    scenario = parse_scenario(generate(2000, seed=5))
+    ids = [o.tiktok_id for o in scenario.orders]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 18 and i.startswith("576") for i in ids)
+
+
+def test_cli_generate_and_validate(tmp_path):
+    out = tmp_path / "s.json"
+    run = subprocess.run([sys.executable, "-m", "include.sandbox", "generate", "--orders", "25", "--seed", "9",
+                          "--out", str(out)], capture_output=True, text=True, check=True)
+    assert "wrote 25 orders" in run.stdout
+    assert len(json.loads(out.read_text())["orders"]) == 25
+    ok = subprocess.run([sys.executable, "-m", "include.sandbox", "validate", str(out)], capture_output=True, text=True)
+    assert ok.returncode == 0 and "ok: 25 orders" in ok.stdout
+    doc = json.loads(out.read_text())
+    doc["orders"][3]["tiktok"]["status"] = "LOST"
+    out.write_text(json.dumps(doc))
+    bad = subprocess.run([sys.executable, "-m", "include.sandbox", "validate", str(out)], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "orders[3]" in bad.stderr and "tiktok.status: 'LOST'" in bad.stderr
