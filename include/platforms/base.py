@@ -1,0 +1,301 @@
+"""What every platform client shares: typed errors, client-side quotas, retries, call counts.
+
+Each platform client (tiktok.py, shopify.py, amazon_mcf.py, shipbob.py) is a plain class built on
+httpx that works without Airflow (tests, benchmarks); its Airflow hook only turns a connection into
+client settings. One place (`PlatformClient.call`) does rate limiting, retries and counting.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+
+class PlatformError(Exception):
+    """A call that failed; carries the platform's own code, message and request id (never secrets)."""
+
+    retryable = False
+
+    def __init__(self, platform: str, operation: str, message: str, *, code: str | int | None = None,
+                 status: int | None = None, request_id: str | None = None):
+        self.platform = platform
+        self.operation = operation
+        self.code = code
+        self.status = status
+        self.request_id = request_id
+        self.platform_message = message
+        detail = ", ".join(f"{k} {v}" for k, v in (("code", code), ("HTTP", status), ("request id", request_id))
+                           if v is not None)
+        super().__init__(f"{platform} {operation}: {message}" + (f" ({detail})" if detail else ""))
+
+
+class RetryableError(PlatformError):
+    """Worth trying again: 5xx, timeouts, connection errors, unreadable bodies."""
+
+    retryable = True
+
+
+class ThrottledError(RetryableError):
+    """The platform said slow down; `retry_after` is its own hint in seconds when it gave one."""
+
+    def __init__(self, *args, retry_after: float | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.retry_after = retry_after
+
+
+class MalformedResponseError(RetryableError):
+    """A body that is not the documented shape (truncated, HTML from a proxy, wrong JSON)."""
+
+
+class AuthError(PlatformError):
+    """Credentials refused: fix the connection (or refresh the token) before retrying."""
+
+
+class TokenExpiredError(AuthError):
+    """An access token that expired: the client refreshes it and retries once."""
+
+
+class NotFoundError(PlatformError):
+    """The object does not exist on the platform."""
+
+
+class BusinessError(PlatformError):
+    """The platform understood the request and refused it (state, validation, rules)."""
+
+
+class PagingError(PlatformError):
+    """A page that repeats or a cursor that loops: stopped instead of followed forever."""
+
+
+class ConfigurationError(ValueError):
+    """A connection or setting that cannot work; the message names the field."""
+
+
+class RateLimiter:
+    """Client-side token bucket matched to a documented quota; `acquire` sleeps until allowed."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        if rate <= 0 or burst < 1:
+            raise ConfigurationError(f"rate limit: rate {rate} and burst {burst} must be positive")
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._clock = clock
+        self._sleep = sleep
+        self._stamp = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self, cost: float = 1.0) -> float:
+        """Take `cost` tokens, sleeping as needed; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+                self._stamp = now
+                if self._tokens >= cost:
+                    self._tokens -= cost
+                    return waited
+                wait = (cost - self._tokens) / self.rate
+            self._sleep(wait)
+            waited += wait
+
+    def drain(self) -> None:
+        """After a 429 the platform's bucket is empty; empty ours so we pace from zero."""
+        with self._lock:
+            self._tokens = 0.0
+            self._stamp = self._clock()
+
+
+@dataclass
+class RetryPolicy:
+    """Exponential backoff with full jitter, honouring the platform's retry hint when larger."""
+
+    max_attempts: int = 6
+    base: float = 0.5
+    cap: float = 30.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, attempt: int, hint: float | None = None) -> float:
+        backoff = min(self.cap, self.base * 2 ** (attempt - 1))
+        jittered = backoff / 2 + self.rng.uniform(0, backoff / 2)
+        return max(hint or 0.0, jittered)
+
+
+@dataclass
+class CallStats:
+    """Requests sent per operation (every attempt), with retries, throttles and failures."""
+
+    calls: Counter = field(default_factory=Counter)
+    retries: Counter = field(default_factory=Counter)
+    throttled: Counter = field(default_factory=Counter)
+    failures: Counter = field(default_factory=Counter)
+    wait_seconds: float = 0.0
+
+    def as_rows(self, platform: str) -> list[dict]:
+        ops = sorted(set(self.calls) | set(self.failures))
+        return [{"platform": platform, "operation": op, "calls": self.calls[op], "retries": self.retries[op],
+                 "throttled": self.throttled[op], "failures": self.failures[op]} for op in ops]
+
+
+class PlatformClient:
+    """Base of the four clients. Subclasses implement `_prepare`, `_check` and their operations."""
+
+    platform = "platform"
+
+    def __init__(self, base_url: str, *, timeout: float = 30.0, retry: RetryPolicy | None = None,
+                 limits: dict[str, tuple[float, float]] | None = None,
+                 default_limit: tuple[float, float] | None = None,
+                 transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep):
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"{self.platform}: base URL {base_url!r} must start with http:// or https://")
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
+                                 follow_redirects=False)
+        self.retry = retry or RetryPolicy()
+        self.stats = CallStats()
+        self._sleep = sleep
+        self._limits_config = limits or {}
+        self._default_limit = default_limit
+        self._limiters: dict[str, RateLimiter] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def limiter(self, operation: str) -> RateLimiter | None:
+        with self._lock:
+            if operation not in self._limiters:
+                spec = self._limits_config.get(operation, self._default_limit)
+                if spec is None:
+                    return None
+                self._limiters[operation] = RateLimiter(*spec, sleep=self._sleep)
+            return self._limiters[operation]
+
+    # Subclass hooks
+    def _prepare(self, request: httpx.Request, operation: str) -> httpx.Request:
+        """Add auth (and a fresh signature) to one attempt."""
+        return request
+
+    def _check(self, response: httpx.Response, operation: str) -> Any:
+        """Return the decoded payload or raise a typed PlatformError."""
+        raise NotImplementedError
+
+    def _refresh_auth(self) -> None:
+        """Get a new access token after TokenExpiredError (once per call)."""
+        raise NotImplementedError
+
+    def _cost(self, operation: str, kwargs: dict) -> float:
+        return 1.0
+
+    def call(self, operation: str, method: str, path: str, *, params: dict | None = None,
+             json: Any = None, content: bytes | None = None, headers: dict | None = None,
+             retry_safe: bool = True, cost: float = 1.0) -> Any:
+        """One logical call: paced, authenticated per attempt, retried when safe, counted.
+
+        `retry_safe=False` (a write without an idempotency key) retries only failures that
+        prove the platform never processed the request (429, connect errors); anything
+        ambiguous (timeout after sending, 5xx, unreadable body) is raised for the caller to
+        reconcile from the remote state.
+        """
+        attempt = 0
+        refreshed = False
+        while True:
+            attempt += 1
+            limiter = self.limiter(operation)
+            if limiter is not None:
+                self.stats.wait_seconds += limiter.acquire(cost)
+            request = self.http.build_request(method, path, params=params, json=json, content=content,
+                                              headers=headers)
+            request = self._prepare(request, operation)
+            self.stats.calls[operation] += 1
+            try:
+                response = self.http.send(request)
+            except httpx.ConnectError as exc:
+                error: PlatformError = RetryableError(self.platform, operation, f"connection failed: {type(exc).__name__}")
+                sent = False
+            except httpx.TimeoutException as exc:
+                error = RetryableError(self.platform, operation, f"timed out: {type(exc).__name__}")
+                sent = not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
+            except httpx.TransportError as exc:
+                error = RetryableError(self.platform, operation, f"transport error: {type(exc).__name__}")
+                sent = True
+            else:
+                try:
+                    return self._check(response, operation)
+                except TokenExpiredError as exc:
+                    if refreshed:
+                        self.stats.failures[operation] += 1
+                        raise
+                    refreshed = True
+                    self._refresh_auth()
+                    attempt -= 1  # a refresh is not a failed attempt
+                    continue
+                except PlatformError as exc:
+                    error = exc
+                    sent = not isinstance(exc, ThrottledError)
+            if isinstance(error, ThrottledError):
+                self.stats.throttled[operation] += 1
+                if limiter is not None:
+                    limiter.drain()
+            may_retry = error.retryable and (retry_safe or not sent)
+            if not may_retry or attempt >= self.retry.max_attempts:
+                self.stats.failures[operation] += 1
+                raise error
+            wait = self.retry.delay(attempt, getattr(error, "retry_after", None))
+            self.stats.retries[operation] += 1
+            log.info("%s %s: %s; retry %d in %.1fs", self.platform, operation, error.platform_message, attempt, wait)
+            self._sleep(wait)
+            self.stats.wait_seconds += wait
+
+
+def pages(fetch: Callable[[Any], tuple[list, Any]], first_cursor: Any = None, *, platform: str,
+          operation: str, key: Callable[[Any], Any] | None = None) -> Iterator[Any]:
+    """Yield items page by page from `fetch(cursor) -> (items, next_cursor or None)`.
+
+    Stops with PagingError when a cursor comes back twice or a page repeats items already
+    seen (a loop that would otherwise never end).
+    """
+    seen_cursors: set = set()
+    seen_keys: set = set()
+    cursor = first_cursor
+    while True:
+        items, next_cursor = fetch(cursor)
+        if key is not None:
+            page_keys = [key(item) for item in items]
+            repeated = seen_keys.intersection(page_keys)
+            if repeated and len(repeated) == len(page_keys):
+                raise PagingError(platform, operation, f"page after cursor {cursor!r} repeats {len(repeated)} items already seen")
+            seen_keys.update(page_keys)
+        yield from items
+        if next_cursor in (None, ""):
+            return
+        if next_cursor == cursor or next_cursor in seen_cursors:
+            raise PagingError(platform, operation, f"cursor {next_cursor!r} came back: the listing loops")
+        seen_cursors.add(next_cursor)
+        cursor = next_cursor
+
+
+def chunked(values: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for value in values:
+        batch.append(value)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,85 @@
+"""Shared client machinery: quotas, backoff, paging guards, connection parsing."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from include.platforms.base import ConfigurationError, PagingError, RateLimiter, RetryPolicy, chunked, pages
+from include.platforms.connection import base_url_of
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_rate_limiter_burst_then_steady_rate():
+    clock = FakeClock()
+    limiter = RateLimiter(rate=2, burst=30, clock=clock, sleep=clock.sleep)
+    for _ in range(30):
+        assert limiter.acquire() == 0
+    # the next 10 calls are paced at 2/s: 5 seconds in all
+    for _ in range(10):
+        limiter.acquire()
+    assert clock.now == pytest.approx(5.0)
+
+
+def test_rate_limiter_cost_and_drain():
+    clock = FakeClock()
+    limiter = RateLimiter(rate=100, burst=2000, clock=clock, sleep=clock.sleep)
+    assert limiter.acquire(1500) == 0
+    assert limiter.acquire(600) == pytest.approx(1.0)  # 100 short, 100/s
+    limiter.drain()
+    assert limiter.acquire(50) == pytest.approx(0.5)
+
+
+def test_rate_limiter_rejects_nonsense():
+    with pytest.raises(ConfigurationError):
+        RateLimiter(rate=0, burst=1)
+
+
+def test_backoff_grows_caps_and_honours_hint():
+    policy = RetryPolicy(base=1, cap=8, rng=random.Random(1))
+    delays = [policy.delay(n) for n in range(1, 7)]
+    assert all(lo <= d <= hi for d, (lo, hi) in zip(delays, [(0.5, 1), (1, 2), (2, 4), (4, 8), (4, 8), (4, 8)]))
+    assert policy.delay(1, hint=25) == 25
+
+
+def test_pages_follows_cursors_to_the_end():
+    book = {None: ([1, 2], "a"), "a": ([3, 4], "b"), "b": ([5], "")}
+    assert list(pages(lambda c: book[c], platform="p", operation="op", key=lambda x: x)) == [1, 2, 3, 4, 5]
+
+
+def test_pages_detects_cursor_loop():
+    book = {None: ([1], "a"), "a": ([2], "b"), "b": ([3], "a")}
+    with pytest.raises(PagingError, match="cursor 'a' came back"):
+        list(pages(lambda c: book[c], platform="p", operation="op"))
+
+
+def test_pages_detects_repeated_page():
+    book = {None: ([1, 2], "a"), "a": ([1, 2], "b")}
+    with pytest.raises(PagingError, match="repeats 2 items"):
+        list(pages(lambda c: book[c], platform="p", operation="op", key=lambda x: x))
+
+
+def test_chunked():
+    assert list(chunked(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def test_base_url_forms():
+    assert base_url_of("c", "127.0.0.1", "http", 8801) == "http://127.0.0.1:8801"
+    assert base_url_of("c", "https://open-api.example.com/", None, None) == "https://open-api.example.com"
+    assert base_url_of("c", "api.example.com", None, None) == "https://api.example.com"
+    with pytest.raises(ConfigurationError, match="connection 'c': host is required"):
+        base_url_of("c", None, "http", None)
+    with pytest.raises(ConfigurationError, match="schema must be http or https"):
+        base_url_of("c", "h", "ftp", None)
