@@ -1,0 +1,176 @@
+"""The decision rules of DESIGN §3 as one pure function: joined order + policy + now -> Decision.
+
+Rule precedence: out of scope first, then a pending buyer cancellation (C1-C4, E1), then
+shipping (T1, T2, N1, E1). Every side effect carries an idempotency key derived from the
+objects it touches, so re-deciding the same situation never yields a second effect.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from include.model import (
+    ADD_NOTE, APPROVE_CANCELLATION, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, ESCALATE, POST_TRACKING,
+    REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL, Action, Decision, Fulfillment, FulfillmentState,
+    JoinedOrder, LinkProblem, Package,
+)
+from include.policy import Policy
+
+SHIPPABLE_STATUSES = ("AWAITING_SHIPMENT", "PARTIALLY_SHIPPING")
+IN_SCOPE_FULFILLMENT = "FULFILLMENT_BY_SELLER"
+
+
+def near_sla(order: JoinedOrder, policy: Policy, now: datetime) -> bool:
+    return order.rts_sla_time - now <= timedelta(hours=policy.horizon_hours)
+
+
+def escalate(order: JoinedOrder, rule: str, code: str, detail: str, *extra: Action) -> Decision:
+    action = Action(ESCALATE, f"ledger:escalation/{order.tiktok_order_id}",
+                    {"tiktok_order_id": order.tiktok_order_id, "reason_code": code, "detail": detail},
+                    f"escalate:{order.tiktok_order_id}:{code}")
+    return Decision(order.tiktok_order_id, rule, f"{code}: {detail}", (*extra, action))
+
+
+def nothing(order: JoinedOrder, reason: str) -> Decision:
+    return Decision(order.tiktok_order_id, "-", reason)
+
+
+def post_tracking_actions(order: JoinedOrder) -> tuple[Action, ...]:
+    """One Mark-As-Shipped per package: a single package ships the whole order."""
+    packages = [p for p in order.fulfillment.packages if p.tracking_number]
+    whole_order = len(packages) == 1 or not all(p.line_item_ids for p in packages)
+    chosen = packages[:1] if whole_order else packages
+    return tuple(
+        Action(POST_TRACKING, f"tiktok:order/{order.tiktok_order_id}",
+               {"tiktok_order_id": order.tiktok_order_id, "tracking_number": p.tracking_number,
+                "carrier": p.carrier, "shipping_provider_id": p.provider_id,
+                "order_line_item_ids": [] if whole_order else list(p.line_item_ids)},
+               f"post_tracking:{order.tiktok_order_id}:{p.tracking_number}")
+        for p in chosen)
+
+
+def unmapped(packages: tuple[Package, ...]) -> list[str]:
+    return sorted({p.carrier for p in packages if p.tracking_number and not p.provider_id})
+
+
+def cancel_fulfillment_action(order: JoinedOrder) -> Action:
+    f = order.fulfillment
+    return Action(CANCEL_FULFILLMENT, f"{f.fulfiller}:fulfillment_order/{f.order_id}",
+                  {"fulfiller": f.fulfiller, "fulfillment_order_id": f.order_id},
+                  f"cancel_fulfillment:{f.fulfiller}:{f.order_id}")
+
+
+def verify_action(order: JoinedOrder, policy: Policy) -> Action:
+    f = order.fulfillment
+    return Action(VERIFY_FULFILLMENT_CANCEL, f"{f.fulfiller}:fulfillment_order/{f.order_id}",
+                  {"fulfiller": f.fulfiller, "fulfillment_order_id": f.order_id,
+                   "timeout_minutes": policy.cancel_verify_timeout_minutes},
+                  f"verify_fulfillment_cancel:{f.fulfiller}:{f.order_id}")
+
+
+def refund_actions(order: JoinedOrder, policy: Policy) -> tuple[Action, ...]:
+    """Cancel the Shopify order (refund, restock per policy) unless done, then approve on TikTok."""
+    actions = []
+    if not (order.shopify_cancelled or order.saga.shopify_cancelled):
+        actions.append(Action(
+            CANCEL_SHOPIFY, f"shopify:order/{order.shopify_order_id}",
+            {"shopify_order_id": order.shopify_order_id, "reason": "CUSTOMER", "refund_method": policy.refund_method,
+             "restock": policy.restock, "notify_customer": policy.notify_customer,
+             "staff_note": f"TikTok buyer cancellation {order.cancellation.cancel_id}"},
+            f"cancel_shopify_order:{order.shopify_order_id}"))
+    actions.append(Action(
+        APPROVE_CANCELLATION, f"tiktok:cancellation/{order.cancellation.cancel_id}",
+        {"cancel_id": order.cancellation.cancel_id, "tiktok_order_id": order.tiktok_order_id},
+        f"approve_cancellation:{order.cancellation.cancel_id}"))
+    return tuple(actions)
+
+
+def decide_cancellation(order: JoinedOrder, policy: Policy, now: datetime) -> Decision:
+    if order.link_problem in (LinkProblem.NO_SHOPIFY_MATCH, LinkProblem.AMBIGUOUS_SHOPIFY_MATCH,
+                              LinkProblem.AMBIGUOUS_FULFILLMENT_ORDER):
+        return escalate(order, "E1", order.link_problem.value,
+                        "buyer cancellation pending but the order cannot be matched safely")
+    f = order.fulfillment
+    if f is None:
+        return Decision(order.tiktok_order_id, "C2", "buyer cancellation pending, no fulfillment order exists",
+                        refund_actions(order, policy))
+    if f.state == FulfillmentState.CANCELLED:
+        return Decision(order.tiktok_order_id, "C1", f"fulfiller order {f.order_id} shows cancelled: refund and approve",
+                        refund_actions(order, policy))
+    if f.state == FulfillmentState.FAILED:
+        return escalate(order, "E1", "fulfiller_failed",
+                        f"buyer cancellation pending and {f.fulfiller} order {f.order_id} is {f.status}")
+    requested = order.saga.fulfiller_cancel_requested_at
+    if requested is not None:
+        if f.cancellable and now - requested < timedelta(minutes=policy.cancel_verify_timeout_minutes):
+            return Decision(order.tiktok_order_id, "C1", f"waiting for {f.fulfiller} to show the cancel of {f.order_id}",
+                            (verify_action(order, policy), *refund_actions(order, policy)))
+        return escalate(order, "C4", "fulfiller_cancel_not_verified",
+                        f"cancel of {f.fulfiller} order {f.order_id} requested at {requested:%Y-%m-%dT%H:%M:%SZ} "
+                        f"but it is {f.status}; not approved, not refunded")
+    if f.cancellable:
+        return Decision(order.tiktok_order_id, "C1", f"{f.fulfiller} order {f.order_id} is {f.status} with no shipment",
+                        (cancel_fulfillment_action(order), verify_action(order, policy), *refund_actions(order, policy)))
+    # Shipped or picking started: too late to stop the parcel.
+    if policy.c3_action == "escalate":
+        return escalate(order, "C3", "cancel_after_packing", f"{f.fulfiller} order {f.order_id} is {f.status}")
+    reject = Action(REJECT_CANCELLATION, f"tiktok:cancellation/{order.cancellation.cancel_id}",
+                    {"cancel_id": order.cancellation.cancel_id, "tiktok_order_id": order.tiktok_order_id,
+                     "reject_reason": policy.reject_reason},
+                    f"reject_cancellation:{order.cancellation.cancel_id}")
+    extra: tuple[Action, ...] = ()
+    if not order.tracking_number and f.has_tracking:
+        missing = unmapped(f.packages)
+        if missing:
+            extra = escalate(order, "T2", "carrier_unmapped", f"carrier {', '.join(missing)} maps to no TikTok provider").actions
+        else:
+            extra = post_tracking_actions(order)
+    return Decision(order.tiktok_order_id, "C3", f"{f.fulfiller} order {f.order_id} is {f.status}: reject the cancellation",
+                    (reject, *extra))
+
+
+def decide_shipping(order: JoinedOrder, policy: Policy, now: datetime) -> Decision:
+    if order.status not in SHIPPABLE_STATUSES:
+        return nothing(order, f"TikTok status {order.status}")
+    if order.tracking_number:
+        return nothing(order, "tracking already on TikTok")
+    age = now - order.create_time
+    due = near_sla(order, policy, now)
+    if order.link_problem in (LinkProblem.AMBIGUOUS_SHOPIFY_MATCH, LinkProblem.AMBIGUOUS_FULFILLMENT_ORDER):
+        return escalate(order, "E1", order.link_problem.value, "several candidate orders; never guessed")
+    if order.link_problem == LinkProblem.NO_SHOPIFY_MATCH:
+        if due or age > timedelta(minutes=policy.no_shopify_grace_minutes):
+            return escalate(order, "E1", "no_shopify_match", "no Shopify order carries this TikTok id")
+        return nothing(order, "no Shopify order yet (within grace)")
+    f: Fulfillment | None = order.fulfillment
+    if f is None:
+        if due or age > timedelta(minutes=policy.no_fulfillment_grace_minutes):
+            return escalate(order, "E1", "no_fulfillment_order", "no Amazon MCF or ShipBob order for the Shopify order")
+        return nothing(order, "no fulfillment order yet (within grace)")
+    if f.state in (FulfillmentState.FAILED, FulfillmentState.CANCELLED):
+        return escalate(order, "E1", "fulfiller_failed", f"{f.fulfiller} order {f.order_id} is {f.status}")
+    if f.has_tracking:
+        missing = unmapped(f.packages)
+        if missing:
+            return escalate(order, "T2", "carrier_unmapped",
+                            f"carrier {', '.join(missing)} maps to no TikTok provider; tracking can be corrected once")
+        if f.state == FulfillmentState.PARTIALLY_SHIPPED and not all(p.line_item_ids for p in f.packages if p.tracking_number):
+            return escalate(order, "E1", "partial_shipment_items_unknown",
+                            "part of the order shipped but the shipped line items are unknown")
+        return Decision(order.tiktok_order_id, "T1", f"{f.fulfiller} shipped with tracking", post_tracking_actions(order))
+    if due:
+        note = Action(ADD_NOTE, f"shopify:order/{order.shopify_order_id}",
+                      {"shopify_order_id": order.shopify_order_id, "tiktok_order_id": order.tiktok_order_id,
+                       "note": policy.note_text, "tag": policy.note_tag, "fulfiller_status": f.status},
+                      f"add_note:{order.tiktok_order_id}:{f.fulfiller}:{f.status}")
+        return Decision(order.tiktok_order_id, "N1", f"due {order.rts_sla_time:%Y-%m-%dT%H:%M:%SZ}, "
+                        f"{f.fulfiller} order {f.status}, no tracking yet", (note,))
+    return nothing(order, f"{f.fulfiller} order {f.status}, not yet near SLA")
+
+
+def decide(order: JoinedOrder, policy: Policy, now: datetime) -> Decision:
+    """Zero or more actions for one order, naming the rule (DESIGN §3)."""
+    if order.fulfillment_type != IN_SCOPE_FULFILLMENT:
+        return nothing(order, f"{order.fulfillment_type}: shipped by TikTok, out of scope")
+    if order.cancellation is not None and order.cancellation.pending and order.status != "CANCELLED":
+        return decide_cancellation(order, policy, now)
+    return decide_shipping(order, policy, now)

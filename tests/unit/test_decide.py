@@ -1,0 +1,233 @@
+"""The decision rules (one test per rule) and DESIGN §3's safety invariants as properties."""
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from include.decide import decide
+from include.model import (
+    ADD_NOTE, APPROVE_CANCELLATION, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, ESCALATE, POST_TRACKING,
+    REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL, Cancellation, Fulfillment, FulfillmentState, JoinedOrder,
+    LinkProblem, Package, SagaState,
+)
+from include.policy import Policy, PolicyError, policy_from_dict
+
+NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
+POLICY = Policy()
+UPS = Package("UPS", "1Z999AA10123456784", provider_id="7117858858072016686")
+
+
+def order(**changes) -> JoinedOrder:
+    base = JoinedOrder(
+        tiktok_order_id="576000000000000001", status="AWAITING_SHIPMENT", fulfillment_type="FULFILLMENT_BY_SELLER",
+        create_time=NOW - timedelta(days=1), rts_sla_time=NOW + timedelta(hours=6),
+        shipping_due_time=NOW + timedelta(days=5), tracking_number="", line_item_ids=("577000000000000001",),
+        shopify_order_ids=("6100000001",), match_rule="source_identifier",
+        fulfillment=Fulfillment("amazon_mcf", "1001", "Planning", FulfillmentState.NOT_STARTED))
+    return replace(base, **changes)
+
+
+def shipped(*packages: Package, fulfiller="amazon_mcf", state=FulfillmentState.SHIPPED) -> Fulfillment:
+    return Fulfillment(fulfiller, "1001", "Complete", state, packages=packages, shipment_started=True)
+
+
+PENDING = Cancellation("4035000000000000001", "CANCELLATION_REQUEST_PENDING", NOW + timedelta(hours=40))
+
+
+def kinds(decision) -> list[str]:
+    return [a.kind for a in decision.actions]
+
+
+# One test per rule -----------------------------------------------------------------------------
+
+def test_t1_posts_tracking_even_far_from_sla():
+    d = decide(order(rts_sla_time=NOW + timedelta(days=3), fulfillment=shipped(UPS)), POLICY, NOW)
+    assert d.rule == "T1" and kinds(d) == [POST_TRACKING]
+    params = d.actions[0].params
+    assert params["tracking_number"] == UPS.tracking_number
+    assert params["shipping_provider_id"] == UPS.provider_id and params["order_line_item_ids"] == []
+    assert d.actions[0].idempotency_key == f"post_tracking:576000000000000001:{UPS.tracking_number}"
+
+
+def test_t1_partial_shipment_posts_the_shipped_line_items():
+    p1 = Package("UPS", "1ZA", "p-ups", ("577a",))
+    p2 = Package("USPS", "9400B", "p-usps", ("577b",))
+    d = decide(order(status="PARTIALLY_SHIPPING", line_item_ids=("577a", "577b"),
+                     fulfillment=shipped(p1, p2, state=FulfillmentState.PARTIALLY_SHIPPED)), POLICY, NOW)
+    assert d.rule == "T1" and [a.params["order_line_item_ids"] for a in d.actions] == [["577a"], ["577b"]]
+
+
+def test_t2_unmappable_carrier_escalates_never_posts():
+    d = decide(order(fulfillment=shipped(Package("LOCAL-COURIER-7", "LC1", None))), POLICY, NOW)
+    assert d.rule == "T2" and kinds(d) == [ESCALATE]
+    assert d.actions[0].params["reason_code"] == "carrier_unmapped"
+
+
+def test_n1_note_near_sla_without_tracking():
+    d = decide(order(), POLICY, NOW)
+    assert d.rule == "N1" and kinds(d) == [ADD_NOTE]
+    assert d.actions[0].params["note"] == "Shipping, no tracking ID yet"
+    assert d.actions[0].idempotency_key == "add_note:576000000000000001:amazon_mcf:Planning"
+
+
+def test_n1_past_deadline_still_notes_and_far_orders_wait():
+    assert decide(order(rts_sla_time=NOW - timedelta(hours=2)), POLICY, NOW).rule == "N1"
+    far = decide(order(rts_sla_time=NOW + timedelta(hours=30)), POLICY, NOW)
+    assert far.rule == "-" and far.actions == ()
+    assert decide(order(rts_sla_time=NOW + timedelta(hours=30)), Policy(horizon_hours=48), NOW).rule == "N1"
+
+
+@pytest.mark.parametrize("changes, code", [
+    ({"shopify_order_ids": (), "link_problem": LinkProblem.NO_SHOPIFY_MATCH, "fulfillment": None}, "no_shopify_match"),
+    ({"shopify_order_ids": ("1", "2"), "link_problem": LinkProblem.AMBIGUOUS_SHOPIFY_MATCH}, "ambiguous_shopify_match"),
+    ({"fulfillment": None, "link_problem": LinkProblem.NO_FULFILLMENT_ORDER}, "no_fulfillment_order"),
+    ({"fulfillment": Fulfillment("shipbob", "9000001", "Exception", FulfillmentState.FAILED)}, "fulfiller_failed"),
+    ({"fulfillment": Fulfillment("amazon_mcf", "1001", "Unfulfillable", FulfillmentState.FAILED)}, "fulfiller_failed"),
+])
+def test_e1_escalates_with_reason(changes, code):
+    d = decide(order(**changes), POLICY, NOW)
+    assert d.rule == "E1" and kinds(d) == [ESCALATE] and d.actions[0].params["reason_code"] == code
+
+
+def test_e1_waits_out_the_sync_grace_for_fresh_orders():
+    fresh = order(create_time=NOW - timedelta(minutes=10), rts_sla_time=NOW + timedelta(days=2),
+                  shopify_order_ids=(), link_problem=LinkProblem.NO_SHOPIFY_MATCH, fulfillment=None)
+    assert decide(fresh, POLICY, NOW).rule == "-"
+    assert decide(replace(fresh, create_time=NOW - timedelta(hours=2)), POLICY, NOW).rule == "E1"
+
+
+def test_c1_full_saga_in_order():
+    d = decide(order(cancellation=PENDING), POLICY, NOW)
+    assert d.rule == "C1"
+    assert kinds(d) == [CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL, CANCEL_SHOPIFY, APPROVE_CANCELLATION]
+    cancel_shopify = d.actions[2].params
+    assert cancel_shopify["refund_method"] == "original_payment" and cancel_shopify["restock"] is True
+
+
+def test_c1_resumes_after_verified_cancel_without_second_fulfiller_cancel():
+    f = Fulfillment("amazon_mcf", "1001", "Cancelled", FulfillmentState.CANCELLED)
+    d = decide(order(cancellation=PENDING, fulfillment=f,
+                     saga=SagaState(fulfiller_cancel_requested_at=NOW - timedelta(minutes=5))), POLICY, NOW)
+    assert d.rule == "C1" and kinds(d) == [CANCEL_SHOPIFY, APPROVE_CANCELLATION]
+    done = decide(order(cancellation=PENDING, fulfillment=f, shopify_cancelled=True), POLICY, NOW)
+    assert kinds(done) == [APPROVE_CANCELLATION]
+
+
+def test_c2_no_fulfillment_order():
+    d = decide(order(cancellation=PENDING, fulfillment=None, link_problem=LinkProblem.NO_FULFILLMENT_ORDER), POLICY, NOW)
+    assert d.rule == "C2" and kinds(d) == [CANCEL_SHOPIFY, APPROVE_CANCELLATION]
+
+
+@pytest.mark.parametrize("fulfillment", [
+    shipped(UPS),
+    Fulfillment("shipbob", "9000001", "Processing", FulfillmentState.IN_PROGRESS, shipment_started=True),
+])
+def test_c3_rejects_after_packing_and_posts_known_tracking(fulfillment):
+    d = decide(order(cancellation=PENDING, fulfillment=fulfillment), POLICY, NOW)
+    assert d.rule == "C3" and kinds(d)[0] == REJECT_CANCELLATION
+    assert d.actions[0].params["reject_reason"] == "seller_reject_apply_product_has_been_packed"
+    assert kinds(d)[1:] == ([POST_TRACKING] if fulfillment.has_tracking else [])
+
+
+def test_c3_policy_escalate_instead():
+    d = decide(order(cancellation=PENDING, fulfillment=shipped(UPS)), Policy(c3_action="escalate"), NOW)
+    assert d.rule == "C3" and kinds(d) == [ESCALATE]
+
+
+def test_c4_unverified_cancel_escalates_after_timeout():
+    asked = SagaState(fulfiller_cancel_requested_at=NOW - timedelta(minutes=61))
+    d = decide(order(cancellation=PENDING, saga=asked), POLICY, NOW)
+    assert d.rule == "C4" and kinds(d) == [ESCALATE]
+    waiting = decide(order(cancellation=PENDING, saga=replace(asked, fulfiller_cancel_requested_at=NOW - timedelta(minutes=10))),
+                     POLICY, NOW)
+    assert waiting.rule == "C1" and kinds(waiting)[0] == VERIFY_FULFILLMENT_CANCEL
+    assert CANCEL_FULFILLMENT not in kinds(waiting)
+    moved_on = decide(order(cancellation=PENDING, saga=asked, fulfillment=shipped(UPS)), POLICY, NOW)
+    assert moved_on.rule == "C4" and kinds(moved_on) == [ESCALATE]
+
+
+def test_out_of_scope_and_settled_orders_do_nothing():
+    assert decide(order(fulfillment_type="FULFILLMENT_BY_TIKTOK", fulfillment=shipped(UPS)), POLICY, NOW).actions == ()
+    assert decide(order(status="CANCELLED", fulfillment=shipped(UPS)), POLICY, NOW).actions == ()
+    assert decide(order(status="IN_TRANSIT", tracking_number="1Z1"), POLICY, NOW).actions == ()
+    assert decide(order(tracking_number="1Z1", fulfillment=shipped(UPS)), POLICY, NOW).actions == ()
+
+
+def test_policy_validation_names_the_setting():
+    with pytest.raises(PolicyError, match="policy.c3_action: 'ignore'"):
+        policy_from_dict({"c3_action": "ignore"})
+    with pytest.raises(PolicyError, match="unknown setting"):
+        policy_from_dict({"horizon": 5})
+    with pytest.raises(PolicyError, match="policy.horizon_hours"):
+        policy_from_dict({"horizon_hours": -1})
+    assert policy_from_dict({"horizon_hours": 12}).version != Policy().version
+
+
+# Safety invariants as properties over generated joined rows ------------------------------------
+
+packages = st.builds(Package, carrier=st.sampled_from(["UPS", "USPS", "LOCAL-COURIER-7"]),
+                     tracking_number=st.sampled_from(["", "1ZX", "9400Y"]),
+                     provider_id=st.sampled_from([None, "p1"]),
+                     line_item_ids=st.sampled_from([(), ("577a",), ("577b",)]))
+fulfillments = st.one_of(st.none(), st.builds(
+    Fulfillment, fulfiller=st.sampled_from(["amazon_mcf", "shipbob"]), order_id=st.just("F1"),
+    status=st.sampled_from(["Planning", "Processing", "Complete", "Cancelled", "Unfulfillable"]),
+    state=st.sampled_from(list(FulfillmentState)), packages=st.lists(packages, max_size=3).map(tuple),
+    shipment_started=st.booleans()))
+cancellations = st.one_of(st.none(), st.builds(
+    Cancellation, cancel_id=st.just("4035"), deadline=st.just(NOW),
+    status=st.sampled_from(["CANCELLATION_REQUEST_PENDING", "CANCELLATION_REQUEST_SUCCESS", "CANCELLATION_REQUEST_CANCEL"])))
+joined = st.builds(
+    JoinedOrder, tiktok_order_id=st.just("576x"),
+    status=st.sampled_from(["AWAITING_SHIPMENT", "PARTIALLY_SHIPPING", "AWAITING_COLLECTION", "IN_TRANSIT", "CANCELLED"]),
+    fulfillment_type=st.sampled_from(["FULFILLMENT_BY_SELLER", "FULFILLMENT_BY_TIKTOK"]),
+    create_time=st.just(NOW - timedelta(days=2)),
+    rts_sla_time=st.integers(-48, 96).map(lambda h: NOW + timedelta(hours=h)),
+    shipping_due_time=st.none(), tracking_number=st.sampled_from(["", "1ZOLD"]),
+    line_item_ids=st.just(("577a", "577b")), cancellation=cancellations,
+    shopify_order_ids=st.sampled_from([(), ("61",), ("61", "62")]), shopify_cancelled=st.booleans(),
+    link_problem=st.sampled_from([None, *LinkProblem]), fulfillment=fulfillments,
+    saga=st.builds(SagaState, fulfiller_cancel_requested_at=st.sampled_from([None, NOW - timedelta(minutes=5),
+                                                                             NOW - timedelta(hours=5)]),
+                   shopify_cancelled=st.booleans()))
+policies = st.builds(Policy, c3_action=st.sampled_from(["reject", "escalate"]),
+                     horizon_hours=st.sampled_from([0.0, 24.0, 72.0]))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(joined, policies)
+def test_safety_invariants(row, policy):
+    d = decide(row, policy, NOW)
+    ks = kinds(d)
+    f = row.fulfillment
+    # never cancel a fulfillment order that has a shipped package or a tracking number
+    if CANCEL_FULFILLMENT in ks:
+        assert f is not None and not f.packages and not f.has_tracking and not f.shipment_started
+        assert f.state == FulfillmentState.NOT_STARTED and row.saga.fulfiller_cancel_requested_at is None
+    # never approve or refund unless the fulfiller cancel is verified (or there is no fulfillment order)
+    for kind in (APPROVE_CANCELLATION, CANCEL_SHOPIFY):
+        if kind in ks:
+            verified_in_plan = VERIFY_FULFILLMENT_CANCEL in ks and ks.index(VERIFY_FULFILLMENT_CANCEL) < ks.index(kind)
+            assert f is None or f.state == FulfillmentState.CANCELLED or verified_in_plan
+            assert row.cancellation is not None and row.cancellation.pending
+    if APPROVE_CANCELLATION in ks and CANCEL_SHOPIFY in ks:
+        assert ks.index(CANCEL_SHOPIFY) < ks.index(APPROVE_CANCELLATION)
+    # never post tracking to a cancelled order or one that has tracking, nor with an unmapped carrier
+    for action in d.actions:
+        if action.kind == POST_TRACKING:
+            assert row.status != "CANCELLED" and not row.tracking_number
+            assert action.params["shipping_provider_id"] and action.params["tracking_number"]
+    # an ambiguous join never acts
+    if row.link_problem in (LinkProblem.AMBIGUOUS_SHOPIFY_MATCH, LinkProblem.AMBIGUOUS_FULFILLMENT_ORDER):
+        assert set(ks) <= {ESCALATE}
+    if row.fulfillment_type != "FULFILLMENT_BY_SELLER":
+        assert ks == []
+    # each effect has its own key, and deciding again gives the same plan (at-most-once via the ledger)
+    keys = [a.idempotency_key for a in d.actions]
+    assert len(keys) == len(set(keys))
+    assert decide(row, policy, NOW) == d
+    assert d.rule in {"-", "T1", "T2", "N1", "E1", "C1", "C2", "C3", "C4"}
