@@ -28,3 +28,28 @@ def run_sandbox():
     yield start
     for server in started:
         server.stop()
+
+
+PG_BASE = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def warehouse_url(request, tmp_path):
+    """A fresh, empty warehouse on SQLite (a temp file) and on the machine's PostgreSQL (own schema)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'warehouse.db'}"
+        return
+    import uuid
+
+    import sqlalchemy as sa
+
+    schema = f"orderops_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_BASE)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()

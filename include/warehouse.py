@@ -1,0 +1,254 @@
+"""The warehouse: staging tables, links, decisions, the action ledger and run summaries.
+
+SQLAlchemy Core, so the same code and statements run on SQLite (embedded default) and
+PostgreSQL (production). Every statement is parameterised: ids from the platforms never reach
+SQL text. The pipeline creates or upgrades the schema itself (`Warehouse.migrate`).
+Buyer names, addresses and emails are never stored (see `include.staging`).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+metadata = sa.MetaData()
+TS = sa.DateTime(timezone=True)
+
+
+def _staging(name: str, key: str, *columns: sa.Column) -> sa.Table:
+    """A staging table: natural key per shop, typed columns, raw JSON and where it came from."""
+    return sa.Table(
+        name, metadata,
+        sa.Column("shop", sa.String(64), primary_key=True),
+        sa.Column(key, sa.String(64), primary_key=True),
+        *columns,
+        sa.Column("raw", sa.JSON, nullable=False),
+        sa.Column("snapshot_run_id", sa.String(250), nullable=False),
+        sa.Column("extracted_at", TS, nullable=False),
+        sa.Column("source_request_id", sa.String(128)),
+    )
+
+
+stg_tiktok_orders = _staging(
+    "stg_tiktok_orders", "tiktok_order_id",
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("fulfillment_type", sa.String(32), nullable=False),
+    sa.Column("create_time", TS, nullable=False),
+    sa.Column("update_time", TS, nullable=False),
+    sa.Column("rts_sla_time", TS),
+    sa.Column("shipping_due_time", TS),
+    sa.Column("rts_time", TS),
+    sa.Column("tracking_number", sa.String(64), nullable=False),
+    sa.Column("shipping_provider_id", sa.String(64), nullable=False),
+    sa.Column("is_buyer_request_cancel", sa.Boolean, nullable=False),
+    sa.Column("line_items", sa.JSON, nullable=False),
+)
+stg_tiktok_cancellations = _staging(
+    "stg_tiktok_cancellations", "cancel_id",
+    sa.Column("tiktok_order_id", sa.String(64), nullable=False, index=True),
+    sa.Column("status", sa.String(48), nullable=False),
+    sa.Column("cancel_type", sa.String(32)),
+    sa.Column("role", sa.String(16)),
+    sa.Column("create_time", TS, nullable=False),
+    sa.Column("update_time", TS, nullable=False),
+    sa.Column("deadline", TS),
+)
+stg_shopify_orders = _staging(
+    "stg_shopify_orders", "shopify_order_id",
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("source_identifier", sa.String(128)),
+    sa.Column("tiktok_ids", sa.JSON, nullable=False),   # [{"tiktok_order_id": ..., "rule": ...}]
+    sa.Column("cancelled_at", TS),
+    sa.Column("financial_status", sa.String(32)),
+    sa.Column("fulfillment_status", sa.String(32)),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+stg_amazon_fulfillment_orders = _staging(
+    "stg_amazon_fulfillment_orders", "seller_fulfillment_order_id",
+    sa.Column("displayable_order_id", sa.String(64)),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("status_updated_at", TS),
+    sa.Column("received_at", TS),
+    sa.Column("shipments", sa.JSON, nullable=False),
+)
+stg_shipbob_orders = _staging(
+    "stg_shipbob_orders", "shipbob_order_id",
+    sa.Column("reference_id", sa.String(128), index=True),
+    sa.Column("order_number", sa.String(128)),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("last_update_at", TS),
+    sa.Column("shipments", sa.JSON, nullable=False),
+)
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("shop", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("dag_id", sa.String(250), nullable=False),
+    sa.Column("window_start", TS),
+    sa.Column("window_end", TS),
+    sa.Column("decided_at", TS),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("finished_at", TS),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("policy_version", sa.String(32)),
+    sa.Column("dry_run", sa.Boolean, nullable=False, default=False),
+    sa.Column("summary", sa.JSON),
+)
+validation_results = sa.Table(
+    "validation_results", metadata,
+    sa.Column("shop", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("platform", sa.String(32), primary_key=True),
+    sa.Column("success", sa.Boolean, nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("failures", sa.JSON, nullable=False),
+    sa.Column("checked_at", TS, nullable=False),
+)
+order_links = sa.Table(
+    "order_links", metadata,
+    sa.Column("shop", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("tiktok_order_id", sa.String(64), primary_key=True),
+    sa.Column("shopify_order_ids", sa.JSON, nullable=False),
+    sa.Column("match_rule", sa.String(32)),
+    sa.Column("fulfiller", sa.String(16)),
+    sa.Column("fulfillment_order_id", sa.String(64)),
+    sa.Column("link_problem", sa.String(48)),
+)
+decisions = sa.Table(
+    "decisions", metadata,
+    sa.Column("shop", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("tiktok_order_id", sa.String(64), primary_key=True),
+    sa.Column("rule", sa.String(8), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("actions", sa.JSON, nullable=False),          # idempotency keys, in order
+    sa.Column("inputs", sa.JSON, nullable=False),           # snapshot run id of each input row
+    sa.Column("policy_version", sa.String(32), nullable=False),
+    sa.Column("decided_at", TS, nullable=False),
+)
+action_ledger = sa.Table(
+    "action_ledger", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("shop", sa.String(64), nullable=False),
+    sa.Column("idempotency_key", sa.String(255), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("target", sa.String(255), nullable=False),
+    sa.Column("tiktok_order_id", sa.String(64), nullable=False, index=True),
+    sa.Column("rule", sa.String(8), nullable=False),
+    sa.Column("decision_run_id", sa.String(250), nullable=False),
+    sa.Column("request", sa.JSON, nullable=False),
+    sa.Column("response", sa.JSON),
+    sa.Column("platform_request_id", sa.String(128)),
+    sa.Column("state", sa.String(16), nullable=False),     # pending in_flight succeeded failed skipped
+    sa.Column("detail", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("lease_owner", sa.String(255)),
+    sa.Column("lease_until", TS),
+    sa.Column("dag_id", sa.String(250)),
+    sa.Column("run_id", sa.String(250)),
+    sa.Column("task_id", sa.String(250)),
+    sa.Column("try_number", sa.Integer),
+    sa.Column("map_index", sa.Integer),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.UniqueConstraint("shop", "idempotency_key", name="uq_action_ledger_key"),
+)
+schema_version = sa.Table(
+    "orderops_schema", metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", TS, nullable=False),
+)
+
+# Each entry upgrades the schema by one version; never edit a released one, append.
+MIGRATIONS: list = [
+    lambda conn: metadata.create_all(conn, tables=[t for t in metadata.sorted_tables if t is not schema_version]),
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands timestamps back naive; they were written in UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Warehouse:
+    """One warehouse database (SQLAlchemy URL); safe to share across threads."""
+
+    def __init__(self, url: str):
+        self.url = url
+        kwargs: dict[str, Any] = {"future": True}
+        if url.startswith("sqlite"):
+            # concurrent task processes share the file: wait for locks rather than failing
+            kwargs["connect_args"] = {"timeout": 60}
+        self.engine = sa.create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.dialect = self.engine.dialect.name
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema; returns the version now in place."""
+        with self.engine.begin() as conn:
+            schema_version.create(conn, checkfirst=True)
+            current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+            for version, step in enumerate(MIGRATIONS[current:], start=current + 1):
+                step(conn)
+                conn.execute(schema_version.insert().values(version=version, applied_at=utcnow()))
+            return len(MIGRATIONS)
+
+    def upsert(self, table: sa.Table, rows: Iterable[dict], conn=None) -> int:
+        """Insert or replace rows by primary key, in one statement per batch."""
+        rows = list(rows)
+        if not rows:
+            return 0
+        key = [c.name for c in table.primary_key.columns]
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        count = 0
+        with _maybe_begin(self.engine, conn) as c:
+            for start in range(0, len(rows), 500):
+                batch = rows[start:start + 500]
+                stmt = dialect.insert(table).values(batch)
+                update = {col: stmt.excluded[col] for col in batch[0] if col not in key}
+                stmt = stmt.on_conflict_do_update(index_elements=key, set_=update) if update else \
+                    stmt.on_conflict_do_nothing(index_elements=key)
+                count += c.execute(stmt).rowcount or 0
+        return count
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+class _maybe_begin:
+    """Use the caller's transaction when given one, else open and commit our own."""
+
+    def __init__(self, engine: sa.Engine, conn):
+        self.engine = engine
+        self.conn = conn
+        self._ctx = None
+
+    def __enter__(self):
+        if self.conn is not None:
+            return self.conn
+        self._ctx = self.engine.begin()
+        return self._ctx.__enter__()
+
+    def __exit__(self, *exc):
+        if self._ctx is not None:
+            return self._ctx.__exit__(*exc)
+        return False
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.close()
