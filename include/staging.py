@@ -1,0 +1,243 @@
+"""Platform payloads -> staging rows: typed columns plus raw JSON with buyer PII removed.
+
+Each `*_row` function takes one object as the platform's API returns it and raises
+`BadRecord` (with the field at fault) when it cannot be staged; the extract step quarantines
+such records with the reason instead of failing the run.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+# Keys whose values identify or locate the buyer: dropped from `raw` at any depth.
+PII_KEYS = frozenset({
+    "recipient_address", "buyer_email", "buyer_message", "email", "phone", "phone_number", "name_on_card",
+    "customer", "shippingAddress", "billingAddress", "destinationAddress", "recipient", "notificationEmails",
+    "contactEmail", "contactPhone", "full_name", "first_name", "last_name", "address1", "address2",
+    "shipping_address", "billing_address", "note",
+})
+TIKTOK_ID = re.compile(r"(?<!\d)(\d{18,19})(?!\d)")
+
+
+class BadRecord(ValueError):
+    """A platform record that cannot be staged; the message names the field."""
+
+
+def strip_pii(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: strip_pii(v) for k, v in value.items() if k not in PII_KEYS}
+    if isinstance(value, list):
+        return [strip_pii(v) for v in value]
+    return value
+
+
+def _field(obj: dict, key: str, kind: type | tuple[type, ...], where: str, *, required: bool = True) -> Any:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise BadRecord(f"{where}: {key} is missing")
+        return None
+    if isinstance(value, bool) and kind is not bool:
+        raise BadRecord(f"{where}: {key} has the wrong type (bool)")
+    if not isinstance(value, kind):
+        raise BadRecord(f"{where}: {key} has the wrong type ({type(value).__name__})")
+    return value
+
+
+# Unix seconds outside 2015..2100 are treated as corrupt rather than believed.
+_MIN_TS, _MAX_TS = 1420070400, 4102444800
+
+
+def unix_time(obj: dict, key: str, where: str, *, required: bool = True) -> datetime | None:
+    value = _field(obj, key, int, where, required=required)
+    if value in (None, 0) and not required:
+        return None
+    if not _MIN_TS <= value <= _MAX_TS:
+        raise BadRecord(f"{where}: {key}={value} is not a plausible time")
+    return datetime.fromtimestamp(value, tz=timezone.utc)
+
+
+def iso_time(obj: dict, key: str, where: str, *, required: bool = True) -> datetime | None:
+    value = _field(obj, key, str, where, required=required)
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRecord(f"{where}: {key}={value!r} is not an ISO-8601 time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    if not 2015 <= parsed.year <= 2100:
+        raise BadRecord(f"{where}: {key}={value!r} is not a plausible time")
+    return parsed.astimezone(timezone.utc)
+
+
+def tiktok_order_row(order: dict) -> dict:
+    if not isinstance(order, dict):
+        raise BadRecord("tiktok order: not an object")
+    order_id = _field(order, "id", str, "tiktok order")
+    where = f"tiktok order {order_id}"
+    if not order_id.isdigit():
+        raise BadRecord(f"{where}: id is not numeric")
+    lines = _field(order, "line_items", list, where)
+    line_items = []
+    for line in lines:
+        if not isinstance(line, dict) or not isinstance(line.get("id"), str):
+            raise BadRecord(f"{where}: line_items has an entry without an id")
+        line_items.append({"id": line["id"], "seller_sku": line.get("seller_sku") or "",
+                           "display_status": line.get("display_status") or "",
+                           "tracking_number": line.get("tracking_number") or "",
+                           "package_id": line.get("package_id") or ""})
+    return {
+        "tiktok_order_id": order_id,
+        "status": _field(order, "status", str, where),
+        "fulfillment_type": _field(order, "fulfillment_type", str, where),
+        "create_time": unix_time(order, "create_time", where),
+        "update_time": unix_time(order, "update_time", where),
+        "rts_sla_time": unix_time(order, "rts_sla_time", where, required=False),
+        "shipping_due_time": unix_time(order, "shipping_due_time", where, required=False),
+        "rts_time": unix_time(order, "rts_time", where, required=False),
+        "tracking_number": _field(order, "tracking_number", str, where, required=False) or "",
+        "shipping_provider_id": _field(order, "shipping_provider_id", str, where, required=False) or "",
+        "is_buyer_request_cancel": bool(_field(order, "is_buyer_request_cancel", bool, where, required=False)),
+        "line_items": line_items,
+        "raw": strip_pii(order),
+    }
+
+
+def tiktok_cancellation_row(cancellation: dict) -> dict:
+    if not isinstance(cancellation, dict):
+        raise BadRecord("tiktok cancellation: not an object")
+    cancel_id = _field(cancellation, "cancel_id", str, "tiktok cancellation")
+    where = f"tiktok cancellation {cancel_id}"
+    deadline = None
+    for step in cancellation.get("seller_next_action_response") or []:
+        if isinstance(step, dict) and isinstance(step.get("deadline"), int):
+            deadline = unix_time(step, "deadline", where)
+    status = _field(cancellation, "cancel_status", str, where)
+    return {
+        "cancel_id": cancel_id,
+        "tiktok_order_id": _field(cancellation, "order_id", str, where),
+        # one spelling for the status the docs write two ways
+        "status": "CANCELLATION_REQUEST_CANCEL" if status == "CANCELLATION_REQUEST_CANCELLED" else status,
+        "cancel_type": _field(cancellation, "cancel_type", str, where, required=False),
+        "role": _field(cancellation, "role", str, where, required=False),
+        "create_time": unix_time(cancellation, "create_time", where),
+        "update_time": unix_time(cancellation, "update_time", where),
+        "deadline": deadline,
+        "raw": strip_pii(cancellation),
+    }
+
+
+def shopify_tiktok_ids(node: dict, attribute_keys: tuple[str, ...] = ("tiktok order id", "tiktok_order_id",
+                                                                      "tiktok order number")) -> list[dict]:
+    """Every TikTok order id the Shopify order carries, and where (the match rule)."""
+    found: list[dict] = []
+
+    def add(value: Any, rule: str) -> None:
+        for match in TIKTOK_ID.findall(str(value or "")):
+            if not any(f["tiktok_order_id"] == match and f["rule"] == rule for f in found):
+                found.append({"tiktok_order_id": match, "rule": rule})
+
+    add(node.get("sourceIdentifier"), "source_identifier")
+    for attribute in node.get("customAttributes") or []:
+        if isinstance(attribute, dict) and str(attribute.get("key", "")).strip().lower() in attribute_keys:
+            add(attribute.get("value"), "custom_attribute")
+    add(node.get("note"), "note")
+    add(str(node.get("name") or "").lstrip("#"), "name")
+    return found
+
+
+def shopify_order_row(node: dict) -> dict:
+    if not isinstance(node, dict):
+        raise BadRecord("shopify order: not an object")
+    where = f"shopify order {node.get('legacyResourceId') or node.get('id')}"
+    legacy = node.get("legacyResourceId")
+    if legacy is None and isinstance(node.get("id"), str):
+        legacy = node["id"].rsplit("/", 1)[-1]
+    if not isinstance(legacy, (str, int)) or not str(legacy).isdigit():
+        raise BadRecord(f"{where}: legacyResourceId is missing")
+    tags = node.get("tags") or []
+    if isinstance(tags, str):
+        tags = [t.strip() for t in tags.split(",") if t.strip()]
+    return {
+        "shopify_order_id": str(legacy),
+        "name": _field(node, "name", str, where),
+        "source_identifier": node.get("sourceIdentifier"),
+        "tiktok_ids": shopify_tiktok_ids(node),
+        "cancelled_at": iso_time(node, "cancelledAt", where, required=False),
+        "financial_status": node.get("displayFinancialStatus"),
+        "fulfillment_status": node.get("displayFulfillmentStatus"),
+        "tags": list(tags),
+        "updated_at": iso_time(node, "updatedAt", where),
+        "raw": strip_pii(node),
+    }
+
+
+def amazon_order_row(detail: dict) -> dict:
+    """From getFulfillmentOrder's payload: {fulfillmentOrder, fulfillmentOrderItems, fulfillmentShipments}."""
+    if not isinstance(detail, dict) or not isinstance(detail.get("fulfillmentOrder"), dict):
+        raise BadRecord("amazon fulfillment order: fulfillmentOrder is missing")
+    order = detail["fulfillmentOrder"]
+    sfo_id = _field(order, "sellerFulfillmentOrderId", str, "amazon fulfillment order")
+    where = f"amazon fulfillment order {sfo_id}"
+    items = {i.get("sellerFulfillmentOrderItemId"): i.get("sellerSku")
+             for i in detail.get("fulfillmentOrderItems") or [] if isinstance(i, dict)}
+    shipments = []
+    for shipment in detail.get("fulfillmentShipments") or []:
+        if not isinstance(shipment, dict):
+            raise BadRecord(f"{where}: a fulfillmentShipment is not an object")
+        packages = [{"package_number": p.get("packageNumber"), "carrier": p.get("carrierCode") or "",
+                     "tracking_number": p.get("trackingNumber") or ""}
+                    for p in shipment.get("fulfillmentShipmentPackage") or [] if isinstance(p, dict)]
+        skus_by_package: dict = {}
+        for item in shipment.get("fulfillmentShipmentItem") or []:
+            if isinstance(item, dict):
+                sku = items.get(item.get("sellerFulfillmentOrderItemId")) or item.get("sellerSku")
+                skus_by_package.setdefault(item.get("packageNumber"), []).append(sku)
+        for package in packages:
+            package["skus"] = [s for s in skus_by_package.get(package["package_number"], []) if s]
+        shipments.append({"id": shipment.get("amazonShipmentId"), "status": shipment.get("fulfillmentShipmentStatus"),
+                          "packages": packages})
+    return {
+        "seller_fulfillment_order_id": sfo_id,
+        "displayable_order_id": order.get("displayableOrderId"),
+        "status": _field(order, "fulfillmentOrderStatus", str, where),
+        "status_updated_at": iso_time(order, "statusUpdatedDate", where, required=False),
+        "received_at": iso_time(order, "receivedDate", where, required=False),
+        "shipments": shipments,
+        "raw": strip_pii(detail),
+    }
+
+
+def shipbob_order_row(order: dict) -> dict:
+    if not isinstance(order, dict):
+        raise BadRecord("shipbob order: not an object")
+    order_id = _field(order, "id", int, "shipbob order")
+    where = f"shipbob order {order_id}"
+    shipments = []
+    for shipment in order.get("shipments") or []:
+        if not isinstance(shipment, dict):
+            raise BadRecord(f"{where}: a shipment is not an object")
+        tracking = shipment.get("tracking") or {}
+        details = [d.get("name") for d in shipment.get("status_details") or [] if isinstance(d, dict)]
+        shipments.append({
+            "id": shipment.get("id"), "status": shipment.get("status"), "status_details": details,
+            "carrier": tracking.get("carrier") or "", "tracking_number": tracking.get("tracking_number") or "",
+            "skus": [p.get("sku") for p in shipment.get("products") or [] if isinstance(p, dict) and p.get("sku")],
+        })
+    last_update = None
+    for key in ("last_update_at", "created_date"):
+        if order.get(key):
+            last_update = iso_time(order, key, where)
+            break
+    return {
+        "shipbob_order_id": str(order_id),
+        "reference_id": order.get("reference_id"),
+        "order_number": order.get("order_number"),
+        "status": _field(order, "status", str, where),
+        "last_update_at": last_update,
+        "shipments": shipments,
+        "raw": strip_pii(order),
+    }
