@@ -1,7 +1,30 @@
-"""Shared fixtures: a real sandbox on loopback ports, built from a scenario dict."""
+"""Shared fixtures: Airflow test settings, a real sandbox on loopback ports, warehouses.
+
+Airflow reads its settings at import, so they are set here, before any test imports it:
+AIRFLOW_HOME in a fresh temp folder, examples off, this repo's dags/ and plugins/, and the
+repo root importable (pytest.ini `pythonpath = .`). `airflow_db` migrates the metadata DB
+(SQLite in that folder) once per session for the tests that need it.
+"""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="orderops-airflow-"))
+os.environ.update({
+    "AIRFLOW_HOME": str(AIRFLOW_HOME),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+})
 
 from include.sandbox.core import Sandbox, Settings
 from include.sandbox.scenario import parse_scenario
@@ -53,3 +76,11 @@ def warehouse_url(request, tmp_path):
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Airflow's metadata DB (SQLite in the temp AIRFLOW_HOME), migrated once."""
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ)
+    return AIRFLOW_HOME

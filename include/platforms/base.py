@@ -79,6 +79,16 @@ class ConfigurationError(ValueError):
     """A connection or setting that cannot work; the message names the field."""
 
 
+@dataclass(frozen=True)
+class Reply:
+    """A decoded answer and the platform's request id (for the ledger and lineage)."""
+
+    data: Any
+    request_id: str | None = None
+    status: int = 200
+    headers: dict = field(default_factory=dict)
+
+
 class RateLimiter:
     """Client-side token bucket matched to a documented quota; `acquire` sleeps until allowed."""
 
@@ -191,8 +201,8 @@ class PlatformClient:
         """Add auth (and a fresh signature) to one attempt."""
         return request
 
-    def _check(self, response: httpx.Response, operation: str) -> Any:
-        """Return the decoded payload or raise a typed PlatformError."""
+    def _check(self, response: httpx.Response, operation: str) -> Reply:
+        """Return the decoded answer as a Reply or raise a typed PlatformError."""
         raise NotImplementedError
 
     def _refresh_auth(self) -> None:
@@ -204,7 +214,7 @@ class PlatformClient:
 
     def call(self, operation: str, method: str, path: str, *, params: dict | None = None,
              json: Any = None, content: bytes | None = None, headers: dict | None = None,
-             retry_safe: bool = True, cost: float = 1.0) -> Any:
+             retry_safe: bool = True, cost: float = 1.0) -> Reply:
         """One logical call: paced, authenticated per attempt, retried when safe, counted.
 
         `retry_safe=False` (a write without an idempotency key) retries only failures that

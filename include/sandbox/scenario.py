@@ -22,12 +22,18 @@ TIKTOK_CANCEL_STATUSES = (
     "CANCELLATION_REQUEST_CANCEL", "CANCELLATION_REQUEST_COMPLETE",
 )
 FULFILLMENT_TYPES = ("FULFILLMENT_BY_SELLER", "FULFILLMENT_BY_TIKTOK")
+TIKTOK_SHIPPING_TYPES = ("SELLER", "TIKTOK")
+TIKTOK_DELIVERY_OPTIONS = ("STANDARD", "EXPRESS")
 TIKTOK_ID_PLACES = ("source_identifier", "custom_attribute", "note", "name")
+SHOPIFY_FINANCIAL_STATUSES = (
+    "PENDING", "AUTHORIZED", "PARTIALLY_PAID", "PAID", "PARTIALLY_REFUNDED", "REFUNDED", "VOIDED", "EXPIRED",
+)
 FULFILLERS = ("amazon_mcf", "shipbob")
 AMAZON_ORDER_STATUSES = (
     "New", "Received", "Planning", "Processing", "Cancelled", "Complete",
     "CompletePartialled", "Unfulfillable", "Invalid",
 )
+AMAZON_SHIPPING_SPEEDS = ("Standard", "Expedited", "Priority")
 AMAZON_SHIPMENT_STATUSES = ("PENDING", "SHIPPED", "CANCELLED_BY_FULFILLER", "CANCELLED_BY_SELLER")
 SHIPBOB_ORDER_STATUSES = (
     "Processing", "Exception", "PartiallyFulfilled", "Fulfilled", "Cancelled", "ImportReview",
@@ -176,6 +182,16 @@ def _check_tiktok(c: _Checker, tt: dict) -> None:
         c.fail("tiktok.update_time", "is before create_time")
     c.string(tt, "tracking_number", "tiktok", required=False, allow_empty=True)
     c.string(tt, "shipping_provider", "tiktok", required=False, allow_empty=True)
+    # Optional TikTok details; the simulator derives them when absent.
+    for key in ("paid_time", "tts_sla_time", "collection_due_time", "delivery_due_time",
+                "delivery_sla_time", "cancel_order_sla_time"):
+        c.time(tt, key, "tiktok", required=False)
+    if "shipping_type" in tt:
+        c.enum(tt, "shipping_type", "tiktok", TIKTOK_SHIPPING_TYPES)
+    if "delivery_option" in tt:
+        c.enum(tt, "delivery_option", "tiktok", TIKTOK_DELIVERY_OPTIONS)
+    c.string(tt, "seller_note", "tiktok", required=False, allow_empty=True)
+    c.string(tt, "buyer_message", "tiktok", required=False, allow_empty=True)
     lines = c.items(tt, "line_items", "tiktok", non_empty=True)
     seen: set[str] = set()
     for i, line in enumerate(lines):
@@ -206,6 +222,15 @@ def _check_shopify(c: _Checker, value: Any) -> list[dict]:
         c.string(entry, "name", path)
         c.enum(entry, "tiktok_id_in", path, TIKTOK_ID_PLACES)
         c.boolean(entry, "cancelled", path)
+        # Optional Shopify-side details; the simulator derives them when absent.
+        c.time(entry, "created_at", path, required=False)
+        c.string(entry, "source_name", path, required=False)
+        c.string(entry, "note", path, required=False, allow_empty=True)
+        if entry.get("financial_status") is not None:
+            c.enum(entry, "financial_status", path, SHOPIFY_FINANCIAL_STATUSES)
+        for j, tag in enumerate(c.items(entry, "tags", path, required=False)):
+            if not isinstance(tag, str) or not tag.strip():
+                c.fail(f"{path}.tags[{j}]", f"expected a non-empty string, got {tag!r}")
     return entries
 
 
@@ -214,6 +239,12 @@ def _check_amazon(c: _Checker, mcf: dict) -> None:
     c.string(mcf, "seller_fulfillment_order_id", "amazon_mcf")
     c.enum(mcf, "status", "amazon_mcf", AMAZON_ORDER_STATUSES)
     c.time(mcf, "received_time", "amazon_mcf", required=False)
+    # Optional: packing-slip order id (default: the Shopify order name), shipping speed, and
+    # cancel_ignored (a cancel request is accepted with 200 but never takes: best-effort cancel).
+    c.string(mcf, "displayable_order_id", "amazon_mcf", required=False)
+    if "shipping_speed" in mcf:
+        c.enum(mcf, "shipping_speed", "amazon_mcf", AMAZON_SHIPPING_SPEEDS)
+    c.boolean(mcf, "cancel_ignored", "amazon_mcf")
     for i, shipment in enumerate(c.items(mcf, "shipments", "amazon_mcf", required=False)):
         path = f"amazon_mcf.shipments[{i}]"
         c.obj(shipment, path)
@@ -221,7 +252,8 @@ def _check_amazon(c: _Checker, mcf: dict) -> None:
         for j, package in enumerate(c.items(shipment, "packages", path, required=False)):
             ppath = f"{path}.packages[{j}]"
             c.obj(package, ppath)
-            c.integer(package, "package_number", ppath)
+            if c.integer(package, "package_number", ppath) > 2**31 - 1:
+                c.fail(f"{ppath}.package_number", "must fit in a 32-bit integer (the API's int32)")
             c.string(package, "carrier_code", ppath)
             c.string(package, "tracking_number", ppath)
 
