@@ -13,35 +13,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-TIKTOK_ORDER_STATUSES = (
-    "UNPAID", "ON_HOLD", "AWAITING_SHIPMENT", "PARTIALLY_SHIPPING", "AWAITING_COLLECTION",
-    "IN_TRANSIT", "DELIVERED", "COMPLETED", "CANCELLED",
+from include.enums import (  # noqa: F401  (re-exported for the simulators)
+    AMAZON_ORDER_STATUSES, AMAZON_SHIPMENT_STATUSES, FULFILLMENT_TYPES, SHIPBOB_ORDER_STATUSES,
+    SHIPBOB_SHIPMENT_STATUSES, TIKTOK_CANCEL_STATUSES, TIKTOK_ORDER_STATUSES,
 )
-TIKTOK_CANCEL_STATUSES = (
-    "CANCELLATION_REQUEST_PENDING", "CANCELLATION_REQUEST_SUCCESS",
-    "CANCELLATION_REQUEST_CANCEL", "CANCELLATION_REQUEST_COMPLETE",
-)
-FULFILLMENT_TYPES = ("FULFILLMENT_BY_SELLER", "FULFILLMENT_BY_TIKTOK")
-TIKTOK_SHIPPING_TYPES = ("SELLER", "TIKTOK")
-TIKTOK_DELIVERY_OPTIONS = ("STANDARD", "EXPRESS")
+
 TIKTOK_ID_PLACES = ("source_identifier", "custom_attribute", "note", "name")
-SHOPIFY_FINANCIAL_STATUSES = (
-    "PENDING", "AUTHORIZED", "PARTIALLY_PAID", "PAID", "PARTIALLY_REFUNDED", "REFUNDED", "VOIDED", "EXPIRED",
-)
 FULFILLERS = ("amazon_mcf", "shipbob")
-AMAZON_ORDER_STATUSES = (
-    "New", "Received", "Planning", "Processing", "Cancelled", "Complete",
-    "CompletePartialled", "Unfulfillable", "Invalid",
-)
-AMAZON_SHIPPING_SPEEDS = ("Standard", "Expedited", "Priority")
-AMAZON_SHIPMENT_STATUSES = ("PENDING", "SHIPPED", "CANCELLED_BY_FULFILLER", "CANCELLED_BY_SELLER")
-SHIPBOB_ORDER_STATUSES = (
-    "Processing", "Exception", "PartiallyFulfilled", "Fulfilled", "Cancelled", "ImportReview",
-)
-SHIPBOB_SHIPMENT_STATUSES = (
-    "None", "Processing", "Completed", "Exception", "OnHold", "Cancelled", "CleanSweeped",
-    "LabeledCreated", "ImportReview",
-)
 # Sub-states of a Processing ShipBob shipment (status_details names); from Picked on it can't be cancelled.
 SHIPBOB_PROCESSING_DETAILS = ("Allocated", "Picked", "Packed", "Labeled")
 

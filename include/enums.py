@@ -1,0 +1,23 @@
+"""Status vocabularies of the four platforms, as their APIs spell them."""
+
+TIKTOK_ORDER_STATUSES = (
+    "UNPAID", "ON_HOLD", "AWAITING_SHIPMENT", "PARTIALLY_SHIPPING", "AWAITING_COLLECTION",
+    "IN_TRANSIT", "DELIVERED", "COMPLETED", "CANCELLED",
+)
+TIKTOK_CANCEL_STATUSES = (
+    "CANCELLATION_REQUEST_PENDING", "CANCELLATION_REQUEST_SUCCESS",
+    "CANCELLATION_REQUEST_CANCEL", "CANCELLATION_REQUEST_COMPLETE",
+)
+FULFILLMENT_TYPES = ("FULFILLMENT_BY_SELLER", "FULFILLMENT_BY_TIKTOK")
+AMAZON_ORDER_STATUSES = (
+    "New", "Received", "Planning", "Processing", "Cancelled", "Complete",
+    "CompletePartialled", "Unfulfillable", "Invalid",
+)
+AMAZON_SHIPMENT_STATUSES = ("PENDING", "SHIPPED", "CANCELLED_BY_FULFILLER", "CANCELLED_BY_SELLER")
+SHIPBOB_ORDER_STATUSES = (
+    "Processing", "Exception", "PartiallyFulfilled", "Fulfilled", "Cancelled", "ImportReview",
+)
+SHIPBOB_SHIPMENT_STATUSES = (
+    "None", "Processing", "Completed", "Exception", "OnHold", "Cancelled", "CleanSweeped",
+    "LabeledCreated", "ImportReview",
+)
