@@ -19,7 +19,16 @@ from include.enums import (  # noqa: F401  (re-exported for the simulators)
 )
 
 TIKTOK_ID_PLACES = ("source_identifier", "custom_attribute", "note", "name")
+# Optional TikTok scenario fields tiktok.shipping_type and tiktok.delivery_option.
+TIKTOK_SHIPPING_TYPES = ("SELLER", "TIKTOK")
+TIKTOK_DELIVERY_OPTIONS = ("STANDARD", "EXPRESS")
+# Shopify OrderDisplayFinancialStatus values (optional scenario field shopify.financial_status).
+SHOPIFY_FINANCIAL_STATUSES = (
+    "PENDING", "AUTHORIZED", "PARTIALLY_PAID", "PAID", "PARTIALLY_REFUNDED", "REFUNDED", "VOIDED", "EXPIRED",
+)
 FULFILLERS = ("amazon_mcf", "shipbob")
+# Optional scenario field amazon_mcf.shipping_speed (the API's shippingSpeedCategory, US values).
+AMAZON_SHIPPING_SPEEDS = ("Standard", "Expedited", "Priority")
 # Sub-states of a Processing ShipBob shipment (status_details names); from Picked on it can't be cancelled.
 SHIPBOB_PROCESSING_DETAILS = ("Allocated", "Picked", "Packed", "Labeled")
 

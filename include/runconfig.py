@@ -1,0 +1,121 @@
+"""One run's settings: the shop, the extraction window, the policy, where things are.
+
+Scheduled, backfill and manual runs all come through `run_settings`, which derives the window
+in one place: the run's data interval when it has one, else an explicit `window_start`/
+`window_end` param, else the `window_minutes` before the run's `run_after`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from include.policy import Policy, PolicyError, policy_from_dict
+
+STATE_DIR = Path(os.environ.get("ORDEROPS_STATE_DIR", Path(__file__).resolve().parents[1] / "state"))
+
+
+class RunConfigError(ValueError):
+    """A DAG param or setting that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class Connections:
+    """Airflow connection ids for one shop (a deployment may serve several shops)."""
+
+    tiktok: str = "orderops_tiktok"
+    shopify: str = "orderops_shopify"
+    amazon_mcf: str = "orderops_amazon_mcf"
+    shipbob: str = "orderops_shipbob"
+    warehouse: str = "orderops_warehouse"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    shop: str
+    dag_id: str
+    run_id: str
+    window_start: datetime
+    window_end: datetime
+    overlap: timedelta
+    dry_run: bool
+    policy: Policy
+    connections: Connections = field(default_factory=Connections)
+    fulfillers: tuple[str, ...] = ("amazon_mcf", "shipbob")
+    # "now" for decisions: the sandbox's clock in tests and demos, else the wall clock
+    now_override: datetime | None = None
+
+    def to_xcom(self) -> dict[str, Any]:
+        doc = asdict(self)
+        for key in ("window_start", "window_end", "now_override"):
+            doc[key] = doc[key].isoformat() if doc[key] else None
+        doc["overlap"] = self.overlap.total_seconds()
+        return doc
+
+    @classmethod
+    def from_xcom(cls, doc: dict[str, Any]) -> "RunSettings":
+        return cls(shop=doc["shop"], dag_id=doc["dag_id"], run_id=doc["run_id"],
+                   window_start=datetime.fromisoformat(doc["window_start"]),
+                   window_end=datetime.fromisoformat(doc["window_end"]),
+                   overlap=timedelta(seconds=doc["overlap"]), dry_run=doc["dry_run"],
+                   policy=Policy(**doc["policy"]), connections=Connections(**doc["connections"]),
+                   fulfillers=tuple(doc["fulfillers"]),
+                   now_override=datetime.fromisoformat(doc["now_override"]) if doc["now_override"] else None)
+
+
+def _time(value: Any, name: str) -> datetime:
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise RunConfigError(f"param {name}: {value!r} is not an ISO-8601 time") from None
+    if moment.tzinfo is None:
+        raise RunConfigError(f"param {name}: {value!r} has no timezone")
+    return moment.astimezone(timezone.utc)
+
+
+def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_interval_start: Any = None,
+                 data_interval_end: Any = None, run_after: Any = None) -> RunSettings:
+    """Validate the DAG params and derive the window (scheduled, backfill or manual run)."""
+    known = {"shop", "window_minutes", "overlap_minutes", "dry_run", "policy", "window_start", "window_end",
+             "connections", "fulfillers", "now"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise RunConfigError(f"unknown param(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    shop = params.get("shop") or "default"
+    if not isinstance(shop, str) or not shop.replace("-", "").replace("_", "").isalnum():
+        raise RunConfigError(f"param shop: {shop!r} must be letters, digits, - or _")
+    try:
+        policy = policy_from_dict(params.get("policy") or {})
+    except PolicyError as exc:
+        raise RunConfigError(str(exc)) from None
+    if params.get("window_start") or params.get("window_end"):
+        if not (params.get("window_start") and params.get("window_end")):
+            raise RunConfigError("params window_start and window_end go together")
+        start, end = _time(params["window_start"], "window_start"), _time(params["window_end"], "window_end")
+    elif data_interval_start is not None and data_interval_end is not None and data_interval_start != data_interval_end:
+        start, end = _time(data_interval_start, "data_interval_start"), _time(data_interval_end, "data_interval_end")
+    else:
+        minutes = params.get("window_minutes", 30)
+        end = _time(run_after or datetime.now(timezone.utc), "run_after")
+        start = end - timedelta(minutes=float(minutes))
+    if start >= end:
+        raise RunConfigError(f"window: start {start:%Y-%m-%dT%H:%M:%SZ} is not before end {end:%Y-%m-%dT%H:%M:%SZ}")
+    overlap = params.get("overlap_minutes", 15)
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or overlap < 0:
+        raise RunConfigError(f"param overlap_minutes: expected a non-negative number, got {overlap!r}")
+    fulfillers = tuple(params.get("fulfillers") or ("amazon_mcf", "shipbob"))
+    if not set(fulfillers) <= {"amazon_mcf", "shipbob"} or not fulfillers:
+        raise RunConfigError(f"param fulfillers: {list(fulfillers)!r} must be a non-empty subset of amazon_mcf, shipbob")
+    conns = params.get("connections") or {}
+    bad = set(conns) - set(Connections.__dataclass_fields__)
+    if bad:
+        raise RunConfigError(f"param connections: unknown key(s) {', '.join(sorted(bad))}")
+    return RunSettings(shop=shop, dag_id=dag_id, run_id=run_id, window_start=start, window_end=end,
+                       overlap=timedelta(minutes=overlap), dry_run=bool(params.get("dry_run", False)),
+                       policy=policy, connections=Connections(**conns), fulfillers=fulfillers,
+                       now_override=_time(params["now"], "now") if params.get("now") else None)
