@@ -36,7 +36,7 @@ def nothing(order: JoinedOrder, reason: str) -> Decision:
 
 def post_tracking_actions(order: JoinedOrder) -> tuple[Action, ...]:
     """One Mark-As-Shipped per package: a single package ships the whole order."""
-    packages = [p for p in order.fulfillment.packages if p.tracking_number]
+    packages = list({p.tracking_number: p for p in order.fulfillment.packages if p.tracking_number}.values())
     whole_order = len(packages) == 1 or not all(p.line_item_ids for p in packages)
     chosen = packages[:1] if whole_order else packages
     return tuple(
