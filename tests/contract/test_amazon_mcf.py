@@ -719,7 +719,7 @@ def test_shipments_report_flow(mcf):
 
 
 def test_report_document_url_expires_and_is_signed(mcf):
-    settings = Settings(clock_rate=0, platforms={"amazon_mcf": {**FAST_REPORTS, "document_url_ttl_seconds": 1}})
+    settings = Settings(clock_rate=0, platforms={"amazon_mcf": {**FAST_REPORTS, "document_url_ttl_seconds": 4}})
     client = mcf(mcf_order(1, "Complete", received="2026-11-19T00:00:00Z"), settings=settings)
     report_id = client.call("POST", f"{REPORTS}/reports", json={
         "reportType": "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL", "marketplaceIds": ["ATVPDKIKX0DER"],
@@ -732,7 +732,7 @@ def test_report_document_url_expires_and_is_signed(mcf):
     denied = httpx.get(forged)
     assert denied.status_code == 403 and "<Code>SignatureDoesNotMatch</Code>" in denied.text
     assert httpx.get(url).status_code == 200
-    time.sleep(1.2)
+    time.sleep(4.2)
     expired = httpx.get(url)
     assert expired.status_code == 403 and "Request has expired" in expired.text
 
