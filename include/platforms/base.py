@@ -252,7 +252,11 @@ class PlatformClient:
                         self.stats.failures[operation] += 1
                         raise
                     refreshed = True
-                    self._refresh_auth()
+                    try:
+                        self._refresh_auth()
+                    except PlatformError:
+                        self.stats.failures[operation] += 1   # a refresh that fails ends the call
+                        raise
                     attempt -= 1  # a refresh is not a failed attempt
                     continue
                 except PlatformError as exc:

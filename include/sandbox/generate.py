@@ -93,12 +93,12 @@ def _times(rng: random.Random, now: datetime, case: str) -> tuple[datetime, date
     return create.replace(microsecond=0), rts.replace(microsecond=0)
 
 
-def _amazon(rng, case, mcf_id, create, now, carrier):
+def _amazon(rng, case, mcf_id, create, now, carrier, package_number):
     received = create + timedelta(minutes=rng.uniform(2, 30))
     doc: dict = {"seller_fulfillment_order_id": mcf_id, "received_time": format_time(min(received, now)),
                  "shipments": []}
     shipped = {"status": "SHIPPED", "packages": [
-        {"package_number": 1, "carrier_code": carrier, "tracking_number": tracking_number(rng, carrier)}]}
+        {"package_number": package_number, "carrier_code": carrier, "tracking_number": tracking_number(rng, carrier)}]}
     if case in ("handled", "shipped_no_tracking", "unmappable_carrier"):
         doc.update(status="Complete", shipments=[shipped])
     elif case == "cancel_shipped":
@@ -203,7 +203,7 @@ def generate(orders: int, seed: int, now: str = DEFAULT_NOW) -> dict:
         order["amazon_mcf"] = None
         order["shipbob"] = None
         if has_fulfillment and fulfiller == "amazon_mcf":
-            order["amazon_mcf"] = _amazon(rng, case, str(number), create, moment, carrier)
+            order["amazon_mcf"] = _amazon(rng, case, str(number), create, moment, carrier, package_number=i + 1)
         elif has_fulfillment:
             order["shipbob"] = _shipbob(rng, case, 9000000 + i, 20000000 + i, shopify_id, carrier)
         if case == "handled":

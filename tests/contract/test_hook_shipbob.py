@@ -206,6 +206,9 @@ def test_filters_reach_the_platform(run_sandbox):
         shipments = client.shipments(9000002)
         assert [s["id"] for s in shipments] == [20000020] and shipments[0]["tracking"]["tracking_number"]
         assert client.shipment(20000020) == shipments[0]
+        assert {c["id"] for c in client.channels()} == {READONLY_CHANNEL, CHANNEL, 100300}   # cursor shape
+    with make_client(server, api_version="1.0") as legacy:
+        assert {c["id"] for c in legacy.channels()} == {READONLY_CHANNEL, CHANNEL, 100300}   # bare array
 
 
 # ---------------------------------------------------------------- paging guards

@@ -139,6 +139,9 @@ def test_generated_ids_are_unique_and_shaped():
     ids = [o.tiktok_id for o in scenario.orders]
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 18 and i.startswith("576") for i in ids)
+    numbers = [p["package_number"] for o in scenario.orders if o.amazon_mcf
+               for s in o.amazon_mcf.get("shipments", []) for p in s["packages"]]
+    assert numbers and len(set(numbers)) == len(numbers)  # Amazon package numbers are unique
 
 
 def test_cli_generate_and_validate(tmp_path):
