@@ -104,6 +104,12 @@ class Ledger:
         with self.warehouse.engine.begin() as conn:
             conn.execute(action_ledger.update().where(action_ledger.c.id == claim.row_id).values(**values))
 
+    def expire_lease(self, claim: Claim) -> None:
+        """Let the next attempt (a task retry or the next run) claim the row at once and reconcile."""
+        with self.warehouse.engine.begin() as conn:
+            conn.execute(action_ledger.update().where(action_ledger.c.id == claim.row_id)
+                         .values(lease_until=utcnow() - timedelta(seconds=1)))
+
     def rows(self, shop: str, **filters: Any) -> list[dict]:
         t = action_ledger
         query = sa.select(t).where(t.c.shop == shop)

@@ -211,6 +211,33 @@ def amazon_order_row(detail: dict) -> dict:
     }
 
 
+def amazon_row_from_listing(order: dict, report_rows: list[dict]) -> dict:
+    """From a listAllFulfillmentOrders entry plus its rows of the fulfilled-shipments report.
+
+    The bulk path: tracking comes from the report (one download for all orders) instead of one
+    getFulfillmentOrder call per order. Shipments group report rows by shipment id, packages by
+    tracking number.
+    """
+    if not isinstance(order, dict):
+        raise BadRecord("amazon fulfillment order: not an object")
+    shipments: dict[str, dict] = {}
+    for line in report_rows:
+        shipment = shipments.setdefault(line.get("shipment-id") or "", {"amazonShipmentId": line.get("shipment-id"),
+                                                                         "fulfillmentShipmentStatus": "SHIPPED",
+                                                                         "fulfillmentShipmentPackage": [],
+                                                                         "fulfillmentShipmentItem": []})
+        tracking = line.get("tracking-number") or ""
+        if tracking and not any(p["trackingNumber"] == tracking for p in shipment["fulfillmentShipmentPackage"]):
+            shipment["fulfillmentShipmentPackage"].append(
+                {"packageNumber": tracking, "carrierCode": line.get("carrier") or "", "trackingNumber": tracking})
+        try:
+            quantity = max(1, int(line.get("quantity-shipped") or 1))
+        except ValueError:
+            raise BadRecord(f"amazon shipment report: quantity-shipped {line.get('quantity-shipped')!r} is not a number") from None
+        shipment["fulfillmentShipmentItem"] += [{"sellerSku": line.get("sku"), "packageNumber": tracking}] * quantity
+    return amazon_order_row({"fulfillmentOrder": order, "fulfillmentShipments": list(shipments.values())})
+
+
 def shipbob_order_row(order: dict) -> dict:
     if not isinstance(order, dict):
         raise BadRecord("shipbob order: not an object")

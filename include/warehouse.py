@@ -108,6 +108,17 @@ validation_results = sa.Table(
     sa.Column("failures", sa.JSON, nullable=False),
     sa.Column("checked_at", TS, nullable=False),
 )
+quarantine = sa.Table(
+    "quarantine", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("shop", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("batch", sa.String(48), nullable=False),
+    sa.Column("record_key", sa.String(128)),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("raw", sa.JSON),
+    sa.Column("quarantined_at", TS, nullable=False),
+)
 order_links = sa.Table(
     "order_links", metadata,
     sa.Column("shop", sa.String(64), primary_key=True),
@@ -157,6 +168,19 @@ action_ledger = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
     sa.UniqueConstraint("shop", "idempotency_key", name="uq_action_ledger_key"),
+)
+api_calls = sa.Table(
+    "api_calls", metadata,
+    sa.Column("shop", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("task_id", sa.String(250), primary_key=True),
+    sa.Column("map_index", sa.Integer, primary_key=True),
+    sa.Column("platform", sa.String(16), primary_key=True),
+    sa.Column("operation", sa.String(128), primary_key=True),
+    sa.Column("calls", sa.Integer, nullable=False),
+    sa.Column("retries", sa.Integer, nullable=False),
+    sa.Column("throttled", sa.Integer, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False),
 )
 schema_version = sa.Table(
     "orderops_schema", metadata,

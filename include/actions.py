@@ -1,0 +1,187 @@
+"""Carrying out decided actions through the ledger, with reconciliation before any retry.
+
+Each action kind has a `perform` (the platform write) and a `reconcile` (read the remote state:
+did an earlier attempt already take effect?). `Executor.run` claims the ledger row, reconciles
+when an earlier attempt may have reached the platform, performs, and records the outcome. An
+ambiguous failure (timeout or 5xx after the request was sent) leaves the row in flight with an
+expired lease, so the next attempt reconciles first and nothing happens twice.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from include.ledger import FAILED, IN_FLIGHT, SKIPPED, SUCCEEDED, Claim, Ledger, RunContext
+from include.model import APPROVE_CANCELLATION, REJECT_CANCELLATION
+from include.platforms.base import BusinessError, NotFoundError, PlatformError, Reply
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key: str
+    kind: str
+    state: str          # succeeded | failed | skipped | in_flight | held (another runner has it)
+    detail: str = ""
+
+
+class NotDone(Exception):
+    """Reconciliation found no trace of the action on the platform: it may be performed."""
+
+
+def _reply(data: Any = None, request_id: str | None = None) -> Reply:
+    return Reply(data=data, request_id=request_id)
+
+
+class Handlers:
+    """perform/reconcile per action kind, over the platform clients of one shop."""
+
+    def __init__(self, platforms):
+        self.platforms = platforms
+
+    # post_tracking ---------------------------------------------------------------------------
+    def perform_post_tracking(self, p: dict) -> Reply:
+        return self.platforms.tiktok().mark_package_shipped(
+            p["tiktok_order_id"], p["tracking_number"], p["shipping_provider_id"],
+            order_line_item_ids=p.get("order_line_item_ids") or None)
+
+    def reconcile_post_tracking(self, p: dict) -> Reply:
+        orders = self.platforms.tiktok().get_orders([p["tiktok_order_id"]])
+        if not orders:
+            raise NotFoundError("tiktok", "get_orders", f"order {p['tiktok_order_id']} not found")
+        order = orders[0]
+        numbers = {order.get("tracking_number") or ""} | {l.get("tracking_number") or "" for l in order.get("line_items", [])}
+        if p["tracking_number"] in numbers:
+            return _reply({"reconciled": True, "status": order.get("status")})
+        if numbers - {""}:
+            raise BusinessError("tiktok", "post_tracking", "TikTok already carries other tracking; not overwritten",
+                                code="already_has_tracking")
+        if order.get("status") == "CANCELLED":
+            raise BusinessError("tiktok", "post_tracking", "order is cancelled on TikTok", code="order_cancelled")
+        raise NotDone
+
+    # add_note ----------------------------------------------------------------------------------
+    def perform_add_note(self, p: dict) -> Reply:
+        return self.platforms.shopify().add_note_and_tags(p["shopify_order_id"], p["note"], [p["tag"]])
+
+    def reconcile_add_note(self, p: dict) -> Reply:
+        order = self.platforms.shopify().order(p["shopify_order_id"])
+        if p["tag"] in (order.get("tags") or []) and p["note"] in (order.get("note") or ""):
+            return _reply({"reconciled": True})
+        raise NotDone
+
+    # cancel_fulfillment ------------------------------------------------------------------------
+    def perform_cancel_fulfillment(self, p: dict) -> Reply:
+        if p["fulfiller"] == "amazon_mcf":
+            return self.platforms.amazon_mcf().cancel_fulfillment_order(p["fulfillment_order_id"])
+        return self.platforms.shipbob().cancel_order(int(p["fulfillment_order_id"]))
+
+    def fulfillment_status(self, p: dict) -> str:
+        if p["fulfiller"] == "amazon_mcf":
+            order = self.platforms.amazon_mcf().get_fulfillment_order(p["fulfillment_order_id"])
+            return order["fulfillmentOrder"]["fulfillmentOrderStatus"]
+        return self.platforms.shipbob().order(int(p["fulfillment_order_id"]))["status"]
+
+    def reconcile_cancel_fulfillment(self, p: dict) -> Reply:
+        status = self.fulfillment_status(p)
+        if status == "Cancelled":
+            return _reply({"reconciled": True, "status": status})
+        raise NotDone
+
+    # verify_fulfillment_cancel: a read; the sensor drives it -----------------------------------
+    def perform_verify_fulfillment_cancel(self, p: dict) -> Reply:
+        status = self.fulfillment_status(p)
+        if status != "Cancelled":
+            raise BusinessError(p["fulfiller"], "verify_cancel", f"fulfillment order {p['fulfillment_order_id']} is {status}",
+                                code="not_cancelled_yet")
+        return _reply({"status": status})
+
+    def reconcile_verify_fulfillment_cancel(self, p: dict) -> Reply:
+        raise NotDone
+
+    # cancel_shopify_order ----------------------------------------------------------------------
+    def perform_cancel_shopify_order(self, p: dict) -> Reply:
+        return self.platforms.shopify().cancel_order_and_wait(
+            p["shopify_order_id"], reason=p["reason"], refund_method=p["refund_method"], restock=p["restock"],
+            notify_customer=p["notify_customer"], staff_note=p.get("staff_note"))
+
+    def reconcile_cancel_shopify_order(self, p: dict) -> Reply:
+        order = self.platforms.shopify().order(p["shopify_order_id"])
+        if order.get("cancelledAt"):
+            return _reply({"reconciled": True, "cancelledAt": order["cancelledAt"]})
+        raise NotDone
+
+    # approve / reject: TikTok honours the idempotency key, so a repeat is safe -----------------
+    def perform_approve_cancellation(self, p: dict, key: str) -> Reply:
+        return self.platforms.tiktok().approve_cancellation(p["cancel_id"], idempotency_key=key)
+
+    def perform_reject_cancellation(self, p: dict, key: str) -> Reply:
+        return self.platforms.tiktok().reject_cancellation(p["cancel_id"], p["reject_reason"], idempotency_key=key)
+
+    # escalate: recorded in the ledger, listed in reports and the UI ----------------------------
+    def perform_escalate(self, p: dict) -> Reply:
+        return _reply({"escalated": p["reason_code"], "detail": p["detail"]})
+
+
+KEYED = {APPROVE_CANCELLATION, REJECT_CANCELLATION}
+# Business refusals that mean "already in the state we wanted": reconcile instead of failing.
+ALREADY_DONE_HINTS = ("DuplicateCancelRequest", "already been canceled", "already cancelled", "already shipped",
+                      "21019002")
+
+
+class Executor:
+    def __init__(self, ledger: Ledger, ctx: RunContext, handlers: Handlers):
+        self.ledger = ledger
+        self.ctx = ctx
+        self.handlers = handlers
+
+    def _call(self, kind: str, verb: str, params: dict, key: str) -> Reply:
+        fn: Callable = getattr(self.handlers, f"{verb}_{kind}")
+        return fn(params, key) if verb == "perform" and kind in KEYED else fn(params)
+
+    def run(self, row: dict) -> Outcome:
+        key, kind, params = row["idempotency_key"], row["kind"], row["request"]
+        claim = self.ledger.claim(self.ctx, key)
+        if claim is None:
+            state = self.ledger.state_of(self.ctx.shop, key)
+            return Outcome(key, kind, state if state in (SUCCEEDED, SKIPPED) else "held", "not claimed")
+        if claim.recovering and kind not in KEYED:
+            try:
+                reply = self._call(kind, "reconcile", params, key)
+                return self._finish(claim, kind, SUCCEEDED, reply, "reconciled: an earlier attempt took effect")
+            except NotDone:
+                pass
+            except BusinessError as exc:
+                return self._finish(claim, kind, SKIPPED, None, f"reconciled: {exc.platform_message}")
+            except PlatformError as exc:
+                return self._leave_in_flight(claim, kind, exc)
+        try:
+            reply = self._call(kind, "perform", params, key)
+        except BusinessError as exc:
+            if any(hint in str(exc) for hint in ALREADY_DONE_HINTS) and kind not in KEYED:
+                try:
+                    reply = self._call(kind, "reconcile", params, key)
+                    return self._finish(claim, kind, SUCCEEDED, reply, f"already done: {exc.platform_message}")
+                except (NotDone, PlatformError):
+                    pass
+            return self._finish(claim, kind, FAILED, None, str(exc), exc.request_id)
+        except PlatformError as exc:
+            if exc.retryable:
+                return self._leave_in_flight(claim, kind, exc)
+            return self._finish(claim, kind, FAILED, None, str(exc), exc.request_id)
+        return self._finish(claim, kind, SUCCEEDED, reply, "")
+
+    def _finish(self, claim: Claim, kind: str, state: str, reply: Reply | None, detail: str,
+                request_id: str | None = None) -> Outcome:
+        self.ledger.finish(claim, state, response=reply.data if reply else None,
+                           request_id=(reply.request_id if reply else None) or request_id, detail=detail or None)
+        return Outcome(claim.key, kind, state, detail)
+
+    def _leave_in_flight(self, claim: Claim, kind: str, exc: PlatformError) -> Outcome:
+        """Outcome unknown: the next attempt must read the remote state first."""
+        self.ledger.finish(claim, IN_FLIGHT, detail=f"outcome unknown, reconcile before retry: {exc}")
+        self.ledger.expire_lease(claim)
+        return Outcome(claim.key, kind, IN_FLIGHT, str(exc))
+

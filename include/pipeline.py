@@ -1,0 +1,549 @@
+"""The order SLA pipeline, step by step: what each task of `dags/orderops_sla.py` calls.
+
+extract (per platform) -> stage -> validate -> join -> decide -> act (ledger) -> verify -> summarize.
+Every step takes the run's `RunSettings`, a `Platforms` (clients for one shop) and the
+warehouse, so the whole flow also runs without Airflow in tests and benchmarks.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable
+
+import sqlalchemy as sa
+
+from include import staging
+from include.actions import Executor, Handlers, Outcome
+from include.carriers import CarrierMap
+from include.decide import decide
+from include.join import Joiner, saga_states
+from include.ledger import DONE_STATES, FAILED, SUCCEEDED, Ledger, RunContext
+from include.model import (
+    ADD_NOTE, APPROVE_CANCELLATION, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, ESCALATE, POST_TRACKING,
+    REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL, Action, Decision,
+)
+from include.quality import blocked_platforms, validate
+from include.runconfig import RunSettings
+from include.warehouse import (
+    Warehouse, action_ledger, api_calls, decisions, order_links, quarantine, runs, stg_amazon_fulfillment_orders,
+    stg_shipbob_orders, stg_shopify_orders, stg_tiktok_cancellations, stg_tiktok_orders, utcnow, validation_results,
+)
+
+log = logging.getLogger(__name__)
+CHUNK = 50
+ACTIONABLE_STATUSES = ("AWAITING_SHIPMENT", "PARTIALLY_SHIPPING")
+# How far before the oldest order in play the Shopify/fulfiller listings start.
+LOOKBACK_MARGIN = timedelta(days=1)
+MAX_LOOKBACK = timedelta(days=60)
+SAGA_KINDS = (CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL, CANCEL_SHOPIFY, APPROVE_CANCELLATION)
+GAVE_UP = "gave up:"
+GROUPS = {POST_TRACKING: "tracking", ADD_NOTE: "notes", REJECT_CANCELLATION: "rejections", ESCALATE: "escalations"}
+
+
+class Platforms:
+    """The four clients of one shop, built on first use from Airflow connections (or a factory)."""
+
+    def __init__(self, settings: RunSettings, factory: Callable[[str], Any] | None = None):
+        self.settings = settings
+        self._factory = factory or self._from_connection
+        self._clients: dict[str, Any] = {}
+
+    def _from_connection(self, platform: str):
+        conn_id = getattr(self.settings.connections, platform)
+        if platform == "tiktok":
+            from include.platforms.tiktok import TikTokShopHook as Hook
+        elif platform == "shopify":
+            from include.platforms.shopify import ShopifyHook as Hook
+        elif platform == "amazon_mcf":
+            from include.platforms.amazon_mcf import AmazonMcfHook as Hook
+        else:
+            from include.platforms.shipbob import ShipBobHook as Hook
+        return Hook(conn_id).get_client()
+
+    def get(self, platform: str):
+        if platform not in self._clients:
+            self._clients[platform] = self._factory(platform)
+        return self._clients[platform]
+
+    def tiktok(self):
+        return self.get("tiktok")
+
+    def shopify(self):
+        return self.get("shopify")
+
+    def amazon_mcf(self):
+        return self.get("amazon_mcf")
+
+    def shipbob(self):
+        return self.get("shipbob")
+
+    def stats_rows(self) -> list[dict]:
+        return [row for name, client in self._clients.items() for row in client.stats.as_rows(name)]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+
+@dataclass
+class Step:
+    """What one step did, for the task log, XCom and the run summary."""
+
+    name: str
+    counts: dict[str, int] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"step": self.name, **self.counts, **self.detail}
+
+
+def now_for(settings: RunSettings) -> datetime:
+    return settings.now_override or datetime.now(timezone.utc)
+
+
+def prepare_run(settings: RunSettings, wh: Warehouse) -> dict:
+    """Create or upgrade the schema and open the run's record."""
+    version = wh.migrate()
+    wh.upsert(runs, [dict(shop=settings.shop, run_id=settings.run_id, dag_id=settings.dag_id,
+                          window_start=settings.window_start, window_end=settings.window_end,
+                          started_at=utcnow(), state="running", policy_version=settings.policy.version,
+                          dry_run=settings.dry_run)])
+    log.info("run %s shop %s window %s .. %s (overlap %s), policy %s%s, schema v%d", settings.run_id, settings.shop,
+             settings.window_start, settings.window_end, settings.overlap, settings.policy.version,
+             " DRY RUN" if settings.dry_run else "", version)
+    return {"schema_version": version}
+
+
+def _stage(wh: Warehouse, settings: RunSettings, table: sa.Table, batch: str, records: Iterable[Any],
+           to_row: Callable[[Any], dict], key_of: Callable[[Any], str | None]) -> tuple[list[dict], int]:
+    """Transform and upsert one platform batch; records that can't be staged are quarantined."""
+    now = utcnow()
+    rows, bad = {}, []
+    key_col = [c.name for c in table.primary_key.columns if c.name != "shop"][0]
+    for record in records:
+        try:
+            row = to_row(record)
+        except staging.BadRecord as exc:
+            bad.append(dict(shop=settings.shop, run_id=settings.run_id, batch=batch, record_key=key_of(record),
+                            reason=str(exc), raw=staging.strip_pii(record) if isinstance(record, dict) else None,
+                            quarantined_at=now))
+            continue
+        row.update(shop=settings.shop, snapshot_run_id=settings.run_id, extracted_at=now, source_request_id=None)
+        rows[row[key_col]] = row  # a record repeated across pages is staged once
+    wh.upsert(table, rows.values())
+    if bad:
+        with wh.engine.begin() as conn:
+            conn.execute(quarantine.insert(), bad)
+        for entry in bad[:20]:
+            log.warning("quarantined %s record %s: %s", batch, entry["record_key"], entry["reason"])
+    return list(rows.values()), len(bad)
+
+
+def _key(field_name: str) -> Callable[[Any], str | None]:
+    return lambda record: str(record.get(field_name)) if isinstance(record, dict) and record.get(field_name) is not None else None
+
+
+def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -> dict:
+    """Orders updated in the window (plus overlap) and every actionable one; pending cancellations."""
+    client = platforms.tiktok()
+    start = settings.window_start - settings.overlap
+    window = {"update_time_ge": int(start.timestamp()), "update_time_lt": int(settings.window_end.timestamp())}
+    searches = [window, *({"order_status": s} for s in ACTIONABLE_STATUSES), {"is_buyer_request_cancel": True}]
+    orders: dict[str, Any] = {}
+    unnamed = []
+    for filters in searches:
+        for order in client.search_orders(filters, page_size=100):
+            if isinstance(order, dict) and isinstance(order.get("id"), str):
+                orders[order["id"]] = order
+            else:
+                unnamed.append(order)
+    rows, bad = _stage(wh, settings, stg_tiktok_orders, "tiktok_orders", [*orders.values(), *unnamed],
+                       staging.tiktok_order_row, _key("id"))
+    cancellations: dict[str, Any] = {}
+    for filters in ({"cancel_status": ["CANCELLATION_REQUEST_PENDING"]}, window):
+        for cancellation in client.search_cancellations(filters, page_size=50):
+            cancellations[str(cancellation.get("cancel_id")) if isinstance(cancellation, dict) else id(cancellation)] = cancellation
+    cancel_rows, bad_cancels = _stage(wh, settings, stg_tiktok_cancellations, "tiktok_cancellations",
+                                      cancellations.values(), staging.tiktok_cancellation_row, _key("cancel_id"))
+    created = [r["create_time"] for r in rows]
+    oldest = min(created) if created else start
+    since = max(min(oldest, start) - LOOKBACK_MARGIN, now_for(settings) - MAX_LOOKBACK)
+    return Step("extract_tiktok", {"orders": len(rows), "cancellations": len(cancel_rows),
+                                   "quarantined": bad + bad_cancels},
+                {"since": since.isoformat()}).as_dict()
+
+
+def extract_shopify(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
+    """Every order created since the oldest TikTok order in play, and any updated in the window."""
+    start = settings.window_start - settings.overlap
+    query = f"created_at:>='{since:%Y-%m-%dT%H:%M:%SZ}' OR updated_at:>='{start:%Y-%m-%dT%H:%M:%SZ}'"
+    rows, bad = _stage(wh, settings, stg_shopify_orders, "shopify_orders", platforms.shopify().orders(query),
+                       staging.shopify_order_row, _key("legacyResourceId"))
+    return Step("extract_shopify", {"orders": len(rows), "quarantined": bad}).as_dict()
+
+
+def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
+    """Bulk path: the order listing for status, the fulfilled-shipments report for tracking.
+
+    getFulfillmentOrder is called only for shipped orders the report does not carry yet.
+    """
+    client = platforms.amazon_mcf()
+    listed = list(client.list_fulfillment_orders(since))
+    report = client.fulfilled_shipments(since, now_for(settings)) if any(
+        isinstance(o, dict) and o.get("fulfillmentOrderStatus") in ("Complete", "CompletePartialled", "Processing")
+        for o in listed) else []
+    by_order: dict[str, list[dict]] = defaultdict(list)
+    for line in report:
+        by_order[line.get("merchant-order-id") or ""].append(line)
+    details = []
+    fallbacks = 0
+    for order in listed:
+        sfo = order.get("sellerFulfillmentOrderId") if isinstance(order, dict) else None
+        if sfo and not by_order.get(sfo) and order.get("fulfillmentOrderStatus") in ("Complete", "CompletePartialled"):
+            details.append(("detail", client.get_fulfillment_order(sfo)))
+            fallbacks += 1
+        else:
+            details.append(("listing", order))
+
+    def to_row(item):
+        source, payload = item
+        if source == "detail":
+            return staging.amazon_order_row(payload)
+        return staging.amazon_row_from_listing(payload, by_order.get(payload.get("sellerFulfillmentOrderId") or "", []))
+
+    rows, bad = _stage(wh, settings, stg_amazon_fulfillment_orders, "amazon_fulfillment_orders", details, to_row,
+                       lambda item: str((item[1].get("fulfillmentOrder") or item[1]).get("sellerFulfillmentOrderId"))
+                       if isinstance(item[1], dict) else None)
+    return Step("extract_amazon", {"orders": len(rows), "report_rows": len(report), "detail_calls": fallbacks,
+                                   "quarantined": bad}).as_dict()
+
+
+def extract_shipbob(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
+    client = platforms.shipbob()
+    start = settings.window_start - settings.overlap
+    orders: dict[Any, Any] = {}
+    for listing in (client.orders(start_date=since), client.orders(last_update_start=start)):
+        for order in listing:
+            orders[order.get("id") if isinstance(order, dict) else id(order)] = order
+    rows, bad = _stage(wh, settings, stg_shipbob_orders, "shipbob_orders", orders.values(),
+                       staging.shipbob_order_row, _key("id"))
+    return Step("extract_shipbob", {"orders": len(rows), "quarantined": bad}).as_dict()
+
+
+BATCH_TABLES = {
+    "tiktok_orders": stg_tiktok_orders, "tiktok_cancellations": stg_tiktok_cancellations,
+    "shopify_orders": stg_shopify_orders, "amazon_fulfillment_orders": stg_amazon_fulfillment_orders,
+    "shipbob_orders": stg_shipbob_orders,
+}
+
+
+def snapshot(wh: Warehouse, table: sa.Table, settings: RunSettings) -> list[dict]:
+    with wh.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(
+            sa.select(table).where(table.c.shop == settings.shop, table.c.snapshot_run_id == settings.run_id))]
+
+
+def validate_batch(settings: RunSettings, wh: Warehouse, batch: str) -> dict:
+    """Great Expectations on the batch this run staged; a failure blocks actions, not staging."""
+    outcome = validate(batch, snapshot(wh, BATCH_TABLES[batch], settings), now_for(settings))
+    wh.upsert(validation_results, [dict(shop=settings.shop, run_id=settings.run_id, platform=batch,
+                                        success=outcome.success, rows=outcome.rows, failures=outcome.failures,
+                                        checked_at=utcnow())])
+    (log.info if outcome.success else log.error)("%s", outcome.describe())
+    return {"batch": batch, "success": outcome.success, "rows": outcome.rows, "failures": len(outcome.failures)}
+
+
+def carrier_maps(settings: RunSettings, platforms: Platforms, tiktok_rows: list[dict]) -> tuple[dict, CarrierMap]:
+    """TikTok shipping providers per delivery option of the orders in play (one call per option)."""
+    options = sorted({(r["raw"] or {}).get("delivery_option_id") for r in tiktok_rows
+                      if r["status"] in ACTIONABLE_STATUSES} - {None, ""})
+    maps, every = {}, {}
+    for option in options:
+        providers = platforms.tiktok().shipping_providers(option)
+        maps[option] = CarrierMap(providers, settings.policy.carrier_overrides)
+        every.update({p["id"]: p for p in providers})
+    return maps, CarrierMap(list(every.values()), settings.policy.carrier_overrides)
+
+
+def blocked_by_validation(settings: RunSettings, wh: Warehouse) -> set[str]:
+    with wh.engine.connect() as conn:
+        failed = conn.execute(sa.select(validation_results.c.platform).where(
+            validation_results.c.shop == settings.shop, validation_results.c.run_id == settings.run_id,
+            validation_results.c.success.is_(False))).scalars().all()
+    from include.quality import BATCH_PLATFORM
+    return {BATCH_PLATFORM[b] for b in failed}
+
+
+def _depends_on(fulfiller: str | None, configured: tuple[str, ...]) -> set[str]:
+    """Platforms whose data the decision rests on (absence of a fulfillment order rests on all)."""
+    needed = {"tiktok", "shopify"}
+    needed |= {fulfiller} if fulfiller else set(configured)
+    return needed
+
+
+def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) -> dict:
+    """Link, decide and record pending ledger rows; returns the plan of keys to act on."""
+    now = now_for(settings)
+    tiktok_rows = snapshot(wh, stg_tiktok_orders, settings)
+    ledger = Ledger(wh)
+    sagas = saga_states(ledger.rows(settings.shop, kind=CANCEL_FULFILLMENT) + ledger.rows(settings.shop, kind=CANCEL_SHOPIFY))
+    maps, default_map = carrier_maps(settings, platforms, tiktok_rows)
+    joiner = Joiner(snapshot(wh, stg_shopify_orders, settings), snapshot(wh, stg_amazon_fulfillment_orders, settings),
+                    snapshot(wh, stg_shipbob_orders, settings), snapshot(wh, stg_tiktok_cancellations, settings),
+                    maps, default_map, sagas)
+    blocked = blocked_by_validation(settings, wh)
+    links, decided, planned = [], [], []
+    rules: Counter = Counter()
+    for row in tiktok_rows:
+        joined, link = joiner.join(row)
+        decision = decide(joined, settings.policy, now)
+        stale = _depends_on(link.fulfiller, settings.fulfillers) & blocked
+        if stale and decision.actions:
+            decision = Decision(decision.tiktok_order_id, "-",
+                                f"blocked: validation failed for {', '.join(sorted(stale))} ({decision.rule}: {decision.reason})")
+        rules[decision.rule] += 1
+        links.append(dict(shop=settings.shop, run_id=settings.run_id, tiktok_order_id=link.tiktok_order_id,
+                          shopify_order_ids=list(link.shopify_order_ids), match_rule=link.match_rule,
+                          fulfiller=link.fulfiller, fulfillment_order_id=link.fulfillment_order_id,
+                          link_problem=link.link_problem))
+        decided.append(dict(shop=settings.shop, run_id=settings.run_id, tiktok_order_id=decision.tiktok_order_id,
+                            rule=decision.rule, reason=decision.reason,
+                            actions=[a.idempotency_key for a in decision.actions],
+                            inputs={"tiktok": row["snapshot_run_id"], "match_rule": link.match_rule,
+                                    "fulfiller": link.fulfiller, "fulfillment_order_id": link.fulfillment_order_id},
+                            policy_version=settings.policy.version, decided_at=utcnow()))
+        planned.append(decision)
+    wh.upsert(order_links, links)
+    wh.upsert(decisions, decided)
+    plan = {"tracking": [], "notes": [], "rejections": [], "escalations": [], "cancellations": []}
+    if not settings.dry_run:
+        ctx = RunContext(shop=settings.shop, dag_id=settings.dag_id, run_id=settings.run_id)
+        done = _done_keys(wh, settings.shop)
+        for decision in planned:
+            saga = []
+            for action in decision.actions:
+                ledger.record(ctx, action, rule=decision.rule, decision_run_id=settings.run_id,
+                              tiktok_order_id=decision.tiktok_order_id)
+                if action.idempotency_key in done:
+                    continue
+                if action.kind in SAGA_KINDS:
+                    saga.append(action.idempotency_key)
+                else:
+                    plan[GROUPS[action.kind]].append(action.idempotency_key)
+            if saga:
+                plan["cancellations"].append({"tiktok_order_id": decision.tiktok_order_id, "keys": saga})
+    with wh.engine.begin() as conn:
+        conn.execute(runs.update().where(runs.c.shop == settings.shop, runs.c.run_id == settings.run_id)
+                     .values(decided_at=now))
+    chunks = {group: [keys[i:i + CHUNK] for i in range(0, len(keys), CHUNK)] for group, keys in plan.items()}
+    log.info("decided %d orders: %s; blocked platforms: %s", len(planned), dict(sorted(rules.items())),
+             ", ".join(sorted(blocked)) or "none")
+    return {"orders": len(planned), "rules": dict(rules), "blocked": sorted(blocked), "chunks": chunks,
+            "actions": {group: len(keys) for group, keys in plan.items()}}
+
+
+def _done_keys(wh: Warehouse, shop: str) -> set[str]:
+    t = action_ledger.c
+    with wh.engine.connect() as conn:
+        return set(conn.execute(sa.select(t.idempotency_key).where(t.shop == shop, t.state.in_(DONE_STATES))).scalars())
+
+
+def _rows_by_key(wh: Warehouse, shop: str, keys: list[str]) -> dict[str, dict]:
+    t = action_ledger
+    with wh.engine.connect() as conn:
+        return {r.idempotency_key: dict(r._mapping) for r in conn.execute(
+            sa.select(t).where(t.c.shop == shop, t.c.idempotency_key.in_(keys)))}
+
+
+def act(settings: RunSettings, platforms: Platforms, wh: Warehouse, ctx: RunContext, keys: list[str]) -> list[dict]:
+    """Carry out one chunk of independent actions (tracking, notes, rejections, escalations)."""
+    executor = Executor(Ledger(wh), ctx, Handlers(platforms))
+    rows = _rows_by_key(wh, settings.shop, keys)
+    outcomes = [executor.run(rows[key]) for key in keys if key in rows]
+    return [_log_outcome(o) for o in outcomes]
+
+
+def _log_outcome(outcome: Outcome) -> dict:
+    (log.info if outcome.state in (SUCCEEDED, "skipped") else log.warning)(
+        "%-22s %-9s %s %s", outcome.kind, outcome.state, outcome.key, outcome.detail)
+    return {"key": outcome.key, "kind": outcome.kind, "state": outcome.state, "detail": outcome.detail}
+
+
+def cancel_at_fulfiller(settings: RunSettings, platforms: Platforms, wh: Warehouse, ctx: RunContext,
+                        sagas: list[dict]) -> list[dict]:
+    """Saga step 1: ask the fulfiller to cancel (only where the decision said so)."""
+    executor = Executor(Ledger(wh), ctx, Handlers(platforms))
+    results = []
+    for saga in sagas:
+        rows = _rows_by_key(wh, settings.shop, saga["keys"])
+        for key in saga["keys"]:
+            if rows.get(key, {}).get("kind") == CANCEL_FULFILLMENT:
+                results.append(_log_outcome(executor.run(rows[key])))
+    return results
+
+
+def verify_cancellations(settings: RunSettings, platforms: Platforms, wh: Warehouse, ctx: RunContext,
+                         sagas: list[dict]) -> bool:
+    """Saga step 2 (a sensor poke): True once every saga in the chunk is verified or given up.
+
+    A fulfiller cancel that does not show as Cancelled within the policy's timeout is given up:
+    the verify row fails and the order is escalated (C4); it is never refunded or approved.
+    """
+    ledger = Ledger(wh)
+    executor = Executor(ledger, ctx, Handlers(platforms))
+    timeout = timedelta(minutes=settings.policy.cancel_verify_timeout_minutes)
+    open_sagas = 0
+    for saga in sagas:
+        rows = _rows_by_key(wh, settings.shop, saga["keys"])
+        verify = next((r for r in rows.values() if r["kind"] == VERIFY_FULFILLMENT_CANCEL), None)
+        if verify is None or verify["state"] in DONE_STATES or (verify["detail"] or "").startswith(GAVE_UP):
+            continue
+        cancel_key = verify["idempotency_key"].replace(VERIFY_FULFILLMENT_CANCEL, CANCEL_FULFILLMENT, 1)
+        cancel = _rows_by_key(wh, settings.shop, [cancel_key]).get(cancel_key)
+        if cancel is None or cancel["state"] != SUCCEEDED:
+            continue  # the cancel request itself did not go through: nothing to verify yet
+        outcome = executor.run(verify)
+        if outcome.state == SUCCEEDED:
+            continue
+        requested = cancel["updated_at"].replace(tzinfo=timezone.utc) if cancel["updated_at"].tzinfo is None else cancel["updated_at"]
+        if utcnow() - requested >= timeout:
+            _give_up(ledger, ctx, verify, saga["tiktok_order_id"], settings)
+        else:
+            open_sagas += 1
+    return open_sagas == 0
+
+
+def _give_up(ledger: Ledger, ctx: RunContext, verify: dict, tiktok_order_id: str, settings: RunSettings) -> None:
+    claim = ledger.claim(ctx, verify["idempotency_key"])
+    detail = f"{GAVE_UP} not cancelled at the fulfiller within {settings.policy.cancel_verify_timeout_minutes:g} min"
+    if claim is not None:
+        ledger.finish(claim, FAILED, detail=detail)
+    action = Action(ESCALATE, f"ledger:escalation/{tiktok_order_id}",
+                    {"tiktok_order_id": tiktok_order_id, "reason_code": "fulfiller_cancel_not_verified", "detail": detail},
+                    f"escalate:{tiktok_order_id}:fulfiller_cancel_not_verified")
+    ledger.record(ctx, action, rule="C4", decision_run_id=settings.run_id, tiktok_order_id=tiktok_order_id)
+    escalation = ledger.claim(ctx, action.idempotency_key)
+    if escalation is not None:
+        ledger.finish(escalation, SUCCEEDED, response={"escalated": "fulfiller_cancel_not_verified"}, detail=detail)
+    log.warning("C4 %s: %s; escalated, not refunded, not approved", tiktok_order_id, detail)
+
+
+def refund_and_approve(settings: RunSettings, platforms: Platforms, wh: Warehouse, ctx: RunContext,
+                       sagas: list[dict]) -> list[dict]:
+    """Saga step 3: cancel the Shopify order (refund), then approve on TikTok, each only after
+    the step before it succeeded (a verified fulfiller cancel, when there is one)."""
+    executor = Executor(Ledger(wh), ctx, Handlers(platforms))
+    results = []
+    for saga in sagas:
+        rows = _rows_by_key(wh, settings.shop, saga["keys"])
+        ordered = [rows[k] for k in saga["keys"] if k in rows]
+        ready = all(r["state"] == SUCCEEDED for r in ordered if r["kind"] in (CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL))
+        for row in ordered:
+            if row["kind"] not in (CANCEL_SHOPIFY, APPROVE_CANCELLATION):
+                continue
+            if not ready:
+                results.append({"key": row["idempotency_key"], "kind": row["kind"], "state": "waiting",
+                                "detail": "fulfiller cancel not verified"})
+                break
+            outcome = executor.run(row)
+            results.append(_log_outcome(outcome))
+            ready = outcome.state in DONE_STATES
+    return results
+
+
+def record_api_calls(wh: Warehouse, settings: RunSettings, task_id: str, map_index: int, platforms: Platforms) -> None:
+    rows = [dict(shop=settings.shop, run_id=settings.run_id, task_id=task_id, map_index=map_index, **r)
+            for r in platforms.stats_rows()]
+    wh.upsert(api_calls, rows)
+
+
+def summarize_run(settings: RunSettings, wh: Warehouse, started: float | None = None) -> dict:
+    """The run's figures: orders per platform, actions by kind and outcome, escalations, validation,
+    API calls and throttles per platform."""
+    shop, run_id = settings.shop, settings.run_id
+    summary: dict[str, Any] = {"shop": shop, "run_id": run_id, "dry_run": settings.dry_run,
+                               "window": [settings.window_start.isoformat(), settings.window_end.isoformat()]}
+    with wh.engine.connect() as conn:
+        summary["orders_seen"] = {batch: conn.execute(sa.select(sa.func.count()).select_from(table).where(
+            table.c.shop == shop, table.c.snapshot_run_id == run_id)).scalar() for batch, table in BATCH_TABLES.items()}
+        summary["decisions"] = dict(conn.execute(sa.select(decisions.c.rule, sa.func.count()).where(
+            decisions.c.shop == shop, decisions.c.run_id == run_id).group_by(decisions.c.rule)).all())
+        t = action_ledger.c
+        actions = conn.execute(sa.select(t.kind, t.state, sa.func.count()).where(
+            t.shop == shop, t.run_id == run_id).group_by(t.kind, t.state)).all()
+        summary["actions"] = {f"{kind}:{state}": n for kind, state, n in actions}
+        summary["escalations"] = [dict(tiktok_order_id=r.tiktok_order_id, rule=r.rule, reason=r.request.get("detail"))
+                                  for r in conn.execute(sa.select(t.tiktok_order_id, t.rule, t.request).where(
+                                      t.shop == shop, t.run_id == run_id, t.kind == ESCALATE))]
+        summary["validation_failures"] = conn.execute(sa.select(validation_results.c.platform).where(
+            validation_results.c.shop == shop, validation_results.c.run_id == run_id,
+            validation_results.c.success.is_(False))).scalars().all()
+        summary["quarantined"] = conn.execute(sa.select(sa.func.count()).select_from(quarantine).where(
+            quarantine.c.shop == shop, quarantine.c.run_id == run_id)).scalar()
+        c = api_calls.c
+        summary["api"] = {p: {"calls": int(calls or 0), "throttled": int(thr or 0), "retries": int(ret or 0)}
+                          for p, calls, thr, ret in conn.execute(
+                              sa.select(c.platform, sa.func.sum(c.calls), sa.func.sum(c.throttled), sa.func.sum(c.retries))
+                              .where(c.shop == shop, c.run_id == run_id).group_by(c.platform))}
+        started_at = conn.execute(sa.select(runs.c.started_at).where(runs.c.shop == shop, runs.c.run_id == run_id)).scalar()
+    finished = utcnow()
+    if started_at is not None:
+        started_at = started_at.replace(tzinfo=timezone.utc) if started_at.tzinfo is None else started_at
+        summary["duration_seconds"] = round((finished - started_at).total_seconds(), 1)
+    failed = any(k.endswith(":failed") or k.endswith(":in_flight") for k in summary["actions"])
+    state = "attention" if failed or summary["validation_failures"] else "succeeded"
+    with wh.engine.begin() as conn:
+        conn.execute(runs.update().where(runs.c.shop == shop, runs.c.run_id == run_id)
+                     .values(finished_at=finished, state=state, summary=summary))
+    summary["state"] = state
+    return summary
+
+
+def summary_table(summary: dict) -> str:
+    """The run summary as a readable table for the task log."""
+    lines = [f"orderops run {summary['run_id']} (shop {summary['shop']}){' DRY RUN' if summary['dry_run'] else ''}: "
+             f"{summary['state']}, {summary.get('duration_seconds', '?')} s"]
+    lines.append(f"  {'orders seen':28s} " + ", ".join(f"{k}={v}" for k, v in summary["orders_seen"].items()))
+    lines.append(f"  {'decisions by rule':28s} " + ", ".join(f"{k}={v}" for k, v in sorted(summary["decisions"].items())))
+    for key, n in sorted(summary["actions"].items()):
+        lines.append(f"  {'action ' + key:28s} {n}")
+    for platform, figures in sorted(summary["api"].items()):
+        lines.append(f"  {'api ' + platform:28s} calls={figures['calls']} throttled={figures['throttled']} "
+                     f"retries={figures['retries']}")
+    lines.append(f"  {'validation failures':28s} {', '.join(summary['validation_failures']) or 'none'}")
+    lines.append(f"  {'quarantined records':28s} {summary['quarantined']}")
+    for e in summary["escalations"]:
+        lines.append(f"  escalated {e['tiktok_order_id']} [{e['rule']}] {e['reason']}")
+    return "\n".join(lines)
+
+
+def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, verify_poll_seconds: float = 2.0,
+            verify_max_seconds: float = 120.0) -> dict:
+    """The whole pipeline in one process, in task order (tests, benchmarks; the DAG splits it)."""
+    ctx = RunContext(shop=settings.shop, dag_id=settings.dag_id, run_id=settings.run_id, task_id="run_all")
+    prepare_run(settings, wh)
+    tt = extract_tiktok(settings, platforms, wh)
+    since = datetime.fromisoformat(tt["since"])
+    extract_shopify(settings, platforms, wh, since)
+    if "amazon_mcf" in settings.fulfillers:
+        extract_amazon(settings, platforms, wh, since)
+    if "shipbob" in settings.fulfillers:
+        extract_shipbob(settings, platforms, wh, since)
+    for batch in BATCH_TABLES:
+        validate_batch(settings, wh, batch)
+    plan = join_and_decide(settings, platforms, wh)
+    for group in ("tracking", "notes", "rejections", "escalations"):
+        for chunk in plan["chunks"][group]:
+            act(settings, platforms, wh, ctx, chunk)
+    for chunk in plan["chunks"]["cancellations"]:
+        cancel_at_fulfiller(settings, platforms, wh, ctx, chunk)
+        deadline = time.monotonic() + verify_max_seconds
+        while not verify_cancellations(settings, platforms, wh, ctx, chunk) and time.monotonic() < deadline:
+            time.sleep(verify_poll_seconds)
+        refund_and_approve(settings, platforms, wh, ctx, chunk)
+    record_api_calls(wh, settings, "run_all", -1, platforms)
+    return summarize_run(settings, wh)
