@@ -81,7 +81,7 @@ def _time(value: Any, name: str) -> datetime:
 def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_interval_start: Any = None,
                  data_interval_end: Any = None, run_after: Any = None) -> RunSettings:
     """Validate the DAG params and derive the window (scheduled, backfill or manual run)."""
-    known = {"shop", "window_minutes", "overlap_minutes", "dry_run", "policy", "window_start", "window_end",
+    known = {"shop", "sla_horizon_hours", "window_minutes", "overlap_minutes", "dry_run", "policy", "window_start", "window_end",
              "connections", "fulfillers", "now"}
     unknown = sorted(set(params) - known)
     if unknown:
@@ -89,8 +89,11 @@ def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_inter
     shop = params.get("shop") or "default"
     if not isinstance(shop, str) or not shop.replace("-", "").replace("_", "").isalnum():
         raise RunConfigError(f"param shop: {shop!r} must be letters, digits, - or _")
+    policy_doc = dict(params.get("policy") or {})
+    if params.get("sla_horizon_hours") is not None:
+        policy_doc["horizon_hours"] = params["sla_horizon_hours"]
     try:
-        policy = policy_from_dict(params.get("policy") or {})
+        policy = policy_from_dict(policy_doc)
     except PolicyError as exc:
         raise RunConfigError(str(exc)) from None
     if params.get("window_start") or params.get("window_end"):

@@ -1,0 +1,235 @@
+"""
+### orderops SLA pipeline
+
+Every 30 minutes, for one TikTok shop: extract orders from TikTok Shop, Shopify, Amazon MCF and
+ShipBob into staging tables, validate each batch (Great Expectations), join them on order ids,
+decide per order (rules T1 T2 N1 E1 C1-C4), then post tracking, add notes, run the cancellation
+saga, reject or escalate. Every side effect goes through the action ledger with an idempotency
+key, so reruns and backfills never repeat one.
+
+Params: `sla_horizon_hours` (near-SLA horizon), `dry_run` (decide only, no platform writes),
+`policy` (overrides, see README "Policy"), `shop` and `connections` (one set per shop),
+`window_start`/`window_end` (an explicit window for a manual run).
+
+Trace one order: `python -m include.orderops trace <tiktok_order_id>`.
+"""
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, PokeReturnValue, TriggerRule, dag, task
+
+RUN_SUMMARY = Asset(name="orderops_run_summary", uri="orderops://warehouse/runs")
+DECISIONS = Asset(name="orderops_decisions", uri="orderops://warehouse/decisions")
+LEDGER = Asset(name="orderops_action_ledger", uri="orderops://warehouse/action_ledger")
+BATCHES = ["tiktok_orders", "tiktok_cancellations", "shopify_orders", "amazon_fulfillment_orders", "shipbob_orders"]
+
+
+@dag(
+    dag_id="orderops_sla",
+    schedule=CronDataIntervalTimetable("*/30 * * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["orderops"],
+    default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30)},
+    params={
+        "shop": Param("default", type="string", description="shop name; selects the connections"),
+        "sla_horizon_hours": Param(24, type="number", minimum=0, description="near SLA: due within this many hours"),
+        "dry_run": Param(False, type="boolean", description="decide and record, but write nothing to any platform"),
+        "policy": Param({}, type="object", description="policy overrides (README: Policy)"),
+        "connections": Param({}, type="object", description="connection ids per platform for this shop"),
+        "fulfillers": Param(["amazon_mcf", "shipbob"], type="array"),
+        "window_start": Param(None, type=["null", "string"], description="explicit window start (ISO-8601)"),
+        "window_end": Param(None, type=["null", "string"], description="explicit window end (ISO-8601)"),
+        "now": Param(None, type=["null", "string"], description="decide as of this time (tests, replays)"),
+    },
+)
+def orderops_sla():
+    @task
+    def prepare_run(**context) -> dict:
+        """Validate params and policy, derive the window, create or upgrade the warehouse schema."""
+        from include.airflow_glue import settings_from_context, warehouse_url
+        from include.pipeline import prepare_run as prepare
+        from include.warehouse import Warehouse
+
+        settings = settings_from_context(context)
+        wh = Warehouse(warehouse_url(settings.connections.warehouse))
+        try:
+            prepare(settings, wh)
+        finally:
+            wh.dispose()
+        return settings.to_xcom()
+
+    @task(pool="tiktok_api")
+    def extract_tiktok(settings: dict, **context) -> dict:
+        """TikTok orders updated in the window or still actionable, and pending cancellations."""
+        from include.airflow_glue import task_resources
+        from include.pipeline import extract_tiktok as run
+
+        with task_resources(settings, context) as (s, platforms, wh, _):
+            return run(s, platforms, wh)
+
+    @task(pool="shopify_api")
+    def extract_shopify(settings: dict, tiktok: dict, **context) -> dict:
+        """Shopify orders since the oldest TikTok order in play."""
+        from datetime import datetime
+
+        from include.airflow_glue import task_resources
+        from include.pipeline import extract_shopify as run
+
+        with task_resources(settings, context) as (s, platforms, wh, _):
+            return run(s, platforms, wh, datetime.fromisoformat(tiktok["since"]))
+
+    @task(pool="amazon_api")
+    def extract_amazon(settings: dict, tiktok: dict, **context) -> dict:
+        """Amazon MCF orders (listing) and tracking (fulfilled-shipments report)."""
+        from datetime import datetime
+
+        from include.airflow_glue import task_resources
+        from include.pipeline import extract_amazon as run
+
+        with task_resources(settings, context) as (s, platforms, wh, _):
+            if "amazon_mcf" not in s.fulfillers:
+                return {"step": "extract_amazon", "skipped": "not configured"}
+            return run(s, platforms, wh, datetime.fromisoformat(tiktok["since"]))
+
+    @task(pool="shipbob_api")
+    def extract_shipbob(settings: dict, tiktok: dict, **context) -> dict:
+        """ShipBob orders with their shipments and tracking."""
+        from datetime import datetime
+
+        from include.airflow_glue import task_resources
+        from include.pipeline import extract_shipbob as run
+
+        with task_resources(settings, context) as (s, platforms, wh, _):
+            if "shipbob" not in s.fulfillers:
+                return {"step": "extract_shipbob", "skipped": "not configured"}
+            return run(s, platforms, wh, datetime.fromisoformat(tiktok["since"]))
+
+    @task
+    def validate_staged(settings: dict, batch: str, **context) -> dict:
+        """Great Expectations on one staged batch; failures block dependent actions, not the run."""
+        from include.airflow_glue import task_resources
+        from include.pipeline import validate_batch
+
+        with task_resources(settings, context) as (s, _, wh, _ctx):
+            return validate_batch(s, wh, batch)
+
+    @task(outlets=[DECISIONS], pool="tiktok_api")
+    def join_and_decide(settings: dict, **context) -> dict:
+        """Join the platforms on order ids, decide per order, record pending actions in the ledger."""
+        from include.airflow_glue import task_resources
+        from include.pipeline import join_and_decide as run
+
+        with task_resources(settings, context) as (s, platforms, wh, _):
+            plan = run(s, platforms, wh)
+        return plan
+
+    @task
+    def chunks_for(plan: dict, group: str) -> list:
+        """The plan's chunks of one action group, for mapping the act tasks over."""
+        return plan["chunks"][group]
+
+    @task(pool="tiktok_api", outlets=[LEDGER])
+    def post_tracking(settings: dict, keys: list, **context) -> list:
+        """Mark packages as shipped on TikTok with the fulfiller's tracking (T1, C3)."""
+        from include.airflow_glue import task_resources
+        from include.pipeline import act
+
+        with task_resources(settings, context) as (s, platforms, wh, ctx):
+            return act(s, platforms, wh, ctx, keys)
+
+    @task(pool="shopify_api", outlets=[LEDGER])
+    def add_notes(settings: dict, keys: list, **context) -> list:
+        """Note "Shipping, no tracking ID yet" on the Shopify order (N1)."""
+        from include.airflow_glue import task_resources
+        from include.pipeline import act
+
+        with task_resources(settings, context) as (s, platforms, wh, ctx):
+            return act(s, platforms, wh, ctx, keys)
+
+    @task(pool="tiktok_api", outlets=[LEDGER])
+    def reject_cancellations(settings: dict, keys: list, **context) -> list:
+        """Reject buyer cancellations of orders already packed or shipped (C3)."""
+        from include.airflow_glue import task_resources
+        from include.pipeline import act
+
+        with task_resources(settings, context) as (s, platforms, wh, ctx):
+            return act(s, platforms, wh, ctx, keys)
+
+    @task(outlets=[LEDGER])
+    def record_escalations(settings: dict, keys: list, **context) -> list:
+        """Record orders a person must look at, with the reason (E1, T2, C3/C4 by policy)."""
+        from include.airflow_glue import task_resources
+        from include.pipeline import act
+
+        with task_resources(settings, context) as (s, platforms, wh, ctx):
+            return act(s, platforms, wh, ctx, keys)
+
+    @task(pool="fulfiller_api", outlets=[LEDGER])
+    def cancel_at_fulfiller(settings: dict, sagas: list, **context) -> list:
+        """Cancellation saga, step 1: cancel the fulfillment order (C1)."""
+        from include.airflow_glue import task_resources
+        from include.pipeline import cancel_at_fulfiller as run
+
+        with task_resources(settings, context) as (s, platforms, wh, ctx):
+            return run(s, platforms, wh, ctx, sagas)
+
+    @task.sensor(poke_interval=60, timeout=6 * 3600, mode="reschedule", pool="fulfiller_api")
+    def verify_fulfiller_cancel(settings: dict, sagas: list, **context) -> PokeReturnValue:
+        """Cancellation saga, step 2: wait until the fulfiller shows the order cancelled (C4 on timeout)."""
+        from include.airflow_glue import task_resources
+        from include.pipeline import verify_cancellations
+
+        with task_resources(settings, context) as (s, platforms, wh, ctx):
+            return PokeReturnValue(is_done=verify_cancellations(s, platforms, wh, ctx, sagas))
+
+    @task(pool="shopify_api", outlets=[LEDGER])
+    def refund_and_approve(settings: dict, sagas: list, **context) -> list:
+        """Cancellation saga, step 3: cancel and refund in Shopify, then approve on TikTok."""
+        from include.airflow_glue import task_resources
+        from include.pipeline import refund_and_approve as run
+
+        with task_resources(settings, context) as (s, platforms, wh, ctx):
+            return run(s, platforms, wh, ctx, sagas)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[RUN_SUMMARY])
+    def summarize_run(settings: dict, **context) -> dict:
+        """Orders seen, actions by kind and outcome, escalations, validation, API calls; log as a table."""
+        from include.airflow_glue import task_resources
+        from include.pipeline import summarize_run as run
+        from include.pipeline import summary_table
+
+        with task_resources(settings, context) as (s, _, wh, _ctx):
+            summary = run(s, wh)
+        print(summary_table(summary))
+        context["outlet_events"][RUN_SUMMARY].extra = {k: summary[k] for k in
+                                                       ("shop", "run_id", "state", "decisions", "actions", "api")}
+        return summary
+
+    settings = prepare_run()
+    tiktok = extract_tiktok(settings)
+    extracted = [extract_shopify(settings, tiktok), extract_amazon(settings, tiktok), extract_shipbob(settings, tiktok)]
+    validated = validate_staged.partial(settings=settings).expand(batch=BATCHES)
+    extracted >> validated
+    plan = join_and_decide(settings)
+    validated >> plan
+    def chunks(group: str):
+        return chunks_for.override(task_id=f"plan_{group}")(plan, group)
+
+    acted = [
+        post_tracking.partial(settings=settings).expand(keys=chunks("tracking")),
+        add_notes.partial(settings=settings).expand(keys=chunks("notes")),
+        reject_cancellations.partial(settings=settings).expand(keys=chunks("rejections")),
+        record_escalations.partial(settings=settings).expand(keys=chunks("escalations")),
+    ]
+    sagas = chunks("cancellations")
+    cancelled = cancel_at_fulfiller.partial(settings=settings).expand(sagas=sagas)
+    verified = verify_fulfiller_cancel.partial(settings=settings).expand(sagas=sagas)
+    refunded = refund_and_approve.partial(settings=settings).expand(sagas=sagas)
+    cancelled >> verified >> refunded
+    [*acted, refunded] >> summarize_run(settings)
+
+
+orderops_sla()

@@ -1,0 +1,102 @@
+"""The little the DAG files need from Airflow's context: settings, clients, warehouse, lineage.
+
+Kept apart from `include.pipeline` so the pipeline runs without Airflow in tests and benchmarks.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, Iterator
+
+from include.ledger import RunContext
+from include.pipeline import Platforms
+from include.runconfig import STATE_DIR, RunSettings, run_settings
+from include.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+# Set when the platforms are the sandbox: decisions then use the sandbox's scenario clock.
+CLOCK_URL_ENV = "ORDEROPS_SANDBOX_CLOCK_URL"
+
+
+def warehouse_url(conn_id: str) -> str:
+    """The warehouse connection as a SQLAlchemy URL; SQLite under the state folder when unset."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowRuntimeError
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowRuntimeError:
+        conn = None
+    except Exception as exc:  # the connection lookup raises different types across back ends
+        if "isn't defined" not in str(exc) and "not found" not in str(exc).lower():
+            raise
+        conn = None
+    if conn is None:
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{STATE_DIR / 'warehouse.db'}"
+    if conn.conn_type == "sqlite":
+        return f"sqlite:///{conn.host}"
+    if conn.conn_type in ("postgres", "postgresql"):
+        from sqlalchemy.engine import URL
+
+        extra = conn.extra_dejson or {}
+        query = {"options": f"-csearch_path={extra['schema']}"} if extra.get("schema") else {}
+        return URL.create("postgresql+psycopg2", username=conn.login, password=conn.password, host=conn.host,
+                          port=conn.port or 5432, database=conn.schema or "postgres", query=query
+                          ).render_as_string(hide_password=False)
+    raise ValueError(f"connection {conn_id!r}: conn_type {conn.conn_type!r} is not sqlite or postgres")
+
+
+def sandbox_now() -> datetime | None:
+    url = os.environ.get(CLOCK_URL_ENV)
+    if not url:
+        return None
+    import httpx
+
+    now = httpx.get(url, timeout=10).json()["now"]
+    return datetime.fromisoformat(now.replace("Z", "+00:00"))
+
+
+def settings_from_context(context: dict) -> RunSettings:
+    dag_run = context["dag_run"]
+    settings = run_settings(dag_id=dag_run.dag_id, run_id=dag_run.run_id, params=dict(context["params"]),
+                            data_interval_start=context.get("data_interval_start"),
+                            data_interval_end=context.get("data_interval_end"),
+                            run_after=getattr(dag_run, "run_after", None))
+    if settings.now_override is None:
+        moment = sandbox_now()
+        if moment is not None:
+            settings = replace(settings, now_override=moment)
+    return settings
+
+
+def run_context(context: dict, settings: RunSettings) -> RunContext:
+    ti = context["ti"]
+    return RunContext(shop=settings.shop, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
+                      try_number=ti.try_number, map_index=ti.map_index if ti.map_index is not None else -1)
+
+
+@contextmanager
+def task_resources(settings_doc: dict[str, Any], context: dict) -> Iterator[tuple[RunSettings, Platforms, Warehouse, RunContext]]:
+    """Settings, clients and warehouse for one task; records the task's API calls at the end."""
+    from include.pipeline import record_api_calls
+
+    settings = RunSettings.from_xcom(settings_doc)
+    platforms = Platforms(settings)
+    wh = Warehouse(warehouse_url(settings.connections.warehouse))
+    ctx = run_context(context, settings)
+    try:
+        yield settings, platforms, wh, ctx
+    finally:
+        if platforms.stats_rows():
+            record_api_calls(wh, settings, ctx.task_id, ctx.map_index, platforms)
+        platforms.close()
+        wh.dispose()
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, indent=1, default=str)
