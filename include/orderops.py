@@ -1,0 +1,118 @@
+"""Command line: `python -m include.orderops trace <tiktok_order_id>` prints an order's whole chain.
+
+The chain answers "why was this order cancelled / tracked / escalated?": what each platform said
+(staged snapshot), how the order was linked (match rule), what was decided (rule, reason, policy
+version), and every side effect (ledger row, its state, the platform's request id and the
+Airflow dag/run/task/try/map index that made it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import sqlalchemy as sa
+
+from include.runconfig import STATE_DIR
+from include.warehouse import (
+    Warehouse, action_ledger, decisions, order_links, stg_amazon_fulfillment_orders, stg_shipbob_orders,
+    stg_shopify_orders, stg_tiktok_cancellations, stg_tiktok_orders,
+)
+
+WAREHOUSE_ENV = "ORDEROPS_WAREHOUSE_URL"
+
+
+def default_url() -> str:
+    return os.environ.get(WAREHOUSE_ENV) or f"sqlite:///{STATE_DIR / 'warehouse.db'}"
+
+
+def _fmt(value) -> str:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def trace(wh: Warehouse, tiktok_order_id: str, shop: str | None = None) -> list[str]:
+    """The lines of an order's chain, oldest first within each section."""
+    out: list[str] = []
+    with wh.engine.connect() as conn:
+        def rows(table, *where, order=None):
+            query = sa.select(table).where(*where)
+            if shop:
+                query = query.where(table.c.shop == shop)
+            if order is not None:
+                query = query.order_by(order)
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+        orders = rows(stg_tiktok_orders, stg_tiktok_orders.c.tiktok_order_id == tiktok_order_id)
+        if not orders:
+            return [f"no staged TikTok order {tiktok_order_id}"]
+        for o in orders:
+            out.append(f"TikTok order {tiktok_order_id} (shop {o['shop']}, snapshot {o['snapshot_run_id']})")
+            out.append(f"  status {o['status']}, {o['fulfillment_type']}, ship by {_fmt(o['rts_sla_time'])}, "
+                       f"tracking {o['tracking_number'] or '-'}")
+        for c in rows(stg_tiktok_cancellations, stg_tiktok_cancellations.c.tiktok_order_id == tiktok_order_id):
+            out.append(f"  cancellation {c['cancel_id']}: {c['status']} ({c['role']}), respond by {_fmt(c['deadline'])}")
+        links = rows(order_links, order_links.c.tiktok_order_id == tiktok_order_id, order=order_links.c.run_id)
+        shopify_ids, fulfillment_ids = set(), set()
+        out.append("Links")
+        for link in links:
+            shopify_ids.update(link["shopify_order_ids"])
+            if link["fulfillment_order_id"]:
+                fulfillment_ids.add((link["fulfiller"], link["fulfillment_order_id"]))
+            out.append(f"  run {link['run_id']}: shopify {link['shopify_order_ids'] or '-'} by {link['match_rule'] or '-'}"
+                       f" -> {link['fulfiller'] or '-'} {link['fulfillment_order_id'] or ''}"
+                       + (f"  [{link['link_problem']}]" if link["link_problem"] else ""))
+        for s in rows(stg_shopify_orders, stg_shopify_orders.c.shopify_order_id.in_(sorted(shopify_ids))):
+            out.append(f"  Shopify {s['shopify_order_id']} {s['name']}: cancelled {_fmt(s['cancelled_at']) if s['cancelled_at'] else 'no'}"
+                       f", {s['financial_status']}, tags {s['tags']}")
+        for fulfiller, fid in sorted(fulfillment_ids):
+            if fulfiller == "amazon_mcf":
+                found = rows(stg_amazon_fulfillment_orders, stg_amazon_fulfillment_orders.c.seller_fulfillment_order_id == fid)
+            else:
+                found = rows(stg_shipbob_orders, stg_shipbob_orders.c.shipbob_order_id == fid)
+            for f in found:
+                out.append(f"  {fulfiller} {fid}: {f['status']}, shipments {_fmt(f['shipments'])}")
+        out.append("Decisions")
+        for d in rows(decisions, decisions.c.tiktok_order_id == tiktok_order_id, order=decisions.c.decided_at):
+            out.append(f"  run {d['run_id']}: {d['rule']} {d['reason']} (policy {d['policy_version']})")
+            for key in d["actions"]:
+                out.append(f"    -> {key}")
+        out.append("Actions (ledger)")
+        for a in rows(action_ledger, action_ledger.c.tiktok_order_id == tiktok_order_id, order=action_ledger.c.id):
+            out.append(f"  {a['kind']} [{a['rule']}] {a['state']} after {a['attempts']} attempt(s); "
+                       f"platform request id {a['platform_request_id'] or '-'}")
+            out.append(f"    key {a['idempotency_key']}; target {a['target']}")
+            out.append(f"    by {a['dag_id']}/{a['run_id']}/{a['task_id']} try {a['try_number']} map {a['map_index']}"
+                       f"; decided in {a['decision_run_id']}")
+            out.append(f"    request {_fmt(a['request'])}")
+            if a["response"] is not None:
+                out.append(f"    response {_fmt(a['response'])}")
+            if a["detail"]:
+                out.append(f"    detail {a['detail']}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m include.orderops")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_trace = sub.add_parser("trace", help="print an order's chain: snapshots, links, decisions, actions")
+    p_trace.add_argument("tiktok_order_id")
+    p_trace.add_argument("--shop")
+    p_trace.add_argument("--warehouse", default=None, help=f"SQLAlchemy URL (default ${WAREHOUSE_ENV} or state/warehouse.db)")
+    args = parser.parse_args(argv)
+    wh = Warehouse(args.warehouse or default_url())
+    try:
+        lines = trace(wh, args.tiktok_order_id, args.shop)
+    except sa.exc.OperationalError as exc:
+        print(f"error: cannot read the warehouse: {exc.orig}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0 if not lines[0].startswith("no staged") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
