@@ -76,7 +76,16 @@ class Handlers:
     def perform_cancel_fulfillment(self, p: dict) -> Reply:
         if p["fulfiller"] == "amazon_mcf":
             return self.platforms.amazon_mcf().cancel_fulfillment_order(p["fulfillment_order_id"])
-        return self.platforms.shipbob().cancel_order(int(p["fulfillment_order_id"]))
+        from include.platforms.shipbob import CancelOutcome
+
+        order_id = int(p["fulfillment_order_id"])
+        reply = self.platforms.shipbob().cancel_order(order_id)
+        # ShipBob answers 200 even when shipments past picking could not be cancelled
+        outcome = CancelOutcome.from_reply(order_id, reply)
+        if not outcome.fully_cancelled:
+            raise BusinessError("shipbob", "cancel_order", f"order {order_id}: {outcome.status}; refused "
+                                f"{outcome.refused}", code="not_cancellable", request_id=reply.request_id)
+        return reply
 
     def fulfillment_status(self, p: dict) -> str:
         if p["fulfiller"] == "amazon_mcf":
