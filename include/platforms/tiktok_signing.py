@@ -1,4 +1,4 @@
-"""TikTok Shop request signing (Open API 202309+), shared by the simulator and the client hook.
+"""TikTok Shop request signing (Open API 202309+), shared by the client and the simulator.
 
 The signature is a lowercase hex HMAC-SHA256, keyed with the app secret, over
 `secret + path + sorted "{key}{value}" query pairs + raw body + secret`.

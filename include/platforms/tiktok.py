@@ -1,0 +1,647 @@
+"""TikTok Shop Open API client and Airflow hook (DESIGN §5).
+
+Contract: reference/tiktok_shop_api.md (Open API 202309 paths, US seller).
+
+* Every attempt is stamped (`timestamp`, Unix seconds) and signed (`sign`, see tiktok_signing)
+  again: a retry after a backoff would otherwise fall outside the platform's -5 min / +30 s window.
+  The JSON body is serialized once, compactly, and those exact bytes are both signed and sent.
+* The access token travels in the `x-tts-access-token` header, never in the query. On 105002
+  (expired) the client refreshes it on the auth host (`GET /api/v2/token/refresh`, app secret and
+  refresh token in the query, as the platform defines it) and retries the call once; it also
+  refreshes ahead of time when the expiry is known. New tokens stay in the client and are handed
+  to `on_token_refresh` so a caller can persist them (the access token lasts about 7 days).
+* `shop_cipher` comes from the connection or, when absent, from GET /authorization/202309/shops
+  (the shop matching `shop_id`, else the first one), once per client.
+* Quota: the platform publishes 50 QPS per app and API as a starting point (dynamic in practice),
+  so each endpoint gets its own token bucket at `qps`, and 429 / 36009002 drains it and backs off.
+* Mark Package As Shipped has no idempotency key: it is sent once (`retry_safe=False`), and
+  `mark_package_shipped_safely` reads the order after an ambiguous failure before sending again.
+  Cancellation approve/reject carry an `idempotency_key`, so they are retried like reads.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable, Iterable, Iterator
+
+import httpx
+
+from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
+                                    NotFoundError, PlatformClient, PlatformError, Reply, RetryableError,
+                                    RetryPolicy, ThrottledError, TokenExpiredError, chunked, pages)
+from include.platforms.connection import ConnectionSettings
+from include.platforms.tiktok_signing import sign
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://open-api.tiktokglobalshop.com"
+DEFAULT_AUTH_BASE_URL = "https://auth.tiktok-shops.com"
+VERSION = "202309"
+TOKEN_HEADER = "x-tts-access-token"
+DEFAULT_QPS = 50.0
+# Refresh this long before a known expiry, so that a long page walk does not run into it.
+DEFAULT_REFRESH_MARGIN = 300.0
+MAX_DETAIL_IDS = 50
+MAX_ORDER_PAGE = 100
+MAX_CANCELLATION_PAGE = 50
+SECRET_EXTRA_KEYS = ("access_token", "refresh_token")
+
+OP_REFRESH = "refresh_access_token"
+# Operations that must not carry shop_cipher (the platform refuses it there).
+_UNSCOPED = frozenset({"shops", OP_REFRESH})
+
+ORDER_FILTERS = frozenset({"order_status", "create_time_ge", "create_time_lt", "update_time_ge", "update_time_lt",
+                           "is_buyer_request_cancel", "shipping_type", "buyer_user_id", "warehouse_ids"})
+CANCELLATION_FILTERS = frozenset({"cancel_ids", "order_ids", "buyer_user_ids", "cancel_types", "cancel_status",
+                                  "create_time_ge", "create_time_lt", "update_time_ge", "update_time_lt", "locale"})
+_TIME_FILTERS = frozenset({"create_time_ge", "create_time_lt", "update_time_ge", "update_time_lt"})
+
+# Codes from the platform's common-errors page (reference §7.2).
+THROTTLED_CODES = frozenset({36009002})
+RETRYABLE_CODES = frozenset({36009003, 36009007, 10002014, 10002015, 10037002, 10037003, 10037004, 10006402})
+TOKEN_EXPIRED_CODE = 105002
+AUTH_CODES = frozenset({106001, 101000, 36009033, 36009043, 36009044, 36004001, 36004004, 36004005})
+NOT_FOUND_CODES = frozenset({21008111})
+
+_DIGITS = re.compile(r"^[0-9]{1,30}$")
+# Query parameters of the token host that carry secrets (the only URLs that hold any).
+_SECRET_QUERY = re.compile(r"((?:^|[?&])(?:app_secret|refresh_token|access_token|auth_code)=)[^&#\s\"]*")
+
+
+class _RedactSecretQuery(logging.Filter):
+    """httpx logs every request URL at INFO; the token host's URLs carry the app secret."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any("token/" in str(a) for a in record.args):
+            record.args = tuple(_SECRET_QUERY.sub(r"\1***", str(a)) if isinstance(a, (httpx.URL, str)) else a
+                                for a in record.args)
+        return True
+
+
+_REDACT_FILTER = _RedactSecretQuery()
+
+
+def _install_log_filter() -> None:
+    logger = logging.getLogger("httpx")
+    if _REDACT_FILTER not in logger.filters:
+        logger.addFilter(_REDACT_FILTER)
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    """Tokens from the auth host. Expiries are absolute Unix seconds (the platform's `*_expire_in`)."""
+
+    access_token: str = field(repr=False)
+    access_token_expire_in: int | None
+    refresh_token: str = field(repr=False)
+    refresh_token_expire_in: int | None
+
+
+@dataclass(frozen=True)
+class ShipOutcome:
+    """What Mark Package As Shipped achieved: from the platform's answer, or (after an ambiguous
+    failure) from reading the order back. `requests_sent` counts sends that may have reached TikTok."""
+
+    order_id: str
+    package_id: str | None
+    order_line_item_ids: tuple[str, ...]
+    requests_sent: int
+    request_id: str | None = None
+    from_read: bool = False
+
+
+def _path_id(value: Any, name: str) -> str:
+    """An id that goes into a URL path or the ids list: digits only."""
+    text = str(value).strip() if not isinstance(value, bool) else ""
+    if not _DIGITS.match(text):
+        raise ValueError(f"{name}: expected a numeric id, got {value!r}")
+    return text
+
+
+def _unix(value: Any, name: str) -> int:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"{name}: a datetime without a time zone is ambiguous; give an aware datetime")
+        return int(value.timestamp())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name}: expected Unix seconds or an aware datetime, got {value!r}")
+    return value
+
+
+def _body(filters: dict | None, allowed: frozenset, what: str) -> dict:
+    filters = dict(filters or {})
+    unknown = set(filters) - allowed
+    if unknown:
+        raise ValueError(f"{what} filters: unknown field(s) {', '.join(sorted(unknown))}; "
+                         f"expected some of {', '.join(sorted(allowed))}")
+    return {k: (_unix(v, k) if k in _TIME_FILTERS else v) for k, v in filters.items() if v is not None}
+
+
+def _compact(body: Any) -> bytes:
+    # Signed byte for byte: these are the bytes sent, never re-serialized.
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    raw = response.headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+class TikTokShopClient(PlatformClient):
+    """TikTok Shop orders, logistics, fulfillment and cancellations over httpx, signed per attempt."""
+
+    platform = "tiktok"
+
+    def __init__(self, base_url: str, app_key: str, app_secret: str, *, access_token: str | None = None,
+                 refresh_token: str | None = None, access_token_expire_in: int | None = None,
+                 shop_cipher: str | None = None, shop_id: str | None = None,
+                 auth_base_url: str = DEFAULT_AUTH_BASE_URL, qps: float = DEFAULT_QPS,
+                 limits: dict[str, tuple[float, float]] | None = None,
+                 on_token_refresh: Callable[[TokenSet], None] | None = None,
+                 refresh_margin: float = DEFAULT_REFRESH_MARGIN, timeout: float = 30.0,
+                 retry: RetryPolicy | None = None, transport: httpx.BaseTransport | None = None,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
+        if not app_key:
+            raise ConfigurationError("tiktok: app_key (the connection login) is required")
+        if not app_secret:
+            raise ConfigurationError("tiktok: app_secret (the connection password) is required")
+        if not access_token and not refresh_token:
+            raise ConfigurationError("tiktok: extra.access_token or extra.refresh_token is required")
+        if not auth_base_url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"tiktok: auth_base_url {auth_base_url!r} must start with http:// or https://")
+        if isinstance(qps, bool) or not qps > 0:
+            raise ConfigurationError(f"tiktok: qps must be a positive number, got {qps!r}")
+        # Half the quota as burst: the platform's bucket starts when our first request lands, so a
+        # full-size burst on our side could arrive a hair early and be refused.
+        super().__init__(base_url, timeout=timeout, retry=retry, limits=limits,
+                         default_limit=(float(qps), max(1.0, float(qps) / 2)), transport=transport, sleep=sleep)
+        self.app_key = app_key
+        self.auth_base_url = auth_base_url.rstrip("/")
+        self.shop_id = str(shop_id) if shop_id not in (None, "") else None
+        self.on_token_refresh = on_token_refresh
+        self.refresh_margin = refresh_margin
+        self._secret = app_secret
+        self._access_token = access_token or None
+        self._refresh_token = refresh_token or None
+        self._expires_at = int(access_token_expire_in) if access_token_expire_in else None
+        self._refresh_expires_at: int | None = None
+        self._shop_cipher = shop_cipher or None
+        self._clock = clock
+        self._auth_lock = threading.Lock()
+        self._sent = threading.local()   # the token each thread last sent, to spot a refresh done elsewhere
+        self.shop: dict | None = None
+        _install_log_filter()
+
+    @classmethod
+    def from_settings(cls, settings: ConnectionSettings, **overrides: Any) -> "TikTokShopClient":
+        """Build from a connection: host = open API URL, login = app_key, password = app_secret,
+        extra = auth_base_url, access_token, refresh_token, access_token_expire_in, shop_cipher,
+        shop_id, qps, timeout, max_attempts."""
+        extra = settings.extra
+        kwargs: dict[str, Any] = dict(
+            access_token=extra.get("access_token") or None,
+            refresh_token=extra.get("refresh_token") or None,
+            shop_cipher=extra.get("shop_cipher") or None,
+            shop_id=extra.get("shop_id") or None,
+            auth_base_url=str(extra.get("auth_base_url") or DEFAULT_AUTH_BASE_URL),
+            qps=settings.number("qps", DEFAULT_QPS),
+            timeout=settings.number("timeout", 30.0),
+        )
+        if extra.get("access_token_expire_in") not in (None, ""):
+            kwargs["access_token_expire_in"] = int(settings.number("access_token_expire_in", 0))
+        if "max_attempts" in extra:
+            kwargs["retry"] = RetryPolicy(max_attempts=int(settings.number("max_attempts", 6)))
+        kwargs.update(overrides)
+        try:
+            return cls(settings.base_url, settings.login or "", settings.password or "", **kwargs)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"connection {settings.conn_id!r}: {exc}") from None
+
+    # ------------------------------------------------------------------ tokens
+    @property
+    def tokens(self) -> TokenSet:
+        """The tokens in use now (after any refresh)."""
+        return TokenSet(self._access_token or "", self._expires_at, self._refresh_token or "",
+                        self._refresh_expires_at)
+
+    def _expiring(self) -> bool:
+        if not self._access_token:
+            return True
+        return self._expires_at is not None and self._clock() >= self._expires_at - self.refresh_margin
+
+    def call(self, operation: str, method: str, path: str, **kwargs: Any) -> Reply:
+        if operation != OP_REFRESH and self._expiring():
+            with self._auth_lock:
+                if self._expiring():
+                    self.refresh_access_token()
+        return super().call(operation, method, path, **kwargs)
+
+    def refresh_access_token(self) -> TokenSet:
+        """Get a new access token with the refresh token; keeps it and reports it to on_token_refresh."""
+        if not self._refresh_token:
+            raise AuthError(self.platform, OP_REFRESH, "the access token expired and the connection holds no "
+                            "refresh_token: authorize the shop again and store both tokens")
+        reply = super().call(OP_REFRESH, "GET", f"{self.auth_base_url}/api/v2/token/refresh", params={
+            "app_key": self.app_key, "app_secret": self._secret, "refresh_token": self._refresh_token,
+            "grant_type": "refresh_token"})
+        data = reply.data
+        access = data.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise MalformedResponseError(self.platform, OP_REFRESH, "the token answer has no access_token",
+                                         request_id=reply.request_id)
+        refresh = data.get("refresh_token") if isinstance(data.get("refresh_token"), str) else None
+        tokens = TokenSet(access, data.get("access_token_expire_in") if isinstance(
+            data.get("access_token_expire_in"), int) else None, refresh or self._refresh_token,
+            data.get("refresh_token_expire_in") if isinstance(data.get("refresh_token_expire_in"), int) else None)
+        self._access_token, self._refresh_token = tokens.access_token, tokens.refresh_token
+        self._expires_at = tokens.access_token_expire_in
+        self._refresh_expires_at = tokens.refresh_token_expire_in
+        log.info("tiktok: access token refreshed (request id %s); it now expires at %s", reply.request_id,
+                 tokens.access_token_expire_in)
+        if self.on_token_refresh is not None:
+            self.on_token_refresh(tokens)
+        return tokens
+
+    def _refresh_auth(self) -> None:
+        with self._auth_lock:
+            if getattr(self._sent, "token", None) not in (None, self._access_token):
+                return   # another thread already refreshed since this attempt was sent
+            self.refresh_access_token()
+
+    # ------------------------------------------------------------------ PlatformClient hooks
+    def _prepare(self, request: httpx.Request, operation: str) -> httpx.Request:
+        if operation == OP_REFRESH:
+            return request   # the token host is not signed; its secrets are its query
+        query = [(k, v) for k, v in request.url.params.multi_items()
+                 if k not in ("app_key", "timestamp", "sign", "access_token")]
+        query += [("app_key", self.app_key), ("timestamp", str(int(self._clock())))]
+        content_type = request.headers.get("content-type", "application/json")
+        query.append(("sign", sign(self._secret, request.url.path, query, request.content, content_type)))
+        request.url = request.url.copy_with(params=httpx.QueryParams(query))
+        request.headers[TOKEN_HEADER] = self._access_token or ""
+        self._sent.token = self._access_token
+        return request
+
+    def _safe(self, text: str, limit: int = 500) -> str:
+        """Platform text for an exception: never a secret, and not too much of it."""
+        for secret in (self._secret, self._access_token, self._refresh_token):
+            if secret:
+                text = text.replace(secret, "***")
+        return text[:limit]
+
+    def _check(self, response: httpx.Response, operation: str) -> Reply:
+        status = response.status_code
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("code"), int):
+            rid = response.headers.get("x-tt-logid")
+            kw = dict(status=status, request_id=rid)
+            if status == 429:
+                raise ThrottledError(self.platform, operation, "rate limit exceeded",
+                                     retry_after=_retry_after(response), **kw)
+            if status >= 500 or status == 408:
+                raise RetryableError(self.platform, operation, f"server error HTTP {status}", **kw)
+            if 200 <= status < 300:
+                raise MalformedResponseError(self.platform, operation, "response is not the JSON envelope "
+                                             "(truncated or from a proxy)", **kw)
+            if status in (401, 403):
+                raise AuthError(self.platform, operation, f"refused with HTTP {status}", **kw)
+            raise BusinessError(self.platform, operation, f"HTTP {status} without the platform's envelope", **kw)
+        code = body["code"]
+        rid = body.get("request_id") or response.headers.get("x-tt-logid")
+        message = self._safe(str(body.get("message") or ""))
+        kw = dict(code=code, status=status, request_id=rid)
+        if code == 0 and 200 <= status < 300:
+            data = body.get("data")
+            if data is None:
+                data = {}
+            if not isinstance(data, dict):
+                raise MalformedResponseError(self.platform, operation, "data is not a JSON object", **kw)
+            return Reply(data, rid, status, dict(response.headers))
+        if code in THROTTLED_CODES or status == 429:
+            raise ThrottledError(self.platform, operation, message or "rate limit exceeded",
+                                 retry_after=_retry_after(response), **kw)
+        if code in RETRYABLE_CODES or status >= 500:
+            raise RetryableError(self.platform, operation, message or "internal error", **kw)
+        if code == TOKEN_EXPIRED_CODE and operation != OP_REFRESH:
+            raise TokenExpiredError(self.platform, operation, message or "access token expired", **kw)
+        if (code in AUTH_CODES or 105000 <= code < 106000
+                or (code == 36009004 and "credentials" in message.lower())):
+            raise AuthError(self.platform, operation, message or "credentials refused", **kw)
+        if code in NOT_FOUND_CODES:
+            raise NotFoundError(self.platform, operation, message or "not found", **kw)
+        raise BusinessError(self.platform, operation, message or f"error code {code}", **kw)
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def shop_cipher(self) -> str:
+        """The cipher of the shop this client works on (looked up once when not configured)."""
+        if self._shop_cipher is None:
+            shops = self.shops()
+            if self.shop_id is not None:
+                match = [s for s in shops if str(s.get("id")) == self.shop_id]
+                if not match:
+                    raise ConfigurationError(f"tiktok: shop_id {self.shop_id} is not among the {len(shops)} "
+                                             "shop(s) this token is authorized for")
+                chosen = match[0]
+            elif shops:
+                chosen = shops[0]
+            else:
+                raise ConfigurationError("tiktok: the token is authorized for no shop")
+            if not chosen.get("cipher"):
+                raise MalformedResponseError(self.platform, "shops", "the shop has no cipher")
+            self.shop, self._shop_cipher = chosen, chosen["cipher"]
+        return self._shop_cipher
+
+    def _api(self, operation: str, method: str, path: str, *, params: list | None = None, body: Any = None,
+             retry_safe: bool = True) -> Reply:
+        query = list(params or [])
+        if operation not in _UNSCOPED:
+            query.append(("shop_cipher", self.shop_cipher))
+        content = None
+        headers = {"content-type": "application/json"}
+        if body is not None:
+            content = body if isinstance(body, bytes) else _compact(body)
+        return self.call(operation, method, path, params=query, content=content, headers=headers,
+                         retry_safe=retry_safe)
+
+    def _listing(self, operation: str, path: str, key: str, id_field: str, body: dict, base: list) -> Iterator[dict]:
+        raw = _compact(body)   # the same bytes for every page: the page token belongs to this query
+
+        def fetch(cursor: str | None) -> tuple[list, str | None]:
+            params = base + ([("page_token", cursor)] if cursor else [])
+            data = self._api(operation, "POST", path, params=params, body=raw).data
+            items = data.get(key)
+            token = data.get("next_page_token")
+            if not isinstance(items, list) or not (token is None or isinstance(token, str)):
+                raise MalformedResponseError(self.platform, operation, f"expected {key}[] and next_page_token")
+            return items, token or None
+
+        def ident(item: Any) -> Any:
+            if not isinstance(item, dict) or id_field not in item:
+                raise MalformedResponseError(self.platform, operation, f"an entry without {id_field}")
+            return item[id_field]
+
+        return pages(fetch, None, platform=self.platform, operation=operation, key=ident)
+
+    # ------------------------------------------------------------------ reads
+    def shops(self) -> list[dict]:
+        """The shops the token is authorized for ({id, name, region, seller_type, cipher, code})."""
+        data = self._api("shops", "GET", f"/authorization/{VERSION}/shops").data
+        shops = data.get("shops")
+        if not isinstance(shops, list):
+            raise MalformedResponseError(self.platform, "shops", "expected shops[]")
+        return shops
+
+    def search_orders(self, filters: dict | None = None, page_size: int = MAX_ORDER_PAGE,
+                      sort_field: str = "create_time", sort_order: str = "ASC") -> Iterator[dict]:
+        """Orders matching `filters` (the body fields: order_status, create_time_ge/lt, update_time_ge/lt,
+        is_buyer_request_cancel, shipping_type, buyer_user_id, warehouse_ids), lazily, as TikTok's own
+        order objects. Times are Unix seconds or aware datetimes; `ge` inclusive, `lt` exclusive."""
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_ORDER_PAGE:
+            raise ValueError(f"page_size: expected 1-{MAX_ORDER_PAGE}, got {page_size!r}")
+        if sort_field not in ("create_time", "update_time"):
+            raise ValueError(f"sort_field: expected create_time or update_time, got {sort_field!r}")
+        if sort_order not in ("ASC", "DESC"):
+            raise ValueError(f"sort_order: expected ASC or DESC, got {sort_order!r}")
+        body = _body(filters, ORDER_FILTERS, "order")
+        base = [("page_size", str(page_size)), ("sort_field", sort_field), ("sort_order", sort_order)]
+        return self._listing("search_orders", f"/order/{VERSION}/orders/search", "orders", "id", body, base)
+
+    def get_orders(self, ids: Iterable[str]) -> list[dict]:
+        """Order details for `ids` (asked 50 at a time), in the order asked, each once.
+        An id that is not the shop's raises NotFoundError (21008111)."""
+        wanted = list(dict.fromkeys(_path_id(i, "ids") for i in ids))
+        found: list[dict] = []
+        for batch in chunked(wanted, MAX_DETAIL_IDS):
+            data = self._api("get_orders", "GET", f"/order/{VERSION}/orders", params=[("ids", ",".join(batch))]).data
+            orders = data.get("orders")
+            if not isinstance(orders, list):
+                raise MalformedResponseError(self.platform, "get_orders", "expected orders[]")
+            found.extend(orders)
+        return found
+
+    def search_cancellations(self, filters: dict | None = None, page_size: int = MAX_CANCELLATION_PAGE,
+                             sort_field: str = "create_time", sort_order: str = "ASC") -> Iterator[dict]:
+        """Cancellations matching `filters` (cancel_ids, order_ids, buyer_user_ids, cancel_types,
+        cancel_status, create_time_ge/lt, update_time_ge/lt, locale), lazily, as TikTok's objects."""
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_CANCELLATION_PAGE:
+            raise ValueError(f"page_size: expected 1-{MAX_CANCELLATION_PAGE}, got {page_size!r}")
+        if sort_field not in ("create_time", "update_time"):
+            raise ValueError(f"sort_field: expected create_time or update_time, got {sort_field!r}")
+        if sort_order not in ("ASC", "DESC"):
+            raise ValueError(f"sort_order: expected ASC or DESC, got {sort_order!r}")
+        body = _body(filters, CANCELLATION_FILTERS, "cancellation")
+        base = [("page_size", str(page_size)), ("sort_field", sort_field), ("sort_order", sort_order)]
+        return self._listing("search_cancellations", f"/return_refund/{VERSION}/cancellations/search",
+                             "cancellations", "cancel_id", body, base)
+
+    def _list(self, operation: str, path: str, key: str, params: list | None = None) -> list[dict]:
+        items = self._api(operation, "GET", path, params=params).data.get(key)
+        if not isinstance(items, list):
+            raise MalformedResponseError(self.platform, operation, f"expected {key}[]")
+        return items
+
+    def warehouses(self) -> list[dict]:
+        """The shop's warehouses ({id, name, effect_status, type, sub_type, is_default, address})."""
+        return self._list("warehouses", f"/logistics/{VERSION}/warehouses", "warehouses")
+
+    def delivery_options(self, warehouse_id: str) -> list[dict]:
+        """Delivery options of a warehouse ({id, name, description, type, ...})."""
+        wid = _path_id(warehouse_id, "warehouse_id")
+        return self._list("delivery_options", f"/logistics/{VERSION}/warehouses/{wid}/delivery_options",
+                          "delivery_options")
+
+    def shipping_providers(self, delivery_option_id: str) -> list[dict]:
+        """Carriers of a delivery option ({id, name}); an order's own delivery_option_id works here."""
+        did = _path_id(delivery_option_id, "delivery_option_id")
+        return self._list("shipping_providers", f"/logistics/{VERSION}/delivery_options/{did}/shipping_providers",
+                          "shipping_providers")
+
+    def reject_reasons(self, cancel_id: str) -> list[dict]:
+        """Reasons a cancellation may be rejected with ({name, text}); `name` goes in reject_cancellation."""
+        cid = _path_id(cancel_id, "cancel_id")
+        return self._list("reject_reasons", f"/return_refund/{VERSION}/reject_reasons", "reasons",
+                          params=[("return_or_cancel_id", cid)])
+
+    # ------------------------------------------------------------------ writes
+    def mark_package_shipped(self, order_id: str, tracking_number: str, shipping_provider_id: str,
+                             order_line_item_ids: Iterable[str] | None = None) -> Reply:
+        """Mark Package As Shipped (seller-shipped US orders); Reply.data = {order_id,
+        order_line_item_ids, package_id}. Omit `order_line_item_ids` to ship every unshipped line.
+
+        No idempotency key exists, so it is sent once: only a throttle or a refused connection (the
+        request never got processed) is retried. Anything ambiguous is raised; see
+        `mark_package_shipped_safely`.
+        """
+        oid = _path_id(order_id, "order_id")
+        if not isinstance(tracking_number, str) or not tracking_number.strip():
+            raise ValueError("tracking_number: required")
+        body: dict[str, Any] = {"tracking_number": tracking_number.strip(),
+                                "shipping_provider_id": _path_id(shipping_provider_id, "shipping_provider_id")}
+        if order_line_item_ids is not None:
+            lines = [_path_id(i, "order_line_item_ids") for i in order_line_item_ids]
+            if not lines:
+                raise ValueError("order_line_item_ids: give at least one id, or None for the whole order")
+            body["order_line_item_ids"] = lines
+        return self._api("mark_package_shipped", "POST", f"/fulfillment/{VERSION}/orders/{oid}/packages",
+                         body=body, retry_safe=False)
+
+    def mark_package_shipped_safely(self, order_id: str, tracking_number: str, shipping_provider_id: str,
+                                    order_line_item_ids: Iterable[str] | None = None,
+                                    max_sends: int = 2) -> ShipOutcome:
+        """Mark shipped, sending again only after reading that the lines are still unshipped.
+
+        After an ambiguous failure (5xx, timeout after sending, unreadable answer) the order is read:
+        lines now carrying this tracking number mean the earlier send worked, so nothing is resent.
+        Lines shipped under another tracking number raise BusinessError.
+        """
+        oid = _path_id(order_id, "order_id")
+        tracking = tracking_number.strip() if isinstance(tracking_number, str) else tracking_number
+        wanted = None if order_line_item_ids is None else [str(i) for i in order_line_item_ids]
+        sent = 0
+        while True:
+            sent += 1
+            try:
+                reply = self.mark_package_shipped(oid, tracking, shipping_provider_id, wanted)
+            except ThrottledError:
+                raise   # already retried by call(); it was never processed
+            except RetryableError as exc:
+                order = self.get_orders([oid])[0]
+                lines = [li for li in order.get("line_items") or [] if isinstance(li, dict)
+                         and (li.get("id") in wanted if wanted is not None else li.get("display_status") != "CANCELLED")]
+                ours = [li for li in lines if li.get("package_id") and li.get("tracking_number") == tracking]
+                if ours:
+                    log.info("tiktok mark_package_shipped %s: %s; the order read back carries the tracking, "
+                             "not resending", oid, exc.platform_message)
+                    return ShipOutcome(oid, ours[0].get("package_id"), tuple(li["id"] for li in ours), sent,
+                                       from_read=True)
+                if not any(not li.get("package_id") for li in lines):
+                    raise BusinessError(self.platform, "mark_package_shipped", "the lines were shipped under "
+                                        "another tracking number", request_id=exc.request_id) from exc
+                if sent >= max_sends:
+                    raise
+                log.info("tiktok mark_package_shipped %s: %s; lines still unshipped, sending again",
+                         oid, exc.platform_message)
+                continue
+            data = reply.data
+            return ShipOutcome(str(data.get("order_id") or oid), data.get("package_id"),
+                               tuple(data.get("order_line_item_ids") or ()), sent, reply.request_id)
+
+    @staticmethod
+    def _key(idempotency_key: str) -> str:
+        if not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= 255:
+            raise ValueError("idempotency_key: expected 1-255 characters (the same key for every resend "
+                             "of one decision)")
+        return idempotency_key
+
+    def approve_cancellation(self, cancel_id: str, idempotency_key: str) -> Reply:
+        """Approve a buyer's cancellation request. Keyed, so safe to retry (same key, one effect)."""
+        cid = _path_id(cancel_id, "cancel_id")
+        return self._api("approve_cancellation", "POST", f"/return_refund/{VERSION}/cancellations/{cid}/approve",
+                         params=[("idempotency_key", self._key(idempotency_key))])
+
+    def reject_cancellation(self, cancel_id: str, reject_reason: str, idempotency_key: str,
+                            comment: str | None = None) -> Reply:
+        """Reject a buyer's cancellation request with a reason `name` from `reject_reasons`. Keyed."""
+        cid = _path_id(cancel_id, "cancel_id")
+        if not isinstance(reject_reason, str) or not reject_reason:
+            raise ValueError("reject_reason: required (a name from reject_reasons)")
+        body: dict[str, Any] = {"reject_reason": reject_reason}
+        if comment is not None:
+            body["comment"] = comment
+        return self._api("reject_cancellation", "POST", f"/return_refund/{VERSION}/cancellations/{cid}/reject",
+                         params=[("idempotency_key", self._key(idempotency_key))], body=body)
+
+
+def _hook_class():
+    from airflow.sdk import BaseHook
+    from airflow.sdk.log import mask_secret
+
+    from include.platforms.connection import read_connection
+
+    class TikTokShopHook(BaseHook):
+        """Airflow hook: a TikTok Shop connection (conn type http) -> TikTokShopClient.
+
+        host: open API base URL; login: app_key; password: app_secret; extra: auth_base_url,
+        access_token, refresh_token, access_token_expire_in, shop_cipher, shop_id, qps, timeout,
+        max_attempts. Refreshed tokens are masked in logs and passed to `on_token_refresh`.
+        """
+
+        conn_name_attr = "tiktok_conn_id"
+        default_conn_name = "tiktok_default"
+        conn_type = "http"
+        hook_name = "TikTok Shop"
+
+        def __init__(self, conn_id: str = default_conn_name, **kwargs: Any):
+            super().__init__(**kwargs)
+            self.tiktok_conn_id = conn_id
+
+        @classmethod
+        def get_ui_field_behaviour(cls) -> dict[str, Any]:
+            return {
+                "hidden_fields": ["port"],
+                "relabeling": {"host": "Open API base URL", "login": "App key", "password": "App secret"},
+                "placeholders": {
+                    "host": DEFAULT_BASE_URL,
+                    "extra": '{"auth_base_url": "%s", "access_token": "...", "refresh_token": "...", '
+                             '"shop_cipher": "..."}' % DEFAULT_AUTH_BASE_URL,
+                },
+            }
+
+        def get_client(self, on_token_refresh: Callable[[TokenSet], None] | None = None,
+                       **overrides: Any) -> TikTokShopClient:
+            settings = read_connection(self.tiktok_conn_id, SECRET_EXTRA_KEYS)
+
+            def refreshed(tokens: TokenSet) -> None:
+                mask_secret(tokens.access_token)
+                mask_secret(tokens.refresh_token)
+                if on_token_refresh is not None:
+                    on_token_refresh(tokens)
+
+            return TikTokShopClient.from_settings(settings, on_token_refresh=refreshed, **overrides)
+
+        def test_connection(self) -> tuple[bool, str]:
+            """Signature and token accepted, and the shop found."""
+            try:
+                with self.get_client() as client:
+                    cipher = client.shop_cipher
+                    client.warehouses()
+                    return True, f"signature and token accepted; shop cipher {cipher}"
+            except (PlatformError, ConfigurationError) as exc:
+                return False, str(exc)
+
+    return TikTokShopHook
+
+
+_HOOK: type | None = None
+
+
+def __getattr__(name: str):
+    # Built on first use so that importing the client never loads Airflow.
+    global _HOOK
+    if name == "TikTokShopHook":
+        if _HOOK is None:
+            _HOOK = _hook_class()
+        return _HOOK
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
