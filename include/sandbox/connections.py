@@ -1,0 +1,45 @@
+"""Airflow connections that point the pipeline at a running sandbox (default credentials).
+
+`connection_env(urls)` returns `AIRFLOW_CONN_*` variables (JSON form) for the demo, the tests
+and anyone trying orderops locally; the README prints the same for the default ports.
+"""
+from __future__ import annotations
+
+import json
+
+from include.sandbox.amazon_mcf import DEFAULT_CREDENTIALS as AMAZON
+from include.sandbox.shipbob import DEFAULT_CREDENTIALS as SHIPBOB
+from include.sandbox.shopify import DEFAULT_CREDENTIALS as SHOPIFY
+from include.sandbox.tiktok import DEFAULT_CREDENTIALS as TIKTOK
+
+CONNECTION_IDS = {"tiktok": "orderops_tiktok", "shopify": "orderops_shopify", "amazon_mcf": "orderops_amazon_mcf",
+                  "shipbob": "orderops_shipbob", "warehouse": "orderops_warehouse"}
+
+
+def sandbox_connections(urls: dict[str, str]) -> dict[str, dict]:
+    """Connection documents per platform for a sandbox serving at `urls` (app name -> base URL)."""
+    return {
+        "tiktok": {"conn_type": "http", "host": urls["tiktok"], "login": TIKTOK["app_key"],
+                   "password": TIKTOK["app_secret"],
+                   "extra": {"auth_base_url": urls["tiktok_auth"], "access_token": TIKTOK["access_token"],
+                             "refresh_token": TIKTOK["refresh_token"], "shop_cipher": TIKTOK["shop_cipher"]}},
+        "shopify": {"conn_type": "http", "host": urls["shopify"], "password": SHOPIFY["access_token"],
+                    "extra": {"api_version": "2025-10", "client_id": SHOPIFY["client_id"],
+                              "client_secret": SHOPIFY["client_secret"]}},
+        "amazon_mcf": {"conn_type": "http", "host": urls["amazon_mcf"], "login": AMAZON["client_id"],
+                       "password": AMAZON["client_secret"],
+                       "extra": {"refresh_token": AMAZON["refresh_token"], "marketplace_id": AMAZON["marketplace_id"],
+                                 "lwa_url": f"{urls['amazon_lwa']}/auth/o2/token"}},
+        "shipbob": {"conn_type": "http", "host": urls["shipbob"], "password": SHIPBOB["personal_access_tokens"][0],
+                    "extra": {"api_version": "2026-01", "channel_id": SHIPBOB["channel_id"]}},
+    }
+
+
+def connection_env(urls: dict[str, str], warehouse: dict | None = None,
+                   ids: dict[str, str] | None = None) -> dict[str, str]:
+    """AIRFLOW_CONN_<ID> variables for the sandbox (and the warehouse, when given)."""
+    ids = {**CONNECTION_IDS, **(ids or {})}
+    docs = sandbox_connections(urls)
+    if warehouse is not None:
+        docs["warehouse"] = warehouse
+    return {f"AIRFLOW_CONN_{ids[name].upper()}": json.dumps(doc) for name, doc in docs.items()}
