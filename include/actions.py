@@ -8,6 +8,7 @@ expired lease, so the next attempt reconciles first and nothing happens twice.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -33,6 +34,16 @@ class NotDone(Exception):
 
 def _reply(data: Any = None, request_id: str | None = None) -> Reply:
     return Reply(data=data, request_id=request_id)
+
+
+def as_reply(result: Any) -> Reply:
+    """Client results come as Reply or as a small result dataclass; the ledger stores either."""
+    if isinstance(result, Reply):
+        return result
+    if dataclasses.is_dataclass(result):
+        request_id = getattr(result, "request_id", None) or next(iter(getattr(result, "request_ids", ()) or ()), None)
+        return Reply(data=dataclasses.asdict(result), request_id=request_id)
+    return Reply(data=result)
 
 
 class Handlers:
@@ -148,7 +159,7 @@ class Executor:
 
     def _call(self, kind: str, verb: str, params: dict, key: str) -> Reply:
         fn: Callable = getattr(self.handlers, f"{verb}_{kind}")
-        return fn(params, key) if verb == "perform" and kind in KEYED else fn(params)
+        return as_reply(fn(params, key) if verb == "perform" and kind in KEYED else fn(params))
 
     def run(self, row: dict) -> Outcome:
         key, kind, params = row["idempotency_key"], row["kind"], row["request"]
@@ -185,7 +196,8 @@ class Executor:
     def _finish(self, claim: Claim, kind: str, state: str, reply: Reply | None, detail: str,
                 request_id: str | None = None) -> Outcome:
         self.ledger.finish(claim, state, response=reply.data if reply else None,
-                           request_id=(reply.request_id if reply else None) or request_id, detail=detail or None)
+                           request_id=(reply.request_id if reply else None) or request_id, detail=detail or None,
+                           acted_at=self.ctx.now)
         return Outcome(claim.key, kind, state, detail)
 
     def _leave_in_flight(self, claim: Claim, kind: str, exc: PlatformError) -> Outcome:

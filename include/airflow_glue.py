@@ -77,7 +77,8 @@ def settings_from_context(context: dict) -> RunSettings:
 def run_context(context: dict, settings: RunSettings) -> RunContext:
     ti = context["ti"]
     return RunContext(shop=settings.shop, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
-                      try_number=ti.try_number, map_index=ti.map_index if ti.map_index is not None else -1)
+                      try_number=ti.try_number, map_index=ti.map_index if ti.map_index is not None else -1,
+                      now=settings.now_override)
 
 
 @contextmanager

@@ -52,6 +52,15 @@ def unmapped(packages: tuple[Package, ...]) -> list[str]:
     return sorted({p.carrier for p in packages if p.tracking_number and not p.provider_id})
 
 
+def note_action(order: JoinedOrder, policy: Policy) -> Action:
+    """N1: "Shipping, no tracking ID yet", once per order and fulfiller status."""
+    f = order.fulfillment
+    return Action(ADD_NOTE, f"shopify:order/{order.shopify_order_id}",
+                  {"shopify_order_id": order.shopify_order_id, "tiktok_order_id": order.tiktok_order_id,
+                   "note": policy.note_text, "tag": policy.note_tag, "fulfiller_status": f.status},
+                  f"add_note:{order.tiktok_order_id}:{f.fulfiller}:{f.status}")
+
+
 def cancel_fulfillment_action(order: JoinedOrder) -> Action:
     f = order.fulfillment
     return Action(CANCEL_FULFILLMENT, f"{f.fulfiller}:fulfillment_order/{f.order_id}",
@@ -124,6 +133,8 @@ def decide_cancellation(order: JoinedOrder, policy: Policy, now: datetime) -> De
             extra = escalate(order, "T2", "carrier_unmapped", f"carrier {', '.join(missing)} maps to no TikTok provider").actions
         else:
             extra = post_tracking_actions(order)
+    elif not order.tracking_number and near_sla(order, policy, now):
+        extra = (note_action(order, policy),)  # the parcel will ship: the order needs its note like any other
     return Decision(order.tiktok_order_id, "C3", f"{f.fulfiller} order {f.order_id} is {f.status}: reject the cancellation",
                     (reject, *extra))
 
@@ -158,12 +169,8 @@ def decide_shipping(order: JoinedOrder, policy: Policy, now: datetime) -> Decisi
                             "part of the order shipped but the shipped line items are unknown")
         return Decision(order.tiktok_order_id, "T1", f"{f.fulfiller} shipped with tracking", post_tracking_actions(order))
     if due:
-        note = Action(ADD_NOTE, f"shopify:order/{order.shopify_order_id}",
-                      {"shopify_order_id": order.shopify_order_id, "tiktok_order_id": order.tiktok_order_id,
-                       "note": policy.note_text, "tag": policy.note_tag, "fulfiller_status": f.status},
-                      f"add_note:{order.tiktok_order_id}:{f.fulfiller}:{f.status}")
         return Decision(order.tiktok_order_id, "N1", f"due {order.rts_sla_time:%Y-%m-%dT%H:%M:%SZ}, "
-                        f"{f.fulfiller} order {f.status}, no tracking yet", (note,))
+                        f"{f.fulfiller} order {f.status}, no tracking yet", (note_action(order, policy),))
     return nothing(order, f"{f.fulfiller} order {f.status}, not yet near SLA")
 
 

@@ -188,7 +188,7 @@ def saga_states(ledger_rows: Iterable[dict]) -> dict[str, SagaState]:
         if row["state"] != "succeeded":
             continue
         if row["kind"] == "cancel_fulfillment":
-            requested[row["tiktok_order_id"]] = as_utc(row["updated_at"])
+            requested[row["tiktok_order_id"]] = as_utc(row.get("acted_at") or row["updated_at"])
         elif row["kind"] == "cancel_shopify_order":
             shopify_done.add(row["tiktok_order_id"])
     return {tid: SagaState(requested.get(tid), tid in shopify_done) for tid in set(requested) | shopify_done}

@@ -34,6 +34,7 @@ class RunContext:
     task_id: str = ""
     try_number: int = 0
     map_index: int = -1
+    now: datetime | None = None     # the run's decision clock (the sandbox's clock in tests and demos)
 
     @property
     def owner(self) -> str:
@@ -94,11 +95,13 @@ class Ledger:
         return Claim(row_id=before.id, key=key, attempts=before.attempts + 1, recovering=before.state == IN_FLIGHT)
 
     def finish(self, claim: Claim, state: str, *, response: Any = None, request_id: str | None = None,
-               detail: str | None = None) -> None:
+               detail: str | None = None, acted_at: datetime | None = None) -> None:
         if state not in (SUCCEEDED, FAILED, SKIPPED, IN_FLIGHT):
             raise ValueError(f"ledger: cannot finish in state {state!r}")
         values = dict(state=state, response=_jsonable(response), platform_request_id=request_id,
                       detail=detail, updated_at=utcnow())
+        if state == SUCCEEDED:
+            values["acted_at"] = acted_at or utcnow()
         if state != IN_FLIGHT:
             values["lease_until"] = None
         with self.warehouse.engine.begin() as conn:

@@ -428,7 +428,8 @@ def _give_up(ledger: Ledger, ctx: RunContext, verify: dict, tiktok_order_id: str
     ledger.record(ctx, action, rule="C4", decision_run_id=settings.run_id, tiktok_order_id=tiktok_order_id)
     escalation = ledger.claim(ctx, action.idempotency_key)
     if escalation is not None:
-        ledger.finish(escalation, SUCCEEDED, response={"escalated": "fulfiller_cancel_not_verified"}, detail=detail)
+        ledger.finish(escalation, SUCCEEDED, response={"escalated": "fulfiller_cancel_not_verified"}, detail=detail,
+                      acted_at=ctx.now)
     log.warning("C4 %s: %s; escalated, not refunded, not approved", tiktok_order_id, detail)
 
 
@@ -524,7 +525,8 @@ def summary_table(summary: dict) -> str:
 def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, verify_poll_seconds: float = 2.0,
             verify_max_seconds: float = 120.0) -> dict:
     """The whole pipeline in one process, in task order (tests, benchmarks; the DAG splits it)."""
-    ctx = RunContext(shop=settings.shop, dag_id=settings.dag_id, run_id=settings.run_id, task_id="run_all")
+    ctx = RunContext(shop=settings.shop, dag_id=settings.dag_id, run_id=settings.run_id, task_id="run_all",
+                     now=now_for(settings))
     prepare_run(settings, wh)
     tt = extract_tiktok(settings, platforms, wh)
     since = datetime.fromisoformat(tt["since"])

@@ -157,6 +157,7 @@ action_ledger = sa.Table(
     sa.Column("platform_request_id", sa.String(128)),
     sa.Column("state", sa.String(16), nullable=False),     # pending in_flight succeeded failed skipped
     sa.Column("detail", sa.Text),
+    sa.Column("acted_at", TS),                             # when it took effect, on the run's decision clock
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("lease_owner", sa.String(255)),
     sa.Column("lease_until", TS),

@@ -34,7 +34,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from include.sandbox.core import PlatformSandbox, TokenBucket
-from include.sandbox.scenario import Scenario, ScenarioError, ScenarioOrder, parse_time
+from include.sandbox.scenario import Scenario, ScenarioError, ScenarioOrder, parse_time, shopify_order_name
 
 FBA = "/fba/outbound/2020-07-01"
 REPORTS = "/reports/2021-06-30"
@@ -323,7 +323,8 @@ class AmazonMcfSandbox(PlatformSandbox):
         sfo_id = mcf["seller_fulfillment_order_id"]
         status = mcf["status"]
         shopify = entry.shopify[0] if entry.shopify else None
-        displayable = mcf.get("displayable_order_id") or (shopify["name"] if shopify else sfo_id)
+        displayable = mcf.get("displayable_order_id") or (
+            shopify_order_name(shopify, entry.tiktok_id) if shopify else sfo_id)
         counts: dict[str, int] = {}
         for line in entry.tiktok["line_items"]:
             counts[line["seller_sku"]] = counts.get(line["seller_sku"], 0) + 1

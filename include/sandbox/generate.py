@@ -203,7 +203,9 @@ def generate(orders: int, seed: int, now: str = DEFAULT_NOW) -> dict:
         order["amazon_mcf"] = None
         order["shipbob"] = None
         if has_fulfillment and fulfiller == "amazon_mcf":
-            order["amazon_mcf"] = _amazon(rng, case, str(number), create, moment, carrier, package_number=i + 1)
+            # connectors name the fulfillment order after the Shopify order, whose name may be the TikTok id
+            mcf_id = tiktok_id if place == "name" else str(number)
+            order["amazon_mcf"] = _amazon(rng, case, mcf_id, create, moment, carrier, package_number=i + 1)
         elif has_fulfillment:
             order["shipbob"] = _shipbob(rng, case, 9000000 + i, 20000000 + i, shopify_id, carrier)
         if case == "handled":

@@ -33,6 +33,13 @@ AMAZON_SHIPPING_SPEEDS = ("Standard", "Expedited", "Priority")
 SHIPBOB_PROCESSING_DETAILS = ("Allocated", "Picked", "Packed", "Labeled")
 
 
+def shopify_order_name(entry: dict, tiktok_id: str) -> str:
+    """The Shopify order name as the sales channel writes it: the TikTok id when that is where it lives."""
+    if entry["tiktok_id_in"] == "name" and tiktok_id not in entry["name"]:
+        return f"#{tiktok_id}"
+    return entry["name"]
+
+
 class ScenarioError(ValueError):
     """A scenario file that cannot be loaded; the message names the order and field."""
 

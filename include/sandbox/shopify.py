@@ -37,7 +37,7 @@ from graphql.utilities import value_from_ast_untyped
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from include.sandbox.core import ADMIN_PREFIX, PlatformSandbox, TokenBucket, new_request_id
-from include.sandbox.scenario import Scenario, ScenarioOrder, format_time, parse_time
+from include.sandbox.scenario import Scenario, ScenarioOrder, format_time, parse_time, shopify_order_name
 
 SCHEMA_PATH = Path(__file__).with_name("shopify_schema.graphql")
 
@@ -634,9 +634,7 @@ class ShopifySandbox(PlatformSandbox):
         created = (parse_time(entry["created_at"], "shopify.created_at") if entry.get("created_at")
                    else max(placed, min(placed + timedelta(hours=1), now)))
         place = entry["tiktok_id_in"]
-        name = entry["name"]
-        if place == "name" and tt_id not in name:
-            name = f"#{tt_id}"
+        name = shopify_order_name(entry, tt_id)
         digits = re.fullmatch(r"#?(\d{1,9})", name)
         note = entry.get("note") or None
         if place == "note":

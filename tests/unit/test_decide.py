@@ -130,7 +130,8 @@ def test_c3_rejects_after_packing_and_posts_known_tracking(fulfillment):
     d = decide(order(cancellation=PENDING, fulfillment=fulfillment), POLICY, NOW)
     assert d.rule == "C3" and kinds(d)[0] == REJECT_CANCELLATION
     assert d.actions[0].params["reject_reason"] == "seller_reject_apply_product_has_been_packed"
-    assert kinds(d)[1:] == ([POST_TRACKING] if fulfillment.has_tracking else [])
+    # known tracking is posted; otherwise the order (due in 6 h) gets its no-tracking note
+    assert kinds(d)[1:] == ([POST_TRACKING] if fulfillment.has_tracking else [ADD_NOTE])
 
 
 def test_c3_policy_escalate_instead():
