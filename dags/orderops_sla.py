@@ -18,9 +18,13 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, PokeReturnValue, TriggerRule, dag, task
 
+from include.lineage import endpoints, tables
+
 RUN_SUMMARY = Asset(name="orderops_run_summary", uri="orderops://warehouse/runs")
 DECISIONS = Asset(name="orderops_decisions", uri="orderops://warehouse/decisions")
 LEDGER = Asset(name="orderops_action_ledger", uri="orderops://warehouse/action_ledger")
+STAGING = ("stg_tiktok_orders", "stg_tiktok_cancellations", "stg_shopify_orders", "stg_amazon_fulfillment_orders",
+           "stg_shipbob_orders")
 BATCHES = ["tiktok_orders", "tiktok_cancellations", "shopify_orders", "amazon_fulfillment_orders", "shipbob_orders"]
 
 
@@ -46,7 +50,7 @@ BATCHES = ["tiktok_orders", "tiktok_cancellations", "shopify_orders", "amazon_fu
     },
 )
 def orderops_sla():
-    @task
+    @task(outlets=tables("runs"))
     def prepare_run(**context) -> dict:
         """Validate params and policy, derive the window, create or upgrade the warehouse schema."""
         from include.airflow_glue import settings_from_context, warehouse_url
@@ -61,7 +65,8 @@ def orderops_sla():
             wh.dispose()
         return settings.to_xcom()
 
-    @task(pool="tiktok_api")
+    @task(pool="tiktok_api", inlets=endpoints("tiktok_orders", "tiktok_cancellations"),
+          outlets=tables("stg_tiktok_orders", "stg_tiktok_cancellations", "quarantine"))
     def extract_tiktok(settings: dict, **context) -> dict:
         """TikTok orders updated in the window or still actionable, and pending cancellations."""
         from include.airflow_glue import task_resources
@@ -70,7 +75,7 @@ def orderops_sla():
         with task_resources(settings, context) as (s, platforms, wh, _):
             return run(s, platforms, wh)
 
-    @task(pool="shopify_api")
+    @task(pool="shopify_api", inlets=endpoints("shopify_orders"), outlets=tables("stg_shopify_orders", "quarantine"))
     def extract_shopify(settings: dict, tiktok: dict, **context) -> dict:
         """Shopify orders since the oldest TikTok order in play."""
         from datetime import datetime
@@ -81,7 +86,8 @@ def orderops_sla():
         with task_resources(settings, context) as (s, platforms, wh, _):
             return run(s, platforms, wh, datetime.fromisoformat(tiktok["since"]))
 
-    @task(pool="amazon_api")
+    @task(pool="amazon_api", inlets=endpoints("amazon_orders", "amazon_shipments_report"),
+          outlets=tables("stg_amazon_fulfillment_orders", "quarantine"))
     def extract_amazon(settings: dict, tiktok: dict, **context) -> dict:
         """Amazon MCF orders (listing) and tracking (fulfilled-shipments report)."""
         from datetime import datetime
@@ -94,7 +100,7 @@ def orderops_sla():
                 return {"step": "extract_amazon", "skipped": "not configured"}
             return run(s, platforms, wh, datetime.fromisoformat(tiktok["since"]))
 
-    @task(pool="shipbob_api")
+    @task(pool="shipbob_api", inlets=endpoints("shipbob_orders"), outlets=tables("stg_shipbob_orders", "quarantine"))
     def extract_shipbob(settings: dict, tiktok: dict, **context) -> dict:
         """ShipBob orders with their shipments and tracking."""
         from datetime import datetime
@@ -107,7 +113,7 @@ def orderops_sla():
                 return {"step": "extract_shipbob", "skipped": "not configured"}
             return run(s, platforms, wh, datetime.fromisoformat(tiktok["since"]))
 
-    @task
+    @task(inlets=tables(*STAGING), outlets=tables("validation_results"))
     def validate_staged(settings: dict, batch: str, **context) -> dict:
         """Great Expectations on one staged batch; failures block dependent actions, not the run."""
         from include.airflow_glue import task_resources
@@ -116,7 +122,8 @@ def orderops_sla():
         with task_resources(settings, context) as (s, _, wh, _ctx):
             return validate_batch(s, wh, batch)
 
-    @task(outlets=[DECISIONS], pool="tiktok_api")
+    @task(pool="tiktok_api", inlets=[*tables(*STAGING, "validation_results"), *endpoints("tiktok_providers")],
+          outlets=[DECISIONS, *tables("order_links", "decisions", "action_ledger")])
     def join_and_decide(settings: dict, **context) -> dict:
         """Join the platforms on order ids, decide per order, record pending actions in the ledger."""
         from include.airflow_glue import task_resources
@@ -131,7 +138,7 @@ def orderops_sla():
         """The plan's chunks of one action group, for mapping the act tasks over."""
         return plan["chunks"][group]
 
-    @task(pool="tiktok_api", outlets=[LEDGER])
+    @task(pool="tiktok_api", inlets=tables("action_ledger"), outlets=[LEDGER, *endpoints("tiktok_packages")])
     def post_tracking(settings: dict, keys: list, **context) -> list:
         """Mark packages as shipped on TikTok with the fulfiller's tracking (T1, C3)."""
         from include.airflow_glue import task_resources
@@ -140,7 +147,7 @@ def orderops_sla():
         with task_resources(settings, context) as (s, platforms, wh, ctx):
             return act(s, platforms, wh, ctx, keys)
 
-    @task(pool="shopify_api", outlets=[LEDGER])
+    @task(pool="shopify_api", inlets=tables("action_ledger"), outlets=[LEDGER, *endpoints("shopify_order_update")])
     def add_notes(settings: dict, keys: list, **context) -> list:
         """Note "Shipping, no tracking ID yet" on the Shopify order (N1)."""
         from include.airflow_glue import task_resources
@@ -149,7 +156,7 @@ def orderops_sla():
         with task_resources(settings, context) as (s, platforms, wh, ctx):
             return act(s, platforms, wh, ctx, keys)
 
-    @task(pool="tiktok_api", outlets=[LEDGER])
+    @task(pool="tiktok_api", inlets=tables("action_ledger"), outlets=[LEDGER, *endpoints("tiktok_reject")])
     def reject_cancellations(settings: dict, keys: list, **context) -> list:
         """Reject buyer cancellations of orders already packed or shipped (C3)."""
         from include.airflow_glue import task_resources
@@ -158,7 +165,7 @@ def orderops_sla():
         with task_resources(settings, context) as (s, platforms, wh, ctx):
             return act(s, platforms, wh, ctx, keys)
 
-    @task(outlets=[LEDGER])
+    @task(inlets=tables("action_ledger"), outlets=[LEDGER, *tables("action_ledger")])
     def record_escalations(settings: dict, keys: list, **context) -> list:
         """Record orders a person must look at, with the reason (E1, T2, C3/C4 by policy)."""
         from include.airflow_glue import task_resources
@@ -167,7 +174,8 @@ def orderops_sla():
         with task_resources(settings, context) as (s, platforms, wh, ctx):
             return act(s, platforms, wh, ctx, keys)
 
-    @task(pool="fulfiller_api", outlets=[LEDGER])
+    @task(pool="fulfiller_api", inlets=tables("action_ledger"),
+          outlets=[LEDGER, *endpoints("amazon_cancel", "shipbob_cancel")])
     def cancel_at_fulfiller(settings: dict, sagas: list, **context) -> list:
         """Cancellation saga, step 1: cancel the fulfillment order (C1)."""
         from include.airflow_glue import task_resources
@@ -176,7 +184,8 @@ def orderops_sla():
         with task_resources(settings, context) as (s, platforms, wh, ctx):
             return run(s, platforms, wh, ctx, sagas)
 
-    @task.sensor(poke_interval=60, timeout=6 * 3600, mode="reschedule", pool="fulfiller_api")
+    @task.sensor(poke_interval=60, timeout=6 * 3600, mode="reschedule", pool="fulfiller_api",
+                 inlets=endpoints("amazon_orders", "shipbob_orders"), outlets=tables("action_ledger"))
     def verify_fulfiller_cancel(settings: dict, sagas: list, **context) -> PokeReturnValue:
         """Cancellation saga, step 2: wait until the fulfiller shows the order cancelled (C4 on timeout)."""
         from include.airflow_glue import task_resources
@@ -185,7 +194,8 @@ def orderops_sla():
         with task_resources(settings, context) as (s, platforms, wh, ctx):
             return PokeReturnValue(is_done=verify_cancellations(s, platforms, wh, ctx, sagas))
 
-    @task(pool="shopify_api", outlets=[LEDGER])
+    @task(pool="shopify_api", inlets=tables("action_ledger"),
+          outlets=[LEDGER, *endpoints("shopify_order_cancel", "tiktok_approve")])
     def refund_and_approve(settings: dict, sagas: list, **context) -> list:
         """Cancellation saga, step 3: cancel and refund in Shopify, then approve on TikTok."""
         from include.airflow_glue import task_resources
@@ -194,7 +204,8 @@ def orderops_sla():
         with task_resources(settings, context) as (s, platforms, wh, ctx):
             return run(s, platforms, wh, ctx, sagas)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[RUN_SUMMARY])
+    @task(trigger_rule=TriggerRule.ALL_DONE, inlets=tables("action_ledger", "decisions", "api_calls", *STAGING),
+          outlets=[RUN_SUMMARY, *tables("runs")])
     def summarize_run(settings: dict, **context) -> dict:
         """Orders seen, actions by kind and outcome, escalations, validation, API calls; log as a table."""
         from include.airflow_glue import task_resources

@@ -1,0 +1,44 @@
+"""OpenLineage datasets for the tasks: the platform endpoints they read or write, the tables they touch.
+
+Endpoint datasets are named after each platform's production API host (the connection may point
+elsewhere, e.g. at the sandbox, but the lineage names the contract). Warehouse tables live in
+the `orderops-warehouse` namespace, under the names of `include.warehouse`.
+"""
+from __future__ import annotations
+
+API_HOSTS = {
+    "tiktok": "https://open-api.tiktokglobalshop.com",
+    "shopify": "https://shop.myshopify.com",
+    "amazon_mcf": "https://sellingpartnerapi-na.amazon.com",
+    "shipbob": "https://api.shipbob.com",
+}
+WAREHOUSE_NAMESPACE = "orderops-warehouse"
+
+ENDPOINTS = {
+    "tiktok_orders": ("tiktok", "/order/202309/orders/search"),
+    "tiktok_cancellations": ("tiktok", "/return_refund/202309/cancellations/search"),
+    "tiktok_providers": ("tiktok", "/logistics/202309/delivery_options/{id}/shipping_providers"),
+    "tiktok_packages": ("tiktok", "/fulfillment/202309/orders/{order_id}/packages"),
+    "tiktok_approve": ("tiktok", "/return_refund/202309/cancellations/{cancel_id}/approve"),
+    "tiktok_reject": ("tiktok", "/return_refund/202309/cancellations/{cancel_id}/reject"),
+    "shopify_orders": ("shopify", "/admin/api/{version}/graphql.json#orders"),
+    "shopify_order_update": ("shopify", "/admin/api/{version}/graphql.json#orderUpdate,tagsAdd"),
+    "shopify_order_cancel": ("shopify", "/admin/api/{version}/graphql.json#orderCancel"),
+    "amazon_orders": ("amazon_mcf", "/fba/outbound/2020-07-01/fulfillmentOrders"),
+    "amazon_shipments_report": ("amazon_mcf", "/reports/2021-06-30/reports#GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL"),
+    "amazon_cancel": ("amazon_mcf", "/fba/outbound/2020-07-01/fulfillmentOrders/{id}/cancel"),
+    "shipbob_orders": ("shipbob", "/2026-01/order"),
+    "shipbob_cancel": ("shipbob", "/2026-01/order/{id}:cancel"),
+}
+
+
+def endpoints(*names: str) -> list:
+    from openlineage.client.event_v2 import Dataset
+
+    return [Dataset(namespace=API_HOSTS[ENDPOINTS[n][0]], name=ENDPOINTS[n][1]) for n in names]
+
+
+def tables(*names: str) -> list:
+    from openlineage.client.event_v2 import Dataset
+
+    return [Dataset(namespace=WAREHOUSE_NAMESPACE, name=n) for n in names]
