@@ -19,6 +19,7 @@ import pendulum
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, PokeReturnValue, TriggerRule, dag, task
 
 from include.lineage import endpoints, tables
+from include.shops import Shop, load_shops
 
 RUN_SUMMARY = Asset(name="orderops_run_summary", uri="orderops://warehouse/runs")
 DECISIONS = Asset(name="orderops_decisions", uri="orderops://warehouse/decisions")
@@ -28,219 +29,225 @@ STAGING = ("stg_tiktok_orders", "stg_tiktok_cancellations", "stg_shopify_orders"
 BATCHES = ["tiktok_orders", "tiktok_cancellations", "shopify_orders", "amazon_fulfillment_orders", "shipbob_orders"]
 
 
-@dag(
-    dag_id="orderops_sla",
-    schedule=CronDataIntervalTimetable("*/30 * * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=["orderops"],
-    default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30)},
-    params={
-        "shop": Param("default", type="string", description="shop name; selects the connections"),
-        "sla_horizon_hours": Param(24, type="number", minimum=0, description="near SLA: due within this many hours"),
-        "dry_run": Param(False, type="boolean", description="decide and record, but write nothing to any platform"),
-        "policy": Param({}, type="object", description="policy overrides (README: Policy)"),
-        "connections": Param({}, type="object", description="connection ids per platform for this shop"),
-        "fulfillers": Param(["amazon_mcf", "shipbob"], type="array"),
-        "window_start": Param(None, type=["null", "string"], description="explicit window start (ISO-8601)"),
-        "window_end": Param(None, type=["null", "string"], description="explicit window end (ISO-8601)"),
-        "now": Param(None, type=["null", "string"], description="decide as of this time (tests, replays)"),
-    },
-)
-def orderops_sla():
-    @task(outlets=tables("runs"))
-    def prepare_run(**context) -> dict:
-        """Validate params and policy, derive the window, create or upgrade the warehouse schema."""
-        from include.airflow_glue import settings_from_context, warehouse_url
-        from include.pipeline import prepare_run as prepare
-        from include.warehouse import Warehouse
+def build(shop: Shop):
+    """One DAG per shop: its own id, schedule, connections and policy; nothing shared but the code."""
 
-        settings = settings_from_context(context)
-        wh = Warehouse(warehouse_url(settings.connections.warehouse))
-        try:
-            prepare(settings, wh)
-        finally:
-            wh.dispose()
-        return settings.to_xcom()
+    @dag(
+        dag_id=shop.dag_id,
+        schedule=CronDataIntervalTimetable(shop.schedule, timezone="UTC"),
+        start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        doc_md=__doc__,
+        tags=["orderops"],
+        default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30)},
+        params={
+            "shop": Param(shop.name, type="string", description="the shop this DAG serves (fixed)"),
+            "sla_horizon_hours": Param(shop.policy.get("horizon_hours", 24), type="number", minimum=0, description="near SLA: due within this many hours"),
+            "dry_run": Param(False, type="boolean", description="decide and record, but write nothing to any platform"),
+            "policy": Param({}, type="object", description="policy overrides (README: Policy)"),
+            "fulfillers": Param(["amazon_mcf", "shipbob"], type="array"),
+            "window_start": Param(None, type=["null", "string"], description="explicit window start (ISO-8601)"),
+            "window_end": Param(None, type=["null", "string"], description="explicit window end (ISO-8601)"),
+            "now": Param(None, type=["null", "string"], description="decide as of this time (tests, replays)"),
+        },
+    )
+    def orderops_sla():
+        @task(outlets=tables("runs"))
+        def prepare_run(**context) -> dict:
+            """Validate params and policy, derive the window, create or upgrade the warehouse schema."""
+            from include.airflow_glue import settings_from_context, warehouse_url
+            from include.pipeline import prepare_run as prepare
+            from include.warehouse import Warehouse
 
-    @task(pool="tiktok_api", inlets=endpoints("tiktok_orders", "tiktok_cancellations"),
-          outlets=tables("stg_tiktok_orders", "stg_tiktok_cancellations", "quarantine"))
-    def extract_tiktok(settings: dict, **context) -> dict:
-        """TikTok orders updated in the window or still actionable, and pending cancellations."""
-        from include.airflow_glue import task_resources
-        from include.pipeline import extract_tiktok as run
+            settings = settings_from_context(context, shop=shop)
+            wh = Warehouse(warehouse_url(settings.connections.warehouse))
+            try:
+                prepare(settings, wh)
+            finally:
+                wh.dispose()
+            return settings.to_xcom()
 
-        with task_resources(settings, context) as (s, platforms, wh, _):
-            return run(s, platforms, wh)
+        @task(pool="tiktok_api", inlets=endpoints("tiktok_orders", "tiktok_cancellations"),
+              outlets=tables("stg_tiktok_orders", "stg_tiktok_cancellations", "quarantine"))
+        def extract_tiktok(settings: dict, **context) -> dict:
+            """TikTok orders updated in the window or still actionable, and pending cancellations."""
+            from include.airflow_glue import task_resources
+            from include.pipeline import extract_tiktok as run
 
-    @task(pool="shopify_api", inlets=endpoints("shopify_orders"), outlets=tables("stg_shopify_orders", "quarantine"))
-    def extract_shopify(settings: dict, tiktok: dict, **context) -> dict:
-        """Shopify orders since the oldest TikTok order in play."""
-        from datetime import datetime
+            with task_resources(settings, context) as (s, platforms, wh, _):
+                return run(s, platforms, wh)
 
-        from include.airflow_glue import task_resources
-        from include.pipeline import extract_shopify as run
+        @task(pool="shopify_api", inlets=endpoints("shopify_orders"), outlets=tables("stg_shopify_orders", "quarantine"))
+        def extract_shopify(settings: dict, tiktok: dict, **context) -> dict:
+            """Shopify orders since the oldest TikTok order in play."""
+            from datetime import datetime
 
-        with task_resources(settings, context) as (s, platforms, wh, _):
-            return run(s, platforms, wh, datetime.fromisoformat(tiktok["since"]))
+            from include.airflow_glue import task_resources
+            from include.pipeline import extract_shopify as run
 
-    @task(pool="amazon_api", inlets=endpoints("amazon_orders", "amazon_shipments_report"),
-          outlets=tables("stg_amazon_fulfillment_orders", "quarantine"))
-    def extract_amazon(settings: dict, tiktok: dict, **context) -> dict:
-        """Amazon MCF orders (listing) and tracking (fulfilled-shipments report)."""
-        from datetime import datetime
+            with task_resources(settings, context) as (s, platforms, wh, _):
+                return run(s, platforms, wh, datetime.fromisoformat(tiktok["since"]))
 
-        from include.airflow_glue import task_resources
-        from include.pipeline import extract_amazon as run
+        @task(pool="amazon_api", inlets=endpoints("amazon_orders", "amazon_shipments_report"),
+              outlets=tables("stg_amazon_fulfillment_orders", "quarantine"))
+        def extract_amazon(settings: dict, tiktok: dict, **context) -> dict:
+            """Amazon MCF orders (listing) and tracking (fulfilled-shipments report)."""
+            from datetime import datetime
 
-        with task_resources(settings, context) as (s, platforms, wh, _):
-            if "amazon_mcf" not in s.fulfillers:
-                return {"step": "extract_amazon", "skipped": "not configured"}
-            return run(s, platforms, wh, datetime.fromisoformat(tiktok["since"]))
+            from include.airflow_glue import task_resources
+            from include.pipeline import extract_amazon as run
 
-    @task(pool="shipbob_api", inlets=endpoints("shipbob_orders"), outlets=tables("stg_shipbob_orders", "quarantine"))
-    def extract_shipbob(settings: dict, tiktok: dict, **context) -> dict:
-        """ShipBob orders with their shipments and tracking."""
-        from datetime import datetime
+            with task_resources(settings, context) as (s, platforms, wh, _):
+                if "amazon_mcf" not in s.fulfillers:
+                    return {"step": "extract_amazon", "skipped": "not configured"}
+                return run(s, platforms, wh, datetime.fromisoformat(tiktok["since"]))
 
-        from include.airflow_glue import task_resources
-        from include.pipeline import extract_shipbob as run
+        @task(pool="shipbob_api", inlets=endpoints("shipbob_orders"), outlets=tables("stg_shipbob_orders", "quarantine"))
+        def extract_shipbob(settings: dict, tiktok: dict, **context) -> dict:
+            """ShipBob orders with their shipments and tracking."""
+            from datetime import datetime
 
-        with task_resources(settings, context) as (s, platforms, wh, _):
-            if "shipbob" not in s.fulfillers:
-                return {"step": "extract_shipbob", "skipped": "not configured"}
-            return run(s, platforms, wh, datetime.fromisoformat(tiktok["since"]))
+            from include.airflow_glue import task_resources
+            from include.pipeline import extract_shipbob as run
 
-    @task(inlets=tables(*STAGING), outlets=tables("validation_results"))
-    def validate_staged(settings: dict, batch: str, **context) -> dict:
-        """Great Expectations on one staged batch; failures block dependent actions, not the run."""
-        from include.airflow_glue import task_resources
-        from include.pipeline import validate_batch
+            with task_resources(settings, context) as (s, platforms, wh, _):
+                if "shipbob" not in s.fulfillers:
+                    return {"step": "extract_shipbob", "skipped": "not configured"}
+                return run(s, platforms, wh, datetime.fromisoformat(tiktok["since"]))
 
-        with task_resources(settings, context) as (s, _, wh, _ctx):
-            return validate_batch(s, wh, batch)
+        @task(inlets=tables(*STAGING), outlets=tables("validation_results"))
+        def validate_staged(settings: dict, batch: str, **context) -> dict:
+            """Great Expectations on one staged batch; failures block dependent actions, not the run."""
+            from include.airflow_glue import task_resources
+            from include.pipeline import validate_batch
 
-    @task(pool="tiktok_api", inlets=[*tables(*STAGING, "validation_results"), *endpoints("tiktok_providers")],
-          outlets=[DECISIONS, *tables("order_links", "decisions", "action_ledger")])
-    def join_and_decide(settings: dict, **context) -> dict:
-        """Join the platforms on order ids, decide per order, record pending actions in the ledger."""
-        from include.airflow_glue import task_resources
-        from include.pipeline import join_and_decide as run
+            with task_resources(settings, context) as (s, _, wh, _ctx):
+                return validate_batch(s, wh, batch)
 
-        with task_resources(settings, context) as (s, platforms, wh, _):
-            plan = run(s, platforms, wh)
-        return plan
+        @task(pool="tiktok_api", inlets=[*tables(*STAGING, "validation_results"), *endpoints("tiktok_providers")],
+              outlets=[DECISIONS, *tables("order_links", "decisions", "action_ledger")])
+        def join_and_decide(settings: dict, **context) -> dict:
+            """Join the platforms on order ids, decide per order, record pending actions in the ledger."""
+            from include.airflow_glue import task_resources
+            from include.pipeline import join_and_decide as run
 
-    @task
-    def chunks_for(plan: dict, group: str) -> list:
-        """The plan's chunks of one action group, for mapping the act tasks over."""
-        return plan["chunks"][group]
+            with task_resources(settings, context) as (s, platforms, wh, _):
+                plan = run(s, platforms, wh)
+            return plan
 
-    @task(pool="tiktok_api", inlets=tables("action_ledger"), outlets=[LEDGER, *endpoints("tiktok_packages")])
-    def post_tracking(settings: dict, keys: list, **context) -> list:
-        """Mark packages as shipped on TikTok with the fulfiller's tracking (T1, C3)."""
-        from include.airflow_glue import task_resources
-        from include.pipeline import act
+        @task
+        def chunks_for(plan: dict, group: str) -> list:
+            """The plan's chunks of one action group, for mapping the act tasks over."""
+            return plan["chunks"][group]
 
-        with task_resources(settings, context) as (s, platforms, wh, ctx):
-            return act(s, platforms, wh, ctx, keys)
+        @task(pool="tiktok_api", inlets=tables("action_ledger"), outlets=[LEDGER, *endpoints("tiktok_packages")])
+        def post_tracking(settings: dict, keys: list, **context) -> list:
+            """Mark packages as shipped on TikTok with the fulfiller's tracking (T1, C3)."""
+            from include.airflow_glue import task_resources
+            from include.pipeline import act
 
-    @task(pool="shopify_api", inlets=tables("action_ledger"), outlets=[LEDGER, *endpoints("shopify_order_update")])
-    def add_notes(settings: dict, keys: list, **context) -> list:
-        """Note "Shipping, no tracking ID yet" on the Shopify order (N1)."""
-        from include.airflow_glue import task_resources
-        from include.pipeline import act
+            with task_resources(settings, context) as (s, platforms, wh, ctx):
+                return act(s, platforms, wh, ctx, keys)
 
-        with task_resources(settings, context) as (s, platforms, wh, ctx):
-            return act(s, platforms, wh, ctx, keys)
+        @task(pool="shopify_api", inlets=tables("action_ledger"), outlets=[LEDGER, *endpoints("shopify_order_update")])
+        def add_notes(settings: dict, keys: list, **context) -> list:
+            """Note "Shipping, no tracking ID yet" on the Shopify order (N1)."""
+            from include.airflow_glue import task_resources
+            from include.pipeline import act
 
-    @task(pool="tiktok_api", inlets=tables("action_ledger"), outlets=[LEDGER, *endpoints("tiktok_reject")])
-    def reject_cancellations(settings: dict, keys: list, **context) -> list:
-        """Reject buyer cancellations of orders already packed or shipped (C3)."""
-        from include.airflow_glue import task_resources
-        from include.pipeline import act
+            with task_resources(settings, context) as (s, platforms, wh, ctx):
+                return act(s, platforms, wh, ctx, keys)
 
-        with task_resources(settings, context) as (s, platforms, wh, ctx):
-            return act(s, platforms, wh, ctx, keys)
+        @task(pool="tiktok_api", inlets=tables("action_ledger"), outlets=[LEDGER, *endpoints("tiktok_reject")])
+        def reject_cancellations(settings: dict, keys: list, **context) -> list:
+            """Reject buyer cancellations of orders already packed or shipped (C3)."""
+            from include.airflow_glue import task_resources
+            from include.pipeline import act
 
-    @task(inlets=tables("action_ledger"), outlets=[LEDGER, *tables("action_ledger")])
-    def record_escalations(settings: dict, keys: list, **context) -> list:
-        """Record orders a person must look at, with the reason (E1, T2, C3/C4 by policy)."""
-        from include.airflow_glue import task_resources
-        from include.pipeline import act
+            with task_resources(settings, context) as (s, platforms, wh, ctx):
+                return act(s, platforms, wh, ctx, keys)
 
-        with task_resources(settings, context) as (s, platforms, wh, ctx):
-            return act(s, platforms, wh, ctx, keys)
+        @task(inlets=tables("action_ledger"), outlets=[LEDGER, *tables("action_ledger")])
+        def record_escalations(settings: dict, keys: list, **context) -> list:
+            """Record orders a person must look at, with the reason (E1, T2, C3/C4 by policy)."""
+            from include.airflow_glue import task_resources
+            from include.pipeline import act
 
-    @task(pool="fulfiller_api", inlets=tables("action_ledger"),
-          outlets=[LEDGER, *endpoints("amazon_cancel", "shipbob_cancel")])
-    def cancel_at_fulfiller(settings: dict, sagas: list, **context) -> list:
-        """Cancellation saga, step 1: cancel the fulfillment order (C1)."""
-        from include.airflow_glue import task_resources
-        from include.pipeline import cancel_at_fulfiller as run
+            with task_resources(settings, context) as (s, platforms, wh, ctx):
+                return act(s, platforms, wh, ctx, keys)
 
-        with task_resources(settings, context) as (s, platforms, wh, ctx):
-            return run(s, platforms, wh, ctx, sagas)
+        @task(pool="fulfiller_api", inlets=tables("action_ledger"),
+              outlets=[LEDGER, *endpoints("amazon_cancel", "shipbob_cancel")])
+        def cancel_at_fulfiller(settings: dict, sagas: list, **context) -> list:
+            """Cancellation saga, step 1: cancel the fulfillment order (C1)."""
+            from include.airflow_glue import task_resources
+            from include.pipeline import cancel_at_fulfiller as run
 
-    @task.sensor(poke_interval=60, timeout=6 * 3600, mode="reschedule", pool="fulfiller_api",
-                 inlets=endpoints("amazon_orders", "shipbob_orders"), outlets=tables("action_ledger"))
-    def verify_fulfiller_cancel(settings: dict, sagas: list, **context) -> PokeReturnValue:
-        """Cancellation saga, step 2: wait until the fulfiller shows the order cancelled (C4 on timeout)."""
-        from include.airflow_glue import task_resources
-        from include.pipeline import verify_cancellations
+            with task_resources(settings, context) as (s, platforms, wh, ctx):
+                return run(s, platforms, wh, ctx, sagas)
 
-        with task_resources(settings, context) as (s, platforms, wh, ctx):
-            return PokeReturnValue(is_done=verify_cancellations(s, platforms, wh, ctx, sagas))
+        @task.sensor(poke_interval=60, timeout=6 * 3600, mode="reschedule", pool="fulfiller_api",
+                     inlets=endpoints("amazon_orders", "shipbob_orders"), outlets=tables("action_ledger"))
+        def verify_fulfiller_cancel(settings: dict, sagas: list, **context) -> PokeReturnValue:
+            """Cancellation saga, step 2: wait until the fulfiller shows the order cancelled (C4 on timeout)."""
+            from include.airflow_glue import task_resources
+            from include.pipeline import verify_cancellations
 
-    @task(pool="shopify_api", inlets=tables("action_ledger"),
-          outlets=[LEDGER, *endpoints("shopify_order_cancel", "tiktok_approve")])
-    def refund_and_approve(settings: dict, sagas: list, **context) -> list:
-        """Cancellation saga, step 3: cancel and refund in Shopify, then approve on TikTok."""
-        from include.airflow_glue import task_resources
-        from include.pipeline import refund_and_approve as run
+            with task_resources(settings, context) as (s, platforms, wh, ctx):
+                return PokeReturnValue(is_done=verify_cancellations(s, platforms, wh, ctx, sagas))
 
-        with task_resources(settings, context) as (s, platforms, wh, ctx):
-            return run(s, platforms, wh, ctx, sagas)
+        @task(pool="shopify_api", inlets=tables("action_ledger"),
+              outlets=[LEDGER, *endpoints("shopify_order_cancel", "tiktok_approve")])
+        def refund_and_approve(settings: dict, sagas: list, **context) -> list:
+            """Cancellation saga, step 3: cancel and refund in Shopify, then approve on TikTok."""
+            from include.airflow_glue import task_resources
+            from include.pipeline import refund_and_approve as run
 
-    @task(trigger_rule=TriggerRule.ALL_DONE, inlets=tables("action_ledger", "decisions", "api_calls", *STAGING),
-          outlets=[RUN_SUMMARY, *tables("runs")])
-    def summarize_run(settings: dict, **context) -> dict:
-        """Orders seen, actions by kind and outcome, escalations, validation, API calls; log as a table."""
-        from include.airflow_glue import task_resources
-        from include.pipeline import summarize_run as run
-        from include.pipeline import summary_table
+            with task_resources(settings, context) as (s, platforms, wh, ctx):
+                return run(s, platforms, wh, ctx, sagas)
 
-        with task_resources(settings, context) as (s, _, wh, _ctx):
-            summary = run(s, wh)
-        print(summary_table(summary))
-        context["outlet_events"][RUN_SUMMARY].extra = {k: summary[k] for k in
-                                                       ("shop", "run_id", "state", "decisions", "actions", "api")}
-        return summary
+        @task(trigger_rule=TriggerRule.ALL_DONE, inlets=tables("action_ledger", "decisions", "api_calls", *STAGING),
+              outlets=[RUN_SUMMARY, *tables("runs")])
+        def summarize_run(settings: dict, **context) -> dict:
+            """Orders seen, actions by kind and outcome, escalations, validation, API calls; log as a table."""
+            from include.airflow_glue import task_resources
+            from include.pipeline import summarize_run as run
+            from include.pipeline import summary_table
 
-    settings = prepare_run()
-    tiktok = extract_tiktok(settings)
-    extracted = [extract_shopify(settings, tiktok), extract_amazon(settings, tiktok), extract_shipbob(settings, tiktok)]
-    validated = validate_staged.partial(settings=settings).expand(batch=BATCHES)
-    extracted >> validated
-    plan = join_and_decide(settings)
-    validated >> plan
-    def chunks(group: str):
-        return chunks_for.override(task_id=f"plan_{group}")(plan, group)
+            with task_resources(settings, context) as (s, _, wh, _ctx):
+                summary = run(s, wh)
+            print(summary_table(summary))
+            context["outlet_events"][RUN_SUMMARY].extra = {k: summary[k] for k in
+                                                           ("shop", "run_id", "state", "decisions", "actions", "api")}
+            return summary
 
-    acted = [
-        post_tracking.partial(settings=settings).expand(keys=chunks("tracking")),
-        add_notes.partial(settings=settings).expand(keys=chunks("notes")),
-        reject_cancellations.partial(settings=settings).expand(keys=chunks("rejections")),
-        record_escalations.partial(settings=settings).expand(keys=chunks("escalations")),
-    ]
-    sagas = chunks("cancellations")
-    cancelled = cancel_at_fulfiller.partial(settings=settings).expand(sagas=sagas)
-    verified = verify_fulfiller_cancel.partial(settings=settings).expand(sagas=sagas)
-    refunded = refund_and_approve.partial(settings=settings).expand(sagas=sagas)
-    cancelled >> verified >> refunded
-    [*acted, refunded] >> summarize_run(settings)
+        settings = prepare_run()
+        tiktok = extract_tiktok(settings)
+        extracted = [extract_shopify(settings, tiktok), extract_amazon(settings, tiktok), extract_shipbob(settings, tiktok)]
+        validated = validate_staged.partial(settings=settings).expand(batch=BATCHES)
+        extracted >> validated
+        plan = join_and_decide(settings)
+        validated >> plan
+        def chunks(group: str):
+            return chunks_for.override(task_id=f"plan_{group}")(plan, group)
+
+        acted = [
+            post_tracking.partial(settings=settings).expand(keys=chunks("tracking")),
+            add_notes.partial(settings=settings).expand(keys=chunks("notes")),
+            reject_cancellations.partial(settings=settings).expand(keys=chunks("rejections")),
+            record_escalations.partial(settings=settings).expand(keys=chunks("escalations")),
+        ]
+        sagas = chunks("cancellations")
+        cancelled = cancel_at_fulfiller.partial(settings=settings).expand(sagas=sagas)
+        verified = verify_fulfiller_cancel.partial(settings=settings).expand(sagas=sagas)
+        refunded = refund_and_approve.partial(settings=settings).expand(sagas=sagas)
+        cancelled >> verified >> refunded
+        [*acted, refunded] >> summarize_run(settings)
 
 
-orderops_sla()
+    return orderops_sla()
+
+
+for _shop in load_shops():
+    globals()[_shop.dag_id] = build(_shop)

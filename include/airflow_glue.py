@@ -61,12 +61,12 @@ def sandbox_now() -> datetime | None:
     return datetime.fromisoformat(now.replace("Z", "+00:00"))
 
 
-def settings_from_context(context: dict) -> RunSettings:
+def settings_from_context(context: dict, shop=None) -> RunSettings:
     dag_run = context["dag_run"]
     settings = run_settings(dag_id=dag_run.dag_id, run_id=dag_run.run_id, params=dict(context["params"]),
                             data_interval_start=context.get("data_interval_start"),
                             data_interval_end=context.get("data_interval_end"),
-                            run_after=getattr(dag_run, "run_after", None))
+                            run_after=getattr(dag_run, "run_after", None), shop=shop)
     if settings.now_override is None:
         moment = sandbox_now()
         if moment is not None:

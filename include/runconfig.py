@@ -79,16 +79,27 @@ def _time(value: Any, name: str) -> datetime:
 
 
 def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_interval_start: Any = None,
-                 data_interval_end: Any = None, run_after: Any = None) -> RunSettings:
-    """Validate the DAG params and derive the window (scheduled, backfill or manual run)."""
+                 data_interval_end: Any = None, run_after: Any = None, shop: Any = None) -> RunSettings:
+    """Validate the DAG params and derive the window (scheduled, backfill or manual run).
+
+    `shop` (an `include.shops.Shop`) pins the shop and its connections: a run of one shop's DAG
+    can never be pointed at another shop's connections through params.
+    """
     known = {"shop", "sla_horizon_hours", "window_minutes", "overlap_minutes", "dry_run", "policy", "window_start", "window_end",
              "connections", "fulfillers", "now"}
     unknown = sorted(set(params) - known)
     if unknown:
         raise RunConfigError(f"unknown param(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    shop = params.get("shop") or "default"
-    if not isinstance(shop, str) or not shop.replace("-", "").replace("_", "").isalnum():
-        raise RunConfigError(f"param shop: {shop!r} must be letters, digits, - or _")
+    if shop is not None:
+        if params.get("shop") not in (None, shop.name):
+            raise RunConfigError(f"param shop: this DAG serves shop {shop.name!r}, not {params['shop']!r}")
+        if params.get("connections"):
+            raise RunConfigError(f"param connections: shop {shop.name!r} has its connections in the shops file")
+        params = {**params, "shop": shop.name, "connections": shop.connections.__dict__,
+                  "policy": {**shop.policy, **(params.get("policy") or {})}}
+    shop_name = params.get("shop") or "default"
+    if not isinstance(shop_name, str) or not shop_name.replace("-", "").replace("_", "").isalnum():
+        raise RunConfigError(f"param shop: {shop_name!r} must be letters, digits, - or _")
     policy_doc = dict(params.get("policy") or {})
     if params.get("sla_horizon_hours") is not None:
         policy_doc["horizon_hours"] = params["sla_horizon_hours"]
@@ -118,7 +129,7 @@ def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_inter
     bad = set(conns) - set(Connections.__dataclass_fields__)
     if bad:
         raise RunConfigError(f"param connections: unknown key(s) {', '.join(sorted(bad))}")
-    return RunSettings(shop=shop, dag_id=dag_id, run_id=run_id, window_start=start, window_end=end,
+    return RunSettings(shop=shop_name, dag_id=dag_id, run_id=run_id, window_start=start, window_end=end,
                        overlap=timedelta(minutes=overlap), dry_run=bool(params.get("dry_run", False)),
                        policy=policy, connections=Connections(**conns), fulfillers=fulfillers,
                        now_override=_time(params["now"], "now") if params.get("now") else None)

@@ -1,0 +1,74 @@
+"""The shops one deployment serves: one DAG, one set of connections and one ledger scope per shop.
+
+Read at DAG parse time from the JSON file named by `ORDEROPS_SHOPS_FILE` (a list of
+`{"name", "connections", "schedule", "policy"}`); without it, one shop called `default` using the
+`orderops_*` connections. Runs, staging rows and ledger rows all carry the shop's name, so no
+action can cross shops.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from include.runconfig import Connections, RunConfigError
+
+SHOPS_FILE_ENV = "ORDEROPS_SHOPS_FILE"
+DEFAULT_SCHEDULE = "*/30 * * * *"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
+
+
+@dataclass(frozen=True)
+class Shop:
+    name: str = "default"
+    connections: Connections = field(default_factory=Connections)
+    schedule: str = DEFAULT_SCHEDULE
+    policy: dict = field(default_factory=dict)
+
+    @property
+    def dag_id(self) -> str:
+        return "orderops_sla" if self.name == "default" else f"orderops_sla_{self.name.replace('-', '_')}"
+
+
+def default_connections(name: str) -> Connections:
+    if name == "default":
+        return Connections()
+    prefix = f"orderops_{name.replace('-', '_')}"
+    return Connections(tiktok=f"{prefix}_tiktok", shopify=f"{prefix}_shopify", amazon_mcf=f"{prefix}_amazon_mcf",
+                       shipbob=f"{prefix}_shipbob", warehouse="orderops_warehouse")
+
+
+def parse_shops(doc) -> list[Shop]:
+    if not isinstance(doc, list) or not doc:
+        raise RunConfigError("shops: expected a non-empty list of shops")
+    shops, seen = [], set()
+    for i, entry in enumerate(doc):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not _NAME.match(entry["name"]):
+            raise RunConfigError(f"shops[{i}].name: expected lower-case letters, digits, - or _ (got {entry!r:.80})")
+        unknown = set(entry) - {"name", "connections", "schedule", "policy"}
+        if unknown:
+            raise RunConfigError(f"shops[{i}] ({entry['name']}): unknown key(s) {', '.join(sorted(unknown))}")
+        if entry["name"] in seen:
+            raise RunConfigError(f"shops[{i}].name: {entry['name']!r} is listed twice")
+        seen.add(entry["name"])
+        conns = entry.get("connections") or {}
+        bad = set(conns) - set(Connections.__dataclass_fields__)
+        if bad:
+            raise RunConfigError(f"shops[{i}] ({entry['name']}).connections: unknown key(s) {', '.join(sorted(bad))}")
+        base = default_connections(entry["name"])
+        shops.append(Shop(name=entry["name"], connections=Connections(**{**base.__dict__, **conns}),
+                          schedule=entry.get("schedule") or DEFAULT_SCHEDULE, policy=dict(entry.get("policy") or {})))
+    return shops
+
+
+def load_shops() -> list[Shop]:
+    path = os.environ.get(SHOPS_FILE_ENV)
+    if not path:
+        return [Shop()]
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunConfigError(f"{SHOPS_FILE_ENV}={path}: {exc}") from None
+    return parse_shops(doc)

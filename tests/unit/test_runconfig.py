@@ -1,0 +1,70 @@
+"""Run settings: windows for scheduled, backfill and manual runs; params and shops validated."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from include.runconfig import RunConfigError, run_settings
+from include.shops import SHOPS_FILE_ENV, Shop, load_shops, parse_shops
+
+T0 = datetime(2026, 11, 20, 14, 30, tzinfo=timezone.utc)
+
+
+def test_scheduled_run_uses_its_data_interval():
+    s = run_settings(dag_id="d", run_id="r", params={}, data_interval_start=T0, data_interval_end=T0 + timedelta(minutes=30))
+    assert (s.window_start, s.window_end) == (T0, T0 + timedelta(minutes=30))
+    assert s.overlap == timedelta(minutes=15) and s.shop == "default" and not s.dry_run
+
+
+def test_manual_run_without_interval_takes_the_window_before_it():
+    s = run_settings(dag_id="d", run_id="r", params={"window_minutes": 60}, run_after=T0)
+    assert (s.window_start, s.window_end) == (T0 - timedelta(hours=1), T0)
+
+
+def test_explicit_window_and_horizon_param():
+    s = run_settings(dag_id="d", run_id="r", params={"window_start": "2026-11-19T00:00:00Z",
+                                                      "window_end": "2026-11-20T00:00:00Z", "sla_horizon_hours": 12})
+    assert s.window_end - s.window_start == timedelta(days=1) and s.policy.horizon_hours == 12
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"window_start": "2026-11-19T00:00:00Z"}, "window_start and window_end go together"),
+    ({"window_start": "2026-11-20T00:00:00Z", "window_end": "2026-11-19T00:00:00Z"}, "is not before end"),
+    ({"window_start": "yesterday", "window_end": "2026-11-19T00:00:00Z"}, "param window_start"),
+    ({"policy": {"c3_action": "shrug"}}, "policy.c3_action"),
+    ({"colour": "red"}, "unknown param(s) colour"),
+    ({"fulfillers": ["fedex"]}, "param fulfillers"),
+    ({"overlap_minutes": -1}, "param overlap_minutes"),
+])
+def test_bad_params_are_named(params, message):
+    with pytest.raises(RunConfigError) as err:
+        run_settings(dag_id="d", run_id="r", params=params, run_after=T0)
+    assert message in str(err.value)
+
+
+def test_a_shop_dag_cannot_be_pointed_at_another_shop():
+    shop = parse_shops([{"name": "shop-b", "policy": {"horizon_hours": 6}}])[0]
+    s = run_settings(dag_id=shop.dag_id, run_id="r", params={}, run_after=T0, shop=shop)
+    assert s.shop == "shop-b" and s.connections.tiktok == "orderops_shop_b_tiktok" and s.policy.horizon_hours == 6
+    with pytest.raises(RunConfigError, match="serves shop 'shop-b', not 'shop-a'"):
+        run_settings(dag_id=shop.dag_id, run_id="r", params={"shop": "shop-a"}, run_after=T0, shop=shop)
+    with pytest.raises(RunConfigError, match="has its connections in the shops file"):
+        run_settings(dag_id=shop.dag_id, run_id="r", params={"connections": {"tiktok": "orderops_tiktok"}},
+                     run_after=T0, shop=shop)
+
+
+def test_shops_file(tmp_path, monkeypatch):
+    assert load_shops() == [Shop()] and Shop().dag_id == "orderops_sla"
+    path = tmp_path / "shops.json"
+    path.write_text(json.dumps([{"name": "shop-a"}, {"name": "shop-b", "connections": {"warehouse": "wh_b"},
+                                                      "schedule": "*/15 * * * *"}]))
+    monkeypatch.setenv(SHOPS_FILE_ENV, str(path))
+    shops = load_shops()
+    assert [s.dag_id for s in shops] == ["orderops_sla_shop_a", "orderops_sla_shop_b"]
+    assert shops[1].connections.warehouse == "wh_b" and shops[1].schedule == "*/15 * * * *"
+    for bad, message in (([{"name": "A B"}], "shops[0].name"), ([{"name": "a"}, {"name": "a"}], "listed twice"),
+                         ([{"name": "a", "conections": {}}], "unknown key(s) conections"), ([], "non-empty list")):
+        with pytest.raises(RunConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
+            parse_shops(bad)
