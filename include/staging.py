@@ -199,7 +199,7 @@ def amazon_order_row(detail: dict) -> dict:
         for package in packages:
             package["skus"] = [s for s in skus_by_package.get(package["package_number"], []) if s]
         shipments.append({"id": shipment.get("amazonShipmentId"), "status": shipment.get("fulfillmentShipmentStatus"),
-                          "packages": packages})
+                          "packages": packages, "shipped_at": shipment.get("shippingDate")})
     return {
         "seller_fulfillment_order_id": sfo_id,
         "displayable_order_id": order.get("displayableOrderId"),
@@ -223,6 +223,7 @@ def amazon_row_from_listing(order: dict, report_rows: list[dict]) -> dict:
     shipments: dict[str, dict] = {}
     for line in report_rows:
         shipment = shipments.setdefault(line.get("shipment-id") or "", {"amazonShipmentId": line.get("shipment-id"),
+                                                                         "shippingDate": line.get("shipment-date"),
                                                                          "fulfillmentShipmentStatus": "SHIPPED",
                                                                          "fulfillmentShipmentPackage": [],
                                                                          "fulfillmentShipmentItem": []})
@@ -253,6 +254,7 @@ def shipbob_order_row(order: dict) -> dict:
             "id": shipment.get("id"), "status": shipment.get("status"), "status_details": details,
             "carrier": tracking.get("carrier") or "", "tracking_number": tracking.get("tracking_number") or "",
             "skus": [p.get("sku") for p in shipment.get("products") or [] if isinstance(p, dict) and p.get("sku")],
+            "shipped_at": tracking.get("shipping_date") or shipment.get("actual_fulfillment_date"),
         })
     last_update = None
     for key in ("last_update_at", "created_date"):
