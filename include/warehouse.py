@@ -183,6 +183,35 @@ api_calls = sa.Table(
     sa.Column("throttled", sa.Integer, nullable=False),
     sa.Column("failures", sa.Integer, nullable=False),
 )
+sla_daily = sa.Table(
+    "sla_daily", metadata,
+    sa.Column("shop", sa.String(64), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("fulfiller", sa.String(16), primary_key=True),   # all | amazon_mcf | shipbob | unlinked
+    sa.Column("carrier", sa.String(64), primary_key=True),     # all | the fulfiller's carrier
+    sa.Column("orders_due", sa.Integer, nullable=False),
+    sa.Column("dispatched_on_time", sa.Integer, nullable=False),
+    sa.Column("dispatched_late", sa.Integer, nullable=False),
+    sa.Column("past_due_no_tracking", sa.Integer, nullable=False),
+    sa.Column("at_risk_auto_cancel", sa.Integer, nullable=False),
+    sa.Column("late_dispatch_rate", sa.Float, nullable=False),
+    sa.Column("ldr_over_line", sa.Boolean, nullable=False),
+    sa.Column("cancel_requests", sa.Integer, nullable=False),
+    sa.Column("cancels_on_time", sa.Integer, nullable=False),
+    sa.Column("cancels_late", sa.Integer, nullable=False),
+    sa.Column("ship_to_tracking_median_h", sa.Float),
+    sa.Column("ship_to_tracking_p95_h", sa.Float),
+    sa.Column("computed_at", TS, nullable=False),
+)
+pipeline_breaches = sa.Table(
+    "pipeline_breaches", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dag_id", sa.String(250), nullable=False),
+    sa.Column("run_id", sa.String(250)),
+    sa.Column("kind", sa.String(32), nullable=False),          # deadline_missed | task_failed
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("recorded_at", TS, nullable=False),
+)
 schema_version = sa.Table(
     "orderops_schema", metadata,
     sa.Column("version", sa.Integer, primary_key=True),
@@ -190,8 +219,12 @@ schema_version = sa.Table(
 )
 
 # Each entry upgrades the schema by one version; never edit a released one, append.
+V1_TABLES = ("stg_tiktok_orders", "stg_tiktok_cancellations", "stg_shopify_orders", "stg_amazon_fulfillment_orders",
+             "stg_shipbob_orders", "runs", "validation_results", "quarantine", "order_links", "decisions",
+             "action_ledger", "api_calls")
 MIGRATIONS: list = [
-    lambda conn: metadata.create_all(conn, tables=[t for t in metadata.sorted_tables if t is not schema_version]),
+    lambda conn: metadata.create_all(conn, tables=[metadata.tables[n] for n in V1_TABLES]),
+    lambda conn: metadata.create_all(conn, tables=[sla_daily, pipeline_breaches]),
 ]
 
 

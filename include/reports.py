@@ -1,0 +1,375 @@
+"""SLA breach reports: daily figures (`sla_daily`), breached orders with their ledger chain, and
+self-contained HTML/CSV files per day with a 30-day trend.
+
+Definitions (seller-shipped TikTok orders, as staged, latest state):
+- due on day D: `rts_sla_time` falls on D (UTC);
+- dispatched on time / late: TikTok's `rts_time` (set when tracking was posted) before / after `rts_sla_time`;
+- past ship-by without tracking: not dispatched and `rts_sla_time` already passed when the report runs;
+- Late Dispatch Rate = (late + past ship-by without tracking) / due orders not cancelled; TikTok's line is 4%;
+- at risk of auto-cancellation: not dispatched and `shipping_due_time` within 24 h of the report;
+- cancellation requests created on D, handled on time when approved or rejected (ledger, else TikTok's
+  update time) before their deadline; late when handled after it or still pending past it;
+- hours from the fulfiller's shipment to tracking on TikTok: `rts_time` minus the shipment's time,
+  for orders dispatched on D (median and 95th percentile).
+Every figure is also split by fulfiller and carrier.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import os
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from include.runconfig import STATE_DIR
+from include.warehouse import (
+    Warehouse, action_ledger, as_utc, order_links, sla_daily, stg_amazon_fulfillment_orders, stg_shipbob_orders,
+    stg_tiktok_cancellations, stg_tiktok_orders, utcnow,
+)
+
+LDR_LINE = 0.04
+REPORTS_DIR_ENV = "ORDEROPS_REPORTS_DIR"
+DISPATCHABLE = ("AWAITING_SHIPMENT", "PARTIALLY_SHIPPING")
+
+
+def reports_dir() -> Path:
+    return Path(os.environ.get(REPORTS_DIR_ENV) or STATE_DIR / "reports")
+
+
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return start, start + timedelta(days=1)
+
+
+def _rows(conn, query) -> list[dict]:
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _parse(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+@dataclass
+class DayData:
+    orders: pd.DataFrame          # one row per due order, with dispatch facts and fulfiller/carrier
+    cancellations: pd.DataFrame   # one row per cancellation request created on the day
+    dispatched: pd.DataFrame      # orders dispatched on the day, with hours from fulfiller shipment
+    chains: dict[str, list[dict]] # ledger rows per TikTok order
+
+
+def load_day(wh: Warehouse, shop: str, day: date, now: datetime) -> DayData:
+    start, end = _day_bounds(day)
+    o, c, l = stg_tiktok_orders.c, stg_tiktok_cancellations.c, order_links.c
+    with wh.engine.connect() as conn:
+        due = _rows(conn, sa.select(stg_tiktok_orders).where(
+            o.shop == shop, o.fulfillment_type == "FULFILLMENT_BY_SELLER", o.rts_sla_time >= start, o.rts_sla_time < end))
+        shipped = _rows(conn, sa.select(stg_tiktok_orders).where(
+            o.shop == shop, o.fulfillment_type == "FULFILLMENT_BY_SELLER", o.rts_time >= start, o.rts_time < end))
+        cancels = _rows(conn, sa.select(stg_tiktok_cancellations).where(
+            c.shop == shop, c.create_time >= start, c.create_time < end))
+        ids = sorted({r["tiktok_order_id"] for r in due + shipped} | {r["tiktok_order_id"] for r in cancels})
+        links: dict[str, dict] = {}
+        chains: dict[str, list[dict]] = {}
+        for batch in range(0, len(ids), 500):
+            part = ids[batch:batch + 500]
+            for row in _rows(conn, sa.select(order_links).where(l.shop == shop, l.tiktok_order_id.in_(part))
+                             .order_by(l.run_id)):
+                links[row["tiktok_order_id"]] = row  # the latest run's link wins
+            a = action_ledger.c
+            for row in _rows(conn, sa.select(a.tiktok_order_id, a.kind, a.rule, a.state, a.idempotency_key, a.acted_at,
+                                             a.detail, a.platform_request_id, a.run_id, a.request)
+                             .where(a.shop == shop, a.tiktok_order_id.in_(part)).order_by(a.id)):
+                chains.setdefault(row["tiktok_order_id"], []).append(row)
+        shipments = _fulfillment_shipments(conn, shop, links)
+    orders = pd.DataFrame([_order_facts(r, links.get(r["tiktok_order_id"]), shipments, now) for r in due],
+                          columns=ORDER_COLUMNS)
+    dispatched = pd.DataFrame([_order_facts(r, links.get(r["tiktok_order_id"]), shipments, now) for r in shipped],
+                              columns=ORDER_COLUMNS)
+    cancellations = pd.DataFrame([_cancel_facts(r, chains.get(r["tiktok_order_id"], []), links.get(r["tiktok_order_id"]),
+                                                shipments, now) for r in cancels], columns=CANCEL_COLUMNS)
+    return DayData(orders, cancellations, dispatched, chains)
+
+
+ORDER_COLUMNS = ["tiktok_order_id", "status", "rts_sla_time", "rts_time", "shipping_due_time", "tracking_number",
+                 "fulfiller", "carrier", "shipped_at", "on_time", "late", "past_due_no_tracking", "at_risk",
+                 "cancelled", "hours_to_tracking", "link_problem"]
+CANCEL_COLUMNS = ["cancel_id", "tiktok_order_id", "status", "deadline", "handled_at", "on_time", "late", "fulfiller",
+                  "carrier"]
+
+
+def _fulfillment_shipments(conn, shop: str, links: dict[str, dict]) -> dict[tuple[str, str], dict]:
+    """First shipment time and carrier per linked fulfillment order."""
+    wanted: dict[str, set[str]] = {"amazon_mcf": set(), "shipbob": set()}
+    for link in links.values():
+        if link["fulfiller"] in wanted and link["fulfillment_order_id"]:
+            wanted[link["fulfiller"]].add(link["fulfillment_order_id"])
+    found: dict[tuple[str, str], dict] = {}
+    for fulfiller, table, key in (("amazon_mcf", stg_amazon_fulfillment_orders, "seller_fulfillment_order_id"),
+                                  ("shipbob", stg_shipbob_orders, "shipbob_order_id")):
+        ids = sorted(wanted[fulfiller])
+        for batch in range(0, len(ids), 500):
+            for row in conn.execute(sa.select(table.c[key], table.c.shipments).where(
+                    table.c.shop == shop, table.c[key].in_(ids[batch:batch + 500]))):
+                carrier, shipped_at = "", None
+                for shipment in row.shipments or []:
+                    packages = shipment.get("packages") or [shipment]
+                    carrier = carrier or next((p.get("carrier") for p in packages if p.get("carrier")), "")
+                    moment = _parse(shipment.get("shipped_at"))
+                    if moment and (shipped_at is None or moment < shipped_at):
+                        shipped_at = moment
+                found[(fulfiller, row[0])] = {"carrier": carrier, "shipped_at": shipped_at}
+    return found
+
+
+def _order_facts(row: dict, link: dict | None, shipments: dict, now: datetime) -> dict:
+    sla, rts = as_utc(row["rts_sla_time"]), as_utc(row.get("rts_time"))
+    fulfiller = (link or {}).get("fulfiller") or "unlinked"
+    ship = shipments.get((fulfiller, (link or {}).get("fulfillment_order_id")), {})
+    cancelled = row["status"] == "CANCELLED" and rts is None
+    due_time = as_utc(row.get("shipping_due_time"))
+    pending = rts is None and not cancelled and row["status"] in DISPATCHABLE
+    hours = None
+    if rts is not None and ship.get("shipped_at") is not None and rts >= ship["shipped_at"]:
+        hours = (rts - ship["shipped_at"]).total_seconds() / 3600
+    return {
+        "tiktok_order_id": row["tiktok_order_id"], "status": row["status"], "rts_sla_time": sla, "rts_time": rts,
+        "shipping_due_time": due_time, "tracking_number": row["tracking_number"], "fulfiller": fulfiller,
+        "carrier": ship.get("carrier") or "unknown", "shipped_at": ship.get("shipped_at"),
+        "on_time": rts is not None and rts <= sla, "late": rts is not None and rts > sla,
+        "past_due_no_tracking": pending and sla < now,
+        "at_risk": pending and due_time is not None and due_time - now <= timedelta(hours=24),
+        "cancelled": cancelled, "hours_to_tracking": hours, "link_problem": (link or {}).get("link_problem"),
+    }
+
+
+def _cancel_facts(row: dict, chain: list[dict], link: dict | None, shipments: dict, now: datetime) -> dict:
+    deadline = as_utc(row.get("deadline"))
+    handled = next((as_utc(a["acted_at"]) for a in chain if a["kind"] in ("approve_cancellation", "reject_cancellation")
+                    and a["state"] == "succeeded" and a["request"].get("cancel_id") == row["cancel_id"]), None)
+    if handled is None and row["status"] != "CANCELLATION_REQUEST_PENDING":
+        handled = as_utc(row["update_time"])
+    fulfiller = (link or {}).get("fulfiller") or "unlinked"
+    ship = shipments.get((fulfiller, (link or {}).get("fulfillment_order_id")), {})
+    on_time = handled is not None and (deadline is None or handled <= deadline)
+    late = (handled is not None and deadline is not None and handled > deadline) or (
+        handled is None and deadline is not None and deadline < now)
+    return {"cancel_id": row["cancel_id"], "tiktok_order_id": row["tiktok_order_id"], "status": row["status"],
+            "deadline": deadline, "handled_at": handled, "on_time": on_time, "late": late, "fulfiller": fulfiller,
+            "carrier": ship.get("carrier") or "unknown"}
+
+
+def _figures(orders: pd.DataFrame, dispatched: pd.DataFrame, cancels: pd.DataFrame) -> dict:
+    live = orders[~orders["cancelled"]] if len(orders) else orders
+    late = int(live["late"].sum() + live["past_due_no_tracking"].sum()) if len(live) else 0
+    hours = dispatched["hours_to_tracking"].dropna().astype(float) if len(dispatched) else pd.Series(dtype=float)
+    return {
+        "orders_due": int(len(orders)),
+        "dispatched_on_time": int(orders["on_time"].sum()) if len(orders) else 0,
+        "dispatched_late": int(orders["late"].sum()) if len(orders) else 0,
+        "past_due_no_tracking": int(orders["past_due_no_tracking"].sum()) if len(orders) else 0,
+        "at_risk_auto_cancel": int(orders["at_risk"].sum()) if len(orders) else 0,
+        "late_dispatch_rate": round(late / len(live), 4) if len(live) else 0.0,
+        "cancel_requests": int(len(cancels)),
+        "cancels_on_time": int(cancels["on_time"].sum()) if len(cancels) else 0,
+        "cancels_late": int(cancels["late"].sum()) if len(cancels) else 0,
+        "ship_to_tracking_median_h": round(float(hours.median()), 2) if len(hours) else None,
+        "ship_to_tracking_p95_h": round(float(hours.quantile(0.95)), 2) if len(hours) else None,
+    }
+
+
+def daily_rows(data: DayData, shop: str, day: date) -> list[dict]:
+    """sla_daily rows for one day: the whole shop, then by fulfiller, then by fulfiller and carrier."""
+    computed = utcnow()
+    rows = []
+    groups: list[tuple[str, str, Any]] = [("all", "all", lambda df: df.index == df.index)]
+    fulfillers = sorted(set(data.orders["fulfiller"]) | set(data.cancellations["fulfiller"]) | set(data.dispatched["fulfiller"]))
+    for f in fulfillers:
+        groups.append((f, "all", lambda df, f=f: df["fulfiller"] == f))
+        carriers = sorted(set(data.orders.loc[data.orders["fulfiller"] == f, "carrier"])
+                          | set(data.dispatched.loc[data.dispatched["fulfiller"] == f, "carrier"]))
+        for carrier in carriers:
+            groups.append((f, carrier, lambda df, f=f, c=carrier: (df["fulfiller"] == f) & (df["carrier"] == c)))
+    for fulfiller, carrier, pick in groups:
+        figures = _figures(data.orders[pick(data.orders)] if len(data.orders) else data.orders,
+                           data.dispatched[pick(data.dispatched)] if len(data.dispatched) else data.dispatched,
+                           data.cancellations[pick(data.cancellations)] if len(data.cancellations) else data.cancellations)
+        rows.append({"shop": shop, "day": day, "fulfiller": fulfiller, "carrier": carrier, **figures,
+                     "ldr_over_line": figures["late_dispatch_rate"] > LDR_LINE, "computed_at": computed})
+    return rows
+
+
+def breaches(data: DayData) -> list[dict]:
+    """Breached orders with the reason and the ledger chain that explains them."""
+    out = []
+    for _, o in data.orders.iterrows():
+        reason = None
+        if o["late"]:
+            reason = f"dispatched late: tracking at {o['rts_time']:%Y-%m-%d %H:%M}, due {o['rts_sla_time']:%Y-%m-%d %H:%M}"
+        elif o["past_due_no_tracking"]:
+            reason = f"past ship-by {o['rts_sla_time']:%Y-%m-%d %H:%M} with no tracking"
+            if o["link_problem"]:
+                reason += f" ({o['link_problem']})"
+        if reason:
+            out.append({"tiktok_order_id": o["tiktok_order_id"], "kind": "dispatch", "reason": reason,
+                        "fulfiller": o["fulfiller"], "carrier": o["carrier"],
+                        "chain": _chain_text(data.chains.get(o["tiktok_order_id"], []))})
+    for _, c in data.cancellations.iterrows():
+        if c["late"]:
+            when = f"handled {c['handled_at']:%Y-%m-%d %H:%M}" if c["handled_at"] is not None and not pd.isna(c["handled_at"]) else "still pending"
+            out.append({"tiktok_order_id": c["tiktok_order_id"], "kind": "cancellation",
+                        "reason": f"cancellation {c['cancel_id']} {when}, deadline {c['deadline']:%Y-%m-%d %H:%M}",
+                        "fulfiller": c["fulfiller"], "carrier": c["carrier"],
+                        "chain": _chain_text(data.chains.get(c["tiktok_order_id"], []))})
+    return out
+
+
+def _chain_text(chain: list[dict]) -> str:
+    return "; ".join(f"{a['kind']}[{a['rule']}] {a['state']}" + (f" ({a['detail']})" if a["detail"] else "")
+                     + (f" req {a['platform_request_id']}" if a["platform_request_id"] else "") for a in chain) or "no action"
+
+
+def escalations(wh: Warehouse, shop: str, day: date) -> list[dict]:
+    start, end = _day_bounds(day)
+    a = action_ledger.c
+    with wh.engine.connect() as conn:
+        return [{"tiktok_order_id": r.tiktok_order_id, "rule": r.rule, "reason_code": r.request.get("reason_code"),
+                 "detail": r.request.get("detail"), "run_id": r.run_id}
+                for r in conn.execute(sa.select(a.tiktok_order_id, a.rule, a.request, a.run_id).where(
+                    a.shop == shop, a.kind == "escalate", a.created_at >= start, a.created_at < end).order_by(a.id))]
+
+
+def trend(wh: Warehouse, shop: str, day: date, days: int = 30) -> pd.DataFrame:
+    s = sla_daily.c
+    with wh.engine.connect() as conn:
+        rows = _rows(conn, sa.select(sla_daily).where(s.shop == shop, s.fulfiller == "all", s.carrier == "all",
+                                                      s.day > day - timedelta(days=days), s.day <= day).order_by(s.day))
+    return pd.DataFrame(rows)
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def charts(history: pd.DataFrame, data: DayData) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = {}
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    if len(history):
+        ax.plot(pd.to_datetime(history["day"]), history["late_dispatch_rate"] * 100, marker="o", label="Late Dispatch Rate")
+    ax.axhline(LDR_LINE * 100, color="red", linestyle="--", label="TikTok line 4%")
+    ax.set_ylabel("%")
+    ax.set_title("Late Dispatch Rate, last 30 days")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.autofmt_xdate()
+    out["ldr_trend"] = _png(fig)
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    if len(history):
+        days = pd.to_datetime(history["day"])
+        ax.bar(days, history["orders_due"], label="due", color="#9bb7d4")
+        ax.bar(days, history["dispatched_late"] + history["past_due_no_tracking"], label="late or no tracking", color="#d9534f")
+    ax.set_title("Orders due per day")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.autofmt_xdate()
+    out["volume_trend"] = _png(fig)
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    hours = data.dispatched["hours_to_tracking"].dropna().astype(float) if len(data.dispatched) else pd.Series(dtype=float)
+    if len(hours):
+        ax.hist(hours, bins=20, color="#5cb85c")
+    ax.set_title("Hours from fulfiller shipment to tracking on TikTok (this day)")
+    ax.set_xlabel("hours")
+    out["ship_to_tracking"] = _png(fig)
+    return out
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape('' if r.get(c) is None else str(r.get(c)))}</td>" for c in columns)
+                   + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body or '<tr><td colspan=99>none</td></tr>'}</tbody></table>"
+
+
+def render_html(shop: str, day: date, rows: list[dict], breached: list[dict], escalated: list[dict],
+                images: dict[str, str]) -> str:
+    total = rows[0]
+    split_cols = ["fulfiller", "carrier", "orders_due", "dispatched_on_time", "dispatched_late", "past_due_no_tracking",
+                  "late_dispatch_rate", "at_risk_auto_cancel", "cancel_requests", "cancels_on_time", "cancels_late",
+                  "ship_to_tracking_median_h", "ship_to_tracking_p95_h"]
+    status = "over the 4% line" if total["ldr_over_line"] else "within the 4% line"
+    figures = "".join(f"<div class=k><b>{html.escape(str(total[k]))}</b><span>{label}</span></div>" for k, label in (
+        ("orders_due", "orders due"), ("dispatched_on_time", "on time"), ("dispatched_late", "late"),
+        ("past_due_no_tracking", "past ship-by, no tracking"), ("at_risk_auto_cancel", "at risk of auto-cancel"),
+        ("cancels_on_time", "cancellations on time"), ("cancels_late", "cancellations late")))
+    pictures = "".join(f'<img alt="{name}" src="data:image/png;base64,{data}">' for name, data in images.items())
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>orderops SLA report {shop} {day}</title>
+<style>body{{font-family:sans-serif;margin:24px;color:#222}}table{{border-collapse:collapse;font-size:13px;margin:8px 0 20px}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}th{{background:#f3f3f3}}.k{{display:inline-block;margin:0 18px 12px 0}}
+.k b{{display:block;font-size:22px}}.k span{{font-size:12px;color:#555}}img{{max-width:100%;display:block;margin:8px 0}}
+.bad{{color:#c9302c}}.ok{{color:#3c763d}}</style></head><body>
+<h1>SLA report: shop {html.escape(shop)}, {day:%Y-%m-%d} (UTC)</h1>
+<p class="{'bad' if total['ldr_over_line'] else 'ok'}">Late Dispatch Rate {total['late_dispatch_rate'] * 100:.2f}% ({status}).
+Hours from fulfiller shipment to tracking on TikTok: median {total['ship_to_tracking_median_h']}, p95 {total['ship_to_tracking_p95_h']}.</p>
+<div>{figures}</div>{pictures}
+<h2>By fulfiller and carrier</h2>{_table(rows, split_cols)}
+<h2>Breached orders ({len(breached)})</h2>{_table(breached, ['tiktok_order_id', 'kind', 'reason', 'fulfiller', 'carrier', 'chain'])}
+<h2>Escalations ({len(escalated)})</h2>{_table(escalated, ['tiktok_order_id', 'rule', 'reason_code', 'detail', 'run_id'])}
+<p style="font-size:11px;color:#777">Generated {utcnow():%Y-%m-%d %H:%M} UTC by orderops. Definitions: README "Reading the reports".</p>
+</body></html>"""
+
+
+@dataclass
+class DayReport:
+    day: date
+    rows: list[dict]
+    breaches: list[dict]
+    html_path: Path
+    csv_path: Path
+
+
+def build_day(wh: Warehouse, shop: str, day: date, now: datetime | None = None, out_dir: Path | None = None) -> DayReport:
+    """Compute, store (`sla_daily`) and write one day's report files."""
+    now = now or utcnow()
+    data = load_day(wh, shop, day, now)
+    rows = daily_rows(data, shop, day)
+    with wh.engine.begin() as conn:
+        conn.execute(sla_daily.delete().where(sla_daily.c.shop == shop, sla_daily.c.day == day))
+        conn.execute(sla_daily.insert(), rows)
+    breached = breaches(data)
+    folder = (out_dir or reports_dir()) / shop / f"{day:%Y-%m-%d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path = folder / "breaches.csv"
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["tiktok_order_id", "kind", "reason", "fulfiller", "carrier", "chain"])
+        writer.writeheader()
+        writer.writerows(breached)
+    history = trend(wh, shop, day)
+    history.to_csv(folder / "trend_30d.csv", index=False)
+    html_path = folder / "report.html"
+    html_path.write_text(render_html(shop, day, rows, breached, escalations(wh, shop, day), charts(history, data)))
+    return DayReport(day, rows, breached, html_path, csv_path)
+
+
+def days_to_report(window_start: datetime, window_end: datetime) -> list[date]:
+    """Every UTC day the window touches (a daily run's interval is exactly one day)."""
+    first, last = window_start.date(), (window_end - timedelta(microseconds=1)).date()
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]

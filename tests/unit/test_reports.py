@@ -1,0 +1,137 @@
+"""SLA report figures against hand-computed ones for a small fixed day, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from include.reports import build_day, days_to_report
+from include.warehouse import (
+    Warehouse, action_ledger, order_links, sla_daily, stg_amazon_fulfillment_orders, stg_shipbob_orders,
+    stg_tiktok_cancellations, stg_tiktok_orders,
+)
+
+DAY = date(2026, 11, 19)
+NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
+
+
+def t(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+def tiktok(order_id, sla, rts=None, status="AWAITING_COLLECTION", due="2026-11-25T00:00"):
+    return dict(shop="s", tiktok_order_id=order_id, status=status, fulfillment_type="FULFILLMENT_BY_SELLER",
+                create_time=t("2026-11-17T00:00"), update_time=t("2026-11-17T00:00"), rts_sla_time=t(sla),
+                shipping_due_time=t(due), rts_time=t(rts) if rts else None, tracking_number="T" if rts else "",
+                shipping_provider_id="", is_buyer_request_cancel=False, line_items=[], raw={},
+                snapshot_run_id="r1", extracted_at=NOW)
+
+
+def link(order_id, fulfiller, fid, problem=None):
+    return dict(shop="s", run_id="r1", tiktok_order_id=order_id, shopify_order_ids=["1"], match_rule="source_identifier",
+                fulfiller=fulfiller, fulfillment_order_id=fid, link_problem=problem)
+
+
+def amazon(fid, carrier, shipped_at):
+    shipments = [{"id": "S", "status": "SHIPPED", "shipped_at": shipped_at,
+                  "packages": [{"carrier": carrier, "tracking_number": "1Z"}]}] if shipped_at else []
+    return dict(shop="s", seller_fulfillment_order_id=fid, displayable_order_id=None, status="Complete",
+                status_updated_at=None, received_at=None, shipments=shipments, raw={}, snapshot_run_id="r1",
+                extracted_at=NOW)
+
+
+def shipbob(fid, carrier, shipped_at):
+    shipments = [{"id": 1, "status": "Completed" if shipped_at else "Processing", "carrier": carrier,
+                  "tracking_number": "94" if shipped_at else "", "shipped_at": shipped_at}]
+    return dict(shop="s", shipbob_order_id=fid, reference_id="1", order_number="1", status="Processing",
+                last_update_at=None, shipments=shipments, raw={}, snapshot_run_id="r1", extracted_at=NOW)
+
+
+def cancellation(cancel_id, order_id, deadline, status):
+    return dict(shop="s", cancel_id=cancel_id, tiktok_order_id=order_id, status=status, cancel_type="BUYER_CANCEL",
+                role="BUYER", create_time=t("2026-11-19T09:00"), update_time=t("2026-11-19T09:00"),
+                deadline=t(deadline), raw={}, snapshot_run_id="r1", extracted_at=NOW)
+
+
+@pytest.fixture
+def day_report(warehouse_url, tmp_path):
+    wh = Warehouse(warehouse_url)
+    wh.migrate()
+    wh.upsert(stg_tiktok_orders, [
+        tiktok("A1", "2026-11-19T12:00", "2026-11-19T10:00"),                      # on time, 2 h after shipment
+        tiktok("A2", "2026-11-19T18:00", "2026-11-19T20:00"),                      # late, 11 h after shipment
+        tiktok("S1", "2026-11-19T23:00", "2026-11-19T07:00"),                      # on time, 1 h
+        tiktok("S2", "2026-11-19T15:00", status="AWAITING_SHIPMENT", due="2026-11-21T01:00"),  # past due, at risk
+        tiktok("C1", "2026-11-19T16:00", status="CANCELLED"),                     # not counted in LDR
+        tiktok("U1", "2026-11-19T05:00", status="AWAITING_SHIPMENT"),             # past due, unlinked
+        tiktok("X1", "2026-11-20T10:00", "2026-11-19T22:00"),                     # due the next day
+    ])
+    wh.upsert(order_links, [link("A1", "amazon_mcf", "F1"), link("A2", "amazon_mcf", "F2"), link("S1", "shipbob", "9"),
+                            link("S2", "shipbob", "10"), link("C1", "amazon_mcf", "F5"),
+                            link("U1", None, None, "no_shopify_match"), link("X1", "amazon_mcf", "F6")])
+    wh.upsert(stg_amazon_fulfillment_orders, [amazon("F1", "UPS", "2026-11-19T08:00:00Z"),
+                                              amazon("F2", "UPS", "2026-11-19T09:00:00Z"),
+                                              amazon("F5", "UPS", None), amazon("F6", "USPS", "2026-11-19T21:00:00Z")])
+    wh.upsert(stg_shipbob_orders, [shipbob("9", "USPS", "2026-11-19T06:00:00Z"), shipbob("10", "USPS", None)])
+    wh.upsert(stg_tiktok_cancellations, [cancellation("K1", "A1", "2026-11-20T12:00", "CANCELLATION_REQUEST_SUCCESS"),
+                                         cancellation("K2", "S2", "2026-11-19T20:00", "CANCELLATION_REQUEST_PENDING")])
+    with wh.engine.begin() as conn:
+        conn.execute(action_ledger.insert(), [dict(
+            shop="s", idempotency_key="approve_cancellation:K1", kind="approve_cancellation", target="tiktok:cancellation/K1",
+            tiktok_order_id="A1", rule="C1", decision_run_id="r1", request={"cancel_id": "K1"}, state="succeeded",
+            attempts=1, acted_at=t("2026-11-19T14:00"), created_at=NOW, updated_at=NOW, run_id="r1")])
+    report = build_day(wh, "s", DAY, now=NOW, out_dir=tmp_path)
+    yield wh, report
+    wh.dispose()
+
+
+def by_split(rows):
+    return {(r["fulfiller"], r["carrier"]): r for r in rows}
+
+
+def test_day_figures_match_hand_computed(day_report):
+    wh, report = day_report
+    total = by_split(report.rows)[("all", "all")]
+    assert total["orders_due"] == 6
+    assert (total["dispatched_on_time"], total["dispatched_late"], total["past_due_no_tracking"]) == (2, 1, 2)
+    assert total["late_dispatch_rate"] == pytest.approx(3 / 5) and total["ldr_over_line"]
+    assert total["at_risk_auto_cancel"] == 1
+    assert (total["cancel_requests"], total["cancels_on_time"], total["cancels_late"]) == (2, 1, 1)
+    # orders dispatched on the day: A1 2 h, A2 11 h, S1 1 h, X1 1 h (due the next day, shipped this one)
+    assert total["ship_to_tracking_median_h"] == pytest.approx(1.5)
+    assert total["ship_to_tracking_p95_h"] == pytest.approx(2 + 0.85 * 9)
+    splits = by_split(report.rows)
+    assert splits[("amazon_mcf", "all")]["orders_due"] == 3 and splits[("amazon_mcf", "all")]["late_dispatch_rate"] == 0.5
+    assert splits[("amazon_mcf", "UPS")]["dispatched_late"] == 1
+    assert splits[("shipbob", "USPS")]["orders_due"] == 2 and splits[("shipbob", "USPS")]["past_due_no_tracking"] == 1
+    assert splits[("unlinked", "all")]["late_dispatch_rate"] == 1.0
+    with wh.engine.connect() as conn:
+        stored = conn.execute(sa.select(sa.func.count()).select_from(sla_daily)).scalar()
+    assert stored == len(report.rows)
+
+
+def test_breaches_carry_reason_and_chain(day_report):
+    _, report = day_report
+    reasons = {(b["tiktok_order_id"], b["kind"]): b for b in report.breaches}
+    assert set(reasons) == {("A2", "dispatch"), ("S2", "dispatch"), ("U1", "dispatch"), ("S2", "cancellation")}
+    assert "dispatched late" in reasons[("A2", "dispatch")]["reason"]
+    assert "no_shopify_match" in reasons[("U1", "dispatch")]["reason"]
+    assert "still pending" in reasons[("S2", "cancellation")]["reason"]
+    csv_text = report.csv_path.read_text()
+    assert csv_text.count("\n") == 5 and "A2" in csv_text
+    page = report.html_path.read_text()
+    assert "data:image/png;base64," in page and "60.00%" in page and "http" not in page.split("<body>")[1].split("Generated")[0]
+
+
+def test_rebuilding_a_day_replaces_its_rows(day_report):
+    wh, report = day_report
+    again = build_day(wh, "s", DAY, now=NOW, out_dir=report.html_path.parents[2])
+    with wh.engine.connect() as conn:
+        stored = conn.execute(sa.select(sa.func.count()).select_from(sla_daily)).scalar()
+    assert stored == len(again.rows)
+
+
+def test_days_to_report():
+    assert days_to_report(t("2026-11-19T00:00"), t("2026-11-20T00:00")) == [DAY]
+    assert days_to_report(t("2026-11-18T22:00"), t("2026-11-19T01:00")) == [date(2026, 11, 18), DAY]
