@@ -15,18 +15,40 @@ Trace one order: `python -m include.orderops trace <tiktok_order_id>`.
 """
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import Asset, CronDataIntervalTimetable, Param, PokeReturnValue, TriggerRule, dag, task
+import os
+from datetime import timedelta
 
-from include.lineage import endpoints, tables
+import pendulum
+from airflow.sdk import (
+    AsyncCallback, CronDataIntervalTimetable, DeadlineAlert, DeadlineReference, Param, PokeReturnValue,
+    TriggerRule, dag, task,
+)
+
+from include.lineage import assets, endpoints, tables
 from include.shops import Shop, load_shops
 
-RUN_SUMMARY = Asset(name="orderops_run_summary", uri="orderops://warehouse/runs")
-DECISIONS = Asset(name="orderops_decisions", uri="orderops://warehouse/decisions")
-LEDGER = Asset(name="orderops_action_ledger", uri="orderops://warehouse/action_ledger")
+ASSETS = assets()
+RUN_SUMMARY, DECISIONS, LEDGER = ASSETS["run_summary"], ASSETS["decisions"], ASSETS["ledger"]
 STAGING = ("stg_tiktok_orders", "stg_tiktok_cancellations", "stg_shopify_orders", "stg_amazon_fulfillment_orders",
            "stg_shipbob_orders")
 BATCHES = ["tiktok_orders", "tiktok_cancellations", "shopify_orders", "amazon_fulfillment_orders", "shipbob_orders"]
+
+
+def on_task_failure(context):
+    from include.notify import on_task_failure as alert
+
+    alert(context)
+
+
+def run_deadline(shop: Shop):
+    """Alert when a run is not finished N minutes after it was queued (ORDEROPS_RUN_DEADLINE_MINUTES, 0 = off)."""
+    minutes = float(os.environ.get("ORDEROPS_RUN_DEADLINE_MINUTES", "25"))
+    if minutes <= 0:
+        return None
+    return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=timedelta(minutes=minutes),
+                         callback=AsyncCallback("orderops_callbacks.run_deadline_missed",
+                                                kwargs={"detail": f"{shop.dag_id} run not finished {minutes:g} min after queueing",
+                                                        "warehouse_conn": shop.connections.warehouse}))
 
 
 def build(shop: Shop):
@@ -40,7 +62,8 @@ def build(shop: Shop):
         max_active_runs=1,
         doc_md=__doc__,
         tags=["orderops"],
-        default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30)},
+        default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30), "on_failure_callback": on_task_failure},
+        deadline=run_deadline(shop),
         params={
             "shop": Param(shop.name, type="string", description="the shop this DAG serves (fixed)"),
             "sla_horizon_hours": Param(shop.policy.get("horizon_hours", 24), type="number", minimum=0, description="near SLA: due within this many hours"),

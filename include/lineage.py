@@ -6,6 +6,18 @@ the `orderops-warehouse` namespace, under the names of `include.warehouse`.
 """
 from __future__ import annotations
 
+def assets():
+    """The Airflow Assets the pipeline produces and the report consumes (one definition for both DAGs)."""
+    from airflow.sdk import Asset
+
+    return {
+        "run_summary": Asset(name="orderops_run_summary", uri="orderops://warehouse/runs"),
+        "decisions": Asset(name="orderops_decisions", uri="orderops://warehouse/decisions"),
+        "ledger": Asset(name="orderops_action_ledger", uri="orderops://warehouse/action_ledger"),
+        "sla_daily": Asset(name="orderops_sla_daily", uri="orderops://warehouse/sla_daily"),
+    }
+
+
 API_HOSTS = {
     "tiktok": "https://open-api.tiktokglobalshop.com",
     "shopify": "https://shop.myshopify.com",

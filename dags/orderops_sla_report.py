@@ -1,0 +1,65 @@
+"""
+### orderops SLA breach report
+
+Daily (01:00 UTC, for the previous day) and after every pipeline run (the `orderops_run_summary`
+Asset, for the current day): per shop, writes `sla_daily` (orders due, on time, late, Late Dispatch
+Rate against TikTok's 4% line, past ship-by without tracking, at risk of auto-cancellation,
+cancellation requests handled on time or late, hours from fulfiller shipment to tracking; split by
+fulfiller and carrier) and a self-contained HTML report, a CSV of breached orders and a 30-day trend
+under the reports folder (README "Reading the reports").
+"""
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, dag, task
+
+from include.lineage import assets, tables
+
+RUN_SUMMARY, SLA_REPORT = assets()["run_summary"], assets()["sla_daily"]
+
+
+@dag(
+    dag_id="orderops_sla_report",
+    schedule=AssetOrTimeSchedule(timetable=CronDataIntervalTimetable("0 1 * * *", timezone="UTC"), assets=RUN_SUMMARY),
+    start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["orderops", "report"],
+    default_args={"retries": 1, "retry_delay": pendulum.duration(seconds=30)},
+)
+def orderops_sla_report():
+    @task
+    def list_shops() -> list[dict]:
+        """The shops to report on (the shops file, or the default shop)."""
+        from include.shops import load_shops
+
+        return [{"name": s.name, "warehouse": s.connections.warehouse} for s in load_shops()]
+
+    @task(inlets=tables("stg_tiktok_orders", "stg_tiktok_cancellations", "order_links", "action_ledger"),
+          outlets=[SLA_REPORT, *tables("sla_daily")])
+    def build_reports(shop: dict, **context) -> list[dict]:
+        """Build the day(s) of this run for one shop: the data interval's days, else today."""
+        from include.airflow_glue import sandbox_now, warehouse_url
+        from include.reports import build_day, days_to_report
+        from include.warehouse import Warehouse, utcnow
+
+        now = sandbox_now() or utcnow()
+        start, end = context.get("data_interval_start"), context.get("data_interval_end")
+        days = days_to_report(start, end) if start is not None and end is not None and start != end else [now.date()]
+        wh = Warehouse(warehouse_url(shop["warehouse"]))
+        try:
+            wh.migrate()
+            reports = [build_day(wh, shop["name"], day, now=now) for day in days]
+        finally:
+            wh.dispose()
+        for r in reports:
+            total = r.rows[0]
+            print(f"{shop['name']} {r.day}: due {total['orders_due']}, LDR {total['late_dispatch_rate']:.2%}"
+                  f"{' OVER 4%' if total['ldr_over_line'] else ''}, breaches {len(r.breaches)} -> {r.html_path}")
+        return [{"day": str(r.day), "html": str(r.html_path), "breaches": len(r.breaches)} for r in reports]
+
+    build_reports.expand(shop=list_shops())
+
+
+orderops_sla_report()
