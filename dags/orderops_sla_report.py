@@ -1,7 +1,7 @@
 """
 ### orderops SLA breach report
 
-Daily (01:00 UTC, for the previous day) and after every pipeline run (the `orderops_run_summary`
+Daily (at midnight UTC, for the day that ended) and after every pipeline run (the `orderops_run_summary`
 Asset, for the current day): per shop, writes `sla_daily` (orders due, on time, late, Late Dispatch
 Rate against TikTok's 4% line, past ship-by without tracking, at risk of auto-cancellation,
 cancellation requests handled on time or late, hours from fulfiller shipment to tracking; split by
@@ -20,7 +20,7 @@ RUN_SUMMARY, SLA_REPORT = assets()["run_summary"], assets()["sla_daily"]
 
 @dag(
     dag_id="orderops_sla_report",
-    schedule=AssetOrTimeSchedule(timetable=CronDataIntervalTimetable("0 1 * * *", timezone="UTC"), assets=RUN_SUMMARY),
+    schedule=AssetOrTimeSchedule(timetable=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"), assets=RUN_SUMMARY),
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -28,11 +28,13 @@ from include.warehouse import Warehouse, action_ledger, runs, stg_tiktok_orders
 REPO = Path(__file__).resolve().parents[1]
 # Pools sized to the platforms' quotas: how many tasks may call each platform at once.
 POOLS = {"tiktok_api": 4, "shopify_api": 2, "amazon_api": 1, "shipbob_api": 1, "fulfiller_api": 2}
+# Airflow's SQLite metadata DB is shared by several processes: wait for locks instead of failing
+SQLITE_CONNECT_ARGS = {"timeout": 60}
 
 
 def airflow_env(home: Path, urls: dict[str, str], warehouse_db: Path, lineage: Path) -> dict[str, str]:
     """Everything `airflow` needs to run orderops against a sandbox, on embedded defaults."""
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k != "AIRFLOW__CORE__UNIT_TEST_MODE"}
     env.update({
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -43,6 +45,7 @@ def airflow_env(home: Path, urls: dict[str, str], warehouse_db: Path, lineage: P
         "ORDEROPS_SANDBOX_CLOCK_URL": f"{urls['tiktok']}/_sandbox/clock",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
         "TQDM_DISABLE": "1",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "include.demo.SQLITE_CONNECT_ARGS",
         # `airflow dags test` fails at the end of a run of a DAG with a deadline (Airflow 3.3.2); the
         # scheduler-driven runs keep it
         "ORDEROPS_RUN_DEADLINE_MINUTES": "0",
@@ -58,7 +61,12 @@ def airflow(env: dict[str, str], *args: str, log=None) -> subprocess.CompletedPr
 
 
 def prepare_airflow(env: dict[str, str], log) -> None:
-    for step in (("db", "migrate"), *(("pools", "set", name, str(slots), f"orderops {name}") for name, slots in POOLS.items())):
+    """Migrate the metadata DB and create the pools (one import for all of them)."""
+    pools = Path(env["AIRFLOW_HOME"]) / "orderops_pools.json"
+    pools.parent.mkdir(parents=True, exist_ok=True)
+    pools.write_text(json.dumps({name: {"slots": slots, "description": f"orderops: calls to {name[:-4]}"}
+                                 for name, slots in POOLS.items()}))
+    for step in (("db", "migrate"), ("pools", "import", str(pools))):
         done = airflow(env, *step, log=log)
         if done.returncode != 0:
             raise SystemExit(f"airflow {' '.join(step)} failed; see {log.name}")
