@@ -32,6 +32,7 @@ def test_pipeline_shape(dagbag):
     verify = tasks["verify_fulfiller_cancel"]  # a mapped sensor: its settings sit in partial_kwargs
     assert verify.partial_kwargs["mode"] == "reschedule"
     assert "verify_fulfiller_cancel" in tasks["cancel_at_fulfiller"].downstream_task_ids
+    assert tasks["check_run"].trigger_rule == "none_failed"
     assert "refund_and_approve" in tasks["verify_fulfiller_cancel"].downstream_task_ids
     assert tasks["summarize_run"].trigger_rule == "all_done"
     assert tasks["post_tracking"].partial_kwargs["pool"] == "tiktok_api"

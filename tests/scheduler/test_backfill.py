@@ -1,0 +1,169 @@
+"""Backfill three missed days with a real scheduler (api server, scheduler, dag processor and
+triggerer as separate processes on SQLite, as `airflow standalone` runs them) against the sandbox.
+
+The pipeline backfill is created with the CLI, the report backfill through the REST API; then every
+run must succeed, the three days must be in `sla_daily`, and the sandbox's write log must show
+each action exactly once.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from include.demo import airflow_env, prepare_airflow
+from include.sandbox.core import Settings
+from include.sandbox.generate import generate
+from include.warehouse import Warehouse, action_ledger, sla_daily
+
+DAYS = ("2026-11-17", "2026-11-18", "2026-11-19")
+NOT_ORDER_WRITES = ("token", "createReport")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def airflow_stack(run_sandbox, tmp_path):
+    server = run_sandbox(generate(90, seed=11), settings=Settings(clock_rate=0))
+    port = free_port()
+    shops = tmp_path / "shops.json"
+    shops.write_text(json.dumps([{"name": "default", "schedule": "0 0 * * *"}]))
+    env = airflow_env(tmp_path / "airflow", server.urls, tmp_path / "warehouse.db", tmp_path / "events.jsonl")
+    env.update({
+        "ORDEROPS_SHOPS_FILE": str(shops),
+        "ORDEROPS_REPORTS_DIR": str(tmp_path / "reports"),
+        "ORDEROPS_RUN_DEADLINE_MINUTES": "30",   # the scheduler handles deadlines (unlike `dags test`)
+        "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    })
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+
+    def cli(*args, check=True):
+        done = subprocess.run([airflow, *args], env=env, capture_output=True, text=True, timeout=300)
+        if check and done.returncode != 0:
+            raise AssertionError(f"airflow {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        return done
+
+    with (logs / "prepare.log").open("w") as log:
+        prepare_airflow(env, log)
+    cli("dags", "reserialize")
+    # the missed days are backfilled before the scheduler starts (the CLI writes the runs directly)
+    cli("dags", "unpause", "orderops_sla")
+    cli("backfill", "create", "--dag-id", "orderops_sla", "--from-date", DAYS[0], "--to-date", DAYS[-1],
+        "--reprocess-behavior", "completed", "--max-active-runs", "1")
+    processes = []
+    for component in (["api-server", "--port", str(port)], ["scheduler"], ["dag-processor"], ["triggerer"]):
+        log = (logs / f"{component[0]}.log").open("w")
+        processes.append(subprocess.Popen([airflow, *component], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True))
+    api = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{api}/api/v2/monitor/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        else:
+            raise AssertionError("api server did not come up: " + (logs / "api-server.log").read_text()[-2000:])
+        yield {"cli": cli, "api": api, "server": server, "env": env, "tmp": tmp_path, "logs": logs}
+    finally:
+        for p in processes:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in processes:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+def runs(api: str, dag_id: str) -> list[dict]:
+    for attempt in range(5):  # the API server shares a SQLite file with the scheduler: allow a slow answer
+        try:
+            reply = httpx.get(f"{api}/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100}, timeout=60)
+            reply.raise_for_status()
+            return reply.json()["dag_runs"]
+        except httpx.TimeoutException:
+            time.sleep(2)
+    raise AssertionError(f"the API server did not answer for {dag_id}")
+
+
+def wait_for_backfill(api: str, dag_id: str, count: int, timeout: float) -> list[dict]:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        backfill = [r for r in runs(api, dag_id) if r["run_type"] == "backfill"]
+        if len(backfill) >= count and all(r["state"] in ("success", "failed") for r in backfill):
+            return backfill
+        time.sleep(3)
+    raise AssertionError(f"{dag_id}: backfill runs not finished in {timeout} s: {runs(api, dag_id)}")
+
+
+@pytest.mark.timeout(1800)
+def test_backfill_three_missed_days(airflow_stack):
+    cli, api, server = airflow_stack["cli"], airflow_stack["api"], airflow_stack["server"]
+    started = time.monotonic()
+    pipeline_runs = wait_for_backfill(api, "orderops_sla", 3, timeout=1200)
+    print(f"three pipeline backfill runs finished in {time.monotonic() - started:.0f} s")
+    cli("dags", "unpause", "orderops_sla_report")
+    created = httpx.post(f"{api}/api/v2/backfills", timeout=120, json={
+        "dag_id": "orderops_sla_report", "from_date": f"{DAYS[0]}T00:00:00Z", "to_date": f"{DAYS[-1]}T00:00:00Z",
+        "reprocess_behavior": "completed", "max_active_runs": 1})
+    assert created.status_code in (200, 201), created.text
+    report_runs = wait_for_backfill(api, "orderops_sla_report", 3, timeout=300)
+
+    logs = airflow_stack["logs"]
+    for run in pipeline_runs:  # what each run did, for the log of a failing test
+        tis = httpx.get(f"{api}/api/v2/dags/orderops_sla/dagRuns/{run['dag_run_id']}/taskInstances",
+                        params={"limit": 200}, timeout=60).json()["task_instances"]
+        print(run["dag_run_id"], run["state"], sorted({(t["task_id"], t["state"]) for t in tis}))
+    assert sorted(r["logical_date"][:10] for r in pipeline_runs) == list(DAYS)
+    assert all(r["state"] == "success" for r in pipeline_runs), (logs / "scheduler.log").read_text()[-3000:]
+    assert all(r["state"] == "success" for r in report_runs)
+
+    wh = Warehouse(f"sqlite:///{airflow_stack['tmp'] / 'warehouse.db'}")
+    with wh.engine.connect() as conn:
+        days = {d for (d,) in conn.execute(sa.select(sla_daily.c.day).where(sla_daily.c.fulfiller == "all"))}
+        ledger = conn.execute(sa.select(action_ledger.c.idempotency_key, action_ledger.c.state,
+                                        action_ledger.c.run_id)).all()
+    wh.dispose()
+    assert {date.fromisoformat(d) for d in DAYS} <= {d if isinstance(d, date) else date.fromisoformat(str(d)) for d in days}
+    for day in DAYS:
+        assert (airflow_stack["tmp"] / "reports" / "default" / day / "report.html").exists()
+    assert ledger and all(state == "succeeded" for _, state, _ in ledger)
+
+    # every action exactly once in the sandbox's write log, whichever run made it
+    writes = [w for w in server.sandbox.writes
+              if not any(n in w.operation for n in NOT_ORDER_WRITES) and w.outcome == "ok"]
+    targets = Counter((w.operation, w.path if w.platform != "shopify" else json.dumps(w.body.get("variables"), sort_keys=True))
+                      for w in writes)
+    repeated = {k: n for k, n in targets.items() if n > 1}
+    assert writes and not repeated
+    assert len(writes) >= len(ledger) - sum(1 for k, _, _ in ledger if k.startswith(("escalate:", "verify_")))
