@@ -37,8 +37,10 @@ def warehouse_url(conn_id: str) -> str:
         conn = None
     if conn is None:
         STATE_DIR.mkdir(parents=True, exist_ok=True)
+        log.warning("connection %s not found: using the embedded warehouse %s", conn_id, STATE_DIR / "warehouse.db")
         return f"sqlite:///{STATE_DIR / 'warehouse.db'}"
-    if conn.conn_type == "sqlite":
+    # without the SQLite provider, the CLI and UI store a sqlite connection as "generic"
+    if conn.conn_type == "sqlite" or (conn.conn_type == "generic" and conn.host):
         return f"sqlite:///{conn.host}"
     if conn.conn_type in ("postgres", "postgresql"):
         from sqlalchemy.engine import URL

@@ -247,7 +247,9 @@ def escalations(wh: Warehouse, shop: str, day: date) -> list[dict]:
         return [{"tiktok_order_id": r.tiktok_order_id, "rule": r.rule, "reason_code": r.request.get("reason_code"),
                  "detail": r.request.get("detail"), "run_id": r.run_id}
                 for r in conn.execute(sa.select(a.tiktok_order_id, a.rule, a.request, a.run_id).where(
-                    a.shop == shop, a.kind == "escalate", a.created_at >= start, a.created_at < end).order_by(a.id))]
+                    # dated by the run's decision clock, so a backfilled day lists its own escalations
+                    a.shop == shop, a.kind == "escalate", sa.func.coalesce(a.acted_at, a.created_at) >= start,
+                    sa.func.coalesce(a.acted_at, a.created_at) < end).order_by(a.id))]
 
 
 def trend(wh: Warehouse, shop: str, day: date, days: int = 30) -> pd.DataFrame:

@@ -1,0 +1,73 @@
+"""Airflow plugin: the "SLA breaches" page (include/sla_ui.py) in the Airflow 3 UI.
+
+Every Airflow component imports plugins, so this module imports nothing heavy: the page's app is
+built on its first request, inside the API server, from the `orderops_warehouse` connection and the
+reports folder (`ORDEROPS_REPORTS_DIR`, default state/reports). Airflow does not authenticate plugin
+apps, so every route asks for an Airflow login allowed to read DAG runs; a browser without one is
+sent to the login page and back.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from airflow.plugins_manager import AirflowPlugin
+
+URL_PREFIX = "/orderops-sla"
+WAREHOUSE_CONN_ID = "orderops_warehouse"
+
+
+def _login_required():
+    """FastAPI dependency: an Airflow user who may read DAG runs (cookie or bearer token)."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+
+    return requires_access_dag(method="GET", access_entity=DagAccessEntity.RUN)
+
+
+def build_app():
+    """The page's FastAPI app, guarded by Airflow's login."""
+    from fastapi import Depends, HTTPException, Request
+    from fastapi.exception_handlers import http_exception_handler
+    from fastapi.responses import RedirectResponse
+
+    from include.airflow_glue import warehouse_url
+    from include.reports import reports_dir
+    from include.sla_ui import create_app
+
+    app = create_app(warehouse_url(WAREHOUSE_CONN_ID), reports_dir(), dependencies=[Depends(_login_required())])
+
+    @app.exception_handler(HTTPException)
+    async def to_login(request: Request, exc: HTTPException):
+        # a person opening the page without a session gets the login form, then comes back here
+        if exc.status_code == 401 and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            from airflow.api_fastapi.app import get_auth_manager
+
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(get_auth_manager().get_url_login(next_url=target), status_code=303)
+        return await http_exception_handler(request, exc)
+
+    return app
+
+
+class LazyApp:
+    """ASGI app that builds the real one on its first request (and retries if building failed)."""
+
+    def __init__(self, factory):
+        self._factory = factory
+        self._app = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, scope, receive, send):
+        if self._app is None:
+            async with self._lock:
+                if self._app is None:
+                    # connection lookup and engine set-up block: keep them off the server's event loop
+                    self._app = await asyncio.to_thread(self._factory)
+        await self._app(scope, receive, send)
+
+
+class OrderopsSlaPlugin(AirflowPlugin):
+    name = "orderops_sla"
+    fastapi_apps = [{"app": LazyApp(build_app), "url_prefix": URL_PREFIX, "name": "orderops SLA breaches"}]
+    external_views = [{"name": "SLA breaches", "href": f"{URL_PREFIX}/", "destination": "nav",
+                       "url_route": "sla_breaches", "category": "browse"}]

@@ -1,0 +1,266 @@
+"""The SLA breaches page as a plain app (no Airflow): days, figures, escalations, report files, guards.
+
+Runs on SQLite and on the machine's PostgreSQL (the `warehouse_url` fixture). The plugin module
+itself is checked for a light import; the page inside a real Airflow API server and browser is
+tests/ui/test_sla_page_browser.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date, datetime, timedelta, timezone
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi import Depends, HTTPException
+from fastapi.testclient import TestClient
+
+from include.sla_ui import MAX_ESCALATIONS, create_app, load_overview, report_path
+from include.warehouse import Warehouse, action_ledger, sla_daily
+
+REPO = Path(__file__).resolve().parents[2]
+DAY = date(2026, 11, 20)
+
+
+def at_hour(hour: int) -> datetime:
+    return datetime(2026, 11, 20, hour, tzinfo=timezone.utc)
+
+
+def daily(shop: str, day: date, *, fulfiller="all", carrier="all", due=10, late=0, past=0, **extra) -> dict:
+    live = due - extra.pop("cancelled", 0)
+    ldr = round((late + past) / live, 4) if live else 0.0
+    row = {"shop": shop, "day": day, "fulfiller": fulfiller, "carrier": carrier, "orders_due": due,
+           "dispatched_on_time": due - late - past, "dispatched_late": late, "past_due_no_tracking": past,
+           "at_risk_auto_cancel": 0, "late_dispatch_rate": ldr, "ldr_over_line": ldr > 0.04, "cancel_requests": 0,
+           "cancels_on_time": 0, "cancels_late": 0, "ship_to_tracking_median_h": None, "ship_to_tracking_p95_h": None,
+           "computed_at": datetime(2026, 11, 21, tzinfo=timezone.utc)}
+    row.update(extra)
+    return row
+
+
+def escalation(shop: str, order_id: str, at: datetime | None, *, reason="no_shopify_match", detail="no Shopify order",
+               created: datetime | None = None, state="succeeded") -> dict:
+    created = created or at or datetime(2026, 11, 26, tzinfo=timezone.utc)
+    return {"shop": shop, "idempotency_key": f"escalate:{order_id}:{reason}", "kind": "escalate",
+            "target": f"tiktok:{order_id}", "tiktok_order_id": order_id, "rule": "E1", "decision_run_id": "run-1",
+            "request": {"reason_code": reason, "detail": detail}, "state": state, "acted_at": at, "attempts": 1,
+            "run_id": "run-1", "created_at": created, "updated_at": created}
+
+
+@pytest.fixture
+def seeded(warehouse_url, tmp_path):
+    """Two shops, five days of figures (one over the 4% line), escalations, and report files for some days."""
+    wh = Warehouse(warehouse_url)
+    wh.migrate()
+    rows = [
+        daily("default", DAY, due=50, late=1, past=2, at_risk_auto_cancel=3, cancel_requests=4, cancels_on_time=3,
+              cancels_late=1, ship_to_tracking_median_h=2.25, ship_to_tracking_p95_h=9.5),
+        daily("default", DAY, fulfiller="shipbob", carrier="USPS", due=20, late=1, past=2),  # a split row: not listed
+        daily("default", DAY - timedelta(days=1), due=40, late=1),                          # 2.5%: within the line
+        daily("default", DAY - timedelta(days=2), due=30),
+        daily("default", DAY - timedelta(days=40), due=30, late=30),                        # outside 30 days
+        daily("eu-shop", DAY - timedelta(days=1), due=8, past=1),
+    ]
+    with wh.engine.begin() as conn:
+        conn.execute(sla_daily.insert(), rows)
+        conn.execute(action_ledger.insert(), [
+            escalation("default", "576000000000000001", datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)),
+            escalation("default", "576000000000000002", datetime(2026, 11, 20, 14, 0, tzinfo=timezone.utc),
+                       reason="carrier_unmapped", detail="carrier <b>Regional</b> & Co maps to no TikTok provider"),
+            # decided on the 19th (a backfill), written a week later: belongs to the 19th
+            escalation("default", "576000000000000003", datetime(2026, 11, 19, 23, 59, tzinfo=timezone.utc),
+                       reason="fulfiller_failed", detail="amazon_mcf order 1048 is Invalid",
+                       created=datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)),
+            escalation("eu-shop", "576000000000000009", None, reason="ambiguous_shopify_match", state="pending",
+                       created=datetime(2026, 11, 19, 7, 0, tzinfo=timezone.utc)),
+        ])
+        # another kind of action is not an escalation
+        conn.execute(action_ledger.insert(), {**escalation("default", "576000000000000004", at_hour(10)),
+                                              "kind": "add_note", "idempotency_key": "add_note:576000000000000004"})
+    reports = tmp_path / "reports"
+    for day in (DAY, DAY - timedelta(days=1)):
+        folder = reports / "default" / f"{day:%Y-%m-%d}"
+        folder.mkdir(parents=True)
+        (folder / "report.html").write_text(f"<html><body><h1>SLA report {day}</h1></body></html>")
+        (folder / "breaches.csv").write_text("tiktok_order_id,kind,reason\n576000000000000001,dispatch,late\n")
+    (tmp_path / "secret.txt").write_text("not for the page")
+    yield wh, reports
+    wh.dispose()
+
+
+class Page(HTMLParser):
+    """Just enough of the DOM: rows of each table by class, with their attributes and cell texts."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.tables: dict[str, list[tuple[dict, list[str]]]] = {}
+        self.links: list[str] = []
+        self._table = None
+        self._row = None
+        self._cell = None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self._table = self.tables.setdefault(attrs.get("class", ""), [])
+        elif tag == "tr" and self._table is not None:
+            self._row = (attrs, [])
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        elif tag == "a":
+            self.links.append(attrs.get("href", ""))
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._row[1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            if self._row[1] and self._row[0].get("data-day") or "data-order" in self._row[0]:
+                self._table.append(self._row)
+            self._row = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def client(wh: Warehouse, reports: Path, **kwargs) -> TestClient:
+    return TestClient(create_app(wh.url, reports, **kwargs))
+
+
+def test_index_lists_days_newest_first_with_figures_and_escalations(seeded):
+    wh, reports = seeded
+    page = client(wh, reports).get("/")
+    assert page.status_code == 200
+    assert "frame-ancestors 'self'" in page.headers["content-security-policy"]
+    dom = Page(page.text)
+    days = dom.tables["days"]
+    # one row per shop-wide day inside the 30 days up to the newest day, per shop, newest first
+    assert [(r[0]["data-day"]) for r in days] == ["2026-11-20", "2026-11-19", "2026-11-18", "2026-11-19"]
+    top = days[0][1]
+    assert top[:5] == ["2026-11-20 Fri", "50", "47", "1", "2"]
+    assert top[5] == "6.0%" and days[0][0]["data-ldr-over"] == "true" and days[0][0]["class"] == "over"
+    assert top[6:11] == ["3", "4", "1", "2.2 / 9.5", "2"]  # at risk, cancels, cancels late, hours, escalations
+    assert days[1][1][5] == "2.5%" and days[1][0]["data-ldr-over"] == "false"
+    assert days[1][1][10] == "1"  # the backfilled escalation counts on the day it was decided
+    assert days[2][1][-1] == "not written"  # no report files for that day
+    assert "reports/default/2026-11-20/report.html" in dom.links
+    assert "reports/default/2026-11-20/breaches.csv" in dom.links
+    assert "#esc-default-2026-11-20" in dom.links
+    # escalations with their reason, newest first, escaped; add_note rows are not escalations
+    escalated = [(r[0]["data-order"], r[1][3], r[1][4]) for r in dom.tables["escalations"]]
+    assert escalated == [
+        ("576000000000000002", "carrier_unmapped", "carrier <b>Regional</b> & Co maps to no TikTok provider"),
+        ("576000000000000001", "no_shopify_match", "no Shopify order"),
+        ("576000000000000003", "fulfiller_failed", "amazon_mcf order 1048 is Invalid"),
+        ("576000000000000009", "ambiguous_shopify_match", "no Shopify order"),
+    ]
+    assert "<b>Regional</b>" not in page.text and "&lt;b&gt;Regional&lt;/b&gt; &amp; Co" in page.text
+    assert "576000000000000004" not in page.text
+
+
+def test_filters_and_json(seeded):
+    wh, reports = seeded
+    c = client(wh, reports)
+    doc = c.get("/api/days", params={"shop": "eu-shop"}).json()
+    assert doc["until"] == "2026-11-19" and [s["shop"] for s in doc["shops"]] == ["eu-shop"]
+    assert doc["shops"][0]["days"][0]["files"] == {}
+    assert doc["shops"][0]["escalations"][0]["state"] == "pending"
+    # the pending escalation has no acted_at: it counts on the day it was written
+    assert doc["shops"][0]["days"][0]["escalations"] == 1
+    wide = c.get("/api/days", params={"days": 60}).json()
+    assert "2026-10-11" in [d["day"] for d in wide["shops"][0]["days"]]
+    narrow = c.get("/api/days", params={"days": 1}).json()
+    assert [(s["shop"], [d["day"] for d in s["days"]]) for s in narrow["shops"]] == [("default", ["2026-11-20"])]
+    assert c.get("/api/days", params={"days": 0}).status_code == 422
+    page = Page(c.get("/", params={"shop": "eu-shop"}).text)
+    assert [r[0]["data-day"] for r in page.tables["days"]] == ["2026-11-19"]
+
+
+def test_report_files_are_served_and_nothing_else(seeded):
+    wh, reports = seeded
+    c = client(wh, reports)
+    report = c.get("/reports/default/2026-11-20/report.html")
+    assert report.status_code == 200 and "SLA report 2026-11-20" in report.text
+    assert report.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in report.headers["content-security-policy"]
+    csv = c.get("/reports/default/2026-11-20/breaches.csv")
+    assert csv.status_code == 200 and csv.text.startswith("tiktok_order_id,") and "text/csv" in csv.headers["content-type"]
+    (reports / "default" / "2026-11-18").mkdir()
+    (reports / "default" / "2026-11-18" / "report.html").symlink_to(reports.parent / "secret.txt")
+    for path in ("/reports/default/2026-11-18/report.html",    # a link out of the reports folder
+                 "/reports/default/2026-11-17/report.html",    # no such day
+                 "/reports/default/2026-11-20/other.txt",      # not a report file
+                 "/reports/default/2026-13-45/report.html",    # not a date
+                 "/reports/..%2F..%2F/2026-11-20/report.html", "/reports/%2e%2e/2026-11-20/report.html",
+                 "/reports/Default/2026-11-20/report.html", "/reports/default/..%2Fsecret.txt/report.html",
+                 "/reports/default/2026-11-20/..%2F..%2F..%2Fsecret.txt", "/../secret.txt"):
+        answer = c.get(path)
+        assert answer.status_code == 404, path
+        assert "not for the page" not in answer.text
+    with pytest.raises(HTTPException):
+        report_path(reports, "default", "2026-11-20", "../../secret.txt")
+
+
+def test_routes_are_guarded_by_the_given_dependencies(seeded):
+    wh, reports = seeded
+
+    def deny():
+        raise HTTPException(401, "Not authenticated")
+
+    c = client(wh, reports, dependencies=[Depends(deny)])
+    for path in ("/", "/api/days", "/reports/default/2026-11-20/report.html"):
+        assert c.get(path).status_code == 401, path
+
+
+def test_empty_and_unmigrated_warehouse(tmp_path):
+    empty = client(Warehouse(f"sqlite:///{tmp_path / 'none.db'}"), tmp_path)
+    page = empty.get("/")
+    assert page.status_code == 200 and "No SLA figures or escalations yet" in page.text
+    assert empty.get("/api/days").json() == {"since": None, "until": None, "escalations_truncated": False, "shops": []}
+
+
+def test_escalation_list_is_capped(tmp_path):
+    wh = Warehouse(f"sqlite:///{tmp_path / 'wh.db'}")
+    wh.migrate()
+    base = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    with wh.engine.begin() as conn:
+        conn.execute(action_ledger.insert(), [escalation("default", f"5760000000{i:08d}", base + timedelta(seconds=i))
+                                              for i in range(MAX_ESCALATIONS + 3)])
+    overview = load_overview(wh.engine, tmp_path)
+    assert overview.escalations_truncated and len(overview.shops[0].escalations) == MAX_ESCALATIONS
+    assert overview.shops[0].escalations[0]["tiktok_order_id"] == f"5760000000{MAX_ESCALATIONS + 2:08d}"
+    assert f"Only the newest {MAX_ESCALATIONS} escalations" in client(wh, tmp_path).get("/").text
+
+
+def test_plugin_module_imports_light():
+    """Every Airflow component imports plugins: the page, pandas and the pipeline load on first request only."""
+    code = ("import sys, json; sys.path.insert(0, 'plugins'); import orderops_sla_plugin as p; "
+            "print(json.dumps({'heavy': sorted(m for m in ('include.sla_ui', 'include.airflow_glue', "
+            "'include.reports', 'pandas', 'matplotlib') if m in sys.modules), "
+            "'views': p.OrderopsSlaPlugin.external_views, 'prefix': p.OrderopsSlaPlugin.fastapi_apps[0]['url_prefix']}))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=os.environ,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["heavy"] == []
+    assert found["prefix"] == "/orderops-sla"
+    assert found["views"] == [{"name": "SLA breaches", "href": "/orderops-sla/", "destination": "nav",
+                               "url_route": "sla_breaches", "category": "browse"}]
+
+
+def test_figures_row_matches_the_table(seeded):
+    """The page shows what sla_daily holds (read back independently), not a recomputation."""
+    wh, reports = seeded
+    with wh.engine.connect() as conn:
+        row = conn.execute(sa.select(sla_daily).where(sla_daily.c.shop == "eu-shop", sla_daily.c.fulfiller == "all")).one()
+    cells = Page(client(wh, reports).get("/", params={"shop": "eu-shop"}).text).tables["days"][0][1]
+    assert cells[1:6] == [str(row.orders_due), str(row.dispatched_on_time), str(row.dispatched_late),
+                          str(row.past_due_no_tracking), f"{row.late_dispatch_rate * 100:.1f}%"]
