@@ -75,7 +75,8 @@ def _time(value: Any, name: str) -> datetime:
             raise RunConfigError(f"param {name}: {value!r} is not an ISO-8601 time") from None
     if moment.tzinfo is None:
         raise RunConfigError(f"param {name}: {value!r} has no timezone")
-    return moment.astimezone(timezone.utc)
+    # a plain datetime: Airflow hands over pendulum DateTimes, whose isoformat() drops a stdlib UTC offset
+    return datetime.fromtimestamp(moment.timestamp(), tz=timezone.utc)
 
 
 def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_interval_start: Any = None,

@@ -144,6 +144,11 @@ def test_backfill_three_missed_days(airflow_stack):
         tis = httpx.get(f"{api}/api/v2/dags/orderops_sla/dagRuns/{run['dag_run_id']}/taskInstances",
                         params={"limit": 200}, timeout=60).json()["task_instances"]
         print(run["dag_run_id"], run["state"], sorted({(t["task_id"], t["state"]) for t in tis}))
+        for t in tis:
+            if t["state"] == "failed":
+                for log in sorted((airflow_stack["tmp"] / "airflow" / "logs").glob(
+                        f"dag_id=orderops_sla/run_id={run['dag_run_id']}/task_id={t['task_id']}/**/*.log")):
+                    print(f"--- {log}\n" + "\n".join(log.read_text().splitlines()[-40:]))
     assert sorted(r["logical_date"][:10] for r in pipeline_runs) == list(DAYS)
     assert all(r["state"] == "success" for r in pipeline_runs), (logs / "scheduler.log").read_text()[-3000:]
     assert all(r["state"] == "success" for r in report_runs)

@@ -18,6 +18,17 @@ def test_scheduled_run_uses_its_data_interval():
     assert s.overlap == timedelta(minutes=15) and s.shop == "default" and not s.dry_run
 
 
+def test_airflow_interval_survives_the_xcom_round_trip():
+    import pendulum
+
+    from include.runconfig import RunSettings
+
+    s = run_settings(dag_id="d", run_id="r", params={}, data_interval_start=pendulum.instance(T0).in_tz("UTC"),
+                     data_interval_end=pendulum.instance(T0 + timedelta(days=1)).in_tz("UTC"))
+    back = RunSettings.from_xcom(s.to_xcom())
+    assert back.window_start == T0 and back.window_start.tzinfo is not None and back.window_end - back.window_start == timedelta(days=1)
+
+
 def test_manual_run_without_interval_takes_the_window_before_it():
     s = run_settings(dag_id="d", run_id="r", params={"window_minutes": 60}, run_after=T0)
     assert (s.window_start, s.window_end) == (T0 - timedelta(hours=1), T0)
