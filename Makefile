@@ -29,14 +29,32 @@ sandbox: venv
 	$(PY) -m include.sandbox generate --orders $(ORDERS) --seed $(SEED) --out $(SCENARIO)
 	$(PY) -m include.sandbox serve --scenario $(SCENARIO)
 
+# The production shape on this machine: Airflow metadata and warehouse on PostgreSQL, CeleryExecutor on
+# Redis, API server, scheduler, DAG processor, triggerer and two workers (docs/deployment.md).
+# SANDBOX_SHOPS=2 also serves a sandbox per shop and configures that many shops against them.
+.PHONY: prod-up prod-down
+prod-up: venv
+	$(PY) -m deploy.prod_local up $(if $(SANDBOX_SHOPS),--sandbox-shops $(SANDBOX_SHOPS))
+
+prod-down:
+	$(PY) -m deploy.prod_local down
+
 # Re-resolve the pins from the top-level packages (needs network access to the package index).
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install -q "apache-airflow==3.3.2" apache-airflow-providers-http apache-airflow-providers-standard \
 	  apache-airflow-providers-postgres apache-airflow-providers-openlineage pandas httpx great-expectations \
-	  graphql-core jsonschema openapi-schema-validator psycopg2-binary pytest pytest-timeout hypothesis
+	  graphql-core jsonschema openapi-schema-validator psycopg2-binary pytest pytest-timeout hypothesis \
+	  matplotlib apache-airflow-providers-celery "celery[redis]<5.7"
 	{ head -2 requirements.txt; .lock-venv/bin/pip freeze; } > requirements.lock && mv requirements.lock requirements.txt
 	rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) state
+
+# Benchmark: the whole pipeline against the sandbox at the documented quotas, per size (prints a
+# table, writes bench/results/); e.g. make bench SIZES=1000,10000
+SIZES ?= 1000,10000,50000
+.PHONY: bench
+bench: venv
+	$(PY) -m bench.pipeline_bench --sizes $(SIZES)

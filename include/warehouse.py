@@ -256,6 +256,9 @@ class Warehouse:
     def migrate(self) -> int:
         """Create or upgrade the schema; returns the version now in place."""
         with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # several shops' first runs migrate at the same moment: one at a time
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": 7_403_921_561})
             schema_version.create(conn, checkfirst=True)
             current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
             for version, step in enumerate(MIGRATIONS[current:], start=current + 1):
