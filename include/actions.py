@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from include.ledger import FAILED, IN_FLIGHT, SKIPPED, SUCCEEDED, Claim, Ledger, RunContext
-from include.model import APPROVE_CANCELLATION, REJECT_CANCELLATION
+from include.model import APPROVE_CANCELLATION, REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL
 from include.platforms.base import BusinessError, NotFoundError, PlatformError, Reply
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,28 @@ class Handlers:
     def perform_reject_cancellation(self, p: dict, key: str) -> Reply:
         return self.platforms.tiktok().reject_cancellation(p["cancel_id"], p["reject_reason"], idempotency_key=key)
 
+    def _cancellation_status(self, p: dict) -> str:
+        found = list(self.platforms.tiktok().search_cancellations({"cancel_ids": [p["cancel_id"]]}))
+        if not found:
+            raise NotFoundError("tiktok", "search_cancellations", f"cancellation {p['cancel_id']} not found")
+        return str(found[0].get("cancel_status") or "")
+
+    def reconcile_approve_cancellation(self, p: dict) -> Reply:
+        status = self._cancellation_status(p)
+        if status in ("CANCELLATION_REQUEST_SUCCESS", "CANCELLATION_REQUEST_COMPLETE"):
+            return _reply({"reconciled": True, "cancel_status": status})
+        if status == "CANCELLATION_REQUEST_PENDING":
+            raise NotDone
+        raise BusinessError("tiktok", "approve_cancellation", f"the request is {status}", code="cancellation_closed")
+
+    def reconcile_reject_cancellation(self, p: dict) -> Reply:
+        status = self._cancellation_status(p)
+        if status == "CANCELLATION_REQUEST_CANCEL":
+            return _reply({"reconciled": True, "cancel_status": status})
+        if status == "CANCELLATION_REQUEST_PENDING":
+            raise NotDone
+        raise BusinessError("tiktok", "reject_cancellation", f"the request is {status}", code="cancellation_closed")
+
     # escalate: recorded in the ledger, listed in reports and the UI ----------------------------
     def perform_escalate(self, p: dict) -> Reply:
         return _reply({"escalated": p["reason_code"], "detail": p["detail"]})
@@ -192,6 +214,33 @@ class Executor:
                 return self._leave_in_flight(claim, kind, exc)
             return self._finish(claim, kind, FAILED, None, str(exc), exc.request_id)
         return self._finish(claim, kind, SUCCEEDED, reply, "")
+
+    def settle(self, row: dict) -> Outcome:
+        """Record what became of an action that no decision asks for any more, read from the platform
+        and never written to it: one an earlier attempt left in flight (often the situation moved on
+        because that very attempt took effect), or a fulfiller-cancel check the saga no longer needs
+        (the cancel showed in the extracted data). Without this such rows would stay open forever."""
+        key, kind, params = row["idempotency_key"], row["kind"], row["request"]
+        claim = self.ledger.claim(self.ctx, key, stale_only=row["state"] == IN_FLIGHT)
+        if claim is None:
+            return Outcome(key, kind, "held", "not claimed")
+        try:
+            if kind == VERIFY_FULFILLMENT_CANCEL:
+                reply = self._call(kind, "perform", params, key)
+                return self._finish(claim, kind, SUCCEEDED, reply, "settled: the fulfiller shows the order cancelled")
+            reply = self._call(kind, "reconcile", params, key)
+            return self._finish(claim, kind, SUCCEEDED, reply, "settled: an earlier attempt took effect")
+        except NotDone:
+            # failed, not skipped: a later decision with the same key must still be able to carry it out
+            return self._finish(claim, kind, FAILED, None, "settled: the earlier attempt did not take effect and "
+                                "no decision asks for it now; not sent again")
+        except BusinessError as exc:
+            if kind == VERIFY_FULFILLMENT_CANCEL:   # never "skipped": that would count as verified
+                return self._finish(claim, kind, FAILED, None, f"settled: {exc.platform_message}; no decision "
+                                    "asks to verify it now")
+            return self._finish(claim, kind, SKIPPED, None, f"settled: {exc.platform_message}")
+        except PlatformError as exc:
+            return self._leave_in_flight(claim, kind, exc)
 
     def _finish(self, claim: Claim, kind: str, state: str, reply: Reply | None, detail: str,
                 request_id: str | None = None) -> Outcome:

@@ -101,22 +101,32 @@ class Joiner:
         if unknown:
             raise ValueError(f"lookup_order: unknown place(s) {', '.join(sorted(unknown))}")
         self.lookup_order = lookup_order
-        self.shopify_by_tiktok: dict[str, dict[str, dict]] = defaultdict(dict)   # tiktok id -> shopify id -> rule
+        self._rank = {rule: i for i, rule in enumerate(lookup_order)}
+        # Built once per run over every staged row (tens of thousands): plain loops, no per-row sets.
+        self.shopify_by_tiktok: dict[str, dict[str, str]] = defaultdict(dict)   # tiktok id -> shopify id -> rule
         self.shopify_rows: dict[str, dict] = {}
+        by_tiktok, rank = self.shopify_by_tiktok, self._rank
         for row in shopify:
-            self.shopify_rows[row["shopify_order_id"]] = row
+            sid = row["shopify_order_id"]
+            self.shopify_rows[sid] = row
             for found in row["tiktok_ids"]:
-                if found["rule"] in lookup_order:
-                    self.shopify_by_tiktok[found["tiktok_order_id"]].setdefault(row["shopify_order_id"], found["rule"])
+                if found["rule"] in rank:
+                    by_tiktok[found["tiktok_order_id"]].setdefault(sid, found["rule"])
         self.amazon_by_key: dict[str, list[dict]] = defaultdict(list)
         for row in amazon:
-            keys = {row["seller_fulfillment_order_id"], str(row.get("displayable_order_id") or "")}
-            for key in keys - {""}:
-                self.amazon_by_key[key].append(row)
+            sfo = row["seller_fulfillment_order_id"]
+            if sfo:
+                self.amazon_by_key[sfo].append(row)
+            shown = str(row.get("displayable_order_id") or "")
+            if shown and shown != sfo:
+                self.amazon_by_key[shown].append(row)
         self.shipbob_by_key: dict[str, list[dict]] = defaultdict(list)
         for row in shipbob:
-            for key in {str(row.get("reference_id") or ""), str(row.get("order_number") or "")} - {""}:
-                self.shipbob_by_key[key].append(row)
+            reference, number = str(row.get("reference_id") or ""), str(row.get("order_number") or "")
+            if reference:
+                self.shipbob_by_key[reference].append(row)
+            if number and number != reference:
+                self.shipbob_by_key[number].append(row)
         self.cancellations: dict[str, dict] = {}
         for row in cancellations:
             current = self.cancellations.get(row["tiktok_order_id"])
@@ -128,20 +138,24 @@ class Joiner:
 
     def _fulfillment_candidates(self, shopify_row: dict) -> list[tuple[str, dict]]:
         name = shopify_row["name"]
-        keys = {shopify_row["shopify_order_id"], name, name.lstrip("#")}
+        bare = name.lstrip("#")
+        keys = (shopify_row["shopify_order_id"], name) if bare == name else (shopify_row["shopify_order_id"], name, bare)
         found: dict[tuple[str, str], dict] = {}
+        amazon, shipbob = self.amazon_by_key, self.shipbob_by_key
         for key in keys:
-            for row in self.amazon_by_key.get(key, []):
+            for row in amazon.get(key, ()):
                 found[("amazon_mcf", row["seller_fulfillment_order_id"])] = row
-            for row in self.shipbob_by_key.get(key, []):
+            for row in shipbob.get(key, ()):
                 found[("shipbob", row["shipbob_order_id"])] = row
+        if len(found) < 2:
+            return [(fulfiller, row) for (fulfiller, _), row in found.items()]
         return [(fulfiller, row) for (fulfiller, _), row in sorted(found.items(), key=lambda kv: kv[0])]
 
     def join(self, tiktok: dict) -> tuple[JoinedOrder, Link]:
         tid = tiktok["tiktok_order_id"]
         matches = self.shopify_by_tiktok.get(tid, {})
         shopify_ids = tuple(sorted(matches))
-        rule = min((matches[s] for s in shopify_ids), key=self.lookup_order.index) if matches else None
+        rule = min(matches.values(), key=self._rank.__getitem__) if matches else None
         problem: LinkProblem | None = None
         fulfillment = None
         fulfiller_ref: tuple[str | None, str | None] = (None, None)
@@ -165,13 +179,14 @@ class Joiner:
                 build = amazon_fulfillment if fulfiller == "amazon_mcf" else shipbob_fulfillment
                 fulfillment = build(row, carriers, tiktok["line_items"])
                 fulfiller_ref = (fulfiller, fulfillment.order_id)
+        created = as_utc(tiktok["create_time"])
         cancel_row = self.cancellations.get(tid)
         cancellation = None
         if cancel_row is not None:
             cancellation = Cancellation(cancel_row["cancel_id"], cancel_row["status"], as_utc(cancel_row.get("deadline")))
         joined = JoinedOrder(
             tiktok_order_id=tid, status=tiktok["status"], fulfillment_type=tiktok["fulfillment_type"],
-            create_time=as_utc(tiktok["create_time"]), rts_sla_time=as_utc(tiktok["rts_sla_time"]) or as_utc(tiktok["create_time"]),
+            create_time=created, rts_sla_time=as_utc(tiktok["rts_sla_time"]) or created,
             shipping_due_time=as_utc(tiktok.get("shipping_due_time")), tracking_number=tiktok["tracking_number"],
             line_item_ids=tuple(l["id"] for l in tiktok["line_items"]), cancellation=cancellation,
             shopify_order_ids=shopify_ids, shopify_cancelled=shopify_cancelled, match_rule=rule,

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from include.model import Action
+from include.staging import strip_pii
 from include.warehouse import Warehouse, action_ledger, utcnow
 
 PENDING, IN_FLIGHT, SUCCEEDED, FAILED, SKIPPED = "pending", "in_flight", "succeeded", "failed", "skipped"
@@ -70,14 +71,15 @@ class Ledger:
         with self.warehouse.engine.begin() as conn:
             conn.execute(stmt)
 
-    def claim(self, ctx: RunContext, key: str, now: datetime | None = None) -> Claim | None:
-        """Lease the action for this runner, or None when it is done or another runner holds it."""
+    def claim(self, ctx: RunContext, key: str, now: datetime | None = None, *, stale_only: bool = False) -> Claim | None:
+        """Lease the action for this runner, or None when it is done or another runner holds it.
+
+        `stale_only` claims only a row left in flight by a runner whose lease ran out (to settle it).
+        """
         now = now or utcnow()
         t = action_ledger.c
-        claimable = sa.or_(
-            t.state.in_([PENDING, FAILED]),
-            sa.and_(t.state == IN_FLIGHT, sa.or_(t.lease_until.is_(None), t.lease_until < now)),
-        )
+        stale = sa.and_(t.state == IN_FLIGHT, sa.or_(t.lease_until.is_(None), t.lease_until < now))
+        claimable = stale if stale_only else sa.or_(t.state.in_([PENDING, FAILED]), stale)
         with self.warehouse.engine.begin() as conn:
             before = conn.execute(sa.select(t.id, t.state, t.attempts).where(
                 t.shop == ctx.shop, t.idempotency_key == key)).first()
@@ -98,7 +100,8 @@ class Ledger:
                detail: str | None = None, acted_at: datetime | None = None) -> None:
         if state not in (SUCCEEDED, FAILED, SKIPPED, IN_FLIGHT):
             raise ValueError(f"ledger: cannot finish in state {state!r}")
-        values = dict(state=state, response=_jsonable(response), platform_request_id=request_id,
+        # platforms echo the order back, buyer included (a ShipBob cancel does): never stored
+        values = dict(state=state, response=_jsonable(strip_pii(response)), platform_request_id=request_id,
                       detail=detail, updated_at=utcnow())
         if state == SUCCEEDED:
             values["acted_at"] = acted_at or utcnow()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
@@ -20,16 +20,18 @@ from include.actions import Executor, Handlers, Outcome
 from include.carriers import CarrierMap
 from include.decide import decide
 from include.join import Joiner, saga_states
-from include.ledger import DONE_STATES, FAILED, SUCCEEDED, Ledger, RunContext
+from include.ledger import DONE_STATES, FAILED, IN_FLIGHT, PENDING, SUCCEEDED, Ledger, RunContext
 from include.model import (
     ADD_NOTE, APPROVE_CANCELLATION, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, ESCALATE, POST_TRACKING,
     REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL, Action, Decision,
 )
+from include.platforms.base import record_id
 from include.quality import blocked_platforms, validate
 from include.runconfig import RunSettings
 from include.warehouse import (
-    Warehouse, action_ledger, api_calls, decisions, order_links, quarantine, runs, stg_amazon_fulfillment_orders,
-    stg_shipbob_orders, stg_shopify_orders, stg_tiktok_cancellations, stg_tiktok_orders, utcnow, validation_results,
+    Warehouse, action_ledger, api_calls, as_utc, decisions, order_links, quarantine, runs,
+    stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_shopify_orders, stg_tiktok_cancellations, stg_tiktok_orders,
+    utcnow, validation_results,
 )
 
 log = logging.getLogger(__name__)
@@ -38,8 +40,12 @@ ACTIONABLE_STATUSES = ("AWAITING_SHIPMENT", "PARTIALLY_SHIPPING")
 # How far before the oldest order in play the Shopify/fulfiller listings start.
 LOOKBACK_MARGIN = timedelta(days=1)
 MAX_LOOKBACK = timedelta(days=60)
+# Task processes may run on hosts whose clocks differ by this much.
+CLOCK_SKEW = timedelta(minutes=2)
 SAGA_KINDS = (CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL, CANCEL_SHOPIFY, APPROVE_CANCELLATION)
 GAVE_UP = "gave up:"
+# Where a quarantined record keeps the values it could join on (see `quarantined_links`).
+LINK_KEYS = "_orderops_link_keys"
 GROUPS = {POST_TRACKING: "tracking", ADD_NOTE: "notes", REJECT_CANCELLATION: "rejections", ESCALATE: "escalations"}
 
 
@@ -128,8 +134,10 @@ def _stage(wh: Warehouse, settings: RunSettings, table: sa.Table, batch: str, re
         try:
             row = to_row(record)
         except staging.BadRecord as exc:
+            payload = record[1] if isinstance(record, tuple) and len(record) == 2 else record
+            raw = staging.strip_pii(payload) if isinstance(payload, dict) else {}
             bad.append(dict(shop=settings.shop, run_id=settings.run_id, batch=batch, record_key=key_of(record),
-                            reason=str(exc), raw=staging.strip_pii(record) if isinstance(record, dict) else None,
+                            reason=str(exc), raw={**raw, LINK_KEYS: staging.link_keys(payload)},
                             quarantined_at=now))
             continue
         row.update(shop=settings.shop, snapshot_run_id=settings.run_id, extracted_at=now, source_request_id=None)
@@ -166,7 +174,7 @@ def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -
     cancellations: dict[str, Any] = {}
     for filters in ({"cancel_status": ["CANCELLATION_REQUEST_PENDING"]}, window):
         for cancellation in client.search_cancellations(filters, page_size=50):
-            cancellations[str(cancellation.get("cancel_id")) if isinstance(cancellation, dict) else id(cancellation)] = cancellation
+            cancellations[record_id(cancellation, "cancel_id") or id(cancellation)] = cancellation
     cancel_rows, bad_cancels = _stage(wh, settings, stg_tiktok_cancellations, "tiktok_cancellations",
                                       cancellations.values(), staging.tiktok_cancellation_row, _key("cancel_id"))
     created = [r["create_time"] for r in rows]
@@ -202,8 +210,8 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
     details = []
     fallbacks = 0
     for order in listed:
-        sfo = order.get("sellerFulfillmentOrderId") if isinstance(order, dict) else None
-        if sfo and not by_order.get(sfo) and order.get("fulfillmentOrderStatus") in ("Complete", "CompletePartialled"):
+        sfo = record_id(order, "sellerFulfillmentOrderId")
+        if isinstance(sfo, str) and not by_order.get(sfo) and order.get("fulfillmentOrderStatus") in ("Complete", "CompletePartialled"):
             details.append(("detail", client.get_fulfillment_order(sfo)))
             fallbacks += 1
         else:
@@ -213,7 +221,7 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
         source, payload = item
         if source == "detail":
             return staging.amazon_order_row(payload)
-        return staging.amazon_row_from_listing(payload, by_order.get(payload.get("sellerFulfillmentOrderId") or "", []))
+        return staging.amazon_row_from_listing(payload, by_order.get(record_id(payload, "sellerFulfillmentOrderId"), []))
 
     rows, bad = _stage(wh, settings, stg_amazon_fulfillment_orders, "amazon_fulfillment_orders", details, to_row,
                        lambda item: str((item[1].get("fulfillmentOrder") or item[1]).get("sellerFulfillmentOrderId"))
@@ -228,7 +236,7 @@ def extract_shipbob(settings: RunSettings, platforms: Platforms, wh: Warehouse, 
     orders: dict[Any, Any] = {}
     for listing in (client.orders(start_date=since), client.orders(last_update_start=start)):
         for order in listing:
-            orders[order.get("id") if isinstance(order, dict) else id(order)] = order
+            orders[record_id(order, "id") or id(order)] = order
     rows, bad = _stage(wh, settings, stg_shipbob_orders, "shipbob_orders", orders.values(),
                        staging.shipbob_order_row, _key("id"))
     return Step("extract_shipbob", {"orders": len(rows), "quarantined": bad}).as_dict()
@@ -242,9 +250,18 @@ BATCH_TABLES = {
 
 
 def snapshot(wh: Warehouse, table: sa.Table, settings: RunSettings) -> list[dict]:
+    """The rows this run staged. Staging keeps one row per order (upsert by natural key), so a run of
+    the same shop going on at the same time (a backfill beside the scheduled run) restages rows this
+    run staged and takes them over: those are read too (anything staged since this run started is at
+    least as fresh as its own copy). Without them the order would look unlinked, or its fulfillment
+    order absent, and a cancellation would be approved without cancelling at the fulfiller."""
     with wh.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(
-            sa.select(table).where(table.c.shop == settings.shop, table.c.snapshot_run_id == settings.run_id))]
+        started = conn.execute(sa.select(runs.c.started_at).where(
+            runs.c.shop == settings.shop, runs.c.run_id == settings.run_id)).scalar()
+        mine = table.c.snapshot_run_id == settings.run_id
+        if started is not None:
+            mine = sa.or_(mine, table.c.extracted_at >= as_utc(started) - CLOCK_SKEW)
+        return [dict(r._mapping) for r in conn.execute(sa.select(table).where(table.c.shop == settings.shop, mine))]
 
 
 def validate_batch(settings: RunSettings, wh: Warehouse, batch: str) -> dict:
@@ -278,6 +295,22 @@ def blocked_by_validation(settings: RunSettings, wh: Warehouse) -> set[str]:
     return {BATCH_PLATFORM[b] for b in failed}
 
 
+def quarantined_links(settings: RunSettings, wh: Warehouse) -> dict[str, str]:
+    """Join values of the records this run could not stage -> the batch they came from."""
+    with wh.engine.connect() as conn:
+        rows = conn.execute(sa.select(quarantine.c.batch, quarantine.c.raw).where(
+            quarantine.c.shop == settings.shop, quarantine.c.run_id == settings.run_id)).all()
+    return {key: batch for batch, raw in rows for key in ((raw or {}).get(LINK_KEYS) or [])}
+
+
+def order_link_keys(joiner: Joiner, joined, link) -> set[str]:
+    """The values a record of any platform would need to carry to belong to this order."""
+    keys = {link.tiktok_order_id, link.fulfillment_order_id, joined.cancellation and joined.cancellation.cancel_id}
+    for shopify_id in link.shopify_order_ids:
+        keys |= {shopify_id, joiner.shopify_rows[shopify_id]["name"]}
+    return {staging.link_key(k) for k in keys if k}
+
+
 def _depends_on(fulfiller: str | None, configured: tuple[str, ...]) -> set[str]:
     """Platforms whose data the decision rests on (absence of a fulfillment order rests on all)."""
     needed = {"tiktok", "shopify"}
@@ -296,6 +329,7 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
                     snapshot(wh, stg_shipbob_orders, settings), snapshot(wh, stg_tiktok_cancellations, settings),
                     maps, default_map, sagas)
     blocked = blocked_by_validation(settings, wh)
+    unreadable = quarantined_links(settings, wh)
     links, decided, planned = [], [], []
     rules: Counter = Counter()
     for row in tiktok_rows:
@@ -305,6 +339,13 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
         if stale and decision.actions:
             decision = Decision(decision.tiktok_order_id, "-",
                                 f"blocked: validation failed for {', '.join(sorted(stale))} ({decision.rule}: {decision.reason})")
+        elif decision.actions and unreadable:
+            # a record that could not be staged may be this order's other Shopify order or its
+            # fulfillment order: its absence proves nothing, so nothing is done until it reads
+            suspect = sorted(order_link_keys(joiner, joined, link) & unreadable.keys())
+            if suspect:
+                decision = Decision(decision.tiktok_order_id, "-", f"blocked: a quarantined {unreadable[suspect[0]]} "
+                                    f"record carries {suspect[0]} ({decision.rule}: {decision.reason})")
         rules[decision.rule] += 1
         links.append(dict(shop=settings.shop, run_id=settings.run_id, tiktok_order_id=link.tiktok_order_id,
                           shopify_order_ids=list(link.shopify_order_ids), match_rule=link.match_rule,
@@ -336,6 +377,8 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
                     plan[GROUPS[action.kind]].append(action.idempotency_key)
             if saga:
                 plan["cancellations"].append({"tiktok_order_id": decision.tiktok_order_id, "keys": saga})
+        settle_orphans(settings, platforms, wh, replace(ctx, task_id="join_and_decide", now=now),
+                       {a.idempotency_key for d in planned for a in d.actions})
     with wh.engine.begin() as conn:
         conn.execute(runs.update().where(runs.c.shop == settings.shop, runs.c.run_id == settings.run_id)
                      .values(decided_at=now))
@@ -344,6 +387,21 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
              ", ".join(sorted(blocked)) or "none")
     return {"orders": len(planned), "rules": dict(rules), "blocked": sorted(blocked), "chunks": chunks,
             "actions": {group: len(keys) for group, keys in plan.items()}}
+
+
+def settle_orphans(settings: RunSettings, platforms: Platforms, wh: Warehouse, ctx: RunContext,
+                   planned: set[str]) -> list[dict]:
+    """Actions an earlier attempt left in flight, and fulfiller-cancel checks left pending, that this run
+    does not decide again: read what became of them (see `Executor.settle`). Those it decides again
+    are reconciled when they are carried out."""
+    ledger = Ledger(wh)
+    open_rows = ledger.rows(settings.shop, state=IN_FLIGHT) + ledger.rows(
+        settings.shop, kind=VERIFY_FULFILLMENT_CANCEL, state=PENDING)
+    orphans = [r for r in open_rows if r["idempotency_key"] not in planned]
+    if not orphans:
+        return []
+    executor = Executor(ledger, ctx, Handlers(platforms))
+    return [_log_outcome(executor.settle(row)) for row in orphans]
 
 
 def _done_keys(wh: Warehouse, shop: str) -> set[str]:

@@ -6,6 +6,7 @@ such records with the reason instead of failing the run.
 """
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timezone
 from typing import Any
@@ -24,10 +25,40 @@ class BadRecord(ValueError):
     """A platform record that cannot be staged; the message names the field."""
 
 
+# Fields whose values join records across platforms (see include.join).
+LINK_FIELDS = frozenset({"id", "legacyResourceId", "name", "sourceIdentifier", "sellerFulfillmentOrderId",
+                         "displayableOrderId", "reference_id", "order_number", "order_id", "cancel_id"})
+
+
+def link_key(value: Any) -> str:
+    """An id or order name as the join compares it: text, without a gid prefix or a leading '#'."""
+    return str(value).strip().rsplit("/", 1)[-1].lstrip("#")
+
+
+def link_keys(record: Any) -> list[str]:
+    """Every value by which a record could be joined to an order: TikTok-id-shaped numbers anywhere
+    in it (notes included) and the values of its id and name fields (buyer data left out). Kept with
+    a quarantined record, so that no order it might belong to is acted on while it is unreadable."""
+    found = set(TIKTOK_ID.findall(json.dumps(record, default=str)))
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in LINK_FIELDS and isinstance(item, (str, int)) and not isinstance(item, bool):
+                    found.add(link_key(item))
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+
+    walk(strip_pii(record))
+    return sorted(k for k in found if k)
+
+
 def strip_pii(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: strip_pii(v) for k, v in value.items() if k not in PII_KEYS}
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [strip_pii(v) for v in value]
     return value
 
@@ -41,6 +72,16 @@ def _field(obj: dict, key: str, kind: type | tuple[type, ...], where: str, *, re
     if isinstance(value, bool) and kind is not bool:
         raise BadRecord(f"{where}: {key} has the wrong type (bool)")
     if not isinstance(value, kind):
+        raise BadRecord(f"{where}: {key} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _list(obj: dict, key: str, where: str) -> list:
+    """An optional list field: [] when absent, BadRecord when it is something else."""
+    value = obj.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
         raise BadRecord(f"{where}: {key} has the wrong type ({type(value).__name__})")
     return value
 
@@ -112,7 +153,7 @@ def tiktok_cancellation_row(cancellation: dict) -> dict:
     cancel_id = _field(cancellation, "cancel_id", str, "tiktok cancellation")
     where = f"tiktok cancellation {cancel_id}"
     deadline = None
-    for step in cancellation.get("seller_next_action_response") or []:
+    for step in _list(cancellation, "seller_next_action_response", where):
         if isinstance(step, dict) and isinstance(step.get("deadline"), int):
             deadline = unix_time(step, "deadline", where)
     status = _field(cancellation, "cancel_status", str, where)
@@ -161,14 +202,17 @@ def shopify_order_row(node: dict) -> dict:
     tags = node.get("tags") or []
     if isinstance(tags, str):
         tags = [t.strip() for t in tags.split(",") if t.strip()]
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise BadRecord(f"{where}: tags has the wrong type ({type(tags).__name__})")
+    _list(node, "customAttributes", where)
     return {
         "shopify_order_id": str(legacy),
         "name": _field(node, "name", str, where),
-        "source_identifier": node.get("sourceIdentifier"),
+        "source_identifier": _field(node, "sourceIdentifier", str, where, required=False),
         "tiktok_ids": shopify_tiktok_ids(node),
         "cancelled_at": iso_time(node, "cancelledAt", where, required=False),
-        "financial_status": node.get("displayFinancialStatus"),
-        "fulfillment_status": node.get("displayFulfillmentStatus"),
+        "financial_status": _field(node, "displayFinancialStatus", str, where, required=False),
+        "fulfillment_status": _field(node, "displayFulfillmentStatus", str, where, required=False),
         "tags": list(tags),
         "updated_at": iso_time(node, "updatedAt", where),
         "raw": strip_pii(node),
@@ -183,16 +227,16 @@ def amazon_order_row(detail: dict) -> dict:
     sfo_id = _field(order, "sellerFulfillmentOrderId", str, "amazon fulfillment order")
     where = f"amazon fulfillment order {sfo_id}"
     items = {i.get("sellerFulfillmentOrderItemId"): i.get("sellerSku")
-             for i in detail.get("fulfillmentOrderItems") or [] if isinstance(i, dict)}
+             for i in _list(detail, "fulfillmentOrderItems", where) if isinstance(i, dict)}
     shipments = []
-    for shipment in detail.get("fulfillmentShipments") or []:
+    for shipment in _list(detail, "fulfillmentShipments", where):
         if not isinstance(shipment, dict):
             raise BadRecord(f"{where}: a fulfillmentShipment is not an object")
         packages = [{"package_number": p.get("packageNumber"), "carrier": p.get("carrierCode") or "",
                      "tracking_number": p.get("trackingNumber") or ""}
-                    for p in shipment.get("fulfillmentShipmentPackage") or [] if isinstance(p, dict)]
+                    for p in _list(shipment, "fulfillmentShipmentPackage", where) if isinstance(p, dict)]
         skus_by_package: dict = {}
-        for item in shipment.get("fulfillmentShipmentItem") or []:
+        for item in _list(shipment, "fulfillmentShipmentItem", where):
             if isinstance(item, dict):
                 sku = items.get(item.get("sellerFulfillmentOrderItemId")) or item.get("sellerSku")
                 skus_by_package.setdefault(item.get("packageNumber"), []).append(sku)
@@ -202,7 +246,7 @@ def amazon_order_row(detail: dict) -> dict:
                           "packages": packages, "shipped_at": shipment.get("shippingDate")})
     return {
         "seller_fulfillment_order_id": sfo_id,
-        "displayable_order_id": order.get("displayableOrderId"),
+        "displayable_order_id": _field(order, "displayableOrderId", str, where, required=False),
         "status": _field(order, "fulfillmentOrderStatus", str, where),
         "status_updated_at": iso_time(order, "statusUpdatedDate", where, required=False),
         "received_at": iso_time(order, "receivedDate", where, required=False),
@@ -245,15 +289,17 @@ def shipbob_order_row(order: dict) -> dict:
     order_id = _field(order, "id", int, "shipbob order")
     where = f"shipbob order {order_id}"
     shipments = []
-    for shipment in order.get("shipments") or []:
+    for shipment in _list(order, "shipments", where):
         if not isinstance(shipment, dict):
             raise BadRecord(f"{where}: a shipment is not an object")
         tracking = shipment.get("tracking") or {}
-        details = [d.get("name") for d in shipment.get("status_details") or [] if isinstance(d, dict)]
+        if not isinstance(tracking, dict):
+            raise BadRecord(f"{where}: shipment tracking has the wrong type ({type(tracking).__name__})")
+        details = [d.get("name") for d in _list(shipment, "status_details", where) if isinstance(d, dict)]
         shipments.append({
             "id": shipment.get("id"), "status": shipment.get("status"), "status_details": details,
             "carrier": tracking.get("carrier") or "", "tracking_number": tracking.get("tracking_number") or "",
-            "skus": [p.get("sku") for p in shipment.get("products") or [] if isinstance(p, dict) and p.get("sku")],
+            "skus": [p.get("sku") for p in _list(shipment, "products", where) if isinstance(p, dict) and p.get("sku")],
             "shipped_at": tracking.get("shipping_date") or shipment.get("actual_fulfillment_date"),
         })
     last_update = None
@@ -263,8 +309,8 @@ def shipbob_order_row(order: dict) -> dict:
             break
     return {
         "shipbob_order_id": str(order_id),
-        "reference_id": order.get("reference_id"),
-        "order_number": order.get("order_number"),
+        "reference_id": _field(order, "reference_id", str, where, required=False),
+        "order_number": _field(order, "order_number", (str, int), where, required=False),
         "status": _field(order, "status", str, where),
         "last_update_at": last_update,
         "shipments": shipments,

@@ -44,7 +44,7 @@ import httpx
 
 from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
                                     NotFoundError, PlatformClient, PlatformError, Reply, RetryableError,
-                                    RetryPolicy, ThrottledError, TokenExpiredError, pages)
+                                    RetryPolicy, ThrottledError, TokenExpiredError, pages, record_id)
 from include.platforms.connection import ConnectionSettings
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ _REASON = re.compile(r"Reason:\s*([A-Za-z]+)\.?\s*$")
 _NOT_FOUND = re.compile(r"^Requested (order|package) '.*' not found$")
 _ID = re.compile(r"^[^\x00-\x1f/\\?#]{1,40}$")
 _REPORT_DONE = ("DONE", "CANCELLED", "FATAL")
+FIRST_REPORT_POLL = 1.0           # seconds before the second getReport; doubles up to poll_interval
 _REQUIRED_REPORT_COLUMNS = ("amazon-order-id", "merchant-order-id", "tracking-number")
 
 
@@ -486,7 +487,7 @@ class AmazonMcfClient(PlatformClient):
             return orders, payload.get("nextToken") or None
 
         return pages(fetch, None, platform=self.platform, operation=LIST,
-                     key=lambda o: o.get("sellerFulfillmentOrderId") if isinstance(o, dict) else None)
+                     key=lambda o: record_id(o, "sellerFulfillmentOrderId"))
 
     def get_fulfillment_order(self, seller_fulfillment_order_id: str) -> dict:
         """getFulfillmentOrder's payload: fulfillmentOrder, fulfillmentOrderItems, fulfillmentShipments, ..."""
@@ -630,9 +631,26 @@ class AmazonMcfClient(PlatformClient):
         shipment-id, sku, carrier, tracking-number, ...). A report Amazon CANCELLED means no
         data: an empty list. FATAL raises ReportFailedError; still processing after `timeout`
         seconds raises ReportTimeoutError (retryable; the report keeps running on Amazon).
+        The same as `request_fulfilled_shipments` then `collect_fulfilled_shipments`, which a
+        caller can split to do other work (the order listing) while Amazon builds the report.
+        """
+        report_id = self.request_fulfilled_shipments(data_start, data_end)
+        return self.collect_fulfilled_shipments(report_id, poll_interval=poll_interval, timeout=timeout)
+
+    def request_fulfilled_shipments(self, data_start: datetime | str, data_end: datetime | str) -> str:
+        """Ask for the shipments report; returns its reportId (collect it with `collect_fulfilled_shipments`)."""
+        return self.create_report(data_start, data_end)
+
+    def collect_fulfilled_shipments(self, report_id: str, *, poll_interval: float = 15.0,
+                                    timeout: float = 900.0) -> list[dict[str, str]]:
+        """Wait for a requested shipments report and return its rows (see `fulfilled_shipments`).
+
+        Polls after 1, 2, 4, ... seconds, at most `poll_interval` apart: a quick report is read
+        as soon as it is done, a slow one costs a poll per `poll_interval` (getReport allows
+        2 per second, so the few early polls cost nothing that matters).
         """
         deadline = time.monotonic() + timeout
-        report_id = self.create_report(data_start, data_end)
+        wait = min(FIRST_REPORT_POLL, poll_interval)
         while True:
             report = self.get_report(report_id)
             state = report["processingStatus"]
@@ -643,10 +661,11 @@ class AmazonMcfClient(PlatformClient):
             if state == "FATAL":
                 raise ReportFailedError(self.platform, GET_REPORT, self._fatal_detail(report),
                                         code="FATAL")
-            if time.monotonic() + poll_interval > deadline:
+            if time.monotonic() + wait > deadline:
                 raise ReportTimeoutError(self.platform, GET_REPORT,
                                          f"report {report_id} still {state} after {timeout:g} s")
-            self._sleep(poll_interval)
+            self._sleep(wait)
+            wait = min(poll_interval, wait * 2)
         document_id = report.get("reportDocumentId")
         if not document_id:
             raise MalformedResponseError(self.platform, GET_REPORT, f"report {report_id} is DONE without a document")

@@ -277,12 +277,19 @@ class PlatformClient:
             self.stats.wait_seconds += wait
 
 
+def record_id(item: Any, field_name: str) -> str | int | None:
+    """An entry's id for spotting repeats, or None when the entry has no usable one. Such entries are
+    still yielded: the caller quarantines what it cannot stage, one bad entry never ends a listing."""
+    value = item.get(field_name) if isinstance(item, dict) else None
+    return value if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "" else None
+
+
 def pages(fetch: Callable[[Any], tuple[list, Any]], first_cursor: Any = None, *, platform: str,
           operation: str, key: Callable[[Any], Any] | None = None) -> Iterator[Any]:
     """Yield items page by page from `fetch(cursor) -> (items, next_cursor or None)`.
 
     Stops with PagingError when a cursor comes back twice or a page repeats items already
-    seen (a loop that would otherwise never end).
+    seen (a loop that would otherwise never end). Items whose key is None are not compared.
     """
     seen_cursors: set = set()
     seen_keys: set = set()
@@ -290,7 +297,7 @@ def pages(fetch: Callable[[Any], tuple[list, Any]], first_cursor: Any = None, *,
     while True:
         items, next_cursor = fetch(cursor)
         if key is not None:
-            page_keys = [key(item) for item in items]
+            page_keys = [k for k in (key(item) for item in items) if k is not None]
             repeated = seen_keys.intersection(page_keys)
             if repeated and len(repeated) == len(page_keys):
                 raise PagingError(platform, operation, f"page after cursor {cursor!r} repeats {len(repeated)} items already seen")

@@ -35,7 +35,8 @@ import httpx
 
 from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
                                     NotFoundError, PagingError, PlatformClient, PlatformError, RateLimiter,
-                                    Reply, RetryableError, RetryPolicy, ThrottledError, TokenExpiredError, pages)
+                                    Reply, RetryableError, RetryPolicy, ThrottledError, TokenExpiredError, pages,
+                                    record_id)
 from include.platforms.connection import ConnectionSettings
 
 log = logging.getLogger(__name__)
@@ -398,9 +399,10 @@ class ShipBobClient(PlatformClient):
                 params.append(("IDs", id_list))
             for order in self._listing(params, limit):
                 # Page-number paging over a list that changes can show an order twice: yield it once.
-                if order.get("id") in seen:
+                oid = record_id(order, "id")
+                if oid is not None and oid in seen:
                     continue
-                seen.add(order.get("id"))
+                seen.add(oid)
                 yield order
 
     def _listing(self, params: list[tuple[str, str]], limit: int) -> Iterator[dict]:
@@ -412,12 +414,7 @@ class ShipBobClient(PlatformClient):
             reply = self.call("orders", "GET", path, params=list(query))
             return reply.data, self._next_page(reply, query, path, len(reply.data), limit)
 
-        def key(order: Any) -> Any:
-            if not isinstance(order, dict) or "id" not in order:
-                raise MalformedResponseError(self.platform, "orders", "an order without an id")
-            return order["id"]
-
-        return pages(fetch, None, platform=self.platform, operation="orders", key=key)
+        return pages(fetch, None, platform=self.platform, operation="orders", key=lambda order: record_id(order, "id"))
 
     def _next_page(self, reply: Reply, query: tuple, path: str, count: int, limit: int) -> tuple | None:
         """The next page's query: from Next-Page, else Total-Pages, else a full page means maybe more."""

@@ -41,7 +41,8 @@ import httpx
 
 from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
                                     NotFoundError, PagingError, PlatformClient, PlatformError, RateLimiter,
-                                    Reply, RetryableError, RetryPolicy, ThrottledError, TokenExpiredError, pages)
+                                    Reply, RetryableError, RetryPolicy, ThrottledError, TokenExpiredError, pages,
+                                    record_id)
 from include.platforms.connection import ConnectionSettings
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ COST_HEADROOM = 0.6                 # a page requests at most this share of the 
 CONNECTION_COST = 2
 ORDER_NODE_COST = 2                 # Order 1 + customAttributes 1 (scalars and enums are free)
 MUTATION_COST = 10
+FIRST_POLL = 0.2                    # seconds before the second cancel-job poll; doubles up to poll_interval
 SEARCH_PAGE_SIZE = 25               # id searches: a handful of matches at most
 TOKEN_OPERATION = "access_token"
 SECRET_EXTRA_KEYS = ("client_secret",)
@@ -236,6 +238,14 @@ def _split_tags(tags: Iterable[str] | str) -> list[str]:
                 seen.add(tag.lower())
                 out.append(tag)
     return out
+
+
+def _growing_waits(cap: float, first: float = FIRST_POLL) -> Iterator[float]:
+    """first, 2 x first, ... up to cap, then cap forever."""
+    wait = min(first, cap)
+    while True:
+        yield wait
+        wait = min(cap, wait * 2)
 
 
 def _number(value: Any) -> float | None:
@@ -593,12 +603,7 @@ class ShopifyClient(PlatformClient):
                 return connection["nodes"], info["endCursor"]
             return connection["nodes"], None
 
-        def key(node: Any) -> Any:
-            if not isinstance(node, dict) or not node.get("id"):
-                raise MalformedResponseError(self.platform, "orders", "an order without an id")
-            return node["id"]
-
-        return pages(fetch, None, platform=self.platform, operation="orders", key=key)
+        return pages(fetch, None, platform=self.platform, operation="orders", key=lambda node: record_id(node, "id"))
 
     def order(self, order_gid_or_legacy_id: Any) -> dict:
         """One order by gid or numeric (REST) id; NotFoundError when the shop does not show it."""
@@ -740,6 +745,9 @@ class ShopifyClient(PlatformClient):
         still not cancelled, the cancel is sent again (at most `max_sends` in all), which is safe
         because Shopify refuses a second cancel while one runs or after it is done. Then polls
         `job(id:)` until done and reads the order until `cancelledAt` is set, within `timeout`.
+        Polls come after 0.2, 0.4, 0.8 ... s, at most `poll_interval` apart: most jobs finish
+        within a second, and a job poll costs one point, so waiting a whole interval first would
+        only add latency to every cancel (each saga waits on it).
         """
         gid = order_gid(order_id)
         order = self.order(gid)
@@ -777,12 +785,13 @@ class ShopifyClient(PlatformClient):
                     raise
                 log.info("shopify orderCancel %s: %s; the order is not cancelled, sending again", gid,
                          exc.platform_message)
+        waits = _growing_waits(poll_interval)
         if job_id is not None:
             while not self.job(job_id).get("done"):
                 if time.monotonic() >= deadline:
                     raise CancelTimeoutError(self.platform, "orderCancel", f"job {job_id} not done after "
                                              f"{timeout:.0f} s", request_id=request_id)
-                self._sleep(poll_interval)
+                self._sleep(next(waits))
         while True:
             order = self.order(gid)
             if order.get("cancelledAt"):
@@ -793,7 +802,7 @@ class ShopifyClient(PlatformClient):
                                         "is not cancelled", request_id=request_id)
                 raise CancelTimeoutError(self.platform, "orderCancel", f"order {gid} not cancelled after "
                                          f"{timeout:.0f} s", request_id=request_id)
-            self._sleep(poll_interval)
+            self._sleep(next(waits))
 
     def add_note_and_tags(self, order_id: Any, note_line: str | None, tags: Iterable[str] | str = ()) -> NoteResult:
         """Append `note_line` to the order's note and add `tags`, skipping what is already there.
