@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from include.demo import airflow, airflow_env, prepare_airflow
@@ -21,6 +22,7 @@ def order_writes(server, since=0):
     return [w for w in server.sandbox.writes[since:] if not any(n in w.operation for n in NOT_ORDER_WRITES)]
 
 
+@pytest.mark.timeout(1200)
 def test_dag_runs_twice_acts_once_and_emits_lineage(run_sandbox, tmp_path):
     server = run_sandbox(generate(120, seed=5), settings=Settings(clock_rate=0))
     warehouse_db, lineage = tmp_path / "warehouse.db", tmp_path / "events.jsonl"
