@@ -1,0 +1,40 @@
+"""Tables the chaos, crash and concurrency tests print at the end of the session.
+
+Rows are collected while the tests run; `tests/chaos/conftest.py` prints them in pytest's terminal
+summary (shown with or without `-s`) and writes them to state/test-reports/<table>.txt.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from include.runconfig import STATE_DIR
+
+TABLES: dict[str, list[dict]] = defaultdict(list)
+REPORT_DIR = STATE_DIR / "test-reports"
+
+
+def add(row: dict, table: str = "chaos-matrix") -> None:
+    TABLES[table].append(row)
+
+
+def render(rows: list[dict]) -> str:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def write_all() -> list[tuple[str, str]]:
+    out = []
+    for table, rows in TABLES.items():
+        if not rows:
+            continue
+        text = render(rows)
+        try:
+            REPORT_DIR.mkdir(parents=True, exist_ok=True)
+            (REPORT_DIR / f"{table}.txt").write_text(text + "\n")
+        except OSError:
+            pass   # a read-only checkout still gets the terminal summary
+        out.append((table, text))
+    return out

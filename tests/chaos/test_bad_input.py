@@ -1,0 +1,375 @@
+"""Bad input: broken platform records never crash a run and never lead to an action; bad scenario
+files, policies and connections fail with an error naming what is wrong, before any side effect.
+
+The simulators only serve valid data, so broken records are put into real sandbox answers on their
+way back to the client (`RewritingTransport`, a stand-in for a platform serving bad data), and the
+staging transforms are also fed broken copies of real platform objects directly.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections import Counter
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from include import staging
+from include.pipeline import Platforms, run_all
+from include.platforms.base import ConfigurationError
+from include.runconfig import RunConfigError, run_settings
+from include.sandbox.scenario import ScenarioError, parse_scenario
+from include.warehouse import quarantine, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_tiktok_orders
+from tests.chaos.harness import (
+    NOW, POLICY, WINDOW, RewritingTransport, SandboxRig, audit, chaos_scenario, fresh_warehouse, hook_client,
+    is_order_write, patched_env,
+)
+
+SCENARIO = chaos_scenario()
+
+
+@pytest.fixture(scope="module")
+def rig():
+    rig = SandboxRig(SCENARIO)
+    # small Amazon pages, so that a record can come back on a later page
+    rig.sandbox.platforms["amazon_mcf"].config["page_size"] = 10
+    yield rig
+    rig.stop()
+
+
+@pytest.fixture(scope="module")
+def samples(rig):
+    """Real objects as each platform serves them, to break one field at a time."""
+    rig.load(SCENARIO)
+    with patched_env(rig.connection_env()):
+        tiktok, shopify = hook_client("tiktok"), hook_client("shopify")
+        amazon, shipbob = hook_client("amazon_mcf"), hook_client("shipbob")
+        try:
+            cancellations = list(tiktok.search_cancellations({"cancel_status": ["CANCELLATION_REQUEST_PENDING"]}))
+            sample = {
+                "tiktok": next(tiktok.search_orders({"order_status": "AWAITING_SHIPMENT"})),
+                "cancellation": cancellations[0],
+                "shopify": next(shopify.orders("")),
+                "amazon": next(o for o in amazon.list_fulfillment_orders() if o["fulfillmentOrderStatus"] == "Planning"),
+                "shipbob": next(o for o in shipbob.orders() if o["shipments"]),
+            }
+            sample["amazon_detail"] = amazon.get_fulfillment_order(sample["amazon"]["sellerFulfillmentOrderId"])
+        finally:
+            for client in (tiktok, shopify, amazon, shipbob):
+                client.close()
+    return sample
+
+
+def set_path(obj: dict, path: str, value) -> dict:
+    obj = copy.deepcopy(obj)
+    *parents, last = path.split(".")
+    node = obj
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    if value is DELETE:
+        del node[last]
+    elif isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return obj
+
+
+DELETE = object()
+ROW = {"tiktok": staging.tiktok_order_row, "cancellation": staging.tiktok_cancellation_row,
+       "shopify": staging.shopify_order_row, "amazon": lambda o: staging.amazon_row_from_listing(o, []),
+       "amazon_detail": staging.amazon_order_row, "shipbob": staging.shipbob_order_row}
+BROKEN = [
+    # (sample, field path, bad value, words the reason must contain)
+    ("tiktok", "status", DELETE, "status is missing"),
+    ("tiktok", "id", 576000000000000001, "id has the wrong type"),
+    ("tiktok", "id", "576-abc", "id is not numeric"),
+    ("tiktok", "create_time", "2026-11-18T16:00:00Z", "create_time has the wrong type"),
+    ("tiktok", "rts_sla_time", 10**12, "rts_sla_time=1000000000000 is not a plausible time"),
+    ("tiktok", "update_time", -5, "update_time=-5 is not a plausible time"),
+    ("tiktok", "line_items", "OSL-TEE-M", "line_items has the wrong type"),
+    ("tiktok", "line_items.0", {"seller_sku": "OSL-TEE-M"}, "line_items has an entry without an id"),
+    ("tiktok", "line_items.0", None, "line_items has an entry without an id"),
+    ("tiktok", "is_buyer_request_cancel", "yes", "is_buyer_request_cancel has the wrong type"),
+    ("tiktok", "tracking_number", 12345, "tracking_number has the wrong type"),
+    ("cancellation", "order_id", DELETE, "order_id is missing"),
+    ("cancellation", "cancel_status", 5, "cancel_status has the wrong type"),
+    ("cancellation", "create_time", 99999999999, "create_time=99999999999 is not a plausible time"),
+    ("cancellation", "seller_next_action_response", 7, "seller_next_action_response has the wrong type"),
+    ("shopify", "legacyResourceId", "61000x", "legacyResourceId is missing"),
+    ("shopify", "name", DELETE, "name is missing"),
+    ("shopify", "updatedAt", "yesterday", "updatedAt='yesterday' is not an ISO-8601 time"),
+    ("shopify", "updatedAt", "0001-01-01T00:00:00Z", "is not a plausible time"),
+    ("shopify", "cancelledAt", 5, "cancelledAt has the wrong type"),
+    ("shopify", "tags", 42, "tags has the wrong type"),
+    ("shopify", "customAttributes", 7, "customAttributes has the wrong type"),
+    ("shopify", "sourceIdentifier", {"id": 1}, "sourceIdentifier has the wrong type"),
+    ("amazon", "fulfillmentOrderStatus", DELETE, "fulfillmentOrderStatus is missing"),
+    ("amazon", "sellerFulfillmentOrderId", 1001, "sellerFulfillmentOrderId has the wrong type"),
+    ("amazon", "receivedDate", "9999-12-31T00:00:00Z", "receivedDate='9999-12-31T00:00:00Z' is not a plausible time"),
+    ("amazon", "statusUpdatedDate", "last tuesday", "is not an ISO-8601 time"),
+    ("amazon", "displayableOrderId", {"id": "#1001"}, "displayableOrderId has the wrong type"),
+    ("amazon_detail", "fulfillmentShipments", 5, "fulfillmentShipments has the wrong type"),
+    ("amazon_detail", "fulfillmentOrder", "1001", "fulfillmentOrder is missing"),
+    ("shipbob", "id", "9000001", "id has the wrong type"),
+    ("shipbob", "status", DELETE, "status is missing"),
+    ("shipbob", "shipments", 5, "shipments has the wrong type"),
+    ("shipbob", "shipments.0.tracking", "1Z999AA10123456784", "tracking has the wrong type"),
+    ("shipbob", "shipments.0.status_details", 3, "status_details has the wrong type"),
+    ("shipbob", "created_date", "2026-13-45T00:00:00Z", "is not an ISO-8601 time"),
+    ("shipbob", "reference_id", ["6100000001"], "reference_id has the wrong type"),
+]
+
+
+@pytest.mark.parametrize("sample,path,value,reason", BROKEN,
+                         ids=[f"{s}.{p}={'deleted' if v is DELETE else repr(v)[:20]}" for s, p, v, _ in BROKEN])
+def test_each_broken_field_is_refused_with_its_name(samples, sample, path, value, reason):
+    ROW[sample](samples[sample])   # the real object stages
+    with pytest.raises(staging.BadRecord) as refused:
+        ROW[sample](set_path(samples[sample], path, value))
+    assert reason in str(refused.value)
+
+
+@pytest.mark.parametrize("sample", list(ROW))
+def test_not_an_object_is_refused(sample):
+    for junk in ("garbage", 42, None, ["a", "list"]):
+        with pytest.raises(staging.BadRecord):
+            ROW[sample](junk)
+
+
+# ----------------------------------------------------------------------------------- whole runs
+def tid(o: dict) -> str:
+    return o["tiktok"]["id"]
+
+
+def pick(pred, n: int = 1) -> list[dict]:
+    found = [o for o in SCENARIO["orders"] if pred(o)]
+    assert len(found) >= n, "the scenario lacks the case this test needs"
+    return found[:n]
+
+
+def shipped(o: dict) -> bool:
+    return o["tiktok"]["status"] == "AWAITING_SHIPMENT" and not o["tiktok"]["cancellation"] and isinstance(
+        o["shopify"], dict) and ((o["amazon_mcf"] or {}).get("status") == "Complete" or
+                                 (o["shipbob"] or {}).get("status") == "Fulfilled")
+
+
+T1_AMAZON = pick(lambda o: shipped(o) and o["fulfiller"] == "amazon_mcf", 3)
+T1_SHIPBOB = pick(lambda o: shipped(o) and o["fulfiller"] == "shipbob", 1)[0]
+C1_AMAZON = pick(lambda o: o["tiktok"]["cancellation"] and (o["amazon_mcf"] or {}).get("status") == "Planning")[0]
+AMBIGUOUS = pick(lambda o: isinstance(o["shopify"], list) and o["fulfiller"])[0]
+N1 = pick(lambda o: o["tiktok"]["status"] == "AWAITING_SHIPMENT" and not o["tiktok"]["cancellation"]
+          and isinstance(o["shopify"], dict) and (o["amazon_mcf"] or {}).get("status") == "Planning", 2)
+
+
+def broken_answers(request: httpx.Request, data):
+    """What a platform serving bad records would send: the real answer with broken entries."""
+    path = request.url.path
+    if path.endswith("/orders/search"):
+        orders = data["data"]["orders"]
+        for o in orders:
+            if o["id"] == tid(T1_AMAZON[0]):
+                del o["status"]
+            elif o["id"] == tid(T1_AMAZON[1]):
+                o["rts_sla_time"] = 10**12
+            elif o["id"] == tid(T1_AMAZON[2]):
+                o["line_items"][0].pop("id")
+            elif o["id"] == tid(N1[0]):
+                o["create_time"] = "2026-11-18T16:00:00Z"
+        if orders:
+            orders += [copy.deepcopy(orders[0]), {"note": "an entry without an id"}, "garbage"]
+        return data
+    if path.endswith("/graphql.json") and isinstance(data.get("data"), dict) and isinstance(data["data"].get("orders"), dict):
+        nodes = data["data"]["orders"]["nodes"]
+        for node in nodes:
+            if node["legacyResourceId"] == str(AMBIGUOUS["shopify"][1]["id"]):
+                node["tags"] = 42
+            if node["legacyResourceId"] == str(N1[1]["shopify"]["id"]):
+                node["updatedAt"] = "0001-01-01T00:00:00Z"
+        if nodes:
+            nodes.append({"id": None, "name": 5})
+        return data
+    if path.endswith("/fulfillmentOrders"):
+        orders = data["payload"]["fulfillmentOrders"]
+        for o in orders:
+            if o["sellerFulfillmentOrderId"] == C1_AMAZON["amazon_mcf"]["seller_fulfillment_order_id"]:
+                o["receivedDate"] = "9999-12-31T00:00:00Z"
+        if "nextToken" in str(request.url.params) and orders:
+            orders.append(copy.deepcopy(FIRST_AMAZON_PAGE[0]))    # a record seen on an earlier page
+            INJECTED["repeated across pages"] += 1
+        elif orders:
+            FIRST_AMAZON_PAGE[:] = copy.deepcopy(orders)
+            orders.append("garbage")
+        return data
+    if re.search(r"/order$", path) and isinstance(data, list):
+        for o in data:
+            if o["id"] == T1_SHIPBOB["shipbob"]["order_id"]:
+                o["shipments"] = 5
+        if request.url.params.get("Page") == "1":
+            # a huge page: thousands of orders nobody links to
+            data += [{"id": 99_000_000 + i, "reference_id": f"other-channel-{i}", "status": "Processing",
+                      "created_date": "2026-11-19T10:00:00Z", "shipments": []} for i in range(5000)]
+            data.append({"reference_id": "no id at all"})
+        return data
+    return None
+
+
+FIRST_AMAZON_PAGE: list = []
+INJECTED: Counter = Counter()
+
+
+def run_with(rig, wh, run_id: str, rewrite) -> dict:
+    transport = RewritingTransport(rewrite)
+    with patched_env(rig.connection_env()):
+        settings = run_settings(dag_id="orderops_sla", run_id=run_id, params={"now": NOW, **WINDOW, "policy": POLICY})
+        platforms = Platforms(settings, factory=lambda p: hook_client(p, transport=transport))
+        try:
+            return run_all(settings, platforms, wh, verify_poll_seconds=0.3, verify_max_seconds=15)
+        finally:
+            platforms.close()
+
+
+def touched_orders(rig) -> set[str]:
+    """TikTok orders any successful order write was for."""
+    checked = audit(rig)
+    return {checked.order_of(e) for w, e in checked.effects if w.outcome == "ok"} - {None}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_broken_records_are_quarantined_and_never_acted_on(kind, rig, tmp_path):
+    rig.load(SCENARIO)
+    with fresh_warehouse(kind, tmp_path) as wh:
+        summary = run_with(rig, wh, "bad-input-1", broken_answers)
+        with wh.engine.connect() as conn:
+            held = [dict(r._mapping) for r in conn.execute(sa.select(quarantine))]
+            staged_amazon = conn.execute(sa.select(sa.func.count()).select_from(stg_amazon_fulfillment_orders)).scalar()
+            staged_shipbob = conn.execute(sa.select(sa.func.count()).select_from(stg_shipbob_orders)).scalar()
+            staged_tiktok = set(conn.execute(sa.select(stg_tiktok_orders.c.tiktok_order_id)).scalars())
+    reasons = {(q["batch"], q["record_key"]): q["reason"] for q in held}
+    # each broken record is held with the field at fault
+    assert "status is missing" in reasons[("tiktok_orders", tid(T1_AMAZON[0]))]
+    assert "rts_sla_time=1000000000000 is not a plausible time" in reasons[("tiktok_orders", tid(T1_AMAZON[1]))]
+    assert "line_items has an entry without an id" in reasons[("tiktok_orders", tid(T1_AMAZON[2]))]
+    assert "create_time has the wrong type" in reasons[("tiktok_orders", tid(N1[0]))]
+    assert "tags has the wrong type" in reasons[("shopify_orders", str(AMBIGUOUS["shopify"][1]["id"]))]
+    assert "not a plausible time" in reasons[("shopify_orders", str(N1[1]["shopify"]["id"]))]
+    assert "receivedDate" in reasons[("amazon_fulfillment_orders", C1_AMAZON["amazon_mcf"]["seller_fulfillment_order_id"])]
+    assert "shipments has the wrong type" in reasons[("shipbob_orders", str(T1_SHIPBOB["shipbob"]["order_id"]))]
+    junk = [q for q in held if q["record_key"] is None]
+    assert {q["batch"] for q in junk} >= {"tiktok_orders", "shopify_orders", "amazon_fulfillment_orders", "shipbob_orders"}
+    assert all(q["reason"] for q in held) and summary["quarantined"] == len(held)
+    # repeats (within a page and across pages) are staged once; the huge page is staged whole
+    assert INJECTED["repeated across pages"] > 0
+    assert staged_amazon == len([o for o in SCENARIO["orders"] if o.get("amazon_mcf")]) - 1
+    assert staged_shipbob == len([o for o in SCENARIO["orders"] if o.get("shipbob")]) - 1 + 5000
+    assert tid(T1_AMAZON[0]) not in staged_tiktok
+    # nothing is done for an order whose records were broken, and the safety invariants hold:
+    # a quarantined fulfillment order is not "no fulfillment order" (C2 would refund and approve),
+    # and an ambiguous pair with one broken member is still ambiguous
+    checked = audit(rig)
+    assert checked.violations == [], checked.violations
+    broken = {tid(o) for o in (*T1_AMAZON, T1_SHIPBOB, C1_AMAZON, AMBIGUOUS, *N1)}
+    assert not broken & touched_orders(rig)
+    assert rig.state("amazon_mcf") and C1_AMAZON["tiktok"]["cancellation"]["cancel_id"] not in {
+        e.target for w, e in checked.effects}
+    # the rest of the shop is served as usual
+    assert sum(1 for w, e in checked.effects if e.kind == "post_tracking" and w.outcome == "ok") >= 5
+
+
+def unknown_amazon_status(request: httpx.Request, data):
+    if request.url.path.endswith("/fulfillmentOrders"):
+        for o in data["payload"]["fulfillmentOrders"]:
+            if o["sellerFulfillmentOrderId"] == T1_AMAZON[0]["amazon_mcf"]["seller_fulfillment_order_id"]:
+                o["fulfillmentOrderStatus"] = "Teleported"
+        return data
+    return None
+
+
+def test_an_unknown_status_fails_the_batch_and_blocks_what_rests_on_it(rig, tmp_path):
+    rig.load(SCENARIO)
+    with fresh_warehouse("sqlite", tmp_path) as wh:
+        summary = run_with(rig, wh, "unknown-enum-1", unknown_amazon_status)
+    assert summary["validation_failures"] == ["amazon_fulfillment_orders"] and summary["state"] == "attention"
+    amazon_orders = {tid(o) for o in SCENARIO["orders"] if o["fulfiller"] == "amazon_mcf"}
+    shipbob_orders = {tid(o) for o in SCENARIO["orders"] if o["fulfiller"] == "shipbob"}
+    touched = touched_orders(rig)
+    assert not touched & amazon_orders             # nothing that rests on Amazon data is done
+    assert touched & shipbob_orders                # ShipBob orders are served
+    assert audit(rig).violations == []
+
+
+# ----------------------------------------------------------------------------------- configuration
+def test_bad_scenario_files_are_refused_naming_the_order_and_field(rig):
+    good = chaos_scenario()
+    bad = copy.deepcopy(good)
+    bad["orders"][3]["amazon_mcf"] = {"seller_fulfillment_order_id": "1004", "status": "Teleported", "shipments": []}
+    bad["orders"][3]["fulfiller"] = "amazon_mcf"
+    bad["orders"][3]["shipbob"] = None
+    answer = httpx.post(f"{rig.urls['tiktok']}/_sandbox/scenario", json=bad, timeout=30)
+    assert answer.status_code == 400
+    assert "orders[3]" in answer.text and "amazon_mcf.status" in answer.text and "Teleported" in answer.text
+    for broken, words in [
+        ({**good, "now": "tomorrow"}, "now"),
+        ({"orders": []}, "now"),
+        ({**good, "orders": [*good["orders"], good["orders"][0]]}, "is already used by orders"),
+        ({**good, "orders": [{"tiktok": {"id": "x"}}]}, "tiktok.id"),
+    ]:
+        with pytest.raises(ScenarioError, match=words):
+            parse_scenario(broken)
+    # the refused file changed nothing: the sandbox still serves the scenario it had
+    assert httpx.get(f"{rig.urls['tiktok']}/_sandbox/info", timeout=10).json()["orders"] == len(rig.scenario["orders"])
+
+
+@pytest.mark.parametrize("params,named", [
+    ({"policy": {"c3_action": "refund"}}, "policy.c3_action"),
+    ({"policy": {"horizon_hours": -1}}, "policy.horizon_hours"),
+    ({"policy": {"refund_metod": "none"}}, "refund_metod"),
+    ({"policy": {"carrier_overrides": {"LOCAL-COURIER-7": 5}}}, "policy.carrier_overrides"),
+    ({"policy": {"restock": "yes"}}, "policy.restock"),
+    ({"sla_horizon_hours": "a day"}, "policy.horizon_hours"),
+    ({"window_start": "2026-11-20T14:30:00"}, "param window_start: '2026-11-20T14:30:00' has no timezone"),
+    ({"window_start": None, "window_end": "2026-11-20T15:00:00Z"}, "window_start and window_end go together"),
+    ({"fulfillers": ["fedex"]}, "fulfillers"),
+    ({"now": "soon"}, "now"),
+])
+def test_bad_policy_and_params_are_named_before_any_call(rig, params, named):
+    rig.load(SCENARIO)
+    with pytest.raises(RunConfigError, match=re.escape(named)):
+        run_settings(dag_id="orderops_sla", run_id="bad-policy", params={"now": NOW, **WINDOW, **params})
+    assert rig.writes == [] and sum(rig.sandbox.calls.values()) == 0
+
+
+@pytest.mark.parametrize("platform,change,named", [
+    ("tiktok", {"password": ""}, "app_secret"),
+    ("tiktok", {"extra": {"qps": "fast"}}, "extra.qps"),
+    ("shopify", {"extra": {"api_version": "2025-13"}}, "api_version"),
+    ("shopify", {"extra": {"client_secret": ""}}, "client_id and client_secret"),
+    ("amazon_mcf", {"extra": {"refresh_token": ""}}, "extra.refresh_token"),
+    ("amazon_mcf", {"extra": {"lwa_url": "ftp://lwa"}}, "lwa_url"),
+    ("shipbob", {"extra": {"channel_id": "channel-one"}}, "channel_id"),
+    ("shipbob", {"extra": {"timeout": "soon"}}, "extra.timeout"),
+    ("shipbob", {"host": "api.shipbob.com", "schema": "gopher"}, "schema"),
+])
+def test_bad_connection_settings_are_named_before_any_write(rig, tmp_path, platform, change, named):
+    rig.load(SCENARIO)
+    env = rig.connection_env()
+    key = f"AIRFLOW_CONN_ORDEROPS_{platform.upper()}"
+    doc = json.loads(env[key])
+    doc.update({k: v for k, v in change.items() if k != "extra"})
+    doc["extra"].update(change.get("extra", {}))
+    if "schema" in change:
+        doc["host"] = change["host"]
+    env[key] = json.dumps(doc)
+    with fresh_warehouse("sqlite", tmp_path) as wh, patched_env(env):
+        settings = run_settings(dag_id="orderops_sla", run_id="bad-connection",
+                                params={"now": NOW, **WINDOW, "policy": POLICY})
+        platforms = Platforms(settings)
+        try:
+            with pytest.raises(ConfigurationError, match=re.escape(named)) as refused:
+                run_all(settings, platforms, wh, verify_poll_seconds=0.3, verify_max_seconds=5)
+        finally:
+            platforms.close()
+    assert f"orderops_{platform}" in str(refused.value)
+    assert not [w for w in rig.writes if is_order_write(w)]
