@@ -173,24 +173,40 @@ class NoteResult:
 
 
 class PointsBucket(RateLimiter):
-    """The client's copy of Shopify's leaky bucket, resynced from each answer's throttleStatus."""
+    """The client's copy of Shopify's leaky bucket, resynced from each answer's throttleStatus.
+
+    Threads may share one client (and so one bucket). An answer's `currentlyAvailable` was
+    computed before the other threads' requests still in flight were charged, so a resync counts
+    their requested cost as spent: otherwise it would hand out points those requests are about to
+    take, and the next query would be THROTTLED.
+    """
+
+    IN_FLIGHT_TTL = 120.0    # an entry older than this belongs to a request that never got an answer
 
     def __init__(self, rate: float, burst: float, **kwargs):
         super().__init__(rate, burst, **kwargs)
         self._synced_at: float | None = None
+        self._in_flight: dict[int, tuple[float, float]] = {}   # thread -> (requested cost, sent at)
 
     def acquire(self, cost: float = 1.0) -> float:
         # A cost above the bucket could never be granted; the platform answers such a query itself.
-        return super().acquire(min(cost, self.burst))
+        cost = min(cost, self.burst)
+        waited = super().acquire(cost)
+        with self._lock:
+            self._in_flight[threading.get_ident()] = (cost, self._clock())
+        return waited
 
     def sync(self, available: float, rate: float | None = None, maximum: float | None = None) -> None:
         with self._lock:
+            now = self._clock()
+            self._in_flight.pop(threading.get_ident(), None)   # this thread's request is the one answered
+            pending = sum(cost for cost, sent in self._in_flight.values() if now - sent < self.IN_FLIGHT_TTL)
             if rate and rate > 0:
                 self.rate = float(rate)
             if maximum and maximum >= 1:
                 self.burst = float(maximum)
-            self._tokens = max(0.0, min(self.burst, float(available)))
-            self._stamp = self._synced_at = self._clock()
+            self._tokens = max(0.0, min(self.burst, float(available) - pending))
+            self._stamp = self._synced_at = now
 
     def drain(self) -> None:
         # A THROTTLED answer carries the true level, just synced: emptying the bucket would over-wait.
