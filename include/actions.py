@@ -189,7 +189,8 @@ class Executor:
         if claim is None:
             state = self.ledger.state_of(self.ctx.shop, key)
             return Outcome(key, kind, state if state in (SUCCEEDED, SKIPPED) else "held", "not claimed")
-        if claim.recovering and kind not in KEYED:
+        # Keyed writes are read first too: how long TikTok honours an idempotency key is not documented.
+        if claim.recovering:
             try:
                 reply = self._call(kind, "reconcile", params, key)
                 return self._finish(claim, kind, SUCCEEDED, reply, "reconciled: an earlier attempt took effect")
