@@ -40,8 +40,9 @@ ACTIONABLE_STATUSES = ("AWAITING_SHIPMENT", "PARTIALLY_SHIPPING")
 # How far before the oldest order in play the Shopify/fulfiller listings start.
 LOOKBACK_MARGIN = timedelta(days=1)
 MAX_LOOKBACK = timedelta(days=60)
-# Task processes may run on hosts whose clocks differ by this much.
-CLOCK_SKEW = timedelta(minutes=2)
+# Task processes may run on hosts whose clocks differ by this much (kept small: rows staged this long
+# before a run started, by a run that has finished, are read as if this run had staged them).
+CLOCK_SKEW = timedelta(seconds=5)
 SAGA_KINDS = (CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL, CANCEL_SHOPIFY, APPROVE_CANCELLATION)
 GAVE_UP = "gave up:"
 # Where a quarantined record keeps the values it could join on (see `quarantined_links`).

@@ -208,7 +208,7 @@ def test_fault(case: Case, rig, baseline, tmp_path):
             "fired": fired, "run 1": describe(first),
             "open after 1": len(left), "run 2": describe(second),
             "effects": f"{len(after_second.done_effects())}/{len(effects)}",
-            "repeats refused": after_second.refused_repeats(),
+            "refused writes": after_second.refused_writes(),
             "violations": len(after_first.violations) + len(after_second.violations),
             "still open": len(unfinished(wh)), "seconds": round(time.monotonic() - started, 1),
         }
