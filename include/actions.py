@@ -133,7 +133,7 @@ class Handlers:
             return _reply({"reconciled": True, "cancelledAt": order["cancelledAt"]})
         raise NotDone
 
-    # approve / reject: TikTok honours the idempotency key, so a repeat is safe -----------------
+    # approve / reject: TikTok honours the idempotency key; a recovering attempt still reads first --
     def perform_approve_cancellation(self, p: dict, key: str) -> Reply:
         return self.platforms.tiktok().approve_cancellation(p["cancel_id"], idempotency_key=key)
 
