@@ -43,8 +43,8 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 import httpx
 
 from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
-                                    NotFoundError, PlatformClient, PlatformError, Reply, RetryableError,
-                                    RetryPolicy, ThrottledError, TokenExpiredError, pages, record_id)
+                                    NotFoundError, PlatformClient, PlatformError, Reply, RetryableError, RetryPolicy,
+                                    ThrottledError, TokenExpiredError, lazy_hook, pages, record_id)
 from include.platforms.connection import ConnectionSettings
 
 log = logging.getLogger(__name__)
@@ -740,14 +740,4 @@ def _hook_class():
     return AmazonMcfHook
 
 
-_HOOK: type | None = None
-
-
-def __getattr__(name: str):
-    # The hook class is built on first use so that importing the client never loads Airflow.
-    global _HOOK
-    if name == "AmazonMcfHook":
-        if _HOOK is None:
-            _HOOK = _hook_class()
-        return _HOOK
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_hook(__name__, "AmazonMcfHook", _hook_class)

@@ -34,8 +34,8 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import httpx
 
 from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
-                                    NotFoundError, PagingError, PlatformClient, PlatformError, RateLimiter,
-                                    Reply, RetryableError, RetryPolicy, ThrottledError, TokenExpiredError, pages,
+                                    NotFoundError, PagingError, PlatformClient, PlatformError, RateLimiter, Reply,
+                                    RetryableError, RetryPolicy, ThrottledError, TokenExpiredError, lazy_hook, pages,
                                     record_id)
 from include.platforms.connection import ConnectionSettings
 
@@ -587,14 +587,4 @@ def _hook_class():
     return ShipBobHook
 
 
-_HOOK: type | None = None
-
-
-def __getattr__(name: str):
-    # The hook class is built on first use so that importing the client never loads Airflow.
-    global _HOOK
-    if name == "ShipBobHook":
-        if _HOOK is None:
-            _HOOK = _hook_class()
-        return _HOOK
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_hook(__name__, "ShipBobHook", _hook_class)

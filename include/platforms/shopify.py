@@ -40,8 +40,8 @@ from urllib.parse import urlencode
 import httpx
 
 from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
-                                    NotFoundError, PagingError, PlatformClient, PlatformError, RateLimiter,
-                                    Reply, RetryableError, RetryPolicy, ThrottledError, TokenExpiredError, pages,
+                                    NotFoundError, PagingError, PlatformClient, PlatformError, RateLimiter, Reply,
+                                    RetryableError, RetryPolicy, ThrottledError, TokenExpiredError, lazy_hook, pages,
                                     record_id)
 from include.platforms.connection import ConnectionSettings
 
@@ -907,14 +907,4 @@ def _hook_class():
     return ShopifyHook
 
 
-_HOOK: type | None = None
-
-
-def __getattr__(name: str):
-    # The hook class is built on first use so that importing the client never loads Airflow.
-    global _HOOK
-    if name == "ShopifyHook":
-        if _HOOK is None:
-            _HOOK = _hook_class()
-        return _HOOK
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_hook(__name__, "ShopifyHook", _hook_class)

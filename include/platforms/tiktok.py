@@ -33,8 +33,8 @@ from typing import Any, Callable, Iterable, Iterator
 import httpx
 
 from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
-                                    NotFoundError, PlatformClient, PlatformError, Reply, RetryableError,
-                                    RetryPolicy, ThrottledError, TokenExpiredError, chunked, pages, record_id)
+                                    NotFoundError, PlatformClient, PlatformError, Reply, RetryableError, RetryPolicy,
+                                    ThrottledError, TokenExpiredError, chunked, lazy_hook, pages, record_id)
 from include.platforms.connection import ConnectionSettings
 from include.platforms.tiktok_signing import sign
 
@@ -629,14 +629,4 @@ def _hook_class():
     return TikTokShopHook
 
 
-_HOOK: type | None = None
-
-
-def __getattr__(name: str):
-    # Built on first use so that importing the client never loads Airflow.
-    global _HOOK
-    if name == "TikTokShopHook":
-        if _HOOK is None:
-            _HOOK = _hook_class()
-        return _HOOK
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_hook(__name__, "TikTokShopHook", _hook_class)
