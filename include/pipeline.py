@@ -26,7 +26,7 @@ from include.model import (
     REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL, Action, Decision,
 )
 from include.platforms.base import record_id
-from include.quality import blocked_platforms, validate
+from include.quality import BATCH_PLATFORM, validate
 from include.runconfig import RunSettings
 from include.warehouse import (
     Warehouse, action_ledger, api_calls, as_utc, decisions, order_links, quarantine, runs,
@@ -292,7 +292,6 @@ def blocked_by_validation(settings: RunSettings, wh: Warehouse) -> set[str]:
         failed = conn.execute(sa.select(validation_results.c.platform).where(
             validation_results.c.shop == settings.shop, validation_results.c.run_id == settings.run_id,
             validation_results.c.success.is_(False))).scalars().all()
-    from include.quality import BATCH_PLATFORM
     return {BATCH_PLATFORM[b] for b in failed}
 
 

@@ -1,7 +1,7 @@
 """Great Expectations (GX Core) suites over each staged platform batch.
 
 A failed suite does not stop staging; it blocks the actions that depend on that platform's data
-(see `blocked_platforms_for`) and is reported with the failing expectations.
+(see `include.pipeline.blocked_by_validation`) and is reported with the failing expectations.
 """
 from __future__ import annotations
 
@@ -115,7 +115,3 @@ def validate(batch: str, rows: list[dict], now: datetime | None = None) -> Outco
             failures.append({"expectation": r.expectation_config.type, "column": r.expectation_config.kwargs.get("column"),
                              "unexpected_count": r.result.get("unexpected_count"), "examples": examples})
     return Outcome(batch, bool(result.success), len(frame), failures)
-
-
-def blocked_platforms(outcomes: list[Outcome]) -> set[str]:
-    return {BATCH_PLATFORM[o.batch] for o in outcomes if not o.success}

@@ -57,6 +57,16 @@ def run_sandbox():
 PG_BASE = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
 
+@pytest.fixture(scope="module")
+def rig(request):
+    """One sandbox for a whole chaos or security module, serving the module's SCENARIO."""
+    from tests.chaos.harness import SandboxRig
+
+    rig = SandboxRig(request.module.SCENARIO)
+    yield rig
+    rig.stop()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def warehouse_url(request, tmp_path):
     """A fresh, empty warehouse on SQLite (a temp file) and on the machine's PostgreSQL (own schema)."""

@@ -247,7 +247,7 @@ class PlatformClient:
             else:
                 try:
                     return self._check(response, operation)
-                except TokenExpiredError as exc:
+                except TokenExpiredError:
                     if refreshed:
                         self.stats.failures[operation] += 1
                         raise

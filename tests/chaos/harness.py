@@ -224,6 +224,21 @@ def run_pipeline(wh: Warehouse, run_id: str, *, verify_max_seconds: float = 15, 
         platforms.close()
 
 
+def clean_history(rig: SandboxRig, folder, runs: int = 1) -> dict:
+    """What a fault-free history does with the rig's scenario (`runs` runs, 10 platform seconds
+    apart): the effects on the platforms and the orders escalated, to compare a faulted one with."""
+    rig.load(rig.scenario)
+    with fresh_warehouse("sqlite", folder) as wh:
+        for n in range(1, runs + 1):
+            if n > 1:
+                rig.advance(10)
+            rig.run(wh, f"clean-{n}")
+        checked = audit(rig)
+        assert checked.violations == []
+        assert unfinished(wh) == []
+        return {"effects": checked.done_effects(), "escalations": escalations(wh)}
+
+
 # ---------------------------------------------------------------------------- audit
 ORDER_WRITES = {"mark_package_as_shipped", "approve_cancellation", "reject_cancellation", "orderUpdate", "tagsAdd",
                 "orderCancel", "cancelFulfillmentOrder"}

@@ -21,7 +21,7 @@ import pytest
 from include.ledger import Ledger
 from tests.chaos import report
 from tests.chaos.harness import (
-    SandboxRig, audit, chaos_scenario, escalations, fresh_warehouse, patched_env, run_pipeline, unfinished,
+    audit, chaos_scenario, clean_history, escalations, fresh_warehouse, patched_env, run_pipeline, unfinished,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -43,19 +43,8 @@ def _overlap(a, b) -> bool:
 
 
 @pytest.fixture(scope="module")
-def rig():
-    rig = SandboxRig(SCENARIO)
-    yield rig
-    rig.stop()
-
-
-@pytest.fixture(scope="module")
 def baseline(rig, tmp_path_factory):
-    rig.load(SCENARIO)
-    with fresh_warehouse("sqlite", tmp_path_factory.mktemp("concurrency-baseline")) as wh:
-        with patched_env(rig.connection_env()):
-            run_pipeline(wh, "clean-1")
-        return {"effects": audit(rig).done_effects(), "escalations": escalations(wh)}
+    return clean_history(rig, tmp_path_factory.mktemp("concurrency-baseline"))
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

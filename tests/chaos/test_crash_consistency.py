@@ -33,8 +33,7 @@ from include.ledger import Ledger
 from include.warehouse import utcnow
 from tests.chaos import report
 from tests.chaos.harness import (
-    SandboxRig, audit, chaos_scenario, effect_of, escalations, fresh_warehouse, patched_env, run_pipeline,
-    unfinished,
+    audit, chaos_scenario, clean_history, effect_of, escalations, fresh_warehouse, unfinished,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -51,23 +50,8 @@ MOMENTS = {
 
 
 @pytest.fixture(scope="module")
-def rig():
-    rig = SandboxRig(SCENARIO)
-    yield rig
-    rig.stop()
-
-
-@pytest.fixture(scope="module")
 def baseline(rig, tmp_path_factory):
-    rig.load(SCENARIO)
-    with fresh_warehouse("sqlite", tmp_path_factory.mktemp("crash-baseline")) as wh:
-        run_pipeline_env(rig, wh, "clean-1")
-        return {"effects": audit(rig).done_effects(), "escalations": escalations(wh)}
-
-
-def run_pipeline_env(rig, wh, run_id):
-    with patched_env(rig.connection_env()):
-        return run_pipeline(wh, run_id)
+    return clean_history(rig, tmp_path_factory.mktemp("crash-baseline"))
 
 
 def matches(operation: str):
@@ -116,7 +100,7 @@ def test_kill_between_remote_write_and_ledger_update(moment, rig, baseline, tmp_
             return [w for w in rig.writes if (e := effect_of(w)) is not None and (e.kind, e.target) == (target.kind, target.target)]
 
         # 1. Airflow retries the task at once: the dead runner's lease holds, nothing is repeated
-        run_pipeline_env(rig, wh, "crash-1")
+        rig.run(wh, "crash-1")
         assert len(writes_to_target()) == 1, writes_to_target()
         assert Ledger(wh).state_of("default", stuck["idempotency_key"]) == "in_flight"
         retry_audit = audit(rig)
@@ -126,7 +110,7 @@ def test_kill_between_remote_write_and_ledger_update(moment, rig, baseline, tmp_
         real_utcnow = ledger_module.utcnow
         monkeypatch.setattr(ledger_module, "utcnow", lambda: real_utcnow() + timedelta(minutes=11))
         rig.advance(10)
-        run_pipeline_env(rig, wh, "crash-2")
+        rig.run(wh, "crash-2")
         monkeypatch.undo()
         final = audit(rig)
         row = next(r for r in Ledger(wh).rows("default") if r["idempotency_key"] == stuck["idempotency_key"])

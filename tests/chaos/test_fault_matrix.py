@@ -25,7 +25,7 @@ import pytest
 
 from tests.chaos import report
 from tests.chaos.harness import (
-    SandboxRig, audit, chaos_scenario, escalations, fresh_warehouse, is_order_write, ledger_states, unfinished,
+    audit, chaos_scenario, clean_history, escalations, fresh_warehouse, is_order_write, ledger_states, unfinished,
 )
 
 SCENARIO = chaos_scenario()
@@ -135,24 +135,9 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def rig():
-    rig = SandboxRig(SCENARIO)
-    yield rig
-    rig.stop()
-
-
-@pytest.fixture(scope="module")
 def baseline(rig, tmp_path_factory):
     """A fault-free history: what should have happened once everything is through."""
-    rig.load(SCENARIO)
-    with fresh_warehouse("sqlite", tmp_path_factory.mktemp("baseline")) as wh:
-        rig.run(wh, "baseline-1")
-        rig.advance(10)
-        rig.run(wh, "baseline-2")
-        checked = audit(rig)
-        assert checked.violations == []
-        assert unfinished(wh) == []
-        return {"effects": checked.done_effects(), "escalations": escalations(wh)}
+    return clean_history(rig, tmp_path_factory.mktemp("baseline"), runs=2)
 
 
 def expected_for(case: Case, baseline: dict) -> tuple[set, set]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -19,7 +18,6 @@ from include.runconfig import run_settings
 from include.sandbox.connections import connection_env
 from include.sandbox.core import Settings
 from include.sandbox.generate import generate
-from include.sandbox.scenario import parse_time
 from include.warehouse import Warehouse, decisions
 
 NOW = "2026-11-20T15:00:00Z"

@@ -19,17 +19,10 @@ import pytest
 
 from include.platforms.base import PlatformError
 from include.sandbox.connections import sandbox_connections
-from tests.chaos.harness import RewritingTransport, SandboxRig, chaos_scenario, hook_client, is_order_write, patched_env
+from tests.chaos.harness import RewritingTransport, chaos_scenario, hook_client, is_order_write, patched_env
 
 SCENARIO = chaos_scenario()
 SEARCH = "/order/202309/orders/search"
-
-
-@pytest.fixture(scope="module")
-def rig():
-    rig = SandboxRig(SCENARIO)
-    yield rig
-    rig.stop()
 
 
 def code(response: httpx.Response) -> int:

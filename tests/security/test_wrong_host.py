@@ -27,7 +27,7 @@ from include.pipeline import Platforms, run_all
 from include.platforms.base import PagingError, PlatformError, RetryPolicy
 from include.runconfig import run_settings
 from tests.chaos.harness import (
-    NOW, POLICY, WINDOW, RewritingTransport, SandboxRig, chaos_scenario, fresh_warehouse, hook_client, patched_env,
+    NOW, POLICY, WINDOW, RewritingTransport, chaos_scenario, fresh_warehouse, hook_client, patched_env,
     platform_secrets,
 )
 
@@ -77,13 +77,6 @@ class OtherHost:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def rig():
-    rig = SandboxRig(SCENARIO)
-    yield rig
-    rig.stop()
 
 
 @pytest.fixture
