@@ -7,9 +7,12 @@ warehouse, so the whole flow also runs without Airflow in tests and benchmarks.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
@@ -57,6 +60,7 @@ class Platforms:
         self.settings = settings
         self._factory = factory or self._from_connection
         self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()   # threads of one run share one client (and quota copy) per platform
 
     def _from_connection(self, platform: str):
         conn_id = getattr(self.settings.connections, platform)
@@ -71,9 +75,10 @@ class Platforms:
         return Hook(conn_id).get_client()
 
     def get(self, platform: str):
-        if platform not in self._clients:
-            self._clients[platform] = self._factory(platform)
-        return self._clients[platform]
+        with self._lock:
+            if platform not in self._clients:
+                self._clients[platform] = self._factory(platform)
+            return self._clients[platform]
 
     def tiktok(self):
         return self.get("tiktok")
@@ -580,30 +585,52 @@ def summary_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def side_by_side(steps: list[Callable[[], Any]], workers: int) -> None:
+    """Run the steps on up to `workers` threads (1: in order, in this thread); once all are done,
+    the first error in step order is raised."""
+    if workers <= 1 or len(steps) <= 1:
+        for step in steps:
+            step()
+        return
+    with ThreadPoolExecutor(max_workers=min(workers, len(steps))) as pool:
+        futures = [pool.submit(step) for step in steps]
+    for future in futures:
+        future.result()
+
+
 def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, verify_poll_seconds: float = 2.0,
-            verify_max_seconds: float = 120.0) -> dict:
-    """The whole pipeline in one process, in task order (tests, benchmarks; the DAG splits it)."""
+            verify_max_seconds: float = 120.0, lanes: int = 1) -> dict:
+    """The whole pipeline in one process (tests, benchmarks; the DAG splits it into tasks).
+
+    lanes=1 runs the steps one after the other in task order. lanes > 1 runs side by side what the
+    DAG runs side by side: the Shopify and fulfiller listings once TikTok's is staged, and the action
+    groups and the cancellation sagas once decided, each with `lanes` chunks at a time (as a pool
+    of that many slots would)."""
     ctx = RunContext(shop=settings.shop, dag_id=settings.dag_id, run_id=settings.run_id, task_id="run_all",
                      now=now_for(settings))
     prepare_run(settings, wh)
     tt = extract_tiktok(settings, platforms, wh)
     since = datetime.fromisoformat(tt["since"])
-    extract_shopify(settings, platforms, wh, since)
+    listings = [partial(extract_shopify, settings, platforms, wh, since)]
     if "amazon_mcf" in settings.fulfillers:
-        extract_amazon(settings, platforms, wh, since)
+        listings.append(partial(extract_amazon, settings, platforms, wh, since))
     if "shipbob" in settings.fulfillers:
-        extract_shipbob(settings, platforms, wh, since)
+        listings.append(partial(extract_shipbob, settings, platforms, wh, since))
+    side_by_side(listings, len(listings) if lanes > 1 else 1)
     for batch in BATCH_TABLES:
         validate_batch(settings, wh, batch)
     plan = join_and_decide(settings, platforms, wh)
-    for group in ("tracking", "notes", "rejections", "escalations"):
-        for chunk in plan["chunks"][group]:
-            act(settings, platforms, wh, ctx, chunk)
-    for chunk in plan["chunks"]["cancellations"]:
+
+    def saga(chunk: list[dict]) -> None:
         cancel_at_fulfiller(settings, platforms, wh, ctx, chunk)
         deadline = time.monotonic() + verify_max_seconds
         while not verify_cancellations(settings, platforms, wh, ctx, chunk) and time.monotonic() < deadline:
             time.sleep(verify_poll_seconds)
         refund_and_approve(settings, platforms, wh, ctx, chunk)
+
+    groups = [[partial(act, settings, platforms, wh, ctx, chunk) for chunk in plan["chunks"][group]]
+              for group in ("tracking", "notes", "rejections", "escalations")]
+    groups.append([partial(saga, chunk) for chunk in plan["chunks"]["cancellations"]])
+    side_by_side([partial(side_by_side, steps, lanes) for steps in groups], len(groups) if lanes > 1 else 1)
     record_api_calls(wh, settings, "run_all", -1, platforms)
     return summarize_run(settings, wh)
