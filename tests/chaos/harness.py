@@ -213,13 +213,14 @@ class SandboxRig:
         return list(self.sandbox.writes)
 
 
-def run_pipeline(wh: Warehouse, run_id: str, *, verify_max_seconds: float = 15, **params) -> dict:
+def run_pipeline(wh: Warehouse, run_id: str, *, verify_max_seconds: float = 15, lanes: int = 1, **params) -> dict:
     """`run_all` as the tests use it: the scenario's clock and window, a short C4 timeout."""
     params = {"now": NOW, **WINDOW, "policy": POLICY, **params}
     settings = run_settings(dag_id="orderops_sla", run_id=run_id, params=params)
     platforms = Platforms(settings)
     try:
-        return run_all(settings, platforms, wh, verify_poll_seconds=0.3, verify_max_seconds=verify_max_seconds)
+        return run_all(settings, platforms, wh, verify_poll_seconds=0.3, verify_max_seconds=verify_max_seconds,
+                       lanes=lanes)
     finally:
         platforms.close()
 

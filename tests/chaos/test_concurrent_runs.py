@@ -153,3 +153,17 @@ def _decisions(wh, run_id: str) -> list:
     with wh.engine.connect() as conn:
         return conn.execute(sa.select(decisions.c.tiktok_order_id, decisions.c.rule).where(
             decisions.c.run_id == run_id)).all()
+
+
+def test_one_run_acting_in_lanes_does_what_a_run_in_turn_does(rig, baseline, tmp_path):
+    """run_all with lanes runs the listings, the action groups and the sagas on several threads
+    sharing one client per platform (as the benchmark does): same effects, each once, all closed."""
+    rig.load(SCENARIO)
+    with fresh_warehouse("sqlite", tmp_path) as wh:
+        summary = rig.run(wh, "lanes-1", lanes=3)
+        checked = audit(rig)
+        assert checked.violations == []
+        assert checked.done_effects() == baseline["effects"]
+        assert escalations(wh) == baseline["escalations"]
+        assert unfinished(wh) == []
+        assert summary["state"] == "succeeded", summary
