@@ -290,7 +290,8 @@ def _stage_all_tiktok(platforms) -> list[dict]:
             row = staging.tiktok_order_row(order)
         except staging.BadRecord:
             continue
-        row.update(shop="default", snapshot_run_id="bench", extracted_at=None, source_request_id=None)
+        row.update(shop="default", snapshot_run_id="bench", extracted_at=None, source_request_id=None,
+                   delivery_option_id=row.pop("raw").get("delivery_option_id"))   # as `snapshot` reads it
         rows.append(row)
     return rows
 
@@ -431,7 +432,7 @@ def run_one(size: int, seed: int, warehouse_url: str | None, full_decide: bool, 
         for (_, c0_, _, _), (_, c1_, _, _) in act_marks:
             act_calls += sum(n - c0_.get(k, 0) for k, n in c1_.items())
 
-        tiktok_rows = pipeline.snapshot(wh, stg_tiktok_orders, settings)
+        tiktok_rows = pipeline.snapshot(wh, stg_tiktok_orders, settings, raw_fields=("delivery_option_id",))
         with wh.engine.connect() as conn:
             links = [dict(r._mapping) for r in conn.execute(sa.select(order_links).where(
                 order_links.c.run_id == settings.run_id))]

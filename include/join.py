@@ -174,7 +174,7 @@ class Joiner:
                 problem = LinkProblem.AMBIGUOUS_FULFILLMENT_ORDER
             else:
                 fulfiller, row = candidates[0]
-                option = (tiktok.get("raw") or {}).get("delivery_option_id") or ""
+                option = tiktok.get("delivery_option_id") or ""
                 carriers = self.carrier_maps.get(option, self.default_carriers)
                 build = amazon_fulfillment if fulfiller == "amazon_mcf" else shipbob_fulfillment
                 fulfillment = build(row, carriers, tiktok["line_items"])

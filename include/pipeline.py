@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import sqlalchemy as sa
 
@@ -39,6 +39,8 @@ from include.warehouse import (
 
 log = logging.getLogger(__name__)
 CHUNK = 50
+# Staged rows upserted per statement while a listing is read.
+STAGE_ROWS = 2000
 ACTIONABLE_STATUSES = ("AWAITING_SHIPMENT", "PARTIALLY_SHIPPING")
 # How far before the oldest order in play the Shopify/fulfiller listings start.
 LOOKBACK_MARGIN = timedelta(days=1)
@@ -131,10 +133,15 @@ def prepare_run(settings: RunSettings, wh: Warehouse) -> dict:
 
 
 def _stage(wh: Warehouse, settings: RunSettings, table: sa.Table, batch: str, records: Iterable[Any],
-           to_row: Callable[[Any], dict], key_of: Callable[[Any], str | None]) -> tuple[list[dict], int]:
-    """Transform and upsert one platform batch; records that can't be staged are quarantined."""
+           to_row: Callable[[Any], dict], key_of: Callable[[Any], str | None],
+           on_row: Callable[[dict], None] | None = None) -> tuple[int, int]:
+    """Transform and upsert one platform batch as its pages arrive, STAGE_ROWS rows at a time (so a
+    run never holds a whole platform's payloads); records that can't be staged are quarantined.
+    Returns the orders staged and the records quarantined."""
     now = utcnow()
-    rows, bad = {}, []
+    rows: dict[Any, dict] = {}
+    staged: set = set()
+    bad = []
     key_col = [c.name for c in table.primary_key.columns if c.name != "shop"][0]
     for record in records:
         try:
@@ -147,14 +154,33 @@ def _stage(wh: Warehouse, settings: RunSettings, table: sa.Table, batch: str, re
                             quarantined_at=now))
             continue
         row.update(shop=settings.shop, snapshot_run_id=settings.run_id, extracted_at=now, source_request_id=None)
-        rows[row[key_col]] = row  # a record repeated across pages is staged once
+        rows[row[key_col]] = row  # a record repeated across pages is staged once (the later copy wins)
+        staged.add(row[key_col])
+        if on_row is not None:
+            on_row(row)
+        if len(rows) >= STAGE_ROWS:
+            wh.upsert(table, rows.values())
+            rows.clear()
     wh.upsert(table, rows.values())
     if bad:
         with wh.engine.begin() as conn:
             conn.execute(quarantine.insert(), bad)
         for entry in bad[:20]:
             log.warning("quarantined %s record %s: %s", batch, entry["record_key"], entry["reason"])
-    return list(rows.values()), len(bad)
+    return len(staged), len(bad)
+
+
+def unique(records: Iterable[Any], field_name: str) -> Iterator[Any]:
+    """Records of several listings, each id once (the first copy: the listings are read moments
+    apart); records without an id pass through, to be quarantined."""
+    seen: set = set()
+    for record in records:
+        key = record_id(record, field_name)
+        if key is not None:
+            if key in seen:
+                continue
+            seen.add(key)
+        yield record
 
 
 def _key(field_name: str) -> Callable[[Any], str | None]:
@@ -167,26 +193,19 @@ def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -
     start = settings.window_start - settings.overlap
     window = {"update_time_ge": int(start.timestamp()), "update_time_lt": int(settings.window_end.timestamp())}
     searches = [window, *({"order_status": s} for s in ACTIONABLE_STATUSES), {"is_buyer_request_cancel": True}]
-    orders: dict[str, Any] = {}
-    unnamed = []
-    for filters in searches:
-        for order in client.search_orders(filters, page_size=100):
-            if isinstance(order, dict) and isinstance(order.get("id"), str):
-                orders[order["id"]] = order
-            else:
-                unnamed.append(order)
-    rows, bad = _stage(wh, settings, stg_tiktok_orders, "tiktok_orders", [*orders.values(), *unnamed],
-                       staging.tiktok_order_row, _key("id"))
+    listed = (order for filters in searches for order in client.search_orders(filters, page_size=100))
+    created: list[datetime] = []
+    orders, bad = _stage(wh, settings, stg_tiktok_orders, "tiktok_orders", unique(listed, "id"),
+                         staging.tiktok_order_row, _key("id"), on_row=lambda row: created.append(row["create_time"]))
     cancellations: dict[str, Any] = {}
     for filters in ({"cancel_status": ["CANCELLATION_REQUEST_PENDING"]}, window):
         for cancellation in client.search_cancellations(filters, page_size=50):
             cancellations[record_id(cancellation, "cancel_id") or id(cancellation)] = cancellation
-    cancel_rows, bad_cancels = _stage(wh, settings, stg_tiktok_cancellations, "tiktok_cancellations",
-                                      cancellations.values(), staging.tiktok_cancellation_row, _key("cancel_id"))
-    created = [r["create_time"] for r in rows]
+    staged_cancels, bad_cancels = _stage(wh, settings, stg_tiktok_cancellations, "tiktok_cancellations",
+                                         cancellations.values(), staging.tiktok_cancellation_row, _key("cancel_id"))
     oldest = min(created) if created else start
     since = max(min(oldest, start) - LOOKBACK_MARGIN, now_for(settings) - MAX_LOOKBACK)
-    return Step("extract_tiktok", {"orders": len(rows), "cancellations": len(cancel_rows),
+    return Step("extract_tiktok", {"orders": orders, "cancellations": staged_cancels,
                                    "quarantined": bad + bad_cancels},
                 {"since": since.isoformat()}).as_dict()
 
@@ -195,9 +214,9 @@ def extract_shopify(settings: RunSettings, platforms: Platforms, wh: Warehouse, 
     """Every order created since the oldest TikTok order in play, and any updated in the window."""
     start = settings.window_start - settings.overlap
     query = f"created_at:>='{since:%Y-%m-%dT%H:%M:%SZ}' OR updated_at:>='{start:%Y-%m-%dT%H:%M:%SZ}'"
-    rows, bad = _stage(wh, settings, stg_shopify_orders, "shopify_orders", platforms.shopify().orders(query),
-                       staging.shopify_order_row, _key("legacyResourceId"))
-    return Step("extract_shopify", {"orders": len(rows), "quarantined": bad}).as_dict()
+    orders, bad = _stage(wh, settings, stg_shopify_orders, "shopify_orders", platforms.shopify().orders(query),
+                         staging.shopify_order_row, _key("legacyResourceId"))
+    return Step("extract_shopify", {"orders": orders, "quarantined": bad}).as_dict()
 
 
 def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
@@ -229,23 +248,21 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
             return staging.amazon_order_row(payload)
         return staging.amazon_row_from_listing(payload, by_order.get(record_id(payload, "sellerFulfillmentOrderId"), []))
 
-    rows, bad = _stage(wh, settings, stg_amazon_fulfillment_orders, "amazon_fulfillment_orders", details, to_row,
-                       lambda item: str((item[1].get("fulfillmentOrder") or item[1]).get("sellerFulfillmentOrderId"))
-                       if isinstance(item[1], dict) else None)
-    return Step("extract_amazon", {"orders": len(rows), "report_rows": len(report), "detail_calls": fallbacks,
+    orders, bad = _stage(wh, settings, stg_amazon_fulfillment_orders, "amazon_fulfillment_orders", details, to_row,
+                         lambda item: str((item[1].get("fulfillmentOrder") or item[1]).get("sellerFulfillmentOrderId"))
+                         if isinstance(item[1], dict) else None)
+    return Step("extract_amazon", {"orders": orders, "report_rows": len(report), "detail_calls": fallbacks,
                                    "quarantined": bad}).as_dict()
 
 
 def extract_shipbob(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
     client = platforms.shipbob()
     start = settings.window_start - settings.overlap
-    orders: dict[Any, Any] = {}
-    for listing in (client.orders(start_date=since), client.orders(last_update_start=start)):
-        for order in listing:
-            orders[record_id(order, "id") or id(order)] = order
-    rows, bad = _stage(wh, settings, stg_shipbob_orders, "shipbob_orders", orders.values(),
-                       staging.shipbob_order_row, _key("id"))
-    return Step("extract_shipbob", {"orders": len(rows), "quarantined": bad}).as_dict()
+    listed = (order for listing in (client.orders(start_date=since), client.orders(last_update_start=start))
+              for order in listing)
+    orders, bad = _stage(wh, settings, stg_shipbob_orders, "shipbob_orders", unique(listed, "id"),
+                         staging.shipbob_order_row, _key("id"))
+    return Step("extract_shipbob", {"orders": orders, "quarantined": bad}).as_dict()
 
 
 BATCH_TABLES = {
@@ -255,8 +272,9 @@ BATCH_TABLES = {
 }
 
 
-def snapshot(wh: Warehouse, table: sa.Table, settings: RunSettings) -> list[dict]:
-    """The rows this run staged. Staging keeps one row per order (upsert by natural key), so a run of
+def snapshot(wh: Warehouse, table: sa.Table, settings: RunSettings, raw_fields: tuple[str, ...] = ()) -> list[dict]:
+    """The rows this run staged, typed columns only (the raw payload stays in the warehouse: it is
+    most of a row's size), plus `raw_fields` read out of it. Staging keeps one row per order (upsert by natural key), so a run of
     the same shop going on at the same time (a backfill beside the scheduled run) restages rows this
     run staged and takes them over: those are read too (anything staged since this run started is at
     least as fresh as its own copy). Without them the order would look unlinked, or its fulfillment
@@ -267,7 +285,10 @@ def snapshot(wh: Warehouse, table: sa.Table, settings: RunSettings) -> list[dict
         mine = table.c.snapshot_run_id == settings.run_id
         if started is not None:
             mine = sa.or_(mine, table.c.extracted_at >= as_utc(started) - CLOCK_SKEW)
-        return [dict(r._mapping) for r in conn.execute(sa.select(table).where(table.c.shop == settings.shop, mine))]
+        columns = [c for c in table.c if c.name != "raw"]
+        columns += [table.c.raw[name].as_string().label(name) for name in raw_fields]
+        query = sa.select(*columns).where(table.c.shop == settings.shop, mine)
+        return [dict(r._mapping) for r in conn.execute(query)]
 
 
 def validate_batch(settings: RunSettings, wh: Warehouse, batch: str) -> dict:
@@ -282,7 +303,7 @@ def validate_batch(settings: RunSettings, wh: Warehouse, batch: str) -> dict:
 
 def carrier_maps(settings: RunSettings, platforms: Platforms, tiktok_rows: list[dict]) -> tuple[dict, CarrierMap]:
     """TikTok shipping providers per delivery option of the orders in play (one call per option)."""
-    options = sorted({(r["raw"] or {}).get("delivery_option_id") for r in tiktok_rows
+    options = sorted({r["delivery_option_id"] for r in tiktok_rows
                       if r["status"] in ACTIONABLE_STATUSES} - {None, ""})
     maps, every = {}, {}
     for option in options:
@@ -326,7 +347,7 @@ def _depends_on(fulfiller: str | None, configured: tuple[str, ...]) -> set[str]:
 def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) -> dict:
     """Link, decide and record pending ledger rows; returns the plan of keys to act on."""
     now = now_for(settings)
-    tiktok_rows = snapshot(wh, stg_tiktok_orders, settings)
+    tiktok_rows = snapshot(wh, stg_tiktok_orders, settings, raw_fields=("delivery_option_id",))
     ledger = Ledger(wh)
     sagas = saga_states(ledger.rows(settings.shop, kind=CANCEL_FULFILLMENT) + ledger.rows(settings.shop, kind=CANCEL_SHOPIFY))
     maps, default_map = carrier_maps(settings, platforms, tiktok_rows)
