@@ -58,3 +58,9 @@ SIZES ?= 1000,10000,50000
 .PHONY: bench
 bench: venv
 	$(PY) -m bench.pipeline_bench --sizes $(SIZES)
+
+# The DAG itself on the production shape (make prod-up's), one run of BENCH_ORDERS generated orders
+BENCH_ORDERS ?= 10000
+.PHONY: bench-dag
+bench-dag: venv
+	$(PY) -m bench.dag_bench --orders $(BENCH_ORDERS)

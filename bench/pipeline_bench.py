@@ -605,14 +605,19 @@ def render(results: list[dict], parse: dict[str, dict] | None) -> str:
     return "\n".join(lines)
 
 
-def write_results(results: list[dict], parse: dict | None, out_dir: Path) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+def revision() -> str:
+    """The commit measured (with -dirty for uncommitted changes), for comparing versions."""
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        rev = (rev or "norev") + ("-dirty" if dirty else "")
+        return (rev or "norev") + ("-dirty" if dirty else "")
     except OSError:
-        rev = "norev"
+        return "norev"
+
+
+def write_results(results: list[dict], parse: dict | None, out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rev = revision()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     doc = {"when": stamp, "revision": rev, "python": sys.version.split()[0], "results": results, "dag_parse": parse}
     base = out_dir / f"pipeline-{stamp}-{rev}"

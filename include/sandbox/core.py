@@ -344,6 +344,7 @@ class Sandbox:
         self.writes: list[WriteRecord] = []
         self.calls: Counter = Counter()
         self.throttles: Counter = Counter()
+        self.charged: Counter = Counter()   # quota units beyond one a call (Shopify: points actually charged)
         self.faults: list[Fault] = []
         self.platforms: dict[str, PlatformSandbox] = {}
         self._apps: dict[str, FastAPI] | None = None
@@ -359,6 +360,7 @@ class Sandbox:
         self.writes.clear()
         self.calls.clear()
         self.throttles.clear()
+        self.charged.clear()
         self.faults.clear()
         for impl in self.platforms.values():
             impl.load(scenario)
@@ -493,12 +495,14 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
         return {
             "calls": [{"platform": p, "operation": o, "count": n} for (p, o), n in sorted(sandbox.calls.items())],
             "throttled": [{"platform": p, "operation": o, "count": n} for (p, o), n in sorted(sandbox.throttles.items())],
+            "charged": [{"platform": p, "operation": o, "units": n} for (p, o), n in sorted(sandbox.charged.items())],
         }
 
     @router.delete("/calls")
     async def reset_calls():
         sandbox.calls.clear()
         sandbox.throttles.clear()
+        sandbox.charged.clear()
         return {}
 
     @router.get("/state/{platform}")

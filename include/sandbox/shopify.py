@@ -951,6 +951,7 @@ class ShopifySandbox(PlatformSandbox):
                 self.bucket.give_back(actual)
                 return respond(payload)
             payload["errors"] = [e.formatted for e in result.errors]
+        self.sandbox.charged[(self.name, request.state.operation)] += actual
         payload["data"] = result.data
         payload["extensions"] = {"cost": {"requestedQueryCost": requested, "actualQueryCost": actual,
                                           "throttleStatus": self._throttle_status()}}

@@ -518,11 +518,17 @@ def test_syntax_and_validation_errors_in_shopify_shape(run_sandbox):
 
 def test_calls_are_counted_per_root_field(run_sandbox):
     server = run_sandbox({"now": NOW, "orders": [scenario_order(1)]}, platforms=("shopify",))
-    gql(server, "{ orders(first: 1) { nodes { id } } }")
+    answers = [gql(server, "{ orders(first: 1) { nodes { id } } }").json()]
     gql(server, "query Two { orders(first: 1) { nodes { id } } shop { name } }")
     gql(server, CANCEL_2025_10, {"id": gid(1)})
-    calls = {c["operation"]: c["count"] for c in httpx.get(f"{server.urls['shopify']}/_sandbox/calls").json()["calls"]}
-    assert calls == {"query orders": 1, "query orders,shop": 1, "mutation orderCancel": 1}
+    answers += [gql(server, "{ orders(first: 1) { nodes { id } } }").json() for _ in range(2)]
+    counted = httpx.get(f"{server.urls['shopify']}/_sandbox/calls").json()
+    calls = {c["operation"]: c["count"] for c in counted["calls"]}
+    assert calls == {"query orders": 3, "query orders,shop": 1, "mutation orderCancel": 1}
+    # the points actually charged, per operation, are what the answers reported
+    charged = {c["operation"]: c["units"] for c in counted["charged"]}
+    assert charged["query orders"] == sum(a["extensions"]["cost"]["actualQueryCost"] for a in answers) > 0
+    assert charged["mutation orderCancel"] == 10
 
 
 def test_node_lookup_and_sixty_day_window(run_sandbox):
