@@ -87,10 +87,12 @@ def run_context(context: dict, settings: RunSettings) -> RunContext:
 def task_resources(settings_doc: dict[str, Any], context: dict) -> Iterator[tuple[RunSettings, Platforms, Warehouse, RunContext]]:
     """Settings, clients and warehouse for one task; records the task's API calls at the end."""
     from include.pipeline import record_api_calls
+    from include.quotas import SharedQuotas
 
     settings = RunSettings.from_xcom(settings_doc)
-    platforms = Platforms(settings)
     wh = Warehouse(warehouse_url(settings.connections.warehouse))
+    # the shop's other tasks run in other processes at the same time: one quota for all of them
+    platforms = Platforms(settings, quotas=SharedQuotas(wh, settings.shop))
     ctx = run_context(context, settings)
     try:
         yield settings, platforms, wh, ctx

@@ -56,11 +56,13 @@ GROUPS = {POST_TRACKING: "tracking", ADD_NOTE: "notes", REJECT_CANCELLATION: "re
 
 
 class Platforms:
-    """The four clients of one shop, built on first use from Airflow connections (or a factory)."""
+    """The four clients of one shop, built on first use from Airflow connections (or a factory);
+    with `quotas` (include.quotas.SharedQuotas) they pace their calls by the shop's shared quotas."""
 
-    def __init__(self, settings: RunSettings, factory: Callable[[str], Any] | None = None):
+    def __init__(self, settings: RunSettings, factory: Callable[[str], Any] | None = None, quotas: Any = None):
         self.settings = settings
         self._factory = factory or self._from_connection
+        self._quotas = quotas
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()   # threads of one run share one client (and quota copy) per platform
 
@@ -79,7 +81,10 @@ class Platforms:
     def get(self, platform: str):
         with self._lock:
             if platform not in self._clients:
-                self._clients[platform] = self._factory(platform)
+                client = self._factory(platform)
+                if self._quotas is not None:
+                    client.share_quotas(self._quotas)
+                self._clients[platform] = client
             return self._clients[platform]
 
     def tiktok(self):

@@ -212,6 +212,14 @@ pipeline_breaches = sa.Table(
     sa.Column("detail", sa.Text, nullable=False),
     sa.Column("recorded_at", TS, nullable=False),
 )
+# The platforms' quotas of each shop, drawn from by every task process of that shop (include/quotas.py).
+quota_buckets = sa.Table(
+    "quota_buckets", metadata,
+    sa.Column("shop", sa.String(64), primary_key=True),
+    sa.Column("bucket", sa.String(200), primary_key=True),   # platform:operation, or platform alone
+    sa.Column("tokens", sa.Float, nullable=False),           # may be negative: calls promised a later slot
+    sa.Column("stamp", sa.Float, nullable=False),            # epoch seconds of the last change
+)
 schema_version = sa.Table(
     "orderops_schema", metadata,
     sa.Column("version", sa.Integer, primary_key=True),
@@ -225,6 +233,7 @@ V1_TABLES = ("stg_tiktok_orders", "stg_tiktok_cancellations", "stg_shopify_order
 MIGRATIONS: list = [
     lambda conn: metadata.create_all(conn, tables=[metadata.tables[n] for n in V1_TABLES]),
     lambda conn: metadata.create_all(conn, tables=[sla_daily, pipeline_breaches]),
+    lambda conn: metadata.create_all(conn, tables=[quota_buckets]),
 ]
 
 

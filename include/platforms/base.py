@@ -103,9 +103,21 @@ class RateLimiter:
         self._sleep = sleep
         self._stamp = clock()
         self._lock = threading.Lock()
+        self.shared: tuple[Any, str] | None = None
+
+    def share(self, quotas: Any, bucket: str) -> None:
+        """Draw from `bucket` of a quota store shared with other processes (include.quotas.SharedQuotas)
+        instead of this process's own copy."""
+        self.shared = (quotas, bucket)
 
     def acquire(self, cost: float = 1.0) -> float:
         """Take `cost` tokens, sleeping as needed; returns the seconds waited."""
+        if self.shared is not None:
+            quotas, bucket = self.shared
+            wait = quotas.reserve(bucket, self.rate, self.burst, cost)
+            if wait > 0:
+                self._sleep(wait)
+            return wait
         waited = 0.0
         while True:
             with self._lock:
@@ -121,6 +133,10 @@ class RateLimiter:
 
     def drain(self) -> None:
         """After a 429 the platform's bucket is empty; empty ours so we pace from zero."""
+        if self.shared is not None:
+            quotas, bucket = self.shared
+            quotas.settle(bucket, self.rate, self.burst, at_most=0.0)
+            return
         with self._lock:
             self._tokens = 0.0
             self._stamp = self._clock()
@@ -176,6 +192,7 @@ class PlatformClient:
         self._limits_config = limits or {}
         self._default_limit = default_limit
         self._limiters: dict[str, RateLimiter] = {}
+        self._quotas: Any = None
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -194,7 +211,17 @@ class PlatformClient:
                 if spec is None:
                     return None
                 self._limiters[operation] = RateLimiter(*spec, sleep=self._sleep)
+                if self._quotas is not None:
+                    self._limiters[operation].share(self._quotas, f"{self.platform}:{operation}")
             return self._limiters[operation]
+
+    def share_quotas(self, quotas: Any) -> None:
+        """Draw every call from quotas shared with the shop's other task processes
+        (include.quotas.SharedQuotas), one bucket per metered operation."""
+        with self._lock:
+            self._quotas = quotas
+            for operation, limiter in self._limiters.items():
+                limiter.share(quotas, f"{self.platform}:{operation}")
 
     # Subclass hooks
     def _prepare(self, request: httpx.Request, operation: str) -> httpx.Request:

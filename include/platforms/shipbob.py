@@ -241,6 +241,9 @@ class ShipBobClient(PlatformClient):
     def limiter(self, operation: str) -> RateLimiter:
         return self._bucket
 
+    def share_quotas(self, quotas: Any) -> None:
+        self._bucket.share(quotas, self.platform)
+
     def _prepare(self, request: httpx.Request, operation: str) -> httpx.Request:
         request.headers["Authorization"] = f"Bearer {self._token}"
         request.headers["Accept"] = "application/json"

@@ -196,17 +196,25 @@ class PointsBucket(RateLimiter):
             self._in_flight[threading.get_ident()] = (cost, self._clock())
         return waited
 
-    def sync(self, available: float, rate: float | None = None, maximum: float | None = None) -> None:
+    def sync(self, available: float, rate: float | None = None, maximum: float | None = None,
+             actual: float | None = None) -> None:
         with self._lock:
             now = self._clock()
-            self._in_flight.pop(threading.get_ident(), None)   # this thread's request is the one answered
+            mine = self._in_flight.pop(threading.get_ident(), None)   # this thread's request is the one answered
             pending = sum(cost for cost, sent in self._in_flight.values() if now - sent < self.IN_FLIGHT_TTL)
             if rate and rate > 0:
                 self.rate = float(rate)
             if maximum and maximum >= 1:
                 self.burst = float(maximum)
-            self._tokens = max(0.0, min(self.burst, float(available) - pending))
-            self._stamp = self._synced_at = now
+            self._synced_at = now
+            if self.shared is None:
+                self._tokens = max(0.0, min(self.burst, float(available) - pending))
+                self._stamp = now
+                return
+        # shared: the requested cost was taken; give back what Shopify did not charge
+        quotas, bucket = self.shared
+        refund = max(0.0, mine[0] - actual) if mine is not None and actual is not None else 0.0
+        quotas.settle(bucket, self.rate, self.burst, refund=refund, at_most=float(available) - pending)
 
     def drain(self) -> None:
         # A THROTTLED answer carries the true level, just synced: emptying the bucket would over-wait.
@@ -339,6 +347,9 @@ class ShopifyClient(PlatformClient):
         # One bucket per app and shop for every GraphQL call; the token grant is not metered.
         return None if operation == TOKEN_OPERATION else self._bucket
 
+    def share_quotas(self, quotas: Any) -> None:
+        self._bucket.share(quotas, self.platform)
+
     @property
     def bucket(self) -> PointsBucket:
         return self._bucket
@@ -404,7 +415,7 @@ class ShopifyClient(PlatformClient):
             available = _number(status.get("currentlyAvailable"))
             if available is not None:
                 self._bucket.sync(available, _number(status.get("restoreRate")),
-                                  _number(status.get("maximumAvailable")))
+                                  _number(status.get("maximumAvailable")), actual=actual)
                 self.throttle_status = dict(status)
 
     def _check(self, response: httpx.Response, operation: str) -> Reply:
