@@ -134,6 +134,11 @@ def test_two_shops_on_celery_postgres_redis(tmp_path):
         meta_hosts = dict(query(AIRFLOW_DB, "SELECT hostname, count(*) FROM task_instance WHERE dag_id IN %s "
                                             "GROUP BY hostname", dag_ids))
         assert {h: len(v) for h, v in hosts.items()} == meta_hosts
+        # a Celery result is stored once the task process has exited, moments after Airflow has the task's state
+        deadline = time.monotonic() + 60
+        while (query(AIRFLOW_DB, "SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'")[0][0]
+               < sum(meta_hosts.values()) and time.monotonic() < deadline):
+            time.sleep(2)
         assert query(AIRFLOW_DB, "SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'")[0][0] >= sum(meta_hosts.values())
 
         # the warehouse is in PostgreSQL, and each shop's run, staging and ledger carry that shop
