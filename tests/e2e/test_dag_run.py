@@ -13,7 +13,7 @@ from include.demo import airflow, airflow_env, prepare_airflow
 from include.sandbox.core import Settings
 from include.sandbox.generate import DEFAULT_NOW, generate
 from include.sandbox.scenario import parse_time
-from include.warehouse import Warehouse, action_ledger, decisions, runs
+from include.warehouse import Warehouse, action_ledger, decisions, quota_buckets, runs
 
 NOT_ORDER_WRITES = ("token", "createReport")
 
@@ -43,7 +43,11 @@ def test_dag_runs_twice_acts_once_and_emits_lineage(run_sandbox, tmp_path):
             decisions.c.run_id == run_rows[0].run_id).group_by(decisions.c.rule)).all())
         ledger = conn.execute(sa.select(action_ledger.c.kind, action_ledger.c.state, action_ledger.c.task_id,
                                         action_ledger.c.map_index)).all()
+        shared = set(conn.execute(sa.select(quota_buckets.c.bucket).where(quota_buckets.c.shop == "default")).scalars())
     wh.dispose()
+    # the tasks paced their calls by the shop's shared quotas
+    assert {"shopify", "tiktok:search_orders", "tiktok:mark_package_shipped", "amazon_mcf:listAllFulfillmentOrders",
+            "shipbob"} <= shared, shared
     assert [r.state for r in run_rows] == ["succeeded", "succeeded"]
     assert {"T1", "N1", "E1"} <= set(rules)
     assert ledger and all(r.state == "succeeded" for r in ledger)
