@@ -42,17 +42,23 @@ class SharedQuotas:
         level = self._least(burst, t.tokens + self._greatest(0.0, now - t.stamp) * rate + refund) - cost
         if at_most is not None:
             level = self._least(level, at_most)
+        self._create(bucket, burst, now)
         with self.wh.engine.begin() as conn:
-            with self._lock:
-                known = bucket in self._known
-            if not known:
-                conn.execute(self._insert(quota_buckets).values(shop=self.shop, bucket=bucket, tokens=burst, stamp=now)
-                             .on_conflict_do_nothing(index_elements=["shop", "bucket"]))
-                with self._lock:
-                    self._known.add(bucket)
             return conn.execute(
                 quota_buckets.update().where(t.shop == self.shop, t.bucket == bucket)
                 .values(tokens=level, stamp=self._greatest(t.stamp, now)).returning(t.tokens)).scalar_one()
+
+    def _create(self, bucket: str, burst: float, now: float) -> None:
+        """A full bucket the first time anyone asks, committed before any thread updates it (an
+        uncommitted row is invisible to the other connections' UPDATEs)."""
+        with self._lock:
+            if bucket in self._known:
+                return
+        with self.wh.engine.begin() as conn:
+            conn.execute(self._insert(quota_buckets).values(shop=self.shop, bucket=bucket, tokens=burst, stamp=now)
+                         .on_conflict_do_nothing(index_elements=["shop", "bucket"]))
+        with self._lock:
+            self._known.add(bucket)
 
     def reserve(self, bucket: str, rate: float, burst: float, cost: float = 1.0) -> float:
         """Take `cost` now; returns the seconds to wait before the call may go."""

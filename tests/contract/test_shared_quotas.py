@@ -26,6 +26,7 @@ def hammer(server, quotas: SharedQuotas | None) -> tuple[int, float]:
         for client in clients:
             client.share_quotas(quotas)
     start = threading.Barrier(WORKERS)
+    errors: list[Exception] = []
 
     def work(client) -> None:
         start.wait()
@@ -34,6 +35,8 @@ def hammer(server, quotas: SharedQuotas | None) -> tuple[int, float]:
                 client.get_orders([oid(n % 10 + 1)])
             except ThrottledError:
                 pass    # still throttled after its retries: counted by the simulator all the same
+            except Exception as exc:   # anything else is a failure of the test
+                errors.append(exc)
 
     before = server.sandbox.throttles.copy()
     began = time.monotonic()
@@ -45,6 +48,7 @@ def hammer(server, quotas: SharedQuotas | None) -> tuple[int, float]:
     elapsed = time.monotonic() - began
     for client in clients:
         client.close()
+    assert errors == []
     return sum((server.sandbox.throttles - before).values()), elapsed
 
 
