@@ -202,12 +202,11 @@ def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -
     created: list[datetime] = []
     orders, bad = _stage(wh, settings, stg_tiktok_orders, "tiktok_orders", unique(listed, "id"),
                          staging.tiktok_order_row, _key("id"), on_row=lambda row: created.append(row["create_time"]))
-    cancellations: dict[str, Any] = {}
-    for filters in ({"cancel_status": ["CANCELLATION_REQUEST_PENDING"]}, window):
-        for cancellation in client.search_cancellations(filters, page_size=50):
-            cancellations[record_id(cancellation, "cancel_id") or id(cancellation)] = cancellation
+    requests = (c for filters in ({"cancel_status": ["CANCELLATION_REQUEST_PENDING"]}, window)
+                for c in client.search_cancellations(filters, page_size=50))
     staged_cancels, bad_cancels = _stage(wh, settings, stg_tiktok_cancellations, "tiktok_cancellations",
-                                         cancellations.values(), staging.tiktok_cancellation_row, _key("cancel_id"))
+                                         unique(requests, "cancel_id"), staging.tiktok_cancellation_row,
+                                         _key("cancel_id"))
     oldest = min(created) if created else start
     since = max(min(oldest, start) - LOOKBACK_MARGIN, now_for(settings) - MAX_LOOKBACK)
     return Step("extract_tiktok", {"orders": orders, "cancellations": staged_cancels,
@@ -279,9 +278,11 @@ BATCH_TABLES = {
 
 def snapshot(wh: Warehouse, table: sa.Table, settings: RunSettings, raw_fields: tuple[str, ...] = ()) -> list[dict]:
     """The rows this run staged, typed columns only (the raw payload stays in the warehouse: it is
-    most of a row's size), plus `raw_fields` read out of it. Staging keeps one row per order (upsert by natural key), so a run of
-    the same shop going on at the same time (a backfill beside the scheduled run) restages rows this
-    run staged and takes them over: those are read too (anything staged since this run started is at
+    most of a row's size), plus `raw_fields` read out of it.
+
+    Staging keeps one row per order (upsert by natural key), so a run of the same shop going on at
+    the same time (a backfill beside the scheduled run) restages rows this run staged and takes
+    them over: those are read too (anything staged since this run started is at
     least as fresh as its own copy). Without them the order would look unlinked, or its fulfillment
     order absent, and a cancellation would be approved without cancelling at the fulfiller."""
     with wh.engine.connect() as conn:

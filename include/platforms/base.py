@@ -211,17 +211,20 @@ class PlatformClient:
                 if spec is None:
                     return None
                 self._limiters[operation] = RateLimiter(*spec, sleep=self._sleep)
-                if self._quotas is not None:
-                    self._limiters[operation].share(self._quotas, f"{self.platform}:{operation}")
+                self._share(operation)
             return self._limiters[operation]
+
+    def _share(self, operation: str) -> None:
+        if self._quotas is not None:
+            self._limiters[operation].share(self._quotas, f"{self.platform}:{operation}")
 
     def share_quotas(self, quotas: Any) -> None:
         """Draw every call from quotas shared with the shop's other task processes
         (include.quotas.SharedQuotas), one bucket per metered operation."""
         with self._lock:
             self._quotas = quotas
-            for operation, limiter in self._limiters.items():
-                limiter.share(quotas, f"{self.platform}:{operation}")
+            for operation in self._limiters:
+                self._share(operation)
 
     # Subclass hooks
     def _prepare(self, request: httpx.Request, operation: str) -> httpx.Request:
