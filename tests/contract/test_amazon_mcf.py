@@ -1,7 +1,7 @@
 """Contract tests of the Amazon SP-API simulator (LWA, Fulfillment Outbound 2020-07-01, Reports 2021-06-30).
 
 Everything goes over real HTTP to a running sandbox. Every SP-API response body is validated
-against the official Swagger models in shared/vendor-specs (refs resolved, formats checked), and
+against the official Swagger models in tests/fixtures/vendor-specs (refs resolved, formats checked), and
 must not carry fields the model does not declare.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from jsonschema import Draft4Validator, FormatChecker
 from include.sandbox.amazon_mcf import DEFAULT_CREDENTIALS, SHIPMENT_REPORT_COLUMNS
 from include.sandbox.core import Settings
 
-SPEC_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "vendor-specs" / "amazon-sp-api"
+SPEC_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "vendor-specs" / "amazon-sp-api"
 FBA = "/fba/outbound/2020-07-01"
 REPORTS = "/reports/2021-06-30"
 NOW = "2026-11-20T15:00:00Z"

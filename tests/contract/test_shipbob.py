@@ -15,7 +15,7 @@ from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from include.sandbox.core import Settings
 from include.sandbox.shipbob import DEFAULT_CREDENTIALS
 
-SPECS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vendor-specs" / "shipbob"
+SPECS = Path(__file__).resolve().parents[1] / "fixtures" / "vendor-specs" / "shipbob"
 TOKEN = DEFAULT_CREDENTIALS["personal_access_tokens"][0]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 WRITE_CHANNEL = {"shipbob_channel_id": str(DEFAULT_CREDENTIALS["channel_id"])}
