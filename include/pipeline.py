@@ -196,7 +196,9 @@ def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -
     """Orders updated in the window (plus overlap) and every actionable one; pending cancellations."""
     client = platforms.tiktok()
     start = settings.window_start - settings.overlap
-    window = {"update_time_ge": int(start.timestamp()), "update_time_lt": int(settings.window_end.timestamp())}
+    # the window's end second included: TikTok's times are whole seconds, and a change stamped with
+    # the run's own moment would otherwise wait for the next run's overlap
+    window = {"update_time_ge": int(start.timestamp()), "update_time_lt": int(settings.window_end.timestamp()) + 1}
     searches = [window, *({"order_status": s} for s in ACTIONABLE_STATUSES), {"is_buyer_request_cancel": True}]
     listed = (order for filters in searches for order in client.search_orders(filters, page_size=100))
     created: list[datetime] = []

@@ -1,16 +1,24 @@
 """SLA breach reports: daily figures (`sla_daily`), breached orders with their ledger chain, and
 self-contained HTML/CSV files per day with a 30-day trend.
 
-Definitions (seller-shipped TikTok orders, as staged, latest state):
-- due on day D: `rts_sla_time` falls on D (UTC);
-- dispatched on time / late: TikTok's `rts_time` (set when tracking was posted) before / after `rts_sla_time`;
+Each day is computed from what orderops knows now about every order due that day: the latest
+staged state of each platform record (staging keeps one row per record, refreshed by every run
+that reads it) and the ledger's own record of what orderops did and when (a tracking post or a
+cancellation answer of the last run is known before a later run reads it back).
+
+Definitions (seller-shipped TikTok orders, TikTok-label ones included; the sandbox's ground truth,
+include/sandbox/life.py `day_figures`, uses the same):
+- due on day D: `rts_sla_time` falls on D (UTC), unless the order was cancelled without being dispatched;
+- dispatched: tracking on TikTok (TikTok's `rts_time`, else the ledger's successful `post_tracking`);
+  on time / late: at or before / after `rts_sla_time`;
 - past ship-by without tracking: not dispatched and `rts_sla_time` already passed when the report runs;
-- Late Dispatch Rate = (late + past ship-by without tracking) / due orders not cancelled; TikTok's line is 4%;
+- Late Dispatch Rate = (late + past ship-by without tracking) / due orders; TikTok's line is 4%;
 - at risk of auto-cancellation: not dispatched and `shipping_due_time` within 24 h of the report;
-- cancellation requests created on D, handled on time when approved or rejected (ledger, else TikTok's
-  update time) before their deadline; late when handled after it or still pending past it;
-- hours from the fulfiller's shipment to tracking on TikTok: `rts_time` minus the shipment's time,
-  for orders dispatched on D (median and 95th percentile).
+- buyer cancellation requests created on D; answered when orderops' approve or reject succeeded
+  (ledger) or TikTok shows the request closed (its update time); late when answered at or after
+  the deadline, or still open once the deadline passed;
+- hours from the fulfiller's shipment to tracking on TikTok, for orders dispatched on D (median
+  and 95th percentile).
 Every figure is also split by fulfiller and carrier.
 """
 from __future__ import annotations
@@ -36,7 +44,7 @@ from include.warehouse import (
 
 LDR_LINE = 0.04
 REPORTS_DIR_ENV = "ORDEROPS_REPORTS_DIR"
-DISPATCHABLE = ("AWAITING_SHIPMENT", "PARTIALLY_SHIPPING")
+ANSWERS = ("approve_cancellation", "reject_cancellation")
 
 
 def reports_dir() -> Path:
@@ -78,7 +86,7 @@ def load_day(wh: Warehouse, shop: str, day: date, now: datetime) -> DayData:
         shipped = _rows(conn, sa.select(stg_tiktok_orders).where(
             o.shop == shop, o.fulfillment_type == "FULFILLMENT_BY_SELLER", o.rts_time >= start, o.rts_time < end))
         cancels = _rows(conn, sa.select(stg_tiktok_cancellations).where(
-            c.shop == shop, c.create_time >= start, c.create_time < end))
+            c.shop == shop, c.cancel_type == "BUYER_CANCEL", c.create_time >= start, c.create_time < end))
         ids = sorted({r["tiktok_order_id"] for r in due + shipped} | {r["tiktok_order_id"] for r in cancels})
         links: dict[str, dict] = {}
         chains: dict[str, list[dict]] = {}
@@ -93,9 +101,10 @@ def load_day(wh: Warehouse, shop: str, day: date, now: datetime) -> DayData:
                              .where(a.shop == shop, a.tiktok_order_id.in_(part)).order_by(a.id)):
                 chains.setdefault(row["tiktok_order_id"], []).append(row)
         shipments = _fulfillment_shipments(conn, shop, links)
-    orders = pd.DataFrame([_order_facts(r, links.get(r["tiktok_order_id"]), shipments, now) for r in due],
-                          columns=ORDER_COLUMNS)
-    dispatched = pd.DataFrame([_order_facts(r, links.get(r["tiktok_order_id"]), shipments, now) for r in shipped],
+    facts = lambda r: _order_facts(r, links.get(r["tiktok_order_id"]), chains.get(r["tiktok_order_id"], []),  # noqa: E731
+                                   shipments, now)
+    orders = pd.DataFrame([facts(r) for r in due], columns=ORDER_COLUMNS)
+    dispatched = pd.DataFrame([f for f in map(facts, shipped) if f["rts_time"] is not None and start <= f["rts_time"] < end],
                               columns=ORDER_COLUMNS)
     cancellations = pd.DataFrame([_cancel_facts(r, chains.get(r["tiktok_order_id"], []), links.get(r["tiktok_order_id"]),
                                                 shipments, now) for r in cancels], columns=CANCEL_COLUMNS)
@@ -133,18 +142,31 @@ def _fulfillment_shipments(conn, shop: str, links: dict[str, dict]) -> dict[tupl
     return found
 
 
-def _order_facts(row: dict, link: dict | None, shipments: dict, now: datetime) -> dict:
-    sla, rts = as_utc(row["rts_sla_time"]), as_utc(row.get("rts_time"))
+def _done_at(chain: list[dict], kinds: tuple[str, ...], now: datetime, cancel_id: str | None = None) -> datetime | None:
+    """When orderops' first successful action of these kinds took effect (by the report's now)."""
+    moments = [as_utc(a["acted_at"]) for a in chain if a["kind"] in kinds and a["state"] == "succeeded"
+               and a["acted_at"] is not None and (cancel_id is None or (a["request"] or {}).get("cancel_id") == cancel_id)]
+    moments = [m for m in moments if m <= now]
+    return min(moments) if moments else None
+
+
+def _order_facts(row: dict, link: dict | None, chain: list[dict], shipments: dict, now: datetime) -> dict:
+    sla = as_utc(row["rts_sla_time"])
+    rts = as_utc(row.get("rts_time"))
+    if rts is None or rts > now:
+        rts = _done_at(chain, ("post_tracking",), now)
     fulfiller = (link or {}).get("fulfiller") or "unlinked"
     ship = shipments.get((fulfiller, (link or {}).get("fulfillment_order_id")), {})
-    cancelled = row["status"] == "CANCELLED" and rts is None
+    # cancelled as staged, or by orderops' own approval since the last read
+    cancelled = rts is None and (row["status"] == "CANCELLED" or _done_at(chain, ("approve_cancellation",), now) is not None)
     due_time = as_utc(row.get("shipping_due_time"))
-    pending = rts is None and not cancelled and row["status"] in DISPATCHABLE
+    pending = rts is None and not cancelled
     hours = None
     if rts is not None and ship.get("shipped_at") is not None and rts >= ship["shipped_at"]:
         hours = (rts - ship["shipped_at"]).total_seconds() / 3600
     return {
-        "tiktok_order_id": row["tiktok_order_id"], "status": row["status"], "rts_sla_time": sla, "rts_time": rts,
+        "tiktok_order_id": row["tiktok_order_id"], "status": "CANCELLED" if cancelled else row["status"],
+        "rts_sla_time": sla, "rts_time": rts,
         "shipping_due_time": due_time, "tracking_number": row["tracking_number"], "fulfiller": fulfiller,
         "carrier": ship.get("carrier") or "unknown", "shipped_at": ship.get("shipped_at"),
         "on_time": rts is not None and rts <= sla, "late": rts is not None and rts > sla,
@@ -156,23 +178,23 @@ def _order_facts(row: dict, link: dict | None, shipments: dict, now: datetime) -
 
 def _cancel_facts(row: dict, chain: list[dict], link: dict | None, shipments: dict, now: datetime) -> dict:
     deadline = as_utc(row.get("deadline"))
-    handled = next((as_utc(a["acted_at"]) for a in chain if a["kind"] in ("approve_cancellation", "reject_cancellation")
-                    and a["state"] == "succeeded" and a["request"].get("cancel_id") == row["cancel_id"]), None)
-    if handled is None and row["status"] != "CANCELLATION_REQUEST_PENDING":
-        handled = as_utc(row["update_time"])
+    answers = [m for m in (_done_at(chain, ANSWERS, now, row["cancel_id"]),
+                           as_utc(row["update_time"]) if row["status"] != "CANCELLATION_REQUEST_PENDING" else None)
+               if m is not None and m <= now]
+    handled = min(answers) if answers else None
     fulfiller = (link or {}).get("fulfiller") or "unlinked"
     ship = shipments.get((fulfiller, (link or {}).get("fulfillment_order_id")), {})
-    on_time = handled is not None and (deadline is None or handled <= deadline)
-    late = (handled is not None and deadline is not None and handled > deadline) or (
-        handled is None and deadline is not None and deadline < now)
+    on_time = handled is not None and (deadline is None or handled < deadline)
+    late = (handled is not None and deadline is not None and handled >= deadline) or (
+        handled is None and deadline is not None and deadline <= now)
     return {"cancel_id": row["cancel_id"], "tiktok_order_id": row["tiktok_order_id"], "status": row["status"],
             "deadline": deadline, "handled_at": handled, "on_time": on_time, "late": late, "fulfiller": fulfiller,
             "carrier": ship.get("carrier") or "unknown"}
 
 
 def _figures(orders: pd.DataFrame, dispatched: pd.DataFrame, cancels: pd.DataFrame) -> dict:
-    live = orders[~orders["cancelled"]] if len(orders) else orders
-    late = int(live["late"].sum() + live["past_due_no_tracking"].sum()) if len(live) else 0
+    orders = orders[~orders["cancelled"].astype(bool)] if len(orders) else orders   # cancelled undispatched: not due
+    late = int(orders["late"].sum() + orders["past_due_no_tracking"].sum()) if len(orders) else 0
     hours = dispatched["hours_to_tracking"].dropna().astype(float) if len(dispatched) else pd.Series(dtype=float)
     return {
         "orders_due": int(len(orders)),
@@ -180,7 +202,7 @@ def _figures(orders: pd.DataFrame, dispatched: pd.DataFrame, cancels: pd.DataFra
         "dispatched_late": int(orders["late"].sum()) if len(orders) else 0,
         "past_due_no_tracking": int(orders["past_due_no_tracking"].sum()) if len(orders) else 0,
         "at_risk_auto_cancel": int(orders["at_risk"].sum()) if len(orders) else 0,
-        "late_dispatch_rate": round(late / len(live), 4) if len(live) else 0.0,
+        "late_dispatch_rate": round(late / len(orders), 4) if len(orders) else 0.0,
         "cancel_requests": int(len(cancels)),
         "cancels_on_time": int(cancels["on_time"].sum()) if len(cancels) else 0,
         "cancels_late": int(cancels["late"].sum()) if len(cancels) else 0,

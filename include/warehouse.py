@@ -55,6 +55,8 @@ stg_tiktok_cancellations = _staging(
     sa.Column("update_time", TS, nullable=False),
     sa.Column("deadline", TS),
 )
+# TikTok stops returning a request's deadline once it is answered: the one read while pending stays.
+stg_tiktok_cancellations.info["keep_when_null"] = ("deadline",)
 stg_shopify_orders = _staging(
     "stg_shopify_orders", "shopify_order_id",
     sa.Column("name", sa.String(64), nullable=False),
@@ -287,7 +289,9 @@ class Warehouse:
             for start in range(0, len(rows), 500):
                 batch = rows[start:start + 500]
                 stmt = dialect.insert(table).values(batch)
-                update = {col: stmt.excluded[col] for col in batch[0] if col not in key}
+                keep = table.info.get("keep_when_null", ())
+                update = {col: sa.func.coalesce(stmt.excluded[col], table.c[col]) if col in keep else stmt.excluded[col]
+                          for col in batch[0] if col not in key}
                 stmt = stmt.on_conflict_do_update(index_elements=key, set_=update) if update else \
                     stmt.on_conflict_do_nothing(index_elements=key)
                 count += c.execute(stmt).rowcount or 0

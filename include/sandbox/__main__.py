@@ -9,7 +9,8 @@ import sys
 
 from include.sandbox.core import Sandbox, Settings
 from include.sandbox.generate import DEFAULT_NOW, write
-from include.sandbox.scenario import ScenarioError, load_scenario
+from include.sandbox.life import LifeSettings, ShopLife
+from include.sandbox.scenario import ScenarioError, format_time, load_scenario, parse_scenario, parse_time
 from include.sandbox.server import DEFAULT_PORTS, SandboxServer
 
 
@@ -43,14 +44,39 @@ def load_settings(path: str | None, rate_scale: float | None, clock_rate: float 
     return settings
 
 
-def serve(args: argparse.Namespace) -> int:
+def load_life(path: str) -> ShopLife:
+    """A living shop from a JSON file of LifeSettings fields (`start` as ISO-8601)."""
     try:
-        scenario = load_scenario(args.scenario)
+        data = json.loads(open(path).read())
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        unknown = set(data) - set(LifeSettings.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
+        if "start" not in data:
+            raise ValueError("start: is required")
+        data["start"] = parse_time(data["start"], "start")
+        return ShopLife(LifeSettings(**data))
+    except (OSError, json.JSONDecodeError, ValueError, TypeError) as exc:
+        raise SystemExit(f"--life {path}: {exc}") from None
+
+
+def serve(args: argparse.Namespace) -> int:
+    if bool(args.scenario) == bool(args.life):
+        print("error: give --scenario FILE or --life FILE", file=sys.stderr)
+        return 2
+    life = load_life(args.life) if args.life else None
+    try:
+        scenario = load_scenario(args.scenario) if args.scenario else parse_scenario(
+            {"now": format_time(life.settings.start), "orders": []})
     except ScenarioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     settings = load_settings(args.settings, args.rate_scale, args.clock_rate)
-    server = SandboxServer(Sandbox(scenario, settings), ports=_port_overrides(args.port), host=args.host)
+    sandbox = Sandbox(scenario, settings)
+    if life is not None:
+        sandbox.live(life)
+    server = SandboxServer(sandbox, ports=_port_overrides(args.port), host=args.host)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -61,7 +87,9 @@ def serve(args: argparse.Namespace) -> int:
             await asyncio.sleep(0.05)
             if task.done():
                 return task.result()
-        print(f"orderops sandbox: {len(scenario.orders)} orders, clock at {scenario.now:%Y-%m-%dT%H:%M:%SZ}"
+        what = (f"a living shop of {len(life.plans)} planned orders" if life is not None
+                else f"{len(scenario.orders)} orders")
+        print(f"orderops sandbox: {what}, clock at {scenario.now:%Y-%m-%dT%H:%M:%SZ}"
               f" (rate {settings.clock_rate})", flush=True)
         if settings.rate_scale != 1:
             print(f"NOTE: quotas scaled x{settings.rate_scale} (not the platforms' documented rates)", flush=True)
@@ -82,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m include.sandbox", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="serve every platform simulator on loopback ports")
-    p_serve.add_argument("--scenario", required=True, help="scenario JSON file (DESIGN §6)")
+    p_serve.add_argument("--scenario", help="scenario JSON file: a fixed shop at one moment")
+    p_serve.add_argument("--life", help="living-shop JSON file (LifeSettings: start, days, orders_per_day, seed, ...)")
     p_serve.add_argument("--host", default="127.0.0.1")
     p_serve.add_argument("--port", action="append", default=[], metavar="NAME=PORT",
                          help=f"override a port ({', '.join(f'{k}={v}' for k, v in DEFAULT_PORTS.items())}; 0 = any)")

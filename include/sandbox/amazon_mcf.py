@@ -213,6 +213,8 @@ class FulfillmentOrder:
     shipments: list[Shipment] = field(default_factory=list)
     cancel_ignored: bool = False
     tiktok_id: str | None = None
+    # A living shop's own latencies: seconds per status, None = stalls there (else the settings')
+    durations: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -493,10 +495,40 @@ class AmazonMcfSandbox(PlatformSandbox):
                 if now >= order.status_since + HOLD_AUTO_CANCEL:
                     self._settle(order, "Cancelled", order.status_since + HOLD_AUTO_CANCEL)
                 return
-            due = order.status_since + self.duration(order.status)
+            own = order.durations.get(order.status, 0.0)
+            if own is None:
+                return   # stalled: waits for a person at Amazon
+            due = order.status_since + (timedelta(seconds=own) if order.status in order.durations
+                                        else self.duration(order.status))
             if due > now:
                 return
             self._settle(order, NEXT_STATUS[order.status], due)
+
+    # ------------------------------------------------------------ a living shop (life.py)
+    def add_fulfillment_order(self, entry: ScenarioOrder, durations: dict[str, float | None]) -> None:
+        """The Shopify app hands the order to MCF now (status New)."""
+        order = self._load_order(entry, self.now())
+        order.durations = dict(durations)
+        self._add(order)
+
+    def fail(self, sfo_id: str, status: str) -> None:
+        """The fulfillment center gives up on an order still in progress (Unfulfillable or Invalid)."""
+        order = self.orders[sfo_id]
+        self._advance(order, self.now())
+        if order.status in PROGRESSION:
+            self._settle(order, status, self.now())
+
+    def shipped(self, sfo_id: str) -> dict | None:
+        """When the order first shipped and with which packages, as of the clock (None: not yet)."""
+        order = self.orders.get(sfo_id)
+        if order is None:
+            return None
+        self._advance(order, self.now())
+        sent = [s for s in order.shipments if s.status == "SHIPPED" and s.packages]
+        if not sent:
+            return None
+        return {"at": min(s.ship_date for s in sent), "status": order.status,
+                "packages": [(p.carrier, p.tracking) for s in sent for p in s.packages]}
 
     def _advance_all(self, now: datetime) -> None:
         for order in self.orders.values():

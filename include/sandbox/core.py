@@ -43,8 +43,12 @@ class SandboxClock:
         self._base = start
         self._mono = time.monotonic()
         self.rate = rate
+        # While a living shop replays its events, the clock reads each event's time (see life.py).
+        self.pinned: datetime | None = None
 
     def now(self) -> datetime:
+        if self.pinned is not None:
+            return self.pinned
         return self._base + timedelta(seconds=(time.monotonic() - self._mono) * self.rate)
 
     def set(self, moment: datetime, rate: float | None = None) -> None:
@@ -61,14 +65,15 @@ class SandboxClock:
 class TokenBucket:
     """Rate `rate` per second, capacity `burst`; `take` returns 0 if granted, else seconds to wait."""
 
-    def __init__(self, rate: float, burst: float):
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic):
         self.rate = rate
         self.burst = burst
         self.tokens = burst
-        self.stamp = time.monotonic()
+        self.clock = clock   # seconds; tests inject their own so refills don't depend on the machine's speed
+        self.stamp = clock()
 
     def _refill(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
 
@@ -274,6 +279,8 @@ class _PlatformMiddleware:
         self.router = router
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            self.sandbox.catch_up()
         if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
             return await self.app(scope, receive, send)
         sandbox = self.sandbox
@@ -348,14 +355,25 @@ class Sandbox:
         self.faults: list[Fault] = []
         self.platforms: dict[str, PlatformSandbox] = {}
         self._apps: dict[str, FastAPI] | None = None
+        self.life = None   # a ShopLife when the shop lives through time (include/sandbox/life.py)
         for name in PLATFORM_MODULES:
             if platforms is None or name in platforms:
                 self.platforms[name] = platform_factory(name)(self)
         self.load(scenario)
 
+    def live(self, life) -> None:
+        """Let `life` move the shop forward on the clock: its events happen as the clock passes them."""
+        self.life = life
+        life.attach(self)
+
+    def catch_up(self) -> None:
+        if self.life is not None:
+            self.life.advance(self.clock.now())
+
     # Scenario and state
     def load(self, scenario: Scenario) -> None:
         self.scenario = scenario
+        self.life = None
         self.clock.set(scenario.now)
         self.writes.clear()
         self.calls.clear()
@@ -412,7 +430,7 @@ class Sandbox:
             "now": format_time(self.clock.now()),
             "clock_rate": self.clock.rate,
             "rate_scale": self.settings.rate_scale,
-            "orders": len(self.scenario.orders),
+            "orders": len(self.scenario.orders) if self.life is None else self.life.arrived,
             "platforms": list(self.platforms),
             "writes": len(self.writes),
         }
@@ -504,6 +522,15 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
         sandbox.throttles.clear()
         sandbox.charged.clear()
         return {}
+
+    @router.get("/truth")
+    async def truth(interval_minutes: float = 30.0):
+        """What really happened to every order of a living shop, and TikTok's own daily figures."""
+        if sandbox.life is None:
+            raise HTTPException(404, "truth: this sandbox serves a fixed scenario, not a living shop")
+        if not 0 < interval_minutes <= 24 * 60:
+            raise HTTPException(400, f"truth.interval_minutes: expected 0 < minutes <= 1440, got {interval_minutes!r}")
+        return sandbox.life.truth(sandbox.clock.now(), timedelta(minutes=interval_minutes))
 
     @router.get("/state/{platform}")
     async def state(platform: str):

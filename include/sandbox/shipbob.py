@@ -174,6 +174,8 @@ class _Shipment:
     is_tracking_uploaded: bool = False
     reached: dict[str, datetime] = field(default_factory=dict)   # phase -> when it was entered
     last_tracking_update: datetime | None = None
+    # A living shop's own latencies: seconds per phase, None = stalls there (else the settings')
+    durations: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -329,7 +331,11 @@ class ShipBobSandbox(PlatformSandbox):
 
     def _advance(self, shipment: _Shipment, now: datetime) -> None:
         while shipment.phase in NEXT_PHASE:
-            due = shipment.entered + timedelta(seconds=self._duration(shipment.phase))
+            own = shipment.durations.get(shipment.phase, 0.0)
+            if own is None:
+                return   # stalled: waits for a person at the warehouse
+            seconds = own if shipment.phase in shipment.durations else self._duration(shipment.phase)
+            due = shipment.entered + timedelta(seconds=seconds)
             if due > now:
                 return
             phase = NEXT_PHASE[shipment.phase]
@@ -339,6 +345,40 @@ class ShipBobSandbox(PlatformSandbox):
                 if not shipment.has_tracking():
                     self._assign_tracking(shipment, due)
                 shipment.last_tracking_update = due
+
+    # ------------------------------------------------------------------ a living shop (life.py)
+    def add_order(self, entry: ScenarioOrder, durations: dict[str, float | None]) -> None:
+        """The store integration hands the order to ShipBob now: one shipment, Allocated."""
+        now = self.now()
+        order = self._load_order(entry, now)
+        next_id = max([s for s in self.shipments] + [300_000_000]) + 1
+        self._add_shipment(order, next_id, "Allocated", now, {})
+        self.shipments[next_id].durations = dict(durations)
+        self._spread_products(order)
+
+    def fail(self, order_id: int) -> None:
+        """A shipment not yet picked goes to Exception (out of stock); it waits for a person."""
+        now = self.now()
+        order = self.orders[order_id]
+        self._sync(order, now)
+        for sid in order.shipment_ids:
+            shipment = self.shipments[sid]
+            if shipment.phase == "Allocated":
+                shipment.phase, shipment.entered = "Exception", now
+                shipment.reached["Exception"] = now
+
+    def shipped(self, order_id: int) -> dict | None:
+        """When the order's tracking first existed and with which packages, as of the clock."""
+        order = self.orders.get(order_id)
+        if order is None:
+            return None
+        self._sync(order, self.now())
+        sent = [self.shipments[s] for s in order.shipment_ids if self.shipments[s].has_tracking()
+                and self.shipments[s].status == "Completed"]
+        if not sent:
+            return None
+        return {"at": min(s.reached.get("AwaitingCarrierPickup") or s.last_tracking_update for s in sent), "status": self.order_status(order),
+                "packages": [(s.tracking["carrier"], s.tracking["tracking_number"]) for s in sent]}
 
     def _sync(self, order: _Order, now: datetime) -> None:
         for sid in order.shipment_ids:

@@ -626,6 +626,12 @@ class ShopifySandbox(PlatformSandbox):
                 shop_order.number = next_number
                 next_number += 1
 
+    def add_order(self, order: ScenarioOrder) -> None:
+        """The TikTok channel app copies the order into Shopify now (a living shop, life.py)."""
+        entry = order.shopify[0]
+        self.orders[entry["id"]] = self._order_from_scenario(order, {**entry, "created_at": format_time(self.now())},
+                                                             self.now())
+
     def _order_from_scenario(self, order: ScenarioOrder, entry: dict, now: datetime) -> ShopOrder:
         tt = order.tiktok
         tt_id = tt["id"]

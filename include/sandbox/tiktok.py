@@ -319,6 +319,10 @@ class TikTokSandbox(PlatformSandbox):
         self.id_seq = 0
         self.snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
         self.idempotency: dict[tuple, tuple[dict, int, str]] = {}
+        # Ground truth for a living shop: who put tracking on an order and when; who answered a
+        # buyer's cancellation request and when (the seller through the API, or the system).
+        self.dispatches: dict[str, dict] = {}
+        self.responses: dict[str, dict] = {}
         self.buckets.clear()
         self._load_auth()
         now = self.now()
@@ -595,6 +599,59 @@ class TikTokSandbox(PlatformSandbox):
             } for li in lines],
         }
 
+    # ------------------------------------------------------------ a living shop (life.py)
+    def arrive(self, so: ScenarioOrder) -> None:
+        """A new paid order, ON_HOLD for its first hour (`release_hold` ends it)."""
+        self._advance(self.default_shop)
+        self._load_order(self.default_shop, so, self.now())
+
+    def release_hold(self, oid: str) -> None:
+        shop = self.default_shop
+        self._advance(shop)
+        order = shop.orders[oid]
+        if order["status"] != "ON_HOLD":
+            return
+        at = ts(self.now())
+        order["recipient_address"] = self._recipient(order["user_id"])
+        self._set_status(shop, order, "AWAITING_SHIPMENT", at)
+        if self.config["cancel_overdue_orders"] and order["fulfillment_type"] == "FULFILLMENT_BY_SELLER":
+            self._schedule(shop, order["shipping_due_time"], "shipping_due", oid)
+
+    def buyer_request_cancel(self, oid: str, deadline_seconds: int) -> str | None:
+        """The buyer asks to cancel an order awaiting shipment; the seller must answer by the deadline.
+        Returns the request's id, or None when the order can no longer be cancelled by request."""
+        shop = self.default_shop
+        self._advance(shop)
+        order = shop.orders[oid]
+        if not self._cancellable(order) or order["status"] != "AWAITING_SHIPMENT" or order["is_buyer_request_cancel"]:
+            return None
+        at = ts(self.now())
+        rec = self._cancellation(order, self._next_id("4035", shop.cancellations), "BUYER_CANCEL", "BUYER",
+                                 "CANCELLATION_REQUEST_PENDING", BUYER_CANCEL_REASON, at,
+                                 [li for li in order["line_items"] if li["display_status"] != "CANCELLED"])
+        deadline = at + deadline_seconds
+        rec["seller_next_action_response"] = [{"action": "SELLER_RESPOND_CANCEL", "deadline": deadline}]
+        shop.cancellations[rec["cancel_id"]] = rec
+        order.update(is_buyer_request_cancel=True, request_cancel_time=at)
+        self._schedule(shop, deadline, "cancellation_deadline", rec["cancel_id"])
+        return rec["cancel_id"]
+
+    def ship_by_platform(self, oid: str, tracking: str, carrier_name: str, by: str) -> bool:
+        """Tracking that reaches TikTok without the seller's API call: a TikTok shipping label the
+        fulfiller used, or an order TikTok fulfils itself. False when the order can't ship any more."""
+        shop = self.default_shop
+        self._advance(shop)
+        order = shop.orders[oid]
+        lines = [li for li in order["line_items"] if li["display_status"] != "CANCELLED" and not li.get("package_id")]
+        if order["status"] not in SHIPPABLE_STATUSES or not lines:
+            return False
+        at = ts(self.now())
+        carrier = self._provider_by_name(carrier_name, shop.delivery_options[order["delivery_option_id"]])
+        self._add_package(shop, order, lines, tracking, carrier, at)
+        self.dispatches.setdefault(oid, {"by": by, "at": at, "tracking_number": tracking})
+        self._refresh_status(shop, order, at)
+        return True
+
     # ------------------------------------------------------------ state machine
     def _advance(self, shop: _Shop) -> None:
         """Apply every time-driven change due by the scenario clock, in time order."""
@@ -612,6 +669,7 @@ class TikTokSandbox(PlatformSandbox):
         for rec in shop.cancellations.values():   # the buyer gets the cancellation asked for
             if rec["order_id"] == oid and rec["cancel_status"] == "CANCELLATION_REQUEST_PENDING":
                 self._close_request(order, rec, "CANCELLATION_REQUEST_SUCCESS", at)
+                self.responses[rec["cancel_id"]] = {"by": "system", "at": at, "outcome": "auto_cancelled"}
         rec = self._cancellation(order, self._next_id("4035", shop.cancellations), "CANCEL", "SYSTEM",
                                  "CANCELLATION_REQUEST_SUCCESS", SYSTEM_CANCEL_REASON, at, unshipped)
         shop.cancellations[rec["cancel_id"]] = rec
@@ -627,8 +685,10 @@ class TikTokSandbox(PlatformSandbox):
         order = shop.orders[rec["order_id"]]
         if action == "approve" and self._cancellable(order):
             self._approve(shop, order, rec, at)
+            self.responses[cancel_id] = {"by": "system", "at": at, "outcome": "approved"}
         else:
             self._close_request(order, rec, "CANCELLATION_REQUEST_CANCEL", at)
+            self.responses[cancel_id] = {"by": "system", "at": at, "outcome": "rejected"}
 
     def _on_progress(self, shop: _Shop, key: tuple[str, str], at: int) -> None:
         oid, expected = key
@@ -1117,6 +1177,7 @@ class TikTokSandbox(PlatformSandbox):
                 raise ApiError(E_ALREADY_SHIPPED)
         at = ts(self.now())
         package = self._add_package(shop, order, lines, tracking, carrier, at)
+        self.dispatches.setdefault(order["id"], {"by": "seller", "at": at, "tracking_number": tracking})
         self._refresh_status(shop, order, at)
         return {"order_id": order["id"], "order_line_item_ids": package["order_line_item_ids"],
                 "package_id": package["id"]}
@@ -1168,7 +1229,9 @@ class TikTokSandbox(PlatformSandbox):
         if not self._cancellable(order):
             raise ApiError(E_NOT_CANCELLABLE,
                            f"The order is {order['status']} with shipped items and cannot be cancelled.")
-        self._approve(ctx.shop, order, rec, ts(self.now()))
+        at = ts(self.now())
+        self._approve(ctx.shop, order, rec, at)
+        self.responses[rec["cancel_id"]] = {"by": "seller", "at": at, "outcome": "approved"}
         return {}
 
     async def _reject_cancellation(self, ctx: _Ctx) -> dict:
@@ -1185,7 +1248,9 @@ class TikTokSandbox(PlatformSandbox):
         if images is not None and not isinstance(images, list):
             raise param_error("images must be a list")
         rec, order = self._pending_request(ctx.shop, ctx.path_params["cancel_id"])
-        self._close_request(order, rec, "CANCELLATION_REQUEST_CANCEL", ts(self.now()))
+        at = ts(self.now())
+        self._close_request(order, rec, "CANCELLATION_REQUEST_CANCEL", at)
+        self.responses[rec["cancel_id"]] = {"by": "seller", "at": at, "outcome": "rejected"}
         return {}
 
     async def _seller_cancel(self, ctx: _Ctx) -> dict:
