@@ -7,7 +7,7 @@ SCENARIO ?= state/sandbox-scenario.json
 ORDERS ?= 300
 SEED ?= 1
 
-.PHONY: venv test demo sandbox lock clean
+.PHONY: venv test demo sandbox lock clean simulate
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,3 +64,11 @@ BENCH_ORDERS ?= 10000
 .PHONY: bench-dag
 bench-dag: venv
 	$(PY) -m bench.dag_bench --orders $(BENCH_ORDERS)
+
+# A shop's week lived through simulated time against the sandbox's ground truth (bench/simulate.py):
+# prints a table per day, writes state/simulate/summary.json and truth.json
+DAYS ?= 7
+ORDERS_PER_DAY ?= 1000
+SCHEDULE ?= */30 * * * *
+simulate: venv
+	$(PY) -m bench.simulate --days $(DAYS) --orders-per-day $(ORDERS_PER_DAY) --schedule "$(SCHEDULE)" --seed $(SEED)

@@ -145,12 +145,13 @@ def lower_bound(units: dict[str, float]) -> tuple[float, str]:
 class SandboxProcess:
     """`python -m include.sandbox serve` on free ports: documented quotas, scenario clock frozen."""
 
-    def __init__(self, scenario: Path, workdir: Path):
+    def __init__(self, scenario: Path, workdir: Path, source: str = "--scenario"):
+        """`source` --life serves a living shop (the file holds its LifeSettings) instead."""
         ports = [arg for app in SANDBOX_APPS for arg in ("--port", f"{app}=0")]
         self.log_path = workdir / "sandbox.log"
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "include.sandbox", "serve", "--scenario", str(scenario), "--clock-rate", "0", *ports],
+            [sys.executable, "-m", "include.sandbox", "serve", source, str(scenario), "--clock-rate", "0", *ports],
             cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
         self.urls: dict[str, str] = {}
         deadline = time.monotonic() + 900

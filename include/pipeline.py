@@ -628,13 +628,14 @@ def side_by_side(steps: list[Callable[[], Any]], workers: int) -> None:
 
 
 def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, verify_poll_seconds: float = 2.0,
-            verify_max_seconds: float = 120.0, lanes: int = 1) -> dict:
+            verify_max_seconds: float = 120.0, lanes: int = 1, observe: Callable[[str], Any] | None = None) -> dict:
     """The whole pipeline in one process (tests, benchmarks; the DAG splits it into tasks).
 
     lanes=1 runs the steps one after the other in task order. lanes > 1 runs side by side what the
     DAG runs side by side: the Shopify and fulfiller listings once TikTok's is staged, and the action
     groups and the cancellation sagas once decided, each with `lanes` chunks at a time (as a pool
-    of that many slots would)."""
+    of that many slots would). `observe` is told "decided" once everything is read and decided
+    (the simulation splits the API calls into extraction and actions there)."""
     ctx = RunContext(shop=settings.shop, dag_id=settings.dag_id, run_id=settings.run_id, task_id="run_all",
                      now=now_for(settings))
     prepare_run(settings, wh)
@@ -649,6 +650,8 @@ def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, verif
     for batch in BATCH_TABLES:
         validate_batch(settings, wh, batch)
     plan = join_and_decide(settings, platforms, wh)
+    if observe is not None:
+        observe("decided")
 
     def saga(chunk: list[dict]) -> None:
         cancel_at_fulfiller(settings, platforms, wh, ctx, chunk)

@@ -1,0 +1,338 @@
+"""`make simulate`: a shop's week lived through simulated time, checked against the sandbox's truth.
+
+The sandbox serves a living shop (include/sandbox/life.py) with its clock frozen between steps.
+For every tick of the schedule the clock is set to the tick, and the pipeline runs exactly as a
+scheduled run would (`pipeline.run_all`: the DAG's steps; window = the interval before the tick,
+"now" = the tick). After each simulated midnight the daily report's work runs for the day that
+ended (`reports.build_day`, as the report DAG does). At the end every day is rebuilt (as a report
+backfill would) and compared, figure by figure, with the truth the sandbox serves; the baseline is a
+person working the two Seller Center queues at 09:00 and 17:00 shop time on the same order stream.
+
+Writes state/simulate/summary.json (the README's Performance section describes it), truth.json
+and the report files; prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+FIGURES = ("orders_due", "dispatched_on_time", "dispatched_late", "past_due_no_tracking", "late_dispatch_rate",
+           "cancellations", "cancellations_late")
+SHOP = "default"
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def ticks(schedule: str, start: datetime, end: datetime) -> list[datetime]:
+    """The schedule's run times after `start` up to and including `end` (what the scheduler would give)."""
+    from croniter import croniter
+
+    try:
+        it = croniter(schedule, start)
+    except (ValueError, KeyError) as exc:
+        raise SystemExit(f"SCHEDULE {schedule!r}: not a cron expression ({exc})") from None
+    out = []
+    while True:
+        moment = it.get_next(datetime).astimezone(timezone.utc)
+        if moment > end:
+            return out
+        out.append(moment)
+
+
+def report_figures(rows: list[dict]) -> dict:
+    """The summary's figures from a day's `sla_daily` rows (the whole shop's row)."""
+    row = next(r for r in rows if r["fulfiller"] == "all" and r["carrier"] == "all")
+    return {"orders_due": row["orders_due"], "dispatched_on_time": row["dispatched_on_time"],
+            "dispatched_late": row["dispatched_late"], "past_due_no_tracking": row["past_due_no_tracking"],
+            "late_dispatch_rate": row["late_dispatch_rate"] if row["orders_due"] else None,
+            "cancellations": row["cancel_requests"], "cancellations_late": row["cancels_late"]}
+
+
+def duplicate_effects(writes: list[dict]) -> list[dict]:
+    """Writes that took effect more than once: the same successful request to the same target."""
+    seen: Counter = Counter()
+    for w in writes:
+        if w["outcome"] == "ok" and 200 <= w["status"] < 300:
+            body = dict(w["body"]) if isinstance(w["body"], dict) else w["body"]
+            if isinstance(body, dict):
+                body.pop("idempotency_key", None)
+            seen[(w["platform"], w["operation"], w["path"], json.dumps(body, sort_keys=True))] += 1
+    return [{"platform": p, "operation": o, "path": path, "times": n} for (p, o, path, _), n in seen.items() if n > 1]
+
+
+def percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"median": None, "p95": None, "max": None, "count": 0}
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return {"median": round(statistics.median(ordered), 1), "p95": round(p95, 1), "max": round(ordered[-1], 1),
+            "count": len(ordered)}
+
+
+def tracking_latency(orders: list[dict]) -> dict:
+    """Minutes from the fulfiller's shipment to the seller's tracking on TikTok."""
+    return percentiles([(parse(o["dispatched_at"]) - parse(o["fulfiller_shipped_at"])).total_seconds() / 60
+                        for o in orders if o["dispatched_by"] == "seller" and o["fulfiller_shipped_at"]
+                        and o["dispatched_at"]])
+
+
+def sop_orders(orders: list[dict], offset_hours: float, end: datetime) -> list[dict]:
+    """The same order stream worked by a person at 09:00 and 17:00 shop time: tracking copied at the
+    first session after the fulfiller shipped, each cancellation request answered at the first
+    session after it came (approved orders cancelled then), TikTok's own deadlines as in the truth."""
+    shift = timedelta(hours=offset_hours)
+
+    def session(after: datetime) -> datetime:
+        local = after + shift
+        for day in range(0, 30):
+            for hour in (9, 17):
+                moment = datetime(local.year, local.month, local.day, hour, tzinfo=timezone.utc) + timedelta(days=day)
+                if moment >= local:
+                    return moment - shift
+        raise AssertionError("unreachable")
+
+    out = []
+    for o in orders:
+        o = json.loads(json.dumps(o))
+        cancel = o["cancellation"]
+        answered = None
+        if cancel:
+            answered = session(parse(cancel["requested_at"]))
+            if answered >= parse(cancel["deadline"]):   # TikTok answered first, at the deadline
+                answered = parse(cancel["deadline"])
+            cancel["responded_at"] = iso(answered) if answered <= end else None
+        if o["kind"] == "seller":
+            sent = session(parse(o["fulfiller_shipped_at"])) if o["fulfiller_shipped_at"] else None
+            due = parse(o["shipping_due_time"])
+            cancelled = None
+            if cancel and answered is not None and (sent is None or answered < sent):
+                cancelled, sent = answered, None   # approved before anything shipped
+            elif sent is None or sent >= due:
+                sent, cancelled = None, due         # TikTok auto-cancels what is not shipped in time
+                o["cancelled_by"] = "SYSTEM"
+            o["dispatched_at"] = iso(sent) if sent and sent <= end else None
+            o["dispatched_by"] = "seller" if o["dispatched_at"] else None
+            o["cancelled_at"] = iso(cancelled) if cancelled and cancelled <= end else None
+            o["tracking_valid"] = True if o["dispatched_at"] else None
+        out.append(o)
+    return out
+
+
+def day_table(orders: list[dict], days: list[date], as_of: datetime) -> dict[str, dict]:
+    from include.sandbox.life import day_figures
+
+    facts = [{k: (parse(v) if k.endswith(("_at", "_time")) and isinstance(v, str) else v) for k, v in o.items()}
+             for o in orders]
+    for f in facts:
+        if f["cancellation"]:
+            f["cancellation"] = {k: (parse(v) if k in ("requested_at", "deadline", "responded_at") else v)
+                                 for k, v in f["cancellation"].items()}
+    return {d.isoformat(): day_figures(facts, d, as_of) for d in days}
+
+
+def simulate(days: int, orders_per_day: int, schedule: str, seed: int, out: Path, warehouse_url: str | None,
+             start: datetime, life_overrides: dict | None = None, backfill_day: date | None = None) -> dict:
+    os.environ.update({"AIRFLOW_HOME": str(out / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                       "TQDM_DISABLE": "1", "ORDEROPS_REPORTS_DIR": str(out / "reports")})
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    for name in ("include", "great_expectations", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import httpx
+
+    from bench.pipeline_bench import SandboxProcess
+    from include import pipeline, reports
+    from include.runconfig import run_settings
+    from include.sandbox.connections import connection_env
+    from include.warehouse import Warehouse
+
+    out.mkdir(parents=True, exist_ok=True)
+    life = {"start": iso(start), "days": days, "orders_per_day": orders_per_day, "seed": seed, **(life_overrides or {})}
+    life_path = out / "life.json"
+    life_path.write_text(json.dumps(life))
+    sandbox = SandboxProcess(life_path, out, source="--life")
+    admin = httpx.Client(base_url=f"{sandbox.urls['tiktok']}/_sandbox", timeout=600)
+    wall = time.perf_counter()
+    try:
+        os.environ.update(connection_env(sandbox.urls))
+        db = out / "warehouse.db"
+        if warehouse_url is None and db.exists():
+            db.unlink()
+        wh = Warehouse(warehouse_url or f"sqlite:///{db}")
+        end = start + timedelta(days=days)
+        run_times = ticks(schedule, start, end)
+        interval = (run_times[1] - run_times[0]) if len(run_times) > 1 else timedelta(minutes=30)
+        calls: dict[str, dict[str, Counter]] = {"extraction": defaultdict(Counter), "actions": defaultdict(Counter)}
+        points: Counter = Counter()
+        run_seconds: list[float] = []
+        day_end: dict[str, dict] = {}
+
+        def counted() -> tuple[Counter, float]:
+            doc = admin.get("/calls").json()
+            per = Counter()
+            for c in doc["calls"]:
+                per[c["platform"]] += c["count"]
+            return per, sum(c["units"] for c in doc["charged"] if c["platform"] == "shopify")
+
+        previous = start
+        before, charged = counted()
+        for n, moment in enumerate(run_times, 1):
+            admin.post("/clock", json={"now": iso(moment), "rate": 0})
+            settings = run_settings(dag_id="orderops_sla", run_id=f"scheduled__{iso(moment)}",
+                                    params={"now": iso(moment), "window_start": iso(previous), "window_end": iso(moment)})
+            platforms = pipeline.Platforms(settings)
+            marks: dict[str, tuple[Counter, float]] = {}
+            began = time.perf_counter()
+            try:
+                pipeline.run_all(settings, platforms, wh, verify_max_seconds=0,
+                                 observe=lambda phase: marks.__setitem__(phase, counted()))
+            finally:
+                platforms.close()
+            run_seconds.append(time.perf_counter() - began)
+            after, charged_after = counted()
+            decided = marks.get("decided", (after, charged_after))[0]
+            for platform in after:
+                calls["extraction"][platform][moment.date()] += decided[platform] - before[platform]
+                calls["actions"][platform][moment.date()] += after[platform] - decided[platform]
+            points[(moment - timedelta(seconds=1)).date().isoformat()] += charged_after - charged
+            before, charged = after, charged_after
+            previous = moment
+            if moment.time() == datetime.min.time():   # the report DAG's run for the day that ended
+                day = (moment - timedelta(days=1)).date()
+                built = reports.build_day(wh, SHOP, day, now=moment)
+                truth = admin.get("/truth", params={"interval_minutes": interval.total_seconds() / 60}).json()
+                day_end[day.isoformat()] = {"report": report_figures(built.rows),
+                                            "truth": next((dict((k, d[k]) for k in FIGURES) for d in truth["days"]
+                                                           if d["day"] == day.isoformat()), None)}
+            if n % 12 == 0 or n == len(run_times):
+                print(f"  {iso(moment)}  run {n}/{len(run_times)}  {run_seconds[-1]:.1f} s  "
+                      f"(elapsed {time.perf_counter() - wall:.0f} s)", flush=True)
+        if backfill_day is not None:   # the scheduled runs of one day again, as a backfill would
+            day_start = datetime.combine(backfill_day, datetime.min.time(), tzinfo=timezone.utc)
+            for moment in [t for t in run_times if day_start < t <= day_start + timedelta(days=1)]:
+                settings = run_settings(dag_id="orderops_sla", run_id=f"backfill__{iso(moment)}",
+                                        params={"now": iso(end), "window_start": iso(moment - interval),
+                                                "window_end": iso(moment)})
+                platforms = pipeline.Platforms(settings)
+                try:
+                    pipeline.run_all(settings, platforms, wh, verify_max_seconds=0)
+                finally:
+                    platforms.close()
+        truth = admin.get("/truth", params={"interval_minutes": interval.total_seconds() / 60}).json()
+        (out / "truth.json").write_text(json.dumps(truth))
+        writes = admin.get("/writes").json()
+        per_day = []
+        for entry in truth["days"]:
+            day = date.fromisoformat(entry["day"])
+            report = report_figures(reports.build_day(wh, SHOP, day, now=end).rows)   # rebuilt, as a backfill
+            wanted = {k: entry[k] for k in FIGURES}
+            per_day.append({"day": entry["day"], "truth": wanted, "report": report, "match": report == wanted,
+                            "at_day_end": day_end.get(entry["day"]),
+                            "valid_tracking_rate": entry["valid_tracking_rate"], "auto_cancels": entry["auto_cancels"]})
+        arrived = len(truth["orders"])
+        api = {platform: {kind: round(sum(calls[kind][platform].values()) / max(1, arrived), 4)
+                          for kind in ("extraction", "actions")}
+               for platform in sorted(set(calls["extraction"]) | set(calls["actions"]))}
+        baseline_orders = sop_orders(truth["orders"], life.get("shop_utc_offset_hours", -8.0), end)
+        days_list = [date.fromisoformat(d["day"]) for d in truth["days"]]
+        baseline_days = day_table(baseline_orders, days_list, end)
+        dupes = duplicate_effects(writes)
+        summary = {
+            "days": per_day,
+            "duplicate_effects": sum(d["times"] - 1 for d in dupes), "duplicates": dupes,
+            "missed_tracking": len(truth["missed_tracking"]), "missed_tracking_orders": truth["missed_tracking"][:50],
+            "tracking_latency_minutes": tracking_latency(truth["orders"]),
+            "api_calls_per_order_day": api,
+            "shopify_points": dict(sorted(points.items())),
+            "run_seconds": percentiles(run_seconds),
+            "sop_baseline": {
+                "days": [{"day": d, **{k: f[k] for k in FIGURES}} for d, f in baseline_days.items()],
+                "tracking_latency_minutes": tracking_latency(baseline_orders),
+                "late_dispatch_rate": _overall_ldr(baseline_days.values()),
+            },
+            "late_dispatch_rate": _overall_ldr([d["truth"] for d in per_day]),
+            "all_days_match": all(d["match"] for d in per_day),
+            "settings": {"days": days, "orders_per_day": orders_per_day, "schedule": schedule, "seed": seed,
+                         "start": iso(start), "runs": len(run_times), "orders": arrived, "life": life},
+            "wall_seconds": round(time.perf_counter() - wall, 1),
+        }
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        return summary
+    finally:
+        admin.close()
+        sandbox.stop()
+
+
+def _overall_ldr(days) -> float | None:
+    days = list(days)
+    due = sum(d["orders_due"] for d in days)
+    return round(sum(d["dispatched_late"] + d["past_due_no_tracking"] for d in days) / due, 4) if due else None
+
+
+def render(summary: dict) -> str:
+    head = f"{'day':10s} {'due':>5s} {'on time':>7s} {'late':>5s} {'no trk':>6s} {'LDR':>7s} {'cancels':>7s} " \
+           f"{'late':>5s}  report==truth  {'SOP LDR':>7s}"
+    lines = [head, "-" * len(head)]
+    sop = {d["day"]: d for d in summary["sop_baseline"]["days"]}
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"   # noqa: E731
+    for d in summary["days"]:
+        t = d["truth"]
+        lines.append(f"{d['day']:10s} {t['orders_due']:5d} {t['dispatched_on_time']:7d} {t['dispatched_late']:5d} "
+                     f"{t['past_due_no_tracking']:6d} {pct(t['late_dispatch_rate']):>7s} {t['cancellations']:7d} "
+                     f"{t['cancellations_late']:5d}  {'yes' if d['match'] else 'NO':13s}  "
+                     f"{pct(sop.get(d['day'], {}).get('late_dispatch_rate')):>7s}")
+    lat, base = summary["tracking_latency_minutes"], summary["sop_baseline"]["tracking_latency_minutes"]
+    lines += ["", f"duplicate effects {summary['duplicate_effects']}, missed tracking {summary['missed_tracking']}, "
+                  f"all days report == truth: {summary['all_days_match']}",
+              f"shipment -> tracking on TikTok, minutes: median {lat['median']} p95 {lat['p95']} max {lat['max']} "
+              f"(by hand at 09:00/17:00: median {base['median']} p95 {base['p95']} max {base['max']})",
+              f"Late Dispatch Rate over the run: orderops {pct(summary['late_dispatch_rate'])}, "
+              f"by hand {pct(summary['sop_baseline']['late_dispatch_rate'])}",
+              "API calls per order: " + ", ".join(f"{p} {v['extraction']}+{v['actions']}"
+                                                  for p, v in summary["api_calls_per_order_day"].items())
+              + " (extraction+actions)",
+              f"run time per run, s: median {summary['run_seconds']['median']} p95 {summary['run_seconds']['p95']}; "
+              f"wall {summary['wall_seconds']} s"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.simulate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--orders-per-day", type=int, default=1000)
+    parser.add_argument("--schedule", default="*/30 * * * *")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--start", default="2026-11-16T00:00:00Z", help="first day, midnight UTC")
+    parser.add_argument("--warehouse", help="warehouse URL (default: SQLite under the output folder)")
+    parser.add_argument("--out", default=str(REPO / "state" / "simulate"))
+    args = parser.parse_args(argv)
+    if args.days < 1 or args.orders_per_day < 0:
+        raise SystemExit("DAYS must be at least 1 and ORDERS_PER_DAY not negative")
+    start = parse(args.start)
+    print(f"simulating {args.days} days x {args.orders_per_day} orders, schedule {args.schedule!r}, seed {args.seed}",
+          flush=True)
+    summary = simulate(args.days, args.orders_per_day, args.schedule, args.seed, Path(args.out), args.warehouse, start)
+    print(render(summary))
+    print(f"\nwrote {Path(args.out) / 'summary.json'} and truth.json")
+    return 0 if summary["all_days_match"] and not summary["duplicate_effects"] and not summary["missed_tracking"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
