@@ -18,12 +18,11 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = ("orders_due", "dispatched_on_time", "dispatched_late", "past_due_no_tracking", "late_dispatch_rate",
