@@ -65,9 +65,11 @@ def report_figures(rows: list[dict]) -> dict:
 
 def duplicate_effects(writes: list[dict]) -> list[dict]:
     """Writes that took effect more than once: the same successful request to the same target."""
+    from include.sandbox.core import changes_orders
+
     seen: Counter = Counter()
     for w in writes:
-        if w["outcome"] == "ok" and 200 <= w["status"] < 300:
+        if w["outcome"] == "ok" and 200 <= w["status"] < 300 and changes_orders(w["operation"]):
             body = dict(w["body"]) if isinstance(w["body"], dict) else w["body"]
             if isinstance(body, dict):
                 body.pop("idempotency_key", None)
@@ -147,13 +149,18 @@ def day_table(orders: list[dict], days: list[date], as_of: datetime) -> dict[str
 
 def simulate(days: int, orders_per_day: int, schedule: str, seed: int, out: Path, warehouse_url: str | None,
              start: datetime, life_overrides: dict | None = None, backfill_day: date | None = None) -> dict:
+    saved_env = dict(os.environ)   # the caller's environment comes back afterwards (tests run on in-process)
     os.environ.update({"AIRFLOW_HOME": str(out / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                        "TQDM_DISABLE": "1", "ORDEROPS_REPORTS_DIR": str(out / "reports")})
-    import logging
+    try:
+        return _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, life_overrides,
+                         backfill_day)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
 
-    logging.basicConfig(level=logging.WARNING)
-    for name in ("include", "great_expectations", "httpx"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+
+def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, life_overrides, backfill_day) -> dict:
     import httpx
 
     from bench.pipeline_bench import SandboxProcess
@@ -325,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.days < 1 or args.orders_per_day < 0:
         raise SystemExit("DAYS must be at least 1 and ORDERS_PER_DAY not negative")
     start = parse(args.start)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    for name in ("include", "great_expectations", "httpx"):   # the runs' own logs would bury the progress lines
+        logging.getLogger(name).setLevel(logging.ERROR)
     print(f"simulating {args.days} days x {args.orders_per_day} orders, schedule {args.schedule!r}, seed {args.seed}",
           flush=True)
     summary = simulate(args.days, args.orders_per_day, args.schedule, args.seed, Path(args.out), args.warehouse, start)

@@ -32,7 +32,7 @@ from include.platforms.base import record_id
 from include.quality import BATCH_PLATFORM, validate
 from include.runconfig import RunSettings
 from include.warehouse import (
-    Warehouse, action_ledger, api_calls, as_utc, decisions, order_links, quarantine, runs,
+    Warehouse, action_ledger, amazon_shipment_reports, api_calls, as_utc, decisions, order_links, quarantine, runs,
     stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_shopify_orders, stg_tiktok_cancellations, stg_tiktok_orders,
     utcnow, validation_results,
 )
@@ -45,6 +45,9 @@ ACTIONABLE_STATUSES = ("AWAITING_SHIPMENT", "PARTIALLY_SHIPPING")
 # How far before the oldest order in play the Shopify/fulfiller listings start.
 LOOKBACK_MARGIN = timedelta(days=1)
 MAX_LOOKBACK = timedelta(days=60)
+# Amazon's fulfilled-shipments report: at most one month of data, built at most every 30 minutes.
+REPORT_MAX_RANGE = timedelta(days=30)
+REPORT_REGENERATION = timedelta(minutes=30)
 # Task processes may run on hosts whose clocks differ by this much (kept small: rows staged this long
 # before a run started, by a run that has finished, are read as if this run had staged them).
 CLOCK_SKEW = timedelta(seconds=5)
@@ -232,9 +235,9 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
     """
     client = platforms.amazon_mcf()
     listed = list(client.list_fulfillment_orders(since))
-    report = client.fulfilled_shipments(since, now_for(settings)) if any(
+    report, reused = shipments_report(settings, client, wh, since) if any(
         isinstance(o, dict) and o.get("fulfillmentOrderStatus") in ("Complete", "CompletePartialled", "Processing")
-        for o in listed) else []
+        for o in listed) else ([], False)
     by_order: dict[str, list[dict]] = defaultdict(list)
     for line in report:
         by_order[line.get("merchant-order-id") or ""].append(line)
@@ -257,8 +260,29 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
     orders, bad = _stage(wh, settings, stg_amazon_fulfillment_orders, "amazon_fulfillment_orders", details, to_row,
                          lambda item: str((item[1].get("fulfillmentOrder") or item[1]).get("sellerFulfillmentOrderId"))
                          if isinstance(item[1], dict) else None)
-    return Step("extract_amazon", {"orders": orders, "report_rows": len(report), "detail_calls": fallbacks,
-                                   "quarantined": bad}).as_dict()
+    return Step("extract_amazon", {"orders": orders, "report_rows": len(report), "report_reused": reused,
+                                   "detail_calls": fallbacks, "quarantined": bad}).as_dict()
+
+
+def shipments_report(settings: RunSettings, client, wh: Warehouse, since: datetime) -> tuple[list[dict], bool]:
+    """The fulfilled-shipments rows from the start of `since`'s day (at most a month back) to now,
+    and whether they are the shop's stored copy: one requested under 30 minutes ago for a range
+    that covers this one is read again instead of asking Amazon (who would not build it anew).
+    Orders shipped before the range have no rows: the detail call covers them."""
+    now = now_for(settings)
+    start = max(datetime.combine(since.astimezone(timezone.utc).date(), datetime.min.time(), tzinfo=timezone.utc),
+                now - REPORT_MAX_RANGE)
+    with wh.engine.connect() as conn:
+        last = conn.execute(sa.select(amazon_shipment_reports).where(
+            amazon_shipment_reports.c.shop == settings.shop)).first()
+    if last is not None and as_utc(last.data_start) <= start and as_utc(last.data_end) >= now \
+            and timedelta(0) <= now - as_utc(last.requested_at) < REPORT_REGENERATION:
+        return last.report_rows, True
+    report_id = client.request_fulfilled_shipments(start, now)
+    rows = client.collect_fulfilled_shipments(report_id)
+    wh.upsert(amazon_shipment_reports, [{"shop": settings.shop, "report_id": report_id, "data_start": start,
+                                         "data_end": now, "requested_at": now, "report_rows": rows}])
+    return rows, False
 
 
 def extract_shipbob(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:

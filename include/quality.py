@@ -5,7 +5,6 @@ A failed suite does not stop staging; it blocks the actions that depend on that 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -15,7 +14,6 @@ from include.enums import (
     AMAZON_ORDER_STATUSES, FULFILLMENT_TYPES, SHIPBOB_ORDER_STATUSES, TIKTOK_CANCEL_STATUSES, TIKTOK_ORDER_STATUSES,
 )
 
-os.environ.setdefault("TQDM_DISABLE", "1")  # GX's progress bars would flood task logs
 
 EARLIEST = pd.Timestamp("2015-01-01", tz="UTC")
 
@@ -89,6 +87,7 @@ def _expectation(gx, check: Check, now: datetime):
 def validate(batch: str, rows: list[dict], now: datetime | None = None) -> Outcome:
     """Run the batch's suite on its staged rows (typed columns only)."""
     import great_expectations as gx  # heavy import: only inside the validation task
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     now = now or datetime.now(timezone.utc)
     checks = SUITES[batch]
@@ -100,6 +99,7 @@ def validate(batch: str, rows: list[dict], now: datetime | None = None) -> Outco
     if frame.empty:
         return Outcome(batch, True, 0)
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)   # they would flood task logs
     asset = context.data_sources.add_pandas(name=f"{batch}_source").add_dataframe_asset(name=batch)
     definition = asset.add_batch_definition_whole_dataframe(f"{batch}_batch")
     suite = context.suites.add(gx.ExpectationSuite(name=f"{batch}_suite"))

@@ -222,6 +222,17 @@ quota_buckets = sa.Table(
     sa.Column("tokens", sa.Float, nullable=False),           # may be negative: calls promised a later slot
     sa.Column("stamp", sa.Float, nullable=False),            # epoch seconds of the last change
 )
+# Each shop's last fulfilled-shipments report: Amazon builds one at most every 30 minutes, so a run
+# within that time whose range it covers (a rerun, a backfill) reads this copy instead of asking again.
+amazon_shipment_reports = sa.Table(
+    "amazon_shipment_reports", metadata,
+    sa.Column("shop", sa.String(64), primary_key=True),
+    sa.Column("report_id", sa.Text, nullable=False),
+    sa.Column("data_start", TS, nullable=False),
+    sa.Column("data_end", TS, nullable=False),
+    sa.Column("requested_at", TS, nullable=False),   # the run's clock
+    sa.Column("report_rows", sa.JSON, nullable=False),
+)
 schema_version = sa.Table(
     "orderops_schema", metadata,
     sa.Column("version", sa.Integer, primary_key=True),
@@ -236,6 +247,7 @@ MIGRATIONS: list = [
     lambda conn: metadata.create_all(conn, tables=[metadata.tables[n] for n in V1_TABLES]),
     lambda conn: metadata.create_all(conn, tables=[sla_daily, pipeline_breaches]),
     lambda conn: metadata.create_all(conn, tables=[quota_buckets]),
+    lambda conn: metadata.create_all(conn, tables=[amazon_shipment_reports]),
 ]
 
 

@@ -288,7 +288,7 @@ class AmazonMcfSandbox(PlatformSandbox):
         self._listing = []
         self._seq = 0
         self._report_seq = 0
-        self.buckets = {op: TokenBucket(*self.quota(op)) for op in QUOTAS}
+        self.buckets = {op: TokenBucket(*self.quota(op), clock=self.sandbox.clock.quota_seconds) for op in QUOTAS}
         now = self.now()
         for entry in scenario.orders:
             if entry.amazon_mcf is not None:

@@ -45,6 +45,13 @@ class SandboxClock:
         self.rate = rate
         # While a living shop replays its events, the clock reads each event's time (see life.py).
         self.pinned: datetime | None = None
+        self._skipped = 0.0   # scenario seconds jumped forward by set(), beyond what wall time covered
+
+    def quota_seconds(self) -> float:
+        """The clock the platforms' rate limits refill on: wall time plus every forward jump of the
+        scenario clock. Time a simulation skips between two runs refills the buckets as the same
+        time would have in production; within a run, quotas pass at wall speed."""
+        return time.monotonic() + self._skipped
 
     def now(self) -> datetime:
         if self.pinned is not None:
@@ -52,6 +59,7 @@ class SandboxClock:
         return self._base + timedelta(seconds=(time.monotonic() - self._mono) * self.rate)
 
     def set(self, moment: datetime, rate: float | None = None) -> None:
+        self._skipped += max(0.0, (moment - self.now()).total_seconds())
         self._base = moment
         self._mono = time.monotonic()
         if rate is not None:
@@ -96,9 +104,10 @@ class TokenBucket:
 class SlidingWindow:
     """At most `limit` requests in any `window` seconds; `take` returns 0 or seconds to wait."""
 
-    def __init__(self, limit: int, window: float):
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic):
         self.limit = limit
         self.window = window
+        self.clock = clock
         self.hits: deque[float] = deque()
 
     def _trim(self, now: float) -> None:
@@ -106,11 +115,11 @@ class SlidingWindow:
             self.hits.popleft()
 
     def remaining(self) -> int:
-        self._trim(time.monotonic())
+        self._trim(self.clock())
         return max(0, self.limit - len(self.hits))
 
     def take(self) -> float:
-        now = time.monotonic()
+        now = self.clock()
         self._trim(now)
         if len(self.hits) < self.limit:
             self.hits.append(now)
@@ -168,6 +177,15 @@ def parse_fault(data: Any) -> Fault:
         raise ValueError(f"fault.seconds: expected a non-negative number, got {seconds!r}")
     return Fault(platform=platform, kind=kind, path=path, count=count, status=status,
                  seconds=float(seconds))
+
+
+# Writes the sandbox logs that change no order: token exchanges and report requests.
+NOT_ORDER_WRITES = ("token", "createReport")
+
+
+def changes_orders(operation: str) -> bool:
+    """Whether a logged write's operation can change an order (what "an effect" means in checks)."""
+    return not any(n in operation for n in NOT_ORDER_WRITES)
 
 
 @dataclass

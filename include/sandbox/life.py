@@ -51,6 +51,7 @@ class LifeSettings:
     stall_share: float = 0.03                  # the fulfiller sits on the order for 1-4 days
     fail_share: float = 0.01                   # Unfulfillable (Amazon) / Exception (ShipBob)
     label_scan_lag_minutes: float = 90.0       # TikTok-label: carrier scan after the fulfiller ships
+    fulfiller_speed: float = 1.0               # x the fulfillers' pace (1: ~12 h to ship at Amazon, ~5 h at ShipBob)
     fulfiller_share: dict[str, float] = field(default_factory=lambda: dict(FULFILLER_SHARE))
 
     def __post_init__(self):
@@ -68,6 +69,8 @@ class LifeSettings:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value <= 1):
                 problems.append(f"{name}: expected a share 0..1, got {value!r}")
+        if not (isinstance(self.fulfiller_speed, (int, float)) and 0.01 <= self.fulfiller_speed <= 100):
+            problems.append(f"fulfiller_speed: expected 0.01..100, got {self.fulfiller_speed!r}")
         if self.start.tzinfo is None or self.start.timetz().replace(tzinfo=None) != time.min:
             problems.append(f"start: expected midnight UTC with a timezone, got {self.start!r}")
         if problems:
@@ -200,7 +203,8 @@ class ShopLife:
         """Seconds per working state, up to the shipment (median of each state's default)."""
         medians = ({"New": 2, "Received": 15, "Planning": 120, "Processing": 600} if fulfiller == "amazon_mcf"
                    else {"Allocated": 180, "Picked": 30, "Packed": 10, "Labeled": 90})
-        return {state: self._lognormal(rng, minutes, 0.6).total_seconds() for state, minutes in medians.items()}
+        speed = self.settings.fulfiller_speed
+        return {state: self._lognormal(rng, minutes / speed, 0.6).total_seconds() for state, minutes in medians.items()}
 
     # ------------------------------------------------------------------ replay
     def attach(self, sandbox) -> None:

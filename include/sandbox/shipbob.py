@@ -606,7 +606,7 @@ class ShipBobSandbox(PlatformSandbox):
                 "WWW-Authenticate": 'Bearer error="invalid_token"'}), "unauthorized")
         window = self.windows.get(token)
         if window is None:
-            window = self.windows[token] = SlidingWindow(self.rate_limit, self.rate_window)
+            window = self.windows[token] = SlidingWindow(self.rate_limit, self.rate_window, self.sandbox.clock.quota_seconds)
         wait = window.take()
         if wait > 0:
             await self._refuse_write(request, 429, "too_many_requests")

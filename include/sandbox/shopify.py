@@ -597,7 +597,7 @@ class ShopifySandbox(PlatformSandbox):
         scale = sandbox.settings.rate_scale
         self.maximum_available = float(self.config["maximum_available"]) * scale
         self.restore_rate = float(self.config["restore_rate"]) * scale
-        self.bucket = TokenBucket(self.restore_rate, self.maximum_available)
+        self.bucket = TokenBucket(self.restore_rate, self.maximum_available, clock=self.sandbox.clock.quota_seconds)
         self.versions = tuple(self.config["api_versions"])
         self.orders: dict[int, ShopOrder] = {}
         self.jobs: dict[str, CancelJob] = {}
@@ -611,7 +611,7 @@ class ShopifySandbox(PlatformSandbox):
         self.orders.clear()
         self.jobs.clear()
         self.tokens = {self.config["access_token"]: (frozenset(self.config["scopes"]), None)}
-        self.bucket = TokenBucket(self.restore_rate, self.maximum_available)
+        self.bucket = TokenBucket(self.restore_rate, self.maximum_available, clock=self.sandbox.clock.quota_seconds)
         now = scenario.now
         used_numbers: set[int] = set()
         for order in scenario.orders:

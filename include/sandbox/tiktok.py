@@ -970,7 +970,7 @@ class TikTokSandbox(PlatformSandbox):
         bucket = self.buckets.get(key)
         if bucket is None:
             rate = max(0.001, float(self.config["qps"]) * self.sandbox.settings.rate_scale)
-            bucket = self.buckets[key] = TokenBucket(rate, max(1.0, rate))
+            bucket = self.buckets[key] = TokenBucket(rate, max(1.0, rate), clock=self.sandbox.clock.quota_seconds)
         if bucket.take() > 0:
             raise ApiError(E_THROTTLED, MSG["throttled"], 429)
 

@@ -10,16 +10,14 @@ import pytest
 import sqlalchemy as sa
 
 from include.demo import airflow, airflow_env, prepare_airflow
-from include.sandbox.core import Settings
+from include.sandbox.core import Settings, changes_orders
 from include.sandbox.generate import DEFAULT_NOW, generate
 from include.sandbox.scenario import parse_time
 from include.warehouse import Warehouse, action_ledger, decisions, quota_buckets, runs
 
-NOT_ORDER_WRITES = ("token", "createReport")
-
 
 def order_writes(server, since=0):
-    return [w for w in server.sandbox.writes[since:] if not any(n in w.operation for n in NOT_ORDER_WRITES)]
+    return [w for w in server.sandbox.writes[since:] if changes_orders(w.operation)]
 
 
 @pytest.mark.timeout(1200)

@@ -16,7 +16,7 @@ from include.ledger import Ledger
 from include.pipeline import Platforms, run_all
 from include.runconfig import run_settings
 from include.sandbox.connections import connection_env
-from include.sandbox.core import Settings
+from include.sandbox.core import Settings, changes_orders
 from include.sandbox.generate import generate
 from include.warehouse import Warehouse, decisions
 
@@ -38,14 +38,11 @@ def scenario() -> dict:
     return doc
 
 
-# Writes the sandbox logs that change no order: token exchanges and report requests.
-NOT_ORDER_WRITES = ("token", "createReport")
-
 
 def side_effects(server, since: int = 0) -> list:
     """Writes that change orders, as the sandbox's write log recorded them."""
     return [w for w in server.sandbox.writes[since:]
-            if not any(n in w.operation for n in NOT_ORDER_WRITES) and w.outcome != "THROTTLED"]
+            if changes_orders(w.operation) and w.outcome != "THROTTLED"]
 
 
 @pytest.fixture

@@ -23,13 +23,11 @@ import pytest
 import sqlalchemy as sa
 
 from include.demo import airflow_env, prepare_airflow
-from include.sandbox.core import Settings
+from include.sandbox.core import Settings, changes_orders
 from include.sandbox.generate import generate
 from include.warehouse import Warehouse, action_ledger, sla_daily
 
 DAYS = ("2026-11-17", "2026-11-18", "2026-11-19")
-NOT_ORDER_WRITES = ("token", "createReport")
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -172,7 +170,7 @@ def test_backfill_three_missed_days(airflow_stack):
 
     # every action exactly once in the sandbox's write log, whichever run made it
     writes = [w for w in server.sandbox.writes
-              if not any(n in w.operation for n in NOT_ORDER_WRITES) and w.outcome == "ok"]
+              if changes_orders(w.operation) and w.outcome == "ok"]
     targets = Counter((w.operation, w.path if w.platform != "shopify" else json.dumps(w.body.get("variables"), sort_keys=True))
                       for w in writes)
     repeated = {k: n for k, n in targets.items() if n > 1}

@@ -2,7 +2,7 @@
 process, the pipeline's own steps), checked against the sandbox's ground truth.
 
 Settings make every order due the day it is placed (ship-by at 23:59:59 UTC the same day) and
-auto-cancel the next business day, so one simulated day holds arrivals, shipments, stalls,
+auto-cancel the next business day, and the fulfillers work three times their usual pace, so one simulated day holds arrivals, shipments, stalls,
 failures, cancellation requests, tracking posts and breaches. The scheduled runs of the day are then
 run again as a backfill would, and every day is rebuilt: the report must still equal the truth.
 """
@@ -15,7 +15,7 @@ import pytest
 from bench.simulate import FIGURES, simulate
 
 START = datetime(2026, 11, 16, tzinfo=timezone.utc)   # a Monday
-LIFE = {"handling_business_days": 0, "shop_utc_offset_hours": 0, "auto_cancel_business_days": 1,
+LIFE = {"handling_business_days": 0, "shop_utc_offset_hours": 0, "auto_cancel_business_days": 1, "fulfiller_speed": 3,
         "cancel_request_share": 0.15, "stall_share": 0.1, "fail_share": 0.05, "tiktok_label_share": 0.05}
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import email
 import json
+import logging
 import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -76,6 +77,7 @@ def smtp_server():
 
 
 def test_alert_is_logged_and_recorded_without_channels(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="include.notify")
     url = f"sqlite:///{tmp_path / 'wh.db'}"
     assert notify(ALERT, url) == ["log", "warehouse"]
     assert "deadline missed: orderops_sla" in caplog.text

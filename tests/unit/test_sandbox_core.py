@@ -6,6 +6,7 @@ are tested on their own; each real simulator has its own contract tests.
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -68,20 +69,31 @@ ORDER = "576000000000000001"
 
 
 def test_token_bucket_grants_burst_then_rate():
-    bucket = TokenBucket(rate=2, burst=30)
+    seconds = [0.0]
+    bucket = TokenBucket(rate=2, burst=30, clock=lambda: seconds[0])
     assert all(bucket.take() == 0 for _ in range(30))
-    wait = bucket.take()
-    assert 0.4 < wait <= 0.5
-    time.sleep(0.55)
+    assert bucket.take() == pytest.approx(0.5)
+    seconds[0] += 0.5
     assert bucket.take() == 0
 
 
 def test_sliding_window_counts_last_window():
-    window = SlidingWindow(limit=3, window=0.3)
+    seconds = [0.0]
+    window = SlidingWindow(limit=3, window=0.3, clock=lambda: seconds[0])
     assert [window.take() for _ in range(3)] == [0, 0, 0]
-    assert window.take() > 0 and window.remaining() == 0
-    time.sleep(0.32)
+    assert window.take() == pytest.approx(0.3) and window.remaining() == 0
+    seconds[0] += 0.3
     assert window.take() == 0
+
+
+def test_quotas_refill_over_time_the_scenario_clock_skips():
+    clock = core.SandboxClock(datetime(2026, 11, 16, tzinfo=timezone.utc), rate=0)
+    bucket = TokenBucket(rate=1 / 60, burst=15, clock=clock.quota_seconds)
+    assert all(bucket.take() == 0 for _ in range(15)) and bucket.take() > 50
+    clock.set(clock.now() + timedelta(minutes=30))   # the next scheduled run, half an hour later
+    assert all(bucket.take() == 0 for _ in range(15))
+    clock.set(clock.now() - timedelta(hours=1))      # going back refills nothing
+    assert bucket.take() > 50
 
 
 @pytest.mark.parametrize("data, message", [

@@ -1,0 +1,71 @@
+"""The fulfilled-shipments report's range and its stored copy (Amazon: one month, every 30 minutes)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from include.pipeline import shipments_report
+from include.runconfig import run_settings
+from include.warehouse import Warehouse
+
+NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
+
+
+class ReportsAsked:
+    """Records what was asked of Amazon's Reports API (the run's other calls are not made here)."""
+
+    def __init__(self):
+        self.asked: list[tuple[datetime, datetime]] = []
+
+    def request_fulfilled_shipments(self, start, end):
+        self.asked.append((start, end))
+        return f"report-{len(self.asked)}"
+
+    def collect_fulfilled_shipments(self, report_id):
+        return [{"merchant-order-id": "1001", "tracking-number": report_id}]
+
+
+@pytest.fixture
+def wh(tmp_path):
+    wh = Warehouse(f"sqlite:///{tmp_path / 'wh.db'}")
+    wh.migrate()
+    yield wh
+    wh.dispose()
+
+
+def settings_at(moment: datetime, shop: str = "default"):
+    return run_settings(dag_id="orderops_sla", run_id=f"r-{moment:%H%M}", params={
+        "now": moment.isoformat(), "window_start": (moment - timedelta(minutes=30)).isoformat(),
+        "window_end": moment.isoformat(), "shop": shop})
+
+
+def test_range_starts_at_the_day_of_since_and_never_spans_more_than_a_month(wh):
+    client = ReportsAsked()
+    shipments_report(settings_at(NOW), client, wh, NOW - timedelta(days=2, hours=3))
+    assert client.asked == [(datetime(2026, 11, 18, tzinfo=timezone.utc), NOW)]
+    later = NOW + timedelta(hours=1)
+    shipments_report(settings_at(later), client, wh, NOW - timedelta(days=59))
+    assert client.asked[-1] == (later - timedelta(days=30), later)
+
+
+def test_a_covered_range_within_30_minutes_reads_the_stored_copy(wh):
+    client = ReportsAsked()
+    rows, reused = shipments_report(settings_at(NOW), client, wh, NOW - timedelta(days=1))
+    assert not reused and rows[0]["tracking-number"] == "report-1"
+    # the same moment again (a rerun, a backfill run): the stored copy, nothing asked
+    rows, reused = shipments_report(settings_at(NOW), client, wh, NOW - timedelta(hours=5))
+    assert reused and rows[0]["tracking-number"] == "report-1" and len(client.asked) == 1
+    # a range starting before the stored one's: asked anew
+    shipments_report(settings_at(NOW), client, wh, NOW - timedelta(days=3))
+    assert len(client.asked) == 2
+    # a later moment: the stored copy lacks what shipped since, so asked anew
+    _, reused = shipments_report(settings_at(NOW + timedelta(minutes=10)), client, wh, NOW - timedelta(days=1))
+    assert not reused and len(client.asked) == 3
+
+
+def test_the_stored_copy_is_the_shops_own(wh):
+    client = ReportsAsked()
+    shipments_report(settings_at(NOW, "shop_a"), client, wh, NOW - timedelta(days=1))
+    shipments_report(settings_at(NOW, "shop_b"), client, wh, NOW - timedelta(days=1))
+    assert len(client.asked) == 2
