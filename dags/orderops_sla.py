@@ -26,12 +26,12 @@ from airflow.sdk import (
 
 from include.lineage import assets, endpoints, tables
 from include.shops import Shop, load_shops
+from include.steps import BATCHES, BY_NAME, STEPS
 
 ASSETS = assets()
 RUN_SUMMARY, DECISIONS, LEDGER = ASSETS["run_summary"], ASSETS["decisions"], ASSETS["ledger"]
 STAGING = ("stg_tiktok_orders", "stg_tiktok_cancellations", "stg_shopify_orders", "stg_amazon_fulfillment_orders",
            "stg_shipbob_orders")
-BATCHES = ["tiktok_orders", "tiktok_cancellations", "shopify_orders", "amazon_fulfillment_orders", "shipbob_orders"]
 
 
 def on_task_failure(context):
@@ -245,29 +245,35 @@ def build(shop: Shop):
                                                            ("shop", "run_id", "state", "decisions", "actions", "api")}
             return summary
 
+        # Data flows as arguments; the order comes from the one list of steps (include/steps.py).
         settings = prepare_run()
         tiktok = extract_tiktok(settings)
-        extracted = [extract_shopify(settings, tiktok), extract_amazon(settings, tiktok), extract_shipbob(settings, tiktok)]
-        validated = validate_staged.partial(settings=settings).expand(batch=BATCHES)
-        extracted >> validated
-        plan = join_and_decide(settings)
-        validated >> plan
+
         def chunks(group: str):
             return chunks_for.override(task_id=f"plan_{group}")(plan, group)
 
-        acted = [
-            post_tracking.partial(settings=settings).expand(keys=chunks("tracking")),
-            add_notes.partial(settings=settings).expand(keys=chunks("notes")),
-            reject_cancellations.partial(settings=settings).expand(keys=chunks("rejections")),
-            record_escalations.partial(settings=settings).expand(keys=chunks("escalations")),
-        ]
+        plan = join_and_decide(settings)
         sagas = chunks("cancellations")
-        cancelled = cancel_at_fulfiller.partial(settings=settings).expand(sagas=sagas)
-        verified = verify_fulfiller_cancel.partial(settings=settings).expand(sagas=sagas)
-        refunded = refund_and_approve.partial(settings=settings).expand(sagas=sagas)
-        cancelled >> verified >> refunded
-        summary = summarize_run(settings)
-        [*acted, refunded] >> summary
+        made = {
+            "prepare_run": settings, "extract_tiktok": tiktok,
+            "extract_shopify": extract_shopify(settings, tiktok), "extract_amazon": extract_amazon(settings, tiktok),
+            "extract_shipbob": extract_shipbob(settings, tiktok),
+            "validate_staged": validate_staged.partial(settings=settings).expand(batch=list(BATCHES)),
+            "join_and_decide": plan,
+            "post_tracking": post_tracking.partial(settings=settings).expand(keys=chunks("tracking")),
+            "add_notes": add_notes.partial(settings=settings).expand(keys=chunks("notes")),
+            "reject_cancellations": reject_cancellations.partial(settings=settings).expand(keys=chunks("rejections")),
+            "record_escalations": record_escalations.partial(settings=settings).expand(keys=chunks("escalations")),
+            "cancel_at_fulfiller": cancel_at_fulfiller.partial(settings=settings).expand(sagas=sagas),
+            "verify_fulfiller_cancel": verify_fulfiller_cancel.partial(settings=settings).expand(sagas=sagas),
+            "refund_and_approve": refund_and_approve.partial(settings=settings).expand(sagas=sagas),
+            "summarize_run": summarize_run(settings),
+        }
+        for step in STEPS:
+            for upstream in step.after:
+                made[upstream] >> made[step.name]
+        summary = made["summarize_run"]
+        acted = [made[name] for name in BY_NAME["summarize_run"].after]
 
         @task(trigger_rule=TriggerRule.NONE_FAILED)
         def check_run(summary: dict) -> None:
@@ -276,7 +282,7 @@ def build(shop: Shop):
                 print("run needs attention: see the summary's failed actions or validation failures")
 
         # a second leaf: the run fails when a step failed, even though the summary ran
-        [*acted, refunded] >> check_run(summary)
+        acted >> check_run(summary)
 
 
     return orderops_sla()

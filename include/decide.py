@@ -17,6 +17,8 @@ from include.policy import Policy
 
 SHIPPABLE_STATUSES = ("AWAITING_SHIPMENT", "PARTIALLY_SHIPPING")
 IN_SCOPE_FULFILLMENT = "FULFILLMENT_BY_SELLER"
+# shipping_type of orders shipped on TikTok's label: TikTok refuses tracking from the seller for them
+TIKTOK_LABEL = "TIKTOK"
 
 
 def near_sla(order: JoinedOrder, policy: Policy, now: datetime) -> bool:
@@ -127,13 +129,17 @@ def decide_cancellation(order: JoinedOrder, policy: Policy, now: datetime) -> De
                      "reject_reason": policy.reject_reason},
                     f"reject_cancellation:{order.cancellation.cancel_id}")
     extra: tuple[Action, ...] = ()
-    if not order.tracking_number and f.has_tracking:
+    if order.tracking_number:
+        pass
+    elif f.has_tracking and order.shipping_type == TIKTOK_LABEL:
+        pass   # TikTok's own label: its carrier scan brings the tracking
+    elif f.has_tracking:
         missing = unmapped(f.packages)
         if missing:
             extra = escalate(order, "T2", "carrier_unmapped", f"carrier {', '.join(missing)} maps to no TikTok provider").actions
         else:
             extra = post_tracking_actions(order)
-    elif not order.tracking_number and near_sla(order, policy, now):
+    elif near_sla(order, policy, now):
         extra = (note_action(order, policy),)  # the parcel will ship: the order needs its note like any other
     return Decision(order.tiktok_order_id, "C3", f"{f.fulfiller} order {f.order_id} is {f.status}: reject the cancellation",
                     (reject, *extra))
@@ -159,6 +165,8 @@ def decide_shipping(order: JoinedOrder, policy: Policy, now: datetime) -> Decisi
         return nothing(order, "no fulfillment order yet (within grace)")
     if f.state in (FulfillmentState.FAILED, FulfillmentState.CANCELLED):
         return escalate(order, "E1", "fulfiller_failed", f"{f.fulfiller} order {f.order_id} is {f.status}")
+    if f.has_tracking and order.shipping_type == TIKTOK_LABEL:
+        return nothing(order, f"{f.fulfiller} shipped on TikTok's label: TikTok takes the tracking from its carrier scan")
     if f.has_tracking:
         missing = unmapped(f.packages)
         if missing:

@@ -95,6 +95,7 @@ class JoinedOrder:
     link_problem: LinkProblem | None = None
     fulfillment: Fulfillment | None = None
     saga: SagaState = field(default_factory=SagaState)
+    shipping_type: str = "SELLER"       # TIKTOK: shipped on TikTok's label, whose scan brings the tracking
 
     @property
     def shopify_order_id(self) -> str | None:

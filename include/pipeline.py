@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import sqlalchemy as sa
 
-from include import staging
+from include import staging, steps
 from include.actions import Executor, Handlers, Outcome
 from include.carriers import CarrierMap
 from include.decide import decide
@@ -379,7 +379,7 @@ def _depends_on(fulfiller: str | None, configured: tuple[str, ...]) -> set[str]:
 def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) -> dict:
     """Link, decide and record pending ledger rows; returns the plan of keys to act on."""
     now = now_for(settings)
-    tiktok_rows = snapshot(wh, stg_tiktok_orders, settings, raw_fields=("delivery_option_id",))
+    tiktok_rows = snapshot(wh, stg_tiktok_orders, settings, raw_fields=("delivery_option_id", "shipping_type"))
     ledger = Ledger(wh)
     sagas = saga_states(ledger.rows(settings.shop, kind=CANCEL_FULFILLMENT) + ledger.rows(settings.shop, kind=CANCEL_SHOPIFY))
     maps, default_map = carrier_maps(settings, platforms, tiktok_rows)
@@ -653,40 +653,63 @@ def side_by_side(steps: list[Callable[[], Any]], workers: int) -> None:
 
 def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, verify_poll_seconds: float = 2.0,
             verify_max_seconds: float = 120.0, lanes: int = 1, observe: Callable[[str], Any] | None = None) -> dict:
-    """The whole pipeline in one process (tests, benchmarks; the DAG splits it into tasks).
+    """The run's steps (include/steps.py, the DAG's tasks) in one process: tests, benchmarks, simulation.
 
-    lanes=1 runs the steps one after the other in task order. lanes > 1 runs side by side what the
-    DAG runs side by side: the Shopify and fulfiller listings once TikTok's is staged, and the action
-    groups and the cancellation sagas once decided, each with `lanes` chunks at a time (as a pool
-    of that many slots would). `observe` is told "decided" once everything is read and decided
-    (the simulation splits the API calls into extraction and actions there)."""
+    lanes=1 runs them one after the other in the list's order. lanes > 1 runs side by side the
+    steps that wait on nothing still running (the Shopify and fulfiller listings, the action groups
+    and the sagas' first step), each with `lanes` chunks at a time (as a pool of that many slots
+    would). The verify step polls every `verify_poll_seconds` for at most `verify_max_seconds`
+    where the DAG's sensor would poke. `observe` is told "decided" once everything is read and
+    decided (the simulation splits the API calls into extraction and actions there)."""
     ctx = RunContext(shop=settings.shop, dag_id=settings.dag_id, run_id=settings.run_id, task_id="run_all",
                      now=now_for(settings))
-    prepare_run(settings, wh)
-    tt = extract_tiktok(settings, platforms, wh)
-    since = datetime.fromisoformat(tt["since"])
-    listings = [partial(extract_shopify, settings, platforms, wh, since)]
-    if "amazon_mcf" in settings.fulfillers:
-        listings.append(partial(extract_amazon, settings, platforms, wh, since))
-    if "shipbob" in settings.fulfillers:
-        listings.append(partial(extract_shipbob, settings, platforms, wh, since))
-    side_by_side(listings, len(listings) if lanes > 1 else 1)
-    for batch in BATCH_TABLES:
-        validate_batch(settings, wh, batch)
-    plan = join_and_decide(settings, platforms, wh)
-    if observe is not None:
-        observe("decided")
+    results: dict[str, Any] = {}
 
-    def saga(chunk: list[dict]) -> None:
-        cancel_at_fulfiller(settings, platforms, wh, ctx, chunk)
+    def since() -> datetime:
+        return datetime.fromisoformat(results["extract_tiktok"]["since"])
+
+    def verify(chunk: list[dict]) -> bool:
         deadline = time.monotonic() + verify_max_seconds
-        while not verify_cancellations(settings, platforms, wh, ctx, chunk) and time.monotonic() < deadline:
+        while not verify_cancellations(settings, platforms, wh, ctx, chunk):
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(verify_poll_seconds)
-        refund_and_approve(settings, platforms, wh, ctx, chunk)
+        return True
 
-    groups = [[partial(act, settings, platforms, wh, ctx, chunk) for chunk in plan["chunks"][group]]
-              for group in ("tracking", "notes", "rejections", "escalations")]
-    groups.append([partial(saga, chunk) for chunk in plan["chunks"]["cancellations"]])
-    side_by_side([partial(side_by_side, steps, lanes) for steps in groups], len(groups) if lanes > 1 else 1)
-    record_api_calls(wh, settings, "run_all", -1, platforms)
-    return summarize_run(settings, wh)
+    def summarize(_: None) -> dict:
+        record_api_calls(wh, settings, "run_all", -1, platforms)
+        return summarize_run(settings, wh)
+
+    runners: dict[str, Callable[[Any], Any]] = {
+        "prepare_run": lambda _: prepare_run(settings, wh),
+        "extract_tiktok": lambda _: extract_tiktok(settings, platforms, wh),
+        "extract_shopify": lambda _: extract_shopify(settings, platforms, wh, since()),
+        "extract_amazon": lambda _: extract_amazon(settings, platforms, wh, since()),
+        "extract_shipbob": lambda _: extract_shipbob(settings, platforms, wh, since()),
+        "validate_staged": lambda batch: validate_batch(settings, wh, batch),
+        "join_and_decide": lambda _: join_and_decide(settings, platforms, wh),
+        **{name: (lambda keys: act(settings, platforms, wh, ctx, keys)) for name in steps.ACTS},
+        "cancel_at_fulfiller": lambda chunk: cancel_at_fulfiller(settings, platforms, wh, ctx, chunk),
+        "verify_fulfiller_cancel": verify,
+        "refund_and_approve": lambda chunk: refund_and_approve(settings, platforms, wh, ctx, chunk),
+        "summarize_run": summarize,
+    }
+
+    def run_step(step: steps.Step) -> None:
+        if step.each is None:
+            results[step.name] = runners[step.name](None)
+            return
+        items = steps.BATCHES if step.each == "batch" else results["join_and_decide"]["chunks"][step.each]
+        out: list[Any] = [None] * len(items)
+
+        def one(i: int) -> None:
+            out[i] = runners[step.name](items[i])
+        side_by_side([partial(one, i) for i in range(len(items))], lanes)
+        results[step.name] = out
+
+    for wave in steps.waves():
+        wave = [s for s in wave if s.fulfiller is None or s.fulfiller in settings.fulfillers]
+        side_by_side([partial(run_step, s) for s in wave], len(wave) if lanes > 1 else 1)
+        if observe is not None and any(s.name == "join_and_decide" for s in wave):
+            observe("decided")
+    return results["summarize_run"]

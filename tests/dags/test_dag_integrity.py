@@ -42,6 +42,18 @@ def test_pipeline_shape(dagbag):
     assert dag.params["sla_horizon_hours"] == 24 and dag.params["dry_run"] is False
 
 
+def test_the_dag_runs_the_one_list_of_steps(dagbag):
+    from include.steps import STEPS
+
+    tasks = dagbag.dags["orderops_sla"].task_dict
+    names = {step.name for step in STEPS}
+    assert names <= set(tasks)
+    for step in STEPS:
+        # every step reads the run's settings, so prepare_run is upstream of all; the rest is the list's
+        upstream = (set(tasks[step.name].upstream_task_ids) & names) - {"prepare_run"}
+        assert upstream == set(step.after) - {"prepare_run"}, step.name
+
+
 @pytest.mark.parametrize("dag_file", sorted(p.name for p in (REPO / "dags").glob("*.py")))
 def test_dag_file_parses_standalone(dag_file, airflow_db):
     """Each DAG file parses in a fresh interpreter (Airflow imported first, as the processor has it).

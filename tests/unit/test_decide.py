@@ -53,6 +53,16 @@ def test_t1_posts_tracking_even_far_from_sla():
     assert d.actions[0].idempotency_key == f"post_tracking:576000000000000001:{UPS.tracking_number}"
 
 
+def test_tiktok_label_orders_get_no_tracking_from_orderops():
+    # shipping_type TIKTOK: TikTok refuses seller tracking; its carrier scan brings it
+    d = decide(order(shipping_type="TIKTOK", fulfillment=shipped(UPS)), POLICY, NOW)
+    assert d.rule == "-" and d.actions == () and "TikTok's label" in d.reason
+    d = decide(order(shipping_type="TIKTOK", cancellation=PENDING, fulfillment=shipped(UPS)), POLICY, NOW)
+    assert d.rule == "C3" and kinds(d) == [REJECT_CANCELLATION]
+    # not shipped yet and due: the note, as for any order
+    assert kinds(decide(order(shipping_type="TIKTOK"), POLICY, NOW)) == [ADD_NOTE]
+
+
 def test_t1_partial_shipment_posts_the_shipped_line_items():
     p1 = Package("UPS", "1ZA", "p-ups", ("577a",))
     p2 = Package("USPS", "9400B", "p-usps", ("577b",))
