@@ -345,13 +345,15 @@ def render_html(shop: str, day: date, rows: list[dict], breached: list[dict], es
         ("past_due_no_tracking", "past ship-by, no tracking"), ("at_risk_auto_cancel", "at risk of auto-cancel"),
         ("cancels_on_time", "cancellations on time"), ("cancels_late", "cancellations late")))
     pictures = "".join(f'<img alt="{name}" src="data:image/png;base64,{data}">' for name, data in images.items())
+    rate_line = f"Late Dispatch Rate {total['late_dispatch_rate'] * 100:.2f}% ({status})." if total["orders_due"] \
+        else "No orders were due this day: no Late Dispatch Rate."
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>orderops SLA report {shop} {day}</title>
 <style>body{{font-family:sans-serif;margin:24px;color:#222}}table{{border-collapse:collapse;font-size:13px;margin:8px 0 20px}}
 td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}th{{background:#f3f3f3}}.k{{display:inline-block;margin:0 18px 12px 0}}
 .k b{{display:block;font-size:22px}}.k span{{font-size:12px;color:#555}}img{{max-width:100%;display:block;margin:8px 0}}
 .bad{{color:#c9302c}}.ok{{color:#3c763d}}</style></head><body>
 <h1>SLA report: shop {html.escape(shop)}, {day:%Y-%m-%d} (UTC)</h1>
-<p class="{'bad' if total['ldr_over_line'] else 'ok'}">Late Dispatch Rate {total['late_dispatch_rate'] * 100:.2f}% ({status}).
+<p class="{'bad' if total['ldr_over_line'] else 'ok' if total['orders_due'] else ''}">{rate_line}
 Hours from fulfiller shipment to tracking on TikTok: median {total['ship_to_tracking_median_h']}, p95 {total['ship_to_tracking_p95_h']}.</p>
 <div>{figures}</div>{pictures}
 <h2>By fulfiller and carrier</h2>{_table(rows, split_cols)}

@@ -160,10 +160,15 @@ def _hours(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}"
 
 
+def _rate(d: dict) -> str:
+    """The day's Late Dispatch Rate, or "no orders due": 0 % of nothing is not a good day."""
+    return f'{d["late_dispatch_rate"] * 100:.1f}%' if d["orders_due"] else "no orders due"
+
+
 def _day_row(d: dict, shop: str) -> str:
     over = bool(d["ldr_over_line"])
-    ldr = f'<span class="pill {"bad" if over else "ok"}" title="{"over" if over else "within"} the 4% line">' \
-          f'{d["late_dispatch_rate"] * 100:.1f}%</span>'
+    tone = "bad" if over else "ok" if d["orders_due"] else "none"
+    ldr = f'<span class="pill {tone}" title="{"over" if over else "within"} the 4% line">{_rate(d)}</span>'
     links = " ".join(f'<a href="{_e(url)}" target="_blank" rel="noopener">{label}</a>'
                      for name, label in (("report.html", "report"), ("breaches.csv", "breaches CSV"))
                      if (url := d["files"].get(name))) or '<span class="muted">not written</span>'
@@ -185,9 +190,9 @@ def _shop_section(entry: ShopDays) -> str:
     over = sum(1 for d in days if d["ldr_over_line"])
     latest = days[0] if days else None
     cards = [
-        (f'{latest["late_dispatch_rate"] * 100:.1f}%' if latest else "–",
+        (_rate(latest) if latest else "–",
          f'Late Dispatch Rate on {latest["day"]:%Y-%m-%d}' if latest else "no figures yet",
-         "bad" if latest and latest["ldr_over_line"] else "ok" if latest else ""),
+         "bad" if latest and latest["ldr_over_line"] else "ok" if latest and latest["orders_due"] else ""),
         (str(over), f"day{'s' if over != 1 else ''} over the 4% line", "bad" if over else "ok"),
         (str(sum(d["dispatched_late"] + d["past_due_no_tracking"] for d in days)), "late or past ship-by, no tracking", ""),
         (str(len(entry.escalations)), "escalations to look at", "warn" if entry.escalations else "ok"),
@@ -238,7 +243,7 @@ color:#3e4c59;position:sticky;top:0}th,td{border-bottom:1px solid #e4e7eb;paddin
 tbody tr:hover{background:#f5f9ff}td.num{text-align:right;white-space:nowrap}td.day{white-space:nowrap;font-weight:600}
 td.warn{color:#ab091e;font-weight:600}tr.over td.day{box-shadow:inset 4px 0 0 #d64545}
 .pill{display:inline-block;padding:1px 8px;border-radius:10px;font-weight:600}.pill.bad{background:#ffe3e3;color:#ab091e}
-.pill.ok{background:#e3f9e5;color:#1f6f2b}td.links{white-space:nowrap}td.links a{margin-right:10px}a{color:#0b63ce}
+.pill.ok{background:#e3f9e5;color:#1f6f2b}.pill.none{background:#eef0f3;color:#555;font-weight:400}td.links{white-space:nowrap}td.links a{margin-right:10px}a{color:#0b63ce}
 .reason{background:#fff3c4;color:#7c5e10;border-radius:4px;padding:1px 6px;font-weight:600;white-space:nowrap}
 td.detail{color:#3e4c59;max-width:560px}form{margin:0 0 16px;display:flex;gap:10px;align-items:center;flex-wrap:wrap}
 select,input{font:inherit;padding:3px 6px}button{font:inherit;padding:3px 12px;cursor:pointer}

@@ -264,3 +264,17 @@ def test_figures_row_matches_the_table(seeded):
     cells = Page(client(wh, reports).get("/", params={"shop": "eu-shop"}).text).tables["days"][0][1]
     assert cells[1:6] == [str(row.orders_due), str(row.dispatched_on_time), str(row.dispatched_late),
                           str(row.past_due_no_tracking), f"{row.late_dispatch_rate * 100:.1f}%"]
+
+
+def test_a_day_without_orders_due_says_so_rather_than_0_percent(tmp_path):
+    wh = Warehouse(f"sqlite:///{tmp_path / 'wh.db'}")
+    wh.migrate()
+    with wh.engine.begin() as conn:
+        conn.execute(sla_daily.insert(), [daily("default", DAY, due=0), daily("default", DAY - timedelta(days=1), due=5)])
+    text = client(wh, tmp_path).get("/").text
+    rows = {attrs["data-day"]: cells for attrs, cells in Page(text).tables["days"]}
+    assert rows[f"{DAY:%Y-%m-%d}"][5] == "no orders due"
+    assert rows[f"{DAY - timedelta(days=1):%Y-%m-%d}"][5] == "0.0%"
+    # the headline card for the latest day says it too, and is not green
+    assert '<div class="card "><b>no orders due</b>' in text
+    wh.dispose()

@@ -1,7 +1,7 @@
 """SLA report figures against hand-computed ones for a small fixed day, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -130,6 +130,15 @@ def test_rebuilding_a_day_replaces_its_rows(day_report):
     with wh.engine.connect() as conn:
         stored = conn.execute(sa.select(sa.func.count()).select_from(sla_daily)).scalar()
     assert stored == len(again.rows)
+
+
+def test_a_day_with_no_orders_due_has_no_rate(day_report):
+    wh, report = day_report
+    empty = build_day(wh, "s", DAY + timedelta(days=3), now=NOW + timedelta(days=4), out_dir=report.html_path.parents[2])
+    total = by_split(empty.rows)[("all", "all")]
+    assert total["orders_due"] == 0 and not total["ldr_over_line"]
+    page = empty.html_path.read_text()
+    assert "No orders were due this day" in page and "Late Dispatch Rate 0.00%" not in page
 
 
 def test_days_to_report():
