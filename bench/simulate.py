@@ -250,7 +250,8 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
             report = report_figures(reports.build_day(wh, SHOP, day, now=end).rows)   # rebuilt, as a backfill
             wanted = {k: entry[k] for k in FIGURES}
             per_day.append({"day": entry["day"], "truth": wanted, "report": report, "match": report == wanted,
-                            "at_day_end": day_end.get(entry["day"]),
+                            # a day that ends after the simulation holds orders whose deadline has not come
+                            "complete": day + timedelta(days=1) <= end.date(), "at_day_end": day_end.get(entry["day"]),
                             "valid_tracking_rate": entry["valid_tracking_rate"], "auto_cancels": entry["auto_cancels"]})
         arrived = len(truth["orders"])
         api = {platform: {kind: round(sum(calls[kind][platform].values()) / max(1, arrived), 4)
@@ -300,7 +301,8 @@ def render(summary: dict) -> str:
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"   # noqa: E731
     for d in summary["days"]:
         t = d["truth"]
-        lines.append(f"{d['day']:10s} {t['orders_due']:5d} {t['dispatched_on_time']:7d} {t['dispatched_late']:5d} "
+        day = d["day"] if d.get("complete", True) else f"{d['day'][5:]} open"
+        lines.append(f"{day:10s} {t['orders_due']:5d} {t['dispatched_on_time']:7d} {t['dispatched_late']:5d} "
                      f"{t['past_due_no_tracking']:6d} {pct(t['late_dispatch_rate']):>7s} {t['cancellations']:7d} "
                      f"{t['cancellations_late']:5d}  {'yes' if d['match'] else 'NO':13s}  "
                      f"{pct(sop.get(d['day'], {}).get('late_dispatch_rate')):>7s}")
@@ -332,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.days < 1 or args.orders_per_day < 0:
         raise SystemExit("DAYS must be at least 1 and ORDERS_PER_DAY not negative")
     start = parse(args.start)
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")   # Airflow's log setup, read at its import
     import logging
 
     logging.basicConfig(level=logging.WARNING)

@@ -7,8 +7,10 @@ Buyer names, addresses and emails are never stored (see `include.staging`).
 """
 from __future__ import annotations
 
+import fcntl
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -277,8 +279,9 @@ class Warehouse:
         self.dialect = self.engine.dialect.name
 
     def migrate(self) -> int:
-        """Create or upgrade the schema; returns the version now in place."""
-        with self.engine.begin() as conn:
+        """Create or upgrade the schema; returns the version now in place. Safe when several
+        processes start it at once (the shops' first runs, the report DAG beside the pipeline)."""
+        with self._sqlite_file_lock(), self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 # several shops' first runs migrate at the same moment: one at a time
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": 7_403_921_561})
@@ -288,6 +291,21 @@ class Warehouse:
                 step(conn)
                 conn.execute(schema_version.insert().values(version=version, applied_at=utcnow()))
             return len(MIGRATIONS)
+
+    @contextmanager
+    def _sqlite_file_lock(self) -> Iterator[None]:
+        """SQLite has no advisory locks and creates tables without waiting for a writer: processes
+        migrating one file take turns on a lock file beside it."""
+        database = self.engine.url.database if self.dialect == "sqlite" else None
+        if not database or database == ":memory:" or database.startswith("file:"):
+            yield
+            return
+        with open(f"{database}.migrate-lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def upsert(self, table: sa.Table, rows: Iterable[dict], conn=None) -> int:
         """Insert or replace rows by primary key, in one statement per batch."""
