@@ -15,7 +15,6 @@ Trace one order: `python -m include.orderops trace <tiktok_order_id>`.
 """
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pendulum
@@ -25,7 +24,7 @@ from airflow.sdk import (
 )
 
 from include.lineage import assets, endpoints, tables
-from include.shops import Shop, load_shops
+from include.shops import Shop, load_shops, minutes_setting, task_timeout
 from include.steps import BATCHES, BY_NAME, STEPS
 
 ASSETS = assets()
@@ -42,7 +41,7 @@ def on_task_failure(context):
 
 def run_deadline(shop: Shop):
     """Alert when a run is not finished N minutes after it was queued (ORDEROPS_RUN_DEADLINE_MINUTES, 0 = off)."""
-    minutes = float(os.environ.get("ORDEROPS_RUN_DEADLINE_MINUTES", "25"))
+    minutes = minutes_setting("ORDEROPS_RUN_DEADLINE_MINUTES", 25)
     if minutes <= 0:
         return None
     return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=timedelta(minutes=minutes),
@@ -62,7 +61,8 @@ def build(shop: Shop):
         max_active_runs=1,
         doc_md=__doc__,
         tags=["orderops"],
-        default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30), "on_failure_callback": on_task_failure},
+        default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30), "on_failure_callback": on_task_failure,
+                      "execution_timeout": task_timeout()},
         deadline=run_deadline(shop),
         params={
             "shop": Param(shop.name, type="string", description="the shop this DAG serves (fixed)"),

@@ -14,6 +14,7 @@ import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, dag, task
 
 from include.lineage import assets, tables
+from include.shops import task_timeout
 
 RUN_SUMMARY, SLA_REPORT = assets()["run_summary"], assets()["sla_daily"]
 
@@ -26,7 +27,7 @@ RUN_SUMMARY, SLA_REPORT = assets()["run_summary"], assets()["sla_daily"]
     max_active_runs=1,
     doc_md=__doc__,
     tags=["orderops", "report"],
-    default_args={"retries": 1, "retry_delay": pendulum.duration(seconds=30)},
+    default_args={"retries": 1, "retry_delay": pendulum.duration(seconds=30), "execution_timeout": task_timeout()},
 )
 def orderops_sla_report():
     @task

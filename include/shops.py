@@ -11,6 +11,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from include.runconfig import Connections, RunConfigError
@@ -72,3 +73,25 @@ def load_shops() -> list[Shop]:
     except (OSError, json.JSONDecodeError) as exc:
         raise RunConfigError(f"{SHOPS_FILE_ENV}={path}: {exc}") from None
     return parse_shops(doc)
+
+
+def minutes_setting(name: str, default: float) -> float:
+    """A duration in minutes from the environment (0 = off), refused with its name when it is not
+    a finite number from 0 to a week."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise RunConfigError(f"{name}: expected minutes (a number), got {raw!r}") from None
+    if not 0 <= value <= 7 * 24 * 60:   # NaN fails this too
+        raise RunConfigError(f"{name}: expected 0 to 10080 minutes, got {raw!r}")
+    return value
+
+
+def task_timeout() -> timedelta | None:
+    """No task runs longer than ORDEROPS_TASK_TIMEOUT_MINUTES (30; 0 = no limit): a hung call or an
+    endless listing fails the try and the retry starts over, rather than holding the pool."""
+    minutes = minutes_setting("ORDEROPS_TASK_TIMEOUT_MINUTES", 30)
+    return timedelta(minutes=minutes) if minutes else None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 
@@ -40,6 +41,10 @@ def test_pipeline_shape(dagbag):
         callable_ = getattr(task, "python_callable", None) or task.partial_kwargs.get("python_callable")
         assert callable_ is not None and callable_.__doc__, f"{task.task_id} has no docstring"
     assert dag.params["sla_horizon_hours"] == 24 and dag.params["dry_run"] is False
+    # no task holds its pool for ever: a hung call or endless listing fails the try
+    timeouts = {t.task_id: getattr(t, "execution_timeout", None) or t.partial_kwargs.get("execution_timeout")
+                for t in tasks.values()}
+    assert set(timeouts.values()) == {timedelta(minutes=30)}, timeouts
 
 
 def test_the_dag_runs_the_one_list_of_steps(dagbag):

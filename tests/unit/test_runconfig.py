@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from include.runconfig import RunConfigError, run_settings
-from include.shops import SHOPS_FILE_ENV, Shop, load_shops, parse_shops
+from include.shops import SHOPS_FILE_ENV, Shop, load_shops, minutes_setting, parse_shops, task_timeout
 
 T0 = datetime(2026, 11, 20, 14, 30, tzinfo=timezone.utc)
 
@@ -79,3 +79,23 @@ def test_shops_file(tmp_path, monkeypatch):
                          ([{"name": "a", "conections": {}}], "unknown key(s) conections"), ([], "non-empty list")):
         with pytest.raises(RunConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
             parse_shops(bad)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ("abc", "expected minutes (a number), got 'abc'"), ("nan", "expected 0 to 10080 minutes"),
+    ("-5", "expected 0 to 10080 minutes"), ("1e300", "expected 0 to 10080 minutes"),
+])
+def test_minute_settings_are_refused_with_their_name(monkeypatch, raw, message):
+    monkeypatch.setenv("ORDEROPS_TASK_TIMEOUT_MINUTES", raw)
+    with pytest.raises(RunConfigError) as err:
+        task_timeout()
+    assert str(err.value).startswith("ORDEROPS_TASK_TIMEOUT_MINUTES: ") and message in str(err.value)
+
+
+def test_task_timeout_defaults_to_30_minutes_and_0_turns_it_off(monkeypatch):
+    monkeypatch.delenv("ORDEROPS_TASK_TIMEOUT_MINUTES", raising=False)
+    assert task_timeout() == timedelta(minutes=30)
+    monkeypatch.setenv("ORDEROPS_TASK_TIMEOUT_MINUTES", "0")
+    assert task_timeout() is None
+    monkeypatch.setenv("ORDEROPS_TASK_TIMEOUT_MINUTES", " 12.5 ")
+    assert minutes_setting("ORDEROPS_TASK_TIMEOUT_MINUTES", 30) == 12.5
