@@ -162,6 +162,7 @@ def simulate(days: int, orders_per_day: int, schedule: str, seed: int, out: Path
 
 def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, life_overrides, backfill_day) -> dict:
     import httpx
+    from airflow.sdk._shared.secrets_masker import reset_secrets_masker
 
     from bench.pipeline_bench import SandboxProcess
     from include import pipeline, reports
@@ -200,6 +201,7 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
         previous = start
         before, charged = counted()
         for n, moment in enumerate(run_times, 1):
+            reset_secrets_masker()   # a run's tasks are fresh processes: their masked values do not pile up
             admin.post("/clock", json={"now": iso(moment), "rate": 0})
             settings = run_settings(dag_id="orderops_sla", run_id=f"scheduled__{iso(moment)}",
                                     params={"now": iso(moment), "window_start": iso(previous), "window_end": iso(moment)})
