@@ -314,18 +314,30 @@ def record_id(item: Any, field_name: str) -> str | int | None:
     return value if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "" else None
 
 
+# A listing that goes on past these is broken, not long: 5,000 pages hold 250,000 orders or more.
+MAX_PAGES = 5000
+MAX_EMPTY_PAGES = 3
+
+
 def pages(fetch: Callable[[Any], tuple[list, Any]], first_cursor: Any = None, *, platform: str,
-          operation: str, key: Callable[[Any], Any] | None = None) -> Iterator[Any]:
+          operation: str, key: Callable[[Any], Any] | None = None, max_pages: int = MAX_PAGES) -> Iterator[Any]:
     """Yield items page by page from `fetch(cursor) -> (items, next_cursor or None)`.
 
-    Stops with PagingError when a cursor comes back twice or a page repeats items already
-    seen (a loop that would otherwise never end). Items whose key is None are not compared.
+    Stops with PagingError when a cursor comes back twice, a page repeats items already seen,
+    MAX_EMPTY_PAGES empty pages in a row still point further, or `max_pages` is passed (listings
+    that would otherwise never end). Items whose key is None are not compared.
     """
     seen_cursors: set = set()
     seen_keys: set = set()
     cursor = first_cursor
-    while True:
+    empty = 0
+    for page in range(1, max_pages + 2):
+        if page > max_pages:
+            raise PagingError(platform, operation, f"more than {max_pages} pages: the listing does not end")
         items, next_cursor = fetch(cursor)
+        empty = 0 if items else empty + 1
+        if empty >= MAX_EMPTY_PAGES and next_cursor not in (None, ""):
+            raise PagingError(platform, operation, f"{empty} empty pages in a row, each pointing to another")
         if key is not None:
             page_keys = [k for k in (key(item) for item in items) if k is not None]
             repeated = seen_keys.intersection(page_keys)

@@ -71,6 +71,27 @@ def test_pages_detects_repeated_page():
         list(pages(lambda c: book[c], platform="p", operation="op", key=lambda x: x))
 
 
+def test_pages_stops_at_empty_pages_that_keep_pointing_further():
+    fetched = []
+
+    def fetch(cursor):   # every page empty, each with a fresh token
+        fetched.append(cursor)
+        return [], f"t{len(fetched)}"
+    with pytest.raises(PagingError, match="3 empty pages in a row"):
+        list(pages(fetch, platform="p", operation="op"))
+    assert len(fetched) == 3
+    # an empty page between full ones, or an empty last page, is fine
+    book = {None: ([1], "a"), "a": ([], "b"), "b": ([2], "c"), "c": ([], None)}
+    assert list(pages(lambda c: book[c], platform="p", operation="op")) == [1, 2]
+
+
+def test_pages_stops_after_max_pages():
+    with pytest.raises(PagingError, match="more than 4 pages"):
+        list(pages(lambda c: ([c or 0], (c or 0) + 1), platform="p", operation="op", max_pages=4))
+    assert list(pages(lambda c: ([c or 0], (c or 0) + 1 if (c or 0) < 3 else None), platform="p",
+                      operation="op", max_pages=4)) == [0, 1, 2, 3]
+
+
 def test_chunked():
     assert list(chunked(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
 
