@@ -308,24 +308,24 @@ class Warehouse:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def upsert(self, table: sa.Table, rows: Iterable[dict], conn=None) -> int:
-        """Insert or replace rows by primary key, in one statement per batch."""
+        """Insert or replace rows by primary key; returns the rows sent. One statement, compiled
+        once per table and set of columns, executed for many rows (compiling a multi-row VALUES
+        statement per batch cost more than writing the rows)."""
         rows = list(rows)
         if not rows:
             return 0
         key = [c.name for c in table.primary_key.columns]
         dialect = postgresql if self.dialect == "postgresql" else sqlite
-        count = 0
+        stmt = dialect.insert(table)
+        keep = table.info.get("keep_when_null", ())
+        update = {col: sa.func.coalesce(stmt.excluded[col], table.c[col]) if col in keep else stmt.excluded[col]
+                  for col in rows[0] if col not in key}
+        stmt = stmt.on_conflict_do_update(index_elements=key, set_=update) if update else \
+            stmt.on_conflict_do_nothing(index_elements=key)
         with _maybe_begin(self.engine, conn) as c:
-            for start in range(0, len(rows), 500):
-                batch = rows[start:start + 500]
-                stmt = dialect.insert(table).values(batch)
-                keep = table.info.get("keep_when_null", ())
-                update = {col: sa.func.coalesce(stmt.excluded[col], table.c[col]) if col in keep else stmt.excluded[col]
-                          for col in batch[0] if col not in key}
-                stmt = stmt.on_conflict_do_update(index_elements=key, set_=update) if update else \
-                    stmt.on_conflict_do_nothing(index_elements=key)
-                count += c.execute(stmt).rowcount or 0
-        return count
+            for start in range(0, len(rows), 1000):
+                c.execute(stmt, rows[start:start + 1000])
+        return len(rows)
 
     def dispose(self) -> None:
         self.engine.dispose()
