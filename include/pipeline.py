@@ -268,7 +268,8 @@ def shipments_report(settings: RunSettings, client, wh: Warehouse, since: dateti
     """The fulfilled-shipments rows from the start of `since`'s day (at most a month back) to now,
     and whether they are the shop's stored copy: one requested under 30 minutes ago for a range
     that covers this one is read again instead of asking Amazon (who would not build it anew).
-    Orders shipped before the range have no rows: the detail call covers them."""
+    Orders shipped before the range have no rows: the detail call covers them. Only the columns
+    staging reads are kept (the report carries buyer names and addresses)."""
     now = now_for(settings)
     start = max(datetime.combine(since.astimezone(timezone.utc).date(), datetime.min.time(), tzinfo=timezone.utc),
                 now - REPORT_MAX_RANGE)
@@ -279,7 +280,8 @@ def shipments_report(settings: RunSettings, client, wh: Warehouse, since: dateti
             and timedelta(0) <= now - as_utc(last.requested_at) < REPORT_REGENERATION:
         return last.report_rows, True
     report_id = client.request_fulfilled_shipments(start, now)
-    rows = client.collect_fulfilled_shipments(report_id)
+    rows = [{k: line[k] for k in staging.REPORT_FIELDS if k in line} if isinstance(line, dict) else line
+            for line in client.collect_fulfilled_shipments(report_id)]
     wh.upsert(amazon_shipment_reports, [{"shop": settings.shop, "report_id": report_id, "data_start": start,
                                          "data_end": now, "requested_at": now, "report_rows": rows}])
     return rows, False

@@ -255,6 +255,11 @@ def amazon_order_row(detail: dict) -> dict:
     }
 
 
+# The fulfilled-shipments report's columns orderops reads; the rest (buyer names, addresses) is never kept.
+REPORT_FIELDS = ("amazon-order-id", "merchant-order-id", "shipment-id", "shipment-date", "sku", "quantity-shipped",
+                 "carrier", "tracking-number")
+
+
 def amazon_row_from_listing(order: dict, report_rows: list[dict]) -> dict:
     """From a listAllFulfillmentOrders entry plus its rows of the fulfilled-shipments report.
 

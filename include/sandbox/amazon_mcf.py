@@ -739,7 +739,10 @@ class AmazonMcfSandbox(PlatformSandbox):
         return {"amazon_mcf": self._sp_api_app(), "amazon_lwa": self._lwa_app()}
 
     def _lwa_app(self) -> FastAPI:
-        app = self.sandbox.new_app(self.name, "Login with Amazon (sandbox)")
+        # OAuth2's error object (RFC 6749 section 5.2), as LWA answers its errors
+        app = self.sandbox.new_app(self.name, "Login with Amazon (sandbox)", unrouted=lambda request, exc: JSONResponse(
+            {"error": "invalid_request", "error_description": "The request could not be routed"},
+            status_code=404 if exc.status_code in (404, 405) else exc.status_code))
 
         @app.post("/auth/o2/token")
         async def token(request: Request):

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from include.sandbox.scenario import Scenario, ScenarioError, format_time, parse_scenario, parse_time
@@ -408,7 +409,22 @@ class Sandbox:
                 self._apps.update(impl.apps())
         return self._apps
 
-    def new_app(self, platform: str, title: str) -> FastAPI:
+    def new_app(self, platform: str, title: str,
+                unrouted: Callable[[Request, StarletteHTTPException], Any] | None = None) -> FastAPI:
+        """A platform's app with the admin API beside it. `unrouted(request, exc)` answers what the
+        routing refused (a path it does not serve: 404, a method: 405) in the platform's own error
+        format; the admin API keeps its own."""
+        app = self._plain_app(platform, title)
+        if unrouted is not None:
+            @app.exception_handler(StarletteHTTPException)
+            async def platform_shaped(request: Request, exc: StarletteHTTPException):
+                if request.url.path.startswith(ADMIN_PREFIX):
+                    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+                answer = unrouted(request, exc)
+                return await answer if hasattr(answer, "__await__") else answer
+        return app
+
+    def _plain_app(self, platform: str, title: str) -> FastAPI:
         app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
         app.include_router(admin_router(self), prefix=ADMIN_PREFIX)
         app.add_middleware(_PlatformMiddleware, sandbox=self, platform=platform, router=app.router)

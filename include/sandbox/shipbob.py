@@ -593,6 +593,21 @@ class ShipBobSandbox(PlatformSandbox):
             response.headers["x-remaining-calls"] = str(remaining)
         return response
 
+    async def _unrouted(self, request: Request, exc) -> Response:
+        """The gateway checks the token before routing (401 without a valid one); a path or method
+        not served is then a ProblemDetails 404 or 405, as ASP.NET answers."""
+        try:
+            await self._guard(request)
+        except _Reply as refused:
+            return refused.response
+        if exc.status_code == 405:
+            body = {"type": "https://tools.ietf.org/html/rfc7231#section-6.5.5", "title": "Method Not Allowed",
+                    "status": 405}
+            return JSONResponse(body, status_code=405, media_type="application/problem+json")
+        if exc.status_code == 404:
+            return _not_found().response
+        return JSONResponse({"": [str(exc.detail)]}, status_code=exc.status_code)
+
     async def _guard(self, request: Request) -> None:
         """Gateway checks in front of every API route: the bearer token, then the quota."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -686,7 +701,7 @@ class ShipBobSandbox(PlatformSandbox):
         return {"shipbob": self._app}
 
     def _build_app(self) -> FastAPI:
-        app = self.sandbox.new_app("shipbob", "ShipBob Developer API (sandbox)")
+        app = self.sandbox.new_app("shipbob", "ShipBob Developer API (sandbox)", unrouted=self._unrouted)
 
         @app.exception_handler(_Reply)
         async def reply_handler(request: Request, exc: _Reply):

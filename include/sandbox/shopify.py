@@ -34,7 +34,6 @@ from graphql import (
 )
 from graphql.language import VariableNode
 from graphql.utilities import value_from_ast_untyped
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from include.sandbox.core import ADMIN_PREFIX, PlatformSandbox, TokenBucket, new_request_id
 from include.sandbox.scenario import Scenario, ScenarioOrder, format_time, parse_time, shopify_order_name
@@ -766,17 +765,15 @@ class ShopifySandbox(PlatformSandbox):
         }
 
     # -- HTTP -----------------------------------------------------------------------------
-    def _build_app(self) -> FastAPI:
-        app = self.sandbox.new_app(self.name, "Shopify Admin API (sandbox)")
+    @staticmethod
+    def _unrouted(request: Request, exc) -> Response:
+        # Shopify answers a path or method it does not serve with a plain 404
+        if exc.status_code in (404, 405):
+            return JSONResponse({"errors": "Not Found"}, status_code=404)
+        return JSONResponse({"errors": str(exc.detail)}, status_code=exc.status_code)
 
-        @app.exception_handler(StarletteHTTPException)
-        async def not_found(request: Request, exc: StarletteHTTPException):
-            if request.url.path.startswith(ADMIN_PREFIX):
-                return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-            if exc.status_code == 405:
-                return JSONResponse({"errors": "Not Found"}, status_code=404)
-            return JSONResponse({"errors": "Not Found" if exc.status_code == 404 else str(exc.detail)},
-                                status_code=exc.status_code)
+    def _build_app(self) -> FastAPI:
+        app = self.sandbox.new_app(self.name, "Shopify Admin API (sandbox)", unrouted=self._unrouted)
 
         @app.post("/admin/api/{version}/graphql.json")
         async def graphql_endpoint(version: str, request: Request):

@@ -405,10 +405,6 @@ def test_limiter_paces_a_burst_at_the_documented_quota(run_sandbox):
             client.get_fulfillment_order("1001")
         assert client.stats.throttled[GET] == 0 and client.stats.calls[GET] == 60
     assert counted(server, GET) == 60 and counted(server, GET, "throttles") == 0
-    assert sent[28] - sent[0] < 1.5                           # the burst
-    # What the burst took to send was refilled meanwhile; by the 40th call the bucket runs empty.
-    steady = 20 / (sent[59] - sent[39])
-    assert steady == pytest.approx(2.0, rel=0.03) and steady <= 2.0 * 1.005, steady
     # Never more than the documented burst plus 2/s in any window.
     for i, began in enumerate(sent):
         later = [t for t in sent[i:] if t - began < 5.0]

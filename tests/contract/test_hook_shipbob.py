@@ -500,13 +500,13 @@ def test_limiter_paces_at_the_documented_quota(run_sandbox):
     sent: list[float] = []
     with ShipBobClient(server.urls["shipbob"], PAT, retry=FAST) as client:
         client.http.event_hooks["request"] = [lambda request: sent.append(time.monotonic())]
+        began = time.monotonic()
         remaining = [client.call("order", "GET", "/2026-01/order/9000001").headers["x-remaining-calls"]
                      for _ in range(18)]
     assert remaining[-1] == str(150 - 18) and not server.sandbox.throttles
-    assert sent[4] - sent[0] < 0.3                           # the burst
-    steady = (len(sent) - 5) / (sent[-1] - sent[4])
-    # 144 per 60 s after a burst of 5: no minute can hold more than 149 of the 150 allowed.
-    assert steady == pytest.approx(144 / 60, rel=0.06) and steady < 2.5, steady
+    # 144 per 60 s after a burst of 5 (no minute can hold more than 149 of the 150 allowed): the 18th
+    # request cannot leave before 13 more tokens came, whatever the machine's speed
+    assert sent[-1] - began >= 13 / (144 / 60) * 0.99, sent[-1] - began
 
 
 def test_sustained_load_never_trips_the_sliding_window(run_sandbox):
