@@ -844,9 +844,14 @@ class ShopifyClient(PlatformClient):
             raise ValueError("note_line: one line, without newlines")
         wanted = _split_tags(tags)
         order = self.order(gid)
-        note = order.get("note") or ""
+        # the note is rewritten whole: a read that did not carry it would replace it by our line
+        if not isinstance(order.get("note", 0), (str, type(None))):
+            raise MalformedResponseError(self.platform, "order", f"order {gid} was read without its note: not rewriting it")
+        if not isinstance(order.get("tags"), list):
+            raise MalformedResponseError(self.platform, "order", f"order {gid} was read without its tags")
+        note = order["note"] or ""
         have_lines = {existing.strip() for existing in note.splitlines()}
-        have_tags = {str(t).strip().lower() for t in order.get("tags") or []}
+        have_tags = {str(t).strip().lower() for t in order["tags"]}
         missing = [t for t in wanted if t.lower() not in have_tags]
         request_ids: list[str] = []
         note_added = False

@@ -138,6 +138,7 @@ class Fault:
     count: int = 1
     status: int = 503          # for kind 5xx
     seconds: float = 2.0       # for latency; hang lasts this long (default 1 h) before a 504
+    key: str = ""              # for drop_field (spec "field"): the key removed wherever it is in the JSON answer
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     fired: int = 0
 
@@ -145,14 +146,14 @@ class Fault:
         return self.platform == platform and self.count > 0 and re.search(self.path, path) is not None
 
 
-FAULT_KINDS = ("429", "5xx", "latency", "hang", "malformed", "truncated", "token_expiry")
+FAULT_KINDS = ("429", "5xx", "latency", "hang", "malformed", "truncated", "token_expiry", "drop_field")
 
 
 def parse_fault(data: Any) -> Fault:
     """Validate an admin fault request; raise ValueError naming the bad field."""
     if not isinstance(data, dict):
         raise ValueError("fault: expected a JSON object")
-    unknown = set(data) - {"platform", "kind", "path", "count", "status", "seconds"}
+    unknown = set(data) - {"platform", "kind", "path", "count", "status", "seconds", "field"}
     if unknown:
         raise ValueError(f"fault: unknown field(s) {', '.join(sorted(unknown))}")
     kind = str(data.get("kind", ""))
@@ -176,8 +177,11 @@ def parse_fault(data: Any) -> Fault:
     seconds = data.get("seconds", default_seconds)
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
         raise ValueError(f"fault.seconds: expected a non-negative number, got {seconds!r}")
+    name = data.get("field", "")
+    if kind == "drop_field" and (not isinstance(name, str) or not name):
+        raise ValueError("fault.field: the key to drop is required for drop_field")
     return Fault(platform=platform, kind=kind, path=path, count=count, status=status,
-                 seconds=float(seconds))
+                 seconds=float(seconds), key=name if isinstance(name, str) else "")
 
 
 # Writes the sandbox logs that change no order: token exchanges and report requests.
@@ -327,8 +331,8 @@ class _PlatformMiddleware:
                 await asyncio.sleep(fault.seconds)
             if fault.kind == "token_expiry":
                 impl.expire_tokens()
-            if fault.kind in ("malformed", "truncated"):
-                await self._garbled(scope, receive, counting_send, fault.kind)
+            if fault.kind in ("malformed", "truncated", "drop_field"):
+                await self._garbled(scope, receive, counting_send, fault)
                 return self._count(scope, status_seen)
         await self.app(scope, receive, counting_send)
         self._count(scope, status_seen)
@@ -339,8 +343,9 @@ class _PlatformMiddleware:
         if status_seen and status_seen[0] == 429:
             self.sandbox.throttles[(self.platform, operation)] += 1
 
-    async def _garbled(self, scope, receive, send, kind: str) -> None:
-        """Run the real handler (its writes happen), then send a broken body with status 200."""
+    async def _garbled(self, scope, receive, send, fault: Fault) -> None:
+        """Run the real handler (its writes happen), then send a broken body with status 200, or
+        (drop_field) the real answer without the named key."""
         parts: list[bytes] = []
         start: dict = {}
 
@@ -352,11 +357,29 @@ class _PlatformMiddleware:
 
         await self.app(scope, receive, capture)
         body = b"".join(parts)
-        broken = body[: max(1, len(body) // 2)] if kind == "truncated" else b"<html><body>502 Bad Gateway</body></html>"
+        status = 200
+        if fault.kind == "drop_field":
+            status = start.get("status", 200)
+            try:
+                broken = json.dumps(_without(json.loads(body), fault.key)).encode()
+            except ValueError:
+                broken = body
+        elif fault.kind == "truncated":
+            broken = body[: max(1, len(body) // 2)]
+        else:
+            broken = b"<html><body>502 Bad Gateway</body></html>"
         headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(broken)).encode()))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": broken})
+
+
+def _without(value: Any, key: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _without(v, key) for k, v in value.items() if k != key}
+    if isinstance(value, list):
+        return [_without(v, key) for v in value]
+    return value
 
 
 class Sandbox:

@@ -586,6 +586,19 @@ def test_add_note_and_tags_is_idempotent(run_sandbox):
     assert client.stats.calls["orderUpdate"] == 2 and client.stats.calls["tagsAdd"] == 1
 
 
+@pytest.mark.parametrize("field", ["note", "tags"])
+def test_a_note_is_never_rewritten_from_a_read_that_lacked_it(run_sandbox, field):
+    scenario = {"now": NOW, "orders": [tt_order(1, {**shop_entry(1, "note"), "note": "Gift wrap please"})]}
+    server = run_sandbox(scenario, platforms=("shopify",))
+    with make_client(server) as client:
+        before = client.order(gid(1))["note"]
+        fault(server, kind="drop_field", field=field, path="graphql")
+        with pytest.raises(MalformedResponseError, match=f"without its {field}"):
+            client.add_note_and_tags(gid(1), "Shipping, no tracking ID yet", ["orderops"])
+        assert client.order(gid(1))["note"] == before    # the TikTok id the join uses is still there
+    assert writes(server) == []
+
+
 # ---------------------------------------------------------------- configuration
 def test_configuration_errors_name_the_field():
     with pytest.raises(ConfigurationError, match="api_version"):

@@ -103,6 +103,7 @@ def test_quotas_refill_over_time_the_scenario_clock_skips():
     ({"platform": "echo", "kind": "5xx", "status": 404}, "fault.status: expected 500-599"),
     ({"platform": "echo", "kind": "429", "path": "("}, "fault.path: '(' is not a regular expression"),
     ({"platform": "echo", "kind": "429", "colour": "red"}, "unknown field(s) colour"),
+    ({"platform": "echo", "kind": "drop_field"}, "fault.field: the key to drop is required"),
 ])
 def test_bad_fault_named(data, message):
     with pytest.raises(ValueError) as err:
