@@ -40,17 +40,20 @@ class Policy:
 
 def policy_from_dict(data: dict[str, Any] | None) -> Policy:
     """Build a Policy from configuration (DAG params, a Variable); reject unknown or bad values."""
+    if data is not None and not isinstance(data, dict):
+        raise PolicyError(f"policy: expected an object of settings, got {type(data).__name__} {data!r:.60}")
     data = dict(data or {})
     known = {f.name: f for f in fields(Policy)}
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise PolicyError(f"policy: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    for name in ("horizon_hours", "cancel_verify_timeout_minutes", "no_shopify_grace_minutes",
-                 "no_fulfillment_grace_minutes"):
+    for name, most in (("horizon_hours", 720), ("cancel_verify_timeout_minutes", 10080),
+                       ("no_shopify_grace_minutes", 10080), ("no_fulfillment_grace_minutes", 10080)):
         if name in data:
             value = data[name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise PolicyError(f"policy.{name}: expected a non-negative number, got {value!r}")
+            # NaN fails the range test too
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= most:
+                raise PolicyError(f"policy.{name}: expected a number from 0 to {most}, got {value!r}")
             data[name] = float(value)
     if data.get("c3_action", "reject") not in C3_ACTIONS:
         raise PolicyError(f"policy.c3_action: {data['c3_action']!r} is not one of {', '.join(C3_ACTIONS)}")

@@ -65,6 +65,19 @@ class RunSettings:
                    now_override=datetime.fromisoformat(doc["now_override"]) if doc["now_override"] else None)
 
 
+def policy_object(value: Any, where: str) -> dict:
+    """A policy document as a fresh dict; anything but an object (or nothing) is refused by `where`."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RunConfigError(f"{where}: expected an object of settings, got {type(value).__name__} {value!r:.60}")
+    return dict(value)
+
+
+# How far ahead of the wall clock a run's "now" may be (tests and replays use past moments).
+NOW_AHEAD = timedelta(days=1)
+
+
 def _time(value: Any, name: str) -> datetime:
     if isinstance(value, datetime):
         moment = value
@@ -97,11 +110,11 @@ def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_inter
         if params.get("connections"):
             raise RunConfigError(f"param connections: shop {shop.name!r} has its connections in the shops file")
         params = {**params, "shop": shop.name, "connections": shop.connections.__dict__,
-                  "policy": {**shop.policy, **(params.get("policy") or {})}}
+                  "policy": {**shop.policy, **policy_object(params.get("policy"), "policy")}}
     shop_name = params.get("shop") or "default"
     if not isinstance(shop_name, str) or not shop_name.replace("-", "").replace("_", "").isalnum():
         raise RunConfigError(f"param shop: {shop_name!r} must be letters, digits, - or _")
-    policy_doc = dict(params.get("policy") or {})
+    policy_doc = policy_object(params.get("policy"), "policy")
     if params.get("sla_horizon_hours") is not None:
         policy_doc["horizon_hours"] = params["sla_horizon_hours"]
     try:
@@ -116,6 +129,8 @@ def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_inter
         start, end = _time(data_interval_start, "data_interval_start"), _time(data_interval_end, "data_interval_end")
     else:
         minutes = params.get("window_minutes", 30)
+        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 1 <= minutes <= 1440:
+            raise RunConfigError(f"param window_minutes: expected 1 to 1440 minutes, got {minutes!r}")
         end = _time(run_after or datetime.now(timezone.utc), "run_after")
         start = end - timedelta(minutes=float(minutes))
     if start >= end:
@@ -130,7 +145,11 @@ def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_inter
     bad = set(conns) - set(Connections.__dataclass_fields__)
     if bad:
         raise RunConfigError(f"param connections: unknown key(s) {', '.join(sorted(bad))}")
+    now = _time(params["now"], "now") if params.get("now") else None
+    if now is not None and now > datetime.now(timezone.utc) + NOW_AHEAD:
+        # listings would be cut by the lookback cap and shipped orders look unfulfilled
+        raise RunConfigError(f"param now: {params['now']!r} is more than a day ahead of this machine's clock")
     return RunSettings(shop=shop_name, dag_id=dag_id, run_id=run_id, window_start=start, window_end=end,
                        overlap=timedelta(minutes=overlap), dry_run=bool(params.get("dry_run", False)),
                        policy=policy, connections=Connections(**conns), fulfillers=fulfillers,
-                       now_override=_time(params["now"], "now") if params.get("now") else None)
+                       now_override=now)

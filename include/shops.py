@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from include.runconfig import Connections, RunConfigError
+from include.runconfig import Connections, RunConfigError, policy_object
 
 SHOPS_FILE_ENV = "ORDEROPS_SHOPS_FILE"
 DEFAULT_SCHEDULE = "*/30 * * * *"
@@ -51,16 +51,19 @@ def parse_shops(doc) -> list[Shop]:
         unknown = set(entry) - {"name", "connections", "schedule", "policy"}
         if unknown:
             raise RunConfigError(f"shops[{i}] ({entry['name']}): unknown key(s) {', '.join(sorted(unknown))}")
-        if entry["name"] in seen:
-            raise RunConfigError(f"shops[{i}].name: {entry['name']!r} is listed twice")
-        seen.add(entry["name"])
+        # the DAG id spells - as _: shop-a and shop_a would be one DAG
+        if entry["name"].replace("-", "_") in seen:
+            raise RunConfigError(f"shops[{i}].name: {entry['name']!r} is listed twice (- and _ count as one: "
+                                 "the DAG id spells both _)")
+        seen.add(entry["name"].replace("-", "_"))
         conns = entry.get("connections") or {}
         bad = set(conns) - set(Connections.__dataclass_fields__)
         if bad:
             raise RunConfigError(f"shops[{i}] ({entry['name']}).connections: unknown key(s) {', '.join(sorted(bad))}")
         base = default_connections(entry["name"])
         shops.append(Shop(name=entry["name"], connections=Connections(**{**base.__dict__, **conns}),
-                          schedule=entry.get("schedule") or DEFAULT_SCHEDULE, policy=dict(entry.get("policy") or {})))
+                          schedule=entry.get("schedule") or DEFAULT_SCHEDULE,
+                          policy=policy_object(entry.get("policy"), f"shops[{i}] ({entry['name']}).policy")))
     return shops
 
 

@@ -48,6 +48,14 @@ def test_explicit_window_and_horizon_param():
     ({"colour": "red"}, "unknown param(s) colour"),
     ({"fulfillers": ["fedex"]}, "param fulfillers"),
     ({"overlap_minutes": -1}, "param overlap_minutes"),
+    ({"window_minutes": "abc"}, "param window_minutes: expected 1 to 1440 minutes, got 'abc'"),
+    ({"window_minutes": float("nan")}, "param window_minutes"),
+    ({"policy": "reject everything"}, "policy: expected an object of settings, got str"),
+    ({"policy": ["horizon_hours"]}, "policy: expected an object of settings, got list"),
+    ({"sla_horizon_hours": float("nan")}, "policy.horizon_hours: expected a number from 0 to 720"),
+    ({"sla_horizon_hours": 1e300}, "policy.horizon_hours: expected a number from 0 to 720"),
+    ({"policy": {"cancel_verify_timeout_minutes": float("inf")}}, "policy.cancel_verify_timeout_minutes"),
+    ({"now": "2100-01-01T00:00:00Z"}, "param now: '2100-01-01T00:00:00Z' is more than a day ahead"),
 ])
 def test_bad_params_are_named(params, message):
     with pytest.raises(RunConfigError) as err:
@@ -76,7 +84,9 @@ def test_shops_file(tmp_path, monkeypatch):
     assert [s.dag_id for s in shops] == ["orderops_sla_shop_a", "orderops_sla_shop_b"]
     assert shops[1].connections.warehouse == "wh_b" and shops[1].schedule == "*/15 * * * *"
     for bad, message in (([{"name": "A B"}], "shops[0].name"), ([{"name": "a"}, {"name": "a"}], "listed twice"),
-                         ([{"name": "a", "conections": {}}], "unknown key(s) conections"), ([], "non-empty list")):
+                         ([{"name": "a", "conections": {}}], "unknown key(s) conections"), ([], "non-empty list"),
+                         ([{"name": "shop-a"}, {"name": "shop_a"}], "'shop_a' is listed twice (- and _ count as one"),
+                         ([{"name": "a", "policy": ["horizon_hours"]}], "shops[0] (a).policy: expected an object")):
         with pytest.raises(RunConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
             parse_shops(bad)
 
