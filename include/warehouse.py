@@ -315,6 +315,8 @@ class Warehouse:
         if not rows:
             return 0
         key = [c.name for c in table.primary_key.columns]
+        # in key order: two runs upserting the same rows at once lock them in the same order (no deadlock)
+        rows.sort(key=lambda row: tuple(str(row[k]) for k in key))
         dialect = postgresql if self.dialect == "postgresql" else sqlite
         stmt = dialect.insert(table)
         keep = table.info.get("keep_when_null", ())

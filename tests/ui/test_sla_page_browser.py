@@ -265,10 +265,12 @@ def test_sla_page_in_a_browser(site):
         assert [r["day"] for r in rows] == [f"{d.day:%Y-%m-%d}" for d in days]  # newest first
         for row, day in zip(rows, days):
             assert row["cells"][1:6] == [str(day.orders_due), str(day.dispatched_on_time), str(day.dispatched_late),
-                                         str(day.past_due_no_tracking), f"{day.late_dispatch_rate * 100:.1f}%"]
+                                         str(day.past_due_no_tracking),
+                                         f"{day.late_dispatch_rate * 100:.1f}%" if day.orders_due else "no orders due"]
             assert row["over"] == str(day.ldr_over_line).lower()
-            # the highlight is really drawn: red for over the 4% line, green within it
-            assert row["pill"] == ("rgb(255, 227, 227)" if day.ldr_over_line else "rgb(227, 249, 229)"), row
+            # the highlight is really drawn: red for over the 4% line, green within it, grey for no orders due
+            assert row["pill"] == ("rgb(255, 227, 227)" if day.ldr_over_line else "rgb(227, 249, 229)"
+                                   if day.orders_due else "rgb(238, 240, 243)"), row
             assert row["report"] and row["csv"], row
         listed = browser.js("""Array.from(document.querySelectorAll('table.escalations tbody tr[data-order]'))
             .map(tr => [tr.dataset.order, tr.querySelector('.reason').innerText, tr.cells[4].innerText])""")
