@@ -198,7 +198,7 @@ class Executor:
                 pass
             except BusinessError as exc:
                 return self._finish(claim, kind, SKIPPED, None, f"reconciled: {exc.platform_message}")
-            except PlatformError as exc:
+            except Exception as exc:   # a platform error or anything else: the outcome stays unknown
                 return self._leave_in_flight(claim, kind, exc)
         try:
             reply = self._call(kind, "perform", params, key)
@@ -214,6 +214,11 @@ class Executor:
             if exc.retryable:
                 return self._leave_in_flight(claim, kind, exc)
             return self._finish(claim, kind, FAILED, None, str(exc), exc.request_id)
+        except Exception as exc:
+            # not a platform's answer (a wrong-shaped reply, a bug): whether the write happened is
+            # unknown, so the row records the error and the next attempt reads the remote state first
+            log.exception("%s %s: %s after the claim", kind, key, type(exc).__name__)
+            return self._leave_in_flight(claim, kind, exc)
         return self._finish(claim, kind, SUCCEEDED, reply, "")
 
     def settle(self, row: dict) -> Outcome:
@@ -240,7 +245,7 @@ class Executor:
                 return self._finish(claim, kind, FAILED, None, f"settled: {exc.platform_message}; no decision "
                                     "asks to verify it now")
             return self._finish(claim, kind, SKIPPED, None, f"settled: {exc.platform_message}")
-        except PlatformError as exc:
+        except Exception as exc:
             return self._leave_in_flight(claim, kind, exc)
 
     def _finish(self, claim: Claim, kind: str, state: str, reply: Reply | None, detail: str,
@@ -250,9 +255,10 @@ class Executor:
                            acted_at=self.ctx.now)
         return Outcome(claim.key, kind, state, detail)
 
-    def _leave_in_flight(self, claim: Claim, kind: str, exc: PlatformError) -> Outcome:
+    def _leave_in_flight(self, claim: Claim, kind: str, exc: Exception) -> Outcome:
         """Outcome unknown: the next attempt must read the remote state first."""
-        self.ledger.finish(claim, IN_FLIGHT, detail=f"outcome unknown, reconcile before retry: {exc}")
+        error = str(exc) if isinstance(exc, PlatformError) else f"{type(exc).__name__}: {exc}"
+        self.ledger.finish(claim, IN_FLIGHT, detail=f"outcome unknown, reconcile before retry: {error}")
         self.ledger.expire_lease(claim)
         return Outcome(claim.key, kind, IN_FLIGHT, str(exc))
 

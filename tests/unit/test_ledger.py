@@ -82,3 +82,40 @@ def test_concurrent_claims_have_one_winner(ledger):
         t.join()
     assert len(winners) == 1
     assert ledger.state_of("shop-a", ACTION.idempotency_key) == IN_FLIGHT
+
+
+class TrackingThatBreaks:
+    """Stands in for the platform handlers (a reply that is no platform error cannot be had from
+    the sandbox on demand): the first order's write raises a TypeError, the second's works."""
+
+    def __init__(self):
+        self.sent = []
+
+    def perform_post_tracking(self, params):
+        self.sent.append(params["tiktok_order_id"])
+        if params["tiktok_order_id"] == "576-broken":
+            raise TypeError("tracking_number: expected str, got int")
+        return {"package_id": "P2"}
+
+    def reconcile_post_tracking(self, params):
+        from include.actions import NotDone
+
+        raise NotDone()
+
+
+def test_any_error_after_the_claim_is_recorded_and_the_chunk_goes_on(ledger):
+    from include.actions import Executor
+
+    actions = [Action(POST_TRACKING, f"tiktok:{o}", {"tiktok_order_id": o}, f"post_tracking:{o}")
+               for o in ("576-broken", "576-fine")]
+    for action in actions:
+        ledger.record(CTX, action, rule="T1", decision_run_id="r1", tiktok_order_id=action.params["tiktok_order_id"])
+    handlers = TrackingThatBreaks()
+    executor = Executor(ledger, CTX, handlers)
+    outcomes = [executor.run(row) for row in sorted(ledger.rows("shop-a"), key=lambda r: r["idempotency_key"])]
+    assert [o.state for o in outcomes] == [IN_FLIGHT, SUCCEEDED] and handlers.sent == ["576-broken", "576-fine"]
+    broken = next(r for r in ledger.rows("shop-a") if r["tiktok_order_id"] == "576-broken")
+    assert broken["state"] == IN_FLIGHT and "TypeError: tracking_number: expected str, got int" in broken["detail"]
+    # the next attempt reads the remote state first (reconcile), then sends again
+    again = executor.run(broken)
+    assert again.state == IN_FLIGHT and handlers.sent == ["576-broken", "576-fine", "576-broken"]
