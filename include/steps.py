@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 BATCHES = ("tiktok_orders", "tiktok_cancellations", "shopify_orders", "amazon_fulfillment_orders", "shipbob_orders")
-ACTION_GROUPS = ("tracking", "notes", "rejections", "escalations", "cancellations")
 
 
 @dataclass(frozen=True)

@@ -845,7 +845,7 @@ class ShopifyClient(PlatformClient):
         wanted = _split_tags(tags)
         order = self.order(gid)
         # the note is rewritten whole: a read that did not carry it would replace it by our line
-        if not isinstance(order.get("note", 0), (str, type(None))):
+        if "note" not in order or not isinstance(order["note"], (str, type(None))):
             raise MalformedResponseError(self.platform, "order", f"order {gid} was read without its note: not rewriting it")
         if not isinstance(order.get("tags"), list):
             raise MalformedResponseError(self.platform, "order", f"order {gid} was read without its tags")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import json
 import re
 import time
@@ -138,9 +139,11 @@ class Fault:
     count: int = 1
     status: int = 503          # for kind 5xx
     seconds: float = 2.0       # for latency; hang lasts this long (default 1 h) before a 504
-    key: str = ""              # for drop_field (spec "field"): the key removed wherever it is in the JSON answer
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     fired: int = 0
+    # last, so that `id` above still reads dataclasses.field: for drop_field, the key removed
+    # wherever it appears in the JSON answer
+    field: str = ""
 
     def matches(self, platform: str, path: str) -> bool:
         return self.platform == platform and self.count > 0 and re.search(self.path, path) is not None
@@ -181,7 +184,7 @@ def parse_fault(data: Any) -> Fault:
     if kind == "drop_field" and (not isinstance(name, str) or not name):
         raise ValueError("fault.field: the key to drop is required for drop_field")
     return Fault(platform=platform, kind=kind, path=path, count=count, status=status,
-                 seconds=float(seconds), key=name if isinstance(name, str) else "")
+                 seconds=float(seconds), field=name if isinstance(name, str) else "")
 
 
 # Writes the sandbox logs that change no order: token exchanges and report requests.
@@ -361,7 +364,7 @@ class _PlatformMiddleware:
         if fault.kind == "drop_field":
             status = start.get("status", 200)
             try:
-                broken = json.dumps(_without(json.loads(body), fault.key)).encode()
+                broken = json.dumps(_without(json.loads(body), fault.field)).encode()
             except ValueError:
                 broken = body
         elif fault.kind == "truncated":
@@ -437,20 +440,16 @@ class Sandbox:
         """A platform's app with the admin API beside it. `unrouted(request, exc)` answers what the
         routing refused (a path it does not serve: 404, a method: 405) in the platform's own error
         format; the admin API keeps its own."""
-        app = self._plain_app(platform, title)
+        app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+        app.include_router(admin_router(self), prefix=ADMIN_PREFIX)
+        app.add_middleware(_PlatformMiddleware, sandbox=self, platform=platform, router=app.router)
         if unrouted is not None:
             @app.exception_handler(StarletteHTTPException)
             async def platform_shaped(request: Request, exc: StarletteHTTPException):
                 if request.url.path.startswith(ADMIN_PREFIX):
                     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
                 answer = unrouted(request, exc)
-                return await answer if hasattr(answer, "__await__") else answer
-        return app
-
-    def _plain_app(self, platform: str, title: str) -> FastAPI:
-        app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
-        app.include_router(admin_router(self), prefix=ADMIN_PREFIX)
-        app.add_middleware(_PlatformMiddleware, sandbox=self, platform=platform, router=app.router)
+                return await answer if inspect.isawaitable(answer) else answer
         return app
 
     # Faults
