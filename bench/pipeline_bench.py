@@ -314,7 +314,8 @@ def time_join_decide(pipeline, settings, platforms, wh, tiktok_rows: list[dict],
     ledger = Ledger(wh)
     sagas = saga_states(ledger.rows(settings.shop, kind=CANCEL_FULFILLMENT) + ledger.rows(settings.shop, kind=CANCEL_SHOPIFY))
     maps, default_map = pipeline.carrier_maps(settings, platforms, tiktok_rows)
-    staged = [pipeline.snapshot(wh, t, settings) for t in
+    since = pipeline.in_play_since(settings, wh)
+    staged = [pipeline.latest_state(wh, t, settings, since) for t in
               (stg_shopify_orders, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_tiktok_cancellations)]
     cpu, wall, rules = [], [], Counter()
     for attempt in range(repeats):
@@ -433,7 +434,7 @@ def run_one(size: int, seed: int, warehouse_url: str | None, full_decide: bool, 
         for (_, c0_, _, _), (_, c1_, _, _) in act_marks:
             act_calls += sum(n - c0_.get(k, 0) for k, n in c1_.items())
 
-        tiktok_rows = pipeline.snapshot(wh, stg_tiktok_orders, settings, raw_fields=("delivery_option_id",))
+        tiktok_rows = pipeline._in_play_tiktok(wh, settings, raw_fields=("delivery_option_id",))
         with wh.engine.connect() as conn:
             links = [dict(r._mapping) for r in conn.execute(sa.select(order_links).where(
                 order_links.c.run_id == settings.run_id))]

@@ -189,6 +189,7 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
         calls: dict[str, dict[str, Counter]] = {"extraction": defaultdict(Counter), "actions": defaultdict(Counter)}
         points: Counter = Counter()
         run_seconds: list[float] = []
+        extraction: Counter = Counter({"sweep": 0, "incremental": 0, "missed_by_cursor": 0})
         day_end: dict[str, dict] = {}
 
         def counted() -> tuple[Counter, float]:
@@ -203,17 +204,19 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
         for n, moment in enumerate(run_times, 1):
             reset_secrets_masker()   # a run's tasks are fresh processes: their masked values do not pile up
             admin.post("/clock", json={"now": iso(moment), "rate": 0})
-            settings = run_settings(dag_id="orderops_sla", run_id=f"scheduled__{iso(moment)}",
-                                    params={"now": iso(moment), "window_start": iso(previous), "window_end": iso(moment)})
+            settings = run_settings(dag_id="orderops_sla", run_id=f"scheduled__{iso(moment)}", params={"now": iso(moment)},
+                                    data_interval_start=previous, data_interval_end=moment, run_type="scheduled")
             platforms = pipeline.Platforms(settings)
             marks: dict[str, tuple[Counter, float]] = {}
             began = time.perf_counter()
             try:
-                pipeline.run_all(settings, platforms, wh, verify_max_seconds=0,
-                                 observe=lambda phase: marks.__setitem__(phase, counted()))
+                run = pipeline.run_all(settings, platforms, wh, verify_max_seconds=0,
+                                       observe=lambda phase: marks.__setitem__(phase, counted()))
             finally:
                 platforms.close()
             run_seconds.append(time.perf_counter() - began)
+            extraction[run["extraction"]["mode"]] += 1
+            extraction["missed_by_cursor"] += run["missed_by_cursor"]
             after, charged_after = counted()
             decided = marks.get("decided", (after, charged_after))[0]
             for platform in after:
@@ -235,9 +238,9 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
         if backfill_day is not None:   # the scheduled runs of one day again, as a backfill would
             day_start = datetime.combine(backfill_day, datetime.min.time(), tzinfo=timezone.utc)
             for moment in [t for t in run_times if day_start < t <= day_start + timedelta(days=1)]:
-                settings = run_settings(dag_id="orderops_sla", run_id=f"backfill__{iso(moment)}",
-                                        params={"now": iso(end), "window_start": iso(moment - interval),
-                                                "window_end": iso(moment)})
+                settings = run_settings(dag_id="orderops_sla", run_id=f"backfill__{iso(moment)}", params={"now": iso(end)},
+                                        data_interval_start=moment - interval, data_interval_end=moment,
+                                        run_type="backfill")
                 platforms = pipeline.Platforms(settings)
                 try:
                     pipeline.run_all(settings, platforms, wh, verify_max_seconds=0)
@@ -269,6 +272,10 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
             "missed_tracking": len(truth["missed_tracking"]), "missed_tracking_orders": truth["missed_tracking"][:50],
             "tracking_latency_minutes": tracking_latency(truth["orders"]),
             "api_calls_per_order_day": api,
+            "extraction_calls_per_order_day": round(sum(sum(c.values()) for c in calls["extraction"].values())
+                                                    / max(1, arrived), 4),
+            # runs that listed what changed vs full sweeps; changes a sweep found the cursor had missed
+            "extraction": dict(extraction),
             "shopify_points": dict(sorted(points.items())),
             "run_seconds": percentiles(run_seconds),
             "sop_baseline": {
@@ -317,7 +324,9 @@ def render(summary: dict) -> str:
               f"by hand {pct(summary['sop_baseline']['late_dispatch_rate'])}",
               "API calls per order: " + ", ".join(f"{p} {v['extraction']}+{v['actions']}"
                                                   for p, v in summary["api_calls_per_order_day"].items())
-              + " (extraction+actions)",
+              + f" (extraction+actions); extraction {summary['extraction_calls_per_order_day']} per order",
+              f"runs: {summary['extraction']['incremental']} incremental, {summary['extraction']['sweep']} sweeps; "
+              f"changes missed by the cursor: {summary['extraction']['missed_by_cursor']}",
               f"run time per run, s: median {summary['run_seconds']['median']} p95 {summary['run_seconds']['p95']}; "
               f"wall {summary['wall_seconds']} s"]
     return "\n".join(lines)

@@ -73,6 +73,9 @@ def build(shop: Shop):
             "window_start": Param(None, type=["null", "string"], description="explicit window start (ISO-8601)"),
             "window_end": Param(None, type=["null", "string"], description="explicit window end (ISO-8601)"),
             "now": Param(None, type=["null", "string"], description="decide as of this time (tests, replays)"),
+            "sweep": Param(False, type="boolean", description="list everything in play, not only what changed"),
+            "sweep_hours": Param(6, type="number", minimum=0, maximum=168,
+                                 description="a full sweep at least this often (0: every run)"),
         },
     )
     def orderops_sla():
@@ -86,15 +89,14 @@ def build(shop: Shop):
             settings = settings_from_context(context, shop=shop)
             wh = Warehouse(warehouse_url(settings.connections.warehouse))
             try:
-                prepare(settings, wh)
+                return prepare(settings, wh).to_xcom()
             finally:
                 wh.dispose()
-            return settings.to_xcom()
 
         @task(pool="tiktok_api", inlets=endpoints("tiktok_orders", "tiktok_cancellations"),
               outlets=tables("stg_tiktok_orders", "stg_tiktok_cancellations", "quarantine"))
         def extract_tiktok(settings: dict, **context) -> dict:
-            """TikTok orders updated in the window or still actionable, and pending cancellations."""
+            """TikTok orders and cancellation requests changed since the cursors (a sweep: all in play)."""
             from include.airflow_glue import task_resources
             from include.pipeline import extract_tiktok as run
 
@@ -103,7 +105,7 @@ def build(shop: Shop):
 
         @task(pool="shopify_api", inlets=endpoints("shopify_orders"), outlets=tables("stg_shopify_orders", "quarantine"))
         def extract_shopify(settings: dict, tiktok: dict, **context) -> dict:
-            """Shopify orders since the oldest TikTok order in play."""
+            """Shopify orders updated since the cursor (a sweep: created since the oldest TikTok order in play)."""
             from datetime import datetime
 
             from include.airflow_glue import task_resources

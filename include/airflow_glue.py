@@ -63,12 +63,19 @@ def sandbox_now() -> datetime | None:
     return datetime.fromisoformat(now.replace("Z", "+00:00"))
 
 
+def run_type_of(dag_run) -> str | None:
+    """"backfill", "scheduled", "manual", ... (Airflow's DagRunType value)."""
+    kind = getattr(dag_run, "run_type", None)
+    return str(getattr(kind, "value", kind)).lower() if kind else None
+
+
 def settings_from_context(context: dict, shop=None) -> RunSettings:
     dag_run = context["dag_run"]
     settings = run_settings(dag_id=dag_run.dag_id, run_id=dag_run.run_id, params=dict(context["params"]),
                             data_interval_start=context.get("data_interval_start"),
                             data_interval_end=context.get("data_interval_end"),
-                            run_after=getattr(dag_run, "run_after", None), shop=shop)
+                            run_after=getattr(dag_run, "run_after", None), shop=shop,
+                            run_type=run_type_of(dag_run))
     if settings.now_override is None:
         moment = sandbox_now()
         if moment is not None:

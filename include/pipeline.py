@@ -22,17 +22,18 @@ from include import staging, steps
 from include.actions import Executor, Handlers, Outcome
 from include.carriers import CarrierMap
 from include.decide import decide
-from include.join import Joiner, saga_states
+from include.join import Joiner, Link, saga_states
 from include.ledger import DONE_STATES, FAILED, IN_FLIGHT, PENDING, SUCCEEDED, Ledger, RunContext
 from include.model import (
     ADD_NOTE, APPROVE_CANCELLATION, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, ESCALATE, POST_TRACKING,
     REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL, Action, Decision,
 )
-from include.platforms.base import record_id
+from include.platforms.base import PlatformError, record_id
 from include.quality import BATCH_PLATFORM, validate
 from include.runconfig import RunSettings
 from include.warehouse import (
-    Warehouse, action_ledger, amazon_shipment_reports, api_calls, as_utc, decisions, order_links, quarantine, runs,
+    Warehouse, action_ledger, amazon_shipment_reports, api_calls, as_utc, decisions, extraction_cursors, order_links,
+    quarantine, runs,
     stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_shopify_orders, stg_tiktok_cancellations, stg_tiktok_orders,
     utcnow, validation_results,
 )
@@ -127,29 +128,138 @@ def now_for(settings: RunSettings) -> datetime:
     return settings.now_override or datetime.now(timezone.utc)
 
 
-def prepare_run(settings: RunSettings, wh: Warehouse) -> dict:
-    """Create or upgrade the schema and open the run's record."""
+def prepare_run(settings: RunSettings, wh: Warehouse) -> RunSettings:
+    """Create or upgrade the schema, open the run's record and decide whether it sweeps; returns the
+    settings every later step of the run uses."""
     version = wh.migrate()
+    settings = replace(settings, sweep=sweep_reason(settings, wh))
     wh.upsert(runs, [dict(shop=settings.shop, run_id=settings.run_id, dag_id=settings.dag_id,
                           window_start=settings.window_start, window_end=settings.window_end,
                           started_at=utcnow(), state="running", policy_version=settings.policy.version,
                           dry_run=settings.dry_run)])
-    log.info("run %s shop %s window %s .. %s (overlap %s), policy %s%s, schema v%d", settings.run_id, settings.shop,
+    log.info("run %s shop %s window %s .. %s (overlap %s), policy %s%s, schema v%d, %s", settings.run_id, settings.shop,
              settings.window_start, settings.window_end, settings.overlap, settings.policy.version,
-             " DRY RUN" if settings.dry_run else "", version)
-    return {"schema_version": version}
+             " DRY RUN" if settings.dry_run else "", version,
+             f"full sweep ({settings.sweep})" if settings.sweep else "incremental extraction")
+    return settings
+
+
+def _sources(settings: RunSettings) -> list[str]:
+    fulfillers = {"amazon_mcf": "amazon_fulfillment_orders", "shipbob": "shipbob_orders"}
+    return ["tiktok_orders", "tiktok_cancellations", "shopify_orders", *(fulfillers[f] for f in settings.fulfillers)]
+
+
+def sweep_reason(settings: RunSettings, wh: Warehouse) -> str | None:
+    """Why this run lists everything in play, or None: it lists what changed since the cursors."""
+    if settings.sweep:
+        return settings.sweep
+    if settings.sweep_hours == 0:
+        return "every run (sweep_hours 0)"
+    with wh.engine.connect() as conn:
+        swept = dict(conn.execute(sa.select(extraction_cursors.c.source, extraction_cursors.c.swept_at).where(
+            extraction_cursors.c.shop == settings.shop)).all())
+    missing = [source for source in _sources(settings) if swept.get(source) is None]
+    if missing:
+        return f"no sweep yet of {', '.join(missing)}"
+    if now_for(settings) - min(as_utc(t) for t in swept.values()) >= timedelta(hours=settings.sweep_hours):
+        return f"{settings.sweep_hours:g} h since the last sweep"
+    return None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """How a run lists one source: changes in [changed_since, changed_until) (None: up to now), and,
+    when it sweeps, everything in play too. Changes from `established` (where the shop's first listing
+    began) to `changed_since` that a sweep finds missing from staging are the cursor's misses."""
+
+    source: str
+    sweep: str | None
+    changed_since: datetime
+    changed_until: datetime | None
+    established: datetime | None
+    listed_until: datetime | None
+    started: datetime
+
+
+def listing_for(settings: RunSettings, wh: Warehouse, source: str) -> Listing:
+    now = now_for(settings)
+    start = settings.window_start - settings.overlap
+    with wh.engine.connect() as conn:
+        cursor = conn.execute(sa.select(extraction_cursors).where(
+            extraction_cursors.c.shop == settings.shop, extraction_cursors.c.source == source)).first()
+    # a backfill or an explicit window lists that window's changes (and sweeps); other runs list every
+    # change since the cursor, so a failed or skipped run leaves no gap
+    windowed = settings.sweep in ("backfill", "explicit window")
+    until = settings.window_end + timedelta(seconds=1) if windowed and settings.window_end < now else None
+    if cursor is None:
+        return Listing(source, settings.sweep or "first listing", start, until, None, None, now)
+    listed_until = as_utc(cursor.listed_until)
+    since = start if windowed else min(start, listed_until - settings.overlap)
+    return Listing(source, settings.sweep, since, until, as_utc(cursor.established_at), listed_until, now)
+
+
+def advance_cursor(wh: Warehouse, settings: RunSettings, listing: Listing, listed: int, findings: int) -> None:
+    """After a listing completed: changes up to its start are staged when it reached that moment
+    and began no later than the cursor (no gap); the cursor never moves back."""
+    until = listing.listed_until
+    if listing.changed_until is None and (until is None or listing.changed_since <= until):
+        until = listing.started if until is None else max(until, listing.started)
+    with wh.engine.connect() as conn:
+        swept = conn.execute(sa.select(extraction_cursors.c.swept_at).where(
+            extraction_cursors.c.shop == settings.shop, extraction_cursors.c.source == listing.source)).scalar()
+    wh.upsert(extraction_cursors, [dict(
+        shop=settings.shop, source=listing.source, established_at=listing.established or listing.changed_since,
+        listed_until=until or listing.started, swept_at=listing.started if listing.sweep else swept,
+        run_id=settings.run_id, mode="sweep" if listing.sweep else "incremental", listed=listed, findings=findings)])
+
+
+# Each staging table's platform update time: the listings' cursors follow it.
+UPDATED = {"stg_tiktok_orders": "update_time", "stg_tiktok_cancellations": "update_time",
+           "stg_shopify_orders": "updated_at", "stg_amazon_fulfillment_orders": "status_updated_at",
+           "stg_shipbob_orders": "last_update_at"}
+
+
+def _missed_by_cursor(wh: Warehouse, settings: RunSettings, table: sa.Table, listing: Listing
+                      ) -> Callable[[list[dict]], int] | None:
+    """For a sweep: counts the rows about to be staged that changed between the cursor's start and
+    this run's changes listing, yet were absent from staging or older there."""
+    if not listing.sweep or listing.established is None:
+        return None
+    key = table.c[[c.name for c in table.primary_key.columns if c.name != "shop"][0]]
+    updated = table.c[UPDATED[table.name]]
+
+    def count(rows: list[dict]) -> int:
+        changed = {row[key.name]: as_utc(row[updated.name]) for row in rows if row.get(updated.name) is not None
+                   and listing.established <= as_utc(row[updated.name]) < listing.changed_since}
+        if not changed:
+            return 0
+        with wh.engine.connect() as conn:
+            stored = dict(conn.execute(sa.select(key, updated).where(
+                table.c.shop == settings.shop, key.in_(list(changed)))).all())
+        return sum(1 for k, moment in changed.items() if stored.get(k) is None or as_utc(stored[k]) < moment)
+    return count
 
 
 def _stage(wh: Warehouse, settings: RunSettings, table: sa.Table, batch: str, records: Iterable[Any],
            to_row: Callable[[Any], dict], key_of: Callable[[Any], str | None],
-           on_row: Callable[[dict], None] | None = None) -> tuple[int, int]:
+           on_row: Callable[[dict], None] | None = None,
+           missed: Callable[[list[dict]], int] | None = None) -> tuple[int, int, int]:
     """Transform and upsert one platform batch as its pages arrive, STAGE_ROWS rows at a time (so a
     run never holds a whole platform's payloads); records that can't be staged are quarantined.
-    Returns the orders staged and the records quarantined."""
+    Returns the orders staged, the records quarantined and what `missed` counted of the rows."""
     now = utcnow()
     rows: dict[Any, dict] = {}
     staged: set = set()
     bad = []
+    found = 0
+
+    def flush() -> None:
+        nonlocal found
+        if missed is not None and rows:
+            found += missed(list(rows.values()))
+        wh.upsert(table, rows.values())
+        rows.clear()
+
     key_col = [c.name for c in table.primary_key.columns if c.name != "shop"][0]
     for record in records:
         try:
@@ -167,15 +277,16 @@ def _stage(wh: Warehouse, settings: RunSettings, table: sa.Table, batch: str, re
         if on_row is not None:
             on_row(row)
         if len(rows) >= STAGE_ROWS:
-            wh.upsert(table, rows.values())
-            rows.clear()
-    wh.upsert(table, rows.values())
+            flush()
+    flush()
     if bad:
         with wh.engine.begin() as conn:
             conn.execute(quarantine.insert(), bad)
         for entry in bad[:20]:
             log.warning("quarantined %s record %s: %s", batch, entry["record_key"], entry["reason"])
-    return len(staged), len(bad)
+    if found:
+        log.warning("%s: the sweep found %d change(s) the cursor had missed", batch, found)
+    return len(staged), len(bad), found
 
 
 def unique(records: Iterable[Any], field_name: str) -> Iterator[Any]:
@@ -195,47 +306,77 @@ def _key(field_name: str) -> Callable[[Any], str | None]:
     return lambda record: str(record.get(field_name)) if isinstance(record, dict) and record.get(field_name) is not None else None
 
 
+def _tiktok_changes(listing: Listing) -> dict:
+    # the last second included: TikTok's times are whole seconds, and a change stamped with the
+    # listing's own moment would otherwise wait for the next run's overlap
+    until = listing.changed_until or listing.started + timedelta(seconds=1)
+    return {"update_time_ge": int(listing.changed_since.timestamp()), "update_time_lt": int(until.timestamp())}
+
+
 def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -> dict:
-    """Orders updated in the window (plus overlap) and every actionable one; pending cancellations."""
+    """Orders and cancellation requests changed since the shop's cursors. A sweep also lists every
+    actionable order and pending request, and re-reads orders staging holds as in play that no
+    listing returned (they changed without the cursor seeing it)."""
     client = platforms.tiktok()
-    start = settings.window_start - settings.overlap
-    # the window's end second included: TikTok's times are whole seconds, and a change stamped with
-    # the run's own moment would otherwise wait for the next run's overlap
-    window = {"update_time_ge": int(start.timestamp()), "update_time_lt": int(settings.window_end.timestamp()) + 1}
-    searches = [window, *({"order_status": s} for s in ACTIONABLE_STATUSES), {"is_buyer_request_cancel": True}]
+    listing = listing_for(settings, wh, "tiktok_orders")
+    changes = _tiktok_changes(listing)
+    searches = [changes]
+    if listing.sweep:
+        searches += [*({"order_status": s} for s in ACTIONABLE_STATUSES), {"is_buyer_request_cancel": True}]
     listed = (order for filters in searches for order in client.search_orders(filters, page_size=100))
-    created: list[datetime] = []
-    orders, bad = _stage(wh, settings, stg_tiktok_orders, "tiktok_orders", unique(listed, "id"),
-                         staging.tiktok_order_row, _key("id"), on_row=lambda row: created.append(row["create_time"]))
-    requests = (c for filters in ({"cancel_status": ["CANCELLATION_REQUEST_PENDING"]}, window)
-                for c in client.search_cancellations(filters, page_size=50))
-    staged_cancels, bad_cancels = _stage(wh, settings, stg_tiktok_cancellations, "tiktok_cancellations",
-                                         unique(requests, "cancel_id"), staging.tiktok_cancellation_row,
-                                         _key("cancel_id"))
-    oldest = min(created) if created else start
-    since = max(min(oldest, start) - LOOKBACK_MARGIN, now_for(settings) - MAX_LOOKBACK)
-    return Step("extract_tiktok", {"orders": orders, "cancellations": staged_cancels,
-                                   "quarantined": bad + bad_cancels},
-                {"since": since.isoformat()}).as_dict()
+    seen: set[str] = set()
+    missed = _missed_by_cursor(wh, settings, stg_tiktok_orders, listing)
+    orders, bad, found = _stage(wh, settings, stg_tiktok_orders, "tiktok_orders", unique(listed, "id"),
+                                staging.tiktok_order_row, _key("id"), on_row=lambda row: seen.add(row["tiktok_order_id"]),
+                                missed=missed)
+    if listing.sweep:
+        gone = sorted({r["tiktok_order_id"] for r in _in_play_tiktok(wh, settings, columns=("tiktok_order_id",))} - seen)
+        if gone:
+            more, more_bad, more_found = _stage(wh, settings, stg_tiktok_orders, "tiktok_orders", client.get_orders(gone),
+                                                staging.tiktok_order_row, _key("id"), missed=missed)
+            orders, bad, found = orders + more, bad + more_bad, found + more_found
+    advance_cursor(wh, settings, listing, orders, found)
+
+    cancel_listing = listing_for(settings, wh, "tiktok_cancellations")
+    filters = [_tiktok_changes(cancel_listing)]
+    if cancel_listing.sweep:
+        filters.insert(0, {"cancel_status": ["CANCELLATION_REQUEST_PENDING"]})
+    requests = (c for f in filters for c in client.search_cancellations(f, page_size=50))
+    cancels, bad_cancels, found_cancels = _stage(
+        wh, settings, stg_tiktok_cancellations, "tiktok_cancellations", unique(requests, "cancel_id"),
+        staging.tiktok_cancellation_row, _key("cancel_id"),
+        missed=_missed_by_cursor(wh, settings, stg_tiktok_cancellations, cancel_listing))
+    advance_cursor(wh, settings, cancel_listing, cancels, found_cancels)
+    since = in_play_since(settings, wh)
+    return Step("extract_tiktok", {"orders": orders, "cancellations": cancels, "quarantined": bad + bad_cancels,
+                                   "missed_by_cursor": found + found_cancels},
+                {"since": since.isoformat(), "mode": "sweep" if listing.sweep else "incremental"}).as_dict()
 
 
 def extract_shopify(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
-    """Every order created since the oldest TikTok order in play, and any updated in the window."""
-    start = settings.window_start - settings.overlap
-    query = f"created_at:>='{since:%Y-%m-%dT%H:%M:%SZ}' OR updated_at:>='{start:%Y-%m-%dT%H:%M:%SZ}'"
-    orders, bad = _stage(wh, settings, stg_shopify_orders, "shopify_orders", platforms.shopify().orders(query),
-                         staging.shopify_order_row, _key("legacyResourceId"))
-    return Step("extract_shopify", {"orders": orders, "quarantined": bad}).as_dict()
+    """Orders updated since the cursor; a sweep adds every order created since the oldest TikTok order in play."""
+    listing = listing_for(settings, wh, "shopify_orders")
+    query = f"updated_at:>='{listing.changed_since:%Y-%m-%dT%H:%M:%SZ}'"
+    if listing.sweep:
+        query = f"created_at:>='{since:%Y-%m-%dT%H:%M:%SZ}' OR {query}"
+    orders, bad, found = _stage(wh, settings, stg_shopify_orders, "shopify_orders", platforms.shopify().orders(query),
+                                staging.shopify_order_row, _key("legacyResourceId"),
+                                missed=_missed_by_cursor(wh, settings, stg_shopify_orders, listing))
+    advance_cursor(wh, settings, listing, orders, found)
+    return Step("extract_shopify", {"orders": orders, "quarantined": bad, "missed_by_cursor": found}).as_dict()
 
 
 def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
-    """Bulk path: the order listing for status, the fulfilled-shipments report for tracking.
+    """Bulk path: the order listing (status changed since the cursor; a sweep: since the oldest order
+    in play) for status, the fulfilled-shipments report for tracking.
 
     getFulfillmentOrder is called only for shipped orders the report does not carry yet.
     """
     client = platforms.amazon_mcf()
-    listed = list(client.list_fulfillment_orders(since))
-    report, reused = shipments_report(settings, client, wh, since) if any(
+    listing = listing_for(settings, wh, "amazon_fulfillment_orders")
+    start = min(since, listing.changed_since) if listing.sweep else listing.changed_since
+    listed = list(client.list_fulfillment_orders(start))
+    report, reused = shipments_report(settings, client, wh, start) if any(
         isinstance(o, dict) and o.get("fulfillmentOrderStatus") in ("Complete", "CompletePartialled", "Processing")
         for o in listed) else ([], False)
     by_order: dict[str, list[dict]] = defaultdict(list)
@@ -257,11 +398,14 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
             return staging.amazon_order_row(payload)
         return staging.amazon_row_from_listing(payload, by_order.get(record_id(payload, "sellerFulfillmentOrderId"), []))
 
-    orders, bad = _stage(wh, settings, stg_amazon_fulfillment_orders, "amazon_fulfillment_orders", details, to_row,
-                         lambda item: str((item[1].get("fulfillmentOrder") or item[1]).get("sellerFulfillmentOrderId"))
-                         if isinstance(item[1], dict) else None)
+    table = stg_amazon_fulfillment_orders
+    orders, bad, found = _stage(wh, settings, table, "amazon_fulfillment_orders", details, to_row,
+                                lambda item: str((item[1].get("fulfillmentOrder") or item[1]).get("sellerFulfillmentOrderId"))
+                                if isinstance(item[1], dict) else None,
+                                missed=_missed_by_cursor(wh, settings, table, listing))
+    advance_cursor(wh, settings, listing, orders, found)
     return Step("extract_amazon", {"orders": orders, "report_rows": len(report), "report_reused": reused,
-                                   "detail_calls": fallbacks, "quarantined": bad}).as_dict()
+                                   "detail_calls": fallbacks, "quarantined": bad, "missed_by_cursor": found}).as_dict()
 
 
 def shipments_report(settings: RunSettings, client, wh: Warehouse, since: datetime) -> tuple[list[dict], bool]:
@@ -288,13 +432,18 @@ def shipments_report(settings: RunSettings, client, wh: Warehouse, since: dateti
 
 
 def extract_shipbob(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
+    """Orders updated since the cursor; a sweep adds every order created since the oldest TikTok order in play."""
     client = platforms.shipbob()
-    start = settings.window_start - settings.overlap
-    listed = (order for listing in (client.orders(start_date=since), client.orders(last_update_start=start))
-              for order in listing)
-    orders, bad = _stage(wh, settings, stg_shipbob_orders, "shipbob_orders", unique(listed, "id"),
-                         staging.shipbob_order_row, _key("id"))
-    return Step("extract_shipbob", {"orders": orders, "quarantined": bad}).as_dict()
+    listing = listing_for(settings, wh, "shipbob_orders")
+    listings = [client.orders(last_update_start=listing.changed_since)]
+    if listing.sweep:
+        listings.insert(0, client.orders(start_date=since))
+    orders, bad, found = _stage(wh, settings, stg_shipbob_orders, "shipbob_orders",
+                                unique((order for each in listings for order in each), "id"),
+                                staging.shipbob_order_row, _key("id"),
+                                missed=_missed_by_cursor(wh, settings, stg_shipbob_orders, listing))
+    advance_cursor(wh, settings, listing, orders, found)
+    return Step("extract_shipbob", {"orders": orders, "quarantined": bad, "missed_by_cursor": found}).as_dict()
 
 
 BATCH_TABLES = {
@@ -304,30 +453,72 @@ BATCH_TABLES = {
 }
 
 
-def snapshot(wh: Warehouse, table: sa.Table, settings: RunSettings, raw_fields: tuple[str, ...] = ()) -> list[dict]:
-    """The rows this run staged, typed columns only (the raw payload stays in the warehouse: it is
-    most of a row's size), plus `raw_fields` read out of it.
-
-    Staging keeps one row per order (upsert by natural key), so a run of the same shop going on at
-    the same time (a backfill beside the scheduled run) restages rows this run staged and takes
-    them over: those are read too (anything staged since this run started is at
-    least as fresh as its own copy). Without them the order would look unlinked, or its fulfillment
-    order absent, and a cancellation would be approved without cancelling at the fulfiller."""
+def _run_started(wh: Warehouse, settings: RunSettings) -> datetime | None:
     with wh.engine.connect() as conn:
         started = conn.execute(sa.select(runs.c.started_at).where(
             runs.c.shop == settings.shop, runs.c.run_id == settings.run_id)).scalar()
-        mine = table.c.snapshot_run_id == settings.run_id
-        if started is not None:
-            mine = sa.or_(mine, table.c.extracted_at >= as_utc(started) - CLOCK_SKEW)
-        columns = [c for c in table.c if c.name != "raw"]
-        columns += [table.c.raw[name].as_string().label(name) for name in raw_fields]
-        query = sa.select(*columns).where(table.c.shop == settings.shop, mine)
-        return [dict(r._mapping) for r in conn.execute(query)]
+    return as_utc(started) if started is not None else None
+
+
+def _staged_by_run(table: sa.Table, settings: RunSettings, started: datetime | None):
+    """Rows this run staged. Staging keeps one row per order (upsert by natural key), so a run of the
+    same shop going on at the same time (a backfill beside the scheduled run) may restage them and
+    take them over: anything staged since this run started is at least as fresh as its own copy."""
+    mine = table.c.snapshot_run_id == settings.run_id
+    return sa.or_(mine, table.c.extracted_at >= started - CLOCK_SKEW) if started is not None else mine
+
+
+def _read(wh: Warehouse, table: sa.Table, settings: RunSettings, where, raw_fields: tuple[str, ...] = (),
+          columns: tuple[str, ...] | None = None) -> list[dict]:
+    """Typed columns only (the raw payload stays in the warehouse: it is most of a row's size),
+    plus `raw_fields` read out of it."""
+    chosen = [table.c[n] for n in columns] if columns else [c for c in table.c if c.name != "raw"]
+    chosen += [table.c.raw[name].as_string().label(name) for name in raw_fields]
+    with wh.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.select(*chosen).where(table.c.shop == settings.shop, where))]
+
+
+def staged_by_run(wh: Warehouse, table: sa.Table, settings: RunSettings) -> list[dict]:
+    """The batch this run staged (what validation checks)."""
+    return _read(wh, table, settings, _staged_by_run(table, settings, _run_started(wh, settings)))
+
+
+def _in_play_tiktok(wh: Warehouse, settings: RunSettings, raw_fields: tuple[str, ...] = (),
+                    columns: tuple[str, ...] | None = None) -> list[dict]:
+    """TikTok orders in play by their latest staged state: actionable, with a buyer's cancellation
+    request, or staged by this run."""
+    o = stg_tiktok_orders.c
+    where = sa.or_(o.status.in_(ACTIONABLE_STATUSES), o.is_buyer_request_cancel.is_(True),
+                   _staged_by_run(stg_tiktok_orders, settings, _run_started(wh, settings)))
+    return _read(wh, stg_tiktok_orders, settings, where, raw_fields, columns)
+
+
+def in_play_since(settings: RunSettings, wh: Warehouse) -> datetime:
+    """Where the other platforms' rows of the orders in play begin: a margin before the oldest one
+    (a Shopify order is created after its TikTok order), at most MAX_LOOKBACK back."""
+    o = stg_tiktok_orders.c
+    started = _run_started(wh, settings)
+    with wh.engine.connect() as conn:
+        oldest = conn.execute(sa.select(sa.func.min(o.create_time)).where(o.shop == settings.shop, sa.or_(
+            o.status.in_(ACTIONABLE_STATUSES), o.is_buyer_request_cancel.is_(True),
+            _staged_by_run(stg_tiktok_orders, settings, started)))).scalar()
+    start = settings.window_start - settings.overlap
+    oldest = min(as_utc(oldest), start) if oldest is not None else start
+    return max(oldest - LOOKBACK_MARGIN, now_for(settings) - MAX_LOOKBACK)
+
+
+def latest_state(wh: Warehouse, table: sa.Table, settings: RunSettings, since: datetime) -> list[dict]:
+    """The latest staged state of a platform's orders that can belong to orders in play: changed
+    since `since`, or staged by this run."""
+    changed = table.c[UPDATED[table.name]] >= since
+    if table is stg_amazon_fulfillment_orders:
+        changed = sa.or_(changed, table.c.received_at >= since)
+    return _read(wh, table, settings, sa.or_(changed, _staged_by_run(table, settings, _run_started(wh, settings))))
 
 
 def validate_batch(settings: RunSettings, wh: Warehouse, batch: str) -> dict:
     """Great Expectations on the batch this run staged; a failure blocks actions, not staging."""
-    outcome = validate(batch, snapshot(wh, BATCH_TABLES[batch], settings), now_for(settings))
+    outcome = validate(batch, staged_by_run(wh, BATCH_TABLES[batch], settings), now_for(settings))
     wh.upsert(validation_results, [dict(shop=settings.shop, run_id=settings.run_id, platform=batch,
                                         success=outcome.success, rows=outcome.rows, failures=outcome.failures,
                                         checked_at=utcnow())])
@@ -356,11 +547,30 @@ def blocked_by_validation(settings: RunSettings, wh: Warehouse) -> set[str]:
 
 
 def quarantined_links(settings: RunSettings, wh: Warehouse) -> dict[str, str]:
-    """Join values of the records this run could not stage -> the batch they came from."""
+    """Join values of the records that could not be staged -> the batch they came from: this run's,
+    and earlier runs' until a later listing staged the same record (an incremental run does not list
+    an unchanged record again, so its quarantine carries forward). A record without an id counts
+    in the run that read it only: nothing could tell when it was read again."""
+    q = quarantine.c
     with wh.engine.connect() as conn:
-        rows = conn.execute(sa.select(quarantine.c.batch, quarantine.c.raw).where(
-            quarantine.c.shop == settings.shop, quarantine.c.run_id == settings.run_id)).all()
-    return {key: batch for batch, raw in rows for key in ((raw or {}).get(LINK_KEYS) or [])}
+        rows = conn.execute(sa.select(q.batch, q.record_key, q.raw, q.quarantined_at).where(
+            q.shop == settings.shop, sa.or_(q.run_id == settings.run_id, sa.and_(
+                q.record_key.is_not(None), q.quarantined_at >= utcnow() - MAX_LOOKBACK)))).all()
+        staged: dict[tuple[str, str], datetime] = {}
+        for batch in {r.batch for r in rows}:
+            table = BATCH_TABLES[batch]
+            key = table.c[[c.name for c in table.primary_key.columns if c.name != "shop"][0]]
+            wanted = sorted({r.record_key for r in rows if r.batch == batch and r.record_key is not None})
+            for i in range(0, len(wanted), 500):
+                for k, at in conn.execute(sa.select(key, table.c.extracted_at).where(
+                        table.c.shop == settings.shop, key.in_(wanted[i:i + 500]))):
+                    staged[(batch, k)] = as_utc(at)
+    links: dict[str, str] = {}
+    for r in rows:
+        restaged = staged.get((r.batch, r.record_key))
+        if restaged is None or restaged <= as_utc(r.quarantined_at):
+            links.update({key: r.batch for key in ((r.raw or {}).get(LINK_KEYS) or [])})
+    return links
 
 
 def order_link_keys(joiner: Joiner, joined, link) -> set[str]:
@@ -381,18 +591,19 @@ def _depends_on(fulfiller: str | None, configured: tuple[str, ...]) -> set[str]:
 def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) -> dict:
     """Link, decide and record pending ledger rows; returns the plan of keys to act on."""
     now = now_for(settings)
-    tiktok_rows = snapshot(wh, stg_tiktok_orders, settings, raw_fields=("delivery_option_id", "shipping_type"))
+    raw_fields = ("delivery_option_id", "shipping_type")
+    tiktok_rows = _in_play_tiktok(wh, settings, raw_fields)
+    since = in_play_since(settings, wh)
     ledger = Ledger(wh)
     sagas = saga_states(ledger.rows(settings.shop, kind=CANCEL_FULFILLMENT) + ledger.rows(settings.shop, kind=CANCEL_SHOPIFY))
     maps, default_map = carrier_maps(settings, platforms, tiktok_rows)
-    joiner = Joiner(snapshot(wh, stg_shopify_orders, settings), snapshot(wh, stg_amazon_fulfillment_orders, settings),
-                    snapshot(wh, stg_shipbob_orders, settings), snapshot(wh, stg_tiktok_cancellations, settings),
+    joiner = Joiner(*(latest_state(wh, t, settings, since) for t in (
+                        stg_shopify_orders, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_tiktok_cancellations)),
                     maps, default_map, sagas)
     blocked = blocked_by_validation(settings, wh)
     unreadable = quarantined_links(settings, wh)
-    links, decided, planned = [], [], []
-    rules: Counter = Counter()
-    for row in tiktok_rows:
+
+    def decided_for(row: dict) -> tuple[Link, Decision]:
         joined, link = joiner.join(row)
         decision = decide(joined, settings.policy, now)
         stale = _depends_on(link.fulfiller, settings.fulfillers) & blocked
@@ -406,6 +617,14 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
             if suspect:
                 decision = Decision(decision.tiktok_order_id, "-", f"blocked: a quarantined {unreadable[suspect[0]]} "
                                     f"record carries {suspect[0]} ({decision.rule}: {decision.reason})")
+        return link, decision
+
+    outcome = {row["tiktok_order_id"]: (row, *decided_for(row)) for row in tiktok_rows}
+    for row, link, decision in _reread_before_acting(settings, platforms, wh, outcome, raw_fields):
+        outcome[row["tiktok_order_id"]] = (row, link, decision) if link is not None else (row, *decided_for(row))
+    links, decided, planned = [], [], []
+    rules: Counter = Counter()
+    for row, link, decision in outcome.values():
         rules[decision.rule] += 1
         links.append(dict(shop=settings.shop, run_id=settings.run_id, tiktok_order_id=link.tiktok_order_id,
                           shopify_order_ids=list(link.shopify_order_ids), match_rule=link.match_rule,
@@ -447,6 +666,32 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
              ", ".join(sorted(blocked)) or "none")
     return {"orders": len(planned), "rules": dict(rules), "blocked": sorted(blocked), "chunks": chunks,
             "actions": {group: len(keys) for group, keys in plan.items()}}
+
+
+def _reread_before_acting(settings: RunSettings, platforms: Platforms, wh: Warehouse,
+                          outcome: dict[str, tuple[dict, Link, Decision]], raw_fields: tuple[str, ...]
+                          ) -> list[tuple[dict, Link | None, Decision]]:
+    """Orders the run would act on whose TikTok state an earlier run read: read again (50 per call)
+    so no write rests on a stale copy. Returns (fresh row, None, None) to decide again, or, when
+    the read failed, the order with its actions held back."""
+    started = _run_started(wh, settings)
+    done = _done_keys(wh, settings.shop)
+    stale = [tid for tid, (row, _, decision) in outcome.items()
+             if any(a.idempotency_key not in done for a in decision.actions)
+             and row["snapshot_run_id"] != settings.run_id
+             and not (started is not None and as_utc(row["extracted_at"]) >= started - CLOCK_SKEW)]
+    if not stale:
+        return []
+    try:
+        _stage(wh, settings, stg_tiktok_orders, "tiktok_orders", platforms.tiktok().get_orders(stale),
+               staging.tiktok_order_row, _key("id"))
+    except PlatformError as exc:
+        log.warning("re-reading %d TikTok order(s) before acting failed: %s", len(stale), exc)
+        return [(row, link, Decision(tid, "-", f"blocked: could not re-read the order before acting ({exc})"))
+                for tid in stale for row, link, _ in [outcome[tid]]]
+    fresh = _read(wh, stg_tiktok_orders, settings, stg_tiktok_orders.c.tiktok_order_id.in_(stale), raw_fields)
+    log.info("re-read %d TikTok order(s) staged by earlier runs before acting on them", len(fresh))
+    return [(row, None, None) for row in fresh]
 
 
 def settle_orphans(settings: RunSettings, platforms: Platforms, wh: Warehouse, ctx: RunContext,
@@ -609,6 +854,13 @@ def summarize_run(settings: RunSettings, wh: Warehouse, started: float | None = 
                               sa.select(c.platform, sa.func.sum(c.calls), sa.func.sum(c.throttled), sa.func.sum(c.retries))
                               .where(c.shop == shop, c.run_id == run_id).group_by(c.platform))}
         started_at = conn.execute(sa.select(runs.c.started_at).where(runs.c.shop == shop, runs.c.run_id == run_id)).scalar()
+        x = extraction_cursors.c
+        summary["extraction"] = {"mode": "sweep" if settings.sweep else "incremental", "sweep_reason": settings.sweep,
+                                 "sources": {source: {"mode": mode, "listed": listed, "missed_by_cursor": findings}
+                                             for source, mode, listed, findings in conn.execute(
+                                                 sa.select(x.source, x.mode, x.listed, x.findings).where(
+                                                     x.shop == shop, x.run_id == run_id))}}
+        summary["missed_by_cursor"] = sum(v["missed_by_cursor"] for v in summary["extraction"]["sources"].values())
     finished = utcnow()
     if started_at is not None:
         started_at = started_at.replace(tzinfo=timezone.utc) if started_at.tzinfo is None else started_at
@@ -633,6 +885,10 @@ def summary_table(summary: dict) -> str:
     for platform, figures in sorted(summary["api"].items()):
         lines.append(f"  {'api ' + platform:28s} calls={figures['calls']} throttled={figures['throttled']} "
                      f"retries={figures['retries']}")
+    extraction = summary.get("extraction") or {}
+    lines.append(f"  {'extraction':28s} {extraction.get('mode', '?')}"
+                 + (f" ({extraction['sweep_reason']}), missed by cursor {summary['missed_by_cursor']}"
+                    if extraction.get("sweep_reason") else ""))
     lines.append(f"  {'validation failures':28s} {', '.join(summary['validation_failures']) or 'none'}")
     lines.append(f"  {'quarantined records':28s} {summary['quarantined']}")
     for e in summary["escalations"]:
@@ -667,6 +923,11 @@ def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, verif
                      now=now_for(settings))
     results: dict[str, Any] = {}
 
+    def prepare(_: None) -> RunSettings:
+        nonlocal settings   # the steps after it use the settings it decided (whether the run sweeps)
+        settings = prepare_run(settings, wh)
+        return settings
+
     def since() -> datetime:
         return datetime.fromisoformat(results["extract_tiktok"]["since"])
 
@@ -683,7 +944,7 @@ def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, verif
         return summarize_run(settings, wh)
 
     runners: dict[str, Callable[[Any], Any]] = {
-        "prepare_run": lambda _: prepare_run(settings, wh),
+        "prepare_run": prepare,
         "extract_tiktok": lambda _: extract_tiktok(settings, platforms, wh),
         "extract_shopify": lambda _: extract_shopify(settings, platforms, wh, since()),
         "extract_amazon": lambda _: extract_amazon(settings, platforms, wh, since()),

@@ -46,6 +46,10 @@ class RunSettings:
     fulfillers: tuple[str, ...] = ("amazon_mcf", "shipbob")
     # "now" for decisions: the sandbox's clock in tests and demos, else the wall clock
     now_override: datetime | None = None
+    # Why this run lists everything in play (a full sweep), or None: it lists what changed since the
+    # shop's cursors. `prepare_run` also sweeps a shop's first run and once `sweep_hours` have passed.
+    sweep: str | None = None
+    sweep_hours: float = 6.0
 
     def to_xcom(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -62,7 +66,8 @@ class RunSettings:
                    overlap=timedelta(seconds=doc["overlap"]), dry_run=doc["dry_run"],
                    policy=Policy(**doc["policy"]), connections=Connections(**doc["connections"]),
                    fulfillers=tuple(doc["fulfillers"]),
-                   now_override=datetime.fromisoformat(doc["now_override"]) if doc["now_override"] else None)
+                   now_override=datetime.fromisoformat(doc["now_override"]) if doc["now_override"] else None,
+                   sweep=doc.get("sweep"), sweep_hours=doc.get("sweep_hours", 6.0))
 
 
 def policy_object(value: Any, where: str) -> dict:
@@ -93,14 +98,17 @@ def _time(value: Any, name: str) -> datetime:
 
 
 def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_interval_start: Any = None,
-                 data_interval_end: Any = None, run_after: Any = None, shop: Any = None) -> RunSettings:
+                 data_interval_end: Any = None, run_after: Any = None, shop: Any = None,
+                 run_type: str | None = None) -> RunSettings:
     """Validate the DAG params and derive the window (scheduled, backfill or manual run).
 
+    A backfill (`run_type` "backfill"), a run with an explicit window and one with param `sweep`
+    true list everything in play (a full sweep) rather than what changed since the cursors.
     `shop` (an `include.shops.Shop`) pins the shop and its connections: a run of one shop's DAG
     can never be pointed at another shop's connections through params.
     """
     known = {"shop", "sla_horizon_hours", "window_minutes", "overlap_minutes", "dry_run", "policy", "window_start", "window_end",
-             "connections", "fulfillers", "now"}
+             "connections", "fulfillers", "now", "sweep", "sweep_hours"}
     unknown = sorted(set(params) - known)
     if unknown:
         raise RunConfigError(f"unknown param(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -149,7 +157,14 @@ def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_inter
     if now is not None and now > datetime.now(timezone.utc) + NOW_AHEAD:
         # listings would be cut by the lookback cap and shipped orders look unfulfilled
         raise RunConfigError(f"param now: {params['now']!r} is more than a day ahead of this machine's clock")
+    if params.get("sweep") not in (None, True, False):
+        raise RunConfigError(f"param sweep: expected true or false, got {params['sweep']!r}")
+    sweep_hours = params.get("sweep_hours", 6)
+    if isinstance(sweep_hours, bool) or not isinstance(sweep_hours, (int, float)) or not 0 <= sweep_hours <= 168:
+        raise RunConfigError(f"param sweep_hours: expected 0 to 168 hours (0: every run), got {sweep_hours!r}")
+    sweep = ("asked" if params.get("sweep") else "backfill" if run_type == "backfill"
+             else "explicit window" if params.get("window_start") else None)
     return RunSettings(shop=shop_name, dag_id=dag_id, run_id=run_id, window_start=start, window_end=end,
                        overlap=timedelta(minutes=overlap), dry_run=bool(params.get("dry_run", False)),
                        policy=policy, connections=Connections(**conns), fulfillers=fulfillers,
-                       now_override=now)
+                       now_override=now, sweep=sweep, sweep_hours=float(sweep_hours))

@@ -87,6 +87,16 @@ stg_shipbob_orders = _staging(
     sa.Column("shipments", sa.JSON, nullable=False),
 )
 
+LATEST_STATE_INDEXES = (
+    sa.Index("ix_stg_tiktok_orders_status", stg_tiktok_orders.c.shop, stg_tiktok_orders.c.status),
+    sa.Index("ix_stg_tiktok_cancellations_update", stg_tiktok_cancellations.c.shop,
+             stg_tiktok_cancellations.c.update_time),
+    sa.Index("ix_stg_shopify_orders_updated", stg_shopify_orders.c.shop, stg_shopify_orders.c.updated_at),
+    sa.Index("ix_stg_amazon_status_updated", stg_amazon_fulfillment_orders.c.shop,
+             stg_amazon_fulfillment_orders.c.status_updated_at),
+    sa.Index("ix_stg_shipbob_orders_updated", stg_shipbob_orders.c.shop, stg_shipbob_orders.c.last_update_at),
+)
+
 runs = sa.Table(
     "runs", metadata,
     sa.Column("shop", sa.String(64), primary_key=True),
@@ -235,6 +245,21 @@ amazon_shipment_reports = sa.Table(
     sa.Column("requested_at", TS, nullable=False),   # the run's clock
     sa.Column("report_rows", sa.JSON, nullable=False),
 )
+# Where each platform listing of a shop stands: incremental runs list what changed since
+# `listed_until` (minus the run's overlap); a full sweep re-reads everything in play and counts, as
+# findings, changes from before that point the cursor did not bring in (a defect to look at).
+extraction_cursors = sa.Table(
+    "extraction_cursors", metadata,
+    sa.Column("shop", sa.String(64), primary_key=True),
+    sa.Column("source", sa.String(48), primary_key=True),     # a staging batch (tiktok_orders, shopify_orders, ...)
+    sa.Column("established_at", TS, nullable=False),          # the first listing's moment: findings start here
+    sa.Column("listed_until", TS, nullable=False),            # changes up to here are staged (the run's clock)
+    sa.Column("swept_at", TS),                                # the last full sweep's moment
+    sa.Column("run_id", sa.String(250), nullable=False),      # the run that last listed
+    sa.Column("mode", sa.String(16), nullable=False),         # sweep | incremental
+    sa.Column("listed", sa.Integer, nullable=False),          # records that listing staged
+    sa.Column("findings", sa.Integer, nullable=False),        # sweep: changes the cursor had missed
+)
 schema_version = sa.Table(
     "orderops_schema", metadata,
     sa.Column("version", sa.Integer, primary_key=True),
@@ -250,7 +275,15 @@ MIGRATIONS: list = [
     lambda conn: metadata.create_all(conn, tables=[sla_daily, pipeline_breaches]),
     lambda conn: metadata.create_all(conn, tables=[quota_buckets]),
     lambda conn: metadata.create_all(conn, tables=[amazon_shipment_reports]),
+    lambda conn: _v5_latest_state(conn),
 ]
+
+
+def _v5_latest_state(conn) -> None:
+    """Cursors, and indexes for reading the latest state of the orders in play (staging keeps every order)."""
+    metadata.create_all(conn, tables=[extraction_cursors])
+    for index in LATEST_STATE_INDEXES:
+        index.create(conn, checkfirst=True)
 
 
 def utcnow() -> datetime:

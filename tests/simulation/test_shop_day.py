@@ -48,3 +48,10 @@ def test_no_effect_twice_and_no_tracking_missed(summary):
     latency = summary["tracking_latency_minutes"]
     assert latency["count"] >= 10 and latency["max"] <= 60   # hourly runs: within one interval
     assert summary["sop_baseline"]["tracking_latency_minutes"]["median"] > latency["median"]
+
+
+def test_runs_list_what_changed_and_sweeps_find_nothing_missed(summary):
+    extraction = summary["extraction"]
+    # hourly runs, a sweep on the first run and every 6 h: the rest list only changes
+    assert extraction["sweep"] >= 4 and extraction["incremental"] >= 2 * extraction["sweep"]
+    assert extraction["missed_by_cursor"] == 0
