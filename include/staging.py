@@ -307,11 +307,12 @@ def shipbob_order_row(order: dict) -> dict:
             "skus": [p.get("sku") for p in _list(shipment, "products", where) if isinstance(p, dict) and p.get("sku")],
             "shipped_at": tracking.get("shipping_date") or shipment.get("actual_fulfillment_date"),
         })
-    last_update = None
-    for key in ("last_update_at", "created_date"):
-        if order.get(key):
-            last_update = iso_time(order, key, where)
-            break
+    # ShipBob's LastUpdate filter reads the latest of the order's and its shipments' changes (the
+    # order's own date is its creation, stamped when the sale was made): the cursor follows the same
+    moments = [iso_time(order, key, where) for key in ("last_update_at", "created_date") if order.get(key)][:1]
+    moments += [iso_time(s, "last_update_at", where) for s in _list(order, "shipments", where)
+                if isinstance(s, dict) and s.get("last_update_at")]
+    last_update = max(moments) if moments else None
     return {
         "shipbob_order_id": str(order_id),
         "reference_id": _field(order, "reference_id", str, where, required=False),
