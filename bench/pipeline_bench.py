@@ -315,8 +315,8 @@ def time_join_decide(pipeline, settings, platforms, wh, tiktok_rows: list[dict],
     sagas = saga_states(ledger.rows(settings.shop, kind=CANCEL_FULFILLMENT) + ledger.rows(settings.shop, kind=CANCEL_SHOPIFY))
     maps, default_map = pipeline.carrier_maps(settings, platforms, tiktok_rows)
     since = pipeline.in_play_since(settings, wh)
-    staged = [pipeline.latest_state(wh, t, settings, since) for t in
-              (stg_shopify_orders, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_tiktok_cancellations)]
+    staged = pipeline.latest_state(wh, (stg_shopify_orders, stg_amazon_fulfillment_orders, stg_shipbob_orders,
+                                        stg_tiktok_cancellations), settings, since)
     cpu, wall, rules = [], [], Counter()
     for attempt in range(repeats):
         c0, w0 = time.process_time(), time.perf_counter()

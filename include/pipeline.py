@@ -178,6 +178,7 @@ class Listing:
     changed_until: datetime | None
     established: datetime | None
     listed_until: datetime | None
+    swept_at: datetime | None
     started: datetime
 
 
@@ -192,10 +193,11 @@ def listing_for(settings: RunSettings, wh: Warehouse, source: str) -> Listing:
     windowed = settings.sweep in ("backfill", "explicit window")
     until = settings.window_end + timedelta(seconds=1) if windowed and settings.window_end < now else None
     if cursor is None:
-        return Listing(source, settings.sweep or "first listing", start, until, None, None, now)
+        return Listing(source, settings.sweep or "first listing", start, until, None, None, None, now)
     listed_until = as_utc(cursor.listed_until)
     since = start if windowed else min(start, listed_until - settings.overlap)
-    return Listing(source, settings.sweep, since, until, as_utc(cursor.established_at), listed_until, now)
+    return Listing(source, settings.sweep, since, until, as_utc(cursor.established_at), listed_until,
+                   as_utc(cursor.swept_at), now)
 
 
 def advance_cursor(wh: Warehouse, settings: RunSettings, listing: Listing, listed: int, findings: int) -> None:
@@ -204,12 +206,9 @@ def advance_cursor(wh: Warehouse, settings: RunSettings, listing: Listing, liste
     until = listing.listed_until
     if listing.changed_until is None and (until is None or listing.changed_since <= until):
         until = listing.started if until is None else max(until, listing.started)
-    with wh.engine.connect() as conn:
-        swept = conn.execute(sa.select(extraction_cursors.c.swept_at).where(
-            extraction_cursors.c.shop == settings.shop, extraction_cursors.c.source == listing.source)).scalar()
     wh.upsert(extraction_cursors, [dict(
         shop=settings.shop, source=listing.source, established_at=listing.established or listing.changed_since,
-        listed_until=until or listing.started, swept_at=listing.started if listing.sweep else swept,
+        listed_until=until or listing.started, swept_at=listing.started if listing.sweep else listing.swept_at,
         run_id=settings.run_id, mode="sweep" if listing.sweep else "incremental", listed=listed, findings=findings)])
 
 
@@ -225,7 +224,7 @@ def _missed_by_cursor(wh: Warehouse, settings: RunSettings, table: sa.Table, lis
     this run's changes listing, yet were absent from staging or older there."""
     if not listing.sweep or listing.established is None:
         return None
-    key = table.c[[c.name for c in table.primary_key.columns if c.name != "shop"][0]]
+    key = natural_key(table)
     updated = table.c[UPDATED[table.name]]
 
     def count(rows: list[dict]) -> int:
@@ -238,6 +237,11 @@ def _missed_by_cursor(wh: Warehouse, settings: RunSettings, table: sa.Table, lis
                 table.c.shop == settings.shop, key.in_(list(changed)))).all())
         return sum(1 for k, moment in changed.items() if stored.get(k) is None or as_utc(stored[k]) < moment)
     return count
+
+
+def natural_key(table: sa.Table) -> sa.Column:
+    """A staging table's platform id column (its key beside `shop`)."""
+    return next(c for c in table.primary_key.columns if c.name != "shop")
 
 
 def _stage(wh: Warehouse, settings: RunSettings, table: sa.Table, batch: str, records: Iterable[Any],
@@ -260,7 +264,7 @@ def _stage(wh: Warehouse, settings: RunSettings, table: sa.Table, batch: str, re
         wh.upsert(table, rows.values())
         rows.clear()
 
-    key_col = [c.name for c in table.primary_key.columns if c.name != "shop"][0]
+    key_col = natural_key(table).name
     for record in records:
         try:
             row = to_row(record)
@@ -483,37 +487,42 @@ def staged_by_run(wh: Warehouse, table: sa.Table, settings: RunSettings) -> list
     return _read(wh, table, settings, _staged_by_run(table, settings, _run_started(wh, settings)))
 
 
-def _in_play_tiktok(wh: Warehouse, settings: RunSettings, raw_fields: tuple[str, ...] = (),
-                    columns: tuple[str, ...] | None = None) -> list[dict]:
+def _in_play(settings: RunSettings, wh: Warehouse):
     """TikTok orders in play by their latest staged state: actionable, with a buyer's cancellation
     request, or staged by this run."""
     o = stg_tiktok_orders.c
-    where = sa.or_(o.status.in_(ACTIONABLE_STATUSES), o.is_buyer_request_cancel.is_(True),
-                   _staged_by_run(stg_tiktok_orders, settings, _run_started(wh, settings)))
-    return _read(wh, stg_tiktok_orders, settings, where, raw_fields, columns)
+    return sa.or_(o.status.in_(ACTIONABLE_STATUSES), o.is_buyer_request_cancel.is_(True),
+                  _staged_by_run(stg_tiktok_orders, settings, _run_started(wh, settings)))
+
+
+def _in_play_tiktok(wh: Warehouse, settings: RunSettings, raw_fields: tuple[str, ...] = (),
+                    columns: tuple[str, ...] | None = None) -> list[dict]:
+    return _read(wh, stg_tiktok_orders, settings, _in_play(settings, wh), raw_fields, columns)
 
 
 def in_play_since(settings: RunSettings, wh: Warehouse) -> datetime:
     """Where the other platforms' rows of the orders in play begin: a margin before the oldest one
     (a Shopify order is created after its TikTok order), at most MAX_LOOKBACK back."""
     o = stg_tiktok_orders.c
-    started = _run_started(wh, settings)
     with wh.engine.connect() as conn:
-        oldest = conn.execute(sa.select(sa.func.min(o.create_time)).where(o.shop == settings.shop, sa.or_(
-            o.status.in_(ACTIONABLE_STATUSES), o.is_buyer_request_cancel.is_(True),
-            _staged_by_run(stg_tiktok_orders, settings, started)))).scalar()
+        oldest = conn.execute(sa.select(sa.func.min(o.create_time)).where(
+            o.shop == settings.shop, _in_play(settings, wh))).scalar()
     start = settings.window_start - settings.overlap
     oldest = min(as_utc(oldest), start) if oldest is not None else start
     return max(oldest - LOOKBACK_MARGIN, now_for(settings) - MAX_LOOKBACK)
 
 
-def latest_state(wh: Warehouse, table: sa.Table, settings: RunSettings, since: datetime) -> list[dict]:
-    """The latest staged state of a platform's orders that can belong to orders in play: changed
+def latest_state(wh: Warehouse, tables: Iterable[sa.Table], settings: RunSettings, since: datetime) -> list[list[dict]]:
+    """The latest staged state of the platforms' orders that can belong to orders in play: changed
     since `since`, or staged by this run."""
-    changed = table.c[UPDATED[table.name]] >= since
-    if table is stg_amazon_fulfillment_orders:
-        changed = sa.or_(changed, table.c.received_at >= since)
-    return _read(wh, table, settings, sa.or_(changed, _staged_by_run(table, settings, _run_started(wh, settings))))
+    started = _run_started(wh, settings)
+    found = []
+    for table in tables:
+        changed = table.c[UPDATED[table.name]] >= since
+        if table is stg_amazon_fulfillment_orders:
+            changed = sa.or_(changed, table.c.received_at >= since)
+        found.append(_read(wh, table, settings, sa.or_(changed, _staged_by_run(table, settings, started))))
+    return found
 
 
 def validate_batch(settings: RunSettings, wh: Warehouse, batch: str) -> dict:
@@ -559,7 +568,7 @@ def quarantined_links(settings: RunSettings, wh: Warehouse) -> dict[str, str]:
         staged: dict[tuple[str, str], datetime] = {}
         for batch in {r.batch for r in rows}:
             table = BATCH_TABLES[batch]
-            key = table.c[[c.name for c in table.primary_key.columns if c.name != "shop"][0]]
+            key = natural_key(table)
             wanted = sorted({r.record_key for r in rows if r.batch == batch and r.record_key is not None})
             for i in range(0, len(wanted), 500):
                 for k, at in conn.execute(sa.select(key, table.c.extracted_at).where(
@@ -597,8 +606,8 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
     ledger = Ledger(wh)
     sagas = saga_states(ledger.rows(settings.shop, kind=CANCEL_FULFILLMENT) + ledger.rows(settings.shop, kind=CANCEL_SHOPIFY))
     maps, default_map = carrier_maps(settings, platforms, tiktok_rows)
-    joiner = Joiner(*(latest_state(wh, t, settings, since) for t in (
-                        stg_shopify_orders, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_tiktok_cancellations)),
+    joiner = Joiner(*latest_state(wh, (stg_shopify_orders, stg_amazon_fulfillment_orders, stg_shipbob_orders,
+                                       stg_tiktok_cancellations), settings, since),
                     maps, default_map, sagas)
     blocked = blocked_by_validation(settings, wh)
     unreadable = quarantined_links(settings, wh)
