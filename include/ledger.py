@@ -101,6 +101,8 @@ class Ledger:
         if state not in (SUCCEEDED, FAILED, SKIPPED, IN_FLIGHT):
             raise ValueError(f"ledger: cannot finish in state {state!r}")
         # platforms echo the order back, buyer included (a ShipBob cancel does): never stored
+        # a request id is the platform's header, kept for tracing: cut to its column rather than lose the row
+        request_id = request_id[:action_ledger.c.platform_request_id.type.length] if request_id else None
         values = dict(state=state, response=_jsonable(strip_pii(response)), platform_request_id=request_id,
                       detail=detail, updated_at=utcnow())
         if state == SUCCEEDED:

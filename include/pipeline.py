@@ -268,10 +268,13 @@ def _stage(wh: Warehouse, settings: RunSettings, table: sa.Table, batch: str, re
     for record in records:
         try:
             row = to_row(record)
+            staging.check_sizes(row, table, f"{batch} {row[key_col]}")
         except staging.BadRecord as exc:
             payload = record[1] if isinstance(record, tuple) and len(record) == 2 else record
             raw = staging.strip_pii(payload) if isinstance(payload, dict) else {}
-            bad.append(dict(shop=settings.shop, run_id=settings.run_id, batch=batch, record_key=key_of(record),
+            key = key_of(record)
+            bad.append(dict(shop=settings.shop, run_id=settings.run_id, batch=batch,
+                            record_key=None if key is None else str(key)[:quarantine.c.record_key.type.length],
                             reason=str(exc), raw={**raw, LINK_KEYS: staging.link_keys(payload)},
                             quarantined_at=now))
             continue

@@ -76,6 +76,33 @@ def _field(obj: dict, key: str, kind: type | tuple[type, ...], where: str, *, re
     return value
 
 
+# Sizes of the strings read from inside records (line items, shipments, packages), which stage as
+# JSON: no real id, SKU, carrier or tracking number comes near them, and a longer one would be
+# copied into a platform write.
+ID_MAX, TEXT_MAX = 64, 128
+
+
+def _text(obj: dict, key: str, where: str, limit: int = ID_MAX) -> str:
+    """An optional string inside a record: "" when absent; a number, object or oversized string is
+    refused rather than passed on to a join or a write."""
+    value = _field(obj, key, str, where, required=False)
+    if value is None:
+        return ""
+    if len(value) > limit:
+        raise BadRecord(f"{where}: {key} is {len(value)} characters long (at most {limit})")
+    return value
+
+
+def check_sizes(row: dict, table: Any, where: str) -> None:
+    """Each string of a staging row fits its warehouse column (PostgreSQL refuses an oversized value
+    and with it the whole batch; SQLite would keep it silently): a record that doesn't is refused."""
+    for column in table.c:
+        limit = getattr(column.type, "length", None)
+        value = row.get(column.name)
+        if limit and isinstance(value, str) and len(value) > limit:
+            raise BadRecord(f"{where}: {column.name} is {len(value)} characters long (at most {limit})")
+
+
 def _list(obj: dict, key: str, where: str) -> list:
     """An optional list field: [] when absent, BadRecord when it is something else."""
     value = obj.get(key)
@@ -124,12 +151,13 @@ def tiktok_order_row(order: dict) -> dict:
     lines = _field(order, "line_items", list, where)
     line_items = []
     for line in lines:
-        if not isinstance(line, dict) or not isinstance(line.get("id"), str):
+        if not isinstance(line, dict) or not isinstance(line.get("id"), str) or not line["id"]:
             raise BadRecord(f"{where}: line_items has an entry without an id")
-        line_items.append({"id": line["id"], "seller_sku": line.get("seller_sku") or "",
-                           "display_status": line.get("display_status") or "",
-                           "tracking_number": line.get("tracking_number") or "",
-                           "package_id": line.get("package_id") or ""})
+        item = f"{where} line item {line['id'][:ID_MAX]}"
+        line_items.append({"id": _text(line, "id", item), "seller_sku": _text(line, "seller_sku", item, TEXT_MAX),
+                           "display_status": _text(line, "display_status", item),
+                           "tracking_number": _text(line, "tracking_number", item),
+                           "package_id": _text(line, "package_id", item)})
     return {
         "tiktok_order_id": order_id,
         "status": _field(order, "status", str, where),
@@ -226,24 +254,30 @@ def amazon_order_row(detail: dict) -> dict:
     order = detail["fulfillmentOrder"]
     sfo_id = _field(order, "sellerFulfillmentOrderId", str, "amazon fulfillment order")
     where = f"amazon fulfillment order {sfo_id}"
-    items = {i.get("sellerFulfillmentOrderItemId"): i.get("sellerSku")
+    items = {i.get("sellerFulfillmentOrderItemId"): _text(i, "sellerSku", f"{where} item", TEXT_MAX)
              for i in _list(detail, "fulfillmentOrderItems", where) if isinstance(i, dict)}
     shipments = []
     for shipment in _list(detail, "fulfillmentShipments", where):
         if not isinstance(shipment, dict):
             raise BadRecord(f"{where}: a fulfillmentShipment is not an object")
-        packages = [{"package_number": p.get("packageNumber"), "carrier": p.get("carrierCode") or "",
-                     "tracking_number": p.get("trackingNumber") or ""}
-                    for p in _list(shipment, "fulfillmentShipmentPackage", where) if isinstance(p, dict)]
+        at = f"{where} shipment {str(shipment.get('amazonShipmentId'))[:ID_MAX]}"
+        packages = []
+        for p in _list(shipment, "fulfillmentShipmentPackage", at):
+            if not isinstance(p, dict):
+                raise BadRecord(f"{at}: a fulfillmentShipmentPackage is not an object")
+            packages.append({"package_number": _field(p, "packageNumber", (int, str), at, required=False),
+                             "carrier": _text(p, "carrierCode", at), "tracking_number": _text(p, "trackingNumber", at)})
         skus_by_package: dict = {}
-        for item in _list(shipment, "fulfillmentShipmentItem", where):
+        for item in _list(shipment, "fulfillmentShipmentItem", at):
             if isinstance(item, dict):
-                sku = items.get(item.get("sellerFulfillmentOrderItemId")) or item.get("sellerSku")
+                sku = items.get(item.get("sellerFulfillmentOrderItemId")) or _text(item, "sellerSku", at, TEXT_MAX)
                 skus_by_package.setdefault(item.get("packageNumber"), []).append(sku)
         for package in packages:
             package["skus"] = [s for s in skus_by_package.get(package["package_number"], []) if s]
-        shipments.append({"id": shipment.get("amazonShipmentId"), "status": shipment.get("fulfillmentShipmentStatus"),
-                          "packages": packages, "shipped_at": shipment.get("shippingDate")})
+        shipped_at = iso_time(shipment, "shippingDate", at, required=False)
+        shipments.append({"id": _text(shipment, "amazonShipmentId", at),
+                          "status": _text(shipment, "fulfillmentShipmentStatus", at),
+                          "packages": packages, "shipped_at": shipped_at.isoformat() if shipped_at else None})
     return {
         "seller_fulfillment_order_id": sfo_id,
         "displayable_order_id": _field(order, "displayableOrderId", str, where, required=False),
@@ -288,6 +322,12 @@ def amazon_row_from_listing(order: dict, report_rows: list[dict]) -> dict:
     return amazon_order_row({"fulfillmentOrder": order, "fulfillmentShipments": list(shipments.values())})
 
 
+def _text_or_number(obj: dict, key: str, where: str) -> str | None:
+    """An id a platform may send as a number or as text, staged as text (None when absent)."""
+    value = _field(obj, key, (str, int), where, required=False)
+    return None if value is None else str(value)
+
+
 def shipbob_order_row(order: dict) -> dict:
     if not isinstance(order, dict):
         raise BadRecord("shipbob order: not an object")
@@ -300,12 +340,17 @@ def shipbob_order_row(order: dict) -> dict:
         tracking = shipment.get("tracking") or {}
         if not isinstance(tracking, dict):
             raise BadRecord(f"{where}: shipment tracking has the wrong type ({type(tracking).__name__})")
-        details = [d.get("name") for d in _list(shipment, "status_details", where) if isinstance(d, dict)]
+        at = f"{where} shipment {shipment.get('id')}"
+        details = [_text(d, "name", at) for d in _list(shipment, "status_details", where) if isinstance(d, dict)]
+        shipped_at = (iso_time(tracking, "shipping_date", at, required=False)
+                      or iso_time(shipment, "actual_fulfillment_date", at, required=False))
         shipments.append({
-            "id": shipment.get("id"), "status": shipment.get("status"), "status_details": details,
-            "carrier": tracking.get("carrier") or "", "tracking_number": tracking.get("tracking_number") or "",
-            "skus": [p.get("sku") for p in _list(shipment, "products", where) if isinstance(p, dict) and p.get("sku")],
-            "shipped_at": tracking.get("shipping_date") or shipment.get("actual_fulfillment_date"),
+            "id": _field(shipment, "id", int, at, required=False), "status": _text(shipment, "status", at),
+            "status_details": details, "carrier": _text(tracking, "carrier", at),
+            "tracking_number": _text(tracking, "tracking_number", at),
+            "skus": [s for s in (_text(p, "sku", at, TEXT_MAX) for p in _list(shipment, "products", at)
+                                 if isinstance(p, dict)) if s],
+            "shipped_at": shipped_at.isoformat() if shipped_at else None,
         })
     # ShipBob's LastUpdate filter reads the latest of the order's and its shipments' changes (the
     # order's own date is its creation, stamped when the sale was made): the cursor follows the same
@@ -316,7 +361,7 @@ def shipbob_order_row(order: dict) -> dict:
     return {
         "shipbob_order_id": str(order_id),
         "reference_id": _field(order, "reference_id", str, where, required=False),
-        "order_number": _field(order, "order_number", (str, int), where, required=False),
+        "order_number": _text_or_number(order, "order_number", where),
         "status": _field(order, "status", str, where),
         "last_update_at": last_update,
         "shipments": shipments,

@@ -118,6 +118,11 @@ BROKEN = [
     ("shipbob", "shipments", 5, "shipments has the wrong type"),
     ("shipbob", "shipments.0.tracking", "1Z999AA10123456784", "tracking has the wrong type"),
     ("shipbob", "shipments.0.status_details", 3, "status_details has the wrong type"),
+    ("shipbob", "shipments.0.status", ["Completed"], "status has the wrong type"),
+    ("shipbob", "shipments.0.products", {"sku": "OSL-TEE-M"}, "products has the wrong type"),
+    ("tiktok", "line_items.0.seller_sku", 12345, "seller_sku has the wrong type (int)"),
+    ("tiktok", "line_items.0.tracking_number", "9" * 65, "tracking_number is 65 characters long (at most 64)"),
+    ("tiktok", "line_items.0.id", "", "line_items has an entry without an id"),
     ("shipbob", "created_date", "2026-13-45T00:00:00Z", "is not an ISO-8601 time"),
     ("shipbob", "reference_id", ["6100000001"], "reference_id has the wrong type"),
 ]
@@ -373,3 +378,76 @@ def test_bad_connection_settings_are_named_before_any_write(rig, tmp_path, platf
             platforms.close()
     assert f"orderops_{platform}" in str(refused.value)
     assert not [w for w in rig.writes if is_order_write(w)]
+
+
+# ------------------------------------------------------------- hostile values inside real answers
+T1_SHIPBOB_MORE = pick(lambda o: shipped(o) and o["fulfiller"] == "shipbob", 3)
+T1_AMAZON_MORE = pick(lambda o: shipped(o) and o["fulfiller"] == "amazon_mcf", 5)
+LONG = "9" * 300
+
+
+def hostile_answers(request: httpx.Request, data):
+    """Well-formed answers carrying values of the wrong type or beyond any real size, one per
+    order: what a platform change or a corrupt record would send."""
+    path = request.url.path
+    if path.endswith("/orders/search"):
+        for o in data["data"]["orders"]:
+            if o["id"] == tid(T1_AMAZON_MORE[3]):
+                o["tracking_number"] = LONG
+            elif o["id"] == tid(T1_AMAZON_MORE[4]):
+                o["line_items"][0]["seller_sku"] = 12345
+        return data
+    if path.endswith("/graphql.json") and isinstance(data.get("data"), dict) and isinstance(data["data"].get("orders"), dict):
+        for node in data["data"]["orders"]["nodes"]:
+            if node["legacyResourceId"] == str(T1_AMAZON_MORE[0]["shopify"]["id"]):
+                node["name"] = "#" + "1" * 99
+        return data
+    if path.endswith("/fulfillmentOrders"):
+        for o in data["payload"]["fulfillmentOrders"]:
+            if o["sellerFulfillmentOrderId"] == T1_AMAZON_MORE[1]["amazon_mcf"]["seller_fulfillment_order_id"]:
+                o["displayableOrderId"] = "D" * 100
+        return data
+    if re.search(r"/order$", path) and isinstance(data, list):
+        for o in data:
+            if o["id"] == T1_SHIPBOB_MORE[0]["shipbob"]["order_id"]:
+                o["reference_id"] = "R" * 200
+            elif o["id"] == T1_SHIPBOB_MORE[1]["shipbob"]["order_id"] and o["shipments"]:
+                o["shipments"][0]["tracking"]["carrier"] = 7
+            elif o["id"] == T1_SHIPBOB_MORE[2]["shipbob"]["order_id"] and o["shipments"]:
+                o["shipments"][0]["tracking"]["tracking_number"] = 1234567890123
+        return data
+    return None
+
+
+def posted_tracking(checked) -> set[str]:
+    return {checked.order_of(e) for w, e in checked.effects if e.kind == "post_tracking" and w.outcome == "ok"}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_oversized_and_wrong_typed_values_are_quarantined_on_either_database(kind, rig, tmp_path):
+    rig.load(SCENARIO)
+    with fresh_warehouse(kind, tmp_path) as wh:
+        run_with(rig, wh, "clean-1", lambda request, data: None)
+    clean = posted_tracking(audit(rig))   # what the same shop gets when every answer is sound
+    rig.load(SCENARIO)
+    with fresh_warehouse(kind, tmp_path) as wh:
+        summary = run_with(rig, wh, "hostile-values-1", hostile_answers)
+        with wh.engine.connect() as conn:
+            held = {(q.batch, q.record_key): q.reason for q in conn.execute(sa.select(quarantine))}
+    assert held[("tiktok_orders", tid(T1_AMAZON_MORE[3]))].endswith("tracking_number is 300 characters long (at most 64)")
+    assert "seller_sku has the wrong type (int)" in held[("tiktok_orders", tid(T1_AMAZON_MORE[4]))]
+    assert "name is 100 characters long (at most 64)" in held[("shopify_orders", str(T1_AMAZON_MORE[0]["shopify"]["id"]))]
+    assert "displayable_order_id is 100 characters long" in held[
+        ("amazon_fulfillment_orders", T1_AMAZON_MORE[1]["amazon_mcf"]["seller_fulfillment_order_id"])]
+    shipbob = {o["shipbob"]["order_id"]: o for o in T1_SHIPBOB_MORE}
+    assert "reference_id is 200 characters long (at most 128)" in held[("shipbob_orders", str(T1_SHIPBOB_MORE[0]["shipbob"]["order_id"]))]
+    assert "carrier has the wrong type (int)" in held[("shipbob_orders", str(T1_SHIPBOB_MORE[1]["shipbob"]["order_id"]))]
+    assert "tracking_number has the wrong type (int)" in held[("shipbob_orders", str(T1_SHIPBOB_MORE[2]["shipbob"]["order_id"]))]
+    assert summary["quarantined"] == len(held) == 7 and len(shipbob) == 3
+    # the run went through: the orders behind the bad records are held, the rest of the shop served
+    checked = audit(rig)
+    assert checked.violations == [], checked.violations
+    broken = {tid(o) for o in (*T1_AMAZON_MORE[:2], *T1_AMAZON_MORE[3:], *T1_SHIPBOB_MORE)}
+    touched = touched_orders(rig)
+    assert not broken & touched
+    assert posted_tracking(checked) == clean - broken and clean & broken   # only the bad records cost work
