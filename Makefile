@@ -21,8 +21,9 @@ venv: $(STAMP)
 test: venv
 	$(PY) -m pytest tests
 
+# e.g. make demo ARGS="--scenario shop.json --faults faults.json --warehouse postgresql://... --json run.json"
 demo: venv
-	$(PY) -m include.demo
+	$(PY) -m include.demo $(ARGS)
 
 # Serve the sandbox in the foreground on a generated scenario (Ctrl-C stops it).
 sandbox: venv

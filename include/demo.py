@@ -1,8 +1,9 @@
 """`make demo`: the pipeline once, on embedded defaults, against the sandbox.
 
-Generates a scenario of a few hundred orders, serves the four simulators on free loopback ports,
-runs the `orderops_sla` DAG once with `airflow dags test` (SQLite metadata and warehouse under
-state/demo), prints what happened and where everything is, then stops the sandbox.
+Generates a scenario of a few hundred orders (or reads `--scenario`), serves the four simulators
+on free loopback ports with `--faults` installed, runs the `orderops_sla` DAG once with
+`airflow dags test` (SQLite metadata; the warehouse under state/demo or at `--warehouse`), prints
+what happened and where everything is, writes `--json`, then stops the sandbox.
 """
 from __future__ import annotations
 
@@ -12,16 +13,18 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 from include.runconfig import STATE_DIR
 from include.sandbox.connections import connection_env
-from include.sandbox.core import Sandbox, Settings
-from include.sandbox.generate import DEFAULT_NOW, generate
-from include.sandbox.scenario import parse_scenario, parse_time
+from include.sandbox.core import Sandbox, Settings, parse_fault
+from include.sandbox.generate import generate
+from include.sandbox.scenario import parse_scenario
 from include.sandbox.server import SandboxServer
 from include.warehouse import Warehouse, action_ledger, runs, stg_tiktok_orders
 
@@ -32,8 +35,9 @@ POOLS = {"tiktok_api": 4, "shopify_api": 2, "amazon_api": 1, "shipbob_api": 1, "
 SQLITE_CONNECT_ARGS = {"timeout": 60}
 
 
-def airflow_env(home: Path, urls: dict[str, str], warehouse_db: Path, lineage: Path) -> dict[str, str]:
-    """Everything `airflow` needs to run orderops against a sandbox, on embedded defaults."""
+def airflow_env(home: Path, urls: dict[str, str], warehouse: Path | dict, lineage: Path) -> dict[str, str]:
+    """Everything `airflow` needs to run orderops against a sandbox, on embedded defaults; the
+    warehouse a SQLite file or a connection (`warehouse_connection`)."""
     env = {k: v for k, v in os.environ.items() if k != "AIRFLOW__CORE__UNIT_TEST_MODE"}
     env.update({
         "AIRFLOW_HOME": str(home),
@@ -50,7 +54,9 @@ def airflow_env(home: Path, urls: dict[str, str], warehouse_db: Path, lineage: P
         # scheduler-driven runs keep it
         "ORDEROPS_RUN_DEADLINE_MINUTES": "0",
     })
-    env.update(connection_env(urls, warehouse={"conn_type": "sqlite", "host": str(warehouse_db)}))
+    if isinstance(warehouse, Path):
+        warehouse = {"conn_type": "sqlite", "host": str(warehouse)}
+    env.update(connection_env(urls, warehouse=warehouse))
     return env
 
 
@@ -70,6 +76,63 @@ def prepare_airflow(env: dict[str, str], log) -> None:
         done = airflow(env, *step, log=log)
         if done.returncode != 0:
             raise SystemExit(f"airflow {' '.join(step)} failed; see {log.name}")
+
+
+def warehouse_connection(url: str) -> dict:
+    """An Airflow connection for a warehouse URL (sqlite:///PATH or postgresql://...); a schema
+    asked for with `?options=-csearch_path=NAME` becomes the connection's `schema` extra."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise SystemExit(f"--warehouse: {url!r} is not a database URL") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        return {"conn_type": "sqlite", "host": str(Path(parsed.database).resolve())}
+    if parsed.get_backend_name() == "postgresql":
+        options = str(parsed.query.get("options") or "")
+        schema = options.split("search_path=", 1)[1].split(",")[0] if "search_path=" in options else None
+        return {"conn_type": "postgres", "host": parsed.host or "127.0.0.1", "port": parsed.port or 5432,
+                "login": parsed.username, "password": parsed.password, "schema": parsed.database or "postgres",
+                **({"extra": json.dumps({"schema": schema})} if schema else {})}
+    raise SystemExit(f"--warehouse: {url!r}: expected sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
+
+
+def load_faults(path: Path, sandbox: Sandbox) -> int:
+    """Install the sandbox faults listed in a JSON file (the admin API's fault objects)."""
+    try:
+        specs = json.loads(path.read_text())
+    except OSError as exc:
+        raise SystemExit(f"--faults {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise SystemExit(f"--faults {path}: not JSON ({exc})") from None
+    if not isinstance(specs, list):
+        raise SystemExit(f"--faults {path}: expected a JSON list of faults")
+    for index, spec in enumerate(specs):
+        try:
+            sandbox.add_fault(parse_fault(spec))
+        except ValueError as exc:
+            raise SystemExit(f"--faults {path}: entry {index}: {exc}") from None
+    return len(specs)
+
+
+def load_scenario(text: str, origin: Path | str) -> dict:
+    try:
+        return parse_scenario(json.loads(text))
+    except ValueError as exc:   # ScenarioError is a ValueError and names the order and field
+        raise SystemExit(f"--scenario {origin}: {exc}") from None
+
+
+def run_record(wh: Warehouse, sandbox: Sandbox) -> dict:
+    """`--json`: the run summary, the sandbox's writes as `/_sandbox/writes` serves them and every
+    ledger row (its request an object)."""
+    with wh.engine.connect() as conn:
+        run = conn.execute(sa.select(runs).order_by(runs.c.started_at.desc())).first()
+        ledger = [dict(r._mapping) for r in conn.execute(sa.select(action_ledger).order_by(action_ledger.c.id))]
+    summary = {**(run.summary or {}), "state": run.state} if run else None
+    return {"summary": summary, "writes": [asdict(w) for w in sandbox.writes], "ledger": ledger}
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def report(wh: Warehouse, now: datetime) -> list[str]:
@@ -106,21 +169,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--state", default=str(STATE_DIR / "demo"))
+    parser.add_argument("--scenario", type=Path, help="a scenario file to serve instead of a generated one")
+    parser.add_argument("--faults", type=Path, help="a JSON list of sandbox faults to install before the run")
+    parser.add_argument("--warehouse", help="warehouse URL (default: SQLite under --state), e.g. "
+                        "postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%%3Ddemo")
+    parser.add_argument("--json", type=Path, help="write {summary, writes, ledger} of the run to this file")
     args = parser.parse_args(argv)
     state = Path(args.state)
+    # everything given is checked before the state folder is cleared or anything is served
+    try:
+        scenario_text = args.scenario.read_text() if args.scenario else json.dumps(generate(args.orders, args.seed), indent=1)
+    except OSError as exc:
+        raise SystemExit(f"--scenario {args.scenario}: {exc.strerror}") from None
+    warehouse_url = args.warehouse or f"sqlite:///{(state / 'warehouse.db').resolve()}"
+    warehouse = warehouse_connection(warehouse_url)
+    sandbox = Sandbox(load_scenario(scenario_text, args.scenario or "generated"), Settings(clock_rate=0))
+    faults = load_faults(args.faults, sandbox) if args.faults else 0
     shutil.rmtree(state, ignore_errors=True)
     (state / "logs").mkdir(parents=True)
     scenario_path = state / "scenario.json"
-    scenario_path.write_text(json.dumps(generate(args.orders, args.seed), indent=1))
-    sandbox = Sandbox(parse_scenario(json.loads(scenario_path.read_text())), Settings(clock_rate=0))
+    scenario_path.write_text(scenario_text)
+    now = sandbox.clock.now()
     server = SandboxServer(sandbox, ports={name: 0 for name in sandbox.apps()}).start()
-    print(f"sandbox: {args.orders} orders (seed {args.seed}), clock frozen at {DEFAULT_NOW}")
+    source = f"scenario {args.scenario}" if args.scenario else f"{args.orders} orders (seed {args.seed})"
+    print(f"sandbox: {source}, clock frozen at {now:%Y-%m-%dT%H:%M:%SZ}" + (f", {faults} fault(s) armed" if faults else ""))
     for name, url in server.urls.items():
         print(f"  {name:12s} {url}")
-    warehouse_db, lineage = state / "warehouse.db", state / "lineage" / "events.jsonl"
+    lineage = state / "lineage" / "events.jsonl"
     lineage.parent.mkdir()
-    env = airflow_env(state / "airflow", server.urls, warehouse_db, lineage)
-    now = parse_time(DEFAULT_NOW, "now")
+    env = airflow_env(state / "airflow", server.urls, warehouse, lineage)
     conf = {"window_start": (now - timedelta(minutes=30)).isoformat(), "window_end": now.isoformat()}
     log_path = state / "logs" / "airflow.log"
     try:
@@ -132,16 +209,23 @@ def main(argv: list[str] | None = None) -> int:
         writes = [w for w in sandbox.writes if "token" not in w.operation and "Report" not in w.operation]
     finally:
         server.stop()
-    wh = Warehouse(f"sqlite:///{warehouse_db}")
+    wh = Warehouse(warehouse_url)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(run_record(wh, sandbox), indent=1, default=_iso))
     print()
     print("\n".join(report(wh, now)))
     print(f"\nsandbox received {len(writes)} order writes: " + ", ".join(
         f"{p} {sum(1 for w in writes if w.platform == p)}" for p in sorted({w.platform for w in writes})))
-    print(f"\nledger and staging: {warehouse_db}")
-    print(f"  trace an order:   ORDEROPS_WAREHOUSE_URL=sqlite:///{warehouse_db} python -m include.orderops trace <tiktok_order_id>")
+    python = os.path.relpath(sys.executable) if Path(sys.executable).is_relative_to(Path.cwd()) else sys.executable
+    shown_url = sa.engine.make_url(warehouse_url).render_as_string(hide_password=True)
+    print(f"\nledger and staging: {shown_url}")
+    print(f"  trace an order:   ORDEROPS_WAREHOUSE_URL='{shown_url}' {python} -m include.orderops trace <tiktok_order_id>")
     print(f"lineage events:     {lineage}")
     print(f"Airflow log:        {log_path} (task logs under {state / 'airflow' / 'logs'})")
     print(f"scenario:           {scenario_path}")
+    if args.json:
+        print(f"run as JSON:        {args.json}")
     wh.dispose()
     if done.returncode != 0:
         print(f"\nthe DAG run failed (exit {done.returncode}); see {log_path}", file=sys.stderr)

@@ -1,0 +1,82 @@
+"""`python -m include.demo` (`make demo`) with a user's own scenario, faults and warehouse: the run
+is rehearsed against the sandbox and written out as one JSON object; bad options are refused, naming
+what is wrong, before anything is served or cleared."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from include import demo
+from include.sandbox.generate import generate
+from tests.conftest import PG_BASE
+
+
+@pytest.fixture
+def pg_schema():
+    schema = f"orderops_demo_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_BASE)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    yield schema
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.mark.timeout(600)
+def test_demo_rehearses_a_scenario_with_faults_on_postgresql_and_writes_the_run_as_json(tmp_path, pg_schema, capsys):
+    scenario, faults, out = tmp_path / "shop.json", tmp_path / "faults.json", tmp_path / "run.json"
+    scenario.write_text(json.dumps(generate(40, 3)))
+    # TikTok takes the first tracking post and answers it with a broken body
+    faults.write_text(json.dumps([{"platform": "tiktok", "kind": "malformed", "path": "/packages$", "count": 1}]))
+    url = f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{pg_schema}"
+    code = demo.main(["--state", str(tmp_path / "state"), "--scenario", str(scenario), "--faults", str(faults),
+                      "--warehouse", url, "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "1 fault(s) armed" in printed and pg_schema in printed
+
+    run = json.loads(out.read_text())
+    assert set(run) == {"summary", "writes", "ledger"}
+    assert run["summary"]["state"] in ("succeeded", "attention") and run["summary"]["orders_seen"]["tiktok_orders"] > 0
+    # the ledger lives in the given PostgreSQL schema, and the JSON holds all of it
+    with sa.create_engine(f"{PG_BASE}?options=-csearch_path%3D{pg_schema}").connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM action_ledger")).scalar() == len(run["ledger"]) > 0
+    assert all(isinstance(row["request"], dict) for row in run["ledger"])
+    # the post whose answer was broken took effect at TikTok, and the ledger says where it stopped
+    posts = [w for w in run["writes"] if w["platform"] == "tiktok" and w["path"].endswith("/packages")]
+    unknown = [row for row in run["ledger"] if row["kind"] == "post_tracking" and row["state"] == "in_flight"]
+    assert len(unknown) == 1 and "outcome unknown, reconcile before retry" in unknown[0]["detail"]
+    done = [row for row in run["ledger"] if row["kind"] == "post_tracking" and row["state"] == "succeeded"]
+    assert len(posts) == len(done) + 1 and all(w["outcome"] == "ok" for w in posts)
+    assert {w["body"]["tracking_number"] for w in posts} == {row["request"]["tracking_number"] for row in done + unknown}
+    assert all(row["created_at"][10] == "T" for row in run["ledger"])      # times as ISO-8601
+
+
+@pytest.mark.parametrize("option,content,named", [
+    ("--scenario", "{not json", "--scenario"),
+    ("--scenario", json.dumps({"now": "2026-11-20T15:00:00Z", "orders": [{"tiktok": {"id": "x"}}]}), "--scenario"),
+    ("--faults", json.dumps({"platform": "tiktok"}), "expected a JSON list of faults"),
+    ("--faults", json.dumps([{"platform": "tiktok", "kind": "melt"}]), "entry 0: fault.kind: 'melt' is not one of"),
+    ("--faults", json.dumps([{"platform": "etsy", "kind": "5xx"}]), "entry 0: fault.platform: 'etsy' is not one of"),
+])
+def test_bad_demo_files_are_refused_before_anything_runs(tmp_path, option, content, named):
+    given = tmp_path / "given.json"
+    given.write_text(content)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "keep").write_text("an earlier demo")
+    with pytest.raises(SystemExit) as refused:
+        demo.main(["--state", str(state), option, str(given)])
+    assert named in str(refused.value) and str(given) in str(refused.value)
+    assert (state / "keep").exists()          # nothing was cleared
+
+
+@pytest.mark.parametrize("url", ["mysql://root@127.0.0.1/test", "not a url", "sqlite://"])
+def test_a_warehouse_that_is_not_sqlite_or_postgresql_is_refused(tmp_path, url):
+    with pytest.raises(SystemExit, match="--warehouse"):
+        demo.main(["--state", str(tmp_path / "state"), "--warehouse", url])
+    assert not (tmp_path / "state").exists()
