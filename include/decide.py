@@ -17,8 +17,9 @@ from include.policy import Policy
 
 SHIPPABLE_STATUSES = ("AWAITING_SHIPMENT", "PARTIALLY_SHIPPING")
 IN_SCOPE_FULFILLMENT = "FULFILLMENT_BY_SELLER"
-# shipping_type of orders shipped on TikTok's label: TikTok refuses tracking from the seller for them
-TIKTOK_LABEL = "TIKTOK"
+# shipping_type of orders shipped on the seller's own label: the only ones TikTok takes tracking for
+# (on TikTok's label its carrier scan brings the tracking)
+SELLER_LABEL = "SELLER"
 
 
 def near_sla(order: JoinedOrder, policy: Policy, now: datetime) -> bool:
@@ -131,7 +132,7 @@ def decide_cancellation(order: JoinedOrder, policy: Policy, now: datetime) -> De
     extra: tuple[Action, ...] = ()
     if order.tracking_number:
         pass
-    elif f.has_tracking and order.shipping_type == TIKTOK_LABEL:
+    elif f.has_tracking and order.shipping_type != SELLER_LABEL:
         pass   # TikTok's own label: its carrier scan brings the tracking
     elif f.has_tracking:
         missing = unmapped(f.packages)
@@ -165,8 +166,9 @@ def decide_shipping(order: JoinedOrder, policy: Policy, now: datetime) -> Decisi
         return nothing(order, "no fulfillment order yet (within grace)")
     if f.state in (FulfillmentState.FAILED, FulfillmentState.CANCELLED):
         return escalate(order, "E1", "fulfiller_failed", f"{f.fulfiller} order {f.order_id} is {f.status}")
-    if f.has_tracking and order.shipping_type == TIKTOK_LABEL:
-        return nothing(order, f"{f.fulfiller} shipped on TikTok's label: TikTok takes the tracking from its carrier scan")
+    if f.has_tracking and order.shipping_type != SELLER_LABEL:
+        return nothing(order, f"{f.fulfiller} shipped; shipping_type {order.shipping_type}, not the seller's label: "
+                              "TikTok's label brings its own tracking from the carrier scan")
     if f.has_tracking:
         missing = unmapped(f.packages)
         if missing:

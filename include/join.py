@@ -191,7 +191,7 @@ class Joiner:
             line_item_ids=tuple(l["id"] for l in tiktok["line_items"]), cancellation=cancellation,
             shopify_order_ids=shopify_ids, shopify_cancelled=shopify_cancelled, match_rule=rule,
             link_problem=problem, fulfillment=fulfillment, saga=self.sagas.get(tid, SagaState()),
-            shipping_type=tiktok.get("shipping_type") or "SELLER")
+            shipping_type=tiktok.get("shipping_type") or "unknown")   # staging refuses a row without one
         link = Link(tid, shopify_ids, rule, fulfiller_ref[0], fulfiller_ref[1], problem.value if problem else None)
         return joined, link
 

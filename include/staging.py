@@ -18,6 +18,7 @@ PII_KEYS = frozenset({
     "contactEmail", "contactPhone", "full_name", "first_name", "last_name", "address1", "address2",
     "shipping_address", "billing_address", "note",
 })
+SHIPPING_TYPES = ("SELLER", "TIKTOK")   # TikTok's documented values: the seller's label or TikTok's
 TIKTOK_ID = re.compile(r"(?<!\d)(\d{18,19})(?!\d)")
 
 
@@ -158,6 +159,11 @@ def tiktok_order_row(order: dict) -> dict:
                            "display_status": _text(line, "display_status", item),
                            "tracking_number": _text(line, "tracking_number", item),
                            "package_id": _text(line, "package_id", item)})
+    # who prints the label decides whether the seller's tracking may be posted at all
+    shipping_type = _field(order, "shipping_type", str, where)
+    if shipping_type not in SHIPPING_TYPES:
+        raise BadRecord(f"{where}: shipping_type {shipping_type[:ID_MAX]!r} is not one of {', '.join(SHIPPING_TYPES)}")
+    _text(order, "delivery_option_id", where)
     return {
         "tiktok_order_id": order_id,
         "status": _field(order, "status", str, where),

@@ -123,6 +123,9 @@ BROKEN = [
     ("tiktok", "line_items.0.seller_sku", 12345, "seller_sku has the wrong type (int)"),
     ("tiktok", "line_items.0.tracking_number", "9" * 65, "tracking_number is 65 characters long (at most 64)"),
     ("tiktok", "line_items.0.id", "", "line_items has an entry without an id"),
+    ("tiktok", "shipping_type", DELETE, "shipping_type is missing"),
+    ("tiktok", "shipping_type", "PLATFORM", "shipping_type 'PLATFORM' is not one of SELLER, TIKTOK"),
+    ("tiktok", "delivery_option_id", 7091146663229654785, "delivery_option_id has the wrong type (int)"),
     ("shipbob", "created_date", "2026-13-45T00:00:00Z", "is not an ISO-8601 time"),
     ("shipbob", "reference_id", ["6100000001"], "reference_id has the wrong type"),
 ]

@@ -61,6 +61,8 @@ def test_tiktok_label_orders_get_no_tracking_from_orderops():
     assert d.rule == "C3" and kinds(d) == [REJECT_CANCELLATION]
     # not shipped yet and due: the note, as for any order
     assert kinds(decide(order(shipping_type="TIKTOK"), POLICY, NOW)) == [ADD_NOTE]
+    # only the seller's own label takes seller tracking: a type orderops does not know posts none
+    assert POST_TRACKING not in kinds(decide(order(shipping_type="unknown", fulfillment=shipped(UPS)), POLICY, NOW))
 
 
 def test_t1_partial_shipment_posts_the_shipped_line_items():
