@@ -22,6 +22,10 @@ IN_SCOPE_FULFILLMENT = "FULFILLMENT_BY_SELLER"
 SELLER_LABEL = "SELLER"
 
 
+NOT_LISTED = ("no fulfillment order found, but the order is older than the fulfillers' listings reach "
+              "(a fulfillment order may exist unseen)")
+
+
 def near_sla(order: JoinedOrder, policy: Policy, now: datetime) -> bool:
     return order.rts_sla_time - now <= timedelta(hours=policy.horizon_hours)
 
@@ -97,6 +101,9 @@ def refund_actions(order: JoinedOrder, policy: Policy) -> tuple[Action, ...]:
 
 
 def decide_cancellation(order: JoinedOrder, policy: Policy, now: datetime) -> Decision:
+    if order.link_problem == LinkProblem.FULFILLMENT_NOT_LISTED:
+        return escalate(order, "E1", order.link_problem.value, f"buyer cancellation pending; {NOT_LISTED}: "
+                        "not refunded")
     if order.link_problem in (LinkProblem.NO_SHOPIFY_MATCH, LinkProblem.AMBIGUOUS_SHOPIFY_MATCH,
                               LinkProblem.AMBIGUOUS_FULFILLMENT_ORDER):
         return escalate(order, "E1", order.link_problem.value,
@@ -159,6 +166,8 @@ def decide_shipping(order: JoinedOrder, policy: Policy, now: datetime) -> Decisi
         if due or age > timedelta(minutes=policy.no_shopify_grace_minutes):
             return escalate(order, "E1", "no_shopify_match", "no Shopify order carries this TikTok id")
         return nothing(order, "no Shopify order yet (within grace)")
+    if order.link_problem == LinkProblem.FULFILLMENT_NOT_LISTED:
+        return escalate(order, "E1", order.link_problem.value, NOT_LISTED)
     f: Fulfillment | None = order.fulfillment
     if f is None:
         if due or age > timedelta(minutes=policy.no_fulfillment_grace_minutes):

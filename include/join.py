@@ -96,11 +96,13 @@ class Joiner:
 
     def __init__(self, shopify: Iterable[dict], amazon: Iterable[dict], shipbob: Iterable[dict],
                  cancellations: Iterable[dict], carrier_maps: dict[str, CarrierMap], default_carriers: CarrierMap,
-                 sagas: dict[str, SagaState] | None = None, lookup_order: tuple[str, ...] = DEFAULT_LOOKUP_ORDER):
+                 sagas: dict[str, SagaState] | None = None, lookup_order: tuple[str, ...] = DEFAULT_LOOKUP_ORDER,
+                 fulfillers_listed_from: datetime | None = None):
         unknown = set(lookup_order) - set(DEFAULT_LOOKUP_ORDER)
         if unknown:
             raise ValueError(f"lookup_order: unknown place(s) {', '.join(sorted(unknown))}")
         self.lookup_order = lookup_order
+        self.fulfillers_listed_from = fulfillers_listed_from
         self._rank = {rule: i for i, rule in enumerate(lookup_order)}
         # Built once per run over every staged row (tens of thousands): plain loops, no per-row sets.
         self.shopify_by_tiktok: dict[str, dict[str, str]] = defaultdict(dict)   # tiktok id -> shopify id -> rule
@@ -169,7 +171,9 @@ class Joiner:
             shopify_cancelled = shopify_row.get("cancelled_at") is not None
             candidates = self._fulfillment_candidates(shopify_row)
             if not candidates:
-                problem = LinkProblem.NO_FULFILLMENT_ORDER
+                listed_from = self.fulfillers_listed_from
+                problem = (LinkProblem.FULFILLMENT_NOT_LISTED if listed_from is not None
+                           and as_utc(tiktok["create_time"]) < listed_from else LinkProblem.NO_FULFILLMENT_ORDER)
             elif len(candidates) > 1:
                 problem = LinkProblem.AMBIGUOUS_FULFILLMENT_ORDER
             else:

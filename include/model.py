@@ -75,6 +75,8 @@ class LinkProblem(str, Enum):
     NO_SHOPIFY_MATCH = "no_shopify_match"
     AMBIGUOUS_SHOPIFY_MATCH = "ambiguous_shopify_match"
     NO_FULFILLMENT_ORDER = "no_fulfillment_order"
+    # none found, but the order predates what the fulfillers' listings reach: absence is not proven
+    FULFILLMENT_NOT_LISTED = "fulfillment_not_listed"
     AMBIGUOUS_FULFILLMENT_ORDER = "ambiguous_fulfillment_order"
 
 

@@ -144,9 +144,11 @@ def prepare_run(settings: RunSettings, wh: Warehouse) -> RunSettings:
     return settings
 
 
+FULFILLER_SOURCES = {"amazon_mcf": "amazon_fulfillment_orders", "shipbob": "shipbob_orders"}
+
+
 def _sources(settings: RunSettings) -> list[str]:
-    fulfillers = {"amazon_mcf": "amazon_fulfillment_orders", "shipbob": "shipbob_orders"}
-    return ["tiktok_orders", "tiktok_cancellations", "shopify_orders", *(fulfillers[f] for f in settings.fulfillers)]
+    return ["tiktok_orders", "tiktok_cancellations", "shopify_orders", *(FULFILLER_SOURCES[f] for f in settings.fulfillers)]
 
 
 def sweep_reason(settings: RunSettings, wh: Warehouse) -> str | None:
@@ -200,14 +202,24 @@ def listing_for(settings: RunSettings, wh: Warehouse, source: str) -> Listing:
                    as_utc(cursor.swept_at), now)
 
 
-def advance_cursor(wh: Warehouse, settings: RunSettings, listing: Listing, listed: int, findings: int) -> None:
+def advance_cursor(wh: Warehouse, settings: RunSettings, listing: Listing, listed: int, findings: int,
+                   covered_from: datetime | None = None) -> None:
     """After a listing completed: changes up to its start are staged when it reached that moment
-    and began no later than the cursor (no gap); the cursor never moves back."""
+    and began no later than the cursor (no gap); the cursor never moves back. `covered_from` is
+    where a sweep's listing began (before the changes, e.g. every order created since the oldest
+    in play): a sweep that is not a backfill's carries the cursor's start (`established_at`, from
+    which the source's orders are known) back to it."""
     until = listing.listed_until
     if listing.changed_until is None and (until is None or listing.changed_since <= until):
         until = listing.started if until is None else max(until, listing.started)
+    established = listing.established
+    reach = min(covered_from or listing.changed_since, listing.changed_since)
+    if established is None:
+        established = reach
+    elif listing.sweep and listing.changed_until is None:
+        established = min(established, reach)
     wh.upsert(extraction_cursors, [dict(
-        shop=settings.shop, source=listing.source, established_at=listing.established or listing.changed_since,
+        shop=settings.shop, source=listing.source, established_at=established,
         listed_until=until or listing.started, swept_at=listing.started if listing.sweep else listing.swept_at,
         run_id=settings.run_id, mode="sweep" if listing.sweep else "incremental", listed=listed, findings=findings)])
 
@@ -369,7 +381,7 @@ def extract_shopify(settings: RunSettings, platforms: Platforms, wh: Warehouse, 
     orders, bad, found = _stage(wh, settings, stg_shopify_orders, "shopify_orders", platforms.shopify().orders(query),
                                 staging.shopify_order_row, _key("legacyResourceId"),
                                 missed=_missed_by_cursor(wh, settings, stg_shopify_orders, listing))
-    advance_cursor(wh, settings, listing, orders, found)
+    advance_cursor(wh, settings, listing, orders, found, since if listing.sweep else None)
     return Step("extract_shopify", {"orders": orders, "quarantined": bad, "missed_by_cursor": found}).as_dict()
 
 
@@ -410,7 +422,7 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
                                 lambda item: str((item[1].get("fulfillmentOrder") or item[1]).get("sellerFulfillmentOrderId"))
                                 if isinstance(item[1], dict) else None,
                                 missed=_missed_by_cursor(wh, settings, table, listing))
-    advance_cursor(wh, settings, listing, orders, found)
+    advance_cursor(wh, settings, listing, orders, found, start)
     return Step("extract_amazon", {"orders": orders, "report_rows": len(report), "report_reused": reused,
                                    "detail_calls": fallbacks, "quarantined": bad, "missed_by_cursor": found}).as_dict()
 
@@ -449,7 +461,7 @@ def extract_shipbob(settings: RunSettings, platforms: Platforms, wh: Warehouse, 
                                 unique((order for each in listings for order in each), "id"),
                                 staging.shipbob_order_row, _key("id"),
                                 missed=_missed_by_cursor(wh, settings, stg_shipbob_orders, listing))
-    advance_cursor(wh, settings, listing, orders, found)
+    advance_cursor(wh, settings, listing, orders, found, since if listing.sweep else None)
     return Step("extract_shipbob", {"orders": orders, "quarantined": bad, "missed_by_cursor": found}).as_dict()
 
 
@@ -513,6 +525,18 @@ def in_play_since(settings: RunSettings, wh: Warehouse) -> datetime:
     start = settings.window_start - settings.overlap
     oldest = min(as_utc(oldest), start) if oldest is not None else start
     return max(oldest - LOOKBACK_MARGIN, now_for(settings) - MAX_LOOKBACK)
+
+
+def fulfillers_listed_from(settings: RunSettings, wh: Warehouse, since: datetime) -> datetime:
+    """The oldest order creation for which a missing fulfillment order is proven missing: every
+    configured fulfiller's orders are known from its cursor's start on, and the state read for the
+    orders in play begins at `since` (capped at MAX_LOOKBACK). A fulfiller never listed covers nothing."""
+    sources = [FULFILLER_SOURCES[f] for f in settings.fulfillers]
+    c = extraction_cursors.c
+    with wh.engine.connect() as conn:
+        starts = dict(conn.execute(sa.select(c.source, c.established_at).where(
+            c.shop == settings.shop, c.source.in_(sources))).all())
+    return max([since, *(as_utc(starts[s]) if starts.get(s) else now_for(settings) for s in sources)])
 
 
 def latest_state(wh: Warehouse, tables: Iterable[sa.Table], settings: RunSettings, since: datetime) -> list[list[dict]]:
@@ -611,7 +635,7 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
     maps, default_map = carrier_maps(settings, platforms, tiktok_rows)
     joiner = Joiner(*latest_state(wh, (stg_shopify_orders, stg_amazon_fulfillment_orders, stg_shipbob_orders,
                                        stg_tiktok_cancellations), settings, since),
-                    maps, default_map, sagas)
+                    maps, default_map, sagas, fulfillers_listed_from=fulfillers_listed_from(settings, wh, since))
     blocked = blocked_by_validation(settings, wh)
     unreadable = quarantined_links(settings, wh)
 

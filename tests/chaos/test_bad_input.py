@@ -21,7 +21,9 @@ from include.pipeline import Platforms, run_all
 from include.platforms.base import ConfigurationError
 from include.runconfig import RunConfigError, run_settings
 from include.sandbox.scenario import ScenarioError, parse_scenario
-from include.warehouse import quarantine, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_tiktok_orders
+from include.warehouse import (
+    action_ledger, decisions, quarantine, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_tiktok_orders,
+)
 from tests.chaos.harness import (
     NOW, POLICY, WINDOW, RewritingTransport, SandboxRig, audit, chaos_scenario, fresh_warehouse, hook_client,
     is_order_write, patched_env,
@@ -454,3 +456,28 @@ def test_oversized_and_wrong_typed_values_are_quarantined_on_either_database(kin
     touched = touched_orders(rig)
     assert not broken & touched
     assert posted_tracking(checked) == clean - broken and clean & broken   # only the bad records cost work
+
+
+# -------------------------------------------------- absence is not concluded beyond the listings
+def test_a_cancellation_older_than_the_listings_reach_is_escalated_not_refunded(rig, tmp_path):
+    """An order older than the lookback cap, found in Shopify (imported late): no fulfiller listing
+    reached back to it, so finding no fulfillment order proves nothing; it is escalated, while a
+    recent order with no fulfillment order is refunded."""
+    old, recent = pick(lambda o: o["tiktok"]["cancellation"] and not o["fulfiller"] and isinstance(o["shopify"], dict), 2)
+    scenario = copy.deepcopy(SCENARIO)
+    for o in scenario["orders"]:
+        if o["tiktok"]["id"] == tid(old):
+            o["tiktok"]["create_time"] = "2026-09-01T10:00:00Z"     # 80 days before the run
+            o["shopify"]["created_at"] = "2026-11-20T10:00:00Z"     # imported into Shopify only today
+    rig.load(scenario)
+    with fresh_warehouse("sqlite", tmp_path) as wh:
+        run_with(rig, wh, "lookback-1", lambda request, data: None)
+        with wh.engine.connect() as conn:
+            rules = {r.tiktok_order_id: (r.rule, r.reason) for r in conn.execute(sa.select(decisions))}
+            escalated = {r.tiktok_order_id: r.request["reason_code"] for r in conn.execute(
+                sa.select(action_ledger).where(action_ledger.c.kind == "escalate"))}
+    assert rules[tid(old)][0] == "E1" and escalated[tid(old)] == "fulfillment_not_listed"
+    assert rules[tid(recent)][0] == "C2"
+    refunded = {e.target for w, e in audit(rig).effects if w.outcome == "ok" and e.kind == "shopify_cancel"}
+    assert f"gid://shopify/Order/{old['shopify']['id']}" not in refunded
+    assert f"gid://shopify/Order/{recent['shopify']['id']}" in refunded

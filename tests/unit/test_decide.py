@@ -134,6 +134,16 @@ def test_c2_no_fulfillment_order():
     assert d.rule == "C2" and kinds(d) == [CANCEL_SHOPIFY, APPROVE_CANCELLATION]
 
 
+def test_no_refund_when_the_listings_did_not_reach_back_to_the_order():
+    # nothing found, but the order predates what the fulfillers' listings cover: not proven absent
+    not_listed = order(cancellation=PENDING, fulfillment=None, link_problem=LinkProblem.FULFILLMENT_NOT_LISTED)
+    d = decide(not_listed, POLICY, NOW)
+    assert d.rule == "E1" and kinds(d) == [ESCALATE] and "not refunded" in d.reason
+    assert d.actions[0].params["reason_code"] == "fulfillment_not_listed"
+    d = decide(replace(not_listed, cancellation=None), POLICY, NOW)
+    assert d.rule == "E1" and d.actions[0].params["reason_code"] == "fulfillment_not_listed"
+
+
 @pytest.mark.parametrize("fulfillment", [
     shipped(UPS),
     Fulfillment("shipbob", "9000001", "Processing", FulfillmentState.IN_PROGRESS, shipment_started=True),
@@ -234,6 +244,9 @@ def test_safety_invariants(row, policy):
         if action.kind == POST_TRACKING:
             assert row.status != "CANCELLED" and not row.tracking_number
             assert action.params["shipping_provider_id"] and action.params["tracking_number"]
+    # a refund rests only on a fulfillment order proven absent, cancelled or cancelled by orderops
+    if row.link_problem == LinkProblem.FULFILLMENT_NOT_LISTED:
+        assert set(ks) <= {ESCALATE}
     # an ambiguous join never acts
     if row.link_problem in (LinkProblem.AMBIGUOUS_SHOPIFY_MATCH, LinkProblem.AMBIGUOUS_FULFILLMENT_ORDER):
         assert set(ks) <= {ESCALATE}
