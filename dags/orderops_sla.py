@@ -81,12 +81,17 @@ def build(shop: Shop):
     def orderops_sla():
         @task(outlets=tables("runs"))
         def prepare_run(**context) -> dict:
-            """Validate params and policy, derive the window, create or upgrade the warehouse schema."""
+            """Validate params, policy and connections, derive the window, create or upgrade the warehouse schema."""
             from include.airflow_glue import settings_from_context, warehouse_url
-            from include.pipeline import prepare_run as prepare
+            from include.pipeline import Platforms, prepare_run as prepare
             from include.warehouse import Warehouse
 
             settings = settings_from_context(context, shop=shop)
+            platforms = Platforms(settings)
+            try:
+                platforms.check()   # every connection read and checked before any platform is called
+            finally:
+                platforms.close()
             wh = Warehouse(warehouse_url(settings.connections.warehouse))
             try:
                 return prepare(settings, wh).to_xcom()

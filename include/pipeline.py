@@ -28,7 +28,7 @@ from include.model import (
     ADD_NOTE, APPROVE_CANCELLATION, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, ESCALATE, POST_TRACKING,
     REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL, Action, Decision,
 )
-from include.platforms.base import PlatformError, record_id
+from include.platforms.base import ConfigurationError, PlatformError, record_id
 from include.quality import BATCH_PLATFORM, validate
 from include.runconfig import RunSettings
 from include.warehouse import (
@@ -90,6 +90,21 @@ class Platforms:
                     client.share_quotas(self._quotas)
                 self._clients[platform] = client
             return self._clients[platform]
+
+    def check(self) -> None:
+        """Build the client of every platform the run uses, before any call, and check what its
+        writes need (a ShipBob cancel needs the channel): a bad connection is named at the start of
+        the run, not after the other platforms' writes."""
+        for platform in ("tiktok", "shopify", *self.settings.fulfillers):
+            conn_id = getattr(self.settings.connections, platform)
+            try:
+                client = self.get(platform)
+                if platform == "shipbob" and not self.settings.dry_run:
+                    client.require_channel("cancels")
+            except ConfigurationError as exc:
+                if conn_id in str(exc):
+                    raise
+                raise ConfigurationError(f"connection {conn_id!r}: {exc}") from None
 
     def tiktok(self):
         return self.get("tiktok")
@@ -961,6 +976,7 @@ def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, verif
 
     def prepare(_: None) -> RunSettings:
         nonlocal settings   # the steps after it use the settings it decided (whether the run sweeps)
+        platforms.check()
         settings = prepare_run(settings, wh)
         return settings
 

@@ -54,7 +54,11 @@ def read_connection(conn_id: str, secret_extra_keys: tuple[str, ...] = ()) -> Co
     from airflow.sdk.log import mask_secret
 
     conn = BaseHook.get_connection(conn_id)
-    extra = conn.extra_dejson if conn.extra else {}
+    # parsed here, not with extra_dejson: that logs an unparsable extra and goes on without it
+    try:
+        extra = json.loads(conn.extra) if conn.extra else {}
+    except ValueError as exc:
+        raise ConfigurationError(f"connection {conn_id!r}: extra is not JSON ({exc})") from None
     if not isinstance(extra, dict):
         raise ConfigurationError(f"connection {conn_id!r}: extra must be a JSON object")
     if conn.password:

@@ -349,7 +349,7 @@ class ShipBobClient(PlatformClient):
         """`order/1/cancel` in 1.0, `order/1:cancel` from 2025-07 on."""
         return f"{base}/{verb}" if self.api_version == LEGACY_VERSION else f"{base}:{verb}"
 
-    def _require_channel(self, operation: str) -> None:
+    def require_channel(self, operation: str) -> None:
         if self.channel_id is None:
             raise ConfigurationError(f"shipbob {operation}: extra.channel_id (the channel with write scope, "
                                      "sent as shipbob_channel_id) is required for cancels")
@@ -485,7 +485,7 @@ class ShipBobClient(PlatformClient):
         order first, or use `cancel_order_safely`.
         """
         oid = _positive_id(order_id, "order_id")
-        self._require_channel("cancel_order")
+        self.require_channel("cancel_order")
         return self.call("cancel_order", "POST", self._path(self._verb(f"order/{oid}", "cancel")),
                          retry_safe=False)
 
@@ -496,7 +496,7 @@ class ShipBobClient(PlatformClient):
         validation dictionary in `.errors`). Sent once, like `cancel_order`.
         """
         sid = _positive_id(shipment_id, "shipment_id")
-        self._require_channel("cancel_shipment")
+        self.require_channel("cancel_shipment")
         return self.call("cancel_shipment", "POST", self._path(self._verb(f"shipment/{sid}", "cancel")),
                          retry_safe=False)
 
