@@ -81,6 +81,8 @@ def policy_object(value: Any, where: str) -> dict:
 
 # How far ahead of the wall clock a run's "now" may be (tests and replays use past moments).
 NOW_AHEAD = timedelta(days=1)
+# No shop's data is older than the platforms (TikTok Shop opened in 2021): an earlier moment is a typo
+PLAUSIBLE_FROM = datetime(2016, 1, 1, tzinfo=timezone.utc)
 
 
 def _time(value: Any, name: str) -> datetime:
@@ -143,9 +145,15 @@ def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_inter
         start = end - timedelta(minutes=float(minutes))
     if start >= end:
         raise RunConfigError(f"window: start {start:%Y-%m-%dT%H:%M:%SZ} is not before end {end:%Y-%m-%dT%H:%M:%SZ}")
+    for name, moment in (("window_start", start), ("window_end", end)):
+        if not PLAUSIBLE_FROM <= moment <= datetime.now(timezone.utc) + NOW_AHEAD:
+            raise RunConfigError(f"{'param ' + name if params.get(name) else 'window'}: {moment.isoformat()} "
+                                 f"is before {PLAUSIBLE_FROM:%Y} or more than a day ahead of this machine's clock")
     overlap = params.get("overlap_minutes", 15)
-    if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or overlap < 0:
-        raise RunConfigError(f"param overlap_minutes: expected a non-negative number, got {overlap!r}")
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or not 0 <= overlap <= 1440:
+        raise RunConfigError(f"param overlap_minutes: expected 0 to 1440 minutes, got {overlap!r}")
+    if params.get("dry_run") not in (None, True, False):
+        raise RunConfigError(f"param dry_run: expected true or false, got {params['dry_run']!r}")
     fulfillers = tuple(params.get("fulfillers") or ("amazon_mcf", "shipbob"))
     if not set(fulfillers) <= {"amazon_mcf", "shipbob"} or not fulfillers:
         raise RunConfigError(f"param fulfillers: {list(fulfillers)!r} must be a non-empty subset of amazon_mcf, shipbob")
@@ -154,9 +162,10 @@ def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_inter
     if bad:
         raise RunConfigError(f"param connections: unknown key(s) {', '.join(sorted(bad))}")
     now = _time(params["now"], "now") if params.get("now") else None
-    if now is not None and now > datetime.now(timezone.utc) + NOW_AHEAD:
+    if now is not None and not PLAUSIBLE_FROM <= now <= datetime.now(timezone.utc) + NOW_AHEAD:
         # listings would be cut by the lookback cap and shipped orders look unfulfilled
-        raise RunConfigError(f"param now: {params['now']!r} is more than a day ahead of this machine's clock")
+        raise RunConfigError(f"param now: {params['now']!r} is before {PLAUSIBLE_FROM:%Y} or more than a day "
+                             "ahead of this machine's clock")
     if params.get("sweep") not in (None, True, False):
         raise RunConfigError(f"param sweep: expected true or false, got {params['sweep']!r}")
     sweep_hours = params.get("sweep_hours", 6)

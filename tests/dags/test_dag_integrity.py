@@ -70,3 +70,18 @@ def test_dag_file_parses_standalone(dag_file, airflow_db):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     seconds = float(out.stdout.strip().splitlines()[-1])
     print(f"{dag_file}: parsed in {seconds:.3f} s")
+
+
+@pytest.mark.parametrize("name,bad", [
+    ("window_start", "yesterday"), ("now", "2026-13-01T00:00:00Z"), ("window_minutes", "abc"),
+    ("window_minutes", 0), ("overlap_minutes", 5000), ("sla_horizon_hours", 1e300), ("sweep_hours", -1),
+    ("fulfillers", ["fedex"]), ("fulfillers", []), ("dry_run", "no"), ("policy", "reject everything"),
+])
+def test_the_dag_declares_each_param_with_its_schema(dagbag, name, bad):
+    """The trigger form and the API refuse a bad value before a run is even created."""
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    param = dagbag.dags["orderops_sla"].params.get_param(name)
+    param.resolve(value=param.value)          # the default is valid
+    with pytest.raises(ParamValidationError):
+        param.resolve(value=bad)

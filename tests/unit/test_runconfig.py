@@ -55,7 +55,13 @@ def test_explicit_window_and_horizon_param():
     ({"sla_horizon_hours": float("nan")}, "policy.horizon_hours: expected a number from 0 to 720"),
     ({"sla_horizon_hours": 1e300}, "policy.horizon_hours: expected a number from 0 to 720"),
     ({"policy": {"cancel_verify_timeout_minutes": float("inf")}}, "policy.cancel_verify_timeout_minutes"),
-    ({"now": "2100-01-01T00:00:00Z"}, "param now: '2100-01-01T00:00:00Z' is more than a day ahead"),
+    ({"now": "2100-01-01T00:00:00Z"}, "param now: '2100-01-01T00:00:00Z' is before 2016 or more than a day ahead"),
+    ({"now": "1999-12-31T00:00:00Z"}, "param now: '1999-12-31T00:00:00Z' is before 2016"),
+    ({"window_start": "2099-01-01T00:00:00Z", "window_end": "2099-01-02T00:00:00Z"}, "param window_start: 2099-01-01"),
+    ({"window_start": "0999-01-01T00:00:00Z", "window_end": "2026-11-19T00:00:00Z"}, "param window_start: 0999-01-01"),
+    ({"overlap_minutes": float("nan")}, "param overlap_minutes: expected 0 to 1440 minutes, got nan"),
+    ({"overlap_minutes": 1e300}, "param overlap_minutes: expected 0 to 1440 minutes"),
+    ({"dry_run": "no"}, "param dry_run: expected true or false, got 'no'"),
 ])
 def test_bad_params_are_named(params, message):
     with pytest.raises(RunConfigError) as err:
