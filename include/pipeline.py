@@ -411,16 +411,17 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
     start = min(since, listing.changed_since) if listing.sweep else listing.changed_since
     listed = list(client.list_fulfillment_orders(start))
     report, reused = shipments_report(settings, client, wh, start) if any(
-        isinstance(o, dict) and o.get("fulfillmentOrderStatus") in ("Complete", "CompletePartialled", "Processing")
-        for o in listed) else ([], False)
+        isinstance(o, dict) and o.get("fulfillmentOrderStatus") in SHIPPING_STATUSES for o in listed) else ([], False)
+    # without the report (Amazon cancelled it) an order that may have shipped is read one by one
+    read_each = ("Complete", "CompletePartialled") if report is not None else SHIPPING_STATUSES
     by_order: dict[str, list[dict]] = defaultdict(list)
-    for line in report:
+    for line in report or ():
         by_order[line.get("merchant-order-id") or ""].append(line)
     details = []
     fallbacks = 0
     for order in listed:
         sfo = record_id(order, "sellerFulfillmentOrderId")
-        if isinstance(sfo, str) and not by_order.get(sfo) and order.get("fulfillmentOrderStatus") in ("Complete", "CompletePartialled"):
+        if isinstance(sfo, str) and not by_order.get(sfo) and order.get("fulfillmentOrderStatus") in read_each:
             details.append(("detail", client.get_fulfillment_order(sfo)))
             fallbacks += 1
         else:
@@ -438,14 +439,20 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
                                 if isinstance(item[1], dict) else None,
                                 missed=_missed_by_cursor(wh, settings, table, listing))
     advance_cursor(wh, settings, listing, orders, found, start)
-    return Step("extract_amazon", {"orders": orders, "report_rows": len(report), "report_reused": reused,
+    return Step("extract_amazon", {"orders": orders, "report_rows": len(report or ()), "report_reused": reused,
+                                   "report_cancelled": report is None,
                                    "detail_calls": fallbacks, "quarantined": bad, "missed_by_cursor": found}).as_dict()
 
 
-def shipments_report(settings: RunSettings, client, wh: Warehouse, since: datetime) -> tuple[list[dict], bool]:
+# Amazon statuses of orders that may have shipments: the report carries their tracking
+SHIPPING_STATUSES = ("Complete", "CompletePartialled", "Processing")
+
+
+def shipments_report(settings: RunSettings, client, wh: Warehouse, since: datetime) -> tuple[list[dict] | None, bool]:
     """The fulfilled-shipments rows from the start of `since`'s day (at most a month back) to now,
     and whether they are the shop's stored copy: one requested under 30 minutes ago for a range
     that covers this one is read again instead of asking Amazon (who would not build it anew).
+    None when Amazon cancelled the report (no data, or asked too soon): nothing is stored.
     Orders shipped before the range have no rows: the detail call covers them. Only the columns
     staging reads are kept (the report carries buyer names and addresses)."""
     now = now_for(settings)
@@ -458,8 +465,12 @@ def shipments_report(settings: RunSettings, client, wh: Warehouse, since: dateti
             and timedelta(0) <= now - as_utc(last.requested_at) < REPORT_REGENERATION:
         return last.report_rows, True
     report_id = client.request_fulfilled_shipments(start, now)
+    lines = client.collect_fulfilled_shipments(report_id)
+    if lines is None:
+        log.warning("amazon_mcf: report %s was cancelled; shipped orders are read one by one", report_id)
+        return None, False
     rows = [{k: line[k] for k in staging.REPORT_FIELDS if k in line} if isinstance(line, dict) else line
-            for line in client.collect_fulfilled_shipments(report_id)]
+            for line in lines]
     wh.upsert(amazon_shipment_reports, [{"shop": settings.shop, "report_id": report_id, "data_start": start,
                                          "data_end": now, "requested_at": now, "report_rows": rows}])
     return rows, False

@@ -624,12 +624,13 @@ class AmazonMcfClient(PlatformClient):
         return parse_flat_file(content)
 
     def fulfilled_shipments(self, data_start: datetime | str, data_end: datetime | str, *,
-                            poll_interval: float = 15.0, timeout: float = 900.0) -> list[dict[str, str]]:
+                            poll_interval: float = 15.0, timeout: float = 900.0) -> list[dict[str, str]] | None:
         """Rows of GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL for shipments in [data_start, data_end].
 
         Each row is a dict keyed by the file's header (amazon-order-id, merchant-order-id,
-        shipment-id, sku, carrier, tracking-number, ...). A report Amazon CANCELLED means no
-        data: an empty list. FATAL raises ReportFailedError; still processing after `timeout`
+        shipment-id, sku, carrier, tracking-number, ...). A report Amazon CANCELLED gives None:
+        Amazon cancels one with no data and one asked for too soon after the last (it regenerates
+        this report at most every 30 minutes), so it says nothing about tracking. FATAL raises ReportFailedError; still processing after `timeout`
         seconds raises ReportTimeoutError (retryable; the report keeps running on Amazon).
         The same as `request_fulfilled_shipments` then `collect_fulfilled_shipments`, which a
         caller can split to do other work (the order listing) while Amazon builds the report.
@@ -642,7 +643,7 @@ class AmazonMcfClient(PlatformClient):
         return self.create_report(data_start, data_end)
 
     def collect_fulfilled_shipments(self, report_id: str, *, poll_interval: float = 15.0,
-                                    timeout: float = 900.0) -> list[dict[str, str]]:
+                                    timeout: float = 900.0) -> list[dict[str, str]] | None:
         """Wait for a requested shipments report and return its rows (see `fulfilled_shipments`).
 
         Polls after 1, 2, 4, ... seconds, at most `poll_interval` apart: a quick report is read
@@ -657,7 +658,7 @@ class AmazonMcfClient(PlatformClient):
             if state == "DONE":
                 break
             if state == "CANCELLED":
-                return []
+                return None
             if state == "FATAL":
                 raise ReportFailedError(self.platform, GET_REPORT, self._fatal_detail(report),
                                         code="FATAL")

@@ -54,6 +54,9 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "report_queue_seconds": 1.0,         # wall seconds a report spends IN_QUEUE, then IN_PROGRESS
     "report_processing_seconds": 2.0,
     "document_url_ttl_seconds": 300,     # "This URL expires after 5 minutes."
+    # Amazon regenerates the shipments report at most every 30 minutes: one asked for sooner after
+    # the last (scenario clock) is CANCELLED, as one with no data is; 0 turns it off
+    "report_regeneration_minutes": 30,
     "upper_case_statuses": False,        # the retired static sandbox answered "COMPLETE" etc.
     "carriers": {"AMZL_US": 0.35, "UPS": 0.3, "USPS": 0.25, "FEDEX": 0.1},
     "quotas": {},                        # operationId -> [rate per second, burst]
@@ -231,6 +234,7 @@ class Report:
     status: str = "IN_QUEUE"                 # settled value once final (DONE, CANCELLED, FATAL)
     document_id: str | None = None
     cancelled_in_queue: bool = False         # cancelled by cancelReport: it never started processing
+    too_soon: bool = False                   # asked for within the regeneration interval of the last
 
 
 @dataclass
@@ -1133,6 +1137,9 @@ class AmazonMcfSandbox(PlatformSandbox):
         if report.end - report.start > MAX_REPORT_RANGE:
             report.status = "FATAL"
             return
+        if report.too_soon:
+            report.status = "CANCELLED"
+            return
         now = self.now()
         self._advance_all(now)
         rows = []
@@ -1227,6 +1234,9 @@ class AmazonMcfSandbox(PlatformSandbox):
                         problem = "dataStartTime must be before dataEndTime."
         if problem:
             return self._write(request, body, self._invalid(request, problem, op), op)
+        regeneration = timedelta(minutes=float(self.config["report_regeneration_minutes"]))
+        too_soon = any(r.report_type == body["reportType"] and not (r.cancelled_in_queue or r.too_soon)
+                       and timedelta(0) <= now - r.created < regeneration for r in self.reports.values())
         self._report_seq += 1
         report_id = str(50_000_000_000 + self._rng("report", self._report_seq, time.time()).randrange(10**9))
         while report_id in self.reports:
@@ -1234,7 +1244,7 @@ class AmazonMcfSandbox(PlatformSandbox):
         self.reports[report_id] = Report(
             seq=self._report_seq, report_id=report_id, report_type=body["reportType"],
             marketplace_ids=list(body["marketplaceIds"]), start=start, end=end, created=now,
-            created_wall=time.time(), options=dict(body.get("reportOptions") or {}))
+            created_wall=time.time(), options=dict(body.get("reportOptions") or {}), too_soon=too_soon)
         return self._write(request, body, self._respond(request, {"reportId": report_id}, 202, op), op)
 
     def _get_report(self, request: Request, report_id: str) -> Response:

@@ -446,13 +446,17 @@ def test_fulfilled_shipments_report_is_created_polled_downloaded_and_parsed(run_
             "dataStartTime": iso(begin), "dataEndTime": iso(NOW)}
         (download,) = [r for r in sent if r.url.path.startswith("/_documents/")]
         assert "x-amz-access-token" not in download.headers and "X-Amz-Signature" in str(download.url)
-        # Nothing in the window: Amazon cancels the report; no data is an empty list.
-        assert client.fulfilled_shipments("2025-01-01T00:00:00Z", "2025-01-10T00:00:00Z", poll_interval=0.1) == []
+        # Nothing in the window: Amazon cancels the report, which says nothing about tracking (None).
+        assert client.fulfilled_shipments("2025-01-01T00:00:00Z", "2025-01-10T00:00:00Z", poll_interval=0.1) is None
         # More than a month: the report ends FATAL.
         with pytest.raises(ReportFailedError) as caught:
             client.fulfilled_shipments(NOW - timedelta(days=45), NOW, poll_interval=0.1)
         assert caught.value.code == "FATAL" and not caught.value.retryable
-    assert len(writes(server, CREATE_REPORT)) == 3
+        # Asked again within 30 minutes of the first: cancelled, not empty; after them, built anew.
+        assert client.fulfilled_shipments(begin, NOW, poll_interval=0.1, timeout=10) is None
+        server.sandbox.clock.advance(30 * 60)
+        assert client.fulfilled_shipments(begin, NOW, poll_interval=0.1, timeout=10) == rows
+    assert len(writes(server, CREATE_REPORT)) == 5
 
 
 def test_report_faults_timeout_and_an_expired_document_url(run_sandbox):
