@@ -11,6 +11,8 @@ import re
 # Normalised carrier codes the fulfillers use -> normalised TikTok provider names they are.
 SYNONYMS: dict[str, tuple[str, ...]] = {
     "amzlus": ("amazonlogistics", "amazonshipping"),
+    "amznus": ("amazonlogistics", "amazonshipping"),   # MCF's code for Amazon's own delivery
+    "amzn": ("amazonlogistics", "amazonshipping"),
     "amzl": ("amazonlogistics", "amazonshipping"),
     "amazon": ("amazonlogistics", "amazonshipping"),
     "amazonshipping": ("amazonshipping", "amazonlogistics"),

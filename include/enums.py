@@ -21,3 +21,11 @@ SHIPBOB_SHIPMENT_STATUSES = (
     "None", "Processing", "Completed", "Exception", "OnHold", "Cancelled", "CleanSweeped",
     "LabeledCreated", "ImportReview",
 )
+
+
+def spelled(value: str, vocabulary: tuple[str, ...]) -> str:
+    """A platform's status in the vocabulary's spelling, compared without regard to case or
+    underscores (a platform or a proxy may send "COMPLETE" or "cancelled"); a value outside the
+    vocabulary is returned as sent, for validation to refuse."""
+    key = value.replace("_", "").lower()
+    return next((known for known in vocabulary if known.replace("_", "").lower() == key), value)

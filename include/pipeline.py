@@ -22,6 +22,7 @@ from include import staging, steps
 from include.actions import Executor, Handlers, Outcome
 from include.carriers import CarrierMap
 from include.decide import decide
+from include.enums import AMAZON_ORDER_STATUSES, spelled
 from include.join import Joiner, Link, saga_states
 from include.ledger import DONE_STATES, FAILED, IN_FLIGHT, PENDING, SUCCEEDED, Ledger, RunContext
 from include.model import (
@@ -410,8 +411,12 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
     listing = listing_for(settings, wh, "amazon_fulfillment_orders")
     start = min(since, listing.changed_since) if listing.sweep else listing.changed_since
     listed = list(client.list_fulfillment_orders(start))
+    def status(order: Any) -> Any:
+        value = order.get("fulfillmentOrderStatus") if isinstance(order, dict) else None
+        return spelled(value, AMAZON_ORDER_STATUSES) if isinstance(value, str) else value
+
     report, reused = shipments_report(settings, client, wh, start) if any(
-        isinstance(o, dict) and o.get("fulfillmentOrderStatus") in SHIPPING_STATUSES for o in listed) else ([], False)
+        status(o) in SHIPPING_STATUSES for o in listed) else ([], False)
     # without the report (Amazon cancelled it) an order that may have shipped is read one by one
     read_each = ("Complete", "CompletePartialled") if report is not None else SHIPPING_STATUSES
     by_order: dict[str, list[dict]] = defaultdict(list)
@@ -421,7 +426,7 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
     fallbacks = 0
     for order in listed:
         sfo = record_id(order, "sellerFulfillmentOrderId")
-        if isinstance(sfo, str) and not by_order.get(sfo) and order.get("fulfillmentOrderStatus") in read_each:
+        if isinstance(sfo, str) and not by_order.get(sfo) and status(order) in read_each:
             details.append(("detail", client.get_fulfillment_order(sfo)))
             fallbacks += 1
         else:

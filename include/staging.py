@@ -11,6 +11,11 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
+from include.enums import (
+    AMAZON_ORDER_STATUSES, AMAZON_SHIPMENT_STATUSES, FULFILLMENT_TYPES, SHIPBOB_ORDER_STATUSES,
+    SHIPBOB_SHIPMENT_STATUSES, TIKTOK_CANCEL_STATUSES, TIKTOK_ORDER_STATUSES, spelled,
+)
+
 # Keys whose values identify or locate the buyer: dropped from `raw` at any depth.
 PII_KEYS = frozenset({
     "recipient_address", "buyer_email", "buyer_message", "email", "phone", "phone_number", "name_on_card",
@@ -160,14 +165,14 @@ def tiktok_order_row(order: dict) -> dict:
                            "tracking_number": _text(line, "tracking_number", item),
                            "package_id": _text(line, "package_id", item)})
     # who prints the label decides whether the seller's tracking may be posted at all
-    shipping_type = _field(order, "shipping_type", str, where)
+    shipping_type = spelled(_field(order, "shipping_type", str, where), SHIPPING_TYPES)
     if shipping_type not in SHIPPING_TYPES:
         raise BadRecord(f"{where}: shipping_type {shipping_type[:ID_MAX]!r} is not one of {', '.join(SHIPPING_TYPES)}")
     _text(order, "delivery_option_id", where)
     return {
         "tiktok_order_id": order_id,
-        "status": _field(order, "status", str, where),
-        "fulfillment_type": _field(order, "fulfillment_type", str, where),
+        "status": spelled(_field(order, "status", str, where), TIKTOK_ORDER_STATUSES),
+        "fulfillment_type": spelled(_field(order, "fulfillment_type", str, where), FULFILLMENT_TYPES),
         "create_time": unix_time(order, "create_time", where),
         "update_time": unix_time(order, "update_time", where),
         "rts_sla_time": unix_time(order, "rts_sla_time", where, required=False),
@@ -190,7 +195,8 @@ def tiktok_cancellation_row(cancellation: dict) -> dict:
     for step in _list(cancellation, "seller_next_action_response", where):
         if isinstance(step, dict) and isinstance(step.get("deadline"), int):
             deadline = unix_time(step, "deadline", where)
-    status = _field(cancellation, "cancel_status", str, where)
+    status = spelled(_field(cancellation, "cancel_status", str, where),
+                     (*TIKTOK_CANCEL_STATUSES, "CANCELLATION_REQUEST_CANCELLED"))
     return {
         "cancel_id": cancel_id,
         "tiktok_order_id": _field(cancellation, "order_id", str, where),
@@ -282,12 +288,12 @@ def amazon_order_row(detail: dict) -> dict:
             package["skus"] = [s for s in skus_by_package.get(package["package_number"], []) if s]
         shipped_at = iso_time(shipment, "shippingDate", at, required=False)
         shipments.append({"id": _text(shipment, "amazonShipmentId", at),
-                          "status": _text(shipment, "fulfillmentShipmentStatus", at),
+                          "status": spelled(_text(shipment, "fulfillmentShipmentStatus", at), AMAZON_SHIPMENT_STATUSES),
                           "packages": packages, "shipped_at": shipped_at.isoformat() if shipped_at else None})
     return {
         "seller_fulfillment_order_id": sfo_id,
         "displayable_order_id": _field(order, "displayableOrderId", str, where, required=False),
-        "status": _field(order, "fulfillmentOrderStatus", str, where),
+        "status": spelled(_field(order, "fulfillmentOrderStatus", str, where), AMAZON_ORDER_STATUSES),
         "status_updated_at": iso_time(order, "statusUpdatedDate", where, required=False),
         "received_at": iso_time(order, "receivedDate", where, required=False),
         "shipments": shipments,
@@ -351,7 +357,8 @@ def shipbob_order_row(order: dict) -> dict:
         shipped_at = (iso_time(tracking, "shipping_date", at, required=False)
                       or iso_time(shipment, "actual_fulfillment_date", at, required=False))
         shipments.append({
-            "id": _field(shipment, "id", int, at, required=False), "status": _text(shipment, "status", at),
+            "id": _field(shipment, "id", int, at, required=False),
+            "status": spelled(_text(shipment, "status", at), SHIPBOB_SHIPMENT_STATUSES),
             "status_details": details, "carrier": _text(tracking, "carrier", at),
             "tracking_number": _text(tracking, "tracking_number", at),
             "skus": [s for s in (_text(p, "sku", at, TEXT_MAX) for p in _list(shipment, "products", at)
@@ -368,7 +375,7 @@ def shipbob_order_row(order: dict) -> dict:
         "shipbob_order_id": str(order_id),
         "reference_id": _field(order, "reference_id", str, where, required=False),
         "order_number": _text_or_number(order, "order_number", where),
-        "status": _field(order, "status", str, where),
+        "status": spelled(_field(order, "status", str, where), SHIPBOB_ORDER_STATUSES),
         "last_update_at": last_update,
         "shipments": shipments,
         "raw": strip_pii(order),

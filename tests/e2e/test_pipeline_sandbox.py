@@ -154,34 +154,42 @@ def test_dry_run_writes_nothing(pipeline):
     assert {"T1", "N1", "C1"} <= set(rules)
 
 
-def test_a_cancelled_shipments_report_is_not_read_as_no_tracking(run_sandbox, tmp_path, monkeypatch):
-    """Amazon regenerates the shipments report at most every 30 minutes and cancels one asked for
-    sooner (as it cancels one with no data): the run then reads the shipped orders one by one and
-    posts the same tracking as with the report, storing no copy of the cancelled one."""
+def tracking_run(run_sandbox, tmp_path, monkeypatch, case: str) -> tuple[set[str], int, int]:
+    """One run on a fresh sandbox and warehouse: the TikTok orders tracking was posted for, the
+    getFulfillmentOrder calls made and the shipments reports stored."""
     from include.warehouse import amazon_shipment_reports
 
-    posted, reads = {}, {}
-    for case in ("report", "cancelled"):
-        # quotas x20: the one-by-one reads are paced by getFulfillmentOrder's 2 a second otherwise
-        server = run_sandbox(scenario(), settings=Settings(clock_rate=0, rate_scale=20))
-        for key, value in connection_env(server.urls).items():
-            monkeypatch.setenv(key, value)
-        settings = run_settings(dag_id="orderops_sla", run_id=f"{case}-1", params={
-            "now": NOW, "window_start": "2026-11-20T14:30:00Z", "window_end": NOW,
-            "policy": {"cancel_verify_timeout_minutes": 0.05}})
-        platforms = Platforms(settings)
-        if case == "cancelled":   # someone else asked for the report a minute ago
-            platforms.amazon_mcf().request_fulfilled_shipments("2026-11-19T00:00:00Z", NOW)
-        wh = Warehouse(f"sqlite:///{tmp_path / f'{case}.db'}")
-        try:
-            run_all(settings, platforms, wh, verify_poll_seconds=0.2, verify_max_seconds=1)
-        finally:
-            platforms.close()
-        posted[case] = {w.path.split("/")[-2] for w in side_effects(server) if w.operation == "mark_package_as_shipped"}
-        reads[case] = server.sandbox.calls[("amazon_mcf", "getFulfillmentOrder")]
+    amazon = {"upper_case_statuses": True} if case == "upper case" else {}
+    # quotas x20: one-by-one reads are paced by getFulfillmentOrder's 2 a second otherwise
+    server = run_sandbox(scenario(), settings=Settings(clock_rate=0, rate_scale=20, platforms={"amazon_mcf": amazon}))
+    for key, value in connection_env(server.urls).items():
+        monkeypatch.setenv(key, value)
+    settings = run_settings(dag_id="orderops_sla", run_id=f"{case}-1", params={
+        "now": NOW, "window_start": "2026-11-20T14:30:00Z", "window_end": NOW,
+        "policy": {"cancel_verify_timeout_minutes": 0.05}})
+    platforms = Platforms(settings)
+    if case == "cancelled report":   # someone else asked for the report a minute ago
+        platforms.amazon_mcf().request_fulfilled_shipments("2026-11-19T00:00:00Z", NOW)
+    wh = Warehouse(f"sqlite:///{tmp_path / f'{case}.db'}")
+    try:
+        run_all(settings, platforms, wh, verify_poll_seconds=0.2, verify_max_seconds=1)
         with wh.engine.connect() as conn:
             stored = conn.execute(sa.select(sa.func.count()).select_from(amazon_shipment_reports)).scalar()
-        assert stored == (1 if case == "report" else 0)
+    finally:
+        platforms.close()
         wh.dispose()
-    assert posted["cancelled"] == posted["report"] and len(posted["report"]) > 10
-    assert reads["cancelled"] > reads["report"] + 10
+    posted = {w.path.split("/")[-2] for w in side_effects(server) if w.operation == "mark_package_as_shipped"}
+    return posted, server.sandbox.calls[("amazon_mcf", "getFulfillmentOrder")], stored
+
+
+def test_a_cancelled_report_or_upper_case_statuses_post_the_same_tracking(run_sandbox, tmp_path, monkeypatch):
+    """Amazon regenerates the shipments report at most every 30 minutes and cancels one asked for
+    sooner (as it cancels one with no data): the run then reads the shipped orders one by one and
+    posts the same tracking as with the report, storing no copy of the cancelled one. Statuses
+    in another case ("COMPLETE") are read as Amazon's own spelling."""
+    posted, reads, stored = tracking_run(run_sandbox, tmp_path, monkeypatch, "report")
+    assert len(posted) > 10 and stored == 1
+    cancelled = tracking_run(run_sandbox, tmp_path, monkeypatch, "cancelled report")
+    assert cancelled[0] == posted and cancelled[1] > reads + 10 and cancelled[2] == 0
+    upper = tracking_run(run_sandbox, tmp_path, monkeypatch, "upper case")
+    assert upper == (posted, reads, 1)

@@ -74,3 +74,13 @@ def test_each_string_must_fit_its_warehouse_column():
     staging.check_sizes({"tracking_number": "é" * 64, "status": "AWAITING_SHIPMENT"}, stg_tiktok_orders, "t")
     with pytest.raises(staging.BadRecord, match="status is 33 characters long"):
         staging.check_sizes({"status": "S" * 33}, stg_tiktok_orders, "t")
+
+
+def test_statuses_stage_in_the_platforms_spelling_whatever_the_case():
+    assert staging.shipbob_order_row({**SHIPBOB, "status": "FULFILLED"})["status"] == "Fulfilled"
+    shipment = {**SHIPBOB["shipments"][0], "status": "labeled_created"}
+    assert staging.shipbob_order_row({**SHIPBOB, "shipments": [shipment]})["shipments"][0]["status"] == "LabeledCreated"
+    assert staging.amazon_row_from_listing({**AMAZON, "fulfillmentOrderStatus": "COMPLETE_PARTIALLED"}, [])["status"] \
+        == "CompletePartialled"
+    # a status no vocabulary knows stays as sent: validation refuses the batch (never guessed)
+    assert staging.shipbob_order_row({**SHIPBOB, "status": "Teleported"})["status"] == "Teleported"
