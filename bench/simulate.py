@@ -210,7 +210,7 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
             marks: dict[str, tuple[Counter, float]] = {}
             began = time.perf_counter()
             try:
-                run = pipeline.run_all(settings, platforms, wh, verify_max_seconds=0,
+                run = pipeline.run_all(settings, platforms, wh,
                                        observe=lambda phase: marks.__setitem__(phase, counted()))
             finally:
                 platforms.close()
@@ -243,7 +243,7 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
                                         run_type="backfill")
                 platforms = pipeline.Platforms(settings)
                 try:
-                    pipeline.run_all(settings, platforms, wh, verify_max_seconds=0)
+                    pipeline.run_all(settings, platforms, wh)
                 finally:
                     platforms.close()
         truth = admin.get("/truth", params={"interval_minutes": interval.total_seconds() / 60}).json()

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import (
-    AsyncCallback, CronDataIntervalTimetable, DeadlineAlert, DeadlineReference, Param, PokeReturnValue,
+    AsyncCallback, CronDataIntervalTimetable, DeadlineAlert, DeadlineReference, Param,
     TriggerRule, dag, task,
 )
 
@@ -225,15 +225,16 @@ def build(shop: Shop):
             with task_resources(settings, context) as (s, platforms, wh, ctx):
                 return run(s, platforms, wh, ctx, sagas)
 
-        @task.sensor(poke_interval=60, timeout=6 * 3600, mode="reschedule", pool="fulfiller_api",
-                     inlets=endpoints("amazon_orders", "shipbob_orders"), outlets=tables("action_ledger"))
-        def verify_fulfiller_cancel(settings: dict, sagas: list, **context) -> PokeReturnValue:
-            """Cancellation saga, step 2: wait until the fulfiller shows the order cancelled (C4 on timeout)."""
+        # one read per saga, never a wait: a cancel that does not show yet is read again by the next
+        # run (its decision asks again), so a slow fulfiller holds no other saga and no later run
+        @task(pool="fulfiller_api", inlets=endpoints("amazon_orders", "shipbob_orders"), outlets=tables("action_ledger"))
+        def verify_fulfiller_cancel(settings: dict, sagas: list, **context) -> dict:
+            """Cancellation saga, step 2: does the fulfiller show the order cancelled (C4 after the timeout)?"""
             from include.airflow_glue import task_resources
             from include.pipeline import verify_cancellations
 
             with task_resources(settings, context) as (s, platforms, wh, ctx):
-                return PokeReturnValue(is_done=verify_cancellations(s, platforms, wh, ctx, sagas))
+                return verify_cancellations(s, platforms, wh, ctx, sagas)
 
         @task(pool="shopify_api", inlets=tables("action_ledger"),
               outlets=[LEDGER, *endpoints("shopify_order_cancel", "tiktok_approve")])

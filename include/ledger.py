@@ -118,6 +118,14 @@ class Ledger:
             conn.execute(action_ledger.update().where(action_ledger.c.id == claim.row_id)
                          .values(lease_until=utcnow() - timedelta(seconds=1)))
 
+    def wait(self, shop: str, key: str, detail: str) -> None:
+        """A check that found the platform not there yet: its row waits, pending, for a later run to
+        check again (it did not fail)."""
+        t = action_ledger.c
+        with self.warehouse.engine.begin() as conn:
+            conn.execute(action_ledger.update().where(t.shop == shop, t.idempotency_key == key, t.state == FAILED)
+                         .values(state=PENDING, detail=detail, lease_until=None, updated_at=utcnow()))
+
     def rows(self, shop: str, **filters: Any) -> list[dict]:
         t = action_ledger
         query = sa.select(t).where(t.c.shop == shop)

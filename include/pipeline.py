@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -817,16 +816,16 @@ def cancel_at_fulfiller(settings: RunSettings, platforms: Platforms, wh: Warehou
 
 
 def verify_cancellations(settings: RunSettings, platforms: Platforms, wh: Warehouse, ctx: RunContext,
-                         sagas: list[dict]) -> bool:
-    """Saga step 2 (a sensor poke): True once every saga in the chunk is verified or given up.
-
-    A fulfiller cancel that does not show as Cancelled within the policy's timeout is given up:
-    the verify row fails and the order is escalated (C4); it is never refunded or approved.
-    """
+                         sagas: list[dict]) -> dict:
+    """Saga step 2: read each fulfiller cancel once. A saga whose cancel shows goes on to its refund
+    in this run; one that does not yet waits for a later run (its decision asks again), so a slow
+    fulfiller holds no other saga, action group or run. A cancel that does not show within the
+    policy's timeout, on the run's clock from when it took effect, is given up: the verify row
+    fails and the order is escalated (C4); it is never refunded or approved."""
     ledger = Ledger(wh)
     executor = Executor(ledger, ctx, Handlers(platforms))
     timeout = timedelta(minutes=settings.policy.cancel_verify_timeout_minutes)
-    open_sagas = 0
+    counts: Counter = Counter()
     for saga in sagas:
         rows = _rows_by_key(wh, settings.shop, saga["keys"])
         verify = next((r for r in rows.values() if r["kind"] == VERIFY_FULFILLMENT_CANCEL), None)
@@ -838,13 +837,15 @@ def verify_cancellations(settings: RunSettings, platforms: Platforms, wh: Wareho
             continue  # the cancel request itself did not go through: nothing to verify yet
         outcome = executor.run(verify)
         if outcome.state == SUCCEEDED:
-            continue
-        requested = cancel["updated_at"].replace(tzinfo=timezone.utc) if cancel["updated_at"].tzinfo is None else cancel["updated_at"]
-        if utcnow() - requested >= timeout:
+            counts["verified"] += 1
+        elif ctx.now - as_utc(cancel["acted_at"] or cancel["updated_at"]) >= timeout:
             _give_up(ledger, ctx, verify, saga["tiktok_order_id"], settings)
+            counts["given_up"] += 1
         else:
-            open_sagas += 1
-    return open_sagas == 0
+            ledger.wait(settings.shop, verify["idempotency_key"], f"waiting: {outcome.detail} "
+                        f"(read at {ctx.now:%Y-%m-%dT%H:%M:%SZ}; a later run reads again)")
+            counts["waiting"] += 1
+    return Step("verify_fulfiller_cancel", dict(counts)).as_dict()
 
 
 def _give_up(ledger: Ledger, ctx: RunContext, verify: dict, tiktok_order_id: str, settings: RunSettings) -> None:
@@ -976,16 +977,15 @@ def side_by_side(steps: list[Callable[[], Any]], workers: int) -> None:
         future.result()
 
 
-def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, verify_poll_seconds: float = 2.0,
-            verify_max_seconds: float = 120.0, lanes: int = 1, observe: Callable[[str], Any] | None = None) -> dict:
+def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, lanes: int = 1,
+            observe: Callable[[str], Any] | None = None) -> dict:
     """The run's steps (include/steps.py, the DAG's tasks) in one process: tests, benchmarks, simulation.
 
     lanes=1 runs them one after the other in the list's order. lanes > 1 runs side by side the
     steps that wait on nothing still running (the Shopify and fulfiller listings, the action groups
     and the sagas' first step), each with `lanes` chunks at a time (as a pool of that many slots
-    would). The verify step polls every `verify_poll_seconds` for at most `verify_max_seconds`
-    where the DAG's sensor would poke. `observe` is told "decided" once everything is read and
-    decided (the simulation splits the API calls into extraction and actions there)."""
+    would). `observe` is told "decided" once everything is read and decided (the simulation splits
+    the API calls into extraction and actions there)."""
     ctx = RunContext(shop=settings.shop, dag_id=settings.dag_id, run_id=settings.run_id, task_id="run_all",
                      now=now_for(settings))
     results: dict[str, Any] = {}
@@ -998,14 +998,6 @@ def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, verif
 
     def since() -> datetime:
         return datetime.fromisoformat(results["extract_tiktok"]["since"])
-
-    def verify(chunk: list[dict]) -> bool:
-        deadline = time.monotonic() + verify_max_seconds
-        while not verify_cancellations(settings, platforms, wh, ctx, chunk):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(verify_poll_seconds)
-        return True
 
     def summarize(_: None) -> dict:
         record_api_calls(wh, settings, "run_all", -1, platforms)
@@ -1021,7 +1013,7 @@ def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, verif
         "join_and_decide": lambda _: join_and_decide(settings, platforms, wh),
         **{name: (lambda keys: act(settings, platforms, wh, ctx, keys)) for name in steps.ACTS},
         "cancel_at_fulfiller": lambda chunk: cancel_at_fulfiller(settings, platforms, wh, ctx, chunk),
-        "verify_fulfiller_cancel": verify,
+        "verify_fulfiller_cancel": lambda chunk: verify_cancellations(settings, platforms, wh, ctx, chunk),
         "refund_and_approve": lambda chunk: refund_and_approve(settings, platforms, wh, ctx, chunk),
         "summarize_run": summarize,
     }

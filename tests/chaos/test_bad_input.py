@@ -236,7 +236,7 @@ def run_with(rig, wh, run_id: str, rewrite) -> dict:
         settings = run_settings(dag_id="orderops_sla", run_id=run_id, params={"now": NOW, **WINDOW, "policy": POLICY})
         platforms = Platforms(settings, factory=lambda p: hook_client(p, transport=transport))
         try:
-            return run_all(settings, platforms, wh, verify_poll_seconds=0.3, verify_max_seconds=15)
+            return run_all(settings, platforms, wh)
         finally:
             platforms.close()
 
@@ -383,7 +383,7 @@ def test_bad_connection_settings_are_named_before_any_write(rig, tmp_path, platf
         platforms = Platforms(settings)
         try:
             with pytest.raises(ConfigurationError, match=re.escape(named)) as refused:
-                run_all(settings, platforms, wh, verify_poll_seconds=0.3, verify_max_seconds=5)
+                run_all(settings, platforms, wh)
         finally:
             platforms.close()
     assert f"orderops_{platform}" in str(refused.value)

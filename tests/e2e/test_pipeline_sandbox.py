@@ -1,8 +1,8 @@
 """The whole pipeline against the sandbox over real HTTP, on SQLite and on PostgreSQL.
 
-Every rule of DESIGN §3 is exercised by a generated scenario (plus one fulfiller that accepts a
-cancel but never shows it, for C4); each rule's effect is checked in the sandbox's write log.
-A second run over the same window writes nothing new; a dry run writes nothing at all.
+Every rule of the README's table is exercised by a generated scenario (plus one fulfiller that
+accepts a cancel but never shows it, for C4); each rule's effect is checked in the sandbox's write
+log. A second run over the same window writes nothing new; a dry run writes nothing at all.
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def pipeline(run_sandbox, warehouse_url, monkeypatch):
         settings = run_settings(dag_id="orderops_sla", run_id=run_id, params=params)
         platforms = Platforms(settings)
         try:
-            return run_all(settings, platforms, wh, verify_poll_seconds=0.5, verify_max_seconds=20)
+            return run_all(settings, platforms, wh)
         finally:
             platforms.close()
 
@@ -81,7 +81,17 @@ def test_every_rule_acts_once_and_reruns_write_nothing(pipeline):
     assert summary["state"] in ("succeeded", "attention")
     rules = orders_by_rule(wh, "run-1")
     assert {"T1", "T2", "N1", "E1", "C1", "C2", "C3"} <= set(rules), dict(rules)
-    # C4 comes from the saga: the verify step gave up within this run and escalated
+    # the fulfiller that never shows the cancel holds nothing: its saga waits for a later run
+    (verify,) = [r for r in Ledger(wh).rows("default", kind="verify_fulfillment_cancel")
+                 if r["tiktok_order_id"] == "576999999999999001"]
+    assert verify["state"] == "pending" and verify["detail"].startswith("waiting:")
+    # a second run over the same window writes nothing new
+    before = len(server.sandbox.writes)
+    run("run-2")
+    assert side_effects(server, before) == []
+    # a run after the verify timeout (on the run's clock) gives the saga up: C4, escalated
+    run("run-3", now="2026-11-20T15:10:00Z")
+    assert side_effects(server, before) == []
     rules["C4"] = {r["tiktok_order_id"] for r in Ledger(wh).rows("default", kind="escalate") if r["rule"] == "C4"}
     rules["C1"] -= rules["C4"]
     scen = {o["tiktok"]["id"]: o for o in server.sandbox.scenario.raw["orders"]}
@@ -138,11 +148,6 @@ def test_every_rule_acts_once_and_reruns_write_nothing(pipeline):
     assert not [w for w in shopify_writes if "6199999001" in str(w.body) and w.operation == "orderCancel"]
     assert escalated["576999999999999001"]["request"]["reason_code"] == "fulfiller_cancel_not_verified"
 
-    # a second run over the same window writes nothing new
-    before = len(server.sandbox.writes)
-    run("run-2")
-    assert side_effects(server, before) == []
-
 
 def test_dry_run_writes_nothing(pipeline):
     server, wh, run = pipeline
@@ -172,7 +177,7 @@ def tracking_run(run_sandbox, tmp_path, monkeypatch, case: str) -> tuple[set[str
         platforms.amazon_mcf().request_fulfilled_shipments("2026-11-19T00:00:00Z", NOW)
     wh = Warehouse(f"sqlite:///{tmp_path / f'{case}.db'}")
     try:
-        run_all(settings, platforms, wh, verify_poll_seconds=0.2, verify_max_seconds=1)
+        run_all(settings, platforms, wh)
         with wh.engine.connect() as conn:
             stored = conn.execute(sa.select(sa.func.count()).select_from(amazon_shipment_reports)).scalar()
     finally:

@@ -116,7 +116,7 @@ def test_report_document_on_another_host_gets_no_credential(rig, other, tmp_path
         platforms = Platforms(settings, factory=lambda p: hook_client(p, transport=transport) if p == "amazon_mcf"
                               else hook_client(p))
         try:
-            summary = run_all(settings, platforms, wh, verify_poll_seconds=0.3, verify_max_seconds=15)
+            summary = run_all(settings, platforms, wh)
         finally:
             platforms.close()
     downloads = [r for r in other.requests if r["path"].startswith("/report-bucket/")]
@@ -189,7 +189,7 @@ def test_every_secret_goes_only_where_it_belongs(rig, tmp_path):
         settings = run_settings(dag_id="orderops_sla", run_id="where-secrets-go", params={"now": NOW, **WINDOW, "policy": POLICY})
         platforms = Platforms(settings, factory=lambda p: hook_client(p, transport=transports[p]))
         try:
-            run_all(settings, platforms, wh, verify_poll_seconds=0.3, verify_max_seconds=15)
+            run_all(settings, platforms, wh)
         finally:
             platforms.close()
     assert all(f["fired"] for f in rig.faults()), "a token expiry never happened"

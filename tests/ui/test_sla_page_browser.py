@@ -75,7 +75,7 @@ def seed(warehouse_url: str, reports: Path) -> dict:
                     "policy": {"cancel_verify_timeout_minutes": 0.05}})
                 platforms = Platforms(settings)
                 try:
-                    run_all(settings, platforms, wh, verify_poll_seconds=0.5, verify_max_seconds=20)
+                    run_all(settings, platforms, wh)
                 finally:
                     platforms.close()
         now = parse_time(LATER, "now")
