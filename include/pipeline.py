@@ -28,7 +28,7 @@ from include.model import (
     ADD_NOTE, APPROVE_CANCELLATION, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, ESCALATE, POST_TRACKING,
     REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL, Action, Decision,
 )
-from include.platforms.base import ConfigurationError, PlatformError, record_id
+from include.platforms.base import BusinessError, ConfigurationError, NotFoundError, PlatformError, record_id
 from include.quality import BATCH_PLATFORM, validate
 from include.runconfig import RunSettings
 from include.warehouse import (
@@ -301,8 +301,8 @@ def _stage(wh: Warehouse, settings: RunSettings, table: sa.Table, batch: str, re
             raw = staging.strip_pii(payload) if isinstance(payload, dict) else {}
             key = key_of(record)
             bad.append(dict(shop=settings.shop, run_id=settings.run_id, batch=batch,
-                            record_key=None if key is None else str(key)[:quarantine.c.record_key.type.length],
-                            reason=str(exc), raw={**raw, LINK_KEYS: staging.link_keys(payload)},
+                            record_key=None if key is None else printable(str(key))[:quarantine.c.record_key.type.length],
+                            reason=printable(str(exc)), raw={**raw, LINK_KEYS: staging.link_keys(payload)},
                             quarantined_at=now))
             continue
         row.update(shop=settings.shop, snapshot_run_id=settings.run_id, extracted_at=now, source_request_id=None)
@@ -321,6 +321,11 @@ def _stage(wh: Warehouse, settings: RunSettings, table: sa.Table, batch: str, re
     if found:
         log.warning("%s: the sweep found %d change(s) the cursor had missed", batch, found)
     return len(staged), len(bad), found
+
+
+def printable(text: str) -> str:
+    """Text as the quarantine keeps it: a NUL written out (PostgreSQL text cannot hold one)."""
+    return text.replace("\x00", "\\x00")
 
 
 def unique(records: Iterable[Any], field_name: str) -> Iterator[Any]:
@@ -426,13 +431,20 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
     for order in listed:
         sfo = record_id(order, "sellerFulfillmentOrderId")
         if isinstance(sfo, str) and not by_order.get(sfo) and status(order) in read_each:
-            details.append(("detail", client.get_fulfillment_order(sfo)))
             fallbacks += 1
+            try:
+                details.append(("detail", client.get_fulfillment_order(sfo)))
+            except (NotFoundError, ValueError) as exc:   # listed, yet unknown by (or no valid) id: held
+                reason = exc.platform_message if isinstance(exc, NotFoundError) else str(exc)
+                details.append(("unreadable", {**order, "_error": reason}))
         else:
             details.append(("listing", order))
 
     def to_row(item):
         source, payload = item
+        if source == "unreadable":
+            raise staging.BadRecord(f"amazon fulfillment order {payload['sellerFulfillmentOrderId']!r}: listed, but "
+                                    f"getFulfillmentOrder does not know it ({payload['_error']})")
         if source == "detail":
             return staging.amazon_order_row(payload)
         return staging.amazon_row_from_listing(payload, by_order.get(record_id(payload, "sellerFulfillmentOrderId"), []))
@@ -598,7 +610,12 @@ def carrier_maps(settings: RunSettings, platforms: Platforms, tiktok_rows: list[
                       if r["status"] in ACTIONABLE_STATUSES} - {None, ""})
     maps, every = {}, {}
     for option in options:
-        providers = platforms.tiktok().shipping_providers(option)
+        try:
+            providers = platforms.tiktok().shipping_providers(option)
+        except BusinessError as exc:
+            # TikTok does not know the option: no carrier maps for its orders (escalated, T2), no guess
+            log.warning("delivery option %s: %s; its orders' carriers map to no provider", option, exc.platform_message)
+            providers = []
         maps[option] = CarrierMap(providers, settings.policy.carrier_overrides)
         every.update({p["id"]: p for p in providers})
     return maps, CarrierMap(list(every.values()), settings.policy.carrier_overrides)

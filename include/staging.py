@@ -7,6 +7,7 @@ such records with the reason instead of failing the run.
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import datetime, timezone
 from typing import Any
@@ -62,10 +63,14 @@ def link_keys(record: Any) -> list[str]:
 
 
 def strip_pii(value: Any) -> Any:
+    """A payload as the warehouse keeps it: without buyer data, and storable as strict JSON (a
+    platform's NaN or Infinity, which Python's parser accepts, written out as text)."""
     if isinstance(value, dict):
         return {k: strip_pii(v) for k, v in value.items() if k not in PII_KEYS}
     if isinstance(value, (list, tuple)):
         return [strip_pii(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     return value
 
 
@@ -101,12 +106,17 @@ def _text(obj: dict, key: str, where: str, limit: int = ID_MAX) -> str:
 
 def check_sizes(row: dict, table: Any, where: str) -> None:
     """Each string of a staging row fits its warehouse column (PostgreSQL refuses an oversized value
-    and with it the whole batch; SQLite would keep it silently): a record that doesn't is refused."""
+    or a NUL character, and with it the whole batch; SQLite would keep it silently): a record that
+    doesn't is refused."""
     for column in table.c:
         limit = getattr(column.type, "length", None)
         value = row.get(column.name)
-        if limit and isinstance(value, str) and len(value) > limit:
+        if not isinstance(value, str):
+            continue
+        if limit and len(value) > limit:
             raise BadRecord(f"{where}: {column.name} is {len(value)} characters long (at most {limit})")
+        if "\x00" in value:   # PostgreSQL text cannot hold it; no real id or name has one
+            raise BadRecord(f"{where}: {column.name} contains a NUL character")
 
 
 def _list(obj: dict, key: str, where: str) -> list:
@@ -168,7 +178,9 @@ def tiktok_order_row(order: dict) -> dict:
     shipping_type = spelled(_field(order, "shipping_type", str, where), SHIPPING_TYPES)
     if shipping_type not in SHIPPING_TYPES:
         raise BadRecord(f"{where}: shipping_type {shipping_type[:ID_MAX]!r} is not one of {', '.join(SHIPPING_TYPES)}")
-    _text(order, "delivery_option_id", where)
+    option = _text(order, "delivery_option_id", where)
+    if option and not option.isdigit():
+        raise BadRecord(f"{where}: delivery_option_id {option!r} is not a TikTok id")
     return {
         "tiktok_order_id": order_id,
         "status": spelled(_field(order, "status", str, where), TIKTOK_ORDER_STATUSES),

@@ -487,3 +487,132 @@ def test_a_cancellation_older_than_the_listings_reach_is_escalated_not_refunded(
     refunded = {e.target for w, e in audit(rig).effects if w.outcome == "ok" and e.kind == "shopify_cancel"}
     assert f"gid://shopify/Order/{old['shopify']['id']}" not in refunded
     assert f"gid://shopify/Order/{recent['shopify']['id']}" in refunded
+
+
+# ------------------------------------------------ property: any broken field is staged or held
+from hypothesis import HealthCheck, given, settings as hypothesis_settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from include import pipeline  # noqa: E402
+from include.ledger import Ledger  # noqa: E402
+from include.warehouse import stg_shopify_orders, stg_tiktok_cancellations  # noqa: E402
+
+STAGED_AS = {   # sample -> (table, batch, transform, id field)
+    "tiktok": (stg_tiktok_orders, "tiktok_orders", staging.tiktok_order_row, "id"),
+    "cancellation": (stg_tiktok_cancellations, "tiktok_cancellations", staging.tiktok_cancellation_row, "cancel_id"),
+    "shopify": (stg_shopify_orders, "shopify_orders", staging.shopify_order_row, "legacyResourceId"),
+    "amazon": (stg_amazon_fulfillment_orders, "amazon_fulfillment_orders", ROW["amazon"], "sellerFulfillmentOrderId"),
+    "shipbob": (stg_shipbob_orders, "shipbob_orders", staging.shipbob_order_row, "id"),
+}
+ODD_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70), st.floats(allow_nan=True),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.text(max_size=30), st.text(min_size=60, max_size=400),
+    st.sampled_from(["", " ", "\x00", "1Z\x00999", "\u202e1Z999AA1", "🚚" * 70, "e\u0301" * 40, "9" * 300,
+                     "2026-13-45T25:61:00Z", "Infinity", "null", "#" * 65]))
+
+
+def paths_of(value, prefix=()):
+    """Every key and list entry of a payload (the first two entries of a list), as paths."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield prefix + (key,)
+            yield from paths_of(item, prefix + (key,))
+    elif isinstance(value, list):
+        for i, item in enumerate(value[:2]):
+            yield prefix + (i,)
+            yield from paths_of(item, prefix + (i,))
+
+
+def broken(sample: dict, path: tuple, value) -> dict:
+    record = copy.deepcopy(sample)
+    node = record
+    for part in path[:-1]:
+        node = node[part]
+    if value is DELETE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return record
+
+
+@pytest.fixture(scope="module")
+def both_warehouses(tmp_path_factory):
+    with fresh_warehouse("sqlite", tmp_path_factory.mktemp("property")) as lite, \
+            fresh_warehouse("postgresql", tmp_path_factory.mktemp("property-pg")) as pg:
+        for wh in (lite, pg):
+            wh.migrate()
+        yield lite, pg
+
+
+@hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_broken_field_of_any_record_is_staged_or_quarantined_on_both_databases(samples, both_warehouses, data):
+    """Every field staging, the join or an action reads, given a wrong type, null, absence, a huge or
+    odd-unicode string: the record is staged (every string fitting its column) or quarantined with a
+    reason, on SQLite and PostgreSQL alike; nothing raises."""
+    kind = data.draw(st.sampled_from(sorted(STAGED_AS)), label="record")
+    path = data.draw(st.sampled_from(list(paths_of(samples[kind]))), label="field")
+    value = data.draw(st.one_of(st.just(DELETE), ODD_VALUES), label="value")
+    record = broken(samples[kind], path, value)
+    table, batch, to_row, id_field = STAGED_AS[kind]
+    settings = run_settings(dag_id="orderops_sla", run_id="property", params={"now": NOW, **WINDOW})
+    for wh in both_warehouses:
+        staged, held, _ = pipeline._stage(wh, settings, table, batch, [record], to_row, pipeline._key(id_field))
+        assert staged + held == 1, (kind, path, value)
+        if staged:
+            key = str(to_row(record)[pipeline.natural_key(table).name])
+            with wh.engine.connect() as conn:
+                assert conn.execute(sa.select(sa.func.count()).select_from(table).where(
+                    pipeline.natural_key(table) == key)).scalar() == 1
+
+
+LISTED = {   # sample -> (the listing's path, where its records are in the answer)
+    "tiktok": (r"/orders/search$", lambda data: data["data"]["orders"]),
+    "shopify": (r"/graphql\.json$", lambda data: (data.get("data") or {}).get("orders", {}).get("nodes", [])
+                if isinstance((data.get("data") or {}).get("orders"), dict) else []),
+    "amazon": (r"/fulfillmentOrders$", lambda data: data["payload"]["fulfillmentOrders"]),
+    "shipbob": (r"/order$", lambda data: data if isinstance(data, list) else []),
+}
+
+
+@pytest.fixture(scope="module")
+def clean_touched(rig, tmp_path_factory):
+    rig.load(SCENARIO)
+    with fresh_warehouse("sqlite", tmp_path_factory.mktemp("clean")) as wh:
+        run_with(rig, wh, "clean-property", lambda request, data: None)
+    return touched_orders(rig)
+
+
+@hypothesis_settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_run_over_answers_with_broken_fields_finishes_and_writes_nothing_new(kind, rig, samples, clean_touched,
+                                                                               tmp_path, data):
+    """Whole runs whose listings carry one broken field in every page's first record: the run
+    finishes, no invariant breaks, and no order is written to that the sound answers left alone."""
+    which = data.draw(st.sampled_from(sorted(LISTED)), label="listing")
+    path = data.draw(st.sampled_from(list(paths_of(samples[which]))), label="field")
+    value = data.draw(st.one_of(st.just(DELETE), ODD_VALUES), label="value")
+    pattern, records_of = LISTED[which]
+
+    def rewrite(request: httpx.Request, answer):
+        if not re.search(pattern, request.url.path) or not isinstance(answer, (dict, list)):
+            return None
+        records = records_of(answer)
+        if records and isinstance(records[0], dict):
+            try:
+                records[0] = broken(records[0], path, value)
+            except (KeyError, IndexError, TypeError):
+                return None     # this record has no such field
+        return answer
+
+    rig.load(SCENARIO)
+    with fresh_warehouse(kind, tmp_path) as wh:
+        summary = run_with(rig, wh, "property-run", rewrite)
+        ledger = [(r["tiktok_order_id"], r["kind"], r["state"], r["idempotency_key"], r["detail"])
+                  for r in Ledger(wh).rows("default")]
+    assert summary["state"] in ("succeeded", "attention")
+    checked = audit(rig)
+    assert checked.violations == [], (checked.violations, [r for r in ledger if r[0] in str(checked.violations)])
+    assert touched_orders(rig) <= clean_touched
