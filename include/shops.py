@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from croniter import croniter
+
+from include.policy import PolicyError, policy_from_dict
 from include.runconfig import Connections, RunConfigError, policy_object
 
 SHOPS_FILE_ENV = "ORDEROPS_SHOPS_FILE"
@@ -61,9 +64,27 @@ def parse_shops(doc) -> list[Shop]:
         if bad:
             raise RunConfigError(f"shops[{i}] ({entry['name']}).connections: unknown key(s) {', '.join(sorted(bad))}")
         base = default_connections(entry["name"])
+        where = f"shops[{i}] ({entry['name']})"
+        schedule = entry.get("schedule") or DEFAULT_SCHEDULE
+        if not isinstance(schedule, str) or not croniter.is_valid(schedule):
+            raise RunConfigError(f"{where}.schedule: {schedule!r} is not a cron expression")
+        policy = policy_object(entry.get("policy"), f"{where}.policy")
+        try:
+            policy_from_dict(policy)
+        except PolicyError as exc:
+            raise RunConfigError(f"{where}: {exc}") from None
         shops.append(Shop(name=entry["name"], connections=Connections(**{**base.__dict__, **conns}),
-                          schedule=entry.get("schedule") or DEFAULT_SCHEDULE,
-                          policy=policy_object(entry.get("policy"), f"shops[{i}] ({entry['name']}).policy")))
+                          schedule=schedule, policy=policy))
+    # one TikTok shop and one Shopify store per shop: two shops on one would act twice on each order
+    # (a fulfiller account and the warehouse may be shared)
+    for platform in ("tiktok", "shopify"):
+        owners: dict[str, str] = {}
+        for shop in shops:
+            conn_id = getattr(shop.connections, platform)
+            if conn_id in owners:
+                raise RunConfigError(f"shops: {shop.name!r} and {owners[conn_id]!r} share the {platform} connection "
+                                     f"{conn_id!r}; each shop needs its own")
+            owners[conn_id] = shop.name
     return shops
 
 

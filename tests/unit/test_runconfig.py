@@ -92,7 +92,11 @@ def test_shops_file(tmp_path, monkeypatch):
     for bad, message in (([{"name": "A B"}], "shops[0].name"), ([{"name": "a"}, {"name": "a"}], "listed twice"),
                          ([{"name": "a", "conections": {}}], "unknown key(s) conections"), ([], "non-empty list"),
                          ([{"name": "shop-a"}, {"name": "shop_a"}], "'shop_a' is listed twice (- and _ count as one"),
-                         ([{"name": "a", "policy": ["horizon_hours"]}], "shops[0] (a).policy: expected an object")):
+                         ([{"name": "a", "policy": ["horizon_hours"]}], "shops[0] (a).policy: expected an object"),
+                         ([{"name": "a", "policy": {"c3_action": "shrug"}}], "shops[0] (a): policy.c3_action"),
+                         ([{"name": "a", "schedule": "every half hour"}], "shops[0] (a).schedule: 'every half hour' is not a cron"),
+                         ([{"name": "a"}, {"name": "b", "connections": {"tiktok": "orderops_a_tiktok"}}],
+                          "'b' and 'a' share the tiktok connection 'orderops_a_tiktok'")):
         with pytest.raises(RunConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
             parse_shops(bad)
 
