@@ -110,7 +110,7 @@ class Handlers:
             return _reply({"reconciled": True, "status": status})
         raise NotDone
 
-    # verify_fulfillment_cancel: a read; the sensor drives it -----------------------------------
+    # verify_fulfillment_cancel: a read, once per run while the saga waits ------------------------
     def perform_verify_fulfillment_cancel(self, p: dict) -> Reply:
         status = self.fulfillment_status(p)
         if status != "Cancelled":

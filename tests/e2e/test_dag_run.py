@@ -1,5 +1,5 @@
 """The real DAG, run by Airflow (`airflow dags test`) against the sandbox: wiring, XCom, mapping,
-the saga sensor, OpenLineage events, and a second run that writes nothing."""
+the cancellation saga, OpenLineage events, and a second run that writes nothing."""
 from __future__ import annotations
 
 import json
