@@ -1,4 +1,5 @@
 """Status vocabularies of the four platforms, as their APIs spell them."""
+from functools import lru_cache
 
 TIKTOK_ORDER_STATUSES = (
     "UNPAID", "ON_HOLD", "AWAITING_SHIPMENT", "PARTIALLY_SHIPPING", "AWAITING_COLLECTION",
@@ -23,9 +24,13 @@ SHIPBOB_SHIPMENT_STATUSES = (
 )
 
 
+@lru_cache(maxsize=None)
+def _spellings(vocabulary: tuple[str, ...]) -> dict[str, str]:
+    return {known.replace("_", "").lower(): known for known in vocabulary}
+
+
 def spelled(value: str, vocabulary: tuple[str, ...]) -> str:
     """A platform's status in the vocabulary's spelling, compared without regard to case or
     underscores (a platform or a proxy may send "COMPLETE" or "cancelled"); a value outside the
-    vocabulary is returned as sent, for validation to refuse."""
-    key = value.replace("_", "").lower()
-    return next((known for known in vocabulary if known.replace("_", "").lower() == key), value)
+    vocabulary is returned as sent, for validation to refuse. Called per staged row: one lookup."""
+    return _spellings(vocabulary).get(value.replace("_", "").lower(), value)
