@@ -253,6 +253,7 @@ class AccessToken:
 
 class AmazonMcfSandbox(PlatformSandbox):
     name = "amazon_mcf"
+    page_cursor = "nextToken"
 
     def __init__(self, sandbox):
         super().__init__(sandbox)

@@ -18,6 +18,7 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
@@ -149,7 +150,8 @@ class Fault:
         return self.platform == platform and self.count > 0 and re.search(self.path, path) is not None
 
 
-FAULT_KINDS = ("429", "5xx", "latency", "hang", "malformed", "truncated", "token_expiry", "drop_field")
+FAULT_KINDS = ("429", "5xx", "latency", "hang", "malformed", "truncated", "token_expiry", "drop_field",
+               "endless")
 
 
 def parse_fault(data: Any) -> Fault:
@@ -244,6 +246,9 @@ class PlatformSandbox:
     """Base of one platform's simulator. Subclasses build their apps and state from a scenario."""
 
     name = "platform"
+    # The key beside a listing page's items that names the next page, where a last page omits it
+    # (the `endless` fault adds it); None where the cursor is always present or sent in headers.
+    page_cursor: str | None = None
 
     def __init__(self, sandbox: "Sandbox"):
         self.sandbox = sandbox
@@ -303,6 +308,7 @@ class _PlatformMiddleware:
         self.sandbox = sandbox
         self.platform = platform
         self.router = router
+        self._endless_pages: dict[str, Any] = {}   # fault id -> the first good page it emptied
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
@@ -334,8 +340,8 @@ class _PlatformMiddleware:
                 await asyncio.sleep(fault.seconds)
             if fault.kind == "token_expiry":
                 impl.expire_tokens()
-            if fault.kind in ("malformed", "truncated", "drop_field"):
-                await self._garbled(scope, receive, counting_send, fault)
+            if fault.kind in ("malformed", "truncated", "drop_field", "endless"):
+                await self._garbled(scope, receive, counting_send, fault, impl)
                 return self._count(scope, status_seen)
         await self.app(scope, receive, counting_send)
         self._count(scope, status_seen)
@@ -346,9 +352,10 @@ class _PlatformMiddleware:
         if status_seen and status_seen[0] == 429:
             self.sandbox.throttles[(self.platform, operation)] += 1
 
-    async def _garbled(self, scope, receive, send, fault: Fault) -> None:
+    async def _garbled(self, scope, receive, send, fault: Fault, impl: PlatformSandbox) -> None:
         """Run the real handler (its writes happen), then send a broken body with status 200, or
-        (drop_field) the real answer without the named key."""
+        (drop_field) the real answer without the named key, or (endless) the real answer with every
+        list emptied and a fresh cursor to a further page."""
         parts: list[bytes] = []
         start: dict = {}
 
@@ -369,6 +376,24 @@ class _PlatformMiddleware:
                 broken = body
         elif fault.kind == "truncated":
             broken = body[: max(1, len(body) // 2)]
+        elif fault.kind == "endless":
+            # The fresh cursors are not the platform's: the real answer to one is an error, so each
+            # further page is made from the first good page this fault saw.
+            status = start.get("status", 200)
+            try:
+                page = json.loads(body)
+            except ValueError:
+                page = None
+            if 200 <= status < 300 and page is not None:
+                self._endless_pages.setdefault(fault.id, page)
+            if fault.id in self._endless_pages:
+                status = 200
+                page = self._endless_pages[fault.id]
+                broken = json.dumps(_endless(page, impl.page_cursor)).encode()
+                if isinstance(page, list):
+                    start["headers"] = _endless_headers(start.get("headers", []), scope)
+            else:
+                broken = body
         else:
             broken = b"<html><body>502 Bad Gateway</body></html>"
         headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
@@ -383,6 +408,37 @@ def _without(value: Any, key: str) -> Any:
     if isinstance(value, list):
         return [_without(v, key) for v in value]
     return value
+
+
+# The cursor keys of the four platforms' listings (TikTok, Amazon, Shopify).
+CURSOR_KEYS = ("next_page_token", "nextToken", "endCursor")
+
+
+def _endless(value: Any, page_cursor: str | None) -> Any:
+    """A listing page with nothing on it that still points to another page, a new one each time."""
+    if isinstance(value, list):
+        return []
+    if not isinstance(value, dict):
+        return value
+    out = {k: _endless(v, page_cursor) for k, v in value.items()}
+    if page_cursor and any(isinstance(v, list) for v in value.values()):
+        out[page_cursor] = ""
+    for key in CURSOR_KEYS:
+        if key in out:
+            out[key] = uuid.uuid4().hex
+    if "hasNextPage" in out:
+        out["hasNextPage"] = True
+    return out
+
+
+def _endless_headers(headers: list, scope) -> list:
+    """A bare-list page (ShipBob) pages by headers: point Next-Page and Total-Pages one page further."""
+    query = parse_qsl(scope.get("query_string", b"").decode(), keep_blank_values=True)
+    page = next((int(v) for k, v in query if k.lower() == "page" and v.isdigit()), 1)
+    rest = [(k, v) for k, v in query if k.lower() != "page"]
+    link = f"{scope['path']}?" + urlencode([("Page", str(page + 1))] + rest)
+    kept = [(k, v) for k, v in headers if k.lower() not in (b"next-page", b"total-pages")]
+    return kept + [(b"next-page", link.encode()), (b"total-pages", str(page + 1).encode())]
 
 
 class Sandbox:

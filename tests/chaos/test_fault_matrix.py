@@ -1,8 +1,8 @@
 """The chaos matrix: the whole pipeline (`run_all`) against the sandbox with injected faults.
 
 One platform and one fault kind per case (429 storms, 5xx bursts, hangs past the client timeout,
-latency that lets a write land after the client gave up, malformed and truncated bodies, token
-expiry or revocation mid-run, a fulfiller whose cancel "succeeds" but never takes), then a few
+latency that lets a write land after the client gave up, malformed and truncated bodies, listings
+whose empty pages always point further, token expiry or revocation mid-run, a fulfiller whose cancel "succeeds" but never takes), then a few
 mixed. Each case runs the pipeline once with the faults, then once more without them, and checks:
 
 - the DESIGN §3 safety invariants after each run, from the sandbox's write log (`Audit`);
@@ -89,6 +89,7 @@ CASES = [
           fault("tiktok", "malformed", REJECT, count=1)]),
     Case("tiktok-truncated-reads", "tiktok", "truncated", [fault("tiktok", "truncated", SEARCH, count=3)]),
     Case("tiktok-token-expiry", "tiktok", "token_expiry", [fault("tiktok", "token_expiry", PACKAGES)]),
+    Case("tiktok-endless-search", "tiktok", "endless", [fault("tiktok", "endless", SEARCH, count=50)]),
     # Shopify: one GraphQL path for everything, so act-phase faults are armed by the first write
     Case("shopify-429-storm", "shopify", "429", [fault("shopify", "429", count=4)]),
     Case("shopify-5xx-act", "shopify", "5xx", armed=[(act_phase, [fault("shopify", "5xx", count=3)])]),
@@ -100,6 +101,8 @@ CASES = [
          armed=[(on("shopify", "orderUpdate"), [fault("shopify", "malformed", count=2)])]),
     Case("shopify-token-expiry", "shopify", "token_expiry",
          armed=[(act_phase, [fault("shopify", "token_expiry")])]),
+    # three empty pages end a listing: a larger count would go on to the writes on the same path
+    Case("shopify-endless-orders", "shopify", "endless", [fault("shopify", "endless", count=3)]),
     # Amazon MCF
     Case("amazon-429-storm", "amazon_mcf", "429", [fault("amazon_mcf", "429", count=4)]),
     Case("amazon-5xx-cancel", "amazon_mcf", "5xx", [fault("amazon_mcf", "5xx", AMZ_CANCEL, count=2, status=500)]),
@@ -110,6 +113,7 @@ CASES = [
     Case("amazon-malformed-cancel", "amazon_mcf", "malformed", [fault("amazon_mcf", "malformed", AMZ_CANCEL, count=2)]),
     Case("amazon-truncated-report", "amazon_mcf", "truncated", [fault("amazon_mcf", "truncated", AMZ_DOC, count=2)]),
     Case("amazon-token-expiry", "amazon_mcf", "token_expiry", [fault("amazon_mcf", "token_expiry", AMZ_LIST)]),
+    Case("amazon-endless-list", "amazon_mcf", "endless", [fault("amazon_mcf", "endless", AMZ_LIST, count=50)]),
     Case("amazon-cancel-ignored", "amazon_mcf", "cancel_ignored", cancel_ignored=True),
     # ShipBob
     Case("shipbob-429-storm", "shipbob", "429", [fault("shipbob", "429", count=3)]),
@@ -117,6 +121,7 @@ CASES = [
     Case("shipbob-hang-listing", "shipbob", "hang", [fault("shipbob", "hang", SB_LIST, count=2, seconds=3)],
          extras=short("shipbob")),
     Case("shipbob-malformed-cancel", "shipbob", "malformed", [fault("shipbob", "malformed", SB_CANCEL)]),
+    Case("shipbob-endless-list", "shipbob", "endless", [fault("shipbob", "endless", SB_LIST, count=50)]),
     Case("shipbob-token-revoked", "shipbob", "token_expiry", [fault("shipbob", "token_expiry", SB_CANCEL)],
          rotate_shipbob_token=True),
     # mixed

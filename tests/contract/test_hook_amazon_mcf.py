@@ -21,7 +21,7 @@ from include.platforms.amazon_mcf import (CANCEL, CREATE_REPORT, DOWNLOAD, GET, 
                                           AmazonMcfClient, NotCancellableError, ReportFailedError,
                                           ReportTimeoutError, parse_flat_file)
 from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
-                                    NotFoundError, RetryableError, RetryPolicy, ThrottledError,
+                                    NotFoundError, PagingError, RetryableError, RetryPolicy, ThrottledError,
                                     TokenExpiredError)
 from include.platforms.connection import ConnectionSettings, connection_json
 from include.sandbox.amazon_mcf import DEFAULT_CREDENTIALS, SHIPMENT_REPORT_COLUMNS
@@ -167,6 +167,16 @@ def test_query_start_date_is_sent_and_validated(run_sandbox):
 
 
 # ---------------------------------------------------------------- auth
+def test_empty_pages_that_always_point_further_are_stopped(run_sandbox):
+    """The sandbox's `endless` fault: every page empty, each with a fresh nextToken."""
+    server = start(run_sandbox, generate(200, seed=11))
+    fault(server, kind="endless", path="/fulfillmentOrders$", count=50)
+    with make_client(server) as client:
+        with pytest.raises(PagingError, match="3 empty pages in a row"):
+            list(client.list_fulfillment_orders())
+        assert client.stats.calls[LIST] == 3
+
+
 def test_token_expiry_mid_paging_is_refreshed_once_and_no_page_is_lost(run_sandbox):
     server = start(run_sandbox, [mcf_order(i) for i in range(600)])
     with make_client(server) as client:

@@ -230,6 +230,18 @@ def test_total_pages_alone_is_enough(run_sandbox):
     assert len(only_total.urls) == 4
 
 
+@pytest.mark.parametrize("link", ["/2026-01/fulfillment-order?Page=2&Limit=250",   # another listing
+                                  "/2026-01/order?cursor=abc",                    # no page in it
+                                  "page 2"])
+def test_a_next_page_link_of_unexpected_form_falls_back_to_page_numbers(run_sandbox, link, caplog):
+    server = run_sandbox(scenario([sb_order(i) for i in range(600)]), platforms=("shipbob",), settings=SCALED)
+    odd = Rewrite(lambda request, headers: {**headers, "next-page": link} if "next-page" in headers else headers)
+    with make_client(server, transport=odd) as client, caplog.at_level(logging.WARNING):
+        assert len({o["id"] for o in client.orders()}) == 600
+    assert [dict(u.params)["Page"] for u in odd.urls] == ["1", "2", "3"]
+    assert "paging by page number" in caplog.text
+
+
 def test_a_next_page_that_loops_or_leaves_the_host_is_refused(run_sandbox):
     server = run_sandbox(scenario([sb_order(i) for i in range(600)]), platforms=("shipbob",), settings=SCALED)
 
@@ -254,6 +266,16 @@ def test_a_next_page_that_loops_or_leaves_the_host_is_refused(run_sandbox):
         with pytest.raises(PagingError, match="another host"):
             list(client.orders())
     assert [u.host for u in leaving.urls] == ["127.0.0.1"]   # the token never went anywhere else
+
+
+def test_empty_pages_that_always_point_further_are_stopped(run_sandbox):
+    """The sandbox's `endless` fault: every page an empty list whose Next-Page names the next one."""
+    server = run_sandbox(scenario([sb_order(i) for i in range(30)]), platforms=("shipbob",), settings=SCALED)
+    fault(server, kind="endless", path="/order$", count=50)
+    with make_client(server) as client:
+        with pytest.raises(PagingError, match="3 empty pages in a row"):
+            list(client.orders())
+    assert client.stats.calls["orders"] == 3
 
 
 # ---------------------------------------------------------------- auth

@@ -354,6 +354,16 @@ def test_5xx_hang_and_garbled_pages_are_retried_without_losing_a_page(run_sandbo
     assert client.stats.failures["orders"] == 0
 
 
+def test_empty_pages_that_always_point_further_are_stopped(run_sandbox):
+    """The sandbox's `endless` fault: every page empty, each with a new cursor and hasNextPage."""
+    server = run_sandbox(many(30), platforms=("shopify",))
+    fault(server, kind="endless", count=50)
+    with make_client(server) as client:
+        with pytest.raises(PagingError, match="3 empty pages in a row"):
+            list(client.orders(page_size=10))
+    assert client.stats.calls["orders"] == 3
+
+
 def test_a_loop_in_the_cursor_is_stopped(run_sandbox):
     """The simulator's cursors never loop; a proxy that replays the first page stands in for one."""
     server = run_sandbox(many(30), platforms=("shopify",))

@@ -257,6 +257,16 @@ def test_a_page_token_that_loops_is_refused(run_sandbox):
         assert client.stats.calls["search_orders"] == 3
 
 
+def test_empty_pages_that_always_point_further_are_stopped(run_sandbox):
+    """The sandbox's `endless` fault: every page empty, each with a fresh page token."""
+    server = run_sandbox(scenario(order(n) for n in range(30)), platforms=("tiktok",), settings=FROZEN)
+    fault(server, kind="endless", path="/orders/search$", count=50)
+    with make_client(server) as client:
+        with pytest.raises(PagingError, match="3 empty pages in a row"):
+            list(client.search_orders(page_size=5))
+        assert client.stats.calls["search_orders"] == 3
+
+
 # ---------------------------------------------------------------- auth paths
 def test_shop_cipher_is_looked_up_when_not_configured(run_sandbox):
     settings = Settings(clock_rate=0, platforms={"tiktok": {"extra_shops": [SECOND_SHOP]}})
