@@ -13,9 +13,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from include.enums import (
+    AMAZON_ORDER_STATUSES, SHIPBOB_ORDER_STATUSES, TIKTOK_CANCEL_STATUSES, TIKTOK_ORDER_STATUSES, spelled,
+)
 from include.ledger import FAILED, IN_FLIGHT, SKIPPED, SUCCEEDED, Claim, Ledger, RunContext
 from include.model import APPROVE_CANCELLATION, REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL
-from include.platforms.base import BusinessError, NotFoundError, PlatformError, Reply
+from include.platforms.base import BusinessError, MalformedResponseError, NotFoundError, PlatformError, Reply
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,7 @@ class Handlers:
         if numbers - {""}:
             raise BusinessError("tiktok", "post_tracking", "TikTok already carries other tracking; not overwritten",
                                 code="already_has_tracking")
-        if order.get("status") == "CANCELLED":
+        if spelled(str(order.get("status") or ""), TIKTOK_ORDER_STATUSES) == "CANCELLED":
             raise BusinessError("tiktok", "post_tracking", "order is cancelled on TikTok", code="order_cancelled")
         raise NotDone
 
@@ -99,10 +102,19 @@ class Handlers:
         return reply
 
     def fulfillment_status(self, p: dict) -> str:
+        """The fulfiller's order status in its vocabulary's spelling (a platform may send any case)."""
         if p["fulfiller"] == "amazon_mcf":
             order = self.platforms.amazon_mcf().get_fulfillment_order(p["fulfillment_order_id"])
-            return order["fulfillmentOrder"]["fulfillmentOrderStatus"]
-        return self.platforms.shipbob().order(int(p["fulfillment_order_id"]))["status"]
+            fulfillment_order = order.get("fulfillmentOrder") if isinstance(order, dict) else None
+            status = fulfillment_order.get("fulfillmentOrderStatus") if isinstance(fulfillment_order, dict) else None
+            vocabulary = AMAZON_ORDER_STATUSES
+        else:
+            order = self.platforms.shipbob().order(int(p["fulfillment_order_id"]))
+            status, vocabulary = order.get("status") if isinstance(order, dict) else None, SHIPBOB_ORDER_STATUSES
+        if not isinstance(status, str):
+            raise MalformedResponseError(p["fulfiller"], "fulfillment_status",
+                                         f"fulfillment order {p['fulfillment_order_id']} read without its status")
+        return spelled(status, vocabulary)
 
     def reconcile_cancel_fulfillment(self, p: dict) -> Reply:
         status = self.fulfillment_status(p)
@@ -144,7 +156,7 @@ class Handlers:
         found = list(self.platforms.tiktok().search_cancellations({"cancel_ids": [p["cancel_id"]]}))
         if not found:
             raise NotFoundError("tiktok", "search_cancellations", f"cancellation {p['cancel_id']} not found")
-        return str(found[0].get("cancel_status") or "")
+        return spelled(str(found[0].get("cancel_status") or ""), TIKTOK_CANCEL_STATUSES)
 
     def reconcile_approve_cancellation(self, p: dict) -> Reply:
         status = self._cancellation_status(p)

@@ -10,6 +10,7 @@ TIKTOK_CANCEL_STATUSES = (
     "CANCELLATION_REQUEST_CANCEL", "CANCELLATION_REQUEST_COMPLETE",
 )
 FULFILLMENT_TYPES = ("FULFILLMENT_BY_SELLER", "FULFILLMENT_BY_TIKTOK")
+SHIPPING_TYPES = ("SELLER", "TIKTOK")   # who prints the label: the seller, or TikTok
 AMAZON_ORDER_STATUSES = (
     "New", "Received", "Planning", "Processing", "Cancelled", "Complete",
     "CompletePartialled", "Unfulfillable", "Invalid",

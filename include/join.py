@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Iterable
 
 from include.carriers import CarrierMap
+from include.enums import SHIPPING_TYPES, spelled
 from include.model import (
     Cancellation, Fulfillment, FulfillmentState, JoinedOrder, LinkProblem, Package, SagaState,
 )
@@ -195,7 +196,8 @@ class Joiner:
             line_item_ids=tuple(l["id"] for l in tiktok["line_items"]), cancellation=cancellation,
             shopify_order_ids=shopify_ids, shopify_cancelled=shopify_cancelled, match_rule=rule,
             link_problem=problem, fulfillment=fulfillment, saga=self.sagas.get(tid, SagaState()),
-            shipping_type=tiktok.get("shipping_type") or "unknown")   # staging refuses a row without one
+            # read from the answer as sent (staging checked it): in the vocabulary's spelling here
+            shipping_type=spelled(tiktok.get("shipping_type") or "unknown", SHIPPING_TYPES))
         link = Link(tid, shopify_ids, rule, fulfiller_ref[0], fulfiller_ref[1], problem.value if problem else None)
         return joined, link
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from include.enums import (
     AMAZON_ORDER_STATUSES, AMAZON_SHIPMENT_STATUSES, FULFILLMENT_TYPES, SHIPBOB_ORDER_STATUSES,
-    SHIPBOB_SHIPMENT_STATUSES, TIKTOK_CANCEL_STATUSES, TIKTOK_ORDER_STATUSES, spelled,
+    SHIPBOB_SHIPMENT_STATUSES, SHIPPING_TYPES, TIKTOK_CANCEL_STATUSES, TIKTOK_ORDER_STATUSES, spelled,
 )
 
 # Keys whose values identify or locate the buyer: dropped from `raw` at any depth.
@@ -24,7 +24,6 @@ PII_KEYS = frozenset({
     "contactEmail", "contactPhone", "full_name", "first_name", "last_name", "address1", "address2",
     "shipping_address", "billing_address", "note",
 })
-SHIPPING_TYPES = ("SELLER", "TIKTOK")   # TikTok's documented values: the seller's label or TikTok's
 TIKTOK_ID = re.compile(r"(?<!\d)(\d{18,19})(?!\d)")
 
 

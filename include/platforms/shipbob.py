@@ -67,6 +67,11 @@ def shipment_is_open(shipment: dict) -> bool:
     return not details & _PAST_PICK_DETAILS
 
 
+def _cancelled(status: Any) -> bool:
+    """A ShipBob order or shipment status reading Cancelled, in any case."""
+    return isinstance(status, str) and status.lower() == "cancelled"
+
+
 @dataclass(frozen=True)
 class CancelOutcome:
     """What an order cancel achieved, from the platform's answer or, after an ambiguous failure, a read.
@@ -87,7 +92,7 @@ class CancelOutcome:
 
     @property
     def fully_cancelled(self) -> bool:
-        if self.order is not None and self.order.get("status") == "Cancelled":
+        if self.order is not None and _cancelled(self.order.get("status")):
             return True
         return bool(self.cancelled) and not self.refused
 
@@ -96,7 +101,7 @@ class CancelOutcome:
         data = reply.data if isinstance(reply.data, dict) else {}
         order = data.get("order") if isinstance(data.get("order"), dict) else None
         now_cancelled = {s.get("id") for s in (order or {}).get("shipments") or []
-                         if isinstance(s, dict) and s.get("status") == "Cancelled"}
+                         if isinstance(s, dict) and _cancelled(s.get("status"))}
         cancelled, refused = [], {}
         # `action` is a string in 2026-01 and may be a number in 1.0: only is_success matters here.
         for result in data.get("canceled_shipment_results") or []:
@@ -114,10 +119,10 @@ class CancelOutcome:
     @classmethod
     def from_order(cls, order: dict, requests_sent: int) -> "CancelOutcome":
         shipments = [s for s in order.get("shipments") or [] if isinstance(s, dict)]
-        cancelled = tuple(s.get("id") for s in shipments if s.get("status") == "Cancelled")
+        cancelled = tuple(s.get("id") for s in shipments if _cancelled(s.get("status")))
         refused = {s.get("id"): f"shipment is {s.get('status')}" for s in shipments
-                   if s.get("status") != "Cancelled"}
-        if order.get("status") == "Cancelled" or (cancelled and not refused):
+                   if not _cancelled(s.get("status"))}
+        if _cancelled(order.get("status")) or (cancelled and not refused):
             status = "Success"
         else:
             status = "PartialSuccess" if cancelled else "Failure"

@@ -204,11 +204,13 @@ class SandboxRig:
             docs[platform]["password"] = password
         return {f"AIRFLOW_CONN_{CONNECTION_IDS[p].upper()}": json.dumps(d) for p, d in docs.items()}
 
-    def run(self, wh: Warehouse, run_id: str, *, extras: dict[str, dict] | None = None, **params) -> dict:
-        """A run deciding on the platforms' clock (as the DAG does against the sandbox)."""
+    def run(self, wh: Warehouse, run_id: str, *, extras: dict[str, dict] | None = None,
+            rewrite: Callable[[httpx.Request, Any], Any] | None = None, **params) -> dict:
+        """A run deciding on the platforms' clock (as the DAG does against the sandbox); `rewrite`
+        edits the platforms' answers on their way back (`RewritingTransport`)."""
         params.setdefault("now", self.now())
         with patched_env(self.connection_env(extras)):
-            return run_pipeline(wh, run_id, **params)
+            return run_pipeline(wh, run_id, rewrite=rewrite, **params)
 
     def now(self) -> str:
         return httpx.get(f"{self.urls['tiktok']}/_sandbox/clock", timeout=10).json()["now"]
@@ -218,11 +220,16 @@ class SandboxRig:
         return list(self.sandbox.writes)
 
 
-def run_pipeline(wh: Warehouse, run_id: str, *, lanes: int = 1, **params) -> dict:
+def run_pipeline(wh: Warehouse, run_id: str, *, lanes: int = 1,
+                 rewrite: Callable[[httpx.Request, Any], Any] | None = None, **params) -> dict:
     """`run_all` as the tests use it: the scenario's clock and window, a short C4 timeout."""
     params = {"now": NOW, **WINDOW, "policy": POLICY, **params}
     settings = run_settings(dag_id="orderops_sla", run_id=run_id, params=params)
-    platforms = Platforms(settings)
+    if rewrite is None:
+        platforms = Platforms(settings)
+    else:
+        transport = RewritingTransport(rewrite)
+        platforms = Platforms(settings, factory=lambda p: hook_client(p, transport=transport))
     try:
         return run_all(settings, platforms, wh, lanes=lanes)
     finally:

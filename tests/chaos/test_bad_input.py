@@ -25,7 +25,7 @@ from include.warehouse import (
     action_ledger, decisions, quarantine, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_tiktok_orders,
 )
 from tests.chaos.harness import (
-    NOW, POLICY, WINDOW, RewritingTransport, SandboxRig, audit, chaos_scenario, fresh_warehouse, hook_client,
+    NOW, POLICY, WINDOW, SandboxRig, audit, chaos_scenario, fresh_warehouse, hook_client,
     is_order_write, patched_env,
 )
 
@@ -231,14 +231,7 @@ INJECTED: Counter = Counter()
 
 
 def run_with(rig, wh, run_id: str, rewrite) -> dict:
-    transport = RewritingTransport(rewrite)
-    with patched_env(rig.connection_env()):
-        settings = run_settings(dag_id="orderops_sla", run_id=run_id, params={"now": NOW, **WINDOW, "policy": POLICY})
-        platforms = Platforms(settings, factory=lambda p: hook_client(p, transport=transport))
-        try:
-            return run_all(settings, platforms, wh)
-        finally:
-            platforms.close()
+    return rig.run(wh, run_id, rewrite=rewrite, now=NOW)
 
 
 def touched_orders(rig) -> set[str]:

@@ -1,7 +1,8 @@
 """Two runs of the same shop at once never take the same action twice.
 
 A backfill of an earlier window and the scheduled run start together, each in a process of its
-own, on one warehouse (SQLite file and PostgreSQL). Both decide the same orders; the ledger's
+own, on one warehouse (SQLite file and PostgreSQL, migrated or still empty, so that both create
+its tables at once). Both decide the same orders; the ledger's
 conditional claim lets exactly one of them carry out each action, and the other finds it held or
 done. Checked from the sandbox's write log: no effect twice, the safety invariants hold, and
 together the two runs did everything a single clean run does.
@@ -47,8 +48,10 @@ def baseline(rig, tmp_path_factory):
     return clean_history(rig, tmp_path_factory.mktemp("concurrency-baseline"))
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_backfill_beside_the_scheduled_run(kind, rig, baseline, tmp_path):
+@pytest.mark.parametrize("kind, migrated", [("sqlite", True), ("postgresql", True), ("sqlite", False),
+                                            ("postgresql", False)],
+                         ids=["sqlite", "postgresql", "sqlite-fresh-file", "postgresql-fresh-schema"])
+def test_backfill_beside_the_scheduled_run(kind, migrated, rig, baseline, tmp_path):
     rig.load(SCENARIO)
     # every write takes a while, so that both runs are still acting when the other starts
     for platform, path in (("tiktok", "/packages$"), ("tiktok", "/(approve|reject)$"), ("amazon_mcf", "/cancel$"),
@@ -56,7 +59,9 @@ def test_backfill_beside_the_scheduled_run(kind, rig, baseline, tmp_path):
         rig.fault({"platform": platform, "kind": "latency", "path": path, "count": 100, "seconds": 0.4})
     started = time.monotonic()
     with fresh_warehouse(kind, tmp_path) as wh:
-        wh.migrate()   # as prepare_run would; both runs then race only on the ledger
+        if migrated:
+            wh.migrate()   # as prepare_run would; both runs then race only on the ledger
+        # else both runs create the warehouse's tables at once, each in its own process
         env = {**os.environ, **rig.connection_env(), "PYTHONPATH": REPO}
         children = {}
         for run_id, (start, end) in RUNS.items():
@@ -75,7 +80,7 @@ def test_backfill_beside_the_scheduled_run(kind, rig, baseline, tmp_path):
                      for line in text.splitlines() if line.startswith("SUMMARY ")]
         held = sum(len(re.findall(r" held +\S+ not claimed", text)) for text in logs.values())
         acted = {run_id.split("__")[0]: _window(wh, run_id) for run_id in RUNS}
-        report.add({"warehouse": kind, "runs": " + ".join(RUNS), "writes": len([w for w in rig.writes if w.outcome == "ok"]),
+        report.add({"warehouse": kind if migrated else f"{kind}, fresh", "runs": " + ".join(RUNS), "writes": len([w for w in rig.writes if w.outcome == "ok"]),
                     "done by scheduled": by_run["scheduled"], "done by backfill": by_run["backfill"],
                     "held by the other": held,
                     "act phases overlap": _overlap(*acted.values()),
