@@ -49,6 +49,12 @@ def as_reply(result: Any) -> Reply:
     return Reply(data=result)
 
 
+def _status(record: Any, key: str, vocabulary: tuple[str, ...]) -> str:
+    """A record's status in the vocabulary's spelling; anything else as its repr (never a match)."""
+    value = record.get(key) if isinstance(record, dict) else None
+    return spelled(value, vocabulary) if isinstance(value, str) else repr(value)
+
+
 class Handlers:
     """perform/reconcile per action kind, over the platform clients of one shop."""
 
@@ -135,9 +141,36 @@ class Handlers:
 
     # cancel_shopify_order ----------------------------------------------------------------------
     def perform_cancel_shopify_order(self, p: dict) -> Reply:
+        if p.get("unlisted_keys"):
+            self._confirm_no_open_fulfillment(p["unlisted_keys"])
         return self.platforms.shopify().cancel_order_and_wait(
             p["shopify_order_id"], reason=p["reason"], refund_method=p["refund_method"], restock=p["restock"],
             notify_customer=p["notify_customer"], staff_note=p.get("staff_note"))
+
+    def _confirm_no_open_fulfillment(self, keys: list[str]) -> None:
+        """A refund with no fulfiller cancel rests on the fulfillers' listings having shown no
+        fulfillment order; a listing that left one out would refund an order that still ships.
+        Each configured fulfiller is asked by the order's own ids: an open one found stops it."""
+        for fulfiller in self.platforms.settings.fulfillers:
+            for order_id, status in self._fulfillment_orders_under(fulfiller, keys):
+                if status != "Cancelled":
+                    raise BusinessError(fulfiller, "cancel_shopify_order",
+                                        f"{fulfiller} fulfillment order {order_id} is {status}, though no listing "
+                                        "showed it: not refunded", code="fulfillment_order_found")
+
+    def _fulfillment_orders_under(self, fulfiller: str, keys: list[str]) -> list[tuple[str, str]]:
+        if fulfiller == "amazon_mcf":
+            client, found = self.platforms.amazon_mcf(), []
+            for key in keys:
+                try:
+                    payload = client.get_fulfillment_order(key)
+                except (NotFoundError, ValueError):   # ValueError: not a possible sellerFulfillmentOrderId
+                    continue
+                order = payload.get("fulfillmentOrder") if isinstance(payload, dict) else None
+                found.append((key, _status(order, "fulfillmentOrderStatus", AMAZON_ORDER_STATUSES)))
+            return found
+        return [(str(o.get("id")), _status(o, "status", SHIPBOB_ORDER_STATUSES))
+                for o in self.platforms.shipbob().orders(reference_ids=keys) if isinstance(o, dict)]
 
     def reconcile_cancel_shopify_order(self, p: dict) -> Reply:
         order = self.platforms.shopify().order(p["shopify_order_id"])

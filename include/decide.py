@@ -87,12 +87,15 @@ def refund_actions(order: JoinedOrder, policy: Policy) -> tuple[Action, ...]:
     """Cancel the Shopify order (refund, restock per policy) unless done, then approve on TikTok."""
     actions = []
     if not (order.shopify_cancelled or order.saga.shopify_cancelled):
-        actions.append(Action(
-            CANCEL_SHOPIFY, f"shopify:order/{order.shopify_order_id}",
-            {"shopify_order_id": order.shopify_order_id, "reason": "CUSTOMER", "refund_method": policy.refund_method,
-             "restock": policy.restock, "notify_customer": policy.notify_customer,
-             "staff_note": f"TikTok buyer cancellation {order.cancellation.cancel_id}"},
-            f"cancel_shopify_order:{order.shopify_order_id}"))
+        params = {"shopify_order_id": order.shopify_order_id, "reason": "CUSTOMER",
+                  "refund_method": policy.refund_method, "restock": policy.restock,
+                  "notify_customer": policy.notify_customer,
+                  "staff_note": f"TikTok buyer cancellation {order.cancellation.cancel_id}"}
+        if order.fulfillment is None and order.unlisted_keys:
+            # refunded with no fulfiller cancel: the fulfillers are asked by these ids first
+            params["unlisted_keys"] = list(order.unlisted_keys)
+        actions.append(Action(CANCEL_SHOPIFY, f"shopify:order/{order.shopify_order_id}", params,
+                              f"cancel_shopify_order:{order.shopify_order_id}"))
     actions.append(Action(
         APPROVE_CANCELLATION, f"tiktok:cancellation/{order.cancellation.cancel_id}",
         {"cancel_id": order.cancellation.cancel_id, "tiktok_order_id": order.tiktok_order_id},

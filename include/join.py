@@ -92,6 +92,14 @@ def shipbob_fulfillment(row: dict, carriers: CarrierMap, lines: list[dict]) -> F
                        shipment_started=started)
 
 
+def fulfillment_keys(shopify_row: dict) -> tuple[str, ...]:
+    """The ids a fulfiller files a Shopify order's fulfillment order under: its id, its name and
+    the name without '#'."""
+    name = shopify_row["name"]
+    bare = name.lstrip("#")
+    return (shopify_row["shopify_order_id"], name) if bare == name else (shopify_row["shopify_order_id"], name, bare)
+
+
 class Joiner:
     """Indexes staged rows once; `join` then links each TikTok order in O(1)."""
 
@@ -140,9 +148,7 @@ class Joiner:
         self.sagas = sagas or {}
 
     def _fulfillment_candidates(self, shopify_row: dict) -> list[tuple[str, dict]]:
-        name = shopify_row["name"]
-        bare = name.lstrip("#")
-        keys = (shopify_row["shopify_order_id"], name) if bare == name else (shopify_row["shopify_order_id"], name, bare)
+        keys = fulfillment_keys(shopify_row)
         found: dict[tuple[str, str], dict] = {}
         amazon, shipbob = self.amazon_by_key, self.shipbob_by_key
         for key in keys:
@@ -161,6 +167,7 @@ class Joiner:
         rule = min(matches.values(), key=self._rank.__getitem__) if matches else None
         problem: LinkProblem | None = None
         fulfillment = None
+        unlisted_keys: tuple[str, ...] = ()
         fulfiller_ref: tuple[str | None, str | None] = (None, None)
         shopify_cancelled = False
         if not shopify_ids:
@@ -172,6 +179,7 @@ class Joiner:
             shopify_cancelled = shopify_row.get("cancelled_at") is not None
             candidates = self._fulfillment_candidates(shopify_row)
             if not candidates:
+                unlisted_keys = fulfillment_keys(shopify_row)
                 listed_from = self.fulfillers_listed_from
                 problem = (LinkProblem.FULFILLMENT_NOT_LISTED if listed_from is not None
                            and as_utc(tiktok["create_time"]) < listed_from else LinkProblem.NO_FULFILLMENT_ORDER)
@@ -195,7 +203,8 @@ class Joiner:
             shipping_due_time=as_utc(tiktok.get("shipping_due_time")), tracking_number=tiktok["tracking_number"],
             line_item_ids=tuple(l["id"] for l in tiktok["line_items"]), cancellation=cancellation,
             shopify_order_ids=shopify_ids, shopify_cancelled=shopify_cancelled, match_rule=rule,
-            link_problem=problem, fulfillment=fulfillment, saga=self.sagas.get(tid, SagaState()),
+            link_problem=problem, fulfillment=fulfillment, unlisted_keys=unlisted_keys,
+            saga=self.sagas.get(tid, SagaState()),
             # read from the answer as sent (staging checked it): in the vocabulary's spelling here
             shipping_type=spelled(tiktok.get("shipping_type") or "unknown", SHIPPING_TYPES))
         link = Link(tid, shopify_ids, rule, fulfiller_ref[0], fulfiller_ref[1], problem.value if problem else None)

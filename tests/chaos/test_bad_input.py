@@ -26,7 +26,7 @@ from include.warehouse import (
 )
 from tests.chaos.harness import (
     NOW, POLICY, WINDOW, SandboxRig, audit, chaos_scenario, fresh_warehouse, hook_client,
-    is_order_write, patched_env,
+    is_order_write, patched_env, unfinished,
 )
 
 SCENARIO = chaos_scenario()
@@ -480,6 +480,57 @@ def test_a_cancellation_older_than_the_listings_reach_is_escalated_not_refunded(
     refunded = {e.target for w, e in audit(rig).effects if w.outcome == "ok" and e.kind == "shopify_cancel"}
     assert f"gid://shopify/Order/{old['shopify']['id']}" not in refunded
     assert f"gid://shopify/Order/{recent['shopify']['id']}" in refunded
+
+
+def test_a_fulfillment_order_a_listing_left_out_is_found_before_any_refund(rig, tmp_path):
+    """Listings that answer well-formed but leave out a fulfillment order make its buyer
+    cancellation look like one with nothing at a fulfiller (C2: refund, no fulfiller cancel). The
+    refund first asks each fulfiller by the order's own ids, finds the open order and stops; once
+    the listings show it again, the saga cancels it at the fulfiller and only then refunds."""
+    scenario = chaos_scenario(shipbob_c1=1)
+    sagas = [o for o in scenario["orders"] if o["tiktok"]["cancellation"] and (
+        (o["amazon_mcf"] or {}).get("status") == "Planning" or (o["shipbob"] or {}).get("status") == "Processing")]
+    hidden_amazon = next(o["amazon_mcf"]["seller_fulfillment_order_id"] for o in sagas if o["amazon_mcf"])
+    hidden_shipbob = next(o["shipbob"]["order_id"] for o in sagas if o["shipbob"])
+    hidden = [o for o in sagas if (o["amazon_mcf"] or {}).get("seller_fulfillment_order_id") == hidden_amazon
+              or (o["shipbob"] or {}).get("order_id") == hidden_shipbob]
+    refunds = {f"gid://shopify/Order/{o['shopify']['id']}": tid(o) for o in hidden}
+
+    def leave_out(request, data):
+        path, params = request.url.path, request.url.params
+        if path.endswith("/fulfillmentOrders") and isinstance(data.get("payload"), dict):
+            orders = data["payload"].get("fulfillmentOrders") or []
+            data["payload"]["fulfillmentOrders"] = [o for o in orders if o["sellerFulfillmentOrderId"] != hidden_amazon]
+            return data
+        if path.endswith("/order") and isinstance(data, list) and "ReferenceIds" not in params:
+            return [o for o in data if o["id"] != hidden_shipbob]
+        return None
+
+    rig.load(scenario)
+    with fresh_warehouse("sqlite", tmp_path) as wh:
+        rig.run(wh, "left-out-1", rewrite=leave_out, now=NOW)
+        checked = audit(rig)
+        assert checked.violations == []
+        refunded = {e.target for w, e in checked.effects if w.outcome == "ok" and e.kind == "shopify_cancel"}
+        assert refunded.isdisjoint(refunds)
+        stopped = {r["tiktok_order_id"]: r for r in Ledger(wh).rows("default", kind="cancel_shopify_order")
+                   if r["tiktok_order_id"] in refunds.values()}
+        assert set(stopped) == set(refunds.values())
+        for row in stopped.values():
+            assert row["rule"] == "C2" and row["state"] == "failed"
+            assert "though no listing showed it: not refunded" in row["detail"]
+        # the listings whole again: cancelled at the fulfiller, verified, then refunded and approved
+        for run in range(2, 5):
+            rig.advance(10)
+            rig.run(wh, f"left-out-{run}")
+        checked = audit(rig)
+        assert checked.violations == []
+        refunded = {e.target for w, e in checked.effects if w.outcome == "ok" and e.kind == "shopify_cancel"}
+        assert set(refunds) <= refunded
+        cancelled = {e.target for w, e in checked.effects if w.outcome == "ok"
+                     and e.kind in ("amazon_cancel", "shipbob_cancel")}
+        assert {hidden_amazon, str(hidden_shipbob)} <= cancelled
+        assert unfinished(wh) == []
 
 
 # ------------------------------------------------ property: any broken field is staged or held

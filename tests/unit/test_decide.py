@@ -130,8 +130,17 @@ def test_c1_resumes_after_verified_cancel_without_second_fulfiller_cancel():
 
 
 def test_c2_no_fulfillment_order():
-    d = decide(order(cancellation=PENDING, fulfillment=None, link_problem=LinkProblem.NO_FULFILLMENT_ORDER), POLICY, NOW)
+    d = decide(order(cancellation=PENDING, fulfillment=None, link_problem=LinkProblem.NO_FULFILLMENT_ORDER,
+                     unlisted_keys=("6100000001", "#1001", "1001")), POLICY, NOW)
     assert d.rule == "C2" and kinds(d) == [CANCEL_SHOPIFY, APPROVE_CANCELLATION]
+    # the refund asks the fulfillers by these ids before it goes out
+    assert d.actions[0].params["unlisted_keys"] == ["6100000001", "#1001", "1001"]
+
+
+def test_a_refund_after_a_fulfiller_cancel_asks_no_fulfiller_again():
+    f = Fulfillment("amazon_mcf", "1001", "Cancelled", FulfillmentState.CANCELLED)
+    d = decide(order(cancellation=PENDING, fulfillment=f), POLICY, NOW)
+    assert d.rule == "C1" and "unlisted_keys" not in d.actions[0].params
 
 
 def test_no_refund_when_the_listings_did_not_reach_back_to_the_order():
