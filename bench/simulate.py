@@ -192,15 +192,18 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
         extraction: Counter = Counter({"sweep": 0, "incremental": 0, "missed_by_cursor": 0})
         day_end: dict[str, dict] = {}
 
-        def counted() -> tuple[Counter, float]:
+        by_operation: Counter = Counter()   # extraction calls per (platform, operation)
+
+        def counted() -> tuple[Counter, float, Counter]:
             doc = admin.get("/calls").json()
-            per = Counter()
+            per, operations = Counter(), Counter()
             for c in doc["calls"]:
                 per[c["platform"]] += c["count"]
-            return per, sum(c["units"] for c in doc["charged"] if c["platform"] == "shopify")
+                operations[(c["platform"], c["operation"])] += c["count"]
+            return per, sum(c["units"] for c in doc["charged"] if c["platform"] == "shopify"), operations
 
         previous = start
-        before, charged = counted()
+        before, charged, operations_before = counted()
         for n, moment in enumerate(run_times, 1):
             reset_secrets_masker()   # a run's tasks are fresh processes: their masked values do not pile up
             admin.post("/clock", json={"now": iso(moment), "rate": 0})
@@ -217,13 +220,14 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
             run_seconds.append(time.perf_counter() - began)
             extraction[run["extraction"]["mode"]] += 1
             extraction["missed_by_cursor"] += run["missed_by_cursor"]
-            after, charged_after = counted()
-            decided = marks.get("decided", (after, charged_after))[0]
+            after, charged_after, operations_after = counted()
+            decided, _, operations_decided = marks.get("decided", (after, charged_after, operations_after))
             for platform in after:
                 calls["extraction"][platform][moment.date()] += decided[platform] - before[platform]
                 calls["actions"][platform][moment.date()] += after[platform] - decided[platform]
+            by_operation.update(operations_decided - operations_before)
             points[(moment - timedelta(seconds=1)).date().isoformat()] += charged_after - charged
-            before, charged = after, charged_after
+            before, charged, operations_before = after, charged_after, operations_after
             previous = moment
             if moment.time() == datetime.min.time():   # the report DAG's run for the day that ended
                 day = (moment - timedelta(days=1)).date()
@@ -274,6 +278,10 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
             "api_calls_per_order_day": api,
             "extraction_calls_per_order_day": round(sum(sum(c.values()) for c in calls["extraction"].values())
                                                     / max(1, arrived), 4),
+            # which reads the extraction figure is made of
+            "extraction_calls_by_operation": {
+                platform: {op: round(n / max(1, arrived), 4) for (p, op), n in sorted(by_operation.items())
+                           if p == platform} for platform in sorted({p for p, _ in by_operation})},
             # runs that listed what changed vs full sweeps; changes a sweep found the cursor had missed
             "extraction": dict(extraction),
             "shopify_points": dict(sorted(points.items())),

@@ -409,28 +409,39 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
     """Bulk path: the order listing (status changed since the cursor; a sweep: since the oldest order
     in play) for status, the fulfilled-shipments report for tracking.
 
-    getFulfillmentOrder is called only for shipped orders the report does not carry yet.
+    Listed orders that may have shipped and are not already staged with their shipments, unchanged
+    since, need tracking: more of them than the report costs in calls (REPORT_CALLS) and the report
+    is asked for, with getFulfillmentOrder for shipped orders it does not carry yet; fewer (a quiet
+    half hour, a night) and each is read one by one, as when Amazon cancels the report.
     """
     client = platforms.amazon_mcf()
     listing = listing_for(settings, wh, "amazon_fulfillment_orders")
     start = min(since, listing.changed_since) if listing.sweep else listing.changed_since
     listed = list(client.list_fulfillment_orders(start))
+
     def status(order: Any) -> Any:
         value = order.get("fulfillmentOrderStatus") if isinstance(order, dict) else None
         return spelled(value, AMAZON_ORDER_STATUSES) if isinstance(value, str) else value
 
-    report, reused = shipments_report(settings, client, wh, start) if any(
-        status(o) in SHIPPING_STATUSES for o in listed) else ([], False)
-    # without the report (Amazon cancelled it) an order that may have shipped is read one by one
+    shipping = [o for o in listed if isinstance(record_id(o, "sellerFulfillmentOrderId"), str)
+                and status(o) in SHIPPING_STATUSES]
+    known = _shipped_as_staged(wh, settings, shipping, status)
+    wanted = sum(1 for o in shipping if o["sellerFulfillmentOrderId"] not in known)
+    report, reused = shipments_report(settings, client, wh, start) if wanted > REPORT_CALLS else (None, False)
+    report_state = ("reused" if reused else "read") if report is not None else (
+        "cancelled" if wanted > REPORT_CALLS else "not needed")
+    # without the report an order that may have shipped is read one by one
     read_each = ("Complete", "CompletePartialled") if report is not None else SHIPPING_STATUSES
     by_order: dict[str, list[dict]] = defaultdict(list)
     for line in report or ():
         by_order[line.get("merchant-order-id") or ""].append(line)
     details = []
-    fallbacks = 0
+    fallbacks = carried = 0
     for order in listed:
         sfo = record_id(order, "sellerFulfillmentOrderId")
-        if isinstance(sfo, str) and not by_order.get(sfo) and status(order) in read_each:
+        if sfo in known:
+            carried += 1   # staged with its shipments, unchanged since: its row stands as it is
+        elif isinstance(sfo, str) and not by_order.get(sfo) and status(order) in read_each:
             fallbacks += 1
             try:
                 details.append(("detail", client.get_fulfillment_order(sfo)))
@@ -455,13 +466,41 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
                                 if isinstance(item[1], dict) else None,
                                 missed=_missed_by_cursor(wh, settings, table, listing))
     advance_cursor(wh, settings, listing, orders, found, start)
-    return Step("extract_amazon", {"orders": orders, "report_rows": len(report or ()), "report_reused": reused,
-                                   "report_cancelled": report is None,
-                                   "detail_calls": fallbacks, "quarantined": bad, "missed_by_cursor": found}).as_dict()
+    return Step("extract_amazon", {"orders": orders, "report_rows": len(report or ()), "report": report_state,
+                                   "detail_calls": fallbacks, "carried_forward": carried, "quarantined": bad,
+                                   "missed_by_cursor": found}).as_dict()
+
+
+def _shipped_as_staged(wh: Warehouse, settings: RunSettings, orders: list[dict], status: Callable) -> set[str]:
+    """Of listed orders, the finished ones whose staged row already has their shipments and shows
+    the same status since the same moment: read again, they would bring nothing new (the listing's
+    statusUpdatedDate moves with any change). An order still Processing may ship more any minute."""
+    listed = {}
+    for order in orders:
+        if status(order) not in FINISHED_STATUSES:
+            continue
+        try:
+            listed[order["sellerFulfillmentOrderId"]] = (status(order), staging.iso_time(
+                order, "statusUpdatedDate", "amazon fulfillment order", required=False))
+        except staging.BadRecord:
+            continue   # read as usual, so that staging names what is wrong
+    if not listed:
+        return set()
+    t = stg_amazon_fulfillment_orders.c
+    with wh.engine.connect() as conn:
+        staged = conn.execute(sa.select(t.seller_fulfillment_order_id, t.status, t.status_updated_at, t.shipments)
+                              .where(t.shop == settings.shop, t.seller_fulfillment_order_id.in_(list(listed)))).all()
+    return {sfo for sfo, staged_status, updated, shipments in staged
+            if updated is not None and listed[sfo] == (staged_status, as_utc(updated))
+            and any(p.get("tracking_number") for s in shipments or [] for p in s.get("packages") or [])}
 
 
 # Amazon statuses of orders that may have shipments: the report carries their tracking
 SHIPPING_STATUSES = ("Complete", "CompletePartialled", "Processing")
+# Amazon's last word on an order's shipments: staged with them, it is not read again until it changes
+FINISHED_STATUSES = ("Complete", "CompletePartialled")
+# What one shipments report costs in calls: create, about three status polls, document, download
+REPORT_CALLS = 6
 
 
 def shipments_report(settings: RunSettings, client, wh: Warehouse, since: datetime) -> tuple[list[dict] | None, bool]:

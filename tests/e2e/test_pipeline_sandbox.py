@@ -159,32 +159,56 @@ def test_dry_run_writes_nothing(pipeline):
     assert {"T1", "N1", "C1"} <= set(rules)
 
 
-def tracking_run(run_sandbox, tmp_path, monkeypatch, case: str) -> tuple[set[str], int, int]:
-    """One run on a fresh sandbox and warehouse: the TikTok orders tracking was posted for, the
-    getFulfillmentOrder calls made and the shipments reports stored."""
+def to_post(o: dict) -> bool:
+    """Shipped by Amazon, its tracking not yet on TikTok."""
+    return ((o.get("amazon_mcf") or {}).get("status") == "Complete" and not o["tiktok"]["tracking_number"]
+            and o["tiktok"]["status"] == "AWAITING_SHIPMENT" and not o["tiktok"]["cancellation"])
+
+
+def few_shipped() -> dict:
+    """The e2e scenario with only four Amazon orders that may have shipped: three to post, one Processing."""
+    doc = scenario()
+    kept = [o for o in doc["orders"] if to_post(o)][:3] + [
+        o for o in doc["orders"] if (o.get("amazon_mcf") or {}).get("status") == "Processing"][:1]
+    doc["orders"] = [o for o in doc["orders"] if any(o is k for k in kept) or
+                     (o.get("amazon_mcf") or {}).get("status") not in ("Complete", "Processing")]
+    return doc
+
+
+def tracking_run(run_sandbox, tmp_path, monkeypatch, case: str, runs: int = 1) -> tuple[set[str], int, int]:
+    """Runs on a fresh sandbox and warehouse: the TikTok orders tracking was posted for, the
+    getFulfillmentOrder calls made (by the last run) and the shipments reports stored."""
     from include.warehouse import amazon_shipment_reports
 
     amazon = {"upper_case_statuses": True} if case == "upper case" else {}
     # quotas x20: one-by-one reads are paced by getFulfillmentOrder's 2 a second otherwise
-    server = run_sandbox(scenario(), settings=Settings(clock_rate=0, rate_scale=20, platforms={"amazon_mcf": amazon}))
+    doc = few_shipped() if case == "few shipped" else scenario()
+    server = run_sandbox(doc, settings=Settings(clock_rate=0, rate_scale=20, platforms={"amazon_mcf": amazon}))
     for key, value in connection_env(server.urls).items():
         monkeypatch.setenv(key, value)
-    settings = run_settings(dag_id="orderops_sla", run_id=f"{case}-1", params={
-        "now": NOW, "window_start": "2026-11-20T14:30:00Z", "window_end": NOW,
-        "policy": {"cancel_verify_timeout_minutes": 0.05}})
-    platforms = Platforms(settings)
-    if case == "cancelled report":   # someone else asked for the report a minute ago
-        platforms.amazon_mcf().request_fulfilled_shipments("2026-11-19T00:00:00Z", NOW)
     wh = Warehouse(f"sqlite:///{tmp_path / f'{case}.db'}")
+    reads = 0
     try:
-        run_all(settings, platforms, wh)
+        for run in range(1, runs + 1):
+            settings = run_settings(dag_id="orderops_sla", run_id=f"{case}-{run}", params={
+                "now": NOW, "window_start": "2026-11-20T14:30:00Z", "window_end": NOW,
+                "policy": {"cancel_verify_timeout_minutes": 0.05}})
+            platforms = Platforms(settings)
+            try:
+                if case == "cancelled report":   # someone else asked for the report a minute ago
+                    platforms.amazon_mcf().request_fulfilled_shipments("2026-11-19T00:00:00Z", NOW)
+                before = server.sandbox.calls[("amazon_mcf", "getFulfillmentOrder")]
+                run_all(settings, platforms, wh)
+                reads = server.sandbox.calls[("amazon_mcf", "getFulfillmentOrder")] - before
+            finally:
+                platforms.close()
         with wh.engine.connect() as conn:
             stored = conn.execute(sa.select(sa.func.count()).select_from(amazon_shipment_reports)).scalar()
     finally:
-        platforms.close()
         wh.dispose()
     posted = {w.path.split("/")[-2] for w in side_effects(server) if w.operation == "mark_package_as_shipped"}
-    return posted, server.sandbox.calls[("amazon_mcf", "getFulfillmentOrder")], stored
+    assert server.sandbox.calls[("amazon_mcf", "createReport")] == (stored if case != "cancelled report" else 2 * runs)
+    return posted, reads, stored
 
 
 def test_a_cancelled_report_or_upper_case_statuses_post_the_same_tracking(run_sandbox, tmp_path, monkeypatch):
@@ -198,3 +222,28 @@ def test_a_cancelled_report_or_upper_case_statuses_post_the_same_tracking(run_sa
     assert cancelled[0] == posted and cancelled[1] > reads + 10 and cancelled[2] == 0
     upper = tracking_run(run_sandbox, tmp_path, monkeypatch, "upper case")
     assert upper == (posted, reads, 1)
+
+
+def test_a_shipped_order_read_one_by_one_is_not_read_again_while_unchanged(run_sandbox, tmp_path, monkeypatch):
+    """The second of two runs without a report lists the same orders: those already staged with
+    their shipments and unchanged since (same status, same statusUpdatedDate) are not read again.
+    Only orders still Processing (they may ship any minute) are, one by one (the report is cancelled again)."""
+    (tmp_path / "one").mkdir(), (tmp_path / "two").mkdir()
+    first_posted, first_reads, _ = tracking_run(run_sandbox, tmp_path / "one", monkeypatch, "cancelled report")
+    posted, reads, stored = tracking_run(run_sandbox, tmp_path / "two", monkeypatch, "cancelled report", runs=2)
+    assert posted == first_posted and stored == 0
+    processing = sum(1 for o in scenario()["orders"] if (o.get("amazon_mcf") or {}).get("status") == "Processing")
+    # the 89 Complete orders are not read again; the act phase reads the waiting saga's order once
+    assert processing <= reads <= processing + 1 < first_reads
+
+
+def test_a_few_orders_to_track_are_read_one_by_one_instead_of_asking_for_a_report(run_sandbox, tmp_path,
+                                                                                   monkeypatch):
+    """A report costs about six calls (create, polls, document, download): four orders that may
+    have shipped are cheaper read one by one, and their tracking is posted all the same."""
+    with_report = tracking_run(run_sandbox, tmp_path, monkeypatch, "report")[0]
+    posted, reads, stored = tracking_run(run_sandbox, tmp_path, monkeypatch, "few shipped")
+    few = few_shipped()["orders"]
+    shipped = {o["tiktok"]["id"] for o in few if to_post(o)} & with_report
+    assert shipped and posted & {o["tiktok"]["id"] for o in few if o.get("amazon_mcf")} == shipped
+    assert stored == 0 and 4 <= reads
