@@ -33,7 +33,7 @@ from include.quality import BATCH_PLATFORM, validate
 from include.runconfig import RunSettings
 from include.warehouse import (
     Warehouse, action_ledger, amazon_shipment_reports, api_calls, as_utc, decisions, extraction_cursors, order_links,
-    quarantine, runs,
+    quarantine, runs, tiktok_shipping_providers,
     stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_shopify_orders, stg_tiktok_cancellations, stg_tiktok_orders,
     utcnow, validation_results,
 )
@@ -499,6 +499,8 @@ def _shipped_as_staged(wh: Warehouse, settings: RunSettings, orders: list[dict],
 SHIPPING_STATUSES = ("Complete", "CompletePartialled", "Processing")
 # Amazon's last word on an order's shipments: staged with them, it is not read again until it changes
 FINISHED_STATUSES = ("Complete", "CompletePartialled")
+# How long a run may map carriers with the shipping providers an earlier run read
+PROVIDERS_REUSE = timedelta(hours=6)
 # What one shipments report costs in calls: create, about three status polls, document, download
 REPORT_CALLS = 6
 
@@ -643,20 +645,34 @@ def validate_batch(settings: RunSettings, wh: Warehouse, batch: str) -> dict:
     return {"batch": batch, "success": outcome.success, "rows": outcome.rows, "failures": len(outcome.failures)}
 
 
-def carrier_maps(settings: RunSettings, platforms: Platforms, tiktok_rows: list[dict]) -> tuple[dict, CarrierMap]:
-    """TikTok shipping providers per delivery option of the orders in play (one call per option)."""
+def carrier_maps(settings: RunSettings, platforms: Platforms, wh: Warehouse,
+                 tiktok_rows: list[dict]) -> tuple[dict, CarrierMap]:
+    """TikTok shipping providers per delivery option of the orders in play: one call per option,
+    except where a run read them less than PROVIDERS_REUSE ago (a sweep reads them all anew)."""
     options = sorted({r["delivery_option_id"] for r in tiktok_rows
                       if r["status"] in ACTIONABLE_STATUSES} - {None, ""})
-    maps, every = {}, {}
+    now = now_for(settings)
+    t = tiktok_shipping_providers.c
+    with wh.engine.connect() as conn:
+        stored = {row.delivery_option_id: row.providers for row in conn.execute(sa.select(
+            t.delivery_option_id, t.providers, t.fetched_at).where(t.shop == settings.shop, t.delivery_option_id.in_(
+                options))) if not settings.sweep and timedelta(0) <= now - as_utc(row.fetched_at) < PROVIDERS_REUSE}
+    maps, every, fetched = {}, {}, []
     for option in options:
-        try:
-            providers = platforms.tiktok().shipping_providers(option)
-        except BusinessError as exc:
-            # TikTok does not know the option: no carrier maps for its orders (escalated, T2), no guess
-            log.warning("delivery option %s: %s; its orders' carriers map to no provider", option, exc.platform_message)
-            providers = []
+        providers = stored.get(option)
+        if providers is None:
+            try:
+                providers = platforms.tiktok().shipping_providers(option)
+                fetched.append({"shop": settings.shop, "delivery_option_id": option, "providers": providers,
+                                "fetched_at": now})
+            except BusinessError as exc:
+                # TikTok does not know the option: no carrier maps for its orders (escalated, T2), no guess
+                log.warning("delivery option %s: %s; its orders' carriers map to no provider", option,
+                            exc.platform_message)
+                providers = []
         maps[option] = CarrierMap(providers, settings.policy.carrier_overrides)
         every.update({p["id"]: p for p in providers})
+    wh.upsert(tiktok_shipping_providers, fetched)
     return maps, CarrierMap(list(every.values()), settings.policy.carrier_overrides)
 
 
@@ -718,7 +734,7 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
     since = in_play_since(settings, wh)
     ledger = Ledger(wh)
     sagas = saga_states(ledger.rows(settings.shop, kind=CANCEL_FULFILLMENT) + ledger.rows(settings.shop, kind=CANCEL_SHOPIFY))
-    maps, default_map = carrier_maps(settings, platforms, tiktok_rows)
+    maps, default_map = carrier_maps(settings, platforms, wh, tiktok_rows)
     joiner = Joiner(*latest_state(wh, (stg_shopify_orders, stg_amazon_fulfillment_orders, stg_shipbob_orders,
                                        stg_tiktok_cancellations), settings, since),
                     maps, default_map, sagas, fulfillers_listed_from=fulfillers_listed_from(settings, wh, since))

@@ -245,6 +245,15 @@ amazon_shipment_reports = sa.Table(
     sa.Column("requested_at", TS, nullable=False),   # the run's clock
     sa.Column("report_rows", sa.JSON, nullable=False),
 )
+# TikTok's shipping providers per delivery option, as last read (the run's clock): they seldom
+# change, so runs reuse them for a while and every sweep reads them anew.
+tiktok_shipping_providers = sa.Table(
+    "tiktok_shipping_providers", metadata,
+    sa.Column("shop", sa.String(64), primary_key=True),
+    sa.Column("delivery_option_id", sa.String(64), primary_key=True),
+    sa.Column("providers", sa.JSON, nullable=False),
+    sa.Column("fetched_at", TS, nullable=False),
+)
 # Where each platform listing of a shop stands: incremental runs list what changed since
 # `listed_until` (minus the run's overlap); a full sweep re-reads everything in play and counts, as
 # findings, changes from before that point the cursor did not bring in (a defect to look at).
@@ -276,6 +285,7 @@ MIGRATIONS: list = [
     lambda conn: metadata.create_all(conn, tables=[quota_buckets]),
     lambda conn: metadata.create_all(conn, tables=[amazon_shipment_reports]),
     lambda conn: _v5_latest_state(conn),
+    lambda conn: metadata.create_all(conn, tables=[tiktok_shipping_providers]),
 ]
 
 

@@ -55,3 +55,13 @@ def test_runs_list_what_changed_and_sweeps_find_nothing_missed(summary):
     # hourly runs, a sweep on the first run and every 6 h: the rest list only changes
     assert extraction["sweep"] >= 4 and extraction["incremental"] >= 2 * extraction["sweep"]
     assert extraction["missed_by_cursor"] == 0
+
+
+def test_what_seldom_changes_is_read_again_only_by_a_sweep(summary):
+    """TikTok's shipping providers per delivery option: read once, reused by the incremental runs
+    (for up to 6 h), read anew by every sweep. Two delivery options exist."""
+    extraction = summary["extraction"]
+    orders = summary["settings"]["orders"]
+    providers = round(summary["extraction_calls_by_operation"]["tiktok"]["get_shipping_providers"] * orders)
+    runs = extraction["sweep"] + extraction["incremental"]
+    assert 1 <= providers <= 2 * extraction["sweep"] + 2 < runs
