@@ -44,7 +44,7 @@ import httpx
 
 from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
                                     NotFoundError, PlatformClient, PlatformError, Reply, RetryableError, RetryPolicy,
-                                    ThrottledError, TokenExpiredError, lazy_hook, pages, record_id)
+                                    ThrottledError, TokenExpiredError, lazy_hook, record_id)
 from include.platforms.connection import ConnectionSettings
 
 log = logging.getLogger(__name__)
@@ -486,7 +486,7 @@ class AmazonMcfClient(PlatformClient):
                 raise MalformedResponseError(self.platform, LIST, "fulfillmentOrders is not a list")
             return orders, payload.get("nextToken") or None
 
-        return pages(fetch, None, platform=self.platform, operation=LIST,
+        return self.listing(fetch, LIST,
                      key=lambda o: record_id(o, "sellerFulfillmentOrderId"))
 
     def get_fulfillment_order(self, seller_fulfillment_order_id: str) -> dict:

@@ -173,10 +173,21 @@ class CallStats:
                  "throttled": self.throttled[op], "failures": self.failures[op]} for op in ops]
 
 
+# A listing that goes on past these is broken, not long: 5,000 pages hold 250,000 orders or more.
+MAX_PAGES = 5000
+MAX_EMPTY_PAGES = 3
+# ... and one still going after an hour is stuck, whatever its pages look like (outside Airflow no
+# task timeout would stop it)
+MAX_LISTING_SECONDS = 3600.0
+
+
 class PlatformClient:
     """Base of the four clients. Subclasses implement `_prepare`, `_check` and their operations."""
 
     platform = "platform"
+    # a listing's time bound, on the client's clock (tests move it)
+    listing_seconds = MAX_LISTING_SECONDS
+    clock = staticmethod(time.monotonic)
 
     def __init__(self, base_url: str, *, timeout: float = 30.0, retry: RetryPolicy | None = None,
                  limits: dict[str, tuple[float, float]] | None = None,
@@ -197,6 +208,12 @@ class PlatformClient:
 
     def close(self) -> None:
         self.http.close()
+
+    def listing(self, fetch: Callable[[Any], tuple[list, Any]], operation: str,
+                key: Callable[[Any], Any] | None = None) -> Iterator[Any]:
+        """`pages` over this client's calls: bounded in pages and in time."""
+        return pages(fetch, None, platform=self.platform, operation=operation, key=key,
+                     max_seconds=self.listing_seconds, clock=self.clock)
 
     def __enter__(self):
         return self
@@ -314,26 +331,28 @@ def record_id(item: Any, field_name: str) -> str | int | None:
     return value if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "" else None
 
 
-# A listing that goes on past these is broken, not long: 5,000 pages hold 250,000 orders or more.
-MAX_PAGES = 5000
-MAX_EMPTY_PAGES = 3
 
 
 def pages(fetch: Callable[[Any], tuple[list, Any]], first_cursor: Any = None, *, platform: str,
-          operation: str, key: Callable[[Any], Any] | None = None, max_pages: int = MAX_PAGES) -> Iterator[Any]:
+          operation: str, key: Callable[[Any], Any] | None = None, max_pages: int = MAX_PAGES,
+          max_seconds: float | None = None, clock: Callable[[], float] = time.monotonic) -> Iterator[Any]:
     """Yield items page by page from `fetch(cursor) -> (items, next_cursor or None)`.
 
     Stops with PagingError when a cursor comes back twice, a page repeats items already seen,
-    MAX_EMPTY_PAGES empty pages in a row still point further, or `max_pages` is passed (listings
-    that would otherwise never end). Items whose key is None are not compared.
+    MAX_EMPTY_PAGES empty pages in a row still point further, `max_pages` is passed or a further
+    page would begin more than `max_seconds` after the first (on `clock`): listings that would
+    otherwise never end. Items whose key is None are not compared.
     """
     seen_cursors: set = set()
     seen_keys: set = set()
     cursor = first_cursor
     empty = 0
+    began = clock()
     for page in range(1, max_pages + 2):
         if page > max_pages:
             raise PagingError(platform, operation, f"more than {max_pages} pages: the listing does not end")
+        if max_seconds is not None and page > 1 and clock() - began > max_seconds:
+            raise PagingError(platform, operation, f"still listing after {max_seconds:g} s ({page - 1} pages): stopped")
         items, next_cursor = fetch(cursor)
         empty = 0 if items else empty + 1
         if empty >= MAX_EMPTY_PAGES and next_cursor not in (None, ""):

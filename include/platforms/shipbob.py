@@ -35,7 +35,7 @@ import httpx
 
 from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
                                     NotFoundError, PagingError, PlatformClient, PlatformError, RateLimiter, Reply,
-                                    RetryableError, RetryPolicy, ThrottledError, TokenExpiredError, lazy_hook, pages,
+                                    RetryableError, RetryPolicy, ThrottledError, TokenExpiredError, lazy_hook,
                                     record_id)
 from include.platforms.connection import ConnectionSettings
 
@@ -422,7 +422,7 @@ class ShipBobClient(PlatformClient):
             reply = self.call("orders", "GET", path, params=list(query))
             return reply.data, self._next_page(reply, query, path, len(reply.data), limit)
 
-        return pages(fetch, None, platform=self.platform, operation="orders", key=lambda order: record_id(order, "id"))
+        return self.listing(fetch, "orders", key=lambda order: record_id(order, "id"))
 
     def _next_page(self, reply: Reply, query: tuple, path: str, count: int, limit: int) -> tuple | None:
         """The next page's query: from Next-Page, else Total-Pages, else a full page means maybe more.
@@ -478,7 +478,7 @@ class ShipBobClient(PlatformClient):
             link = data.get("next")
             return items, tuple(parse_qsl(urlsplit(link).query)) if link else None
 
-        return list(pages(fetch, None, platform=self.platform, operation="channels",
+        return list(self.listing(fetch, "channels",
                           key=lambda c: c.get("id") if isinstance(c, dict) else None))
 
     # ------------------------------------------------------------------ writes

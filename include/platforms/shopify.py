@@ -41,7 +41,7 @@ import httpx
 
 from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
                                     NotFoundError, PagingError, PlatformClient, PlatformError, RateLimiter, Reply,
-                                    RetryableError, RetryPolicy, ThrottledError, TokenExpiredError, lazy_hook, pages,
+                                    RetryableError, RetryPolicy, ThrottledError, TokenExpiredError, lazy_hook,
                                     record_id)
 from include.platforms.connection import ConnectionSettings
 
@@ -630,7 +630,7 @@ class ShopifyClient(PlatformClient):
                 return connection["nodes"], info["endCursor"]
             return connection["nodes"], None
 
-        return pages(fetch, None, platform=self.platform, operation="orders", key=lambda node: record_id(node, "id"))
+        return self.listing(fetch, "orders", key=lambda node: record_id(node, "id"))
 
     def order(self, order_gid_or_legacy_id: Any) -> dict:
         """One order by gid or numeric (REST) id; NotFoundError when the shop does not show it."""

@@ -34,7 +34,7 @@ import httpx
 
 from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
                                     NotFoundError, PlatformClient, PlatformError, Reply, RetryableError, RetryPolicy,
-                                    ThrottledError, TokenExpiredError, chunked, lazy_hook, pages, record_id)
+                                    ThrottledError, TokenExpiredError, chunked, lazy_hook, record_id)
 from include.platforms.connection import ConnectionSettings
 from include.platforms.tiktok_signing import sign
 
@@ -397,7 +397,7 @@ class TikTokShopClient(PlatformClient):
                 raise MalformedResponseError(self.platform, operation, f"expected {key}[] and next_page_token")
             return items, token or None
 
-        return pages(fetch, None, platform=self.platform, operation=operation, key=lambda item: record_id(item, id_field))
+        return self.listing(fetch, operation, key=lambda item: record_id(item, id_field))
 
     # ------------------------------------------------------------------ reads
     def shops(self) -> list[dict]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 
+import httpx
 import pytest
 
 from include.platforms.base import ConfigurationError, PagingError, RateLimiter, RetryPolicy, chunked, pages
@@ -83,6 +84,49 @@ def test_pages_stops_at_empty_pages_that_keep_pointing_further():
     # an empty page between full ones, or an empty last page, is fine
     book = {None: ([1], "a"), "a": ([], "b"), "b": ([2], "c"), "c": ([], None)}
     assert list(pages(lambda c: book[c], platform="p", operation="op")) == [1, 2]
+
+
+def test_pages_stops_when_a_listing_runs_past_its_time():
+    """Pages that each take 10 minutes on the listing's clock (full ones, fresh cursors: nothing
+    else would stop it): the 7th begins at the hour, the 8th would begin past it and is not asked for."""
+    now = [0.0]
+    fetched = []
+
+    def fetch(cursor):
+        fetched.append(cursor)
+        now[0] += 600
+        return [len(fetched)], len(fetched)
+    listing = pages(fetch, platform="p", operation="op", max_seconds=3600, clock=lambda: now[0])
+    got = []
+    with pytest.raises(PagingError, match="still listing after 3600 s"):
+        for item in listing:
+            got.append(item)
+    assert got == [1, 2, 3, 4, 5, 6, 7] and len(fetched) == 7
+    # a quick listing is not touched by the bound
+    assert list(pages(lambda c: ([1], None), platform="p", operation="op", max_seconds=0, clock=lambda: 0.0)) == [1]
+
+
+def test_clients_bound_their_listings_on_their_clock():
+    from include.platforms.shipbob import ShipBobClient
+
+    class Endless(httpx.BaseTransport):   # full pages of new orders, for ever
+        def __init__(self):
+            self.served = 0
+
+        def handle_request(self, request):
+            self.served += 1
+            body = [{"id": self.served * 1000 + i} for i in range(250)]
+            return httpx.Response(200, json=body, request=request)
+
+    transport, now = Endless(), [0.0]
+    client = ShipBobClient("https://api.shipbob.invalid", "token", transport=transport)
+    client.clock = lambda: now[0]
+    listing = client.orders()
+    with pytest.raises(PagingError, match="still listing after 3600 s"):
+        for n, _ in enumerate(listing):
+            now[0] = n * 1.0   # a second an order: an hour is 3,600 orders, 15 pages in
+    assert transport.served == 15
+    client.close()
 
 
 def test_pages_stops_after_max_pages():
