@@ -921,11 +921,11 @@ class AmazonMcfSandbox(PlatformSandbox):
             if data is None or "after" not in data:
                 return self._invalid(request, "Invalid nextToken", op)
             after = int(data["after"])
-            since = parse_time(data["since"], "since") if data.get("since") else None
+            since = datetime.fromisoformat(data["since"]) if data.get("since") else None
         elif query.get("queryStartDate") is not None:
             try:
                 since = parse_time(query["queryStartDate"], "queryStartDate")
-            except ScenarioError:
+            except (ScenarioError, OverflowError):   # OverflowError: an offset before year 1 in UTC
                 return self._invalid(request, "timestamp must follow ISO8601", op)
         now = self.now()
         size = int(self.config["page_size"])
@@ -942,7 +942,8 @@ class AmazonMcfSandbox(PlatformSandbox):
             page.append(order)
         payload: dict = {"fulfillmentOrders": [self._order_json(o) for o in page]}
         if more:
-            payload["nextToken"] = self._encode_token({"since": ts(since) if since else None,
+            # isoformat, not `ts`: it keeps four digits for any year, so every token reads back
+            payload["nextToken"] = self._encode_token({"since": since.isoformat() if since else None,
                                                        "after": page[-1].seq})
         return self._respond(request, {"payload": payload}, 200, op)
 

@@ -333,6 +333,27 @@ def test_list_query_start_date_selects_orders_updated_since(mcf):
     assert bad.headers["x-amzn-RateLimit-Limit"] == "2.0"
 
 
+@pytest.mark.parametrize("start", ["0999-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "0001-01-01T00:00:00+05:00"])
+def test_a_query_start_date_in_any_year_answers_and_its_pages_read_on(mcf, start):
+    """Years below 1000 still page (their token keeps four digits); one that falls before year 1
+    in UTC is refused as a bad timestamp. Never a 5xx."""
+    client = mcf(*[mcf_order(i, "Received") for i in range(120)])
+    first = client.get(f"{FBA}/fulfillmentOrders", queryStartDate=start)
+    if start.endswith("+05:00"):
+        assert_error(first, 400, "InvalidInput", "timestamp must follow ISO8601",
+                     definition="ListAllFulfillmentOrdersResponse")
+        return
+    seen, page = [], first
+    while True:
+        assert page.status_code == 200, page.text
+        seen += [o["sellerFulfillmentOrderId"] for o in page.json()["payload"]["fulfillmentOrders"]]
+        token = page.json()["payload"].get("nextToken")
+        if not token:
+            break
+        page = client.get(f"{FBA}/fulfillmentOrders", nextToken=token)
+    assert len(seen) == len(set(seen)) == 120
+
+
 # ---------------------------------------------------------------- getFulfillmentOrder and the state machine
 
 
