@@ -104,12 +104,21 @@ def main(argv: list[str] | None = None) -> int:
     p_trace.add_argument("--shop")
     p_trace.add_argument("--warehouse", default=None, help=f"SQLAlchemy URL (default ${WAREHOUSE_ENV} or state/warehouse.db)")
     args = parser.parse_args(argv)
-    wh = Warehouse(args.warehouse or default_url())
+    url = sa.engine.make_url(args.warehouse or default_url())
+    shown = url.render_as_string(hide_password=True)
+    # reading a SQLite file that is not there would create an empty one: say where it was looked for
+    if url.get_backend_name() == "sqlite" and url.database and not os.path.exists(url.database):
+        print(f"error: no warehouse at {url.database} (set ${WAREHOUSE_ENV} or --warehouse to the run's warehouse)",
+              file=sys.stderr)
+        return 1
+    wh = Warehouse(url.render_as_string(hide_password=False))
     try:
         lines = trace(wh, args.tiktok_order_id, args.shop)
-    except sa.exc.OperationalError as exc:
-        print(f"error: cannot read the warehouse: {exc.orig}", file=sys.stderr)
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+        print(f"error: cannot read the warehouse {shown}: {exc.orig}", file=sys.stderr)
         return 1
+    finally:
+        wh.dispose()
     print("\n".join(lines))
     return 0 if not lines[0].startswith("no staged") else 1
 
