@@ -1,4 +1,4 @@
-"""The decision rules of DESIGN §3 as one pure function: joined order + policy + now -> Decision.
+"""The decision rules (README, "Decide") as one pure function: joined order + policy + now -> Decision.
 
 Rule precedence: out of scope first, then a pending buyer cancellation (C1-C4, E1), then
 shipping (T1, T2, N1, E1). Every side effect carries an idempotency key derived from the
@@ -21,6 +21,14 @@ IN_SCOPE_FULFILLMENT = "FULFILLMENT_BY_SELLER"
 # (on TikTok's label its carrier scan brings the tracking)
 SELLER_LABEL = "SELLER"
 
+
+# What each rule means, for people reading run summaries (the README's rule table in short).
+RULES = {
+    "-": "nothing to do", "T1": "post tracking", "T2": "carrier unmapped: escalated",
+    "N1": "note: shipping, no tracking yet", "E1": "escalated", "C1": "buyer cancel: cancel at the fulfiller, refund",
+    "C2": "buyer cancel, no fulfillment order: refund", "C3": "buyer cancel too late: rejected",
+    "C4": "fulfiller cancel not verified: escalated",
+}
 
 NOT_LISTED = ("no fulfillment order found, but the order is older than the fulfillers' listings reach "
               "(a fulfillment order may exist unseen)")

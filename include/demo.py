@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from include.decide import RULES
 from include.runconfig import STATE_DIR
 from include.sandbox.connections import connection_env
 from include.sandbox.core import Sandbox, Settings, parse_fault
@@ -144,7 +145,9 @@ def report(wh: Warehouse, now: datetime) -> list[str]:
         summary = run.summary or {}
         lines.append(f"run {run.run_id}: {run.state}, window {run.window_start:%Y-%m-%d %H:%M} .. {run.window_end:%H:%M} UTC")
         lines.append("orders seen: " + ", ".join(f"{k} {v}" for k, v in summary.get("orders_seen", {}).items()))
-        lines.append("decisions by rule: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.get("decisions", {}).items())))
+        lines.append("decisions by rule:")
+        for rule, n in sorted(summary.get("decisions", {}).items()):
+            lines.append(f"  {rule:3s} {n:6d}  {RULES.get(rule, '')}")
         t = action_ledger.c
         lines.append("actions by kind and outcome:")
         for kind, state, n in conn.execute(sa.select(t.kind, t.state, sa.func.count()).group_by(t.kind, t.state).order_by(t.kind)):
@@ -159,6 +162,8 @@ def report(wh: Warehouse, now: datetime) -> list[str]:
         lines.append(f"SLA breaches as staged (past ship-by, no tracking before this run): {len(late)}")
         for order_id, due in late[:10]:
             lines.append(f"  {order_id} was due {due:%Y-%m-%d %H:%M} UTC")
+        if len(late) > 10:
+            lines.append(f"  ... and {len(late) - 10} more")
         api = summary.get("api", {})
         lines.append("API calls: " + ", ".join(f"{p} {f['calls']} ({f['throttled']} throttled)" for p, f in sorted(api.items())))
     return lines

@@ -4,6 +4,7 @@ what is wrong, before anything is served or cleared."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
@@ -38,6 +39,8 @@ def test_demo_rehearses_a_scenario_with_faults_on_postgresql_and_writes_the_run_
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "1 fault(s) armed" in printed and pg_schema in printed
+    # each rule's count is printed with what the rule means
+    assert re.search(r"^  T1 +\d+  post tracking$", printed, re.M) and re.search(r"^  - +\d+  nothing to do$", printed, re.M)
 
     run = json.loads(out.read_text())
     assert set(run) == {"summary", "writes", "ledger"}
