@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from include.enums import (
@@ -53,6 +54,16 @@ def _status(record: Any, key: str, vocabulary: tuple[str, ...]) -> str:
     """A record's status in the vocabulary's spelling; anything else as its repr (never a match)."""
     value = record.get(key) if isinstance(record, dict) else None
     return spelled(value, vocabulary) if isinstance(value, str) else repr(value)
+
+
+def _moment(record: Any, key: str) -> datetime | None:
+    """A record's timestamp, or None when it has none that reads (then it counts as recent)."""
+    value = record.get(key) if isinstance(record, dict) else None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
 
 
 class Handlers:
@@ -141,24 +152,27 @@ class Handlers:
 
     # cancel_shopify_order ----------------------------------------------------------------------
     def perform_cancel_shopify_order(self, p: dict) -> Reply:
-        if p.get("unlisted_keys"):
-            self._confirm_no_open_fulfillment(p["unlisted_keys"])
+        if p.get("fulfillment_keys"):
+            self._confirm_no_open_fulfillment(p["fulfillment_keys"], datetime.fromisoformat(p["placed_at"]))
         return self.platforms.shopify().cancel_order_and_wait(
             p["shopify_order_id"], reason=p["reason"], refund_method=p["refund_method"], restock=p["restock"],
             notify_customer=p["notify_customer"], staff_note=p.get("staff_note"))
 
-    def _confirm_no_open_fulfillment(self, keys: list[str]) -> None:
-        """A refund with no fulfiller cancel rests on the fulfillers' listings having shown no
-        fulfillment order; a listing that left one out would refund an order that still ships.
-        Each configured fulfiller is asked by the order's own ids: an open one found stops it."""
+    def _confirm_no_open_fulfillment(self, keys: list[str], placed_at: datetime) -> None:
+        """A refund rests on nothing of the order still going to ship: a listing that left a
+        fulfillment order out, or one made after the listing, would refund an order that ships.
+        Each configured fulfiller is asked by the order's own ids right before the refund; one not
+        Cancelled, received since the order was placed (an older one under the same number is
+        another order), stops it."""
         for fulfiller in self.platforms.settings.fulfillers:
-            for order_id, status in self._fulfillment_orders_under(fulfiller, keys):
-                if status != "Cancelled":
+            for order_id, status, received in self._fulfillment_orders_under(fulfiller, keys):
+                if status != "Cancelled" and (received is None or received >= placed_at):
                     raise BusinessError(fulfiller, "cancel_shopify_order",
-                                        f"{fulfiller} fulfillment order {order_id} is {status}, though no listing "
-                                        "showed it: not refunded", code="fulfillment_order_found")
+                                        f"{fulfiller} fulfillment order {order_id} is {status}, not cancelled: "
+                                        "not refunded", code="fulfillment_order_found")
 
-    def _fulfillment_orders_under(self, fulfiller: str, keys: list[str]) -> list[tuple[str, str]]:
+    def _fulfillment_orders_under(self, fulfiller: str, keys: list[str]) -> list[tuple[str, str, datetime | None]]:
+        """(id, status, received) of the fulfiller's orders filed under any of `keys`."""
         if fulfiller == "amazon_mcf":
             client, found = self.platforms.amazon_mcf(), []
             for key in keys:
@@ -167,10 +181,13 @@ class Handlers:
                 except (NotFoundError, ValueError):   # ValueError: not a possible sellerFulfillmentOrderId
                     continue
                 order = payload.get("fulfillmentOrder") if isinstance(payload, dict) else None
-                found.append((key, _status(order, "fulfillmentOrderStatus", AMAZON_ORDER_STATUSES)))
+                found.append((key, _status(order, "fulfillmentOrderStatus", AMAZON_ORDER_STATUSES),
+                              _moment(order, "receivedDate")))
             return found
-        return [(str(o.get("id")), _status(o, "status", SHIPBOB_ORDER_STATUSES))
-                for o in self.platforms.shipbob().orders(reference_ids=keys) if isinstance(o, dict)]
+        usable = [k for k in keys if "," not in k]   # ShipBob's ReferenceIds is a comma-separated list
+        return [(str(o.get("id")), _status(o, "status", SHIPBOB_ORDER_STATUSES), _moment(o, "created_date"))
+                for o in (self.platforms.shipbob().orders(reference_ids=usable) if usable else ())
+                if isinstance(o, dict)]
 
     def reconcile_cancel_shopify_order(self, p: dict) -> Reply:
         order = self.platforms.shopify().order(p["shopify_order_id"])

@@ -99,9 +99,11 @@ def refund_actions(order: JoinedOrder, policy: Policy) -> tuple[Action, ...]:
                   "refund_method": policy.refund_method, "restock": policy.restock,
                   "notify_customer": policy.notify_customer,
                   "staff_note": f"TikTok buyer cancellation {order.cancellation.cancel_id}"}
-        if order.fulfillment is None and order.unlisted_keys:
-            # refunded with no fulfiller cancel: the fulfillers are asked by these ids first
-            params["unlisted_keys"] = list(order.unlisted_keys)
+        if order.fulfillment_keys:
+            # whatever the listings showed, the fulfillers are asked by these ids right before the
+            # refund: an open fulfillment order of this order (placed since) stops it
+            params["fulfillment_keys"] = list(order.fulfillment_keys)
+            params["placed_at"] = order.create_time.isoformat()
         actions.append(Action(CANCEL_SHOPIFY, f"shopify:order/{order.shopify_order_id}", params,
                               f"cancel_shopify_order:{order.shopify_order_id}"))
     actions.append(Action(

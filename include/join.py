@@ -167,7 +167,7 @@ class Joiner:
         rule = min(matches.values(), key=self._rank.__getitem__) if matches else None
         problem: LinkProblem | None = None
         fulfillment = None
-        unlisted_keys: tuple[str, ...] = ()
+        keys: tuple[str, ...] = ()
         fulfiller_ref: tuple[str | None, str | None] = (None, None)
         shopify_cancelled = False
         if not shopify_ids:
@@ -176,10 +176,10 @@ class Joiner:
             problem = LinkProblem.AMBIGUOUS_SHOPIFY_MATCH
         else:
             shopify_row = self.shopify_rows[shopify_ids[0]]
+            keys = fulfillment_keys(shopify_row)
             shopify_cancelled = shopify_row.get("cancelled_at") is not None
             candidates = self._fulfillment_candidates(shopify_row)
             if not candidates:
-                unlisted_keys = fulfillment_keys(shopify_row)
                 listed_from = self.fulfillers_listed_from
                 problem = (LinkProblem.FULFILLMENT_NOT_LISTED if listed_from is not None
                            and as_utc(tiktok["create_time"]) < listed_from else LinkProblem.NO_FULFILLMENT_ORDER)
@@ -203,7 +203,7 @@ class Joiner:
             shipping_due_time=as_utc(tiktok.get("shipping_due_time")), tracking_number=tiktok["tracking_number"],
             line_item_ids=tuple(l["id"] for l in tiktok["line_items"]), cancellation=cancellation,
             shopify_order_ids=shopify_ids, shopify_cancelled=shopify_cancelled, match_rule=rule,
-            link_problem=problem, fulfillment=fulfillment, unlisted_keys=unlisted_keys,
+            link_problem=problem, fulfillment=fulfillment, fulfillment_keys=keys,
             saga=self.sagas.get(tid, SagaState()),
             # read from the answer as sent (staging checked it): in the vocabulary's spelling here
             shipping_type=spelled(tiktok.get("shipping_type") or "unknown", SHIPPING_TYPES))

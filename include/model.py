@@ -96,8 +96,8 @@ class JoinedOrder:
     match_rule: str | None = None       # how the Shopify order was found (e.g. source_identifier)
     link_problem: LinkProblem | None = None
     fulfillment: Fulfillment | None = None
-    # no fulfiller listed a fulfillment order for the Shopify order: the ids one would be filed under
-    unlisted_keys: tuple[str, ...] = ()
+    # the ids a fulfillment order of the Shopify order would be filed under (one Shopify match)
+    fulfillment_keys: tuple[str, ...] = ()
     saga: SagaState = field(default_factory=SagaState)
     shipping_type: str = "SELLER"       # TIKTOK: shipped on TikTok's label, whose scan brings the tracking
 

@@ -31,6 +31,7 @@ from include.model import (
 from include.platforms.base import BusinessError, ConfigurationError, NotFoundError, PlatformError, record_id
 from include.quality import BATCH_PLATFORM, validate
 from include.runconfig import RunSettings
+from include.shops import minutes_setting
 from include.warehouse import (
     Warehouse, action_ledger, amazon_shipment_reports, api_calls, as_utc, decisions, extraction_cursors, order_links,
     quarantine, runs, tiktok_shipping_providers,
@@ -57,6 +58,10 @@ GAVE_UP = "gave up:"
 # Where a quarantined record keeps the values it could join on (see `quarantined_links`).
 LINK_KEYS = "_orderops_link_keys"
 GROUPS = {POST_TRACKING: "tracking", ADD_NOTE: "notes", REJECT_CANCELLATION: "rejections", ESCALATE: "escalations"}
+
+
+# How long one listing may go on (minutes; 0 = no bound): outside Airflow nothing else stops one
+LISTING_TIMEOUT_ENV = "ORDEROPS_LISTING_TIMEOUT_MINUTES"
 
 
 class Platforms:
@@ -86,6 +91,9 @@ class Platforms:
         with self._lock:
             if platform not in self._clients:
                 client = self._factory(platform)
+                if getattr(client, "listing_seconds", None) is not None:
+                    minutes = minutes_setting(LISTING_TIMEOUT_ENV, client.listing_seconds / 60)
+                    client.listing_seconds = minutes * 60 if minutes else None
                 if self._quotas is not None:
                     client.share_quotas(self._quotas)
                 self._clients[platform] = client
@@ -425,7 +433,8 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
 
     shipping = [o for o in listed if isinstance(record_id(o, "sellerFulfillmentOrderId"), str)
                 and status(o) in SHIPPING_STATUSES]
-    known = _shipped_as_staged(wh, settings, shipping, status)
+    # a sweep re-reads everything: it is what catches a row staged incomplete (a report that lagged)
+    known = set() if listing.sweep else _shipped_as_staged(wh, settings, shipping, status)
     wanted = sum(1 for o in shipping if o["sellerFulfillmentOrderId"] not in known)
     report, reused = shipments_report(settings, client, wh, start) if wanted > REPORT_CALLS else (None, False)
     report_state = ("reused" if reused else "read") if report is not None else (

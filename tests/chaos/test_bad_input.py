@@ -518,7 +518,7 @@ def test_a_fulfillment_order_a_listing_left_out_is_found_before_any_refund(rig, 
         assert set(stopped) == set(refunds.values())
         for row in stopped.values():
             assert row["rule"] == "C2" and row["state"] == "failed"
-            assert "though no listing showed it: not refunded" in row["detail"]
+            assert "not cancelled: not refunded" in row["detail"] and "fulfillment_order_found" in row["detail"]
         # the listings whole again: cancelled at the fulfiller, verified, then refunded and approved
         for run in range(2, 5):
             rig.advance(10)
@@ -531,6 +531,45 @@ def test_a_fulfillment_order_a_listing_left_out_is_found_before_any_refund(rig, 
                      and e.kind in ("amazon_cancel", "shipbob_cancel")}
         assert {hidden_amazon, str(hidden_shipbob)} <= cancelled
         assert unfinished(wh) == []
+
+
+def test_a_saga_begun_and_then_left_out_by_the_listings_is_not_refunded(rig, tmp_path):
+    """A C1 saga records its refund row first (its request fixed by that decision); the fulfiller
+    never shows the cancel; then its staged row is lost and the listings leave the fulfillment
+    order out, so the order reads as C2. The refund still asks Amazon first, finds the order open
+    and is not made."""
+    scenario = chaos_scenario(cancel_ignored=True)
+    saga = next(o for o in scenario["orders"] if o["tiktok"]["cancellation"] and (o["amazon_mcf"] or {}).get(
+        "cancel_ignored"))
+    sfo, gid = saga["amazon_mcf"]["seller_fulfillment_order_id"], f"gid://shopify/Order/{saga['shopify']['id']}"
+
+    def leave_out(request, data):
+        if request.url.path.endswith("/fulfillmentOrders") and isinstance(data.get("payload"), dict):
+            orders = data["payload"].get("fulfillmentOrders") or []
+            data["payload"]["fulfillmentOrders"] = [o for o in orders if o["sellerFulfillmentOrderId"] != sfo]
+            return data
+        return None
+
+    rig.load(scenario)
+    with fresh_warehouse("sqlite", tmp_path) as wh:
+        rig.run(wh, "begun-1", now=NOW, policy={"cancel_verify_timeout_minutes": 60})
+        rules = {r["tiktok_order_id"]: r["rule"] for r in Ledger(wh).rows("default", kind="cancel_shopify_order")}
+        assert rules[tid(saga)] == "C1"
+        with wh.engine.begin() as conn:
+            t = stg_amazon_fulfillment_orders.c
+            assert conn.execute(stg_amazon_fulfillment_orders.delete().where(t.seller_fulfillment_order_id == sfo)).rowcount
+        rig.advance(10)
+        rig.run(wh, "begun-2", rewrite=leave_out, now=rig.now(), policy={"cancel_verify_timeout_minutes": 60})
+        with wh.engine.connect() as conn:
+            decided = dict(conn.execute(sa.select(decisions.c.tiktok_order_id, decisions.c.rule).where(
+                decisions.c.run_id == "begun-2")).all())
+        refund = next(r for r in Ledger(wh).rows("default", kind="cancel_shopify_order")
+                      if r["tiktok_order_id"] == tid(saga))
+    assert decided[tid(saga)] == "C2"
+    assert refund["state"] == "failed" and f"fulfillment order {sfo} is Planning" in refund["detail"]
+    checked = audit(rig)
+    assert checked.violations == []
+    assert gid not in {e.target for w, e in checked.effects if w.outcome == "ok" and e.kind == "shopify_cancel"}
 
 
 # ------------------------------------------------ property: any broken field is staged or held

@@ -224,19 +224,6 @@ def test_a_cancelled_report_or_upper_case_statuses_post_the_same_tracking(run_sa
     assert upper == (posted, reads, 1)
 
 
-def test_a_shipped_order_read_one_by_one_is_not_read_again_while_unchanged(run_sandbox, tmp_path, monkeypatch):
-    """The second of two runs without a report lists the same orders: those already staged with
-    their shipments and unchanged since (same status, same statusUpdatedDate) are not read again.
-    Only orders still Processing (they may ship any minute) are, one by one (the report is cancelled again)."""
-    (tmp_path / "one").mkdir(), (tmp_path / "two").mkdir()
-    first_posted, first_reads, _ = tracking_run(run_sandbox, tmp_path / "one", monkeypatch, "cancelled report")
-    posted, reads, stored = tracking_run(run_sandbox, tmp_path / "two", monkeypatch, "cancelled report", runs=2)
-    assert posted == first_posted and stored == 0
-    processing = sum(1 for o in scenario()["orders"] if (o.get("amazon_mcf") or {}).get("status") == "Processing")
-    # the 89 Complete orders are not read again; the act phase reads the waiting saga's order once
-    assert processing <= reads <= processing + 1 < first_reads
-
-
 def test_a_few_orders_to_track_are_read_one_by_one_instead_of_asking_for_a_report(run_sandbox, tmp_path,
                                                                                    monkeypatch):
     """A report costs about six calls (create, polls, document, download): four orders that may

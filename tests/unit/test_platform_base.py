@@ -148,3 +148,19 @@ def test_base_url_forms():
         base_url_of("c", None, "http", None)
     with pytest.raises(ConfigurationError, match="schema must be http or https"):
         base_url_of("c", "h", "ftp", None)
+
+
+def test_the_listing_bound_is_a_setting_named_when_bad(monkeypatch):
+    from include.pipeline import LISTING_TIMEOUT_ENV, Platforms
+    from include.platforms.shipbob import ShipBobClient
+    from include.runconfig import RunConfigError, run_settings
+
+    settings = run_settings(dag_id="orderops_sla", run_id="r", params={"now": "2026-11-20T15:00:00Z"})
+    build = lambda platform: ShipBobClient("https://api.shipbob.invalid", "token")
+    monkeypatch.setenv(LISTING_TIMEOUT_ENV, "5")
+    assert Platforms(settings, factory=build).get("shipbob").listing_seconds == 300
+    monkeypatch.setenv(LISTING_TIMEOUT_ENV, "0")
+    assert Platforms(settings, factory=build).get("shipbob").listing_seconds is None
+    monkeypatch.setenv(LISTING_TIMEOUT_ENV, "soon")
+    with pytest.raises(RunConfigError, match=LISTING_TIMEOUT_ENV):
+        Platforms(settings, factory=build).get("shipbob")

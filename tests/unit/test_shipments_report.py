@@ -5,9 +5,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from include.pipeline import shipments_report
+from include import staging
+from include.pipeline import _shipped_as_staged, shipments_report
 from include.runconfig import run_settings
-from include.warehouse import Warehouse
+from include.warehouse import Warehouse, stg_amazon_fulfillment_orders
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 
@@ -70,3 +71,32 @@ def test_the_stored_copy_is_the_shops_own(wh):
     shipments_report(settings_at(NOW, "shop_a"), client, wh, NOW - timedelta(days=1))
     shipments_report(settings_at(NOW, "shop_b"), client, wh, NOW - timedelta(days=1))
     assert len(client.asked) == 2
+
+
+def listed(sfo: str, status: str, updated: str) -> dict:
+    return {"sellerFulfillmentOrderId": sfo, "displayableOrderId": sfo, "fulfillmentOrderStatus": status,
+            "statusUpdatedDate": updated, "receivedDate": "2026-11-19T10:00:00Z"}
+
+
+def test_a_finished_order_staged_with_its_shipments_and_unchanged_is_not_read_again(wh):
+    shipped = [{"amazonShipmentId": "S1", "fulfillmentShipmentStatus": "SHIPPED", "shippingDate": "2026-11-19T12:00:00Z",
+                "fulfillmentShipmentPackage": [{"packageNumber": 1, "carrierCode": "UPS", "trackingNumber": "1Z9"}],
+                "fulfillmentShipmentItem": []}]
+    details = [("1001", "Complete", shipped), ("1002", "Complete", []), ("1003", "Processing", shipped),
+               ("1004", "Complete", shipped)]
+    settings = settings_at(NOW)
+    wh.upsert(stg_amazon_fulfillment_orders, [
+        {**staging.amazon_order_row({"fulfillmentOrder": listed(sfo, status, "2026-11-19T12:05:00Z"),
+                                     "fulfillmentShipments": shipments}),
+         "shop": "default", "snapshot_run_id": "earlier", "extracted_at": NOW - timedelta(hours=1),
+         "source_request_id": None} for sfo, status, shipments in details])
+    now_listed = [listed("1001", "Complete", "2026-11-19T12:05:00Z"),      # unchanged, tracked: stands
+                  listed("1002", "Complete", "2026-11-19T12:05:00Z"),      # staged without tracking
+                  listed("1003", "Processing", "2026-11-19T12:05:00Z"),    # may ship more any minute
+                  listed("1004", "Complete", "2026-11-19T14:00:00Z"),      # changed since it was staged
+                  listed("1005", "Complete", "2026-11-19T12:05:00Z")]      # never staged
+    status = lambda o: o["fulfillmentOrderStatus"]
+    assert _shipped_as_staged(wh, settings, now_listed, status) == {"1001"}
+    assert _shipped_as_staged(wh, settings_at(NOW, shop="other"), now_listed, status) == set()
+    broken = [{**listed("1001", "Complete", "2026-11-19T12:05:00Z"), "statusUpdatedDate": "yesterday"}]
+    assert _shipped_as_staged(wh, settings, broken, status) == set()   # read as usual, staging names it
