@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable
 
+from include import staging
 from include.enums import (
-    AMAZON_ORDER_STATUSES, SHIPBOB_ORDER_STATUSES, TIKTOK_CANCEL_STATUSES, TIKTOK_ORDER_STATUSES, spelled,
+    AMAZON_ORDER_STATUSES, SHIPBOB_ORDER_STATUSES, TIKTOK_CANCEL_STATUSES, TIKTOK_ORDER_STATUSES, status_of,
 )
 from include.ledger import FAILED, IN_FLIGHT, SKIPPED, SUCCEEDED, Claim, Ledger, RunContext
 from include.model import APPROVE_CANCELLATION, REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL
@@ -50,20 +51,12 @@ def as_reply(result: Any) -> Reply:
     return Reply(data=result)
 
 
-def _status(record: Any, key: str, vocabulary: tuple[str, ...]) -> str:
-    """A record's status in the vocabulary's spelling; anything else as its repr (never a match)."""
-    value = record.get(key) if isinstance(record, dict) else None
-    return spelled(value, vocabulary) if isinstance(value, str) else repr(value)
-
-
-def _moment(record: Any, key: str) -> datetime | None:
-    """A record's timestamp, or None when it has none that reads (then it counts as recent)."""
-    value = record.get(key) if isinstance(record, dict) else None
+def _received(record: Any, key: str) -> datetime | None:
+    """When a fulfiller received its order, or None when that does not read (then it counts as recent)."""
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
-    except ValueError:
+        return staging.iso_time(record, key, "fulfillment order", required=False) if isinstance(record, dict) else None
+    except staging.BadRecord:
         return None
-    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
 
 
 class Handlers:
@@ -89,7 +82,7 @@ class Handlers:
         if numbers - {""}:
             raise BusinessError("tiktok", "post_tracking", "TikTok already carries other tracking; not overwritten",
                                 code="already_has_tracking")
-        if spelled(str(order.get("status") or ""), TIKTOK_ORDER_STATUSES) == "CANCELLED":
+        if status_of(order, "status", TIKTOK_ORDER_STATUSES) == "CANCELLED":
             raise BusinessError("tiktok", "post_tracking", "order is cancelled on TikTok", code="order_cancelled")
         raise NotDone
 
@@ -122,16 +115,15 @@ class Handlers:
         """The fulfiller's order status in its vocabulary's spelling (a platform may send any case)."""
         if p["fulfiller"] == "amazon_mcf":
             order = self.platforms.amazon_mcf().get_fulfillment_order(p["fulfillment_order_id"])
-            fulfillment_order = order.get("fulfillmentOrder") if isinstance(order, dict) else None
-            status = fulfillment_order.get("fulfillmentOrderStatus") if isinstance(fulfillment_order, dict) else None
-            vocabulary = AMAZON_ORDER_STATUSES
+            status = status_of(order.get("fulfillmentOrder") if isinstance(order, dict) else None,
+                               "fulfillmentOrderStatus", AMAZON_ORDER_STATUSES)
         else:
             order = self.platforms.shipbob().order(int(p["fulfillment_order_id"]))
-            status, vocabulary = order.get("status") if isinstance(order, dict) else None, SHIPBOB_ORDER_STATUSES
-        if not isinstance(status, str):
+            status = status_of(order, "status", SHIPBOB_ORDER_STATUSES)
+        if status is None:
             raise MalformedResponseError(p["fulfiller"], "fulfillment_status",
                                          f"fulfillment order {p['fulfillment_order_id']} read without its status")
-        return spelled(status, vocabulary)
+        return status
 
     def reconcile_cancel_fulfillment(self, p: dict) -> Reply:
         status = self.fulfillment_status(p)
@@ -171,7 +163,7 @@ class Handlers:
                                         f"{fulfiller} fulfillment order {order_id} is {status}, not cancelled: "
                                         "not refunded", code="fulfillment_order_found")
 
-    def _fulfillment_orders_under(self, fulfiller: str, keys: list[str]) -> list[tuple[str, str, datetime | None]]:
+    def _fulfillment_orders_under(self, fulfiller: str, keys: list[str]) -> list[tuple[str, str | None, datetime | None]]:
         """(id, status, received) of the fulfiller's orders filed under any of `keys`."""
         if fulfiller == "amazon_mcf":
             client, found = self.platforms.amazon_mcf(), []
@@ -181,11 +173,11 @@ class Handlers:
                 except (NotFoundError, ValueError):   # ValueError: not a possible sellerFulfillmentOrderId
                     continue
                 order = payload.get("fulfillmentOrder") if isinstance(payload, dict) else None
-                found.append((key, _status(order, "fulfillmentOrderStatus", AMAZON_ORDER_STATUSES),
-                              _moment(order, "receivedDate")))
+                found.append((key, status_of(order, "fulfillmentOrderStatus", AMAZON_ORDER_STATUSES),
+                              _received(order, "receivedDate")))
             return found
         usable = [k for k in keys if "," not in k]   # ShipBob's ReferenceIds is a comma-separated list
-        return [(str(o.get("id")), _status(o, "status", SHIPBOB_ORDER_STATUSES), _moment(o, "created_date"))
+        return [(str(o.get("id")), status_of(o, "status", SHIPBOB_ORDER_STATUSES), _received(o, "created_date"))
                 for o in (self.platforms.shipbob().orders(reference_ids=usable) if usable else ())
                 if isinstance(o, dict)]
 
@@ -206,7 +198,7 @@ class Handlers:
         found = list(self.platforms.tiktok().search_cancellations({"cancel_ids": [p["cancel_id"]]}))
         if not found:
             raise NotFoundError("tiktok", "search_cancellations", f"cancellation {p['cancel_id']} not found")
-        return spelled(str(found[0].get("cancel_status") or ""), TIKTOK_CANCEL_STATUSES)
+        return status_of(found[0], "cancel_status", TIKTOK_CANCEL_STATUSES) or ""
 
     def reconcile_approve_cancellation(self, p: dict) -> Reply:
         status = self._cancellation_status(p)

@@ -35,3 +35,9 @@ def spelled(value: str, vocabulary: tuple[str, ...]) -> str:
     underscores (a platform or a proxy may send "COMPLETE" or "cancelled"); a value outside the
     vocabulary is returned as sent, for validation to refuse. Called per staged row: one lookup."""
     return _spellings(vocabulary).get(value.replace("_", "").lower(), value)
+
+
+def status_of(record, key: str, vocabulary: tuple[str, ...]) -> str | None:
+    """`record[key]` in the vocabulary's spelling, or None when the record has no string there."""
+    value = record.get(key) if isinstance(record, dict) else None
+    return spelled(value, vocabulary) if isinstance(value, str) else None

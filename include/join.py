@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Iterable
 
 from include.carriers import CarrierMap
-from include.enums import SHIPPING_TYPES, spelled
+from include.enums import SHIPPING_TYPES, status_of
 from include.model import (
     Cancellation, Fulfillment, FulfillmentState, JoinedOrder, LinkProblem, Package, SagaState,
 )
@@ -206,7 +206,7 @@ class Joiner:
             link_problem=problem, fulfillment=fulfillment, fulfillment_keys=keys,
             saga=self.sagas.get(tid, SagaState()),
             # read from the answer as sent (staging checked it): in the vocabulary's spelling here
-            shipping_type=spelled(tiktok.get("shipping_type") or "unknown", SHIPPING_TYPES))
+            shipping_type=status_of(tiktok, "shipping_type", SHIPPING_TYPES) or "unknown")
         link = Link(tid, shopify_ids, rule, fulfiller_ref[0], fulfiller_ref[1], problem.value if problem else None)
         return joined, link
 

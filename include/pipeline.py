@@ -21,7 +21,7 @@ from include import staging, steps
 from include.actions import Executor, Handlers, Outcome
 from include.carriers import CarrierMap
 from include.decide import decide
-from include.enums import AMAZON_ORDER_STATUSES, spelled
+from include.enums import AMAZON_ORDER_STATUSES, status_of
 from include.join import Joiner, Link, saga_states
 from include.ledger import DONE_STATES, FAILED, IN_FLIGHT, PENDING, SUCCEEDED, Ledger, RunContext
 from include.model import (
@@ -427,9 +427,8 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
     start = min(since, listing.changed_since) if listing.sweep else listing.changed_since
     listed = list(client.list_fulfillment_orders(start))
 
-    def status(order: Any) -> Any:
-        value = order.get("fulfillmentOrderStatus") if isinstance(order, dict) else None
-        return spelled(value, AMAZON_ORDER_STATUSES) if isinstance(value, str) else value
+    def status(order: Any) -> str | None:
+        return status_of(order, "fulfillmentOrderStatus", AMAZON_ORDER_STATUSES)
 
     shipping = [o for o in listed if isinstance(record_id(o, "sellerFulfillmentOrderId"), str)
                 and status(o) in SHIPPING_STATUSES]
@@ -662,10 +661,13 @@ def carrier_maps(settings: RunSettings, platforms: Platforms, wh: Warehouse,
                       if r["status"] in ACTIONABLE_STATUSES} - {None, ""})
     now = now_for(settings)
     t = tiktok_shipping_providers.c
-    with wh.engine.connect() as conn:
-        stored = {row.delivery_option_id: row.providers for row in conn.execute(sa.select(
-            t.delivery_option_id, t.providers, t.fetched_at).where(t.shop == settings.shop, t.delivery_option_id.in_(
-                options))) if not settings.sweep and timedelta(0) <= now - as_utc(row.fetched_at) < PROVIDERS_REUSE}
+    stored = {}
+    if not settings.sweep:
+        with wh.engine.connect() as conn:
+            stored = {row.delivery_option_id: row.providers for row in conn.execute(sa.select(
+                t.delivery_option_id, t.providers, t.fetched_at).where(
+                    t.shop == settings.shop, t.delivery_option_id.in_(options)))
+                if timedelta(0) <= now - as_utc(row.fetched_at) < PROVIDERS_REUSE}
     maps, every, fetched = {}, {}, []
     for option in options:
         providers = stored.get(option)

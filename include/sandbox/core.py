@@ -421,11 +421,11 @@ def _endless(value: Any, page_cursor: str | None) -> Any:
     if not isinstance(value, dict):
         return value
     out = {k: _endless(v, page_cursor) for k, v in value.items()}
+    # a cursor where the page has one, and the platform's own beside the items of a last page
+    wanted = {k for k in CURSOR_KEYS if k in out}
     if page_cursor and any(isinstance(v, list) for v in value.values()):
-        out[page_cursor] = ""
-    for key in CURSOR_KEYS:
-        if key in out:
-            out[key] = uuid.uuid4().hex
+        wanted.add(page_cursor)
+    out.update({k: uuid.uuid4().hex for k in wanted})
     if "hasNextPage" in out:
         out["hasNextPage"] = True
     return out
