@@ -139,7 +139,7 @@ class Fault:
     path: str = ".*"           # regular expression searched in the request path
     count: int = 1
     status: int = 503          # for kind 5xx
-    seconds: float = 2.0       # for latency; hang lasts this long (default 1 h) before a 504
+    seconds: float = 2.0       # for latency; hang waits this long (default 1 h) for its client to leave, then a 504
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     fired: int = 0
     # last, so that `id` above still reads dataclasses.field: for drop_field, the key removed
@@ -300,6 +300,18 @@ def operation_of(scope: dict, router=None) -> str:
     return f"{scope.get('method', '')} {template}"
 
 
+async def _client_left_within(receive, seconds: float) -> bool:
+    """Wait up to `seconds` for the client to go away (ignoring the body it sent)."""
+    async def left():
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    try:
+        await asyncio.wait_for(left(), seconds)
+        return True
+    except asyncio.TimeoutError:
+        return False
+
+
 class _PlatformMiddleware:
     """Counts calls per operation, applies injected faults, counts throttles (pure ASGI)."""
 
@@ -315,6 +327,13 @@ class _PlatformMiddleware:
             self.sandbox.catch_up()
         if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
             return await self.app(scope, receive, send)
+        self.sandbox.in_progress += 1
+        try:
+            await self._answer(scope, receive, send)
+        finally:
+            self.sandbox.in_progress -= 1
+
+    async def _answer(self, scope, receive, send):
         sandbox = self.sandbox
         fault = sandbox.take_fault(self.platform, scope["path"])
         status_seen: list[int] = []
@@ -333,7 +352,8 @@ class _PlatformMiddleware:
                 await impl.server_error_response(fault.status)(scope, receive, counting_send)
                 return self._count(scope, status_seen)
             if fault.kind == "hang":
-                await asyncio.sleep(fault.seconds)
+                if await _client_left_within(receive, fault.seconds):
+                    return self._count(scope, status_seen)   # nobody to answer, as at a gateway
                 await JSONResponse({"message": "Gateway Timeout"}, status_code=504)(scope, receive, counting_send)
                 return self._count(scope, status_seen)
             if fault.kind == "latency":
@@ -454,6 +474,7 @@ class Sandbox:
         self.throttles: Counter = Counter()
         self.charged: Counter = Counter()   # quota units beyond one a call (Shopify: points actually charged)
         self.faults: list[Fault] = []
+        self.in_progress = 0   # platform requests being answered (hung or delayed ones included)
         self.platforms: dict[str, PlatformSandbox] = {}
         self._apps: dict[str, FastAPI] | None = None
         self.life = None   # a ShopLife when the shop lives through time (include/sandbox/life.py)
@@ -466,6 +487,14 @@ class Sandbox:
         """Let `life` move the shop forward on the clock: its events happen as the clock passes them."""
         self.life = life
         life.attach(self)
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Block until no platform request is being answered (a hung one has seen its client leave)."""
+        deadline = time.monotonic() + timeout
+        while self.in_progress:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.in_progress} sandbox requests still being answered after {timeout} s")
+            time.sleep(0.01)
 
     def catch_up(self) -> None:
         if self.life is not None:

@@ -296,11 +296,9 @@ def test_the_real_quota_throttles_a_greedy_client_and_the_header_rate_is_adopted
 
 def test_a_hang_times_out_and_the_read_is_retried(run_sandbox):
     server = start(run_sandbox, [mcf_order(1)])
-    with make_client(server, timeout=0.5) as client:
-        fault(server, kind="hang", path="/fulfillmentOrders/1001$", seconds=1.5)
-        began = time.monotonic()
+    with make_client(server, timeout=2.0) as client:
+        fault(server, kind="hang", path="/fulfillmentOrders/1001$", seconds=30)
         assert client.get_fulfillment_order("1001")["fulfillmentOrder"]["fulfillmentOrderStatus"] == "Planning"
-        assert time.monotonic() - began < 1.4
         assert client.stats.retries[GET] == 1 and client.stats.calls[GET] == 2
 
 
@@ -373,7 +371,7 @@ def test_cancel_results_refusals_and_no_blind_resend(run_sandbox):
 
 def test_cancel_safely_reads_before_resending(run_sandbox):
     server = start(run_sandbox, [mcf_order(i, "Received") for i in range(1, 4)] + [mcf_order(4, "Processing")])
-    with make_client(server, timeout=0.5) as client:
+    with make_client(server, timeout=2.0) as client:
         # The request was processed but its answer was lost: read back, not sent again.
         fault(server, kind="truncated", path="/1001/cancel$")
         outcome = client.cancel_safely("1001")
@@ -384,7 +382,7 @@ def test_cancel_safely_reads_before_resending(run_sandbox):
         outcome = client.cancel_safely("1002")
         assert (outcome.result, outcome.from_read, outcome.requests_sent) == ("cancelled", False, 2)
         # A hang: the client times out, reads, and sends again.
-        fault(server, kind="hang", path="/1003/cancel$", seconds=1.0)
+        fault(server, kind="hang", path="/1003/cancel$", seconds=30)
         outcome = client.cancel_safely("1003")
         assert (outcome.result, outcome.requests_sent) == ("cancelled", 2)
         # Already cancelled and past picking: typed outcomes, nothing resent.
@@ -393,7 +391,7 @@ def test_cancel_safely_reads_before_resending(run_sandbox):
         late = client.cancel_safely("1004")
         assert (late.result, late.reason, late.cancelled) == ("not_cancellable", "OrderNotCancellable", False)
         assert client.stats.calls[GET] == 3   # one read per ambiguous failure
-    time.sleep(1.1)   # let the hung request finish on the simulator before counting
+    server.sandbox.wait_idle()   # the hung request is counted once its client has left
     ok = [w.path.rsplit("/", 2)[1] for w in writes(server, CANCEL) if w.outcome == "ok"]
     assert sorted(ok) == ["1001", "1002", "1003"]   # each order cancelled by exactly one request
     assert {sfo: o.status for sfo, o in server.sandbox.platforms[P].orders.items()} == {
