@@ -1,10 +1,13 @@
 """OpenLineage datasets for the tasks: the platform endpoints they read or write, the tables they touch.
 
 Endpoint datasets are named after each platform's production API host (the connection may point
-elsewhere, e.g. at the sandbox, but the lineage names the contract). Warehouse tables live in
+elsewhere, e.g. at the sandbox, but the lineage names the contract: TikTok paths at their current
+version). Warehouse tables live in
 the `orderops-warehouse` namespace, under the names of `include.warehouse`.
 """
 from __future__ import annotations
+
+from include.platforms.tiktok_versions import path as tiktok_path
 
 def assets():
     """The Airflow Assets the pipeline produces and the report consumes (one definition for both DAGs)."""
@@ -27,12 +30,12 @@ API_HOSTS = {
 WAREHOUSE_NAMESPACE = "orderops-warehouse"
 
 ENDPOINTS = {
-    "tiktok_orders": ("tiktok", "/order/202309/orders/search"),
-    "tiktok_cancellations": ("tiktok", "/return_refund/202309/cancellations/search"),
-    "tiktok_providers": ("tiktok", "/logistics/202309/delivery_options/{id}/shipping_providers"),
-    "tiktok_packages": ("tiktok", "/fulfillment/202309/orders/{order_id}/packages"),
-    "tiktok_approve": ("tiktok", "/return_refund/202309/cancellations/{cancel_id}/approve"),
-    "tiktok_reject": ("tiktok", "/return_refund/202309/cancellations/{cancel_id}/reject"),
+    "tiktok_orders": ("tiktok", tiktok_path("search_orders")),
+    "tiktok_cancellations": ("tiktok", tiktok_path("search_cancellations")),
+    "tiktok_providers": ("tiktok", tiktok_path("shipping_providers")),
+    "tiktok_packages": ("tiktok", tiktok_path("mark_package_shipped")),
+    "tiktok_approve": ("tiktok", tiktok_path("approve_cancellation")),
+    "tiktok_reject": ("tiktok", tiktok_path("reject_cancellation")),
     "shopify_orders": ("shopify", "/admin/api/{version}/graphql.json#orders"),
     "shopify_order_update": ("shopify", "/admin/api/{version}/graphql.json#orderUpdate,tagsAdd"),
     "shopify_order_cancel": ("shopify", "/admin/api/{version}/graphql.json#orderCancel"),

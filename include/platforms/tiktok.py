@@ -1,6 +1,7 @@
 """TikTok Shop Open API client and Airflow hook (DESIGN §5).
 
-Contract: reference/tiktok_shop_api.md (Open API 202309 paths, US seller).
+Contract: reference/tiktok_shop_api.md (Open API 202309+ paths, US seller); each operation at the
+version tiktok_versions names (the current documented one unless the connection pins another).
 
 * Every attempt is stamped (`timestamp`, Unix seconds) and signed (`sign`, see tiktok_signing)
   again: a retry after a backoff would otherwise fall outside the platform's -5 min / +30 s window.
@@ -37,12 +38,12 @@ from include.platforms.base import (AuthError, BusinessError, ConfigurationError
                                     ThrottledError, TokenExpiredError, chunked, lazy_hook, record_id)
 from include.platforms.connection import ConnectionSettings
 from include.platforms.tiktok_signing import sign
+from include.platforms.tiktok_versions import path as versioned_path, resolve as resolve_versions
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://open-api.tiktokglobalshop.com"
 DEFAULT_AUTH_BASE_URL = "https://auth.tiktok-shops.com"
-VERSION = "202309"
 TOKEN_HEADER = "x-tts-access-token"
 DEFAULT_QPS = 50.0
 # Refresh this long before a known expiry, so that a long page walk does not run into it.
@@ -177,6 +178,7 @@ class TikTokShopClient(PlatformClient):
                  limits: dict[str, tuple[float, float]] | None = None,
                  on_token_refresh: Callable[[TokenSet], None] | None = None,
                  refresh_margin: float = DEFAULT_REFRESH_MARGIN, timeout: float = 30.0,
+                 api_versions: dict[str, str] | None = None,
                  retry: RetryPolicy | None = None, transport: httpx.BaseTransport | None = None,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
         if not app_key:
@@ -189,6 +191,10 @@ class TikTokShopClient(PlatformClient):
             raise ConfigurationError(f"tiktok: auth_base_url {auth_base_url!r} must start with http:// or https://")
         if isinstance(qps, bool) or not qps > 0:
             raise ConfigurationError(f"tiktok: qps must be a positive number, got {qps!r}")
+        try:
+            self.versions = resolve_versions(api_versions)
+        except ValueError as exc:
+            raise ConfigurationError(f"tiktok: {exc}") from None
         # Half the quota as burst: the platform's bucket starts when our first request lands, so a
         # full-size burst on our side could arrive a hair early and be refused.
         super().__init__(base_url, timeout=timeout, retry=retry, limits=limits,
@@ -214,7 +220,7 @@ class TikTokShopClient(PlatformClient):
     def from_settings(cls, settings: ConnectionSettings, **overrides: Any) -> "TikTokShopClient":
         """Build from a connection: host = open API URL, login = app_key, password = app_secret,
         extra = auth_base_url, access_token, refresh_token, access_token_expire_in, shop_cipher,
-        shop_id, qps, timeout, max_attempts."""
+        shop_id, qps, timeout, max_attempts, api_versions ({operation: version} to pin)."""
         extra = settings.extra
         kwargs: dict[str, Any] = dict(
             access_token=extra.get("access_token") or None,
@@ -224,6 +230,7 @@ class TikTokShopClient(PlatformClient):
             auth_base_url=str(extra.get("auth_base_url") or DEFAULT_AUTH_BASE_URL),
             qps=settings.number("qps", DEFAULT_QPS),
             timeout=settings.number("timeout", 30.0),
+            api_versions=extra.get("api_versions"),
         )
         if extra.get("access_token_expire_in") not in (None, ""):
             kwargs["access_token_expire_in"] = int(settings.number("access_token_expire_in", 0))
@@ -373,6 +380,9 @@ class TikTokShopClient(PlatformClient):
             self.shop, self._shop_cipher = chosen, chosen["cipher"]
         return self._shop_cipher
 
+    def _path(self, operation: str, **ids: str) -> str:
+        return versioned_path(operation, self.versions[operation], **ids)
+
     def _api(self, operation: str, method: str, path: str, *, params: list | None = None, body: Any = None,
              retry_safe: bool = True) -> Reply:
         query = list(params or [])
@@ -402,7 +412,7 @@ class TikTokShopClient(PlatformClient):
     # ------------------------------------------------------------------ reads
     def shops(self) -> list[dict]:
         """The shops the token is authorized for ({id, name, region, seller_type, cipher, code})."""
-        data = self._api("shops", "GET", f"/authorization/{VERSION}/shops").data
+        data = self._api("shops", "GET", self._path("shops")).data
         shops = data.get("shops")
         if not isinstance(shops, list):
             raise MalformedResponseError(self.platform, "shops", "expected shops[]")
@@ -421,7 +431,7 @@ class TikTokShopClient(PlatformClient):
             raise ValueError(f"sort_order: expected ASC or DESC, got {sort_order!r}")
         body = _body(filters, ORDER_FILTERS, "order")
         base = [("page_size", str(page_size)), ("sort_field", sort_field), ("sort_order", sort_order)]
-        return self._listing("search_orders", f"/order/{VERSION}/orders/search", "orders", "id", body, base)
+        return self._listing("search_orders", self._path("search_orders"), "orders", "id", body, base)
 
     def get_orders(self, ids: Iterable[str]) -> list[dict]:
         """Order details for `ids` (asked 50 at a time), in the order asked, each once.
@@ -429,7 +439,7 @@ class TikTokShopClient(PlatformClient):
         wanted = list(dict.fromkeys(_path_id(i, "ids") for i in ids))
         found: list[dict] = []
         for batch in chunked(wanted, MAX_DETAIL_IDS):
-            data = self._api("get_orders", "GET", f"/order/{VERSION}/orders", params=[("ids", ",".join(batch))]).data
+            data = self._api("get_orders", "GET", self._path("get_orders"), params=[("ids", ",".join(batch))]).data
             orders = data.get("orders")
             if not isinstance(orders, list):
                 raise MalformedResponseError(self.platform, "get_orders", "expected orders[]")
@@ -448,7 +458,7 @@ class TikTokShopClient(PlatformClient):
             raise ValueError(f"sort_order: expected ASC or DESC, got {sort_order!r}")
         body = _body(filters, CANCELLATION_FILTERS, "cancellation")
         base = [("page_size", str(page_size)), ("sort_field", sort_field), ("sort_order", sort_order)]
-        return self._listing("search_cancellations", f"/return_refund/{VERSION}/cancellations/search",
+        return self._listing("search_cancellations", self._path("search_cancellations"),
                              "cancellations", "cancel_id", body, base)
 
     def _list(self, operation: str, path: str, key: str, params: list | None = None) -> list[dict]:
@@ -459,24 +469,24 @@ class TikTokShopClient(PlatformClient):
 
     def warehouses(self) -> list[dict]:
         """The shop's warehouses ({id, name, effect_status, type, sub_type, is_default, address})."""
-        return self._list("warehouses", f"/logistics/{VERSION}/warehouses", "warehouses")
+        return self._list("warehouses", self._path("warehouses"), "warehouses")
 
     def delivery_options(self, warehouse_id: str) -> list[dict]:
         """Delivery options of a warehouse ({id, name, description, type, ...})."""
         wid = _path_id(warehouse_id, "warehouse_id")
-        return self._list("delivery_options", f"/logistics/{VERSION}/warehouses/{wid}/delivery_options",
+        return self._list("delivery_options", self._path("delivery_options", warehouse_id=wid),
                           "delivery_options")
 
     def shipping_providers(self, delivery_option_id: str) -> list[dict]:
         """Carriers of a delivery option ({id, name}); an order's own delivery_option_id works here."""
         did = _path_id(delivery_option_id, "delivery_option_id")
-        return self._list("shipping_providers", f"/logistics/{VERSION}/delivery_options/{did}/shipping_providers",
+        return self._list("shipping_providers", self._path("shipping_providers", delivery_option_id=did),
                           "shipping_providers")
 
     def reject_reasons(self, cancel_id: str) -> list[dict]:
         """Reasons a cancellation may be rejected with ({name, text}); `name` goes in reject_cancellation."""
         cid = _path_id(cancel_id, "cancel_id")
-        return self._list("reject_reasons", f"/return_refund/{VERSION}/reject_reasons", "reasons",
+        return self._list("reject_reasons", self._path("reject_reasons"), "reasons",
                           params=[("return_or_cancel_id", cid)])
 
     # ------------------------------------------------------------------ writes
@@ -492,14 +502,20 @@ class TikTokShopClient(PlatformClient):
         oid = _path_id(order_id, "order_id")
         if not isinstance(tracking_number, str) or not tracking_number.strip():
             raise ValueError("tracking_number: required")
-        body: dict[str, Any] = {"tracking_number": tracking_number.strip(),
-                                "shipping_provider_id": _path_id(shipping_provider_id, "shipping_provider_id")}
+        shipping = {"tracking_number": tracking_number.strip(),
+                    "shipping_provider_id": _path_id(shipping_provider_id, "shipping_provider_id")}
+        lines = None
         if order_line_item_ids is not None:
             lines = [_path_id(i, "order_line_item_ids") for i in order_line_item_ids]
             if not lines:
                 raise ValueError("order_line_item_ids: give at least one id, or None for the whole order")
-            body["order_line_item_ids"] = lines
-        return self._api("mark_package_shipped", "POST", f"/fulfillment/{VERSION}/orders/{oid}/packages",
+        version = self.versions["mark_package_shipped"]
+        if version == "202309":
+            body: dict[str, Any] = dict(shipping, **({"order_line_item_ids": lines} if lines else {}))
+        else:   # one package, one tracking number: shipping_info_list holds more only for allowlisted splits
+            body = dict({"order_line_list": [{"order_line_id": i} for i in lines]} if lines else {},
+                        shipping_info_list=[shipping])
+        return self._api("mark_package_shipped", "POST", self._path("mark_package_shipped", order_id=oid),
                          body=body, retry_safe=False)
 
     def mark_package_shipped_safely(self, order_id: str, tracking_number: str, shipping_provider_id: str,
@@ -553,7 +569,7 @@ class TikTokShopClient(PlatformClient):
     def approve_cancellation(self, cancel_id: str, idempotency_key: str) -> Reply:
         """Approve a buyer's cancellation request. Keyed, so safe to retry (same key, one effect)."""
         cid = _path_id(cancel_id, "cancel_id")
-        return self._api("approve_cancellation", "POST", f"/return_refund/{VERSION}/cancellations/{cid}/approve",
+        return self._api("approve_cancellation", "POST", self._path("approve_cancellation", cancel_id=cid),
                          params=[("idempotency_key", self._key(idempotency_key))])
 
     def reject_cancellation(self, cancel_id: str, reject_reason: str, idempotency_key: str,
@@ -565,7 +581,7 @@ class TikTokShopClient(PlatformClient):
         body: dict[str, Any] = {"reject_reason": reject_reason}
         if comment is not None:
             body["comment"] = comment
-        return self._api("reject_cancellation", "POST", f"/return_refund/{VERSION}/cancellations/{cid}/reject",
+        return self._api("reject_cancellation", "POST", self._path("reject_cancellation", cancel_id=cid),
                          params=[("idempotency_key", self._key(idempotency_key))], body=body)
 
 

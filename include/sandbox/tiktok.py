@@ -1,9 +1,10 @@
-"""TikTok Shop Open API simulator (202309 paths) and its token host.
+"""TikTok Shop Open API simulator (202309 paths, and the newer versions in NEWER_VERSIONS) and its token host.
 
 Two apps: `tiktok` (open API: shops, orders, logistics, fulfillment, cancellations) and
 `tiktok_auth` (`/api/v2/token/get` and `/api/v2/token/refresh`). Every open API request goes
 through the same gateway as the real one: app key, timestamp window (wall clock), HMAC-SHA256
-signature over path + sorted query + raw body, `x-tts-access-token`, `shop_cipher` required or
+signature over path + sorted query + raw body (a repeated query key signed either way clients
+sign it: values comma-joined, or one key+value per occurrence), `x-tts-access-token`, `shop_cipher` required or
 forbidden per path, then a per (app_key, shop_cipher, endpoint) token bucket.
 
 State is keyed by shop cipher so more shops can be configured (`extra_shops`); scenario orders
@@ -25,7 +26,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
@@ -70,6 +71,14 @@ DEFAULT_DURATIONS = {"AWAITING_COLLECTION": 86400.0, "IN_TRANSIT": 3 * 86400.0, 
 NEXT_STATUS = {"AWAITING_COLLECTION": "IN_TRANSIT", "IN_TRANSIT": "DELIVERED", "DELIVERED": "COMPLETED"}
 
 API_VERSION = "202309"
+# Endpoints TikTok documents at a newer version, each served at 202309 and at that one with their
+# documented differences (the newer versions' fields as the Partner Center models publish them):
+# 202507 order detail adds fields; 202602 cancellations add `should_replenish_stock` and
+# `cancel_sub_line_items`; 202610 Mark Package As Shipped takes `shipping_info_list[]` and
+# `order_line_list[]` instead of top-level `tracking_number`, `shipping_provider_id` and
+# `order_line_item_ids`. Every other endpoint is served at 202309 only.
+NEWER_VERSIONS = {"get_order_detail": "202507", "search_cancellations": "202602",
+                  "mark_package_as_shipped": "202610"}
 TOKEN_HEADER = "x-tts-access-token"
 SIGN_WINDOW_PAST = 300
 SIGN_WINDOW_FUTURE = 30
@@ -236,6 +245,16 @@ class _Endpoint:
         self.regex = re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", self.template) + "$")
 
 
+def shipped_with(body: Any) -> dict:
+    """{tracking_number, shipping_provider_id} of a logged Mark Package As Shipped body, at any
+    version (202610 nests them in shipping_info_list[0]); {} for a body that carried neither."""
+    if not isinstance(body, dict):
+        return {}
+    infos = body.get("shipping_info_list")
+    source = infos[0] if isinstance(infos, list) and infos and isinstance(infos[0], dict) else body
+    return {k: source[k] for k in ("tracking_number", "shipping_provider_id") if k in source}
+
+
 @dataclass
 class _Ctx:
     request: Request
@@ -248,6 +267,10 @@ class _Ctx:
     @property
     def path_params(self) -> dict:
         return self.request.path_params
+
+    @property
+    def version(self) -> str:
+        return self.request.url.path.split("/")[2]
 
 
 @dataclass
@@ -805,7 +828,14 @@ class TikTokSandbox(PlatformSandbox):
         return {"tiktok": api, "tiktok_auth": auth}
 
     def _endpoints(self) -> list[_Endpoint]:
-        v = API_VERSION
+        served = self._endpoints_at(API_VERSION)
+        for ep in list(served):
+            newer = NEWER_VERSIONS.get(ep.operation)
+            if newer:
+                served.append(replace(ep, template=ep.template.replace(f"/{API_VERSION}/", f"/{newer}/", 1)))
+        return served
+
+    def _endpoints_at(self, v: str) -> list[_Endpoint]:
         return [
             _Endpoint("GET", f"/authorization/{v}/shops", "get_authorized_shops", self._get_shops,
                       shop_scoped=False),
@@ -879,10 +909,10 @@ class TikTokSandbox(PlatformSandbox):
         else:
             code, message, status = E_PATH, MSG["path"], 404
             m = re.match(r"^/([a-z_]+)/(\d{6})(/.*)?$", path)
-            if m and m.group(2) != API_VERSION:
-                same = f"/{m.group(1)}/{API_VERSION}{m.group(3) or ''}"
-                if any(ep.regex.match(same) for ep in self.endpoints):
-                    code, message = E_VERSION, MSG["version"]
+            versions = {ep.template.split("/")[2] for ep in self.endpoints}
+            if m and any(ep.regex.match(f"/{m.group(1)}/{v}{m.group(3) or ''}")
+                         for v in versions for ep in self.endpoints):
+                code, message = E_VERSION, MSG["version"]
         return self._respond(envelope(code, message, request_id()), status)
 
     async def _unknown_auth_path(self, request: Request) -> Response:
@@ -950,13 +980,12 @@ class TikTokSandbox(PlatformSandbox):
     def _signature_ok(secret: str, path: str, pairs: list[tuple[str, str]], raw: bytes,
                       ctype: str, given: str) -> bool:
         given = given.lower()
-        if hmac.compare_digest(sign(secret, path, pairs, raw, ctype), given):
-            return True
-        # Some clients drop empty-valued parameters before signing; accept that form too.
-        if any(v == "" for _, v in pairs):
-            kept = [(k, v) for k, v in pairs if v != ""]
-            return hmac.compare_digest(sign(secret, path, kept, raw, ctype), given)
-        return False
+        # Some clients drop empty-valued parameters before signing; a repeated key is signed
+        # comma-joined or once per occurrence (tiktok_signing): accept each of those forms.
+        forms = [pairs] + ([[(k, v) for k, v in pairs if v != ""]] if any(v == "" for _, v in pairs) else [])
+        styles = ("joined", "each") if len({k for k, _ in pairs}) < len(pairs) else ("joined",)
+        return any(hmac.compare_digest(sign(secret, path, form, raw, ctype, style), given)
+                   for form in forms for style in styles)
 
     def _check_access_token(self, token: str | None, app_key: str) -> None:
         rec = self.access_tokens.get(token or "")
@@ -1117,7 +1146,12 @@ class TikTokSandbox(PlatformSandbox):
         ids = list(dict.fromkeys(ids))
         if len(ids) > 50:
             raise param_error("ids: at most 50 order ids per request")
-        return {"orders": [copy.deepcopy(self._order_of(ctx.shop, i)) for i in ids]}
+        orders = [copy.deepcopy(self._order_of(ctx.shop, i)) for i in ids]
+        if ctx.version != API_VERSION:
+            for order in orders:
+                order.update(is_subscription_order=False, buyer_nickname=f"buyer{order['user_id'][-6:]}",
+                             recommended_shipping_time=order["rts_sla_time"])
+        return {"orders": orders}
 
     async def _warehouses(self, ctx: _Ctx) -> dict:
         return {"warehouses": copy.deepcopy(ctx.shop.warehouses)}
@@ -1135,15 +1169,33 @@ class TikTokSandbox(PlatformSandbox):
             raise ApiError(E_DELIVERY_OPTION)
         return {"shipping_providers": copy.deepcopy(option["providers"])}
 
+    def _shipping_request(self, ctx: _Ctx) -> tuple[Any, Any, list | None]:
+        """(tracking number, provider id, line ids or None) as the endpoint's version spells them."""
+        body = ctx.body
+        if ctx.version == API_VERSION:
+            return (body.get("tracking_number"), body.get("shipping_provider_id"),
+                    self._body_list(body, "order_line_item_ids"))
+        infos = body.get("shipping_info_list")
+        if not isinstance(infos, list) or not infos or not all(isinstance(i, dict) for i in infos):
+            raise param_error(f"shipping_info_list is required (from {ctx.version} the tracking number and "
+                              "provider go in shipping_info_list[])")
+        if len(infos) > 1:
+            raise param_error("shipping_info_list: only one tracking number can be uploaded at a time "
+                              "(several need the split-shipment allowlist)")
+        lines = body.get("order_line_list")
+        if lines is not None and (not isinstance(lines, list) or not all(
+                isinstance(li, dict) and isinstance(li.get("order_line_id"), str) for li in lines)):
+            raise param_error("order_line_list must be a list of {order_line_id}")
+        wanted = None if not lines else [li["order_line_id"] for li in lines]
+        return infos[0].get("tracking_number"), infos[0].get("shipping_provider_id"), wanted
+
     async def _mark_shipped(self, ctx: _Ctx) -> dict:
-        shop, body = ctx.shop, ctx.body
-        tracking = body.get("tracking_number")
-        provider_id = body.get("shipping_provider_id")
+        shop = ctx.shop
+        tracking, provider_id, wanted = self._shipping_request(ctx)
         if not isinstance(tracking, str) or not tracking:
             raise param_error("tracking_number is required")
         if not isinstance(provider_id, str) or not provider_id:
             raise param_error("shipping_provider_id is required")
-        wanted = self._body_list(body, "order_line_item_ids")
         order = self._order_of(shop, ctx.path_params["order_id"])
         if order["fulfillment_type"] != "FULFILLMENT_BY_SELLER" or order["shipping_type"] != "SELLER":
             raise ApiError(E_BUSINESS_TYPE, MSG["business_type"])
@@ -1212,8 +1264,14 @@ class TikTokSandbox(PlatformSandbox):
             return [c["cancel_id"] for c in found]
 
         ids, next_token, total = self._page(shop, q, fingerprint, page_size, matching)
-        return {"cancellations": [copy.deepcopy(shop.cancellations[i]) for i in ids],
-                "next_page_token": next_token, "total_count": total}
+        found = [copy.deepcopy(shop.cancellations[i]) for i in ids]
+        if ctx.version != API_VERSION:
+            for rec in found:
+                shipped = shop.orders[rec["order_id"]]["status"] in SHIPPED_STATUSES
+                rec["should_replenish_stock"] = not shipped
+                for line in rec["cancel_line_items"]:
+                    line["cancel_sub_line_items"] = []
+        return {"cancellations": found, "next_page_token": next_token, "total_count": total}
 
     def _pending_request(self, shop: _Shop, cancel_id: str) -> tuple[dict, dict]:
         rec = shop.cancellations.get(cancel_id)

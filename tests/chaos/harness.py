@@ -35,6 +35,7 @@ from include.sandbox.core import Sandbox, Settings, WriteRecord, parse_fault
 from include.sandbox.generate import generate
 from include.sandbox.scenario import parse_scenario
 from include.sandbox.server import SandboxServer
+from include.sandbox.tiktok import shipped_with
 from include.warehouse import Warehouse
 
 NOW = "2026-11-20T15:00:00Z"
@@ -277,7 +278,7 @@ def effect_of(w: WriteRecord) -> Effect | None:
     if w.platform == "tiktok":
         if w.operation == "mark_package_as_shipped":
             order = re.search(r"/orders/(\d+)/packages", w.path).group(1)
-            return Effect("post_tracking", order, (w.body or {}).get("tracking_number", ""))
+            return Effect("post_tracking", order, shipped_with(w.body).get("tracking_number", ""))
         if w.operation in ("approve_cancellation", "reject_cancellation"):
             cancel = re.search(r"/cancellations/(\d+)/", w.path).group(1)
             return Effect(w.operation, cancel, replay=w.query.get("idempotency_key"))

@@ -15,7 +15,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from include.sandbox.tiktok import provider
+from include.sandbox.tiktok import provider, shipped_with
 from include.warehouse import action_ledger, decisions
 from tests.chaos.harness import SandboxRig, audit, chaos_scenario, fresh_warehouse
 
@@ -51,8 +51,8 @@ def rig():
 
 
 def posted(rig) -> dict[str, dict]:
-    """TikTok order -> the body of its successful mark-as-shipped write."""
-    return {re.search(r"/orders/(\d+)/packages", w.path).group(1): w.body for w in rig.writes
+    """TikTok order -> the tracking and provider of its successful mark-as-shipped write."""
+    return {re.search(r"/orders/(\d+)/packages", w.path).group(1): shipped_with(w.body) for w in rig.writes
             if w.platform == "tiktok" and w.operation == "mark_package_as_shipped" and w.outcome == "ok"}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import re
 import subprocess
 import sys
 import threading
@@ -24,18 +25,18 @@ from include.platforms.base import (AuthError, BusinessError, ConfigurationError
 from include.platforms.connection import ConnectionSettings, connection_json
 from include.platforms.tiktok import ShipOutcome, TikTokShopClient, TokenSet
 from include.platforms.tiktok_signing import sign
+from include.platforms.tiktok_versions import path as api_path
 from include.sandbox.core import Settings
 from include.sandbox.generate import generate
 from include.sandbox.tiktok import DEFAULT_CREDENTIALS as CREDS
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
-V = "202309"
 FAST = RetryPolicy(max_attempts=6, base=0.01, cap=0.05)
 FROZEN = Settings(clock_rate=0)
 SEARCH = ("tiktok", "search_orders")
 # A request answered by an injected fault never reaches the handler that names its operation, so
 # the simulator counts it under the route instead.
-SEARCH_ROUTE = ("tiktok", f"POST /order/{V}/orders/search")
+SEARCH_ROUTE = ("tiktok", f"POST {api_path('search_orders')}")
 MARK = "mark_package_shipped"
 SB_MARK = "mark_package_as_shipped"   # the simulator's name for the operation
 SECOND_SHOP = {"cipher": "TTP_SbxShopCipher0002", "id": "7494000000000000002", "name": "Second shop",
@@ -104,7 +105,7 @@ def counted(server, key: tuple, table: str = "calls") -> int:
 
 def writes(server, operation: str | None = None, order_id: str | None = None) -> list[dict]:
     """The simulator's write log, read through its admin API (`GET /_sandbox/writes`)."""
-    time.sleep(0.05)   # a write is logged once the handler has run; let a garbled answer's handler finish
+    server.sandbox.wait_idle()   # a write is logged once the handler has run; let a garbled answer's handler finish
     rows = httpx.get(server.urls["tiktok"] + "/_sandbox/writes", params={"platform": "tiktok"}, timeout=10).json()
     return [w for w in rows if (operation is None or w["operation"] == operation)
             and (order_id is None or f"/orders/{order_id}/" in w["path"])]
@@ -156,9 +157,11 @@ def test_paging_2000_orders_survives_a_token_expiry_midway_without_losing_a_page
         assert refreshed[0].refresh_token == CREDS["refresh_token"]
         assert refreshed[0].access_token_expire_in > time.time() + 6 * 86400
         assert "access_token" not in repr(refreshed[0]).replace("access_token_expire_in", "")
-        # the payloads are TikTok's own objects, untouched
+        # the payloads are TikTok's own objects, untouched; order detail at 202507 adds its fields
         sample = next(client.search_orders({"order_status": "CANCELLED"}, page_size=1))
-        assert client.get_orders([sample["id"]]) == [sample]
+        detail = client.get_orders([sample["id"]])[0]
+        assert {k: detail[k] for k in sample} == sample
+        assert set(detail) - set(sample) == {"is_subscription_order", "buyer_nickname", "recommended_shipping_time"}
         rows = {r["operation"]: r for r in client.stats.as_rows("tiktok")}
         assert rows["search_orders"]["calls"] == 21 + 1
 
@@ -384,7 +387,7 @@ def test_5xx_garbled_and_hung_reads_are_retried_without_losing_a_page(run_sandbo
         assert len(got) == 450 and set(got) == {oid(n) for n in range(450)}
         assert client.stats.retries["search_orders"] == 6
         assert client.stats.calls["search_orders"] == 5 + 6
-        fault(server, path="/order/202309/orders$", kind="truncated")
+        fault(server, path=api_path("get_orders") + "$", kind="truncated")
         assert client.get_orders([oid(3)])[0]["id"] == oid(3)
         assert client.stats.calls["get_orders"] == 2
 
@@ -408,7 +411,7 @@ def test_mark_package_shipped_is_never_resent_blindly(run_sandbox, kind, reached
         if kind == "hang":
             server.sandbox.wait_idle()   # the simulator counts a hung request once its client has left
         assert counted(server, ("tiktok", SB_MARK) if reached else
-                       ("tiktok", f"POST /fulfillment/{V}/orders/{{order_id}}/packages")) == 1
+                       ("tiktok", f"POST {api_path(MARK)}")) == 1
         # the garbled answer came from a handler that ran: one write, one package; else none
         assert len(writes(server, SB_MARK, oid(1))) == (1 if reached else 0)
         assert len(client.get_orders([oid(1)])[0]["packages"]) == (1 if reached else 0)
@@ -419,7 +422,8 @@ def test_mark_package_shipped_is_never_resent_blindly(run_sandbox, kind, reached
         assert outcome.from_read is reached and outcome.requests_sent == (1 if reached else 2)
         logged = writes(server, SB_MARK, oid(2))
         assert len(logged) == 1 and logged[0]["outcome"] == "ok"   # exactly one write reached TikTok
-        assert logged[0]["body"] == {"tracking_number": "1ZSANDBOX0000000002", "shipping_provider_id": ups}
+        assert logged[0]["body"] == {"shipping_info_list": [{"tracking_number": "1ZSANDBOX0000000002",
+                                                             "shipping_provider_id": ups}]}
         shipped = client.get_orders([oid(2)])[0]
         assert shipped["status"] == "AWAITING_COLLECTION" and len(shipped["packages"]) == 1
         assert outcome.package_id == shipped["packages"][0]["id"]
@@ -526,6 +530,48 @@ def test_configuration_errors_name_the_field():
     assert (client.limiter("search_orders").rate, client.retry.max_attempts) == (20.0, 4)
     assert client.tokens.access_token_expire_in == 1900000000
     client.close()
+
+
+# ---------------------------------------------------------------- API versions
+@pytest.mark.parametrize("pinned", [None, {"get_orders": "202309", "search_cancellations": "202309",
+                                           "mark_package_shipped": "202309"}])
+def test_each_operation_at_its_current_version_or_the_one_the_connection_pins(run_sandbox, pinned):
+    server = run_sandbox(scenario([order(1, lines=2), order(2, pending_cancel=True)]), platforms=("tiktok",),
+                         settings=FROZEN)
+    settings = ConnectionSettings("tt", server.urls["tiktok"], CREDS["app_key"], CREDS["app_secret"], dict(
+        access_token=CREDS["access_token"], shop_cipher=CREDS["shop_cipher"],
+        **({"api_versions": pinned} if pinned else {})))
+    paths: list[str] = []
+    with TikTokShopClient.from_settings(settings, retry=FAST) as client:
+        client.http.event_hooks["request"] = [lambda request: paths.append(request.url.path)]
+        first = client.get_orders([oid(1)])[0]
+        assert [c["order_id"] for c in client.search_cancellations()] == [oid(2)]
+        shipped = client.mark_package_shipped(oid(1), "1ZSANDBOX0000000001", provider_id(client, first),
+                                              [line_id(1, 1)])
+        assert shipped.data["order_line_item_ids"] == [line_id(1, 1)]
+        assert client.get_orders([oid(1)])[0]["line_items"][1]["tracking_number"] == "1ZSANDBOX0000000001"
+    want = {"get_orders": "202507", "search_cancellations": "202602", "mark_package_shipped": "202610"}
+    want.update(pinned or {})
+    assert {p.split("/")[2] for p in paths if "orders" in p and "packages" not in p and "search" not in p} == {
+        want["get_orders"]}
+    assert [p.split("/")[2] for p in paths if p.endswith("cancellations/search")] == [want["search_cancellations"]]
+    assert [p.split("/")[2] for p in paths if p.endswith("/packages")] == [want["mark_package_shipped"]]
+    body = writes(server, SB_MARK, oid(1))[0]["body"]
+    assert body == ({"tracking_number": "1ZSANDBOX0000000001", "shipping_provider_id": body.get("shipping_provider_id"),
+                     "order_line_item_ids": [line_id(1, 1)]} if pinned else
+                    {"order_line_list": [{"order_line_id": line_id(1, 1)}], "shipping_info_list": [
+                        {"tracking_number": "1ZSANDBOX0000000001",
+                         "shipping_provider_id": body["shipping_info_list"][0]["shipping_provider_id"]}]})
+
+
+@pytest.mark.parametrize("pinned,named", [({"get_orders": "202401"}, "api_versions.get_orders: version '202401'"),
+                                          ({"mark_shipped": "202309"}, "unknown operation 'mark_shipped'"),
+                                          ("202309", "expected an object")])
+def test_a_pinned_version_orderops_does_not_speak_is_refused_naming_it(pinned, named):
+    with pytest.raises(ConfigurationError, match=re.escape(named)) as caught:
+        TikTokShopClient.from_settings(ConnectionSettings("tt", "https://open-api.tiktokglobalshop.com", "key", "s",
+                                                          {"access_token": "t", "api_versions": pinned}))
+    assert "'tt'" in str(caught.value)
 
 
 # ---------------------------------------------------------------- the Airflow hook

@@ -306,6 +306,64 @@ def test_unknown_path_version_method_and_content_type(api_for):
     assert error(httpx.get(api.auth_base + "/api/v2/token/nope"))[:2] == (404, 36009009)
 
 
+# ---------------------------------------------------------------- API versions
+
+def test_newer_versions_are_served_beside_202309_with_their_differences(api_for):
+    server, api = api_for(order(1, lines=2), order(2), order(3, pending_cancel=True), order(4))
+    old, new = api.ok("GET", f"/order/{V}/orders", {"ids": oid(1)})["orders"][0], \
+        api.ok("GET", "/order/202507/orders", {"ids": oid(1)})["orders"][0]
+    added = set(new) - set(old)
+    assert added == {"is_subscription_order", "buyer_nickname", "recommended_shipping_time"} and not set(old) - set(new)
+    assert {k: new[k] for k in old} == old and new["recommended_shipping_time"] == old["rts_sla_time"]
+
+    search = "/return_refund/{}/cancellations/search"
+    before = api.ok("POST", search.format(V), {}, {})["cancellations"][0]
+    after = api.ok("POST", search.format("202602"), {}, {"locale": "en-US"})["cancellations"][0]
+    assert "should_replenish_stock" not in before and after["should_replenish_stock"] is True
+    assert after["cancel_line_items"][0]["cancel_sub_line_items"] == []
+
+    ups = api.providers(api.one(oid(1)))["UPS"]
+    packages = "/fulfillment/202610/orders/{}/packages"
+    shipped = api.ok("POST", packages.format(oid(1)), body={
+        "order_line_list": [{"order_line_id": line_id(1, 1)}],
+        "shipping_info_list": [{"tracking_number": "1Z999AA10123456784", "shipping_provider_id": ups}]})
+    assert shipped["order_line_item_ids"] == [line_id(1, 1)]
+    lines = {li["id"]: li for li in api.one(oid(1))["line_items"]}
+    assert lines[line_id(1, 1)]["tracking_number"] == "1Z999AA10123456784" and not lines[line_id(1, 0)].get("package_id")
+    # the 202309 body at 202610 names what the version wants; two tracking numbers need the allowlist
+    code, number, message = error(api.request("POST", packages.format(oid(2)), body={
+        "tracking_number": "1Z999AA10123456785", "shipping_provider_id": ups}))
+    assert (code, number) == (400, 36009004) and "shipping_info_list" in message
+    two = [{"tracking_number": f"1Z999AA1012345678{n}", "shipping_provider_id": ups} for n in (6, 7)]
+    assert "allowlist" in error(api.request("POST", packages.format(oid(2)), body={"shipping_info_list": two}))[2]
+    assert api.one(oid(2))["status"] == "AWAITING_SHIPMENT"
+    # and 202309 keeps its own body: the whole order, one package
+    assert api.ship(oid(4), ups).json()["code"] == 0
+    assert [(w["path"].split("/")[2], w["outcome"]) for w in writes(server)] == [
+        ("202610", "ok"), ("202610", "36009004"), ("202610", "36009004"), (V, "ok")]
+    # a version an endpoint does not have is refused as a version, not as an unknown path
+    for path in ("/order/202507/orders/search", "/return_refund/202610/cancellations/search",
+                 f"/fulfillment/202602/orders/{oid(2)}/packages"):
+        assert error(api.request("POST", path, body={}))[:2] == (404, 36009014)
+
+
+@pytest.mark.parametrize("style", ["joined", "each"])
+def test_a_repeated_query_key_is_a_list_signed_either_way(api_for, style):
+    server, api = api_for(order(1), order(2))
+    path = "/order/202507/orders"
+    query = [("app_key", api.app_key), ("timestamp", str(int(time.time()))), ("shop_cipher", api.cipher),
+             ("ids", oid(1)), ("ids", oid(2))]
+    signed = query + [("sign", sign(api.secret, path, query, b"", repeated=style))]
+    resp = api.http.get(api.base + path, params=signed, headers={"x-tts-access-token": api.token})
+    assert resp.json()["code"] == 0, resp.text
+    assert [o["id"] for o in resp.json()["data"]["orders"]] == [oid(1), oid(2)]
+    # the two styles are different strings: neither is accepted for the other's path or values
+    assert signing_string(path, query, repeated="joined") != signing_string(path, query, repeated="each")
+    forged = query + [("sign", sign(api.secret, path, query[:-1], b"", repeated=style))]
+    assert error(api.http.get(api.base + path, params=forged, headers={"x-tts-access-token": api.token}))[:2] == (
+        401, 106001)
+
+
 # ---------------------------------------------------------------- token host
 
 def test_token_exchange_is_single_use_with_absolute_expiries(api_for):

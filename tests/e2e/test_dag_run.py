@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from include.demo import airflow, airflow_env, prepare_airflow
+from include.platforms.tiktok_versions import path as api_path
 from include.sandbox.core import Settings, changes_orders
 from include.sandbox.generate import DEFAULT_NOW, generate
 from include.sandbox.scenario import parse_time
@@ -67,10 +68,10 @@ def test_dag_runs_twice_acts_once_and_emits_lineage(run_sandbox, tmp_path):
             for side in ("inputs", "outputs"):
                 for d in event.get(side, []):
                     datasets[event["job"]["name"].split(".")[-1]].add((side, d["namespace"], d["name"]))
-    assert ("inputs", "https://open-api.tiktokglobalshop.com", "/order/202309/orders/search") in datasets["extract_tiktok"]
+    assert ("inputs", "https://open-api.tiktokglobalshop.com", api_path("search_orders")) in datasets["extract_tiktok"]
     assert ("outputs", "orderops-warehouse", "stg_tiktok_orders") in datasets["extract_tiktok"]
     assert ("outputs", "https://open-api.tiktokglobalshop.com",
-            "/fulfillment/202309/orders/{order_id}/packages") in datasets["post_tracking"]
+            api_path("mark_package_shipped")) in datasets["post_tracking"]
     assert ("outputs", "orderops-warehouse", "decisions") in datasets["join_and_decide"]
     for task in ("prepare_run", "extract_shopify", "extract_amazon", "extract_shipbob", "validate_staged", "summarize_run"):
         assert datasets[task], f"{task} emitted no datasets"

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from include import demo
 from include.sandbox.generate import generate
+from include.sandbox.tiktok import shipped_with
 from tests.conftest import PG_BASE
 
 
@@ -55,7 +56,7 @@ def test_demo_rehearses_a_scenario_with_faults_on_postgresql_and_writes_the_run_
     assert len(unknown) == 1 and "outcome unknown, reconcile before retry" in unknown[0]["detail"]
     done = [row for row in run["ledger"] if row["kind"] == "post_tracking" and row["state"] == "succeeded"]
     assert len(posts) == len(done) + 1 and all(w["outcome"] == "ok" for w in posts)
-    assert {w["body"]["tracking_number"] for w in posts} == {row["request"]["tracking_number"] for row in done + unknown}
+    assert {shipped_with(w["body"])["tracking_number"] for w in posts} == {row["request"]["tracking_number"] for row in done + unknown}
     assert all(row["created_at"][10] == "T" for row in run["ledger"])      # times as ISO-8601
 
 

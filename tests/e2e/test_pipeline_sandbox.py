@@ -14,10 +14,12 @@ import sqlalchemy as sa
 
 from include.ledger import Ledger
 from include.pipeline import Platforms, run_all
+from include.platforms.tiktok_versions import path as api_path
 from include.runconfig import run_settings
 from include.sandbox.connections import connection_env
 from include.sandbox.core import Settings, changes_orders
 from include.sandbox.generate import generate
+from include.sandbox.tiktok import shipped_with
 from include.warehouse import Warehouse, decisions
 
 NOW = "2026-11-20T15:00:00Z"
@@ -102,15 +104,15 @@ def test_every_rule_acts_once_and_reruns_write_nothing(pipeline):
 
     # T1: tracking posted once per order, with the fulfiller's tracking number
     for order_id in rules["T1"]:
-        posted = [w for w in by_path[f"/fulfillment/202309/orders/{order_id}/packages"] if w.outcome == "ok"]
+        posted = [w for w in by_path[api_path("mark_package_shipped", order_id=order_id)] if w.outcome == "ok"]
         assert len(posted) == 1, order_id
-        assert posted[0].body["tracking_number"]
+        assert shipped_with(posted[0].body)["tracking_number"]
     # T2 and E1: escalated, nothing written for them
     ledger = Ledger(wh)
     escalated = {r["tiktok_order_id"]: r for r in ledger.rows("default", kind="escalate")}
     for order_id in rules["T2"] | rules["E1"]:
         assert order_id in escalated and escalated[order_id]["state"] == "succeeded"
-        assert not by_path[f"/fulfillment/202309/orders/{order_id}/packages"]
+        assert not by_path[api_path("mark_package_shipped", order_id=order_id)]
     assert {escalated[o]["request"]["reason_code"] for o in rules["T2"]} == {"carrier_unmapped"}
     # N1: a note and tag on the Shopify order, once
     shopify_writes = [w for w in writes if w.platform == "shopify"]

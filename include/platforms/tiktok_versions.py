@@ -1,0 +1,65 @@
+"""The TikTok Shop API version each operation is called at (the version is a path segment).
+
+TikTok versions each endpoint on its own and retires old versions, so the client follows the
+version the Partner Center documents now for each endpoint it uses. A connection may pin an
+older version the platform still serves, per operation (extra `api_versions`), for a shop whose
+app has not been moved on yet; only versions whose request and answer orderops knows are allowed.
+Kept apart from the client so that lineage can name the endpoints without loading it.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+# operation -> (versions orderops speaks, oldest first; the last is the current one and the default)
+VERSIONS: dict[str, tuple[str, ...]] = {
+    "shops": ("202309",),
+    "search_orders": ("202309",),
+    "get_orders": ("202309", "202507"),
+    "search_cancellations": ("202309", "202602"),
+    "warehouses": ("202309",),
+    "delivery_options": ("202309",),
+    "shipping_providers": ("202309",),
+    "reject_reasons": ("202309",),
+    "mark_package_shipped": ("202309", "202610"),   # 202610: shipping_info_list[] and order_line_list[]
+    "approve_cancellation": ("202309",),
+    "reject_cancellation": ("202309",),
+}
+CURRENT: dict[str, str] = {operation: versions[-1] for operation, versions in VERSIONS.items()}
+# operation -> its path, `{v}` standing for the version
+PATHS: dict[str, str] = {
+    "shops": "/authorization/{v}/shops",
+    "search_orders": "/order/{v}/orders/search",
+    "get_orders": "/order/{v}/orders",
+    "search_cancellations": "/return_refund/{v}/cancellations/search",
+    "warehouses": "/logistics/{v}/warehouses",
+    "delivery_options": "/logistics/{v}/warehouses/{warehouse_id}/delivery_options",
+    "shipping_providers": "/logistics/{v}/delivery_options/{delivery_option_id}/shipping_providers",
+    "reject_reasons": "/return_refund/{v}/reject_reasons",
+    "mark_package_shipped": "/fulfillment/{v}/orders/{order_id}/packages",
+    "approve_cancellation": "/return_refund/{v}/cancellations/{cancel_id}/approve",
+    "reject_cancellation": "/return_refund/{v}/cancellations/{cancel_id}/reject",
+}
+
+
+def path(operation: str, version: str | None = None, **ids: str) -> str:
+    """The operation's path at `version` (default: the current one), with `ids` filled in (else left as
+    `{name}` templates)."""
+    template = PATHS[operation].replace("{v}", version or CURRENT[operation])
+    return template.format(**ids) if ids else template
+
+
+def resolve(pinned: Mapping[str, Any] | None) -> dict[str, str]:
+    """Every operation's version: the current one unless `pinned` (operation -> version) says otherwise."""
+    if pinned is None:
+        return dict(CURRENT)
+    if not isinstance(pinned, Mapping):
+        raise ValueError(f"api_versions: expected an object of operation -> version, got {type(pinned).__name__}")
+    chosen = dict(CURRENT)
+    for operation, version in pinned.items():
+        if operation not in VERSIONS:
+            raise ValueError(f"api_versions: unknown operation {operation!r} (known: {', '.join(VERSIONS)})")
+        if str(version) not in VERSIONS[operation]:
+            raise ValueError(f"api_versions.{operation}: version {version!r} is not one orderops speaks "
+                             f"(expected one of {', '.join(VERSIONS[operation])})")
+        chosen[operation] = str(version)
+    return chosen
