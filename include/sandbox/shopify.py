@@ -1,8 +1,11 @@
 """Shopify Admin GraphQL simulator: order lookup, search syntax, orderCancel jobs, cost throttling.
 
 One app ("shopify") serves `POST /admin/api/{version}/graphql.json`. Documents are parsed,
-validated and executed by graphql-core against `shopify_schema.graphql`, a hand-written SDL of
-the subset served (version-gated lines give `orderCancel` its `refund` or `refundMethod` form).
+validated and executed by graphql-core against Shopify's own Admin schema (2025-01, as published)
+with the documented changes up to the version asked (SCHEMA_DELTAS: `orderByIdentifier` from
+2025-04, `orderCancel(refundMethod:)` from 2025-07). The fields the simulator models resolve from
+its orders; any other field answers a value of its documented shape (null where nullable, empty
+lists, zero amounts), so every valid query runs.
 Around execution it reproduces what clients must cope with: the access-token header and its
 401, API versions (old ones fall forward, unknown ones 404), the `orders` search syntax with
 Relay cursors, calculated query cost with a leaky bucket per shop (`extensions.cost`,
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import json
 import re
 import time
@@ -29,8 +33,9 @@ from fastapi.responses import JSONResponse, Response
 from graphql import (
     DocumentNode, FieldNode, FragmentDefinitionNode, FragmentSpreadNode, GraphQLError,
     GraphQLSchema, InlineFragmentNode, OperationDefinitionNode, OperationType, TypeInfo,
-    TypeInfoVisitor, Visitor, build_schema, execute, get_named_type, is_abstract_type,
-    is_composite_type, parse, print_ast, validate, visit,
+    TypeInfoVisitor, Visitor, build_client_schema, execute, get_named_type, is_abstract_type,
+    is_composite_type, is_enum_type, is_list_type, is_non_null_type, is_object_type, is_scalar_type,
+    parse, print_ast, validate, validate_schema, visit,
 )
 from graphql.language import VariableNode
 from graphql.utilities import value_from_ast_untyped
@@ -38,7 +43,9 @@ from graphql.utilities import value_from_ast_untyped
 from include.sandbox.core import ADMIN_PREFIX, PlatformSandbox, TokenBucket, new_request_id
 from include.sandbox.scenario import Scenario, ScenarioOrder, format_time, parse_time, shopify_order_name
 
-SCHEMA_PATH = Path(__file__).with_name("shopify_schema.graphql")
+# Shopify's Admin GraphQL schema 2025-01 as Shopify publishes it (introspection JSON, unchanged;
+# origin and licence in shopify_admin_schema.LICENSE).
+ADMIN_SCHEMA_PATH = Path(__file__).with_name("shopify_admin_schema_2025-01.json.gz")
 
 # Stable quarterly versions served; older well-formed versions fall forward to the oldest.
 API_VERSIONS = ("2025-01", "2025-04", "2025-07", "2025-10", "2026-01", "2026-04", "2026-07", "2026-10")
@@ -83,30 +90,80 @@ CARRIER_NAMES = {"UPS": "UPS", "USPS": "USPS", "FEDEX": "FedEx", "DHL": "DHL Exp
 # Schema, per API version
 # ---------------------------------------------------------------------------------------------
 
-_VERSION_MARK = re.compile(r"#\s*(since|until)\s+(\d{4}-\d{2})\s*$")
-
-
 def _version_key(version: str) -> str:
     return "9999-99" if version == UNSTABLE else version
 
 
-def schema_sdl(version: str) -> str:
-    """The SDL text as served by `version`: lines marked for other versions are dropped."""
-    kept = []
-    key = _version_key(version)
-    for line in SCHEMA_PATH.read_text().splitlines():
-        mark = _VERSION_MARK.search(line)
-        if mark:
-            kind, bound = mark.groups()
-            if (kind == "since" and key < bound) or (kind == "until" and key > bound):
-                continue
-            line = line[: mark.start()].rstrip()
-        kept.append(line)
-    return "\n".join(kept) + "\n"
+def _type_ref(kind: str, name: str | None = None, of: dict | None = None) -> dict:
+    return {"kind": kind, "name": name, "ofType": of}
 
 
-_SCHEMAS: dict[str, GraphQLSchema] = {}
-_SCHEMA_OF_VERSION: dict[str, GraphQLSchema] = {}
+def _input_field(name: str, type_: dict, description: str) -> dict:
+    return {"name": name, "description": description, "type": type_, "defaultValue": None,
+            "isDeprecated": False, "deprecationReason": None}
+
+
+def _since_2025_04(types: dict[str, dict]) -> None:
+    """`orderByIdentifier(identifier: OrderIdentifierInput!): Order` (documented from 2025-04)."""
+    types["OrderIdentifierInput"] = {
+        "kind": "INPUT_OBJECT", "name": "OrderIdentifierInput", "description": "The identifier of an order.",
+        "fields": None, "inputFields": [
+            _input_field("id", _type_ref("SCALAR", "ID"), "The ID of the order."),
+            _input_field("customId", _type_ref("INPUT_OBJECT", "UniqueMetafieldValueInput"),
+                         "The custom ID of the order (a unique metafield value)."),
+        ], "interfaces": None, "enumValues": None, "possibleTypes": None}
+    if "UniqueMetafieldValueInput" not in types:
+        types["UniqueMetafieldValueInput"] = {
+            "kind": "INPUT_OBJECT", "name": "UniqueMetafieldValueInput", "description": "A unique metafield value.",
+            "fields": None, "inputFields": [
+                _input_field("namespace", _type_ref("SCALAR", "String"), "The metafield's namespace."),
+                _input_field("key", _type_ref("NON_NULL", of=_type_ref("SCALAR", "String")), "The metafield's key."),
+                _input_field("value", _type_ref("NON_NULL", of=_type_ref("SCALAR", "String")), "The value."),
+            ], "interfaces": None, "enumValues": None, "possibleTypes": None}
+    types["QueryRoot"]["fields"].append({
+        "name": "orderByIdentifier", "description": "Return an order by an identifier.",
+        "args": [_input_field("identifier", _type_ref("NON_NULL", of=_type_ref("INPUT_OBJECT", "OrderIdentifierInput")),
+                              "The identifier of the order.")],
+        "type": _type_ref("OBJECT", "Order"), "isDeprecated": False, "deprecationReason": None})
+
+
+def _since_2025_07(types: dict[str, dict]) -> None:
+    """orderCancel refunds by `refundMethod` (store credit possible); `refund` stays, deprecated and optional."""
+    cancel = next(f for f in types["Mutation"]["fields"] if f["name"] == "orderCancel")
+    refund = next(a for a in cancel["args"] if a["name"] == "refund")
+    refund.update(type=_type_ref("SCALAR", "Boolean"), isDeprecated=True,
+                  deprecationReason="Use `refundMethod` instead.")
+    at = cancel["args"].index(refund) + 1
+    cancel["args"].insert(at, _input_field(
+        "refundMethod", _type_ref("INPUT_OBJECT", "OrderCancelRefundMethodInput"),
+        "Indicates how to refund the amount paid by the customer. Authorized payments will be voided regardless."))
+    for name, fields in (
+            ("OrderCancelRefundMethodInput", [
+                _input_field("originalPaymentMethodsRefund", _type_ref("SCALAR", "Boolean"),
+                             "Whether to refund to the original payment method."),
+                _input_field("storeCreditRefund", _type_ref("INPUT_OBJECT", "OrderCancelStoreCreditRefundInput"),
+                             "Whether to refund to store credit.")]),
+            ("OrderCancelStoreCreditRefundInput", [
+                _input_field("expiresAt", _type_ref("SCALAR", "DateTime"), "When the store credit expires.")])):
+        types[name] = {"kind": "INPUT_OBJECT", "name": name, "description": None, "fields": None,
+                       "inputFields": fields, "interfaces": None, "enumValues": None, "possibleTypes": None}
+    codes = types["OrderCancelUserErrorCode"]["enumValues"]
+    for code in ("NO_REFUND_TO_STORE_CREDIT_PERMISSION", "STORE_CREDIT_REFUND_B2B_NOT_SUPPORTED",
+                 "STORE_CREDIT_REFUND_EXPIRATION_IN_PAST", "STORE_CREDIT_REFUND_MISSING_CUSTOMER", "INTERNAL_ERROR"):
+        if not any(v["name"] == code for v in codes):
+            codes.append({"name": code, "description": None, "isDeprecated": False, "deprecationReason": None})
+
+
+# The documented changes after 2025-01 to what orderops and the sandbox use, by the version they
+# arrive in (reference: the Admin API changelog); later versions carry every earlier change.
+SCHEMA_DELTAS: tuple[tuple[str, Callable[[dict], None]], ...] = (
+    ("2025-04", _since_2025_04), ("2025-07", _since_2025_07))
+# graphql-core refuses Shopify's published schema on two GraphQL rules Shopify itself breaks
+# (a deprecated field implementing a non-deprecated interface field); those, and only those, are let pass.
+_KNOWN_SCHEMA_DEFECT = re.compile(r"Interface field \w+\.\w+ is not deprecated, so implementation field "
+                                  r"\w+\.\w+ must not be deprecated\.")
+
+_SCHEMAS: dict[tuple[str, ...], GraphQLSchema] = {}
 
 
 def _node_type(value: Any, info, abstract_type) -> str | None:
@@ -115,19 +172,56 @@ def _node_type(value: Any, info, abstract_type) -> str | None:
     return value.get("__typename") if isinstance(value, dict) else None
 
 
+def _introspection() -> dict:
+    with gzip.open(ADMIN_SCHEMA_PATH) as f:
+        return json.load(f)["data"]
+
+
 def schema_for(version: str) -> GraphQLSchema:
-    """Built once per distinct SDL; versions with the same SDL share one schema object."""
-    if version not in _SCHEMA_OF_VERSION:
-        sdl = schema_sdl(version)
-        if sdl not in _SCHEMAS:
-            schema = build_schema(sdl)
-            date_time = schema.type_map["DateTime"]
-            date_time.serialize = date_time.coerce_output_value = (
-                lambda v: format_time(v) if isinstance(v, datetime) else v)
-            schema.type_map["Node"].resolve_type = _node_type
-            _SCHEMAS[sdl] = schema
-        _SCHEMA_OF_VERSION[version] = _SCHEMAS[sdl]
-    return _SCHEMA_OF_VERSION[version]
+    """Shopify's own Admin schema (2025-01) with the documented changes up to `version`; built once
+    per distinct set of changes."""
+    key = _version_key(version)
+    applied = tuple(since for since, _ in SCHEMA_DELTAS if key >= since)
+    if applied not in _SCHEMAS:
+        data = _introspection()
+        types = {t["name"]: t for t in data["__schema"]["types"]}
+        for since, change in SCHEMA_DELTAS:
+            if since in applied:
+                change(types)
+        data["__schema"]["types"] = list(types.values())
+        schema = build_client_schema(data)
+        defects = [e.message for e in validate_schema(schema) if not _KNOWN_SCHEMA_DEFECT.fullmatch(e.message)]
+        if defects:
+            raise RuntimeError(f"the Shopify schema for {version} is invalid: {defects[:3]}")
+        schema._validation_errors = []   # only the known defects above: validate documents against it as it is
+        date_time = schema.type_map["DateTime"]
+        date_time.serialize = date_time.coerce_output_value = (
+            lambda v: format_time(v) if isinstance(v, datetime) else v)
+        schema.type_map["Node"].resolve_type = _node_type
+        _SCHEMAS[applied] = schema
+    return _SCHEMAS[applied]
+
+
+# What a field the simulator does not model answers, for a non-null scalar of each type.
+UNMODELED_SCALARS = {"Int": 0, "Float": 0.0, "Boolean": False, "Decimal": "0.0", "Money": "0.00",
+                     "UnsignedInt64": "0", "BigInt": "0", "DateTime": "1970-01-01T00:00:00Z", "Date": "1970-01-01",
+                     "JSON": {}, "URL": "https://orderops-sandbox.myshopify.com/"}
+
+
+def unmodeled_value(type_) -> Any:
+    """A value of `type_`'s documented shape for a field the simulator does not model: null where
+    nullable, [] for lists, zero-like scalars, the first enum value (USD for currencies), an object
+    whose own fields follow the same rule. None for an abstract type (nothing can stand for it)."""
+    if not is_non_null_type(type_):
+        return None
+    inner = type_.of_type
+    if is_list_type(inner):
+        return []
+    if is_enum_type(inner):
+        return "USD" if "USD" in inner.values else next(iter(inner.values))
+    if is_scalar_type(inner):
+        return UNMODELED_SCALARS.get(inner.name, "")
+    return {} if is_object_type(inner) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -514,7 +608,7 @@ def _argument_types(schema: GraphQLSchema, document: DocumentNode) -> dict[int, 
 
 
 _RULES: list[tuple[re.Pattern, Callable[[re.Match], tuple[str, dict]]]] = [
-    (re.compile(r"Cannot query field '(\w+)' on type '(\w+)'\."),
+    (re.compile(r"Cannot query field '(\w+)' on type '(\w+)'\.(?: Did you mean .*)?"),
      lambda m: (f"Field '{m[1]}' doesn't exist on type '{m[2]}'",
                 {"code": "undefinedField", "typeName": m[2], "fieldName": m[1]})),
     (re.compile(r"Field '(\w+)' of type '([\w!\[\]]+)' must have a selection of subfields\..*"),
@@ -525,7 +619,7 @@ _RULES: list[tuple[re.Pattern, Callable[[re.Match], tuple[str, dict]]]] = [
      lambda m: (f"Selections can't be made on scalars (field '{m[1]}' returns {m[2].strip('![]')} but "
                 f"has selections [...])",
                 {"code": "selectionMismatch", "nodeName": f"field '{m[1]}'", "typeName": m[2].strip("![]")})),
-    (re.compile(r"Unknown argument '(\w+)' on field '\w+\.(\w+)'\."),
+    (re.compile(r"Unknown argument '(\w+)' on field '\w+\.(\w+)'\.(?: Did you mean .*)?"),
      lambda m: (f"Field '{m[2]}' doesn't accept argument '{m[1]}'",
                 {"code": "argumentNotAccepted", "name": m[2], "typeName": "Field", "argumentName": m[1]})),
     (re.compile(r"Argument '\w+\.(\w+)\((\w+):\)' of type '[^']+' is required, but it was not provided\."),
@@ -538,7 +632,21 @@ _RULES: list[tuple[re.Pattern, Callable[[re.Match], tuple[str, dict]]]] = [
      lambda m: (f"{m[1]} isn't a defined input type", {"code": "variableRequiresValidType", "typeName": m[1]})),
     (re.compile(r"Unknown fragment '(\w+)'\."),
      lambda m: (f"Fragment {m[1]} was used, but not defined", {"code": "useAndDefineFragment", "fragmentName": m[1]})),
+    (re.compile(r"Fragment '(\w+)' is never used\."),
+     lambda m: (f"Fragment {m[1]} was defined, but not used", {"code": "useAndDefineFragment", "fragmentName": m[1]})),
+    (re.compile(r"Variable '\$(\w+)' is not defined(?: by operation '(\w+)')?\."),
+     lambda m: (f"Variable ${m[1]} is used by {m[2] or 'anonymous query'} but not declared",
+                {"code": "variableNotDefined", "variableName": m[1]})),
+    (re.compile(r"Unknown directive '@(\w+)'\."),
+     lambda m: (f"Directive @{m[1]} is not defined", {"code": "undefinedDirective", "directiveName": m[1]})),
+    (re.compile(r"Variable '\$(\w+)' of type '([^']+)' used in position expecting type '([^']+)'\."),
+     lambda m: (f"Type mismatch on variable ${m[1]} and argument {{argument}} ({m[2]} / {m[3]})",
+                {"code": "variableMismatch", "variableName": m[1], "typeName": m[2]})),
+    (re.compile(r"Fields '(\w+)' conflict because (.*)"),
+     lambda m: (f"Field '{m[1]}' has a field conflict: {m[2]}", {"code": "fieldConflict", "fieldName": m[1]})),
 ]
+# graphql-core's suggestion suffix, which Shopify's messages never carry.
+_SUGGESTION = re.compile(r"\s*Did you mean .*\?$", re.S)
 
 
 def shopify_validation_error(error: GraphQLError, paths: dict[int, list[str]], arg_types: dict[int, str]) -> dict:
@@ -555,6 +663,13 @@ def shopify_validation_error(error: GraphQLError, paths: dict[int, list[str]], a
         message = (f"Argument '{arg_name}' on Field '{field_name}' has an invalid value ({print_ast(node)}). "
                    f"Expected type '{arg_types[id(node)]}'.")
         extensions = {"code": "argumentLiteralsIncompatible", "typeName": "Field", "argumentName": arg_name}
+    if extensions is not None and extensions["code"] == "variableMismatch":
+        used = next((paths[id(n)] for n in error.nodes[1:] if id(n) in paths), ["?"])
+        message = message.replace("{argument}", used[-1])
+        extensions["argumentName"] = used[-1]
+    if extensions is None:
+        # a rule without a Shopify counterpart above: its message, no suggestion, a code all the same
+        message, extensions = _SUGGESTION.sub("", message), {"code": "GRAPHQL_VALIDATION_FAILED"}
     out: dict[str, Any] = {"message": message}
     if error.locations:
         out["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
@@ -575,6 +690,7 @@ def shopify_variable_error(error: GraphQLError, operation: OperationDefinitionNo
                       if d.variable.name.value == name), "?")
     if problem.startswith("Expected a value of non-null type") or "non-null" in problem:
         problem = "Expected value to not be null"
+    problem = _SUGGESTION.sub("", problem)
     out: dict[str, Any] = {"message": f"Variable ${name} of type {type_text} was provided invalid value"}
     if error.locations:
         out["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
@@ -1097,10 +1213,12 @@ class ShopifySandbox(PlatformSandbox):
         resolver = self._resolvers.get((info.parent_type.name, info.field_name))
         if resolver is not None:
             value = resolver(source, info, **args)
-        elif isinstance(source, dict):
-            value = source.get(info.field_name)
+        elif isinstance(source, dict) and info.field_name in source:
+            value = source[info.field_name]
+        elif not isinstance(source, dict) and hasattr(source, info.field_name):
+            value = getattr(source, info.field_name)
         else:
-            value = getattr(source, info.field_name, None)
+            value = unmodeled_value(info.return_type)
         self._count_actual(info, value)
         return value
 
@@ -1111,6 +1229,9 @@ class ShopifySandbox(PlatformSandbox):
                 "id": "gid://shopify/Shop/61000000", "name": "orderops sandbox", "myshopifyDomain": domain,
                 "ianaTimezone": "Etc/UTC", "currencyCode": "USD", "__typename": "Shop"},
             ("QueryRoot", "order"): lambda s, i, id: self._visible_order(i.context, _gid_number(id, "Order")),
+            # no order carries a custom id (a unique metafield) here, so only `id` finds one
+            ("QueryRoot", "orderByIdentifier"): lambda s, i, identifier: self._visible_order(
+                i.context, _gid_number(identifier["id"], "Order")) if identifier.get("id") else None,
             ("QueryRoot", "node"): lambda s, i, id: self._node(i.context, id),
             ("QueryRoot", "nodes"): lambda s, i, ids: [self._node(i.context, x) for x in ids],
             ("QueryRoot", "orders"): self._orders_field,
@@ -1255,6 +1376,13 @@ class ShopifySandbox(PlatformSandbox):
             warnings.append({"field": node.field, "message": f"Invalid timestamp for query filter `{node.field}`.",
                              "code": "invalid_value"})
             return None
+        allowed = _FILTER_VALUES.get(node.field)
+        if allowed is not None and node.value != "*" and not any(
+                v.lower() in allowed for v in node.value.split(",")):
+            # a value the filter does not know (`status:any`) is ignored like an unknown field, not matched
+            warnings.append({"field": node.field, "message": f"Invalid value for query filter `{node.field}`.",
+                             "code": "invalid_value"})
+            return None
         return node
 
     def _matches(self, node: Any, order: ShopOrder, ctx: _Context) -> bool:
@@ -1267,12 +1395,13 @@ class ShopifySandbox(PlatformSandbox):
         return _term_matches(node, order, ctx.now)
 
     def _orders_field(self, source, info, first=None, after=None, last=None, before=None, reverse=False,
-                      sortKey="ID", query=None, savedSearchId=None):
+                      sortKey=None, query=None, savedSearchId=None):
         ctx: _Context = info.context
         self._require(ctx, "read_orders", "read_marketplace_orders", field="orders")
         path = [info.path.key] if info.path else ["orders"]
         matched = self._search(ctx, query, path)
-        value_type, value_of = self.SORT_VALUES[sortKey]
+        # keys the simulator cannot order by (customer name, totals...) fall back to the id order
+        value_type, value_of = self.SORT_VALUES.get(sortKey or "PROCESSED_AT", self.SORT_VALUES["ID"])
         matched.sort(key=lambda o: (value_of(o), o.id), reverse=bool(reverse))
         return paginate(matched, lambda o: (value_of(o), o.id), value_type, descending=bool(reverse),
                         first=first, after=after,
@@ -1523,6 +1652,11 @@ _FULFILLMENT = {
     "shipped": ("FULFILLED",), "partial": ("PARTIALLY_FULFILLED",),
     "scheduled": ("SCHEDULED",), "on_hold": ("ON_HOLD",), "request_declined": ("REQUEST_DECLINED",),
 }
+_FINANCIAL = ("pending", "authorized", "partially_paid", "paid", "partially_refunded", "refunded", "voided",
+              "expired")
+# The filters whose values form a closed set (the schema's `orders(query:)` table).
+_FILTER_VALUES = {"status": frozenset(_STATUS), "fulfillment_status": frozenset(_FULFILLMENT),
+                  "financial_status": frozenset(_FINANCIAL)}
 
 
 def _term_matches(term: Term, order: ShopOrder, now: datetime) -> bool:
@@ -1567,7 +1701,7 @@ def _term_matches(term: Term, order: ShopOrder, now: datetime) -> bool:
     if f == "status":
         return any(_STATUS.get(v.lower(), lambda o: False)(order) for v in values)
     if f == "financial_status":
-        return any(order.financial_status == v.upper() for v in values)
+        return any(order.financial_status == v.upper() for v in values if v.lower() in _FINANCIAL)
     if f == "fulfillment_status":
         return any(order.fulfillment_status in _FULFILLMENT.get(v.lower(), ()) for v in values)
     if f == "sku":

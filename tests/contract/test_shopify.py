@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 
 import httpx
 import pytest
 
 from include.sandbox.core import Settings
-from include.sandbox.shopify import DEFAULT_CREDENTIALS, TIKTOK_ATTRIBUTE_KEY, TIKTOK_NOTE_PREFIX
+from include.sandbox.shopify import (ADMIN_SCHEMA_PATH, DEFAULT_CREDENTIALS, TIKTOK_ATTRIBUTE_KEY,
+                                    TIKTOK_NOTE_PREFIX)
 
 TOKEN = DEFAULT_CREDENTIALS["access_token"]
 NOW = "2026-11-20T15:00:00Z"
@@ -283,7 +285,7 @@ def test_paging_1000_orders_is_complete_and_stable(run_sandbox):
     after_edit = data(gql(server, page_query, {"after": boundary, "sort": "UPDATED_AT"}))["orders"]["edges"]
     assert [e["node"]["id"] for e in after_edit] == [e["node"]["id"] for e in expected_next]
     # backwards with last/before returns the previous window
-    back = data(gql(server, "query($before: String) { orders(last: 3, before: $before) { nodes { id } "
+    back = data(gql(server, "query($before: String) { orders(last: 3, before: $before, sortKey: ID) { nodes { id } "
                             "pageInfo { hasPreviousPage hasNextPage } } }", {"before": cursors[250]}))["orders"]
     assert [n["id"] for n in back["nodes"]] == ids[247:250]
     assert back["pageInfo"] == {"hasPreviousPage": True, "hasNextPage": True}
@@ -517,6 +519,87 @@ def test_syntax_and_validation_errors_in_shopify_shape(run_sandbox):
                      headers={"X-Shopify-Access-Token": TOKEN, "Content-Type": "application/graphql"})
     assert raw.json()["data"]["shop"]["name"]
     assert [w["outcome"] for w in writes(server)] == ["argumentLiteralsIncompatible"]
+
+
+def test_every_validation_error_speaks_shopify_without_suggestions(run_sandbox):
+    server = run_sandbox({"now": NOW, "orders": [scenario_order(1)]}, platforms=("shopify",))
+    near = gql(server, "query Find { order(id: \"%s\") { nam } }" % gid(1)).json()["errors"]   # graphql-core: "Did you mean"
+    assert near == [{"message": "Field 'nam' doesn't exist on type 'Order'", "locations": [{"line": 1, "column": 60}],
+                     "path": ["query Find", "order", "nam"],
+                     "extensions": {"code": "undefinedField", "typeName": "Order", "fieldName": "nam"}}]
+    cases = {
+        "{ orders(frist: 1) { nodes { id } } }": ("argumentNotAccepted", "Field 'orders' doesn't accept argument 'frist'"),
+        "query Q { order(id: $id) { id } }": ("variableNotDefined", "Variable $id is used by Q but not declared"),
+        "{ shop @skipp(if: true) { name } }": ("undefinedDirective", "Directive @skipp is not defined"),
+        "query Q($n: String) { orders(first: $n) { nodes { id } } }": (
+            "variableMismatch", "Type mismatch on variable $n and argument first (String / Int)"),
+        "query A { shop { name } } query A { shop { id } }": ("GRAPHQL_VALIDATION_FAILED", None),
+    }
+    for query, (code, message) in cases.items():
+        errors = gql(server, query).json()["errors"]
+        assert errors and all("Did you mean" not in e["message"] and e["extensions"]["code"] for e in errors), errors
+        assert errors[0]["extensions"]["code"] == code, (query, errors)
+        if message:
+            assert errors[0]["message"] == message
+    enum_variable = gql(server, "query($r: OrderSortKeys) { orders(first: 1, sortKey: $r) { nodes { id } } }",
+                        {"r": "CREATED_ATT"}).json()["errors"][0]
+    assert enum_variable["extensions"]["code"] == "INVALID_VARIABLE"
+    assert "Did you mean" not in enum_variable["extensions"]["problems"][0]["explanation"]
+
+
+# -- Shopify's own schema -----------------------------------------------------------------------
+
+def test_the_schema_served_is_shopifys_own(run_sandbox):
+    server = run_sandbox({"now": NOW, "orders": [scenario_order(1)]}, platforms=("shopify",))
+    fields = {f["name"] for f in data(gql(server, '{ __type(name: "Order") { fields { name } } }'))["__type"]["fields"]}
+    assert len(fields) >= 120 and {"fulfillmentOrders", "totalPriceSet", "refunds", "transactions", "events",
+                                   "shippingAddress", "billingAddress", "currentTotalPriceSet"} <= fields
+    with gzip.open(ADMIN_SCHEMA_PATH) as f:
+        published = {t["name"] for t in json.load(f)["data"]["__schema"]["types"]}
+    served = {t["name"] for t in data(gql(server, "{ __schema { types { name } } }", version="2025-01"))[
+        "__schema"]["types"]}
+    assert served == published and len(served) > 2000
+
+
+def test_fields_the_simulator_does_not_model_answer_in_their_documented_shape(run_sandbox):
+    server = run_sandbox({"now": NOW, "orders": [scenario_order(1)]}, platforms=("shopify",))
+    order = data(gql(server, """query($id: ID!) { order(id: $id) {
+        name totalPriceSet { shopMoney { amount currencyCode } }
+        fulfillmentOrders(first: 5) { nodes { id status } pageInfo { hasNextPage } }
+        refunds { id } transactions { id } shippingAddress { city } events(first: 2) { nodes { id } }
+        requiresShipping customer { id } } }""", {"id": gid(1)}))["order"]
+    assert order == {"name": "#1001", "totalPriceSet": {"shopMoney": {"amount": "0.0", "currencyCode": "USD"}},
+                     "fulfillmentOrders": {"nodes": [], "pageInfo": {"hasNextPage": False}},
+                     "refunds": [], "transactions": [], "shippingAddress": None, "events": {"nodes": []},
+                     "requiresShipping": False, "customer": None}
+
+
+def test_documented_changes_arrive_with_their_version(run_sandbox):
+    server = run_sandbox({"now": NOW, "orders": [scenario_order(1)]}, platforms=("shopify",))
+    by_identifier = 'query($id: ID!) { orderByIdentifier(identifier: {id: $id}) { name } }'
+    assert gql(server, by_identifier, {"id": gid(1)}, version="2025-01").json()["errors"][0]["extensions"][
+        "code"] == "undefinedField"
+    assert data(gql(server, by_identifier, {"id": gid(1)}, version="2025-04"))["orderByIdentifier"] == {"name": "#1001"}
+
+    def cancel_args(version: str) -> dict:
+        mutation = data(gql(server, '{ __type(name: "Mutation") { fields { name args(includeDeprecated: true) '
+                                    '{ name isDeprecated type { kind name ofType { name } } } } } }', version=version))
+        field = next(f for f in mutation["__type"]["fields"] if f["name"] == "orderCancel")
+        return {a["name"]: (a["type"]["kind"], a["isDeprecated"]) for a in field["args"]}
+    assert cancel_args("2025-04")["refund"] == ("NON_NULL", False) and "refundMethod" not in cancel_args("2025-04")
+    assert cancel_args("2025-10")["refund"] == ("SCALAR", True) and cancel_args("2025-10")["refundMethod"] == (
+        "INPUT_OBJECT", False)
+
+
+def test_a_filter_value_shopify_does_not_know_is_ignored_not_matched(run_sandbox):
+    server = run_sandbox(search_scenario(), platforms=("shopify",))
+    body = gql(server, '{ orders(first: 10, query: "status:any") { nodes { name } } }').json()
+    assert len(body["data"]["orders"]["nodes"]) == 4
+    assert body["extensions"]["search"][0]["warnings"] == [
+        {"field": "status", "message": "Invalid value for query filter `status`.", "code": "invalid_value"}]
+    assert names(server, "status:any tag:vip") == {"#1001"}
+    assert names(server, "financial_status:whatever") == names(server, "")
+    assert names(server, "status:open,any") == names(server, "status:open")
 
 
 def test_calls_are_counted_per_root_field(run_sandbox):
