@@ -35,6 +35,7 @@ from fastapi.responses import JSONResponse, Response
 
 from include.sandbox.core import PlatformSandbox, TokenBucket
 from include.sandbox.scenario import Scenario, ScenarioError, ScenarioOrder, parse_time, shopify_order_name
+from include.sandbox.scenario import format_time as ts
 
 FBA = "/fba/outbound/2020-07-01"
 REPORTS = "/reports/2021-06-30"
@@ -125,9 +126,6 @@ QUOTA_EXCEEDED = {"code": "QuotaExceeded", "message": "You exceeded your quota f
                   "details": ""}
 ACCESS_DENIED = "Access to requested resource is denied."
 
-
-def ts(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def flat_ts(moment: datetime) -> str:

@@ -54,11 +54,15 @@ def parse_time(value: Any, where: str) -> datetime:
         raise ScenarioError(f"{where}: {value!r} is not an ISO-8601 time") from None
     if parsed.tzinfo is None:
         raise ScenarioError(f"{where}: {value!r} has no timezone (add Z or an offset)")
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:   # e.g. 0001-01-01T00:00:00+05:00 is before the first representable instant
+        raise ScenarioError(f"{where}: {value!r} is out of range") from None
 
 
 def format_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """`YYYY-MM-DDTHH:MM:SSZ` in UTC, the year always four digits (strftime writes year 159 as "159")."""
+    return moment.astimezone(timezone.utc).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 class _Checker:

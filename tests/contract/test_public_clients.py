@@ -1,19 +1,40 @@
-"""The sandbox answers clients nobody here wrote, used unmodified, for the operations orderops uses.
+"""The sandbox answers clients nobody here wrote, used unmodified, for the operations orderops uses
+(test-only dependencies from PyPI; only their documented settings are touched).
 
-TikTok: `tiktok-shop-api` (PyPI, generated from the Partner Center docs; a test-only dependency).
-It calls each endpoint at the version the docs name now (order detail 202507, cancellations
-202602, Mark Package As Shipped 202610), sends lists as repeated query keys and signs each
-occurrence, and parses every answer into its typed models, so a field of the wrong type or shape
-fails here.
+TikTok: `tiktok-shop-api`, generated from the Partner Center docs. It calls each endpoint at the
+version the docs name now (order detail 202507, cancellations 202602, Mark Package As Shipped
+202610), sends lists as repeated query keys and signs each occurrence, and parses every answer
+into its typed models, so a field of the wrong type or shape fails here.
+Amazon: `python-amazon-sp-api` (Fulfillment Outbound and Reports, LWA refresh-token grant). It
+only speaks https, so its endpoint is given as a marketplace object and its token host through its
+token-client class; the Host header it derives from an https URL comes out cut for http, which
+the sandbox does not check.
+Shopify: `ShopifyAPI` (Session + GraphQL over urllib), pointed at loopback with its own
+`Session.setup(protocol, myshopify_domain, port)`, running orderops's documents and others.
 """
 from __future__ import annotations
 
+import json
+import time
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
 import pytest
+import shopify
+from sp_api.api import FulfillmentOutbound, Reports
+from sp_api.auth import AccessTokenClient
+from sp_api.auth.access_token_client import cache as token_cache
+from sp_api.base import SellingApiException
 from tiktok_shop_api import TikTokShop, TikTokShopError
 from tiktok_shop_api.generated import models
 
+from include.platforms import shopify as orderops_shopify
+from include.sandbox.amazon_mcf import DEFAULT_CREDENTIALS as AMAZON
 from include.sandbox.core import Settings
+from include.sandbox.generate import generate
+from include.sandbox.shopify import DEFAULT_CREDENTIALS as SHOPIFY
 from include.sandbox.tiktok import DEFAULT_CREDENTIALS as CREDS
+from tests.contract.test_hook_amazon_mcf import REPORT_FAST, mcf_order, shipped_in
 from tests.contract.test_tiktok import cancel_id, line_id, oid, order, scenario
 
 FROZEN = Settings(clock_rate=0)
@@ -90,3 +111,124 @@ def test_cancellations_through_the_public_client(tiktok_shop):
     assert orders == {oid(3): "CANCELLED", oid(4): "AWAITING_SHIPMENT"}
     assert [(w.operation, w.outcome) for w in server.sandbox.writes] == [
         ("approve_cancellation", "ok"), ("reject_cancellation", "ok")]
+
+
+# ---------------------------------------------------------------- Amazon: python-amazon-sp-api
+@pytest.fixture
+def amazon(run_sandbox):
+    doc = generate(300, seed=5)
+    doc["orders"] += [mcf_order(n, "Planning") for n in (901, 902)]
+    server = run_sandbox(doc, platforms=("amazon_mcf",), settings=Settings(
+        rate_scale=10, clock_rate=0, platforms={"amazon_mcf": REPORT_FAST}))
+
+    token_cache.clear()   # the library keeps tokens per refresh token across clients; each sandbox issues its own
+
+    class SandboxTokenHost(AccessTokenClient):   # the library's own hook for another LWA host
+        scheme, host = "http://", server.urls["amazon_lwa"].removeprefix("http://")
+
+    marketplace = SimpleNamespace(endpoint=server.urls["amazon_mcf"], marketplace_id=AMAZON["marketplace_id"],
+                                  region="us-east-1")
+    kwargs = dict(marketplace=marketplace, credentials={
+        "refresh_token": AMAZON["refresh_token"], "lwa_app_id": AMAZON["client_id"],
+        "lwa_client_secret": AMAZON["client_secret"]}, auth_token_client_class=SandboxTokenHost, timeout=10)
+    return server, FulfillmentOutbound(**kwargs), Reports(**kwargs)
+
+
+def test_fulfillment_orders_and_cancel_through_the_public_client(amazon):
+    server, outbound, _ = amazon
+    since = (datetime(2026, 11, 1, tzinfo=timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    listed, token, pages = [], None, 0
+    while True:
+        page = outbound.list_all_fulfillment_orders(**({"nextToken": token} if token else {"queryStartDate": since}))
+        listed += page.payload["fulfillmentOrders"]
+        pages, token = pages + 1, page.payload.get("nextToken")
+        if not token:
+            break
+    truth = {o.sfo_id for o in server.sandbox.platforms["amazon_mcf"].orders.values()}
+    assert {o["sellerFulfillmentOrderId"] for o in listed} <= truth and pages > 1 and len(listed) > 50
+    detail = outbound.get_fulfillment_order("1901").payload
+    assert detail["fulfillmentOrder"]["fulfillmentOrderStatus"] == "Planning"
+    outbound.cancel_fulfillment_order("1901")
+    assert outbound.get_fulfillment_order("1901").payload["fulfillmentOrder"]["fulfillmentOrderStatus"] == "Cancelled"
+    with pytest.raises(SellingApiException) as caught:
+        outbound.get_fulfillment_order("no-such-order")
+    assert caught.value.code == 400 and caught.value.error[0]["code"] == "InvalidInput"
+    assert [(w.operation, w.outcome) for w in server.sandbox.writes if w.outcome == "ok"][-1:] == [
+        ("cancelFulfillmentOrder", "ok")]
+
+
+def test_the_shipments_report_through_the_public_client(amazon):
+    server, _, reports = amazon
+    now = server.sandbox.clock.now()
+    begin = now - timedelta(days=3)
+    created = reports.create_report(reportType="GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL",
+                                    dataStartTime=begin.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                    dataEndTime=now.strftime("%Y-%m-%dT%H:%M:%SZ")).payload
+    deadline = time.monotonic() + 30
+    while (report := reports.get_report(created["reportId"]).payload)["processingStatus"] != "DONE":
+        assert report["processingStatus"] in ("IN_QUEUE", "IN_PROGRESS") and time.monotonic() < deadline
+        time.sleep(0.1)
+    document = reports.get_report_document(report["reportDocumentId"], download=True).payload["document"]
+    lines = document.splitlines()
+    header, rows = lines[0].split("\t"), [dict(zip(lines[0].split("\t"), line.split("\t"))) for line in lines[1:]]
+    assert "tracking-number" in header
+    assert {(r["merchant-order-id"], r["shipment-id"], r["tracking-number"]) for r in rows} == shipped_in(
+        server, begin, now)
+
+
+# ---------------------------------------------------------------- Shopify: ShopifyAPI
+@pytest.fixture
+def shopify_session(run_sandbox):
+    from tests.contract.test_shopify import scenario_order
+    server = run_sandbox({"now": "2026-11-20T15:00:00Z", "orders": [scenario_order(n) for n in range(1, 6)]},
+                         platforms=("shopify",), settings=Settings(clock_rate=0))
+    host, port = server.urls["shopify"].removeprefix("http://").split(":")
+    first, _, rest = host.partition(".")   # the library builds "{shop}.{myshopify_domain}:{port}"
+    shopify.Session.setup(protocol="http", myshopify_domain=rest, port=int(port))
+    session = shopify.Session(first, "2025-10", SHOPIFY["access_token"])
+    shopify.ShopifyResource.activate_session(session)
+    try:
+        yield server, shopify.GraphQL()
+    finally:
+        shopify.ShopifyResource.clear_session()
+        shopify.Session.setup(protocol="https", myshopify_domain="myshopify.com", port=None)
+
+
+def run(client, query: str, variables: dict | None = None) -> dict:
+    return json.loads(client.execute(query, variables))
+
+
+def test_orderops_documents_through_the_public_shopify_client(shopify_session):
+    server, client = shopify_session
+    page = run(client, orderops_shopify.ORDERS_QUERY, {"first": 2, "query": "tag:TikTok", "sortKey": "ID"})
+    assert "errors" not in page, page
+    nodes = page["data"]["orders"]["nodes"]
+    assert len(nodes) == 2 and page["data"]["orders"]["pageInfo"]["hasNextPage"] is True
+    assert page["extensions"]["cost"]["throttleStatus"]["maximumAvailable"] > 0
+    one = run(client, orderops_shopify.ORDER_QUERY, {"id": nodes[0]["id"]})["data"]["order"]
+    assert one["id"] == nodes[0]["id"] and one["sourceIdentifier"]
+    cancel = run(client, orderops_shopify.CANCEL_MUTATION, {
+        "orderId": nodes[0]["id"], "reason": "CUSTOMER", "refundMethod": {"originalPaymentMethodsRefund": True},
+        "restock": True, "notifyCustomer": False, "staffNote": "buyer cancelled on TikTok"})
+    assert "errors" not in cancel, cancel
+    job = cancel["data"]["orderCancel"]["job"]
+    for _ in range(20):
+        if run(client, orderops_shopify.JOB_QUERY, {"id": job["id"]})["data"]["job"]["done"]:
+            break
+    assert run(client, orderops_shopify.ORDER_QUERY, {"id": nodes[0]["id"]})["data"]["order"]["cancelledAt"]
+    note = run(client, orderops_shopify.NOTE_MUTATION, {"input": {"id": nodes[1]["id"], "note": "Shipping, no "
+                                                                  "tracking ID yet"}})
+    tags = run(client, orderops_shopify.TAGS_MUTATION, {"id": nodes[1]["id"], "tags": ["orderops"]})
+    assert not note["data"]["orderUpdate"]["userErrors"] and not tags["data"]["tagsAdd"]["userErrors"]
+    assert [w.operation for w in server.sandbox.writes] == ["orderCancel", "orderUpdate", "tagsAdd"]
+
+
+def test_the_public_shopify_client_reads_what_orderops_does_not_model(shopify_session):
+    server, client = shopify_session
+    answer = run(client, """{ orders(first: 1) { nodes { id fulfillmentOrders(first: 3) { nodes { id } }
+        currentTotalPriceSet { shopMoney { amount currencyCode } } } } }""")
+    assert "errors" not in answer, answer
+    node = answer["data"]["orders"]["nodes"][0]
+    assert node["fulfillmentOrders"] == {"nodes": []} and node["currentTotalPriceSet"]["shopMoney"]["currencyCode"]
+    wrong = run(client, "{ orders(first: 1) { nodes { totalPrize } } }")
+    assert wrong["errors"][0]["extensions"]["code"] == "undefinedField"
