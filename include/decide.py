@@ -207,7 +207,7 @@ def decide_shipping(order: JoinedOrder, policy: Policy, now: datetime) -> Decisi
 
 
 def decide(order: JoinedOrder, policy: Policy, now: datetime) -> Decision:
-    """Zero or more actions for one order, naming the rule (DESIGN §3)."""
+    """Zero or more actions for one order, naming the rule (docs/architecture.md §3)."""
     if order.fulfillment_type != IN_SCOPE_FULFILLMENT:
         return nothing(order, f"{order.fulfillment_type}: shipped by TikTok, out of scope")
     if order.cancellation is not None and order.cancellation.pending and order.status != "CANCELLED":

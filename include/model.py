@@ -48,7 +48,8 @@ class Fulfillment:
 
     @property
     def cancellable(self) -> bool:
-        """DESIGN §3: MCF New/Received/Planning with no shipment; ShipBob nothing picked, packed or shipped."""
+        """MCF New/Received/Planning with no shipment; ShipBob nothing picked, packed or shipped
+        (docs/architecture.md §3)."""
         return self.state == FulfillmentState.NOT_STARTED and not self.packages and not self.shipment_started
 
 

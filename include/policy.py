@@ -1,4 +1,4 @@
-"""Decision policy: the knobs of DESIGN §3, validated, with a version that decisions record."""
+"""Decision policy: the knobs of docs/architecture.md §3, validated, with a version that decisions record."""
 from __future__ import annotations
 
 import hashlib

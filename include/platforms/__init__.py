@@ -1,1 +1,1 @@
-"""Platform layer (DESIGN §5): one httpx client and one Airflow hook per platform."""
+"""Platform layer (docs/architecture.md §5): one httpx client and one Airflow hook per platform."""

@@ -1,7 +1,7 @@
-"""Amazon SP-API Multi-Channel Fulfillment client and Airflow hook (DESIGN §5).
+"""Amazon SP-API Multi-Channel Fulfillment client and Airflow hook (docs/architecture.md §5).
 
-Contract: reference/amazon_mcf_shipbob_api.md part A and the models in
-vendor-specs/amazon-sp-api (Fulfillment Outbound 2020-07-01, Reports 2021-06-30).
+Contract: Amazon's SP-API documentation and its models in
+tests/fixtures/vendor-specs/amazon-sp-api (Fulfillment Outbound 2020-07-01, Reports 2021-06-30).
 
 * Auth: the LWA refresh token is exchanged for an access token (`POST {lwa_url}`, form-encoded
   refresh_token grant); the token is cached until shortly before `expires_in` runs out and sent

@@ -1,6 +1,6 @@
-"""ShipBob Developer API client and Airflow hook (DESIGN §5).
+"""ShipBob Developer API client and Airflow hook (docs/architecture.md §5).
 
-Contract: reference/amazon_mcf_shipbob_api.md part B and ShipBob's OpenAPI files (1.0, 2026-01).
+Contract: ShipBob's developer documentation and its OpenAPI files (1.0, 2026-01).
 
 * Auth: `Authorization: Bearer <token>`, the token being a Personal Access Token (or an OAuth
   access token) kept in the connection password. PATs do not expire but can be revoked; when a

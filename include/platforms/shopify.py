@@ -1,6 +1,6 @@
-"""Shopify Admin GraphQL client and Airflow hook (DESIGN §5).
+"""Shopify Admin GraphQL client and Airflow hook (docs/architecture.md §5).
 
-Contract: reference/shopify_api.md (GraphQL Admin API, 2025-xx).
+Contract: Shopify's Admin GraphQL API documentation and schema (2025-01 onwards).
 
 * One endpoint: `POST {shop admin host}/admin/api/{api_version}/graphql.json`, header
   `X-Shopify-Access-Token`. The token is the connection password (a custom app's admin token);

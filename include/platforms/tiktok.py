@@ -1,6 +1,6 @@
-"""TikTok Shop Open API client and Airflow hook (DESIGN §5).
+"""TikTok Shop Open API client and Airflow hook (docs/architecture.md §5).
 
-Contract: reference/tiktok_shop_api.md (Open API 202309+ paths, US seller); each operation at the
+Contract: TikTok Shop's Partner Center documentation (Open API 202309+ paths, US seller); each operation at the
 version tiktok_versions names (the current documented one unless the connection pins another).
 
 * Every attempt is stamped (`timestamp`, Unix seconds) and signed (`sign`, see tiktok_signing)
@@ -63,7 +63,7 @@ CANCELLATION_FILTERS = frozenset({"cancel_ids", "order_ids", "buyer_user_ids", "
                                   "create_time_ge", "create_time_lt", "update_time_ge", "update_time_lt", "locale"})
 _TIME_FILTERS = frozenset({"create_time_ge", "create_time_lt", "update_time_ge", "update_time_lt"})
 
-# Codes from the platform's common-errors page (reference §7.2).
+# Codes from the platform's common-errors page.
 THROTTLED_CODES = frozenset({36009002})
 RETRYABLE_CODES = frozenset({36009003, 36009007, 10002014, 10002015, 10037002, 10037003, 10037004, 10006402})
 TOKEN_EXPIRED_CODE = 105002

@@ -1,4 +1,4 @@
-"""Generate realistic scenario files (DESIGN §6) from a seed.
+"""Generate realistic scenario files (docs/architecture.md §6) from a seed.
 
 The mix is what a mid-size seller's queue looks like on a given afternoon: most orders are
 already handled, some have shipped at the fulfiller without tracking on TikTok, some are near

@@ -1,4 +1,4 @@
-"""Scenario files (DESIGN §6): parsing and validation.
+"""Scenario files (docs/architecture.md §6): parsing and validation.
 
 A scenario describes, per TikTok order, what each platform holds at the scenario's `now`.
 Validation is strict and names the order and the field at fault, so a bad file is refused

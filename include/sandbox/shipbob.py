@@ -1,8 +1,8 @@
 """ShipBob Developer API simulator: channels, orders, shipments and cancels, versions 1.0 and 2026-01.
 
 Serves the `1.0` paths and the `2026-01` paths (with `2025-07` as an alias: the two share the
-order, shipment and cancel contract, colon verbs included). Contract: reference/amazon_mcf_shipbob_api.md
-part B and the vendor OpenAPI files. Responses follow the OrderViewModel / ShipmentViewModel /
+order, shipment and cancel contract, colon verbs included). Contract: ShipBob's developer documentation
+and its OpenAPI files (tests/fixtures/vendor-specs/shipbob). Responses follow the OrderViewModel / ShipmentViewModel /
 CanceledOrderViewModel schemas of the version asked.
 
 Auth is a Personal Access Token (`Authorization: Bearer <PAT>`); the quota is 150 requests per
@@ -392,7 +392,7 @@ class ShipBobSandbox(PlatformSandbox):
 
     # ------------------------------------------------------------------ derived views
     def order_status(self, order: _Order) -> str:
-        """Imputed from the shipments (reference B.2, INFERRED rules)."""
+        """Imputed from the shipments (rules inferred: ShipBob does not document them)."""
         statuses = [self.shipments[s].status for s in order.shipment_ids]
         if not statuses:
             return order.scenario_status

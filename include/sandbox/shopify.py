@@ -155,7 +155,7 @@ def _since_2025_07(types: dict[str, dict]) -> None:
 
 
 # The documented changes after 2025-01 to what orderops and the sandbox use, by the version they
-# arrive in (reference: the Admin API changelog); later versions carry every earlier change.
+# arrive in (Shopify's Admin API changelog); later versions carry every earlier change.
 SCHEMA_DELTAS: tuple[tuple[str, Callable[[dict], None]], ...] = (
     ("2025-04", _since_2025_04), ("2025-07", _since_2025_07))
 # graphql-core refuses Shopify's published schema on two GraphQL rules Shopify itself breaks

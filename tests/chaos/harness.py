@@ -1,6 +1,6 @@
 """What the chaos, crash, concurrency and security tests share.
 
-- `chaos_scenario`: a generated scenario (DESIGN §6) with enough cancellations that every saga
+- `chaos_scenario`: a generated scenario (docs/architecture.md §6) with enough cancellations that every saga
   path is exercised in a few dozen orders.
 - `SandboxRig`: one sandbox on loopback ports for a module; each case reloads its scenario through
   the admin API, points the Airflow connections (AIRFLOW_CONN_* variables) at it with per-case
@@ -8,7 +8,7 @@
 - `arm`: injects faults once a given write reaches the sandbox (GraphQL shares one path, so a
   Shopify write can only be targeted by time). It wraps the sandbox's write recorder: the
   simulators themselves answer exactly as they would.
-- `Audit`: the DESIGN §3 safety invariants and the at-most-once rule, checked from the sandbox's
+- `Audit`: the docs/architecture.md §3 safety invariants and the at-most-once rule, checked from the sandbox's
   write log (every write it received, in order) against the scenario, plus the set of effects.
 """
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 One platform and one fault kind per case (429 storms, 5xx bursts, hangs past the client timeout,
 latency that lets a write land after the client gave up, malformed and truncated bodies, listings
-whose empty pages always point further, token expiry or revocation mid-run, a fulfiller whose cancel "succeeds" but never takes), then a few
-mixed. Each case runs the pipeline once with the faults, then once more without them, and checks:
+whose empty pages always point further, token expiry or revocation mid-run, a fulfiller whose
+cancel "succeeds" but never takes), then a few mixed. Each case runs the pipeline once with the faults, then once more without them, and checks:
 
-- the DESIGN §3 safety invariants after each run, from the sandbox's write log (`Audit`);
+- the docs/architecture.md §3 safety invariants after each run, from the sandbox's write log (`Audit`);
 - nothing took effect twice (same log; TikTok approve/reject resent with the same key and
   Shopify note/tag writes resent unchanged are replays, not second effects);
 - after the second run everything a fault-free history does has happened: the same effects on

@@ -1,4 +1,4 @@
-"""The decision rules (one test per rule) and DESIGN §3's safety invariants as properties."""
+"""The decision rules (one test per rule) and docs/architecture.md §3's safety invariants as properties."""
 from __future__ import annotations
 
 from dataclasses import replace
