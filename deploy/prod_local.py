@@ -492,8 +492,8 @@ def warehouse_connection(dep: Deployment) -> dict:
 def pool_slots(dep: Deployment) -> dict[str, int]:
     """Pools sized to the platforms' quotas. Quotas are per shop (per app+shop on TikTok, per store,
     seller account or token elsewhere), and the pools are shared by every shop's DAG: scale them."""
-    from include.demo import POOLS
     from include.shops import load_shops
+    from include.steps import POOLS
 
     shops_file = dep.effective_shops_file
     env_before = os.environ.get("ORDEROPS_SHOPS_FILE")
@@ -547,8 +547,10 @@ def up(dep: Deployment, fresh: bool = False, timeout: float = 300) -> Deployment
 
         migrate(dep.db_url(dep.warehouse_db))
         pools = dep.root / "pools.json"
-        pools.write_text(json.dumps({name: {"slots": slots, "description": f"orderops: calls to {name.split('_')[0]}",
-                                            "include_deferred": False} for name, slots in pool_slots(dep).items()}))
+        from include.steps import pools_file
+
+        slots = pool_slots(dep)
+        pools.write_text(json.dumps({name: {**pool, "slots": slots[name]} for name, pool in pools_file().items()}))
         airflow(dep, "pools", "import", str(pools), env=env)
         _log(f"metadata migrated, pools set ({time.monotonic() - t0:.0f} s); starting the components")
         airflow_bin = str(BIN / "airflow")

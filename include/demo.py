@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from include.decide import RULES
 from include.runconfig import STATE_DIR
+from include.steps import pools_file
 from include.sandbox.connections import connection_env
 from include.sandbox.core import Sandbox, Settings, parse_fault
 from include.sandbox.generate import generate
@@ -31,7 +32,6 @@ from include.warehouse import Warehouse, action_ledger, runs, stg_tiktok_orders
 
 REPO = Path(__file__).resolve().parents[1]
 # Pools sized to the platforms' quotas: how many tasks may call each platform at once.
-POOLS = {"tiktok_api": 4, "shopify_api": 2, "amazon_api": 1, "shipbob_api": 1, "fulfiller_api": 2}
 # Airflow's SQLite metadata DB is shared by several processes: wait for locks instead of failing
 SQLITE_CONNECT_ARGS = {"timeout": 60}
 
@@ -71,8 +71,7 @@ def prepare_airflow(env: dict[str, str], log) -> None:
     """Migrate the metadata DB and create the pools (one import for all of them)."""
     pools = Path(env["AIRFLOW_HOME"]) / "orderops_pools.json"
     pools.parent.mkdir(parents=True, exist_ok=True)
-    pools.write_text(json.dumps({name: {"slots": slots, "description": f"orderops: calls to {name[:-4]}"}
-                                 for name, slots in POOLS.items()}))
+    pools.write_text(json.dumps(pools_file()))
     for step in (("db", "migrate"), ("pools", "import", str(pools))):
         done = airflow(env, *step, log=log)
         if done.returncode != 0:

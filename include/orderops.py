@@ -1,9 +1,14 @@
-"""Command line: `python -m include.orderops trace <tiktok_order_id>` prints an order's whole chain.
+"""Command line of orderops.
 
-The chain answers "why was this order cancelled / tracked / escalated?": what each platform said
-(staged snapshot), how the order was linked (match rule), what was decided (rule, reason, policy
-version), and every side effect (ledger row, its state, the platform's request id and the
-Airflow dag/run/task/try/map index that made it).
+`python -m include.orderops trace <tiktok_order_id>` prints an order's whole chain, answering "why
+was this order cancelled / tracked / escalated?": where it stands now (the latest snapshot and
+what orderops has done since it was taken), what each platform said (staged snapshot), how the
+order was linked (match rule), what was decided (rule, reason, policy version), and every side
+effect (ledger row, its state, the platform's request id and the Airflow dag/run/task/try/map
+index that made it).
+
+`python -m include.orderops pools [--out FILE]` writes the Airflow pools orderops uses, in the form
+`airflow pools import FILE` reads.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import sys
 import sqlalchemy as sa
 
 from include.runconfig import STATE_DIR
+from include.steps import pools_file
 from include.warehouse import (
     Warehouse, action_ledger, decisions, order_links, stg_amazon_fulfillment_orders, stg_shipbob_orders,
     stg_shopify_orders, stg_tiktok_cancellations, stg_tiktok_orders,
@@ -35,8 +41,21 @@ def _fmt(value) -> str:
     return str(value)
 
 
+# What a succeeded side effect changed, by action kind.
+EFFECTS = {
+    "post_tracking": lambda r: f"tracking {r['request'].get('tracking_number', '?')} posted to TikTok",
+    "add_note": lambda r: "note and tag added to the Shopify order",
+    "cancel_fulfillment": lambda r: f"fulfillment order {r['target']} cancelled at the fulfiller",
+    "verify_fulfillment_cancel": lambda r: "the fulfiller shows the cancel",
+    "cancel_shopify_order": lambda r: "Shopify order cancelled and refunded",
+    "approve_cancellation": lambda r: "buyer cancellation approved on TikTok (the order is cancelled there)",
+    "reject_cancellation": lambda r: "buyer cancellation rejected on TikTok",
+    "escalate": lambda r: f"escalated to a person ({r['request'].get('reason_code', '?')})",
+}
+
+
 def trace(wh: Warehouse, tiktok_order_id: str, shop: str | None = None) -> list[str]:
-    """The lines of an order's chain, oldest first within each section."""
+    """The lines of an order's chain: where it stands now, then each section oldest first."""
     out: list[str] = []
     with wh.engine.connect() as conn:
         def rows(table, *where, order=None):
@@ -50,6 +69,16 @@ def trace(wh: Warehouse, tiktok_order_id: str, shop: str | None = None) -> list[
         orders = rows(stg_tiktok_orders, stg_tiktok_orders.c.tiktok_order_id == tiktok_order_id)
         if not orders:
             return [f"no staged TikTok order {tiktok_order_id}"]
+        ledger = rows(action_ledger, action_ledger.c.tiktok_order_id == tiktok_order_id, order=action_ledger.c.id)
+        out.append("Now")
+        for o in orders:
+            # the snapshot was taken before that run's actions: what succeeded since changes the picture
+            since = [a for a in ledger if a["shop"] == o["shop"] and a["state"] == "succeeded"
+                     and a["updated_at"] >= o["extracted_at"]]
+            out.append(f"  TikTok {o['status']} as read at {_fmt(o['extracted_at'])} (snapshot {o['snapshot_run_id']})")
+            out += [f"  then {_fmt(a['updated_at'])}: {EFFECTS.get(a['kind'], lambda r: a['kind'])(a)}" for a in since]
+            open_rows = [a for a in ledger if a["shop"] == o["shop"] and a["state"] in ("pending", "in_flight", "failed")]
+            out += [f"  open: {a['kind']} {a['state']}" + (f" ({a['detail']})" if a["detail"] else "") for a in open_rows]
         for o in orders:
             out.append(f"TikTok order {tiktok_order_id} (shop {o['shop']}, snapshot {o['snapshot_run_id']})")
             out.append(f"  status {o['status']}, {o['fulfillment_type']}, ship by {_fmt(o['rts_sla_time'])}, "
@@ -82,7 +111,7 @@ def trace(wh: Warehouse, tiktok_order_id: str, shop: str | None = None) -> list[
             for key in d["actions"]:
                 out.append(f"    -> {key}")
         out.append("Actions (ledger)")
-        for a in rows(action_ledger, action_ledger.c.tiktok_order_id == tiktok_order_id, order=action_ledger.c.id):
+        for a in ledger:
             out.append(f"  {a['kind']} [{a['rule']}] {a['state']} after {a['attempts']} attempt(s); "
                        f"platform request id {a['platform_request_id'] or '-'}")
             out.append(f"    key {a['idempotency_key']}; target {a['target']}")
@@ -103,7 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     p_trace.add_argument("tiktok_order_id")
     p_trace.add_argument("--shop")
     p_trace.add_argument("--warehouse", default=None, help=f"SQLAlchemy URL (default ${WAREHOUSE_ENV} or state/warehouse.db)")
+    p_pools = sub.add_parser("pools", help="write the Airflow pools orderops uses, for `airflow pools import`")
+    p_pools.add_argument("--out", default=None, help="file to write (default: standard output)")
     args = parser.parse_args(argv)
+    if args.command == "pools":
+        text = json.dumps(pools_file(), indent=2) + "\n"
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write(text)
+        else:
+            sys.stdout.write(text)
+        return 0
     url = sa.engine.make_url(args.warehouse or default_url())
     shown = url.render_as_string(hide_password=True)
     # reading a SQLite file that is not there would create an empty one: say where it was looked for
@@ -119,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         wh.dispose()
+    print(f"warehouse {shown}")
     print("\n".join(lines))
     return 0 if not lines[0].startswith("no staged") else 1
 

@@ -44,6 +44,15 @@ STEPS: tuple[Step, ...] = (
 )
 BY_NAME = {step.name: step for step in STEPS}
 
+# Airflow pools the tasks draw from: how many tasks call a platform at once (pacing is the quotas' job).
+POOLS = {"tiktok_api": 4, "shopify_api": 2, "amazon_api": 1, "shipbob_api": 1, "fulfiller_api": 2}
+
+
+def pools_file() -> dict:
+    """The pools in the form `airflow pools import` reads."""
+    return {name: {"slots": slots, "description": f"orderops: calls to {name.split('_')[0]}",
+                   "include_deferred": False} for name, slots in POOLS.items()}
+
 
 def waves(steps: tuple[Step, ...] = STEPS) -> list[list[Step]]:
     """The steps in order, grouped: each group's steps wait only on earlier groups, so a group's

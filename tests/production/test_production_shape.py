@@ -24,7 +24,7 @@ import psycopg2
 import pytest
 
 from deploy.prod_local import Deployment, Processes, api_token, down, free_port, session_members, up
-from include.demo import POOLS
+from include.steps import POOLS
 from include.sandbox.generate import DEFAULT_NOW
 from include.sandbox.scenario import parse_time
 
