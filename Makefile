@@ -7,9 +7,10 @@ SCENARIO ?= state/sandbox-scenario.json
 ORDERS ?= 300
 SEED ?= 1
 
-.PHONY: venv test demo sandbox lock clean simulate
+.PHONY: venv test demo ui sandbox lock clean simulate
 
 $(STAMP): requirements.txt
+	@echo "installing orderops's pinned packages into $(VENV) (the first time takes a few minutes) ..."
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
@@ -24,6 +25,11 @@ test: venv
 # e.g. make demo ARGS="--scenario shop.json --faults faults.json --warehouse postgresql://... --json run.json"
 demo: venv
 	$(PY) -m include.demo $(ARGS)
+
+# The Airflow UI on the last demo's state (its run, the SLA page, the report); Ctrl-C stops it.
+# e.g. make ui ARGS="--port 8090"
+ui: venv
+	$(PY) -m include.demo ui $(ARGS)
 
 # Serve the sandbox in the foreground on a generated scenario (Ctrl-C stops it).
 sandbox: venv

@@ -8,11 +8,16 @@ what happened and where everything is, writes `--json`, then stops the sandbox.
 from __future__ import annotations
 
 import argparse
+import configparser
 import json
 import os
+import re
+import secrets
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -61,10 +66,44 @@ def airflow_env(home: Path, urls: dict[str, str], warehouse: Path | dict, lineag
     return env
 
 
+AIRFLOW_BIN = Path(sys.executable).with_name("airflow")
+# `airflow dags test` logs each task's end as "[DAG TEST] end task task_id=X map_index=N"
+TASK_END = re.compile(r"\[DAG TEST\] end task task_id=(\S+) map_index=(-?\d+)")
+
+
 def airflow(env: dict[str, str], *args: str, log=None) -> subprocess.CompletedProcess:
-    binary = Path(sys.executable).with_name("airflow")
-    return subprocess.run([str(binary), *args], env=env, stdout=log or subprocess.PIPE, stderr=subprocess.STDOUT,
+    return subprocess.run([str(AIRFLOW_BIN), *args], env=env, stdout=log or subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True)
+
+
+def dags_test(env: dict[str, str], log, *args: str) -> int:
+    """`airflow dags test ...`, its output to `log`, each finished task printed as it ends."""
+    started = time.monotonic()
+    with subprocess.Popen([str(AIRFLOW_BIN), "dags", "test", *args], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            log.write(line)
+            ended = TASK_END.search(line)
+            if ended:
+                task, index = ended.groups()
+                print(f"  {time.monotonic() - started:5.0f} s  {task}{'' if index == '-1' else f'[{index}]'} done",
+                      flush=True)
+    return proc.returncode
+
+
+def keep_home_usable(home: Path) -> None:
+    """Write the demo's folders into the Airflow home's own airflow.cfg, so that a later `airflow`
+    command with only AIRFLOW_HOME set (or `make ui`) finds the DAGs and the plugin."""
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(home / "airflow.cfg")
+    for section, key, value in (("core", "dags_folder", str(REPO / "dags")),
+                                ("core", "plugins_folder", str(REPO / "plugins")),
+                                ("core", "load_examples", "False")):
+        if not cfg.has_section(section):
+            cfg.add_section(section)
+        cfg.set(section, key, value)
+    with (home / "airflow.cfg").open("w") as f:
+        cfg.write(f)
 
 
 def prepare_airflow(env: dict[str, str], log) -> None:
@@ -168,7 +207,116 @@ def report(wh: Warehouse, now: datetime) -> list[str]:
     return lines
 
 
+UI_COMPONENTS = (("api-server",), ("scheduler",), ("dag-processor",))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ui_environment(state: Path, urls: dict[str, str], port: int) -> tuple[dict[str, str], str]:
+    """The demo's Airflow settings for serving its UI, and the admin password (made once, kept in
+    the demo's Airflow home, mode 0600)."""
+    settings = json.loads((state / "demo.json").read_text())
+    home = state / "airflow"
+    passwords = home / "orderops_ui_passwords.json"
+    if not passwords.exists():
+        passwords.write_text(json.dumps({"admin": secrets.token_urlsafe(12)}))
+        passwords.chmod(0o600)
+    env = airflow_env(home, urls, warehouse_connection(settings["warehouse"]), state / "lineage" / "events.jsonl")
+    env.update({
+        "ORDEROPS_REPORTS_DIR": str(state / "reports"),
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__API_AUTH__JWT_SECRET": settings["jwt_secret"],
+        "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "4",
+    })
+    return env, json.loads(passwords.read_text())["admin"]
+
+
+def ui_main(argv: list[str]) -> int:
+    """`make ui`: the Airflow UI (API server with the SLA page, scheduler, DAG processor) on the
+    last demo's state, with its sandbox serving the demo's scenario on the demo's clock."""
+    parser = argparse.ArgumentParser(prog="python -m include.demo ui", description=ui_main.__doc__)
+    parser.add_argument("--state", default=str(STATE_DIR / "demo"))
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    state = Path(args.state)
+    if not (state / "demo.json").exists():
+        raise SystemExit(f"no demo state in {state}: run `make demo` first")
+    if args.port <= 0:
+        args.port = free_port()
+    # the sandbox starts again from the demo's scenario: what the demo wrote is in the ledger, so a
+    # run started from the UI does not repeat it
+    sandbox = Sandbox(load_scenario((state / "scenario.json").read_text(), state / "scenario.json"),
+                      Settings(clock_rate=0))
+    server = SandboxServer(sandbox, ports={name: 0 for name in sandbox.apps()}).start()
+    env, password = ui_environment(state, server.urls, args.port)
+    log_path = state / "logs" / "ui.log"
+    procs: list[subprocess.Popen] = []
+    base = f"http://127.0.0.1:{args.port}"
+    try:
+        with log_path.open("a") as log:
+            print("starting the Airflow UI (API server, scheduler, DAG processor; about 30 s) ...", flush=True)
+            for component in UI_COMPONENTS:
+                procs.append(subprocess.Popen([str(AIRFLOW_BIN), *component], env=env, stdout=log,
+                                              stderr=subprocess.STDOUT, start_new_session=True))
+            if not wait_healthy(base, procs, timeout=180):
+                print(f"the API server did not come up; see {log_path}", file=sys.stderr)
+                return 1
+            print(f"\nAirflow UI   {base}   user admin, password {password}")
+            print(f"  the demo's run:  {base}/dags/orderops_sla/runs")
+            print(f"  SLA page:        {base}/orderops-sla/   (also under Browse > SLA breaches)")
+            print(f"  sandbox clock:   {server.urls['tiktok']}/_sandbox/clock (frozen at the demo's time)")
+            print(f"  logs:            {log_path}")
+            print("Ctrl-C stops it.", flush=True)
+            stop = []
+            signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+            try:
+                while not stop and all(p.poll() is None for p in procs):
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                pass
+        return 0
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        server.stop()
+
+
+def wait_healthy(base: str, procs: list[subprocess.Popen], timeout: float) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and all(p.poll() is None for p in procs):
+        try:
+            if httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ui"]:
+        return ui_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m include.demo", description=__doc__)
     parser.add_argument("--orders", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
@@ -193,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     (state / "logs").mkdir(parents=True)
     scenario_path = state / "scenario.json"
     scenario_path.write_text(scenario_text)
+    # what `make ui` needs to serve this run again
+    (state / "demo.json").write_text(json.dumps({"warehouse": warehouse_url, "jwt_secret": secrets.token_urlsafe(32)}))
+    (state / "demo.json").chmod(0o600)
     now = sandbox.clock.now()
     server = SandboxServer(sandbox, ports={name: 0 for name in sandbox.apps()}).start()
     source = f"scenario {args.scenario}" if args.scenario else f"{args.orders} orders (seed {args.seed})"
@@ -202,14 +353,21 @@ def main(argv: list[str] | None = None) -> int:
     lineage = state / "lineage" / "events.jsonl"
     lineage.parent.mkdir()
     env = airflow_env(state / "airflow", server.urls, warehouse, lineage)
+    env["ORDEROPS_REPORTS_DIR"] = str(state / "reports")
     conf = {"window_start": (now - timedelta(minutes=30)).isoformat(), "window_end": now.isoformat()}
     log_path = state / "logs" / "airflow.log"
+    began = time.monotonic()
     try:
         with log_path.open("w") as log:
-            print("preparing Airflow (SQLite metadata, pools) ...", flush=True)
+            print("preparing Airflow (SQLite metadata, pools; about 20 s) ...", flush=True)
             prepare_airflow(env, log)
-            print("running orderops_sla once (airflow dags test) ...", flush=True)
-            done = airflow(env, "dags", "test", "orderops_sla", "-c", json.dumps(conf), log=log)
+            keep_home_usable(state / "airflow")
+            print("running orderops_sla once (airflow dags test; about a minute) ...", flush=True)
+            done = dags_test(env, log, "orderops_sla", "-c", json.dumps(conf))
+            # the report DAG reports the day before its logical date: ask for the day after the demo's
+            day_after = (now + timedelta(days=1)).strftime("%Y-%m-%d")
+            print(f"building the SLA report of {now:%Y-%m-%d} (orderops_sla_report for {day_after}) ...", flush=True)
+            reported = dags_test(env, log, "orderops_sla_report", day_after) if done == 0 else 1
         writes = [w for w in sandbox.writes if "token" not in w.operation and "Report" not in w.operation]
     finally:
         server.stop()
@@ -223,17 +381,24 @@ def main(argv: list[str] | None = None) -> int:
         f"{p} {sum(1 for w in writes if w.platform == p)}" for p in sorted({w.platform for w in writes})))
     python = os.path.relpath(sys.executable) if Path(sys.executable).is_relative_to(Path.cwd()) else sys.executable
     shown_url = sa.engine.make_url(warehouse_url).render_as_string(hide_password=True)
-    print(f"\nledger and staging: {shown_url}")
+    report_html = sorted((state / "reports").rglob("*.html"))
+    print(f"\ndone in {time.monotonic() - began:.0f} s. Where to look next:")
+    print(f"  the report of {now:%Y-%m-%d}:  " + (", ".join(str(p) for p in report_html) or "not built (see the log)"))
+    print("  the Airflow UI on this run, with the SLA page:  make ui   (prints the URL and the login)")
     print(f"  trace an order:   ORDEROPS_WAREHOUSE_URL='{shown_url}' {python} -m include.orderops trace <tiktok_order_id>")
-    print(f"lineage events:     {lineage}")
-    print(f"Airflow log:        {log_path} (task logs under {state / 'airflow' / 'logs'})")
-    print(f"scenario:           {scenario_path}")
+    print(f"  ledger and staging: {shown_url}")
+    print(f"  lineage events:     {lineage}")
+    print(f"  Airflow log:        {log_path} (task logs under {state / 'airflow' / 'logs'})")
+    print(f"  scenario:           {scenario_path}")
     if args.json:
-        print(f"run as JSON:        {args.json}")
+        print(f"  run as JSON:        {args.json}")
     wh.dispose()
-    if done.returncode != 0:
-        print(f"\nthe DAG run failed (exit {done.returncode}); see {log_path}", file=sys.stderr)
-    return done.returncode
+    if done != 0:
+        print(f"\nthe DAG run failed (exit {done}); see {log_path}", file=sys.stderr)
+        return done
+    if reported != 0:
+        print(f"\nthe report DAG failed (exit {reported}); see {log_path}", file=sys.stderr)
+    return reported
 
 
 if __name__ == "__main__":

@@ -1,0 +1,81 @@
+"""A newcomer's two commands: `make demo` (the run, then the report of the demo's day, and what to
+look at next) and `make ui` (the Airflow UI on that run: login, the DAG runs, the SLA page)."""
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from include import demo
+from include.warehouse import Warehouse, sla_daily
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(900)
+def test_demo_then_ui_show_the_run_the_report_and_the_sla_page(tmp_path, capsys):
+    state = tmp_path / "demo"
+    assert demo.main(["--orders", "40", "--seed", "3", "--state", str(state)]) == 0
+    out = capsys.readouterr().out
+    # progress while it runs, then where to look next
+    assert "prepare_run done" in out and "summarize_run done" in out and "build_reports[0] done" in out
+    report = state / "reports" / "default" / "2026-11-20" / "report.html"
+    assert f"the report of 2026-11-20:  {report}" in out and report.exists()
+    assert "make ui" in out
+    wh = Warehouse(f"sqlite:///{state / 'warehouse.db'}")
+    with wh.engine.connect() as conn:
+        day = conn.execute(sa.select(sla_daily).where(
+            sla_daily.c.day == date(2026, 11, 20), sla_daily.c.fulfiller == "all",
+            sla_daily.c.carrier == "all")).mappings().one()
+    wh.dispose()
+    # the Airflow home is usable on its own: its config names the real DAG and plugin folders
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(state / "airflow" / "airflow.cfg")
+    assert cfg["core"]["dags_folder"] == str(REPO / "dags") and cfg["core"]["plugins_folder"] == str(REPO / "plugins")
+
+    ui = subprocess.Popen([sys.executable, "-m", "include.demo", "ui", "--state", str(state), "--port", "0"],
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")})
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 300
+        while not any("Ctrl-C stops it." in line for line in lines):
+            line = ui.stdout.readline()
+            assert line or ui.poll() is None, "".join(lines) + (state / "logs" / "ui.log").read_text()[-3000:]
+            lines.append(line)
+            assert time.monotonic() < deadline, "".join(lines)
+        head = next(line for line in lines if line.startswith("Airflow UI"))
+        base, password = head.split()[2], head.split("password ")[1].strip()
+        with httpx.Client(base_url=base, timeout=60) as http:
+            token = http.post("/auth/token", json={"username": "admin", "password": password}).json()["access_token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            assert http.get("/api/v2/dags/orderops_sla/dagRuns", headers=auth).status_code == 200
+            runs = http.get("/api/v2/dags/orderops_sla/dagRuns", headers=auth).json()["dag_runs"]
+            assert [r["state"] for r in runs] == ["success"]
+            reports = http.get("/api/v2/dags/orderops_sla_report/dagRuns", headers=auth).json()["dag_runs"]
+            assert [r["state"] for r in reports] == ["success"]
+            days = http.get("/orderops-sla/api/days", headers=auth).json()["shops"][0]["days"]
+            shown = next(d for d in days if d["day"] == "2026-11-20")
+            assert shown["orders_due"] == day["orders_due"]
+            assert http.get("/orderops-sla/api/days").status_code in (401, 403)   # the page needs the login
+            assert http.post("/auth/token", json={"username": "admin", "password": "wrong"}).status_code == 401
+    finally:
+        ui.send_signal(signal.SIGTERM)
+        try:
+            ui.wait(90)
+        except subprocess.TimeoutExpired:
+            ui.kill()
+            raise
+    assert ui.returncode == 0
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{base}/api/v2/monitor/health", timeout=2)   # everything it started has stopped
