@@ -108,182 +108,185 @@ def build(shop: Shop):
 
         @task(pool="tiktok_api", inlets=endpoints("tiktok_orders", "tiktok_cancellations"),
               outlets=tables("stg_tiktok_orders", "stg_tiktok_cancellations", "quarantine"))
-        def extract_tiktok(settings: dict, **context) -> dict:
+        def extract_tiktok(**context) -> dict:
             """TikTok orders and cancellation requests changed since the cursors (a sweep: all in play)."""
             from include.airflow_glue import task_resources
             from include.pipeline import extract_tiktok as run
 
-            with task_resources(settings, context) as (s, platforms, wh, _):
+            with task_resources(context) as (s, platforms, wh, _):
                 return run(s, platforms, wh)
 
         @task(pool="shopify_api", inlets=endpoints("shopify_orders"), outlets=tables("stg_shopify_orders", "quarantine"))
-        def extract_shopify(settings: dict, tiktok: dict, **context) -> dict:
+        def extract_shopify(tiktok: dict, **context) -> dict:
             """Shopify orders updated since the cursor (a sweep: created since the oldest TikTok order in play)."""
             from datetime import datetime
 
             from include.airflow_glue import task_resources
             from include.pipeline import extract_shopify as run
 
-            with task_resources(settings, context) as (s, platforms, wh, _):
+            with task_resources(context) as (s, platforms, wh, _):
                 return run(s, platforms, wh, datetime.fromisoformat(tiktok["since"]))
 
         @task(pool="amazon_api", inlets=endpoints("amazon_orders", "amazon_shipments_report"),
               outlets=tables("stg_amazon_fulfillment_orders", "quarantine"))
-        def extract_amazon(settings: dict, tiktok: dict, **context) -> dict:
+        def extract_amazon(tiktok: dict, **context) -> dict:
             """Amazon MCF orders (listing) and tracking (fulfilled-shipments report)."""
             from datetime import datetime
 
             from include.airflow_glue import task_resources
             from include.pipeline import extract_amazon as run
 
-            with task_resources(settings, context) as (s, platforms, wh, _):
+            with task_resources(context) as (s, platforms, wh, _):
                 if "amazon_mcf" not in s.fulfillers:
                     return {"step": "extract_amazon", "skipped": "not configured"}
                 return run(s, platforms, wh, datetime.fromisoformat(tiktok["since"]))
 
         @task(pool="shipbob_api", inlets=endpoints("shipbob_orders"), outlets=tables("stg_shipbob_orders", "quarantine"))
-        def extract_shipbob(settings: dict, tiktok: dict, **context) -> dict:
+        def extract_shipbob(tiktok: dict, **context) -> dict:
             """ShipBob orders with their shipments and tracking."""
             from datetime import datetime
 
             from include.airflow_glue import task_resources
             from include.pipeline import extract_shipbob as run
 
-            with task_resources(settings, context) as (s, platforms, wh, _):
+            with task_resources(context) as (s, platforms, wh, _):
                 if "shipbob" not in s.fulfillers:
                     return {"step": "extract_shipbob", "skipped": "not configured"}
                 return run(s, platforms, wh, datetime.fromisoformat(tiktok["since"]))
 
         @task(inlets=tables(*STAGING), outlets=tables("validation_results"))
-        def validate_staged(settings: dict, batch: str, **context) -> dict:
+        def validate_staged(batch: str, **context) -> dict:
             """Great Expectations on one staged batch; failures block dependent actions, not the run."""
             from include.airflow_glue import task_resources
             from include.pipeline import validate_batch
 
-            with task_resources(settings, context) as (s, _, wh, _ctx):
+            with task_resources(context) as (s, _, wh, _ctx):
                 return validate_batch(s, wh, batch)
 
         @task(pool="tiktok_api", inlets=[*tables(*STAGING, "validation_results"), *endpoints("tiktok_providers")],
               outlets=[DECISIONS, *tables("order_links", "decisions", "action_ledger")])
-        def join_and_decide(settings: dict, **context) -> dict:
+        def join_and_decide(**context) -> dict:
             """Join the platforms on order ids, decide per order, record pending actions in the ledger."""
             from include.airflow_glue import task_resources
             from include.pipeline import join_and_decide as run
 
-            with task_resources(settings, context) as (s, platforms, wh, _):
+            with task_resources(context) as (s, platforms, wh, _):
                 plan = run(s, platforms, wh)
             return plan
 
+        # Airflow maps a task only over another task's return value: one small task per action group
+        # hands that group's chunks of the plan to the group's mapped task
         @task
         def chunks_for(plan: dict, group: str) -> list:
             """The plan's chunks of one action group, for mapping the act tasks over."""
             return plan["chunks"][group]
 
         @task(pool="tiktok_api", inlets=tables("action_ledger"), outlets=[LEDGER, *endpoints("tiktok_packages")])
-        def post_tracking(settings: dict, keys: list, **context) -> list:
+        def post_tracking(keys: list, **context) -> list:
             """Mark packages as shipped on TikTok with the fulfiller's tracking (T1, C3)."""
             from include.airflow_glue import task_resources
             from include.pipeline import act
 
-            with task_resources(settings, context) as (s, platforms, wh, ctx):
+            with task_resources(context) as (s, platforms, wh, ctx):
                 return act(s, platforms, wh, ctx, keys)
 
         @task(pool="shopify_api", inlets=tables("action_ledger"), outlets=[LEDGER, *endpoints("shopify_order_update")])
-        def add_notes(settings: dict, keys: list, **context) -> list:
+        def add_notes(keys: list, **context) -> list:
             """Note "Shipping, no tracking ID yet" on the Shopify order (N1)."""
             from include.airflow_glue import task_resources
             from include.pipeline import act
 
-            with task_resources(settings, context) as (s, platforms, wh, ctx):
+            with task_resources(context) as (s, platforms, wh, ctx):
                 return act(s, platforms, wh, ctx, keys)
 
         @task(pool="tiktok_api", inlets=tables("action_ledger"), outlets=[LEDGER, *endpoints("tiktok_reject")])
-        def reject_cancellations(settings: dict, keys: list, **context) -> list:
+        def reject_cancellations(keys: list, **context) -> list:
             """Reject buyer cancellations of orders already packed or shipped (C3)."""
             from include.airflow_glue import task_resources
             from include.pipeline import act
 
-            with task_resources(settings, context) as (s, platforms, wh, ctx):
+            with task_resources(context) as (s, platforms, wh, ctx):
                 return act(s, platforms, wh, ctx, keys)
 
         @task(inlets=tables("action_ledger"), outlets=[LEDGER, *tables("action_ledger")])
-        def record_escalations(settings: dict, keys: list, **context) -> list:
+        def record_escalations(keys: list, **context) -> list:
             """Record orders a person must look at, with the reason (E1, T2, C3/C4 by policy)."""
             from include.airflow_glue import task_resources
             from include.pipeline import act
 
-            with task_resources(settings, context) as (s, platforms, wh, ctx):
+            with task_resources(context) as (s, platforms, wh, ctx):
                 return act(s, platforms, wh, ctx, keys)
 
         @task(pool="fulfiller_api", inlets=tables("action_ledger"),
               outlets=[LEDGER, *endpoints("amazon_cancel", "shipbob_cancel")])
-        def cancel_at_fulfiller(settings: dict, sagas: list, **context) -> list:
+        def cancel_at_fulfiller(sagas: list, **context) -> list:
             """Cancellation saga, step 1: cancel the fulfillment order (C1)."""
             from include.airflow_glue import task_resources
             from include.pipeline import cancel_at_fulfiller as run
 
-            with task_resources(settings, context) as (s, platforms, wh, ctx):
+            with task_resources(context) as (s, platforms, wh, ctx):
                 return run(s, platforms, wh, ctx, sagas)
 
         # one read per saga, never a wait: a cancel that does not show yet is read again by the next
         # run (its decision asks again), so a slow fulfiller holds no other saga and no later run
         @task(pool="fulfiller_api", inlets=endpoints("amazon_orders", "shipbob_orders"), outlets=tables("action_ledger"))
-        def verify_fulfiller_cancel(settings: dict, sagas: list, **context) -> dict:
+        def verify_fulfiller_cancel(sagas: list, **context) -> dict:
             """Cancellation saga, step 2: does the fulfiller show the order cancelled (C4 after the timeout)?"""
             from include.airflow_glue import task_resources
             from include.pipeline import verify_cancellations
 
-            with task_resources(settings, context) as (s, platforms, wh, ctx):
+            with task_resources(context) as (s, platforms, wh, ctx):
                 return verify_cancellations(s, platforms, wh, ctx, sagas)
 
         @task(pool="shopify_api", inlets=tables("action_ledger"),
               outlets=[LEDGER, *endpoints("shopify_order_cancel", "tiktok_approve")])
-        def refund_and_approve(settings: dict, sagas: list, **context) -> list:
+        def refund_and_approve(sagas: list, **context) -> list:
             """Cancellation saga, step 3: cancel and refund in Shopify, then approve on TikTok."""
             from include.airflow_glue import task_resources
             from include.pipeline import refund_and_approve as run
 
-            with task_resources(settings, context) as (s, platforms, wh, ctx):
+            with task_resources(context) as (s, platforms, wh, ctx):
                 return run(s, platforms, wh, ctx, sagas)
 
         @task(trigger_rule=TriggerRule.ALL_DONE, inlets=tables("action_ledger", "decisions", "api_calls", *STAGING),
               outlets=[RUN_SUMMARY, *tables("runs")])
-        def summarize_run(settings: dict, **context) -> dict:
+        def summarize_run(**context) -> dict:
             """Orders seen, actions by kind and outcome, escalations, validation, API calls; log as a table."""
             from include.airflow_glue import task_resources
             from include.pipeline import summarize_run as run
             from include.pipeline import summary_table
 
-            with task_resources(settings, context) as (s, _, wh, _ctx):
+            with task_resources(context) as (s, _, wh, _ctx):
                 summary = run(s, wh)
             print(summary_table(summary))
             context["outlet_events"][RUN_SUMMARY].extra = {k: summary[k] for k in
                                                            ("shop", "run_id", "state", "decisions", "actions", "api")}
             return summary
 
-        # Data flows as arguments; the order comes from the one list of steps (include/steps.py).
-        settings = prepare_run()
-        tiktok = extract_tiktok(settings)
+        # Data flows as arguments; the order comes from the one list of steps (include/steps.py). The
+        # run's settings are not an argument: each task reads prepare_run's result itself, so the
+        # graph shows the data flow instead of an edge from prepare_run into every task.
+        tiktok = extract_tiktok()
+        plan = join_and_decide()
 
         def chunks(group: str):
             return chunks_for.override(task_id=f"plan_{group}")(plan, group)
 
-        plan = join_and_decide(settings)
         sagas = chunks("cancellations")
         made = {
-            "prepare_run": settings, "extract_tiktok": tiktok,
-            "extract_shopify": extract_shopify(settings, tiktok), "extract_amazon": extract_amazon(settings, tiktok),
-            "extract_shipbob": extract_shipbob(settings, tiktok),
-            "validate_staged": validate_staged.partial(settings=settings).expand(batch=list(BATCHES)),
+            "prepare_run": prepare_run(), "extract_tiktok": tiktok,
+            "extract_shopify": extract_shopify(tiktok), "extract_amazon": extract_amazon(tiktok),
+            "extract_shipbob": extract_shipbob(tiktok),
+            "validate_staged": validate_staged.expand(batch=list(BATCHES)),
             "join_and_decide": plan,
-            "post_tracking": post_tracking.partial(settings=settings).expand(keys=chunks("tracking")),
-            "add_notes": add_notes.partial(settings=settings).expand(keys=chunks("notes")),
-            "reject_cancellations": reject_cancellations.partial(settings=settings).expand(keys=chunks("rejections")),
-            "record_escalations": record_escalations.partial(settings=settings).expand(keys=chunks("escalations")),
-            "cancel_at_fulfiller": cancel_at_fulfiller.partial(settings=settings).expand(sagas=sagas),
-            "verify_fulfiller_cancel": verify_fulfiller_cancel.partial(settings=settings).expand(sagas=sagas),
-            "refund_and_approve": refund_and_approve.partial(settings=settings).expand(sagas=sagas),
-            "summarize_run": summarize_run(settings),
+            "post_tracking": post_tracking.expand(keys=chunks("tracking")),
+            "add_notes": add_notes.expand(keys=chunks("notes")),
+            "reject_cancellations": reject_cancellations.expand(keys=chunks("rejections")),
+            "record_escalations": record_escalations.expand(keys=chunks("escalations")),
+            "cancel_at_fulfiller": cancel_at_fulfiller.expand(sagas=sagas),
+            "verify_fulfiller_cancel": verify_fulfiller_cancel.expand(sagas=sagas),
+            "refund_and_approve": refund_and_approve.expand(sagas=sagas),
+            "summarize_run": summarize_run(),
         }
         for step in STEPS:
             for upstream in step.after:

@@ -51,15 +51,36 @@ def test_pipeline_shape(dagbag):
 
 
 def test_the_dag_runs_the_one_list_of_steps(dagbag):
-    from include.steps import STEPS
+    from include.steps import BY_NAME, STEPS
 
     tasks = dagbag.dags["orderops_sla"].task_dict
     names = {step.name for step in STEPS}
-    assert names <= set(tasks)
+    # the tasks are the steps, one plan_<group> per action group (Airflow maps a task only over a task's
+    # return value) and the one leaf that fails a run whose summary found a failed step
+    groups = {step.each for step in STEPS if step.each not in (None, "batch")}
+    assert set(tasks) == names | {f"plan_{group}" for group in groups} | {"check_run"}
+
+    def before(name: str) -> set[str]:
+        found = set(BY_NAME[name].after)
+        for upstream in BY_NAME[name].after:
+            found |= before(upstream)
+        return found
+
     for step in STEPS:
-        # every step reads the run's settings, so prepare_run is upstream of all; the rest is the list's
-        upstream = (set(tasks[step.name].upstream_task_ids) & names) - {"prepare_run"}
-        assert upstream == set(step.after) - {"prepare_run"}, step.name
+        # the list's order; a mapped step also hangs off its group's plan task
+        upstream = set(tasks[step.name].upstream_task_ids) - {f"plan_{step.each}"}
+        assert set(step.after) <= upstream <= before(step.name), step.name
+    # the run's settings reach the tasks without an edge: prepare_run feeds the first step only
+    assert tasks["prepare_run"].downstream_task_ids == {"extract_tiktok"}
+
+
+def test_the_readme_diagram_is_the_dags_graph(dagbag):
+    import re
+
+    text = (REPO / "README.md").read_text()
+    diagram = text[text.index("## How it works"):].split("```")[1]
+    drawn = set(re.findall(r"\b([a-z]+(?:_[a-z]+)+)\b", diagram))
+    assert drawn == set(dagbag.dags["orderops_sla"].task_dict)
 
 
 @pytest.mark.parametrize("dag_file", sorted(p.name for p in (REPO / "dags").glob("*.py")))
