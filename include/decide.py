@@ -13,9 +13,9 @@ from include.model import (
     REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL, Action, Decision, Fulfillment, FulfillmentState,
     JoinedOrder, LinkProblem, Package,
 )
+from include.enums import TIKTOK_SHIPPABLE_STATUSES
 from include.policy import Policy
 
-SHIPPABLE_STATUSES = ("AWAITING_SHIPMENT", "PARTIALLY_SHIPPING")
 IN_SCOPE_FULFILLMENT = "FULFILLMENT_BY_SELLER"
 # shipping_type of orders shipped on the seller's own label: the only ones TikTok takes tracking for
 # (on TikTok's label its carrier scan brings the tracking)
@@ -167,7 +167,7 @@ def decide_cancellation(order: JoinedOrder, policy: Policy, now: datetime) -> De
 
 
 def decide_shipping(order: JoinedOrder, policy: Policy, now: datetime) -> Decision:
-    if order.status not in SHIPPABLE_STATUSES:
+    if order.status not in TIKTOK_SHIPPABLE_STATUSES:
         return nothing(order, f"TikTok status {order.status}")
     if order.tracking_number:
         return nothing(order, "tracking already on TikTok")

@@ -26,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from include.decide import RULES
+from include.enums import TIKTOK_SHIPPABLE_STATUSES
 from include.runconfig import STATE_DIR
 from include.steps import pools_file
 from include.sandbox.connections import connection_env
@@ -195,7 +196,7 @@ def report(wh: Warehouse, now: datetime) -> list[str]:
             lines.append(f"  {order_id} [{rule}] {request['reason_code']}: {request['detail']}")
         o = stg_tiktok_orders.c
         late = conn.execute(sa.select(o.tiktok_order_id, o.rts_sla_time).where(
-            o.status.in_(["AWAITING_SHIPMENT", "PARTIALLY_SHIPPING"]), o.tracking_number == "",
+            o.status.in_(TIKTOK_SHIPPABLE_STATUSES), o.tracking_number == "",
             o.rts_sla_time < now.replace(tzinfo=None) if wh.dialect == "sqlite" else o.rts_sla_time < now)).all()
         lines.append(f"SLA breaches as staged (past ship-by, no tracking before this run): {len(late)}")
         for order_id, due in late[:10]:

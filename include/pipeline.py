@@ -19,9 +19,10 @@ import sqlalchemy as sa
 
 from include import staging, steps
 from include.actions import Executor, Handlers, Outcome
+from include.at_risk import alert_at_risk
 from include.carriers import CarrierMap
 from include.decide import decide
-from include.enums import AMAZON_ORDER_STATUSES, status_of
+from include.enums import AMAZON_ORDER_STATUSES, TIKTOK_SHIPPABLE_STATUSES, status_of
 from include.join import Joiner, Link, saga_states
 from include.ledger import DONE_STATES, FAILED, IN_FLIGHT, PENDING, SUCCEEDED, Ledger, RunContext
 from include.model import (
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 CHUNK = 50
 # Staged rows upserted per statement while a listing is read.
 STAGE_ROWS = 2000
-ACTIONABLE_STATUSES = ("AWAITING_SHIPMENT", "PARTIALLY_SHIPPING")
 # How far before the oldest order in play the Shopify/fulfiller listings start.
 LOOKBACK_MARGIN = timedelta(days=1)
 MAX_LOOKBACK = timedelta(days=60)
@@ -369,7 +369,7 @@ def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -
     changes = _tiktok_changes(listing)
     searches = [changes]
     if listing.sweep:
-        searches += [*({"order_status": s} for s in ACTIONABLE_STATUSES), {"is_buyer_request_cancel": True}]
+        searches += [*({"order_status": s} for s in TIKTOK_SHIPPABLE_STATUSES), {"is_buyer_request_cancel": True}]
     listed = (order for filters in searches for order in client.search_orders(filters, page_size=100))
     seen: set[str] = set()
     missed = _missed_by_cursor(wh, settings, stg_tiktok_orders, listing)
@@ -597,7 +597,7 @@ def _in_play(settings: RunSettings, wh: Warehouse):
     """TikTok orders in play by their latest staged state: actionable, with a buyer's cancellation
     request, or staged by this run."""
     o = stg_tiktok_orders.c
-    return sa.or_(o.status.in_(ACTIONABLE_STATUSES), o.is_buyer_request_cancel.is_(True),
+    return sa.or_(o.status.in_(TIKTOK_SHIPPABLE_STATUSES), o.is_buyer_request_cancel.is_(True),
                   _staged_by_run(stg_tiktok_orders, settings, _run_started(wh, settings)))
 
 
@@ -658,7 +658,7 @@ def carrier_maps(settings: RunSettings, platforms: Platforms, wh: Warehouse,
     """TikTok shipping providers per delivery option of the orders in play: one call per option,
     except where a run read them less than PROVIDERS_REUSE ago (a sweep reads them all anew)."""
     options = sorted({r["delivery_option_id"] for r in tiktok_rows
-                      if r["status"] in ACTIONABLE_STATUSES} - {None, ""})
+                      if r["status"] in TIKTOK_SHIPPABLE_STATUSES} - {None, ""})
     now = now_for(settings)
     t = tiktok_shipping_providers.c
     stored = {}
@@ -1016,6 +1016,10 @@ def summarize_run(settings: RunSettings, wh: Warehouse, started: float | None = 
     if started_at is not None:
         started_at = started_at.replace(tzinfo=timezone.utc) if started_at.tzinfo is None else started_at
         summary["duration_seconds"] = round((finished - started_at).total_seconds(), 1)
+    if not settings.dry_run:   # a person is told of orders about to breach; a dry run tells no one
+        alerted = alert_at_risk(wh, wh.engine.url.render_as_string(hide_password=False), shop, settings.dag_id,
+                                run_id, now_for(settings), settings.policy.at_risk_alert_hours)
+        summary["at_risk_alerts"] = {f"{hours:g}h": orders for hours, orders in sorted(alerted.items(), reverse=True)}
     failed = any(k.endswith(":failed") or k.endswith(":in_flight") for k in summary["actions"])
     state = "attention" if failed or summary["validation_failures"] else "succeeded"
     with wh.engine.begin() as conn:

@@ -27,7 +27,8 @@ class Policy:
     notify_customer: bool = False
     note_text: str = "Shipping, no tracking ID yet"
     note_tag: str = "orderops-no-tracking-yet"
-    escalation_tag: str = "orderops-escalated"
+    # alert a person when an order still has no tracking this many hours before its ship-by time
+    at_risk_alert_hours: tuple[float, ...] = (12.0, 4.0)
     # carrier name as the fulfiller writes it (case-insensitive) -> TikTok shipping provider name or id
     carrier_overrides: dict[str, str] = field(default_factory=dict)
 
@@ -60,9 +61,17 @@ def policy_from_dict(data: dict[str, Any] | None) -> Policy:
     for name in ("restock", "notify_customer"):
         if name in data and not isinstance(data[name], bool):
             raise PolicyError(f"policy.{name}: expected true or false, got {data[name]!r}")
-    for name in ("reject_reason", "note_text", "note_tag", "escalation_tag"):
+    for name in ("reject_reason", "note_text", "note_tag"):
         if name in data and (not isinstance(data[name], str) or not data[name].strip()):
             raise PolicyError(f"policy.{name}: expected a non-empty string")
+    if "at_risk_alert_hours" in data:
+        hours = data["at_risk_alert_hours"]
+        if not isinstance(hours, (list, tuple)) or not all(
+                not isinstance(h, bool) and isinstance(h, (int, float)) and 0 < h <= 720 for h in hours) \
+                or len(set(hours)) != len(hours):
+            raise PolicyError("policy.at_risk_alert_hours: expected a list of distinct numbers of hours, each above 0 "
+                              f"and at most 720 ([] turns the alerts off), got {hours!r}")
+        data["at_risk_alert_hours"] = tuple(sorted((float(h) for h in hours), reverse=True))
     overrides = data.get("carrier_overrides", {})
     if not isinstance(overrides, dict) or not all(isinstance(k, str) and isinstance(v, str) and v
                                                   for k, v in overrides.items()):

@@ -256,9 +256,14 @@ def shopify_order_row(node: dict) -> dict:
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise BadRecord(f"{where}: tags has the wrong type ({type(tags).__name__})")
     _list(node, "customAttributes", where)
+    name = _field(node, "name", str, where)
+    # Shopify names an order by its number with the shop's prefix and suffix ("#1001"): a name
+    # without digits is not one, and the fulfillers file the order under it, so it links nothing
+    if not any(ch.isdigit() for ch in name):
+        raise BadRecord(f"{where}: name {name[:40]!r} carries no order number")
     return {
         "shopify_order_id": str(legacy),
-        "name": _field(node, "name", str, where),
+        "name": name,
         "source_identifier": _field(node, "sourceIdentifier", str, where, required=False),
         "tiktok_ids": shopify_tiktok_ids(node),
         "cancelled_at": iso_time(node, "cancelledAt", where, required=False),

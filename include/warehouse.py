@@ -269,6 +269,16 @@ extraction_cursors = sa.Table(
     sa.Column("listed", sa.Integer, nullable=False),          # records that listing staged
     sa.Column("findings", sa.Integer, nullable=False),        # sweep: changes the cursor had missed
 )
+# The at-risk alerts sent: one per order and threshold (hours before its ship-by time), ever.
+at_risk_alerts = sa.Table(
+    "at_risk_alerts", metadata,
+    sa.Column("shop", sa.String(64), primary_key=True),
+    sa.Column("tiktok_order_id", sa.String(64), primary_key=True),
+    sa.Column("threshold_hours", sa.Float, primary_key=True),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("alerted_at", TS, nullable=False),          # the run's clock
+    sa.Column("sent", sa.Boolean, nullable=False),        # False: passed by an order first seen under a tighter one
+)
 schema_version = sa.Table(
     "orderops_schema", metadata,
     sa.Column("version", sa.Integer, primary_key=True),
@@ -286,6 +296,7 @@ MIGRATIONS: list = [
     lambda conn: metadata.create_all(conn, tables=[amazon_shipment_reports]),
     lambda conn: _v5_latest_state(conn),
     lambda conn: metadata.create_all(conn, tables=[tiktok_shipping_providers]),
+    lambda conn: metadata.create_all(conn, tables=[at_risk_alerts]),
 ]
 
 

@@ -27,9 +27,17 @@ os.environ.update({
     "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
 })
 
+from hypothesis import settings as hypothesis_settings
+
 from include.sandbox.core import Sandbox, Settings
 from include.sandbox.scenario import parse_scenario
 from include.sandbox.server import SandboxServer
+
+# Property tests draw the same examples on every run, so that `make test` (and CI) is repeatable;
+# ORDEROPS_HYPOTHESIS_PROFILE=explore draws new ones each time (and keeps what failed) to look further.
+hypothesis_settings.register_profile("repeatable", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile(os.environ.get("ORDEROPS_HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture
