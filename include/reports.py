@@ -241,7 +241,7 @@ def breaches(data: DayData) -> list[dict]:
             reason = f"dispatched late: tracking at {o['rts_time']:%Y-%m-%d %H:%M}, due {o['rts_sla_time']:%Y-%m-%d %H:%M}"
         elif o["past_due_no_tracking"]:
             reason = f"past ship-by {o['rts_sla_time']:%Y-%m-%d %H:%M} with no tracking"
-            if o["link_problem"]:
+            if isinstance(o["link_problem"], str) and o["link_problem"]:   # pandas holds a missing one as NaN
                 reason += f" ({o['link_problem']})"
         if reason:
             out.append({"tiktok_order_id": o["tiktok_order_id"], "kind": "dispatch", "reason": reason,
@@ -291,46 +291,96 @@ def _png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def charts(history: pd.DataFrame, data: DayData) -> dict[str, str]:
+def _empty(ax, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what}", transform=ax.transAxes, ha="center", va="center", color="#777")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _daily_axis(ax, day: date, days: int) -> None:
+    """One tick per day (or per few days) over the whole window, whatever days have data."""
+    import matplotlib.dates as mdates
+
+    ax.set_xlim(pd.Timestamp(day - timedelta(days=days - 1)) - pd.Timedelta(hours=12), pd.Timestamp(day) + pd.Timedelta(hours=12))
+    ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, days // 10)))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
+
+
+def charts(history: pd.DataFrame, data: DayData, day: date, days: int = 30) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out = {}
+    due = history[history["orders_due"] > 0] if len(history) else history
     fig, ax = plt.subplots(figsize=(7, 2.6))
-    if len(history):
-        ax.plot(pd.to_datetime(history["day"]), history["late_dispatch_rate"] * 100, marker="o", label="Late Dispatch Rate")
-    ax.axhline(LDR_LINE * 100, color="red", linestyle="--", label="TikTok line 4%")
-    ax.set_ylabel("%")
-    ax.set_title("Late Dispatch Rate, last 30 days")
-    ax.legend(loc="upper left", fontsize=8)
-    fig.autofmt_xdate()
+    ax.set_title(f"Late Dispatch Rate, last {days} days")
+    if len(due):
+        ax.plot(pd.to_datetime(due["day"]), due["late_dispatch_rate"] * 100, marker="o", label="Late Dispatch Rate")
+        ax.axhline(LDR_LINE * 100, color="red", linestyle="--", label="TikTok line 4%")
+        ax.set_ylabel("%")
+        ax.legend(loc="upper left", fontsize=8)
+        _daily_axis(ax, day, days)
+    else:
+        _empty(ax, "orders due in these days")
     out["ldr_trend"] = _png(fig)
     fig, ax = plt.subplots(figsize=(7, 2.6))
-    if len(history):
-        days = pd.to_datetime(history["day"])
-        ax.bar(days, history["orders_due"], label="due", color="#9bb7d4")
-        ax.bar(days, history["dispatched_late"] + history["past_due_no_tracking"], label="late or no tracking", color="#d9534f")
     ax.set_title("Orders due per day")
-    ax.legend(loc="upper left", fontsize=8)
-    fig.autofmt_xdate()
+    if len(due):
+        moments = pd.to_datetime(due["day"])
+        # side by side, so that neither hides the other
+        ax.bar(moments - pd.Timedelta(hours=5), due["orders_due"], width=0.4, label="due", color="#9bb7d4")
+        ax.bar(moments + pd.Timedelta(hours=5), due["dispatched_late"] + due["past_due_no_tracking"], width=0.4,
+               label="late or no tracking", color="#d9534f")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))   # orders come whole
+        ax.legend(loc="upper left", fontsize=8)
+        _daily_axis(ax, day, days)
+    else:
+        _empty(ax, "orders due in these days")
     out["volume_trend"] = _png(fig)
     fig, ax = plt.subplots(figsize=(7, 2.6))
+    ax.set_title("Hours from fulfiller shipment to tracking on TikTok (this day)")
     hours = data.dispatched["hours_to_tracking"].dropna().astype(float) if len(data.dispatched) else pd.Series(dtype=float)
     if len(hours):
         ax.hist(hours, bins=20, color="#5cb85c")
-    ax.set_title("Hours from fulfiller shipment to tracking on TikTok (this day)")
-    ax.set_xlabel("hours")
+        ax.set_xlabel("hours")
+    else:
+        _empty(ax, "shipment reached TikTok this day")
     out["ship_to_tracking"] = _png(fig)
     return out
 
 
-def _table(rows: list[dict], columns: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape('' if r.get(c) is None else str(r.get(c)))}</td>" for c in columns)
-                   + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body or '<tr><td colspan=99>none</td></tr>'}</tbody></table>"
+# Column headers as a person reads them.
+HEADERS = {
+    "fulfiller": "Fulfiller", "carrier": "Carrier", "orders_due": "Due", "dispatched_on_time": "On time",
+    "dispatched_late": "Late", "past_due_no_tracking": "Past ship-by, no tracking", "late_dispatch_rate": "Late Dispatch Rate",
+    "at_risk_auto_cancel": "At risk of auto-cancel", "cancel_requests": "Cancel requests",
+    "cancels_on_time": "Answered on time", "cancels_late": "Answered late",
+    "ship_to_tracking_median_h": "Hours to tracking (median)", "ship_to_tracking_p95_h": "Hours to tracking (p95)",
+    "tiktok_order_id": "TikTok order", "kind": "Breach", "reason": "Why", "chain": "What orderops did",
+    "rule": "Rule", "reason_code": "Reason", "detail": "Detail", "run_id": "Run",
+}
+
+
+def _cell(column: str, value: Any) -> str:
+    """A value as text: blanks for what is unknown, never None or NaN; rates as percentages."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    if column == "late_dispatch_rate":
+        return f"{value * 100:.2f} %"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _table(rows: list[dict], columns: list[str], empty: str) -> str:
+    head = "".join(f"<th>{html.escape(HEADERS.get(c, c))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(c, r.get(c)))}</td>" for c in columns) + "</tr>"
+                   for r in rows)
+    body = body or f'<tr><td colspan="{len(columns)}" class="none">{html.escape(empty)}</td></tr>'
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def render_html(shop: str, day: date, rows: list[dict], breached: list[dict], escalated: list[dict],
@@ -340,25 +390,29 @@ def render_html(shop: str, day: date, rows: list[dict], breached: list[dict], es
                   "late_dispatch_rate", "at_risk_auto_cancel", "cancel_requests", "cancels_on_time", "cancels_late",
                   "ship_to_tracking_median_h", "ship_to_tracking_p95_h"]
     status = "over the 4% line" if total["ldr_over_line"] else "within the 4% line"
-    figures = "".join(f"<div class=k><b>{html.escape(str(total[k]))}</b><span>{label}</span></div>" for k, label in (
+    figures = "".join(f"<div class=k><b>{html.escape(_cell(k, total[k]))}</b><span>{label}</span></div>" for k, label in (
         ("orders_due", "orders due"), ("dispatched_on_time", "on time"), ("dispatched_late", "late"),
         ("past_due_no_tracking", "past ship-by, no tracking"), ("at_risk_auto_cancel", "at risk of auto-cancel"),
         ("cancels_on_time", "cancellations on time"), ("cancels_late", "cancellations late")))
     pictures = "".join(f'<img alt="{name}" src="data:image/png;base64,{data}">' for name, data in images.items())
     rate_line = f"Late Dispatch Rate {total['late_dispatch_rate'] * 100:.2f}% ({status})." if total["orders_due"] \
         else "No orders were due this day: no Late Dispatch Rate."
+    median, p95 = total["ship_to_tracking_median_h"], total["ship_to_tracking_p95_h"]
+    speed = (f"Hours from fulfiller shipment to tracking on TikTok: median {_cell('h', median)}, p95 {_cell('h', p95)}."
+             if median is not None else "No fulfiller shipment reached TikTok this day.")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>orderops SLA report {shop} {day}</title>
-<style>body{{font-family:sans-serif;margin:24px;color:#222}}table{{border-collapse:collapse;font-size:13px;margin:8px 0 20px}}
-td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}th{{background:#f3f3f3}}.k{{display:inline-block;margin:0 18px 12px 0}}
+<style>body{{font-family:sans-serif;margin:24px;color:#222;max-width:1100px}}
+.scroll{{max-width:100%;overflow-x:auto}}table{{border-collapse:collapse;font-size:13px;margin:8px 0 20px}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top;overflow-wrap:anywhere;max-width:420px}}
+th{{background:#f3f3f3}}td.none{{color:#777;font-style:italic}}.k{{display:inline-block;margin:0 18px 12px 0}}
 .k b{{display:block;font-size:22px}}.k span{{font-size:12px;color:#555}}img{{max-width:100%;display:block;margin:8px 0}}
 .bad{{color:#c9302c}}.ok{{color:#3c763d}}</style></head><body>
 <h1>SLA report: shop {html.escape(shop)}, {day:%Y-%m-%d} (UTC)</h1>
-<p class="{'bad' if total['ldr_over_line'] else 'ok' if total['orders_due'] else ''}">{rate_line}
-Hours from fulfiller shipment to tracking on TikTok: median {total['ship_to_tracking_median_h']}, p95 {total['ship_to_tracking_p95_h']}.</p>
+<p class="{'bad' if total['ldr_over_line'] else 'ok' if total['orders_due'] else ''}">{rate_line} {speed}</p>
 <div>{figures}</div>{pictures}
-<h2>By fulfiller and carrier</h2>{_table(rows, split_cols)}
-<h2>Breached orders ({len(breached)})</h2>{_table(breached, ['tiktok_order_id', 'kind', 'reason', 'fulfiller', 'carrier', 'chain'])}
-<h2>Escalations ({len(escalated)})</h2>{_table(escalated, ['tiktok_order_id', 'rule', 'reason_code', 'detail', 'run_id'])}
+<h2>By fulfiller and carrier</h2>{_table(rows, split_cols, "no orders this day")}
+<h2>Breached orders ({len(breached)})</h2>{_table(breached, ['tiktok_order_id', 'kind', 'reason', 'fulfiller', 'carrier', 'chain'], "no breaches this day")}
+<h2>Escalations ({len(escalated)})</h2>{_table(escalated, ['tiktok_order_id', 'rule', 'reason_code', 'detail', 'run_id'], "no escalations this day")}
 <p style="font-size:11px;color:#777">Generated {utcnow():%Y-%m-%d %H:%M} UTC by orderops. Definitions: README "Reading the reports".</p>
 </body></html>"""
 
@@ -391,7 +445,7 @@ def build_day(wh: Warehouse, shop: str, day: date, now: datetime | None = None, 
     history = trend(wh, shop, day)
     history.to_csv(folder / "trend_30d.csv", index=False)
     html_path = folder / "report.html"
-    html_path.write_text(render_html(shop, day, rows, breached, escalations(wh, shop, day), charts(history, data)))
+    html_path.write_text(render_html(shop, day, rows, breached, escalations(wh, shop, day), charts(history, data, day)))
     return DayReport(day, rows, breached, html_path, csv_path)
 
 

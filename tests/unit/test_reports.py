@@ -144,3 +144,23 @@ def test_a_day_with_no_orders_due_has_no_rate(day_report):
 def test_days_to_report():
     assert days_to_report(t("2026-11-19T00:00"), t("2026-11-20T00:00")) == [DAY]
     assert days_to_report(t("2026-11-18T22:00"), t("2026-11-19T01:00")) == [date(2026, 11, 18), DAY]
+
+
+def test_the_report_reads_at_a_glance(day_report):
+    """Readable headers, written-out empty states, no None or NaN anywhere, rates as percentages,
+    a table that scrolls inside the page rather than widening it."""
+    import re
+
+    wh, report = day_report
+    page = report.html_path.read_text()
+    text = re.sub(r'src="data:image/png;base64,[^"]+"', "", page)
+    assert not re.search(r"\bNone\b|\bnan\b|\bNaN\b", text)
+    for header in ("Late Dispatch Rate", "Past ship-by, no tracking", "What orderops did", "Hours to tracking (median)"):
+        assert f"<th>{header}</th>" in page
+    assert not re.search(r"<th>[a-z]+_[a-z_]+</th>", page)    # no snake_case header
+    assert '<div class="scroll"><table>' in page and "overflow-x:auto" in page
+    assert re.search(r"<td>\d+\.\d\d %</td>", page)              # the rate column
+    empty = build_day(wh, "s", DAY + timedelta(days=3), now=NOW + timedelta(days=4), out_dir=report.html_path.parents[2])
+    quiet = empty.html_path.read_text()
+    assert "no breaches this day" in quiet and "No fulfiller shipment reached TikTok this day." in quiet
+    assert not re.search(r"\bNone\b|\bnan\b", re.sub(r'src="data:image/png;base64,[^"]+"', "", quiet))
