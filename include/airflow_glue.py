@@ -4,13 +4,12 @@ Kept apart from `include.pipeline` so the pipeline runs without Airflow in tests
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Iterator
 
 from include.ledger import RunContext
 from include.pipeline import Platforms
@@ -112,7 +111,3 @@ def task_resources(context: dict) -> Iterator[tuple[RunSettings, Platforms, Ware
             record_api_calls(wh, settings, ctx.task_id, ctx.map_index, platforms)
         platforms.close()
         wh.dispose()
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, indent=1, default=str)

@@ -7,11 +7,13 @@ repo root importable (pytest.ini `pythonpath = .`). `airflow_db` migrates the me
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,3 +105,16 @@ def airflow_db():
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ)
     return AIRFLOW_HOME
+
+
+def connection_json(host: str, *, login: str | None = None, password: str | None = None,
+                    extra: dict | None = None) -> str:
+    """An AIRFLOW_CONN_* value (JSON form) for an http connection, as a user would set one."""
+    doc: dict[str, Any] = {"conn_type": "http", "host": host}
+    if login is not None:
+        doc["login"] = login
+    if password is not None:
+        doc["password"] = password
+    if extra:
+        doc["extra"] = extra
+    return json.dumps(doc)

@@ -68,16 +68,3 @@ def read_connection(conn_id: str, secret_extra_keys: tuple[str, ...] = ()) -> Co
             mask_secret(str(extra[key]))
     return ConnectionSettings(conn_id=conn_id, base_url=base_url_of(conn_id, conn.host, conn.schema, conn.port),
                               login=conn.login, password=conn.password, extra=extra)
-
-
-def connection_json(host: str, *, login: str | None = None, password: str | None = None,
-                    extra: dict | None = None) -> str:
-    """An AIRFLOW_CONN_* value (JSON form) for an http connection."""
-    doc: dict[str, Any] = {"conn_type": "http", "host": host}
-    if login is not None:
-        doc["login"] = login
-    if password is not None:
-        doc["password"] = password
-    if extra:
-        doc["extra"] = extra
-    return json.dumps(doc)

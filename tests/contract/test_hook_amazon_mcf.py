@@ -23,10 +23,11 @@ from include.platforms.amazon_mcf import (CANCEL, CREATE_REPORT, DOWNLOAD, GET, 
 from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
                                     NotFoundError, PagingError, RetryableError, RetryPolicy, ThrottledError,
                                     TokenExpiredError)
-from include.platforms.connection import ConnectionSettings, connection_json
+from include.platforms.connection import ConnectionSettings
 from include.sandbox.amazon_mcf import DEFAULT_CREDENTIALS, SHIPMENT_REPORT_COLUMNS
 from include.sandbox.core import Settings
 from include.sandbox.generate import generate
+from tests.conftest import connection_json
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 FAST = RetryPolicy(max_attempts=6, base=0.01, cap=0.05)

@@ -20,11 +20,12 @@ import pytest
 from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
                                     NotFoundError, PagingError, Reply, RetryableError, RetryPolicy,
                                     ThrottledError)
-from include.platforms.connection import ConnectionSettings, connection_json
+from include.platforms.connection import ConnectionSettings
 from include.platforms.shipbob import CancelOutcome, ShipBobClient, _csv_batches
 from include.sandbox.core import Settings
 from include.sandbox.generate import generate
 from include.sandbox.shipbob import DEFAULT_CREDENTIALS
+from tests.conftest import connection_json
 
 PAT = DEFAULT_CREDENTIALS["personal_access_tokens"][0]
 CHANNEL = DEFAULT_CREDENTIALS["channel_id"]

@@ -22,11 +22,12 @@ import pytest
 
 from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
                                     NotFoundError, PagingError, RetryableError, RetryPolicy, ThrottledError)
-from include.platforms.connection import ConnectionSettings, connection_json
+from include.platforms.connection import ConnectionSettings
 from include.platforms.shopify import (CancelResult, NoteResult, ShopifyClient, order_gid)
 from include.sandbox.core import Settings
 from include.sandbox.generate import generate
 from include.sandbox.shopify import DEFAULT_CREDENTIALS, TIKTOK_NOTE_PREFIX
+from tests.conftest import connection_json
 
 TOKEN = DEFAULT_CREDENTIALS["access_token"]
 CLIENT_ID = DEFAULT_CREDENTIALS["client_id"]

@@ -22,13 +22,14 @@ import pytest
 
 from include.platforms.base import (AuthError, BusinessError, ConfigurationError, NotFoundError, PagingError,
                                     RetryableError, RetryPolicy, ThrottledError)
-from include.platforms.connection import ConnectionSettings, connection_json
+from include.platforms.connection import ConnectionSettings
 from include.platforms.tiktok import ShipOutcome, TikTokShopClient, TokenSet
 from include.platforms.tiktok_signing import sign
 from include.platforms.tiktok_versions import path as api_path
 from include.sandbox.core import Settings
 from include.sandbox.generate import generate
 from include.sandbox.tiktok import DEFAULT_CREDENTIALS as CREDS
+from tests.conftest import connection_json
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 FAST = RetryPolicy(max_attempts=6, base=0.01, cap=0.05)
