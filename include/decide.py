@@ -38,9 +38,13 @@ def near_sla(order: JoinedOrder, policy: Policy, now: datetime) -> bool:
     return order.rts_sla_time - now <= timedelta(hours=policy.horizon_hours)
 
 
-def escalate(order: JoinedOrder, rule: str, code: str, detail: str, *extra: Action) -> Decision:
-    action = Action(ESCALATE, f"ledger:escalation/{order.tiktok_order_id}",
-                    {"tiktok_order_id": order.tiktok_order_id, "reason_code": code, "detail": detail},
+def escalate(order: JoinedOrder, rule: str, code: str, detail: str, *extra: Action,
+             carriers: list[str] | None = None) -> Decision:
+    """Record the order for a person; `carriers` names the unmapped carriers of a T2, for the inbox's
+    "map this carrier" form."""
+    params = {"tiktok_order_id": order.tiktok_order_id, "reason_code": code, "detail": detail,
+              **({"carriers": carriers} if carriers else {})}
+    action = Action(ESCALATE, f"ledger:escalation/{order.tiktok_order_id}", params,
                     f"escalate:{order.tiktok_order_id}:{code}")
     return Decision(order.tiktok_order_id, rule, f"{code}: {detail}", (*extra, action))
 
@@ -157,7 +161,8 @@ def decide_cancellation(order: JoinedOrder, policy: Policy, now: datetime) -> De
     elif f.has_tracking:
         missing = unmapped(f.packages)
         if missing:
-            extra = escalate(order, "T2", "carrier_unmapped", f"carrier {', '.join(missing)} maps to no TikTok provider").actions
+            extra = escalate(order, "T2", "carrier_unmapped", f"carrier {', '.join(missing)} maps to no TikTok provider",
+                             carriers=missing).actions
         else:
             extra = post_tracking_actions(order)
     elif near_sla(order, policy, now):
@@ -195,7 +200,8 @@ def decide_shipping(order: JoinedOrder, policy: Policy, now: datetime) -> Decisi
         missing = unmapped(f.packages)
         if missing:
             return escalate(order, "T2", "carrier_unmapped",
-                            f"carrier {', '.join(missing)} maps to no TikTok provider; tracking can be corrected once")
+                            f"carrier {', '.join(missing)} maps to no TikTok provider; tracking can be corrected once",
+                            carriers=missing)
         if f.state == FulfillmentState.PARTIALLY_SHIPPED and not all(p.line_item_ids for p in f.packages if p.tracking_number):
             return escalate(order, "E1", "partial_shipment_items_unknown",
                             "part of the order shipped but the shipped line items are unknown")

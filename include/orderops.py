@@ -51,6 +51,8 @@ EFFECTS = {
     "approve_cancellation": lambda r: "buyer cancellation approved on TikTok (the order is cancelled there)",
     "reject_cancellation": lambda r: "buyer cancellation rejected on TikTok",
     "escalate": lambda r: f"escalated to a person ({r['request'].get('reason_code', '?')})",
+    "map_carrier": lambda r: f"carrier {r['request'].get('carrier')} mapped to {r['request'].get('provider')} "
+                             f"by {r['request'].get('by')}",
 }
 
 

@@ -23,6 +23,7 @@ from include.at_risk import alert_at_risk
 from include.carriers import CarrierMap
 from include.decide import decide
 from include.enums import AMAZON_ORDER_STATUSES, TIKTOK_SHIPPABLE_STATUSES, status_of
+from include.inbox import mapped_carriers
 from include.join import Joiner, Link, saga_states
 from include.ledger import DONE_STATES, FAILED, IN_FLIGHT, PENDING, SUCCEEDED, Ledger, RunContext
 from include.model import (
@@ -669,6 +670,8 @@ def carrier_maps(settings: RunSettings, platforms: Platforms, wh: Warehouse,
                     t.shop == settings.shop, t.delivery_option_id.in_(options)))
                 if timedelta(0) <= now - as_utc(row.fetched_at) < PROVIDERS_REUSE}
     maps, every, fetched = {}, {}, []
+    # mappings people added in the inbox, then the policy's own, which win where both name a carrier
+    overrides = {**mapped_carriers(wh, settings.shop), **settings.policy.carrier_overrides}
     for option in options:
         providers = stored.get(option)
         if providers is None:
@@ -681,10 +684,10 @@ def carrier_maps(settings: RunSettings, platforms: Platforms, wh: Warehouse,
                 log.warning("delivery option %s: %s; its orders' carriers map to no provider", option,
                             exc.platform_message)
                 providers = []
-        maps[option] = CarrierMap(providers, settings.policy.carrier_overrides)
+        maps[option] = CarrierMap(providers, overrides)
         every.update({p["id"]: p for p in providers})
     wh.upsert(tiktok_shipping_providers, fetched)
-    return maps, CarrierMap(list(every.values()), settings.policy.carrier_overrides)
+    return maps, CarrierMap(list(every.values()), overrides)
 
 
 def blocked_by_validation(settings: RunSettings, wh: Warehouse) -> set[str]:

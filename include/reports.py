@@ -36,6 +36,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from include.inbox import latest_reviews
 from include.runconfig import STATE_DIR
 from include.warehouse import (
     Warehouse, action_ledger, as_utc, order_links, sla_daily, stg_amazon_fulfillment_orders, stg_shipbob_orders,
@@ -263,15 +264,24 @@ def _chain_text(chain: list[dict]) -> str:
 
 
 def escalations(wh: Warehouse, shop: str, day: date) -> list[dict]:
+    """The day's escalations with where the inbox stands on each (open, acknowledged, resolved by whom)."""
     start, end = _day_bounds(day)
     a = action_ledger.c
     with wh.engine.connect() as conn:
-        return [{"tiktok_order_id": r.tiktok_order_id, "rule": r.rule, "reason_code": r.request.get("reason_code"),
-                 "detail": r.request.get("detail"), "run_id": r.run_id}
-                for r in conn.execute(sa.select(a.tiktok_order_id, a.rule, a.request, a.run_id).where(
-                    # dated by the run's decision clock, so a backfilled day lists its own escalations
-                    a.shop == shop, a.kind == "escalate", sa.func.coalesce(a.acted_at, a.created_at) >= start,
-                    sa.func.coalesce(a.acted_at, a.created_at) < end).order_by(a.id))]
+        rows = conn.execute(sa.select(a.tiktok_order_id, a.rule, a.request, a.run_id, a.idempotency_key).where(
+            # dated by the run's decision clock, so a backfilled day lists its own escalations
+            a.shop == shop, a.kind == "escalate", sa.func.coalesce(a.acted_at, a.created_at) >= start,
+            sa.func.coalesce(a.acted_at, a.created_at) < end).order_by(a.id)).all()
+        reviews = latest_reviews(conn, shop, [r.idempotency_key for r in rows]) \
+            if sa.inspect(conn).has_table("escalation_reviews") else {}
+    out = []
+    for r in rows:
+        seen = reviews.get(r.idempotency_key)
+        inbox = f"{seen['state']} by {seen['reviewed_by']}" + (f": {seen['note']}" if seen["note"] else "") \
+            if seen else "open"
+        out.append({"tiktok_order_id": r.tiktok_order_id, "rule": r.rule, "reason_code": r.request.get("reason_code"),
+                    "detail": r.request.get("detail"), "run_id": r.run_id, "inbox": inbox})
+    return out
 
 
 def trend(wh: Warehouse, shop: str, day: date, days: int = 30) -> pd.DataFrame:
@@ -360,7 +370,7 @@ HEADERS = {
     "cancels_on_time": "Answered on time", "cancels_late": "Answered late",
     "ship_to_tracking_median_h": "Hours to tracking (median)", "ship_to_tracking_p95_h": "Hours to tracking (p95)",
     "tiktok_order_id": "TikTok order", "kind": "Breach", "reason": "Why", "chain": "What orderops did",
-    "rule": "Rule", "reason_code": "Reason", "detail": "Detail", "run_id": "Run",
+    "rule": "Rule", "reason_code": "Reason", "detail": "Detail", "run_id": "Run", "inbox": "Inbox",
 }
 
 
@@ -412,7 +422,7 @@ th{{background:#f3f3f3}}td.none{{color:#777;font-style:italic}}.k{{display:inlin
 <div>{figures}</div>{pictures}
 <h2>By fulfiller and carrier</h2>{_table(rows, split_cols, "no orders this day")}
 <h2>Breached orders ({len(breached)})</h2>{_table(breached, ['tiktok_order_id', 'kind', 'reason', 'fulfiller', 'carrier', 'chain'], "no breaches this day")}
-<h2>Escalations ({len(escalated)})</h2>{_table(escalated, ['tiktok_order_id', 'rule', 'reason_code', 'detail', 'run_id'], "no escalations this day")}
+<h2>Escalations ({len(escalated)})</h2>{_table(escalated, ['tiktok_order_id', 'rule', 'reason_code', 'detail', 'inbox', 'run_id'], "no escalations this day")}
 <p style="font-size:11px;color:#777">Generated {utcnow():%Y-%m-%d %H:%M} UTC by orderops. Definitions: README "Reading the reports".</p>
 </body></html>"""
 

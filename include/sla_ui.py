@@ -1,9 +1,12 @@
-"""The "SLA breaches" page: days with their key figures, each day's report files, and escalations.
+"""The "SLA breaches" page: days with their key figures, each day's report files, and the
+escalation inbox.
 
 A plain FastAPI app (no Airflow import) so it can be tested on its own; `plugins/orderops_sla_plugin.py`
-mounts it in the Airflow API server behind Airflow's login. It only reads: `sla_daily` (the shop-wide
-rows), `action_ledger` escalations, and the files `include.reports.build_day` wrote under the reports
-folder. Report files are served by name from a fixed list, for validated shop names and dates only.
+mounts it in the Airflow API server behind Airflow's login. It reads `sla_daily` (the shop-wide
+rows), `action_ledger` escalations with their reviews, and the files `include.reports.build_day`
+wrote under the reports folder (served by name from a fixed list, for validated shop names and dates
+only). Its only writes are the inbox's (include/inbox.py): plain HTML forms, accepted from the page's
+own origin, from a user the `write_dependencies` allow, named by `reviewer`.
 """
 from __future__ import annotations
 
@@ -16,10 +19,11 @@ from typing import Any, Sequence
 from urllib.parse import quote
 
 import sqlalchemy as sa
-from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
-from include.warehouse import TS, action_ledger, as_utc, sla_daily
+from include.inbox import OPEN, REVIEW_STATES, InboxError, latest_reviews, map_carrier, review
+from include.warehouse import TS, Warehouse, action_ledger, as_utc, sla_daily
 
 # The shop names include.shops accepts; anything else is never turned into a path.
 SHOP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
@@ -96,20 +100,31 @@ def load_overview(engine: sa.Engine, reports_dir: Path, days: int = 30, shop: st
         if has_ledger:
             start = datetime.combine(since, time.min, tzinfo=timezone.utc)
             end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=timezone.utc)
-            q = (sa.select(a.shop, a.tiktok_order_id, a.rule, a.state, a.request, a.run_id, when.label("at"))
+            q = (sa.select(a.shop, a.tiktok_order_id, a.rule, a.state, a.request, a.run_id, a.idempotency_key,
+                           when.label("at"))
                  .where(a.kind == "escalate", when >= start, when < end)
                  .order_by(when.desc(), a.id.desc()).limit(MAX_ESCALATIONS + 1))
             if shop:
                 q = q.where(a.shop == shop)
             rows = conn.execute(q).all()
             truncated = len(rows) > MAX_ESCALATIONS
+            reviews: dict[tuple[str, str], dict] = {}
+            if inspector.has_table("escalation_reviews"):
+                for name in {row.shop for row in rows[:MAX_ESCALATIONS]}:
+                    found = latest_reviews(conn, name, [r.idempotency_key for r in rows[:MAX_ESCALATIONS]
+                                                        if r.shop == name])
+                    reviews |= {(name, key): value for key, value in found.items()}
             for row in rows[:MAX_ESCALATIONS]:
                 request = row.request if isinstance(row.request, dict) else {}
                 at = as_utc(row.at)
+                seen = reviews.get((row.shop, row.idempotency_key)) or {}
                 shops.setdefault(row.shop, ShopDays(row.shop)).escalations.append({
                     "tiktok_order_id": row.tiktok_order_id, "rule": row.rule, "state": row.state,
                     "reason_code": request.get("reason_code") or "", "detail": request.get("detail") or "",
-                    "run_id": row.run_id, "at": at, "day": at.date()})
+                    "carriers": [c for c in request.get("carriers") or [] if isinstance(c, str)],
+                    "run_id": row.run_id, "at": at, "day": at.date(), "key": row.idempotency_key,
+                    "review": seen.get("state", OPEN), "reviewed_by": seen.get("reviewed_by"),
+                    "reviewed_at": as_utc(seen.get("reviewed_at")), "review_note": seen.get("note")})
             for entry in shops.values():
                 per_day: dict[date, int] = {}
                 for e in entry.escalations:
@@ -185,7 +200,7 @@ def _day_row(d: dict, shop: str) -> str:
             f'<td class="num">{esc_cell}</td><td class="links">{links}</td></tr>')
 
 
-def _shop_section(entry: ShopDays) -> str:
+def _shop_section(entry: ShopDays, editable: bool) -> str:
     days = entry.days
     over = sum(1 for d in days if d["ldr_over_line"])
     latest = days[0] if days else None
@@ -208,24 +223,56 @@ def _shop_section(entry: ShopDays) -> str:
     return (f'<section class="shop" id="shop-{_e(entry.shop)}" data-shop="{_e(entry.shop)}">'
             f'<h2>Shop <code>{_e(entry.shop)}</code></h2><div class="cards">{card_html}</div>'
             f'<table class="days"><thead>{head}</thead><tbody>{body}</tbody></table>'
-            f'{_escalation_section(entry)}</section>')
+            f'{_escalation_section(entry, editable)}</section>')
 
 
-def _escalation_section(entry: ShopDays) -> str:
+def _review_cell(e: dict) -> str:
+    """Where a person stands with the escalation: open, or acknowledged / resolved by whom and when."""
+    if e["review"] == OPEN:
+        return '<span class="pill warn">open</span>'
+    tone = "ok" if e["review"] == "resolved" else "none"
+    who = f' by {_e(e["reviewed_by"])}, {e["reviewed_at"]:%Y-%m-%d %H:%M}' if e["reviewed_at"] else ""
+    note = f'<div class="muted">{_e(e["review_note"])}</div>' if e["review_note"] else ""
+    return f'<span class="pill {tone}">{_e(e["review"])}</span>{who}{note}'
+
+
+ACTIONS = {"acknowledged": "Acknowledge", "resolved": "Resolve"}
+
+
+def _inbox_forms(shop: str, e: dict) -> str:
+    """The inbox's actions on one escalation: plain forms (the page runs no script)."""
+    hidden = f'<input type="hidden" name="shop" value="{_e(shop)}"><input type="hidden" name="key" value="{_e(e["key"])}">'
+    forms = []
+    if e["review"] != "resolved":
+        buttons = "".join(f'<button type="submit" name="state" value="{s}">{ACTIONS[s]}</button>'
+                          for s in REVIEW_STATES if s != e["review"])
+        forms.append(f'<form method="post" action="escalations" class="inbox">{hidden}'
+                     f'<input name="note" maxlength="1000" placeholder="note" aria-label="note">{buttons}</form>')
+        for carrier in e["carriers"]:
+            forms.append(f'<form method="post" action="carriers" class="inbox">{hidden}'
+                         f'<input type="hidden" name="carrier" value="{_e(carrier)}">'
+                         f'<input name="provider" required maxlength="128" placeholder="TikTok provider for {_e(carrier)}"'
+                         f' aria-label="TikTok provider for {_e(carrier)}"><button type="submit">Map carrier</button></form>')
+    return "".join(forms)
+
+
+def _escalation_section(entry: ShopDays, editable: bool) -> str:
     rows, seen_days = [], set()
     for e in entry.escalations:
         anchor = ""
         if e["day"] not in seen_days:
             seen_days.add(e["day"])
             anchor = f' id="esc-{_e(entry.shop)}-{e["day"]:%Y-%m-%d}"'
-        rows.append(f'<tr{anchor} data-order="{_e(e["tiktok_order_id"])}"><td>{e["at"]:%Y-%m-%d %H:%M}</td>'
+        rows.append(f'<tr{anchor} data-order="{_e(e["tiktok_order_id"])}" data-review="{_e(e["review"])}">'
+                    f'<td>{e["at"]:%Y-%m-%d %H:%M}</td>'
                     f'<td><code>{_e(e["tiktok_order_id"])}</code></td><td>{_e(e["rule"])}</td>'
                     f'<td><span class="reason">{_e(e["reason_code"])}</span></td><td class="detail">{_e(e["detail"])}</td>'
-                    f'<td>{_e(e["state"])}</td></tr>')
-    body = "".join(rows) or '<tr><td colspan="6" class="muted">No escalations in this period.</td></tr>'
-    return (f'<h3>Escalations: orders a person must look at ({len(entry.escalations)})</h3>'
+                    f'<td>{_review_cell(e)}</td><td>{_inbox_forms(entry.shop, e) if editable else ""}</td></tr>')
+    body = "".join(rows) or '<tr><td colspan="7" class="muted">No escalations in this period.</td></tr>'
+    still_open = sum(1 for e in entry.escalations if e["review"] != "resolved")
+    return (f'<h3>Escalations: orders a person must look at ({still_open} not resolved of {len(entry.escalations)})</h3>'
             '<table class="escalations"><thead><tr><th>When (UTC)</th><th>TikTok order</th><th>Rule</th>'
-            f'<th>Reason</th><th>Detail</th><th>State</th></tr></thead><tbody>{body}</tbody></table>')
+            f'<th>Reason</th><th>Detail</th><th>Inbox</th><th>Act</th></tr></thead><tbody>{body}</tbody></table>')
 
 
 STYLE = """
@@ -247,16 +294,18 @@ td.warn{color:#ab091e;font-weight:600}tr.over td.day{box-shadow:inset 4px 0 0 #d
 .reason{background:#fff3c4;color:#7c5e10;border-radius:4px;padding:1px 6px;font-weight:600;white-space:nowrap}
 td.detail{color:#3e4c59;max-width:560px}form{margin:0 0 16px;display:flex;gap:10px;align-items:center;flex-wrap:wrap}
 select,input{font:inherit;padding:3px 6px}button{font:inherit;padding:3px 12px;cursor:pointer}
-.note{font-size:12px;color:#7b8794;margin-top:20px}
+.note{font-size:12px;color:#7b8794;margin-top:20px}.pill.warn{background:#fff3c4;color:#7c5e10}
+form.inbox{margin:0 0 4px;gap:4px;flex-wrap:nowrap}form.inbox input{width:11em}
 """
 
 
-def render_index(overview: Overview, days: int, shop: str | None, all_shops: Sequence[str], source: str = "") -> str:
+def render_index(overview: Overview, days: int, shop: str | None, all_shops: Sequence[str], source: str = "",
+                 editable: bool = False) -> str:
     period = (f"the {days} days up to {overview.until:%Y-%m-%d}" if overview.until else "no data yet")
     options = "".join(f'<option value="{_e(s)}"{" selected" if s == shop else ""}>{_e(s)}</option>' for s in all_shops)
     day_options = "".join(f'<option value="{n}"{" selected" if n == days else ""}>{n} days</option>'
                           for n in sorted({7, 30, 90, days}))
-    sections = "".join(_shop_section(entry) for entry in overview.shops) or \
+    sections = "".join(_shop_section(entry, editable) for entry in overview.shops) or \
         '<section class="shop"><p class="muted">No SLA figures or escalations yet. The daily report DAG writes ' \
         'them to <code>sla_daily</code> once it has run.</p></section>'
     truncated = (f'<p class="note">Only the newest {MAX_ESCALATIONS} escalations are listed.</p>'
@@ -288,12 +337,23 @@ def _jsonable(overview: Overview) -> dict:
 
 # ---------------------------------------------------------------- app
 
-def create_app(warehouse_url: str, reports_dir: Path, dependencies: Sequence[Any] = ()) -> FastAPI:
-    """The page as a FastAPI app; `dependencies` guard every route (the plugin passes Airflow's login)."""
-    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if warehouse_url.startswith("sqlite"):
-        engine_kwargs["connect_args"] = {"timeout": 30}
-    engine = sa.create_engine(warehouse_url, **engine_kwargs)
+def _same_origin(request: Request) -> None:
+    """A form post must come from this page: its Origin (or Referer) names this host."""
+    from urllib.parse import urlsplit
+
+    claimed = request.headers.get("origin") or request.headers.get("referer") or ""
+    if not claimed or urlsplit(claimed).netloc != request.headers.get("host"):
+        raise HTTPException(403, "inbox changes are accepted from the SLA page itself only")
+
+
+def create_app(warehouse_url: str, reports_dir: Path, dependencies: Sequence[Any] = (),
+               write_dependencies: Sequence[Any] = (), reviewer: Any = None) -> FastAPI:
+    """The page as a FastAPI app; `dependencies` guard every route (the plugin passes Airflow's login),
+    `write_dependencies` the inbox's changes as well (the plugin: the right to edit DAG runs), and
+    `reviewer` is the dependency naming who makes one (without it, the page is read-only)."""
+    # a long-lived server: connections PostgreSQL dropped meanwhile are noticed before use
+    warehouse = Warehouse(warehouse_url, pool_pre_ping=True)
+    engine = warehouse.engine
     reports_dir = Path(reports_dir)
     app = FastAPI(title="orderops SLA breaches", docs_url=None, redoc_url=None, openapi_url=None,
                   dependencies=list(dependencies))
@@ -320,11 +380,48 @@ def create_app(warehouse_url: str, reports_dir: Path, dependencies: Sequence[Any
     def index(shop: str | None = Query(None, max_length=64), days: int = Query(30, ge=1, le=366)) -> HTMLResponse:
         shop = shop or None
         overview = load_overview(engine, reports_dir, days=days, shop=shop)
-        return HTMLResponse(render_index(overview, days, shop, shops_known(), source), headers=headers(PAGE_CSP))
+        return HTMLResponse(render_index(overview, days, shop, shops_known(), source, editable=reviewer is not None),
+                            headers=headers(PAGE_CSP))
 
     @app.get("/api/days")
     def api_days(shop: str | None = Query(None, max_length=64), days: int = Query(30, ge=1, le=366)) -> dict:
         return _jsonable(load_overview(engine, reports_dir, days=days, shop=shop or None))
+
+    if reviewer is not None:
+        migrated: list[bool] = []
+
+        def writable() -> Warehouse:
+            if not migrated:   # the inbox's tables may be newer than the last run that migrated
+                warehouse.migrate()
+                migrated.append(True)
+            return warehouse
+
+        def back(shop: str) -> RedirectResponse:
+            return RedirectResponse(f"./?shop={quote(shop)}#shop-{quote(shop)}", status_code=303)
+
+        def refused(exc: InboxError) -> HTMLResponse:
+            return HTMLResponse(f"<p>{html.escape(str(exc))}</p><p><a href=\"./\">back</a></p>", status_code=400,
+                                headers=headers(PAGE_CSP))
+
+        @app.post("/escalations", dependencies=[Depends(_same_origin), *write_dependencies])
+        def review_escalation(shop: str = Form(..., max_length=64), key: str = Form(..., max_length=255),
+                              state: str = Form(...), note: str = Form("", max_length=4000),
+                              by: str = Depends(reviewer)):
+            try:
+                review(writable(), shop, key, state, by, note)
+            except InboxError as exc:
+                return refused(exc)
+            return back(shop)
+
+        @app.post("/carriers", dependencies=[Depends(_same_origin), *write_dependencies])
+        def add_carrier_mapping(shop: str = Form(..., max_length=64), key: str = Form(..., max_length=255),
+                                carrier: str = Form(..., max_length=64), provider: str = Form(..., max_length=256),
+                                note: str = Form("", max_length=4000), by: str = Depends(reviewer)):
+            try:
+                map_carrier(writable(), shop, key, carrier, provider, by, note)
+            except InboxError as exc:
+                return refused(exc)
+            return back(shop)
 
     @app.get("/reports/{shop}/{day}/{name}")
     def report_file(shop: str, day: str, name: str) -> FileResponse:

@@ -279,6 +279,26 @@ at_risk_alerts = sa.Table(
     sa.Column("alerted_at", TS, nullable=False),          # the run's clock
     sa.Column("sent", sa.Boolean, nullable=False),        # False: passed by an order first seen under a tighter one
 )
+# The escalation inbox: what people did with each escalation (append-only; the newest row is its
+# state, none means open), and the carrier mappings they added for unmapped carriers.
+escalation_reviews = sa.Table(
+    "escalation_reviews", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("shop", sa.String(64), nullable=False),
+    sa.Column("idempotency_key", sa.String(255), nullable=False, index=True),   # the escalate ledger row
+    sa.Column("state", sa.String(16), nullable=False),                          # acknowledged | resolved
+    sa.Column("note", sa.Text),
+    sa.Column("reviewed_by", sa.String(250), nullable=False),
+    sa.Column("reviewed_at", TS, nullable=False),
+)
+carrier_mappings = sa.Table(
+    "carrier_mappings", metadata,
+    sa.Column("shop", sa.String(64), primary_key=True),
+    sa.Column("carrier", sa.String(64), primary_key=True),      # as the fulfiller writes it
+    sa.Column("provider", sa.String(128), nullable=False),      # a TikTok provider name or id
+    sa.Column("mapped_by", sa.String(250), nullable=False),
+    sa.Column("mapped_at", TS, nullable=False),
+)
 schema_version = sa.Table(
     "orderops_schema", metadata,
     sa.Column("version", sa.Integer, primary_key=True),
@@ -297,6 +317,7 @@ MIGRATIONS: list = [
     lambda conn: _v5_latest_state(conn),
     lambda conn: metadata.create_all(conn, tables=[tiktok_shipping_providers]),
     lambda conn: metadata.create_all(conn, tables=[at_risk_alerts]),
+    lambda conn: metadata.create_all(conn, tables=[escalation_reviews, carrier_mappings]),
 ]
 
 
@@ -321,9 +342,9 @@ def as_utc(value: datetime | None) -> datetime | None:
 class Warehouse:
     """One warehouse database (SQLAlchemy URL); safe to share across threads."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, **engine_options: Any):
         self.url = url
-        kwargs: dict[str, Any] = {"future": True}
+        kwargs: dict[str, Any] = {"future": True, **engine_options}
         if url.startswith("sqlite"):
             # concurrent task processes share the file: wait for locks rather than failing
             kwargs["connect_args"] = {"timeout": 60}

@@ -3,8 +3,8 @@
 Every Airflow component imports plugins, so this module imports nothing heavy: the page's app is
 built on its first request, inside the API server, from the `orderops_warehouse` connection and the
 reports folder (`ORDEROPS_REPORTS_DIR`, default state/reports). Airflow does not authenticate plugin
-apps, so every route asks for an Airflow login allowed to read DAG runs; a browser without one is
-sent to the login page and back.
+apps, so every route asks for an Airflow login allowed to read DAG runs (the escalation inbox's
+changes: one allowed to change them); a browser without one is sent to the login page and back.
 """
 from __future__ import annotations
 
@@ -16,16 +16,18 @@ URL_PREFIX = "/orderops-sla"
 WAREHOUSE_CONN_ID = "orderops_warehouse"
 
 
-def _login_required():
-    """FastAPI dependency: an Airflow user who may read DAG runs (cookie or bearer token)."""
+def _login_required(method: str = "GET"):
+    """FastAPI dependency: an Airflow user who may read (GET) or change (PUT) DAG runs (cookie or
+    bearer token)."""
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
     from airflow.api_fastapi.core_api.security import requires_access_dag
 
-    return requires_access_dag(method="GET", access_entity=DagAccessEntity.RUN)
+    return requires_access_dag(method=method, access_entity=DagAccessEntity.RUN)
 
 
 def build_app():
     """The page's FastAPI app, guarded by Airflow's login."""
+    from airflow.api_fastapi.core_api.security import get_user
     from fastapi import Depends, HTTPException, Request
     from fastapi.exception_handlers import http_exception_handler
     from fastapi.responses import RedirectResponse
@@ -34,7 +36,12 @@ def build_app():
     from include.reports import reports_dir
     from include.sla_ui import create_app
 
-    app = create_app(warehouse_url(WAREHOUSE_CONN_ID), reports_dir(), dependencies=[Depends(_login_required())])
+    async def reviewer(user=Depends(get_user)) -> str:
+        """Who is acting in the inbox: the Airflow user of this request."""
+        return user.get_name()
+
+    app = create_app(warehouse_url(WAREHOUSE_CONN_ID), reports_dir(), dependencies=[Depends(_login_required())],
+                     write_dependencies=[Depends(_login_required("PUT"))], reviewer=reviewer)
 
     @app.exception_handler(HTTPException)
     async def to_login(request: Request, exc: HTTPException):

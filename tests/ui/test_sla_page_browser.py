@@ -44,6 +44,7 @@ AIRFLOW = Path(sys.executable).with_name("airflow")
 NOW = "2026-11-20T15:00:00Z"
 LATER = "2026-11-20T15:30:00Z"
 USER = "ops"  # a viewer: the page needs only read access to DAG runs
+EDITOR = "lead"  # may change DAG runs: the escalation inbox's actions are hers
 SCREENSHOTS = STATE_DIR / "screenshots"
 
 pytestmark = pytest.mark.timeout(900)  # a fresh machine installs Chromium first (about 2 minutes)
@@ -106,9 +107,9 @@ def site(tmp_path_factory):
 
     home, reports, warehouse_db = tmp / "airflow", tmp / "reports", tmp / "warehouse.db"
     home.mkdir()
-    password = secrets.token_urlsafe(12)
+    password, editor_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
     passwords = home / "passwords.json"
-    passwords.write_text(json.dumps({USER: password}))
+    passwords.write_text(json.dumps({USER: password, EDITOR: editor_password}))
     port = free_port()
     # this session's Airflow settings (unit-test mode, connections) stay out of the server's
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
@@ -119,7 +120,7 @@ def site(tmp_path_factory):
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer,{EDITOR}:user",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
         "AIRFLOW__API__HOST": "127.0.0.1",
@@ -169,7 +170,7 @@ def site(tmp_path_factory):
         if installer_error:
             raise installer_error[0]
         timings["chromium_ready"] = time.monotonic() - started
-        yield {"base": base, "password": password, "tmp": tmp, "warehouse": f"sqlite:///{warehouse_db}",
+        yield {"base": base, "password": password, "editor_password": editor_password, "tmp": tmp, "warehouse": f"sqlite:///{warehouse_db}",
                "built": built, "plugins": listed, "timings": timings}
     finally:
         # the API server and its workers share a process group of their own
@@ -227,6 +228,30 @@ def test_plugin_routes_need_an_airflow_login(site):
         assert http.get("/orderops-sla/reports/default/2026-11-20/report.html", headers=auth).status_code == 200
         assert http.get("/orderops-sla/reports/default/..%2F..%2F..%2Fairflow/airflow.db", headers=auth).status_code == 404
         assert http.get("/orderops-sla/api/days", headers={"Authorization": "Bearer not-a-token"}).status_code == 403
+
+
+def test_the_inbox_acts_for_an_editor_and_refuses_a_viewer(site):
+    base = site["base"]
+    _, escalations = expected(site)
+    order = escalations[0].tiktok_order_id
+    key = f"escalate:{order}:{escalations[0].request['reason_code']}"
+    form = {"shop": "default", "key": key, "state": "acknowledged", "note": "called the fulfiller"}
+    host = {"origin": base}
+    with httpx.Client(base_url=base, timeout=30) as http:
+        def login(user, password):
+            token = http.post("/auth/token", json={"username": user, "password": password}).json()["access_token"]
+            return {"Authorization": f"Bearer {token}"}
+
+        viewer, editor = login(USER, site["password"]), login(EDITOR, site["editor_password"])
+        assert http.post("/orderops-sla/escalations", data=form).status_code == 401              # no login
+        assert http.post("/orderops-sla/escalations", data=form, headers={**viewer, **host}).status_code == 403
+        assert http.post("/orderops-sla/escalations", data=form, headers=editor).status_code == 403   # no origin
+        done = http.post("/orderops-sla/escalations", data=form, headers={**editor, **host}, follow_redirects=False)
+        assert done.status_code == 303, done.text
+        listed = {e["key"]: e for s in http.get("/orderops-sla/api/days", headers=viewer).json()["shops"]
+                  for e in s["escalations"]}
+        assert (listed[key]["review"], listed[key]["reviewed_by"], listed[key]["review_note"]) == (
+            "acknowledged", EDITOR, "called the fulfiller")
 
 
 def expected(site) -> tuple[list, list]:

@@ -278,3 +278,97 @@ def test_a_day_without_orders_due_says_so_rather_than_0_percent(tmp_path):
     # the headline card for the latest day says it too, and is not green
     assert '<div class="card "><b>no orders due</b>' in text
     wh.dispose()
+
+
+# ---------------------------------------------------------------- the escalation inbox
+
+def inbox_client(wh: Warehouse, reports: Path, user: str = "kim", allowed: bool = True) -> TestClient:
+    def may_edit():
+        if not allowed:
+            raise HTTPException(403, "Forbidden")
+
+    app = create_app(wh.url, reports, write_dependencies=[Depends(may_edit)], reviewer=lambda: user)
+    return TestClient(app, base_url="http://sla.test")
+
+
+SAME_ORIGIN = {"origin": "http://sla.test"}
+
+
+def escalation_rows(c: TestClient) -> dict[str, tuple[dict, list[str]]]:
+    return {attrs["data-order"]: (attrs, cells) for attrs, cells in Page(c.get("/").text).tables["escalations"]}
+
+
+def test_an_escalation_is_acknowledged_then_resolved_with_who_when_and_a_note(seeded):
+    wh, reports = seeded
+    c = inbox_client(wh, reports)
+    key = "escalate:576000000000000001:no_shopify_match"
+    rows = escalation_rows(c)
+    assert rows["576000000000000001"][0]["data-review"] == "open"
+    assert 'name="state" value="acknowledged"' in c.get("/").text   # the forms are there
+    done = c.post("/escalations", data={"shop": "default", "key": key, "state": "acknowledged",
+                                        "note": "asked the 3PL"}, headers=SAME_ORIGIN, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"].startswith("./?shop=default")
+    attrs, cells = escalation_rows(c)["576000000000000001"]
+    assert attrs["data-review"] == "acknowledged" and "by kim" in cells[5] and "asked the 3PL" in cells[5]
+    c.post("/escalations", data={"shop": "default", "key": key, "state": "resolved", "note": "order re-created"},
+           headers=SAME_ORIGIN)
+    attrs, cells = escalation_rows(c)["576000000000000001"]
+    assert attrs["data-review"] == "resolved" and "order re-created" in cells[5]
+    assert "Acknowledge" not in cells[6] and "Resolve" not in cells[6]      # nothing left to do on it
+    # the whole history stays, and a resolved escalation is still listed
+    from include.warehouse import escalation_reviews
+    with wh.engine.connect() as conn:
+        history = [(r.state, r.reviewed_by, r.note) for r in conn.execute(
+            sa.select(escalation_reviews).order_by(escalation_reviews.c.id))]
+    assert history == [("acknowledged", "kim", "asked the 3PL"), ("resolved", "kim", "order re-created")]
+    days = c.get("/api/days").json()["shops"]
+    listed = {e["tiktok_order_id"]: e for s in days for e in s["escalations"]}
+    assert listed["576000000000000001"]["review"] == "resolved" and listed["576000000000000001"]["reviewed_by"] == "kim"
+
+
+def test_a_carrier_escalation_maps_the_carrier_for_the_next_run_with_an_audit_row(seeded):
+    from include.inbox import mapped_carriers
+    from include.ledger import Ledger
+
+    wh, reports = seeded
+    key = "escalate:576000000000000005:carrier_unmapped"
+    with wh.engine.begin() as conn:
+        conn.execute(action_ledger.insert(), {**escalation("default", "576000000000000005", at_hour(12),
+                                                           reason="carrier_unmapped", detail="carrier LOCAL-7 maps to none"),
+                                              "request": {"reason_code": "carrier_unmapped", "detail": "carrier LOCAL-7",
+                                                          "carriers": ["LOCAL-7"]}, "rule": "T2"})
+    c = inbox_client(wh, reports, user="ana")
+    page = c.get("/").text
+    assert 'placeholder="TikTok provider for LOCAL-7"' in page
+    done = c.post("/carriers", data={"shop": "default", "key": key, "carrier": "LOCAL-7", "provider": "OnTrac",
+                                     "note": "their regional partner"}, headers=SAME_ORIGIN, follow_redirects=False)
+    assert done.status_code == 303
+    assert mapped_carriers(wh, "default") == {"LOCAL-7": "OnTrac"}
+    audit = [r for r in Ledger(wh).rows("default") if r["kind"] == "map_carrier"]
+    assert len(audit) == 1 and audit[0]["tiktok_order_id"] == "576000000000000005" and audit[0]["state"] == "succeeded"
+    assert audit[0]["request"] == {"carrier": "LOCAL-7", "provider": "OnTrac", "by": "ana",
+                                   "note": "their regional partner", "escalation": key}
+    assert escalation_rows(c)["576000000000000005"][0]["data-review"] == "resolved"
+    # a carrier the escalation did not name is refused, saying so
+    wrong = c.post("/carriers", data={"shop": "default", "key": key, "carrier": "UPS", "provider": "UPS"},
+                   headers=SAME_ORIGIN)
+    assert wrong.status_code == 400 and "names no unmapped carrier &#x27;UPS&#x27;" in wrong.text
+
+
+def test_inbox_changes_need_the_right_the_origin_and_a_real_escalation(seeded):
+    wh, reports = seeded
+    key = "escalate:576000000000000001:no_shopify_match"
+    form = {"shop": "default", "key": key, "state": "resolved"}
+    assert inbox_client(wh, reports, allowed=False).post("/escalations", data=form, headers=SAME_ORIGIN).status_code == 403
+    c = inbox_client(wh, reports)
+    assert c.post("/escalations", data=form).status_code == 403                                   # no Origin
+    assert c.post("/escalations", data=form, headers={"origin": "http://evil.test"}).status_code == 403
+    bad = c.post("/escalations", data={**form, "state": "ignored"}, headers=SAME_ORIGIN)
+    assert bad.status_code == 400 and "expected one of acknowledged, resolved" in bad.text
+    missing = c.post("/escalations", data={**form, "key": "escalate:1:nothing"}, headers=SAME_ORIGIN)
+    assert missing.status_code == 400 and "no escalation" in missing.text
+    assert escalation_rows(c)["576000000000000001"][0]["data-review"] == "open"
+    # without a reviewer the page is read-only: no forms, no routes
+    read_only = client(wh, reports)
+    assert 'method="post"' not in read_only.get("/").text
+    assert read_only.post("/escalations", data=form, headers={"origin": "http://testserver"}).status_code in (404, 405)
