@@ -1,21 +1,15 @@
-"""Headless Chromium for the UI tests: installed from Debian when missing, driven over the
-DevTools protocol (the `websockets` package Airflow already pins) so a test can log in, read the
-rendered DOM and take screenshots like a person would."""
+"""Headless Chromium for the UI tests: Debian's, installed when missing, driven with Playwright."""
 from __future__ import annotations
 
-import base64
-import itertools
-import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps dialling out, and this machine's closed
-# network refuses it; a fresh profile keeps runs independent.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+# network refuses it.
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio"]
 
@@ -38,110 +32,43 @@ def ensure_chromium() -> Path:
 
 
 class Browser:
-    """One headless Chromium with one page, driven over the DevTools protocol."""
+    """One headless Chromium page, driven by Playwright (a maintained browser library) on Debian's
+    Chromium, so a test can log in, read the rendered DOM and take screenshots like a person would."""
 
-    def __init__(self, profile: Path, width: int = 1440, height: int = 1000):
-        from websockets.sync.client import connect
+    def __init__(self, width: int = 1440, height: int = 1000):
+        from playwright.sync_api import sync_playwright
 
-        self.profile = profile
-        profile.mkdir(parents=True, exist_ok=True)
-        self.log = (profile.parent / "chromium.log").open("w")
-        self.proc = subprocess.Popen(
-            [str(ensure_chromium()), *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1",
-             "--remote-debugging-port=0", f"--window-size={width},{height}", "about:blank"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        self.ws = None
-        self.console: list[str] = []
-        self._ids = itertools.count(1)
+        self._playwright = sync_playwright().start()
         try:
-            port_file = profile / "DevToolsActivePort"
-            deadline = time.monotonic() + 60
-            while not (port_file.exists() and len(port_file.read_text().splitlines()) >= 2):
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"chromium did not start; see {self.log.name}")
-                time.sleep(0.1)
-            port, path = port_file.read_text().splitlines()[:2]
-            self.ws = connect(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=30)
-            target = self.call("Target.createTarget", url="about:blank")["targetId"]
-            self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-            self.call("Page.enable", session=True)
-            self.call("Runtime.enable", session=True)
-            self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height,
-                      deviceScaleFactor=1, mobile=False)
+            self._browser = self._playwright.chromium.launch(executable_path=str(ensure_chromium()), args=FLAGS)
+            self.page = self._browser.new_page(viewport={"width": width, "height": height})
         except BaseException:
-            self.close()
+            self._playwright.stop()
             raise
-
-    def call(self, method: str, session: bool = False, timeout: float = 60, **params) -> dict:
-        msg_id = next(self._ids)
-        msg = {"id": msg_id, "method": method, "params": params}
-        if session:
-            msg["sessionId"] = self.session
-        self.ws.send(json.dumps(msg))
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = json.loads(self.ws.recv(timeout=max(0.1, deadline - time.monotonic())))
-            if reply.get("id") == msg_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-            if reply.get("method") == "Runtime.consoleAPICalled":
-                args = reply["params"].get("args", [])
-                self.console.append(" ".join(str(a.get("value", a.get("description", ""))) for a in args))
+        self.console: list[str] = []
+        self.page.on("console", lambda message: self.console.append(message.text))
 
     def js(self, expression: str, timeout: float = 30):
-        result = self.call("Runtime.evaluate", session=True, timeout=timeout, expression=expression,
-                           returnByValue=True, awaitPromise=True)
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"{expression[:80]}: {result['exceptionDetails']}")
-        return result["result"].get("value")
+        """The value of a JavaScript expression in the page (a promise is awaited)."""
+        self.page.set_default_timeout(timeout * 1000)
+        return self.page.evaluate(expression)
 
     def goto(self, url: str, timeout: float = 60) -> None:
-        self.call("Page.navigate", session=True, url=url)
-        self.wait_for("document.readyState === 'complete' && location.href !== 'about:blank'", timeout)
+        self.page.goto(url, timeout=timeout * 1000)
 
     def wait_for(self, condition: str, timeout: float = 60) -> None:
-        """Poll a JS condition until true (SPA pages render after the load event)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if self.js(f"Boolean({condition})"):
-                    return
-            except RuntimeError:
-                pass  # the page is navigating; try again
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"waited {timeout}s for {condition!r} at {self.js('location.href')}")
-            time.sleep(0.2)
+        """Until the JavaScript `condition` holds in the page."""
+        self.page.wait_for_function(condition, timeout=timeout * 1000)
 
     def type_into(self, selector: str, text: str) -> None:
-        """Focus a field and type into it as keyboard input (React forms see real input events)."""
-        self.js(f"document.querySelector({json.dumps(selector)}).focus()")
-        self.call("Input.insertText", session=True, text=text)
+        self.page.locator(selector).fill(text)
 
     def screenshot(self, path: Path, full_page: bool = False) -> Path:
-        params: dict = {"format": "png", "captureBeyondViewport": full_page}
-        if full_page:
-            size = self.call("Page.getLayoutMetrics", session=True)["cssContentSize"]
-            params["clip"] = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
-        data = self.call("Page.captureScreenshot", session=True, **params)["data"]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(data))
+        self.page.screenshot(path=str(path), full_page=full_page)
         return path
 
     def close(self) -> None:
         try:
-            if self.ws is not None:
-                try:
-                    self.call("Browser.close", timeout=5)
-                except Exception:
-                    pass
-                self.ws.close()
+            self._browser.close()
         finally:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(10)
-            self.log.close()
+            self._playwright.stop()

@@ -270,7 +270,7 @@ def test_sla_page_in_a_browser(site):
     days, escalations = expected(site)
     # the seed must give the page something to show: a day over the line and escalations
     assert any(d.ldr_over_line for d in days) and any(not d.ldr_over_line for d in days) and escalations
-    browser = Browser(tmp / "chromium-profile")
+    browser = Browser()
     try:
         # a visitor without a session is sent to Airflow's login form and, once signed in, back to the page
         browser.goto(f"{base}/orderops-sla/")
@@ -338,3 +338,40 @@ def test_sla_page_in_a_browser(site):
         keep(embedded, "sla_page_in_airflow.png")
     finally:
         browser.close()
+
+
+def login(browser: Browser, base: str, user: str, password: str) -> None:
+    browser.goto(f"{base}/orderops-sla/")
+    browser.wait_for("location.pathname === '/auth/login' && document.querySelector('input[name=password]')")
+    browser.type_into("input[name=username]", user)
+    browser.type_into("input[name=password]", password)
+    browser.wait_for("!document.querySelector('button[type=submit]').disabled", 15)
+    browser.js("document.querySelector('button[type=submit]').click()")
+    browser.wait_for("location.pathname === '/orderops-sla/' && document.querySelector('table.escalations tbody tr')")
+
+
+def test_a_lead_resolves_an_escalation_in_the_browser_a_viewer_cannot(site):
+    base, tmp = site["base"], site["tmp"]
+    open_row = "document.querySelector('table.escalations tr[data-review=open]')"
+    viewer = Browser()
+    try:
+        login(viewer, base, USER, site["password"])
+        order = viewer.js(f"{open_row}.dataset.order")
+        viewer.js(f"{open_row}.querySelector('button[value=resolved]').click()")
+        viewer.wait_for("location.pathname === '/orderops-sla/escalations' && document.body.innerText.length > 0")
+        assert "Forbidden" in viewer.js("document.body.innerText")   # a viewer may read, not act
+    finally:
+        viewer.close()
+    lead = Browser()
+    try:
+        login(lead, base, EDITOR, site["editor_password"])
+        row = f"document.querySelector('table.escalations tr[data-order=\"{order}\"]')"
+        assert lead.js(f"{row}.dataset.review") == "open"      # the viewer changed nothing
+        lead.type_into(f"table.escalations tr[data-order='{order}'] input[name=note]", "fulfiller says it ships today")
+        lead.js(f"{row}.querySelector('button[value=resolved]').click()")
+        lead.wait_for(f"location.pathname === '/orderops-sla/' && {row} && {row}.dataset.review === 'resolved'", 30)
+        cell = lead.js(f"{row}.cells[5].innerText")
+        assert "resolved" in cell and f"by {EDITOR}" in cell and "fulfiller says it ships today" in cell
+        keep(lead.screenshot(tmp / "inbox.png", full_page=True), "inbox.png")
+    finally:
+        lead.close()
