@@ -23,7 +23,7 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from include.inbox import OPEN, REVIEW_STATES, InboxError, latest_reviews, map_carrier, review
-from include.warehouse import TS, Warehouse, action_ledger, as_utc, sla_daily
+from include.warehouse import TS, Warehouse, action_ledger, as_utc, at_risk_alerts, sla_daily, stg_tiktok_orders
 
 # The shop names include.shops accepts; anything else is never turned into a path.
 SHOP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
@@ -44,6 +44,7 @@ class ShopDays:
     shop: str
     days: list[dict] = field(default_factory=list)          # newest first, sla_daily figures + files
     escalations: list[dict] = field(default_factory=list)   # newest first
+    at_risk: list[dict] = field(default_factory=list)        # alerted before their ship-by time, newest first
 
 
 @dataclass
@@ -125,6 +126,21 @@ def load_overview(engine: sa.Engine, reports_dir: Path, days: int = 30, shop: st
                     "run_id": row.run_id, "at": at, "day": at.date(), "key": row.idempotency_key,
                     "review": seen.get("state", OPEN), "reviewed_by": seen.get("reviewed_by"),
                     "reviewed_at": as_utc(seen.get("reviewed_at")), "review_note": seen.get("note")})
+        if inspector.has_table("at_risk_alerts"):
+            start = datetime.combine(since, time.min, tzinfo=timezone.utc)
+            r, o = at_risk_alerts.c, stg_tiktok_orders.c
+            q = (sa.select(r.shop, r.tiktok_order_id, r.threshold_hours, r.alerted_at, o.rts_sla_time, o.status,
+                           o.tracking_number)
+                 .join(stg_tiktok_orders, sa.and_(o.shop == r.shop, o.tiktok_order_id == r.tiktok_order_id), isouter=True)
+                 .where(r.sent.is_(True), r.alerted_at >= start).order_by(r.alerted_at.desc()).limit(MAX_ESCALATIONS))
+            if shop:
+                q = q.where(r.shop == shop)
+            for row in conn.execute(q):
+                shops.setdefault(row.shop, ShopDays(row.shop)).at_risk.append({
+                    "tiktok_order_id": row.tiktok_order_id, "threshold_hours": row.threshold_hours,
+                    "alerted_at": as_utc(row.alerted_at), "rts_sla_time": as_utc(row.rts_sla_time),
+                    "status": row.status, "tracking_number": row.tracking_number or ""})
+        if has_ledger:
             for entry in shops.values():
                 per_day: dict[date, int] = {}
                 for e in entry.escalations:
@@ -223,7 +239,7 @@ def _shop_section(entry: ShopDays, editable: bool) -> str:
     return (f'<section class="shop" id="shop-{_e(entry.shop)}" data-shop="{_e(entry.shop)}">'
             f'<h2>Shop <code>{_e(entry.shop)}</code></h2><div class="cards">{card_html}</div>'
             f'<table class="days"><thead>{head}</thead><tbody>{body}</tbody></table>'
-            f'{_escalation_section(entry, editable)}</section>')
+            f'{_escalation_section(entry, editable)}{_at_risk_section(entry)}</section>')
 
 
 def _review_cell(e: dict) -> str:
@@ -273,6 +289,21 @@ def _escalation_section(entry: ShopDays, editable: bool) -> str:
     return (f'<h3>Escalations: orders a person must look at ({still_open} not resolved of {len(entry.escalations)})</h3>'
             '<table class="escalations"><thead><tr><th>When (UTC)</th><th>TikTok order</th><th>Rule</th>'
             f'<th>Reason</th><th>Detail</th><th>Inbox</th><th>Act</th></tr></thead><tbody>{body}</tbody></table>')
+
+
+def _at_risk_section(entry: ShopDays) -> str:
+    """Orders an at-risk alert went out for: a person can still call the fulfiller."""
+    if not entry.at_risk:
+        return ""
+    body = "".join(
+        f'<tr data-order="{_e(a["tiktok_order_id"])}"><td>{a["alerted_at"]:%Y-%m-%d %H:%M}</td>'
+        f'<td><code>{_e(a["tiktok_order_id"])}</code></td><td class="num">{a["threshold_hours"]:g} h</td>'
+        f'<td>{a["rts_sla_time"]:%Y-%m-%d %H:%M}</td>'
+        f'<td>{"tracking " + _e(a["tracking_number"]) if a["tracking_number"] else "still no tracking"}'
+        f' ({_e(a["status"])})</td></tr>' if a["rts_sla_time"] else "" for a in entry.at_risk)
+    return ('<h3>At risk: alerted before their ship-by time</h3><table class="at-risk"><thead><tr>'
+            '<th>Alerted (UTC)</th><th>TikTok order</th><th>Threshold</th><th>Ship by (UTC)</th><th>Now</th>'
+            f'</tr></thead><tbody>{body}</tbody></table>')
 
 
 STYLE = """
@@ -332,7 +363,8 @@ def _jsonable(overview: Overview) -> dict:
             "until": overview.until.isoformat() if overview.until else None,
             "escalations_truncated": overview.escalations_truncated,
             "shops": [{"shop": e.shop, "days": [clean(d) for d in e.days],
-                       "escalations": [clean(x) for x in e.escalations]} for e in overview.shops]}
+                       "escalations": [clean(x) for x in e.escalations],
+                       "at_risk": [clean(x) for x in e.at_risk]} for e in overview.shops]}
 
 
 # ---------------------------------------------------------------- app

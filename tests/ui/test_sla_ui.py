@@ -372,3 +372,34 @@ def test_inbox_changes_need_the_right_the_origin_and_a_real_escalation(seeded):
     read_only = client(wh, reports)
     assert 'method="post"' not in read_only.get("/").text
     assert read_only.post("/escalations", data=form, headers={"origin": "http://testserver"}).status_code in (404, 405)
+
+
+def test_orders_alerted_as_at_risk_are_marked_in_the_inbox(seeded):
+    from include.warehouse import at_risk_alerts, stg_tiktok_orders
+
+    wh, reports = seeded
+    base = {"shop": "default", "fulfillment_type": "FULFILLMENT_BY_SELLER", "create_time": at_hour(1),
+            "update_time": at_hour(2), "shipping_provider_id": "", "is_buyer_request_cancel": False, "line_items": [],
+            "raw": {}, "snapshot_run_id": "run-1", "extracted_at": at_hour(2)}
+    with wh.engine.begin() as conn:
+        conn.execute(stg_tiktok_orders.insert(), [
+            {**base, "tiktok_order_id": "576000000000000007", "status": "AWAITING_SHIPMENT", "tracking_number": "",
+             "rts_sla_time": at_hour(20)},
+            {**base, "tiktok_order_id": "576000000000000008", "status": "AWAITING_COLLECTION",
+             "tracking_number": "1Z999AA10123456784", "rts_sla_time": at_hour(21)}])
+        conn.execute(at_risk_alerts.insert(), [
+            {"shop": "default", "tiktok_order_id": "576000000000000007", "threshold_hours": 4.0, "run_id": "run-1",
+             "alerted_at": at_hour(16), "sent": True},
+            {"shop": "default", "tiktok_order_id": "576000000000000007", "threshold_hours": 12.0, "run_id": "run-1",
+             "alerted_at": at_hour(16), "sent": False},      # passed, not sent: not listed
+            {"shop": "default", "tiktok_order_id": "576000000000000008", "threshold_hours": 12.0, "run_id": "run-1",
+             "alerted_at": at_hour(9), "sent": True}])
+    page = Page(client(wh, reports).get("/").text)
+    rows = {attrs["data-order"]: cells for attrs, cells in page.tables["at-risk"]}
+    assert rows == {
+        "576000000000000007": ["2026-11-20 16:00", "576000000000000007", "4 h", "2026-11-20 20:00",
+                               "still no tracking (AWAITING_SHIPMENT)"],
+        "576000000000000008": ["2026-11-20 09:00", "576000000000000008", "12 h", "2026-11-20 21:00",
+                               "tracking 1Z999AA10123456784 (AWAITING_COLLECTION)"]}
+    listed = client(wh, reports).get("/api/days").json()["shops"][0]["at_risk"]
+    assert [a["tiktok_order_id"] for a in listed] == ["576000000000000007", "576000000000000008"]
