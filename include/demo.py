@@ -87,7 +87,8 @@ def dags_test(env: dict[str, str], log, *args: str) -> int:
             ended = TASK_END.search(line)
             if ended:
                 task, index = ended.groups()
-                print(f"  {time.monotonic() - started:5.0f} s  {task}{'' if index == '-1' else f'[{index}]'} done",
+                # (Airflow logs a task's end whatever its state: the summary below says how it went)
+                print(f"  {time.monotonic() - started:5.0f} s  {task}{'' if index == '-1' else f'[{index}]'} ended",
                       flush=True)
     return proc.returncode
 
@@ -211,6 +212,13 @@ def report(wh: Warehouse, now: datetime) -> list[str]:
 UI_COMPONENTS = (("api-server",), ("scheduler",), ("dag-processor",))
 
 
+def write_private(path: Path, text: str) -> None:
+    """A file only its owner reads, from its first byte (secrets: passwords, the JWT key, a URL)."""
+    path.unlink(missing_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(text)
+
+
 def free_port() -> int:
     import socket
 
@@ -226,8 +234,7 @@ def ui_environment(state: Path, urls: dict[str, str], port: int) -> tuple[dict[s
     home = state / "airflow"
     passwords = home / "orderops_ui_passwords.json"
     if not passwords.exists():
-        passwords.write_text(json.dumps({"admin": secrets.token_urlsafe(12)}))
-        passwords.chmod(0o600)
+        write_private(passwords, json.dumps({"admin": secrets.token_urlsafe(12)}))
     env = airflow_env(home, urls, warehouse_connection(settings["warehouse"]), state / "lineage" / "events.jsonl")
     env.update({
         "ORDEROPS_REPORTS_DIR": str(state / "reports"),
@@ -263,6 +270,12 @@ def ui_main(argv: list[str]) -> int:
     log_path = state / "logs" / "ui.log"
     procs: list[subprocess.Popen] = []
     base = f"http://127.0.0.1:{args.port}"
+
+    def stop(*_):   # a terminal closed or a kill, at any moment: the finally below stops what started
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
     try:
         with log_path.open("a") as log:
             print("starting the Airflow UI (API server, scheduler, DAG processor; about 30 s) ...", flush=True)
@@ -278,14 +291,14 @@ def ui_main(argv: list[str]) -> int:
             print(f"  sandbox clock:   {server.urls['tiktok']}/_sandbox/clock (frozen at the demo's time)")
             print(f"  logs:            {log_path}")
             print("Ctrl-C stops it.", flush=True)
-            stop = []
-            signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
             try:
-                while not stop and all(p.poll() is None for p in procs):
+                while all(p.poll() is None for p in procs):
                     time.sleep(0.5)
             except KeyboardInterrupt:
-                pass
-        return 0
+                return 0
+        died = [" ".join(c) for c, p in zip(UI_COMPONENTS, procs) if p.poll() is not None]
+        print(f"{', '.join(died)} stopped on its own; see {log_path}", file=sys.stderr)
+        return 1
     finally:
         for p in procs:
             try:
@@ -343,8 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     scenario_path = state / "scenario.json"
     scenario_path.write_text(scenario_text)
     # what `make ui` needs to serve this run again
-    (state / "demo.json").write_text(json.dumps({"warehouse": warehouse_url, "jwt_secret": secrets.token_urlsafe(32)}))
-    (state / "demo.json").chmod(0o600)
+    write_private(state / "demo.json", json.dumps({"warehouse": warehouse_url, "jwt_secret": secrets.token_urlsafe(32)}))
     now = sandbox.clock.now()
     server = SandboxServer(sandbox, ports={name: 0 for name in sandbox.apps()}).start()
     source = f"scenario {args.scenario}" if args.scenario else f"{args.orders} orders (seed {args.seed})"

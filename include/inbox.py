@@ -16,7 +16,11 @@ import sqlalchemy as sa
 
 from include.ledger import SUCCEEDED
 from include.model import ESCALATE
-from include.warehouse import Warehouse, action_ledger, carrier_mappings, escalation_reviews, utcnow
+from include.carriers import CarrierMap
+from include.warehouse import (
+    Warehouse, action_ledger, as_utc, carrier_mappings, decisions, escalation_reviews, stg_tiktok_orders,
+    tiktok_shipping_providers, utcnow,
+)
 
 REVIEW_STATES = ("acknowledged", "resolved")
 OPEN = "open"
@@ -75,6 +79,11 @@ def map_carrier(wh: Warehouse, shop: str, key: str, carrier: str, provider: str,
         if carrier not in named:
             raise InboxError(f"escalation {key!r} names no unmapped carrier {carrier!r} "
                              f"(it names {', '.join(named) or 'none'})")
+        offered = _providers_offered(conn, shop, escalation["tiktok_order_id"])
+        if offered is not None and CarrierMap(offered, {carrier: provider}).provider_id(carrier) is None:
+            # a mapping to nothing would resolve the escalation and still post nothing
+            raise InboxError(f"TikTok offers no provider {provider!r} for this order's delivery option "
+                             f"(it offers {', '.join(sorted(p['name'] for p in offered))})")
         mapping = dict(shop=shop, carrier=carrier, provider=provider, mapped_by=by.strip(), mapped_at=now)
         wh.upsert(carrier_mappings, [mapping], conn=conn)
         conn.execute(action_ledger.insert().values(
@@ -91,15 +100,41 @@ def map_carrier(wh: Warehouse, shop: str, key: str, carrier: str, provider: str,
     return mapping
 
 
+def _providers_offered(conn, shop: str, tiktok_order_id: str) -> list[dict] | None:
+    """The TikTok providers of the order's delivery option as the runs last read them (None: not known)."""
+    o, p = stg_tiktok_orders.c, tiktok_shipping_providers.c
+    raw = conn.execute(sa.select(o.raw).where(o.shop == shop, o.tiktok_order_id == tiktok_order_id)).scalar()
+    option = raw.get("delivery_option_id") if isinstance(raw, dict) else None
+    if not option or not sa.inspect(conn).has_table("tiktok_shipping_providers"):
+        return None
+    return conn.execute(sa.select(p.providers).where(p.shop == shop, p.delivery_option_id == option)).scalar()
+
+
 def latest_reviews(conn, shop: str, keys: Iterable[str]) -> dict[str, dict]:
-    """The newest review of each escalation key (missing: still open)."""
+    """The newest review of each escalation key (missing: still open). An escalation a run decided
+    again after it was resolved (its carrier mapping named no provider TikTok has, say) reads open
+    again, saying so: the review stays in the history."""
     keys = sorted(set(keys))
-    r = escalation_reviews.c
+    if not sa.inspect(conn).has_table("escalation_reviews"):
+        return {}
+    r, d = escalation_reviews.c, decisions.c
     found: dict[str, dict] = {}
     for start in range(0, len(keys), 500):
         for row in conn.execute(sa.select(escalation_reviews).where(
                 r.shop == shop, r.idempotency_key.in_(keys[start:start + 500])).order_by(r.id)).mappings():
             found[row["idempotency_key"]] = dict(row)
+    resolved = {key: rev for key, rev in found.items() if rev["state"] == "resolved"}
+    orders = {key.split(":")[1]: key for key in resolved if key.count(":") >= 2}
+    ids = sorted(orders)
+    for start in range(0, len(ids), 500):
+        for row in conn.execute(sa.select(d.tiktok_order_id, d.actions, d.decided_at).where(
+                d.shop == shop, d.tiktok_order_id.in_(ids[start:start + 500]))):
+            key = orders[row.tiktok_order_id]
+            review_ = found[key]
+            if key in (row.actions or []) and as_utc(row.decided_at) > as_utc(review_["reviewed_at"]) \
+                    and review_["state"] == "resolved":
+                found[key] = {**review_, "state": OPEN, "note": f"decided again after it was resolved by "
+                              f"{review_['reviewed_by']}" + (f" ({review_['note']})" if review_["note"] else "")}
     return found
 
 

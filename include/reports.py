@@ -272,13 +272,16 @@ def escalations(wh: Warehouse, shop: str, day: date) -> list[dict]:
             # dated by the run's decision clock, so a backfilled day lists its own escalations
             a.shop == shop, a.kind == "escalate", sa.func.coalesce(a.acted_at, a.created_at) >= start,
             sa.func.coalesce(a.acted_at, a.created_at) < end).order_by(a.id)).all()
-        reviews = latest_reviews(conn, shop, [r.idempotency_key for r in rows]) \
-            if sa.inspect(conn).has_table("escalation_reviews") else {}
+        reviews = latest_reviews(conn, shop, [r.idempotency_key for r in rows])
     out = []
     for r in rows:
         seen = reviews.get(r.idempotency_key)
-        inbox = f"{seen['state']} by {seen['reviewed_by']}" + (f": {seen['note']}" if seen["note"] else "") \
-            if seen else "open"
+        if not seen:
+            inbox = "open"
+        elif seen["state"] == "open":   # decided again after it was resolved
+            inbox = f"open: {seen['note']}"
+        else:
+            inbox = f"{seen['state']} by {seen['reviewed_by']}" + (f": {seen['note']}" if seen["note"] else "")
         out.append({"tiktok_order_id": r.tiktok_order_id, "rule": r.rule, "reason_code": r.request.get("reason_code"),
                     "detail": r.request.get("detail"), "run_id": r.run_id, "inbox": inbox})
     return out

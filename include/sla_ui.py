@@ -110,11 +110,10 @@ def load_overview(engine: sa.Engine, reports_dir: Path, days: int = 30, shop: st
             rows = conn.execute(q).all()
             truncated = len(rows) > MAX_ESCALATIONS
             reviews: dict[tuple[str, str], dict] = {}
-            if inspector.has_table("escalation_reviews"):
-                for name in {row.shop for row in rows[:MAX_ESCALATIONS]}:
-                    found = latest_reviews(conn, name, [r.idempotency_key for r in rows[:MAX_ESCALATIONS]
-                                                        if r.shop == name])
-                    reviews |= {(name, key): value for key, value in found.items()}
+            for name in {row.shop for row in rows[:MAX_ESCALATIONS]}:
+                found = latest_reviews(conn, name, [r.idempotency_key for r in rows[:MAX_ESCALATIONS]
+                                                    if r.shop == name])
+                reviews |= {(name, key): value for key, value in found.items()}
             for row in rows[:MAX_ESCALATIONS]:
                 request = row.request if isinstance(row.request, dict) else {}
                 at = as_utc(row.at)
@@ -244,8 +243,9 @@ def _shop_section(entry: ShopDays, editable: bool) -> str:
 
 def _review_cell(e: dict) -> str:
     """Where a person stands with the escalation: open, or acknowledged / resolved by whom and when."""
-    if e["review"] == OPEN:
-        return '<span class="pill warn">open</span>'
+    if e["review"] == OPEN:   # never reviewed, or decided again after it was resolved (the note says so)
+        note = f'<div class="muted">{_e(e["review_note"])}</div>' if e["review_note"] else ""
+        return f'<span class="pill warn">open</span>{note}'
     tone = "ok" if e["review"] == "resolved" else "none"
     who = f' by {_e(e["reviewed_by"])}, {e["reviewed_at"]:%Y-%m-%d %H:%M}' if e["reviewed_at"] else ""
     note = f'<div class="muted">{_e(e["review_note"])}</div>' if e["review_note"] else ""
@@ -374,7 +374,9 @@ def _same_origin(request: Request) -> None:
     from urllib.parse import urlsplit
 
     claimed = request.headers.get("origin") or request.headers.get("referer") or ""
-    if not claimed or urlsplit(claimed).netloc != request.headers.get("host"):
+    # behind a proxy the host the browser used is the forwarded one
+    served = request.headers.get("x-forwarded-host") or request.headers.get("host")
+    if not claimed or urlsplit(claimed).netloc != served:
         raise HTTPException(403, "inbox changes are accepted from the SLA page itself only")
 
 

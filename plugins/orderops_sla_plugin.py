@@ -17,12 +17,19 @@ WAREHOUSE_CONN_ID = "orderops_warehouse"
 
 
 def _login_required(method: str = "GET"):
-    """FastAPI dependency: an Airflow user who may read (GET) or change (PUT) DAG runs (cookie or
-    bearer token)."""
+    """FastAPI dependency: an Airflow user who may read (GET) or change (PUT) the runs of DAGs
+    (cookie or bearer token). The page covers every shop's DAG, so the right asked for is on DAGs
+    as a whole: never on a DAG the request itself names (a `?dag_id=` would otherwise pick it)."""
+    from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-    from airflow.api_fastapi.core_api.security import requires_access_dag
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi import Depends, HTTPException
 
-    return requires_access_dag(method=method, access_entity=DagAccessEntity.RUN)
+    def allowed(user=Depends(get_user)) -> None:
+        if not get_auth_manager().is_authorized_dag(method=method, access_entity=DagAccessEntity.RUN, user=user):
+            raise HTTPException(403, "Forbidden")
+
+    return allowed
 
 
 def build_app():

@@ -28,7 +28,7 @@ def test_demo_then_ui_show_the_run_the_report_and_the_sla_page(tmp_path, capsys)
     assert demo.main(["--orders", "40", "--seed", "3", "--state", str(state)]) == 0
     out = capsys.readouterr().out
     # progress while it runs, then where to look next
-    assert "prepare_run done" in out and "summarize_run done" in out and "build_reports[0] done" in out
+    assert "prepare_run ended" in out and "summarize_run ended" in out and "build_reports[0] ended" in out
     report = state / "reports" / "default" / "2026-11-20" / "report.html"
     assert f"the report of 2026-11-20:  {report}" in out and report.exists()
     assert "make ui" in out

@@ -337,9 +337,24 @@ def test_a_carrier_escalation_maps_the_carrier_for_the_next_run_with_an_audit_ro
                                                            reason="carrier_unmapped", detail="carrier LOCAL-7 maps to none"),
                                               "request": {"reason_code": "carrier_unmapped", "detail": "carrier LOCAL-7",
                                                           "carriers": ["LOCAL-7"]}, "rule": "T2"})
+    from include.warehouse import decisions, stg_tiktok_orders, tiktok_shipping_providers
+    with wh.engine.begin() as conn:
+        conn.execute(stg_tiktok_orders.insert(), {
+            "shop": "default", "tiktok_order_id": "576000000000000005", "status": "AWAITING_SHIPMENT",
+            "fulfillment_type": "FULFILLMENT_BY_SELLER", "create_time": at_hour(1), "update_time": at_hour(2),
+            "rts_sla_time": at_hour(23), "tracking_number": "", "shipping_provider_id": "",
+            "is_buyer_request_cancel": False, "line_items": [], "raw": {"delivery_option_id": "7001"},
+            "snapshot_run_id": "run-1", "extracted_at": at_hour(2)})
+        conn.execute(tiktok_shipping_providers.insert(), {
+            "shop": "default", "delivery_option_id": "7001", "fetched_at": at_hour(2),
+            "providers": [{"id": "69001", "name": "OnTrac"}, {"id": "69002", "name": "USPS"}]})
     c = inbox_client(wh, reports, user="ana")
     page = c.get("/").text
     assert 'placeholder="TikTok provider for LOCAL-7"' in page
+    # a provider the order's delivery option does not offer would resolve it and post nothing: refused
+    typo = c.post("/carriers", data={"shop": "default", "key": key, "carrier": "LOCAL-7", "provider": "UPS Grnd"},
+                  headers=SAME_ORIGIN)
+    assert typo.status_code == 400 and "offers no provider" in typo.text and "OnTrac, USPS" in typo.text
     done = c.post("/carriers", data={"shop": "default", "key": key, "carrier": "LOCAL-7", "provider": "OnTrac",
                                      "note": "their regional partner"}, headers=SAME_ORIGIN, follow_redirects=False)
     assert done.status_code == 303
@@ -349,6 +364,13 @@ def test_a_carrier_escalation_maps_the_carrier_for_the_next_run_with_an_audit_ro
     assert audit[0]["request"] == {"carrier": "LOCAL-7", "provider": "OnTrac", "by": "ana",
                                    "note": "their regional partner", "escalation": key}
     assert escalation_rows(c)["576000000000000005"][0]["data-review"] == "resolved"
+    # a run that decides the same escalation again after it was resolved opens it again, saying why
+    with wh.engine.begin() as conn:
+        conn.execute(decisions.insert(), {"shop": "default", "run_id": "run-9", "tiktok_order_id": "576000000000000005",
+                                          "rule": "T2", "reason": "carrier_unmapped", "actions": [key], "inputs": {},
+                                          "policy_version": "x", "decided_at": datetime(2099, 1, 1, tzinfo=timezone.utc)})
+    attrs, cells = escalation_rows(c)["576000000000000005"]
+    assert attrs["data-review"] == "open" and "decided again after it was resolved by ana" in cells[5]
     # a carrier the escalation did not name is refused, saying so
     wrong = c.post("/carriers", data={"shop": "default", "key": key, "carrier": "UPS", "provider": "UPS"},
                    headers=SAME_ORIGIN)
