@@ -136,9 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     p_trace.add_argument("--warehouse", default=None, help=f"SQLAlchemy URL (default ${WAREHOUSE_ENV} or state/warehouse.db)")
     p_pools = sub.add_parser("pools", help="write the Airflow pools orderops uses, for `airflow pools import`")
     p_pools.add_argument("--out", default=None, help="file to write (default: standard output)")
+    p_pools.add_argument("--shops", type=int, default=1, help="shops the deployment serves (they share the pools)")
     args = parser.parse_args(argv)
     if args.command == "pools":
-        text = json.dumps(pools_file(), indent=2) + "\n"
+        if args.shops < 1:
+            parser.error("--shops: expected 1 or more")
+        text = json.dumps(pools_file(args.shops), indent=2) + "\n"
         if args.out:
             with open(args.out, "w") as f:
                 f.write(text)

@@ -48,9 +48,10 @@ BY_NAME = {step.name: step for step in STEPS}
 POOLS = {"tiktok_api": 4, "shopify_api": 2, "amazon_api": 1, "shipbob_api": 1, "fulfiller_api": 2}
 
 
-def pools_file() -> dict:
-    """The pools in the form `airflow pools import` reads."""
-    return {name: {"slots": slots, "description": f"orderops: calls to {name.split('_')[0]}",
+def pools_file(shops: int = 1) -> dict:
+    """The pools for a deployment serving `shops` shops (they share them), in the form
+    `airflow pools import` reads."""
+    return {name: {"slots": slots * shops, "description": f"orderops: calls to {name.split('_')[0]}",
                    "include_deferred": False} for name, slots in POOLS.items()}
 
 

@@ -41,3 +41,5 @@ def test_pools_are_written_for_airflow_pools_import(tmp_path):
     pools = json.loads(out.read_text())
     assert pools["tiktok_api"] == {"slots": 4, "description": "orderops: calls to tiktok", "include_deferred": False}
     assert set(pools) == {"tiktok_api", "shopify_api", "amazon_api", "shipbob_api", "fulfiller_api"}
+    assert orderops.main(["pools", "--shops", "3", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["tiktok_api"]["slots"] == 12
