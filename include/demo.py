@@ -300,17 +300,23 @@ def ui_main(argv: list[str]) -> int:
         print(f"{', '.join(died)} stopped on its own; see {log_path}", file=sys.stderr)
         return 1
     finally:
-        for p in procs:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        stop_process_groups(procs)
         server.stop()
+
+
+def stop_process_groups(procs: list[subprocess.Popen], grace: float = 30) -> None:
+    """Stop Airflow components started in sessions of their own (each with its workers): SIGTERM
+    to every group, then SIGKILL to any still there after `grace` seconds."""
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for p in procs:
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
 
 
 def wait_healthy(base: str, procs: list[subprocess.Popen], timeout: float) -> bool:

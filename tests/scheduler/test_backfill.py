@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from include.demo import airflow_env, prepare_airflow
+from include.demo import airflow_env, prepare_airflow, stop_process_groups
 from include.sandbox.core import Settings, changes_orders
 from include.sandbox.generate import generate
 from include.warehouse import Warehouse, action_ledger, sla_daily
@@ -91,16 +90,7 @@ def airflow_stack(run_sandbox, tmp_path):
             raise AssertionError("api server did not come up: " + (logs / "api-server.log").read_text()[-2000:])
         yield {"cli": cli, "api": api, "server": server, "env": env, "tmp": tmp_path, "logs": logs}
     finally:
-        for p in processes:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for p in processes:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        stop_process_groups(processes)
 
 
 def runs(api: str, dag_id: str) -> list[dict]:
