@@ -299,6 +299,22 @@ carrier_mappings = sa.Table(
     sa.Column("mapped_by", sa.String(250), nullable=False),
     sa.Column("mapped_at", TS, nullable=False),
 )
+# Platform events (webhooks, Amazon's notification queue) as received: each once per platform id,
+# claimed by the run that handled it (include/events.py).
+platform_events = sa.Table(
+    "platform_events", metadata,
+    sa.Column("shop", sa.String(64), primary_key=True),
+    sa.Column("platform", sa.String(16), primary_key=True),
+    sa.Column("event_id", sa.String(128), primary_key=True),   # the platform's id of the event
+    sa.Column("topic", sa.String(64), nullable=False),
+    sa.Column("order_ref", sa.String(128)),                    # the platform's order id
+    sa.Column("occurred_at", TS, nullable=False),              # by the platform's clock
+    sa.Column("received_at", TS, nullable=False),
+    sa.Column("wakes", sa.Boolean, nullable=False),            # starts a run
+    sa.Column("payload", sa.JSON, nullable=False),             # buyer data removed
+    sa.Column("run_id", sa.String(250)),                       # the run that claimed it
+    sa.Index("ix_platform_events_waiting", "shop", "run_id", "received_at"),
+)
 schema_version = sa.Table(
     "orderops_schema", metadata,
     sa.Column("version", sa.Integer, primary_key=True),
@@ -318,6 +334,7 @@ MIGRATIONS: list = [
     lambda conn: metadata.create_all(conn, tables=[tiktok_shipping_providers]),
     lambda conn: metadata.create_all(conn, tables=[at_risk_alerts]),
     lambda conn: metadata.create_all(conn, tables=[escalation_reviews, carrier_mappings]),
+    lambda conn: metadata.create_all(conn, tables=[platform_events]),
 ]
 
 

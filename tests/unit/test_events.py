@@ -1,0 +1,194 @@
+"""Platform events: signatures as each platform documents them, what each delivery says, and the
+inbox (each event once, claimed by one run) on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from include import events
+from include.events import BadEvent, Inbox, PlatformEvent, Unverified
+from include.warehouse import Warehouse
+
+NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
+
+
+def test_tiktok_signature_matches_the_published_vector():
+    # TikTok's webhook signature over app_key + body; the vector an open SDK tests against
+    body = (b'{"type":1,"shop_id":"7494726673780148744","timestamp":1664095733,"data":{"order_id":'
+            b'"576684019603311365","order_status":"AWAITING_SHIPMENT","update_time":1664095610}}')
+    assert events.tiktok_signature("fake_app_key", "fake_app_secret", body) == \
+        "21109834de72ec53c9959716d8514ae388ce1f123e5ffdcafc46713fcdf62b27"
+    event = events.tiktok_event(body, {"authorization": events.tiktok_signature("fake_app_key", "fake_app_secret", body)},
+                                "fake_app_key", "fake_app_secret")
+    assert (event.platform, event.topic, event.order_ref, event.wakes) == \
+        ("tiktok", "ORDER_STATUS_CHANGE", "576684019603311365", False)
+    assert event.occurred_at == datetime.fromtimestamp(1664095610, timezone.utc)
+
+
+def _tiktok(doc: dict, secret: str = "s3cret") -> tuple[bytes, dict]:
+    body = json.dumps(doc).encode()
+    return body, {"Authorization": events.tiktok_signature("key", secret, body)}
+
+
+def test_a_buyer_cancellation_request_wakes_and_other_tiktok_events_do_not():
+    body, headers = _tiktok({"type": 11, "tts_notification_id": "N1", "shop_id": "1", "timestamp": 1,
+                             "data": {"order_id": "576", "cancel_id": "C1", "cancellations_role": "BUYER",
+                                      "cancel_status": "CANCELLATION_REQUEST_PENDING", "create_time": 1700000000}})
+    event = events.tiktok_event(body, headers, "key", "s3cret")
+    assert event.wakes and event.event_id == "N1" and event.topic == "CANCELLATION_STATUS_CHANGE"
+    body, headers = _tiktok({"type": 11, "tts_notification_id": "N2", "data": {
+        "order_id": "576", "cancel_status": "CANCELLATION_REQUEST_COMPLETE", "create_time": 1700000000}})
+    assert not events.tiktok_event(body, headers, "key", "s3cret").wakes
+
+
+@pytest.mark.parametrize("tamper", ["body", "secret", "missing"])
+def test_a_tiktok_delivery_that_is_not_signed_by_the_app_is_refused(tamper):
+    body, headers = _tiktok({"type": 1, "data": {"order_id": "576", "update_time": 1700000000}})
+    if tamper == "body":
+        body = body.replace(b"576", b"577")
+    elif tamper == "secret":
+        headers = {"Authorization": events.tiktok_signature("key", "other", body)}
+    else:
+        headers = {}
+    with pytest.raises(Unverified, match="tiktok: the Authorization header"):
+        events.tiktok_event(body, headers, "key", "s3cret")
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"not json", "body is not JSON"),
+    (b'{"type": "1", "data": {}}', "type must be an integer"),
+    (b'{"type": 1, "data": []}', "data: expected an object"),
+    (b'{"type": 1, "data": {"order_id": "1", "update_time": "yesterday"}}', "is not an ISO-8601 time"),
+    (b'{"type": 1, "data": {"order_id": {"x": 1}, "update_time": 1}}', "order_id must be a string or number"),
+])
+def test_wrong_shaped_tiktok_deliveries_name_what_is_wrong(body, message):
+    with pytest.raises(BadEvent, match=message):
+        events.tiktok_event(body, {"Authorization": events.tiktok_signature("key", "s3cret", body)}, "key", "s3cret")
+
+
+def _shipbob(doc: dict, secret: str, msg_id: str = "msg_1", at: datetime = NOW, topic: str = "order.shipped"):
+    body = json.dumps(doc).encode()
+    stamp = str(int(at.timestamp()))
+    return body, {"webhook-id": msg_id, "webhook-timestamp": stamp, "shipbob-topic": topic,
+                  "webhook-signature": "v1,bm90IGl0 " + events.standard_webhook_signature(secret, msg_id, stamp, body)}
+
+
+SHIPBOB_SECRET = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVoxMjM0NTY="[:32]
+
+
+def test_shipbob_order_shipped_is_verified_as_standard_webhooks_and_wakes():
+    body, headers = _shipbob({"id": 9100001, "reference_id": "7100000001", "status": "Completed",
+                              "recipient": {"name": "A Buyer", "email": "a@b.c"}}, SHIPBOB_SECRET)
+    event = events.shipbob_event(body, headers, SHIPBOB_SECRET, now=NOW + timedelta(seconds=30))
+    assert (event.platform, event.topic, event.order_ref, event.wakes) == ("shipbob", "order.shipped", "9100001", True)
+    assert "recipient" not in event.payload   # buyer data never reaches the warehouse
+
+
+def test_shipbob_refuses_a_replay_and_a_wrong_signature():
+    body, headers = _shipbob({"id": 1}, SHIPBOB_SECRET)
+    with pytest.raises(Unverified, match="more than"):
+        events.shipbob_event(body, headers, SHIPBOB_SECRET, now=NOW + timedelta(minutes=6))
+    with pytest.raises(Unverified, match="no webhook-signature matches"):
+        events.shipbob_event(body + b" ", headers, SHIPBOB_SECRET, now=NOW)
+    with pytest.raises(Unverified, match="webhook-id and webhook-timestamp"):
+        events.shipbob_event(body, {}, SHIPBOB_SECRET, now=NOW)
+
+
+def test_shopify_fulfillment_with_tracking_wakes_and_an_order_update_does_not():
+    body = json.dumps({"id": 55, "order_id": 7100000001, "tracking_number": "1Z999"}).encode()
+    headers = {"X-Shopify-Hmac-Sha256": events.shopify_signature("shpss", body), "X-Shopify-Topic": "fulfillments/create",
+               "X-Shopify-Webhook-Id": "w1", "X-Shopify-Triggered-At": "2026-11-20T15:00:00Z"}
+    event = events.shopify_event(body, headers, "shpss")
+    assert (event.order_ref, event.wakes, event.occurred_at) == ("7100000001", True, NOW)
+    body = json.dumps({"id": 7100000001, "updated_at": "2026-11-20T15:00:00-05:00"}).encode()
+    headers = {"X-Shopify-Hmac-Sha256": events.shopify_signature("shpss", body), "X-Shopify-Topic": "orders/updated",
+               "X-Shopify-Webhook-Id": "w2"}
+    event = events.shopify_event(body, headers, "shpss")
+    assert (event.order_ref, event.wakes, event.occurred_at) == ("7100000001", False, NOW + timedelta(hours=5))
+    with pytest.raises(Unverified):
+        events.shopify_event(body, {**headers, "X-Shopify-Hmac-Sha256": "AAAA"}, "shpss")
+
+
+def amazon_notification(sfo: str, status: str, event_type: str = "Order", shipment: dict | None = None,
+                        notification_id: str = "n-1", seller: str = "A3TH9S8BH6GOGM") -> str:
+    body = {"SellerId": seller, "EventType": event_type, "StatusUpdatedDateTime": "2026-11-20T15:00:00Z",
+            "SellerFulfillmentOrderId": sfo, "FulfillmentOrderStatus": status}
+    if shipment:
+        body["FulfillmentShipment"] = shipment
+    return json.dumps({"NotificationVersion": "1.0", "NotificationType": "FULFILLMENT_ORDER_STATUS",
+                       "PayloadVersion": "1.0", "EventTime": "2026-11-20T15:00:01Z",
+                       "Payload": {"FulfillmentOrderStatusNotification": body},
+                       "NotificationMetadata": {"ApplicationId": "app", "SubscriptionId": "sub",
+                                                "PublishTime": "2026-11-20T15:00:01Z", "NotificationId": notification_id}})
+
+
+def test_amazon_shipment_notification_wakes_and_a_status_on_the_way_does_not():
+    shipped = amazon_notification("5001", "Processing", "Shipment", {
+        "AmazonShipmentId": "S1", "FulfillmentShipmentStatus": "SHIPPED",
+        "FulfillmentShipmentPackages": [{"PackageNumber": 1, "CarrierCode": "UPS", "TrackingNumber": "1Z1"}]})
+    event = events.amazon_event(shipped, seller_id="A3TH9S8BH6GOGM")
+    assert (event.order_ref, event.wakes, event.topic) == ("5001", True, "FULFILLMENT_ORDER_STATUS/Shipment")
+    assert not events.amazon_event(amazon_notification("5001", "Planning", notification_id="n-2")).wakes
+    assert events.amazon_event(amazon_notification("5001", "Cancelled", notification_id="n-3")).wakes
+    with pytest.raises(Unverified, match="not this shop's"):
+        events.amazon_event(amazon_notification("5001", "Complete", seller="OTHER"), seller_id="A3TH9S8BH6GOGM")
+    with pytest.raises(BadEvent, match="NotificationType"):
+        events.amazon_event(json.dumps({"NotificationType": "ORDER_CHANGE"}))
+
+
+def _event(n: int, wakes: bool = True, platform: str = "shipbob") -> PlatformEvent:
+    return PlatformEvent(platform, f"e{n}", "order.shipped", str(9100000 + n), NOW, wakes, {"id": n})
+
+
+def test_inbox_keeps_each_event_once_and_gives_it_to_one_run(warehouse_url):
+    wh = Warehouse(warehouse_url)
+    wh.migrate()
+    inbox = Inbox(wh)
+    assert inbox.receive("shop-a", [_event(1), _event(2, wakes=False)], received_at=NOW) == 2
+    assert inbox.receive("shop-a", [_event(1), _event(3)], received_at=NOW + timedelta(seconds=5)) == 1   # e1 again
+    assert inbox.receive("shop-b", [_event(1)], received_at=NOW) == 1                                    # another shop
+    assert inbox.first_waiting("shop-a") == NOW
+    claimed = inbox.claim("shop-a", "run-1", up_to=NOW)
+    assert sorted(e["event_id"] for e in claimed) == ["e1", "e2"]
+    assert inbox.first_waiting("shop-a") == NOW + timedelta(seconds=5)
+    assert [e["event_id"] for e in inbox.claim("shop-a", "run-2")] == ["e3"]
+    assert inbox.claim("shop-a", "run-3") == [] and inbox.first_waiting("shop-a") is None
+    # a redelivery of a claimed event stays claimed: it is not handled twice
+    assert inbox.receive("shop-a", [_event(1)]) == 0 and inbox.claim("shop-a", "run-4") == []
+    assert events.sources_of(claimed) == ("shipbob_orders",)
+    wh.dispose()
+
+
+def test_two_runs_claiming_at_once_split_the_events(warehouse_url):
+    wh = Warehouse(warehouse_url)
+    wh.migrate()
+    inbox = Inbox(wh)
+    inbox.receive("shop-a", [_event(n) for n in range(200)])
+    got: dict[str, list] = {}
+
+    def claim(run: str) -> None:
+        got[run] = [e["event_id"] for e in inbox.claim("shop-a", run)]
+    threads = [threading.Thread(target=claim, args=(f"run-{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got["run-0"] + got["run-1"]) == sorted(f"e{n}" for n in range(200))
+    wh.dispose()
+
+
+def test_the_doorbell_rings_the_shops_channel_and_a_dead_redis_loses_nothing():
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    listener = client.pubsub()
+    listener.subscribe(events.channel("shop-a"))
+    listener.get_message(timeout=2)   # the subscription's own confirmation
+    assert events.ring(None, "shop-a", client=client)
+    message = listener.get_message(timeout=5)
+    assert message and json.loads(message["data"])["shop"] == "shop-a"
+    listener.close()
+    assert events.ring("redis://127.0.0.1:1/0", "shop-a") is False   # nothing listens there: no error
