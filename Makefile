@@ -77,5 +77,7 @@ bench-dag: venv
 DAYS ?= 7
 ORDERS_PER_DAY ?= 1000
 SCHEDULE ?= */30 * * * *
+# off | on | both (the stream twice: figures with platform events under with_events in summary.json)
+EVENTS ?= off
 simulate: venv
-	$(PY) -m bench.simulate --days $(DAYS) --orders-per-day $(ORDERS_PER_DAY) --schedule "$(SCHEDULE)" --seed $(SEED)
+	$(PY) -m bench.simulate --days $(DAYS) --orders-per-day $(ORDERS_PER_DAY) --schedule "$(SCHEDULE)" --seed $(SEED) --events $(EVENTS)

@@ -52,7 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 NOW = "2026-11-20T15:00:00Z"
 WINDOW = ("2026-11-20T14:30:00Z", NOW)
-SANDBOX_APPS = ("tiktok", "tiktok_auth", "shopify", "amazon_mcf", "amazon_lwa", "shipbob")
+SANDBOX_APPS = ("tiktok", "tiktok_auth", "shopify", "amazon_mcf", "amazon_lwa", "shipbob", "amazon_sqs")
 PLATFORMS = ("tiktok", "shopify", "amazon_mcf", "shipbob")
 # Pipeline steps as run_all calls them, and the phase of the data flow each belongs to.
 PHASES = {

@@ -148,19 +148,75 @@ def day_table(orders: list[dict], days: list[date], as_of: datetime) -> dict[str
 
 
 def simulate(days: int, orders_per_day: int, schedule: str, seed: int, out: Path, warehouse_url: str | None,
-             start: datetime, life_overrides: dict | None = None, backfill_day: date | None = None) -> dict:
+             start: datetime, life_overrides: dict | None = None, backfill_day: date | None = None,
+             events: bool = False) -> dict:
     saved_env = dict(os.environ)   # the caller's environment comes back afterwards (tests run on in-process)
     os.environ.update({"AIRFLOW_HOME": str(out / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                        "TQDM_DISABLE": "1", "ORDEROPS_REPORTS_DIR": str(out / "reports")})
     try:
         return _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, life_overrides,
-                         backfill_day)
+                         backfill_day, events)
     finally:
         os.environ.clear()
         os.environ.update(saved_env)
 
 
-def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, life_overrides, backfill_day) -> dict:
+# An event-driven run starts this long after the first waiting event (a burst makes one run); the
+# figure includes what Airflow takes to go from the doorbell to a running task.
+DEBOUNCE = timedelta(seconds=30)
+SHOP_SECRET_SHIPBOB = "whsec_" + "c2FuZGJveC1vcmRlcm9wcy13ZWJob29rcy0x"[:32]
+
+
+class EventPath:
+    """The platforms' events end to end, as in production: the sandbox sends signed webhooks to
+    orderops's receiver (served here on loopback) and notifications to Amazon's queue, which is
+    read like the triggerer reads it; the receiver keeps them in the warehouse's inbox."""
+
+    def __init__(self, admin, urls: dict, wh):
+        import threading
+
+        import uvicorn
+
+        from include.event_receiver import AmazonQueue, ShopSecrets, create_app
+        from include.events import EventInbox
+        from include.sandbox.amazon_mcf import DEFAULT_CREDENTIALS as AMAZON
+        from include.sandbox.server import bind
+        from include.sandbox.shopify import DEFAULT_CREDENTIALS as SHOPIFY
+        from include.sandbox.tiktok import DEFAULT_CREDENTIALS as TIKTOK
+
+        self.admin, self.inbox = admin, EventInbox(wh)
+        secrets = ShopSecrets(TIKTOK["app_key"], TIKTOK["app_secret"], SHOPIFY["client_secret"], SHOP_SECRET_SHIPBOB,
+                              AMAZON["seller_id"])
+        sock = bind(0)
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        app = create_app(lambda shop: secrets if shop == SHOP else None, self.inbox)
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+        self.server.install_signal_handlers = lambda: None
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self.thread.start()
+        for platform in ("tiktok", "shopify", "shipbob"):
+            admin.post("/webhooks", json={"platform": platform, "url": f"{self.url}/{SHOP}/{platform}",
+                                          "secret": SHOP_SECRET_SHIPBOB}).raise_for_status()
+        admin.post("/webhooks", json={"platform": "amazon_mcf"}).raise_for_status()
+        queue_url = admin.get("/webhooks").json() and f"{urls['amazon_sqs']}/orderops-notifications"
+        self.queue = AmazonQueue(queue_url, seller_id=AMAZON["seller_id"])
+
+    def deliver(self) -> None:
+        """Everything the platforms sent so far is in the inbox (webhooks answered, queue read)."""
+        self.admin.post("/webhooks/flush").raise_for_status()
+        self.queue.drain(SHOP, self.inbox)
+
+    def waiting(self) -> bool:
+        return self.inbox.first_waiting(SHOP) is not None
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.queue.client.close()
+
+
+def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, life_overrides, backfill_day,
+              events) -> dict:
     import httpx
     from airflow.sdk._shared.secrets_masker import reset_secrets_masker
 
@@ -189,7 +245,8 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
         calls: dict[str, dict[str, Counter]] = {"extraction": defaultdict(Counter), "actions": defaultdict(Counter)}
         points: Counter = Counter()
         run_seconds: list[float] = []
-        extraction: Counter = Counter({"sweep": 0, "incremental": 0, "missed_by_cursor": 0})
+        extraction: Counter = Counter({"sweep": 0, "incremental": 0, "missed_by_cursor": 0,
+                                       **({"event": 0} if events else {})})
         day_end: dict[str, dict] = {}
 
         by_operation: Counter = Counter()   # extraction calls per (platform, operation)
@@ -202,13 +259,17 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
                 operations[(c["platform"], c["operation"])] += c["count"]
             return per, sum(c["units"] for c in doc["charged"] if c["platform"] == "shopify"), operations
 
-        previous = start
-        before, charged, operations_before = counted()
-        for n, moment in enumerate(run_times, 1):
+        state = {"previous": start, "counted": counted()}
+        # with events the clock runs at wall speed during a run, so what reaches TikTok is stamped
+        # with the run's own duration (the latency includes it); without, it stays frozen as before
+        rate = 1 if events else 0
+
+        def one_run(moment: datetime, run_type: str) -> None:
             reset_secrets_masker()   # a run's tasks are fresh processes: their masked values do not pile up
-            admin.post("/clock", json={"now": iso(moment), "rate": 0})
-            settings = run_settings(dag_id="orderops_sla", run_id=f"scheduled__{iso(moment)}", params={"now": iso(moment)},
-                                    data_interval_start=previous, data_interval_end=moment, run_type="scheduled")
+            admin.post("/clock", json={"now": iso(moment), "rate": rate})
+            settings = run_settings(dag_id="orderops_sla", run_id=f"{run_type}__{iso(moment)}", params={"now": iso(moment)},
+                                    data_interval_start=state["previous"] if run_type == "scheduled" else moment,
+                                    data_interval_end=moment, run_after=moment, run_type=run_type)
             platforms = pipeline.Platforms(settings)
             marks: dict[str, tuple[Counter, float]] = {}
             began = time.perf_counter()
@@ -217,9 +278,12 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
                                        observe=lambda phase: marks.__setitem__(phase, counted()))
             finally:
                 platforms.close()
+                if rate:
+                    admin.post("/clock", json={"rate": 0})
             run_seconds.append(time.perf_counter() - began)
             extraction[run["extraction"]["mode"]] += 1
             extraction["missed_by_cursor"] += run["missed_by_cursor"]
+            before, charged, operations_before = state["counted"]
             after, charged_after, operations_after = counted()
             decided, _, operations_decided = marks.get("decided", (after, charged_after, operations_after))
             for platform in after:
@@ -227,8 +291,42 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
                 calls["actions"][platform][moment.date()] += after[platform] - decided[platform]
             by_operation.update(operations_decided - operations_before)
             points[(moment - timedelta(seconds=1)).date().isoformat()] += charged_after - charged
-            before, charged, operations_before = after, charged_after, operations_after
-            previous = moment
+            state["counted"] = (after, charged_after, operations_after)
+
+        def clock() -> dict:
+            return admin.get("/clock").json()
+
+        def event_runs_until(moment: datetime) -> None:
+            """Step from one announced moment to the next before `moment`; an event-driven run
+            DEBOUNCE after the first waiting event."""
+            pending: datetime | None = None
+            while True:
+                now = parse(clock()["now"])
+                wake = parse(clock().get("next_wake"))
+                due = pending + DEBOUNCE if pending else None
+                target = min([t for t in (wake, due) if t is not None and t < moment], default=None)
+                if target is None:
+                    return
+                admin.post("/clock", json={"now": iso(max(target, now)), "rate": 0})
+                path.deliver()
+                if due is not None and target == due:
+                    one_run(max(target, now), "asset_triggered")
+                    pending = None
+                    path.deliver()
+                if pending is None and path.waiting():
+                    pending = parse(clock()["now"])
+
+        path = EventPath(admin, sandbox.urls, wh) if events else None
+
+        def events_note() -> str:
+            return f" (+{extraction['event']} event-driven)" if events else ""
+        for n, moment in enumerate(run_times, 1):
+            if path is not None:
+                event_runs_until(moment)
+                admin.post("/clock", json={"now": iso(max(moment, parse(clock()["now"]))), "rate": 0})
+                path.deliver()
+            one_run(moment, "scheduled")
+            state["previous"] = moment
             if moment.time() == datetime.min.time():   # the report DAG's run for the day that ended
                 day = (moment - timedelta(days=1)).date()
                 built = reports.build_day(wh, SHOP, day, now=moment)
@@ -237,8 +335,10 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
                                             "truth": next((dict((k, d[k]) for k in FIGURES) for d in truth["days"]
                                                            if d["day"] == day.isoformat()), None)}
             if n % 12 == 0 or n == len(run_times):
-                print(f"  {iso(moment)}  run {n}/{len(run_times)}  {run_seconds[-1]:.1f} s  "
+                print(f"  {iso(moment)}  run {n}/{len(run_times)}{events_note()}  {run_seconds[-1]:.1f} s  "
                       f"(elapsed {time.perf_counter() - wall:.0f} s)", flush=True)
+        if path is not None:
+            path.stop()
         if backfill_day is not None:   # the scheduled runs of one day again, as a backfill would
             day_start = datetime.combine(backfill_day, datetime.min.time(), tzinfo=timezone.utc)
             for moment in [t for t in run_times if day_start < t <= day_start + timedelta(days=1)]:
@@ -294,6 +394,7 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
             "late_dispatch_rate": _overall_ldr([d["truth"] for d in per_day]),
             "all_days_match": all(d["match"] for d in per_day),
             "settings": {"days": days, "orders_per_day": orders_per_day, "schedule": schedule, "seed": seed,
+                         "events": events, "debounce_seconds": DEBOUNCE.total_seconds() if events else None,
                          "start": iso(start), "runs": len(run_times), "orders": arrived, "life": life},
             "wall_seconds": round(time.perf_counter() - wall, 1),
         }
@@ -349,6 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", default="2026-11-16T00:00:00Z", help="first day, midnight UTC")
     parser.add_argument("--warehouse", help="warehouse URL (default: SQLite under the output folder)")
     parser.add_argument("--out", default=str(REPO / "state" / "simulate"))
+    parser.add_argument("--events", choices=("off", "on", "both"), default="off",
+                        help="platform events (webhooks, Amazon's queue) start runs too; both: the stream twice, "
+                             "the event-driven figures under with_events")
     args = parser.parse_args(argv)
     if args.days < 1 or args.orders_per_day < 0:
         raise SystemExit("DAYS must be at least 1 and ORDERS_PER_DAY not negative")
@@ -361,8 +465,20 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.ERROR)
     print(f"simulating {args.days} days x {args.orders_per_day} orders, schedule {args.schedule!r}, seed {args.seed}",
           flush=True)
-    summary = simulate(args.days, args.orders_per_day, args.schedule, args.seed, Path(args.out), args.warehouse, start)
+    out = Path(args.out)
+    summary = simulate(args.days, args.orders_per_day, args.schedule, args.seed, out, args.warehouse, start,
+                       events=args.events == "on")
     print(render(summary))
+    if args.events == "both":
+        print("\nthe same stream again, with platform events starting runs:", flush=True)
+        with_events = simulate(args.days, args.orders_per_day, args.schedule, args.seed, out / "with_events",
+                               args.warehouse, start, events=True)
+        print(render(with_events))
+        summary["with_events"] = with_events
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        summary = {**summary, "all_days_match": summary["all_days_match"] and with_events["all_days_match"],
+                   "duplicate_effects": summary["duplicate_effects"] + with_events["duplicate_effects"],
+                   "missed_tracking": summary["missed_tracking"] + with_events["missed_tracking"]}
     print(f"\nwrote {Path(args.out) / 'summary.json'} and truth.json")
     return 0 if summary["all_days_match"] and not summary["duplicate_effects"] and not summary["missed_tracking"] else 1
 

@@ -235,7 +235,7 @@ def amazon_event(message_body: str | bytes, seller_id: str | None = None) -> Pla
 
 
 # ---------------------------------------------------------------------------------- the inbox
-class Inbox:
+class EventInbox:
     """The shop's received events: each kept once (a redelivery is recognised by its id), claimed
     by the run that handles it."""
 

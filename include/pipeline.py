@@ -22,6 +22,7 @@ from include.actions import Executor, Handlers, Outcome
 from include.at_risk import alert_at_risk
 from include.carriers import CarrierMap
 from include.decide import decide
+from include.events import EventInbox, sources_of
 from include.enums import AMAZON_ORDER_STATUSES, TIKTOK_SHIPPABLE_STATUSES, status_of
 from include.inbox import mapped_carriers
 from include.join import Joiner, Link, saga_states
@@ -156,7 +157,15 @@ def prepare_run(settings: RunSettings, wh: Warehouse) -> RunSettings:
     """Create or upgrade the schema, open the run's record and decide whether it sweeps; returns the
     settings every later step of the run uses."""
     version = wh.migrate()
-    settings = replace(settings, sweep=sweep_reason(settings, wh))
+    # the platform events waiting now are this run's: a scheduled run lists everything they could
+    # say anyway; an event-driven one lists the platforms they came from, and never sweeps
+    claimed = EventInbox(wh).claim(settings.shop, settings.run_id)
+    if settings.event_driven:
+        settings = replace(settings, listed=sources_of(claimed))
+        log.info("event-driven run: %d event(s) (%d waking) -> lists %s", len(claimed),
+                 sum(1 for e in claimed if e["wakes"]), ", ".join(settings.listed) or "nothing")
+    else:
+        settings = replace(settings, sweep=sweep_reason(settings, wh))
     wh.upsert(runs, [dict(shop=settings.shop, run_id=settings.run_id, dag_id=settings.dag_id,
                           window_start=settings.window_start, window_end=settings.window_end,
                           started_at=utcnow(), state="running", policy_version=settings.policy.version,
@@ -361,10 +370,17 @@ def _tiktok_changes(listing: Listing) -> dict:
     return {"update_time_ge": int(listing.changed_since.timestamp()), "update_time_lt": int(until.timestamp())}
 
 
+def _not_listed(step: str, **detail: Any) -> dict:
+    """An event-driven run's listing of a platform no event came from: its cursor stays where it is."""
+    return Step(step, {"orders": 0}, {**detail, "mode": "not listed (no event)"}).as_dict()
+
+
 def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -> dict:
     """Orders and cancellation requests changed since the shop's cursors. A sweep also lists every
     actionable order and pending request, and re-reads orders staging holds as in play that no
     listing returned (they changed without the cursor seeing it)."""
+    if not settings.lists("tiktok_orders"):
+        return _not_listed("extract_tiktok", since=in_play_since(settings, wh).isoformat())
     client = platforms.tiktok()
     listing = listing_for(settings, wh, "tiktok_orders")
     changes = _tiktok_changes(listing)
@@ -403,6 +419,8 @@ def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -
 
 def extract_shopify(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
     """Orders updated since the cursor; a sweep adds every order created since the oldest TikTok order in play."""
+    if not settings.lists("shopify_orders"):
+        return _not_listed("extract_shopify")
     listing = listing_for(settings, wh, "shopify_orders")
     query = f"updated_at:>='{listing.changed_since:%Y-%m-%dT%H:%M:%SZ}'"
     if listing.sweep:
@@ -423,6 +441,8 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
     is asked for, with getFulfillmentOrder for shipped orders it does not carry yet; fewer (a quiet
     half hour, a night) and each is read one by one, as when Amazon cancels the report.
     """
+    if not settings.lists("amazon_fulfillment_orders"):
+        return _not_listed("extract_amazon")
     client = platforms.amazon_mcf()
     listing = listing_for(settings, wh, "amazon_fulfillment_orders")
     start = min(since, listing.changed_since) if listing.sweep else listing.changed_since
@@ -544,6 +564,8 @@ def shipments_report(settings: RunSettings, client, wh: Warehouse, since: dateti
 
 def extract_shipbob(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
     """Orders updated since the cursor; a sweep adds every order created since the oldest TikTok order in play."""
+    if not settings.lists("shipbob_orders"):
+        return _not_listed("extract_shipbob")
     client = platforms.shipbob()
     listing = listing_for(settings, wh, "shipbob_orders")
     listings = [client.orders(last_update_start=listing.changed_since)]
@@ -1009,7 +1031,9 @@ def summarize_run(settings: RunSettings, wh: Warehouse, started: float | None = 
                               .where(c.shop == shop, c.run_id == run_id).group_by(c.platform))}
         started_at = conn.execute(sa.select(runs.c.started_at).where(runs.c.shop == shop, runs.c.run_id == run_id)).scalar()
         x = extraction_cursors.c
-        summary["extraction"] = {"mode": "sweep" if settings.sweep else "incremental", "sweep_reason": settings.sweep,
+        mode = "sweep" if settings.sweep else "event" if settings.event_driven else "incremental"
+        summary["extraction"] = {"mode": mode, "sweep_reason": settings.sweep,
+                                 "listed": list(settings.listed) if settings.listed is not None else None,
                                  "sources": {source: {"mode": mode, "listed": listed, "missed_by_cursor": findings}
                                              for source, mode, listed, findings in conn.execute(
                                                  sa.select(x.source, x.mode, x.listed, x.findings).where(

@@ -50,6 +50,14 @@ class RunSettings:
     # shop's cursors. `prepare_run` also sweeps a shop's first run and once `sweep_hours` have passed.
     sweep: str | None = None
     sweep_hours: float = 6.0
+    # A run started by platform events (Airflow's asset-triggered run): it takes the shop's waiting
+    # events and lists only the sources they came from (`listed`, set by `prepare_run`).
+    event_driven: bool = False
+    listed: tuple[str, ...] | None = None
+
+    def lists(self, source: str) -> bool:
+        """Whether this run lists `source` (an event-driven run: only where its events came from)."""
+        return self.listed is None or source in self.listed
 
     def to_xcom(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -67,7 +75,9 @@ class RunSettings:
                    policy=Policy(**doc["policy"]), connections=Connections(**doc["connections"]),
                    fulfillers=tuple(doc["fulfillers"]),
                    now_override=datetime.fromisoformat(doc["now_override"]) if doc["now_override"] else None,
-                   sweep=doc.get("sweep"), sweep_hours=doc.get("sweep_hours", 6.0))
+                   sweep=doc.get("sweep"), sweep_hours=doc.get("sweep_hours", 6.0),
+                   event_driven=bool(doc.get("event_driven")),
+                   listed=None if doc.get("listed") is None else tuple(doc["listed"]))
 
 
 def policy_object(value: Any, where: str) -> dict:
@@ -176,4 +186,5 @@ def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_inter
     return RunSettings(shop=shop_name, dag_id=dag_id, run_id=run_id, window_start=start, window_end=end,
                        overlap=timedelta(minutes=overlap), dry_run=bool(params.get("dry_run", False)),
                        policy=policy, connections=Connections(**conns), fulfillers=fulfillers,
-                       now_override=now, sweep=sweep, sweep_hours=float(sweep_hours))
+                       now_override=now, sweep=sweep, sweep_hours=float(sweep_hours),
+                       event_driven=run_type == "asset_triggered" and sweep is None)

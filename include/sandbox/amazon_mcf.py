@@ -470,11 +470,26 @@ class AmazonMcfSandbox(PlatformSandbox):
                 self._packages[package.number] = (order, shipment, package)
             for package in shipment.packages:
                 package.eta = package.eta or shipment.eta
+            self._notify(order, "Shipment", at, shipment)
+
+    def _notify(self, order: FulfillmentOrder, event_type: str, at: datetime, shipment=None) -> None:
+        """FULFILLMENT_ORDER_STATUS to the shop's notification queue (if subscribed)."""
+        body = {"SellerId": self.config["seller_id"], "EventType": event_type,
+                "StatusUpdatedDateTime": ts(at), "SellerFulfillmentOrderId": order.sfo_id,
+                "FulfillmentOrderStatus": order.status}
+        if shipment is not None:
+            body["FulfillmentShipment"] = {
+                "AmazonShipmentId": shipment.shipment_id, "FulfillmentShipmentStatus": shipment.status,
+                "EstimatedArrivalDateTime": ts(shipment.eta) if shipment.eta else None,
+                "FulfillmentShipmentPackages": [{"PackageNumber": p.number, "CarrierCode": p.carrier,
+                                                 "TrackingNumber": p.tracking} for p in shipment.packages]}
+        self.sandbox.outbox.emit("amazon_mcf", event_type, body)
 
     def _settle(self, order: FulfillmentOrder, status: str, at: datetime) -> None:
         """Enter `status` at `at` and make items and shipments agree with it."""
         order.status = status
         order.status_since = at
+        self._notify(order, "Order", at)
         if status == "Processing":
             if not any(s.status == "PENDING" for s in order.shipments):
                 self._open_shipment(order, at)

@@ -478,6 +478,9 @@ class Sandbox:
         self.platforms: dict[str, PlatformSandbox] = {}
         self._apps: dict[str, FastAPI] | None = None
         self.life = None   # a ShopLife when the shop lives through time (include/sandbox/life.py)
+        from include.sandbox.webhooks import Outbox
+
+        self.outbox = Outbox(self)   # webhooks and Amazon's notification queue (include/sandbox/webhooks.py)
         for name in PLATFORM_MODULES:
             if platforms is None or name in platforms:
                 self.platforms[name] = platform_factory(name)(self)
@@ -510,6 +513,7 @@ class Sandbox:
         self.throttles.clear()
         self.charged.clear()
         self.faults.clear()
+        self.outbox.clear()   # a scenario's initial states are not changes: nothing is sent for them
         for impl in self.platforms.values():
             impl.load(scenario)
 
@@ -518,6 +522,10 @@ class Sandbox:
             self._apps = {}
             for impl in self.platforms.values():
                 self._apps.update(impl.apps())
+            if "amazon_mcf" in self.platforms:
+                from include.sandbox.webhooks import queue_app
+
+                self._apps["amazon_sqs"] = queue_app(self.outbox)
         return self._apps
 
     def new_app(self, platform: str, title: str,
@@ -600,9 +608,17 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
         sandbox.load(scenario)
         return sandbox.info()
 
+    def clock_info() -> dict:
+        now = sandbox.clock.now()
+        info = {"now": format_time(now), "rate": sandbox.clock.rate}
+        if sandbox.life is not None:   # when a living shop's platforms will next announce a shipment or request
+            wake = sandbox.life.next_wake(now)
+            info["next_wake"] = format_time(wake) if wake else None
+        return info
+
     @router.get("/clock")
     async def get_clock():
-        return {"now": format_time(sandbox.clock.now()), "rate": sandbox.clock.rate}
+        return clock_info()
 
     @router.post("/clock")
     async def set_clock(request: Request):
@@ -625,7 +641,7 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
             if isinstance(step, bool) or not isinstance(step, (int, float)) or step < 0:
                 raise HTTPException(400, f"clock.advance_seconds: expected a non-negative number, got {step!r}")
             sandbox.clock.advance(step)
-        return {"now": format_time(sandbox.clock.now()), "rate": sandbox.clock.rate}
+        return clock_info()
 
     @router.get("/faults")
     async def list_faults():
@@ -663,6 +679,34 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
         sandbox.throttles.clear()
         sandbox.charged.clear()
         return {}
+
+    @router.get("/webhooks")
+    async def webhooks():
+        return sandbox.outbox.info()
+
+    @router.post("/webhooks")
+    async def subscribe(request: Request):
+        """Subscribe orderops to a platform's events: {platform, url, secret?, topics?} (Amazon:
+        no url, its notifications go to the queue)."""
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise HTTPException(400, "webhooks: expected an object {platform, url, secret?, topics?}")
+        topics = body.get("topics") or []
+        if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+            raise HTTPException(400, f"webhooks.topics: expected a list of topic names, got {topics!r}")
+        try:
+            sandbox.outbox.subscribe(body.get("platform"), body.get("url"), body.get("secret"), tuple(topics))
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return sandbox.outbox.info()
+
+    @router.post("/webhooks/flush")
+    async def flush(timeout: float = 30.0):
+        """Wait until every webhook sent so far was answered or given up."""
+        import asyncio
+
+        done = await asyncio.to_thread(sandbox.outbox.flush, min(max(timeout, 0.0), 300.0))
+        return {"flushed": done, **sandbox.outbox.info()}
 
     @router.get("/truth")
     async def truth(interval_minutes: float = 30.0):

@@ -15,6 +15,7 @@ figures TikTok computes. Nothing in orderops reads it: it exists to check what o
 """
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import random
@@ -116,7 +117,15 @@ class ShopLife:
         self.arrived = 0
         self.sandbox = None
         self._seq = 0
+        # the planned moments a platform will announce something that starts a run (a shipment, a
+        # buyer's request): a simulation with events steps from one to the next
+        self.wake_moments: list[datetime] = []
         self._plan()
+        self.wake_moments.sort()
+
+    def next_wake(self, after: datetime) -> datetime | None:
+        i = bisect.bisect_right(self.wake_moments, after)
+        return self.wake_moments[i] if i < len(self.wake_moments) else None
 
     # ------------------------------------------------------------------ planning
     def _event(self, at: datetime, kind: str, index: int) -> None:
@@ -191,13 +200,20 @@ class ShopLife:
             state = "Processing" if fulfiller == "amazon_mcf" else "Allocated"
             plan.durations[state] = rng.uniform(1, 4) * 86400
         self._event(fo_at, "fulfillment_order", index)
+        # the fulfiller's state machine moves when read; at the planned shipment it is read, so that
+        # what the fulfiller sends on its own (webhooks, notifications) goes out at that moment
+        ships = fo_at + timedelta(seconds=sum(plan.durations.values()))
+        self._event(ships, "fulfiller_tick", index)
+        self.wake_moments.append(ships)
         if rng.random() < s.fail_share:
             self._event(fo_at + self._lognormal(rng, 120), "fulfiller_fails", index)
         if kind == "tiktok_label":
             ships = fo_at + timedelta(seconds=sum(plan.durations.values()))
             self._event(ships + self._lognormal(rng, s.label_scan_lag_minutes, 0.8), "label_scan", index)
         if rng.random() < s.cancel_request_share:
-            self._event(hold_end + timedelta(hours=rng.uniform(0.05, 30)), "cancel_request", index)
+            asked = hold_end + timedelta(hours=rng.uniform(0.05, 30))
+            self._event(asked, "cancel_request", index)
+            self.wake_moments.append(asked)
 
     def _latencies(self, rng: random.Random, fulfiller: str) -> dict[str, float]:
         """Seconds per working state, up to the shipment (median of each state's default)."""
@@ -245,6 +261,9 @@ class ShopLife:
             self._platform("amazon_mcf").add_fulfillment_order(plan.order, plan.durations)
         else:
             self._platform("shipbob").add_order(plan.order, plan.durations)
+
+    def _on_fulfiller_tick(self, plan: OrderPlan, at: datetime) -> None:
+        self._fulfiller_shipped(plan)
 
     def _on_fulfiller_fails(self, plan: OrderPlan, at: datetime) -> None:
         if plan.fulfiller == "amazon_mcf" and plan.fulfillment_id in self._platform("amazon_mcf").orders:

@@ -14,7 +14,7 @@ HOST = "127.0.0.1"
 # Default ports, in the order the apps are built; 0 picks a free port.
 DEFAULT_PORTS = {
     "tiktok": 8801, "tiktok_auth": 8802, "shopify": 8803,
-    "amazon_mcf": 8804, "amazon_lwa": 8805, "shipbob": 8806,
+    "amazon_mcf": 8804, "amazon_lwa": 8805, "shipbob": 8806, "amazon_sqs": 8807,
 }
 
 

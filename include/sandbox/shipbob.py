@@ -78,6 +78,8 @@ NEXT_PHASE = {
     "Allocated": "Picked", "Picked": "Packed", "Packed": "Labeled", "Labeled": "AwaitingCarrierPickup",
     "AwaitingCarrierPickup": "InTransit", "InTransit": "OutForDelivery", "OutForDelivery": "Delivered",
 }
+# The API version whose views the webhooks carry (subscriptions of 2025-07 and later).
+WEBHOOK_VERSION = "2026-01"
 # Scenario seconds spent in each moving phase; override with Settings.durations["shipbob"][phase].
 DEFAULT_DURATIONS = {
     "Allocated": 4 * 3600.0, "Picked": 1800.0, "Packed": 600.0, "Labeled": 2 * 3600.0,
@@ -345,6 +347,8 @@ class ShipBobSandbox(PlatformSandbox):
                 if not shipment.has_tracking():
                     self._assign_tracking(shipment, due)
                 shipment.last_tracking_update = due
+                if phase == "AwaitingCarrierPickup":
+                    self._emit("order.shipped", self.order_json(self.orders[shipment.order_id], WEBHOOK_VERSION, due))
 
     # ------------------------------------------------------------------ a living shop (life.py)
     def add_order(self, entry: ScenarioOrder, durations: dict[str, float | None]) -> None:
@@ -366,6 +370,7 @@ class ShipBobSandbox(PlatformSandbox):
             if shipment.phase == "Allocated":
                 shipment.phase, shipment.entered = "Exception", now
                 shipment.reached["Exception"] = now
+                self._emit("order.shipment.exception", self.shipment_json(shipment, WEBHOOK_VERSION, now))
 
     def shipped(self, order_id: int) -> dict | None:
         """When the order's tracking first existed and with which packages, as of the clock."""
@@ -434,6 +439,9 @@ class ShipBobSandbox(PlatformSandbox):
 
     def _price(self, sku: str) -> float:
         return round(9.99 + (self._sku_id(sku, 0) % 4000) / 100, 2)
+
+    def _emit(self, topic: str, doc: dict) -> None:
+        self.sandbox.outbox.emit("shipbob", topic, doc)
 
     def order_json(self, order: _Order, version: str, now: datetime) -> dict:
         return {
@@ -958,6 +966,7 @@ class ShipBobSandbox(PlatformSandbox):
             return False, REFUSAL_REASONS.get(shipment.phase, SHIPPED_REASON)
         shipment.phase, shipment.entered = "Cancelled", now
         shipment.reached["Cancelled"] = now
+        self._emit("order.shipment.cancelled", self.shipment_json(shipment, WEBHOOK_VERSION, now))
         return True, "Shipment cancelled"
 
     def _cancel_order(self, request: Request, version: str, order_id: int):

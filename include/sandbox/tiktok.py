@@ -657,6 +657,7 @@ class TikTokSandbox(PlatformSandbox):
         shop.cancellations[rec["cancel_id"]] = rec
         order.update(is_buyer_request_cancel=True, request_cancel_time=at)
         self._schedule(shop, deadline, "cancellation_deadline", rec["cancel_id"])
+        self._emit_cancellation(rec)
         return rec["cancel_id"]
 
     def ship_by_platform(self, oid: str, tracking: str, carrier_name: str, by: str) -> bool:
@@ -727,6 +728,12 @@ class TikTokSandbox(PlatformSandbox):
     def _close_request(self, order: dict, rec: dict, status: str, at: int) -> None:
         rec.update(cancel_status=status, update_time=at, seller_next_action_response=[])
         order["is_buyer_request_cancel"] = False
+        self._emit_cancellation(rec)
+
+    def _emit_cancellation(self, rec: dict) -> None:
+        self.sandbox.outbox.emit("tiktok", "CANCELLATION_STATUS_CHANGE", {
+            "order_id": rec["order_id"], "cancel_id": rec["cancel_id"], "cancellations_role": rec.get("role", "BUYER"),
+            "cancel_status": rec["cancel_status"], "create_time": rec["create_time"], "update_time": rec["update_time"]})
 
     def _approve(self, shop: _Shop, order: dict, rec: dict, at: int) -> None:
         self._close_request(order, rec, "CANCELLATION_REQUEST_SUCCESS", at)
@@ -762,6 +769,8 @@ class TikTokSandbox(PlatformSandbox):
     def _set_status(self, shop: _Shop, order: dict, status: str, at: int) -> None:
         order["status"] = status
         order["update_time"] = at   # update_time follows status changes only
+        self.sandbox.outbox.emit("tiktok", "ORDER_STATUS_CHANGE", {
+            "order_id": order["id"], "order_status": status, "is_on_hold_order": status == "ON_HOLD", "update_time": at})
         if status == "IN_TRANSIT":
             order["collection_time"] = at
         elif status == "DELIVERED":

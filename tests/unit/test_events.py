@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from include import events
-from include.events import BadEvent, Inbox, PlatformEvent, Unverified
+from include.events import BadEvent, EventInbox, PlatformEvent, Unverified
 from include.warehouse import Warehouse
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
@@ -74,6 +74,12 @@ def _shipbob(doc: dict, secret: str, msg_id: str = "msg_1", at: datetime = NOW, 
     stamp = str(int(at.timestamp()))
     return body, {"webhook-id": msg_id, "webhook-timestamp": stamp, "shipbob-topic": topic,
                   "webhook-signature": "v1,bm90IGl0 " + events.standard_webhook_signature(secret, msg_id, stamp, body)}
+
+
+def test_standard_webhooks_signature_matches_the_specifications_vector():
+    assert events.standard_webhook_signature("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                                             "1614265330", b'{"test": 2432232314}') == \
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
 SHIPBOB_SECRET = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVoxMjM0NTY="[:32]
@@ -146,7 +152,7 @@ def _event(n: int, wakes: bool = True, platform: str = "shipbob") -> PlatformEve
 def test_inbox_keeps_each_event_once_and_gives_it_to_one_run(warehouse_url):
     wh = Warehouse(warehouse_url)
     wh.migrate()
-    inbox = Inbox(wh)
+    inbox = EventInbox(wh)
     assert inbox.receive("shop-a", [_event(1), _event(2, wakes=False)], received_at=NOW) == 2
     assert inbox.receive("shop-a", [_event(1), _event(3)], received_at=NOW + timedelta(seconds=5)) == 1   # e1 again
     assert inbox.receive("shop-b", [_event(1)], received_at=NOW) == 1                                    # another shop
@@ -165,7 +171,7 @@ def test_inbox_keeps_each_event_once_and_gives_it_to_one_run(warehouse_url):
 def test_two_runs_claiming_at_once_split_the_events(warehouse_url):
     wh = Warehouse(warehouse_url)
     wh.migrate()
-    inbox = Inbox(wh)
+    inbox = EventInbox(wh)
     inbox.receive("shop-a", [_event(n) for n in range(200)])
     got: dict[str, list] = {}
 

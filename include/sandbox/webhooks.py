@@ -1,0 +1,254 @@
+"""What the platforms send on their own: webhooks and Amazon's notification queue.
+
+A simulator calls `Outbox.emit` when its state changes (TikTok: an order's status, a cancellation
+request; ShipBob: a shipment shipped, cancelled or in exception; Amazon MCF: a fulfillment order's
+status or shipment). Each platform subscribed (admin `POST /_sandbox/webhooks`) gets the delivery
+its platform documents: TikTok's `{type, tts_notification_id, shop_id, timestamp, data}` signed in
+`Authorization` (HMAC of app_key + body), Shopify's topic body signed in X-Shopify-Hmac-Sha256,
+ShipBob's order or shipment signed as Standard Webhooks, and Amazon's FULFILLMENT_ORDER_STATUS
+notification as a message on the shop's queue (served by `queue_app`, the SQS JSON protocol:
+ReceiveMessage, DeleteMessage; a message not deleted is delivered again after its visibility
+timeout). Deliveries go out in order from one thread; a failed one is tried again (up to
+RETRIES times), as the platforms retry. Signatures and the delivery timestamps are on the wall
+clock (like request signing); the bodies carry the scenario's times.
+
+Signatures are computed here independently of orderops's own verification, so a test of the one
+is a test of the other.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import queue
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+RETRIES = 5
+RETRY_SECONDS = (0.2, 1.0, 5.0, 30.0, 120.0)   # wall seconds before each new attempt
+VISIBILITY_SECONDS = 30.0
+PLATFORMS = ("tiktok", "shopify", "shipbob", "amazon_mcf")
+TIKTOK_TYPES = {"ORDER_STATUS_CHANGE": 1, "CANCELLATION_STATUS_CHANGE": 11}
+
+
+@dataclass
+class Subscription:
+    platform: str
+    url: str | None            # None for Amazon: its notifications go to the queue
+    secret: str | None = None  # ShipBob's whsec_ secret (the others sign with the app's credentials)
+    topics: tuple[str, ...] = ()   # empty: every topic
+
+
+@dataclass
+class _Message:
+    id: str
+    body: str
+    visible_at: float = 0.0
+    receipt: str | None = None
+    received: int = 0
+
+
+@dataclass
+class Outbox:
+    sandbox: Any
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    sent: Counter = field(default_factory=Counter)       # (platform, outcome) -> deliveries
+    log: deque = field(default_factory=lambda: deque(maxlen=500))
+
+    def __post_init__(self):
+        self._pending: queue.Queue = queue.Queue()
+        self._busy = 0
+        self._lock = threading.Condition()
+        self._messages: dict[str, _Message] = {}   # Amazon's queue, in order
+        self._seq = itertools.count(1)
+        self._thread: threading.Thread | None = None
+        self._client = httpx.Client(timeout=10)
+
+    # ------------------------------------------------------------ subscriptions
+    def subscribe(self, platform: str, url: str | None, secret: str | None = None,
+                  topics: tuple[str, ...] = ()) -> Subscription:
+        if platform not in PLATFORMS:
+            raise ValueError(f"webhooks.platform: expected one of {', '.join(PLATFORMS)}, got {platform!r}")
+        if platform != "amazon_mcf" and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+            raise ValueError(f"webhooks.url: expected an http(s) URL for {platform}, got {url!r}")
+        if platform == "shipbob" and not (isinstance(secret, str) and secret.startswith("whsec_")):
+            raise ValueError("webhooks.secret: ShipBob signs with a whsec_ secret; give one")
+        sub = Subscription(platform, url, secret, tuple(topics))
+        self.subscriptions[platform] = sub
+        return sub
+
+    def clear(self) -> None:
+        self.flush(timeout=30)
+        self.subscriptions.clear()
+        self._messages.clear()
+        self.sent.clear()
+        self.log.clear()
+
+    # ------------------------------------------------------------ emitting
+    def emit(self, platform: str, topic: str, doc: dict) -> None:
+        """A platform's state changed: send what it sends for `topic`, if anyone subscribed."""
+        sub = self.subscriptions.get(platform)
+        if sub is None or (sub.topics and topic not in sub.topics):
+            return
+        if platform == "amazon_mcf":
+            msg_id = str(uuid.uuid4())
+            self._messages[msg_id] = _Message(msg_id, json.dumps(self._amazon(doc)))
+            self.sent[(platform, "queued")] += 1
+            return
+        body, headers = getattr(self, f"_{platform}")(topic, doc, sub)
+        self._start()
+        with self._lock:
+            self._busy += 1
+        self._pending.put((platform, topic, sub.url, body, headers, 0))
+
+    def _tiktok(self, topic: str, data: dict, sub: Subscription) -> tuple[bytes, dict]:
+        creds = self.sandbox.platforms["tiktok"].config
+        body = json.dumps({"type": TIKTOK_TYPES[topic], "tts_notification_id": f"{next(self._seq):019d}",
+                           "shop_id": creds["shop_id"], "timestamp": int(time.time()), "data": data},
+                          separators=(",", ":")).encode()
+        digest = hmac.new(creds["app_secret"].encode(), creds["app_key"].encode() + body, hashlib.sha256).hexdigest()
+        return body, {"Authorization": digest, "Content-Type": "application/json"}
+
+    def _shopify(self, topic: str, doc: dict, sub: Subscription) -> tuple[bytes, dict]:
+        creds = self.sandbox.platforms["shopify"].config
+        body = json.dumps(doc).encode()
+        digest = base64.b64encode(hmac.new(creds["client_secret"].encode(), body, hashlib.sha256).digest()).decode()
+        return body, {"X-Shopify-Hmac-Sha256": digest, "X-Shopify-Topic": topic,
+                      "X-Shopify-Shop-Domain": creds["shop_domain"], "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+                      "X-Shopify-Event-Id": str(uuid.uuid4()), "X-Shopify-API-Version": "2025-10",
+                      "X-Shopify-Triggered-At": doc.get("updated_at") or "", "Content-Type": "application/json"}
+
+    def _shipbob(self, topic: str, doc: dict, sub: Subscription) -> tuple[bytes, dict]:
+        body = json.dumps(doc).encode()
+        msg_id, stamp = f"msg_{uuid.uuid4().hex}", str(int(time.time()))
+        key = base64.b64decode(sub.secret.removeprefix("whsec_"))
+        digest = base64.b64encode(hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()).decode()
+        return body, {"webhook-id": msg_id, "webhook-timestamp": stamp, "webhook-signature": f"v1,{digest}",
+                      "shipbob-topic": topic, "Content-Type": "application/json"}
+
+    def _amazon(self, body: dict) -> dict:
+        now = self.sandbox.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {"NotificationVersion": "1.0", "NotificationType": "FULFILLMENT_ORDER_STATUS", "PayloadVersion": "1.0",
+                "EventTime": now, "Payload": {"FulfillmentOrderStatusNotification": body},
+                "NotificationMetadata": {"ApplicationId": "amzn1.sp.solution.orderops-sandbox",
+                                         "SubscriptionId": "orderops-sandbox-subscription", "PublishTime": now,
+                                         "NotificationId": str(uuid.uuid4())}}
+
+    # ------------------------------------------------------------ delivering
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._deliver_forever, name="sandbox-webhooks", daemon=True)
+            self._thread.start()
+
+    def _deliver_forever(self) -> None:
+        while True:
+            platform, topic, url, body, headers, attempt = self._pending.get()
+            outcome = "failed"
+            try:
+                status = self._client.post(url, content=body, headers=headers).status_code
+                outcome = "delivered" if 200 <= status < 300 else f"http {status}"
+            except httpx.HTTPError as exc:
+                outcome = type(exc).__name__
+            self.log.append({"platform": platform, "topic": topic, "attempt": attempt + 1, "outcome": outcome})
+            if outcome != "delivered" and attempt + 1 < RETRIES:
+                self.sent[(platform, "retried")] += 1
+                threading.Timer(RETRY_SECONDS[attempt], self._pending.put,
+                                args=((platform, topic, url, body, headers, attempt + 1),)).start()
+                continue
+            self.sent[(platform, outcome)] += 1
+            with self._lock:
+                self._busy -= 1
+                self._lock.notify_all()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every delivery was answered or given up; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(left)
+        return True
+
+    def info(self) -> dict:
+        return {"subscriptions": [{"platform": s.platform, "url": s.url, "topics": list(s.topics)}
+                                  for s in self.subscriptions.values()],
+                "sent": [{"platform": p, "outcome": o, "count": n} for (p, o), n in sorted(self.sent.items())],
+                "queued_messages": len(self._messages), "recent": list(self.log)[-20:]}
+
+    # ------------------------------------------------------------ Amazon's queue
+    def receive(self, most: int, visibility: float) -> list[dict]:
+        now = time.monotonic()
+        out = []
+        for message in self._messages.values():
+            if len(out) >= most:
+                break
+            if message.visible_at <= now:
+                message.visible_at = now + visibility
+                message.receipt = f"{message.id}#{uuid.uuid4().hex}"
+                message.received += 1
+                out.append({"MessageId": message.id, "ReceiptHandle": message.receipt,
+                            "MD5OfBody": hashlib.md5(message.body.encode()).hexdigest(), "Body": message.body})
+        return out
+
+    def delete(self, receipt: str) -> bool:
+        message = self._messages.get(receipt.split("#", 1)[0])
+        if message is None or message.receipt != receipt:
+            return False
+        del self._messages[message.id]
+        self.sent[("amazon_mcf", "delivered")] += 1
+        return True
+
+
+QUEUE_NAME = "orderops-notifications"
+
+
+def queue_app(outbox: Outbox) -> FastAPI:
+    """Amazon SQS's JSON protocol for the shop's notification queue (ReceiveMessage, DeleteMessage,
+    GetQueueUrl). Request signing (SigV4) is not checked: the sandbox has one queue and no AWS account."""
+    app = FastAPI(title="Amazon SQS (sandbox)", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def error(code: str, message: str, status: int = 400) -> JSONResponse:
+        return JSONResponse({"__type": f"com.amazonaws.sqs#{code}", "message": message}, status_code=status,
+                            media_type="application/x-amz-json-1.0")
+
+    @app.post("/")
+    async def sqs(request: Request):
+        target = request.headers.get("x-amz-target", "")
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            return error("InvalidParameterValue", "the body is not JSON")
+        if not isinstance(body, dict):
+            return error("InvalidParameterValue", "the body must be an object")
+        action = target.removeprefix("AmazonSQS.")
+        if action == "GetQueueUrl":
+            return JSONResponse({"QueueUrl": f"{request.base_url}{QUEUE_NAME}"})
+        if not str(body.get("QueueUrl", "")).endswith(QUEUE_NAME):
+            return error("QueueDoesNotExist", "The specified queue does not exist.")
+        if action == "ReceiveMessage":
+            most = body.get("MaxNumberOfMessages", 1)
+            if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= 10:
+                return error("InvalidParameterValue", "Value for parameter MaxNumberOfMessages is invalid. Reason: "
+                             "Must be between 1 and 10, if provided.")
+            visibility = body.get("VisibilityTimeout", VISIBILITY_SECONDS)
+            return JSONResponse({"Messages": outbox.receive(most, float(visibility))},
+                                media_type="application/x-amz-json-1.0")
+        if action == "DeleteMessage":
+            if not outbox.delete(str(body.get("ReceiptHandle", ""))):
+                return error("ReceiptHandleIsInvalid", "The input receipt handle is invalid.")
+            return JSONResponse({}, media_type="application/x-amz-json-1.0")
+        return error("InvalidAction", f"The action {action or '(none)'} is not valid for this endpoint.")
+
+    return app
