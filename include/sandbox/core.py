@@ -613,6 +613,8 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
         info = {"now": format_time(now), "rate": sandbox.clock.rate}
         if sandbox.life is not None:   # when a living shop's platforms will next announce a shipment or request
             wake = sandbox.life.next_wake(now)
+            if wake is not None and wake.microsecond:   # times are whole seconds: the second it has happened by
+                wake += timedelta(microseconds=1_000_000 - wake.microsecond)
             info["next_wake"] = format_time(wake) if wake else None
         return info
 
