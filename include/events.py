@@ -282,9 +282,40 @@ class EventInbox:
                 .where(t.shop == shop, t.run_id == run_id))]
 
 
+    def claimed(self, shop: str, run_id: str, platform: str) -> list[dict]:
+        """What a run claimed of one platform, with what each event carried."""
+        t = platform_events.c
+        with self.wh.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                sa.select(t.event_id, t.topic, t.order_ref, t.payload, t.wakes)
+                .where(t.shop == shop, t.run_id == run_id, t.platform == platform).order_by(t.occurred_at))]
+
+
+# ShipBob topics whose body is the order itself (the same view GET /order/{id} answers)
+SHIPBOB_ORDER_TOPICS = ("order.shipped", "order_shipped")
+# Above this many Amazon orders named by events, a run lists from the cursor instead of one read each
+AMAZON_READS_MOST = 5
+
+
+def amazon_reads(claimed: list[dict]) -> list[str]:
+    """The Amazon orders an event-driven run reads by id: those its waking notifications name."""
+    return sorted({e["order_ref"] for e in claimed if e["platform"] == "amazon_mcf" and e["wakes"] and e["order_ref"]})
+
+
 def sources_of(claimed: list[dict]) -> tuple[str, ...]:
-    """The listings an event-driven run makes: those of the platforms its events came from."""
-    return tuple(sorted({s for e in claimed for s in SOURCES.get(e["platform"], ())}))
+    """The listings an event-driven run makes: the platforms its waking events came from, except where
+    those events name few enough orders to read by id (Amazon) or carry the order itself (ShipBob).
+    Events that wake nothing (an order moving along) are kept, and left to the scheduled listings."""
+    waking = [e for e in claimed if e["wakes"]]
+    sources = set()
+    for platform in {e["platform"] for e in waking}:
+        mine = [e for e in waking if e["platform"] == platform]
+        if platform == "shipbob" and all(e["topic"] in SHIPBOB_ORDER_TOPICS for e in mine):
+            continue
+        if platform == "amazon_mcf" and len(amazon_reads(mine)) <= AMAZON_READS_MOST:
+            continue
+        sources.update(SOURCES.get(platform, ()))
+    return tuple(sorted(sources))
 
 
 # ---------------------------------------------------------------------------------- the doorbell

@@ -22,7 +22,7 @@ from include.actions import Executor, Handlers, Outcome
 from include.at_risk import alert_at_risk
 from include.carriers import CarrierMap
 from include.decide import decide
-from include.events import EventInbox, sources_of
+from include.events import SHIPBOB_ORDER_TOPICS, EventInbox, amazon_reads, sources_of
 from include.enums import AMAZON_ORDER_STATUSES, TIKTOK_SHIPPABLE_STATUSES, status_of
 from include.inbox import mapped_carriers
 from include.join import Joiner, Link, saga_states
@@ -375,6 +375,45 @@ def _not_listed(step: str, **detail: Any) -> dict:
     return Step(step, {"orders": 0}, {**detail, "mode": "not listed (no event)"}).as_dict()
 
 
+def _amazon_from_events(settings: RunSettings, platforms: Platforms, wh: Warehouse) -> dict:
+    """An event-driven run's Amazon reads: each order its notifications name, by id (they are few:
+    see events.sources_of); the cursor stays for the next listing."""
+    refs = amazon_reads([{**e, "platform": "amazon_mcf"} for e in
+                         EventInbox(wh).claimed(settings.shop, settings.run_id, "amazon_mcf")])
+    if not refs:
+        return _not_listed("extract_amazon")
+    client = platforms.amazon_mcf()
+
+    def read():
+        for sfo in refs:
+            try:
+                yield ("detail", client.get_fulfillment_order(sfo))
+            except NotFoundError as exc:   # announced, yet unknown by id: held, named
+                yield ("unreadable", {"sellerFulfillmentOrderId": sfo, "_error": exc.platform_message})
+
+    def to_row(item):
+        source, payload = item
+        if source == "unreadable":
+            raise staging.BadRecord(f"amazon fulfillment order {payload['sellerFulfillmentOrderId']!r}: announced, "
+                                    f"but getFulfillmentOrder does not know it ({payload['_error']})")
+        return staging.amazon_order_row(payload)
+
+    orders, bad, _ = _stage(wh, settings, stg_amazon_fulfillment_orders, "amazon_fulfillment_orders", read(), to_row,
+                            lambda item: str((item[1].get("fulfillmentOrder") or item[1]).get("sellerFulfillmentOrderId")))
+    return Step("extract_amazon", {"orders": orders, "detail_calls": len(refs), "quarantined": bad},
+                {"mode": "read by event"}).as_dict()
+
+
+def _shipbob_from_events(settings: RunSettings, wh: Warehouse) -> dict:
+    """An event-driven run's ShipBob orders: those its order.shipped events carry (the order as
+    GET /order/{id} answers it, signed by ShipBob): staged as a listing would stage them, no call."""
+    carried = [e["payload"] for e in EventInbox(wh).claimed(settings.shop, settings.run_id, "shipbob")
+               if e["topic"] in SHIPBOB_ORDER_TOPICS and e["wakes"]]
+    orders, bad, _ = _stage(wh, settings, stg_shipbob_orders, "shipbob_orders", unique(carried, "id"),
+                            staging.shipbob_order_row, _key("id"))
+    return Step("extract_shipbob", {"orders": orders, "quarantined": bad}, {"mode": "carried by event"}).as_dict()
+
+
 def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -> dict:
     """Orders and cancellation requests changed since the shop's cursors. A sweep also lists every
     actionable order and pending request, and re-reads orders staging holds as in play that no
@@ -442,7 +481,7 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
     half hour, a night) and each is read one by one, as when Amazon cancels the report.
     """
     if not settings.lists("amazon_fulfillment_orders"):
-        return _not_listed("extract_amazon")
+        return _amazon_from_events(settings, platforms, wh) if settings.event_driven else _not_listed("extract_amazon")
     client = platforms.amazon_mcf()
     listing = listing_for(settings, wh, "amazon_fulfillment_orders")
     start = min(since, listing.changed_since) if listing.sweep else listing.changed_since
@@ -565,7 +604,7 @@ def shipments_report(settings: RunSettings, client, wh: Warehouse, since: dateti
 def extract_shipbob(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
     """Orders updated since the cursor; a sweep adds every order created since the oldest TikTok order in play."""
     if not settings.lists("shipbob_orders"):
-        return _not_listed("extract_shipbob")
+        return _shipbob_from_events(settings, wh) if settings.event_driven else _not_listed("extract_shipbob")
     client = platforms.shipbob()
     listing = listing_for(settings, wh, "shipbob_orders")
     listings = [client.orders(last_update_start=listing.changed_since)]

@@ -164,7 +164,13 @@ def test_inbox_keeps_each_event_once_and_gives_it_to_one_run(warehouse_url):
     assert inbox.claim("shop-a", "run-3") == [] and inbox.first_waiting("shop-a") is None
     # a redelivery of a claimed event stays claimed: it is not handled twice
     assert inbox.receive("shop-a", [_event(1)]) == 0 and inbox.claim("shop-a", "run-4") == []
-    assert events.sources_of(claimed) == ("shipbob_orders",)
+    # ShipBob's order.shipped carries the order: nothing to list; an exception names only a shipment
+    assert events.sources_of(claimed) == ()
+    assert events.sources_of(claimed + [{"platform": "shipbob", "topic": "order.shipment.cancelled",
+                                         "order_ref": "1", "wakes": True}]) == ("shipbob_orders",)
+    # what wakes nothing is kept, not read: the scheduled listings bring it
+    assert events.sources_of([{"platform": "tiktok", "topic": "ORDER_STATUS_CHANGE", "order_ref": "5",
+                               "wakes": False}]) == ()
     wh.dispose()
 
 
@@ -198,3 +204,15 @@ def test_the_doorbell_rings_the_shops_channel_and_a_dead_redis_loses_nothing():
     assert message and json.loads(message["data"])["shop"] == "shop-a"
     listener.close()
     assert events.ring("redis://127.0.0.1:1/0", "shop-a") is False   # nothing listens there: no error
+
+
+def test_few_amazon_orders_are_read_by_id_and_many_are_listed():
+    few = [{"platform": "amazon_mcf", "topic": "FULFILLMENT_ORDER_STATUS/Shipment", "order_ref": str(n), "wakes": True}
+           for n in range(events.AMAZON_READS_MOST)]
+    assert events.sources_of(few + few) == ()   # the same orders twice are still few
+    moving = [{"platform": "amazon_mcf", "topic": "FULFILLMENT_ORDER_STATUS/Order", "order_ref": "y", "wakes": False}]
+    assert events.sources_of(few + moving) == () and "y" not in events.amazon_reads(few + moving)
+    many = few + [{"platform": "amazon_mcf", "topic": "FULFILLMENT_ORDER_STATUS/Order", "order_ref": "x", "wakes": True}]
+    assert events.sources_of(many) == ("amazon_fulfillment_orders",)
+    tiktok = [{"platform": "tiktok", "topic": "CANCELLATION_STATUS_CHANGE", "order_ref": "576", "wakes": True}]
+    assert events.sources_of(tiktok) == ("tiktok_cancellations", "tiktok_orders")
