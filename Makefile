@@ -50,7 +50,8 @@ prod-down:
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install -q "apache-airflow==3.3.2" apache-airflow-providers-http apache-airflow-providers-standard \
-	  apache-airflow-providers-postgres apache-airflow-providers-openlineage pandas httpx great-expectations \
+	  apache-airflow-providers-postgres apache-airflow-providers-openlineage apache-airflow-providers-common-messaging \
+	  apache-airflow-providers-redis pandas httpx great-expectations \
 	  graphql-core jsonschema openapi-schema-validator psycopg2-binary pytest pytest-timeout hypothesis \
 	  matplotlib apache-airflow-providers-celery "celery[redis]<5.7" tiktok-shop-api python-amazon-sp-api ShopifyAPI schemathesis playwright
 	{ head -2 requirements.txt; .lock-venv/bin/pip freeze; } > requirements.lock && mv requirements.lock requirements.txt

@@ -19,12 +19,12 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import (
-    AsyncCallback, CronDataIntervalTimetable, DeadlineAlert, DeadlineReference, Param,
+    AsyncCallback, DeadlineAlert, DeadlineReference, Param,
     TriggerRule, dag, task,
 )
 
 from include.lineage import assets, endpoints, tables
-from include.shops import Shop, load_shops, minutes_setting, task_timeout
+from include.shops import Shop, load_shops, minutes_setting, schedule_for, task_timeout
 from include.steps import BATCHES, BY_NAME, STEPS
 
 ASSETS = assets()
@@ -55,7 +55,7 @@ def build(shop: Shop):
 
     @dag(
         dag_id=shop.dag_id,
-        schedule=CronDataIntervalTimetable(shop.schedule, timezone="UTC"),
+        schedule=schedule_for(shop),
         start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
         catchup=False,
         max_active_runs=1,
@@ -102,6 +102,10 @@ def build(shop: Shop):
                 platforms.close()
             wh = Warehouse(warehouse_url(settings.connections.warehouse))
             try:
+                if settings.event_driven and shop.events is not None:
+                    from include.events import EventInbox, wait_for_burst
+
+                    wait_for_burst(EventInbox(wh), shop.name, shop.events.debounce_seconds)
                 return prepare(settings, wh).to_xcom()
             finally:
                 wh.dispose()

@@ -10,11 +10,14 @@ a shop or platform it does not serve.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
+from urllib.parse import urlsplit
 
 import httpx
 from fastapi import FastAPI, Request
@@ -37,6 +40,22 @@ class ShopSecrets:
     amazon_seller_id: str | None = None     # notifications for another seller are refused
 
 
+def shop_secrets(shop) -> ShopSecrets | None:
+    """A shop's verifying secrets from its connections (None: the shop takes no events). Read on
+    each delivery, so a rotated secret applies at once."""
+    from include.platforms.connection import read_connection
+
+    if shop is None or shop.events is None:
+        return None
+    c = shop.connections
+    tiktok = read_connection(c.tiktok)
+    shopify = read_connection(c.shopify, ("client_secret",))
+    shipbob = read_connection(c.shipbob, ("webhook_secret",))
+    amazon = read_connection(c.amazon_mcf)
+    return ShopSecrets(tiktok.login, tiktok.password, shopify.extra.get("client_secret"),
+                       shipbob.extra.get("webhook_secret"), amazon.extra.get("seller_id"))
+
+
 def read_delivery(platform: str, body: bytes, headers: dict, secrets: ShopSecrets,
                   now: datetime | None = None) -> events.PlatformEvent:
     """One webhook delivery, verified with the shop's secrets."""
@@ -55,7 +74,8 @@ def read_delivery(platform: str, body: bytes, headers: dict, secrets: ShopSecret
     raise LookupError(platform)
 
 
-def create_app(secrets_of: Callable[[str], ShopSecrets | None], inbox: EventInbox, redis_url: str | None = None,
+def create_app(secrets_of: Callable[[str], ShopSecrets | None], inbox: EventInbox,
+               redis_url: Callable[[str], str | None] = lambda shop: None,
                clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
     app = FastAPI(title="orderops platform events", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -75,7 +95,7 @@ def create_app(secrets_of: Callable[[str], ShopSecrets | None], inbox: EventInbo
             return JSONResponse({"error": str(exc)}, status_code=400)
         new = inbox.receive(shop, [event], clock())
         if new and event.wakes:
-            events.ring(redis_url, shop)
+            events.ring(redis_url(shop), shop)
         return {"received": event.event_id, "new": bool(new), "wakes": event.wakes}
 
     @app.get("/health")
@@ -85,30 +105,65 @@ def create_app(secrets_of: Callable[[str], ShopSecrets | None], inbox: EventInbo
     return app
 
 
-class AmazonQueue:
-    """The shop's FULFILLMENT_ORDER_STATUS queue (SQS JSON protocol): read, keep, then delete. A
-    message deleted only after the inbox kept its event, so a crash between the two delivers it
-    again (and the inbox recognises it)."""
+def _hmac(key: bytes, text: str) -> bytes:
+    return hmac.new(key, text.encode(), hashlib.sha256).digest()
 
-    def __init__(self, queue_url: str, client: httpx.Client | None = None, seller_id: str | None = None):
+
+def sigv4_headers(method: str, url: str, body: bytes, headers: dict, key_id: str, secret: str, region: str,
+                  service: str, amz_date: str) -> dict:
+    """AWS Signature Version 4 for one request (no query string): the headers to send with it."""
+    parts = urlsplit(url)
+    signed = {k.lower(): " ".join(str(v).split()) for k, v in {**headers, "host": parts.netloc,
+                                                                  "x-amz-date": amz_date}.items()}
+    names = ";".join(sorted(signed))
+    canonical = "\n".join([method, parts.path or "/", "", "".join(f"{k}:{signed[k]}\n" for k in sorted(signed)),
+                           names, hashlib.sha256(body).hexdigest()])
+    scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = _hmac(_hmac(_hmac(_hmac(f"AWS4{secret}".encode(), amz_date[:8]), region), service), "aws4_request")
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    return {**headers, "X-Amz-Date": amz_date,
+            "Authorization": f"AWS4-HMAC-SHA256 Credential={key_id}/{scope}, SignedHeaders={names}, Signature={signature}"}
+
+
+@dataclass(frozen=True)
+class AwsCredentials:
+    key_id: str
+    secret: str
+    region: str
+
+
+class AmazonQueue:
+    """The shop's FULFILLMENT_ORDER_STATUS queue (SQS JSON protocol, signed with AWS Signature V4
+    when credentials are given): read, keep, then delete. A message is deleted only after the inbox
+    kept its event, so a crash between the two delivers it again (and the inbox recognises it)."""
+
+    def __init__(self, queue_url: str, client: httpx.Client | None = None, seller_id: str | None = None,
+                 credentials: AwsCredentials | None = None):
         self.queue_url = queue_url
         self.seller_id = seller_id
+        self.credentials = credentials
         self.client = client or httpx.Client(timeout=30)
-        self._endpoint = queue_url.rsplit("/", 1)[0] + "/"
+        parts = urlsplit(queue_url)
+        self._endpoint = f"{parts.scheme}://{parts.netloc}/"   # the JSON protocol posts to the host's root
 
     def _call(self, action: str, body: dict) -> dict:
-        response = self.client.post(self._endpoint, content=json.dumps({"QueueUrl": self.queue_url, **body}),
-                                    headers={"X-Amz-Target": f"AmazonSQS.{action}",
-                                             "Content-Type": "application/x-amz-json-1.0"})
+        content = json.dumps({"QueueUrl": self.queue_url, **body}).encode()
+        headers = {"X-Amz-Target": f"AmazonSQS.{action}", "Content-Type": "application/x-amz-json-1.0"}
+        if self.credentials is not None:
+            c = self.credentials
+            headers = sigv4_headers("POST", self._endpoint, content, headers, c.key_id, c.secret, c.region, "sqs",
+                                    datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+        response = self.client.post(self._endpoint, content=content, headers=headers)
         if response.status_code != 200:
             raise RuntimeError(f"amazon notification queue: {action} answered {response.status_code}: {response.text[:300]}")
         return response.json()
 
     def drain(self, shop: str, inbox: EventInbox, redis_url: str | None = None, wait_seconds: int = 0,
               received_at: datetime | None = None) -> int:
-        """Read every message waiting (long-polling `wait_seconds` for the first); returns the new
-        events kept. A message that is not a notification orderops reads is logged and deleted (it
-        would come back forever)."""
+        """Read every message waiting (long-polling `wait_seconds` for the first); returns how many
+        new events that start a run it kept. A message that is not a notification orderops reads is
+        logged and deleted (it would come back forever)."""
         new = 0
         while True:
             messages = self._call("ReceiveMessage", {"MaxNumberOfMessages": 10, "WaitTimeSeconds": wait_seconds,
@@ -122,9 +177,9 @@ class AmazonQueue:
                     read.append(events.amazon_event(message.get("Body") or "", self.seller_id))
                 except BadEvent as exc:
                     log.warning("amazon notification %s dropped: %s", message.get("MessageId"), exc)
-            added = inbox.receive(shop, read, received_at)
-            new += added
+            waking = sum(1 for e in inbox.receive(shop, read, received_at) if e.wakes)
+            new += waking
             for message in messages:
                 self._call("DeleteMessage", {"ReceiptHandle": message["ReceiptHandle"]})
-            if added and any(e.wakes for e in read):
+            if waking:
                 events.ring(redis_url, shop)

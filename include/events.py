@@ -17,7 +17,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -242,10 +242,10 @@ class EventInbox:
     def __init__(self, wh: Warehouse):
         self.wh = wh
 
-    def receive(self, shop: str, events: list[PlatformEvent], received_at: datetime | None = None) -> int:
-        """Keep the events not seen before; returns how many were new."""
+    def receive(self, shop: str, events: list[PlatformEvent], received_at: datetime | None = None) -> list[PlatformEvent]:
+        """Keep the events not seen before; returns those."""
         if not events:
-            return 0
+            return []
         at = received_at or utcnow()
         t = platform_events.c
         with self.wh.engine.begin() as conn:
@@ -259,7 +259,7 @@ class EventInbox:
                     shop=shop, platform=e.platform, event_id=e.event_id, topic=e.topic, order_ref=e.order_ref,
                     occurred_at=e.occurred_at, received_at=at, wakes=e.wakes, payload=e.payload, run_id=None)
                     for e in fresh.values()])
-        return len(fresh)
+        return list(fresh.values())
 
     def first_waiting(self, shop: str) -> datetime | None:
         """When the oldest waking event no run has claimed yet arrived (None: none waits)."""
@@ -300,6 +300,20 @@ AMAZON_READS_MOST = 5
 def amazon_reads(claimed: list[dict]) -> list[str]:
     """The Amazon orders an event-driven run reads by id: those its waking notifications name."""
     return sorted({e["order_ref"] for e in claimed if e["platform"] == "amazon_mcf" and e["wakes"] and e["order_ref"]})
+
+
+def wait_for_burst(inbox: EventInbox, shop: str, debounce_seconds: float,
+                   now: Callable[[], datetime] = utcnow, sleep: Callable[[float], None] = time.sleep) -> float:
+    """Before an event-driven run claims: let the burst its first event belongs to arrive (until
+    `debounce_seconds` after that event was received), so a burst makes one run. Returns the
+    seconds waited."""
+    first = inbox.first_waiting(shop)
+    if first is None:
+        return 0.0
+    left = min(debounce_seconds, (first + timedelta(seconds=debounce_seconds) - now()).total_seconds())
+    if left > 0:
+        sleep(left)
+    return max(left, 0.0)
 
 
 def sources_of(claimed: list[dict]) -> tuple[str, ...]:

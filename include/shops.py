@@ -1,7 +1,7 @@
 """The shops one deployment serves: one DAG, one set of connections and one ledger scope per shop.
 
 Read at DAG parse time from the JSON file named by `ORDEROPS_SHOPS_FILE` (a list of
-`{"name", "connections", "schedule", "policy"}`); without it, one shop called `default` using the
+`{"name", "connections", "schedule", "policy", "events"}`); without it, one shop called `default` using the
 `orderops_*` connections. Runs, staging rows and ledger rows all carry the shop's name, so no
 action can cross shops.
 """
@@ -25,11 +25,39 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
 
 
 @dataclass(frozen=True)
+class ShopEvents:
+    """Platform events start the shop's runs too (README: Platform events)."""
+
+    redis_conn_id: str = "orderops_redis"        # the doorbell the DAG's AssetWatcher listens to
+    amazon_queue_url: str | None = None          # the shop's FULFILLMENT_ORDER_STATUS queue (SQS)
+    debounce_seconds: float = 30.0               # an event-driven run waits this long after the first event
+
+    @classmethod
+    def parse(cls, doc, where: str) -> "ShopEvents":
+        if not isinstance(doc, dict):
+            raise RunConfigError(f"{where}.events: expected an object, got {doc!r:.80}")
+        unknown = set(doc) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise RunConfigError(f"{where}.events: unknown key(s) {', '.join(sorted(unknown))}")
+        redis_conn_id = doc.get("redis_conn_id", cls.redis_conn_id)
+        if not isinstance(redis_conn_id, str) or not redis_conn_id:
+            raise RunConfigError(f"{where}.events.redis_conn_id: expected a connection id, got {redis_conn_id!r}")
+        queue = doc.get("amazon_queue_url")
+        if queue is not None and not (isinstance(queue, str) and queue.startswith(("https://", "http://"))):
+            raise RunConfigError(f"{where}.events.amazon_queue_url: expected the queue's URL, got {queue!r}")
+        debounce = doc.get("debounce_seconds", cls.debounce_seconds)
+        if isinstance(debounce, bool) or not isinstance(debounce, (int, float)) or not 0 <= debounce <= 600:
+            raise RunConfigError(f"{where}.events.debounce_seconds: expected 0 to 600 seconds, got {debounce!r}")
+        return cls(redis_conn_id, queue, float(debounce))
+
+
+@dataclass(frozen=True)
 class Shop:
     name: str = "default"
     connections: Connections = field(default_factory=Connections)
     schedule: str = DEFAULT_SCHEDULE
     policy: dict = field(default_factory=dict)
+    events: ShopEvents | None = None   # None: the schedule alone starts runs
 
     @property
     def dag_id(self) -> str:
@@ -51,7 +79,7 @@ def parse_shops(doc) -> list[Shop]:
     for i, entry in enumerate(doc):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not _NAME.match(entry["name"]):
             raise RunConfigError(f"shops[{i}].name: expected lower-case letters, digits, - or _ (got {entry!r:.80})")
-        unknown = set(entry) - {"name", "connections", "schedule", "policy"}
+        unknown = set(entry) - {"name", "connections", "schedule", "policy", "events"}
         if unknown:
             raise RunConfigError(f"shops[{i}] ({entry['name']}): unknown key(s) {', '.join(sorted(unknown))}")
         # the DAG id spells - as _: shop-a and shop_a would be one DAG
@@ -73,8 +101,9 @@ def parse_shops(doc) -> list[Shop]:
             policy_from_dict(policy)
         except PolicyError as exc:
             raise RunConfigError(f"{where}: {exc}") from None
+        events = ShopEvents.parse(entry["events"], where) if entry.get("events") is not None else None
         shops.append(Shop(name=entry["name"], connections=Connections(**{**base.__dict__, **conns}),
-                          schedule=schedule, policy=policy))
+                          schedule=schedule, policy=policy, events=events))
     # one TikTok shop and one Shopify store per shop: two shops on one would act twice on each order
     # (a fulfiller account and the warehouse may be shared)
     for platform in ("tiktok", "shopify"):
@@ -119,3 +148,30 @@ def task_timeout() -> timedelta | None:
     endless listing fails the try and the retry starts over, rather than holding the pool."""
     minutes = minutes_setting("ORDEROPS_TASK_TIMEOUT_MINUTES", 30)
     return timedelta(minutes=minutes) if minutes else None
+
+
+def schedule_for(shop: Shop):
+    """The shop's DAG schedule: its cron timetable, and, when it takes platform events, the event
+    asset whose watchers start a run as soon as an event waits: the webhook doorbell (Redis pub/sub,
+    through the common-messaging provider) and, with a queue URL, Amazon's notification queue."""
+    from airflow.sdk import CronDataIntervalTimetable
+
+    timetable = CronDataIntervalTimetable(shop.schedule, timezone="UTC")
+    if shop.events is None:
+        return timetable
+    from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+    from airflow.sdk import Asset, AssetOrTimeSchedule, AssetWatcher
+
+    from include.events import channel
+
+    watchers = [AssetWatcher(name=f"orderops_webhooks_{shop.name}", trigger=MessageQueueTrigger(
+        scheme="redis+pubsub", channels=[channel(shop.name)], redis_conn_id=shop.events.redis_conn_id,
+        poll_interval=1))]
+    if shop.events.amazon_queue_url:
+        from orderops_triggers import AmazonNotificationsTrigger
+
+        watchers.append(AssetWatcher(name=f"orderops_amazon_{shop.name}", trigger=AmazonNotificationsTrigger(
+            shop=shop.name, queue_url=shop.events.amazon_queue_url, amazon_conn_id=shop.connections.amazon_mcf,
+            warehouse_conn_id=shop.connections.warehouse)))
+    asset = Asset(name=f"orderops_events_{shop.name}", uri=f"orderops://events/{shop.name}", watchers=watchers)
+    return AssetOrTimeSchedule(timetable=timetable, assets=[asset])

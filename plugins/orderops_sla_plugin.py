@@ -80,8 +80,40 @@ class LazyApp:
         await self._app(scope, receive, send)
 
 
+EVENTS_PREFIX = "/orderops-events"
+
+
+def build_events_app():
+    """The platforms' webhook endpoints, /orderops-events/<shop>/<tiktok|shopify|shipbob>: no
+    Airflow login (a platform has none); each delivery is verified by its platform's signature with
+    the shop's secrets (include/event_receiver.py)."""
+    from include.airflow_glue import warehouse_url
+    from include.event_receiver import create_app, shop_secrets
+    from include.events import EventInbox
+    from include.shops import load_shops
+    from include.warehouse import Warehouse
+
+    shops = {shop.name: shop for shop in load_shops()}
+    wh = Warehouse(warehouse_url(WAREHOUSE_CONN_ID))
+    wh.migrate()
+    redis = {}
+
+    def redis_url(shop: str) -> str | None:
+        """The doorbell's Redis, from the shop's events connection (read once)."""
+        if shop not in redis:
+            from airflow.sdk import BaseHook
+
+            conn = BaseHook.get_connection(shops[shop].events.redis_conn_id)
+            auth = f":{conn.password}@" if conn.password else ""
+            redis[shop] = f"redis://{auth}{conn.host or '127.0.0.1'}:{conn.port or 6379}/{conn.schema or 0}"
+        return redis[shop]
+
+    return create_app(lambda name: shop_secrets(shops.get(name)), EventInbox(wh), redis_url)
+
+
 class OrderopsSlaPlugin(AirflowPlugin):
     name = "orderops_sla"
-    fastapi_apps = [{"app": LazyApp(build_app), "url_prefix": URL_PREFIX, "name": "orderops SLA breaches"}]
+    fastapi_apps = [{"app": LazyApp(build_app), "url_prefix": URL_PREFIX, "name": "orderops SLA breaches"},
+                    {"app": LazyApp(build_events_app), "url_prefix": EVENTS_PREFIX, "name": "orderops platform events"}]
     external_views = [{"name": "SLA breaches", "href": f"{URL_PREFIX}/", "destination": "nav",
                        "url_route": "sla_breaches", "category": "browse"}]

@@ -109,3 +109,44 @@ def test_the_dag_declares_each_param_with_its_schema(dagbag, name, bad):
     param.resolve(value=param.value)          # the default is valid
     with pytest.raises(ParamValidationError):
         param.resolve(value=bad)
+
+
+def test_a_shop_taking_platform_events_is_scheduled_by_them_and_its_cron(tmp_path, airflow_db):
+    """With `events` in the shops file the DAG's schedule is its cron or its event asset, watched by
+    the webhook doorbell (Redis pub/sub via common-messaging) and the shop's Amazon queue."""
+    import json
+    import os
+
+    shops = tmp_path / "shops.json"
+    shops.write_text(json.dumps([
+        {"name": "shop-a", "events": {"redis_conn_id": "orderops_redis",
+                                      "amazon_queue_url": "https://sqs.us-east-1.amazonaws.com/1/orderops"}},
+        {"name": "shop-b"}]))
+    code = ("import json, runpy; from airflow.sdk import DAG; g = runpy.run_path('dags/orderops_sla.py'); out = {}\n"
+            "for name, dag in g.items():\n"
+            "    if isinstance(dag, DAG):\n"
+            "        s = dag.timetable\n"
+            "        assets = list(s.asset_condition.objects) if getattr(s, 'asset_condition', None) else []\n"
+            "        out[dag.dag_id] = {'kind': type(s).__name__,\n"
+            "            'watchers': [(w.name, w.trigger.serialize()[0]) for a in assets for w in a.watchers]}\n"
+            "print(json.dumps(out))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "ORDEROPS_SHOPS_FILE": str(shops)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    dags = json.loads(done.stdout.strip().splitlines()[-1])
+    assert dags["orderops_sla_shop_b"]["kind"] == "CronDataIntervalTimetable"
+    a = dags["orderops_sla_shop_a"]
+    assert a["kind"] == "AssetOrTimeSchedule"
+    assert a["watchers"] == [
+        ["orderops_webhooks_shop-a", "airflow.providers.redis.triggers.redis_await_message.AwaitMessageTrigger"],
+        ["orderops_amazon_shop-a", "orderops_triggers.AmazonNotificationsTrigger"]]
+
+
+def test_a_bad_events_setting_is_named(tmp_path):
+    from include.runconfig import RunConfigError
+    from include.shops import parse_shops
+
+    for events, message in ((["x"], "events: expected an object"), ({"debounce_seconds": -1}, "debounce_seconds"),
+                            ({"amazon_queue_url": "sqs://q"}, "amazon_queue_url"), ({"redis": "x"}, "unknown key")):
+        with pytest.raises(RunConfigError, match=message):
+            parse_shops([{"name": "shop-a", "events": events}])

@@ -153,9 +153,9 @@ def test_inbox_keeps_each_event_once_and_gives_it_to_one_run(warehouse_url):
     wh = Warehouse(warehouse_url)
     wh.migrate()
     inbox = EventInbox(wh)
-    assert inbox.receive("shop-a", [_event(1), _event(2, wakes=False)], received_at=NOW) == 2
-    assert inbox.receive("shop-a", [_event(1), _event(3)], received_at=NOW + timedelta(seconds=5)) == 1   # e1 again
-    assert inbox.receive("shop-b", [_event(1)], received_at=NOW) == 1                                    # another shop
+    assert len(inbox.receive("shop-a", [_event(1), _event(2, wakes=False)], received_at=NOW)) == 2
+    assert inbox.receive("shop-a", [_event(1), _event(3)], received_at=NOW + timedelta(seconds=5)) == [_event(3)]   # e1 again
+    assert len(inbox.receive("shop-b", [_event(1)], received_at=NOW)) == 1                               # another shop
     assert inbox.first_waiting("shop-a") == NOW
     claimed = inbox.claim("shop-a", "run-1", up_to=NOW)
     assert sorted(e["event_id"] for e in claimed) == ["e1", "e2"]
@@ -163,7 +163,7 @@ def test_inbox_keeps_each_event_once_and_gives_it_to_one_run(warehouse_url):
     assert [e["event_id"] for e in inbox.claim("shop-a", "run-2")] == ["e3"]
     assert inbox.claim("shop-a", "run-3") == [] and inbox.first_waiting("shop-a") is None
     # a redelivery of a claimed event stays claimed: it is not handled twice
-    assert inbox.receive("shop-a", [_event(1)]) == 0 and inbox.claim("shop-a", "run-4") == []
+    assert inbox.receive("shop-a", [_event(1)]) == [] and inbox.claim("shop-a", "run-4") == []
     # ShipBob's order.shipped carries the order: nothing to list; an exception names only a shipment
     assert events.sources_of(claimed) == ()
     assert events.sources_of(claimed + [{"platform": "shipbob", "topic": "order.shipment.cancelled",
@@ -216,3 +216,29 @@ def test_few_amazon_orders_are_read_by_id_and_many_are_listed():
     assert events.sources_of(many) == ("amazon_fulfillment_orders",)
     tiktok = [{"platform": "tiktok", "topic": "CANCELLATION_STATUS_CHANGE", "order_ref": "576", "wakes": True}]
     assert events.sources_of(tiktok) == ("tiktok_cancellations", "tiktok_orders")
+
+
+def test_an_event_driven_run_waits_for_the_rest_of_the_burst(tmp_path):
+    wh = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
+    wh.migrate()
+    inbox = EventInbox(wh)
+    slept: list[float] = []
+    assert events.wait_for_burst(inbox, "shop-a", 30, now=lambda: NOW, sleep=slept.append) == 0 and slept == []
+    inbox.receive("shop-a", [_event(1)], received_at=NOW)
+    inbox.receive("shop-a", [_event(2)], received_at=NOW + timedelta(seconds=10))
+    assert events.wait_for_burst(inbox, "shop-a", 30, now=lambda: NOW + timedelta(seconds=12), sleep=slept.append) == 18
+    # a run that starts late waits no more; the wait never exceeds the debounce (a clock gone wrong)
+    assert events.wait_for_burst(inbox, "shop-a", 30, now=lambda: NOW + timedelta(minutes=5), sleep=slept.append) == 0
+    assert events.wait_for_burst(inbox, "shop-a", 30, now=lambda: NOW - timedelta(hours=1), sleep=slept.append) == 30
+    assert slept == [18, 30]
+    wh.dispose()
+
+
+def test_sigv4_matches_the_aws_test_suite_vector():
+    from include.event_receiver import sigv4_headers
+
+    headers = sigv4_headers("GET", "https://example.amazonaws.com/", b"", {}, "AKIDEXAMPLE",
+                            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "us-east-1", "service", "20150830T123600Z")
+    assert headers["Authorization"] == (
+        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, "
+        "SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31")
