@@ -409,7 +409,8 @@ def _shipbob_from_events(settings: RunSettings, wh: Warehouse) -> dict:
     GET /order/{id} answers it, signed by ShipBob): staged as a listing would stage them, no call."""
     carried = [e["payload"] for e in EventInbox(wh).claimed(settings.shop, settings.run_id, "shipbob")
                if e["topic"] in SHIPBOB_ORDER_TOPICS and e["wakes"]]
-    orders, bad, _ = _stage(wh, settings, stg_shipbob_orders, "shipbob_orders", unique(carried, "id"),
+    # the newest copy of an order announced twice (two shipments) is the one staged
+    orders, bad, _ = _stage(wh, settings, stg_shipbob_orders, "shipbob_orders", unique(reversed(carried), "id"),
                             staging.shipbob_order_row, _key("id"))
     return Step("extract_shipbob", {"orders": orders, "quarantined": bad}, {"mode": "carried by event"}).as_dict()
 

@@ -8,100 +8,34 @@ each action exactly once.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import date
-from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from include.demo import airflow_env, prepare_airflow, stop_process_groups
 from include.sandbox.core import Settings, changes_orders
 from include.sandbox.generate import generate
 from include.warehouse import Warehouse, action_ledger, sla_daily
+from tests.scheduler.stack import airflow_stack as stack, runs
 
 DAYS = ("2026-11-17", "2026-11-18", "2026-11-19")
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def airflow_stack(run_sandbox, tmp_path):
     server = run_sandbox(generate(90, seed=11), settings=Settings(clock_rate=0))
-    port = free_port()
-    shops = tmp_path / "shops.json"
-    shops.write_text(json.dumps([{"name": "default", "schedule": "0 0 * * *"}]))
-    env = airflow_env(tmp_path / "airflow", server.urls, tmp_path / "warehouse.db", tmp_path / "events.jsonl")
-    env.update({
-        "ORDEROPS_SHOPS_FILE": str(shops),
-        "ORDEROPS_REPORTS_DIR": str(tmp_path / "reports"),
-        "ORDEROPS_RUN_DEADLINE_MINUTES": "30",   # the scheduler handles deadlines (unlike `dags test`)
-        "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-    })
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    logs = tmp_path / "logs"
-    logs.mkdir()
 
-    def cli(*args, check=True):
-        done = subprocess.run([airflow, *args], env=env, capture_output=True, text=True, timeout=300)
-        if check and done.returncode != 0:
-            raise AssertionError(f"airflow {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-        return done
+    def backfill_first(cli) -> None:
+        # the missed days are backfilled before the scheduler starts (the CLI writes the runs directly)
+        cli("dags", "unpause", "orderops_sla")
+        cli("backfill", "create", "--dag-id", "orderops_sla", "--from-date", DAYS[0], "--to-date", DAYS[-1],
+            "--reprocess-behavior", "completed", "--max-active-runs", "1")
 
-    with (logs / "prepare.log").open("w") as log:
-        prepare_airflow(env, log)
-    cli("dags", "reserialize")
-    # the missed days are backfilled before the scheduler starts (the CLI writes the runs directly)
-    cli("dags", "unpause", "orderops_sla")
-    cli("backfill", "create", "--dag-id", "orderops_sla", "--from-date", DAYS[0], "--to-date", DAYS[-1],
-        "--reprocess-behavior", "completed", "--max-active-runs", "1")
-    processes = []
-    for component in (["api-server", "--port", str(port)], ["scheduler"], ["dag-processor"], ["triggerer"]):
-        log = (logs / f"{component[0]}.log").open("w")
-        processes.append(subprocess.Popen([airflow, *component], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True))
-    api = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{api}/api/v2/monitor/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
-            raise AssertionError("api server did not come up: " + (logs / "api-server.log").read_text()[-2000:])
-        yield {"cli": cli, "api": api, "server": server, "env": env, "tmp": tmp_path, "logs": logs}
-    finally:
-        stop_process_groups(processes)
-
-
-def runs(api: str, dag_id: str) -> list[dict]:
-    for attempt in range(5):  # the API server shares a SQLite file with the scheduler: allow a slow answer
-        try:
-            reply = httpx.get(f"{api}/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100}, timeout=60)
-            reply.raise_for_status()
-            return reply.json()["dag_runs"]
-        except httpx.TimeoutException:
-            time.sleep(2)
-    raise AssertionError(f"the API server did not answer for {dag_id}")
+    with stack(tmp_path, server, [{"name": "default", "schedule": "0 0 * * *"}], before_start=backfill_first) as s:
+        yield s
 
 
 def wait_for_backfill(api: str, dag_id: str, count: int, timeout: float) -> list[dict]:
