@@ -80,5 +80,8 @@ ORDERS_PER_DAY ?= 1000
 SCHEDULE ?= */30 * * * *
 # off | on | both (the stream twice: figures with platform events under with_events in summary.json)
 EVENTS ?= off
+# open orders stuck at their fulfiller before the start (a shop with many open orders)
+BACKLOG ?= 0
 simulate: venv
-	$(PY) -m bench.simulate --days $(DAYS) --orders-per-day $(ORDERS_PER_DAY) --schedule "$(SCHEDULE)" --seed $(SEED) --events $(EVENTS)
+	$(PY) -m bench.simulate --days $(DAYS) --orders-per-day $(ORDERS_PER_DAY) --schedule "$(SCHEDULE)" --seed $(SEED) \
+	  --events $(EVENTS) --backlog $(BACKLOG)

@@ -250,6 +250,7 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
         day_end: dict[str, dict] = {}
 
         by_operation: Counter = Counter()   # extraction calls per (platform, operation)
+        per_run: dict[str, list[int]] = defaultdict(list)   # extraction calls of each run, by its mode
 
         def counted() -> tuple[Counter, float, Counter]:
             doc = admin.get("/calls").json()
@@ -286,6 +287,7 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
             before, charged, operations_before = state["counted"]
             after, charged_after, operations_after = counted()
             decided, _, operations_decided = marks.get("decided", (after, charged_after, operations_after))
+            per_run[run["extraction"]["mode"]].append(sum(decided[p] - before[p] for p in after))
             for platform in after:
                 calls["extraction"][platform][moment.date()] += decided[platform] - before[platform]
                 calls["actions"][platform][moment.date()] += after[platform] - decided[platform]
@@ -384,6 +386,9 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
                            if p == platform} for platform in sorted({p for p, _ in by_operation})},
             # runs that listed what changed vs full sweeps; changes a sweep found the cursor had missed
             "extraction": dict(extraction),
+            # what one run's reads cost, by kind of run: an incremental or event-driven run's should
+            # follow what changed, not how many orders are open
+            "extraction_calls_per_run": {mode: percentiles(values) for mode, values in sorted(per_run.items())},
             "shopify_points": dict(sorted(points.items())),
             "run_seconds": percentiles(run_seconds),
             "sop_baseline": {
@@ -434,6 +439,8 @@ def render(summary: dict) -> str:
               "API calls per order: " + ", ".join(f"{p} {v['extraction']}+{v['actions']}"
                                                   for p, v in summary["api_calls_per_order_day"].items())
               + f" (extraction+actions); extraction {summary['extraction_calls_per_order_day']} per order",
+              "extraction calls per run (median / p95): " + ", ".join(
+                  f"{mode} {v['median']} / {v['p95']}" for mode, v in summary["extraction_calls_per_run"].items()),
               f"runs: {summary['extraction']['incremental']} incremental, {summary['extraction']['sweep']} sweeps; "
               f"changes missed by the cursor: {summary['extraction']['missed_by_cursor']}",
               f"run time per run, s: median {summary['run_seconds']['median']} p95 {summary['run_seconds']['p95']}; "
@@ -450,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", default="2026-11-16T00:00:00Z", help="first day, midnight UTC")
     parser.add_argument("--warehouse", help="warehouse URL (default: SQLite under the output folder)")
     parser.add_argument("--out", default=str(REPO / "state" / "simulate"))
+    parser.add_argument("--backlog", type=int, default=0,
+                        help="open orders before the start, stuck at their fulfiller (LifeSettings.backlog_orders)")
     parser.add_argument("--events", choices=("off", "on", "both"), default="off",
                         help="platform events (webhooks, Amazon's queue) start runs too; both: the stream twice, "
                              "the event-driven figures under with_events")
@@ -466,13 +475,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"simulating {args.days} days x {args.orders_per_day} orders, schedule {args.schedule!r}, seed {args.seed}",
           flush=True)
     out = Path(args.out)
+    life = {"backlog_orders": args.backlog} if args.backlog else None
     summary = simulate(args.days, args.orders_per_day, args.schedule, args.seed, out, args.warehouse, start,
-                       events=args.events == "on")
+                       life_overrides=life, events=args.events == "on")
     print(render(summary))
     if args.events == "both":
         print("\nthe same stream again, with platform events starting runs:", flush=True)
         with_events = simulate(args.days, args.orders_per_day, args.schedule, args.seed, out / "with_events",
-                               args.warehouse, start, events=True)
+                               args.warehouse, start, life_overrides=life, events=True)
         print(render(with_events))
         summary["with_events"] = with_events
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

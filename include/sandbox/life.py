@@ -53,6 +53,8 @@ class LifeSettings:
     fail_share: float = 0.01                   # Unfulfillable (Amazon) / Exception (ShipBob)
     label_scan_lag_minutes: float = 90.0       # TikTok-label: carrier scan after the fulfiller ships
     fulfiller_speed: float = 1.0               # x the fulfillers' pace (1: ~12 h to ship at Amazon, ~5 h at ShipBob)
+    backlog_orders: int = 0                    # open orders before the start: paid in the 3 days before, stuck
+                                               # at their fulfiller for the whole stream (a shop with many open)
     fulfiller_share: dict[str, float] = field(default_factory=lambda: dict(FULFILLER_SHARE))
 
     def __post_init__(self):
@@ -61,6 +63,8 @@ class LifeSettings:
             problems.append(f"days: expected 1..366, got {self.days!r}")
         if not isinstance(self.orders_per_day, int) or not 0 <= self.orders_per_day <= 200_000:
             problems.append(f"orders_per_day: expected 0..200000, got {self.orders_per_day!r}")
+        if not isinstance(self.backlog_orders, int) or not 0 <= self.backlog_orders <= 200_000:
+            problems.append(f"backlog_orders: expected 0..200000, got {self.backlog_orders!r}")
         if not 0 <= self.handling_business_days <= 30:
             problems.append(f"handling_business_days: expected 0..30, got {self.handling_business_days!r}")
         if not self.handling_business_days <= self.auto_cancel_business_days <= 60:
@@ -142,6 +146,12 @@ class ShopLife:
         ids = _Ids(base=rng.randrange(10**9, 10**10) * 1000)
         hours = list(range(24))
         i = 0
+        # the backlog first, from its own stream of chance: the daily stream keeps its moments and choices
+        backlog = random.Random(f"shop-backlog:{s.seed}")
+        for create in sorted(s.start - timedelta(seconds=backlog.uniform(2 * 3600, 3 * 86400))
+                             for _ in range(s.backlog_orders)):
+            self._plan_order(backlog, ids, i, create, stuck=True)
+            i += 1
         for d in range(s.days):
             midnight = s.start + d * DAY
             moments = sorted(midnight + timedelta(hours=rng.choices(hours, weights=ARRIVAL_CURVE)[0],
@@ -150,10 +160,11 @@ class ShopLife:
                 self._plan_order(rng, ids, i, create)
                 i += 1
 
-    def _plan_order(self, rng: random.Random, ids: _Ids, i: int, create: datetime) -> None:
+    def _plan_order(self, rng: random.Random, ids: _Ids, i: int, create: datetime, stuck: bool = False) -> None:
         s = self.settings
         roll = rng.random()
         kind = "fbt" if roll < s.fbt_share else "tiktok_label" if roll < s.fbt_share + s.tiktok_label_share else "seller"
+        kind = "seller" if stuck else kind
         tiktok_id = ids.tiktok(i)
         rts_sla = business_day_end(create, s.handling_business_days, s.shop_utc_offset_hours)
         ship_due = business_day_end(create, s.auto_cancel_business_days, s.shop_utc_offset_hours)
@@ -195,22 +206,22 @@ class ShopLife:
             return
         fo_at = shopify_at + self._lognormal(rng, s.fulfillment_delay_minutes)
         plan.durations = self._latencies(rng, fulfiller)
-        stall = rng.random() < s.stall_share
-        if stall:   # one working state takes 1-4 days instead of hours
+        stall = stuck or rng.random() < s.stall_share
+        if stall:   # one working state takes 1-4 days instead of hours (the backlog: the whole stream)
             state = "Processing" if fulfiller == "amazon_mcf" else "Allocated"
-            plan.durations[state] = rng.uniform(1, 4) * 86400
+            plan.durations[state] = (s.days + 30) * 86400 if stuck else rng.uniform(1, 4) * 86400
         self._event(fo_at, "fulfillment_order", index)
         # the fulfiller's state machine moves when read; at the planned shipment it is read, so that
         # what the fulfiller sends on its own (webhooks, notifications) goes out at that moment
         ships = fo_at + timedelta(seconds=sum(plan.durations.values()))
         self._event(ships, "fulfiller_tick", index)
         self.wake_moments.append(ships)
-        if rng.random() < s.fail_share:
+        if not stuck and rng.random() < s.fail_share:
             self._event(fo_at + self._lognormal(rng, 120), "fulfiller_fails", index)
         if kind == "tiktok_label":
             ships = fo_at + timedelta(seconds=sum(plan.durations.values()))
             self._event(ships + self._lognormal(rng, s.label_scan_lag_minutes, 0.8), "label_scan", index)
-        if rng.random() < s.cancel_request_share:
+        if not stuck and rng.random() < s.cancel_request_share:
             asked = hold_end + timedelta(hours=rng.uniform(0.05, 30))
             self._event(asked, "cancel_request", index)
             self.wake_moments.append(asked)
