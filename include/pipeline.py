@@ -376,16 +376,32 @@ def _not_listed(step: str, **detail: Any) -> dict:
 
 
 def _amazon_from_events(settings: RunSettings, platforms: Platforms, wh: Warehouse) -> dict:
-    """An event-driven run's Amazon reads: each order its notifications name, by id (they are few:
-    see events.sources_of); the cursor stays for the next listing."""
-    refs = amazon_reads([{**e, "platform": "amazon_mcf"} for e in
-                         EventInbox(wh).claimed(settings.shop, settings.run_id, "amazon_mcf")])
+    """An event-driven run's Amazon orders: each its notifications name (they are few: see
+    events.sources_of), from the notification when it says all there is to say (a Complete order
+    shipped in one package, already staged), else read by id; the cursor stays for the next listing."""
+    claimed = [{**e, "platform": "amazon_mcf"} for e in EventInbox(wh).claimed(settings.shop, settings.run_id, "amazon_mcf")]
+    refs = amazon_reads(claimed)
     if not refs:
         return _not_listed("extract_amazon")
-    client = platforms.amazon_mcf()
+    t = stg_amazon_fulfillment_orders.c
+    staged = {r["seller_fulfillment_order_id"]: r for r in _read(
+        wh, stg_amazon_fulfillment_orders, settings, t.seller_fulfillment_order_id.in_(refs),
+        columns=("seller_fulfillment_order_id", "displayable_order_id", "received_at", "shipments"))}
+    latest = {e["order_ref"]: e["payload"] for e in claimed if e["wakes"]}   # claimed in the order they happened
+    carried = {}
+    for sfo in refs:
+        try:
+            row = staging.amazon_row_from_notification(latest[sfo], staged[sfo]) if sfo in staged else None
+        except staging.BadRecord:
+            row = None   # read by id instead: that read names what is wrong, if anything
+        if row is not None:
+            carried[sfo] = row
+    reads = [sfo for sfo in refs if sfo not in carried]
+    client = platforms.amazon_mcf() if reads else None
 
     def read():
-        for sfo in refs:
+        yield from (("carried", row) for row in carried.values())
+        for sfo in reads:
             try:
                 yield ("detail", client.get_fulfillment_order(sfo))
             except NotFoundError as exc:   # announced, yet unknown by id: held, named
@@ -396,12 +412,18 @@ def _amazon_from_events(settings: RunSettings, platforms: Platforms, wh: Warehou
         if source == "unreadable":
             raise staging.BadRecord(f"amazon fulfillment order {payload['sellerFulfillmentOrderId']!r}: announced, "
                                     f"but getFulfillmentOrder does not know it ({payload['_error']})")
-        return staging.amazon_order_row(payload)
+        return dict(payload) if source == "carried" else staging.amazon_order_row(payload)
+
+    def key_of(item) -> str | None:
+        source, payload = item
+        if source == "carried":
+            return payload["seller_fulfillment_order_id"]
+        return str((payload.get("fulfillmentOrder") or payload).get("sellerFulfillmentOrderId"))
 
     orders, bad, _ = _stage(wh, settings, stg_amazon_fulfillment_orders, "amazon_fulfillment_orders", read(), to_row,
-                            lambda item: str((item[1].get("fulfillmentOrder") or item[1]).get("sellerFulfillmentOrderId")))
-    return Step("extract_amazon", {"orders": orders, "detail_calls": len(refs), "quarantined": bad},
-                {"mode": "read by event"}).as_dict()
+                            key_of)
+    return Step("extract_amazon", {"orders": orders, "carried_by_event": len(carried), "detail_calls": len(reads),
+                                   "quarantined": bad}, {"mode": "read by event"}).as_dict()
 
 
 def _shipbob_from_events(settings: RunSettings, wh: Warehouse) -> dict:

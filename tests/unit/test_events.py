@@ -242,3 +242,25 @@ def test_sigv4_matches_the_aws_test_suite_vector():
     assert headers["Authorization"] == (
         "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, "
         "SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31")
+
+
+def test_a_complete_amazon_order_shipped_in_one_package_is_staged_from_its_notification():
+    from include.staging import amazon_row_from_notification
+
+    package = {"PackageNumber": 7, "CarrierCode": "UPS", "TrackingNumber": "1Z9"}
+    shipped = json.loads(amazon_notification("5001", "Complete", "Shipment", {
+        "AmazonShipmentId": "S1", "FulfillmentShipmentStatus": "SHIPPED", "FulfillmentShipmentPackages": [package]}))
+    staged = {"displayable_order_id": "#5001", "received_at": datetime(2026, 11, 20, 3, 0), "shipments": []}
+    row = amazon_row_from_notification(shipped, staged)
+    assert (row["seller_fulfillment_order_id"], row["displayable_order_id"], row["status"]) == ("5001", "#5001", "Complete")
+    assert row["received_at"] == datetime(2026, 11, 20, 3, 0, tzinfo=timezone.utc)
+    assert row["shipments"][0]["packages"] == [{"package_number": 7, "carrier": "UPS", "tracking_number": "1Z9", "skus": []}]
+    # anything it cannot say in full is read by id instead: two packages (which items in which?),
+    # a partial shipment, an order staged with another shipment
+    two = json.loads(json.dumps(shipped))
+    two["Payload"]["FulfillmentOrderStatusNotification"]["FulfillmentShipment"]["FulfillmentShipmentPackages"] *= 2
+    partial = json.loads(amazon_notification("5001", "Processing", "Shipment", {
+        "AmazonShipmentId": "S1", "FulfillmentShipmentStatus": "SHIPPED", "FulfillmentShipmentPackages": [package]}))
+    assert amazon_row_from_notification(two, staged) is None
+    assert amazon_row_from_notification(partial, staged) is None
+    assert amazon_row_from_notification(shipped, {**staged, "shipments": [{"id": "S0"}]}) is None
