@@ -6,7 +6,7 @@ The webhook app is plain FastAPI: the Airflow API server serves it (plugins/orde
 under /orderops-events) and the simulation serves it on its own. Platforms authenticate by
 signature, not by an Airflow login. It answers 200 once the event is kept (a redelivery too), 401
 for a signature that does not match, 400 naming what is wrong with a body it cannot read, 404 for
-a shop or platform it does not serve.
+a shop or platform it does not serve, 413 a body bigger than any delivery.
 """
 from __future__ import annotations
 
@@ -84,7 +84,13 @@ def create_app(secrets_of: Callable[[str], ShopSecrets | None], inbox: EventInbo
         secrets = secrets_of(shop)
         if secrets is None or platform not in ("tiktok", "shopify", "shipbob"):
             return JSONResponse({"error": f"no shop {shop!r} with platform {platform!r} here"}, status_code=404)
-        body = await request.body()
+        body = bytearray()
+        async for chunk in request.stream():   # a body bigger than any delivery is refused unread
+            body += chunk
+            if len(body) > events.MAX_BODY:
+                return JSONResponse({"error": f"body over {events.MAX_BODY} bytes: not a {platform} delivery"},
+                                    status_code=413)
+        body = bytes(body)
         try:
             event = read_delivery(platform, body, dict(request.headers), secrets, clock())
         except Unverified as exc:
