@@ -209,6 +209,22 @@ class EventPath:
     def waiting(self) -> bool:
         return self.inbox.first_waiting(SHOP) is not None
 
+    def stats(self) -> dict:
+        """What the platforms sent (per platform and outcome) and what the inbox kept of it."""
+        import sqlalchemy as sa
+
+        from include.warehouse import platform_events
+
+        t = platform_events.c
+        with self.inbox.wh.engine.connect() as conn:
+            kept = conn.execute(sa.select(t.platform, t.wakes, sa.func.count()).where(t.shop == SHOP)
+                                .group_by(t.platform, t.wakes)).all()
+        sent: dict = defaultdict(dict)
+        for entry in self.admin.get("/webhooks").json()["sent"]:
+            sent[entry["platform"]][entry["outcome"]] = entry["count"]
+        return {"sent": dict(sent), "kept": {p: {"waking" if w else "other": n for p2, w, n in kept if p2 == p}
+                                             for p in sorted({p for p, _, _ in kept})}}
+
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
@@ -339,6 +355,7 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
             if n % 12 == 0 or n == len(run_times):
                 print(f"  {iso(moment)}  run {n}/{len(run_times)}{events_note()}  {run_seconds[-1]:.1f} s  "
                       f"(elapsed {time.perf_counter() - wall:.0f} s)", flush=True)
+        event_stats = path.stats() if path is not None else None
         if path is not None:
             path.stop()
         if backfill_day is not None:   # the scheduled runs of one day again, as a backfill would
@@ -389,6 +406,7 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
             # what one run's reads cost, by kind of run: an incremental or event-driven run's should
             # follow what changed, not how many orders are open
             "extraction_calls_per_run": {mode: percentiles(values) for mode, values in sorted(per_run.items())},
+            **({"events": event_stats} if event_stats is not None else {}),
             "shopify_points": dict(sorted(points.items())),
             "run_seconds": percentiles(run_seconds),
             "sop_baseline": {

@@ -432,6 +432,24 @@ class ShopOrder:
     def gid(self) -> str:
         return f"gid://shopify/Order/{self.id}"
 
+    def webhook_body(self) -> dict:
+        """The order as Shopify's orders/* webhooks carry it (the REST Admin Order resource's names)."""
+        return {
+            "id": self.id, "admin_graphql_api_id": self.gid, "name": self.name, "order_number": self.number,
+            "created_at": format_time(self.created_at), "updated_at": format_time(self.updated_at),
+            "processed_at": format_time(self.processed_at),
+            "cancelled_at": self.cancelled_at and format_time(self.cancelled_at), "cancel_reason":
+                self.cancel_reason and self.cancel_reason.lower(),
+            "closed_at": self.closed_at and format_time(self.closed_at),
+            "financial_status": self.financial_status.lower(),
+            "fulfillment_status": None if self.fulfillment_status == "UNFULFILLED" else self.fulfillment_status.lower(),
+            "source_name": self.source_name, "source_identifier": self.source_identifier,
+            "note": self.note, "tags": ", ".join(self.tags),
+            "note_attributes": [{"name": a["key"], "value": a["value"]} for a in self.custom_attributes],
+            "line_items": [{"id": int(li["id"].rsplit("/", 1)[1]), "sku": li["sku"], "title": li["title"],
+                            "quantity": li["quantity"]} for li in self.line_items],
+        }
+
     def dump(self) -> dict:
         return {
             "id": self.gid, "legacy_id": self.id, "name": self.name, "number": self.number,
@@ -746,6 +764,10 @@ class ShopifySandbox(PlatformSandbox):
         entry = order.shopify[0]
         self.orders[entry["id"]] = self._order_from_scenario(order, {**entry, "created_at": format_time(self.now())},
                                                              self.now())
+        self._emit("orders/create", self.orders[entry["id"]])
+
+    def _emit(self, topic: str, order: ShopOrder) -> None:
+        self.sandbox.outbox.emit("shopify", topic, order.webhook_body())
 
     def _order_from_scenario(self, order: ScenarioOrder, entry: dict, now: datetime) -> ShopOrder:
         tt = order.tiktok
@@ -1445,6 +1467,7 @@ class ShopifySandbox(PlatformSandbox):
         order.refund = job.refund
         order.cancel_job = None
         order.financial_status = self._cancelled_financial_status(order.financial_status, job.refund)
+        self._emit("orders/cancelled", order)
 
     def _job_field(self, source, info, id):
         text = str(id)
@@ -1530,6 +1553,7 @@ class ShopifySandbox(PlatformSandbox):
         if input.get("customAttributes") is not None:
             order.custom_attributes = [{"key": a["key"], "value": a["value"]} for a in input["customAttributes"]]
         order.updated_at = max(order.updated_at, ctx.now)
+        self._emit("orders/updated", order)
         ctx.outcomes[key] = "ok"
         return {"order": order, "userErrors": []}
 
@@ -1562,6 +1586,7 @@ class ShopifySandbox(PlatformSandbox):
             drop = {t.lower() for t in wanted}
             order.tags = [t for t in order.tags if t.lower() not in drop]
         order.updated_at = max(order.updated_at, ctx.now)
+        self._emit("orders/updated", order)
         ctx.outcomes[key] = "ok"
         return {"node": order, "userErrors": []}
 

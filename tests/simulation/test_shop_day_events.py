@@ -30,6 +30,17 @@ def test_report_equals_truth_with_no_effect_twice_and_nothing_missed(summary):
     assert summary["extraction"]["missed_by_cursor"] == 0
 
 
+def test_every_platform_announced_and_every_delivery_was_verified_and_kept(summary):
+    sent, kept = summary["events"]["sent"], summary["events"]["kept"]
+    assert set(kept) == {"tiktok", "shopify", "shipbob", "amazon_mcf"}
+    for platform, outcomes in sent.items():
+        # nothing refused (a signature orderops could not verify would answer 401 and be retried)
+        assert set(outcomes) <= {"delivered", "queued"}, (platform, outcomes)
+        assert outcomes["delivered"] == sum(kept[platform].values()), (platform, outcomes, kept[platform])
+    # (buyers here ask to cancel too late: with tracking on TikTok within a minute, the orders have shipped)
+    assert kept["shipbob"]["waking"] >= 1 and kept["amazon_mcf"]["waking"] >= 1
+
+
 def test_an_event_driven_run_lists_only_the_platforms_its_events_came_from(summary):
     # a run per shipment or request would list every platform; these list the one that spoke
     ops = summary["extraction_calls_by_operation"]
