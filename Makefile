@@ -82,6 +82,8 @@ SCHEDULE ?= */30 * * * *
 EVENTS ?= off
 # open orders stuck at their fulfiller before the start (a shop with many open orders)
 BACKLOG ?= 0
+# with events: seconds from the first waiting event to the run it starts
+DEBOUNCE ?= 30
 simulate: venv
 	$(PY) -m bench.simulate --days $(DAYS) --orders-per-day $(ORDERS_PER_DAY) --schedule "$(SCHEDULE)" --seed $(SEED) \
-	  --events $(EVENTS) --backlog $(BACKLOG)
+	  --events $(EVENTS) --debounce-seconds $(DEBOUNCE) --backlog $(BACKLOG)

@@ -149,21 +149,21 @@ def day_table(orders: list[dict], days: list[date], as_of: datetime) -> dict[str
 
 def simulate(days: int, orders_per_day: int, schedule: str, seed: int, out: Path, warehouse_url: str | None,
              start: datetime, life_overrides: dict | None = None, backfill_day: date | None = None,
-             events: bool = False) -> dict:
+             events: bool = False, debounce_seconds: float = DEBOUNCE_SECONDS) -> dict:
     saved_env = dict(os.environ)   # the caller's environment comes back afterwards (tests run on in-process)
     os.environ.update({"AIRFLOW_HOME": str(out / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                        "TQDM_DISABLE": "1", "ORDEROPS_REPORTS_DIR": str(out / "reports")})
     try:
         return _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, life_overrides,
-                         backfill_day, events)
+                         backfill_day, events, timedelta(seconds=debounce_seconds))
     finally:
         os.environ.clear()
         os.environ.update(saved_env)
 
 
-# An event-driven run starts this long after the first waiting event (a burst makes one run); the
-# figure includes what Airflow takes to go from the doorbell to a running task.
-DEBOUNCE = timedelta(seconds=30)
+# An event-driven run starts this long after the first waiting event (a burst makes one run; the
+# shops file's events.debounce_seconds); it stands for Airflow's way from the doorbell to a running task too.
+DEBOUNCE_SECONDS = 30.0
 SHOP_SECRET_SHIPBOB = "whsec_" + "c2FuZGJveC1vcmRlcm9wcy13ZWJob29rcy0x"[:32]
 
 
@@ -232,7 +232,7 @@ class EventPath:
 
 
 def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, life_overrides, backfill_day,
-              events) -> dict:
+              events, debounce) -> dict:
     import httpx
     from airflow.sdk._shared.secrets_masker import reset_secrets_masker
 
@@ -316,12 +316,12 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
 
         def event_runs_until(moment: datetime) -> None:
             """Step from one announced moment to the next before `moment`; an event-driven run
-            DEBOUNCE after the first waiting event."""
+            `debounce` after the first waiting event."""
             pending: datetime | None = None
             while True:
                 now = parse(clock()["now"])
                 wake = parse(clock().get("next_wake"))
-                due = pending + DEBOUNCE if pending else None
+                due = pending + debounce if pending else None
                 target = min([t for t in (wake, due) if t is not None and t < moment], default=None)
                 if target is None:
                     return
@@ -417,7 +417,7 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
             "late_dispatch_rate": _overall_ldr([d["truth"] for d in per_day]),
             "all_days_match": all(d["match"] for d in per_day),
             "settings": {"days": days, "orders_per_day": orders_per_day, "schedule": schedule, "seed": seed,
-                         "events": events, "debounce_seconds": DEBOUNCE.total_seconds() if events else None,
+                         "events": events, "debounce_seconds": debounce.total_seconds() if events else None,
                          "start": iso(start), "runs": len(run_times), "orders": arrived, "life": life},
             "wall_seconds": round(time.perf_counter() - wall, 1),
         }
@@ -475,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", default="2026-11-16T00:00:00Z", help="first day, midnight UTC")
     parser.add_argument("--warehouse", help="warehouse URL (default: SQLite under the output folder)")
     parser.add_argument("--out", default=str(REPO / "state" / "simulate"))
+    parser.add_argument("--debounce-seconds", type=float, default=DEBOUNCE_SECONDS,
+                        help="with events: an event-driven run starts this long after the first waiting event")
     parser.add_argument("--backlog", type=int, default=0,
                         help="open orders before the start, stuck at their fulfiller (LifeSettings.backlog_orders)")
     parser.add_argument("--events", choices=("off", "on", "both"), default="off",
@@ -483,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.days < 1 or args.orders_per_day < 0:
         raise SystemExit("DAYS must be at least 1 and ORDERS_PER_DAY not negative")
+    if not 0 <= args.debounce_seconds <= 600 or args.backlog < 0:
+        raise SystemExit("DEBOUNCE must be 0 to 600 seconds and BACKLOG not negative")
     start = parse(args.start)
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")   # Airflow's log setup, read at its import
     import logging
@@ -495,12 +499,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     life = {"backlog_orders": args.backlog} if args.backlog else None
     summary = simulate(args.days, args.orders_per_day, args.schedule, args.seed, out, args.warehouse, start,
-                       life_overrides=life, events=args.events == "on")
+                       life_overrides=life, events=args.events == "on", debounce_seconds=args.debounce_seconds)
     print(render(summary))
     if args.events == "both":
         print("\nthe same stream again, with platform events starting runs:", flush=True)
         with_events = simulate(args.days, args.orders_per_day, args.schedule, args.seed, out / "with_events",
-                               args.warehouse, start, life_overrides=life, events=True)
+                               args.warehouse, start, life_overrides=life, events=True,
+                               debounce_seconds=args.debounce_seconds)
         print(render(with_events))
         summary["with_events"] = with_events
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
