@@ -28,6 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 FIGURES = ("orders_due", "dispatched_on_time", "dispatched_late", "past_due_no_tracking", "late_dispatch_rate",
            "cancellations", "cancellations_late")
 SHOP = "default"
+# An event-driven run starts this long after the first waiting event (a burst makes one run; the
+# shops file's events.debounce_seconds); it stands for Airflow's way from the doorbell to a running task too.
+DEBOUNCE_SECONDS = 30.0
 
 
 def iso(moment: datetime) -> str:
@@ -161,9 +164,6 @@ def simulate(days: int, orders_per_day: int, schedule: str, seed: int, out: Path
         os.environ.update(saved_env)
 
 
-# An event-driven run starts this long after the first waiting event (a burst makes one run; the
-# shops file's events.debounce_seconds); it stands for Airflow's way from the doorbell to a running task too.
-DEBOUNCE_SECONDS = 30.0
 SHOP_SECRET_SHIPBOB = "whsec_" + "c2FuZGJveC1vcmRlcm9wcy13ZWJob29rcy0x"[:32]
 
 
