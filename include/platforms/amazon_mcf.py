@@ -96,7 +96,7 @@ _REASON = re.compile(r"Reason:\s*([A-Za-z]+)\.?\s*$")
 _NOT_FOUND = re.compile(r"^Requested (order|package) '.*' not found$")
 _ID = re.compile(r"^[^\x00-\x1f/\\?#]{1,40}$")
 _REPORT_DONE = ("DONE", "CANCELLED", "FATAL")
-FIRST_REPORT_POLL = 1.0           # seconds before the second getReport; doubles up to poll_interval
+FIRST_REPORT_POLL = 1.0           # seconds before the first getReport; doubles up to poll_interval
 _REQUIRED_REPORT_COLUMNS = ("amazon-order-id", "merchant-order-id", "tracking-number")
 
 
@@ -648,11 +648,14 @@ class AmazonMcfClient(PlatformClient):
 
         Polls after 1, 2, 4, ... seconds, at most `poll_interval` apart: a quick report is read
         as soon as it is done, a slow one costs a poll per `poll_interval` (getReport allows
-        2 per second, so the few early polls cost nothing that matters).
+        2 per second, so the few early polls cost nothing that matters). The first poll waits too:
+        a report is never done the moment it was asked for, and each run asks for one.
         """
         deadline = time.monotonic() + timeout
         wait = min(FIRST_REPORT_POLL, poll_interval)
         while True:
+            self._sleep(wait)
+            wait = min(poll_interval, wait * 2)
             report = self.get_report(report_id)
             state = report["processingStatus"]
             if state == "DONE":
@@ -665,8 +668,6 @@ class AmazonMcfClient(PlatformClient):
             if time.monotonic() + wait > deadline:
                 raise ReportTimeoutError(self.platform, GET_REPORT,
                                          f"report {report_id} still {state} after {timeout:g} s")
-            self._sleep(wait)
-            wait = min(poll_interval, wait * 2)
         document_id = report.get("reportDocumentId")
         if not document_id:
             raise MalformedResponseError(self.platform, GET_REPORT, f"report {report_id} is DONE without a document")
