@@ -42,6 +42,21 @@ hypothesis_settings.register_profile("explore", derandomize=False)
 hypothesis_settings.load_profile(os.environ.get("ORDEROPS_HYPOTHESIS_PROFILE", "repeatable"))
 
 
+@pytest.fixture(autouse=True)
+def airflow_deprecations_fail():
+    """Airflow's and its providers' deprecation warnings fail the test that triggers them (other
+    libraries' stay ignored, pytest.ini). Set here, inside each test, rather than in pytest.ini:
+    pytest would import airflow to resolve the category before this file sets AIRFLOW_HOME."""
+    import warnings
+
+    from airflow.exceptions import AirflowProviderDeprecationWarning, RemovedInAirflow4Warning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", category=RemovedInAirflow4Warning)
+        warnings.filterwarnings("error", category=AirflowProviderDeprecationWarning)
+        yield
+
+
 @pytest.fixture
 def run_sandbox():
     """Start a sandbox for a scenario dict on free ports; stopped after the test.
