@@ -600,7 +600,8 @@ def shipments_report(settings: RunSettings, client, wh: Warehouse, since: dateti
     """The fulfilled-shipments rows from the start of `since`'s day (at most a month back) to now,
     and whether they are the shop's stored copy: one requested under 30 minutes ago for a range
     that covers this one is read again instead of asking Amazon (who would not build it anew).
-    None when Amazon cancelled the report (no data, or asked too soon): nothing is stored.
+    None when Amazon cancelled it because another was asked for lately (nothing is stored); one
+    cancelled for want of data is an empty report.
     Orders shipped before the range have no rows: the detail call covers them. Only the columns
     staging reads are kept (the report carries buyer names and addresses)."""
     now = now_for(settings)
@@ -615,8 +616,15 @@ def shipments_report(settings: RunSettings, client, wh: Warehouse, since: dateti
     report_id = client.request_fulfilled_shipments(start, now)
     lines = client.collect_fulfilled_shipments(report_id)
     if lines is None:
-        log.warning("amazon_mcf: report %s was cancelled; shipped orders are read one by one", report_id)
-        return None, False
+        # cancelled: asked too soon after another (by anyone: read one by one) or nothing shipped in
+        # the range (an empty report: reading every order that might have shipped would cost a call
+        # per open order, which a sweep of a shop with thousands open cannot afford)
+        if client.others_requested_since(report_id, now - REPORT_REGENERATION):
+            log.warning("amazon_mcf: report %s was cancelled (another was asked for within %s); shipped orders "
+                        "are read one by one", report_id, REPORT_REGENERATION)
+            return None, False
+        log.info("amazon_mcf: report %s was cancelled: nothing shipped from %s to %s", report_id, start, now)
+        lines = []
     rows = [{k: line[k] for k in staging.REPORT_FIELDS if k in line} if isinstance(line, dict) else line
             for line in lines]
     wh.upsert(amazon_shipment_reports, [{"shop": settings.shop, "report_id": report_id, "data_start": start,

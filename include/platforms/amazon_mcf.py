@@ -638,6 +638,15 @@ class AmazonMcfClient(PlatformClient):
         report_id = self.request_fulfilled_shipments(data_start, data_end)
         return self.collect_fulfilled_shipments(report_id, poll_interval=poll_interval, timeout=timeout)
 
+    def others_requested_since(self, report_id: str, since: datetime) -> bool:
+        """Whether a shipments report other than `report_id` was asked for since `since` (by anyone
+        on this seller's account): Amazon cancels one asked for too soon after another, as it
+        cancels one with no data, so only this tells the two apart."""
+        params = {"reportTypes": SHIPMENTS_REPORT, "marketplaceIds": self.marketplace_id, "pageSize": 10,
+                  "createdSince": _timestamp(since, "since")}
+        reports = self.call(GET_REPORTS, "GET", f"{REPORTS}/reports", params=params).data.get("reports") or []
+        return any(isinstance(r, dict) and str(r.get("reportId")) != str(report_id) for r in reports)
+
     def request_fulfilled_shipments(self, data_start: datetime | str, data_end: datetime | str) -> str:
         """Ask for the shipments report; returns its reportId (collect it with `collect_fulfilled_shipments`)."""
         return self.create_report(data_start, data_end)

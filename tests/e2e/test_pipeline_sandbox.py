@@ -177,6 +177,13 @@ def few_shipped() -> dict:
     return doc
 
 
+def nothing_shipped() -> dict:
+    """The e2e scenario without its shipped Amazon orders: two dozen Processing, none shipped yet."""
+    doc = scenario()
+    doc["orders"] = [o for o in doc["orders"] if (o.get("amazon_mcf") or {}).get("status") != "Complete"]
+    return doc
+
+
 def tracking_run(run_sandbox, tmp_path, monkeypatch, case: str, runs: int = 1) -> tuple[set[str], int, int]:
     """Runs on a fresh sandbox and warehouse: the TikTok orders tracking was posted for, the
     getFulfillmentOrder calls made (by the last run) and the shipments reports stored."""
@@ -184,7 +191,8 @@ def tracking_run(run_sandbox, tmp_path, monkeypatch, case: str, runs: int = 1) -
 
     amazon = {"upper_case_statuses": True} if case == "upper case" else {}
     # quotas x20: one-by-one reads are paced by getFulfillmentOrder's 2 a second otherwise
-    doc = few_shipped() if case == "few shipped" else scenario()
+    doc = {"few shipped": few_shipped, "nothing shipped": nothing_shipped,
+           "nothing shipped, asked lately": nothing_shipped}.get(case, scenario)()
     server = run_sandbox(doc, settings=Settings(clock_rate=0, rate_scale=20, platforms={"amazon_mcf": amazon}))
     for key, value in connection_env(server.urls).items():
         monkeypatch.setenv(key, value)
@@ -197,7 +205,7 @@ def tracking_run(run_sandbox, tmp_path, monkeypatch, case: str, runs: int = 1) -
                 "policy": {"cancel_verify_timeout_minutes": 0.05}})
             platforms = Platforms(settings)
             try:
-                if case == "cancelled report":   # someone else asked for the report a minute ago
+                if case in ("cancelled report", "nothing shipped, asked lately"):   # someone else asked a minute ago
                     platforms.amazon_mcf().request_fulfilled_shipments("2026-11-19T00:00:00Z", NOW)
                 before = server.sandbox.calls[("amazon_mcf", "getFulfillmentOrder")]
                 run_all(settings, platforms, wh)
@@ -209,7 +217,8 @@ def tracking_run(run_sandbox, tmp_path, monkeypatch, case: str, runs: int = 1) -
     finally:
         wh.dispose()
     posted = {w.path.split("/")[-2] for w in side_effects(server) if w.operation == "mark_package_as_shipped"}
-    assert server.sandbox.calls[("amazon_mcf", "createReport")] == (stored if case != "cancelled report" else 2 * runs)
+    asked_lately = case in ("cancelled report", "nothing shipped, asked lately")
+    assert server.sandbox.calls[("amazon_mcf", "createReport")] == (2 * runs if asked_lately else stored)
     return posted, reads, stored
 
 
@@ -224,6 +233,20 @@ def test_a_cancelled_report_or_upper_case_statuses_post_the_same_tracking(run_sa
     assert cancelled[0] == posted and cancelled[1] > reads + 10 and cancelled[2] == 0
     upper = tracking_run(run_sandbox, tmp_path, monkeypatch, "upper case")
     assert upper == (posted, reads, 1)
+
+
+def test_a_report_cancelled_for_want_of_data_is_an_empty_one(run_sandbox, tmp_path, monkeypatch):
+    """Two dozen Processing orders may have shipped: the report is asked for; nothing shipped in its
+    range, so Amazon cancels it (no data), and with no other report asked for lately that is what it
+    means: none of the orders is read one by one (a shop with thousands open would pay a call each)."""
+    _, reads, stored = tracking_run(run_sandbox, tmp_path, monkeypatch, "nothing shipped")
+    # the same with another report asked for a minute before: the cancel may mean "too soon", so
+    # every order that may have shipped is read one by one
+    _, reads_after_another, stored_after_another = tracking_run(run_sandbox, tmp_path, monkeypatch,
+                                                                "nothing shipped, asked lately")
+    processing = sum(1 for o in nothing_shipped()["orders"] if (o.get("amazon_mcf") or {}).get("status") == "Processing")
+    assert stored == 1 and stored_after_another == 0
+    assert reads_after_another - reads >= processing >= 20
 
 
 def test_a_few_orders_to_track_are_read_one_by_one_instead_of_asking_for_a_report(run_sandbox, tmp_path,
