@@ -20,6 +20,7 @@ $(STAMP): requirements.txt
 venv: $(STAMP)
 
 test: venv
+	deploy/test_services.sh
 	$(PY) -m pytest tests
 
 # e.g. make demo ARGS="--scenario shop.json --faults faults.json --warehouse postgresql://... --json run.json"
