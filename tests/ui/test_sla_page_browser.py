@@ -208,7 +208,7 @@ def test_airflow_lists_the_plugin(site):
     plugins = {p["name"]: p for p in json.loads(document)}
     plugin = plugins["orderops_sla"]
     assert plugin["source"].endswith("orderops_sla_plugin.py")
-    assert [a["url_prefix"] for a in plugin["fastapi_apps"]] == ["/orderops-sla"]
+    assert [a["url_prefix"] for a in plugin["fastapi_apps"]] == ["/orderops-sla", "/orderops-events"]
     assert plugin["external_views"][0]["href"] == "/orderops-sla/"
     assert plugin["external_views"][0]["url_route"] == "sla_breaches"
 
