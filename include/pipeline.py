@@ -619,7 +619,8 @@ def shipments_report(settings: RunSettings, client, wh: Warehouse, since: dateti
         # cancelled: asked too soon after another (by anyone: read one by one) or nothing shipped in
         # the range (an empty report: reading every order that might have shipped would cost a call
         # per open order, which a sweep of a shop with thousands open cannot afford)
-        if client.others_requested_since(report_id, now - REPORT_REGENERATION):
+        # (strictly within the interval: runs 30 minutes apart each ask once, and are not too soon)
+        if client.others_requested_since(report_id, now - REPORT_REGENERATION + timedelta(seconds=1)):
             log.warning("amazon_mcf: report %s was cancelled (another was asked for within %s); shipped orders "
                         "are read one by one", report_id, REPORT_REGENERATION)
             return None, False
