@@ -387,15 +387,22 @@ def _amazon_from_events(settings: RunSettings, platforms: Platforms, wh: Warehou
     staged = {r["seller_fulfillment_order_id"]: r for r in _read(
         wh, stg_amazon_fulfillment_orders, settings, t.seller_fulfillment_order_id.in_(refs),
         columns=("seller_fulfillment_order_id", "displayable_order_id", "received_at", "shipments"))}
-    latest = {e["order_ref"]: e["payload"] for e in claimed if e["wakes"]}   # claimed in the order they happened
+    said: dict[str, list[dict]] = defaultdict(list)   # each order's waking notifications, as they happened
+    for e in claimed:
+        if e["wakes"]:
+            said[e["order_ref"]].append(e["payload"])
     carried = {}
     for sfo in refs:
-        try:
-            row = staging.amazon_row_from_notification(latest[sfo], staged[sfo]) if sfo in staged else None
-        except staging.BadRecord:
-            row = None   # read by id instead: that read names what is wrong, if anything
-        if row is not None:
-            carried[sfo] = row
+        # the newest notification that says it all (an order's status and its shipment come as two,
+        # stamped the same moment)
+        for payload in reversed(said[sfo] if sfo in staged else []):
+            try:
+                row = staging.amazon_row_from_notification(payload, staged[sfo])
+            except staging.BadRecord:
+                row = None   # read by id instead: that read names what is wrong, if anything
+            if row is not None:
+                carried[sfo] = row
+                break
     reads = [sfo for sfo in refs if sfo not in carried]
     client = platforms.amazon_mcf() if reads else None
 
