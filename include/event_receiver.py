@@ -16,7 +16,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import httpx
@@ -75,7 +75,7 @@ def read_delivery(platform: str, body: bytes, headers: dict, secrets: ShopSecret
 
 
 def create_app(secrets_of: Callable[[str], ShopSecrets | None], inbox: EventInbox,
-               redis_url: Callable[[str], str | None] = lambda shop: None,
+               doorbell: Callable[[str], Any] = lambda shop: None,
                clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
     app = FastAPI(title="orderops platform events", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -101,7 +101,8 @@ def create_app(secrets_of: Callable[[str], ShopSecrets | None], inbox: EventInbo
             return JSONResponse({"error": str(exc)}, status_code=400)
         new = inbox.receive(shop, [event], clock())
         if new and event.wakes:
-            events.ring(redis_url(shop), shop)
+            bell = doorbell(shop)   # a Redis URL or client
+            events.ring(bell if isinstance(bell, str) else None, shop, client=None if isinstance(bell, str) else bell)
         return {"received": event.event_id, "new": bool(new), "wakes": event.wakes}
 
     @app.get("/health")

@@ -96,19 +96,18 @@ def build_events_app():
     shops = {shop.name: shop for shop in load_shops()}
     wh = Warehouse(warehouse_url(WAREHOUSE_CONN_ID))
     wh.migrate()
-    redis = {}
+    clients = {}
 
-    def redis_url(shop: str) -> str | None:
-        """The doorbell's Redis, from the shop's events connection (read once)."""
-        if shop not in redis:
-            from airflow.sdk import BaseHook
+    def doorbell(shop: str):
+        """The Redis the shop's AssetWatcher listens on, as the Redis provider reads its connection
+        (host, port, password, extra db and ssl settings); one client per shop."""
+        if shop not in clients:
+            from airflow.providers.redis.hooks.redis import RedisHook
 
-            conn = BaseHook.get_connection(shops[shop].events.redis_conn_id)
-            auth = f":{conn.password}@" if conn.password else ""
-            redis[shop] = f"redis://{auth}{conn.host or '127.0.0.1'}:{conn.port or 6379}/{conn.schema or 0}"
-        return redis[shop]
+            clients[shop] = RedisHook(redis_conn_id=shops[shop].events.redis_conn_id).get_conn()
+        return clients[shop]
 
-    return create_app(lambda name: shop_secrets(shops.get(name)), EventInbox(wh), redis_url)
+    return create_app(lambda name: shop_secrets(shops.get(name)), EventInbox(wh), doorbell)
 
 
 class OrderopsSlaPlugin(AirflowPlugin):

@@ -23,7 +23,7 @@ def receiver(warehouse_url):
     wh.migrate()
     inbox = EventInbox(wh)
     app = create_app(lambda shop: SECRETS if shop == "shop-a" else None, inbox,
-                     redis_url=lambda shop: "redis://127.0.0.1:6379/0", clock=lambda: NOW)
+                     doorbell=lambda shop: "redis://127.0.0.1:6379/0", clock=lambda: NOW)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://receiver")
     yield client, inbox
     wh.dispose()
