@@ -90,22 +90,18 @@ def _json(body: bytes, platform: str) -> Any:
 
 
 def _time(value: Any, what: str) -> datetime:
-    """Unix seconds or ISO-8601 with an offset, as the platforms write them."""
-    if isinstance(value, bool):
-        raise BadEvent(f"{what}: expected a time, got {value!r}")
-    if isinstance(value, (int, float)) or (isinstance(value, str) and value.isdigit()):
-        try:
-            return datetime.fromtimestamp(float(value), timezone.utc)
-        except (OverflowError, OSError, ValueError):
-            raise BadEvent(f"{what}: {value!r} is not a time") from None
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise BadEvent(f"{what}: {value!r} is not an ISO-8601 time") from None
-        if moment.tzinfo is None:
-            raise BadEvent(f"{what}: {value!r} has no UTC offset")
-        return moment.astimezone(timezone.utc)
+    """Unix seconds or ISO-8601, as the platforms write them, read as staging reads times."""
+    from include.staging import BadRecord, iso_time, unix_time
+
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    try:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return unix_time({"time": value}, "time", what)
+        if isinstance(value, str):
+            return iso_time({"time": value}, "time", what)
+    except BadRecord as exc:
+        raise BadEvent(str(exc)) from None
     raise BadEvent(f"{what}: expected a time, got {value!r}")
 
 
