@@ -496,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.ERROR)
     print(f"simulating {args.days} days x {args.orders_per_day} orders, schedule {args.schedule!r}, seed {args.seed}",
           flush=True)
-    out = Path(args.out)
+    out = Path(args.out).resolve()   # Airflow takes only absolute SQLite paths
     life = {"backlog_orders": args.backlog} if args.backlog else None
     summary = simulate(args.days, args.orders_per_day, args.schedule, args.seed, out, args.warehouse, start,
                        life_overrides=life, events=args.events == "on", debounce_seconds=args.debounce_seconds)
@@ -512,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = {**summary, "all_days_match": summary["all_days_match"] and with_events["all_days_match"],
                    "duplicate_effects": summary["duplicate_effects"] + with_events["duplicate_effects"],
                    "missed_tracking": summary["missed_tracking"] + with_events["missed_tracking"]}
-    print(f"\nwrote {Path(args.out) / 'summary.json'} and truth.json")
+    print(f"\nwrote {out / 'summary.json'} and truth.json")
     return 0 if summary["all_days_match"] and not summary["duplicate_effects"] and not summary["missed_tracking"] else 1
 
 

@@ -621,7 +621,7 @@ def shipments_report(settings: RunSettings, client, wh: Warehouse, since: dateti
             and timedelta(0) <= now - as_utc(last.requested_at) < REPORT_REGENERATION:
         return last.report_rows, True
     report_id = client.request_fulfilled_shipments(start, now)
-    lines = client.collect_fulfilled_shipments(report_id)
+    lines = client.collect_fulfilled_shipments(report_id, expected_seconds=last.build_seconds if last else None)
     if lines is None:
         # cancelled: asked too soon after another (by anyone: read one by one) or nothing shipped in
         # the range (an empty report: reading every order that might have shipped would cost a call
@@ -636,7 +636,9 @@ def shipments_report(settings: RunSettings, client, wh: Warehouse, since: dateti
     rows = [{k: line[k] for k in staging.REPORT_FIELDS if k in line} if isinstance(line, dict) else line
             for line in lines]
     wh.upsert(amazon_shipment_reports, [{"shop": settings.shop, "report_id": report_id, "data_start": start,
-                                         "data_end": now, "requested_at": now, "report_rows": rows}])
+                                         "data_end": now, "requested_at": now, "report_rows": rows,
+                                         "build_seconds": client.build_seconds if client.build_seconds is not None
+                                         else last.build_seconds if last else None}])
     return rows, False
 
 

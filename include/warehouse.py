@@ -244,6 +244,7 @@ amazon_shipment_reports = sa.Table(
     sa.Column("data_end", TS, nullable=False),
     sa.Column("requested_at", TS, nullable=False),   # the run's clock
     sa.Column("report_rows", sa.JSON, nullable=False),
+    sa.Column("build_seconds", sa.Float),              # how long Amazon took: the next report's first poll waits that
 )
 # TikTok's shipping providers per delivery option, as last read (the run's clock): they seldom
 # change, so runs reuse them for a while and every sweep reads them anew.
@@ -335,7 +336,15 @@ MIGRATIONS: list = [
     lambda conn: metadata.create_all(conn, tables=[at_risk_alerts]),
     lambda conn: metadata.create_all(conn, tables=[escalation_reviews, carrier_mappings]),
     lambda conn: metadata.create_all(conn, tables=[platform_events]),
+    lambda conn: _add_column(conn, amazon_shipment_reports.c.build_seconds),
 ]
+
+
+def _add_column(conn, column: sa.Column) -> None:
+    """A nullable column added to a released table (a database created since has it already)."""
+    if column.name not in {c["name"] for c in sa.inspect(conn).get_columns(column.table.name)}:
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f'ALTER TABLE {column.table.name} ADD COLUMN {column.name} {kind}'))
 
 
 def _v5_latest_state(conn) -> None:

@@ -97,6 +97,7 @@ _NOT_FOUND = re.compile(r"^Requested (order|package) '.*' not found$")
 _ID = re.compile(r"^[^\x00-\x1f/\\?#]{1,40}$")
 _REPORT_DONE = ("DONE", "CANCELLED", "FATAL")
 FIRST_REPORT_POLL = 1.0           # seconds before the first getReport; doubles up to poll_interval
+MAX_FIRST_REPORT_POLL = 120.0     # the longest first wait a slow last report may set
 _REQUIRED_REPORT_COLUMNS = ("amazon-order-id", "merchant-order-id", "tracking-number")
 
 
@@ -256,6 +257,7 @@ class AmazonMcfClient(PlatformClient):
         self._token_lock = threading.RLock()
         self._download_compression: dict[str, str | None] = {}
         self.token_exchanges = 0
+        self.build_seconds: float | None = None   # how long the last collected report took Amazon to build
         _guard_httpx_log()
 
     @classmethod
@@ -651,23 +653,29 @@ class AmazonMcfClient(PlatformClient):
         """Ask for the shipments report; returns its reportId (collect it with `collect_fulfilled_shipments`)."""
         return self.create_report(data_start, data_end)
 
-    def collect_fulfilled_shipments(self, report_id: str, *, poll_interval: float = 15.0,
-                                    timeout: float = 900.0) -> list[dict[str, str]] | None:
+    def collect_fulfilled_shipments(self, report_id: str, *, poll_interval: float = 15.0, timeout: float = 900.0,
+                                    expected_seconds: float | None = None) -> list[dict[str, str]] | None:
         """Wait for a requested shipments report and return its rows (see `fulfilled_shipments`).
 
         Polls after 1, 2, 4, ... seconds, at most `poll_interval` apart: a quick report is read
         as soon as it is done, a slow one costs a poll per `poll_interval` (getReport allows
         2 per second, so the few early polls cost nothing that matters). The first poll waits too:
-        a report is never done the moment it was asked for, and each run asks for one.
+        a report is never done the moment it was asked for, and each run asks for one. Given how long
+        the last one took to build (`expected_seconds`, see `build_seconds`), the first poll waits that
+        long, so a report that builds as fast as the last is read with one poll.
         """
         deadline = time.monotonic() + timeout
         wait = min(FIRST_REPORT_POLL, poll_interval)
+        self.build_seconds = None
+        # Amazon's times are whole seconds: a second more than the last build, and a tenth for drift
+        self._sleep(wait if expected_seconds is None else min(max(expected_seconds * 1.1 + 1, wait), MAX_FIRST_REPORT_POLL))
         while True:
-            self._sleep(wait)
-            wait = min(poll_interval, wait * 2)
             report = self.get_report(report_id)
             state = report["processingStatus"]
             if state == "DONE":
+                created, ended = _parse_time(report.get("createdTime")), _parse_time(report.get("processingEndTime"))
+                if created is not None and ended is not None and ended >= created:
+                    self.build_seconds = (ended - created).total_seconds()
                 break
             if state == "CANCELLED":
                 return None
@@ -677,6 +685,8 @@ class AmazonMcfClient(PlatformClient):
             if time.monotonic() + wait > deadline:
                 raise ReportTimeoutError(self.platform, GET_REPORT,
                                          f"report {report_id} still {state} after {timeout:g} s")
+            self._sleep(wait)
+            wait = min(poll_interval, wait * 2)
         document_id = report.get("reportDocumentId")
         if not document_id:
             raise MalformedResponseError(self.platform, GET_REPORT, f"report {report_id} is DONE without a document")

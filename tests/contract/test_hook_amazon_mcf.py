@@ -468,6 +468,22 @@ def test_fulfilled_shipments_report_is_created_polled_downloaded_and_parsed(run_
     assert len(writes(server, CREATE_REPORT)) == 5
 
 
+def test_a_report_built_as_fast_as_the_last_is_read_with_one_poll(run_sandbox):
+    two_seconds = {"report_queue_seconds": 1.0, "report_processing_seconds": 1.0}
+    server = start(run_sandbox, generate(300, seed=5), Settings(rate_scale=SCALE, clock_rate=0, platforms={P: two_seconds}))
+    begin = NOW - timedelta(days=3)
+    with make_client(server) as client:
+        first = client.collect_fulfilled_shipments(client.request_fulfilled_shipments(begin, NOW), poll_interval=0.5)
+        assert client.stats.calls[GET_REPORT] >= 2   # after 0.5 s, 1 s ... a report that takes 2 s
+        assert client.build_seconds == 2.0   # createdTime -> processingEndTime (whole seconds)
+        learned = client.build_seconds
+    server.sandbox.clock.advance(30 * 60)
+    with make_client(server) as client:
+        again = client.collect_fulfilled_shipments(client.request_fulfilled_shipments(begin, NOW), poll_interval=0.5,
+                                                   expected_seconds=learned)
+        assert again == first and client.stats.calls[GET_REPORT] == 1
+
+
 def test_report_faults_timeout_and_an_expired_document_url(run_sandbox):
     settings = Settings(rate_scale=SCALE, clock_rate=0, platforms={P: {
         "report_queue_seconds": 0.5, "report_processing_seconds": 0.2, "document_url_ttl_seconds": 2}})

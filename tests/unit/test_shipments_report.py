@@ -16,14 +16,19 @@ NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 class ReportsAsked:
     """Records what was asked of Amazon's Reports API (the run's other calls are not made here)."""
 
-    def __init__(self):
+    def __init__(self, build_seconds: float | None = 40.0):
         self.asked: list[tuple[datetime, datetime]] = []
+        self.expected: list[float | None] = []   # each collect's expected build time
+        self.build_seconds = None
+        self.builds = build_seconds
 
     def request_fulfilled_shipments(self, start, end):
         self.asked.append((start, end))
         return f"report-{len(self.asked)}"
 
-    def collect_fulfilled_shipments(self, report_id):
+    def collect_fulfilled_shipments(self, report_id, expected_seconds=None):
+        self.expected.append(expected_seconds)
+        self.build_seconds = self.builds
         return [{"merchant-order-id": "1001", "tracking-number": report_id, "recipient-name": "A Buyer",
                  "ship-address-1": "1 Main St"}]
 
@@ -64,6 +69,17 @@ def test_a_covered_range_within_30_minutes_reads_the_stored_copy(wh):
     # a later moment: the stored copy lacks what shipped since, so asked anew
     _, reused = shipments_report(settings_at(NOW + timedelta(minutes=10)), client, wh, NOW - timedelta(days=1))
     assert not reused and len(client.asked) == 3
+
+
+def test_each_report_waits_as_long_as_the_last_took_to_build(wh):
+    client = ReportsAsked(build_seconds=40.0)
+    shipments_report(settings_at(NOW), client, wh, NOW - timedelta(days=1))
+    client.builds = None   # a report that says nothing of its build time keeps the last figure
+    shipments_report(settings_at(NOW + timedelta(minutes=30)), client, wh, NOW - timedelta(days=1))
+    client.builds = 55.0
+    shipments_report(settings_at(NOW + timedelta(minutes=60)), client, wh, NOW - timedelta(days=1))
+    shipments_report(settings_at(NOW + timedelta(minutes=90)), client, wh, NOW - timedelta(days=1))
+    assert client.expected == [None, 40.0, 40.0, 55.0]
 
 
 def test_the_stored_copy_is_the_shops_own(wh):

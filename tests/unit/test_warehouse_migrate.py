@@ -32,3 +32,24 @@ def test_processes_migrating_a_fresh_sqlite_file_at_once_take_turns(tmp_path):
         with Warehouse(url).engine.connect() as conn:
             versions = conn.execute(sa.select(schema_version.c.version).order_by(schema_version.c.version)).scalars()
             assert list(versions) == list(range(1, len(MIGRATIONS) + 1))
+
+
+def test_an_upgrade_adds_the_report_build_time_and_keeps_the_stored_report(warehouse_url):
+    from datetime import datetime, timezone
+
+    from include.warehouse import amazon_shipment_reports
+
+    wh = Warehouse(warehouse_url)
+    wh.migrate()
+    # the schema as version 9 left it, with a report stored
+    with wh.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE amazon_shipment_reports DROP COLUMN build_seconds"))
+        conn.execute(schema_version.delete().where(schema_version.c.version == len(MIGRATIONS)))
+        moment = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
+        conn.execute(sa.text("INSERT INTO amazon_shipment_reports (shop, report_id, data_start, data_end, requested_at, "
+                             "report_rows) VALUES ('default', 'r-1', :t, :t, :t, '[]')"), {"t": moment})
+    assert Warehouse(warehouse_url).migrate() == len(MIGRATIONS)
+    with wh.engine.connect() as conn:
+        (row,) = conn.execute(sa.select(amazon_shipment_reports)).mappings().all()
+    assert row["report_id"] == "r-1" and row["build_seconds"] is None
+    wh.engine.dispose()
