@@ -17,7 +17,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -277,6 +277,19 @@ class EventInbox:
                 sa.select(t.platform, t.event_id, t.topic, t.order_ref, t.occurred_at, t.received_at, t.wakes)
                 .where(t.shop == shop, t.run_id == run_id))]
 
+    def followed(self, shop: str, platform: str, refs: Iterable[str], run_id: str) -> set[str]:
+        """Of these orders, those the platform's notifications reach the inbox for, none of whose
+        waking ones waits or is this run's: what changes next on them will be announced, and
+        nothing announced is left to read."""
+        refs = sorted(set(refs))
+        if not refs:
+            return set()
+        t = platform_events.c
+        with self.wh.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.order_ref, t.wakes, t.run_id).where(
+                t.shop == shop, t.platform == platform, t.order_ref.in_(refs))).all()
+        pending = {ref for ref, wakes, claimant in rows if wakes and claimant in (None, run_id)}
+        return {ref for ref, _, _ in rows} - pending
 
     def claimed(self, shop: str, run_id: str, platform: str) -> list[dict]:
         """What a run claimed of one platform, with what each event carried."""

@@ -524,7 +524,8 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
                 and status(o) in SHIPPING_STATUSES]
     # a sweep re-reads everything: it is what catches a row staged incomplete (a report that lagged)
     known = set() if listing.sweep else _shipped_as_staged(wh, settings, shipping, status)
-    wanted = sum(1 for o in shipping if o["sellerFulfillmentOrderId"] not in known)
+    followed = set() if listing.sweep else _followed_while_processing(wh, settings, shipping, status)
+    wanted = sum(1 for o in shipping if o["sellerFulfillmentOrderId"] not in known | followed)
     report, reused = shipments_report(settings, client, wh, start) if wanted > REPORT_CALLS else (None, False)
     report_state = ("reused" if reused else "read") if report is not None else (
         "cancelled" if wanted > REPORT_CALLS else "not needed")
@@ -539,7 +540,7 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
         sfo = record_id(order, "sellerFulfillmentOrderId")
         if sfo in known:
             carried += 1   # staged with its shipments, unchanged since: its row stands as it is
-        elif isinstance(sfo, str) and not by_order.get(sfo) and status(order) in read_each:
+        elif isinstance(sfo, str) and not by_order.get(sfo) and status(order) in read_each and sfo not in followed:
             fallbacks += 1
             try:
                 details.append(("detail", client.get_fulfillment_order(sfo)))
@@ -565,8 +566,25 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
                                 missed=_missed_by_cursor(wh, settings, table, listing))
     advance_cursor(wh, settings, listing, orders, found, start)
     return Step("extract_amazon", {"orders": orders, "report_rows": len(report or ()), "report": report_state,
-                                   "detail_calls": fallbacks, "carried_forward": carried, "quarantined": bad,
+                                   "detail_calls": fallbacks, "carried_forward": carried,
+                                   "followed_by_notifications": len(followed), "quarantined": bad,
                                    "missed_by_cursor": found}).as_dict()
+
+
+def _followed_while_processing(wh: Warehouse, settings: RunSettings, orders: list[dict], status: Callable) -> set[str]:
+    """Of listed Processing orders, those staged with no shipment whose FULFILLMENT_ORDER_STATUS
+    notifications reach the inbox, none left to act on: a package they ship is announced (and its
+    run stages it), so the listing stands for them without reading their shipments. A lost
+    announcement is caught when the order is listed Complete with no shipment staged, or by a sweep."""
+    processing = {o["sellerFulfillmentOrderId"] for o in orders if status(o) == "Processing"}
+    followed = EventInbox(wh).followed(settings.shop, "amazon_mcf", processing, settings.run_id)
+    if not followed:
+        return set()
+    t = stg_amazon_fulfillment_orders.c
+    with wh.engine.connect() as conn:
+        shipped = {sfo for sfo, shipments in conn.execute(sa.select(t.seller_fulfillment_order_id, t.shipments).where(
+            t.shop == settings.shop, t.seller_fulfillment_order_id.in_(sorted(followed)))) if shipments}
+    return followed - shipped
 
 
 def _shipped_as_staged(wh: Warehouse, settings: RunSettings, orders: list[dict], status: Callable) -> set[str]:

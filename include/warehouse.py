@@ -315,6 +315,7 @@ platform_events = sa.Table(
     sa.Column("payload", sa.JSON, nullable=False),             # buyer data removed
     sa.Column("run_id", sa.String(250)),                       # the run that claimed it
     sa.Index("ix_platform_events_waiting", "shop", "run_id", "received_at"),
+    sa.Index("ix_platform_events_order", "shop", "platform", "order_ref"),
 )
 schema_version = sa.Table(
     "orderops_schema", metadata,
@@ -336,8 +337,14 @@ MIGRATIONS: list = [
     lambda conn: metadata.create_all(conn, tables=[at_risk_alerts]),
     lambda conn: metadata.create_all(conn, tables=[escalation_reviews, carrier_mappings]),
     lambda conn: metadata.create_all(conn, tables=[platform_events]),
-    lambda conn: _add_column(conn, amazon_shipment_reports.c.build_seconds),
+    lambda conn: _v10_report_build_and_event_orders(conn),
 ]
+
+
+def _v10_report_build_and_event_orders(conn) -> None:
+    _add_column(conn, amazon_shipment_reports.c.build_seconds)
+    # a run asks which orders Amazon's notifications follow
+    next(i for i in platform_events.indexes if i.name == "ix_platform_events_order").create(conn, checkfirst=True)
 
 
 def _add_column(conn, column: sa.Column) -> None:

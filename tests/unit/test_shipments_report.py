@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from include import staging
-from include.pipeline import _shipped_as_staged, shipments_report
+from include.events import EventInbox, PlatformEvent
+from include.pipeline import _followed_while_processing, _shipped_as_staged, shipments_report
 from include.runconfig import run_settings
 from include.warehouse import Warehouse, stg_amazon_fulfillment_orders
 
@@ -116,3 +117,35 @@ def test_a_finished_order_staged_with_its_shipments_and_unchanged_is_not_read_ag
     assert _shipped_as_staged(wh, settings_at(NOW, shop="other"), now_listed, status) == set()
     broken = [{**listed("1001", "Complete", "2026-11-19T12:05:00Z"), "statusUpdatedDate": "yesterday"}]
     assert _shipped_as_staged(wh, settings, broken, status) == set()   # read as usual, staging names it
+
+
+def test_a_processing_order_followed_by_notifications_is_not_read_for_shipments(wh):
+    shipped = [{"amazonShipmentId": "S1", "fulfillmentShipmentStatus": "SHIPPED", "shippingDate": "2026-11-19T12:00:00Z",
+                "fulfillmentShipmentPackage": [{"packageNumber": 1, "carrierCode": "UPS", "trackingNumber": "1Z9"}],
+                "fulfillmentShipmentItem": []}]
+    settings = settings_at(NOW)
+    wh.upsert(stg_amazon_fulfillment_orders, [
+        {**staging.amazon_order_row({"fulfillmentOrder": listed(sfo, "Processing", "2026-11-19T12:05:00Z"),
+                                     "fulfillmentShipments": shipments}),
+         "shop": "default", "snapshot_run_id": "earlier", "extracted_at": NOW - timedelta(hours=1),
+         "source_request_id": None} for sfo, shipments in (("1001", []), ("1004", shipped))])
+    inbox = EventInbox(wh)
+
+    def notification(n: int, sfo: str, wakes: bool) -> PlatformEvent:
+        return PlatformEvent("amazon_mcf", f"n-{n}", "FULFILLMENT_ORDER_STATUS/Order", sfo, NOW, wakes, {})
+    inbox.receive("default", [notification(1, "1001", False), notification(2, "1003", False),
+                              notification(3, "1004", False), notification(4, "1005", False),
+                              notification(5, "1006", False)], received_at=NOW - timedelta(minutes=20))
+    inbox.claim("default", "earlier")
+    inbox.receive("default", [notification(7, "1006", True)], received_at=NOW)
+    inbox.claim("default", settings.run_id)                                      # this run took it: it reads
+    inbox.receive("default", [notification(6, "1003", True)], received_at=NOW)   # a shipment waits
+    now_listed = [listed("1001", "Processing", "2026-11-19T12:05:00Z"),   # followed, nothing shipped: stands
+                  listed("1002", "Processing", "2026-11-19T12:05:00Z"),   # no notification ever came
+                  listed("1003", "Processing", "2026-11-19T12:05:00Z"),   # an announcement waits for a run
+                  listed("1004", "Processing", "2026-11-19T14:00:00Z"),   # staged with a shipment: may ship more
+                  listed("1005", "Complete", "2026-11-19T14:00:00Z"),     # finished: its shipments are read
+                  listed("1006", "Processing", "2026-11-19T12:05:00Z")]   # this run claimed what woke it
+    status = lambda o: o["fulfillmentOrderStatus"]
+    assert _followed_while_processing(wh, settings, now_listed, status) == {"1001"}
+    assert _followed_while_processing(wh, settings_at(NOW, shop="other"), now_listed, status) == set()
