@@ -17,9 +17,8 @@ Contract: ShipBob's developer documentation and its OpenAPI files (1.0, 2026-01)
 * Order lists are a bare JSON array with paging headers (`Next-Page`, `Total-Pages`), which the
   order spec does not declare: the client follows `Next-Page` when it names a page of the same
   listing, else `Total-Pages`, else stops on a page shorter than `Limit`.
-* Cancels carry no idempotency key, so they are never resent blindly (`retry_safe=False`).
-  `cancel_order_safely` reads the order after an ambiguous failure and resends only while a
-  shipment is still open.
+* Cancels carry no idempotency key, so they are never resent blindly (`retry_safe=False`): after
+  an ambiguous failure the ledger's executor reads the order before anything is sent again.
 """
 from __future__ import annotations
 
@@ -53,18 +52,7 @@ DEFAULT_RATE_WINDOW = 60.0
 MAX_FILTER_CHARS = 1500
 SECRET_EXTRA_KEYS: tuple[str, ...] = ()   # the only secret is the password (the token)
 
-# "Not picked, packed or shipped": shipment states a cancel can still act on.
-_OPEN_STATUSES = frozenset({"None", "Processing", "OnHold", "Exception", "ImportReview", "CleanSweeped"})
-_PAST_PICK_DETAILS = frozenset({"Picked", "Packed", "Labeled"})
-_LIST_OPERATIONS = frozenset({"orders", "shipments"})
-
-
-def shipment_is_open(shipment: dict) -> bool:
-    """Whether a shipment could still be cancelled, judged from a read (status and status details)."""
-    if shipment.get("status") not in _OPEN_STATUSES:
-        return False
-    details = {d.get("name") for d in shipment.get("status_details") or [] if isinstance(d, dict)}
-    return not details & _PAST_PICK_DETAILS
+_LIST_OPERATIONS = frozenset({"orders"})
 
 
 def _cancelled(status: Any) -> bool:
@@ -74,11 +62,11 @@ def _cancelled(status: Any) -> bool:
 
 @dataclass(frozen=True)
 class CancelOutcome:
-    """What an order cancel achieved, from the platform's answer or, after an ambiguous failure, a read.
+    """What an order cancel achieved, from the platform's answer.
 
     `status` keeps ShipBob's words (Success, PartialSuccess, Failure). `cancelled` lists the
     shipments now cancelled (by this request or an earlier one), `refused` the others with the
-    platform's reason. `requests_sent` counts cancel requests that may have reached ShipBob.
+    platform's reason.
     """
 
     order_id: int
@@ -86,9 +74,7 @@ class CancelOutcome:
     cancelled: tuple[int, ...]
     refused: dict[int, str]
     order: dict | None
-    requests_sent: int = 1
     request_id: str | None = None
-    from_read: bool = False
 
     @property
     def fully_cancelled(self) -> bool:
@@ -97,7 +83,7 @@ class CancelOutcome:
         return bool(self.cancelled) and not self.refused
 
     @classmethod
-    def from_reply(cls, order_id: int, reply: Reply, requests_sent: int = 1) -> "CancelOutcome":
+    def from_reply(cls, order_id: int, reply: Reply) -> "CancelOutcome":
         data = reply.data if isinstance(reply.data, dict) else {}
         order = data.get("order") if isinstance(data.get("order"), dict) else None
         now_cancelled = {s.get("id") for s in (order or {}).get("shipments") or []
@@ -113,22 +99,8 @@ class CancelOutcome:
             else:
                 refused[sid] = str(result.get("reason") or "")
         return cls(order_id=int(data.get("order_id") or order_id), status=str(data.get("status") or ""),
-                   cancelled=tuple(cancelled), refused=refused, order=order, requests_sent=requests_sent,
+                   cancelled=tuple(cancelled), refused=refused, order=order,
                    request_id=reply.request_id)
-
-    @classmethod
-    def from_order(cls, order: dict, requests_sent: int) -> "CancelOutcome":
-        shipments = [s for s in order.get("shipments") or [] if isinstance(s, dict)]
-        cancelled = tuple(s.get("id") for s in shipments if _cancelled(s.get("status")))
-        refused = {s.get("id"): f"shipment is {s.get('status')}" for s in shipments
-                   if not _cancelled(s.get("status"))}
-        if _cancelled(order.get("status")) or (cancelled and not refused):
-            status = "Success"
-        else:
-            status = "PartialSuccess" if cancelled else "Failure"
-        return cls(order_id=int(order["id"]), status=status, cancelled=cancelled, refused=refused, order=order,
-                   requests_sent=requests_sent, from_read=True)
-
 
 def _quota(limit: float, window: float) -> tuple[float, float]:
     """(rate per second, burst) such that burst + rate x window stays under `limit`.
@@ -454,16 +426,6 @@ class ShipBobClient(PlatformClient):
         oid = _positive_id(order_id, "order_id")
         return self.call("order", "GET", self._path("order", str(oid))).data
 
-    def shipments(self, order_id: int) -> list[dict]:
-        """The shipments of one order (ShipmentViewModel list)."""
-        oid = _positive_id(order_id, "order_id")
-        return self.call("shipments", "GET", self._path("order", str(oid), "shipment")).data
-
-    def shipment(self, shipment_id: int) -> dict:
-        """One shipment (ShipmentViewModel)."""
-        sid = _positive_id(shipment_id, "shipment_id")
-        return self.call("shipment", "GET", self._path("shipment", str(sid))).data
-
     def channels(self) -> list[dict]:
         """The channels the token sees ({id, name, application_name, scopes}); both list shapes."""
         path = self._path("channel")
@@ -488,52 +450,12 @@ class ShipBobClient(PlatformClient):
         A 200 can still say `Failure` or `PartialSuccess` (shipments past picking are refused);
         see CancelOutcome.from_reply. Sent once: only a 429 or a refused connection (the request
         never reached ShipBob) is retried. Any other failure is raised for the caller to check the
-        order first, or use `cancel_order_safely`.
+        order first.
         """
         oid = _positive_id(order_id, "order_id")
         self.require_channel("cancel_order")
         return self.call("cancel_order", "POST", self._path(self._verb(f"order/{oid}", "cancel")),
                          retry_safe=False)
-
-    def cancel_shipment(self, shipment_id: int) -> Reply:
-        """Cancel one shipment; Reply.data is the ShipmentViewModel, status Cancelled.
-
-        A shipment already picked, packed or shipped is refused with 422 (BusinessError, the
-        validation dictionary in `.errors`). Sent once, like `cancel_order`.
-        """
-        sid = _positive_id(shipment_id, "shipment_id")
-        self.require_channel("cancel_shipment")
-        return self.call("cancel_shipment", "POST", self._path(self._verb(f"shipment/{sid}", "cancel")),
-                         retry_safe=False)
-
-    def cancel_order_safely(self, order_id: int, max_sends: int = 3) -> CancelOutcome:
-        """Cancel an order, resending only after reading that a shipment is still open.
-
-        After an ambiguous failure (timeout after sending, 5xx, unreadable body) the order is read:
-        nothing open any more means the earlier request (or the warehouse) settled it, and the
-        outcome is built from that read without sending again.
-        """
-        oid = _positive_id(order_id, "order_id")
-        sent = 0
-        while True:
-            sent += 1
-            try:
-                return CancelOutcome.from_reply(oid, self.cancel_order(oid), sent)
-            except ThrottledError:
-                raise   # throttles were already retried: the request never got processed
-            except RetryableError as exc:
-                order = self.order(oid)
-                still_open = [s.get("id") for s in order.get("shipments") or []
-                              if isinstance(s, dict) and shipment_is_open(s)]
-                if not still_open:
-                    log.info("shipbob cancel_order %s: %s; the order read back has no open shipment, not resending",
-                             oid, exc.platform_message)
-                    return CancelOutcome.from_order(order, sent)
-                if sent >= max_sends:
-                    raise
-                log.info("shipbob cancel_order %s: %s; shipments %s still open, sending again",
-                         oid, exc.platform_message, still_open)
-
 
 def _hook_class():
     from airflow.sdk import BaseHook

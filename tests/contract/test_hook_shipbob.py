@@ -204,9 +204,6 @@ def test_filters_reach_the_platform(run_sandbox):
         updated = client.orders(last_update_start=NOW - timedelta(hours=1))
         assert sorted(o["id"] for o in updated) == [9000001, 9000002, 9000003, 9000004]
         assert list(client.orders(last_update_start=NOW + timedelta(hours=1))) == []
-        shipments = client.shipments(9000002)
-        assert [s["id"] for s in shipments] == [20000020] and shipments[0]["tracking"]["tracking_number"]
-        assert client.shipment(20000020) == shipments[0]
         assert {c["id"] for c in client.channels()} == {READONLY_CHANNEL, CHANNEL, 100300}   # cursor shape
     with make_client(server, api_version="1.0") as legacy:
         assert {c["id"] for c in legacy.channels()} == {READONLY_CHANNEL, CHANNEL, 100300}   # bare array
@@ -332,8 +329,6 @@ def test_forbidden_channel_and_missing_channel(run_sandbox):
     with make_client(server, channel_id=None) as client:
         with pytest.raises(ConfigurationError, match="channel_id"):
             client.cancel_order(9000001)
-        with pytest.raises(ConfigurationError, match="channel_id"):
-            client.cancel_shipment(20000010)
         assert client.stats.calls == {}
     assert [(w.status, w.outcome) for w in writes(server)] == [(403, "forbidden")]
     assert server.sandbox.platforms["shipbob"].state()["orders"][0]["status"] == "Processing"
@@ -389,12 +384,12 @@ def test_a_hang_times_out_and_the_read_is_retried(run_sandbox):
 
 
 # ---------------------------------------------------------------- cancels
-@pytest.mark.parametrize("version,order_path,shipment_path", [
-    ("1.0", "/1.0/order/9000001/cancel", "/1.0/shipment/20000020/cancel"),
-    ("2026-01", "/2026-01/order/9000001:cancel", "/2026-01/shipment/20000020:cancel"),
-    ("2025-07", "/2025-07/order/9000001:cancel", "/2025-07/shipment/20000020:cancel"),
+@pytest.mark.parametrize("version,order_path", [
+    ("1.0", "/1.0/order/9000001/cancel"),
+    ("2026-01", "/2026-01/order/9000001:cancel"),
+    ("2025-07", "/2025-07/order/9000001:cancel"),
 ])
-def test_cancel_paths_results_and_refusals(run_sandbox, version, order_path, shipment_path):
+def test_cancel_paths_results_and_refusals(run_sandbox, version, order_path):
     server = run_sandbox(scenario([
         sb_order(1, shipments=[ship(1, 0), ship(1, 1, status="OnHold")]),
         sb_order(2, shipments=[ship(2)]),
@@ -408,26 +403,18 @@ def test_cancel_paths_results_and_refusals(run_sandbox, version, order_path, shi
         assert outcome.status == "Success" and outcome.fully_cancelled
         assert outcome.cancelled == (20000010, 20000011) and outcome.refused == {}
 
-        shipment = client.cancel_shipment(20000020)
-        assert shipment.data["status"] == "Cancelled"
-
         refused = CancelOutcome.from_reply(9000003, client.cancel_order(9000003))
         assert refused.status == "Failure" and not refused.fully_cancelled
         assert "picked" in refused.refused[20000030]
         partial = CancelOutcome.from_reply(9000004, client.cancel_order(9000004))
         assert partial.status == "PartialSuccess" and partial.cancelled == (20000041,)
 
-        with pytest.raises(BusinessError) as caught:
-            client.cancel_shipment(20000030)
-        assert caught.value.status == 422 and "picked" in str(caught.value)
-        assert caught.value.errors == {"ShipmentId": [
-            "Shipment cannot be cancelled because it has already been picked"]}
         with pytest.raises(NotFoundError):
             client.cancel_order(9999999)
-        assert client.stats.calls["cancel_order"] == 4 and client.stats.calls["cancel_shipment"] == 2
+        assert client.stats.calls["cancel_order"] == 4
     done = [(w.path, w.status, w.outcome) for w in writes(server)]
-    assert done[:2] == [(order_path, 200, "ok"), (shipment_path, 200, "ok")]
-    assert [w.status for w in writes(server)] == [200, 200, 200, 200, 422, 404]
+    assert done[0] == (order_path, 200, "ok")
+    assert [w.status for w in writes(server)] == [200, 200, 200, 404]
     assert all(w.method == "POST" for w in writes(server))
 
 
@@ -471,35 +458,6 @@ def test_a_cancel_is_never_resent_blindly(run_sandbox):
     # Writes the simulator performed: the cut answer's cancel and the throttled one's, once each.
     assert [(w.path, w.outcome) for w in writes(server)] == [
         ("/2026-01/order/9000001:cancel", "ok"), ("/2026-01/order/9000004:cancel", "ok")]
-
-
-def test_cancel_order_safely_reads_before_resending(run_sandbox):
-    server = run_sandbox(scenario([sb_order(i, shipments=[ship(i)]) for i in range(1, 4)]
-                                  + [sb_order(4, shipments=[ship(4, detail="Packed")])]),
-                         platforms=("shipbob",), settings=SCALED)
-    with make_client(server, timeout=2.0) as client:
-        fault(server, kind="truncated", path=r"/order/9000001:cancel$")
-        took = client.cancel_order_safely(9000001)   # it went through: read, don't resend
-        assert took.from_read and took.fully_cancelled and took.requests_sent == 1
-        assert took.status == "Success" and took.cancelled == (20000010,)
-
-        fault(server, kind="5xx", status=503, path=r"/order/9000002:cancel$")
-        resent = client.cancel_order_safely(9000002)   # it did not: the read shows it open, send again
-        assert not resent.from_read and resent.requests_sent == 2 and resent.status == "Success"
-
-        fault(server, kind="hang", seconds=30, path=r"/order/9000003:cancel$", count=2)
-        with pytest.raises(RetryableError):
-            client.cancel_order_safely(9000003, max_sends=2)
-
-        fault(server, kind="malformed", path=r"/order/9000004:cancel$")
-        packed = client.cancel_order_safely(9000004)   # refused by the warehouse state: nothing to resend
-        assert packed.from_read and packed.status == "Failure" and packed.requests_sent == 1
-        assert client.stats.calls["order"] == 5   # one read per ambiguous failure
-    cancels = [(w.path, w.outcome) for w in writes(server)]
-    assert cancels == [("/2026-01/order/9000001:cancel", "ok"), ("/2026-01/order/9000002:cancel", "ok"),
-                       ("/2026-01/order/9000004:cancel", "not_cancellable")]
-    state = {o["id"]: o["status"] for o in server.sandbox.platforms["shipbob"].state()["orders"]}
-    assert state == {9000001: "Cancelled", 9000002: "Cancelled", 9000003: "Processing", 9000004: "Processing"}
 
 
 def test_cancel_outcome_reads_numeric_actions():
@@ -613,7 +571,7 @@ def test_hook_from_env_connection_keeps_the_token_out_of_logs(run_sandbox, monke
     assert client.stats.calls["orders"] == 3 + 1
 
     failures = []
-    for call in (lambda: client.order(9999999), lambda: client.cancel_shipment(99999999)):
+    for call in (lambda: client.order(9999999), lambda: client.cancel_order(99999999)):
         with pytest.raises(NotFoundError) as caught:
             call()
         failures.append(caught.value)
