@@ -21,7 +21,7 @@ tests/fixtures/vendor-specs/amazon-sp-api (Fulfillment Outbound 2020-07-01, Repo
   429 -> ThrottledError; 5xx -> RetryableError.
 * cancelFulfillmentOrder has no idempotency key: sent with retry_safe=False. A repeat answered
   "Reason: DuplicateCancelRequest" becomes AlreadyCancelledError (code DuplicateCancelRequest);
-  `cancel_safely` reads the order after an ambiguous failure before sending again.
+  after an ambiguous failure the ledger's executor reads the order before anything is sent again.
 * Bulk tracking: GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL through the Reports API (create,
   poll, document, download from the presigned URL without the access token, gunzip, TSV).
 """
@@ -35,7 +35,6 @@ import re
 import threading
 import time
 import zlib
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -63,7 +62,6 @@ LWA = "lwa:token"
 LIST = "listAllFulfillmentOrders"
 GET = "getFulfillmentOrder"
 CANCEL = "cancelFulfillmentOrder"
-TRACKING = "getPackageTrackingDetails"
 CREATE_REPORT = "createReport"
 GET_REPORT = "getReport"
 GET_REPORTS = "getReports"
@@ -72,7 +70,7 @@ DOWNLOAD = "downloadReportDocument"
 
 # operationId -> (rate per second, burst), from each operation's Usage Plan table.
 QUOTAS: dict[str, tuple[float, float]] = {
-    LIST: (2.0, 30), GET: (2.0, 30), CANCEL: (2.0, 30), TRACKING: (2.0, 30),
+    LIST: (2.0, 30), GET: (2.0, 30), CANCEL: (2.0, 30), "getPackageTrackingDetails": (2.0, 30),
     "createFulfillmentOrder": (2.0, 30),
     CREATE_REPORT: (0.0167, 15), GET_REPORT: (2.0, 15), GET_REPORTS: (0.0222, 10),
     GET_DOCUMENT: (0.0167, 15), "cancelReport": (0.0222, 10),
@@ -83,13 +81,11 @@ _NO_TOKEN = frozenset({LWA, DOWNLOAD})
 _SHAPES: dict[str, tuple[tuple[str, type], ...]] = {
     LIST: (("payload", dict),),
     GET: (("payload", dict), ("fulfillmentOrder", dict)),
-    TRACKING: (("payload", dict),),
     CREATE_REPORT: (("reportId", str),),
     GET_REPORT: (("processingStatus", str),),
     GET_REPORTS: (("reports", list),),
     GET_DOCUMENT: (("url", str),),
 }
-CANCELLABLE = frozenset({"new", "received", "planning"})
 TOKEN_MARGIN_SECONDS = 60.0
 JITTER_RESERVE = 1.0
 _REASON = re.compile(r"Reason:\s*([A-Za-z]+)\.?\s*$")
@@ -115,29 +111,6 @@ class ReportFailedError(PlatformError):
 
 class ReportTimeoutError(RetryableError):
     """A report still processing when the caller's timeout ran out."""
-
-
-@dataclass(frozen=True)
-class CancelOutcome:
-    """What a cancel achieved: `result` is cancelled, already_cancelled or not_cancellable.
-
-    `from_read` says the outcome was read back with getFulfillmentOrder after an ambiguous
-    failure (timeout after sending, 5xx, unreadable body). `requests_sent` counts cancel
-    requests that may have reached Amazon. Cancels are best effort on Amazon's side: a
-    `cancelled` result means the request was accepted, the order's status tells the rest.
-    """
-
-    seller_fulfillment_order_id: str
-    result: str
-    order_status: str | None = None
-    reason: str | None = None
-    requests_sent: int = 1
-    request_id: str | None = None
-    from_read: bool = False
-
-    @property
-    def cancelled(self) -> bool:
-        return self.result in ("cancelled", "already_cancelled")
 
 
 def _timestamp(value: datetime | str | None, name: str) -> str | None:
@@ -502,55 +475,11 @@ class AmazonMcfClient(PlatformClient):
         Raises AlreadyCancelledError (code DuplicateCancelRequest) when the order is already
         cancelled and NotCancellableError (code OrderNotCancellable, or Amazon's reason) once
         picking has started. Sent once: only a 429 or a refused connection is retried; any
-        other failure is raised for the caller to read the order first (see `cancel_safely`).
+        other failure is raised for the caller to read the order first.
         """
         sfo_id = _order_id(seller_fulfillment_order_id)
         return self.call(CANCEL, "PUT", f"{FBA}/fulfillmentOrders/{quote(sfo_id, safe='')}/cancel",
                          retry_safe=False)
-
-    def cancel_safely(self, seller_fulfillment_order_id: str, max_sends: int = 3) -> CancelOutcome:
-        """Cancel, resending only after a read shows the order still cancellable and not cancelled."""
-        sfo_id = _order_id(seller_fulfillment_order_id)
-        sent = 0
-        while True:
-            sent += 1
-            try:
-                reply = self.cancel_fulfillment_order(sfo_id)
-                return CancelOutcome(sfo_id, "cancelled", requests_sent=sent, request_id=reply.request_id)
-            except AlreadyCancelledError as exc:
-                return CancelOutcome(sfo_id, "already_cancelled", "Cancelled", exc.code, sent, exc.request_id)
-            except NotCancellableError as exc:
-                return CancelOutcome(sfo_id, "not_cancellable", None, exc.code, sent, exc.request_id)
-            except ThrottledError:
-                raise   # retried already; a 429 proves the request was not processed
-            except RetryableError as exc:
-                order = self.get_fulfillment_order(sfo_id)
-                status = str(order["fulfillmentOrder"].get("fulfillmentOrderStatus") or "")
-                if status.lower() == "cancelled":
-                    log.info("amazon_mcf cancel %s: %s; read back as Cancelled, not resending",
-                             sfo_id, exc.platform_message)
-                    return CancelOutcome(sfo_id, "cancelled", status, None, sent, exc.request_id, from_read=True)
-                picking = any(str(s.get("fulfillmentShipmentStatus") or "").upper() in ("PENDING", "SHIPPED")
-                              for s in order.get("fulfillmentShipments") or [] if isinstance(s, dict))
-                if status.lower() not in CANCELLABLE or picking:
-                    return CancelOutcome(sfo_id, "not_cancellable", status, f"order is {status}", sent,
-                                         exc.request_id, from_read=True)
-                if sent >= max_sends:
-                    raise
-                log.info("amazon_mcf cancel %s: %s; order still %s, sending again", sfo_id,
-                         exc.platform_message, status)
-
-    def package_tracking(self, package_number: int) -> dict:
-        """getPackageTrackingDetails' payload (carrier events); enums are passed through unchecked."""
-        if isinstance(package_number, bool) or not isinstance(package_number, (int, str)):
-            raise ValueError(f"package_number: expected an integer, got {package_number!r}")
-        try:
-            number = int(package_number)
-        except ValueError:
-            raise ValueError(f"package_number: expected an integer, got {package_number!r}") from None
-        if not -2**31 <= number < 2**31:
-            raise ValueError(f"package_number: {number} is outside int32")
-        return self.call(TRACKING, "GET", f"{FBA}/tracking", params={"packageNumber": number}).data["payload"]
 
     # ------------------------------------------------------------------ Reports
     def create_report(self, data_start: datetime | str, data_end: datetime | str,

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from include.platforms.amazon_mcf import (CANCEL, CREATE_REPORT, DOWNLOAD, GET, GET_DOCUMENT, GET_REPORT,
-                                          GET_REPORTS, LIST, LWA, TRACKING, AlreadyCancelledError,
+                                          GET_REPORTS, LIST, LWA, AlreadyCancelledError,
                                           AmazonMcfClient, NotCancellableError, ReportFailedError,
                                           ReportTimeoutError, parse_flat_file)
 from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
@@ -310,8 +310,6 @@ def test_errors_are_typed_with_code_message_and_request_id(run_sandbox):
             client.get_fulfillment_order("9999")
         assert (caught.value.code, caught.value.status) == ("InvalidInput", 400)   # Amazon answers 400 here
         assert caught.value.platform_message == "Requested order '9999' not found" and caught.value.request_id
-        with pytest.raises(NotFoundError):
-            client.package_tracking(123456789)
         with pytest.raises(NotFoundError) as caught:
             client.call("getFeatures", "GET", "/fba/outbound/2020-07-01/features")   # not simulated: 404
         assert caught.value.status == 404 and caught.value.code == "NotFound"
@@ -323,22 +321,6 @@ def test_errors_are_typed_with_code_message_and_request_id(run_sandbox):
         for bad in ("", "a/b", "../x", "x" * 41, None, True):
             with pytest.raises(ValueError):
                 client.get_fulfillment_order(bad)
-        with pytest.raises(ValueError):
-            client.package_tracking(2**31)
-
-
-def test_package_tracking_returns_the_carrier_events(run_sandbox):
-    shipped = {"status": "SHIPPED", "packages": [
-        {"package_number": 212794778, "carrier_code": "UPS", "tracking_number": "1Z999AA10123456784"}]}
-    server = start(run_sandbox, [mcf_order(1, "Complete", received_time="2026-11-10T00:00:00Z",
-                                           shipments=[shipped])])
-    with make_client(server) as client:
-        detail = client.get_fulfillment_order("1001")
-        (package,) = detail["fulfillmentShipments"][0]["fulfillmentShipmentPackage"]
-        tracking = client.package_tracking(package["packageNumber"])
-        assert tracking["trackingNumber"] == "1Z999AA10123456784" and tracking["currentStatus"] == "DELIVERED"
-        assert tracking["trackingEvents"][0]["eventCode"] == "EVENT_301"
-        assert client.stats.calls[TRACKING] == 1
 
 
 # ---------------------------------------------------------------- cancel
@@ -368,35 +350,6 @@ def test_cancel_results_refusals_and_no_blind_resend(run_sandbox):
     assert counted(server, CANCEL) == 7
     outcomes = [(w.path.rsplit("/", 2)[1], w.outcome) for w in writes(server, CANCEL)]
     assert outcomes == [("1001", "ok"), ("1001", "InvalidInput"), ("1002", "InvalidInput"), ("1004", "ok")]
-
-
-def test_cancel_safely_reads_before_resending(run_sandbox):
-    server = start(run_sandbox, [mcf_order(i, "Received") for i in range(1, 4)] + [mcf_order(4, "Processing")])
-    with make_client(server, timeout=2.0) as client:
-        # The request was processed but its answer was lost: read back, not sent again.
-        fault(server, kind="truncated", path="/1001/cancel$")
-        outcome = client.cancel_safely("1001")
-        assert (outcome.result, outcome.from_read, outcome.requests_sent) == ("cancelled", True, 1)
-        assert outcome.order_status == "Cancelled" and outcome.cancelled
-        # Refused before reaching the handler: still Received on read, so sent again.
-        fault(server, kind="5xx", status=503, path="/1002/cancel$")
-        outcome = client.cancel_safely("1002")
-        assert (outcome.result, outcome.from_read, outcome.requests_sent) == ("cancelled", False, 2)
-        # A hang: the client times out, reads, and sends again.
-        fault(server, kind="hang", path="/1003/cancel$", seconds=30)
-        outcome = client.cancel_safely("1003")
-        assert (outcome.result, outcome.requests_sent) == ("cancelled", 2)
-        # Already cancelled and past picking: typed outcomes, nothing resent.
-        again = client.cancel_safely("1001")
-        assert (again.result, again.reason, again.cancelled) == ("already_cancelled", "DuplicateCancelRequest", True)
-        late = client.cancel_safely("1004")
-        assert (late.result, late.reason, late.cancelled) == ("not_cancellable", "OrderNotCancellable", False)
-        assert client.stats.calls[GET] == 3   # one read per ambiguous failure
-    server.sandbox.wait_idle()   # the hung request is counted once its client has left
-    ok = [w.path.rsplit("/", 2)[1] for w in writes(server, CANCEL) if w.outcome == "ok"]
-    assert sorted(ok) == ["1001", "1002", "1003"]   # each order cancelled by exactly one request
-    assert {sfo: o.status for sfo, o in server.sandbox.platforms[P].orders.items()} == {
-        "1001": "Cancelled", "1002": "Cancelled", "1003": "Cancelled", "1004": "Processing"}
 
 
 # ---------------------------------------------------------------- quota
