@@ -59,19 +59,14 @@ CONNECTION_COST = 2
 ORDER_NODE_COST = 2                 # Order 1 + customAttributes 1 (scalars and enums are free)
 MUTATION_COST = 10
 FIRST_POLL = 0.2                    # seconds before the second cancel-job poll; doubles up to poll_interval
-SEARCH_PAGE_SIZE = 25               # id searches: a handful of matches at most
 TOKEN_OPERATION = "access_token"
 SECRET_EXTRA_KEYS = ("client_secret",)
 
 CANCEL_REASONS = ("CUSTOMER", "DECLINED", "FRAUD", "INVENTORY", "OTHER", "STAFF")
 REFUND_METHODS = ("original_payment", "store_credit", "none")
-LOOKUP_RULES = ("source_identifier", "custom_attribute", "note", "name")
 SORT_KEYS = ("ID", "CREATED_AT", "UPDATED_AT", "PROCESSED_AT", "ORDER_NUMBER")
 
 _VERSION = re.compile(r"\d{4}-(01|04|07|10)|unstable")
-_TIKTOK_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
-# Keys under which connectors put a marketplace order id in "Additional details".
-_ATTRIBUTE_KEY = re.compile(r"tik\s*tok|\btts\b|order.{0,3}(id|number|no\b)|marketplace", re.I)
 
 ORDER_FIELDS = """
 fragment OrderFields on Order {
@@ -242,13 +237,6 @@ def _version_at_least(version: str, bound: str) -> bool:
     return version == "unstable" or version >= bound
 
 
-def _digits_in(text: Any, wanted: str) -> bool:
-    """`wanted` occurs in `text` as a whole token (not inside a longer id)."""
-    if not text:
-        return False
-    return re.search(rf"(?<![0-9A-Za-z]){re.escape(wanted)}(?![0-9A-Za-z])", str(text)) is not None
-
-
 def _split_tags(tags: Iterable[str] | str) -> list[str]:
     """Shopify splits tags on commas and trims them; keep the first spelling of each."""
     if isinstance(tags, str):
@@ -277,7 +265,7 @@ def _number(value: Any) -> float | None:
 
 
 class ShopifyClient(PlatformClient):
-    """Shopify orders, lookups, cancels and notes over the Admin GraphQL API, paced by query cost."""
+    """Shopify orders, cancels and notes over the Admin GraphQL API, paced by query cost."""
 
     platform = "shopify"
 
@@ -646,61 +634,6 @@ class ShopifyClient(PlatformClient):
 
     def shop(self) -> dict:
         return self.graphql("shop", SHOP_QUERY, cost=1).data["data"]["shop"]
-
-    def find_by_tiktok_id(self, tiktok_id: str, lookup_order: Iterable[str] = LOOKUP_RULES,
-                          window_query: str | None = None, *, page_size: int = MAX_PAGE_SIZE) -> list[dict]:
-        """The Shopify orders that carry a TikTok order id, by the first rule that finds any.
-
-        Returns [{"rule": rule, "order": <Order>}]; several entries mean an ambiguous match (the
-        caller decides, never this client). `source_identifier:` and `name:` are searched on the
-        platform; custom attributes and the note cannot be searched, so those rules scan the
-        orders of `window_query` (e.g. "created_at:>='2026-11-18T00:00:00Z'") once for both and
-        match here. Without a window they are skipped. Every candidate is checked here too: the
-        id must appear as a whole token, never inside a longer number.
-        """
-        tid = str(tiktok_id).strip()
-        if not _TIKTOK_ID.fullmatch(tid):
-            raise ValueError(f"tiktok_id: expected a TikTok order id (digits), got {tiktok_id!r}")
-        rules = tuple(lookup_order)
-        unknown = [r for r in rules if r not in LOOKUP_RULES]
-        if unknown:
-            raise ValueError(f"lookup_order: unknown rule(s) {', '.join(map(str, unknown))}; "
-                             f"choose from {', '.join(LOOKUP_RULES)}")
-        scanned: dict[str, list[dict]] | None = None
-        for rule in rules:
-            if rule == "source_identifier":
-                found = [n for n in self.orders(f"source_identifier:{tid}", SEARCH_PAGE_SIZE)
-                         if str(n.get("sourceIdentifier") or "").strip() == tid]
-            elif rule == "name":
-                found = [n for n in self.orders(f"name:{tid}", SEARCH_PAGE_SIZE)
-                         if _digits_in(str(n.get("name") or "").lstrip("#"), tid)]
-            else:
-                if window_query is None:
-                    log.info("shopify: lookup of %s skips rule %s (needs window_query to scan)", tid, rule)
-                    continue
-                if scanned is None:
-                    scanned = {"custom_attribute": [], "note": []}
-                    for node in self.orders(window_query, page_size):
-                        if self._attribute_has(node, tid):
-                            scanned["custom_attribute"].append(node)
-                        if _digits_in(node.get("note"), tid):
-                            scanned["note"].append(node)
-                found = scanned[rule]
-            if found:
-                return [{"rule": rule, "order": node} for node in found]
-        return []
-
-    @staticmethod
-    def _attribute_has(node: dict, tid: str) -> bool:
-        for attribute in node.get("customAttributes") or []:
-            if not isinstance(attribute, dict):
-                continue
-            value = str(attribute.get("value") or "").strip()
-            if value.lstrip("#") == tid:
-                return True
-            if _ATTRIBUTE_KEY.search(str(attribute.get("key") or "")) and _digits_in(value, tid):
-                return True
-        return False
 
     def job(self, job_id: str) -> dict:
         reply = self.graphql("job", JOB_QUERY, {"id": job_id}, cost=1)

@@ -15,8 +15,8 @@ version tiktok_versions names (the current documented one unless the connection 
   (the shop matching `shop_id`, else the first one), once per client.
 * Quota: the platform publishes 50 QPS per app and API as a starting point (dynamic in practice),
   so each endpoint gets its own token bucket at `qps`, and 429 / 36009002 drains it and backs off.
-* Mark Package As Shipped has no idempotency key: it is sent once (`retry_safe=False`), and
-  `mark_package_shipped_safely` reads the order after an ambiguous failure before sending again.
+* Mark Package As Shipped has no idempotency key: it is sent once (`retry_safe=False`); after an
+  ambiguous failure the ledger's executor reads the order back before anything is sent again.
   Cancellation approve/reject carry an `idempotency_key`, so they are retried like reads.
 """
 from __future__ import annotations
@@ -102,19 +102,6 @@ class TokenSet:
     access_token_expire_in: int | None
     refresh_token: str = field(repr=False)
     refresh_token_expire_in: int | None
-
-
-@dataclass(frozen=True)
-class ShipOutcome:
-    """What Mark Package As Shipped achieved: from the platform's answer, or (after an ambiguous
-    failure) from reading the order back. `requests_sent` counts sends that may have reached TikTok."""
-
-    order_id: str
-    package_id: str | None
-    order_line_item_ids: tuple[str, ...]
-    requests_sent: int
-    request_id: str | None = None
-    from_read: bool = False
 
 
 def _path_id(value: Any, name: str) -> str:
@@ -471,23 +458,11 @@ class TikTokShopClient(PlatformClient):
         """The shop's warehouses ({id, name, effect_status, type, sub_type, is_default, address})."""
         return self._list("warehouses", self._path("warehouses"), "warehouses")
 
-    def delivery_options(self, warehouse_id: str) -> list[dict]:
-        """Delivery options of a warehouse ({id, name, description, type, ...})."""
-        wid = _path_id(warehouse_id, "warehouse_id")
-        return self._list("delivery_options", self._path("delivery_options", warehouse_id=wid),
-                          "delivery_options")
-
     def shipping_providers(self, delivery_option_id: str) -> list[dict]:
         """Carriers of a delivery option ({id, name}); an order's own delivery_option_id works here."""
         did = _path_id(delivery_option_id, "delivery_option_id")
         return self._list("shipping_providers", self._path("shipping_providers", delivery_option_id=did),
                           "shipping_providers")
-
-    def reject_reasons(self, cancel_id: str) -> list[dict]:
-        """Reasons a cancellation may be rejected with ({name, text}); `name` goes in reject_cancellation."""
-        cid = _path_id(cancel_id, "cancel_id")
-        return self._list("reject_reasons", self._path("reject_reasons"), "reasons",
-                          params=[("return_or_cancel_id", cid)])
 
     # ------------------------------------------------------------------ writes
     def mark_package_shipped(self, order_id: str, tracking_number: str, shipping_provider_id: str,
@@ -496,8 +471,8 @@ class TikTokShopClient(PlatformClient):
         order_line_item_ids, package_id}. Omit `order_line_item_ids` to ship every unshipped line.
 
         No idempotency key exists, so it is sent once: only a throttle or a refused connection (the
-        request never got processed) is retried. Anything ambiguous is raised; see
-        `mark_package_shipped_safely`.
+        request never got processed) is retried. Anything ambiguous is raised (the ledger's executor
+        reads the order back before anything is sent again).
         """
         oid = _path_id(order_id, "order_id")
         if not isinstance(tracking_number, str) or not tracking_number.strip():
@@ -518,47 +493,6 @@ class TikTokShopClient(PlatformClient):
         return self._api("mark_package_shipped", "POST", self._path("mark_package_shipped", order_id=oid),
                          body=body, retry_safe=False)
 
-    def mark_package_shipped_safely(self, order_id: str, tracking_number: str, shipping_provider_id: str,
-                                    order_line_item_ids: Iterable[str] | None = None,
-                                    max_sends: int = 2) -> ShipOutcome:
-        """Mark shipped, sending again only after reading that the lines are still unshipped.
-
-        After an ambiguous failure (5xx, timeout after sending, unreadable answer) the order is read:
-        lines now carrying this tracking number mean the earlier send worked, so nothing is resent.
-        Lines shipped under another tracking number raise BusinessError.
-        """
-        oid = _path_id(order_id, "order_id")
-        tracking = tracking_number.strip() if isinstance(tracking_number, str) else tracking_number
-        wanted = None if order_line_item_ids is None else [str(i) for i in order_line_item_ids]
-        sent = 0
-        while True:
-            sent += 1
-            try:
-                reply = self.mark_package_shipped(oid, tracking, shipping_provider_id, wanted)
-            except ThrottledError:
-                raise   # already retried by call(); it was never processed
-            except RetryableError as exc:
-                order = self.get_orders([oid])[0]
-                lines = [li for li in order.get("line_items") or [] if isinstance(li, dict)
-                         and (li.get("id") in wanted if wanted is not None else li.get("display_status") != "CANCELLED")]
-                ours = [li for li in lines if li.get("package_id") and li.get("tracking_number") == tracking]
-                if ours:
-                    log.info("tiktok mark_package_shipped %s: %s; the order read back carries the tracking, "
-                             "not resending", oid, exc.platform_message)
-                    return ShipOutcome(oid, ours[0].get("package_id"), tuple(li["id"] for li in ours), sent,
-                                       from_read=True)
-                if not any(not li.get("package_id") for li in lines):
-                    raise BusinessError(self.platform, "mark_package_shipped", "the lines were shipped under "
-                                        "another tracking number", request_id=exc.request_id) from exc
-                if sent >= max_sends:
-                    raise
-                log.info("tiktok mark_package_shipped %s: %s; lines still unshipped, sending again",
-                         oid, exc.platform_message)
-                continue
-            data = reply.data
-            return ShipOutcome(str(data.get("order_id") or oid), data.get("package_id"),
-                               tuple(data.get("order_line_item_ids") or ()), sent, reply.request_id)
-
     @staticmethod
     def _key(idempotency_key: str) -> str:
         if not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= 255:
@@ -574,10 +508,11 @@ class TikTokShopClient(PlatformClient):
 
     def reject_cancellation(self, cancel_id: str, reject_reason: str, idempotency_key: str,
                             comment: str | None = None) -> Reply:
-        """Reject a buyer's cancellation request with a reason `name` from `reject_reasons`. Keyed."""
+        """Reject a buyer's cancellation request with a reason `name` (TikTok's reject reasons; the
+        policy's `reject_reason`). Keyed."""
         cid = _path_id(cancel_id, "cancel_id")
         if not isinstance(reject_reason, str) or not reject_reason:
-            raise ValueError("reject_reason: required (a name from reject_reasons)")
+            raise ValueError("reject_reason: required (a name from TikTok's reject reasons)")
         body: dict[str, Any] = {"reject_reason": reject_reason}
         if comment is not None:
             body["comment"] = comment

@@ -388,50 +388,6 @@ def test_a_loop_in_the_cursor_is_stopped(run_sandbox):
     assert client.stats.calls["orders"] == 2
 
 
-# ---------------------------------------------------------------- lookups
-def lookup_scenario() -> dict:
-    orders = [tt_order(i, place=place) for i, place in enumerate(PLACES, start=1)]
-    orders.append(tt_order(5, [shop_entry(5), {**shop_entry(6), "name": "#1005-R"}]))   # two orders carry it
-    orders.append(tt_order(7, []))                                                   # not in Shopify
-    # a decoy whose note holds a longer number that starts with order 8's id
-    orders.append(tt_order(9, {**shop_entry(9, "source_identifier"), "note": f"replaces {tiktok_id(8)}7"}))
-    orders.append(tt_order(8, place="note"))
-    orders.append(tt_order(10, place="custom_attribute", created="2026-10-01T10:00:00Z"))  # outside the window
-    return {"now": NOW, "orders": orders}
-
-
-def test_find_by_tiktok_id_tries_each_rule_in_order(run_sandbox):
-    server = run_sandbox(lookup_scenario(), platforms=("shopify",))
-    window = "created_at:>='2026-11-01T00:00:00Z'"
-    with make_client(server) as client:
-        def find(i: int, **kwargs) -> list[tuple[str, str]]:
-            before = client.stats.calls["orders"]
-            found = client.find_by_tiktok_id(tiktok_id(i), **kwargs)
-            find.calls = client.stats.calls["orders"] - before
-            return [(m["rule"], m["order"]["id"]) for m in found]
-
-        assert find(1, window_query=window) == [("source_identifier", gid(1))] and find.calls == 1
-        assert find(2, window_query=window) == [("custom_attribute", gid(2))] and find.calls == 2
-        assert find(3, window_query=window) == [("note", gid(3))] and find.calls == 2
-        assert find(4, window_query=window) == [("name", gid(4))] and find.calls == 3
-        assert find(5, window_query=window) == [("source_identifier", gid(5)), ("source_identifier", gid(6))]
-        assert find(7, window_query=window) == [] and find.calls == 3
-        assert find(8, window_query=window) == [("note", gid(8))]           # not the decoy
-        assert find(10, window_query=window) == []                           # outside the window
-        assert find(10, window_query="created_at:>='2026-09-01'") == [("custom_attribute", gid(10))]
-        # without a window the rules that need a scan are skipped, not run over the whole shop
-        assert find(2) == [] and find.calls == 2
-        assert find(4) == [("name", gid(4))] and find.calls == 2
-        assert find(3, lookup_order=("note", "source_identifier"), window_query=window) == [("note", gid(3))]
-        full = client.find_by_tiktok_id(tiktok_id(2), window_query=window)[0]["order"]
-        assert full["customAttributes"] == [{"key": "TikTok Order ID", "value": tiktok_id(2)}]
-        assert set(full) >= {"legacyResourceId", "displayFinancialStatus", "sourceName", "tags", "note", "closed"}
-        with pytest.raises(ValueError, match="tiktok_id"):
-            client.find_by_tiktok_id("1 OR name:*")
-        with pytest.raises(ValueError, match="lookup_order"):
-            client.find_by_tiktok_id(tiktok_id(1), lookup_order=("email",))
-
-
 def test_order_by_gid_or_legacy_id(run_sandbox):
     server = run_sandbox(many(3), platforms=("shopify",))
     with make_client(server) as client:
