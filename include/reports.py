@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
 import io
 import os
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from include.inbox import latest_reviews
+from include.templates import template
 from include.runconfig import STATE_DIR
 from include.warehouse import (
     Warehouse, action_ledger, as_utc, order_links, sla_daily, stg_amazon_fulfillment_orders, stg_shipbob_orders,
@@ -388,46 +388,20 @@ def _cell(column: str, value: Any) -> str:
     return str(value)
 
 
-def _table(rows: list[dict], columns: list[str], empty: str) -> str:
-    head = "".join(f"<th>{html.escape(HEADERS.get(c, c))}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(c, r.get(c)))}</td>" for c in columns) + "</tr>"
-                   for r in rows)
-    body = body or f'<tr><td colspan="{len(columns)}" class="none">{html.escape(empty)}</td></tr>'
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+# The page's key figures, in order
+FIGURES = (("orders_due", "orders due"), ("dispatched_on_time", "on time"), ("dispatched_late", "late"),
+           ("past_due_no_tracking", "past ship-by, no tracking"), ("at_risk_auto_cancel", "at risk of auto-cancel"),
+           ("cancels_on_time", "cancellations on time"), ("cancels_late", "cancellations late"))
+SPLIT_COLUMNS = ["fulfiller", "carrier", "orders_due", "dispatched_on_time", "dispatched_late", "past_due_no_tracking",
+                 "late_dispatch_rate", "at_risk_auto_cancel", "cancel_requests", "cancels_on_time", "cancels_late",
+                 "ship_to_tracking_median_h", "ship_to_tracking_p95_h"]
 
 
 def render_html(shop: str, day: date, rows: list[dict], breached: list[dict], escalated: list[dict],
                 images: dict[str, str]) -> str:
-    total = rows[0]
-    split_cols = ["fulfiller", "carrier", "orders_due", "dispatched_on_time", "dispatched_late", "past_due_no_tracking",
-                  "late_dispatch_rate", "at_risk_auto_cancel", "cancel_requests", "cancels_on_time", "cancels_late",
-                  "ship_to_tracking_median_h", "ship_to_tracking_p95_h"]
-    status = "over the 4% line" if total["ldr_over_line"] else "within the 4% line"
-    figures = "".join(f"<div class=k><b>{html.escape(_cell(k, total[k]))}</b><span>{label}</span></div>" for k, label in (
-        ("orders_due", "orders due"), ("dispatched_on_time", "on time"), ("dispatched_late", "late"),
-        ("past_due_no_tracking", "past ship-by, no tracking"), ("at_risk_auto_cancel", "at risk of auto-cancel"),
-        ("cancels_on_time", "cancellations on time"), ("cancels_late", "cancellations late")))
-    pictures = "".join(f'<img alt="{name}" src="data:image/png;base64,{data}">' for name, data in images.items())
-    rate_line = f"Late Dispatch Rate {total['late_dispatch_rate'] * 100:.2f}% ({status})." if total["orders_due"] \
-        else "No orders were due this day: no Late Dispatch Rate."
-    median, p95 = total["ship_to_tracking_median_h"], total["ship_to_tracking_p95_h"]
-    speed = (f"Hours from fulfiller shipment to tracking on TikTok: median {_cell('h', median)}, p95 {_cell('h', p95)}."
-             if median is not None else "No fulfiller shipment reached TikTok this day.")
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>orderops SLA report {shop} {day}</title>
-<style>body{{font-family:sans-serif;margin:24px;color:#222;max-width:1100px}}
-.scroll{{max-width:100%;overflow-x:auto}}table{{border-collapse:collapse;font-size:13px;margin:8px 0 20px}}
-td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top;overflow-wrap:anywhere;max-width:420px}}
-th{{background:#f3f3f3}}td.none{{color:#777;font-style:italic}}.k{{display:inline-block;margin:0 18px 12px 0}}
-.k b{{display:block;font-size:22px}}.k span{{font-size:12px;color:#555}}img{{max-width:100%;display:block;margin:8px 0}}
-.bad{{color:#c9302c}}.ok{{color:#3c763d}}</style></head><body>
-<h1>SLA report: shop {html.escape(shop)}, {day:%Y-%m-%d} (UTC)</h1>
-<p class="{'bad' if total['ldr_over_line'] else 'ok' if total['orders_due'] else ''}">{rate_line} {speed}</p>
-<div>{figures}</div>{pictures}
-<h2>By fulfiller and carrier</h2>{_table(rows, split_cols, "no orders this day")}
-<h2>Breached orders ({len(breached)})</h2>{_table(breached, ['tiktok_order_id', 'kind', 'reason', 'fulfiller', 'carrier', 'chain'], "no breaches this day")}
-<h2>Escalations ({len(escalated)})</h2>{_table(escalated, ['tiktok_order_id', 'rule', 'reason_code', 'detail', 'inbox', 'run_id'], "no escalations this day")}
-<p style="font-size:11px;color:#777">Generated {utcnow():%Y-%m-%d %H:%M} UTC by orderops. Definitions: README "Reading the reports".</p>
-</body></html>"""
+    return template("sla_report.html").render(
+        shop=shop, day=day, total=rows[0], rows=rows, breached=breached, escalated=escalated, images=images,
+        figures=FIGURES, split_columns=SPLIT_COLUMNS, headers=HEADERS, cell=_cell, generated=utcnow())
 
 
 @dataclass
