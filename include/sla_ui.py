@@ -23,6 +23,7 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from include.inbox import OPEN, REVIEW_STATES, InboxError, latest_reviews, map_carrier, review
+from include.templates import template
 from include.warehouse import TS, Warehouse, action_ledger, as_utc, at_risk_alerts, sla_daily, stg_tiktok_orders
 
 # The shop names include.shops accepts; anything else is never turned into a path.
@@ -182,10 +183,6 @@ def report_path(reports_dir: Path, shop: str, day: str, name: str) -> Path:
 
 # ---------------------------------------------------------------- rendering
 
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
-
-
 def _hours(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}"
 
@@ -195,164 +192,16 @@ def _rate(d: dict) -> str:
     return f'{d["late_dispatch_rate"] * 100:.1f}%' if d["orders_due"] else "no orders due"
 
 
-def _day_row(d: dict, shop: str) -> str:
-    over = bool(d["ldr_over_line"])
-    tone = "bad" if over else "ok" if d["orders_due"] else "none"
-    ldr = f'<span class="pill {tone}" title="{"over" if over else "within"} the 4% line">{_rate(d)}</span>'
-    links = " ".join(f'<a href="{_e(url)}" target="_blank" rel="noopener">{label}</a>'
-                     for name, label in (("report.html", "report"), ("breaches.csv", "breaches CSV"))
-                     if (url := d["files"].get(name))) or '<span class="muted">not written</span>'
-    esc = d["escalations"]
-    esc_cell = f'<a href="#esc-{_e(shop)}-{d["day"]:%Y-%m-%d}">{esc}</a>' if esc else "0"
-    warn = lambda n: f'<td class="num{" warn" if n else ""}">{n}</td>'  # noqa: E731
-    return (f'<tr class="{"over" if over else ""}" data-day="{d["day"]:%Y-%m-%d}" data-ldr-over="{str(over).lower()}">'
-            f'<td class="day">{d["day"]:%Y-%m-%d}<span class="muted"> {d["day"]:%a}</span></td>'
-            f'<td class="num">{d["orders_due"]}</td><td class="num">{d["dispatched_on_time"]}</td>'
-            f'{warn(d["dispatched_late"])}{warn(d["past_due_no_tracking"])}<td class="num">{ldr}</td>'
-            f'{warn(d["at_risk_auto_cancel"])}'
-            f'<td class="num">{d["cancel_requests"]}</td>{warn(d["cancels_late"])}'
-            f'<td class="num">{_hours(d["ship_to_tracking_median_h"])} / {_hours(d["ship_to_tracking_p95_h"])}</td>'
-            f'<td class="num">{esc_cell}</td><td class="links">{links}</td></tr>')
-
-
-def _shop_section(entry: ShopDays, editable: bool) -> str:
-    days = entry.days
-    over = sum(1 for d in days if d["ldr_over_line"])
-    latest = days[0] if days else None
-    cards = [
-        (_rate(latest) if latest else "–",
-         f'Late Dispatch Rate on {latest["day"]:%Y-%m-%d}' if latest else "no figures yet",
-         "bad" if latest and latest["ldr_over_line"] else "ok" if latest and latest["orders_due"] else ""),
-        (str(over), f"day{'s' if over != 1 else ''} over the 4% line", "bad" if over else "ok"),
-        (str(sum(d["dispatched_late"] + d["past_due_no_tracking"] for d in days)), "late or past ship-by, no tracking", ""),
-        (str(len(entry.escalations)), "escalations to look at", "warn" if entry.escalations else "ok"),
-    ]
-    card_html = "".join(f'<div class="card {cls}"><b>{_e(v)}</b><span>{_e(label)}</span></div>'
-                        for v, label, cls in cards)
-    head = ("<tr><th>Day (UTC)</th><th>Orders due</th><th>On time</th><th>Late</th><th>Past ship-by, no tracking</th>"
-            "<th>Late Dispatch Rate</th><th>At risk of auto-cancel</th><th>Cancel requests</th><th>Cancels late</th>"
-            "<th title=\"hours from the fulfiller's shipment to tracking on TikTok\">Ship → tracking h<br>median / p95</th>"
-            "<th>Escalations</th><th>Files</th></tr>")
-    body = "".join(_day_row(d, entry.shop) for d in days) or \
-        '<tr><td colspan="12" class="muted">No daily figures in this period (the report DAG writes them).</td></tr>'
-    return (f'<section class="shop" id="shop-{_e(entry.shop)}" data-shop="{_e(entry.shop)}">'
-            f'<h2>Shop <code>{_e(entry.shop)}</code></h2><div class="cards">{card_html}</div>'
-            f'<table class="days"><thead>{head}</thead><tbody>{body}</tbody></table>'
-            f'{_escalation_section(entry, editable)}{_at_risk_section(entry)}</section>')
-
-
-def _review_cell(e: dict) -> str:
-    """Where a person stands with the escalation: open, or acknowledged / resolved by whom and when."""
-    if e["review"] == OPEN:   # never reviewed, or decided again after it was resolved (the note says so)
-        note = f'<div class="muted">{_e(e["review_note"])}</div>' if e["review_note"] else ""
-        return f'<span class="pill warn">open</span>{note}'
-    tone = "ok" if e["review"] == "resolved" else "none"
-    who = f' by {_e(e["reviewed_by"])}, {e["reviewed_at"]:%Y-%m-%d %H:%M}' if e["reviewed_at"] else ""
-    note = f'<div class="muted">{_e(e["review_note"])}</div>' if e["review_note"] else ""
-    return f'<span class="pill {tone}">{_e(e["review"])}</span>{who}{note}'
-
-
 ACTIONS = {"acknowledged": "Acknowledge", "resolved": "Resolve"}
-
-
-def _inbox_forms(shop: str, e: dict) -> str:
-    """The inbox's actions on one escalation: plain forms (the page runs no script)."""
-    hidden = f'<input type="hidden" name="shop" value="{_e(shop)}"><input type="hidden" name="key" value="{_e(e["key"])}">'
-    forms = []
-    if e["review"] != "resolved":
-        buttons = "".join(f'<button type="submit" name="state" value="{s}">{ACTIONS[s]}</button>'
-                          for s in REVIEW_STATES if s != e["review"])
-        forms.append(f'<form method="post" action="escalations" class="inbox">{hidden}'
-                     f'<input name="note" maxlength="1000" placeholder="note" aria-label="note">{buttons}</form>')
-        for carrier in e["carriers"]:
-            forms.append(f'<form method="post" action="carriers" class="inbox">{hidden}'
-                         f'<input type="hidden" name="carrier" value="{_e(carrier)}">'
-                         f'<input name="provider" required maxlength="128" placeholder="TikTok provider for {_e(carrier)}"'
-                         f' aria-label="TikTok provider for {_e(carrier)}"><button type="submit">Map carrier</button></form>')
-    return "".join(forms)
-
-
-def _escalation_section(entry: ShopDays, editable: bool) -> str:
-    rows, seen_days = [], set()
-    for e in entry.escalations:
-        anchor = ""
-        if e["day"] not in seen_days:
-            seen_days.add(e["day"])
-            anchor = f' id="esc-{_e(entry.shop)}-{e["day"]:%Y-%m-%d}"'
-        rows.append(f'<tr{anchor} data-order="{_e(e["tiktok_order_id"])}" data-review="{_e(e["review"])}">'
-                    f'<td>{e["at"]:%Y-%m-%d %H:%M}</td>'
-                    f'<td><code>{_e(e["tiktok_order_id"])}</code></td><td>{_e(e["rule"])}</td>'
-                    f'<td><span class="reason">{_e(e["reason_code"])}</span></td><td class="detail">{_e(e["detail"])}</td>'
-                    f'<td>{_review_cell(e)}</td><td>{_inbox_forms(entry.shop, e) if editable else ""}</td></tr>')
-    body = "".join(rows) or '<tr><td colspan="7" class="muted">No escalations in this period.</td></tr>'
-    still_open = sum(1 for e in entry.escalations if e["review"] != "resolved")
-    return (f'<h3>Escalations: orders a person must look at ({still_open} not resolved of {len(entry.escalations)})</h3>'
-            '<table class="escalations"><thead><tr><th>When (UTC)</th><th>TikTok order</th><th>Rule</th>'
-            f'<th>Reason</th><th>Detail</th><th>Inbox</th><th>Act</th></tr></thead><tbody>{body}</tbody></table>')
-
-
-def _at_risk_section(entry: ShopDays) -> str:
-    """Orders an at-risk alert went out for: a person can still call the fulfiller."""
-    if not entry.at_risk:
-        return ""
-    body = "".join(
-        f'<tr data-order="{_e(a["tiktok_order_id"])}"><td>{a["alerted_at"]:%Y-%m-%d %H:%M}</td>'
-        f'<td><code>{_e(a["tiktok_order_id"])}</code></td><td class="num">{a["threshold_hours"]:g} h</td>'
-        f'<td>{a["rts_sla_time"]:%Y-%m-%d %H:%M}</td>'
-        f'<td>{"tracking " + _e(a["tracking_number"]) if a["tracking_number"] else "still no tracking"}'
-        f' ({_e(a["status"])})</td></tr>' if a["rts_sla_time"] else "" for a in entry.at_risk)
-    return ('<h3>At risk: alerted before their ship-by time</h3><table class="at-risk"><thead><tr>'
-            '<th>Alerted (UTC)</th><th>TikTok order</th><th>Threshold</th><th>Ship by (UTC)</th><th>Now</th>'
-            f'</tr></thead><tbody>{body}</tbody></table>')
-
-
-STYLE = """
-*{box-sizing:border-box}body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2933;
-margin:0;padding:20px 24px;background:#f7f8fa}h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:0 0 12px}
-h3{font-size:15px;margin:20px 0 8px}.sub{color:#52606d;margin:0 0 16px}.muted{color:#7b8794}
-code{font:12.5px ui-monospace,SFMono-Regular,Menlo,monospace}
-.shop{background:#fff;border:1px solid #e4e7eb;border-radius:8px;padding:16px 18px;margin:0 0 20px;
-box-shadow:0 1px 2px rgba(0,0,0,.04)}.cards{display:flex;flex-wrap:wrap;gap:12px;margin:0 0 14px}
-.card{border:1px solid #e4e7eb;border-left:4px solid #9aa5b1;border-radius:6px;padding:8px 14px;min-width:170px;background:#fff}
-.card b{display:block;font-size:22px}.card span{font-size:12px;color:#52606d}.card.bad{border-left-color:#d64545}
-.card.bad b{color:#ab091e}.card.ok{border-left-color:#3f9142}.card.warn{border-left-color:#e6a23c}
-table{border-collapse:collapse;width:100%;font-size:13px}th{background:#f0f2f5;text-align:left;font-weight:600;
-color:#3e4c59;position:sticky;top:0}th,td{border-bottom:1px solid #e4e7eb;padding:6px 8px;vertical-align:top}
-tbody tr:hover{background:#f5f9ff}td.num{text-align:right;white-space:nowrap}td.day{white-space:nowrap;font-weight:600}
-td.warn{color:#ab091e;font-weight:600}tr.over td.day{box-shadow:inset 4px 0 0 #d64545}
-.pill{display:inline-block;padding:1px 8px;border-radius:10px;font-weight:600}.pill.bad{background:#ffe3e3;color:#ab091e}
-.pill.ok{background:#e3f9e5;color:#1f6f2b}.pill.none{background:#eef0f3;color:#555;font-weight:400}td.links{white-space:nowrap}td.links a{margin-right:10px}a{color:#0b63ce}
-.reason{background:#fff3c4;color:#7c5e10;border-radius:4px;padding:1px 6px;font-weight:600;white-space:nowrap}
-td.detail{color:#3e4c59;max-width:560px}form{margin:0 0 16px;display:flex;gap:10px;align-items:center;flex-wrap:wrap}
-select,input{font:inherit;padding:3px 6px}button{font:inherit;padding:3px 12px;cursor:pointer}
-.note{font-size:12px;color:#7b8794;margin-top:20px}.pill.warn{background:#fff3c4;color:#7c5e10}
-form.inbox{margin:0 0 4px;gap:4px;flex-wrap:nowrap}form.inbox input{width:11em}
-"""
 
 
 def render_index(overview: Overview, days: int, shop: str | None, all_shops: Sequence[str], source: str = "",
                  editable: bool = False) -> str:
     period = (f"the {days} days up to {overview.until:%Y-%m-%d}" if overview.until else "no data yet")
-    options = "".join(f'<option value="{_e(s)}"{" selected" if s == shop else ""}>{_e(s)}</option>' for s in all_shops)
-    day_options = "".join(f'<option value="{n}"{" selected" if n == days else ""}>{n} days</option>'
-                          for n in sorted({7, 30, 90, days}))
-    sections = "".join(_shop_section(entry, editable) for entry in overview.shops) or \
-        '<section class="shop"><p class="muted">No SLA figures or escalations yet. The daily report DAG writes ' \
-        'them to <code>sla_daily</code> once it has run.</p></section>'
-    truncated = (f'<p class="note">Only the newest {MAX_ESCALATIONS} escalations are listed.</p>'
-                 if overview.escalations_truncated else "")
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1"><title>SLA breaches · orderops</title>
-<style>{STYLE}</style></head><body>
-<h1>SLA breaches</h1>
-<p class="sub">Seller-shipped TikTok orders by the day they were due (UTC), {_e(period)}. Late Dispatch Rate =
-(late + past ship-by without tracking) / due orders not cancelled, against TikTok's 4% line.</p>
-<form method="get" action="./"><label>Shop <select name="shop"><option value="">all shops</option>{options}</select></label>
-<label>Period <select name="days">{day_options}</select></label><button type="submit">Show</button></form>
-{sections}{truncated}
-<p class="note">Figures from the warehouse table <code>sla_daily</code>{f" ({_e(source)})" if source else ""}; escalations from the action ledger.
-Each day's report (charts, split by fulfiller and carrier, breached orders with their ledger chain) opens from its row.</p>
-</body></html>"""
+    return template("sla_breaches.html").render(
+        overview=overview, days=days, shop=shop, all_shops=all_shops, source=source, editable=editable,
+        period=period, day_choices=sorted({7, 30, 90, days}), rate=_rate, hours=_hours,
+        open_state=OPEN, review_states=REVIEW_STATES, actions=ACTIONS, max_escalations=MAX_ESCALATIONS)
 
 
 def _jsonable(overview: Overview) -> dict:

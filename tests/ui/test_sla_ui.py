@@ -163,6 +163,7 @@ def test_index_lists_days_newest_first_with_figures_and_escalations(seeded):
         ("576000000000000009", "ambiguous_shopify_match", "no Shopify order"),
     ]
     assert "<b>Regional</b>" not in page.text and "&lt;b&gt;Regional&lt;/b&gt; &amp; Co" in page.text
+    assert '"Segoe UI"' in page.text   # the style sheet is the template's own text: never escaped
     assert "576000000000000004" not in page.text
 
 
