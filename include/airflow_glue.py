@@ -42,13 +42,17 @@ def warehouse_url(conn_id: str) -> str:
     if conn.conn_type == "sqlite" or (conn.conn_type == "generic" and conn.host):
         return f"sqlite:///{conn.host}"
     if conn.conn_type in ("postgres", "postgresql"):
-        from sqlalchemy.engine import URL
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
 
         extra = conn.extra_dejson or {}
-        query = {"options": f"-csearch_path={extra['schema']}"} if extra.get("schema") else {}
-        return URL.create("postgresql+psycopg2", username=conn.login, password=conn.password, host=conn.host,
-                          port=conn.port or 5432, database=conn.schema or "postgres", query=query
-                          ).render_as_string(hide_password=False)
+        # psycopg2 unless the connection names another driver: the one the warehouse is tested on
+        url = PostgresHook(postgres_conn_id=conn_id,
+                           sqlalchemy_scheme=extra.get("sqlalchemy_scheme") or "postgresql+psycopg2").sqlalchemy_url
+        if not url.database:
+            url = url.set(database="postgres")
+        if extra.get("schema"):   # orderops's tables in a schema of their own
+            url = url.update_query_dict({"options": f"-csearch_path={extra['schema']}"})
+        return url.render_as_string(hide_password=False)
     raise ValueError(f"connection {conn_id!r}: conn_type {conn.conn_type!r} is not sqlite or postgres")
 
 
