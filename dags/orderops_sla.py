@@ -83,7 +83,10 @@ def build(shop: Shop):
                          description="decide as of this time (tests, replays)"),
             "sweep": Param(False, type="boolean", description="list everything in play, not only what changed"),
             "sweep_hours": Param(6, type="number", minimum=0, maximum=168,
-                                 description="a full sweep at least this often (0: every run)"),
+                                 description="a sweep at least this often (0: every run)"),
+            "full_sweep_hours": Param(24, type="number", minimum=0, maximum=168,
+                                      description="a sweep lists everything in play at least this often; the "
+                                                  "sweeps between list the changes since the last (0: every sweep)"),
         },
     )
     def orderops_sla():

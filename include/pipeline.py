@@ -165,7 +165,8 @@ def prepare_run(settings: RunSettings, wh: Warehouse) -> RunSettings:
         log.info("event-driven run: %d event(s) (%d waking) -> lists %s", len(claimed),
                  sum(1 for e in claimed if e["wakes"]), ", ".join(settings.listed) or "nothing")
     else:
-        settings = replace(settings, sweep=sweep_reason(settings, wh))
+        reason = sweep_reason(settings, wh)
+        settings = replace(settings, sweep=reason, full_sweep=reason is not None and full_sweep_due(settings, wh))
     wh.upsert(runs, [dict(shop=settings.shop, run_id=settings.run_id, dag_id=settings.dag_id,
                           window_start=settings.window_start, window_end=settings.window_end,
                           started_at=utcnow(), state="running", policy_version=settings.policy.version,
@@ -173,7 +174,8 @@ def prepare_run(settings: RunSettings, wh: Warehouse) -> RunSettings:
     log.info("run %s shop %s window %s .. %s (overlap %s), policy %s%s, schema v%d, %s", settings.run_id, settings.shop,
              settings.window_start, settings.window_end, settings.overlap, settings.policy.version,
              " DRY RUN" if settings.dry_run else "", version,
-             f"full sweep ({settings.sweep})" if settings.sweep else "incremental extraction")
+             f"{'full ' if settings.full_sweep else ''}sweep ({settings.sweep})" if settings.sweep
+             else "incremental extraction")
     return settings
 
 
@@ -201,6 +203,24 @@ def sweep_reason(settings: RunSettings, wh: Warehouse) -> str | None:
     return None
 
 
+def full_sweep_due(settings: RunSettings, wh: Warehouse) -> bool:
+    """Whether a sweeping run lists everything in play (a first listing, a backfill, an asked sweep,
+    one per `full_sweep_hours`) rather than the changes since the last sweep."""
+    if settings.sweep in ("asked", "backfill", "explicit window") or settings.full_sweep_hours <= settings.sweep_hours:
+        return True
+    with wh.engine.connect() as conn:
+        full = dict(conn.execute(sa.select(extraction_cursors.c.source, extraction_cursors.c.full_swept_at).where(
+            extraction_cursors.c.shop == settings.shop)).all())
+    if any(full.get(source) is None for source in _sources(settings)):
+        return True
+    return now_for(settings) - min(as_utc(t) for t in full.values()) >= timedelta(hours=settings.full_sweep_hours)
+
+
+# A sweep between full ones lists the changes since the last sweep began, this much earlier: what
+# a cursor misses is a write that became visible late, minutes, not a day, after its update time
+SWEEP_OVERLAP = timedelta(hours=1)
+
+
 @dataclass(frozen=True)
 class Listing:
     """How a run lists one source: changes in [changed_since, changed_until) (None: up to now), and,
@@ -215,6 +235,15 @@ class Listing:
     listed_until: datetime | None
     swept_at: datetime | None
     started: datetime
+    full: bool = False                     # a sweep of everything in play (else of the changes since the last)
+    full_swept_at: datetime | None = None
+
+    def sweep_from(self, in_play_since: datetime) -> datetime:
+        """Where a sweep of Shopify or a fulfiller begins: every order since the oldest in play on a
+        full sweep (by creation), else the changes since the last sweep began (by update time)."""
+        if self.full or self.swept_at is None:
+            return in_play_since
+        return min(self.swept_at - SWEEP_OVERLAP, self.changed_since)
 
 
 def listing_for(settings: RunSettings, wh: Warehouse, source: str) -> Listing:
@@ -228,11 +257,12 @@ def listing_for(settings: RunSettings, wh: Warehouse, source: str) -> Listing:
     windowed = settings.sweep in ("backfill", "explicit window")
     until = settings.window_end + timedelta(seconds=1) if windowed and settings.window_end < now else None
     if cursor is None:
-        return Listing(source, settings.sweep or "first listing", start, until, None, None, None, now)
+        return Listing(source, settings.sweep or "first listing", start, until, None, None, None, now, full=True)
     listed_until = as_utc(cursor.listed_until)
     since = start if windowed else min(start, listed_until - settings.overlap)
     return Listing(source, settings.sweep, since, until, as_utc(cursor.established_at), listed_until,
-                   as_utc(cursor.swept_at), now)
+                   as_utc(cursor.swept_at), now, full=bool(settings.sweep) and settings.full_sweep,
+                   full_swept_at=as_utc(cursor.full_swept_at))
 
 
 def advance_cursor(wh: Warehouse, settings: RunSettings, listing: Listing, listed: int, findings: int,
@@ -254,6 +284,7 @@ def advance_cursor(wh: Warehouse, settings: RunSettings, listing: Listing, liste
     wh.upsert(extraction_cursors, [dict(
         shop=settings.shop, source=listing.source, established_at=established,
         listed_until=until or listing.started, swept_at=listing.started if listing.sweep else listing.swept_at,
+        full_swept_at=listing.started if listing.sweep and listing.full else listing.full_swept_at,
         run_id=settings.run_id, mode="sweep" if listing.sweep else "incremental", listed=listed, findings=findings)])
 
 
@@ -487,23 +518,27 @@ def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -
 
 
 def extract_shopify(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
-    """Orders updated since the cursor; a sweep adds every order created since the oldest TikTok order in play."""
+    """Orders updated since the cursor; a full sweep adds every order created since the oldest TikTok
+    order in play, a sweep between full ones every order updated since the last sweep."""
     if not settings.lists("shopify_orders"):
         return _not_listed("extract_shopify")
     listing = listing_for(settings, wh, "shopify_orders")
     query = f"updated_at:>='{listing.changed_since:%Y-%m-%dT%H:%M:%SZ}'"
-    if listing.sweep:
+    if listing.sweep and listing.full:
         query = f"created_at:>='{since:%Y-%m-%dT%H:%M:%SZ}' OR {query}"
+    elif listing.sweep:
+        query = f"updated_at:>='{listing.sweep_from(since):%Y-%m-%dT%H:%M:%SZ}'"
     orders, bad, found = _stage(wh, settings, stg_shopify_orders, "shopify_orders", platforms.shopify().orders(query),
                                 staging.shopify_order_row, _key("legacyResourceId"),
                                 missed=_missed_by_cursor(wh, settings, stg_shopify_orders, listing))
-    advance_cursor(wh, settings, listing, orders, found, since if listing.sweep else None)
+    advance_cursor(wh, settings, listing, orders, found, since if listing.sweep and listing.full else None)
     return Step("extract_shopify", {"orders": orders, "quarantined": bad, "missed_by_cursor": found}).as_dict()
 
 
 def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
-    """Bulk path: the order listing (status changed since the cursor; a sweep: since the oldest order
-    in play) for status, the fulfilled-shipments report for tracking.
+    """Bulk path: the order listing (status changed since the cursor; a full sweep: since the oldest
+    order in play; a sweep between: since the last sweep) for status, the fulfilled-shipments report
+    for tracking.
 
     Listed orders that may have shipped and are not already staged with their shipments, unchanged
     since, need tracking: more of them than the report costs in calls (REPORT_CALLS) and the report
@@ -514,7 +549,7 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
         return _amazon_from_events(settings, platforms, wh) if settings.event_driven else _not_listed("extract_amazon")
     client = platforms.amazon_mcf()
     listing = listing_for(settings, wh, "amazon_fulfillment_orders")
-    start = min(since, listing.changed_since) if listing.sweep else listing.changed_since
+    start = min(listing.sweep_from(since), listing.changed_since) if listing.sweep else listing.changed_since
     listed = list(client.list_fulfillment_orders(start))
 
     def status(order: Any) -> str | None:
@@ -564,7 +599,7 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
                                 lambda item: str((item[1].get("fulfillmentOrder") or item[1]).get("sellerFulfillmentOrderId"))
                                 if isinstance(item[1], dict) else None,
                                 missed=_missed_by_cursor(wh, settings, table, listing))
-    advance_cursor(wh, settings, listing, orders, found, start)
+    advance_cursor(wh, settings, listing, orders, found, start if listing.full else None)
     return Step("extract_amazon", {"orders": orders, "report_rows": len(report or ()), "report": report_state,
                                    "detail_calls": fallbacks, "carried_forward": carried,
                                    "followed_by_notifications": len(followed), "quarantined": bad,
@@ -661,19 +696,21 @@ def shipments_report(settings: RunSettings, client, wh: Warehouse, since: dateti
 
 
 def extract_shipbob(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
-    """Orders updated since the cursor; a sweep adds every order created since the oldest TikTok order in play."""
+    """Orders updated since the cursor; a full sweep adds every order created since the oldest TikTok
+    order in play, a sweep between full ones every order updated since the last sweep."""
     if not settings.lists("shipbob_orders"):
         return _shipbob_from_events(settings, wh) if settings.event_driven else _not_listed("extract_shipbob")
     client = platforms.shipbob()
     listing = listing_for(settings, wh, "shipbob_orders")
-    listings = [client.orders(last_update_start=listing.changed_since)]
-    if listing.sweep:
-        listings.insert(0, client.orders(start_date=since))
+    if listing.sweep and listing.full:
+        listings = [client.orders(start_date=since), client.orders(last_update_start=listing.changed_since)]
+    else:
+        listings = [client.orders(last_update_start=listing.sweep_from(since) if listing.sweep else listing.changed_since)]
     orders, bad, found = _stage(wh, settings, stg_shipbob_orders, "shipbob_orders",
                                 unique((order for each in listings for order in each), "id"),
                                 staging.shipbob_order_row, _key("id"),
                                 missed=_missed_by_cursor(wh, settings, stg_shipbob_orders, listing))
-    advance_cursor(wh, settings, listing, orders, found, since if listing.sweep else None)
+    advance_cursor(wh, settings, listing, orders, found, since if listing.sweep and listing.full else None)
     return Step("extract_shipbob", {"orders": orders, "quarantined": bad, "missed_by_cursor": found}).as_dict()
 
 
@@ -1131,6 +1168,7 @@ def summarize_run(settings: RunSettings, wh: Warehouse, started: float | None = 
         x = extraction_cursors.c
         mode = "sweep" if settings.sweep else "event" if settings.event_driven else "incremental"
         summary["extraction"] = {"mode": mode, "sweep_reason": settings.sweep,
+                                 "full_sweep": bool(settings.sweep) and settings.full_sweep,
                                  "listed": list(settings.listed) if settings.listed is not None else None,
                                  "sources": {source: {"mode": mode, "listed": listed, "missed_by_cursor": findings}
                                              for source, mode, listed, findings in conn.execute(

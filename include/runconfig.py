@@ -50,6 +50,10 @@ class RunSettings:
     # shop's cursors. `prepare_run` also sweeps a shop's first run and once `sweep_hours` have passed.
     sweep: str | None = None
     sweep_hours: float = 6.0
+    # A sweep lists everything in play on a shop's first run, a backfill, when asked and once
+    # `full_sweep_hours` have passed; the sweeps between list the changes since the last sweep.
+    full_sweep_hours: float = 24.0
+    full_sweep: bool = False
     # A run started by platform events (Airflow's asset-triggered run): it takes the shop's waiting
     # events and lists only the sources they came from (`listed`, set by `prepare_run`).
     event_driven: bool = False
@@ -76,6 +80,7 @@ class RunSettings:
                    fulfillers=tuple(doc["fulfillers"]),
                    now_override=datetime.fromisoformat(doc["now_override"]) if doc["now_override"] else None,
                    sweep=doc.get("sweep"), sweep_hours=doc.get("sweep_hours", 6.0),
+                   full_sweep_hours=doc.get("full_sweep_hours", 24.0), full_sweep=bool(doc.get("full_sweep")),
                    event_driven=bool(doc.get("event_driven")),
                    listed=None if doc.get("listed") is None else tuple(doc["listed"]))
 
@@ -120,7 +125,7 @@ def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_inter
     can never be pointed at another shop's connections through params.
     """
     known = {"shop", "sla_horizon_hours", "window_minutes", "overlap_minutes", "dry_run", "policy", "window_start", "window_end",
-             "connections", "fulfillers", "now", "sweep", "sweep_hours"}
+             "connections", "fulfillers", "now", "sweep", "sweep_hours", "full_sweep_hours"}
     unknown = sorted(set(params) - known)
     if unknown:
         raise RunConfigError(f"unknown param(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -181,10 +186,16 @@ def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_inter
     sweep_hours = params.get("sweep_hours", 6)
     if isinstance(sweep_hours, bool) or not isinstance(sweep_hours, (int, float)) or not 0 <= sweep_hours <= 168:
         raise RunConfigError(f"param sweep_hours: expected 0 to 168 hours (0: every run), got {sweep_hours!r}")
+    full_sweep_hours = params.get("full_sweep_hours", 24)
+    if isinstance(full_sweep_hours, bool) or not isinstance(full_sweep_hours, (int, float)) \
+            or not 0 <= full_sweep_hours <= 168:
+        raise RunConfigError(f"param full_sweep_hours: expected 0 to 168 hours (0: every sweep lists everything in "
+                             f"play), got {full_sweep_hours!r}")
     sweep = ("asked" if params.get("sweep") else "backfill" if run_type == "backfill"
              else "explicit window" if params.get("window_start") else None)
     return RunSettings(shop=shop_name, dag_id=dag_id, run_id=run_id, window_start=start, window_end=end,
                        overlap=timedelta(minutes=overlap), dry_run=bool(params.get("dry_run", False)),
                        policy=policy, connections=Connections(**conns), fulfillers=fulfillers,
                        now_override=now, sweep=sweep, sweep_hours=float(sweep_hours),
+                       full_sweep_hours=float(full_sweep_hours), full_sweep=sweep is not None,
                        event_driven=run_type == "asset_triggered" and sweep is None)

@@ -264,7 +264,8 @@ extraction_cursors = sa.Table(
     sa.Column("source", sa.String(48), primary_key=True),     # a staging batch (tiktok_orders, shopify_orders, ...)
     sa.Column("established_at", TS, nullable=False),          # the first listing's moment: findings start here
     sa.Column("listed_until", TS, nullable=False),            # changes up to here are staged (the run's clock)
-    sa.Column("swept_at", TS),                                # the last full sweep's moment
+    sa.Column("swept_at", TS),                                # the last sweep's moment
+    sa.Column("full_swept_at", TS),                           # the last sweep of everything in play
     sa.Column("run_id", sa.String(250), nullable=False),      # the run that last listed
     sa.Column("mode", sa.String(16), nullable=False),         # sweep | incremental
     sa.Column("listed", sa.Integer, nullable=False),          # records that listing staged
@@ -343,6 +344,7 @@ MIGRATIONS: list = [
 
 def _v10_report_build_and_event_orders(conn) -> None:
     _add_column(conn, amazon_shipment_reports.c.build_seconds)
+    _add_column(conn, extraction_cursors.c.full_swept_at)
     # a run asks which orders Amazon's notifications follow
     next(i for i in platform_events.indexes if i.name == "ix_platform_events_order").create(conn, checkfirst=True)
 

@@ -98,7 +98,7 @@ def test_dag_file_parses_standalone(dag_file, airflow_db):
 
 @pytest.mark.parametrize("name,bad", [
     ("window_start", "yesterday"), ("now", "2026-13-01T00:00:00Z"), ("window_minutes", "abc"),
-    ("window_minutes", 0), ("overlap_minutes", 5000), ("sla_horizon_hours", 1e300), ("sweep_hours", -1),
+    ("window_minutes", 0), ("overlap_minutes", 5000), ("sla_horizon_hours", 1e300), ("sweep_hours", -1), ("full_sweep_hours", 200),
     ("fulfillers", ["fedex"]), ("fulfillers", []), ("dry_run", "no"), ("policy", "reject everything"),
 ])
 def test_the_dag_declares_each_param_with_its_schema(dagbag, name, bad):

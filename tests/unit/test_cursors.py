@@ -64,3 +64,66 @@ def test_a_run_sweeps_first_then_every_sweep_hours(tmp_path):
     assert pipeline.sweep_reason(settings(T0 + timedelta(hours=6)), wh) == "6 h since the last sweep"
     assert pipeline.sweep_reason(settings(T0 + timedelta(minutes=30), sweep_hours=0), wh).startswith("every run")
     assert pipeline.sweep_reason(settings(T0 + timedelta(minutes=30), sweep=True), wh) == "asked"
+
+
+def sweep_all(wh, s):
+    """prepare_run's decision, then a listing of every source (as the extract steps do)."""
+    s = pipeline.prepare_run(s, wh)
+    for source in pipeline._sources(s):
+        pipeline.advance_cursor(wh, s, pipeline.listing_for(s, wh, source), listed=0, findings=0)
+    return s
+
+
+def test_everything_in_play_is_swept_first_then_once_per_full_sweep_hours(tmp_path):
+    wh = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
+    first = sweep_all(wh, settings(T0))
+    assert first.sweep.startswith("no sweep yet") and first.full_sweep
+    later = sweep_all(wh, settings(T0 + timedelta(hours=6)))
+    assert later.sweep == "6 h since the last sweep" and not later.full_sweep
+    assert not sweep_all(wh, settings(T0 + timedelta(hours=12))).full_sweep
+    # a day after the last full sweep, the next sweep lists everything in play again
+    assert sweep_all(wh, settings(T0 + timedelta(hours=24))).full_sweep
+    assert sweep_all(wh, settings(T0 + timedelta(hours=30), full_sweep_hours=0)).full_sweep   # every sweep
+    assert pipeline.prepare_run(settings(T0 + timedelta(hours=31), sweep=True), wh).full_sweep   # asked
+    assert not pipeline.prepare_run(settings(T0 + timedelta(hours=31)), wh).full_sweep   # no sweep at all
+
+
+class Recorded:
+    """Shopify and ShipBob as far as their listings: what each listing asked for."""
+
+    def __init__(self):
+        self.asked: list = []
+
+    def orders(self, query=None, **filters):
+        self.asked.append(query if query is not None else filters)
+        return iter(())
+
+
+def test_a_sweep_between_full_ones_lists_the_changes_since_the_last_sweep(tmp_path):
+    wh = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
+    in_play_since = T0 - timedelta(days=5)   # a stalled order keeps five days in play
+
+    def extract(end):
+        s = pipeline.prepare_run(settings(end, fulfillers=["shipbob"]), wh)
+        for source in ("tiktok_orders", "tiktok_cancellations"):   # TikTok's listings, as extract_tiktok moves them
+            pipeline.advance_cursor(wh, s, pipeline.listing_for(s, wh, source), listed=0, findings=0)
+        recorded = Recorded()
+        platforms = pipeline.Platforms(s, factory=lambda platform: recorded)
+        pipeline.extract_shopify(s, platforms, wh, in_play_since)
+        pipeline.extract_shipbob(s, platforms, wh, in_play_since)
+        return recorded.asked
+
+    assert extract(T0) == [   # the first: by creation, everything in play
+        "created_at:>='2026-11-15T12:00:00Z' OR updated_at:>='2026-11-20T11:15:00Z'",
+        {"start_date": in_play_since}, {"last_update_start": T0 - timedelta(minutes=45)}]
+    assert extract(T0 + timedelta(minutes=30)) == [   # incremental: from the cursor
+        "updated_at:>='2026-11-20T11:45:00Z'", {"last_update_start": T0 - timedelta(minutes=15)}]
+    for n in range(2, 12):
+        extract(T0 + timedelta(minutes=30 * n))
+    # six hours on: what changed since an hour before the last sweep, by update time
+    assert extract(T0 + timedelta(hours=6)) == [
+        "updated_at:>='2026-11-20T11:00:00Z'", {"last_update_start": T0 - timedelta(hours=1)}]
+    with wh.engine.connect() as conn:
+        cursor = conn.execute(pipeline.sa.select(pipeline.extraction_cursors).where(
+            pipeline.extraction_cursors.c.source == "shopify_orders")).one()
+    assert pipeline.as_utc(cursor.swept_at) == T0 + timedelta(hours=6) and pipeline.as_utc(cursor.full_swept_at) == T0

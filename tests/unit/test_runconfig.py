@@ -62,6 +62,8 @@ def test_explicit_window_and_horizon_param():
     ({"overlap_minutes": float("nan")}, "param overlap_minutes: expected 0 to 1440 minutes, got nan"),
     ({"overlap_minutes": 1e300}, "param overlap_minutes: expected 0 to 1440 minutes"),
     ({"dry_run": "no"}, "param dry_run: expected true or false, got 'no'"),
+    ({"full_sweep_hours": -1}, "param full_sweep_hours: expected 0 to 168 hours"),
+    ({"full_sweep_hours": True}, "param full_sweep_hours: expected 0 to 168 hours"),
 ])
 def test_bad_params_are_named(params, message):
     with pytest.raises(RunConfigError) as err:
