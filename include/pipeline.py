@@ -239,8 +239,9 @@ class Listing:
     full_swept_at: datetime | None = None
 
     def sweep_from(self, in_play_since: datetime) -> datetime:
-        """Where a sweep of Shopify or a fulfiller begins: every order since the oldest in play on a
-        full sweep (by creation), else the changes since the last sweep began (by update time)."""
+        """Where a sweep's listing begins: on a full sweep, `in_play_since` (Shopify and the
+        fulfillers: every order created since the oldest in play; TikTok, which lists by status, its
+        cursor), else the changes since the last sweep began (by update time)."""
         if self.full or self.swept_at is None:
             return in_play_since
         return min(self.swept_at - SWEEP_OVERLAP, self.changed_since)
@@ -398,7 +399,8 @@ def _tiktok_changes(listing: Listing) -> dict:
     # the last second included: TikTok's times are whole seconds, and a change stamped with the
     # listing's own moment would otherwise wait for the next run's overlap
     until = listing.changed_until or listing.started + timedelta(seconds=1)
-    return {"update_time_ge": int(listing.changed_since.timestamp()), "update_time_lt": int(until.timestamp())}
+    since = listing.sweep_from(listing.changed_since) if listing.sweep else listing.changed_since
+    return {"update_time_ge": int(since.timestamp()), "update_time_lt": int(until.timestamp())}
 
 
 def _not_listed(step: str, **detail: Any) -> dict:
@@ -476,16 +478,16 @@ def _shipbob_from_events(settings: RunSettings, wh: Warehouse) -> dict:
 
 
 def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -> dict:
-    """Orders and cancellation requests changed since the shop's cursors. A sweep also lists every
-    actionable order and pending request, and re-reads orders staging holds as in play that no
-    listing returned (they changed without the cursor seeing it)."""
+    """Orders and cancellation requests changed since the shop's cursors. A full sweep also lists
+    every actionable order and pending request, and re-reads orders staging holds as in play that no
+    listing returned (they changed without the cursor seeing it); a sweep between full ones lists
+    the changes since the last sweep."""
     if not settings.lists("tiktok_orders"):
         return _not_listed("extract_tiktok", since=in_play_since(settings, wh).isoformat())
     client = platforms.tiktok()
     listing = listing_for(settings, wh, "tiktok_orders")
-    changes = _tiktok_changes(listing)
-    searches = [changes]
-    if listing.sweep:
+    searches = [_tiktok_changes(listing)]
+    if listing.sweep and listing.full:
         searches += [*({"order_status": s} for s in TIKTOK_SHIPPABLE_STATUSES), {"is_buyer_request_cancel": True}]
     listed = (order for filters in searches for order in client.search_orders(filters, page_size=100))
     seen: set[str] = set()
@@ -493,7 +495,7 @@ def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -
     orders, bad, found = _stage(wh, settings, stg_tiktok_orders, "tiktok_orders", unique(listed, "id"),
                                 staging.tiktok_order_row, _key("id"), on_row=lambda row: seen.add(row["tiktok_order_id"]),
                                 missed=missed)
-    if listing.sweep:
+    if listing.sweep and listing.full:
         gone = sorted({r["tiktok_order_id"] for r in _in_play_tiktok(wh, settings, columns=("tiktok_order_id",))} - seen)
         if gone:
             more, more_bad, more_found = _stage(wh, settings, stg_tiktok_orders, "tiktok_orders", client.get_orders(gone),
@@ -503,7 +505,7 @@ def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -
 
     cancel_listing = listing_for(settings, wh, "tiktok_cancellations")
     filters = [_tiktok_changes(cancel_listing)]
-    if cancel_listing.sweep:
+    if cancel_listing.sweep and cancel_listing.full:
         filters.insert(0, {"cancel_status": ["CANCELLATION_REQUEST_PENDING"]})
     requests = (c for f in filters for c in client.search_cancellations(f, page_size=50))
     cancels, bad_cancels, found_cancels = _stage(

@@ -89,13 +89,22 @@ def test_everything_in_play_is_swept_first_then_once_per_full_sweep_hours(tmp_pa
 
 
 class Recorded:
-    """Shopify and ShipBob as far as their listings: what each listing asked for."""
+    """The platforms as far as their listings: what each listing asked for."""
 
     def __init__(self):
         self.asked: list = []
+        self.tiktok: list = []
 
     def orders(self, query=None, **filters):
         self.asked.append(query if query is not None else filters)
+        return iter(())
+
+    def search_orders(self, filters, page_size):
+        self.tiktok.append(filters)
+        return iter(())
+
+    def search_cancellations(self, filters, page_size):
+        self.tiktok.append(filters)
         return iter(())
 
 
@@ -103,15 +112,20 @@ def test_a_sweep_between_full_ones_lists_the_changes_since_the_last_sweep(tmp_pa
     wh = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
     in_play_since = T0 - timedelta(days=5)   # a stalled order keeps five days in play
 
+    tiktok: dict = {}
+
     def extract(end):
         s = pipeline.prepare_run(settings(end, fulfillers=["shipbob"]), wh)
-        for source in ("tiktok_orders", "tiktok_cancellations"):   # TikTok's listings, as extract_tiktok moves them
-            pipeline.advance_cursor(wh, s, pipeline.listing_for(s, wh, source), listed=0, findings=0)
         recorded = Recorded()
         platforms = pipeline.Platforms(s, factory=lambda platform: recorded)
+        pipeline.extract_tiktok(s, platforms, wh)
         pipeline.extract_shopify(s, platforms, wh, in_play_since)
         pipeline.extract_shipbob(s, platforms, wh, in_play_since)
+        tiktok[end] = recorded.tiktok
         return recorded.asked
+
+    def unix(moment: datetime) -> int:
+        return int(moment.timestamp())
 
     assert extract(T0) == [   # the first: by creation, everything in play
         "created_at:>='2026-11-15T12:00:00Z' OR updated_at:>='2026-11-20T11:15:00Z'",
@@ -123,6 +137,12 @@ def test_a_sweep_between_full_ones_lists_the_changes_since_the_last_sweep(tmp_pa
     # six hours on: what changed since an hour before the last sweep, by update time
     assert extract(T0 + timedelta(hours=6)) == [
         "updated_at:>='2026-11-20T11:00:00Z'", {"last_update_start": T0 - timedelta(hours=1)}]
+    # TikTok: the first sweep lists every actionable order and pending request; the one between
+    # full sweeps only the changes since an hour before the last sweep
+    assert {"order_status": "AWAITING_SHIPMENT"} in tiktok[T0] and {"is_buyer_request_cancel": True} in tiktok[T0]
+    assert {"cancel_status": ["CANCELLATION_REQUEST_PENDING"]} in tiktok[T0]
+    six = T0 + timedelta(hours=6)
+    assert tiktok[six] == [{"update_time_ge": unix(T0 - timedelta(hours=1)), "update_time_lt": unix(six) + 1}] * 2
     with wh.engine.connect() as conn:
         cursor = conn.execute(pipeline.sa.select(pipeline.extraction_cursors).where(
             pipeline.extraction_cursors.c.source == "shopify_orders")).one()
