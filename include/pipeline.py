@@ -238,12 +238,16 @@ class Listing:
     full: bool = False                     # a sweep of everything in play (else of the changes since the last)
     full_swept_at: datetime | None = None
 
-    def sweep_from(self, in_play_since: datetime) -> datetime:
-        """Where a sweep's listing begins: on a full sweep, `in_play_since` (Shopify and the
-        fulfillers: every order created since the oldest in play; TikTok, which lists by status, its
-        cursor), else the changes since the last sweep began (by update time)."""
-        if self.full or self.swept_at is None:
-            return in_play_since
+    @property
+    def full_sweep(self) -> bool:
+        return bool(self.sweep) and self.full
+
+    @property
+    def changes_from(self) -> datetime:
+        """Where the listing of changes (by update time) begins: the cursor, or for a sweep between
+        full ones the last sweep's start, an hour early."""
+        if not self.sweep or self.full or self.swept_at is None:
+            return self.changed_since
         return min(self.swept_at - SWEEP_OVERLAP, self.changed_since)
 
 
@@ -285,7 +289,7 @@ def advance_cursor(wh: Warehouse, settings: RunSettings, listing: Listing, liste
     wh.upsert(extraction_cursors, [dict(
         shop=settings.shop, source=listing.source, established_at=established,
         listed_until=until or listing.started, swept_at=listing.started if listing.sweep else listing.swept_at,
-        full_swept_at=listing.started if listing.sweep and listing.full else listing.full_swept_at,
+        full_swept_at=listing.started if listing.full_sweep else listing.full_swept_at,
         run_id=settings.run_id, mode="sweep" if listing.sweep else "incremental", listed=listed, findings=findings)])
 
 
@@ -399,8 +403,7 @@ def _tiktok_changes(listing: Listing) -> dict:
     # the last second included: TikTok's times are whole seconds, and a change stamped with the
     # listing's own moment would otherwise wait for the next run's overlap
     until = listing.changed_until or listing.started + timedelta(seconds=1)
-    since = listing.sweep_from(listing.changed_since) if listing.sweep else listing.changed_since
-    return {"update_time_ge": int(since.timestamp()), "update_time_lt": int(until.timestamp())}
+    return {"update_time_ge": int(listing.changes_from.timestamp()), "update_time_lt": int(until.timestamp())}
 
 
 def _not_listed(step: str, **detail: Any) -> dict:
@@ -487,7 +490,7 @@ def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -
     client = platforms.tiktok()
     listing = listing_for(settings, wh, "tiktok_orders")
     searches = [_tiktok_changes(listing)]
-    if listing.sweep and listing.full:
+    if listing.full_sweep:
         searches += [*({"order_status": s} for s in TIKTOK_SHIPPABLE_STATUSES), {"is_buyer_request_cancel": True}]
     listed = (order for filters in searches for order in client.search_orders(filters, page_size=100))
     seen: set[str] = set()
@@ -495,7 +498,7 @@ def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -
     orders, bad, found = _stage(wh, settings, stg_tiktok_orders, "tiktok_orders", unique(listed, "id"),
                                 staging.tiktok_order_row, _key("id"), on_row=lambda row: seen.add(row["tiktok_order_id"]),
                                 missed=missed)
-    if listing.sweep and listing.full:
+    if listing.full_sweep:
         gone = sorted({r["tiktok_order_id"] for r in _in_play_tiktok(wh, settings, columns=("tiktok_order_id",))} - seen)
         if gone:
             more, more_bad, more_found = _stage(wh, settings, stg_tiktok_orders, "tiktok_orders", client.get_orders(gone),
@@ -505,7 +508,7 @@ def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -
 
     cancel_listing = listing_for(settings, wh, "tiktok_cancellations")
     filters = [_tiktok_changes(cancel_listing)]
-    if cancel_listing.sweep and cancel_listing.full:
+    if cancel_listing.full_sweep:
         filters.insert(0, {"cancel_status": ["CANCELLATION_REQUEST_PENDING"]})
     requests = (c for f in filters for c in client.search_cancellations(f, page_size=50))
     cancels, bad_cancels, found_cancels = _stage(
@@ -525,15 +528,13 @@ def extract_shopify(settings: RunSettings, platforms: Platforms, wh: Warehouse, 
     if not settings.lists("shopify_orders"):
         return _not_listed("extract_shopify")
     listing = listing_for(settings, wh, "shopify_orders")
-    query = f"updated_at:>='{listing.changed_since:%Y-%m-%dT%H:%M:%SZ}'"
-    if listing.sweep and listing.full:
+    query = f"updated_at:>='{listing.changes_from:%Y-%m-%dT%H:%M:%SZ}'"
+    if listing.full_sweep:
         query = f"created_at:>='{since:%Y-%m-%dT%H:%M:%SZ}' OR {query}"
-    elif listing.sweep:
-        query = f"updated_at:>='{listing.sweep_from(since):%Y-%m-%dT%H:%M:%SZ}'"
     orders, bad, found = _stage(wh, settings, stg_shopify_orders, "shopify_orders", platforms.shopify().orders(query),
                                 staging.shopify_order_row, _key("legacyResourceId"),
                                 missed=_missed_by_cursor(wh, settings, stg_shopify_orders, listing))
-    advance_cursor(wh, settings, listing, orders, found, since if listing.sweep and listing.full else None)
+    advance_cursor(wh, settings, listing, orders, found, since if listing.full_sweep else None)
     return Step("extract_shopify", {"orders": orders, "quarantined": bad, "missed_by_cursor": found}).as_dict()
 
 
@@ -551,7 +552,7 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
         return _amazon_from_events(settings, platforms, wh) if settings.event_driven else _not_listed("extract_amazon")
     client = platforms.amazon_mcf()
     listing = listing_for(settings, wh, "amazon_fulfillment_orders")
-    start = min(listing.sweep_from(since), listing.changed_since) if listing.sweep else listing.changed_since
+    start = min(since, listing.changed_since) if listing.full_sweep else listing.changes_from
     listed = list(client.list_fulfillment_orders(start))
 
     def status(order: Any) -> str | None:
@@ -601,7 +602,7 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
                                 lambda item: str((item[1].get("fulfillmentOrder") or item[1]).get("sellerFulfillmentOrderId"))
                                 if isinstance(item[1], dict) else None,
                                 missed=_missed_by_cursor(wh, settings, table, listing))
-    advance_cursor(wh, settings, listing, orders, found, start if listing.full else None)
+    advance_cursor(wh, settings, listing, orders, found, start if listing.full_sweep else None)
     return Step("extract_amazon", {"orders": orders, "report_rows": len(report or ()), "report": report_state,
                                    "detail_calls": fallbacks, "carried_forward": carried,
                                    "followed_by_notifications": len(followed), "quarantined": bad,
@@ -704,15 +705,13 @@ def extract_shipbob(settings: RunSettings, platforms: Platforms, wh: Warehouse, 
         return _shipbob_from_events(settings, wh) if settings.event_driven else _not_listed("extract_shipbob")
     client = platforms.shipbob()
     listing = listing_for(settings, wh, "shipbob_orders")
-    if listing.sweep and listing.full:
-        listings = [client.orders(start_date=since), client.orders(last_update_start=listing.changed_since)]
-    else:
-        listings = [client.orders(last_update_start=listing.sweep_from(since) if listing.sweep else listing.changed_since)]
+    listings = [client.orders(start_date=since)] if listing.full_sweep else []
+    listings.append(client.orders(last_update_start=listing.changes_from))
     orders, bad, found = _stage(wh, settings, stg_shipbob_orders, "shipbob_orders",
                                 unique((order for each in listings for order in each), "id"),
                                 staging.shipbob_order_row, _key("id"),
                                 missed=_missed_by_cursor(wh, settings, stg_shipbob_orders, listing))
-    advance_cursor(wh, settings, listing, orders, found, since if listing.sweep and listing.full else None)
+    advance_cursor(wh, settings, listing, orders, found, since if listing.full_sweep else None)
     return Step("extract_shipbob", {"orders": orders, "quarantined": bad, "missed_by_cursor": found}).as_dict()
 
 
