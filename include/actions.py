@@ -20,7 +20,7 @@ from include.enums import (
 )
 from include.ledger import FAILED, IN_FLIGHT, SKIPPED, SUCCEEDED, Claim, Ledger, RunContext
 from include.model import APPROVE_CANCELLATION, REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL
-from include.platforms.base import BusinessError, MalformedResponseError, NotFoundError, PlatformError, Reply
+from orderops_provider.base import BusinessError, MalformedResponseError, NotFoundError, PlatformError, Reply
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class Handlers:
     def perform_cancel_fulfillment(self, p: dict) -> Reply:
         if p["fulfiller"] == "amazon_mcf":
             return self.platforms.amazon_mcf().cancel_fulfillment_order(p["fulfillment_order_id"])
-        from include.platforms.shipbob import CancelOutcome
+        from orderops_provider.shipbob import CancelOutcome
 
         order_id = int(p["fulfillment_order_id"])
         reply = self.platforms.shipbob().cancel_order(order_id)

@@ -245,6 +245,8 @@ def ui_environment(state: Path, urls: dict[str, str], port: int) -> tuple[dict[s
         "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "4",
+        # the connection form's Test button (off by default in Airflow); here it reaches only the sandbox
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
     })
     return env, json.loads(passwords.read_text())["admin"]
 
@@ -289,6 +291,7 @@ def ui_main(argv: list[str]) -> int:
             print(f"  the demo's run:  {base}/dags/orderops_sla/runs")
             print(f"  SLA page:        {base}/orderops-sla/   (also under Browse > SLA breaches)")
             print(f"  sandbox clock:   {server.urls['tiktok']}/_sandbox/clock (frozen at the demo's time)")
+            print("  sandbox:         " + ", ".join(f"{app} {url}" for app, url in server.urls.items()))
             print(f"  logs:            {log_path}")
             print("Ctrl-C stops it.", flush=True)
             try:

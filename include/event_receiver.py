@@ -43,7 +43,7 @@ class ShopSecrets:
 def shop_secrets(shop) -> ShopSecrets | None:
     """A shop's verifying secrets from its connections (None: the shop takes no events). Read on
     each delivery, so a rotated secret applies at once."""
-    from include.platforms.connection import read_connection
+    from orderops_provider.hooks import read_connection
 
     if shop is None or shop.events is None:
         return None

@@ -7,7 +7,7 @@ the `orderops-warehouse` namespace, under the names of `include.warehouse`.
 """
 from __future__ import annotations
 
-from include.platforms.tiktok_versions import path as tiktok_path
+from orderops_provider.tiktok_versions import path as tiktok_path
 
 def assets():
     """The Airflow Assets the pipeline produces and the report consumes (one definition for both DAGs)."""

@@ -1,19 +1,17 @@
 """Alerts for the data team: a run past its deadline, a failed task.
 
 Every alert is logged and recorded in the warehouse (`pipeline_breaches`, shown by the report);
-it also goes to Slack when a connection `orderops_slack` exists (an incoming-webhook URL in its
-host or password) and by e-mail when `orderops_smtp` exists (host, port, login, password; extra
-`from` and `to`). A channel that fails is logged, never raised: alerting must not fail a run.
+it also goes to Slack when a connection `orderops_slack` exists (conn type http, sent by the HTTP
+provider's hook: an incoming-webhook URL in its host or password) and by e-mail when `orderops_smtp`
+exists (conn type smtp, sent by the SMTP provider's hook; extra `to`). A channel that fails is
+logged, never raised: alerting must not fail a run.
 """
 from __future__ import annotations
 
+import html
 import logging
-import smtplib
 from dataclasses import dataclass
-from email.message import EmailMessage
 from typing import Any
-
-import httpx
 
 from include.warehouse import Warehouse, pipeline_breaches, utcnow
 
@@ -44,27 +42,32 @@ def _connection(conn_id: str):
 
 
 def send_slack(alert: Alert, conn) -> None:
+    """POST to the incoming webhook with the HTTP provider's hook (conn type http: the webhook URL
+    in host, or in password to keep it out of the UI)."""
+    import requests
+    from airflow.providers.http.hooks.http import HttpHook
+
     url = conn.host if (conn.host or "").startswith("http") else conn.password
     if not url:
         raise ValueError(f"connection {SLACK_CONN}: put the webhook URL in host or password")
-    httpx.post(url, json={"text": f"*{alert.subject}*\n{alert.detail}"}, timeout=10).raise_for_status()
+    hook = HttpHook(method="POST", http_conn_id=SLACK_CONN)
+    session = hook.get_conn()   # the connection's headers, proxies and TLS settings apply
+    request = requests.Request("POST", url, json={"text": f"*{alert.subject}*\n{alert.detail}"})
+    hook.run_and_check(session, session.prepare_request(request), {"timeout": 10})   # raises unless 2xx
 
 
 def send_email(alert: Alert, conn) -> None:
+    """Send with the SMTP provider's hook: its connection fields apply (`from_email`, `disable_ssl`,
+    `disable_tls`, `timeout`, `retry_limit`, login and password); `to` in extra is ours."""
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
     extra = conn.extra_dejson or {}
     if not extra.get("to"):
         raise ValueError(f"connection {SMTP_CONN}: extra.to (recipients) is required")
-    message = EmailMessage()
-    message["Subject"] = alert.subject
-    message["From"] = extra.get("from") or "orderops@localhost"
-    message["To"] = extra["to"]
-    message.set_content(alert.detail)
-    with smtplib.SMTP(conn.host, conn.port or 25, timeout=10) as smtp:
-        if extra.get("starttls"):
-            smtp.starttls()
-        if conn.login:
-            smtp.login(conn.login, conn.password or "")
-        smtp.send_message(message)
+    with SmtpHook(smtp_conn_id=SMTP_CONN) as smtp:
+        smtp.send_email_smtp(to=extra["to"], subject=alert.subject,
+                             html_content=f"<pre>{html.escape(alert.detail)}</pre>",
+                             from_email=extra.get("from_email") or "orderops@localhost")
 
 
 def notify(alert: Alert, warehouse_url: str | None) -> list[str]:

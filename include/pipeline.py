@@ -31,7 +31,7 @@ from include.model import (
     ADD_NOTE, APPROVE_CANCELLATION, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, ESCALATE, POST_TRACKING,
     REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL, Action, Decision,
 )
-from include.platforms.base import BusinessError, ConfigurationError, NotFoundError, PlatformError, record_id
+from orderops_provider.base import BusinessError, ConfigurationError, NotFoundError, PlatformError, record_id
 from include.quality import BATCH_PLATFORM, validate
 from include.runconfig import RunSettings
 from include.shops import minutes_setting
@@ -78,16 +78,9 @@ class Platforms:
         self._lock = threading.Lock()   # threads of one run share one client (and quota copy) per platform
 
     def _from_connection(self, platform: str):
-        conn_id = getattr(self.settings.connections, platform)
-        if platform == "tiktok":
-            from include.platforms.tiktok import TikTokShopHook as Hook
-        elif platform == "shopify":
-            from include.platforms.shopify import ShopifyHook as Hook
-        elif platform == "amazon_mcf":
-            from include.platforms.amazon_mcf import AmazonMcfHook as Hook
-        else:
-            from include.platforms.shipbob import ShipBobHook as Hook
-        return Hook(conn_id).get_client()
+        from orderops_provider.hooks import BY_PLATFORM
+
+        return BY_PLATFORM[platform](getattr(self.settings.connections, platform)).get_client()
 
     def get(self, platform: str):
         with self._lock:

@@ -28,7 +28,7 @@ class AmazonNotificationsTrigger(BaseEventTrigger):
         from include.airflow_glue import warehouse_url
         from include.event_receiver import AmazonQueue, AwsCredentials
         from include.events import EventInbox
-        from include.platforms.connection import read_connection
+        from orderops_provider.hooks import read_connection
         from include.warehouse import Warehouse
 
         extra = read_connection(self.amazon_conn_id, ("aws_secret_access_key",)).extra

@@ -19,18 +19,18 @@ CONNECTION_IDS = {"tiktok": "orderops_tiktok", "shopify": "orderops_shopify", "a
 def sandbox_connections(urls: dict[str, str]) -> dict[str, dict]:
     """Connection documents per platform for a sandbox serving at `urls` (app name -> base URL)."""
     return {
-        "tiktok": {"conn_type": "http", "host": urls["tiktok"], "login": TIKTOK["app_key"],
+        "tiktok": {"conn_type": "tiktok_shop", "host": urls["tiktok"], "login": TIKTOK["app_key"],
                    "password": TIKTOK["app_secret"],
                    "extra": {"auth_base_url": urls["tiktok_auth"], "access_token": TIKTOK["access_token"],
                              "refresh_token": TIKTOK["refresh_token"], "shop_cipher": TIKTOK["shop_cipher"]}},
-        "shopify": {"conn_type": "http", "host": urls["shopify"], "password": SHOPIFY["access_token"],
+        "shopify": {"conn_type": "shopify", "host": urls["shopify"], "password": SHOPIFY["access_token"],
                     "extra": {"api_version": "2025-10", "client_id": SHOPIFY["client_id"],
                               "client_secret": SHOPIFY["client_secret"]}},
-        "amazon_mcf": {"conn_type": "http", "host": urls["amazon_mcf"], "login": AMAZON["client_id"],
+        "amazon_mcf": {"conn_type": "amazon_mcf", "host": urls["amazon_mcf"], "login": AMAZON["client_id"],
                        "password": AMAZON["client_secret"],
                        "extra": {"refresh_token": AMAZON["refresh_token"], "marketplace_id": AMAZON["marketplace_id"],
                                  "lwa_url": f"{urls['amazon_lwa']}/auth/o2/token"}},
-        "shipbob": {"conn_type": "http", "host": urls["shipbob"], "password": SHIPBOB["personal_access_tokens"][0],
+        "shipbob": {"conn_type": "shipbob", "host": urls["shipbob"], "password": SHIPBOB["personal_access_tokens"][0],
                     "extra": {"api_version": "2026-01", "channel_id": SHIPBOB["channel_id"]}},
     }
 

@@ -35,7 +35,7 @@ from fastapi.responses import JSONResponse, Response
 
 from include.sandbox.core import PlatformSandbox, TokenBucket
 from include.sandbox.scenario import Scenario, ScenarioOrder, parse_time
-from include.platforms.tiktok_signing import sign
+from orderops_provider.tiktok_signing import sign
 
 # Fixed credentials valid only against this simulator. The auth code and tokens are
 # pre-issued at every scenario load, so a client can start with or without the token exchange.

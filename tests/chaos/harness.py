@@ -553,14 +553,6 @@ class RewritingTransport(httpx.BaseTransport):
 def hook_client(platform: str, **overrides):
     """A platform client built by its Airflow hook from the AIRFLOW_CONN_* connection (as the DAG does)."""
     from include.runconfig import Connections
+    from orderops_provider.hooks import BY_PLATFORM
 
-    conn_id = getattr(Connections(), platform)
-    if platform == "tiktok":
-        from include.platforms.tiktok import TikTokShopHook as Hook
-    elif platform == "shopify":
-        from include.platforms.shopify import ShopifyHook as Hook
-    elif platform == "amazon_mcf":
-        from include.platforms.amazon_mcf import AmazonMcfHook as Hook
-    else:
-        from include.platforms.shipbob import ShipBobHook as Hook
-    return Hook(conn_id).get_client(**overrides)
+    return BY_PLATFORM[platform](getattr(Connections(), platform)).get_client(**overrides)

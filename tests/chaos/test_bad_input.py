@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from include import staging
 from include.pipeline import Platforms, run_all
-from include.platforms.base import ConfigurationError
+from orderops_provider.base import ConfigurationError
 from include.runconfig import RunConfigError, run_settings
 from include.sandbox.scenario import ScenarioError, parse_scenario
 from include.warehouse import (

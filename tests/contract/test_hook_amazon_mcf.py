@@ -16,14 +16,14 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from include.platforms.amazon_mcf import (CANCEL, CREATE_REPORT, DOWNLOAD, GET, GET_DOCUMENT, GET_REPORT,
+from orderops_provider.amazon_mcf import (CANCEL, CREATE_REPORT, DOWNLOAD, GET, GET_DOCUMENT, GET_REPORT,
                                           GET_REPORTS, LIST, LWA, AlreadyCancelledError,
                                           AmazonMcfClient, NotCancellableError, ReportFailedError,
                                           ReportTimeoutError, parse_flat_file)
-from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
+from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
                                     NotFoundError, PagingError, RetryableError, RetryPolicy, ThrottledError,
                                     TokenExpiredError)
-from include.platforms.connection import ConnectionSettings
+from orderops_provider.connection import ConnectionSettings
 from include.sandbox.amazon_mcf import DEFAULT_CREDENTIALS, SHIPMENT_REPORT_COLUMNS
 from include.sandbox.core import Settings
 from include.sandbox.generate import generate
@@ -501,7 +501,7 @@ def test_configuration_errors_name_the_field():
 def hook_class():
     """The hook class, imported during setup: loading Airflow replaces the root log handlers, and
     the test's log capture must be installed after that to see anything."""
-    from include.platforms.amazon_mcf import AmazonMcfHook
+    from orderops_provider.hooks import AmazonMcfHook
     return AmazonMcfHook
 
 
@@ -519,7 +519,7 @@ def test_hook_from_env_connection_keeps_secrets_out_of_logs(run_sandbox, monkeyp
     caplog.set_level(logging.DEBUG, logger="httpx")
 
     hook = hook_class("amazon_mcf_hooktest")
-    assert (hook.conn_type, hook.default_conn_name, hook.conn_name_attr) == ("http", "amazon_mcf_default",
+    assert (hook.conn_type, hook.default_conn_name, hook.conn_name_attr) == ("amazon_mcf", "amazon_mcf_default",
                                                                              "amazon_mcf_conn_id")
     ok, message = hook.test_connection()
     assert ok, message

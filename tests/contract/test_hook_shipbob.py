@@ -17,11 +17,11 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
+from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
                                     NotFoundError, PagingError, Reply, RetryableError, RetryPolicy,
                                     ThrottledError)
-from include.platforms.connection import ConnectionSettings
-from include.platforms.shipbob import CancelOutcome, ShipBobClient, _csv_batches
+from orderops_provider.connection import ConnectionSettings
+from orderops_provider.shipbob import CancelOutcome, ShipBobClient, _csv_batches
 from include.sandbox.core import Settings
 from include.sandbox.generate import generate
 from include.sandbox.shipbob import DEFAULT_CREDENTIALS
@@ -538,7 +538,7 @@ def test_configuration_errors_name_the_field():
 def hook_class():
     """The hook class, imported during setup: loading Airflow replaces the root log handlers, and
     the test's log capture must be installed after that to see anything."""
-    from include.platforms.shipbob import ShipBobHook
+    from orderops_provider.hooks import ShipBobHook
     return ShipBobHook
 
 
@@ -553,7 +553,7 @@ def test_hook_from_env_connection_keeps_the_token_out_of_logs(run_sandbox, monke
     caplog.set_level(logging.DEBUG)
 
     hook = hook_class("shipbob_hooktest")
-    assert (hook.conn_type, hook.default_conn_name) == ("http", "shipbob_default")
+    assert (hook.conn_type, hook.default_conn_name) == ("shipbob", "shipbob_default")
     assert hook.test_connection() == (True, f"token accepted; channel {CHANNEL} can write orders")
     client = hook.get_client()
     assert client.api_version == "2026-01" and client.channel_id == CHANNEL

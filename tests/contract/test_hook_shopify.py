@@ -20,10 +20,10 @@ import time
 import httpx
 import pytest
 
-from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
+from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
                                     NotFoundError, PagingError, RetryableError, RetryPolicy, ThrottledError)
-from include.platforms.connection import ConnectionSettings
-from include.platforms.shopify import (CancelResult, NoteResult, ShopifyClient, order_gid)
+from orderops_provider.connection import ConnectionSettings
+from orderops_provider.shopify import (CancelResult, NoteResult, ShopifyClient, order_gid)
 from include.sandbox.core import Settings
 from include.sandbox.generate import generate
 from include.sandbox.shopify import DEFAULT_CREDENTIALS, TIKTOK_NOTE_PREFIX
@@ -590,7 +590,7 @@ def test_configuration_errors_name_the_field():
 
 
 def test_importing_the_client_does_not_load_airflow():
-    code = ("import sys, include.platforms.shopify as s; s.ShopifyClient; "
+    code = ("import sys, orderops_provider.shopify as s; s.ShopifyClient; "
             "assert not any(m == 'airflow' or m.startswith('airflow.') for m in sys.modules), 'airflow loaded'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -601,7 +601,7 @@ def test_importing_the_client_does_not_load_airflow():
 def hook_class():
     """Imported during setup: loading Airflow replaces the root log handlers, and the test's log
     capture must be installed after that to see anything."""
-    from include.platforms.shopify import ShopifyHook
+    from orderops_provider.hooks import ShopifyHook
     return ShopifyHook
 
 
@@ -617,7 +617,7 @@ def test_hook_from_env_connection_keeps_secrets_out_of_logs(run_sandbox, monkeyp
     caplog.set_level(logging.DEBUG)
 
     hook = hook_class("shopify_hooktest")
-    assert (hook.conn_type, hook.default_conn_name) == ("http", "shopify_default")
+    assert (hook.conn_type, hook.default_conn_name) == ("shopify", "shopify_default")
     ok, message = hook.test_connection()
     assert ok and DEFAULT_CREDENTIALS["shop_domain"] in message
     client = hook.get_client()

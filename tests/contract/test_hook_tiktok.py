@@ -20,12 +20,12 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from include.platforms.base import (AuthError, BusinessError, ConfigurationError, NotFoundError, PagingError,
+from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, NotFoundError, PagingError,
                                     RetryableError, RetryPolicy, ThrottledError)
-from include.platforms.connection import ConnectionSettings
-from include.platforms.tiktok import TikTokShopClient, TokenSet
-from include.platforms.tiktok_signing import sign
-from include.platforms.tiktok_versions import path as api_path
+from orderops_provider.connection import ConnectionSettings
+from orderops_provider.tiktok import TikTokShopClient, TokenSet
+from orderops_provider.tiktok_signing import sign
+from orderops_provider.tiktok_versions import path as api_path
 from include.sandbox.core import Settings
 from include.sandbox.generate import generate
 from include.sandbox.tiktok import DEFAULT_CREDENTIALS as CREDS
@@ -122,11 +122,11 @@ def provider_id(client: TikTokShopClient, order_obj: dict, name: str = "UPS") ->
 
 # ---------------------------------------------------------------- the module
 def test_signing_has_one_home_and_the_client_imports_without_airflow():
-    import include.platforms.tiktok_signing as signing
+    import orderops_provider.tiktok_signing as signing
     import include.sandbox.tiktok as simulator
 
     assert simulator.sign is signing.sign   # the simulator checks with the very function the client signs with
-    code = ("import sys, include.platforms.tiktok as t; "
+    code = ("import sys, orderops_provider.tiktok as t; "
             "assert not [m for m in sys.modules if m == 'airflow' or m.startswith(('airflow.', 'include.sandbox'))]")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
@@ -568,7 +568,7 @@ def test_a_pinned_version_orderops_does_not_speak_is_refused_naming_it(pinned, n
 def hook_class():
     """The hook class, imported during setup: loading Airflow replaces the root log handlers, and
     the test's log capture must be installed after that to see anything."""
-    from include.platforms.tiktok import TikTokShopHook
+    from orderops_provider.hooks import TikTokShopHook
     return TikTokShopHook
 
 
@@ -584,7 +584,7 @@ def test_hook_from_env_connection_keeps_every_secret_out_of_logs(run_sandbox, mo
     caplog.set_level(logging.DEBUG, logger="httpx")
 
     hook = hook_class("tiktok_hooktest")
-    assert (hook.conn_type, hook.default_conn_name, hook.conn_name_attr) == ("http", "tiktok_default", "tiktok_conn_id")
+    assert (hook.conn_type, hook.default_conn_name, hook.conn_name_attr) == ("tiktok_shop", "tiktok_default", "tiktok_conn_id")
     ok, message = hook.test_connection()
     assert ok and CREDS["shop_cipher"] in message
     persisted: list[TokenSet] = []

@@ -28,7 +28,7 @@ from sp_api.base import SellingApiException
 from tiktok_shop_api import TikTokShop, TikTokShopError
 from tiktok_shop_api.generated import models
 
-from include.platforms import shopify as orderops_shopify
+from orderops_provider import shopify as orderops_shopify
 from include.sandbox.amazon_mcf import DEFAULT_CREDENTIALS as AMAZON
 from include.sandbox.core import Settings
 from include.sandbox.generate import generate

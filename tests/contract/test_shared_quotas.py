@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from include.platforms.base import ThrottledError
+from orderops_provider.base import ThrottledError
 from include.quotas import SharedQuotas
 from include.warehouse import Warehouse
 from tests.contract.test_hook_tiktok import make_client, oid, order, scenario

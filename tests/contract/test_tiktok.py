@@ -13,7 +13,7 @@ import pytest
 
 from include.sandbox.core import Settings
 from include.sandbox.tiktok import DEFAULT_CREDENTIALS as CREDS
-from include.platforms.tiktok_signing import sign, signing_string
+from orderops_provider.tiktok_signing import sign, signing_string
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 V = "202309"

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from include.demo import airflow, airflow_env, prepare_airflow
-from include.platforms.tiktok_versions import path as api_path
+from orderops_provider.tiktok_versions import path as api_path
 from include.sandbox.core import Settings, changes_orders
 from include.sandbox.generate import DEFAULT_NOW, generate
 from include.sandbox.scenario import parse_time

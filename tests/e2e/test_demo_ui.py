@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from include import demo
+from include.sandbox.connections import sandbox_connections
 from include.warehouse import Warehouse, sla_daily
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,6 +70,28 @@ def test_demo_then_ui_show_the_run_the_report_and_the_sla_page(tmp_path, capsys)
             assert shown["orders_due"] == day["orders_due"]
             assert http.get("/orderops-sla/api/days").status_code in (401, 403)   # the page needs the login
             assert http.post("/auth/token", json={"username": "admin", "password": "wrong"}).status_code == 401
+            # the provider's connection types, as the connection form gets them: fields named, main extras
+            forms = {m["connection_type"]: m for m in http.get("/ui/connections/hook_meta", headers=auth).json()}
+            assert forms["tiktok_shop"]["hook_name"] == "TikTok Shop"
+            assert forms["shipbob"]["standard_fields"]["password"]["title"] == "Bearer token (PAT)"
+            assert forms["shipbob"]["standard_fields"]["login"]["hidden"] is True
+            assert {"access_token", "refresh_token", "shop_cipher"} <= set(forms["tiktok_shop"]["extra_fields"])
+            assert forms["amazon_mcf"]["extra_fields"]["refresh_token"]["schema"]["format"] == "password"
+            assert set(forms["shopify"]["extra_fields"]) >= {"api_version", "client_id", "client_secret"}
+            # the form's Test button runs the platform's hook against the sandbox
+            sandbox = dict(pair.split(" ") for pair in
+                           next(line for line in lines if line.strip().startswith("sandbox: ")).split(":", 1)[1].strip().split(", "))
+            documents = sandbox_connections(sandbox)
+            for platform, expect in (("shipbob", "can write orders"), ("tiktok", "signature and token accepted"),
+                                     ("shopify", "connected to"), ("amazon_mcf", "token exchanged")):
+                body = {**documents[platform], "connection_id": f"orderops_{platform}"}
+                body["extra"] = json.dumps(body["extra"])
+                answer = http.post("/api/v2/connections/test", headers=auth, json=body).json()
+                assert answer["status"] is True and expect in answer["message"], (platform, answer)
+            wrong = {**documents["shipbob"], "connection_id": "orderops_shipbob", "password": "not-a-token",
+                     "extra": json.dumps(documents["shipbob"]["extra"])}
+            answer = http.post("/api/v2/connections/test", headers=auth, json=wrong).json()
+            assert answer["status"] is False and "not-a-token" not in answer["message"], answer
     finally:
         ui.send_signal(signal.SIGTERM)
         try:

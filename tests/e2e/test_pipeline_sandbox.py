@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from include.ledger import Ledger
 from include.pipeline import Platforms, run_all
-from include.platforms.tiktok_versions import path as api_path
+from orderops_provider.tiktok_versions import path as api_path
 from include.runconfig import run_settings
 from include.sandbox.connections import connection_env
 from include.sandbox.core import Settings, changes_orders

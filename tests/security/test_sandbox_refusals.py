@@ -17,7 +17,7 @@ import time
 import httpx
 import pytest
 
-from include.platforms.base import PlatformError
+from orderops_provider.base import PlatformError
 from include.sandbox.connections import sandbox_connections
 from tests.chaos.harness import RewritingTransport, chaos_scenario, hook_client, is_order_write, patched_env
 

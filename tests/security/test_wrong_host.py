@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from include.pipeline import Platforms, run_all
-from include.platforms.base import PagingError, PlatformError, RetryPolicy
+from orderops_provider.base import PagingError, PlatformError, RetryPolicy
 from include.runconfig import run_settings
 from tests.chaos.harness import (
     NOW, POLICY, WINDOW, RewritingTransport, chaos_scenario, fresh_warehouse, hook_client, patched_env,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import email
+import html
 import json
 import logging
 import socketserver
@@ -92,20 +93,23 @@ def test_alert_goes_to_slack_and_email_when_configured(tmp_path, monkeypatch, we
     port, mails = smtp_server
     monkeypatch.setenv("AIRFLOW_CONN_ORDEROPS_SLACK", json.dumps({"conn_type": "http", "password": hook_url}))
     monkeypatch.setenv("AIRFLOW_CONN_ORDEROPS_SMTP", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": port, "extra": {"to": "ops@example.com", "from": "orderops@example.com"}}))
+        "conn_type": "smtp", "host": "127.0.0.1", "port": port, "extra": {"to": "ops@example.com", "from_email": "orderops@example.com", "disable_ssl": True, "disable_tls": True}}))
     reached = notify(ALERT, f"sqlite:///{tmp_path / 'wh.db'}")
     assert reached == ["log", "warehouse", "slack", "email"]
     assert posts and "deadline missed" in posts[0]["text"] and ALERT.detail in posts[0]["text"]
     mail = email.message_from_string(mails[0])
     assert " ".join(mail["Subject"].split()).startswith("[orderops] deadline missed: orderops_sla")
-    assert mail["To"] == "ops@example.com" and ALERT.detail in mail.get_payload()
+    assert mail["To"] == "ops@example.com" and mail["From"] == "orderops@example.com"
+    body = next(part for part in mail.walk() if part.get_content_type() == "text/html")
+    assert html.escape(ALERT.detail) in body.get_payload(decode=True).decode()
 
 
 def test_a_broken_channel_does_not_stop_the_others(tmp_path, monkeypatch, smtp_server):
     port, mails = smtp_server
     monkeypatch.setenv("AIRFLOW_CONN_ORDEROPS_SLACK", json.dumps({"conn_type": "http", "password": "http://127.0.0.1:9/nothing"}))
     monkeypatch.setenv("AIRFLOW_CONN_ORDEROPS_SMTP", json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port,
-                                                                "extra": {"to": "ops@example.com"}}))
+                                                                "extra": {"to": "ops@example.com", "disable_ssl": True,
+                                                                          "disable_tls": True}}))
     assert notify(ALERT, None) == ["log", "email"]
     assert len(mails) == 1
 

@@ -6,8 +6,8 @@ import random
 import httpx
 import pytest
 
-from include.platforms.base import ConfigurationError, PagingError, RateLimiter, RetryPolicy, chunked, pages
-from include.platforms.connection import base_url_of
+from orderops_provider.base import ConfigurationError, PagingError, RateLimiter, RetryPolicy, chunked, pages
+from orderops_provider.connection import base_url_of
 
 
 class FakeClock:
@@ -107,7 +107,7 @@ def test_pages_stops_when_a_listing_runs_past_its_time():
 
 
 def test_clients_bound_their_listings_on_their_clock():
-    from include.platforms.shipbob import ShipBobClient
+    from orderops_provider.shipbob import ShipBobClient
 
     class Endless(httpx.BaseTransport):   # full pages of new orders, for ever
         def __init__(self):
@@ -152,7 +152,7 @@ def test_base_url_forms():
 
 def test_the_listing_bound_is_a_setting_named_when_bad(monkeypatch):
     from include.pipeline import LISTING_TIMEOUT_ENV, Platforms
-    from include.platforms.shipbob import ShipBobClient
+    from orderops_provider.shipbob import ShipBobClient
     from include.runconfig import RunConfigError, run_settings
 
     settings = run_settings(dag_id="orderops_sla", run_id="r", params={"now": "2026-11-20T15:00:00Z"})

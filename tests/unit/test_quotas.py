@@ -4,8 +4,8 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from include.platforms.base import RateLimiter
-from include.platforms.shopify import PointsBucket
+from orderops_provider.base import RateLimiter
+from orderops_provider.shopify import PointsBucket
 from include.quotas import SharedQuotas
 from include.warehouse import Warehouse, quota_buckets
 

@@ -1,7 +1,7 @@
 """The client's copy of Shopify's points bucket when threads share it."""
 import threading
 
-from include.platforms.shopify import PointsBucket
+from orderops_provider.shopify import PointsBucket
 
 
 class Clock:

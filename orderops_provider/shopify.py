@@ -39,11 +39,11 @@ from urllib.parse import urlencode
 
 import httpx
 
-from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
+from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
                                     NotFoundError, PagingError, PlatformClient, PlatformError, RateLimiter, Reply,
-                                    RetryableError, RetryPolicy, ThrottledError, TokenExpiredError, lazy_hook,
+                                    RetryableError, RetryPolicy, ThrottledError, TokenExpiredError,
                                     record_id)
-from include.platforms.connection import ConnectionSettings
+from orderops_provider.connection import ConnectionSettings
 
 log = logging.getLogger(__name__)
 
@@ -804,56 +804,3 @@ class ShopifyClient(PlatformClient):
             if reply.request_id:
                 request_ids.append(reply.request_id)
         return NoteResult(gid, note_added, tuple(missing), tuple(request_ids))
-
-
-def _hook_class():
-    from airflow.sdk import BaseHook
-    from airflow.sdk.log import mask_secret
-
-    from include.platforms.connection import read_connection
-
-    class ShopifyHook(BaseHook):
-        """Airflow hook: a Shopify connection (conn type http) -> ShopifyClient.
-
-        host: the shop's admin host (orderops.myshopify.com, or the simulator's URL); password:
-        Admin API access token; extra: api_version, client_id, client_secret (client-credentials
-        grant), timeout, max_attempts, maximum_available, restore_rate, max_query_cost.
-        """
-
-        conn_name_attr = "shopify_conn_id"
-        default_conn_name = "shopify_default"
-        conn_type = "http"
-        hook_name = "Shopify Admin GraphQL"
-
-        def __init__(self, conn_id: str = default_conn_name, **kwargs: Any):
-            super().__init__(**kwargs)
-            self.shopify_conn_id = conn_id
-
-        @classmethod
-        def get_ui_field_behaviour(cls) -> dict[str, Any]:
-            return {
-                "hidden_fields": ["login", "port"],
-                "relabeling": {"host": "Shop admin host", "password": "Admin API access token"},
-                "placeholders": {
-                    "host": "your-shop.myshopify.com",
-                    "extra": '{"api_version": "2025-10", "client_id": "...", "client_secret": "..."}',
-                },
-            }
-
-        def get_client(self, **overrides: Any) -> ShopifyClient:
-            settings = read_connection(self.shopify_conn_id, SECRET_EXTRA_KEYS)
-            overrides.setdefault("secret_sink", mask_secret)   # tokens obtained later are masked too
-            return ShopifyClient.from_settings(settings, **overrides)
-
-        def test_connection(self) -> tuple[bool, str]:
-            try:
-                with self.get_client() as client:
-                    shop = client.shop()
-                    return True, f"connected to {shop.get('myshopifyDomain')} (API {client.api_version})"
-            except (PlatformError, ConfigurationError) as exc:
-                return False, str(exc)
-
-    return ShopifyHook
-
-
-__getattr__ = lazy_hook(__name__, "ShopifyHook", _hook_class)

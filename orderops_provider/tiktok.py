@@ -33,12 +33,12 @@ from typing import Any, Callable, Iterable, Iterator
 
 import httpx
 
-from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
+from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
                                     NotFoundError, PlatformClient, PlatformError, Reply, RetryableError, RetryPolicy,
-                                    ThrottledError, TokenExpiredError, chunked, lazy_hook, record_id)
-from include.platforms.connection import ConnectionSettings
-from include.platforms.tiktok_signing import sign
-from include.platforms.tiktok_versions import path as versioned_path, resolve as resolve_versions
+                                    ThrottledError, TokenExpiredError, chunked, record_id)
+from orderops_provider.connection import ConnectionSettings
+from orderops_provider.tiktok_signing import sign
+from orderops_provider.tiktok_versions import path as versioned_path, resolve as resolve_versions
 
 log = logging.getLogger(__name__)
 
@@ -518,66 +518,3 @@ class TikTokShopClient(PlatformClient):
             body["comment"] = comment
         return self._api("reject_cancellation", "POST", self._path("reject_cancellation", cancel_id=cid),
                          params=[("idempotency_key", self._key(idempotency_key))], body=body)
-
-
-def _hook_class():
-    from airflow.sdk import BaseHook
-    from airflow.sdk.log import mask_secret
-
-    from include.platforms.connection import read_connection
-
-    class TikTokShopHook(BaseHook):
-        """Airflow hook: a TikTok Shop connection (conn type http) -> TikTokShopClient.
-
-        host: open API base URL; login: app_key; password: app_secret; extra: auth_base_url,
-        access_token, refresh_token, access_token_expire_in, shop_cipher, shop_id, qps, timeout,
-        max_attempts. Refreshed tokens are masked in logs and passed to `on_token_refresh`.
-        """
-
-        conn_name_attr = "tiktok_conn_id"
-        default_conn_name = "tiktok_default"
-        conn_type = "http"
-        hook_name = "TikTok Shop"
-
-        def __init__(self, conn_id: str = default_conn_name, **kwargs: Any):
-            super().__init__(**kwargs)
-            self.tiktok_conn_id = conn_id
-
-        @classmethod
-        def get_ui_field_behaviour(cls) -> dict[str, Any]:
-            return {
-                "hidden_fields": ["port"],
-                "relabeling": {"host": "Open API base URL", "login": "App key", "password": "App secret"},
-                "placeholders": {
-                    "host": DEFAULT_BASE_URL,
-                    "extra": '{"auth_base_url": "%s", "access_token": "...", "refresh_token": "...", '
-                             '"shop_cipher": "..."}' % DEFAULT_AUTH_BASE_URL,
-                },
-            }
-
-        def get_client(self, on_token_refresh: Callable[[TokenSet], None] | None = None,
-                       **overrides: Any) -> TikTokShopClient:
-            settings = read_connection(self.tiktok_conn_id, SECRET_EXTRA_KEYS)
-
-            def refreshed(tokens: TokenSet) -> None:
-                mask_secret(tokens.access_token)
-                mask_secret(tokens.refresh_token)
-                if on_token_refresh is not None:
-                    on_token_refresh(tokens)
-
-            return TikTokShopClient.from_settings(settings, on_token_refresh=refreshed, **overrides)
-
-        def test_connection(self) -> tuple[bool, str]:
-            """Signature and token accepted, and the shop found."""
-            try:
-                with self.get_client() as client:
-                    cipher = client.shop_cipher
-                    client.warehouses()
-                    return True, f"signature and token accepted; shop cipher {cipher}"
-            except (PlatformError, ConfigurationError) as exc:
-                return False, str(exc)
-
-    return TikTokShopHook
-
-
-__getattr__ = lazy_hook(__name__, "TikTokShopHook", _hook_class)

@@ -41,10 +41,10 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import httpx
 
-from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
+from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
                                     NotFoundError, PlatformClient, PlatformError, Reply, RetryableError, RetryPolicy,
-                                    ThrottledError, TokenExpiredError, lazy_hook, record_id)
-from include.platforms.connection import ConnectionSettings
+                                    ThrottledError, TokenExpiredError, record_id)
+from orderops_provider.connection import ConnectionSettings
 
 log = logging.getLogger(__name__)
 
@@ -634,60 +634,3 @@ class AmazonMcfClient(PlatformClient):
             except PlatformError:
                 pass
         return text
-
-
-def _hook_class():
-    from airflow.sdk import BaseHook
-    from airflow.sdk.log import mask_secret
-
-    from include.platforms.connection import read_connection
-
-    class AmazonMcfHook(BaseHook):
-        """Airflow hook: an Amazon SP-API connection (conn type http) -> AmazonMcfClient.
-
-        host: SP-API endpoint (https://sellingpartnerapi-na.amazon.com or the local simulator);
-        login: LWA client id; password: LWA client secret; extra: refresh_token (secret),
-        marketplace_id, lwa_url, timeout, rate_scale, quotas, max_attempts, user_agent.
-        """
-
-        conn_name_attr = "amazon_mcf_conn_id"
-        default_conn_name = "amazon_mcf_default"
-        conn_type = "http"
-        hook_name = "Amazon SP-API (Multi-Channel Fulfillment)"
-
-        def __init__(self, conn_id: str = default_conn_name, **kwargs: Any):
-            super().__init__(**kwargs)
-            self.amazon_mcf_conn_id = conn_id
-
-        @classmethod
-        def get_ui_field_behaviour(cls) -> dict[str, Any]:
-            return {
-                "hidden_fields": [],
-                "relabeling": {"host": "SP-API endpoint", "login": "LWA client id",
-                               "password": "LWA client secret"},
-                "placeholders": {
-                    "host": "https://sellingpartnerapi-na.amazon.com",
-                    "extra": '{"refresh_token": "Atzr|...", "marketplace_id": "ATVPDKIKX0DER"}',
-                },
-            }
-
-        def get_client(self, **overrides: Any) -> AmazonMcfClient:
-            settings = read_connection(self.amazon_mcf_conn_id, SECRET_EXTRA_KEYS)
-            overrides.setdefault("mask", mask_secret)   # access tokens and document URLs too
-            return AmazonMcfClient.from_settings(settings, **overrides)
-
-        def test_connection(self) -> tuple[bool, str]:
-            """The refresh token is exchanged and the fulfillment-order listing answers."""
-            try:
-                with self.get_client() as client:
-                    client.access_token()
-                    now = datetime.now(timezone.utc)
-                    client.call(LIST, "GET", f"{FBA}/fulfillmentOrders", params={"queryStartDate": _timestamp(now, "now")})
-                    return True, f"token exchanged; fulfillment orders readable (marketplace {client.marketplace_id})"
-            except (PlatformError, ConfigurationError) as exc:
-                return False, str(exc)
-
-    return AmazonMcfHook
-
-
-__getattr__ = lazy_hook(__name__, "AmazonMcfHook", _hook_class)

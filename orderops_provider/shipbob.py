@@ -32,11 +32,11 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 
-from include.platforms.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
+from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
                                     NotFoundError, PagingError, PlatformClient, PlatformError, RateLimiter, Reply,
-                                    RetryableError, RetryPolicy, ThrottledError, TokenExpiredError, lazy_hook,
+                                    RetryableError, RetryPolicy, ThrottledError, TokenExpiredError,
                                     record_id)
-from include.platforms.connection import ConnectionSettings
+from orderops_provider.connection import ConnectionSettings
 
 log = logging.getLogger(__name__)
 
@@ -456,66 +456,3 @@ class ShipBobClient(PlatformClient):
         self.require_channel("cancel_order")
         return self.call("cancel_order", "POST", self._path(self._verb(f"order/{oid}", "cancel")),
                          retry_safe=False)
-
-def _hook_class():
-    from airflow.sdk import BaseHook
-
-    from include.platforms.connection import read_connection
-
-    class ShipBobHook(BaseHook):
-        """Airflow hook: a ShipBob connection (conn type http) -> ShipBobClient.
-
-        host: base URL (https://api.shipbob.com, https://sandbox-api.shipbob.com or the local
-        simulator); password: bearer token (PAT); extra: api_version, channel_id, timeout,
-        rate_limit, rate_window_seconds, max_attempts.
-        """
-
-        conn_name_attr = "shipbob_conn_id"
-        default_conn_name = "shipbob_default"
-        conn_type = "http"
-        hook_name = "ShipBob"
-
-        def __init__(self, conn_id: str = default_conn_name, **kwargs: Any):
-            super().__init__(**kwargs)
-            self.shipbob_conn_id = conn_id
-
-        @classmethod
-        def get_ui_field_behaviour(cls) -> dict[str, Any]:
-            return {
-                "hidden_fields": ["login", "port"],
-                "relabeling": {"host": "Base URL", "password": "Bearer token (PAT)"},
-                "placeholders": {
-                    "host": "https://api.shipbob.com",
-                    "extra": '{"api_version": "2026-01", "channel_id": 100201}',
-                },
-            }
-
-        def _token_now(self) -> str | None:
-            # A revoked token is replaced by rotating the connection's password; read it again.
-            return read_connection(self.shipbob_conn_id, SECRET_EXTRA_KEYS).password
-
-        def get_client(self, **overrides: Any) -> ShipBobClient:
-            settings = read_connection(self.shipbob_conn_id, SECRET_EXTRA_KEYS)
-            overrides.setdefault("token_source", self._token_now)
-            return ShipBobClient.from_settings(settings, **overrides)
-
-        def test_connection(self) -> tuple[bool, str]:
-            """Token accepted and, when channel_id is set, that channel can write orders."""
-            try:
-                with self.get_client() as client:
-                    channels = client.channels()
-                    if client.channel_id is None:
-                        return True, f"token accepted; {len(channels)} channel(s); no channel_id set (cancels need one)"
-                    channel = next((c for c in channels if c.get("id") == client.channel_id), None)
-                    if channel is None:
-                        return False, f"channel {client.channel_id} is not visible to this token"
-                    if "orders_write" not in (channel.get("scopes") or []):
-                        return False, f"channel {client.channel_id} has no orders_write scope"
-                    return True, f"token accepted; channel {client.channel_id} can write orders"
-            except (PlatformError, ConfigurationError) as exc:
-                return False, str(exc)
-
-    return ShipBobHook
-
-
-__getattr__ = lazy_hook(__name__, "ShipBobHook", _hook_class)

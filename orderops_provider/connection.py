@@ -1,11 +1,10 @@
-"""Turning an Airflow connection into client settings, with every secret masked first."""
+"""What a platform client needs from a connection, free of Airflow (the hooks fill it in)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from include.platforms.base import ConfigurationError
+from orderops_provider.base import ConfigurationError
 
 
 @dataclass
@@ -46,25 +45,3 @@ def base_url_of(conn_id: str, host: str | None, schema: str | None, port: int | 
         if port:
             url += f":{port}"
     return url.rstrip("/")
-
-
-def read_connection(conn_id: str, secret_extra_keys: tuple[str, ...] = ()) -> ConnectionSettings:
-    """Read an Airflow connection and mask its password and secret extras in every log."""
-    from airflow.sdk import BaseHook
-    from airflow.sdk.log import mask_secret
-
-    conn = BaseHook.get_connection(conn_id)
-    # parsed here, not with extra_dejson: that logs an unparsable extra and goes on without it
-    try:
-        extra = json.loads(conn.extra) if conn.extra else {}
-    except ValueError as exc:
-        raise ConfigurationError(f"connection {conn_id!r}: extra is not JSON ({exc})") from None
-    if not isinstance(extra, dict):
-        raise ConfigurationError(f"connection {conn_id!r}: extra must be a JSON object")
-    if conn.password:
-        mask_secret(conn.password)
-    for key in secret_extra_keys:
-        if extra.get(key):
-            mask_secret(str(extra[key]))
-    return ConnectionSettings(conn_id=conn_id, base_url=base_url_of(conn_id, conn.host, conn.schema, conn.port),
-                              login=conn.login, password=conn.password, extra=extra)

@@ -381,18 +381,3 @@ def chunked(values: Iterable, size: int) -> Iterator[list]:
             batch = []
     if batch:
         yield batch
-
-
-def lazy_hook(module: str, hook_name: str, build: Callable[[], type]) -> Callable[[str], type]:
-    """A module `__getattr__` that builds the module's Airflow hook class on first use, so that
-    importing a client never loads Airflow."""
-    built: list[type] = []
-
-    def __getattr__(name: str) -> type:
-        if name != hook_name:
-            raise AttributeError(f"module {module!r} has no attribute {name!r}")
-        if not built:
-            built.append(build())
-        return built[0]
-
-    return __getattr__

@@ -1,0 +1,195 @@
+"""The four Airflow hooks: an Airflow connection -> a platform client, every secret masked first.
+
+Registered with Airflow by this package's provider entry point (`get_provider_info`, which also
+declares each connection type's form), so each platform has its own connection type in the UI with
+its fields and the Test button (`test_connection`).
+A connection of conn type `http` is read the same way: connections made before the provider was
+installed keep working.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
+
+from orderops_provider import amazon_mcf, shipbob, shopify, tiktok
+from orderops_provider.base import ConfigurationError, PlatformError
+from orderops_provider.connection import ConnectionSettings, base_url_of
+
+
+def read_connection(conn_id: str, secret_extra_keys: tuple[str, ...] = ()) -> ConnectionSettings:
+    """Read an Airflow connection and mask its password and secret extras in every log."""
+    conn = BaseHook.get_connection(conn_id)
+    # parsed here, not with extra_dejson: that logs an unparsable extra and goes on without it
+    try:
+        extra = json.loads(conn.extra) if conn.extra else {}
+    except ValueError as exc:
+        raise ConfigurationError(f"connection {conn_id!r}: extra is not JSON ({exc})") from None
+    if not isinstance(extra, dict):
+        raise ConfigurationError(f"connection {conn_id!r}: extra must be a JSON object")
+    if conn.password:
+        mask_secret(conn.password)
+    for key in secret_extra_keys:
+        if extra.get(key):
+            mask_secret(str(extra[key]))
+    return ConnectionSettings(conn_id=conn_id, base_url=base_url_of(conn_id, conn.host, conn.schema, conn.port),
+                              login=conn.login, password=conn.password, extra=extra)
+
+
+def _tested(check: Callable[[], str]) -> tuple[bool, str]:
+    """The UI's Test button: what was checked, or the platform's own error."""
+    try:
+        return True, check()
+    except (PlatformError, ConfigurationError) as exc:
+        return False, str(exc)
+
+
+class TikTokShopHook(BaseHook):
+    """A TikTok Shop connection -> TikTokShopClient.
+
+    host: open API base URL; login: app_key; password: app_secret; extra: auth_base_url,
+    access_token, refresh_token, access_token_expire_in, shop_cipher, shop_id, qps, timeout,
+    max_attempts. Refreshed tokens are masked in logs and passed to `on_token_refresh`.
+    """
+
+    conn_name_attr = "tiktok_conn_id"
+    default_conn_name = "tiktok_default"
+    conn_type = "tiktok_shop"
+    hook_name = "TikTok Shop"
+
+    def __init__(self, tiktok_conn_id: str = default_conn_name, **kwargs: Any):   # named as Airflow passes it
+        super().__init__(**kwargs)
+        self.tiktok_conn_id = tiktok_conn_id
+
+    def get_client(self, on_token_refresh: Callable[[tiktok.TokenSet], None] | None = None,
+                   **overrides: Any) -> tiktok.TikTokShopClient:
+        settings = read_connection(self.tiktok_conn_id, tiktok.SECRET_EXTRA_KEYS)
+
+        def refreshed(tokens: tiktok.TokenSet) -> None:
+            mask_secret(tokens.access_token)
+            mask_secret(tokens.refresh_token)
+            if on_token_refresh is not None:
+                on_token_refresh(tokens)
+
+        return tiktok.TikTokShopClient.from_settings(settings, on_token_refresh=refreshed, **overrides)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Signature and token accepted, and the shop found."""
+        def check() -> str:
+            with self.get_client() as client:
+                cipher = client.shop_cipher
+                client.warehouses()
+                return f"signature and token accepted; shop cipher {cipher}"
+        return _tested(check)
+
+
+class ShopifyHook(BaseHook):
+    """A Shopify connection -> ShopifyClient.
+
+    host: the shop's admin host (orderops.myshopify.com, or the simulator's URL); password:
+    Admin API access token; extra: api_version, client_id, client_secret (client-credentials
+    grant), timeout, max_attempts, maximum_available, restore_rate, max_query_cost.
+    """
+
+    conn_name_attr = "shopify_conn_id"
+    default_conn_name = "shopify_default"
+    conn_type = "shopify"
+    hook_name = "Shopify Admin GraphQL"
+
+    def __init__(self, shopify_conn_id: str = default_conn_name, **kwargs: Any):   # named as Airflow passes it
+        super().__init__(**kwargs)
+        self.shopify_conn_id = shopify_conn_id
+
+    def get_client(self, **overrides: Any) -> shopify.ShopifyClient:
+        settings = read_connection(self.shopify_conn_id, shopify.SECRET_EXTRA_KEYS)
+        overrides.setdefault("secret_sink", mask_secret)   # tokens obtained later are masked too
+        return shopify.ShopifyClient.from_settings(settings, **overrides)
+
+    def test_connection(self) -> tuple[bool, str]:
+        def check() -> str:
+            with self.get_client() as client:
+                shop = client.shop()
+                return f"connected to {shop.get('myshopifyDomain')} (API {client.api_version})"
+        return _tested(check)
+
+
+class AmazonMcfHook(BaseHook):
+    """An Amazon SP-API connection -> AmazonMcfClient.
+
+    host: SP-API endpoint (https://sellingpartnerapi-na.amazon.com or the local simulator);
+    login: LWA client id; password: LWA client secret; extra: refresh_token (secret),
+    marketplace_id, lwa_url, timeout, rate_scale, quotas, max_attempts, user_agent.
+    """
+
+    conn_name_attr = "amazon_mcf_conn_id"
+    default_conn_name = "amazon_mcf_default"
+    conn_type = "amazon_mcf"
+    hook_name = "Amazon SP-API (Multi-Channel Fulfillment)"
+
+    def __init__(self, amazon_mcf_conn_id: str = default_conn_name, **kwargs: Any):   # named as Airflow passes it
+        super().__init__(**kwargs)
+        self.amazon_mcf_conn_id = amazon_mcf_conn_id
+
+    def get_client(self, **overrides: Any) -> amazon_mcf.AmazonMcfClient:
+        settings = read_connection(self.amazon_mcf_conn_id, amazon_mcf.SECRET_EXTRA_KEYS)
+        overrides.setdefault("mask", mask_secret)   # access tokens and document URLs too
+        return amazon_mcf.AmazonMcfClient.from_settings(settings, **overrides)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The refresh token is exchanged and the fulfillment-order listing answers."""
+        def check() -> str:
+            with self.get_client() as client:
+                client.access_token()
+                next(iter(client.list_fulfillment_orders(datetime.now(timezone.utc))), None)   # one page
+                return f"token exchanged; fulfillment orders readable (marketplace {client.marketplace_id})"
+        return _tested(check)
+
+
+class ShipBobHook(BaseHook):
+    """A ShipBob connection -> ShipBobClient.
+
+    host: base URL (https://api.shipbob.com, https://sandbox-api.shipbob.com or the local
+    simulator); password: bearer token (PAT); extra: api_version, channel_id, timeout,
+    rate_limit, rate_window_seconds, max_attempts.
+    """
+
+    conn_name_attr = "shipbob_conn_id"
+    default_conn_name = "shipbob_default"
+    conn_type = "shipbob"
+    hook_name = "ShipBob"
+
+    def __init__(self, shipbob_conn_id: str = default_conn_name, **kwargs: Any):   # named as Airflow passes it
+        super().__init__(**kwargs)
+        self.shipbob_conn_id = shipbob_conn_id
+
+
+    def _token_now(self) -> str | None:
+        # A revoked token is replaced by rotating the connection's password; read it again.
+        return read_connection(self.shipbob_conn_id, shipbob.SECRET_EXTRA_KEYS).password
+
+    def get_client(self, **overrides: Any) -> shipbob.ShipBobClient:
+        settings = read_connection(self.shipbob_conn_id, shipbob.SECRET_EXTRA_KEYS)
+        overrides.setdefault("token_source", self._token_now)
+        return shipbob.ShipBobClient.from_settings(settings, **overrides)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Token accepted and, when channel_id is set, that channel can write orders."""
+        def check() -> str:
+            with self.get_client() as client:
+                channels = client.channels()
+                if client.channel_id is None:
+                    return f"token accepted; {len(channels)} channel(s); no channel_id set (cancels need one)"
+                channel = next((c for c in channels if c.get("id") == client.channel_id), None)
+                if channel is None:
+                    raise ConfigurationError(f"channel {client.channel_id} is not visible to this token")
+                if "orders_write" not in (channel.get("scopes") or []):
+                    raise ConfigurationError(f"channel {client.channel_id} has no orders_write scope")
+                return f"token accepted; channel {client.channel_id} can write orders"
+        return _tested(check)
+
+
+# orderops names the platforms tiktok, shopify, amazon_mcf and shipbob (RunSettings.connections)
+BY_PLATFORM = {"tiktok": TikTokShopHook, "shopify": ShopifyHook, "amazon_mcf": AmazonMcfHook, "shipbob": ShipBobHook}
