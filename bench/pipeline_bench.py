@@ -224,7 +224,10 @@ class Probe:
     """Wraps the pipeline steps run_all calls: wall time per step, calls and points per phase."""
 
     def __init__(self, pipeline, sandbox: SandboxProcess, platforms):
-        self.pipeline, self.sandbox, self.platforms = pipeline, sandbox, platforms
+        from include import saga
+
+        self.sandbox, self.platforms = sandbox, platforms
+        self.modules = {name: saga if hasattr(saga, name) else pipeline for name in PHASES}   # where run_all finds each
         self.step_seconds: Counter = Counter()
         self.step_calls: Counter = Counter()
         self.lock = threading.Lock()   # run_all may run steps on several threads
@@ -232,9 +235,9 @@ class Probe:
         self.phase_marks: list[tuple[str, dict, dict, float]] = []
         self.phase_started: list[tuple[str, float]] = []
         self.originals = {}
-        for name in PHASES:
-            self.originals[name] = getattr(pipeline, name)
-            setattr(pipeline, name, self._wrap(name, self.originals[name]))
+        for name, module in self.modules.items():
+            self.originals[name] = getattr(module, name)
+            setattr(module, name, self._wrap(name, self.originals[name]))
 
     def _points(self) -> float:
         return sum(self.platforms.get("shopify").points.values())
@@ -261,7 +264,7 @@ class Probe:
 
     def restore(self) -> None:
         for name, fn in self.originals.items():
-            setattr(self.pipeline, name, fn)
+            setattr(self.modules[name], name, fn)
 
     def phase_seconds(self) -> dict[str, float]:
         """Wall time from one phase's first step to the next phase's (steps of a phase may overlap)."""
@@ -307,16 +310,19 @@ def time_join_decide(pipeline, settings, platforms, wh, tiktok_rows: list[dict],
     from include.join import Joiner, saga_states
     from include.ledger import Ledger
     from include.model import CANCEL_FULFILLMENT, CANCEL_SHOPIFY
+    from include.run_store import RunStore
+    from include.runconfig import now_for
     from include.warehouse import (stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_shopify_orders,
                                    stg_tiktok_cancellations)
 
-    now = pipeline.now_for(settings)
+    now = now_for(settings)
     ledger = Ledger(wh)
     sagas = saga_states(ledger.rows(settings.shop, kind=CANCEL_FULFILLMENT) + ledger.rows(settings.shop, kind=CANCEL_SHOPIFY))
-    maps, default_map = pipeline.carrier_maps(settings, platforms, tiktok_rows)
-    since = pipeline.in_play_since(settings, wh)
-    staged = pipeline.latest_state(wh, (stg_shopify_orders, stg_amazon_fulfillment_orders, stg_shipbob_orders,
-                                        stg_tiktok_cancellations), settings, since)
+    maps, default_map = pipeline.carrier_maps(settings, platforms, wh, tiktok_rows)
+    store = RunStore(wh, settings)
+    since = store.in_play_since(now)
+    staged = store.latest_state((stg_shopify_orders, stg_amazon_fulfillment_orders, stg_shipbob_orders,
+                                 stg_tiktok_cancellations), since)
     cpu, wall, rules = [], [], Counter()
     for attempt in range(repeats):
         c0, w0 = time.process_time(), time.perf_counter()
@@ -375,8 +381,10 @@ def run_one(size: int, seed: int, warehouse_url: str | None, full_decide: bool, 
         import sqlalchemy as sa
 
         import include.pipeline as pipeline
+        from include.platforms import Platforms
+        from include.run_store import RunStore
         from include.runconfig import run_settings
-        from include.warehouse import Warehouse, order_links, stg_tiktok_orders
+        from include.warehouse import Warehouse, order_links
 
         if warehouse_url and warehouse_url.startswith("postgresql"):
             import uuid
@@ -394,7 +402,7 @@ def run_one(size: int, seed: int, warehouse_url: str | None, full_decide: bool, 
             logging.getLogger(name).setLevel(logging.WARNING)
         settings = run_settings(dag_id="orderops_sla", run_id=f"bench-{size}",
                                 params={"now": NOW, "window_start": WINDOW[0], "window_end": WINDOW[1]})
-        platforms = pipeline.Platforms(settings)
+        platforms = Platforms(settings)
         probe = Probe(pipeline, sandbox, platforms)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         log(f"{size} orders: sandbox up ({time.perf_counter() - started:.1f} s); running the pipeline")
@@ -434,7 +442,7 @@ def run_one(size: int, seed: int, warehouse_url: str | None, full_decide: bool, 
         for (_, c0_, _, _), (_, c1_, _, _) in act_marks:
             act_calls += sum(n - c0_.get(k, 0) for k, n in c1_.items())
 
-        tiktok_rows = pipeline._in_play_tiktok(wh, settings, raw_fields=("delivery_option_id",))
+        tiktok_rows = RunStore(wh, settings).in_play_tiktok(raw_fields=("delivery_option_id",))
         with wh.engine.connect() as conn:
             links = [dict(r._mapping) for r in conn.execute(sa.select(order_links).where(
                 order_links.c.run_id == settings.run_id))]

@@ -238,6 +238,7 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
 
     from bench.pipeline_bench import SandboxProcess
     from include import pipeline, reports
+    from include.platforms import Platforms
     from include.runconfig import run_settings
     from include.sandbox.connections import connection_env
     from include.warehouse import Warehouse
@@ -287,7 +288,7 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
             settings = run_settings(dag_id="orderops_sla", run_id=f"{run_type}__{iso(moment)}", params={"now": iso(moment)},
                                     data_interval_start=state["previous"] if run_type == "scheduled" else moment,
                                     data_interval_end=moment, run_after=moment, run_type=run_type)
-            platforms = pipeline.Platforms(settings)
+            platforms = Platforms(settings)
             marks: dict[str, tuple[Counter, float]] = {}
             began = time.perf_counter()
             try:
@@ -364,7 +365,7 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
                 settings = run_settings(dag_id="orderops_sla", run_id=f"backfill__{iso(moment)}", params={"now": iso(end)},
                                         data_interval_start=moment - interval, data_interval_end=moment,
                                         run_type="backfill")
-                platforms = pipeline.Platforms(settings)
+                platforms = Platforms(settings)
                 try:
                     pipeline.run_all(settings, platforms, wh)
                 finally:

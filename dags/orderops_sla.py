@@ -94,7 +94,8 @@ def build(shop: Shop):
         def prepare_run(**context) -> dict:
             """Validate params, policy and connections, derive the window, create or upgrade the warehouse schema."""
             from include.airflow_glue import settings_from_context, warehouse_url
-            from include.pipeline import Platforms, prepare_run as prepare
+            from include.pipeline import prepare_run as prepare
+            from include.platforms import Platforms
             from include.warehouse import Warehouse
 
             settings = settings_from_context(context, shop=shop)
@@ -229,7 +230,7 @@ def build(shop: Shop):
         def cancel_at_fulfiller(sagas: list, **context) -> list:
             """Cancellation saga, step 1: cancel the fulfillment order (C1)."""
             from include.airflow_glue import task_resources
-            from include.pipeline import cancel_at_fulfiller as run
+            from include.saga import cancel_at_fulfiller as run
 
             with task_resources(context) as (s, platforms, wh, ctx):
                 return run(s, platforms, wh, ctx, sagas)
@@ -240,7 +241,7 @@ def build(shop: Shop):
         def verify_fulfiller_cancel(sagas: list, **context) -> dict:
             """Cancellation saga, step 2: does the fulfiller show the order cancelled (C4 after the timeout)?"""
             from include.airflow_glue import task_resources
-            from include.pipeline import verify_cancellations
+            from include.saga import verify_cancellations
 
             with task_resources(context) as (s, platforms, wh, ctx):
                 return verify_cancellations(s, platforms, wh, ctx, sagas)
@@ -250,7 +251,7 @@ def build(shop: Shop):
         def refund_and_approve(sagas: list, **context) -> list:
             """Cancellation saga, step 3: cancel and refund in Shopify, then approve on TikTok."""
             from include.airflow_glue import task_resources
-            from include.pipeline import refund_and_approve as run
+            from include.saga import refund_and_approve as run
 
             with task_resources(context) as (s, platforms, wh, ctx):
                 return run(s, platforms, wh, ctx, sagas)

@@ -18,7 +18,7 @@ from include import staging
 from include.enums import (
     AMAZON_ORDER_STATUSES, SHIPBOB_ORDER_STATUSES, TIKTOK_CANCEL_STATUSES, TIKTOK_ORDER_STATUSES, status_of,
 )
-from include.ledger import FAILED, IN_FLIGHT, SKIPPED, SUCCEEDED, Claim, Ledger, RunContext
+from include.ledger import DONE_STATES, FAILED, HELD, IN_FLIGHT, SKIPPED, SUCCEEDED, Claim, Ledger, RunContext
 from include.model import APPROVE_CANCELLATION, REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL
 from orderops_provider.base import BusinessError, MalformedResponseError, NotFoundError, PlatformError, Reply
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class Outcome:
     key: str
     kind: str
-    state: str          # succeeded | failed | skipped | in_flight | held (another runner has it)
+    state: str          # a ledger state, or HELD (another runner has it) or WAITING (its saga step before)
     detail: str = ""
 
 
@@ -242,7 +242,7 @@ class Executor:
         claim = self.ledger.claim(self.ctx, key)
         if claim is None:
             state = self.ledger.state_of(self.ctx.shop, key)
-            return Outcome(key, kind, state if state in (SUCCEEDED, SKIPPED) else "held", "not claimed")
+            return Outcome(key, kind, state if state in DONE_STATES else HELD, "not claimed")
         # Keyed writes are read first too: how long TikTok honours an idempotency key is not documented.
         if claim.recovering:
             try:
@@ -283,7 +283,7 @@ class Executor:
         key, kind, params = row["idempotency_key"], row["kind"], row["request"]
         claim = self.ledger.claim(self.ctx, key, stale_only=row["state"] == IN_FLIGHT)
         if claim is None:
-            return Outcome(key, kind, "held", "not claimed")
+            return Outcome(key, kind, HELD, "not claimed")
         try:
             if kind == VERIFY_FULFILLMENT_CANCEL:
                 reply = self._call(kind, "perform", params, key)
@@ -316,3 +316,9 @@ class Executor:
         self.ledger.expire_lease(claim)
         return Outcome(claim.key, kind, IN_FLIGHT, str(exc))
 
+
+def log_outcome(outcome: Outcome) -> dict:
+    """Log one action's outcome (a warning unless it is over) and return it for the task's result."""
+    (log.info if outcome.state in DONE_STATES else log.warning)(
+        "%-22s %-9s %s %s", outcome.kind, outcome.state, outcome.key, outcome.detail)
+    return {"key": outcome.key, "kind": outcome.kind, "state": outcome.state, "detail": outcome.detail}

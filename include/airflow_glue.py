@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Iterator
 
 from include.ledger import RunContext
-from include.pipeline import Platforms
+from include.platforms import Platforms
 from include.runconfig import STATE_DIR, RunSettings, run_settings
 from include.warehouse import Warehouse
 

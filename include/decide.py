@@ -20,6 +20,8 @@ IN_SCOPE_FULFILLMENT = "FULFILLMENT_BY_SELLER"
 # shipping_type of orders shipped on the seller's own label: the only ones TikTok takes tracking for
 # (on TikTok's label its carrier scan brings the tracking)
 SELLER_LABEL = "SELLER"
+# C4's reason code: a fulfiller cancel that did not show in time (decided here, or given up by the saga)
+CANCEL_NOT_VERIFIED = "fulfiller_cancel_not_verified"
 
 
 # What each rule means, for people reading run summaries (the README's rule table in short).
@@ -38,14 +40,17 @@ def near_sla(order: JoinedOrder, policy: Policy, now: datetime) -> bool:
     return order.rts_sla_time - now <= timedelta(hours=policy.horizon_hours)
 
 
+def escalation(tiktok_order_id: str, code: str, detail: str, carriers: list[str] | None = None) -> Action:
+    """Record the order for a person, once per order and reason code; `carriers` names the unmapped
+    carriers of a T2, for the inbox's "map this carrier" form."""
+    params = {"tiktok_order_id": tiktok_order_id, "reason_code": code, "detail": detail,
+              **({"carriers": carriers} if carriers else {})}
+    return Action(ESCALATE, f"ledger:escalation/{tiktok_order_id}", params, f"escalate:{tiktok_order_id}:{code}")
+
+
 def escalate(order: JoinedOrder, rule: str, code: str, detail: str, *extra: Action,
              carriers: list[str] | None = None) -> Decision:
-    """Record the order for a person; `carriers` names the unmapped carriers of a T2, for the inbox's
-    "map this carrier" form."""
-    params = {"tiktok_order_id": order.tiktok_order_id, "reason_code": code, "detail": detail,
-              **({"carriers": carriers} if carriers else {})}
-    action = Action(ESCALATE, f"ledger:escalation/{order.tiktok_order_id}", params,
-                    f"escalate:{order.tiktok_order_id}:{code}")
+    action = escalation(order.tiktok_order_id, code, detail, carriers)
     return Decision(order.tiktok_order_id, rule, f"{code}: {detail}", (*extra, action))
 
 
@@ -80,11 +85,16 @@ def note_action(order: JoinedOrder, policy: Policy) -> Action:
                   f"add_note:{order.tiktok_order_id}:{f.fulfiller}:{f.status}")
 
 
+def cancel_fulfillment_key(fulfiller: str, fulfillment_order_id: str) -> str:
+    """The one cancel of a fulfillment order (its verify step finds its cancel by it)."""
+    return f"cancel_fulfillment:{fulfiller}:{fulfillment_order_id}"
+
+
 def cancel_fulfillment_action(order: JoinedOrder) -> Action:
     f = order.fulfillment
     return Action(CANCEL_FULFILLMENT, f"{f.fulfiller}:fulfillment_order/{f.order_id}",
                   {"fulfiller": f.fulfiller, "fulfillment_order_id": f.order_id},
-                  f"cancel_fulfillment:{f.fulfiller}:{f.order_id}")
+                  cancel_fulfillment_key(f.fulfiller, f.order_id))
 
 
 def verify_action(order: JoinedOrder, policy: Policy) -> Action:
@@ -140,7 +150,7 @@ def decide_cancellation(order: JoinedOrder, policy: Policy, now: datetime) -> De
         if f.cancellable and now - requested < timedelta(minutes=policy.cancel_verify_timeout_minutes):
             return Decision(order.tiktok_order_id, "C1", f"waiting for {f.fulfiller} to show the cancel of {f.order_id}",
                             (verify_action(order, policy), *refund_actions(order, policy)))
-        return escalate(order, "C4", "fulfiller_cancel_not_verified",
+        return escalate(order, "C4", CANCEL_NOT_VERIFIED,
                         f"cancel of {f.fulfiller} order {f.order_id} requested at {requested:%Y-%m-%dT%H:%M:%SZ} "
                         f"but it is {f.status}; not approved, not refunded")
     if f.cancellable:

@@ -23,6 +23,9 @@ from include.warehouse import Warehouse, action_ledger, utcnow
 
 PENDING, IN_FLIGHT, SUCCEEDED, FAILED, SKIPPED = "pending", "in_flight", "succeeded", "failed", "skipped"
 DONE_STATES = (SUCCEEDED, SKIPPED)
+# What a runner reports of an action it did not carry out (never a ledger row's state): another
+# runner holds it, or its saga's earlier step has not succeeded yet.
+HELD, WAITING = "held", "waiting"
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,19 @@ class Ledger:
             query = query.where(t.c[name] == value)
         with self.warehouse.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query.order_by(t.c.id))]
+
+    def rows_by_key(self, shop: str, keys: list[str]) -> dict[str, dict]:
+        t = action_ledger
+        with self.warehouse.engine.connect() as conn:
+            return {r.idempotency_key: dict(r._mapping) for r in conn.execute(
+                sa.select(t).where(t.c.shop == shop, t.c.idempotency_key.in_(keys)))}
+
+    def done_keys(self, shop: str) -> set[str]:
+        """Keys of the shop's actions that are over (succeeded or skipped): never planned again."""
+        t = action_ledger.c
+        with self.warehouse.engine.connect() as conn:
+            return set(conn.execute(sa.select(t.idempotency_key).where(
+                t.shop == shop, t.state.in_(DONE_STATES))).scalars())
 
     def state_of(self, shop: str, key: str) -> str | None:
         t = action_ledger.c

@@ -7,7 +7,6 @@ warehouse, so the whole flow also runs without Airflow in tests and benchmarks.
 from __future__ import annotations
 
 import logging
-import threading
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -17,117 +16,38 @@ from typing import Any, Callable, Iterable, Iterator
 
 import sqlalchemy as sa
 
-from include import staging, steps
-from include.actions import Executor, Handlers, Outcome
+from include import saga, staging, steps
+from include.actions import Executor, Handlers, log_outcome
 from include.at_risk import alert_at_risk
 from include.carriers import CarrierMap
+from include.cursors import Listing, advance_cursor, full_sweep_due, listing_for, missed_by_cursor, sweep_reason
 from include.decide import decide
-from include.events import SHIPBOB_ORDER_TOPICS, EventInbox, amazon_reads, sources_of
 from include.enums import AMAZON_ORDER_STATUSES, TIKTOK_SHIPPABLE_STATUSES, status_of
+from include.events import SHIPBOB_ORDER_TOPICS, EventInbox, amazon_reads, sources_of
 from include.inbox import mapped_carriers
 from include.join import Joiner, Link, saga_states
-from include.ledger import DONE_STATES, FAILED, IN_FLIGHT, PENDING, SUCCEEDED, Ledger, RunContext
+from include.ledger import IN_FLIGHT, PENDING, Ledger, RunContext
 from include.model import (
-    ADD_NOTE, APPROVE_CANCELLATION, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, ESCALATE, POST_TRACKING,
-    REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL, Action, Decision,
+    ADD_NOTE, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, ESCALATE, POST_TRACKING, REJECT_CANCELLATION,
+    VERIFY_FULFILLMENT_CANCEL, Decision,
 )
-from orderops_provider.base import BusinessError, ConfigurationError, NotFoundError, PlatformError, record_id
-from include.quality import BATCH_PLATFORM, validate
-from include.runconfig import RunSettings
-from include.shops import minutes_setting
+from include.platforms import Platforms
+from include.quality import validate
+from include.run_store import BATCH_TABLES, CLOCK_SKEW, RunStore
+from include.runconfig import RunSettings, now_for
 from include.warehouse import (
-    Warehouse, action_ledger, amazon_shipment_reports, api_calls, as_utc, decisions, extraction_cursors, order_links,
-    quarantine, runs, tiktok_shipping_providers,
+    Warehouse, amazon_shipment_reports, as_utc, tiktok_shipping_providers,
     stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_shopify_orders, stg_tiktok_cancellations, stg_tiktok_orders,
-    utcnow, validation_results,
+    utcnow,
 )
+from orderops_provider.base import BusinessError, NotFoundError, PlatformError, record_id
 
 log = logging.getLogger(__name__)
 CHUNK = 50
-# Staged rows upserted per statement while a listing is read.
-STAGE_ROWS = 2000
-# How far before the oldest order in play the Shopify/fulfiller listings start.
-LOOKBACK_MARGIN = timedelta(days=1)
-MAX_LOOKBACK = timedelta(days=60)
 # Amazon's fulfilled-shipments report: at most one month of data, built at most every 30 minutes.
 REPORT_MAX_RANGE = timedelta(days=30)
 REPORT_REGENERATION = timedelta(minutes=30)
-# Task processes may run on hosts whose clocks differ by this much (kept small: rows staged this long
-# before a run started, by a run that has finished, are read as if this run had staged them).
-CLOCK_SKEW = timedelta(seconds=5)
-SAGA_KINDS = (CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL, CANCEL_SHOPIFY, APPROVE_CANCELLATION)
-GAVE_UP = "gave up:"
-# Where a quarantined record keeps the values it could join on (see `quarantined_links`).
-LINK_KEYS = "_orderops_link_keys"
 GROUPS = {POST_TRACKING: "tracking", ADD_NOTE: "notes", REJECT_CANCELLATION: "rejections", ESCALATE: "escalations"}
-
-
-# How long one listing may go on (minutes; 0 = no bound): outside Airflow nothing else stops one
-LISTING_TIMEOUT_ENV = "ORDEROPS_LISTING_TIMEOUT_MINUTES"
-
-
-class Platforms:
-    """The four clients of one shop, built on first use from Airflow connections (or a factory);
-    with `quotas` (include.quotas.SharedQuotas) they pace their calls by the shop's shared quotas."""
-
-    def __init__(self, settings: RunSettings, factory: Callable[[str], Any] | None = None, quotas: Any = None):
-        self.settings = settings
-        self._factory = factory or self._from_connection
-        self._quotas = quotas
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()   # threads of one run share one client (and quota copy) per platform
-
-    def _from_connection(self, platform: str):
-        from orderops_provider.hooks import BY_PLATFORM
-
-        return BY_PLATFORM[platform](getattr(self.settings.connections, platform)).get_client()
-
-    def get(self, platform: str):
-        with self._lock:
-            if platform not in self._clients:
-                client = self._factory(platform)
-                if getattr(client, "listing_seconds", None) is not None:
-                    minutes = minutes_setting(LISTING_TIMEOUT_ENV, client.listing_seconds / 60)
-                    client.listing_seconds = minutes * 60 if minutes else None
-                if self._quotas is not None:
-                    client.share_quotas(self._quotas)
-                self._clients[platform] = client
-            return self._clients[platform]
-
-    def check(self) -> None:
-        """Build the client of every platform the run uses, before any call, and check what its
-        writes need (a ShipBob cancel needs the channel): a bad connection is named at the start of
-        the run, not after the other platforms' writes."""
-        for platform in ("tiktok", "shopify", *self.settings.fulfillers):
-            conn_id = getattr(self.settings.connections, platform)
-            try:
-                client = self.get(platform)
-                if platform == "shipbob" and not self.settings.dry_run:
-                    client.require_channel("cancels")
-            except ConfigurationError as exc:
-                if conn_id in str(exc):
-                    raise
-                raise ConfigurationError(f"connection {conn_id!r}: {exc}") from None
-
-    def tiktok(self):
-        return self.get("tiktok")
-
-    def shopify(self):
-        return self.get("shopify")
-
-    def amazon_mcf(self):
-        return self.get("amazon_mcf")
-
-    def shipbob(self):
-        return self.get("shipbob")
-
-    def stats_rows(self) -> list[dict]:
-        return [row for name, client in self._clients.items() for row in client.stats.as_rows(name)]
-
-    def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
 
 
 @dataclass
@@ -140,10 +60,6 @@ class Step:
 
     def as_dict(self) -> dict:
         return {"step": self.name, **self.counts, **self.detail}
-
-
-def now_for(settings: RunSettings) -> datetime:
-    return settings.now_override or datetime.now(timezone.utc)
 
 
 def prepare_run(settings: RunSettings, wh: Warehouse) -> RunSettings:
@@ -160,219 +76,13 @@ def prepare_run(settings: RunSettings, wh: Warehouse) -> RunSettings:
     else:
         reason = sweep_reason(settings, wh)
         settings = replace(settings, sweep=reason, full_sweep=reason is not None and full_sweep_due(settings, wh))
-    wh.upsert(runs, [dict(shop=settings.shop, run_id=settings.run_id, dag_id=settings.dag_id,
-                          window_start=settings.window_start, window_end=settings.window_end,
-                          started_at=utcnow(), state="running", policy_version=settings.policy.version,
-                          dry_run=settings.dry_run)])
+    RunStore(wh, settings).start()
     log.info("run %s shop %s window %s .. %s (overlap %s), policy %s%s, schema v%d, %s", settings.run_id, settings.shop,
              settings.window_start, settings.window_end, settings.overlap, settings.policy.version,
              " DRY RUN" if settings.dry_run else "", version,
              f"{'full ' if settings.full_sweep else ''}sweep ({settings.sweep})" if settings.sweep
              else "incremental extraction")
     return settings
-
-
-FULFILLER_SOURCES = {"amazon_mcf": "amazon_fulfillment_orders", "shipbob": "shipbob_orders"}
-
-
-def _sources(settings: RunSettings) -> list[str]:
-    return ["tiktok_orders", "tiktok_cancellations", "shopify_orders", *(FULFILLER_SOURCES[f] for f in settings.fulfillers)]
-
-
-def sweep_reason(settings: RunSettings, wh: Warehouse) -> str | None:
-    """Why this run lists everything in play, or None: it lists what changed since the cursors."""
-    if settings.sweep:
-        return settings.sweep
-    if settings.sweep_hours == 0:
-        return "every run (sweep_hours 0)"
-    with wh.engine.connect() as conn:
-        swept = dict(conn.execute(sa.select(extraction_cursors.c.source, extraction_cursors.c.swept_at).where(
-            extraction_cursors.c.shop == settings.shop)).all())
-    missing = [source for source in _sources(settings) if swept.get(source) is None]
-    if missing:
-        return f"no sweep yet of {', '.join(missing)}"
-    if now_for(settings) - min(as_utc(t) for t in swept.values()) >= timedelta(hours=settings.sweep_hours):
-        return f"{settings.sweep_hours:g} h since the last sweep"
-    return None
-
-
-def full_sweep_due(settings: RunSettings, wh: Warehouse) -> bool:
-    """Whether a sweeping run lists everything in play (a first listing, a backfill, an asked sweep,
-    one per `full_sweep_hours`) rather than the changes since the last sweep."""
-    if settings.sweep in ("asked", "backfill", "explicit window") or settings.full_sweep_hours <= settings.sweep_hours:
-        return True
-    with wh.engine.connect() as conn:
-        full = dict(conn.execute(sa.select(extraction_cursors.c.source, extraction_cursors.c.full_swept_at).where(
-            extraction_cursors.c.shop == settings.shop)).all())
-    if any(full.get(source) is None for source in _sources(settings)):
-        return True
-    return now_for(settings) - min(as_utc(t) for t in full.values()) >= timedelta(hours=settings.full_sweep_hours)
-
-
-# A sweep between full ones lists the changes since the last sweep began, this much earlier: what
-# a cursor misses is a write that became visible late, minutes, not a day, after its update time
-SWEEP_OVERLAP = timedelta(hours=1)
-
-
-@dataclass(frozen=True)
-class Listing:
-    """How a run lists one source: changes in [changed_since, changed_until) (None: up to now), and,
-    when it sweeps, everything in play too. Changes from `established` (where the shop's first listing
-    began) to `changed_since` that a sweep finds missing from staging are the cursor's misses."""
-
-    source: str
-    sweep: str | None
-    changed_since: datetime
-    changed_until: datetime | None
-    established: datetime | None
-    listed_until: datetime | None
-    swept_at: datetime | None
-    started: datetime
-    full: bool = False                     # a sweep of everything in play (else of the changes since the last)
-    full_swept_at: datetime | None = None
-
-    @property
-    def full_sweep(self) -> bool:
-        return bool(self.sweep) and self.full
-
-    @property
-    def changes_from(self) -> datetime:
-        """Where the listing of changes (by update time) begins: the cursor, or for a sweep between
-        full ones the last sweep's start, an hour early."""
-        if not self.sweep or self.full or self.swept_at is None:
-            return self.changed_since
-        return min(self.swept_at - SWEEP_OVERLAP, self.changed_since)
-
-
-def listing_for(settings: RunSettings, wh: Warehouse, source: str) -> Listing:
-    now = now_for(settings)
-    start = settings.window_start - settings.overlap
-    with wh.engine.connect() as conn:
-        cursor = conn.execute(sa.select(extraction_cursors).where(
-            extraction_cursors.c.shop == settings.shop, extraction_cursors.c.source == source)).first()
-    # a backfill or an explicit window lists that window's changes (and sweeps); other runs list every
-    # change since the cursor, so a failed or skipped run leaves no gap
-    windowed = settings.sweep in ("backfill", "explicit window")
-    until = settings.window_end + timedelta(seconds=1) if windowed and settings.window_end < now else None
-    if cursor is None:
-        return Listing(source, settings.sweep or "first listing", start, until, None, None, None, now, full=True)
-    listed_until = as_utc(cursor.listed_until)
-    since = start if windowed else min(start, listed_until - settings.overlap)
-    return Listing(source, settings.sweep, since, until, as_utc(cursor.established_at), listed_until,
-                   as_utc(cursor.swept_at), now, full=bool(settings.sweep) and settings.full_sweep,
-                   full_swept_at=as_utc(cursor.full_swept_at))
-
-
-def advance_cursor(wh: Warehouse, settings: RunSettings, listing: Listing, listed: int, findings: int,
-                   covered_from: datetime | None = None) -> None:
-    """After a listing completed: changes up to its start are staged when it reached that moment
-    and began no later than the cursor (no gap); the cursor never moves back. `covered_from` is
-    where a sweep's listing began (before the changes, e.g. every order created since the oldest
-    in play): a sweep that is not a backfill's carries the cursor's start (`established_at`, from
-    which the source's orders are known) back to it."""
-    until = listing.listed_until
-    if listing.changed_until is None and (until is None or listing.changed_since <= until):
-        until = listing.started if until is None else max(until, listing.started)
-    established = listing.established
-    reach = min(covered_from or listing.changed_since, listing.changed_since)
-    if established is None:
-        established = reach
-    elif listing.sweep and listing.changed_until is None:
-        established = min(established, reach)
-    wh.upsert(extraction_cursors, [dict(
-        shop=settings.shop, source=listing.source, established_at=established,
-        listed_until=until or listing.started, swept_at=listing.started if listing.sweep else listing.swept_at,
-        full_swept_at=listing.started if listing.full_sweep else listing.full_swept_at,
-        run_id=settings.run_id, mode="sweep" if listing.sweep else "incremental", listed=listed, findings=findings)])
-
-
-# Each staging table's platform update time: the listings' cursors follow it.
-UPDATED = {"stg_tiktok_orders": "update_time", "stg_tiktok_cancellations": "update_time",
-           "stg_shopify_orders": "updated_at", "stg_amazon_fulfillment_orders": "status_updated_at",
-           "stg_shipbob_orders": "last_update_at"}
-
-
-def _missed_by_cursor(wh: Warehouse, settings: RunSettings, table: sa.Table, listing: Listing
-                      ) -> Callable[[list[dict]], int] | None:
-    """For a sweep: counts the rows about to be staged that changed between the cursor's start and
-    this run's changes listing, yet were absent from staging or older there."""
-    if not listing.sweep or listing.established is None:
-        return None
-    key = natural_key(table)
-    updated = table.c[UPDATED[table.name]]
-
-    def count(rows: list[dict]) -> int:
-        changed = {row[key.name]: as_utc(row[updated.name]) for row in rows if row.get(updated.name) is not None
-                   and listing.established <= as_utc(row[updated.name]) < listing.changed_since}
-        if not changed:
-            return 0
-        with wh.engine.connect() as conn:
-            stored = dict(conn.execute(sa.select(key, updated).where(
-                table.c.shop == settings.shop, key.in_(list(changed)))).all())
-        return sum(1 for k, moment in changed.items() if stored.get(k) is None or as_utc(stored[k]) < moment)
-    return count
-
-
-def natural_key(table: sa.Table) -> sa.Column:
-    """A staging table's platform id column (its key beside `shop`)."""
-    return next(c for c in table.primary_key.columns if c.name != "shop")
-
-
-def _stage(wh: Warehouse, settings: RunSettings, table: sa.Table, batch: str, records: Iterable[Any],
-           to_row: Callable[[Any], dict], key_of: Callable[[Any], str | None],
-           on_row: Callable[[dict], None] | None = None,
-           missed: Callable[[list[dict]], int] | None = None) -> tuple[int, int, int]:
-    """Transform and upsert one platform batch as its pages arrive, STAGE_ROWS rows at a time (so a
-    run never holds a whole platform's payloads); records that can't be staged are quarantined.
-    Returns the orders staged, the records quarantined and what `missed` counted of the rows."""
-    now = utcnow()
-    rows: dict[Any, dict] = {}
-    staged: set = set()
-    bad = []
-    found = 0
-
-    def flush() -> None:
-        nonlocal found
-        if missed is not None and rows:
-            found += missed(list(rows.values()))
-        wh.upsert(table, rows.values())
-        rows.clear()
-
-    key_col = natural_key(table).name
-    for record in records:
-        try:
-            row = to_row(record)
-            staging.check_sizes(row, table, f"{batch} {row[key_col]}")
-        except staging.BadRecord as exc:
-            payload = record[1] if isinstance(record, tuple) and len(record) == 2 else record
-            raw = staging.strip_pii(payload) if isinstance(payload, dict) else {}
-            key = key_of(record)
-            bad.append(dict(shop=settings.shop, run_id=settings.run_id, batch=batch,
-                            record_key=None if key is None else printable(str(key))[:quarantine.c.record_key.type.length],
-                            reason=printable(str(exc)), raw={**raw, LINK_KEYS: staging.link_keys(payload)},
-                            quarantined_at=now))
-            continue
-        row.update(shop=settings.shop, snapshot_run_id=settings.run_id, extracted_at=now, source_request_id=None)
-        rows[row[key_col]] = row  # a record repeated across pages is staged once (the later copy wins)
-        staged.add(row[key_col])
-        if on_row is not None:
-            on_row(row)
-        if len(rows) >= STAGE_ROWS:
-            flush()
-    flush()
-    if bad:
-        with wh.engine.begin() as conn:
-            conn.execute(quarantine.insert(), bad)
-        for entry in bad[:20]:
-            log.warning("quarantined %s record %s: %s", batch, entry["record_key"], entry["reason"])
-    if found:
-        log.warning("%s: the sweep found %d change(s) the cursor had missed", batch, found)
-    return len(staged), len(bad), found
-
-
-def printable(text: str) -> str:
-    """Text as the quarantine keeps it: a NUL written out (PostgreSQL text cannot hold one)."""
-    return text.replace("\x00", "\\x00")
 
 
 def unique(records: Iterable[Any], field_name: str) -> Iterator[Any]:
@@ -413,8 +123,8 @@ def _amazon_from_events(settings: RunSettings, platforms: Platforms, wh: Warehou
     if not refs:
         return _not_listed("extract_amazon")
     t = stg_amazon_fulfillment_orders.c
-    staged = {r["seller_fulfillment_order_id"]: r for r in _read(
-        wh, stg_amazon_fulfillment_orders, settings, t.seller_fulfillment_order_id.in_(refs),
+    staged = {r["seller_fulfillment_order_id"]: r for r in RunStore(wh, settings).read(
+        stg_amazon_fulfillment_orders, t.seller_fulfillment_order_id.in_(refs),
         columns=("seller_fulfillment_order_id", "displayable_order_id", "received_at", "shipments"))}
     said: dict[str, list[dict]] = defaultdict(list)   # each order's waking notifications, as they happened
     for e in claimed:
@@ -456,7 +166,7 @@ def _amazon_from_events(settings: RunSettings, platforms: Platforms, wh: Warehou
             return payload["seller_fulfillment_order_id"]
         return str((payload.get("fulfillmentOrder") or payload).get("sellerFulfillmentOrderId"))
 
-    orders, bad, _ = _stage(wh, settings, stg_amazon_fulfillment_orders, "amazon_fulfillment_orders", read(), to_row,
+    orders, bad, _ = RunStore(wh, settings).stage(stg_amazon_fulfillment_orders, "amazon_fulfillment_orders", read(), to_row,
                             key_of)
     return Step("extract_amazon", {"orders": orders, "carried_by_event": len(carried), "detail_calls": len(reads),
                                    "quarantined": bad}, {"mode": "read by event"}).as_dict()
@@ -468,7 +178,7 @@ def _shipbob_from_events(settings: RunSettings, wh: Warehouse) -> dict:
     carried = [e["payload"] for e in EventInbox(wh).claimed(settings.shop, settings.run_id, "shipbob")
                if e["topic"] in SHIPBOB_ORDER_TOPICS and e["wakes"]]
     # the newest copy of an order announced twice (two shipments) is the one staged
-    orders, bad, _ = _stage(wh, settings, stg_shipbob_orders, "shipbob_orders", unique(reversed(carried), "id"),
+    orders, bad, _ = RunStore(wh, settings).stage(stg_shipbob_orders, "shipbob_orders", unique(reversed(carried), "id"),
                             staging.shipbob_order_row, _key("id"))
     return Step("extract_shipbob", {"orders": orders, "quarantined": bad}, {"mode": "carried by event"}).as_dict()
 
@@ -479,7 +189,7 @@ def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -
     listing returned (they changed without the cursor seeing it); a sweep between full ones lists
     the changes since the last sweep."""
     if not settings.lists("tiktok_orders"):
-        return _not_listed("extract_tiktok", since=in_play_since(settings, wh).isoformat())
+        return _not_listed("extract_tiktok", since=RunStore(wh, settings).in_play_since(now_for(settings)).isoformat())
     client = platforms.tiktok()
     listing = listing_for(settings, wh, "tiktok_orders")
     searches = [_tiktok_changes(listing)]
@@ -487,14 +197,15 @@ def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -
         searches += [*({"order_status": s} for s in TIKTOK_SHIPPABLE_STATUSES), {"is_buyer_request_cancel": True}]
     listed = (order for filters in searches for order in client.search_orders(filters, page_size=100))
     seen: set[str] = set()
-    missed = _missed_by_cursor(wh, settings, stg_tiktok_orders, listing)
-    orders, bad, found = _stage(wh, settings, stg_tiktok_orders, "tiktok_orders", unique(listed, "id"),
+    missed = missed_by_cursor(wh, settings, stg_tiktok_orders, listing)
+    orders, bad, found = RunStore(wh, settings).stage(stg_tiktok_orders, "tiktok_orders", unique(listed, "id"),
                                 staging.tiktok_order_row, _key("id"), on_row=lambda row: seen.add(row["tiktok_order_id"]),
                                 missed=missed)
     if listing.full_sweep:
-        gone = sorted({r["tiktok_order_id"] for r in _in_play_tiktok(wh, settings, columns=("tiktok_order_id",))} - seen)
+        in_play = RunStore(wh, settings).in_play_tiktok(columns=("tiktok_order_id",))
+        gone = sorted({r["tiktok_order_id"] for r in in_play} - seen)
         if gone:
-            more, more_bad, more_found = _stage(wh, settings, stg_tiktok_orders, "tiktok_orders", client.get_orders(gone),
+            more, more_bad, more_found = RunStore(wh, settings).stage(stg_tiktok_orders, "tiktok_orders", client.get_orders(gone),
                                                 staging.tiktok_order_row, _key("id"), missed=missed)
             orders, bad, found = orders + more, bad + more_bad, found + more_found
     advance_cursor(wh, settings, listing, orders, found)
@@ -504,12 +215,12 @@ def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -
     if cancel_listing.full_sweep:
         filters.insert(0, {"cancel_status": ["CANCELLATION_REQUEST_PENDING"]})
     requests = (c for f in filters for c in client.search_cancellations(f, page_size=50))
-    cancels, bad_cancels, found_cancels = _stage(
-        wh, settings, stg_tiktok_cancellations, "tiktok_cancellations", unique(requests, "cancel_id"),
+    cancels, bad_cancels, found_cancels = RunStore(wh, settings).stage(
+        stg_tiktok_cancellations, "tiktok_cancellations", unique(requests, "cancel_id"),
         staging.tiktok_cancellation_row, _key("cancel_id"),
-        missed=_missed_by_cursor(wh, settings, stg_tiktok_cancellations, cancel_listing))
+        missed=missed_by_cursor(wh, settings, stg_tiktok_cancellations, cancel_listing))
     advance_cursor(wh, settings, cancel_listing, cancels, found_cancels)
-    since = in_play_since(settings, wh)
+    since = RunStore(wh, settings).in_play_since(now_for(settings))
     return Step("extract_tiktok", {"orders": orders, "cancellations": cancels, "quarantined": bad + bad_cancels,
                                    "missed_by_cursor": found + found_cancels},
                 {"since": since.isoformat(), "mode": "sweep" if listing.sweep else "incremental"}).as_dict()
@@ -524,9 +235,9 @@ def extract_shopify(settings: RunSettings, platforms: Platforms, wh: Warehouse, 
     query = f"updated_at:>='{listing.changes_from:%Y-%m-%dT%H:%M:%SZ}'"
     if listing.full_sweep:
         query = f"created_at:>='{since:%Y-%m-%dT%H:%M:%SZ}' OR {query}"
-    orders, bad, found = _stage(wh, settings, stg_shopify_orders, "shopify_orders", platforms.shopify().orders(query),
+    orders, bad, found = RunStore(wh, settings).stage(stg_shopify_orders, "shopify_orders", platforms.shopify().orders(query),
                                 staging.shopify_order_row, _key("legacyResourceId"),
-                                missed=_missed_by_cursor(wh, settings, stg_shopify_orders, listing))
+                                missed=missed_by_cursor(wh, settings, stg_shopify_orders, listing))
     advance_cursor(wh, settings, listing, orders, found, since if listing.full_sweep else None)
     return Step("extract_shopify", {"orders": orders, "quarantined": bad, "missed_by_cursor": found}).as_dict()
 
@@ -591,10 +302,10 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
         return staging.amazon_row_from_listing(payload, by_order.get(record_id(payload, "sellerFulfillmentOrderId"), []))
 
     table = stg_amazon_fulfillment_orders
-    orders, bad, found = _stage(wh, settings, table, "amazon_fulfillment_orders", details, to_row,
+    orders, bad, found = RunStore(wh, settings).stage(table, "amazon_fulfillment_orders", details, to_row,
                                 lambda item: str((item[1].get("fulfillmentOrder") or item[1]).get("sellerFulfillmentOrderId"))
                                 if isinstance(item[1], dict) else None,
-                                missed=_missed_by_cursor(wh, settings, table, listing))
+                                missed=missed_by_cursor(wh, settings, table, listing))
     advance_cursor(wh, settings, listing, orders, found, start if listing.full_sweep else None)
     return Step("extract_amazon", {"orders": orders, "report_rows": len(report or ()), "report": report_state,
                                    "detail_calls": fallbacks, "carried_forward": carried,
@@ -700,107 +411,19 @@ def extract_shipbob(settings: RunSettings, platforms: Platforms, wh: Warehouse, 
     listing = listing_for(settings, wh, "shipbob_orders")
     listings = [client.orders(start_date=since)] if listing.full_sweep else []
     listings.append(client.orders(last_update_start=listing.changes_from))
-    orders, bad, found = _stage(wh, settings, stg_shipbob_orders, "shipbob_orders",
+    orders, bad, found = RunStore(wh, settings).stage(stg_shipbob_orders, "shipbob_orders",
                                 unique((order for each in listings for order in each), "id"),
                                 staging.shipbob_order_row, _key("id"),
-                                missed=_missed_by_cursor(wh, settings, stg_shipbob_orders, listing))
+                                missed=missed_by_cursor(wh, settings, stg_shipbob_orders, listing))
     advance_cursor(wh, settings, listing, orders, found, since if listing.full_sweep else None)
     return Step("extract_shipbob", {"orders": orders, "quarantined": bad, "missed_by_cursor": found}).as_dict()
 
 
-BATCH_TABLES = {
-    "tiktok_orders": stg_tiktok_orders, "tiktok_cancellations": stg_tiktok_cancellations,
-    "shopify_orders": stg_shopify_orders, "amazon_fulfillment_orders": stg_amazon_fulfillment_orders,
-    "shipbob_orders": stg_shipbob_orders,
-}
-
-
-def _run_started(wh: Warehouse, settings: RunSettings) -> datetime | None:
-    with wh.engine.connect() as conn:
-        started = conn.execute(sa.select(runs.c.started_at).where(
-            runs.c.shop == settings.shop, runs.c.run_id == settings.run_id)).scalar()
-    return as_utc(started) if started is not None else None
-
-
-def _staged_by_run(table: sa.Table, settings: RunSettings, started: datetime | None):
-    """Rows this run staged. Staging keeps one row per order (upsert by natural key), so a run of the
-    same shop going on at the same time (a backfill beside the scheduled run) may restage them and
-    take them over: anything staged since this run started is at least as fresh as its own copy."""
-    mine = table.c.snapshot_run_id == settings.run_id
-    return sa.or_(mine, table.c.extracted_at >= started - CLOCK_SKEW) if started is not None else mine
-
-
-def _read(wh: Warehouse, table: sa.Table, settings: RunSettings, where, raw_fields: tuple[str, ...] = (),
-          columns: tuple[str, ...] | None = None) -> list[dict]:
-    """Typed columns only (the raw payload stays in the warehouse: it is most of a row's size),
-    plus `raw_fields` read out of it."""
-    chosen = [table.c[n] for n in columns] if columns else [c for c in table.c if c.name != "raw"]
-    chosen += [table.c.raw[name].as_string().label(name) for name in raw_fields]
-    with wh.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(sa.select(*chosen).where(table.c.shop == settings.shop, where))]
-
-
-def staged_by_run(wh: Warehouse, table: sa.Table, settings: RunSettings) -> list[dict]:
-    """The batch this run staged (what validation checks)."""
-    return _read(wh, table, settings, _staged_by_run(table, settings, _run_started(wh, settings)))
-
-
-def _in_play(settings: RunSettings, wh: Warehouse):
-    """TikTok orders in play by their latest staged state: actionable, with a buyer's cancellation
-    request, or staged by this run."""
-    o = stg_tiktok_orders.c
-    return sa.or_(o.status.in_(TIKTOK_SHIPPABLE_STATUSES), o.is_buyer_request_cancel.is_(True),
-                  _staged_by_run(stg_tiktok_orders, settings, _run_started(wh, settings)))
-
-
-def _in_play_tiktok(wh: Warehouse, settings: RunSettings, raw_fields: tuple[str, ...] = (),
-                    columns: tuple[str, ...] | None = None) -> list[dict]:
-    return _read(wh, stg_tiktok_orders, settings, _in_play(settings, wh), raw_fields, columns)
-
-
-def in_play_since(settings: RunSettings, wh: Warehouse) -> datetime:
-    """Where the other platforms' rows of the orders in play begin: a margin before the oldest one
-    (a Shopify order is created after its TikTok order), at most MAX_LOOKBACK back."""
-    o = stg_tiktok_orders.c
-    with wh.engine.connect() as conn:
-        oldest = conn.execute(sa.select(sa.func.min(o.create_time)).where(
-            o.shop == settings.shop, _in_play(settings, wh))).scalar()
-    start = settings.window_start - settings.overlap
-    oldest = min(as_utc(oldest), start) if oldest is not None else start
-    return max(oldest - LOOKBACK_MARGIN, now_for(settings) - MAX_LOOKBACK)
-
-
-def fulfillers_listed_from(settings: RunSettings, wh: Warehouse, since: datetime) -> datetime:
-    """The oldest order creation for which a missing fulfillment order is proven missing: every
-    configured fulfiller's orders are known from its cursor's start on, and the state read for the
-    orders in play begins at `since` (capped at MAX_LOOKBACK). A fulfiller never listed covers nothing."""
-    sources = [FULFILLER_SOURCES[f] for f in settings.fulfillers]
-    c = extraction_cursors.c
-    with wh.engine.connect() as conn:
-        starts = dict(conn.execute(sa.select(c.source, c.established_at).where(
-            c.shop == settings.shop, c.source.in_(sources))).all())
-    return max([since, *(as_utc(starts[s]) if starts.get(s) else now_for(settings) for s in sources)])
-
-
-def latest_state(wh: Warehouse, tables: Iterable[sa.Table], settings: RunSettings, since: datetime) -> list[list[dict]]:
-    """The latest staged state of the platforms' orders that can belong to orders in play: changed
-    since `since`, or staged by this run."""
-    started = _run_started(wh, settings)
-    found = []
-    for table in tables:
-        changed = table.c[UPDATED[table.name]] >= since
-        if table is stg_amazon_fulfillment_orders:
-            changed = sa.or_(changed, table.c.received_at >= since)
-        found.append(_read(wh, table, settings, sa.or_(changed, _staged_by_run(table, settings, started))))
-    return found
-
-
 def validate_batch(settings: RunSettings, wh: Warehouse, batch: str) -> dict:
     """Great Expectations on the batch this run staged; a failure blocks actions, not staging."""
-    outcome = validate(batch, staged_by_run(wh, BATCH_TABLES[batch], settings), now_for(settings))
-    wh.upsert(validation_results, [dict(shop=settings.shop, run_id=settings.run_id, platform=batch,
-                                        success=outcome.success, rows=outcome.rows, failures=outcome.failures,
-                                        checked_at=utcnow())])
+    store = RunStore(wh, settings)
+    outcome = validate(batch, store.staged_by_run(BATCH_TABLES[batch]), now_for(settings))
+    store.record_validation(batch, outcome)
     (log.info if outcome.success else log.error)("%s", outcome.describe())
     return {"batch": batch, "success": outcome.success, "rows": outcome.rows, "failures": len(outcome.failures)}
 
@@ -841,41 +464,6 @@ def carrier_maps(settings: RunSettings, platforms: Platforms, wh: Warehouse,
     return maps, CarrierMap(list(every.values()), overrides)
 
 
-def blocked_by_validation(settings: RunSettings, wh: Warehouse) -> set[str]:
-    with wh.engine.connect() as conn:
-        failed = conn.execute(sa.select(validation_results.c.platform).where(
-            validation_results.c.shop == settings.shop, validation_results.c.run_id == settings.run_id,
-            validation_results.c.success.is_(False))).scalars().all()
-    return {BATCH_PLATFORM[b] for b in failed}
-
-
-def quarantined_links(settings: RunSettings, wh: Warehouse) -> dict[str, str]:
-    """Join values of the records that could not be staged -> the batch they came from: this run's,
-    and earlier runs' until a later listing staged the same record (an incremental run does not list
-    an unchanged record again, so its quarantine carries forward). A record without an id counts
-    in the run that read it only: nothing could tell when it was read again."""
-    q = quarantine.c
-    with wh.engine.connect() as conn:
-        rows = conn.execute(sa.select(q.batch, q.record_key, q.raw, q.quarantined_at).where(
-            q.shop == settings.shop, sa.or_(q.run_id == settings.run_id, sa.and_(
-                q.record_key.is_not(None), q.quarantined_at >= utcnow() - MAX_LOOKBACK)))).all()
-        staged: dict[tuple[str, str], datetime] = {}
-        for batch in {r.batch for r in rows}:
-            table = BATCH_TABLES[batch]
-            key = natural_key(table)
-            wanted = sorted({r.record_key for r in rows if r.batch == batch and r.record_key is not None})
-            for i in range(0, len(wanted), 500):
-                for k, at in conn.execute(sa.select(key, table.c.extracted_at).where(
-                        table.c.shop == settings.shop, key.in_(wanted[i:i + 500]))):
-                    staged[(batch, k)] = as_utc(at)
-    links: dict[str, str] = {}
-    for r in rows:
-        restaged = staged.get((r.batch, r.record_key))
-        if restaged is None or restaged <= as_utc(r.quarantined_at):
-            links.update({key: r.batch for key in ((r.raw or {}).get(LINK_KEYS) or [])})
-    return links
-
-
 def order_link_keys(joiner: Joiner, joined, link) -> set[str]:
     """The values a record of any platform would need to carry to belong to this order."""
     keys = {link.tiktok_order_id, link.fulfillment_order_id, joined.cancellation and joined.cancellation.cancel_id}
@@ -895,16 +483,17 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
     """Link, decide and record pending ledger rows; returns the plan of keys to act on."""
     now = now_for(settings)
     raw_fields = ("delivery_option_id", "shipping_type")
-    tiktok_rows = _in_play_tiktok(wh, settings, raw_fields)
-    since = in_play_since(settings, wh)
+    store = RunStore(wh, settings)
+    tiktok_rows = store.in_play_tiktok(raw_fields)
+    since = store.in_play_since(now)
     ledger = Ledger(wh)
     sagas = saga_states(ledger.rows(settings.shop, kind=CANCEL_FULFILLMENT) + ledger.rows(settings.shop, kind=CANCEL_SHOPIFY))
     maps, default_map = carrier_maps(settings, platforms, wh, tiktok_rows)
-    joiner = Joiner(*latest_state(wh, (stg_shopify_orders, stg_amazon_fulfillment_orders, stg_shipbob_orders,
-                                       stg_tiktok_cancellations), settings, since),
-                    maps, default_map, sagas, fulfillers_listed_from=fulfillers_listed_from(settings, wh, since))
-    blocked = blocked_by_validation(settings, wh)
-    unreadable = quarantined_links(settings, wh)
+    joiner = Joiner(*store.latest_state((stg_shopify_orders, stg_amazon_fulfillment_orders, stg_shipbob_orders,
+                                         stg_tiktok_cancellations), since),
+                    maps, default_map, sagas, fulfillers_listed_from=store.fulfillers_listed_from(since, now))
+    blocked = store.blocked_by_validation()
+    unreadable = store.quarantined_links()
 
     def decided_for(row: dict) -> tuple[Link, Decision]:
         joined, link = joiner.join(row)
@@ -940,30 +529,27 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
                                     "fulfiller": link.fulfiller, "fulfillment_order_id": link.fulfillment_order_id},
                             policy_version=settings.policy.version, decided_at=utcnow()))
         planned.append(decision)
-    wh.upsert(order_links, links)
-    wh.upsert(decisions, decided)
+    store.record_decisions(links, decided)
     plan = {"tracking": [], "notes": [], "rejections": [], "escalations": [], "cancellations": []}
     if not settings.dry_run:
         ctx = RunContext(shop=settings.shop, dag_id=settings.dag_id, run_id=settings.run_id)
-        done = _done_keys(wh, settings.shop)
+        done = Ledger(wh).done_keys(settings.shop)
         for decision in planned:
-            saga = []
+            saga_keys = []
             for action in decision.actions:
                 ledger.record(ctx, action, rule=decision.rule, decision_run_id=settings.run_id,
                               tiktok_order_id=decision.tiktok_order_id)
                 if action.idempotency_key in done:
                     continue
-                if action.kind in SAGA_KINDS:
-                    saga.append(action.idempotency_key)
+                if action.kind in saga.KINDS:
+                    saga_keys.append(action.idempotency_key)
                 else:
                     plan[GROUPS[action.kind]].append(action.idempotency_key)
-            if saga:
-                plan["cancellations"].append({"tiktok_order_id": decision.tiktok_order_id, "keys": saga})
+            if saga_keys:
+                plan["cancellations"].append({"tiktok_order_id": decision.tiktok_order_id, "keys": saga_keys})
         settle_orphans(settings, platforms, wh, replace(ctx, task_id="join_and_decide", now=now),
                        {a.idempotency_key for d in planned for a in d.actions})
-    with wh.engine.begin() as conn:
-        conn.execute(runs.update().where(runs.c.shop == settings.shop, runs.c.run_id == settings.run_id)
-                     .values(decided_at=now))
+    store.decided(now)
     chunks = {group: [keys[i:i + CHUNK] for i in range(0, len(keys), CHUNK)] for group, keys in plan.items()}
     log.info("decided %d orders: %s; blocked platforms: %s", len(planned), dict(sorted(rules.items())),
              ", ".join(sorted(blocked)) or "none")
@@ -977,8 +563,9 @@ def _reread_before_acting(settings: RunSettings, platforms: Platforms, wh: Wareh
     """Orders the run would act on whose TikTok state an earlier run read: read again (50 per call)
     so no write rests on a stale copy. Returns (fresh row, None, None) to decide again, or, when
     the read failed, the order with its actions held back."""
-    started = _run_started(wh, settings)
-    done = _done_keys(wh, settings.shop)
+    store = RunStore(wh, settings)
+    started = store.started()
+    done = Ledger(wh).done_keys(settings.shop)
     stale = [tid for tid, (row, _, decision) in outcome.items()
              if any(a.idempotency_key not in done for a in decision.actions)
              and row["snapshot_run_id"] != settings.run_id
@@ -986,13 +573,13 @@ def _reread_before_acting(settings: RunSettings, platforms: Platforms, wh: Wareh
     if not stale:
         return []
     try:
-        _stage(wh, settings, stg_tiktok_orders, "tiktok_orders", platforms.tiktok().get_orders(stale),
+        RunStore(wh, settings).stage(stg_tiktok_orders, "tiktok_orders", platforms.tiktok().get_orders(stale),
                staging.tiktok_order_row, _key("id"))
     except PlatformError as exc:
         log.warning("re-reading %d TikTok order(s) before acting failed: %s", len(stale), exc)
         return [(row, link, Decision(tid, "-", f"blocked: could not re-read the order before acting ({exc})"))
                 for tid in stale for row, link, _ in [outcome[tid]]]
-    fresh = _read(wh, stg_tiktok_orders, settings, stg_tiktok_orders.c.tiktok_order_id.in_(stale), raw_fields)
+    fresh = store.read(stg_tiktok_orders, stg_tiktok_orders.c.tiktok_order_id.in_(stale), raw_fields)
     log.info("re-read %d TikTok order(s) staged by earlier runs before acting on them", len(fresh))
     return [(row, None, None) for row in fresh]
 
@@ -1009,179 +596,48 @@ def settle_orphans(settings: RunSettings, platforms: Platforms, wh: Warehouse, c
     if not orphans:
         return []
     executor = Executor(ledger, ctx, Handlers(platforms))
-    return [_log_outcome(executor.settle(row)) for row in orphans]
-
-
-def _done_keys(wh: Warehouse, shop: str) -> set[str]:
-    t = action_ledger.c
-    with wh.engine.connect() as conn:
-        return set(conn.execute(sa.select(t.idempotency_key).where(t.shop == shop, t.state.in_(DONE_STATES))).scalars())
-
-
-def _rows_by_key(wh: Warehouse, shop: str, keys: list[str]) -> dict[str, dict]:
-    t = action_ledger
-    with wh.engine.connect() as conn:
-        return {r.idempotency_key: dict(r._mapping) for r in conn.execute(
-            sa.select(t).where(t.c.shop == shop, t.c.idempotency_key.in_(keys)))}
+    return [log_outcome(executor.settle(row)) for row in orphans]
 
 
 def act(settings: RunSettings, platforms: Platforms, wh: Warehouse, ctx: RunContext, keys: list[str]) -> list[dict]:
     """Carry out one chunk of independent actions (tracking, notes, rejections, escalations)."""
-    executor = Executor(Ledger(wh), ctx, Handlers(platforms))
-    rows = _rows_by_key(wh, settings.shop, keys)
-    outcomes = [executor.run(rows[key]) for key in keys if key in rows]
-    return [_log_outcome(o) for o in outcomes]
-
-
-def _log_outcome(outcome: Outcome) -> dict:
-    (log.info if outcome.state in (SUCCEEDED, "skipped") else log.warning)(
-        "%-22s %-9s %s %s", outcome.kind, outcome.state, outcome.key, outcome.detail)
-    return {"key": outcome.key, "kind": outcome.kind, "state": outcome.state, "detail": outcome.detail}
-
-
-def cancel_at_fulfiller(settings: RunSettings, platforms: Platforms, wh: Warehouse, ctx: RunContext,
-                        sagas: list[dict]) -> list[dict]:
-    """Saga step 1: ask the fulfiller to cancel (only where the decision said so)."""
-    executor = Executor(Ledger(wh), ctx, Handlers(platforms))
-    results = []
-    for saga in sagas:
-        rows = _rows_by_key(wh, settings.shop, saga["keys"])
-        for key in saga["keys"]:
-            if rows.get(key, {}).get("kind") == CANCEL_FULFILLMENT:
-                results.append(_log_outcome(executor.run(rows[key])))
-    return results
-
-
-def verify_cancellations(settings: RunSettings, platforms: Platforms, wh: Warehouse, ctx: RunContext,
-                         sagas: list[dict]) -> dict:
-    """Saga step 2: read each fulfiller cancel once. A saga whose cancel shows goes on to its refund
-    in this run; one that does not yet waits for a later run (its decision asks again), so a slow
-    fulfiller holds no other saga, action group or run. A cancel that does not show within the
-    policy's timeout, on the run's clock from when it took effect, is given up: the verify row
-    fails and the order is escalated (C4); it is never refunded or approved."""
     ledger = Ledger(wh)
     executor = Executor(ledger, ctx, Handlers(platforms))
-    timeout = timedelta(minutes=settings.policy.cancel_verify_timeout_minutes)
-    counts: Counter = Counter()
-    for saga in sagas:
-        rows = _rows_by_key(wh, settings.shop, saga["keys"])
-        verify = next((r for r in rows.values() if r["kind"] == VERIFY_FULFILLMENT_CANCEL), None)
-        if verify is None or verify["state"] in DONE_STATES or (verify["detail"] or "").startswith(GAVE_UP):
-            continue
-        cancel_key = verify["idempotency_key"].replace(VERIFY_FULFILLMENT_CANCEL, CANCEL_FULFILLMENT, 1)
-        cancel = _rows_by_key(wh, settings.shop, [cancel_key]).get(cancel_key)
-        if cancel is None or cancel["state"] != SUCCEEDED:
-            continue  # the cancel request itself did not go through: nothing to verify yet
-        outcome = executor.run(verify)
-        if outcome.state == SUCCEEDED:
-            counts["verified"] += 1
-        elif ctx.now - as_utc(cancel["acted_at"] or cancel["updated_at"]) >= timeout:
-            _give_up(ledger, ctx, verify, saga["tiktok_order_id"], settings)
-            counts["given_up"] += 1
-        else:
-            ledger.wait(settings.shop, verify["idempotency_key"], f"waiting: {outcome.detail} "
-                        f"(read at {ctx.now:%Y-%m-%dT%H:%M:%SZ}; a later run reads again)")
-            counts["waiting"] += 1
-    return Step("verify_fulfiller_cancel", dict(counts)).as_dict()
-
-
-def _give_up(ledger: Ledger, ctx: RunContext, verify: dict, tiktok_order_id: str, settings: RunSettings) -> None:
-    claim = ledger.claim(ctx, verify["idempotency_key"])
-    detail = f"{GAVE_UP} not cancelled at the fulfiller within {settings.policy.cancel_verify_timeout_minutes:g} min"
-    if claim is not None:
-        ledger.finish(claim, FAILED, detail=detail)
-    action = Action(ESCALATE, f"ledger:escalation/{tiktok_order_id}",
-                    {"tiktok_order_id": tiktok_order_id, "reason_code": "fulfiller_cancel_not_verified", "detail": detail},
-                    f"escalate:{tiktok_order_id}:fulfiller_cancel_not_verified")
-    ledger.record(ctx, action, rule="C4", decision_run_id=settings.run_id, tiktok_order_id=tiktok_order_id)
-    escalation = ledger.claim(ctx, action.idempotency_key)
-    if escalation is not None:
-        ledger.finish(escalation, SUCCEEDED, response={"escalated": "fulfiller_cancel_not_verified"}, detail=detail,
-                      acted_at=ctx.now)
-    log.warning("C4 %s: %s; escalated, not refunded, not approved", tiktok_order_id, detail)
-
-
-def refund_and_approve(settings: RunSettings, platforms: Platforms, wh: Warehouse, ctx: RunContext,
-                       sagas: list[dict]) -> list[dict]:
-    """Saga step 3: cancel the Shopify order (refund), then approve on TikTok, each only after
-    the step before it succeeded (a verified fulfiller cancel, when there is one)."""
-    executor = Executor(Ledger(wh), ctx, Handlers(platforms))
-    results = []
-    for saga in sagas:
-        rows = _rows_by_key(wh, settings.shop, saga["keys"])
-        ordered = [rows[k] for k in saga["keys"] if k in rows]
-        ready = all(r["state"] == SUCCEEDED for r in ordered if r["kind"] in (CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL))
-        for row in ordered:
-            if row["kind"] not in (CANCEL_SHOPIFY, APPROVE_CANCELLATION):
-                continue
-            if not ready:
-                results.append({"key": row["idempotency_key"], "kind": row["kind"], "state": "waiting",
-                                "detail": "fulfiller cancel not verified"})
-                break
-            outcome = executor.run(row)
-            results.append(_log_outcome(outcome))
-            ready = outcome.state in DONE_STATES
-    return results
+    rows = ledger.rows_by_key(settings.shop, keys)
+    return [log_outcome(executor.run(rows[key])) for key in keys if key in rows]
 
 
 def record_api_calls(wh: Warehouse, settings: RunSettings, task_id: str, map_index: int, platforms: Platforms) -> None:
-    rows = [dict(shop=settings.shop, run_id=settings.run_id, task_id=task_id, map_index=map_index, **r)
-            for r in platforms.stats_rows()]
-    wh.upsert(api_calls, rows)
+    RunStore(wh, settings).record_api_calls(task_id, map_index, platforms.stats_rows())
 
 
 def summarize_run(settings: RunSettings, wh: Warehouse, started: float | None = None) -> dict:
     """The run's figures: orders per platform, actions by kind and outcome, escalations, validation,
-    API calls and throttles per platform."""
-    shop, run_id = settings.shop, settings.run_id
-    summary: dict[str, Any] = {"shop": shop, "run_id": run_id, "dry_run": settings.dry_run,
-                               "window": [settings.window_start.isoformat(), settings.window_end.isoformat()]}
-    with wh.engine.connect() as conn:
-        summary["orders_seen"] = {batch: conn.execute(sa.select(sa.func.count()).select_from(table).where(
-            table.c.shop == shop, table.c.snapshot_run_id == run_id)).scalar() for batch, table in BATCH_TABLES.items()}
-        summary["decisions"] = dict(conn.execute(sa.select(decisions.c.rule, sa.func.count()).where(
-            decisions.c.shop == shop, decisions.c.run_id == run_id).group_by(decisions.c.rule)).all())
-        t = action_ledger.c
-        actions = conn.execute(sa.select(t.kind, t.state, sa.func.count()).where(
-            t.shop == shop, t.run_id == run_id).group_by(t.kind, t.state)).all()
-        summary["actions"] = {f"{kind}:{state}": n for kind, state, n in actions}
-        summary["escalations"] = [dict(tiktok_order_id=r.tiktok_order_id, rule=r.rule, reason=r.request.get("detail"))
-                                  for r in conn.execute(sa.select(t.tiktok_order_id, t.rule, t.request).where(
-                                      t.shop == shop, t.run_id == run_id, t.kind == ESCALATE))]
-        summary["validation_failures"] = conn.execute(sa.select(validation_results.c.platform).where(
-            validation_results.c.shop == shop, validation_results.c.run_id == run_id,
-            validation_results.c.success.is_(False))).scalars().all()
-        summary["quarantined"] = conn.execute(sa.select(sa.func.count()).select_from(quarantine).where(
-            quarantine.c.shop == shop, quarantine.c.run_id == run_id)).scalar()
-        c = api_calls.c
-        summary["api"] = {p: {"calls": int(calls or 0), "throttled": int(thr or 0), "retries": int(ret or 0)}
-                          for p, calls, thr, ret in conn.execute(
-                              sa.select(c.platform, sa.func.sum(c.calls), sa.func.sum(c.throttled), sa.func.sum(c.retries))
-                              .where(c.shop == shop, c.run_id == run_id).group_by(c.platform))}
-        started_at = conn.execute(sa.select(runs.c.started_at).where(runs.c.shop == shop, runs.c.run_id == run_id)).scalar()
-        x = extraction_cursors.c
-        mode = "sweep" if settings.sweep else "event" if settings.event_driven else "incremental"
-        summary["extraction"] = {"mode": mode, "sweep_reason": settings.sweep,
-                                 "full_sweep": bool(settings.sweep) and settings.full_sweep,
-                                 "listed": list(settings.listed) if settings.listed is not None else None,
-                                 "sources": {source: {"mode": mode, "listed": listed, "missed_by_cursor": findings}
-                                             for source, mode, listed, findings in conn.execute(
-                                                 sa.select(x.source, x.mode, x.listed, x.findings).where(
-                                                     x.shop == shop, x.run_id == run_id))}}
-        summary["missed_by_cursor"] = sum(v["missed_by_cursor"] for v in summary["extraction"]["sources"].values())
+    API calls and throttles per platform; then the at-risk alerts and the run's final state."""
+    store = RunStore(wh, settings)
+    figures = store.figures()
+    mode = "sweep" if settings.sweep else "event" if settings.event_driven else "incremental"
+    summary: dict[str, Any] = {
+        "shop": settings.shop, "run_id": settings.run_id, "dry_run": settings.dry_run,
+        "window": [settings.window_start.isoformat(), settings.window_end.isoformat()],
+        **{key: figures[key] for key in ("orders_seen", "decisions", "actions", "escalations", "validation_failures",
+                                         "quarantined", "api")},
+        "extraction": {"mode": mode, "sweep_reason": settings.sweep,
+                       "full_sweep": bool(settings.sweep) and settings.full_sweep,
+                       "listed": list(settings.listed) if settings.listed is not None else None,
+                       "sources": figures["sources"]},
+        "missed_by_cursor": sum(v["missed_by_cursor"] for v in figures["sources"].values()),
+    }
     finished = utcnow()
-    if started_at is not None:
-        started_at = started_at.replace(tzinfo=timezone.utc) if started_at.tzinfo is None else started_at
-        summary["duration_seconds"] = round((finished - started_at).total_seconds(), 1)
+    if figures["started_at"] is not None:
+        summary["duration_seconds"] = round((finished - figures["started_at"]).total_seconds(), 1)
     if not settings.dry_run:   # a person is told of orders about to breach; a dry run tells no one
-        alerted = alert_at_risk(wh, wh.engine.url.render_as_string(hide_password=False), shop, settings.dag_id,
-                                run_id, now_for(settings), settings.policy.at_risk_alert_hours)
+        alerted = alert_at_risk(wh, wh.engine.url.render_as_string(hide_password=False), settings.shop, settings.dag_id,
+                                settings.run_id, now_for(settings), settings.policy.at_risk_alert_hours)
         summary["at_risk_alerts"] = {f"{hours:g}h": orders for hours, orders in sorted(alerted.items(), reverse=True)}
     failed = any(k.endswith(":failed") or k.endswith(":in_flight") for k in summary["actions"])
     state = "attention" if failed or summary["validation_failures"] else "succeeded"
-    with wh.engine.begin() as conn:
-        conn.execute(runs.update().where(runs.c.shop == shop, runs.c.run_id == run_id)
-                     .values(finished_at=finished, state=state, summary=summary))
+    store.finish(summary, state, finished)
     summary["state"] = state
     return summary
 
@@ -1256,9 +712,9 @@ def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, lanes
         "validate_staged": lambda batch: validate_batch(settings, wh, batch),
         "join_and_decide": lambda _: join_and_decide(settings, platforms, wh),
         **{name: (lambda keys: act(settings, platforms, wh, ctx, keys)) for name in steps.ACTS},
-        "cancel_at_fulfiller": lambda chunk: cancel_at_fulfiller(settings, platforms, wh, ctx, chunk),
-        "verify_fulfiller_cancel": lambda chunk: verify_cancellations(settings, platforms, wh, ctx, chunk),
-        "refund_and_approve": lambda chunk: refund_and_approve(settings, platforms, wh, ctx, chunk),
+        "cancel_at_fulfiller": lambda chunk: saga.cancel_at_fulfiller(settings, platforms, wh, ctx, chunk),
+        "verify_fulfiller_cancel": lambda chunk: saga.verify_cancellations(settings, platforms, wh, ctx, chunk),
+        "refund_and_approve": lambda chunk: saga.refund_and_approve(settings, platforms, wh, ctx, chunk),
         "summarize_run": summarize,
     }
 

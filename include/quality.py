@@ -1,7 +1,7 @@
 """Great Expectations (GX Core) suites over each staged platform batch.
 
 A failed suite does not stop staging; it blocks the actions that depend on that platform's data
-(see `include.pipeline.blocked_by_validation`) and is reported with the failing expectations.
+(see `include.run_store.RunStore.blocked_by_validation`) and is reported with the failing expectations.
 """
 from __future__ import annotations
 

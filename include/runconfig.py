@@ -85,6 +85,11 @@ class RunSettings:
                    listed=None if doc.get("listed") is None else tuple(doc["listed"]))
 
 
+def now_for(settings: RunSettings) -> datetime:
+    """The run's clock: the `now` param when given (tests, demos, simulations), else the wall clock."""
+    return settings.now_override or datetime.now(timezone.utc)
+
+
 def policy_object(value: Any, where: str) -> dict:
     """A policy document as a fresh dict; anything but an object (or nothing) is refused by `where`."""
     if value is None:

@@ -28,7 +28,8 @@ import httpx
 import sqlalchemy as sa
 
 from include.ledger import Ledger
-from include.pipeline import Platforms, run_all
+from include.pipeline import run_all
+from include.platforms import Platforms
 from include.runconfig import run_settings
 from include.sandbox.connections import CONNECTION_IDS, sandbox_connections
 from include.sandbox.core import Sandbox, Settings, WriteRecord, parse_fault

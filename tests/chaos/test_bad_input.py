@@ -17,7 +17,9 @@ import pytest
 import sqlalchemy as sa
 
 from include import staging
-from include.pipeline import Platforms, run_all
+from include.pipeline import run_all
+from include.platforms import Platforms
+from include.run_store import RunStore, natural_key
 from orderops_provider.base import ConfigurationError
 from include.runconfig import RunConfigError, run_settings
 from include.sandbox.scenario import ScenarioError, parse_scenario
@@ -26,7 +28,7 @@ from include.warehouse import (
 )
 from tests.chaos.harness import (
     NOW, POLICY, WINDOW, SandboxRig, audit, chaos_scenario, fresh_warehouse, hook_client,
-    is_order_write, patched_env, unfinished,
+    patched_env, unfinished,
 )
 
 SCENARIO = chaos_scenario()
@@ -644,13 +646,13 @@ def test_any_broken_field_of_any_record_is_staged_or_quarantined_on_both_databas
     table, batch, to_row, id_field = STAGED_AS[kind]
     settings = run_settings(dag_id="orderops_sla", run_id="property", params={"now": NOW, **WINDOW})
     for wh in both_warehouses:
-        staged, held, _ = pipeline._stage(wh, settings, table, batch, [record], to_row, pipeline._key(id_field))
+        staged, held, _ = RunStore(wh, settings).stage(table, batch, [record], to_row, pipeline._key(id_field))
         assert staged + held == 1, (kind, path, value)
         if staged:
-            key = str(to_row(record)[pipeline.natural_key(table).name])
+            key = str(to_row(record)[natural_key(table).name])
             with wh.engine.connect() as conn:
                 assert conn.execute(sa.select(sa.func.count()).select_from(table).where(
-                    pipeline.natural_key(table) == key)).scalar() == 1
+                    natural_key(table) == key)).scalar() == 1
 
 
 LISTED = {   # sample -> (the listing's path, where its records are in the answer)

@@ -106,7 +106,9 @@ def test_a_run_restaging_the_same_orders_does_not_hide_them_from_the_other(rig, 
     be refunded and approved while the fulfiller ships the parcel."""
     from datetime import datetime
 
-    from include import pipeline
+    from include import pipeline, saga
+    from include.platforms import Platforms
+    from include.run_store import BATCH_TABLES
     from include.ledger import RunContext
     from include.runconfig import run_settings
 
@@ -116,7 +118,7 @@ def test_a_run_restaging_the_same_orders_does_not_hide_them_from_the_other(rig, 
         settings = {run_id: run_settings(dag_id="orderops_sla", run_id=run_id, params={
             "now": "2026-11-20T15:00:00Z", "window_start": start, "window_end": end,
             "policy": {"cancel_verify_timeout_minutes": 0.05}}) for run_id, (start, end) in RUNS.items()}
-        platforms = {run_id: pipeline.Platforms(s) for run_id, s in settings.items()}
+        platforms = {run_id: Platforms(s) for run_id, s in settings.items()}
         scheduled, backfill = (settings[r] for r in run_ids)
         try:
             pipeline.prepare_run(scheduled, wh)
@@ -127,7 +129,7 @@ def test_a_run_restaging_the_same_orders_does_not_hide_them_from_the_other(rig, 
             pipeline.prepare_run(backfill, wh)
             pipeline.extract_amazon(backfill, platforms[run_ids[1]], wh, since)
             pipeline.extract_shipbob(backfill, platforms[run_ids[1]], wh, since)
-            for batch in pipeline.BATCH_TABLES:
+            for batch in BATCH_TABLES:
                 pipeline.validate_batch(scheduled, wh, batch)
             plan = pipeline.join_and_decide(scheduled, platforms[run_ids[0]], wh)
             ctx = RunContext(shop="default", dag_id="orderops_sla", run_id=scheduled.run_id, task_id="act",
@@ -136,9 +138,9 @@ def test_a_run_restaging_the_same_orders_does_not_hide_them_from_the_other(rig, 
                 for chunk in plan["chunks"][group]:
                     pipeline.act(scheduled, platforms[run_ids[0]], wh, ctx, chunk)
             for chunk in plan["chunks"]["cancellations"]:
-                pipeline.cancel_at_fulfiller(scheduled, platforms[run_ids[0]], wh, ctx, chunk)
-                pipeline.verify_cancellations(scheduled, platforms[run_ids[0]], wh, ctx, chunk)
-                pipeline.refund_and_approve(scheduled, platforms[run_ids[0]], wh, ctx, chunk)
+                saga.cancel_at_fulfiller(scheduled, platforms[run_ids[0]], wh, ctx, chunk)
+                saga.verify_cancellations(scheduled, platforms[run_ids[0]], wh, ctx, chunk)
+                saga.refund_and_approve(scheduled, platforms[run_ids[0]], wh, ctx, chunk)
         finally:
             for p in platforms.values():
                 p.close()

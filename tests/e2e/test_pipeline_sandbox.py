@@ -13,7 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from include.ledger import Ledger
-from include.pipeline import Platforms, run_all
+from include.pipeline import run_all
+from include.platforms import Platforms
 from orderops_provider.tiktok_versions import path as api_path
 from include.runconfig import run_settings
 from include.sandbox.connections import connection_env

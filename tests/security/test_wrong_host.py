@@ -23,7 +23,8 @@ from urllib.parse import quote, quote_plus, urlsplit
 import httpx
 import pytest
 
-from include.pipeline import Platforms, run_all
+from include.pipeline import run_all
+from include.platforms import Platforms
 from orderops_provider.base import PagingError, PlatformError, RetryPolicy
 from include.runconfig import run_settings
 from tests.chaos.harness import (

@@ -28,7 +28,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from include.pipeline import Platforms, run_all
+from include.pipeline import run_all
+from include.platforms import Platforms
 from include.reports import build_day
 from include.runconfig import STATE_DIR, run_settings
 from include.sandbox.connections import connection_env

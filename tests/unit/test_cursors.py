@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from include import pipeline
+import sqlalchemy as sa
+
+from include import cursors, pipeline
+from include.platforms import Platforms
 from include.runconfig import run_settings
-from include.warehouse import Warehouse
+from include.warehouse import Warehouse, as_utc, extraction_cursors
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 
@@ -16,8 +19,8 @@ def settings(end: datetime, **params):
 
 
 def listed(wh, s, source="shopify_orders"):
-    listing = pipeline.listing_for(s, wh, source)
-    pipeline.advance_cursor(wh, s, listing, listed=1, findings=0)
+    listing = cursors.listing_for(s, wh, source)
+    cursors.advance_cursor(wh, s, listing, listed=1, findings=0)
     return listing
 
 
@@ -27,14 +30,14 @@ def test_listings_follow_the_cursor_and_a_failed_run_leaves_no_gap(tmp_path):
     first = listed(wh, settings(T0))
     assert first.sweep == "first listing" and first.changed_since == T0 - timedelta(minutes=45)
     # the next run lists from where the last listing began, minus the overlap
-    second = pipeline.listing_for(settings(T0 + timedelta(minutes=30)), wh, "shopify_orders")
+    second = cursors.listing_for(settings(T0 + timedelta(minutes=30)), wh, "shopify_orders")
     assert second.sweep is None and second.changed_since == T0 - timedelta(minutes=15)
     # that run fails before its listing completes: the cursor stays, so the run after it
     # lists from the last good listing, not from its own window
-    third = pipeline.listing_for(settings(T0 + timedelta(minutes=60)), wh, "shopify_orders")
+    third = cursors.listing_for(settings(T0 + timedelta(minutes=60)), wh, "shopify_orders")
     assert third.changed_since == T0 - timedelta(minutes=15)
-    pipeline.advance_cursor(wh, settings(T0 + timedelta(minutes=60)), third, listed=1, findings=0)
-    assert pipeline.listing_for(settings(T0 + timedelta(minutes=90)), wh, "shopify_orders").changed_since \
+    cursors.advance_cursor(wh, settings(T0 + timedelta(minutes=60)), third, listed=1, findings=0)
+    assert cursors.listing_for(settings(T0 + timedelta(minutes=90)), wh, "shopify_orders").changed_since \
         == T0 + timedelta(minutes=45)
 
 
@@ -49,7 +52,7 @@ def test_a_backfill_lists_its_window_and_never_moves_the_cursor_back(tmp_path):
     listing = listed(wh, backfill)
     assert listing.changed_since == past - timedelta(minutes=45)
     assert listing.changed_until == past + timedelta(seconds=1)
-    assert pipeline.listing_for(settings(T0 + timedelta(minutes=30)), wh, "shopify_orders").changed_since \
+    assert cursors.listing_for(settings(T0 + timedelta(minutes=30)), wh, "shopify_orders").changed_since \
         == T0 - timedelta(minutes=15)
 
 
@@ -57,20 +60,20 @@ def test_a_run_sweeps_first_then_every_sweep_hours(tmp_path):
     wh = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
     wh.migrate()
     s = settings(T0)
-    assert pipeline.sweep_reason(s, wh).startswith("no sweep yet")
-    for source in pipeline._sources(s):
-        pipeline.advance_cursor(wh, s, pipeline.listing_for(s, wh, source), listed=0, findings=0)
-    assert pipeline.sweep_reason(settings(T0 + timedelta(hours=5, minutes=30)), wh) is None
-    assert pipeline.sweep_reason(settings(T0 + timedelta(hours=6)), wh) == "6 h since the last sweep"
-    assert pipeline.sweep_reason(settings(T0 + timedelta(minutes=30), sweep_hours=0), wh).startswith("every run")
-    assert pipeline.sweep_reason(settings(T0 + timedelta(minutes=30), sweep=True), wh) == "asked"
+    assert cursors.sweep_reason(s, wh).startswith("no sweep yet")
+    for source in cursors.sources(s):
+        cursors.advance_cursor(wh, s, cursors.listing_for(s, wh, source), listed=0, findings=0)
+    assert cursors.sweep_reason(settings(T0 + timedelta(hours=5, minutes=30)), wh) is None
+    assert cursors.sweep_reason(settings(T0 + timedelta(hours=6)), wh) == "6 h since the last sweep"
+    assert cursors.sweep_reason(settings(T0 + timedelta(minutes=30), sweep_hours=0), wh).startswith("every run")
+    assert cursors.sweep_reason(settings(T0 + timedelta(minutes=30), sweep=True), wh) == "asked"
 
 
 def sweep_all(wh, s):
     """prepare_run's decision, then a listing of every source (as the extract steps do)."""
     s = pipeline.prepare_run(s, wh)
-    for source in pipeline._sources(s):
-        pipeline.advance_cursor(wh, s, pipeline.listing_for(s, wh, source), listed=0, findings=0)
+    for source in cursors.sources(s):
+        cursors.advance_cursor(wh, s, cursors.listing_for(s, wh, source), listed=0, findings=0)
     return s
 
 
@@ -117,7 +120,7 @@ def test_a_sweep_between_full_ones_lists_the_changes_since_the_last_sweep(tmp_pa
     def extract(end):
         s = pipeline.prepare_run(settings(end, fulfillers=["shipbob"]), wh)
         recorded = Recorded()
-        platforms = pipeline.Platforms(s, factory=lambda platform: recorded)
+        platforms = Platforms(s, factory=lambda platform: recorded)
         pipeline.extract_tiktok(s, platforms, wh)
         pipeline.extract_shopify(s, platforms, wh, in_play_since)
         pipeline.extract_shipbob(s, platforms, wh, in_play_since)
@@ -144,6 +147,6 @@ def test_a_sweep_between_full_ones_lists_the_changes_since_the_last_sweep(tmp_pa
     six = T0 + timedelta(hours=6)
     assert tiktok[six] == [{"update_time_ge": unix(T0 - timedelta(hours=1)), "update_time_lt": unix(six) + 1}] * 2
     with wh.engine.connect() as conn:
-        cursor = conn.execute(pipeline.sa.select(pipeline.extraction_cursors).where(
-            pipeline.extraction_cursors.c.source == "shopify_orders")).one()
-    assert pipeline.as_utc(cursor.swept_at) == T0 + timedelta(hours=6) and pipeline.as_utc(cursor.full_swept_at) == T0
+        cursor = conn.execute(sa.select(extraction_cursors).where(
+            extraction_cursors.c.source == "shopify_orders")).one()
+    assert as_utc(cursor.swept_at) == T0 + timedelta(hours=6) and as_utc(cursor.full_swept_at) == T0

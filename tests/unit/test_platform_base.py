@@ -151,7 +151,7 @@ def test_base_url_forms():
 
 
 def test_the_listing_bound_is_a_setting_named_when_bad(monkeypatch):
-    from include.pipeline import LISTING_TIMEOUT_ENV, Platforms
+    from include.platforms import LISTING_TIMEOUT_ENV, Platforms
     from orderops_provider.shipbob import ShipBobClient
     from include.runconfig import RunConfigError, run_settings
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from include import pipeline
+from include.run_store import BATCH_TABLES
 from include.steps import BATCHES, STEPS, Step, waves
 
 
@@ -24,4 +24,4 @@ def test_steps_that_wait_on_each_other_are_refused():
 
 
 def test_every_batch_has_its_staging_table():
-    assert set(BATCHES) == set(pipeline.BATCH_TABLES)
+    assert set(BATCHES) == set(BATCH_TABLES)
