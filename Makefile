@@ -27,17 +27,17 @@ test: venv
 
 # e.g. make demo ARGS="--scenario shop.json --faults faults.json --warehouse postgresql://... --json run.json"
 demo: venv
-	$(PY) -m include.demo $(ARGS)
+	$(PY) -m sandbox.demo $(ARGS)
 
 # The Airflow UI on the last demo's state (its run, the SLA page, the report); Ctrl-C stops it.
 # e.g. make ui ARGS="--port 8090"
 ui: venv
-	$(PY) -m include.demo ui $(ARGS)
+	$(PY) -m sandbox.demo ui $(ARGS)
 
 # Serve the sandbox in the foreground on a generated scenario (Ctrl-C stops it).
 sandbox: venv
-	$(PY) -m include.sandbox generate --orders $(ORDERS) --seed $(SEED) --out $(SCENARIO)
-	$(PY) -m include.sandbox serve --scenario $(SCENARIO)
+	$(PY) -m sandbox generate --orders $(ORDERS) --seed $(SEED) --out $(SCENARIO)
+	$(PY) -m sandbox serve --scenario $(SCENARIO)
 
 # The production shape on this machine: Airflow metadata and warehouse on PostgreSQL, CeleryExecutor on
 # Redis, API server, scheduler, DAG processor, triggerer and two workers (docs/deployment.md).

@@ -30,8 +30,8 @@ import httpx
 
 from bench.pipeline_bench import RESULTS, demand, log, lower_bound, revision
 from deploy.prod_local import Deployment, api_token, down, free_port, up
-from include.sandbox.generate import DEFAULT_NOW
-from include.sandbox.scenario import parse_time
+from sandbox.generate import DEFAULT_NOW
+from sandbox.scenario import parse_time
 
 DAG_ID = "orderops_sla_shop_1"
 TERMINAL = ("success", "failed")

@@ -2,7 +2,7 @@
 
     python -m bench.pipeline_bench --sizes 1000,10000,50000      (make bench SIZES=...)
 
-For each size a generated scenario (`include.sandbox.generate`, the realistic mix) is served by
+For each size a generated scenario (`sandbox.generate`, the realistic mix) is served by
 the sandbox in its own process (documented quotas, clock frozen), and a fresh process runs
 `include.pipeline.run_all` against it on a fresh warehouse, so the peak memory and CPU time are
 the pipeline's alone. The run does side by side what the DAG does side by side (the three
@@ -79,7 +79,7 @@ def log(message: str) -> None:
 # ----------------------------------------------------------------------------- quota model
 def quota_buckets() -> dict[str, Any]:
     """The sandbox's documented quotas at rate_scale 1, read from the simulators themselves."""
-    from include.sandbox import amazon_mcf, shipbob, shopify, tiktok
+    from sandbox import amazon_mcf, shipbob, shopify, tiktok
 
     return {
         "tiktok": {"rate": float(tiktok.DEFAULT_SETTINGS["qps"]), "burst": float(tiktok.DEFAULT_SETTINGS["qps"])},
@@ -143,7 +143,7 @@ def lower_bound(units: dict[str, float]) -> tuple[float, str]:
 
 # ----------------------------------------------------------------------------- sandbox process
 class SandboxProcess:
-    """`python -m include.sandbox serve` on free ports: documented quotas, scenario clock frozen."""
+    """`python -m sandbox serve` on free ports: documented quotas, scenario clock frozen."""
 
     def __init__(self, scenario: Path, workdir: Path, source: str = "--scenario"):
         """`source` --life serves a living shop (the file holds its LifeSettings) instead."""
@@ -151,7 +151,7 @@ class SandboxProcess:
         self.log_path = workdir / "sandbox.log"
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "include.sandbox", "serve", source, str(scenario), "--clock-rate", "0", *ports],
+            [sys.executable, "-m", "sandbox", "serve", source, str(scenario), "--clock-rate", "0", *ports],
             cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
         self.urls: dict[str, str] = {}
         deadline = time.monotonic() + 900
@@ -367,8 +367,8 @@ def run_one(size: int, seed: int, warehouse_url: str | None, full_decide: bool, 
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from include.sandbox.connections import connection_env
-    from include.sandbox.generate import generate
+    from sandbox.connections import connection_env
+    from sandbox.generate import generate
 
     started = time.perf_counter()
     scenario_path = workdir / "scenario.json"

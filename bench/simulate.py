@@ -1,6 +1,6 @@
 """`make simulate`: a shop's week lived through simulated time, checked against the sandbox's truth.
 
-The sandbox serves a living shop (include/sandbox/life.py) with its clock frozen between steps.
+The sandbox serves a living shop (sandbox/life.py) with its clock frozen between steps.
 For every tick of the schedule the clock is set to the tick, and the pipeline runs exactly as a
 scheduled run would (`pipeline.run_all`: the DAG's steps; window = the interval before the tick,
 "now" = the tick). After each simulated midnight the daily report's work runs for the day that
@@ -68,7 +68,7 @@ def report_figures(rows: list[dict]) -> dict:
 
 def duplicate_effects(writes: list[dict]) -> list[dict]:
     """Writes that took effect more than once: the same successful request to the same target."""
-    from include.sandbox.core import changes_orders
+    from sandbox.core import changes_orders
 
     seen: Counter = Counter()
     for w in writes:
@@ -139,7 +139,7 @@ def sop_orders(orders: list[dict], offset_hours: float, end: datetime) -> list[d
 
 
 def day_table(orders: list[dict], days: list[date], as_of: datetime) -> dict[str, dict]:
-    from include.sandbox.life import day_figures
+    from sandbox.life import day_figures
 
     facts = [{k: (parse(v) if k.endswith(("_at", "_time")) and isinstance(v, str) else v) for k, v in o.items()}
              for o in orders]
@@ -179,10 +179,10 @@ class EventPath:
 
         from include.event_receiver import AmazonQueue, ShopSecrets, create_app
         from include.events import EventInbox
-        from include.sandbox.amazon_mcf import DEFAULT_CREDENTIALS as AMAZON
-        from include.sandbox.server import bind
-        from include.sandbox.shopify import DEFAULT_CREDENTIALS as SHOPIFY
-        from include.sandbox.tiktok import DEFAULT_CREDENTIALS as TIKTOK
+        from sandbox.amazon_mcf import DEFAULT_CREDENTIALS as AMAZON
+        from sandbox.server import bind
+        from sandbox.shopify import DEFAULT_CREDENTIALS as SHOPIFY
+        from sandbox.tiktok import DEFAULT_CREDENTIALS as TIKTOK
 
         self.admin, self.inbox = admin, EventInbox(wh)
         secrets = ShopSecrets(TIKTOK["app_key"], TIKTOK["app_secret"], SHOPIFY["client_secret"], SHOP_SECRET_SHIPBOB,
@@ -240,7 +240,7 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
     from include import pipeline, reports
     from include.platforms import Platforms
     from include.runconfig import run_settings
-    from include.sandbox.connections import connection_env
+    from sandbox.connections import connection_env
     from include.warehouse import Warehouse
 
     out.mkdir(parents=True, exist_ok=True)

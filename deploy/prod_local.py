@@ -409,7 +409,7 @@ def sandbox_credentials(index: int) -> dict[str, dict]:
 
 def sandbox_connection_docs(index: int, urls: dict[str, str]) -> dict[str, dict]:
     """Connection documents for sandbox shop `index` at `urls`, with that shop's own credentials."""
-    from include.sandbox.connections import sandbox_connections
+    from sandbox.connections import sandbox_connections
 
     docs = sandbox_connections(urls)
     creds = sandbox_credentials(index)
@@ -425,7 +425,7 @@ def sandbox_connection_docs(index: int, urls: dict[str, str]) -> dict[str, dict]
 
 def start_sandboxes(dep: Deployment, procs: Processes) -> list[dict]:
     """One sandbox process per shop on free ports; returns [{"name", "urls", "scenario"}]."""
-    from include.sandbox.generate import generate
+    from sandbox.generate import generate
 
     base = dep.root / "sandbox"
     base.mkdir(parents=True, exist_ok=True)
@@ -442,9 +442,9 @@ def start_sandboxes(dep: Deployment, procs: Processes) -> list[dict]:
         log = dep.logs / f"sandbox-{name}.log"
         if log.exists():
             log.unlink()
-        from include.sandbox.server import DEFAULT_PORTS
+        from sandbox.server import DEFAULT_PORTS
 
-        argv = [sys.executable, "-m", "include.sandbox", "serve", "--scenario", str(scenario), "--settings", str(settings),
+        argv = [sys.executable, "-m", "sandbox", "serve", "--scenario", str(scenario), "--settings", str(settings),
                 *[arg for app in DEFAULT_PORTS for arg in ("--port", f"{app}=0")]]
         procs.start(f"sandbox-{name}", argv, {**os.environ, "PYTHONPATH": str(REPO)})
         shops.append({"name": name, "log": log, "scenario": str(scenario)})
@@ -718,8 +718,8 @@ def summary(dep: Deployment) -> str:
         "stop             make prod-down",
     ]
     if dep.sandbox_shops:
-        from include.sandbox.generate import DEFAULT_NOW
-        from include.sandbox.scenario import parse_time
+        from sandbox.generate import DEFAULT_NOW
+        from sandbox.scenario import parse_time
 
         now = parse_time(DEFAULT_NOW, "now")
         conf = json.dumps({"window_start": (now - timedelta(minutes=30)).isoformat(), "window_end": now.isoformat(),

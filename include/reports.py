@@ -7,7 +7,7 @@ that reads it) and the ledger's own record of what orderops did and when (a trac
 cancellation answer of the last run is known before a later run reads it back).
 
 Definitions (seller-shipped TikTok orders, TikTok-label ones included; the sandbox's ground truth,
-include/sandbox/life.py `day_figures`, uses the same):
+sandbox/life.py `day_figures`, uses the same):
 - due on day D: `rts_sla_time` falls on D (UTC), unless the order was cancelled without being dispatched;
 - dispatched: tracking on TikTok (TikTok's `rts_time`, else the ledger's successful `post_tracking`);
   on time / late: at or before / after `rts_sla_time`;

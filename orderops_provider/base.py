@@ -122,10 +122,11 @@ class RateLimiter:
         while True:
             with self._lock:
                 now = self._clock()
-                self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+                # max: a clock swapped for another (a test's) may read earlier; time never runs back here
+                self._tokens = min(self.burst, self._tokens + max(0.0, now - self._stamp) * self.rate)
                 self._stamp = now
-                if self._tokens >= cost:
-                    self._tokens -= cost
+                if self._tokens >= cost - 1e-9:   # a refill computed to exactly the wait can fall short by rounding
+                    self._tokens = max(0.0, self._tokens - cost)
                     return waited
                 wait = (cost - self._tokens) / self.rate
             self._sleep(wait)
@@ -185,7 +186,7 @@ class PlatformClient:
     """Base of the four clients. Subclasses implement `_prepare`, `_check` and their operations."""
 
     platform = "platform"
-    # a listing's time bound, on the client's clock (tests move it)
+    # the client's clock: a listing's time bound and its pacing (tests give their own)
     listing_seconds = MAX_LISTING_SECONDS
     clock = staticmethod(time.monotonic)
 
@@ -227,7 +228,7 @@ class PlatformClient:
                 spec = self._limits_config.get(operation, self._default_limit)
                 if spec is None:
                     return None
-                self._limiters[operation] = RateLimiter(*spec, sleep=self._sleep)
+                self._limiters[operation] = RateLimiter(*spec, clock=self.clock, sleep=self._sleep)
                 self._share(operation)
             return self._limiters[operation]
 

@@ -190,7 +190,7 @@ class ShipBobClient(PlatformClient):
         self._token = token
         self._token_source = token_source
         # ShipBob counts every call of a token in one window, so all operations share one bucket.
-        self._bucket = RateLimiter(rate, burst, sleep=sleep)
+        self._bucket = RateLimiter(rate, burst, clock=lambda: self.clock(), sleep=sleep)   # the client's clock, even one set later
 
     @classmethod
     def from_settings(cls, settings: ConnectionSettings, **overrides: Any) -> "ShipBobClient":

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,9 @@ os.environ.update({
 
 from hypothesis import settings as hypothesis_settings
 
-from include.sandbox.core import Sandbox, Settings
-from include.sandbox.scenario import parse_scenario
-from include.sandbox.server import SandboxServer
+from sandbox.core import Sandbox, Settings
+from sandbox.scenario import parse_scenario
+from sandbox.server import SandboxServer
 
 # Property tests draw the same examples on every run, so that `make test` (and CI) is repeatable;
 # ORDEROPS_HYPOTHESIS_PROFILE=explore draws new ones each time (and keeps what failed) to look further.
@@ -50,11 +51,36 @@ def airflow_deprecations_fail():
     import warnings
 
     from airflow.exceptions import AirflowProviderDeprecationWarning, RemovedInAirflow4Warning
+    from airflow.sdk.exceptions import RemovedInAirflow4Warning as SdkRemovedInAirflow4Warning
+    from airflow.utils.deprecation_tools import DeprecatedImportWarning
 
     with warnings.catch_warnings():
-        warnings.filterwarnings("error", category=RemovedInAirflow4Warning)
-        warnings.filterwarnings("error", category=AirflowProviderDeprecationWarning)
+        for category in (RemovedInAirflow4Warning, SdkRemovedInAirflow4Warning, AirflowProviderDeprecationWarning,
+                         DeprecatedImportWarning):
+            warnings.filterwarnings("error", category=category)
         yield
+
+
+class VirtualTime:
+    """Seconds that pass only when someone sleeps on them. A client's pacing (its clock and sleep)
+    and the simulator's quotas (`clock.quota_source`) read the same one, so a pacing test checks the
+    arithmetic of both sides, never the machine's speed, and takes no time."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.seconds
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.seconds += max(0.0, seconds)
+
+
+@pytest.fixture
+def virtual_time() -> VirtualTime:
+    return VirtualTime()
 
 
 @pytest.fixture

@@ -31,12 +31,12 @@ from include.ledger import Ledger
 from include.pipeline import run_all
 from include.platforms import Platforms
 from include.runconfig import run_settings
-from include.sandbox.connections import CONNECTION_IDS, sandbox_connections
-from include.sandbox.core import Sandbox, Settings, WriteRecord, parse_fault
-from include.sandbox.generate import generate
-from include.sandbox.scenario import parse_scenario
-from include.sandbox.server import SandboxServer
-from include.sandbox.tiktok import shipped_with
+from sandbox.connections import CONNECTION_IDS, sandbox_connections
+from sandbox.core import Sandbox, Settings, WriteRecord, parse_fault
+from sandbox.generate import generate
+from sandbox.scenario import parse_scenario
+from sandbox.server import SandboxServer
+from sandbox.tiktok import shipped_with
 from include.warehouse import Warehouse
 
 NOW = "2026-11-20T15:00:00Z"

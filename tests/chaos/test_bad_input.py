@@ -22,7 +22,7 @@ from include.platforms import Platforms
 from include.run_store import RunStore, natural_key
 from orderops_provider.base import ConfigurationError
 from include.runconfig import RunConfigError, run_settings
-from include.sandbox.scenario import ScenarioError, parse_scenario
+from sandbox.scenario import ScenarioError, parse_scenario
 from include.warehouse import (
     action_ledger, decisions, quarantine, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_tiktok_orders,
 )

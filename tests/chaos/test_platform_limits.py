@@ -15,7 +15,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from include.sandbox.tiktok import provider, shipped_with
+from sandbox.tiktok import provider, shipped_with
 from include.warehouse import action_ledger, decisions
 from tests.chaos.harness import SandboxRig, audit, chaos_scenario, fresh_warehouse
 

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from jsonschema import Draft4Validator, FormatChecker
 
-from include.sandbox.amazon_mcf import DEFAULT_CREDENTIALS, SHIPMENT_REPORT_COLUMNS
-from include.sandbox.core import Settings
+from sandbox.amazon_mcf import DEFAULT_CREDENTIALS, SHIPMENT_REPORT_COLUMNS
+from sandbox.core import Settings
 
 SPEC_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "vendor-specs" / "amazon-sp-api"
 FBA = "/fba/outbound/2020-07-01"

@@ -19,10 +19,10 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from include.sandbox.amazon_mcf import DEFAULT_CREDENTIALS as AMAZON
-from include.sandbox.core import Settings
-from include.sandbox.generate import generate
-from include.sandbox.shipbob import DEFAULT_CREDENTIALS as SHIPBOB
+from sandbox.amazon_mcf import DEFAULT_CREDENTIALS as AMAZON
+from sandbox.core import Settings
+from sandbox.generate import generate
+from sandbox.shipbob import DEFAULT_CREDENTIALS as SHIPBOB
 from tests.contract.test_shipbob import _normalize as normalize_shipbob
 
 SPECS = Path(__file__).resolve().parents[1] / "fixtures" / "vendor-specs"

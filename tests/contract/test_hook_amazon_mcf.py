@@ -1,6 +1,6 @@
 """Amazon SP-API MCF client and hook against the Amazon simulator over real HTTP.
 
-Everything talks to `include/sandbox/amazon_mcf.py` (SP-API host with Reports and the presigned
+Everything talks to `sandbox/amazon_mcf.py` (SP-API host with Reports and the presigned
 document host, and the LWA token host) on loopback ports. No mocks: faults are injected through
 the simulator's admin API, and requests are observed with httpx event hooks.
 """
@@ -24,9 +24,9 @@ from orderops_provider.base import (AuthError, BusinessError, ConfigurationError
                                     NotFoundError, PagingError, RetryableError, RetryPolicy, ThrottledError,
                                     TokenExpiredError)
 from orderops_provider.connection import ConnectionSettings
-from include.sandbox.amazon_mcf import DEFAULT_CREDENTIALS, SHIPMENT_REPORT_COLUMNS
-from include.sandbox.core import Settings
-from include.sandbox.generate import generate
+from sandbox.amazon_mcf import DEFAULT_CREDENTIALS, SHIPMENT_REPORT_COLUMNS
+from sandbox.core import Settings
+from sandbox.generate import generate
 from tests.conftest import connection_json
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
@@ -353,16 +353,19 @@ def test_cancel_results_refusals_and_no_blind_resend(run_sandbox):
 
 
 # ---------------------------------------------------------------- quota
-def test_limiter_paces_a_burst_at_the_documented_quota(run_sandbox):
-    """Default client, default simulator: the burst at once, then 2 a second, and never a 429."""
+def test_limiter_paces_a_burst_at_the_documented_quota(run_sandbox, virtual_time):
+    """Default client, default simulator: the burst at once, then 2 a second, and never a 429
+    (both sides on one virtual clock: the quotas' arithmetic, not the machine's speed)."""
     server = start(run_sandbox, [mcf_order(1)], Settings(clock_rate=0))
-    with make_client(server, scaled=False) as client:
+    server.sandbox.clock.quota_source = virtual_time
+    with make_client(server, scaled=False, sleep=virtual_time.sleep) as client:
+        client.clock = virtual_time
         assert client.quotas[GET] == (2.0, 30) and client.quotas[CREATE_REPORT] == (0.0167, 15)
         # One token of the documented burst of 30 is kept back for network jitter.
         assert (client.limiter(GET).rate, client.limiter(GET).burst) == (2.0, 29)
         client.access_token()
         sent: list[float] = []
-        client.http.event_hooks["request"] = [lambda request: sent.append(time.monotonic())]
+        client.http.event_hooks["request"] = [lambda request: sent.append(virtual_time())]
         for _ in range(60):
             client.get_fulfillment_order("1001")
         assert client.stats.throttled[GET] == 0 and client.stats.calls[GET] == 60

@@ -1,6 +1,6 @@
 """ShipBob client and hook against the ShipBob simulator over real HTTP.
 
-Everything here talks to `include/sandbox/shipbob.py` on a loopback port. The only stand-in is
+Everything here talks to `sandbox/shipbob.py` on a loopback port. The only stand-in is
 `Rewrite`, a transport that forwards to the simulator and then edits the paging headers of its
 answers: the simulator always sends correct headers, so lists without headers, links that loop
 and links to another host cannot be served by it.
@@ -22,9 +22,9 @@ from orderops_provider.base import (AuthError, BusinessError, ConfigurationError
                                     ThrottledError)
 from orderops_provider.connection import ConnectionSettings
 from orderops_provider.shipbob import CancelOutcome, ShipBobClient, _csv_batches
-from include.sandbox.core import Settings
-from include.sandbox.generate import generate
-from include.sandbox.shipbob import DEFAULT_CREDENTIALS
+from sandbox.core import Settings
+from sandbox.generate import generate
+from sandbox.shipbob import DEFAULT_CREDENTIALS
 from tests.conftest import connection_json
 
 PAT = DEFAULT_CREDENTIALS["personal_access_tokens"][0]
@@ -473,29 +473,34 @@ def test_cancel_outcome_reads_numeric_actions():
 
 
 # ---------------------------------------------------------------- quota
-def test_limiter_paces_at_the_documented_quota(run_sandbox):
-    """Default client, default simulator: 150/min means a burst of 5, then under 2.5 requests a second."""
+def test_limiter_paces_at_the_documented_quota(run_sandbox, virtual_time):
+    """Default client, default simulator: 150/min means a burst of 5, then under 2.5 requests a
+    second (both sides on one virtual clock)."""
     server = run_sandbox(scenario([sb_order(1)]), platforms=("shipbob",), settings=Settings(clock_rate=0))
+    server.sandbox.clock.quota_source = virtual_time
     sent: list[float] = []
-    with ShipBobClient(server.urls["shipbob"], PAT, retry=FAST) as client:
-        client.http.event_hooks["request"] = [lambda request: sent.append(time.monotonic())]
-        began = time.monotonic()
+    with ShipBobClient(server.urls["shipbob"], PAT, retry=FAST, sleep=virtual_time.sleep) as client:
+        client.clock = virtual_time
+        client.http.event_hooks["request"] = [lambda request: sent.append(virtual_time())]
+        began = virtual_time()
         remaining = [client.call("order", "GET", "/2026-01/order/9000001").headers["x-remaining-calls"]
                      for _ in range(18)]
     assert remaining[-1] == str(150 - 18) and not server.sandbox.throttles
     # 144 per 60 s after a burst of 5 (no minute can hold more than 149 of the 150 allowed): the 18th
-    # request cannot leave before 13 more tokens came, whatever the machine's speed
+    # request cannot leave before 13 more tokens came
     assert sent[-1] - began >= 13 / (144 / 60) * 0.99, sent[-1] - began
 
 
-def test_sustained_load_never_trips_the_sliding_window(run_sandbox):
-    """A compressed window (30 per 2 s) so that several windows pass in a few seconds."""
+def test_sustained_load_never_trips_the_sliding_window(run_sandbox, virtual_time):
+    """A compressed window (30 per 2 s) so that several windows pass (on one virtual clock)."""
     quota = {"shipbob": {"rate_limit": 30, "rate_window_seconds": 2.0}}
     server = run_sandbox(scenario([sb_order(1)]), platforms=("shipbob",),
                          settings=Settings(clock_rate=0, platforms=quota))
+    server.sandbox.clock.quota_source = virtual_time
     sent: list[float] = []
-    with make_client(server, scaled=False, rate_limit=30, rate_window=2.0) as client:
-        client.http.event_hooks["request"] = [lambda request: sent.append(time.monotonic())]
+    with make_client(server, scaled=False, rate_limit=30, rate_window=2.0, sleep=virtual_time.sleep) as client:
+        client.clock = virtual_time
+        client.http.event_hooks["request"] = [lambda request: sent.append(virtual_time())]
         for _ in range(50):
             client.order(9000001)
         assert client.stats.throttled["order"] == 0
@@ -504,8 +509,9 @@ def test_sustained_load_never_trips_the_sliding_window(run_sandbox):
 
     # The same load from a client that ignores the quota is throttled, and still gets through
     # by waiting as x-retry-after says.
-    with make_client(server, scaled=False, rate_limit=100_000, rate_window=1.0,
+    with make_client(server, scaled=False, rate_limit=100_000, rate_window=1.0, sleep=virtual_time.sleep,
                      retry=RetryPolicy(max_attempts=10, base=0.01, cap=0.05)) as greedy:
+        greedy.clock = virtual_time
         for _ in range(40):
             greedy.order(9000001)
         assert greedy.stats.throttled["order"] > 0

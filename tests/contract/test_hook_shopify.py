@@ -1,6 +1,6 @@
 """Shopify client and hook against the Shopify simulator over real HTTP.
 
-Everything here talks to `include/sandbox/shopify.py` on a loopback port; nothing is mocked.
+Everything here talks to `sandbox/shopify.py` on a loopback port; nothing is mocked.
 Some tests subclass the client to record what it saw (`Recording`) or to switch off its bucket
 resync (`Deaf`, a client that ignores the platform's cost signals): both still send real
 requests to the simulator. The one stand-in is `Replay`, a transport that forwards to the
@@ -24,9 +24,9 @@ from orderops_provider.base import (AuthError, BusinessError, ConfigurationError
                                     NotFoundError, PagingError, RetryableError, RetryPolicy, ThrottledError)
 from orderops_provider.connection import ConnectionSettings
 from orderops_provider.shopify import (CancelResult, NoteResult, ShopifyClient, order_gid)
-from include.sandbox.core import Settings
-from include.sandbox.generate import generate
-from include.sandbox.shopify import DEFAULT_CREDENTIALS, TIKTOK_NOTE_PREFIX
+from sandbox.core import Settings
+from sandbox.generate import generate
+from sandbox.shopify import DEFAULT_CREDENTIALS, TIKTOK_NOTE_PREFIX
 from tests.conftest import connection_json
 
 TOKEN = DEFAULT_CREDENTIALS["access_token"]

@@ -1,6 +1,6 @@
 """TikTok Shop client and hook against the TikTok Shop simulator over real HTTP.
 
-Everything here talks to `include/sandbox/tiktok.py` (open API and token host) on loopback ports.
+Everything here talks to `sandbox/tiktok.py` (open API and token host) on loopback ports.
 The only stand-in is `Rewrite`, a transport that forwards to the simulator and then edits its
 answer: the simulator always sends correct page tokens, so a cursor that loops cannot be served
 by it.
@@ -26,9 +26,9 @@ from orderops_provider.connection import ConnectionSettings
 from orderops_provider.tiktok import TikTokShopClient, TokenSet
 from orderops_provider.tiktok_signing import sign
 from orderops_provider.tiktok_versions import path as api_path
-from include.sandbox.core import Settings
-from include.sandbox.generate import generate
-from include.sandbox.tiktok import DEFAULT_CREDENTIALS as CREDS
+from sandbox.core import Settings
+from sandbox.generate import generate
+from sandbox.tiktok import DEFAULT_CREDENTIALS as CREDS
 from tests.conftest import connection_json
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
@@ -123,11 +123,11 @@ def provider_id(client: TikTokShopClient, order_obj: dict, name: str = "UPS") ->
 # ---------------------------------------------------------------- the module
 def test_signing_has_one_home_and_the_client_imports_without_airflow():
     import orderops_provider.tiktok_signing as signing
-    import include.sandbox.tiktok as simulator
+    import sandbox.tiktok as simulator
 
     assert simulator.sign is signing.sign   # the simulator checks with the very function the client signs with
     code = ("import sys, orderops_provider.tiktok as t; "
-            "assert not [m for m in sys.modules if m == 'airflow' or m.startswith(('airflow.', 'include.sandbox'))]")
+            "assert not [m for m in sys.modules if m == 'airflow' or m.startswith(('airflow.', 'sandbox'))]")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 

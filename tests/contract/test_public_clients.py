@@ -29,11 +29,11 @@ from tiktok_shop_api import TikTokShop, TikTokShopError
 from tiktok_shop_api.generated import models
 
 from orderops_provider import shopify as orderops_shopify
-from include.sandbox.amazon_mcf import DEFAULT_CREDENTIALS as AMAZON
-from include.sandbox.core import Settings
-from include.sandbox.generate import generate
-from include.sandbox.shopify import DEFAULT_CREDENTIALS as SHOPIFY
-from include.sandbox.tiktok import DEFAULT_CREDENTIALS as CREDS
+from sandbox.amazon_mcf import DEFAULT_CREDENTIALS as AMAZON
+from sandbox.core import Settings
+from sandbox.generate import generate
+from sandbox.shopify import DEFAULT_CREDENTIALS as SHOPIFY
+from sandbox.tiktok import DEFAULT_CREDENTIALS as CREDS
 from tests.contract.test_hook_amazon_mcf import REPORT_FAST, mcf_order, shipped_in
 from tests.contract.test_tiktok import cancel_id, line_id, oid, order, scenario
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
-from include.sandbox.core import Settings
-from include.sandbox.shipbob import DEFAULT_CREDENTIALS
+from sandbox.core import Settings
+from sandbox.shipbob import DEFAULT_CREDENTIALS
 
 SPECS = Path(__file__).resolve().parents[1] / "fixtures" / "vendor-specs" / "shipbob"
 TOKEN = DEFAULT_CREDENTIALS["personal_access_tokens"][0]

@@ -8,8 +8,8 @@ import json
 import httpx
 import pytest
 
-from include.sandbox.core import Settings
-from include.sandbox.shopify import (ADMIN_SCHEMA_PATH, DEFAULT_CREDENTIALS, TIKTOK_ATTRIBUTE_KEY,
+from sandbox.core import Settings
+from sandbox.shopify import (ADMIN_SCHEMA_PATH, DEFAULT_CREDENTIALS, TIKTOK_ATTRIBUTE_KEY,
                                     TIKTOK_NOTE_PREFIX)
 
 TOKEN = DEFAULT_CREDENTIALS["access_token"]
@@ -306,7 +306,9 @@ def test_page_size_and_cursor_errors(run_sandbox):
 # -- orderCancel ---------------------------------------------------------------------------------
 
 def test_order_cancel_runs_as_a_job_then_refuses_a_second_cancel(run_sandbox):
-    server = run_sandbox({"now": NOW, "orders": [scenario_order(1), scenario_order(2)]}, platforms=("shopify",))
+    # the clock stands still: the cancel is stamped NOW however long the machine takes to get there
+    server = run_sandbox({"now": NOW, "orders": [scenario_order(1), scenario_order(2)]}, platforms=("shopify",),
+                         settings=Settings(clock_rate=0))
     read = 'query($id: ID!) { order(id: $id) { cancelledAt cancelReason closed closedAt displayFinancialStatus ' \
            'cancellation { staffNote } } }'
     started = data(gql(server, CANCEL_2025_10, {"id": gid(1), "refund": {"originalPaymentMethodsRefund": True},

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from include.sandbox.core import Settings
-from include.sandbox.tiktok import DEFAULT_CREDENTIALS as CREDS
+from sandbox.core import Settings
+from sandbox.tiktok import DEFAULT_CREDENTIALS as CREDS
 from orderops_provider.tiktok_signing import sign, signing_string
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)

@@ -10,9 +10,9 @@ from tests.unit.test_scenario import DESIGN_EXAMPLE
 
 @pytest.fixture(scope="module")
 def server():
-    from include.sandbox.core import Sandbox, Settings
-    from include.sandbox.scenario import parse_scenario
-    from include.sandbox.server import SandboxServer
+    from sandbox.core import Sandbox, Settings
+    from sandbox.scenario import parse_scenario
+    from sandbox.server import SandboxServer
 
     sandbox = Sandbox(parse_scenario(DESIGN_EXAMPLE), Settings())
     running = SandboxServer(sandbox, ports={name: 0 for name in sandbox.apps()})

@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from include.demo import airflow, airflow_env, prepare_airflow
+from sandbox.demo import airflow, airflow_env, prepare_airflow
 from orderops_provider.tiktok_versions import path as api_path
-from include.sandbox.core import Settings, changes_orders
-from include.sandbox.generate import DEFAULT_NOW, generate
-from include.sandbox.scenario import parse_time
+from sandbox.core import Settings, changes_orders
+from sandbox.generate import DEFAULT_NOW, generate
+from sandbox.scenario import parse_time
 from include.warehouse import Warehouse, action_ledger, decisions, quota_buckets, runs
 
 

@@ -1,4 +1,4 @@
-"""`python -m include.demo` (`make demo`) with a user's own scenario, faults and warehouse: the run
+"""`python -m sandbox.demo` (`make demo`) with a user's own scenario, faults and warehouse: the run
 is rehearsed against the sandbox and written out as one JSON object; bad options are refused, naming
 what is wrong, before anything is served or cleared."""
 from __future__ import annotations
@@ -10,9 +10,9 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from include import demo
-from include.sandbox.generate import generate
-from include.sandbox.tiktok import shipped_with
+from sandbox import demo
+from sandbox.generate import generate
+from sandbox.tiktok import shipped_with
 from tests.conftest import PG_BASE
 
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from include import demo
-from include.sandbox.connections import sandbox_connections
+from sandbox import demo
+from sandbox.connections import sandbox_connections
 from include.warehouse import Warehouse, sla_daily
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ def test_demo_then_ui_show_the_run_the_report_and_the_sla_page(tmp_path, capsys)
     cfg.read(state / "airflow" / "airflow.cfg")
     assert cfg["core"]["dags_folder"] == str(REPO / "dags") and cfg["core"]["plugins_folder"] == str(REPO / "plugins")
 
-    ui = subprocess.Popen([sys.executable, "-m", "include.demo", "ui", "--state", str(state), "--port", "0"],
+    ui = subprocess.Popen([sys.executable, "-m", "sandbox.demo", "ui", "--state", str(state), "--port", "0"],
                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           env={k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")})
     lines: list[str] = []

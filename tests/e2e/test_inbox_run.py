@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from include.inbox import map_carrier
 from include.ledger import Ledger
-from include.sandbox.tiktok import provider, shipped_with
+from sandbox.tiktok import provider, shipped_with
 from tests.chaos.harness import SandboxRig, chaos_scenario, fresh_warehouse
 
 

@@ -17,10 +17,10 @@ from include.pipeline import run_all
 from include.platforms import Platforms
 from orderops_provider.tiktok_versions import path as api_path
 from include.runconfig import run_settings
-from include.sandbox.connections import connection_env
-from include.sandbox.core import Settings, changes_orders
-from include.sandbox.generate import generate
-from include.sandbox.tiktok import shipped_with
+from sandbox.connections import connection_env
+from sandbox.core import Settings, changes_orders
+from sandbox.generate import generate
+from sandbox.tiktok import shipped_with
 from include.warehouse import Warehouse, decisions
 
 NOW = "2026-11-20T15:00:00Z"

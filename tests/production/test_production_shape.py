@@ -25,8 +25,8 @@ import pytest
 
 from deploy.prod_local import Deployment, Processes, api_token, down, free_port, session_members, up
 from include.steps import POOLS
-from include.sandbox.generate import DEFAULT_NOW
-from include.sandbox.scenario import parse_time
+from sandbox.generate import DEFAULT_NOW
+from sandbox.scenario import parse_time
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 REDIS = "redis://127.0.0.1:6379/8"     # prod-up uses db 7: the test never touches a running prod-up

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 import httpx
 
-from include.demo import airflow_env, prepare_airflow, stop_process_groups
+from sandbox.demo import airflow_env, prepare_airflow, stop_process_groups
 
 
 def free_port() -> int:

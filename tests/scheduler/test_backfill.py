@@ -16,8 +16,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from include.sandbox.core import Settings, changes_orders
-from include.sandbox.generate import generate
+from sandbox.core import Settings, changes_orders
+from sandbox.generate import generate
 from include.warehouse import Warehouse, action_ledger, sla_daily
 from tests.scheduler.stack import airflow_stack as stack, runs
 

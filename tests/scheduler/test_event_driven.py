@@ -15,9 +15,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from include.sandbox.connections import sandbox_connections
-from include.sandbox.core import Settings
-from include.sandbox.generate import generate
+from sandbox.connections import sandbox_connections
+from sandbox.core import Settings
+from sandbox.generate import generate
 from include.warehouse import Warehouse, platform_events, runs as run_rows
 from tests.scheduler.stack import airflow_stack, runs
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from orderops_provider.base import PlatformError
-from include.sandbox.connections import sandbox_connections
+from sandbox.connections import sandbox_connections
 from tests.chaos.harness import RewritingTransport, chaos_scenario, hook_client, is_order_write, patched_env
 
 SCENARIO = chaos_scenario()

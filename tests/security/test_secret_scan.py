@@ -27,8 +27,8 @@ from urllib.parse import quote, quote_plus
 import pytest
 import sqlalchemy as sa
 
-from include.demo import airflow, airflow_env, prepare_airflow
-from include.sandbox.scenario import parse_time
+from sandbox.demo import airflow, airflow_env, prepare_airflow
+from sandbox.scenario import parse_time
 from include.warehouse import Warehouse, metadata
 from tests.chaos.harness import (
     NOW, SandboxRig, chaos_scenario, fresh_warehouse, is_order_write, platform_secrets, scenario_pii,

@@ -32,11 +32,11 @@ from include.pipeline import run_all
 from include.platforms import Platforms
 from include.reports import build_day
 from include.runconfig import STATE_DIR, run_settings
-from include.sandbox.connections import connection_env
-from include.sandbox.core import Sandbox, Settings
-from include.sandbox.generate import generate
-from include.sandbox.scenario import parse_scenario, parse_time
-from include.sandbox.server import SandboxServer
+from sandbox.connections import connection_env
+from sandbox.core import Sandbox, Settings
+from sandbox.generate import generate
+from sandbox.scenario import parse_scenario, parse_time
+from sandbox.server import SandboxServer
 from include.warehouse import Warehouse, action_ledger, sla_daily
 from tests.ui.browser import Browser, ensure_chromium
 

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from include.sandbox.life import LifeSettings, ShopLife
+from sandbox.life import LifeSettings, ShopLife
 
 START = datetime(2026, 11, 16, tzinfo=timezone.utc)
 

@@ -13,8 +13,8 @@ import pytest
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from include.sandbox import core
-from include.sandbox.core import PlatformSandbox, SlidingWindow, TokenBucket, parse_fault
+from sandbox import core
+from sandbox.core import PlatformSandbox, SlidingWindow, TokenBucket, parse_fault
 from tests.unit.test_scenario import DESIGN_EXAMPLE
 
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from include.sandbox.generate import MIX, generate
-from include.sandbox.scenario import ScenarioError, load_scenario, parse_scenario
+from sandbox.generate import MIX, generate
+from sandbox.scenario import ScenarioError, load_scenario, parse_scenario
 
 DESIGN_EXAMPLE = {
     "now": "2026-11-20T15:00:00Z",
@@ -146,15 +146,15 @@ def test_generated_ids_are_unique_and_shaped():
 
 def test_cli_generate_and_validate(tmp_path):
     out = tmp_path / "s.json"
-    run = subprocess.run([sys.executable, "-m", "include.sandbox", "generate", "--orders", "25", "--seed", "9",
+    run = subprocess.run([sys.executable, "-m", "sandbox", "generate", "--orders", "25", "--seed", "9",
                           "--out", str(out)], capture_output=True, text=True, check=True)
     assert "wrote 25 orders" in run.stdout
     assert len(json.loads(out.read_text())["orders"]) == 25
-    ok = subprocess.run([sys.executable, "-m", "include.sandbox", "validate", str(out)], capture_output=True, text=True)
+    ok = subprocess.run([sys.executable, "-m", "sandbox", "validate", str(out)], capture_output=True, text=True)
     assert ok.returncode == 0 and "ok: 25 orders" in ok.stdout
     doc = json.loads(out.read_text())
     doc["orders"][3]["tiktok"]["status"] = "LOST"
     out.write_text(json.dumps(doc))
-    bad = subprocess.run([sys.executable, "-m", "include.sandbox", "validate", str(out)], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "sandbox", "validate", str(out)], capture_output=True, text=True)
     assert bad.returncode == 2
     assert "orders[3]" in bad.stderr and "tiktok.status: 'LOST'" in bad.stderr

@@ -26,8 +26,8 @@ from urllib.parse import urlencode
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from include.sandbox.core import PlatformSandbox, SlidingWindow
-from include.sandbox.scenario import Scenario, ScenarioOrder, format_time, parse_time
+from sandbox.core import PlatformSandbox, SlidingWindow
+from sandbox.scenario import Scenario, ScenarioOrder, format_time, parse_time
 
 LEGACY = "1.0"
 CURRENT = ("2025-07", "2026-01")   # same order/shipment/cancel contract

@@ -1,4 +1,4 @@
-"""Command line: `python -m include.sandbox {serve,generate,validate}`."""
+"""Command line: `python -m sandbox {serve,generate,validate}`."""
 from __future__ import annotations
 
 import argparse
@@ -7,11 +7,11 @@ import json
 import signal
 import sys
 
-from include.sandbox.core import Sandbox, Settings
-from include.sandbox.generate import DEFAULT_NOW, write
-from include.sandbox.life import LifeSettings, ShopLife
-from include.sandbox.scenario import ScenarioError, format_time, load_scenario, parse_scenario, parse_time
-from include.sandbox.server import DEFAULT_PORTS, SandboxServer
+from sandbox.core import Sandbox, Settings
+from sandbox.generate import DEFAULT_NOW, write
+from sandbox.life import LifeSettings, ShopLife
+from sandbox.scenario import ScenarioError, format_time, load_scenario, parse_scenario, parse_time
+from sandbox.server import DEFAULT_PORTS, SandboxServer
 
 
 def _port_overrides(values: list[str]) -> dict[str, int]:
@@ -107,7 +107,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="serve every platform simulator on loopback ports")
     p_serve.add_argument("--scenario", help="scenario JSON file: a fixed shop at one moment")

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 
-from include.sandbox.amazon_mcf import DEFAULT_CREDENTIALS as AMAZON
-from include.sandbox.shipbob import DEFAULT_CREDENTIALS as SHIPBOB
-from include.sandbox.shopify import DEFAULT_CREDENTIALS as SHOPIFY
-from include.sandbox.tiktok import DEFAULT_CREDENTIALS as TIKTOK
+from sandbox.amazon_mcf import DEFAULT_CREDENTIALS as AMAZON
+from sandbox.shipbob import DEFAULT_CREDENTIALS as SHIPBOB
+from sandbox.shopify import DEFAULT_CREDENTIALS as SHOPIFY
+from sandbox.tiktok import DEFAULT_CREDENTIALS as TIKTOK
 
 CONNECTION_IDS = {"tiktok": "orderops_tiktok", "shopify": "orderops_shopify", "amazon_mcf": "orderops_amazon_mcf",
                   "shipbob": "orderops_shipbob", "warehouse": "orderops_warehouse"}

@@ -40,8 +40,8 @@ from graphql import (
 from graphql.language import VariableNode
 from graphql.utilities import value_from_ast_untyped
 
-from include.sandbox.core import ADMIN_PREFIX, PlatformSandbox, TokenBucket, new_request_id
-from include.sandbox.scenario import Scenario, ScenarioOrder, format_time, parse_time, shopify_order_name
+from sandbox.core import ADMIN_PREFIX, PlatformSandbox, TokenBucket, new_request_id
+from sandbox.scenario import Scenario, ScenarioOrder, format_time, parse_time, shopify_order_name
 
 # Shopify's Admin GraphQL schema 2025-01 as Shopify publishes it (introspection JSON, unchanged;
 # origin and licence in shopify_admin_schema.LICENSE).

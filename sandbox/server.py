@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import uvicorn
 
-from include.sandbox.core import Sandbox
+from sandbox.core import Sandbox
 
 HOST = "127.0.0.1"
 # Default ports, in the order the apps are built; 0 picks a free port.

@@ -29,11 +29,11 @@ from include.decide import RULES
 from include.enums import TIKTOK_SHIPPABLE_STATUSES
 from include.runconfig import STATE_DIR
 from include.steps import pools_file
-from include.sandbox.connections import connection_env
-from include.sandbox.core import Sandbox, Settings, parse_fault
-from include.sandbox.generate import generate
-from include.sandbox.scenario import parse_scenario
-from include.sandbox.server import SandboxServer
+from sandbox.connections import connection_env
+from sandbox.core import Sandbox, Settings, parse_fault
+from sandbox.generate import generate
+from sandbox.scenario import parse_scenario
+from sandbox.server import SandboxServer
 from include.warehouse import Warehouse, action_ledger, runs, stg_tiktok_orders
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def airflow_env(home: Path, urls: dict[str, str], warehouse: Path | dict, lineag
         "ORDEROPS_SANDBOX_CLOCK_URL": f"{urls['tiktok']}/_sandbox/clock",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
         "TQDM_DISABLE": "1",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "include.demo.SQLITE_CONNECT_ARGS",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "sandbox.demo.SQLITE_CONNECT_ARGS",
         # `airflow dags test` fails at the end of a run of a DAG with a deadline (Airflow 3.3.2); the
         # scheduler-driven runs keep it
         "ORDEROPS_RUN_DEADLINE_MINUTES": "0",
@@ -254,7 +254,7 @@ def ui_environment(state: Path, urls: dict[str, str], port: int) -> tuple[dict[s
 def ui_main(argv: list[str]) -> int:
     """`make ui`: the Airflow UI (API server with the SLA page, scheduler, DAG processor) on the
     last demo's state, with its sandbox serving the demo's scenario on the demo's clock."""
-    parser = argparse.ArgumentParser(prog="python -m include.demo ui", description=ui_main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sandbox.demo ui", description=ui_main.__doc__)
     parser.add_argument("--state", default=str(STATE_DIR / "demo"))
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["ui"]:
         return ui_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m include.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sandbox.demo", description=__doc__)
     parser.add_argument("--orders", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--state", default=str(STATE_DIR / "demo"))

@@ -33,8 +33,8 @@ from typing import Any, Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from include.sandbox.core import PlatformSandbox, TokenBucket
-from include.sandbox.scenario import Scenario, ScenarioOrder, parse_time
+from sandbox.core import PlatformSandbox, TokenBucket
+from sandbox.scenario import Scenario, ScenarioOrder, parse_time
 from orderops_provider.tiktok_signing import sign
 
 # Fixed credentials valid only against this simulator. The auth code and tokens are

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from include.sandbox.scenario import format_time, parse_scenario, parse_time
+from sandbox.scenario import format_time, parse_scenario, parse_time
 
 DEFAULT_NOW = "2026-11-20T15:00:00Z"
 

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from include.sandbox.scenario import Scenario, ScenarioError, format_time, parse_scenario, parse_time
+from sandbox.scenario import Scenario, ScenarioError, format_time, parse_scenario, parse_time
 
 ADMIN_PREFIX = "/_sandbox"
 # Query parameters and body fields that carry secrets: never kept in the write log.
@@ -49,12 +49,14 @@ class SandboxClock:
         # While a living shop replays its events, the clock reads each event's time (see life.py).
         self.pinned: datetime | None = None
         self._skipped = 0.0   # scenario seconds jumped forward by set(), beyond what wall time covered
+        # where quota time comes from: the wall clock, or a test's own (shared with a client's pacing)
+        self.quota_source: Callable[[], float] = time.monotonic
 
     def quota_seconds(self) -> float:
         """The clock the platforms' rate limits refill on: wall time plus every forward jump of the
         scenario clock. Time a simulation skips between two runs refills the buckets as the same
         time would have in production; within a run, quotas pass at wall speed."""
-        return time.monotonic() + self._skipped
+        return self.quota_source() + self._skipped
 
     def now(self) -> datetime:
         if self.pinned is not None:
@@ -85,7 +87,8 @@ class TokenBucket:
 
     def _refill(self) -> None:
         now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        # a clock swapped for another (a test's) may read earlier: time never runs backwards here
+        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.stamp) * self.rate)
         self.stamp = now
 
     def available(self) -> float:
@@ -477,10 +480,10 @@ class Sandbox:
         self.in_progress = 0   # platform requests being answered (hung or delayed ones included)
         self.platforms: dict[str, PlatformSandbox] = {}
         self._apps: dict[str, FastAPI] | None = None
-        self.life = None   # a ShopLife when the shop lives through time (include/sandbox/life.py)
-        from include.sandbox.webhooks import Outbox
+        self.life = None   # a ShopLife when the shop lives through time (sandbox/life.py)
+        from sandbox.webhooks import Outbox
 
-        self.outbox = Outbox(self)   # webhooks and Amazon's notification queue (include/sandbox/webhooks.py)
+        self.outbox = Outbox(self)   # webhooks and Amazon's notification queue (sandbox/webhooks.py)
         for name in PLATFORM_MODULES:
             if platforms is None or name in platforms:
                 self.platforms[name] = platform_factory(name)(self)
@@ -523,7 +526,7 @@ class Sandbox:
             for impl in self.platforms.values():
                 self._apps.update(impl.apps())
             if "amazon_mcf" in self.platforms:
-                from include.sandbox.webhooks import queue_app
+                from sandbox.webhooks import queue_app
 
                 self._apps["amazon_sqs"] = queue_app(self.outbox)
         return self._apps
@@ -729,10 +732,10 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
 
 
 PLATFORM_MODULES = {
-    "tiktok": "include.sandbox.tiktok:TikTokSandbox",
-    "shopify": "include.sandbox.shopify:ShopifySandbox",
-    "amazon_mcf": "include.sandbox.amazon_mcf:AmazonMcfSandbox",
-    "shipbob": "include.sandbox.shipbob:ShipBobSandbox",
+    "tiktok": "sandbox.tiktok:TikTokSandbox",
+    "shopify": "sandbox.shopify:ShopifySandbox",
+    "amazon_mcf": "sandbox.amazon_mcf:AmazonMcfSandbox",
+    "shipbob": "sandbox.shipbob:ShipBobSandbox",
 }
 
 

@@ -33,9 +33,9 @@ from urllib.parse import parse_qs, urlencode
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from include.sandbox.core import PlatformSandbox, TokenBucket
-from include.sandbox.scenario import Scenario, ScenarioError, ScenarioOrder, parse_time, shopify_order_name
-from include.sandbox.scenario import format_time as ts
+from sandbox.core import PlatformSandbox, TokenBucket
+from sandbox.scenario import Scenario, ScenarioError, ScenarioOrder, parse_time, shopify_order_name
+from sandbox.scenario import format_time as ts
 
 FBA = "/fba/outbound/2020-07-01"
 REPORTS = "/reports/2021-06-30"

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from include.sandbox.generate import FULFILLER_SHARE, ID_PLACES, SKUS, _Ids, _pick, tracking_number
-from include.sandbox.scenario import ScenarioOrder, format_time
+from sandbox.generate import FULFILLER_SHARE, ID_PLACES, SKUS, _Ids, _pick, tracking_number
+from sandbox.scenario import ScenarioOrder, format_time
 
 # Share of the day's orders placed in each hour (UTC; evening-heavy US shopping).
 ARRIVAL_CURVE = (3, 2, 1.5, 1, 1, 1, 1.5, 2, 3, 4, 5, 5.5, 6, 6, 6, 6, 6.5, 7, 7.5, 8, 7, 6, 5, 4)
