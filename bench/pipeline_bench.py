@@ -62,7 +62,6 @@ PHASES = {
     "verify_cancellations": "act", "refund_and_approve": "act", "record_api_calls": "summary",
     "summarize_run": "summary",
 }
-ACTIONABLE = ("AWAITING_SHIPMENT", "PARTIALLY_SHIPPING")
 # What one order costs when a person's procedure is automated as is: one Shopify lookup by TikTok
 # id (actual points of a lookup that finds one order: connection 2 + order 2) and one read of the
 # fulfillment order at its fulfiller.
@@ -341,9 +340,11 @@ def order_by_order(tiktok_rows: list[dict], links: list[dict], act_units: dict[s
     """Calls and quota time if each order in the two queues were worked alone, as a person does:
     the same TikTok listing, then per order one Shopify lookup and one fulfiller lookup, then the
     same writes as orderops makes."""
+    from include.enums import TIKTOK_SHIPPABLE_STATUSES
+
     pending = {r["tiktok_order_id"] for r in tiktok_rows if r["is_buyer_request_cancel"]}
     queue = [r["tiktok_order_id"] for r in tiktok_rows
-             if r["fulfillment_type"] == "FULFILLMENT_BY_SELLER" and (r["status"] in ACTIONABLE or r["tiktok_order_id"] in pending)]
+             if r["fulfillment_type"] == "FULFILLMENT_BY_SELLER" and (r["status"] in TIKTOK_SHIPPABLE_STATUSES or r["tiktok_order_id"] in pending)]
     fulfiller = {l["tiktok_order_id"]: l["fulfiller"] for l in links}
     matched = {l["tiktok_order_id"] for l in links if l["shopify_order_ids"]}
     amazon = sum(1 for t in queue if fulfiller.get(t) == "amazon_mcf")
