@@ -50,8 +50,11 @@ def side_effects(server, since: int = 0) -> list:
 
 @pytest.fixture
 def pipeline(run_sandbox, warehouse_url, monkeypatch):
-    server = run_sandbox(scenario(), settings=Settings(clock_rate=0))
-    for key, value in connection_env(server.urls).items():
+    # quotas x20 on both sides (the simulator's and the clients' pacing) and reports built in a blink:
+    # what is tested here is what the runs decide and write, not the pacing (tests/contract)
+    fast_reports = {"amazon_mcf": {"report_queue_seconds": 0.2, "report_processing_seconds": 0.2}}
+    server = run_sandbox(scenario(), settings=Settings(clock_rate=0, rate_scale=20, platforms=fast_reports))
+    for key, value in connection_env(server.urls, rate_scale=20).items():
         monkeypatch.setenv(key, value)
     wh = Warehouse(warehouse_url)
 
@@ -195,7 +198,7 @@ def tracking_run(run_sandbox, tmp_path, monkeypatch, case: str, runs: int = 1) -
     doc = {"few shipped": few_shipped, "nothing shipped": nothing_shipped,
            "nothing shipped, asked lately": nothing_shipped}.get(case, scenario)()
     server = run_sandbox(doc, settings=Settings(clock_rate=0, rate_scale=20, platforms={"amazon_mcf": amazon}))
-    for key, value in connection_env(server.urls).items():
+    for key, value in connection_env(server.urls, rate_scale=20).items():
         monkeypatch.setenv(key, value)
     wh = Warehouse(f"sqlite:///{tmp_path / f'{case}.db'}")
     reads = 0
