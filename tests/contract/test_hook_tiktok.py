@@ -469,23 +469,26 @@ def test_keyed_cancellation_decisions_are_retried_with_one_effect(run_sandbox):
 
 
 # ---------------------------------------------------------------- quota
-def test_limiter_paces_at_the_documented_quota(run_sandbox):
+def test_limiter_paces_at_the_documented_quota(run_sandbox, virtual_time):
     """Default client (50 QPS per endpoint) against the default simulator quota: never throttled.
 
-    Six threads share the client so that round trips do not cap the rate below the quota:
-    the client's bucket alone sets the pace.
+    Six threads share the client so that round trips do not cap the rate below the quota: the
+    client's bucket alone sets the pace. Client and simulator read one virtual clock (each thread's
+    wait moves it, so it runs ahead of the pace, never behind): the arithmetic, not the machine.
     """
     server = run_sandbox(scenario([order(1)]), platforms=("tiktok",), settings=FROZEN)
+    server.sandbox.clock.quota_source = virtual_time
     sent: list[float] = []
-    with make_client(server) as client:
-        client.http.event_hooks["request"] = [lambda request: sent.append(time.monotonic())]
+    with make_client(server, sleep=virtual_time.sleep) as client:
+        client.clock = virtual_time
+        client.http.event_hooks["request"] = [lambda request: sent.append(virtual_time())]
 
         def work() -> None:
             for _ in range(20):
                 client.warehouses()
 
         workers = [threading.Thread(target=work) for _ in range(6)]
-        began = time.monotonic()   # after the client (and its full bucket) was made
+        began = virtual_time()   # after the client (and its full bucket) was made
         for worker in workers:
             worker.start()
         for worker in workers:
@@ -494,8 +497,8 @@ def test_limiter_paces_at_the_documented_quota(run_sandbox):
         assert client.stats.throttled["warehouses"] == 0
     sent.sort()
     assert len(sent) == 120 and not server.sandbox.throttles
-    # the pacing's guarantee, whatever the machine's speed: after the burst (half the quota, 25) the
-    # 120th request cannot leave before 95 more tokens came at 50 a second
+    # the pacing's guarantee: after the burst (half the quota, 25) the 120th request cannot leave
+    # before 95 more tokens came at 50 a second
     assert sent[-1] - began >= (120 - 25) / 50 * 0.99, sent[-1] - began
 
 
