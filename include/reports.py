@@ -213,21 +213,28 @@ def _figures(orders: pd.DataFrame, dispatched: pd.DataFrame, cancels: pd.DataFra
 
 
 def daily_rows(data: DayData, shop: str, day: date) -> list[dict]:
-    """sla_daily rows for one day: the whole shop, then by fulfiller, then by fulfiller and carrier."""
+    """sla_daily rows for one day: the whole shop, then by fulfiller, then by fulfiller and carrier
+    (the carriers of the orders due or dispatched; a cancellation counts under its order's carrier)."""
     computed = utcnow()
+    frames = (data.orders, data.dispatched, data.cancellations)
+
+    def by(keys) -> list[dict]:
+        """Each frame's rows per group (a group a frame lacks is absent from its dict)."""
+        return [dict(list(frame.groupby(keys, sort=False))) if len(frame) else {} for frame in frames]
+
+    def pick(groups: list[dict], key) -> list[pd.DataFrame]:
+        return [found.get(key, frame.iloc[0:0]) for found, frame in zip(groups, frames)]
+
+    per_fulfiller, per_carrier = by("fulfiller"), by(["fulfiller", "carrier"])
+    carriers = sorted(set(per_carrier[0]) | set(per_carrier[1]))
+    groups: list[tuple[str, str, list[pd.DataFrame]]] = [("all", "all", list(frames))]
+    for fulfiller in sorted(set().union(*per_fulfiller)):
+        groups.append((fulfiller, "all", pick(per_fulfiller, fulfiller)))
+        groups += [(fulfiller, carrier, pick(per_carrier, (fulfiller, carrier)))
+                   for f, carrier in carriers if f == fulfiller]
     rows = []
-    groups: list[tuple[str, str, Any]] = [("all", "all", lambda df: df.index == df.index)]
-    fulfillers = sorted(set(data.orders["fulfiller"]) | set(data.cancellations["fulfiller"]) | set(data.dispatched["fulfiller"]))
-    for f in fulfillers:
-        groups.append((f, "all", lambda df, f=f: df["fulfiller"] == f))
-        carriers = sorted(set(data.orders.loc[data.orders["fulfiller"] == f, "carrier"])
-                          | set(data.dispatched.loc[data.dispatched["fulfiller"] == f, "carrier"]))
-        for carrier in carriers:
-            groups.append((f, carrier, lambda df, f=f, c=carrier: (df["fulfiller"] == f) & (df["carrier"] == c)))
-    for fulfiller, carrier, pick in groups:
-        figures = _figures(data.orders[pick(data.orders)] if len(data.orders) else data.orders,
-                           data.dispatched[pick(data.dispatched)] if len(data.dispatched) else data.dispatched,
-                           data.cancellations[pick(data.cancellations)] if len(data.cancellations) else data.cancellations)
+    for fulfiller, carrier, (orders, dispatched, cancels) in groups:
+        figures = _figures(orders, dispatched, cancels)
         rows.append({"shop": shop, "day": day, "fulfiller": fulfiller, "carrier": carrier, **figures,
                      "ldr_over_line": figures["late_dispatch_rate"] > LDR_LINE, "computed_at": computed})
     return rows
