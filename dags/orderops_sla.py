@@ -23,7 +23,7 @@ from airflow.sdk import (
     TriggerRule, dag, task,
 )
 
-from include.lineage import assets, endpoints, tables
+from include.lineage import assets, endpoints, tables as warehouse_tables
 from include.shops import Shop, load_shops, minutes_setting, schedule_for, task_timeout
 from include.steps import BATCHES, BY_NAME, STEPS
 
@@ -52,6 +52,9 @@ def run_deadline(shop: Shop):
 
 def build(shop: Shop):
     """One DAG per shop: its own id, schedule, connections and policy; nothing shared but the code."""
+
+    def tables(*names: str) -> list:   # lineage datasets of this shop's warehouse
+        return warehouse_tables(*names, conn_id=shop.connections.warehouse)
 
     @dag(
         dag_id=shop.dag_id,

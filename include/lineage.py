@@ -2,10 +2,16 @@
 
 Endpoint datasets are named after each platform's production API host (the connection may point
 elsewhere, e.g. at the sandbox, but the lineage names the contract: TikTok paths at their current
-version). Warehouse tables live in
-the `orderops-warehouse` namespace, under the names of `include.warehouse`.
+version). Warehouse tables are named as the OpenLineage naming spec names a PostgreSQL table,
+namespace `postgres://host:port`, name `database.schema.table`, when the DAG processor can read the
+warehouse connection without a database call (an `AIRFLOW_CONN_*` environment variable), so a lineage
+backend joins them with other jobs' datasets of the same database; otherwise (a connection kept in
+the metadata database or a secrets backend, or SQLite) they live in the `orderops-warehouse`
+namespace under the names of `include.warehouse`.
 """
 from __future__ import annotations
+
+import os
 
 from orderops_provider.tiktok_versions import path as tiktok_path
 
@@ -53,7 +59,24 @@ def endpoints(*names: str) -> list:
     return [Dataset(namespace=API_HOSTS[ENDPOINTS[n][0]], name=ENDPOINTS[n][1]) for n in names]
 
 
-def tables(*names: str) -> list:
+def warehouse_naming(conn_id: str) -> tuple[str, str]:
+    """(namespace, name prefix) of the warehouse's tables for lineage; read at DAG parse time, so
+    only from the environment (see the module's docstring)."""
+    value = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}", "").strip()
+    if not value:
+        return WAREHOUSE_NAMESPACE, ""
+    from airflow.sdk import Connection
+
+    conn = (Connection.from_json(value, conn_id=conn_id) if value.startswith("{")
+            else Connection.from_uri(value, conn_id=conn_id))
+    if conn.conn_type not in ("postgres", "postgresql") or not conn.host:
+        return WAREHOUSE_NAMESPACE, ""
+    schema = (conn.extra_dejson or {}).get("schema") or "public"   # orderops's search path (airflow_glue)
+    return f"postgres://{conn.host}:{conn.port or 5432}", f"{conn.schema or 'postgres'}.{schema}."
+
+
+def tables(*names: str, conn_id: str = "orderops_warehouse") -> list:
     from openlineage.client.event_v2 import Dataset
 
-    return [Dataset(namespace=WAREHOUSE_NAMESPACE, name=n) for n in names]
+    namespace, prefix = warehouse_naming(conn_id)
+    return [Dataset(namespace=namespace, name=f"{prefix}{n}") for n in names]
