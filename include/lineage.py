@@ -11,6 +11,7 @@ namespace under the names of `include.warehouse`.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 from orderops_provider.tiktok_versions import path as tiktok_path
@@ -62,7 +63,12 @@ def endpoints(*names: str) -> list:
 def warehouse_naming(conn_id: str) -> tuple[str, str]:
     """(namespace, name prefix) of the warehouse's tables for lineage; read at DAG parse time, so
     only from the environment (see the module's docstring)."""
-    value = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}", "").strip()
+    return _naming(conn_id, os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}", "").strip())
+
+
+@functools.lru_cache(maxsize=64)
+def _naming(conn_id: str, value: str) -> tuple[str, str]:
+    # a DAG names its tables in many places: the connection is parsed once per value, not per task
     if not value:
         return WAREHOUSE_NAMESPACE, ""
     from airflow.sdk import Connection

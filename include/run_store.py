@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from include import staging
 from include.enums import TIKTOK_SHIPPABLE_STATUSES
+from include.model import ESCALATE
 from include.quality import BATCH_PLATFORM, Outcome as Validation
 from include.runconfig import RunSettings
 from include.warehouse import (
@@ -21,7 +22,6 @@ from include.warehouse import (
     stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_shopify_orders, stg_tiktok_cancellations, stg_tiktok_orders,
     utcnow, validation_results,
 )
-from include.model import ESCALATE
 
 # The staged batches a run validates, by name (include/steps.py BATCHES).
 BATCH_TABLES = {
@@ -64,6 +64,7 @@ class RunStore:
         self.wh = wh
         self.settings = settings
         self.shop, self.run_id = settings.shop, settings.run_id
+        self._started: datetime | None = None
 
     # ------------------------------------------------------------------ the run's row
     def start(self) -> None:
@@ -71,12 +72,16 @@ class RunStore:
         self.wh.upsert(runs, [dict(shop=s.shop, run_id=s.run_id, dag_id=s.dag_id, window_start=s.window_start,
                                    window_end=s.window_end, started_at=utcnow(), state="running",
                                    policy_version=s.policy.version, dry_run=s.dry_run)])
+        self._started = None   # (re)opened just now: read it again
 
     def started(self) -> datetime | None:
-        with self.wh.engine.connect() as conn:
-            started = conn.execute(sa.select(runs.c.started_at).where(
-                runs.c.shop == self.shop, runs.c.run_id == self.run_id)).scalar()
-        return as_utc(started) if started is not None else None
+        """When the run's row was opened (prepare_run); read once per store, as it does not change."""
+        if self._started is None:
+            with self.wh.engine.connect() as conn:
+                started = conn.execute(sa.select(runs.c.started_at).where(
+                    runs.c.shop == self.shop, runs.c.run_id == self.run_id)).scalar()
+            self._started = as_utc(started) if started is not None else None
+        return self._started
 
     def _update_run(self, **values: Any) -> None:
         with self.wh.engine.begin() as conn:

@@ -39,15 +39,35 @@ def read_connection(conn_id: str, secret_extra_keys: tuple[str, ...] = ()) -> Co
                               login=conn.login, password=conn.password, extra=extra)
 
 
-def _tested(check: Callable[[], str]) -> tuple[bool, str]:
-    """The UI's Test button: what was checked, or the platform's own error."""
-    try:
-        return True, check()
-    except (PlatformError, ConfigurationError) as exc:
-        return False, str(exc)
+class PlatformHook(BaseHook):
+    """What the four hooks share: the connection id under the name Airflow passes it by
+    (`conn_name_attr`), reading the connection with the platform's secret extras masked, and the
+    UI's Test button answering what was checked or the platform's own error."""
+
+    conn_name_attr = "conn_id"
+    default_conn_name = ""
+    secret_extra_keys: tuple[str, ...] = ()
+
+    def __init__(self, conn_id: str | None = None, **kwargs: Any):
+        conn_id = kwargs.pop(self.conn_name_attr, None) or conn_id or self.default_conn_name
+        super().__init__(**kwargs)
+        setattr(self, self.conn_name_attr, conn_id)
+
+    def settings(self) -> ConnectionSettings:
+        return read_connection(getattr(self, self.conn_name_attr), self.secret_extra_keys)
+
+    def check(self) -> str:
+        """One cheap call proving the connection works; returns what it proved."""
+        raise NotImplementedError
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            return True, self.check()
+        except (PlatformError, ConfigurationError) as exc:
+            return False, str(exc)
 
 
-class TikTokShopHook(BaseHook):
+class TikTokShopHook(PlatformHook):
     """A TikTok Shop connection -> TikTokShopClient.
 
     host: open API base URL; login: app_key; password: app_secret; extra: auth_base_url,
@@ -59,14 +79,11 @@ class TikTokShopHook(BaseHook):
     default_conn_name = "tiktok_default"
     conn_type = "tiktok_shop"
     hook_name = "TikTok Shop"
-
-    def __init__(self, tiktok_conn_id: str = default_conn_name, **kwargs: Any):   # named as Airflow passes it
-        super().__init__(**kwargs)
-        self.tiktok_conn_id = tiktok_conn_id
+    secret_extra_keys = tiktok.SECRET_EXTRA_KEYS
 
     def get_client(self, on_token_refresh: Callable[[tiktok.TokenSet], None] | None = None,
                    **overrides: Any) -> tiktok.TikTokShopClient:
-        settings = read_connection(self.tiktok_conn_id, tiktok.SECRET_EXTRA_KEYS)
+        settings = self.settings()
 
         def refreshed(tokens: tiktok.TokenSet) -> None:
             mask_secret(tokens.access_token)
@@ -76,17 +93,15 @@ class TikTokShopHook(BaseHook):
 
         return tiktok.TikTokShopClient.from_settings(settings, on_token_refresh=refreshed, **overrides)
 
-    def test_connection(self) -> tuple[bool, str]:
+    def check(self) -> str:
         """Signature and token accepted, and the shop found."""
-        def check() -> str:
-            with self.get_client() as client:
-                cipher = client.shop_cipher
-                client.warehouses()
-                return f"signature and token accepted; shop cipher {cipher}"
-        return _tested(check)
+        with self.get_client() as client:
+            cipher = client.shop_cipher
+            client.warehouses()
+            return f"signature and token accepted; shop cipher {cipher}"
 
 
-class ShopifyHook(BaseHook):
+class ShopifyHook(PlatformHook):
     """A Shopify connection -> ShopifyClient.
 
     host: the shop's admin host (orderops.myshopify.com, or the simulator's URL); password:
@@ -98,25 +113,20 @@ class ShopifyHook(BaseHook):
     default_conn_name = "shopify_default"
     conn_type = "shopify"
     hook_name = "Shopify Admin GraphQL"
-
-    def __init__(self, shopify_conn_id: str = default_conn_name, **kwargs: Any):   # named as Airflow passes it
-        super().__init__(**kwargs)
-        self.shopify_conn_id = shopify_conn_id
+    secret_extra_keys = shopify.SECRET_EXTRA_KEYS
 
     def get_client(self, **overrides: Any) -> shopify.ShopifyClient:
-        settings = read_connection(self.shopify_conn_id, shopify.SECRET_EXTRA_KEYS)
+        settings = self.settings()
         overrides.setdefault("secret_sink", mask_secret)   # tokens obtained later are masked too
         return shopify.ShopifyClient.from_settings(settings, **overrides)
 
-    def test_connection(self) -> tuple[bool, str]:
-        def check() -> str:
-            with self.get_client() as client:
-                shop = client.shop()
-                return f"connected to {shop.get('myshopifyDomain')} (API {client.api_version})"
-        return _tested(check)
+    def check(self) -> str:
+        with self.get_client() as client:
+            shop = client.shop()
+            return f"connected to {shop.get('myshopifyDomain')} (API {client.api_version})"
 
 
-class AmazonMcfHook(BaseHook):
+class AmazonMcfHook(PlatformHook):
     """An Amazon SP-API connection -> AmazonMcfClient.
 
     host: SP-API endpoint (https://sellingpartnerapi-na.amazon.com or the local simulator);
@@ -128,27 +138,22 @@ class AmazonMcfHook(BaseHook):
     default_conn_name = "amazon_mcf_default"
     conn_type = "amazon_mcf"
     hook_name = "Amazon SP-API (Multi-Channel Fulfillment)"
-
-    def __init__(self, amazon_mcf_conn_id: str = default_conn_name, **kwargs: Any):   # named as Airflow passes it
-        super().__init__(**kwargs)
-        self.amazon_mcf_conn_id = amazon_mcf_conn_id
+    secret_extra_keys = amazon_mcf.SECRET_EXTRA_KEYS
 
     def get_client(self, **overrides: Any) -> amazon_mcf.AmazonMcfClient:
-        settings = read_connection(self.amazon_mcf_conn_id, amazon_mcf.SECRET_EXTRA_KEYS)
+        settings = self.settings()
         overrides.setdefault("mask", mask_secret)   # access tokens and document URLs too
         return amazon_mcf.AmazonMcfClient.from_settings(settings, **overrides)
 
-    def test_connection(self) -> tuple[bool, str]:
+    def check(self) -> str:
         """The refresh token is exchanged and the fulfillment-order listing answers."""
-        def check() -> str:
-            with self.get_client() as client:
-                client.access_token()
-                next(iter(client.list_fulfillment_orders(datetime.now(timezone.utc))), None)   # one page
-                return f"token exchanged; fulfillment orders readable (marketplace {client.marketplace_id})"
-        return _tested(check)
+        with self.get_client() as client:
+            client.access_token()
+            next(iter(client.list_fulfillment_orders(datetime.now(timezone.utc))), None)   # one page
+            return f"token exchanged; fulfillment orders readable (marketplace {client.marketplace_id})"
 
 
-class ShipBobHook(BaseHook):
+class ShipBobHook(PlatformHook):
     """A ShipBob connection -> ShipBobClient.
 
     host: base URL (https://api.shipbob.com, https://sandbox-api.shipbob.com or the local
@@ -160,35 +165,29 @@ class ShipBobHook(BaseHook):
     default_conn_name = "shipbob_default"
     conn_type = "shipbob"
     hook_name = "ShipBob"
-
-    def __init__(self, shipbob_conn_id: str = default_conn_name, **kwargs: Any):   # named as Airflow passes it
-        super().__init__(**kwargs)
-        self.shipbob_conn_id = shipbob_conn_id
-
+    secret_extra_keys = shipbob.SECRET_EXTRA_KEYS
 
     def _token_now(self) -> str | None:
         # A revoked token is replaced by rotating the connection's password; read it again.
-        return read_connection(self.shipbob_conn_id, shipbob.SECRET_EXTRA_KEYS).password
+        return self.settings().password
 
     def get_client(self, **overrides: Any) -> shipbob.ShipBobClient:
-        settings = read_connection(self.shipbob_conn_id, shipbob.SECRET_EXTRA_KEYS)
+        settings = self.settings()
         overrides.setdefault("token_source", self._token_now)
         return shipbob.ShipBobClient.from_settings(settings, **overrides)
 
-    def test_connection(self) -> tuple[bool, str]:
+    def check(self) -> str:
         """Token accepted and, when channel_id is set, that channel can write orders."""
-        def check() -> str:
-            with self.get_client() as client:
-                channels = client.channels()
-                if client.channel_id is None:
-                    return f"token accepted; {len(channels)} channel(s); no channel_id set (cancels need one)"
-                channel = next((c for c in channels if c.get("id") == client.channel_id), None)
-                if channel is None:
-                    raise ConfigurationError(f"channel {client.channel_id} is not visible to this token")
-                if "orders_write" not in (channel.get("scopes") or []):
-                    raise ConfigurationError(f"channel {client.channel_id} has no orders_write scope")
-                return f"token accepted; channel {client.channel_id} can write orders"
-        return _tested(check)
+        with self.get_client() as client:
+            channels = client.channels()
+            if client.channel_id is None:
+                return f"token accepted; {len(channels)} channel(s); no channel_id set (cancels need one)"
+            channel = next((c for c in channels if c.get("id") == client.channel_id), None)
+            if channel is None:
+                raise ConfigurationError(f"channel {client.channel_id} is not visible to this token")
+            if "orders_write" not in (channel.get("scopes") or []):
+                raise ConfigurationError(f"channel {client.channel_id} has no orders_write scope")
+            return f"token accepted; channel {client.channel_id} can write orders"
 
 
 # orderops names the platforms tiktok, shopify, amazon_mcf and shipbob (RunSettings.connections)
