@@ -12,19 +12,15 @@ import argparse
 import os
 import sys
 
-import sqlalchemy as sa
 
-
-def migrate(url: str) -> tuple[int, int]:
-    """(version before, version after) of the warehouse schema at `url`."""
-    from include.warehouse import Warehouse, schema_version
+def migrate(url: str) -> tuple[str | None, str]:
+    """(revision before, revision after) of the warehouse schema at `url`; None before: empty."""
+    from include.warehouse import Warehouse, schema_revision
 
     wh = Warehouse(url)
     try:
         with wh.engine.connect() as conn:
-            before = 0
-            if sa.inspect(conn).has_table(schema_version.name):
-                before = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+            before = schema_revision(conn)
         return before, wh.migrate()
     finally:
         wh.dispose()
@@ -39,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.url:
         parser.error("give the warehouse URL or set ORDEROPS_WAREHOUSE_URL")
     before, after = migrate(args.url)
-    print(f"warehouse schema: version {before} -> {after}" if after != before else f"warehouse schema: version {after}, up to date")
+    print(f"warehouse schema: revision {before or '(empty)'} -> {after}" if after != before
+          else f"warehouse schema: revision {after}, up to date")
     return 0
 
 

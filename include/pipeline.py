@@ -65,7 +65,7 @@ class Step:
 def prepare_run(settings: RunSettings, wh: Warehouse) -> RunSettings:
     """Create or upgrade the schema, open the run's record and decide whether it sweeps; returns the
     settings every later step of the run uses."""
-    version = wh.migrate()
+    revision = wh.migrate()
     # the platform events waiting now are this run's: a scheduled run lists everything they could
     # say anyway; an event-driven one lists the platforms they came from, and never sweeps
     claimed = EventInbox(wh).claim(settings.shop, settings.run_id)
@@ -77,9 +77,9 @@ def prepare_run(settings: RunSettings, wh: Warehouse) -> RunSettings:
         reason = sweep_reason(settings, wh)
         settings = replace(settings, sweep=reason, full_sweep=reason is not None and full_sweep_due(settings, wh))
     RunStore(wh, settings).start()
-    log.info("run %s shop %s window %s .. %s (overlap %s), policy %s%s, schema v%d, %s", settings.run_id, settings.shop,
+    log.info("run %s shop %s window %s .. %s (overlap %s), policy %s%s, schema %s, %s", settings.run_id, settings.shop,
              settings.window_start, settings.window_end, settings.overlap, settings.policy.version,
-             " DRY RUN" if settings.dry_run else "", version,
+             " DRY RUN" if settings.dry_run else "", revision,
              f"{'full ' if settings.full_sweep else ''}sweep ({settings.sweep})" if settings.sweep
              else "incremental extraction")
     return settings

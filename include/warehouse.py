@@ -2,7 +2,8 @@
 
 SQLAlchemy Core, so the same code and statements run on SQLite (embedded default) and
 PostgreSQL (production). Every statement is parameterised: ids from the platforms never reach
-SQL text. The pipeline creates or upgrades the schema itself (`Warehouse.migrate`).
+SQL text. Schema changes are alembic revisions (`include/migrations`); the pipeline applies them
+itself (`Warehouse.migrate`).
 Buyer names, addresses and emails are never stored (see `include.staging`).
 """
 from __future__ import annotations
@@ -10,9 +11,15 @@ from __future__ import annotations
 import fcntl
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import postgresql, sqlite
 
 metadata = sa.MetaData()
@@ -318,49 +325,37 @@ platform_events = sa.Table(
     sa.Index("ix_platform_events_waiting", "shop", "run_id", "received_at"),
     sa.Index("ix_platform_events_order", "shop", "platform", "order_ref"),
 )
-schema_version = sa.Table(
-    "orderops_schema", metadata,
-    sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("applied_at", TS, nullable=False),
-)
-
-# Each entry upgrades the schema by one version; never edit a released one, append.
-V1_TABLES = ("stg_tiktok_orders", "stg_tiktok_cancellations", "stg_shopify_orders", "stg_amazon_fulfillment_orders",
-             "stg_shipbob_orders", "runs", "validation_results", "quarantine", "order_links", "decisions",
-             "action_ledger", "api_calls")
-MIGRATIONS: list = [
-    lambda conn: metadata.create_all(conn, tables=[metadata.tables[n] for n in V1_TABLES]),
-    lambda conn: metadata.create_all(conn, tables=[sla_daily, pipeline_breaches]),
-    lambda conn: metadata.create_all(conn, tables=[quota_buckets]),
-    lambda conn: metadata.create_all(conn, tables=[amazon_shipment_reports]),
-    lambda conn: _v5_latest_state(conn),
-    lambda conn: metadata.create_all(conn, tables=[tiktok_shipping_providers]),
-    lambda conn: metadata.create_all(conn, tables=[at_risk_alerts]),
-    lambda conn: metadata.create_all(conn, tables=[escalation_reviews, carrier_mappings]),
-    lambda conn: metadata.create_all(conn, tables=[platform_events]),
-    lambda conn: _v10_report_build_and_event_orders(conn),
-]
+# alembic's record of the revision in place (include/migrations); not `alembic_version`, which a
+# database shared with Airflow's metadata already has
+VERSION_TABLE = "orderops_alembic_version"
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# Before alembic, the schema's versions 1-10 were recorded here; revision "00NN" is version NN.
+HAND_VERSIONS = "orderops_schema"
 
 
-def _v10_report_build_and_event_orders(conn) -> None:
-    _add_column(conn, amazon_shipment_reports.c.build_seconds)
-    _add_column(conn, extraction_cursors.c.full_swept_at)
-    # a run asks which orders Amazon's notifications follow
-    next(i for i in platform_events.indexes if i.name == "ix_platform_events_order").create(conn, checkfirst=True)
+def _alembic_config() -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
 
 
-def _add_column(conn, column: sa.Column) -> None:
-    """A nullable column added to a released table (a database created since has it already)."""
-    if column.name not in {c["name"] for c in sa.inspect(conn).get_columns(column.table.name)}:
-        kind = column.type.compile(dialect=conn.dialect)
-        conn.execute(sa.text(f'ALTER TABLE {column.table.name} ADD COLUMN {column.name} {kind}'))
+@lru_cache(maxsize=1)
+def _revisions() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_alembic_config())
 
 
-def _v5_latest_state(conn) -> None:
-    """Cursors, and indexes for reading the latest state of the orders in play (staging keeps every order)."""
-    metadata.create_all(conn, tables=[extraction_cursors])
-    for index in LATEST_STATE_INDEXES:
-        index.create(conn, checkfirst=True)
+def schema_head() -> str:
+    """The revision this orderops needs."""
+    return _revisions().get_current_head()
+
+
+def schema_revision(conn: sa.Connection) -> str | None:
+    """The revision in place: alembic's, else the hand-made version's, else None (empty)."""
+    current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+    if current is None and sa.inspect(conn).has_table(HAND_VERSIONS):
+        hand = conn.execute(sa.text(f"SELECT max(version) FROM {HAND_VERSIONS}")).scalar()
+        return f"{hand:04d}" if hand else None
+    return current
 
 
 def utcnow() -> datetime:
@@ -388,19 +383,29 @@ class Warehouse:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.dialect = self.engine.dialect.name
 
-    def migrate(self) -> int:
-        """Create or upgrade the schema; returns the version now in place. Safe when several
-        processes start it at once (the shops' first runs, the report DAG beside the pipeline)."""
+    def migrate(self) -> str:
+        """Create or upgrade the schema to this orderops's alembic head; returns that revision.
+        Safe when several processes start it at once (the shops' first runs, the report DAG beside
+        the pipeline): they take turns, and those after the first find nothing to do."""
+        scripts = _revisions()
+        head = scripts.get_current_head()
         with self._sqlite_file_lock(), self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 # several shops' first runs migrate at the same moment: one at a time
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": 7_403_921_561})
-            schema_version.create(conn, checkfirst=True)
-            current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
-            for version, step in enumerate(MIGRATIONS[current:], start=current + 1):
-                step(conn)
-                conn.execute(schema_version.insert().values(version=version, applied_at=utcnow()))
-            return len(MIGRATIONS)
+            current = schema_revision(conn)
+            if current == head:
+                return head
+            if current is not None and current not in {r.revision for r in scripts.walk_revisions()}:
+                # a newer orderops upgraded it (this one was rolled back): revisions only add, so it serves
+                return current
+            migrations = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+            if current is not None and migrations.get_current_revision() is None:
+                migrations.stamp(scripts, current)   # adopt a warehouse the hand-made steps kept
+            config = _alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+            return head
 
     @contextmanager
     def _sqlite_file_lock(self) -> Iterator[None]:

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from include.airflow_glue import warehouse_url
-from include.warehouse import Warehouse, schema_version
+from include.warehouse import VERSION_TABLE, Warehouse
 from tests.conftest import PG_BASE
 
 
@@ -28,7 +28,7 @@ def test_a_postgres_connection_with_a_schema_reaches_the_real_database(monkeypat
         wh = Warehouse(url)   # trust auth: the password is carried, not checked
         wh.migrate()
         with admin.connect() as conn:
-            assert conn.execute(sa.text(f"SELECT count(*) FROM {schema}.{schema_version.name}")).scalar() > 0
+            assert conn.execute(sa.text(f"SELECT count(*) FROM {schema}.{VERSION_TABLE}")).scalar() > 0
         wh.dispose()
     finally:
         with admin.begin() as conn:

@@ -1,11 +1,107 @@
-"""Migrations started by several processes at once on one fresh warehouse all succeed, once."""
+"""The warehouse's alembic revisions: they build exactly the tables the code declares, on SQLite and
+PostgreSQL; a warehouse the hand-made version steps kept is adopted with its data; processes
+migrating one fresh warehouse at once take turns."""
 from __future__ import annotations
 
 import multiprocessing
+from datetime import datetime, timezone
 
+import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 
-from include.warehouse import MIGRATIONS, Warehouse, schema_version
+from include.warehouse import (
+    HAND_VERSIONS, VERSION_TABLE, Warehouse, _alembic_config, action_ledger, amazon_shipment_reports, metadata,
+    schema_head, schema_revision,
+)
+
+MOMENT = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
+
+
+def drift(conn: sa.Connection) -> list:
+    """What differs between the database and the tables the code declares (nothing, when right)."""
+    return compare_metadata(MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}), metadata)
+
+
+def to_revision(conn: sa.Connection, revision: str, how=command.upgrade) -> None:
+    config = _alembic_config()
+    config.attributes["connection"] = conn
+    how(config, revision)
+
+
+def hand_made(conn: sa.Connection, version: int) -> None:
+    """The record the hand-made steps kept: versions 1..`version`, and no alembic table."""
+    conn.execute(sa.text(f"DROP TABLE IF EXISTS {VERSION_TABLE}"))
+    conn.execute(sa.text(f"CREATE TABLE {HAND_VERSIONS} (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"))
+    for v in range(1, version + 1):
+        conn.execute(sa.text(f"INSERT INTO {HAND_VERSIONS} VALUES (:v, :t)"), {"v": v, "t": MOMENT})
+
+
+def test_the_revisions_build_exactly_the_declared_tables(warehouse_url):
+    wh = Warehouse(warehouse_url)
+    assert wh.migrate() == schema_head()
+    with wh.engine.connect() as conn:
+        assert drift(conn) == []
+        assert schema_revision(conn) == schema_head()
+    assert wh.migrate() == schema_head()   # a second run finds nothing to do
+    wh.dispose()
+
+
+def test_a_warehouse_the_hand_made_steps_kept_is_adopted_with_its_data(warehouse_url):
+    wh = Warehouse(warehouse_url)
+    # what the last hand-made release left: every table built from the declarations, versions 1-10
+    with wh.engine.begin() as conn:
+        metadata.create_all(conn)
+        hand_made(conn, 10)
+        conn.execute(action_ledger.insert().values(
+            shop="default", idempotency_key="post_tracking:576001", kind="post_tracking", target="576001",
+            tiktok_order_id="576001", rule="R1", decision_run_id="run-1", request={"tracking": "1Z"},
+            state="succeeded", attempts=1, created_at=MOMENT, updated_at=MOMENT))
+        assert schema_revision(conn) == "0010"
+    assert wh.migrate() == schema_head()
+    with wh.engine.connect() as conn:
+        assert not sa.inspect(conn).has_table(HAND_VERSIONS)
+        assert drift(conn) == []
+        (row,) = conn.execute(sa.select(action_ledger)).mappings().all()
+    assert (row["idempotency_key"], row["state"], row["request"]) == ("post_tracking:576001", "succeeded", {"tracking": "1Z"})
+    wh.dispose()
+
+
+def test_hand_made_version_9_gains_the_report_build_time_and_keeps_the_stored_report(warehouse_url):
+    wh = Warehouse(warehouse_url)
+    with wh.engine.begin() as conn:
+        to_revision(conn, "0009")   # the tables as version 9 built them
+        hand_made(conn, 9)
+        conn.execute(sa.text("INSERT INTO amazon_shipment_reports (shop, report_id, data_start, data_end, requested_at, "
+                             "report_rows) VALUES ('default', 'r-1', :t, :t, :t, '[]')"), {"t": MOMENT})
+    assert wh.migrate() == schema_head()
+    with wh.engine.connect() as conn:
+        (row,) = conn.execute(sa.select(amazon_shipment_reports)).mappings().all()
+        assert drift(conn) == []
+    assert row["report_id"] == "r-1" and row["build_seconds"] is None
+    wh.dispose()
+
+
+def test_a_newer_orderops_schema_is_left_as_it_is(tmp_path):
+    wh = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
+    wh.migrate()
+    with wh.engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    assert wh.migrate() == "9999"   # rolled back: revisions only add, so the tables still serve
+    wh.dispose()
+
+
+def test_every_revision_downgrades_and_upgrades_again(tmp_path):
+    wh = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
+    wh.migrate()
+    with wh.engine.begin() as conn:
+        to_revision(conn, "base", command.downgrade)
+        assert set(sa.inspect(conn).get_table_names()) == {VERSION_TABLE}
+        to_revision(conn, "head")
+        assert drift(conn) == []
+    wh.dispose()
 
 
 def _migrate(url: str, start, results) -> None:
@@ -16,40 +112,29 @@ def _migrate(url: str, start, results) -> None:
         results.put(("error", repr(exc)))
 
 
-def test_processes_migrating_a_fresh_sqlite_file_at_once_take_turns(tmp_path):
+@pytest.mark.parametrize("attempt", range(3))
+def test_processes_migrating_a_fresh_sqlite_file_at_once_take_turns(tmp_path, attempt):
     spawn = multiprocessing.get_context("spawn")
-    for attempt in range(3):
-        url = f"sqlite:///{tmp_path / f'fresh-{attempt}.db'}"
-        start, results = spawn.Event(), spawn.Queue()
-        workers = [spawn.Process(target=_migrate, args=(url, start, results)) for _ in range(4)]
-        for w in workers:
-            w.start()
-        start.set()
-        outcomes = [results.get(timeout=120) for _ in workers]
-        for w in workers:
-            w.join(timeout=60)
-        assert outcomes == [("ok", len(MIGRATIONS))] * 4, outcomes
-        with Warehouse(url).engine.connect() as conn:
-            versions = conn.execute(sa.select(schema_version.c.version).order_by(schema_version.c.version)).scalars()
-            assert list(versions) == list(range(1, len(MIGRATIONS) + 1))
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    start, results = spawn.Event(), spawn.Queue()
+    workers = [spawn.Process(target=_migrate, args=(url, start, results)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    start.set()
+    outcomes = [results.get(timeout=120) for _ in workers]
+    for w in workers:
+        w.join(timeout=60)
+    assert outcomes == [("ok", schema_head())] * 4, outcomes
+    with Warehouse(url).engine.connect() as conn:
+        assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == [schema_head()]
+        assert drift(conn) == []
 
 
-def test_an_upgrade_adds_the_report_build_time_and_keeps_the_stored_report(warehouse_url):
-    from datetime import datetime, timezone
+def test_the_deploy_command_says_what_it_did(tmp_path, capsys):
+    from deploy.migrate_warehouse import main
 
-    from include.warehouse import amazon_shipment_reports
-
-    wh = Warehouse(warehouse_url)
-    wh.migrate()
-    # the schema as version 9 left it, with a report stored
-    with wh.engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE amazon_shipment_reports DROP COLUMN build_seconds"))
-        conn.execute(schema_version.delete().where(schema_version.c.version == len(MIGRATIONS)))
-        moment = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
-        conn.execute(sa.text("INSERT INTO amazon_shipment_reports (shop, report_id, data_start, data_end, requested_at, "
-                             "report_rows) VALUES ('default', 'r-1', :t, :t, :t, '[]')"), {"t": moment})
-    assert Warehouse(warehouse_url).migrate() == len(MIGRATIONS)
-    with wh.engine.connect() as conn:
-        (row,) = conn.execute(sa.select(amazon_shipment_reports)).mappings().all()
-    assert row["report_id"] == "r-1" and row["build_seconds"] is None
-    wh.engine.dispose()
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    assert main([url]) == 0 and main([url]) == 0
+    first, second = capsys.readouterr().out.splitlines()
+    assert first == f"warehouse schema: revision (empty) -> {schema_head()}"
+    assert second == f"warehouse schema: revision {schema_head()}, up to date"
