@@ -96,10 +96,9 @@ def build(shop: Shop):
         @task(outlets=tables("runs"))
         def prepare_run(**context) -> dict:
             """Validate params, policy and connections, derive the window, create or upgrade the warehouse schema."""
-            from include.airflow_glue import settings_from_context, warehouse_url
+            from include.airflow_glue import settings_from_context, task_warehouse
             from include.pipeline import prepare_run as prepare
             from include.platforms import Platforms
-            from include.warehouse import Warehouse
 
             settings = settings_from_context(context, shop=shop)
             platforms = Platforms(settings)
@@ -107,7 +106,7 @@ def build(shop: Shop):
                 platforms.check()   # every connection read and checked before any platform is called
             finally:
                 platforms.close()
-            wh = Warehouse(warehouse_url(settings.connections.warehouse))
+            wh = task_warehouse(context, settings.connections.warehouse)
             try:
                 if settings.event_driven and shop.events is not None:
                     from include.events import EventInbox, wait_for_burst

@@ -41,14 +41,14 @@ def orderops_sla_report():
           outlets=[SLA_REPORT, *tables("sla_daily")])
     def build_reports(shop: dict, **context) -> list[dict]:
         """Build the day(s) of this run for one shop: the data interval's days, else today."""
-        from include.airflow_glue import sandbox_now, warehouse_url
+        from include.airflow_glue import sandbox_now, task_warehouse
         from include.reports import build_day, days_to_report
-        from include.warehouse import Warehouse, utcnow
+        from include.warehouse import utcnow
 
         now = sandbox_now() or utcnow()
         start, end = context.get("data_interval_start"), context.get("data_interval_end")
         days = days_to_report(start, end) if start is not None and end is not None and start != end else [now.date()]
-        wh = Warehouse(warehouse_url(shop["warehouse"]))
+        wh = task_warehouse(context, shop["warehouse"])
         try:
             wh.migrate()
             reports = [build_day(wh, shop["name"], day, now=now) for day in days]

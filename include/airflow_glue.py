@@ -23,17 +23,34 @@ CLOCK_URL_ENV = "ORDEROPS_SANDBOX_CLOCK_URL"
 
 def warehouse_url(conn_id: str) -> str:
     """The warehouse connection as a SQLAlchemy URL; SQLite under the state folder when unset."""
+    return _url(conn_id, _connection(conn_id))
+
+
+def task_warehouse(context: dict, conn_id: str) -> Warehouse:
+    """The warehouse a task works on; the task's lineage then names its tables after the connection."""
+    from include.lineage import name_tables
+
+    conn = _connection(conn_id)
+    name_tables(context["task"], conn)
+    return Warehouse(_url(conn_id, conn))
+
+
+def _connection(conn_id: str):
+    """The Airflow connection, None when it is not defined."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowRuntimeError
 
     try:
-        conn = BaseHook.get_connection(conn_id)
+        return BaseHook.get_connection(conn_id)
     except AirflowRuntimeError:
-        conn = None
+        return None
     except Exception as exc:  # the connection lookup raises different types across back ends
         if "isn't defined" not in str(exc) and "not found" not in str(exc).lower():
             raise
-        conn = None
+        return None
+
+
+def _url(conn_id: str, conn) -> str:
     if conn is None:
         STATE_DIR.mkdir(parents=True, exist_ok=True)
         log.warning("connection %s not found: using the embedded warehouse %s", conn_id, STATE_DIR / "warehouse.db")
@@ -104,7 +121,7 @@ def task_resources(context: dict) -> Iterator[tuple[RunSettings, Platforms, Ware
     if not settings_doc:
         raise RuntimeError("no settings from prepare_run in this run: it must have run first")
     settings = RunSettings.from_xcom(settings_doc)
-    wh = Warehouse(warehouse_url(settings.connections.warehouse))
+    wh = task_warehouse(context, settings.connections.warehouse)
     # the shop's other tasks run in other processes at the same time: one quota for all of them
     platforms = Platforms(settings, quotas=SharedQuotas(wh, settings.shop))
     ctx = run_context(context, settings)

@@ -3,11 +3,12 @@
 Endpoint datasets are named after each platform's production API host (the connection may point
 elsewhere, e.g. at the sandbox, but the lineage names the contract: TikTok paths at their current
 version). Warehouse tables are named as the OpenLineage naming spec names a PostgreSQL table,
-namespace `postgres://host:port`, name `database.schema.table`, when the DAG processor can read the
-warehouse connection without a database call (an `AIRFLOW_CONN_*` environment variable), so a lineage
-backend joins them with other jobs' datasets of the same database; otherwise (a connection kept in
-the metadata database or a secrets backend, or SQLite) they live in the `orderops-warehouse`
-namespace under the names of `include.warehouse`.
+namespace `postgres://host:port`, name `database.schema.table`, so a lineage backend joins them with
+other jobs' datasets of the same database. The DAG processor names them so when it can read the
+warehouse connection without a database call (an `AIRFLOW_CONN_*` environment variable); otherwise
+(a connection kept in the metadata database or a secrets backend) they are declared in the
+`orderops-warehouse` namespace and each task renames its own when it reads the connection at run
+time (`name_tables`), before the lineage of its end is sent. SQLite tables keep that namespace.
 """
 from __future__ import annotations
 
@@ -73,12 +74,33 @@ def _naming(conn_id: str, value: str) -> tuple[str, str]:
         return WAREHOUSE_NAMESPACE, ""
     from airflow.sdk import Connection
 
-    conn = (Connection.from_json(value, conn_id=conn_id) if value.startswith("{")
-            else Connection.from_uri(value, conn_id=conn_id))
-    if conn.conn_type not in ("postgres", "postgresql") or not conn.host:
+    return naming_of(Connection.from_json(value, conn_id=conn_id) if value.startswith("{")
+                     else Connection.from_uri(value, conn_id=conn_id))
+
+
+def naming_of(conn) -> tuple[str, str]:
+    """(namespace, name prefix) of the tables behind a warehouse connection (None: the embedded one)."""
+    if conn is None or conn.conn_type not in ("postgres", "postgresql") or not conn.host:
         return WAREHOUSE_NAMESPACE, ""
     schema = (conn.extra_dejson or {}).get("schema") or "public"   # orderops's search path (airflow_glue)
     return f"postgres://{conn.host}:{conn.port or 5432}", f"{conn.schema or 'postgres'}.{schema}."
+
+
+def name_tables(task, conn) -> None:
+    """Rename a running task's warehouse datasets after the connection it read: the lineage sent at
+    the task's end then names the tables the task touched, whatever the DAG processor could read."""
+    from openlineage.client.event_v2 import Dataset
+
+    namespace, prefix = naming_of(conn)
+    for datasets in (task.inlets, task.outlets):
+        datasets[:] = [Dataset(namespace=namespace, name=prefix + d.name.rsplit(".", 1)[-1]) if _is_table(d) else d
+                       for d in datasets]
+
+
+def _is_table(dataset) -> bool:
+    # the only OpenLineage datasets declared outside https endpoints are warehouse tables
+    namespace = getattr(dataset, "namespace", None)
+    return namespace == WAREHOUSE_NAMESPACE or (namespace or "").startswith("postgres://")
 
 
 def tables(*names: str, conn_id: str = "orderops_warehouse") -> list:

@@ -16,10 +16,6 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import postgresql, sqlite
 
 metadata = sa.MetaData()
@@ -333,14 +329,18 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 HAND_VERSIONS = "orderops_schema"
 
 
-def _alembic_config() -> AlembicConfig:
+def _alembic_config():
+    from alembic.config import Config as AlembicConfig   # alembic only where the schema is looked at: DAG files import this module
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
 
 
 @lru_cache(maxsize=1)
-def _revisions() -> ScriptDirectory:
+def _revisions():
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_alembic_config())
 
 
@@ -351,6 +351,8 @@ def schema_head() -> str:
 
 def schema_revision(conn: sa.Connection) -> str | None:
     """The revision in place: alembic's, else the hand-made version's, else None (empty)."""
+    from alembic.runtime.migration import MigrationContext
+
     current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
     if current is None and sa.inspect(conn).has_table(HAND_VERSIONS):
         hand = conn.execute(sa.text(f"SELECT max(version) FROM {HAND_VERSIONS}")).scalar()
@@ -387,6 +389,9 @@ class Warehouse:
         """Create or upgrade the schema to this orderops's alembic head; returns that revision.
         Safe when several processes start it at once (the shops' first runs, the report DAG beside
         the pipeline): they take turns, and those after the first find nothing to do."""
+        from alembic import command
+        from alembic.runtime.migration import MigrationContext
+
         scripts = _revisions()
         head = scripts.get_current_head()
         with self._sqlite_file_lock(), self.engine.begin() as conn:

@@ -18,6 +18,7 @@ import subprocess
 import time
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg2
@@ -170,9 +171,14 @@ def test_two_shops_on_celery_postgres_redis(tmp_path):
 
         # OpenLineage events from the workers reached the file transport, for both shops' tasks
         events = [json.loads(line) for line in dep.lineage_file.read_text().splitlines()]
-        completed = {e["job"]["name"] for e in events if e["eventType"] == "COMPLETE"}
+        completed = {e["job"]["name"]: e for e in events if e["eventType"] == "COMPLETE"}
         for dag_id in SHOPS.values():
             assert f"{dag_id}.join_and_decide" in completed
+            # the warehouse connection is in the secrets backend, unread at parse time: the task named
+            # its tables after it (OpenLineage naming of a PostgreSQL table)
+            outputs = {(d["namespace"], d["name"]) for d in completed[f"{dag_id}.join_and_decide"]["outputs"]}
+            host = urlsplit(PG)
+            assert (f"postgres://{host.hostname}:{host.port or 5432}", f"{WAREHOUSE_DB}.public.decisions") in outputs, outputs
 
         # stopping is clean even with tasks running: start another run and stop mid-way
         answer = client.post(f"/api/v2/dags/{SHOPS['shop-1']}/dagRuns", json={"logical_date": None, "conf": conf})

@@ -1,5 +1,5 @@
-"""Warehouse tables in lineage are named as the OpenLineage naming spec names a PostgreSQL table when
-the connection can be read at parse time, else under orderops's own namespace."""
+"""Warehouse tables in lineage are named as the OpenLineage naming spec names a PostgreSQL table: at
+parse time when the connection is in the environment, else by the running task that read it."""
 from __future__ import annotations
 
 import json
@@ -29,3 +29,36 @@ def test_sqlite_or_a_connection_not_in_the_environment_stays_in_the_orderops_nam
     assert names(tables("runs")) == [(WAREHOUSE_NAMESPACE, "runs")]
     monkeypatch.setenv("AIRFLOW_CONN_ORDEROPS_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": "/data/wh.db"}))
     assert names(tables("runs")) == [(WAREHOUSE_NAMESPACE, "runs")]
+
+
+def test_a_running_task_renames_its_tables_after_the_connection_it_read(monkeypatch):
+    """A connection the DAG processor could not read (metadata database, secrets backend): the task
+    reads it and its end-of-task lineage names the PostgreSQL tables; endpoints and Assets are kept."""
+    from airflow.providers.openlineage.extractors.manager import ExtractorManager
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG, Connection
+
+    from include.lineage import assets, endpoints, name_tables
+
+    monkeypatch.delenv("AIRFLOW_CONN_ORDEROPS_WAREHOUSE", raising=False)
+    with DAG("lineage_probe", schedule=None):
+        task = EmptyOperator(task_id="join_and_decide", inlets=[*tables("stg_tiktok_orders"), *endpoints("tiktok_providers")],
+                             outlets=[assets()["decisions"], *tables("decisions")])
+    assert names(task.outlets[1:]) == [(WAREHOUSE_NAMESPACE, "decisions")]
+    name_tables(task, Connection(conn_id="orderops_warehouse", conn_type="postgres", host="db.internal", schema="orders",
+                                 extra=json.dumps({"schema": "shop_a"})))
+    assert names(task.inlets) == [("postgres://db.internal:5432", "orders.shop_a.stg_tiktok_orders"),
+                                  ("https://open-api.tiktokglobalshop.com", endpoints("tiktok_providers")[0].name)]
+    assert task.outlets[0] == assets()["decisions"]
+    # what the OpenLineage listener sends at the task's end
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+    lineage = OperatorLineage()
+    ExtractorManager().extract_inlets_and_outlets(lineage, task)
+    assert ("postgres://db.internal:5432", "orders.shop_a.decisions") in names(lineage.outputs)
+    assert ("postgres://db.internal:5432", "orders.shop_a.stg_tiktok_orders") in names(lineage.inputs)
+    # another shop's warehouse renames them again; the embedded SQLite warehouse leaves its own namespace
+    name_tables(task, Connection(conn_id="w2", conn_type="postgres", host="db2", port=6432, schema="b"))
+    assert names(task.outlets[1:]) == [("postgres://db2:6432", "b.public.decisions")]
+    name_tables(task, None)
+    assert names(task.outlets[1:]) == [(WAREHOUSE_NAMESPACE, "decisions")]
