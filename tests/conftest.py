@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +160,16 @@ def connection_json(host: str, *, login: str | None = None, password: str | None
     if extra:
         doc["extra"] = extra
     return json.dumps(doc)
+
+
+def settled_count(server, key: tuple, table: str = "calls") -> int:
+    """A simulator's count for an operation, once settled: it counts after its answer has gone out."""
+    counter = getattr(server.sandbox, table)
+    deadline, last = time.monotonic() + 3.0, -1
+    while time.monotonic() < deadline:
+        now = counter[key]
+        if now == last:
+            return now
+        last = now
+        time.sleep(0.05)
+    return counter[key]

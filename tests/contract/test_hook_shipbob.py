@@ -25,7 +25,7 @@ from orderops_provider.shipbob import CancelOutcome, ShipBobClient, _csv_batches
 from sandbox.core import Settings
 from sandbox.generate import generate
 from sandbox.shipbob import DEFAULT_CREDENTIALS
-from tests.conftest import connection_json
+from tests.conftest import connection_json, settled_count
 
 PAT = DEFAULT_CREDENTIALS["personal_access_tokens"][0]
 CHANNEL = DEFAULT_CREDENTIALS["channel_id"]
@@ -97,18 +97,6 @@ def mint_token(server) -> str:
         return api.post("/_sandbox/shipbob/tokens").json()["token"]
 
 
-def counted(server, key: tuple, table: str = "calls") -> int:
-    """The simulator's count for an operation, once settled: it counts after the answer has gone out."""
-    counter = getattr(server.sandbox, table)
-    deadline, last = time.monotonic() + 2.0, -1
-    while time.monotonic() < deadline:
-        now = counter[key]
-        if now == last:
-            return now
-        last = now
-        time.sleep(0.05)
-    return counter[key]
-
 
 def writes(server) -> list:
     return list(server.sandbox.writes)
@@ -149,7 +137,7 @@ def test_paging_thousands_of_orders_is_complete_lazy_and_counted(run_sandbox, ve
         pages = math.ceil(len(expected) / 250)
         assert len(got) == len(expected) and set(got) == expected
         assert client.stats.calls["orders"] == 1 + pages
-        assert counted(server, ("shipbob", f"GET /{version}/order")) == 1 + pages
+        assert settled_count(server, ("shipbob", f"GET /{version}/order")) == 1 + pages
         created = [o["created_date"] for o in client.orders(limit=200)]
         assert created == sorted(created)   # Oldest first, so new orders only ever land on the last page
         assert client.stats.calls["orders"] == 1 + pages + math.ceil(len(expected) / 200)
@@ -295,7 +283,7 @@ def test_token_revoked_mid_paging_is_replaced_and_no_page_is_lost(run_sandbox):
         assert len(fresh) == 1 and client._token == fresh[0]
         assert client.stats.calls["orders"] == 5 + 1           # five pages, one refused attempt
         assert client.stats.failures["orders"] == 0 and client.stats.retries["orders"] == 0
-    assert counted(server, LIST) == 6
+    assert settled_count(server, LIST) == 6
     assert server.sandbox.platforms["shipbob"].state()["tokens"] == {"active": 1, "revoked": 1}
 
 
@@ -310,7 +298,7 @@ def test_revoked_token_without_a_new_one_fails_fast_without_leaking_it(run_sandb
             list(listing)
         assert secret not in str(caught.value) and secret not in repr(caught.value.__context__)
         assert client.stats.calls["orders"] == 2 and client.stats.failures["orders"] == 1
-    assert counted(server, LIST) == 2   # one refused request, not a retry loop
+    assert settled_count(server, LIST) == 2   # one refused request, not a retry loop
 
     with make_client(server, token="shipbob-sandbox-pat-wrong-0000") as client:   # no token source at all
         with pytest.raises(AuthError) as caught:
@@ -349,7 +337,7 @@ def test_5xx_and_garbled_pages_are_retried_without_losing_a_page(run_sandbox):
         got += [o["id"] for o in listing]
         assert sorted(got) == [9000000 + i for i in range(1000)] and len(got) == 1000
         assert client.stats.retries["orders"] == 5 and client.stats.calls["orders"] == 4 + 5
-    assert counted(server, LIST) == 9
+    assert settled_count(server, LIST) == 9
 
 
 def test_429_storm_honours_x_retry_after(run_sandbox):
@@ -371,8 +359,8 @@ def test_429_storm_honours_x_retry_after(run_sandbox):
         with pytest.raises(ThrottledError) as caught:
             client.order(9000001)
         assert caught.value.retry_after == 1.0 and client.stats.failures["order"] == 1
-    assert counted(server, ("shipbob", "GET /2026-01/order"), "throttles") == 5
-    assert counted(server, ("shipbob", "GET /2026-01/order/{orderId}"), "throttles") == 8
+    assert settled_count(server, ("shipbob", "GET /2026-01/order"), "throttles") == 5
+    assert settled_count(server, ("shipbob", "GET /2026-01/order/{orderId}"), "throttles") == 8
 
 
 def test_a_hang_times_out_and_the_read_is_retried(run_sandbox):
@@ -454,7 +442,7 @@ def test_a_cancel_is_never_resent_blindly(run_sandbox):
         fault(server, kind="429", path=r"/order/9000004:cancel$", count=2)
         assert client.cancel_order(9000004).data["status"] == "Success"
         assert client.stats.calls["cancel_order"] == 6 and client.stats.throttled["cancel_order"] == 2
-    assert counted(server, cancel_op) == 6
+    assert settled_count(server, cancel_op) == 6
     # Writes the simulator performed: the cut answer's cancel and the throttled one's, once each.
     assert [(w.path, w.outcome) for w in writes(server)] == [
         ("/2026-01/order/9000001:cancel", "ok"), ("/2026-01/order/9000004:cancel", "ok")]

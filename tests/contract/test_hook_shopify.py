@@ -27,7 +27,7 @@ from orderops_provider.shopify import (CancelResult, NoteResult, ShopifyClient, 
 from sandbox.core import Settings
 from sandbox.generate import generate
 from sandbox.shopify import DEFAULT_CREDENTIALS, TIKTOK_NOTE_PREFIX
-from tests.conftest import connection_json
+from tests.conftest import connection_json, settled_count
 
 TOKEN = DEFAULT_CREDENTIALS["access_token"]
 CLIENT_ID = DEFAULT_CREDENTIALS["client_id"]
@@ -92,18 +92,6 @@ def writes(server) -> list:
     return [w for w in server.sandbox.writes if w.platform == "shopify"]
 
 
-def counted(server, key: tuple, table: str = "calls") -> int:
-    """The simulator's count, once settled: it counts after the answer has gone out."""
-    counter = getattr(server.sandbox, table)
-    deadline, last = time.monotonic() + 2.0, -1
-    while time.monotonic() < deadline:
-        now = counter[key]
-        if now == last:
-            return now
-        last = now
-        time.sleep(0.05)
-    return counter[key]
-
 
 def arm_before_cancel(client: ShopifyClient, server, **spec) -> None:
     """Inject a fault just before the client's next orderCancel leaves (the reads before it pass)."""
@@ -160,7 +148,7 @@ def test_paging_5000_orders_flat_out_costs_one_call_per_250_and_is_never_throttl
     print(f"\n{len(got)} orders in {pages} pages, {elapsed:.1f} s: {rows}")
     assert rows == [{"platform": "shopify", "operation": "orders", "calls": pages, "retries": 0,
                      "throttled": 0, "failures": 0}]
-    assert counted(server, ORDERS_OP) == pages and counted(server, ORDERS_OP, "throttles") == 0
+    assert settled_count(server, ORDERS_OP) == pages and settled_count(server, ORDERS_OP, "throttles") == 0
     assert client.bucket.rate == 1000.0 and client.bucket.burst == 2000.0   # learned from throttleStatus
     assert client.stats.wait_seconds > 0          # paced: flat out would have overrun the bucket
     # every page asked for 2 + 250 x 2 = 502 points: well under the 1,000-point single-query cap
@@ -196,7 +184,7 @@ def test_limiter_paces_at_the_documented_quota(run_sandbox):
     # At most the very first ask, sent before the client had seen the shop's level, is throttled
     # (unless the bucket refilled past one page's cost meanwhile).
     throttled = client.stats.throttled["orders"]
-    assert throttled in (0, 1) and counted(server, ORDERS_OP, "throttles") == throttled
+    assert throttled in (0, 1) and settled_count(server, ORDERS_OP, "throttles") == throttled
     assert all(c["actualQueryCost"] is None for c in client.costs[:throttled]) and client.bucket.rate == 100.0
     pages, sent = client.costs[throttled:], client.sent[throttled:]
     assert [c["requestedQueryCost"] for c in pages] == [102] * 8 and len(sent) == 8
@@ -220,7 +208,7 @@ def test_bucket_follows_the_shops_plan_from_throttle_status(run_sandbox):
         got = [o["id"] for o in client.orders()]
     elapsed = time.monotonic() - started
     assert sorted(got) == expected
-    assert client.stats.throttled["orders"] == 0 and counted(server, ORDERS_OP, "throttles") == 0
+    assert client.stats.throttled["orders"] == 0 and settled_count(server, ORDERS_OP, "throttles") == 0
     assert (client.bucket.burst, client.bucket.rate) == (1000.0, 400.0)
     # at 100/s the same walk would need (points - 1,000) / 100 seconds at least
     assert elapsed < (client.points["orders"] - 1000) / 100 * 0.6, elapsed
@@ -231,7 +219,7 @@ def test_bucket_follows_the_shops_plan_from_throttle_status(run_sandbox):
         again = [o["id"] for o in deaf.orders()]
     assert sorted(again) == shop_ids(server)
     assert deaf.stats.throttled["orders"] > 0
-    assert counted(server, ORDERS_OP, "throttles") == deaf.stats.throttled["orders"]
+    assert settled_count(server, ORDERS_OP, "throttles") == deaf.stats.throttled["orders"]
     assert deaf.stats.calls["orders"] == 4 + deaf.stats.throttled["orders"]
 
 
@@ -335,7 +323,7 @@ def test_429_storm_is_retried_after_the_platforms_hint(run_sandbox):
     assert client.stats.throttled["orders"] == 3 and client.stats.retries["orders"] == 3
     assert client.stats.calls["orders"] == 3 + 3
     # an injected 429 never reaches the handler, so the simulator counts it under the route
-    assert counted(server, ("shopify", "POST /admin/api/{version}/graphql.json"), "throttles") == 3
+    assert settled_count(server, ("shopify", "POST /admin/api/{version}/graphql.json"), "throttles") == 3
     assert elapsed >= 3 * 0.95   # Retry-After: 1.0 each time, not the 10 ms backoff
 
 

@@ -29,7 +29,7 @@ from orderops_provider.tiktok_versions import path as api_path
 from sandbox.core import Settings
 from sandbox.generate import generate
 from sandbox.tiktok import DEFAULT_CREDENTIALS as CREDS
-from tests.conftest import connection_json
+from tests.conftest import connection_json, settled_count
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 FAST = RetryPolicy(max_attempts=6, base=0.01, cap=0.05)
@@ -91,18 +91,6 @@ def fault(server, **spec) -> None:
     assert response.status_code == 200, response.text
 
 
-def counted(server, key: tuple, table: str = "calls") -> int:
-    """The simulator's count for an operation, once settled: it counts after the answer has gone out."""
-    counter = getattr(server.sandbox, table)
-    deadline, last = time.monotonic() + 3.0, -1
-    while time.monotonic() < deadline:
-        now = counter[key]
-        if now == last:
-            return now
-        last = now
-        time.sleep(0.05)
-    return counter[key]
-
 
 def writes(server, operation: str | None = None, order_id: str | None = None) -> list[dict]:
     """The simulator's write log, read through its admin API (`GET /_sandbox/writes`)."""
@@ -151,7 +139,7 @@ def test_paging_2000_orders_survives_a_token_expiry_midway_without_losing_a_page
         # 20 pages, plus the one attempt refused with 105002 and sent again after the refresh
         assert client.stats.calls["search_orders"] == 21 and client.stats.failures["search_orders"] == 0
         assert client.stats.calls["refresh_access_token"] == 1
-        assert counted(server, SEARCH) == 21 and counted(server, ("tiktok", "refresh_access_token")) == 1
+        assert settled_count(server, SEARCH) == 21 and settled_count(server, ("tiktok", "refresh_access_token")) == 1
         # the new token is kept, reported once, and the refresh token (not rotated) stays
         assert len(refreshed) == 1 and refreshed[0].access_token != CREDS["access_token"]
         assert client.tokens.access_token == refreshed[0].access_token
@@ -363,8 +351,8 @@ def test_429_storm_is_ridden_out_without_losing_a_page(run_sandbox):
         assert sorted(got) == [oid(n) for n in range(500)]
         assert client.stats.throttled["search_orders"] == 4 and client.stats.retries["search_orders"] == 4
         assert client.stats.calls["search_orders"] == 5 + 4
-    assert counted(server, SEARCH_ROUTE, "throttles") == 4 and counted(server, SEARCH_ROUTE) == 4
-    assert counted(server, SEARCH) == 5 and not server.sandbox.throttles[SEARCH]
+    assert settled_count(server, SEARCH_ROUTE, "throttles") == 4 and settled_count(server, SEARCH_ROUTE) == 4
+    assert settled_count(server, SEARCH) == 5 and not server.sandbox.throttles[SEARCH]
 
 
 def test_a_storm_longer_than_the_retries_fails_as_throttled(run_sandbox):
@@ -411,7 +399,7 @@ def test_mark_package_shipped_is_never_resent_blindly(run_sandbox, kind, reached
         assert client.stats.calls[MARK] == 1 and client.stats.retries[MARK] == 0
         if kind == "hang":
             server.sandbox.wait_idle()   # the simulator counts a hung request once its client has left
-        assert counted(server, ("tiktok", SB_MARK) if reached else
+        assert settled_count(server, ("tiktok", SB_MARK) if reached else
                        ("tiktok", f"POST {api_path(MARK)}")) == 1
         # the garbled answer came from a handler that ran: one write, one package; else none
         assert len(writes(server, SB_MARK, oid(1))) == (1 if reached else 0)
