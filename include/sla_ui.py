@@ -5,7 +5,7 @@ A plain FastAPI app (no Airflow import) so it can be tested on its own; `plugins
 mounts it in the Airflow API server behind Airflow's login. It reads `sla_daily` (the shop-wide
 rows), `action_ledger` escalations with their reviews, and the files `include.reports.build_day`
 wrote under the reports folder (served by name from a fixed list, for validated shop names and dates
-only). Its only writes are the inbox's (include/inbox.py): plain HTML forms, accepted from the page's
+only), and the Great Expectations Data Docs include.quality builds (served read-only from their folder). Its only writes are the inbox's (include/inbox.py): plain HTML forms, accepted from the page's
 own origin, from a user the `write_dependencies` allow, named by `reviewer`.
 """
 from __future__ import annotations
@@ -32,6 +32,16 @@ DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 REPORT_FILES = {"report.html": "text/html; charset=utf-8", "breaches.csv": "text/csv; charset=utf-8",
                 "trend_30d.csv": "text/csv; charset=utf-8"}
 MAX_ESCALATIONS = 500
+# Data Docs files by type; anything else in their folder is not served.
+DOCS_FILES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8", ".png": "image/png",
+              ".gif": "image/gif", ".svg": "image/svg+xml", ".ico": "image/x-icon", ".otf": "font/otf"}
+# Data Docs draw their tables with scripts from public CDNs and show values from platform data: they
+# run sandboxed (an origin of their own, no access to Airflow's session), with those scripts only.
+DOCS_CDNS = ("https://code.jquery.com https://cdnjs.cloudflare.com https://stackpath.bootstrapcdn.com "
+             "https://maxcdn.bootstrapcdn.com https://unpkg.com https://cdn.jsdelivr.net")
+DOCS_CSP = (f"sandbox allow-scripts allow-popups; default-src 'none'; script-src 'unsafe-inline' {DOCS_CDNS}; "
+            f"style-src 'self' 'unsafe-inline' {DOCS_CDNS}; font-src 'self' data: {DOCS_CDNS}; img-src 'self' data:; "
+            "frame-ancestors 'self'")
 # Reports embed their charts as data: URLs and need nothing else; scripts never run in them.
 REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
 PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'"
@@ -181,6 +191,19 @@ def report_path(reports_dir: Path, shop: str, day: str, name: str) -> Path:
     return path
 
 
+def data_docs_path(docs_dir: Path, path: str) -> Path:
+    """The Data Docs file to serve, or 404: known file types only, no hidden, empty or parent
+    segments, inside the Data Docs folder (a link out of it is refused too)."""
+    parts = path.split("/")
+    if any(not part or part.startswith(".") for part in parts) or Path(path).suffix not in DOCS_FILES:
+        raise HTTPException(404, "no such Data Docs page")
+    root = docs_dir.resolve()
+    target = (root / path).resolve()
+    if not target.is_relative_to(root) or not target.is_file():
+        raise HTTPException(404, "no such Data Docs page")
+    return target
+
+
 # ---------------------------------------------------------------- rendering
 
 def _hours(value: float | None) -> str:
@@ -196,11 +219,11 @@ ACTIONS = {"acknowledged": "Acknowledge", "resolved": "Resolve"}
 
 
 def render_index(overview: Overview, days: int, shop: str | None, all_shops: Sequence[str], source: str = "",
-                 editable: bool = False) -> str:
+                 editable: bool = False, data_docs: bool = False) -> str:
     period = (f"the {days} days up to {overview.until:%Y-%m-%d}" if overview.until else "no data yet")
     return template("sla_breaches.html").render(
         overview=overview, days=days, shop=shop, all_shops=all_shops, source=source, editable=editable,
-        period=period, day_choices=sorted({7, 30, 90, days}), rate=_rate, hours=_hours,
+        period=period, day_choices=sorted({7, 30, 90, days}), rate=_rate, hours=_hours, data_docs=data_docs,
         open_state=OPEN, review_states=REVIEW_STATES, actions=ACTIONS, max_escalations=MAX_ESCALATIONS)
 
 
@@ -230,14 +253,16 @@ def _same_origin(request: Request) -> None:
 
 
 def create_app(warehouse_url: str, reports_dir: Path, dependencies: Sequence[Any] = (),
-               write_dependencies: Sequence[Any] = (), reviewer: Any = None) -> FastAPI:
+               write_dependencies: Sequence[Any] = (), reviewer: Any = None, data_docs_dir: Path | None = None) -> FastAPI:
     """The page as a FastAPI app; `dependencies` guard every route (the plugin passes Airflow's login),
-    `write_dependencies` the inbox's changes as well (the plugin: the right to edit DAG runs), and
-    `reviewer` is the dependency naming who makes one (without it, the page is read-only)."""
+    `write_dependencies` the inbox's changes as well (the plugin: the right to edit DAG runs),
+    `reviewer` is the dependency naming who makes one (without it, the page is read-only), and
+    `data_docs_dir` the Data Docs folder served under data-docs/ (include.quality.docs_dir)."""
     # a long-lived server: connections PostgreSQL dropped meanwhile are noticed before use
     warehouse = Warehouse(warehouse_url, pool_pre_ping=True)
     engine = warehouse.engine
     reports_dir = Path(reports_dir)
+    data_docs_dir = Path(data_docs_dir) if data_docs_dir is not None else None
     app = FastAPI(title="orderops SLA breaches", docs_url=None, redoc_url=None, openapi_url=None,
                   dependencies=list(dependencies))
     app.state.engine = engine
@@ -263,8 +288,9 @@ def create_app(warehouse_url: str, reports_dir: Path, dependencies: Sequence[Any
     def index(shop: str | None = Query(None, max_length=64), days: int = Query(30, ge=1, le=366)) -> HTMLResponse:
         shop = shop or None
         overview = load_overview(engine, reports_dir, days=days, shop=shop)
-        return HTMLResponse(render_index(overview, days, shop, shops_known(), source, editable=reviewer is not None),
-                            headers=headers(PAGE_CSP))
+        docs = data_docs_dir is not None and (data_docs_dir / "index.html").is_file()
+        return HTMLResponse(render_index(overview, days, shop, shops_known(), source, editable=reviewer is not None,
+                                         data_docs=docs), headers=headers(PAGE_CSP))
 
     @app.get("/api/days")
     def api_days(shop: str | None = Query(None, max_length=64), days: int = Query(30, ge=1, le=366)) -> dict:
@@ -311,5 +337,11 @@ def create_app(warehouse_url: str, reports_dir: Path, dependencies: Sequence[Any
         path = report_path(reports_dir, shop, day, name)
         extra = {"Content-Disposition": f'inline; filename="{shop}-{day}-{name}"'} if name.endswith(".csv") else {}
         return FileResponse(path, media_type=REPORT_FILES[name], headers={**headers(REPORT_CSP), **extra})
+
+    if data_docs_dir is not None:
+        @app.get("/data-docs/{path:path}")
+        def data_docs_file(path: str) -> FileResponse:
+            target = data_docs_path(data_docs_dir, path or "index.html")
+            return FileResponse(target, media_type=DOCS_FILES[target.suffix], headers=headers(DOCS_CSP))
 
     return app

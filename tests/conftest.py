@@ -2,8 +2,9 @@
 
 Airflow reads its settings at import, so they are set here, before any test imports it:
 AIRFLOW_HOME in a fresh temp folder, examples off, this repo's dags/ and plugins/, and the
-repo root importable (pytest.ini `pythonpath = .`). `airflow_db` migrates the metadata DB
-(SQLite in that folder) once per session for the tests that need it.
+repo root importable (pytest.ini `pythonpath = .`); Great Expectations results and Data Docs in a
+temp folder too. `airflow_db` migrates the metadata DB (SQLite in that folder) once per session for
+the tests that need it.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ os.environ.update({
     "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
     "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
     "TQDM_DISABLE": "1",
+    # Great Expectations results and Data Docs of the runs tests make: never the repo's state/
+    "ORDEROPS_GX_DIR": tempfile.mkdtemp(prefix="orderops-gx-"),
     "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
 })
 
