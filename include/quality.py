@@ -74,6 +74,18 @@ def docs_dir(root: Path | None = None) -> Path:
     return (root or gx_dir()) / "data_docs"
 
 
+def run_name(shop: str, run_id: str) -> str:
+    """What a run's results are named in the store and Data Docs (a folder name there)."""
+    return UNSAFE.sub("_", f"{shop}/{run_id}")
+
+
+def validation_page(docs: Path, batch: str, run: str) -> str | None:
+    """The Data Docs page of `run`'s result for `batch` (the newest, after retries), relative to
+    the site, or None when it was not built or has been pruned."""
+    pages = sorted((docs / "validations" / batch / run).glob("*/*.html")) if UNSAFE.search(batch + run) is None else []
+    return pages[-1].relative_to(docs).as_posix() if pages else None
+
+
 def kept() -> int:
     return max(1, int(os.environ.get(KEEP_ENV) or KEEP_DEFAULT))
 
@@ -170,7 +182,7 @@ def _drop_empty(folder: Path) -> None:
 
 def validate(batch: str, rows: list[dict], now: datetime | None = None, run: str | None = None) -> Outcome:
     """Run the batch's checkpoint on its staged rows (the columns its suite reads); `run` names the
-    result in the store and Data Docs (the pipeline: shop and run id)."""
+    result in the store and Data Docs (the pipeline's: `run_name`)."""
     import great_expectations as gx  # heavy import: only inside the validation task
     from great_expectations.core.run_identifier import RunIdentifier
 

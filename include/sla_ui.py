@@ -23,8 +23,11 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from include.inbox import OPEN, REVIEW_STATES, InboxError, latest_reviews, map_carrier, review
+from include.quality import run_name, validation_page
 from include.templates import template
-from include.warehouse import TS, Warehouse, action_ledger, as_utc, at_risk_alerts, sla_daily, stg_tiktok_orders
+from include.warehouse import (
+    TS, Warehouse, action_ledger, as_utc, at_risk_alerts, sla_daily, stg_tiktok_orders, validation_results,
+)
 
 # The shop names include.shops accepts; anything else is never turned into a path.
 SHOP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
@@ -32,6 +35,7 @@ DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 REPORT_FILES = {"report.html": "text/html; charset=utf-8", "breaches.csv": "text/csv; charset=utf-8",
                 "trend_30d.csv": "text/csv; charset=utf-8"}
 MAX_ESCALATIONS = 500
+MAX_VALIDATIONS = 100
 # Data Docs files by type; anything else in their folder is not served.
 DOCS_FILES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8", ".png": "image/png",
               ".gif": "image/gif", ".svg": "image/svg+xml", ".ico": "image/x-icon", ".otf": "font/otf"}
@@ -56,6 +60,7 @@ class ShopDays:
     days: list[dict] = field(default_factory=list)          # newest first, sla_daily figures + files
     escalations: list[dict] = field(default_factory=list)   # newest first
     at_risk: list[dict] = field(default_factory=list)        # alerted before their ship-by time, newest first
+    validations: list[dict] = field(default_factory=list)    # batches that failed their suite, newest first
 
 
 @dataclass
@@ -72,11 +77,14 @@ def _escalation_time():
     return sa.func.coalesce(a.acted_at, a.created_at, type_=TS)
 
 
-def load_overview(engine: sa.Engine, reports_dir: Path, days: int = 30, shop: str | None = None) -> Overview:
-    """The last `days` days that have figures or escalations, per shop, newest first."""
+def load_overview(engine: sa.Engine, reports_dir: Path, days: int = 30, shop: str | None = None,
+                  data_docs_dir: Path | None = None) -> Overview:
+    """The last `days` days that have figures, escalations or failed validations, per shop, newest
+    first; a failed validation links its Data Docs page when `data_docs_dir` has it."""
     inspector = sa.inspect(engine)
     has_daily, has_ledger = inspector.has_table("sla_daily"), inspector.has_table("action_ledger")
-    s, a = sla_daily.c, action_ledger.c
+    has_checks = inspector.has_table("validation_results")
+    s, a, v = sla_daily.c, action_ledger.c, validation_results.c
     when = _escalation_time()
     with engine.connect() as conn:
         newest: list[date] = []
@@ -90,6 +98,12 @@ def load_overview(engine: sa.Engine, reports_dir: Path, days: int = 30, shop: st
             q = sa.select(sa.func.max(when)).where(a.kind == "escalate")
             if shop:
                 q = q.where(a.shop == shop)
+            if (t := conn.execute(q).scalar()) is not None:
+                newest.append(_as_date(t))
+        if has_checks:
+            q = sa.select(sa.func.max(v.checked_at)).where(v.success.is_(False))
+            if shop:
+                q = q.where(v.shop == shop)
             if (t := conn.execute(q).scalar()) is not None:
                 newest.append(_as_date(t))
         if not newest:
@@ -150,6 +164,19 @@ def load_overview(engine: sa.Engine, reports_dir: Path, days: int = 30, shop: st
                     "tiktok_order_id": row.tiktok_order_id, "threshold_hours": row.threshold_hours,
                     "alerted_at": as_utc(row.alerted_at), "rts_sla_time": as_utc(row.rts_sla_time),
                     "status": row.status, "tracking_number": row.tracking_number or ""})
+        if has_checks:
+            start = datetime.combine(since, time.min, tzinfo=timezone.utc)
+            q = (sa.select(v.shop, v.run_id, v.platform, v.rows, v.failures, v.checked_at)
+                 .where(v.success.is_(False), v.checked_at >= start)
+                 .order_by(v.checked_at.desc()).limit(MAX_VALIDATIONS))
+            if shop:
+                q = q.where(v.shop == shop)
+            for row in conn.execute(q):
+                page = validation_page(data_docs_dir, row.platform, run_name(row.shop, row.run_id)) if data_docs_dir else None
+                shops.setdefault(row.shop, ShopDays(row.shop)).validations.append({
+                    "checked_at": as_utc(row.checked_at), "run_id": row.run_id, "batch": row.platform,
+                    "rows": row.rows, "failures": row.failures if isinstance(row.failures, list) else [],
+                    "page": f"data-docs/{page}" if page else None})
         if has_ledger:
             for entry in shops.values():
                 per_day: dict[date, int] = {}
@@ -236,7 +263,8 @@ def _jsonable(overview: Overview) -> dict:
             "escalations_truncated": overview.escalations_truncated,
             "shops": [{"shop": e.shop, "days": [clean(d) for d in e.days],
                        "escalations": [clean(x) for x in e.escalations],
-                       "at_risk": [clean(x) for x in e.at_risk]} for e in overview.shops]}
+                       "at_risk": [clean(x) for x in e.at_risk],
+                       "validations": [clean(x) for x in e.validations]} for e in overview.shops]}
 
 
 # ---------------------------------------------------------------- app
@@ -287,14 +315,14 @@ def create_app(warehouse_url: str, reports_dir: Path, dependencies: Sequence[Any
     @app.get("/", response_class=HTMLResponse)
     def index(shop: str | None = Query(None, max_length=64), days: int = Query(30, ge=1, le=366)) -> HTMLResponse:
         shop = shop or None
-        overview = load_overview(engine, reports_dir, days=days, shop=shop)
+        overview = load_overview(engine, reports_dir, days=days, shop=shop, data_docs_dir=data_docs_dir)
         docs = data_docs_dir is not None and (data_docs_dir / "index.html").is_file()
         return HTMLResponse(render_index(overview, days, shop, shops_known(), source, editable=reviewer is not None,
                                          data_docs=docs), headers=headers(PAGE_CSP))
 
     @app.get("/api/days")
     def api_days(shop: str | None = Query(None, max_length=64), days: int = Query(30, ge=1, le=366)) -> dict:
-        return _jsonable(load_overview(engine, reports_dir, days=days, shop=shop or None))
+        return _jsonable(load_overview(engine, reports_dir, days=days, shop=shop or None, data_docs_dir=data_docs_dir))
 
     if reviewer is not None:
         migrated: list[bool] = []

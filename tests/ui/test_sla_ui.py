@@ -120,7 +120,7 @@ class Page(HTMLParser):
             self._row[1].append(" ".join("".join(self._cell).split()))
             self._cell = None
         elif tag == "tr" and self._row is not None:
-            if self._row[1] and self._row[0].get("data-day") or "data-order" in self._row[0]:
+            if self._row[1] and self._row[0].get("data-day") or {"data-order", "data-batch"} & self._row[0].keys():
                 self._table.append(self._row)
             self._row = None
         elif tag == "table":
@@ -266,6 +266,33 @@ def test_the_page_links_data_docs_and_the_route_serves_them_read_only(seeded, da
         raise HTTPException(401, "Not authenticated")
 
     assert client(wh, reports, data_docs_dir=data_docs, dependencies=[Depends(deny)]).get("/data-docs/").status_code == 401
+
+
+def test_failed_validations_are_listed_with_their_data_docs_page(seeded, data_docs):
+    from include.warehouse import validation_results
+
+    wh, reports = seeded
+    failures = [{"expectation": "expect_column_values_to_be_in_set", "column": "status", "unexpected_count": 1,
+                 "examples": ["<b>TELEPORTED</b>"]}]
+    with wh.engine.begin() as conn:
+        conn.execute(validation_results.insert(), [
+            {"shop": "default", "run_id": "run-1", "platform": "tiktok_orders", "success": False, "rows": 40,
+             "failures": failures, "checked_at": at_hour(15)},
+            {"shop": "default", "run_id": "run-2", "platform": "shipbob_orders", "success": False, "rows": 3,
+             "failures": failures, "checked_at": at_hour(16)},     # its page was pruned
+            {"shop": "default", "run_id": "run-1", "platform": "shopify_orders", "success": True, "rows": 9,
+             "failures": [], "checked_at": at_hour(15)}])          # passed: not listed
+    c = client(wh, reports, data_docs_dir=data_docs)
+    text = c.get("/").text
+    rows = [(attrs["data-batch"], attrs["data-run"], cells) for attrs, cells in Page(text).tables["validations"]]
+    assert [(batch, run) for batch, run, _ in rows] == [("shipbob_orders", "run-2"), ("tiktok_orders", "run-1")]
+    assert rows[1][2][3:5] == ["40", "expect_column_values_to_be_in_set on status: 1 unexpected, e.g. <b>TELEPORTED</b>"]
+    assert "<b>TELEPORTED</b>" not in text and rows[0][2][5] == "not kept"
+    link = ("data-docs/validations/tiktok_orders/default_run-1/20261120T150000.000000Z/"
+            "tiktok_orders_source-tiktok_orders.html")
+    assert link in Page(text).links and "TELEPORTED" in c.get(f"/{link}").text
+    listed = c.get("/api/days").json()["shops"][0]["validations"]
+    assert [(v["batch"], v["page"]) for v in listed] == [("shipbob_orders", None), ("tiktok_orders", link)]
 
 
 def test_no_data_docs_link_before_any_validation(seeded, tmp_path):
