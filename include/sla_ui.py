@@ -1,12 +1,14 @@
-"""The "SLA breaches" page: days with their key figures, each day's report files, and the
-escalation inbox.
+"""The "SLA breaches" page: days with their key figures, each day's report files, the escalation
+inbox, and the batches that failed their data quality suite, with Great Expectations' Data Docs.
 
 A plain FastAPI app (no Airflow import) so it can be tested on its own; `plugins/orderops_sla_plugin.py`
 mounts it in the Airflow API server behind Airflow's login. It reads `sla_daily` (the shop-wide
-rows), `action_ledger` escalations with their reviews, and the files `include.reports.build_day`
-wrote under the reports folder (served by name from a fixed list, for validated shop names and dates
-only), and the Great Expectations Data Docs include.quality builds (served read-only from their folder). Its only writes are the inbox's (include/inbox.py): plain HTML forms, accepted from the page's
-own origin, from a user the `write_dependencies` allow, named by `reviewer`.
+rows), `action_ledger` escalations with their reviews, failed `validation_results`, the files
+`include.reports.build_day` wrote under the reports folder (served by name from a fixed list, for
+validated shop names and dates only) and the Great Expectations Data Docs `include.quality` builds
+(served read-only, sandboxed, from their folder). Its only writes are the inbox's (include/inbox.py):
+plain HTML forms, accepted from the page's own origin, from a user the `write_dependencies` allow,
+named by `reviewer`.
 """
 from __future__ import annotations
 
