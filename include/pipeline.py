@@ -32,7 +32,7 @@ from include.model import (
     VERIFY_FULFILLMENT_CANCEL, Decision,
 )
 from include.platforms import Platforms
-from include.quality import validate
+from include.quality import run_name, validate
 from include.run_store import BATCH_TABLES, CLOCK_SKEW, RunStore
 from include.runconfig import RunSettings, now_for
 from include.warehouse import (
@@ -420,9 +420,11 @@ def extract_shipbob(settings: RunSettings, platforms: Platforms, wh: Warehouse, 
 
 
 def validate_batch(settings: RunSettings, wh: Warehouse, batch: str) -> dict:
-    """Great Expectations on the batch this run staged; a failure blocks actions, not staging."""
+    """The batch's Great Expectations checkpoint on what this run staged (its result and Data Docs
+    named by shop and run); a failure blocks actions, not staging."""
     store = RunStore(wh, settings)
-    outcome = validate(batch, store.staged_by_run(BATCH_TABLES[batch]), now_for(settings))
+    outcome = validate(batch, store.staged_by_run(BATCH_TABLES[batch]), now_for(settings),
+                       run=run_name(settings.shop, settings.run_id))
     store.record_validation(batch, outcome)
     (log.info if outcome.success else log.error)("%s", outcome.describe())
     return {"batch": batch, "success": outcome.success, "rows": outcome.rows, "failures": len(outcome.failures)}

@@ -1,55 +1,52 @@
 """Great Expectations (GX Core) suites over each staged platform batch.
 
+The suites are GX Expectation Suite files, `include/expectations/<batch>.json`. What must not drift
+from the code is not copied into them: the status vocabularies (include/enums.py) and the time
+bounds of the run's clock are suite parameters (`{"$PARAMETER": name}`), supplied by `parameters`.
+Each batch is validated by a GX Checkpoint (its ValidationDefinition, the suite, an
+UpdateDataDocsAction); the result goes to GX's validation results store and into Data Docs under
+`gx_dir()` (ORDEROPS_GX_DIR, default <state>/gx), which the SLA page serves. The code folder is
+only read.
+
 A failed suite does not stop staging; it blocks the actions that depend on that platform's data
 (see `include.run_store.RunStore.blocked_by_validation`) and is reported with the failing expectations.
 """
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator
 
 import pandas as pd
 
 from include.enums import (
     AMAZON_ORDER_STATUSES, FULFILLMENT_TYPES, SHIPBOB_ORDER_STATUSES, TIKTOK_CANCEL_STATUSES, TIKTOK_ORDER_STATUSES,
 )
+from include.runconfig import STATE_DIR
 
-
+SUITES_DIR = Path(__file__).resolve().parent / "expectations"
+GX_DIR_ENV = "ORDEROPS_GX_DIR"
+KEEP_ENV = "ORDEROPS_GX_KEEP"
+# Results kept per suite (older ones leave the store and Data Docs): the index page reads every
+# result it lists, so an unbounded history would make each validation slower than the last.
+KEEP_DEFAULT = 50
+DOCS_SITE = "orderops"
 EARLIEST = pd.Timestamp("2015-01-01", tz="UTC")
-
-
-@dataclass(frozen=True)
-class Check:
-    kind: str            # unique | not_null | in_set | regex | time
-    column: str
-    values: tuple = ()
-
-
-SUITES: dict[str, list[Check]] = {
-    "tiktok_orders": [
-        Check("unique", "tiktok_order_id"), Check("not_null", "tiktok_order_id"),
-        Check("regex", "tiktok_order_id", (r"^\d{1,32}$",)),
-        Check("in_set", "status", TIKTOK_ORDER_STATUSES), Check("in_set", "fulfillment_type", FULFILLMENT_TYPES),
-        Check("time", "create_time"), Check("time", "update_time"), Check("time", "rts_sla_time"),
-        Check("not_null", "create_time"), Check("not_null", "update_time"),
-    ],
-    "tiktok_cancellations": [
-        Check("unique", "cancel_id"), Check("not_null", "tiktok_order_id"),
-        Check("in_set", "status", TIKTOK_CANCEL_STATUSES), Check("time", "create_time"),
-    ],
-    "shopify_orders": [
-        Check("unique", "shopify_order_id"), Check("not_null", "name"), Check("time", "updated_at"),
-    ],
-    "amazon_fulfillment_orders": [
-        Check("unique", "seller_fulfillment_order_id"), Check("in_set", "status", AMAZON_ORDER_STATUSES),
-    ],
-    "shipbob_orders": [
-        Check("unique", "shipbob_order_id"), Check("in_set", "status", SHIPBOB_ORDER_STATUSES),
-    ],
-}
+# A platform time this far past the run's clock is a broken value (ship-by times lie days ahead).
+AHEAD = timedelta(days=400)
+# The parameters that bound the time columns: a column compared with them is parsed as a time.
+TIME_BOUNDS = ("earliest_time", "latest_time")
 # Which platform each staged batch belongs to.
 BATCH_PLATFORM = {"tiktok_orders": "tiktok", "tiktok_cancellations": "tiktok", "shopify_orders": "shopify",
                   "amazon_fulfillment_orders": "amazon_mcf", "shipbob_orders": "shipbob"}
+# Run names become folder names in the results store and Data Docs.
+UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 @dataclass
@@ -68,50 +65,158 @@ class Outcome:
         return "\n".join(lines)
 
 
-def _expectation(gx, check: Check, now: datetime):
-    e = gx.expectations
-    if check.kind == "unique":
-        return e.ExpectColumnValuesToBeUnique(column=check.column)
-    if check.kind == "not_null":
-        return e.ExpectColumnValuesToNotBeNull(column=check.column)
-    if check.kind == "in_set":
-        return e.ExpectColumnValuesToBeInSet(column=check.column, value_set=list(check.values))
-    if check.kind == "regex":
-        return e.ExpectColumnValuesToMatchRegex(column=check.column, regex=check.values[0])
-    if check.kind == "time":
-        latest = pd.Timestamp(now + timedelta(days=400))
-        return e.ExpectColumnValuesToBeBetween(column=check.column, min_value=EARLIEST, max_value=latest)
-    raise ValueError(f"unknown check kind {check.kind!r}")
+def gx_dir() -> Path:
+    """Where validation results and Data Docs are written (never the code folder)."""
+    return Path(os.environ.get(GX_DIR_ENV) or STATE_DIR / "gx")
 
 
-def validate(batch: str, rows: list[dict], now: datetime | None = None) -> Outcome:
-    """Run the batch's suite on its staged rows (typed columns only)."""
+def docs_dir(root: Path | None = None) -> Path:
+    return (root or gx_dir()) / "data_docs"
+
+
+def run_name(shop: str, run_id: str) -> str:
+    """What a run's results are named in the store and Data Docs (a folder name there)."""
+    return UNSAFE.sub("_", f"{shop}/{run_id}")
+
+
+def validation_page(docs: Path, batch: str, run: str) -> str | None:
+    """The Data Docs page of `run`'s result for `batch` (the newest, after retries), relative to
+    the site, or None when it was not built or has been pruned."""
+    pages = sorted((docs / "validations" / batch / run).glob("*/*.html")) if UNSAFE.search(batch + run) is None else []
+    return pages[-1].relative_to(docs).as_posix() if pages else None
+
+
+def kept() -> int:
+    return max(1, int(os.environ.get(KEEP_ENV) or KEEP_DEFAULT))
+
+
+def parameters(now: datetime) -> dict[str, Any]:
+    """The suite parameters, one definition each: the vocabularies and the run's time bounds."""
+    return {"tiktok_order_statuses": list(TIKTOK_ORDER_STATUSES), "fulfillment_types": list(FULFILLMENT_TYPES),
+            "tiktok_cancel_statuses": list(TIKTOK_CANCEL_STATUSES), "amazon_order_statuses": list(AMAZON_ORDER_STATUSES),
+            "shipbob_order_statuses": list(SHIPBOB_ORDER_STATUSES),
+            "earliest_time": EARLIEST, "latest_time": pd.Timestamp(now + AHEAD)}
+
+
+def suite_document(batch: str) -> dict:
+    """The batch's suite as its file holds it (GX's Expectation Suite JSON)."""
+    return json.loads((SUITES_DIR / f"{batch}.json").read_text())
+
+
+def referenced_parameters(value: Any) -> set[str]:
+    """Every `$PARAMETER` name inside a suite document (or part of one)."""
+    if isinstance(value, dict):
+        found = {value["$PARAMETER"]} if "$PARAMETER" in value else set()
+        return found.union(*(referenced_parameters(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(referenced_parameters(v) for v in value))
+    return set()
+
+
+def _columns(document: dict) -> tuple[list[str], list[str]]:
+    """The columns a suite reads, and those of them it bounds in time."""
+    columns, times = set(), set()
+    for expectation in document["expectations"]:
+        kwargs = expectation["kwargs"]
+        if "column" not in kwargs:   # a table-level expectation
+            continue
+        columns.add(kwargs["column"])
+        if referenced_parameters(kwargs) & set(TIME_BOUNDS):
+            times.add(kwargs["column"])
+    return sorted(columns), sorted(times)
+
+
+@contextmanager
+def _exclusive(root: Path) -> Iterator[None]:
+    """One writer at a time per GX folder: Data Docs' index page and static files are shared, and
+    pruning removes results and pages another writer may be listing."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _context(gx, root: Path, keep: int):
+    """An in-memory context (suites, definitions) whose results and Data Docs are files under
+    `root`: no great_expectations.yml is written, so concurrent task processes share nothing but
+    those files."""
+    from great_expectations.data_context.types.base import (
+        DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig,
+    )
+
+    defaults = InMemoryStoreBackendDefaults()
+    stores = dict(defaults.stores)
+    stores[defaults.validation_results_store_name] = {
+        "class_name": "ValidationResultsStore",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(root / "validations"),
+                          "suppress_store_backend_id": True}}
+    site = {"class_name": "SiteBuilder", "show_how_to_buttons": False,
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir(root))},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "validation_results_limit": keep},
+            "site_section_builders": {"validations": {"validation_results_limit": keep}}}
+    config = DataContextConfig(store_backend_defaults=defaults, stores=stores, data_docs_sites={DOCS_SITE: site},
+                               analytics_enabled=False,
+                               progress_bars=ProgressBarsConfig(globally=False))   # they would flood task logs
+    return gx.get_context(project_config=config, mode="ephemeral")
+
+
+def _prune(context, root: Path, suite: str, keep: int) -> None:
+    """Leave room for one more result of `suite`: older results leave the store (their Data Docs
+    pages go with the next index build)."""
+    store = context.validation_results_store
+    keys = [k for k in store.list_keys() if k.expectation_suite_identifier.name == suite]
+    for key in sorted(keys, key=lambda k: k.run_id.run_time, reverse=True)[keep - 1:]:
+        store.remove_key(key)
+    _drop_empty(root / "validations" / suite)
+
+
+def _drop_empty(folder: Path) -> None:
+    """Remove the run folders a removed result or page leaves empty (every listing walks them)."""
+    for path, _, _ in os.walk(folder, topdown=False):   # deepest first: a parent sees its emptied children gone
+        if Path(path) != folder and not os.listdir(path):
+            os.rmdir(path)
+
+
+def validate(batch: str, rows: list[dict], now: datetime | None = None, run: str | None = None) -> Outcome:
+    """Run the batch's checkpoint on its staged rows (the columns its suite reads); `run` names the
+    result in the store and Data Docs (the pipeline's: `run_name`)."""
     import great_expectations as gx  # heavy import: only inside the validation task
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.core.run_identifier import RunIdentifier
 
     now = now or datetime.now(timezone.utc)
-    checks = SUITES[batch]
-    columns = sorted({c.column for c in checks})
+    document = suite_document(batch)
+    columns, times = _columns(document)
     frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
-    for check in checks:
-        if check.kind == "time":
-            frame[check.column] = pd.to_datetime(frame[check.column], utc=True, errors="coerce")
+    for column in times:
+        frame[column] = pd.to_datetime(frame[column], utc=True, errors="coerce")
     if frame.empty:
         return Outcome(batch, True, 0)
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)   # they would flood task logs
+    root, keep = gx_dir(), kept()
+    context = _context(gx, root, keep)
+    # every suite, so the Data Docs index lists all five whichever batch rebuilds it
+    for name in BATCH_PLATFORM:
+        context.suites.add(gx.ExpectationSuite(**suite_document(name)))
     asset = context.data_sources.add_pandas(name=f"{batch}_source").add_dataframe_asset(name=batch)
-    definition = asset.add_batch_definition_whole_dataframe(f"{batch}_batch")
-    suite = context.suites.add(gx.ExpectationSuite(name=f"{batch}_suite"))
-    for check in checks:
-        suite.add_expectation(_expectation(gx, check, now))
-    validation = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{batch}_validation", data=definition, suite=suite))
-    result = validation.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
+    definition = context.validation_definitions.add(gx.ValidationDefinition(
+        name=f"{batch}_validation", data=asset.add_batch_definition_whole_dataframe(f"{batch}_batch"),
+        suite=context.suites.get(batch)))
+    checkpoint = context.checkpoints.add(gx.Checkpoint(
+        name=f"{batch}_checkpoint", validation_definitions=[definition], result_format="SUMMARY",
+        actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs", site_names=[DOCS_SITE])]))
+    run_id = RunIdentifier(run_name=UNSAFE.sub("_", run) if run else None, run_time=datetime.now(timezone.utc))
+    with _exclusive(root):
+        _prune(context, root, batch, keep)
+        result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters(now),
+                                run_id=run_id)
+        _drop_empty(docs_dir(root) / "validations" / batch)
+    (validation,) = result.run_results.values()
     failures = []
-    for r in result.results:
+    for r in validation.results:
         if not r.success:
             examples = [str(v) for v in (r.result.get("partial_unexpected_list") or [])[:5]]
             failures.append({"expectation": r.expectation_config.type, "column": r.expectation_config.kwargs.get("column"),
                              "unexpected_count": r.result.get("unexpected_count"), "examples": examples})
-    return Outcome(batch, bool(result.success), len(frame), failures)
+    return Outcome(batch, bool(validation.success), len(frame), failures)

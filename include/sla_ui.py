@@ -1,12 +1,14 @@
-"""The "SLA breaches" page: days with their key figures, each day's report files, and the
-escalation inbox.
+"""The "SLA breaches" page: days with their key figures, each day's report files, the escalation
+inbox, and the batches that failed their data quality suite, with Great Expectations' Data Docs.
 
 A plain FastAPI app (no Airflow import) so it can be tested on its own; `plugins/orderops_sla_plugin.py`
 mounts it in the Airflow API server behind Airflow's login. It reads `sla_daily` (the shop-wide
-rows), `action_ledger` escalations with their reviews, and the files `include.reports.build_day`
-wrote under the reports folder (served by name from a fixed list, for validated shop names and dates
-only). Its only writes are the inbox's (include/inbox.py): plain HTML forms, accepted from the page's
-own origin, from a user the `write_dependencies` allow, named by `reviewer`.
+rows), `action_ledger` escalations with their reviews, failed `validation_results`, the files
+`include.reports.build_day` wrote under the reports folder (served by name from a fixed list, for
+validated shop names and dates only) and the Great Expectations Data Docs `include.quality` builds
+(served read-only, sandboxed, from their folder). Its only writes are the inbox's (include/inbox.py):
+plain HTML forms, accepted from the page's own origin, from a user the `write_dependencies` allow,
+named by `reviewer`.
 """
 from __future__ import annotations
 
@@ -23,8 +25,11 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from include.inbox import OPEN, REVIEW_STATES, InboxError, latest_reviews, map_carrier, review
+from include.quality import run_name, validation_page
 from include.templates import template
-from include.warehouse import TS, Warehouse, action_ledger, as_utc, at_risk_alerts, sla_daily, stg_tiktok_orders
+from include.warehouse import (
+    TS, Warehouse, action_ledger, as_utc, at_risk_alerts, sla_daily, stg_tiktok_orders, validation_results,
+)
 
 # The shop names include.shops accepts; anything else is never turned into a path.
 SHOP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
@@ -32,6 +37,17 @@ DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 REPORT_FILES = {"report.html": "text/html; charset=utf-8", "breaches.csv": "text/csv; charset=utf-8",
                 "trend_30d.csv": "text/csv; charset=utf-8"}
 MAX_ESCALATIONS = 500
+MAX_VALIDATIONS = 100
+# Data Docs files by type; anything else in their folder is not served.
+DOCS_FILES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8", ".png": "image/png",
+              ".gif": "image/gif", ".svg": "image/svg+xml", ".ico": "image/x-icon", ".otf": "font/otf"}
+# Data Docs draw their tables with scripts from public CDNs and show values from platform data: they
+# run sandboxed (an origin of their own, no access to Airflow's session), with those scripts only.
+DOCS_CDNS = ("https://code.jquery.com https://cdnjs.cloudflare.com https://stackpath.bootstrapcdn.com "
+             "https://maxcdn.bootstrapcdn.com https://unpkg.com https://cdn.jsdelivr.net")
+DOCS_CSP = (f"sandbox allow-scripts allow-popups; default-src 'none'; script-src 'unsafe-inline' {DOCS_CDNS}; "
+            f"style-src 'self' 'unsafe-inline' {DOCS_CDNS}; font-src 'self' data: {DOCS_CDNS}; img-src 'self' data:; "
+            "frame-ancestors 'self'")
 # Reports embed their charts as data: URLs and need nothing else; scripts never run in them.
 REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
 PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'"
@@ -46,6 +62,7 @@ class ShopDays:
     days: list[dict] = field(default_factory=list)          # newest first, sla_daily figures + files
     escalations: list[dict] = field(default_factory=list)   # newest first
     at_risk: list[dict] = field(default_factory=list)        # alerted before their ship-by time, newest first
+    validations: list[dict] = field(default_factory=list)    # batches that failed their suite, newest first
 
 
 @dataclass
@@ -62,11 +79,14 @@ def _escalation_time():
     return sa.func.coalesce(a.acted_at, a.created_at, type_=TS)
 
 
-def load_overview(engine: sa.Engine, reports_dir: Path, days: int = 30, shop: str | None = None) -> Overview:
-    """The last `days` days that have figures or escalations, per shop, newest first."""
+def load_overview(engine: sa.Engine, reports_dir: Path, days: int = 30, shop: str | None = None,
+                  data_docs_dir: Path | None = None) -> Overview:
+    """The last `days` days that have figures, escalations or failed validations, per shop, newest
+    first; a failed validation links its Data Docs page when `data_docs_dir` has it."""
     inspector = sa.inspect(engine)
     has_daily, has_ledger = inspector.has_table("sla_daily"), inspector.has_table("action_ledger")
-    s, a = sla_daily.c, action_ledger.c
+    has_checks = inspector.has_table("validation_results")
+    s, a, v = sla_daily.c, action_ledger.c, validation_results.c
     when = _escalation_time()
     with engine.connect() as conn:
         newest: list[date] = []
@@ -80,6 +100,12 @@ def load_overview(engine: sa.Engine, reports_dir: Path, days: int = 30, shop: st
             q = sa.select(sa.func.max(when)).where(a.kind == "escalate")
             if shop:
                 q = q.where(a.shop == shop)
+            if (t := conn.execute(q).scalar()) is not None:
+                newest.append(_as_date(t))
+        if has_checks:
+            q = sa.select(sa.func.max(v.checked_at)).where(v.success.is_(False))
+            if shop:
+                q = q.where(v.shop == shop)
             if (t := conn.execute(q).scalar()) is not None:
                 newest.append(_as_date(t))
         if not newest:
@@ -140,6 +166,19 @@ def load_overview(engine: sa.Engine, reports_dir: Path, days: int = 30, shop: st
                     "tiktok_order_id": row.tiktok_order_id, "threshold_hours": row.threshold_hours,
                     "alerted_at": as_utc(row.alerted_at), "rts_sla_time": as_utc(row.rts_sla_time),
                     "status": row.status, "tracking_number": row.tracking_number or ""})
+        if has_checks:
+            start = datetime.combine(since, time.min, tzinfo=timezone.utc)
+            q = (sa.select(v.shop, v.run_id, v.platform, v.rows, v.failures, v.checked_at)
+                 .where(v.success.is_(False), v.checked_at >= start)
+                 .order_by(v.checked_at.desc()).limit(MAX_VALIDATIONS))
+            if shop:
+                q = q.where(v.shop == shop)
+            for row in conn.execute(q):
+                page = validation_page(data_docs_dir, row.platform, run_name(row.shop, row.run_id)) if data_docs_dir else None
+                shops.setdefault(row.shop, ShopDays(row.shop)).validations.append({
+                    "checked_at": as_utc(row.checked_at), "run_id": row.run_id, "batch": row.platform,
+                    "rows": row.rows, "failures": row.failures if isinstance(row.failures, list) else [],
+                    "page": f"data-docs/{page}" if page else None})
         if has_ledger:
             for entry in shops.values():
                 per_day: dict[date, int] = {}
@@ -181,6 +220,19 @@ def report_path(reports_dir: Path, shop: str, day: str, name: str) -> Path:
     return path
 
 
+def data_docs_path(docs_dir: Path, path: str) -> Path:
+    """The Data Docs file to serve, or 404: known file types only, no hidden, empty or parent
+    segments, inside the Data Docs folder (a link out of it is refused too)."""
+    parts = path.split("/")
+    if any(not part or part.startswith(".") for part in parts) or Path(path).suffix not in DOCS_FILES:
+        raise HTTPException(404, "no such Data Docs page")
+    root = docs_dir.resolve()
+    target = (root / path).resolve()
+    if not target.is_relative_to(root) or not target.is_file():
+        raise HTTPException(404, "no such Data Docs page")
+    return target
+
+
 # ---------------------------------------------------------------- rendering
 
 def _hours(value: float | None) -> str:
@@ -196,11 +248,11 @@ ACTIONS = {"acknowledged": "Acknowledge", "resolved": "Resolve"}
 
 
 def render_index(overview: Overview, days: int, shop: str | None, all_shops: Sequence[str], source: str = "",
-                 editable: bool = False) -> str:
+                 editable: bool = False, data_docs: bool = False) -> str:
     period = (f"the {days} days up to {overview.until:%Y-%m-%d}" if overview.until else "no data yet")
     return template("sla_breaches.html").render(
         overview=overview, days=days, shop=shop, all_shops=all_shops, source=source, editable=editable,
-        period=period, day_choices=sorted({7, 30, 90, days}), rate=_rate, hours=_hours,
+        period=period, day_choices=sorted({7, 30, 90, days}), rate=_rate, hours=_hours, data_docs=data_docs,
         open_state=OPEN, review_states=REVIEW_STATES, actions=ACTIONS, max_escalations=MAX_ESCALATIONS)
 
 
@@ -213,7 +265,8 @@ def _jsonable(overview: Overview) -> dict:
             "escalations_truncated": overview.escalations_truncated,
             "shops": [{"shop": e.shop, "days": [clean(d) for d in e.days],
                        "escalations": [clean(x) for x in e.escalations],
-                       "at_risk": [clean(x) for x in e.at_risk]} for e in overview.shops]}
+                       "at_risk": [clean(x) for x in e.at_risk],
+                       "validations": [clean(x) for x in e.validations]} for e in overview.shops]}
 
 
 # ---------------------------------------------------------------- app
@@ -230,14 +283,16 @@ def _same_origin(request: Request) -> None:
 
 
 def create_app(warehouse_url: str, reports_dir: Path, dependencies: Sequence[Any] = (),
-               write_dependencies: Sequence[Any] = (), reviewer: Any = None) -> FastAPI:
+               write_dependencies: Sequence[Any] = (), reviewer: Any = None, data_docs_dir: Path | None = None) -> FastAPI:
     """The page as a FastAPI app; `dependencies` guard every route (the plugin passes Airflow's login),
-    `write_dependencies` the inbox's changes as well (the plugin: the right to edit DAG runs), and
-    `reviewer` is the dependency naming who makes one (without it, the page is read-only)."""
+    `write_dependencies` the inbox's changes as well (the plugin: the right to edit DAG runs),
+    `reviewer` is the dependency naming who makes one (without it, the page is read-only), and
+    `data_docs_dir` the Data Docs folder served under data-docs/ (include.quality.docs_dir)."""
     # a long-lived server: connections PostgreSQL dropped meanwhile are noticed before use
     warehouse = Warehouse(warehouse_url, pool_pre_ping=True)
     engine = warehouse.engine
     reports_dir = Path(reports_dir)
+    data_docs_dir = Path(data_docs_dir) if data_docs_dir is not None else None
     app = FastAPI(title="orderops SLA breaches", docs_url=None, redoc_url=None, openapi_url=None,
                   dependencies=list(dependencies))
     app.state.engine = engine
@@ -262,13 +317,14 @@ def create_app(warehouse_url: str, reports_dir: Path, dependencies: Sequence[Any
     @app.get("/", response_class=HTMLResponse)
     def index(shop: str | None = Query(None, max_length=64), days: int = Query(30, ge=1, le=366)) -> HTMLResponse:
         shop = shop or None
-        overview = load_overview(engine, reports_dir, days=days, shop=shop)
-        return HTMLResponse(render_index(overview, days, shop, shops_known(), source, editable=reviewer is not None),
-                            headers=headers(PAGE_CSP))
+        overview = load_overview(engine, reports_dir, days=days, shop=shop, data_docs_dir=data_docs_dir)
+        docs = data_docs_dir is not None and (data_docs_dir / "index.html").is_file()
+        return HTMLResponse(render_index(overview, days, shop, shops_known(), source, editable=reviewer is not None,
+                                         data_docs=docs), headers=headers(PAGE_CSP))
 
     @app.get("/api/days")
     def api_days(shop: str | None = Query(None, max_length=64), days: int = Query(30, ge=1, le=366)) -> dict:
-        return _jsonable(load_overview(engine, reports_dir, days=days, shop=shop or None))
+        return _jsonable(load_overview(engine, reports_dir, days=days, shop=shop or None, data_docs_dir=data_docs_dir))
 
     if reviewer is not None:
         migrated: list[bool] = []
@@ -311,5 +367,11 @@ def create_app(warehouse_url: str, reports_dir: Path, dependencies: Sequence[Any
         path = report_path(reports_dir, shop, day, name)
         extra = {"Content-Disposition": f'inline; filename="{shop}-{day}-{name}"'} if name.endswith(".csv") else {}
         return FileResponse(path, media_type=REPORT_FILES[name], headers={**headers(REPORT_CSP), **extra})
+
+    if data_docs_dir is not None:
+        @app.get("/data-docs/{path:path}")
+        def data_docs_file(path: str) -> FileResponse:
+            target = data_docs_path(data_docs_dir, path or "index.html")
+            return FileResponse(target, media_type=DOCS_FILES[target.suffix], headers=headers(DOCS_CSP))
 
     return app

@@ -2,7 +2,8 @@
 
 Every Airflow component imports plugins, so this module imports nothing heavy: the page's app is
 built on its first request, inside the API server, from the `orderops_warehouse` connection and the
-reports folder (`ORDEROPS_REPORTS_DIR`, default state/reports). Airflow does not authenticate plugin
+reports folder (`ORDEROPS_REPORTS_DIR`, default state/reports) and the Data Docs under the GX folder
+(`ORDEROPS_GX_DIR`, default state/gx). Airflow does not authenticate plugin
 apps, so every route asks for an Airflow login allowed to read DAG runs (the escalation inbox's
 changes: one allowed to change them); a browser without one is sent to the login page and back.
 """
@@ -40,6 +41,7 @@ def build_app():
     from fastapi.responses import RedirectResponse
 
     from include.airflow_glue import warehouse_url
+    from include.quality import docs_dir
     from include.reports import reports_dir
     from include.sla_ui import create_app
 
@@ -48,7 +50,8 @@ def build_app():
         return user.get_name()
 
     app = create_app(warehouse_url(WAREHOUSE_CONN_ID), reports_dir(), dependencies=[Depends(_login_required())],
-                     write_dependencies=[Depends(_login_required("PUT"))], reviewer=reviewer)
+                     write_dependencies=[Depends(_login_required("PUT"))], reviewer=reviewer,
+                     data_docs_dir=docs_dir())
 
     @app.exception_handler(HTTPException)
     async def to_login(request: Request, exc: HTTPException):

@@ -238,6 +238,7 @@ def ui_environment(state: Path, urls: dict[str, str], port: int) -> tuple[dict[s
     env = airflow_env(home, urls, warehouse_connection(settings["warehouse"]), state / "lineage" / "events.jsonl")
     env.update({
         "ORDEROPS_REPORTS_DIR": str(state / "reports"),
+        "ORDEROPS_GX_DIR": str(state / "gx"),
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
@@ -376,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     lineage.parent.mkdir()
     env = airflow_env(state / "airflow", server.urls, warehouse, lineage)
     env["ORDEROPS_REPORTS_DIR"] = str(state / "reports")
+    env["ORDEROPS_GX_DIR"] = str(state / "gx")
     conf = {"window_start": (now - timedelta(minutes=30)).isoformat(), "window_end": now.isoformat()}
     log_path = state / "logs" / "airflow.log"
     began = time.monotonic()

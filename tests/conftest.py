@@ -2,13 +2,16 @@
 
 Airflow reads its settings at import, so they are set here, before any test imports it:
 AIRFLOW_HOME in a fresh temp folder, examples off, this repo's dags/ and plugins/, and the
-repo root importable (pytest.ini `pythonpath = .`). `airflow_db` migrates the metadata DB
-(SQLite in that folder) once per session for the tests that need it.
+repo root importable (pytest.ini `pythonpath = .`); Great Expectations results and Data Docs in a
+temp folder too. `airflow_db` migrates the metadata DB (SQLite in that folder) once per session for
+the tests that need it.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,6 +24,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="orderops-airflow-"))
+# Great Expectations results and Data Docs of the runs tests make: never the repo's state/, and
+# removed at the end (a few MB a session)
+GX_DIR = tempfile.mkdtemp(prefix="orderops-gx-")
+atexit.register(shutil.rmtree, GX_DIR, ignore_errors=True)
 os.environ.update({
     "AIRFLOW_HOME": str(AIRFLOW_HOME),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -28,6 +35,7 @@ os.environ.update({
     "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
     "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
     "TQDM_DISABLE": "1",
+    "ORDEROPS_GX_DIR": GX_DIR,
     "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
 })
 

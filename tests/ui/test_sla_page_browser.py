@@ -228,6 +228,12 @@ def test_plugin_routes_need_an_airflow_login(site):
         assert days.status_code == 200 and days.json()["shops"][0]["shop"] == "default"
         assert http.get("/orderops-sla/reports/default/2026-11-20/report.html", headers=auth).status_code == 200
         assert http.get("/orderops-sla/reports/default/..%2F..%2F..%2Fairflow/airflow.db", headers=auth).status_code == 404
+        # the seed runs' Great Expectations Data Docs (ORDEROPS_GX_DIR, tests/conftest.py), behind the same login
+        assert http.get("/orderops-sla/data-docs/").status_code == 401
+        docs = http.get("/orderops-sla/data-docs/", headers=auth)
+        assert docs.status_code == 200 and "validations/tiktok_orders/default_ui-seed-1" in docs.text
+        assert docs.headers["content-security-policy"].startswith("sandbox")
+        assert http.get("/orderops-sla/data-docs/..%2F.lock", headers=auth).status_code == 404
         assert http.get("/orderops-sla/api/days", headers={"Authorization": "Bearer not-a-token"}).status_code == 403
 
 

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from fastapi import Depends, HTTPException
 from fastapi.testclient import TestClient
 
-from include.sla_ui import MAX_ESCALATIONS, create_app, load_overview, report_path
+from include.sla_ui import MAX_ESCALATIONS, create_app, data_docs_path, load_overview, report_path
 from include.warehouse import Warehouse, action_ledger, sla_daily
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,7 +120,7 @@ class Page(HTMLParser):
             self._row[1].append(" ".join("".join(self._cell).split()))
             self._cell = None
         elif tag == "tr" and self._row is not None:
-            if self._row[1] and self._row[0].get("data-day") or "data-order" in self._row[0]:
+            if self._row[1] and self._row[0].get("data-day") or {"data-order", "data-batch"} & self._row[0].keys():
                 self._table.append(self._row)
             self._row = None
         elif tag == "table":
@@ -219,6 +219,88 @@ def test_routes_are_guarded_by_the_given_dependencies(seeded):
     c = client(wh, reports, dependencies=[Depends(deny)])
     for path in ("/", "/api/days", "/reports/default/2026-11-20/report.html"):
         assert c.get(path).status_code == 401, path
+
+
+@pytest.fixture
+def data_docs(tmp_path) -> Path:
+    """A Data Docs folder as include.quality builds it (index, a run's page, static files, the GX lock)."""
+    docs = tmp_path / "gx" / "data_docs"
+    page = docs / "validations" / "tiktok_orders" / "default_run-1" / "20261120T150000.000000Z"
+    page.mkdir(parents=True)
+    (page / "tiktok_orders_source-tiktok_orders.html").write_text("<html><body>tiktok_orders: TELEPORTED</body></html>")
+    (docs / "index.html").write_text("<html><body>Data Docs index</body></html>")
+    (docs / "static" / "styles").mkdir(parents=True)
+    (docs / "static" / "styles" / "data_docs_default_styles.css").write_text("body{}")
+    (docs / ".lock").write_text("")
+    (docs / "notes.txt").write_text("not a Data Docs file")
+    return docs
+
+
+def test_the_page_links_data_docs_and_the_route_serves_them_read_only(seeded, data_docs):
+    wh, reports = seeded
+    c = client(wh, reports, data_docs_dir=data_docs)
+    assert "data-docs/" in Page(c.get("/").text).links and "Data quality (Data Docs)" in c.get("/").text
+    index = c.get("/data-docs/")
+    assert index.status_code == 200 and "Data Docs index" in index.text
+    assert index.headers["content-type"].startswith("text/html")
+    assert index.headers["content-security-policy"].startswith("sandbox allow-scripts")   # no access to the session
+    assert c.get("/data-docs/index.html").text == index.text
+    page = c.get("/data-docs/validations/tiktok_orders/default_run-1/20261120T150000.000000Z/"
+                 "tiktok_orders_source-tiktok_orders.html")
+    assert page.status_code == 200 and "TELEPORTED" in page.text
+    css = c.get("/data-docs/static/styles/data_docs_default_styles.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    (data_docs / "validations" / "leak.html").symlink_to(reports.parent / "secret.txt")
+    for path in ("/data-docs/../secret.txt", "/data-docs/..%2Fsecret.txt", "/data-docs/%2e%2e/%2e%2e/secret.txt",
+                 "/data-docs/validations/../../../secret.txt", "/data-docs/validations/%2e%2e%2F%2e%2e%2F..%2Fsecret.txt",
+                 "/data-docs/validations/leak.html",      # a link out of the Data Docs folder
+                 "/data-docs/.lock", "/data-docs/notes.txt", "/data-docs/validations//index.html",
+                 "/data-docs/nothing.html", "/data-docs/static"):
+        answer = c.get(path)
+        assert answer.status_code == 404, path
+        assert "not for the page" not in answer.text and "not a Data Docs file" not in answer.text
+    with pytest.raises(HTTPException):
+        data_docs_path(data_docs, "../../secret.txt")
+
+    def deny():
+        raise HTTPException(401, "Not authenticated")
+
+    assert client(wh, reports, data_docs_dir=data_docs, dependencies=[Depends(deny)]).get("/data-docs/").status_code == 401
+
+
+def test_failed_validations_are_listed_with_their_data_docs_page(seeded, data_docs):
+    from include.warehouse import validation_results
+
+    wh, reports = seeded
+    failures = [{"expectation": "expect_column_values_to_be_in_set", "column": "status", "unexpected_count": 1,
+                 "examples": ["<b>TELEPORTED</b>"]}]
+    with wh.engine.begin() as conn:
+        conn.execute(validation_results.insert(), [
+            {"shop": "default", "run_id": "run-1", "platform": "tiktok_orders", "success": False, "rows": 40,
+             "failures": failures, "checked_at": at_hour(15)},
+            {"shop": "default", "run_id": "run-2", "platform": "shipbob_orders", "success": False, "rows": 3,
+             "failures": failures, "checked_at": at_hour(16)},     # its page was pruned
+            {"shop": "default", "run_id": "run-1", "platform": "shopify_orders", "success": True, "rows": 9,
+             "failures": [], "checked_at": at_hour(15)}])          # passed: not listed
+    c = client(wh, reports, data_docs_dir=data_docs)
+    text = c.get("/").text
+    rows = [(attrs["data-batch"], attrs["data-run"], cells) for attrs, cells in Page(text).tables["validations"]]
+    assert [(batch, run) for batch, run, _ in rows] == [("shipbob_orders", "run-2"), ("tiktok_orders", "run-1")]
+    assert rows[1][2][3:5] == ["40", "expect_column_values_to_be_in_set on status: 1 unexpected, e.g. <b>TELEPORTED</b>"]
+    assert "<b>TELEPORTED</b>" not in text and rows[0][2][5] == "not kept"
+    link = ("data-docs/validations/tiktok_orders/default_run-1/20261120T150000.000000Z/"
+            "tiktok_orders_source-tiktok_orders.html")
+    assert link in Page(text).links and "TELEPORTED" in c.get(f"/{link}").text
+    listed = c.get("/api/days").json()["shops"][0]["validations"]
+    assert [(v["batch"], v["page"]) for v in listed] == [("shipbob_orders", None), ("tiktok_orders", link)]
+
+
+def test_no_data_docs_link_before_any_validation(seeded, tmp_path):
+    wh, reports = seeded
+    for folder in (None, tmp_path / "gx" / "data_docs"):    # not configured, or nothing built yet
+        c = client(wh, reports, data_docs_dir=folder)
+        assert "data-docs/" not in Page(c.get("/").text).links
+        assert c.get("/data-docs/").status_code == 404
 
 
 def test_empty_and_unmigrated_warehouse(tmp_path):

@@ -1,9 +1,20 @@
-"""Great Expectations suites on staged batches: good data passes, each kind of bad data is named."""
+"""Great Expectations suites on staged batches: good data passes, each kind of bad data is named;
+the suites are GX suite files fed their parameters by the code; each run leaves a stored result and
+a Data Docs page in the GX folder, several processes at once included."""
 from __future__ import annotations
 
+import json
+import multiprocessing
 from datetime import datetime, timezone
+from pathlib import Path
 
-from include.quality import validate
+import pytest
+from fastapi.testclient import TestClient
+
+from include.quality import (
+    BATCH_PLATFORM, GX_DIR_ENV, KEEP_ENV, SUITES_DIR, docs_dir, parameters, referenced_parameters, suite_document,
+    validate,
+)
 
 NOW = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
 
@@ -11,6 +22,12 @@ NOW = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
 def tiktok_row(order_id="576000000000000001", status="AWAITING_SHIPMENT", create=NOW):
     return {"tiktok_order_id": order_id, "status": status, "fulfillment_type": "FULFILLMENT_BY_SELLER",
             "create_time": create, "update_time": create, "rts_sla_time": create}
+
+
+@pytest.fixture
+def gx_folder(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv(GX_DIR_ENV, str(tmp_path / "gx"))
+    return tmp_path / "gx"
 
 
 def test_clean_batch_passes():
@@ -33,3 +50,88 @@ def test_each_failure_is_named_with_examples():
 
 def test_empty_batch_is_not_a_failure():
     assert validate("shipbob_orders", [], NOW).success
+
+
+def test_suite_files_are_gx_suites_fed_every_parameter_they_use():
+    import great_expectations as gx
+
+    assert sorted(p.stem for p in SUITES_DIR.glob("*.json")) == sorted(BATCH_PLATFORM)
+    supplied = parameters(NOW)
+    used = set()
+    for batch in BATCH_PLATFORM:
+        document = suite_document(batch)
+        suite = gx.ExpectationSuite(**document)
+        assert suite.name == batch and len(suite.expectations) == len(document["expectations"])
+        used |= referenced_parameters(document)
+    assert used - supplied.keys() == set()     # nothing a suite asks for is missing
+    assert supplied.keys() - used == set()     # and nothing supplied is unused
+    # the vocabulary is the code's: a status enums.py knows passes, one it does not know fails
+    assert validate("amazon_fulfillment_orders", [{"seller_fulfillment_order_id": "1", "status": "Complete"}], NOW).success
+    assert not validate("amazon_fulfillment_orders", [{"seller_fulfillment_order_id": "1", "status": "Lost"}], NOW).success
+
+
+def test_a_run_stores_its_result_and_a_data_docs_page_the_sla_app_serves(gx_folder):
+    from include.sla_ui import create_app
+
+    before = {p.name: p.stat().st_mtime_ns for p in SUITES_DIR.iterdir()}
+    outcome = validate("tiktok_orders", [tiktok_row(), tiktok_row(status="TELEPORTED")], NOW,
+                       run="default/scheduled__2026-11-20T15:00:00+00:00")
+    assert not outcome.success
+    run = "default_scheduled__2026-11-20T15_00_00_00_00"
+    (stored,) = (gx_folder / "validations" / "tiktok_orders" / run).glob("*/*.json")
+    result = json.loads(stored.read_text())
+    assert result["success"] is False and result["meta"]["run_id"]["run_name"] == run
+    (page,) = (docs_dir() / "validations" / "tiktok_orders" / run).glob("*/*.html")
+    index = (docs_dir() / "index.html").read_text()
+    link = page.relative_to(docs_dir()).as_posix()
+    assert link in index and "expectations/tiktok_orders.html" in index
+    assert {p.name: p.stat().st_mtime_ns for p in SUITES_DIR.iterdir()} == before   # the code folder is only read
+    app = TestClient(create_app(f"sqlite:///{gx_folder.parent / 'wh.db'}", gx_folder.parent, data_docs_dir=docs_dir()))
+    served = app.get(f"/data-docs/{link}")
+    assert served.status_code == 200 and "TELEPORTED" in served.text
+    assert app.get("/data-docs/").text == (docs_dir() / "index.html").read_text()
+
+
+def test_only_the_newest_results_are_kept_per_suite(gx_folder, monkeypatch):
+    monkeypatch.setenv(KEEP_ENV, "2")
+    for n in range(3):
+        assert validate("shipbob_orders", [{"shipbob_order_id": n, "status": "Fulfilled"}], NOW, run=f"run-{n}").success
+    assert sorted(p.name for p in (gx_folder / "validations" / "shipbob_orders").iterdir()) == ["run-1", "run-2"]
+    assert sorted(p.name for p in (docs_dir() / "validations" / "shipbob_orders").iterdir()) == ["run-1", "run-2"]
+    assert "run-0" not in (docs_dir() / "index.html").read_text()
+
+
+def _validate_in_child(folder: str, worker: int, done) -> None:
+    import os
+
+    os.environ[GX_DIR_ENV] = folder
+    try:
+        for n in range(2):
+            outcome = validate("shipbob_orders", [{"shipbob_order_id": f"{worker}-{n}", "status": "Cancelled"}], NOW,
+                               run=f"shop-{worker}/run-{n}")
+            assert outcome.success, outcome.describe()
+        done.put((worker, "ok"))
+    except BaseException as exc:  # the parent reports it
+        done.put((worker, repr(exc)))
+
+
+def test_concurrent_validations_from_several_processes_into_one_gx_folder(gx_folder, monkeypatch):
+    """Four task processes validating the same suite at once, each pruning the others' older results:
+    all succeed, the kept results are whole and the index lists the newest."""
+    monkeypatch.setenv(KEEP_ENV, "3")
+    validate("shipbob_orders", [{"shipbob_order_id": "warm", "status": "Cancelled"}], NOW)  # GX imported before the fork
+    fork = multiprocessing.get_context("fork")
+    done = fork.Queue()
+    workers = [fork.Process(target=_validate_in_child, args=(str(gx_folder), w, done)) for w in range(4)]
+    for w in workers:
+        w.start()
+    answers = dict(done.get(timeout=120) for _ in workers)
+    for w in workers:
+        w.join(timeout=60)
+    assert answers == {w: "ok" for w in range(4)}
+    stored = sorted((gx_folder / "validations" / "shipbob_orders").rglob("*.json"))
+    assert len(stored) == 3 and all(json.loads(p.read_text())["success"] for p in stored)
+    pages = sorted((docs_dir() / "validations" / "shipbob_orders").rglob("*.html"))
+    assert [p.parent.parent.name for p in pages] == [p.parent.parent.name for p in stored]
+    index = (docs_dir() / "index.html").read_text()
+    assert index.rstrip().endswith("</html>") and all(p.parent.parent.name in index for p in stored)

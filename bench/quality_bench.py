@@ -1,0 +1,61 @@
+"""Time per `include.quality.validate` call as validation results accumulate.
+
+    python -m bench.quality_bench --calls 500 --rows 200
+
+Validates a clean TikTok orders batch of ROWS rows CALLS times in one process into a fresh GX
+folder (ORDEROPS_GX_DIR, a temporary one unless given), one run name per call as the pipeline
+does, and prints the median and p90 seconds per call for each block of calls, so a cost that grows
+with the stored history shows as rising figures. `--keep` sets the results kept per suite.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+NOW = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
+
+
+def batch(rows: int) -> list[dict]:
+    return [{"tiktok_order_id": f"576{i:015d}", "status": "AWAITING_SHIPMENT", "fulfillment_type": "FULFILLMENT_BY_SELLER",
+             "create_time": NOW - timedelta(hours=i % 48), "update_time": NOW, "rts_sla_time": NOW + timedelta(hours=24)}
+            for i in range(rows)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--rows", type=int, default=200)
+    parser.add_argument("--block", type=int, default=100, help="calls per printed line")
+    parser.add_argument("--keep", type=int, help="results kept per suite (ORDEROPS_GX_KEEP)")
+    parser.add_argument("--gx-dir", type=Path, help="the GX folder (default: a temporary one)")
+    args = parser.parse_args()
+    folder = args.gx_dir or Path(tempfile.mkdtemp(prefix="orderops-gx-bench-"))
+    os.environ["ORDEROPS_GX_DIR"] = str(folder)
+    if args.keep is not None:
+        os.environ["ORDEROPS_GX_KEEP"] = str(args.keep)
+    from include.quality import validate
+
+    rows = batch(args.rows)
+    started = time.perf_counter()
+    validate("tiktok_orders", rows, NOW)   # imports and first-use costs, apart from the figures
+    print(f"first call (imports GX): {time.perf_counter() - started:.2f} s; GX folder {folder}")
+    times: list[float] = []
+    for i in range(args.calls):
+        t = time.perf_counter()
+        outcome = validate("tiktok_orders", rows, NOW, run=f"bench:run-{i}")
+        times.append(time.perf_counter() - t)
+        assert outcome.success, outcome.describe()
+        if len(times) == args.block or i == args.calls - 1:
+            times.sort()
+            print(f"calls {i + 2 - len(times):>5}-{i + 1:<5} median {statistics.median(times):.3f} s  "
+                  f"p90 {times[int(len(times) * 0.9) - 1]:.3f} s")
+            times = []
+
+
+if __name__ == "__main__":
+    main()
