@@ -37,6 +37,8 @@ KEEP_ENV = "ORDEROPS_GX_KEEP"
 # result it lists, so an unbounded history would make each validation slower than the last.
 KEEP_DEFAULT = 50
 DOCS_SITE = "orderops"
+# Data Docs pages compiled once per process (include/gx_views.py)
+PAGE_VIEW = {"module_name": "include.gx_views", "class_name": "PageView"}
 EARLIEST = pd.Timestamp("2015-01-01", tz="UTC")
 # A platform time this far past the run's clock is a broken value (ship-by times lie days ahead).
 AHEAD = timedelta(days=400)
@@ -155,8 +157,11 @@ def _context(gx, root: Path, keep: int):
                           "suppress_store_backend_id": True}}
     site = {"class_name": "SiteBuilder", "show_how_to_buttons": False,
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir(root))},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "validation_results_limit": keep},
-            "site_section_builders": {"validations": {"validation_results_limit": keep}}}
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "validation_results_limit": keep,
+                                   "view": {"module_name": "include.gx_views", "class_name": "IndexPageView"}},
+            "site_section_builders": {
+                "validations": {"validation_results_limit": keep, "view": PAGE_VIEW},
+                "expectations": {"view": PAGE_VIEW}, "profiling": {"view": PAGE_VIEW}}}
     config = DataContextConfig(store_backend_defaults=defaults, stores=stores, data_docs_sites={DOCS_SITE: site},
                                analytics_enabled=False,
                                progress_bars=ProgressBarsConfig(globally=False))   # they would flood task logs
