@@ -69,4 +69,5 @@ def test_processes_drawing_from_the_shared_quota_are_not_throttled(server, wareh
     wh.dispose()
     assert throttled == 0
     # 160 calls at 50/s after a burst of 50 take at least 2.2 s: the quota is spent, not undercut
-    assert 2.0 < elapsed < 10.0
+    # (no upper bound: how much longer depends on the machine, not on the pacing)
+    assert elapsed > 2.0
