@@ -422,10 +422,9 @@ def extract_shipbob(settings: RunSettings, platforms: Platforms, wh: Warehouse, 
 def validate_batch(settings: RunSettings, wh: Warehouse, batch: str) -> dict:
     """The batch's Great Expectations checkpoint on what this run staged (its result and Data Docs
     named by shop and run); a failure blocks actions, not staging."""
-    store = RunStore(wh, settings)
-    outcome = validate(batch, store.staged_by_run(BATCH_TABLES[batch]), now_for(settings),
-                       run=run_name(settings.shop, settings.run_id))
-    store.record_validation(batch, outcome)
+    store, now = RunStore(wh, settings), now_for(settings)
+    outcome = validate(batch, store.staged_by_run(BATCH_TABLES[batch]), now, run=run_name(settings.shop, settings.run_id))
+    store.record_validation(batch, outcome, now)
     (log.info if outcome.success else log.error)("%s", outcome.describe())
     return {"batch": batch, "success": outcome.success, "rows": outcome.rows, "failures": len(outcome.failures)}
 

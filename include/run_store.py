@@ -212,10 +212,11 @@ class RunStore:
         return found
 
     # ------------------------------------------------------------------ validation and quarantine
-    def record_validation(self, batch: str, outcome: Validation) -> None:
+    def record_validation(self, batch: str, outcome: Validation, now: datetime) -> None:
+        """`now` is the run's clock: the SLA page lists failed batches by day beside the run's figures."""
         self.wh.upsert(validation_results, [dict(shop=self.shop, run_id=self.run_id, platform=batch,
                                                  success=outcome.success, rows=outcome.rows,
-                                                 failures=outcome.failures, checked_at=utcnow())])
+                                                 failures=outcome.failures, checked_at=now)])
 
     def failed_validations(self) -> list[str]:
         v = validation_results.c

@@ -24,7 +24,8 @@ from orderops_provider.base import ConfigurationError
 from include.runconfig import RunConfigError, run_settings
 from sandbox.scenario import ScenarioError, parse_scenario
 from include.warehouse import (
-    action_ledger, decisions, quarantine, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_tiktok_orders,
+    action_ledger, as_utc, decisions, quarantine, runs, stg_amazon_fulfillment_orders, stg_shipbob_orders,
+    stg_tiktok_orders, validation_results,
 )
 from tests.chaos.harness import (
     NOW, POLICY, WINDOW, SandboxRig, audit, chaos_scenario, fresh_warehouse, hook_client,
@@ -299,7 +300,13 @@ def test_an_unknown_status_fails_the_batch_and_blocks_what_rests_on_it(rig, tmp_
     rig.load(SCENARIO)
     with fresh_warehouse("sqlite", tmp_path) as wh:
         summary = run_with(rig, wh, "unknown-enum-1", unknown_amazon_status)
+        with wh.engine.connect() as conn:
+            failed = conn.execute(sa.select(validation_results.c.checked_at).where(
+                validation_results.c.success.is_(False))).scalars().all()
+            decided = conn.execute(sa.select(runs.c.decided_at)).scalar_one()
     assert summary["validation_failures"] == ["amazon_fulfillment_orders"] and summary["state"] == "attention"
+    # recorded on the run's clock, as the SLA page lists it beside the run's days
+    assert [as_utc(t) for t in failed] == [as_utc(decided)]
     amazon_orders = {tid(o) for o in SCENARIO["orders"] if o["fulfiller"] == "amazon_mcf"}
     shipbob_orders = {tid(o) for o in SCENARIO["orders"] if o["fulfiller"] == "shipbob"}
     touched = touched_orders(rig)
