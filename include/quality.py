@@ -170,9 +170,9 @@ def _context(gx, root: Path, keep: int):
 
 def _prune(context, root: Path, suite: str, keep: int) -> None:
     """Leave room for one more result of `suite`: older results leave the store (their Data Docs
-    pages go with the next index build)."""
+    pages go with the next index build). Only the suite's own folder is listed."""
     store = context.validation_results_store
-    keys = [k for k in store.list_keys() if k.expectation_suite_identifier.name == suite]
+    keys = [store.tuple_to_key(k) for k in store.store_backend.list_keys((suite,))]
     for key in sorted(keys, key=lambda k: k.run_id.run_time, reverse=True)[keep - 1:]:
         store.remove_key(key)
     _drop_empty(root / "validations" / suite)
@@ -183,6 +183,34 @@ def _drop_empty(folder: Path) -> None:
     for path, _, _ in os.walk(folder, topdown=False):   # deepest first: a parent sees its emptied children gone
         if Path(path) != folder and not os.listdir(path):
             os.rmdir(path)
+
+
+# This process's context and checkpoints for one GX folder: building them (suites, data sources,
+# definitions) costs about as much as validating a small batch, and a process that runs the
+# pipeline in a loop (run_all, the simulation) validates every batch of every run.
+_site: dict[str, Any] = {}
+
+
+def _checkpoint(gx, root: Path, keep: int, batch: str):
+    """The context for (`root`, `keep`) and `batch`'s checkpoint in it, built on first use.
+    Callers hold `_exclusive(root)`, which also keeps threads of one process apart."""
+    if _site.get("key") != (root, keep):
+        context = _context(gx, root, keep)
+        # every suite, so the Data Docs index lists all five whichever batch rebuilds it
+        for name in BATCH_PLATFORM:
+            context.suites.add(gx.ExpectationSuite(**suite_document(name)))
+        _site.clear()
+        _site.update(key=(root, keep), context=context, checkpoints={})
+    context, checkpoints = _site["context"], _site["checkpoints"]
+    if batch not in checkpoints:
+        asset = context.data_sources.add_pandas(name=f"{batch}_source").add_dataframe_asset(name=batch)
+        definition = context.validation_definitions.add(gx.ValidationDefinition(
+            name=f"{batch}_validation", data=asset.add_batch_definition_whole_dataframe(f"{batch}_batch"),
+            suite=context.suites.get(batch)))
+        checkpoints[batch] = context.checkpoints.add(gx.Checkpoint(
+            name=f"{batch}_checkpoint", validation_definitions=[definition], result_format="SUMMARY",
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs", site_names=[DOCS_SITE])]))
+    return context, checkpoints[batch]
 
 
 def validate(batch: str, rows: list[dict], now: datetime | None = None, run: str | None = None) -> Outcome:
@@ -200,19 +228,9 @@ def validate(batch: str, rows: list[dict], now: datetime | None = None, run: str
     if frame.empty:
         return Outcome(batch, True, 0)
     root, keep = gx_dir(), kept()
-    context = _context(gx, root, keep)
-    # every suite, so the Data Docs index lists all five whichever batch rebuilds it
-    for name in BATCH_PLATFORM:
-        context.suites.add(gx.ExpectationSuite(**suite_document(name)))
-    asset = context.data_sources.add_pandas(name=f"{batch}_source").add_dataframe_asset(name=batch)
-    definition = context.validation_definitions.add(gx.ValidationDefinition(
-        name=f"{batch}_validation", data=asset.add_batch_definition_whole_dataframe(f"{batch}_batch"),
-        suite=context.suites.get(batch)))
-    checkpoint = context.checkpoints.add(gx.Checkpoint(
-        name=f"{batch}_checkpoint", validation_definitions=[definition], result_format="SUMMARY",
-        actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs", site_names=[DOCS_SITE])]))
     run_id = RunIdentifier(run_name=UNSAFE.sub("_", run) if run else None, run_time=datetime.now(timezone.utc))
     with _exclusive(root):
+        context, checkpoint = _checkpoint(gx, root, keep, batch)
         _prune(context, root, batch, keep)
         result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters(now),
                                 run_id=run_id)

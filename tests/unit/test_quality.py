@@ -101,6 +101,21 @@ def test_only_the_newest_results_are_kept_per_suite(gx_folder, monkeypatch):
     assert "run-0" not in (docs_dir() / "index.html").read_text()
 
 
+def test_one_process_moving_between_gx_folders_writes_each_result_to_its_own(tmp_path, monkeypatch):
+    """The context a process keeps between validations belongs to one folder and one KEEP."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, run in ((first, "run-a"), (second, "run-b"), (first, "run-c")):
+        monkeypatch.setenv(GX_DIR_ENV, str(folder))
+        assert validate("shipbob_orders", [{"shipbob_order_id": run, "status": "Fulfilled"}], NOW, run=run).success
+    assert sorted(p.name for p in (first / "validations" / "shipbob_orders").iterdir()) == ["run-a", "run-c"]
+    assert sorted(p.name for p in (second / "validations" / "shipbob_orders").iterdir()) == ["run-b"]
+    index = (docs_dir(first) / "index.html").read_text()
+    assert "run-a" in index and "run-c" in index and "run-b" not in index
+    monkeypatch.setenv(KEEP_ENV, "1")     # a new KEEP takes effect at once
+    assert validate("shipbob_orders", [{"shipbob_order_id": "d", "status": "Fulfilled"}], NOW, run="run-d").success
+    assert sorted(p.name for p in (first / "validations" / "shipbob_orders").iterdir()) == ["run-d"]
+
+
 def _validate_in_child(folder: str, worker: int, done) -> None:
     import os
 
