@@ -77,9 +77,10 @@ def sandbox_now() -> datetime | None:
     url = os.environ.get(CLOCK_URL_ENV)
     if not url:
         return None
-    import httpx
+    from orderops_provider.base import http_client
 
-    now = httpx.get(url, timeout=10).json()["now"]
+    with http_client(timeout=10) as http:
+        now = http.get(url).json()["now"]
     return datetime.fromisoformat(now.replace("Z", "+00:00"))
 
 

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 
 from include import events
 from include.events import BadEvent, EventInbox, Unverified
+from orderops_provider.base import http_client
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class AmazonQueue:
         self.queue_url = queue_url
         self.seller_id = seller_id
         self.credentials = credentials
-        self.client = client or httpx.Client(timeout=30)
+        self.client = client or http_client(timeout=30)
         parts = urlsplit(queue_url)
         self._endpoint = f"{parts.scheme}://{parts.netloc}/"   # the JSON protocol posts to the host's root
 

@@ -6,8 +6,10 @@ client settings. One place (`PlatformClient.call`) does rate limiting, retries a
 """
 from __future__ import annotations
 
+import functools
 import logging
 import random
+import ssl
 import threading
 import time
 from collections import Counter
@@ -17,6 +19,18 @@ from typing import Any, Callable, Iterable, Iterator
 import httpx
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One verifying TLS context per process, as httpx builds by default (SSL_CERT_FILE/DIR, else
+    certifi): building one reads the CA bundle, some 50 ms, and a run opens a client per platform."""
+    return httpx.create_ssl_context()
+
+
+def http_client(**options: Any) -> httpx.Client:
+    """An httpx client on the shared TLS context."""
+    return httpx.Client(verify=tls_context(), **options)
 
 
 class PlatformError(Exception):
@@ -196,8 +210,8 @@ class PlatformClient:
                  transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep):
         if not base_url.startswith(("http://", "https://")):
             raise ConfigurationError(f"{self.platform}: base URL {base_url!r} must start with http:// or https://")
-        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
-                                 follow_redirects=False)
+        self.http = http_client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
+                                follow_redirects=False)
         self.retry = retry or RetryPolicy()
         self.stats = CallStats()
         self._sleep = sleep

@@ -34,6 +34,8 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from orderops_provider.base import http_client
+
 RETRIES = 5
 RETRY_SECONDS = (0.2, 1.0, 5.0, 30.0, 120.0)   # wall seconds before each new attempt
 VISIBILITY_SECONDS = 30.0
@@ -72,7 +74,7 @@ class Outbox:
         self._messages: dict[str, _Message] = {}   # Amazon's queue, in order
         self._seq = itertools.count(1)
         self._thread: threading.Thread | None = None
-        self._client = httpx.Client(timeout=10)
+        self._client = http_client(timeout=10)
 
     # ------------------------------------------------------------ subscriptions
     def subscribe(self, platform: str, url: str | None, secret: str | None = None,

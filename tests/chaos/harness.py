@@ -38,6 +38,7 @@ from sandbox.scenario import parse_scenario
 from sandbox.server import SandboxServer
 from sandbox.tiktok import shipped_with
 from include.warehouse import Warehouse
+from orderops_provider.base import http_client, tls_context
 
 NOW = "2026-11-20T15:00:00Z"
 WINDOW = {"window_start": "2026-11-20T14:30:00Z", "window_end": NOW}
@@ -150,8 +151,10 @@ class SandboxRig:
         self._record = self.sandbox.record_write
         self.sandbox.record_write = self._recording
         self.password_overrides: dict[str, str] = {}
+        self.admin = http_client(timeout=30)   # the admin API's calls, on one connection pool
 
     def stop(self) -> None:
+        self.admin.close()
         self.server.stop()
 
     # scenario and faults, through the admin API like any outside tool
@@ -159,23 +162,23 @@ class SandboxRig:
         self.scenario = scenario
         self._arms.clear()
         self.password_overrides.clear()
-        answer = httpx.post(f"{self.urls['tiktok']}/_sandbox/scenario", json=scenario, timeout=30)
+        answer = self.admin.post(f"{self.urls['tiktok']}/_sandbox/scenario", json=scenario)
         assert answer.status_code == 200, answer.text
 
     def fault(self, spec: dict) -> None:
-        answer = httpx.post(f"{self.urls[spec['platform']]}/_sandbox/faults", json=spec, timeout=10)
+        answer = self.admin.post(f"{self.urls[spec['platform']]}/_sandbox/faults", json=spec)
         assert answer.status_code == 200, answer.text
 
     def advance(self, seconds: float) -> None:
         """Time passes on the platforms (between runs): jobs finish, nothing else is near a transition."""
-        httpx.post(f"{self.urls['tiktok']}/_sandbox/clock", json={"advance_seconds": seconds}, timeout=10)
+        self.admin.post(f"{self.urls['tiktok']}/_sandbox/clock", json={"advance_seconds": seconds})
 
     def faults(self) -> list[dict]:
-        return httpx.get(f"{self.urls['tiktok']}/_sandbox/faults", timeout=10).json()
+        return self.admin.get(f"{self.urls['tiktok']}/_sandbox/faults").json()
 
     def clear_faults(self) -> None:
         self._arms.clear()
-        httpx.delete(f"{self.urls['tiktok']}/_sandbox/faults", timeout=10)
+        self.admin.delete(f"{self.urls['tiktok']}/_sandbox/faults")
 
     def arm(self, trigger: Callable[[WriteRecord], bool], faults: list[dict] = (),
             action: Callable[[WriteRecord], None] | None = None) -> None:
@@ -194,7 +197,7 @@ class SandboxRig:
         return record
 
     def state(self, platform: str) -> dict:
-        return httpx.get(f"{self.urls['tiktok']}/_sandbox/state/{platform}", timeout=30).json()
+        return self.admin.get(f"{self.urls['tiktok']}/_sandbox/state/{platform}").json()
 
     # connections and runs
     def connection_env(self, extras: dict[str, dict] | None = None) -> dict[str, str]:
@@ -215,7 +218,7 @@ class SandboxRig:
             return run_pipeline(wh, run_id, rewrite=rewrite, **params)
 
     def now(self) -> str:
-        return httpx.get(f"{self.urls['tiktok']}/_sandbox/clock", timeout=10).json()["now"]
+        return self.admin.get(f"{self.urls['tiktok']}/_sandbox/clock").json()["now"]
 
     @property
     def writes(self) -> list[WriteRecord]:
@@ -521,7 +524,7 @@ class RewritingTransport(httpx.BaseTransport):
 
     def __init__(self, rewrite: Callable[[httpx.Request, Any], Any] | None = None,
                  respond: Callable[[httpx.Request], httpx.Response | None] | None = None):
-        self.inner = httpx.HTTPTransport()
+        self.inner = httpx.HTTPTransport(verify=tls_context())
         self.rewrite = rewrite
         self.respond = respond
         self.requests: list[httpx.Request] = []

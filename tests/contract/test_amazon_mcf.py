@@ -19,6 +19,7 @@ import httpx
 import pytest
 from jsonschema import Draft4Validator, FormatChecker
 
+from orderops_provider.base import http_client
 from sandbox.amazon_mcf import DEFAULT_CREDENTIALS, SHIPMENT_REPORT_COLUMNS
 from sandbox.core import Settings
 
@@ -128,7 +129,7 @@ class Client:
         self.server = server
         self.base = server.urls["amazon_mcf"]
         self.lwa = server.urls["amazon_lwa"]
-        self.http = httpx.Client(timeout=15)
+        self.http = http_client(timeout=15)
         self.access = self.login().json()["access_token"]
 
     def login(self, **overrides) -> httpx.Response:

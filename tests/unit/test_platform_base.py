@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import random
+import ssl
 
 import httpx
 import pytest
 
-from orderops_provider.base import ConfigurationError, PagingError, RateLimiter, RetryPolicy, chunked, pages
+from orderops_provider.base import (
+    ConfigurationError, PagingError, RateLimiter, RetryPolicy, chunked, http_client, pages, tls_context,
+)
 from orderops_provider.connection import base_url_of
 
 
@@ -164,3 +167,12 @@ def test_the_listing_bound_is_a_setting_named_when_bad(monkeypatch):
     monkeypatch.setenv(LISTING_TIMEOUT_ENV, "soon")
     with pytest.raises(RunConfigError, match=LISTING_TIMEOUT_ENV):
         Platforms(settings, factory=build).get("shipbob")
+
+
+def test_clients_share_one_verifying_tls_context():
+    context = tls_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] > 0        # a CA bundle is loaded
+    with http_client(timeout=5) as first, http_client(timeout=5) as second:
+        pools = [c._transport._pool._ssl_context for c in (first, second)]
+    assert pools[0] is context and pools[1] is context
