@@ -25,7 +25,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="orderops-airflow-"))
 # Great Expectations results and Data Docs of the runs tests make: never the repo's state/, and
-# removed at the end (a few MB a session)
+# removed at the end. Five results kept per suite, not fifty: every validation rebuilds the Data
+# Docs index from the kept results, and the suite's hundreds of runs share this one folder (the
+# tests that look at pruning or pages set their own folder or read the newest run's).
 GX_DIR = tempfile.mkdtemp(prefix="orderops-gx-")
 atexit.register(shutil.rmtree, GX_DIR, ignore_errors=True)
 os.environ.update({
@@ -36,6 +38,7 @@ os.environ.update({
     "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
     "TQDM_DISABLE": "1",
     "ORDEROPS_GX_DIR": GX_DIR,
+    "ORDEROPS_GX_KEEP": "5",
     "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
 })
 
