@@ -25,7 +25,7 @@ from airflow.sdk import (
 
 from include.lineage import assets, endpoints, tables as warehouse_tables
 from include.shops import Shop, load_shops, minutes_setting, schedule_for, task_timeout
-from include.steps import BATCHES, BY_NAME, STEPS
+from include.steps import BY_NAME, STEPS
 
 ASSETS = assets()
 RUN_SUMMARY, DECISIONS, LEDGER = ASSETS["run_summary"], ASSETS["decisions"], ASSETS["ledger"]
@@ -165,13 +165,13 @@ def build(shop: Shop):
                 return run(s, platforms, wh, datetime.fromisoformat(tiktok["since"]))
 
         @task(inlets=tables(*STAGING), outlets=tables("validation_results"))
-        def validate_staged(batch: str, **context) -> dict:
-            """Great Expectations on one staged batch; failures block dependent actions, not the run."""
+        def validate_staged(**context) -> list:
+            """Great Expectations on each staged batch; failures block dependent actions, not the run."""
             from include.airflow_glue import task_resources
-            from include.pipeline import validate_batch
+            from include.pipeline import validate_staged as run
 
             with task_resources(context) as (s, _, wh, _ctx):
-                return validate_batch(s, wh, batch)
+                return run(s, wh)
 
         @task(pool="tiktok_api", inlets=[*tables(*STAGING, "validation_results"), *endpoints("tiktok_providers")],
               outlets=[DECISIONS, *tables("order_links", "decisions", "action_ledger")])
@@ -287,7 +287,7 @@ def build(shop: Shop):
             "prepare_run": prepare_run(), "extract_tiktok": tiktok,
             "extract_shopify": extract_shopify(tiktok), "extract_amazon": extract_amazon(tiktok),
             "extract_shipbob": extract_shipbob(tiktok),
-            "validate_staged": validate_staged.expand(batch=list(BATCHES)),
+            "validate_staged": validate_staged(),
             "join_and_decide": plan,
             "post_tracking": post_tracking.expand(keys=chunks("tracking")),
             "add_notes": add_notes.expand(keys=chunks("notes")),

@@ -429,6 +429,11 @@ def validate_batch(settings: RunSettings, wh: Warehouse, batch: str) -> dict:
     return {"batch": batch, "success": outcome.success, "rows": outcome.rows, "failures": len(outcome.failures)}
 
 
+def validate_staged(settings: RunSettings, wh: Warehouse) -> list[dict]:
+    """Every staged batch's checkpoint, in turn (`validate_batch`)."""
+    return [validate_batch(settings, wh, batch) for batch in steps.BATCHES]
+
+
 def carrier_maps(settings: RunSettings, platforms: Platforms, wh: Warehouse,
                  tiktok_rows: list[dict]) -> tuple[dict, CarrierMap]:
     """TikTok shipping providers per delivery option of the orders in play: one call per option,
@@ -710,7 +715,7 @@ def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, lanes
         "extract_shopify": lambda _: extract_shopify(settings, platforms, wh, since()),
         "extract_amazon": lambda _: extract_amazon(settings, platforms, wh, since()),
         "extract_shipbob": lambda _: extract_shipbob(settings, platforms, wh, since()),
-        "validate_staged": lambda batch: validate_batch(settings, wh, batch),
+        "validate_staged": lambda _: validate_staged(settings, wh),
         "join_and_decide": lambda _: join_and_decide(settings, platforms, wh),
         **{name: (lambda keys: act(settings, platforms, wh, ctx, keys)) for name in steps.ACTS},
         "cancel_at_fulfiller": lambda chunk: saga.cancel_at_fulfiller(settings, platforms, wh, ctx, chunk),
@@ -723,7 +728,7 @@ def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, lanes
         if step.each is None:
             results[step.name] = runners[step.name](None)
             return
-        items = steps.BATCHES if step.each == "batch" else results["join_and_decide"]["chunks"][step.each]
+        items = results["join_and_decide"]["chunks"][step.each]
         out: list[Any] = [None] * len(items)
 
         def one(i: int) -> None:
