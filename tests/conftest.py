@@ -25,9 +25,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="orderops-airflow-"))
 # Great Expectations results and Data Docs of the runs tests make: never the repo's state/, and
-# removed at the end. Five results kept per suite, not fifty: every validation rebuilds the Data
-# Docs index from the kept results, and the suite's hundreds of runs share this one folder (the
-# tests that look at pruning or pages set their own folder or read the newest run's).
+# removed at the end. Ten results kept, not fifty: every validation rebuilds the Data Docs index
+# from the newest kept results, and the suite's hundreds of runs share this one folder. The index
+# then lists the newest ten results of all suites: two runs' five batches (the SLA page test looks
+# for both of its seed runs there; test_quality sets its own folder to look at pruning).
 GX_DIR = tempfile.mkdtemp(prefix="orderops-gx-")
 atexit.register(shutil.rmtree, GX_DIR, ignore_errors=True)
 os.environ.update({
@@ -38,7 +39,7 @@ os.environ.update({
     "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
     "TQDM_DISABLE": "1",
     "ORDEROPS_GX_DIR": GX_DIR,
-    "ORDEROPS_GX_KEEP": "5",
+    "ORDEROPS_GX_KEEP": "10",
     "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
 })
 
