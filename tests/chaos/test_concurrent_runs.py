@@ -108,7 +108,6 @@ def test_a_run_restaging_the_same_orders_does_not_hide_them_from_the_other(rig, 
 
     from include import pipeline, saga
     from include.platforms import Platforms
-    from include.run_store import BATCH_TABLES
     from include.ledger import RunContext
     from include.runconfig import run_settings
 
@@ -129,8 +128,7 @@ def test_a_run_restaging_the_same_orders_does_not_hide_them_from_the_other(rig, 
             pipeline.prepare_run(backfill, wh)
             pipeline.extract_amazon(backfill, platforms[run_ids[1]], wh, since)
             pipeline.extract_shipbob(backfill, platforms[run_ids[1]], wh, since)
-            for batch in BATCH_TABLES:
-                pipeline.validate_batch(scheduled, wh, batch)
+            pipeline.validate_staged(scheduled, wh)
             plan = pipeline.join_and_decide(scheduled, platforms[run_ids[0]], wh)
             ctx = RunContext(shop="default", dag_id="orderops_sla", run_id=scheduled.run_id, task_id="act",
                              now=scheduled.now_override)
