@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum 
 SCENARIO ?= state/sandbox-scenario.json
 ORDERS ?= 300
 SEED ?= 1
+# Test processes (pytest-xdist): one per core; TEST_WORKERS=0 runs the suite in this one process.
+TEST_WORKERS ?= auto
 
 .PHONY: venv test demo ui sandbox lock clean simulate
 
@@ -23,7 +25,7 @@ venv: $(STAMP)
 
 test: venv
 	deploy/test_services.sh
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n $(TEST_WORKERS) tests
 
 # e.g. make demo ARGS="--scenario shop.json --faults faults.json --warehouse postgresql://... --json run.json"
 demo: venv
@@ -55,7 +57,7 @@ lock:
 	.lock-venv/bin/pip install -q "apache-airflow==3.3.2" apache-airflow-providers-http apache-airflow-providers-standard \
 	  apache-airflow-providers-postgres apache-airflow-providers-openlineage apache-airflow-providers-common-messaging \
 	  apache-airflow-providers-redis pandas httpx great-expectations \
-	  graphql-core jsonschema openapi-schema-validator psycopg2-binary pytest pytest-timeout hypothesis \
+	  graphql-core jsonschema openapi-schema-validator psycopg2-binary pytest pytest-timeout pytest-xdist hypothesis \
 	  matplotlib apache-airflow-providers-celery "celery[redis]<5.7" tiktok-shop-api python-amazon-sp-api ShopifyAPI schemathesis playwright
 	{ head -2 requirements.txt; .lock-venv/bin/pip freeze; } > requirements.lock && mv requirements.lock requirements.txt
 	rm -rf .lock-venv

@@ -56,6 +56,38 @@ hypothesis_settings.register_profile("explore", derandomize=False)
 hypothesis_settings.load_profile(os.environ.get("ORDEROPS_HYPOTHESIS_PROFILE", "repeatable"))
 
 
+def pytest_collection_modifyitems(items):
+    """The `slow` files first (a stable sort: each file keeps its order). pytest-xdist hands out
+    files in this order, so the long ones start at once and the short ones even out the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """A test's chaos-table rows go out on its teardown report (tests/chaos/report.py)."""
+    if call.when == "teardown":
+        from tests.chaos import report
+
+        report.hand_over(item)
+
+
+def pytest_runtest_logreport(report):
+    """Rows are collected where the session ends: pytest-xdist replays its workers' reports in the main process."""
+    from tests.chaos import report as tables
+
+    tables.receive(report)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if hasattr(config, "workerinput"):     # a pytest-xdist worker: the main process prints
+        return
+    from tests.chaos import report
+
+    for table, text in report.write_all():
+        terminalreporter.section(f"orderops {table} (also in {report.REPORT_DIR / (table + '.txt')})")
+        terminalreporter.write_line(text)
+
+
 @pytest.fixture(autouse=True)
 def airflow_deprecations_fail():
     """Airflow's and its providers' deprecation warnings fail the test that triggers them (other

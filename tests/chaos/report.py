@@ -1,7 +1,9 @@
 """Tables the chaos, crash and concurrency tests print at the end of the session.
 
-Rows are collected while the tests run; `tests/chaos/conftest.py` prints them in pytest's terminal
-summary (shown with or without `-s`) and writes them to state/test-reports/<table>.txt.
+A test adds its rows (`add`); tests/conftest.py hands them over on the test's teardown report
+(`user_properties`, which pytest-xdist carries from a worker to the main process), collects them
+there (`receive`), prints them in pytest's terminal summary (shown with or without `-s`) and
+writes them to state/test-reports/<table>.txt.
 """
 from __future__ import annotations
 
@@ -9,12 +11,30 @@ from collections import defaultdict
 
 from include.runconfig import STATE_DIR
 
-TABLES: dict[str, list[dict]] = defaultdict(list)
+PROPERTY = "orderops-table-row"
+PENDING: list[tuple[str, dict]] = []            # the running test's rows
+TABLES: dict[str, list[dict]] = defaultdict(list)  # finished tests' rows, where they are printed
 REPORT_DIR = STATE_DIR / "test-reports"
 
 
 def add(row: dict, table: str = "chaos-matrix") -> None:
-    TABLES[table].append(row)
+    PENDING.append((table, row))
+
+
+def hand_over(item) -> None:
+    """Put the running test's rows on its reports (user properties travel with them)."""
+    item.user_properties.extend((PROPERTY, entry) for entry in PENDING)
+    PENDING.clear()
+
+
+def receive(test_report) -> None:
+    """Collect the rows a finished test handed over (once: on its teardown report)."""
+    if test_report.when != "teardown":
+        return
+    for name, value in test_report.user_properties:
+        if name == PROPERTY:
+            table, row = value
+            TABLES[table].append(row)
 
 
 def render(rows: list[dict]) -> str:

@@ -32,6 +32,8 @@ from tests.chaos.harness import (
     patched_env, unfinished,
 )
 
+pytestmark = pytest.mark.slow
+
 SCENARIO = chaos_scenario()
 
 

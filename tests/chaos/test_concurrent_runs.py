@@ -25,6 +25,8 @@ from tests.chaos.harness import (
     audit, chaos_scenario, clean_history, escalations, fresh_warehouse, patched_env, run_pipeline, unfinished,
 )
 
+pytestmark = pytest.mark.slow
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCENARIO = chaos_scenario()
 RUNS = {

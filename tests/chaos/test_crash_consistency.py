@@ -36,6 +36,8 @@ from tests.chaos.harness import (
     audit, chaos_scenario, clean_history, effect_of, escalations, fresh_warehouse, unfinished,
 )
 
+pytestmark = pytest.mark.slow
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCENARIO = chaos_scenario(amazon_c1=1)
 MOMENTS = {

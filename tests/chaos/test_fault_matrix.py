@@ -28,6 +28,8 @@ from tests.chaos.harness import (
     audit, chaos_scenario, clean_history, escalations, fresh_warehouse, is_order_write, ledger_states, unfinished,
 )
 
+pytestmark = pytest.mark.slow
+
 SCENARIO = chaos_scenario()
 TIMEOUT = 1.0     # seconds: the client timeout every hang/latency case sets through the connection extra
 

@@ -29,6 +29,8 @@ from sandbox.generate import generate
 from sandbox.shopify import DEFAULT_CREDENTIALS, TIKTOK_NOTE_PREFIX
 from tests.conftest import connection_json, settled_count
 
+pytestmark = pytest.mark.slow
+
 TOKEN = DEFAULT_CREDENTIALS["access_token"]
 CLIENT_ID = DEFAULT_CREDENTIALS["client_id"]
 CLIENT_SECRET = DEFAULT_CREDENTIALS["client_secret"]

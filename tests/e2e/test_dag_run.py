@@ -16,6 +16,8 @@ from sandbox.generate import DEFAULT_NOW, generate
 from sandbox.scenario import parse_time
 from include.warehouse import Warehouse, action_ledger, decisions, quota_buckets, runs
 
+pytestmark = pytest.mark.slow
+
 
 def order_writes(server, since=0):
     return [w for w in server.sandbox.writes[since:] if changes_orders(w.operation)]

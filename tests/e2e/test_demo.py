@@ -15,6 +15,8 @@ from sandbox.generate import generate
 from sandbox.tiktok import shipped_with
 from tests.conftest import PG_BASE
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def pg_schema():

@@ -20,6 +20,8 @@ from sandbox import demo
 from sandbox.connections import sandbox_connections
 from include.warehouse import Warehouse, sla_daily
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -23,6 +23,8 @@ from sandbox.generate import generate
 from sandbox.tiktok import shipped_with
 from include.warehouse import Warehouse, decisions
 
+pytestmark = pytest.mark.slow
+
 NOW = "2026-11-20T15:00:00Z"
 
 

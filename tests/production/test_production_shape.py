@@ -29,6 +29,8 @@ from include.steps import POOLS
 from sandbox.generate import DEFAULT_NOW
 from sandbox.scenario import parse_time
 
+pytestmark = pytest.mark.slow
+
 PG = "postgresql://postgres@127.0.0.1:5432"
 REDIS = "redis://127.0.0.1:6379/8"     # prod-up uses db 7: the test never touches a running prod-up
 AIRFLOW_DB, WAREHOUSE_DB = "orderops_prodtest_airflow", "orderops_prodtest_warehouse"

@@ -21,6 +21,8 @@ from sandbox.generate import generate
 from include.warehouse import Warehouse, action_ledger, sla_daily
 from tests.scheduler.stack import airflow_stack as stack, runs
 
+pytestmark = pytest.mark.slow
+
 DAYS = ("2026-11-17", "2026-11-18", "2026-11-19")
 
 

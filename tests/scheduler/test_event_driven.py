@@ -21,6 +21,8 @@ from sandbox.generate import generate
 from include.warehouse import Warehouse, platform_events, runs as run_rows
 from tests.scheduler.stack import airflow_stack, runs
 
+pytestmark = pytest.mark.slow
+
 SECRET = "whsec_" + "ZXZlbnQtZHJpdmVuLXNjaGVkdWxlci10ZXN0"[:32]
 
 

@@ -34,6 +34,8 @@ from tests.chaos.harness import (
     NOW, SandboxRig, chaos_scenario, fresh_warehouse, is_order_write, platform_secrets, scenario_pii,
 )
 
+pytestmark = pytest.mark.slow
+
 SCENARIO = chaos_scenario()
 PRESIGNED = ("x-amz-signature=", "x-amz-signature%3d")
 

@@ -14,6 +14,8 @@ import pytest
 
 from bench.simulate import FIGURES, simulate
 
+pytestmark = pytest.mark.slow
+
 START = datetime(2026, 11, 16, tzinfo=timezone.utc)   # a Monday
 LIFE = {"handling_business_days": 0, "shop_utc_offset_hours": 0, "auto_cancel_business_days": 1, "fulfiller_speed": 3,
         "cancel_request_share": 0.15, "stall_share": 0.1, "fail_share": 0.05, "tiktok_label_share": 0.05}

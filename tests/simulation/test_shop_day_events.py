@@ -9,6 +9,8 @@ import pytest
 from bench.simulate import simulate
 from tests.simulation.test_shop_day import LIFE, START
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def summary(tmp_path_factory):

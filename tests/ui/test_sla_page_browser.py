@@ -48,7 +48,7 @@ USER = "ops"  # a viewer: the page needs only read access to DAG runs
 EDITOR = "lead"  # may change DAG runs: the escalation inbox's actions are hers
 SCREENSHOTS = STATE_DIR / "screenshots"
 
-pytestmark = pytest.mark.timeout(900)  # a fresh machine installs Chromium first (about 2 minutes)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a fresh machine installs Chromium first (about 2 minutes)
 
 
 def free_port() -> int:
