@@ -57,7 +57,7 @@ PLATFORMS = ("tiktok", "shopify", "amazon_mcf", "shipbob")
 # Pipeline steps as run_all calls them, and the phase of the data flow each belongs to.
 PHASES = {
     "prepare_run": "extract", "extract_tiktok": "extract", "extract_shopify": "extract",
-    "extract_amazon": "extract", "extract_shipbob": "extract", "validate_batch": "validate",
+    "extract_amazon": "extract", "extract_shipbob": "extract", "validate_staged": "validate",
     "join_and_decide": "decide", "act": "act", "cancel_at_fulfiller": "act",
     "verify_cancellations": "act", "refund_and_approve": "act", "record_api_calls": "summary",
     "summarize_run": "summary",

@@ -32,7 +32,7 @@ from include.model import (
     VERIFY_FULFILLMENT_CANCEL, Decision,
 )
 from include.platforms import Platforms
-from include.quality import run_name, validate
+from include.quality import run_name, validate_batches
 from include.run_store import BATCH_TABLES, CLOCK_SKEW, RunStore
 from include.runconfig import RunSettings, now_for
 from include.warehouse import (
@@ -419,19 +419,18 @@ def extract_shipbob(settings: RunSettings, platforms: Platforms, wh: Warehouse, 
     return Step("extract_shipbob", {"orders": orders, "quarantined": bad, "missed_by_cursor": found}).as_dict()
 
 
-def validate_batch(settings: RunSettings, wh: Warehouse, batch: str) -> dict:
-    """The batch's Great Expectations checkpoint on what this run staged (its result and Data Docs
+def validate_staged(settings: RunSettings, wh: Warehouse) -> list[dict]:
+    """Every batch's Great Expectations checkpoint on what this run staged (results and Data Docs
     named by shop and run); a failure blocks actions, not staging."""
     store, now = RunStore(wh, settings), now_for(settings)
-    outcome = validate(batch, store.staged_by_run(BATCH_TABLES[batch]), now, run=run_name(settings.shop, settings.run_id))
-    store.record_validation(batch, outcome, now)
-    (log.info if outcome.success else log.error)("%s", outcome.describe())
-    return {"batch": batch, "success": outcome.success, "rows": outcome.rows, "failures": len(outcome.failures)}
-
-
-def validate_staged(settings: RunSettings, wh: Warehouse) -> list[dict]:
-    """Every staged batch's checkpoint, in turn (`validate_batch`)."""
-    return [validate_batch(settings, wh, batch) for batch in steps.BATCHES]
+    outcomes = validate_batches({batch: store.staged_by_run(BATCH_TABLES[batch]) for batch in steps.BATCHES}, now,
+                                run=run_name(settings.shop, settings.run_id))
+    done = []
+    for batch, outcome in outcomes.items():
+        store.record_validation(batch, outcome, now)
+        (log.info if outcome.success else log.error)("%s", outcome.describe())
+        done.append({"batch": batch, "success": outcome.success, "rows": outcome.rows, "failures": len(outcome.failures)})
+    return done
 
 
 def carrier_maps(settings: RunSettings, platforms: Platforms, wh: Warehouse,

@@ -3,10 +3,10 @@
 The suites are GX Expectation Suite files, `include/expectations/<batch>.json`. What must not drift
 from the code is not copied into them: the status vocabularies (include/enums.py) and the time
 bounds of the run's clock are suite parameters (`{"$PARAMETER": name}`), supplied by `parameters`.
-Each batch is validated by a GX Checkpoint (its ValidationDefinition, the suite, an
-UpdateDataDocsAction); the result goes to GX's validation results store and into Data Docs under
-`gx_dir()` (ORDEROPS_GX_DIR, default <state>/gx), which the SLA page serves. The code folder is
-only read.
+Each batch is validated by a GX Checkpoint (its ValidationDefinition and the suite); the result
+goes to GX's validation results store, and once a run's batches are validated, one Data Docs build
+renders their pages and the index under `gx_dir()` (ORDEROPS_GX_DIR, default <state>/gx), which the
+SLA page serves. The code folder is only read.
 
 A failed suite does not stop staging; it blocks the actions that depend on that platform's data
 (see `include.run_store.RunStore.blocked_by_validation`) and is reported with the failing expectations.
@@ -196,7 +196,7 @@ def _checkpoint(gx, root: Path, keep: int, batch: str):
     Callers hold `_exclusive(root)`, which also keeps threads of one process apart."""
     if _site.get("key") != (root, keep):
         context = _context(gx, root, keep)
-        # every suite, so the Data Docs index lists all five whichever batch rebuilds it
+        # every suite, so the Data Docs index lists all five whichever batches a run validates
         for name in BATCH_PLATFORM:
             context.suites.add(gx.ExpectationSuite(**suite_document(name)))
         _site.clear()
@@ -207,39 +207,65 @@ def _checkpoint(gx, root: Path, keep: int, batch: str):
         definition = context.validation_definitions.add(gx.ValidationDefinition(
             name=f"{batch}_validation", data=asset.add_batch_definition_whole_dataframe(f"{batch}_batch"),
             suite=context.suites.get(batch)))
+        # no UpdateDataDocsAction: `validate_batches` builds Data Docs once for all of a run's results
         checkpoints[batch] = context.checkpoints.add(gx.Checkpoint(
-            name=f"{batch}_checkpoint", validation_definitions=[definition], result_format="SUMMARY",
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs", site_names=[DOCS_SITE])]))
+            name=f"{batch}_checkpoint", validation_definitions=[definition], result_format="SUMMARY"))
     return context, checkpoints[batch]
 
 
-def validate(batch: str, rows: list[dict], now: datetime | None = None, run: str | None = None) -> Outcome:
-    """Run the batch's checkpoint on its staged rows (the columns its suite reads); `run` names the
-    result in the store and Data Docs (the pipeline's: `run_name`)."""
-    import great_expectations as gx  # heavy import: only inside the validation task
-    from great_expectations.core.run_identifier import RunIdentifier
-
-    now = now or datetime.now(timezone.utc)
-    document = suite_document(batch)
-    columns, times = _columns(document)
+def _frame(batch: str, rows: list[dict]) -> pd.DataFrame:
+    """The columns the batch's suite reads, its time columns parsed."""
+    columns, times = _columns(suite_document(batch))
     frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
     for column in times:
         frame[column] = pd.to_datetime(frame[column], utc=True, errors="coerce")
-    if frame.empty:
-        return Outcome(batch, True, 0)
-    root, keep = gx_dir(), kept()
-    run_id = RunIdentifier(run_name=UNSAFE.sub("_", run) if run else None, run_time=datetime.now(timezone.utc))
-    with _exclusive(root):
-        context, checkpoint = _checkpoint(gx, root, keep, batch)
-        _prune(context, root, batch, keep)
-        result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters(now),
-                                run_id=run_id)
-        _drop_empty(docs_dir(root) / "validations" / batch)
-    (validation,) = result.run_results.values()
+    return frame
+
+
+def _outcome(batch: str, validation, rows: int) -> Outcome:
     failures = []
     for r in validation.results:
         if not r.success:
             examples = [str(v) for v in (r.result.get("partial_unexpected_list") or [])[:5]]
             failures.append({"expectation": r.expectation_config.type, "column": r.expectation_config.kwargs.get("column"),
                              "unexpected_count": r.result.get("unexpected_count"), "examples": examples})
-    return Outcome(batch, bool(validation.success), len(frame), failures)
+    return Outcome(batch, bool(validation.success), rows, failures)
+
+
+def validate_batches(batches: dict[str, list[dict]], now: datetime | None = None,
+                     run: str | None = None) -> dict[str, Outcome]:
+    """Run each batch's checkpoint on its staged rows (the columns its suite reads), then build Data
+    Docs once: the new results' pages and the index, which reads every result it lists, so one build
+    per run rather than one per batch. `run` names the results in the store and Data Docs (the
+    pipeline's: `run_name`); an empty batch passes without a result."""
+    import great_expectations as gx  # heavy import: only inside the validation task
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    now = now or datetime.now(timezone.utc)
+    frames = {batch: _frame(batch, rows) for batch, rows in batches.items()}
+    outcomes = {batch: Outcome(batch, True, 0) for batch, frame in frames.items() if frame.empty}
+    checked = {batch: frame for batch, frame in frames.items() if not frame.empty}
+    if not checked:
+        return outcomes
+    root, keep = gx_dir(), kept()
+    run_id = RunIdentifier(run_name=UNSAFE.sub("_", run) if run else None, run_time=datetime.now(timezone.utc))
+    with _exclusive(root):
+        built = []
+        for batch, frame in checked.items():
+            context, checkpoint = _checkpoint(gx, root, keep, batch)
+            _prune(context, root, batch, keep)
+            result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters(now),
+                                    run_id=run_id)
+            ((identifier, validation),) = result.run_results.items()
+            outcomes[batch] = _outcome(batch, validation, len(frame))
+            built += [identifier, ExpectationSuiteIdentifier(name=batch)]
+        context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=built)
+        for batch in checked:
+            _drop_empty(docs_dir(root) / "validations" / batch)
+    return {batch: outcomes[batch] for batch in batches}
+
+
+def validate(batch: str, rows: list[dict], now: datetime | None = None, run: str | None = None) -> Outcome:
+    """One batch's checkpoint (`validate_batches`)."""
+    return validate_batches({batch: rows}, now, run)[batch]

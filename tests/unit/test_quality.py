@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from include.quality import (
     BATCH_PLATFORM, GX_DIR_ENV, KEEP_ENV, SUITES_DIR, docs_dir, parameters, referenced_parameters, suite_document,
-    validate,
+    validate, validate_batches,
 )
 
 NOW = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
@@ -90,6 +90,34 @@ def test_a_run_stores_its_result_and_a_data_docs_page_the_sla_app_serves(gx_fold
     served = app.get(f"/data-docs/{link}")
     assert served.status_code == 200 and "TELEPORTED" in served.text
     assert app.get("/data-docs/").text == (docs_dir() / "index.html").read_text()
+
+
+def test_a_runs_batches_are_validated_in_turn_and_their_data_docs_built_once(gx_folder, monkeypatch):
+    """The index reads every result it lists, so a run's batches share one Data Docs build."""
+    from great_expectations.data_context.data_context.abstract_data_context import AbstractDataContext
+
+    builds = []
+    build = AbstractDataContext.build_data_docs
+    monkeypatch.setattr(AbstractDataContext, "build_data_docs",
+                        lambda self, *a, **kw: builds.append(kw["resource_identifiers"]) or build(self, *a, **kw))
+    run = "default_manual__1"
+    outcomes = validate_batches({
+        "tiktok_orders": [tiktok_row()],
+        "shipbob_orders": [{"shipbob_order_id": 7, "status": "Beamed"}],
+        "amazon_fulfillment_orders": [],
+        "shopify_orders": [{"shopify_order_id": 1, "name": "#1001", "updated_at": NOW}],
+    }, NOW, run=run)
+    assert list(outcomes) == ["tiktok_orders", "shipbob_orders", "amazon_fulfillment_orders", "shopify_orders"]
+    assert [(o.success, o.rows) for o in outcomes.values()] == [(True, 1), (False, 1), (True, 0), (True, 1)]
+    assert outcomes["shipbob_orders"].failures[0]["examples"] == ["Beamed"]
+    assert len(builds) == 1 and len(builds[0]) == 6      # three results and their suites' pages
+    index = (docs_dir() / "index.html").read_text()
+    for batch in ("tiktok_orders", "shipbob_orders", "shopify_orders"):
+        (stored,) = (gx_folder / "validations" / batch / run).glob("*/*.json")
+        (page,) = (docs_dir() / "validations" / batch / run).glob("*/*.html")
+        assert page.relative_to(docs_dir()).as_posix() in index
+        assert page.parent.name == stored.parent.name      # one run time for the run's results
+    assert not (gx_folder / "validations" / "amazon_fulfillment_orders").exists()   # an empty batch leaves no result
 
 
 def test_only_the_newest_results_are_kept_per_suite(gx_folder, monkeypatch):
