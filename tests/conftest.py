@@ -151,6 +151,9 @@ def run_sandbox():
 
 
 PG_BASE = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+# A shop name for tests that listen on its Redis doorbell: pub/sub channels are shared by every
+# process on the machine, and other test workers ring their shops' channels at the same time.
+RINGING_SHOP = f"shop-{os.getpid()}"
 
 
 @pytest.fixture(scope="module")

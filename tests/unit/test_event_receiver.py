@@ -12,6 +12,7 @@ from include import events
 from include.event_receiver import ShopSecrets, create_app
 from include.events import EventInbox
 from include.warehouse import Warehouse
+from tests.conftest import RINGING_SHOP
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 SECRETS = ShopSecrets("key", "s3cret", "shpss", "whsec_" + "c2VjcmV0LWZvci1yZWNlaXZlci10ZXN0cw=="[:32], None)
@@ -22,7 +23,7 @@ def receiver(warehouse_url):
     wh = Warehouse(warehouse_url)
     wh.migrate()
     inbox = EventInbox(wh)
-    app = create_app(lambda shop: SECRETS if shop == "shop-a" else None, inbox,
+    app = create_app(lambda shop: SECRETS if shop in ("shop-a", RINGING_SHOP) else None, inbox,
                      doorbell=lambda shop: "redis://127.0.0.1:6379/0", clock=lambda: NOW)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://receiver")
     yield client, inbox
@@ -42,17 +43,17 @@ REQUEST = {"type": 11, "tts_notification_id": "N-1", "data": {
 async def test_a_delivery_is_kept_once_and_rings_the_doorbell(receiver):
     client, inbox = receiver
     listener = redis.Redis(host="127.0.0.1", port=6379).pubsub()
-    listener.subscribe(events.channel("shop-a"))
+    listener.subscribe(events.channel(RINGING_SHOP))
     listener.get_message(timeout=2)
     body, headers = tiktok_delivery(REQUEST)
-    first = await client.post("/shop-a/tiktok", content=body, headers=headers)
-    again = await client.post("/shop-a/tiktok", content=body, headers=headers)   # TikTok retries it
+    first = await client.post(f"/{RINGING_SHOP}/tiktok", content=body, headers=headers)
+    again = await client.post(f"/{RINGING_SHOP}/tiktok", content=body, headers=headers)   # TikTok retries it
     assert first.status_code == again.status_code == 200
     assert (first.json()["new"], again.json()["new"], first.json()["wakes"]) == (True, False, True)
-    assert [e["event_id"] for e in inbox.claim("shop-a", "run-1")] == ["N-1"]
+    assert [e["event_id"] for e in inbox.claim(RINGING_SHOP, "run-1")] == ["N-1"]
     rings = [listener.get_message(timeout=5), listener.get_message(timeout=1)]
     listener.close()
-    assert rings[0] and json.loads(rings[0]["data"])["shop"] == "shop-a" and rings[1] is None   # once
+    assert rings[0] and json.loads(rings[0]["data"])["shop"] == RINGING_SHOP and rings[1] is None   # once
 
 
 @pytest.mark.anyio

@@ -11,6 +11,7 @@ import pytest
 from include import events
 from include.events import BadEvent, EventInbox, PlatformEvent, Unverified
 from include.warehouse import Warehouse
+from tests.conftest import RINGING_SHOP
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 
@@ -197,13 +198,13 @@ def test_the_doorbell_rings_the_shops_channel_and_a_dead_redis_loses_nothing():
 
     client = redis.Redis(host="127.0.0.1", port=6379)
     listener = client.pubsub()
-    listener.subscribe(events.channel("shop-a"))
+    listener.subscribe(events.channel(RINGING_SHOP))
     listener.get_message(timeout=2)   # the subscription's own confirmation
-    assert events.ring(None, "shop-a", client=client)
+    assert events.ring(None, RINGING_SHOP, client=client)
     message = listener.get_message(timeout=5)
-    assert message and json.loads(message["data"])["shop"] == "shop-a"
+    assert message and json.loads(message["data"])["shop"] == RINGING_SHOP
     listener.close()
-    assert events.ring("redis://127.0.0.1:1/0", "shop-a") is False   # nothing listens there: no error
+    assert events.ring("redis://127.0.0.1:1/0", RINGING_SHOP) is False   # nothing listens there: no error
 
 
 def test_few_amazon_orders_are_read_by_id_and_many_are_listed():
