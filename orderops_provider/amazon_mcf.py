@@ -194,7 +194,7 @@ class AmazonMcfClient(PlatformClient):
                  timeout: float = 30.0, retry: RetryPolicy | None = None, rate_scale: float = 1.0,
                  quotas: dict[str, tuple[float, float]] | None = None, user_agent: str = USER_AGENT,
                  mask: Callable[[str], None] | None = None, transport: httpx.BaseTransport | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, first_report_poll: float | None = None):
         for name, value in (("client_id", client_id), ("client_secret", client_secret),
                             ("refresh_token", refresh_token), ("marketplace_id", marketplace_id)):
             if not value:
@@ -203,6 +203,9 @@ class AmazonMcfClient(PlatformClient):
             raise ConfigurationError(f"amazon_mcf: lwa_url {lwa_url!r} must start with http:// or https://")
         if not rate_scale > 0:
             raise ConfigurationError(f"amazon_mcf: rate_scale must be positive, got {rate_scale!r}")
+        if first_report_poll is not None and not 0 <= first_report_poll <= MAX_FIRST_REPORT_POLL:
+            raise ConfigurationError(f"amazon_mcf: first_report_poll must be 0 to {MAX_FIRST_REPORT_POLL:g} seconds, "
+                                     f"got {first_report_poll!r}")
         plans = {op: (rate * rate_scale, max(1.0, round(burst * rate_scale))) for op, (rate, burst) in QUOTAS.items()}
         for op, spec in (quotas or {}).items():
             try:
@@ -231,6 +234,7 @@ class AmazonMcfClient(PlatformClient):
         self._download_compression: dict[str, str | None] = {}
         self.token_exchanges = 0
         self.build_seconds: float | None = None   # how long the last collected report took Amazon to build
+        self.first_report_poll = first_report_poll   # set: the wait before a report's first poll, whatever was learned
         _guard_httpx_log()
 
     @classmethod
@@ -250,6 +254,8 @@ class AmazonMcfClient(PlatformClient):
         )
         if "max_attempts" in extra:
             kwargs["retry"] = RetryPolicy(max_attempts=int(settings.number("max_attempts", 6)))
+        if "first_report_poll" in extra:
+            kwargs["first_report_poll"] = settings.number("first_report_poll", FIRST_REPORT_POLL)
         if extra.get("quotas") is not None:
             if not isinstance(extra["quotas"], dict):
                 raise ConfigurationError(f"{where}: extra.quotas must map operationId to [rate, burst]")
@@ -591,13 +597,18 @@ class AmazonMcfClient(PlatformClient):
         2 per second, so the few early polls cost nothing that matters). The first poll waits too:
         a report is never done the moment it was asked for, and each run asks for one. Given how long
         the last one took to build (`expected_seconds`, see `build_seconds`), the first poll waits that
-        long, so a report that builds as fast as the last is read with one poll.
+        long, so a report that builds as fast as the last is read with one poll. A client made with
+        `first_report_poll` waits that long instead (a simulator that builds reports at once).
         """
         deadline = time.monotonic() + timeout
         wait = min(FIRST_REPORT_POLL, poll_interval)
         self.build_seconds = None
-        # Amazon's times are whole seconds: a second more than the last build, and a tenth for drift
-        self._sleep(wait if expected_seconds is None else min(max(expected_seconds * 1.1 + 1, wait), MAX_FIRST_REPORT_POLL))
+        if self.first_report_poll is not None:
+            self._sleep(self.first_report_poll)
+        else:
+            # Amazon's times are whole seconds: a second more than the last build, and a tenth for drift
+            self._sleep(wait if expected_seconds is None
+                        else min(max(expected_seconds * 1.1 + 1, wait), MAX_FIRST_REPORT_POLL))
         while True:
             report = self.get_report(report_id)
             state = report["processingStatus"]

@@ -131,7 +131,7 @@ class AmazonMcfHook(PlatformHook):
 
     host: SP-API endpoint (https://sellingpartnerapi-na.amazon.com or the local simulator);
     login: LWA client id; password: LWA client secret; extra: refresh_token (secret),
-    marketplace_id, lwa_url, timeout, rate_scale, quotas, max_attempts, user_agent.
+    marketplace_id, lwa_url, timeout, rate_scale, quotas, max_attempts, user_agent, first_report_poll.
     """
 
     conn_name_attr = "amazon_mcf_conn_id"

@@ -48,6 +48,8 @@ PG_BASE = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 # poll (15 s) and the job poll (1 s per cancel) would otherwise dominate every run.
 FAST = {"amazon_mcf": {"report_queue_seconds": 0, "report_processing_seconds": 0},
         "shopify": {"cancel_job_polls": 1}}
+# ... so the client polls a report at once (connection extra), rather than after a second each run.
+FAST_CLIENTS = {"amazon_mcf": {"first_report_poll": 0}}
 
 
 def sandbox_settings() -> Settings:
@@ -203,8 +205,9 @@ class SandboxRig:
     def connection_env(self, extras: dict[str, dict] | None = None) -> dict[str, str]:
         """AIRFLOW_CONN_* for the sandbox, with per-platform extras (timeout, max_attempts, ...)."""
         docs = sandbox_connections(self.urls)
-        for platform, extra in (extras or {}).items():
-            docs[platform]["extra"].update(extra)
+        for given in (FAST_CLIENTS, extras or {}):
+            for platform, extra in given.items():
+                docs[platform]["extra"].update(extra)
         for platform, password in self.password_overrides.items():
             docs[platform]["password"] = password
         return {f"AIRFLOW_CONN_{CONNECTION_IDS[p].upper()}": json.dumps(d) for p, d in docs.items()}

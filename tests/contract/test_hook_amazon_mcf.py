@@ -440,6 +440,22 @@ def test_a_report_built_as_fast_as_the_last_is_read_with_one_poll(run_sandbox):
         assert again == first and client.stats.calls[GET_REPORT] == 1
 
 
+def test_a_set_first_report_poll_is_the_wait_before_the_first_poll_whatever_was_learned(run_sandbox):
+    """A simulator that builds reports at once (`report_*_seconds` 0) is polled at once when the
+    connection says so; the learned build time no longer sets the first wait."""
+    instant = {"report_queue_seconds": 0, "report_processing_seconds": 0}
+    server = start(run_sandbox, generate(300, seed=5), Settings(rate_scale=SCALE, clock_rate=0, platforms={P: instant}))
+    begin = NOW - timedelta(days=3)
+    for first_report_poll, expected_seconds, first_wait in ((None, None, 1.0), (None, 2.0, 3.2), (0.0, 2.0, 0.0)):
+        slept: list[float] = []
+        with make_client(server, first_report_poll=first_report_poll, sleep=slept.append) as client:
+            report_id = client.request_fulfilled_shipments(begin, NOW)
+            slept.clear()     # the waits of the report's collection only
+            client.collect_fulfilled_shipments(report_id, expected_seconds=expected_seconds)
+            assert client.stats.calls[GET_REPORT] == 1 and slept[0] == pytest.approx(first_wait)
+        server.sandbox.clock.advance(30 * 60)
+
+
 def test_report_faults_timeout_and_an_expired_document_url(run_sandbox):
     settings = Settings(rate_scale=SCALE, clock_rate=0, platforms={P: {
         "report_queue_seconds": 0.5, "report_processing_seconds": 0.2, "document_url_ttl_seconds": 2}})
@@ -482,14 +498,17 @@ def test_configuration_errors_name_the_field():
                           ({"extra": {}}, "refresh_token"),
                           ({"extra": {"refresh_token": "Atzr|x", "lwa_url": "ftp://x"}}, "lwa_url"),
                           ({"extra": {"refresh_token": "Atzr|x", "rate_scale": "fast"}}, "rate_scale"),
-                          ({"extra": {"refresh_token": "Atzr|x", "quotas": {GET: [1]}}}, "quotas")):
+                          ({"extra": {"refresh_token": "Atzr|x", "quotas": {GET: [1]}}}, "quotas"),
+                          ({"extra": {"refresh_token": "Atzr|x", "first_report_poll": -1}}, "first_report_poll"),
+                          ({"extra": {"refresh_token": "Atzr|x", "first_report_poll": "soon"}}, "first_report_poll")):
         settings = ConnectionSettings(**{**base.__dict__, **change})
         with pytest.raises(ConfigurationError, match=field):
             AmazonMcfClient.from_settings(settings)
     client = AmazonMcfClient.from_settings(ConnectionSettings(**{**base.__dict__, "extra": {
         "refresh_token": "Atzr|x", "marketplace_id": "A2EUQ1WTGCTBG2", "timeout": "12", "rate_scale": 0.5,
-        "quotas": {GET: [4, 40]}, "max_attempts": 3}}))
+        "quotas": {GET: [4, 40]}, "max_attempts": 3, "first_report_poll": "0"}}))
     assert (client.marketplace_id, client.http.timeout.read, client.retry.max_attempts) == ("A2EUQ1WTGCTBG2", 12.0, 3)
+    assert client.first_report_poll == 0.0
     assert client.lwa_url == "https://api.amazon.com/auth/o2/token"
     assert client.quotas[GET] == (4.0, 40.0) and client.quotas[LIST] == (1.0, 15)
     assert (client.limiter(GET).rate, client.limiter(GET).burst) == (4.0, 39.0)
