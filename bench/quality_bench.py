@@ -3,7 +3,7 @@
     python -m bench.quality_bench --calls 500 --rows 200
     python -m bench.quality_bench --calls 150 --run      # a run's five batches per call
 
-Validates a clean TikTok orders batch of ROWS rows (`include.quality.validate`), or with `--run`
+Validates a clean TikTok orders batch of ROWS rows, or with `--run`
 all five batches of ROWS rows each as `validate_staged` does (`validate_batches`: five checkpoints,
 one Data Docs build), CALLS times in one process into a fresh GX folder (ORDEROPS_GX_DIR, a
 temporary one unless given), one run name per call as the pipeline does, and prints the median and

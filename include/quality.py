@@ -264,8 +264,3 @@ def validate_batches(batches: dict[str, list[dict]], now: datetime | None = None
         for batch in checked:
             _drop_empty(docs_dir(root) / "validations" / batch)
     return {batch: outcomes[batch] for batch in batches}
-
-
-def validate(batch: str, rows: list[dict], now: datetime | None = None, run: str | None = None) -> Outcome:
-    """One batch's checkpoint (`validate_batches`)."""
-    return validate_batches({batch: rows}, now, run)[batch]

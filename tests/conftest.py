@@ -25,8 +25,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="orderops-airflow-"))
 # Great Expectations results and Data Docs of the runs tests make: never the repo's state/, and
-# removed at the end. Ten results kept, not fifty: every validation rebuilds the Data Docs index
-# from the newest kept results, and the suite's hundreds of runs share this one folder. The index
+# removed at the end. Ten results kept, not fifty: every run's validation rebuilds the Data Docs
+# index from the newest kept results, and the suite's hundreds of runs share this one folder. The index
 # then lists the newest ten results of all suites: two runs' five batches (the SLA page test seeds
 # two runs and looks for the first one's page there; test_quality sets its own folder to look at pruning).
 GX_DIR = tempfile.mkdtemp(prefix="orderops-gx-")

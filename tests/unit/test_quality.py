@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from include.quality import (
     BATCH_PLATFORM, GX_DIR_ENV, KEEP_ENV, SUITES_DIR, docs_dir, parameters, referenced_parameters, suite_document,
-    validate, validate_batches,
+    validate_batches,
 )
 
 NOW = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
@@ -22,6 +22,11 @@ NOW = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
 def tiktok_row(order_id="576000000000000001", status="AWAITING_SHIPMENT", create=NOW):
     return {"tiktok_order_id": order_id, "status": status, "fulfillment_type": "FULFILLMENT_BY_SELLER",
             "create_time": create, "update_time": create, "rts_sla_time": create}
+
+
+def validate(batch: str, rows: list[dict], now: datetime, run: str | None = None):
+    """One batch's outcome, as the pipeline validates a run's batches."""
+    return validate_batches({batch: rows}, now, run)[batch]
 
 
 @pytest.fixture
