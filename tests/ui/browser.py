@@ -60,6 +60,11 @@ class Browser:
         """Until the JavaScript `condition` holds in the page."""
         self.page.wait_for_function(condition, timeout=timeout * 1000)
 
+    def click(self, role: str, name: str, timeout: float = 30) -> None:
+        """A real pointer click on the element with that ARIA role and name, once it is visible and
+        stable (a menu still opening moves its items, and a script click then may land on nothing)."""
+        self.page.get_by_role(role, name=name, exact=True).click(timeout=timeout * 1000)
+
     def type_into(self, selector: str, text: str) -> None:
         self.page.locator(selector).fill(text)
 

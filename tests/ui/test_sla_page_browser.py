@@ -331,9 +331,9 @@ def test_sla_page_in_a_browser(site):
         assert sorted(line.split(",")[0] for line in csv_text.splitlines()[1:]) == sorted(
             b["tiktok_order_id"] for b in site["built"][worst["day"]].breaches)
         browser.wait_for("document.querySelector('button[aria-label=Browse]')")
-        browser.js("document.querySelector('button[aria-label=Browse]').click()")
+        browser.click("button", "Browse")
         browser.wait_for("Array.from(document.querySelectorAll('[role=menuitem]')).some(e => e.innerText.trim() === 'SLA breaches')", 30)
-        browser.js("Array.from(document.querySelectorAll('[role=menuitem]')).find(e => e.innerText.trim() === 'SLA breaches').click()")
+        browser.click("menuitem", "SLA breaches")
         browser.wait_for("location.pathname === '/plugin/sla_breaches'", 30)
         frame = "document.querySelector('iframe')"
         browser.wait_for(f"{frame} && {frame}.contentDocument && "
