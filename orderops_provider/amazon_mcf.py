@@ -600,7 +600,7 @@ class AmazonMcfClient(PlatformClient):
         long, so a report that builds as fast as the last is read with one poll. A client made with
         `first_report_poll` waits that long instead (a simulator that builds reports at once).
         """
-        deadline = time.monotonic() + timeout
+        deadline = self.clock() + timeout
         wait = min(FIRST_REPORT_POLL, poll_interval)
         self.build_seconds = None
         if self.first_report_poll is not None:
@@ -622,7 +622,7 @@ class AmazonMcfClient(PlatformClient):
             if state == "FATAL":
                 raise ReportFailedError(self.platform, GET_REPORT, self._fatal_detail(report),
                                         code="FATAL")
-            if time.monotonic() + wait > deadline:
+            if self.clock() + wait > deadline:
                 raise ReportTimeoutError(self.platform, GET_REPORT,
                                          f"report {report_id} still {state} after {timeout:g} s")
             self._sleep(wait)

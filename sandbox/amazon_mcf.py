@@ -23,7 +23,6 @@ import hmac
 import json
 import random
 import secrets
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -719,7 +718,7 @@ class AmazonMcfSandbox(PlatformSandbox):
             refusal = (403, "Unauthorized", "Access token is missing in the request header.")
         elif token not in self.tokens:
             refusal = (403, "Unauthorized", "The access token you provided is revoked, malformed or invalid.")
-        elif self.tokens[token].expires_at <= time.time():
+        elif self.tokens[token].expires_at <= self.wall():
             refusal = (403, "Unauthorized", "The access token you provided has expired.")
         elif self.tokens[token].grantless:
             refusal = (403, "Unauthorized", "")
@@ -881,7 +880,7 @@ class AmazonMcfSandbox(PlatformSandbox):
             if not hmac.compare_digest(params["refresh_token"], self.config["refresh_token"]):
                 return oauth_error(400, "invalid_grant",
                                    "The request has an invalid grant parameter : refresh_token", params)
-            self.tokens[access] = AccessToken(expires_at=time.time() + lifetime, grantless=False)
+            self.tokens[access] = AccessToken(expires_at=self.wall() + lifetime, grantless=False)
             return answer(200, {"access_token": access, "refresh_token": self.config["refresh_token"],
                                 "token_type": "bearer", "expires_in": lifetime}, params)
         if grant == "client_credentials":
@@ -891,7 +890,7 @@ class AmazonMcfSandbox(PlatformSandbox):
                                    params)
             if scope not in GRANTLESS_SCOPES:
                 return oauth_error(400, "invalid_scope", "The request has an invalid parameter : scope", params)
-            self.tokens[access] = AccessToken(expires_at=time.time() + lifetime, grantless=True, scope=scope)
+            self.tokens[access] = AccessToken(expires_at=self.wall() + lifetime, grantless=True, scope=scope)
             return answer(200, {"access_token": access, "scope": scope, "token_type": "bearer",
                                 "expires_in": lifetime}, params)
         # authorization_code: the sandbox has no consent page, so no code is ever valid.
@@ -1139,7 +1138,7 @@ class AmazonMcfSandbox(PlatformSandbox):
         """Processing runs on the wall clock (short delays); the content follows the scenario clock."""
         if report.status in ("CANCELLED", "DONE", "FATAL"):
             return report.status
-        elapsed = time.time() - report.created_wall
+        elapsed = self.wall() - report.created_wall
         queue = float(self.config["report_queue_seconds"])
         if elapsed < queue:
             return "IN_QUEUE"
@@ -1253,13 +1252,13 @@ class AmazonMcfSandbox(PlatformSandbox):
         too_soon = any(r.report_type == body["reportType"] and not (r.cancelled_in_queue or r.too_soon)
                        and timedelta(0) <= now - r.created < regeneration for r in self.reports.values())
         self._report_seq += 1
-        report_id = str(50_000_000_000 + self._rng("report", self._report_seq, time.time()).randrange(10**9))
+        report_id = str(50_000_000_000 + self._rng("report", self._report_seq, self.wall()).randrange(10**9))
         while report_id in self.reports:
             report_id = str(int(report_id) + 1)
         self.reports[report_id] = Report(
             seq=self._report_seq, report_id=report_id, report_type=body["reportType"],
             marketplace_ids=list(body["marketplaceIds"]), start=start, end=end, created=now,
-            created_wall=time.time(), options=dict(body.get("reportOptions") or {}), too_soon=too_soon)
+            created_wall=self.wall(), options=dict(body.get("reportOptions") or {}), too_soon=too_soon)
         return self._write(request, body, self._respond(request, {"reportId": report_id}, 202, op), op)
 
     def _get_report(self, request: Request, report_id: str) -> Response:
@@ -1359,7 +1358,7 @@ class AmazonMcfSandbox(PlatformSandbox):
         if document is None:
             return self._error(request, 404, "NotFound", f"Report document {document_id} not found.", operation=op)
         encoding = "gzip" if request.query_params.get("enableContentEncodingUrlHeader", "").lower() == "true" else ""
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.fromtimestamp(self.wall(), timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         ttl = int(self.config["document_url_ttl_seconds"])
         params = {"X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Date": stamp, "X-Amz-Expires": str(ttl),
                   "X-Amz-SignedHeaders": "host"}
@@ -1395,7 +1394,7 @@ class AmazonMcfSandbox(PlatformSandbox):
         if not hmac.compare_digest(query.get("X-Amz-Signature", ""), self._sign(document_id, stamp, ttl, encoding)):
             return s3_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match "
                                                           "the signature you provided.")
-        if time.time() > issued.timestamp() + ttl:
+        if self.wall() > issued.timestamp() + ttl:
             return s3_error(403, "AccessDenied", "Request has expired")
         headers = {"Content-Encoding": "gzip"} if encoding == "gzip" else {}
         return Response(document.content, media_type="text/tab-separated-values; charset=UTF-8", headers=headers)
@@ -1405,7 +1404,7 @@ class AmazonMcfSandbox(PlatformSandbox):
     def state(self) -> dict:
         now = self.now()
         self._advance_all(now)
-        wall = time.time()
+        wall = self.wall()
         return {
             "now": ts(now),
             "orders": [self._result_json(o) for o in self.orders.values()],

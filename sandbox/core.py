@@ -51,6 +51,12 @@ class SandboxClock:
         self._skipped = 0.0   # scenario seconds jumped forward by set(), beyond what wall time covered
         # where quota time comes from: the wall clock, or a test's own (shared with a client's pacing)
         self.quota_source: Callable[[], float] = time.monotonic
+        # the wall clock of the platforms' own timers (report processing, token and download-link
+        # lifetimes); a test sets its own to step through them without waiting on the machine
+        self.wall_source: Callable[[], float] = time.time
+
+    def wall(self) -> float:
+        return self.wall_source()
 
     def quota_seconds(self) -> float:
         """The clock the platforms' rate limits refill on: wall time plus every forward jump of the
@@ -283,6 +289,9 @@ class PlatformSandbox:
     # Helpers for subclasses.
     def now(self) -> datetime:
         return self.sandbox.clock.now()
+
+    def wall(self) -> float:
+        return self.sandbox.clock.wall()
 
     def record_write(self, request: Request, body: Any, status: int, outcome: str,
                      request_id: str | None = None, operation: str | None = None) -> WriteRecord:

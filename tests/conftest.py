@@ -109,10 +109,11 @@ def airflow_deprecations_fail():
 class VirtualTime:
     """Seconds that pass only when someone sleeps on them. A client's pacing (its clock and sleep)
     and the simulator's quotas (`clock.quota_source`) read the same one, so a pacing test checks the
-    arithmetic of both sides, never the machine's speed, and takes no time."""
+    arithmetic of both sides, never the machine's speed, and takes no time. As a simulator's wall
+    clock (`clock.wall_source`) it starts where the caller says, e.g. at the real time."""
 
-    def __init__(self):
-        self.seconds = 0.0
+    def __init__(self, seconds: float = 0.0):
+        self.seconds = seconds
         self._lock = threading.Lock()
 
     def __call__(self) -> float:

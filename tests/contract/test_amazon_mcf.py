@@ -22,6 +22,7 @@ from jsonschema import Draft4Validator, FormatChecker
 from orderops_provider.base import http_client
 from sandbox.amazon_mcf import DEFAULT_CREDENTIALS, SHIPMENT_REPORT_COLUMNS
 from sandbox.core import Settings
+from tests.conftest import VirtualTime
 
 SPEC_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "vendor-specs" / "amazon-sp-api"
 FBA = "/fba/outbound/2020-07-01"
@@ -158,10 +159,19 @@ class Client:
         return self.http.get(f"{self.base}/_sandbox/writes", params={"platform": "amazon_mcf"}).json()
 
 
+def stepped_wall() -> VirtualTime:
+    """A wall clock for the platform's own timers (reports: 1 s queued, then 2 s in progress by
+    default; token and download-link lifetimes) and its quotas that moves only when the test sleeps
+    on it, so what a test sees never depends on how fast the machine is."""
+    return VirtualTime(time.time())
+
+
 @pytest.fixture
 def mcf(run_sandbox):
-    def start(*orders: dict, settings: Settings | None = None) -> Client:
+    def start(*orders: dict, settings: Settings | None = None, wall: VirtualTime | None = None) -> Client:
         server = run_sandbox(scenario(*orders), platforms=("amazon_mcf",), settings=settings or Settings(**FROZEN))
+        if wall is not None:  # the platform's timers and quotas move only when the test steps them
+            server.sandbox.clock.wall_source = server.sandbox.clock.quota_source = wall
         return Client(server)
     return start
 
@@ -261,12 +271,13 @@ def test_missing_invalid_and_expired_tokens_get_403_unauthorized(mcf):
 
 def test_access_token_expires_on_the_wall_clock(mcf):
     settings = Settings(clock_rate=0, platforms={"amazon_mcf": {"token_lifetime_seconds": 1}})
-    client = mcf(mcf_order(1, "Planning"), settings=settings)
+    client = mcf(mcf_order(1, "Planning"), settings=settings, wall=(wall := stepped_wall()))
     assert client.login().json()["expires_in"] == 1
     assert client.get(f"{FBA}/fulfillmentOrders/1001").status_code == 200
     client.advance(7200)  # the scenario clock does not age tokens
+    wall.sleep(0.99)
     assert client.get(f"{FBA}/fulfillmentOrders/1001").status_code == 200
-    time.sleep(1.2)
+    wall.sleep(0.01)
     expired = client.get(f"{FBA}/fulfillmentOrders/1001")
     assert expired.json()["errors"][0]["details"] == "The access token you provided has expired."
 
@@ -673,19 +684,16 @@ def test_hold_orders_wait_then_auto_cancel_after_14_days(mcf):
 # ---------------------------------------------------------------- Reports
 
 
-FAST_REPORTS = {"report_queue_seconds": 0.3, "report_processing_seconds": 0.3}
-
-
-def wait_for(client: Client, report_id: str, final=("DONE", "CANCELLED", "FATAL")) -> dict:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+def wait_for(client: Client, report_id: str, wall: VirtualTime,
+             final=("DONE", "CANCELLED", "FATAL")) -> dict:
+    for _ in range(20):
         response = client.get(f"{REPORTS}/reports/{report_id}")
         assert response.status_code == 200, response.text
         conforms(response.json(), "Report", REPORTS_MODEL)
         if response.json()["processingStatus"] in final:
             return response.json()
-        time.sleep(0.1)
-    raise AssertionError("report did not finish")
+        wall.sleep(0.5)
+    raise AssertionError("report did not finish in 10 s of the platform's time")
 
 
 def test_shipments_report_flow(mcf):
@@ -694,7 +702,7 @@ def test_shipments_report_flow(mcf):
                                             "tracking_number": tn}]}], skus=("OSL-TEE-M", "OSL-CAP-01"))
     client = mcf(shipped(1, "9400100000000000000011"), shipped(2, "9400100000000000000012"),
                  mcf_order(3, "Planning"), mcf_order(4, "Complete", received="2026-10-01T00:00:00Z"),
-                 settings=Settings(clock_rate=0, platforms={"amazon_mcf": FAST_REPORTS}))
+                 settings=Settings(clock_rate=0), wall=(wall := stepped_wall()))
     created = client.call("POST", f"{REPORTS}/reports", json={
         "reportType": "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL", "marketplaceIds": ["ATVPDKIKX0DER"],
         "dataStartTime": "2026-11-19T00:00:00Z", "dataEndTime": "2026-11-20T15:00:00Z"})
@@ -704,9 +712,13 @@ def test_shipments_report_flow(mcf):
     first = client.get(f"{REPORTS}/reports/{report_id}")
     assert first.json()["processingStatus"] == "IN_QUEUE" and first.headers["x-amzn-RateLimit-Limit"] == "2.0"
     assert "reportDocumentId" not in first.json()
-    time.sleep(0.35)
+    wall.sleep(0.99)
+    assert client.get(f"{REPORTS}/reports/{report_id}").json()["processingStatus"] == "IN_QUEUE"
+    wall.sleep(0.02)
     assert client.get(f"{REPORTS}/reports/{report_id}").json()["processingStatus"] == "IN_PROGRESS"
-    report = wait_for(client, report_id)
+    wall.sleep(1.98)
+    assert client.get(f"{REPORTS}/reports/{report_id}").json()["processingStatus"] == "IN_PROGRESS"
+    report = wait_for(client, report_id, wall)
     assert report["processingStatus"] == "DONE" and report["createdTime"] == NOW
     assert report["dataStartTime"] == "2026-11-19T00:00:00Z"
     document = client.get(f"{REPORTS}/documents/{report['reportDocumentId']}")
@@ -741,12 +753,13 @@ def test_shipments_report_flow(mcf):
 
 
 def test_report_document_url_expires_and_is_signed(mcf):
-    settings = Settings(clock_rate=0, platforms={"amazon_mcf": {**FAST_REPORTS, "document_url_ttl_seconds": 4}})
-    client = mcf(mcf_order(1, "Complete", received="2026-11-19T00:00:00Z"), settings=settings)
+    settings = Settings(clock_rate=0, platforms={"amazon_mcf": {"document_url_ttl_seconds": 4}})
+    client = mcf(mcf_order(1, "Complete", received="2026-11-19T00:00:00Z"), settings=settings,
+                 wall=(wall := stepped_wall()))
     report_id = client.call("POST", f"{REPORTS}/reports", json={
         "reportType": "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL", "marketplaceIds": ["ATVPDKIKX0DER"],
         "dataStartTime": "2026-11-19T00:00:00Z", "dataEndTime": NOW}).json()["reportId"]
-    document_id = wait_for(client, report_id)["reportDocumentId"]
+    document_id = wait_for(client, report_id, wall)["reportDocumentId"]
     url = client.get(f"{REPORTS}/documents/{document_id}").json()["url"]
     parts = urlparse(url)
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
@@ -754,23 +767,25 @@ def test_report_document_url_expires_and_is_signed(mcf):
     denied = httpx.get(forged)
     assert denied.status_code == 403 and "<Code>SignatureDoesNotMatch</Code>" in denied.text
     assert httpx.get(url).status_code == 200
-    time.sleep(4.2)
+    wall.sleep(3.0)  # X-Amz-Date is whole seconds: a 4 s link lives 3 to 4 s of the wall clock
+    assert httpx.get(url).status_code == 200
+    wall.sleep(1.01)
     expired = httpx.get(url)
     assert expired.status_code == 403 and "Request has expired" in expired.text
 
 
 def test_report_without_data_is_cancelled_and_queue_cancel(mcf):
-    client = mcf(mcf_order(1, "Planning"), settings=Settings(clock_rate=0, platforms={"amazon_mcf": FAST_REPORTS}))
+    client = mcf(mcf_order(1, "Planning"), settings=Settings(clock_rate=0), wall=(wall := stepped_wall()))
     spec = {"reportType": "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL", "marketplaceIds": ["ATVPDKIKX0DER"],
             "dataStartTime": "2026-11-01T00:00:00Z", "dataEndTime": NOW}
     empty = client.call("POST", f"{REPORTS}/reports", json=spec).json()["reportId"]
     queued = client.call("POST", f"{REPORTS}/reports", json=spec).json()["reportId"]
     deleted = client.call("DELETE", f"{REPORTS}/reports/{queued}")
     assert deleted.status_code == 200 and deleted.content == b""
-    finished = wait_for(client, empty)
+    finished = wait_for(client, empty, wall)
     assert finished["processingStatus"] == "CANCELLED" and "reportDocumentId" not in finished
     assert "processingEndTime" in finished
-    cancelled = wait_for(client, queued)
+    cancelled = wait_for(client, queued, wall)
     assert cancelled["processingStatus"] == "CANCELLED" and "processingStartTime" not in cancelled
     assert_error(client.call("DELETE", f"{REPORTS}/reports/{empty}"), 400, "InvalidInput",
                  model=REPORTS_MODEL, definition="ErrorList")
@@ -778,7 +793,7 @@ def test_report_without_data_is_cancelled_and_queue_cancel(mcf):
     assert_error(client.get(f"{REPORTS}/documents/nope"), 404, "NotFound", model=REPORTS_MODEL,
                  definition="ErrorList")
     too_long = client.call("POST", f"{REPORTS}/reports", json={**spec, "dataStartTime": "2026-10-01T00:00:00Z"})
-    assert wait_for(client, too_long.json()["reportId"])["processingStatus"] == "FATAL"  # over 31 days
+    assert wait_for(client, too_long.json()["reportId"], wall)["processingStatus"] == "FATAL"  # over 31 days
     for bad in ({**spec, "reportType": "GET_FLAT_FILE_OPEN_LISTINGS_DATA"}, {**spec, "marketplaceIds": []},
                 {**spec, "dataStartTime": "yesterday"}, {**spec, "dataStartTime": NOW, "dataEndTime": "2026-11-01T00:00:00Z"}):
         assert_error(client.call("POST", f"{REPORTS}/reports", json=bad), 400, "InvalidInput",
@@ -790,8 +805,8 @@ def test_report_without_data_is_cancelled_and_queue_cancel(mcf):
 
 
 def test_get_reports_filters_and_pages(mcf):
-    client = mcf(mcf_order(1, "Complete", received="2026-11-19T00:00:00Z"),
-                 settings=Settings(clock_rate=0, platforms={"amazon_mcf": FAST_REPORTS}))
+    client = mcf(mcf_order(1, "Complete", received="2026-11-19T00:00:00Z"), settings=Settings(clock_rate=0),
+                 wall=(wall := stepped_wall()))
     spec = {"reportType": "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL", "marketplaceIds": ["ATVPDKIKX0DER"],
             "dataStartTime": "2026-11-19T00:00:00Z", "dataEndTime": NOW}
     ids = [client.call("POST", f"{REPORTS}/reports", json=spec).json()["reportId"] for _ in range(3)]
@@ -807,7 +822,7 @@ def test_get_reports_filters_and_pages(mcf):
     none = client.get(f"{REPORTS}/reports", reportTypes="GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL",
                       processingStatuses="DONE,FATAL")
     assert none.json()["reports"] == []  # all three still queued
-    wait_for(client, ids[2])
+    wait_for(client, ids[2], wall)
     done = client.get(f"{REPORTS}/reports", reportTypes="GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL",
                       processingStatuses="DONE")
     assert [r["reportId"] for r in done.json()["reports"]] == ids[:1]

@@ -473,10 +473,26 @@ def test_report_faults_timeout_and_an_expired_document_url(run_sandbox):
         assert client.stats.calls[CREATE_REPORT] == 1 and client.stats.calls[GET_REPORTS] == 1
         assert client.stats.calls[DOWNLOAD] == 3 and client.stats.calls[GET_DOCUMENT] == 2
         assert len(writes(server, CREATE_REPORT)) == 1 and len(server.sandbox.platforms[P].reports) == 1
-        # Still processing when the caller's patience ends.
-        with pytest.raises(ReportTimeoutError) as caught:
-            client.fulfilled_shipments(begin, NOW, poll_interval=0.1, timeout=0.3)
-        assert caught.value.retryable and "IN_QUEUE" in str(caught.value)
+
+
+def test_a_report_still_built_when_patience_ends_is_a_retryable_timeout_naming_its_state(run_sandbox, virtual_time):
+    """The client's patience and the simulator's build (1 s queued, 2 s in progress) run on one
+    virtual clock: which state the timeout names is arithmetic, not the machine's speed."""
+    server = start(run_sandbox, generate(300, seed=8), Settings(rate_scale=SCALE, clock_rate=0))
+    virtual_time.seconds = time.time()
+    server.sandbox.clock.wall_source = virtual_time
+    begin = NOW - timedelta(days=3)
+    with make_client(server, sleep=virtual_time.sleep) as client:
+        client.clock = virtual_time
+        report_id = client.request_fulfilled_shipments(begin, NOW)
+        for timeout, state in ((0.3, "IN_QUEUE"), (1.0, "IN_PROGRESS")):
+            with pytest.raises(ReportTimeoutError) as caught:
+                client.collect_fulfilled_shipments(report_id, poll_interval=0.1, timeout=timeout)
+            assert caught.value.retryable and f"still {state} after {timeout:g} s" in str(caught.value)
+        rows = client.collect_fulfilled_shipments(report_id, poll_interval=0.1, timeout=10)
+        assert {(r["merchant-order-id"], r["shipment-id"], r["tracking-number"]) for r in rows} \
+            == shipped_in(server, begin, NOW)
+    assert len(writes(server, CREATE_REPORT)) == 1
 
 
 def test_flat_file_parsing():
