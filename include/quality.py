@@ -252,15 +252,20 @@ def validate_batches(batches: dict[str, list[dict]], now: datetime | None = None
     run_id = RunIdentifier(run_name=UNSAFE.sub("_", run) if run else None, run_time=datetime.now(timezone.utc))
     with _exclusive(root):
         built = []
-        for batch, frame in checked.items():
-            context, checkpoint = _checkpoint(gx, root, keep, batch)
-            _prune(context, root, batch, keep)
-            result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters(now),
-                                    run_id=run_id)
-            ((identifier, validation),) = result.run_results.items()
-            outcomes[batch] = _outcome(batch, validation, len(frame))
-            built += [identifier, ExpectationSuiteIdentifier(name=batch)]
-        context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=built)
-        for batch in checked:
-            _drop_empty(docs_dir(root) / "validations" / batch)
+        try:
+            for batch, frame in checked.items():
+                context, checkpoint = _checkpoint(gx, root, keep, batch)
+                _prune(context, root, batch, keep)
+                result = checkpoint.run(batch_parameters={"dataframe": frame},
+                                        expectation_parameters=parameters(now), run_id=run_id)
+                ((identifier, validation),) = result.run_results.items()
+                outcomes[batch] = _outcome(batch, validation, len(frame))
+                built += [identifier, ExpectationSuiteIdentifier(name=batch)]
+        finally:
+            # results stored before a checkpoint that raised get their pages too: no stored result
+            # waits for the task's retry to be seen
+            if built:
+                context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=built)
+            for batch in checked:
+                _drop_empty(docs_dir(root) / "validations" / batch)
     return {batch: outcomes[batch] for batch in batches}

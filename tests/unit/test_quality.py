@@ -125,6 +125,29 @@ def test_a_runs_batches_are_validated_in_turn_and_their_data_docs_built_once(gx_
     assert not (gx_folder / "validations" / "amazon_fulfillment_orders").exists()   # an empty batch leaves no result
 
 
+def test_a_checkpoint_that_raises_leaves_the_results_before_it_with_their_pages(gx_folder, monkeypatch):
+    """A failure part-way (a disk, a GX error) stops the run's validation, but what was stored is
+    shown: the earlier batches' pages are built before the error goes on to the task."""
+    from great_expectations.checkpoint.checkpoint import Checkpoint
+
+    run_checkpoint = Checkpoint.run
+
+    def run(self, *args, **kwargs):
+        if self.name.startswith("shopify_orders"):
+            raise OSError("No space left on device")
+        return run_checkpoint(self, *args, **kwargs)
+
+    monkeypatch.setattr(Checkpoint, "run", run)
+    run_name = "default_manual__2"
+    with pytest.raises(OSError, match="No space left"):
+        validate_batches({"tiktok_orders": [tiktok_row()],
+                          "shopify_orders": [{"shopify_order_id": 1, "name": "#1001", "updated_at": NOW}]},
+                         NOW, run=run_name)
+    (page,) = (docs_dir() / "validations" / "tiktok_orders" / run_name).glob("*/*.html")
+    assert page.relative_to(docs_dir()).as_posix() in (docs_dir() / "index.html").read_text()
+    assert not (gx_folder / "validations" / "shopify_orders").exists()
+
+
 def test_only_the_newest_results_are_kept_per_suite(gx_folder, monkeypatch):
     monkeypatch.setenv(KEEP_ENV, "2")
     for n in range(3):
