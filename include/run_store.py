@@ -214,14 +214,14 @@ class RunStore:
     # ------------------------------------------------------------------ validation and quarantine
     def record_validation(self, batch: str, outcome: Validation, now: datetime) -> None:
         """`now` is the run's clock: the SLA page lists failed batches by day beside the run's figures."""
-        self.wh.upsert(validation_results, [dict(shop=self.shop, run_id=self.run_id, platform=batch,
+        self.wh.upsert(validation_results, [dict(shop=self.shop, run_id=self.run_id, batch=batch,
                                                  success=outcome.success, rows=outcome.rows,
                                                  failures=outcome.failures, checked_at=now)])
 
     def failed_validations(self) -> list[str]:
         v = validation_results.c
         with self.wh.engine.connect() as conn:
-            return conn.execute(sa.select(v.platform).where(
+            return conn.execute(sa.select(v.batch).where(
                 v.shop == self.shop, v.run_id == self.run_id, v.success.is_(False))).scalars().all()
 
     def blocked_by_validation(self) -> set[str]:

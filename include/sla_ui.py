@@ -168,15 +168,15 @@ def load_overview(engine: sa.Engine, reports_dir: Path, days: int = 30, shop: st
                     "status": row.status, "tracking_number": row.tracking_number or ""})
         if has_checks:
             start = datetime.combine(since, time.min, tzinfo=timezone.utc)
-            q = (sa.select(v.shop, v.run_id, v.platform, v.rows, v.failures, v.checked_at)
+            q = (sa.select(v.shop, v.run_id, v.batch, v.rows, v.failures, v.checked_at)
                  .where(v.success.is_(False), v.checked_at >= start)
                  .order_by(v.checked_at.desc()).limit(MAX_VALIDATIONS))
             if shop:
                 q = q.where(v.shop == shop)
             for row in conn.execute(q):
-                page = validation_page(data_docs_dir, row.platform, run_name(row.shop, row.run_id)) if data_docs_dir else None
+                page = validation_page(data_docs_dir, row.batch, run_name(row.shop, row.run_id)) if data_docs_dir else None
                 shops.setdefault(row.shop, ShopDays(row.shop)).validations.append({
-                    "checked_at": as_utc(row.checked_at), "run_id": row.run_id, "batch": row.platform,
+                    "checked_at": as_utc(row.checked_at), "run_id": row.run_id, "batch": row.batch,
                     "rows": row.rows, "failures": row.failures if isinstance(row.failures, list) else [],
                     "page": f"data-docs/{page}" if page else None})
         if has_ledger:

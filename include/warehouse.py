@@ -119,7 +119,7 @@ validation_results = sa.Table(
     "validation_results", metadata,
     sa.Column("shop", sa.String(64), primary_key=True),
     sa.Column("run_id", sa.String(250), primary_key=True),
-    sa.Column("platform", sa.String(32), primary_key=True),
+    sa.Column("batch", sa.String(48), primary_key=True),
     sa.Column("success", sa.Boolean, nullable=False),
     sa.Column("rows", sa.Integer, nullable=False),
     sa.Column("failures", sa.JSON, nullable=False),

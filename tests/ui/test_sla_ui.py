@@ -276,11 +276,11 @@ def test_failed_validations_are_listed_with_their_data_docs_page(seeded, data_do
                  "examples": ["<b>TELEPORTED</b>"]}]
     with wh.engine.begin() as conn:
         conn.execute(validation_results.insert(), [
-            {"shop": "default", "run_id": "run-1", "platform": "tiktok_orders", "success": False, "rows": 40,
+            {"shop": "default", "run_id": "run-1", "batch": "tiktok_orders", "success": False, "rows": 40,
              "failures": failures, "checked_at": at_hour(15)},
-            {"shop": "default", "run_id": "run-2", "platform": "shipbob_orders", "success": False, "rows": 3,
+            {"shop": "default", "run_id": "run-2", "batch": "shipbob_orders", "success": False, "rows": 3,
              "failures": failures, "checked_at": at_hour(16)},     # its page was pruned
-            {"shop": "default", "run_id": "run-1", "platform": "shopify_orders", "success": True, "rows": 9,
+            {"shop": "default", "run_id": "run-1", "batch": "shopify_orders", "success": True, "rows": 9,
              "failures": [], "checked_at": at_hour(15)}])          # passed: not listed
     c = client(wh, reports, data_docs_dir=data_docs)
     text = c.get("/").text

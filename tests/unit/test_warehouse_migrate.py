@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 
 from include.warehouse import (
     HAND_VERSIONS, VERSION_TABLE, Warehouse, _alembic_config, action_ledger, amazon_shipment_reports, metadata,
-    schema_head, schema_revision,
+    schema_head, schema_revision, validation_results,
 )
 
 MOMENT = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
@@ -51,21 +51,26 @@ def test_the_revisions_build_exactly_the_declared_tables(warehouse_url):
 
 def test_a_warehouse_the_hand_made_steps_kept_is_adopted_with_its_data(warehouse_url):
     wh = Warehouse(warehouse_url)
-    # what the last hand-made release left: every table built from the declarations, versions 1-10
+    # what the last hand-made release left: the tables as version 10 built them, versions 1-10
     with wh.engine.begin() as conn:
-        metadata.create_all(conn)
+        to_revision(conn, "0010")
         hand_made(conn, 10)
         conn.execute(action_ledger.insert().values(
             shop="default", idempotency_key="post_tracking:576001", kind="post_tracking", target="576001",
             tiktok_order_id="576001", rule="R1", decision_run_id="run-1", request={"tracking": "1Z"},
             state="succeeded", attempts=1, created_at=MOMENT, updated_at=MOMENT))
+        conn.execute(sa.text("INSERT INTO validation_results (shop, run_id, platform, success, rows, failures, "
+                             "checked_at) VALUES ('default', 'run-1', 'shipbob_orders', :f, 3, '[]', :t)"),
+                     {"f": False, "t": MOMENT})
         assert schema_revision(conn) == "0010"
     assert wh.migrate() == schema_head()
     with wh.engine.connect() as conn:
         assert not sa.inspect(conn).has_table(HAND_VERSIONS)
         assert drift(conn) == []
         (row,) = conn.execute(sa.select(action_ledger)).mappings().all()
+        (checked,) = conn.execute(sa.select(validation_results)).mappings().all()
     assert (row["idempotency_key"], row["state"], row["request"]) == ("post_tracking:576001", "succeeded", {"tracking": "1Z"})
+    assert (checked["batch"], checked["success"], checked["rows"]) == ("shipbob_orders", False, 3)   # 0012 renamed it
     wh.dispose()
 
 
