@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -211,13 +210,7 @@ def connection_json(host: str, *, login: str | None = None, password: str | None
 
 
 def settled_count(server, key: tuple, table: str = "calls") -> int:
-    """A simulator's count for an operation, once settled: it counts after its answer has gone out."""
-    counter = getattr(server.sandbox, table)
-    deadline, last = time.monotonic() + 3.0, -1
-    while time.monotonic() < deadline:
-        now = counter[key]
-        if now == last:
-            return now
-        last = now
-        time.sleep(0.05)
-    return counter[key]
+    """A simulator's count for an operation, once settled: it counts after its answer has gone out,
+    so the count is read once no request is being answered (an abandoned, hung one included)."""
+    server.sandbox.wait_idle()
+    return getattr(server.sandbox, table)[key]

@@ -27,7 +27,7 @@ from orderops_provider.connection import ConnectionSettings
 from sandbox.amazon_mcf import DEFAULT_CREDENTIALS, SHIPMENT_REPORT_COLUMNS
 from sandbox.core import Settings
 from sandbox.generate import generate
-from tests.conftest import connection_json
+from tests.conftest import VirtualTime, connection_json, settled_count
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 FAST = RetryPolicy(max_attempts=6, base=0.01, cap=0.05)
@@ -93,17 +93,9 @@ ROUTES = {LIST: "GET /fba/outbound/2020-07-01/fulfillmentOrders",
 
 
 def counted(server, operation: str, table: str = "calls") -> int:
-    """Requests the simulator saw for an operation, once settled (it counts after answering)."""
-    counter = getattr(server.sandbox, table)
+    """Requests the simulator saw for an operation, once settled (see `settled_count`)."""
     keys = [(P, operation)] + ([(P, ROUTES[operation])] if operation in ROUTES else [])
-    deadline, last = time.monotonic() + 2.0, -1
-    while time.monotonic() < deadline:
-        now = sum(counter[key] for key in keys)
-        if now == last:
-            return now
-        last = now
-        time.sleep(0.05)
-    return sum(counter[key] for key in keys)
+    return sum(settled_count(server, key, table) for key in keys)
 
 
 def writes(server, operation: str) -> list:
@@ -378,7 +370,16 @@ def test_limiter_paces_a_burst_at_the_documented_quota(run_sandbox, virtual_time
 
 
 # ---------------------------------------------------------------- reports
-REPORT_FAST = {"report_queue_seconds": 0.2, "report_processing_seconds": 0.2}
+def on_one_clock(server, **kwargs) -> tuple[AmazonMcfClient, VirtualTime]:
+    """A client and the simulator on one virtual clock: the simulator's report builds (1 s queued,
+    then 2 s in progress), link lifetimes and quotas, and the client's pacing, polls and patience.
+    What the test sees is arithmetic, never the machine's speed, and the waits take no time."""
+    clock = VirtualTime(time.time())
+    server.sandbox.clock.wall_source = server.sandbox.clock.quota_source = clock
+    client = make_client(server, sleep=clock.sleep, **kwargs)
+    client.clock = clock
+    return client, clock
+
 
 
 def shipped_in(server, start: datetime, end: datetime) -> set[tuple[str, str, str]]:
@@ -393,9 +394,10 @@ def shipped_in(server, start: datetime, end: datetime) -> set[tuple[str, str, st
 
 def test_fulfilled_shipments_report_is_created_polled_downloaded_and_parsed(run_sandbox):
     doc = generate(600, seed=5)
-    server = start(run_sandbox, doc, Settings(rate_scale=SCALE, clock_rate=0, platforms={P: REPORT_FAST}))
+    server = start(run_sandbox, doc, Settings(rate_scale=SCALE, clock_rate=0))
     begin = NOW - timedelta(days=3)
-    with make_client(server) as client:
+    client, _ = on_one_clock(server)
+    with client:
         sent = record(client)
         rows = client.fulfilled_shipments(begin, NOW, poll_interval=0.1, timeout=10)
         expected = shipped_in(server, begin, NOW)
@@ -425,16 +427,17 @@ def test_fulfilled_shipments_report_is_created_polled_downloaded_and_parsed(run_
 
 
 def test_a_report_built_as_fast_as_the_last_is_read_with_one_poll(run_sandbox):
-    two_seconds = {"report_queue_seconds": 1.0, "report_processing_seconds": 1.0}
-    server = start(run_sandbox, generate(300, seed=5), Settings(rate_scale=SCALE, clock_rate=0, platforms={P: two_seconds}))
+    server = start(run_sandbox, generate(300, seed=5), Settings(rate_scale=SCALE, clock_rate=0))
     begin = NOW - timedelta(days=3)
-    with make_client(server) as client:
+    client, _ = on_one_clock(server)
+    with client:
         first = client.collect_fulfilled_shipments(client.request_fulfilled_shipments(begin, NOW), poll_interval=0.5)
-        assert client.stats.calls[GET_REPORT] >= 2   # after 0.5 s, 1 s ... a report that takes 2 s
-        assert client.build_seconds == 2.0   # createdTime -> processingEndTime (whole seconds)
+        assert client.stats.calls[GET_REPORT] == 6   # every 0.5 s until the report is built, at 3 s
+        assert client.build_seconds == 3.0   # createdTime -> processingEndTime (whole seconds)
         learned = client.build_seconds
     server.sandbox.clock.advance(30 * 60)
-    with make_client(server) as client:
+    client, _ = on_one_clock(server)
+    with client:
         again = client.collect_fulfilled_shipments(client.request_fulfilled_shipments(begin, NOW), poll_interval=0.5,
                                                    expected_seconds=learned)
         assert again == first and client.stats.calls[GET_REPORT] == 1
@@ -457,17 +460,25 @@ def test_a_set_first_report_poll_is_the_wait_before_the_first_poll_whatever_was_
 
 
 def test_report_faults_timeout_and_an_expired_document_url(run_sandbox):
-    settings = Settings(rate_scale=SCALE, clock_rate=0, platforms={P: {
-        "report_queue_seconds": 0.5, "report_processing_seconds": 0.2, "document_url_ttl_seconds": 2}})
+    settings = Settings(rate_scale=SCALE, clock_rate=0, platforms={P: {"document_url_ttl_seconds": 2}})
     server = start(run_sandbox, generate(300, seed=8), settings)
     begin = NOW - timedelta(days=3)
-    with make_client(server) as client:
+    client, clock = on_one_clock(server)
+    downloads = []
+
+    def second_download_late(request: httpx.Request) -> None:
+        if request.url.path.startswith("/_documents/"):
+            downloads.append(request.url)
+            if len(downloads) == 2:
+                clock.sleep(3)   # past the 2 s link's life
+
+    client.http.event_hooks["request"] = [second_download_late]
+    with client:
         expected = shipped_in(server, begin, NOW)
         # createReport's answer is lost after the report was made: found by reading, not created twice.
         fault(server, kind="truncated", path="/reports$")
-        # The download is cut off once, then the URL has expired by the time it is fetched.
+        # The download is cut off once, then the URL has expired by the time it is fetched again.
         fault(server, kind="truncated", path="^/_documents/")
-        fault(server, kind="latency", path="^/_documents/", seconds=3.1)
         rows = client.fulfilled_shipments(begin, NOW, poll_interval=0.1, timeout=10)
         assert {(r["merchant-order-id"], r["shipment-id"], r["tracking-number"]) for r in rows} == expected
         assert client.stats.calls[CREATE_REPORT] == 1 and client.stats.calls[GET_REPORTS] == 1
@@ -475,15 +486,13 @@ def test_report_faults_timeout_and_an_expired_document_url(run_sandbox):
         assert len(writes(server, CREATE_REPORT)) == 1 and len(server.sandbox.platforms[P].reports) == 1
 
 
-def test_a_report_still_built_when_patience_ends_is_a_retryable_timeout_naming_its_state(run_sandbox, virtual_time):
+def test_a_report_still_built_when_patience_ends_is_a_retryable_timeout_naming_its_state(run_sandbox):
     """The client's patience and the simulator's build (1 s queued, 2 s in progress) run on one
     virtual clock: which state the timeout names is arithmetic, not the machine's speed."""
     server = start(run_sandbox, generate(300, seed=8), Settings(rate_scale=SCALE, clock_rate=0))
-    virtual_time.seconds = time.time()
-    server.sandbox.clock.wall_source = virtual_time
     begin = NOW - timedelta(days=3)
-    with make_client(server, sleep=virtual_time.sleep) as client:
-        client.clock = virtual_time
+    client, _ = on_one_clock(server)
+    with client:
         report_id = client.request_fulfilled_shipments(begin, NOW)
         for timeout, state in ((0.3, "IN_QUEUE"), (1.0, "IN_PROGRESS")):
             with pytest.raises(ReportTimeoutError) as caught:
@@ -544,8 +553,8 @@ def hook_class():
 
 
 def test_hook_from_env_connection_keeps_secrets_out_of_logs(run_sandbox, monkeypatch, caplog, capsys, hook_class):
-    settings = Settings(rate_scale=SCALE, clock_rate=0, platforms={P: REPORT_FAST})
-    server = start(run_sandbox, generate(400, seed=3), settings)
+    quick = {"report_queue_seconds": 0.2, "report_processing_seconds": 0.2}   # one report, on the real clock
+    server = start(run_sandbox, generate(400, seed=3), Settings(rate_scale=SCALE, clock_rate=0, platforms={P: quick}))
     conn = connection_json(server.urls[P], login=DEFAULT_CREDENTIALS["client_id"],
                            password=DEFAULT_CREDENTIALS["client_secret"],
                            extra={"refresh_token": DEFAULT_CREDENTIALS["refresh_token"],
