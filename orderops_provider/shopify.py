@@ -296,7 +296,8 @@ class ShopifyClient(PlatformClient):
         self._secret_sink = secret_sink
         self._auth_lock = threading.Lock()
         self._order_node_cost = ORDER_NODE_COST
-        self._bucket = PointsBucket(restore_rate, maximum_available, sleep=sleep)
+        # the client's clock, even one set later (a test's)
+        self._bucket = PointsBucket(restore_rate, maximum_available, clock=lambda: self.clock(), sleep=sleep)
         self.points: dict[str, float] = {}      # actual cost per operation, as Shopify reported it
         self.throttle_status: dict | None = None
         self._served_version_noted = False

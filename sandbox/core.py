@@ -103,8 +103,8 @@ class TokenBucket:
 
     def take(self, cost: float = 1.0) -> float:
         self._refill()
-        if self.tokens >= cost:
-            self.tokens -= cost
+        if self.tokens >= cost - 1e-9:   # a refill computed to exactly the cost can fall short by rounding
+            self.tokens = max(0.0, self.tokens - cost)
             return 0.0
         return (cost - self.tokens) / self.rate
 

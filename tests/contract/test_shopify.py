@@ -376,7 +376,9 @@ def test_order_cancel_refusals(run_sandbox):
 # -- note and tags -----------------------------------------------------------------------------
 
 def test_order_update_note_and_tags(run_sandbox):
-    server = run_sandbox({"now": NOW, "orders": [scenario_order(1)]}, platforms=("shopify",))
+    # the shop's clock stands still: updatedAt is the scenario's now, however long the first query takes
+    server = run_sandbox({"now": NOW, "orders": [scenario_order(1)]}, platforms=("shopify",),
+                         settings=Settings(clock_rate=0))
     updated = data(gql(server, """mutation($input: OrderInput!) { orderUpdate(input: $input) {
         order { id note tags updatedAt } userErrors { field message } } }""",
                        {"input": {"id": gid(1), "note": "Shipping, no tracking ID yet", "tags": ["TikTok", "late"]}}))
