@@ -229,7 +229,8 @@ class SandboxRig:
 
 
 def run_pipeline(wh: Warehouse, run_id: str, *, lanes: int = 1,
-                 rewrite: Callable[[httpx.Request, Any], Any] | None = None, **params) -> dict:
+                 rewrite: Callable[[httpx.Request, Any], Any] | None = None,
+                 observe: Callable[[str], Any] | None = None, **params) -> dict:
     """`run_all` as the tests use it: the scenario's clock and window, a short C4 timeout."""
     params = {"now": NOW, **WINDOW, "policy": POLICY, **params}
     settings = run_settings(dag_id="orderops_sla", run_id=run_id, params=params)
@@ -239,7 +240,7 @@ def run_pipeline(wh: Warehouse, run_id: str, *, lanes: int = 1,
         transport = RewritingTransport(rewrite)
         platforms = Platforms(settings, factory=lambda p: hook_client(p, transport=transport))
     try:
-        return run_all(settings, platforms, wh, lanes=lanes)
+        return run_all(settings, platforms, wh, lanes=lanes, observe=observe)
     finally:
         platforms.close()
 

@@ -64,7 +64,10 @@ def test_backfill_beside_the_scheduled_run(kind, migrated, rig, baseline, tmp_pa
         if migrated:
             wh.migrate()   # as prepare_run would; both runs then race only on the ledger
         # else both runs create the warehouse's tables at once, each in its own process
-        env = {**os.environ, **rig.connection_env(), "PYTHONPATH": REPO}
+        meeting = tmp_path / "decided"
+        meeting.mkdir()
+        # both act once both have decided (the window they race in), however loaded the machine is
+        env = {**os.environ, **rig.connection_env(), "PYTHONPATH": REPO, "ORDEROPS_TEST_MEET": f"{meeting}:{len(RUNS)}"}
         children = {}
         for run_id, (start, end) in RUNS.items():
             out = (tmp_path / f"{run_id[:9]}.log").open("w")
