@@ -370,6 +370,10 @@ def test_limiter_paces_a_burst_at_the_documented_quota(run_sandbox, virtual_time
 
 
 # ---------------------------------------------------------------- reports
+# For a test that reads a report on the real clock and asserts nothing of how long it took.
+QUICK_REPORTS = {"report_queue_seconds": 0.2, "report_processing_seconds": 0.2}
+
+
 def on_one_clock(server, **kwargs) -> tuple[AmazonMcfClient, VirtualTime]:
     """A client and the simulator on one virtual clock: the simulator's report builds (1 s queued,
     then 2 s in progress), link lifetimes and quotas, and the client's pacing, polls and patience.
@@ -553,8 +557,8 @@ def hook_class():
 
 
 def test_hook_from_env_connection_keeps_secrets_out_of_logs(run_sandbox, monkeypatch, caplog, capsys, hook_class):
-    quick = {"report_queue_seconds": 0.2, "report_processing_seconds": 0.2}   # one report, on the real clock
-    server = start(run_sandbox, generate(400, seed=3), Settings(rate_scale=SCALE, clock_rate=0, platforms={P: quick}))
+    server = start(run_sandbox, generate(400, seed=3),
+                   Settings(rate_scale=SCALE, clock_rate=0, platforms={P: QUICK_REPORTS}))
     conn = connection_json(server.urls[P], login=DEFAULT_CREDENTIALS["client_id"],
                            password=DEFAULT_CREDENTIALS["client_secret"],
                            extra={"refresh_token": DEFAULT_CREDENTIALS["refresh_token"],

@@ -34,7 +34,7 @@ from sandbox.core import Settings
 from sandbox.generate import generate
 from sandbox.shopify import DEFAULT_CREDENTIALS as SHOPIFY
 from sandbox.tiktok import DEFAULT_CREDENTIALS as CREDS
-from tests.contract.test_hook_amazon_mcf import REPORT_FAST, mcf_order, shipped_in
+from tests.contract.test_hook_amazon_mcf import QUICK_REPORTS, mcf_order, shipped_in
 from tests.contract.test_tiktok import cancel_id, line_id, oid, order, scenario
 
 FROZEN = Settings(clock_rate=0)
@@ -119,7 +119,7 @@ def amazon(run_sandbox):
     doc = generate(300, seed=5)
     doc["orders"] += [mcf_order(n, "Planning") for n in (901, 902)]
     server = run_sandbox(doc, platforms=("amazon_mcf",), settings=Settings(
-        rate_scale=10, clock_rate=0, platforms={"amazon_mcf": REPORT_FAST}))
+        rate_scale=10, clock_rate=0, platforms={"amazon_mcf": QUICK_REPORTS}))
 
     token_cache.clear()   # the library keeps tokens per refresh token across clients; each sandbox issues its own
 
