@@ -80,12 +80,16 @@ class DayData:
 
 def load_day(wh: Warehouse, shop: str, day: date, now: datetime) -> DayData:
     start, end = _day_bounds(day)
-    o, c, l = stg_tiktok_orders.c, stg_tiktok_cancellations.c, order_links.c
+    o, c, l, a = stg_tiktok_orders.c, stg_tiktok_cancellations.c, order_links.c, action_ledger.c
     with wh.engine.connect() as conn:
         due = _rows(conn, sa.select(stg_tiktok_orders).where(
             o.shop == shop, o.fulfillment_type == "FULFILLMENT_BY_SELLER", o.rts_sla_time >= start, o.rts_sla_time < end))
+        # dispatched on the day as TikTok says, or by orderops' own post that no read has staged yet
+        posted = sa.select(a.tiktok_order_id).where(a.shop == shop, a.kind == "post_tracking", a.state == "succeeded",
+                                                    a.acted_at >= start, a.acted_at < end)
         shipped = _rows(conn, sa.select(stg_tiktok_orders).where(
-            o.shop == shop, o.fulfillment_type == "FULFILLMENT_BY_SELLER", o.rts_time >= start, o.rts_time < end))
+            o.shop == shop, o.fulfillment_type == "FULFILLMENT_BY_SELLER",
+            sa.or_(sa.and_(o.rts_time >= start, o.rts_time < end), o.tiktok_order_id.in_(posted))))
         cancels = _rows(conn, sa.select(stg_tiktok_cancellations).where(
             c.shop == shop, c.cancel_type == "BUYER_CANCEL", c.create_time >= start, c.create_time < end))
         ids = sorted({r["tiktok_order_id"] for r in due + shipped} | {r["tiktok_order_id"] for r in cancels})
@@ -96,7 +100,6 @@ def load_day(wh: Warehouse, shop: str, day: date, now: datetime) -> DayData:
             for row in _rows(conn, sa.select(order_links).where(l.shop == shop, l.tiktok_order_id.in_(part))
                              .order_by(l.run_id)):
                 links[row["tiktok_order_id"]] = row  # the latest run's link wins
-            a = action_ledger.c
             for row in _rows(conn, sa.select(a.tiktok_order_id, a.kind, a.rule, a.state, a.idempotency_key, a.acted_at,
                                              a.detail, a.platform_request_id, a.run_id, a.request)
                              .where(a.shop == shop, a.tiktok_order_id.in_(part)).order_by(a.id)):

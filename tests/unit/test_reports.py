@@ -141,6 +141,29 @@ def test_a_day_with_no_orders_due_has_no_rate(day_report):
     assert "No orders were due this day" in page and "Late Dispatch Rate 0.00%" not in page
 
 
+def test_orderops_own_tracking_posts_count_as_dispatched_before_a_read_stages_them(warehouse_url, tmp_path):
+    """P1 was read before orderops posted its tracking (staged without rts_time): the post in the
+    ledger dispatches it on the day, with its hours from shipment, as TikTok's time would."""
+    wh = Warehouse(warehouse_url)
+    wh.migrate()
+    wh.upsert(stg_tiktok_orders, [tiktok("P1", "2026-11-20T10:00", status="AWAITING_SHIPMENT"),
+                                  tiktok("P2", "2026-11-20T11:00", status="AWAITING_SHIPMENT")])
+    wh.upsert(order_links, [link("P1", "amazon_mcf", "F7"), link("P2", "amazon_mcf", "F8")])
+    wh.upsert(stg_amazon_fulfillment_orders, [amazon("F7", "UPS", "2026-11-19T12:00:00Z"),
+                                              amazon("F8", "UPS", "2026-11-19T12:00:00Z")])
+    posts = [("P1", "succeeded", "2026-11-19T15:00"),   # on the day
+             ("P2", "failed", "2026-11-19T16:00")]      # a failed post dispatches nothing
+    with wh.engine.begin() as conn:
+        conn.execute(action_ledger.insert(), [dict(
+            shop="s", idempotency_key=f"post_tracking:{order}", kind="post_tracking", target=f"tiktok:order/{order}",
+            tiktok_order_id=order, rule="R1", decision_run_id="r1", request={}, state=state, attempts=1,
+            acted_at=t(at), created_at=NOW, updated_at=NOW, run_id="r1") for order, state, at in posts])
+    total = by_split(build_day(wh, "s", DAY, now=NOW, out_dir=tmp_path).rows)[("all", "all")]
+    assert total["orders_due"] == 0                       # both are due the next day
+    assert total["ship_to_tracking_median_h"] == pytest.approx(3.0) == total["ship_to_tracking_p95_h"]
+    wh.dispose()
+
+
 def test_days_to_report():
     assert days_to_report(t("2026-11-19T00:00"), t("2026-11-20T00:00")) == [DAY]
     assert days_to_report(t("2026-11-18T22:00"), t("2026-11-19T01:00")) == [date(2026, 11, 18), DAY]
