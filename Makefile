@@ -29,7 +29,7 @@ test: venv
 
 # e.g. make demo ARGS="--scenario shop.json --faults faults.json --warehouse postgresql://... --json run.json"
 demo: venv
-	$(PY) -m sandbox.demo $(ARGS)
+	$(PY) -m sandbox.demo --orders $(ORDERS) --seed $(SEED) $(ARGS)
 
 # The Airflow UI on the last demo's state (its run, the SLA page, the report); Ctrl-C stops it.
 # e.g. make ui ARGS="--port 8090"

@@ -137,6 +137,26 @@ def warehouse_connection(url: str) -> dict:
     raise SystemExit(f"--warehouse: {url!r}: expected sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
 
 
+def check_warehouse(url: str) -> None:
+    """Open the warehouse once: one that cannot be reached is refused before anything is cleared."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.SQLAlchemyError as exc:
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+        raise SystemExit(f"--warehouse {shown}: cannot be opened ({getattr(exc, 'orig', None) or exc})") from None
+    finally:
+        engine.dispose()
+
+
+def check_state(state: Path) -> None:
+    """The folder the demo clears: missing, empty or an earlier demo's (its demo.json), nothing else."""
+    if state.exists() and (not state.is_dir() or (any(state.iterdir()) and not (state / "demo.json").exists())):
+        raise SystemExit(f"--state {state}: not an earlier demo's folder (no demo.json) and not empty; "
+                         "refusing to clear it: give a new or empty folder")
+
+
 def load_faults(path: Path, sandbox: Sandbox) -> int:
     """Install the sandbox faults listed in a JSON file (the admin API's fault objects)."""
     try:
@@ -361,6 +381,14 @@ def main(argv: list[str] | None = None) -> int:
     warehouse = warehouse_connection(warehouse_url)
     sandbox = Sandbox(load_scenario(scenario_text, args.scenario or "generated"), Settings(clock_rate=0))
     faults = load_faults(args.faults, sandbox) if args.faults else 0
+    check_state(state)
+    if args.warehouse:
+        check_warehouse(warehouse_url)
+    if args.json:
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SystemExit(f"--json {args.json}: {exc.strerror}") from None
     shutil.rmtree(state, ignore_errors=True)
     (state / "logs").mkdir(parents=True)
     scenario_path = state / "scenario.json"
@@ -397,7 +425,6 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
     wh = Warehouse(warehouse_url)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(run_record(wh, sandbox), indent=1, default=_iso))
     print()
     print("\n".join(report(wh, now)))

@@ -81,6 +81,27 @@ def test_bad_demo_files_are_refused_before_anything_runs(tmp_path, option, conte
     assert (state / "keep").exists()          # nothing was cleared
 
 
+def test_a_folder_that_is_not_an_earlier_demos_is_never_cleared(tmp_path):
+    state = tmp_path / "precious"
+    state.mkdir()
+    (state / "keep.txt").write_text("x")
+    with pytest.raises(SystemExit, match="--state .*precious: not an earlier demo's folder"):
+        demo.main(["--state", str(state), "--orders", "5"])
+    assert (state / "keep.txt").read_text() == "x"
+
+
+@pytest.mark.parametrize("url", ["sqlite:///{tmp}/no/such/dir/w.db", "postgresql://nobody:secret@127.0.0.1:1/x"])
+def test_a_warehouse_that_cannot_be_opened_is_refused_before_the_last_demo_is_cleared(tmp_path, url):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "demo.json").write_text("{}")      # an earlier demo's folder: the demo may clear it, but not yet
+    (state / "warehouse.db").write_text("the last demo's warehouse")
+    with pytest.raises(SystemExit, match="--warehouse .*cannot be opened") as refused:
+        demo.main(["--state", str(state), "--orders", "5", "--warehouse", url.format(tmp=tmp_path)])
+    assert "secret" not in str(refused.value)
+    assert (state / "warehouse.db").read_text() == "the last demo's warehouse"
+
+
 @pytest.mark.parametrize("url", ["mysql://root@127.0.0.1/test", "not a url", "sqlite://"])
 def test_a_warehouse_that_is_not_sqlite_or_postgresql_is_refused(tmp_path, url):
     with pytest.raises(SystemExit, match="--warehouse"):
