@@ -383,12 +383,14 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
                             "complete": day + timedelta(days=1) <= end.date(), "at_day_end": day_end.get(entry["day"]),
                             "valid_tracking_rate": entry["valid_tracking_rate"], "auto_cancels": entry["auto_cancels"]})
         arrived = len(truth["orders"])
-        api = {platform: {kind: round(sum(calls[kind][platform].values()) / max(1, arrived), 4)
-                          for kind in ("extraction", "actions")}
+        per_order = lambda n: round(n / arrived, 4) if arrived else None   # noqa: E731 (no orders: no rate)
+        api = {platform: {kind: per_order(sum(calls[kind][platform].values())) for kind in ("extraction", "actions")}
                for platform in sorted(set(calls["extraction"]) | set(calls["actions"]))}
         baseline_orders = sop_orders(truth["orders"], life.get("shop_utc_offset_hours", -8.0), end)
         days_list = [date.fromisoformat(d["day"]) for d in truth["days"]]
         baseline_days = day_table(baseline_orders, days_list, end)
+        # the run's rate counts the complete days: an open day's orders are mostly not due yet
+        complete = {d["day"] for d in per_day if d["complete"]}
         dupes = duplicate_effects(writes)
         summary = {
             "days": per_day,
@@ -396,11 +398,10 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
             "missed_tracking": len(truth["missed_tracking"]), "missed_tracking_orders": truth["missed_tracking"][:50],
             "tracking_latency_minutes": tracking_latency(truth["orders"]),
             "api_calls_per_order_day": api,
-            "extraction_calls_per_order_day": round(sum(sum(c.values()) for c in calls["extraction"].values())
-                                                    / max(1, arrived), 4),
+            "extraction_calls_per_order_day": per_order(sum(sum(c.values()) for c in calls["extraction"].values())),
             # which reads the extraction figure is made of
             "extraction_calls_by_operation": {
-                platform: {op: round(n / max(1, arrived), 4) for (p, op), n in sorted(by_operation.items())
+                platform: {op: per_order(n) for (p, op), n in sorted(by_operation.items())
                            if p == platform} for platform in sorted({p for p, _ in by_operation})},
             # runs that listed what changed vs full sweeps; changes a sweep found the cursor had missed
             "extraction": dict(extraction),
@@ -413,9 +414,9 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
             "sop_baseline": {
                 "days": [{"day": d, **{k: f[k] for k in FIGURES}} for d, f in baseline_days.items()],
                 "tracking_latency_minutes": tracking_latency(baseline_orders),
-                "late_dispatch_rate": _overall_ldr(baseline_days.values()),
+                "late_dispatch_rate": _overall_ldr(f for d, f in baseline_days.items() if d in complete),
             },
-            "late_dispatch_rate": _overall_ldr([d["truth"] for d in per_day]),
+            "late_dispatch_rate": _overall_ldr(d["truth"] for d in per_day if d["complete"]),
             "all_days_match": all(d["match"] for d in per_day),
             "settings": {"days": days, "orders_per_day": orders_per_day, "schedule": schedule, "seed": seed,
                          "events": events, "debounce_seconds": debounce.total_seconds() if events else None,

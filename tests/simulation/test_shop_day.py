@@ -52,6 +52,15 @@ def test_no_effect_twice_and_no_tracking_missed(summary):
     assert summary["sop_baseline"]["tracking_latency_minutes"]["median"] > latency["median"]
 
 
+def test_the_runs_late_dispatch_rate_is_the_truths_over_the_complete_days(summary):
+    """An open day's orders are mostly not due yet: counting them would dilute the rate."""
+    complete = [d["truth"] for d in summary["days"] if d["complete"]]
+    due = sum(t["orders_due"] for t in complete)
+    assert complete and due > 0
+    late = sum(t["dispatched_late"] + t["past_due_no_tracking"] for t in complete)
+    assert summary["late_dispatch_rate"] == round(late / due, 4)
+
+
 def test_runs_list_what_changed_and_sweeps_find_nothing_missed(summary):
     extraction = summary["extraction"]
     # hourly runs, a sweep on the first run and every 6 h: the rest list only changes
