@@ -489,7 +489,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("DAYS must be at least 1 and ORDERS_PER_DAY not negative")
     if not 0 <= args.debounce_seconds <= 600 or args.backlog < 0:
         raise SystemExit("DEBOUNCE must be 0 to 600 seconds and BACKLOG not negative")
-    start = parse(args.start)
+    try:
+        start = parse(args.start)
+    except ValueError:
+        start = None
+    if start is None or start.utcoffset() != timedelta(0) or start.timetz().replace(tzinfo=None) != datetime.min.time():
+        raise SystemExit(f"--start {args.start!r}: expected a midnight UTC, e.g. 2026-11-16T00:00:00Z")
+    ticks(args.schedule, start, start)   # a schedule that is not cron is refused before anything starts
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")   # Airflow's log setup, read at its import
     import logging
 
