@@ -143,12 +143,21 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--shops: expected 1 or more")
         text = json.dumps(pools_file(args.shops), indent=2) + "\n"
         if args.out:
-            with open(args.out, "w") as f:
-                f.write(text)
+            try:
+                with open(args.out, "w") as f:
+                    f.write(text)
+            except OSError as exc:
+                parser.error(f"--out {args.out}: {exc.strerror}")
         else:
             sys.stdout.write(text)
         return 0
-    url = sa.engine.make_url(args.warehouse or default_url())
+    try:
+        url = sa.engine.make_url(args.warehouse or default_url())
+    except sa.exc.ArgumentError:
+        url = None
+    if url is None or url.get_backend_name() not in ("sqlite", "postgresql"):
+        parser.error(f"--warehouse: {args.warehouse or default_url()!r} is not a database URL this orderops can open "
+                     "(sqlite:///PATH or postgresql://USER@HOST:PORT/DB)")
     shown = url.render_as_string(hide_password=True)
     # reading a SQLite file that is not there would create an empty one: say where it was looked for
     if url.get_backend_name() == "sqlite" and url.database and not os.path.exists(url.database):
