@@ -22,6 +22,14 @@ def test_no_import_errors(dagbag):
     assert "orderops_sla" in dagbag.dags
 
 
+def test_the_shops_file_knows_every_other_dag(dagbag):
+    """A shop whose DAG id is another DAG's is refused by name (include/shops.py), so that list is
+    every DAG of dags/ that is not a shop's."""
+    from include.shops import OTHER_DAG_IDS, load_shops
+
+    assert set(dagbag.dag_ids) - {shop.dag_id for shop in load_shops()} == set(OTHER_DAG_IDS)
+
+
 def test_pipeline_shape(dagbag):
     dag = dagbag.dags["orderops_sla"]
     assert dag.max_active_runs == 1 and dag.catchup is False and dag.doc_md

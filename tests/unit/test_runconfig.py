@@ -98,7 +98,14 @@ def test_shops_file(tmp_path, monkeypatch):
                          ([{"name": "a", "policy": {"c3_action": "shrug"}}], "shops[0] (a): policy.c3_action"),
                          ([{"name": "a", "schedule": "every half hour"}], "shops[0] (a).schedule: 'every half hour' is not a cron"),
                          ([{"name": "a"}, {"name": "b", "connections": {"tiktok": "orderops_a_tiktok"}}],
-                          "'b' and 'a' share the tiktok connection 'orderops_a_tiktok'")):
+                          "'b' and 'a' share the tiktok connection 'orderops_a_tiktok'"),
+                         # the report DAG's id: the two DAGs would clash when the DAGs are parsed
+                         ([{"name": "report"}, {"name": "shop-b"}], "shops[0].name: 'report' would have the DAG id "
+                                                                    "'orderops_sla_report', which another orderops DAG has"),
+                         ([{"name": "a", "connections": {"tiktok": 7}}],
+                          "shops[0] (a).connections.tiktok: expected a connection id, got 7"),
+                         ([{"name": "a", "connections": {"warehouse": ""}}], "(a).connections.warehouse: expected a"),
+                         ([{"name": "a", "connections": ["tiktok"]}], "shops[0] (a).connections: expected an object")):
         with pytest.raises(RunConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
             parse_shops(bad)
 
