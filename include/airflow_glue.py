@@ -13,8 +13,9 @@ from typing import Iterator
 
 from include.ledger import RunContext
 from include.platforms import Platforms
-from include.runconfig import STATE_DIR, RunSettings, run_settings
+from include.runconfig import STATE_DIR, RunConfigError, RunSettings, run_settings
 from include.warehouse import Warehouse
+from orderops_provider.base import ConfigurationError
 
 log = logging.getLogger(__name__)
 # Set when the platforms are the sandbox: decisions then use the sandbox's scenario clock.
@@ -101,6 +102,24 @@ def settings_from_context(context: dict, shop=None) -> RunSettings:
         moment = sandbox_now()
         if moment is not None:
             settings = replace(settings, now_override=moment)
+    return settings
+
+
+def checked_settings(context: dict, shop) -> RunSettings:
+    """prepare_run's settings, with every connection read and each client built before any platform
+    is called. A bad param, policy or connection setting fails every try alike, so the task fails
+    at once, without its retries, with the message that names the setting."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        settings = settings_from_context(context, shop=shop)
+        platforms = Platforms(settings)
+        try:
+            platforms.check()
+        finally:
+            platforms.close()
+    except (RunConfigError, ConfigurationError) as exc:
+        raise AirflowFailException(str(exc)) from exc
     return settings
 
 

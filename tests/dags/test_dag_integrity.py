@@ -30,6 +30,29 @@ def test_the_shops_file_knows_every_other_dag(dagbag):
     assert set(dagbag.dag_ids) - {shop.dag_id for shop in load_shops()} == set(OTHER_DAG_IDS)
 
 
+def test_a_bad_setting_fails_prepare_run_at_once(dagbag, monkeypatch):
+    """A bad param or connection setting fails every try alike: prepare_run raises Airflow's
+    AirflowFailException (no retries), saying what is wrong, before any platform is called."""
+    import json
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from sandbox.connections import sandbox_connections
+
+    prepare_run = dagbag.dags["orderops_sla"].task_dict["prepare_run"].python_callable
+    run = SimpleNamespace(dag_id="orderops_sla", run_id="manual__bad", run_after=None, run_type="manual")
+    with pytest.raises(AirflowFailException, match="param connections: not accepted; a run uses its shop's "
+                                                   "connections, from the shops file"):
+        prepare_run(dag_run=run, params={"connections": {"tiktok": "orderops_tiktok"}})
+    tiktok = sandbox_connections(dict.fromkeys(("tiktok", "tiktok_auth", "shopify", "amazon_mcf", "amazon_lwa",
+                                                "shipbob"), "http://127.0.0.1:9"))["tiktok"]
+    tiktok["extra"]["timeout"] = -1
+    monkeypatch.setenv("AIRFLOW_CONN_ORDEROPS_TIKTOK", json.dumps(tiktok))
+    with pytest.raises(AirflowFailException, match="connection 'orderops_tiktok': extra.timeout must be a number"):
+        prepare_run(dag_run=run, params={})
+
+
 def test_pipeline_shape(dagbag):
     dag = dagbag.dags["orderops_sla"]
     assert dag.max_active_runs == 1 and dag.catchup is False and dag.doc_md
