@@ -254,7 +254,7 @@ class AmazonMcfClient(PlatformClient):
         if not settings.password:
             raise ConfigurationError(f"{where}: password (the LWA client secret) is required")
         kwargs: dict[str, Any] = dict(
-            # unset (or null, as the form leaves it) is amazon.com; a blank one is a mistake, refused below
+            # unset or null: amazon.com; a blank or malformed one is refused (__init__), not read as amazon.com
             marketplace_id=DEFAULT_MARKETPLACE_ID if extra.get("marketplace_id") is None else extra["marketplace_id"],
             lwa_url=str(extra.get("lwa_url") or DEFAULT_LWA_URL),
             timeout=settings.timeout(),
