@@ -134,12 +134,15 @@ def run_context(context: dict, settings: RunSettings) -> RunContext:
 def task_resources(context: dict) -> Iterator[tuple[RunSettings, Platforms, Warehouse, RunContext]]:
     """Settings (what prepare_run validated, read from its XCom), clients and warehouse for one task;
     records the task's API calls at the end."""
+    from airflow.sdk.exceptions import AirflowFailException
+
     from include.pipeline import record_api_calls
     from include.quotas import SharedQuotas
 
     settings_doc = context["ti"].xcom_pull(task_ids="prepare_run")
     if not settings_doc:
-        raise RuntimeError("no settings from prepare_run in this run: it must have run first")
+        # prepare_run failed (summarize_run runs all the same): no retry of this task brings its settings
+        raise AirflowFailException("no settings from prepare_run in this run: it must have run first")
     settings = RunSettings.from_xcom(settings_doc)
     wh = task_warehouse(context, settings.connections.warehouse)
     # the shop's other tasks run in other processes at the same time: one quota for all of them

@@ -51,6 +51,10 @@ def test_a_bad_setting_fails_prepare_run_at_once(dagbag, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_ORDEROPS_TIKTOK", json.dumps(tiktok))
     with pytest.raises(AirflowFailException, match="connection 'orderops_tiktok': extra.timeout must be a number"):
         prepare_run(dag_run=run, params={})
+    # the summary runs after a failed prepare_run too: without its settings it fails at once as well
+    summarize_run = dagbag.dags["orderops_sla"].task_dict["summarize_run"].python_callable
+    with pytest.raises(AirflowFailException, match="no settings from prepare_run"):
+        summarize_run(ti=SimpleNamespace(xcom_pull=lambda task_ids: None))
 
 
 def test_pipeline_shape(dagbag):
