@@ -8,8 +8,9 @@ saga, reject or escalate. Every side effect goes through the action ledger with 
 key, so reruns and backfills never repeat one.
 
 Params: `sla_horizon_hours` (near-SLA horizon), `dry_run` (decide only, no platform writes),
-`policy` (overrides, see README "Policy"), `shop` and `connections` (one set per shop),
-`window_start`/`window_end` (an explicit window for a manual run).
+`policy` (overrides, see README "Policy"), `window_start`/`window_end` (an explicit window for a
+manual run). `shop` is fixed: each shop has its own DAG and connections (the shops file), and no
+param picks other connections.
 
 Trace one order: `python -m include.orderops trace <tiktok_order_id>`.
 """
@@ -96,16 +97,10 @@ def build(shop: Shop):
         @task(outlets=tables("runs"))
         def prepare_run(**context) -> dict:
             """Validate params, policy and connections, derive the window, create or upgrade the warehouse schema."""
-            from include.airflow_glue import settings_from_context, task_warehouse
+            from include.airflow_glue import checked_settings, task_warehouse
             from include.pipeline import prepare_run as prepare
-            from include.platforms import Platforms
 
-            settings = settings_from_context(context, shop=shop)
-            platforms = Platforms(settings)
-            try:
-                platforms.check()   # every connection read and checked before any platform is called
-            finally:
-                platforms.close()
+            settings = checked_settings(context, shop)   # a bad setting fails here, without retries
             wh = task_warehouse(context, settings.connections.warehouse)
             try:
                 if settings.event_driven and shop.events is not None:

@@ -14,13 +14,13 @@ import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, dag, task
 
 from include.lineage import assets, tables
-from include.shops import task_timeout
+from include.shops import REPORT_DAG_ID, task_timeout
 
 RUN_SUMMARY, SLA_REPORT = assets()["run_summary"], assets()["sla_daily"]
 
 
 @dag(
-    dag_id="orderops_sla_report",
+    dag_id=REPORT_DAG_ID,
     schedule=AssetOrTimeSchedule(timetable=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"), assets=RUN_SUMMARY),
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,

@@ -13,8 +13,9 @@ from typing import Iterator
 
 from include.ledger import RunContext
 from include.platforms import Platforms
-from include.runconfig import STATE_DIR, RunSettings, run_settings
+from include.runconfig import STATE_DIR, RunConfigError, RunSettings, run_settings
 from include.warehouse import Warehouse
+from orderops_provider.base import ConfigurationError
 
 log = logging.getLogger(__name__)
 # Set when the platforms are the sandbox: decisions then use the sandbox's scenario clock.
@@ -104,6 +105,24 @@ def settings_from_context(context: dict, shop=None) -> RunSettings:
     return settings
 
 
+def checked_settings(context: dict, shop) -> RunSettings:
+    """prepare_run's settings, with every connection read and each client built before any platform
+    is called. A bad param, policy or connection setting fails every try alike, so the task fails
+    at once, without its retries, with the message that names the setting."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        settings = settings_from_context(context, shop=shop)
+        platforms = Platforms(settings)
+        try:
+            platforms.check()
+        finally:
+            platforms.close()
+    except (RunConfigError, ConfigurationError) as exc:
+        raise AirflowFailException(str(exc)) from exc
+    return settings
+
+
 def run_context(context: dict, settings: RunSettings) -> RunContext:
     ti = context["ti"]
     return RunContext(shop=settings.shop, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
@@ -115,12 +134,15 @@ def run_context(context: dict, settings: RunSettings) -> RunContext:
 def task_resources(context: dict) -> Iterator[tuple[RunSettings, Platforms, Warehouse, RunContext]]:
     """Settings (what prepare_run validated, read from its XCom), clients and warehouse for one task;
     records the task's API calls at the end."""
+    from airflow.sdk.exceptions import AirflowFailException
+
     from include.pipeline import record_api_calls
     from include.quotas import SharedQuotas
 
     settings_doc = context["ti"].xcom_pull(task_ids="prepare_run")
     if not settings_doc:
-        raise RuntimeError("no settings from prepare_run in this run: it must have run first")
+        # prepare_run failed (summarize_run runs all the same): no retry of this task brings its settings
+        raise AirflowFailException("no settings from prepare_run in this run: it must have run first")
     settings = RunSettings.from_xcom(settings_doc)
     wh = task_warehouse(context, settings.connections.warehouse)
     # the shop's other tasks run in other processes at the same time: one quota for all of them

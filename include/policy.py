@@ -6,7 +6,11 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from include.enums import TIKTOK_CANCEL_REJECT_REASONS
+
 C3_ACTIONS = ("reject", "escalate")
+# TikTok refuses a rejection with any other reason: checked here, at the run's first task, not per order
+REJECT_REASONS = tuple(name for name, _text in TIKTOK_CANCEL_REJECT_REASONS)
 REFUND_METHODS = ("original_payment", "store_credit", "none")
 
 
@@ -58,10 +62,13 @@ def policy_from_dict(data: dict[str, Any] | None) -> Policy:
         raise PolicyError(f"policy.c3_action: {data['c3_action']!r} is not one of {', '.join(C3_ACTIONS)}")
     if data.get("refund_method", "original_payment") not in REFUND_METHODS:
         raise PolicyError(f"policy.refund_method: {data['refund_method']!r} is not one of {', '.join(REFUND_METHODS)}")
+    if data.get("reject_reason", Policy.reject_reason) not in REJECT_REASONS:
+        raise PolicyError(f"policy.reject_reason: {data['reject_reason']!r} is not one of TikTok's reject reasons: "
+                          f"{', '.join(REJECT_REASONS)}")
     for name in ("restock", "notify_customer"):
         if name in data and not isinstance(data[name], bool):
             raise PolicyError(f"policy.{name}: expected true or false, got {data[name]!r}")
-    for name in ("reject_reason", "note_text", "note_tag"):
+    for name in ("note_text", "note_tag"):
         if name in data and (not isinstance(data[name], str) or not data[name].strip()):
             raise PolicyError(f"policy.{name}: expected a non-empty string")
     if "at_risk_alert_hours" in data:

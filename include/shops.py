@@ -22,6 +22,16 @@ from include.runconfig import Connections, RunConfigError, policy_object
 SHOPS_FILE_ENV = "ORDEROPS_SHOPS_FILE"
 DEFAULT_SCHEDULE = "*/30 * * * *"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
+# the project's DAGs that are not a shop's: a shop whose DAG id is one of these would clash with it
+REPORT_DAG_ID = "orderops_sla_report"
+OTHER_DAG_IDS = (REPORT_DAG_ID,)
+
+
+def _connection_id(value, where: str) -> str:
+    """A connection id from the shops file, refused with `where` unless a non-empty string."""
+    if not isinstance(value, str) or not value.strip():
+        raise RunConfigError(f"{where}: expected a connection id, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -39,9 +49,7 @@ class ShopEvents:
         unknown = set(doc) - set(cls.__dataclass_fields__)
         if unknown:
             raise RunConfigError(f"{where}.events: unknown key(s) {', '.join(sorted(unknown))}")
-        redis_conn_id = doc.get("redis_conn_id", cls.redis_conn_id)
-        if not isinstance(redis_conn_id, str) or not redis_conn_id:
-            raise RunConfigError(f"{where}.events.redis_conn_id: expected a connection id, got {redis_conn_id!r}")
+        redis_conn_id = _connection_id(doc.get("redis_conn_id", cls.redis_conn_id), f"{where}.events.redis_conn_id")
         queue = doc.get("amazon_queue_url")
         if queue is not None and not (isinstance(queue, str) and queue.startswith(("https://", "http://"))):
             raise RunConfigError(f"{where}.events.amazon_queue_url: expected the queue's URL, got {queue!r}")
@@ -82,17 +90,26 @@ def parse_shops(doc) -> list[Shop]:
         unknown = set(entry) - {"name", "connections", "schedule", "policy", "events"}
         if unknown:
             raise RunConfigError(f"shops[{i}] ({entry['name']}): unknown key(s) {', '.join(sorted(unknown))}")
+        dag_id = Shop(entry["name"]).dag_id
         # the DAG id spells - as _: shop-a and shop_a would be one DAG
-        if entry["name"].replace("-", "_") in seen:
+        if dag_id in seen:
             raise RunConfigError(f"shops[{i}].name: {entry['name']!r} is listed twice (- and _ count as one: "
                                  "the DAG id spells both _)")
-        seen.add(entry["name"].replace("-", "_"))
+        if dag_id in OTHER_DAG_IDS:
+            raise RunConfigError(f"shops[{i}].name: {entry['name']!r} would have the DAG id {dag_id!r}, which "
+                                 "another orderops DAG has; pick another name")
+        seen.add(dag_id)
+        where = f"shops[{i}] ({entry['name']})"
         conns = entry.get("connections") or {}
+        if not isinstance(conns, dict):
+            raise RunConfigError(f"{where}.connections: expected an object of platform -> connection id, "
+                                 f"got {conns!r:.80}")
         bad = set(conns) - set(Connections.__dataclass_fields__)
         if bad:
-            raise RunConfigError(f"shops[{i}] ({entry['name']}).connections: unknown key(s) {', '.join(sorted(bad))}")
+            raise RunConfigError(f"{where}.connections: unknown key(s) {', '.join(sorted(bad))}")
+        for platform, conn_id in conns.items():
+            _connection_id(conn_id, f"{where}.connections.{platform}")
         base = default_connections(entry["name"])
-        where = f"shops[{i}] ({entry['name']})"
         schedule = entry.get("schedule") or DEFAULT_SCHEDULE
         if not isinstance(schedule, str) or not croniter.is_valid(schedule):
             raise RunConfigError(f"{where}.schedule: {schedule!r} is not a cron expression")

@@ -91,6 +91,7 @@ JITTER_RESERVE = 1.0
 _REASON = re.compile(r"Reason:\s*([A-Za-z]+)\.?\s*$")
 _NOT_FOUND = re.compile(r"^Requested (order|package) '.*' not found$")
 _ID = re.compile(r"^[^\x00-\x1f/\\?#]{1,40}$")
+_MARKETPLACE_ID = re.compile(r"^[A-Z0-9]{1,20}$")
 _REPORT_DONE = ("DONE", "CANCELLED", "FATAL")
 FIRST_REPORT_POLL = 1.0           # seconds before the first getReport; doubles up to poll_interval
 MAX_FIRST_REPORT_POLL = 120.0     # the longest first wait a slow last report may set
@@ -196,9 +197,12 @@ class AmazonMcfClient(PlatformClient):
                  mask: Callable[[str], None] | None = None, transport: httpx.BaseTransport | None = None,
                  sleep: Callable[[float], None] = time.sleep, first_report_poll: float | None = None):
         for name, value in (("client_id", client_id), ("client_secret", client_secret),
-                            ("refresh_token", refresh_token), ("marketplace_id", marketplace_id)):
+                            ("refresh_token", refresh_token)):
             if not value:
                 raise ConfigurationError(f"amazon_mcf: {name} is required")
+        if not isinstance(marketplace_id, str) or not _MARKETPLACE_ID.match(marketplace_id):
+            raise ConfigurationError(f"amazon_mcf: marketplace_id must be a marketplace id (capital letters and "
+                                     f"digits, as {DEFAULT_MARKETPLACE_ID}), got {marketplace_id!r}")
         if not str(lwa_url).startswith(("http://", "https://")):
             raise ConfigurationError(f"amazon_mcf: lwa_url {lwa_url!r} must start with http:// or https://")
         if not rate_scale > 0:
@@ -208,11 +212,14 @@ class AmazonMcfClient(PlatformClient):
                                      f"got {first_report_poll!r}")
         plans = {op: (rate * rate_scale, max(1.0, round(burst * rate_scale))) for op, (rate, burst) in QUOTAS.items()}
         for op, spec in (quotas or {}).items():
+            if op not in QUOTAS:   # a misspelt operation would leave the real one at its default
+                raise ConfigurationError(f"amazon_mcf: quotas.{op}: not an operation with a quota; known: "
+                                         f"{', '.join(QUOTAS)}")
             try:
                 rate, burst = (float(v) for v in spec)
             except (TypeError, ValueError):
                 raise ConfigurationError(f"amazon_mcf: quotas.{op} must be [rate per second, burst]") from None
-            if not (rate > 0 and burst >= 1):
+            if not (rate > 0 and burst >= 1 and math.isfinite(rate) and math.isfinite(burst)):
                 raise ConfigurationError(f"amazon_mcf: quotas.{op} must be a positive rate and a burst of 1 or more")
             plans[op] = (rate, burst)
         # One token of the burst is held back: Amazon's bucket starts counting when our first
@@ -247,15 +254,16 @@ class AmazonMcfClient(PlatformClient):
         if not settings.password:
             raise ConfigurationError(f"{where}: password (the LWA client secret) is required")
         kwargs: dict[str, Any] = dict(
-            marketplace_id=str(extra.get("marketplace_id") or DEFAULT_MARKETPLACE_ID),
+            # unset or null: amazon.com; a blank or malformed one is refused (__init__), not read as amazon.com
+            marketplace_id=DEFAULT_MARKETPLACE_ID if extra.get("marketplace_id") is None else extra["marketplace_id"],
             lwa_url=str(extra.get("lwa_url") or DEFAULT_LWA_URL),
-            timeout=settings.number("timeout", 30.0),
-            rate_scale=settings.number("rate_scale", 1.0),
+            timeout=settings.timeout(),
+            retry=settings.retry(),
+            rate_scale=settings.number("rate_scale", 1.0, 0, 1000, above=True),
         )
-        if "max_attempts" in extra:
-            kwargs["retry"] = RetryPolicy(max_attempts=int(settings.number("max_attempts", 6)))
         if "first_report_poll" in extra:
-            kwargs["first_report_poll"] = settings.number("first_report_poll", FIRST_REPORT_POLL)
+            kwargs["first_report_poll"] = settings.number("first_report_poll", FIRST_REPORT_POLL,
+                                                          0, MAX_FIRST_REPORT_POLL)
         if extra.get("quotas") is not None:
             if not isinstance(extra["quotas"], dict):
                 raise ConfigurationError(f"{where}: extra.quotas must map operationId to [rate, burst]")

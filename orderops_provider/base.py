@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import random
 import ssl
 import threading
@@ -108,8 +109,8 @@ class RateLimiter:
 
     def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
-        if rate <= 0 or burst < 1:
-            raise ConfigurationError(f"rate limit: rate {rate} and burst {burst} must be positive")
+        if not (0 < rate < math.inf and 1 <= burst < math.inf):   # NaN fails too
+            raise ConfigurationError(f"rate limit: rate {rate} and burst {burst} must be positive and finite")
         self.rate = rate
         self.burst = burst
         self._tokens = float(burst)

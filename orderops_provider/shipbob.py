@@ -200,12 +200,12 @@ class ShipBobClient(PlatformClient):
         kwargs: dict[str, Any] = dict(
             api_version=version,
             channel_id=extra.get("channel_id"),
-            timeout=settings.number("timeout", 30.0),
-            rate_limit=settings.number("rate_limit", DEFAULT_RATE_LIMIT),
-            rate_window=settings.number("rate_window_seconds", DEFAULT_RATE_WINDOW),
+            timeout=settings.timeout(),
+            retry=settings.retry(),
+            # at least 2: one request of each window is kept spare (_quota); the top is a typo guard
+            rate_limit=settings.number("rate_limit", DEFAULT_RATE_LIMIT, 2, 100_000),
+            rate_window=settings.number("rate_window_seconds", DEFAULT_RATE_WINDOW, 0, 3600, above=True),
         )
-        if "max_attempts" in extra:
-            kwargs["retry"] = RetryPolicy(max_attempts=int(settings.number("max_attempts", 6)))
         kwargs.update(overrides)
         if not settings.password:
             raise ConfigurationError(f"connection {settings.conn_id!r}: password (the ShipBob bearer token) is required")

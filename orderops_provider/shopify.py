@@ -318,13 +318,13 @@ class ShopifyClient(PlatformClient):
             api_version=str(extra.get("api_version") or DEFAULT_VERSION),
             client_id=extra.get("client_id") or None,
             client_secret=extra.get("client_secret") or None,
-            timeout=settings.number("timeout", 30.0),
-            maximum_available=settings.number("maximum_available", DEFAULT_BUCKET),
-            restore_rate=settings.number("restore_rate", DEFAULT_RESTORE_RATE),
-            max_query_cost=int(settings.number("max_query_cost", MAX_QUERY_COST)),
+            timeout=settings.timeout(),
+            retry=settings.retry(),
+            # the tops are typo guards, far above any plan's bucket and refill rate
+            maximum_available=settings.number("maximum_available", DEFAULT_BUCKET, 1, 1_000_000),
+            restore_rate=settings.number("restore_rate", DEFAULT_RESTORE_RATE, 0, 100_000, above=True),
+            max_query_cost=settings.count("max_query_cost", MAX_QUERY_COST, 10, MAX_QUERY_COST),
         )
-        if "max_attempts" in extra:
-            kwargs["retry"] = RetryPolicy(max_attempts=int(settings.number("max_attempts", 6)))
         kwargs.update(overrides)
         try:
             return cls(settings.base_url, settings.password, **kwargs)

@@ -215,14 +215,14 @@ class TikTokShopClient(PlatformClient):
             shop_cipher=extra.get("shop_cipher") or None,
             shop_id=extra.get("shop_id") or None,
             auth_base_url=str(extra.get("auth_base_url") or DEFAULT_AUTH_BASE_URL),
-            qps=settings.number("qps", DEFAULT_QPS),
-            timeout=settings.number("timeout", 30.0),
+            qps=settings.number("qps", DEFAULT_QPS, 0, 10_000, above=True),   # bound: a typo guard
+            timeout=settings.timeout(),
+            retry=settings.retry(),
             api_versions=extra.get("api_versions"),
         )
         if extra.get("access_token_expire_in") not in (None, ""):
-            kwargs["access_token_expire_in"] = int(settings.number("access_token_expire_in", 0))
-        if "max_attempts" in extra:
-            kwargs["retry"] = RetryPolicy(max_attempts=int(settings.number("max_attempts", 6)))
+            # unix seconds: milliseconds, 1,000 times too far ahead, would never refresh
+            kwargs["access_token_expire_in"] = settings.count("access_token_expire_in", 0, 0, 10_000_000_000)
         kwargs.update(overrides)
         try:
             return cls(settings.base_url, settings.login or "", settings.password or "", **kwargs)

@@ -33,6 +33,7 @@ from typing import Any, Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from include.enums import TIKTOK_CANCEL_REJECT_REASONS
 from sandbox.core import PlatformSandbox, TokenBucket
 from sandbox.scenario import Scenario, ScenarioOrder, parse_time
 from orderops_provider.tiktok_signing import sign
@@ -171,10 +172,6 @@ PACKAGE_STATUS = {"PARTIALLY_SHIPPING": "PROCESSING", "AWAITING_COLLECTION": "PR
 CANCEL_STATUSES = ("CANCELLATION_REQUEST_PENDING", "CANCELLATION_REQUEST_SUCCESS",
                    "CANCELLATION_REQUEST_CANCEL", "CANCELLATION_REQUEST_COMPLETE")
 CANCEL_TYPES = ("CANCEL", "BUYER_CANCEL")
-CANCEL_REJECT_REASONS = (
-    ("seller_reject_apply_product_has_been_packed", "Product has been packed"),
-    ("seller_reject_apply_you_have_reached_an_agreement_with_the_buyer", "Reached an agreement with the buyer"),
-)
 BUYER_CANCEL_REASON = ("ecom_order_to_ship_canceled_reason_created_by_mistakes", "Order created by mistake")
 SYSTEM_CANCEL_REASON = ("ecom_order_to_ship_canceled_reason_seller_did_not_ship_in_time",
                         "Package wasn't shipped before the shipping due time")
@@ -1306,7 +1303,7 @@ class TikTokSandbox(PlatformSandbox):
         reason = body.get("reject_reason")
         if not isinstance(reason, str) or not reason:
             raise param_error("reject_reason is required")
-        if reason not in dict(CANCEL_REJECT_REASONS):
+        if reason not in dict(TIKTOK_CANCEL_REJECT_REASONS):
             raise param_error(f"reject_reason {reason!r} is not a reason from reject_reasons")
         comment = body.get("comment")
         if comment is not None and (not isinstance(comment, str) or len(comment) > 1000):
@@ -1365,7 +1362,7 @@ class TikTokSandbox(PlatformSandbox):
         target = ctx.query.get("return_or_cancel_id")
         if target and target not in ctx.shop.cancellations:
             raise ApiError(E_NO_CANCELLATION)
-        return {"reasons": [{"name": n, "text": t} for n, t in CANCEL_REJECT_REASONS]}
+        return {"reasons": [{"name": n, "text": t} for n, t in TIKTOK_CANCEL_REJECT_REASONS]}
 
     # ------------------------------------------------------------ token host
     async def _token_gateway(self, request: Request, operation: str, grant_type: str) -> dict[str, str]:

@@ -22,6 +22,41 @@ def test_no_import_errors(dagbag):
     assert "orderops_sla" in dagbag.dags
 
 
+def test_the_shops_file_knows_every_other_dag(dagbag):
+    """A shop whose DAG id is another DAG's is refused by name (include/shops.py), so that list is
+    every DAG of dags/ that is not a shop's."""
+    from include.shops import OTHER_DAG_IDS, load_shops
+
+    assert set(dagbag.dag_ids) - {shop.dag_id for shop in load_shops()} == set(OTHER_DAG_IDS)
+
+
+def test_a_bad_setting_fails_prepare_run_at_once(dagbag, monkeypatch):
+    """A bad param or connection setting fails every try alike: prepare_run raises Airflow's
+    AirflowFailException (no retries), saying what is wrong, before any platform is called."""
+    import json
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from sandbox.connections import sandbox_connections
+
+    prepare_run = dagbag.dags["orderops_sla"].task_dict["prepare_run"].python_callable
+    run = SimpleNamespace(dag_id="orderops_sla", run_id="manual__bad", run_after=None, run_type="manual")
+    with pytest.raises(AirflowFailException, match="param connections: not accepted; a run uses its shop's "
+                                                   "connections, from the shops file"):
+        prepare_run(dag_run=run, params={"connections": {"tiktok": "orderops_tiktok"}})
+    tiktok = sandbox_connections(dict.fromkeys(("tiktok", "tiktok_auth", "shopify", "amazon_mcf", "amazon_lwa",
+                                                "shipbob"), "http://127.0.0.1:9"))["tiktok"]
+    tiktok["extra"]["timeout"] = -1
+    monkeypatch.setenv("AIRFLOW_CONN_ORDEROPS_TIKTOK", json.dumps(tiktok))
+    with pytest.raises(AirflowFailException, match="connection 'orderops_tiktok': extra.timeout must be a number"):
+        prepare_run(dag_run=run, params={})
+    # the summary runs after a failed prepare_run too: without its settings it fails at once as well
+    summarize_run = dagbag.dags["orderops_sla"].task_dict["summarize_run"].python_callable
+    with pytest.raises(AirflowFailException, match="no settings from prepare_run"):
+        summarize_run(ti=SimpleNamespace(xcom_pull=lambda task_ids: None))
+
+
 def test_pipeline_shape(dagbag):
     dag = dagbag.dags["orderops_sla"]
     assert dag.max_active_runs == 1 and dag.catchup is False and dag.doc_md

@@ -202,6 +202,20 @@ def test_policy_validation_names_the_setting():
     assert policy_from_dict({"horizon_hours": 12}).version != Policy().version
 
 
+def test_the_reject_reason_is_one_tiktok_accepts():
+    """TikTok refuses a rejection with another reason: every C3 would fail at action time."""
+    from include.enums import TIKTOK_CANCEL_REJECT_REASONS
+
+    agreed = "seller_reject_apply_you_have_reached_an_agreement_with_the_buyer"
+    assert policy_from_dict({"reject_reason": agreed}).reject_reason == agreed
+    assert Policy().reject_reason in dict(TIKTOK_CANCEL_REJECT_REASONS)
+    for bad in ("because", "Product has been packed", "", 3):
+        with pytest.raises(PolicyError) as refused:
+            policy_from_dict({"reject_reason": bad})
+        assert str(refused.value) == (f"policy.reject_reason: {bad!r} is not one of TikTok's reject reasons: "
+                                      f"seller_reject_apply_product_has_been_packed, {agreed}")
+
+
 # Safety invariants as properties over generated joined rows ------------------------------------
 
 packages = st.builds(Package, carrier=st.sampled_from(["UPS", "USPS", "LOCAL-COURIER-7"]),

@@ -1,6 +1,7 @@
 """Shared client machinery: quotas, backoff, paging guards, connection parsing."""
 from __future__ import annotations
 
+import json
 import random
 import ssl
 
@@ -10,7 +11,7 @@ import pytest
 from orderops_provider.base import (
     ConfigurationError, PagingError, RateLimiter, RetryPolicy, chunked, http_client, pages, tls_context,
 )
-from orderops_provider.connection import base_url_of
+from orderops_provider.connection import ConnectionSettings, base_url_of
 
 
 class FakeClock:
@@ -47,8 +48,9 @@ def test_rate_limiter_cost_and_drain():
 
 
 def test_rate_limiter_rejects_nonsense():
-    with pytest.raises(ConfigurationError):
-        RateLimiter(rate=0, burst=1)
+    for rate, burst in ((0, 1), (float("nan"), 10), (2, float("nan")), (float("inf"), 10), (2, float("inf"))):
+        with pytest.raises(ConfigurationError):
+            RateLimiter(rate=rate, burst=burst)
 
 
 def test_backoff_grows_caps_and_honours_hint():
@@ -151,6 +153,61 @@ def test_base_url_forms():
         base_url_of("c", None, "http", None)
     with pytest.raises(ConfigurationError, match="schema must be http or https"):
         base_url_of("c", "h", "ftp", None)
+
+
+def test_connection_numbers_are_finite_in_their_range_and_whole_where_counted():
+    settings = ConnectionSettings("conn", "https://x", None, None,
+                                  {"timeout": "12", "max_attempts": 3.0, "huge": 10 ** 400, "flag": True})
+    assert settings.timeout() == 12.0 and settings.retry().max_attempts == 3
+    assert settings.number("absent", 7.5, 0, 10) == 7.5 and settings.count("absent", 4, 1, 5) == 4
+    assert ConnectionSettings("conn", "https://x", None, None).retry() is None   # the client's default
+    for value in (-1, 0, "nan", "inf", float("nan"), 601, "soon", None, [5], True):
+        with pytest.raises(ConfigurationError) as refused:
+            ConnectionSettings("conn", "https://x", None, None, {"timeout": value}).timeout()
+        assert str(refused.value) == (f"connection 'conn': extra.timeout must be a number above 0 and at most 600, "
+                                      f"got {value!r}")
+    for value in (0, -3, 2.5, "2.5", 21, "inf"):
+        with pytest.raises(ConfigurationError, match="extra.max_attempts must be a whole number from 1 to 20"):
+            ConnectionSettings("conn", "https://x", None, None, {"max_attempts": value}).retry()
+    for key in ("huge", "flag"):
+        with pytest.raises(ConfigurationError, match=f"extra.{key} must be a number from 0 to 1,000"):
+            settings.number(key, 1, 0, 1000)
+
+
+# values once accepted, each then failing every call (or changing what the client does, unnamed)
+@pytest.mark.parametrize("platform,key,value,named", [
+    ("tiktok", "timeout", -1, "extra.timeout must be a number above 0 and at most 600, got -1"),
+    ("shopify", "timeout", 0, "extra.timeout must be a number above 0 and at most 600, got 0"),
+    ("amazon_mcf", "timeout", "nan", "extra.timeout must be a number above 0 and at most 600, got 'nan'"),
+    ("shipbob", "max_attempts", 0, "extra.max_attempts must be a whole number from 1 to 20, got 0"),
+    ("tiktok", "max_attempts", -3, "extra.max_attempts must be a whole number from 1 to 20, got -3"),
+    ("shopify", "max_attempts", 2.5, "extra.max_attempts must be a whole number from 1 to 20, got 2.5"),
+    ("shopify", "restore_rate", "nan", "extra.restore_rate must be a number above 0 and at most 100,000, got 'nan'"),
+    ("shipbob", "rate_limit", "nan", "extra.rate_limit must be a number from 2 to 100,000, got 'nan'"),
+    ("tiktok", "qps", "inf", "extra.qps must be a number above 0 and at most 10,000, got 'inf'"),
+    ("amazon_mcf", "marketplace_id", "", "marketplace_id must be a marketplace id"),
+    ("amazon_mcf", "quotas", {"nope": [1, 2]}, "quotas.nope: not an operation with a quota"),
+])
+def test_a_bad_connection_extra_fails_the_runs_check_naming_connection_and_key(monkeypatch, platform, key, value,
+                                                                                named):
+    """Platforms.check (prepare_run's, before any call) builds each client through its hook."""
+    from include.platforms import Platforms
+    from include.runconfig import run_settings
+    from sandbox.connections import CONNECTION_IDS, sandbox_connections
+
+    urls = dict.fromkeys(("tiktok", "tiktok_auth", "shopify", "amazon_mcf", "amazon_lwa", "shipbob"),
+                         "http://127.0.0.1:9")   # never called
+    for name, doc in sandbox_connections(urls).items():
+        if name == platform:
+            doc["extra"][key] = value
+        monkeypatch.setenv(f"AIRFLOW_CONN_{CONNECTION_IDS[name].upper()}", json.dumps(doc))
+    platforms = Platforms(run_settings(dag_id="orderops_sla", run_id="r", params={"now": "2026-11-20T15:00:00Z"}))
+    try:
+        with pytest.raises(ConfigurationError) as refused:
+            platforms.check()
+    finally:
+        platforms.close()
+    assert str(refused.value).startswith(f"connection '{CONNECTION_IDS[platform]}': ") and named in str(refused.value)
 
 
 def test_the_listing_bound_is_a_setting_named_when_bad(monkeypatch):

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from include.runconfig import RunConfigError, run_settings
+from include.runconfig import Connections, RunConfigError, run_settings
 from include.shops import SHOPS_FILE_ENV, Shop, load_shops, minutes_setting, parse_shops, task_timeout
 
 T0 = datetime(2026, 11, 20, 14, 30, tzinfo=timezone.utc)
@@ -77,9 +77,14 @@ def test_a_shop_dag_cannot_be_pointed_at_another_shop():
     assert s.shop == "shop-b" and s.connections.tiktok == "orderops_shop_b_tiktok" and s.policy.horizon_hours == 6
     with pytest.raises(RunConfigError, match="serves shop 'shop-b', not 'shop-a'"):
         run_settings(dag_id=shop.dag_id, run_id="r", params={"shop": "shop-a"}, run_after=T0, shop=shop)
-    with pytest.raises(RunConfigError, match="has its connections in the shops file"):
-        run_settings(dag_id=shop.dag_id, run_id="r", params={"connections": {"tiktok": "orderops_tiktok"}},
-                     run_after=T0, shop=shop)
+    # no run picks its connections: with a shops file or without one (the default shop)
+    for pinned in (shop, Shop(), None):
+        with pytest.raises(RunConfigError) as refused:
+            run_settings(dag_id="d", run_id="r", params={"connections": {"tiktok": "orderops_tiktok"}},
+                         run_after=T0, shop=pinned)
+        assert str(refused.value) == ("param connections: not accepted; a run uses its shop's connections, from the "
+                                      "shops file (ORDEROPS_SHOPS_FILE) or, without one, the orderops_* connections")
+    assert run_settings(dag_id="d", run_id="r", params={}, run_after=T0).connections == Connections()
 
 
 def test_shops_file(tmp_path, monkeypatch):
@@ -98,7 +103,14 @@ def test_shops_file(tmp_path, monkeypatch):
                          ([{"name": "a", "policy": {"c3_action": "shrug"}}], "shops[0] (a): policy.c3_action"),
                          ([{"name": "a", "schedule": "every half hour"}], "shops[0] (a).schedule: 'every half hour' is not a cron"),
                          ([{"name": "a"}, {"name": "b", "connections": {"tiktok": "orderops_a_tiktok"}}],
-                          "'b' and 'a' share the tiktok connection 'orderops_a_tiktok'")):
+                          "'b' and 'a' share the tiktok connection 'orderops_a_tiktok'"),
+                         # the report DAG's id: the two DAGs would clash when the DAGs are parsed
+                         ([{"name": "report"}, {"name": "shop-b"}], "shops[0].name: 'report' would have the DAG id "
+                                                                    "'orderops_sla_report', which another orderops DAG has"),
+                         ([{"name": "a", "connections": {"tiktok": 7}}],
+                          "shops[0] (a).connections.tiktok: expected a connection id, got 7"),
+                         ([{"name": "a", "connections": {"warehouse": ""}}], "(a).connections.warehouse: expected a"),
+                         ([{"name": "a", "connections": ["tiktok"]}], "shops[0] (a).connections: expected an object")):
         with pytest.raises(RunConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
             parse_shops(bad)
 
