@@ -5,6 +5,7 @@ are tested on their own; each real simulator has its own contract tests.
 """
 from __future__ import annotations
 
+import copy
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -14,7 +15,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from sandbox import core
-from sandbox.core import PlatformSandbox, SlidingWindow, TokenBucket, parse_fault
+from sandbox.core import PlatformSandbox, Settings, SlidingWindow, TokenBucket, parse_fault
 from tests.unit.test_scenario import DESIGN_EXAMPLE
 
 
@@ -228,3 +229,29 @@ def test_scenario_reload_and_refusal(echo):
     ok = client.post("/_sandbox/scenario", json=DESIGN_EXAMPLE)
     assert ok.status_code == 200 and ok.json()["orders"] == 1 and ok.json()["writes"] == 0
     assert server.sandbox.platforms["echo"].orders[ORDER] == "AWAITING_SHIPMENT"
+
+
+def served(url: str) -> dict:
+    """What a sandbox serves, as its admin API shows it: clock, counts, each simulator's orders."""
+    tiktok = httpx.get(f"{url}/_sandbox/state/tiktok", timeout=10).json()
+    shopify = httpx.get(f"{url}/_sandbox/state/shopify", timeout=10).json()
+    return {"info": httpx.get(f"{url}/_sandbox/info", timeout=10).json(),
+            "tiktok": [o["id"] for shop in tiktok["shops"] for o in shop["orders"]],
+            "shopify": [o["id"] for o in shopify["orders"]]}
+
+
+@pytest.mark.parametrize("mutate, named", [
+    (lambda o: o["tiktok"].update(id="9" * 5000), "orders[0] (tiktok id 99999999999999999999...): tiktok.id"),
+    (lambda o: o["tiktok"].update(rts_sla_time="9999-12-31T23:59:59Z"), "orders[0] (tiktok id 576000000000000001): "
+                                                                          "tiktok.rts_sla_time"),
+])
+def test_a_scenario_beyond_what_the_simulators_hold_is_refused_and_changes_nothing(run_sandbox, mutate, named):
+    server = run_sandbox(DESIGN_EXAMPLE, platforms=("tiktok", "shopify", "amazon_mcf"), settings=Settings(clock_rate=0))
+    url = server.urls["tiktok"]
+    before = served(url)
+    doc = copy.deepcopy(DESIGN_EXAMPLE)
+    doc["now"] = "2030-01-01T00:00:00Z"
+    mutate(doc["orders"][0])
+    refused = httpx.post(f"{url}/_sandbox/scenario", json=doc, timeout=10)
+    assert refused.status_code == 400 and named in refused.json()["detail"]
+    assert served(url) == before
