@@ -496,7 +496,7 @@ class Sandbox:
         for name in PLATFORM_MODULES:
             if platforms is None or name in platforms:
                 self.platforms[name] = platform_factory(name)(self)
-        self.load(scenario)
+        self._start(scenario)
 
     def live(self, life) -> None:
         """Let `life` move the shop forward on the clock: its events happen as the clock passes them."""
@@ -517,6 +517,13 @@ class Sandbox:
 
     # Scenario and state
     def load(self, scenario: Scenario) -> None:
+        """Serve `scenario` from its start: all of it, or none of it when a simulator cannot hold it."""
+        # A throwaway sandbox with the same settings takes it first: a simulator that fails on what
+        # validation let through does so before anything served here has changed.
+        Sandbox(scenario, self.settings, tuple(self.platforms))
+        self._start(scenario)
+
+    def _start(self, scenario: Scenario) -> None:
         self.scenario = scenario
         self.life = None
         self.clock.set(scenario.now)
@@ -527,7 +534,11 @@ class Sandbox:
         self.faults.clear()
         self.outbox.clear()   # a scenario's initial states are not changes: nothing is sent for them
         for impl in self.platforms.values():
-            impl.load(scenario)
+            try:
+                impl.load(scenario)
+            except Exception as exc:   # a simulator's own limit the scenario checks do not know of
+                raise ScenarioError(f"scenario: the {impl.name} simulator cannot load it: "
+                                    f"{type(exc).__name__}: {exc}") from exc
 
     def apps(self) -> dict[str, FastAPI]:
         if self._apps is None:
@@ -614,10 +625,9 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
     @router.post("/scenario")
     async def load_scenario(request: Request):
         try:
-            scenario = parse_scenario(await json_body(request))
+            sandbox.load(parse_scenario(await json_body(request)))
         except ScenarioError as exc:
             raise HTTPException(400, str(exc)) from None
-        sandbox.load(scenario)
         return sandbox.info()
 
     def clock_info() -> dict:

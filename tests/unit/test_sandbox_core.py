@@ -19,10 +19,16 @@ from sandbox.core import PlatformSandbox, Settings, SlidingWindow, TokenBucket, 
 from tests.unit.test_scenario import DESIGN_EXAMPLE
 
 
+# A SKU the echo simulator cannot hold: a limit of a simulator's own that the scenario checks miss.
+UNLOADABLE_SKU = "ECHO-NO-ROOM"
+
+
 class EchoSandbox(PlatformSandbox):
     name = "echo"
 
     def load(self, scenario):
+        if any(line["seller_sku"] == UNLOADABLE_SKU for o in scenario.orders for line in o.tiktok["line_items"]):
+            raise ValueError(f"no room for {UNLOADABLE_SKU}")
         self.orders = {o.tiktok_id: o.tiktok["status"] for o in scenario.orders}
         self.token_valid = True
 
@@ -229,6 +235,26 @@ def test_scenario_reload_and_refusal(echo):
     ok = client.post("/_sandbox/scenario", json=DESIGN_EXAMPLE)
     assert ok.status_code == 200 and ok.json()["orders"] == 1 and ok.json()["writes"] == 0
     assert server.sandbox.platforms["echo"].orders[ORDER] == "AWAITING_SHIPMENT"
+
+
+def test_a_scenario_a_simulator_cannot_load_is_refused_whole(echo):
+    server, client = echo
+    client.post("/_sandbox/clock", json={"rate": 0})
+    client.post(f"/orders/{ORDER}/ship", json={})
+    client.post("/_sandbox/faults", json={"platform": "echo", "kind": "429", "path": "/nothing-yet"})
+
+    def serving() -> list:
+        return [client.get(f"/_sandbox/{what}").json() for what in ("info", "clock", "writes", "faults", "state/echo")]
+
+    before = serving()
+    doc = copy.deepcopy(DESIGN_EXAMPLE)
+    doc["now"] = "2030-01-01T00:00:00Z"
+    doc["orders"][0]["tiktok"]["line_items"][0]["seller_sku"] = UNLOADABLE_SKU
+    refused = client.post("/_sandbox/scenario", json=doc)
+    assert refused.status_code == 400
+    assert refused.json()["detail"] == f"scenario: the echo simulator cannot load it: ValueError: no room for {UNLOADABLE_SKU}"
+    # nothing of it was taken: the clock, the write log, the faults and the simulator are as they were
+    assert serving() == before
 
 
 def served(url: str) -> dict:
