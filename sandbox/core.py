@@ -25,13 +25,27 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from sandbox.scenario import Scenario, ScenarioError, format_time, parse_scenario, parse_time
+from sandbox.scenario import (
+    LAST_YEAR, TIME_RANGE, Scenario, ScenarioError, format_time, parse_scenario, scenario_time,
+)
 
 ADMIN_PREFIX = "/_sandbox"
 # Query parameters and body fields that carry secrets: never kept in the write log.
 SECRET_KEYS = frozenset({
     "sign", "access_token", "app_secret", "refresh_token", "client_secret", "auth_code",
 })
+
+
+# Scenario seconds per wall second the clock may run at: from 0 (frozen) to about a week a minute.
+MAX_CLOCK_RATE = 10_000.0
+
+
+def check_clock_rate(value: Any) -> float:
+    """A clock rate given from outside (admin API, command line, settings file); ValueError says what
+    is wrong (NaN and infinities are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_CLOCK_RATE:
+        raise ValueError(f"expected a number from 0 (frozen) to {MAX_CLOCK_RATE:g}, got {value!r}")
+    return float(value)
 
 
 class SandboxClock:
@@ -608,6 +622,33 @@ class Sandbox:
         }
 
 
+CLOCK_FIELDS = frozenset({"advance_seconds", "now", "rate"})
+
+
+def parse_clock_change(body: dict, now: datetime) -> tuple[datetime, float | None]:
+    """Where a POST /_sandbox/clock body moves the clock (from `now`) and the rate it sets, every
+    field checked before anything changes; ValueError naming the field."""
+    unknown = body.keys() - CLOCK_FIELDS
+    if unknown:
+        raise ValueError(f"clock: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+    rate = body.get("rate")
+    if rate is not None:
+        try:
+            rate = check_clock_rate(rate)
+        except ValueError as exc:
+            raise ValueError(f"clock.rate: {exc}") from None
+    moment = scenario_time(body["now"], "clock.now") if "now" in body else now
+    if "advance_seconds" in body:
+        step = body["advance_seconds"]
+        # the clock stays in the years a scenario's times are in
+        most = max(0, int((TIME_RANGE[1] - moment).total_seconds()) - 1)
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 <= step <= most:
+            raise ValueError(f"clock.advance_seconds: expected 0 to {most} seconds (to the end of {LAST_YEAR}), "
+                             f"got {step!r}")
+        moment += timedelta(seconds=step)
+    return moment, rate
+
+
 def admin_router(sandbox: Sandbox) -> APIRouter:
     """Control plane, outside every platform's paths; served on every simulator port."""
     router = APIRouter()
@@ -647,24 +688,13 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
     @router.post("/clock")
     async def set_clock(request: Request):
         body = await json_body(request)
-        if not isinstance(body, dict) or not body.keys() & {"advance_seconds", "now", "rate"}:
+        if not isinstance(body, dict) or not body.keys() & CLOCK_FIELDS:
             raise HTTPException(400, "clock: give advance_seconds, now and/or rate")
-        rate = body.get("rate")
-        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0):
-            raise HTTPException(400, f"clock.rate: expected a non-negative number, got {rate!r}")
-        if "now" in body:
-            try:
-                moment = parse_time(body["now"], "clock.now")
-            except ScenarioError as exc:
-                raise HTTPException(400, str(exc)) from None
-            sandbox.clock.set(moment, rate)
-        elif rate is not None:
-            sandbox.clock.set(sandbox.clock.now(), rate)
-        if "advance_seconds" in body:
-            step = body["advance_seconds"]
-            if isinstance(step, bool) or not isinstance(step, (int, float)) or step < 0:
-                raise HTTPException(400, f"clock.advance_seconds: expected a non-negative number, got {step!r}")
-            sandbox.clock.advance(step)
+        try:
+            moment, rate = parse_clock_change(body, sandbox.clock.now())
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        sandbox.clock.set(moment, rate)
         return clock_info()
 
     @router.get("/faults")

@@ -6,6 +6,7 @@ are tested on their own; each real simulator has its own contract tests.
 from __future__ import annotations
 
 import copy
+import json
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -128,6 +129,31 @@ def test_clock_admin(echo):
     bad = client.post("/_sandbox/clock", json={"advance_seconds": -5})
     assert bad.status_code == 400 and "advance_seconds" in bad.json()["detail"]
     assert client.post("/_sandbox/clock", json={"now": "tomorrow"}).status_code == 400
+
+
+@pytest.mark.parametrize("body, named", [
+    ({"rate": 1e300}, "clock.rate: expected a number from 0 (frozen) to 10000, got 1e+300"),
+    ({"rate": -2}, "clock.rate: expected a number from 0 (frozen) to 10000, got -2"),
+    ({"rate": float("inf")}, "clock.rate: expected a number from 0 (frozen) to 10000, got inf"),
+    ({"now": "2030-01-01T00:00:00Z", "rate": float("nan")}, "clock.rate: expected a number from 0 (frozen) to 10000, got nan"),
+    ({"advance_seconds": 1e308}, "clock.advance_seconds: expected 0 to 2338793999 seconds (to the end of 2100), got 1e+308"),
+    ({"advance_seconds": float("inf")}, "clock.advance_seconds: expected 0 to"),
+    ({"advance_seconds": float("nan")}, "clock.advance_seconds: expected 0 to"),
+    ({"now": "2030-01-01T00:00:00Z", "advance_seconds": -5}, "clock.advance_seconds: expected 0 to"),
+    ({"now": "2100-12-31T23:59:59Z", "advance_seconds": 1}, "clock.advance_seconds: expected 0 to 0 seconds"),
+    ({"now": "9999-12-31T23:59:59Z"}, "clock.now: '9999-12-31T23:59:59Z' is outside the years 2000-2100"),
+    ({"now": "2030-01-01T00:00:00Z", "rate": 0, "speed": 2}, "clock: unknown field(s) speed"),
+])
+def test_a_refused_clock_change_changes_nothing(echo, body, named):
+    server, client = echo
+    client.post("/_sandbox/clock", json={"now": "2026-11-20T15:00:00Z", "rate": 0})
+    refused = client.post("/_sandbox/clock", content=json.dumps(body))   # NaN and Infinity as JSON writers put them
+    assert refused.status_code == 400 and refused.json()["detail"].startswith(named)
+    # every field was checked before anything changed: the clock reads as it did and takes what is sane
+    assert client.get("/_sandbox/clock").json() == {"now": "2026-11-20T15:00:00Z", "rate": 0}
+    assert client.get("/_sandbox/info").json()["now"] == "2026-11-20T15:00:00Z"
+    assert client.post("/_sandbox/clock", json={"advance_seconds": 60}).json()["now"] == "2026-11-20T15:01:00Z"
+    assert client.post("/_sandbox/scenario", json=DESIGN_EXAMPLE).status_code == 200
 
 
 def test_clock_runs_at_rate(echo):
