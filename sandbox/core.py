@@ -175,6 +175,8 @@ class Fault:
 
 FAULT_KINDS = ("429", "5xx", "latency", "hang", "malformed", "truncated", "token_expiry", "drop_field",
                "endless")
+# The longest a latency or hang fault waits: a day (anything longer is a slip of the keyboard).
+MAX_FAULT_SECONDS = 86_400.0
 
 
 def parse_fault(data: Any) -> Fault:
@@ -203,8 +205,8 @@ def parse_fault(data: Any) -> Fault:
         raise ValueError(f"fault.status: expected 500-599, got {status!r}")
     default_seconds = 3600.0 if kind == "hang" else 2.0
     seconds = data.get("seconds", default_seconds)
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-        raise ValueError(f"fault.seconds: expected a non-negative number, got {seconds!r}")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= MAX_FAULT_SECONDS:
+        raise ValueError(f"fault.seconds: expected 0 to {MAX_FAULT_SECONDS:g} seconds, got {seconds!r}")
     name = data.get("field", "")
     if kind == "drop_field" and (not isinstance(name, str) or not name):
         raise ValueError("fault.field: the key to drop is required for drop_field")

@@ -112,6 +112,13 @@ def test_quotas_refill_over_time_the_scenario_clock_skips():
     ({"platform": "echo", "kind": "429", "path": "("}, "fault.path: '(' is not a regular expression"),
     ({"platform": "echo", "kind": "429", "colour": "red"}, "unknown field(s) colour"),
     ({"platform": "echo", "kind": "drop_field"}, "fault.field: the key to drop is required"),
+    ({"platform": "echo", "kind": "latency", "seconds": float("nan")}, "fault.seconds: expected 0 to 86400 seconds, got nan"),
+    ({"platform": "echo", "kind": "hang", "seconds": float("inf")}, "fault.seconds: expected 0 to 86400 seconds, got inf"),
+    ({"platform": "echo", "kind": "latency", "seconds": 1e300}, "fault.seconds: expected 0 to 86400 seconds"),
+    ({"platform": "echo", "kind": "429", "count": float("nan")}, "fault.count: expected a positive integer, got nan"),
+    ({"platform": "echo", "kind": "429", "count": float("inf")}, "fault.count: expected a positive integer, got inf"),
+    ({"platform": "echo", "kind": "429", "count": 2.5}, "fault.count: expected a positive integer, got 2.5"),
+    ({"platform": "echo", "kind": "429", "count": True}, "fault.count: expected a positive integer, got True"),
 ])
 def test_bad_fault_named(data, message):
     with pytest.raises(ValueError) as err:
@@ -240,6 +247,15 @@ def test_fault_token_expiry(echo):
     server, client = echo
     client.post("/_sandbox/faults", json={"platform": "echo", "kind": "token_expiry"})
     assert client.get(f"/orders/{ORDER}").status_code == 401
+
+
+@pytest.mark.parametrize("seconds", ["NaN", "Infinity", "-Infinity"])
+def test_a_fault_of_no_finite_seconds_is_refused_and_not_installed(echo, seconds):
+    server, client = echo
+    refused = client.post("/_sandbox/faults", content=f'{{"platform": "echo", "kind": "latency", "seconds": {seconds}}}')
+    assert refused.status_code == 400 and refused.json()["detail"].startswith("fault.seconds: expected 0 to 86400")
+    assert client.get("/_sandbox/faults").json() == []
+    assert client.get(f"/orders/{ORDER}").status_code == 200
 
 
 def test_fault_listing_and_unknown_platform(echo):
