@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from sandbox.scenario import (
-    LAST_YEAR, TIME_RANGE, Scenario, ScenarioError, format_time, parse_scenario, scenario_time,
+    LAST_YEAR, TIME_RANGE, Scenario, ScenarioError, format_time, parse_json, parse_scenario, scenario_time,
 )
 
 ADMIN_PREFIX = "/_sandbox"
@@ -657,9 +657,9 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
 
     async def json_body(request: Request) -> Any:
         try:
-            return json.loads(await request.body() or b"null")
-        except json.JSONDecodeError as exc:
-            raise HTTPException(400, f"body is not JSON: {exc}") from None
+            return parse_json(await request.body() or b"null")
+        except ValueError as exc:
+            raise HTTPException(400, f"body: {exc}") from None
 
     @router.get("/info")
     async def info():

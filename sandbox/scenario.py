@@ -414,13 +414,29 @@ def parse_scenario(data: Any) -> Scenario:
     return Scenario(now=now, orders=orders, raw=data)
 
 
+def parse_json(data: bytes | str) -> Any:
+    """A JSON document; ValueError saying why when it is not UTF-8 JSON or nests deeper than the
+    parser goes (sandbox files and admin request bodies alike)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("not JSON: nested too deeply") from None
+    except ValueError as exc:   # malformed, not UTF-8, or an integer of more digits than int() takes
+        raise ValueError(f"not JSON: {exc}") from None
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON document in a file; ValueError saying why it cannot be read."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(exc.strerror) from None
+    return parse_json(data)
+
+
 def load_scenario(path: str | Path) -> Scenario:
     try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ScenarioError(f"scenario file {path}: {exc.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ScenarioError(f"scenario file {path}: not JSON: {exc}") from None
+        data = read_json(path)
+    except ValueError as exc:
+        raise ScenarioError(f"scenario file {path}: {exc}") from None
     return parse_scenario(data)

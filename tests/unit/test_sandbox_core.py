@@ -267,6 +267,18 @@ def test_fault_listing_and_unknown_platform(echo):
     assert client.get("/_sandbox/faults").json() == []
 
 
+@pytest.mark.parametrize("path", ["/_sandbox/scenario", "/_sandbox/faults", "/_sandbox/clock"])
+@pytest.mark.parametrize("body, named", [
+    (b"[" * 100_000, "body: not JSON: nested too deeply"),
+    (b'{"platform": "echo", "kind": "caf\xe9"}', "body: not JSON: 'utf-8' codec can't decode byte 0xe9"),
+    (b'{"count": ' + b"9" * 5000 + b"}", "body: not JSON: Exceeds the limit (4300 digits)"),
+])
+def test_an_admin_body_that_is_not_json_gets_400(echo, path, body, named):
+    server, client = echo
+    refused = client.post(path, content=body)
+    assert refused.status_code == 400 and refused.json()["detail"].startswith(named)
+
+
 def test_scenario_reload_and_refusal(echo):
     server, client = echo
     client.post(f"/orders/{ORDER}/ship", json={})

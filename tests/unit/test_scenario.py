@@ -135,6 +135,14 @@ def test_file_errors(tmp_path):
         load_scenario(bad)
     with pytest.raises(ScenarioError, match="No such file"):
         load_scenario(tmp_path / "missing.json")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    with pytest.raises(ScenarioError, match="deep.json: not JSON: nested too deeply"):
+        load_scenario(deep)
+    latin = tmp_path / "latin.json"
+    latin.write_bytes('{"now": "2026-11-20T15:00:00Z", "orders": [], "shop": "Caf\u00e9"}'.encode("latin-1"))
+    with pytest.raises(ScenarioError, match="latin.json: not JSON: 'utf-8' codec can't decode byte 0xe9"):
+        load_scenario(latin)
 
 
 def test_generator_is_deterministic_and_valid():
@@ -199,3 +207,6 @@ def test_cli_generate_and_validate(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "sandbox", "validate", str(out)], capture_output=True, text=True)
     assert bad.returncode == 2
     assert "orders[3]" in bad.stderr and "tiktok.status: 'LOST'" in bad.stderr
+    out.write_text("[" * 100_000)
+    deep = subprocess.run([sys.executable, "-m", "sandbox", "validate", str(out)], capture_output=True, text=True)
+    assert (deep.returncode, deep.stderr) == (2, f"error: scenario file {out}: not JSON: nested too deeply\n")
