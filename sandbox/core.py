@@ -38,13 +38,28 @@ SECRET_KEYS = frozenset({
 
 # Scenario seconds per wall second the clock may run at: from 0 (frozen) to about a week a minute.
 MAX_CLOCK_RATE = 10_000.0
+# Quotas ten thousand times the platforms' own are no quotas at all.
+MAX_RATE_SCALE = 10_000.0
+# A simulator state lasting longer than a year (Settings.durations) is a slip of the keyboard.
+MAX_DURATION = 366 * 86_400.0
+
+
+def within(value: Any, low: float, high: float) -> bool:
+    """Whether `value` is a number (not a bool) from `low` to `high`: NaN and infinities never are."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and low <= value <= high
 
 
 def check_clock_rate(value: Any) -> float:
-    """A clock rate given from outside (admin API, command line, settings file); ValueError says what
-    is wrong (NaN and infinities are not numbers here)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_CLOCK_RATE:
+    """A clock rate given from outside (admin API, command line, settings file); ValueError says what is wrong."""
+    if not within(value, 0, MAX_CLOCK_RATE):
         raise ValueError(f"expected a number from 0 (frozen) to {MAX_CLOCK_RATE:g}, got {value!r}")
+    return float(value)
+
+
+def check_rate_scale(value: Any) -> float:
+    """A quota multiplier given from outside (command line, settings file); ValueError says what is wrong."""
+    if not (within(value, 0, MAX_RATE_SCALE) and value > 0):
+        raise ValueError(f"expected a number above 0, up to {MAX_RATE_SCALE:g}, got {value!r}")
     return float(value)
 
 
@@ -205,7 +220,7 @@ def parse_fault(data: Any) -> Fault:
         raise ValueError(f"fault.status: expected 500-599, got {status!r}")
     default_seconds = 3600.0 if kind == "hang" else 2.0
     seconds = data.get("seconds", default_seconds)
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= MAX_FAULT_SECONDS:
+    if not within(seconds, 0, MAX_FAULT_SECONDS):
         raise ValueError(f"fault.seconds: expected 0 to {MAX_FAULT_SECONDS:g} seconds, got {seconds!r}")
     name = data.get("field", "")
     if kind == "drop_field" and (not isinstance(name, str) or not name):
@@ -257,6 +272,23 @@ class Settings:
     durations: dict[str, dict[str, float]] = field(default_factory=dict)
     # Per-platform overrides of credentials and quotas (e.g. {"shopify": {"restore_rate": 200}}).
     platforms: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        """ValueError naming the first setting out of bounds, whoever gave it (a settings file, a caller)."""
+        for name, check in (("rate_scale", check_rate_scale), ("clock_rate", check_clock_rate)):
+            try:
+                check(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        for name in ("durations", "platforms"):
+            value = getattr(self, name)
+            if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+                raise ValueError(f"{name}: expected an object of platform -> object, got {value!r}")
+        for platform, states in self.durations.items():
+            for state, seconds in states.items():
+                if not within(seconds, 0, MAX_DURATION):
+                    raise ValueError(f"durations.{platform}.{state}: expected 0 to {MAX_DURATION:.0f} seconds, "
+                                     f"got {seconds!r}")
 
     def for_platform(self, name: str, defaults: dict[str, Any]) -> dict[str, Any]:
         merged = dict(defaults)
@@ -644,7 +676,7 @@ def parse_clock_change(body: dict, now: datetime) -> tuple[datetime, float | Non
         step = body["advance_seconds"]
         # the clock stays in the years a scenario's times are in
         most = max(0, int((TIME_RANGE[1] - moment).total_seconds()) - 1)
-        if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 <= step <= most:
+        if not within(step, 0, most):
             raise ValueError(f"clock.advance_seconds: expected 0 to {most} seconds (to the end of {LAST_YEAR}), "
                              f"got {step!r}")
         moment += timedelta(seconds=step)

@@ -31,7 +31,7 @@ from include.runconfig import STATE_DIR
 from include.steps import pools_file
 from sandbox.connections import connection_env
 from sandbox.core import Sandbox, Settings, parse_fault
-from sandbox.generate import generate
+from sandbox.generate import generate, order_count
 from sandbox.scenario import parse_json, parse_scenario, read_json
 from sandbox.server import SandboxServer
 from include.warehouse import Warehouse, action_ledger, runs, stg_tiktok_orders
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["ui"]:
         return ui_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m sandbox.demo", description=__doc__)
-    parser.add_argument("--orders", type=int, default=300)
+    parser.add_argument("--orders", type=order_count, default=300)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--state", default=str(STATE_DIR / "demo"))
     parser.add_argument("--scenario", type=Path, help="a scenario file to serve instead of a generated one")
