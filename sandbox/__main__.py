@@ -3,51 +3,62 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import re
 import signal
 import sys
+from typing import Callable
 
-from sandbox.core import Sandbox, Settings
-from sandbox.generate import DEFAULT_NOW, write
+from sandbox.core import Sandbox, Settings, check_clock_rate, check_rate_scale
+from sandbox.generate import DEFAULT_NOW, order_count, write
 from sandbox.life import LifeSettings, ShopLife
-from sandbox.scenario import ScenarioError, format_time, load_scenario, parse_scenario, parse_time
+from sandbox.scenario import ScenarioError, format_time, load_scenario, parse_scenario, read_json, scenario_time
 from sandbox.server import DEFAULT_PORTS, SandboxServer
 
 
-def _port_overrides(values: list[str]) -> dict[str, int]:
-    ports = dict(DEFAULT_PORTS)
-    for item in values:
-        name, sep, port = item.partition("=")
-        if not sep or name not in DEFAULT_PORTS or not port.isdigit():
-            raise SystemExit(f"--port {item!r}: expected NAME=PORT with NAME one of {', '.join(DEFAULT_PORTS)}")
-        ports[name] = int(port)
-    return ports
+def _number_option(check: Callable[[float], float]) -> Callable[[str], float]:
+    """An argparse type for a number the sandbox checks with `check` (the admin API's check where it
+    has one): argparse names the option when it is refused, and exits 2."""
+    def parse(text: str) -> float:
+        try:
+            return check(float(text))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
+def _port_option(text: str) -> tuple[str, int]:
+    """--port NAME=PORT, as argparse reads it."""
+    name, _, port = text.partition("=")
+    if name not in DEFAULT_PORTS or not re.fullmatch(r"[0-9]{1,5}", port) or int(port) > 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=PORT with NAME one of {', '.join(DEFAULT_PORTS)} and PORT 0-65535, got {text!r}")
+    return name, int(port)
 
 
 def load_settings(path: str | None, rate_scale: float | None, clock_rate: float | None) -> Settings:
-    settings = Settings()
-    if path:
-        try:
-            data = json.loads(open(path).read())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise SystemExit(f"--settings {path}: {exc}") from None
-        unknown = set(data) - {"rate_scale", "clock_rate", "durations", "platforms"}
+    """A settings file's Settings (if `path` is given) with the command line's values over them;
+    ValueError naming the file and the setting."""
+    given = {name: value for name, value in (("rate_scale", rate_scale), ("clock_rate", clock_rate))
+             if value is not None}
+    if not path:
+        return Settings(**given)
+    try:
+        data = read_json(path)
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        unknown = set(data) - set(Settings.__dataclass_fields__)
         if unknown:
-            raise SystemExit(f"--settings {path}: unknown key(s) {', '.join(sorted(unknown))}")
-        settings = Settings(**data)
-    if rate_scale is not None:
-        settings.rate_scale = rate_scale
-    if clock_rate is not None:
-        settings.clock_rate = clock_rate
-    if settings.rate_scale <= 0:
-        raise SystemExit("rate_scale must be positive")
-    return settings
+            raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
+        return Settings(**{**data, **given})
+    except ValueError as exc:
+        raise ValueError(f"--settings {path}: {exc}") from None
 
 
 def load_life(path: str) -> ShopLife:
-    """A living shop from a JSON file of LifeSettings fields (`start` as ISO-8601)."""
+    """A living shop from a JSON file of LifeSettings fields (`start` as ISO-8601); ValueError naming
+    the file and the field."""
     try:
-        data = json.loads(open(path).read())
+        data = read_json(path)
         if not isinstance(data, dict):
             raise ValueError("expected a JSON object")
         unknown = set(data) - set(LifeSettings.__dataclass_fields__)
@@ -55,28 +66,29 @@ def load_life(path: str) -> ShopLife:
             raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
         if "start" not in data:
             raise ValueError("start: is required")
-        data["start"] = parse_time(data["start"], "start")
+        data["start"] = scenario_time(data["start"], "start")
         return ShopLife(LifeSettings(**data))
-    except (OSError, json.JSONDecodeError, ValueError, TypeError) as exc:
-        raise SystemExit(f"--life {path}: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"--life {path}: {exc}") from None
 
 
 def serve(args: argparse.Namespace) -> int:
     if bool(args.scenario) == bool(args.life):
         print("error: give --scenario FILE or --life FILE", file=sys.stderr)
         return 2
-    life = load_life(args.life) if args.life else None
+    # every file is read and checked, and the simulators loaded, before a port is bound
     try:
+        settings = load_settings(args.settings, args.rate_scale, args.clock_rate)
+        life = load_life(args.life) if args.life else None
         scenario = load_scenario(args.scenario) if args.scenario else parse_scenario(
             {"now": format_time(life.settings.start), "orders": []})
-    except ScenarioError as exc:
+        sandbox = Sandbox(scenario, settings)
+    except ValueError as exc:   # each names its file and field (a ScenarioError its order, or its simulator)
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    settings = load_settings(args.settings, args.rate_scale, args.clock_rate)
-    sandbox = Sandbox(scenario, settings)
     if life is not None:
         sandbox.live(life)
-    server = SandboxServer(sandbox, ports=_port_overrides(args.port), host=args.host)
+    server = SandboxServer(sandbox, ports={**DEFAULT_PORTS, **dict(args.port)}, host=args.host)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -113,13 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--scenario", help="scenario JSON file: a fixed shop at one moment")
     p_serve.add_argument("--life", help="living-shop JSON file (LifeSettings: start, days, orders_per_day, seed, ...)")
     p_serve.add_argument("--host", default="127.0.0.1")
-    p_serve.add_argument("--port", action="append", default=[], metavar="NAME=PORT",
+    p_serve.add_argument("--port", action="append", default=[], metavar="NAME=PORT", type=_port_option,
                          help=f"override a port ({', '.join(f'{k}={v}' for k, v in DEFAULT_PORTS.items())}; 0 = any)")
     p_serve.add_argument("--settings", help="settings JSON: rate_scale, clock_rate, durations, platforms")
-    p_serve.add_argument("--rate-scale", type=float, help="multiply every quota (for fast tests; reported)")
-    p_serve.add_argument("--clock-rate", type=float, help="scenario seconds per wall second (0 = frozen)")
+    p_serve.add_argument("--rate-scale", type=_number_option(check_rate_scale),
+                         help="multiply every quota (for fast tests; reported)")
+    p_serve.add_argument("--clock-rate", type=_number_option(check_clock_rate),
+                         help="scenario seconds per wall second (0 = frozen)")
     p_gen = sub.add_parser("generate", help="write a realistic scenario file")
-    p_gen.add_argument("--orders", type=int, required=True)
+    p_gen.add_argument("--orders", type=order_count, required=True)
     p_gen.add_argument("--seed", type=int, default=1)
     p_gen.add_argument("--now", default=DEFAULT_NOW)
     p_gen.add_argument("--out", required=True)

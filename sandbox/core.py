@@ -25,13 +25,42 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from sandbox.scenario import Scenario, ScenarioError, format_time, parse_scenario, parse_time
+from sandbox.scenario import (
+    LAST_YEAR, TIME_RANGE, Scenario, ScenarioError, format_time, parse_json, parse_scenario, scenario_time,
+)
 
 ADMIN_PREFIX = "/_sandbox"
 # Query parameters and body fields that carry secrets: never kept in the write log.
 SECRET_KEYS = frozenset({
     "sign", "access_token", "app_secret", "refresh_token", "client_secret", "auth_code",
 })
+
+
+# Scenario seconds per wall second the clock may run at: from 0 (frozen) to about a week a minute.
+MAX_CLOCK_RATE = 10_000.0
+# Quotas ten thousand times the platforms' own are no quotas at all.
+MAX_RATE_SCALE = 10_000.0
+# A simulator state lasting longer than a year (Settings.durations) is a slip of the keyboard.
+MAX_DURATION = 366 * 86_400.0
+
+
+def within(value: Any, low: float, high: float) -> bool:
+    """Whether `value` is a number (not a bool) from `low` to `high`: NaN and infinities never are."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and low <= value <= high
+
+
+def check_clock_rate(value: Any) -> float:
+    """A clock rate given from outside (admin API, command line, settings file); ValueError says what is wrong."""
+    if not within(value, 0, MAX_CLOCK_RATE):
+        raise ValueError(f"expected a number from 0 (frozen) to {MAX_CLOCK_RATE:g}, got {value!r}")
+    return float(value)
+
+
+def check_rate_scale(value: Any) -> float:
+    """A quota multiplier given from outside (command line, settings file); ValueError says what is wrong."""
+    if not (within(value, 0, MAX_RATE_SCALE) and value > 0):
+        raise ValueError(f"expected a number above 0, up to {MAX_RATE_SCALE:g}, got {value!r}")
+    return float(value)
 
 
 class SandboxClock:
@@ -161,6 +190,8 @@ class Fault:
 
 FAULT_KINDS = ("429", "5xx", "latency", "hang", "malformed", "truncated", "token_expiry", "drop_field",
                "endless")
+# The longest a latency or hang fault waits: a day (anything longer is a slip of the keyboard).
+MAX_FAULT_SECONDS = 86_400.0
 
 
 def parse_fault(data: Any) -> Fault:
@@ -189,8 +220,8 @@ def parse_fault(data: Any) -> Fault:
         raise ValueError(f"fault.status: expected 500-599, got {status!r}")
     default_seconds = 3600.0 if kind == "hang" else 2.0
     seconds = data.get("seconds", default_seconds)
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-        raise ValueError(f"fault.seconds: expected a non-negative number, got {seconds!r}")
+    if not within(seconds, 0, MAX_FAULT_SECONDS):
+        raise ValueError(f"fault.seconds: expected 0 to {MAX_FAULT_SECONDS:g} seconds, got {seconds!r}")
     name = data.get("field", "")
     if kind == "drop_field" and (not isinstance(name, str) or not name):
         raise ValueError("fault.field: the key to drop is required for drop_field")
@@ -241,6 +272,23 @@ class Settings:
     durations: dict[str, dict[str, float]] = field(default_factory=dict)
     # Per-platform overrides of credentials and quotas (e.g. {"shopify": {"restore_rate": 200}}).
     platforms: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        """ValueError naming the first setting out of bounds, whoever gave it (a settings file, a caller)."""
+        for name, check in (("rate_scale", check_rate_scale), ("clock_rate", check_clock_rate)):
+            try:
+                check(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        for name in ("durations", "platforms"):
+            value = getattr(self, name)
+            if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+                raise ValueError(f"{name}: expected an object of platform -> object, got {value!r}")
+        for platform, states in self.durations.items():
+            for state, seconds in states.items():
+                if not within(seconds, 0, MAX_DURATION):
+                    raise ValueError(f"durations.{platform}.{state}: expected 0 to {MAX_DURATION:.0f} seconds, "
+                                     f"got {seconds!r}")
 
     def for_platform(self, name: str, defaults: dict[str, Any]) -> dict[str, Any]:
         merged = dict(defaults)
@@ -496,7 +544,7 @@ class Sandbox:
         for name in PLATFORM_MODULES:
             if platforms is None or name in platforms:
                 self.platforms[name] = platform_factory(name)(self)
-        self.load(scenario)
+        self._start(scenario)
 
     def live(self, life) -> None:
         """Let `life` move the shop forward on the clock: its events happen as the clock passes them."""
@@ -517,6 +565,13 @@ class Sandbox:
 
     # Scenario and state
     def load(self, scenario: Scenario) -> None:
+        """Serve `scenario` from its start: all of it, or none of it when a simulator cannot hold it."""
+        # A throwaway sandbox with the same settings takes it first: a simulator that fails on what
+        # validation let through does so before anything served here has changed.
+        Sandbox(scenario, self.settings, tuple(self.platforms))
+        self._start(scenario)
+
+    def _start(self, scenario: Scenario) -> None:
         self.scenario = scenario
         self.life = None
         self.clock.set(scenario.now)
@@ -527,7 +582,11 @@ class Sandbox:
         self.faults.clear()
         self.outbox.clear()   # a scenario's initial states are not changes: nothing is sent for them
         for impl in self.platforms.values():
-            impl.load(scenario)
+            try:
+                impl.load(scenario)
+            except Exception as exc:   # a simulator's own limit the scenario checks do not know of
+                raise ScenarioError(f"scenario: the {impl.name} simulator cannot load it: "
+                                    f"{type(exc).__name__}: {exc}") from exc
 
     def apps(self) -> dict[str, FastAPI]:
         if self._apps is None:
@@ -597,15 +656,42 @@ class Sandbox:
         }
 
 
+CLOCK_FIELDS = frozenset({"advance_seconds", "now", "rate"})
+
+
+def parse_clock_change(body: dict, now: datetime) -> tuple[datetime, float | None]:
+    """Where a POST /_sandbox/clock body moves the clock (from `now`) and the rate it sets, every
+    field checked before anything changes; ValueError naming the field."""
+    unknown = body.keys() - CLOCK_FIELDS
+    if unknown:
+        raise ValueError(f"clock: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+    rate = body.get("rate")
+    if rate is not None:
+        try:
+            rate = check_clock_rate(rate)
+        except ValueError as exc:
+            raise ValueError(f"clock.rate: {exc}") from None
+    moment = scenario_time(body["now"], "clock.now") if "now" in body else now
+    if "advance_seconds" in body:
+        step = body["advance_seconds"]
+        # the clock stays in the years a scenario's times are in
+        most = max(0, int((TIME_RANGE[1] - moment).total_seconds()) - 1)
+        if not within(step, 0, most):
+            raise ValueError(f"clock.advance_seconds: expected 0 to {most} seconds (to the end of {LAST_YEAR}), "
+                             f"got {step!r}")
+        moment += timedelta(seconds=step)
+    return moment, rate
+
+
 def admin_router(sandbox: Sandbox) -> APIRouter:
     """Control plane, outside every platform's paths; served on every simulator port."""
     router = APIRouter()
 
     async def json_body(request: Request) -> Any:
         try:
-            return json.loads(await request.body() or b"null")
-        except json.JSONDecodeError as exc:
-            raise HTTPException(400, f"body is not JSON: {exc}") from None
+            return parse_json(await request.body() or b"null")
+        except ValueError as exc:
+            raise HTTPException(400, f"body: {exc}") from None
 
     @router.get("/info")
     async def info():
@@ -614,10 +700,9 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
     @router.post("/scenario")
     async def load_scenario(request: Request):
         try:
-            scenario = parse_scenario(await json_body(request))
+            sandbox.load(parse_scenario(await json_body(request)))
         except ScenarioError as exc:
             raise HTTPException(400, str(exc)) from None
-        sandbox.load(scenario)
         return sandbox.info()
 
     def clock_info() -> dict:
@@ -637,24 +722,13 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
     @router.post("/clock")
     async def set_clock(request: Request):
         body = await json_body(request)
-        if not isinstance(body, dict) or not body.keys() & {"advance_seconds", "now", "rate"}:
+        if not isinstance(body, dict) or not body.keys() & CLOCK_FIELDS:
             raise HTTPException(400, "clock: give advance_seconds, now and/or rate")
-        rate = body.get("rate")
-        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0):
-            raise HTTPException(400, f"clock.rate: expected a non-negative number, got {rate!r}")
-        if "now" in body:
-            try:
-                moment = parse_time(body["now"], "clock.now")
-            except ScenarioError as exc:
-                raise HTTPException(400, str(exc)) from None
-            sandbox.clock.set(moment, rate)
-        elif rate is not None:
-            sandbox.clock.set(sandbox.clock.now(), rate)
-        if "advance_seconds" in body:
-            step = body["advance_seconds"]
-            if isinstance(step, bool) or not isinstance(step, (int, float)) or step < 0:
-                raise HTTPException(400, f"clock.advance_seconds: expected a non-negative number, got {step!r}")
-            sandbox.clock.advance(step)
+        try:
+            moment, rate = parse_clock_change(body, sandbox.clock.now())
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        sandbox.clock.set(moment, rate)
         return clock_info()
 
     @router.get("/faults")

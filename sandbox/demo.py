@@ -31,8 +31,8 @@ from include.runconfig import STATE_DIR
 from include.steps import pools_file
 from sandbox.connections import connection_env
 from sandbox.core import Sandbox, Settings, parse_fault
-from sandbox.generate import generate
-from sandbox.scenario import parse_scenario
+from sandbox.generate import generate, order_count
+from sandbox.scenario import parse_json, parse_scenario, read_json
 from sandbox.server import SandboxServer
 from include.warehouse import Warehouse, action_ledger, runs, stg_tiktok_orders
 
@@ -160,11 +160,9 @@ def check_state(state: Path) -> None:
 def load_faults(path: Path, sandbox: Sandbox) -> int:
     """Install the sandbox faults listed in a JSON file (the admin API's fault objects)."""
     try:
-        specs = json.loads(path.read_text())
-    except OSError as exc:
-        raise SystemExit(f"--faults {path}: {exc.strerror}") from None
+        specs = read_json(path)
     except ValueError as exc:
-        raise SystemExit(f"--faults {path}: not JSON ({exc})") from None
+        raise SystemExit(f"--faults {path}: {exc}") from None
     if not isinstance(specs, list):
         raise SystemExit(f"--faults {path}: expected a JSON list of faults")
     for index, spec in enumerate(specs):
@@ -175,10 +173,11 @@ def load_faults(path: Path, sandbox: Sandbox) -> int:
     return len(specs)
 
 
-def load_scenario(text: str, origin: Path | str) -> dict:
+def scenario_sandbox(data: bytes, origin: Path | str) -> Sandbox:
+    """A sandbox serving the scenario file's `data` on a frozen clock."""
     try:
-        return parse_scenario(json.loads(text))
-    except ValueError as exc:   # ScenarioError is a ValueError and names the order and field
+        return Sandbox(parse_scenario(parse_json(data)), Settings(clock_rate=0))
+    except ValueError as exc:   # ScenarioError is a ValueError and names the order and field (or simulator)
         raise SystemExit(f"--scenario {origin}: {exc}") from None
 
 
@@ -286,8 +285,7 @@ def ui_main(argv: list[str]) -> int:
         args.port = free_port()
     # the sandbox starts again from the demo's scenario: what the demo wrote is in the ledger, so a
     # run started from the UI does not repeat it
-    sandbox = Sandbox(load_scenario((state / "scenario.json").read_text(), state / "scenario.json"),
-                      Settings(clock_rate=0))
+    sandbox = scenario_sandbox((state / "scenario.json").read_bytes(), state / "scenario.json")
     server = SandboxServer(sandbox, ports={name: 0 for name in sandbox.apps()}).start()
     env, password = ui_environment(state, server.urls, args.port)
     log_path = state / "logs" / "ui.log"
@@ -362,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["ui"]:
         return ui_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m sandbox.demo", description=__doc__)
-    parser.add_argument("--orders", type=int, default=300)
+    parser.add_argument("--orders", type=order_count, default=300)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--state", default=str(STATE_DIR / "demo"))
     parser.add_argument("--scenario", type=Path, help="a scenario file to serve instead of a generated one")
@@ -374,12 +372,13 @@ def main(argv: list[str] | None = None) -> int:
     state = Path(args.state)
     # everything given is checked before the state folder is cleared or anything is served
     try:
-        scenario_text = args.scenario.read_text() if args.scenario else json.dumps(generate(args.orders, args.seed), indent=1)
+        scenario_data = (args.scenario.read_bytes() if args.scenario
+                         else json.dumps(generate(args.orders, args.seed), indent=1).encode())
     except OSError as exc:
         raise SystemExit(f"--scenario {args.scenario}: {exc.strerror}") from None
     warehouse_url = args.warehouse or f"sqlite:///{(state / 'warehouse.db').resolve()}"
     warehouse = warehouse_connection(warehouse_url)
-    sandbox = Sandbox(load_scenario(scenario_text, args.scenario or "generated"), Settings(clock_rate=0))
+    sandbox = scenario_sandbox(scenario_data, args.scenario or "generated")
     faults = load_faults(args.faults, sandbox) if args.faults else 0
     check_state(state)
     if args.warehouse:
@@ -392,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(state, ignore_errors=True)
     (state / "logs").mkdir(parents=True)
     scenario_path = state / "scenario.json"
-    scenario_path.write_text(scenario_text)
+    scenario_path.write_bytes(scenario_data)
     # what `make ui` needs to serve this run again
     write_private(state / "demo.json", json.dumps({"warehouse": warehouse_url, "jwt_secret": secrets.token_urlsafe(32)}))
     now = sandbox.clock.now()

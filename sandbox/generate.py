@@ -7,8 +7,10 @@ matched. `MIX` lists the cases and their shares; README "Sandbox" documents them
 """
 from __future__ import annotations
 
+import argparse
 import json
 import random
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -222,6 +224,14 @@ def _shipped_package(order: dict) -> tuple[str, str]:
         return package["carrier_code"], package["tracking_number"]
     tracking = order["shipbob"]["shipments"][0]["tracking"]
     return tracking["carrier"], tracking["tracking_number"]
+
+
+def order_count(text: str) -> int:
+    """`--orders N` of the command lines (`python -m sandbox generate`, `sandbox.demo`), as argparse
+    reads it: a refused one gets argparse's error naming the option, and exit status 2."""
+    if not re.fullmatch(r"[0-9]{1,9}", text):
+        raise argparse.ArgumentTypeError(f"expected a count of orders from 0 to 999999999, got {text!r}")
+    return int(text)
 
 
 def write(path: str | Path, orders: int, seed: int, now: str = DEFAULT_NOW) -> Path:

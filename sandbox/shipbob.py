@@ -249,7 +249,8 @@ class ShipBobSandbox(PlatformSandbox):
             created = min(tiktok_created + timedelta(minutes=12), now)
         shopify_names = {s["id"]: s["name"] for s in entry.shopify}
         reference_id = sb["reference_id"]
-        number = shopify_names.get(int(reference_id)) if reference_id.isdigit() else None
+        # a Shopify order id; "²" is a digit to isdigit(), not to int()
+        number = shopify_names.get(int(reference_id)) if reference_id.isascii() and reference_id.isdigit() else None
         skus: dict[str, int] = {}
         for line in entry.tiktok["line_items"]:
             skus[line["seller_sku"]] = skus.get(line["seller_sku"], 0) + 1

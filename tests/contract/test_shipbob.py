@@ -425,6 +425,14 @@ def test_order_and_shipment_reads(run_sandbox, version):
         assert api.get(f"/{version}/order/9000001", headers={"shipbob_channel_id": "1"}).status_code == 403
 
 
+def test_a_reference_id_of_digits_that_are_not_ascii_is_kept_as_written(run_sandbox):
+    """A reference id of "\u00b2" (a digit to str.isdigit(), no number to int()) loads as the order number."""
+    server = run_sandbox(scenario(sb_order(1, reference_id="\u00b2")), platforms=("shipbob",))
+    with client(server) as api:
+        body = api.get("/2026-01/order/9000001").json()
+    assert body["reference_id"] == "\u00b2" and body["order_number"] == "\u00b2"
+
+
 def test_responses_conform_for_every_shipment_state(run_sandbox):
     states = [("Processing", d) for d in ("Allocated", "Picked", "Packed", "Labeled")] + [
         (s, None) for s in ("None", "Completed", "Exception", "OnHold", "Cancelled", "CleanSweeped",

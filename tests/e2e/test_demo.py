@@ -68,10 +68,14 @@ def test_demo_rehearses_a_scenario_with_faults_on_postgresql_and_writes_the_run_
     ("--faults", json.dumps({"platform": "tiktok"}), "expected a JSON list of faults"),
     ("--faults", json.dumps([{"platform": "tiktok", "kind": "melt"}]), "entry 0: fault.kind: 'melt' is not one of"),
     ("--faults", json.dumps([{"platform": "etsy", "kind": "5xx"}]), "entry 0: fault.platform: 'etsy' is not one of"),
+    ("--faults", '[{"platform": "tiktok", "kind": "latency", "seconds": NaN}]',
+     "entry 0: fault.seconds: expected 0 to 86400 seconds, got nan"),
+    ("--scenario", "[" * 100_000, "not JSON: nested too deeply"),
+    ("--faults", b'[{"platform": "tiktok", "kind": "5xx", "path": "caf\xe9"}]', "not JSON: 'utf-8' codec can't decode"),
 ])
 def test_bad_demo_files_are_refused_before_anything_runs(tmp_path, option, content, named):
     given = tmp_path / "given.json"
-    given.write_text(content)
+    given.write_bytes(content if isinstance(content, bytes) else content.encode())
     state = tmp_path / "state"
     state.mkdir()
     (state / "keep").write_text("an earlier demo")

@@ -5,6 +5,8 @@ are tested on their own; each real simulator has its own contract tests.
 """
 from __future__ import annotations
 
+import copy
+import json
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -14,14 +16,20 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from sandbox import core
-from sandbox.core import PlatformSandbox, SlidingWindow, TokenBucket, parse_fault
+from sandbox.core import PlatformSandbox, Settings, SlidingWindow, TokenBucket, parse_fault
 from tests.unit.test_scenario import DESIGN_EXAMPLE
+
+
+# A SKU the echo simulator cannot hold: a limit of a simulator's own that the scenario checks miss.
+UNLOADABLE_SKU = "ECHO-NO-ROOM"
 
 
 class EchoSandbox(PlatformSandbox):
     name = "echo"
 
     def load(self, scenario):
+        if any(line["seller_sku"] == UNLOADABLE_SKU for o in scenario.orders for line in o.tiktok["line_items"]):
+            raise ValueError(f"no room for {UNLOADABLE_SKU}")
         self.orders = {o.tiktok_id: o.tiktok["status"] for o in scenario.orders}
         self.token_valid = True
 
@@ -104,6 +112,13 @@ def test_quotas_refill_over_time_the_scenario_clock_skips():
     ({"platform": "echo", "kind": "429", "path": "("}, "fault.path: '(' is not a regular expression"),
     ({"platform": "echo", "kind": "429", "colour": "red"}, "unknown field(s) colour"),
     ({"platform": "echo", "kind": "drop_field"}, "fault.field: the key to drop is required"),
+    ({"platform": "echo", "kind": "latency", "seconds": float("nan")}, "fault.seconds: expected 0 to 86400 seconds, got nan"),
+    ({"platform": "echo", "kind": "hang", "seconds": float("inf")}, "fault.seconds: expected 0 to 86400 seconds, got inf"),
+    ({"platform": "echo", "kind": "latency", "seconds": 1e300}, "fault.seconds: expected 0 to 86400 seconds"),
+    ({"platform": "echo", "kind": "429", "count": float("nan")}, "fault.count: expected a positive integer, got nan"),
+    ({"platform": "echo", "kind": "429", "count": float("inf")}, "fault.count: expected a positive integer, got inf"),
+    ({"platform": "echo", "kind": "429", "count": 2.5}, "fault.count: expected a positive integer, got 2.5"),
+    ({"platform": "echo", "kind": "429", "count": True}, "fault.count: expected a positive integer, got True"),
 ])
 def test_bad_fault_named(data, message):
     with pytest.raises(ValueError) as err:
@@ -121,6 +136,31 @@ def test_clock_admin(echo):
     bad = client.post("/_sandbox/clock", json={"advance_seconds": -5})
     assert bad.status_code == 400 and "advance_seconds" in bad.json()["detail"]
     assert client.post("/_sandbox/clock", json={"now": "tomorrow"}).status_code == 400
+
+
+@pytest.mark.parametrize("body, named", [
+    ({"rate": 1e300}, "clock.rate: expected a number from 0 (frozen) to 10000, got 1e+300"),
+    ({"rate": -2}, "clock.rate: expected a number from 0 (frozen) to 10000, got -2"),
+    ({"rate": float("inf")}, "clock.rate: expected a number from 0 (frozen) to 10000, got inf"),
+    ({"now": "2030-01-01T00:00:00Z", "rate": float("nan")}, "clock.rate: expected a number from 0 (frozen) to 10000, got nan"),
+    ({"advance_seconds": 1e308}, "clock.advance_seconds: expected 0 to 2338793999 seconds (to the end of 2100), got 1e+308"),
+    ({"advance_seconds": float("inf")}, "clock.advance_seconds: expected 0 to"),
+    ({"advance_seconds": float("nan")}, "clock.advance_seconds: expected 0 to"),
+    ({"now": "2030-01-01T00:00:00Z", "advance_seconds": -5}, "clock.advance_seconds: expected 0 to"),
+    ({"now": "2100-12-31T23:59:59Z", "advance_seconds": 1}, "clock.advance_seconds: expected 0 to 0 seconds"),
+    ({"now": "9999-12-31T23:59:59Z"}, "clock.now: '9999-12-31T23:59:59Z' is outside the years 2000-2100"),
+    ({"now": "2030-01-01T00:00:00Z", "rate": 0, "speed": 2}, "clock: unknown field(s) speed"),
+])
+def test_a_refused_clock_change_changes_nothing(echo, body, named):
+    server, client = echo
+    client.post("/_sandbox/clock", json={"now": "2026-11-20T15:00:00Z", "rate": 0})
+    refused = client.post("/_sandbox/clock", content=json.dumps(body))   # NaN and Infinity as JSON writers put them
+    assert refused.status_code == 400 and refused.json()["detail"].startswith(named)
+    # every field was checked before anything changed: the clock reads as it did and takes what is sane
+    assert client.get("/_sandbox/clock").json() == {"now": "2026-11-20T15:00:00Z", "rate": 0}
+    assert client.get("/_sandbox/info").json()["now"] == "2026-11-20T15:00:00Z"
+    assert client.post("/_sandbox/clock", json={"advance_seconds": 60}).json()["now"] == "2026-11-20T15:01:00Z"
+    assert client.post("/_sandbox/scenario", json=DESIGN_EXAMPLE).status_code == 200
 
 
 def test_clock_runs_at_rate(echo):
@@ -209,6 +249,15 @@ def test_fault_token_expiry(echo):
     assert client.get(f"/orders/{ORDER}").status_code == 401
 
 
+@pytest.mark.parametrize("seconds", ["NaN", "Infinity", "-Infinity"])
+def test_a_fault_of_no_finite_seconds_is_refused_and_not_installed(echo, seconds):
+    server, client = echo
+    refused = client.post("/_sandbox/faults", content=f'{{"platform": "echo", "kind": "latency", "seconds": {seconds}}}')
+    assert refused.status_code == 400 and refused.json()["detail"].startswith("fault.seconds: expected 0 to 86400")
+    assert client.get("/_sandbox/faults").json() == []
+    assert client.get(f"/orders/{ORDER}").status_code == 200
+
+
 def test_fault_listing_and_unknown_platform(echo):
     server, client = echo
     added = client.post("/_sandbox/faults", json={"platform": "echo", "kind": "429", "count": 5}).json()
@@ -216,6 +265,18 @@ def test_fault_listing_and_unknown_platform(echo):
     assert client.post("/_sandbox/faults", json={"platform": "ebay", "kind": "429"}).status_code == 400
     client.delete("/_sandbox/faults")
     assert client.get("/_sandbox/faults").json() == []
+
+
+@pytest.mark.parametrize("path", ["/_sandbox/scenario", "/_sandbox/faults", "/_sandbox/clock"])
+@pytest.mark.parametrize("body, named", [
+    (b"[" * 100_000, "body: not JSON: nested too deeply"),
+    (b'{"platform": "echo", "kind": "caf\xe9"}', "body: not JSON: 'utf-8' codec can't decode byte 0xe9"),
+    (b'{"count": ' + b"9" * 5000 + b"}", "body: not JSON: Exceeds the limit (4300 digits)"),
+])
+def test_an_admin_body_that_is_not_json_gets_400(echo, path, body, named):
+    server, client = echo
+    refused = client.post(path, content=body)
+    assert refused.status_code == 400 and refused.json()["detail"].startswith(named)
 
 
 def test_scenario_reload_and_refusal(echo):
@@ -228,3 +289,49 @@ def test_scenario_reload_and_refusal(echo):
     ok = client.post("/_sandbox/scenario", json=DESIGN_EXAMPLE)
     assert ok.status_code == 200 and ok.json()["orders"] == 1 and ok.json()["writes"] == 0
     assert server.sandbox.platforms["echo"].orders[ORDER] == "AWAITING_SHIPMENT"
+
+
+def test_a_scenario_a_simulator_cannot_load_is_refused_whole(echo):
+    server, client = echo
+    client.post("/_sandbox/clock", json={"rate": 0})
+    client.post(f"/orders/{ORDER}/ship", json={})
+    client.post("/_sandbox/faults", json={"platform": "echo", "kind": "429", "path": "/nothing-yet"})
+
+    def serving() -> list:
+        return [client.get(f"/_sandbox/{what}").json() for what in ("info", "clock", "writes", "faults", "state/echo")]
+
+    before = serving()
+    doc = copy.deepcopy(DESIGN_EXAMPLE)
+    doc["now"] = "2030-01-01T00:00:00Z"
+    doc["orders"][0]["tiktok"]["line_items"][0]["seller_sku"] = UNLOADABLE_SKU
+    refused = client.post("/_sandbox/scenario", json=doc)
+    assert refused.status_code == 400
+    assert refused.json()["detail"] == f"scenario: the echo simulator cannot load it: ValueError: no room for {UNLOADABLE_SKU}"
+    # nothing of it was taken: the clock, the write log, the faults and the simulator are as they were
+    assert serving() == before
+
+
+def served(url: str) -> dict:
+    """What a sandbox serves, as its admin API shows it: clock, counts, each simulator's orders."""
+    tiktok = httpx.get(f"{url}/_sandbox/state/tiktok", timeout=10).json()
+    shopify = httpx.get(f"{url}/_sandbox/state/shopify", timeout=10).json()
+    return {"info": httpx.get(f"{url}/_sandbox/info", timeout=10).json(),
+            "tiktok": [o["id"] for shop in tiktok["shops"] for o in shop["orders"]],
+            "shopify": [o["id"] for o in shopify["orders"]]}
+
+
+@pytest.mark.parametrize("mutate, named", [
+    (lambda o: o["tiktok"].update(id="9" * 5000), "orders[0] (tiktok id 99999999999999999999...): tiktok.id"),
+    (lambda o: o["tiktok"].update(rts_sla_time="9999-12-31T23:59:59Z"), "orders[0] (tiktok id 576000000000000001): "
+                                                                          "tiktok.rts_sla_time"),
+])
+def test_a_scenario_beyond_what_the_simulators_hold_is_refused_and_changes_nothing(run_sandbox, mutate, named):
+    server = run_sandbox(DESIGN_EXAMPLE, platforms=("tiktok", "shopify", "amazon_mcf"), settings=Settings(clock_rate=0))
+    url = server.urls["tiktok"]
+    before = served(url)
+    doc = copy.deepcopy(DESIGN_EXAMPLE)
+    doc["now"] = "2030-01-01T00:00:00Z"
+    mutate(doc["orders"][0])
+    refused = httpx.post(f"{url}/_sandbox/scenario", json=doc, timeout=10)
+    assert refused.status_code == 400 and named in refused.json()["detail"]
+    assert served(url) == before

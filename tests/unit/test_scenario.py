@@ -4,8 +4,10 @@ from __future__ import annotations
 import collections
 import copy
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +62,34 @@ def broken(mutate) -> dict:
     (lambda o: o["amazon_mcf"]["shipments"][0]["packages"][0].pop("tracking_number"),
      "amazon_mcf.shipments[0].packages[0].tracking_number: is required"),
     (lambda o: o.update(fulfiller=None), "fulfiller: is null but fulfiller data is given"),
+    # what the simulators cannot hold: ids beyond the platforms' own, times a datetime overflows from
+    (lambda o: o["tiktok"].update(id="9" * 5000),
+     "orders[0] (tiktok id 99999999999999999999...): tiktok.id: expected at most 20 characters, got 5000"),
+    (lambda o: o["tiktok"].update(id="\u00b2"), "tiktok.id: expected a string of digits, got '\u00b2'"),
+    (lambda o: o["tiktok"]["line_items"][0].update(id="7" * 21), "tiktok.line_items[0].id: expected at most 20"),
+    (lambda o: o["tiktok"].update(cancellation={"cancel_id": "4" * 21, "status": "CANCELLATION_REQUEST_PENDING",
+                                                "create_time": "2026-11-20T10:00:00Z", "deadline": "2026-11-22T10:00:00Z"}),
+     "tiktok.cancellation.cancel_id: expected at most 20"),
+    (lambda o: o["tiktok"].update(create_time="9999-12-31T23:59:59Z"),
+     "tiktok.create_time: '9999-12-31T23:59:59Z' is outside the years 2000-2100"),
+    (lambda o: o["tiktok"].update(paid_time="1999-12-31T23:59:59Z"), "tiktok.paid_time: '1999-12-31T23:59:59Z' is outside"),
+    (lambda o: o["shopify"].update(id=2**53), "shopify.id: expected a positive integer up to 9007199254740991"),
+    (lambda o: o["amazon_mcf"].update(seller_fulfillment_order_id="X" * 41),
+     "amazon_mcf.seller_fulfillment_order_id: expected at most 40 characters, got 41"),
+    (lambda o: o["amazon_mcf"]["shipments"][0]["packages"][0].update(package_number=2**31),
+     "amazon_mcf.shipments[0].packages[0].package_number: expected a positive integer up to 2147483647"),
+    (lambda o: o.update(fulfiller="shipbob", amazon_mcf=None, shipbob={
+        "order_id": 2**31, "reference_id": "6100000001", "status": "Processing"}),
+     "shipbob.order_id: expected a positive integer up to 2147483647"),
+    (lambda o: o.update(fulfiller="shipbob", amazon_mcf=None, shipbob={
+        "order_id": 9000001, "reference_id": "R" * 301, "status": "Processing"}),
+     "shipbob.reference_id: expected at most 300 characters, got 301"),
+    # a misspelt optional field is named, not quietly left at its default
+    (lambda o: o["tiktok"].update(shiping_type="TIKTOK"), "(tiktok id 576000000000000001): tiktok: unknown field(s) shiping_type"),
+    (lambda o: o.update(fulfiler="amazon_mcf"), "orders[0] (tiktok id 576000000000000001): order: unknown field(s) fulfiler"),
+    (lambda o: o["shopify"].update(tag=["vip"], Note="x"), "shopify: unknown field(s) Note, tag"),
+    (lambda o: o["amazon_mcf"]["shipments"][0]["packages"][0].update(carrier="UPS"),
+     "amazon_mcf.shipments[0].packages[0]: unknown field(s) carrier"),
 ])
 def test_bad_field_is_named(mutate, expected):
     with pytest.raises(ScenarioError) as err:
@@ -81,10 +111,21 @@ def test_duplicate_ids_name_both_orders():
 def test_top_level_errors():
     with pytest.raises(ScenarioError, match="now: is required"):
         parse_scenario({"orders": []})
+    with pytest.raises(ScenarioError, match="scenario: now: '9999-12-31T23:59:59Z' is outside the years 2000-2100"):
+        parse_scenario({"now": "9999-12-31T23:59:59Z", "orders": []})
+    with pytest.raises(ScenarioError, match="scenario: unknown field\\(s\\) order"):
+        parse_scenario({"now": "2026-11-20T15:00:00Z", "orders": [], "order": []})
     with pytest.raises(ScenarioError, match="orders: expected a list"):
         parse_scenario({"now": "2026-11-20T15:00:00Z"})
     with pytest.raises(ScenarioError, match="expected a JSON object"):
         parse_scenario([])
+
+
+def test_the_documented_example_loads():
+    """docs/architecture.md §6 shows the format: its example is a scenario the sandbox takes."""
+    text = (Path(__file__).parents[2] / "docs" / "architecture.md").read_text()
+    example = re.search(r"## 6\..*?```json\n(.*?)```", text, re.S).group(1)
+    assert parse_scenario(json.loads(example)).orders[0].tiktok_id == "576000000000000001"
 
 
 def test_file_errors(tmp_path):
@@ -94,6 +135,14 @@ def test_file_errors(tmp_path):
         load_scenario(bad)
     with pytest.raises(ScenarioError, match="No such file"):
         load_scenario(tmp_path / "missing.json")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    with pytest.raises(ScenarioError, match="deep.json: not JSON: nested too deeply"):
+        load_scenario(deep)
+    latin = tmp_path / "latin.json"
+    latin.write_bytes('{"now": "2026-11-20T15:00:00Z", "orders": [], "shop": "Caf\u00e9"}'.encode("latin-1"))
+    with pytest.raises(ScenarioError, match="latin.json: not JSON: 'utf-8' codec can't decode byte 0xe9"):
+        load_scenario(latin)
 
 
 def test_generator_is_deterministic_and_valid():
@@ -158,3 +207,6 @@ def test_cli_generate_and_validate(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "sandbox", "validate", str(out)], capture_output=True, text=True)
     assert bad.returncode == 2
     assert "orders[3]" in bad.stderr and "tiktok.status: 'LOST'" in bad.stderr
+    out.write_text("[" * 100_000)
+    deep = subprocess.run([sys.executable, "-m", "sandbox", "validate", str(out)], capture_output=True, text=True)
+    assert (deep.returncode, deep.stderr) == (2, f"error: scenario file {out}: not JSON: nested too deeply\n")
