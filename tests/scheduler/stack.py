@@ -29,7 +29,6 @@ def airflow_stack(tmp_path: Path, server, shops: list[dict], extra_env: dict[str
                   before_start: Callable[[Callable], None] | None = None) -> Iterator[dict]:
     """Yields {cli, api, server, env, tmp, logs}; `before_start(cli)` runs once the metadata DB is
     ready and the DAGs are serialized, before any component starts."""
-    port = free_port()
     shops_file = tmp_path / "shops.json"
     shops_file.write_text(json.dumps(shops))
     env = airflow_env(tmp_path / "airflow", server.urls, tmp_path / "warehouse.db", tmp_path / "events.jsonl")
@@ -37,8 +36,7 @@ def airflow_stack(tmp_path: Path, server, shops: list[dict], extra_env: dict[str
         "ORDEROPS_SHOPS_FILE": str(shops_file),
         "ORDEROPS_REPORTS_DIR": str(tmp_path / "reports"),
         "ORDEROPS_RUN_DEADLINE_MINUTES": "30",   # the scheduler handles deadlines (unlike `dags test`)
-        "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
@@ -63,22 +61,37 @@ def airflow_stack(tmp_path: Path, server, shops: list[dict], extra_env: dict[str
     if before_start is not None:
         before_start(cli)
     processes = []
-    for component in (["api-server", "--port", str(port)], ["scheduler"], ["dag-processor"], ["triggerer"]):
+
+    def start(*component: str) -> subprocess.Popen:
         log = (logs / f"{component[0]}.log").open("w")
         processes.append(subprocess.Popen([airflow, *component], env=env, stdout=log, stderr=subprocess.STDOUT,
                                           start_new_session=True))
-    api = f"http://127.0.0.1:{port}"
+        return processes[-1]
+
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{api}/api/v2/monitor/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
-            raise AssertionError("api server did not come up: " + (logs / "api-server.log").read_text()[-2000:])
+        # The API server first, on a port picked just before it binds: another test process may take
+        # a port found free a while ago (seen in a two-worker run), and then it is tried on another.
+        for attempt in range(3):
+            port = free_port()
+            env.update({"AIRFLOW__API__PORT": str(port),
+                        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/"})
+            api_server, api = start("api-server", "--port", str(port)), f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and api_server.poll() is None:
+                try:
+                    if httpx.get(f"{api}/api/v2/monitor/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(1)
+            else:
+                log = (logs / "api-server.log").read_text()
+                if api_server.poll() is not None and "address already in use" in log and attempt < 2:
+                    continue
+                raise AssertionError("api server did not come up: " + log[-2000:])
+            break
+        for component in ("scheduler", "dag-processor", "triggerer"):
+            start(component)
         yield {"cli": cli, "api": api, "server": server, "env": env, "tmp": tmp_path, "logs": logs}
     finally:
         stop_process_groups(processes)
