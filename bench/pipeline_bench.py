@@ -306,9 +306,9 @@ def time_join_decide(pipeline, settings, platforms, wh, tiktok_rows: list[dict],
     what is timed is the in-memory linking and the rules. Best of `repeats`.
     """
     from include.decide import decide
-    from include.join import Joiner, saga_states
+    from include import saga
+    from include.join import Joiner
     from include.ledger import Ledger
-    from include.model import CANCEL_FULFILLMENT, CANCEL_SHOPIFY
     from include.run_store import RunStore
     from include.runconfig import now_for
     from include.warehouse import (stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_shopify_orders,
@@ -316,7 +316,7 @@ def time_join_decide(pipeline, settings, platforms, wh, tiktok_rows: list[dict],
 
     now = now_for(settings)
     ledger = Ledger(wh)
-    sagas = saga_states(ledger.rows(settings.shop, kind=CANCEL_FULFILLMENT) + ledger.rows(settings.shop, kind=CANCEL_SHOPIFY))
+    sagas = saga.states(ledger, settings.shop)
     maps, default_map = pipeline.carrier_maps(settings, platforms, wh, tiktok_rows)
     store = RunStore(wh, settings)
     since = store.in_play_since(now)

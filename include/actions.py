@@ -144,24 +144,27 @@ class Handlers:
 
     # cancel_shopify_order ----------------------------------------------------------------------
     def perform_cancel_shopify_order(self, p: dict) -> Reply:
-        if p.get("fulfillment_keys"):
-            self._confirm_no_open_fulfillment(p["fulfillment_keys"], datetime.fromisoformat(p["placed_at"]))
+        self._confirm_no_open_fulfillment(p)
         return self.platforms.shopify().cancel_order_and_wait(
             p["shopify_order_id"], reason=p["reason"], refund_method=p["refund_method"], restock=p["restock"],
             notify_customer=p["notify_customer"], staff_note=p.get("staff_note"))
 
-    def _confirm_no_open_fulfillment(self, keys: list[str], placed_at: datetime) -> None:
-        """A refund rests on nothing of the order still going to ship: a listing that left a
-        fulfillment order out, or one made after the listing, would refund an order that ships.
-        Each configured fulfiller is asked by the order's own ids right before the refund; one not
-        Cancelled, received since the order was placed (an older one under the same number is
-        another order), stops it."""
+    def _confirm_no_open_fulfillment(self, p: dict) -> None:
+        """The first write of a cancellation (`fulfillment_keys` in its request) rests on nothing of
+        the order still going to ship: a listing that left a fulfillment order out, or one made after
+        the listing, would cancel an order that ships. Each configured fulfiller is asked by the
+        order's own ids right before the write; one not Cancelled, received since the order was
+        placed (an older one under the same number is another order), stops it."""
+        keys = p.get("fulfillment_keys")
+        if not keys:
+            return
+        placed_at = datetime.fromisoformat(p["placed_at"])
         for fulfiller in self.platforms.settings.fulfillers:
             for order_id, status, received in self._fulfillment_orders_under(fulfiller, keys):
                 if status != "Cancelled" and (received is None or received >= placed_at):
-                    raise BusinessError(fulfiller, "cancel_shopify_order",
+                    raise BusinessError(fulfiller, "confirm_no_fulfillment",
                                         f"{fulfiller} fulfillment order {order_id} is {status}, not cancelled: "
-                                        "not refunded", code="fulfillment_order_found")
+                                        "not approved, not refunded", code="fulfillment_order_found")
 
     def _fulfillment_orders_under(self, fulfiller: str, keys: list[str]) -> list[tuple[str, str | None, datetime | None]]:
         """(id, status, received) of the fulfiller's orders filed under any of `keys`."""
@@ -189,6 +192,7 @@ class Handlers:
 
     # approve / reject: TikTok honours the idempotency key; a recovering attempt still reads first --
     def perform_approve_cancellation(self, p: dict, key: str) -> Reply:
+        self._confirm_no_open_fulfillment(p)
         return self.platforms.tiktok().approve_cancellation(p["cancel_id"], idempotency_key=key)
 
     def perform_reject_cancellation(self, p: dict, key: str) -> Reply:

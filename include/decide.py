@@ -14,7 +14,7 @@ from include.model import (
     JoinedOrder, LinkProblem, Package,
 )
 from include.enums import TIKTOK_SHIPPABLE_STATUSES
-from include.policy import Policy
+from include.policy import Policy, pick_reject_reason
 
 IN_SCOPE_FULFILLMENT = "FULFILLMENT_BY_SELLER"
 # shipping_type of orders shipped on the seller's own label: the only ones TikTok takes tracking for
@@ -105,26 +105,68 @@ def verify_action(order: JoinedOrder, policy: Policy) -> Action:
                   f"verify_fulfillment_cancel:{f.fulfiller}:{f.order_id}")
 
 
+def shopify_cancel_action(order: JoinedOrder, policy: Policy) -> Action:
+    """Cancel the Shopify order (refund and restock as the policy says)."""
+    return Action(CANCEL_SHOPIFY, f"shopify:order/{order.shopify_order_id}",
+                  {"shopify_order_id": order.shopify_order_id, "reason": "CUSTOMER",
+                   "refund_method": policy.refund_method, "restock": policy.restock,
+                   "notify_customer": policy.notify_customer,
+                   "staff_note": f"TikTok buyer cancellation {order.cancellation.cancel_id}"},
+                  f"cancel_shopify_order:{order.shopify_order_id}")
+
+
 def refund_actions(order: JoinedOrder, policy: Policy) -> tuple[Action, ...]:
-    """Cancel the Shopify order (refund, restock per policy) unless done, then approve on TikTok."""
-    actions = []
-    if not (order.shopify_cancelled or order.saga.shopify_cancelled):
-        params = {"shopify_order_id": order.shopify_order_id, "reason": "CUSTOMER",
-                  "refund_method": policy.refund_method, "restock": policy.restock,
-                  "notify_customer": policy.notify_customer,
-                  "staff_note": f"TikTok buyer cancellation {order.cancellation.cancel_id}"}
-        if order.fulfillment_keys:
-            # whatever the listings showed, the fulfillers are asked by these ids right before the
-            # refund: an open fulfillment order of this order (placed since) stops it
-            params["fulfillment_keys"] = list(order.fulfillment_keys)
-            params["placed_at"] = order.create_time.isoformat()
-        actions.append(Action(CANCEL_SHOPIFY, f"shopify:order/{order.shopify_order_id}", params,
-                              f"cancel_shopify_order:{order.shopify_order_id}"))
-    actions.append(Action(
-        APPROVE_CANCELLATION, f"tiktok:cancellation/{order.cancellation.cancel_id}",
-        {"cancel_id": order.cancellation.cancel_id, "tiktok_order_id": order.tiktok_order_id},
-        f"approve_cancellation:{order.cancellation.cancel_id}"))
+    """Approve the buyer's request on TikTok and cancel the Shopify order unless done, in the
+    policy's sequence (by default approval first: a connector may copy a Shopify cancel to TikTok
+    as a seller cancellation). The first of them is the point of no return, so it carries the
+    check that no fulfillment order of the order has appeared since the listings."""
+    approve = Action(APPROVE_CANCELLATION, f"tiktok:cancellation/{order.cancellation.cancel_id}",
+                     {"cancel_id": order.cancellation.cancel_id, "tiktok_order_id": order.tiktok_order_id},
+                     f"approve_cancellation:{order.cancellation.cancel_id}")
+    shopify_open = not (order.shopify_cancelled or order.saga.shopify_cancelled)
+    if policy.cancellation_sequence == "approve_only" or not shopify_open:
+        actions = [approve]
+    elif policy.cancellation_sequence == "shopify_then_approve":
+        actions = [shopify_cancel_action(order, policy), approve]
+    else:
+        actions = [approve, shopify_cancel_action(order, policy)]
+    if order.fulfillment_keys:
+        # whatever the listings showed, the fulfillers are asked by these ids right before the
+        # first write: an open fulfillment order of this order (placed since) stops it
+        first = actions[0]
+        actions[0] = Action(first.kind, first.target, {**first.params, "fulfillment_keys": list(order.fulfillment_keys),
+                                                       "placed_at": order.create_time.isoformat()},
+                            first.idempotency_key)
     return tuple(actions)
+
+
+def finish_approved(order: JoinedOrder, policy: Policy) -> Decision | None:
+    """A request approved on TikTok whose Shopify order is still open (its cancel failed or had not
+    run yet when the approval closed the request): the Shopify cancel, alone."""
+    if (not order.saga.approved or policy.cancellation_sequence == "approve_only" or order.shopify_cancelled
+            or order.saga.shopify_cancelled or order.shopify_order_id is None or order.cancellation is None
+            or order.link_problem not in (None, LinkProblem.NO_FULFILLMENT_ORDER)):
+        return None
+    return Decision(order.tiktok_order_id, "C2" if order.fulfillment is None else "C1",
+                    "approved on TikTok; the Shopify order is still open", (shopify_cancel_action(order, policy),))
+
+
+def reject_action(order: JoinedOrder, policy: Policy) -> Action | None:
+    """C3's rejection with the reason TikTok offers for the meaning the policy names; None when
+    TikTok offers none that fits. Before the offered reasons are read, the reason is None."""
+    reason = None if order.reject_reasons is None else pick_reject_reason(order.reject_reasons, policy.reject_reason)
+    if order.reject_reasons is not None and reason is None:
+        return None
+    return Action(REJECT_CANCELLATION, f"tiktok:cancellation/{order.cancellation.cancel_id}",
+                  {"cancel_id": order.cancellation.cancel_id, "tiktok_order_id": order.tiktok_order_id,
+                   "reject_reason": reason},
+                  f"reject_cancellation:{order.cancellation.cancel_id}")
+
+
+def needs_reject_reasons(decision: Decision) -> Action | None:
+    """The rejection whose reason waits for the reasons TikTok offers, if any."""
+    return next((a for a in decision.actions if a.kind == REJECT_CANCELLATION and a.params["reject_reason"] is None),
+                None)
 
 
 def decide_cancellation(order: JoinedOrder, policy: Policy, now: datetime) -> Decision:
@@ -159,10 +201,7 @@ def decide_cancellation(order: JoinedOrder, policy: Policy, now: datetime) -> De
     # Shipped or picking started: too late to stop the parcel.
     if policy.c3_action == "escalate":
         return escalate(order, "C3", "cancel_after_packing", f"{f.fulfiller} order {f.order_id} is {f.status}")
-    reject = Action(REJECT_CANCELLATION, f"tiktok:cancellation/{order.cancellation.cancel_id}",
-                    {"cancel_id": order.cancellation.cancel_id, "tiktok_order_id": order.tiktok_order_id,
-                     "reject_reason": policy.reject_reason},
-                    f"reject_cancellation:{order.cancellation.cancel_id}")
+    reject = reject_action(order, policy)
     extra: tuple[Action, ...] = ()
     if order.tracking_number:
         pass
@@ -177,6 +216,11 @@ def decide_cancellation(order: JoinedOrder, policy: Policy, now: datetime) -> De
             extra = post_tracking_actions(order)
     elif near_sla(order, policy, now):
         extra = (note_action(order, policy),)  # the parcel will ship: the order needs its note like any other
+    if reject is None:
+        offered = ", ".join(code for code, _text in order.reject_reasons or ()) or "none"
+        return escalate(order, "C3", "no_reject_reason",
+                        f"{f.fulfiller} order {f.order_id} is {f.status}, but TikTok offers no reason meaning "
+                        f"{policy.reject_reason!r} for this request (offered: {offered}); not rejected", *extra)
     return Decision(order.tiktok_order_id, "C3", f"{f.fulfiller} order {f.order_id} is {f.status}: reject the cancellation",
                     (reject, *extra))
 
@@ -228,4 +272,4 @@ def decide(order: JoinedOrder, policy: Policy, now: datetime) -> Decision:
         return nothing(order, f"{order.fulfillment_type}: shipped by TikTok, out of scope")
     if order.cancellation is not None and order.cancellation.pending and order.status != "CANCELLED":
         return decide_cancellation(order, policy, now)
-    return decide_shipping(order, policy, now)
+    return finish_approved(order, policy) or decide_shipping(order, policy, now)

@@ -11,12 +11,6 @@ TIKTOK_CANCEL_STATUSES = (
     "CANCELLATION_REQUEST_PENDING", "CANCELLATION_REQUEST_SUCCESS",
     "CANCELLATION_REQUEST_CANCEL", "CANCELLATION_REQUEST_COMPLETE",
 )
-# What a seller may answer a buyer's cancellation request with (name, text), as TikTok's Get Reject
-# Reasons lists them; Reject Cancellation refuses any other name
-TIKTOK_CANCEL_REJECT_REASONS = (
-    ("seller_reject_apply_product_has_been_packed", "Product has been packed"),
-    ("seller_reject_apply_you_have_reached_an_agreement_with_the_buyer", "Reached an agreement with the buyer"),
-)
 FULFILLMENT_TYPES = ("FULFILLMENT_BY_SELLER", "FULFILLMENT_BY_TIKTOK")
 SHIPPING_TYPES = ("SELLER", "TIKTOK")   # who prints the label: the seller, or TikTok
 AMAZON_ORDER_STATUSES = (

@@ -215,6 +215,7 @@ def saga_states(ledger_rows: Iterable[dict]) -> dict[str, SagaState]:
     """What earlier runs did on each order's cancellation, from succeeded ledger rows."""
     requested: dict[str, datetime] = {}
     shopify_done: set[str] = set()
+    approved: set[str] = set()
     for row in ledger_rows:
         if row["state"] != "succeeded":
             continue
@@ -222,4 +223,7 @@ def saga_states(ledger_rows: Iterable[dict]) -> dict[str, SagaState]:
             requested[row["tiktok_order_id"]] = as_utc(row.get("acted_at") or row["updated_at"])
         elif row["kind"] == "cancel_shopify_order":
             shopify_done.add(row["tiktok_order_id"])
-    return {tid: SagaState(requested.get(tid), tid in shopify_done) for tid in set(requested) | shopify_done}
+        elif row["kind"] == "approve_cancellation":
+            approved.add(row["tiktok_order_id"])
+    return {tid: SagaState(requested.get(tid), tid in shopify_done, tid in approved)
+            for tid in set(requested) | shopify_done | approved}

@@ -70,6 +70,7 @@ class SagaState:
 
     fulfiller_cancel_requested_at: datetime | None = None
     shopify_cancelled: bool = False
+    approved: bool = False              # the buyer's request was approved on TikTok
 
 
 class LinkProblem(str, Enum):
@@ -101,6 +102,8 @@ class JoinedOrder:
     fulfillment_keys: tuple[str, ...] = ()
     saga: SagaState = field(default_factory=SagaState)
     shipping_type: str = "SELLER"       # TIKTOK: shipped on TikTok's label, whose scan brings the tracking
+    # (code, text) of the reasons TikTok offers to reject the pending request; None: not read
+    reject_reasons: tuple[tuple[str, str], ...] | None = None
 
     @property
     def shopify_order_id(self) -> str | None:

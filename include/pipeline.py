@@ -21,11 +21,11 @@ from include.actions import Executor, Handlers, log_outcome
 from include.at_risk import alert_at_risk
 from include.carriers import CarrierMap
 from include.cursors import Listing, advance_cursor, full_sweep_due, listing_for, missed_by_cursor, sweep_reason
-from include.decide import decide
+from include.decide import decide, needs_reject_reasons
 from include.enums import AMAZON_ORDER_STATUSES, TIKTOK_SHIPPABLE_STATUSES, status_of
 from include.events import SHIPBOB_ORDER_TOPICS, EventInbox, amazon_reads, sources_of
 from include.inbox import mapped_carriers
-from include.join import Joiner, Link, saga_states
+from include.join import Joiner, Link
 from include.ledger import IN_FLIGHT, PENDING, Ledger, RunContext
 from include.model import (
     ADD_NOTE, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, ESCALATE, POST_TRACKING, REJECT_CANCELLATION,
@@ -492,17 +492,18 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
     tiktok_rows = store.in_play_tiktok(raw_fields)
     since = store.in_play_since(now)
     ledger = Ledger(wh)
-    sagas = saga_states(ledger.rows(settings.shop, kind=CANCEL_FULFILLMENT) + ledger.rows(settings.shop, kind=CANCEL_SHOPIFY))
+    sagas = saga.states(ledger, settings.shop)
     maps, default_map = carrier_maps(settings, platforms, wh, tiktok_rows)
     joiner = Joiner(*store.latest_state((stg_shopify_orders, stg_amazon_fulfillment_orders, stg_shipbob_orders,
                                          stg_tiktok_cancellations), since),
                     maps, default_map, sagas, fulfillers_listed_from=store.fulfillers_listed_from(since, now))
     blocked = store.blocked_by_validation()
     unreadable = store.quarantined_links()
+    reasons = RejectReasons(platforms, ledger.done_keys(settings.shop))
 
     def decided_for(row: dict) -> tuple[Link, Decision]:
         joined, link = joiner.join(row)
-        decision = decide(joined, settings.policy, now)
+        decision = reasons.decide(joined, settings.policy, now)
         stale = _depends_on(link.fulfiller, settings.fulfillers) & blocked
         if stale and decision.actions:
             decision = Decision(decision.tiktok_order_id, "-",
@@ -560,6 +561,33 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
              ", ".join(sorted(blocked)) or "none")
     return {"orders": len(planned), "rules": dict(rules), "blocked": sorted(blocked), "chunks": chunks,
             "actions": {group: len(keys) for group, keys in plan.items()}}
+
+
+class RejectReasons:
+    """Decides with the reject reasons TikTok offers for each request a decision would reject: read
+    once per request and run (one call; only for requests not yet rejected)."""
+
+    def __init__(self, platforms: Platforms, done: set[str]):
+        self.platforms = platforms
+        self.done = done
+        self.offered: dict[str, tuple[tuple[str, str], ...] | PlatformError] = {}
+
+    def decide(self, joined, policy, now: datetime) -> Decision:
+        decision = decide(joined, policy, now)
+        reject = needs_reject_reasons(decision)
+        if reject is None or reject.idempotency_key in self.done:
+            return decision
+        cancel_id = reject.params["cancel_id"]
+        if cancel_id not in self.offered:
+            try:
+                self.offered[cancel_id] = tuple(self.platforms.tiktok().reject_reasons(cancel_id))
+            except PlatformError as exc:
+                self.offered[cancel_id] = exc
+        offered = self.offered[cancel_id]
+        if isinstance(offered, PlatformError):
+            return Decision(decision.tiktok_order_id, "-", f"blocked: could not read TikTok's reject reasons "
+                            f"({offered}) ({decision.rule}: {decision.reason})")
+        return decide(replace(joined, reject_reasons=offered), policy, now)
 
 
 def _reread_before_acting(settings: RunSettings, platforms: Platforms, wh: Warehouse,

@@ -3,15 +3,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from include.enums import TIKTOK_CANCEL_REJECT_REASONS
-
 C3_ACTIONS = ("reject", "escalate")
-# TikTok refuses a rejection with any other reason: checked here, at the run's first task, not per order
-REJECT_REASONS = tuple(name for name, _text in TIKTOK_CANCEL_REJECT_REASONS)
+# What a rejection says, by meaning: TikTok's reason codes differ per market and change over time
+# (the US "packed" is ecom_reverse_reject_cancel_reason_product_packed, the UK/ID one
+# seller_reject_apply_product_has_been_packed), so the run reads the reasons TikTok offers for each
+# request and takes the first whose code carries one of the meaning's words.
+REJECT_MEANINGS: dict[str, tuple[str, ...]] = {
+    "packed": ("packed",),
+    "multiple_boxes": ("multiple_boxes",),
+    "address_unchangeable": ("change_address",),
+    "agreed_with_buyer": ("agreement_with_the_buyer",),
+}
+# a reason code named outright, used only when TikTok offers it for the request
+_REASON_CODE = re.compile(r"[a-z][a-z0-9_]{2,127}")
 REFUND_METHODS = ("original_payment", "store_credit", "none")
+# The order of a buyer cancellation's last writes. A Shopify cancel of a TikTok-channel order may be
+# copied to TikTok by a connector as a *seller* cancellation (counted against the shop, and closing
+# the buyer's request), so the default approves on TikTok first; "approve_only" leaves the Shopify
+# order to the sales channel.
+CANCELLATION_SEQUENCES = ("approve_then_shopify", "shopify_then_approve", "approve_only")
 
 
 class PolicyError(ValueError):
@@ -22,7 +36,8 @@ class PolicyError(ValueError):
 class Policy:
     horizon_hours: float = 24.0               # "near SLA": rts_sla_time - now <= horizon
     c3_action: str = "reject"                 # buyer cancel after packing: reject the request, or escalate
-    reject_reason: str = "seller_reject_apply_product_has_been_packed"
+    reject_reason: str = "packed"             # a meaning of REJECT_MEANINGS, or a reason code TikTok offers
+    cancellation_sequence: str = "approve_then_shopify"
     cancel_verify_timeout_minutes: float = 60.0   # C4 after this long without a verified fulfiller cancel
     no_shopify_grace_minutes: float = 60.0    # the sales channel copies orders within minutes
     no_fulfillment_grace_minutes: float = 360.0   # fulfillment orders are created after the Shopify order
@@ -62,9 +77,13 @@ def policy_from_dict(data: dict[str, Any] | None) -> Policy:
         raise PolicyError(f"policy.c3_action: {data['c3_action']!r} is not one of {', '.join(C3_ACTIONS)}")
     if data.get("refund_method", "original_payment") not in REFUND_METHODS:
         raise PolicyError(f"policy.refund_method: {data['refund_method']!r} is not one of {', '.join(REFUND_METHODS)}")
-    if data.get("reject_reason", Policy.reject_reason) not in REJECT_REASONS:
-        raise PolicyError(f"policy.reject_reason: {data['reject_reason']!r} is not one of TikTok's reject reasons: "
-                          f"{', '.join(REJECT_REASONS)}")
+    reason = data.get("reject_reason", Policy.reject_reason)
+    if reason not in REJECT_MEANINGS and not (isinstance(reason, str) and _REASON_CODE.fullmatch(reason)):
+        raise PolicyError(f"policy.reject_reason: {reason!r} is neither a meaning ({', '.join(REJECT_MEANINGS)}) "
+                          "nor a TikTok reason code (lower case letters, digits and _)")
+    if data.get("cancellation_sequence", Policy.cancellation_sequence) not in CANCELLATION_SEQUENCES:
+        raise PolicyError(f"policy.cancellation_sequence: {data['cancellation_sequence']!r} is not one of "
+                          f"{', '.join(CANCELLATION_SEQUENCES)}")
     for name in ("restock", "notify_customer"):
         if name in data and not isinstance(data[name], bool):
             raise PolicyError(f"policy.{name}: expected true or false, got {data[name]!r}")
@@ -84,3 +103,14 @@ def policy_from_dict(data: dict[str, Any] | None) -> Policy:
                                                   for k, v in overrides.items()):
         raise PolicyError("policy.carrier_overrides: expected an object of carrier -> TikTok provider name or id")
     return Policy(**data)
+
+
+def pick_reject_reason(offered: tuple[tuple[str, str], ...], wanted: str) -> str | None:
+    """The reason code to reject with, from the (code, text) pairs TikTok offers for a request: the
+    one named outright, else the first carrying a word of the wanted meaning; None when none fits
+    (the request is escalated, never rejected with a guess)."""
+    codes = [code for code, _text in offered]
+    if wanted in codes:
+        return wanted
+    words = REJECT_MEANINGS.get(wanted, ())
+    return next((code for code in codes if any(word in code for word in words)), None)

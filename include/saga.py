@@ -11,13 +11,20 @@ from datetime import timedelta
 
 from include.actions import Executor, Handlers, log_outcome
 from include.decide import CANCEL_NOT_VERIFIED, cancel_fulfillment_key, escalation
+from include.join import saga_states
 from include.ledger import DONE_STATES, FAILED, SUCCEEDED, WAITING, Ledger, RunContext
-from include.model import APPROVE_CANCELLATION, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, VERIFY_FULFILLMENT_CANCEL
+from include.model import APPROVE_CANCELLATION, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, VERIFY_FULFILLMENT_CANCEL, SagaState
 from include.runconfig import RunSettings
 from include.warehouse import Warehouse, as_utc
 
 log = logging.getLogger(__name__)
 KINDS = (CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL, CANCEL_SHOPIFY, APPROVE_CANCELLATION)
+
+
+def states(ledger: Ledger, shop: str) -> dict[str, SagaState]:
+    """What earlier runs did on each order's cancellation, for the decisions of this run."""
+    return saga_states(row for kind in (CANCEL_FULFILLMENT, CANCEL_SHOPIFY, APPROVE_CANCELLATION)
+                       for row in ledger.rows(shop, kind=kind, state=SUCCEEDED))
 
 
 def cancel_at_fulfiller(settings: RunSettings, platforms, wh: Warehouse, ctx: RunContext,

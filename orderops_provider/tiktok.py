@@ -458,6 +458,16 @@ class TikTokShopClient(PlatformClient):
         """The shop's warehouses ({id, name, effect_status, type, sub_type, is_default, address})."""
         return self._list("warehouses", self._path("warehouses"), "warehouses")
 
+    def reject_reasons(self, cancel_id: str) -> list[tuple[str, str]]:
+        """The (code, text) pairs TikTok offers to reject this cancellation request with. They
+        differ per market and change over time, so they are read for each request before rejecting."""
+        cid = _path_id(cancel_id, "cancel_id")
+        reasons = self._list("reject_reasons", self._path("reject_reasons"), "reasons",
+                             params=[("return_or_cancel_id", cid), ("locale", "en-US")])
+        if not all(isinstance(r, dict) and isinstance(r.get("name"), str) and r["name"] for r in reasons):
+            raise MalformedResponseError(self.platform, "reject_reasons", "expected reasons[] of {name, text}")
+        return [(r["name"], str(r.get("text") or "")) for r in reasons]
+
     def shipping_providers(self, delivery_option_id: str) -> list[dict]:
         """Carriers of a delivery option ({id, name}); an order's own delivery_option_id works here."""
         did = _path_id(delivery_option_id, "delivery_option_id")

@@ -21,6 +21,7 @@ VERSIONS: dict[str, tuple[str, ...]] = {
     "mark_package_shipped": ("202309", "202610"),   # 202610: shipping_info_list[] and order_line_list[]
     "approve_cancellation": ("202309",),
     "reject_cancellation": ("202309",),
+    "reject_reasons": ("202309",),
 }
 CURRENT: dict[str, str] = {operation: versions[-1] for operation, versions in VERSIONS.items()}
 # operation -> its path, `{v}` standing for the version
@@ -34,6 +35,7 @@ PATHS: dict[str, str] = {
     "mark_package_shipped": "/fulfillment/{v}/orders/{order_id}/packages",
     "approve_cancellation": "/return_refund/{v}/cancellations/{cancel_id}/approve",
     "reject_cancellation": "/return_refund/{v}/cancellations/{cancel_id}/reject",
+    "reject_reasons": "/return_refund/{v}/reject_reasons",
 }
 
 

@@ -69,6 +69,8 @@ DEFAULTS: dict[str, Any] = {
     "restore_rate": 100.0,         # points per second, Standard plan
     "max_query_cost": 1000,        # single-query ceiling
     "max_page_size": 250,
+    # play a sales-channel connector that copies a Shopify cancel to TikTok as a seller cancellation
+    "channel_copies_cancel_to_tiktok": False,
     "cancel_job_polls": 2,         # the job reads done on this job(id:) poll
     "token_lifetime": 86399,       # seconds, client-credentials tokens
     "api_versions": API_VERSIONS,
@@ -1468,6 +1470,8 @@ class ShopifySandbox(PlatformSandbox):
         order.cancel_job = None
         order.financial_status = self._cancelled_financial_status(order.financial_status, job.refund)
         self._emit("orders/cancelled", order)
+        if self.config["channel_copies_cancel_to_tiktok"] and "tiktok" in self.sandbox.platforms:
+            self.sandbox.platforms["tiktok"].cancel_from_channel(order.tiktok_id)
 
     def _job_field(self, source, info, id):
         text = str(id)

@@ -33,7 +33,6 @@ from typing import Any, Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from include.enums import TIKTOK_CANCEL_REJECT_REASONS
 from sandbox.core import PlatformSandbox, TokenBucket
 from sandbox.scenario import Scenario, ScenarioOrder, parse_time
 from orderops_provider.tiktok_signing import sign
@@ -59,6 +58,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "qps": 50,                           # per (app_key, shop_cipher, endpoint), x rate_scale
     "extra_shops": [],                   # [{"cipher", "id", "name", "code"}], empty but authorized
     "cancellation_deadline_action": "approve",   # approve | reject | keep (pending past deadline)
+    "region": "US",                      # the default shop's market: its reject reasons (REJECT_REASONS)
     "cancel_overdue_orders": True,       # unshipped at shipping_due_time -> CANCELLED by SYSTEM
     "progress_shipped_orders": True,     # AWAITING_COLLECTION -> IN_TRANSIT -> DELIVERED -> COMPLETED
     "access_token_ttl": 7 * 86400,
@@ -173,6 +173,20 @@ CANCEL_STATUSES = ("CANCELLATION_REQUEST_PENDING", "CANCELLATION_REQUEST_SUCCESS
                    "CANCELLATION_REQUEST_CANCEL", "CANCELLATION_REQUEST_COMPLETE")
 CANCEL_TYPES = ("CANCEL", "BUYER_CANCEL")
 BUYER_CANCEL_REASON = ("ecom_order_to_ship_canceled_reason_created_by_mistakes", "Order created by mistake")
+# What a seller may reject a buyer's cancellation request with, per market (code, text), as
+# TikTok's cancel-reasons page lists them ("Seller Reject Cancel Request Reason"); Reject
+# Cancellation refuses a code outside the shop's market. UK and ID share their list; the
+# "agreement" code appears in TikTok's Get Reject Reasons sample answer.
+REJECT_REASONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "US": (("ecom_reverse_reject_cancel_reason_product_packed", "Product has been packed"),
+           ("ecom_reverse_reject_refund_request_package_delivery_multiple_boxes", "Package delivered in multiple boxes"),
+           ("seller_reject_apply_unable_to_change_address", "Unable to change the address")),
+    **{market: (("seller_reject_apply_product_has_been_packed", "Product has been packed"),
+                ("seller_reject_apply_you_have_reached_an_agreement_with_the_buyer", "Reached an agreement with the buyer"))
+       for market in ("GB", "ID")},
+}
+# a connector's copy of a Shopify cancel: a seller cancellation
+CHANNEL_CANCEL_REASON = ("seller_cancel_reason_out_of_stock", "Cancelled by the seller")
 SYSTEM_CANCEL_REASON = ("ecom_order_to_ship_canceled_reason_seller_did_not_ship_in_time",
                         "Package wasn't shipped before the shipping due time")
 
@@ -318,6 +332,9 @@ class TikTokSandbox(PlatformSandbox):
         self.config = sandbox.settings.for_platform(self.name, DEFAULT_SETTINGS)
         if self.config["cancellation_deadline_action"] not in ("approve", "reject", "keep"):
             raise ValueError("tiktok.cancellation_deadline_action: expected approve, reject or keep")
+        for spec in (self.config, *self.config["extra_shops"]):
+            if spec.get("region", "US") not in REJECT_REASONS:
+                raise ValueError(f"tiktok.region: expected one of {', '.join(REJECT_REASONS)}, got {spec.get('region')!r}")
         self.app_secrets = {self.config["app_key"]: self.config["app_secret"]}
         self.buckets: dict[tuple[str, str, str], TokenBucket] = {}
         self.endpoints = self._endpoints()
@@ -328,10 +345,10 @@ class TikTokSandbox(PlatformSandbox):
         cfg = self.config
         self.shops = {}
         shop_defs = [{"cipher": cfg["shop_cipher"], "id": cfg["shop_id"], "name": cfg["shop_name"],
-                      "code": cfg["shop_code"]}] + list(cfg["extra_shops"])
+                      "code": cfg["shop_code"], "region": cfg["region"]}] + list(cfg["extra_shops"])
         for spec in shop_defs:
             shop = _Shop(cipher=spec["cipher"], id=spec["id"], name=spec["name"],
-                         code=spec.get("code") or spec["cipher"][-10:].upper())
+                         code=spec.get("code") or spec["cipher"][-10:].upper(), region=spec.get("region", "US"))
             self._build_logistics(shop)
             self.shops[shop.cipher] = shop
         self.default_shop = self.shops[cfg["shop_cipher"]]
@@ -1303,7 +1320,7 @@ class TikTokSandbox(PlatformSandbox):
         reason = body.get("reject_reason")
         if not isinstance(reason, str) or not reason:
             raise param_error("reject_reason is required")
-        if reason not in dict(TIKTOK_CANCEL_REJECT_REASONS):
+        if reason not in dict(REJECT_REASONS[ctx.shop.region]):
             raise param_error(f"reject_reason {reason!r} is not a reason from reject_reasons")
         comment = body.get("comment")
         if comment is not None and (not isinstance(comment, str) or len(comment) > 1000):
@@ -1316,6 +1333,27 @@ class TikTokSandbox(PlatformSandbox):
         self._close_request(order, rec, "CANCELLATION_REQUEST_CANCEL", at)
         self.responses[rec["cancel_id"]] = {"by": "seller", "at": at, "outcome": "rejected"}
         return {}
+
+    def cancel_from_channel(self, order_id: str) -> bool:
+        """A sales-channel connector copying a Shopify cancel to TikTok: the order is cancelled as the
+        seller's (it counts against the shop's seller-fault cancellation rate) and a pending buyer
+        request is closed with it, so approving that request afterwards fails. False when the order
+        is unknown or cannot be cancelled any more."""
+        shop = self.default_shop
+        order = shop.orders.get(order_id)
+        if order is None or not self._cancellable(order):
+            return False
+        at = ts(self.now())
+        for rec in shop.cancellations.values():
+            if rec["order_id"] == order_id and rec["cancel_status"] == "CANCELLATION_REQUEST_PENDING":
+                self._close_request(order, rec, "CANCELLATION_REQUEST_CANCEL", at)
+                self.responses[rec["cancel_id"]] = {"by": "channel", "at": at, "outcome": "seller_cancelled"}
+        lines = [li for li in order["line_items"] if li["display_status"] != "CANCELLED"]
+        rec = self._cancellation(order, self._next_id("4035", shop.cancellations), "CANCEL", "SELLER",
+                                 "CANCELLATION_REQUEST_SUCCESS", CHANNEL_CANCEL_REASON, at, lines)
+        shop.cancellations[rec["cancel_id"]] = rec
+        self._cancel_lines(shop, order, lines, "SELLER", CHANNEL_CANCEL_REASON[1], at)
+        return True
 
     async def _seller_cancel(self, ctx: _Ctx) -> dict:
         shop, body = ctx.shop, ctx.body
@@ -1362,7 +1400,7 @@ class TikTokSandbox(PlatformSandbox):
         target = ctx.query.get("return_or_cancel_id")
         if target and target not in ctx.shop.cancellations:
             raise ApiError(E_NO_CANCELLATION)
-        return {"reasons": [{"name": n, "text": t} for n, t in TIKTOK_CANCEL_REJECT_REASONS]}
+        return {"reasons": [{"name": n, "text": t} for n, t in REJECT_REASONS[ctx.shop.region]]}
 
     # ------------------------------------------------------------ token host
     async def _token_gateway(self, request: Request, operation: str, grant_type: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from include.decide import decide
+from include.decide import decide, needs_reject_reasons
 from include.model import (
     ADD_NOTE, APPROVE_CANCELLATION, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, ESCALATE, POST_TRACKING,
     REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL, Cancellation, Fulfillment, FulfillmentState, JoinedOrder,
@@ -115,16 +115,44 @@ def test_e1_waits_out_the_sync_grace_for_fresh_orders():
 def test_c1_full_saga_in_order():
     d = decide(order(cancellation=PENDING), POLICY, NOW)
     assert d.rule == "C1"
-    assert kinds(d) == [CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL, CANCEL_SHOPIFY, APPROVE_CANCELLATION]
-    cancel_shopify = d.actions[2].params
+    # approval on TikTok before the Shopify cancel a connector could copy to TikTok as a seller cancel
+    assert kinds(d) == [CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL, APPROVE_CANCELLATION, CANCEL_SHOPIFY]
+    cancel_shopify = d.actions[3].params
     assert cancel_shopify["refund_method"] == "original_payment" and cancel_shopify["restock"] is True
+
+
+@pytest.mark.parametrize("sequence, expected", [
+    ("approve_then_shopify", [APPROVE_CANCELLATION, CANCEL_SHOPIFY]),
+    ("shopify_then_approve", [CANCEL_SHOPIFY, APPROVE_CANCELLATION]),
+    ("approve_only", [APPROVE_CANCELLATION]),
+])
+def test_the_cancellation_sequence_follows_the_policy(sequence, expected):
+    d = decide(order(cancellation=PENDING, fulfillment=None, link_problem=LinkProblem.NO_FULFILLMENT_ORDER,
+                     fulfillment_keys=("6100000001",)), Policy(cancellation_sequence=sequence), NOW)
+    assert d.rule == "C2" and kinds(d) == expected
+    # the first write, whichever it is, asks the fulfillers first; the later one does not need to
+    assert d.actions[0].params["fulfillment_keys"] == ["6100000001"]
+    assert all("fulfillment_keys" not in a.params for a in d.actions[1:])
+
+
+def test_an_approved_request_still_cancels_its_shopify_order():
+    """Approved on TikTok (the order is CANCELLED, the request closed) while the Shopify cancel did not
+    go through: later runs carry the Shopify cancel out alone, never a second approval."""
+    approved = order(status="CANCELLED", fulfillment=None, link_problem=LinkProblem.NO_FULFILLMENT_ORDER,
+                     cancellation=replace(PENDING, status="CANCELLATION_REQUEST_SUCCESS"),
+                     saga=SagaState(approved=True))
+    d = decide(approved, POLICY, NOW)
+    assert d.rule == "C2" and kinds(d) == [CANCEL_SHOPIFY] and "still open" in d.reason
+    assert decide(replace(approved, shopify_cancelled=True), POLICY, NOW).actions == ()
+    assert decide(approved, Policy(cancellation_sequence="approve_only"), NOW).actions == ()
+    assert decide(replace(approved, saga=SagaState()), POLICY, NOW).actions == ()
 
 
 def test_c1_resumes_after_verified_cancel_without_second_fulfiller_cancel():
     f = Fulfillment("amazon_mcf", "1001", "Cancelled", FulfillmentState.CANCELLED)
     d = decide(order(cancellation=PENDING, fulfillment=f,
                      saga=SagaState(fulfiller_cancel_requested_at=NOW - timedelta(minutes=5))), POLICY, NOW)
-    assert d.rule == "C1" and kinds(d) == [CANCEL_SHOPIFY, APPROVE_CANCELLATION]
+    assert d.rule == "C1" and kinds(d) == [APPROVE_CANCELLATION, CANCEL_SHOPIFY]
     done = decide(order(cancellation=PENDING, fulfillment=f, shopify_cancelled=True), POLICY, NOW)
     assert kinds(done) == [APPROVE_CANCELLATION]
 
@@ -132,14 +160,14 @@ def test_c1_resumes_after_verified_cancel_without_second_fulfiller_cancel():
 def test_c2_no_fulfillment_order():
     d = decide(order(cancellation=PENDING, fulfillment=None, link_problem=LinkProblem.NO_FULFILLMENT_ORDER,
                      fulfillment_keys=("6100000001", "#1001", "1001")), POLICY, NOW)
-    assert d.rule == "C2" and kinds(d) == [CANCEL_SHOPIFY, APPROVE_CANCELLATION]
-    # the refund asks the fulfillers by these ids, for orders received since it was placed
+    assert d.rule == "C2" and kinds(d) == [APPROVE_CANCELLATION, CANCEL_SHOPIFY]
+    # the approval asks the fulfillers by these ids, for orders received since it was placed
     assert d.actions[0].params["fulfillment_keys"] == ["6100000001", "#1001", "1001"]
     assert d.actions[0].params["placed_at"] == (NOW - timedelta(days=1)).isoformat()
 
 
 def test_every_refund_asks_the_fulfillers_first_whatever_the_rule():
-    """The refund row's request is fixed by the first decision that recorded it (a C1 saga's, say),
+    """The first write's request is fixed by the first decision that recorded it (a C1 saga's, say),
     so the check cannot depend on the rule that happens to perform it."""
     f = Fulfillment("amazon_mcf", "1001", "Cancelled", FulfillmentState.CANCELLED)
     d = decide(order(cancellation=PENDING, fulfillment=f, fulfillment_keys=("6100000001", "1001")), POLICY, NOW)
@@ -156,16 +184,60 @@ def test_no_refund_when_the_listings_did_not_reach_back_to_the_order():
     assert d.rule == "E1" and d.actions[0].params["reason_code"] == "fulfillment_not_listed"
 
 
+US_REASONS = (("ecom_reverse_reject_cancel_reason_product_packed", "Product has been packed"),
+              ("ecom_reverse_reject_refund_request_package_delivery_multiple_boxes", "Multiple boxes"),
+              ("seller_reject_apply_unable_to_change_address", "Unable to change address"))
+UK_REASONS = (("seller_reject_apply_product_has_been_packed", "Product has been packed"),
+              ("seller_reject_apply_you_have_reached_an_agreement_with_the_buyer", "Agreement"))
+
+
 @pytest.mark.parametrize("fulfillment", [
     shipped(UPS),
     Fulfillment("shipbob", "9000001", "Processing", FulfillmentState.IN_PROGRESS, shipment_started=True),
 ])
 def test_c3_rejects_after_packing_and_posts_known_tracking(fulfillment):
-    d = decide(order(cancellation=PENDING, fulfillment=fulfillment), POLICY, NOW)
+    d = decide(order(cancellation=PENDING, fulfillment=fulfillment, reject_reasons=US_REASONS), POLICY, NOW)
     assert d.rule == "C3" and kinds(d)[0] == REJECT_CANCELLATION
-    assert d.actions[0].params["reject_reason"] == "seller_reject_apply_product_has_been_packed"
+    assert d.actions[0].params["reject_reason"] == "ecom_reverse_reject_cancel_reason_product_packed"
     # known tracking is posted; otherwise the order (due in 6 h) gets its no-tracking note
     assert kinds(d)[1:] == ([POST_TRACKING] if fulfillment.has_tracking else [ADD_NOTE])
+
+
+@pytest.mark.parametrize("offered, wanted, expected", [
+    (US_REASONS, "packed", "ecom_reverse_reject_cancel_reason_product_packed"),
+    (UK_REASONS, "packed", "seller_reject_apply_product_has_been_packed"),
+    (US_REASONS, "multiple_boxes", "ecom_reverse_reject_refund_request_package_delivery_multiple_boxes"),
+    (US_REASONS, "address_unchangeable", "seller_reject_apply_unable_to_change_address"),
+    (UK_REASONS, "agreed_with_buyer", "seller_reject_apply_you_have_reached_an_agreement_with_the_buyer"),
+    # a code named outright is used when offered
+    (US_REASONS, "seller_reject_apply_unable_to_change_address", "seller_reject_apply_unable_to_change_address"),
+])
+def test_the_reject_reason_is_picked_by_meaning_from_what_tiktok_offers(offered, wanted, expected):
+    d = decide(order(cancellation=PENDING, fulfillment=shipped(UPS), reject_reasons=offered),
+               Policy(reject_reason=wanted), NOW)
+    assert d.rule == "C3" and d.actions[0].params["reject_reason"] == expected
+
+
+@pytest.mark.parametrize("offered, wanted", [
+    (UK_REASONS, "multiple_boxes"), (US_REASONS, "agreed_with_buyer"), ((), "packed"),
+    (US_REASONS, "seller_reject_apply_product_has_been_packed"),   # the UK code, not offered to a US shop
+])
+def test_no_suitable_reason_escalates_instead_of_guessing(offered, wanted):
+    d = decide(order(cancellation=PENDING, fulfillment=shipped(UPS), reject_reasons=offered),
+               Policy(reject_reason=wanted), NOW)
+    assert d.rule == "C3" and REJECT_CANCELLATION not in kinds(d)
+    escalation = d.actions[-1]
+    assert escalation.kind == ESCALATE and escalation.params["reason_code"] == "no_reject_reason"
+    assert wanted in escalation.params["detail"]
+    assert kinds(d)[:-1] == [POST_TRACKING]   # the known tracking is still posted
+
+
+def test_c3_waits_for_the_offered_reasons_before_choosing():
+    d = decide(order(cancellation=PENDING, fulfillment=shipped(UPS)), POLICY, NOW)
+    assert d.rule == "C3" and d.actions[0].params["reject_reason"] is None
+    assert needs_reject_reasons(d) is d.actions[0]
+    assert needs_reject_reasons(decide(order(cancellation=PENDING, fulfillment=shipped(UPS),
+                                             reject_reasons=US_REASONS), POLICY, NOW)) is None
 
 
 def test_c3_policy_escalate_instead():
@@ -202,18 +274,19 @@ def test_policy_validation_names_the_setting():
     assert policy_from_dict({"horizon_hours": 12}).version != Policy().version
 
 
-def test_the_reject_reason_is_one_tiktok_accepts():
-    """TikTok refuses a rejection with another reason: every C3 would fail at action time."""
-    from include.enums import TIKTOK_CANCEL_REJECT_REASONS
-
-    agreed = "seller_reject_apply_you_have_reached_an_agreement_with_the_buyer"
-    assert policy_from_dict({"reject_reason": agreed}).reject_reason == agreed
-    assert Policy().reject_reason in dict(TIKTOK_CANCEL_REJECT_REASONS)
-    for bad in ("because", "Product has been packed", "", 3):
+def test_the_reject_reason_is_a_meaning_or_a_code():
+    assert Policy().reject_reason == "packed"
+    assert policy_from_dict({"reject_reason": "ecom_reverse_reject_cancel_reason_product_packed"}).reject_reason \
+        == "ecom_reverse_reject_cancel_reason_product_packed"
+    for bad in ("Product has been packed", "", 3, "x", "PACKED"):
         with pytest.raises(PolicyError) as refused:
             policy_from_dict({"reject_reason": bad})
-        assert str(refused.value) == (f"policy.reject_reason: {bad!r} is not one of TikTok's reject reasons: "
-                                      f"seller_reject_apply_product_has_been_packed, {agreed}")
+        assert str(refused.value) == (f"policy.reject_reason: {bad!r} is neither a meaning (packed, multiple_boxes, "
+                                      "address_unchangeable, agreed_with_buyer) nor a TikTok reason code "
+                                      "(lower case letters, digits and _)")
+    with pytest.raises(PolicyError, match="policy.cancellation_sequence: 'refund_first' is not one of "
+                                          "approve_then_shopify, shopify_then_approve, approve_only"):
+        policy_from_dict({"cancellation_sequence": "refund_first"})
 
 
 # Safety invariants as properties over generated joined rows ------------------------------------
@@ -242,9 +315,13 @@ joined = st.builds(
     link_problem=st.sampled_from([None, *LinkProblem]), fulfillment=fulfillments,
     saga=st.builds(SagaState, fulfiller_cancel_requested_at=st.sampled_from([None, NOW - timedelta(minutes=5),
                                                                              NOW - timedelta(hours=5)]),
-                   shopify_cancelled=st.booleans()))
+                   shopify_cancelled=st.booleans(), approved=st.booleans()),
+    reject_reasons=st.sampled_from([None, (), US_REASONS, UK_REASONS]))
 policies = st.builds(Policy, c3_action=st.sampled_from(["reject", "escalate"]),
-                     horizon_hours=st.sampled_from([0.0, 24.0, 72.0]))
+                     horizon_hours=st.sampled_from([0.0, 24.0, 72.0]),
+                     reject_reason=st.sampled_from(["packed", "multiple_boxes", "agreed_with_buyer"]),
+                     cancellation_sequence=st.sampled_from(["approve_then_shopify", "shopify_then_approve",
+                                                            "approve_only"]))
 
 
 @settings(max_examples=3000, deadline=None)
@@ -258,13 +335,25 @@ def test_safety_invariants(row, policy):
         assert f is not None and not f.packages and not f.has_tracking and not f.shipment_started
         assert f.state == FulfillmentState.NOT_STARTED and row.saga.fulfiller_cancel_requested_at is None
     # never approve or refund unless the fulfiller cancel is verified (or there is no fulfillment order)
+    # (a Shopify cancel alone: the rest of a request already approved on TikTok)
+    finishing = ks == [CANCEL_SHOPIFY] and row.saga.approved
     for kind in (APPROVE_CANCELLATION, CANCEL_SHOPIFY):
-        if kind in ks:
+        if kind in ks and not finishing:
             verified_in_plan = VERIFY_FULFILLMENT_CANCEL in ks and ks.index(VERIFY_FULFILLMENT_CANCEL) < ks.index(kind)
             assert f is None or f.state == FulfillmentState.CANCELLED or verified_in_plan
             assert row.cancellation is not None and row.cancellation.pending
+    # the last writes come in the policy's sequence; "approve_only" leaves Shopify to the channel
+    if policy.cancellation_sequence == "approve_only":
+        assert CANCEL_SHOPIFY not in ks
     if APPROVE_CANCELLATION in ks and CANCEL_SHOPIFY in ks:
-        assert ks.index(CANCEL_SHOPIFY) < ks.index(APPROVE_CANCELLATION)
+        shopify_first = ks.index(CANCEL_SHOPIFY) < ks.index(APPROVE_CANCELLATION)
+        assert shopify_first == (policy.cancellation_sequence == "shopify_then_approve")
+    # a rejection names a reason TikTok offered for the request, or waits for them to be read
+    for action in d.actions:
+        if action.kind == REJECT_CANCELLATION:
+            reason = action.params["reject_reason"]
+            assert (reason is None) == (row.reject_reasons is None)
+            assert reason is None or reason in dict(row.reject_reasons)
     # never post tracking to a cancelled order or one that has tracking, nor with an unmapped carrier
     for action in d.actions:
         if action.kind == POST_TRACKING:
