@@ -498,9 +498,10 @@ def test_a_cancellation_older_than_the_listings_reach_is_escalated_not_refunded(
 
 def test_a_fulfillment_order_a_listing_left_out_is_found_before_any_refund(rig, tmp_path):
     """Listings that answer well-formed but leave out a fulfillment order make its buyer
-    cancellation look like one with nothing at a fulfiller (C2: refund, no fulfiller cancel). The
-    refund first asks each fulfiller by the order's own ids, finds the open order and stops; once
-    the listings show it again, the saga cancels it at the fulfiller and only then refunds."""
+    cancellation look like one with nothing at a fulfiller (C2: approve and refund, no fulfiller
+    cancel). The approval, the first write, asks each fulfiller by the order's own ids, finds the
+    open order and stops; once the listings show it again, the saga cancels it at the fulfiller and
+    only then approves and refunds."""
     scenario = chaos_scenario(shipbob_c1=1)
     sagas = [o for o in scenario["orders"] if o["tiktok"]["cancellation"] and (
         (o["amazon_mcf"] or {}).get("status") == "Planning" or (o["shipbob"] or {}).get("status") == "Processing")]
@@ -527,12 +528,15 @@ def test_a_fulfillment_order_a_listing_left_out_is_found_before_any_refund(rig, 
         assert checked.violations == []
         refunded = {e.target for w, e in checked.effects if w.outcome == "ok" and e.kind == "shopify_cancel"}
         assert refunded.isdisjoint(refunds)
-        stopped = {r["tiktok_order_id"]: r for r in Ledger(wh).rows("default", kind="cancel_shopify_order")
+        stopped = {r["tiktok_order_id"]: r for r in Ledger(wh).rows("default", kind="approve_cancellation")
                    if r["tiktok_order_id"] in refunds.values()}
         assert set(stopped) == set(refunds.values())
         for row in stopped.values():
             assert row["rule"] == "C2" and row["state"] == "failed"
-            assert "not cancelled: not refunded" in row["detail"] and "fulfillment_order_found" in row["detail"]
+            assert "not cancelled: not approved, not refunded" in row["detail"]
+            assert "fulfillment_order_found" in row["detail"]
+        assert not [w for w, e in checked.effects if w.outcome == "ok" and e.kind == "approve_cancellation"
+                    and checked.by_cancel.get(e.target) in refunds.values()]
         # the listings whole again: cancelled at the fulfiller, verified, then refunded and approved
         for run in range(2, 5):
             rig.advance(10)
@@ -548,10 +552,10 @@ def test_a_fulfillment_order_a_listing_left_out_is_found_before_any_refund(rig, 
 
 
 def test_a_saga_begun_and_then_left_out_by_the_listings_is_not_refunded(rig, tmp_path):
-    """A C1 saga records its refund row first (its request fixed by that decision); the fulfiller
+    """A C1 saga records its approval row first (its request fixed by that decision); the fulfiller
     never shows the cancel; then its staged row is lost and the listings leave the fulfillment
-    order out, so the order reads as C2. The refund still asks Amazon first, finds the order open
-    and is not made."""
+    order out, so the order reads as C2. The approval still asks Amazon first, finds the order open
+    and is not made, nor the refund after it."""
     scenario = chaos_scenario(cancel_ignored=True)
     saga = next(o for o in scenario["orders"] if o["tiktok"]["cancellation"] and (o["amazon_mcf"] or {}).get(
         "cancel_ignored"))
@@ -577,10 +581,11 @@ def test_a_saga_begun_and_then_left_out_by_the_listings_is_not_refunded(rig, tmp
         with wh.engine.connect() as conn:
             decided = dict(conn.execute(sa.select(decisions.c.tiktok_order_id, decisions.c.rule).where(
                 decisions.c.run_id == "begun-2")).all())
-        refund = next(r for r in Ledger(wh).rows("default", kind="cancel_shopify_order")
-                      if r["tiktok_order_id"] == tid(saga))
+        approval, refund = (next(r for r in Ledger(wh).rows("default", kind=kind) if r["tiktok_order_id"] == tid(saga))
+                            for kind in ("approve_cancellation", "cancel_shopify_order"))
     assert decided[tid(saga)] == "C2"
-    assert refund["state"] == "failed" and f"fulfillment order {sfo} is Planning" in refund["detail"]
+    assert approval["state"] == "failed" and f"fulfillment order {sfo} is Planning" in approval["detail"]
+    assert refund["state"] == "pending"
     checked = audit(rig)
     assert checked.violations == []
     assert gid not in {e.target for w, e in checked.effects if w.outcome == "ok" and e.kind == "shopify_cancel"}

@@ -438,13 +438,15 @@ def test_keyed_cancellation_decisions_are_retried_with_one_effect(run_sandbox):
         # from the first one, so the decision takes effect once
         fault(server, kind="truncated", path="/reject$")
         key = "reject-" + cancel_id(2)
-        client.reject_cancellation(cancel_id(2), "seller_reject_apply_product_has_been_packed", key,
-                                   comment="Already packed")
+        offered = client.reject_reasons(cancel_id(2))
+        assert [code for code, _text in offered][0] == "ecom_reverse_reject_cancel_reason_product_packed"
+        assert all(text for _code, text in offered)
+        client.reject_cancellation(cancel_id(2), offered[0][0], key, comment="Already packed")
         assert client.stats.calls["reject_cancellation"] == 2
         logged = writes(server, "reject_cancellation")
         assert [w["outcome"] for w in logged] == ["ok", "ok"]
         assert {w["query"]["idempotency_key"] for w in logged} == {key}
-        assert logged[0]["body"] == {"reject_reason": "seller_reject_apply_product_has_been_packed", "comment": "Already packed"}
+        assert logged[0]["body"] == {"reject_reason": offered[0][0], "comment": "Already packed"}
         rec = next(c for c in client.search_cancellations({"cancel_ids": [cancel_id(2)]}))
         assert rec["cancel_status"] == "CANCELLATION_REQUEST_CANCEL"
         assert client.get_orders([oid(2)])[0]["status"] == "AWAITING_SHIPMENT"

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -724,11 +725,15 @@ def test_reject_keeps_the_order_and_needs_a_listed_reason(api_for):
     reasons = api.ok("GET", f"/return_refund/{V}/reject_reasons", {"return_or_cancel_id": cancel_id(1),
                                                                     "locale": "en-US"})["reasons"]
     names = [r["name"] for r in reasons]
-    assert "seller_reject_apply_product_has_been_packed" in names and all(r["text"] for r in reasons)
+    # a US shop: TikTok's US list, which has not the UK/ID "packed" code
+    assert names == ["ecom_reverse_reject_cancel_reason_product_packed",
+                     "ecom_reverse_reject_refund_request_package_delivery_multiple_boxes",
+                     "seller_reject_apply_unable_to_change_address"] and all(r["text"] for r in reasons)
     path = f"/return_refund/{V}/cancellations/{cancel_id(1)}/reject"
     assert error(api.request("POST", path, {"idempotency_key": "r0"}, {}))[:2] == (400, 36009004)
-    assert error(api.request("POST", path, {"idempotency_key": "r0"}, {"reject_reason": "because"}))[:2] == (
-        400, 36009004)
+    for wrong in ("because", "seller_reject_apply_product_has_been_packed"):
+        assert error(api.request("POST", path, {"idempotency_key": "r0"}, {"reject_reason": wrong}))[:2] == (
+            400, 36009004)
     assert api.one(oid(1))["is_buyer_request_cancel"] is True
     body = {"reject_reason": names[0], "comment": "Already packed"}
     first = api.request("POST", path, {"idempotency_key": "r1"}, body)
@@ -751,8 +756,24 @@ def test_approve_is_refused_once_the_order_shipped(api_for):
     assert error(approve)[:2] == (200, 21019012)
     assert api.one(oid(1))["status"] == "AWAITING_COLLECTION"
     reject = api.request("POST", f"/return_refund/{V}/cancellations/{cancel_id(1)}/reject",
-                         body={"reject_reason": "seller_reject_apply_product_has_been_packed"})
+                         body={"reject_reason": "ecom_reverse_reject_cancel_reason_product_packed"})
     assert reject.json()["code"] == 0
+
+
+def test_reject_reasons_follow_the_shops_market(api_for):
+    server, api = api_for(order(1, pending_cancel=True),
+                          settings=replace(FROZEN, platforms={"tiktok": {"region": "GB"}}))
+    names = [r["name"] for r in api.ok("GET", f"/return_refund/{V}/reject_reasons",
+                                       {"return_or_cancel_id": cancel_id(1)})["reasons"]]
+    assert "seller_reject_apply_product_has_been_packed" in names
+    assert "ecom_reverse_reject_cancel_reason_product_packed" not in names
+    path = f"/return_refund/{V}/cancellations/{cancel_id(1)}/reject"
+    assert error(api.request("POST", path, {"idempotency_key": "r0"},
+                             {"reject_reason": "ecom_reverse_reject_cancel_reason_product_packed"}))[:2] == (400, 36009004)
+    assert api.request("POST", path, {"idempotency_key": "r1"},
+                       {"reject_reason": "seller_reject_apply_product_has_been_packed"}).json()["code"] == 0
+    with pytest.raises(ValueError, match="tiktok.region: expected one of US, GB, ID, got 'XX'"):
+        api_for(order(1), settings=replace(FROZEN, platforms={"tiktok": {"region": "XX"}}))
 
 
 def test_seller_cancel_whole_and_partial(api_for):

@@ -127,28 +127,29 @@ def test_every_rule_acts_once_and_reruns_write_nothing(pipeline):
         touching = [w for w in shopify_writes if shopify_id in str(w.body)]
         assert touching and all(w.outcome == "ok" for w in touching), order_id
         assert len({w.operation for w in touching}) == len(touching)  # no operation repeated
-    # C1: fulfiller cancel, Shopify cancel, TikTok approve, in that order
+    # C1: fulfiller cancel, TikTok approve, Shopify cancel, in that order (a Shopify cancel first could
+    # be copied to TikTok as a seller cancellation)
     for order_id in rules["C1"]:
         o = scen[order_id]
         cancel_id = o["tiktok"]["cancellation"]["cancel_id"]
         approve = [w for w in writes if w.path.endswith(f"/cancellations/{cancel_id}/approve") and w.outcome == "ok"]
         assert len(approve) == 1, order_id
         shopify_cancel = [w for w in shopify_writes if w.operation == "orderCancel" and str(o["shopify"]["id"]) in str(w.body)]
-        assert len(shopify_cancel) == 1 and shopify_cancel[0].seq < approve[0].seq
+        assert len(shopify_cancel) == 1 and approve[0].seq < shopify_cancel[0].seq
         if o["fulfiller"] == "amazon_mcf":
             fulfiller = [w for w in writes if w.path.endswith(f"/fulfillmentOrders/{o['amazon_mcf']['seller_fulfillment_order_id']}/cancel")]
         else:
             fulfiller = [w for w in writes if w.platform == "shipbob" and str(o["shipbob"]["order_id"]) in w.path]
-        assert len(fulfiller) == 1 and fulfiller[0].seq < shopify_cancel[0].seq
-    # C2: no fulfiller write; Shopify cancelled then TikTok approved
+        assert len(fulfiller) == 1 and fulfiller[0].seq < approve[0].seq
+    # C2: no fulfiller write; TikTok approved, then the Shopify order cancelled
     for order_id in rules["C2"]:
         cancel_id = scen[order_id]["tiktok"]["cancellation"]["cancel_id"]
         assert [w.outcome for w in writes if w.path.endswith(f"/cancellations/{cancel_id}/approve")] == ["ok"]
-    # C3: rejected with the packed reason, never approved
+    # C3: rejected with the US shop's "packed" reason (read from TikTok for the request), never approved
     for order_id in rules["C3"]:
         cancel_id = scen[order_id]["tiktok"]["cancellation"]["cancel_id"]
         rejects = [w for w in writes if w.path.endswith(f"/cancellations/{cancel_id}/reject")]
-        assert len(rejects) == 1 and rejects[0].body["reject_reason"] == "seller_reject_apply_product_has_been_packed"
+        assert len(rejects) == 1 and rejects[0].body["reject_reason"] == "ecom_reverse_reject_cancel_reason_product_packed"
         assert not [w for w in writes if w.path.endswith(f"/cancellations/{cancel_id}/approve")]
     # C4: cancel requested, never verified: escalated, never refunded or approved
     assert rules["C4"] == {"576999999999999001"}
