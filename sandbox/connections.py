@@ -32,7 +32,7 @@ def sandbox_connections(urls: dict[str, str], rate_scale: float = 1.0) -> dict[s
                        "extra": {"refresh_token": AMAZON["refresh_token"], "marketplace_id": AMAZON["marketplace_id"],
                                  "lwa_url": f"{urls['amazon_lwa']}/auth/o2/token"}},
         "shipbob": {"conn_type": "shipbob", "host": urls["shipbob"], "password": SHIPBOB["personal_access_tokens"][0],
-                    "extra": {"api_version": "2026-01", "channel_id": SHIPBOB["channel_id"]}},
+                    "extra": {"api_version": "2026-07", "channel_id": SHIPBOB["channel_id"]}},
     }
     if rate_scale != 1:
         docs["tiktok"]["extra"]["qps"] = TIKTOK_QUOTA["qps"] * rate_scale
