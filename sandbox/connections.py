@@ -25,7 +25,7 @@ def sandbox_connections(urls: dict[str, str], rate_scale: float = 1.0) -> dict[s
                    "extra": {"auth_base_url": urls["tiktok_auth"], "access_token": TIKTOK["access_token"],
                              "refresh_token": TIKTOK["refresh_token"], "shop_cipher": TIKTOK["shop_cipher"]}},
         "shopify": {"conn_type": "shopify", "host": urls["shopify"], "password": SHOPIFY["access_token"],
-                    "extra": {"api_version": "2025-10", "client_id": SHOPIFY["client_id"],
+                    "extra": {"api_version": "2026-07", "client_id": SHOPIFY["client_id"],
                               "client_secret": SHOPIFY["client_secret"]}},
         "amazon_mcf": {"conn_type": "amazon_mcf", "host": urls["amazon_mcf"], "login": AMAZON["client_id"],
                        "password": AMAZON["client_secret"],

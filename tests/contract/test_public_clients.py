@@ -185,7 +185,7 @@ def shopify_session(run_sandbox):
     host, port = server.urls["shopify"].removeprefix("http://").split(":")
     first, _, rest = host.partition(".")   # the library builds "{shop}.{myshopify_domain}:{port}"
     shopify.Session.setup(protocol="http", myshopify_domain=rest, port=int(port))
-    session = shopify.Session(first, "2025-10", SHOPIFY["access_token"])
+    session = shopify.Session(first, "2026-07", SHOPIFY["access_token"])
     shopify.ShopifyResource.activate_session(session)
     try:
         yield server, shopify.GraphQL()

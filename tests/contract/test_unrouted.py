@@ -27,7 +27,7 @@ def ask(server, platform: str, method: str, path: str, headers: dict | None = No
 
 
 def test_shopify_answers_a_plain_404(server):
-    for method, path in (("GET", "/admin/api/2025-10/products.json"), ("GET", "/admin/api/2025-10/graphql.json")):
+    for method, path in (("GET", "/admin/api/2026-07/products.json"), ("GET", "/admin/api/2026-07/graphql.json")):
         reply = ask(server, "shopify", method, path)
         assert (reply.status_code, reply.json()) == (404, {"errors": "Not Found"}), path
 
