@@ -2,8 +2,9 @@
 (test-only dependencies from PyPI; only their documented settings are touched).
 
 TikTok: `tiktok-shop-api`, generated from the Partner Center docs. It calls each endpoint at the
-version the docs name now (order detail 202507, cancellations 202602, Mark Package As Shipped
-202610), sends lists as repeated query keys and signs each occurrence, and parses every answer
+version it was generated for (order detail 202507, cancellations 202602, Mark Package As Shipped
+202610, a version only such generated clients show: orderops uses it only when a connection pins
+it), sends lists as repeated query keys and signs each occurrence, and parses every answer
 into its typed models, so a field of the wrong type or shape fails here.
 Amazon: `python-amazon-sp-api` (Fulfillment Outbound and Reports, LWA refresh-token grant). It
 only speaks https, so its endpoint is given as a marketplace object and its token host through its
