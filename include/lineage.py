@@ -50,8 +50,8 @@ ENDPOINTS = {
     "amazon_orders": ("amazon_mcf", "/fba/outbound/2020-07-01/fulfillmentOrders"),
     "amazon_shipments_report": ("amazon_mcf", "/reports/2021-06-30/reports#GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL"),
     "amazon_cancel": ("amazon_mcf", "/fba/outbound/2020-07-01/fulfillmentOrders/{id}/cancel"),
-    "shipbob_orders": ("shipbob", "/2026-01/order"),
-    "shipbob_cancel": ("shipbob", "/2026-01/order/{id}:cancel"),
+    "shipbob_orders": ("shipbob", "/{version}/order"),
+    "shipbob_cancel": ("shipbob", "/{version}/order/{id}:cancel"),
 }
 
 

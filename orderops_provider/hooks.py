@@ -123,7 +123,9 @@ class ShopifyHook(PlatformHook):
     def check(self) -> str:
         with self.get_client() as client:
             shop = client.shop()
-            return f"connected to {shop.get('myshopifyDomain')} (API {client.api_version})"
+            served = client.effective_version
+            asked = "" if served == client.api_version else f", asked for {client.api_version}: set a supported one"
+            return f"connected to {shop.get('myshopifyDomain')} (API {served}{asked})"
 
 
 class AmazonMcfHook(PlatformHook):

@@ -1,14 +1,15 @@
 """ShipBob Developer API client and Airflow hook (docs/architecture.md §5).
 
-Contract: ShipBob's developer documentation and its OpenAPI files (1.0, 2026-01).
+Contract: ShipBob's developer documentation and its OpenAPI file (2026-01; 2026-07 keeps its order
+contract). Versions: see END_OF_SUPPORT and docs/api-versions.md.
 
 * Auth: `Authorization: Bearer <token>`, the token being a Personal Access Token (or an OAuth
   access token) kept in the connection password. PATs do not expire but can be revoked; when a
   `token_source` is given (the hook passes one that re-reads the connection), a token refused as
   `invalid_token` is replaced once by whatever the source holds now.
 * `shipbob_channel_id` header from the connection extra `channel_id`: sent on every call when set
-  (harmless on reads) and required here for cancels (1.0 requires it; it names the channel whose
-  write scope the cancel uses).
+  (harmless on reads) and required here for cancels (it names the channel whose write scope the
+  cancel uses).
 * Quota: 150 requests per minute per token, sliding window, across every ShipBob API. One token
   bucket is shared by all operations of a client, sized so that no 60 s window can hold more than
   the quota: burst + rate x window < limit (5 + 2.4/s x 60 s = 149, one kept spare for jitter).
@@ -25,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from itertools import product
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -40,10 +41,13 @@ from orderops_provider.connection import ConnectionSettings
 
 log = logging.getLogger(__name__)
 
-LEGACY_VERSION = "1.0"
-# Versions whose order, shipment and cancel contract this client speaks (2025-07 on: colon verbs).
-VERSIONS = ("1.0", "2025-07", "2026-01", "2026-07")
-DEFAULT_VERSION = "2026-01"
+# Last supported day of each version (developer.shipbob.com/versioning); afterwards a version is "no
+# longer accessible". 2026-07's end is not published: ShipBob's ~18 months is assumed (UNCERTAIN).
+END_OF_SUPPORT = {"1.0": date(2026, 7, 31), "2.0": date(2026, 7, 31), "2025-07": date(2026, 7, 31),
+                  "2026-01": date(2027, 1, 31), "2026-07": date(2028, 1, 31)}
+# Versions whose order, shipment and cancel contract (colon verbs, paged channels) this client speaks.
+VERSIONS = ("2025-07", "2026-01", "2026-07")
+DEFAULT_VERSION = "2026-07"
 MAX_LIMIT = 250
 DEFAULT_RATE_LIMIT = 150          # requests per window, per token (documented)
 DEFAULT_RATE_WINDOW = 60.0
@@ -89,7 +93,7 @@ class CancelOutcome:
         now_cancelled = {s.get("id") for s in (order or {}).get("shipments") or []
                          if isinstance(s, dict) and _cancelled(s.get("status"))}
         cancelled, refused = [], {}
-        # `action` is a string in 2026-01 and may be a number in 1.0: only is_success matters here.
+        # only is_success matters here, whatever `action` says
         for result in data.get("canceled_shipment_results") or []:
             if not isinstance(result, dict):
                 continue
@@ -101,6 +105,18 @@ class CancelOutcome:
         return cls(order_id=int(data.get("order_id") or order_id), status=str(data.get("status") or ""),
                    cancelled=tuple(cancelled), refused=refused, order=order,
                    request_id=reply.request_id)
+
+def check_version(version: str, today: date) -> None:
+    """Refuse a version this client does not speak or that ShipBob no longer serves on `today`."""
+    live = [v for v in VERSIONS if END_OF_SUPPORT[v] >= today]
+    choices = ", ".join(f"{v} (supported until {END_OF_SUPPORT[v]})" for v in live) or "none: upgrade orderops"
+    end = END_OF_SUPPORT.get(version)
+    if end is not None and end < today:
+        raise ConfigurationError(f"shipbob: api_version {version!r} reached end of support on {end} and is no "
+                                 f"longer accessible; use {choices}")
+    if version not in VERSIONS:
+        raise ConfigurationError(f"shipbob: api_version {version!r} is not one this client speaks; use {choices}")
+
 
 def _quota(limit: float, window: float) -> tuple[float, float]:
     """(rate per second, burst) such that burst + rate x window stays under `limit`.
@@ -171,11 +187,11 @@ class ShipBobClient(PlatformClient):
                  channel_id: int | str | None = None, timeout: float = 30.0, retry: RetryPolicy | None = None,
                  rate_limit: float = DEFAULT_RATE_LIMIT, rate_window: float = DEFAULT_RATE_WINDOW,
                  token_source: Callable[[], str | None] | None = None,
-                 transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep):
+                 transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep,
+                 today: Callable[[], date] = lambda: datetime.now(timezone.utc).date()):
         if not token:
             raise ConfigurationError("shipbob: a bearer token (the connection password) is required")
-        if api_version not in VERSIONS:
-            raise ConfigurationError(f"shipbob: api_version {api_version!r} is not one of {', '.join(VERSIONS)}")
+        check_version(api_version, today())
         if channel_id not in (None, ""):
             try:
                 channel_id = _positive_id(channel_id, "channel_id")
@@ -278,8 +294,6 @@ class ShipBobClient(PlatformClient):
                 raise MalformedResponseError(self.platform, operation, "response body is not JSON (truncated or "
                                              "from a proxy)", **kw) from None
             expected = list if operation in _LIST_OPERATIONS else dict
-            if operation == "channels":
-                expected = list if self.api_version == LEGACY_VERSION else dict
             if not isinstance(data, expected):
                 raise MalformedResponseError(self.platform, operation, f"expected a JSON {expected.__name__}, got "
                                              f"{type(data).__name__}", **kw)
@@ -321,10 +335,6 @@ class ShipBobClient(PlatformClient):
     # ------------------------------------------------------------------ paths
     def _path(self, *parts: str) -> str:
         return "/" + "/".join((self.api_version, *parts))
-
-    def _verb(self, base: str, verb: str) -> str:
-        """`order/1/cancel` in 1.0, `order/1:cancel` from 2025-07 on."""
-        return f"{base}/{verb}" if self.api_version == LEGACY_VERSION else f"{base}:{verb}"
 
     def require_channel(self, operation: str) -> None:
         if self.channel_id is None:
@@ -427,10 +437,8 @@ class ShipBobClient(PlatformClient):
         return self.call("order", "GET", self._path("order", str(oid))).data
 
     def channels(self) -> list[dict]:
-        """The channels the token sees ({id, name, application_name, scopes}); both list shapes."""
+        """The channels the token sees ({id, name, application_name, scopes}), page by page."""
         path = self._path("channel")
-        if self.api_version == LEGACY_VERSION:
-            return self.call("channels", "GET", path).data
 
         def fetch(cursor: tuple | None) -> tuple[list, Any]:
             data = self.call("channels", "GET", path, params=list(cursor) if cursor else None).data
@@ -454,5 +462,5 @@ class ShipBobClient(PlatformClient):
         """
         oid = _positive_id(order_id, "order_id")
         self.require_channel("cancel_order")
-        return self.call("cancel_order", "POST", self._path(self._verb(f"order/{oid}", "cancel")),
+        return self.call("cancel_order", "POST", self._path(f"order/{oid}:cancel"),
                          retry_safe=False)

@@ -2,6 +2,12 @@
 
 Contract: Shopify's Admin GraphQL API documentation and schema (2025-01 onwards).
 
+* Versions: `api_version` is the version asked for (default DEFAULT_VERSION). A version past its
+  support falls forward on Shopify's side to the oldest supported one, and every answer names the
+  version that served it (`X-Shopify-API-Version`). The client keeps the last one named as
+  `served_version` and shapes version-dependent documents (orderCancel) from it; before any answer,
+  from the version asked. See docs/api-versions.md.
+
 * One endpoint: `POST {shop admin host}/admin/api/{api_version}/graphql.json`, header
   `X-Shopify-Access-Token`. The token is the connection password (a custom app's admin token);
   with `client_id` + `client_secret` in the extra, a new token is obtained through the
@@ -47,7 +53,8 @@ from orderops_provider.connection import ConnectionSettings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_VERSION = "2025-10"
+# Released 2026-07-01, supported at least until 2027-07-01 (shopify.dev/docs/api/usage/versioning).
+DEFAULT_VERSION = "2026-07"
 # From this version on orderCancel takes `refundMethod`; before it, `refund: Boolean!`.
 REFUND_METHOD_SINCE = "2025-07"
 MAX_PAGE_SIZE = 250
@@ -276,7 +283,7 @@ class ShopifyClient(PlatformClient):
                  secret_sink: Callable[[str], None] | None = None,
                  transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep):
         if not _VERSION.fullmatch(api_version or ""):
-            raise ConfigurationError(f"shopify: api_version {api_version!r} must look like 2025-10 "
+            raise ConfigurationError(f"shopify: api_version {api_version!r} must look like 2026-07 "
                                      "(a quarterly version) or be 'unstable'")
         if bool(client_id) != bool(client_secret):
             raise ConfigurationError("shopify: client_id and client_secret go together (client-credentials grant)")
@@ -300,7 +307,8 @@ class ShopifyClient(PlatformClient):
         self._bucket = PointsBucket(restore_rate, maximum_available, clock=lambda: self.clock(), sleep=sleep)
         self.points: dict[str, float] = {}      # actual cost per operation, as Shopify reported it
         self.throttle_status: dict | None = None
-        self._served_version_noted = False
+        # the version Shopify last said served this client (X-Shopify-API-Version); None before any answer
+        self.served_version: str | None = None
         if secret_sink is not None:
             for secret in (access_token, client_secret):
                 if secret:
@@ -421,6 +429,7 @@ class ShopifyClient(PlatformClient):
         extensions = envelope.get("extensions") if isinstance(envelope.get("extensions"), dict) else {}
         cost = extensions.get("cost")
         self._sync_cost(cost, operation)
+        self._note_served_version(response)
         errors = envelope.get("errors")
         if status == 401:
             text = "access token refused (401): check the connection password"
@@ -448,11 +457,6 @@ class ShopifyClient(PlatformClient):
         if not isinstance(body, dict):
             raise MalformedResponseError(self.platform, operation, f"expected a JSON object, got "
                                          f"{type(body).__name__}", **kw)
-        served = response.headers.get("x-shopify-api-version")
-        if served and served != self.api_version and not self._served_version_noted:
-            self._served_version_noted = True
-            log.warning("shopify: asked for API %s, served %s (an unsupported version falls forward)",
-                        self.api_version, served)
         if errors:
             code = self._error_code(errors)
             message = self._error_message(errors)
@@ -518,6 +522,24 @@ class ShopifyClient(PlatformClient):
             parts = [str(e.get("message")) if isinstance(e, dict) else str(e) for e in errors[:3]]
             return self._safe(" | ".join(parts))
         return self._safe(errors)
+
+    @property
+    def effective_version(self) -> str:
+        """The version whose contract the next document follows: the one Shopify last served, else the one asked."""
+        return self.served_version or self.api_version
+
+    def _note_served_version(self, response: httpx.Response) -> None:
+        served = response.headers.get("x-shopify-api-version", "").strip()
+        if not served or served == self.served_version:
+            return
+        if not _VERSION.fullmatch(served):
+            log.warning("shopify: ignoring X-Shopify-API-Version %r, which is not a version", served[:40])
+            return
+        if served != self.api_version:
+            log.warning("shopify: asked for API %s, served %s (a version past its support falls forward); "
+                        "orderops now shapes its requests for %s: set extra.api_version to a supported version",
+                        self.api_version, served, served)
+        self.served_version = served
 
     def _check_token(self, response: httpx.Response) -> Reply:
         status = response.status_code
@@ -662,14 +684,15 @@ class ShopifyClient(PlatformClient):
             raise ValueError("staff_note: at most 255 characters")
         variables: dict[str, Any] = {"orderId": gid, "reason": reason, "restock": bool(restock),
                                      "notifyCustomer": bool(notify_customer), "staffNote": staff_note}
-        if _version_at_least(self.api_version, REFUND_METHOD_SINCE):
+        version = self.effective_version
+        if _version_at_least(version, REFUND_METHOD_SINCE):
             document = CANCEL_MUTATION
             variables["refundMethod"] = ({"storeCreditRefund": {}} if refund_method == "store_credit" else
                                          {"originalPaymentMethodsRefund": refund_method == "original_payment"})
         else:
             if refund_method == "store_credit":
                 raise ValueError(f"refund_method store_credit needs API {REFUND_METHOD_SINCE} or later "
-                                 f"(connection uses {self.api_version})")
+                                 f"(this connection speaks {version})")
             document = CANCEL_MUTATION_LEGACY
             variables["refund"] = refund_method == "original_payment"
         reply = self.graphql("orderCancel", document, variables, cost=MUTATION_COST, retry_safe=False)

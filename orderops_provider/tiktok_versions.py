@@ -1,16 +1,17 @@
 """The TikTok Shop API version each operation is called at (the version is a path segment).
 
 TikTok versions each endpoint on its own and retires old versions, so the client follows the
-version the Partner Center documents now for each endpoint it uses. A connection may pin an
-older version the platform still serves, per operation (extra `api_versions`), for a shop whose
-app has not been moved on yet; only versions whose request and answer orderops knows are allowed.
+version the Partner Center documents now for each endpoint it uses. A connection may pin another
+version the platform serves, per operation (extra `api_versions`): an older one for a shop whose
+app has not been moved on yet, or an opt-in newer one (OPT_IN); only versions whose request and
+answer orderops knows are allowed. See docs/api-versions.md.
 Kept apart from the client so that lineage can name the endpoints without loading it.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-# operation -> (versions orderops speaks, oldest first; the last is the current one and the default)
+# operation -> (versions orderops speaks, oldest first; the last is the default unless OPT_IN says otherwise)
 VERSIONS: dict[str, tuple[str, ...]] = {
     "shops": ("202309",),
     "search_orders": ("202309",),
@@ -23,7 +24,13 @@ VERSIONS: dict[str, tuple[str, ...]] = {
     "reject_cancellation": ("202309",),
     "reject_reasons": ("202309",),
 }
-CURRENT: dict[str, str] = {operation: versions[-1] for operation, versions in VERSIONS.items()}
+# Newer versions used only when a connection pins them. Mark Package As Shipped 202610 appears in one
+# unofficial generated client only (the Partner Center documents 202309), and its bundle lines need a
+# `sub_item_id` orderops never sends.
+OPT_IN: dict[str, str] = {"mark_package_shipped": "202610"}
+# operation -> the version used unless a connection pins another
+CURRENT: dict[str, str] = {operation: [v for v in versions if OPT_IN.get(operation) != v][-1]
+                           for operation, versions in VERSIONS.items()}
 # operation -> its path, `{v}` standing for the version
 PATHS: dict[str, str] = {
     "shops": "/authorization/{v}/shops",

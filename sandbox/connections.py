@@ -25,14 +25,14 @@ def sandbox_connections(urls: dict[str, str], rate_scale: float = 1.0) -> dict[s
                    "extra": {"auth_base_url": urls["tiktok_auth"], "access_token": TIKTOK["access_token"],
                              "refresh_token": TIKTOK["refresh_token"], "shop_cipher": TIKTOK["shop_cipher"]}},
         "shopify": {"conn_type": "shopify", "host": urls["shopify"], "password": SHOPIFY["access_token"],
-                    "extra": {"api_version": "2025-10", "client_id": SHOPIFY["client_id"],
+                    "extra": {"api_version": "2026-07", "client_id": SHOPIFY["client_id"],
                               "client_secret": SHOPIFY["client_secret"]}},
         "amazon_mcf": {"conn_type": "amazon_mcf", "host": urls["amazon_mcf"], "login": AMAZON["client_id"],
                        "password": AMAZON["client_secret"],
                        "extra": {"refresh_token": AMAZON["refresh_token"], "marketplace_id": AMAZON["marketplace_id"],
                                  "lwa_url": f"{urls['amazon_lwa']}/auth/o2/token"}},
         "shipbob": {"conn_type": "shipbob", "host": urls["shipbob"], "password": SHIPBOB["personal_access_tokens"][0],
-                    "extra": {"api_version": "2026-01", "channel_id": SHIPBOB["channel_id"]}},
+                    "extra": {"api_version": "2026-07", "channel_id": SHIPBOB["channel_id"]}},
     }
     if rate_scale != 1:
         docs["tiktok"]["extra"]["qps"] = TIKTOK_QUOTA["qps"] * rate_scale

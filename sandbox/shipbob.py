@@ -1,9 +1,10 @@
-"""ShipBob Developer API simulator: channels, orders, shipments and cancels, versions 1.0 and 2026-01.
+"""ShipBob Developer API simulator: channels, orders, shipments and cancels, versions 2026-01 and 2026-07.
 
-Serves the `1.0` paths and the `2026-01` paths (with `2025-07` as an alias: the two share the
-order, shipment and cancel contract, colon verbs included). Contract: ShipBob's developer documentation
-and its OpenAPI files (tests/fixtures/vendor-specs/shipbob). Responses follow the OrderViewModel / ShipmentViewModel /
-CanceledOrderViewModel schemas of the version asked.
+Serves the `2025-07`, `2026-01` and `2026-07` paths, which share the order, shipment and cancel
+contract (colon verbs included), each until its end of support on the scenario clock. A version past
+it (1.0, 2.0 and 2025-07 since 2026-07-31) is refused as no longer accessible (`refused_version`).
+Contract: ShipBob's developer documentation and its OpenAPI file (tests/fixtures/vendor-specs/shipbob).
+Responses follow the OrderViewModel / ShipmentViewModel / CanceledOrderViewModel schemas.
 
 Auth is a Personal Access Token (`Authorization: Bearer <PAT>`); the quota is 150 requests per
 minute per token in a sliding window, answered with the gateway's own 429. Shipments move through
@@ -19,7 +20,7 @@ import math
 import random
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
 from urllib.parse import urlencode
 
@@ -29,8 +30,12 @@ from fastapi.responses import JSONResponse, Response
 from sandbox.core import PlatformSandbox, SlidingWindow
 from sandbox.scenario import Scenario, ScenarioOrder, format_time, parse_time
 
-LEGACY = "1.0"
-CURRENT = ("2025-07", "2026-01")   # same order/shipment/cancel contract
+# The versions simulated: one order/shipment/cancel contract (colon verbs from 2025-07 on).
+SERVED = ("2025-07", "2026-01", "2026-07")
+# Last supported day of each version (developer.shipbob.com/versioning). 2026-07's is not published:
+# ShipBob's ~18 months is assumed (UNCERTAIN). 1.0 and 2.0 are not simulated: only refused.
+END_OF_SUPPORT = {"1.0": date(2026, 7, 31), "2.0": date(2026, 7, 31), "2025-07": date(2026, 7, 31),
+                  "2026-01": date(2027, 1, 31), "2026-07": date(2028, 1, 31)}
 
 # Fixed sandbox credentials; any of them works only against this simulator.
 DEFAULT_CREDENTIALS: dict[str, Any] = {
@@ -79,7 +84,7 @@ NEXT_PHASE = {
     "AwaitingCarrierPickup": "InTransit", "InTransit": "OutForDelivery", "OutForDelivery": "Delivered",
 }
 # The API version whose views the webhooks carry (subscriptions of 2025-07 and later).
-WEBHOOK_VERSION = "2026-01"
+WEBHOOK_VERSION = "2026-07"
 # Scenario seconds spent in each moving phase; override with Settings.durations["shipbob"][phase].
 DEFAULT_DURATIONS = {
     "Allocated": 4 * 3600.0, "Picked": 1800.0, "Packed": 600.0, "Labeled": 2 * 3600.0,
@@ -156,6 +161,20 @@ class _Reply(Exception):
 def _problems(status: int, errors: dict[str, list[str]], outcome: str) -> _Reply:
     """The ASP.NET validation dictionary the spec declares for 400/422/500."""
     return _Reply(JSONResponse(errors, status_code=status), outcome)
+
+
+def refused_version(version: str, today: date) -> _Reply | None:
+    """How the gateway answers a version past its end of support on `today`, else None.
+
+    ShipBob documents only that such a version is "no longer accessible", not the answer. A 410 Gone
+    in the gateway's {statusCode, message} shape naming the version is assumed (UNCERTAIN)."""
+    end = END_OF_SUPPORT.get(version)
+    if end is None or end >= today:
+        return None
+    live = ", ".join(v for v in SERVED if END_OF_SUPPORT[v] >= today)
+    message = (f"API version {version} is no longer accessible: it reached end of support on {end}. "
+               f"Use a supported version ({live}).")
+    return _Reply(JSONResponse({"statusCode": 410, "message": message}, status_code=410), "version_retired")
 
 
 def _not_found() -> _Reply:
@@ -532,8 +551,6 @@ class ShipBobSandbox(PlatformSandbox):
             "gift_message": None,
             "delivery_date": format_time(shipment.reached["Delivered"]) if "Delivered" in shipment.reached else None,
         }
-        if version == LEGACY:   # the 2026-01 model has no zone
-            doc["zone"] = {"id": 1 + int(order.recipient["address"]["zip_code"][0]) % 8}
         return doc
 
     # ------------------------------------------------------------------ platform hooks
@@ -636,6 +653,11 @@ class ShipBobSandbox(PlatformSandbox):
             await self._refuse_write(request, 429, "too_many_requests")
             raise _Reply(self.throttled_response(wait), "too_many_requests")
         request.state.shipbob_remaining = window.remaining()
+        # every path starts with its version; one past its end of support is refused whatever follows
+        retired = refused_version(request.url.path.split("/")[1], self.now().date())
+        if retired is not None:
+            await self._refuse_write(request, 410, retired.outcome)
+            raise retired
 
     async def _refuse_write(self, request: Request, status: int, outcome: str) -> None:
         if request.method == "POST":
@@ -729,13 +751,11 @@ class ShipBobSandbox(PlatformSandbox):
         def route(path: str, methods: list[str], endpoint) -> None:
             app.add_api_route(path, endpoint, methods=methods, dependencies=guard)
 
-        for version in (LEGACY, *CURRENT):
+        for version in SERVED:
             self._routes(route, version)
         return app
 
     def _routes(self, route, v: str) -> None:
-        legacy = v == LEGACY
-
         async def list_channels(request: Request):
             return self._list_channels(request, v)
 
@@ -774,7 +794,7 @@ class ShipBobSandbox(PlatformSandbox):
 
         async def cancel_order(request: Request, orderId: str):
             async def work():
-                self._channel(request, required=legacy, scope="orders_write")
+                self._channel(request, required=False, scope="orders_write")
                 return self._cancel_order(request, v, self._path_int(orderId, "orderId"))
             return await self._write(request, work)
 
@@ -804,22 +824,14 @@ class ShipBobSandbox(PlatformSandbox):
         route(f"/{v}/order/{{orderId}}/shipment", ["GET"], order_shipments)
         route(f"/{v}/order/{{orderId}}/shipment/{{shipmentId}}", ["GET"], order_shipment)
         route(f"/{v}/shipment/{{shipmentId}}", ["GET"], get_shipment)
-        if legacy:
-            route(f"/{v}/order/{{orderId}}/cancel", ["POST"], cancel_order)
-            route(f"/{v}/shipment/cancelbulk", ["POST"], batch_cancel)
-            route(f"/{v}/shipment/{{shipmentId}}/cancel", ["POST"], cancel_shipment)
-            route(f"/{v}/order/{{orderId}}/shipment/{{shipmentId}}/cancel", ["POST"], cancel_order_shipment)
-        else:
-            route(f"/{v}/order/{{orderId}}:cancel", ["POST"], cancel_order)
-            route(f"/{v}/shipment:batchCancel", ["POST"], batch_cancel)
-            route(f"/{v}/shipment/{{shipmentId}}:cancel", ["POST"], cancel_shipment)
-            route(f"/{v}/order/{{orderId}}/shipment/{{shipmentId}}:cancel", ["POST"], cancel_order_shipment)
+        route(f"/{v}/order/{{orderId}}:cancel", ["POST"], cancel_order)
+        route(f"/{v}/shipment:batchCancel", ["POST"], batch_cancel)
+        route(f"/{v}/shipment/{{shipmentId}}:cancel", ["POST"], cancel_shipment)
+        route(f"/{v}/order/{{orderId}}/shipment/{{shipmentId}}:cancel", ["POST"], cancel_order_shipment)
 
     # ------------------------------------------------------------------ channels endpoint
     def _list_channels(self, request: Request, version: str) -> Response:
         channels = self.channels()
-        if version == LEGACY:
-            return self._reply(request, channels)
         query = {k.lower(): v for k, v in request.query_params.items()}
         errors: dict[str, list[str]] = {}
         per_page, offset = 50, 0

@@ -7,7 +7,8 @@ with the documented changes up to the version asked (SCHEMA_DELTAS: `orderByIden
 its orders; any other field answers a value of its documented shape (null where nullable, empty
 lists, zero amounts), so every valid query runs.
 Around execution it reproduces what clients must cope with: the access-token header and its
-401, API versions (old ones fall forward, unknown ones 404), the `orders` search syntax with
+401, API versions (one past its 12 months of support on the scenario clock falls forward to the oldest
+supported, X-Shopify-API-Version naming it; unknown ones 404), the `orders` search syntax with
 Relay cursors, calculated query cost with a leaky bucket per shop (`extensions.cost`,
 THROTTLED, MAX_COST_EXCEEDED), Shopify's validation-error shapes, and the asynchronous
 `orderCancel` job. It also offers the client-credentials token grant so that a client can
@@ -23,7 +24,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs
@@ -47,8 +48,10 @@ from sandbox.scenario import Scenario, ScenarioOrder, format_time, parse_time, s
 # origin and licence in shopify_admin_schema.LICENSE).
 ADMIN_SCHEMA_PATH = Path(__file__).with_name("shopify_admin_schema_2025-01.json.gz")
 
-# Stable quarterly versions served; older well-formed versions fall forward to the oldest.
+# Stable quarterly versions modelled. Each is released on the 1st of its month and supported for
+# SUPPORT_MONTHS (shopify.dev/docs/api/usage/versioning: "at least 12 months"); see resolve_version.
 API_VERSIONS = ("2025-01", "2025-04", "2025-07", "2025-10", "2026-01", "2026-04", "2026-07", "2026-10")
+SUPPORT_MONTHS = 12
 UNSTABLE = "unstable"
 
 # Fixed sandbox credentials; they work only against this simulator.
@@ -91,6 +94,17 @@ CARRIER_NAMES = {"UPS": "UPS", "USPS": "USPS", "FEDEX": "FedEx", "DHL": "DHL Exp
 # ---------------------------------------------------------------------------------------------
 # Schema, per API version
 # ---------------------------------------------------------------------------------------------
+
+def released(version: str) -> date:
+    """The day a stable version (YYYY-MM) is released: the 1st of its month."""
+    return date(int(version[:4]), int(version[5:7]), 1)
+
+
+def end_of_support(version: str) -> date:
+    """The first day a stable version is no longer supported: SUPPORT_MONTHS after its release."""
+    months = int(version[:4]) * 12 + int(version[5:7]) - 1 + SUPPORT_MONTHS
+    return date(months // 12, months % 12 + 1, 1)
+
 
 def _version_key(version: str) -> str:
     return "9999-99" if version == UNSTABLE else version
@@ -925,17 +939,25 @@ class ShopifySandbox(PlatformSandbox):
 
         return app
 
-    def _resolve_version(self, version: str) -> str | None:
+    def oldest_supported(self, today: date) -> str:
+        """The oldest version still inside its support window on `today`; past every window of the
+        versions modelled, the newest of them (the sandbox knows no later one)."""
+        return next((v for v in self.versions if end_of_support(v) > today), self.versions[-1])
+
+    def resolve_version(self, version: str, today: date) -> str | None:
+        """The version that serves a request to `version` on `today`, None for no such version (404).
+
+        A version past its support, or older than every one modelled, falls forward to the oldest
+        supported. One released after `today` but modelled is served as asked, as Shopify serves
+        release candidates ahead of release (assumed: UNCERTAIN)."""
         if version == UNSTABLE:
             return UNSTABLE
-        match = re.fullmatch(r"(\d{4})-(01|04|07|10)", version)
-        if not match or version > self.versions[-1]:
+        if not re.fullmatch(r"\d{4}-(01|04|07|10)", version) or version > self.versions[-1]:
             return None
-        if version in self.versions:
-            return version
-        if version < self.versions[0]:
-            return self.versions[0]  # an unsupported old version falls forward
-        return None
+        oldest = self.oldest_supported(today)
+        if version < oldest:
+            return oldest
+        return version if version in self.versions else None
 
     def _token_scopes(self, request: Request) -> frozenset | None:
         token = request.headers.get("x-shopify-access-token")
@@ -985,7 +1007,7 @@ class ShopifySandbox(PlatformSandbox):
 
     async def _graphql(self, version: str, request: Request) -> Response:
         request_id = str(uuid.uuid4())
-        served = self._resolve_version(version)
+        served = self.resolve_version(version, self.now().date())
         if served is None:
             request.state.operation = "graphql unknown version"
             return JSONResponse({"errors": "Not Found"}, status_code=404, headers={"X-Request-Id": request_id})

@@ -72,10 +72,10 @@ DEFAULT_DURATIONS = {"AWAITING_COLLECTION": 86400.0, "IN_TRANSIT": 3 * 86400.0, 
 NEXT_STATUS = {"AWAITING_COLLECTION": "IN_TRANSIT", "IN_TRANSIT": "DELIVERED", "DELIVERED": "COMPLETED"}
 
 API_VERSION = "202309"
-# Endpoints TikTok documents at a newer version, each served at 202309 and at that one with their
-# documented differences (the newer versions' fields as the Partner Center models publish them):
+# Endpoints served at a newer version too, each at 202309 and at that one with its differences:
 # 202507 order detail adds fields; 202602 cancellations add `should_replenish_stock` and
-# `cancel_sub_line_items`; 202610 Mark Package As Shipped takes `shipping_info_list[]` and
+# `cancel_sub_line_items` (both as the Partner Center models publish them); 202610 Mark Package As
+# Shipped, known only from an unofficial generated client (UNCERTAIN), takes `shipping_info_list[]` and
 # `order_line_list[]` instead of top-level `tracking_number`, `shipping_provider_id` and
 # `order_line_item_ids`. Every other endpoint is served at 202309 only.
 NEWER_VERSIONS = {"get_order_detail": "202507", "search_cancellations": "202602",

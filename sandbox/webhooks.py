@@ -122,12 +122,15 @@ class Outbox:
         return body, {"Authorization": digest, "Content-Type": "application/json"}
 
     def _shopify(self, topic: str, doc: dict, sub: Subscription) -> tuple[bytes, dict]:
-        creds = self.sandbox.platforms["shopify"].config
+        shopify = self.sandbox.platforms["shopify"]
+        creds = shopify.config
         body = json.dumps(doc).encode()
         digest = base64.b64encode(hmac.new(creds["client_secret"].encode(), body, hashlib.sha256).digest()).decode()
+        # subscriptions carry no version here: the oldest supported, where a retired one falls forward
+        version = shopify.oldest_supported(shopify.now().date())
         return body, {"X-Shopify-Hmac-Sha256": digest, "X-Shopify-Topic": topic,
                       "X-Shopify-Shop-Domain": creds["shop_domain"], "X-Shopify-Webhook-Id": str(uuid.uuid4()),
-                      "X-Shopify-Event-Id": str(uuid.uuid4()), "X-Shopify-API-Version": "2025-10",
+                      "X-Shopify-Event-Id": str(uuid.uuid4()), "X-Shopify-API-Version": version,
                       "X-Shopify-Triggered-At": doc.get("updated_at") or "", "Content-Type": "application/json"}
 
     def _shipbob(self, topic: str, doc: dict, sub: Subscription) -> tuple[bytes, dict]:

@@ -11,8 +11,9 @@ import itertools
 import json
 import logging
 import math
+import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -35,7 +36,7 @@ FAST = RetryPolicy(max_attempts=6, base=0.01, cap=0.05)
 # Quotas x20 on both sides so that bulk tests are not paced at 2.5 requests a second.
 SCALE = 20
 SCALED = Settings(rate_scale=SCALE, clock_rate=0)
-LIST = ("shipbob", "GET /2026-01/order")
+LIST = ("shipbob", "GET /2026-07/order")
 
 
 # ---------------------------------------------------------------- scenarios
@@ -77,6 +78,7 @@ def shipbob_ids(doc: dict) -> set[int]:
 def make_client(server, *, scaled: bool = True, **kwargs) -> ShipBobClient:
     kwargs.setdefault("retry", FAST)
     kwargs.setdefault("channel_id", CHANNEL)
+    kwargs.setdefault("today", NOW.date)   # versions retire on the scenario's day, not the machine's
     if scaled:
         kwargs.setdefault("rate_limit", 150 * SCALE)
     return ShipBobClient(server.urls["shipbob"], kwargs.pop("token", PAT), **kwargs)
@@ -123,7 +125,7 @@ class Rewrite(httpx.BaseTransport):
 
 
 # ---------------------------------------------------------------- paging at size
-@pytest.mark.parametrize("version", ("2026-01", "1.0"))
+@pytest.mark.parametrize("version", ("2026-01", "2026-07"))
 def test_paging_thousands_of_orders_is_complete_lazy_and_counted(run_sandbox, version):
     doc = generate(8000, seed=11)
     expected = shipbob_ids(doc)
@@ -192,9 +194,7 @@ def test_filters_reach_the_platform(run_sandbox):
         updated = client.orders(last_update_start=NOW - timedelta(hours=1))
         assert sorted(o["id"] for o in updated) == [9000001, 9000002, 9000003, 9000004]
         assert list(client.orders(last_update_start=NOW + timedelta(hours=1))) == []
-        assert {c["id"] for c in client.channels()} == {READONLY_CHANNEL, CHANNEL, 100300}   # cursor shape
-    with make_client(server, api_version="1.0") as legacy:
-        assert {c["id"] for c in legacy.channels()} == {READONLY_CHANNEL, CHANNEL, 100300}   # bare array
+        assert {c["id"] for c in client.channels()} == {READONLY_CHANNEL, CHANNEL, 100300}
 
 
 # ---------------------------------------------------------------- paging guards
@@ -216,8 +216,8 @@ def test_total_pages_alone_is_enough(run_sandbox):
     assert len(only_total.urls) == 4
 
 
-@pytest.mark.parametrize("link", ["/2026-01/fulfillment-order?Page=2&Limit=250",   # another listing
-                                  "/2026-01/order?cursor=abc",                    # no page in it
+@pytest.mark.parametrize("link", ["/2026-07/fulfillment-order?Page=2&Limit=250",   # another listing
+                                  "/2026-07/order?cursor=abc",                    # no page in it
                                   "page 2"])
 def test_a_next_page_link_of_unexpected_form_falls_back_to_page_numbers(run_sandbox, link, caplog):
     server = run_sandbox(scenario([sb_order(i) for i in range(600)]), platforms=("shipbob",), settings=SCALED)
@@ -233,7 +233,7 @@ def test_a_next_page_that_loops_or_leaves_the_host_is_refused(run_sandbox):
 
     def loop(request, headers):
         if "next-page" in headers:
-            headers["next-page"] = "/2026-01/order?Page=2&Limit=250&SortOrder=Oldest"
+            headers["next-page"] = "/2026-07/order?Page=2&Limit=250&SortOrder=Oldest"
         return headers
 
     looping = Rewrite(loop)
@@ -244,7 +244,7 @@ def test_a_next_page_that_loops_or_leaves_the_host_is_refused(run_sandbox):
 
     def elsewhere(request, headers):
         if "next-page" in headers:
-            headers["next-page"] = "https://collector.invalid/2026-01/order?Page=2"
+            headers["next-page"] = "https://collector.invalid/2026-07/order?Page=2"
         return headers
 
     leaving = Rewrite(elsewhere)
@@ -359,8 +359,8 @@ def test_429_storm_honours_x_retry_after(run_sandbox):
         with pytest.raises(ThrottledError) as caught:
             client.order(9000001)
         assert caught.value.retry_after == 1.0 and client.stats.failures["order"] == 1
-    assert settled_count(server, ("shipbob", "GET /2026-01/order"), "throttles") == 5
-    assert settled_count(server, ("shipbob", "GET /2026-01/order/{orderId}"), "throttles") == 8
+    assert settled_count(server, ("shipbob", "GET /2026-07/order"), "throttles") == 5
+    assert settled_count(server, ("shipbob", "GET /2026-07/order/{orderId}"), "throttles") == 8
 
 
 def test_a_hang_times_out_and_the_read_is_retried(run_sandbox):
@@ -373,9 +373,8 @@ def test_a_hang_times_out_and_the_read_is_retried(run_sandbox):
 
 # ---------------------------------------------------------------- cancels
 @pytest.mark.parametrize("version,order_path", [
-    ("1.0", "/1.0/order/9000001/cancel"),
     ("2026-01", "/2026-01/order/9000001:cancel"),
-    ("2025-07", "/2025-07/order/9000001:cancel"),
+    ("2026-07", "/2026-07/order/9000001:cancel"),
 ])
 def test_cancel_paths_results_and_refusals(run_sandbox, version, order_path):
     server = run_sandbox(scenario([
@@ -423,7 +422,7 @@ def test_order_cancel_refused_as_422_is_a_business_error(run_sandbox):
 def test_a_cancel_is_never_resent_blindly(run_sandbox):
     server = run_sandbox(scenario([sb_order(i, shipments=[ship(i)]) for i in range(1, 5)]),
                          platforms=("shipbob",), settings=SCALED)
-    cancel_op = ("shipbob", "POST /2026-01/order/{orderId}:cancel")
+    cancel_op = ("shipbob", "POST /2026-07/order/{orderId}:cancel")
     with make_client(server, timeout=2.0) as client:
         # Processed but the answer was cut: raised as is, not sent again.
         fault(server, kind="truncated", path=r"/order/9000001:cancel$")
@@ -445,19 +444,7 @@ def test_a_cancel_is_never_resent_blindly(run_sandbox):
     assert settled_count(server, cancel_op) == 6
     # Writes the simulator performed: the cut answer's cancel and the throttled one's, once each.
     assert [(w.path, w.outcome) for w in writes(server)] == [
-        ("/2026-01/order/9000001:cancel", "ok"), ("/2026-01/order/9000004:cancel", "ok")]
-
-
-def test_cancel_outcome_reads_numeric_actions():
-    """1.0 has been seen answering `action` as a number; only is_success and status matter."""
-    reply = Reply({"order_id": 7, "status": "PartialSuccess", "order": {"id": 7, "status": "Processing",
-                   "shipments": [{"id": 1, "status": "Cancelled"}, {"id": 2, "status": "Processing"}]},
-                   "canceled_shipment_results": [{"action": 6, "shipment_id": 1, "is_success": True, "reason": ""},
-                                                 {"action": 6, "shipment_id": 2, "is_success": False,
-                                                  "reason": "Shipment cannot be cancelled"}]}, "rid-1")
-    outcome = CancelOutcome.from_reply(7, reply)
-    assert outcome.cancelled == (1,) and outcome.refused == {2: "Shipment cannot be cancelled"}
-    assert outcome.request_id == "rid-1" and not outcome.fully_cancelled
+        ("/2026-07/order/9000001:cancel", "ok"), ("/2026-07/order/9000004:cancel", "ok")]
 
 
 # ---------------------------------------------------------------- quota
@@ -467,7 +454,7 @@ def test_limiter_paces_at_the_documented_quota(run_sandbox, virtual_time):
     server = run_sandbox(scenario([sb_order(1)]), platforms=("shipbob",), settings=Settings(clock_rate=0))
     server.sandbox.clock.quota_source = virtual_time
     sent: list[float] = []
-    with ShipBobClient(server.urls["shipbob"], PAT, retry=FAST, sleep=virtual_time.sleep) as client:
+    with ShipBobClient(server.urls["shipbob"], PAT, retry=FAST, sleep=virtual_time.sleep, today=NOW.date) as client:
         client.clock = virtual_time
         client.http.event_hooks["request"] = [lambda request: sent.append(virtual_time())]
         began = virtual_time()
@@ -511,13 +498,13 @@ def test_configuration_errors_name_the_field():
     with pytest.raises(ConfigurationError, match="api_version"):
         ShipBobClient("https://api.shipbob.com", PAT, api_version="2.0")
     with pytest.raises(ConfigurationError, match="channel_id"):
-        ShipBobClient("https://api.shipbob.com", PAT, channel_id="abc")
+        ShipBobClient("https://api.shipbob.com", PAT, channel_id="abc", today=NOW.date)
     with pytest.raises(ConfigurationError, match="password"):
         ShipBobClient.from_settings(ConnectionSettings("sb", "https://api.shipbob.com", None, None, {}))
     client = ShipBobClient.from_settings(ConnectionSettings(
         "sb", "https://sandbox-api.shipbob.com", None, PAT,
-        {"api_version": "1.0", "channel_id": "100201", "timeout": "12", "rate_limit": 75}))
-    assert (client.api_version, client.channel_id, client.http.timeout.read) == ("1.0", 100201, 12.0)
+        {"api_version": "2026-01", "channel_id": "100201", "timeout": "12", "rate_limit": 75}), today=NOW.date)
+    assert (client.api_version, client.channel_id, client.http.timeout.read) == ("2026-01", 100201, 12.0)
     assert client.limiter("orders") is client.limiter("cancel_order")   # one quota per token
     assert client.limiter("orders").rate == pytest.approx((75 - 2.5 - 1) / 60)
     with pytest.raises(ValueError, match="order_id"):
@@ -525,6 +512,37 @@ def test_configuration_errors_name_the_field():
     with pytest.raises(ValueError, match="limit"):
         client.orders(limit=251)
     client.close()
+
+
+def test_versions_past_their_end_of_support_are_refused_naming_the_way_out(run_sandbox):
+    url = "https://api.shipbob.com"
+
+    def on(day: date):
+        return lambda: day
+
+    live = "use 2026-01 (supported until 2027-01-31), 2026-07 (supported until 2028-01-31)"
+    for version in ("1.0", "2.0", "2025-07"):
+        with pytest.raises(ConfigurationError) as retired:
+            ShipBobClient(url, PAT, api_version=version, today=on(date(2026, 12, 7)))
+        assert str(retired.value) == (f"shipbob: api_version {version!r} reached end of support on 2026-07-31 "
+                                      f"and is no longer accessible; {live}")
+    assert ShipBobClient(url, PAT, api_version="2025-07", today=on(date(2026, 7, 31))).api_version == "2025-07"
+    with pytest.raises(ConfigurationError, match=r"'2026-01' reached end of support on 2027-01-31 and is no "
+                                                 r"longer accessible; use 2026-07 \(supported until 2028-01-31\)$"):
+        ShipBobClient(url, PAT, api_version="2026-01", today=on(date(2027, 2, 1)))
+    with pytest.raises(ConfigurationError, match=f"'2026-04' is not one this client speaks; {re.escape(live)}$"):
+        ShipBobClient(url, PAT, api_version="2026-04", today=on(date(2026, 12, 7)))
+    with pytest.raises(ConfigurationError, match=r"^connection 'sb': shipbob: api_version '1.0' reached end"):
+        ShipBobClient.from_settings(ConnectionSettings("sb", url, None, PAT, {"api_version": "1.0"}),
+                                    today=on(date(2026, 12, 7)))
+    assert ShipBobClient(url, PAT, today=on(date(2026, 12, 7))).api_version == "2026-07"   # the default
+
+    # A client whose calendar lags behind the platform's hears ShipBob's own refusal, named.
+    server = run_sandbox(scenario([sb_order(1)]), platforms=("shipbob",), settings=SCALED)
+    with make_client(server, api_version="2025-07", today=on(date(2026, 7, 31))) as lagging:
+        with pytest.raises(BusinessError, match="API version 2025-07 is no longer accessible") as refused:
+            lagging.order(9000001)
+    assert refused.value.status == 410 and lagging.stats.calls["order"] == 1   # not retried
 
 
 # ---------------------------------------------------------------- the Airflow hook
@@ -541,7 +559,7 @@ def test_hook_from_env_connection_keeps_the_token_out_of_logs(run_sandbox, monke
     server = run_sandbox(scenario([sb_order(i) for i in range(300)]), platforms=("shipbob",), settings=SCALED)
     token = mint_token(server)
     conn = connection_json(server.urls["shipbob"], password=token,
-                           extra={"api_version": "2026-01", "channel_id": CHANNEL, "timeout": 5,
+                           extra={"api_version": "2026-07", "channel_id": CHANNEL, "timeout": 5,
                                   "rate_limit": 150 * SCALE, "max_attempts": 3})
     monkeypatch.setenv("AIRFLOW_CONN_SHIPBOB_HOOKTEST", conn)
     caplog.set_level(logging.DEBUG)
@@ -550,7 +568,7 @@ def test_hook_from_env_connection_keeps_the_token_out_of_logs(run_sandbox, monke
     assert (hook.conn_type, hook.default_conn_name) == ("shipbob", "shipbob_default")
     assert hook.test_connection() == (True, f"token accepted; channel {CHANNEL} can write orders")
     client = hook.get_client()
-    assert client.api_version == "2026-01" and client.channel_id == CHANNEL
+    assert client.api_version == "2026-07" and client.channel_id == CHANNEL
 
     listing = client.orders(limit=100)
     got = [o["id"] for o in itertools.islice(listing, 150)]

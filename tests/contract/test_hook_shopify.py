@@ -161,7 +161,7 @@ def drain_bucket(server, below: float) -> None:
     """Another app on the same shop spends the bucket until less than `below` points are left,
     asking each time for no more than is available (so it is never throttled itself)."""
     def ask(query: str) -> float:
-        body = httpx.post(f"{server.urls['shopify']}/admin/api/2025-10/graphql.json",
+        body = httpx.post(f"{server.urls['shopify']}/admin/api/2026-07/graphql.json",
                           headers={"X-Shopify-Access-Token": TOKEN}, json={"query": query}).json()
         assert "errors" not in body, body
         return body["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"]
@@ -421,28 +421,61 @@ def jobs(server) -> dict[str, str]:
     return {f"gid://shopify/Order/{j.order_id}": j.refund for j in server.sandbox.platforms["shopify"].jobs.values()}
 
 
-def test_cancel_arguments_follow_the_api_version(run_sandbox):
+def set_day(server, moment: str) -> None:
+    response = httpx.post(f"{server.urls['shopify']}/_sandbox/clock", json={"now": moment})
+    assert response.status_code == 200, response.text
+
+
+def test_cancel_arguments_follow_the_version_shopify_served(run_sandbox):
     server = run_sandbox(cancel_scenario(), platforms=("shopify",))
-    with make_client(server) as client:   # 2025-10: refundMethod
+    with make_client(server) as client:   # 2026-07: refundMethod
         reply = client.cancel_order(gid(1), refund_method="original_payment", staff_note="buyer asked")
         assert reply.data["job"]["done"] is False and reply.data["job"]["id"].startswith("gid://shopify/Job/")
-        assert reply.request_id
+        assert reply.request_id and client.served_version == client.api_version == "2026-07"
         client.cancel_order(gid(2), reason="inventory", refund_method="store_credit")
         client.cancel_order(gid(3), refund_method="none", restock=False)
-    with make_client(server, api_version="2025-04") as legacy:   # refund: Boolean!
-        legacy.cancel_order(gid(4), refund_method="original_payment")
-        legacy.cancel_order(gid(5), refund_method="none")
-        with pytest.raises(ValueError, match="store_credit"):
-            legacy.cancel_order(gid(6), refund_method="store_credit")
+    # On 2026-11-20 2025-04 is long retired: Shopify serves 2026-01 and says so. Before any answer the
+    # client can only follow the version asked (refund: Boolean!, still accepted though deprecated); from
+    # the first answer on, the one served (refundMethod, so store credit too).
+    with make_client(server, api_version="2025-04") as retired:
+        assert retired.served_version is None and retired.effective_version == "2025-04"
+        retired.cancel_order(gid(4), refund_method="original_payment")
+        assert (retired.api_version, retired.served_version) == ("2025-04", "2026-01")
+        retired.cancel_order(gid(5), refund_method="store_credit")
+    # While 2025-04 was live (the scenario clock in May 2025), it was served as asked: refund: Boolean!.
+    set_day(server, "2025-05-15T12:00:00Z")
+    with make_client(server, api_version="2025-04") as legacy:
+        legacy.cancel_order(gid(6), refund_method="none")
+        assert legacy.served_version == "2025-04"
+        with pytest.raises(ValueError, match="store_credit needs API 2025-07 or later .this connection speaks 2025-04"):
+            legacy.cancel_order(gid(7), refund_method="store_credit")
     assert jobs(server) == {gid(1): "original", gid(2): "store_credit", gid(3): "none",
-                            gid(4): "original", gid(5): "none"}
+                            gid(4): "original", gid(5): "store_credit", gid(6): "none"}
     sent = [w.body["variables"] for w in writes(server)]
     assert [("refundMethod" in v, v.get("refund")) for v in sent] == [
-        (True, None), (True, None), (True, None), (False, True), (False, False)]
+        (True, None), (True, None), (True, None), (False, True), (True, None), (False, False)]
+    assert sent[4]["refundMethod"] == {"storeCreditRefund": {}}
     assert sent[1]["reason"] == "INVENTORY" and sent[2]["restock"] is False
-    assert [w.outcome for w in writes(server)] == ["ok"] * 5
+    assert [w.outcome for w in writes(server)] == ["ok"] * 6
     with pytest.raises(ValueError):
-        client.cancel_order(gid(6), reason="BORED")
+        client.cancel_order(gid(8), reason="BORED")
+
+
+class GarbledVersion(httpx.HTTPTransport):
+    """Forwards to the simulator, then names no version in X-Shopify-API-Version."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        response.headers["x-shopify-api-version"] = "latest"
+        return response
+
+
+def test_a_served_version_header_that_is_not_a_version_is_ignored(run_sandbox, caplog):
+    server = run_sandbox(cancel_scenario(), platforms=("shopify",))
+    with make_client(server, transport=GarbledVersion()) as client, caplog.at_level(logging.WARNING):
+        client.order(gid(1))
+        assert client.served_version is None and client.effective_version == "2026-07"
+    assert "ignoring X-Shopify-API-Version 'latest'" in caplog.text
 
 
 def test_cancel_refusals_carry_the_platform_code_and_are_not_retried(run_sandbox):
@@ -614,7 +647,7 @@ def test_hook_from_env_connection_keeps_secrets_out_of_logs(run_sandbox, monkeyp
     orders = cancel_scenario()["orders"] + [tt_order(i) for i in range(11, 300)]
     server = run_sandbox({"now": NOW, "orders": orders}, platforms=("shopify",))
     conn = connection_json(server.urls["shopify"], password=TOKEN,
-                           extra={"api_version": "2025-10", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                           extra={"api_version": "2026-07", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
                                   "timeout": 5, "max_attempts": 3})
     wrong = "shpat_" + "e" * 32
     monkeypatch.setenv("AIRFLOW_CONN_SHOPIFY_HOOKTEST", conn)
@@ -624,9 +657,9 @@ def test_hook_from_env_connection_keeps_secrets_out_of_logs(run_sandbox, monkeyp
     hook = hook_class("shopify_hooktest")
     assert (hook.conn_type, hook.default_conn_name) == ("shopify", "shopify_default")
     ok, message = hook.test_connection()
-    assert ok and DEFAULT_CREDENTIALS["shop_domain"] in message
+    assert ok and message == f"connected to {DEFAULT_CREDENTIALS['shop_domain']} (API 2026-07)"
     client = hook.get_client()
-    assert client.api_version == "2025-10" and client.can_refresh
+    assert client.api_version == "2026-07" and client.can_refresh
 
     listing = client.orders(page_size=100)
     got = [o["id"] for o in itertools.islice(listing, 150)]

@@ -515,9 +515,9 @@ def test_configuration_errors_name_the_field():
 
 
 # ---------------------------------------------------------------- API versions
-@pytest.mark.parametrize("pinned", [None, {"get_orders": "202309", "search_cancellations": "202309",
-                                           "mark_package_shipped": "202309"}])
-def test_each_operation_at_its_current_version_or_the_one_the_connection_pins(run_sandbox, pinned):
+@pytest.mark.parametrize("pinned", [None, {"get_orders": "202309", "search_cancellations": "202309"},
+                                    {"mark_package_shipped": "202610"}])   # 202610: opt-in only
+def test_each_operation_at_its_default_version_or_the_one_the_connection_pins(run_sandbox, pinned):
     server = run_sandbox(scenario([order(1, lines=2), order(2, pending_cancel=True)]), platforms=("tiktok",),
                          settings=FROZEN)
     settings = ConnectionSettings("tt", server.urls["tiktok"], CREDS["app_key"], CREDS["app_secret"], dict(
@@ -532,7 +532,7 @@ def test_each_operation_at_its_current_version_or_the_one_the_connection_pins(ru
                                               [line_id(1, 1)])
         assert shipped.data["order_line_item_ids"] == [line_id(1, 1)]
         assert client.get_orders([oid(1)])[0]["line_items"][1]["tracking_number"] == "1ZSANDBOX0000000001"
-    want = {"get_orders": "202507", "search_cancellations": "202602", "mark_package_shipped": "202610"}
+    want = {"get_orders": "202507", "search_cancellations": "202602", "mark_package_shipped": "202309"}
     want.update(pinned or {})
     assert {p.split("/")[2] for p in paths if "orders" in p and "packages" not in p and "search" not in p} == {
         want["get_orders"]}
@@ -540,7 +540,7 @@ def test_each_operation_at_its_current_version_or_the_one_the_connection_pins(ru
     assert [p.split("/")[2] for p in paths if p.endswith("/packages")] == [want["mark_package_shipped"]]
     body = writes(server, SB_MARK, oid(1))[0]["body"]
     assert body == ({"tracking_number": "1ZSANDBOX0000000001", "shipping_provider_id": body.get("shipping_provider_id"),
-                     "order_line_item_ids": [line_id(1, 1)]} if pinned else
+                     "order_line_item_ids": [line_id(1, 1)]} if want["mark_package_shipped"] == "202309" else
                     {"order_line_list": [{"order_line_id": line_id(1, 1)}], "shipping_info_list": [
                         {"tracking_number": "1ZSANDBOX0000000001",
                          "shipping_provider_id": body["shipping_info_list"][0]["shipping_provider_id"]}]})

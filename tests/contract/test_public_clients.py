@@ -2,8 +2,9 @@
 (test-only dependencies from PyPI; only their documented settings are touched).
 
 TikTok: `tiktok-shop-api`, generated from the Partner Center docs. It calls each endpoint at the
-version the docs name now (order detail 202507, cancellations 202602, Mark Package As Shipped
-202610), sends lists as repeated query keys and signs each occurrence, and parses every answer
+version it was generated for (order detail 202507, cancellations 202602, Mark Package As Shipped
+202610, a version only such generated clients show: orderops uses it only when a connection pins
+it), sends lists as repeated query keys and signs each occurrence, and parses every answer
 into its typed models, so a field of the wrong type or shape fails here.
 Amazon: `python-amazon-sp-api` (Fulfillment Outbound and Reports, LWA refresh-token grant). It
 only speaks https, so its endpoint is given as a marketplace object and its token host through its
@@ -185,7 +186,7 @@ def shopify_session(run_sandbox):
     host, port = server.urls["shopify"].removeprefix("http://").split(":")
     first, _, rest = host.partition(".")   # the library builds "{shop}.{myshopify_domain}:{port}"
     shopify.Session.setup(protocol="http", myshopify_domain=rest, port=int(port))
-    session = shopify.Session(first, "2025-10", SHOPIFY["access_token"])
+    session = shopify.Session(first, "2026-07", SHOPIFY["access_token"])
     shopify.ShopifyResource.activate_session(session)
     try:
         yield server, shopify.GraphQL()

@@ -4,13 +4,14 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+from datetime import date
 
 import httpx
 import pytest
 
 from sandbox.core import Settings
 from sandbox.shopify import (ADMIN_SCHEMA_PATH, DEFAULT_CREDENTIALS, TIKTOK_ATTRIBUTE_KEY,
-                                    TIKTOK_NOTE_PREFIX)
+                                    TIKTOK_NOTE_PREFIX, end_of_support, released)
 
 TOKEN = DEFAULT_CREDENTIALS["access_token"]
 NOW = "2026-11-20T15:00:00Z"
@@ -41,7 +42,7 @@ def gid(i: int) -> str:
     return f"gid://shopify/Order/{6100000000 + i}"
 
 
-def gql(server, query: str, variables: dict | None = None, *, version: str = "2025-10",
+def gql(server, query: str, variables: dict | None = None, *, version: str = "2026-07",
         token: str | None = TOKEN) -> httpx.Response:
     headers = {"X-Shopify-Access-Token": token} if token is not None else {}
     return httpx.post(f"{server.urls['shopify']}/admin/api/{version}/graphql.json",
@@ -90,23 +91,46 @@ def test_missing_or_wrong_token_is_401_and_refused_writes_are_logged(run_sandbox
     assert server.sandbox.platforms["shopify"].orders[6100000001].cancel_job is None
 
 
-def test_supported_versions_old_ones_fall_forward_unknown_ones_are_404(run_sandbox):
+def set_day(server, moment: str) -> None:
+    response = httpx.post(f"{server.urls['shopify']}/_sandbox/clock", json={"now": moment})
+    assert response.status_code == 200, response.text
+
+
+def served(server, version: str) -> str:
+    response = gql(server, "{ shop { myshopifyDomain } }", version=version)
+    assert data(response)["shop"]["myshopifyDomain"] == DEFAULT_CREDENTIALS["shop_domain"]
+    return response.headers["X-Shopify-API-Version"]
+
+
+def test_versions_are_served_for_12_months_then_fall_forward_unknown_ones_are_404(run_sandbox):
     server = run_sandbox({"now": NOW, "orders": []}, platforms=("shopify",))
-    for version in ("2025-01", "2025-07", "2026-10", "unstable"):
-        response = gql(server, "{ shop { myshopifyDomain } }", version=version)
-        assert response.status_code == 200
-        assert response.headers["X-Shopify-API-Version"] == version
-        assert data(response)["shop"]["myshopifyDomain"] == DEFAULT_CREDENTIALS["shop_domain"]
-    old = gql(server, "{ shop { name } }", version="2024-04")
-    assert old.status_code == 200 and old.headers["X-Shopify-API-Version"] == "2025-01"
+    # 2026-11-20: 2026-01 (released 2026-01-01) is the oldest inside its 12 months
+    for version in ("2026-01", "2026-04", "2026-07", "2026-10", "unstable"):
+        assert served(server, version) == version
+    for version in ("2025-10", "2025-04", "2025-01", "2024-04"):
+        assert served(server, version) == "2026-01", version
     for version in ("2027-01", "2025-05", "latest", "2025-1"):
         response = gql(server, "{ shop { name } }", version=version)
         assert response.status_code == 404, version
         assert response.json() == {"errors": "Not Found"}
+    # the window follows the scenario clock, to the second
+    set_day(server, "2025-12-31T23:59:59Z")
+    assert (served(server, "2025-01"), served(server, "2024-10")) == ("2025-01", "2025-01")
+    set_day(server, "2026-01-01T00:00:00Z")
+    assert (served(server, "2025-01"), served(server, "2025-04")) == ("2025-04", "2025-04")
+    set_day(server, "2027-10-01T00:00:00Z")   # past every version modelled: the newest serves
+    assert (served(server, "2026-07"), served(server, "2026-10")) == ("2026-10", "2026-10")
+
+
+def test_release_and_end_of_support_dates():
+    assert [(released(v), end_of_support(v)) for v in ("2025-10", "2026-01", "2026-10")] == [
+        (date(2025, 10, 1), date(2026, 10, 1)), (date(2026, 1, 1), date(2027, 1, 1)),
+        (date(2026, 10, 1), date(2027, 10, 1))]
 
 
 def test_order_cancel_arguments_follow_the_api_version(run_sandbox):
     server = run_sandbox({"now": NOW, "orders": [scenario_order(1), scenario_order(2)]}, platforms=("shopify",))
+    set_day(server, "2025-05-15T12:00:00Z")   # while 2025-01 and 2025-04 were served as asked
     # 2025-01 knows only `refund: Boolean!`
     old = gql(server, CANCEL_2025_10, {"id": gid(1)}, version="2025-01").json()
     assert "data" not in old
@@ -515,11 +539,11 @@ def test_syntax_and_validation_errors_in_shopify_shape(run_sandbox):
     assert no_var["errors"][0]["message"] == "Variable $id of type ID! was provided invalid value"
     assert no_var["errors"][0]["extensions"]["problems"] == [
         {"path": [], "explanation": "Expected value to not be null"}]
-    empty = httpx.post(f"{server.urls['shopify']}/admin/api/2025-10/graphql.json", json={"variables": {}},
+    empty = httpx.post(f"{server.urls['shopify']}/admin/api/2026-07/graphql.json", json={"variables": {}},
                        headers={"X-Shopify-Access-Token": TOKEN})
     assert empty.status_code == 400
     assert empty.json() == {"errors": {"query": "Required parameter missing or invalid"}}
-    raw = httpx.post(f"{server.urls['shopify']}/admin/api/2025-10/graphql.json", content="{ shop { name } }",
+    raw = httpx.post(f"{server.urls['shopify']}/admin/api/2026-07/graphql.json", content="{ shop { name } }",
                      headers={"X-Shopify-Access-Token": TOKEN, "Content-Type": "application/graphql"})
     assert raw.json()["data"]["shop"]["name"]
     assert [w["outcome"] for w in writes(server)] == ["argumentLiteralsIncompatible"]
@@ -560,6 +584,7 @@ def test_the_schema_served_is_shopifys_own(run_sandbox):
                                    "shippingAddress", "billingAddress", "currentTotalPriceSet"} <= fields
     with gzip.open(ADMIN_SCHEMA_PATH) as f:
         published = {t["name"] for t in json.load(f)["data"]["__schema"]["types"]}
+    set_day(server, "2025-03-01T00:00:00Z")   # while 2025-01 was served as asked
     served = {t["name"] for t in data(gql(server, "{ __schema { types { name } } }", version="2025-01"))[
         "__schema"]["types"]}
     assert served == published and len(served) > 2000
@@ -580,6 +605,7 @@ def test_fields_the_simulator_does_not_model_answer_in_their_documented_shape(ru
 
 def test_documented_changes_arrive_with_their_version(run_sandbox):
     server = run_sandbox({"now": NOW, "orders": [scenario_order(1)]}, platforms=("shopify",))
+    set_day(server, "2025-05-15T12:00:00Z")   # while 2025-01 and 2025-04 were served as asked
     by_identifier = 'query($id: ID!) { orderByIdentifier(identifier: {id: $id}) { name } }'
     assert gql(server, by_identifier, {"id": gid(1)}, version="2025-01").json()["errors"][0]["extensions"][
         "code"] == "undefinedField"

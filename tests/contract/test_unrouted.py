@@ -27,7 +27,7 @@ def ask(server, platform: str, method: str, path: str, headers: dict | None = No
 
 
 def test_shopify_answers_a_plain_404(server):
-    for method, path in (("GET", "/admin/api/2025-10/products.json"), ("GET", "/admin/api/2025-10/graphql.json")):
+    for method, path in (("GET", "/admin/api/2026-07/products.json"), ("GET", "/admin/api/2026-07/graphql.json")):
         reply = ask(server, "shopify", method, path)
         assert (reply.status_code, reply.json()) == (404, {"errors": "Not Found"}), path
 
@@ -45,13 +45,13 @@ def test_login_with_amazon_answers_an_oauth_error(server):
 
 
 def test_shipbob_checks_the_token_before_routing(server):
-    assert ask(server, "shipbob", "GET", "/1.0/product").status_code == 401
+    assert ask(server, "shipbob", "GET", "/2026-07/product").status_code == 401
     token = sorted(server.sandbox.platforms["shipbob"].active_tokens)[0]
     auth = {"Authorization": f"Bearer {token}"}
-    reply = ask(server, "shipbob", "GET", "/1.0/product", auth)
+    reply = ask(server, "shipbob", "GET", "/2026-07/product", auth)
     assert reply.status_code == 404 and reply.headers["content-type"].startswith("application/problem+json")
     assert reply.json()["title"] == "Not Found"
-    reply = ask(server, "shipbob", "DELETE", "/1.0/order", auth)
+    reply = ask(server, "shipbob", "DELETE", "/2026-07/order", auth)
     assert reply.status_code == 405 and reply.json()["status"] == 405
 
 

@@ -110,7 +110,7 @@ def test_each_platform_refuses_the_others_credentials(rig):
             request, _ = captured(rig)
             return replay(request, headers={"x-tts-access-token": token})
         if platform == "shopify":
-            return httpx.post(f"{rig.urls['shopify']}/admin/api/2025-10/graphql.json", timeout=10,
+            return httpx.post(f"{rig.urls['shopify']}/admin/api/2026-07/graphql.json", timeout=10,
                               headers={"X-Shopify-Access-Token": token},
                               json={"query": "mutation C($id: ID!) { orderCancel(orderId: $id, reason: CUSTOMER, "
                                              "refundMethod: {originalPaymentMethodsRefund: true}, restock: true) "
