@@ -17,8 +17,9 @@ from include.model import (
     Cancellation, Fulfillment, FulfillmentState, JoinedOrder, LinkProblem, Package, SagaState,
 )
 from include.warehouse import as_utc
+from orderops_provider.tiktok_order_id import PLACES, place_of
 
-DEFAULT_LOOKUP_ORDER = ("source_identifier", "custom_attribute", "note", "name")
+DEFAULT_LOOKUP_ORDER = PLACES
 AMAZON_STATES = {
     "New": FulfillmentState.NOT_STARTED, "Received": FulfillmentState.NOT_STARTED,
     "Planning": FulfillmentState.NOT_STARTED, "Processing": FulfillmentState.IN_PROGRESS,
@@ -112,7 +113,7 @@ class Joiner:
             raise ValueError(f"lookup_order: unknown place(s) {', '.join(sorted(unknown))}")
         self.lookup_order = lookup_order
         self.fulfillers_listed_from = fulfillers_listed_from
-        self._rank = {rule: i for i, rule in enumerate(lookup_order)}
+        self._rank = {place: i for i, place in enumerate(lookup_order)}
         # Built once per run over every staged row (tens of thousands): plain loops, no per-row sets.
         self.shopify_by_tiktok: dict[str, dict[str, str]] = defaultdict(dict)   # tiktok id -> shopify id -> rule
         self.shopify_rows: dict[str, dict] = {}
@@ -121,8 +122,12 @@ class Joiner:
             sid = row["shopify_order_id"]
             self.shopify_rows[sid] = row
             for found in row["tiktok_ids"]:
-                if found["rule"] in rank:
-                    by_tiktok[found["tiktok_order_id"]].setdefault(sid, found["rule"])
+                # a rule names its place ("custom_attribute:tiktok order id"); the best-ranked place wins
+                here = rank.get(place_of(found["rule"]))
+                if here is not None:
+                    known = by_tiktok[found["tiktok_order_id"]].get(sid)
+                    if known is None or here < rank[place_of(known)]:
+                        by_tiktok[found["tiktok_order_id"]][sid] = found["rule"]
         self.amazon_by_key: dict[str, list[dict]] = defaultdict(list)
         for row in amazon:
             sfo = row["seller_fulfillment_order_id"]
@@ -164,7 +169,7 @@ class Joiner:
         tid = tiktok["tiktok_order_id"]
         matches = self.shopify_by_tiktok.get(tid, {})
         shopify_ids = tuple(sorted(matches))
-        rule = min(matches.values(), key=self._rank.__getitem__) if matches else None
+        rule = min(matches.values(), key=lambda r: self._rank[place_of(r)]) if matches else None
         problem: LinkProblem | None = None
         fulfillment = None
         keys: tuple[str, ...] = ()

@@ -95,7 +95,7 @@ class JoinedOrder:
     cancellation: Cancellation | None = None
     shopify_order_ids: tuple[str, ...] = ()
     shopify_cancelled: bool = False
-    match_rule: str | None = None       # how the Shopify order was found (e.g. source_identifier)
+    match_rule: str | None = None       # how the Shopify order was found (e.g. custom_attribute:tiktok order id)
     link_problem: LinkProblem | None = None
     fulfillment: Fulfillment | None = None
     # the ids a fulfillment order of the Shopify order would be filed under (one Shopify match)

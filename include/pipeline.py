@@ -235,8 +235,9 @@ def extract_shopify(settings: RunSettings, platforms: Platforms, wh: Warehouse, 
     query = f"updated_at:>='{listing.changes_from:%Y-%m-%dT%H:%M:%SZ}'"
     if listing.full_sweep:
         query = f"created_at:>='{since:%Y-%m-%dT%H:%M:%SZ}' OR {query}"
-    orders, bad, found = RunStore(wh, settings).stage(stg_shopify_orders, "shopify_orders", platforms.shopify().orders(query),
-                                staging.shopify_order_row, _key("legacyResourceId"),
+    client = platforms.shopify()
+    orders, bad, found = RunStore(wh, settings).stage(stg_shopify_orders, "shopify_orders", client.orders(query),
+                                partial(staging.shopify_order_row, rules=client.tiktok_order_id), _key("legacyResourceId"),
                                 missed=missed_by_cursor(wh, settings, stg_shopify_orders, listing))
     advance_cursor(wh, settings, listing, orders, found, since if listing.full_sweep else None)
     return Step("extract_shopify", {"orders": orders, "quarantined": bad, "missed_by_cursor": found}).as_dict()
@@ -522,8 +523,10 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
         outcome[row["tiktok_order_id"]] = (row, link, decision) if link is not None else (row, *decided_for(row))
     links, decided, planned = [], [], []
     rules: Counter = Counter()
+    matched: Counter = Counter()   # join coverage: which rule found each order's Shopify order
     for row, link, decision in outcome.values():
         rules[decision.rule] += 1
+        matched[link.match_rule or "no match"] += 1
         links.append(dict(shop=settings.shop, run_id=settings.run_id, tiktok_order_id=link.tiktok_order_id,
                           shopify_order_ids=list(link.shopify_order_ids), match_rule=link.match_rule,
                           fulfiller=link.fulfiller, fulfillment_order_id=link.fulfillment_order_id,
@@ -559,6 +562,7 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
     chunks = {group: [keys[i:i + CHUNK] for i in range(0, len(keys), CHUNK)] for group, keys in plan.items()}
     log.info("decided %d orders: %s; blocked platforms: %s", len(planned), dict(sorted(rules.items())),
              ", ".join(sorted(blocked)) or "none")
+    log.info("shopify orders found by: %s", dict(sorted(matched.items())))
     return {"orders": len(planned), "rules": dict(rules), "blocked": sorted(blocked), "chunks": chunks,
             "actions": {group: len(keys) for group, keys in plan.items()}}
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,6 +15,7 @@ from include.enums import (
     AMAZON_ORDER_STATUSES, AMAZON_SHIPMENT_STATUSES, FULFILLMENT_TYPES, SHIPBOB_ORDER_STATUSES,
     SHIPBOB_SHIPMENT_STATUSES, SHIPPING_TYPES, TIKTOK_CANCEL_STATUSES, TIKTOK_ORDER_STATUSES, spelled,
 )
+from orderops_provider.tiktok_order_id import TIKTOK_ID, TikTokIdRules
 
 # Keys whose values identify or locate the buyer: dropped from `raw` at any depth.
 PII_KEYS = frozenset({
@@ -24,7 +24,7 @@ PII_KEYS = frozenset({
     "contactEmail", "contactPhone", "full_name", "first_name", "last_name", "address1", "address2",
     "shipping_address", "billing_address", "note",
 })
-TIKTOK_ID = re.compile(r"(?<!\d)(\d{18,19})(?!\d)")
+DEFAULT_RULES = TikTokIdRules()
 
 
 class BadRecord(ValueError):
@@ -222,26 +222,8 @@ def tiktok_cancellation_row(cancellation: dict) -> dict:
     }
 
 
-def shopify_tiktok_ids(node: dict, attribute_keys: tuple[str, ...] = ("tiktok order id", "tiktok_order_id",
-                                                                      "tiktok order number")) -> list[dict]:
-    """Every TikTok order id the Shopify order carries, and where (the match rule)."""
-    found: list[dict] = []
-
-    def add(value: Any, rule: str) -> None:
-        for match in TIKTOK_ID.findall(str(value or "")):
-            if not any(f["tiktok_order_id"] == match and f["rule"] == rule for f in found):
-                found.append({"tiktok_order_id": match, "rule": rule})
-
-    add(node.get("sourceIdentifier"), "source_identifier")
-    for attribute in node.get("customAttributes") or []:
-        if isinstance(attribute, dict) and str(attribute.get("key", "")).strip().lower() in attribute_keys:
-            add(attribute.get("value"), "custom_attribute")
-    add(node.get("note"), "note")
-    add(str(node.get("name") or "").lstrip("#"), "name")
-    return found
-
-
-def shopify_order_row(node: dict) -> dict:
+def shopify_order_row(node: dict, rules: TikTokIdRules = DEFAULT_RULES) -> dict:
+    """`rules`: where the shop's connector writes the TikTok order id (its Shopify connection's setting)."""
     if not isinstance(node, dict):
         raise BadRecord("shopify order: not an object")
     where = f"shopify order {node.get('legacyResourceId') or node.get('id')}"
@@ -265,7 +247,7 @@ def shopify_order_row(node: dict) -> dict:
         "shopify_order_id": str(legacy),
         "name": name,
         "source_identifier": _field(node, "sourceIdentifier", str, where, required=False),
-        "tiktok_ids": shopify_tiktok_ids(node),
+        "tiktok_ids": rules.find(node),
         "cancelled_at": iso_time(node, "cancelledAt", where, required=False),
         "financial_status": _field(node, "displayFinancialStatus", str, where, required=False),
         "fulfillment_status": _field(node, "displayFulfillmentStatus", str, where, required=False),

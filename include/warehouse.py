@@ -142,7 +142,7 @@ order_links = sa.Table(
     sa.Column("run_id", sa.String(250), primary_key=True),
     sa.Column("tiktok_order_id", sa.String(64), primary_key=True),
     sa.Column("shopify_order_ids", sa.JSON, nullable=False),
-    sa.Column("match_rule", sa.String(32)),
+    sa.Column("match_rule", sa.String(128)),   # e.g. custom_attribute:<key> (orderops_provider.tiktok_order_id)
     sa.Column("fulfiller", sa.String(16)),
     sa.Column("fulfillment_order_id", sa.String(64)),
     sa.Column("link_problem", sa.String(48)),

@@ -106,7 +106,8 @@ class ShopifyHook(PlatformHook):
 
     host: the shop's admin host (orderops.myshopify.com, or the simulator's URL); password:
     Admin API access token; extra: api_version, client_id, client_secret (client-credentials
-    grant), timeout, max_attempts, maximum_available, restore_rate, max_query_cost.
+    grant), timeout, max_attempts, maximum_available, restore_rate, max_query_cost, tiktok_order_id
+    (where the shop's orders carry the TikTok order id: docs/tiktok-order-id.md).
     """
 
     conn_name_attr = "shopify_conn_id"

@@ -50,6 +50,7 @@ from orderops_provider.base import (AuthError, BusinessError, ConfigurationError
                                     RetryableError, RetryPolicy, ThrottledError, TokenExpiredError,
                                     record_id)
 from orderops_provider.connection import ConnectionSettings
+from orderops_provider.tiktok_order_id import EXTRA_KEY, TikTokIdRules
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +282,7 @@ class ShopifyClient(PlatformClient):
                  retry: RetryPolicy | None = None, maximum_available: float = DEFAULT_BUCKET,
                  restore_rate: float = DEFAULT_RESTORE_RATE, max_query_cost: int = MAX_QUERY_COST,
                  secret_sink: Callable[[str], None] | None = None,
+                 tiktok_order_id: TikTokIdRules = TikTokIdRules(),
                  transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep):
         if not _VERSION.fullmatch(api_version or ""):
             raise ConfigurationError(f"shopify: api_version {api_version!r} must look like 2026-07 "
@@ -301,6 +303,7 @@ class ShopifyClient(PlatformClient):
         self._client_id = client_id or None
         self._client_secret = client_secret or None
         self._secret_sink = secret_sink
+        self.tiktok_order_id = tiktok_order_id   # where this shop's orders carry the TikTok id (staging reads it)
         self._auth_lock = threading.Lock()
         self._order_node_cost = ORDER_NODE_COST
         # the client's clock, even one set later (a test's)
@@ -319,7 +322,7 @@ class ShopifyClient(PlatformClient):
         """Build from a connection: host = the shop's admin host, password = access token, extra = below.
 
         extra: api_version, client_id, client_secret, timeout, max_attempts, maximum_available,
-        restore_rate, max_query_cost.
+        restore_rate, max_query_cost, tiktok_order_id (docs/tiktok-order-id.md).
         """
         extra = settings.extra
         kwargs: dict[str, Any] = dict(
@@ -335,6 +338,7 @@ class ShopifyClient(PlatformClient):
         )
         kwargs.update(overrides)
         try:
+            kwargs.setdefault("tiktok_order_id", TikTokIdRules.from_extra(extra.get(EXTRA_KEY)))
             return cls(settings.base_url, settings.password, **kwargs)
         except ConfigurationError as exc:
             raise ConfigurationError(f"connection {settings.conn_id!r}: {exc}") from None

@@ -19,6 +19,11 @@ from include.enums import (  # noqa: F401  (re-exported for the simulators)
 )
 
 TIKTOK_ID_PLACES = ("source_identifier", "custom_attribute", "note", "name")
+# Optional shopify.tiktok_id_key (the attribute key, with custom_attribute) and shopify.tiktok_id_format
+# (the note line or the order name, with note or name; "{id}" stands for the id): the styles of the
+# connectors in docs/tiktok-order-id.md.
+TIKTOK_ID_KEY_LENGTH = 64
+TIKTOK_ID_FORMAT_LENGTH = 60
 # Optional TikTok scenario fields tiktok.shipping_type and tiktok.delivery_option.
 TIKTOK_SHIPPING_TYPES = ("SELLER", "TIKTOK")
 TIKTOK_DELIVERY_OPTIONS = ("STANDARD", "EXPRESS")
@@ -55,8 +60,8 @@ FIELDS = {
         "seller_note", "buyer_message", "line_items", "cancellation"}),
     "tiktok.line_item": frozenset({"id", "seller_sku"}),
     "tiktok.cancellation": frozenset({"cancel_id", "status", "create_time", "deadline"}),
-    "shopify": frozenset({"id", "name", "tiktok_id_in", "cancelled", "created_at", "source_name", "note",
-                          "financial_status", "tags"}),
+    "shopify": frozenset({"id", "name", "tiktok_id_in", "tiktok_id_key", "tiktok_id_format", "cancelled",
+                          "created_at", "source_name", "note", "financial_status", "tags"}),
     "amazon_mcf": frozenset({"seller_fulfillment_order_id", "status", "received_time", "displayable_order_id",
                              "shipping_speed", "cancel_ignored", "shipments"}),
     "amazon_mcf.shipment": frozenset({"status", "packages"}),
@@ -69,7 +74,10 @@ FIELDS = {
 
 
 def shopify_order_name(entry: dict, tiktok_id: str) -> str:
-    """The Shopify order name as the sales channel writes it: the TikTok id when that is where it lives."""
+    """The Shopify order name as the sales channel writes it: the TikTok id (in the entry's
+    tiktok_id_format, if any) when that is where it lives."""
+    if entry["tiktok_id_in"] == "name" and entry.get("tiktok_id_format"):
+        return entry["tiktok_id_format"].replace("{id}", tiktok_id)
     if entry["tiktok_id_in"] == "name" and tiktok_id not in entry["name"]:
         return f"#{tiktok_id}"
     return entry["name"]
@@ -278,7 +286,16 @@ def _check_shopify(c: _Checker, value: Any) -> list[dict]:
         c.obj(entry, path, "shopify")
         c.integer(entry, "id", path, maximum=SHOPIFY_ID_MAX)
         c.string(entry, "name", path)
-        c.enum(entry, "tiktok_id_in", path, TIKTOK_ID_PLACES)
+        place = c.enum(entry, "tiktok_id_in", path, TIKTOK_ID_PLACES)
+        if c.string(entry, "tiktok_id_key", path, required=False, max_length=TIKTOK_ID_KEY_LENGTH) is not None \
+                and place != "custom_attribute":
+            c.fail(f"{path}.tiktok_id_key", f"goes with tiktok_id_in custom_attribute, not {place}")
+        shape = c.string(entry, "tiktok_id_format", path, required=False, max_length=TIKTOK_ID_FORMAT_LENGTH)
+        if shape is not None:
+            if place not in ("note", "name"):
+                c.fail(f"{path}.tiktok_id_format", f"goes with tiktok_id_in note or name, not {place}")
+            if shape.count("{id}") != 1:
+                c.fail(f"{path}.tiktok_id_format", f"must hold {{id}} once, got {_shown(shape)}")
         c.boolean(entry, "cancelled", path)
         # Optional Shopify-side details; the simulator derives them when absent.
         c.time(entry, "created_at", path, required=False)

@@ -81,7 +81,8 @@ DEFAULTS: dict[str, Any] = {
 
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 RATE_LIMITS_DOC = "https://shopify.dev/api/usage/rate-limits"
-# Where the simulated TikTok channel puts the TikTok order id, per scenario `tiktok_id_in`.
+# Where the simulated TikTok channel puts the TikTok order id, per scenario `tiktok_id_in` (a scenario's
+# `tiktok_id_key` and `tiktok_id_format` write it as another connector would).
 TIKTOK_ATTRIBUTE_KEY = "TikTok Order ID"
 TIKTOK_NOTE_PREFIX = "TikTok Shop Order ID: "
 CHANNEL = {"handle": "tiktok", "channelName": "TikTok", "subChannelName": "TikTok Shop", "app": "TikTok"}
@@ -797,7 +798,8 @@ class ShopifySandbox(PlatformSandbox):
         digits = re.fullmatch(r"#?(\d{1,9})", name)
         note = entry.get("note") or None
         if place == "note":
-            note = (note + "\n" if note else "") + TIKTOK_NOTE_PREFIX + tt_id
+            written = (entry.get("tiktok_id_format") or TIKTOK_NOTE_PREFIX + "{id}").replace("{id}", tt_id)
+            note = (note + "\n" if note else "") + written
         skus: dict[str, int] = {}
         for line in tt["line_items"]:
             skus[line["seller_sku"]] = skus.get(line["seller_sku"], 0) + 1
@@ -819,7 +821,7 @@ class ShopifySandbox(PlatformSandbox):
             fulfillment_status=fulfillment_status,
             source_name=entry.get("source_name") or CHANNEL["handle"],
             source_identifier=tt_id if place == "source_identifier" else None,
-            custom_attributes=([{"key": TIKTOK_ATTRIBUTE_KEY, "value": tt_id}]
+            custom_attributes=([{"key": entry.get("tiktok_id_key") or TIKTOK_ATTRIBUTE_KEY, "value": tt_id}]
                                if place == "custom_attribute" else []),
             tags=list(entry.get("tags") or ["TikTok"]), note=note,
             line_items=line_items, fulfillments=fulfillments, tiktok_id=tt_id, tiktok_id_in=place)

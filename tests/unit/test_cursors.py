@@ -9,6 +9,7 @@ from include import cursors, pipeline
 from include.platforms import Platforms
 from include.runconfig import run_settings
 from include.warehouse import Warehouse, as_utc, extraction_cursors
+from orderops_provider.tiktok_order_id import TikTokIdRules
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 
@@ -93,6 +94,8 @@ def test_everything_in_play_is_swept_first_then_once_per_full_sweep_hours(tmp_pa
 
 class Recorded:
     """The platforms as far as their listings: what each listing asked for."""
+
+    tiktok_order_id = TikTokIdRules()   # what a Shopify client tells staging
 
     def __init__(self):
         self.asked: list = []

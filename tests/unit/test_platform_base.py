@@ -187,6 +187,10 @@ def test_connection_numbers_are_finite_in_their_range_and_whole_where_counted():
     ("tiktok", "qps", "inf", "extra.qps must be a number above 0 and at most 10,000, got 'inf'"),
     ("amazon_mcf", "marketplace_id", "", "marketplace_id must be a marketplace id"),
     ("amazon_mcf", "quotas", {"nope": [1, 2]}, "quotas.nope: not an operation with a quota"),
+    ("shopify", "tiktok_order_id", {"note_patterns": {"connector": "Ref: \\d+"}},
+     "extra.tiktok_order_id.note_patterns.connector: 'Ref: \\\\d+' must have exactly one group (the id), it has 0"),
+    ("shopify", "tiktok_order_id", {"attribute_keys": ["ok"], "name_prefix": "TT-"},
+     "extra.tiktok_order_id: unknown key(s) name_prefix"),
 ])
 def test_a_bad_connection_extra_fails_the_runs_check_naming_connection_and_key(monkeypatch, platform, key, value,
                                                                                 named):

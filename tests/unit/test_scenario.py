@@ -90,6 +90,16 @@ def broken(mutate) -> dict:
     (lambda o: o["shopify"].update(tag=["vip"], Note="x"), "shopify: unknown field(s) Note, tag"),
     (lambda o: o["amazon_mcf"]["shipments"][0]["packages"][0].update(carrier="UPS"),
      "amazon_mcf.shipments[0].packages[0]: unknown field(s) carrier"),
+    # the connector styles of the TikTok id: each detail with its place only
+    (lambda o: o["shopify"].update(tiktok_id_key="Marketplace Ref"),
+     "shopify.tiktok_id_key: goes with tiktok_id_in custom_attribute, not source_identifier"),
+    (lambda o: o["shopify"].update(tiktok_id_in="custom_attribute", tiktok_id_key=""), "shopify.tiktok_id_key: must not be empty"),
+    (lambda o: o["shopify"].update(tiktok_id_in="custom_attribute", tiktok_id_format="TT-{id}"),
+     "shopify.tiktok_id_format: goes with tiktok_id_in note or name, not custom_attribute"),
+    (lambda o: o["shopify"].update(tiktok_id_in="name", tiktok_id_format="TT-id"),
+     "shopify.tiktok_id_format: must hold {id} once, got 'TT-id'"),
+    (lambda o: o["shopify"].update(tiktok_id_in="note", tiktok_id_format="{id} {id}"), "must hold {id} once"),
+    (lambda o: o["shopify"].update(tiktok_id_in="note", tiktok_id_fmt="{id}"), "shopify: unknown field(s) tiktok_id_fmt"),
 ])
 def test_bad_field_is_named(mutate, expected):
     with pytest.raises(ScenarioError) as err:
