@@ -71,7 +71,7 @@ def build(shop: Shop):
         params={
             "shop": Param(shop.name, type="string", description="the shop this DAG serves (fixed)"),
             "sla_horizon_hours": Param(shop.policy.get("horizon_hours", 24), type="number", minimum=0, maximum=720, description="near SLA: due within this many hours"),
-            "dry_run": Param(False, type="boolean", description="decide and record, but write nothing to any platform"),
+            "dry_run": Param(shop.dry_run, type="boolean", description="decide and record, but write nothing to any platform"),
             "policy": Param({}, type="object", description="policy overrides (README: Policy)"),
             "fulfillers": Param(["amazon_mcf", "shipbob"], type="array", minItems=1, uniqueItems=True,
                                 items={"type": "string", "enum": ["amazon_mcf", "shipbob"]}),

@@ -1,7 +1,7 @@
 """The shops one deployment serves: one DAG, one set of connections and one ledger scope per shop.
 
 Read at DAG parse time from the JSON file named by `ORDEROPS_SHOPS_FILE` (a list of
-`{"name", "connections", "schedule", "policy", "events"}`); without it, one shop called `default` using the
+`{"name", "connections", "schedule", "policy", "events", "dry_run"}`); without it, one shop called `default` using the
 `orderops_*` connections. Runs, staging rows and ledger rows all carry the shop's name, so no
 action can cross shops.
 """
@@ -66,6 +66,7 @@ class Shop:
     schedule: str = DEFAULT_SCHEDULE
     policy: dict = field(default_factory=dict)
     events: ShopEvents | None = None   # None: the schedule alone starts runs
+    dry_run: bool = False   # the shadow period before going live: every run decides and writes nothing
 
     @property
     def dag_id(self) -> str:
@@ -87,7 +88,7 @@ def parse_shops(doc) -> list[Shop]:
     for i, entry in enumerate(doc):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not _NAME.match(entry["name"]):
             raise RunConfigError(f"shops[{i}].name: expected lower-case letters, digits, - or _ (got {entry!r:.80})")
-        unknown = set(entry) - {"name", "connections", "schedule", "policy", "events"}
+        unknown = set(entry) - {"name", "connections", "schedule", "policy", "events", "dry_run"}
         if unknown:
             raise RunConfigError(f"shops[{i}] ({entry['name']}): unknown key(s) {', '.join(sorted(unknown))}")
         dag_id = Shop(entry["name"]).dag_id
@@ -119,8 +120,11 @@ def parse_shops(doc) -> list[Shop]:
         except PolicyError as exc:
             raise RunConfigError(f"{where}: {exc}") from None
         events = ShopEvents.parse(entry["events"], where) if entry.get("events") is not None else None
+        dry_run = entry.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise RunConfigError(f"{where}.dry_run: expected true or false, got {dry_run!r:.40}")
         shops.append(Shop(name=entry["name"], connections=Connections(**{**base.__dict__, **conns}),
-                          schedule=schedule, policy=policy, events=events))
+                          schedule=schedule, policy=policy, events=events, dry_run=dry_run))
     # one TikTok shop and one Shopify store per shop: two shops on one would act twice on each order
     # (a fulfiller account and the warehouse may be shared)
     for platform in ("tiktok", "shopify"):

@@ -156,20 +156,23 @@ def test_a_shop_taking_platform_events_is_scheduled_by_them_and_its_cron(tmp_pat
     shops.write_text(json.dumps([
         {"name": "shop-a", "events": {"redis_conn_id": "orderops_redis",
                                       "amazon_queue_url": "https://sqs.us-east-1.amazonaws.com/1/orderops"}},
-        {"name": "shop-b"}]))
+        {"name": "shop-b", "dry_run": True}]))
     code = ("import json, runpy; from airflow.sdk import DAG; g = runpy.run_path('dags/orderops_sla.py'); out = {}\n"
             "for name, dag in g.items():\n"
             "    if isinstance(dag, DAG):\n"
             "        s = dag.timetable\n"
             "        assets = list(s.asset_condition.objects) if getattr(s, 'asset_condition', None) else []\n"
             "        out[dag.dag_id] = {'kind': type(s).__name__,\n"
-            "            'watchers': [(w.name, w.trigger.serialize()[0]) for a in assets for w in a.watchers]}\n"
+            "            'watchers': [(w.name, w.trigger.serialize()[0]) for a in assets for w in a.watchers],\n"
+            "            'dry_run': dag.params['dry_run']}\n"
             "print(json.dumps(out))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                           env={**os.environ, "ORDEROPS_SHOPS_FILE": str(shops)})
     assert done.returncode == 0, done.stderr[-3000:]
     dags = json.loads(done.stdout.strip().splitlines()[-1])
     assert dags["orderops_sla_shop_b"]["kind"] == "CronDataIntervalTimetable"
+    # the shops file's dry_run is the default of the shop's runs (a shadow period), scheduled ones included
+    assert dags["orderops_sla_shop_b"]["dry_run"] is True and dags["orderops_sla_shop_a"]["dry_run"] is False
     a = dags["orderops_sla_shop_a"]
     assert a["kind"] == "AssetOrTimeSchedule"
     assert a["watchers"] == [

@@ -96,6 +96,9 @@ def test_shops_file(tmp_path, monkeypatch):
     shops = load_shops()
     assert [s.dag_id for s in shops] == ["orderops_sla_shop_a", "orderops_sla_shop_b"]
     assert shops[1].connections.warehouse == "wh_b" and shops[1].schedule == "*/15 * * * *"
+    # a shop in its shadow period: every run decides and writes nothing
+    assert [s.dry_run for s in shops] == [False, False]
+    assert parse_shops([{"name": "shop-c", "dry_run": True}])[0].dry_run is True
     for bad, message in (([{"name": "A B"}], "shops[0].name"), ([{"name": "a"}, {"name": "a"}], "listed twice"),
                          ([{"name": "a", "conections": {}}], "unknown key(s) conections"), ([], "non-empty list"),
                          ([{"name": "shop-a"}, {"name": "shop_a"}], "'shop_a' is listed twice (- and _ count as one"),
@@ -110,7 +113,8 @@ def test_shops_file(tmp_path, monkeypatch):
                          ([{"name": "a", "connections": {"tiktok": 7}}],
                           "shops[0] (a).connections.tiktok: expected a connection id, got 7"),
                          ([{"name": "a", "connections": {"warehouse": ""}}], "(a).connections.warehouse: expected a"),
-                         ([{"name": "a", "connections": ["tiktok"]}], "shops[0] (a).connections: expected an object")):
+                         ([{"name": "a", "connections": ["tiktok"]}], "shops[0] (a).connections: expected an object"),
+                         ([{"name": "a", "dry_run": "yes"}], "shops[0] (a).dry_run: expected true or false, got 'yes'")):
         with pytest.raises(RunConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
             parse_shops(bad)
 
