@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from sandbox import demo
 from sandbox.generate import generate
-from sandbox.tiktok import shipped_with
+from sandbox.tiktok import REJECT_REASONS, shipped_with
 from tests.conftest import PG_BASE
 
 pytestmark = pytest.mark.slow
@@ -33,7 +33,7 @@ def pg_schema():
 @pytest.mark.timeout(600)
 def test_demo_rehearses_a_scenario_with_faults_on_postgresql_and_writes_the_run_as_json(tmp_path, pg_schema, capsys):
     scenario, faults, out = tmp_path / "shop.json", tmp_path / "faults.json", tmp_path / "run.json"
-    scenario.write_text(json.dumps(generate(40, 3)))
+    scenario.write_text(json.dumps(generate(40, 7)))   # C1 and C3 among its cancellations
     # TikTok takes the first tracking post and answers it with a broken body
     faults.write_text(json.dumps([{"platform": "tiktok", "kind": "malformed", "path": "/packages$", "count": 1}]))
     url = f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{pg_schema}"
@@ -60,6 +60,21 @@ def test_demo_rehearses_a_scenario_with_faults_on_postgresql_and_writes_the_run_
     assert len(posts) == len(done) + 1 and all(w["outcome"] == "ok" for w in posts)
     assert {shipped_with(w["body"])["tracking_number"] for w in posts} == {row["request"]["tracking_number"] for row in done + unknown}
     assert all(row["created_at"][10] == "T" for row in run["ledger"])      # times as ISO-8601
+    # a C3 rejection carries a reason of the US shop's market list, read from TikTok for the request
+    rejects = [w for w in run["writes"] if w["path"].endswith("/reject")]
+    assert rejects and {w["body"]["reject_reason"] for w in rejects} <= set(dict(REJECT_REASONS["US"]))
+    # a C1/C2 approval comes before its Shopify cancel in the write log
+    approvals = {row["request"]["tiktok_order_id"]: row["request"]["cancel_id"]
+                 for row in run["ledger"] if row["kind"] == "approve_cancellation"}
+    cancels = [row for row in run["ledger"] if row["kind"] == "cancel_shopify_order" and row["state"] == "succeeded"]
+    assert cancels
+    for row in cancels:
+        cancel_id, shopify_id = approvals[row["tiktok_order_id"]], row["request"]["shopify_order_id"]
+        (approved,) = [w["seq"] for w in run["writes"] if w["outcome"] == "ok"
+                       and w["path"].endswith(f"/cancellations/{cancel_id}/approve")]
+        (cancelled,) = [w["seq"] for w in run["writes"] if w["outcome"] == "ok" and w["operation"] == "orderCancel"
+                        and f"Order/{shopify_id}" in json.dumps(w["body"])]
+        assert approved < cancelled
 
 
 @pytest.mark.parametrize("option,content,named", [
