@@ -141,10 +141,12 @@ def refund_actions(order: JoinedOrder, policy: Policy) -> tuple[Action, ...]:
 
 
 def finish_approved(order: JoinedOrder, policy: Policy) -> Decision | None:
-    """A request approved on TikTok whose Shopify order is still open (its cancel failed or had not
-    run yet when the approval closed the request): the Shopify cancel, alone."""
-    if (not order.saga.approved or policy.cancellation_sequence == "approve_only" or order.shopify_cancelled
-            or order.saga.shopify_cancelled or order.shopify_order_id is None or order.cancellation is None
+    """A request orderops approved (TikTok shows it granted) whose Shopify order is still open (its
+    cancel failed, or had not run when the approval closed the request): the Shopify cancel, alone."""
+    if (not order.saga.approval_sent or order.cancellation is None
+            or order.cancellation.status not in ("CANCELLATION_REQUEST_SUCCESS", "CANCELLATION_REQUEST_COMPLETE")
+            or policy.cancellation_sequence == "approve_only" or order.shopify_cancelled
+            or order.saga.shopify_cancelled or order.shopify_order_id is None
             or order.link_problem not in (None, LinkProblem.NO_FULFILLMENT_ORDER)):
         return None
     return Decision(order.tiktok_order_id, "C2" if order.fulfillment is None else "C1",

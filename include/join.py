@@ -217,18 +217,19 @@ class Joiner:
 
 
 def saga_states(ledger_rows: Iterable[dict]) -> dict[str, SagaState]:
-    """What earlier runs did on each order's cancellation, from succeeded ledger rows."""
+    """What earlier runs did on each order's cancellation, from succeeded ledger rows (and approvals
+    sent whose outcome a crash left unknown: TikTok's own answer, the request's status, tells)."""
     requested: dict[str, datetime] = {}
     shopify_done: set[str] = set()
     approved: set[str] = set()
     for row in ledger_rows:
+        if row["kind"] == "approve_cancellation" and row["state"] in ("succeeded", "in_flight"):
+            approved.add(row["tiktok_order_id"])
         if row["state"] != "succeeded":
             continue
         if row["kind"] == "cancel_fulfillment":
             requested[row["tiktok_order_id"]] = as_utc(row.get("acted_at") or row["updated_at"])
         elif row["kind"] == "cancel_shopify_order":
             shopify_done.add(row["tiktok_order_id"])
-        elif row["kind"] == "approve_cancellation":
-            approved.add(row["tiktok_order_id"])
     return {tid: SagaState(requested.get(tid), tid in shopify_done, tid in approved)
             for tid in set(requested) | shopify_done | approved}

@@ -70,7 +70,7 @@ class SagaState:
 
     fulfiller_cancel_requested_at: datetime | None = None
     shopify_cancelled: bool = False
-    approved: bool = False              # the buyer's request was approved on TikTok
+    approval_sent: bool = False         # orderops asked TikTok to approve the buyer's request
 
 
 class LinkProblem(str, Enum):

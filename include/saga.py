@@ -12,7 +12,7 @@ from datetime import timedelta
 from include.actions import Executor, Handlers, log_outcome
 from include.decide import CANCEL_NOT_VERIFIED, cancel_fulfillment_key, escalation
 from include.join import saga_states
-from include.ledger import DONE_STATES, FAILED, SUCCEEDED, WAITING, Ledger, RunContext
+from include.ledger import DONE_STATES, FAILED, IN_FLIGHT, SUCCEEDED, WAITING, Ledger, RunContext
 from include.model import APPROVE_CANCELLATION, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, VERIFY_FULFILLMENT_CANCEL, SagaState
 from include.runconfig import RunSettings
 from include.warehouse import Warehouse, as_utc
@@ -23,8 +23,9 @@ KINDS = (CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL, CANCEL_SHOPIFY, APPROVE_
 
 def states(ledger: Ledger, shop: str) -> dict[str, SagaState]:
     """What earlier runs did on each order's cancellation, for the decisions of this run."""
-    return saga_states(row for kind in (CANCEL_FULFILLMENT, CANCEL_SHOPIFY, APPROVE_CANCELLATION)
-                       for row in ledger.rows(shop, kind=kind, state=SUCCEEDED))
+    return saga_states(row for kind, state in ((CANCEL_FULFILLMENT, SUCCEEDED), (CANCEL_SHOPIFY, SUCCEEDED),
+                                               (APPROVE_CANCELLATION, SUCCEEDED), (APPROVE_CANCELLATION, IN_FLIGHT))
+                       for row in ledger.rows(shop, kind=kind, state=state))
 
 
 def cancel_at_fulfiller(settings: RunSettings, platforms, wh: Warehouse, ctx: RunContext,

@@ -140,12 +140,15 @@ def test_an_approved_request_still_cancels_its_shopify_order():
     go through: later runs carry the Shopify cancel out alone, never a second approval."""
     approved = order(status="CANCELLED", fulfillment=None, link_problem=LinkProblem.NO_FULFILLMENT_ORDER,
                      cancellation=replace(PENDING, status="CANCELLATION_REQUEST_SUCCESS"),
-                     saga=SagaState(approved=True))
+                     saga=SagaState(approval_sent=True))
     d = decide(approved, POLICY, NOW)
     assert d.rule == "C2" and kinds(d) == [CANCEL_SHOPIFY] and "still open" in d.reason
     assert decide(replace(approved, shopify_cancelled=True), POLICY, NOW).actions == ()
     assert decide(approved, Policy(cancellation_sequence="approve_only"), NOW).actions == ()
     assert decide(replace(approved, saga=SagaState()), POLICY, NOW).actions == ()
+    # an approval sent but not granted on TikTok (the request closed otherwise) finishes nothing
+    closed = replace(approved, cancellation=replace(PENDING, status="CANCELLATION_REQUEST_CANCEL"))
+    assert decide(closed, POLICY, NOW).actions == ()
 
 
 def test_c1_resumes_after_verified_cancel_without_second_fulfiller_cancel():
@@ -315,7 +318,7 @@ joined = st.builds(
     link_problem=st.sampled_from([None, *LinkProblem]), fulfillment=fulfillments,
     saga=st.builds(SagaState, fulfiller_cancel_requested_at=st.sampled_from([None, NOW - timedelta(minutes=5),
                                                                              NOW - timedelta(hours=5)]),
-                   shopify_cancelled=st.booleans(), approved=st.booleans()),
+                   shopify_cancelled=st.booleans(), approval_sent=st.booleans()),
     reject_reasons=st.sampled_from([None, (), US_REASONS, UK_REASONS]))
 policies = st.builds(Policy, c3_action=st.sampled_from(["reject", "escalate"]),
                      horizon_hours=st.sampled_from([0.0, 24.0, 72.0]),
@@ -336,7 +339,8 @@ def test_safety_invariants(row, policy):
         assert f.state == FulfillmentState.NOT_STARTED and row.saga.fulfiller_cancel_requested_at is None
     # never approve or refund unless the fulfiller cancel is verified (or there is no fulfillment order)
     # (a Shopify cancel alone: the rest of a request already approved on TikTok)
-    finishing = ks == [CANCEL_SHOPIFY] and row.saga.approved
+    finishing = ks == [CANCEL_SHOPIFY] and row.saga.approval_sent and row.cancellation is not None \
+        and row.cancellation.status == "CANCELLATION_REQUEST_SUCCESS"
     for kind in (APPROVE_CANCELLATION, CANCEL_SHOPIFY):
         if kind in ks and not finishing:
             verified_in_plan = VERIFY_FULFILLMENT_CANCEL in ks and ks.index(VERIFY_FULFILLMENT_CANCEL) < ks.index(kind)
