@@ -16,7 +16,6 @@ The report is a plain dict (the JSON of `--json`); `render` makes the readable t
 """
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 from collections import Counter, defaultdict
@@ -40,8 +39,6 @@ from include.warehouse import Warehouse, decisions, order_links, stg_tiktok_orde
 from orderops_provider import amazon_mcf, shipbob, shopify
 from orderops_provider.base import ConfigurationError, PlatformError
 from orderops_provider.hooks import BY_PLATFORM
-
-log = logging.getLogger(__name__)
 
 MAX_DAYS = MAX_LOOKBACK.days          # the pipeline lists no further back
 WARN_WITHIN = timedelta(days=60)      # a version ending this soon is a warning
