@@ -9,6 +9,10 @@ index that made it).
 
 `python -m include.orderops pools [--out FILE]` writes the Airflow pools orderops uses, in the form
 `airflow pools import FILE` reads.
+
+`python -m include.orderops preflight [--shop NAME] [--days 7] [--json FILE]` checks a shop's
+connections before go-live, read-only, with a dry run of the last days (docs/preflight.md); exit 0
+when nothing would fail on the first run, 1 otherwise.
 """
 from __future__ import annotations
 
@@ -17,9 +21,12 @@ import json
 import os
 import sys
 
+from datetime import datetime
+
 import sqlalchemy as sa
 
-from include.runconfig import STATE_DIR
+from include.runconfig import STATE_DIR, RunConfigError
+from include.shops import SHOPS_FILE_ENV, load_shops
 from include.steps import pools_file
 from include.warehouse import (
     Warehouse, action_ledger, decisions, order_links, stg_amazon_fulfillment_orders, stg_shipbob_orders,
@@ -27,6 +34,7 @@ from include.warehouse import (
 )
 
 WAREHOUSE_ENV = "ORDEROPS_WAREHOUSE_URL"
+PREFLIGHT_DAYS = 7
 
 
 def default_url() -> str:
@@ -137,7 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     p_pools = sub.add_parser("pools", help="write the Airflow pools orderops uses, for `airflow pools import`")
     p_pools.add_argument("--out", default=None, help="file to write (default: standard output)")
     p_pools.add_argument("--shops", type=int, default=1, help="shops the deployment serves (they share the pools)")
+    p_pre = sub.add_parser("preflight", help="check a shop's connections before go-live, with a dry run (read-only)")
+    p_pre.add_argument("--shop", help="the shop of the shops file (default: its only shop)")
+    p_pre.add_argument("--days", type=int, default=PREFLIGHT_DAYS, help="dry run over the last DAYS days (default %(default)s)")
+    p_pre.add_argument("--json", dest="json_file", help="also write the report as JSON to this file")
+    p_pre.add_argument("--fulfillers", help="comma-separated, as the DAG's fulfillers param (default amazon_mcf,shipbob)")
+    p_pre.add_argument("--now", help="the platforms' clock, ISO-8601 with a time zone (a sandbox's; default: now)")
     args = parser.parse_args(argv)
+    if args.command == "preflight":
+        return run_preflight(parser, args)
     if args.command == "pools":
         if args.shops < 1:
             parser.error("--shops: expected 1 or more")
@@ -175,6 +191,48 @@ def main(argv: list[str] | None = None) -> int:
     print(f"warehouse {shown}")
     print("\n".join(lines))
     return 0 if not lines[0].startswith("no staged") else 1
+
+
+def run_preflight(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    # imported here: it loads Airflow and the pipeline, which trace and pools do without
+    from include import preflight
+
+    try:
+        preflight.check_days(args.days)
+    except preflight.PreflightError as exc:
+        parser.error(f"--{exc}")
+    now = None
+    if args.now:
+        try:
+            now = datetime.fromisoformat(args.now.replace("Z", "+00:00"))
+        except ValueError:
+            parser.error(f"--now: {args.now!r} is not an ISO-8601 time")
+        if now.tzinfo is None:
+            parser.error(f"--now: {args.now!r} has no time zone")
+    try:
+        shops = load_shops()
+    except RunConfigError as exc:
+        parser.error(str(exc))
+    names = [s.name for s in shops]
+    if args.shop is None and len(shops) > 1:
+        parser.error(f"--shop: ${SHOPS_FILE_ENV} lists several shops ({', '.join(names)}); name one")
+    shop = next((s for s in shops if args.shop in (None, s.name)), None)
+    if shop is None:
+        parser.error(f"--shop: no shop {args.shop!r} (shops: {', '.join(names)})")
+    fulfillers = args.fulfillers.split(",") if args.fulfillers else None
+    try:
+        report = preflight.preflight(shop, args.days, now, fulfillers)
+    except RunConfigError as exc:   # a bad --fulfillers or --now, as the DAG's params would be refused
+        parser.error(str(exc))
+    print(preflight.render(report))
+    if args.json_file:
+        try:
+            with open(args.json_file, "w") as f:
+                json.dump(report, f, indent=2)
+                f.write("\n")
+        except OSError as exc:
+            parser.error(f"--json {args.json_file}: {exc.strerror}")
+    return 0 if report["ok"] else 1
 
 
 if __name__ == "__main__":

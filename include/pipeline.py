@@ -535,7 +535,8 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
                             rule=decision.rule, reason=decision.reason,
                             actions=[a.idempotency_key for a in decision.actions],
                             inputs={"tiktok": row["snapshot_run_id"], "match_rule": link.match_rule,
-                                    "fulfiller": link.fulfiller, "fulfillment_order_id": link.fulfillment_order_id},
+                                    "fulfiller": link.fulfiller, "fulfillment_order_id": link.fulfillment_order_id,
+                                    **unmapped_carriers(decision)},
                             policy_version=settings.policy.version, decided_at=utcnow()))
         planned.append(decision)
     store.record_decisions(links, decided)
@@ -565,6 +566,13 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
     log.info("shopify orders found by: %s", dict(sorted(matched.items())))
     return {"orders": len(planned), "rules": dict(rules), "blocked": sorted(blocked), "chunks": chunks,
             "actions": {group: len(keys) for group, keys in plan.items()}}
+
+
+def unmapped_carriers(decision: Decision) -> dict:
+    """The carriers a decision escalated as mapping to no TikTok provider (T2), as its escalation
+    names them, for the decision's record (a dry run leaves no ledger row to read them from)."""
+    carriers = sorted({c for a in decision.actions if a.kind == ESCALATE for c in a.params.get("carriers", ())})
+    return {"unmapped_carriers": carriers} if carriers else {}
 
 
 class RejectReasons:

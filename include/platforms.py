@@ -17,9 +17,11 @@ class Platforms:
     """The four clients of one shop, built on first use from Airflow connections (or a factory);
     with `quotas` (include.quotas.SharedQuotas) they pace their calls by the shop's shared quotas."""
 
-    def __init__(self, settings: RunSettings, factory: Callable[[str], Any] | None = None, quotas: Any = None):
+    def __init__(self, settings: RunSettings, factory: Callable[[str], Any] | None = None, quotas: Any = None,
+                 overrides: dict[str, dict] | None = None):
         self.settings = settings
         self._factory = factory or self._from_connection
+        self.overrides = overrides or {}   # platform -> client arguments (e.g. a preflight's ShipBob `today`)
         self._quotas = quotas
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()   # threads of one run share one client (and quota copy) per platform
@@ -27,7 +29,8 @@ class Platforms:
     def _from_connection(self, platform: str):
         from orderops_provider.hooks import BY_PLATFORM
 
-        return BY_PLATFORM[platform](getattr(self.settings.connections, platform)).get_client()
+        return BY_PLATFORM[platform](getattr(self.settings.connections, platform)).get_client(
+            **self.overrides.get(platform, {}))
 
     def get(self, platform: str):
         with self._lock:

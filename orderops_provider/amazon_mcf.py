@@ -54,8 +54,10 @@ USER_AGENT = (f"orderops/1.0 (Language=Python/{_platform.python_version()}; "
               f"Platform={_platform.system() or 'unknown'})")
 SECRET_EXTRA_KEYS = ("refresh_token",)
 
-FBA = "/fba/outbound/2020-07-01"
-REPORTS = "/reports/2021-06-30"
+# The SP-API versions this client speaks (fixed in its paths; docs/api-versions.md)
+VERSIONS = {"fulfillment_outbound": "2020-07-01", "reports": "2021-06-30"}
+FBA = f"/fba/outbound/{VERSIONS['fulfillment_outbound']}"
+REPORTS = f"/reports/{VERSIONS['reports']}"
 SHIPMENTS_REPORT = "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL"
 
 LWA = "lwa:token"

@@ -56,8 +56,9 @@ class PlatformHook(BaseHook):
     def settings(self) -> ConnectionSettings:
         return read_connection(getattr(self, self.conn_name_attr), self.secret_extra_keys)
 
-    def check(self) -> str:
-        """One cheap call proving the connection works; returns what it proved."""
+    def check(self, **overrides: Any) -> str:
+        """One cheap call proving the connection works; returns what it proved. `overrides` go to
+        the client (e.g. a ShipBob `today`, so a preflight judges versions on its own clock)."""
         raise NotImplementedError
 
     def test_connection(self) -> tuple[bool, str]:
@@ -93,9 +94,9 @@ class TikTokShopHook(PlatformHook):
 
         return tiktok.TikTokShopClient.from_settings(settings, on_token_refresh=refreshed, **overrides)
 
-    def check(self) -> str:
+    def check(self, **overrides: Any) -> str:
         """Signature and token accepted, and the shop found."""
-        with self.get_client() as client:
+        with self.get_client(**overrides) as client:
             cipher = client.shop_cipher
             client.warehouses()
             return f"signature and token accepted; shop cipher {cipher}"
@@ -121,8 +122,8 @@ class ShopifyHook(PlatformHook):
         overrides.setdefault("secret_sink", mask_secret)   # tokens obtained later are masked too
         return shopify.ShopifyClient.from_settings(settings, **overrides)
 
-    def check(self) -> str:
-        with self.get_client() as client:
+    def check(self, **overrides: Any) -> str:
+        with self.get_client(**overrides) as client:
             shop = client.shop()
             served = client.effective_version
             asked = "" if served == client.api_version else f", asked for {client.api_version}: set a supported one"
@@ -148,9 +149,9 @@ class AmazonMcfHook(PlatformHook):
         overrides.setdefault("mask", mask_secret)   # access tokens and document URLs too
         return amazon_mcf.AmazonMcfClient.from_settings(settings, **overrides)
 
-    def check(self) -> str:
+    def check(self, **overrides: Any) -> str:
         """The refresh token is exchanged and the fulfillment-order listing answers."""
-        with self.get_client() as client:
+        with self.get_client(**overrides) as client:
             client.access_token()
             next(iter(client.list_fulfillment_orders(datetime.now(timezone.utc))), None)   # one page
             return f"token exchanged; fulfillment orders readable (marketplace {client.marketplace_id})"
@@ -179,9 +180,9 @@ class ShipBobHook(PlatformHook):
         overrides.setdefault("token_source", self._token_now)
         return shipbob.ShipBobClient.from_settings(settings, **overrides)
 
-    def check(self) -> str:
+    def check(self, **overrides: Any) -> str:
         """Token accepted and, when channel_id is set, that channel can write orders."""
-        with self.get_client() as client:
+        with self.get_client(**overrides) as client:
             channels = client.channels()
             if client.channel_id is None:
                 return f"token accepted; {len(channels)} channel(s); no channel_id set (cancels need one)"

@@ -40,6 +40,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlencode
 
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 
 # Released 2026-07-01, supported at least until 2027-07-01 (shopify.dev/docs/api/usage/versioning).
 DEFAULT_VERSION = "2026-07"
+SUPPORT_MONTHS = 12                 # each stable version, from its release
 # From this version on orderCancel takes `refundMethod`; before it, `refund: Boolean!`.
 REFUND_METHOD_SINCE = "2025-07"
 MAX_PAGE_SIZE = 250
@@ -102,6 +104,7 @@ query CancelJob($id: ID!) {
 }"""
 
 SHOP_QUERY = "query Shop { shop { name myshopifyDomain } }"
+ACCESS_SCOPES_QUERY = "query AccessScopes { currentAppInstallation { accessScopes { handle } } }"
 
 CANCEL_MUTATION = """
 mutation OrderCancel($orderId: ID!, $reason: OrderCancelReason!, $refundMethod: OrderCancelRefundMethodInput,
@@ -239,6 +242,15 @@ def order_gid(value: Any) -> str:
     if re.fullmatch(r"gid://shopify/Order/[1-9]\d*", text):
         return text
     raise ValueError(f"order id: expected gid://shopify/Order/<n> or a numeric id, got {value!r}")
+
+
+def supported_until(version: str) -> date | None:
+    """The last day Shopify supports a stable version: 12 months after its release on the 1st of
+    its month (shopify.dev/docs/api/usage/versioning says "at least"); None for `unstable`."""
+    if not re.fullmatch(r"\d{4}-(01|04|07|10)", version):
+        return None
+    months = int(version[:4]) * 12 + int(version[5:7]) - 1 + SUPPORT_MONTHS
+    return date(months // 12, months % 12 + 1, 1) - timedelta(days=1)
 
 
 def _version_at_least(version: str, bound: str) -> bool:
@@ -661,6 +673,15 @@ class ShopifyClient(PlatformClient):
 
     def shop(self) -> dict:
         return self.graphql("shop", SHOP_QUERY, cost=1).data["data"]["shop"]
+
+    def access_scopes(self) -> set[str]:
+        """The access scopes the shop granted this app (`currentAppInstallation.accessScopes`)."""
+        reply = self.graphql("currentAppInstallation", ACCESS_SCOPES_QUERY, cost=1)
+        scopes = ((reply.data["data"].get("currentAppInstallation") or {}).get("accessScopes"))
+        if not isinstance(scopes, list) or not all(isinstance(s, dict) and isinstance(s.get("handle"), str) for s in scopes):
+            raise MalformedResponseError(self.platform, "currentAppInstallation", "expected accessScopes[] of {handle}",
+                                         request_id=reply.request_id)
+        return {s["handle"] for s in scopes}
 
     def job(self, job_id: str) -> dict:
         reply = self.graphql("job", JOB_QUERY, {"id": job_id}, cost=1)

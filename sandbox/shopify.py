@@ -1277,6 +1277,10 @@ class ShopifySandbox(PlatformSandbox):
                 "id": "gid://shopify/Shop/61000000", "name": "orderops sandbox", "myshopifyDomain": domain,
                 "ianaTimezone": "Etc/UTC", "currencyCode": "USD", "__typename": "Shop"},
             ("QueryRoot", "order"): lambda s, i, id: self._visible_order(i.context, _gid_number(id, "Order")),
+            # the scopes the token carries: what an app reads to see what the shop granted it
+            ("QueryRoot", "currentAppInstallation"): lambda s, i: {
+                "id": "gid://shopify/AppInstallation/5400002", "__typename": "AppInstallation",
+                "accessScopes": [{"handle": h, "description": h} for h in sorted(i.context.scopes)]},
             # no order carries a custom id (a unique metafield) here, so only `id` finds one
             ("QueryRoot", "orderByIdentifier"): lambda s, i, identifier: self._visible_order(
                 i.context, _gid_number(identifier["id"], "Order")) if identifier.get("id") else None,
