@@ -9,7 +9,7 @@ SEED ?= 1
 # Test processes (pytest-xdist): one per core; TEST_WORKERS=0 runs the suite in this one process.
 TEST_WORKERS ?= auto
 
-.PHONY: venv test demo ui sandbox lock clean simulate
+.PHONY: venv test demo ui sandbox lock clean simulate docs docs-serve
 
 $(STAMP): requirements.txt pyproject.toml
 	@echo "installing orderops's pinned packages into $(VENV) (the first time takes a few minutes) ..."
@@ -58,7 +58,8 @@ lock:
 	  apache-airflow-providers-postgres apache-airflow-providers-openlineage apache-airflow-providers-common-messaging \
 	  apache-airflow-providers-redis pandas httpx great-expectations \
 	  graphql-core jsonschema openapi-schema-validator psycopg2-binary pytest pytest-timeout pytest-xdist hypothesis \
-	  matplotlib apache-airflow-providers-celery "celery[redis]<5.7" tiktok-shop-api python-amazon-sp-api ShopifyAPI schemathesis playwright
+	  matplotlib apache-airflow-providers-celery "celery[redis]<5.7" tiktok-shop-api python-amazon-sp-api ShopifyAPI schemathesis playwright \
+	  mkdocs mkdocs-material
 	{ head -2 requirements.txt; .lock-venv/bin/pip freeze; } > requirements.lock && mv requirements.lock requirements.txt
 	rm -rf .lock-venv
 
@@ -92,3 +93,12 @@ DEBOUNCE ?= 30
 simulate: venv
 	$(PY) -m bench.simulate --days $(DAYS) --orders-per-day $(ORDERS_PER_DAY) --schedule "$(SCHEDULE)" --seed $(SEED) \
 	  --events $(EVENTS) --debounce-seconds $(DEBOUNCE) --backlog $(BACKLOG)
+
+# The documentation site (docs/, mkdocs.yml): built strict into state/site/ (a broken link or a
+# missing page fails the build); docs-serve serves it on 127.0.0.1 and rebuilds on every change.
+DOCS_PORT ?= 8000
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --clean --site-dir state/site
+
+docs-serve: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --strict --dev-addr 127.0.0.1:$(DOCS_PORT)

@@ -1,0 +1,233 @@
+"""MkDocs hook: the measured figures' tables, rendered at build time from docs/results/*.json.
+
+A page asks for a table with a marker on a line of its own, `<!-- table: NAME -->`; TABLES names
+each table, the result file it reads and the function that renders it. Under every table goes a line
+with the file's provenance (command, commit, date, machine). The result files keep the shape that
+the commands write (`bench/results/pipeline-latest.json`, `bench/results/dag-latest.json`,
+`state/simulate/summary.json`), plus a `provenance` object; copying a new result file in and
+adding its provenance regenerates the tables.
+
+Links to a page listed in PENDING_PAGES that does not exist yet are shown as plain text.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+MARKER = re.compile(r"^<!-- table: ([a-z0-9-]+) -->$", re.M)
+# Pages announced but not written yet: a link to one stays text until the file lands.
+PENDING_PAGES = ("preflight.md",)
+
+
+def _num(value, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _seconds(value) -> str:
+    """Whole seconds from 1 s up, one decimal below (`0.5`)."""
+    if value is None:
+        return "-"
+    return _num(value, 0 if value >= 1 else 1)
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def _bucket(name: str) -> str:
+    platform, _, bucket = name.partition(":")
+    names = {"shopify": "Shopify", "tiktok": "TikTok", "amazon_mcf": "Amazon MCF", "shipbob": "ShipBob"}
+    return f"{names.get(platform, platform)} {'points' if bucket == 'points' else bucket}".strip()
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _when(doc: dict) -> str:
+    """The date of a result file: its provenance, else the bench's `when` stamp (20261126T175810Z)."""
+    date = (doc.get("provenance") or {}).get("date") or doc.get("when") or ""
+    if re.fullmatch(r"\d{8}T\d{6}Z", date):
+        date = f"{date[:4]}-{date[4:6]}-{date[6:8]}"
+    return date or "date not recorded"
+
+
+def provenance(doc: dict, name: str) -> str:
+    prov = doc.get("provenance") or {}
+    commit = prov.get("commit") or doc.get("revision")
+    parts = [f"`{prov['command']}`" if prov.get("command") else None,
+             f"commit {commit}" if commit else "commit not recorded",
+             _when(doc), prov.get("machine")]
+    line = "Source: `docs/results/" + name + "`: " + ", ".join(p for p in parts if p) + "."
+    notes = prov.get("notes") or []
+    return line + "".join(f" {n[0].upper()}{n[1:]}." for n in notes)
+
+
+# ----------------------------------------------------------------------------- make simulate
+def simulate_days(doc: dict) -> str:
+    hand = {d["day"]: d for d in doc.get("sop_baseline", {}).get("days", [])}
+    rows = []
+    for d in doc["days"]:
+        t = d["truth"]
+        day = d["day"][5:] + ("" if d.get("complete", True) else " (open)")
+        rows.append([day, _num(t["orders_due"]), _num(t["dispatched_on_time"]), _num(t["dispatched_late"]),
+                     _num(t["past_due_no_tracking"]), _pct(t["late_dispatch_rate"]),
+                     _pct(hand.get(d["day"], {}).get("late_dispatch_rate")), _num(t["cancellations"]),
+                     _num(t["cancellations_late"]), "yes" if d.get("match") else "**no**"])
+    return _table(["day (UTC)", "due", "on time", "late", "past ship-by, no tracking", "Late Dispatch Rate",
+                   "by hand: LDR", "cancellation requests", "answered late", "report == truth"], rows)
+
+
+def _latency(lat: dict) -> str:
+    return " / ".join(_num(lat.get(k), 1) for k in ("median", "p95", "max"))
+
+
+def simulate_vs_hand(doc: dict) -> str:
+    lat, hand = doc["tracking_latency_minutes"], doc["sop_baseline"]
+    complete = [d for d in doc["days"] if d.get("complete", True)]
+    due_days = [d for d in complete if d["truth"]["orders_due"]]
+    due = sum(d["truth"]["orders_due"] for d in complete)
+    late = sum(d["truth"]["dispatched_late"] + d["truth"]["past_due_no_tracking"] for d in complete)
+    span = f"{due_days[0]['day'][5:]} to {due_days[-1]['day'][5:]}, " if due_days else ""
+    return _table(["figure (whole run)", "orderops", "by hand, 09:00 and 17:00 shop time"], [
+        [f"fulfiller shipment -> tracking on TikTok, minutes: median / p95 / max ({_num(lat.get('count'))} shipments)",
+         _latency(lat), _latency(hand["tracking_latency_minutes"])],
+        [f"Late Dispatch Rate over the complete days ({span}{_num(due)} orders due)",
+         f"{_pct(doc['late_dispatch_rate'])} ({_num(late)})", _pct(hand.get("late_dispatch_rate"))]])
+
+
+def _runs(ext: dict) -> str:
+    names = (("incremental", "incremental"), ("sweep", "sweeps"), ("event", "event-driven"))
+    return " + ".join(f"{_num(ext[k])} {label}" for k, label in names if ext.get(k))
+
+
+def _per_run(per_run: dict) -> str:
+    # a sweep's cost is told apart in the text: the table compares the runs that follow what changed
+    labels = {"event": "event-driven", "incremental": "incremental"}
+    return "; ".join(f"{labels[k]} {_num(per_run[k]['median'], 0 if per_run[k]['median'] == int(per_run[k]['median']) else 1)}"
+                     f" / {_num(per_run[k]['p95'])}" for k in ("event", "incremental") if k in per_run)
+
+
+def simulate_steady(doc: dict) -> str:
+    ev = doc.get("with_events")
+    if not ev:
+        return "(this result file has no pass with events: run `make simulate ... EVENTS=both`)"
+
+    def ok(d):
+        return f"{'yes' if d['all_days_match'] else '**no**'}; {d['duplicate_effects']}; {d['missed_tracking']}"
+
+    lat = lambda d: f"{_latency(d['tracking_latency_minutes'])} ({_num(d['tracking_latency_minutes'].get('count'))})"  # noqa: E731
+    return _table(["figure", "schedule only", "with events (schedule as the safety net)"], [
+        ["shipment -> tracking on TikTok, minutes: median / p95 / max", lat(doc), lat(ev)],
+        ["runs", _runs(doc["extraction"]), _runs(ev["extraction"])],
+        ["extraction calls of one run: median / p95", _per_run(doc["extraction_calls_per_run"]),
+         _per_run(ev["extraction_calls_per_run"])],
+        ["extraction calls per order per day", _num(doc["extraction_calls_per_order_day"], 2),
+         _num(ev["extraction_calls_per_order_day"], 2)],
+        ["report == truth every day; duplicate effects; missed tracking", ok(doc), ok(ev)]])
+
+
+# ----------------------------------------------------------------------------- make bench
+def bench_pipeline(doc: dict) -> str:
+    rs = doc["results"]
+
+    def row(label, fn):
+        return [label, *(fn(r) for r in rs)]
+
+    return _table(["`make bench` (one process, " + ", ".join(sorted({r.get("warehouse", "sqlite") for r in rs}))
+                   .replace("sqlite", "SQLite").replace("postgresql", "PostgreSQL") + " warehouse)",
+                   *(f"{r['size']:,} orders" for r in rs)], [
+        row("wall time", lambda r: f"{_num(r['wall_seconds'])} s"),
+        row("quota-bound lower bound (bound by)",
+            lambda r: f"{_num(r['lower_bound_seconds'])} s ({_bucket(r['bound_by'])})"),
+        row("measured / lower bound", lambda r: _num(r["ratio"], 2)),
+        row("429s / throttled answers", lambda r: _num(r["throttled_429"])),
+        row("API calls, per order", lambda r: f"{_num(r['calls_total'])}, {_num(r['calls_per_order'], 2)}"),
+        row("extraction calls, per order",
+            lambda r: f"{_num(r['extraction_calls_total'])}, {_num(r['extraction_calls_per_order'], 3)}"),
+        row("Shopify points charged", lambda r: _num(sum(r["shopify_points"].values()))),
+        row("time: extract / validate / join+decide / act",
+            lambda r: " / ".join(_seconds(r["phase_seconds"].get(p)) for p in ("extract", "validate", "decide", "act"))
+            + " s"),
+        row("join + decide CPU, every order of the scenario",
+            lambda r: f"{_num((r.get('join_decide_all') or {}).get('cpu_seconds'), 2)} s"),
+        row("peak memory, pipeline process", lambda r: f"{_num(r['peak_rss_mib'])} MiB"),
+        row("order by order (a Shopify and a fulfiller lookup per order): calls, lower bound",
+            lambda r: f"{_num(r['order_by_order']['calls'])}, {_num(r['order_by_order']['lower_bound_seconds'])} s"),
+    ])
+
+
+def dag_parse(doc: dict) -> str:
+    parse = doc.get("dag_parse") or {}
+    if not parse:
+        return "(this result file has no DAG parse times: `make bench` measures them unless given `--no-parse`)"
+    return _table(["DAG file", "parse time (DagBag in a fresh interpreter, median of 3)"],
+                  [[f"`{name}`", f"{p['seconds']:.2f} s"] for name, p in sorted(parse.items())])
+
+
+def bench_dag(doc: dict) -> str:
+    r = doc["result"]
+    states = r.get("task_states") or {}
+    all_ok = states and set(states) == {"success"}
+    return _table([f"`make bench-dag` (Airflow on the production shape, PostgreSQL, {r.get('workers', 2)} Celery workers)",
+                   f"{r['orders']:,} orders"], [
+        ["wall time, trigger to end of the run", f"{_num(r['wall_seconds'])} s"],
+        ["quota-bound lower bound", f"{_num(r['lower_bound_seconds'])} s ({_bucket(r['bound_by'])})"],
+        ["measured / lower bound", _num(r["ratio"], 2)],
+        ["throttled answers", _num(r["throttled"])],
+        ["task instances", f"{r['task_instances']}, " + ("all successful" if all_ok else
+                                                          ", ".join(f"{n} {s}" for s, n in sorted(states.items())))],
+    ])
+
+
+def test_suite(doc: dict) -> str:
+    return _table([f"the whole suite ({doc['tests']:,} tests)", "minutes"],
+                  [[run["how"], _num(run["minutes"], 1).removesuffix(".0")] for run in doc["runs"]])
+
+
+TABLES = {
+    "test-suite": ("test-suite.json", test_suite),
+    "simulate-week-days": ("simulate-week.json", simulate_days),
+    "simulate-week-vs-hand": ("simulate-week.json", simulate_vs_hand),
+    "simulate-steady-state": ("simulate-week.json", simulate_steady),
+    "bench-pipeline": ("pipeline.json", bench_pipeline),
+    "bench-dag-parse": ("pipeline.json", dag_parse),
+    "bench-dag": ("dag.json", bench_dag),
+}
+
+
+def render(name: str, cited: set[str] | None = None) -> str:
+    """The table NAME and its source line (shorter when `cited` holds its file: named above on the page)."""
+    if name not in TABLES:
+        raise KeyError(f"<!-- table: {name} -->: no such table (known: {', '.join(sorted(TABLES))})")
+    file, fn = TABLES[name]
+    doc = json.loads((RESULTS / file).read_text())
+    if cited is not None and file in cited:
+        return fn(doc) + f"\n\nSource: `docs/results/{file}`, as above."
+    if cited is not None:
+        cited.add(file)
+    return fn(doc) + "\n\n" + provenance(doc, file)
+
+
+def replace_markers(markdown: str) -> str:
+    cited: set[str] = set()
+    return MARKER.sub(lambda m: render(m.group(1), cited), markdown)
+
+
+def unlink_pending(markdown: str) -> str:
+    for pending in PENDING_PAGES:
+        if (RESULTS.parent / pending).exists():
+            continue
+        markdown = re.sub(r"\[([^\]]+)\]\((?:\.\./)*" + re.escape(pending) + r"(#[^)]*)?\)",
+                          r"\1 (`" + pending + "`, not written yet)", markdown)
+    return markdown
+
+
+def on_page_markdown(markdown, page, config, files):  # MkDocs hook
+    return unlink_pending(replace_markers(markdown))
