@@ -6,8 +6,6 @@ with the file's provenance (command, commit, date, machine). The result files ke
 the commands write (`bench/results/pipeline-latest.json`, `bench/results/dag-latest.json`,
 `state/simulate/summary.json`), plus a `provenance` object; copying a new result file in and
 adding its provenance regenerates the tables.
-
-Links to a page listed in PENDING_PAGES that does not exist yet are shown as plain text.
 """
 from __future__ import annotations
 
@@ -17,8 +15,6 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 MARKER = re.compile(r"^<!-- table: ([a-z0-9-]+) -->$", re.M)
-# Pages announced but not written yet: a link to one stays text until the file lands.
-PENDING_PAGES = ("preflight.md",)
 
 
 def _num(value, digits: int = 0) -> str:
@@ -220,14 +216,5 @@ def replace_markers(markdown: str) -> str:
     return MARKER.sub(lambda m: render(m.group(1), cited), markdown)
 
 
-def unlink_pending(markdown: str) -> str:
-    for pending in PENDING_PAGES:
-        if (RESULTS.parent / pending).exists():
-            continue
-        markdown = re.sub(r"\[([^\]]+)\]\((?:\.\./)*" + re.escape(pending) + r"(#[^)]*)?\)",
-                          r"\1 (`" + pending + "`, not written yet)", markdown)
-    return markdown
-
-
 def on_page_markdown(markdown, page, config, files):  # MkDocs hook
-    return unlink_pending(replace_markers(markdown))
+    return replace_markers(markdown)

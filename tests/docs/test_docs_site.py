@@ -50,13 +50,12 @@ def test_the_site_builds_in_strict_mode(tmp_path):
 
 @pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(REPO)))
 def test_every_relative_link_points_to_a_file(page):
-    pending = set(hooks().PENDING_PAGES)
     broken = []
     for target, _ in LINK.findall(without_code(page.read_text())):
         if not target or re.match(r"^[a-z][a-z0-9+.-]*:", target):   # an anchor on the page, or a URL
             continue
         path = (page.parent / target).resolve()
-        if not path.exists() and not (path.name in pending and path.parent == DOCS):
+        if not path.exists():
             broken.append(target)
     assert not broken, f"{page.relative_to(REPO)}: links to missing files: {broken}"
 
@@ -94,15 +93,6 @@ def test_a_new_bench_result_file_renders(tmp_path, monkeypatch):
     text = module.render("bench-pipeline")
     assert "| wall time | 34 s |" in text and "commit abc1234, 2027-01-02" in text
     assert "no DAG parse times" in module.render("bench-dag-parse")
-
-
-def test_a_missing_pending_page_is_text_until_it_lands(tmp_path, monkeypatch):
-    module = hooks()
-    monkeypatch.setattr(module, "RESULTS", tmp_path / "results")
-    assert module.unlink_pending("see [the check](preflight.md#x).") == \
-        "see the check (`preflight.md`, not written yet)."
-    (tmp_path / "preflight.md").write_text("# Preflight\n")
-    assert module.unlink_pending("see [the check](preflight.md).") == "see [the check](preflight.md)."
 
 
 def test_the_readme_is_short_and_types_no_measured_figure():
