@@ -4,7 +4,7 @@
 
 For each size a generated scenario (`sandbox.generate`, the realistic mix) is served by
 the sandbox in its own process (documented quotas, clock frozen), and a fresh process runs
-`include.pipeline.run_all` against it on a fresh warehouse, so the peak memory and CPU time are
+`include.run.pipeline.run_all` against it on a fresh warehouse, so the peak memory and CPU time are
 the pipeline's alone. The run does side by side what the DAG does side by side (the three
 listings after TikTok's; the action groups and cancellation sagas, `--lanes` chunks of each at a
 time like a pool of that many slots); `--lanes 1` runs every step in turn. Figures per size: wall time and time per step; API calls per platform and
@@ -223,7 +223,7 @@ class Probe:
     """Wraps the pipeline steps run_all calls: wall time per step, calls and points per phase."""
 
     def __init__(self, pipeline, sandbox: SandboxProcess, platforms):
-        from include import saga
+        from include.act import saga
 
         self.sandbox, self.platforms = sandbox, platforms
         self.modules = {name: saga if hasattr(saga, name) else pipeline for name in PHASES}   # where run_all finds each
@@ -285,7 +285,7 @@ class Probe:
 
 def _stage_all_tiktok(platforms) -> list[dict]:
     """Every TikTok order of the scenario as staged rows (outside the measured run)."""
-    from include import staging
+    from include.extract import staging
 
     rows = []
     for order in platforms.tiktok().search_orders({}, page_size=100):
@@ -305,13 +305,13 @@ def time_join_decide(pipeline, settings, platforms, wh, tiktok_rows: list[dict],
     The staged rows are read from the warehouse and the carrier maps fetched first (not timed):
     what is timed is the in-memory linking and the rules. Best of `repeats`.
     """
-    from include.decide import decide
-    from include import saga
-    from include.join import Joiner
-    from include.ledger import Ledger
-    from include.run_store import RunStore
-    from include.runconfig import now_for
-    from include.warehouse import (stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_shopify_orders,
+    from include.decide.rules import decide
+    from include.act import saga
+    from include.decide.join import Joiner
+    from include.act.ledger import Ledger
+    from include.store.run_store import RunStore
+    from include.run.runconfig import now_for
+    from include.store.warehouse import (stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_shopify_orders,
                                    stg_tiktok_cancellations)
 
     now = now_for(settings)
@@ -340,7 +340,7 @@ def order_by_order(tiktok_rows: list[dict], links: list[dict], act_units: dict[s
     """Calls and quota time if each order in the two queues were worked alone, as a person does:
     the same TikTok listing, then per order one Shopify lookup and one fulfiller lookup, then the
     same writes as orderops makes."""
-    from include.enums import TIKTOK_SHIPPABLE_STATUSES
+    from include.decide.enums import TIKTOK_SHIPPABLE_STATUSES
 
     pending = {r["tiktok_order_id"] for r in tiktok_rows if r["is_buyer_request_cancel"]}
     queue = [r["tiktok_order_id"] for r in tiktok_rows
@@ -381,11 +381,11 @@ def run_one(size: int, seed: int, warehouse_url: str | None, full_decide: bool, 
         os.environ.update(connection_env(sandbox.urls))
         import sqlalchemy as sa
 
-        import include.pipeline as pipeline
-        from include.platforms import Platforms
-        from include.run_store import RunStore
-        from include.runconfig import run_settings
-        from include.warehouse import Warehouse, order_links
+        import include.run.pipeline as pipeline
+        from include.run.platforms import Platforms
+        from include.store.run_store import RunStore
+        from include.run.runconfig import run_settings
+        from include.store.warehouse import Warehouse, order_links
 
         if warehouse_url and warehouse_url.startswith("postgresql"):
             import uuid

@@ -54,7 +54,7 @@ def main() -> None:
     os.environ["ORDEROPS_GX_DIR"] = str(folder)
     if args.keep is not None:
         os.environ["ORDEROPS_GX_KEEP"] = str(args.keep)
-    from include.quality import validate_batches
+    from include.quality.checkpoints import validate_batches
 
     batches = run_batches(args.rows) if args.run else {"tiktok_orders": batch(args.rows)}
     started = time.perf_counter()

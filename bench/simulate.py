@@ -177,8 +177,8 @@ class EventPath:
 
         import uvicorn
 
-        from include.event_receiver import AmazonQueue, ShopSecrets, create_app
-        from include.events import EventInbox
+        from include.events.receiver import AmazonQueue, ShopSecrets, create_app
+        from include.events.platform_events import EventInbox
         from sandbox.amazon_mcf import DEFAULT_CREDENTIALS as AMAZON
         from sandbox.server import bind
         from sandbox.shopify import DEFAULT_CREDENTIALS as SHOPIFY
@@ -213,7 +213,7 @@ class EventPath:
         """What the platforms sent (per platform and outcome) and what the inbox kept of it."""
         import sqlalchemy as sa
 
-        from include.warehouse import platform_events
+        from include.store.warehouse import platform_events
 
         t = platform_events.c
         with self.inbox.wh.engine.connect() as conn:
@@ -237,11 +237,12 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
     from airflow.sdk._shared.secrets_masker import reset_secrets_masker
 
     from bench.pipeline_bench import SandboxProcess
-    from include import pipeline, reports
-    from include.platforms import Platforms
-    from include.runconfig import run_settings
+    from include.run import pipeline
+    from include.report import reports
+    from include.run.platforms import Platforms
+    from include.run.runconfig import run_settings
     from sandbox.connections import connection_env
-    from include.warehouse import Warehouse
+    from include.store.warehouse import Warehouse
 
     out.mkdir(parents=True, exist_ok=True)
     life = {"start": iso(start), "days": days, "orders_per_day": orders_per_day, "seed": seed, **(life_overrides or {})}

@@ -12,7 +12,7 @@ Params: `sla_horizon_hours` (near-SLA horizon), `dry_run` (decide only, no platf
 manual run). `shop` is fixed: each shop has its own DAG and connections (the shops file), and no
 param picks other connections.
 
-Trace one order: `python -m include.orderops trace <tiktok_order_id>`.
+Trace one order: `python -m include.cli trace <tiktok_order_id>`.
 """
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from airflow.sdk import (
     TriggerRule, dag, task,
 )
 
-from include.lineage import assets, endpoints, tables as warehouse_tables
-from include.shops import Shop, load_shops, minutes_setting, schedule_for, task_timeout
-from include.steps import BY_NAME, STEPS
+from include.airflow.lineage import assets, endpoints, tables as warehouse_tables
+from include.run.shops import Shop, load_shops, minutes_setting, schedule_for, task_timeout
+from include.run.steps import BY_NAME, STEPS
 
 ASSETS = assets()
 RUN_SUMMARY, DECISIONS, LEDGER = ASSETS["run_summary"], ASSETS["decisions"], ASSETS["ledger"]
@@ -35,7 +35,7 @@ STAGING = ("stg_tiktok_orders", "stg_tiktok_cancellations", "stg_shopify_orders"
 
 
 def on_task_failure(context):
-    from include.notify import on_task_failure as alert
+    from include.airflow.glue import on_task_failure as alert
 
     alert(context)
 
@@ -97,14 +97,14 @@ def build(shop: Shop):
         @task(outlets=tables("runs"))
         def prepare_run(**context) -> dict:
             """Validate params, policy and connections, derive the window, create or upgrade the warehouse schema."""
-            from include.airflow_glue import checked_settings, task_warehouse
-            from include.pipeline import prepare_run as prepare
+            from include.airflow.glue import checked_settings, task_warehouse
+            from include.run.pipeline import prepare_run as prepare
 
             settings = checked_settings(context, shop)   # a bad setting fails here, without retries
             wh = task_warehouse(context, settings.connections.warehouse)
             try:
                 if settings.event_driven and shop.events is not None:
-                    from include.events import EventInbox, wait_for_burst
+                    from include.events.platform_events import EventInbox, wait_for_burst
 
                     wait_for_burst(EventInbox(wh), shop.name, shop.events.debounce_seconds)
                 return prepare(settings, wh).to_xcom()
@@ -115,8 +115,8 @@ def build(shop: Shop):
               outlets=tables("stg_tiktok_orders", "stg_tiktok_cancellations", "quarantine"))
         def extract_tiktok(**context) -> dict:
             """TikTok orders and cancellation requests changed since the cursors (a sweep: all in play)."""
-            from include.airflow_glue import task_resources
-            from include.pipeline import extract_tiktok as run
+            from include.airflow.glue import task_resources
+            from include.run.pipeline import extract_tiktok as run
 
             with task_resources(context) as (s, platforms, wh, _):
                 return run(s, platforms, wh)
@@ -126,8 +126,8 @@ def build(shop: Shop):
             """Shopify orders updated since the cursor (a sweep: created since the oldest TikTok order in play)."""
             from datetime import datetime
 
-            from include.airflow_glue import task_resources
-            from include.pipeline import extract_shopify as run
+            from include.airflow.glue import task_resources
+            from include.run.pipeline import extract_shopify as run
 
             with task_resources(context) as (s, platforms, wh, _):
                 return run(s, platforms, wh, datetime.fromisoformat(tiktok["since"]))
@@ -138,8 +138,8 @@ def build(shop: Shop):
             """Amazon MCF orders (listing) and tracking (fulfilled-shipments report)."""
             from datetime import datetime
 
-            from include.airflow_glue import task_resources
-            from include.pipeline import extract_amazon as run
+            from include.airflow.glue import task_resources
+            from include.run.pipeline import extract_amazon as run
 
             with task_resources(context) as (s, platforms, wh, _):
                 if "amazon_mcf" not in s.fulfillers:
@@ -151,8 +151,8 @@ def build(shop: Shop):
             """ShipBob orders with their shipments and tracking."""
             from datetime import datetime
 
-            from include.airflow_glue import task_resources
-            from include.pipeline import extract_shipbob as run
+            from include.airflow.glue import task_resources
+            from include.run.pipeline import extract_shipbob as run
 
             with task_resources(context) as (s, platforms, wh, _):
                 if "shipbob" not in s.fulfillers:
@@ -162,8 +162,8 @@ def build(shop: Shop):
         @task(inlets=tables(*STAGING), outlets=tables("validation_results"))
         def validate_staged(**context) -> list:
             """Great Expectations on each staged batch; failures block dependent actions, not the run."""
-            from include.airflow_glue import task_resources
-            from include.pipeline import validate_staged as run
+            from include.airflow.glue import task_resources
+            from include.run.pipeline import validate_staged as run
 
             with task_resources(context) as (s, _, wh, _ctx):
                 return run(s, wh)
@@ -172,8 +172,8 @@ def build(shop: Shop):
               outlets=[DECISIONS, *tables("order_links", "decisions", "action_ledger")])
         def join_and_decide(**context) -> dict:
             """Join the platforms on order ids, decide per order, record pending actions in the ledger."""
-            from include.airflow_glue import task_resources
-            from include.pipeline import join_and_decide as run
+            from include.airflow.glue import task_resources
+            from include.run.pipeline import join_and_decide as run
 
             with task_resources(context) as (s, platforms, wh, _):
                 plan = run(s, platforms, wh)
@@ -189,8 +189,8 @@ def build(shop: Shop):
         @task(pool="tiktok_api", inlets=tables("action_ledger"), outlets=[LEDGER, *endpoints("tiktok_packages")])
         def post_tracking(keys: list, **context) -> list:
             """Mark packages as shipped on TikTok with the fulfiller's tracking (T1, C3)."""
-            from include.airflow_glue import task_resources
-            from include.pipeline import act
+            from include.airflow.glue import task_resources
+            from include.run.pipeline import act
 
             with task_resources(context) as (s, platforms, wh, ctx):
                 return act(s, platforms, wh, ctx, keys)
@@ -198,8 +198,8 @@ def build(shop: Shop):
         @task(pool="shopify_api", inlets=tables("action_ledger"), outlets=[LEDGER, *endpoints("shopify_order_update")])
         def add_notes(keys: list, **context) -> list:
             """Note "Shipping, no tracking ID yet" on the Shopify order (N1)."""
-            from include.airflow_glue import task_resources
-            from include.pipeline import act
+            from include.airflow.glue import task_resources
+            from include.run.pipeline import act
 
             with task_resources(context) as (s, platforms, wh, ctx):
                 return act(s, platforms, wh, ctx, keys)
@@ -207,8 +207,8 @@ def build(shop: Shop):
         @task(pool="tiktok_api", inlets=tables("action_ledger"), outlets=[LEDGER, *endpoints("tiktok_reject")])
         def reject_cancellations(keys: list, **context) -> list:
             """Reject buyer cancellations of orders already packed or shipped (C3)."""
-            from include.airflow_glue import task_resources
-            from include.pipeline import act
+            from include.airflow.glue import task_resources
+            from include.run.pipeline import act
 
             with task_resources(context) as (s, platforms, wh, ctx):
                 return act(s, platforms, wh, ctx, keys)
@@ -216,8 +216,8 @@ def build(shop: Shop):
         @task(inlets=tables("action_ledger"), outlets=[LEDGER, *tables("action_ledger")])
         def record_escalations(keys: list, **context) -> list:
             """Record orders a person must look at, with the reason (E1, T2, C3/C4 by policy)."""
-            from include.airflow_glue import task_resources
-            from include.pipeline import act
+            from include.airflow.glue import task_resources
+            from include.run.pipeline import act
 
             with task_resources(context) as (s, platforms, wh, ctx):
                 return act(s, platforms, wh, ctx, keys)
@@ -226,8 +226,8 @@ def build(shop: Shop):
               outlets=[LEDGER, *endpoints("amazon_cancel", "shipbob_cancel")])
         def cancel_at_fulfiller(sagas: list, **context) -> list:
             """Cancellation saga, step 1: cancel the fulfillment order (C1)."""
-            from include.airflow_glue import task_resources
-            from include.saga import cancel_at_fulfiller as run
+            from include.airflow.glue import task_resources
+            from include.act.saga import cancel_at_fulfiller as run
 
             with task_resources(context) as (s, platforms, wh, ctx):
                 return run(s, platforms, wh, ctx, sagas)
@@ -237,8 +237,8 @@ def build(shop: Shop):
         @task(pool="fulfiller_api", inlets=endpoints("amazon_orders", "shipbob_orders"), outlets=tables("action_ledger"))
         def verify_fulfiller_cancel(sagas: list, **context) -> dict:
             """Cancellation saga, step 2: does the fulfiller show the order cancelled (C4 after the timeout)?"""
-            from include.airflow_glue import task_resources
-            from include.saga import verify_cancellations
+            from include.airflow.glue import task_resources
+            from include.act.saga import verify_cancellations
 
             with task_resources(context) as (s, platforms, wh, ctx):
                 return verify_cancellations(s, platforms, wh, ctx, sagas)
@@ -247,8 +247,8 @@ def build(shop: Shop):
               outlets=[LEDGER, *endpoints("shopify_order_cancel", "tiktok_approve")])
         def refund_and_approve(sagas: list, **context) -> list:
             """Cancellation saga, step 3: cancel and refund in Shopify, then approve on TikTok."""
-            from include.airflow_glue import task_resources
-            from include.saga import refund_and_approve as run
+            from include.airflow.glue import task_resources
+            from include.act.saga import refund_and_approve as run
 
             with task_resources(context) as (s, platforms, wh, ctx):
                 return run(s, platforms, wh, ctx, sagas)
@@ -257,9 +257,9 @@ def build(shop: Shop):
               outlets=[RUN_SUMMARY, *tables("runs")])
         def summarize_run(**context) -> dict:
             """Orders seen, actions by kind and outcome, escalations, validation, API calls; log as a table."""
-            from include.airflow_glue import task_resources
-            from include.pipeline import summarize_run as run
-            from include.pipeline import summary_table
+            from include.airflow.glue import task_resources
+            from include.run.pipeline import summarize_run as run
+            from include.run.pipeline import summary_table
 
             with task_resources(context) as (s, _, wh, _ctx):
                 summary = run(s, wh)
@@ -268,7 +268,7 @@ def build(shop: Shop):
                                                            ("shop", "run_id", "state", "decisions", "actions", "api")}
             return summary
 
-        # Data flows as arguments; the order comes from the one list of steps (include/steps.py). The
+        # Data flows as arguments; the order comes from the one list of steps (include/run/steps.py). The
         # run's settings are not an argument: each task reads prepare_run's result itself, so the
         # graph shows the data flow instead of an edge from prepare_run into every task.
         tiktok = extract_tiktok()

@@ -13,8 +13,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, dag, task
 
-from include.lineage import assets, tables
-from include.shops import REPORT_DAG_ID, task_timeout
+from include.airflow.lineage import assets, tables
+from include.run.shops import REPORT_DAG_ID, task_timeout
 
 RUN_SUMMARY, SLA_REPORT = assets()["run_summary"], assets()["sla_daily"]
 
@@ -33,7 +33,7 @@ def orderops_sla_report():
     @task
     def list_shops() -> list[dict]:
         """The shops to report on (the shops file, or the default shop)."""
-        from include.shops import load_shops
+        from include.run.shops import load_shops
 
         return [{"name": s.name, "warehouse": s.connections.warehouse} for s in load_shops()]
 
@@ -41,9 +41,9 @@ def orderops_sla_report():
           outlets=[SLA_REPORT, *tables("sla_daily")])
     def build_reports(shop: dict, **context) -> list[dict]:
         """Build the day(s) of this run for one shop: the data interval's days, else today."""
-        from include.airflow_glue import sandbox_now, task_warehouse
-        from include.reports import build_day, days_to_report
-        from include.warehouse import utcnow
+        from include.airflow.glue import sandbox_now, task_warehouse
+        from include.report.reports import build_day, days_to_report
+        from include.store.warehouse import utcnow
 
         now = sandbox_now() or utcnow()
         start, end = context.get("data_interval_start"), context.get("data_interval_end")

@@ -15,7 +15,7 @@ import sys
 
 def migrate(url: str) -> tuple[str | None, str]:
     """(revision before, revision after) of the warehouse schema at `url`; None before: empty."""
-    from include.warehouse import Warehouse, schema_revision
+    from include.store.warehouse import Warehouse, schema_revision
 
     wh = Warehouse(url)
     try:

@@ -468,7 +468,7 @@ def _sandbox_urls(log: Path, timeout: float = 60) -> dict[str, str]:
 
 
 def configure_sandbox_shops(dep: Deployment, shops: list[dict]) -> None:
-    from include.shops import default_connections
+    from include.run.shops import default_connections
 
     docs = json.loads(dep.connections_file.read_text())
     for index, shop in enumerate(shops, 1):
@@ -492,8 +492,8 @@ def warehouse_connection(dep: Deployment) -> dict:
 def pool_slots(dep: Deployment) -> dict[str, int]:
     """Pools sized to the platforms' quotas. Quotas are per shop (per app+shop on TikTok, per store,
     seller account or token elsewhere), and the pools are shared by every shop's DAG: scale them."""
-    from include.shops import load_shops
-    from include.steps import POOLS
+    from include.run.shops import load_shops
+    from include.run.steps import POOLS
 
     shops_file = dep.effective_shops_file
     env_before = os.environ.get("ORDEROPS_SHOPS_FILE")
@@ -547,7 +547,7 @@ def up(dep: Deployment, fresh: bool = False, timeout: float = 300) -> Deployment
 
         migrate(dep.db_url(dep.warehouse_db))
         pools = dep.root / "pools.json"
-        from include.steps import pools_file
+        from include.run.steps import pools_file
 
         slots = pool_slots(dep)
         pools.write_text(json.dumps({name: {**pool, "slots": slots[name]} for name, pool in pools_file().items()}))

@@ -27,15 +27,15 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from include.model import LinkProblem
-from include.pipeline import run_all
-from include.platforms import Platforms
-from include.policy import pick_reject_reason
-from include.quality import GX_DIR_ENV
-from include.run_store import MAX_LOOKBACK
-from include.runconfig import RunSettings, run_settings
-from include.shops import Shop
-from include.warehouse import Warehouse, decisions, order_links, stg_tiktok_orders, tiktok_shipping_providers
+from include.decide.model import LinkProblem
+from include.run.pipeline import run_all
+from include.run.platforms import Platforms
+from include.decide.policy import pick_reject_reason
+from include.quality.checkpoints import GX_DIR_ENV
+from include.store.run_store import MAX_LOOKBACK
+from include.run.runconfig import RunSettings, run_settings
+from include.run.shops import Shop
+from include.store.warehouse import Warehouse, decisions, order_links, stg_tiktok_orders, tiktok_shipping_providers
 from orderops_provider import amazon_mcf, shipbob, shopify
 from orderops_provider.base import ConfigurationError, PlatformError
 from orderops_provider.hooks import BY_PLATFORM

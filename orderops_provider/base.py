@@ -121,7 +121,7 @@ class RateLimiter:
         self.shared: tuple[Any, str] | None = None
 
     def share(self, quotas: Any, bucket: str) -> None:
-        """Draw from `bucket` of a quota store shared with other processes (include.quotas.SharedQuotas)
+        """Draw from `bucket` of a quota store shared with other processes (include.store.quotas.SharedQuotas)
         instead of this process's own copy."""
         self.shared = (quotas, bucket)
 
@@ -253,7 +253,7 @@ class PlatformClient:
 
     def share_quotas(self, quotas: Any) -> None:
         """Draw every call from quotas shared with the shop's other task processes
-        (include.quotas.SharedQuotas), one bucket per metered operation."""
+        (include.store.quotas.SharedQuotas), one bucket per metered operation."""
         with self._lock:
             self._quotas = quotas
             for operation in self._limiters:

@@ -19,7 +19,7 @@ from orderops_provider.base import ConfigurationError
 TIKTOK_ID = re.compile(r"(?<!\d)(\d{18,19})(?!\d)")
 _ID_SHAPE = re.compile(r"\d{18,19}")
 EXTRA_KEY = "tiktok_order_id"
-# Where the join looks, in order of preference (include.join ranks the rules by these).
+# Where the join looks, in order of preference (include.decide.join ranks the rules by these).
 PLACES = ("source_identifier", "custom_attribute", "note", "name")
 DEFAULT_ATTRIBUTE_KEYS = ("tiktok order id", "tiktok_order_id", "tiktok order number")
 DEFAULT_NOTE_PATTERNS = (

@@ -1,4 +1,4 @@
-"""Airflow plugin: the "SLA breaches" page (include/sla_ui.py) in the Airflow 3 UI.
+"""Airflow plugin: the "SLA breaches" page (include/report/sla_ui.py) in the Airflow 3 UI.
 
 Every Airflow component imports plugins, so this module imports nothing heavy: the page's app is
 built on its first request, inside the API server, from the `orderops_warehouse` connection and the
@@ -40,10 +40,10 @@ def build_app():
     from fastapi.exception_handlers import http_exception_handler
     from fastapi.responses import RedirectResponse
 
-    from include.airflow_glue import warehouse_url
-    from include.quality import docs_dir
-    from include.reports import reports_dir
-    from include.sla_ui import create_app
+    from include.airflow.glue import warehouse_url
+    from include.quality.checkpoints import docs_dir
+    from include.report.reports import reports_dir
+    from include.report.sla_ui import create_app
 
     async def reviewer(user=Depends(get_user)) -> str:
         """Who is acting in the inbox: the Airflow user of this request."""
@@ -89,12 +89,12 @@ EVENTS_PREFIX = "/orderops-events"
 def build_events_app():
     """The platforms' webhook endpoints, /orderops-events/<shop>/<tiktok|shopify|shipbob>: no
     Airflow login (a platform has none); each delivery is verified by its platform's signature with
-    the shop's secrets (include/event_receiver.py)."""
-    from include.airflow_glue import warehouse_url
-    from include.event_receiver import create_app, shop_secrets
-    from include.events import EventInbox
-    from include.shops import load_shops
-    from include.warehouse import Warehouse
+    the shop's secrets (include/events/receiver.py)."""
+    from include.airflow.glue import warehouse_url
+    from include.events.receiver import create_app, shop_secrets
+    from include.events.platform_events import EventInbox
+    from include.run.shops import load_shops
+    from include.store.warehouse import Warehouse
 
     shops = {shop.name: shop for shop in load_shops()}
     wh = Warehouse(warehouse_url(WAREHOUSE_CONN_ID))

@@ -2,7 +2,7 @@
 
 `AmazonNotificationsTrigger` watches a shop's FULFILLMENT_ORDER_STATUS queue for the DAG's event
 asset: it long-polls the queue, keeps each notification in the shop's event inbox, and fires when
-one that starts a run waits there (include/event_receiver.py reads, include/events.py verifies).
+one that starts a run waits there (include/events/receiver.py reads, include/events/platform_events.py verifies).
 """
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ class AmazonNotificationsTrigger(BaseEventTrigger):
                  "warehouse_conn_id": self.warehouse_conn_id, "wait_seconds": self.wait_seconds})
 
     def _open(self):
-        from include.airflow_glue import warehouse_url
-        from include.event_receiver import AmazonQueue, AwsCredentials
-        from include.events import EventInbox
+        from include.airflow.glue import warehouse_url
+        from include.events.receiver import AmazonQueue, AwsCredentials
+        from include.events.platform_events import EventInbox
         from orderops_provider.hooks import read_connection
-        from include.warehouse import Warehouse
+        from include.store.warehouse import Warehouse
 
         extra = read_connection(self.amazon_conn_id, ("aws_secret_access_key",)).extra
         credentials = None

@@ -25,16 +25,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from include.decide import RULES
-from include.enums import TIKTOK_SHIPPABLE_STATUSES
-from include.runconfig import STATE_DIR
-from include.steps import pools_file
+from include.decide.rules import RULES
+from include.decide.enums import TIKTOK_SHIPPABLE_STATUSES
+from include.run.runconfig import STATE_DIR
+from include.run.steps import pools_file
 from sandbox.connections import connection_env
 from sandbox.core import Sandbox, Settings, parse_fault
 from sandbox.generate import generate, order_count
 from sandbox.scenario import parse_json, parse_scenario, read_json
 from sandbox.server import SandboxServer
-from include.warehouse import Warehouse, action_ledger, runs, stg_tiktok_orders
+from include.store.warehouse import Warehouse, action_ledger, runs, stg_tiktok_orders
 
 REPO = Path(__file__).resolve().parents[1]
 # Pools sized to the platforms' quotas: how many tasks may call each platform at once.
@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ndone in {time.monotonic() - began:.0f} s. Where to look next:")
     print(f"  the report of {now:%Y-%m-%d}:  " + (", ".join(str(p) for p in report_html) or "not built (see the log)"))
     print("  the Airflow UI on this run, with the SLA page:  make ui   (prints the URL and the login)")
-    print(f"  trace an order:   ORDEROPS_WAREHOUSE_URL='{shown_url}' {python} -m include.orderops trace <tiktok_order_id>")
+    print(f"  trace an order:   ORDEROPS_WAREHOUSE_URL='{shown_url}' {python} -m include.cli trace <tiktok_order_id>")
     print(f"  ledger and staging: {shown_url}")
     print(f"  lineage events:     {lineage}")
     print(f"  Airflow log:        {log_path} (task logs under {state / 'airflow' / 'logs'})")

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from include.warehouse import Warehouse
+from include.store.warehouse import Warehouse
 from tests.chaos.harness import run_pipeline
 
 

@@ -27,17 +27,17 @@ from urllib.parse import unquote
 import httpx
 import sqlalchemy as sa
 
-from include.ledger import Ledger
-from include.pipeline import run_all
-from include.platforms import Platforms
-from include.runconfig import run_settings
+from include.act.ledger import Ledger
+from include.run.pipeline import run_all
+from include.run.platforms import Platforms
+from include.run.runconfig import run_settings
 from sandbox.connections import CONNECTION_IDS, sandbox_connections
 from sandbox.core import Sandbox, Settings, WriteRecord, parse_fault
 from sandbox.generate import generate
 from sandbox.scenario import parse_scenario
 from sandbox.server import SandboxServer
 from sandbox.tiktok import shipped_with
-from include.warehouse import Warehouse
+from include.store.warehouse import Warehouse
 from orderops_provider.base import http_client, tls_context
 
 NOW = "2026-11-20T15:00:00Z"
@@ -559,7 +559,7 @@ class RewritingTransport(httpx.BaseTransport):
 
 def hook_client(platform: str, **overrides):
     """A platform client built by its Airflow hook from the AIRFLOW_CONN_* connection (as the DAG does)."""
-    from include.runconfig import Connections
+    from include.run.runconfig import Connections
     from orderops_provider.hooks import BY_PLATFORM
 
     return BY_PLATFORM[platform](getattr(Connections(), platform)).get_client(**overrides)

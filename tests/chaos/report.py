@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from include.runconfig import STATE_DIR
+from include.run.runconfig import STATE_DIR
 
 PROPERTY = "orderops-table-row"
 PENDING: list[tuple[str, dict]] = []            # the running test's rows

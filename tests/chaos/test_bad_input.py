@@ -16,17 +16,17 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from include import staging
-from include.pipeline import run_all
-from include.platforms import Platforms
-from include.run_store import RunStore, natural_key
+from include.extract import staging
+from include.run.pipeline import run_all
+from include.run.platforms import Platforms
+from include.store.run_store import RunStore, natural_key
 from orderops_provider.base import ConfigurationError
-from include.runconfig import RunConfigError, run_settings
+from include.run.runconfig import RunConfigError, run_settings
 from sandbox.scenario import ScenarioError, parse_scenario
-from include.warehouse import (
-    action_ledger, as_utc, decisions, quarantine, runs, stg_amazon_fulfillment_orders, stg_shipbob_orders,
-    stg_tiktok_orders, validation_results,
+from include.store.warehouse import (
+    action_ledger, decisions, quarantine, runs, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_tiktok_orders, validation_results,
 )
+from include.decide.model import as_utc
 from tests.chaos.harness import (
     NOW, POLICY, WINDOW, SandboxRig, audit, chaos_scenario, fresh_warehouse, hook_client,
     patched_env, unfinished,
@@ -596,8 +596,8 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings  # no
 from hypothesis import strategies as st  # noqa: E402
 
 from include import pipeline  # noqa: E402
-from include.ledger import Ledger  # noqa: E402
-from include.warehouse import stg_shopify_orders, stg_tiktok_cancellations  # noqa: E402
+from include.act.ledger import Ledger  # noqa: E402
+from include.store.warehouse import stg_shopify_orders, stg_tiktok_cancellations  # noqa: E402
 
 STAGED_AS = {   # sample -> (table, batch, transform, id field)
     "tiktok": (stg_tiktok_orders, "tiktok_orders", staging.tiktok_order_row, "id"),

@@ -19,7 +19,7 @@ from collections import Counter
 
 import pytest
 
-from include.ledger import Ledger
+from include.act.ledger import Ledger
 from tests.chaos import report
 from tests.chaos.harness import (
     audit, chaos_scenario, clean_history, escalations, fresh_warehouse, patched_env, run_pipeline, unfinished,
@@ -111,10 +111,11 @@ def test_a_run_restaging_the_same_orders_does_not_hide_them_from_the_other(rig, 
     be refunded and approved while the fulfiller ships the parcel."""
     from datetime import datetime
 
-    from include import pipeline, saga
-    from include.platforms import Platforms
-    from include.ledger import RunContext
-    from include.runconfig import run_settings
+    from include.run import pipeline
+    from include.act import saga
+    from include.run.platforms import Platforms
+    from include.act.ledger import RunContext
+    from include.run.runconfig import run_settings
 
     rig.load(SCENARIO)
     run_ids = list(RUNS)
@@ -158,7 +159,7 @@ def test_a_run_restaging_the_same_orders_does_not_hide_them_from_the_other(rig, 
 def _decisions(wh, run_id: str) -> list:
     import sqlalchemy as sa
 
-    from include.warehouse import decisions
+    from include.store.warehouse import decisions
 
     with wh.engine.connect() as conn:
         return conn.execute(sa.select(decisions.c.tiktok_order_id, decisions.c.rule).where(

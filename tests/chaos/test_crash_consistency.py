@@ -28,9 +28,9 @@ from datetime import timedelta
 
 import pytest
 
-from include import ledger as ledger_module
-from include.ledger import Ledger
-from include.warehouse import utcnow
+from include.act import ledger as ledger_module
+from include.act.ledger import Ledger
+from include.store.warehouse import utcnow
 from tests.chaos import report
 from tests.chaos.harness import (
     audit, chaos_scenario, clean_history, effect_of, escalations, fresh_warehouse, unfinished,

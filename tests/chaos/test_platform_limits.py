@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from sandbox.tiktok import provider, shipped_with
-from include.warehouse import action_ledger, decisions
+from include.store.warehouse import action_ledger, decisions
 from tests.chaos.harness import SandboxRig, audit, chaos_scenario, fresh_warehouse
 
 SCENARIO = chaos_scenario()

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from orderops_provider.base import ThrottledError
-from include.quotas import SharedQuotas
-from include.warehouse import Warehouse
+from include.store.quotas import SharedQuotas
+from include.store.warehouse import Warehouse
 from tests.contract.test_hook_tiktok import make_client, oid, order, scenario
 
 WORKERS, CALLS = 4, 40

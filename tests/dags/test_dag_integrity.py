@@ -23,9 +23,9 @@ def test_no_import_errors(dagbag):
 
 
 def test_the_shops_file_knows_every_other_dag(dagbag):
-    """A shop whose DAG id is another DAG's is refused by name (include/shops.py), so that list is
+    """A shop whose DAG id is another DAG's is refused by name (include/run/shops.py), so that list is
     every DAG of dags/ that is not a shop's."""
-    from include.shops import OTHER_DAG_IDS, load_shops
+    from include.run.shops import OTHER_DAG_IDS, load_shops
 
     assert set(dagbag.dag_ids) - {shop.dag_id for shop in load_shops()} == set(OTHER_DAG_IDS)
 
@@ -86,7 +86,7 @@ def test_pipeline_shape(dagbag):
 
 
 def test_the_dag_runs_the_one_list_of_steps(dagbag):
-    from include.steps import BY_NAME, STEPS
+    from include.run.steps import BY_NAME, STEPS
 
     tasks = dagbag.dags["orderops_sla"].task_dict
     names = {step.name for step in STEPS}
@@ -182,8 +182,8 @@ def test_a_shop_taking_platform_events_is_scheduled_by_them_and_its_cron(tmp_pat
 
 
 def test_a_bad_events_setting_is_named(tmp_path):
-    from include.runconfig import RunConfigError
-    from include.shops import parse_shops
+    from include.run.runconfig import RunConfigError
+    from include.run.shops import parse_shops
 
     for events, message in ((["x"], "events: expected an object"), ({"debounce_seconds": -1}, "debounce_seconds"),
                             ({"amazon_queue_url": "sqs://q"}, "amazon_queue_url"), ({"redis": "x"}, "unknown key")):

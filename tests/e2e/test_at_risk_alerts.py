@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import sqlalchemy as sa
 
-from include.policy import PolicyError, policy_from_dict
-from include.warehouse import at_risk_alerts
+from include.decide.policy import PolicyError, policy_from_dict
+from include.store.warehouse import at_risk_alerts
 from tests.chaos.harness import SandboxRig, fresh_warehouse, patched_env
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)

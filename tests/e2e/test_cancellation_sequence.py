@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from include.ledger import Ledger
-from include.pipeline import run_all
-from include.platforms import Platforms
-from include.runconfig import run_settings
-from include.warehouse import Warehouse
+from include.act.ledger import Ledger
+from include.run.pipeline import run_all
+from include.run.platforms import Platforms
+from include.run.runconfig import run_settings
+from include.store.warehouse import Warehouse
 from sandbox.connections import connection_env
 from sandbox.core import Settings, parse_fault
 

@@ -14,7 +14,7 @@ from orderops_provider.tiktok_versions import path as api_path
 from sandbox.core import Settings, changes_orders
 from sandbox.generate import DEFAULT_NOW, generate
 from sandbox.scenario import parse_time
-from include.warehouse import Warehouse, action_ledger, decisions, quota_buckets, runs
+from include.store.warehouse import Warehouse, action_ledger, decisions, quota_buckets, runs
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from sandbox import demo
 from sandbox.connections import sandbox_connections
-from include.warehouse import Warehouse, sla_daily
+from include.store.warehouse import Warehouse, sla_daily
 
 pytestmark = pytest.mark.slow
 

@@ -12,16 +12,16 @@ from collections import defaultdict
 import pytest
 import sqlalchemy as sa
 
-from include.ledger import Ledger
-from include.pipeline import run_all
-from include.platforms import Platforms
+from include.act.ledger import Ledger
+from include.run.pipeline import run_all
+from include.run.platforms import Platforms
 from orderops_provider.tiktok_versions import path as api_path
-from include.runconfig import run_settings
+from include.run.runconfig import run_settings
 from sandbox.connections import connection_env
 from sandbox.core import Settings, changes_orders
 from sandbox.generate import generate
 from sandbox.tiktok import shipped_with
-from include.warehouse import Warehouse, decisions
+from include.store.warehouse import Warehouse, decisions
 
 pytestmark = pytest.mark.slow
 
@@ -194,7 +194,7 @@ def nothing_shipped() -> dict:
 def tracking_run(run_sandbox, tmp_path, monkeypatch, case: str, runs: int = 1) -> tuple[set[str], int, int]:
     """Runs on a fresh sandbox and warehouse: the TikTok orders tracking was posted for, the
     getFulfillmentOrder calls made (by the last run) and the shipments reports stored."""
-    from include.warehouse import amazon_shipment_reports
+    from include.store.warehouse import amazon_shipment_reports
 
     amazon = {"upper_case_statuses": True} if case == "upper case" else {}
     # quotas x20: one-by-one reads are paced by getFulfillmentOrder's 2 a second otherwise

@@ -7,9 +7,9 @@ from datetime import datetime
 
 import pytest
 
-from include import orderops
+from include import cli as orderops
 from include.preflight import preflight, render
-from include.shops import SHOPS_FILE_ENV, Shop, load_shops
+from include.run.shops import SHOPS_FILE_ENV, Shop, load_shops
 from sandbox.connections import connection_env
 from sandbox.core import Settings, changes_orders
 from sandbox.tiktok import REJECT_REASONS

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from include.warehouse import order_links
+from include.store.warehouse import order_links
 from tests.chaos.harness import SandboxRig, fresh_warehouse
 
 pytestmark = pytest.mark.slow

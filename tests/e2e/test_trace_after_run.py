@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 
-from include import orderops
-from include.ledger import Ledger
-from include.orderops import trace
+from include import cli as orderops
+from include.act.ledger import Ledger
+from include.cli import trace
 from tests.chaos.harness import SandboxRig, chaos_scenario, fresh_warehouse
 
 

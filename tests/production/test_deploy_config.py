@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from deploy.prod_local import REPO, Deployment, pool_slots, sandbox_connection_docs, sandbox_credentials
-from include.steps import POOLS
+from include.run.steps import POOLS
 
 HELM = {name: yaml.safe_load((REPO / "deploy" / "helm" / f"values-{name}.yaml").read_text())
         for name in ("celery", "kubernetes")}

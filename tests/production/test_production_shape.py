@@ -25,7 +25,7 @@ import psycopg2
 import pytest
 
 from deploy.prod_local import Deployment, Processes, api_token, down, free_port, session_members, up
-from include.steps import POOLS
+from include.run.steps import POOLS
 from sandbox.generate import DEFAULT_NOW
 from sandbox.scenario import parse_time
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from sandbox.core import Settings, changes_orders
 from sandbox.generate import generate
-from include.warehouse import Warehouse, action_ledger, sla_daily
+from include.store.warehouse import Warehouse, action_ledger, sla_daily
 from tests.scheduler.stack import airflow_stack as stack, runs
 
 pytestmark = pytest.mark.slow

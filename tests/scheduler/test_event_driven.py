@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sandbox.connections import sandbox_connections
 from sandbox.core import Settings
 from sandbox.generate import generate
-from include.warehouse import Warehouse, platform_events, runs as run_rows
+from include.store.warehouse import Warehouse, platform_events, runs as run_rows
 from tests.scheduler.stack import airflow_stack, runs
 
 pytestmark = pytest.mark.slow

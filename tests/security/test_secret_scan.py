@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from sandbox.demo import airflow, airflow_env, prepare_airflow
 from sandbox.scenario import parse_time
-from include.warehouse import Warehouse, metadata
+from include.store.warehouse import Warehouse, metadata
 from tests.chaos.harness import (
     NOW, SandboxRig, chaos_scenario, fresh_warehouse, is_order_write, platform_secrets, scenario_pii,
 )

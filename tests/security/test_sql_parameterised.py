@@ -13,9 +13,9 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from include.ledger import Ledger
-from include.orderops import trace
-from include.warehouse import decisions, metadata, stg_amazon_fulfillment_orders, stg_shopify_orders, stg_tiktok_orders
+from include.act.ledger import Ledger
+from include.cli import trace
+from include.store.warehouse import decisions, metadata, stg_amazon_fulfillment_orders, stg_shopify_orders, stg_tiktok_orders
 from tests.chaos.harness import SandboxRig, audit, chaos_scenario, fresh_warehouse
 
 EVIL_SFO = "1'; DROP TABLE action_ledger; --"

@@ -23,10 +23,10 @@ from urllib.parse import quote, quote_plus, urlsplit
 import httpx
 import pytest
 
-from include.pipeline import run_all
-from include.platforms import Platforms
+from include.run.pipeline import run_all
+from include.run.platforms import Platforms
 from orderops_provider.base import PagingError, PlatformError, RetryPolicy
-from include.runconfig import run_settings
+from include.run.runconfig import run_settings
 from tests.chaos.harness import (
     NOW, POLICY, WINDOW, RewritingTransport, chaos_scenario, fresh_warehouse, hook_client, patched_env,
     platform_secrets,

@@ -28,16 +28,16 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from include.pipeline import run_all
-from include.platforms import Platforms
-from include.reports import build_day
-from include.runconfig import STATE_DIR, run_settings
+from include.run.pipeline import run_all
+from include.run.platforms import Platforms
+from include.report.reports import build_day
+from include.run.runconfig import STATE_DIR, run_settings
 from sandbox.connections import connection_env
 from sandbox.core import Sandbox, Settings
 from sandbox.generate import generate
 from sandbox.scenario import parse_scenario, parse_time
 from sandbox.server import SandboxServer
-from include.warehouse import Warehouse, action_ledger, sla_daily
+from include.store.warehouse import Warehouse, action_ledger, sla_daily
 from tests.ui.browser import Browser, ensure_chromium
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from fastapi import Depends, HTTPException
 from fastapi.testclient import TestClient
 
-from include.sla_ui import MAX_ESCALATIONS, create_app, data_docs_path, load_overview, report_path
-from include.warehouse import Warehouse, action_ledger, sla_daily
+from include.report.sla_ui import MAX_ESCALATIONS, create_app, data_docs_path, load_overview, report_path
+from include.store.warehouse import Warehouse, action_ledger, sla_daily
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = date(2026, 11, 20)
@@ -223,7 +223,7 @@ def test_routes_are_guarded_by_the_given_dependencies(seeded):
 
 @pytest.fixture
 def data_docs(tmp_path) -> Path:
-    """A Data Docs folder as include.quality builds it (index, a run's page, static files, the GX lock)."""
+    """A Data Docs folder as include.quality.checkpoints builds it (index, a run's page, static files, the GX lock)."""
     docs = tmp_path / "gx" / "data_docs"
     page = docs / "validations" / "tiktok_orders" / "default_run-1" / "20261120T150000.000000Z"
     page.mkdir(parents=True)
@@ -269,7 +269,7 @@ def test_the_page_links_data_docs_and_the_route_serves_them_read_only(seeded, da
 
 
 def test_failed_validations_are_listed_with_their_data_docs_page(seeded, data_docs):
-    from include.warehouse import validation_results
+    from include.store.warehouse import validation_results
 
     wh, reports = seeded
     failures = [{"expectation": "expect_column_values_to_be_in_set", "column": "status", "unexpected_count": 1,
@@ -326,8 +326,8 @@ def test_escalation_list_is_capped(tmp_path):
 def test_plugin_module_imports_light():
     """Every Airflow component imports plugins: the page, pandas and the pipeline load on first request only."""
     code = ("import sys, json; sys.path.insert(0, 'plugins'); import orderops_sla_plugin as p; "
-            "print(json.dumps({'heavy': sorted(m for m in ('include.sla_ui', 'include.airflow_glue', "
-            "'include.reports', 'pandas', 'matplotlib') if m in sys.modules), "
+            "print(json.dumps({'heavy': sorted(m for m in ('include.report.sla_ui', 'include.airflow.glue', "
+            "'include.report.reports', 'pandas', 'matplotlib') if m in sys.modules), "
             "'views': p.OrderopsSlaPlugin.external_views, 'prefix': p.OrderopsSlaPlugin.fastapi_apps[0]['url_prefix']}))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=os.environ,
                           timeout=120)
@@ -399,7 +399,7 @@ def test_an_escalation_is_acknowledged_then_resolved_with_who_when_and_a_note(se
     assert attrs["data-review"] == "resolved" and "order re-created" in cells[5]
     assert "Acknowledge" not in cells[6] and "Resolve" not in cells[6]      # nothing left to do on it
     # the whole history stays, and a resolved escalation is still listed
-    from include.warehouse import escalation_reviews
+    from include.store.warehouse import escalation_reviews
     with wh.engine.connect() as conn:
         history = [(r.state, r.reviewed_by, r.note) for r in conn.execute(
             sa.select(escalation_reviews).order_by(escalation_reviews.c.id))]
@@ -410,8 +410,8 @@ def test_an_escalation_is_acknowledged_then_resolved_with_who_when_and_a_note(se
 
 
 def test_a_carrier_escalation_maps_the_carrier_for_the_next_run_with_an_audit_row(seeded):
-    from include.inbox import mapped_carriers
-    from include.ledger import Ledger
+    from include.report.inbox import mapped_carriers
+    from include.act.ledger import Ledger
 
     wh, reports = seeded
     key = "escalate:576000000000000005:carrier_unmapped"
@@ -420,7 +420,7 @@ def test_a_carrier_escalation_maps_the_carrier_for_the_next_run_with_an_audit_ro
                                                            reason="carrier_unmapped", detail="carrier LOCAL-7 maps to none"),
                                               "request": {"reason_code": "carrier_unmapped", "detail": "carrier LOCAL-7",
                                                           "carriers": ["LOCAL-7"]}, "rule": "T2"})
-    from include.warehouse import decisions, stg_tiktok_orders, tiktok_shipping_providers
+    from include.store.warehouse import decisions, stg_tiktok_orders, tiktok_shipping_providers
     with wh.engine.begin() as conn:
         conn.execute(stg_tiktok_orders.insert(), {
             "shop": "default", "tiktok_order_id": "576000000000000005", "status": "AWAITING_SHIPMENT",
@@ -480,7 +480,7 @@ def test_inbox_changes_need_the_right_the_origin_and_a_real_escalation(seeded):
 
 
 def test_orders_alerted_as_at_risk_are_marked_in_the_inbox(seeded):
-    from include.warehouse import at_risk_alerts, stg_tiktok_orders
+    from include.store.warehouse import at_risk_alerts, stg_tiktok_orders
 
     wh, reports = seeded
     base = {"shop": "default", "fulfillment_type": "FULFILLMENT_BY_SELLER", "create_time": at_hour(1),

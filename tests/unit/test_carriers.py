@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from include.carriers import CarrierMap
+from include.decide.carriers import CarrierMap
 
 PROVIDERS = [{"id": "6910107120741784262", "name": "UPS"}, {"id": "7117858858072016686", "name": "USPS"},
              {"id": "7129736392012252974", "name": "FedEx"}, {"id": "7212608507307558698", "name": "Amazon Logistics"},

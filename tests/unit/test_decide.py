@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from include.decide import decide, needs_reject_reasons
-from include.model import (
+from include.decide.rules import decide, needs_reject_reasons
+from include.decide.model import (
     ADD_NOTE, APPROVE_CANCELLATION, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, ESCALATE, POST_TRACKING,
     REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL, Cancellation, Fulfillment, FulfillmentState, JoinedOrder,
     LinkProblem, Package, SagaState,
 )
-from include.policy import Policy, PolicyError, policy_from_dict
+from include.decide.policy import Policy, PolicyError, policy_from_dict
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 POLICY = Policy()

@@ -8,10 +8,10 @@ import httpx
 import pytest
 import redis
 
-from include import events
-from include.event_receiver import ShopSecrets, create_app
-from include.events import EventInbox
-from include.warehouse import Warehouse
+from include.events import platform_events as events
+from include.events.receiver import ShopSecrets, create_app
+from include.events.platform_events import EventInbox
+from include.store.warehouse import Warehouse
 from tests.conftest import RINGING_SHOP
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from include import events
-from include.events import BadEvent, EventInbox, PlatformEvent, Unverified
-from include.warehouse import Warehouse
+from include.events import platform_events as events
+from include.events.platform_events import BadEvent, EventInbox, PlatformEvent, Unverified
+from include.store.warehouse import Warehouse
 from tests.conftest import RINGING_SHOP
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
@@ -236,7 +236,7 @@ def test_an_event_driven_run_waits_for_the_rest_of_the_burst(tmp_path):
 
 
 def test_sigv4_matches_the_aws_test_suite_vector():
-    from include.event_receiver import sigv4_headers
+    from include.events.receiver import sigv4_headers
 
     headers = sigv4_headers("GET", "https://example.amazonaws.com/", b"", {}, "AKIDEXAMPLE",
                             "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "us-east-1", "service", "20150830T123600Z")
@@ -246,7 +246,7 @@ def test_sigv4_matches_the_aws_test_suite_vector():
 
 
 def test_a_complete_amazon_order_shipped_in_one_package_is_staged_from_its_notification():
-    from include.staging import amazon_row_from_notification
+    from include.extract.staging import amazon_row_from_notification
 
     package = {"PackageNumber": 7, "CarrierCode": "UPS", "TrackingNumber": "1Z9"}
     shipped = json.loads(amazon_notification("5001", "Complete", "Shipment", {

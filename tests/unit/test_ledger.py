@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from include.ledger import FAILED, IN_FLIGHT, SUCCEEDED, Ledger, RunContext
-from include.model import POST_TRACKING, Action
-from include.warehouse import Warehouse, utcnow
+from include.act.ledger import FAILED, IN_FLIGHT, SUCCEEDED, Ledger, RunContext
+from include.decide.model import POST_TRACKING, Action
+from include.store.warehouse import Warehouse, utcnow
 
 ACTION = Action(POST_TRACKING, "tiktok:order/576", {"tracking_number": "1Z"}, "post_tracking:576:1Z")
 CTX = RunContext(shop="shop-a", dag_id="orderops_sla", run_id="r1", task_id="post_tracking", try_number=1)
@@ -98,13 +98,13 @@ class TrackingThatBreaks:
         return {"package_id": "P2"}
 
     def reconcile_post_tracking(self, params):
-        from include.actions import NotDone
+        from include.act.actions import NotDone
 
         raise NotDone()
 
 
 def test_any_error_after_the_claim_is_recorded_and_the_chunk_goes_on(ledger):
-    from include.actions import Executor
+    from include.act.actions import Executor
 
     actions = [Action(POST_TRACKING, f"tiktok:{o}", {"tiktok_order_id": o}, f"post_tracking:{o}")
                for o in ("576-broken", "576-fine")]

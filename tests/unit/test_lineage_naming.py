@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from include.lineage import WAREHOUSE_NAMESPACE, tables
+from include.airflow.lineage import WAREHOUSE_NAMESPACE, tables
 
 
 def names(datasets) -> list[tuple[str, str]]:
@@ -38,7 +38,7 @@ def test_a_running_task_renames_its_tables_after_the_connection_it_read(monkeypa
     from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.sdk import DAG, Connection
 
-    from include.lineage import assets, endpoints, name_tables
+    from include.airflow.lineage import assets, endpoints, name_tables
 
     monkeypatch.delenv("AIRFLOW_CONN_ORDEROPS_WAREHOUSE", raising=False)
     with DAG("lineage_probe", schedule=None):

@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import sqlalchemy as sa
 
-from include.notify import Alert, alert_from_context, notify
-from include.warehouse import Warehouse, pipeline_breaches
+from include.report.notify import Alert, alert_from_context, notify
+from include.store.warehouse import Warehouse, pipeline_breaches
 
 ALERT = Alert(kind="deadline_missed", dag_id="orderops_sla", run_id="scheduled__2026-11-20T14:30:00+00:00",
               detail="orderops_sla run not finished 25 min after queueing")
@@ -78,7 +78,7 @@ def smtp_server():
 
 
 def test_alert_is_logged_and_recorded_without_channels(tmp_path, caplog):
-    caplog.set_level(logging.WARNING, logger="include.notify")
+    caplog.set_level(logging.WARNING, logger="include.report.notify")
     url = f"sqlite:///{tmp_path / 'wh.db'}"
     assert notify(ALERT, url) == ["log", "warehouse"]
     assert "deadline missed: orderops_sla" in caplog.text

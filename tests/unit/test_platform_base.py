@@ -195,8 +195,8 @@ def test_connection_numbers_are_finite_in_their_range_and_whole_where_counted():
 def test_a_bad_connection_extra_fails_the_runs_check_naming_connection_and_key(monkeypatch, platform, key, value,
                                                                                 named):
     """Platforms.check (prepare_run's, before any call) builds each client through its hook."""
-    from include.platforms import Platforms
-    from include.runconfig import run_settings
+    from include.run.platforms import Platforms
+    from include.run.runconfig import run_settings
     from sandbox.connections import CONNECTION_IDS, sandbox_connections
 
     urls = dict.fromkeys(("tiktok", "tiktok_auth", "shopify", "amazon_mcf", "amazon_lwa", "shipbob"),
@@ -215,9 +215,9 @@ def test_a_bad_connection_extra_fails_the_runs_check_naming_connection_and_key(m
 
 
 def test_the_listing_bound_is_a_setting_named_when_bad(monkeypatch):
-    from include.platforms import LISTING_TIMEOUT_ENV, Platforms
+    from include.run.platforms import LISTING_TIMEOUT_ENV, Platforms
     from orderops_provider.shipbob import ShipBobClient
-    from include.runconfig import RunConfigError, run_settings
+    from include.run.runconfig import RunConfigError, run_settings
 
     settings = run_settings(dag_id="orderops_sla", run_id="r", params={"now": "2026-11-20T15:00:00Z"})
     build = lambda platform: ShipBobClient("https://api.shipbob.invalid", "token")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from include.quality import (
+from include.quality.checkpoints import (
     BATCH_PLATFORM, GX_DIR_ENV, KEEP_ENV, SUITES_DIR, docs_dir, parameters, referenced_parameters, suite_document,
     validate_batches,
 )
@@ -76,7 +76,7 @@ def test_suite_files_are_gx_suites_fed_every_parameter_they_use():
 
 
 def test_a_run_stores_its_result_and_a_data_docs_page_the_sla_app_serves(gx_folder):
-    from include.sla_ui import create_app
+    from include.report.sla_ui import create_app
 
     before = {p.name: p.stat().st_mtime_ns for p in SUITES_DIR.iterdir()}
     outcome = validate("tiktok_orders", [tiktok_row(), tiktok_row(status="TELEPORTED")], NOW,

@@ -6,8 +6,8 @@ import sqlalchemy as sa
 
 from orderops_provider.base import RateLimiter
 from orderops_provider.shopify import PointsBucket
-from include.quotas import SharedQuotas
-from include.warehouse import Warehouse, quota_buckets
+from include.store.quotas import SharedQuotas
+from include.store.warehouse import Warehouse, quota_buckets
 
 
 class Clock:

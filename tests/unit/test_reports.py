@@ -6,8 +6,8 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from include.reports import build_day, days_to_report
-from include.warehouse import (
+from include.report.reports import build_day, days_to_report
+from include.store.warehouse import (
     Warehouse, action_ledger, order_links, sla_daily, stg_amazon_fulfillment_orders, stg_shipbob_orders,
     stg_tiktok_cancellations, stg_tiktok_orders,
 )

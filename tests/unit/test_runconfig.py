@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from include.runconfig import Connections, RunConfigError, run_settings
-from include.shops import SHOPS_FILE_ENV, Shop, load_shops, minutes_setting, parse_shops, task_timeout
+from include.run.runconfig import Connections, RunConfigError, run_settings
+from include.run.shops import SHOPS_FILE_ENV, Shop, load_shops, minutes_setting, parse_shops, task_timeout
 
 T0 = datetime(2026, 11, 20, 14, 30, tzinfo=timezone.utc)
 
@@ -21,7 +21,7 @@ def test_scheduled_run_uses_its_data_interval():
 def test_airflow_interval_survives_the_xcom_round_trip():
     import pendulum
 
-    from include.runconfig import RunSettings
+    from include.run.runconfig import RunSettings
 
     s = run_settings(dag_id="d", run_id="r", params={}, data_interval_start=pendulum.instance(T0).in_tz("UTC"),
                      data_interval_end=pendulum.instance(T0 + timedelta(days=1)).in_tz("UTC"))

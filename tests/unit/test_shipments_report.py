@@ -5,11 +5,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from include import staging
-from include.events import EventInbox, PlatformEvent
-from include.pipeline import _followed_while_processing, _shipped_as_staged, shipments_report
-from include.runconfig import run_settings
-from include.warehouse import Warehouse, stg_amazon_fulfillment_orders
+from include.extract import staging
+from include.events.platform_events import EventInbox, PlatformEvent
+from include.run.pipeline import _followed_while_processing, _shipped_as_staged, shipments_report
+from include.run.runconfig import run_settings
+from include.store.warehouse import Warehouse, stg_amazon_fulfillment_orders
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 

@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from include.pipeline import side_by_side
+from include.run.pipeline import side_by_side
 
 
 def test_steps_run_at_the_same_time_on_their_own_threads():

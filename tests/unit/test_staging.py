@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from include import staging
-from include.warehouse import stg_shipbob_orders, stg_tiktok_orders
+from include.extract import staging
+from include.store.warehouse import stg_shipbob_orders, stg_tiktok_orders
 
 SHIPBOB = {"id": 9000001, "reference_id": "6100000001", "order_number": 1001, "status": "Fulfilled",
            "created_date": "2026-11-18T10:00:00Z", "last_update_at": "2026-11-18T12:00:00Z",

@@ -6,10 +6,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from include import staging
-from include.carriers import CarrierMap
-from include.join import Joiner
-from include.warehouse import order_links
+from include.extract import staging
+from include.decide.carriers import CarrierMap
+from include.decide.join import Joiner
+from include.store.warehouse import order_links
 from orderops_provider.base import ConfigurationError
 from orderops_provider.connection import ConnectionSettings
 from orderops_provider.shopify import ShopifyClient

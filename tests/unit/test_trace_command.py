@@ -1,10 +1,10 @@
-"""`python -m include.orderops`: a missing, empty or unopenable warehouse and an unwritable pools file are named, never created."""
+"""`python -m include.cli`: a missing, empty or unopenable warehouse and an unwritable pools file are named, never created."""
 from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
 
-from include import orderops
+from include import cli as orderops
 
 
 def test_a_warehouse_file_that_is_not_there_is_named_and_not_created(tmp_path, capsys):

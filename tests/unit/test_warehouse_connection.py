@@ -7,8 +7,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from include.airflow_glue import warehouse_url
-from include.warehouse import VERSION_TABLE, Warehouse
+from include.airflow.glue import warehouse_url
+from include.store.warehouse import VERSION_TABLE, Warehouse
 from tests.conftest import PG_BASE
 
 

@@ -12,7 +12,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from include.warehouse import (
+from include.store.warehouse import (
     HAND_VERSIONS, VERSION_TABLE, Warehouse, _alembic_config, action_ledger, amazon_shipment_reports, metadata,
     schema_head, schema_revision, validation_results,
 )

@@ -1,0 +1,164 @@
+"""The little the DAG files need from Airflow's context: settings, clients, warehouse, lineage.
+
+Kept apart from `include.run.pipeline` so the pipeline runs without Airflow in tests and benchmarks.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
+from typing import Iterator
+
+from include.act.ledger import RunContext
+from include.run.platforms import Platforms
+from include.run.runconfig import STATE_DIR, RunConfigError, RunSettings, run_settings
+from include.store.warehouse import Warehouse
+from orderops_provider.base import ConfigurationError
+
+log = logging.getLogger(__name__)
+# Set when the platforms are the sandbox: decisions then use the sandbox's scenario clock.
+CLOCK_URL_ENV = "ORDEROPS_SANDBOX_CLOCK_URL"
+
+
+def warehouse_url(conn_id: str) -> str:
+    """The warehouse connection as a SQLAlchemy URL; SQLite under the state folder when unset."""
+    return _url(conn_id, _connection(conn_id))
+
+
+def on_task_failure(context: dict) -> None:
+    """Task failure callback of the orderops DAGs: an alert to the configured channels."""
+    from include.report.notify import alert_from_context, notify
+
+    notify(alert_from_context("task_failed", context), warehouse_url("orderops_warehouse"))
+
+
+def task_warehouse(context: dict, conn_id: str) -> Warehouse:
+    """The warehouse a task works on; the task's lineage then names its tables after the connection."""
+    from include.airflow.lineage import name_tables
+
+    conn = _connection(conn_id)
+    name_tables(context["task"], conn)
+    return Warehouse(_url(conn_id, conn))
+
+
+def _connection(conn_id: str):
+    """The Airflow connection, None when it is not defined."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowRuntimeError
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowRuntimeError:
+        return None
+    except Exception as exc:  # the connection lookup raises different types across back ends
+        if "isn't defined" not in str(exc) and "not found" not in str(exc).lower():
+            raise
+        return None
+
+
+def _url(conn_id: str, conn) -> str:
+    if conn is None:
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        log.warning("connection %s not found: using the embedded warehouse %s", conn_id, STATE_DIR / "warehouse.db")
+        return f"sqlite:///{STATE_DIR / 'warehouse.db'}"
+    # without the SQLite provider, the CLI and UI store a sqlite connection as "generic"
+    if conn.conn_type == "sqlite" or (conn.conn_type == "generic" and conn.host):
+        return f"sqlite:///{conn.host}"
+    if conn.conn_type in ("postgres", "postgresql"):
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        extra = conn.extra_dejson or {}
+        # psycopg2 unless the connection names another driver: the one the warehouse is tested on
+        url = PostgresHook(postgres_conn_id=conn_id,
+                           sqlalchemy_scheme=extra.get("sqlalchemy_scheme") or "postgresql+psycopg2").sqlalchemy_url
+        if not url.database:
+            url = url.set(database="postgres")
+        if extra.get("schema"):   # orderops's tables in a schema of their own
+            url = url.update_query_dict({"options": f"-csearch_path={extra['schema']}"})
+        return url.render_as_string(hide_password=False)
+    raise ValueError(f"connection {conn_id!r}: conn_type {conn.conn_type!r} is not sqlite or postgres")
+
+
+def sandbox_now() -> datetime | None:
+    url = os.environ.get(CLOCK_URL_ENV)
+    if not url:
+        return None
+    from orderops_provider.base import http_client
+
+    with http_client(timeout=10) as http:
+        now = http.get(url).json()["now"]
+    return datetime.fromisoformat(now.replace("Z", "+00:00"))
+
+
+def run_type_of(dag_run) -> str | None:
+    """"backfill", "scheduled", "manual", ... (Airflow's DagRunType value)."""
+    kind = getattr(dag_run, "run_type", None)
+    return str(getattr(kind, "value", kind)).lower() if kind else None
+
+
+def settings_from_context(context: dict, shop=None) -> RunSettings:
+    dag_run = context["dag_run"]
+    settings = run_settings(dag_id=dag_run.dag_id, run_id=dag_run.run_id, params=dict(context["params"]),
+                            data_interval_start=context.get("data_interval_start"),
+                            data_interval_end=context.get("data_interval_end"),
+                            run_after=getattr(dag_run, "run_after", None), shop=shop,
+                            run_type=run_type_of(dag_run))
+    if settings.now_override is None:
+        moment = sandbox_now()
+        if moment is not None:
+            settings = replace(settings, now_override=moment)
+    return settings
+
+
+def checked_settings(context: dict, shop) -> RunSettings:
+    """prepare_run's settings, with every connection read and each client built before any platform
+    is called. A bad param, policy or connection setting fails every try alike, so the task fails
+    at once, without its retries, with the message that names the setting."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        settings = settings_from_context(context, shop=shop)
+        platforms = Platforms(settings)
+        try:
+            platforms.check()
+        finally:
+            platforms.close()
+    except (RunConfigError, ConfigurationError) as exc:
+        raise AirflowFailException(str(exc)) from exc
+    return settings
+
+
+def run_context(context: dict, settings: RunSettings) -> RunContext:
+    ti = context["ti"]
+    return RunContext(shop=settings.shop, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
+                      try_number=ti.try_number, map_index=ti.map_index if ti.map_index is not None else -1,
+                      now=settings.now_override)
+
+
+@contextmanager
+def task_resources(context: dict) -> Iterator[tuple[RunSettings, Platforms, Warehouse, RunContext]]:
+    """Settings (what prepare_run validated, read from its XCom), clients and warehouse for one task;
+    records the task's API calls at the end."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.run.pipeline import record_api_calls
+    from include.store.quotas import SharedQuotas
+
+    settings_doc = context["ti"].xcom_pull(task_ids="prepare_run")
+    if not settings_doc:
+        # prepare_run failed (summarize_run runs all the same): no retry of this task brings its settings
+        raise AirflowFailException("no settings from prepare_run in this run: it must have run first")
+    settings = RunSettings.from_xcom(settings_doc)
+    wh = task_warehouse(context, settings.connections.warehouse)
+    # the shop's other tasks run in other processes at the same time: one quota for all of them
+    platforms = Platforms(settings, quotas=SharedQuotas(wh, settings.shop))
+    ctx = run_context(context, settings)
+    try:
+        yield settings, platforms, wh, ctx
+    finally:
+        if platforms.stats_rows():
+            record_api_calls(wh, settings, ctx.task_id, ctx.map_index, platforms)
+        platforms.close()
+        wh.dispose()

@@ -1,0 +1,198 @@
+"""The shops one deployment serves: one DAG, one set of connections and one ledger scope per shop.
+
+Read at DAG parse time from the JSON file named by `ORDEROPS_SHOPS_FILE` (a list of
+`{"name", "connections", "schedule", "policy", "events", "dry_run"}`); without it, one shop called `default` using the
+`orderops_*` connections. Runs, staging rows and ledger rows all carry the shop's name, so no
+action can cross shops.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from croniter import croniter
+
+from include.decide.policy import PolicyError, policy_from_dict
+from include.run.runconfig import Connections, RunConfigError, policy_object
+
+SHOPS_FILE_ENV = "ORDEROPS_SHOPS_FILE"
+DEFAULT_SCHEDULE = "*/30 * * * *"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
+# the project's DAGs that are not a shop's: a shop whose DAG id is one of these would clash with it
+REPORT_DAG_ID = "orderops_sla_report"
+OTHER_DAG_IDS = (REPORT_DAG_ID,)
+
+
+def _connection_id(value, where: str) -> str:
+    """A connection id from the shops file, refused with `where` unless a non-empty string."""
+    if not isinstance(value, str) or not value.strip():
+        raise RunConfigError(f"{where}: expected a connection id, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ShopEvents:
+    """Platform events start the shop's runs too (README: Platform events)."""
+
+    redis_conn_id: str = "orderops_redis"        # the doorbell the DAG's AssetWatcher listens to
+    amazon_queue_url: str | None = None          # the shop's FULFILLMENT_ORDER_STATUS queue (SQS)
+    debounce_seconds: float = 30.0               # an event-driven run waits this long after the first event
+
+    @classmethod
+    def parse(cls, doc, where: str) -> "ShopEvents":
+        if not isinstance(doc, dict):
+            raise RunConfigError(f"{where}.events: expected an object, got {doc!r:.80}")
+        unknown = set(doc) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise RunConfigError(f"{where}.events: unknown key(s) {', '.join(sorted(unknown))}")
+        redis_conn_id = _connection_id(doc.get("redis_conn_id", cls.redis_conn_id), f"{where}.events.redis_conn_id")
+        queue = doc.get("amazon_queue_url")
+        if queue is not None and not (isinstance(queue, str) and queue.startswith(("https://", "http://"))):
+            raise RunConfigError(f"{where}.events.amazon_queue_url: expected the queue's URL, got {queue!r}")
+        debounce = doc.get("debounce_seconds", cls.debounce_seconds)
+        if isinstance(debounce, bool) or not isinstance(debounce, (int, float)) or not 0 <= debounce <= 600:
+            raise RunConfigError(f"{where}.events.debounce_seconds: expected 0 to 600 seconds, got {debounce!r}")
+        return cls(redis_conn_id, queue, float(debounce))
+
+
+@dataclass(frozen=True)
+class Shop:
+    name: str = "default"
+    connections: Connections = field(default_factory=Connections)
+    schedule: str = DEFAULT_SCHEDULE
+    policy: dict = field(default_factory=dict)
+    events: ShopEvents | None = None   # None: the schedule alone starts runs
+    dry_run: bool = False   # the shadow period before going live: every run decides and writes nothing
+
+    @property
+    def dag_id(self) -> str:
+        return "orderops_sla" if self.name == "default" else f"orderops_sla_{self.name.replace('-', '_')}"
+
+
+def default_connections(name: str) -> Connections:
+    if name == "default":
+        return Connections()
+    prefix = f"orderops_{name.replace('-', '_')}"
+    return Connections(tiktok=f"{prefix}_tiktok", shopify=f"{prefix}_shopify", amazon_mcf=f"{prefix}_amazon_mcf",
+                       shipbob=f"{prefix}_shipbob", warehouse="orderops_warehouse")
+
+
+def parse_shops(doc) -> list[Shop]:
+    if not isinstance(doc, list) or not doc:
+        raise RunConfigError("shops: expected a non-empty list of shops")
+    shops, seen = [], set()
+    for i, entry in enumerate(doc):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not _NAME.match(entry["name"]):
+            raise RunConfigError(f"shops[{i}].name: expected lower-case letters, digits, - or _ (got {entry!r:.80})")
+        unknown = set(entry) - {"name", "connections", "schedule", "policy", "events", "dry_run"}
+        if unknown:
+            raise RunConfigError(f"shops[{i}] ({entry['name']}): unknown key(s) {', '.join(sorted(unknown))}")
+        dag_id = Shop(entry["name"]).dag_id
+        # the DAG id spells - as _: shop-a and shop_a would be one DAG
+        if dag_id in seen:
+            raise RunConfigError(f"shops[{i}].name: {entry['name']!r} is listed twice (- and _ count as one: "
+                                 "the DAG id spells both _)")
+        if dag_id in OTHER_DAG_IDS:
+            raise RunConfigError(f"shops[{i}].name: {entry['name']!r} would have the DAG id {dag_id!r}, which "
+                                 "another orderops DAG has; pick another name")
+        seen.add(dag_id)
+        where = f"shops[{i}] ({entry['name']})"
+        conns = entry.get("connections") or {}
+        if not isinstance(conns, dict):
+            raise RunConfigError(f"{where}.connections: expected an object of platform -> connection id, "
+                                 f"got {conns!r:.80}")
+        bad = set(conns) - set(Connections.__dataclass_fields__)
+        if bad:
+            raise RunConfigError(f"{where}.connections: unknown key(s) {', '.join(sorted(bad))}")
+        for platform, conn_id in conns.items():
+            _connection_id(conn_id, f"{where}.connections.{platform}")
+        base = default_connections(entry["name"])
+        schedule = entry.get("schedule") or DEFAULT_SCHEDULE
+        if not isinstance(schedule, str) or not croniter.is_valid(schedule):
+            raise RunConfigError(f"{where}.schedule: {schedule!r} is not a cron expression")
+        policy = policy_object(entry.get("policy"), f"{where}.policy")
+        try:
+            policy_from_dict(policy)
+        except PolicyError as exc:
+            raise RunConfigError(f"{where}: {exc}") from None
+        events = ShopEvents.parse(entry["events"], where) if entry.get("events") is not None else None
+        dry_run = entry.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise RunConfigError(f"{where}.dry_run: expected true or false, got {dry_run!r:.40}")
+        shops.append(Shop(name=entry["name"], connections=Connections(**{**base.__dict__, **conns}),
+                          schedule=schedule, policy=policy, events=events, dry_run=dry_run))
+    # one TikTok shop and one Shopify store per shop: two shops on one would act twice on each order
+    # (a fulfiller account and the warehouse may be shared)
+    for platform in ("tiktok", "shopify"):
+        owners: dict[str, str] = {}
+        for shop in shops:
+            conn_id = getattr(shop.connections, platform)
+            if conn_id in owners:
+                raise RunConfigError(f"shops: {shop.name!r} and {owners[conn_id]!r} share the {platform} connection "
+                                     f"{conn_id!r}; each shop needs its own")
+            owners[conn_id] = shop.name
+    return shops
+
+
+def load_shops() -> list[Shop]:
+    path = os.environ.get(SHOPS_FILE_ENV)
+    if not path:
+        return [Shop()]
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunConfigError(f"{SHOPS_FILE_ENV}={path}: {exc}") from None
+    return parse_shops(doc)
+
+
+def minutes_setting(name: str, default: float) -> float:
+    """A duration in minutes from the environment (0 = off), refused with its name when it is not
+    a finite number from 0 to a week."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise RunConfigError(f"{name}: expected minutes (a number), got {raw!r}") from None
+    if not 0 <= value <= 7 * 24 * 60:   # NaN fails this too
+        raise RunConfigError(f"{name}: expected 0 to 10080 minutes, got {raw!r}")
+    return value
+
+
+def task_timeout() -> timedelta | None:
+    """No task runs longer than ORDEROPS_TASK_TIMEOUT_MINUTES (30; 0 = no limit): a hung call or an
+    endless listing fails the try and the retry starts over, rather than holding the pool."""
+    minutes = minutes_setting("ORDEROPS_TASK_TIMEOUT_MINUTES", 30)
+    return timedelta(minutes=minutes) if minutes else None
+
+
+def schedule_for(shop: Shop):
+    """The shop's DAG schedule: its cron timetable, and, when it takes platform events, the event
+    asset whose watchers start a run as soon as an event waits: the webhook doorbell (Redis pub/sub,
+    through the common-messaging provider) and, with a queue URL, Amazon's notification queue."""
+    from airflow.sdk import CronDataIntervalTimetable
+
+    timetable = CronDataIntervalTimetable(shop.schedule, timezone="UTC")
+    if shop.events is None:
+        return timetable
+    from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+    from airflow.sdk import Asset, AssetOrTimeSchedule, AssetWatcher
+
+    from include.events.platform_events import channel
+
+    watchers = [AssetWatcher(name=f"orderops_webhooks_{shop.name}", trigger=MessageQueueTrigger(
+        scheme="redis+pubsub", channels=[channel(shop.name)], redis_conn_id=shop.events.redis_conn_id,
+        poll_interval=1))]
+    if shop.events.amazon_queue_url:
+        from orderops_triggers import AmazonNotificationsTrigger
+
+        watchers.append(AssetWatcher(name=f"orderops_amazon_{shop.name}", trigger=AmazonNotificationsTrigger(
+            shop=shop.name, queue_url=shop.events.amazon_queue_url, amazon_conn_id=shop.connections.amazon_mcf,
+            warehouse_conn_id=shop.connections.warehouse)))
+    asset = Asset(name=f"orderops_events_{shop.name}", uri=f"orderops://events/{shop.name}", watchers=watchers)
+    return AssetOrTimeSchedule(timetable=timetable, assets=[asset])
