@@ -7,9 +7,9 @@ decide per order (rules T1 T2 N1 E1 C1-C4), then post tracking, add notes, run t
 saga, reject or escalate. Every side effect goes through the action ledger with an idempotency
 key, so reruns and backfills never repeat one.
 
-Params: `sla_horizon_hours` (near-SLA horizon), `dry_run` (decide only, no platform writes),
-`policy` (overrides, see README "Policy"), `window_start`/`window_end` (an explicit window for a
-manual run). `shop` is fixed: each shop has its own DAG and connections (the shops file), and no
+Params (declared once, in include/run/runconfig.py `SETTINGS`): `sla_horizon_hours` (near-SLA
+horizon), `dry_run` (decide only, no platform writes), `policy` (overrides; docs: Params and
+policy), `window_start`/`window_end` (an explicit window for a manual run). `shop` is fixed: each shop has its own DAG and connections (the shops file), and no
 param picks other connections.
 
 Trace one order: `python -m include.cli trace <tiktok_order_id>`.
@@ -25,6 +25,7 @@ from airflow.sdk import (
 )
 
 from include.airflow.lineage import assets, endpoints, tables as warehouse_tables
+from include.run.runconfig import SETTINGS
 from include.run.shops import Shop, load_shops, minutes_setting, schedule_for, task_timeout
 from include.run.steps import BY_NAME, STEPS
 
@@ -68,30 +69,8 @@ def build(shop: Shop):
         default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30), "on_failure_callback": on_task_failure,
                       "execution_timeout": task_timeout()},
         deadline=run_deadline(shop),
-        params={
-            "shop": Param(shop.name, type="string", description="the shop this DAG serves (fixed)"),
-            "sla_horizon_hours": Param(shop.policy.get("horizon_hours", 24), type="number", minimum=0, maximum=720, description="near SLA: due within this many hours"),
-            "dry_run": Param(shop.dry_run, type="boolean", description="decide and record, but write nothing to any platform"),
-            "policy": Param({}, type="object", description="policy overrides (README: Policy)"),
-            "fulfillers": Param(["amazon_mcf", "shipbob"], type="array", minItems=1, uniqueItems=True,
-                                items={"type": "string", "enum": ["amazon_mcf", "shipbob"]}),
-            "window_start": Param(None, type=["null", "string"], format="date-time",
-                                  description="explicit window start (ISO-8601 with offset)"),
-            "window_end": Param(None, type=["null", "string"], format="date-time",
-                                description="explicit window end (ISO-8601 with offset)"),
-            "window_minutes": Param(30, type="number", minimum=1, maximum=1440,
-                                    description="a manual run's window: the minutes before it"),
-            "overlap_minutes": Param(15, type="number", minimum=0, maximum=1440,
-                                     description="each listing starts this much before its window or cursor"),
-            "now": Param(None, type=["null", "string"], format="date-time",
-                         description="decide as of this time (tests, replays)"),
-            "sweep": Param(False, type="boolean", description="list everything in play, not only what changed"),
-            "sweep_hours": Param(6, type="number", minimum=0, maximum=168,
-                                 description="a sweep at least this often (0: every run)"),
-            "full_sweep_hours": Param(24, type="number", minimum=0, maximum=168,
-                                      description="a sweep lists everything in play at least this often; the "
-                                                  "sweeps between list the changes since the last (0: every sweep)"),
-        },
+        params={s.name: Param(shop.param_defaults().get(s.name, s.default), description=s.description, **s.schema)
+                for s in SETTINGS},
     )
     def orderops_sla():
         @task(outlets=tables("runs"))

@@ -6,6 +6,7 @@ in one place: the run's data interval when it has one, else an explicit `window_
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -19,6 +20,76 @@ STATE_DIR = Path(os.environ.get("ORDEROPS_STATE_DIR", Path(__file__).resolve().p
 
 class RunConfigError(ValueError):
     """A DAG param or setting that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One run setting, declared once: the DAG builds its Param from it (the trigger form and the API
+    check the schema) and `run_settings` checks the same schema, plus what JSON Schema cannot say
+    (numbers finite, times parseable and plausible)."""
+
+    name: str
+    default: Any
+    schema: dict[str, Any]
+    expected: str            # what the value must be, for the error that names a bad one
+    description: str
+    for_operators: bool = True   # False: set by tests, replays and backfills, not from the trigger form
+
+
+def _number(low: float, high: float, unit: str) -> tuple[dict[str, Any], str]:
+    return {"type": "number", "minimum": low, "maximum": high}, f"{low:g} to {high:g} {unit}"
+
+
+_TIME = ({"type": ["null", "string"], "format": "date-time"}, "an ISO-8601 time with its offset")
+_FLAG = ({"type": "boolean"}, "true or false")
+FULFILLERS = ("amazon_mcf", "shipbob")
+SETTINGS: tuple[Setting, ...] = (
+    Setting("shop", None, {"type": ["null", "string"], "pattern": "^[A-Za-z0-9_-]{1,41}$"},
+            "letters, digits, - or _", "the shop this DAG serves (fixed: each shop has its own DAG)"),
+    Setting("sla_horizon_hours", 24, *_number(0, 720, "hours"), "near SLA: due within this many hours"),
+    Setting("dry_run", False, *_FLAG, "decide and record, but write nothing to any platform"),
+    Setting("policy", {}, {"type": "object"}, "an object of settings",
+            "policy overrides (docs: Params and policy), e.g. {\"c3_action\": \"escalate\"}"),
+    Setting("fulfillers", list(FULFILLERS), {"type": "array", "minItems": 1, "uniqueItems": True,
+                                             "items": {"type": "string", "enum": list(FULFILLERS)}},
+            f"a non-empty list of {', '.join(FULFILLERS)}", "the fulfillers this shop ships with"),
+    Setting("window_start", None, *_TIME, "explicit window start (a backfill of a range, a replay)", False),
+    Setting("window_end", None, *_TIME, "explicit window end", False),
+    Setting("window_minutes", 30, *_number(1, 1440, "minutes"), "a manual run's window: the minutes before it",
+            False),
+    Setting("overlap_minutes", 15, *_number(0, 1440, "minutes"), "each listing starts this much before its window "
+            "or cursor"),
+    Setting("now", None, *_TIME, "decide as of this time (tests, replays)", False),
+    Setting("sweep", False, *_FLAG, "list everything in play, not only what changed"),
+    Setting("sweep_hours", 6, *_number(0, 168, "hours"), "a sweep at least this often (0: every run)"),
+    Setting("full_sweep_hours", 24, *_number(0, 168, "hours"), "a sweep lists everything in play at least this "
+            "often; the sweeps between list the changes since the last (0: every sweep)"),
+)
+DEFAULTS: dict[str, Any] = {setting.name: setting.default for setting in SETTINGS}
+
+
+def checked_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Every setting's value (the default where a param is missing), each checked against its
+    schema; a bad one is refused naming the param, what it must be and what it was."""
+    import jsonschema
+
+    if "connections" in params:
+        # once documented as a param: say why it is refused, not merely that it is unknown
+        raise RunConfigError("param connections: not accepted; a run uses its shop's connections, from the shops "
+                             "file (ORDEROPS_SHOPS_FILE) or, without one, the orderops_* connections")
+    unknown = sorted(set(params) - set(DEFAULTS))
+    if unknown:
+        raise RunConfigError(f"unknown param(s) {', '.join(unknown)}; known: {', '.join(sorted(DEFAULTS))}")
+    values = {**DEFAULTS, **params}
+    for setting in SETTINGS:
+        value = values[setting.name]
+        # JSON Schema lets NaN through every bound, and a JSON-typed value may come as a tuple
+        finite = not isinstance(value, float) or math.isfinite(value)
+        validator = jsonschema.Draft202012Validator(setting.schema,
+                                                     format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+        if not finite or not validator.is_valid(list(value) if isinstance(value, tuple) else value):
+            raise RunConfigError(f"param {setting.name}: expected {setting.expected}, got {value!r}")
+    return values
 
 
 @dataclass(frozen=True)
@@ -43,16 +114,16 @@ class RunSettings:
     dry_run: bool
     policy: Policy
     connections: Connections = field(default_factory=Connections)
-    fulfillers: tuple[str, ...] = ("amazon_mcf", "shipbob")
+    fulfillers: tuple[str, ...] = FULFILLERS
     # "now" for decisions: the sandbox's clock in tests and demos, else the wall clock
     now_override: datetime | None = None
     # Why this run lists everything in play (a full sweep), or None: it lists what changed since the
     # shop's cursors. `prepare_run` also sweeps a shop's first run and once `sweep_hours` have passed.
     sweep: str | None = None
-    sweep_hours: float = 6.0
+    sweep_hours: float = DEFAULTS["sweep_hours"]
     # A sweep lists everything in play on a shop's first run, a backfill, when asked and once
     # `full_sweep_hours` have passed; the sweeps between list the changes since the last sweep.
-    full_sweep_hours: float = 24.0
+    full_sweep_hours: float = DEFAULTS["full_sweep_hours"]
     full_sweep: bool = False
     # A run started by platform events (Airflow's asset-triggered run): it takes the shop's waiting
     # events and lists only the sources they came from (`listed`, set by `prepare_run`).
@@ -79,8 +150,8 @@ class RunSettings:
                    policy=Policy(**doc["policy"]), connections=Connections(**doc["connections"]),
                    fulfillers=tuple(doc["fulfillers"]),
                    now_override=datetime.fromisoformat(doc["now_override"]) if doc["now_override"] else None,
-                   sweep=doc.get("sweep"), sweep_hours=doc.get("sweep_hours", 6.0),
-                   full_sweep_hours=doc.get("full_sweep_hours", 24.0), full_sweep=bool(doc.get("full_sweep")),
+                   sweep=doc.get("sweep"), sweep_hours=doc["sweep_hours"],
+                   full_sweep_hours=doc["full_sweep_hours"], full_sweep=bool(doc.get("full_sweep")),
                    event_driven=bool(doc.get("event_driven")),
                    listed=None if doc.get("listed") is None else tuple(doc["listed"]))
 
@@ -129,77 +200,46 @@ def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_inter
     `shop` (an `include.run.shops.Shop`) pins the shop, and its connections are the run's: no param
     can point a run at other connections (without `shop`, the `orderops_*` ones).
     """
-    if "connections" in params:
-        # once documented as a param: say why it is refused, not merely that it is unknown
-        raise RunConfigError("param connections: not accepted; a run uses its shop's connections, from the shops "
-                             "file (ORDEROPS_SHOPS_FILE) or, without one, the orderops_* connections")
-    known = {"shop", "sla_horizon_hours", "window_minutes", "overlap_minutes", "dry_run", "policy", "window_start", "window_end",
-             "fulfillers", "now", "sweep", "sweep_hours", "full_sweep_hours"}
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise RunConfigError(f"unknown param(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     if shop is not None:
         if params.get("shop") not in (None, shop.name):
             raise RunConfigError(f"param shop: this DAG serves shop {shop.name!r}, not {params['shop']!r}")
         params = {**params, "shop": shop.name,
-                  "policy": {**shop.policy, **policy_object(params.get("policy"), "policy")}}
-    shop_name = params.get("shop") or "default"
-    if not isinstance(shop_name, str) or not shop_name.replace("-", "").replace("_", "").isalnum():
-        raise RunConfigError(f"param shop: {shop_name!r} must be letters, digits, - or _")
-    policy_doc = policy_object(params.get("policy"), "policy")
-    if params.get("sla_horizon_hours") is not None:
-        policy_doc["horizon_hours"] = params["sla_horizon_hours"]
+                  "policy": {**shop.policy, **policy_object(params.get("policy"), "param policy")}}
+    values = checked_params(params)
+    shop_name = values["shop"] or "default"
+    policy_doc = policy_object(values["policy"], "param policy")
+    if "sla_horizon_hours" in params:
+        policy_doc["horizon_hours"] = values["sla_horizon_hours"]
     try:
         policy = policy_from_dict(policy_doc)
     except PolicyError as exc:
         raise RunConfigError(str(exc)) from None
-    if params.get("window_start") or params.get("window_end"):
-        if not (params.get("window_start") and params.get("window_end")):
+    if values["window_start"] or values["window_end"]:
+        if not (values["window_start"] and values["window_end"]):
             raise RunConfigError("params window_start and window_end go together")
-        start, end = _time(params["window_start"], "window_start"), _time(params["window_end"], "window_end")
+        start, end = _time(values["window_start"], "window_start"), _time(values["window_end"], "window_end")
     elif data_interval_start is not None and data_interval_end is not None and data_interval_start != data_interval_end:
         start, end = _time(data_interval_start, "data_interval_start"), _time(data_interval_end, "data_interval_end")
     else:
-        minutes = params.get("window_minutes", 30)
-        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 1 <= minutes <= 1440:
-            raise RunConfigError(f"param window_minutes: expected 1 to 1440 minutes, got {minutes!r}")
         end = _time(run_after or datetime.now(timezone.utc), "run_after")
-        start = end - timedelta(minutes=float(minutes))
+        start = end - timedelta(minutes=float(values["window_minutes"]))
     if start >= end:
         raise RunConfigError(f"window: start {start:%Y-%m-%dT%H:%M:%SZ} is not before end {end:%Y-%m-%dT%H:%M:%SZ}")
     for name, moment in (("window_start", start), ("window_end", end)):
         if not PLAUSIBLE_FROM <= moment <= datetime.now(timezone.utc) + NOW_AHEAD:
-            raise RunConfigError(f"{'param ' + name if params.get(name) else 'window'}: {moment.isoformat()} "
+            raise RunConfigError(f"{'param ' + name if values[name] else 'window'}: {moment.isoformat()} "
                                  f"is before {PLAUSIBLE_FROM:%Y} or more than a day ahead of this machine's clock")
-    overlap = params.get("overlap_minutes", 15)
-    if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or not 0 <= overlap <= 1440:
-        raise RunConfigError(f"param overlap_minutes: expected 0 to 1440 minutes, got {overlap!r}")
-    if params.get("dry_run") not in (None, True, False):
-        raise RunConfigError(f"param dry_run: expected true or false, got {params['dry_run']!r}")
-    fulfillers = tuple(params.get("fulfillers") or ("amazon_mcf", "shipbob"))
-    if not set(fulfillers) <= {"amazon_mcf", "shipbob"} or not fulfillers:
-        raise RunConfigError(f"param fulfillers: {list(fulfillers)!r} must be a non-empty subset of amazon_mcf, shipbob")
-    now = _time(params["now"], "now") if params.get("now") else None
+    now = _time(values["now"], "now") if values["now"] else None
     if now is not None and not PLAUSIBLE_FROM <= now <= datetime.now(timezone.utc) + NOW_AHEAD:
         # listings would be cut by the lookback cap and shipped orders look unfulfilled
-        raise RunConfigError(f"param now: {params['now']!r} is before {PLAUSIBLE_FROM:%Y} or more than a day "
+        raise RunConfigError(f"param now: {values['now']!r} is before {PLAUSIBLE_FROM:%Y} or more than a day "
                              "ahead of this machine's clock")
-    if params.get("sweep") not in (None, True, False):
-        raise RunConfigError(f"param sweep: expected true or false, got {params['sweep']!r}")
-    sweep_hours = params.get("sweep_hours", 6)
-    if isinstance(sweep_hours, bool) or not isinstance(sweep_hours, (int, float)) or not 0 <= sweep_hours <= 168:
-        raise RunConfigError(f"param sweep_hours: expected 0 to 168 hours (0: every run), got {sweep_hours!r}")
-    full_sweep_hours = params.get("full_sweep_hours", 24)
-    if isinstance(full_sweep_hours, bool) or not isinstance(full_sweep_hours, (int, float)) \
-            or not 0 <= full_sweep_hours <= 168:
-        raise RunConfigError(f"param full_sweep_hours: expected 0 to 168 hours (0: every sweep lists everything in "
-                             f"play), got {full_sweep_hours!r}")
-    sweep = ("asked" if params.get("sweep") else "backfill" if run_type == "backfill"
-             else "explicit window" if params.get("window_start") else None)
+    sweep = ("asked" if values["sweep"] else "backfill" if run_type == "backfill"
+             else "explicit window" if values["window_start"] else None)
     return RunSettings(shop=shop_name, dag_id=dag_id, run_id=run_id, window_start=start, window_end=end,
-                       overlap=timedelta(minutes=overlap), dry_run=bool(params.get("dry_run", False)),
+                       overlap=timedelta(minutes=values["overlap_minutes"]), dry_run=values["dry_run"],
                        policy=policy, connections=shop.connections if shop is not None else Connections(),
-                       fulfillers=fulfillers,
-                       now_override=now, sweep=sweep, sweep_hours=float(sweep_hours),
-                       full_sweep_hours=float(full_sweep_hours), full_sweep=sweep is not None,
+                       fulfillers=tuple(values["fulfillers"]),
+                       now_override=now, sweep=sweep, sweep_hours=float(values["sweep_hours"]),
+                       full_sweep_hours=float(values["full_sweep_hours"]), full_sweep=sweep is not None,
                        event_driven=run_type == "asset_triggered" and sweep is None)

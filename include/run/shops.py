@@ -17,7 +17,7 @@ from pathlib import Path
 from croniter import croniter
 
 from include.decide.policy import PolicyError, policy_from_dict
-from include.run.runconfig import Connections, RunConfigError, policy_object
+from include.run.runconfig import DEFAULTS, Connections, RunConfigError, policy_object
 
 SHOPS_FILE_ENV = "ORDEROPS_SHOPS_FILE"
 DEFAULT_SCHEDULE = "*/30 * * * *"
@@ -67,6 +67,11 @@ class Shop:
     policy: dict = field(default_factory=dict)
     events: ShopEvents | None = None   # None: the schedule alone starts runs
     dry_run: bool = False   # the shadow period before going live: every run decides and writes nothing
+
+    def param_defaults(self) -> dict:
+        """The run settings whose defaults are the shop's own (include.run.runconfig.SETTINGS)."""
+        return {"shop": self.name, "sla_horizon_hours": self.policy.get("horizon_hours", DEFAULTS["sla_horizon_hours"]),
+                "dry_run": self.dry_run}
 
     @property
     def dag_id(self) -> str:

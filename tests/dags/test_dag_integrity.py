@@ -138,13 +138,29 @@ def test_dag_file_parses_standalone(dag_file, airflow_db):
     ("fulfillers", ["fedex"]), ("fulfillers", []), ("dry_run", "no"), ("policy", "reject everything"),
 ])
 def test_the_dag_declares_each_param_with_its_schema(dagbag, name, bad):
-    """The trigger form and the API refuse a bad value before a run is even created."""
+    """The trigger form and the API refuse a bad value before a run is even created; so does the
+    run's first task, from the same declaration."""
     from airflow.sdk.definitions.param import ParamValidationError
+
+    from include.run.runconfig import RunConfigError, run_settings
 
     param = dagbag.dags["orderops_sla"].params.get_param(name)
     param.resolve(value=param.value)          # the default is valid
     with pytest.raises(ParamValidationError):
         param.resolve(value=bad)
+    with pytest.raises(RunConfigError, match=f"param {name}"):
+        run_settings(dag_id="orderops_sla", run_id="r", params={name: bad})
+
+
+def test_the_dags_params_are_the_settings_table(dagbag):
+    from include.run.runconfig import SETTINGS
+
+    params = dagbag.dags["orderops_sla"].params
+    assert list(params.keys()) == [s.name for s in SETTINGS]
+    for s in SETTINGS:
+        param = params.get_param(s.name)
+        assert param.description == s.description and all(param.schema[k] == v for k, v in s.schema.items())
+        assert param.value == ("default" if s.name == "shop" else s.default)
 
 
 def test_a_shop_taking_platform_events_is_scheduled_by_them_and_its_cron(tmp_path, airflow_db):

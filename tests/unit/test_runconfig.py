@@ -50,10 +50,12 @@ def test_explicit_window_and_horizon_param():
     ({"overlap_minutes": -1}, "param overlap_minutes"),
     ({"window_minutes": "abc"}, "param window_minutes: expected 1 to 1440 minutes, got 'abc'"),
     ({"window_minutes": float("nan")}, "param window_minutes"),
-    ({"policy": "reject everything"}, "policy: expected an object of settings, got str"),
-    ({"policy": ["horizon_hours"]}, "policy: expected an object of settings, got list"),
-    ({"sla_horizon_hours": float("nan")}, "policy.horizon_hours: expected a number from 0 to 720"),
-    ({"sla_horizon_hours": 1e300}, "policy.horizon_hours: expected a number from 0 to 720"),
+    ({"policy": "reject everything"}, "param policy: expected an object of settings, got 'reject everything'"),
+    ({"policy": ["horizon_hours"]}, "param policy: expected an object of settings, got ['horizon_hours']"),
+    ({"sla_horizon_hours": float("nan")}, "param sla_horizon_hours: expected 0 to 720 hours, got nan"),
+    ({"sla_horizon_hours": 1e300}, "param sla_horizon_hours: expected 0 to 720 hours, got 1e+300"),
+    ({"shop": "a b"}, "param shop: expected letters, digits, - or _, got 'a b'"),
+    ({"fulfillers": []}, "param fulfillers: expected a non-empty list of amazon_mcf, shipbob, got []"),
     ({"policy": {"cancel_verify_timeout_minutes": float("inf")}}, "policy.cancel_verify_timeout_minutes"),
     ({"now": "2100-01-01T00:00:00Z"}, "param now: '2100-01-01T00:00:00Z' is before 2016 or more than a day ahead"),
     ({"now": "1999-12-31T00:00:00Z"}, "param now: '1999-12-31T00:00:00Z' is before 2016"),
@@ -137,3 +139,16 @@ def test_task_timeout_defaults_to_30_minutes_and_0_turns_it_off(monkeypatch):
     assert task_timeout() is None
     monkeypatch.setenv("ORDEROPS_TASK_TIMEOUT_MINUTES", " 12.5 ")
     assert minutes_setting("ORDEROPS_TASK_TIMEOUT_MINUTES", 30) == 12.5
+
+
+def test_each_setting_is_declared_once_with_a_valid_default():
+    """SETTINGS is the one declaration: its defaults pass its own checks, RunSettings takes its
+    defaults from it, and a run with no params gets exactly them."""
+    from include.run.runconfig import DEFAULTS, SETTINGS, RunSettings, checked_params
+
+    assert checked_params({}) == DEFAULTS and len({s.name for s in SETTINGS}) == len(SETTINGS)
+    s = run_settings(dag_id="d", run_id="r", params={}, run_after=T0)
+    assert (s.sweep_hours, s.full_sweep_hours) == (DEFAULTS["sweep_hours"], DEFAULTS["full_sweep_hours"])
+    assert RunSettings.__dataclass_fields__["sweep_hours"].default == DEFAULTS["sweep_hours"]
+    assert s.overlap == timedelta(minutes=DEFAULTS["overlap_minutes"]) and s.fulfillers == tuple(DEFAULTS["fulfillers"])
+    assert s.window_end - s.window_start == timedelta(minutes=DEFAULTS["window_minutes"])
