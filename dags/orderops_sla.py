@@ -225,7 +225,7 @@ def build(shop: Shop):
         @task(pool="shopify_api", inlets=tables("action_ledger"),
               outlets=[LEDGER, *endpoints("shopify_order_cancel", "tiktok_approve")])
         def refund_and_approve(sagas: list, **context) -> list:
-            """Cancellation saga, step 3: cancel and refund in Shopify, then approve on TikTok."""
+            """Cancellation saga, step 3: approve on TikTok and cancel and refund in Shopify (policy's sequence)."""
             from include.airflow.glue import task_resources
             from include.act.saga import refund_and_approve as run
 

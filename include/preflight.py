@@ -284,8 +284,11 @@ def preflight(shop: Shop, days: int, now: datetime | None = None,
             try:
                 reasons = check_reject_reasons(settings, platforms, now, days)
             except PlatformError as exc:
+                # every C3 rejection would wait on this read: the app may lack the return/refund scope
                 reasons = {"policy": settings.policy.reject_reason, "offered": [], "picked": None, "warnings": [],
                            "detail": f"reject reasons could not be read: {exc}"}
+                problems.append(f"tiktok (connection {settings.connections.tiktok}): reject reasons could not be "
+                                f"read, so no buyer cancellation could be rejected: {exc}")
             warnings += reasons.pop("warnings")
             report["reject_reasons"] = reasons.pop("offered")
             report["reject_reason"] = reasons

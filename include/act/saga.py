@@ -1,6 +1,6 @@
 """The buyer-cancellation saga (docs/architecture.md §3): cancel at the fulfiller, verify the cancel,
-then cancel and refund the Shopify order and approve on TikTok, each step only after the one before
-it succeeded. `decide` makes the saga's actions and keys; these are its three steps, one task each
+then approve on TikTok and cancel and refund the Shopify order (the policy's sequence), each step
+only after the one before it succeeded. `decide` makes the saga's actions and keys; these are its three steps, one task each
 per chunk of orders, and the rule that gives up a cancel that never shows (C4).
 """
 from __future__ import annotations
@@ -25,7 +25,8 @@ KINDS = (CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL, CANCEL_SHOPIFY, APPROVE_
 def states(ledger: Ledger, shop: str) -> dict[str, SagaState]:
     """What earlier runs did on each order's cancellation, for the decisions of this run."""
     return saga_states(row for kind, state in ((CANCEL_FULFILLMENT, SUCCEEDED), (CANCEL_SHOPIFY, SUCCEEDED),
-                                               (APPROVE_CANCELLATION, SUCCEEDED), (APPROVE_CANCELLATION, IN_FLIGHT))
+                                               (CANCEL_SHOPIFY, FAILED), (APPROVE_CANCELLATION, SUCCEEDED),
+                                               (APPROVE_CANCELLATION, IN_FLIGHT))
                        for row in ledger.rows(shop, kind=kind, state=state))
 
 
@@ -105,8 +106,10 @@ def give_up(ledger: Ledger, ctx: RunContext, verify: dict, tiktok_order_id: str,
 
 def refund_and_approve(settings: RunSettings, platforms, wh: Warehouse, ctx: RunContext,
                        sagas: list[dict]) -> list[dict]:
-    """Step 3: cancel the Shopify order (refund), then approve on TikTok, each only after the step
-    before it succeeded (a verified fulfiller cancel, when there is one)."""
+    """Step 3: approve on TikTok and cancel the Shopify order (refund), in the decision's sequence,
+    each only after the step before it succeeded (a verified fulfiller cancel, when there is one). An
+    approval skipped because the request closed otherwise (the buyer withdrew it) stops the saga:
+    that order is not to be cancelled."""
     ledger = Ledger(wh)
     executor = Executor(ledger, ctx, Handlers(platforms))
     results = []
@@ -114,14 +117,14 @@ def refund_and_approve(settings: RunSettings, platforms, wh: Warehouse, ctx: Run
         rows = ledger.rows_by_key(settings.shop, saga["keys"])
         ordered = [rows[k] for k in saga["keys"] if k in rows]
         ready = all(r["state"] == SUCCEEDED for r in ordered if r["kind"] in (CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL))
+        blocked = "fulfiller cancel not verified"
         for row in ordered:
             if row["kind"] not in (CANCEL_SHOPIFY, APPROVE_CANCELLATION):
                 continue
             if not ready:
-                results.append({"key": row["idempotency_key"], "kind": row["kind"], "state": WAITING,
-                                "detail": "fulfiller cancel not verified"})
+                results.append({"key": row["idempotency_key"], "kind": row["kind"], "state": WAITING, "detail": blocked})
                 break
             outcome = executor.run(row)
             results.append(log_outcome(outcome))
-            ready = outcome.state in DONE_STATES
+            ready, blocked = outcome.state == SUCCEEDED, f"{outcome.kind} {outcome.state}: {outcome.detail}"
     return results

@@ -222,14 +222,16 @@ def saga_states(ledger_rows: Iterable[dict]) -> dict[str, SagaState]:
     requested: dict[str, datetime] = {}
     shopify_done: set[str] = set()
     approved: set[str] = set()
+    refused: dict[str, str] = {}
     for row in ledger_rows:
-        if row["kind"] == "approve_cancellation" and row["state"] in ("succeeded", "in_flight"):
-            approved.add(row["tiktok_order_id"])
-        if row["state"] != "succeeded":
-            continue
-        if row["kind"] == "cancel_fulfillment":
-            requested[row["tiktok_order_id"]] = as_utc(row.get("acted_at") or row["updated_at"])
-        elif row["kind"] == "cancel_shopify_order":
-            shopify_done.add(row["tiktok_order_id"])
-    return {tid: SagaState(requested.get(tid), tid in shopify_done, tid in approved)
-            for tid in set(requested) | shopify_done | approved}
+        tid, kind, state = row["tiktok_order_id"], row["kind"], row["state"]
+        if kind == "approve_cancellation" and state in ("succeeded", "in_flight"):
+            approved.add(tid)
+        elif kind == "cancel_shopify_order" and state == "failed":
+            refused[tid] = row.get("detail") or "refused"
+        elif kind == "cancel_fulfillment" and state == "succeeded":
+            requested[tid] = as_utc(row.get("acted_at") or row["updated_at"])
+        elif kind == "cancel_shopify_order" and state == "succeeded":
+            shopify_done.add(tid)
+    return {tid: SagaState(requested.get(tid), tid in shopify_done, tid in approved, refused.get(tid))
+            for tid in set(requested) | shopify_done | approved | set(refused)}

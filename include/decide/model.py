@@ -71,6 +71,7 @@ class SagaState:
     fulfiller_cancel_requested_at: datetime | None = None
     shopify_cancelled: bool = False
     approval_sent: bool = False         # orderops asked TikTok to approve the buyer's request
+    shopify_cancel_refused: str | None = None   # what Shopify answered when it refused the cancel
 
 
 class LinkProblem(str, Enum):

@@ -118,8 +118,9 @@ def shopify_cancel_action(order: JoinedOrder, policy: Policy) -> Action:
 def refund_actions(order: JoinedOrder, policy: Policy) -> tuple[Action, ...]:
     """Approve the buyer's request on TikTok and cancel the Shopify order unless done, in the
     policy's sequence (by default approval first: a connector may copy a Shopify cancel to TikTok
-    as a seller cancellation). The first of them is the point of no return, so it carries the
-    check that no fulfillment order of the order has appeared since the listings."""
+    as a seller cancellation). Each carries the check that no fulfillment order of the order has
+    appeared since the listings: the first is the point of no return, and the second may run in a
+    later run, after a fulfiller took the order."""
     approve = Action(APPROVE_CANCELLATION, f"tiktok:cancellation/{order.cancellation.cancel_id}",
                      {"cancel_id": order.cancellation.cancel_id, "tiktok_order_id": order.tiktok_order_id},
                      f"approve_cancellation:{order.cancellation.cancel_id}")
@@ -130,27 +131,39 @@ def refund_actions(order: JoinedOrder, policy: Policy) -> tuple[Action, ...]:
         actions = [shopify_cancel_action(order, policy), approve]
     else:
         actions = [approve, shopify_cancel_action(order, policy)]
-    if order.fulfillment_keys:
-        # whatever the listings showed, the fulfillers are asked by these ids right before the
-        # first write: an open fulfillment order of this order (placed since) stops it
-        first = actions[0]
-        actions[0] = Action(first.kind, first.target, {**first.params, "fulfillment_keys": list(order.fulfillment_keys),
-                                                       "placed_at": order.create_time.isoformat()},
-                            first.idempotency_key)
-    return tuple(actions)
+    return tuple(asking_the_fulfillers(order, action) for action in actions)
+
+
+def asking_the_fulfillers(order: JoinedOrder, action: Action) -> Action:
+    """The action with the order's ids: whatever the listings showed, the fulfillers are asked by
+    them right before the write, and an open fulfillment order of this order (placed since) stops it."""
+    if not order.fulfillment_keys:
+        return action
+    return Action(action.kind, action.target, {**action.params, "fulfillment_keys": list(order.fulfillment_keys),
+                                               "placed_at": order.create_time.isoformat()}, action.idempotency_key)
 
 
 def finish_approved(order: JoinedOrder, policy: Policy) -> Decision | None:
     """A request orderops approved (TikTok shows it granted) whose Shopify order is still open (its
-    cancel failed, or had not run when the approval closed the request): the Shopify cancel, alone."""
+    cancel failed, or had not run when the approval closed the request): the Shopify cancel alone,
+    asking the fulfillers first, and only while no fulfillment order is alive; otherwise, or when
+    Shopify refused the cancel, a person looks at it."""
     if (not order.saga.approval_sent or order.cancellation is None
             or order.cancellation.status not in ("CANCELLATION_REQUEST_SUCCESS", "CANCELLATION_REQUEST_COMPLETE")
             or policy.cancellation_sequence == "approve_only" or order.shopify_cancelled
             or order.saga.shopify_cancelled or order.shopify_order_id is None
             or order.link_problem not in (None, LinkProblem.NO_FULFILLMENT_ORDER)):
         return None
-    return Decision(order.tiktok_order_id, "C2" if order.fulfillment is None else "C1",
-                    "approved on TikTok; the Shopify order is still open", (shopify_cancel_action(order, policy),))
+    rule = "C2" if order.fulfillment is None else "C1"
+    if order.saga.shopify_cancel_refused:
+        return escalate(order, rule, "shopify_cancel_refused", f"approved on TikTok, but Shopify refused to cancel "
+                        f"order {order.shopify_order_id}: {order.saga.shopify_cancel_refused}")
+    f = order.fulfillment
+    if f is not None and f.state != FulfillmentState.CANCELLED:
+        return escalate(order, rule, "approved_fulfillment_open", f"approved on TikTok, but {f.fulfiller} order "
+                        f"{f.order_id} is {f.status}: not refunded")
+    return Decision(order.tiktok_order_id, rule, "approved on TikTok; the Shopify order is still open",
+                    (asking_the_fulfillers(order, shopify_cancel_action(order, policy)),))
 
 
 def reject_action(order: JoinedOrder, policy: Policy) -> Action | None:

@@ -30,7 +30,7 @@ from include.report.inbox import mapped_carriers
 from include.decide.join import Joiner, Link
 from include.act.ledger import IN_FLIGHT, PENDING, Ledger, RunContext
 from include.decide.model import (
-    ADD_NOTE, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, ESCALATE, POST_TRACKING, REJECT_CANCELLATION,
+    ADD_NOTE, ESCALATE, POST_TRACKING, REJECT_CANCELLATION,
     VERIFY_FULFILLMENT_CANCEL, Decision,
 )
 from include.run.platforms import Platforms
@@ -598,8 +598,10 @@ class RejectReasons:
                 self.offered[cancel_id] = exc
         offered = self.offered[cancel_id]
         if isinstance(offered, PlatformError):
-            return Decision(decision.tiktok_order_id, "-", f"blocked: could not read TikTok's reject reasons "
-                            f"({offered}) ({decision.rule}: {decision.reason})")
+            # the rejection waits for a later run; the order's tracking or note does not
+            return Decision(decision.tiktok_order_id, decision.rule, f"{decision.reason}; the rejection waits: could "
+                            f"not read TikTok's reject reasons ({offered})",
+                            tuple(a for a in decision.actions if a is not reject))
         return decide(replace(joined, reject_reasons=offered), policy, now)
 
 

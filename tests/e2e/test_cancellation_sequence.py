@@ -120,3 +120,48 @@ def test_an_approval_whose_shopify_cancel_failed_is_finished_by_the_next_run(sho
     assert refund["state"] == "succeeded" and refund["rule"] == "C2"
     assert [w.outcome for w in writes(server)["approve"]] == ["ok"]   # approved once
     assert [w.outcome for w in writes(server)["orderCancel"]] == ["ok"]
+
+
+def shipped_with_request() -> dict:
+    """A buyer cancellation of an order Amazon already shipped (C3: reject, post the tracking)."""
+    doc = scenario()
+    order = doc["orders"][0]
+    order["fulfiller"] = "amazon_mcf"
+    order["amazon_mcf"] = {"seller_fulfillment_order_id": "1071", "status": "Complete", "shipments": [
+        {"status": "SHIPPED", "packages": [{"package_number": 1, "carrier_code": "UPS",
+                                            "tracking_number": "1Z999AA10123456784"}]}]}
+    return doc
+
+
+def test_unreadable_reject_reasons_hold_the_rejection_not_the_tracking(run_sandbox, tmp_path, monkeypatch):
+    server = run_sandbox(shipped_with_request(), settings=Settings(clock_rate=0, rate_scale=20))
+    for key, value in connection_env(server.urls, rate_scale=20).items():
+        monkeypatch.setenv(key, value)
+    server.sandbox.add_fault(parse_fault({"platform": "tiktok", "kind": "5xx", "path": "/reject_reasons$",
+                                          "count": 1000}))
+    wh = Warehouse(f"sqlite:///{tmp_path / 'warehouse.db'}")
+
+    def run(run_id: str) -> None:
+        settings = run_settings(dag_id="orderops_sla", run_id=run_id, params={
+            "now": NOW, "window_start": "2026-11-20T14:30:00Z", "window_end": NOW})
+        platforms = Platforms(settings)
+        try:
+            run_all(settings, platforms, wh)
+        finally:
+            platforms.close()
+
+    def paths(outcome: str = "ok") -> list[str]:
+        return [w.path for w in server.sandbox.writes if w.platform == "tiktok" and w.outcome == outcome]
+
+    try:
+        run("run-1")
+        # the tracking went out; the rejection waits for reasons TikTok could not give
+        assert any(p.endswith("/packages") for p in paths()) and not any(p.endswith("/reject") for p in paths())
+        rows = {r["kind"]: r for r in Ledger(wh).rows("default") if r["tiktok_order_id"] == TIKTOK_ID}
+        assert "reject_cancellation" not in rows and rows["post_tracking"]["state"] == "succeeded"
+        server.sandbox.faults.clear()
+        run("run-2")
+        (reject,) = [w for w in server.sandbox.writes if w.path.endswith(f"/cancellations/{CANCEL_ID}/reject")]
+        assert reject.outcome == "ok" and reject.body["reject_reason"] == "ecom_reverse_reject_cancel_reason_product_packed"
+    finally:
+        wh.dispose()

@@ -11,7 +11,7 @@ from include import cli as orderops
 from include.preflight import preflight, render
 from include.run.shops import SHOPS_FILE_ENV, Shop, load_shops
 from sandbox.connections import connection_env
-from sandbox.core import Settings, changes_orders
+from sandbox.core import Settings, changes_orders, parse_fault
 from sandbox.tiktok import REJECT_REASONS
 
 pytestmark = pytest.mark.slow
@@ -200,6 +200,15 @@ def test_no_reason_for_the_policy_meaning_is_a_warning(sandbox_shop, tmp_path, m
     # the dry run agrees: the packed ShipBob order is escalated, not rejected
     assert "reject_cancellation" not in report["first_run"] and report["first_run"]["escalate"] == 4
     assert order_writes(server) == []
+
+
+def test_reject_reasons_tiktok_will_not_give_fail_the_check(sandbox_shop):
+    server = sandbox_shop()
+    server.sandbox.add_fault(parse_fault({"platform": "tiktok", "kind": "5xx", "path": "/reject_reasons$",
+                                          "count": 1000}))
+    report = preflight(Shop(), 7, CLOCK)
+    assert not report["ok"] and report["reject_reasons"] == []
+    assert any("reject reasons could not be read" in p and "orderops_tiktok" in p for p in report["problems"])
 
 
 def test_without_a_recent_cancellation_the_reasons_cannot_be_read(sandbox_shop):

@@ -130,9 +130,8 @@ def test_the_cancellation_sequence_follows_the_policy(sequence, expected):
     d = decide(order(cancellation=PENDING, fulfillment=None, link_problem=LinkProblem.NO_FULFILLMENT_ORDER,
                      fulfillment_keys=("6100000001",)), Policy(cancellation_sequence=sequence), NOW)
     assert d.rule == "C2" and kinds(d) == expected
-    # the first write, whichever it is, asks the fulfillers first; the later one does not need to
-    assert d.actions[0].params["fulfillment_keys"] == ["6100000001"]
-    assert all("fulfillment_keys" not in a.params for a in d.actions[1:])
+    # every write, the first and a later one alike, asks the fulfillers first
+    assert all(a.params["fulfillment_keys"] == ["6100000001"] for a in d.actions)
 
 
 def test_an_approved_request_still_cancels_its_shopify_order():
@@ -146,6 +145,15 @@ def test_an_approved_request_still_cancels_its_shopify_order():
     assert decide(replace(approved, shopify_cancelled=True), POLICY, NOW).actions == ()
     assert decide(approved, Policy(cancellation_sequence="approve_only"), NOW).actions == ()
     assert decide(replace(approved, saga=SagaState()), POLICY, NOW).actions == ()
+    # a fulfillment order alive after the approval: a person looks, nothing is refunded
+    alive = decide(replace(approved, link_problem=None, fulfillment=Fulfillment("shipbob", "9001", "Processing",
+                                                                              FulfillmentState.NOT_STARTED)), POLICY, NOW)
+    assert alive.rule == "C1" and kinds(alive) == [ESCALATE]
+    assert alive.actions[0].params["reason_code"] == "approved_fulfillment_open"
+    # Shopify refused the cancel: escalated once, not sent again every run
+    refused = decide(replace(approved, saga=SagaState(approval_sent=True, shopify_cancel_refused="Cannot cancel")),
+                     POLICY, NOW)
+    assert kinds(refused) == [ESCALATE] and refused.actions[0].params["reason_code"] == "shopify_cancel_refused"
     # an approval sent but not granted on TikTok (the request closed otherwise) finishes nothing
     closed = replace(approved, cancellation=replace(PENDING, status="CANCELLATION_REQUEST_CANCEL"))
     assert decide(closed, POLICY, NOW).actions == ()
@@ -305,7 +313,8 @@ fulfillments = st.one_of(st.none(), st.builds(
     shipment_started=st.booleans()))
 cancellations = st.one_of(st.none(), st.builds(
     Cancellation, cancel_id=st.just("4035"), deadline=st.just(NOW),
-    status=st.sampled_from(["CANCELLATION_REQUEST_PENDING", "CANCELLATION_REQUEST_SUCCESS", "CANCELLATION_REQUEST_CANCEL"])))
+    status=st.sampled_from(["CANCELLATION_REQUEST_PENDING", "CANCELLATION_REQUEST_SUCCESS", "CANCELLATION_REQUEST_CANCEL",
+                            "CANCELLATION_REQUEST_COMPLETE"])))
 joined = st.builds(
     JoinedOrder, tiktok_order_id=st.just("576x"),
     status=st.sampled_from(["AWAITING_SHIPMENT", "PARTIALLY_SHIPPING", "AWAITING_COLLECTION", "IN_TRANSIT", "CANCELLED"]),
@@ -318,8 +327,10 @@ joined = st.builds(
     link_problem=st.sampled_from([None, *LinkProblem]), fulfillment=fulfillments,
     saga=st.builds(SagaState, fulfiller_cancel_requested_at=st.sampled_from([None, NOW - timedelta(minutes=5),
                                                                              NOW - timedelta(hours=5)]),
-                   shopify_cancelled=st.booleans(), approval_sent=st.booleans()),
-    reject_reasons=st.sampled_from([None, (), US_REASONS, UK_REASONS]))
+                   shopify_cancelled=st.booleans(), approval_sent=st.booleans(),
+                   shopify_cancel_refused=st.sampled_from([None, "refused"])),
+    reject_reasons=st.sampled_from([None, (), US_REASONS, UK_REASONS]),
+    fulfillment_keys=st.sampled_from([(), ("61", "#1001")]))
 policies = st.builds(Policy, c3_action=st.sampled_from(["reject", "escalate"]),
                      horizon_hours=st.sampled_from([0.0, 24.0, 72.0]),
                      reject_reason=st.sampled_from(["packed", "multiple_boxes", "agreed_with_buyer"]),
@@ -338,14 +349,16 @@ def test_safety_invariants(row, policy):
         assert f is not None and not f.packages and not f.has_tracking and not f.shipment_started
         assert f.state == FulfillmentState.NOT_STARTED and row.saga.fulfiller_cancel_requested_at is None
     # never approve or refund unless the fulfiller cancel is verified (or there is no fulfillment order)
-    # (a Shopify cancel alone: the rest of a request already approved on TikTok)
+    # (a Shopify cancel alone: the rest of a request approved on TikTok, which TikTok shows granted)
     finishing = ks == [CANCEL_SHOPIFY] and row.saga.approval_sent and row.cancellation is not None \
-        and row.cancellation.status == "CANCELLATION_REQUEST_SUCCESS"
+        and row.cancellation.status in ("CANCELLATION_REQUEST_SUCCESS", "CANCELLATION_REQUEST_COMPLETE")
     for kind in (APPROVE_CANCELLATION, CANCEL_SHOPIFY):
-        if kind in ks and not finishing:
+        if kind in ks:
             verified_in_plan = VERIFY_FULFILLMENT_CANCEL in ks and ks.index(VERIFY_FULFILLMENT_CANCEL) < ks.index(kind)
             assert f is None or f.state == FulfillmentState.CANCELLED or verified_in_plan
-            assert row.cancellation is not None and row.cancellation.pending
+            assert finishing or (row.cancellation is not None and row.cancellation.pending)
+            if row.fulfillment_keys:   # every write asks the fulfillers first
+                assert next(a for a in d.actions if a.kind == kind).params["fulfillment_keys"]
     # the last writes come in the policy's sequence; "approve_only" leaves Shopify to the channel
     if policy.cancellation_sequence == "approve_only":
         assert CANCEL_SHOPIFY not in ks
