@@ -595,7 +595,7 @@ def test_a_saga_begun_and_then_left_out_by_the_listings_is_not_refunded(rig, tmp
 from hypothesis import HealthCheck, given, settings as hypothesis_settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from include import pipeline  # noqa: E402
+from include.run import pipeline  # noqa: E402
 from include.act.ledger import Ledger  # noqa: E402
 from include.store.warehouse import stg_shopify_orders, stg_tiktok_cancellations  # noqa: E402
 
