@@ -345,8 +345,9 @@ def test_bad_scenario_files_are_refused_naming_the_order_and_field(rig):
     ({"policy": {"refund_metod": "none"}}, "refund_metod"),
     ({"policy": {"carrier_overrides": {"LOCAL-COURIER-7": 5}}}, "policy.carrier_overrides"),
     ({"policy": {"restock": "yes"}}, "policy.restock"),
-    ({"sla_horizon_hours": "a day"}, "policy.horizon_hours"),
-    ({"window_start": "2026-11-20T14:30:00"}, "param window_start: '2026-11-20T14:30:00' has no timezone"),
+    ({"sla_horizon_hours": "a day"}, "param sla_horizon_hours: expected 0 to 720 hours, got 'a day'"),
+    ({"window_start": "2026-11-20T14:30:00"}, "param window_start: expected an ISO-8601 time with its offset, "
+                                              "got '2026-11-20T14:30:00'"),
     ({"window_start": None, "window_end": "2026-11-20T15:00:00Z"}, "window_start and window_end go together"),
     ({"fulfillers": ["fedex"]}, "fulfillers"),
     ({"now": "soon"}, "now"),
