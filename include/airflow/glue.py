@@ -9,7 +9,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
-from typing import Iterator
+from typing import Any, Iterator
 
 from include.act.ledger import RunContext
 from include.run.platforms import Platforms
@@ -137,26 +137,56 @@ def run_context(context: dict, settings: RunSettings) -> RunContext:
                       now=settings.now_override)
 
 
-@contextmanager
-def task_resources(context: dict) -> Iterator[tuple[RunSettings, Platforms, Warehouse, RunContext]]:
-    """Settings (what prepare_run validated, read from its XCom), clients and warehouse for one task;
-    records the task's API calls at the end."""
+def prepare(context: dict, shop) -> dict:
+    """prepare_run's body: validated settings (a bad one fails at once), the events burst waited out,
+    the schema upgraded, the sweep decided; the result is every later task's `settings` argument."""
+    from include.run.pipeline import prepare_run
+
+    settings = checked_settings(context, shop)
+    wh = task_warehouse(context, settings.connections.warehouse)
+    try:
+        if settings.event_driven and shop.events is not None:
+            from include.events.platform_events import EventInbox, wait_for_burst
+
+            wait_for_burst(EventInbox(wh), shop.name, shop.events.debounce_seconds)
+        return prepare_run(settings, wh).to_xcom()
+    finally:
+        wh.dispose()
+
+
+def run_step(name: str, settings_doc: dict | None, context: dict, tiktok: dict | None = None,
+             chunk: Any = None) -> Any:
+    """One step of include/run/steps.py in its task: the run's settings (prepare_run's result, an
+    argument of every task), the shop's clients and warehouse, then the step's function."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from include.run.pipeline import record_api_calls
-    from include.store.quotas import SharedQuotas
+    from include.run.steps import BY_NAME, arguments, since_of
 
-    settings_doc = context["ti"].xcom_pull(task_ids="prepare_run")
+    step = BY_NAME[name]
     if not settings_doc:
         # prepare_run failed (summarize_run runs all the same): no retry of this task brings its settings
         raise AirflowFailException("no settings from prepare_run in this run: it must have run first")
     settings = RunSettings.from_xcom(settings_doc)
+    if step.fulfiller is not None and step.fulfiller not in settings.fulfillers:
+        return {"step": name, "skipped": "not configured"}
+    with task_resources(context, settings) as (platforms, wh, ctx):
+        values = {"settings": settings, "platforms": platforms, "wh": wh, "ctx": ctx, "chunk": chunk,
+                  "since": since_of(tiktok) if tiktok is not None else None}
+        return step.function(*arguments(step, values))
+
+
+@contextmanager
+def task_resources(context: dict, settings: RunSettings) -> Iterator[tuple[Platforms, Warehouse, RunContext]]:
+    """The shop's clients and warehouse for one task; records the task's API calls at the end."""
+    from include.run.pipeline import record_api_calls
+    from include.store.quotas import SharedQuotas
+
     wh = task_warehouse(context, settings.connections.warehouse)
     # the shop's other tasks run in other processes at the same time: one quota for all of them
     platforms = Platforms(settings, quotas=SharedQuotas(wh, settings.shop))
     ctx = run_context(context, settings)
     try:
-        yield settings, platforms, wh, ctx
+        yield platforms, wh, ctx
     finally:
         if platforms.stats_rows():
             record_api_calls(wh, settings, ctx.task_id, ctx.map_index, platforms)

@@ -565,7 +565,8 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
     log.info("decided %d orders: %s; blocked platforms: %s", len(planned), dict(sorted(rules.items())),
              ", ".join(sorted(blocked)) or "none")
     log.info("shopify orders found by: %s", dict(sorted(matched.items())))
-    return {"orders": len(planned), "rules": dict(rules), "blocked": sorted(blocked), "chunks": chunks,
+    # each action group's chunks at the top: the DAG maps each group's task over its key
+    return {"orders": len(planned), "rules": dict(rules), "blocked": sorted(blocked), **chunks,
             "actions": {group: len(keys) for group, keys in plan.items()}}
 
 
@@ -738,43 +739,24 @@ def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, lanes
                      now=now_for(settings))
     results: dict[str, Any] = {}
 
-    def prepare(_: None) -> RunSettings:
-        nonlocal settings   # the steps after it use the settings it decided (whether the run sweeps)
-        platforms.check()
-        settings = prepare_run(settings, wh)
-        return settings
-
-    def since() -> datetime:
-        return datetime.fromisoformat(results["extract_tiktok"]["since"])
-
-    def summarize(_: None) -> dict:
-        record_api_calls(wh, settings, "run_all", -1, platforms)
-        return summarize_run(settings, wh)
-
-    runners: dict[str, Callable[[Any], Any]] = {
-        "prepare_run": prepare,
-        "extract_tiktok": lambda _: extract_tiktok(settings, platforms, wh),
-        "extract_shopify": lambda _: extract_shopify(settings, platforms, wh, since()),
-        "extract_amazon": lambda _: extract_amazon(settings, platforms, wh, since()),
-        "extract_shipbob": lambda _: extract_shipbob(settings, platforms, wh, since()),
-        "validate_staged": lambda _: validate_staged(settings, wh),
-        "join_and_decide": lambda _: join_and_decide(settings, platforms, wh),
-        **{name: (lambda keys: act(settings, platforms, wh, ctx, keys)) for name in steps.ACTS},
-        "cancel_at_fulfiller": lambda chunk: saga.cancel_at_fulfiller(settings, platforms, wh, ctx, chunk),
-        "verify_fulfiller_cancel": lambda chunk: saga.verify_cancellations(settings, platforms, wh, ctx, chunk),
-        "refund_and_approve": lambda chunk: saga.refund_and_approve(settings, platforms, wh, ctx, chunk),
-        "summarize_run": summarize,
-    }
-
     def run_step(step: steps.Step) -> None:
+        nonlocal settings
+        if step.name == "prepare_run":
+            platforms.check()
+        if step.name == "summarize_run":
+            record_api_calls(wh, settings, "run_all", -1, platforms)
+        values = {"settings": settings, "platforms": platforms, "wh": wh, "ctx": ctx,
+                  "since": steps.since_of(results["extract_tiktok"]) if "since" in step.args else None}
         if step.each is None:
-            results[step.name] = runners[step.name](None)
+            results[step.name] = step.function(*steps.arguments(step, values))
+            if step.name == "prepare_run":   # the steps after it use the settings it decided
+                settings = results[step.name]
             return
-        items = results["join_and_decide"]["chunks"][step.each]
+        items = results["join_and_decide"][step.each]
         out: list[Any] = [None] * len(items)
 
         def one(i: int) -> None:
-            out[i] = runners[step.name](items[i])
+            out[i] = step.function(*steps.arguments(step, {**values, "chunk": items[i]}))
         side_by_side([partial(one, i) for i in range(len(items))], lanes)
         results[step.name] = out
 

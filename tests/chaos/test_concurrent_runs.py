@@ -139,9 +139,9 @@ def test_a_run_restaging_the_same_orders_does_not_hide_them_from_the_other(rig, 
             ctx = RunContext(shop="default", dag_id="orderops_sla", run_id=scheduled.run_id, task_id="act",
                              now=scheduled.now_override)
             for group in ("tracking", "notes", "rejections", "escalations"):
-                for chunk in plan["chunks"][group]:
+                for chunk in plan[group]:
                     pipeline.act(scheduled, platforms[run_ids[0]], wh, ctx, chunk)
-            for chunk in plan["chunks"]["cancellations"]:
+            for chunk in plan["cancellations"]:
                 saga.cancel_at_fulfiller(scheduled, platforms[run_ids[0]], wh, ctx, chunk)
                 saga.verify_cancellations(scheduled, platforms[run_ids[0]], wh, ctx, chunk)
                 saga.refund_and_approve(scheduled, platforms[run_ids[0]], wh, ctx, chunk)

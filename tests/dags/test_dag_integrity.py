@@ -54,7 +54,7 @@ def test_a_bad_setting_fails_prepare_run_at_once(dagbag, monkeypatch):
     # the summary runs after a failed prepare_run too: without its settings it fails at once as well
     summarize_run = dagbag.dags["orderops_sla"].task_dict["summarize_run"].python_callable
     with pytest.raises(AirflowFailException, match="no settings from prepare_run"):
-        summarize_run(ti=SimpleNamespace(xcom_pull=lambda task_ids: None))
+        summarize_run(None)
 
 
 def test_pipeline_shape(dagbag):
@@ -91,7 +91,7 @@ def test_the_dag_runs_the_one_list_of_steps(dagbag):
     tasks = dagbag.dags["orderops_sla"].task_dict
     names = {step.name for step in STEPS}
     # the tasks are the steps, one plan_<group> per action group (Airflow maps a task only over a task's
-    # return value) and the one leaf that fails a run whose summary found a failed step
+    # whole return value) and the one leaf that fails a run whose summary found a failed step
     groups = {step.each for step in STEPS if step.each is not None}
     assert set(tasks) == names | {f"plan_{group}" for group in groups} | {"check_run"}
 
@@ -102,11 +102,16 @@ def test_the_dag_runs_the_one_list_of_steps(dagbag):
         return found
 
     for step in STEPS:
-        # the list's order; a mapped step also hangs off its group's plan task
+        # the table's order; the edges are the arguments (settings, extract_tiktok's result, the
+        # plan's chunks) and the table's `after`, nothing else
         upstream = set(tasks[step.name].upstream_task_ids) - {f"plan_{step.each}"}
         assert set(step.after) <= upstream <= before(step.name), step.name
-    # the run's settings reach the tasks without an edge: prepare_run feeds the first step only
-    assert tasks["prepare_run"].downstream_task_ids == {"extract_tiktok"}
+        task = tasks[step.name]
+        kwargs = {**getattr(task, "partial_kwargs", {}), **(getattr(task, "op_kwargs", None) or {})}
+        assert task.pool == step.pool or kwargs.get("pool") == (step.pool or "default_pool") or step.pool is None
+    # the run's settings are an argument of every task: the graph shows where they come from
+    assert tasks["prepare_run"].downstream_task_ids == names - {"prepare_run"}
+    assert all(tasks[f"plan_{group}"].upstream_task_ids == {"join_and_decide"} for group in groups)
 
 
 def test_the_docs_diagram_is_the_dags_graph(dagbag):
