@@ -268,14 +268,14 @@ class Probe:
     def phase_seconds(self) -> dict[str, float]:
         """Wall time from one phase's first step to the next phase's (steps of a phase may overlap)."""
         out: Counter = Counter()
-        for (phase, start), (_, end) in zip(self.phase_started, self.phase_started[1:]):
+        for (phase, start), (_, end) in zip(self.phase_started, self.phase_started[1:], strict=False):
             out[phase] += end - start
         return dict(out)
 
     def phase_units(self) -> dict[str, dict[str, float]]:
         """Bucket units per phase, from the sandbox's counts at each phase change."""
         out: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        for (phase, c0, t0, p0), (_, c1, t1, p1) in zip(self.phase_marks, self.phase_marks[1:]):
+        for (phase, c0, t0, p0), (_, c1, t1, p1) in zip(self.phase_marks, self.phase_marks[1:], strict=False):
             calls = {k: v - c0.get(k, 0) for k, v in c1.items()}
             throttled = {k: v - t0.get(k, 0) for k, v in t1.items()}
             for bucket, n in demand(calls, throttled, p1 - p0).items():
@@ -305,14 +305,18 @@ def time_join_decide(pipeline, settings, platforms, wh, tiktok_rows: list[dict],
     The staged rows are read from the warehouse and the carrier maps fetched first (not timed):
     what is timed is the in-memory linking and the rules. Best of `repeats`.
     """
-    from include.decide.rules import decide
     from include.act import saga
-    from include.decide.join import Joiner
     from include.act.ledger import Ledger
-    from include.store.run_store import RunStore
+    from include.decide.join import Joiner
+    from include.decide.rules import decide
     from include.run.runconfig import now_for
-    from include.store.warehouse import (stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_shopify_orders,
-                                   stg_tiktok_cancellations)
+    from include.store.run_store import RunStore
+    from include.store.warehouse import (
+        stg_amazon_fulfillment_orders,
+        stg_shipbob_orders,
+        stg_shopify_orders,
+        stg_tiktok_cancellations,
+    )
 
     now = now_for(settings)
     ledger = Ledger(wh)
@@ -345,8 +349,8 @@ def order_by_order(tiktok_rows: list[dict], links: list[dict], act_units: dict[s
     pending = {r["tiktok_order_id"] for r in tiktok_rows if r["is_buyer_request_cancel"]}
     queue = [r["tiktok_order_id"] for r in tiktok_rows
              if r["fulfillment_type"] == "FULFILLMENT_BY_SELLER" and (r["status"] in TIKTOK_SHIPPABLE_STATUSES or r["tiktok_order_id"] in pending)]
-    fulfiller = {l["tiktok_order_id"]: l["fulfiller"] for l in links}
-    matched = {l["tiktok_order_id"] for l in links if l["shopify_order_ids"]}
+    fulfiller = {link["tiktok_order_id"]: link["fulfiller"] for link in links}
+    matched = {link["tiktok_order_id"] for link in links if link["shopify_order_ids"]}
     amazon = sum(1 for t in queue if fulfiller.get(t) == "amazon_mcf")
     shipbob = sum(1 for t in queue if fulfiller.get(t) == "shipbob")
     # an order whose Shopify match is missing still costs its lookup; a fulfiller is looked up only when known
@@ -383,8 +387,8 @@ def run_one(size: int, seed: int, warehouse_url: str | None, full_decide: bool, 
 
         import include.run.pipeline as pipeline
         from include.run.platforms import Platforms
-        from include.store.run_store import RunStore
         from include.run.runconfig import run_settings
+        from include.store.run_store import RunStore
         from include.store.warehouse import Warehouse, order_links
 
         if warehouse_url and warehouse_url.startswith("postgresql"):
@@ -424,7 +428,7 @@ def run_one(size: int, seed: int, warehouse_url: str | None, full_decide: bool, 
         phases = probe.phase_units()
         units = demand(calls, throttled, sum(points.values()))
         bound, bound_by = lower_bound(units)
-        phase_bounds = {phase: dict(zip(("seconds", "bound_by"), lower_bound(u))) for phase, u in phases.items()}
+        phase_bounds = {phase: dict(zip(("seconds", "bound_by"), lower_bound(u), strict=True)) for phase, u in phases.items()}
         # each phase bound holds on its own and so does the whole-run one: the larger one binds
         phased = max(bound, sum(p["seconds"] for p in phase_bounds.values()))
 
@@ -434,12 +438,12 @@ def run_one(size: int, seed: int, warehouse_url: str | None, full_decide: bool, 
             for key in ("calls", "retries", "throttled", "failures"):
                 c[key] += row[key]
         extract_calls = {p: 0 for p in PLATFORMS}
-        for (c_phase, c0_, _, _), (_, c1_, _, _) in zip(probe.phase_marks, probe.phase_marks[1:]):
+        for (c_phase, c0_, _, _), (_, c1_, _, _) in zip(probe.phase_marks, probe.phase_marks[1:], strict=False):
             if c_phase == "extract":
                 for (platform, op), n in c1_.items():
                     extract_calls[platform] += n - c0_.get((platform, op), 0)
         act_calls = 0
-        act_marks = [(m, n) for m, n in zip(probe.phase_marks, probe.phase_marks[1:]) if m[0] == "act"]
+        act_marks = [(m, n) for m, n in zip(probe.phase_marks, probe.phase_marks[1:], strict=False) if m[0] == "act"]
         for (_, c0_, _, _), (_, c1_, _, _) in act_marks:
             act_calls += sum(n - c0_.get(k, 0) for k, n in c1_.items())
 
@@ -522,7 +526,7 @@ def parse_times(repeats: int = 3) -> dict[str, dict]:
             for _ in range(repeats):
                 proc = subprocess.run([sys.executable, "-c", PARSE_PROBE, str(path)], cwd=REPO, env=env,
                                       capture_output=True, text=True, timeout=300)
-                line = next((l for l in proc.stdout.splitlines() if l.startswith("PARSE ")), None)
+                line = next((out for out in proc.stdout.splitlines() if out.startswith("PARSE ")), None)
                 if line is None:
                     raise RuntimeError(f"parsing {path.name} failed: {proc.stderr[-800:]}")
                 runs.append(json.loads(line[6:]))
@@ -592,13 +596,13 @@ def table_rows(results: list[dict]) -> list[tuple[str, list[str]]]:
 def render(results: list[dict], parse: dict[str, dict] | None) -> str:
     rows = table_rows(results)
     head = ["metric", *[f"{r['size']:,} orders" for r in results]]
-    widths = [max(len(head[0]), *(len(l) for l, _ in rows))]
+    widths = [max(len(head[0]), *(len(label) for label, _ in rows))]
     for i in range(len(results)):
         widths.append(max(len(head[i + 1]), *(len(v[i]) for _, v in rows)))
-    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths)))]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths, strict=True)))]
     lines.append("  ".join("-" * w for w in widths))
     for label, values in rows:
-        lines.append("  ".join([label.ljust(widths[0]), *(v.rjust(w) for v, w in zip(values, widths[1:]))]))
+        lines.append("  ".join([label.ljust(widths[0]), *(v.rjust(w) for v, w in zip(values, widths[1:], strict=True))]))
     for r in results:
         lines.append("")
         lines.append(f"{r['size']:,} orders: calls per operation (sandbox count; 429s among them)")

@@ -23,7 +23,6 @@ from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = ("orders_due", "dispatched_on_time", "dispatched_late", "past_due_no_tracking", "late_dispatch_rate",
            "cancellations", "cancellations_late")
@@ -177,8 +176,8 @@ class EventPath:
 
         import uvicorn
 
-        from include.events.receiver import AmazonQueue, ShopSecrets, create_app
         from include.events.platform_events import EventInbox
+        from include.events.receiver import AmazonQueue, ShopSecrets, create_app
         from sandbox.amazon_mcf import DEFAULT_CREDENTIALS as AMAZON
         from sandbox.server import bind
         from sandbox.shopify import DEFAULT_CREDENTIALS as SHOPIFY
@@ -237,12 +236,12 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
     from airflow.sdk._shared.secrets_masker import reset_secrets_masker
 
     from bench.pipeline_bench import SandboxProcess
-    from include.run import pipeline
     from include.report import reports
+    from include.run import pipeline
     from include.run.platforms import Platforms
     from include.run.runconfig import run_settings
-    from sandbox.connections import connection_env
     from include.store.warehouse import Warehouse
+    from sandbox.connections import connection_env
 
     out.mkdir(parents=True, exist_ok=True)
     life = {"start": iso(start), "days": days, "orders_per_day": orders_per_day, "seed": seed, **(life_overrides or {})}

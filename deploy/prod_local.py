@@ -114,7 +114,7 @@ class Deployment:
         (self.root / "deployment.json").write_text(json.dumps(asdict(self), indent=1))
 
     @classmethod
-    def load(cls, state: str | Path) -> "Deployment":
+    def load(cls, state: str | Path) -> Deployment:
         path = Path(state) / "deployment.json"
         if not path.exists():
             raise DeployError(f"{path} not found: nothing was started from {state}")

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import sys
-
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -29,8 +28,15 @@ from include.run.runconfig import STATE_DIR, RunConfigError
 from include.run.shops import SHOPS_FILE_ENV, load_shops
 from include.run.steps import pools_file
 from include.store.warehouse import (
-    Warehouse, action_ledger, decisions, order_links, stg_amazon_fulfillment_orders, stg_shipbob_orders,
-    stg_shopify_orders, stg_tiktok_cancellations, stg_tiktok_orders,
+    Warehouse,
+    action_ledger,
+    decisions,
+    order_links,
+    stg_amazon_fulfillment_orders,
+    stg_shipbob_orders,
+    stg_shopify_orders,
+    stg_tiktok_cancellations,
+    stg_tiktok_orders,
 )
 
 WAREHOUSE_ENV = "ORDEROPS_WAREHOUSE_URL"
@@ -86,7 +92,7 @@ def trace(wh: Warehouse, tiktok_order_id: str, shop: str | None = None) -> list[
             since = [a for a in ledger if a["shop"] == o["shop"] and a["state"] == "succeeded"
                      and a["updated_at"] >= o["extracted_at"]]
             out.append(f"  TikTok {o['status']} as read at {_fmt(o['extracted_at'])} (snapshot {o['snapshot_run_id']})")
-            out += [f"  then {_fmt(a['updated_at'])}: {EFFECTS.get(a['kind'], lambda r: a['kind'])(a)}" for a in since]
+            out += [f"  then {_fmt(a['updated_at'])}: {EFFECTS.get(a['kind'], lambda r: r['kind'])(a)}" for a in since]
             open_rows = [a for a in ledger if a["shop"] == o["shop"] and a["state"] in ("pending", "in_flight", "failed")]
             out += [f"  open: {a['kind']} {a['state']}" + (f" ({a['detail']})" if a["detail"] else "") for a in open_rows]
         for o in orders:

@@ -19,22 +19,23 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from itertools import islice
-from typing import Any, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from include.decide.model import LinkProblem
-from include.run.pipeline import run_all
-from include.run.platforms import Platforms
 from include.decide.policy import pick_reject_reason
 from include.quality.checkpoints import GX_DIR_ENV
-from include.store.run_store import MAX_LOOKBACK
+from include.run.pipeline import run_all
+from include.run.platforms import Platforms
 from include.run.runconfig import RunSettings, run_settings
 from include.run.shops import Shop
+from include.store.run_store import MAX_LOOKBACK
 from include.store.warehouse import Warehouse, decisions, order_links, stg_tiktok_orders, tiktok_shipping_providers
 from orderops_provider import amazon_mcf, shipbob, shopify
 from orderops_provider.base import ConfigurationError, PlatformError

@@ -35,15 +35,28 @@ import re
 import threading
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import httpx
 
-from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
-                                    NotFoundError, PlatformClient, PlatformError, Reply, RetryableError, RetryPolicy,
-                                    ThrottledError, TokenExpiredError, record_id)
+from orderops_provider.base import (
+    AuthError,
+    BusinessError,
+    ConfigurationError,
+    MalformedResponseError,
+    NotFoundError,
+    PlatformClient,
+    PlatformError,
+    Reply,
+    RetryableError,
+    RetryPolicy,
+    ThrottledError,
+    TokenExpiredError,
+    record_id,
+)
 from orderops_provider.connection import ConnectionSettings
 
 log = logging.getLogger(__name__)
@@ -167,7 +180,7 @@ def parse_flat_file(content: bytes) -> list[dict[str, str]]:
             raise MalformedResponseError("amazon_mcf", DOWNLOAD,
                                          f"report line {number} has {len(cells)} cells for {len(header)} columns")
         cells += [""] * (len(header) - len(cells))   # trailing empty cells may be cut
-        rows.append(dict(zip(header, cells)))
+        rows.append(dict(zip(header, cells, strict=True)))
     return rows
 
 
@@ -247,7 +260,7 @@ class AmazonMcfClient(PlatformClient):
         _guard_httpx_log()
 
     @classmethod
-    def from_settings(cls, settings: ConnectionSettings, **overrides: Any) -> "AmazonMcfClient":
+    def from_settings(cls, settings: ConnectionSettings, **overrides: Any) -> AmazonMcfClient:
         """login = LWA client id, password = client secret, extra = refresh_token, marketplace_id, ..."""
         extra = settings.extra
         where = f"connection {settings.conn_id!r}"

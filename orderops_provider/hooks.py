@@ -9,8 +9,9 @@ installed keep working.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret

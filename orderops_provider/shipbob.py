@@ -25,18 +25,31 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from itertools import product
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 
-from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
-                                    NotFoundError, PagingError, PlatformClient, PlatformError, RateLimiter, Reply,
-                                    RetryableError, RetryPolicy, ThrottledError, TokenExpiredError,
-                                    record_id)
+from orderops_provider.base import (
+    AuthError,
+    BusinessError,
+    ConfigurationError,
+    MalformedResponseError,
+    NotFoundError,
+    PagingError,
+    PlatformClient,
+    RateLimiter,
+    Reply,
+    RetryableError,
+    RetryPolicy,
+    ThrottledError,
+    TokenExpiredError,
+    record_id,
+)
 from orderops_provider.connection import ConnectionSettings
 
 log = logging.getLogger(__name__)
@@ -87,7 +100,7 @@ class CancelOutcome:
         return bool(self.cancelled) and not self.refused
 
     @classmethod
-    def from_reply(cls, order_id: int, reply: Reply) -> "CancelOutcome":
+    def from_reply(cls, order_id: int, reply: Reply) -> CancelOutcome:
         data = reply.data if isinstance(reply.data, dict) else {}
         order = data.get("order") if isinstance(data.get("order"), dict) else None
         now_cancelled = {s.get("id") for s in (order or {}).get("shipments") or []
@@ -209,7 +222,7 @@ class ShipBobClient(PlatformClient):
         self._bucket = RateLimiter(rate, burst, clock=lambda: self.clock(), sleep=sleep)   # the client's clock, even one set later
 
     @classmethod
-    def from_settings(cls, settings: ConnectionSettings, **overrides: Any) -> "ShipBobClient":
+    def from_settings(cls, settings: ConnectionSettings, **overrides: Any) -> ShipBobClient:
         """Build from a connection: password = token, extra = api_version, channel_id, timeout, quota."""
         extra = settings.extra
         version = str(extra.get("api_version") or DEFAULT_VERSION)

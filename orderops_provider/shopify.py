@@ -39,17 +39,31 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
-from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
-                                    NotFoundError, PagingError, PlatformClient, PlatformError, RateLimiter, Reply,
-                                    RetryableError, RetryPolicy, ThrottledError, TokenExpiredError,
-                                    record_id)
+from orderops_provider.base import (
+    AuthError,
+    BusinessError,
+    ConfigurationError,
+    MalformedResponseError,
+    NotFoundError,
+    PagingError,
+    PlatformClient,
+    PlatformError,
+    RateLimiter,
+    Reply,
+    RetryableError,
+    RetryPolicy,
+    ThrottledError,
+    TokenExpiredError,
+    record_id,
+)
 from orderops_provider.connection import ConnectionSettings
 from orderops_provider.tiktok_order_id import EXTRA_KEY, TikTokIdRules
 
@@ -330,7 +344,7 @@ class ShopifyClient(PlatformClient):
                     secret_sink(secret)
 
     @classmethod
-    def from_settings(cls, settings: ConnectionSettings, **overrides: Any) -> "ShopifyClient":
+    def from_settings(cls, settings: ConnectionSettings, **overrides: Any) -> ShopifyClient:
         """Build from a connection: host = the shop's admin host, password = access token, extra = below.
 
         extra: api_version, client_id, client_secret, timeout, max_attempts, maximum_available,

@@ -26,19 +26,33 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import httpx
 
-from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
-                                    NotFoundError, PlatformClient, PlatformError, Reply, RetryableError, RetryPolicy,
-                                    ThrottledError, TokenExpiredError, chunked, record_id)
+from orderops_provider.base import (
+    AuthError,
+    BusinessError,
+    ConfigurationError,
+    MalformedResponseError,
+    NotFoundError,
+    PlatformClient,
+    Reply,
+    RetryableError,
+    RetryPolicy,
+    ThrottledError,
+    TokenExpiredError,
+    chunked,
+    record_id,
+)
 from orderops_provider.connection import ConnectionSettings
 from orderops_provider.tiktok_signing import sign
-from orderops_provider.tiktok_versions import path as versioned_path, resolve as resolve_versions
+from orderops_provider.tiktok_versions import path as versioned_path
+from orderops_provider.tiktok_versions import resolve as resolve_versions
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +218,7 @@ class TikTokShopClient(PlatformClient):
         _install_log_filter()
 
     @classmethod
-    def from_settings(cls, settings: ConnectionSettings, **overrides: Any) -> "TikTokShopClient":
+    def from_settings(cls, settings: ConnectionSettings, **overrides: Any) -> TikTokShopClient:
         """Build from a connection: host = open API URL, login = app_key, password = app_secret,
         extra = auth_base_url, access_token, refresh_token, access_token_expire_in, shop_cipher,
         shop_id, qps, timeout, max_attempts, api_versions ({operation: version} to pin)."""

@@ -63,7 +63,7 @@ class TikTokIdRules:
     name_anywhere: bool = True      # the id standing alone anywhere else in the name
 
     @classmethod
-    def from_extra(cls, doc: Any) -> "TikTokIdRules":
+    def from_extra(cls, doc: Any) -> TikTokIdRules:
         """The rules of a connection's extra.tiktok_order_id (None: the defaults); ConfigurationError
         names the field at fault."""
         where = f"extra.{EXTRA_KEY}"

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 # Query parameters that never take part in the signature.
 UNSIGNED_PARAMS = frozenset({"sign", "access_token", "x-tts-access-token"})

@@ -9,7 +9,8 @@ Kept apart from the client so that lineage can name the endpoints without loadin
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 # operation -> (versions orderops speaks, oldest first; the last is the default unless OPT_IN says otherwise)
 VERSIONS: dict[str, tuple[str, ...]] = {

@@ -91,8 +91,8 @@ def build_events_app():
     Airflow login (a platform has none); each delivery is verified by its platform's signature with
     the shop's secrets (include/events/receiver.py)."""
     from include.airflow.glue import warehouse_url
-    from include.events.receiver import create_app, shop_secrets
     from include.events.platform_events import EventInbox
+    from include.events.receiver import create_app, shop_secrets
     from include.run.shops import load_shops
     from include.store.warehouse import Warehouse
 

@@ -26,10 +26,10 @@ class AmazonNotificationsTrigger(BaseEventTrigger):
 
     def _open(self):
         from include.airflow.glue import warehouse_url
-        from include.events.receiver import AmazonQueue, AwsCredentials
         from include.events.platform_events import EventInbox
-        from orderops_provider.hooks import read_connection
+        from include.events.receiver import AmazonQueue, AwsCredentials
         from include.store.warehouse import Warehouse
+        from orderops_provider.hooks import read_connection
 
         extra = read_connection(self.amazon_conn_id, ("aws_secret_access_key",)).extra
         credentials = None

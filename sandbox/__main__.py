@@ -6,7 +6,7 @@ import asyncio
 import re
 import signal
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from sandbox.core import Sandbox, Settings, check_clock_rate, check_rate_scale
 from sandbox.generate import DEFAULT_NOW, order_count, write

@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 
 from sandbox.amazon_mcf import DEFAULT_CREDENTIALS as AMAZON
-from sandbox.shipbob import DEFAULT_CREDENTIALS as SHIPBOB, DEFAULTS as SHIPBOB_QUOTA
+from sandbox.shipbob import DEFAULT_CREDENTIALS as SHIPBOB
+from sandbox.shipbob import DEFAULTS as SHIPBOB_QUOTA
 from sandbox.shopify import DEFAULT_CREDENTIALS as SHOPIFY
-from sandbox.tiktok import DEFAULT_CREDENTIALS as TIKTOK, DEFAULT_SETTINGS as TIKTOK_QUOTA
+from sandbox.tiktok import DEFAULT_CREDENTIALS as TIKTOK
+from sandbox.tiktok import DEFAULT_SETTINGS as TIKTOK_QUOTA
 
 CONNECTION_IDS = {"tiktok": "orderops_tiktok", "shopify": "orderops_shopify", "amazon_mcf": "orderops_amazon_mcf",
                   "shipbob": "orderops_shipbob", "warehouse": "orderops_warehouse"}

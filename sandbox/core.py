@@ -15,9 +15,10 @@ import re
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
@@ -26,7 +27,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from sandbox.scenario import (
-    LAST_YEAR, TIME_RANGE, Scenario, ScenarioError, format_time, parse_json, parse_scenario, scenario_time,
+    LAST_YEAR,
+    TIME_RANGE,
+    Scenario,
+    ScenarioError,
+    format_time,
+    parse_json,
+    parse_scenario,
+    scenario_time,
 )
 
 ADMIN_PREFIX = "/_sandbox"
@@ -307,7 +315,7 @@ class PlatformSandbox:
     # (the `endless` fault adds it); None where the cursor is always present or sent in headers.
     page_cursor: str | None = None
 
-    def __init__(self, sandbox: "Sandbox"):
+    def __init__(self, sandbox: Sandbox):
         self.sandbox = sandbox
 
     def load(self, scenario: Scenario) -> None:
@@ -368,14 +376,14 @@ async def _client_left_within(receive, seconds: float) -> bool:
     try:
         await asyncio.wait_for(left(), seconds)
         return True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
 
 
 class _PlatformMiddleware:
     """Counts calls per operation, applies injected faults, counts throttles (pure ASGI)."""
 
-    def __init__(self, app, sandbox: "Sandbox", platform: str, router=None):
+    def __init__(self, app, sandbox: Sandbox, platform: str, router=None):
         self.app = app
         self.sandbox = sandbox
         self.platform = platform

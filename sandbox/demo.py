@@ -25,16 +25,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from include.decide.rules import RULES
 from include.decide.enums import TIKTOK_SHIPPABLE_STATUSES
+from include.decide.rules import RULES
 from include.run.runconfig import STATE_DIR
 from include.run.steps import pools_file
+from include.store.warehouse import Warehouse, action_ledger, runs, stg_tiktok_orders
 from sandbox.connections import connection_env
 from sandbox.core import Sandbox, Settings, parse_fault
 from sandbox.generate import generate, order_count
 from sandbox.scenario import parse_json, parse_scenario, read_json
 from sandbox.server import SandboxServer
-from include.store.warehouse import Warehouse, action_ledger, runs, stg_tiktok_orders
 
 REPO = Path(__file__).resolve().parents[1]
 # Pools sized to the platforms' quotas: how many tasks may call each platform at once.
@@ -318,7 +318,7 @@ def ui_main(argv: list[str]) -> int:
                     time.sleep(0.5)
             except KeyboardInterrupt:
                 return 0
-        died = [" ".join(c) for c, p in zip(UI_COMPONENTS, procs) if p.poll() is not None]
+        died = [" ".join(c) for c, p in zip(UI_COMPONENTS, procs, strict=True) if p.poll() is not None]
         print(f"{', '.join(died)} stopped on its own; see {log_path}", file=sys.stderr)
         return 1
     finally:

@@ -14,8 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from include.decide.enums import (  # noqa: F401  (re-exported for the simulators)
-    AMAZON_ORDER_STATUSES, AMAZON_SHIPMENT_STATUSES, FULFILLMENT_TYPES, SHIPBOB_ORDER_STATUSES,
-    SHIPBOB_SHIPMENT_STATUSES, TIKTOK_CANCEL_STATUSES, TIKTOK_ORDER_STATUSES,
+    AMAZON_ORDER_STATUSES,
+    AMAZON_SHIPMENT_STATUSES,
+    FULFILLMENT_TYPES,
+    SHIPBOB_ORDER_STATUSES,
+    SHIPBOB_SHIPMENT_STATUSES,
+    TIKTOK_CANCEL_STATUSES,
+    TIKTOK_ORDER_STATUSES,
 )
 
 TIKTOK_ID_PLACES = ("source_identifier", "custom_attribute", "note", "name")

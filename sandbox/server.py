@@ -70,7 +70,7 @@ class SandboxServer:
             tasks.append(server.serve(sockets=[self._sockets[name]]))
         await asyncio.gather(*tasks)
 
-    def start(self) -> "SandboxServer":
+    def start(self) -> SandboxServer:
         """Start in a daemon thread; returns once every port accepts connections."""
         self._bind_all()
         ready = threading.Event()
@@ -105,7 +105,7 @@ class SandboxServer:
         for sock in self._sockets.values():
             sock.close()
 
-    def __enter__(self) -> "SandboxServer":
+    def __enter__(self) -> SandboxServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -19,9 +19,10 @@ import json
 import math
 import random
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Request

@@ -23,25 +23,48 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from graphql import (
-    DocumentNode, FieldNode, FragmentDefinitionNode, FragmentSpreadNode, GraphQLError,
-    GraphQLSchema, InlineFragmentNode, OperationDefinitionNode, OperationType, TypeInfo,
-    TypeInfoVisitor, Visitor, build_client_schema, execute, get_named_type, is_abstract_type,
-    is_composite_type, is_enum_type, is_list_type, is_non_null_type, is_object_type, is_scalar_type,
-    parse, print_ast, validate, validate_schema, visit,
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    TypeInfo,
+    TypeInfoVisitor,
+    Visitor,
+    build_client_schema,
+    execute,
+    get_named_type,
+    is_abstract_type,
+    is_composite_type,
+    is_enum_type,
+    is_list_type,
+    is_non_null_type,
+    is_object_type,
+    is_scalar_type,
+    parse,
+    print_ast,
+    validate,
+    validate_schema,
+    visit,
 )
 from graphql.language import VariableNode
 from graphql.utilities import value_from_ast_untyped
 
-from sandbox.core import ADMIN_PREFIX, PlatformSandbox, TokenBucket, new_request_id
+from sandbox.core import PlatformSandbox, TokenBucket, new_request_id
 from sandbox.scenario import Scenario, ScenarioOrder, format_time, parse_time, shopify_order_name
 
 # Shopify's Admin GraphQL schema 2025-01 as Shopify publishes it (introspection JSON, unchanged;

@@ -26,16 +26,17 @@ import re
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from orderops_provider.tiktok_signing import sign
 from sandbox.core import PlatformSandbox, TokenBucket
 from sandbox.scenario import Scenario, ScenarioOrder, parse_time
-from orderops_provider.tiktok_signing import sign
 
 # Fixed credentials valid only against this simulator. The auth code and tokens are
 # pre-issued at every scenario load, so a client can start with or without the token exchange.
@@ -247,7 +248,7 @@ class _Endpoint:
     method: str
     template: str
     operation: str
-    handler: Callable[["_Ctx"], Awaitable[Any]]
+    handler: Callable[[_Ctx], Awaitable[Any]]
     shop_scoped: bool = True
     write: bool = False
     idempotent: bool = False
@@ -273,7 +274,7 @@ class _Ctx:
     query: dict[str, str]
     body: dict
     app_key: str
-    shop: "_Shop | None"
+    shop: _Shop | None
 
     @property
     def path_params(self) -> dict:

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
-from include.extract import staging
-from include.decide.enums import (
-    AMAZON_ORDER_STATUSES, SHIPBOB_ORDER_STATUSES, TIKTOK_CANCEL_STATUSES, TIKTOK_ORDER_STATUSES, status_of,
-)
 from include.act.ledger import DONE_STATES, FAILED, HELD, IN_FLIGHT, SKIPPED, SUCCEEDED, Claim, Ledger, RunContext
+from include.decide.enums import (
+    AMAZON_ORDER_STATUSES,
+    SHIPBOB_ORDER_STATUSES,
+    TIKTOK_CANCEL_STATUSES,
+    TIKTOK_ORDER_STATUSES,
+    status_of,
+)
 from include.decide.model import APPROVE_CANCELLATION, REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL
+from include.extract import staging
 from orderops_provider.base import BusinessError, MalformedResponseError, NotFoundError, PlatformError, Reply
 
 log = logging.getLogger(__name__)
@@ -76,7 +81,7 @@ class Handlers:
         if not orders:
             raise NotFoundError("tiktok", "get_orders", f"order {p['tiktok_order_id']} not found")
         order = orders[0]
-        numbers = {order.get("tracking_number") or ""} | {l.get("tracking_number") or "" for l in order.get("line_items", [])}
+        numbers = {order.get("tracking_number") or ""} | {line.get("tracking_number") or "" for line in order.get("line_items", [])}
         if p["tracking_number"] in numbers:
             return _reply({"reconciled": True, "status": order.get("status")})
         if numbers - {""}:

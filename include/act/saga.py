@@ -10,13 +10,19 @@ from collections import Counter
 from datetime import timedelta
 
 from include.act.actions import Executor, Handlers, log_outcome
-from include.decide.rules import CANCEL_NOT_VERIFIED, cancel_fulfillment_key, escalation
-from include.decide.join import saga_states
 from include.act.ledger import DONE_STATES, FAILED, IN_FLIGHT, SUCCEEDED, WAITING, Ledger, RunContext
-from include.decide.model import APPROVE_CANCELLATION, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, VERIFY_FULFILLMENT_CANCEL, SagaState
+from include.decide.join import saga_states
+from include.decide.model import (
+    APPROVE_CANCELLATION,
+    CANCEL_FULFILLMENT,
+    CANCEL_SHOPIFY,
+    VERIFY_FULFILLMENT_CANCEL,
+    SagaState,
+    as_utc,
+)
+from include.decide.rules import CANCEL_NOT_VERIFIED, cancel_fulfillment_key, escalation
 from include.run.runconfig import RunSettings
 from include.store.warehouse import Warehouse
-from include.decide.model import as_utc
 
 log = logging.getLogger(__name__)
 KINDS = (CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL, CANCEL_SHOPIFY, APPROVE_CANCELLATION)

@@ -1,5 +1,5 @@
 """Status vocabularies of the four platforms, as their APIs spell them."""
-from functools import lru_cache
+from functools import cache
 
 TIKTOK_ORDER_STATUSES = (
     "UNPAID", "ON_HOLD", "AWAITING_SHIPMENT", "PARTIALLY_SHIPPING", "AWAITING_COLLECTION",
@@ -27,7 +27,7 @@ SHIPBOB_SHIPMENT_STATUSES = (
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _spellings(vocabulary: tuple[str, ...]) -> dict[str, str]:
     return {known.replace("_", "").lower(): known for known in vocabulary}
 

@@ -7,16 +7,22 @@ acted on; so is a missing link.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable
 
 from include.decide.carriers import CarrierMap
 from include.decide.enums import SHIPPING_TYPES, status_of
 from include.decide.model import (
-    Cancellation, Fulfillment, FulfillmentState, JoinedOrder, LinkProblem, Package, SagaState,
+    Cancellation,
+    Fulfillment,
+    FulfillmentState,
+    JoinedOrder,
+    LinkProblem,
+    Package,
+    SagaState,
+    as_utc,
 )
-from include.decide.model import as_utc
 from orderops_provider.tiktok_order_id import PLACES, place_of
 
 DEFAULT_LOOKUP_ORDER = PLACES
@@ -50,8 +56,8 @@ def _line_ids_for(skus: list[str], lines: list[dict], taken: set[str]) -> tuple[
     """TikTok line items (one per unit) matching a package's SKUs; () when any SKU has no match."""
     chosen = []
     for sku in skus:
-        match = next((l["id"] for l in lines if l.get("seller_sku") == sku and l["id"] not in taken
-                      and l["id"] not in chosen), None)
+        match = next((line["id"] for line in lines if line.get("seller_sku") == sku and line["id"] not in taken
+                      and line["id"] not in chosen), None)
         if match is None:
             return ()
         chosen.append(match)
@@ -206,7 +212,7 @@ class Joiner:
             tiktok_order_id=tid, status=tiktok["status"], fulfillment_type=tiktok["fulfillment_type"],
             create_time=created, rts_sla_time=as_utc(tiktok["rts_sla_time"]) or created,
             shipping_due_time=as_utc(tiktok.get("shipping_due_time")), tracking_number=tiktok["tracking_number"],
-            line_item_ids=tuple(l["id"] for l in tiktok["line_items"]), cancellation=cancellation,
+            line_item_ids=tuple(line["id"] for line in tiktok["line_items"]), cancellation=cancellation,
             shopify_order_ids=shopify_ids, shopify_cancelled=shopify_cancelled, match_rule=rule,
             link_problem=problem, fulfillment=fulfillment, fulfillment_keys=keys,
             saga=self.sagas.get(tid, SagaState()),

@@ -8,12 +8,24 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from include.decide.model import (
-    ADD_NOTE, APPROVE_CANCELLATION, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, ESCALATE, POST_TRACKING,
-    REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL, Action, Decision, Fulfillment, FulfillmentState,
-    JoinedOrder, LinkProblem, Package,
-)
 from include.decide.enums import TIKTOK_SHIPPABLE_STATUSES
+from include.decide.model import (
+    ADD_NOTE,
+    APPROVE_CANCELLATION,
+    CANCEL_FULFILLMENT,
+    CANCEL_SHOPIFY,
+    ESCALATE,
+    POST_TRACKING,
+    REJECT_CANCELLATION,
+    VERIFY_FULFILLMENT_CANCEL,
+    Action,
+    Decision,
+    Fulfillment,
+    FulfillmentState,
+    JoinedOrder,
+    LinkProblem,
+    Package,
+)
 from include.decide.policy import Policy, pick_reject_reason
 
 IN_SCOPE_FULFILLMENT = "FULFILLMENT_BY_SELLER"

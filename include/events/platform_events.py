@@ -15,15 +15,16 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from include.store.warehouse import Warehouse, platform_events, utcnow
 from include.decide.model import as_utc
+from include.store.warehouse import Warehouse, platform_events, utcnow
 
 # The sources an event of each platform tells a run to list again (include/run/steps.py BATCHES).
 SOURCES = {"tiktok": ("tiktok_orders", "tiktok_cancellations"), "shopify": ("shopify_orders",),

@@ -5,16 +5,16 @@ completed, `advance_cursor`; `missed_by_cursor` counts what a sweep found the cu
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
 
 import sqlalchemy as sa
 
-from include.store.run_store import FULFILLER_SOURCES, UPDATED, natural_key
-from include.run.runconfig import RunSettings, now_for
-from include.store.warehouse import Warehouse, extraction_cursors
 from include.decide.model import as_utc
+from include.run.runconfig import RunSettings, now_for
+from include.store.run_store import FULFILLER_SOURCES, UPDATED, natural_key
+from include.store.warehouse import Warehouse, extraction_cursors
 
 
 def sources(settings: RunSettings) -> list[str]:

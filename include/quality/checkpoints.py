@@ -17,16 +17,21 @@ import fcntl
 import json
 import os
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 
 from include.decide.enums import (
-    AMAZON_ORDER_STATUSES, FULFILLMENT_TYPES, SHIPBOB_ORDER_STATUSES, TIKTOK_CANCEL_STATUSES, TIKTOK_ORDER_STATUSES,
+    AMAZON_ORDER_STATUSES,
+    FULFILLMENT_TYPES,
+    SHIPBOB_ORDER_STATUSES,
+    TIKTOK_CANCEL_STATUSES,
+    TIKTOK_ORDER_STATUSES,
 )
 from include.run.runconfig import STATE_DIR
 
@@ -146,7 +151,9 @@ def _context(gx, root: Path, keep: int):
     `root`: no great_expectations.yml is written, so concurrent task processes share nothing but
     those files."""
     from great_expectations.data_context.types.base import (
-        DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig,
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
     )
 
     defaults = InMemoryStoreBackendDefaults()

@@ -16,14 +16,19 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from include.decide.enums import SHIPPING_TYPES, TIKTOK_SHIPPABLE_STATUSES, status_of
 from include.act.ledger import FAILED, SKIPPED
-from include.decide.model import POST_TRACKING
+from include.decide.enums import SHIPPING_TYPES, TIKTOK_SHIPPABLE_STATUSES, status_of
+from include.decide.model import POST_TRACKING, as_utc
 from include.report.notify import Alert, notify
 from include.store.warehouse import (
-    Warehouse, action_ledger, at_risk_alerts, order_links, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_tiktok_orders,
+    Warehouse,
+    action_ledger,
+    at_risk_alerts,
+    order_links,
+    stg_amazon_fulfillment_orders,
+    stg_shipbob_orders,
+    stg_tiktok_orders,
 )
-from include.decide.model import as_utc
 
 BATCH = 500
 
@@ -78,8 +83,8 @@ def orders_at_risk(wh: Warehouse, shop: str, run_id: str, now: datetime, within_
         for fulfiller, table, key, since in (
                 ("amazon_mcf", stg_amazon_fulfillment_orders, "seller_fulfillment_order_id", "status_updated_at"),
                 ("shipbob", stg_shipbob_orders, "shipbob_order_id", "last_update_at")):
-            wanted = sorted({l.fulfillment_order_id for l in links.values()
-                             if l.fulfiller == fulfiller and l.fulfillment_order_id})
+            wanted = sorted({link.fulfillment_order_id for link in links.values()
+                             if link.fulfiller == fulfiller and link.fulfillment_order_id})
             for part in _batches(wanted):
                 for row in conn.execute(sa.select(table.c[key], table.c.status, table.c[since]).where(
                         table.c.shop == shop, table.c[key].in_(part))):
@@ -88,11 +93,11 @@ def orders_at_risk(wh: Warehouse, shop: str, run_id: str, now: datetime, within_
     for r in waiting:
         if r.tiktok_order_id in posting:
             continue
-        l = links.get(r.tiktok_order_id)
-        status, since = statuses.get((l.fulfiller, l.fulfillment_order_id), (None, None)) if l else (None, None)
+        link = links.get(r.tiktok_order_id)
+        status, since = statuses.get((link.fulfiller, link.fulfillment_order_id), (None, None)) if link else (None, None)
         due = as_utc(r.rts_sla_time)
         found.append(AtRisk(r.tiktok_order_id, due, (due - now).total_seconds() / 3600,
-                            l.fulfiller if l else None, l.fulfillment_order_id if l else None, status, since))
+                            link.fulfiller if link else None, link.fulfillment_order_id if link else None, status, since))
     return sorted(found, key=lambda x: (x.rts_sla_time, x.tiktok_order_id))
 
 

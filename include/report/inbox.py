@@ -9,18 +9,24 @@ the order that asked for it, saying who mapped what to what and when.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 import sqlalchemy as sa
 
 from include.act.ledger import SUCCEEDED
-from include.decide.model import ESCALATE
 from include.decide.carriers import CarrierMap
+from include.decide.model import ESCALATE, as_utc
 from include.store.warehouse import (
-    Warehouse, action_ledger, carrier_mappings, decisions, escalation_reviews, stg_tiktok_orders, tiktok_shipping_providers, utcnow,
+    Warehouse,
+    action_ledger,
+    carrier_mappings,
+    decisions,
+    escalation_reviews,
+    stg_tiktok_orders,
+    tiktok_shipping_providers,
+    utcnow,
 )
-from include.decide.model import as_utc
 
 REVIEW_STATES = ("acknowledged", "resolved")
 OPEN = "open"

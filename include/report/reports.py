@@ -35,13 +35,21 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from include.decide.model import as_utc
 from include.report.inbox import latest_reviews
 from include.report.templates import template
 from include.run.runconfig import STATE_DIR
 from include.store.warehouse import (
-    Warehouse, action_ledger, order_links, sla_daily, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_tiktok_cancellations, stg_tiktok_orders, utcnow,
+    Warehouse,
+    action_ledger,
+    order_links,
+    sla_daily,
+    stg_amazon_fulfillment_orders,
+    stg_shipbob_orders,
+    stg_tiktok_cancellations,
+    stg_tiktok_orders,
+    utcnow,
 )
-from include.decide.model import as_utc
 
 LDR_LINE = 0.04
 REPORTS_DIR_ENV = "ORDEROPS_REPORTS_DIR"
@@ -80,7 +88,7 @@ class DayData:
 
 def load_day(wh: Warehouse, shop: str, day: date, now: datetime) -> DayData:
     start, end = _day_bounds(day)
-    o, c, l, a = stg_tiktok_orders.c, stg_tiktok_cancellations.c, order_links.c, action_ledger.c
+    o, c, lk, a = stg_tiktok_orders.c, stg_tiktok_cancellations.c, order_links.c, action_ledger.c
     with wh.engine.connect() as conn:
         due = _rows(conn, sa.select(stg_tiktok_orders).where(
             o.shop == shop, o.fulfillment_type == "FULFILLMENT_BY_SELLER", o.rts_sla_time >= start, o.rts_sla_time < end))
@@ -97,8 +105,8 @@ def load_day(wh: Warehouse, shop: str, day: date, now: datetime) -> DayData:
         chains: dict[str, list[dict]] = {}
         for batch in range(0, len(ids), 500):
             part = ids[batch:batch + 500]
-            for row in _rows(conn, sa.select(order_links).where(l.shop == shop, l.tiktok_order_id.in_(part))
-                             .order_by(l.run_id)):
+            for row in _rows(conn, sa.select(order_links).where(lk.shop == shop, lk.tiktok_order_id.in_(part))
+                             .order_by(lk.run_id)):
                 links[row["tiktok_order_id"]] = row  # the latest run's link wins
             for row in _rows(conn, sa.select(a.tiktok_order_id, a.kind, a.rule, a.state, a.idempotency_key, a.acted_at,
                                              a.detail, a.platform_request_id, a.run_id, a.request)
@@ -226,7 +234,7 @@ def daily_rows(data: DayData, shop: str, day: date) -> list[dict]:
         return [dict(list(frame.groupby(keys, sort=False))) if len(frame) else {} for frame in frames]
 
     def pick(groups: list[dict], key) -> list[pd.DataFrame]:
-        return [found.get(key, frame.iloc[0:0]) for found, frame in zip(groups, frames)]
+        return [found.get(key, frame.iloc[0:0]) for found, frame in zip(groups, frames, strict=True)]
 
     per_fulfiller, per_carrier = by("fulfiller"), by(["fulfiller", "carrier"])
     carriers = sorted(set(per_carrier[0]) | set(per_carrier[1]))

@@ -14,23 +14,30 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
-from include.report.inbox import OPEN, REVIEW_STATES, InboxError, latest_reviews, map_carrier, review
+from include.decide.model import as_utc
 from include.quality.checkpoints import run_name, validation_page
+from include.report.inbox import OPEN, REVIEW_STATES, InboxError, latest_reviews, map_carrier, review
 from include.report.templates import template
 from include.store.warehouse import (
-    TS, Warehouse, action_ledger, at_risk_alerts, sla_daily, stg_tiktok_orders, validation_results,
+    TS,
+    Warehouse,
+    action_ledger,
+    at_risk_alerts,
+    sla_daily,
+    stg_tiktok_orders,
+    validation_results,
 )
-from include.decide.model import as_utc
 
 # The shop names include.run.shops accepts; anything else is never turned into a path.
 SHOP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")

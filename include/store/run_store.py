@@ -7,20 +7,35 @@ ledger's (`include/act/ledger.py`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import sqlalchemy as sa
 
-from include.extract import staging
 from include.decide.enums import TIKTOK_SHIPPABLE_STATUSES
-from include.decide.model import ESCALATE
-from include.quality.checkpoints import BATCH_PLATFORM, Outcome as Validation
+from include.decide.model import ESCALATE, as_utc
+from include.extract import staging
+from include.quality.checkpoints import BATCH_PLATFORM
+from include.quality.checkpoints import Outcome as Validation
 from include.run.runconfig import RunSettings
 from include.store.warehouse import (
-    Warehouse, action_ledger, api_calls, decisions, extraction_cursors, order_links, quarantine, runs, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_shopify_orders, stg_tiktok_cancellations, stg_tiktok_orders, utcnow, validation_results,
+    Warehouse,
+    action_ledger,
+    api_calls,
+    decisions,
+    extraction_cursors,
+    order_links,
+    quarantine,
+    runs,
+    stg_amazon_fulfillment_orders,
+    stg_shipbob_orders,
+    stg_shopify_orders,
+    stg_tiktok_cancellations,
+    stg_tiktok_orders,
+    utcnow,
+    validation_results,
 )
-from include.decide.model import as_utc
 
 # The staged batches a run validates, by name (include/run/steps.py BATCHES).
 BATCH_TABLES = {

@@ -9,11 +9,12 @@ Buyer names, addresses and emails are never stored (see `include.extract.staging
 from __future__ import annotations
 
 import fcntl
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -330,7 +331,9 @@ HAND_VERSIONS = "orderops_schema"
 
 
 def _alembic_config():
-    from alembic.config import Config as AlembicConfig   # alembic only where the schema is looked at: DAG files import this module
+    from alembic.config import (
+        Config as AlembicConfig,  # alembic only where the schema is looked at: DAG files import this module
+    )
 
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))

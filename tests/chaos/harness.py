@@ -20,8 +20,9 @@ import os
 import re
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import unquote
 
 import httpx
@@ -31,14 +32,14 @@ from include.act.ledger import Ledger
 from include.run.pipeline import run_all
 from include.run.platforms import Platforms
 from include.run.runconfig import run_settings
+from include.store.warehouse import Warehouse
+from orderops_provider.base import http_client, tls_context
 from sandbox.connections import CONNECTION_IDS, sandbox_connections
 from sandbox.core import Sandbox, Settings, WriteRecord, parse_fault
 from sandbox.generate import generate
 from sandbox.scenario import parse_scenario
 from sandbox.server import SandboxServer
 from sandbox.tiktok import shipped_with
-from include.store.warehouse import Warehouse
-from orderops_provider.base import http_client, tls_context
 
 NOW = "2026-11-20T15:00:00Z"
 WINDOW = {"window_start": "2026-11-20T14:30:00Z", "window_end": NOW}

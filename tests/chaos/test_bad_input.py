@@ -16,20 +16,35 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from include.decide.model import as_utc
 from include.extract import staging
 from include.run.pipeline import run_all
 from include.run.platforms import Platforms
-from include.store.run_store import RunStore, natural_key
-from orderops_provider.base import ConfigurationError
 from include.run.runconfig import RunConfigError, run_settings
-from sandbox.scenario import ScenarioError, parse_scenario
+from include.store.run_store import RunStore, natural_key
 from include.store.warehouse import (
-    action_ledger, decisions, quarantine, runs, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_tiktok_orders, validation_results,
+    action_ledger,
+    decisions,
+    quarantine,
+    runs,
+    stg_amazon_fulfillment_orders,
+    stg_shipbob_orders,
+    stg_tiktok_orders,
+    validation_results,
 )
-from include.decide.model import as_utc
+from orderops_provider.base import ConfigurationError
+from sandbox.scenario import ScenarioError, parse_scenario
 from tests.chaos.harness import (
-    NOW, POLICY, WINDOW, SandboxRig, audit, chaos_scenario, fresh_warehouse, hook_client,
-    patched_env, unfinished,
+    NOW,
+    POLICY,
+    WINDOW,
+    SandboxRig,
+    audit,
+    chaos_scenario,
+    fresh_warehouse,
+    hook_client,
+    patched_env,
+    unfinished,
 )
 
 pytestmark = pytest.mark.slow
@@ -592,7 +607,8 @@ def test_a_saga_begun_and_then_left_out_by_the_listings_is_not_refunded(rig, tmp
 
 
 # ------------------------------------------------ property: any broken field is staged or held
-from hypothesis import HealthCheck, given, settings as hypothesis_settings  # noqa: E402
+from hypothesis import HealthCheck, given  # noqa: E402
+from hypothesis import settings as hypothesis_settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from include import pipeline  # noqa: E402

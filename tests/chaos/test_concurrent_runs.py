@@ -22,7 +22,14 @@ import pytest
 from include.act.ledger import Ledger
 from tests.chaos import report
 from tests.chaos.harness import (
-    audit, chaos_scenario, clean_history, escalations, fresh_warehouse, patched_env, run_pipeline, unfinished,
+    audit,
+    chaos_scenario,
+    clean_history,
+    escalations,
+    fresh_warehouse,
+    patched_env,
+    run_pipeline,
+    unfinished,
 )
 
 pytestmark = pytest.mark.slow
@@ -111,10 +118,10 @@ def test_a_run_restaging_the_same_orders_does_not_hide_them_from_the_other(rig, 
     be refunded and approved while the fulfiller ships the parcel."""
     from datetime import datetime
 
-    from include.run import pipeline
     from include.act import saga
-    from include.run.platforms import Platforms
     from include.act.ledger import RunContext
+    from include.run import pipeline
+    from include.run.platforms import Platforms
     from include.run.runconfig import run_settings
 
     rig.load(SCENARIO)

@@ -33,7 +33,13 @@ from include.act.ledger import Ledger
 from include.store.warehouse import utcnow
 from tests.chaos import report
 from tests.chaos.harness import (
-    audit, chaos_scenario, clean_history, effect_of, escalations, fresh_warehouse, unfinished,
+    audit,
+    chaos_scenario,
+    clean_history,
+    effect_of,
+    escalations,
+    fresh_warehouse,
+    unfinished,
 )
 
 pytestmark = pytest.mark.slow

@@ -18,14 +18,21 @@ state/test-reports/chaos-matrix.txt).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pytest
 
 from tests.chaos import report
 from tests.chaos.harness import (
-    audit, chaos_scenario, clean_history, escalations, fresh_warehouse, is_order_write, ledger_states, unfinished,
+    audit,
+    chaos_scenario,
+    clean_history,
+    escalations,
+    fresh_warehouse,
+    is_order_write,
+    ledger_states,
+    unfinished,
 )
 
 pytestmark = pytest.mark.slow

@@ -15,8 +15,8 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from sandbox.tiktok import provider, shipped_with
 from include.store.warehouse import action_ledger, decisions
+from sandbox.tiktok import provider, shipped_with
 from tests.chaos.harness import SandboxRig, audit, chaos_scenario, fresh_warehouse
 
 SCENARIO = chaos_scenario()

@@ -328,7 +328,10 @@ def test_list_pages_are_complete_and_stable_while_orders_change(mcf):
 def test_list_query_start_date_selects_orders_updated_since(mcf):
     client = mcf(mcf_order(1, "Received"), mcf_order(2, "Complete", received="2026-11-18T00:00:00Z"),
                  mcf_order(3, "Planning", received="2026-11-20T14:40:00Z"))
-    ids = lambda r: sorted(o["sellerFulfillmentOrderId"] for o in r.json()["payload"]["fulfillmentOrders"])
+
+    def ids(r):
+        return sorted(o["sellerFulfillmentOrderId"] for o in r.json()["payload"]["fulfillmentOrders"])
+
     assert ids(client.get(f"{FBA}/fulfillmentOrders", queryStartDate="2026-11-20T14:00:00Z")) == ["1001", "1003"]
     # Order 3 entered Planning at 14:57 (received 14:40 + New 2 min + Received 15 min).
     assert client.order("1003")["fulfillmentOrder"]["statusUpdatedDate"] == "2026-11-20T14:57:00Z"
@@ -480,7 +483,10 @@ def test_scenario_order_overdue_for_its_status_stays_there_until_now(mcf):
 def test_cancel_only_while_cancellable(mcf):
     client = mcf(mcf_order(1, "Planning", skus=("A", "A", "B")), mcf_order(2, "Processing"),
                  mcf_order(3, "Complete"), mcf_order(4, "New"), mcf_order(5, "Received"), mcf_order(6, "Unfulfillable"))
-    cancel = lambda sfo: client.call("PUT", f"{FBA}/fulfillmentOrders/{sfo}/cancel")
+
+    def cancel(sfo):
+        return client.call("PUT", f"{FBA}/fulfillmentOrders/{sfo}/cancel")
+
     ok = cancel("1001")
     assert ok.status_code == 200 and ok.json() == {}
     conforms(ok.json(), "CancelFulfillmentOrderResponse")
@@ -580,8 +586,10 @@ def test_packages_created_by_the_state_machine_are_trackable(mcf):
 
 def test_generated_scenario_package_numbers_stay_unique(mcf):
     """Scenario files may reuse package numbers across orders; the API's are unique."""
-    pkg = lambda tn: {"status": "SHIPPED", "packages": [{"package_number": 1, "carrier_code": "USPS",
-                                                         "tracking_number": tn}]}
+
+    def pkg(tn):
+        return {"status": "SHIPPED", "packages": [{"package_number": 1, "carrier_code": "USPS", "tracking_number": tn}]}
+
     client = mcf(mcf_order(1, "Complete", shipments=[pkg("9400100000000000000001")]),
                  mcf_order(2, "Complete", shipments=[pkg("9400100000000000000002")]))
     numbers = {}
@@ -598,8 +606,10 @@ def test_generated_scenario_package_numbers_stay_unique(mcf):
 
 def test_status_update_forces_transitions(mcf):
     client = mcf(mcf_order(1, "Received"))
-    put = lambda status, sfo="1001": client.call("PUT", f"{FBA}/fulfillmentOrders/{sfo}/status",
-                                                 json={"fulfillmentOrderStatus": status})
+
+    def put(status, sfo="1001"):
+        return client.call("PUT", f"{FBA}/fulfillmentOrders/{sfo}/status", json={"fulfillmentOrderStatus": status})
+
     response = put("Processing")
     assert response.status_code == 200 and response.json() == {}
     conforms(response.json(), "SubmitFulfillmentOrderStatusUpdateResponse")
@@ -697,9 +707,11 @@ def wait_for(client: Client, report_id: str, wall: VirtualTime,
 
 
 def test_shipments_report_flow(mcf):
-    shipped = lambda n, tn: mcf_order(n, "Complete", received="2026-11-19T00:00:00Z", shipments=[
-        {"status": "SHIPPED", "packages": [{"package_number": 300000000 + n, "carrier_code": "USPS",
-                                            "tracking_number": tn}]}], skus=("OSL-TEE-M", "OSL-CAP-01"))
+    def shipped(n, tn):
+        return mcf_order(n, "Complete", received="2026-11-19T00:00:00Z", shipments=[
+            {"status": "SHIPPED", "packages": [{"package_number": 300000000 + n, "carrier_code": "USPS",
+                                                "tracking_number": tn}]}], skus=("OSL-TEE-M", "OSL-CAP-01"))
+
     client = mcf(shipped(1, "9400100000000000000011"), shipped(2, "9400100000000000000012"),
                  mcf_order(3, "Planning"), mcf_order(4, "Complete", received="2026-10-01T00:00:00Z"),
                  settings=Settings(clock_rate=0), wall=(wall := stepped_wall()))

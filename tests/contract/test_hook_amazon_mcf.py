@@ -16,13 +16,35 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from orderops_provider.amazon_mcf import (CANCEL, CREATE_REPORT, DOWNLOAD, GET, GET_DOCUMENT, GET_REPORT,
-                                          GET_REPORTS, LIST, LWA, AlreadyCancelledError,
-                                          AmazonMcfClient, NotCancellableError, ReportFailedError,
-                                          ReportTimeoutError, parse_flat_file)
-from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
-                                    NotFoundError, PagingError, RetryableError, RetryPolicy, ThrottledError,
-                                    TokenExpiredError)
+from orderops_provider.amazon_mcf import (
+    CANCEL,
+    CREATE_REPORT,
+    DOWNLOAD,
+    GET,
+    GET_DOCUMENT,
+    GET_REPORT,
+    GET_REPORTS,
+    LIST,
+    LWA,
+    AlreadyCancelledError,
+    AmazonMcfClient,
+    NotCancellableError,
+    ReportFailedError,
+    ReportTimeoutError,
+    parse_flat_file,
+)
+from orderops_provider.base import (
+    AuthError,
+    BusinessError,
+    ConfigurationError,
+    MalformedResponseError,
+    NotFoundError,
+    PagingError,
+    RetryableError,
+    RetryPolicy,
+    ThrottledError,
+    TokenExpiredError,
+)
 from orderops_provider.connection import ConnectionSettings
 from sandbox.amazon_mcf import DEFAULT_CREDENTIALS, SHIPMENT_REPORT_COLUMNS
 from sandbox.core import Settings

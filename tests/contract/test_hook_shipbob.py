@@ -18,9 +18,18 @@ from datetime import date, datetime, timedelta, timezone
 import httpx
 import pytest
 
-from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
-                                    NotFoundError, PagingError, Reply, RetryableError, RetryPolicy,
-                                    ThrottledError)
+from orderops_provider.base import (
+    AuthError,
+    BusinessError,
+    ConfigurationError,
+    MalformedResponseError,
+    NotFoundError,
+    PagingError,
+    Reply,
+    RetryableError,
+    RetryPolicy,
+    ThrottledError,
+)
 from orderops_provider.connection import ConnectionSettings
 from orderops_provider.shipbob import CancelOutcome, ShipBobClient, _csv_batches
 from sandbox.core import Settings

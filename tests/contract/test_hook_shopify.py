@@ -20,10 +20,19 @@ import time
 import httpx
 import pytest
 
-from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
-                                    NotFoundError, PagingError, RetryableError, RetryPolicy, ThrottledError)
+from orderops_provider.base import (
+    AuthError,
+    BusinessError,
+    ConfigurationError,
+    MalformedResponseError,
+    NotFoundError,
+    PagingError,
+    RetryableError,
+    RetryPolicy,
+    ThrottledError,
+)
 from orderops_provider.connection import ConnectionSettings
-from orderops_provider.shopify import (CancelResult, NoteResult, ShopifyClient, order_gid)
+from orderops_provider.shopify import CancelResult, NoteResult, ShopifyClient, order_gid
 from sandbox.core import Settings
 from sandbox.generate import generate
 from sandbox.shopify import DEFAULT_CREDENTIALS, TIKTOK_NOTE_PREFIX

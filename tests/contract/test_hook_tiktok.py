@@ -20,8 +20,16 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, NotFoundError, PagingError,
-                                    RetryableError, RetryPolicy, ThrottledError)
+from orderops_provider.base import (
+    AuthError,
+    BusinessError,
+    ConfigurationError,
+    NotFoundError,
+    PagingError,
+    RetryableError,
+    RetryPolicy,
+    ThrottledError,
+)
 from orderops_provider.connection import ConnectionSettings
 from orderops_provider.tiktok import TikTokShopClient, TokenSet
 from orderops_provider.tiktok_signing import sign

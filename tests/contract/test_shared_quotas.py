@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from orderops_provider.base import ThrottledError
 from include.store.quotas import SharedQuotas
 from include.store.warehouse import Warehouse
+from orderops_provider.base import ThrottledError
 from tests.contract.test_hook_tiktok import make_client, oid, order, scenario
 
 WORKERS, CALLS = 4, 40

@@ -5,7 +5,7 @@ import copy
 import json
 import re
 from datetime import datetime, timedelta, timezone
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import httpx
@@ -87,7 +87,7 @@ def _normalize(node):
     return node
 
 
-@lru_cache(maxsize=None)
+@cache
 def spec() -> dict:
     return _normalize(json.loads((SPECS / "openapi-2026-01.json").read_text()))
 

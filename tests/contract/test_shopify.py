@@ -10,8 +10,14 @@ import httpx
 import pytest
 
 from sandbox.core import Settings
-from sandbox.shopify import (ADMIN_SCHEMA_PATH, DEFAULT_CREDENTIALS, TIKTOK_ATTRIBUTE_KEY,
-                                    TIKTOK_NOTE_PREFIX, end_of_support, released)
+from sandbox.shopify import (
+    ADMIN_SCHEMA_PATH,
+    DEFAULT_CREDENTIALS,
+    TIKTOK_ATTRIBUTE_KEY,
+    TIKTOK_NOTE_PREFIX,
+    end_of_support,
+    released,
+)
 
 TOKEN = DEFAULT_CREDENTIALS["access_token"]
 NOW = "2026-11-20T15:00:00Z"

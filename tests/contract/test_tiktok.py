@@ -12,9 +12,9 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
+from orderops_provider.tiktok_signing import sign, signing_string
 from sandbox.core import Settings
 from sandbox.tiktok import DEFAULT_CREDENTIALS as CREDS
-from orderops_provider.tiktok_signing import sign, signing_string
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 V = "202309"

@@ -6,7 +6,6 @@ nothing again; a dry run tells no one."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, HTTPServer

@@ -9,12 +9,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from sandbox.demo import airflow, airflow_env, prepare_airflow
+from include.store.warehouse import Warehouse, action_ledger, decisions, quota_buckets, runs
 from orderops_provider.tiktok_versions import path as api_path
 from sandbox.core import Settings, changes_orders
+from sandbox.demo import airflow, airflow_env, prepare_airflow
 from sandbox.generate import DEFAULT_NOW, generate
 from sandbox.scenario import parse_time
-from include.store.warehouse import Warehouse, action_ledger, decisions, quota_buckets, runs
 
 pytestmark = pytest.mark.slow
 

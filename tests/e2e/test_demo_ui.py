@@ -16,9 +16,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from include.store.warehouse import Warehouse, sla_daily
 from sandbox import demo
 from sandbox.connections import sandbox_connections
-from include.store.warehouse import Warehouse, sla_daily
 
 pytestmark = pytest.mark.slow
 

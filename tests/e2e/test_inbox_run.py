@@ -2,8 +2,8 @@
 tracking under that TikTok provider, once; the escalation stays in the history, resolved."""
 from __future__ import annotations
 
-from include.report.inbox import map_carrier
 from include.act.ledger import Ledger
+from include.report.inbox import map_carrier
 from sandbox.tiktok import provider, shipped_with
 from tests.chaos.harness import SandboxRig, chaos_scenario, fresh_warehouse
 

@@ -15,13 +15,13 @@ import sqlalchemy as sa
 from include.act.ledger import Ledger
 from include.run.pipeline import run_all
 from include.run.platforms import Platforms
-from orderops_provider.tiktok_versions import path as api_path
 from include.run.runconfig import run_settings
+from include.store.warehouse import Warehouse, decisions
+from orderops_provider.tiktok_versions import path as api_path
 from sandbox.connections import connection_env
 from sandbox.core import Settings, changes_orders
 from sandbox.generate import generate
 from sandbox.tiktok import shipped_with
-from include.store.warehouse import Warehouse, decisions
 
 pytestmark = pytest.mark.slow
 

@@ -99,7 +99,7 @@ def test_each_sandbox_shop_has_its_own_credentials():
     docs = [sandbox_connection_docs(i, urls) for i in (1, 2, 3)]
     secrets = [(d["tiktok"]["extra"]["access_token"], d["tiktok"]["extra"]["shop_cipher"], d["shopify"]["password"],
                 d["amazon_mcf"]["extra"]["refresh_token"], d["shipbob"]["password"]) for d in docs]
-    for field in zip(*secrets):
+    for field in zip(*secrets, strict=True):
         assert len(set(field)) == 3, field
     # what the simulator of shop 2 accepts is what shop 2's connections send
     creds = sandbox_credentials(2)

@@ -9,9 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import httpx
 
@@ -98,7 +98,7 @@ def airflow_stack(tmp_path: Path, server, shops: list[dict], extra_env: dict[str
 
 
 def runs(api: str, dag_id: str) -> list[dict]:
-    for attempt in range(5):  # the API server shares a SQLite file with the scheduler: allow a slow answer
+    for _ in range(5):  # the API server shares a SQLite file with the scheduler: allow a slow answer
         try:
             reply = httpx.get(f"{api}/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100}, timeout=60)
             reply.raise_for_status()

@@ -16,10 +16,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from include.store.warehouse import Warehouse, action_ledger, sla_daily
 from sandbox.core import Settings, changes_orders
 from sandbox.generate import generate
-from include.store.warehouse import Warehouse, action_ledger, sla_daily
-from tests.scheduler.stack import airflow_stack as stack, runs
+from tests.scheduler.stack import airflow_stack as stack
+from tests.scheduler.stack import runs
 
 pytestmark = pytest.mark.slow
 

@@ -15,10 +15,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from include.store.warehouse import Warehouse, platform_events
+from include.store.warehouse import runs as run_rows
 from sandbox.connections import sandbox_connections
 from sandbox.core import Settings
 from sandbox.generate import generate
-from include.store.warehouse import Warehouse, platform_events, runs as run_rows
 from tests.scheduler.stack import airflow_stack, runs
 
 pytestmark = pytest.mark.slow

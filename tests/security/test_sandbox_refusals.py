@@ -73,7 +73,10 @@ def test_tiktok_capture_replayed_within_the_window_is_accepted_altered_is_refuse
 
 def test_tiktok_capture_out_of_the_window_is_refused_and_writes_nothing(rig):
     rig.load(SCENARIO)
-    six_minutes_ago = lambda: time.time() - 360
+
+    def six_minutes_ago():
+        return time.time() - 360
+
     request, recorder = captured(rig, clock=six_minutes_ago)
     stale = replay(request)
     assert stale.status_code == 400 and code(stale) == 36009004 and "5 minutes" in stale.json()["message"]

@@ -27,11 +27,17 @@ from urllib.parse import quote, quote_plus
 import pytest
 import sqlalchemy as sa
 
+from include.store.warehouse import Warehouse, metadata
 from sandbox.demo import airflow, airflow_env, prepare_airflow
 from sandbox.scenario import parse_time
-from include.store.warehouse import Warehouse, metadata
 from tests.chaos.harness import (
-    NOW, SandboxRig, chaos_scenario, fresh_warehouse, is_order_write, platform_secrets, scenario_pii,
+    NOW,
+    SandboxRig,
+    chaos_scenario,
+    fresh_warehouse,
+    is_order_write,
+    platform_secrets,
+    scenario_pii,
 )
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,13 @@ import sqlalchemy as sa
 
 from include.act.ledger import Ledger
 from include.cli import trace
-from include.store.warehouse import decisions, metadata, stg_amazon_fulfillment_orders, stg_shopify_orders, stg_tiktok_orders
+from include.store.warehouse import (
+    decisions,
+    metadata,
+    stg_amazon_fulfillment_orders,
+    stg_shopify_orders,
+    stg_tiktok_orders,
+)
 from tests.chaos.harness import SandboxRig, audit, chaos_scenario, fresh_warehouse
 
 EVIL_SFO = "1'; DROP TABLE action_ledger; --"
@@ -93,7 +99,7 @@ def test_hostile_ids_round_trip_and_never_reach_sql_text(kind, tmp_path):
 
     assert first["state"] in ("succeeded", "attention") and all(counts.values())
     # never in the statements, always in the parameters
-    for value, fragment in zip(EVIL, FRAGMENTS):
+    for value, fragment in zip(EVIL, FRAGMENTS, strict=True):
         assert not [s for s in statements if value in s or fragment in s], value
         assert any(fragment in b for b in bound), value
     # each value reads back exactly as the platform sent it

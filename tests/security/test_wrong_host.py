@@ -25,10 +25,17 @@ import pytest
 
 from include.run.pipeline import run_all
 from include.run.platforms import Platforms
-from orderops_provider.base import PagingError, PlatformError, RetryPolicy
 from include.run.runconfig import run_settings
+from orderops_provider.base import PagingError, PlatformError, RetryPolicy
 from tests.chaos.harness import (
-    NOW, POLICY, WINDOW, RewritingTransport, chaos_scenario, fresh_warehouse, hook_client, patched_env,
+    NOW,
+    POLICY,
+    WINDOW,
+    RewritingTransport,
+    chaos_scenario,
+    fresh_warehouse,
+    hook_client,
+    patched_env,
     platform_secrets,
 )
 
@@ -94,7 +101,10 @@ def carried(request: dict | httpx.Request, secret: str) -> list[str]:
     else:
         url, headers, body = request["path"], request["headers"], request["body"]
     forms = {secret, quote(secret, safe=""), quote_plus(secret)}      # as sent in a query or a form
-    has = lambda text: any(form in text for form in forms)
+
+    def has(text):
+        return any(form in text for form in forms)
+
     places = ["url"] if has(url) else []
     places += [f"header {k.lower()}" for k, v in headers.items() if has(v)]
     return places + (["body"] if has(body) else [])
@@ -210,7 +220,7 @@ def test_every_secret_goes_only_where_it_belongs(rig, tmp_path):
     secrets = platform_secrets(rig)
     assert sum(1 for n in secrets if n.startswith("tiktok access token")) >= 2     # the refresh happened
     travelled = set()
-    for platform, transport in transports.items():
+    for transport in transports.values():
         for request in transport.requests:
             for name, secret in secrets.items():
                 kind = next(k for k in allowed if name.startswith(k))

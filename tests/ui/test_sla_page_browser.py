@@ -28,16 +28,16 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from include.report.reports import build_day
 from include.run.pipeline import run_all
 from include.run.platforms import Platforms
-from include.report.reports import build_day
 from include.run.runconfig import STATE_DIR, run_settings
+from include.store.warehouse import Warehouse, action_ledger, sla_daily
 from sandbox.connections import connection_env
 from sandbox.core import Sandbox, Settings
 from sandbox.generate import generate
 from sandbox.scenario import parse_scenario, parse_time
 from sandbox.server import SandboxServer
-from include.store.warehouse import Warehouse, action_ledger, sla_daily
 from tests.ui.browser import Browser, ensure_chromium
 
 REPO = Path(__file__).resolve().parents[2]
@@ -295,7 +295,7 @@ def test_sla_page_in_a_browser(site):
             report: (tr.querySelector('a[href$="report.html"]') || {}).href,
             csv: (tr.querySelector('a[href$="breaches.csv"]') || {}).href}))""")
         assert [r["day"] for r in rows] == [f"{d.day:%Y-%m-%d}" for d in days]  # newest first
-        for row, day in zip(rows, days):
+        for row, day in zip(rows, days, strict=True):
             assert row["cells"][1:6] == [str(day.orders_due), str(day.dispatched_on_time), str(day.dispatched_late),
                                          str(day.past_due_no_tracking),
                                          f"{day.late_dispatch_rate * 100:.1f}%" if day.orders_due else "no orders due"]
@@ -316,7 +316,7 @@ def test_sla_page_in_a_browser(site):
         keep(shot, "sla_page.png")
 
         # a day's report opens with its charts
-        worst = next(r for r, d in zip(rows, days) if d.ldr_over_line)
+        worst = next(r for r, d in zip(rows, days, strict=True) if d.ldr_over_line)
         browser.goto(worst["report"])
         browser.wait_for("document.images.length >= 3 && Array.from(document.images).every(i => i.complete)")
         assert browser.js("document.querySelector('h1').innerText") == f"SLA report: shop default, {worst['day']} (UTC)"

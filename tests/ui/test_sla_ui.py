@@ -410,8 +410,8 @@ def test_an_escalation_is_acknowledged_then_resolved_with_who_when_and_a_note(se
 
 
 def test_a_carrier_escalation_maps_the_carrier_for_the_next_run_with_an_audit_row(seeded):
-    from include.report.inbox import mapped_carriers
     from include.act.ledger import Ledger
+    from include.report.inbox import mapped_carriers
 
     wh, reports = seeded
     key = "escalate:576000000000000005:carrier_unmapped"

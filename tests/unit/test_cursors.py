@@ -5,12 +5,12 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
+from include.decide.model import as_utc
 from include.extract import cursors
 from include.run import pipeline
 from include.run.platforms import Platforms
 from include.run.runconfig import run_settings
 from include.store.warehouse import Warehouse, extraction_cursors
-from include.decide.model import as_utc
 from orderops_provider.tiktok_order_id import TikTokIdRules
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)

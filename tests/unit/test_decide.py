@@ -8,13 +8,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from include.decide.rules import decide, needs_reject_reasons
 from include.decide.model import (
-    ADD_NOTE, APPROVE_CANCELLATION, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, ESCALATE, POST_TRACKING,
-    REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL, Cancellation, Fulfillment, FulfillmentState, JoinedOrder,
-    LinkProblem, Package, SagaState,
+    ADD_NOTE,
+    APPROVE_CANCELLATION,
+    CANCEL_FULFILLMENT,
+    CANCEL_SHOPIFY,
+    ESCALATE,
+    POST_TRACKING,
+    REJECT_CANCELLATION,
+    VERIFY_FULFILLMENT_CANCEL,
+    Cancellation,
+    Fulfillment,
+    FulfillmentState,
+    JoinedOrder,
+    LinkProblem,
+    Package,
+    SagaState,
 )
 from include.decide.policy import Policy, PolicyError, policy_from_dict
+from include.decide.rules import decide, needs_reject_reasons
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 POLICY = Policy()

@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from include.events import platform_events as events
-from include.events.receiver import ShopSecrets, create_app
 from include.events.platform_events import EventInbox
+from include.events.receiver import ShopSecrets, create_app
 from include.store.warehouse import Warehouse
 from tests.conftest import RINGING_SHOP
 

@@ -9,7 +9,14 @@ import httpx
 import pytest
 
 from orderops_provider.base import (
-    ConfigurationError, PagingError, RateLimiter, RetryPolicy, chunked, http_client, pages, tls_context,
+    ConfigurationError,
+    PagingError,
+    RateLimiter,
+    RetryPolicy,
+    chunked,
+    http_client,
+    pages,
+    tls_context,
 )
 from orderops_provider.connection import ConnectionSettings, base_url_of
 
@@ -56,7 +63,7 @@ def test_rate_limiter_rejects_nonsense():
 def test_backoff_grows_caps_and_honours_hint():
     policy = RetryPolicy(base=1, cap=8, rng=random.Random(1))
     delays = [policy.delay(n) for n in range(1, 7)]
-    assert all(lo <= d <= hi for d, (lo, hi) in zip(delays, [(0.5, 1), (1, 2), (2, 4), (4, 8), (4, 8), (4, 8)]))
+    assert all(lo <= d <= hi for d, (lo, hi) in zip(delays, [(0.5, 1), (1, 2), (2, 4), (4, 8), (4, 8), (4, 8)], strict=True))
     assert policy.delay(1, hint=25) == 25
 
 
@@ -216,11 +223,14 @@ def test_a_bad_connection_extra_fails_the_runs_check_naming_connection_and_key(m
 
 def test_the_listing_bound_is_a_setting_named_when_bad(monkeypatch):
     from include.run.platforms import LISTING_TIMEOUT_ENV, Platforms
-    from orderops_provider.shipbob import ShipBobClient
     from include.run.runconfig import RunConfigError, run_settings
+    from orderops_provider.shipbob import ShipBobClient
 
     settings = run_settings(dag_id="orderops_sla", run_id="r", params={"now": "2026-11-20T15:00:00Z"})
-    build = lambda platform: ShipBobClient("https://api.shipbob.invalid", "token")
+
+    def build(platform):
+        return ShipBobClient("https://api.shipbob.invalid", "token")
+
     monkeypatch.setenv(LISTING_TIMEOUT_ENV, "5")
     assert Platforms(settings, factory=build).get("shipbob").listing_seconds == 300
     monkeypatch.setenv(LISTING_TIMEOUT_ENV, "0")

@@ -12,7 +12,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from include.quality.checkpoints import (
-    BATCH_PLATFORM, GX_DIR_ENV, KEEP_ENV, SUITES_DIR, docs_dir, parameters, referenced_parameters, suite_document,
+    BATCH_PLATFORM,
+    GX_DIR_ENV,
+    KEEP_ENV,
+    SUITES_DIR,
+    docs_dir,
+    parameters,
+    referenced_parameters,
+    suite_document,
     validate_batches,
 )
 

@@ -4,10 +4,10 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from orderops_provider.base import RateLimiter
-from orderops_provider.shopify import PointsBucket
 from include.store.quotas import SharedQuotas
 from include.store.warehouse import Warehouse, quota_buckets
+from orderops_provider.base import RateLimiter
+from orderops_provider.shopify import PointsBucket
 
 
 class Clock:

@@ -8,8 +8,14 @@ import sqlalchemy as sa
 
 from include.report.reports import build_day, days_to_report
 from include.store.warehouse import (
-    Warehouse, action_ledger, order_links, sla_daily, stg_amazon_fulfillment_orders, stg_shipbob_orders,
-    stg_tiktok_cancellations, stg_tiktok_orders,
+    Warehouse,
+    action_ledger,
+    order_links,
+    sla_daily,
+    stg_amazon_fulfillment_orders,
+    stg_shipbob_orders,
+    stg_tiktok_cancellations,
+    stg_tiktok_orders,
 )
 
 DAY = date(2026, 11, 19)

@@ -19,7 +19,6 @@ from sandbox import core
 from sandbox.core import PlatformSandbox, Settings, SlidingWindow, TokenBucket, parse_fault
 from tests.unit.test_scenario import DESIGN_EXAMPLE
 
-
 # A SKU the echo simulator cannot hold: a limit of a simulator's own that the scenario checks miss.
 UNLOADABLE_SKU = "ECHO-NO-ROOM"
 

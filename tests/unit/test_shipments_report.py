@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from include.extract import staging
 from include.events.platform_events import EventInbox, PlatformEvent
+from include.extract import staging
 from include.run.pipeline import _followed_while_processing, _shipped_as_staged, shipments_report
 from include.run.runconfig import run_settings
 from include.store.warehouse import Warehouse, stg_amazon_fulfillment_orders
@@ -112,7 +112,10 @@ def test_a_finished_order_staged_with_its_shipments_and_unchanged_is_not_read_ag
                   listed("1003", "Processing", "2026-11-19T12:05:00Z"),    # may ship more any minute
                   listed("1004", "Complete", "2026-11-19T14:00:00Z"),      # changed since it was staged
                   listed("1005", "Complete", "2026-11-19T12:05:00Z")]      # never staged
-    status = lambda o: o["fulfillmentOrderStatus"]
+
+    def status(o):
+        return o["fulfillmentOrderStatus"]
+
     assert _shipped_as_staged(wh, settings, now_listed, status) == {"1001"}
     assert _shipped_as_staged(wh, settings_at(NOW, shop="other"), now_listed, status) == set()
     broken = [{**listed("1001", "Complete", "2026-11-19T12:05:00Z"), "statusUpdatedDate": "yesterday"}]
@@ -146,6 +149,9 @@ def test_a_processing_order_followed_by_notifications_is_not_read_for_shipments(
                   listed("1004", "Processing", "2026-11-19T14:00:00Z"),   # staged with a shipment: may ship more
                   listed("1005", "Complete", "2026-11-19T14:00:00Z"),     # finished: its shipments are read
                   listed("1006", "Processing", "2026-11-19T12:05:00Z")]   # this run claimed what woke it
-    status = lambda o: o["fulfillmentOrderStatus"]
+
+    def status(o):
+        return o["fulfillmentOrderStatus"]
+
     assert _followed_while_processing(wh, settings, now_listed, status) == {"1001"}
     assert _followed_while_processing(wh, settings_at(NOW, shop="other"), now_listed, status) == set()

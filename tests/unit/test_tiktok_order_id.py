@@ -6,9 +6,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from include.extract import staging
 from include.decide.carriers import CarrierMap
 from include.decide.join import Joiner
+from include.extract import staging
 from include.store.warehouse import order_links
 from orderops_provider.base import ConfigurationError
 from orderops_provider.connection import ConnectionSettings

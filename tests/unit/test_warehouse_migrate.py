@@ -13,8 +13,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from include.store.warehouse import (
-    HAND_VERSIONS, VERSION_TABLE, Warehouse, _alembic_config, action_ledger, amazon_shipment_reports, metadata,
-    schema_head, schema_revision, validation_results,
+    HAND_VERSIONS,
+    VERSION_TABLE,
+    Warehouse,
+    _alembic_config,
+    action_ledger,
+    amazon_shipment_reports,
+    metadata,
+    schema_head,
+    schema_revision,
+    validation_results,
 )
 
 MOMENT = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)

@@ -2,12 +2,12 @@
 platform is text, never markup."""
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import jinja2
 
 
-@lru_cache(maxsize=None)
+@cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.PackageLoader("include.report", "templates"), autoescape=True,
                               undefined=jinja2.StrictUndefined, trim_blocks=False)
