@@ -4,6 +4,7 @@ Each platform client (tiktok.py, shopify.py, amazon_mcf.py, shipbob.py) is a pla
 httpx that works without Airflow (tests, benchmarks); its Airflow hook only turns a connection into
 client settings. One place (`PlatformClient.call`) does rate limiting, retries and counting.
 """
+
 from __future__ import annotations
 
 import functools
@@ -40,16 +41,25 @@ class PlatformError(Exception):
 
     retryable = False
 
-    def __init__(self, platform: str, operation: str, message: str, *, code: str | int | None = None,
-                 status: int | None = None, request_id: str | None = None):
+    def __init__(
+        self,
+        platform: str,
+        operation: str,
+        message: str,
+        *,
+        code: str | int | None = None,
+        status: int | None = None,
+        request_id: str | None = None,
+    ):
         self.platform = platform
         self.operation = operation
         self.code = code
         self.status = status
         self.request_id = request_id
         self.platform_message = message
-        detail = ", ".join(f"{k} {v}" for k, v in (("code", code), ("HTTP", status), ("request id", request_id))
-                           if v is not None)
+        detail = ", ".join(
+            f"{k} {v}" for k, v in (("code", code), ("HTTP", status), ("request id", request_id)) if v is not None
+        )
         super().__init__(f"{platform} {operation}: {message}" + (f" ({detail})" if detail else ""))
 
 
@@ -108,9 +118,14 @@ class Reply:
 class RateLimiter:
     """Client-side token bucket matched to a documented quota; `acquire` sleeps until allowed."""
 
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
-        if not (0 < rate < math.inf and 1 <= burst < math.inf):   # NaN fails too
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if not (0 < rate < math.inf and 1 <= burst < math.inf):  # NaN fails too
             raise ConfigurationError(f"rate limit: rate {rate} and burst {burst} must be positive and finite")
         self.rate = rate
         self.burst = burst
@@ -141,7 +156,7 @@ class RateLimiter:
                 # max: a clock swapped for another (a test's) may read earlier; time never runs back here
                 self._tokens = min(self.burst, self._tokens + max(0.0, now - self._stamp) * self.rate)
                 self._stamp = now
-                if self._tokens >= cost - 1e-9:   # a refill computed to exactly the wait can fall short by rounding
+                if self._tokens >= cost - 1e-9:  # a refill computed to exactly the wait can fall short by rounding
                     self._tokens = max(0.0, self._tokens - cost)
                     return waited
                 wait = (cost - self._tokens) / self.rate
@@ -186,8 +201,17 @@ class CallStats:
 
     def as_rows(self, platform: str) -> list[dict]:
         ops = sorted(set(self.calls) | set(self.failures))
-        return [{"platform": platform, "operation": op, "calls": self.calls[op], "retries": self.retries[op],
-                 "throttled": self.throttled[op], "failures": self.failures[op]} for op in ops]
+        return [
+            {
+                "platform": platform,
+                "operation": op,
+                "calls": self.calls[op],
+                "retries": self.retries[op],
+                "throttled": self.throttled[op],
+                "failures": self.failures[op],
+            }
+            for op in ops
+        ]
 
 
 # A listing that goes on past these is broken, not long: 5,000 pages hold 250,000 orders or more.
@@ -206,14 +230,22 @@ class PlatformClient:
     listing_seconds = MAX_LISTING_SECONDS
     clock = staticmethod(time.monotonic)
 
-    def __init__(self, base_url: str, *, timeout: float = 30.0, retry: RetryPolicy | None = None,
-                 limits: dict[str, tuple[float, float]] | None = None,
-                 default_limit: tuple[float, float] | None = None,
-                 transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        limits: dict[str, tuple[float, float]] | None = None,
+        default_limit: tuple[float, float] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if not base_url.startswith(("http://", "https://")):
             raise ConfigurationError(f"{self.platform}: base URL {base_url!r} must start with http:// or https://")
-        self.http = http_client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
-                                follow_redirects=False)
+        self.http = http_client(
+            base_url=base_url.rstrip("/"), timeout=timeout, transport=transport, follow_redirects=False
+        )
         self.retry = retry or RetryPolicy()
         self.stats = CallStats()
         self._sleep = sleep
@@ -226,11 +258,19 @@ class PlatformClient:
     def close(self) -> None:
         self.http.close()
 
-    def listing(self, fetch: Callable[[Any], tuple[list, Any]], operation: str,
-                key: Callable[[Any], Any] | None = None) -> Iterator[Any]:
+    def listing(
+        self, fetch: Callable[[Any], tuple[list, Any]], operation: str, key: Callable[[Any], Any] | None = None
+    ) -> Iterator[Any]:
         """`pages` over this client's calls: bounded in pages and in time."""
-        return pages(fetch, None, platform=self.platform, operation=operation, key=key,
-                     max_seconds=self.listing_seconds, clock=self.clock)
+        return pages(
+            fetch,
+            None,
+            platform=self.platform,
+            operation=operation,
+            key=key,
+            max_seconds=self.listing_seconds,
+            clock=self.clock,
+        )
 
     def __enter__(self):
         return self
@@ -276,9 +316,19 @@ class PlatformClient:
     def _cost(self, operation: str, kwargs: dict) -> float:
         return 1.0
 
-    def call(self, operation: str, method: str, path: str, *, params: dict | None = None,
-             json: Any = None, content: bytes | None = None, headers: dict | None = None,
-             retry_safe: bool = True, cost: float = 1.0) -> Reply:
+    def call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        params: dict | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: dict | None = None,
+        retry_safe: bool = True,
+        cost: float = 1.0,
+    ) -> Reply:
         """One logical call: paced, authenticated per attempt, retried when safe, counted.
 
         `retry_safe=False` (a write without an idempotency key) retries only failures that
@@ -293,14 +343,15 @@ class PlatformClient:
             limiter = self.limiter(operation)
             if limiter is not None:
                 self.stats.wait_seconds += limiter.acquire(cost)
-            request = self.http.build_request(method, path, params=params, json=json, content=content,
-                                              headers=headers)
+            request = self.http.build_request(method, path, params=params, json=json, content=content, headers=headers)
             request = self._prepare(request, operation)
             self.stats.calls[operation] += 1
             try:
                 response = self.http.send(request)
             except httpx.ConnectError as exc:
-                error: PlatformError = RetryableError(self.platform, operation, f"connection failed: {type(exc).__name__}")
+                error: PlatformError = RetryableError(
+                    self.platform, operation, f"connection failed: {type(exc).__name__}"
+                )
                 sent = False
             except httpx.TimeoutException as exc:
                 error = RetryableError(self.platform, operation, f"timed out: {type(exc).__name__}")
@@ -319,7 +370,7 @@ class PlatformClient:
                     try:
                         self._refresh_auth()
                     except PlatformError:
-                        self.stats.failures[operation] += 1   # a refresh that fails ends the call
+                        self.stats.failures[operation] += 1  # a refresh that fails ends the call
                         raise
                     attempt -= 1  # a refresh is not a failed attempt
                     continue
@@ -348,11 +399,17 @@ def record_id(item: Any, field_name: str) -> str | int | None:
     return value if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "" else None
 
 
-
-
-def pages(fetch: Callable[[Any], tuple[list, Any]], first_cursor: Any = None, *, platform: str,
-          operation: str, key: Callable[[Any], Any] | None = None, max_pages: int = MAX_PAGES,
-          max_seconds: float | None = None, clock: Callable[[], float] = time.monotonic) -> Iterator[Any]:
+def pages(
+    fetch: Callable[[Any], tuple[list, Any]],
+    first_cursor: Any = None,
+    *,
+    platform: str,
+    operation: str,
+    key: Callable[[Any], Any] | None = None,
+    max_pages: int = MAX_PAGES,
+    max_seconds: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[Any]:
     """Yield items page by page from `fetch(cursor) -> (items, next_cursor or None)`.
 
     Stops with PagingError when a cursor comes back twice, a page repeats items already seen,
@@ -378,7 +435,9 @@ def pages(fetch: Callable[[Any], tuple[list, Any]], first_cursor: Any = None, *,
             page_keys = [k for k in (key(item) for item in items) if k is not None]
             repeated = seen_keys.intersection(page_keys)
             if repeated and len(repeated) == len(page_keys):
-                raise PagingError(platform, operation, f"page after cursor {cursor!r} repeats {len(repeated)} items already seen")
+                raise PagingError(
+                    platform, operation, f"page after cursor {cursor!r} repeats {len(repeated)} items already seen"
+                )
             seen_keys.update(page_keys)
         yield from items
         if next_cursor in (None, ""):

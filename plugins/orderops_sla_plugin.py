@@ -7,6 +7,7 @@ reports folder (`ORDEROPS_REPORTS_DIR`, default state/reports) and the Data Docs
 apps, so every route asks for an Airflow login allowed to read DAG runs (the escalation inbox's
 changes: one allowed to change them); a browser without one is sent to the login page and back.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -49,9 +50,14 @@ def build_app():
         """Who is acting in the inbox: the Airflow user of this request."""
         return user.get_name()
 
-    app = create_app(warehouse_url(WAREHOUSE_CONN_ID), reports_dir(), dependencies=[Depends(_login_required())],
-                     write_dependencies=[Depends(_login_required("PUT"))], reviewer=reviewer,
-                     data_docs_dir=docs_dir())
+    app = create_app(
+        warehouse_url(WAREHOUSE_CONN_ID),
+        reports_dir(),
+        dependencies=[Depends(_login_required())],
+        write_dependencies=[Depends(_login_required("PUT"))],
+        reviewer=reviewer,
+        data_docs_dir=docs_dir(),
+    )
 
     @app.exception_handler(HTTPException)
     async def to_login(request: Request, exc: HTTPException):
@@ -115,7 +121,16 @@ def build_events_app():
 
 class OrderopsSlaPlugin(AirflowPlugin):
     name = "orderops_sla"
-    fastapi_apps = [{"app": LazyApp(build_app), "url_prefix": URL_PREFIX, "name": "orderops SLA breaches"},
-                    {"app": LazyApp(build_events_app), "url_prefix": EVENTS_PREFIX, "name": "orderops platform events"}]
-    external_views = [{"name": "SLA breaches", "href": f"{URL_PREFIX}/", "destination": "nav",
-                       "url_route": "sla_breaches", "category": "browse"}]
+    fastapi_apps = [
+        {"app": LazyApp(build_app), "url_prefix": URL_PREFIX, "name": "orderops SLA breaches"},
+        {"app": LazyApp(build_events_app), "url_prefix": EVENTS_PREFIX, "name": "orderops platform events"},
+    ]
+    external_views = [
+        {
+            "name": "SLA breaches",
+            "href": f"{URL_PREFIX}/",
+            "destination": "nav",
+            "url_route": "sla_breaches",
+            "category": "browse",
+        }
+    ]

@@ -4,6 +4,7 @@ TikTok lets tracking be corrected at most once, so a carrier is mapped only by i
 (normalised), a known synonym, or an explicit override; anything else is unmapped and the
 order is escalated (rule T2), never guessed.
 """
+
 from __future__ import annotations
 
 import re
@@ -11,7 +12,7 @@ import re
 # Normalised carrier codes the fulfillers use -> normalised TikTok provider names they are.
 SYNONYMS: dict[str, tuple[str, ...]] = {
     "amzlus": ("amazonlogistics", "amazonshipping"),
-    "amznus": ("amazonlogistics", "amazonshipping"),   # MCF's code for Amazon's own delivery
+    "amznus": ("amazonlogistics", "amazonshipping"),  # MCF's code for Amazon's own delivery
     "amzn": ("amazonlogistics", "amazonshipping"),
     "amzl": ("amazonlogistics", "amazonshipping"),
     "amazon": ("amazonlogistics", "amazonshipping"),

@@ -1,29 +1,58 @@
 """Status vocabularies of the four platforms, as their APIs spell them."""
+
 from functools import cache
 
 TIKTOK_ORDER_STATUSES = (
-    "UNPAID", "ON_HOLD", "AWAITING_SHIPMENT", "PARTIALLY_SHIPPING", "AWAITING_COLLECTION",
-    "IN_TRANSIT", "DELIVERED", "COMPLETED", "CANCELLED",
+    "UNPAID",
+    "ON_HOLD",
+    "AWAITING_SHIPMENT",
+    "PARTIALLY_SHIPPING",
+    "AWAITING_COLLECTION",
+    "IN_TRANSIT",
+    "DELIVERED",
+    "COMPLETED",
+    "CANCELLED",
 )
 # orders waiting for the seller's tracking: the ones orderops posts to, notes and watches
 TIKTOK_SHIPPABLE_STATUSES = ("AWAITING_SHIPMENT", "PARTIALLY_SHIPPING")
 TIKTOK_CANCEL_STATUSES = (
-    "CANCELLATION_REQUEST_PENDING", "CANCELLATION_REQUEST_SUCCESS",
-    "CANCELLATION_REQUEST_CANCEL", "CANCELLATION_REQUEST_COMPLETE",
+    "CANCELLATION_REQUEST_PENDING",
+    "CANCELLATION_REQUEST_SUCCESS",
+    "CANCELLATION_REQUEST_CANCEL",
+    "CANCELLATION_REQUEST_COMPLETE",
 )
 FULFILLMENT_TYPES = ("FULFILLMENT_BY_SELLER", "FULFILLMENT_BY_TIKTOK")
-SHIPPING_TYPES = ("SELLER", "TIKTOK")   # who prints the label: the seller, or TikTok
+SHIPPING_TYPES = ("SELLER", "TIKTOK")  # who prints the label: the seller, or TikTok
 AMAZON_ORDER_STATUSES = (
-    "New", "Received", "Planning", "Processing", "Cancelled", "Complete",
-    "CompletePartialled", "Unfulfillable", "Invalid",
+    "New",
+    "Received",
+    "Planning",
+    "Processing",
+    "Cancelled",
+    "Complete",
+    "CompletePartialled",
+    "Unfulfillable",
+    "Invalid",
 )
 AMAZON_SHIPMENT_STATUSES = ("PENDING", "SHIPPED", "CANCELLED_BY_FULFILLER", "CANCELLED_BY_SELLER")
 SHIPBOB_ORDER_STATUSES = (
-    "Processing", "Exception", "PartiallyFulfilled", "Fulfilled", "Cancelled", "ImportReview",
+    "Processing",
+    "Exception",
+    "PartiallyFulfilled",
+    "Fulfilled",
+    "Cancelled",
+    "ImportReview",
 )
 SHIPBOB_SHIPMENT_STATUSES = (
-    "None", "Processing", "Completed", "Exception", "OnHold", "Cancelled", "CleanSweeped",
-    "LabeledCreated", "ImportReview",
+    "None",
+    "Processing",
+    "Completed",
+    "Exception",
+    "OnHold",
+    "Cancelled",
+    "CleanSweeped",
+    "LabeledCreated",
+    "ImportReview",
 )
 
 

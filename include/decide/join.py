@@ -4,6 +4,7 @@ Each link records the rule that made it. A TikTok id found on several Shopify or
 Shopify order with fulfillment orders at more than one place, is kept with a reason and never
 acted on; so is a missing link.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -27,16 +28,23 @@ from orderops_provider.tiktok_order_id import PLACES, place_of
 
 DEFAULT_LOOKUP_ORDER = PLACES
 AMAZON_STATES = {
-    "New": FulfillmentState.NOT_STARTED, "Received": FulfillmentState.NOT_STARTED,
-    "Planning": FulfillmentState.NOT_STARTED, "Processing": FulfillmentState.IN_PROGRESS,
-    "Complete": FulfillmentState.SHIPPED, "CompletePartialled": FulfillmentState.PARTIALLY_SHIPPED,
-    "Cancelled": FulfillmentState.CANCELLED, "Unfulfillable": FulfillmentState.FAILED,
+    "New": FulfillmentState.NOT_STARTED,
+    "Received": FulfillmentState.NOT_STARTED,
+    "Planning": FulfillmentState.NOT_STARTED,
+    "Processing": FulfillmentState.IN_PROGRESS,
+    "Complete": FulfillmentState.SHIPPED,
+    "CompletePartialled": FulfillmentState.PARTIALLY_SHIPPED,
+    "Cancelled": FulfillmentState.CANCELLED,
+    "Unfulfillable": FulfillmentState.FAILED,
     "Invalid": FulfillmentState.FAILED,
 }
 SHIPBOB_STATES = {
-    "Processing": FulfillmentState.NOT_STARTED, "ImportReview": FulfillmentState.NOT_STARTED,
-    "Fulfilled": FulfillmentState.SHIPPED, "PartiallyFulfilled": FulfillmentState.PARTIALLY_SHIPPED,
-    "Cancelled": FulfillmentState.CANCELLED, "Exception": FulfillmentState.FAILED,
+    "Processing": FulfillmentState.NOT_STARTED,
+    "ImportReview": FulfillmentState.NOT_STARTED,
+    "Fulfilled": FulfillmentState.SHIPPED,
+    "PartiallyFulfilled": FulfillmentState.PARTIALLY_SHIPPED,
+    "Cancelled": FulfillmentState.CANCELLED,
+    "Exception": FulfillmentState.FAILED,
 }
 # ShipBob shipment sub-states from which a shipment can no longer be cancelled.
 SHIPBOB_STARTED = {"Picked", "Packed", "Labeled", "LabeledCreated"}
@@ -56,8 +64,14 @@ def _line_ids_for(skus: list[str], lines: list[dict], taken: set[str]) -> tuple[
     """TikTok line items (one per unit) matching a package's SKUs; () when any SKU has no match."""
     chosen = []
     for sku in skus:
-        match = next((line["id"] for line in lines if line.get("seller_sku") == sku and line["id"] not in taken
-                      and line["id"] not in chosen), None)
+        match = next(
+            (
+                line["id"]
+                for line in lines
+                if line.get("seller_sku") == sku and line["id"] not in taken and line["id"] not in chosen
+            ),
+            None,
+        )
         if match is None:
             return ()
         chosen.append(match)
@@ -72,13 +86,25 @@ def amazon_fulfillment(row: dict, carriers: CarrierMap, lines: list[dict]) -> Fu
         if shipment.get("status") != "SHIPPED":
             continue
         for p in shipment.get("packages", []):
-            packages.append(Package(p["carrier"], p["tracking_number"], carriers.provider_id(p["carrier"]),
-                                    _line_ids_for(p.get("skus", []), lines, taken)))
+            packages.append(
+                Package(
+                    p["carrier"],
+                    p["tracking_number"],
+                    carriers.provider_id(p["carrier"]),
+                    _line_ids_for(p.get("skus", []), lines, taken),
+                )
+            )
     state = AMAZON_STATES.get(row["status"], FulfillmentState.FAILED)
     if state == FulfillmentState.IN_PROGRESS and packages:
         state = FulfillmentState.PARTIALLY_SHIPPED
-    return Fulfillment("amazon_mcf", row["seller_fulfillment_order_id"], row["status"], state,
-                       tuple(packages), shipment_started=started)
+    return Fulfillment(
+        "amazon_mcf",
+        row["seller_fulfillment_order_id"],
+        row["status"],
+        state,
+        tuple(packages),
+        shipment_started=started,
+    )
 
 
 def shipbob_fulfillment(row: dict, carriers: CarrierMap, lines: list[dict]) -> Fulfillment:
@@ -87,16 +113,22 @@ def shipbob_fulfillment(row: dict, carriers: CarrierMap, lines: list[dict]) -> F
         if shipment.get("status") == "Completed" or shipment.get("tracking_number"):
             started = True
             if shipment.get("tracking_number"):
-                packages.append(Package(shipment["carrier"], shipment["tracking_number"],
-                                        carriers.provider_id(shipment["carrier"]),
-                                        _line_ids_for(shipment.get("skus", []), lines, taken)))
+                packages.append(
+                    Package(
+                        shipment["carrier"],
+                        shipment["tracking_number"],
+                        carriers.provider_id(shipment["carrier"]),
+                        _line_ids_for(shipment.get("skus", []), lines, taken),
+                    )
+                )
         elif SHIPBOB_STARTED & set(shipment.get("status_details") or []) or shipment.get("status") == "LabeledCreated":
             started = True
     state = SHIPBOB_STATES.get(row["status"], FulfillmentState.FAILED)
     if state == FulfillmentState.NOT_STARTED and started:
         state = FulfillmentState.PARTIALLY_SHIPPED if packages else FulfillmentState.IN_PROGRESS
-    return Fulfillment("shipbob", row["shipbob_order_id"], row["status"], state, tuple(packages),
-                       shipment_started=started)
+    return Fulfillment(
+        "shipbob", row["shipbob_order_id"], row["status"], state, tuple(packages), shipment_started=started
+    )
 
 
 def fulfillment_keys(shopify_row: dict) -> tuple[str, ...]:
@@ -110,10 +142,18 @@ def fulfillment_keys(shopify_row: dict) -> tuple[str, ...]:
 class Joiner:
     """Indexes staged rows once; `join` then links each TikTok order in O(1)."""
 
-    def __init__(self, shopify: Iterable[dict], amazon: Iterable[dict], shipbob: Iterable[dict],
-                 cancellations: Iterable[dict], carrier_maps: dict[str, CarrierMap], default_carriers: CarrierMap,
-                 sagas: dict[str, SagaState] | None = None, lookup_order: tuple[str, ...] = DEFAULT_LOOKUP_ORDER,
-                 fulfillers_listed_from: datetime | None = None):
+    def __init__(
+        self,
+        shopify: Iterable[dict],
+        amazon: Iterable[dict],
+        shipbob: Iterable[dict],
+        cancellations: Iterable[dict],
+        carrier_maps: dict[str, CarrierMap],
+        default_carriers: CarrierMap,
+        sagas: dict[str, SagaState] | None = None,
+        lookup_order: tuple[str, ...] = DEFAULT_LOOKUP_ORDER,
+        fulfillers_listed_from: datetime | None = None,
+    ):
         unknown = set(lookup_order) - set(DEFAULT_LOOKUP_ORDER)
         if unknown:
             raise ValueError(f"lookup_order: unknown place(s) {', '.join(sorted(unknown))}")
@@ -121,7 +161,7 @@ class Joiner:
         self.fulfillers_listed_from = fulfillers_listed_from
         self._rank = {place: i for i, place in enumerate(lookup_order)}
         # Built once per run over every staged row (tens of thousands): plain loops, no per-row sets.
-        self.shopify_by_tiktok: dict[str, dict[str, str]] = defaultdict(dict)   # tiktok id -> shopify id -> rule
+        self.shopify_by_tiktok: dict[str, dict[str, str]] = defaultdict(dict)  # tiktok id -> shopify id -> rule
         self.shopify_rows: dict[str, dict] = {}
         by_tiktok, rank = self.shopify_by_tiktok, self._rank
         for row in shopify:
@@ -192,8 +232,11 @@ class Joiner:
             candidates = self._fulfillment_candidates(shopify_row)
             if not candidates:
                 listed_from = self.fulfillers_listed_from
-                problem = (LinkProblem.FULFILLMENT_NOT_LISTED if listed_from is not None
-                           and as_utc(tiktok["create_time"]) < listed_from else LinkProblem.NO_FULFILLMENT_ORDER)
+                problem = (
+                    LinkProblem.FULFILLMENT_NOT_LISTED
+                    if listed_from is not None and as_utc(tiktok["create_time"]) < listed_from
+                    else LinkProblem.NO_FULFILLMENT_ORDER
+                )
             elif len(candidates) > 1:
                 problem = LinkProblem.AMBIGUOUS_FULFILLMENT_ORDER
             else:
@@ -207,17 +250,29 @@ class Joiner:
         cancel_row = self.cancellations.get(tid)
         cancellation = None
         if cancel_row is not None:
-            cancellation = Cancellation(cancel_row["cancel_id"], cancel_row["status"], as_utc(cancel_row.get("deadline")))
+            cancellation = Cancellation(
+                cancel_row["cancel_id"], cancel_row["status"], as_utc(cancel_row.get("deadline"))
+            )
         joined = JoinedOrder(
-            tiktok_order_id=tid, status=tiktok["status"], fulfillment_type=tiktok["fulfillment_type"],
-            create_time=created, rts_sla_time=as_utc(tiktok["rts_sla_time"]) or created,
-            shipping_due_time=as_utc(tiktok.get("shipping_due_time")), tracking_number=tiktok["tracking_number"],
-            line_item_ids=tuple(line["id"] for line in tiktok["line_items"]), cancellation=cancellation,
-            shopify_order_ids=shopify_ids, shopify_cancelled=shopify_cancelled, match_rule=rule,
-            link_problem=problem, fulfillment=fulfillment, fulfillment_keys=keys,
+            tiktok_order_id=tid,
+            status=tiktok["status"],
+            fulfillment_type=tiktok["fulfillment_type"],
+            create_time=created,
+            rts_sla_time=as_utc(tiktok["rts_sla_time"]) or created,
+            shipping_due_time=as_utc(tiktok.get("shipping_due_time")),
+            tracking_number=tiktok["tracking_number"],
+            line_item_ids=tuple(line["id"] for line in tiktok["line_items"]),
+            cancellation=cancellation,
+            shopify_order_ids=shopify_ids,
+            shopify_cancelled=shopify_cancelled,
+            match_rule=rule,
+            link_problem=problem,
+            fulfillment=fulfillment,
+            fulfillment_keys=keys,
             saga=self.sagas.get(tid, SagaState()),
             # read from the answer as sent (staging checked it): in the vocabulary's spelling here
-            shipping_type=status_of(tiktok, "shipping_type", SHIPPING_TYPES) or "unknown")
+            shipping_type=status_of(tiktok, "shipping_type", SHIPPING_TYPES) or "unknown",
+        )
         link = Link(tid, shopify_ids, rule, fulfiller_ref[0], fulfiller_ref[1], problem.value if problem else None)
         return joined, link
 
@@ -237,5 +292,7 @@ def saga_states(ledger_rows: Iterable[dict]) -> dict[str, SagaState]:
             requested[row["tiktok_order_id"]] = as_utc(row.get("acted_at") or row["updated_at"])
         elif row["kind"] == "cancel_shopify_order":
             shopify_done.add(row["tiktok_order_id"])
-    return {tid: SagaState(requested.get(tid), tid in shopify_done, tid in approved)
-            for tid in set(requested) | shopify_done | approved}
+    return {
+        tid: SagaState(requested.get(tid), tid in shopify_done, tid in approved)
+        for tid in set(requested) | shopify_done | approved
+    }

@@ -5,6 +5,7 @@ The danger is shown, not assumed: cancelling in Shopify first turns the buyer's 
 cancellation on TikTok and the approval then fails; the default order (approve, then cancel in
 Shopify) leaves the buyer's cancellation the buyer's.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -23,15 +24,33 @@ TIKTOK_ID, CANCEL_ID, SHOPIFY_ID = "576000000000000071", "4035000000000000071", 
 
 def scenario() -> dict:
     """One buyer cancellation with no fulfillment order (C2)."""
-    return {"now": NOW, "orders": [{
-        "tiktok": {"id": TIKTOK_ID, "status": "AWAITING_SHIPMENT", "fulfillment_type": "FULFILLMENT_BY_SELLER",
-                   "create_time": "2026-11-20T09:00:00Z", "rts_sla_time": "2026-11-22T23:59:00Z",
-                   "shipping_due_time": "2026-11-27T23:59:00Z", "tracking_number": "",
-                   "line_items": [{"id": "577000000000000071", "seller_sku": "OSL-TEE-M"}],
-                   "cancellation": {"cancel_id": CANCEL_ID, "status": "CANCELLATION_REQUEST_PENDING",
-                                    "create_time": "2026-11-20T14:00:00Z", "deadline": "2026-11-22T14:00:00Z"}},
-        "shopify": {"id": SHOPIFY_ID, "name": "#1071", "tiktok_id_in": "source_identifier", "cancelled": False},
-        "fulfiller": None, "amazon_mcf": None, "shipbob": None}]}
+    return {
+        "now": NOW,
+        "orders": [
+            {
+                "tiktok": {
+                    "id": TIKTOK_ID,
+                    "status": "AWAITING_SHIPMENT",
+                    "fulfillment_type": "FULFILLMENT_BY_SELLER",
+                    "create_time": "2026-11-20T09:00:00Z",
+                    "rts_sla_time": "2026-11-22T23:59:00Z",
+                    "shipping_due_time": "2026-11-27T23:59:00Z",
+                    "tracking_number": "",
+                    "line_items": [{"id": "577000000000000071", "seller_sku": "OSL-TEE-M"}],
+                    "cancellation": {
+                        "cancel_id": CANCEL_ID,
+                        "status": "CANCELLATION_REQUEST_PENDING",
+                        "create_time": "2026-11-20T14:00:00Z",
+                        "deadline": "2026-11-22T14:00:00Z",
+                    },
+                },
+                "shopify": {"id": SHOPIFY_ID, "name": "#1071", "tiktok_id_in": "source_identifier", "cancelled": False},
+                "fulfiller": None,
+                "amazon_mcf": None,
+                "shipbob": None,
+            }
+        ],
+    }
 
 
 @pytest.fixture
@@ -44,8 +63,11 @@ def shop(run_sandbox, tmp_path, monkeypatch):
 
     def run(run_id: str, sequence: str | None = None, observe=None) -> None:
         policy = {"cancellation_sequence": sequence} if sequence else {}
-        settings = run_settings(dag_id="orderops_sla", run_id=run_id, params={
-            "now": NOW, "window_start": "2026-11-20T14:30:00Z", "window_end": NOW, "policy": policy})
+        settings = run_settings(
+            dag_id="orderops_sla",
+            run_id=run_id,
+            params={"now": NOW, "window_start": "2026-11-20T14:30:00Z", "window_end": NOW, "policy": policy},
+        )
         platforms = Platforms(settings)
         try:
             run_all(settings, platforms, wh, observe=observe)
@@ -82,7 +104,8 @@ def test_approving_first_keeps_the_buyers_cancellation(shop):
     assert order["status"] == "CANCELLED" and order["cancellation_initiator"] == "BUYER"
     # the connector's copy of the Shopify cancel found the order cancelled already: no seller cancellation
     assert [(c["cancel_type"], c["cancel_status"]) for c in cancellations] == [
-        ("BUYER_CANCEL", "CANCELLATION_REQUEST_SUCCESS")]
+        ("BUYER_CANCEL", "CANCELLATION_REQUEST_SUCCESS")
+    ]
     rows = {r["kind"]: r["state"] for r in Ledger(wh).rows("default") if r["tiktok_order_id"] == TIKTOK_ID}
     assert rows == {"approve_cancellation": "succeeded", "cancel_shopify_order": "succeeded"}
 
@@ -96,7 +119,9 @@ def test_cancelling_in_shopify_first_becomes_a_seller_cancellation(shop):
     # the connector cancelled the order on TikTok as the seller's and closed the buyer's request
     assert order["status"] == "CANCELLED" and order["cancellation_initiator"] == "SELLER"
     assert {(c["cancel_type"], c["cancel_status"]) for c in cancellations} == {
-        ("BUYER_CANCEL", "CANCELLATION_REQUEST_CANCEL"), ("CANCEL", "CANCELLATION_REQUEST_SUCCESS")}
+        ("BUYER_CANCEL", "CANCELLATION_REQUEST_CANCEL"),
+        ("CANCEL", "CANCELLATION_REQUEST_SUCCESS"),
+    }
     # so the approval fails: the request is no longer pending
     assert seen["approve"] and all(w.outcome != "ok" for w in seen["approve"])
     approval = next(r for r in Ledger(wh).rows("default", kind="approve_cancellation"))
@@ -118,5 +143,5 @@ def test_an_approval_whose_shopify_cancel_failed_is_finished_by_the_next_run(sho
     run("run-2")
     refund = next(r for r in Ledger(wh).rows("default", kind="cancel_shopify_order"))
     assert refund["state"] == "succeeded" and refund["rule"] == "C2"
-    assert [w.outcome for w in writes(server)["approve"]] == ["ok"]   # approved once
+    assert [w.outcome for w in writes(server)["approve"]] == ["ok"]  # approved once
     assert [w.outcome for w in writes(server)["orderCancel"]] == ["ok"]

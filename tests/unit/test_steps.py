@@ -1,4 +1,5 @@
 """The one list of steps: its order, and the run_all that follows it."""
+
 from __future__ import annotations
 
 import pytest
