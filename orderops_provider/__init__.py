@@ -9,12 +9,16 @@ Airflow reads them without importing the hooks) and their Test buttons.
 
 from __future__ import annotations
 
+from typing import Any
+
 PACKAGE = "orderops-provider"
 
 
-def _text(label: str, description: str | None = None, *, secret: bool = False, default: str | None = None) -> dict:
+def _text(
+    label: str, description: str | None = None, *, secret: bool = False, default: str | None = None
+) -> dict[str, Any]:
     """One extra field of a connection form; stored in the connection's extra under its own name."""
-    schema: dict = {"type": ["string", "null"]}
+    schema: dict[str, Any] = {"type": ["string", "null"]}
     if secret:
         schema["format"] = "password"  # masked in the form and in logs
     if default is not None:
@@ -25,7 +29,7 @@ def _text(label: str, description: str | None = None, *, secret: bool = False, d
     return field
 
 
-def connection_types() -> list[dict]:
+def connection_types() -> list[dict[str, Any]]:
     """The four connection types: hook, name in the UI, which standard fields mean what, and the
     extra fields the hooks read (the rest, e.g. timeout or max_attempts, go in the extra JSON)."""
     from orderops_provider import amazon_mcf, shipbob, shopify, tiktok
@@ -98,7 +102,7 @@ def connection_types() -> list[dict]:
     ]
 
 
-def get_provider_info() -> dict:
+def get_provider_info() -> dict[str, Any]:
     """What Airflow's providers manager reads from the `apache_airflow_provider` entry point."""
     from importlib.metadata import PackageNotFoundError, version
 

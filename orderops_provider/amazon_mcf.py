@@ -330,20 +330,20 @@ class AmazonMcfClient(PlatformClient):
 
     def _safe(self, text: Any, limit: int = 500) -> str:
         """Platform text for an exception or a log line: no credential, not too long."""
-        text = str(text)
+        safe = str(text)
         for secret in (self._client_secret, self._refresh_token, self._access_token):
             if secret:
-                text = text.replace(secret, "***")
-        return text[:limit]
+                safe = safe.replace(secret, "***")
+        return safe[:limit]
 
     def access_token(self) -> str:
         """The cached LWA access token, exchanged anew shortly before it expires."""
         with self._token_lock:
             if self._access_token is None or time.monotonic() >= self._token_deadline:
-                self._exchange()
+                return self._exchange()
             return self._access_token
 
-    def _exchange(self) -> None:
+    def _exchange(self) -> str:
         form = urlencode(
             {
                 "grant_type": "refresh_token",
@@ -360,13 +360,14 @@ class AmazonMcfClient(PlatformClient):
             content=form.encode(),
             headers={"content-type": "application/x-www-form-urlencoded;charset=UTF-8"},
         ).data
-        token = data["access_token"]
+        token: str = data["access_token"]
         lifetime = float(data["expires_in"])
         self._secret(token)
         self._access_token = token
         # Stop using a token a minute before it expires (a tenth of its life when that is short).
         self._token_deadline = asked + lifetime - min(TOKEN_MARGIN_SECONDS, lifetime / 10)
         self.token_exchanges += 1
+        return token
 
     def _refresh_auth(self) -> None:
         with self._token_lock:
@@ -524,7 +525,7 @@ class AmazonMcfClient(PlatformClient):
         # Presigned-URL hosts answer in XML: <Error><Code>AccessDenied</Code><Message>...</Message>
         code = re.search(r"<Code>([^<]*)</Code>", response.text or "")
         message = re.search(r"<Message>([^<]*)</Message>", response.text or "")
-        kw = dict(code=code.group(1) if code else status, status=status)
+        kw: dict[str, Any] = {"code": code.group(1) if code else status, "status": status}
         text = self._safe(message.group(1) if message else f"HTTP {status}")
         if status == 429 or (status == 503 and code and code.group(1) == "SlowDown"):
             raise ThrottledError(self.platform, DOWNLOAD, text, **kw)
@@ -537,7 +538,7 @@ class AmazonMcfClient(PlatformClient):
         raise BusinessError(self.platform, DOWNLOAD, text, **kw)
 
     # ------------------------------------------------------------------ Fulfillment Outbound
-    def list_fulfillment_orders(self, query_start_date: datetime | str | None = None) -> Iterator[dict]:
+    def list_fulfillment_orders(self, query_start_date: datetime | str | None = None) -> Iterator[dict[str, Any]]:
         """Every fulfillment order updated at or after `query_start_date` (all when None), lazily.
 
         Yields the platform's FulfillmentOrder objects as they come (50 a page in the simulator;
@@ -545,7 +546,8 @@ class AmazonMcfClient(PlatformClient):
         """
         start = _timestamp(query_start_date, "query_start_date")
 
-        def fetch(token: str | None) -> tuple[list, str | None]:
+        def fetch(token: str | None) -> tuple[list[Any], str | None]:
+            params: dict[str, str] | None
             if token:
                 params = {"nextToken": token}
             else:
@@ -558,10 +560,13 @@ class AmazonMcfClient(PlatformClient):
 
         return self.listing(fetch, LIST, key=lambda o: record_id(o, "sellerFulfillmentOrderId"))
 
-    def get_fulfillment_order(self, seller_fulfillment_order_id: str) -> dict:
+    def get_fulfillment_order(self, seller_fulfillment_order_id: str) -> dict[str, Any]:
         """getFulfillmentOrder's payload: fulfillmentOrder, fulfillmentOrderItems, fulfillmentShipments, ..."""
         sfo_id = _order_id(seller_fulfillment_order_id)
-        return self.call(GET, "GET", f"{FBA}/fulfillmentOrders/{quote(sfo_id, safe='')}").data["payload"]
+        payload: dict[str, Any] = self.call(GET, "GET", f"{FBA}/fulfillmentOrders/{quote(sfo_id, safe='')}").data[
+            "payload"
+        ]
+        return payload
 
     def cancel_fulfillment_order(self, seller_fulfillment_order_id: str) -> Reply:
         """Ask Amazon to cancel; Reply.data is the empty 200 body.
@@ -590,9 +595,9 @@ class AmazonMcfClient(PlatformClient):
         while True:
             sent += 1
             try:
-                return self.call(CREATE_REPORT, "POST", f"{REPORTS}/reports", json=body, retry_safe=False).data[
-                    "reportId"
-                ]
+                reply = self.call(CREATE_REPORT, "POST", f"{REPORTS}/reports", json=body, retry_safe=False)
+                report_id: str = reply.data["reportId"]
+                return report_id
             except ThrottledError:
                 raise
             except RetryableError as exc:
@@ -606,7 +611,7 @@ class AmazonMcfClient(PlatformClient):
                     raise
                 log.info("amazon_mcf createReport: %s; no such report in flight, sending again", exc.platform_message)
 
-    def _report_in_flight(self, body: dict) -> str | None:
+    def _report_in_flight(self, body: dict[str, Any]) -> str | None:
         """The newest queued or running report of the same type, marketplace and data range."""
         params = {
             "reportTypes": body["reportType"],
@@ -625,12 +630,17 @@ class AmazonMcfClient(PlatformClient):
                 return str(report["reportId"])
         return None
 
-    def get_report(self, report_id: str) -> dict:
-        return self.call(GET_REPORT, "GET", f"{REPORTS}/reports/{quote(str(report_id), safe='')}").data
+    def get_report(self, report_id: str) -> dict[str, Any]:
+        report: dict[str, Any] = self.call(
+            GET_REPORT, "GET", f"{REPORTS}/reports/{quote(str(report_id), safe='')}"
+        ).data
+        return report
 
-    def get_report_document(self, document_id: str) -> dict:
+    def get_report_document(self, document_id: str) -> dict[str, Any]:
         """{reportDocumentId, url, compressionAlgorithm?}; the url is a short-lived credential."""
-        doc = self.call(GET_DOCUMENT, "GET", f"{REPORTS}/documents/{quote(str(document_id), safe='')}").data
+        doc: dict[str, Any] = self.call(
+            GET_DOCUMENT, "GET", f"{REPORTS}/documents/{quote(str(document_id), safe='')}"
+        ).data
         url = doc["url"]
         self._secret(url)
         for key, value in parse_qsl(urlsplit(url).query):
@@ -638,7 +648,7 @@ class AmazonMcfClient(PlatformClient):
                 self._secret(value)
         return doc
 
-    def download_report_document(self, document: dict) -> bytes:
+    def download_report_document(self, document: dict[str, Any]) -> bytes:
         """The document's bytes, gunzipped when compressionAlgorithm is GZIP. The presigned URL
         may be on another host and gets no access token."""
         url = document["url"]
@@ -646,7 +656,8 @@ class AmazonMcfClient(PlatformClient):
             raise MalformedResponseError(self.platform, GET_DOCUMENT, "report document url is not http(s)")
         self._download_compression[url] = str(document.get("compressionAlgorithm") or "").upper() or None
         try:
-            return self.call(DOWNLOAD, "GET", url).data
+            content: bytes = self.call(DOWNLOAD, "GET", url).data
+            return content
         finally:
             self._download_compression.pop(url, None)
 
@@ -753,7 +764,7 @@ class AmazonMcfClient(PlatformClient):
             raise MalformedResponseError(self.platform, DOWNLOAD, "report document lacks the shipment columns")
         return rows
 
-    def _fatal_detail(self, report: dict) -> str:
+    def _fatal_detail(self, report: dict[str, Any]) -> str:
         text = f"report {report.get('reportId')} ended FATAL"
         if report.get("reportDocumentId"):
             # A FATAL report may carry an error document saying why.

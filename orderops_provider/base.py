@@ -15,13 +15,14 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self, TypeVar
 
 import httpx
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @functools.cache
@@ -72,7 +73,7 @@ class RetryableError(PlatformError):
 class ThrottledError(RetryableError):
     """The platform said slow down; `retry_after` is its own hint in seconds when it gave one."""
 
-    def __init__(self, *args, retry_after: float | None = None, **kwargs):
+    def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.retry_after = retry_after
 
@@ -96,6 +97,9 @@ class NotFoundError(PlatformError):
 class BusinessError(PlatformError):
     """The platform understood the request and refused it (state, validation, rules)."""
 
+    # ShipBob's validation dictionary ({field: [messages]}) when it sent one: set by its client
+    errors: dict[str, Any] | None
+
 
 class PagingError(PlatformError):
     """A page that repeats or a cursor that loops: stopped instead of followed forever."""
@@ -112,7 +116,7 @@ class Reply:
     data: Any
     request_id: str | None = None
     status: int = 200
-    headers: dict = field(default_factory=dict)
+    headers: dict[str, Any] = field(default_factory=dict)
 
 
 class RateLimiter:
@@ -145,7 +149,7 @@ class RateLimiter:
         """Take `cost` tokens, sleeping as needed; returns the seconds waited."""
         if self.shared is not None:
             quotas, bucket = self.shared
-            wait = quotas.reserve(bucket, self.rate, self.burst, cost)
+            wait: float = quotas.reserve(bucket, self.rate, self.burst, cost)
             if wait > 0:
                 self._sleep(wait)
             return wait
@@ -184,7 +188,7 @@ class RetryPolicy:
     rng: random.Random = field(default_factory=random.Random)
 
     def delay(self, attempt: int, hint: float | None = None) -> float:
-        backoff = min(self.cap, self.base * 2 ** (attempt - 1))
+        backoff: float = min(self.cap, self.base * 2 ** (attempt - 1))
         jittered = backoff / 2 + self.rng.uniform(0, backoff / 2)
         return max(hint or 0.0, jittered)
 
@@ -193,13 +197,13 @@ class RetryPolicy:
 class CallStats:
     """Requests sent per operation (every attempt), with retries, throttles and failures."""
 
-    calls: Counter = field(default_factory=Counter)
-    retries: Counter = field(default_factory=Counter)
-    throttled: Counter = field(default_factory=Counter)
-    failures: Counter = field(default_factory=Counter)
+    calls: Counter[str] = field(default_factory=Counter)
+    retries: Counter[str] = field(default_factory=Counter)
+    throttled: Counter[str] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)
     wait_seconds: float = 0.0
 
-    def as_rows(self, platform: str) -> list[dict]:
+    def as_rows(self, platform: str) -> list[dict[str, Any]]:
         ops = sorted(set(self.calls) | set(self.failures))
         return [
             {
@@ -259,7 +263,7 @@ class PlatformClient:
         self.http.close()
 
     def listing(
-        self, fetch: Callable[[Any], tuple[list, Any]], operation: str, key: Callable[[Any], Any] | None = None
+        self, fetch: Callable[[Any], tuple[list[Any], Any]], operation: str, key: Callable[[Any], Any] | None = None
     ) -> Iterator[Any]:
         """`pages` over this client's calls: bounded in pages and in time."""
         return pages(
@@ -272,10 +276,10 @@ class PlatformClient:
             clock=self.clock,
         )
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def limiter(self, operation: str) -> RateLimiter | None:
@@ -313,7 +317,7 @@ class PlatformClient:
         """Get a new access token after TokenExpiredError (once per call)."""
         raise NotImplementedError
 
-    def _cost(self, operation: str, kwargs: dict) -> float:
+    def _cost(self, operation: str, kwargs: dict[str, Any]) -> float:
         return 1.0
 
     def call(
@@ -322,10 +326,10 @@ class PlatformClient:
         method: str,
         path: str,
         *,
-        params: dict | None = None,
+        params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
         json: Any = None,
         content: bytes | None = None,
-        headers: dict | None = None,
+        headers: dict[str, Any] | None = None,
         retry_safe: bool = True,
         cost: float = 1.0,
     ) -> Reply:
@@ -400,7 +404,7 @@ def record_id(item: Any, field_name: str) -> str | int | None:
 
 
 def pages(
-    fetch: Callable[[Any], tuple[list, Any]],
+    fetch: Callable[[Any], tuple[list[Any], Any]],
     first_cursor: Any = None,
     *,
     platform: str,
@@ -417,8 +421,8 @@ def pages(
     page would begin more than `max_seconds` after the first (on `clock`): listings that would
     otherwise never end. Items whose key is None are not compared.
     """
-    seen_cursors: set = set()
-    seen_keys: set = set()
+    seen_cursors: set[Any] = set()
+    seen_keys: set[Any] = set()
     cursor = first_cursor
     empty = 0
     began = clock()
@@ -448,8 +452,8 @@ def pages(
         cursor = next_cursor
 
 
-def chunked(values: Iterable, size: int) -> Iterator[list]:
-    batch: list = []
+def chunked(values: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
     for value in values:
         batch.append(value)
         if len(batch) == size:

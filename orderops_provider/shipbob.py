@@ -54,6 +54,8 @@ from orderops_provider.base import (
 from orderops_provider.connection import ConnectionSettings
 
 log = logging.getLogger(__name__)
+# a listing page's query string, as (name, value) pairs
+Query = tuple[tuple[str, str], ...]
 
 # Last supported day of each version (developer.shipbob.com/versioning); afterwards a version is "no
 # longer accessible". 2026-07's end is not published: ShipBob's ~18 months is assumed (UNCERTAIN).
@@ -96,7 +98,7 @@ class CancelOutcome:
     status: str
     cancelled: tuple[int, ...]
     refused: dict[int, str]
-    order: dict | None
+    order: dict[str, Any] | None
     request_id: str | None = None
 
     @property
@@ -114,12 +116,13 @@ class CancelOutcome:
             for s in (order or {}).get("shipments") or []
             if isinstance(s, dict) and _cancelled(s.get("status"))
         }
-        cancelled, refused = [], {}
+        cancelled: list[int] = []
+        refused: dict[int, str] = {}
         # only is_success matters here, whatever `action` says
         for result in data.get("canceled_shipment_results") or []:
             if not isinstance(result, dict):
                 continue
-            sid = result.get("shipment_id")
+            sid: Any = result.get("shipment_id")  # the platform's, as sent
             if result.get("is_success") or sid in now_cancelled:
                 cancelled.append(sid)
             else:
@@ -307,7 +310,7 @@ class ShipBobClient(PlatformClient):
             text = text.replace(self._token, "***")
         return text[:limit]
 
-    def _error_text(self, response: httpx.Response) -> tuple[str, Any, dict | None]:
+    def _error_text(self, response: httpx.Response) -> tuple[str, Any, dict[str, Any] | None]:
         """(message, code, validation dictionary) from any of ShipBob's error shapes."""
         try:
             body = response.json()
@@ -420,7 +423,7 @@ class ShipBobClient(PlatformClient):
         limit: int = MAX_LIMIT,
         *,
         sort: str = "Oldest",
-    ) -> Iterator[dict]:
+    ) -> Iterator[dict[str, Any]]:
         """Orders matching every filter given (AND), lazily, each once, as ShipBob's OrderViewModel.
 
         Long `reference_ids` / `ids` lists are split into several listings so URLs stay short; an
@@ -456,8 +459,8 @@ class ShipBobClient(PlatformClient):
 
     def _orders(
         self, base: list[tuple[str, str]], ref_batches: list[str | None], id_batches: list[str | None], limit: int
-    ) -> Iterator[dict]:
-        seen: set = set()
+    ) -> Iterator[dict[str, Any]]:
+        seen: set[Any] = set()
         for refs, id_list in product(ref_batches, id_batches):
             params = list(base)
             if refs is not None:
@@ -472,18 +475,18 @@ class ShipBobClient(PlatformClient):
                 seen.add(oid)
                 yield order
 
-    def _listing(self, params: list[tuple[str, str]], limit: int) -> Iterator[dict]:
+    def _listing(self, params: list[tuple[str, str]], limit: int) -> Iterator[dict[str, Any]]:
         path = self._path("order")
         first = tuple([("Page", "1")] + params)
 
-        def fetch(cursor: tuple | None) -> tuple[list, Any]:
+        def fetch(cursor: Query | None) -> tuple[list[Any], Query | None]:
             query = cursor or first
             reply = self.call("orders", "GET", path, params=list(query))
             return reply.data, self._next_page(reply, query, path, len(reply.data), limit)
 
         return self.listing(fetch, "orders", key=lambda order: record_id(order, "id"))
 
-    def _next_page(self, reply: Reply, query: tuple, path: str, count: int, limit: int) -> tuple | None:
+    def _next_page(self, reply: Reply, query: Query, path: str, count: int, limit: int) -> Query | None:
         """The next page's query: from Next-Page, else Total-Pages, else a full page means maybe more.
 
         ShipBob documents no Next-Page format, so a link that is not a page of this listing is set
@@ -509,16 +512,17 @@ class ShipBobClient(PlatformClient):
             return None
         return tuple((k, str(page + 1) if k == "Page" else v) for k, v in query)
 
-    def order(self, order_id: int) -> dict:
+    def order(self, order_id: int) -> dict[str, Any]:
         """One order (OrderViewModel, shipments included)."""
         oid = _positive_id(order_id, "order_id")
-        return self.call("order", "GET", self._path("order", str(oid))).data
+        order: dict[str, Any] = self.call("order", "GET", self._path("order", str(oid))).data
+        return order
 
-    def channels(self) -> list[dict]:
+    def channels(self) -> list[dict[str, Any]]:
         """The channels the token sees ({id, name, application_name, scopes}), page by page."""
         path = self._path("channel")
 
-        def fetch(cursor: tuple | None) -> tuple[list, Any]:
+        def fetch(cursor: Query | None) -> tuple[list[Any], Query | None]:
             data = self.call("channels", "GET", path, params=list(cursor) if cursor else None).data
             items = data.get("items")
             if not isinstance(items, list):

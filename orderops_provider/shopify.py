@@ -164,7 +164,7 @@ class QueryCostError(BusinessError):
 
     `requested` and `limit` are the platform's numbers, so a caller can shrink the query."""
 
-    def __init__(self, *args, requested: float | None = None, limit: float | None = None, **kwargs):
+    def __init__(self, *args: Any, requested: float | None = None, limit: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.requested = requested
         self.limit = limit
@@ -178,7 +178,7 @@ class CancelTimeoutError(RetryableError):
 class CancelResult:
     """What `cancel_order_and_wait` achieved: the order read back after the job, and how."""
 
-    order: dict
+    order: dict[str, Any]
     job_id: str | None
     requests_sent: int
     already_cancelled: bool = False
@@ -210,7 +210,7 @@ class PointsBucket(RateLimiter):
 
     IN_FLIGHT_TTL = 120.0  # an entry older than this belongs to a request that never got an answer
 
-    def __init__(self, rate: float, burst: float, **kwargs):
+    def __init__(self, rate: float, burst: float, **kwargs: Any) -> None:
         super().__init__(rate, burst, **kwargs)
         self._synced_at: float | None = None
         self._in_flight: dict[int, tuple[float, float]] = {}  # thread -> (requested cost, sent at)
@@ -356,7 +356,7 @@ class ShopifyClient(PlatformClient):
         # the client's clock, even one set later (a test's)
         self._bucket = PointsBucket(restore_rate, maximum_available, clock=lambda: self.clock(), sleep=sleep)
         self.points: dict[str, float] = {}  # actual cost per operation, as Shopify reported it
-        self.throttle_status: dict | None = None
+        self.throttle_status: dict[str, Any] | None = None
         # the version Shopify last said served this client (X-Shopify-API-Version); None before any answer
         self.served_version: str | None = None
         if secret_sink is not None:
@@ -456,11 +456,11 @@ class ShopifyClient(PlatformClient):
 
     def _safe(self, text: Any, limit: int = 500) -> str:
         """Platform text for an exception: never a secret, and not too much of it."""
-        text = str(text)
+        safe = str(text)
         for secret in (self._token, self._client_secret):
             if secret:
-                text = text.replace(secret, "***")
-        return text[:limit]
+                safe = safe.replace(secret, "***")
+        return safe[:limit]
 
     def _sync_cost(self, cost: Any, operation: str) -> None:
         if not isinstance(cost, dict):
@@ -491,8 +491,8 @@ class ShopifyClient(PlatformClient):
         except ValueError:
             body = None
         envelope = body if isinstance(body, dict) else {}
-        extensions = envelope.get("extensions") if isinstance(envelope.get("extensions"), dict) else {}
-        cost = extensions.get("cost")
+        extensions = envelope.get("extensions")
+        cost = extensions.get("cost") if isinstance(extensions, dict) else None
         self._sync_cost(cost, operation)
         self._note_served_version(response)
         errors = envelope.get("errors")
@@ -569,7 +569,7 @@ class ShopifyClient(PlatformClient):
             isinstance(e, dict) and (e.get("extensions") or {}).get("code") == "THROTTLED" for e in errors
         )
 
-    def _throttled_error(self, response: httpx.Response, operation: str, cost: Any, **kw) -> ThrottledError:
+    def _throttled_error(self, response: httpx.Response, operation: str, cost: Any, **kw: Any) -> ThrottledError:
         hint = None
         if isinstance(cost, dict) and isinstance(cost.get("throttleStatus"), dict):
             requested = _number(cost.get("requestedQueryCost"))
@@ -579,7 +579,7 @@ class ShopifyClient(PlatformClient):
             maximum = _number(status.get("maximumAvailable"))
             # a cost above the whole bucket gives no usable hint (pages are sized to fit the bucket)
             fits = requested is not None and (maximum is None or requested <= maximum)
-            if fits and available is not None and rate:
+            if fits and requested is not None and available is not None and rate:
                 hint = max(0.0, (requested - available) / rate)
         header = response.headers.get("retry-after")
         if header:
@@ -668,7 +668,13 @@ class ShopifyClient(PlatformClient):
 
     # ------------------------------------------------------------------ GraphQL plumbing
     def graphql(
-        self, operation: str, query: str, variables: dict | None = None, *, cost: float, retry_safe: bool = True
+        self,
+        operation: str,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        cost: float,
+        retry_safe: bool = True,
     ) -> Reply:
         """One GraphQL document; `operation` is its root field (the call counter's key).
 
@@ -697,7 +703,7 @@ class ShopifyClient(PlatformClient):
         sort_key: str = "ID",
         reverse: bool = False,
         strict_search: bool = True,
-    ) -> Iterator[dict]:
+    ) -> Iterator[dict[str, Any]]:
         """Orders matching a search query (Shopify's search syntax), lazily, as Shopify's Order objects.
 
         Sorted by ID by default: a cursor then stays put while orders are updated during paging
@@ -712,7 +718,7 @@ class ShopifyClient(PlatformClient):
             raise ValueError(f"sort_key: expected one of {', '.join(SORT_KEYS)}, got {sort_key!r}")
         search = query.strip() if query else None
 
-        def fetch(cursor: str | None) -> tuple[list, str | None]:
+        def fetch(cursor: str | None) -> tuple[list[Any], str | None]:
             for _ in range(3):
                 first = self._page_first(page_size)
                 variables = {
@@ -775,7 +781,7 @@ class ShopifyClient(PlatformClient):
 
         return self.listing(fetch, "orders", key=lambda node: record_id(node, "id"))
 
-    def order(self, order_gid_or_legacy_id: Any) -> dict:
+    def order(self, order_gid_or_legacy_id: Any) -> dict[str, Any]:
         """One order by gid or numeric (REST) id; NotFoundError when the shop does not show it."""
         gid = order_gid(order_gid_or_legacy_id)
         reply = self.graphql("order", ORDER_QUERY, {"id": gid}, cost=ORDER_NODE_COST)
@@ -791,8 +797,9 @@ class ShopifyClient(PlatformClient):
             raise MalformedResponseError(self.platform, "order", "order is not an object", request_id=reply.request_id)
         return node
 
-    def shop(self) -> dict:
-        return self.graphql("shop", SHOP_QUERY, cost=1).data["data"]["shop"]
+    def shop(self) -> dict[str, Any]:
+        shop: dict[str, Any] = self.graphql("shop", SHOP_QUERY, cost=1).data["data"]["shop"]
+        return shop
 
     def access_scopes(self) -> set[str]:
         """The access scopes the shop granted this app (`currentAppInstallation.accessScopes`)."""
@@ -809,7 +816,7 @@ class ShopifyClient(PlatformClient):
             )
         return {s["handle"] for s in scopes}
 
-    def job(self, job_id: str) -> dict:
+    def job(self, job_id: str) -> dict[str, Any]:
         reply = self.graphql("job", JOB_QUERY, {"id": job_id}, cost=1)
         job = reply.data["data"].get("job")
         if not isinstance(job, dict):

@@ -161,7 +161,7 @@ def _unix(value: Any, name: str) -> int:
     return value
 
 
-def _body(filters: dict | None, allowed: frozenset, what: str) -> dict:
+def _body(filters: dict[str, Any] | None, allowed: frozenset[str], what: str) -> dict[str, Any]:
     filters = dict(filters or {})
     unknown = set(filters) - allowed
     if unknown:
@@ -261,7 +261,7 @@ class TikTokShopClient(PlatformClient):
         self._clock = clock
         self._auth_lock = threading.Lock()
         self._sent = threading.local()  # the token each thread last sent, to spot a refresh done elsewhere
-        self.shop: dict | None = None
+        self.shop: dict[str, Any] | None = None
         _install_log_filter()
 
     @classmethod
@@ -371,7 +371,7 @@ class TikTokShopClient(PlatformClient):
         query += [("app_key", self.app_key), ("timestamp", str(int(self._clock())))]
         content_type = request.headers.get("content-type", "application/json")
         query.append(("sign", sign(self._secret, request.url.path, query, request.content, content_type)))
-        request.url = request.url.copy_with(params=httpx.QueryParams(query))
+        request.url = request.url.copy_with(params=httpx.QueryParams(tuple(query)))
         request.headers[TOKEN_HEADER] = self._access_token or ""
         self._sent.token = self._access_token
         return request
@@ -462,7 +462,7 @@ class TikTokShopClient(PlatformClient):
         method: str,
         path: str,
         *,
-        params: list | None = None,
+        params: list[tuple[str, str]] | None = None,
         body: Any = None,
         retry_safe: bool = True,
     ) -> Reply:
@@ -475,10 +475,12 @@ class TikTokShopClient(PlatformClient):
             content = body if isinstance(body, bytes) else _compact(body)
         return self.call(operation, method, path, params=query, content=content, headers=headers, retry_safe=retry_safe)
 
-    def _listing(self, operation: str, path: str, key: str, id_field: str, body: dict, base: list) -> Iterator[dict]:
+    def _listing(
+        self, operation: str, path: str, key: str, id_field: str, body: dict[str, Any], base: list[tuple[str, str]]
+    ) -> Iterator[dict[str, Any]]:
         raw = _compact(body)  # the same bytes for every page: the page token belongs to this query
 
-        def fetch(cursor: str | None) -> tuple[list, str | None]:
+        def fetch(cursor: str | None) -> tuple[list[Any], str | None]:
             params = base + ([("page_token", cursor)] if cursor else [])
             data = self._api(operation, "POST", path, params=params, body=raw).data
             items = data.get(key)
@@ -490,7 +492,7 @@ class TikTokShopClient(PlatformClient):
         return self.listing(fetch, operation, key=lambda item: record_id(item, id_field))
 
     # ------------------------------------------------------------------ reads
-    def shops(self) -> list[dict]:
+    def shops(self) -> list[dict[str, Any]]:
         """The shops the token is authorized for ({id, name, region, seller_type, cipher, code})."""
         data = self._api("shops", "GET", self._path("shops")).data
         shops = data.get("shops")
@@ -500,11 +502,11 @@ class TikTokShopClient(PlatformClient):
 
     def search_orders(
         self,
-        filters: dict | None = None,
+        filters: dict[str, Any] | None = None,
         page_size: int = MAX_ORDER_PAGE,
         sort_field: str = "create_time",
         sort_order: str = "ASC",
-    ) -> Iterator[dict]:
+    ) -> Iterator[dict[str, Any]]:
         """Orders matching `filters` (the body fields: order_status, create_time_ge/lt, update_time_ge/lt,
         is_buyer_request_cancel, shipping_type, buyer_user_id, warehouse_ids), lazily, as TikTok's own
         order objects. Times are Unix seconds or aware datetimes; `ge` inclusive, `lt` exclusive."""
@@ -518,11 +520,11 @@ class TikTokShopClient(PlatformClient):
         base = [("page_size", str(page_size)), ("sort_field", sort_field), ("sort_order", sort_order)]
         return self._listing("search_orders", self._path("search_orders"), "orders", "id", body, base)
 
-    def get_orders(self, ids: Iterable[str]) -> list[dict]:
+    def get_orders(self, ids: Iterable[str]) -> list[dict[str, Any]]:
         """Order details for `ids` (asked 50 at a time), in the order asked, each once.
         An id that is not the shop's raises NotFoundError (21008111)."""
         wanted = list(dict.fromkeys(_path_id(i, "ids") for i in ids))
-        found: list[dict] = []
+        found: list[dict[str, Any]] = []
         for batch in chunked(wanted, MAX_DETAIL_IDS):
             data = self._api("get_orders", "GET", self._path("get_orders"), params=[("ids", ",".join(batch))]).data
             orders = data.get("orders")
@@ -533,11 +535,11 @@ class TikTokShopClient(PlatformClient):
 
     def search_cancellations(
         self,
-        filters: dict | None = None,
+        filters: dict[str, Any] | None = None,
         page_size: int = MAX_CANCELLATION_PAGE,
         sort_field: str = "create_time",
         sort_order: str = "ASC",
-    ) -> Iterator[dict]:
+    ) -> Iterator[dict[str, Any]]:
         """Cancellations matching `filters` (cancel_ids, order_ids, buyer_user_ids, cancel_types,
         cancel_status, create_time_ge/lt, update_time_ge/lt, locale), lazily, as TikTok's objects."""
         if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_CANCELLATION_PAGE:
@@ -552,13 +554,15 @@ class TikTokShopClient(PlatformClient):
             "search_cancellations", self._path("search_cancellations"), "cancellations", "cancel_id", body, base
         )
 
-    def _list(self, operation: str, path: str, key: str, params: list | None = None) -> list[dict]:
+    def _list(
+        self, operation: str, path: str, key: str, params: list[tuple[str, str]] | None = None
+    ) -> list[dict[str, Any]]:
         items = self._api(operation, "GET", path, params=params).data.get(key)
         if not isinstance(items, list):
             raise MalformedResponseError(self.platform, operation, f"expected {key}[]")
         return items
 
-    def warehouses(self) -> list[dict]:
+    def warehouses(self) -> list[dict[str, Any]]:
         """The shop's warehouses ({id, name, effect_status, type, sub_type, is_default, address})."""
         return self._list("warehouses", self._path("warehouses"), "warehouses")
 
@@ -576,7 +580,7 @@ class TikTokShopClient(PlatformClient):
             raise MalformedResponseError(self.platform, "reject_reasons", "expected reasons[] of {name, text}")
         return [(r["name"], str(r.get("text") or "")) for r in reasons]
 
-    def shipping_providers(self, delivery_option_id: str) -> list[dict]:
+    def shipping_providers(self, delivery_option_id: str) -> list[dict[str, Any]]:
         """Carriers of a delivery option ({id, name}); an order's own delivery_option_id works here."""
         did = _path_id(delivery_option_id, "delivery_option_id")
         return self._list(

@@ -11,6 +11,7 @@ Each id found is returned with the rule that found it (`custom_attribute:<key>`,
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +66,7 @@ class TikTokIdRules:
     attribute_keys: tuple[str, ...] = DEFAULT_ATTRIBUTE_KEYS  # lower case, trimmed
     # any customAttributes key naming both "tiktok" and "order" ("TikTok Order ID", "tiktokOrderNo")
     any_tiktok_order_attribute: bool = True
-    note_patterns: tuple[tuple[str, re.Pattern], ...] = tuple((n, re.compile(p)) for n, p in DEFAULT_NOTE_PATTERNS)
+    note_patterns: tuple[tuple[str, re.Pattern[str]], ...] = tuple((n, re.compile(p)) for n, p in DEFAULT_NOTE_PATTERNS)
     name: bool = True
     name_prefixes: tuple[str, ...] = ()
     name_suffixes: tuple[str, ...] = ()
@@ -100,11 +101,11 @@ class TikTokIdRules:
             **flags,
         )
 
-    def find(self, node: dict) -> list[dict]:
+    def find(self, node: dict[str, Any]) -> list[dict[str, Any]]:
         """Every TikTok order id the Shopify order (its GraphQL node) carries, each with the rule
         that found it, in the order of PLACES: an id found in two places is listed under both, one
         found twice in one place under the first rule (the first key, the first note pattern)."""
-        found: list[dict] = []
+        found: list[dict[str, Any]] = []
 
         def add(tiktok_id: str, rule: str) -> None:
             place = place_of(rule)
@@ -139,7 +140,7 @@ class TikTokIdRules:
             self._find_in_name(str(node.get("name") or ""), add)
         return found
 
-    def _find_in_name(self, name: str, add) -> None:
+    def _find_in_name(self, name: str, add: Callable[[str, str], None]) -> None:
         bare = name.strip()
         bare = bare[1:] if bare.startswith("#") else bare
         lower = bare.lower()
@@ -165,7 +166,7 @@ class TikTokIdRules:
                 add(tiktok_id, "name_contains")
 
 
-def _texts(doc: dict, key: str, where: str, longest: int, default: tuple[str, ...]) -> tuple[str, ...]:
+def _texts(doc: dict[str, Any], key: str, where: str, longest: int, default: tuple[str, ...]) -> tuple[str, ...]:
     value = doc.get(key, default)
     if not isinstance(value, (list, tuple)):
         raise ConfigurationError(f"{where}.{key} must be a list of strings, got {value!r:.80}")
@@ -179,7 +180,7 @@ def _texts(doc: dict, key: str, where: str, longest: int, default: tuple[str, ..
     return tuple(out)
 
 
-def _patterns(value: Any, where: str) -> tuple[tuple[str, re.Pattern], ...]:
+def _patterns(value: Any, where: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
     """Note patterns: an object of name -> regex with exactly one group (the id)."""
     if not isinstance(value, dict):
         raise ConfigurationError(f"{where} must be an object of name -> regular expression, got {value!r:.80}")

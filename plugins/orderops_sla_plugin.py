@@ -11,6 +11,7 @@ changes: one allowed to change them); a browser without one is sent to the login
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Literal
 
 from airflow.plugins_manager import AirflowPlugin
 
@@ -18,7 +19,7 @@ URL_PREFIX = "/orderops-sla"
 WAREHOUSE_CONN_ID = "orderops_warehouse"
 
 
-def _login_required(method: str = "GET"):
+def _login_required(method: Literal["GET", "PUT"] = "GET"):
     """FastAPI dependency: an Airflow user who may read (GET) or change (PUT) the runs of DAGs
     (cookie or bearer token). The page covers every shop's DAG, so the right asked for is on DAGs
     as a whole: never on a DAG the request itself names (a `?dag_id=` would otherwise pick it)."""
@@ -77,7 +78,7 @@ class LazyApp:
 
     def __init__(self, factory):
         self._factory = factory
-        self._app = None
+        self._app: Any = None  # the ASGI app, once built
         self._lock = asyncio.Lock()
 
     async def __call__(self, scope, receive, send):
@@ -113,7 +114,9 @@ def build_events_app():
         if shop not in clients:
             from airflow.providers.redis.hooks.redis import RedisHook
 
-            clients[shop] = RedisHook(redis_conn_id=shops[shop].events.redis_conn_id).get_conn()
+            events = shops[shop].events
+            assert events is not None  # only a shop that takes events gets deliveries (shop_secrets)
+            clients[shop] = RedisHook(redis_conn_id=events.redis_conn_id).get_conn()
         return clients[shop]
 
     return create_app(lambda name: shop_secrets(shops.get(name)), EventInbox(wh), doorbell)

@@ -51,7 +51,7 @@ def as_reply(result: Any) -> Reply:
     """Client results come as Reply or as a small result dataclass; the ledger stores either."""
     if isinstance(result, Reply):
         return result
-    if dataclasses.is_dataclass(result):
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
         request_id = getattr(result, "request_id", None) or next(iter(getattr(result, "request_ids", ()) or ()), None)
         return Reply(data=dataclasses.asdict(result), request_id=request_id)
     return Reply(data=result)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
@@ -137,7 +137,9 @@ class Ledger:
             raise ValueError(f"ledger: cannot finish in state {state!r}")
         # platforms echo the order back, buyer included (a ShipBob cancel does): never stored
         # a request id is the platform's header, kept for tracing: cut to its column rather than lose the row
-        request_id = request_id[: action_ledger.c.platform_request_id.type.length] if request_id else None
+        request_id = (
+            request_id[: cast(sa.String, action_ledger.c.platform_request_id.type).length] if request_id else None
+        )
         values = dict(
             state=state,
             response=_jsonable(strip_pii(response)),

@@ -8,6 +8,7 @@ order is escalated (rule T2), never guessed.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # Normalised carrier codes the fulfillers use -> normalised TikTok provider names they are.
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -34,7 +35,7 @@ def normalise(name: str) -> str:
 
 
 class CarrierMap:
-    def __init__(self, providers: list[dict], overrides: dict[str, str] | None = None):
+    def __init__(self, providers: list[dict[str, Any]], overrides: dict[str, str] | None = None):
         self.by_name: dict[str, str] = {}
         self.ids = set()
         for provider in providers:

@@ -68,7 +68,7 @@ def spelled(value: str, vocabulary: tuple[str, ...]) -> str:
     return _spellings(vocabulary).get(value.replace("_", "").lower(), value)
 
 
-def status_of(record, key: str, vocabulary: tuple[str, ...]) -> str | None:
+def status_of(record: object, key: str, vocabulary: tuple[str, ...]) -> str | None:
     """`record[key]` in the vocabulary's spelling, or None when the record has no string there."""
     value = record.get(key) if isinstance(record, dict) else None
     return spelled(value, vocabulary) if isinstance(value, str) else None

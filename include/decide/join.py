@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from include.decide.carriers import CarrierMap
 from include.decide.enums import SHIPPING_TYPES, status_of
@@ -60,7 +61,7 @@ class Link:
     link_problem: str | None
 
 
-def _line_ids_for(skus: list[str], lines: list[dict], taken: set[str]) -> tuple[str, ...]:
+def _line_ids_for(skus: list[str], lines: list[dict[str, Any]], taken: set[str]) -> tuple[str, ...]:
     """TikTok line items (one per unit) matching a package's SKUs; () when any SKU has no match."""
     chosen = []
     for sku in skus:
@@ -79,8 +80,10 @@ def _line_ids_for(skus: list[str], lines: list[dict], taken: set[str]) -> tuple[
     return tuple(chosen)
 
 
-def amazon_fulfillment(row: dict, carriers: CarrierMap, lines: list[dict]) -> Fulfillment:
-    packages, taken, started = [], set(), False
+def amazon_fulfillment(row: dict[str, Any], carriers: CarrierMap, lines: list[dict[str, Any]]) -> Fulfillment:
+    packages: list[Package] = []
+    taken: set[str] = set()
+    started = False
     for shipment in row["shipments"]:
         started = True
         if shipment.get("status") != "SHIPPED":
@@ -107,8 +110,10 @@ def amazon_fulfillment(row: dict, carriers: CarrierMap, lines: list[dict]) -> Fu
     )
 
 
-def shipbob_fulfillment(row: dict, carriers: CarrierMap, lines: list[dict]) -> Fulfillment:
-    packages, taken, started = [], set(), False
+def shipbob_fulfillment(row: dict[str, Any], carriers: CarrierMap, lines: list[dict[str, Any]]) -> Fulfillment:
+    packages: list[Package] = []
+    taken: set[str] = set()
+    started = False
     for shipment in row["shipments"]:
         if shipment.get("status") == "Completed" or shipment.get("tracking_number"):
             started = True
@@ -131,7 +136,7 @@ def shipbob_fulfillment(row: dict, carriers: CarrierMap, lines: list[dict]) -> F
     )
 
 
-def fulfillment_keys(shopify_row: dict) -> tuple[str, ...]:
+def fulfillment_keys(shopify_row: dict[str, Any]) -> tuple[str, ...]:
     """The ids a fulfiller files a Shopify order's fulfillment order under: its id, its name and
     the name without '#'."""
     name = shopify_row["name"]
@@ -144,10 +149,10 @@ class Joiner:
 
     def __init__(
         self,
-        shopify: Iterable[dict],
-        amazon: Iterable[dict],
-        shipbob: Iterable[dict],
-        cancellations: Iterable[dict],
+        shopify: Iterable[dict[str, Any]],
+        amazon: Iterable[dict[str, Any]],
+        shipbob: Iterable[dict[str, Any]],
+        cancellations: Iterable[dict[str, Any]],
         carrier_maps: dict[str, CarrierMap],
         default_carriers: CarrierMap,
         sagas: dict[str, SagaState] | None = None,
@@ -162,7 +167,7 @@ class Joiner:
         self._rank = {place: i for i, place in enumerate(lookup_order)}
         # Built once per run over every staged row (tens of thousands): plain loops, no per-row sets.
         self.shopify_by_tiktok: dict[str, dict[str, str]] = defaultdict(dict)  # tiktok id -> shopify id -> rule
-        self.shopify_rows: dict[str, dict] = {}
+        self.shopify_rows: dict[str, dict[str, Any]] = {}
         by_tiktok, rank = self.shopify_by_tiktok, self._rank
         for row in shopify:
             sid = row["shopify_order_id"]
@@ -174,7 +179,7 @@ class Joiner:
                     known = by_tiktok[found["tiktok_order_id"]].get(sid)
                     if known is None or here < rank[place_of(known)]:
                         by_tiktok[found["tiktok_order_id"]][sid] = found["rule"]
-        self.amazon_by_key: dict[str, list[dict]] = defaultdict(list)
+        self.amazon_by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in amazon:
             sfo = row["seller_fulfillment_order_id"]
             if sfo:
@@ -182,14 +187,14 @@ class Joiner:
             shown = str(row.get("displayable_order_id") or "")
             if shown and shown != sfo:
                 self.amazon_by_key[shown].append(row)
-        self.shipbob_by_key: dict[str, list[dict]] = defaultdict(list)
+        self.shipbob_by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in shipbob:
             reference, number = str(row.get("reference_id") or ""), str(row.get("order_number") or "")
             if reference:
                 self.shipbob_by_key[reference].append(row)
             if number and number != reference:
                 self.shipbob_by_key[number].append(row)
-        self.cancellations: dict[str, dict] = {}
+        self.cancellations: dict[str, dict[str, Any]] = {}
         for row in cancellations:
             current = self.cancellations.get(row["tiktok_order_id"])
             if current is None or as_utc(row["update_time"]) >= as_utc(current["update_time"]):
@@ -198,9 +203,9 @@ class Joiner:
         self.default_carriers = default_carriers
         self.sagas = sagas or {}
 
-    def _fulfillment_candidates(self, shopify_row: dict) -> list[tuple[str, dict]]:
+    def _fulfillment_candidates(self, shopify_row: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         keys = fulfillment_keys(shopify_row)
-        found: dict[tuple[str, str], dict] = {}
+        found: dict[tuple[str, str], dict[str, Any]] = {}
         amazon, shipbob = self.amazon_by_key, self.shipbob_by_key
         for key in keys:
             for row in amazon.get(key, ()):
@@ -211,7 +216,7 @@ class Joiner:
             return [(fulfiller, row) for (fulfiller, _), row in found.items()]
         return [(fulfiller, row) for (fulfiller, _), row in sorted(found.items(), key=lambda kv: kv[0])]
 
-    def join(self, tiktok: dict) -> tuple[JoinedOrder, Link]:
+    def join(self, tiktok: dict[str, Any]) -> tuple[JoinedOrder, Link]:
         tid = tiktok["tiktok_order_id"]
         matches = self.shopify_by_tiktok.get(tid, {})
         shopify_ids = tuple(sorted(matches))
@@ -277,7 +282,7 @@ class Joiner:
         return joined, link
 
 
-def saga_states(ledger_rows: Iterable[dict]) -> dict[str, SagaState]:
+def saga_states(ledger_rows: Iterable[dict[str, Any]]) -> dict[str, SagaState]:
     """What earlier runs did on each order's cancellation, from succeeded ledger rows (and approvals
     sent whose outcome a crash left unknown: TikTok's own answer, the request's status, tells)."""
     requested: dict[str, datetime] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import Any, overload
 
 
 class FulfillmentState(str, Enum):
@@ -148,6 +148,13 @@ class Decision:
     actions: tuple[Action, ...] = ()
 
 
+# a moment stays a moment and None stays None: callers keep the type they hand in
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
+@overload
+def as_utc(value: datetime | None) -> datetime | None: ...
 def as_utc(value: datetime | None) -> datetime | None:
     """A moment in UTC; a naive one was written in UTC (SQLite hands timestamps back naive)."""
     if value is None:

@@ -20,6 +20,7 @@ from include.decide.model import (
     REJECT_CANCELLATION,
     VERIFY_FULFILLMENT_CANCEL,
     Action,
+    Cancellation,
     Decision,
     Fulfillment,
     FulfillmentState,
@@ -83,9 +84,9 @@ def nothing(order: JoinedOrder, reason: str) -> Decision:
     return Decision(order.tiktok_order_id, "-", reason)
 
 
-def post_tracking_actions(order: JoinedOrder) -> tuple[Action, ...]:
+def post_tracking_actions(order: JoinedOrder, f: Fulfillment) -> tuple[Action, ...]:
     """One Mark-As-Shipped per package: a single package ships the whole order."""
-    packages = list({p.tracking_number: p for p in order.fulfillment.packages if p.tracking_number}.values())
+    packages = list({p.tracking_number: p for p in f.packages if p.tracking_number}.values())
     whole_order = len(packages) == 1 or not all(p.line_item_ids for p in packages)
     chosen = packages[:1] if whole_order else packages
     return tuple(
@@ -109,9 +110,8 @@ def unmapped(packages: tuple[Package, ...]) -> list[str]:
     return sorted({p.carrier for p in packages if p.tracking_number and not p.provider_id})
 
 
-def note_action(order: JoinedOrder, policy: Policy) -> Action:
+def note_action(order: JoinedOrder, f: Fulfillment, policy: Policy) -> Action:
     """N1: "Shipping, no tracking ID yet", once per order and fulfiller status."""
-    f = order.fulfillment
     return Action(
         ADD_NOTE,
         f"shopify:order/{order.shopify_order_id}",
@@ -131,8 +131,7 @@ def cancel_fulfillment_key(fulfiller: str, fulfillment_order_id: str) -> str:
     return f"cancel_fulfillment:{fulfiller}:{fulfillment_order_id}"
 
 
-def cancel_fulfillment_action(order: JoinedOrder) -> Action:
-    f = order.fulfillment
+def cancel_fulfillment_action(f: Fulfillment) -> Action:
     return Action(
         CANCEL_FULFILLMENT,
         f"{f.fulfiller}:fulfillment_order/{f.order_id}",
@@ -141,8 +140,7 @@ def cancel_fulfillment_action(order: JoinedOrder) -> Action:
     )
 
 
-def verify_action(order: JoinedOrder, policy: Policy) -> Action:
-    f = order.fulfillment
+def verify_action(f: Fulfillment, policy: Policy) -> Action:
     return Action(
         VERIFY_FULFILLMENT_CANCEL,
         f"{f.fulfiller}:fulfillment_order/{f.order_id}",
@@ -155,7 +153,7 @@ def verify_action(order: JoinedOrder, policy: Policy) -> Action:
     )
 
 
-def shopify_cancel_action(order: JoinedOrder, policy: Policy) -> Action:
+def shopify_cancel_action(order: JoinedOrder, cancellation: Cancellation, policy: Policy) -> Action:
     """Cancel the Shopify order (refund and restock as the policy says)."""
     return Action(
         CANCEL_SHOPIFY,
@@ -166,30 +164,30 @@ def shopify_cancel_action(order: JoinedOrder, policy: Policy) -> Action:
             "refund_method": policy.refund_method,
             "restock": policy.restock,
             "notify_customer": policy.notify_customer,
-            "staff_note": f"TikTok buyer cancellation {order.cancellation.cancel_id}",
+            "staff_note": f"TikTok buyer cancellation {cancellation.cancel_id}",
         },
         f"cancel_shopify_order:{order.shopify_order_id}",
     )
 
 
-def refund_actions(order: JoinedOrder, policy: Policy) -> tuple[Action, ...]:
+def refund_actions(order: JoinedOrder, cancellation: Cancellation, policy: Policy) -> tuple[Action, ...]:
     """Approve the buyer's request on TikTok and cancel the Shopify order unless done, in the
     policy's sequence (by default approval first: a connector may copy a Shopify cancel to TikTok
     as a seller cancellation). The first of them is the point of no return, so it carries the
     check that no fulfillment order of the order has appeared since the listings."""
     approve = Action(
         APPROVE_CANCELLATION,
-        f"tiktok:cancellation/{order.cancellation.cancel_id}",
-        {"cancel_id": order.cancellation.cancel_id, "tiktok_order_id": order.tiktok_order_id},
-        f"approve_cancellation:{order.cancellation.cancel_id}",
+        f"tiktok:cancellation/{cancellation.cancel_id}",
+        {"cancel_id": cancellation.cancel_id, "tiktok_order_id": order.tiktok_order_id},
+        f"approve_cancellation:{cancellation.cancel_id}",
     )
     shopify_open = not (order.shopify_cancelled or order.saga.shopify_cancelled)
     if policy.cancellation_sequence == "approve_only" or not shopify_open:
         actions = [approve]
     elif policy.cancellation_sequence == "shopify_then_approve":
-        actions = [shopify_cancel_action(order, policy), approve]
+        actions = [shopify_cancel_action(order, cancellation, policy), approve]
     else:
-        actions = [approve, shopify_cancel_action(order, policy)]
+        actions = [approve, shopify_cancel_action(order, cancellation, policy)]
     if order.fulfillment_keys:
         # whatever the listings showed, the fulfillers are asked by these ids right before the
         # first write: an open fulfillment order of this order (placed since) stops it
@@ -225,11 +223,11 @@ def finish_approved(order: JoinedOrder, policy: Policy) -> Decision | None:
         order.tiktok_order_id,
         "C2" if order.fulfillment is None else "C1",
         "approved on TikTok; the Shopify order is still open",
-        (shopify_cancel_action(order, policy),),
+        (shopify_cancel_action(order, order.cancellation, policy),),
     )
 
 
-def reject_action(order: JoinedOrder, policy: Policy) -> Action | None:
+def reject_action(order: JoinedOrder, cancellation: Cancellation, policy: Policy) -> Action | None:
     """C3's rejection with the reason TikTok offers for the meaning the policy names; None when
     TikTok offers none that fits. Before the offered reasons are read, the reason is None."""
     reason = None if order.reject_reasons is None else pick_reject_reason(order.reject_reasons, policy.reject_reason)
@@ -237,9 +235,9 @@ def reject_action(order: JoinedOrder, policy: Policy) -> Action | None:
         return None
     return Action(
         REJECT_CANCELLATION,
-        f"tiktok:cancellation/{order.cancellation.cancel_id}",
-        {"cancel_id": order.cancellation.cancel_id, "tiktok_order_id": order.tiktok_order_id, "reject_reason": reason},
-        f"reject_cancellation:{order.cancellation.cancel_id}",
+        f"tiktok:cancellation/{cancellation.cancel_id}",
+        {"cancel_id": cancellation.cancel_id, "tiktok_order_id": order.tiktok_order_id, "reject_reason": reason},
+        f"reject_cancellation:{cancellation.cancel_id}",
     )
 
 
@@ -250,7 +248,7 @@ def needs_reject_reasons(decision: Decision) -> Action | None:
     )
 
 
-def decide_cancellation(order: JoinedOrder, policy: Policy, now: datetime) -> Decision:
+def decide_cancellation(order: JoinedOrder, cancellation: Cancellation, policy: Policy, now: datetime) -> Decision:
     if order.link_problem == LinkProblem.FULFILLMENT_NOT_LISTED:
         return escalate(
             order, "E1", order.link_problem.value, f"buyer cancellation pending; {NOT_LISTED}: not refunded"
@@ -269,14 +267,14 @@ def decide_cancellation(order: JoinedOrder, policy: Policy, now: datetime) -> De
             order.tiktok_order_id,
             "C2",
             "buyer cancellation pending, no fulfillment order exists",
-            refund_actions(order, policy),
+            refund_actions(order, cancellation, policy),
         )
     if f.state == FulfillmentState.CANCELLED:
         return Decision(
             order.tiktok_order_id,
             "C1",
             f"fulfiller order {f.order_id} shows cancelled: refund and approve",
-            refund_actions(order, policy),
+            refund_actions(order, cancellation, policy),
         )
     if f.state == FulfillmentState.FAILED:
         return escalate(
@@ -292,7 +290,7 @@ def decide_cancellation(order: JoinedOrder, policy: Policy, now: datetime) -> De
                 order.tiktok_order_id,
                 "C1",
                 f"waiting for {f.fulfiller} to show the cancel of {f.order_id}",
-                (verify_action(order, policy), *refund_actions(order, policy)),
+                (verify_action(f, policy), *refund_actions(order, cancellation, policy)),
             )
         return escalate(
             order,
@@ -306,12 +304,12 @@ def decide_cancellation(order: JoinedOrder, policy: Policy, now: datetime) -> De
             order.tiktok_order_id,
             "C1",
             f"{f.fulfiller} order {f.order_id} is {f.status} with no shipment",
-            (cancel_fulfillment_action(order), verify_action(order, policy), *refund_actions(order, policy)),
+            (cancel_fulfillment_action(f), verify_action(f, policy), *refund_actions(order, cancellation, policy)),
         )
     # Shipped or picking started: too late to stop the parcel.
     if policy.c3_action == "escalate":
         return escalate(order, "C3", "cancel_after_packing", f"{f.fulfiller} order {f.order_id} is {f.status}")
-    reject = reject_action(order, policy)
+    reject = reject_action(order, cancellation, policy)
     extra: tuple[Action, ...] = ()
     if order.tracking_number:
         pass
@@ -328,9 +326,9 @@ def decide_cancellation(order: JoinedOrder, policy: Policy, now: datetime) -> De
                 carriers=missing,
             ).actions
         else:
-            extra = post_tracking_actions(order)
+            extra = post_tracking_actions(order, f)
     elif near_sla(order, policy, now):
-        extra = (note_action(order, policy),)  # the parcel will ship: the order needs its note like any other
+        extra = (note_action(order, f, policy),)  # the parcel will ship: the order needs its note like any other
     if reject is None:
         offered = ", ".join(code for code, _text in order.reject_reasons or ()) or "none"
         return escalate(
@@ -397,14 +395,14 @@ def decide_shipping(order: JoinedOrder, policy: Policy, now: datetime) -> Decisi
                 "part of the order shipped but the shipped line items are unknown",
             )
         return Decision(
-            order.tiktok_order_id, "T1", f"{f.fulfiller} shipped with tracking", post_tracking_actions(order)
+            order.tiktok_order_id, "T1", f"{f.fulfiller} shipped with tracking", post_tracking_actions(order, f)
         )
     if due:
         return Decision(
             order.tiktok_order_id,
             "N1",
             f"due {order.rts_sla_time:%Y-%m-%dT%H:%M:%SZ}, {f.fulfiller} order {f.status}, no tracking yet",
-            (note_action(order, policy),),
+            (note_action(order, f, policy),),
         )
     return nothing(order, f"{f.fulfiller} order {f.status}, not yet near SLA")
 
@@ -414,5 +412,5 @@ def decide(order: JoinedOrder, policy: Policy, now: datetime) -> Decision:
     if order.fulfillment_type != IN_SCOPE_FULFILLMENT:
         return nothing(order, f"{order.fulfillment_type}: shipped by TikTok, out of scope")
     if order.cancellation is not None and order.cancellation.pending and order.status != "CANCELLED":
-        return decide_cancellation(order, policy, now)
+        return decide_cancellation(order, order.cancellation, policy, now)
     return finish_approved(order, policy) or decide_shipping(order, policy, now)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Literal, overload
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -112,6 +112,11 @@ def _time(value: Any, what: str) -> datetime:
     raise BadEvent(f"{what}: expected a time, got {value!r}")
 
 
+# a required text is always there: None only when not required
+@overload
+def _text(obj: dict, key: str, what: str, required: Literal[True] = True) -> str: ...
+@overload
+def _text(obj: dict, key: str, what: str, required: bool) -> str | None: ...
 def _text(obj: dict, key: str, what: str, required: bool = True) -> str | None:
     value = obj.get(key)
     if value is None or value == "":
@@ -264,8 +269,12 @@ def amazon_event(message_body: str | bytes, seller_id: str | None = None) -> Pla
     if seller_id and body.get("SellerId") not in (None, seller_id):
         raise Unverified(f"amazon notification: for seller {body.get('SellerId')!r}, not this shop's")
     status = body.get("FulfillmentOrderStatus")
-    shipment = body.get("FulfillmentShipment") if isinstance(body.get("FulfillmentShipment"), dict) else {}
-    shipped = body.get("EventType") == "Shipment" and shipment.get("FulfillmentShipmentStatus") == "SHIPPED"
+    shipment = body.get("FulfillmentShipment")
+    shipped = (
+        body.get("EventType") == "Shipment"
+        and isinstance(shipment, dict)
+        and shipment.get("FulfillmentShipmentStatus") == "SHIPPED"
+    )
     return PlatformEvent(
         "amazon_mcf",
         _text(meta, "NotificationId", "amazon notification metadata"),
@@ -420,7 +429,7 @@ def sources_of(claimed: list[dict]) -> tuple[str, ...]:
     those events name few enough orders to read by id (Amazon) or carry the order itself (ShipBob).
     Events that wake nothing (an order moving along) are kept, and left to the scheduled listings."""
     waking = [e for e in claimed if e["wakes"]]
-    sources = set()
+    sources: set[str] = set()
     for platform in {e["platform"] for e in waking}:
         mine = [e for e in waking if e["platform"] == platform]
         if platform == "shipbob" and all(e["topic"] in SHIPBOB_ORDER_TOPICS for e in mine):
@@ -440,10 +449,10 @@ def channel(shop: str) -> str:
 def ring(redis_url: str | None, shop: str, client: Any = None) -> bool:
     """Tell the shop's AssetWatcher that events wait. A ring lost (Redis down, no listener) loses
     nothing: the events are in the inbox and the next ring or scheduled run takes them."""
-    if not redis_url and client is None:
+    if client is None and not redis_url:
         return False
     try:
-        if client is None:
+        if client is None and redis_url:
             import redis
 
             client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)

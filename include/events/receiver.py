@@ -103,9 +103,8 @@ def create_app(
                 return JSONResponse(
                     {"error": f"body over {events.MAX_BODY} bytes: not a {platform} delivery"}, status_code=413
                 )
-        body = bytes(body)
         try:
-            event = read_delivery(platform, body, dict(request.headers), secrets, clock())
+            event = read_delivery(platform, bytes(body), dict(request.headers), secrets, clock())
         except Unverified as exc:
             log.warning("refused a %s delivery for shop %s: %s", platform, shop, exc)
             return JSONResponse({"error": str(exc)}, status_code=401)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal, overload
 
 from include.decide.enums import (
     AMAZON_ORDER_STATUSES,
@@ -173,6 +173,11 @@ def _list(obj: dict, key: str, where: str) -> list:
 _MIN_TS, _MAX_TS = 1420070400, 4102444800
 
 
+# a required time is always there: None only when not required
+@overload
+def unix_time(obj: dict, key: str, where: str, *, required: Literal[True] = True) -> datetime: ...
+@overload
+def unix_time(obj: dict, key: str, where: str, *, required: bool) -> datetime | None: ...
 def unix_time(obj: dict, key: str, where: str, *, required: bool = True) -> datetime | None:
     value = _field(obj, key, int, where, required=required)
     if value in (None, 0) and not required:
@@ -182,6 +187,10 @@ def unix_time(obj: dict, key: str, where: str, *, required: bool = True) -> date
     return datetime.fromtimestamp(value, tz=timezone.utc)
 
 
+@overload
+def iso_time(obj: dict, key: str, where: str, *, required: Literal[True] = True) -> datetime: ...
+@overload
+def iso_time(obj: dict, key: str, where: str, *, required: bool) -> datetime | None: ...
 def iso_time(obj: dict, key: str, where: str, *, required: bool = True) -> datetime | None:
     value = _field(obj, key, str, where, required=required)
     if value is None:

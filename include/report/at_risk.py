@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -84,7 +85,8 @@ def orders_at_risk(wh: Warehouse, shop: str, run_id: str, now: datetime, within_
             and now < as_utc(r.rts_sla_time) <= now + timedelta(hours=within_hours)
         ]
         ids = [r.tiktok_order_id for r in waiting]
-        posting, links = set(), {}
+        posting: set[str] = set()
+        links: dict[str, Any] = {}  # TikTok order id -> its link row
         for part in _batches(ids):
             posting |= set(
                 conn.execute(
@@ -105,20 +107,20 @@ def orders_at_risk(wh: Warehouse, shop: str, run_id: str, now: datetime, within_
                 )
             }
         statuses: dict[tuple[str, str], tuple[str, datetime | None]] = {}
-        for fulfiller, table, key, since in (
+        for fulfiller, table, key, since_column in (
             ("amazon_mcf", stg_amazon_fulfillment_orders, "seller_fulfillment_order_id", "status_updated_at"),
             ("shipbob", stg_shipbob_orders, "shipbob_order_id", "last_update_at"),
         ):
             wanted = sorted(
                 {
-                    link.fulfillment_order_id
-                    for link in links.values()
-                    if link.fulfiller == fulfiller and link.fulfillment_order_id
+                    linked.fulfillment_order_id
+                    for linked in links.values()
+                    if linked.fulfiller == fulfiller and linked.fulfillment_order_id
                 }
             )
             for part in _batches(wanted):
                 for row in conn.execute(
-                    sa.select(table.c[key], table.c.status, table.c[since]).where(
+                    sa.select(table.c[key], table.c.status, table.c[since_column]).where(
                         table.c.shop == shop, table.c[key].in_(part)
                     )
                 ):
@@ -127,9 +129,9 @@ def orders_at_risk(wh: Warehouse, shop: str, run_id: str, now: datetime, within_
     for r in waiting:
         if r.tiktok_order_id in posting:
             continue
-        link = links.get(r.tiktok_order_id)
+        linked = links.get(r.tiktok_order_id)
         status, since = (
-            statuses.get((link.fulfiller, link.fulfillment_order_id), (None, None)) if link else (None, None)
+            statuses.get((linked.fulfiller, linked.fulfillment_order_id), (None, None)) if linked else (None, None)
         )
         due = as_utc(r.rts_sla_time)
         found.append(
@@ -137,8 +139,8 @@ def orders_at_risk(wh: Warehouse, shop: str, run_id: str, now: datetime, within_
                 r.tiktok_order_id,
                 due,
                 (due - now).total_seconds() / 3600,
-                link.fulfiller if link else None,
-                link.fulfillment_order_id if link else None,
+                linked.fulfiller if linked else None,
+                linked.fulfillment_order_id if linked else None,
                 status,
                 since,
             )

@@ -165,7 +165,7 @@ def load_overview(
         if has_ledger:
             start = datetime.combine(since, time.min, tzinfo=timezone.utc)
             end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=timezone.utc)
-            q = (
+            escalated = (
                 sa.select(
                     a.shop, a.tiktok_order_id, a.rule, a.state, a.request, a.run_id, a.idempotency_key, when.label("at")
                 )
@@ -174,8 +174,8 @@ def load_overview(
                 .limit(MAX_ESCALATIONS + 1)
             )
             if shop:
-                q = q.where(a.shop == shop)
-            rows = conn.execute(q).all()
+                escalated = escalated.where(a.shop == shop)
+            rows = conn.execute(escalated).all()
             truncated = len(rows) > MAX_ESCALATIONS
             reviews: dict[tuple[str, str], dict] = {}
             for name in {row.shop for row in rows[:MAX_ESCALATIONS]}:
@@ -208,7 +208,7 @@ def load_overview(
         if inspector.has_table("at_risk_alerts"):
             start = datetime.combine(since, time.min, tzinfo=timezone.utc)
             r, o = at_risk_alerts.c, stg_tiktok_orders.c
-            q = (
+            alerted = (
                 sa.select(
                     r.shop,
                     r.tiktok_order_id,
@@ -226,8 +226,8 @@ def load_overview(
                 .limit(MAX_ESCALATIONS)
             )
             if shop:
-                q = q.where(r.shop == shop)
-            for row in conn.execute(q):
+                alerted = alerted.where(r.shop == shop)
+            for row in conn.execute(alerted):
                 shops.setdefault(row.shop, ShopDays(row.shop)).at_risk.append(
                     {
                         "tiktok_order_id": row.tiktok_order_id,
@@ -240,15 +240,15 @@ def load_overview(
                 )
         if has_checks:
             start = datetime.combine(since, time.min, tzinfo=timezone.utc)
-            q = (
+            failed = (
                 sa.select(v.shop, v.run_id, v.batch, v.rows, v.failures, v.checked_at)
                 .where(v.success.is_(False), v.checked_at >= start)
                 .order_by(v.checked_at.desc())
                 .limit(MAX_VALIDATIONS)
             )
             if shop:
-                q = q.where(v.shop == shop)
-            for row in conn.execute(q):
+                failed = failed.where(v.shop == shop)
+            for row in conn.execute(failed):
                 page = (
                     validation_page(data_docs_dir, row.batch, run_name(row.shop, row.run_id)) if data_docs_dir else None
                 )
@@ -263,11 +263,11 @@ def load_overview(
                     }
                 )
         if has_ledger:
-            for entry in shops.values():
+            for shop_days in shops.values():
                 per_day: dict[date, int] = {}
-                for e in entry.escalations:
+                for e in shop_days.escalations:
                     per_day[e["day"]] = per_day.get(e["day"], 0) + 1
-                for d in entry.days:
+                for d in shop_days.days:
                     d["escalations"] = per_day.get(d["day"], 0)
     return Overview(since, until, [shops[k] for k in sorted(shops)], truncated)
 

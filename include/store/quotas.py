@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,7 +33,8 @@ class SharedQuotas:
         self._known: set[str] = set()
         self._lock = threading.Lock()
         pg = wh.dialect == "postgresql"
-        self._least, self._greatest = (sa.func.least, sa.func.greatest) if pg else (sa.func.min, sa.func.max)
+        self._least: Any = sa.func.least if pg else sa.func.min
+        self._greatest: Any = sa.func.greatest if pg else sa.func.max
         self._insert = postgresql.insert if pg else sqlite.insert
 
     def _change(

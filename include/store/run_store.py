@@ -8,9 +8,9 @@ ledger's (`include/act/ledger.py`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
@@ -169,7 +169,9 @@ class RunStore:
                         shop=self.shop,
                         run_id=self.run_id,
                         batch=batch,
-                        record_key=None if key is None else printable(str(key))[: quarantine.c.record_key.type.length],
+                        record_key=None
+                        if key is None
+                        else printable(str(key))[: cast(sa.String, quarantine.c.record_key.type).length],
                         reason=printable(str(exc)),
                         raw={**raw, LINK_KEYS: staging.link_keys(payload)},
                         quarantined_at=now,
@@ -285,7 +287,7 @@ class RunStore:
             ],
         )
 
-    def failed_validations(self) -> list[str]:
+    def failed_validations(self) -> Sequence[str]:
         v = validation_results.c
         with self.wh.engine.connect() as conn:
             return (

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fcntl
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -489,7 +489,7 @@ class _maybe_begin:
     def __init__(self, engine: sa.Engine, conn):
         self.engine = engine
         self.conn = conn
-        self._ctx = None
+        self._ctx: AbstractContextManager[sa.Connection] | None = None
 
     def __enter__(self):
         if self.conn is not None:
