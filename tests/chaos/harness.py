@@ -41,8 +41,8 @@ from sandbox.generate import generate
 from sandbox.scenario import parse_scenario
 from sandbox.server import SandboxServer
 from sandbox.tiktok import shipped_with
+from tests.support import NOW_ISO as NOW
 
-NOW = "2026-11-20T15:00:00Z"
 WINDOW = {"window_start": "2026-11-20T14:30:00Z", "window_end": NOW}
 POLICY = {"cancel_verify_timeout_minutes": 0.05}  # C4 3 s after the cancel, on the platforms' clock
 PG_BASE = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"

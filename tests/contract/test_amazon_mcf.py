@@ -24,11 +24,11 @@ from orderops_provider.base import http_client
 from sandbox.amazon_mcf import DEFAULT_CREDENTIALS, SHIPMENT_REPORT_COLUMNS
 from sandbox.core import Settings
 from tests.conftest import VirtualTime
+from tests.support import NOW_ISO as NOW
 
 SPEC_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "vendor-specs" / "amazon-sp-api"
 FBA = "/fba/outbound/2020-07-01"
 REPORTS = "/reports/2021-06-30"
-NOW = "2026-11-20T15:00:00Z"
 FROZEN = dict(clock_rate=0)
 CARRIER_FORMATS = {"UPS": r"1Z[0-9A-Z]{16}", "USPS": r"9400\d{18}", "FEDEX": r"\d{12}", "AMZL_US": r"TBA\d{12}"}
 

@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -51,8 +51,8 @@ from sandbox.amazon_mcf import DEFAULT_CREDENTIALS, SHIPMENT_REPORT_COLUMNS
 from sandbox.core import Settings
 from sandbox.generate import generate
 from tests.conftest import VirtualTime, connection_json, settled_count
+from tests.support import NOW, iso
 
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 FAST = RetryPolicy(max_attempts=6, base=0.01, cap=0.05)
 # Quotas x10 on both sides so that bulk tests are not paced at 2 requests a second.
 SCALE = 10
@@ -62,8 +62,6 @@ SECRETS = (DEFAULT_CREDENTIALS["client_secret"], DEFAULT_CREDENTIALS["refresh_to
 
 
 # ---------------------------------------------------------------- scenarios and helpers
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def mcf_order(i: int, status: str = "Planning", **mcf) -> dict:

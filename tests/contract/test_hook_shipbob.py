@@ -14,7 +14,7 @@ import logging
 import math
 import re
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 import httpx
 import pytest
@@ -37,11 +37,11 @@ from sandbox.core import Settings
 from sandbox.generate import generate
 from sandbox.shipbob import DEFAULT_CREDENTIALS
 from tests.conftest import connection_json, settled_count
+from tests.support import NOW, iso
 
 PAT = DEFAULT_CREDENTIALS["personal_access_tokens"][0]
 CHANNEL = DEFAULT_CREDENTIALS["channel_id"]
 READONLY_CHANNEL = DEFAULT_CREDENTIALS["readonly_channel_id"]
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 FAST = RetryPolicy(max_attempts=6, base=0.01, cap=0.05)
 # Quotas x20 on both sides so that bulk tests are not paced at 2.5 requests a second.
 SCALE = 20
@@ -50,8 +50,6 @@ LIST = ("shipbob", "GET /2026-07/order")
 
 
 # ---------------------------------------------------------------- scenarios
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def sb_order(

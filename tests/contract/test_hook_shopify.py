@@ -38,13 +38,14 @@ from sandbox.core import Settings
 from sandbox.generate import generate
 from sandbox.shopify import DEFAULT_CREDENTIALS, TIKTOK_NOTE_PREFIX
 from tests.conftest import connection_json, settled_count
+from tests.support import NOW_ISO as NOW
+from tests.support import gid, set_day
 
 pytestmark = pytest.mark.slow
 
 TOKEN = DEFAULT_CREDENTIALS["access_token"]
 CLIENT_ID = DEFAULT_CREDENTIALS["client_id"]
 CLIENT_SECRET = DEFAULT_CREDENTIALS["client_secret"]
-NOW = "2026-11-20T15:00:00Z"
 FAST = RetryPolicy(max_attempts=6, base=0.01, cap=0.05)
 PLACES = ("source_identifier", "custom_attribute", "note", "name")
 ORDERS_OP = ("shopify", "query orders")
@@ -53,10 +54,6 @@ ORDERS_OP = ("shopify", "query orders")
 # ---------------------------------------------------------------- scenarios
 def tiktok_id(i: int) -> str:
     return f"576{i:015d}"
-
-
-def gid(i: int) -> str:
-    return f"gid://shopify/Order/{6100000000 + i}"
 
 
 def shop_entry(i: int, place: str = "source_identifier", **extra) -> dict:
@@ -460,11 +457,6 @@ def cancel_scenario() -> dict:
 
 def jobs(server) -> dict[str, str]:
     return {f"gid://shopify/Order/{j.order_id}": j.refund for j in server.sandbox.platforms["shopify"].jobs.values()}
-
-
-def set_day(server, moment: str) -> None:
-    response = httpx.post(f"{server.urls['shopify']}/_sandbox/clock", json={"now": moment})
-    assert response.status_code == 200, response.text
 
 
 def test_cancel_arguments_follow_the_version_shopify_served(run_sandbox):

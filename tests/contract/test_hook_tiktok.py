@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -39,8 +39,9 @@ from sandbox.core import Settings
 from sandbox.generate import generate
 from sandbox.tiktok import DEFAULT_CREDENTIALS as CREDS
 from tests.conftest import connection_json, settled_count
+from tests.support import NOW, cancel_id, iso, line_id
+from tests.support import tiktok_order_id as oid
 
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 FAST = RetryPolicy(max_attempts=6, base=0.01, cap=0.05)
 FROZEN = Settings(clock_rate=0)
 SEARCH = ("tiktok", "search_orders")
@@ -58,20 +59,6 @@ SECOND_SHOP = {
 
 
 # ---------------------------------------------------------------- scenarios
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def oid(n: int) -> str:
-    return str(576000000000000000 + n)
-
-
-def line_id(n: int, k: int = 0) -> str:
-    return str(577000000000000000 + n * 10 + k)
-
-
-def cancel_id(n: int) -> str:
-    return str(4035000000000000000 + n)
 
 
 def order(n: int, status: str = "AWAITING_SHIPMENT", *, lines: int = 1, pending_cancel: bool = False) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 
@@ -15,19 +15,17 @@ from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
 from sandbox.core import Settings
 from sandbox.shipbob import DEFAULT_CREDENTIALS
+from tests.support import NOW, iso
 
 SPECS = Path(__file__).resolve().parents[1] / "fixtures" / "vendor-specs" / "shipbob"
 TOKEN = DEFAULT_CREDENTIALS["personal_access_tokens"][0]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 WRITE_CHANNEL = {"shipbob_channel_id": str(DEFAULT_CREDENTIALS["channel_id"])}
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 VERSIONS = ("2026-01", "2026-07")
 FROZEN = Settings(clock_rate=0)
 
 
 # ---------------------------------------------------------------- scenario helpers
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def sb_order(

@@ -19,9 +19,10 @@ from sandbox.shopify import (
     end_of_support,
     released,
 )
+from tests.support import NOW_ISO as NOW
+from tests.support import gid, set_day
 
 TOKEN = DEFAULT_CREDENTIALS["access_token"]
-NOW = "2026-11-20T15:00:00Z"
 
 
 def tiktok_id(i: int) -> str:
@@ -60,10 +61,6 @@ def scenario_order(
         "amazon_mcf": amazon,
         "shipbob": None,
     }
-
-
-def gid(i: int) -> str:
-    return f"gid://shopify/Order/{6100000000 + i}"
 
 
 def gql(
@@ -120,11 +117,6 @@ def test_missing_or_wrong_token_is_401_and_refused_writes_are_logged(run_sandbox
     log = writes(server)
     assert [(w["operation"], w["status"], w["outcome"]) for w in log] == [("orderCancel", 401, "UNAUTHORIZED")]
     assert server.sandbox.platforms["shopify"].orders[6100000001].cancel_job is None
-
-
-def set_day(server, moment: str) -> None:
-    response = httpx.post(f"{server.urls['shopify']}/_sandbox/clock", json={"now": moment})
-    assert response.status_code == 200, response.text
 
 
 def served(server, version: str) -> str:

@@ -8,7 +8,7 @@ import base64
 import json
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -16,31 +16,16 @@ import pytest
 from orderops_provider.tiktok_signing import sign, signing_string
 from sandbox.core import Settings
 from sandbox.tiktok import DEFAULT_CREDENTIALS as CREDS
+from tests.support import NOW, cancel_id, iso, line_id
+from tests.support import tiktok_order_id as oid
 
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 V = "202309"
 FROZEN = Settings(clock_rate=0, rate_scale=100)
 SHOP = object()  # "use the default shop cipher"
 
 
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def unix(moment: datetime) -> int:
     return int(moment.timestamp())
-
-
-def oid(n: int) -> str:
-    return str(576000000000000000 + n)
-
-
-def line_id(n: int, k: int = 0) -> str:
-    return str(577000000000000000 + n * 10 + k)
-
-
-def cancel_id(n: int) -> str:
-    return str(4035000000000000000 + n)
 
 
 def created(n: int) -> datetime:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -17,13 +17,8 @@ import sqlalchemy as sa
 from include.decide.policy import PolicyError, policy_from_dict
 from include.store.warehouse import at_risk_alerts
 from tests.chaos.harness import SandboxRig, fresh_warehouse, patched_env
-
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
-
-
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
+from tests.support import NOW, iso
+from tests.support import tiktok_order_id as tid
 
 # how long the simulator's Amazon orders take to reach each status (New 2 min, Received 15 min, Planning 2 h)
 LEAD = {"Planning": timedelta(minutes=17), "Processing": timedelta(hours=2, minutes=17)}
@@ -76,10 +71,6 @@ def order(
         },
         "shipbob": None,
     }
-
-
-def tid(n: int) -> str:
-    return str(576000000000000000 + n)
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from include.run.runconfig import run_settings
 from include.store.warehouse import Warehouse
 from sandbox.connections import connection_env
 from sandbox.core import Settings, parse_fault
+from tests.support import NOW_ISO as NOW
 
-NOW = "2026-11-20T15:00:00Z"
 TIKTOK_ID, CANCEL_ID, SHOPIFY_ID = "576000000000000071", "4035000000000000071", 6100000071
 
 

@@ -23,10 +23,9 @@ from sandbox.connections import connection_env
 from sandbox.core import Settings, changes_orders
 from sandbox.generate import generate
 from sandbox.tiktok import shipped_with
+from tests.support import NOW_ISO as NOW
 
 pytestmark = pytest.mark.slow
-
-NOW = "2026-11-20T15:00:00Z"
 
 
 def scenario() -> dict:

@@ -14,10 +14,10 @@ from include.run.shops import SHOPS_FILE_ENV, Shop, load_shops
 from sandbox.connections import connection_env
 from sandbox.core import Settings, changes_orders
 from sandbox.tiktok import REJECT_REASONS
+from tests.support import NOW_ISO as NOW
 
 pytestmark = pytest.mark.slow
 
-NOW = "2026-11-20T15:00:00Z"
 CLOCK = datetime.fromisoformat(NOW.replace("Z", "+00:00"))
 KEYS = {"ok", "connections", "reject_reasons", "join", "first_run"}
 FAST_REPORTS = {"report_queue_seconds": 0.2, "report_processing_seconds": 0.2}

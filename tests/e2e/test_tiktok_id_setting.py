@@ -6,26 +6,19 @@ the rule that found it."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from include.store.warehouse import order_links
 from tests.chaos.harness import SandboxRig, fresh_warehouse
+from tests.support import NOW, iso
+from tests.support import tiktok_order_id as tid
 
 pytestmark = pytest.mark.slow
 
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 SETTING = {"tiktok_order_id": {"attribute_keys": ["Marketplace Ref"], "name_prefixes": ["TT1"]}}
-
-
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def tid(n: int) -> str:
-    return str(576000000000000000 + n)
 
 
 def order(n: int, **style) -> dict:

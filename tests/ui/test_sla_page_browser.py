@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -39,23 +38,18 @@ from sandbox.core import Sandbox, Settings
 from sandbox.generate import generate
 from sandbox.scenario import parse_scenario, parse_time
 from sandbox.server import SandboxServer
+from tests.support import NOW_ISO as NOW
+from tests.support import free_port
 from tests.ui.browser import Browser, ensure_chromium
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = Path(sys.executable).with_name("airflow")
-NOW = "2026-11-20T15:00:00Z"
 LATER = "2026-11-20T15:30:00Z"
 USER = "ops"  # a viewer: the page needs only read access to DAG runs
 EDITOR = "lead"  # may change DAG runs: the escalation inbox's actions are hers
 SCREENSHOTS = STATE_DIR / "screenshots"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a fresh machine installs Chromium first (about 2 minutes)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def seed(warehouse_url: str, reports: Path) -> dict:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -28,8 +28,8 @@ from include.decide.model import (
 )
 from include.decide.policy import Policy, PolicyError, policy_from_dict
 from include.decide.rules import decide, needs_reject_reasons
+from tests.support import NOW
 
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 POLICY = Policy()
 UPS = Package("UPS", "1Z999AA10123456784", provider_id="7117858858072016686")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 import httpx
 import pytest
@@ -14,8 +13,8 @@ from include.events.platform_events import EventInbox
 from include.events.receiver import ShopSecrets, create_app
 from include.store.warehouse import Warehouse
 from tests.conftest import RINGING_SHOP
+from tests.support import NOW
 
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 SECRETS = ShopSecrets("key", "s3cret", "shpss", "whsec_" + "c2VjcmV0LWZvci1yZWNlaXZlci10ZXN0cw=="[:32], None)
 
 

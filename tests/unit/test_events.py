@@ -13,8 +13,7 @@ from include.events import platform_events as events
 from include.events.platform_events import BadEvent, EventInbox, PlatformEvent, Unverified
 from include.store.warehouse import Warehouse
 from tests.conftest import RINGING_SHOP
-
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
+from tests.support import NOW
 
 
 def test_tiktok_signature_matches_the_published_vector():

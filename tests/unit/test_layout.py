@@ -5,7 +5,11 @@ clients work without Airflow."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -125,3 +129,14 @@ def test_no_import_cycles_in_include():
 def test_nothing_imports_the_command_line():
     users = {name for name, path in include_modules().items() if "include.cli" in imports(path)}
     assert users == set()
+
+
+# the venv's own ruff, at the pin in requirements.txt (the config is pyproject.toml's)
+RUFF = Path(sys.executable).with_name("ruff")
+
+
+@pytest.mark.skipif(not RUFF.exists(), reason=f"no ruff next to {sys.executable}: `make venv` installs it")
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["check", "format"])
+def test_ruff_passes_on_the_repository(command):
+    done = subprocess.run([str(RUFF), *command, str(REPO)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -23,8 +23,7 @@ from include.quality.checkpoints import (
     suite_document,
     validate_batches,
 )
-
-NOW = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
+from tests.support import NOW
 
 
 def tiktok_row(order_id="576000000000000001", status="AWAITING_SHIPMENT", create=NOW):

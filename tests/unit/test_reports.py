@@ -18,9 +18,9 @@ from include.store.warehouse import (
     stg_tiktok_cancellations,
     stg_tiktok_orders,
 )
+from tests.support import NOW
 
 DAY = date(2026, 11, 19)
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 
 
 def t(text: str) -> datetime:

@@ -11,8 +11,7 @@ from include.extract import staging
 from include.run.pipeline import _followed_while_processing, _shipped_as_staged, shipments_report
 from include.run.runconfig import run_settings
 from include.store.warehouse import Warehouse, stg_amazon_fulfillment_orders
-
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
+from tests.support import NOW
 
 
 class ReportsAsked:
