@@ -9,7 +9,7 @@ SEED ?= 1
 # Test processes (pytest-xdist): one per core; TEST_WORKERS=0 runs the suite in this one process.
 TEST_WORKERS ?= auto
 
-.PHONY: venv test demo ui sandbox lock clean simulate docs docs-serve
+.PHONY: venv test test-fast lint demo ui sandbox lock clean simulate docs docs-serve
 
 $(STAMP): requirements.txt pyproject.toml
 	@echo "installing orderops's pinned packages into $(VENV) (the first time takes a few minutes) ..."
@@ -26,6 +26,17 @@ venv: $(STAMP)
 test: venv
 	deploy/test_services.sh
 	$(PY) -m pytest -n $(TEST_WORKERS) tests
+
+# The suite without the `slow` files (real Airflow processes, simulated days, long matrices).
+test-fast: venv
+	deploy/test_services.sh
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow" tests
+
+# Style and types (pyproject.toml [tool.ruff], [tool.mypy]); any finding fails.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # e.g. make demo ARGS="--scenario shop.json --faults faults.json --warehouse postgresql://... --json run.json"
 demo: venv
@@ -59,7 +70,7 @@ lock:
 	  apache-airflow-providers-redis pandas httpx great-expectations \
 	  graphql-core jsonschema openapi-schema-validator psycopg2-binary pytest pytest-timeout pytest-xdist hypothesis \
 	  matplotlib apache-airflow-providers-celery "celery[redis]<5.7" tiktok-shop-api python-amazon-sp-api ShopifyAPI schemathesis playwright \
-	  mkdocs mkdocs-material
+	  mkdocs mkdocs-material ruff mypy pre-commit
 	{ head -2 requirements.txt; .lock-venv/bin/pip freeze; } > requirements.lock && mv requirements.lock requirements.txt
 	rm -rf .lock-venv
 

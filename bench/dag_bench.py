@@ -14,6 +14,7 @@ separate, so each keeps its own copy of a platform's quota and paces by the plat
 the throttled answers show what that costs. Results go to bench/results/dag-<time>-<rev>.json.
 Everything started is stopped at the end (state under a temporary folder; databases dropped).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,9 +46,16 @@ def _seconds(start: str | None, end: str | None) -> float:
 
 def run_dag(orders: int, timeout: float) -> dict:
     state = Path(tempfile.mkdtemp(prefix=f"orderops-dag-bench-{orders}-"))
-    dep = Deployment(state=str(state), api_port=free_port(), airflow_db="orderops_bench_airflow",
-                     warehouse_db="orderops_bench_warehouse", redis_url="redis://127.0.0.1:6379/9",
-                     schedule=False, sandbox_shops=1, sandbox_orders=orders)
+    dep = Deployment(
+        state=str(state),
+        api_port=free_port(),
+        airflow_db="orderops_bench_airflow",
+        warehouse_db="orderops_bench_warehouse",
+        redis_url="redis://127.0.0.1:6379/9",
+        schedule=False,
+        sandbox_shops=1,
+        sandbox_orders=orders,
+    )
     try:
         t0 = time.monotonic()
         log(f"{orders} orders: starting the production shape under {state}")
@@ -57,8 +65,11 @@ def run_dag(orders: int, timeout: float) -> dict:
         admin = json.loads((state / "sandbox" / "shop-1" / "urls.json").read_text())["tiktok"] + "/_sandbox"
         httpx.delete(f"{admin}/calls", timeout=30)
         now = parse_time(DEFAULT_NOW, "now")
-        conf = {"now": now.isoformat(), "window_start": (now - timedelta(minutes=30)).isoformat(),
-                "window_end": now.isoformat()}
+        conf = {
+            "now": now.isoformat(),
+            "window_start": (now - timedelta(minutes=30)).isoformat(),
+            "window_end": now.isoformat(),
+        }
         started = time.monotonic()
         answer = api.post(f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf})
         answer.raise_for_status()
@@ -81,17 +92,27 @@ def run_dag(orders: int, timeout: float) -> dict:
         bound, bound_by = lower_bound(units)
         states = Counter(ti["state"] for ti in tis)
         return {
-            "orders": orders, "run_state": run.get("state"), "wall_seconds": wall,
-            "lower_bound_seconds": bound, "bound_by": bound_by, "ratio": wall / bound if bound else None,
-            "calls_total": sum(calls.values()), "calls_per_order": sum(calls.values()) / orders,
-            "shopify_points": points, "throttled": sum(throttled.values()),
-            "calls_by_operation": [{"platform": p, "operation": o, "calls": n, "throttled": throttled.get((p, o), 0)}
-                                   for (p, o), n in sorted(calls.items())],
-            "task_instances": len(tis), "task_states": dict(states),
+            "orders": orders,
+            "run_state": run.get("state"),
+            "wall_seconds": wall,
+            "lower_bound_seconds": bound,
+            "bound_by": bound_by,
+            "ratio": wall / bound if bound else None,
+            "calls_total": sum(calls.values()),
+            "calls_per_order": sum(calls.values()) / orders,
+            "shopify_points": points,
+            "throttled": sum(throttled.values()),
+            "calls_by_operation": [
+                {"platform": p, "operation": o, "calls": n, "throttled": throttled.get((p, o), 0)}
+                for (p, o), n in sorted(calls.items())
+            ],
+            "task_instances": len(tis),
+            "task_states": dict(states),
             "task_seconds_running": sum(ti.get("duration") or 0.0 for ti in tis),
             "task_seconds_queued": sum(_seconds(ti.get("queued_when"), ti.get("start_date")) for ti in tis),
             "pools": {p["name"]: p["slots"] for p in api.get("/api/v2/pools").json()["pools"]},
-            "workers": dep.workers, "worker_concurrency": dep.concurrency,
+            "workers": dep.workers,
+            "worker_concurrency": dep.concurrency,
         }
     finally:
         log(f"{orders} orders: stopping everything")
@@ -101,23 +122,30 @@ def run_dag(orders: int, timeout: float) -> dict:
 
 def render(r: dict) -> str:
     rows = [
-        ("orders (generated)", f"{r['orders']:,}"), ("run state", r["run_state"]),
+        ("orders (generated)", f"{r['orders']:,}"),
+        ("run state", r["run_state"]),
         ("wall time, trigger to end (s)", f"{r['wall_seconds']:,.1f}"),
         ("quota lower bound (s)", f"{r['lower_bound_seconds']:,.1f} ({r['bound_by']})"),
         ("measured / lower bound", f"{r['ratio']:.2f}" if r["ratio"] else "-"),
-        ("API calls (sandbox count)", f"{r['calls_total']:,}"), ("calls per order", f"{r['calls_per_order']:.3f}"),
+        ("API calls (sandbox count)", f"{r['calls_total']:,}"),
+        ("calls per order", f"{r['calls_per_order']:.3f}"),
         ("Shopify points charged", f"{r['shopify_points']:,.0f}"),
         ("throttled answers (429 / THROTTLED)", f"{r['throttled']:,}"),
         ("task instances", f"{r['task_instances']} {r['task_states']}"),
-        ("task time running / queued (s, summed)", f"{r['task_seconds_running']:,.0f} / {r['task_seconds_queued']:,.0f}"),
+        (
+            "task time running / queued (s, summed)",
+            f"{r['task_seconds_running']:,.0f} / {r['task_seconds_queued']:,.0f}",
+        ),
         ("pools", ", ".join(f"{k} {v}" for k, v in sorted(r["pools"].items()))),
         ("Celery workers x concurrency", f"{r['workers']} x {r['worker_concurrency']}"),
     ]
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]
     lines.append("calls per operation (throttled among them)")
-    lines += [f"  {c['platform']:<10}  {c['operation']:<45} {c['calls']:>7,}  {c['throttled']:>5,}"
-              for c in r["calls_by_operation"]]
+    lines += [
+        f"  {c['platform']:<10}  {c['operation']:<45} {c['calls']:>7,}  {c['throttled']:>5,}"
+        for c in r["calls_by_operation"]
+    ]
     return "\n".join(lines)
 
 
@@ -133,8 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = out / f"dag-{stamp}-{revision()}.json"
-    path.write_text(json.dumps({"when": stamp, "revision": revision(), "python": sys.version.split()[0],
-                                "result": result}, indent=1, default=str))
+    path.write_text(
+        json.dumps(
+            {"when": stamp, "revision": revision(), "python": sys.version.split()[0], "result": result},
+            indent=1,
+            default=str,
+        )
+    )
     shutil.copyfile(path, out / "dag-latest.json")
     print(f"\nresult: {path}")
     return 0 if result["run_state"] == "success" else 1

@@ -10,6 +10,7 @@ temporary one unless given), one run name per call as the pipeline does, and pri
 p90 seconds per call for each block of calls, so a cost that grows with the stored history shows
 as rising figures. `--keep` sets the results kept per suite.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,19 +25,38 @@ NOW = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
 
 
 def batch(rows: int) -> list[dict]:
-    return [{"tiktok_order_id": f"576{i:015d}", "status": "AWAITING_SHIPMENT", "fulfillment_type": "FULFILLMENT_BY_SELLER",
-             "create_time": NOW - timedelta(hours=i % 48), "update_time": NOW, "rts_sla_time": NOW + timedelta(hours=24)}
-            for i in range(rows)]
+    return [
+        {
+            "tiktok_order_id": f"576{i:015d}",
+            "status": "AWAITING_SHIPMENT",
+            "fulfillment_type": "FULFILLMENT_BY_SELLER",
+            "create_time": NOW - timedelta(hours=i % 48),
+            "update_time": NOW,
+            "rts_sla_time": NOW + timedelta(hours=24),
+        }
+        for i in range(rows)
+    ]
 
 
 def run_batches(rows: int) -> dict[str, list[dict]]:
     """Clean rows for each staged batch, as one run stages them."""
     return {
         "tiktok_orders": batch(rows),
-        "tiktok_cancellations": [{"cancel_id": f"4035{i:014d}", "tiktok_order_id": f"576{i:015d}",
-                                  "status": "CANCELLATION_REQUEST_PENDING", "create_time": NOW} for i in range(rows)],
-        "shopify_orders": [{"shopify_order_id": 5_000_000 + i, "name": f"#{1001 + i}", "updated_at": NOW} for i in range(rows)],
-        "amazon_fulfillment_orders": [{"seller_fulfillment_order_id": str(i), "status": "Complete"} for i in range(rows)],
+        "tiktok_cancellations": [
+            {
+                "cancel_id": f"4035{i:014d}",
+                "tiktok_order_id": f"576{i:015d}",
+                "status": "CANCELLATION_REQUEST_PENDING",
+                "create_time": NOW,
+            }
+            for i in range(rows)
+        ],
+        "shopify_orders": [
+            {"shopify_order_id": 5_000_000 + i, "name": f"#{1001 + i}", "updated_at": NOW} for i in range(rows)
+        ],
+        "amazon_fulfillment_orders": [
+            {"seller_fulfillment_order_id": str(i), "status": "Complete"} for i in range(rows)
+        ],
         "shipbob_orders": [{"shipbob_order_id": 9_000_000 + i, "status": "Fulfilled"} for i in range(rows)],
     }
 
@@ -58,7 +78,7 @@ def main() -> None:
 
     batches = run_batches(args.rows) if args.run else {"tiktok_orders": batch(args.rows)}
     started = time.perf_counter()
-    validate_batches(batches, NOW)   # imports and first-use costs, apart from the figures
+    validate_batches(batches, NOW)  # imports and first-use costs, apart from the figures
     print(f"first call (imports GX): {time.perf_counter() - started:.2f} s; GX folder {folder}")
     times: list[float] = []
     for i in range(args.calls):
@@ -69,8 +89,10 @@ def main() -> None:
             assert outcome.success, outcome.describe()
         if len(times) == args.block or i == args.calls - 1:
             times.sort()
-            print(f"calls {i + 2 - len(times):>5}-{i + 1:<5} median {statistics.median(times):.3f} s  "
-                  f"p90 {times[int(len(times) * 0.9) - 1]:.3f} s")
+            print(
+                f"calls {i + 2 - len(times):>5}-{i + 1:<5} median {statistics.median(times):.3f} s  "
+                f"p90 {times[int(len(times) * 0.9) - 1]:.3f} s"
+            )
             times = []
 
 

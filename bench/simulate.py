@@ -11,6 +11,7 @@ person working the two Seller Center queues at 09:00 and 17:00 shop time on the 
 Writes state/simulate/summary.json (the README's Performance section describes it), truth.json
 and the report files; prints a table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,10 +24,16 @@ from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-
 REPO = Path(__file__).resolve().parents[1]
-FIGURES = ("orders_due", "dispatched_on_time", "dispatched_late", "past_due_no_tracking", "late_dispatch_rate",
-           "cancellations", "cancellations_late")
+FIGURES = (
+    "orders_due",
+    "dispatched_on_time",
+    "dispatched_late",
+    "past_due_no_tracking",
+    "late_dispatch_rate",
+    "cancellations",
+    "cancellations_late",
+)
 SHOP = "default"
 # An event-driven run starts this long after the first waiting event (a burst makes one run; the
 # shops file's events.debounce_seconds); it stands for Airflow's way from the doorbell to a running task too.
@@ -60,10 +67,15 @@ def ticks(schedule: str, start: datetime, end: datetime) -> list[datetime]:
 def report_figures(rows: list[dict]) -> dict:
     """The summary's figures from a day's `sla_daily` rows (the whole shop's row)."""
     row = next(r for r in rows if r["fulfiller"] == "all" and r["carrier"] == "all")
-    return {"orders_due": row["orders_due"], "dispatched_on_time": row["dispatched_on_time"],
-            "dispatched_late": row["dispatched_late"], "past_due_no_tracking": row["past_due_no_tracking"],
-            "late_dispatch_rate": row["late_dispatch_rate"] if row["orders_due"] else None,
-            "cancellations": row["cancel_requests"], "cancellations_late": row["cancels_late"]}
+    return {
+        "orders_due": row["orders_due"],
+        "dispatched_on_time": row["dispatched_on_time"],
+        "dispatched_late": row["dispatched_late"],
+        "past_due_no_tracking": row["past_due_no_tracking"],
+        "late_dispatch_rate": row["late_dispatch_rate"] if row["orders_due"] else None,
+        "cancellations": row["cancel_requests"],
+        "cancellations_late": row["cancels_late"],
+    }
 
 
 def duplicate_effects(writes: list[dict]) -> list[dict]:
@@ -85,15 +97,23 @@ def percentiles(values: list[float]) -> dict:
         return {"median": None, "p95": None, "max": None, "count": 0}
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
-    return {"median": round(statistics.median(ordered), 1), "p95": round(p95, 1), "max": round(ordered[-1], 1),
-            "count": len(ordered)}
+    return {
+        "median": round(statistics.median(ordered), 1),
+        "p95": round(p95, 1),
+        "max": round(ordered[-1], 1),
+        "count": len(ordered),
+    }
 
 
 def tracking_latency(orders: list[dict]) -> dict:
     """Minutes from the fulfiller's shipment to the seller's tracking on TikTok."""
-    return percentiles([(parse(o["dispatched_at"]) - parse(o["fulfiller_shipped_at"])).total_seconds() / 60
-                        for o in orders if o["dispatched_by"] == "seller" and o["fulfiller_shipped_at"]
-                        and o["dispatched_at"]])
+    return percentiles(
+        [
+            (parse(o["dispatched_at"]) - parse(o["fulfiller_shipped_at"])).total_seconds() / 60
+            for o in orders
+            if o["dispatched_by"] == "seller" and o["fulfiller_shipped_at"] and o["dispatched_at"]
+        ]
+    )
 
 
 def sop_orders(orders: list[dict], offset_hours: float, end: datetime) -> list[dict]:
@@ -118,7 +138,7 @@ def sop_orders(orders: list[dict], offset_hours: float, end: datetime) -> list[d
         answered = None
         if cancel:
             answered = session(parse(cancel["requested_at"]))
-            if answered >= parse(cancel["deadline"]):   # TikTok answered first, at the deadline
+            if answered >= parse(cancel["deadline"]):  # TikTok answered first, at the deadline
                 answered = parse(cancel["deadline"])
             cancel["responded_at"] = iso(answered) if answered <= end else None
         if o["kind"] == "seller":
@@ -126,9 +146,9 @@ def sop_orders(orders: list[dict], offset_hours: float, end: datetime) -> list[d
             due = parse(o["shipping_due_time"])
             cancelled = None
             if cancel and answered is not None and (sent is None or answered < sent):
-                cancelled, sent = answered, None   # approved before anything shipped
+                cancelled, sent = answered, None  # approved before anything shipped
             elif sent is None or sent >= due:
-                sent, cancelled = None, due         # TikTok auto-cancels what is not shipped in time
+                sent, cancelled = None, due  # TikTok auto-cancels what is not shipped in time
                 o["cancelled_by"] = "SYSTEM"
             o["dispatched_at"] = iso(sent) if sent and sent <= end else None
             o["dispatched_by"] = "seller" if o["dispatched_at"] else None
@@ -141,24 +161,55 @@ def sop_orders(orders: list[dict], offset_hours: float, end: datetime) -> list[d
 def day_table(orders: list[dict], days: list[date], as_of: datetime) -> dict[str, dict]:
     from sandbox.life import day_figures
 
-    facts = [{k: (parse(v) if k.endswith(("_at", "_time")) and isinstance(v, str) else v) for k, v in o.items()}
-             for o in orders]
+    facts = [
+        {k: (parse(v) if k.endswith(("_at", "_time")) and isinstance(v, str) else v) for k, v in o.items()}
+        for o in orders
+    ]
     for f in facts:
         if f["cancellation"]:
-            f["cancellation"] = {k: (parse(v) if k in ("requested_at", "deadline", "responded_at") else v)
-                                 for k, v in f["cancellation"].items()}
+            f["cancellation"] = {
+                k: (parse(v) if k in ("requested_at", "deadline", "responded_at") else v)
+                for k, v in f["cancellation"].items()
+            }
     return {d.isoformat(): day_figures(facts, d, as_of) for d in days}
 
 
-def simulate(days: int, orders_per_day: int, schedule: str, seed: int, out: Path, warehouse_url: str | None,
-             start: datetime, life_overrides: dict | None = None, backfill_day: date | None = None,
-             events: bool = False, debounce_seconds: float = DEBOUNCE_SECONDS) -> dict:
-    saved_env = dict(os.environ)   # the caller's environment comes back afterwards (tests run on in-process)
-    os.environ.update({"AIRFLOW_HOME": str(out / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                       "TQDM_DISABLE": "1", "ORDEROPS_REPORTS_DIR": str(out / "reports")})
+def simulate(
+    days: int,
+    orders_per_day: int,
+    schedule: str,
+    seed: int,
+    out: Path,
+    warehouse_url: str | None,
+    start: datetime,
+    life_overrides: dict | None = None,
+    backfill_day: date | None = None,
+    events: bool = False,
+    debounce_seconds: float = DEBOUNCE_SECONDS,
+) -> dict:
+    saved_env = dict(os.environ)  # the caller's environment comes back afterwards (tests run on in-process)
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(out / "airflow"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "TQDM_DISABLE": "1",
+            "ORDEROPS_REPORTS_DIR": str(out / "reports"),
+        }
+    )
     try:
-        return _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, life_overrides,
-                         backfill_day, events, timedelta(seconds=debounce_seconds))
+        return _simulate(
+            days,
+            orders_per_day,
+            schedule,
+            seed,
+            out,
+            warehouse_url,
+            start,
+            life_overrides,
+            backfill_day,
+            events,
+            timedelta(seconds=debounce_seconds),
+        )
     finally:
         os.environ.clear()
         os.environ.update(saved_env)
@@ -177,16 +228,17 @@ class EventPath:
 
         import uvicorn
 
-        from include.events.receiver import AmazonQueue, ShopSecrets, create_app
         from include.events.platform_events import EventInbox
+        from include.events.receiver import AmazonQueue, ShopSecrets, create_app
         from sandbox.amazon_mcf import DEFAULT_CREDENTIALS as AMAZON
         from sandbox.server import bind
         from sandbox.shopify import DEFAULT_CREDENTIALS as SHOPIFY
         from sandbox.tiktok import DEFAULT_CREDENTIALS as TIKTOK
 
         self.admin, self.inbox = admin, EventInbox(wh)
-        secrets = ShopSecrets(TIKTOK["app_key"], TIKTOK["app_secret"], SHOPIFY["client_secret"], SHOP_SECRET_SHIPBOB,
-                              AMAZON["seller_id"])
+        secrets = ShopSecrets(
+            TIKTOK["app_key"], TIKTOK["app_secret"], SHOPIFY["client_secret"], SHOP_SECRET_SHIPBOB, AMAZON["seller_id"]
+        )
         sock = bind(0)
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         app = create_app(lambda shop: secrets if shop == SHOP else None, self.inbox)
@@ -195,8 +247,10 @@ class EventPath:
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.thread.start()
         for platform in ("tiktok", "shopify", "shipbob"):
-            admin.post("/webhooks", json={"platform": platform, "url": f"{self.url}/{SHOP}/{platform}",
-                                          "secret": SHOP_SECRET_SHIPBOB}).raise_for_status()
+            admin.post(
+                "/webhooks",
+                json={"platform": platform, "url": f"{self.url}/{SHOP}/{platform}", "secret": SHOP_SECRET_SHIPBOB},
+            ).raise_for_status()
         admin.post("/webhooks", json={"platform": "amazon_mcf"}).raise_for_status()
         queue_url = admin.get("/webhooks").json() and f"{urls['amazon_sqs']}/orderops-notifications"
         self.queue = AmazonQueue(queue_url, seller_id=AMAZON["seller_id"])
@@ -217,13 +271,19 @@ class EventPath:
 
         t = platform_events.c
         with self.inbox.wh.engine.connect() as conn:
-            kept = conn.execute(sa.select(t.platform, t.wakes, sa.func.count()).where(t.shop == SHOP)
-                                .group_by(t.platform, t.wakes)).all()
+            kept = conn.execute(
+                sa.select(t.platform, t.wakes, sa.func.count()).where(t.shop == SHOP).group_by(t.platform, t.wakes)
+            ).all()
         sent: dict = defaultdict(dict)
         for entry in self.admin.get("/webhooks").json()["sent"]:
             sent[entry["platform"]][entry["outcome"]] = entry["count"]
-        return {"sent": dict(sent), "kept": {p: {"waking" if w else "other": n for p2, w, n in kept if p2 == p}
-                                             for p in sorted({p for p, _, _ in kept})}}
+        return {
+            "sent": dict(sent),
+            "kept": {
+                p: {"waking" if w else "other": n for p2, w, n in kept if p2 == p}
+                for p in sorted({p for p, _, _ in kept})
+            },
+        }
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -231,18 +291,19 @@ class EventPath:
         self.queue.client.close()
 
 
-def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, life_overrides, backfill_day,
-              events, debounce) -> dict:
+def _simulate(
+    days, orders_per_day, schedule, seed, out, warehouse_url, start, life_overrides, backfill_day, events, debounce
+) -> dict:
     import httpx
     from airflow.sdk._shared.secrets_masker import reset_secrets_masker
 
     from bench.pipeline_bench import SandboxProcess
-    from include.run import pipeline
     from include.report import reports
+    from include.run import pipeline
     from include.run.platforms import Platforms
     from include.run.runconfig import run_settings
-    from sandbox.connections import connection_env
     from include.store.warehouse import Warehouse
+    from sandbox.connections import connection_env
 
     out.mkdir(parents=True, exist_ok=True)
     life = {"start": iso(start), "days": days, "orders_per_day": orders_per_day, "seed": seed, **(life_overrides or {})}
@@ -263,12 +324,13 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
         calls: dict[str, dict[str, Counter]] = {"extraction": defaultdict(Counter), "actions": defaultdict(Counter)}
         points: Counter = Counter()
         run_seconds: list[float] = []
-        extraction: Counter = Counter({"sweep": 0, "incremental": 0, "missed_by_cursor": 0,
-                                       **({"event": 0} if events else {})})
+        extraction: Counter = Counter(
+            {"sweep": 0, "incremental": 0, "missed_by_cursor": 0, **({"event": 0} if events else {})}
+        )
         day_end: dict[str, dict] = {}
 
-        by_operation: Counter = Counter()   # extraction calls per (platform, operation)
-        per_run: dict[str, list[int]] = defaultdict(list)   # extraction calls of each run, by its mode
+        by_operation: Counter = Counter()  # extraction calls per (platform, operation)
+        per_run: dict[str, list[int]] = defaultdict(list)  # extraction calls of each run, by its mode
 
         def counted() -> tuple[Counter, float, Counter]:
             doc = admin.get("/calls").json()
@@ -284,17 +346,24 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
         rate = 1 if events else 0
 
         def one_run(moment: datetime, run_type: str) -> None:
-            reset_secrets_masker()   # a run's tasks are fresh processes: their masked values do not pile up
+            reset_secrets_masker()  # a run's tasks are fresh processes: their masked values do not pile up
             admin.post("/clock", json={"now": iso(moment), "rate": rate})
-            settings = run_settings(dag_id="orderops_sla", run_id=f"{run_type}__{iso(moment)}", params={"now": iso(moment)},
-                                    data_interval_start=state["previous"] if run_type == "scheduled" else moment,
-                                    data_interval_end=moment, run_after=moment, run_type=run_type)
+            settings = run_settings(
+                dag_id="orderops_sla",
+                run_id=f"{run_type}__{iso(moment)}",
+                params={"now": iso(moment)},
+                data_interval_start=state["previous"] if run_type == "scheduled" else moment,
+                data_interval_end=moment,
+                run_after=moment,
+                run_type=run_type,
+            )
             platforms = Platforms(settings)
             marks: dict[str, tuple[Counter, float]] = {}
             began = time.perf_counter()
             try:
-                run = pipeline.run_all(settings, platforms, wh,
-                                       observe=lambda phase: marks.__setitem__(phase, counted()))
+                run = pipeline.run_all(
+                    settings, platforms, wh, observe=lambda phase: marks.__setitem__(phase, counted())
+                )
             finally:
                 platforms.close()
                 if rate:
@@ -340,6 +409,7 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
 
         def events_note() -> str:
             return f" (+{extraction['event']} event-driven)" if events else ""
+
         for n, moment in enumerate(run_times, 1):
             if path is not None:
                 event_runs_until(moment)
@@ -347,25 +417,36 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
                 path.deliver()
             one_run(moment, "scheduled")
             state["previous"] = moment
-            if moment.time() == datetime.min.time():   # the report DAG's run for the day that ended
+            if moment.time() == datetime.min.time():  # the report DAG's run for the day that ended
                 day = (moment - timedelta(days=1)).date()
                 built = reports.build_day(wh, SHOP, day, now=moment)
                 truth = admin.get("/truth", params={"interval_minutes": interval.total_seconds() / 60}).json()
-                day_end[day.isoformat()] = {"report": report_figures(built.rows),
-                                            "truth": next((dict((k, d[k]) for k in FIGURES) for d in truth["days"]
-                                                           if d["day"] == day.isoformat()), None)}
+                day_end[day.isoformat()] = {
+                    "report": report_figures(built.rows),
+                    "truth": next(
+                        (dict((k, d[k]) for k in FIGURES) for d in truth["days"] if d["day"] == day.isoformat()), None
+                    ),
+                }
             if n % 12 == 0 or n == len(run_times):
-                print(f"  {iso(moment)}  run {n}/{len(run_times)}{events_note()}  {run_seconds[-1]:.1f} s  "
-                      f"(elapsed {time.perf_counter() - wall:.0f} s)", flush=True)
+                print(
+                    f"  {iso(moment)}  run {n}/{len(run_times)}{events_note()}  {run_seconds[-1]:.1f} s  "
+                    f"(elapsed {time.perf_counter() - wall:.0f} s)",
+                    flush=True,
+                )
         event_stats = path.stats() if path is not None else None
         if path is not None:
             path.stop()
-        if backfill_day is not None:   # the scheduled runs of one day again, as a backfill would
+        if backfill_day is not None:  # the scheduled runs of one day again, as a backfill would
             day_start = datetime.combine(backfill_day, datetime.min.time(), tzinfo=timezone.utc)
             for moment in [t for t in run_times if day_start < t <= day_start + timedelta(days=1)]:
-                settings = run_settings(dag_id="orderops_sla", run_id=f"backfill__{iso(moment)}", params={"now": iso(end)},
-                                        data_interval_start=moment - interval, data_interval_end=moment,
-                                        run_type="backfill")
+                settings = run_settings(
+                    dag_id="orderops_sla",
+                    run_id=f"backfill__{iso(moment)}",
+                    params={"now": iso(end)},
+                    data_interval_start=moment - interval,
+                    data_interval_end=moment,
+                    run_type="backfill",
+                )
                 platforms = Platforms(settings)
                 try:
                     pipeline.run_all(settings, platforms, wh)
@@ -377,16 +458,27 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
         per_day = []
         for entry in truth["days"]:
             day = date.fromisoformat(entry["day"])
-            report = report_figures(reports.build_day(wh, SHOP, day, now=end).rows)   # rebuilt, as a backfill
+            report = report_figures(reports.build_day(wh, SHOP, day, now=end).rows)  # rebuilt, as a backfill
             wanted = {k: entry[k] for k in FIGURES}
-            per_day.append({"day": entry["day"], "truth": wanted, "report": report, "match": report == wanted,
-                            # a day that ends after the simulation holds orders whose deadline has not come
-                            "complete": day + timedelta(days=1) <= end.date(), "at_day_end": day_end.get(entry["day"]),
-                            "valid_tracking_rate": entry["valid_tracking_rate"], "auto_cancels": entry["auto_cancels"]})
+            per_day.append(
+                {
+                    "day": entry["day"],
+                    "truth": wanted,
+                    "report": report,
+                    "match": report == wanted,
+                    # a day that ends after the simulation holds orders whose deadline has not come
+                    "complete": day + timedelta(days=1) <= end.date(),
+                    "at_day_end": day_end.get(entry["day"]),
+                    "valid_tracking_rate": entry["valid_tracking_rate"],
+                    "auto_cancels": entry["auto_cancels"],
+                }
+            )
         arrived = len(truth["orders"])
-        per_order = lambda n: round(n / arrived, 4) if arrived else None   # noqa: E731 (no orders: no rate)
-        api = {platform: {kind: per_order(sum(calls[kind][platform].values())) for kind in ("extraction", "actions")}
-               for platform in sorted(set(calls["extraction"]) | set(calls["actions"]))}
+        per_order = lambda n: round(n / arrived, 4) if arrived else None  # noqa: E731 (no orders: no rate)
+        api = {
+            platform: {kind: per_order(sum(calls[kind][platform].values())) for kind in ("extraction", "actions")}
+            for platform in sorted(set(calls["extraction"]) | set(calls["actions"]))
+        }
         baseline_orders = sop_orders(truth["orders"], life.get("shop_utc_offset_hours", -8.0), end)
         days_list = [date.fromisoformat(d["day"]) for d in truth["days"]]
         baseline_days = day_table(baseline_orders, days_list, end)
@@ -395,15 +487,18 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
         dupes = duplicate_effects(writes)
         summary = {
             "days": per_day,
-            "duplicate_effects": sum(d["times"] - 1 for d in dupes), "duplicates": dupes,
-            "missed_tracking": len(truth["missed_tracking"]), "missed_tracking_orders": truth["missed_tracking"][:50],
+            "duplicate_effects": sum(d["times"] - 1 for d in dupes),
+            "duplicates": dupes,
+            "missed_tracking": len(truth["missed_tracking"]),
+            "missed_tracking_orders": truth["missed_tracking"][:50],
             "tracking_latency_minutes": tracking_latency(truth["orders"]),
             "api_calls_per_order_day": api,
             "extraction_calls_per_order_day": per_order(sum(sum(c.values()) for c in calls["extraction"].values())),
             # which reads the extraction figure is made of
             "extraction_calls_by_operation": {
-                platform: {op: per_order(n) for (p, op), n in sorted(by_operation.items())
-                           if p == platform} for platform in sorted({p for p, _ in by_operation})},
+                platform: {op: per_order(n) for (p, op), n in sorted(by_operation.items()) if p == platform}
+                for platform in sorted({p for p, _ in by_operation})
+            },
             # runs that listed what changed vs full sweeps; changes a sweep found the cursor had missed
             "extraction": dict(extraction),
             # what one run's reads cost, by kind of run: an incremental or event-driven run's should
@@ -419,9 +514,18 @@ def _simulate(days, orders_per_day, schedule, seed, out, warehouse_url, start, l
             },
             "late_dispatch_rate": _overall_ldr(d["truth"] for d in per_day if d["complete"]),
             "all_days_match": all(d["match"] for d in per_day),
-            "settings": {"days": days, "orders_per_day": orders_per_day, "schedule": schedule, "seed": seed,
-                         "events": events, "debounce_seconds": debounce.total_seconds() if events else None,
-                         "start": iso(start), "runs": len(run_times), "orders": arrived, "life": life},
+            "settings": {
+                "days": days,
+                "orders_per_day": orders_per_day,
+                "schedule": schedule,
+                "seed": seed,
+                "events": events,
+                "debounce_seconds": debounce.total_seconds() if events else None,
+                "start": iso(start),
+                "runs": len(run_times),
+                "orders": arrived,
+                "life": life,
+            },
             "wall_seconds": round(time.perf_counter() - wall, 1),
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -438,34 +542,41 @@ def _overall_ldr(days) -> float | None:
 
 
 def render(summary: dict) -> str:
-    head = f"{'day':10s} {'due':>5s} {'on time':>7s} {'late':>5s} {'no trk':>6s} {'LDR':>7s} {'cancels':>7s} " \
-           f"{'late':>5s}  report==truth  {'SOP LDR':>7s}"
+    head = (
+        f"{'day':10s} {'due':>5s} {'on time':>7s} {'late':>5s} {'no trk':>6s} {'LDR':>7s} {'cancels':>7s} "
+        f"{'late':>5s}  report==truth  {'SOP LDR':>7s}"
+    )
     lines = [head, "-" * len(head)]
     sop = {d["day"]: d for d in summary["sop_baseline"]["days"]}
-    pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"   # noqa: E731
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     for d in summary["days"]:
         t = d["truth"]
         day = d["day"] if d.get("complete", True) else f"{d['day'][5:]} open"
-        lines.append(f"{day:10s} {t['orders_due']:5d} {t['dispatched_on_time']:7d} {t['dispatched_late']:5d} "
-                     f"{t['past_due_no_tracking']:6d} {pct(t['late_dispatch_rate']):>7s} {t['cancellations']:7d} "
-                     f"{t['cancellations_late']:5d}  {'yes' if d['match'] else 'NO':13s}  "
-                     f"{pct(sop.get(d['day'], {}).get('late_dispatch_rate')):>7s}")
+        lines.append(
+            f"{day:10s} {t['orders_due']:5d} {t['dispatched_on_time']:7d} {t['dispatched_late']:5d} "
+            f"{t['past_due_no_tracking']:6d} {pct(t['late_dispatch_rate']):>7s} {t['cancellations']:7d} "
+            f"{t['cancellations_late']:5d}  {'yes' if d['match'] else 'NO':13s}  "
+            f"{pct(sop.get(d['day'], {}).get('late_dispatch_rate')):>7s}"
+        )
     lat, base = summary["tracking_latency_minutes"], summary["sop_baseline"]["tracking_latency_minutes"]
-    lines += ["", f"duplicate effects {summary['duplicate_effects']}, missed tracking {summary['missed_tracking']}, "
-                  f"all days report == truth: {summary['all_days_match']}",
-              f"shipment -> tracking on TikTok, minutes: median {lat['median']} p95 {lat['p95']} max {lat['max']} "
-              f"(by hand at 09:00/17:00: median {base['median']} p95 {base['p95']} max {base['max']})",
-              f"Late Dispatch Rate over the run: orderops {pct(summary['late_dispatch_rate'])}, "
-              f"by hand {pct(summary['sop_baseline']['late_dispatch_rate'])}",
-              "API calls per order: " + ", ".join(f"{p} {v['extraction']}+{v['actions']}"
-                                                  for p, v in summary["api_calls_per_order_day"].items())
-              + f" (extraction+actions); extraction {summary['extraction_calls_per_order_day']} per order",
-              "extraction calls per run (median / p95): " + ", ".join(
-                  f"{mode} {v['median']} / {v['p95']}" for mode, v in summary["extraction_calls_per_run"].items()),
-              f"runs: {summary['extraction']['incremental']} incremental, {summary['extraction']['sweep']} sweeps; "
-              f"changes missed by the cursor: {summary['extraction']['missed_by_cursor']}",
-              f"run time per run, s: median {summary['run_seconds']['median']} p95 {summary['run_seconds']['p95']}; "
-              f"wall {summary['wall_seconds']} s"]
+    lines += [
+        "",
+        f"duplicate effects {summary['duplicate_effects']}, missed tracking {summary['missed_tracking']}, "
+        f"all days report == truth: {summary['all_days_match']}",
+        f"shipment -> tracking on TikTok, minutes: median {lat['median']} p95 {lat['p95']} max {lat['max']} "
+        f"(by hand at 09:00/17:00: median {base['median']} p95 {base['p95']} max {base['max']})",
+        f"Late Dispatch Rate over the run: orderops {pct(summary['late_dispatch_rate'])}, "
+        f"by hand {pct(summary['sop_baseline']['late_dispatch_rate'])}",
+        "API calls per order: "
+        + ", ".join(f"{p} {v['extraction']}+{v['actions']}" for p, v in summary["api_calls_per_order_day"].items())
+        + f" (extraction+actions); extraction {summary['extraction_calls_per_order_day']} per order",
+        "extraction calls per run (median / p95): "
+        + ", ".join(f"{mode} {v['median']} / {v['p95']}" for mode, v in summary["extraction_calls_per_run"].items()),
+        f"runs: {summary['extraction']['incremental']} incremental, {summary['extraction']['sweep']} sweeps; "
+        f"changes missed by the cursor: {summary['extraction']['missed_by_cursor']}",
+        f"run time per run, s: median {summary['run_seconds']['median']} p95 {summary['run_seconds']['p95']}; "
+        f"wall {summary['wall_seconds']} s",
+    ]
     return "\n".join(lines)
 
 
@@ -478,13 +589,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", default="2026-11-16T00:00:00Z", help="first day, midnight UTC")
     parser.add_argument("--warehouse", help="warehouse URL (default: SQLite under the output folder)")
     parser.add_argument("--out", default=str(REPO / "state" / "simulate"))
-    parser.add_argument("--debounce-seconds", type=float, default=DEBOUNCE_SECONDS,
-                        help="with events: an event-driven run starts this long after the first waiting event")
-    parser.add_argument("--backlog", type=int, default=0,
-                        help="open orders before the start, stuck at their fulfiller (LifeSettings.backlog_orders)")
-    parser.add_argument("--events", choices=("off", "on", "both"), default="off",
-                        help="platform events (webhooks, Amazon's queue) start runs too; both: the stream twice, "
-                             "the event-driven figures under with_events")
+    parser.add_argument(
+        "--debounce-seconds",
+        type=float,
+        default=DEBOUNCE_SECONDS,
+        help="with events: an event-driven run starts this long after the first waiting event",
+    )
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=0,
+        help="open orders before the start, stuck at their fulfiller (LifeSettings.backlog_orders)",
+    )
+    parser.add_argument(
+        "--events",
+        choices=("off", "on", "both"),
+        default="off",
+        help="platform events (webhooks, Amazon's queue) start runs too; both: the stream twice, "
+        "the event-driven figures under with_events",
+    )
     args = parser.parse_args(argv)
     if args.days < 1 or args.orders_per_day < 0:
         raise SystemExit("DAYS must be at least 1 and ORDERS_PER_DAY not negative")
@@ -496,31 +619,55 @@ def main(argv: list[str] | None = None) -> int:
         start = None
     if start is None or start.utcoffset() != timedelta(0) or start.timetz().replace(tzinfo=None) != datetime.min.time():
         raise SystemExit(f"--start {args.start!r}: expected a midnight UTC, e.g. 2026-11-16T00:00:00Z")
-    ticks(args.schedule, start, start)   # a schedule that is not cron is refused before anything starts
-    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")   # Airflow's log setup, read at its import
+    ticks(args.schedule, start, start)  # a schedule that is not cron is refused before anything starts
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")  # Airflow's log setup, read at its import
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    for name in ("include", "great_expectations", "httpx"):   # the runs' own logs would bury the progress lines
+    for name in ("include", "great_expectations", "httpx"):  # the runs' own logs would bury the progress lines
         logging.getLogger(name).setLevel(logging.ERROR)
-    print(f"simulating {args.days} days x {args.orders_per_day} orders, schedule {args.schedule!r}, seed {args.seed}",
-          flush=True)
-    out = Path(args.out).resolve()   # Airflow takes only absolute SQLite paths
+    print(
+        f"simulating {args.days} days x {args.orders_per_day} orders, schedule {args.schedule!r}, seed {args.seed}",
+        flush=True,
+    )
+    out = Path(args.out).resolve()  # Airflow takes only absolute SQLite paths
     life = {"backlog_orders": args.backlog} if args.backlog else None
-    summary = simulate(args.days, args.orders_per_day, args.schedule, args.seed, out, args.warehouse, start,
-                       life_overrides=life, events=args.events == "on", debounce_seconds=args.debounce_seconds)
+    summary = simulate(
+        args.days,
+        args.orders_per_day,
+        args.schedule,
+        args.seed,
+        out,
+        args.warehouse,
+        start,
+        life_overrides=life,
+        events=args.events == "on",
+        debounce_seconds=args.debounce_seconds,
+    )
     print(render(summary))
     if args.events == "both":
         print("\nthe same stream again, with platform events starting runs:", flush=True)
-        with_events = simulate(args.days, args.orders_per_day, args.schedule, args.seed, out / "with_events",
-                               args.warehouse, start, life_overrides=life, events=True,
-                               debounce_seconds=args.debounce_seconds)
+        with_events = simulate(
+            args.days,
+            args.orders_per_day,
+            args.schedule,
+            args.seed,
+            out / "with_events",
+            args.warehouse,
+            start,
+            life_overrides=life,
+            events=True,
+            debounce_seconds=args.debounce_seconds,
+        )
         print(render(with_events))
         summary["with_events"] = with_events
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-        summary = {**summary, "all_days_match": summary["all_days_match"] and with_events["all_days_match"],
-                   "duplicate_effects": summary["duplicate_effects"] + with_events["duplicate_effects"],
-                   "missed_tracking": summary["missed_tracking"] + with_events["missed_tracking"]}
+        summary = {
+            **summary,
+            "all_days_match": summary["all_days_match"] and with_events["all_days_match"],
+            "duplicate_effects": summary["duplicate_effects"] + with_events["duplicate_effects"],
+            "missed_tracking": summary["missed_tracking"] + with_events["missed_tracking"],
+        }
     print(f"\nwrote {out / 'summary.json'} and truth.json")
     return 0 if summary["all_days_match"] and not summary["duplicate_effects"] and not summary["missed_tracking"] else 1
 

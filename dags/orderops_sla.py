@@ -14,13 +14,16 @@ shop has its own DAG and connections (the shops file), and no param picks other 
 
 Trace one order: `python -m include.cli trace <tiktok_order_id>`.
 """
+
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference, Param, TriggerRule, dag, task
+from airflow.sdk import Param, TriggerRule, dag, task
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from include.airflow.tasks import chunks_for, prepare_run_task, step_task
 from include.run.runconfig import SETTINGS
@@ -41,10 +44,17 @@ def run_deadline(shop: Shop):
     minutes = minutes_setting("ORDEROPS_RUN_DEADLINE_MINUTES", 25)
     if minutes <= 0:
         return None
-    return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=timedelta(minutes=minutes),
-                         callback=AsyncCallback("orderops_callbacks.run_deadline_missed",
-                                                kwargs={"detail": f"{shop.dag_id} run not finished {minutes:g} min after queueing",
-                                                        "warehouse_conn": shop.connections.warehouse}))
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(minutes=minutes),
+        callback=AsyncCallback(
+            "orderops_callbacks.run_deadline_missed",
+            kwargs={
+                "detail": f"{shop.dag_id} run not finished {minutes:g} min after queueing",
+                "warehouse_conn": shop.connections.warehouse,
+            },
+        ),
+    )
 
 
 def build(shop: Shop):
@@ -58,11 +68,17 @@ def build(shop: Shop):
         max_active_runs=1,
         doc_md=__doc__,
         tags=["orderops"],
-        default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30), "on_failure_callback": on_task_failure,
-                      "execution_timeout": task_timeout()},
+        default_args={
+            "retries": 2,
+            "retry_delay": pendulum.duration(seconds=30),
+            "on_failure_callback": on_task_failure,
+            "execution_timeout": task_timeout(),
+        },
         deadline=run_deadline(shop),
-        params={s.name: Param(shop.param_defaults().get(s.name, s.default), description=s.description, **s.schema)
-                for s in SETTINGS},
+        params={
+            s.name: Param(shop.param_defaults().get(s.name, s.default), description=s.description, **s.schema)
+            for s in SETTINGS
+        },
     )
     def orderops_sla():
         # the tasks come from the one table of steps (include/run/steps.py): settings, the listing's

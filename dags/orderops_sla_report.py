@@ -8,6 +8,7 @@ cancellation requests handled on time or late, hours from fulfiller shipment to 
 fulfiller and carrier) and a self-contained HTML report, a CSV of breached orders and a 30-day trend
 under the reports folder (README "Reading the reports").
 """
+
 from __future__ import annotations
 
 import pendulum
@@ -37,8 +38,10 @@ def orderops_sla_report():
 
         return [{"name": s.name, "warehouse": s.connections.warehouse} for s in load_shops()]
 
-    @task(inlets=tables("stg_tiktok_orders", "stg_tiktok_cancellations", "order_links", "action_ledger"),
-          outlets=[SLA_REPORT, *tables("sla_daily")])
+    @task(
+        inlets=tables("stg_tiktok_orders", "stg_tiktok_cancellations", "order_links", "action_ledger"),
+        outlets=[SLA_REPORT, *tables("sla_daily")],
+    )
     def build_reports(shop: dict, **context) -> list[dict]:
         """Build the day(s) of this run for one shop: the data interval's days, else today."""
         from include.airflow.glue import sandbox_now, task_warehouse
@@ -56,8 +59,10 @@ def orderops_sla_report():
             wh.dispose()
         for r in reports:
             total = r.rows[0]
-            print(f"{shop['name']} {r.day}: due {total['orders_due']}, LDR {total['late_dispatch_rate']:.2%}"
-                  f"{' OVER 4%' if total['ldr_over_line'] else ''}, breaches {len(r.breaches)} -> {r.html_path}")
+            print(
+                f"{shop['name']} {r.day}: due {total['orders_due']}, LDR {total['late_dispatch_rate']:.2%}"
+                f"{' OVER 4%' if total['ldr_over_line'] else ''}, breaches {len(r.breaches)} -> {r.html_path}"
+            )
         return [{"day": str(r.day), "html": str(r.html_path), "breaches": len(r.breaches)} for r in reports]
 
     build_reports.expand(shop=list_shops())

@@ -6,6 +6,7 @@ that work, and the first DDL on an empty database, out of concurrently starting 
     python -m deploy.migrate_warehouse postgresql+psycopg2://user:pass@host:5432/orderops_warehouse
     ORDEROPS_WAREHOUSE_URL=... python -m deploy.migrate_warehouse
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,16 +28,26 @@ def migrate(url: str) -> tuple[str | None, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.migrate_warehouse", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("url", nargs="?", default=os.environ.get("ORDEROPS_WAREHOUSE_URL"),
-                        help="SQLAlchemy URL of the warehouse (default: $ORDEROPS_WAREHOUSE_URL)")
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.migrate_warehouse",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "url",
+        nargs="?",
+        default=os.environ.get("ORDEROPS_WAREHOUSE_URL"),
+        help="SQLAlchemy URL of the warehouse (default: $ORDEROPS_WAREHOUSE_URL)",
+    )
     args = parser.parse_args(argv)
     if not args.url:
         parser.error("give the warehouse URL or set ORDEROPS_WAREHOUSE_URL")
     before, after = migrate(args.url)
-    print(f"warehouse schema: revision {before or '(empty)'} -> {after}" if after != before
-          else f"warehouse schema: revision {after}, up to date")
+    print(
+        f"warehouse schema: revision {before or '(empty)'} -> {after}"
+        if after != before
+        else f"warehouse schema: revision {after}, up to date"
+    )
     return 0
 
 

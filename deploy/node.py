@@ -4,6 +4,7 @@ Two Celery workers on one machine would both report the machine's FQDN; the loca
 shape gives each its own name through `ORDEROPS_NODE_NAME` so task instances show which worker ran
 them. Elsewhere (one worker per machine or pod) the variable is unset and the FQDN is used.
 """
+
 from __future__ import annotations
 
 import os

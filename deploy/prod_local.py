@@ -14,6 +14,7 @@ State (AIRFLOW_HOME, logs, pid files, secrets, lineage) lives under state/prod. 
 also serves one sandbox per shop (each shop has its own stores and fulfiller accounts) and
 configures N shops against them, with the schedule off: runs are then triggered by hand.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -114,7 +115,7 @@ class Deployment:
         (self.root / "deployment.json").write_text(json.dumps(asdict(self), indent=1))
 
     @classmethod
-    def load(cls, state: str | Path) -> "Deployment":
+    def load(cls, state: str | Path) -> Deployment:
         path = Path(state) / "deployment.json"
         if not path.exists():
             raise DeployError(f"{path} not found: nothing was started from {state}")
@@ -126,8 +127,11 @@ class Deployment:
         path = self.secrets_dir / "keys.json"
         if path.exists():
             return json.loads(path.read_text())
-        keys = {"FERNET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-                "JWT_SECRET": secrets.token_urlsafe(48), "API_SECRET_KEY": secrets.token_urlsafe(32)}
+        keys = {
+            "FERNET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+            "JWT_SECRET": secrets.token_urlsafe(48),
+            "API_SECRET_KEY": secrets.token_urlsafe(32),
+        }
         _write_private(path, json.dumps(keys, indent=1))
         return keys
 
@@ -139,8 +143,11 @@ class Deployment:
 
     def openlineage_transport(self) -> dict:
         if self.openlineage_url:
-            transport = {"type": "http", "url": self.openlineage_url,
-                         "endpoint": os.environ.get("OPENLINEAGE_ENDPOINT", "api/v1/lineage")}
+            transport = {
+                "type": "http",
+                "url": self.openlineage_url,
+                "endpoint": os.environ.get("OPENLINEAGE_ENDPOINT", "api/v1/lineage"),
+            }
             if os.environ.get("OPENLINEAGE_API_KEY"):
                 transport["auth"] = {"type": "api_key", "apiKey": os.environ["OPENLINEAGE_API_KEY"]}
             return transport
@@ -168,20 +175,25 @@ class Deployment:
         parser = ConfigParser(interpolation=None)
         parser.optionxform = str
         parser.read_string(Template(CFG_TEMPLATE.read_text()).substitute(values))
-        return {f"AIRFLOW__{section.upper()}__{key.upper()}": value
-                for section in parser.sections() for key, value in parser.items(section)}
+        return {
+            f"AIRFLOW__{section.upper()}__{key.upper()}": value
+            for section in parser.sections()
+            for key, value in parser.items(section)
+        }
 
     def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """The environment of every process of the shape (and of `airflow` commands against it)."""
         base = dict(os.environ if base is None else base)
         env = {k: v for k, v in base.items() if not _INHERITED_BLOCKLIST.match(k)}
         env.update(self.airflow_settings())
-        env.update({
-            "AIRFLOW_HOME": str(self.home.resolve()),
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), base.get("PYTHONPATH")])),
-            "ORDEROPS_STATE_DIR": str(self.root.resolve()),
-            "TQDM_DISABLE": "1",
-        })
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home.resolve()),
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), base.get("PYTHONPATH")])),
+                "ORDEROPS_STATE_DIR": str(self.root.resolve()),
+                "TQDM_DISABLE": "1",
+            }
+        )
         shops = self.effective_shops_file
         if shops is not None:
             env["ORDEROPS_SHOPS_FILE"] = str(shops.resolve())
@@ -266,7 +278,10 @@ def ensure_services(dep: Deployment) -> None:
     """PostgreSQL and Redis must be reachable; this says how to start them when they are not."""
     pg = urlsplit(dep.pg_url)
     redis = urlsplit(dep.redis_url)
-    for name, host, port in (("PostgreSQL", pg.hostname, pg.port or 5432), ("Redis", redis.hostname, redis.port or 6379)):
+    for name, host, port in (
+        ("PostgreSQL", pg.hostname, pg.port or 5432),
+        ("Redis", redis.hostname, redis.port or 6379),
+    ):
         with socket.socket() as sock:
             sock.settimeout(2)
             if sock.connect_ex((host, port)) != 0:
@@ -330,8 +345,15 @@ class Processes:
         if self.alive(name):
             raise DeployError(f"{name} is already running (pid file {self.dep.pids / (name + '.json')})")
         log = open(self.dep.logs / f"{name}.log", "ab")
-        proc = subprocess.Popen(argv, env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         record = {"pid": proc.pid, "start": _start_time(proc.pid), "argv": argv}
         (self.dep.pids / f"{name}.json").write_text(json.dumps(record))
@@ -379,12 +401,21 @@ def _reap(pid: int) -> None:
         pass
 
 
-def airflow(dep: Deployment, *args: str, env: dict[str, str] | None = None, check: bool = True,
-            timeout: float = 600) -> subprocess.CompletedProcess:
-    done = subprocess.run([str(BIN / "airflow"), *args], env=env or dep.environment(), cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+def airflow(
+    dep: Deployment, *args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [str(BIN / "airflow"), *args],
+        env=env or dep.environment(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and done.returncode != 0:
-        raise DeployError(f"airflow {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+        raise DeployError(
+            f"airflow {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
+        )
     return done
 
 
@@ -395,14 +426,23 @@ def sandbox_credentials(index: int) -> dict[str, dict]:
         return {}
     n = f"{index:04d}"
     return {
-        "tiktok": {"shop_cipher": f"TTP_SbxShopCipher{n}", "shop_id": f"749400000000000{n}",
-                   "shop_name": f"OrderOps Sandbox Shop {index}", "shop_code": f"USSBXSHOP{index}",
-                   "access_token": f"TTP_sbx-access-token-{n}", "refresh_token": f"TTP_sbx-refresh-token-{n}",
-                   "auth_code": f"TTP_sbx-auth-code-{n}"},
-        "shopify": {"shop_domain": f"orderops-sandbox-{index}.myshopify.com",
-                    "access_token": f"shpat_orderops_sandbox_{index:016d}"},
-        "amazon_mcf": {"refresh_token": f"Atzr|orderops-sandbox-refresh-token-{index:040d}",
-                       "seller_id": f"A2ORDEROPSSBX{index}"},
+        "tiktok": {
+            "shop_cipher": f"TTP_SbxShopCipher{n}",
+            "shop_id": f"749400000000000{n}",
+            "shop_name": f"OrderOps Sandbox Shop {index}",
+            "shop_code": f"USSBXSHOP{index}",
+            "access_token": f"TTP_sbx-access-token-{n}",
+            "refresh_token": f"TTP_sbx-refresh-token-{n}",
+            "auth_code": f"TTP_sbx-auth-code-{n}",
+        },
+        "shopify": {
+            "shop_domain": f"orderops-sandbox-{index}.myshopify.com",
+            "access_token": f"shpat_orderops_sandbox_{index:016d}",
+        },
+        "amazon_mcf": {
+            "refresh_token": f"Atzr|orderops-sandbox-refresh-token-{index:040d}",
+            "seller_id": f"A2ORDEROPSSBX{index}",
+        },
         "shipbob": {"personal_access_tokens": [f"shipbob-sandbox-pat-{n}"]},
     }
 
@@ -415,8 +455,11 @@ def sandbox_connection_docs(index: int, urls: dict[str, str]) -> dict[str, dict]
     creds = sandbox_credentials(index)
     if creds:
         tiktok = creds["tiktok"]
-        docs["tiktok"]["extra"].update(access_token=tiktok["access_token"], refresh_token=tiktok["refresh_token"],
-                                       shop_cipher=tiktok["shop_cipher"])
+        docs["tiktok"]["extra"].update(
+            access_token=tiktok["access_token"],
+            refresh_token=tiktok["refresh_token"],
+            shop_cipher=tiktok["shop_cipher"],
+        )
         docs["shopify"]["password"] = creds["shopify"]["access_token"]
         docs["amazon_mcf"]["extra"]["refresh_token"] = creds["amazon_mcf"]["refresh_token"]
         docs["shipbob"]["password"] = creds["shipbob"]["personal_access_tokens"][0]
@@ -444,8 +487,17 @@ def start_sandboxes(dep: Deployment, procs: Processes) -> list[dict]:
             log.unlink()
         from sandbox.server import DEFAULT_PORTS
 
-        argv = [sys.executable, "-m", "sandbox", "serve", "--scenario", str(scenario), "--settings", str(settings),
-                *[arg for app in DEFAULT_PORTS for arg in ("--port", f"{app}=0")]]
+        argv = [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "serve",
+            "--scenario",
+            str(scenario),
+            "--settings",
+            str(settings),
+            *[arg for app in DEFAULT_PORTS for arg in ("--port", f"{app}=0")],
+        ]
         procs.start(f"sandbox-{name}", argv, {**os.environ, "PYTHONPATH": str(REPO)})
         shops.append({"name": name, "log": log, "scenario": str(scenario)})
     for shop in shops:
@@ -482,8 +534,13 @@ def configure_sandbox_shops(dep: Deployment, shops: list[dict]) -> None:
 # ---------------------------------------------------------------------- up / down
 def warehouse_connection(dep: Deployment) -> dict:
     pg = urlsplit(dep.pg_url)
-    doc = {"conn_type": "postgres", "host": pg.hostname, "port": pg.port or 5432, "login": pg.username or "postgres",
-           "schema": dep.warehouse_db}
+    doc = {
+        "conn_type": "postgres",
+        "host": pg.hostname,
+        "port": pg.port or 5432,
+        "login": pg.username or "postgres",
+        "schema": dep.warehouse_db,
+    }
     if pg.password:
         doc["password"] = pg.password
     return doc
@@ -554,19 +611,38 @@ def up(dep: Deployment, fresh: bool = False, timeout: float = 300) -> Deployment
         airflow(dep, "pools", "import", str(pools), env=env)
         _log(f"metadata migrated, pools set ({time.monotonic() - t0:.0f} s); starting the components")
         airflow_bin = str(BIN / "airflow")
-        argv = {"api-server": [airflow_bin, "api-server", "--host", "127.0.0.1", "--port", str(dep.api_port)],
-                "scheduler": [airflow_bin, "scheduler"],
-                "dag-processor": [airflow_bin, "dag-processor"],
-                "triggerer": [airflow_bin, "triggerer"]}
+        argv = {
+            "api-server": [airflow_bin, "api-server", "--host", "127.0.0.1", "--port", str(dep.api_port)],
+            "scheduler": [airflow_bin, "scheduler"],
+            "dag-processor": [airflow_bin, "dag-processor"],
+            "triggerer": [airflow_bin, "triggerer"],
+        }
         for name in COMPONENTS:
-            extra = {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(dep.log_server_ports["triggerer"])} if name == "triggerer" else {}
+            extra = (
+                {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(dep.log_server_ports["triggerer"])}
+                if name == "triggerer"
+                else {}
+            )
             procs.start(name, argv[name], {**env, **extra})
         for i in range(1, dep.workers + 1):
             worker = f"worker-{i}"
-            procs.start(worker, [airflow_bin, "celery", "worker", "--celery-hostname", f"{worker}@%h",
-                                 "--concurrency", str(dep.concurrency)],
-                        {**env, "ORDEROPS_NODE_NAME": worker,
-                         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(dep.log_server_ports[worker])})
+            procs.start(
+                worker,
+                [
+                    airflow_bin,
+                    "celery",
+                    "worker",
+                    "--celery-hostname",
+                    f"{worker}@%h",
+                    "--concurrency",
+                    str(dep.concurrency),
+                ],
+                {
+                    **env,
+                    "ORDEROPS_NODE_NAME": worker,
+                    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(dep.log_server_ports[worker]),
+                },
+            )
         wait_ready(dep, procs, timeout)
     except BaseException:
         down(dep)
@@ -578,8 +654,9 @@ def up(dep: Deployment, fresh: bool = False, timeout: float = 300) -> Deployment
 def api_token(dep: Deployment) -> str:
     import httpx
 
-    answer = httpx.post(f"{dep.api_url}/auth/token", json={"username": "admin", "password": dep.admin_password()},
-                        timeout=30)
+    answer = httpx.post(
+        f"{dep.api_url}/auth/token", json={"username": "admin", "password": dep.admin_password()}, timeout=30
+    )
     answer.raise_for_status()
     return answer.json()["access_token"]
 
@@ -615,15 +692,20 @@ def wait_ready(dep: Deployment, procs: Processes, timeout: float) -> None:
             state = "waiting for the API server"
             time.sleep(1)
             continue
-        unhealthy = [k for k in ("metadatabase", "scheduler", "triggerer", "dag_processor")
-                     if (h.get(k) or {}).get("status") != "healthy"]
+        unhealthy = [
+            k
+            for k in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+            if (h.get(k) or {}).get("status") != "healthy"
+        ]
         if unhealthy:
             state = f"waiting for {', '.join(unhealthy)}"
             time.sleep(1)
             continue
         workers = {w.split("@")[0] for w in celery_workers(dep, env)}
         if want <= workers:
-            _log(f"healthy: API server, scheduler, DAG processor, triggerer; Celery workers {', '.join(sorted(workers))}")
+            _log(
+                f"healthy: API server, scheduler, DAG processor, triggerer; Celery workers {', '.join(sorted(workers))}"
+            )
             return
         state = f"waiting for Celery workers ({', '.join(sorted(want - workers))})"
         time.sleep(1)
@@ -655,13 +737,16 @@ def down(dep: Deployment, purge: bool = False) -> list[str]:
 
 def status(dep: Deployment) -> dict[str, str]:
     procs = Processes(dep)
-    return {name: ("running" if procs.alive(name) else "dead") + f" (pid {rec['pid']})"
-            for name, rec in procs.records().items()}
+    return {
+        name: ("running" if procs.alive(name) else "dead") + f" (pid {rec['pid']})"
+        for name, rec in procs.records().items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.prod_local", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.prod_local", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=["up", "down", "status", "env"])
     parser.add_argument("--state", default=str(REPO / "state" / "prod"))
     parser.add_argument("--api-port", type=int, default=int(os.environ.get("ORDEROPS_API_PORT", 8080)))
@@ -672,18 +757,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--shops-file", default=os.environ.get("ORDEROPS_SHOPS_FILE"))
-    parser.add_argument("--sandbox-shops", type=int, default=0,
-                        help="serve a sandbox per shop and configure that many shops (schedule off)")
+    parser.add_argument(
+        "--sandbox-shops",
+        type=int,
+        default=0,
+        help="serve a sandbox per shop and configure that many shops (schedule off)",
+    )
     parser.add_argument("--fresh", action="store_true", help="drop and re-create both databases first")
     parser.add_argument("--purge", action="store_true", help="down: also drop both databases and flush the broker db")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            dep = Deployment(state=args.state, api_port=args.api_port, pg_url=args.pg_url, redis_url=args.redis_url,
-                             airflow_db=args.airflow_db, warehouse_db=args.warehouse_db, workers=args.workers,
-                             concurrency=args.concurrency, schedule=not args.sandbox_shops,
-                             sandbox_shops=args.sandbox_shops, shops_file=args.shops_file,
-                             openlineage_url=os.environ.get("OPENLINEAGE_URL"))
+            dep = Deployment(
+                state=args.state,
+                api_port=args.api_port,
+                pg_url=args.pg_url,
+                redis_url=args.redis_url,
+                airflow_db=args.airflow_db,
+                warehouse_db=args.warehouse_db,
+                workers=args.workers,
+                concurrency=args.concurrency,
+                schedule=not args.sandbox_shops,
+                sandbox_shops=args.sandbox_shops,
+                shops_file=args.shops_file,
+                openlineage_url=os.environ.get("OPENLINEAGE_URL"),
+            )
             up(dep, fresh=args.fresh)
             print(summary(dep))
             return 0
@@ -693,7 +791,10 @@ def main(argv: list[str] | None = None) -> int:
         dep = Deployment.load(args.state)
         if args.command == "down":
             stopped = down(dep, purge=args.purge)
-            _log(f"stopped {', '.join(stopped) or 'nothing'}" + ("; databases dropped, broker db flushed" if args.purge else ""))
+            _log(
+                f"stopped {', '.join(stopped) or 'nothing'}"
+                + ("; databases dropped, broker db flushed" if args.purge else "")
+            )
         elif args.command == "status":
             for name, text in status(dep).items():
                 print(f"{name:18s} {text}")
@@ -707,7 +808,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def summary(dep: Deployment) -> str:
     lines = [
-        f"Airflow UI/API   {dep.api_url}  (user admin, password in {dep.secrets_dir / 'simple_auth_manager_passwords.json'})",
+        f"Airflow UI/API   {dep.api_url}  "
+        f"(user admin, password in {dep.secrets_dir / 'simple_auth_manager_passwords.json'})",
         f"metadata DB      {dep.db_url(dep.airflow_db)}",
         f"warehouse DB     {dep.db_url(dep.warehouse_db)}  (connection orderops_warehouse)",
         f"broker           {dep.redis_url}; result backend: the metadata DB",
@@ -722,11 +824,20 @@ def summary(dep: Deployment) -> str:
         from sandbox.scenario import parse_time
 
         now = parse_time(DEFAULT_NOW, "now")
-        conf = json.dumps({"window_start": (now - timedelta(minutes=30)).isoformat(), "window_end": now.isoformat(),
-                           "now": now.isoformat()})
-        lines.append(f"sandbox shops    {dep.sandbox_shops}, schedule off; trigger a run per shop (after the CLI line):")
-        lines += [f"                 airflow dags trigger orderops_sla_shop_{i} -c '{conf}'"
-                  for i in range(1, dep.sandbox_shops + 1)]
+        conf = json.dumps(
+            {
+                "window_start": (now - timedelta(minutes=30)).isoformat(),
+                "window_end": now.isoformat(),
+                "now": now.isoformat(),
+            }
+        )
+        lines.append(
+            f"sandbox shops    {dep.sandbox_shops}, schedule off; trigger a run per shop (after the CLI line):"
+        )
+        lines += [
+            f"                 airflow dags trigger orderops_sla_shop_{i} -c '{conf}'"
+            for i in range(1, dep.sandbox_shops + 1)
+        ]
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ the commands write (`bench/results/pipeline-latest.json`, `bench/results/dag-lat
 `state/simulate/summary.json`), plus a `provenance` object; copying a new result file in and
 adding its provenance regenerates the tables.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,9 +58,12 @@ def _when(doc: dict) -> str:
 def provenance(doc: dict, name: str) -> str:
     prov = doc.get("provenance") or {}
     commit = prov.get("commit") or doc.get("revision")
-    parts = [f"`{prov['command']}`" if prov.get("command") else None,
-             f"commit {commit}" if commit else "commit not recorded",
-             _when(doc), prov.get("machine")]
+    parts = [
+        f"`{prov['command']}`" if prov.get("command") else None,
+        f"commit {commit}" if commit else "commit not recorded",
+        _when(doc),
+        prov.get("machine"),
+    ]
     line = "Source: `docs/results/" + name + "`: " + ", ".join(p for p in parts if p) + "."
     notes = prov.get("notes") or []
     return line + "".join(f" {n[0].upper()}{n[1:]}." for n in notes)
@@ -72,12 +76,35 @@ def simulate_days(doc: dict) -> str:
     for d in doc["days"]:
         t = d["truth"]
         day = d["day"][5:] + ("" if d.get("complete", True) else " (open)")
-        rows.append([day, _num(t["orders_due"]), _num(t["dispatched_on_time"]), _num(t["dispatched_late"]),
-                     _num(t["past_due_no_tracking"]), _pct(t["late_dispatch_rate"]),
-                     _pct(hand.get(d["day"], {}).get("late_dispatch_rate")), _num(t["cancellations"]),
-                     _num(t["cancellations_late"]), "yes" if d.get("match") else "**no**"])
-    return _table(["day (UTC)", "due", "on time", "late", "past ship-by, no tracking", "Late Dispatch Rate",
-                   "by hand: LDR", "cancellation requests", "answered late", "report == truth"], rows)
+        rows.append(
+            [
+                day,
+                _num(t["orders_due"]),
+                _num(t["dispatched_on_time"]),
+                _num(t["dispatched_late"]),
+                _num(t["past_due_no_tracking"]),
+                _pct(t["late_dispatch_rate"]),
+                _pct(hand.get(d["day"], {}).get("late_dispatch_rate")),
+                _num(t["cancellations"]),
+                _num(t["cancellations_late"]),
+                "yes" if d.get("match") else "**no**",
+            ]
+        )
+    return _table(
+        [
+            "day (UTC)",
+            "due",
+            "on time",
+            "late",
+            "past ship-by, no tracking",
+            "Late Dispatch Rate",
+            "by hand: LDR",
+            "cancellation requests",
+            "answered late",
+            "report == truth",
+        ],
+        rows,
+    )
 
 
 def _latency(lat: dict) -> str:
@@ -91,11 +118,22 @@ def simulate_vs_hand(doc: dict) -> str:
     due = sum(d["truth"]["orders_due"] for d in complete)
     late = sum(d["truth"]["dispatched_late"] + d["truth"]["past_due_no_tracking"] for d in complete)
     span = f"{due_days[0]['day'][5:]} to {due_days[-1]['day'][5:]}, " if due_days else ""
-    return _table(["figure (whole run)", "orderops", "by hand, 09:00 and 17:00 shop time"], [
-        [f"fulfiller shipment -> tracking on TikTok, minutes: median / p95 / max ({_num(lat.get('count'))} shipments)",
-         _latency(lat), _latency(hand["tracking_latency_minutes"])],
-        [f"Late Dispatch Rate over the complete days ({span}{_num(due)} orders due)",
-         f"{_pct(doc['late_dispatch_rate'])} ({_num(late)})", _pct(hand.get("late_dispatch_rate"))]])
+    return _table(
+        ["figure (whole run)", "orderops", "by hand, 09:00 and 17:00 shop time"],
+        [
+            [
+                "fulfiller shipment -> tracking on TikTok, minutes: median / p95 / max "
+                f"({_num(lat.get('count'))} shipments)",
+                _latency(lat),
+                _latency(hand["tracking_latency_minutes"]),
+            ],
+            [
+                f"Late Dispatch Rate over the complete days ({span}{_num(due)} orders due)",
+                f"{_pct(doc['late_dispatch_rate'])} ({_num(late)})",
+                _pct(hand.get("late_dispatch_rate")),
+            ],
+        ],
+    )
 
 
 def _runs(ext: dict) -> str:
@@ -106,8 +144,12 @@ def _runs(ext: dict) -> str:
 def _per_run(per_run: dict) -> str:
     # a sweep's cost is told apart in the text: the table compares the runs that follow what changed
     labels = {"event": "event-driven", "incremental": "incremental"}
-    return "; ".join(f"{labels[k]} {_num(per_run[k]['median'], 0 if per_run[k]['median'] == int(per_run[k]['median']) else 1)}"
-                     f" / {_num(per_run[k]['p95'])}" for k in ("event", "incremental") if k in per_run)
+    return "; ".join(
+        f"{labels[k]} {_num(per_run[k]['median'], 0 if per_run[k]['median'] == int(per_run[k]['median']) else 1)}"
+        f" / {_num(per_run[k]['p95'])}"
+        for k in ("event", "incremental")
+        if k in per_run
+    )
 
 
 def simulate_steady(doc: dict) -> str:
@@ -119,14 +161,24 @@ def simulate_steady(doc: dict) -> str:
         return f"{'yes' if d['all_days_match'] else '**no**'}; {d['duplicate_effects']}; {d['missed_tracking']}"
 
     lat = lambda d: f"{_latency(d['tracking_latency_minutes'])} ({_num(d['tracking_latency_minutes'].get('count'))})"  # noqa: E731
-    return _table(["figure", "schedule only", "with events (schedule as the safety net)"], [
-        ["shipment -> tracking on TikTok, minutes: median / p95 / max", lat(doc), lat(ev)],
-        ["runs", _runs(doc["extraction"]), _runs(ev["extraction"])],
-        ["extraction calls of one run: median / p95", _per_run(doc["extraction_calls_per_run"]),
-         _per_run(ev["extraction_calls_per_run"])],
-        ["extraction calls per order per day", _num(doc["extraction_calls_per_order_day"], 2),
-         _num(ev["extraction_calls_per_order_day"], 2)],
-        ["report == truth every day; duplicate effects; missed tracking", ok(doc), ok(ev)]])
+    return _table(
+        ["figure", "schedule only", "with events (schedule as the safety net)"],
+        [
+            ["shipment -> tracking on TikTok, minutes: median / p95 / max", lat(doc), lat(ev)],
+            ["runs", _runs(doc["extraction"]), _runs(ev["extraction"])],
+            [
+                "extraction calls of one run: median / p95",
+                _per_run(doc["extraction_calls_per_run"]),
+                _per_run(ev["extraction_calls_per_run"]),
+            ],
+            [
+                "extraction calls per order per day",
+                _num(doc["extraction_calls_per_order_day"], 2),
+                _num(ev["extraction_calls_per_order_day"], 2),
+            ],
+            ["report == truth every day; duplicate effects; missed tracking", ok(doc), ok(ev)],
+        ],
+    )
 
 
 # ----------------------------------------------------------------------------- make bench
@@ -136,55 +188,87 @@ def bench_pipeline(doc: dict) -> str:
     def row(label, fn):
         return [label, *(fn(r) for r in rs)]
 
-    return _table(["`make bench` (one process, " + ", ".join(sorted({r.get("warehouse", "sqlite") for r in rs}))
-                   .replace("sqlite", "SQLite").replace("postgresql", "PostgreSQL") + " warehouse)",
-                   *(f"{r['size']:,} orders" for r in rs)], [
-        row("wall time", lambda r: f"{_num(r['wall_seconds'])} s"),
-        row("quota-bound lower bound (bound by)",
-            lambda r: f"{_num(r['lower_bound_seconds'])} s ({_bucket(r['bound_by'])})"),
-        row("measured / lower bound", lambda r: _num(r["ratio"], 2)),
-        row("429s / throttled answers", lambda r: _num(r["throttled_429"])),
-        row("API calls, per order", lambda r: f"{_num(r['calls_total'])}, {_num(r['calls_per_order'], 2)}"),
-        row("extraction calls, per order",
-            lambda r: f"{_num(r['extraction_calls_total'])}, {_num(r['extraction_calls_per_order'], 3)}"),
-        row("Shopify points charged", lambda r: _num(sum(r["shopify_points"].values()))),
-        row("time: extract / validate / join+decide / act",
-            lambda r: " / ".join(_seconds(r["phase_seconds"].get(p)) for p in ("extract", "validate", "decide", "act"))
-            + " s"),
-        row("join + decide CPU, every order of the scenario",
-            lambda r: f"{_num((r.get('join_decide_all') or {}).get('cpu_seconds'), 2)} s"),
-        row("peak memory, pipeline process", lambda r: f"{_num(r['peak_rss_mib'])} MiB"),
-        row("order by order (a Shopify and a fulfiller lookup per order): calls, lower bound",
-            lambda r: f"{_num(r['order_by_order']['calls'])}, {_num(r['order_by_order']['lower_bound_seconds'])} s"),
-    ])
+    return _table(
+        [
+            "`make bench` (one process, "
+            + ", ".join(sorted({r.get("warehouse", "sqlite") for r in rs}))
+            .replace("sqlite", "SQLite")
+            .replace("postgresql", "PostgreSQL")
+            + " warehouse)",
+            *(f"{r['size']:,} orders" for r in rs),
+        ],
+        [
+            row("wall time", lambda r: f"{_num(r['wall_seconds'])} s"),
+            row(
+                "quota-bound lower bound (bound by)",
+                lambda r: f"{_num(r['lower_bound_seconds'])} s ({_bucket(r['bound_by'])})",
+            ),
+            row("measured / lower bound", lambda r: _num(r["ratio"], 2)),
+            row("429s / throttled answers", lambda r: _num(r["throttled_429"])),
+            row("API calls, per order", lambda r: f"{_num(r['calls_total'])}, {_num(r['calls_per_order'], 2)}"),
+            row(
+                "extraction calls, per order",
+                lambda r: f"{_num(r['extraction_calls_total'])}, {_num(r['extraction_calls_per_order'], 3)}",
+            ),
+            row("Shopify points charged", lambda r: _num(sum(r["shopify_points"].values()))),
+            row(
+                "time: extract / validate / join+decide / act",
+                lambda r: (
+                    " / ".join(_seconds(r["phase_seconds"].get(p)) for p in ("extract", "validate", "decide", "act"))
+                    + " s"
+                ),
+            ),
+            row(
+                "join + decide CPU, every order of the scenario",
+                lambda r: f"{_num((r.get('join_decide_all') or {}).get('cpu_seconds'), 2)} s",
+            ),
+            row("peak memory, pipeline process", lambda r: f"{_num(r['peak_rss_mib'])} MiB"),
+            row(
+                "order by order (a Shopify and a fulfiller lookup per order): calls, lower bound",
+                lambda r: f"{_num(r['order_by_order']['calls'])}, {_num(r['order_by_order']['lower_bound_seconds'])} s",
+            ),
+        ],
+    )
 
 
 def dag_parse(doc: dict) -> str:
     parse = doc.get("dag_parse") or {}
     if not parse:
         return "(this result file has no DAG parse times: `make bench` measures them unless given `--no-parse`)"
-    return _table(["DAG file", "parse time (DagBag in a fresh interpreter, median of 3)"],
-                  [[f"`{name}`", f"{p['seconds']:.2f} s"] for name, p in sorted(parse.items())])
+    return _table(
+        ["DAG file", "parse time (DagBag in a fresh interpreter, median of 3)"],
+        [[f"`{name}`", f"{p['seconds']:.2f} s"] for name, p in sorted(parse.items())],
+    )
 
 
 def bench_dag(doc: dict) -> str:
     r = doc["result"]
     states = r.get("task_states") or {}
     all_ok = states and set(states) == {"success"}
-    return _table([f"`make bench-dag` (Airflow on the production shape, PostgreSQL, {r.get('workers', 2)} Celery workers)",
-                   f"{r['orders']:,} orders"], [
-        ["wall time, trigger to end of the run", f"{_num(r['wall_seconds'])} s"],
-        ["quota-bound lower bound", f"{_num(r['lower_bound_seconds'])} s ({_bucket(r['bound_by'])})"],
-        ["measured / lower bound", _num(r["ratio"], 2)],
-        ["throttled answers", _num(r["throttled"])],
-        ["task instances", f"{r['task_instances']}, " + ("all successful" if all_ok else
-                                                          ", ".join(f"{n} {s}" for s, n in sorted(states.items())))],
-    ])
+    return _table(
+        [
+            f"`make bench-dag` (Airflow on the production shape, PostgreSQL, {r.get('workers', 2)} Celery workers)",
+            f"{r['orders']:,} orders",
+        ],
+        [
+            ["wall time, trigger to end of the run", f"{_num(r['wall_seconds'])} s"],
+            ["quota-bound lower bound", f"{_num(r['lower_bound_seconds'])} s ({_bucket(r['bound_by'])})"],
+            ["measured / lower bound", _num(r["ratio"], 2)],
+            ["throttled answers", _num(r["throttled"])],
+            [
+                "task instances",
+                f"{r['task_instances']}, "
+                + ("all successful" if all_ok else ", ".join(f"{n} {s}" for s, n in sorted(states.items()))),
+            ],
+        ],
+    )
 
 
 def test_suite(doc: dict) -> str:
-    return _table([f"the whole suite ({doc['tests']:,} tests)", "minutes"],
-                  [[run["how"], _num(run["minutes"], 1).removesuffix(".0")] for run in doc["runs"]])
+    return _table(
+        [f"the whole suite ({doc['tests']:,} tests)", "minutes"],
+        [[run["how"], _num(run["minutes"], 1).removesuffix(".0")] for run in doc["runs"]],
+    )
 
 
 TABLES = {

@@ -14,13 +14,13 @@ index that made it).
 connections before go-live, read-only, with a dry run of the last days (docs/preflight.md); exit 0
 when nothing would fail on the first run, 1 otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
-
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -29,8 +29,15 @@ from include.run.runconfig import STATE_DIR, RunConfigError
 from include.run.shops import SHOPS_FILE_ENV, load_shops
 from include.run.steps import pools_file
 from include.store.warehouse import (
-    Warehouse, action_ledger, decisions, order_links, stg_amazon_fulfillment_orders, stg_shipbob_orders,
-    stg_shopify_orders, stg_tiktok_cancellations, stg_tiktok_orders,
+    Warehouse,
+    action_ledger,
+    decisions,
+    order_links,
+    stg_amazon_fulfillment_orders,
+    stg_shipbob_orders,
+    stg_shopify_orders,
+    stg_tiktok_cancellations,
+    stg_tiktok_orders,
 )
 
 WAREHOUSE_ENV = "ORDEROPS_WAREHOUSE_URL"
@@ -59,8 +66,9 @@ EFFECTS = {
     "approve_cancellation": lambda r: "buyer cancellation approved on TikTok (the order is cancelled there)",
     "reject_cancellation": lambda r: "buyer cancellation rejected on TikTok",
     "escalate": lambda r: f"escalated to a person ({r['request'].get('reason_code', '?')})",
-    "map_carrier": lambda r: f"carrier {r['request'].get('carrier')} mapped to {r['request'].get('provider')} "
-                             f"by {r['request'].get('by')}",
+    "map_carrier": lambda r: (
+        f"carrier {r['request'].get('carrier')} mapped to {r['request'].get('provider')} by {r['request'].get('by')}"
+    ),
 }
 
 
@@ -68,6 +76,7 @@ def trace(wh: Warehouse, tiktok_order_id: str, shop: str | None = None) -> list[
     """The lines of an order's chain: where it stands now, then each section oldest first."""
     out: list[str] = []
     with wh.engine.connect() as conn:
+
         def rows(table, *where, order=None):
             query = sa.select(table).where(*where)
             if shop:
@@ -83,18 +92,29 @@ def trace(wh: Warehouse, tiktok_order_id: str, shop: str | None = None) -> list[
         out.append("Now")
         for o in orders:
             # the snapshot was taken before that run's actions: what succeeded since changes the picture
-            since = [a for a in ledger if a["shop"] == o["shop"] and a["state"] == "succeeded"
-                     and a["updated_at"] >= o["extracted_at"]]
+            since = [
+                a
+                for a in ledger
+                if a["shop"] == o["shop"] and a["state"] == "succeeded" and a["updated_at"] >= o["extracted_at"]
+            ]
             out.append(f"  TikTok {o['status']} as read at {_fmt(o['extracted_at'])} (snapshot {o['snapshot_run_id']})")
-            out += [f"  then {_fmt(a['updated_at'])}: {EFFECTS.get(a['kind'], lambda r: a['kind'])(a)}" for a in since]
-            open_rows = [a for a in ledger if a["shop"] == o["shop"] and a["state"] in ("pending", "in_flight", "failed")]
-            out += [f"  open: {a['kind']} {a['state']}" + (f" ({a['detail']})" if a["detail"] else "") for a in open_rows]
+            out += [f"  then {_fmt(a['updated_at'])}: {EFFECTS.get(a['kind'], lambda r: r['kind'])(a)}" for a in since]
+            open_rows = [
+                a for a in ledger if a["shop"] == o["shop"] and a["state"] in ("pending", "in_flight", "failed")
+            ]
+            out += [
+                f"  open: {a['kind']} {a['state']}" + (f" ({a['detail']})" if a["detail"] else "") for a in open_rows
+            ]
         for o in orders:
             out.append(f"TikTok order {tiktok_order_id} (shop {o['shop']}, snapshot {o['snapshot_run_id']})")
-            out.append(f"  status {o['status']}, {o['fulfillment_type']}, ship by {_fmt(o['rts_sla_time'])}, "
-                       f"tracking {o['tracking_number'] or '-'}")
+            out.append(
+                f"  status {o['status']}, {o['fulfillment_type']}, ship by {_fmt(o['rts_sla_time'])}, "
+                f"tracking {o['tracking_number'] or '-'}"
+            )
         for c in rows(stg_tiktok_cancellations, stg_tiktok_cancellations.c.tiktok_order_id == tiktok_order_id):
-            out.append(f"  cancellation {c['cancel_id']}: {c['status']} ({c['role']}), respond by {_fmt(c['deadline'])}")
+            out.append(
+                f"  cancellation {c['cancel_id']}: {c['status']} ({c['role']}), respond by {_fmt(c['deadline'])}"
+            )
         links = rows(order_links, order_links.c.tiktok_order_id == tiktok_order_id, order=order_links.c.run_id)
         shopify_ids, fulfillment_ids = set(), set()
         out.append("Links")
@@ -102,15 +122,22 @@ def trace(wh: Warehouse, tiktok_order_id: str, shop: str | None = None) -> list[
             shopify_ids.update(link["shopify_order_ids"])
             if link["fulfillment_order_id"]:
                 fulfillment_ids.add((link["fulfiller"], link["fulfillment_order_id"]))
-            out.append(f"  run {link['run_id']}: shopify {link['shopify_order_ids'] or '-'} by {link['match_rule'] or '-'}"
-                       f" -> {link['fulfiller'] or '-'} {link['fulfillment_order_id'] or ''}"
-                       + (f"  [{link['link_problem']}]" if link["link_problem"] else ""))
+            out.append(
+                f"  run {link['run_id']}: shopify {link['shopify_order_ids'] or '-'} by {link['match_rule'] or '-'}"
+                f" -> {link['fulfiller'] or '-'} {link['fulfillment_order_id'] or ''}"
+                + (f"  [{link['link_problem']}]" if link["link_problem"] else "")
+            )
         for s in rows(stg_shopify_orders, stg_shopify_orders.c.shopify_order_id.in_(sorted(shopify_ids))):
-            out.append(f"  Shopify {s['shopify_order_id']} {s['name']}: cancelled {_fmt(s['cancelled_at']) if s['cancelled_at'] else 'no'}"
-                       f", {s['financial_status']}, tags {s['tags']}")
+            out.append(
+                f"  Shopify {s['shopify_order_id']} {s['name']}: "
+                f"cancelled {_fmt(s['cancelled_at']) if s['cancelled_at'] else 'no'}"
+                f", {s['financial_status']}, tags {s['tags']}"
+            )
         for fulfiller, fid in sorted(fulfillment_ids):
             if fulfiller == "amazon_mcf":
-                found = rows(stg_amazon_fulfillment_orders, stg_amazon_fulfillment_orders.c.seller_fulfillment_order_id == fid)
+                found = rows(
+                    stg_amazon_fulfillment_orders, stg_amazon_fulfillment_orders.c.seller_fulfillment_order_id == fid
+                )
             else:
                 found = rows(stg_shipbob_orders, stg_shipbob_orders.c.shipbob_order_id == fid)
             for f in found:
@@ -122,11 +149,15 @@ def trace(wh: Warehouse, tiktok_order_id: str, shop: str | None = None) -> list[
                 out.append(f"    -> {key}")
         out.append("Actions (ledger)")
         for a in ledger:
-            out.append(f"  {a['kind']} [{a['rule']}] {a['state']} after {a['attempts']} attempt(s); "
-                       f"platform request id {a['platform_request_id'] or '-'}")
+            out.append(
+                f"  {a['kind']} [{a['rule']}] {a['state']} after {a['attempts']} attempt(s); "
+                f"platform request id {a['platform_request_id'] or '-'}"
+            )
             out.append(f"    key {a['idempotency_key']}; target {a['target']}")
-            out.append(f"    by {a['dag_id']}/{a['run_id']}/{a['task_id']} try {a['try_number']} map {a['map_index']}"
-                       f"; decided in {a['decision_run_id']}")
+            out.append(
+                f"    by {a['dag_id']}/{a['run_id']}/{a['task_id']} try {a['try_number']} map {a['map_index']}"
+                f"; decided in {a['decision_run_id']}"
+            )
             out.append(f"    request {_fmt(a['request'])}")
             if a["response"] is not None:
                 out.append(f"    response {_fmt(a['response'])}")
@@ -141,15 +172,21 @@ def main(argv: list[str] | None = None) -> int:
     p_trace = sub.add_parser("trace", help="print an order's chain: snapshots, links, decisions, actions")
     p_trace.add_argument("tiktok_order_id")
     p_trace.add_argument("--shop")
-    p_trace.add_argument("--warehouse", default=None, help=f"SQLAlchemy URL (default ${WAREHOUSE_ENV} or state/warehouse.db)")
+    p_trace.add_argument(
+        "--warehouse", default=None, help=f"SQLAlchemy URL (default ${WAREHOUSE_ENV} or state/warehouse.db)"
+    )
     p_pools = sub.add_parser("pools", help="write the Airflow pools orderops uses, for `airflow pools import`")
     p_pools.add_argument("--out", default=None, help="file to write (default: standard output)")
     p_pools.add_argument("--shops", type=int, default=1, help="shops the deployment serves (they share the pools)")
     p_pre = sub.add_parser("preflight", help="check a shop's connections before go-live, with a dry run (read-only)")
     p_pre.add_argument("--shop", help="the shop of the shops file (default: its only shop)")
-    p_pre.add_argument("--days", type=int, default=PREFLIGHT_DAYS, help="dry run over the last DAYS days (default %(default)s)")
+    p_pre.add_argument(
+        "--days", type=int, default=PREFLIGHT_DAYS, help="dry run over the last DAYS days (default %(default)s)"
+    )
     p_pre.add_argument("--json", dest="json_file", help="also write the report as JSON to this file")
-    p_pre.add_argument("--fulfillers", help="comma-separated, as the DAG's fulfillers param (default amazon_mcf,shipbob)")
+    p_pre.add_argument(
+        "--fulfillers", help="comma-separated, as the DAG's fulfillers param (default amazon_mcf,shipbob)"
+    )
     p_pre.add_argument("--now", help="the platforms' clock, ISO-8601 with a time zone (a sandbox's; default: now)")
     args = parser.parse_args(argv)
     if args.command == "preflight":
@@ -172,13 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     except sa.exc.ArgumentError:
         url = None
     if url is None or url.get_backend_name() not in ("sqlite", "postgresql"):
-        parser.error(f"--warehouse: {args.warehouse or default_url()!r} is not a database URL this orderops can open "
-                     "(sqlite:///PATH or postgresql://USER@HOST:PORT/DB)")
+        parser.error(
+            f"--warehouse: {args.warehouse or default_url()!r} is not a database URL this orderops can open "
+            "(sqlite:///PATH or postgresql://USER@HOST:PORT/DB)"
+        )
     shown = url.render_as_string(hide_password=True)
     # reading a SQLite file that is not there would create an empty one: say where it was looked for
     if url.get_backend_name() == "sqlite" and url.database and not os.path.exists(url.database):
-        print(f"error: no warehouse at {url.database} (set ${WAREHOUSE_ENV} or --warehouse to the run's warehouse)",
-              file=sys.stderr)
+        print(
+            f"error: no warehouse at {url.database} (set ${WAREHOUSE_ENV} or --warehouse to the run's warehouse)",
+            file=sys.stderr,
+        )
         return 1
     wh = Warehouse(url.render_as_string(hide_password=False))
     try:
@@ -222,7 +263,7 @@ def run_preflight(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     fulfillers = args.fulfillers.split(",") if args.fulfillers else None
     try:
         report = preflight.preflight(shop, args.days, now, fulfillers)
-    except RunConfigError as exc:   # a bad --fulfillers or --now, as the DAG's params would be refused
+    except RunConfigError as exc:  # a bad --fulfillers or --now, as the DAG's params would be refused
         parser.error(str(exc))
     print(preflight.render(report))
     if args.json_file:

@@ -14,45 +14,47 @@
 Nothing is written to a platform (a dry run acts on nothing) or to the shop's warehouse.
 The report is a plain dict (the JSON of `--json`); `render` makes the readable text of it.
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from itertools import islice
-from typing import Any, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from include.decide.model import LinkProblem
-from include.run.pipeline import run_all
-from include.run.platforms import Platforms
 from include.decide.policy import pick_reject_reason
 from include.quality.checkpoints import GX_DIR_ENV
-from include.store.run_store import MAX_LOOKBACK
+from include.run.pipeline import run_all
+from include.run.platforms import Platforms
 from include.run.runconfig import RunSettings, run_settings
 from include.run.shops import Shop
+from include.store.run_store import MAX_LOOKBACK
 from include.store.warehouse import Warehouse, decisions, order_links, stg_tiktok_orders, tiktok_shipping_providers
 from orderops_provider import amazon_mcf, shipbob, shopify
 from orderops_provider.base import ConfigurationError, PlatformError
 from orderops_provider.hooks import BY_PLATFORM
 
-MAX_DAYS = MAX_LOOKBACK.days          # the pipeline lists no further back
-WARN_WITHIN = timedelta(days=60)      # a version ending this soon is a warning
+MAX_DAYS = MAX_LOOKBACK.days  # the pipeline lists no further back
+WARN_WITHIN = timedelta(days=60)  # a version ending this soon is a warning
 EXAMPLES = 5
-CANCELLATIONS_LOOKED_AT = 20          # one page of recent requests to read reject reasons with
+CANCELLATIONS_LOOKED_AT = 20  # one page of recent requests to read reject reasons with
 PENDING_CANCEL = "CANCELLATION_REQUEST_PENDING"
 # What the run needs of Shopify: its orders are the TikTok sales channel's (marketplace) orders.
 SHOPIFY_SCOPES = ("read_orders", "write_orders", "read_marketplace_orders", "write_marketplace_orders")
 # Platforms whose granted scopes or roles cannot be read with one cheap call.
 GRANTS_UNREADABLE = {
     "tiktok": "granted scopes not checked: TikTok names them only in a token exchange answer, and exchanging "
-              "would rotate the connection's tokens",
+    "would rotate the connection's tokens",
     "amazon_mcf": "roles not checked: SP-API has no call that lists an application's roles (a missing role "
-                  "answers 403 on first use)",
+    "answers 403 on first use)",
 }
 CONNECTION_ERRORS = (PlatformError, ConfigurationError, AirflowNotFoundException)
 
@@ -70,12 +72,17 @@ def dry_run_settings(shop: Shop, days: int, now: datetime, fulfillers: list[str]
     """The settings of a DAG run of `shop` over the last `days` before `now`: dry, a full sweep
     (an explicit window), the shop's connections and policy."""
     check_days(days)
-    params: dict[str, Any] = {"window_start": (now - timedelta(days=days)).isoformat(), "window_end": now.isoformat(),
-                              "now": now.isoformat(), "dry_run": True}
+    params: dict[str, Any] = {
+        "window_start": (now - timedelta(days=days)).isoformat(),
+        "window_end": now.isoformat(),
+        "now": now.isoformat(),
+        "dry_run": True,
+    }
     if fulfillers is not None:
         params["fulfillers"] = fulfillers
-    return run_settings(dag_id=shop.dag_id, run_id=f"preflight-{now:%Y%m%dT%H%M%SZ}", params=params, shop=shop,
-                        run_type="manual")
+    return run_settings(
+        dag_id=shop.dag_id, run_id=f"preflight-{now:%Y%m%dT%H%M%SZ}", params=params, shop=shop, run_type="manual"
+    )
 
 
 def version_findings(platform: str, version: str, until: date | None, today: date) -> tuple[list[str], list[str]]:
@@ -96,8 +103,9 @@ def _tiktok(client, entry: dict, today: date) -> None:
     cipher = client.shop_cipher
     shop = next((s for s in shops if s.get("cipher") == cipher), None)
     if shop is None:
-        entry["problems"].append(f"shop cipher {cipher} is not among the {len(shops)} shop(s) this token is "
-                                 "authorized for")
+        entry["problems"].append(
+            f"shop cipher {cipher} is not among the {len(shops)} shop(s) this token is authorized for"
+        )
         return
     entry["market"] = shop.get("region")
     entry["detail"] += f"; shop {shop.get('name')!r} ({shop.get('region')})"
@@ -105,7 +113,7 @@ def _tiktok(client, entry: dict, today: date) -> None:
 
 def _shopify(client, entry: dict, today: date) -> None:
     asked, until = entry["version"], entry["supported_until"]
-    granted = client.access_scopes()   # also the first answer, which names the version served
+    granted = client.access_scopes()  # also the first answer, which names the version served
     served = client.effective_version
     entry.update(served_version=served, scopes=sorted(granted))
     problems, warnings = version_findings("shopify", asked, until, today)
@@ -117,8 +125,9 @@ def _shopify(client, entry: dict, today: date) -> None:
     have = granted | {s.replace("write_", "read_", 1) for s in granted if s.startswith("write_")}
     missing = [s for s in SHOPIFY_SCOPES if s not in have]
     if missing:
-        entry["problems"].append(f"the app lacks access scope(s) {', '.join(missing)} (granted: "
-                                 f"{', '.join(sorted(granted)) or 'none'})")
+        entry["problems"].append(
+            f"the app lacks access scope(s) {', '.join(missing)} (granted: {', '.join(sorted(granted)) or 'none'})"
+        )
     else:
         entry["detail"] += f"; access scopes {', '.join(SHOPIFY_SCOPES)} granted"
 
@@ -154,8 +163,15 @@ def check_connection(platform: str, settings: RunSettings, platforms: Platforms,
     """One platform: the hook's check, then what the run needs of it and its version's support."""
     conn_id = getattr(settings.connections, platform)
     hook = BY_PLATFORM[platform](conn_id)
-    entry: dict[str, Any] = {"connection": conn_id, "ok": False, "version": None, "supported_until": None,
-                             "detail": "", "problems": [], "warnings": []}
+    entry: dict[str, Any] = {
+        "connection": conn_id,
+        "ok": False,
+        "version": None,
+        "supported_until": None,
+        "detail": "",
+        "problems": [],
+        "warnings": [],
+    }
     try:
         entry["version"], entry["supported_until"] = configured_version(platform, hook)
         entry["detail"] = hook.check(**platforms.overrides.get(platform, {}))
@@ -173,23 +189,37 @@ def check_reject_reasons(settings: RunSettings, platforms: Platforms, now: datet
     `days`, pending ones first: TikTok gives them per request) and the one the policy would pick."""
     wanted = settings.policy.reject_reason
     found: dict[str, Any] = {"policy": wanted, "read_with": None, "offered": [], "picked": None, "warnings": []}
-    recent = list(islice(platforms.tiktok().search_cancellations(
-        {"create_time_ge": now - timedelta(days=days), "create_time_lt": now},
-        page_size=CANCELLATIONS_LOOKED_AT, sort_order="DESC"), CANCELLATIONS_LOOKED_AT))
+    recent = list(
+        islice(
+            platforms.tiktok().search_cancellations(
+                {"create_time_ge": now - timedelta(days=days), "create_time_lt": now},
+                page_size=CANCELLATIONS_LOOKED_AT,
+                sort_order="DESC",
+            ),
+            CANCELLATIONS_LOOKED_AT,
+        )
+    )
     if not recent:
-        found["detail"] = (f"no cancellation request in the last {days} days: TikTok gives reject reasons only for "
-                           "a request, so they could not be read")
+        found["detail"] = (
+            f"no cancellation request in the last {days} days: TikTok gives reject reasons only for "
+            "a request, so they could not be read"
+        )
         return found
     request = next((c for c in recent if c.get("cancel_status") == PENDING_CANCEL), recent[0])
     offered = platforms.tiktok().reject_reasons(str(request["cancel_id"]))
-    found.update(read_with=str(request["cancel_id"]), offered=[code for code, _text in offered],
-                 picked=pick_reject_reason(tuple(offered), wanted))
+    found.update(
+        read_with=str(request["cancel_id"]),
+        offered=[code for code, _text in offered],
+        picked=pick_reject_reason(tuple(offered), wanted),
+    )
     if found["picked"] is None:
         found["detail"] = f"TikTok offers no reason meaning {wanted!r}"
         if settings.policy.c3_action == "reject":
             found["warnings"].append(
-                f"tiktok: no reject reason offered means {wanted!r} (offered: {', '.join(found['offered']) or 'none'}): "
-                "every C3 rejection would be escalated; set policy reject_reason to one of them")
+                f"tiktok: no reject reason offered means {wanted!r} "
+                f"(offered: {', '.join(found['offered']) or 'none'}): "
+                "every C3 rejection would be escalated; set policy reject_reason to one of them"
+            )
     else:
         found["detail"] = f"policy reject_reason {wanted!r} -> {found['picked']}"
     return found
@@ -211,21 +241,38 @@ def _env(name: str, value: str) -> Iterator[None]:
 def findings(wh: Warehouse, settings: RunSettings) -> dict:
     """From a dry run's warehouse: join coverage, the first run's actions by kind, unmapped carriers."""
     with wh.engine.connect() as conn:
-        links = conn.execute(sa.select(order_links.c.tiktok_order_id, order_links.c.match_rule,
-                                       order_links.c.link_problem).where(
-            order_links.c.shop == settings.shop, order_links.c.run_id == settings.run_id)).all()
-        decided = conn.execute(sa.select(decisions.c.tiktok_order_id, decisions.c.rule, decisions.c.actions,
-                                         decisions.c.inputs).where(
-            decisions.c.shop == settings.shop, decisions.c.run_id == settings.run_id)).all()
-        carried = {d.tiktok_order_id: d.inputs["unmapped_carriers"] for d in decided
-                   if d.inputs.get("unmapped_carriers")}
-        options = {r.tiktok_order_id: r.raw.get("delivery_option_id") for r in conn.execute(
-            sa.select(stg_tiktok_orders.c.tiktok_order_id, stg_tiktok_orders.c.raw).where(
-                stg_tiktok_orders.c.shop == settings.shop, stg_tiktok_orders.c.tiktok_order_id.in_(sorted(carried))))}
-        providers = {r.delivery_option_id: [p.get("name") for p in r.providers] for r in conn.execute(
-            sa.select(tiktok_shipping_providers.c.delivery_option_id, tiktok_shipping_providers.c.providers).where(
-                tiktok_shipping_providers.c.shop == settings.shop))}
-    unmatched = sorted(link.tiktok_order_id for link in links if link.link_problem == LinkProblem.NO_SHOPIFY_MATCH.value)
+        links = conn.execute(
+            sa.select(order_links.c.tiktok_order_id, order_links.c.match_rule, order_links.c.link_problem).where(
+                order_links.c.shop == settings.shop, order_links.c.run_id == settings.run_id
+            )
+        ).all()
+        decided = conn.execute(
+            sa.select(decisions.c.tiktok_order_id, decisions.c.rule, decisions.c.actions, decisions.c.inputs).where(
+                decisions.c.shop == settings.shop, decisions.c.run_id == settings.run_id
+            )
+        ).all()
+        carried = {
+            d.tiktok_order_id: d.inputs["unmapped_carriers"] for d in decided if d.inputs.get("unmapped_carriers")
+        }
+        options = {
+            r.tiktok_order_id: r.raw.get("delivery_option_id")
+            for r in conn.execute(
+                sa.select(stg_tiktok_orders.c.tiktok_order_id, stg_tiktok_orders.c.raw).where(
+                    stg_tiktok_orders.c.shop == settings.shop, stg_tiktok_orders.c.tiktok_order_id.in_(sorted(carried))
+                )
+            )
+        }
+        providers = {
+            r.delivery_option_id: [p.get("name") for p in r.providers]
+            for r in conn.execute(
+                sa.select(tiktok_shipping_providers.c.delivery_option_id, tiktok_shipping_providers.c.providers).where(
+                    tiktok_shipping_providers.c.shop == settings.shop
+                )
+            )
+        }
+    unmatched = sorted(
+        link.tiktok_order_id for link in links if link.link_problem == LinkProblem.NO_SHOPIFY_MATCH.value
+    )
     by_carrier: dict[str, dict] = defaultdict(lambda: {"orders": 0, "delivery_options": {}})
     for order_id, carriers in sorted(carried.items()):
         option = options.get(order_id)
@@ -235,8 +282,10 @@ def findings(wh: Warehouse, settings: RunSettings) -> dict:
             if option:
                 entry["delivery_options"][option] = providers.get(option, [])
     return {
-        "join": {"matched": dict(sorted(Counter(link.match_rule for link in links if link.match_rule).items())),
-                 "unmatched": len(unmatched)},
+        "join": {
+            "matched": dict(sorted(Counter(link.match_rule for link in links if link.match_rule).items())),
+            "unmatched": len(unmatched),
+        },
         "examples": {"unmatched": unmatched[:EXAMPLES]},
         "first_run": dict(sorted(Counter(key.split(":", 1)[0] for d in decided for key in d.actions).items())),
         "rules": dict(sorted(Counter(d.rule for d in decided).items())),
@@ -247,8 +296,10 @@ def findings(wh: Warehouse, settings: RunSettings) -> dict:
 def dry_run(settings: RunSettings, platforms: Platforms) -> dict:
     """The real pipeline, dry, against a scratch SQLite warehouse (and validation results folder)
     in a temporary folder that is deleted afterwards: nothing of the shop's is written."""
-    with tempfile.TemporaryDirectory(prefix="orderops-preflight-") as scratch, \
-            _env(GX_DIR_ENV, os.path.join(scratch, "gx")):
+    with (
+        tempfile.TemporaryDirectory(prefix="orderops-preflight-") as scratch,
+        _env(GX_DIR_ENV, os.path.join(scratch, "gx")),
+    ):
         wh = Warehouse(f"sqlite:///{os.path.join(scratch, 'warehouse.db')}")
         try:
             summary = run_all(settings, platforms, wh)
@@ -259,8 +310,7 @@ def dry_run(settings: RunSettings, platforms: Platforms) -> dict:
     return found
 
 
-def preflight(shop: Shop, days: int, now: datetime | None = None,
-              fulfillers: list[str] | None = None) -> dict:
+def preflight(shop: Shop, days: int, now: datetime | None = None, fulfillers: list[str] | None = None) -> dict:
     """The go-live report of `shop` (see the module's doc); `now` is the platforms' clock (the
     sandbox's in tests), by default the wall clock. `ok` is False when the first run would fail."""
     now = now or datetime.now(timezone.utc)
@@ -268,10 +318,22 @@ def preflight(shop: Shop, days: int, now: datetime | None = None,
     today = now.date()
     # the clients judge versions on the preflight's clock too
     platforms = Platforms(settings, overrides={"shipbob": {"today": lambda: today}})
-    report: dict[str, Any] = {"ok": False, "shop": shop.name, "now": now.isoformat(), "days": days,
-                              "connections": {}, "market": None, "reject_reasons": [], "reject_reason": None,
-                              "join": None, "examples": {"unmatched": []}, "first_run": None,
-                              "unmapped_carriers": [], "problems": [], "warnings": []}
+    report: dict[str, Any] = {
+        "ok": False,
+        "shop": shop.name,
+        "now": now.isoformat(),
+        "days": days,
+        "connections": {},
+        "market": None,
+        "reject_reasons": [],
+        "reject_reason": None,
+        "join": None,
+        "examples": {"unmatched": []},
+        "first_run": None,
+        "unmapped_carriers": [],
+        "problems": [],
+        "warnings": [],
+    }
     problems, warnings = report["problems"], report["warnings"]
     try:
         for platform in ("tiktok", "shopify", *settings.fulfillers):
@@ -285,10 +347,17 @@ def preflight(shop: Shop, days: int, now: datetime | None = None,
                 reasons = check_reject_reasons(settings, platforms, now, days)
             except PlatformError as exc:
                 # every C3 rejection would wait on this read: the app may lack the return/refund scope
-                reasons = {"policy": settings.policy.reject_reason, "offered": [], "picked": None, "warnings": [],
-                           "detail": f"reject reasons could not be read: {exc}"}
-                problems.append(f"tiktok (connection {settings.connections.tiktok}): reject reasons could not be "
-                                f"read, so no buyer cancellation could be rejected: {exc}")
+                reasons = {
+                    "policy": settings.policy.reject_reason,
+                    "offered": [],
+                    "picked": None,
+                    "warnings": [],
+                    "detail": f"reject reasons could not be read: {exc}",
+                }
+                problems.append(
+                    f"tiktok (connection {settings.connections.tiktok}): reject reasons could not be "
+                    f"read, so no buyer cancellation could be rejected: {exc}"
+                )
             warnings += reasons.pop("warnings")
             report["reject_reasons"] = reasons.pop("offered")
             report["reject_reason"] = reasons
@@ -300,18 +369,25 @@ def preflight(shop: Shop, days: int, now: datetime | None = None,
             except (*CONNECTION_ERRORS, sa.exc.SQLAlchemyError) as exc:
                 problems.append(f"dry run: failed: {exc}")
             else:
-                report.update({key: found[key] for key in ("join", "examples", "first_run", "rules",
-                                                           "unmapped_carriers")})
+                report.update(
+                    {key: found[key] for key in ("join", "examples", "first_run", "rules", "unmapped_carriers")}
+                )
                 report["dry_run"] = found["summary"]
-                problems += [f"dry run: validation failed for {batch}: the first run acts on nothing that depends on it"
-                             for batch in found["summary"]["validation_failures"]]
+                problems += [
+                    f"dry run: validation failed for {batch}: the first run acts on nothing that depends on it"
+                    for batch in found["summary"]["validation_failures"]
+                ]
                 if found["join"]["unmatched"]:
-                    warnings.append(f"join: {found['join']['unmatched']} TikTok order(s) carry no Shopify order "
-                                    f"(e.g. {', '.join(found['examples']['unmatched'])}): the first run escalates "
-                                    "them once past the policy's no_shopify_grace_minutes")
-                warnings += [f"carrier {c['carrier']} maps to no TikTok provider ({c['orders']} order(s)): the first "
-                             "run escalates them (T2); map it in the inbox or policy carrier_overrides"
-                             for c in found["unmapped_carriers"]]
+                    warnings.append(
+                        f"join: {found['join']['unmatched']} TikTok order(s) carry no Shopify order "
+                        f"(e.g. {', '.join(found['examples']['unmatched'])}): the first run escalates "
+                        "them once past the policy's no_shopify_grace_minutes"
+                    )
+                warnings += [
+                    f"carrier {c['carrier']} maps to no TikTok provider ({c['orders']} order(s)): the first "
+                    "run escalates them (T2); map it in the inbox or policy carrier_overrides"
+                    for c in found["unmapped_carriers"]
+                ]
     finally:
         platforms.close()
     report["ok"] = not problems
@@ -320,15 +396,22 @@ def preflight(shop: Shop, days: int, now: datetime | None = None,
 
 def render(report: dict) -> str:
     """The report as readable text, in the order of the checks."""
-    lines = [f"orderops preflight of shop {report['shop']} (last {report['days']} days to {report['now']}): "
-             + ("OK" if report["ok"] else "PROBLEMS")]
+    lines = [
+        f"orderops preflight of shop {report['shop']} (last {report['days']} days to {report['now']}): "
+        + ("OK" if report["ok"] else "PROBLEMS")
+    ]
     lines.append("Connections")
     for platform, c in report["connections"].items():
-        version = c["version"] if not isinstance(c["version"], dict) else ", ".join(
-            f"{op} {v}" for op, v in c["version"].items())
+        version = (
+            c["version"]
+            if not isinstance(c["version"], dict)
+            else ", ".join(f"{op} {v}" for op, v in c["version"].items())
+        )
         support = "" if c["version"] is None else f", supported until {c['supported_until'] or 'no end announced'}"
-        lines.append(f"  {platform} ({c['connection']}): {'ok' if c['ok'] else 'FAILED'}; "
-                     f"API {version or 'version unknown'}{support}")
+        lines.append(
+            f"  {platform} ({c['connection']}): {'ok' if c['ok'] else 'FAILED'}; "
+            f"API {version or 'version unknown'}{support}"
+        )
         if c.get("served_version") and c["served_version"] != c["version"]:
             lines.append(f"    served {c['served_version']}")
         if c["detail"]:
@@ -347,15 +430,23 @@ def render(report: dict) -> str:
     else:
         matched = ", ".join(f"{rule} {n}" for rule, n in report["join"]["matched"].items()) or "none"
         lines.append(f"  orders in play: {sum(report['rules'].values())}; Shopify orders found by: {matched}")
-        lines.append(f"  unmatched: {report['join']['unmatched']}"
-                     + (f" (e.g. {', '.join(report['examples']['unmatched'])})" if report["join"]["unmatched"] else ""))
-        lines.append("  the first run would: " + (", ".join(f"{kind} {n}" for kind, n in report["first_run"].items())
-                                                  or "do nothing"))
+        lines.append(
+            f"  unmatched: {report['join']['unmatched']}"
+            + (f" (e.g. {', '.join(report['examples']['unmatched'])})" if report["join"]["unmatched"] else "")
+        )
+        lines.append(
+            "  the first run would: "
+            + (", ".join(f"{kind} {n}" for kind, n in report["first_run"].items()) or "do nothing")
+        )
         for c in report["unmapped_carriers"]:
-            where = "; ".join(f"delivery option {option} offers {', '.join(names) or 'no provider'}"
-                              for option, names in c["delivery_options"].items())
-            lines.append(f"  carrier {c['carrier']}: no TikTok provider ({c['orders']} order(s))"
-                         + (f"; {where}" if where else ""))
+            where = "; ".join(
+                f"delivery option {option} offers {', '.join(names) or 'no provider'}"
+                for option, names in c["delivery_options"].items()
+            )
+            lines.append(
+                f"  carrier {c['carrier']}: no TikTok provider ({c['orders']} order(s))"
+                + (f"; {where}" if where else "")
+            )
     lines += [f"warning: {w}" for w in report["warnings"]]
     lines += [f"problem: {p}" for p in report["problems"]]
     return "\n".join(lines)

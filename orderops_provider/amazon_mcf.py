@@ -25,6 +25,7 @@ tests/fixtures/vendor-specs/amazon-sp-api (Fulfillment Outbound 2020-07-01, Repo
 * Bulk tracking: GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL through the Reports API (create,
   poll, document, download from the presigned URL without the access token, gunzip, TSV).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -35,23 +36,35 @@ import re
 import threading
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import httpx
 
-from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
-                                    NotFoundError, PlatformClient, PlatformError, Reply, RetryableError, RetryPolicy,
-                                    ThrottledError, TokenExpiredError, record_id)
+from orderops_provider.base import (
+    AuthError,
+    BusinessError,
+    ConfigurationError,
+    MalformedResponseError,
+    NotFoundError,
+    PlatformClient,
+    PlatformError,
+    Reply,
+    RetryableError,
+    RetryPolicy,
+    ThrottledError,
+    TokenExpiredError,
+    record_id,
+)
 from orderops_provider.connection import ConnectionSettings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LWA_URL = "https://api.amazon.com/auth/o2/token"
-DEFAULT_MARKETPLACE_ID = "ATVPDKIKX0DER"   # amazon.com (US)
-USER_AGENT = (f"orderops/1.0 (Language=Python/{_platform.python_version()}; "
-              f"Platform={_platform.system() or 'unknown'})")
+DEFAULT_MARKETPLACE_ID = "ATVPDKIKX0DER"  # amazon.com (US)
+USER_AGENT = f"orderops/1.0 (Language=Python/{_platform.python_version()}; Platform={_platform.system() or 'unknown'})"
 SECRET_EXTRA_KEYS = ("refresh_token",)
 
 # The SP-API versions this client speaks (fixed in its paths; docs/api-versions.md)
@@ -72,10 +85,16 @@ DOWNLOAD = "downloadReportDocument"
 
 # operationId -> (rate per second, burst), from each operation's Usage Plan table.
 QUOTAS: dict[str, tuple[float, float]] = {
-    LIST: (2.0, 30), GET: (2.0, 30), CANCEL: (2.0, 30), "getPackageTrackingDetails": (2.0, 30),
+    LIST: (2.0, 30),
+    GET: (2.0, 30),
+    CANCEL: (2.0, 30),
+    "getPackageTrackingDetails": (2.0, 30),
     "createFulfillmentOrder": (2.0, 30),
-    CREATE_REPORT: (0.0167, 15), GET_REPORT: (2.0, 15), GET_REPORTS: (0.0222, 10),
-    GET_DOCUMENT: (0.0167, 15), "cancelReport": (0.0222, 10),
+    CREATE_REPORT: (0.0167, 15),
+    GET_REPORT: (2.0, 15),
+    GET_REPORTS: (0.0222, 10),
+    GET_DOCUMENT: (0.0167, 15),
+    "cancelReport": (0.0222, 10),
 }
 # Operations that do not go to the SP-API host with an access token.
 _NO_TOKEN = frozenset({LWA, DOWNLOAD})
@@ -95,8 +114,8 @@ _NOT_FOUND = re.compile(r"^Requested (order|package) '.*' not found$")
 _ID = re.compile(r"^[^\x00-\x1f/\\?#]{1,40}$")
 _MARKETPLACE_ID = re.compile(r"^[A-Z0-9]{1,20}$")
 _REPORT_DONE = ("DONE", "CANCELLED", "FATAL")
-FIRST_REPORT_POLL = 1.0           # seconds before the first getReport; doubles up to poll_interval
-MAX_FIRST_REPORT_POLL = 120.0     # the longest first wait a slow last report may set
+FIRST_REPORT_POLL = 1.0  # seconds before the first getReport; doubles up to poll_interval
+MAX_FIRST_REPORT_POLL = 120.0  # the longest first wait a slow last report may set
 _REQUIRED_REPORT_COLUMNS = ("amazon-order-id", "merchant-order-id", "tracking-number")
 
 
@@ -149,7 +168,7 @@ def parse_flat_file(content: bytes) -> list[dict[str, str]]:
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:
-        text = content.decode("cp1252", errors="replace")   # some marketplaces deliver Windows-1252
+        text = content.decode("cp1252", errors="replace")  # some marketplaces deliver Windows-1252
     lines = [line.rstrip("\r") for line in text.split("\n")]
     while lines and not lines[-1]:
         lines.pop()
@@ -164,10 +183,11 @@ def parse_flat_file(content: bytes) -> list[dict[str, str]]:
             continue
         cells = line.split("\t")
         if len(cells) > len(header):
-            raise MalformedResponseError("amazon_mcf", DOWNLOAD,
-                                         f"report line {number} has {len(cells)} cells for {len(header)} columns")
-        cells += [""] * (len(header) - len(cells))   # trailing empty cells may be cut
-        rows.append(dict(zip(header, cells)))
+            raise MalformedResponseError(
+                "amazon_mcf", DOWNLOAD, f"report line {number} has {len(cells)} cells for {len(header)} columns"
+            )
+        cells += [""] * (len(header) - len(cells))  # trailing empty cells may be cut
+        rows.append(dict(zip(header, cells, strict=True)))
     return rows
 
 
@@ -176,8 +196,10 @@ class _PresignedUrlFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and any("x-amz-signature" in str(a).lower() for a in record.args):
-            record.args = tuple(str(a).split("?", 1)[0] + "?<presigned query redacted>"
-                                if "x-amz-signature" in str(a).lower() else a for a in record.args)
+            record.args = tuple(
+                str(a).split("?", 1)[0] + "?<presigned query redacted>" if "x-amz-signature" in str(a).lower() else a
+                for a in record.args
+            )
         return True
 
 
@@ -192,31 +214,52 @@ class AmazonMcfClient(PlatformClient):
 
     platform = "amazon_mcf"
 
-    def __init__(self, base_url: str, client_id: str, client_secret: str, refresh_token: str, *,
-                 marketplace_id: str = DEFAULT_MARKETPLACE_ID, lwa_url: str = DEFAULT_LWA_URL,
-                 timeout: float = 30.0, retry: RetryPolicy | None = None, rate_scale: float = 1.0,
-                 quotas: dict[str, tuple[float, float]] | None = None, user_agent: str = USER_AGENT,
-                 mask: Callable[[str], None] | None = None, transport: httpx.BaseTransport | None = None,
-                 sleep: Callable[[float], None] = time.sleep, first_report_poll: float | None = None):
-        for name, value in (("client_id", client_id), ("client_secret", client_secret),
-                            ("refresh_token", refresh_token)):
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        *,
+        marketplace_id: str = DEFAULT_MARKETPLACE_ID,
+        lwa_url: str = DEFAULT_LWA_URL,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        rate_scale: float = 1.0,
+        quotas: dict[str, tuple[float, float]] | None = None,
+        user_agent: str = USER_AGENT,
+        mask: Callable[[str], None] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        first_report_poll: float | None = None,
+    ):
+        for name, value in (
+            ("client_id", client_id),
+            ("client_secret", client_secret),
+            ("refresh_token", refresh_token),
+        ):
             if not value:
                 raise ConfigurationError(f"amazon_mcf: {name} is required")
         if not isinstance(marketplace_id, str) or not _MARKETPLACE_ID.match(marketplace_id):
-            raise ConfigurationError(f"amazon_mcf: marketplace_id must be a marketplace id (capital letters and "
-                                     f"digits, as {DEFAULT_MARKETPLACE_ID}), got {marketplace_id!r}")
+            raise ConfigurationError(
+                f"amazon_mcf: marketplace_id must be a marketplace id (capital letters and "
+                f"digits, as {DEFAULT_MARKETPLACE_ID}), got {marketplace_id!r}"
+            )
         if not str(lwa_url).startswith(("http://", "https://")):
             raise ConfigurationError(f"amazon_mcf: lwa_url {lwa_url!r} must start with http:// or https://")
         if not rate_scale > 0:
             raise ConfigurationError(f"amazon_mcf: rate_scale must be positive, got {rate_scale!r}")
         if first_report_poll is not None and not 0 <= first_report_poll <= MAX_FIRST_REPORT_POLL:
-            raise ConfigurationError(f"amazon_mcf: first_report_poll must be 0 to {MAX_FIRST_REPORT_POLL:g} seconds, "
-                                     f"got {first_report_poll!r}")
+            raise ConfigurationError(
+                f"amazon_mcf: first_report_poll must be 0 to {MAX_FIRST_REPORT_POLL:g} seconds, "
+                f"got {first_report_poll!r}"
+            )
         plans = {op: (rate * rate_scale, max(1.0, round(burst * rate_scale))) for op, (rate, burst) in QUOTAS.items()}
         for op, spec in (quotas or {}).items():
-            if op not in QUOTAS:   # a misspelt operation would leave the real one at its default
-                raise ConfigurationError(f"amazon_mcf: quotas.{op}: not an operation with a quota; known: "
-                                         f"{', '.join(QUOTAS)}")
+            if op not in QUOTAS:  # a misspelt operation would leave the real one at its default
+                raise ConfigurationError(
+                    f"amazon_mcf: quotas.{op}: not an operation with a quota; known: {', '.join(QUOTAS)}"
+                )
             try:
                 rate, burst = (float(v) for v in spec)
             except (TypeError, ValueError):
@@ -238,16 +281,16 @@ class AmazonMcfClient(PlatformClient):
         self._refresh_token = refresh_token
         self._mask = mask
         self._access_token: str | None = None
-        self._token_deadline = 0.0          # monotonic time after which the cached token is not used
+        self._token_deadline = 0.0  # monotonic time after which the cached token is not used
         self._token_lock = threading.RLock()
         self._download_compression: dict[str, str | None] = {}
         self.token_exchanges = 0
-        self.build_seconds: float | None = None   # how long the last collected report took Amazon to build
-        self.first_report_poll = first_report_poll   # set: the wait before a report's first poll, whatever was learned
+        self.build_seconds: float | None = None  # how long the last collected report took Amazon to build
+        self.first_report_poll = first_report_poll  # set: the wait before a report's first poll, whatever was learned
         _guard_httpx_log()
 
     @classmethod
-    def from_settings(cls, settings: ConnectionSettings, **overrides: Any) -> "AmazonMcfClient":
+    def from_settings(cls, settings: ConnectionSettings, **overrides: Any) -> AmazonMcfClient:
         """login = LWA client id, password = client secret, extra = refresh_token, marketplace_id, ..."""
         extra = settings.extra
         where = f"connection {settings.conn_id!r}"
@@ -264,8 +307,9 @@ class AmazonMcfClient(PlatformClient):
             rate_scale=settings.number("rate_scale", 1.0, 0, 1000, above=True),
         )
         if "first_report_poll" in extra:
-            kwargs["first_report_poll"] = settings.number("first_report_poll", FIRST_REPORT_POLL,
-                                                          0, MAX_FIRST_REPORT_POLL)
+            kwargs["first_report_poll"] = settings.number(
+                "first_report_poll", FIRST_REPORT_POLL, 0, MAX_FIRST_REPORT_POLL
+            )
         if extra.get("quotas") is not None:
             if not isinstance(extra["quotas"], dict):
                 raise ConfigurationError(f"{where}: extra.quotas must map operationId to [rate, burst]")
@@ -286,32 +330,44 @@ class AmazonMcfClient(PlatformClient):
 
     def _safe(self, text: Any, limit: int = 500) -> str:
         """Platform text for an exception or a log line: no credential, not too long."""
-        text = str(text)
+        safe = str(text)
         for secret in (self._client_secret, self._refresh_token, self._access_token):
             if secret:
-                text = text.replace(secret, "***")
-        return text[:limit]
+                safe = safe.replace(secret, "***")
+        return safe[:limit]
 
     def access_token(self) -> str:
         """The cached LWA access token, exchanged anew shortly before it expires."""
         with self._token_lock:
             if self._access_token is None or time.monotonic() >= self._token_deadline:
-                self._exchange()
+                return self._exchange()
             return self._access_token
 
-    def _exchange(self) -> None:
-        form = urlencode({"grant_type": "refresh_token", "refresh_token": self._refresh_token,
-                          "client_id": self.client_id, "client_secret": self._client_secret})
+    def _exchange(self) -> str:
+        form = urlencode(
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": self._refresh_token,
+                "client_id": self.client_id,
+                "client_secret": self._client_secret,
+            }
+        )
         asked = time.monotonic()
-        data = self.call(LWA, "POST", self.lwa_url, content=form.encode(),
-                         headers={"content-type": "application/x-www-form-urlencoded;charset=UTF-8"}).data
-        token = data["access_token"]
+        data = self.call(
+            LWA,
+            "POST",
+            self.lwa_url,
+            content=form.encode(),
+            headers={"content-type": "application/x-www-form-urlencoded;charset=UTF-8"},
+        ).data
+        token: str = data["access_token"]
         lifetime = float(data["expires_in"])
         self._secret(token)
         self._access_token = token
         # Stop using a token a minute before it expires (a tenth of its life when that is short).
         self._token_deadline = asked + lifetime - min(TOKEN_MARGIN_SECONDS, lifetime / 10)
         self.token_exchanges += 1
+        return token
 
     def _refresh_auth(self) -> None:
         with self._token_lock:
@@ -337,8 +393,9 @@ class AmazonMcfClient(PlatformClient):
         except ValueError:
             return
         if math.isfinite(rate) and rate > 0 and abs(rate - limiter.rate) > 1e-9 * max(rate, 1.0):
-            log.info("amazon_mcf %s: rate limit %s/s applied by Amazon (was pacing at %s/s)",
-                     operation, rate, limiter.rate)
+            log.info(
+                "amazon_mcf %s: rate limit %s/s applied by Amazon (was pacing at %s/s)", operation, rate, limiter.rate
+            )
             limiter.rate = rate
 
     def _errors(self, response: httpx.Response) -> tuple[str | None, str, str]:
@@ -347,15 +404,25 @@ class AmazonMcfClient(PlatformClient):
             body = response.json()
         except ValueError:
             text = response.text.strip()
-            return None, (self._safe(text) if text and not text.startswith("<") else
-                          response.reason_phrase or f"HTTP {response.status_code}"), ""
+            return (
+                None,
+                (
+                    self._safe(text)
+                    if text and not text.startswith("<")
+                    else response.reason_phrase or f"HTTP {response.status_code}"
+                ),
+                "",
+            )
         errors = body.get("errors") if isinstance(body, dict) else None
-        if isinstance(errors, dict):          # Reports: {"errors": {"errors": [...]}} in some answers
+        if isinstance(errors, dict):  # Reports: {"errors": {"errors": [...]}} in some answers
             errors = errors.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             first = errors[0]
-            return (str(first.get("code") or "") or None, self._safe(first.get("message") or ""),
-                    self._safe(first.get("details") or ""))
+            return (
+                str(first.get("code") or "") or None,
+                self._safe(first.get("message") or ""),
+                self._safe(first.get("details") or ""),
+            )
         return None, self._safe(body), ""
 
     def _check(self, response: httpx.Response, operation: str) -> Reply:
@@ -371,16 +438,16 @@ class AmazonMcfClient(PlatformClient):
             try:
                 data = response.json() if response.content else {}
             except ValueError:
-                raise MalformedResponseError(self.platform, operation, "response body is not JSON (truncated or "
-                                             "from a proxy)", **kw) from None
+                raise MalformedResponseError(
+                    self.platform, operation, "response body is not JSON (truncated or from a proxy)", **kw
+                ) from None
             if not isinstance(data, dict):
                 raise MalformedResponseError(self.platform, operation, "expected a JSON object", **kw)
             node: Any = data
             for key, kind in _SHAPES.get(operation, ()):
                 node = node.get(key) if isinstance(node, dict) else None
                 if not isinstance(node, kind):
-                    raise MalformedResponseError(self.platform, operation, f"answer has no {key} {kind.__name__}",
-                                                 **kw)
+                    raise MalformedResponseError(self.platform, operation, f"answer has no {key} {kind.__name__}", **kw)
             return Reply(data, request_id, status, dict(response.headers))
         code, message, details = self._errors(response)
         text = f"{message} ({details})" if details else message
@@ -411,10 +478,18 @@ class AmazonMcfClient(PlatformClient):
         except ValueError:
             body = None
         if status == 200:
-            if not isinstance(body, dict) or not isinstance(body.get("access_token"), str) \
-                    or not isinstance(body.get("expires_in"), (int, float)):
-                raise MalformedResponseError(self.platform, LWA, "token answer has no access_token/expires_in",
-                                             status=status, request_id=request_id)
+            if (
+                not isinstance(body, dict)
+                or not isinstance(body.get("access_token"), str)
+                or not isinstance(body.get("expires_in"), (int, float))
+            ):
+                raise MalformedResponseError(
+                    self.platform,
+                    LWA,
+                    "token answer has no access_token/expires_in",
+                    status=status,
+                    request_id=request_id,
+                )
             return Reply(body, request_id, status, {})
         error = body.get("error") if isinstance(body, dict) else None
         description = self._safe(body.get("error_description") or error or "") if isinstance(body, dict) else ""
@@ -436,16 +511,21 @@ class AmazonMcfClient(PlatformClient):
                 try:
                     content = gzip.decompress(content)
                 except (OSError, EOFError, zlib.error):
-                    raise MalformedResponseError(self.platform, DOWNLOAD, "report document is not complete gzip "
-                                                 "(truncated download?)", status=status) from None
+                    raise MalformedResponseError(
+                        self.platform,
+                        DOWNLOAD,
+                        "report document is not complete gzip (truncated download?)",
+                        status=status,
+                    ) from None
             elif expected == "GZIP" and response.headers.get("content-encoding", "").lower() != "gzip":
-                raise MalformedResponseError(self.platform, DOWNLOAD, "report document should be gzip and is not",
-                                             status=status)
+                raise MalformedResponseError(
+                    self.platform, DOWNLOAD, "report document should be gzip and is not", status=status
+                )
             return Reply(content, None, status, {})
         # Presigned-URL hosts answer in XML: <Error><Code>AccessDenied</Code><Message>...</Message>
         code = re.search(r"<Code>([^<]*)</Code>", response.text or "")
         message = re.search(r"<Message>([^<]*)</Message>", response.text or "")
-        kw = dict(code=code.group(1) if code else status, status=status)
+        kw: dict[str, Any] = {"code": code.group(1) if code else status, "status": status}
         text = self._safe(message.group(1) if message else f"HTTP {status}")
         if status == 429 or (status == 503 and code and code.group(1) == "SlowDown"):
             raise ThrottledError(self.platform, DOWNLOAD, text, **kw)
@@ -458,7 +538,7 @@ class AmazonMcfClient(PlatformClient):
         raise BusinessError(self.platform, DOWNLOAD, text, **kw)
 
     # ------------------------------------------------------------------ Fulfillment Outbound
-    def list_fulfillment_orders(self, query_start_date: datetime | str | None = None) -> Iterator[dict]:
+    def list_fulfillment_orders(self, query_start_date: datetime | str | None = None) -> Iterator[dict[str, Any]]:
         """Every fulfillment order updated at or after `query_start_date` (all when None), lazily.
 
         Yields the platform's FulfillmentOrder objects as they come (50 a page in the simulator;
@@ -466,7 +546,8 @@ class AmazonMcfClient(PlatformClient):
         """
         start = _timestamp(query_start_date, "query_start_date")
 
-        def fetch(token: str | None) -> tuple[list, str | None]:
+        def fetch(token: str | None) -> tuple[list[Any], str | None]:
+            params: dict[str, str] | None
             if token:
                 params = {"nextToken": token}
             else:
@@ -477,13 +558,15 @@ class AmazonMcfClient(PlatformClient):
                 raise MalformedResponseError(self.platform, LIST, "fulfillmentOrders is not a list")
             return orders, payload.get("nextToken") or None
 
-        return self.listing(fetch, LIST,
-                     key=lambda o: record_id(o, "sellerFulfillmentOrderId"))
+        return self.listing(fetch, LIST, key=lambda o: record_id(o, "sellerFulfillmentOrderId"))
 
-    def get_fulfillment_order(self, seller_fulfillment_order_id: str) -> dict:
+    def get_fulfillment_order(self, seller_fulfillment_order_id: str) -> dict[str, Any]:
         """getFulfillmentOrder's payload: fulfillmentOrder, fulfillmentOrderItems, fulfillmentShipments, ..."""
         sfo_id = _order_id(seller_fulfillment_order_id)
-        return self.call(GET, "GET", f"{FBA}/fulfillmentOrders/{quote(sfo_id, safe='')}").data["payload"]
+        payload: dict[str, Any] = self.call(GET, "GET", f"{FBA}/fulfillmentOrders/{quote(sfo_id, safe='')}").data[
+            "payload"
+        ]
+        return payload
 
     def cancel_fulfillment_order(self, seller_fulfillment_order_id: str) -> Reply:
         """Ask Amazon to cancel; Reply.data is the empty 200 body.
@@ -494,53 +577,70 @@ class AmazonMcfClient(PlatformClient):
         other failure is raised for the caller to read the order first.
         """
         sfo_id = _order_id(seller_fulfillment_order_id)
-        return self.call(CANCEL, "PUT", f"{FBA}/fulfillmentOrders/{quote(sfo_id, safe='')}/cancel",
-                         retry_safe=False)
+        return self.call(CANCEL, "PUT", f"{FBA}/fulfillmentOrders/{quote(sfo_id, safe='')}/cancel", retry_safe=False)
 
     # ------------------------------------------------------------------ Reports
-    def create_report(self, data_start: datetime | str, data_end: datetime | str,
-                      report_type: str = SHIPMENTS_REPORT) -> str:
+    def create_report(
+        self, data_start: datetime | str, data_end: datetime | str, report_type: str = SHIPMENTS_REPORT
+    ) -> str:
         """createReport; returns the reportId. No idempotency key: after an ambiguous failure the
         report list is read, and the request resent only when no matching report is in flight."""
-        body = {"reportType": report_type, "marketplaceIds": [self.marketplace_id],
-                "dataStartTime": _timestamp(data_start, "data_start"),
-                "dataEndTime": _timestamp(data_end, "data_end")}
+        body = {
+            "reportType": report_type,
+            "marketplaceIds": [self.marketplace_id],
+            "dataStartTime": _timestamp(data_start, "data_start"),
+            "dataEndTime": _timestamp(data_end, "data_end"),
+        }
         sent = 0
         while True:
             sent += 1
             try:
-                return self.call(CREATE_REPORT, "POST", f"{REPORTS}/reports", json=body,
-                                 retry_safe=False).data["reportId"]
+                reply = self.call(CREATE_REPORT, "POST", f"{REPORTS}/reports", json=body, retry_safe=False)
+                report_id: str = reply.data["reportId"]
+                return report_id
             except ThrottledError:
                 raise
             except RetryableError as exc:
                 found = self._report_in_flight(body)
                 if found is not None:
-                    log.info("amazon_mcf createReport: %s; report %s was created, not resending",
-                             exc.platform_message, found)
+                    log.info(
+                        "amazon_mcf createReport: %s; report %s was created, not resending", exc.platform_message, found
+                    )
                     return found
                 if sent >= 3:
                     raise
-                log.info("amazon_mcf createReport: %s; no such report in flight, sending again",
-                         exc.platform_message)
+                log.info("amazon_mcf createReport: %s; no such report in flight, sending again", exc.platform_message)
 
-    def _report_in_flight(self, body: dict) -> str | None:
+    def _report_in_flight(self, body: dict[str, Any]) -> str | None:
         """The newest queued or running report of the same type, marketplace and data range."""
-        params = {"reportTypes": body["reportType"], "processingStatuses": "IN_QUEUE,IN_PROGRESS",
-                  "marketplaceIds": self.marketplace_id, "pageSize": 10}
+        params = {
+            "reportTypes": body["reportType"],
+            "processingStatuses": "IN_QUEUE,IN_PROGRESS",
+            "marketplaceIds": self.marketplace_id,
+            "pageSize": 10,
+        }
         start, end = _parse_time(body["dataStartTime"]), _parse_time(body["dataEndTime"])
         for report in self.call(GET_REPORTS, "GET", f"{REPORTS}/reports", params=params).data["reports"]:
-            if isinstance(report, dict) and _parse_time(report.get("dataStartTime")) == start \
-                    and _parse_time(report.get("dataEndTime")) == end and report.get("reportId"):
+            if (
+                isinstance(report, dict)
+                and _parse_time(report.get("dataStartTime")) == start
+                and _parse_time(report.get("dataEndTime")) == end
+                and report.get("reportId")
+            ):
                 return str(report["reportId"])
         return None
 
-    def get_report(self, report_id: str) -> dict:
-        return self.call(GET_REPORT, "GET", f"{REPORTS}/reports/{quote(str(report_id), safe='')}").data
+    def get_report(self, report_id: str) -> dict[str, Any]:
+        report: dict[str, Any] = self.call(
+            GET_REPORT, "GET", f"{REPORTS}/reports/{quote(str(report_id), safe='')}"
+        ).data
+        return report
 
-    def get_report_document(self, document_id: str) -> dict:
+    def get_report_document(self, document_id: str) -> dict[str, Any]:
         """{reportDocumentId, url, compressionAlgorithm?}; the url is a short-lived credential."""
-        doc = self.call(GET_DOCUMENT, "GET", f"{REPORTS}/documents/{quote(str(document_id), safe='')}").data
+        doc: dict[str, Any] = self.call(
+            GET_DOCUMENT, "GET", f"{REPORTS}/documents/{quote(str(document_id), safe='')}"
+        ).data
         url = doc["url"]
         self._secret(url)
         for key, value in parse_qsl(urlsplit(url).query):
@@ -548,7 +648,7 @@ class AmazonMcfClient(PlatformClient):
                 self._secret(value)
         return doc
 
-    def download_report_document(self, document: dict) -> bytes:
+    def download_report_document(self, document: dict[str, Any]) -> bytes:
         """The document's bytes, gunzipped when compressionAlgorithm is GZIP. The presigned URL
         may be on another host and gets no access token."""
         url = document["url"]
@@ -556,7 +656,8 @@ class AmazonMcfClient(PlatformClient):
             raise MalformedResponseError(self.platform, GET_DOCUMENT, "report document url is not http(s)")
         self._download_compression[url] = str(document.get("compressionAlgorithm") or "").upper() or None
         try:
-            return self.call(DOWNLOAD, "GET", url).data
+            content: bytes = self.call(DOWNLOAD, "GET", url).data
+            return content
         finally:
             self._download_compression.pop(url, None)
 
@@ -570,15 +671,22 @@ class AmazonMcfClient(PlatformClient):
             content = self.download_report_document(self.get_report_document(document_id))
         return parse_flat_file(content)
 
-    def fulfilled_shipments(self, data_start: datetime | str, data_end: datetime | str, *,
-                            poll_interval: float = 15.0, timeout: float = 900.0) -> list[dict[str, str]] | None:
+    def fulfilled_shipments(
+        self,
+        data_start: datetime | str,
+        data_end: datetime | str,
+        *,
+        poll_interval: float = 15.0,
+        timeout: float = 900.0,
+    ) -> list[dict[str, str]] | None:
         """Rows of GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL for shipments in [data_start, data_end].
 
         Each row is a dict keyed by the file's header (amazon-order-id, merchant-order-id,
         shipment-id, sku, carrier, tracking-number, ...). A report Amazon CANCELLED gives None:
         Amazon cancels one with no data and one asked for too soon after the last (it regenerates
-        this report at most every 30 minutes), so it says nothing about tracking. FATAL raises ReportFailedError; still processing after `timeout`
-        seconds raises ReportTimeoutError (retryable; the report keeps running on Amazon).
+        this report at most every 30 minutes), so it says nothing about tracking. FATAL raises
+        ReportFailedError; still processing after `timeout` seconds raises ReportTimeoutError
+        (retryable; the report keeps running on Amazon).
         The same as `request_fulfilled_shipments` then `collect_fulfilled_shipments`, which a
         caller can split to do other work (the order listing) while Amazon builds the report.
         """
@@ -589,8 +697,12 @@ class AmazonMcfClient(PlatformClient):
         """Whether a shipments report other than `report_id` was asked for since `since` (by anyone
         on this seller's account): Amazon cancels one asked for too soon after another, as it
         cancels one with no data, so only this tells the two apart."""
-        params = {"reportTypes": SHIPMENTS_REPORT, "marketplaceIds": self.marketplace_id, "pageSize": 10,
-                  "createdSince": _timestamp(since, "since")}
+        params = {
+            "reportTypes": SHIPMENTS_REPORT,
+            "marketplaceIds": self.marketplace_id,
+            "pageSize": 10,
+            "createdSince": _timestamp(since, "since"),
+        }
         reports = self.call(GET_REPORTS, "GET", f"{REPORTS}/reports", params=params).data.get("reports") or []
         return any(isinstance(r, dict) and str(r.get("reportId")) != str(report_id) for r in reports)
 
@@ -598,8 +710,14 @@ class AmazonMcfClient(PlatformClient):
         """Ask for the shipments report; returns its reportId (collect it with `collect_fulfilled_shipments`)."""
         return self.create_report(data_start, data_end)
 
-    def collect_fulfilled_shipments(self, report_id: str, *, poll_interval: float = 15.0, timeout: float = 900.0,
-                                    expected_seconds: float | None = None) -> list[dict[str, str]] | None:
+    def collect_fulfilled_shipments(
+        self,
+        report_id: str,
+        *,
+        poll_interval: float = 15.0,
+        timeout: float = 900.0,
+        expected_seconds: float | None = None,
+    ) -> list[dict[str, str]] | None:
         """Wait for a requested shipments report and return its rows (see `fulfilled_shipments`).
 
         Polls after 1, 2, 4, ... seconds, at most `poll_interval` apart: a quick report is read
@@ -617,8 +735,9 @@ class AmazonMcfClient(PlatformClient):
             self._sleep(self.first_report_poll)
         else:
             # Amazon's times are whole seconds: a second more than the last build, and a tenth for drift
-            self._sleep(wait if expected_seconds is None
-                        else min(max(expected_seconds * 1.1 + 1, wait), MAX_FIRST_REPORT_POLL))
+            self._sleep(
+                wait if expected_seconds is None else min(max(expected_seconds * 1.1 + 1, wait), MAX_FIRST_REPORT_POLL)
+            )
         while True:
             report = self.get_report(report_id)
             state = report["processingStatus"]
@@ -630,11 +749,11 @@ class AmazonMcfClient(PlatformClient):
             if state == "CANCELLED":
                 return None
             if state == "FATAL":
-                raise ReportFailedError(self.platform, GET_REPORT, self._fatal_detail(report),
-                                        code="FATAL")
+                raise ReportFailedError(self.platform, GET_REPORT, self._fatal_detail(report), code="FATAL")
             if self.clock() + wait > deadline:
-                raise ReportTimeoutError(self.platform, GET_REPORT,
-                                         f"report {report_id} still {state} after {timeout:g} s")
+                raise ReportTimeoutError(
+                    self.platform, GET_REPORT, f"report {report_id} still {state} after {timeout:g} s"
+                )
             self._sleep(wait)
             wait = min(poll_interval, wait * 2)
         document_id = report.get("reportDocumentId")
@@ -645,7 +764,7 @@ class AmazonMcfClient(PlatformClient):
             raise MalformedResponseError(self.platform, DOWNLOAD, "report document lacks the shipment columns")
         return rows
 
-    def _fatal_detail(self, report: dict) -> str:
+    def _fatal_detail(self, report: dict[str, Any]) -> str:
         text = f"report {report.get('reportId')} ended FATAL"
         if report.get("reportDocumentId"):
             # A FATAL report may carry an error document saying why.

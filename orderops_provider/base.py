@@ -4,6 +4,7 @@ Each platform client (tiktok.py, shopify.py, amazon_mcf.py, shipbob.py) is a pla
 httpx that works without Airflow (tests, benchmarks); its Airflow hook only turns a connection into
 client settings. One place (`PlatformClient.call`) does rate limiting, retries and counting.
 """
+
 from __future__ import annotations
 
 import functools
@@ -14,12 +15,14 @@ import ssl
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Self, TypeVar
 
 import httpx
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @functools.cache
@@ -39,16 +42,25 @@ class PlatformError(Exception):
 
     retryable = False
 
-    def __init__(self, platform: str, operation: str, message: str, *, code: str | int | None = None,
-                 status: int | None = None, request_id: str | None = None):
+    def __init__(
+        self,
+        platform: str,
+        operation: str,
+        message: str,
+        *,
+        code: str | int | None = None,
+        status: int | None = None,
+        request_id: str | None = None,
+    ):
         self.platform = platform
         self.operation = operation
         self.code = code
         self.status = status
         self.request_id = request_id
         self.platform_message = message
-        detail = ", ".join(f"{k} {v}" for k, v in (("code", code), ("HTTP", status), ("request id", request_id))
-                           if v is not None)
+        detail = ", ".join(
+            f"{k} {v}" for k, v in (("code", code), ("HTTP", status), ("request id", request_id)) if v is not None
+        )
         super().__init__(f"{platform} {operation}: {message}" + (f" ({detail})" if detail else ""))
 
 
@@ -61,7 +73,7 @@ class RetryableError(PlatformError):
 class ThrottledError(RetryableError):
     """The platform said slow down; `retry_after` is its own hint in seconds when it gave one."""
 
-    def __init__(self, *args, retry_after: float | None = None, **kwargs):
+    def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.retry_after = retry_after
 
@@ -85,6 +97,9 @@ class NotFoundError(PlatformError):
 class BusinessError(PlatformError):
     """The platform understood the request and refused it (state, validation, rules)."""
 
+    # ShipBob's validation dictionary ({field: [messages]}) when it sent one: set by its client
+    errors: dict[str, Any] | None
+
 
 class PagingError(PlatformError):
     """A page that repeats or a cursor that loops: stopped instead of followed forever."""
@@ -101,15 +116,20 @@ class Reply:
     data: Any
     request_id: str | None = None
     status: int = 200
-    headers: dict = field(default_factory=dict)
+    headers: dict[str, Any] = field(default_factory=dict)
 
 
 class RateLimiter:
     """Client-side token bucket matched to a documented quota; `acquire` sleeps until allowed."""
 
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
-        if not (0 < rate < math.inf and 1 <= burst < math.inf):   # NaN fails too
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if not (0 < rate < math.inf and 1 <= burst < math.inf):  # NaN fails too
             raise ConfigurationError(f"rate limit: rate {rate} and burst {burst} must be positive and finite")
         self.rate = rate
         self.burst = burst
@@ -129,7 +149,7 @@ class RateLimiter:
         """Take `cost` tokens, sleeping as needed; returns the seconds waited."""
         if self.shared is not None:
             quotas, bucket = self.shared
-            wait = quotas.reserve(bucket, self.rate, self.burst, cost)
+            wait: float = quotas.reserve(bucket, self.rate, self.burst, cost)
             if wait > 0:
                 self._sleep(wait)
             return wait
@@ -140,7 +160,7 @@ class RateLimiter:
                 # max: a clock swapped for another (a test's) may read earlier; time never runs back here
                 self._tokens = min(self.burst, self._tokens + max(0.0, now - self._stamp) * self.rate)
                 self._stamp = now
-                if self._tokens >= cost - 1e-9:   # a refill computed to exactly the wait can fall short by rounding
+                if self._tokens >= cost - 1e-9:  # a refill computed to exactly the wait can fall short by rounding
                     self._tokens = max(0.0, self._tokens - cost)
                     return waited
                 wait = (cost - self._tokens) / self.rate
@@ -168,7 +188,7 @@ class RetryPolicy:
     rng: random.Random = field(default_factory=random.Random)
 
     def delay(self, attempt: int, hint: float | None = None) -> float:
-        backoff = min(self.cap, self.base * 2 ** (attempt - 1))
+        backoff: float = min(self.cap, self.base * 2 ** (attempt - 1))
         jittered = backoff / 2 + self.rng.uniform(0, backoff / 2)
         return max(hint or 0.0, jittered)
 
@@ -177,16 +197,25 @@ class RetryPolicy:
 class CallStats:
     """Requests sent per operation (every attempt), with retries, throttles and failures."""
 
-    calls: Counter = field(default_factory=Counter)
-    retries: Counter = field(default_factory=Counter)
-    throttled: Counter = field(default_factory=Counter)
-    failures: Counter = field(default_factory=Counter)
+    calls: Counter[str] = field(default_factory=Counter)
+    retries: Counter[str] = field(default_factory=Counter)
+    throttled: Counter[str] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)
     wait_seconds: float = 0.0
 
-    def as_rows(self, platform: str) -> list[dict]:
+    def as_rows(self, platform: str) -> list[dict[str, Any]]:
         ops = sorted(set(self.calls) | set(self.failures))
-        return [{"platform": platform, "operation": op, "calls": self.calls[op], "retries": self.retries[op],
-                 "throttled": self.throttled[op], "failures": self.failures[op]} for op in ops]
+        return [
+            {
+                "platform": platform,
+                "operation": op,
+                "calls": self.calls[op],
+                "retries": self.retries[op],
+                "throttled": self.throttled[op],
+                "failures": self.failures[op],
+            }
+            for op in ops
+        ]
 
 
 # A listing that goes on past these is broken, not long: 5,000 pages hold 250,000 orders or more.
@@ -205,14 +234,22 @@ class PlatformClient:
     listing_seconds = MAX_LISTING_SECONDS
     clock = staticmethod(time.monotonic)
 
-    def __init__(self, base_url: str, *, timeout: float = 30.0, retry: RetryPolicy | None = None,
-                 limits: dict[str, tuple[float, float]] | None = None,
-                 default_limit: tuple[float, float] | None = None,
-                 transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        limits: dict[str, tuple[float, float]] | None = None,
+        default_limit: tuple[float, float] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if not base_url.startswith(("http://", "https://")):
             raise ConfigurationError(f"{self.platform}: base URL {base_url!r} must start with http:// or https://")
-        self.http = http_client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
-                                follow_redirects=False)
+        self.http = http_client(
+            base_url=base_url.rstrip("/"), timeout=timeout, transport=transport, follow_redirects=False
+        )
         self.retry = retry or RetryPolicy()
         self.stats = CallStats()
         self._sleep = sleep
@@ -225,16 +262,24 @@ class PlatformClient:
     def close(self) -> None:
         self.http.close()
 
-    def listing(self, fetch: Callable[[Any], tuple[list, Any]], operation: str,
-                key: Callable[[Any], Any] | None = None) -> Iterator[Any]:
+    def listing(
+        self, fetch: Callable[[Any], tuple[list[Any], Any]], operation: str, key: Callable[[Any], Any] | None = None
+    ) -> Iterator[Any]:
         """`pages` over this client's calls: bounded in pages and in time."""
-        return pages(fetch, None, platform=self.platform, operation=operation, key=key,
-                     max_seconds=self.listing_seconds, clock=self.clock)
+        return pages(
+            fetch,
+            None,
+            platform=self.platform,
+            operation=operation,
+            key=key,
+            max_seconds=self.listing_seconds,
+            clock=self.clock,
+        )
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def limiter(self, operation: str) -> RateLimiter | None:
@@ -272,12 +317,22 @@ class PlatformClient:
         """Get a new access token after TokenExpiredError (once per call)."""
         raise NotImplementedError
 
-    def _cost(self, operation: str, kwargs: dict) -> float:
+    def _cost(self, operation: str, kwargs: dict[str, Any]) -> float:
         return 1.0
 
-    def call(self, operation: str, method: str, path: str, *, params: dict | None = None,
-             json: Any = None, content: bytes | None = None, headers: dict | None = None,
-             retry_safe: bool = True, cost: float = 1.0) -> Reply:
+    def call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, Any] | None = None,
+        retry_safe: bool = True,
+        cost: float = 1.0,
+    ) -> Reply:
         """One logical call: paced, authenticated per attempt, retried when safe, counted.
 
         `retry_safe=False` (a write without an idempotency key) retries only failures that
@@ -292,14 +347,15 @@ class PlatformClient:
             limiter = self.limiter(operation)
             if limiter is not None:
                 self.stats.wait_seconds += limiter.acquire(cost)
-            request = self.http.build_request(method, path, params=params, json=json, content=content,
-                                              headers=headers)
+            request = self.http.build_request(method, path, params=params, json=json, content=content, headers=headers)
             request = self._prepare(request, operation)
             self.stats.calls[operation] += 1
             try:
                 response = self.http.send(request)
             except httpx.ConnectError as exc:
-                error: PlatformError = RetryableError(self.platform, operation, f"connection failed: {type(exc).__name__}")
+                error: PlatformError = RetryableError(
+                    self.platform, operation, f"connection failed: {type(exc).__name__}"
+                )
                 sent = False
             except httpx.TimeoutException as exc:
                 error = RetryableError(self.platform, operation, f"timed out: {type(exc).__name__}")
@@ -318,7 +374,7 @@ class PlatformClient:
                     try:
                         self._refresh_auth()
                     except PlatformError:
-                        self.stats.failures[operation] += 1   # a refresh that fails ends the call
+                        self.stats.failures[operation] += 1  # a refresh that fails ends the call
                         raise
                     attempt -= 1  # a refresh is not a failed attempt
                     continue
@@ -347,11 +403,17 @@ def record_id(item: Any, field_name: str) -> str | int | None:
     return value if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "" else None
 
 
-
-
-def pages(fetch: Callable[[Any], tuple[list, Any]], first_cursor: Any = None, *, platform: str,
-          operation: str, key: Callable[[Any], Any] | None = None, max_pages: int = MAX_PAGES,
-          max_seconds: float | None = None, clock: Callable[[], float] = time.monotonic) -> Iterator[Any]:
+def pages(
+    fetch: Callable[[Any], tuple[list[Any], Any]],
+    first_cursor: Any = None,
+    *,
+    platform: str,
+    operation: str,
+    key: Callable[[Any], Any] | None = None,
+    max_pages: int = MAX_PAGES,
+    max_seconds: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[Any]:
     """Yield items page by page from `fetch(cursor) -> (items, next_cursor or None)`.
 
     Stops with PagingError when a cursor comes back twice, a page repeats items already seen,
@@ -359,8 +421,8 @@ def pages(fetch: Callable[[Any], tuple[list, Any]], first_cursor: Any = None, *,
     page would begin more than `max_seconds` after the first (on `clock`): listings that would
     otherwise never end. Items whose key is None are not compared.
     """
-    seen_cursors: set = set()
-    seen_keys: set = set()
+    seen_cursors: set[Any] = set()
+    seen_keys: set[Any] = set()
     cursor = first_cursor
     empty = 0
     began = clock()
@@ -377,7 +439,9 @@ def pages(fetch: Callable[[Any], tuple[list, Any]], first_cursor: Any = None, *,
             page_keys = [k for k in (key(item) for item in items) if k is not None]
             repeated = seen_keys.intersection(page_keys)
             if repeated and len(repeated) == len(page_keys):
-                raise PagingError(platform, operation, f"page after cursor {cursor!r} repeats {len(repeated)} items already seen")
+                raise PagingError(
+                    platform, operation, f"page after cursor {cursor!r} repeats {len(repeated)} items already seen"
+                )
             seen_keys.update(page_keys)
         yield from items
         if next_cursor in (None, ""):
@@ -388,8 +452,8 @@ def pages(fetch: Callable[[Any], tuple[list, Any]], first_cursor: Any = None, *,
         cursor = next_cursor
 
 
-def chunked(values: Iterable, size: int) -> Iterator[list]:
-    batch: list = []
+def chunked(values: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
     for value in values:
         batch.append(value)
         if len(batch) == size:

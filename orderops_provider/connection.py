@@ -1,4 +1,5 @@
 """What a platform client needs from a connection, free of Airflow (the hooks fill it in)."""
+
 from __future__ import annotations
 
 import math
@@ -49,12 +50,14 @@ class ConnectionSettings:
             number = float(value) if not isinstance(value, bool) else math.nan
         except (TypeError, ValueError, OverflowError):
             number = math.nan
-        if not ((number > least if above else number >= least) and number <= most) \
-                or (whole and not number.is_integer()):
+        if not ((number > least if above else number >= least) and number <= most) or (
+            whole and not number.is_integer()
+        ):
             kind = "a whole number" if whole else "a number"
             low = f"above {_shown(least)} and at most" if above else f"from {_shown(least)} to"
-            raise ConfigurationError(f"connection {self.conn_id!r}: extra.{key} must be {kind} {low} "
-                                     f"{_shown(most)}, got {value!r}")
+            raise ConfigurationError(
+                f"connection {self.conn_id!r}: extra.{key} must be {kind} {low} {_shown(most)}, got {value!r}"
+            )
         return number
 
     def timeout(self) -> float:

@@ -6,11 +6,13 @@ its fields and the Test button (`test_connection`).
 A connection of conn type `http` is read the same way: connections made before the provider was
 installed keep working.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
@@ -35,8 +37,13 @@ def read_connection(conn_id: str, secret_extra_keys: tuple[str, ...] = ()) -> Co
     for key in secret_extra_keys:
         if extra.get(key):
             mask_secret(str(extra[key]))
-    return ConnectionSettings(conn_id=conn_id, base_url=base_url_of(conn_id, conn.host, conn.schema, conn.port),
-                              login=conn.login, password=conn.password, extra=extra)
+    return ConnectionSettings(
+        conn_id=conn_id,
+        base_url=base_url_of(conn_id, conn.host, conn.schema, conn.port),
+        login=conn.login,
+        password=conn.password,
+        extra=extra,
+    )
 
 
 class PlatformHook(BaseHook):
@@ -55,6 +62,10 @@ class PlatformHook(BaseHook):
 
     def settings(self) -> ConnectionSettings:
         return read_connection(getattr(self, self.conn_name_attr), self.secret_extra_keys)
+
+    def get_client(self, **overrides: Any) -> Any:
+        """The platform's client, built from the connection (`overrides` replace its arguments)."""
+        raise NotImplementedError
 
     def check(self, **overrides: Any) -> str:
         """One cheap call proving the connection works; returns what it proved. `overrides` go to
@@ -82,8 +93,9 @@ class TikTokShopHook(PlatformHook):
     hook_name = "TikTok Shop"
     secret_extra_keys = tiktok.SECRET_EXTRA_KEYS
 
-    def get_client(self, on_token_refresh: Callable[[tiktok.TokenSet], None] | None = None,
-                   **overrides: Any) -> tiktok.TikTokShopClient:
+    def get_client(
+        self, on_token_refresh: Callable[[tiktok.TokenSet], None] | None = None, **overrides: Any
+    ) -> tiktok.TikTokShopClient:
         settings = self.settings()
 
         def refreshed(tokens: tiktok.TokenSet) -> None:
@@ -119,7 +131,7 @@ class ShopifyHook(PlatformHook):
 
     def get_client(self, **overrides: Any) -> shopify.ShopifyClient:
         settings = self.settings()
-        overrides.setdefault("secret_sink", mask_secret)   # tokens obtained later are masked too
+        overrides.setdefault("secret_sink", mask_secret)  # tokens obtained later are masked too
         return shopify.ShopifyClient.from_settings(settings, **overrides)
 
     def check(self, **overrides: Any) -> str:
@@ -146,14 +158,14 @@ class AmazonMcfHook(PlatformHook):
 
     def get_client(self, **overrides: Any) -> amazon_mcf.AmazonMcfClient:
         settings = self.settings()
-        overrides.setdefault("mask", mask_secret)   # access tokens and document URLs too
+        overrides.setdefault("mask", mask_secret)  # access tokens and document URLs too
         return amazon_mcf.AmazonMcfClient.from_settings(settings, **overrides)
 
     def check(self, **overrides: Any) -> str:
         """The refresh token is exchanged and the fulfillment-order listing answers."""
         with self.get_client(**overrides) as client:
             client.access_token()
-            next(iter(client.list_fulfillment_orders(datetime.now(timezone.utc))), None)   # one page
+            next(iter(client.list_fulfillment_orders(datetime.now(timezone.utc))), None)  # one page
             return f"token exchanged; fulfillment orders readable (marketplace {client.marketplace_id})"
 
 

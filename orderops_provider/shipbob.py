@@ -21,40 +21,61 @@ contract). Versions: see END_OF_SUPPORT and docs/api-versions.md.
 * Cancels carry no idempotency key, so they are never resent blindly (`retry_safe=False`): after
   an ambiguous failure the ledger's executor reads the order before anything is sent again.
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from itertools import product
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 
-from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
-                                    NotFoundError, PagingError, PlatformClient, PlatformError, RateLimiter, Reply,
-                                    RetryableError, RetryPolicy, ThrottledError, TokenExpiredError,
-                                    record_id)
+from orderops_provider.base import (
+    AuthError,
+    BusinessError,
+    ConfigurationError,
+    MalformedResponseError,
+    NotFoundError,
+    PagingError,
+    PlatformClient,
+    RateLimiter,
+    Reply,
+    RetryableError,
+    RetryPolicy,
+    ThrottledError,
+    TokenExpiredError,
+    record_id,
+)
 from orderops_provider.connection import ConnectionSettings
 
 log = logging.getLogger(__name__)
+# a listing page's query string, as (name, value) pairs
+Query = tuple[tuple[str, str], ...]
 
 # Last supported day of each version (developer.shipbob.com/versioning); afterwards a version is "no
 # longer accessible". 2026-07's end is not published: ShipBob's ~18 months is assumed (UNCERTAIN).
-END_OF_SUPPORT = {"1.0": date(2026, 7, 31), "2.0": date(2026, 7, 31), "2025-07": date(2026, 7, 31),
-                  "2026-01": date(2027, 1, 31), "2026-07": date(2028, 1, 31)}
+END_OF_SUPPORT = {
+    "1.0": date(2026, 7, 31),
+    "2.0": date(2026, 7, 31),
+    "2025-07": date(2026, 7, 31),
+    "2026-01": date(2027, 1, 31),
+    "2026-07": date(2028, 1, 31),
+}
 # Versions whose order, shipment and cancel contract (colon verbs, paged channels) this client speaks.
 VERSIONS = ("2025-07", "2026-01", "2026-07")
 DEFAULT_VERSION = "2026-07"
 MAX_LIMIT = 250
-DEFAULT_RATE_LIMIT = 150          # requests per window, per token (documented)
+DEFAULT_RATE_LIMIT = 150  # requests per window, per token (documented)
 DEFAULT_RATE_WINDOW = 60.0
 # Encoded characters of ReferenceIds / IDs per request: keeps URLs well under the ~2 kB that
 # gateways and proxies commonly accept.
 MAX_FILTER_CHARS = 1500
-SECRET_EXTRA_KEYS: tuple[str, ...] = ()   # the only secret is the password (the token)
+SECRET_EXTRA_KEYS: tuple[str, ...] = ()  # the only secret is the password (the token)
 
 _LIST_OPERATIONS = frozenset({"orders"})
 
@@ -77,7 +98,7 @@ class CancelOutcome:
     status: str
     cancelled: tuple[int, ...]
     refused: dict[int, str]
-    order: dict | None
+    order: dict[str, Any] | None
     request_id: str | None = None
 
     @property
@@ -87,24 +108,34 @@ class CancelOutcome:
         return bool(self.cancelled) and not self.refused
 
     @classmethod
-    def from_reply(cls, order_id: int, reply: Reply) -> "CancelOutcome":
+    def from_reply(cls, order_id: int, reply: Reply) -> CancelOutcome:
         data = reply.data if isinstance(reply.data, dict) else {}
         order = data.get("order") if isinstance(data.get("order"), dict) else None
-        now_cancelled = {s.get("id") for s in (order or {}).get("shipments") or []
-                         if isinstance(s, dict) and _cancelled(s.get("status"))}
-        cancelled, refused = [], {}
+        now_cancelled = {
+            s.get("id")
+            for s in (order or {}).get("shipments") or []
+            if isinstance(s, dict) and _cancelled(s.get("status"))
+        }
+        cancelled: list[int] = []
+        refused: dict[int, str] = {}
         # only is_success matters here, whatever `action` says
         for result in data.get("canceled_shipment_results") or []:
             if not isinstance(result, dict):
                 continue
-            sid = result.get("shipment_id")
+            sid: Any = result.get("shipment_id")  # the platform's, as sent
             if result.get("is_success") or sid in now_cancelled:
                 cancelled.append(sid)
             else:
                 refused[sid] = str(result.get("reason") or "")
-        return cls(order_id=int(data.get("order_id") or order_id), status=str(data.get("status") or ""),
-                   cancelled=tuple(cancelled), refused=refused, order=order,
-                   request_id=reply.request_id)
+        return cls(
+            order_id=int(data.get("order_id") or order_id),
+            status=str(data.get("status") or ""),
+            cancelled=tuple(cancelled),
+            refused=refused,
+            order=order,
+            request_id=reply.request_id,
+        )
+
 
 def check_version(version: str, today: date) -> None:
     """Refuse a version this client does not speak or that ShipBob no longer serves on `today`."""
@@ -112,8 +143,10 @@ def check_version(version: str, today: date) -> None:
     choices = ", ".join(f"{v} (supported until {END_OF_SUPPORT[v]})" for v in live) or "none: upgrade orderops"
     end = END_OF_SUPPORT.get(version)
     if end is not None and end < today:
-        raise ConfigurationError(f"shipbob: api_version {version!r} reached end of support on {end} and is no "
-                                 f"longer accessible; use {choices}")
+        raise ConfigurationError(
+            f"shipbob: api_version {version!r} reached end of support on {end} and is no "
+            f"longer accessible; use {choices}"
+        )
     if version not in VERSIONS:
         raise ConfigurationError(f"shipbob: api_version {version!r} is not one this client speaks; use {choices}")
 
@@ -167,7 +200,7 @@ def _csv_batches(values: Iterable[Any], name: str, max_chars: int = MAX_FILTER_C
         if "," in value:
             raise ValueError(f"{name}: {value!r} contains a comma, which the comma-separated filter cannot carry")
         seen.add(value)
-        cost = len(quote(value, safe="")) + 3   # an encoded comma is %2C
+        cost = len(quote(value, safe="")) + 3  # an encoded comma is %2C
         if current and size + cost > max_chars:
             batches.append(",".join(current))
             current, size = [], 0
@@ -183,12 +216,22 @@ class ShipBobClient(PlatformClient):
 
     platform = "shipbob"
 
-    def __init__(self, base_url: str, token: str, *, api_version: str = DEFAULT_VERSION,
-                 channel_id: int | str | None = None, timeout: float = 30.0, retry: RetryPolicy | None = None,
-                 rate_limit: float = DEFAULT_RATE_LIMIT, rate_window: float = DEFAULT_RATE_WINDOW,
-                 token_source: Callable[[], str | None] | None = None,
-                 transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep,
-                 today: Callable[[], date] = lambda: datetime.now(timezone.utc).date()):
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        api_version: str = DEFAULT_VERSION,
+        channel_id: int | str | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        rate_limit: float = DEFAULT_RATE_LIMIT,
+        rate_window: float = DEFAULT_RATE_WINDOW,
+        token_source: Callable[[], str | None] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        today: Callable[[], date] = lambda: datetime.now(timezone.utc).date(),
+    ):
         if not token:
             raise ConfigurationError("shipbob: a bearer token (the connection password) is required")
         check_version(api_version, today())
@@ -206,10 +249,12 @@ class ShipBobClient(PlatformClient):
         self._token = token
         self._token_source = token_source
         # ShipBob counts every call of a token in one window, so all operations share one bucket.
-        self._bucket = RateLimiter(rate, burst, clock=lambda: self.clock(), sleep=sleep)   # the client's clock, even one set later
+        self._bucket = RateLimiter(
+            rate, burst, clock=lambda: self.clock(), sleep=sleep
+        )  # the client's clock, even one set later
 
     @classmethod
-    def from_settings(cls, settings: ConnectionSettings, **overrides: Any) -> "ShipBobClient":
+    def from_settings(cls, settings: ConnectionSettings, **overrides: Any) -> ShipBobClient:
         """Build from a connection: password = token, extra = api_version, channel_id, timeout, quota."""
         extra = settings.extra
         version = str(extra.get("api_version") or DEFAULT_VERSION)
@@ -224,7 +269,9 @@ class ShipBobClient(PlatformClient):
         )
         kwargs.update(overrides)
         if not settings.password:
-            raise ConfigurationError(f"connection {settings.conn_id!r}: password (the ShipBob bearer token) is required")
+            raise ConfigurationError(
+                f"connection {settings.conn_id!r}: password (the ShipBob bearer token) is required"
+            )
         try:
             return cls(settings.base_url, settings.password, **kwargs)
         except ConfigurationError as exc:
@@ -247,8 +294,13 @@ class ShipBobClient(PlatformClient):
     def _refresh_auth(self) -> None:
         new = self._token_source() if self._token_source is not None else None
         if not new or new == self._token:
-            raise AuthError(self.platform, "auth", "the token was refused (revoked?) and the connection holds no "
-                            "other one: put a valid token in the connection password", status=401)
+            raise AuthError(
+                self.platform,
+                "auth",
+                "the token was refused (revoked?) and the connection holds no "
+                "other one: put a valid token in the connection password",
+                status=401,
+            )
         self._token = new
         log.info("shipbob: token refused; continuing with the token the connection holds now")
 
@@ -258,20 +310,23 @@ class ShipBobClient(PlatformClient):
             text = text.replace(self._token, "***")
         return text[:limit]
 
-    def _error_text(self, response: httpx.Response) -> tuple[str, Any, dict | None]:
+    def _error_text(self, response: httpx.Response) -> tuple[str, Any, dict[str, Any] | None]:
         """(message, code, validation dictionary) from any of ShipBob's error shapes."""
         try:
             body = response.json()
         except ValueError:
             text = response.text.strip()
-            return (self._safe(text) if text and not text.startswith("<") else response.reason_phrase or "error",
-                    None, None)
+            return (
+                self._safe(text) if text and not text.startswith("<") else response.reason_phrase or "error",
+                None,
+                None,
+            )
         if isinstance(body, dict):
             if isinstance(body.get("message"), str):
                 # {code, message} (2026-01 ErrorResponse) or the gateway's {statusCode, message}
                 code = body.get("code") if isinstance(body.get("code"), str) else None
                 return self._safe(body["message"]), code, None
-            if isinstance(body.get("title"), str) and "status" in body:   # problem+json
+            if isinstance(body.get("title"), str) and "status" in body:  # problem+json
                 return self._safe(body["title"]), None, None
             # The ASP.NET validation dictionary {"<field>": ["msg", ...]}
             parts = []
@@ -291,12 +346,14 @@ class ShipBobClient(PlatformClient):
             try:
                 data = response.json() if response.content else None
             except ValueError:
-                raise MalformedResponseError(self.platform, operation, "response body is not JSON (truncated or "
-                                             "from a proxy)", **kw) from None
+                raise MalformedResponseError(
+                    self.platform, operation, "response body is not JSON (truncated or from a proxy)", **kw
+                ) from None
             expected = list if operation in _LIST_OPERATIONS else dict
             if not isinstance(data, expected):
-                raise MalformedResponseError(self.platform, operation, f"expected a JSON {expected.__name__}, got "
-                                             f"{type(data).__name__}", **kw)
+                raise MalformedResponseError(
+                    self.platform, operation, f"expected a JSON {expected.__name__}, got {type(data).__name__}", **kw
+                )
             return Reply(data, request_id, status, dict(response.headers))
         message, code, errors = self._error_text(response)
         if status == 401:
@@ -307,17 +364,27 @@ class ShipBobClient(PlatformClient):
             raise AuthError(self.platform, operation, text, **kw)
         if status == 403:
             where = f"channel {self.channel_id}" if self.channel_id is not None else "the token"
-            raise AuthError(self.platform, operation, f"permission refused: {where} lacks the scope for this call "
-                            "(use a channel with *_write scopes for cancels)", **kw)
+            raise AuthError(
+                self.platform,
+                operation,
+                f"permission refused: {where} lacks the scope for this call "
+                "(use a channel with *_write scopes for cancels)",
+                **kw,
+            )
         if status == 404:
             raise NotFoundError(self.platform, operation, message or "not found", **kw)
         if status == 429:
-            raise ThrottledError(self.platform, operation, message or "rate limit exceeded",
-                                 retry_after=self._retry_after(response), **kw)
+            raise ThrottledError(
+                self.platform,
+                operation,
+                message or "rate limit exceeded",
+                retry_after=self._retry_after(response),
+                **kw,
+            )
         if status >= 500 or status == 408:
             raise RetryableError(self.platform, operation, message or "server error", code=code, **kw)
         error = BusinessError(self.platform, operation, message or f"HTTP {status}", code=code, **kw)
-        error.errors = errors   # the validation dictionary, when the platform sent one
+        error.errors = errors  # the validation dictionary, when the platform sent one
         raise error
 
     @staticmethod
@@ -338,15 +405,25 @@ class ShipBobClient(PlatformClient):
 
     def require_channel(self, operation: str) -> None:
         if self.channel_id is None:
-            raise ConfigurationError(f"shipbob {operation}: extra.channel_id (the channel with write scope, "
-                                     "sent as shipbob_channel_id) is required for cancels")
+            raise ConfigurationError(
+                f"shipbob {operation}: extra.channel_id (the channel with write scope, "
+                "sent as shipbob_channel_id) is required for cancels"
+            )
 
     # ------------------------------------------------------------------ reads
-    def orders(self, reference_ids: Iterable[str] | None = None, ids: Iterable[int] | None = None,
-               last_update_start: datetime | str | None = None, last_update_end: datetime | str | None = None,
-               start_date: datetime | str | None = None, end_date: datetime | str | None = None,
-               has_tracking: bool | None = None, limit: int = MAX_LIMIT, *,
-               sort: str = "Oldest") -> Iterator[dict]:
+    def orders(
+        self,
+        reference_ids: Iterable[str] | None = None,
+        ids: Iterable[int] | None = None,
+        last_update_start: datetime | str | None = None,
+        last_update_end: datetime | str | None = None,
+        start_date: datetime | str | None = None,
+        end_date: datetime | str | None = None,
+        has_tracking: bool | None = None,
+        limit: int = MAX_LIMIT,
+        *,
+        sort: str = "Oldest",
+    ) -> Iterator[dict[str, Any]]:
         """Orders matching every filter given (AND), lazily, each once, as ShipBob's OrderViewModel.
 
         Long `reference_ids` / `ids` lists are split into several listings so URLs stay short; an
@@ -368,19 +445,22 @@ class ShipBobClient(PlatformClient):
         if not ref_batches or not id_batches:
             return iter(())
         base: list[tuple[str, str]] = [("Limit", str(limit)), ("SortOrder", sort)]
-        for name, value in (("LastUpdateStartDate", _when(last_update_start, "last_update_start")),
-                            ("LastUpdateEndDate", _when(last_update_end, "last_update_end")),
-                            ("StartDate", _when(start_date, "start_date")),
-                            ("EndDate", _when(end_date, "end_date"))):
+        for name, value in (
+            ("LastUpdateStartDate", _when(last_update_start, "last_update_start")),
+            ("LastUpdateEndDate", _when(last_update_end, "last_update_end")),
+            ("StartDate", _when(start_date, "start_date")),
+            ("EndDate", _when(end_date, "end_date")),
+        ):
             if value is not None:
                 base.append((name, value))
         if has_tracking is not None:
             base.append(("HasTracking", "true" if has_tracking else "false"))
         return self._orders(base, ref_batches, id_batches, limit)
 
-    def _orders(self, base: list[tuple[str, str]], ref_batches: list[str | None], id_batches: list[str | None],
-                limit: int) -> Iterator[dict]:
-        seen: set = set()
+    def _orders(
+        self, base: list[tuple[str, str]], ref_batches: list[str | None], id_batches: list[str | None], limit: int
+    ) -> Iterator[dict[str, Any]]:
+        seen: set[Any] = set()
         for refs, id_list in product(ref_batches, id_batches):
             params = list(base)
             if refs is not None:
@@ -395,18 +475,18 @@ class ShipBobClient(PlatformClient):
                 seen.add(oid)
                 yield order
 
-    def _listing(self, params: list[tuple[str, str]], limit: int) -> Iterator[dict]:
+    def _listing(self, params: list[tuple[str, str]], limit: int) -> Iterator[dict[str, Any]]:
         path = self._path("order")
         first = tuple([("Page", "1")] + params)
 
-        def fetch(cursor: tuple | None) -> tuple[list, Any]:
+        def fetch(cursor: Query | None) -> tuple[list[Any], Query | None]:
             query = cursor or first
             reply = self.call("orders", "GET", path, params=list(query))
             return reply.data, self._next_page(reply, query, path, len(reply.data), limit)
 
         return self.listing(fetch, "orders", key=lambda order: record_id(order, "id"))
 
-    def _next_page(self, reply: Reply, query: tuple, path: str, count: int, limit: int) -> tuple | None:
+    def _next_page(self, reply: Reply, query: Query, path: str, count: int, limit: int) -> Query | None:
         """The next page's query: from Next-Page, else Total-Pages, else a full page means maybe more.
 
         ShipBob documents no Next-Page format, so a link that is not a page of this listing is set
@@ -420,7 +500,8 @@ class ShipBobClient(PlatformClient):
                 raise PagingError(self.platform, "orders", f"Next-Page points to another host ({parts.netloc})")
             next_query = tuple(parse_qsl(parts.query, keep_blank_values=True))
             if (not parts.path or parts.path.rstrip("/").endswith(path)) and any(
-                    k.lower() == "page" for k, _ in next_query):
+                k.lower() == "page" for k, _ in next_query
+            ):
                 return next_query
             log.warning("ShipBob Next-Page %r is not a page of %s: paging by page number", link[:200], path)
         total = headers.get("total-pages")
@@ -431,16 +512,17 @@ class ShipBobClient(PlatformClient):
             return None
         return tuple((k, str(page + 1) if k == "Page" else v) for k, v in query)
 
-    def order(self, order_id: int) -> dict:
+    def order(self, order_id: int) -> dict[str, Any]:
         """One order (OrderViewModel, shipments included)."""
         oid = _positive_id(order_id, "order_id")
-        return self.call("order", "GET", self._path("order", str(oid))).data
+        order: dict[str, Any] = self.call("order", "GET", self._path("order", str(oid))).data
+        return order
 
-    def channels(self) -> list[dict]:
+    def channels(self) -> list[dict[str, Any]]:
         """The channels the token sees ({id, name, application_name, scopes}), page by page."""
         path = self._path("channel")
 
-        def fetch(cursor: tuple | None) -> tuple[list, Any]:
+        def fetch(cursor: Query | None) -> tuple[list[Any], Query | None]:
             data = self.call("channels", "GET", path, params=list(cursor) if cursor else None).data
             items = data.get("items")
             if not isinstance(items, list):
@@ -448,8 +530,7 @@ class ShipBobClient(PlatformClient):
             link = data.get("next")
             return items, tuple(parse_qsl(urlsplit(link).query)) if link else None
 
-        return list(self.listing(fetch, "channels",
-                          key=lambda c: c.get("id") if isinstance(c, dict) else None))
+        return list(self.listing(fetch, "channels", key=lambda c: c.get("id") if isinstance(c, dict) else None))
 
     # ------------------------------------------------------------------ writes
     def cancel_order(self, order_id: int) -> Reply:
@@ -462,5 +543,4 @@ class ShipBobClient(PlatformClient):
         """
         oid = _positive_id(order_id, "order_id")
         self.require_channel("cancel_order")
-        return self.call("cancel_order", "POST", self._path(f"order/{oid}:cancel"),
-                         retry_safe=False)
+        return self.call("cancel_order", "POST", self._path(f"order/{oid}:cancel"), retry_safe=False)

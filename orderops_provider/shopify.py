@@ -32,6 +32,7 @@ Contract: Shopify's Admin GraphQL API documentation and schema (2025-01 onwards)
 * Note and tags writes set absolute or additive state computed from a read, so resending them
   changes nothing: they are retried like reads, and skipped when the order already has them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,17 +40,31 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
-from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
-                                    NotFoundError, PagingError, PlatformClient, PlatformError, RateLimiter, Reply,
-                                    RetryableError, RetryPolicy, ThrottledError, TokenExpiredError,
-                                    record_id)
+from orderops_provider.base import (
+    AuthError,
+    BusinessError,
+    ConfigurationError,
+    MalformedResponseError,
+    NotFoundError,
+    PagingError,
+    PlatformClient,
+    PlatformError,
+    RateLimiter,
+    Reply,
+    RetryableError,
+    RetryPolicy,
+    ThrottledError,
+    TokenExpiredError,
+    record_id,
+)
 from orderops_provider.connection import ConnectionSettings
 from orderops_provider.tiktok_order_id import EXTRA_KEY, TikTokIdRules
 
@@ -57,18 +72,18 @@ log = logging.getLogger(__name__)
 
 # Released 2026-07-01, supported at least until 2027-07-01 (shopify.dev/docs/api/usage/versioning).
 DEFAULT_VERSION = "2026-07"
-SUPPORT_MONTHS = 12                 # each stable version, from its release
+SUPPORT_MONTHS = 12  # each stable version, from its release
 # From this version on orderCancel takes `refundMethod`; before it, `refund: Boolean!`.
 REFUND_METHOD_SINCE = "2025-07"
 MAX_PAGE_SIZE = 250
-MAX_QUERY_COST = 1000               # documented single-query ceiling
-DEFAULT_BUCKET = 2000.0             # Standard plan; resynced from every answer
-DEFAULT_RESTORE_RATE = 100.0        # points per second, Standard plan
-COST_HEADROOM = 0.6                 # a page requests at most this share of the cap and of the bucket
+MAX_QUERY_COST = 1000  # documented single-query ceiling
+DEFAULT_BUCKET = 2000.0  # Standard plan; resynced from every answer
+DEFAULT_RESTORE_RATE = 100.0  # points per second, Standard plan
+COST_HEADROOM = 0.6  # a page requests at most this share of the cap and of the bucket
 CONNECTION_COST = 2
-ORDER_NODE_COST = 2                 # Order 1 + customAttributes 1 (scalars and enums are free)
+ORDER_NODE_COST = 2  # Order 1 + customAttributes 1 (scalars and enums are free)
 MUTATION_COST = 10
-FIRST_POLL = 0.2                    # seconds before the second cancel-job poll; doubles up to poll_interval
+FIRST_POLL = 0.2  # seconds before the second cancel-job poll; doubles up to poll_interval
 TOKEN_OPERATION = "access_token"
 SECRET_EXTRA_KEYS = ("client_secret",)
 
@@ -85,18 +100,24 @@ fragment OrderFields on Order {
   customAttributes { key value } tags note
 }"""
 
-ORDERS_QUERY = """
+ORDERS_QUERY = (
+    """
 query OrdersPage($first: Int!, $after: String, $query: String, $sortKey: OrderSortKeys, $reverse: Boolean) {
   orders(first: $first, after: $after, query: $query, sortKey: $sortKey, reverse: $reverse) {
     nodes { ...OrderFields }
     pageInfo { hasNextPage endCursor }
   }
-}""" + ORDER_FIELDS
+}"""
+    + ORDER_FIELDS
+)
 
-ORDER_QUERY = """
+ORDER_QUERY = (
+    """
 query OrderById($id: ID!) {
   order(id: $id) { ...OrderFields }
-}""" + ORDER_FIELDS
+}"""
+    + ORDER_FIELDS
+)
 
 JOB_QUERY = """
 query CancelJob($id: ID!) {
@@ -143,7 +164,7 @@ class QueryCostError(BusinessError):
 
     `requested` and `limit` are the platform's numbers, so a caller can shrink the query."""
 
-    def __init__(self, *args, requested: float | None = None, limit: float | None = None, **kwargs):
+    def __init__(self, *args: Any, requested: float | None = None, limit: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.requested = requested
         self.limit = limit
@@ -157,7 +178,7 @@ class CancelTimeoutError(RetryableError):
 class CancelResult:
     """What `cancel_order_and_wait` achieved: the order read back after the job, and how."""
 
-    order: dict
+    order: dict[str, Any]
     job_id: str | None
     requests_sent: int
     already_cancelled: bool = False
@@ -187,12 +208,12 @@ class PointsBucket(RateLimiter):
     take, and the next query would be THROTTLED.
     """
 
-    IN_FLIGHT_TTL = 120.0    # an entry older than this belongs to a request that never got an answer
+    IN_FLIGHT_TTL = 120.0  # an entry older than this belongs to a request that never got an answer
 
-    def __init__(self, rate: float, burst: float, **kwargs):
+    def __init__(self, rate: float, burst: float, **kwargs: Any) -> None:
         super().__init__(rate, burst, **kwargs)
         self._synced_at: float | None = None
-        self._in_flight: dict[int, tuple[float, float]] = {}   # thread -> (requested cost, sent at)
+        self._in_flight: dict[int, tuple[float, float]] = {}  # thread -> (requested cost, sent at)
 
     def acquire(self, cost: float = 1.0) -> float:
         # A cost above the bucket could never be granted; the platform answers such a query itself.
@@ -202,11 +223,12 @@ class PointsBucket(RateLimiter):
             self._in_flight[threading.get_ident()] = (cost, self._clock())
         return waited
 
-    def sync(self, available: float, rate: float | None = None, maximum: float | None = None,
-             actual: float | None = None) -> None:
+    def sync(
+        self, available: float, rate: float | None = None, maximum: float | None = None, actual: float | None = None
+    ) -> None:
         with self._lock:
             now = self._clock()
-            mine = self._in_flight.pop(threading.get_ident(), None)   # this thread's request is the one answered
+            mine = self._in_flight.pop(threading.get_ident(), None)  # this thread's request is the one answered
             pending = sum(cost for cost, sent in self._in_flight.values() if now - sent < self.IN_FLIGHT_TTL)
             if rate and rate > 0:
                 self.rate = float(rate)
@@ -289,21 +311,34 @@ class ShopifyClient(PlatformClient):
 
     platform = "shopify"
 
-    def __init__(self, base_url: str, access_token: str | None = None, *, api_version: str = DEFAULT_VERSION,
-                 client_id: str | None = None, client_secret: str | None = None, timeout: float = 30.0,
-                 retry: RetryPolicy | None = None, maximum_available: float = DEFAULT_BUCKET,
-                 restore_rate: float = DEFAULT_RESTORE_RATE, max_query_cost: int = MAX_QUERY_COST,
-                 secret_sink: Callable[[str], None] | None = None,
-                 tiktok_order_id: TikTokIdRules = TikTokIdRules(),
-                 transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        base_url: str,
+        access_token: str | None = None,
+        *,
+        api_version: str = DEFAULT_VERSION,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        maximum_available: float = DEFAULT_BUCKET,
+        restore_rate: float = DEFAULT_RESTORE_RATE,
+        max_query_cost: int = MAX_QUERY_COST,
+        secret_sink: Callable[[str], None] | None = None,
+        tiktok_order_id: TikTokIdRules = TikTokIdRules(),
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if not _VERSION.fullmatch(api_version or ""):
-            raise ConfigurationError(f"shopify: api_version {api_version!r} must look like 2026-07 "
-                                     "(a quarterly version) or be 'unstable'")
+            raise ConfigurationError(
+                f"shopify: api_version {api_version!r} must look like 2026-07 (a quarterly version) or be 'unstable'"
+            )
         if bool(client_id) != bool(client_secret):
             raise ConfigurationError("shopify: client_id and client_secret go together (client-credentials grant)")
         if not access_token and not client_id:
-            raise ConfigurationError("shopify: an access token (the connection password) or client_id + "
-                                     "client_secret is required")
+            raise ConfigurationError(
+                "shopify: an access token (the connection password) or client_id + client_secret is required"
+            )
         if max_query_cost < 10:
             raise ConfigurationError(f"shopify: max_query_cost {max_query_cost} is too small")
         super().__init__(base_url, timeout=timeout, retry=retry, transport=transport, sleep=sleep)
@@ -315,13 +350,13 @@ class ShopifyClient(PlatformClient):
         self._client_id = client_id or None
         self._client_secret = client_secret or None
         self._secret_sink = secret_sink
-        self.tiktok_order_id = tiktok_order_id   # where this shop's orders carry the TikTok id (staging reads it)
+        self.tiktok_order_id = tiktok_order_id  # where this shop's orders carry the TikTok id (staging reads it)
         self._auth_lock = threading.Lock()
         self._order_node_cost = ORDER_NODE_COST
         # the client's clock, even one set later (a test's)
         self._bucket = PointsBucket(restore_rate, maximum_available, clock=lambda: self.clock(), sleep=sleep)
-        self.points: dict[str, float] = {}      # actual cost per operation, as Shopify reported it
-        self.throttle_status: dict | None = None
+        self.points: dict[str, float] = {}  # actual cost per operation, as Shopify reported it
+        self.throttle_status: dict[str, Any] | None = None
         # the version Shopify last said served this client (X-Shopify-API-Version); None before any answer
         self.served_version: str | None = None
         if secret_sink is not None:
@@ -330,7 +365,7 @@ class ShopifyClient(PlatformClient):
                     secret_sink(secret)
 
     @classmethod
-    def from_settings(cls, settings: ConnectionSettings, **overrides: Any) -> "ShopifyClient":
+    def from_settings(cls, settings: ConnectionSettings, **overrides: Any) -> ShopifyClient:
         """Build from a connection: host = the shop's admin host, password = access token, extra = below.
 
         extra: api_version, client_id, client_secret, timeout, max_attempts, maximum_available,
@@ -387,35 +422,45 @@ class ShopifyClient(PlatformClient):
     def _refresh_auth(self) -> None:
         """Client-credentials grant: a new access token for the app on this shop."""
         if not self.can_refresh:
-            raise AuthError(self.platform, "auth", "the access token was refused and the connection has no "
-                            "client_id/client_secret to obtain a new one", status=401)
+            raise AuthError(
+                self.platform,
+                "auth",
+                "the access token was refused and the connection has no client_id/client_secret to obtain a new one",
+                status=401,
+            )
         used = self._token
         with self._auth_lock:
             if self._token != used and self._token is not None:
-                return   # another thread already replaced it
-            form = urlencode({"grant_type": "client_credentials", "client_id": self._client_id,
-                              "client_secret": self._client_secret}).encode()
-            reply = self.call(TOKEN_OPERATION, "POST", "/admin/oauth/access_token", content=form,
-                              headers={"Content-Type": "application/x-www-form-urlencoded",
-                                       "Accept": "application/json"})
+                return  # another thread already replaced it
+            form = urlencode(
+                {"grant_type": "client_credentials", "client_id": self._client_id, "client_secret": self._client_secret}
+            ).encode()
+            reply = self.call(
+                TOKEN_OPERATION,
+                "POST",
+                "/admin/oauth/access_token",
+                content=form,
+                headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+            )
             token = reply.data["access_token"]
             if self._secret_sink is not None:
                 self._secret_sink(token)
             lifetime = _number(reply.data.get("expires_in"))
             self._token = token
             # renew a little before the platform's own expiry
-            self._token_expires_at = (time.monotonic() + lifetime - min(60.0, lifetime / 10)
-                                      if lifetime else None)
-            log.info("shopify: obtained a new access token by the client-credentials grant (expires in %s s)",
-                     int(lifetime) if lifetime else "?")
+            self._token_expires_at = time.monotonic() + lifetime - min(60.0, lifetime / 10) if lifetime else None
+            log.info(
+                "shopify: obtained a new access token by the client-credentials grant (expires in %s s)",
+                int(lifetime) if lifetime else "?",
+            )
 
     def _safe(self, text: Any, limit: int = 500) -> str:
         """Platform text for an exception: never a secret, and not too much of it."""
-        text = str(text)
+        safe = str(text)
         for secret in (self._token, self._client_secret):
             if secret:
-                text = text.replace(secret, "***")
-        return text[:limit]
+                safe = safe.replace(secret, "***")
+        return safe[:limit]
 
     def _sync_cost(self, cost: Any, operation: str) -> None:
         if not isinstance(cost, dict):
@@ -427,8 +472,12 @@ class ShopifyClient(PlatformClient):
         if isinstance(status, dict):
             available = _number(status.get("currentlyAvailable"))
             if available is not None:
-                self._bucket.sync(available, _number(status.get("restoreRate")),
-                                  _number(status.get("maximumAvailable")), actual=actual)
+                self._bucket.sync(
+                    available,
+                    _number(status.get("restoreRate")),
+                    _number(status.get("maximumAvailable")),
+                    actual=actual,
+                )
                 self.throttle_status = dict(status)
 
     def _check(self, response: httpx.Response, operation: str) -> Reply:
@@ -442,8 +491,8 @@ class ShopifyClient(PlatformClient):
         except ValueError:
             body = None
         envelope = body if isinstance(body, dict) else {}
-        extensions = envelope.get("extensions") if isinstance(envelope.get("extensions"), dict) else {}
-        cost = extensions.get("cost")
+        extensions = envelope.get("extensions")
+        cost = extensions.get("cost") if isinstance(extensions, dict) else None
         self._sync_cost(cost, operation)
         self._note_served_version(response)
         errors = envelope.get("errors")
@@ -453,26 +502,44 @@ class ShopifyClient(PlatformClient):
                 raise TokenExpiredError(self.platform, operation, text, **kw)
             raise AuthError(self.platform, operation, text, **kw)
         if status == 403:
-            raise AuthError(self.platform, operation, "access refused (403): the app lacks a scope or the shop "
-                            "blocks it", **kw)
+            raise AuthError(
+                self.platform, operation, "access refused (403): the app lacks a scope or the shop blocks it", **kw
+            )
         if status == 404:
-            raise NotFoundError(self.platform, operation, f"no Admin API at {self.graphql_path} (HTTP 404): check "
-                                "the host (the shop's myshopify.com domain) and extra.api_version", **kw)
+            raise NotFoundError(
+                self.platform,
+                operation,
+                f"no Admin API at {self.graphql_path} (HTTP 404): check "
+                "the host (the shop's myshopify.com domain) and extra.api_version",
+                **kw,
+            )
         if status == 429 or self._throttled(errors):
             raise self._throttled_error(response, operation, cost, **kw)
         if status >= 500 or status == 408:
-            raise RetryableError(self.platform, operation, self._error_message(errors) or f"server error {status}",
-                                 code=self._error_code(errors), **kw)
+            raise RetryableError(
+                self.platform,
+                operation,
+                self._error_message(errors) or f"server error {status}",
+                code=self._error_code(errors),
+                **kw,
+            )
         if status != 200:
             # 400 bad request, 402 shop frozen for payment, 423 shop locked
-            raise BusinessError(self.platform, operation, self._error_message(errors) or f"HTTP {status}",
-                                code=self._error_code(errors), **kw)
+            raise BusinessError(
+                self.platform,
+                operation,
+                self._error_message(errors) or f"HTTP {status}",
+                code=self._error_code(errors),
+                **kw,
+            )
         if body is None:
-            raise MalformedResponseError(self.platform, operation, "response body is not JSON (truncated or "
-                                         "from a proxy)", **kw)
+            raise MalformedResponseError(
+                self.platform, operation, "response body is not JSON (truncated or from a proxy)", **kw
+            )
         if not isinstance(body, dict):
-            raise MalformedResponseError(self.platform, operation, f"expected a JSON object, got "
-                                         f"{type(body).__name__}", **kw)
+            raise MalformedResponseError(
+                self.platform, operation, f"expected a JSON object, got {type(body).__name__}", **kw
+            )
         if errors:
             code = self._error_code(errors)
             message = self._error_message(errors)
@@ -480,9 +547,15 @@ class ShopifyClient(PlatformClient):
                 raise AuthError(self.platform, operation, message, code=code, **kw)
             if code == "MAX_COST_EXCEEDED":
                 first = errors[0].get("extensions") or {}
-                raise QueryCostError(self.platform, operation, message.split("\n")[0], code=code,
-                                     requested=_number(first.get("cost")), limit=_number(first.get("maxCost")),
-                                     **kw)
+                raise QueryCostError(
+                    self.platform,
+                    operation,
+                    message.split("\n")[0],
+                    code=code,
+                    requested=_number(first.get("cost")),
+                    limit=_number(first.get("maxCost")),
+                    **kw,
+                )
             if code in ("INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE", "TIMEOUT"):
                 raise RetryableError(self.platform, operation, message, code=code, **kw)
             raise BusinessError(self.platform, operation, message, code=code, **kw)
@@ -493,9 +566,10 @@ class ShopifyClient(PlatformClient):
     @staticmethod
     def _throttled(errors: Any) -> bool:
         return isinstance(errors, list) and any(
-            isinstance(e, dict) and (e.get("extensions") or {}).get("code") == "THROTTLED" for e in errors)
+            isinstance(e, dict) and (e.get("extensions") or {}).get("code") == "THROTTLED" for e in errors
+        )
 
-    def _throttled_error(self, response: httpx.Response, operation: str, cost: Any, **kw) -> ThrottledError:
+    def _throttled_error(self, response: httpx.Response, operation: str, cost: Any, **kw: Any) -> ThrottledError:
         hint = None
         if isinstance(cost, dict) and isinstance(cost.get("throttleStatus"), dict):
             requested = _number(cost.get("requestedQueryCost"))
@@ -505,7 +579,7 @@ class ShopifyClient(PlatformClient):
             maximum = _number(status.get("maximumAvailable"))
             # a cost above the whole bucket gives no usable hint (pages are sized to fit the bucket)
             fits = requested is not None and (maximum is None or requested <= maximum)
-            if fits and available is not None and rate:
+            if fits and requested is not None and available is not None and rate:
                 hint = max(0.0, (requested - available) / rate)
         header = response.headers.get("retry-after")
         if header:
@@ -513,8 +587,14 @@ class ShopifyClient(PlatformClient):
                 hint = max(hint or 0.0, float(header))
             except ValueError:
                 pass
-        return ThrottledError(self.platform, operation, "throttled: the shop's query-cost bucket is empty",
-                              code="THROTTLED", retry_after=hint, **kw)
+        return ThrottledError(
+            self.platform,
+            operation,
+            "throttled: the shop's query-cost bucket is empty",
+            code="THROTTLED",
+            retry_after=hint,
+            **kw,
+        )
 
     @staticmethod
     def _error_code(errors: Any) -> str | None:
@@ -552,9 +632,13 @@ class ShopifyClient(PlatformClient):
             log.warning("shopify: ignoring X-Shopify-API-Version %r, which is not a version", served[:40])
             return
         if served != self.api_version:
-            log.warning("shopify: asked for API %s, served %s (a version past its support falls forward); "
-                        "orderops now shapes its requests for %s: set extra.api_version to a supported version",
-                        self.api_version, served, served)
+            log.warning(
+                "shopify: asked for API %s, served %s (a version past its support falls forward); "
+                "orderops now shapes its requests for %s: set extra.api_version to a supported version",
+                self.api_version,
+                served,
+                served,
+            )
         self.served_version = served
 
     def _check_token(self, response: httpx.Response) -> Reply:
@@ -562,8 +646,12 @@ class ShopifyClient(PlatformClient):
         kw = dict(status=status, request_id=response.headers.get("x-request-id"))
         if status in (400, 401, 403):
             # a plain AuthError: a refused grant must not trigger another refresh
-            raise AuthError(self.platform, TOKEN_OPERATION, "client credentials refused: check extra.client_id "
-                            "and extra.client_secret", **kw)
+            raise AuthError(
+                self.platform,
+                TOKEN_OPERATION,
+                "client credentials refused: check extra.client_id and extra.client_secret",
+                **kw,
+            )
         if status == 429:
             raise self._throttled_error(response, TOKEN_OPERATION, None, **kw)
         if status >= 500:
@@ -579,8 +667,15 @@ class ShopifyClient(PlatformClient):
         return Reply(body, kw["request_id"], status, dict(response.headers))
 
     # ------------------------------------------------------------------ GraphQL plumbing
-    def graphql(self, operation: str, query: str, variables: dict | None = None, *, cost: float,
-                retry_safe: bool = True) -> Reply:
+    def graphql(
+        self,
+        operation: str,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        cost: float,
+        retry_safe: bool = True,
+    ) -> Reply:
         """One GraphQL document; `operation` is its root field (the call counter's key).
 
         Reply.data is the whole envelope {data, extensions}; `cost` is the requested cost the
@@ -600,8 +695,15 @@ class ShopifyClient(PlatformClient):
             self._order_node_cost = max(1, math.ceil((requested - CONNECTION_COST) / first))
 
     # ------------------------------------------------------------------ reads
-    def orders(self, query: str = "", page_size: int = MAX_PAGE_SIZE, *, sort_key: str = "ID",
-               reverse: bool = False, strict_search: bool = True) -> Iterator[dict]:
+    def orders(
+        self,
+        query: str = "",
+        page_size: int = MAX_PAGE_SIZE,
+        *,
+        sort_key: str = "ID",
+        reverse: bool = False,
+        strict_search: bool = True,
+    ) -> Iterator[dict[str, Any]]:
         """Orders matching a search query (Shopify's search syntax), lazily, as Shopify's Order objects.
 
         Sorted by ID by default: a cursor then stays put while orders are updated during paging
@@ -616,14 +718,20 @@ class ShopifyClient(PlatformClient):
             raise ValueError(f"sort_key: expected one of {', '.join(SORT_KEYS)}, got {sort_key!r}")
         search = query.strip() if query else None
 
-        def fetch(cursor: str | None) -> tuple[list, str | None]:
+        def fetch(cursor: str | None) -> tuple[list[Any], str | None]:
             for _ in range(3):
                 first = self._page_first(page_size)
-                variables = {"first": first, "after": cursor, "query": search, "sortKey": sort_key,
-                             "reverse": bool(reverse)}
+                variables = {
+                    "first": first,
+                    "after": cursor,
+                    "query": search,
+                    "sortKey": sort_key,
+                    "reverse": bool(reverse),
+                }
                 try:
-                    reply = self.graphql("orders", ORDERS_QUERY, variables,
-                                         cost=CONNECTION_COST + first * self._order_node_cost)
+                    reply = self.graphql(
+                        "orders", ORDERS_QUERY, variables, cost=CONNECTION_COST + first * self._order_node_cost
+                    )
                     break
                 except QueryCostError as exc:
                     # the platform prices orders higher than assumed: learn its numbers, ask for fewer
@@ -637,19 +745,33 @@ class ShopifyClient(PlatformClient):
             extensions = reply.data.get("extensions") or {}
             cost = extensions.get("cost") or {}
             self._learn_node_cost(_number(cost.get("requestedQueryCost")), first)
-            problems = [w for entry in extensions.get("search") or [] if isinstance(entry, dict)
-                        for w in entry.get("warnings") or [] if isinstance(w, dict)]
+            problems = [
+                w
+                for entry in extensions.get("search") or []
+                if isinstance(entry, dict)
+                for w in entry.get("warnings") or []
+                if isinstance(w, dict)
+            ]
             if problems:
                 text = "; ".join(f"{w.get('field')}: {w.get('message')}" for w in problems)
                 if strict_search:
-                    raise BusinessError(self.platform, "orders", f"search {search!r} was not understood: {text}",
-                                        code=problems[0].get("code"), request_id=reply.request_id)
+                    raise BusinessError(
+                        self.platform,
+                        "orders",
+                        f"search {search!r} was not understood: {text}",
+                        code=problems[0].get("code"),
+                        request_id=reply.request_id,
+                    )
                 log.warning("shopify orders: search %r: %s", search, text)
             connection = reply.data["data"].get("orders")
-            if not isinstance(connection, dict) or not isinstance(connection.get("nodes"), list) \
-                    or not isinstance(connection.get("pageInfo"), dict):
-                raise MalformedResponseError(self.platform, "orders", "expected orders { nodes pageInfo }",
-                                             request_id=reply.request_id)
+            if (
+                not isinstance(connection, dict)
+                or not isinstance(connection.get("nodes"), list)
+                or not isinstance(connection.get("pageInfo"), dict)
+            ):
+                raise MalformedResponseError(
+                    self.platform, "orders", "expected orders { nodes pageInfo }", request_id=reply.request_id
+                )
             info = connection["pageInfo"]
             if info.get("hasNextPage"):
                 if not info.get("endCursor"):
@@ -659,31 +781,42 @@ class ShopifyClient(PlatformClient):
 
         return self.listing(fetch, "orders", key=lambda node: record_id(node, "id"))
 
-    def order(self, order_gid_or_legacy_id: Any) -> dict:
+    def order(self, order_gid_or_legacy_id: Any) -> dict[str, Any]:
         """One order by gid or numeric (REST) id; NotFoundError when the shop does not show it."""
         gid = order_gid(order_gid_or_legacy_id)
         reply = self.graphql("order", ORDER_QUERY, {"id": gid}, cost=ORDER_NODE_COST)
         node = reply.data["data"].get("order")
         if node is None:
-            raise NotFoundError(self.platform, "order", f"order {gid} not found (or older than 60 days without "
-                                "the read_all_orders scope)", request_id=reply.request_id)
+            raise NotFoundError(
+                self.platform,
+                "order",
+                f"order {gid} not found (or older than 60 days without the read_all_orders scope)",
+                request_id=reply.request_id,
+            )
         if not isinstance(node, dict):
             raise MalformedResponseError(self.platform, "order", "order is not an object", request_id=reply.request_id)
         return node
 
-    def shop(self) -> dict:
-        return self.graphql("shop", SHOP_QUERY, cost=1).data["data"]["shop"]
+    def shop(self) -> dict[str, Any]:
+        shop: dict[str, Any] = self.graphql("shop", SHOP_QUERY, cost=1).data["data"]["shop"]
+        return shop
 
     def access_scopes(self) -> set[str]:
         """The access scopes the shop granted this app (`currentAppInstallation.accessScopes`)."""
         reply = self.graphql("currentAppInstallation", ACCESS_SCOPES_QUERY, cost=1)
-        scopes = ((reply.data["data"].get("currentAppInstallation") or {}).get("accessScopes"))
-        if not isinstance(scopes, list) or not all(isinstance(s, dict) and isinstance(s.get("handle"), str) for s in scopes):
-            raise MalformedResponseError(self.platform, "currentAppInstallation", "expected accessScopes[] of {handle}",
-                                         request_id=reply.request_id)
+        scopes = (reply.data["data"].get("currentAppInstallation") or {}).get("accessScopes")
+        if not isinstance(scopes, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("handle"), str) for s in scopes
+        ):
+            raise MalformedResponseError(
+                self.platform,
+                "currentAppInstallation",
+                "expected accessScopes[] of {handle}",
+                request_id=reply.request_id,
+            )
         return {s["handle"] for s in scopes}
 
-    def job(self, job_id: str) -> dict:
+    def job(self, job_id: str) -> dict[str, Any]:
         reply = self.graphql("job", JOB_QUERY, {"id": job_id}, cost=1)
         job = reply.data["data"].get("job")
         if not isinstance(job, dict):
@@ -691,8 +824,15 @@ class ShopifyClient(PlatformClient):
         return job
 
     # ------------------------------------------------------------------ writes
-    def cancel_order(self, order_id: Any, reason: str = "CUSTOMER", refund_method: str = "original_payment",
-                     restock: bool = True, notify_customer: bool = False, staff_note: str | None = None) -> Reply:
+    def cancel_order(
+        self,
+        order_id: Any,
+        reason: str = "CUSTOMER",
+        refund_method: str = "original_payment",
+        restock: bool = True,
+        notify_customer: bool = False,
+        staff_note: str | None = None,
+    ) -> Reply:
         """Start `orderCancel`; Reply.data is its payload ({job {id done}, orderCancelUserErrors}).
 
         Sent once: only a throttle or a refused connection (the request never reached Shopify) is
@@ -707,29 +847,41 @@ class ShopifyClient(PlatformClient):
             raise ValueError(f"refund_method: expected one of {', '.join(REFUND_METHODS)}, got {refund_method!r}")
         if staff_note is not None and len(staff_note) > 255:
             raise ValueError("staff_note: at most 255 characters")
-        variables: dict[str, Any] = {"orderId": gid, "reason": reason, "restock": bool(restock),
-                                     "notifyCustomer": bool(notify_customer), "staffNote": staff_note}
+        variables: dict[str, Any] = {
+            "orderId": gid,
+            "reason": reason,
+            "restock": bool(restock),
+            "notifyCustomer": bool(notify_customer),
+            "staffNote": staff_note,
+        }
         version = self.effective_version
         if _version_at_least(version, REFUND_METHOD_SINCE):
             document = CANCEL_MUTATION
-            variables["refundMethod"] = ({"storeCreditRefund": {}} if refund_method == "store_credit" else
-                                         {"originalPaymentMethodsRefund": refund_method == "original_payment"})
+            variables["refundMethod"] = (
+                {"storeCreditRefund": {}}
+                if refund_method == "store_credit"
+                else {"originalPaymentMethodsRefund": refund_method == "original_payment"}
+            )
         else:
             if refund_method == "store_credit":
-                raise ValueError(f"refund_method store_credit needs API {REFUND_METHOD_SINCE} or later "
-                                 f"(this connection speaks {version})")
+                raise ValueError(
+                    f"refund_method store_credit needs API {REFUND_METHOD_SINCE} or later "
+                    f"(this connection speaks {version})"
+                )
             document = CANCEL_MUTATION_LEGACY
             variables["refund"] = refund_method == "original_payment"
         reply = self.graphql("orderCancel", document, variables, cost=MUTATION_COST, retry_safe=False)
         payload = reply.data["data"].get("orderCancel")
         if not isinstance(payload, dict):
-            raise MalformedResponseError(self.platform, "orderCancel", "answer without orderCancel",
-                                         request_id=reply.request_id)
+            raise MalformedResponseError(
+                self.platform, "orderCancel", "answer without orderCancel", request_id=reply.request_id
+            )
         self._raise_user_errors("orderCancel", payload.get("orderCancelUserErrors"), reply)
         job = payload.get("job")
         if not isinstance(job, dict) or not job.get("id"):
-            raise MalformedResponseError(self.platform, "orderCancel", "accepted without a job",
-                                         request_id=reply.request_id)
+            raise MalformedResponseError(
+                self.platform, "orderCancel", "accepted without a job", request_id=reply.request_id
+            )
         return Reply(payload, reply.request_id, reply.status, reply.headers)
 
     def _raise_user_errors(self, operation: str, errors: Any, reply: Reply) -> None:
@@ -740,13 +892,23 @@ class ShopifyClient(PlatformClient):
         where = ".".join(first.get("field") or [])
         message = self._safe(f"{where}: {first.get('message')}" if where else first.get("message"))
         error_class = NotFoundError if code == "NOT_FOUND" or "does not exist" in message else BusinessError
-        raise error_class(self.platform, operation, message, code=code, status=reply.status,
-                          request_id=reply.request_id)
+        raise error_class(
+            self.platform, operation, message, code=code, status=reply.status, request_id=reply.request_id
+        )
 
-    def cancel_order_and_wait(self, order_id: Any, reason: str = "CUSTOMER",
-                              refund_method: str = "original_payment", restock: bool = True,
-                              notify_customer: bool = False, staff_note: str | None = None, *,
-                              timeout: float = 60.0, poll_interval: float = 1.0, max_sends: int = 2) -> CancelResult:
+    def cancel_order_and_wait(
+        self,
+        order_id: Any,
+        reason: str = "CUSTOMER",
+        refund_method: str = "original_payment",
+        restock: bool = True,
+        notify_customer: bool = False,
+        staff_note: str | None = None,
+        *,
+        timeout: float = 60.0,
+        poll_interval: float = 1.0,
+        max_sends: int = 2,
+    ) -> CancelResult:
         """Cancel an order and return it once Shopify shows it cancelled.
 
         Reads first: an order already cancelled is returned without sending anything. After an
@@ -780,11 +942,12 @@ class ShopifyClient(PlatformClient):
                 if ambiguous is None:
                     raise
                 # refused after an ambiguous send: that send most likely started the job
-                log.info("shopify orderCancel %s: resend refused (%s); waiting for the first one", gid,
-                         exc.platform_message)
+                log.info(
+                    "shopify orderCancel %s: resend refused (%s); waiting for the first one", gid, exc.platform_message
+                )
                 break
             except ThrottledError:
-                raise   # already retried; never processed
+                raise  # already retried; never processed
             except RetryableError as exc:
                 ambiguous = exc
                 order = self.order(gid)
@@ -792,25 +955,38 @@ class ShopifyClient(PlatformClient):
                     return CancelResult(order, None, sent)
                 if sent >= max_sends:
                     raise
-                log.info("shopify orderCancel %s: %s; the order is not cancelled, sending again", gid,
-                         exc.platform_message)
+                log.info(
+                    "shopify orderCancel %s: %s; the order is not cancelled, sending again", gid, exc.platform_message
+                )
         waits = _growing_waits(poll_interval)
         if job_id is not None:
             while not self.job(job_id).get("done"):
                 if time.monotonic() >= deadline:
-                    raise CancelTimeoutError(self.platform, "orderCancel", f"job {job_id} not done after "
-                                             f"{timeout:.0f} s", request_id=request_id)
+                    raise CancelTimeoutError(
+                        self.platform,
+                        "orderCancel",
+                        f"job {job_id} not done after {timeout:.0f} s",
+                        request_id=request_id,
+                    )
                 self._sleep(next(waits))
         while True:
             order = self.order(gid)
             if order.get("cancelledAt"):
                 return CancelResult(order, job_id, sent, request_id=request_id)
             if time.monotonic() >= deadline:
-                if job_id is not None:   # the job ran and the order stayed open: it failed
-                    raise BusinessError(self.platform, "orderCancel", f"job {job_id} finished but order {gid} "
-                                        "is not cancelled", request_id=request_id)
-                raise CancelTimeoutError(self.platform, "orderCancel", f"order {gid} not cancelled after "
-                                         f"{timeout:.0f} s", request_id=request_id)
+                if job_id is not None:  # the job ran and the order stayed open: it failed
+                    raise BusinessError(
+                        self.platform,
+                        "orderCancel",
+                        f"job {job_id} finished but order {gid} is not cancelled",
+                        request_id=request_id,
+                    )
+                raise CancelTimeoutError(
+                    self.platform,
+                    "orderCancel",
+                    f"order {gid} not cancelled after {timeout:.0f} s",
+                    request_id=request_id,
+                )
             self._sleep(next(waits))
 
     def add_note_and_tags(self, order_id: Any, note_line: str | None, tags: Iterable[str] | str = ()) -> NoteResult:
@@ -828,7 +1004,9 @@ class ShopifyClient(PlatformClient):
         order = self.order(gid)
         # the note is rewritten whole: a read that did not carry it would replace it by our line
         if "note" not in order or not isinstance(order["note"], (str, type(None))):
-            raise MalformedResponseError(self.platform, "order", f"order {gid} was read without its note: not rewriting it")
+            raise MalformedResponseError(
+                self.platform, "order", f"order {gid} was read without its note: not rewriting it"
+            )
         if not isinstance(order.get("tags"), list):
             raise MalformedResponseError(self.platform, "order", f"order {gid} was read without its tags")
         note = order["note"] or ""
@@ -839,8 +1017,9 @@ class ShopifyClient(PlatformClient):
         note_added = False
         if line and line not in have_lines:
             new_note = f"{note.rstrip()}\n{line}" if note.strip() else line
-            reply = self.graphql("orderUpdate", NOTE_MUTATION, {"input": {"id": gid, "note": new_note}},
-                                 cost=MUTATION_COST)
+            reply = self.graphql(
+                "orderUpdate", NOTE_MUTATION, {"input": {"id": gid, "note": new_note}}, cost=MUTATION_COST
+            )
             payload = reply.data["data"].get("orderUpdate") or {}
             self._raise_user_errors("orderUpdate", payload.get("userErrors"), reply)
             note_added = True

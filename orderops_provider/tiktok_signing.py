@@ -11,11 +11,13 @@ send them) and signs a repeated key's values comma-joined (`ids1,2`); clients ge
 docs send repeated keys and sign each occurrence (`ids1ids2`), so `repeated="each"` computes that
 form and the simulator accepts both.
 """
+
 from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 # Query parameters that never take part in the signature.
 UNSIGNED_PARAMS = frozenset({"sign", "access_token", "x-tts-access-token"})
@@ -29,9 +31,13 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def signing_string(path: str, query: Mapping[str, Any] | Iterable[tuple[str, Any]],
-                   body: bytes | str = b"", content_type: str = "application/json",
-                   repeated: str = "joined") -> str:
+def signing_string(
+    path: str,
+    query: Mapping[str, Any] | Iterable[tuple[str, Any]],
+    body: bytes | str = b"",
+    content_type: str = "application/json",
+    repeated: str = "joined",
+) -> str:
     """The string that gets wrapped in the secret and hashed (useful when a signature is disputed)."""
     if repeated not in ("joined", "each"):
         raise ValueError(f"repeated: expected 'joined' or 'each', got {repeated!r}")
@@ -51,8 +57,14 @@ def signing_string(path: str, query: Mapping[str, Any] | Iterable[tuple[str, Any
     return text
 
 
-def sign(app_secret: str, path: str, query: Mapping[str, Any] | Iterable[tuple[str, Any]],
-         body: bytes | str = b"", content_type: str = "application/json", repeated: str = "joined") -> str:
+def sign(
+    app_secret: str,
+    path: str,
+    query: Mapping[str, Any] | Iterable[tuple[str, Any]],
+    body: bytes | str = b"",
+    content_type: str = "application/json",
+    repeated: str = "joined",
+) -> str:
     """The `sign` query parameter for a request.
 
     `query` is every query parameter as sent (decoded values); `sign` and `access_token`

@@ -7,9 +7,11 @@ app has not been moved on yet, or an opt-in newer one (OPT_IN); only versions wh
 answer orderops knows are allowed. See docs/api-versions.md.
 Kept apart from the client so that lineage can name the endpoints without loading it.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 # operation -> (versions orderops speaks, oldest first; the last is the default unless OPT_IN says otherwise)
 VERSIONS: dict[str, tuple[str, ...]] = {
@@ -19,7 +21,7 @@ VERSIONS: dict[str, tuple[str, ...]] = {
     "search_cancellations": ("202309", "202602"),
     "warehouses": ("202309",),
     "shipping_providers": ("202309",),
-    "mark_package_shipped": ("202309", "202610"),   # 202610: shipping_info_list[] and order_line_list[]
+    "mark_package_shipped": ("202309", "202610"),  # 202610: shipping_info_list[] and order_line_list[]
     "approve_cancellation": ("202309",),
     "reject_cancellation": ("202309",),
     "reject_reasons": ("202309",),
@@ -29,8 +31,9 @@ VERSIONS: dict[str, tuple[str, ...]] = {
 # `sub_item_id` orderops never sends.
 OPT_IN: dict[str, str] = {"mark_package_shipped": "202610"}
 # operation -> the version used unless a connection pins another
-CURRENT: dict[str, str] = {operation: [v for v in versions if OPT_IN.get(operation) != v][-1]
-                           for operation, versions in VERSIONS.items()}
+CURRENT: dict[str, str] = {
+    operation: [v for v in versions if OPT_IN.get(operation) != v][-1] for operation, versions in VERSIONS.items()
+}
 # operation -> its path, `{v}` standing for the version
 PATHS: dict[str, str] = {
     "shops": "/authorization/{v}/shops",
@@ -64,7 +67,9 @@ def resolve(pinned: Mapping[str, Any] | None) -> dict[str, str]:
         if operation not in VERSIONS:
             raise ValueError(f"api_versions: unknown operation {operation!r} (known: {', '.join(VERSIONS)})")
         if str(version) not in VERSIONS[operation]:
-            raise ValueError(f"api_versions.{operation}: version {version!r} is not one orderops speaks "
-                             f"(expected one of {', '.join(VERSIONS[operation])})")
+            raise ValueError(
+                f"api_versions.{operation}: version {version!r} is not one orderops speaks "
+                f"(expected one of {', '.join(VERSIONS[operation])})"
+            )
         chosen[operation] = str(version)
     return chosen

@@ -1,4 +1,5 @@
 """Deadline callback of the orderops DAGs; it runs in the triggerer, which imports it from plugins/."""
+
 from __future__ import annotations
 
 import asyncio

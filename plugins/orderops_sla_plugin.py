@@ -7,9 +7,11 @@ reports folder (`ORDEROPS_REPORTS_DIR`, default state/reports) and the Data Docs
 apps, so every route asks for an Airflow login allowed to read DAG runs (the escalation inbox's
 changes: one allowed to change them); a browser without one is sent to the login page and back.
 """
+
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Literal
 
 from airflow.plugins_manager import AirflowPlugin
 
@@ -17,7 +19,7 @@ URL_PREFIX = "/orderops-sla"
 WAREHOUSE_CONN_ID = "orderops_warehouse"
 
 
-def _login_required(method: str = "GET"):
+def _login_required(method: Literal["GET", "PUT"] = "GET"):
     """FastAPI dependency: an Airflow user who may read (GET) or change (PUT) the runs of DAGs
     (cookie or bearer token). The page covers every shop's DAG, so the right asked for is on DAGs
     as a whole: never on a DAG the request itself names (a `?dag_id=` would otherwise pick it)."""
@@ -49,9 +51,14 @@ def build_app():
         """Who is acting in the inbox: the Airflow user of this request."""
         return user.get_name()
 
-    app = create_app(warehouse_url(WAREHOUSE_CONN_ID), reports_dir(), dependencies=[Depends(_login_required())],
-                     write_dependencies=[Depends(_login_required("PUT"))], reviewer=reviewer,
-                     data_docs_dir=docs_dir())
+    app = create_app(
+        warehouse_url(WAREHOUSE_CONN_ID),
+        reports_dir(),
+        dependencies=[Depends(_login_required())],
+        write_dependencies=[Depends(_login_required("PUT"))],
+        reviewer=reviewer,
+        data_docs_dir=docs_dir(),
+    )
 
     @app.exception_handler(HTTPException)
     async def to_login(request: Request, exc: HTTPException):
@@ -71,7 +78,7 @@ class LazyApp:
 
     def __init__(self, factory):
         self._factory = factory
-        self._app = None
+        self._app: Any = None  # the ASGI app, once built
         self._lock = asyncio.Lock()
 
     async def __call__(self, scope, receive, send):
@@ -91,8 +98,8 @@ def build_events_app():
     Airflow login (a platform has none); each delivery is verified by its platform's signature with
     the shop's secrets (include/events/receiver.py)."""
     from include.airflow.glue import warehouse_url
-    from include.events.receiver import create_app, shop_secrets
     from include.events.platform_events import EventInbox
+    from include.events.receiver import create_app, shop_secrets
     from include.run.shops import load_shops
     from include.store.warehouse import Warehouse
 
@@ -107,7 +114,9 @@ def build_events_app():
         if shop not in clients:
             from airflow.providers.redis.hooks.redis import RedisHook
 
-            clients[shop] = RedisHook(redis_conn_id=shops[shop].events.redis_conn_id).get_conn()
+            events = shops[shop].events
+            assert events is not None  # only a shop that takes events gets deliveries (shop_secrets)
+            clients[shop] = RedisHook(redis_conn_id=events.redis_conn_id).get_conn()
         return clients[shop]
 
     return create_app(lambda name: shop_secrets(shops.get(name)), EventInbox(wh), doorbell)
@@ -115,7 +124,16 @@ def build_events_app():
 
 class OrderopsSlaPlugin(AirflowPlugin):
     name = "orderops_sla"
-    fastapi_apps = [{"app": LazyApp(build_app), "url_prefix": URL_PREFIX, "name": "orderops SLA breaches"},
-                    {"app": LazyApp(build_events_app), "url_prefix": EVENTS_PREFIX, "name": "orderops platform events"}]
-    external_views = [{"name": "SLA breaches", "href": f"{URL_PREFIX}/", "destination": "nav",
-                       "url_route": "sla_breaches", "category": "browse"}]
+    fastapi_apps = [
+        {"app": LazyApp(build_app), "url_prefix": URL_PREFIX, "name": "orderops SLA breaches"},
+        {"app": LazyApp(build_events_app), "url_prefix": EVENTS_PREFIX, "name": "orderops platform events"},
+    ]
+    external_views = [
+        {
+            "name": "SLA breaches",
+            "href": f"{URL_PREFIX}/",
+            "destination": "nav",
+            "url_route": "sla_breaches",
+            "category": "browse",
+        }
+    ]

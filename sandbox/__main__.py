@@ -1,4 +1,5 @@
 """Command line: `python -m sandbox {serve,generate,validate}`."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,7 @@ import asyncio
 import re
 import signal
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from sandbox.core import Sandbox, Settings, check_clock_rate, check_rate_scale
 from sandbox.generate import DEFAULT_NOW, order_count, write
@@ -18,11 +19,13 @@ from sandbox.server import DEFAULT_PORTS, SandboxServer
 def _number_option(check: Callable[[float], float]) -> Callable[[str], float]:
     """An argparse type for a number the sandbox checks with `check` (the admin API's check where it
     has one): argparse names the option when it is refused, and exits 2."""
+
     def parse(text: str) -> float:
         try:
             return check(float(text))
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+
     return parse
 
 
@@ -31,15 +34,17 @@ def _port_option(text: str) -> tuple[str, int]:
     name, _, port = text.partition("=")
     if name not in DEFAULT_PORTS or not re.fullmatch(r"[0-9]{1,5}", port) or int(port) > 65535:
         raise argparse.ArgumentTypeError(
-            f"expected NAME=PORT with NAME one of {', '.join(DEFAULT_PORTS)} and PORT 0-65535, got {text!r}")
+            f"expected NAME=PORT with NAME one of {', '.join(DEFAULT_PORTS)} and PORT 0-65535, got {text!r}"
+        )
     return name, int(port)
 
 
 def load_settings(path: str | None, rate_scale: float | None, clock_rate: float | None) -> Settings:
     """A settings file's Settings (if `path` is given) with the command line's values over them;
     ValueError naming the file and the setting."""
-    given = {name: value for name, value in (("rate_scale", rate_scale), ("clock_rate", clock_rate))
-             if value is not None}
+    given = {
+        name: value for name, value in (("rate_scale", rate_scale), ("clock_rate", clock_rate)) if value is not None
+    }
     if not path:
         return Settings(**given)
     try:
@@ -80,10 +85,13 @@ def serve(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.settings, args.rate_scale, args.clock_rate)
         life = load_life(args.life) if args.life else None
-        scenario = load_scenario(args.scenario) if args.scenario else parse_scenario(
-            {"now": format_time(life.settings.start), "orders": []})
+        scenario = (
+            load_scenario(args.scenario)
+            if args.scenario
+            else parse_scenario({"now": format_time(life.settings.start), "orders": []})
+        )
         sandbox = Sandbox(scenario, settings)
-    except ValueError as exc:   # each names its file and field (a ScenarioError its order, or its simulator)
+    except ValueError as exc:  # each names its file and field (a ScenarioError its order, or its simulator)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if life is not None:
@@ -99,10 +107,15 @@ def serve(args: argparse.Namespace) -> int:
             await asyncio.sleep(0.05)
             if task.done():
                 return task.result()
-        what = (f"a living shop of {len(life.plans)} planned orders" if life is not None
-                else f"{len(scenario.orders)} orders")
-        print(f"orderops sandbox: {what}, clock at {scenario.now:%Y-%m-%dT%H:%M:%SZ}"
-              f" (rate {settings.clock_rate})", flush=True)
+        what = (
+            f"a living shop of {len(life.plans)} planned orders"
+            if life is not None
+            else f"{len(scenario.orders)} orders"
+        )
+        print(
+            f"orderops sandbox: {what}, clock at {scenario.now:%Y-%m-%dT%H:%M:%SZ} (rate {settings.clock_rate})",
+            flush=True,
+        )
         if settings.rate_scale != 1:
             print(f"NOTE: quotas scaled x{settings.rate_scale} (not the platforms' documented rates)", flush=True)
         for name, url in server.urls.items():
@@ -125,13 +138,21 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--scenario", help="scenario JSON file: a fixed shop at one moment")
     p_serve.add_argument("--life", help="living-shop JSON file (LifeSettings: start, days, orders_per_day, seed, ...)")
     p_serve.add_argument("--host", default="127.0.0.1")
-    p_serve.add_argument("--port", action="append", default=[], metavar="NAME=PORT", type=_port_option,
-                         help=f"override a port ({', '.join(f'{k}={v}' for k, v in DEFAULT_PORTS.items())}; 0 = any)")
+    p_serve.add_argument(
+        "--port",
+        action="append",
+        default=[],
+        metavar="NAME=PORT",
+        type=_port_option,
+        help=f"override a port ({', '.join(f'{k}={v}' for k, v in DEFAULT_PORTS.items())}; 0 = any)",
+    )
     p_serve.add_argument("--settings", help="settings JSON: rate_scale, clock_rate, durations, platforms")
-    p_serve.add_argument("--rate-scale", type=_number_option(check_rate_scale),
-                         help="multiply every quota (for fast tests; reported)")
-    p_serve.add_argument("--clock-rate", type=_number_option(check_clock_rate),
-                         help="scenario seconds per wall second (0 = frozen)")
+    p_serve.add_argument(
+        "--rate-scale", type=_number_option(check_rate_scale), help="multiply every quota (for fast tests; reported)"
+    )
+    p_serve.add_argument(
+        "--clock-rate", type=_number_option(check_clock_rate), help="scenario seconds per wall second (0 = frozen)"
+    )
     p_gen = sub.add_parser("generate", help="write a realistic scenario file")
     p_gen.add_argument("--orders", type=order_count, required=True)
     p_gen.add_argument("--seed", type=int, default=1)

@@ -12,6 +12,7 @@ Fulfillment orders move Received -> Planning -> Processing -> Complete with the 
 computed lazily whenever an order is read or written. Choices where the public contract is silent
 are listed in the README section "Amazon MCF simulator".
 """
+
 from __future__ import annotations
 
 import base64
@@ -49,17 +50,17 @@ DEFAULT_CREDENTIALS: dict[str, str] = {
     "seller_id": "A2ORDEROPSSBX1",
 }
 DEFAULT_OPTIONS: dict[str, Any] = {
-    "token_lifetime_seconds": 3600,      # "An LWA access token expires one hour after it is issued."
-    "page_size": 50,                     # listAllFulfillmentOrders page size (not stated by the model)
-    "report_queue_seconds": 1.0,         # wall seconds a report spends IN_QUEUE, then IN_PROGRESS
+    "token_lifetime_seconds": 3600,  # "An LWA access token expires one hour after it is issued."
+    "page_size": 50,  # listAllFulfillmentOrders page size (not stated by the model)
+    "report_queue_seconds": 1.0,  # wall seconds a report spends IN_QUEUE, then IN_PROGRESS
     "report_processing_seconds": 2.0,
-    "document_url_ttl_seconds": 300,     # "This URL expires after 5 minutes."
+    "document_url_ttl_seconds": 300,  # "This URL expires after 5 minutes."
     # Amazon regenerates the shipments report at most every 30 minutes: one asked for sooner after
     # the last (scenario clock) is CANCELLED, as one with no data is; 0 turns it off
     "report_regeneration_minutes": 30,
-    "upper_case_statuses": False,        # the retired static sandbox answered "COMPLETE" etc.
+    "upper_case_statuses": False,  # the retired static sandbox answered "COMPLETE" etc.
     "carriers": {"AMZL_US": 0.35, "UPS": 0.3, "USPS": 0.25, "FEDEX": 0.1},
-    "quotas": {},                        # operationId -> [rate per second, burst]
+    "quotas": {},  # operationId -> [rate per second, burst]
 }
 
 # operationId -> (rate per second, burst): the "Usage Plan" table of each operation in the models.
@@ -75,20 +76,39 @@ QUOTAS: dict[str, tuple[float, int]] = {
     "cancelReport": (0.0222, 10),
     "getReportDocument": (0.0167, 15),
 }
-WRITE_OPERATIONS = ("createFulfillmentOrder", "cancelFulfillmentOrder", "submitFulfillmentOrderStatusUpdate",
-                    "createReport", "cancelReport")
+WRITE_OPERATIONS = (
+    "createFulfillmentOrder",
+    "cancelFulfillmentOrder",
+    "submitFulfillmentOrderStatusUpdate",
+    "createReport",
+    "cancelReport",
+)
 GRANTLESS_SCOPES = ("sellingpartnerapi::notifications", "sellingpartnerapi::client_credential:rotation")
 
-STATUSES = ("New", "Received", "Planning", "Processing", "Cancelled", "Complete", "CompletePartialled",
-            "Unfulfillable", "Invalid")
+STATUSES = (
+    "New",
+    "Received",
+    "Planning",
+    "Processing",
+    "Cancelled",
+    "Complete",
+    "CompletePartialled",
+    "Unfulfillable",
+    "Invalid",
+)
 PROGRESSION = ("New", "Received", "Planning", "Processing")
 NEXT_STATUS = {"New": "Received", "Received": "Planning", "Planning": "Processing", "Processing": "Complete"}
 # Scenario seconds spent in each progressing state unless Settings.durations["amazon_mcf"] says otherwise.
 DEFAULT_DURATIONS = {"New": 120.0, "Received": 900.0, "Planning": 7200.0, "Processing": 43200.0}
 CANCELLABLE = ("New", "Received", "Planning")
 # The states each terminal status is reached after (for timestamps of scenario orders).
-REACHED_AFTER = {"Complete": PROGRESSION, "CompletePartialled": PROGRESSION, "Cancelled": ("New", "Received"),
-                 "Unfulfillable": ("New", "Received", "Planning"), "Invalid": ("New",)}
+REACHED_AFTER = {
+    "Complete": PROGRESSION,
+    "CompletePartialled": PROGRESSION,
+    "Cancelled": ("New", "Received"),
+    "Unfulfillable": ("New", "Received", "Planning"),
+    "Invalid": ("New",),
+}
 SPEEDS = ("Standard", "Expedited", "Priority", "ScheduledDelivery")
 TRANSIT_DAYS = {"Standard": 4, "Expedited": 2, "Priority": 1, "ScheduledDelivery": 2}
 HOLD_AUTO_CANCEL = timedelta(days=14)
@@ -98,33 +118,92 @@ SHIPMENTS_REPORT = "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL"
 REPORT_STATUSES = ("CANCELLED", "DONE", "FATAL", "IN_PROGRESS", "IN_QUEUE")
 # Column order of the flat file, as documented for this report type.
 SHIPMENT_REPORT_COLUMNS = (
-    "amazon-order-id", "merchant-order-id", "shipment-id", "shipment-item-id", "amazon-order-item-id",
-    "merchant-order-item-id", "purchase-date", "payments-date", "shipment-date", "reporting-date",
-    "buyer-email", "buyer-name", "buyer-phone-number", "sku", "product-name", "quantity-shipped", "currency",
-    "item-price", "item-tax", "shipping-price", "shipping-tax", "gift-wrap-price", "gift-wrap-tax",
-    "ship-service-level", "recipient-name", "ship-address-1", "ship-address-2", "ship-address-3", "ship-city",
-    "ship-state", "ship-postal-code", "ship-country", "ship-phone-number", "bill-address-1", "bill-address-2",
-    "bill-address-3", "bill-city", "bill-state", "bill-postal-code", "bill-country", "item-promotion-discount",
-    "ship-promotion-discount", "carrier", "tracking-number", "estimated-arrival-date", "fulfillment-center-id",
-    "fulfillment-channel", "sales-channel",
+    "amazon-order-id",
+    "merchant-order-id",
+    "shipment-id",
+    "shipment-item-id",
+    "amazon-order-item-id",
+    "merchant-order-item-id",
+    "purchase-date",
+    "payments-date",
+    "shipment-date",
+    "reporting-date",
+    "buyer-email",
+    "buyer-name",
+    "buyer-phone-number",
+    "sku",
+    "product-name",
+    "quantity-shipped",
+    "currency",
+    "item-price",
+    "item-tax",
+    "shipping-price",
+    "shipping-tax",
+    "gift-wrap-price",
+    "gift-wrap-tax",
+    "ship-service-level",
+    "recipient-name",
+    "ship-address-1",
+    "ship-address-2",
+    "ship-address-3",
+    "ship-city",
+    "ship-state",
+    "ship-postal-code",
+    "ship-country",
+    "ship-phone-number",
+    "bill-address-1",
+    "bill-address-2",
+    "bill-address-3",
+    "bill-city",
+    "bill-state",
+    "bill-postal-code",
+    "bill-country",
+    "item-promotion-discount",
+    "ship-promotion-discount",
+    "carrier",
+    "tracking-number",
+    "estimated-arrival-date",
+    "fulfillment-center-id",
+    "fulfillment-channel",
+    "sales-channel",
 )
 
-FULFILLMENT_CENTERS = (("PHX6", "Phoenix", "AZ"), ("ONT8", "Moreno Valley", "CA"), ("MDW2", "Joliet", "IL"),
-                       ("BFI4", "Kent", "WA"), ("CVG3", "Hebron", "KY"), ("TPA1", "Ruskin", "FL"),
-                       ("RIC2", "Chester", "VA"), ("DFW7", "Fort Worth", "TX"), ("ABE8", "Florence", "NJ"))
+FULFILLMENT_CENTERS = (
+    ("PHX6", "Phoenix", "AZ"),
+    ("ONT8", "Moreno Valley", "CA"),
+    ("MDW2", "Joliet", "IL"),
+    ("BFI4", "Kent", "WA"),
+    ("CVG3", "Hebron", "KY"),
+    ("TPA1", "Ruskin", "FL"),
+    ("RIC2", "Chester", "VA"),
+    ("DFW7", "Fort Worth", "TX"),
+    ("ABE8", "Florence", "NJ"),
+)
 HUBS = (("Louisville", "KY"), ("Memphis", "TN"), ("Indianapolis", "IN"), ("Dallas", "TX"))
-DESTINATIONS = (("Austin", "TX", "78701"), ("Columbus", "OH", "43215"), ("Denver", "CO", "80202"),
-                ("Portland", "OR", "97205"), ("Atlanta", "GA", "30303"), ("Brooklyn", "NY", "11201"),
-                ("Madison", "WI", "53703"), ("Raleigh", "NC", "27601"), ("Tucson", "AZ", "85701"))
+DESTINATIONS = (
+    ("Austin", "TX", "78701"),
+    ("Columbus", "OH", "43215"),
+    ("Denver", "CO", "80202"),
+    ("Portland", "OR", "97205"),
+    ("Atlanta", "GA", "30303"),
+    ("Brooklyn", "NY", "11201"),
+    ("Madison", "WI", "53703"),
+    ("Raleigh", "NC", "27601"),
+    ("Tucson", "AZ", "85701"),
+)
 STREETS = ("Main St", "Oak Ave", "Maple Dr", "Cedar Ln", "Park Blvd", "Elm St", "Lake Rd")
-CARRIER_CONTACT = {"UPS": ("+1 800 742 5877", "https://www.ups.com"),
-                   "USPS": ("+1 800 275 8777", "https://www.usps.com"),
-                   "FEDEX": ("+1 800 463 3339", "https://www.fedex.com")}
+CARRIER_CONTACT = {
+    "UPS": ("+1 800 742 5877", "https://www.ups.com"),
+    "USPS": ("+1 800 275 8777", "https://www.usps.com"),
+    "FEDEX": ("+1 800 463 3339", "https://www.fedex.com"),
+}
 
-QUOTA_EXCEEDED = {"code": "QuotaExceeded", "message": "You exceeded your quota for the requested resource.",
-                  "details": ""}
+QUOTA_EXCEEDED = {
+    "code": "QuotaExceeded",
+    "message": "You exceeded your quota for the requested resource.",
+    "details": "",
+}
 ACCESS_DENIED = "Access to requested resource is denied."
-
 
 
 def flat_ts(moment: datetime) -> str:
@@ -134,10 +213,10 @@ def flat_ts(moment: datetime) -> str:
 
 def ups_tracking(rng: random.Random) -> str:
     """1Z + shipper (6) + service (2) + package (7) + check digit, valid per the UPS check-digit rule."""
-    body = "".join(rng.choices("0123456789ABCDEFGHJKLMNPRSTUVWXYZ", k=6)) + "03" + \
-        "".join(rng.choices("0123456789", k=7))
-    total = sum((int(ch) if ch.isdigit() else (ord(ch) - 63) % 10) * (2 if i % 2 else 1)
-                for i, ch in enumerate(body))
+    body = (
+        "".join(rng.choices("0123456789ABCDEFGHJKLMNPRSTUVWXYZ", k=6)) + "03" + "".join(rng.choices("0123456789", k=7))
+    )
+    total = sum((int(ch) if ch.isdigit() else (ord(ch) - 63) % 10) * (2 if i % 2 else 1) for i, ch in enumerate(body))
     return f"1Z{body}{(10 - total % 10) % 10}"
 
 
@@ -162,6 +241,7 @@ def tracking_number_for(rng: random.Random, carrier: str) -> str:
 
 # ---------------------------------------------------------------- state
 
+
 @dataclass
 class Line:
     sku: str
@@ -184,9 +264,9 @@ class Package:
 class Shipment:
     shipment_id: str
     fc: tuple[str, str, str]
-    status: str                              # PENDING, SHIPPED, CANCELLED_BY_FULFILLER, CANCELLED_BY_SELLER
-    items: list[list[int]]                   # [line index, quantity]
-    ship_date: datetime | None = None        # estimated while PENDING, actual once SHIPPED
+    status: str  # PENDING, SHIPPED, CANCELLED_BY_FULFILLER, CANCELLED_BY_SELLER
+    items: list[list[int]]  # [line index, quantity]
+    ship_date: datetime | None = None  # estimated while PENDING, actual once SHIPPED
     eta: datetime | None = None
     packages: list[Package] = field(default_factory=list)
 
@@ -203,7 +283,7 @@ class FulfillmentOrder:
     address: dict
     lines: list[Line]
     status: str
-    status_since: datetime                   # statusUpdatedDate; progression runs from here
+    status_since: datetime  # statusUpdatedDate; progression runs from here
     received: datetime
     amazon_order_id: str
     action: str = "Ship"
@@ -225,25 +305,25 @@ class Report:
     marketplace_ids: list[str]
     start: datetime
     end: datetime
-    created: datetime                        # scenario clock
+    created: datetime  # scenario clock
     created_wall: float
     options: dict = field(default_factory=dict)
-    status: str = "IN_QUEUE"                 # settled value once final (DONE, CANCELLED, FATAL)
+    status: str = "IN_QUEUE"  # settled value once final (DONE, CANCELLED, FATAL)
     document_id: str | None = None
-    cancelled_in_queue: bool = False         # cancelled by cancelReport: it never started processing
-    too_soon: bool = False                   # asked for within the regeneration interval of the last
+    cancelled_in_queue: bool = False  # cancelled by cancelReport: it never started processing
+    too_soon: bool = False  # asked for within the regeneration interval of the last
 
 
 @dataclass
 class Document:
     document_id: str
-    content: bytes                           # gzip bytes
+    content: bytes  # gzip bytes
     rows: int
 
 
 @dataclass
 class AccessToken:
-    expires_at: float                        # wall clock
+    expires_at: float  # wall clock
     grantless: bool
     scope: str | None = None
 
@@ -263,7 +343,7 @@ class AmazonMcfSandbox(PlatformSandbox):
         self.documents: dict[str, Document] = {}
         self.buckets: dict[str, TokenBucket] = {}
         self._packages: dict[int, tuple[FulfillmentOrder, Shipment, Package]] = {}
-        self._listing: list[FulfillmentOrder] = []   # creation order; list pages walk it
+        self._listing: list[FulfillmentOrder] = []  # creation order; list pages walk it
         self._seq = 0
         self._report_seq = 0
 
@@ -311,9 +391,14 @@ class AmazonMcfSandbox(PlatformSandbox):
         rng = self._rng(key, "address")
         city, state, postal = rng.choice(DESTINATIONS)
         # Buyer PII is not reproduced: a synthetic recipient per order.
-        return {"name": f"Sandbox Buyer {rng.randrange(1000, 9999)}",
-                "addressLine1": f"{rng.randrange(10, 9999)} {rng.choice(STREETS)}",
-                "city": city, "stateOrRegion": state, "postalCode": postal, "countryCode": "US"}
+        return {
+            "name": f"Sandbox Buyer {rng.randrange(1000, 9999)}",
+            "addressLine1": f"{rng.randrange(10, 9999)} {rng.choice(STREETS)}",
+            "city": city,
+            "stateOrRegion": state,
+            "postalCode": postal,
+            "countryCode": "US",
+        }
 
     def _amazon_order_id(self, key: str) -> str:
         rng = self._rng(key, "amazon-order-id")
@@ -328,14 +413,17 @@ class AmazonMcfSandbox(PlatformSandbox):
         status = mcf["status"]
         shopify = entry.shopify[0] if entry.shopify else None
         displayable = mcf.get("displayable_order_id") or (
-            shopify_order_name(shopify, entry.tiktok_id) if shopify else sfo_id)
+            shopify_order_name(shopify, entry.tiktok_id) if shopify else sfo_id
+        )
         counts: dict[str, int] = {}
         for line in entry.tiktok["line_items"]:
             counts[line["seller_sku"]] = counts.get(line["seller_sku"], 0) + 1
-        lines = [Line(sku=sku, item_id=f"{sfo_id}-{i + 1}", quantity=qty, fnsku=self._fnsku(sku))
-                 for i, (sku, qty) in enumerate(counts.items())]
+        lines = [
+            Line(sku=sku, item_id=f"{sfo_id}-{i + 1}", quantity=qty, fnsku=self._fnsku(sku))
+            for i, (sku, qty) in enumerate(counts.items())
+        ]
 
-        before = REACHED_AFTER.get(status) or PROGRESSION[:PROGRESSION.index(status)]
+        before = REACHED_AFTER.get(status) or PROGRESSION[: PROGRESSION.index(status)]
         lead = sum((self.duration(s) for s in before), timedelta())
         if mcf.get("received_time"):
             received = parse_time(mcf["received_time"], "amazon_mcf.received_time")
@@ -352,12 +440,22 @@ class AmazonMcfSandbox(PlatformSandbox):
             received = now - lead
         created = parse_time(entry.tiktok["create_time"], "tiktok.create_time")
         order = FulfillmentOrder(
-            seq=self._next_seq(), sfo_id=sfo_id, marketplace_id=self.config["marketplace_id"],
-            displayable_id=displayable, displayable_date=min(created, received),
-            comment="Thank you for your order!", speed=mcf.get("shipping_speed", "Standard"),
-            address=self._address(sfo_id), lines=lines, status=status, status_since=entered, received=received,
-            amazon_order_id=self._amazon_order_id(sfo_id), cancel_ignored=bool(mcf.get("cancel_ignored")),
-            tiktok_id=entry.tiktok_id)
+            seq=self._next_seq(),
+            sfo_id=sfo_id,
+            marketplace_id=self.config["marketplace_id"],
+            displayable_id=displayable,
+            displayable_date=min(created, received),
+            comment="Thank you for your order!",
+            speed=mcf.get("shipping_speed", "Standard"),
+            address=self._address(sfo_id),
+            lines=lines,
+            status=status,
+            status_since=entered,
+            received=received,
+            amazon_order_id=self._amazon_order_id(sfo_id),
+            cancel_ignored=bool(mcf.get("cancel_ignored")),
+            tiktok_id=entry.tiktok_id,
+        )
 
         given = mcf.get("shipments") or []
         active_count = sum(1 for s in given if s["status"] in ("PENDING", "SHIPPED")) or 1
@@ -366,8 +464,9 @@ class AmazonMcfSandbox(PlatformSandbox):
             shipment = self._new_shipment(order, k, [])
             shipment.status = spec["status"]
             if spec["status"] in ("PENDING", "SHIPPED"):
-                shipment.items = [[i, line.quantity] for i, line in enumerate(lines)
-                                  if i % active_count == active_index]
+                shipment.items = [
+                    [i, line.quantity] for i, line in enumerate(lines) if i % active_count == active_index
+                ]
                 active_index += 1
             else:
                 shipment.items = [[i, line.quantity] for i, line in enumerate(lines)]
@@ -378,8 +477,12 @@ class AmazonMcfSandbox(PlatformSandbox):
                 shipment.ship_date = self._projected_ship(order)
                 shipment.eta = shipment.ship_date + timedelta(days=TRANSIT_DAYS[order.speed])
             for p in spec.get("packages") or []:
-                package = Package(number=p["package_number"], carrier=p["carrier_code"],
-                                  tracking=p["tracking_number"], eta=shipment.eta)
+                package = Package(
+                    number=p["package_number"],
+                    carrier=p["carrier_code"],
+                    tracking=p["tracking_number"],
+                    eta=shipment.eta,
+                )
                 if package.number in self._packages:
                     package.number = self._unique_package_number(order, len(self._packages))
                 shipment.packages.append(package)
@@ -395,7 +498,7 @@ class AmazonMcfSandbox(PlatformSandbox):
         if order.status not in PROGRESSION:
             return order.status_since
         moment = order.status_since
-        for status in PROGRESSION[PROGRESSION.index(order.status):]:
+        for status in PROGRESSION[PROGRESSION.index(order.status) :]:
             moment += self.duration(status)
         return moment
 
@@ -418,9 +521,11 @@ class AmazonMcfSandbox(PlatformSandbox):
             if shipment.status in ("PENDING", "SHIPPED"):
                 for index, qty in shipment.items:
                     taken[index] += qty
-        return [[i, line.quantity - line.cancelled - line.unfulfillable - taken[i]]
-                for i, line in enumerate(order.lines)
-                if line.quantity - line.cancelled - line.unfulfillable - taken[i] > 0]
+        return [
+            [i, line.quantity - line.cancelled - line.unfulfillable - taken[i]]
+            for i, line in enumerate(order.lines)
+            if line.quantity - line.cancelled - line.unfulfillable - taken[i] > 0
+        ]
 
     def _shipped_quantity(self, order: FulfillmentOrder, index: int) -> int:
         return sum(qty for s in order.shipments if s.status == "SHIPPED" for i, qty in s.items if i == index)
@@ -463,8 +568,12 @@ class AmazonMcfSandbox(PlatformSandbox):
             if not shipment.packages:
                 rng = self._rng(order.sfo_id, "carrier", k)
                 carrier = rng.choices(list(carriers), weights=list(carriers.values()))[0]
-                package = Package(number=self._unique_package_number(order, k), carrier=carrier,
-                                  tracking=tracking_number_for(rng, carrier), eta=shipment.eta)
+                package = Package(
+                    number=self._unique_package_number(order, k),
+                    carrier=carrier,
+                    tracking=tracking_number_for(rng, carrier),
+                    eta=shipment.eta,
+                )
                 shipment.packages.append(package)
                 self._packages[package.number] = (order, shipment, package)
             for package in shipment.packages:
@@ -473,15 +582,23 @@ class AmazonMcfSandbox(PlatformSandbox):
 
     def _notify(self, order: FulfillmentOrder, event_type: str, at: datetime, shipment=None) -> None:
         """FULFILLMENT_ORDER_STATUS to the shop's notification queue (if subscribed)."""
-        body = {"SellerId": self.config["seller_id"], "EventType": event_type,
-                "StatusUpdatedDateTime": ts(at), "SellerFulfillmentOrderId": order.sfo_id,
-                "FulfillmentOrderStatus": order.status}
+        body = {
+            "SellerId": self.config["seller_id"],
+            "EventType": event_type,
+            "StatusUpdatedDateTime": ts(at),
+            "SellerFulfillmentOrderId": order.sfo_id,
+            "FulfillmentOrderStatus": order.status,
+        }
         if shipment is not None:
             body["FulfillmentShipment"] = {
-                "AmazonShipmentId": shipment.shipment_id, "FulfillmentShipmentStatus": shipment.status,
+                "AmazonShipmentId": shipment.shipment_id,
+                "FulfillmentShipmentStatus": shipment.status,
                 "EstimatedArrivalDateTime": ts(shipment.eta) if shipment.eta else None,
-                "FulfillmentShipmentPackages": [{"PackageNumber": p.number, "CarrierCode": p.carrier,
-                                                 "TrackingNumber": p.tracking} for p in shipment.packages]}
+                "FulfillmentShipmentPackages": [
+                    {"PackageNumber": p.number, "CarrierCode": p.carrier, "TrackingNumber": p.tracking}
+                    for p in shipment.packages
+                ],
+            }
         self.sandbox.outbox.emit("amazon_mcf", event_type, body)
 
     def _settle(self, order: FulfillmentOrder, status: str, at: datetime) -> None:
@@ -514,9 +631,10 @@ class AmazonMcfSandbox(PlatformSandbox):
                 return
             own = order.durations.get(order.status, 0.0)
             if own is None:
-                return   # stalled: waits for a person at Amazon
-            due = order.status_since + (timedelta(seconds=own) if order.status in order.durations
-                                        else self.duration(order.status))
+                return  # stalled: waits for a person at Amazon
+            due = order.status_since + (
+                timedelta(seconds=own) if order.status in order.durations else self.duration(order.status)
+            )
             if due > now:
                 return
             self._settle(order, NEXT_STATUS[order.status], due)
@@ -544,8 +662,11 @@ class AmazonMcfSandbox(PlatformSandbox):
         sent = [s for s in order.shipments if s.status == "SHIPPED" and s.packages]
         if not sent:
             return None
-        return {"at": min(s.ship_date for s in sent), "status": order.status,
-                "packages": [(p.carrier, p.tracking) for s in sent for p in s.packages]}
+        return {
+            "at": min(s.ship_date for s in sent),
+            "status": order.status,
+            "packages": [(p.carrier, p.tracking) for s in sent for p in s.packages],
+        }
 
     def _advance_all(self, now: datetime) -> None:
         for order in self.orders.values():
@@ -579,12 +700,20 @@ class AmazonMcfSandbox(PlatformSandbox):
         items = []
         projected = self._projected_ship(order)
         for i, line in enumerate(order.lines):
-            item = {"sellerSku": line.sku, "sellerFulfillmentOrderItemId": line.item_id,
-                    "quantity": line.quantity, "fulfillmentNetworkSku": line.fnsku,
-                    "orderItemDisposition": "Sellable", "cancelledQuantity": line.cancelled,
-                    "unfulfillableQuantity": line.unfulfillable}
-            carrying = [s for s in order.shipments if s.status in ("PENDING", "SHIPPED")
-                        and any(index == i for index, _ in s.items)]
+            item = {
+                "sellerSku": line.sku,
+                "sellerFulfillmentOrderItemId": line.item_id,
+                "quantity": line.quantity,
+                "fulfillmentNetworkSku": line.fnsku,
+                "orderItemDisposition": "Sellable",
+                "cancelledQuantity": line.cancelled,
+                "unfulfillableQuantity": line.unfulfillable,
+            }
+            carrying = [
+                s
+                for s in order.shipments
+                if s.status in ("PENDING", "SHIPPED") and any(index == i for index, _ in s.items)
+            ]
             if carrying:
                 item["estimatedShipDate"] = ts(carrying[0].ship_date)
                 item["estimatedArrivalDate"] = ts(carrying[0].eta)
@@ -594,8 +723,11 @@ class AmazonMcfSandbox(PlatformSandbox):
             items.append(item)
         shipments = []
         for shipment in order.shipments:
-            doc: dict = {"amazonShipmentId": shipment.shipment_id, "fulfillmentCenterId": shipment.fc[0],
-                         "fulfillmentShipmentStatus": shipment.status}
+            doc: dict = {
+                "amazonShipmentId": shipment.shipment_id,
+                "fulfillmentCenterId": shipment.fc[0],
+                "fulfillmentShipmentStatus": shipment.status,
+            }
             if shipment.status in ("PENDING", "SHIPPED"):
                 doc["shippingDate"] = ts(shipment.ship_date)
                 doc["estimatedArrivalDate"] = ts(shipment.eta)
@@ -609,24 +741,40 @@ class AmazonMcfSandbox(PlatformSandbox):
                 doc["fulfillmentShipmentItem"].append(entry)
             if shipment.packages:
                 doc["fulfillmentShipmentPackage"] = [
-                    {"packageNumber": p.number, "carrierCode": p.carrier, "trackingNumber": p.tracking,
-                     **({"estimatedArrivalDate": ts(p.eta)} if p.eta else {})}
-                    for p in shipment.packages]
+                    {
+                        "packageNumber": p.number,
+                        "carrierCode": p.carrier,
+                        "trackingNumber": p.tracking,
+                        **({"estimatedArrivalDate": ts(p.eta)} if p.eta else {}),
+                    }
+                    for p in shipment.packages
+                ]
             shipments.append(doc)
-        result = {"fulfillmentOrder": self._order_json(order), "fulfillmentOrderItems": items,
-                  "fulfillmentShipments": shipments, "returnItems": [], "returnAuthorizations": []}
+        result = {
+            "fulfillmentOrder": self._order_json(order),
+            "fulfillmentOrderItems": items,
+            "fulfillmentShipments": shipments,
+            "returnItems": [],
+            "returnAuthorizations": [],
+        }
         if order.payment_information:
             result["paymentInformation"] = order.payment_information
         return result
 
-    def _tracking_json(self, order: FulfillmentOrder, shipment: Shipment, package: Package,
-                       now: datetime) -> dict:
+    def _tracking_json(self, order: FulfillmentOrder, shipment: Shipment, package: Package, now: datetime) -> dict:
         dest = order.address
-        dest_addr = {"city": dest.get("city", ""), "state": dest.get("stateOrRegion", ""),
-                     "country": dest.get("countryCode", "")}
-        doc: dict = {"packageNumber": package.number, "trackingNumber": package.tracking,
-                     "customerTrackingLink": f"https://www.swiship.com/track?id={package.tracking}",
-                     "carrierCode": package.carrier, "shipToAddress": dest_addr}
+        dest_addr = {
+            "city": dest.get("city", ""),
+            "state": dest.get("stateOrRegion", ""),
+            "country": dest.get("countryCode", ""),
+        }
+        doc: dict = {
+            "packageNumber": package.number,
+            "trackingNumber": package.tracking,
+            "customerTrackingLink": f"https://www.swiship.com/track?id={package.tracking}",
+            "carrierCode": package.carrier,
+            "shipToAddress": dest_addr,
+        }
         if package.carrier in CARRIER_CONTACT:
             doc["carrierPhoneNumber"], doc["carrierURL"] = CARRIER_CONTACT[package.carrier]
         events = []
@@ -658,9 +806,10 @@ class AmazonMcfSandbox(PlatformSandbox):
             status, text = "IN_TRANSIT", "In transit."
         doc["currentStatus"] = status
         doc["currentStatusDescription"] = text
-        doc["trackingEvents"] = [{"eventDate": ts(t), "eventAddress": dict(addr), "eventCode": code,
-                                  "eventDescription": description}
-                                 for t, code, addr, description in reversed(events)]
+        doc["trackingEvents"] = [
+            {"eventDate": ts(t), "eventAddress": dict(addr), "eventCode": code, "eventDescription": description}
+            for t, code, addr, description in reversed(events)
+        ]
         return doc
 
     # ------------------------------------------------------------ responses
@@ -671,8 +820,9 @@ class AmazonMcfSandbox(PlatformSandbox):
             rid = request.state.request_id = str(uuid.uuid4())
         return rid
 
-    def _respond(self, request: Request, body: Any, status: int = 200, operation: str | None = None,
-                 empty: bool = False) -> Response:
+    def _respond(
+        self, request: Request, body: Any, status: int = 200, operation: str | None = None, empty: bool = False
+    ) -> Response:
         headers = {"x-amzn-RequestId": self._request_id(request)}
         quota = self.quota(operation) if operation else None
         # The models declare x-amzn-RateLimit-Limit on 200/202/400/404 only.
@@ -682,28 +832,36 @@ class AmazonMcfSandbox(PlatformSandbox):
             return Response(status_code=status, headers=headers)
         return JSONResponse(body, status_code=status, headers=headers)
 
-    def _error(self, request: Request, status: int, code: str, message: str, details: str = "",
-               operation: str | None = None) -> Response:
-        return self._respond(request, {"errors": [{"code": code, "message": message, "details": details}]},
-                             status, operation)
+    def _error(
+        self, request: Request, status: int, code: str, message: str, details: str = "", operation: str | None = None
+    ) -> Response:
+        return self._respond(
+            request, {"errors": [{"code": code, "message": message, "details": details}]}, status, operation
+        )
 
     def _invalid(self, request: Request, message: str, operation: str) -> Response:
         return self._error(request, 400, "InvalidInput", message, operation=operation)
 
     def throttled_response(self, retry_after: float = 1.0) -> Response:
         # No Retry-After and no x-amzn-RateLimit-Limit on 429, as the models declare.
-        return JSONResponse({"errors": [dict(QUOTA_EXCEEDED)]}, status_code=429,
-                            headers={"x-amzn-RequestId": str(uuid.uuid4())})
+        return JSONResponse(
+            {"errors": [dict(QUOTA_EXCEEDED)]}, status_code=429, headers={"x-amzn-RequestId": str(uuid.uuid4())}
+        )
 
     def server_error_response(self, status: int) -> Response:
         if status == 503:
-            error = {"code": "ServiceUnavailable", "message": "Service is temporarily unavailable. Please try again.",
-                     "details": ""}
+            error = {
+                "code": "ServiceUnavailable",
+                "message": "Service is temporarily unavailable. Please try again.",
+                "details": "",
+            }
         else:
-            error = {"code": "InternalFailure", "message": "We encountered an internal error. Please try again.",
-                     "details": ""}
-        return JSONResponse({"errors": [error]}, status_code=status,
-                            headers={"x-amzn-RequestId": str(uuid.uuid4())})
+            error = {
+                "code": "InternalFailure",
+                "message": "We encountered an internal error. Please try again.",
+                "details": "",
+            }
+        return JSONResponse({"errors": [error]}, status_code=status, headers={"x-amzn-RequestId": str(uuid.uuid4())})
 
     def expire_tokens(self) -> None:
         for token in self.tokens.values():
@@ -726,16 +884,18 @@ class AmazonMcfSandbox(PlatformSandbox):
             status, code, details = refusal
             response = self._error(request, status, code, ACCESS_DENIED, details)
             if operation in WRITE_OPERATIONS:
-                self.record_write(request, body, status, code, request_id=self._request_id(request),
-                                  operation=operation)
+                self.record_write(
+                    request, body, status, code, request_id=self._request_id(request), operation=operation
+                )
             return response
         bucket = self.buckets.get(operation)
         if bucket is not None and bucket.take() > 0:
             response = self.throttled_response()
             request.state.request_id = response.headers["x-amzn-RequestId"]
             if operation in WRITE_OPERATIONS:
-                self.record_write(request, body, 429, "QuotaExceeded", request_id=request.state.request_id,
-                                  operation=operation)
+                self.record_write(
+                    request, body, 429, "QuotaExceeded", request_id=request.state.request_id, operation=operation
+                )
             return response
         return None
 
@@ -746,8 +906,14 @@ class AmazonMcfSandbox(PlatformSandbox):
                 outcome = json.loads(response.body)["errors"][0]["code"]
             except (ValueError, KeyError, IndexError, TypeError):
                 outcome = str(response.status_code)
-        self.record_write(request, body, response.status_code, outcome,
-                          request_id=response.headers.get("x-amzn-RequestId"), operation=operation)
+        self.record_write(
+            request,
+            body,
+            response.status_code,
+            outcome,
+            request_id=response.headers.get("x-amzn-RequestId"),
+            operation=operation,
+        )
         return response
 
     # ------------------------------------------------------------ apps
@@ -757,9 +923,14 @@ class AmazonMcfSandbox(PlatformSandbox):
 
     def _lwa_app(self) -> FastAPI:
         # OAuth2's error object (RFC 6749 section 5.2), as LWA answers its errors
-        app = self.sandbox.new_app(self.name, "Login with Amazon (sandbox)", unrouted=lambda request, exc: JSONResponse(
-            {"error": "invalid_request", "error_description": "The request could not be routed"},
-            status_code=404 if exc.status_code in (404, 405) else exc.status_code))
+        app = self.sandbox.new_app(
+            self.name,
+            "Login with Amazon (sandbox)",
+            unrouted=lambda request, exc: JSONResponse(
+                {"error": "invalid_request", "error_description": "The request could not be routed"},
+                status_code=404 if exc.status_code in (404, 405) else exc.status_code,
+            ),
+        )
 
         @app.post("/auth/o2/token")
         async def token(request: Request):
@@ -826,8 +997,9 @@ class AmazonMcfSandbox(PlatformSandbox):
         @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
         async def not_simulated(path: str, request: Request):
             request.state.operation = "unknown"
-            return self._error(request, 404, "NotFound", "Resource not found.",
-                               f"/{path} is not simulated by this sandbox.")
+            return self._error(
+                request, 404, "NotFound", "Resource not found.", f"/{path} is not simulated by this sandbox."
+            )
 
         return app
 
@@ -835,14 +1007,18 @@ class AmazonMcfSandbox(PlatformSandbox):
 
     async def _token(self, request: Request) -> Response:
         raw = await request.body()
-        headers = {"x-amzn-RequestId": str(uuid.uuid4()), "Cache-Control": "no-cache, no-store",
-                   "Pragma": "no-cache"}
+        headers = {"x-amzn-RequestId": str(uuid.uuid4()), "Cache-Control": "no-cache, no-store", "Pragma": "no-cache"}
 
         def answer(status: int, body: dict, params: Any) -> Response:
-            self.record_write(request, params, status, body.get("error", "ok"),
-                              request_id=headers["x-amzn-RequestId"], operation="lwa:token")
-            return JSONResponse(body, status_code=status, headers=headers,
-                                media_type="application/json;charset=UTF-8")
+            self.record_write(
+                request,
+                params,
+                status,
+                body.get("error", "ok"),
+                request_id=headers["x-amzn-RequestId"],
+                operation="lwa:token",
+            )
+            return JSONResponse(body, status_code=status, headers=headers, media_type="application/json;charset=UTF-8")
 
         def oauth_error(status: int, error: str, description: str, params: Any) -> Response:
             return answer(status, {"error_description": description, "error": error}, params)
@@ -859,40 +1035,60 @@ class AmazonMcfSandbox(PlatformSandbox):
             return oauth_error(400, "invalid_request", "Malformed request", None)
         grant = params.get("grant_type")
         if not grant:
-            return oauth_error(400, "invalid_request", "The request is missing a required parameter : grant_type",
-                               params)
+            return oauth_error(
+                400, "invalid_request", "The request is missing a required parameter : grant_type", params
+            )
         if grant not in ("refresh_token", "client_credentials", "authorization_code"):
-            return oauth_error(400, "unsupported_grant_type",
-                               "The authorization grant type is not supported by the authorization server", params)
+            return oauth_error(
+                400,
+                "unsupported_grant_type",
+                "The authorization grant type is not supported by the authorization server",
+                params,
+            )
         for key in ("client_id", "client_secret"):
             if not params.get(key):
-                return oauth_error(400, "invalid_request",
-                                   f"The request is missing a required parameter : {key}", params)
-        if not (hmac.compare_digest(params["client_id"], self.config["client_id"])
-                and hmac.compare_digest(params["client_secret"], self.config["client_secret"])):
+                return oauth_error(
+                    400, "invalid_request", f"The request is missing a required parameter : {key}", params
+                )
+        if not (
+            hmac.compare_digest(params["client_id"], self.config["client_id"])
+            and hmac.compare_digest(params["client_secret"], self.config["client_secret"])
+        ):
             return oauth_error(401, "invalid_client", "Client authentication failed", params)
         lifetime = int(self.config["token_lifetime_seconds"])
         access = "Atza|" + secrets.token_urlsafe(96)
         if grant == "refresh_token":
             if not params.get("refresh_token"):
-                return oauth_error(400, "invalid_request",
-                                   "The request is missing a required parameter : refresh_token", params)
+                return oauth_error(
+                    400, "invalid_request", "The request is missing a required parameter : refresh_token", params
+                )
             if not hmac.compare_digest(params["refresh_token"], self.config["refresh_token"]):
-                return oauth_error(400, "invalid_grant",
-                                   "The request has an invalid grant parameter : refresh_token", params)
+                return oauth_error(
+                    400, "invalid_grant", "The request has an invalid grant parameter : refresh_token", params
+                )
             self.tokens[access] = AccessToken(expires_at=self.wall() + lifetime, grantless=False)
-            return answer(200, {"access_token": access, "refresh_token": self.config["refresh_token"],
-                                "token_type": "bearer", "expires_in": lifetime}, params)
+            return answer(
+                200,
+                {
+                    "access_token": access,
+                    "refresh_token": self.config["refresh_token"],
+                    "token_type": "bearer",
+                    "expires_in": lifetime,
+                },
+                params,
+            )
         if grant == "client_credentials":
             scope = params.get("scope")
             if not scope:
-                return oauth_error(400, "invalid_request", "The request is missing a required parameter : scope",
-                                   params)
+                return oauth_error(
+                    400, "invalid_request", "The request is missing a required parameter : scope", params
+                )
             if scope not in GRANTLESS_SCOPES:
                 return oauth_error(400, "invalid_scope", "The request has an invalid parameter : scope", params)
             self.tokens[access] = AccessToken(expires_at=self.wall() + lifetime, grantless=True, scope=scope)
-            return answer(200, {"access_token": access, "scope": scope, "token_type": "bearer",
-                                "expires_in": lifetime}, params)
+            return answer(
+                200, {"access_token": access, "scope": scope, "token_type": "bearer", "expires_in": lifetime}, params
+            )
         # authorization_code: the sandbox has no consent page, so no code is ever valid.
         if not params.get("code"):
             return oauth_error(400, "invalid_request", "The request is missing a required parameter : code", params)
@@ -937,7 +1133,7 @@ class AmazonMcfSandbox(PlatformSandbox):
         elif query.get("queryStartDate") is not None:
             try:
                 since = parse_time(query["queryStartDate"], "queryStartDate")
-            except (ScenarioError, OverflowError):   # OverflowError: an offset before year 1 in UTC
+            except (ScenarioError, OverflowError):  # OverflowError: an offset before year 1 in UTC
                 return self._invalid(request, "timestamp must follow ISO8601", op)
         now = self.now()
         size = int(self.config["page_size"])
@@ -955,8 +1151,9 @@ class AmazonMcfSandbox(PlatformSandbox):
         payload: dict = {"fulfillmentOrders": [self._order_json(o) for o in page]}
         if more:
             # isoformat, not `ts`: it keeps four digits for any year, so every token reads back
-            payload["nextToken"] = self._encode_token({"since": since.isoformat() if since else None,
-                                                       "after": page[-1].seq})
+            payload["nextToken"] = self._encode_token(
+                {"since": since.isoformat() if since else None, "after": page[-1].seq}
+            )
         return self._respond(request, {"payload": payload}, 200, op)
 
     def _find(self, request: Request, sfo_id: str, op: str) -> FulfillmentOrder | Response:
@@ -986,12 +1183,12 @@ class AmazonMcfSandbox(PlatformSandbox):
         reason = None
         if order.status == "Cancelled":
             reason = "DuplicateCancelRequest"
-        elif order.status not in CANCELLABLE or any(
-                s.status in ("PENDING", "SHIPPED") for s in order.shipments):
+        elif order.status not in CANCELLABLE or any(s.status in ("PENDING", "SHIPPED") for s in order.shipments):
             reason = "OrderNotCancellable"
         if reason:
             response = self._invalid(
-                request, f"Value {sfo_id} for parameter SellerFulfillmentOrderId is invalid. Reason: {reason}.", op)
+                request, f"Value {sfo_id} for parameter SellerFulfillmentOrderId is invalid. Reason: {reason}.", op
+            )
             return self._write(request, None, response, op)
         if not order.cancel_ignored:
             self._settle(order, "Cancelled", self.now())
@@ -1018,11 +1215,17 @@ class AmazonMcfSandbox(PlatformSandbox):
         if isinstance(found, Response):
             return self._write(request, body, found, op)
         order, target = found, body["fulfillmentOrderStatus"]
-        if order.status not in PROGRESSION or target == "New" or (
-                target in PROGRESSION and PROGRESSION.index(target) < PROGRESSION.index(order.status)):
+        if (
+            order.status not in PROGRESSION
+            or target == "New"
+            or (target in PROGRESSION and PROGRESSION.index(target) < PROGRESSION.index(order.status))
+        ):
             response = self._invalid(
-                request, f"Value {target} for parameter FulfillmentOrderStatus is invalid. "
-                         f"Reason: cannot move an order from {order.status} to {target}.", op)
+                request,
+                f"Value {target} for parameter FulfillmentOrderStatus is invalid. "
+                f"Reason: cannot move an order from {order.status} to {target}.",
+                op,
+            )
             return self._write(request, body, response, op)
         if target != order.status:
             self._settle(order, target, self.now())
@@ -1035,11 +1238,12 @@ class AmazonMcfSandbox(PlatformSandbox):
         value = request.query_params.get("packageNumber", "")
         try:
             number = int(value)
-            if not -2**31 <= number < 2**31:
+            if not -(2**31) <= number < 2**31:
                 raise ValueError
         except ValueError:
-            return self._invalid(request, f"Value {value} for parameter packageNumber is invalid. "
-                                          "Reason: InvalidValue.", op)
+            return self._invalid(
+                request, f"Value {value} for parameter packageNumber is invalid. Reason: InvalidValue.", op
+            )
         now = self.now()
         if number not in self._packages:
             self._advance_all(now)
@@ -1051,13 +1255,17 @@ class AmazonMcfSandbox(PlatformSandbox):
 
     def _check_create(self, body: Any) -> str | None:
         """The first problem with a createFulfillmentOrder body, in the platform's message style."""
+
         def bad(param: str, value: Any = "") -> str:
             return f"Value {value} for parameter {param} is invalid. Reason: InvalidValue."
 
         if not isinstance(body, dict):
             return "The request body is not a JSON object."
-        for key, limit in (("sellerFulfillmentOrderId", 40), ("displayableOrderId", 40),
-                           ("displayableOrderComment", 750)):
+        for key, limit in (
+            ("sellerFulfillmentOrderId", 40),
+            ("displayableOrderId", 40),
+            ("displayableOrderComment", 750),
+        ):
             value = body.get(key)
             if not isinstance(value, str) or not value.strip() or len(value) > limit:
                 return bad(key[0].upper() + key[1:], value if isinstance(value, str) else "")
@@ -1067,8 +1275,10 @@ class AmazonMcfSandbox(PlatformSandbox):
             return "timestamp must follow ISO8601"
         if body.get("shippingSpeedCategory") not in SPEEDS:
             return bad("ShippingSpeedCategory", body.get("shippingSpeedCategory") or "")
-        for key, allowed in (("fulfillmentAction", ("Ship", "Hold")),
-                             ("fulfillmentPolicy", ("FillOrKill", "FillAll", "FillAllAvailable"))):
+        for key, allowed in (
+            ("fulfillmentAction", ("Ship", "Hold")),
+            ("fulfillmentPolicy", ("FillOrKill", "FillAll", "FillAllAvailable")),
+        ):
             if key in body and body[key] not in allowed:
                 return bad(key[0].upper() + key[1:], body[key])
         if "marketplaceId" in body and body["marketplaceId"] != self.config["marketplace_id"]:
@@ -1113,22 +1323,40 @@ class AmazonMcfSandbox(PlatformSandbox):
             return self._write(request, body, self._invalid(request, problem, op), op)
         sfo_id = body["sellerFulfillmentOrderId"]
         if sfo_id in self.orders:
-            response = self._invalid(request, f"A create request already exists for MerchantFulfillmentOrderId : "
-                                              f"{sfo_id}", op)
+            response = self._invalid(
+                request, f"A create request already exists for MerchantFulfillmentOrderId : {sfo_id}", op
+            )
             return self._write(request, body, response, op)
         now = self.now()
         address = {k: v for k, v in body["destinationAddress"].items() if isinstance(v, str)}
-        lines = [Line(sku=i["sellerSku"], item_id=i["sellerFulfillmentOrderItemId"], quantity=i["quantity"],
-                      fnsku=i.get("fulfillmentNetworkSku") or self._fnsku(i["sellerSku"])) for i in body["items"]]
+        lines = [
+            Line(
+                sku=i["sellerSku"],
+                item_id=i["sellerFulfillmentOrderItemId"],
+                quantity=i["quantity"],
+                fnsku=i.get("fulfillmentNetworkSku") or self._fnsku(i["sellerSku"]),
+            )
+            for i in body["items"]
+        ]
         order = FulfillmentOrder(
-            seq=self._next_seq(), sfo_id=sfo_id, marketplace_id=self.config["marketplace_id"],
+            seq=self._next_seq(),
+            sfo_id=sfo_id,
+            marketplace_id=self.config["marketplace_id"],
             displayable_id=body["displayableOrderId"].strip(),
             displayable_date=parse_time(body["displayableOrderDate"], "displayableOrderDate"),
-            comment=body["displayableOrderComment"], speed=body["shippingSpeedCategory"], address=address,
-            lines=lines, status="New", status_since=now, received=now, amazon_order_id=self._amazon_order_id(sfo_id),
-            action=body.get("fulfillmentAction", "Ship"), policy=body.get("fulfillmentPolicy", "FillOrKill"),
+            comment=body["displayableOrderComment"],
+            speed=body["shippingSpeedCategory"],
+            address=address,
+            lines=lines,
+            status="New",
+            status_since=now,
+            received=now,
+            amazon_order_id=self._amazon_order_id(sfo_id),
+            action=body.get("fulfillmentAction", "Ship"),
+            policy=body.get("fulfillmentPolicy", "FillOrKill"),
             emails=[e for e in body.get("notificationEmails") or [] if isinstance(e, str)],
-            payment_information=[p for p in body.get("paymentInformation") or [] if isinstance(p, dict)])
+            payment_information=[p for p in body.get("paymentInformation") or [] if isinstance(p, dict)],
+        )
         self._add(order)
         return self._write(request, body, self._respond(request, {}, 200, op), op)
 
@@ -1167,47 +1395,68 @@ class AmazonMcfSandbox(PlatformSandbox):
             # "automatic cancellation if there is no data to return"
             report.status = "CANCELLED"
             return
-        lines = ["\t".join(SHIPMENT_REPORT_COLUMNS)] + ["\t".join(row[c] for c in SHIPMENT_REPORT_COLUMNS)
-                                                         for row in rows]
+        lines = ["\t".join(SHIPMENT_REPORT_COLUMNS)] + [
+            "\t".join(row[c] for c in SHIPMENT_REPORT_COLUMNS) for row in rows
+        ]
         document_id = f"amzn1.spdoc.1.4.na.{uuid.uuid4()}"
         content = gzip.compress(("\n".join(lines) + "\n").encode("utf-8"), mtime=0)
         self.documents[document_id] = Document(document_id=document_id, content=content, rows=len(rows))
         report.document_id = document_id
         report.status = "DONE"
 
-    def _report_row(self, order: FulfillmentOrder, shipment: Shipment, k: int, n: int, index: int,
-                    qty: int) -> dict[str, str]:
+    def _report_row(
+        self, order: FulfillmentOrder, shipment: Shipment, k: int, n: int, index: int, qty: int
+    ) -> dict[str, str]:
         line = order.lines[index]
         package = shipment.packages[0] if shipment.packages else None
         rng = self._rng(order.sfo_id, "report", k, n)
         row = {c: "" for c in SHIPMENT_REPORT_COLUMNS}
         # MCF rows: merchant-order-id is the sellerFulfillmentOrderId and the sales channel is
         # "Non-Amazon"; buyer, recipient and price columns stay blank (no buyer PII, no Amazon price).
-        row.update({
-            "amazon-order-id": order.amazon_order_id, "merchant-order-id": order.sfo_id,
-            "shipment-id": shipment.shipment_id, "shipment-item-id": f"D{rng.randrange(10**12, 10**13)}",
-            "amazon-order-item-id": str(rng.randrange(10**13, 10**14)), "merchant-order-item-id": line.item_id,
-            "purchase-date": flat_ts(order.displayable_date), "payments-date": flat_ts(order.displayable_date),
-            "shipment-date": flat_ts(shipment.ship_date),
-            "reporting-date": flat_ts(shipment.ship_date + timedelta(minutes=30)),
-            "sku": line.sku, "product-name": line.sku, "quantity-shipped": str(qty), "currency": "USD",
-            "ship-service-level": order.speed, "ship-city": order.address.get("city", ""),
-            "ship-state": order.address.get("stateOrRegion", ""),
-            "ship-postal-code": order.address.get("postalCode", ""),
-            "ship-country": order.address.get("countryCode", ""),
-            "carrier": package.carrier if package else "", "tracking-number": package.tracking if package else "",
-            "estimated-arrival-date": flat_ts(shipment.eta) if shipment.eta else "",
-            "fulfillment-center-id": shipment.fc[0], "fulfillment-channel": "AFN", "sales-channel": "Non-Amazon",
-        })
+        row.update(
+            {
+                "amazon-order-id": order.amazon_order_id,
+                "merchant-order-id": order.sfo_id,
+                "shipment-id": shipment.shipment_id,
+                "shipment-item-id": f"D{rng.randrange(10**12, 10**13)}",
+                "amazon-order-item-id": str(rng.randrange(10**13, 10**14)),
+                "merchant-order-item-id": line.item_id,
+                "purchase-date": flat_ts(order.displayable_date),
+                "payments-date": flat_ts(order.displayable_date),
+                "shipment-date": flat_ts(shipment.ship_date),
+                "reporting-date": flat_ts(shipment.ship_date + timedelta(minutes=30)),
+                "sku": line.sku,
+                "product-name": line.sku,
+                "quantity-shipped": str(qty),
+                "currency": "USD",
+                "ship-service-level": order.speed,
+                "ship-city": order.address.get("city", ""),
+                "ship-state": order.address.get("stateOrRegion", ""),
+                "ship-postal-code": order.address.get("postalCode", ""),
+                "ship-country": order.address.get("countryCode", ""),
+                "carrier": package.carrier if package else "",
+                "tracking-number": package.tracking if package else "",
+                "estimated-arrival-date": flat_ts(shipment.eta) if shipment.eta else "",
+                "fulfillment-center-id": shipment.fc[0],
+                "fulfillment-channel": "AFN",
+                "sales-channel": "Non-Amazon",
+            }
+        )
         return row
 
     def _report_json(self, report: Report) -> dict:
         state = self._report_state(report)
         queue = timedelta(seconds=float(self.config["report_queue_seconds"]))
         work = timedelta(seconds=float(self.config["report_processing_seconds"]))
-        doc = {"reportId": report.report_id, "reportType": report.report_type,
-               "marketplaceIds": list(report.marketplace_ids), "dataStartTime": ts(report.start),
-               "dataEndTime": ts(report.end), "createdTime": ts(report.created), "processingStatus": state}
+        doc = {
+            "reportId": report.report_id,
+            "reportType": report.report_type,
+            "marketplaceIds": list(report.marketplace_ids),
+            "dataStartTime": ts(report.start),
+            "dataEndTime": ts(report.end),
+            "createdTime": ts(report.created),
+            "processingStatus": state,
+        }
         if state != "IN_QUEUE" and not report.cancelled_in_queue:
             doc["processingStartTime"] = ts(report.created + queue)
             if state in ("DONE", "FATAL", "CANCELLED"):
@@ -1228,8 +1477,11 @@ class AmazonMcfSandbox(PlatformSandbox):
                 problem = "reportType is required."
             elif body["reportType"] != SHIPMENTS_REPORT:
                 problem = f"Report type {body['reportType']} is not available in this sandbox."
-            elif (not isinstance(body.get("marketplaceIds"), list) or not 1 <= len(body["marketplaceIds"]) <= 25
-                  or not all(isinstance(m, str) for m in body["marketplaceIds"])):
+            elif (
+                not isinstance(body.get("marketplaceIds"), list)
+                or not 1 <= len(body["marketplaceIds"]) <= 25
+                or not all(isinstance(m, str) for m in body["marketplaceIds"])
+            ):
                 problem = "marketplaceIds must list 1 to 25 marketplace identifiers."
             elif self.config["marketplace_id"] not in body["marketplaceIds"]:
                 problem = f"Invalid marketplaceIds: {', '.join(body['marketplaceIds'])}"
@@ -1249,16 +1501,28 @@ class AmazonMcfSandbox(PlatformSandbox):
         if problem:
             return self._write(request, body, self._invalid(request, problem, op), op)
         regeneration = timedelta(minutes=float(self.config["report_regeneration_minutes"]))
-        too_soon = any(r.report_type == body["reportType"] and not (r.cancelled_in_queue or r.too_soon)
-                       and timedelta(0) <= now - r.created < regeneration for r in self.reports.values())
+        too_soon = any(
+            r.report_type == body["reportType"]
+            and not (r.cancelled_in_queue or r.too_soon)
+            and timedelta(0) <= now - r.created < regeneration
+            for r in self.reports.values()
+        )
         self._report_seq += 1
         report_id = str(50_000_000_000 + self._rng("report", self._report_seq, self.wall()).randrange(10**9))
         while report_id in self.reports:
             report_id = str(int(report_id) + 1)
         self.reports[report_id] = Report(
-            seq=self._report_seq, report_id=report_id, report_type=body["reportType"],
-            marketplace_ids=list(body["marketplaceIds"]), start=start, end=end, created=now,
-            created_wall=self.wall(), options=dict(body.get("reportOptions") or {}), too_soon=too_soon)
+            seq=self._report_seq,
+            report_id=report_id,
+            report_type=body["reportType"],
+            marketplace_ids=list(body["marketplaceIds"]),
+            start=start,
+            end=end,
+            created=now,
+            created_wall=self.wall(),
+            options=dict(body.get("reportOptions") or {}),
+            too_soon=too_soon,
+        )
         return self._write(request, body, self._respond(request, {"reportId": report_id}, 202, op), op)
 
     def _get_report(self, request: Request, report_id: str) -> Response:
@@ -1317,13 +1581,23 @@ class AmazonMcfSandbox(PlatformSandbox):
             except ValueError:
                 return self._invalid(request, "pageSize must be between 1 and 100.", op)
             try:
-                since = parse_time(query["createdSince"], "createdSince") if "createdSince" in query \
+                since = (
+                    parse_time(query["createdSince"], "createdSince")
+                    if "createdSince" in query
                     else now - REPORT_RETENTION
+                )
                 until = parse_time(query["createdUntil"], "createdUntil") if "createdUntil" in query else now
             except ScenarioError:
                 return self._invalid(request, "Invalid date format for createdSince or createdUntil.", op)
-            filters = {"types": types, "statuses": statuses, "markets": markets, "size": size,
-                       "since": ts(since), "until": ts(until), "before": None}
+            filters = {
+                "types": types,
+                "statuses": statuses,
+                "markets": markets,
+                "size": size,
+                "since": ts(since),
+                "until": ts(until),
+                "before": None,
+            }
         since, until = parse_time(filters["since"], "since"), parse_time(filters["until"], "until")
         matched = []
         more = False
@@ -1360,16 +1634,21 @@ class AmazonMcfSandbox(PlatformSandbox):
         encoding = "gzip" if request.query_params.get("enableContentEncodingUrlHeader", "").lower() == "true" else ""
         stamp = datetime.fromtimestamp(self.wall(), timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         ttl = int(self.config["document_url_ttl_seconds"])
-        params = {"X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Date": stamp, "X-Amz-Expires": str(ttl),
-                  "X-Amz-SignedHeaders": "host"}
+        params = {
+            "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+            "X-Amz-Date": stamp,
+            "X-Amz-Expires": str(ttl),
+            "X-Amz-SignedHeaders": "host",
+        }
         if encoding:
             params["response-content-encoding"] = encoding
         params["X-Amz-Signature"] = self._sign(document_id, stamp, ttl, encoding)
         # The socket's own address, not the Host header: some clients send a mangled Host.
         host, port = request.scope.get("server") or (request.url.hostname, request.url.port)
         url = f"{request.url.scheme}://{host}:{port}{DOCUMENTS}/{document_id}?{urlencode(params)}"
-        return self._respond(request, {"reportDocumentId": document_id, "url": url, "compressionAlgorithm": "GZIP"},
-                             200, op)
+        return self._respond(
+            request, {"reportDocumentId": document_id, "url": url, "compressionAlgorithm": "GZIP"}, 200, op
+        )
 
     def _download(self, request: Request, document_id: str) -> Response:
         """The presigned download: no access token, but a signature and a 5-minute expiry (wall clock)."""
@@ -1377,8 +1656,10 @@ class AmazonMcfSandbox(PlatformSandbox):
         query = request.query_params
 
         def s3_error(status: int, code: str, message: str) -> Response:
-            body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}'
-                    f"</Message><RequestId>{uuid.uuid4().hex[:16].upper()}</RequestId></Error>")
+            body = (
+                f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}'
+                f"</Message><RequestId>{uuid.uuid4().hex[:16].upper()}</RequestId></Error>"
+            )
             return Response(body, status_code=status, media_type="application/xml")
 
         document = self.documents.get(document_id)
@@ -1389,11 +1670,15 @@ class AmazonMcfSandbox(PlatformSandbox):
             ttl = int(query.get("X-Amz-Expires", ""))
             issued = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
         except ValueError:
-            return s3_error(403, "AccessDenied", "Query-string authentication requires the X-Amz-Date and "
-                                                 "X-Amz-Expires parameters.")
+            return s3_error(
+                403, "AccessDenied", "Query-string authentication requires the X-Amz-Date and X-Amz-Expires parameters."
+            )
         if not hmac.compare_digest(query.get("X-Amz-Signature", ""), self._sign(document_id, stamp, ttl, encoding)):
-            return s3_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match "
-                                                          "the signature you provided.")
+            return s3_error(
+                403,
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided.",
+            )
         if self.wall() > issued.timestamp() + ttl:
             return s3_error(403, "AccessDenied", "Request has expired")
         headers = {"Content-Encoding": "gzip"} if encoding == "gzip" else {}
@@ -1410,6 +1695,8 @@ class AmazonMcfSandbox(PlatformSandbox):
             "orders": [self._result_json(o) for o in self.orders.values()],
             "reports": [self._report_json(r) for r in self.reports.values()],
             "documents": {d.document_id: {"rows": d.rows} for d in self.documents.values()},
-            "tokens": {"issued": len(self.tokens),
-                       "valid": sum(1 for t in self.tokens.values() if t.expires_at > wall)},
+            "tokens": {
+                "issued": len(self.tokens),
+                "valid": sum(1 for t in self.tokens.values() if t.expires_at > wall),
+            },
         }

@@ -5,6 +5,7 @@ Every simulator app is built with `Sandbox.new_app`, which mounts the admin rout
 records throttles. All handlers are `async def` and run on one event loop, so simulator state
 needs no locks.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,9 +16,10 @@ import re
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
@@ -26,14 +28,28 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from sandbox.scenario import (
-    LAST_YEAR, TIME_RANGE, Scenario, ScenarioError, format_time, parse_json, parse_scenario, scenario_time,
+    LAST_YEAR,
+    TIME_RANGE,
+    Scenario,
+    ScenarioError,
+    format_time,
+    parse_json,
+    parse_scenario,
+    scenario_time,
 )
 
 ADMIN_PREFIX = "/_sandbox"
 # Query parameters and body fields that carry secrets: never kept in the write log.
-SECRET_KEYS = frozenset({
-    "sign", "access_token", "app_secret", "refresh_token", "client_secret", "auth_code",
-})
+SECRET_KEYS = frozenset(
+    {
+        "sign",
+        "access_token",
+        "app_secret",
+        "refresh_token",
+        "client_secret",
+        "auth_code",
+    }
+)
 
 
 # Scenario seconds per wall second the clock may run at: from 0 (frozen) to about a week a minute.
@@ -77,7 +93,7 @@ class SandboxClock:
         self.rate = rate
         # While a living shop replays its events, the clock reads each event's time (see life.py).
         self.pinned: datetime | None = None
-        self._skipped = 0.0   # scenario seconds jumped forward by set(), beyond what wall time covered
+        self._skipped = 0.0  # scenario seconds jumped forward by set(), beyond what wall time covered
         # where quota time comes from: the wall clock, or a test's own (shared with a client's pacing)
         self.quota_source: Callable[[], float] = time.monotonic
         # the wall clock of the platforms' own timers (report processing, token and download-link
@@ -117,7 +133,7 @@ class TokenBucket:
         self.rate = rate
         self.burst = burst
         self.tokens = burst
-        self.clock = clock   # seconds; tests inject their own so refills don't depend on the machine's speed
+        self.clock = clock  # seconds; tests inject their own so refills don't depend on the machine's speed
         self.stamp = clock()
 
     def _refill(self) -> None:
@@ -132,7 +148,7 @@ class TokenBucket:
 
     def take(self, cost: float = 1.0) -> float:
         self._refill()
-        if self.tokens >= cost - 1e-9:   # a refill computed to exactly the cost can fall short by rounding
+        if self.tokens >= cost - 1e-9:  # a refill computed to exactly the cost can fall short by rounding
             self.tokens = max(0.0, self.tokens - cost)
             return 0.0
         return (cost - self.tokens) / self.rate
@@ -173,11 +189,11 @@ class Fault:
     """An injected fault: the next `count` requests to `platform` whose path matches `path` get it."""
 
     platform: str
-    kind: str                  # see FAULT_KINDS
-    path: str = ".*"           # regular expression searched in the request path
+    kind: str  # see FAULT_KINDS
+    path: str = ".*"  # regular expression searched in the request path
     count: int = 1
-    status: int = 503          # for kind 5xx
-    seconds: float = 2.0       # for latency; hang waits this long (default 1 h) for its client to leave, then a 504
+    status: int = 503  # for kind 5xx
+    seconds: float = 2.0  # for latency; hang waits this long (default 1 h) for its client to leave, then a 504
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     fired: int = 0
     # last, so that `id` above still reads dataclasses.field: for drop_field, the key removed
@@ -188,8 +204,7 @@ class Fault:
         return self.platform == platform and self.count > 0 and re.search(self.path, path) is not None
 
 
-FAULT_KINDS = ("429", "5xx", "latency", "hang", "malformed", "truncated", "token_expiry", "drop_field",
-               "endless")
+FAULT_KINDS = ("429", "5xx", "latency", "hang", "malformed", "truncated", "token_expiry", "drop_field", "endless")
 # The longest a latency or hang fault waits: a day (anything longer is a slip of the keyboard).
 MAX_FAULT_SECONDS = 86_400.0
 
@@ -225,8 +240,15 @@ def parse_fault(data: Any) -> Fault:
     name = data.get("field", "")
     if kind == "drop_field" and (not isinstance(name, str) or not name):
         raise ValueError("fault.field: the key to drop is required for drop_field")
-    return Fault(platform=platform, kind=kind, path=path, count=count, status=status,
-                 seconds=float(seconds), field=name if isinstance(name, str) else "")
+    return Fault(
+        platform=platform,
+        kind=kind,
+        path=path,
+        count=count,
+        status=status,
+        seconds=float(seconds),
+        field=name if isinstance(name, str) else "",
+    )
 
 
 # Writes the sandbox logs that change no order: token exchanges and report requests.
@@ -247,10 +269,10 @@ class WriteRecord:
     path: str
     query: dict
     body: Any
-    time: str           # scenario clock
+    time: str  # scenario clock
     wall_time: str
     status: int
-    outcome: str        # "ok" or the platform's error code / reason
+    outcome: str  # "ok" or the platform's error code / reason
     request_id: str | None = None
 
 
@@ -287,8 +309,9 @@ class Settings:
         for platform, states in self.durations.items():
             for state, seconds in states.items():
                 if not within(seconds, 0, MAX_DURATION):
-                    raise ValueError(f"durations.{platform}.{state}: expected 0 to {MAX_DURATION:.0f} seconds, "
-                                     f"got {seconds!r}")
+                    raise ValueError(
+                        f"durations.{platform}.{state}: expected 0 to {MAX_DURATION:.0f} seconds, got {seconds!r}"
+                    )
 
     def for_platform(self, name: str, defaults: dict[str, Any]) -> dict[str, Any]:
         merged = dict(defaults)
@@ -307,7 +330,7 @@ class PlatformSandbox:
     # (the `endless` fault adds it); None where the cursor is always present or sent in headers.
     page_cursor: str | None = None
 
-    def __init__(self, sandbox: "Sandbox"):
+    def __init__(self, sandbox: Sandbox):
         self.sandbox = sandbox
 
     def load(self, scenario: Scenario) -> None:
@@ -341,10 +364,18 @@ class PlatformSandbox:
     def wall(self) -> float:
         return self.sandbox.clock.wall()
 
-    def record_write(self, request: Request, body: Any, status: int, outcome: str,
-                     request_id: str | None = None, operation: str | None = None) -> WriteRecord:
-        return self.sandbox.record_write(self.name, request, body, status, outcome,
-                                         request_id=request_id, operation=operation)
+    def record_write(
+        self,
+        request: Request,
+        body: Any,
+        status: int,
+        outcome: str,
+        request_id: str | None = None,
+        operation: str | None = None,
+    ) -> WriteRecord:
+        return self.sandbox.record_write(
+            self.name, request, body, status, outcome, request_id=request_id, operation=operation
+        )
 
 
 def operation_of(scope: dict, router=None) -> str:
@@ -362,25 +393,27 @@ def operation_of(scope: dict, router=None) -> str:
 
 async def _client_left_within(receive, seconds: float) -> bool:
     """Wait up to `seconds` for the client to go away (ignoring the body it sent)."""
+
     async def left():
         while (await receive())["type"] != "http.disconnect":
             pass
+
     try:
         await asyncio.wait_for(left(), seconds)
         return True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
 
 
 class _PlatformMiddleware:
     """Counts calls per operation, applies injected faults, counts throttles (pure ASGI)."""
 
-    def __init__(self, app, sandbox: "Sandbox", platform: str, router=None):
+    def __init__(self, app, sandbox: Sandbox, platform: str, router=None):
         self.app = app
         self.sandbox = sandbox
         self.platform = platform
         self.router = router
-        self._endless_pages: dict[str, Any] = {}   # fault id -> the first good page it emptied
+        self._endless_pages: dict[str, Any] = {}  # fault id -> the first good page it emptied
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
@@ -413,7 +446,7 @@ class _PlatformMiddleware:
                 return self._count(scope, status_seen)
             if fault.kind == "hang":
                 if await _client_left_within(receive, fault.seconds):
-                    return self._count(scope, status_seen)   # nobody to answer, as at a gateway
+                    return self._count(scope, status_seen)  # nobody to answer, as at a gateway
                 await JSONResponse({"message": "Gateway Timeout"}, status_code=504)(scope, receive, counting_send)
                 return self._count(scope, status_seen)
             if fault.kind == "latency":
@@ -524,23 +557,22 @@ def _endless_headers(headers: list, scope) -> list:
 class Sandbox:
     """All simulators, their shared clock, write log, call counts and fault queue."""
 
-    def __init__(self, scenario: Scenario, settings: Settings | None = None,
-                 platforms: tuple[str, ...] | None = None):
+    def __init__(self, scenario: Scenario, settings: Settings | None = None, platforms: tuple[str, ...] | None = None):
         self.settings = settings or Settings()
         self.clock = SandboxClock(scenario.now, self.settings.clock_rate)
         self.scenario = scenario
         self.writes: list[WriteRecord] = []
         self.calls: Counter = Counter()
         self.throttles: Counter = Counter()
-        self.charged: Counter = Counter()   # quota units beyond one a call (Shopify: points actually charged)
+        self.charged: Counter = Counter()  # quota units beyond one a call (Shopify: points actually charged)
         self.faults: list[Fault] = []
-        self.in_progress = 0   # platform requests being answered (hung or delayed ones included)
+        self.in_progress = 0  # platform requests being answered (hung or delayed ones included)
         self.platforms: dict[str, PlatformSandbox] = {}
         self._apps: dict[str, FastAPI] | None = None
-        self.life = None   # a ShopLife when the shop lives through time (sandbox/life.py)
+        self.life = None  # a ShopLife when the shop lives through time (sandbox/life.py)
         from sandbox.webhooks import Outbox
 
-        self.outbox = Outbox(self)   # webhooks and Amazon's notification queue (sandbox/webhooks.py)
+        self.outbox = Outbox(self)  # webhooks and Amazon's notification queue (sandbox/webhooks.py)
         for name in PLATFORM_MODULES:
             if platforms is None or name in platforms:
                 self.platforms[name] = platform_factory(name)(self)
@@ -580,13 +612,14 @@ class Sandbox:
         self.throttles.clear()
         self.charged.clear()
         self.faults.clear()
-        self.outbox.clear()   # a scenario's initial states are not changes: nothing is sent for them
+        self.outbox.clear()  # a scenario's initial states are not changes: nothing is sent for them
         for impl in self.platforms.values():
             try:
                 impl.load(scenario)
-            except Exception as exc:   # a simulator's own limit the scenario checks do not know of
-                raise ScenarioError(f"scenario: the {impl.name} simulator cannot load it: "
-                                    f"{type(exc).__name__}: {exc}") from exc
+            except Exception as exc:  # a simulator's own limit the scenario checks do not know of
+                raise ScenarioError(
+                    f"scenario: the {impl.name} simulator cannot load it: {type(exc).__name__}: {exc}"
+                ) from exc
 
     def apps(self) -> dict[str, FastAPI]:
         if self._apps is None:
@@ -599,8 +632,9 @@ class Sandbox:
                 self._apps["amazon_sqs"] = queue_app(self.outbox)
         return self._apps
 
-    def new_app(self, platform: str, title: str,
-                unrouted: Callable[[Request, StarletteHTTPException], Any] | None = None) -> FastAPI:
+    def new_app(
+        self, platform: str, title: str, unrouted: Callable[[Request, StarletteHTTPException], Any] | None = None
+    ) -> FastAPI:
         """A platform's app with the admin API beside it. `unrouted(request, exc)` answers what the
         routing refused (a path it does not serve: 404, a method: 405) in the platform's own error
         format; the admin API keeps its own."""
@@ -608,12 +642,14 @@ class Sandbox:
         app.include_router(admin_router(self), prefix=ADMIN_PREFIX)
         app.add_middleware(_PlatformMiddleware, sandbox=self, platform=platform, router=app.router)
         if unrouted is not None:
+
             @app.exception_handler(StarletteHTTPException)
             async def platform_shaped(request: Request, exc: StarletteHTTPException):
                 if request.url.path.startswith(ADMIN_PREFIX):
                     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
                 answer = unrouted(request, exc)
                 return await answer if inspect.isawaitable(answer) else answer
+
         return app
 
     # Faults
@@ -632,16 +668,30 @@ class Sandbox:
         return None
 
     # Write log
-    def record_write(self, platform: str, request: Request, body: Any, status: int, outcome: str,
-                     request_id: str | None = None, operation: str | None = None) -> WriteRecord:
+    def record_write(
+        self,
+        platform: str,
+        request: Request,
+        body: Any,
+        status: int,
+        outcome: str,
+        request_id: str | None = None,
+        operation: str | None = None,
+    ) -> WriteRecord:
         record = WriteRecord(
-            seq=len(self.writes) + 1, platform=platform,
+            seq=len(self.writes) + 1,
+            platform=platform,
             operation=operation or operation_of(request.scope),
-            method=request.method, path=request.url.path,
-            query=_scrub(dict(request.query_params)), body=_scrub(body),
+            method=request.method,
+            path=request.url.path,
+            query=_scrub(dict(request.query_params)),
+            body=_scrub(body),
             time=format_time(self.clock.now()),
             wall_time=format_time(datetime.now(timezone.utc)),
-            status=status, outcome=outcome, request_id=request_id)
+            status=status,
+            outcome=outcome,
+            request_id=request_id,
+        )
         self.writes.append(record)
         return record
 
@@ -677,8 +727,9 @@ def parse_clock_change(body: dict, now: datetime) -> tuple[datetime, float | Non
         # the clock stays in the years a scenario's times are in
         most = max(0, int((TIME_RANGE[1] - moment).total_seconds()) - 1)
         if not within(step, 0, most):
-            raise ValueError(f"clock.advance_seconds: expected 0 to {most} seconds (to the end of {LAST_YEAR}), "
-                             f"got {step!r}")
+            raise ValueError(
+                f"clock.advance_seconds: expected 0 to {most} seconds (to the end of {LAST_YEAR}), got {step!r}"
+            )
         moment += timedelta(seconds=step)
     return moment, rate
 
@@ -708,9 +759,9 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
     def clock_info() -> dict:
         now = sandbox.clock.now()
         info = {"now": format_time(now), "rate": sandbox.clock.rate}
-        if sandbox.life is not None:   # when a living shop's platforms will next announce a shipment or request
+        if sandbox.life is not None:  # when a living shop's platforms will next announce a shipment or request
             wake = sandbox.life.next_wake(now)
-            if wake is not None and wake.microsecond:   # times are whole seconds: the second it has happened by
+            if wake is not None and wake.microsecond:  # times are whole seconds: the second it has happened by
                 wake += timedelta(microseconds=1_000_000 - wake.microsecond)
             info["next_wake"] = format_time(wake) if wake else None
         return info
@@ -750,14 +801,15 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
 
     @router.get("/writes")
     async def writes(platform: str | None = None, since: int = 0):
-        return [asdict(w) for w in sandbox.writes
-                if w.seq > since and (platform is None or w.platform == platform)]
+        return [asdict(w) for w in sandbox.writes if w.seq > since and (platform is None or w.platform == platform)]
 
     @router.get("/calls")
     async def calls():
         return {
             "calls": [{"platform": p, "operation": o, "count": n} for (p, o), n in sorted(sandbox.calls.items())],
-            "throttled": [{"platform": p, "operation": o, "count": n} for (p, o), n in sorted(sandbox.throttles.items())],
+            "throttled": [
+                {"platform": p, "operation": o, "count": n} for (p, o), n in sorted(sandbox.throttles.items())
+            ],
             "charged": [{"platform": p, "operation": o, "units": n} for (p, o), n in sorted(sandbox.charged.items())],
         }
 

@@ -5,6 +5,7 @@ on free loopback ports with `--faults` installed, runs the `orderops_sla` DAG on
 `airflow dags test` (SQLite metadata; the warehouse under state/demo or at `--warehouse`), prints
 what happened and where everything is, writes `--json`, then stops the sandbox.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,16 +26,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from include.decide.rules import RULES
 from include.decide.enums import TIKTOK_SHIPPABLE_STATUSES
+from include.decide.rules import RULES
 from include.run.runconfig import STATE_DIR
 from include.run.steps import pools_file
+from include.store.warehouse import Warehouse, action_ledger, runs, stg_tiktok_orders
 from sandbox.connections import connection_env
 from sandbox.core import Sandbox, Settings, parse_fault
 from sandbox.generate import generate, order_count
 from sandbox.scenario import parse_json, parse_scenario, read_json
 from sandbox.server import SandboxServer
-from include.store.warehouse import Warehouse, action_ledger, runs, stg_tiktok_orders
 
 REPO = Path(__file__).resolve().parents[1]
 # Pools sized to the platforms' quotas: how many tasks may call each platform at once.
@@ -46,21 +47,25 @@ def airflow_env(home: Path, urls: dict[str, str], warehouse: Path | dict, lineag
     """Everything `airflow` needs to run orderops against a sandbox, on embedded defaults; the
     warehouse a SQLite file or a connection (`warehouse_connection`)."""
     env = {k: v for k, v in os.environ.items() if k != "AIRFLOW__CORE__UNIT_TEST_MODE"}
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "log_file_path": str(lineage), "append": True}),
-        "AIRFLOW__OPENLINEAGE__NAMESPACE": "orderops",
-        "ORDEROPS_SANDBOX_CLOCK_URL": f"{urls['tiktok']}/_sandbox/clock",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
-        "TQDM_DISABLE": "1",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "sandbox.demo.SQLITE_CONNECT_ARGS",
-        # `airflow dags test` fails at the end of a run of a DAG with a deadline (Airflow 3.3.2); the
-        # scheduler-driven runs keep it
-        "ORDEROPS_RUN_DEADLINE_MINUTES": "0",
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+                {"type": "file", "log_file_path": str(lineage), "append": True}
+            ),
+            "AIRFLOW__OPENLINEAGE__NAMESPACE": "orderops",
+            "ORDEROPS_SANDBOX_CLOCK_URL": f"{urls['tiktok']}/_sandbox/clock",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+            "TQDM_DISABLE": "1",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "sandbox.demo.SQLITE_CONNECT_ARGS",
+            # `airflow dags test` fails at the end of a run of a DAG with a deadline (Airflow 3.3.2); the
+            # scheduler-driven runs keep it
+            "ORDEROPS_RUN_DEADLINE_MINUTES": "0",
+        }
+    )
     if isinstance(warehouse, Path):
         warehouse = {"conn_type": "sqlite", "host": str(warehouse)}
     env.update(connection_env(urls, warehouse=warehouse))
@@ -73,23 +78,27 @@ TASK_END = re.compile(r"\[DAG TEST\] end task task_id=(\S+) map_index=(-?\d+)")
 
 
 def airflow(env: dict[str, str], *args: str, log=None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(AIRFLOW_BIN), *args], env=env, stdout=log or subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
+    return subprocess.run(
+        [str(AIRFLOW_BIN), *args], env=env, stdout=log or subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def dags_test(env: dict[str, str], log, *args: str) -> int:
     """`airflow dags test ...`, its output to `log`, each finished task printed as it ends."""
     started = time.monotonic()
-    with subprocess.Popen([str(AIRFLOW_BIN), "dags", "test", *args], env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True) as proc:
+    with subprocess.Popen(
+        [str(AIRFLOW_BIN), "dags", "test", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
         for line in proc.stdout:
             log.write(line)
             ended = TASK_END.search(line)
             if ended:
                 task, index = ended.groups()
                 # (Airflow logs a task's end whatever its state: the summary below says how it went)
-                print(f"  {time.monotonic() - started:5.0f} s  {task}{'' if index == '-1' else f'[{index}]'} ended",
-                      flush=True)
+                print(
+                    f"  {time.monotonic() - started:5.0f} s  {task}{'' if index == '-1' else f'[{index}]'} ended",
+                    flush=True,
+                )
     return proc.returncode
 
 
@@ -98,9 +107,11 @@ def keep_home_usable(home: Path) -> None:
     command with only AIRFLOW_HOME set (or `make ui`) finds the DAGs and the plugin."""
     cfg = configparser.ConfigParser(interpolation=None)
     cfg.read(home / "airflow.cfg")
-    for section, key, value in (("core", "dags_folder", str(REPO / "dags")),
-                                ("core", "plugins_folder", str(REPO / "plugins")),
-                                ("core", "load_examples", "False")):
+    for section, key, value in (
+        ("core", "dags_folder", str(REPO / "dags")),
+        ("core", "plugins_folder", str(REPO / "plugins")),
+        ("core", "load_examples", "False"),
+    ):
         if not cfg.has_section(section):
             cfg.add_section(section)
         cfg.set(section, key, value)
@@ -131,9 +142,15 @@ def warehouse_connection(url: str) -> dict:
     if parsed.get_backend_name() == "postgresql":
         options = str(parsed.query.get("options") or "")
         schema = options.split("search_path=", 1)[1].split(",")[0] if "search_path=" in options else None
-        return {"conn_type": "postgres", "host": parsed.host or "127.0.0.1", "port": parsed.port or 5432,
-                "login": parsed.username, "password": parsed.password, "schema": parsed.database or "postgres",
-                **({"extra": json.dumps({"schema": schema})} if schema else {})}
+        return {
+            "conn_type": "postgres",
+            "host": parsed.host or "127.0.0.1",
+            "port": parsed.port or 5432,
+            "login": parsed.username,
+            "password": parsed.password,
+            "schema": parsed.database or "postgres",
+            **({"extra": json.dumps({"schema": schema})} if schema else {}),
+        }
     raise SystemExit(f"--warehouse: {url!r}: expected sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
 
 
@@ -153,8 +170,10 @@ def check_warehouse(url: str) -> None:
 def check_state(state: Path) -> None:
     """The folder the demo clears: missing, empty or an earlier demo's (its demo.json), nothing else."""
     if state.exists() and (not state.is_dir() or (any(state.iterdir()) and not (state / "demo.json").exists())):
-        raise SystemExit(f"--state {state}: not an earlier demo's folder (no demo.json) and not empty; "
-                         "refusing to clear it: give a new or empty folder")
+        raise SystemExit(
+            f"--state {state}: not an earlier demo's folder (no demo.json) and not empty; "
+            "refusing to clear it: give a new or empty folder"
+        )
 
 
 def load_faults(path: Path, sandbox: Sandbox) -> int:
@@ -177,7 +196,7 @@ def scenario_sandbox(data: bytes, origin: Path | str) -> Sandbox:
     """A sandbox serving the scenario file's `data` on a frozen clock."""
     try:
         return Sandbox(parse_scenario(parse_json(data)), Settings(clock_rate=0))
-    except ValueError as exc:   # ScenarioError is a ValueError and names the order and field (or simulator)
+    except ValueError as exc:  # ScenarioError is a ValueError and names the order and field (or simulator)
         raise SystemExit(f"--scenario {origin}: {exc}") from None
 
 
@@ -202,29 +221,41 @@ def report(wh: Warehouse, now: datetime) -> list[str]:
         if run is None:
             return ["no run recorded"]
         summary = run.summary or {}
-        lines.append(f"run {run.run_id}: {run.state}, window {run.window_start:%Y-%m-%d %H:%M} .. {run.window_end:%H:%M} UTC")
+        lines.append(
+            f"run {run.run_id}: {run.state}, window {run.window_start:%Y-%m-%d %H:%M} .. {run.window_end:%H:%M} UTC"
+        )
         lines.append("orders seen: " + ", ".join(f"{k} {v}" for k, v in summary.get("orders_seen", {}).items()))
         lines.append("decisions by rule:")
         for rule, n in sorted(summary.get("decisions", {}).items()):
             lines.append(f"  {rule:3s} {n:6d}  {RULES.get(rule, '')}")
         t = action_ledger.c
         lines.append("actions by kind and outcome:")
-        for kind, state, n in conn.execute(sa.select(t.kind, t.state, sa.func.count()).group_by(t.kind, t.state).order_by(t.kind)):
+        for kind, state, n in conn.execute(
+            sa.select(t.kind, t.state, sa.func.count()).group_by(t.kind, t.state).order_by(t.kind)
+        ):
             lines.append(f"  {kind:24s} {state:10s} {n}")
         lines.append("escalations (a person must look at these):")
-        for order_id, rule, request in conn.execute(sa.select(t.tiktok_order_id, t.rule, t.request).where(t.kind == "escalate")):
+        for order_id, rule, request in conn.execute(
+            sa.select(t.tiktok_order_id, t.rule, t.request).where(t.kind == "escalate")
+        ):
             lines.append(f"  {order_id} [{rule}] {request['reason_code']}: {request['detail']}")
         o = stg_tiktok_orders.c
-        late = conn.execute(sa.select(o.tiktok_order_id, o.rts_sla_time).where(
-            o.status.in_(TIKTOK_SHIPPABLE_STATUSES), o.tracking_number == "",
-            o.rts_sla_time < now.replace(tzinfo=None) if wh.dialect == "sqlite" else o.rts_sla_time < now)).all()
+        late = conn.execute(
+            sa.select(o.tiktok_order_id, o.rts_sla_time).where(
+                o.status.in_(TIKTOK_SHIPPABLE_STATUSES),
+                o.tracking_number == "",
+                o.rts_sla_time < now.replace(tzinfo=None) if wh.dialect == "sqlite" else o.rts_sla_time < now,
+            )
+        ).all()
         lines.append(f"SLA breaches as staged (past ship-by, no tracking before this run): {len(late)}")
         for order_id, due in late[:10]:
             lines.append(f"  {order_id} was due {due:%Y-%m-%d %H:%M} UTC")
         if len(late) > 10:
             lines.append(f"  ... and {len(late) - 10} more")
         api = summary.get("api", {})
-        lines.append("API calls: " + ", ".join(f"{p} {f['calls']} ({f['throttled']} throttled)" for p, f in sorted(api.items())))
+        lines.append(
+            "API calls: " + ", ".join(f"{p} {f['calls']} ({f['throttled']} throttled)" for p, f in sorted(api.items()))
+        )
     return lines
 
 
@@ -255,19 +286,26 @@ def ui_environment(state: Path, urls: dict[str, str], port: int) -> tuple[dict[s
     if not passwords.exists():
         write_private(passwords, json.dumps({"admin": secrets.token_urlsafe(12)}))
     env = airflow_env(home, urls, warehouse_connection(settings["warehouse"]), state / "lineage" / "events.jsonl")
-    env.update({
-        "ORDEROPS_REPORTS_DIR": str(state / "reports"),
-        "ORDEROPS_GX_DIR": str(state / "gx"),
-        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "AIRFLOW__API_AUTH__JWT_SECRET": settings["jwt_secret"],
-        "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "4",
-        # the connection form's Test button (off by default in Airflow); here it reaches only the sandbox
-        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-    })
+    env.update(
+        {
+            "ORDEROPS_REPORTS_DIR": str(state / "reports"),
+            "ORDEROPS_GX_DIR": str(state / "gx"),
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__API_AUTH__JWT_SECRET": settings["jwt_secret"],
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            # the connection form's Test button (off by default in Airflow); here it reaches only the sandbox
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+        }
+    )
     return env, json.loads(passwords.read_text())["admin"]
 
 
@@ -292,7 +330,7 @@ def ui_main(argv: list[str]) -> int:
     procs: list[subprocess.Popen] = []
     base = f"http://127.0.0.1:{args.port}"
 
-    def stop(*_):   # a terminal closed or a kill, at any moment: the finally below stops what started
+    def stop(*_):  # a terminal closed or a kill, at any moment: the finally below stops what started
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
@@ -301,8 +339,15 @@ def ui_main(argv: list[str]) -> int:
         with log_path.open("a") as log:
             print("starting the Airflow UI (API server, scheduler, DAG processor; about 30 s) ...", flush=True)
             for component in UI_COMPONENTS:
-                procs.append(subprocess.Popen([str(AIRFLOW_BIN), *component], env=env, stdout=log,
-                                              stderr=subprocess.STDOUT, start_new_session=True))
+                procs.append(
+                    subprocess.Popen(
+                        [str(AIRFLOW_BIN), *component],
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
             if not wait_healthy(base, procs, timeout=180):
                 print(f"the API server did not come up; see {log_path}", file=sys.stderr)
                 return 1
@@ -318,7 +363,7 @@ def ui_main(argv: list[str]) -> int:
                     time.sleep(0.5)
             except KeyboardInterrupt:
                 return 0
-        died = [" ".join(c) for c, p in zip(UI_COMPONENTS, procs) if p.poll() is not None]
+        died = [" ".join(c) for c, p in zip(UI_COMPONENTS, procs, strict=True) if p.poll() is not None]
         print(f"{', '.join(died)} stopped on its own; see {log_path}", file=sys.stderr)
         return 1
     finally:
@@ -365,15 +410,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", default=str(STATE_DIR / "demo"))
     parser.add_argument("--scenario", type=Path, help="a scenario file to serve instead of a generated one")
     parser.add_argument("--faults", type=Path, help="a JSON list of sandbox faults to install before the run")
-    parser.add_argument("--warehouse", help="warehouse URL (default: SQLite under --state), e.g. "
-                        "postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%%3Ddemo")
+    parser.add_argument(
+        "--warehouse",
+        help="warehouse URL (default: SQLite under --state), e.g. "
+        "postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%%3Ddemo",
+    )
     parser.add_argument("--json", type=Path, help="write {summary, writes, ledger} of the run to this file")
     args = parser.parse_args(argv)
     state = Path(args.state)
     # everything given is checked before the state folder is cleared or anything is served
     try:
-        scenario_data = (args.scenario.read_bytes() if args.scenario
-                         else json.dumps(generate(args.orders, args.seed), indent=1).encode())
+        scenario_data = (
+            args.scenario.read_bytes()
+            if args.scenario
+            else json.dumps(generate(args.orders, args.seed), indent=1).encode()
+        )
     except OSError as exc:
         raise SystemExit(f"--scenario {args.scenario}: {exc.strerror}") from None
     warehouse_url = args.warehouse or f"sqlite:///{(state / 'warehouse.db').resolve()}"
@@ -393,11 +444,16 @@ def main(argv: list[str] | None = None) -> int:
     scenario_path = state / "scenario.json"
     scenario_path.write_bytes(scenario_data)
     # what `make ui` needs to serve this run again
-    write_private(state / "demo.json", json.dumps({"warehouse": warehouse_url, "jwt_secret": secrets.token_urlsafe(32)}))
+    write_private(
+        state / "demo.json", json.dumps({"warehouse": warehouse_url, "jwt_secret": secrets.token_urlsafe(32)})
+    )
     now = sandbox.clock.now()
     server = SandboxServer(sandbox, ports={name: 0 for name in sandbox.apps()}).start()
     source = f"scenario {args.scenario}" if args.scenario else f"{args.orders} orders (seed {args.seed})"
-    print(f"sandbox: {source}, clock frozen at {now:%Y-%m-%dT%H:%M:%SZ}" + (f", {faults} fault(s) armed" if faults else ""))
+    print(
+        f"sandbox: {source}, clock frozen at {now:%Y-%m-%dT%H:%M:%SZ}"
+        + (f", {faults} fault(s) armed" if faults else "")
+    )
     for name, url in server.urls.items():
         print(f"  {name:12s} {url}")
     lineage = state / "lineage" / "events.jsonl"
@@ -427,8 +483,10 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(run_record(wh, sandbox), indent=1, default=_iso))
     print()
     print("\n".join(report(wh, now)))
-    print(f"\nsandbox received {len(writes)} order writes: " + ", ".join(
-        f"{p} {sum(1 for w in writes if w.platform == p)}" for p in sorted({w.platform for w in writes})))
+    print(
+        f"\nsandbox received {len(writes)} order writes: "
+        + ", ".join(f"{p} {sum(1 for w in writes if w.platform == p)}" for p in sorted({w.platform for w in writes}))
+    )
     python = os.path.relpath(sys.executable) if Path(sys.executable).is_relative_to(Path.cwd()) else sys.executable
     shown_url = sa.engine.make_url(warehouse_url).render_as_string(hide_password=True)
     report_html = sorted((state / "reports").rglob("*.html"))

@@ -5,6 +5,7 @@ already handled, some have shipped at the fulfiller without tracking on TikTok, 
 or past the ship-by deadline, a few have buyer cancellation requests, and a few cannot be
 matched. `MIX` lists the cases and their shares; README "Sandbox" documents them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,20 +22,20 @@ DEFAULT_NOW = "2026-11-20T15:00:00Z"
 
 # case -> share of orders. The cases name the situation each order is in at `now`.
 MIX: dict[str, float] = {
-    "handled": 0.34,              # shipped, tracking already on TikTok
+    "handled": 0.34,  # shipped, tracking already on TikTok
     "shipped_no_tracking": 0.15,  # fulfiller shipped, TikTok still awaiting shipment (T1)
-    "unmappable_carrier": 0.01,   # shipped with a carrier TikTok has no provider for (T2)
-    "near_sla_in_progress": 0.12, # due within 24 h, fulfiller still working (N1)
-    "in_progress": 0.15,          # due later, fulfiller still working (nothing to do yet)
-    "late": 0.04,                 # past rts_sla_time, nothing shipped
-    "cancel_cancellable": 0.03,   # buyer cancel, fulfiller order not started (C1)
-    "cancel_no_fulfillment": 0.01,# buyer cancel, no fulfillment order yet (C2)
-    "cancel_shipped": 0.02,       # buyer cancel, already shipped or picking (C3)
-    "no_shopify_match": 0.02,     # E1
-    "ambiguous_shopify": 0.01,    # E1: two Shopify orders carry the TikTok id
-    "no_fulfillment_order": 0.01, # E1
-    "fulfiller_failed": 0.01,     # E1: Unfulfillable / Invalid / cancelled by fulfiller
-    "cancelled": 0.06,            # already cancelled on TikTok
+    "unmappable_carrier": 0.01,  # shipped with a carrier TikTok has no provider for (T2)
+    "near_sla_in_progress": 0.12,  # due within 24 h, fulfiller still working (N1)
+    "in_progress": 0.15,  # due later, fulfiller still working (nothing to do yet)
+    "late": 0.04,  # past rts_sla_time, nothing shipped
+    "cancel_cancellable": 0.03,  # buyer cancel, fulfiller order not started (C1)
+    "cancel_no_fulfillment": 0.01,  # buyer cancel, no fulfillment order yet (C2)
+    "cancel_shipped": 0.02,  # buyer cancel, already shipped or picking (C3)
+    "no_shopify_match": 0.02,  # E1
+    "ambiguous_shopify": 0.01,  # E1: two Shopify orders carry the TikTok id
+    "no_fulfillment_order": 0.01,  # E1
+    "fulfiller_failed": 0.01,  # E1: Unfulfillable / Invalid / cancelled by fulfiller
+    "cancelled": 0.06,  # already cancelled on TikTok
     "fulfilled_by_tiktok": 0.02,  # FBT: out of scope
 }
 FULFILLER_SHARE = {"amazon_mcf": 0.6, "shipbob": 0.4}
@@ -43,8 +44,18 @@ AMAZON_CARRIERS = {"UPS": 0.35, "USPS": 0.3, "AMZL_US": 0.2, "FEDEX": 0.15}
 SHIPBOB_CARRIERS = {"USPS": 0.5, "UPS": 0.25, "FedEx": 0.15, "DHLExpress": 0.1}
 # Carriers no TikTok shipping provider corresponds to (the T2 case).
 UNMAPPABLE_CARRIERS = {"amazon_mcf": "LOCAL-COURIER-7", "shipbob": "Regional Courier Co"}
-SKUS = ("OSL-TEE-S", "OSL-TEE-M", "OSL-TEE-L", "OSL-HOOD-M", "OSL-CAP-01", "OSL-MUG-11",
-        "OSL-SOCK-3P", "OSL-BAG-TOTE", "OSL-BOTTLE-750", "OSL-STICKER-5")
+SKUS = (
+    "OSL-TEE-S",
+    "OSL-TEE-M",
+    "OSL-TEE-L",
+    "OSL-HOOD-M",
+    "OSL-CAP-01",
+    "OSL-MUG-11",
+    "OSL-SOCK-3P",
+    "OSL-BAG-TOTE",
+    "OSL-BOTTLE-750",
+    "OSL-STICKER-5",
+)
 
 
 def _pick(rng: random.Random, weights: dict[str, float]) -> str:
@@ -97,10 +108,21 @@ def _times(rng: random.Random, now: datetime, case: str) -> tuple[datetime, date
 
 def _amazon(rng, case, mcf_id, create, now, carrier, package_number):
     received = create + timedelta(minutes=rng.uniform(2, 30))
-    doc: dict = {"seller_fulfillment_order_id": mcf_id, "received_time": format_time(min(received, now)),
-                 "shipments": []}
-    shipped = {"status": "SHIPPED", "packages": [
-        {"package_number": package_number, "carrier_code": carrier, "tracking_number": tracking_number(rng, carrier)}]}
+    doc: dict = {
+        "seller_fulfillment_order_id": mcf_id,
+        "received_time": format_time(min(received, now)),
+        "shipments": [],
+    }
+    shipped = {
+        "status": "SHIPPED",
+        "packages": [
+            {
+                "package_number": package_number,
+                "carrier_code": carrier,
+                "tracking_number": tracking_number(rng, carrier),
+            }
+        ],
+    }
     if case in ("handled", "shipped_no_tracking", "unmappable_carrier"):
         doc.update(status="Complete", shipments=[shipped])
     elif case == "cancel_shipped":
@@ -122,8 +144,11 @@ def _amazon(rng, case, mcf_id, create, now, carrier, package_number):
 
 
 def _shipbob(rng, case, order_id, shipment_id, shopify_id, carrier):
-    completed = {"id": shipment_id, "status": "Completed",
-                 "tracking": {"carrier": carrier, "tracking_number": tracking_number(rng, carrier)}}
+    completed = {
+        "id": shipment_id,
+        "status": "Completed",
+        "tracking": {"carrier": carrier, "tracking_number": tracking_number(rng, carrier)},
+    }
     doc: dict = {"order_id": order_id, "reference_id": str(shopify_id)}
     if case in ("handled", "shipped_no_tracking", "unmappable_carrier"):
         doc.update(status="Fulfilled", shipments=[completed])
@@ -131,18 +156,35 @@ def _shipbob(rng, case, order_id, shipment_id, shopify_id, carrier):
         if rng.random() < 0.5:
             doc.update(status="Fulfilled", shipments=[completed])
         else:
-            doc.update(status="Processing", shipments=[
-                {"id": shipment_id, "status": "Processing", "status_detail": rng.choice(["Picked", "Packed", "Labeled"])}])
+            doc.update(
+                status="Processing",
+                shipments=[
+                    {
+                        "id": shipment_id,
+                        "status": "Processing",
+                        "status_detail": rng.choice(["Picked", "Packed", "Labeled"]),
+                    }
+                ],
+            )
     elif case == "cancel_cancellable":
-        doc.update(status="Processing", shipments=[
-            {"id": shipment_id, "status": "Processing", "status_detail": "Allocated"}])
+        doc.update(
+            status="Processing", shipments=[{"id": shipment_id, "status": "Processing", "status_detail": "Allocated"}]
+        )
     elif case == "fulfiller_failed":
         doc.update(status="Exception", shipments=[{"id": shipment_id, "status": "Exception"}])
     elif case == "cancelled":
         doc.update(status="Cancelled", shipments=[{"id": shipment_id, "status": "Cancelled"}])
     else:
-        doc.update(status="Processing", shipments=[
-            {"id": shipment_id, "status": "Processing", "status_detail": rng.choice(["Allocated", "Picked", "Packed"])}])
+        doc.update(
+            status="Processing",
+            shipments=[
+                {
+                    "id": shipment_id,
+                    "status": "Processing",
+                    "status_detail": rng.choice(["Allocated", "Picked", "Packed"]),
+                }
+            ],
+        )
     return doc
 
 
@@ -166,14 +208,18 @@ def generate(orders: int, seed: int, now: str = DEFAULT_NOW) -> dict:
         shopify_id = 6100000000 + i * 3
         number = 1001 + i
         tiktok: dict = {
-            "id": tiktok_id, "status": "AWAITING_SHIPMENT",
+            "id": tiktok_id,
+            "status": "AWAITING_SHIPMENT",
             "fulfillment_type": "FULFILLMENT_BY_TIKTOK" if case == "fulfilled_by_tiktok" else "FULFILLMENT_BY_SELLER",
-            "create_time": format_time(create), "update_time": format_time(create + timedelta(minutes=1)),
+            "create_time": format_time(create),
+            "update_time": format_time(create + timedelta(minutes=1)),
             "rts_sla_time": format_time(rts),
             "shipping_due_time": format_time(rts + timedelta(days=5)),
             "tracking_number": "",
-            "line_items": [{"id": ids.line(i, j), "seller_sku": rng.choice(SKUS)}
-                           for j in range(rng.choices([1, 2, 3], weights=[0.75, 0.2, 0.05])[0])],
+            "line_items": [
+                {"id": ids.line(i, j), "seller_sku": rng.choice(SKUS)}
+                for j in range(rng.choices([1, 2, 3], weights=[0.75, 0.2, 0.05])[0])
+            ],
             "cancellation": None,
         }
         order: dict = {"tiktok": tiktok}
@@ -185,22 +231,26 @@ def generate(orders: int, seed: int, now: str = DEFAULT_NOW) -> dict:
             requested = min(moment - timedelta(minutes=rng.uniform(5, 600)), rts)
             requested = max(requested, create + timedelta(minutes=1))
             tiktok["cancellation"] = {
-                "cancel_id": ids.cancel(i), "status": "CANCELLATION_REQUEST_PENDING",
+                "cancel_id": ids.cancel(i),
+                "status": "CANCELLATION_REQUEST_PENDING",
                 "create_time": format_time(requested),
                 "deadline": format_time(requested + timedelta(hours=48)),
             }
             tiktok["update_time"] = format_time(requested)
         place = _pick(rng, ID_PLACES)
-        shopify = {"id": shopify_id, "name": f"#{number}", "tiktok_id_in": place,
-                   "cancelled": case == "cancelled"}
+        shopify = {"id": shopify_id, "name": f"#{number}", "tiktok_id_in": place, "cancelled": case == "cancelled"}
         if case == "no_shopify_match":
             order["shopify"] = None
         elif case == "ambiguous_shopify":
             order["shopify"] = [shopify, dict(shopify, id=shopify_id + 1, name=f"#{number}-R")]
         else:
             order["shopify"] = shopify
-        has_fulfillment = case not in ("no_fulfillment_order", "cancel_no_fulfillment", "no_shopify_match",
-                                       "fulfilled_by_tiktok")
+        has_fulfillment = case not in (
+            "no_fulfillment_order",
+            "cancel_no_fulfillment",
+            "no_shopify_match",
+            "fulfilled_by_tiktok",
+        )
         order["fulfiller"] = fulfiller if has_fulfillment else None
         order["amazon_mcf"] = None
         order["shipbob"] = None

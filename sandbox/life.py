@@ -13,6 +13,7 @@ four APIs.
 cancellation request and when, when the fulfiller shipped) and computes per order and per day the
 figures TikTok computes. Nothing in orderops reads it: it exists to check what orderops reports.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -35,26 +36,26 @@ DAY = timedelta(days=1)
 class LifeSettings:
     """How the shop lives. Shares are of all orders; latencies are medians (log-normal spread)."""
 
-    start: datetime                    # first arrival day, 00:00 UTC
+    start: datetime  # first arrival day, 00:00 UTC
     days: int = 7
     orders_per_day: int = 1000
     seed: int = 1
-    shop_utc_offset_hours: float = -8.0        # ship-by cut-off 23:59:59 shop time (TikTok US: PT)
-    handling_business_days: int = 2            # TikTok US: dispatch within 2 business days
-    auto_cancel_business_days: int = 7         # TikTok US: auto-cancel 7 business days after the order
-    hold_minutes: float = 60.0                 # TikTok's one-hour remorse hold
-    cancel_deadline_hours: float = 24.0        # seller must answer a buyer's request within (UNCERTAIN 24/48)
-    shopify_sync_minutes: float = 5.0          # after the hold, the channel app copies the order
-    fulfillment_delay_minutes: float = 10.0    # Shopify -> fulfiller
+    shop_utc_offset_hours: float = -8.0  # ship-by cut-off 23:59:59 shop time (TikTok US: PT)
+    handling_business_days: int = 2  # TikTok US: dispatch within 2 business days
+    auto_cancel_business_days: int = 7  # TikTok US: auto-cancel 7 business days after the order
+    hold_minutes: float = 60.0  # TikTok's one-hour remorse hold
+    cancel_deadline_hours: float = 24.0  # seller must answer a buyer's request within (UNCERTAIN 24/48)
+    shopify_sync_minutes: float = 5.0  # after the hold, the channel app copies the order
+    fulfillment_delay_minutes: float = 10.0  # Shopify -> fulfiller
     cancel_request_share: float = 0.05
-    tiktok_label_share: float = 0.03           # shipping_type TIKTOK: TikTok's label, tracking from TikTok
-    fbt_share: float = 0.02                    # fulfilled by TikTok: nothing for the seller to do
-    stall_share: float = 0.03                  # the fulfiller sits on the order for 1-4 days
-    fail_share: float = 0.01                   # Unfulfillable (Amazon) / Exception (ShipBob)
-    label_scan_lag_minutes: float = 90.0       # TikTok-label: carrier scan after the fulfiller ships
-    fulfiller_speed: float = 1.0               # x the fulfillers' pace (1: ~12 h to ship at Amazon, ~5 h at ShipBob)
-    backlog_orders: int = 0                    # open orders before the start: paid in the 3 days before, stuck
-                                               # at their fulfiller for the whole stream (a shop with many open)
+    tiktok_label_share: float = 0.03  # shipping_type TIKTOK: TikTok's label, tracking from TikTok
+    fbt_share: float = 0.02  # fulfilled by TikTok: nothing for the seller to do
+    stall_share: float = 0.03  # the fulfiller sits on the order for 1-4 days
+    fail_share: float = 0.01  # Unfulfillable (Amazon) / Exception (ShipBob)
+    label_scan_lag_minutes: float = 90.0  # TikTok-label: carrier scan after the fulfiller ships
+    fulfiller_speed: float = 1.0  # x the fulfillers' pace (1: ~12 h to ship at Amazon, ~5 h at ShipBob)
+    backlog_orders: int = 0  # open orders before the start: paid in the 3 days before, stuck
+    # at their fulfiller for the whole stream (a shop with many open)
     fulfiller_share: dict[str, float] = field(default_factory=lambda: dict(FULFILLER_SHARE))
 
     def __post_init__(self):
@@ -68,8 +69,10 @@ class LifeSettings:
         if not 0 <= self.handling_business_days <= 30:
             problems.append(f"handling_business_days: expected 0..30, got {self.handling_business_days!r}")
         if not self.handling_business_days <= self.auto_cancel_business_days <= 60:
-            problems.append("auto_cancel_business_days: expected handling_business_days..60, "
-                            f"got {self.auto_cancel_business_days!r}")
+            problems.append(
+                "auto_cancel_business_days: expected handling_business_days..60, "
+                f"got {self.auto_cancel_business_days!r}"
+            )
         for name in ("cancel_request_share", "tiktok_label_share", "fbt_share", "stall_share", "fail_share"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value <= 1):
@@ -103,7 +106,7 @@ class OrderPlan:
     """What will happen to one order, unless someone (orderops) changes it on the way."""
 
     order: ScenarioOrder
-    kind: str                              # seller | tiktok_label | fbt
+    kind: str  # seller | tiktok_label | fbt
     create: datetime
     fulfiller: str | None
     fulfillment_id: str | int | None
@@ -148,14 +151,17 @@ class ShopLife:
         i = 0
         # the backlog first, from its own stream of chance: the daily stream keeps its moments and choices
         backlog = random.Random(f"shop-backlog:{s.seed}")
-        for create in sorted(s.start - timedelta(seconds=backlog.uniform(2 * 3600, 3 * 86400))
-                             for _ in range(s.backlog_orders)):
+        for create in sorted(
+            s.start - timedelta(seconds=backlog.uniform(2 * 3600, 3 * 86400)) for _ in range(s.backlog_orders)
+        ):
             self._plan_order(backlog, ids, i, create, stuck=True)
             i += 1
         for d in range(s.days):
             midnight = s.start + d * DAY
-            moments = sorted(midnight + timedelta(hours=rng.choices(hours, weights=ARRIVAL_CURVE)[0],
-                                                  seconds=rng.randrange(3600)) for _ in range(s.orders_per_day))
+            moments = sorted(
+                midnight + timedelta(hours=rng.choices(hours, weights=ARRIVAL_CURVE)[0], seconds=rng.randrange(3600))
+                for _ in range(s.orders_per_day)
+            )
             for create in moments:
                 self._plan_order(rng, ids, i, create)
                 i += 1
@@ -163,19 +169,27 @@ class ShopLife:
     def _plan_order(self, rng: random.Random, ids: _Ids, i: int, create: datetime, stuck: bool = False) -> None:
         s = self.settings
         roll = rng.random()
-        kind = "fbt" if roll < s.fbt_share else "tiktok_label" if roll < s.fbt_share + s.tiktok_label_share else "seller"
+        kind = (
+            "fbt" if roll < s.fbt_share else "tiktok_label" if roll < s.fbt_share + s.tiktok_label_share else "seller"
+        )
         kind = "seller" if stuck else kind
         tiktok_id = ids.tiktok(i)
         rts_sla = business_day_end(create, s.handling_business_days, s.shop_utc_offset_hours)
         ship_due = business_day_end(create, s.auto_cancel_business_days, s.shop_utc_offset_hours)
         tiktok = {
-            "id": tiktok_id, "status": "ON_HOLD",
+            "id": tiktok_id,
+            "status": "ON_HOLD",
             "fulfillment_type": "FULFILLMENT_BY_TIKTOK" if kind == "fbt" else "FULFILLMENT_BY_SELLER",
             "shipping_type": "SELLER" if kind == "seller" else "TIKTOK",
-            "create_time": format_time(create), "paid_time": format_time(create), "update_time": format_time(create),
-            "rts_sla_time": format_time(rts_sla), "shipping_due_time": format_time(ship_due),
-            "line_items": [{"id": ids.line(i, j), "seller_sku": rng.choice(SKUS)}
-                           for j in range(rng.choices([1, 2, 3], weights=[0.75, 0.2, 0.05])[0])],
+            "create_time": format_time(create),
+            "paid_time": format_time(create),
+            "update_time": format_time(create),
+            "rts_sla_time": format_time(rts_sla),
+            "shipping_due_time": format_time(ship_due),
+            "line_items": [
+                {"id": ids.line(i, j), "seller_sku": rng.choice(SKUS)}
+                for j in range(rng.choices([1, 2, 3], weights=[0.75, 0.2, 0.05])[0])
+            ],
         }
         place = _pick(rng, ID_PLACES)
         shopify_id, number = 7100000000 + i, 5001 + i
@@ -186,13 +200,17 @@ class ShopLife:
         if fulfiller == "amazon_mcf":
             # the Shopify app names the fulfillment order after the Shopify order
             fulfillment_id = tiktok_id if place == "name" else str(number)
-            amazon = {"seller_fulfillment_order_id": fulfillment_id, "status": "New",
-                      "displayable_order_id": f"#{tiktok_id}" if place == "name" else f"#{number}"}
+            amazon = {
+                "seller_fulfillment_order_id": fulfillment_id,
+                "status": "New",
+                "displayable_order_id": f"#{tiktok_id}" if place == "name" else f"#{number}",
+            }
         elif fulfiller == "shipbob":
             fulfillment_id = 9100000 + i
             shipbob = {"order_id": fulfillment_id, "reference_id": str(shopify_id), "status": "Processing"}
-        order = ScenarioOrder(index=i, tiktok=tiktok, shopify=[shopify], fulfiller=fulfiller,
-                              amazon_mcf=amazon, shipbob=shipbob)
+        order = ScenarioOrder(
+            index=i, tiktok=tiktok, shopify=[shopify], fulfiller=fulfiller, amazon_mcf=amazon, shipbob=shipbob
+        )
         plan = OrderPlan(order=order, kind=kind, create=create, fulfiller=fulfiller, fulfillment_id=fulfillment_id)
         index = len(self.plans)
         self.plans.append(plan)
@@ -207,7 +225,7 @@ class ShopLife:
         fo_at = shopify_at + self._lognormal(rng, s.fulfillment_delay_minutes)
         plan.durations = self._latencies(rng, fulfiller)
         stall = stuck or rng.random() < s.stall_share
-        if stall:   # one working state takes 1-4 days instead of hours (the backlog: the whole stream)
+        if stall:  # one working state takes 1-4 days instead of hours (the backlog: the whole stream)
             state = "Processing" if fulfiller == "amazon_mcf" else "Allocated"
             plan.durations[state] = (s.days + 30) * 86400 if stuck else rng.uniform(1, 4) * 86400
         self._event(fo_at, "fulfillment_order", index)
@@ -228,8 +246,11 @@ class ShopLife:
 
     def _latencies(self, rng: random.Random, fulfiller: str) -> dict[str, float]:
         """Seconds per working state, up to the shipment (median of each state's default)."""
-        medians = ({"New": 2, "Received": 15, "Planning": 120, "Processing": 600} if fulfiller == "amazon_mcf"
-                   else {"Allocated": 180, "Picked": 30, "Packed": 10, "Labeled": 90})
+        medians = (
+            {"New": 2, "Received": 15, "Planning": 120, "Processing": 600}
+            if fulfiller == "amazon_mcf"
+            else {"Allocated": 180, "Picked": 30, "Packed": 10, "Labeled": 90}
+        )
         speed = self.settings.fulfiller_speed
         return {state: self._lognormal(rng, minutes / speed, 0.6).total_seconds() for state, minutes in medians.items()}
 
@@ -267,7 +288,7 @@ class ShopLife:
         tiktok = self._platform("tiktok").default_shop.orders[plan.order.tiktok_id]
         shopify = self._platform("shopify").orders.get(plan.order.shopify[0]["id"])
         if tiktok["status"] == "CANCELLED" or (shopify is not None and shopify.cancelled_at is not None):
-            return   # cancelled before it reached the fulfiller: the Shopify app sends nothing
+            return  # cancelled before it reached the fulfiller: the Shopify app sends nothing
         if plan.fulfiller == "amazon_mcf":
             self._platform("amazon_mcf").add_fulfillment_order(plan.order, plan.durations)
         else:
@@ -284,7 +305,8 @@ class ShopLife:
 
     def _on_cancel_request(self, plan: OrderPlan, at: datetime) -> None:
         plan.cancel_id = self._platform("tiktok").buyer_request_cancel(
-            plan.order.tiktok_id, int(self.settings.cancel_deadline_hours * 3600))
+            plan.order.tiktok_id, int(self.settings.cancel_deadline_hours * 3600)
+        )
 
     def _on_label_scan(self, plan: OrderPlan, at: datetime) -> None:
         """A TikTok-label parcel: TikTok learns the tracking from the carrier's scan."""
@@ -298,8 +320,9 @@ class ShopLife:
 
     def _on_fbt_ship(self, plan: OrderPlan, at: datetime) -> None:
         rng = random.Random(f"fbt:{plan.order.tiktok_id}")
-        self._platform("tiktok").ship_by_platform(plan.order.tiktok_id, tracking_number(rng, "USPS"), "USPS",
-                                                  "tiktok_fbt")
+        self._platform("tiktok").ship_by_platform(
+            plan.order.tiktok_id, tracking_number(rng, "USPS"), "USPS", "tiktok_fbt"
+        )
 
     def _fulfiller_shipped(self, plan: OrderPlan) -> dict | None:
         if plan.fulfiller is None:
@@ -318,21 +341,26 @@ class ShopLife:
         """What really happened to one order, as of `as_of`."""
         tiktok = self._platform("tiktok")
         order = tiktok.default_shop.orders[plan.order.tiktok_id]
-        stamp = lambda t: datetime.fromtimestamp(t, timezone.utc) if t else None   # noqa: E731
+        stamp = lambda t: datetime.fromtimestamp(t, timezone.utc) if t else None  # noqa: E731
         dispatch = tiktok.dispatches.get(order["id"])
         shipped = self._fulfiller_shipped(plan)
         cancelled_at = stamp(order.get("cancel_time")) if order["status"] == "CANCELLED" else None
         fulfiller_tracking = {number for _, number in (shipped or {}).get("packages", [])}
         facts: dict[str, Any] = {
-            "tiktok_order_id": order["id"], "kind": plan.kind, "fulfiller": plan.fulfiller,
+            "tiktok_order_id": order["id"],
+            "kind": plan.kind,
+            "fulfiller": plan.fulfiller,
             "fulfillment_order_id": plan.fulfillment_id,
-            "create_time": stamp(order["create_time"]), "rts_sla_time": stamp(order["rts_sla_time"]),
-            "shipping_due_time": stamp(order["shipping_due_time"]), "status": order["status"],
+            "create_time": stamp(order["create_time"]),
+            "rts_sla_time": stamp(order["rts_sla_time"]),
+            "shipping_due_time": stamp(order["shipping_due_time"]),
+            "status": order["status"],
             "dispatched_at": stamp(dispatch["at"]) if dispatch else None,
             "dispatched_by": dispatch["by"] if dispatch else None,
             "tracking_number": dispatch["tracking_number"] if dispatch else None,
-            "tracking_valid": None if not dispatch else (
-                dispatch["by"] != "seller" or dispatch["tracking_number"] in fulfiller_tracking),
+            "tracking_valid": None
+            if not dispatch
+            else (dispatch["by"] != "seller" or dispatch["tracking_number"] in fulfiller_tracking),
             "fulfiller_shipped_at": shipped["at"] if shipped else None,
             "cancelled_at": cancelled_at,
             "cancelled_by": order.get("cancellation_initiator") or None if cancelled_at else None,
@@ -342,7 +370,8 @@ class ShopLife:
             rec = tiktok.default_shop.cancellations[plan.cancel_id]
             response = tiktok.responses.get(plan.cancel_id)
             facts["cancellation"] = {
-                "cancel_id": plan.cancel_id, "requested_at": stamp(rec["create_time"]),
+                "cancel_id": plan.cancel_id,
+                "requested_at": stamp(rec["create_time"]),
                 "deadline": stamp(rec["create_time"] + int(self.settings.cancel_deadline_hours * 3600)),
                 "responded_at": stamp(response["at"]) if response else None,
                 "responded_by": response["by"] if response else None,
@@ -353,10 +382,13 @@ class ShopLife:
     def truth(self, as_of: datetime, interval: timedelta) -> dict:
         """Every arrived order's facts, and per day the figures TikTok computes (see `day_figures`)."""
         orders = [self.order_truth(p, as_of) for p in self.plans if p.create <= as_of]
-        days = sorted({o["rts_sla_time"].date() for o in orders} | {
-            o["cancellation"]["requested_at"].date() for o in orders if o["cancellation"]})
+        days = sorted(
+            {o["rts_sla_time"].date() for o in orders}
+            | {o["cancellation"]["requested_at"].date() for o in orders if o["cancellation"]}
+        )
         return {
-            "as_of": format_time(as_of), "settings": _jsonable(asdict(self.settings)),
+            "as_of": format_time(as_of),
+            "settings": _jsonable(asdict(self.settings)),
             "days": [{"day": d.isoformat(), **day_figures(orders, d, as_of)} for d in days],
             "missed_tracking": missed_tracking(orders, as_of, interval),
             "orders": [_jsonable(o) for o in orders],
@@ -392,7 +424,7 @@ def day_figures(orders: list[dict], day: date, as_of: datetime) -> dict:
     """
     start = datetime.combine(day, time.min, tzinfo=timezone.utc)
     end = start + DAY
-    in_day = lambda t: t is not None and start <= t < end   # noqa: E731
+    in_day = lambda t: t is not None and start <= t < end  # noqa: E731
     due = on_time = late = past_due = 0
     dispatched = valid = cancels = cancels_late = auto = 0
     for o in orders:
@@ -414,14 +446,18 @@ def day_figures(orders: list[dict], day: date, as_of: datetime) -> dict:
         c = o["cancellation"]
         if c and in_day(c["requested_at"]):
             cancels += 1
-            closed = _on(c["responded_at"], as_of)   # answered by the seller, or closed by TikTok
+            closed = _on(c["responded_at"], as_of)  # answered by the seller, or closed by TikTok
             cancels_late += (closed is not None and closed >= c["deadline"]) or (
-                closed is None and c["deadline"] <= as_of)
+                closed is None and c["deadline"] <= as_of
+            )
     return {
-        "orders_due": due, "dispatched_on_time": on_time, "dispatched_late": late,
+        "orders_due": due,
+        "dispatched_on_time": on_time,
+        "dispatched_late": late,
         "past_due_no_tracking": past_due,
         "late_dispatch_rate": round((late + past_due) / due, 4) if due else None,
-        "cancellations": cancels, "cancellations_late": cancels_late,
+        "cancellations": cancels,
+        "cancellations_late": cancels_late,
         "valid_tracking_rate": round(valid / dispatched, 4) if dispatched else None,
         "auto_cancels": auto,
     }

@@ -5,6 +5,7 @@ Validation is strict and names the order and the field at fault, so a bad file i
 before any simulator state is touched. The platform simulators read the validated dicts
 and fill in every other field the real APIs return.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from include.decide.enums import (  # noqa: F401  (re-exported for the simulators)
-    AMAZON_ORDER_STATUSES, AMAZON_SHIPMENT_STATUSES, FULFILLMENT_TYPES, SHIPBOB_ORDER_STATUSES,
-    SHIPBOB_SHIPMENT_STATUSES, TIKTOK_CANCEL_STATUSES, TIKTOK_ORDER_STATUSES,
+    AMAZON_ORDER_STATUSES,
+    AMAZON_SHIPMENT_STATUSES,
+    FULFILLMENT_TYPES,
+    SHIPBOB_ORDER_STATUSES,
+    SHIPBOB_SHIPMENT_STATUSES,
+    TIKTOK_CANCEL_STATUSES,
+    TIKTOK_ORDER_STATUSES,
 )
 
 TIKTOK_ID_PLACES = ("source_identifier", "custom_attribute", "note", "name")
@@ -29,7 +35,14 @@ TIKTOK_SHIPPING_TYPES = ("SELLER", "TIKTOK")
 TIKTOK_DELIVERY_OPTIONS = ("STANDARD", "EXPRESS")
 # Shopify OrderDisplayFinancialStatus values (optional scenario field shopify.financial_status).
 SHOPIFY_FINANCIAL_STATUSES = (
-    "PENDING", "AUTHORIZED", "PARTIALLY_PAID", "PAID", "PARTIALLY_REFUNDED", "REFUNDED", "VOIDED", "EXPIRED",
+    "PENDING",
+    "AUTHORIZED",
+    "PARTIALLY_PAID",
+    "PAID",
+    "PARTIALLY_REFUNDED",
+    "REFUNDED",
+    "VOIDED",
+    "EXPIRED",
 )
 FULFILLERS = ("amazon_mcf", "shipbob")
 # Optional scenario field amazon_mcf.shipping_speed (the API's shippingSpeedCategory, US values).
@@ -53,22 +66,65 @@ SHIPBOB_REFERENCE_LENGTH = 300
 FIELDS = {
     "scenario": frozenset({"now", "orders"}),
     "order": frozenset({"tiktok", "shopify", "fulfiller", "amazon_mcf", "shipbob"}),
-    "tiktok": frozenset({
-        "id", "status", "fulfillment_type", "create_time", "rts_sla_time", "shipping_due_time", "update_time",
-        "tracking_number", "shipping_provider", "paid_time", "tts_sla_time", "collection_due_time",
-        "delivery_due_time", "delivery_sla_time", "cancel_order_sla_time", "shipping_type", "delivery_option",
-        "seller_note", "buyer_message", "line_items", "cancellation"}),
+    "tiktok": frozenset(
+        {
+            "id",
+            "status",
+            "fulfillment_type",
+            "create_time",
+            "rts_sla_time",
+            "shipping_due_time",
+            "update_time",
+            "tracking_number",
+            "shipping_provider",
+            "paid_time",
+            "tts_sla_time",
+            "collection_due_time",
+            "delivery_due_time",
+            "delivery_sla_time",
+            "cancel_order_sla_time",
+            "shipping_type",
+            "delivery_option",
+            "seller_note",
+            "buyer_message",
+            "line_items",
+            "cancellation",
+        }
+    ),
     "tiktok.line_item": frozenset({"id", "seller_sku"}),
     "tiktok.cancellation": frozenset({"cancel_id", "status", "create_time", "deadline"}),
-    "shopify": frozenset({"id", "name", "tiktok_id_in", "tiktok_id_key", "tiktok_id_format", "cancelled",
-                          "created_at", "source_name", "note", "financial_status", "tags"}),
-    "amazon_mcf": frozenset({"seller_fulfillment_order_id", "status", "received_time", "displayable_order_id",
-                             "shipping_speed", "cancel_ignored", "shipments"}),
+    "shopify": frozenset(
+        {
+            "id",
+            "name",
+            "tiktok_id_in",
+            "tiktok_id_key",
+            "tiktok_id_format",
+            "cancelled",
+            "created_at",
+            "source_name",
+            "note",
+            "financial_status",
+            "tags",
+        }
+    ),
+    "amazon_mcf": frozenset(
+        {
+            "seller_fulfillment_order_id",
+            "status",
+            "received_time",
+            "displayable_order_id",
+            "shipping_speed",
+            "cancel_ignored",
+            "shipments",
+        }
+    ),
     "amazon_mcf.shipment": frozenset({"status", "packages"}),
     "amazon_mcf.package": frozenset({"package_number", "carrier_code", "tracking_number"}),
     "shipbob": frozenset({"order_id", "reference_id", "status", "created_date", "shipments"}),
-    "shipbob.shipment": frozenset({"id", "status", "status_detail", "status_since", "is_tracking_uploaded",
-                                   "tracking"}),
+    "shipbob.shipment": frozenset(
+        {"id", "status", "status_detail", "status_since", "is_tracking_uploaded", "tracking"}
+    ),
     "shipbob.tracking": frozenset({"carrier", "tracking_number"}),
 }
 
@@ -105,7 +161,7 @@ def parse_time(value: Any, where: str) -> datetime:
         raise ScenarioError(f"{where}: {_shown(value)} has no timezone (add Z or an offset)")
     try:
         return parsed.astimezone(timezone.utc)
-    except OverflowError:   # e.g. 0001-01-01T00:00:00+05:00 is before the first representable instant
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 is before the first representable instant
         raise ScenarioError(f"{where}: {_shown(value)} is out of range") from None
 
 
@@ -151,8 +207,17 @@ class _Checker:
             self.fail(f"{path}.{key}", "is required")
         return obj[key]
 
-    def string(self, obj: dict, key: str, path: str, *, required: bool = True, digits: bool = False,
-               allow_empty: bool = False, max_length: int | None = None) -> str | None:
+    def string(
+        self,
+        obj: dict,
+        key: str,
+        path: str,
+        *,
+        required: bool = True,
+        digits: bool = False,
+        allow_empty: bool = False,
+        max_length: int | None = None,
+    ) -> str | None:
         if key not in obj or obj[key] is None:
             if required:
                 self.fail(f"{path}.{key}", "is required")
@@ -162,7 +227,7 @@ class _Checker:
             self.fail(f"{path}.{key}", f"expected a string, got {_shown(value)}")
         if not value and not allow_empty:
             self.fail(f"{path}.{key}", "must not be empty")
-        if digits and not (value.isascii() and value.isdigit()):   # "²" is a digit to isdigit(), not to int()
+        if digits and not (value.isascii() and value.isdigit()):  # "²" is a digit to isdigit(), not to int()
             self.fail(f"{path}.{key}", f"expected a string of digits, got {_shown(value)}")
         if max_length is not None and len(value) > max_length:
             self.fail(f"{path}.{key}", f"expected at most {max_length} characters, got {len(value)}")
@@ -183,8 +248,7 @@ class _Checker:
             self.fail(f"{path}.{key}", f"expected true or false, got {_shown(value)}")
         return value
 
-    def enum(self, obj: dict, key: str, path: str, allowed: tuple[str, ...], *,
-             default: str | None = None) -> str:
+    def enum(self, obj: dict, key: str, path: str, allowed: tuple[str, ...], *, default: str | None = None) -> str:
         value = obj.get(key, default)
         if value is None:
             self.fail(f"{path}.{key}", "is required")
@@ -199,8 +263,7 @@ class _Checker:
             return None
         return scenario_time(obj[key], f"{self.where}: {path}.{key}")
 
-    def items(self, obj: dict, key: str, path: str, *, required: bool = True,
-              non_empty: bool = False) -> list:
+    def items(self, obj: dict, key: str, path: str, *, required: bool = True, non_empty: bool = False) -> list:
         if key not in obj or obj[key] is None:
             if required:
                 self.fail(f"{path}.{key}", "is required")
@@ -219,7 +282,7 @@ class ScenarioOrder:
 
     index: int
     tiktok: dict
-    shopify: list[dict]           # zero, one, or several Shopify orders carrying this TikTok id
+    shopify: list[dict]  # zero, one, or several Shopify orders carrying this TikTok id
     fulfiller: str | None
     amazon_mcf: dict | None
     shipbob: dict | None
@@ -249,8 +312,14 @@ def _check_tiktok(c: _Checker, tt: dict) -> None:
     c.string(tt, "tracking_number", "tiktok", required=False, allow_empty=True)
     c.string(tt, "shipping_provider", "tiktok", required=False, allow_empty=True)
     # Optional TikTok details; the simulator derives them when absent.
-    for key in ("paid_time", "tts_sla_time", "collection_due_time", "delivery_due_time",
-                "delivery_sla_time", "cancel_order_sla_time"):
+    for key in (
+        "paid_time",
+        "tts_sla_time",
+        "collection_due_time",
+        "delivery_due_time",
+        "delivery_sla_time",
+        "cancel_order_sla_time",
+    ):
         c.time(tt, key, "tiktok", required=False)
     if "shipping_type" in tt:
         c.enum(tt, "shipping_type", "tiktok", TIKTOK_SHIPPING_TYPES)
@@ -287,8 +356,10 @@ def _check_shopify(c: _Checker, value: Any) -> list[dict]:
         c.integer(entry, "id", path, maximum=SHOPIFY_ID_MAX)
         c.string(entry, "name", path)
         place = c.enum(entry, "tiktok_id_in", path, TIKTOK_ID_PLACES)
-        if c.string(entry, "tiktok_id_key", path, required=False, max_length=TIKTOK_ID_KEY_LENGTH) is not None \
-                and place != "custom_attribute":
+        if (
+            c.string(entry, "tiktok_id_key", path, required=False, max_length=TIKTOK_ID_KEY_LENGTH) is not None
+            and place != "custom_attribute"
+        ):
             c.fail(f"{path}.tiktok_id_key", f"goes with tiktok_id_in custom_attribute, not {place}")
         shape = c.string(entry, "tiktok_id_format", path, required=False, max_length=TIKTOK_ID_FORMAT_LENGTH)
         if shape is not None:
@@ -358,7 +429,7 @@ def _check_shipbob(c: _Checker, sb: dict) -> None:
 def _check_order(index: int, raw: Any) -> ScenarioOrder:
     hint = raw.get("tiktok", {}).get("id") if isinstance(raw, dict) and isinstance(raw.get("tiktok"), dict) else None
     hint = str(hint or "")
-    if len(hint) > TIKTOK_ID_DIGITS:   # too long to be TikTok's (tiktok.id's own check says so)
+    if len(hint) > TIKTOK_ID_DIGITS:  # too long to be TikTok's (tiktok.id's own check says so)
         hint = f"{hint[:TIKTOK_ID_DIGITS]}..."
     c = _Checker(f"orders[{index}]" + (f" (tiktok id {hint})" if hint else ""))
     c.obj(raw, "order", "order")
@@ -380,8 +451,9 @@ def _check_order(index: int, raw: Any) -> ScenarioOrder:
         c.fail("shipbob", "fulfiller is shipbob but only amazon_mcf data is given")
     if fulfiller is None and (amazon is not None or shipbob is not None):
         c.fail("fulfiller", "is null but fulfiller data is given")
-    return ScenarioOrder(index=index, tiktok=tiktok, shopify=shopify, fulfiller=fulfiller,
-                         amazon_mcf=amazon, shipbob=shipbob)
+    return ScenarioOrder(
+        index=index, tiktok=tiktok, shopify=shopify, fulfiller=fulfiller, amazon_mcf=amazon, shipbob=shipbob
+    )
 
 
 def _check_unique(orders: list[ScenarioOrder]) -> None:
@@ -393,7 +465,8 @@ def _check_unique(orders: list[ScenarioOrder]) -> None:
         if key in owners:
             raise ScenarioError(
                 f"orders[{order.index}] (tiktok id {order.tiktok_id}): {path}: {value!r} "
-                f"is already used by orders[{owners[key]}]")
+                f"is already used by orders[{owners[key]}]"
+            )
         owners[key] = order.index
 
     for order in orders:
@@ -405,8 +478,12 @@ def _check_unique(orders: list[ScenarioOrder]) -> None:
         for entry in order.shopify:
             claim("shopify id", entry["id"], order, "shopify.id")
         if order.amazon_mcf:
-            claim("mcf id", order.amazon_mcf["seller_fulfillment_order_id"], order,
-                  "amazon_mcf.seller_fulfillment_order_id")
+            claim(
+                "mcf id",
+                order.amazon_mcf["seller_fulfillment_order_id"],
+                order,
+                "amazon_mcf.seller_fulfillment_order_id",
+            )
         if order.shipbob:
             claim("shipbob order", order.shipbob["order_id"], order, "shipbob.order_id")
             for shipment in order.shipbob.get("shipments") or []:
@@ -438,7 +515,7 @@ def parse_json(data: bytes | str) -> Any:
         return json.loads(data)
     except RecursionError:
         raise ValueError("not JSON: nested too deeply") from None
-    except ValueError as exc:   # malformed, not UTF-8, or an integer of more digits than int() takes
+    except ValueError as exc:  # malformed, not UTF-8, or an integer of more digits than int() takes
         raise ValueError(f"not JSON: {exc}") from None
 
 

@@ -1,4 +1,5 @@
 """Serve every simulator app on its own loopback port, in the foreground or a background thread."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,8 +14,13 @@ from sandbox.core import Sandbox
 HOST = "127.0.0.1"
 # Default ports, in the order the apps are built; 0 picks a free port.
 DEFAULT_PORTS = {
-    "tiktok": 8801, "tiktok_auth": 8802, "shopify": 8803,
-    "amazon_mcf": 8804, "amazon_lwa": 8805, "shipbob": 8806, "amazon_sqs": 8807,
+    "tiktok": 8801,
+    "tiktok_auth": 8802,
+    "shopify": 8803,
+    "amazon_mcf": 8804,
+    "amazon_lwa": 8805,
+    "shipbob": 8806,
+    "amazon_sqs": 8807,
 }
 
 
@@ -61,16 +67,21 @@ class SandboxServer:
             self._bind_all()
         tasks = []
         for name, app in self.sandbox.apps().items():
-            config = uvicorn.Config(app, log_level=self.log_level, access_log=False,
-                                    timeout_keep_alive=30, lifespan="off",
-                                    timeout_graceful_shutdown=1)
+            config = uvicorn.Config(
+                app,
+                log_level=self.log_level,
+                access_log=False,
+                timeout_keep_alive=30,
+                lifespan="off",
+                timeout_graceful_shutdown=1,
+            )
             server = uvicorn.Server(config)
             server.install_signal_handlers = lambda: None  # the CLI handles signals itself
             self._servers.append(server)
             tasks.append(server.serve(sockets=[self._sockets[name]]))
         await asyncio.gather(*tasks)
 
-    def start(self) -> "SandboxServer":
+    def start(self) -> SandboxServer:
         """Start in a daemon thread; returns once every port accepts connections."""
         self._bind_all()
         ready = threading.Event()
@@ -105,7 +116,7 @@ class SandboxServer:
         for sock in self._sockets.values():
             sock.close()
 
-    def __enter__(self) -> "SandboxServer":
+    def __enter__(self) -> SandboxServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

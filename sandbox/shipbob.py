@@ -11,6 +11,7 @@ minute per token in a sliding window, answered with the gateway's own 429. Shipm
 Allocated -> Picked -> Packed -> Labeled -> Completed (then in transit, out for delivery,
 delivered) with the scenario clock, computed lazily whenever an order is read or written.
 """
+
 from __future__ import annotations
 
 import base64
@@ -19,9 +20,10 @@ import json
 import math
 import random
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Request
@@ -34,19 +36,24 @@ from sandbox.scenario import Scenario, ScenarioOrder, format_time, parse_time
 SERVED = ("2025-07", "2026-01", "2026-07")
 # Last supported day of each version (developer.shipbob.com/versioning). 2026-07's is not published:
 # ShipBob's ~18 months is assumed (UNCERTAIN). 1.0 and 2.0 are not simulated: only refused.
-END_OF_SUPPORT = {"1.0": date(2026, 7, 31), "2.0": date(2026, 7, 31), "2025-07": date(2026, 7, 31),
-                  "2026-01": date(2027, 1, 31), "2026-07": date(2028, 1, 31)}
+END_OF_SUPPORT = {
+    "1.0": date(2026, 7, 31),
+    "2.0": date(2026, 7, 31),
+    "2025-07": date(2026, 7, 31),
+    "2026-01": date(2027, 1, 31),
+    "2026-07": date(2028, 1, 31),
+}
 
 # Fixed sandbox credentials; any of them works only against this simulator.
 DEFAULT_CREDENTIALS: dict[str, Any] = {
     "personal_access_tokens": ["shipbob-sandbox-pat-0001"],
-    "channel_id": 100201,            # the PAT's own channel, with *_write scopes
-    "readonly_channel_id": 100200,   # "ShipBob Default": read scopes only
-    "store_channel_id": 100300,      # the Shopify store the orders come from
+    "channel_id": 100201,  # the PAT's own channel, with *_write scopes
+    "readonly_channel_id": 100200,  # "ShipBob Default": read scopes only
+    "store_channel_id": 100300,  # the Shopify store the orders come from
 }
 DEFAULTS: dict[str, Any] = dict(
     DEFAULT_CREDENTIALS,
-    rate_limit=150,                  # requests per window, per token (documented)
+    rate_limit=150,  # requests per window, per token (documented)
     rate_window_seconds=60.0,
     # How an order cancel that cancels nothing answers: "failure" = 200 with status Failure,
     # "422" = a validation dictionary (the reference leaves it open).
@@ -54,10 +61,28 @@ DEFAULTS: dict[str, Any] = dict(
     carriers={"USPS": 0.5, "UPS": 0.25, "FedEx": 0.15, "DHLExpress": 0.1},
 )
 
-READ_SCOPES = ["channels_read", "orders_read", "products_read", "inventory_read", "receiving_read",
-               "returns_read", "webhooks_read", "locations_read", "fulfillments_read", "billing_read"]
-WRITE_SCOPES = ["channels_write", "orders_write", "products_write", "inventory_write", "receiving_write",
-                "returns_write", "webhooks_write", "fulfillments_write"]
+READ_SCOPES = [
+    "channels_read",
+    "orders_read",
+    "products_read",
+    "inventory_read",
+    "receiving_read",
+    "returns_read",
+    "webhooks_read",
+    "locations_read",
+    "fulfillments_read",
+    "billing_read",
+]
+WRITE_SCOPES = [
+    "channels_write",
+    "orders_write",
+    "products_write",
+    "inventory_write",
+    "receiving_write",
+    "returns_write",
+    "webhooks_write",
+    "fulfillments_write",
+]
 
 # Lifecycle phases of a shipment: phase -> (shipment status, status detail or None).
 # Detail ids and names from ShipBob's status reference; Allocated has no detail of its own.
@@ -80,18 +105,35 @@ PHASES: dict[str, tuple[str, tuple[int, str, str] | None]] = {
     "LabeledCreated": ("LabeledCreated", None),
 }
 NEXT_PHASE = {
-    "Allocated": "Picked", "Picked": "Packed", "Packed": "Labeled", "Labeled": "AwaitingCarrierPickup",
-    "AwaitingCarrierPickup": "InTransit", "InTransit": "OutForDelivery", "OutForDelivery": "Delivered",
+    "Allocated": "Picked",
+    "Picked": "Packed",
+    "Packed": "Labeled",
+    "Labeled": "AwaitingCarrierPickup",
+    "AwaitingCarrierPickup": "InTransit",
+    "InTransit": "OutForDelivery",
+    "OutForDelivery": "Delivered",
 }
 # The API version whose views the webhooks carry (subscriptions of 2025-07 and later).
 WEBHOOK_VERSION = "2026-07"
 # Scenario seconds spent in each moving phase; override with Settings.durations["shipbob"][phase].
 DEFAULT_DURATIONS = {
-    "Allocated": 4 * 3600.0, "Picked": 1800.0, "Packed": 600.0, "Labeled": 2 * 3600.0,
-    "AwaitingCarrierPickup": 6 * 3600.0, "InTransit": 48 * 3600.0, "OutForDelivery": 8 * 3600.0,
+    "Allocated": 4 * 3600.0,
+    "Picked": 1800.0,
+    "Packed": 600.0,
+    "Labeled": 2 * 3600.0,
+    "AwaitingCarrierPickup": 6 * 3600.0,
+    "InTransit": 48 * 3600.0,
+    "OutForDelivery": 8 * 3600.0,
 }
-PACKED_PHASES = ("Packed", "Labeled", "LabeledCreated", "AwaitingCarrierPickup", "InTransit",
-                 "OutForDelivery", "Delivered")
+PACKED_PHASES = (
+    "Packed",
+    "Labeled",
+    "LabeledCreated",
+    "AwaitingCarrierPickup",
+    "InTransit",
+    "OutForDelivery",
+    "Delivered",
+)
 # "Not picked, packed or shipped": anything else refuses a cancel.
 CANCELLABLE_PHASES = frozenset({"Allocated", "None", "OnHold", "Exception", "ImportReview", "CleanSweeped"})
 REFUSAL_REASONS = {
@@ -110,9 +152,16 @@ CARRIER_INFO = {
     "DHLExpress": ("Express Worldwide", "https://www.dhl.com/us-en/home/tracking.html?tracking-id={}"),
 }
 LOCATIONS = [(21, "Cicero (IL)"), (34, "Moreno Valley (CA)"), (57, "Bethlehem (PA)")]
-CITIES = [("Chicago", "IL", "60601"), ("Austin", "TX", "73301"), ("Denver", "CO", "80202"),
-          ("Seattle", "WA", "98101"), ("Miami", "FL", "33101"), ("Columbus", "OH", "43215"),
-          ("Phoenix", "AZ", "85004"), ("Atlanta", "GA", "30303")]
+CITIES = [
+    ("Chicago", "IL", "60601"),
+    ("Austin", "TX", "73301"),
+    ("Denver", "CO", "80202"),
+    ("Seattle", "WA", "98101"),
+    ("Miami", "FL", "33101"),
+    ("Columbus", "OH", "43215"),
+    ("Phoenix", "AZ", "85004"),
+    ("Atlanta", "GA", "30303"),
+]
 INT32_MAX = 2**31 - 1
 ALNUM = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 
@@ -172,8 +221,10 @@ def refused_version(version: str, today: date) -> _Reply | None:
     if end is None or end >= today:
         return None
     live = ", ".join(v for v in SERVED if END_OF_SUPPORT[v] >= today)
-    message = (f"API version {version} is no longer accessible: it reached end of support on {end}. "
-               f"Use a supported version ({live}).")
+    message = (
+        f"API version {version} is no longer accessible: it reached end of support on {end}. "
+        f"Use a supported version ({live})."
+    )
     return _Reply(JSONResponse({"statusCode": 410, "message": message}, status_code=410), "version_retired")
 
 
@@ -187,13 +238,13 @@ class _Shipment:
     id: int
     order_id: int
     phase: str
-    entered: datetime                     # when the current phase began
+    entered: datetime  # when the current phase began
     created: datetime
     location: tuple[int, str]
     product_skus: list[str]
     tracking: dict | None = None
     is_tracking_uploaded: bool = False
-    reached: dict[str, datetime] = field(default_factory=dict)   # phase -> when it was entered
+    reached: dict[str, datetime] = field(default_factory=dict)  # phase -> when it was entered
     last_tracking_update: datetime | None = None
     # A living shop's own latencies: seconds per phase, None = stalls there (else the settings')
     durations: dict[str, float | None] = field(default_factory=dict)
@@ -214,10 +265,10 @@ class _Order:
     created: datetime
     purchased: datetime
     scenario_status: str
-    products: list[tuple[str, int]]      # (sku, quantity)
+    products: list[tuple[str, int]]  # (sku, quantity)
     recipient: dict
     shipment_ids: list[int] = field(default_factory=list)
-    updated: datetime | None = None      # order-level change (e.g. a cancel)
+    updated: datetime | None = None  # order-level change (e.g. a cancel)
 
 
 class ShipBobSandbox(PlatformSandbox):
@@ -274,17 +325,22 @@ class ShipBobSandbox(PlatformSandbox):
         for line in entry.tiktok["line_items"]:
             skus[line["seller_sku"]] = skus.get(line["seller_sku"], 0) + 1
         order = _Order(
-            id=sb["order_id"], reference_id=reference_id,
+            id=sb["order_id"],
+            reference_id=reference_id,
             order_number=(number or reference_id).lstrip("#"),
-            created=created, purchased=tiktok_created, scenario_status=sb["status"],
-            products=list(skus.items()), recipient=self._recipient(sb["order_id"]))
+            created=created,
+            purchased=tiktok_created,
+            scenario_status=sb["status"],
+            products=list(skus.items()),
+            recipient=self._recipient(sb["order_id"]),
+        )
         self.orders[order.id] = order
         for raw in sb.get("shipments") or []:
             phase = raw["status"]
             if phase == "Processing":
                 phase = raw.get("status_detail") or "Allocated"
             elif phase == "Completed":
-                phase = "InTransit"   # it has left the warehouse
+                phase = "InTransit"  # it has left the warehouse
             since = parse_time(raw["status_since"], "status_since") if raw.get("status_since") else now
             self._add_shipment(order, raw["id"], phase, since, raw)
         self._spread_products(order)
@@ -294,17 +350,27 @@ class ShipBobSandbox(PlatformSandbox):
     def _implied_phases(status: str) -> list[str]:
         """Shipments matching an order status, for scenario orders that list none."""
         return {
-            "Processing": ["Allocated"], "Exception": ["Exception"], "Fulfilled": ["InTransit"],
-            "PartiallyFulfilled": ["InTransit", "Allocated"], "Cancelled": ["Cancelled"],
+            "Processing": ["Allocated"],
+            "Exception": ["Exception"],
+            "Fulfilled": ["InTransit"],
+            "PartiallyFulfilled": ["InTransit", "Allocated"],
+            "Cancelled": ["Cancelled"],
             "ImportReview": ["ImportReview"],
         }[status]
 
     def _add_shipment(self, order: _Order, shipment_id: int, phase: str, since: datetime, raw: dict) -> None:
         since = max(since, order.created)
         location = LOCATIONS[shipment_id % len(LOCATIONS)]
-        shipment = _Shipment(id=shipment_id, order_id=order.id, phase=phase, entered=since,
-                             created=order.created, location=location, product_skus=[],
-                             is_tracking_uploaded=bool(raw.get("is_tracking_uploaded", False)))
+        shipment = _Shipment(
+            id=shipment_id,
+            order_id=order.id,
+            phase=phase,
+            entered=since,
+            created=order.created,
+            location=location,
+            product_skus=[],
+            is_tracking_uploaded=bool(raw.get("is_tracking_uploaded", False)),
+        )
         shipment.reached[phase] = since
         if raw.get("tracking"):
             shipment.tracking = self._tracking(raw["tracking"]["carrier"], raw["tracking"]["tracking_number"], since)
@@ -328,18 +394,31 @@ class ShipBobSandbox(PlatformSandbox):
         number = order_id % 10000
         return {
             "name": f"Sandbox Buyer {number:04d}",
-            "address": {"address1": f"{rng.randint(10, 9999)} Sandbox Ave", "address2": None,
-                        "company_name": None, "city": city, "state": state, "country": "US",
-                        "zip_code": zip_code},
+            "address": {
+                "address1": f"{rng.randint(10, 9999)} Sandbox Ave",
+                "address2": None,
+                "company_name": None,
+                "city": city,
+                "state": state,
+                "country": "US",
+                "zip_code": zip_code,
+            },
             "email": f"buyer{number:04d}@example.com",
             "phone_number": f"555-555-{number:04d}",
         }
 
     def _tracking(self, carrier: str, number: str, shipped: datetime) -> dict:
         service, url = CARRIER_INFO.get(carrier, (None, None))
-        return {"carrier": carrier, "tracking_number": number, "carrier_service": service,
-                "tracking_url": url.format(number) if url else None, "bol": None,
-                "shipping_date": format_time(shipped), "pro_number": None, "scac": None}
+        return {
+            "carrier": carrier,
+            "tracking_number": number,
+            "carrier_service": service,
+            "tracking_url": url.format(number) if url else None,
+            "bol": None,
+            "shipping_date": format_time(shipped),
+            "pro_number": None,
+            "scac": None,
+        }
 
     def _assign_tracking(self, shipment: _Shipment, when: datetime) -> None:
         rng = random.Random(shipment.id * 7919)
@@ -355,7 +434,7 @@ class ShipBobSandbox(PlatformSandbox):
         while shipment.phase in NEXT_PHASE:
             own = shipment.durations.get(shipment.phase, 0.0)
             if own is None:
-                return   # stalled: waits for a person at the warehouse
+                return  # stalled: waits for a person at the warehouse
             seconds = own if shipment.phase in shipment.durations else self._duration(shipment.phase)
             due = shipment.entered + timedelta(seconds=seconds)
             if due > now:
@@ -398,12 +477,18 @@ class ShipBobSandbox(PlatformSandbox):
         if order is None:
             return None
         self._sync(order, self.now())
-        sent = [self.shipments[s] for s in order.shipment_ids if self.shipments[s].has_tracking()
-                and self.shipments[s].status == "Completed"]
+        sent = [
+            self.shipments[s]
+            for s in order.shipment_ids
+            if self.shipments[s].has_tracking() and self.shipments[s].status == "Completed"
+        ]
         if not sent:
             return None
-        return {"at": min(s.reached.get("AwaitingCarrierPickup") or s.last_tracking_update for s in sent), "status": self.order_status(order),
-                "packages": [(s.tracking["carrier"], s.tracking["tracking_number"]) for s in sent]}
+        return {
+            "at": min(s.reached.get("AwaitingCarrierPickup") or s.last_tracking_update for s in sent),
+            "status": self.order_status(order),
+            "packages": [(s.tracking["carrier"], s.tracking["tracking_number"]) for s in sent],
+        }
 
     def _sync(self, order: _Order, now: datetime) -> None:
         for sid in order.shipment_ids:
@@ -441,8 +526,11 @@ class ShipBobSandbox(PlatformSandbox):
         return max(times)
 
     def _order_last_tracking(self, order: _Order) -> datetime | None:
-        times = [self.shipments[s].last_tracking_update for s in order.shipment_ids
-                 if self.shipments[s].has_tracking() and self.shipments[s].last_tracking_update]
+        times = [
+            self.shipments[s].last_tracking_update
+            for s in order.shipment_ids
+            if self.shipments[s].has_tracking() and self.shipments[s].last_tracking_update
+        ]
         return max(times) if times else None
 
     def _order_has_tracking(self, order: _Order) -> bool:
@@ -475,10 +563,20 @@ class ShipBobSandbox(PlatformSandbox):
             "channel": {"id": self.config["store_channel_id"], "name": "orderops-sandbox.myshopify.com"},
             "shipping_method": "Standard",
             "recipient": order.recipient,
-            "products": [{"id": self._sku_id(sku, 1), "reference_id": sku, "quantity": qty,
-                          "quantity_unit_of_measure_code": "EA", "sku": sku, "gtin": None, "upc": None,
-                          "unit_price": self._price(sku), "external_line_id": i + 1}
-                         for i, (sku, qty) in enumerate(order.products)],
+            "products": [
+                {
+                    "id": self._sku_id(sku, 1),
+                    "reference_id": sku,
+                    "quantity": qty,
+                    "quantity_unit_of_measure_code": "EA",
+                    "sku": sku,
+                    "gtin": None,
+                    "upc": None,
+                    "unit_price": self._price(sku),
+                    "external_line_id": i + 1,
+                }
+                for i, (sku, qty) in enumerate(order.products)
+            ],
             "tags": [],
             "shipments": [self.shipment_json(self.shipments[s], version, now) for s in order.shipment_ids],
             "gift_message": None,
@@ -490,8 +588,14 @@ class ShipBobSandbox(PlatformSandbox):
         order = self.orders[shipment.order_id]
         status, detail = PHASES[shipment.phase]
         labeled = shipment.reached.get("Labeled")
-        completed = next((shipment.reached[p] for p in ("AwaitingCarrierPickup", "InTransit", "OutForDelivery",
-                                                         "Delivered") if p in shipment.reached), None)
+        completed = next(
+            (
+                shipment.reached[p]
+                for p in ("AwaitingCarrierPickup", "InTransit", "OutForDelivery", "Delivered")
+                if p in shipment.reached
+            ),
+            None,
+        )
         fulfilled = labeled or completed
         estimated = shipment.created + timedelta(days=2)
         if status == "Completed":
@@ -506,29 +610,59 @@ class ShipBobSandbox(PlatformSandbox):
         products = []
         for sku in shipment.product_skus:
             qty = dict(order.products)[sku]
-            products.append({
-                "id": self._sku_id(sku, 1), "reference_id": sku, "name": sku.replace("-", " ").title(),
-                "sku": sku,
-                "inventory_items": [{
-                    "id": self._sku_id(sku, 2), "name": sku.replace("-", " ").title(), "quantity": qty,
-                    "quantity_committed": 0 if status == "Exception" else qty, "lot": None,
-                    "expiration_date": None, "serial_numbers": [], "is_dangerous_goods": False}]})
+            products.append(
+                {
+                    "id": self._sku_id(sku, 1),
+                    "reference_id": sku,
+                    "name": sku.replace("-", " ").title(),
+                    "sku": sku,
+                    "inventory_items": [
+                        {
+                            "id": self._sku_id(sku, 2),
+                            "name": sku.replace("-", " ").title(),
+                            "quantity": qty,
+                            "quantity_committed": 0 if status == "Exception" else qty,
+                            "lot": None,
+                            "expiration_date": None,
+                            "serial_numbers": [],
+                            "is_dangerous_goods": False,
+                        }
+                    ],
+                }
+            )
         weight = 6 * max(1, len(shipment.product_skus))
         doc = {
             "id": shipment.id,
             "order_id": shipment.order_id,
             "reference_id": order.reference_id,
-            "recipient": {"name": order.recipient["name"], "full_name": order.recipient["name"],
-                          "address": order.recipient["address"], "email": order.recipient["email"],
-                          "phone_number": order.recipient["phone_number"]},
+            "recipient": {
+                "name": order.recipient["name"],
+                "full_name": order.recipient["name"],
+                "address": order.recipient["address"],
+                "email": order.recipient["email"],
+                "phone_number": order.recipient["phone_number"],
+            },
             "created_date": format_time(shipment.created),
             "last_update_at": format_time(shipment.entered),
-            "last_tracking_update_at": (format_time(shipment.last_tracking_update)
-                                        if shipment.last_tracking_update and shipment.has_tracking() else None),
+            "last_tracking_update_at": (
+                format_time(shipment.last_tracking_update)
+                if shipment.last_tracking_update and shipment.has_tracking()
+                else None
+            ),
             "status": status,
-            "status_details": ([{"id": detail[0], "name": detail[1], "description": detail[2],
-                                 "inventory_id": None, "exception_fulfillment_center_id": None}]
-                               if detail else []),
+            "status_details": (
+                [
+                    {
+                        "id": detail[0],
+                        "name": detail[1],
+                        "description": detail[2],
+                        "inventory_id": None,
+                        "exception_fulfillment_center_id": None,
+                    }
+                ]
+                if detail
+                else []
+            ),
             "location": {"id": shipment.location[0], "name": shipment.location[1]},
             "invoice_amount": round(4.5 + weight * 0.11, 2) if fulfilled else None,
             "invoice_currency_code": "USD" if fulfilled else None,
@@ -536,13 +670,27 @@ class ShipBobSandbox(PlatformSandbox):
             "ship_option": "Standard",
             "package_material_type": "PolyMailer" if packed else "Unknown",
             # The schema gives tracking no null: an empty tracking object stands for "none yet".
-            "tracking": shipment.tracking or {k: None for k in (
-                "carrier", "tracking_number", "carrier_service", "tracking_url", "bol", "shipping_date",
-                "pro_number", "scac")},
+            "tracking": shipment.tracking
+            or {
+                k: None
+                for k in (
+                    "carrier",
+                    "tracking_number",
+                    "carrier_service",
+                    "tracking_url",
+                    "bol",
+                    "shipping_date",
+                    "pro_number",
+                    "scac",
+                )
+            },
             "products": products,
             "parent_cartons": [],
-            "measurements": ({"total_weight_oz": weight, "length_in": 10, "width_in": 8, "depth_in": 2}
-                             if packed else {"total_weight_oz": 0, "length_in": 0, "width_in": 0, "depth_in": 0}),
+            "measurements": (
+                {"total_weight_oz": weight, "length_in": 10, "width_in": 8, "depth_in": 2}
+                if packed
+                else {"total_weight_oz": 0, "length_in": 0, "width_in": 0, "depth_in": 0}
+            ),
             "require_signature": False,
             "estimated_fulfillment_date": format_time(estimated),
             "actual_fulfillment_date": format_time(fulfilled) if fulfilled and status != "Cancelled" else None,
@@ -558,15 +706,16 @@ class ShipBobSandbox(PlatformSandbox):
         seconds = max(1, math.ceil(retry_after))
         return JSONResponse(
             {"statusCode": 429, "message": f"Rate limit is exceeded. Try again in {seconds} seconds."},
-            status_code=429, headers={"x-retry-after": str(seconds), "x-remaining-calls": "0"})
+            status_code=429,
+            headers={"x-retry-after": str(seconds), "x-remaining-calls": "0"},
+        )
 
     def server_error_response(self, status: int) -> Response:
         if status == 500:
             return JSONResponse({"": ["An unexpected error occurred. Please try again later."]}, status_code=500)
         # Other 5xx come from the gateway in front of the API, in its own shape.
         messages = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
-        return JSONResponse({"statusCode": status, "message": messages.get(status, "Server Error")},
-                            status_code=status)
+        return JSONResponse({"statusCode": status, "message": messages.get(status, "Server Error")}, status_code=status)
 
     def expire_tokens(self) -> None:
         # PATs never expire on their own; the nearest real event is the token being revoked.
@@ -584,35 +733,61 @@ class ShipBobSandbox(PlatformSandbox):
             "now": format_time(now),
             "rate_limit": {"limit": self.rate_limit, "window_seconds": self.rate_window},
             "tokens": {"active": len(self.active_tokens), "revoked": len(self.revoked_tokens)},
-            "orders": [{
-                "id": o.id, "reference_id": o.reference_id, "status": self.order_status(o),
-                "created_date": format_time(o.created),
-                "shipments": [{
-                    "id": s.id, "status": s.status, "phase": s.phase,
-                    "status_detail": (PHASES[s.phase][1] or (None, None))[1],
-                    "since": format_time(s.entered),
-                    "cancellable": s.phase in CANCELLABLE_PHASES,
-                    "tracking": ({"carrier": s.tracking["carrier"], "tracking_number": s.tracking["tracking_number"]}
-                                 if s.has_tracking() else None),
-                } for s in (self.shipments[i] for i in o.shipment_ids)],
-            } for o in self.orders.values()],
+            "orders": [
+                {
+                    "id": o.id,
+                    "reference_id": o.reference_id,
+                    "status": self.order_status(o),
+                    "created_date": format_time(o.created),
+                    "shipments": [
+                        {
+                            "id": s.id,
+                            "status": s.status,
+                            "phase": s.phase,
+                            "status_detail": (PHASES[s.phase][1] or (None, None))[1],
+                            "since": format_time(s.entered),
+                            "cancellable": s.phase in CANCELLABLE_PHASES,
+                            "tracking": (
+                                {"carrier": s.tracking["carrier"], "tracking_number": s.tracking["tracking_number"]}
+                                if s.has_tracking()
+                                else None
+                            ),
+                        }
+                        for s in (self.shipments[i] for i in o.shipment_ids)
+                    ],
+                }
+                for o in self.orders.values()
+            ],
         }
 
     # ------------------------------------------------------------------ channels
     def channels(self) -> list[dict]:
         c = self.config
         return [
-            {"id": c["readonly_channel_id"], "name": "ShipBob Default", "application_name": "ShipBob",
-             "scopes": list(READ_SCOPES)},
-            {"id": c["channel_id"], "name": "Personal Access Token (orderops sandbox)",
-             "application_name": "SMA", "scopes": READ_SCOPES + WRITE_SCOPES},
-            {"id": c["store_channel_id"], "name": "orderops-sandbox.myshopify.com",
-             "application_name": "Shopify", "scopes": READ_SCOPES + WRITE_SCOPES},
+            {
+                "id": c["readonly_channel_id"],
+                "name": "ShipBob Default",
+                "application_name": "ShipBob",
+                "scopes": list(READ_SCOPES),
+            },
+            {
+                "id": c["channel_id"],
+                "name": "Personal Access Token (orderops sandbox)",
+                "application_name": "SMA",
+                "scopes": READ_SCOPES + WRITE_SCOPES,
+            },
+            {
+                "id": c["store_channel_id"],
+                "name": "orderops-sandbox.myshopify.com",
+                "application_name": "Shopify",
+                "scopes": READ_SCOPES + WRITE_SCOPES,
+            },
         ]
 
     # ------------------------------------------------------------------ HTTP plumbing
-    def _reply(self, request: Request, payload: Any, status: int = 200,
-               headers: dict[str, str] | None = None) -> JSONResponse:
+    def _reply(
+        self, request: Request, payload: Any, status: int = 200, headers: dict[str, str] | None = None
+    ) -> JSONResponse:
         response = JSONResponse(payload, status_code=status, headers=headers)
         remaining = getattr(request.state, "shipbob_remaining", None)
         if remaining is not None:
@@ -627,8 +802,11 @@ class ShipBobSandbox(PlatformSandbox):
         except _Reply as refused:
             return refused.response
         if exc.status_code == 405:
-            body = {"type": "https://tools.ietf.org/html/rfc7231#section-6.5.5", "title": "Method Not Allowed",
-                    "status": 405}
+            body = {
+                "type": "https://tools.ietf.org/html/rfc7231#section-6.5.5",
+                "title": "Method Not Allowed",
+                "status": 405,
+            }
             return JSONResponse(body, status_code=405, media_type="application/problem+json")
         if exc.status_code == 404:
             return _not_found().response
@@ -643,11 +821,14 @@ class ShipBobSandbox(PlatformSandbox):
             raise _Reply(Response(status_code=401, headers={"WWW-Authenticate": "Bearer"}), "unauthorized")
         if token not in self.active_tokens:
             await self._refuse_write(request, 401, "unauthorized")
-            raise _Reply(Response(status_code=401, headers={
-                "WWW-Authenticate": 'Bearer error="invalid_token"'}), "unauthorized")
+            raise _Reply(
+                Response(status_code=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}), "unauthorized"
+            )
         window = self.windows.get(token)
         if window is None:
-            window = self.windows[token] = SlidingWindow(self.rate_limit, self.rate_window, self.sandbox.clock.quota_seconds)
+            window = self.windows[token] = SlidingWindow(
+                self.rate_limit, self.rate_window, self.sandbox.clock.quota_seconds
+            )
         wait = window.take()
         if wait > 0:
             await self._refuse_write(request, 429, "too_many_requests")
@@ -673,20 +854,23 @@ class ShipBobSandbox(PlatformSandbox):
         except (json.JSONDecodeError, UnicodeDecodeError):
             return raw.decode("utf-8", "replace")[:2000]
 
-    def _channel(self, request: Request, *, required: bool, scope: str | None,
-                 missing_status: int = 400) -> int | None:
+    def _channel(self, request: Request, *, required: bool, scope: str | None, missing_status: int = 400) -> int | None:
         """The `shipbob_channel_id` header: required on some writes; must name a channel with the scope."""
         raw = request.headers.get("shipbob_channel_id")
         if raw is None or raw.strip() == "":
             if required:
-                raise _problems(missing_status, {"shipbob_channel_id": [
-                    "The shipbob_channel_id field is required."]}, "channel_required")
+                raise _problems(
+                    missing_status,
+                    {"shipbob_channel_id": ["The shipbob_channel_id field is required."]},
+                    "channel_required",
+                )
             return None
         try:
             channel_id = int(raw.strip())
         except ValueError:
-            raise _problems(missing_status, {"shipbob_channel_id": [
-                f"The value '{raw}' is not valid."]}, "bad_request") from None
+            raise _problems(
+                missing_status, {"shipbob_channel_id": [f"The value '{raw}' is not valid."]}, "bad_request"
+            ) from None
         channel = next((c for c in self.channels() if c["id"] == channel_id), None)
         if channel is None or (scope is not None and scope not in channel["scopes"]):
             raise _Reply(Response(status_code=403), "forbidden")
@@ -796,12 +980,14 @@ class ShipBobSandbox(PlatformSandbox):
             async def work():
                 self._channel(request, required=False, scope="orders_write")
                 return self._cancel_order(request, v, self._path_int(orderId, "orderId"))
+
             return await self._write(request, work)
 
         async def cancel_shipment(request: Request, shipmentId: str):
             async def work():
                 self._channel(request, required=False, scope="fulfillments_write")
                 return self._cancel_shipment(request, v, self._path_int(shipmentId, "shipmentId"), None)
+
             return await self._write(request, work)
 
         async def cancel_order_shipment(request: Request, orderId: str, shipmentId: str):
@@ -809,6 +995,7 @@ class ShipBobSandbox(PlatformSandbox):
                 self._channel(request, required=False, scope="fulfillments_write")
                 order_id = self._path_int(orderId, "orderId")
                 return self._cancel_shipment(request, v, self._path_int(shipmentId, "shipmentId"), order_id)
+
             return await self._write(request, work)
 
         async def batch_cancel(request: Request):
@@ -816,6 +1003,7 @@ class ShipBobSandbox(PlatformSandbox):
                 # The batch operation declares no 400: its client errors are 422 dictionaries.
                 self._channel(request, required=True, scope="fulfillments_write", missing_status=422)
                 return self._batch_cancel(request, await request.body())
+
             return await self._write(request, work)
 
         route(f"/{v}/channel", ["GET"], list_channels)
@@ -854,12 +1042,15 @@ class ShipBobSandbox(PlatformSandbox):
             cursor = base64.urlsafe_b64encode(json.dumps({"offset": start}).encode()).decode()
             return f"/{version}/channel?" + urlencode({"RecordsPerPage": per_page, "Cursor": cursor})
 
-        items = channels[offset:offset + per_page]
-        return self._reply(request, {
-            "items": items,
-            "next": link(offset + per_page) if offset + per_page < len(channels) else None,
-            "prev": link(max(0, offset - per_page)) if offset > 0 else None,
-        })
+        items = channels[offset : offset + per_page]
+        return self._reply(
+            request,
+            {
+                "items": items,
+                "next": link(offset + per_page) if offset + per_page < len(channels) else None,
+                "prev": link(max(0, offset - per_page)) if offset > 0 else None,
+            },
+        )
 
     # ------------------------------------------------------------------ order list
     def _list_orders(self, request: Request, version: str) -> Response:
@@ -965,9 +1156,13 @@ class ShipBobSandbox(PlatformSandbox):
 
         total = len(selected)
         pages = math.ceil(total / limit)
-        chunk = selected[(page - 1) * limit: page * limit]
-        headers = {"Page-Number": str(page), "Page-Size": str(limit), "Total-Count": str(total),
-                   "Total-Pages": str(pages)}
+        chunk = selected[(page - 1) * limit : page * limit]
+        headers = {
+            "Page-Number": str(page),
+            "Page-Size": str(limit),
+            "Total-Count": str(total),
+            "Total-Pages": str(pages),
+        }
         if page < pages:
             rest = [(k, val) for k, val in items if k.lower() != "page"]
             headers["Next-Page"] = f"{request.url.path}?" + urlencode([("Page", str(page + 1))] + rest)
@@ -995,12 +1190,16 @@ class ShipBobSandbox(PlatformSandbox):
             order.updated = now
         if not succeeded and self.config["order_cancel_refused_as"] == "422":
             reasons = sorted({r["reason"] for r in results})
-            raise _problems(422, {"OrderId": [f"Order {order_id} cannot be cancelled: " + "; ".join(reasons)]},
-                            "not_cancellable")
-        status = ("Success" if succeeded == len(results) and results
-                  else "PartialSuccess" if succeeded else "Failure")
-        body = {"order_id": order.id, "order": self.order_json(order, version, now), "status": status,
-                "canceled_shipment_results": results}
+            raise _problems(
+                422, {"OrderId": [f"Order {order_id} cannot be cancelled: " + "; ".join(reasons)]}, "not_cancellable"
+            )
+        status = "Success" if succeeded == len(results) and results else "PartialSuccess" if succeeded else "Failure"
+        body = {
+            "order_id": order.id,
+            "order": self.order_json(order, version, now),
+            "status": status,
+            "canceled_shipment_results": results,
+        }
         outcome = "ok" if status == "Success" else ("partial" if status == "PartialSuccess" else "not_cancellable")
         return self._reply(request, body), outcome
 
@@ -1031,8 +1230,9 @@ class ShipBobSandbox(PlatformSandbox):
         for sid in ids:
             shipment = self.shipments.get(sid)
             if shipment is None:
-                results.append({"action": "Cancel", "shipment_id": sid, "is_success": False,
-                                "reason": "Shipment not found"})
+                results.append(
+                    {"action": "Cancel", "shipment_id": sid, "is_success": False, "reason": "Shipment not found"}
+                )
                 continue
             self._sync(self.orders[shipment.order_id], now)
             ok, reason = self._try_cancel(shipment, now)

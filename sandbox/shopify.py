@@ -14,6 +14,7 @@ THROTTLED, MAX_COST_EXCEEDED), Shopify's validation-error shapes, and the asynch
 `orderCancel` job. It also offers the client-credentials token grant so that a client can
 recover after the `token_expiry` fault.
 """
+
 from __future__ import annotations
 
 import base64
@@ -23,25 +24,48 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from graphql import (
-    DocumentNode, FieldNode, FragmentDefinitionNode, FragmentSpreadNode, GraphQLError,
-    GraphQLSchema, InlineFragmentNode, OperationDefinitionNode, OperationType, TypeInfo,
-    TypeInfoVisitor, Visitor, build_client_schema, execute, get_named_type, is_abstract_type,
-    is_composite_type, is_enum_type, is_list_type, is_non_null_type, is_object_type, is_scalar_type,
-    parse, print_ast, validate, validate_schema, visit,
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    TypeInfo,
+    TypeInfoVisitor,
+    Visitor,
+    build_client_schema,
+    execute,
+    get_named_type,
+    is_abstract_type,
+    is_composite_type,
+    is_enum_type,
+    is_list_type,
+    is_non_null_type,
+    is_object_type,
+    is_scalar_type,
+    parse,
+    print_ast,
+    validate,
+    validate_schema,
+    visit,
 )
 from graphql.language import VariableNode
 from graphql.utilities import value_from_ast_untyped
 
-from sandbox.core import ADMIN_PREFIX, PlatformSandbox, TokenBucket, new_request_id
+from sandbox.core import PlatformSandbox, TokenBucket, new_request_id
 from sandbox.scenario import Scenario, ScenarioOrder, format_time, parse_time, shopify_order_name
 
 # Shopify's Admin GraphQL schema 2025-01 as Shopify publishes it (introspection JSON, unchanged;
@@ -62,20 +86,23 @@ DEFAULT_CREDENTIALS = {
     "client_secret": "shpss_orderops_sandbox_secret",
 }
 DEFAULT_SCOPES = (
-    "read_orders", "write_orders", "read_all_orders",
-    "read_marketplace_orders", "write_marketplace_orders",
+    "read_orders",
+    "write_orders",
+    "read_all_orders",
+    "read_marketplace_orders",
+    "write_marketplace_orders",
 )
 DEFAULTS: dict[str, Any] = {
     **DEFAULT_CREDENTIALS,
     "scopes": DEFAULT_SCOPES,
-    "maximum_available": 2000.0,   # bucket size (points), Standard plan
-    "restore_rate": 100.0,         # points per second, Standard plan
-    "max_query_cost": 1000,        # single-query ceiling
+    "maximum_available": 2000.0,  # bucket size (points), Standard plan
+    "restore_rate": 100.0,  # points per second, Standard plan
+    "max_query_cost": 1000,  # single-query ceiling
     "max_page_size": 250,
     # play a sales-channel connector that copies a Shopify cancel to TikTok as a seller cancellation
     "channel_copies_cancel_to_tiktok": False,
-    "cancel_job_polls": 2,         # the job reads done on this job(id:) poll
-    "token_lifetime": 86399,       # seconds, client-credentials tokens
+    "cancel_job_polls": 2,  # the job reads done on this job(id:) poll
+    "token_lifetime": 86399,  # seconds, client-credentials tokens
     "api_versions": API_VERSIONS,
 }
 
@@ -88,13 +115,20 @@ TIKTOK_NOTE_PREFIX = "TikTok Shop Order ID: "
 CHANNEL = {"handle": "tiktok", "channelName": "TikTok", "subChannelName": "TikTok Shop", "app": "TikTok"}
 MUTATION_COST = 10
 SIXTY_DAYS = timedelta(days=60)
-CARRIER_NAMES = {"UPS": "UPS", "USPS": "USPS", "FEDEX": "FedEx", "DHL": "DHL Express",
-                 "AMZL_US": "Amazon Logistics US", "ONTRAC": "OnTrac"}
+CARRIER_NAMES = {
+    "UPS": "UPS",
+    "USPS": "USPS",
+    "FEDEX": "FedEx",
+    "DHL": "DHL Express",
+    "AMZL_US": "Amazon Logistics US",
+    "ONTRAC": "OnTrac",
+}
 
 
 # ---------------------------------------------------------------------------------------------
 # Schema, per API version
 # ---------------------------------------------------------------------------------------------
+
 
 def released(version: str) -> date:
     """The day a stable version (YYYY-MM) is released: the 1st of its month."""
@@ -116,57 +150,123 @@ def _type_ref(kind: str, name: str | None = None, of: dict | None = None) -> dic
 
 
 def _input_field(name: str, type_: dict, description: str) -> dict:
-    return {"name": name, "description": description, "type": type_, "defaultValue": None,
-            "isDeprecated": False, "deprecationReason": None}
+    return {
+        "name": name,
+        "description": description,
+        "type": type_,
+        "defaultValue": None,
+        "isDeprecated": False,
+        "deprecationReason": None,
+    }
 
 
 def _since_2025_04(types: dict[str, dict]) -> None:
     """`orderByIdentifier(identifier: OrderIdentifierInput!): Order` (documented from 2025-04)."""
     types["OrderIdentifierInput"] = {
-        "kind": "INPUT_OBJECT", "name": "OrderIdentifierInput", "description": "The identifier of an order.",
-        "fields": None, "inputFields": [
+        "kind": "INPUT_OBJECT",
+        "name": "OrderIdentifierInput",
+        "description": "The identifier of an order.",
+        "fields": None,
+        "inputFields": [
             _input_field("id", _type_ref("SCALAR", "ID"), "The ID of the order."),
-            _input_field("customId", _type_ref("INPUT_OBJECT", "UniqueMetafieldValueInput"),
-                         "The custom ID of the order (a unique metafield value)."),
-        ], "interfaces": None, "enumValues": None, "possibleTypes": None}
+            _input_field(
+                "customId",
+                _type_ref("INPUT_OBJECT", "UniqueMetafieldValueInput"),
+                "The custom ID of the order (a unique metafield value).",
+            ),
+        ],
+        "interfaces": None,
+        "enumValues": None,
+        "possibleTypes": None,
+    }
     if "UniqueMetafieldValueInput" not in types:
         types["UniqueMetafieldValueInput"] = {
-            "kind": "INPUT_OBJECT", "name": "UniqueMetafieldValueInput", "description": "A unique metafield value.",
-            "fields": None, "inputFields": [
+            "kind": "INPUT_OBJECT",
+            "name": "UniqueMetafieldValueInput",
+            "description": "A unique metafield value.",
+            "fields": None,
+            "inputFields": [
                 _input_field("namespace", _type_ref("SCALAR", "String"), "The metafield's namespace."),
                 _input_field("key", _type_ref("NON_NULL", of=_type_ref("SCALAR", "String")), "The metafield's key."),
                 _input_field("value", _type_ref("NON_NULL", of=_type_ref("SCALAR", "String")), "The value."),
-            ], "interfaces": None, "enumValues": None, "possibleTypes": None}
-    types["QueryRoot"]["fields"].append({
-        "name": "orderByIdentifier", "description": "Return an order by an identifier.",
-        "args": [_input_field("identifier", _type_ref("NON_NULL", of=_type_ref("INPUT_OBJECT", "OrderIdentifierInput")),
-                              "The identifier of the order.")],
-        "type": _type_ref("OBJECT", "Order"), "isDeprecated": False, "deprecationReason": None})
+            ],
+            "interfaces": None,
+            "enumValues": None,
+            "possibleTypes": None,
+        }
+    types["QueryRoot"]["fields"].append(
+        {
+            "name": "orderByIdentifier",
+            "description": "Return an order by an identifier.",
+            "args": [
+                _input_field(
+                    "identifier",
+                    _type_ref("NON_NULL", of=_type_ref("INPUT_OBJECT", "OrderIdentifierInput")),
+                    "The identifier of the order.",
+                )
+            ],
+            "type": _type_ref("OBJECT", "Order"),
+            "isDeprecated": False,
+            "deprecationReason": None,
+        }
+    )
 
 
 def _since_2025_07(types: dict[str, dict]) -> None:
     """orderCancel refunds by `refundMethod` (store credit possible); `refund` stays, deprecated and optional."""
     cancel = next(f for f in types["Mutation"]["fields"] if f["name"] == "orderCancel")
     refund = next(a for a in cancel["args"] if a["name"] == "refund")
-    refund.update(type=_type_ref("SCALAR", "Boolean"), isDeprecated=True,
-                  deprecationReason="Use `refundMethod` instead.")
+    refund.update(
+        type=_type_ref("SCALAR", "Boolean"), isDeprecated=True, deprecationReason="Use `refundMethod` instead."
+    )
     at = cancel["args"].index(refund) + 1
-    cancel["args"].insert(at, _input_field(
-        "refundMethod", _type_ref("INPUT_OBJECT", "OrderCancelRefundMethodInput"),
-        "Indicates how to refund the amount paid by the customer. Authorized payments will be voided regardless."))
+    cancel["args"].insert(
+        at,
+        _input_field(
+            "refundMethod",
+            _type_ref("INPUT_OBJECT", "OrderCancelRefundMethodInput"),
+            "Indicates how to refund the amount paid by the customer. Authorized payments will be voided regardless.",
+        ),
+    )
     for name, fields in (
-            ("OrderCancelRefundMethodInput", [
-                _input_field("originalPaymentMethodsRefund", _type_ref("SCALAR", "Boolean"),
-                             "Whether to refund to the original payment method."),
-                _input_field("storeCreditRefund", _type_ref("INPUT_OBJECT", "OrderCancelStoreCreditRefundInput"),
-                             "Whether to refund to store credit.")]),
-            ("OrderCancelStoreCreditRefundInput", [
-                _input_field("expiresAt", _type_ref("SCALAR", "DateTime"), "When the store credit expires.")])):
-        types[name] = {"kind": "INPUT_OBJECT", "name": name, "description": None, "fields": None,
-                       "inputFields": fields, "interfaces": None, "enumValues": None, "possibleTypes": None}
+        (
+            "OrderCancelRefundMethodInput",
+            [
+                _input_field(
+                    "originalPaymentMethodsRefund",
+                    _type_ref("SCALAR", "Boolean"),
+                    "Whether to refund to the original payment method.",
+                ),
+                _input_field(
+                    "storeCreditRefund",
+                    _type_ref("INPUT_OBJECT", "OrderCancelStoreCreditRefundInput"),
+                    "Whether to refund to store credit.",
+                ),
+            ],
+        ),
+        (
+            "OrderCancelStoreCreditRefundInput",
+            [_input_field("expiresAt", _type_ref("SCALAR", "DateTime"), "When the store credit expires.")],
+        ),
+    ):
+        types[name] = {
+            "kind": "INPUT_OBJECT",
+            "name": name,
+            "description": None,
+            "fields": None,
+            "inputFields": fields,
+            "interfaces": None,
+            "enumValues": None,
+            "possibleTypes": None,
+        }
     codes = types["OrderCancelUserErrorCode"]["enumValues"]
-    for code in ("NO_REFUND_TO_STORE_CREDIT_PERMISSION", "STORE_CREDIT_REFUND_B2B_NOT_SUPPORTED",
-                 "STORE_CREDIT_REFUND_EXPIRATION_IN_PAST", "STORE_CREDIT_REFUND_MISSING_CUSTOMER", "INTERNAL_ERROR"):
+    for code in (
+        "NO_REFUND_TO_STORE_CREDIT_PERMISSION",
+        "STORE_CREDIT_REFUND_B2B_NOT_SUPPORTED",
+        "STORE_CREDIT_REFUND_EXPIRATION_IN_PAST",
+        "STORE_CREDIT_REFUND_MISSING_CUSTOMER",
+        "INTERNAL_ERROR",
+    ):
         if not any(v["name"] == code for v in codes):
             codes.append({"name": code, "description": None, "isDeprecated": False, "deprecationReason": None})
 
@@ -174,11 +274,15 @@ def _since_2025_07(types: dict[str, dict]) -> None:
 # The documented changes after 2025-01 to what orderops and the sandbox use, by the version they
 # arrive in (Shopify's Admin API changelog); later versions carry every earlier change.
 SCHEMA_DELTAS: tuple[tuple[str, Callable[[dict], None]], ...] = (
-    ("2025-04", _since_2025_04), ("2025-07", _since_2025_07))
+    ("2025-04", _since_2025_04),
+    ("2025-07", _since_2025_07),
+)
 # graphql-core refuses Shopify's published schema on two GraphQL rules Shopify itself breaks
 # (a deprecated field implementing a non-deprecated interface field); those, and only those, are let pass.
-_KNOWN_SCHEMA_DEFECT = re.compile(r"Interface field \w+\.\w+ is not deprecated, so implementation field "
-                                  r"\w+\.\w+ must not be deprecated\.")
+_KNOWN_SCHEMA_DEFECT = re.compile(
+    r"Interface field \w+\.\w+ is not deprecated, so implementation field "
+    r"\w+\.\w+ must not be deprecated\."
+)
 
 _SCHEMAS: dict[tuple[str, ...], GraphQLSchema] = {}
 
@@ -210,19 +314,28 @@ def schema_for(version: str) -> GraphQLSchema:
         defects = [e.message for e in validate_schema(schema) if not _KNOWN_SCHEMA_DEFECT.fullmatch(e.message)]
         if defects:
             raise RuntimeError(f"the Shopify schema for {version} is invalid: {defects[:3]}")
-        schema._validation_errors = []   # only the known defects above: validate documents against it as it is
+        schema._validation_errors = []  # only the known defects above: validate documents against it as it is
         date_time = schema.type_map["DateTime"]
-        date_time.serialize = date_time.coerce_output_value = (
-            lambda v: format_time(v) if isinstance(v, datetime) else v)
+        date_time.serialize = date_time.coerce_output_value = lambda v: format_time(v) if isinstance(v, datetime) else v
         schema.type_map["Node"].resolve_type = _node_type
         _SCHEMAS[applied] = schema
     return _SCHEMAS[applied]
 
 
 # What a field the simulator does not model answers, for a non-null scalar of each type.
-UNMODELED_SCALARS = {"Int": 0, "Float": 0.0, "Boolean": False, "Decimal": "0.0", "Money": "0.00",
-                     "UnsignedInt64": "0", "BigInt": "0", "DateTime": "1970-01-01T00:00:00Z", "Date": "1970-01-01",
-                     "JSON": {}, "URL": "https://orderops-sandbox.myshopify.com/"}
+UNMODELED_SCALARS = {
+    "Int": 0,
+    "Float": 0.0,
+    "Boolean": False,
+    "Decimal": "0.0",
+    "Money": "0.00",
+    "UnsignedInt64": "0",
+    "BigInt": "0",
+    "DateTime": "1970-01-01T00:00:00Z",
+    "Date": "1970-01-01",
+    "JSON": {},
+    "URL": "https://orderops-sandbox.myshopify.com/",
+}
 
 
 def unmodeled_value(type_) -> Any:
@@ -245,17 +358,18 @@ def unmodeled_value(type_) -> Any:
 # Search syntax (shopify.dev/docs/api/usage/search-syntax)
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Term:
-    field: str | None        # None: free text
-    comparator: str          # ":", "<", "<=", ">", ">="
+    field: str | None  # None: free text
+    comparator: str  # ":", "<", "<=", ">", ">="
     value: str
     quoted: bool = False
 
 
 @dataclass
 class Op:
-    kind: str                # "and" | "or" | "not"
+    kind: str  # "and" | "or" | "not"
     items: list
 
 
@@ -277,7 +391,7 @@ def _tokenize(text: str) -> list:
             i += 1
             continue
         # a word: runs to unquoted whitespace or parenthesis; quotes and backslashes protect
-        parts: list[tuple[str, bool]] = []   # (text, quoted)
+        parts: list[tuple[str, bool]] = []  # (text, quoted)
         buf = []
         while i < n and not text[i].isspace() and text[i] not in "()":
             ch = text[i]
@@ -292,7 +406,7 @@ def _tokenize(text: str) -> list:
                 end = text.find(ch, i + 1)
                 if end < 0:
                     end = n
-                parts.append((text[i + 1:end], True))
+                parts.append((text[i + 1 : end], True))
                 i = end + 1
                 continue
             buf.append(ch)
@@ -310,16 +424,20 @@ def _word_to_term(parts: list[tuple[str, bool]]) -> Term | str:
     first, quoted = parts[0]
     colon = next((k for k, ch in enumerate(first) if ch == ":" and (k == 0 or first[k - 1] != "\x00")), -1)
     if not quoted and colon > 0:
-        name, rest = first[:colon], first[colon + 1:]
+        name, rest = first[:colon], first[colon + 1 :]
         comparator = ":"
         for op in ("<=", ">=", "<", ">"):
             if rest.startswith(op):
-                comparator, rest = op, rest[len(op):]
+                comparator, rest = op, rest[len(op) :]
                 break
         pieces = [rest] + [p for p, _ in parts[1:]]
         value = "".join(pieces).replace("\x00", "")
-        return Term(field=name.replace("\x00", "").lower(), comparator=comparator, value=value,
-                    quoted=any(q for _, q in parts[1:]))
+        return Term(
+            field=name.replace("\x00", "").lower(),
+            comparator=comparator,
+            value=value,
+            quoted=any(q for _, q in parts[1:]),
+        )
     value = "".join(p for p, _ in parts).replace("\x00", "")
     return Term(field=None, comparator=":", value=value, quoted=any(q for _, q in parts))
 
@@ -406,8 +524,13 @@ def describe_search(node: Any) -> Any:
         if node.kind == "not":
             return {"not": describe_search(node.items[0])}
         return {node.kind: [describe_search(i) for i in node.items]}
-    key = {":": "match_phrase" if node.quoted else "match_all", "<": "range_lt", "<=": "range_lte",
-           ">": "range_gt", ">=": "range_gte"}[node.comparator]
+    key = {
+        ":": "match_phrase" if node.quoted else "match_all",
+        "<": "range_lt",
+        "<=": "range_lte",
+        ">": "range_gt",
+        ">=": "range_gte",
+    }[node.comparator]
     out = {key: node.value}
     if node.field is not None:
         out = {"field": node.field, **out}
@@ -417,6 +540,7 @@ def describe_search(node: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 # State
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class ShopOrder:
@@ -442,8 +566,8 @@ class ShopOrder:
     closed_at: datetime | None = None
     staff_note: str | None = None
     restocked: bool | None = None
-    refund: str | None = None          # "original", "store_credit" or "none" once cancelled
-    cancel_job: str | None = None      # id of a running cancel job
+    refund: str | None = None  # "original", "store_credit" or "none" once cancelled
+    cancel_job: str | None = None  # id of a running cancel job
 
     @property
     def gid(self) -> str:
@@ -452,38 +576,69 @@ class ShopOrder:
     def webhook_body(self) -> dict:
         """The order as Shopify's orders/* webhooks carry it (the REST Admin Order resource's names)."""
         return {
-            "id": self.id, "admin_graphql_api_id": self.gid, "name": self.name, "order_number": self.number,
-            "created_at": format_time(self.created_at), "updated_at": format_time(self.updated_at),
+            "id": self.id,
+            "admin_graphql_api_id": self.gid,
+            "name": self.name,
+            "order_number": self.number,
+            "created_at": format_time(self.created_at),
+            "updated_at": format_time(self.updated_at),
             "processed_at": format_time(self.processed_at),
-            "cancelled_at": self.cancelled_at and format_time(self.cancelled_at), "cancel_reason":
-                self.cancel_reason and self.cancel_reason.lower(),
+            "cancelled_at": self.cancelled_at and format_time(self.cancelled_at),
+            "cancel_reason": self.cancel_reason and self.cancel_reason.lower(),
             "closed_at": self.closed_at and format_time(self.closed_at),
             "financial_status": self.financial_status.lower(),
             "fulfillment_status": None if self.fulfillment_status == "UNFULFILLED" else self.fulfillment_status.lower(),
-            "source_name": self.source_name, "source_identifier": self.source_identifier,
-            "note": self.note, "tags": ", ".join(self.tags),
+            "source_name": self.source_name,
+            "source_identifier": self.source_identifier,
+            "note": self.note,
+            "tags": ", ".join(self.tags),
             "note_attributes": [{"name": a["key"], "value": a["value"]} for a in self.custom_attributes],
-            "line_items": [{"id": int(li["id"].rsplit("/", 1)[1]), "sku": li["sku"], "title": li["title"],
-                            "quantity": li["quantity"]} for li in self.line_items],
+            "line_items": [
+                {
+                    "id": int(li["id"].rsplit("/", 1)[1]),
+                    "sku": li["sku"],
+                    "title": li["title"],
+                    "quantity": li["quantity"],
+                }
+                for li in self.line_items
+            ],
         }
 
     def dump(self) -> dict:
         return {
-            "id": self.gid, "legacy_id": self.id, "name": self.name, "number": self.number,
-            "created_at": format_time(self.created_at), "updated_at": format_time(self.updated_at),
+            "id": self.gid,
+            "legacy_id": self.id,
+            "name": self.name,
+            "number": self.number,
+            "created_at": format_time(self.created_at),
+            "updated_at": format_time(self.updated_at),
             "processed_at": format_time(self.processed_at),
             "cancelled_at": self.cancelled_at and format_time(self.cancelled_at),
             "cancel_reason": self.cancel_reason,
             "closed_at": self.closed_at and format_time(self.closed_at),
-            "financial_status": self.financial_status, "fulfillment_status": self.fulfillment_status,
-            "source_name": self.source_name, "source_identifier": self.source_identifier,
-            "custom_attributes": self.custom_attributes, "tags": self.tags, "note": self.note,
-            "tiktok_id": self.tiktok_id, "tiktok_id_in": self.tiktok_id_in,
-            "staff_note": self.staff_note, "restocked": self.restocked, "refund": self.refund,
+            "financial_status": self.financial_status,
+            "fulfillment_status": self.fulfillment_status,
+            "source_name": self.source_name,
+            "source_identifier": self.source_identifier,
+            "custom_attributes": self.custom_attributes,
+            "tags": self.tags,
+            "note": self.note,
+            "tiktok_id": self.tiktok_id,
+            "tiktok_id_in": self.tiktok_id_in,
+            "staff_note": self.staff_note,
+            "restocked": self.restocked,
+            "refund": self.refund,
             "cancel_job": self.cancel_job,
-            "fulfillments": [{"id": f["id"], "name": f["name"], "status": f["status"],
-                              "created_at": format_time(f["createdAt"]), "tracking": f["trackingInfo"]}
-                             for f in self.fulfillments],
+            "fulfillments": [
+                {
+                    "id": f["id"],
+                    "name": f["name"],
+                    "status": f["status"],
+                    "created_at": format_time(f["createdAt"]),
+                    "tracking": f["trackingInfo"],
+                }
+                for f in self.fulfillments
+            ],
         }
 
 
@@ -511,7 +666,7 @@ class _Context:
     now: datetime
     actual: int = 0
     warnings: list = field(default_factory=list)
-    outcomes: dict = field(default_factory=dict)   # mutation response key -> outcome
+    outcomes: dict = field(default_factory=dict)  # mutation response key -> outcome
 
 
 def _gid_number(value: Any, kind: str) -> int | None:
@@ -539,15 +694,25 @@ def _decode_cursor(cursor: str, value_type: type) -> tuple[Any, int]:
         data = json.loads(base64.b64decode(cursor.encode(), validate=True))
         last_id, last_value = data["last_id"], data["last_value"]
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise GraphQLError("Invalid cursor for current pagination sort.",
-                           extensions={"code": "BAD_REQUEST"}) from None
+        raise GraphQLError("Invalid cursor for current pagination sort.", extensions={"code": "BAD_REQUEST"}) from None
     if not isinstance(last_id, int) or not isinstance(last_value, value_type) or isinstance(last_value, bool):
         raise GraphQLError("Invalid cursor for current pagination sort.", extensions={"code": "BAD_REQUEST"})
     return last_value, last_id
 
 
-def paginate(items: list, key: Callable[[Any], tuple[Any, int]], value_type: type, *, descending: bool,
-             first, after, last, before, max_page: int, field_name: str) -> dict:
+def paginate(
+    items: list,
+    key: Callable[[Any], tuple[Any, int]],
+    value_type: type,
+    *,
+    descending: bool,
+    first,
+    after,
+    last,
+    before,
+    max_page: int,
+    field_name: str,
+) -> dict:
     """A Relay connection window over `items` (already filtered and ordered by `key`).
 
     Cursors carry the sort value and id of their item, so a page boundary stays put when other
@@ -560,7 +725,8 @@ def paginate(items: list, key: Callable[[Any], tuple[Any, int]], value_type: typ
             raise GraphQLError(
                 f"Argument '{arg}' on Field '{field_name}' has an invalid value ({size}). "
                 f"Expected a page size from 0 to {max_page}.",
-                extensions={"code": "BAD_REQUEST"})
+                extensions={"code": "BAD_REQUEST"},
+            )
     keys = [key(item) for item in items]
     start, end = 0, len(items)
     if after:
@@ -591,6 +757,7 @@ def paginate(items: list, key: Callable[[Any], tuple[Any, int]], value_type: typ
 # ---------------------------------------------------------------------------------------------
 # Validation errors in Shopify's shape
 # ---------------------------------------------------------------------------------------------
+
 
 def _node_paths(document: DocumentNode) -> dict[int, list[str]]:
     """id(AST node) -> the error `path` Shopify reports for it ("query Name", fields...)."""
@@ -643,42 +810,90 @@ def _argument_types(schema: GraphQLSchema, document: DocumentNode) -> dict[int, 
 
 
 _RULES: list[tuple[re.Pattern, Callable[[re.Match], tuple[str, dict]]]] = [
-    (re.compile(r"Cannot query field '(\w+)' on type '(\w+)'\.(?: Did you mean .*)?"),
-     lambda m: (f"Field '{m[1]}' doesn't exist on type '{m[2]}'",
-                {"code": "undefinedField", "typeName": m[2], "fieldName": m[1]})),
-    (re.compile(r"Field '(\w+)' of type '([\w!\[\]]+)' must have a selection of subfields\..*"),
-     lambda m: (f"Field must have selections (field '{m[1]}' returns {m[2].strip('![]')} but has no "
-                f"selections. Did you mean '{m[1]} {{ ... }}'?)",
-                {"code": "selectionMismatch", "nodeName": f"field '{m[1]}'", "typeName": m[2].strip("![]")})),
-    (re.compile(r"Field '(\w+)' must not have a selection since type '([\w!\[\]]+)' has no subfields\."),
-     lambda m: (f"Selections can't be made on scalars (field '{m[1]}' returns {m[2].strip('![]')} but "
-                f"has selections [...])",
-                {"code": "selectionMismatch", "nodeName": f"field '{m[1]}'", "typeName": m[2].strip("![]")})),
-    (re.compile(r"Unknown argument '(\w+)' on field '\w+\.(\w+)'\.(?: Did you mean .*)?"),
-     lambda m: (f"Field '{m[2]}' doesn't accept argument '{m[1]}'",
-                {"code": "argumentNotAccepted", "name": m[2], "typeName": "Field", "argumentName": m[1]})),
-    (re.compile(r"Argument '\w+\.(\w+)\((\w+):\)' of type '[^']+' is required, but it was not provided\."),
-     lambda m: (f"Field '{m[1]}' is missing required arguments: {m[2]}",
-                {"code": "missingRequiredArguments", "className": "Field", "name": m[1], "arguments": m[2]})),
-    (re.compile(r"Variable '\$(\w+)' is never used(?: in operation '(\w+)')?\."),
-     lambda m: (f"Variable ${m[1]} is declared by {m[2] or 'anonymous query'} but not used",
-                {"code": "variableNotUsed", "variableName": m[1]})),
-    (re.compile(r"Unknown type '(\w+)'\..*"),
-     lambda m: (f"{m[1]} isn't a defined input type", {"code": "variableRequiresValidType", "typeName": m[1]})),
-    (re.compile(r"Unknown fragment '(\w+)'\."),
-     lambda m: (f"Fragment {m[1]} was used, but not defined", {"code": "useAndDefineFragment", "fragmentName": m[1]})),
-    (re.compile(r"Fragment '(\w+)' is never used\."),
-     lambda m: (f"Fragment {m[1]} was defined, but not used", {"code": "useAndDefineFragment", "fragmentName": m[1]})),
-    (re.compile(r"Variable '\$(\w+)' is not defined(?: by operation '(\w+)')?\."),
-     lambda m: (f"Variable ${m[1]} is used by {m[2] or 'anonymous query'} but not declared",
-                {"code": "variableNotDefined", "variableName": m[1]})),
-    (re.compile(r"Unknown directive '@(\w+)'\."),
-     lambda m: (f"Directive @{m[1]} is not defined", {"code": "undefinedDirective", "directiveName": m[1]})),
-    (re.compile(r"Variable '\$(\w+)' of type '([^']+)' used in position expecting type '([^']+)'\."),
-     lambda m: (f"Type mismatch on variable ${m[1]} and argument {{argument}} ({m[2]} / {m[3]})",
-                {"code": "variableMismatch", "variableName": m[1], "typeName": m[2]})),
-    (re.compile(r"Fields '(\w+)' conflict because (.*)"),
-     lambda m: (f"Field '{m[1]}' has a field conflict: {m[2]}", {"code": "fieldConflict", "fieldName": m[1]})),
+    (
+        re.compile(r"Cannot query field '(\w+)' on type '(\w+)'\.(?: Did you mean .*)?"),
+        lambda m: (
+            f"Field '{m[1]}' doesn't exist on type '{m[2]}'",
+            {"code": "undefinedField", "typeName": m[2], "fieldName": m[1]},
+        ),
+    ),
+    (
+        re.compile(r"Field '(\w+)' of type '([\w!\[\]]+)' must have a selection of subfields\..*"),
+        lambda m: (
+            f"Field must have selections (field '{m[1]}' returns {m[2].strip('![]')} but has no "
+            f"selections. Did you mean '{m[1]} {{ ... }}'?)",
+            {"code": "selectionMismatch", "nodeName": f"field '{m[1]}'", "typeName": m[2].strip("![]")},
+        ),
+    ),
+    (
+        re.compile(r"Field '(\w+)' must not have a selection since type '([\w!\[\]]+)' has no subfields\."),
+        lambda m: (
+            f"Selections can't be made on scalars (field '{m[1]}' returns {m[2].strip('![]')} but "
+            f"has selections [...])",
+            {"code": "selectionMismatch", "nodeName": f"field '{m[1]}'", "typeName": m[2].strip("![]")},
+        ),
+    ),
+    (
+        re.compile(r"Unknown argument '(\w+)' on field '\w+\.(\w+)'\.(?: Did you mean .*)?"),
+        lambda m: (
+            f"Field '{m[2]}' doesn't accept argument '{m[1]}'",
+            {"code": "argumentNotAccepted", "name": m[2], "typeName": "Field", "argumentName": m[1]},
+        ),
+    ),
+    (
+        re.compile(r"Argument '\w+\.(\w+)\((\w+):\)' of type '[^']+' is required, but it was not provided\."),
+        lambda m: (
+            f"Field '{m[1]}' is missing required arguments: {m[2]}",
+            {"code": "missingRequiredArguments", "className": "Field", "name": m[1], "arguments": m[2]},
+        ),
+    ),
+    (
+        re.compile(r"Variable '\$(\w+)' is never used(?: in operation '(\w+)')?\."),
+        lambda m: (
+            f"Variable ${m[1]} is declared by {m[2] or 'anonymous query'} but not used",
+            {"code": "variableNotUsed", "variableName": m[1]},
+        ),
+    ),
+    (
+        re.compile(r"Unknown type '(\w+)'\..*"),
+        lambda m: (f"{m[1]} isn't a defined input type", {"code": "variableRequiresValidType", "typeName": m[1]}),
+    ),
+    (
+        re.compile(r"Unknown fragment '(\w+)'\."),
+        lambda m: (
+            f"Fragment {m[1]} was used, but not defined",
+            {"code": "useAndDefineFragment", "fragmentName": m[1]},
+        ),
+    ),
+    (
+        re.compile(r"Fragment '(\w+)' is never used\."),
+        lambda m: (
+            f"Fragment {m[1]} was defined, but not used",
+            {"code": "useAndDefineFragment", "fragmentName": m[1]},
+        ),
+    ),
+    (
+        re.compile(r"Variable '\$(\w+)' is not defined(?: by operation '(\w+)')?\."),
+        lambda m: (
+            f"Variable ${m[1]} is used by {m[2] or 'anonymous query'} but not declared",
+            {"code": "variableNotDefined", "variableName": m[1]},
+        ),
+    ),
+    (
+        re.compile(r"Unknown directive '@(\w+)'\."),
+        lambda m: (f"Directive @{m[1]} is not defined", {"code": "undefinedDirective", "directiveName": m[1]}),
+    ),
+    (
+        re.compile(r"Variable '\$(\w+)' of type '([^']+)' used in position expecting type '([^']+)'\."),
+        lambda m: (
+            f"Type mismatch on variable ${m[1]} and argument {{argument}} ({m[2]} / {m[3]})",
+            {"code": "variableMismatch", "variableName": m[1], "typeName": m[2]},
+        ),
+    ),
+    (
+        re.compile(r"Fields '(\w+)' conflict because (.*)"),
+        lambda m: (f"Field '{m[1]}' has a field conflict: {m[2]}", {"code": "fieldConflict", "fieldName": m[1]}),
+    ),
 ]
 # graphql-core's suggestion suffix, which Shopify's messages never carry.
 _SUGGESTION = re.compile(r"\s*Did you mean .*\?$", re.S)
@@ -695,8 +910,10 @@ def shopify_validation_error(error: GraphQLError, paths: dict[int, list[str]], a
     if extensions is None and node is not None and id(node) in arg_types and id(node) in paths:
         # a literal of the wrong type, reported against the argument that holds it
         field_name, arg_name = paths[id(node)][-2:]
-        message = (f"Argument '{arg_name}' on Field '{field_name}' has an invalid value ({print_ast(node)}). "
-                   f"Expected type '{arg_types[id(node)]}'.")
+        message = (
+            f"Argument '{arg_name}' on Field '{field_name}' has an invalid value ({print_ast(node)}). "
+            f"Expected type '{arg_types[id(node)]}'."
+        )
         extensions = {"code": "argumentLiteralsIncompatible", "typeName": "Field", "argumentName": arg_name}
     if extensions is not None and extensions["code"] == "variableMismatch":
         used = next((paths[id(n)] for n in error.nodes[1:] if id(n) in paths), ["?"])
@@ -721,22 +938,27 @@ def shopify_variable_error(error: GraphQLError, operation: OperationDefinitionNo
     if not match:
         return error.formatted
     name, problem = match.groups()
-    type_text = next((print_ast(d.type) for d in operation.variable_definitions or ()
-                      if d.variable.name.value == name), "?")
+    type_text = next(
+        (print_ast(d.type) for d in operation.variable_definitions or () if d.variable.name.value == name), "?"
+    )
     if problem.startswith("Expected a value of non-null type") or "non-null" in problem:
         problem = "Expected value to not be null"
     problem = _SUGGESTION.sub("", problem)
     out: dict[str, Any] = {"message": f"Variable ${name} of type {type_text} was provided invalid value"}
     if error.locations:
         out["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
-    out["extensions"] = {"code": "INVALID_VARIABLE", "value": variables.get(name),
-                         "problems": [{"path": [], "explanation": problem}]}
+    out["extensions"] = {
+        "code": "INVALID_VARIABLE",
+        "value": variables.get(name),
+        "problems": [{"path": [], "explanation": problem}],
+    }
     return out
 
 
 # ---------------------------------------------------------------------------------------------
 # The simulator
 # ---------------------------------------------------------------------------------------------
+
 
 class ShopifySandbox(PlatformSandbox):
     name = "shopify"
@@ -779,8 +1001,9 @@ class ShopifySandbox(PlatformSandbox):
     def add_order(self, order: ScenarioOrder) -> None:
         """The TikTok channel app copies the order into Shopify now (a living shop, life.py)."""
         entry = order.shopify[0]
-        self.orders[entry["id"]] = self._order_from_scenario(order, {**entry, "created_at": format_time(self.now())},
-                                                             self.now())
+        self.orders[entry["id"]] = self._order_from_scenario(
+            order, {**entry, "created_at": format_time(self.now())}, self.now()
+        )
         self._emit("orders/create", self.orders[entry["id"]])
 
     def _emit(self, topic: str, order: ShopOrder) -> None:
@@ -791,8 +1014,11 @@ class ShopifySandbox(PlatformSandbox):
         tt_id = tt["id"]
         placed = parse_time(tt["create_time"], "tiktok.create_time")
         # the channel app copies an order after TikTok's one-hour hold
-        created = (parse_time(entry["created_at"], "shopify.created_at") if entry.get("created_at")
-                   else max(placed, min(placed + timedelta(hours=1), now)))
+        created = (
+            parse_time(entry["created_at"], "shopify.created_at")
+            if entry.get("created_at")
+            else max(placed, min(placed + timedelta(hours=1), now))
+        )
         place = entry["tiktok_id_in"]
         name = shopify_order_name(entry, tt_id)
         digits = re.fullmatch(r"#?(\d{1,9})", name)
@@ -803,9 +1029,17 @@ class ShopifySandbox(PlatformSandbox):
         skus: dict[str, int] = {}
         for line in tt["line_items"]:
             skus[line["seller_sku"]] = skus.get(line["seller_sku"], 0) + 1
-        line_items = [{"id": f"gid://shopify/LineItem/{entry['id']}{k:02d}", "sku": sku, "title": sku,
-                       "name": sku, "quantity": qty, "currentQuantity": qty}
-                      for k, (sku, qty) in enumerate(skus.items(), start=1)]
+        line_items = [
+            {
+                "id": f"gid://shopify/LineItem/{entry['id']}{k:02d}",
+                "sku": sku,
+                "title": sku,
+                "name": sku,
+                "quantity": qty,
+                "currentQuantity": qty,
+            }
+            for k, (sku, qty) in enumerate(skus.items(), start=1)
+        ]
         fulfillments, shipments_total = self._fulfillments_from(order, entry["id"], name, created, now)
         if not fulfillments:
             fulfillment_status = "UNFULFILLED"
@@ -815,20 +1049,35 @@ class ShopifySandbox(PlatformSandbox):
             fulfillment_status = "PARTIALLY_FULFILLED"
         updated = max([created] + [f["createdAt"] for f in fulfillments])
         shop_order = ShopOrder(
-            id=entry["id"], name=name, number=int(digits.group(1)) if digits else 0,
-            created_at=created, processed_at=placed, updated_at=updated,
+            id=entry["id"],
+            name=name,
+            number=int(digits.group(1)) if digits else 0,
+            created_at=created,
+            processed_at=placed,
+            updated_at=updated,
             financial_status=entry.get("financial_status") or "PAID",
             fulfillment_status=fulfillment_status,
             source_name=entry.get("source_name") or CHANNEL["handle"],
             source_identifier=tt_id if place == "source_identifier" else None,
-            custom_attributes=([{"key": entry.get("tiktok_id_key") or TIKTOK_ATTRIBUTE_KEY, "value": tt_id}]
-                               if place == "custom_attribute" else []),
-            tags=list(entry.get("tags") or ["TikTok"]), note=note,
-            line_items=line_items, fulfillments=fulfillments, tiktok_id=tt_id, tiktok_id_in=place)
+            custom_attributes=(
+                [{"key": entry.get("tiktok_id_key") or TIKTOK_ATTRIBUTE_KEY, "value": tt_id}]
+                if place == "custom_attribute"
+                else []
+            ),
+            tags=list(entry.get("tags") or ["TikTok"]),
+            note=note,
+            line_items=line_items,
+            fulfillments=fulfillments,
+            tiktok_id=tt_id,
+            tiktok_id_in=place,
+        )
         if entry.get("cancelled"):
             cancellation = tt.get("cancellation") or {}
-            when = parse_time(cancellation["create_time"], "cancellation") if cancellation.get("create_time") \
+            when = (
+                parse_time(cancellation["create_time"], "cancellation")
+                if cancellation.get("create_time")
                 else created + timedelta(hours=1)
+            )
             when = max(created, min(when, now))
             shop_order.cancelled_at = shop_order.closed_at = when
             shop_order.cancel_reason = "CUSTOMER"
@@ -839,8 +1088,9 @@ class ShopifySandbox(PlatformSandbox):
         return shop_order
 
     @staticmethod
-    def _fulfillments_from(order: ScenarioOrder, order_id: int, name: str, created: datetime,
-                           now: datetime) -> tuple[list[dict], int]:
+    def _fulfillments_from(
+        order: ScenarioOrder, order_id: int, name: str, created: datetime, now: datetime
+    ) -> tuple[list[dict], int]:
         """Shipped packages the fulfiller app reported back, as of the scenario's start."""
         shipped: list[list[tuple[str, str]]] = []
         total = 0
@@ -862,13 +1112,20 @@ class ShopifySandbox(PlatformSandbox):
         when = max(created, min(created + timedelta(hours=20), now))
         fulfillments = []
         for k, packages in enumerate(shipped, start=1):
-            fulfillments.append({
-                "id": f"gid://shopify/Fulfillment/{order_id}{k:02d}",
-                "name": f"{name}-F{k}", "status": "SUCCESS", "displayStatus": "FULFILLED",
-                "createdAt": when, "updatedAt": when,
-                "trackingInfo": [{"company": CARRIER_NAMES.get(code.upper(), code), "number": number,
-                                  "url": None} for code, number in packages],
-            })
+            fulfillments.append(
+                {
+                    "id": f"gid://shopify/Fulfillment/{order_id}{k:02d}",
+                    "name": f"{name}-F{k}",
+                    "status": "SUCCESS",
+                    "displayStatus": "FULFILLED",
+                    "createdAt": when,
+                    "updatedAt": when,
+                    "trackingInfo": [
+                        {"company": CARRIER_NAMES.get(code.upper(), code), "number": number, "url": None}
+                        for code, number in packages
+                    ],
+                }
+            )
         return fulfillments, total
 
     @staticmethod
@@ -891,16 +1148,26 @@ class ShopifySandbox(PlatformSandbox):
         # bucket throttle answers 200, as Shopify GraphQL usually does.
         available = self.bucket.available()
         body = self._throttled_body(requested=int(available + self.restore_rate * retry_after) + 1)
-        return JSONResponse(body, status_code=429, headers={
-            "Retry-After": f"{retry_after:.1f}", "X-Request-Id": new_request_id()})
+        return JSONResponse(
+            body, status_code=429, headers={"Retry-After": f"{retry_after:.1f}", "X-Request-Id": new_request_id()}
+        )
 
     def server_error_response(self, status: int) -> Response:
         request_id = str(uuid.uuid4())
-        return JSONResponse({"errors": [{
-            "message": f"Internal error. Looks like something went wrong on our end.\nRequest ID: {request_id} "
-                       f"(include this in support requests).",
-            "extensions": {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id}}]},
-            status_code=status, headers={"X-Request-Id": request_id})
+        return JSONResponse(
+            {
+                "errors": [
+                    {
+                        "message": "Internal error. Looks like something went wrong on our end.\n"
+                        f"Request ID: {request_id} "
+                        f"(include this in support requests).",
+                        "extensions": {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+                    }
+                ]
+            },
+            status_code=status,
+            headers={"X-Request-Id": request_id},
+        )
 
     def expire_tokens(self) -> None:
         self.tokens = {token: (scopes, 0.0) for token, (scopes, _) in self.tokens.items()}
@@ -913,10 +1180,19 @@ class ShopifySandbox(PlatformSandbox):
             "throttle": self._throttle_status(),
             "max_query_cost": self.config["max_query_cost"],
             "orders": [o.dump() for o in sorted(self.orders.values(), key=lambda o: o.id)],
-            "jobs": [{"id": j.id, "order_id": f"gid://shopify/Order/{j.order_id}", "done": j.done,
-                      "polls": j.polls, "refund": j.refund, "restock": j.restock,
-                      "created": format_time(j.created),
-                      "done_at": j.done_at and format_time(j.done_at)} for j in self.jobs.values()],
+            "jobs": [
+                {
+                    "id": j.id,
+                    "order_id": f"gid://shopify/Order/{j.order_id}",
+                    "done": j.done,
+                    "polls": j.polls,
+                    "refund": j.refund,
+                    "restock": j.restock,
+                    "created": format_time(j.created),
+                    "done_at": j.done_at and format_time(j.done_at),
+                }
+                for j in self.jobs.values()
+            ],
             "tokens": sum(1 for _, (_, exp) in self.tokens.items() if exp is None or exp > time.time()),
         }
 
@@ -972,15 +1248,23 @@ class ShopifySandbox(PlatformSandbox):
         return scopes
 
     def _throttle_status(self) -> dict:
-        return {"maximumAvailable": self.maximum_available,
-                "currentlyAvailable": int(self.bucket.available()),
-                "restoreRate": self.restore_rate}
+        return {
+            "maximumAvailable": self.maximum_available,
+            "currentlyAvailable": int(self.bucket.available()),
+            "restoreRate": self.restore_rate,
+        }
 
     def _throttled_body(self, requested: int) -> dict:
-        return {"errors": [{"message": "Throttled",
-                            "extensions": {"code": "THROTTLED", "documentation": RATE_LIMITS_DOC}}],
-                "extensions": {"cost": {"requestedQueryCost": requested, "actualQueryCost": None,
-                                        "throttleStatus": self._throttle_status()}}}
+        return {
+            "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED", "documentation": RATE_LIMITS_DOC}}],
+            "extensions": {
+                "cost": {
+                    "requestedQueryCost": requested,
+                    "actualQueryCost": None,
+                    "throttleStatus": self._throttle_status(),
+                }
+            },
+        }
 
     async def _access_token(self, request: Request) -> Response:
         """Client-credentials grant: a fresh token after the old ones were expired."""
@@ -993,9 +1277,11 @@ class ShopifySandbox(PlatformSandbox):
         else:
             form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
         form = form if isinstance(form, dict) else {}
-        ok = (form.get("grant_type") == "client_credentials"
-              and form.get("client_id") == self.config["client_id"]
-              and form.get("client_secret") == self.config["client_secret"])
+        ok = (
+            form.get("grant_type") == "client_credentials"
+            and form.get("client_id") == self.config["client_id"]
+            and form.get("client_secret") == self.config["client_secret"]
+        )
         request.state.operation = "oauth access_token"
         if not ok:
             self.record_write(request, form, 401, "invalid_client", operation="oauth access_token")
@@ -1029,8 +1315,9 @@ class ShopifySandbox(PlatformSandbox):
         op_name = body.get("operationName") if isinstance(body, dict) else None
         if not isinstance(query, str) or not query.strip() or not isinstance(variables, (dict, type(None))):
             request.state.operation = "graphql bad request"
-            return JSONResponse({"errors": {"query": "Required parameter missing or invalid"}},
-                                status_code=400, headers=headers)
+            return JSONResponse(
+                {"errors": {"query": "Required parameter missing or invalid"}}, status_code=400, headers=headers
+            )
         variables = variables or {}
 
         def respond(payload: dict, status: int = 200) -> Response:
@@ -1043,9 +1330,14 @@ class ShopifySandbox(PlatformSandbox):
             request.state.operation = "graphql parse error"
             authorized = self._token_scopes(request) is not None
             if re.match(r"\s*mutation\b", query):
-                self.record_write(request, body, 200 if authorized else 401,
-                                  "PARSE_ERROR" if authorized else "UNAUTHORIZED",
-                                  request_id=request_id, operation="mutation")
+                self.record_write(
+                    request,
+                    body,
+                    200 if authorized else 401,
+                    "PARSE_ERROR" if authorized else "UNAUTHORIZED",
+                    request_id=request_id,
+                    operation="mutation",
+                )
             if not authorized:
                 return JSONResponse({"errors": INVALID_TOKEN}, status_code=401, headers={"X-Request-Id": request_id})
             loc = exc.locations[0] if exc.locations else None
@@ -1075,8 +1367,9 @@ class ShopifySandbox(PlatformSandbox):
         schema = schema_for(served)
         errors = validate(schema, document)
         if not errors and operation is None:
-            errors = [GraphQLError("An operation name is required" if op_name is None
-                                   else f'No operation named "{op_name}"')]
+            errors = [
+                GraphQLError("An operation name is required" if op_name is None else f'No operation named "{op_name}"')
+            ]
         if errors:
             paths = _node_paths(document)
             arg_types = _argument_types(schema, document)
@@ -1088,15 +1381,28 @@ class ShopifySandbox(PlatformSandbox):
         max_cost = int(self.config["max_query_cost"])
         if requested > max_cost:
             refuse_writes("MAX_COST_EXCEEDED")
-            return respond({"errors": [{
-                "message": f"Query cost is {requested}, which exceeds the single query max cost limit ({max_cost}).\n\n"
-                           "See https://shopify.dev/concepts/about-apis/rate-limits for more information on how the\n"
-                           "cost of a query is calculated.\n\nTo query larger amounts of data with fewer limits, "
-                           "bulk operations should be used instead.\nSee "
-                           "https://shopify.dev/tutorials/perform-bulk-operations-with-admin-api for usage details.\n",
-                "extensions": {"code": "MAX_COST_EXCEEDED", "cost": requested, "maxCost": max_cost}}],
-                "extensions": {"cost": {"requestedQueryCost": requested, "actualQueryCost": None,
-                                        "throttleStatus": self._throttle_status()}}})
+            return respond(
+                {
+                    "errors": [
+                        {
+                            "message": f"Query cost is {requested}, which exceeds the single query max cost limit "
+                            f"({max_cost}).\n\n"
+                            "See https://shopify.dev/concepts/about-apis/rate-limits for more information on how the\n"
+                            "cost of a query is calculated.\n\nTo query larger amounts of data with fewer limits, "
+                            "bulk operations should be used instead.\nSee "
+                            "https://shopify.dev/tutorials/perform-bulk-operations-with-admin-api for usage details.\n",
+                            "extensions": {"code": "MAX_COST_EXCEEDED", "cost": requested, "maxCost": max_cost},
+                        }
+                    ],
+                    "extensions": {
+                        "cost": {
+                            "requestedQueryCost": requested,
+                            "actualQueryCost": None,
+                            "throttleStatus": self._throttle_status(),
+                        }
+                    },
+                }
+            )
         if self.bucket.take(requested) > 0:
             refuse_writes("THROTTLED")
             self.sandbox.throttles[(self.name, request.state.operation)] += 1
@@ -1105,9 +1411,15 @@ class ShopifySandbox(PlatformSandbox):
         now = self.now()
         self._settle_jobs(now)
         context = _Context(version=served, scopes=scopes, now=now)
-        result = execute(schema, document, root_value=None, context_value=context,
-                         variable_values=variables, operation_name=op_name,
-                         field_resolver=self._resolve_field)
+        result = execute(
+            schema,
+            document,
+            root_value=None,
+            context_value=context,
+            variable_values=variables,
+            operation_name=op_name,
+            field_resolver=self._resolve_field,
+        )
         actual = min(context.actual, requested)
         self.bucket.give_back(requested - actual)
         payload: dict[str, Any] = {}
@@ -1120,8 +1432,13 @@ class ShopifySandbox(PlatformSandbox):
             payload["errors"] = [e.formatted for e in result.errors]
         self.sandbox.charged[(self.name, request.state.operation)] += actual
         payload["data"] = result.data
-        payload["extensions"] = {"cost": {"requestedQueryCost": requested, "actualQueryCost": actual,
-                                          "throttleStatus": self._throttle_status()}}
+        payload["extensions"] = {
+            "cost": {
+                "requestedQueryCost": requested,
+                "actualQueryCost": actual,
+                "throttleStatus": self._throttle_status(),
+            }
+        }
         if context.warnings:
             payload["extensions"]["search"] = context.warnings
         if is_mutation:
@@ -1152,17 +1469,22 @@ class ShopifySandbox(PlatformSandbox):
                     out.append((sel.name.value, (sel.alias or sel.name).value))
                 elif isinstance(sel, InlineFragmentNode):
                     walk(sel.selection_set)
+
         walk(operation.selection_set)
         return out
 
     # -- query cost -------------------------------------------------------------------------
-    def _requested_cost(self, schema: GraphQLSchema, document: DocumentNode,
-                        operation: OperationDefinitionNode, variables: dict) -> int:
+    def _requested_cost(
+        self, schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode, variables: dict
+    ) -> int:
         """Static worst case: objects 1, scalars and enums 0, connections 2 + size x node,
         abstract types the most expensive possibility, each mutation field 10."""
         fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-        defaults = {d.variable.name.value: value_from_ast_untyped(d.default_value) for d in
-                    operation.variable_definitions or () if d.default_value is not None}
+        defaults = {
+            d.variable.name.value: value_from_ast_untyped(d.default_value)
+            for d in operation.variable_definitions or ()
+            if d.default_value is not None
+        }
 
         def arg_value(node: FieldNode, name: str) -> Any:
             for arg in node.arguments or ():
@@ -1232,8 +1554,11 @@ class ShopifySandbox(PlatformSandbox):
             return 1 + selection_cost(named, node.selection_set)
 
         if operation.operation is OperationType.MUTATION:
-            return MUTATION_COST * sum(1 for n in fields_for(schema.mutation_type, operation.selection_set)
-                                       if not n.name.value.startswith("__"))
+            return MUTATION_COST * sum(
+                1
+                for n in fields_for(schema.mutation_type, operation.selection_set)
+                if not n.name.value.startswith("__")
+            )
         return selection_cost(schema.query_type, operation.selection_set)
 
     def _count_actual(self, info, value: Any) -> None:
@@ -1274,16 +1599,24 @@ class ShopifySandbox(PlatformSandbox):
         domain = self.config["shop_domain"]
         r: dict[tuple[str, str], Callable] = {
             ("QueryRoot", "shop"): lambda s, i: {
-                "id": "gid://shopify/Shop/61000000", "name": "orderops sandbox", "myshopifyDomain": domain,
-                "ianaTimezone": "Etc/UTC", "currencyCode": "USD", "__typename": "Shop"},
+                "id": "gid://shopify/Shop/61000000",
+                "name": "orderops sandbox",
+                "myshopifyDomain": domain,
+                "ianaTimezone": "Etc/UTC",
+                "currencyCode": "USD",
+                "__typename": "Shop",
+            },
             ("QueryRoot", "order"): lambda s, i, id: self._visible_order(i.context, _gid_number(id, "Order")),
             # the scopes the token carries: what an app reads to see what the shop granted it
             ("QueryRoot", "currentAppInstallation"): lambda s, i: {
-                "id": "gid://shopify/AppInstallation/5400002", "__typename": "AppInstallation",
-                "accessScopes": [{"handle": h, "description": h} for h in sorted(i.context.scopes)]},
+                "id": "gid://shopify/AppInstallation/5400002",
+                "__typename": "AppInstallation",
+                "accessScopes": [{"handle": h, "description": h} for h in sorted(i.context.scopes)],
+            },
             # no order carries a custom id (a unique metafield) here, so only `id` finds one
-            ("QueryRoot", "orderByIdentifier"): lambda s, i, identifier: self._visible_order(
-                i.context, _gid_number(identifier["id"], "Order")) if identifier.get("id") else None,
+            ("QueryRoot", "orderByIdentifier"): lambda s, i, identifier: (
+                self._visible_order(i.context, _gid_number(identifier["id"], "Order")) if identifier.get("id") else None
+            ),
             ("QueryRoot", "node"): lambda s, i, id: self._node(i.context, id),
             ("QueryRoot", "nodes"): lambda s, i, ids: [self._node(i.context, x) for x in ids],
             ("QueryRoot", "orders"): self._orders_field,
@@ -1301,12 +1634,12 @@ class ShopifySandbox(PlatformSandbox):
             ("Order", "processedAt"): lambda o, i: o.processed_at,
             ("Order", "cancelledAt"): lambda o, i: o.cancelled_at,
             ("Order", "cancelReason"): lambda o, i: o.cancel_reason,
-            ("Order", "cancellation"): lambda o, i: ({"staffNote": o.staff_note} if o.cancelled_at else None),
+            ("Order", "cancellation"): lambda o, i: {"staffNote": o.staff_note} if o.cancelled_at else None,
             ("Order", "closed"): lambda o, i: o.closed_at is not None,
             ("Order", "closedAt"): lambda o, i: o.closed_at,
             ("Order", "confirmed"): lambda o, i: True,
             ("Order", "test"): lambda o, i: False,
-            ("Order", "email"): lambda o, i: None,   # buyer PII is not simulated
+            ("Order", "email"): lambda o, i: None,  # buyer PII is not simulated
             ("Order", "phone"): lambda o, i: None,
             ("Order", "currencyCode"): lambda o, i: "USD",
             ("Order", "displayFinancialStatus"): lambda o, i: o.financial_status,
@@ -1315,29 +1648,44 @@ class ShopifySandbox(PlatformSandbox):
             ("Order", "sourceIdentifier"): lambda o, i: o.source_identifier,
             ("Order", "customAttributes"): lambda o, i: o.custom_attributes,
             ("Order", "channelInformation"): lambda o, i: self._channel(o),
-            ("Order", "app"): lambda o, i: {"id": "gid://shopify/App/5400001", "name": CHANNEL["app"],
-                                            "icon": {"url": "https://cdn.shopify.com/app-icons/tiktok.png",
-                                                     "altText": None}},
-            ("Order", "fulfillments"): lambda o, i, first=None: o.fulfillments[:first] if first is not None
-            else o.fulfillments,
+            ("Order", "app"): lambda o, i: {
+                "id": "gid://shopify/App/5400001",
+                "name": CHANNEL["app"],
+                "icon": {"url": "https://cdn.shopify.com/app-icons/tiktok.png", "altText": None},
+            },
+            ("Order", "fulfillments"): lambda o, i, first=None: (
+                o.fulfillments[:first] if first is not None else o.fulfillments
+            ),
             ("Order", "lineItems"): self._line_items_field,
-            ("Fulfillment", "trackingInfo"): lambda f, i, first=None: f["trackingInfo"][:first] if first is not None
-            else f["trackingInfo"],
+            ("Fulfillment", "trackingInfo"): lambda f, i, first=None: (
+                f["trackingInfo"][:first] if first is not None else f["trackingInfo"]
+            ),
         }
         return r
 
     @staticmethod
     def _channel(order: ShopOrder) -> dict:
-        return {"__typename": "ChannelInformation", "id": "gid://shopify/ChannelInformation/7100001",
-                "channelId": "gid://shopify/Channel/7100001", "displayName": CHANNEL["channelName"],
-                "app": {"__typename": "App", "id": "gid://shopify/App/5400001", "title": CHANNEL["app"],
-                        "handle": CHANNEL["handle"]},
-                "channelDefinition": {"__typename": "ChannelDefinition",
-                                      "id": "gid://shopify/ChannelDefinition/7200001",
-                                      "handle": order.source_name or CHANNEL["handle"],
-                                      "channelName": CHANNEL["channelName"],
-                                      "subChannelName": CHANNEL["subChannelName"],
-                                      "isMarketplace": True, "svgIcon": None}}
+        return {
+            "__typename": "ChannelInformation",
+            "id": "gid://shopify/ChannelInformation/7100001",
+            "channelId": "gid://shopify/Channel/7100001",
+            "displayName": CHANNEL["channelName"],
+            "app": {
+                "__typename": "App",
+                "id": "gid://shopify/App/5400001",
+                "title": CHANNEL["app"],
+                "handle": CHANNEL["handle"],
+            },
+            "channelDefinition": {
+                "__typename": "ChannelDefinition",
+                "id": "gid://shopify/ChannelDefinition/7200001",
+                "handle": order.source_name or CHANNEL["handle"],
+                "channelName": CHANNEL["channelName"],
+                "subChannelName": CHANNEL["subChannelName"],
+                "isMarketplace": True,
+                "svgIcon": None,
+            },
+        }
 
     def _visible(self, ctx: _Context) -> list[ShopOrder]:
         """Orders the token may read: the last 60 days unless it has read_all_orders."""
@@ -1375,8 +1723,12 @@ class ShopifySandbox(PlatformSandbox):
             needed = " or ".join(f"`{s}`" for s in any_of)
             raise GraphQLError(
                 f"Access denied for {field} field. Required access: {needed} access scope.",
-                extensions={"code": "ACCESS_DENIED", "documentation": "https://shopify.dev/api/usage/access-scopes",
-                            "requiredAccess": f"{needed} access scope."})
+                extensions={
+                    "code": "ACCESS_DENIED",
+                    "documentation": "https://shopify.dev/api/usage/access-scopes",
+                    "requiredAccess": f"{needed} access scope.",
+                },
+            )
 
     # -- orders query -----------------------------------------------------------------------
     SORT_VALUES: dict[str, tuple[type, Callable[[ShopOrder], Any]]] = {
@@ -1396,17 +1748,31 @@ class ShopifySandbox(PlatformSandbox):
         warnings: list[dict] = []
         pruned = self._prune(tree, warnings, ctx)
         if warnings:
-            ctx.warnings.append({"path": path, "query": query, "parsed": describe_search(tree),
-                                 "warnings": warnings})
+            ctx.warnings.append({"path": path, "query": query, "parsed": describe_search(tree), "warnings": warnings})
         if pruned is None:
             return orders
         return [o for o in orders if self._matches(pruned, o, ctx)]
 
-    KNOWN_FIELDS = frozenset({
-        "name", "source_identifier", "source_name", "channel", "status", "tag", "tag_not",
-        "created_at", "updated_at", "processed_at", "id", "financial_status", "fulfillment_status",
-        "sku", "test", "email",
-    })
+    KNOWN_FIELDS = frozenset(
+        {
+            "name",
+            "source_identifier",
+            "source_name",
+            "channel",
+            "status",
+            "tag",
+            "tag_not",
+            "created_at",
+            "updated_at",
+            "processed_at",
+            "id",
+            "financial_status",
+            "fulfillment_status",
+            "sku",
+            "test",
+            "email",
+        }
+    )
     TIME_FIELDS = frozenset({"created_at", "updated_at", "processed_at"})
 
     def _prune(self, node: Any, warnings: list, ctx: _Context) -> Any:
@@ -1421,19 +1787,29 @@ class ShopifySandbox(PlatformSandbox):
                 return Op("not", kept)
             return kept[0] if len(kept) == 1 else Op(node.kind, kept)
         if node.field is not None and node.field not in self.KNOWN_FIELDS:
-            warnings.append({"field": node.field, "message": "Invalid search field for this query.",
-                             "code": "invalid_field"})
+            warnings.append(
+                {"field": node.field, "message": "Invalid search field for this query.", "code": "invalid_field"}
+            )
             return None
         if node.field in self.TIME_FIELDS and node.value != "*" and _time_range(node.value, ctx.now) is None:
-            warnings.append({"field": node.field, "message": f"Invalid timestamp for query filter `{node.field}`.",
-                             "code": "invalid_value"})
+            warnings.append(
+                {
+                    "field": node.field,
+                    "message": f"Invalid timestamp for query filter `{node.field}`.",
+                    "code": "invalid_value",
+                }
+            )
             return None
         allowed = _FILTER_VALUES.get(node.field)
-        if allowed is not None and node.value != "*" and not any(
-                v.lower() in allowed for v in node.value.split(",")):
+        if allowed is not None and node.value != "*" and not any(v.lower() in allowed for v in node.value.split(",")):
             # a value the filter does not know (`status:any`) is ignored like an unknown field, not matched
-            warnings.append({"field": node.field, "message": f"Invalid value for query filter `{node.field}`.",
-                             "code": "invalid_value"})
+            warnings.append(
+                {
+                    "field": node.field,
+                    "message": f"Invalid value for query filter `{node.field}`.",
+                    "code": "invalid_value",
+                }
+            )
             return None
         return node
 
@@ -1446,8 +1822,19 @@ class ShopifySandbox(PlatformSandbox):
             return not self._matches(node.items[0], order, ctx)
         return _term_matches(node, order, ctx.now)
 
-    def _orders_field(self, source, info, first=None, after=None, last=None, before=None, reverse=False,
-                      sortKey=None, query=None, savedSearchId=None):
+    def _orders_field(
+        self,
+        source,
+        info,
+        first=None,
+        after=None,
+        last=None,
+        before=None,
+        reverse=False,
+        sortKey=None,
+        query=None,
+        savedSearchId=None,
+    ):
         ctx: _Context = info.context
         self._require(ctx, "read_orders", "read_marketplace_orders", field="orders")
         path = [info.path.key] if info.path else ["orders"]
@@ -1455,10 +1842,18 @@ class ShopifySandbox(PlatformSandbox):
         # keys the simulator cannot order by (customer name, totals...) fall back to the id order
         value_type, value_of = self.SORT_VALUES.get(sortKey or "PROCESSED_AT", self.SORT_VALUES["ID"])
         matched.sort(key=lambda o: (value_of(o), o.id), reverse=bool(reverse))
-        return paginate(matched, lambda o: (value_of(o), o.id), value_type, descending=bool(reverse),
-                        first=first, after=after,
-                        last=last, before=before, max_page=int(self.config["max_page_size"]),
-                        field_name=info.field_name)
+        return paginate(
+            matched,
+            lambda o: (value_of(o), o.id),
+            value_type,
+            descending=bool(reverse),
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            max_page=int(self.config["max_page_size"]),
+            field_name=info.field_name,
+        )
 
     def _orders_count(self, source, info, query=None, limit=10000):
         ctx: _Context = info.context
@@ -1468,15 +1863,22 @@ class ShopifySandbox(PlatformSandbox):
             return {"count": limit, "precision": "AT_LEAST"}
         return {"count": count, "precision": "EXACT"}
 
-    def _line_items_field(self, order: ShopOrder, info, first=None, after=None, last=None, before=None,
-                          reverse=False):
+    def _line_items_field(self, order: ShopOrder, info, first=None, after=None, last=None, before=None, reverse=False):
         items = [dict(item, __typename="LineItem", _index=k) for k, item in enumerate(order.line_items)]
         if reverse:
             items.reverse()
-        return paginate(items, lambda x: (x["_index"], x["_index"]), int, descending=bool(reverse),
-                        first=first, after=after,
-                        last=last, before=before, max_page=int(self.config["max_page_size"]),
-                        field_name="lineItems")
+        return paginate(
+            items,
+            lambda x: (x["_index"], x["_index"]),
+            int,
+            descending=bool(reverse),
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            max_page=int(self.config["max_page_size"]),
+            field_name="lineItems",
+        )
 
     # -- jobs -------------------------------------------------------------------------------
     def _settle_jobs(self, now: datetime) -> None:
@@ -1516,17 +1918,20 @@ class ShopifySandbox(PlatformSandbox):
         return {"id": job.id, "done": job.done}
 
     # -- mutations --------------------------------------------------------------------------
-    def _order_cancel(self, source, info, orderId, reason, restock, notifyCustomer=False, staffNote=None,
-                      **refund_args):
+    def _order_cancel(
+        self, source, info, orderId, reason, restock, notifyCustomer=False, staffNote=None, **refund_args
+    ):
         ctx: _Context = info.context
         key = info.path.key
         self._require(ctx, "write_orders", "write_marketplace_orders", field="orderCancel")
 
         def refused(field_name: str, message: str, code: str) -> dict:
             ctx.outcomes[key] = code
-            return {"job": None,
-                    "orderCancelUserErrors": [{"field": [field_name], "message": message, "code": code}],
-                    "userErrors": [{"field": [field_name], "message": message}]}
+            return {
+                "job": None,
+                "orderCancelUserErrors": [{"field": [field_name], "message": message, "code": code}],
+                "userErrors": [{"field": [field_name], "message": message}],
+            }
 
         number = _gid_number(orderId, "Order")
         if staffNote is not None and len(staffNote) > 255:
@@ -1539,8 +1944,11 @@ class ShopifySandbox(PlatformSandbox):
             if method.get("storeCreditRefund") is not None:
                 expires = method["storeCreditRefund"].get("expiresAt")
                 if expires and parse_time(expires, "expiresAt") <= ctx.now:
-                    return refused("refundMethod", "Store credit expiry date must be in the future.",
-                                   "STORE_CREDIT_REFUND_EXPIRATION_IN_PAST")
+                    return refused(
+                        "refundMethod",
+                        "Store credit expiry date must be in the future.",
+                        "STORE_CREDIT_REFUND_EXPIRATION_IN_PAST",
+                    )
                 refund = "store_credit"
             else:
                 refund = "original" if method.get("originalPaymentMethodsRefund") else "none"
@@ -1554,12 +1962,21 @@ class ShopifySandbox(PlatformSandbox):
         if order.cancel_job is not None:
             return refused("orderId", "Order cancellation is already in progress", "INVALID")
         if order.fulfillment_status in ("FULFILLED", "PARTIALLY_FULFILLED"):
-            return refused("orderId", "Cannot cancel an order with fulfillments. Cancel the fulfillments first.",
-                           "INVALID")
+            return refused(
+                "orderId", "Cannot cancel an order with fulfillments. Cancel the fulfillments first.", "INVALID"
+            )
         job_id = f"gid://shopify/Job/{uuid.uuid4()}"
         delay = self.sandbox.settings.duration(self.name, "cancel_job", 5.0)
-        job = CancelJob(id=job_id, order_id=order.id, created=ctx.now, ready_at=ctx.now + timedelta(seconds=delay),
-                        reason=reason, refund=refund, restock=bool(restock), staff_note=staffNote)
+        job = CancelJob(
+            id=job_id,
+            order_id=order.id,
+            created=ctx.now,
+            ready_at=ctx.now + timedelta(seconds=delay),
+            reason=reason,
+            refund=refund,
+            restock=bool(restock),
+            staff_note=staffNote,
+        )
         self.jobs[job_id] = job
         order.cancel_job = job_id
         ctx.outcomes[key] = "ok"
@@ -1649,6 +2066,7 @@ def _tags_problem(tags: list[str], field_path: list[str]) -> dict | None:
 # Term evaluation
 # ---------------------------------------------------------------------------------------------
 
+
 def _time_range(value: str, now: datetime) -> tuple[datetime, datetime] | None:
     """[start, end) named by a search value: an instant, a day, a year, or `now`."""
     text = value.strip()
@@ -1686,8 +2104,9 @@ def _compare_range(moment: datetime, comparator: str, start: datetime, end: date
 
 
 def _compare_numbers(left: int, comparator: str, right: int) -> bool:
-    return {":": left == right, "<": left < right, "<=": left <= right,
-            ">": left > right, ">=": left >= right}[comparator]
+    return {":": left == right, "<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[
+        comparator
+    ]
 
 
 def _string_match(candidate: str | None, value: str) -> bool:
@@ -1705,15 +2124,22 @@ _STATUS = {
     "cancelled": lambda o: o.cancelled_at is not None,
 }
 _FULFILLMENT = {
-    "unfulfilled": ("UNFULFILLED",), "unshipped": ("UNFULFILLED",), "fulfilled": ("FULFILLED",),
-    "shipped": ("FULFILLED",), "partial": ("PARTIALLY_FULFILLED",),
-    "scheduled": ("SCHEDULED",), "on_hold": ("ON_HOLD",), "request_declined": ("REQUEST_DECLINED",),
+    "unfulfilled": ("UNFULFILLED",),
+    "unshipped": ("UNFULFILLED",),
+    "fulfilled": ("FULFILLED",),
+    "shipped": ("FULFILLED",),
+    "partial": ("PARTIALLY_FULFILLED",),
+    "scheduled": ("SCHEDULED",),
+    "on_hold": ("ON_HOLD",),
+    "request_declined": ("REQUEST_DECLINED",),
 }
-_FINANCIAL = ("pending", "authorized", "partially_paid", "paid", "partially_refunded", "refunded", "voided",
-              "expired")
+_FINANCIAL = ("pending", "authorized", "partially_paid", "paid", "partially_refunded", "refunded", "voided", "expired")
 # The filters whose values form a closed set (the schema's `orders(query:)` table).
-_FILTER_VALUES = {"status": frozenset(_STATUS), "fulfillment_status": frozenset(_FULFILLMENT),
-                  "financial_status": frozenset(_FINANCIAL)}
+_FILTER_VALUES = {
+    "status": frozenset(_STATUS),
+    "fulfillment_status": frozenset(_FULFILLMENT),
+    "financial_status": frozenset(_FINANCIAL),
+}
 
 
 def _term_matches(term: Term, order: ShopOrder, now: datetime) -> bool:
@@ -1722,13 +2148,17 @@ def _term_matches(term: Term, order: ShopOrder, now: datetime) -> bool:
     if f is None:
         return _free_text(order, value, term.quoted)
     if value == "*" and not term.quoted:  # exists query
-        present = {"source_identifier": order.source_identifier, "source_name": order.source_name,
-                   "tag": order.tags or None, "email": None, "name": order.name}
+        present = {
+            "source_identifier": order.source_identifier,
+            "source_name": order.source_name,
+            "tag": order.tags or None,
+            "email": None,
+            "name": order.name,
+        }
         return bool(present.get(f, True))
     values = [v for v in value.split(",")] if term.comparator == ":" and not term.quoted else [value]
     if f in ("created_at", "updated_at", "processed_at"):
-        moment = {"created_at": order.created_at, "updated_at": order.updated_at,
-                  "processed_at": order.processed_at}[f]
+        moment = {"created_at": order.created_at, "updated_at": order.updated_at, "processed_at": order.processed_at}[f]
         span = _time_range(value, now)
         return span is not None and _compare_range(moment, term.comparator, *span)
     if f == "id":
@@ -1770,8 +2200,12 @@ def _term_matches(term: Term, order: ShopOrder, now: datetime) -> bool:
 
 def _free_text(order: ShopOrder, value: str, quoted: bool) -> bool:
     """Default search: order name and number, tags, line-item SKUs and titles (not note or attributes)."""
-    haystack = [order.name, order.name.lstrip("#"), str(order.number)] + order.tags + \
-        [line["sku"] for line in order.line_items] + [line["title"] for line in order.line_items]
+    haystack = (
+        [order.name, order.name.lstrip("#"), str(order.number)]
+        + order.tags
+        + [line["sku"] for line in order.line_items]
+        + [line["title"] for line in order.line_items]
+    )
     if quoted:
         return any(value.lower() in h.lower() for h in haystack)
     words = [w for h in haystack for w in re.split(r"[\s,]+", h) if w]

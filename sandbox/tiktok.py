@@ -14,6 +14,7 @@ queue and applied lazily, in time order, when a request touches the shop.
 
 Codes 21019xxx are simulator-only: the real codes for these refusals are not published.
 """
+
 from __future__ import annotations
 
 import base64
@@ -26,16 +27,17 @@ import re
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from orderops_provider.tiktok_signing import sign
 from sandbox.core import PlatformSandbox, TokenBucket
 from sandbox.scenario import Scenario, ScenarioOrder, parse_time
-from orderops_provider.tiktok_signing import sign
 
 # Fixed credentials valid only against this simulator. The auth code and tokens are
 # pre-issued at every scenario load, so a client can start with or without the token exchange.
@@ -55,12 +57,12 @@ DEFAULT_CREDENTIALS: dict[str, Any] = {
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     **DEFAULT_CREDENTIALS,
-    "qps": 50,                           # per (app_key, shop_cipher, endpoint), x rate_scale
-    "extra_shops": [],                   # [{"cipher", "id", "name", "code"}], empty but authorized
-    "cancellation_deadline_action": "approve",   # approve | reject | keep (pending past deadline)
-    "region": "US",                      # the default shop's market: its reject reasons (REJECT_REASONS)
-    "cancel_overdue_orders": True,       # unshipped at shipping_due_time -> CANCELLED by SYSTEM
-    "progress_shipped_orders": True,     # AWAITING_COLLECTION -> IN_TRANSIT -> DELIVERED -> COMPLETED
+    "qps": 50,  # per (app_key, shop_cipher, endpoint), x rate_scale
+    "extra_shops": [],  # [{"cipher", "id", "name", "code"}], empty but authorized
+    "cancellation_deadline_action": "approve",  # approve | reject | keep (pending past deadline)
+    "region": "US",  # the default shop's market: its reject reasons (REJECT_REASONS)
+    "cancel_overdue_orders": True,  # unshipped at shipping_due_time -> CANCELLED by SYSTEM
+    "progress_shipped_orders": True,  # AWAITING_COLLECTION -> IN_TRANSIT -> DELIVERED -> COMPLETED
     "access_token_ttl": 7 * 86400,
     "refresh_token_ttl": 365 * 86400,
     "auth_code_ttl": 30 * 60,
@@ -78,8 +80,7 @@ API_VERSION = "202309"
 # Shipped, known only from an unofficial generated client (UNCERTAIN), takes `shipping_info_list[]` and
 # `order_line_list[]` instead of top-level `tracking_number`, `shipping_provider_id` and
 # `order_line_item_ids`. Every other endpoint is served at 202309 only.
-NEWER_VERSIONS = {"get_order_detail": "202507", "search_cancellations": "202602",
-                  "mark_package_as_shipped": "202610"}
+NEWER_VERSIONS = {"get_order_detail": "202507", "search_cancellations": "202602", "mark_package_as_shipped": "202610"}
 TOKEN_HEADER = "x-tts-access-token"
 SIGN_WINDOW_PAST = 300
 SIGN_WINDOW_FUTURE = 30
@@ -132,23 +133,30 @@ MSG = {
     "success": "Success",
     "app_key": "Invalid credentials. Invalid `app_key` query parameter.",
     "no_sign": "Missing credentials. The request does not include a required signature in the query.",
-    "ts_missing": ("Invalid timestamp. The `timestamp` query parameter is required and must be "
-                   "a Unix timestamp in seconds."),
+    "ts_missing": (
+        "Invalid timestamp. The `timestamp` query parameter is required and must be a Unix timestamp in seconds."
+    ),
     "ts_negative": "Invalid timestamp. The `timestamp` query parameter must not be lesser than 0.",
-    "ts_old": ("Invalid timestamp. The `timestamp` query parameter must not be earlier than 5 minutes "
-               "before the current time."),
-    "ts_future": ("Invalid timestamp. The `timestamp` query parameter must not exceed the current time "
-                  "by more than 30 seconds."),
+    "ts_old": (
+        "Invalid timestamp. The `timestamp` query parameter must not be earlier than 5 minutes before the current time."
+    ),
+    "ts_future": (
+        "Invalid timestamp. The `timestamp` query parameter must not exceed the current time by more than 30 seconds."
+    ),
     "sign": "Invalid credentials. The `sign` query parameter is invalid.",
     "token": "Invalid credentials. The `x-tts-access-token` header is invalid.",
     "token_expired": "Expired credentials. The `access_token` or `x-tts-access-token` header has expired.",
     "no_cipher": "Missing identifier. The `shop_cipher` query parameter is required to identify the target shop.",
     "unexpected_cipher": "Unexpected identifier. The `shop_cipher` query parameter is not required for this request.",
-    "cipher_token": ("Invalid query or header. The `category_asset_cipher` query parameter or "
-                     "`x-tts-access-token` header is invalid."),
+    "cipher_token": (
+        "Invalid query or header. The `category_asset_cipher` query parameter or "
+        "`x-tts-access-token` header is invalid."
+    ),
     "throttled": "Too many requests. You've made too many requests in a short period of time.",
-    "internal": ("Internal error. Please try again. If the issue persists after multiple attempts, "
-                 "please contact platform support."),
+    "internal": (
+        "Internal error. Please try again. If the issue persists after multiple attempts, "
+        "please contact platform support."
+    ),
     "path": "Invalid path. The specified path does not match any available endpoint.",
     "method": "Invalid method. The HTTP method used is not supported by this endpoint.",
     "version": "Invalid API version. The `version` value is invalid or unsupported.",
@@ -161,16 +169,34 @@ MSG = {
     "not_sellers": "The order or package does not belong to the current seller.",
 }
 
-ORDER_STATUSES = ("UNPAID", "ON_HOLD", "AWAITING_SHIPMENT", "PARTIALLY_SHIPPING", "AWAITING_COLLECTION",
-                  "IN_TRANSIT", "DELIVERED", "COMPLETED", "CANCELLED")
+ORDER_STATUSES = (
+    "UNPAID",
+    "ON_HOLD",
+    "AWAITING_SHIPMENT",
+    "PARTIALLY_SHIPPING",
+    "AWAITING_COLLECTION",
+    "IN_TRANSIT",
+    "DELIVERED",
+    "COMPLETED",
+    "CANCELLED",
+)
 SHIPPED_STATUSES = ("AWAITING_COLLECTION", "IN_TRANSIT", "DELIVERED", "COMPLETED")
 SHIPPABLE_STATUSES = ("AWAITING_SHIPMENT", "PARTIALLY_SHIPPING")
 # A whole-order buyer cancellation can only take effect before anything shipped.
 CANCELLABLE_STATUSES = ("UNPAID", "ON_HOLD", "AWAITING_SHIPMENT")
-PACKAGE_STATUS = {"PARTIALLY_SHIPPING": "PROCESSING", "AWAITING_COLLECTION": "PROCESSING",
-                  "IN_TRANSIT": "FULFILLING", "DELIVERED": "COMPLETED", "COMPLETED": "COMPLETED"}
-CANCEL_STATUSES = ("CANCELLATION_REQUEST_PENDING", "CANCELLATION_REQUEST_SUCCESS",
-                   "CANCELLATION_REQUEST_CANCEL", "CANCELLATION_REQUEST_COMPLETE")
+PACKAGE_STATUS = {
+    "PARTIALLY_SHIPPING": "PROCESSING",
+    "AWAITING_COLLECTION": "PROCESSING",
+    "IN_TRANSIT": "FULFILLING",
+    "DELIVERED": "COMPLETED",
+    "COMPLETED": "COMPLETED",
+}
+CANCEL_STATUSES = (
+    "CANCELLATION_REQUEST_PENDING",
+    "CANCELLATION_REQUEST_SUCCESS",
+    "CANCELLATION_REQUEST_CANCEL",
+    "CANCELLATION_REQUEST_COMPLETE",
+)
 CANCEL_TYPES = ("CANCEL", "BUYER_CANCEL")
 BUYER_CANCEL_REASON = ("ecom_order_to_ship_canceled_reason_created_by_mistakes", "Order created by mistake")
 # What a seller may reject a buyer's cancellation request with, per market (code, text), as
@@ -178,32 +204,62 @@ BUYER_CANCEL_REASON = ("ecom_order_to_ship_canceled_reason_created_by_mistakes",
 # Cancellation refuses a code outside the shop's market. UK and ID share their list; the
 # "agreement" code appears in TikTok's Get Reject Reasons sample answer.
 REJECT_REASONS: dict[str, tuple[tuple[str, str], ...]] = {
-    "US": (("ecom_reverse_reject_cancel_reason_product_packed", "Product has been packed"),
-           ("ecom_reverse_reject_refund_request_package_delivery_multiple_boxes", "Package delivered in multiple boxes"),
-           ("seller_reject_apply_unable_to_change_address", "Unable to change the address")),
-    **{market: (("seller_reject_apply_product_has_been_packed", "Product has been packed"),
-                ("seller_reject_apply_you_have_reached_an_agreement_with_the_buyer", "Reached an agreement with the buyer"))
-       for market in ("GB", "ID")},
+    "US": (
+        ("ecom_reverse_reject_cancel_reason_product_packed", "Product has been packed"),
+        ("ecom_reverse_reject_refund_request_package_delivery_multiple_boxes", "Package delivered in multiple boxes"),
+        ("seller_reject_apply_unable_to_change_address", "Unable to change the address"),
+    ),
+    **{
+        market: (
+            ("seller_reject_apply_product_has_been_packed", "Product has been packed"),
+            ("seller_reject_apply_you_have_reached_an_agreement_with_the_buyer", "Reached an agreement with the buyer"),
+        )
+        for market in ("GB", "ID")
+    },
 }
 # a connector's copy of a Shopify cancel: a seller cancellation
 CHANNEL_CANCEL_REASON = ("seller_cancel_reason_out_of_stock", "Cancelled by the seller")
-SYSTEM_CANCEL_REASON = ("ecom_order_to_ship_canceled_reason_seller_did_not_ship_in_time",
-                        "Package wasn't shipped before the shipping due time")
+SYSTEM_CANCEL_REASON = (
+    "ecom_order_to_ship_canceled_reason_seller_did_not_ship_in_time",
+    "Package wasn't shipped before the shipping due time",
+)
 
-CARRIERS_STANDARD = ("USPS", "UPS", "FedEx", "DHL eCommerce", "DHL Express", "OnTrac",
-                     "Amazon Logistics", "LaserShip", "Veho")
+CARRIERS_STANDARD = (
+    "USPS",
+    "UPS",
+    "FedEx",
+    "DHL eCommerce",
+    "DHL Express",
+    "OnTrac",
+    "Amazon Logistics",
+    "LaserShip",
+    "Veho",
+)
 CARRIERS_EXPRESS = ("USPS", "UPS", "FedEx", "DHL Express")
 # Fulfiller carrier codes a scenario may use for an already-shipped order -> the TikTok provider name.
-PROVIDER_ALIASES = {"amzl": "Amazon Logistics", "amzlus": "Amazon Logistics", "amazon": "Amazon Logistics",
-                    "amazonshipping": "Amazon Logistics", "fedexground": "FedEx", "fedexhomedelivery": "FedEx",
-                    "dhlecs": "DHL eCommerce", "dhl": "DHL Express", "uspspriority": "USPS",
-                    "uspsfirstclass": "USPS"}
-SCOPES = ("seller.authorization.info", "seller.order.info", "seller.fulfillment.basic",
-          "seller.logistics", "seller.return_refund.basic")
+PROVIDER_ALIASES = {
+    "amzl": "Amazon Logistics",
+    "amzlus": "Amazon Logistics",
+    "amazon": "Amazon Logistics",
+    "amazonshipping": "Amazon Logistics",
+    "fedexground": "FedEx",
+    "fedexhomedelivery": "FedEx",
+    "dhlecs": "DHL eCommerce",
+    "dhl": "DHL Express",
+    "uspspriority": "USPS",
+    "uspsfirstclass": "USPS",
+}
+SCOPES = (
+    "seller.authorization.info",
+    "seller.order.info",
+    "seller.fulfillment.basic",
+    "seller.logistics",
+    "seller.return_refund.basic",
+)
 
 TRACKING_RE = re.compile(r"^[A-Za-z0-9-]{6,50}$")
 REASON_CODE_RE = re.compile(r"^[a-z0-9_]{1,255}$")
-PAGE_TOKEN_PREFIX = b"\xfb\xff\xbf"   # encodes as "+/+/": clients must percent-encode tokens
+PAGE_TOKEN_PREFIX = b"\xfb\xff\xbf"  # encodes as "+/+/": clients must percent-encode tokens
 
 
 class ApiError(Exception):
@@ -247,7 +303,7 @@ class _Endpoint:
     method: str
     template: str
     operation: str
-    handler: Callable[["_Ctx"], Awaitable[Any]]
+    handler: Callable[[_Ctx], Awaitable[Any]]
     shop_scoped: bool = True
     write: bool = False
     idempotent: bool = False
@@ -273,7 +329,7 @@ class _Ctx:
     query: dict[str, str]
     body: dict
     app_key: str
-    shop: "_Shop | None"
+    shop: _Shop | None
 
     @property
     def path_params(self) -> dict:
@@ -307,13 +363,19 @@ class _Shop:
     cancellations: dict[str, dict] = field(default_factory=dict)
     packages: dict[str, dict] = field(default_factory=dict)
     warehouses: list[dict] = field(default_factory=list)
-    delivery_options: dict[str, dict] = field(default_factory=dict)   # id -> option (+ providers)
-    option_by_type: dict[str, str] = field(default_factory=dict)      # STANDARD/EXPRESS -> id
-    events: list[tuple] = field(default_factory=list)                 # heap of (time, seq, kind, key)
+    delivery_options: dict[str, dict] = field(default_factory=dict)  # id -> option (+ providers)
+    option_by_type: dict[str, str] = field(default_factory=dict)  # STANDARD/EXPRESS -> id
+    events: list[tuple] = field(default_factory=list)  # heap of (time, seq, kind, key)
 
     def info(self) -> dict:
-        return {"cipher": self.cipher, "code": self.code, "id": self.id, "name": self.name,
-                "region": self.region, "seller_type": self.seller_type}
+        return {
+            "cipher": self.cipher,
+            "code": self.code,
+            "id": self.id,
+            "name": self.name,
+            "region": self.region,
+            "seller_type": self.seller_type,
+        }
 
 
 def provider(name: str) -> dict:
@@ -334,7 +396,9 @@ class TikTokSandbox(PlatformSandbox):
             raise ValueError("tiktok.cancellation_deadline_action: expected approve, reject or keep")
         for spec in (self.config, *self.config["extra_shops"]):
             if spec.get("region", "US") not in REJECT_REASONS:
-                raise ValueError(f"tiktok.region: expected one of {', '.join(REJECT_REASONS)}, got {spec.get('region')!r}")
+                raise ValueError(
+                    f"tiktok.region: expected one of {', '.join(REJECT_REASONS)}, got {spec.get('region')!r}"
+                )
         self.app_secrets = {self.config["app_key"]: self.config["app_secret"]}
         self.buckets: dict[tuple[str, str, str], TokenBucket] = {}
         self.endpoints = self._endpoints()
@@ -344,11 +408,23 @@ class TikTokSandbox(PlatformSandbox):
     def load(self, scenario: Scenario) -> None:
         cfg = self.config
         self.shops = {}
-        shop_defs = [{"cipher": cfg["shop_cipher"], "id": cfg["shop_id"], "name": cfg["shop_name"],
-                      "code": cfg["shop_code"], "region": cfg["region"]}] + list(cfg["extra_shops"])
+        shop_defs = [
+            {
+                "cipher": cfg["shop_cipher"],
+                "id": cfg["shop_id"],
+                "name": cfg["shop_name"],
+                "code": cfg["shop_code"],
+                "region": cfg["region"],
+            }
+        ] + list(cfg["extra_shops"])
         for spec in shop_defs:
-            shop = _Shop(cipher=spec["cipher"], id=spec["id"], name=spec["name"],
-                         code=spec.get("code") or spec["cipher"][-10:].upper(), region=spec.get("region", "US"))
+            shop = _Shop(
+                cipher=spec["cipher"],
+                id=spec["id"],
+                name=spec["name"],
+                code=spec.get("code") or spec["cipher"][-10:].upper(),
+                region=spec.get("region", "US"),
+            )
             self._build_logistics(shop)
             self.shops[shop.cipher] = shop
         self.default_shop = self.shops[cfg["shop_cipher"]]
@@ -369,43 +445,78 @@ class TikTokSandbox(PlatformSandbox):
     def _load_auth(self) -> None:
         cfg = self.config
         wall = time.time()
-        self.grant = {"open_id": cfg["open_id"], "seller_name": cfg["seller_name"],
-                      "shops": list(self.shops), "app_key": cfg["app_key"]}
-        self.auth_codes = {cfg["auth_code"]: {"app_key": cfg["app_key"], "expires": wall + cfg["auth_code_ttl"],
-                                              "used": False}}
-        self.refresh_tokens = {cfg["refresh_token"]: {"app_key": cfg["app_key"],
-                                                      "expires": wall + cfg["refresh_token_ttl"]}}
-        self.access_tokens = {cfg["access_token"]: {"app_key": cfg["app_key"],
-                                                    "expires": wall + cfg["access_token_ttl"]}}
+        self.grant = {
+            "open_id": cfg["open_id"],
+            "seller_name": cfg["seller_name"],
+            "shops": list(self.shops),
+            "app_key": cfg["app_key"],
+        }
+        self.auth_codes = {
+            cfg["auth_code"]: {"app_key": cfg["app_key"], "expires": wall + cfg["auth_code_ttl"], "used": False}
+        }
+        self.refresh_tokens = {
+            cfg["refresh_token"]: {"app_key": cfg["app_key"], "expires": wall + cfg["refresh_token_ttl"]}
+        }
+        self.access_tokens = {
+            cfg["access_token"]: {"app_key": cfg["app_key"], "expires": wall + cfg["access_token_ttl"]}
+        }
 
     def _build_logistics(self, shop: _Shop) -> None:
         sales = stable_id("warehouse", shop.cipher, "sales", prefix="72")
         returns = stable_id("warehouse", shop.cipher, "return", prefix="72")
-        address = {"region": "United States", "region_code": "US", "state": "Ohio", "city": "Columbus",
-                   "district": "Franklin", "town": "", "postal_code": "43004",
-                   "address_line1": "100 Sandbox Way", "address_line2": "", "address_line3": "",
-                   "address_line4": "", "contact_person": "Sandbox Warehouse",
-                   "phone_number": "(+1)5550100100",
-                   "full_address": "100 Sandbox Way, Columbus, Ohio 43004, United States"}
+        address = {
+            "region": "United States",
+            "region_code": "US",
+            "state": "Ohio",
+            "city": "Columbus",
+            "district": "Franklin",
+            "town": "",
+            "postal_code": "43004",
+            "address_line1": "100 Sandbox Way",
+            "address_line2": "",
+            "address_line3": "",
+            "address_line4": "",
+            "contact_person": "Sandbox Warehouse",
+            "phone_number": "(+1)5550100100",
+            "full_address": "100 Sandbox Way, Columbus, Ohio 43004, United States",
+        }
         shop.warehouses = [
-            {"id": sales, "name": "Sandbox Fulfillment Center", "effect_status": "ENABLED",
-             "type": "SALES_WAREHOUSE", "sub_type": "DOMESTIC_WAREHOUSE", "is_default": True,
-             "address": dict(address)},
-            {"id": returns, "name": "Sandbox Returns Center", "effect_status": "ENABLED",
-             "type": "RETURN_WAREHOUSE", "sub_type": "DOMESTIC_WAREHOUSE", "is_default": True,
-             "address": dict(address)},
+            {
+                "id": sales,
+                "name": "Sandbox Fulfillment Center",
+                "effect_status": "ENABLED",
+                "type": "SALES_WAREHOUSE",
+                "sub_type": "DOMESTIC_WAREHOUSE",
+                "is_default": True,
+                "address": dict(address),
+            },
+            {
+                "id": returns,
+                "name": "Sandbox Returns Center",
+                "effect_status": "ENABLED",
+                "type": "RETURN_WAREHOUSE",
+                "sub_type": "DOMESTIC_WAREHOUSE",
+                "is_default": True,
+                "address": dict(address),
+            },
         ]
-        for kind, name, carriers, days in (("STANDARD", "Standard shipping", CARRIERS_STANDARD, "3-8"),
-                                           ("EXPRESS", "Express shipping", CARRIERS_EXPRESS, "1-3")):
+        for kind, name, carriers, days in (
+            ("STANDARD", "Standard shipping", CARRIERS_STANDARD, "3-8"),
+            ("EXPRESS", "Express shipping", CARRIERS_EXPRESS, "1-3"),
+        ):
             option_id = stable_id("delivery_option", shop.cipher, kind, prefix="71")
             shop.option_by_type[kind] = option_id
             shop.delivery_options[option_id] = {
                 "warehouse_id": sales,
-                "option": {"id": option_id, "name": name,
-                           "description": f"Delivered in {days} business days", "type": kind,
-                           "platform": ["TIKTOK_SHOP"],
-                           "dimension_limit": {"max_height": 108, "max_length": 108, "max_width": 108, "unit": "IN"},
-                           "weight_limit": {"max_weight": 1120, "min_weight": 0, "unit": "OZ"}},
+                "option": {
+                    "id": option_id,
+                    "name": name,
+                    "description": f"Delivered in {days} business days",
+                    "type": kind,
+                    "platform": ["TIKTOK_SHOP"],
+                    "dimension_limit": {"max_height": 108, "max_length": 108, "max_width": 108, "unit": "IN"},
+                    "weight_limit": {"max_weight": 1120, "min_weight": 0, "unit": "OZ"},
+                },
                 "providers": [provider(c) for c in carriers],
             }
 
@@ -440,11 +551,12 @@ class TikTokSandbox(PlatformSandbox):
             update = create
         elif status in ("ON_HOLD", "AWAITING_SHIPMENT", "PARTIALLY_SHIPPING"):
             update = paid
-        else:   # the last status change happened by the ship-by deadline, or just now
+        else:  # the last status change happened by the ship-by deadline, or just now
             update = max(paid or create, min(now_s, rts_sla))
         fulfillment_type = tt.get("fulfillment_type", "FULFILLMENT_BY_SELLER")
         shipping_type = tt.get("shipping_type") or (
-            "TIKTOK" if fulfillment_type == "FULFILLMENT_BY_TIKTOK" else "SELLER")
+            "TIKTOK" if fulfillment_type == "FULFILLMENT_BY_TIKTOK" else "SELLER"
+        )
         option_id = shop.option_by_type[tt.get("delivery_option", "STANDARD")]
         option = shop.delivery_options[option_id]
         user_id = stable_id("buyer", oid, prefix="7494")
@@ -453,39 +565,66 @@ class TikTokSandbox(PlatformSandbox):
         tax = sum(float(li["item_tax"][0]["tax_amount"]) for li in lines)
         shipping_fee = 0.0 if subtotal >= 35 else 5.99
         order = {
-            "id": oid, "status": status, "create_time": create, "update_time": update,
+            "id": oid,
+            "status": status,
+            "create_time": create,
+            "update_time": update,
             "rts_sla_time": rts_sla,
             "tts_sla_time": opt_time("tts_sla_time", rts_sla + 86400),
             "shipping_due_time": ship_due,
             "collection_due_time": opt_time("collection_due_time", ship_due + 3 * 86400),
             "delivery_due_time": opt_time("delivery_due_time", ship_due + 17 * 86400),
-            "cancel_order_sla_time": opt_time("cancel_order_sla_time",
-                                              create + 86400 if status == "UNPAID" else ship_due),
+            "cancel_order_sla_time": opt_time(
+                "cancel_order_sla_time", create + 86400 if status == "UNPAID" else ship_due
+            ),
             "delivery_sla_time": opt_time("delivery_sla_time", rts_sla + 8 * 86400),
             "delivery_option_required_delivery_time": opt_time("delivery_sla_time", rts_sla + 8 * 86400),
-            "fast_dispatch_sla_time": rts_sla, "pick_up_cut_off_time": rts_sla,
-            "fulfillment_type": fulfillment_type, "shipping_type": shipping_type,
-            "delivery_type": "HOME_DELIVERY", "delivery_option_id": option_id,
+            "fast_dispatch_sla_time": rts_sla,
+            "pick_up_cut_off_time": rts_sla,
+            "fulfillment_type": fulfillment_type,
+            "shipping_type": shipping_type,
+            "delivery_type": "HOME_DELIVERY",
+            "delivery_option_id": option_id,
             "delivery_option_name": option["option"]["name"],
-            "is_on_hold_order": status == "ON_HOLD", "is_buyer_request_cancel": False,
-            "buyer_message": tt.get("buyer_message") or "", "seller_note": tt.get("seller_note") or "",
-            "cancel_reason": "", "cancellation_initiator": "",
-            "tracking_number": "", "shipping_provider": "", "shipping_provider_id": "",
-            "packages": [], "warehouse_id": option["warehouse_id"], "user_id": user_id,
+            "is_on_hold_order": status == "ON_HOLD",
+            "is_buyer_request_cancel": False,
+            "buyer_message": tt.get("buyer_message") or "",
+            "seller_note": tt.get("seller_note") or "",
+            "cancel_reason": "",
+            "cancellation_initiator": "",
+            "tracking_number": "",
+            "shipping_provider": "",
+            "shipping_provider_id": "",
+            "packages": [],
+            "warehouse_id": option["warehouse_id"],
+            "user_id": user_id,
             "buyer_email": f"buyer{user_id[-8:]}@sandbox.invalid",
-            "is_cod": False, "is_sample_order": False, "is_replacement_order": False,
-            "replaced_order_id": "", "is_exchange_order": False, "order_type": "NORMAL",
-            "commerce_platform": "TIKTOK_SHOP", "payment_method_name": "Credit/Debit card",
+            "is_cod": False,
+            "is_sample_order": False,
+            "is_replacement_order": False,
+            "replaced_order_id": "",
+            "is_exchange_order": False,
+            "order_type": "NORMAL",
+            "commerce_platform": "TIKTOK_SHOP",
+            "payment_method_name": "Credit/Debit card",
             "has_updated_recipient_address": False,
             "handling_duration": {"days": "3", "type": "BUSINESS_DAY"},
             "payment": {
-                "currency": "USD", "sub_total": money(subtotal), "shipping_fee": money(shipping_fee),
-                "seller_discount": "0.00", "platform_discount": "0.00", "tax": money(tax),
-                "product_tax": money(tax), "shipping_fee_tax": "0.00",
+                "currency": "USD",
+                "sub_total": money(subtotal),
+                "shipping_fee": money(shipping_fee),
+                "seller_discount": "0.00",
+                "platform_discount": "0.00",
+                "tax": money(tax),
+                "product_tax": money(tax),
+                "shipping_fee_tax": "0.00",
                 "original_total_product_price": money(subtotal),
                 "original_shipping_fee": money(shipping_fee),
-                "shipping_fee_seller_discount": "0.00", "shipping_fee_platform_discount": "0.00",
-                "retail_delivery_fee": "0.00", "small_order_fee": "0.00", "buyer_service_fee": "0.00",
+                "shipping_fee_seller_discount": "0.00",
+                "shipping_fee_platform_discount": "0.00",
+                "retail_delivery_fee": "0.00",
+                "small_order_fee": "0.00",
+                "buyer_service_fee": "0.00",
                 "total_amount": money(subtotal + shipping_fee + tax),
             },
             "line_items": lines,
@@ -527,8 +666,12 @@ class TikTokSandbox(PlatformSandbox):
                 li["cancel_reason"] = reason
             order.update(cancel_time=update, cancellation_initiator=initiator, cancel_reason=reason)
         # Deadlines before the scenario's now are history: the file states the outcome.
-        if (self.config["cancel_overdue_orders"] and status in SHIPPABLE_STATUSES
-                and fulfillment_type == "FULFILLMENT_BY_SELLER" and ship_due > now_s):
+        if (
+            self.config["cancel_overdue_orders"]
+            and status in SHIPPABLE_STATUSES
+            and fulfillment_type == "FULFILLMENT_BY_SELLER"
+            and ship_due > now_s
+        ):
             self._schedule(shop, ship_due, "shipping_due", oid)
 
     def _load_cancellation(self, shop: _Shop, order: dict, c: dict, now_s: int) -> None:
@@ -537,10 +680,16 @@ class TikTokSandbox(PlatformSandbox):
         status = c["status"]
         pending = status == "CANCELLATION_REQUEST_PENDING"
         update = create if pending else max(create, min(now_s, deadline))
-        rec = self._cancellation(order, c["cancel_id"], "BUYER_CANCEL", "BUYER", status,
-                                 BUYER_CANCEL_REASON, create,
-                                 [li for li in order["line_items"] if li["display_status"] != "CANCELLED"]
-                                 or order["line_items"])
+        rec = self._cancellation(
+            order,
+            c["cancel_id"],
+            "BUYER_CANCEL",
+            "BUYER",
+            status,
+            BUYER_CANCEL_REASON,
+            create,
+            [li for li in order["line_items"] if li["display_status"] != "CANCELLED"] or order["line_items"],
+        )
         rec["update_time"] = update
         if pending:
             rec["seller_next_action_response"] = [{"action": "SELLER_RESPOND_CANCEL", "deadline": deadline}]
@@ -559,26 +708,50 @@ class TikTokSandbox(PlatformSandbox):
         tax = round(price * 0.0725, 2)
         sku_id = stable_id("sku", sku, prefix="17")
         return {
-            "id": line["id"], "sku_id": sku_id, "product_id": stable_id("product", base, prefix="17"),
-            "product_name": f"Sandbox product {base}", "sku_name": variant if base != sku else "Default",
+            "id": line["id"],
+            "sku_id": sku_id,
+            "product_id": stable_id("product", base, prefix="17"),
+            "product_name": f"Sandbox product {base}",
+            "sku_name": variant if base != sku else "Default",
             "sku_image": f"https://sandbox.invalid/images/{sku_id}.jpeg",
-            "seller_sku": sku, "sku_type": "NORMAL", "display_status": status,
-            "tracking_number": "", "shipping_provider_id": "", "shipping_provider_name": "",
-            "is_gift": False, "currency": "USD", "original_price": money(price), "sale_price": money(price),
-            "platform_discount": "0.00", "seller_discount": "0.00",
+            "seller_sku": sku,
+            "sku_type": "NORMAL",
+            "display_status": status,
+            "tracking_number": "",
+            "shipping_provider_id": "",
+            "shipping_provider_name": "",
+            "is_gift": False,
+            "currency": "USD",
+            "original_price": money(price),
+            "sale_price": money(price),
+            "platform_discount": "0.00",
+            "seller_discount": "0.00",
             "item_tax": [{"tax_type": "SALES_TAX", "tax_amount": money(tax), "tax_rate": "0.0725"}],
-            "retail_delivery_fee": "0.00", "small_order_fee": "0.00", "buyer_service_fee": "0.00",
-            "cancel_reason": "", "cancel_user": "", "combined_listing_skus": [],
-            "handling_duration_days": "3", "is_dangerous_good": False, "needs_prescription": False,
+            "retail_delivery_fee": "0.00",
+            "small_order_fee": "0.00",
+            "buyer_service_fee": "0.00",
+            "cancel_reason": "",
+            "cancel_user": "",
+            "combined_listing_skus": [],
+            "handling_duration_days": "3",
+            "is_dangerous_good": False,
+            "needs_prescription": False,
         }
 
     @staticmethod
     def _recipient(user_id: str) -> dict:
         return {
-            "name": "Sandbox Buyer", "first_name": "Sandbox", "last_name": "Buyer",
+            "name": "Sandbox Buyer",
+            "first_name": "Sandbox",
+            "last_name": "Buyer",
             "phone_number": f"(+1)555*****{user_id[-2:]}",
-            "address_line1": "1 Example Street", "address_line2": "", "address_line3": "", "address_line4": "",
-            "address_detail": "", "postal_code": "43004", "region_code": "US",
+            "address_line1": "1 Example Street",
+            "address_line2": "",
+            "address_line3": "",
+            "address_line4": "",
+            "address_detail": "",
+            "postal_code": "43004",
+            "region_code": "US",
             "full_address": "1 Example Street, Columbus, Franklin, Ohio, United States",
             "district_info": [
                 {"address_level_name": "Country", "address_name": "United States", "address_level": "L0"},
@@ -599,41 +772,80 @@ class TikTokSandbox(PlatformSandbox):
                 return dict(p)
         return {"id": stable_id("shipping_provider", name, prefix="69"), "name": name}
 
-    def _add_package(self, shop: _Shop, order: dict, lines: list[dict], tracking: str,
-                     carrier: dict, at: int) -> dict:
+    def _add_package(self, shop: _Shop, order: dict, lines: list[dict], tracking: str, carrier: dict, at: int) -> dict:
         package_id = self._next_id("1154", shop.packages)
         shop.packages[package_id] = {
-            "id": package_id, "order_id": order["id"], "order_line_item_ids": [li["id"] for li in lines],
-            "tracking_number": tracking, "shipping_provider_id": carrier["id"],
-            "shipping_provider_name": carrier["name"], "create_time": at, "update_time": at,
+            "id": package_id,
+            "order_id": order["id"],
+            "order_line_item_ids": [li["id"] for li in lines],
+            "tracking_number": tracking,
+            "shipping_provider_id": carrier["id"],
+            "shipping_provider_name": carrier["name"],
+            "create_time": at,
+            "update_time": at,
         }
         order["packages"].append({"id": package_id})
-        order.update(tracking_number=tracking, shipping_provider=carrier["name"],
-                     shipping_provider_id=carrier["id"], rts_time=at)
+        order.update(
+            tracking_number=tracking, shipping_provider=carrier["name"], shipping_provider_id=carrier["id"], rts_time=at
+        )
         for li in lines:
-            li.update(package_id=package_id, tracking_number=tracking, shipping_provider_id=carrier["id"],
-                      shipping_provider_name=carrier["name"], rts_time=at)
+            li.update(
+                package_id=package_id,
+                tracking_number=tracking,
+                shipping_provider_id=carrier["id"],
+                shipping_provider_name=carrier["name"],
+                rts_time=at,
+            )
         return shop.packages[package_id]
 
-    def _cancellation(self, order: dict, cancel_id: str, cancel_type: str, role: str, status: str,
-                      reason: tuple[str, str], at: int, lines: list[dict]) -> dict:
+    def _cancellation(
+        self,
+        order: dict,
+        cancel_id: str,
+        cancel_type: str,
+        role: str,
+        status: str,
+        reason: tuple[str, str],
+        at: int,
+        lines: list[dict],
+    ) -> dict:
         total = sum(float(li["sale_price"]) + float(li["item_tax"][0]["tax_amount"]) for li in lines)
         subtotal = sum(float(li["sale_price"]) for li in lines)
         return {
-            "cancel_id": cancel_id, "order_id": order["id"], "cancel_type": cancel_type,
-            "cancel_status": status, "role": role, "cancel_reason": reason[0], "cancel_reason_text": reason[1],
-            "create_time": at, "update_time": at, "seller_next_action_response": [],
-            "refund_amount": {"currency": "USD", "refund_total": money(total), "refund_subtotal": money(subtotal),
-                              "refund_shipping_fee": "0.00", "refund_tax": money(total - subtotal),
-                              "retail_delivery_fee": "0.00"},
-            "cancel_line_items": [{
-                "cancel_line_item_id": stable_id("cancel_line", cancel_id, li["id"], prefix="4035"),
-                "order_line_item_id": li["id"], "sku_id": li["sku_id"], "sku_name": li["sku_name"],
-                "seller_sku": li["seller_sku"], "product_name": li["product_name"],
-                "product_image": {"url": li["sku_image"], "width": 200, "height": 200},
-                "refund_amount": {"currency": "USD", "refund_total": money(
-                    float(li["sale_price"]) + float(li["item_tax"][0]["tax_amount"]))},
-            } for li in lines],
+            "cancel_id": cancel_id,
+            "order_id": order["id"],
+            "cancel_type": cancel_type,
+            "cancel_status": status,
+            "role": role,
+            "cancel_reason": reason[0],
+            "cancel_reason_text": reason[1],
+            "create_time": at,
+            "update_time": at,
+            "seller_next_action_response": [],
+            "refund_amount": {
+                "currency": "USD",
+                "refund_total": money(total),
+                "refund_subtotal": money(subtotal),
+                "refund_shipping_fee": "0.00",
+                "refund_tax": money(total - subtotal),
+                "retail_delivery_fee": "0.00",
+            },
+            "cancel_line_items": [
+                {
+                    "cancel_line_item_id": stable_id("cancel_line", cancel_id, li["id"], prefix="4035"),
+                    "order_line_item_id": li["id"],
+                    "sku_id": li["sku_id"],
+                    "sku_name": li["sku_name"],
+                    "seller_sku": li["seller_sku"],
+                    "product_name": li["product_name"],
+                    "product_image": {"url": li["sku_image"], "width": 200, "height": 200},
+                    "refund_amount": {
+                        "currency": "USD",
+                        "refund_total": money(float(li["sale_price"]) + float(li["item_tax"][0]["tax_amount"])),
+                    },
+                }
+                for li in lines
+            ],
         }
 
     # ------------------------------------------------------------ a living shop (life.py)
@@ -663,9 +875,16 @@ class TikTokSandbox(PlatformSandbox):
         if not self._cancellable(order) or order["status"] != "AWAITING_SHIPMENT" or order["is_buyer_request_cancel"]:
             return None
         at = ts(self.now())
-        rec = self._cancellation(order, self._next_id("4035", shop.cancellations), "BUYER_CANCEL", "BUYER",
-                                 "CANCELLATION_REQUEST_PENDING", BUYER_CANCEL_REASON, at,
-                                 [li for li in order["line_items"] if li["display_status"] != "CANCELLED"])
+        rec = self._cancellation(
+            order,
+            self._next_id("4035", shop.cancellations),
+            "BUYER_CANCEL",
+            "BUYER",
+            "CANCELLATION_REQUEST_PENDING",
+            BUYER_CANCEL_REASON,
+            at,
+            [li for li in order["line_items"] if li["display_status"] != "CANCELLED"],
+        )
         deadline = at + deadline_seconds
         rec["seller_next_action_response"] = [{"action": "SELLER_RESPOND_CANCEL", "deadline": deadline}]
         shop.cancellations[rec["cancel_id"]] = rec
@@ -702,14 +921,23 @@ class TikTokSandbox(PlatformSandbox):
         order = shop.orders[oid]
         if order["status"] not in SHIPPABLE_STATUSES:
             return
-        unshipped = [li for li in order["line_items"]
-                     if li["display_status"] != "CANCELLED" and not li.get("package_id")]
-        for rec in shop.cancellations.values():   # the buyer gets the cancellation asked for
+        unshipped = [
+            li for li in order["line_items"] if li["display_status"] != "CANCELLED" and not li.get("package_id")
+        ]
+        for rec in shop.cancellations.values():  # the buyer gets the cancellation asked for
             if rec["order_id"] == oid and rec["cancel_status"] == "CANCELLATION_REQUEST_PENDING":
                 self._close_request(order, rec, "CANCELLATION_REQUEST_SUCCESS", at)
                 self.responses[rec["cancel_id"]] = {"by": "system", "at": at, "outcome": "auto_cancelled"}
-        rec = self._cancellation(order, self._next_id("4035", shop.cancellations), "CANCEL", "SYSTEM",
-                                 "CANCELLATION_REQUEST_SUCCESS", SYSTEM_CANCEL_REASON, at, unshipped)
+        rec = self._cancellation(
+            order,
+            self._next_id("4035", shop.cancellations),
+            "CANCEL",
+            "SYSTEM",
+            "CANCELLATION_REQUEST_SUCCESS",
+            SYSTEM_CANCEL_REASON,
+            at,
+            unshipped,
+        )
         shop.cancellations[rec["cancel_id"]] = rec
         self._cancel_lines(shop, order, unshipped, "SYSTEM", SYSTEM_CANCEL_REASON[1], at)
 
@@ -737,7 +965,8 @@ class TikTokSandbox(PlatformSandbox):
     @staticmethod
     def _cancellable(order: dict) -> bool:
         return order["status"] in CANCELLABLE_STATUSES and not any(
-            li.get("package_id") for li in order["line_items"] if li["display_status"] != "CANCELLED")
+            li.get("package_id") for li in order["line_items"] if li["display_status"] != "CANCELLED"
+        )
 
     def _close_request(self, order: dict, rec: dict, status: str, at: int) -> None:
         rec.update(cancel_status=status, update_time=at, seller_next_action_response=[])
@@ -745,9 +974,18 @@ class TikTokSandbox(PlatformSandbox):
         self._emit_cancellation(rec)
 
     def _emit_cancellation(self, rec: dict) -> None:
-        self.sandbox.outbox.emit("tiktok", "CANCELLATION_STATUS_CHANGE", {
-            "order_id": rec["order_id"], "cancel_id": rec["cancel_id"], "cancellations_role": rec.get("role", "BUYER"),
-            "cancel_status": rec["cancel_status"], "create_time": rec["create_time"], "update_time": rec["update_time"]})
+        self.sandbox.outbox.emit(
+            "tiktok",
+            "CANCELLATION_STATUS_CHANGE",
+            {
+                "order_id": rec["order_id"],
+                "cancel_id": rec["cancel_id"],
+                "cancellations_role": rec.get("role", "BUYER"),
+                "cancel_status": rec["cancel_status"],
+                "create_time": rec["create_time"],
+                "update_time": rec["update_time"],
+            },
+        )
 
     def _approve(self, shop: _Shop, order: dict, rec: dict, at: int) -> None:
         self._close_request(order, rec, "CANCELLATION_REQUEST_SUCCESS", at)
@@ -755,13 +993,13 @@ class TikTokSandbox(PlatformSandbox):
         lines = [li for li in order["line_items"] if li["id"] in ids and li["display_status"] != "CANCELLED"]
         self._cancel_lines(shop, order, lines, "BUYER", rec["cancel_reason_text"], at)
 
-    def _cancel_lines(self, shop: _Shop, order: dict, lines: list[dict], initiator: str,
-                      reason: str, at: int) -> None:
+    def _cancel_lines(self, shop: _Shop, order: dict, lines: list[dict], initiator: str, reason: str, at: int) -> None:
         for li in lines:
             li.update(display_status="CANCELLED", cancel_user=initiator, cancel_reason=reason)
         if all(li["display_status"] == "CANCELLED" for li in order["line_items"]):
-            order.update(cancel_time=at, cancellation_initiator=initiator, cancel_reason=reason,
-                         is_buyer_request_cancel=False)
+            order.update(
+                cancel_time=at, cancellation_initiator=initiator, cancel_reason=reason, is_buyer_request_cancel=False
+            )
         self._refresh_status(shop, order, at)
 
     def _refresh_status(self, shop: _Shop, order: dict, at: int) -> None:
@@ -773,8 +1011,11 @@ class TikTokSandbox(PlatformSandbox):
             new = "CANCELLED"
         elif old in SHIPPABLE_STATUSES:
             shipped = sum(1 for li in active if li.get("package_id"))
-            new = "AWAITING_COLLECTION" if shipped == len(active) else (
-                "PARTIALLY_SHIPPING" if shipped else "AWAITING_SHIPMENT")
+            new = (
+                "AWAITING_COLLECTION"
+                if shipped == len(active)
+                else ("PARTIALLY_SHIPPING" if shipped else "AWAITING_SHIPMENT")
+            )
         if new != old:
             self._set_status(shop, order, new, at)
         else:
@@ -782,9 +1023,17 @@ class TikTokSandbox(PlatformSandbox):
 
     def _set_status(self, shop: _Shop, order: dict, status: str, at: int) -> None:
         order["status"] = status
-        order["update_time"] = at   # update_time follows status changes only
-        self.sandbox.outbox.emit("tiktok", "ORDER_STATUS_CHANGE", {
-            "order_id": order["id"], "order_status": status, "is_on_hold_order": status == "ON_HOLD", "update_time": at})
+        order["update_time"] = at  # update_time follows status changes only
+        self.sandbox.outbox.emit(
+            "tiktok",
+            "ORDER_STATUS_CHANGE",
+            {
+                "order_id": order["id"],
+                "order_status": status,
+                "is_on_hold_order": status == "ON_HOLD",
+                "update_time": at,
+            },
+        )
         if status == "IN_TRANSIT":
             order["collection_time"] = at
         elif status == "DELIVERED":
@@ -825,11 +1074,16 @@ class TikTokSandbox(PlatformSandbox):
         for shop in self.shops.values():
             self._advance(shop)
         return {
-            "shops": [{**shop.info(),
-                       "orders": list(shop.orders.values()),
-                       "cancellations": list(shop.cancellations.values()),
-                       "packages": list(shop.packages.values()),
-                       "pending_events": len(shop.events)} for shop in self.shops.values()],
+            "shops": [
+                {
+                    **shop.info(),
+                    "orders": list(shop.orders.values()),
+                    "cancellations": list(shop.cancellations.values()),
+                    "packages": list(shop.packages.values()),
+                    "pending_events": len(shop.events),
+                }
+                for shop in self.shops.values()
+            ],
             "access_tokens": len(self.access_tokens),
             "refresh_tokens": len(self.refresh_tokens),
             "auth_codes_unused": sum(1 for c in self.auth_codes.values() if not c["used"]),
@@ -841,13 +1095,17 @@ class TikTokSandbox(PlatformSandbox):
         api = self.sandbox.new_app(self.name, "TikTok Shop Open API (sandbox)")
         for ep in self.endpoints:
             api.add_api_route(ep.template, self._endpoint(ep), methods=[ep.method])
-        api.add_api_route("/{rest:path}", self._unknown_path,
-                          methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
+        api.add_api_route(
+            "/{rest:path}", self._unknown_path, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+        )
         auth = self.sandbox.new_app(self.name, "TikTok Shop auth (sandbox)")
         auth.add_api_route("/api/v2/token/get", self._token_get, methods=["GET"])
         auth.add_api_route("/api/v2/token/refresh", self._token_refresh, methods=["GET"])
-        auth.add_api_route("/{rest:path}", self._unknown_auth_path,
-                           methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
+        auth.add_api_route(
+            "/{rest:path}",
+            self._unknown_auth_path,
+            methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"],
+        )
         return {"tiktok": api, "tiktok_auth": auth}
 
     def _endpoints(self) -> list[_Endpoint]:
@@ -860,25 +1118,56 @@ class TikTokSandbox(PlatformSandbox):
 
     def _endpoints_at(self, v: str) -> list[_Endpoint]:
         return [
-            _Endpoint("GET", f"/authorization/{v}/shops", "get_authorized_shops", self._get_shops,
-                      shop_scoped=False),
+            _Endpoint("GET", f"/authorization/{v}/shops", "get_authorized_shops", self._get_shops, shop_scoped=False),
             _Endpoint("POST", f"/order/{v}/orders/search", "search_orders", self._search_orders),
             _Endpoint("GET", f"/order/{v}/orders", "get_order_detail", self._order_detail),
             _Endpoint("GET", f"/logistics/{v}/warehouses", "get_warehouses", self._warehouses),
-            _Endpoint("GET", f"/logistics/{v}/warehouses/{{warehouse_id}}/delivery_options",
-                      "get_delivery_options", self._delivery_options),
-            _Endpoint("GET", f"/logistics/{v}/delivery_options/{{delivery_option_id}}/shipping_providers",
-                      "get_shipping_providers", self._shipping_providers),
-            _Endpoint("POST", f"/fulfillment/{v}/orders/{{order_id}}/packages", "mark_package_as_shipped",
-                      self._mark_shipped, write=True),
-            _Endpoint("POST", f"/return_refund/{v}/cancellations/search", "search_cancellations",
-                      self._search_cancellations),
-            _Endpoint("POST", f"/return_refund/{v}/cancellations/{{cancel_id}}/approve",
-                      "approve_cancellation", self._approve_cancellation, write=True, idempotent=True),
-            _Endpoint("POST", f"/return_refund/{v}/cancellations/{{cancel_id}}/reject",
-                      "reject_cancellation", self._reject_cancellation, write=True, idempotent=True),
-            _Endpoint("POST", f"/return_refund/{v}/cancellations", "cancel_order", self._seller_cancel,
-                      write=True, idempotent=True),
+            _Endpoint(
+                "GET",
+                f"/logistics/{v}/warehouses/{{warehouse_id}}/delivery_options",
+                "get_delivery_options",
+                self._delivery_options,
+            ),
+            _Endpoint(
+                "GET",
+                f"/logistics/{v}/delivery_options/{{delivery_option_id}}/shipping_providers",
+                "get_shipping_providers",
+                self._shipping_providers,
+            ),
+            _Endpoint(
+                "POST",
+                f"/fulfillment/{v}/orders/{{order_id}}/packages",
+                "mark_package_as_shipped",
+                self._mark_shipped,
+                write=True,
+            ),
+            _Endpoint(
+                "POST", f"/return_refund/{v}/cancellations/search", "search_cancellations", self._search_cancellations
+            ),
+            _Endpoint(
+                "POST",
+                f"/return_refund/{v}/cancellations/{{cancel_id}}/approve",
+                "approve_cancellation",
+                self._approve_cancellation,
+                write=True,
+                idempotent=True,
+            ),
+            _Endpoint(
+                "POST",
+                f"/return_refund/{v}/cancellations/{{cancel_id}}/reject",
+                "reject_cancellation",
+                self._reject_cancellation,
+                write=True,
+                idempotent=True,
+            ),
+            _Endpoint(
+                "POST",
+                f"/return_refund/{v}/cancellations",
+                "cancel_order",
+                self._seller_cancel,
+                write=True,
+                idempotent=True,
+            ),
             _Endpoint("GET", f"/return_refund/{v}/reject_reasons", "get_reject_reasons", self._reject_reasons),
         ]
 
@@ -898,7 +1187,7 @@ class TikTokSandbox(PlatformSandbox):
                         raise param_error("idempotency_key must be at most 255 characters")
                     if key is not None:
                         key = (ctx.shop.cipher, request.url.path, key)
-                        if key in self.idempotency:   # same key: same answer, no second effect
+                        if key in self.idempotency:  # same key: same answer, no second effect
                             body, status, outcome = self.idempotency[key]
                             await self._record(request, ep, status, outcome, body["request_id"])
                             return self._respond(body, status)
@@ -933,8 +1222,9 @@ class TikTokSandbox(PlatformSandbox):
             code, message, status = E_PATH, MSG["path"], 404
             m = re.match(r"^/([a-z_]+)/(\d{6})(/.*)?$", path)
             versions = {ep.template.split("/")[2] for ep in self.endpoints}
-            if m and any(ep.regex.match(f"/{m.group(1)}/{v}{m.group(3) or ''}")
-                         for v in versions for ep in self.endpoints):
+            if m and any(
+                ep.regex.match(f"/{m.group(1)}/{v}{m.group(3) or ''}") for v in versions for ep in self.endpoints
+            ):
                 code, message = E_VERSION, MSG["version"]
         return self._respond(envelope(code, message, request_id()), status)
 
@@ -1000,15 +1290,17 @@ class TikTokSandbox(PlatformSandbox):
             raise ApiError(E_REQUEST, MSG["ts_future"], 400)
 
     @staticmethod
-    def _signature_ok(secret: str, path: str, pairs: list[tuple[str, str]], raw: bytes,
-                      ctype: str, given: str) -> bool:
+    def _signature_ok(secret: str, path: str, pairs: list[tuple[str, str]], raw: bytes, ctype: str, given: str) -> bool:
         given = given.lower()
         # Some clients drop empty-valued parameters before signing; a repeated key is signed
         # comma-joined or once per occurrence (tiktok_signing): accept each of those forms.
         forms = [pairs] + ([[(k, v) for k, v in pairs if v != ""]] if any(v == "" for _, v in pairs) else [])
         styles = ("joined", "each") if len({k for k, _ in pairs}) < len(pairs) else ("joined",)
-        return any(hmac.compare_digest(sign(secret, path, form, raw, ctype, style), given)
-                   for form in forms for style in styles)
+        return any(
+            hmac.compare_digest(sign(secret, path, form, raw, ctype, style), given)
+            for form in forms
+            for style in styles
+        )
 
     def _check_access_token(self, token: str | None, app_key: str) -> None:
         rec = self.access_tokens.get(token or "")
@@ -1077,14 +1369,15 @@ class TikTokSandbox(PlatformSandbox):
         return (ge is None or value >= ge) and (lt is None or value < lt)
 
     # --------------------------------------------------------------- paging
-    def _page(self, shop: _Shop, q: dict, fingerprint: str, page_size: int,
-              matching: Callable[[], list[str]]) -> tuple[list[str], str, int]:
+    def _page(
+        self, shop: _Shop, q: dict, fingerprint: str, page_size: int, matching: Callable[[], list[str]]
+    ) -> tuple[list[str], str, int]:
         token = q.get("page_token") or ""
         if token:
             snap, offset = self._resume(shop, token, fingerprint)
         else:
             snap, offset = _Snapshot(shop.cipher, fingerprint, matching(), time.time()), 0
-        ids = snap.ids[offset:offset + page_size]
+        ids = snap.ids[offset : offset + page_size]
         nxt = offset + page_size
         next_token = self._store(snap, nxt) if nxt < len(snap.ids) else ""
         return ids, next_token, len(snap.ids)
@@ -1141,25 +1434,38 @@ class TikTokSandbox(PlatformSandbox):
             raise param_error("buyer_user_id must be a string")
         warehouses = self._body_list(body, "warehouse_ids")
         created, updated = self._window(body, "create_time"), self._window(body, "update_time")
-        filters = {"order_status": status, "shipping_type": shipping_type, "cancel": cancel_flag,
-                   "buyer": buyer, "warehouses": warehouses, "created": created, "updated": updated}
+        filters = {
+            "order_status": status,
+            "shipping_type": shipping_type,
+            "cancel": cancel_flag,
+            "buyer": buyer,
+            "warehouses": warehouses,
+            "created": created,
+            "updated": updated,
+        }
         fingerprint = json.dumps(["orders", sort_field, sort_order, filters], sort_keys=True)
 
         def matching() -> list[str]:
-            found = [o for o in shop.orders.values()
-                     if (status is None or o["status"] == status)
-                     and (shipping_type is None or o["shipping_type"] == shipping_type)
-                     and (cancel_flag is None or o["is_buyer_request_cancel"] == cancel_flag)
-                     and (buyer is None or o["user_id"] == buyer)
-                     and (warehouses is None or o["warehouse_id"] in warehouses)
-                     and self._in_window(o["create_time"], created)
-                     and self._in_window(o["update_time"], updated)]
+            found = [
+                o
+                for o in shop.orders.values()
+                if (status is None or o["status"] == status)
+                and (shipping_type is None or o["shipping_type"] == shipping_type)
+                and (cancel_flag is None or o["is_buyer_request_cancel"] == cancel_flag)
+                and (buyer is None or o["user_id"] == buyer)
+                and (warehouses is None or o["warehouse_id"] in warehouses)
+                and self._in_window(o["create_time"], created)
+                and self._in_window(o["update_time"], updated)
+            ]
             found.sort(key=lambda o: (o[sort_field], int(o["id"])), reverse=sort_order == "DESC")
             return [o["id"] for o in found]
 
         ids, next_token, total = self._page(shop, q, fingerprint, page_size, matching)
-        return {"next_page_token": next_token, "total_count": total,
-                "orders": [copy.deepcopy(shop.orders[i]) for i in ids]}
+        return {
+            "next_page_token": next_token,
+            "total_count": total,
+            "orders": [copy.deepcopy(shop.orders[i]) for i in ids],
+        }
 
     async def _order_detail(self, ctx: _Ctx) -> dict:
         raw = ctx.query.get("ids", "")
@@ -1172,8 +1478,11 @@ class TikTokSandbox(PlatformSandbox):
         orders = [copy.deepcopy(self._order_of(ctx.shop, i)) for i in ids]
         if ctx.version != API_VERSION:
             for order in orders:
-                order.update(is_subscription_order=False, buyer_nickname=f"buyer{order['user_id'][-6:]}",
-                             recommended_shipping_time=order["rts_sla_time"])
+                order.update(
+                    is_subscription_order=False,
+                    buyer_nickname=f"buyer{order['user_id'][-6:]}",
+                    recommended_shipping_time=order["rts_sla_time"],
+                )
         return {"orders": orders}
 
     async def _warehouses(self, ctx: _Ctx) -> dict:
@@ -1183,8 +1492,11 @@ class TikTokSandbox(PlatformSandbox):
         wid = ctx.path_params["warehouse_id"]
         if not any(w["id"] == wid for w in ctx.shop.warehouses):
             raise ApiError(E_WAREHOUSE)
-        return {"delivery_options": [copy.deepcopy(o["option"]) for o in ctx.shop.delivery_options.values()
-                                     if o["warehouse_id"] == wid]}
+        return {
+            "delivery_options": [
+                copy.deepcopy(o["option"]) for o in ctx.shop.delivery_options.values() if o["warehouse_id"] == wid
+            ]
+        }
 
     async def _shipping_providers(self, ctx: _Ctx) -> dict:
         option = ctx.shop.delivery_options.get(ctx.path_params["delivery_option_id"])
@@ -1196,18 +1508,27 @@ class TikTokSandbox(PlatformSandbox):
         """(tracking number, provider id, line ids or None) as the endpoint's version spells them."""
         body = ctx.body
         if ctx.version == API_VERSION:
-            return (body.get("tracking_number"), body.get("shipping_provider_id"),
-                    self._body_list(body, "order_line_item_ids"))
+            return (
+                body.get("tracking_number"),
+                body.get("shipping_provider_id"),
+                self._body_list(body, "order_line_item_ids"),
+            )
         infos = body.get("shipping_info_list")
         if not isinstance(infos, list) or not infos or not all(isinstance(i, dict) for i in infos):
-            raise param_error(f"shipping_info_list is required (from {ctx.version} the tracking number and "
-                              "provider go in shipping_info_list[])")
+            raise param_error(
+                f"shipping_info_list is required (from {ctx.version} the tracking number and "
+                "provider go in shipping_info_list[])"
+            )
         if len(infos) > 1:
-            raise param_error("shipping_info_list: only one tracking number can be uploaded at a time "
-                              "(several need the split-shipment allowlist)")
+            raise param_error(
+                "shipping_info_list: only one tracking number can be uploaded at a time "
+                "(several need the split-shipment allowlist)"
+            )
         lines = body.get("order_line_list")
-        if lines is not None and (not isinstance(lines, list) or not all(
-                isinstance(li, dict) and isinstance(li.get("order_line_id"), str) for li in lines)):
+        if lines is not None and (
+            not isinstance(lines, list)
+            or not all(isinstance(li, dict) and isinstance(li.get("order_line_id"), str) for li in lines)
+        ):
             raise param_error("order_line_list must be a list of {order_line_id}")
         wanted = None if not lines else [li["order_line_id"] for li in lines]
         return infos[0].get("tracking_number"), infos[0].get("shipping_provider_id"), wanted
@@ -1226,8 +1547,9 @@ class TikTokSandbox(PlatformSandbox):
             raise ApiError(E_ALREADY_SHIPPED, f"The order has already been shipped ({order['status']}).")
         if order["status"] not in SHIPPABLE_STATUSES:
             raise ApiError(E_ORDER_STATUS, f"The order status {order['status']} does not allow shipping.")
-        carrier = next((p for p in shop.delivery_options[order["delivery_option_id"]]["providers"]
-                        if p["id"] == provider_id), None)
+        carrier = next(
+            (p for p in shop.delivery_options[order["delivery_option_id"]]["providers"] if p["id"] == provider_id), None
+        )
         if carrier is None:
             raise ApiError(E_PROVIDER)
         if not TRACKING_RE.match(tracking):
@@ -1242,20 +1564,25 @@ class TikTokSandbox(PlatformSandbox):
                 raise ApiError(E_LINE_ITEMS, f"Line items {', '.join(cancelled)} are cancelled.")
             shipped = [i for i in wanted if by_id[i].get("package_id")]
             if shipped:
-                raise ApiError(E_ALREADY_SHIPPED,
-                               f"The order line items have already been shipped: {', '.join(shipped)}.")
+                raise ApiError(
+                    E_ALREADY_SHIPPED, f"The order line items have already been shipped: {', '.join(shipped)}."
+                )
             lines = [by_id[i] for i in dict.fromkeys(wanted)]
         else:
-            lines = [li for li in order["line_items"]
-                     if li["display_status"] != "CANCELLED" and not li.get("package_id")]
+            lines = [
+                li for li in order["line_items"] if li["display_status"] != "CANCELLED" and not li.get("package_id")
+            ]
             if not lines:
                 raise ApiError(E_ALREADY_SHIPPED)
         at = ts(self.now())
         package = self._add_package(shop, order, lines, tracking, carrier, at)
         self.dispatches.setdefault(order["id"], {"by": "seller", "at": at, "tracking_number": tracking})
         self._refresh_status(shop, order, at)
-        return {"order_id": order["id"], "order_line_item_ids": package["order_line_item_ids"],
-                "package_id": package["id"]}
+        return {
+            "order_id": order["id"],
+            "order_line_item_ids": package["order_line_item_ids"],
+            "package_id": package["id"],
+        }
 
     async def _search_cancellations(self, ctx: _Ctx) -> dict:
         q, body, shop = ctx.query, ctx.body, ctx.shop
@@ -1275,14 +1602,17 @@ class TikTokSandbox(PlatformSandbox):
         fingerprint = json.dumps(["cancellations", sort_field, sort_order, filters], sort_keys=True)
 
         def matching() -> list[str]:
-            found = [c for c in shop.cancellations.values()
-                     if (cancel_ids is None or c["cancel_id"] in cancel_ids)
-                     and (order_ids is None or c["order_id"] in order_ids)
-                     and (buyers is None or shop.orders[c["order_id"]]["user_id"] in buyers)
-                     and (types is None or c["cancel_type"] in types)
-                     and (statuses is None or c["cancel_status"] in statuses)
-                     and self._in_window(c["create_time"], created)
-                     and self._in_window(c["update_time"], updated)]
+            found = [
+                c
+                for c in shop.cancellations.values()
+                if (cancel_ids is None or c["cancel_id"] in cancel_ids)
+                and (order_ids is None or c["order_id"] in order_ids)
+                and (buyers is None or shop.orders[c["order_id"]]["user_id"] in buyers)
+                and (types is None or c["cancel_type"] in types)
+                and (statuses is None or c["cancel_status"] in statuses)
+                and self._in_window(c["create_time"], created)
+                and self._in_window(c["update_time"], updated)
+            ]
             found.sort(key=lambda c: (c[sort_field], int(c["cancel_id"])), reverse=sort_order == "DESC")
             return [c["cancel_id"] for c in found]
 
@@ -1301,15 +1631,15 @@ class TikTokSandbox(PlatformSandbox):
         if rec is None:
             raise ApiError(E_NO_CANCELLATION)
         if rec["cancel_type"] != "BUYER_CANCEL" or rec["cancel_status"] != "CANCELLATION_REQUEST_PENDING":
-            raise ApiError(E_CANCEL_STATE,
-                           f"The cancellation request is not pending (status {rec['cancel_status']}).")
+            raise ApiError(E_CANCEL_STATE, f"The cancellation request is not pending (status {rec['cancel_status']}).")
         return rec, shop.orders[rec["order_id"]]
 
     async def _approve_cancellation(self, ctx: _Ctx) -> dict:
         rec, order = self._pending_request(ctx.shop, ctx.path_params["cancel_id"])
         if not self._cancellable(order):
-            raise ApiError(E_NOT_CANCELLABLE,
-                           f"The order is {order['status']} with shipped items and cannot be cancelled.")
+            raise ApiError(
+                E_NOT_CANCELLABLE, f"The order is {order['status']} with shipped items and cannot be cancelled."
+            )
         at = ts(self.now())
         self._approve(ctx.shop, order, rec, at)
         self.responses[rec["cancel_id"]] = {"by": "seller", "at": at, "outcome": "approved"}
@@ -1349,8 +1679,16 @@ class TikTokSandbox(PlatformSandbox):
                 self._close_request(order, rec, "CANCELLATION_REQUEST_CANCEL", at)
                 self.responses[rec["cancel_id"]] = {"by": "channel", "at": at, "outcome": "seller_cancelled"}
         lines = [li for li in order["line_items"] if li["display_status"] != "CANCELLED"]
-        rec = self._cancellation(order, self._next_id("4035", shop.cancellations), "CANCEL", "SELLER",
-                                 "CANCELLATION_REQUEST_SUCCESS", CHANNEL_CANCEL_REASON, at, lines)
+        rec = self._cancellation(
+            order,
+            self._next_id("4035", shop.cancellations),
+            "CANCEL",
+            "SELLER",
+            "CANCELLATION_REQUEST_SUCCESS",
+            CHANNEL_CANCEL_REASON,
+            at,
+            lines,
+        )
         shop.cancellations[rec["cancel_id"]] = rec
         self._cancel_lines(shop, order, lines, "SELLER", CHANNEL_CANCEL_REASON[1], at)
         return True
@@ -1370,8 +1708,10 @@ class TikTokSandbox(PlatformSandbox):
         if skus is not None and not isinstance(skus, list):
             raise param_error("skus must be a list")
         order = self._order_of(shop, oid)
-        if any(c["order_id"] == oid and c["cancel_status"] == "CANCELLATION_REQUEST_PENDING"
-               for c in shop.cancellations.values()):
+        if any(
+            c["order_id"] == oid and c["cancel_status"] == "CANCELLATION_REQUEST_PENDING"
+            for c in shop.cancellations.values()
+        ):
             raise ApiError(E_PENDING_REQUEST)
         if order["status"] not in CANCELLABLE_STATUSES + ("PARTIALLY_SHIPPING",):
             raise ApiError(E_ORDER_STATUS, f"The order status {order['status']} does not allow cancellation.")
@@ -1385,13 +1725,22 @@ class TikTokSandbox(PlatformSandbox):
             lines = [by_id[i] for i in dict.fromkeys(wanted)]
         else:
             if not self._cancellable(order):
-                raise ApiError(E_NOT_CANCELLABLE, "The order has shipped items: name the unshipped "
-                                                  "order_line_item_ids to cancel.")
+                raise ApiError(
+                    E_NOT_CANCELLABLE, "The order has shipped items: name the unshipped order_line_item_ids to cancel."
+                )
             lines = [li for li in order["line_items"] if li["display_status"] != "CANCELLED"]
         at = ts(self.now())
         text = reason.replace("_", " ")
-        rec = self._cancellation(order, self._next_id("4035", shop.cancellations), "CANCEL", "SELLER",
-                                 "CANCELLATION_REQUEST_SUCCESS", (reason, text), at, lines)
+        rec = self._cancellation(
+            order,
+            self._next_id("4035", shop.cancellations),
+            "CANCEL",
+            "SELLER",
+            "CANCELLATION_REQUEST_SUCCESS",
+            (reason, text),
+            at,
+            lines,
+        )
         shop.cancellations[rec["cancel_id"]] = rec
         self._cancel_lines(shop, order, lines, "SELLER", text, at)
         return {"cancel_id": rec["cancel_id"], "cancel_status": rec["cancel_status"]}
@@ -1423,19 +1772,25 @@ class TikTokSandbox(PlatformSandbox):
         self.access_tokens[access] = {"app_key": app_key, "expires": wall + self.config["access_token_ttl"]}
         if refresh_token is None:
             refresh_token = "TTP_" + secrets.token_urlsafe(30)
-            self.refresh_tokens[refresh_token] = {"app_key": app_key,
-                                                  "expires": wall + self.config["refresh_token_ttl"]}
+            self.refresh_tokens[refresh_token] = {
+                "app_key": app_key,
+                "expires": wall + self.config["refresh_token_ttl"],
+            }
         return {
             "access_token": access,
             "access_token_expire_in": int(self.access_tokens[access]["expires"]),
             "refresh_token": refresh_token,
             "refresh_token_expire_in": int(self.refresh_tokens[refresh_token]["expires"]),
-            "open_id": self.grant["open_id"], "seller_name": self.grant["seller_name"],
-            "seller_base_region": "US", "user_type": 0, "granted_scopes": list(SCOPES),
+            "open_id": self.grant["open_id"],
+            "seller_name": self.grant["seller_name"],
+            "seller_base_region": "US",
+            "user_type": 0,
+            "granted_scopes": list(SCOPES),
         }
 
-    async def _token_call(self, request: Request, operation: str, grant_type: str,
-                          action: Callable[[dict, str], dict]) -> Response:
+    async def _token_call(
+        self, request: Request, operation: str, grant_type: str, action: Callable[[dict, str], dict]
+    ) -> Response:
         rid = request_id()
         try:
             q = await self._token_gateway(request, operation, grant_type)
@@ -1451,7 +1806,7 @@ class TikTokSandbox(PlatformSandbox):
             code = self.auth_codes.get(q.get("auth_code") or "")
             if code is None or code["used"] or code["app_key"] != app_key or code["expires"] <= time.time():
                 raise ApiError(E_AUTH_CODE, MSG["auth_code"])
-            code["used"] = True   # single use
+            code["used"] = True  # single use
             return self._issue(app_key)
 
         return await self._token_call(request, "get_access_token", "authorized_code", exchange)

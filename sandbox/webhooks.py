@@ -15,6 +15,7 @@ clock (like request signing); the bodies carry the scenario's times.
 Signatures are computed here independently of orderops's own verification, so a test of the one
 is a test of the other.
 """
+
 from __future__ import annotations
 
 import base64
@@ -37,7 +38,7 @@ from fastapi.responses import JSONResponse
 from orderops_provider.base import http_client
 
 RETRIES = 5
-RETRY_SECONDS = (0.2, 1.0, 5.0, 30.0, 120.0)   # wall seconds before each new attempt
+RETRY_SECONDS = (0.2, 1.0, 5.0, 30.0, 120.0)  # wall seconds before each new attempt
 VISIBILITY_SECONDS = 30.0
 PLATFORMS = ("tiktok", "shopify", "shipbob", "amazon_mcf")
 TIKTOK_TYPES = {"ORDER_STATUS_CHANGE": 1, "CANCELLATION_STATUS_CHANGE": 11}
@@ -46,9 +47,9 @@ TIKTOK_TYPES = {"ORDER_STATUS_CHANGE": 1, "CANCELLATION_STATUS_CHANGE": 11}
 @dataclass
 class Subscription:
     platform: str
-    url: str | None            # None for Amazon: its notifications go to the queue
+    url: str | None  # None for Amazon: its notifications go to the queue
     secret: str | None = None  # ShipBob's whsec_ secret (the others sign with the app's credentials)
-    topics: tuple[str, ...] = ()   # empty: every topic
+    topics: tuple[str, ...] = ()  # empty: every topic
 
 
 @dataclass
@@ -64,21 +65,22 @@ class _Message:
 class Outbox:
     sandbox: Any
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
-    sent: Counter = field(default_factory=Counter)       # (platform, outcome) -> deliveries
+    sent: Counter = field(default_factory=Counter)  # (platform, outcome) -> deliveries
     log: deque = field(default_factory=lambda: deque(maxlen=500))
 
     def __post_init__(self):
         self._pending: queue.Queue = queue.Queue()
         self._busy = 0
         self._lock = threading.Condition()
-        self._messages: dict[str, _Message] = {}   # Amazon's queue, in order
+        self._messages: dict[str, _Message] = {}  # Amazon's queue, in order
         self._seq = itertools.count(1)
         self._thread: threading.Thread | None = None
         self._client = http_client(timeout=10)
 
     # ------------------------------------------------------------ subscriptions
-    def subscribe(self, platform: str, url: str | None, secret: str | None = None,
-                  topics: tuple[str, ...] = ()) -> Subscription:
+    def subscribe(
+        self, platform: str, url: str | None, secret: str | None = None, topics: tuple[str, ...] = ()
+    ) -> Subscription:
         if platform not in PLATFORMS:
             raise ValueError(f"webhooks.platform: expected one of {', '.join(PLATFORMS)}, got {platform!r}")
         if platform != "amazon_mcf" and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
@@ -115,9 +117,16 @@ class Outbox:
 
     def _tiktok(self, topic: str, data: dict, sub: Subscription) -> tuple[bytes, dict]:
         creds = self.sandbox.platforms["tiktok"].config
-        body = json.dumps({"type": TIKTOK_TYPES[topic], "tts_notification_id": f"{next(self._seq):019d}",
-                           "shop_id": creds["shop_id"], "timestamp": int(time.time()), "data": data},
-                          separators=(",", ":")).encode()
+        body = json.dumps(
+            {
+                "type": TIKTOK_TYPES[topic],
+                "tts_notification_id": f"{next(self._seq):019d}",
+                "shop_id": creds["shop_id"],
+                "timestamp": int(time.time()),
+                "data": data,
+            },
+            separators=(",", ":"),
+        ).encode()
         digest = hmac.new(creds["app_secret"].encode(), creds["app_key"].encode() + body, hashlib.sha256).hexdigest()
         return body, {"Authorization": digest, "Content-Type": "application/json"}
 
@@ -128,26 +137,45 @@ class Outbox:
         digest = base64.b64encode(hmac.new(creds["client_secret"].encode(), body, hashlib.sha256).digest()).decode()
         # subscriptions carry no version here: the oldest supported, where a retired one falls forward
         version = shopify.oldest_supported(shopify.now().date())
-        return body, {"X-Shopify-Hmac-Sha256": digest, "X-Shopify-Topic": topic,
-                      "X-Shopify-Shop-Domain": creds["shop_domain"], "X-Shopify-Webhook-Id": str(uuid.uuid4()),
-                      "X-Shopify-Event-Id": str(uuid.uuid4()), "X-Shopify-API-Version": version,
-                      "X-Shopify-Triggered-At": doc.get("updated_at") or "", "Content-Type": "application/json"}
+        return body, {
+            "X-Shopify-Hmac-Sha256": digest,
+            "X-Shopify-Topic": topic,
+            "X-Shopify-Shop-Domain": creds["shop_domain"],
+            "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+            "X-Shopify-Event-Id": str(uuid.uuid4()),
+            "X-Shopify-API-Version": version,
+            "X-Shopify-Triggered-At": doc.get("updated_at") or "",
+            "Content-Type": "application/json",
+        }
 
     def _shipbob(self, topic: str, doc: dict, sub: Subscription) -> tuple[bytes, dict]:
         body = json.dumps(doc).encode()
         msg_id, stamp = f"msg_{uuid.uuid4().hex}", str(int(time.time()))
         key = base64.b64decode(sub.secret.removeprefix("whsec_"))
         digest = base64.b64encode(hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()).decode()
-        return body, {"webhook-id": msg_id, "webhook-timestamp": stamp, "webhook-signature": f"v1,{digest}",
-                      "shipbob-topic": topic, "Content-Type": "application/json"}
+        return body, {
+            "webhook-id": msg_id,
+            "webhook-timestamp": stamp,
+            "webhook-signature": f"v1,{digest}",
+            "shipbob-topic": topic,
+            "Content-Type": "application/json",
+        }
 
     def _amazon(self, body: dict) -> dict:
         now = self.sandbox.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
-        return {"NotificationVersion": "1.0", "NotificationType": "FULFILLMENT_ORDER_STATUS", "PayloadVersion": "1.0",
-                "EventTime": now, "Payload": {"FulfillmentOrderStatusNotification": body},
-                "NotificationMetadata": {"ApplicationId": "amzn1.sp.solution.orderops-sandbox",
-                                         "SubscriptionId": "orderops-sandbox-subscription", "PublishTime": now,
-                                         "NotificationId": str(uuid.uuid4())}}
+        return {
+            "NotificationVersion": "1.0",
+            "NotificationType": "FULFILLMENT_ORDER_STATUS",
+            "PayloadVersion": "1.0",
+            "EventTime": now,
+            "Payload": {"FulfillmentOrderStatusNotification": body},
+            "NotificationMetadata": {
+                "ApplicationId": "amzn1.sp.solution.orderops-sandbox",
+                "SubscriptionId": "orderops-sandbox-subscription",
+                "PublishTime": now,
+                "NotificationId": str(uuid.uuid4()),
+            },
+        }
 
     # ------------------------------------------------------------ delivering
     def _start(self) -> None:
@@ -167,8 +195,11 @@ class Outbox:
             self.log.append({"platform": platform, "topic": topic, "attempt": attempt + 1, "outcome": outcome})
             if outcome != "delivered" and attempt + 1 < RETRIES:
                 self.sent[(platform, "retried")] += 1
-                threading.Timer(RETRY_SECONDS[attempt], self._pending.put,
-                                args=((platform, topic, url, body, headers, attempt + 1),)).start()
+                threading.Timer(
+                    RETRY_SECONDS[attempt],
+                    self._pending.put,
+                    args=((platform, topic, url, body, headers, attempt + 1),),
+                ).start()
                 continue
             self.sent[(platform, outcome)] += 1
             with self._lock:
@@ -187,10 +218,14 @@ class Outbox:
         return True
 
     def info(self) -> dict:
-        return {"subscriptions": [{"platform": s.platform, "url": s.url, "topics": list(s.topics)}
-                                  for s in self.subscriptions.values()],
-                "sent": [{"platform": p, "outcome": o, "count": n} for (p, o), n in sorted(self.sent.items())],
-                "queued_messages": len(self._messages), "recent": list(self.log)[-20:]}
+        return {
+            "subscriptions": [
+                {"platform": s.platform, "url": s.url, "topics": list(s.topics)} for s in self.subscriptions.values()
+            ],
+            "sent": [{"platform": p, "outcome": o, "count": n} for (p, o), n in sorted(self.sent.items())],
+            "queued_messages": len(self._messages),
+            "recent": list(self.log)[-20:],
+        }
 
     # ------------------------------------------------------------ Amazon's queue
     def receive(self, most: int, visibility: float) -> list[dict]:
@@ -203,8 +238,14 @@ class Outbox:
                 message.visible_at = now + visibility
                 message.receipt = f"{message.id}#{uuid.uuid4().hex}"
                 message.received += 1
-                out.append({"MessageId": message.id, "ReceiptHandle": message.receipt,
-                            "MD5OfBody": hashlib.md5(message.body.encode()).hexdigest(), "Body": message.body})
+                out.append(
+                    {
+                        "MessageId": message.id,
+                        "ReceiptHandle": message.receipt,
+                        "MD5OfBody": hashlib.md5(message.body.encode()).hexdigest(),
+                        "Body": message.body,
+                    }
+                )
         return out
 
     def delete(self, receipt: str) -> bool:
@@ -225,8 +266,11 @@ def queue_app(outbox: Outbox) -> FastAPI:
     app = FastAPI(title="Amazon SQS (sandbox)", docs_url=None, redoc_url=None, openapi_url=None)
 
     def error(code: str, message: str, status: int = 400) -> JSONResponse:
-        return JSONResponse({"__type": f"com.amazonaws.sqs#{code}", "message": message}, status_code=status,
-                            media_type="application/x-amz-json-1.0")
+        return JSONResponse(
+            {"__type": f"com.amazonaws.sqs#{code}", "message": message},
+            status_code=status,
+            media_type="application/x-amz-json-1.0",
+        )
 
     @app.post("/")
     async def sqs(request: Request):
@@ -245,11 +289,15 @@ def queue_app(outbox: Outbox) -> FastAPI:
         if action == "ReceiveMessage":
             most = body.get("MaxNumberOfMessages", 1)
             if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= 10:
-                return error("InvalidParameterValue", "Value for parameter MaxNumberOfMessages is invalid. Reason: "
-                             "Must be between 1 and 10, if provided.")
+                return error(
+                    "InvalidParameterValue",
+                    "Value for parameter MaxNumberOfMessages is invalid. Reason: "
+                    "Must be between 1 and 10, if provided.",
+                )
             visibility = body.get("VisibilityTimeout", VISIBILITY_SECONDS)
-            return JSONResponse({"Messages": outbox.receive(most, float(visibility))},
-                                media_type="application/x-amz-json-1.0")
+            return JSONResponse(
+                {"Messages": outbox.receive(most, float(visibility))}, media_type="application/x-amz-json-1.0"
+            )
         if action == "DeleteMessage":
             if not outbox.delete(str(body.get("ReceiptHandle", ""))):
                 return error("ReceiptHandleIsInvalid", "The input receipt handle is invalid.")

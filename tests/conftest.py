@@ -6,6 +6,7 @@ repo root importable (pytest.ini `pythonpath = .`); Great Expectations results a
 temp folder too. `airflow_db` migrates the metadata DB (SQLite in that folder) once per session for
 the tests that need it.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -30,17 +31,19 @@ AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="orderops-airflow-"))
 # two runs and looks for the first one's page there; test_quality sets its own folder to look at pruning).
 GX_DIR = tempfile.mkdtemp(prefix="orderops-gx-")
 atexit.register(shutil.rmtree, GX_DIR, ignore_errors=True)
-os.environ.update({
-    "AIRFLOW_HOME": str(AIRFLOW_HOME),
-    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-    "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
-    "TQDM_DISABLE": "1",
-    "ORDEROPS_GX_DIR": GX_DIR,
-    "ORDEROPS_GX_KEEP": "10",
-    "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-})
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(AIRFLOW_HOME),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+        "TQDM_DISABLE": "1",
+        "ORDEROPS_GX_DIR": GX_DIR,
+        "ORDEROPS_GX_KEEP": "10",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+)
 
 from hypothesis import settings as hypothesis_settings
 
@@ -78,7 +81,7 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    if hasattr(config, "workerinput"):     # a pytest-xdist worker: the main process prints
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the main process prints
         return
     from tests.chaos import report
 
@@ -99,8 +102,12 @@ def airflow_deprecations_fail():
     from airflow.utils.deprecation_tools import DeprecatedImportWarning
 
     with warnings.catch_warnings():
-        for category in (RemovedInAirflow4Warning, SdkRemovedInAirflow4Warning, AirflowProviderDeprecationWarning,
-                         DeprecatedImportWarning):
+        for category in (
+            RemovedInAirflow4Warning,
+            SdkRemovedInAirflow4Warning,
+            AirflowProviderDeprecationWarning,
+            DeprecatedImportWarning,
+        ):
             warnings.filterwarnings("error", category=category)
         yield
 
@@ -137,8 +144,9 @@ def run_sandbox():
     """
     started: list[SandboxServer] = []
 
-    def start(scenario: dict, *, platforms: tuple[str, ...] | None = None,
-              settings: Settings | None = None) -> SandboxServer:
+    def start(
+        scenario: dict, *, platforms: tuple[str, ...] | None = None, settings: Settings | None = None
+    ) -> SandboxServer:
         sandbox = Sandbox(parse_scenario(scenario), settings or Settings(), platforms=platforms)
         server = SandboxServer(sandbox, ports={name: 0 for name in sandbox.apps()})
         server.start()
@@ -196,8 +204,9 @@ def airflow_db():
     return AIRFLOW_HOME
 
 
-def connection_json(host: str, *, login: str | None = None, password: str | None = None,
-                    extra: dict | None = None) -> str:
+def connection_json(
+    host: str, *, login: str | None = None, password: str | None = None, extra: dict | None = None
+) -> str:
     """An AIRFLOW_CONN_* value (JSON form) for an http connection, as a user would set one."""
     doc: dict[str, Any] = {"conn_type": "http", "host": host}
     if login is not None:

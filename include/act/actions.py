@@ -6,20 +6,26 @@ when an earlier attempt may have reached the platform, performs, and records the
 ambiguous failure (timeout or 5xx after the request was sent) leaves the row in flight with an
 expired lease, so the next attempt reconciles first and nothing happens twice.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
-from include.extract import staging
-from include.decide.enums import (
-    AMAZON_ORDER_STATUSES, SHIPBOB_ORDER_STATUSES, TIKTOK_CANCEL_STATUSES, TIKTOK_ORDER_STATUSES, status_of,
-)
 from include.act.ledger import DONE_STATES, FAILED, HELD, IN_FLIGHT, SKIPPED, SUCCEEDED, Claim, Ledger, RunContext
+from include.decide.enums import (
+    AMAZON_ORDER_STATUSES,
+    SHIPBOB_ORDER_STATUSES,
+    TIKTOK_CANCEL_STATUSES,
+    TIKTOK_ORDER_STATUSES,
+    status_of,
+)
 from include.decide.model import APPROVE_CANCELLATION, REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL
+from include.extract import staging
 from orderops_provider.base import BusinessError, MalformedResponseError, NotFoundError, PlatformError, Reply
 
 log = logging.getLogger(__name__)
@@ -29,7 +35,7 @@ log = logging.getLogger(__name__)
 class Outcome:
     key: str
     kind: str
-    state: str          # a ledger state, or HELD (another runner has it) or WAITING (its saga step before)
+    state: str  # a ledger state, or HELD (another runner has it) or WAITING (its saga step before)
     detail: str = ""
 
 
@@ -45,7 +51,7 @@ def as_reply(result: Any) -> Reply:
     """Client results come as Reply or as a small result dataclass; the ledger stores either."""
     if isinstance(result, Reply):
         return result
-    if dataclasses.is_dataclass(result):
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
         request_id = getattr(result, "request_id", None) or next(iter(getattr(result, "request_ids", ()) or ()), None)
         return Reply(data=dataclasses.asdict(result), request_id=request_id)
     return Reply(data=result)
@@ -68,20 +74,29 @@ class Handlers:
     # post_tracking ---------------------------------------------------------------------------
     def perform_post_tracking(self, p: dict) -> Reply:
         return self.platforms.tiktok().mark_package_shipped(
-            p["tiktok_order_id"], p["tracking_number"], p["shipping_provider_id"],
-            order_line_item_ids=p.get("order_line_item_ids") or None)
+            p["tiktok_order_id"],
+            p["tracking_number"],
+            p["shipping_provider_id"],
+            order_line_item_ids=p.get("order_line_item_ids") or None,
+        )
 
     def reconcile_post_tracking(self, p: dict) -> Reply:
         orders = self.platforms.tiktok().get_orders([p["tiktok_order_id"]])
         if not orders:
             raise NotFoundError("tiktok", "get_orders", f"order {p['tiktok_order_id']} not found")
         order = orders[0]
-        numbers = {order.get("tracking_number") or ""} | {l.get("tracking_number") or "" for l in order.get("line_items", [])}
+        numbers = {order.get("tracking_number") or ""} | {
+            line.get("tracking_number") or "" for line in order.get("line_items", [])
+        }
         if p["tracking_number"] in numbers:
             return _reply({"reconciled": True, "status": order.get("status")})
         if numbers - {""}:
-            raise BusinessError("tiktok", "post_tracking", "TikTok already carries other tracking; not overwritten",
-                                code="already_has_tracking")
+            raise BusinessError(
+                "tiktok",
+                "post_tracking",
+                "TikTok already carries other tracking; not overwritten",
+                code="already_has_tracking",
+            )
         if status_of(order, "status", TIKTOK_ORDER_STATUSES) == "CANCELLED":
             raise BusinessError("tiktok", "post_tracking", "order is cancelled on TikTok", code="order_cancelled")
         raise NotDone
@@ -107,22 +122,33 @@ class Handlers:
         # ShipBob answers 200 even when shipments past picking could not be cancelled
         outcome = CancelOutcome.from_reply(order_id, reply)
         if not outcome.fully_cancelled:
-            raise BusinessError("shipbob", "cancel_order", f"order {order_id}: {outcome.status}; refused "
-                                f"{outcome.refused}", code="not_cancellable", request_id=reply.request_id)
+            raise BusinessError(
+                "shipbob",
+                "cancel_order",
+                f"order {order_id}: {outcome.status}; refused {outcome.refused}",
+                code="not_cancellable",
+                request_id=reply.request_id,
+            )
         return reply
 
     def fulfillment_status(self, p: dict) -> str:
         """The fulfiller's order status in its vocabulary's spelling (a platform may send any case)."""
         if p["fulfiller"] == "amazon_mcf":
             order = self.platforms.amazon_mcf().get_fulfillment_order(p["fulfillment_order_id"])
-            status = status_of(order.get("fulfillmentOrder") if isinstance(order, dict) else None,
-                               "fulfillmentOrderStatus", AMAZON_ORDER_STATUSES)
+            status = status_of(
+                order.get("fulfillmentOrder") if isinstance(order, dict) else None,
+                "fulfillmentOrderStatus",
+                AMAZON_ORDER_STATUSES,
+            )
         else:
             order = self.platforms.shipbob().order(int(p["fulfillment_order_id"]))
             status = status_of(order, "status", SHIPBOB_ORDER_STATUSES)
         if status is None:
-            raise MalformedResponseError(p["fulfiller"], "fulfillment_status",
-                                         f"fulfillment order {p['fulfillment_order_id']} read without its status")
+            raise MalformedResponseError(
+                p["fulfiller"],
+                "fulfillment_status",
+                f"fulfillment order {p['fulfillment_order_id']} read without its status",
+            )
         return status
 
     def reconcile_cancel_fulfillment(self, p: dict) -> Reply:
@@ -135,8 +161,12 @@ class Handlers:
     def perform_verify_fulfillment_cancel(self, p: dict) -> Reply:
         status = self.fulfillment_status(p)
         if status != "Cancelled":
-            raise BusinessError(p["fulfiller"], "verify_cancel", f"fulfillment order {p['fulfillment_order_id']} is {status}",
-                                code="not_cancelled_yet")
+            raise BusinessError(
+                p["fulfiller"],
+                "verify_cancel",
+                f"fulfillment order {p['fulfillment_order_id']} is {status}",
+                code="not_cancelled_yet",
+            )
         return _reply({"status": status})
 
     def reconcile_verify_fulfillment_cancel(self, p: dict) -> Reply:
@@ -146,8 +176,13 @@ class Handlers:
     def perform_cancel_shopify_order(self, p: dict) -> Reply:
         self._confirm_no_open_fulfillment(p)
         return self.platforms.shopify().cancel_order_and_wait(
-            p["shopify_order_id"], reason=p["reason"], refund_method=p["refund_method"], restock=p["restock"],
-            notify_customer=p["notify_customer"], staff_note=p.get("staff_note"))
+            p["shopify_order_id"],
+            reason=p["reason"],
+            refund_method=p["refund_method"],
+            restock=p["restock"],
+            notify_customer=p["notify_customer"],
+            staff_note=p.get("staff_note"),
+        )
 
     def _confirm_no_open_fulfillment(self, p: dict) -> None:
         """The first write of a cancellation (`fulfillment_keys` in its request) rests on nothing of
@@ -162,27 +197,40 @@ class Handlers:
         for fulfiller in self.platforms.settings.fulfillers:
             for order_id, status, received in self._fulfillment_orders_under(fulfiller, keys):
                 if status != "Cancelled" and (received is None or received >= placed_at):
-                    raise BusinessError(fulfiller, "confirm_no_fulfillment",
-                                        f"{fulfiller} fulfillment order {order_id} is {status}, not cancelled: "
-                                        "not approved, not refunded", code="fulfillment_order_found")
+                    raise BusinessError(
+                        fulfiller,
+                        "confirm_no_fulfillment",
+                        f"{fulfiller} fulfillment order {order_id} is {status}, not cancelled: "
+                        "not approved, not refunded",
+                        code="fulfillment_order_found",
+                    )
 
-    def _fulfillment_orders_under(self, fulfiller: str, keys: list[str]) -> list[tuple[str, str | None, datetime | None]]:
+    def _fulfillment_orders_under(
+        self, fulfiller: str, keys: list[str]
+    ) -> list[tuple[str, str | None, datetime | None]]:
         """(id, status, received) of the fulfiller's orders filed under any of `keys`."""
         if fulfiller == "amazon_mcf":
             client, found = self.platforms.amazon_mcf(), []
             for key in keys:
                 try:
                     payload = client.get_fulfillment_order(key)
-                except (NotFoundError, ValueError):   # ValueError: not a possible sellerFulfillmentOrderId
+                except (NotFoundError, ValueError):  # ValueError: not a possible sellerFulfillmentOrderId
                     continue
                 order = payload.get("fulfillmentOrder") if isinstance(payload, dict) else None
-                found.append((key, status_of(order, "fulfillmentOrderStatus", AMAZON_ORDER_STATUSES),
-                              _received(order, "receivedDate")))
+                found.append(
+                    (
+                        key,
+                        status_of(order, "fulfillmentOrderStatus", AMAZON_ORDER_STATUSES),
+                        _received(order, "receivedDate"),
+                    )
+                )
             return found
-        usable = [k for k in keys if "," not in k]   # ShipBob's ReferenceIds is a comma-separated list
-        return [(str(o.get("id")), status_of(o, "status", SHIPBOB_ORDER_STATUSES), _received(o, "created_date"))
-                for o in (self.platforms.shipbob().orders(reference_ids=usable) if usable else ())
-                if isinstance(o, dict)]
+        usable = [k for k in keys if "," not in k]  # ShipBob's ReferenceIds is a comma-separated list
+        return [
+            (str(o.get("id")), status_of(o, "status", SHIPBOB_ORDER_STATUSES), _received(o, "created_date"))
+            for o in (self.platforms.shipbob().orders(reference_ids=usable) if usable else ())
+            if isinstance(o, dict)
+        ]
 
     def reconcile_cancel_shopify_order(self, p: dict) -> Reply:
         order = self.platforms.shopify().order(p["shopify_order_id"])
@@ -227,8 +275,13 @@ class Handlers:
 
 KEYED = {APPROVE_CANCELLATION, REJECT_CANCELLATION}
 # Business refusals that mean "already in the state we wanted": reconcile instead of failing.
-ALREADY_DONE_HINTS = ("DuplicateCancelRequest", "already been canceled", "already cancelled", "already shipped",
-                      "21019002")
+ALREADY_DONE_HINTS = (
+    "DuplicateCancelRequest",
+    "already been canceled",
+    "already cancelled",
+    "already shipped",
+    "21019002",
+)
 
 
 class Executor:
@@ -256,7 +309,7 @@ class Executor:
                 pass
             except BusinessError as exc:
                 return self._finish(claim, kind, SKIPPED, None, f"reconciled: {exc.platform_message}")
-            except Exception as exc:   # a platform error or anything else: the outcome stays unknown
+            except Exception as exc:  # a platform error or anything else: the outcome stays unknown
                 return self._leave_in_flight(claim, kind, exc)
         try:
             reply = self._call(kind, "perform", params, key)
@@ -296,21 +349,33 @@ class Executor:
             return self._finish(claim, kind, SUCCEEDED, reply, "settled: an earlier attempt took effect")
         except NotDone:
             # failed, not skipped: a later decision with the same key must still be able to carry it out
-            return self._finish(claim, kind, FAILED, None, "settled: the earlier attempt did not take effect and "
-                                "no decision asks for it now; not sent again")
+            return self._finish(
+                claim,
+                kind,
+                FAILED,
+                None,
+                "settled: the earlier attempt did not take effect and no decision asks for it now; not sent again",
+            )
         except BusinessError as exc:
-            if kind == VERIFY_FULFILLMENT_CANCEL:   # never "skipped": that would count as verified
-                return self._finish(claim, kind, FAILED, None, f"settled: {exc.platform_message}; no decision "
-                                    "asks to verify it now")
+            if kind == VERIFY_FULFILLMENT_CANCEL:  # never "skipped": that would count as verified
+                return self._finish(
+                    claim, kind, FAILED, None, f"settled: {exc.platform_message}; no decision asks to verify it now"
+                )
             return self._finish(claim, kind, SKIPPED, None, f"settled: {exc.platform_message}")
         except Exception as exc:
             return self._leave_in_flight(claim, kind, exc)
 
-    def _finish(self, claim: Claim, kind: str, state: str, reply: Reply | None, detail: str,
-                request_id: str | None = None) -> Outcome:
-        self.ledger.finish(claim, state, response=reply.data if reply else None,
-                           request_id=(reply.request_id if reply else None) or request_id, detail=detail or None,
-                           acted_at=self.ctx.now)
+    def _finish(
+        self, claim: Claim, kind: str, state: str, reply: Reply | None, detail: str, request_id: str | None = None
+    ) -> Outcome:
+        self.ledger.finish(
+            claim,
+            state,
+            response=reply.data if reply else None,
+            request_id=(reply.request_id if reply else None) or request_id,
+            detail=detail or None,
+            acted_at=self.ctx.now,
+        )
         return Outcome(claim.key, kind, state, detail)
 
     def _leave_in_flight(self, claim: Claim, kind: str, exc: Exception) -> Outcome:
@@ -324,5 +389,6 @@ class Executor:
 def log_outcome(outcome: Outcome) -> dict:
     """Log one action's outcome (a warning unless it is over) and return it for the task's result."""
     (log.info if outcome.state in DONE_STATES else log.warning)(
-        "%-22s %-9s %s %s", outcome.kind, outcome.state, outcome.key, outcome.detail)
+        "%-22s %-9s %s %s", outcome.kind, outcome.state, outcome.key, outcome.detail
+    )
     return {"key": outcome.key, "kind": outcome.kind, "state": outcome.state, "detail": outcome.detail}

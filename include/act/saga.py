@@ -1,8 +1,10 @@
 """The buyer-cancellation saga (docs/architecture.md §3): cancel at the fulfiller, verify the cancel,
 then approve on TikTok and cancel and refund the Shopify order (the policy's sequence), each step
-only after the one before it succeeded. `decide` makes the saga's actions and keys; these are its three steps, one task each
-per chunk of orders, and the rule that gives up a cancel that never shows (C4).
+only after the one before it succeeded. `decide` makes the saga's actions and keys; these are its
+three steps, one task each per chunk of orders, and the rule that gives up a cancel that never
+shows (C4).
 """
+
 from __future__ import annotations
 
 import logging
@@ -10,13 +12,19 @@ from collections import Counter
 from datetime import timedelta
 
 from include.act.actions import Executor, Handlers, log_outcome
-from include.decide.rules import CANCEL_NOT_VERIFIED, cancel_fulfillment_key, escalation
-from include.decide.join import saga_states
 from include.act.ledger import DONE_STATES, FAILED, IN_FLIGHT, SUCCEEDED, WAITING, Ledger, RunContext
-from include.decide.model import APPROVE_CANCELLATION, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, VERIFY_FULFILLMENT_CANCEL, SagaState
+from include.decide.join import saga_states
+from include.decide.model import (
+    APPROVE_CANCELLATION,
+    CANCEL_FULFILLMENT,
+    CANCEL_SHOPIFY,
+    VERIFY_FULFILLMENT_CANCEL,
+    SagaState,
+    as_utc,
+)
+from include.decide.rules import CANCEL_NOT_VERIFIED, cancel_fulfillment_key, escalation
 from include.run.runconfig import RunSettings
 from include.store.warehouse import Warehouse
-from include.decide.model import as_utc
 
 log = logging.getLogger(__name__)
 KINDS = (CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL, CANCEL_SHOPIFY, APPROVE_CANCELLATION)
@@ -24,14 +32,22 @@ KINDS = (CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL, CANCEL_SHOPIFY, APPROVE_
 
 def states(ledger: Ledger, shop: str) -> dict[str, SagaState]:
     """What earlier runs did on each order's cancellation, for the decisions of this run."""
-    return saga_states(row for kind, state in ((CANCEL_FULFILLMENT, SUCCEEDED), (CANCEL_SHOPIFY, SUCCEEDED),
-                                               (CANCEL_SHOPIFY, FAILED), (APPROVE_CANCELLATION, SUCCEEDED),
-                                               (APPROVE_CANCELLATION, IN_FLIGHT))
-                       for row in ledger.rows(shop, kind=kind, state=state))
+    return saga_states(
+        row
+        for kind, state in (
+            (CANCEL_FULFILLMENT, SUCCEEDED),
+            (CANCEL_SHOPIFY, SUCCEEDED),
+            (CANCEL_SHOPIFY, FAILED),
+            (APPROVE_CANCELLATION, SUCCEEDED),
+            (APPROVE_CANCELLATION, IN_FLIGHT),
+        )
+        for row in ledger.rows(shop, kind=kind, state=state)
+    )
 
 
-def cancel_at_fulfiller(settings: RunSettings, platforms, wh: Warehouse, ctx: RunContext,
-                        sagas: list[dict]) -> list[dict]:
+def cancel_at_fulfiller(
+    settings: RunSettings, platforms, wh: Warehouse, ctx: RunContext, sagas: list[dict]
+) -> list[dict]:
     """Step 1: ask the fulfiller to cancel (only where the decision said so)."""
     ledger = Ledger(wh)
     executor = Executor(ledger, ctx, Handlers(platforms))
@@ -44,8 +60,7 @@ def cancel_at_fulfiller(settings: RunSettings, platforms, wh: Warehouse, ctx: Ru
     return results
 
 
-def verify_cancellations(settings: RunSettings, platforms, wh: Warehouse, ctx: RunContext,
-                         sagas: list[dict]) -> dict:
+def verify_cancellations(settings: RunSettings, platforms, wh: Warehouse, ctx: RunContext, sagas: list[dict]) -> dict:
     """Step 2: read each fulfiller cancel once. A saga whose cancel shows goes on to its refund in
     this run; one that does not yet waits for a later run (its decision asks again), so a slow
     fulfiller holds no other saga, action group or run. A cancel that does not show within the
@@ -73,8 +88,11 @@ def verify_cancellations(settings: RunSettings, platforms, wh: Warehouse, ctx: R
             give_up(ledger, ctx, verify, tiktok_order_id, settings)
             counts["given_up"] += 1
         else:
-            ledger.wait(settings.shop, verify["idempotency_key"], f"waiting: {outcome.detail} "
-                        f"(read at {ctx.now:%Y-%m-%dT%H:%M:%SZ}; a later run reads again)")
+            ledger.wait(
+                settings.shop,
+                verify["idempotency_key"],
+                f"waiting: {outcome.detail} (read at {ctx.now:%Y-%m-%dT%H:%M:%SZ}; a later run reads again)",
+            )
             counts["waiting"] += 1
     return {"step": "verify_fulfiller_cancel", **counts}
 
@@ -99,13 +117,15 @@ def give_up(ledger: Ledger, ctx: RunContext, verify: dict, tiktok_order_id: str,
     ledger.record(ctx, action, rule="C4", decision_run_id=settings.run_id, tiktok_order_id=tiktok_order_id)
     escalated = ledger.claim(ctx, action.idempotency_key)
     if escalated is not None:
-        ledger.finish(escalated, SUCCEEDED, response={"escalated": CANCEL_NOT_VERIFIED}, detail=detail,
-                      acted_at=ctx.now)
+        ledger.finish(
+            escalated, SUCCEEDED, response={"escalated": CANCEL_NOT_VERIFIED}, detail=detail, acted_at=ctx.now
+        )
     log.warning("C4 %s: %s; escalated, not refunded, not approved", tiktok_order_id, detail)
 
 
-def refund_and_approve(settings: RunSettings, platforms, wh: Warehouse, ctx: RunContext,
-                       sagas: list[dict]) -> list[dict]:
+def refund_and_approve(
+    settings: RunSettings, platforms, wh: Warehouse, ctx: RunContext, sagas: list[dict]
+) -> list[dict]:
     """Step 3: approve on TikTok and cancel the Shopify order (refund), in the decision's sequence,
     each only after the step before it succeeded (a verified fulfiller cancel, when there is one). An
     approval skipped because the request closed otherwise (the buyer withdrew it) stops the saga:
@@ -116,13 +136,17 @@ def refund_and_approve(settings: RunSettings, platforms, wh: Warehouse, ctx: Run
     for saga in sagas:
         rows = ledger.rows_by_key(settings.shop, saga["keys"])
         ordered = [rows[k] for k in saga["keys"] if k in rows]
-        ready = all(r["state"] == SUCCEEDED for r in ordered if r["kind"] in (CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL))
+        ready = all(
+            r["state"] == SUCCEEDED for r in ordered if r["kind"] in (CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL)
+        )
         blocked = "fulfiller cancel not verified"
         for row in ordered:
             if row["kind"] not in (CANCEL_SHOPIFY, APPROVE_CANCELLATION):
                 continue
             if not ready:
-                results.append({"key": row["idempotency_key"], "kind": row["kind"], "state": WAITING, "detail": blocked})
+                results.append(
+                    {"key": row["idempotency_key"], "kind": row["kind"], "state": WAITING, "detail": blocked}
+                )
                 break
             outcome = executor.run(row)
             results.append(log_outcome(outcome))

@@ -2,14 +2,16 @@
 
 Kept apart from `include.run.pipeline` so the pipeline runs without Airflow in tests and benchmarks.
 """
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any
 
 from include.act.ledger import RunContext
 from include.run.platforms import Platforms
@@ -71,11 +73,12 @@ def _url(conn_id: str, conn) -> str:
 
         extra = conn.extra_dejson or {}
         # psycopg2 unless the connection names another driver: the one the warehouse is tested on
-        url = PostgresHook(postgres_conn_id=conn_id,
-                           sqlalchemy_scheme=extra.get("sqlalchemy_scheme") or "postgresql+psycopg2").sqlalchemy_url
+        url = PostgresHook(
+            postgres_conn_id=conn_id, sqlalchemy_scheme=extra.get("sqlalchemy_scheme") or "postgresql+psycopg2"
+        ).sqlalchemy_url
         if not url.database:
             url = url.set(database="postgres")
-        if extra.get("schema"):   # orderops's tables in a schema of their own
+        if extra.get("schema"):  # orderops's tables in a schema of their own
             url = url.update_query_dict({"options": f"-csearch_path={extra['schema']}"})
         return url.render_as_string(hide_password=False)
     raise ValueError(f"connection {conn_id!r}: conn_type {conn.conn_type!r} is not sqlite or postgres")
@@ -93,18 +96,23 @@ def sandbox_now() -> datetime | None:
 
 
 def run_type_of(dag_run) -> str | None:
-    """"backfill", "scheduled", "manual", ... (Airflow's DagRunType value)."""
+    """ "backfill", "scheduled", "manual", ... (Airflow's DagRunType value)."""
     kind = getattr(dag_run, "run_type", None)
     return str(getattr(kind, "value", kind)).lower() if kind else None
 
 
 def settings_from_context(context: dict, shop=None) -> RunSettings:
     dag_run = context["dag_run"]
-    settings = run_settings(dag_id=dag_run.dag_id, run_id=dag_run.run_id, params=dict(context["params"]),
-                            data_interval_start=context.get("data_interval_start"),
-                            data_interval_end=context.get("data_interval_end"),
-                            run_after=getattr(dag_run, "run_after", None), shop=shop,
-                            run_type=run_type_of(dag_run))
+    settings = run_settings(
+        dag_id=dag_run.dag_id,
+        run_id=dag_run.run_id,
+        params=dict(context["params"]),
+        data_interval_start=context.get("data_interval_start"),
+        data_interval_end=context.get("data_interval_end"),
+        run_after=getattr(dag_run, "run_after", None),
+        shop=shop,
+        run_type=run_type_of(dag_run),
+    )
     if settings.now_override is None:
         moment = sandbox_now()
         if moment is not None:
@@ -132,9 +140,15 @@ def checked_settings(context: dict, shop) -> RunSettings:
 
 def run_context(context: dict, settings: RunSettings) -> RunContext:
     ti = context["ti"]
-    return RunContext(shop=settings.shop, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
-                      try_number=ti.try_number, map_index=ti.map_index if ti.map_index is not None else -1,
-                      now=settings.now_override)
+    return RunContext(
+        shop=settings.shop,
+        dag_id=ti.dag_id,
+        run_id=ti.run_id,
+        task_id=ti.task_id,
+        try_number=ti.try_number,
+        map_index=ti.map_index if ti.map_index is not None else -1,
+        now=settings.now_override,
+    )
 
 
 def prepare(context: dict, shop) -> dict:
@@ -154,8 +168,7 @@ def prepare(context: dict, shop) -> dict:
         wh.dispose()
 
 
-def run_step(name: str, settings_doc: dict | None, context: dict, tiktok: dict | None = None,
-             chunk: Any = None) -> Any:
+def run_step(name: str, settings_doc: dict | None, context: dict, tiktok: dict | None = None, chunk: Any = None) -> Any:
     """One step of include/run/steps.py in its task: the run's settings (prepare_run's result, an
     argument of every task), the shop's clients and warehouse, then the step's function."""
     from airflow.sdk.exceptions import AirflowFailException
@@ -170,8 +183,14 @@ def run_step(name: str, settings_doc: dict | None, context: dict, tiktok: dict |
     if step.fulfiller is not None and step.fulfiller not in settings.fulfillers:
         return {"step": name, "skipped": "not configured"}
     with task_resources(context, settings) as (platforms, wh, ctx):
-        values = {"settings": settings, "platforms": platforms, "wh": wh, "ctx": ctx, "chunk": chunk,
-                  "since": since_of(tiktok) if tiktok is not None else None}
+        values = {
+            "settings": settings,
+            "platforms": platforms,
+            "wh": wh,
+            "ctx": ctx,
+            "chunk": chunk,
+            "since": since_of(tiktok) if tiktok is not None else None,
+        }
         return step.function(*arguments(step, values))
 
 

@@ -10,12 +10,14 @@ warehouse connection without a database call (an `AIRFLOW_CONN_*` environment va
 `orderops-warehouse` namespace and each task renames its own when it reads the connection at run
 time (`name_tables`), before the lineage of its end is sent. SQLite tables keep that namespace.
 """
+
 from __future__ import annotations
 
 import functools
 import os
 
 from orderops_provider.tiktok_versions import path as tiktok_path
+
 
 def assets():
     """The Airflow Assets the pipeline produces and the report consumes (one definition for both DAGs)."""
@@ -48,7 +50,10 @@ ENDPOINTS = {
     "shopify_order_update": ("shopify", "/admin/api/{version}/graphql.json#orderUpdate,tagsAdd"),
     "shopify_order_cancel": ("shopify", "/admin/api/{version}/graphql.json#orderCancel"),
     "amazon_orders": ("amazon_mcf", "/fba/outbound/2020-07-01/fulfillmentOrders"),
-    "amazon_shipments_report": ("amazon_mcf", "/reports/2021-06-30/reports#GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL"),
+    "amazon_shipments_report": (
+        "amazon_mcf",
+        "/reports/2021-06-30/reports#GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL",
+    ),
     "amazon_cancel": ("amazon_mcf", "/fba/outbound/2020-07-01/fulfillmentOrders/{id}/cancel"),
     "shipbob_orders": ("shipbob", "/{version}/order"),
     "shipbob_cancel": ("shipbob", "/{version}/order/{id}:cancel"),
@@ -74,15 +79,18 @@ def _naming(conn_id: str, value: str) -> tuple[str, str]:
         return WAREHOUSE_NAMESPACE, ""
     from airflow.sdk import Connection
 
-    return naming_of(Connection.from_json(value, conn_id=conn_id) if value.startswith("{")
-                     else Connection.from_uri(value, conn_id=conn_id))
+    return naming_of(
+        Connection.from_json(value, conn_id=conn_id)
+        if value.startswith("{")
+        else Connection.from_uri(value, conn_id=conn_id)
+    )
 
 
 def naming_of(conn) -> tuple[str, str]:
     """(namespace, name prefix) of the tables behind a warehouse connection (None: the embedded one)."""
     if conn is None or conn.conn_type not in ("postgres", "postgresql") or not conn.host:
         return WAREHOUSE_NAMESPACE, ""
-    schema = (conn.extra_dejson or {}).get("schema") or "public"   # orderops's search path (airflow_glue)
+    schema = (conn.extra_dejson or {}).get("schema") or "public"  # orderops's search path (airflow_glue)
     return f"postgres://{conn.host}:{conn.port or 5432}", f"{conn.schema or 'postgres'}.{schema}."
 
 
@@ -93,8 +101,10 @@ def name_tables(task, conn) -> None:
 
     namespace, prefix = naming_of(conn)
     for datasets in (task.inlets, task.outlets):
-        datasets[:] = [Dataset(namespace=namespace, name=prefix + d.name.rsplit(".", 1)[-1]) if _is_table(d) else d
-                       for d in datasets]
+        datasets[:] = [
+            Dataset(namespace=namespace, name=prefix + d.name.rsplit(".", 1)[-1]) if _is_table(d) else d
+            for d in datasets
+        ]
 
 
 def _is_table(dataset) -> bool:

@@ -1,6 +1,7 @@
 """One task factory for the steps of include/run/steps.py: each task's pool, lineage, docstring and
 body come from its step. Every task takes the run's settings (prepare_run's result) as an argument,
 so the graph shows where they come from."""
+
 from __future__ import annotations
 
 import logging
@@ -17,18 +18,22 @@ ASSETS = assets()
 
 def lineage(names: tuple[str, ...], conn_id: str) -> list:
     """Platform endpoints and this shop's warehouse tables, by name."""
-    return [*endpoints(*(n for n in names if n in ENDPOINTS)),
-            *tables(*(n for n in names if n not in ENDPOINTS), conn_id=conn_id)]
+    return [
+        *endpoints(*(n for n in names if n in ENDPOINTS)),
+        *tables(*(n for n in names if n not in ENDPOINTS), conn_id=conn_id),
+    ]
 
 
 def options(step: Step, shop) -> dict[str, Any]:
-    found: dict[str, Any] = {"task_id": step.name, "inlets": lineage(step.reads, shop.connections.warehouse),
-                             "outlets": [*([ASSETS[step.asset]] if step.asset else []),
-                                         *lineage(step.writes, shop.connections.warehouse)]}
+    found: dict[str, Any] = {
+        "task_id": step.name,
+        "inlets": lineage(step.reads, shop.connections.warehouse),
+        "outlets": [*([ASSETS[step.asset]] if step.asset else []), *lineage(step.writes, shop.connections.warehouse)],
+    }
     if step.pool:
         found["pool"] = step.pool
     if step.name == "summarize_run":
-        found["trigger_rule"] = TriggerRule.ALL_DONE   # the summary of a run whose steps failed too
+        found["trigger_rule"] = TriggerRule.ALL_DONE  # the summary of a run whose steps failed too
     return found
 
 
@@ -54,6 +59,7 @@ def prepare_run_task(shop):
 def step_task(step: Step, shop):
     """The task of `step`: `settings` always; `tiktok` (extract_tiktok's result) for a step that
     lists from it; `chunk` for a step mapped over an action group."""
+
     def run(settings: dict | None, tiktok: dict | None = None, chunk: Any = None, **context) -> Any:
         from include.airflow.glue import run_step
 
@@ -63,7 +69,8 @@ def step_task(step: Step, shop):
 
             log.info("%s", summary_table(result))
             context["outlet_events"][ASSETS["run_summary"]].extra = {
-                k: result[k] for k in ("shop", "run_id", "state", "decisions", "actions", "api")}
+                k: result[k] for k in ("shop", "run_id", "state", "decisions", "actions", "api")
+            }
         return result
 
     run.__doc__ = step.doc

@@ -4,14 +4,16 @@ TikTok lets tracking be corrected at most once, so a carrier is mapped only by i
 (normalised), a known synonym, or an explicit override; anything else is unmapped and the
 order is escalated (rule T2), never guessed.
 """
+
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # Normalised carrier codes the fulfillers use -> normalised TikTok provider names they are.
 SYNONYMS: dict[str, tuple[str, ...]] = {
     "amzlus": ("amazonlogistics", "amazonshipping"),
-    "amznus": ("amazonlogistics", "amazonshipping"),   # MCF's code for Amazon's own delivery
+    "amznus": ("amazonlogistics", "amazonshipping"),  # MCF's code for Amazon's own delivery
     "amzn": ("amazonlogistics", "amazonshipping"),
     "amzl": ("amazonlogistics", "amazonshipping"),
     "amazon": ("amazonlogistics", "amazonshipping"),
@@ -33,7 +35,7 @@ def normalise(name: str) -> str:
 
 
 class CarrierMap:
-    def __init__(self, providers: list[dict], overrides: dict[str, str] | None = None):
+    def __init__(self, providers: list[dict[str, Any]], overrides: dict[str, str] | None = None):
         self.by_name: dict[str, str] = {}
         self.ids = set()
         for provider in providers:

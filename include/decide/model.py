@@ -3,23 +3,24 @@
 `join` builds JoinedOrder rows from staged data; `decide` turns each into a Decision. Both are
 plain data so the decision function stays pure and property-testable.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import Any, overload
 
 
 class FulfillmentState(str, Enum):
     """A fulfiller's order, normalised across Amazon MCF and ShipBob."""
 
-    NOT_STARTED = "not_started"        # received/planning (MCF) or allocated, not picked (ShipBob): cancellable
-    IN_PROGRESS = "in_progress"        # picking/packing/labelled (ShipBob) or Processing (MCF): too late to cancel
+    NOT_STARTED = "not_started"  # received/planning (MCF) or allocated, not picked (ShipBob): cancellable
+    IN_PROGRESS = "in_progress"  # picking/packing/labelled (ShipBob) or Processing (MCF): too late to cancel
     PARTIALLY_SHIPPED = "partially_shipped"
     SHIPPED = "shipped"
     CANCELLED = "cancelled"
-    FAILED = "failed"                  # Unfulfillable / Invalid (MCF), Exception (ShipBob)
+    FAILED = "failed"  # Unfulfillable / Invalid (MCF), Exception (ShipBob)
 
 
 @dataclass(frozen=True)
@@ -28,15 +29,15 @@ class Package:
 
     carrier: str
     tracking_number: str
-    provider_id: str | None = None      # None: the carrier maps to no TikTok provider
-    line_item_ids: tuple[str, ...] = () # TikTok line items in the package, when known
+    provider_id: str | None = None  # None: the carrier maps to no TikTok provider
+    line_item_ids: tuple[str, ...] = ()  # TikTok line items in the package, when known
 
 
 @dataclass(frozen=True)
 class Fulfillment:
-    fulfiller: str                      # amazon_mcf | shipbob
-    order_id: str                       # seller_fulfillment_order_id or ShipBob order id
-    status: str                         # the fulfiller's own status
+    fulfiller: str  # amazon_mcf | shipbob
+    order_id: str  # seller_fulfillment_order_id or ShipBob order id
+    status: str  # the fulfiller's own status
     state: FulfillmentState
     packages: tuple[Package, ...] = ()
     # any shipment that has started moving (picked/packed/labelled/shipped), even without tracking
@@ -70,8 +71,8 @@ class SagaState:
 
     fulfiller_cancel_requested_at: datetime | None = None
     shopify_cancelled: bool = False
-    approval_sent: bool = False         # orderops asked TikTok to approve the buyer's request
-    shopify_cancel_refused: str | None = None   # what Shopify answered when it refused the cancel
+    approval_sent: bool = False  # orderops asked TikTok to approve the buyer's request
+    shopify_cancel_refused: str | None = None  # what Shopify answered when it refused the cancel
 
 
 class LinkProblem(str, Enum):
@@ -91,18 +92,18 @@ class JoinedOrder:
     create_time: datetime
     rts_sla_time: datetime
     shipping_due_time: datetime | None
-    tracking_number: str                # on TikTok; "" when none
+    tracking_number: str  # on TikTok; "" when none
     line_item_ids: tuple[str, ...]
     cancellation: Cancellation | None = None
     shopify_order_ids: tuple[str, ...] = ()
     shopify_cancelled: bool = False
-    match_rule: str | None = None       # how the Shopify order was found (e.g. custom_attribute:tiktok order id)
+    match_rule: str | None = None  # how the Shopify order was found (e.g. custom_attribute:tiktok order id)
     link_problem: LinkProblem | None = None
     fulfillment: Fulfillment | None = None
     # the ids a fulfillment order of the Shopify order would be filed under (one Shopify match)
     fulfillment_keys: tuple[str, ...] = ()
     saga: SagaState = field(default_factory=SagaState)
-    shipping_type: str = "SELLER"       # TIKTOK: shipped on TikTok's label, whose scan brings the tracking
+    shipping_type: str = "SELLER"  # TIKTOK: shipped on TikTok's label, whose scan brings the tracking
     # (code, text) of the reasons TikTok offers to reject the pending request; None: not read
     reject_reasons: tuple[tuple[str, str], ...] | None = None
 
@@ -120,14 +121,22 @@ CANCEL_SHOPIFY = "cancel_shopify_order"
 APPROVE_CANCELLATION = "approve_cancellation"
 REJECT_CANCELLATION = "reject_cancellation"
 ESCALATE = "escalate"
-ACTION_KINDS = (POST_TRACKING, ADD_NOTE, CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL, CANCEL_SHOPIFY,
-                APPROVE_CANCELLATION, REJECT_CANCELLATION, ESCALATE)
+ACTION_KINDS = (
+    POST_TRACKING,
+    ADD_NOTE,
+    CANCEL_FULFILLMENT,
+    VERIFY_FULFILLMENT_CANCEL,
+    CANCEL_SHOPIFY,
+    APPROVE_CANCELLATION,
+    REJECT_CANCELLATION,
+    ESCALATE,
+)
 
 
 @dataclass(frozen=True)
 class Action:
     kind: str
-    target: str                         # platform:object the action writes to
+    target: str  # platform:object the action writes to
     params: dict[str, Any]
     idempotency_key: str
 
@@ -135,11 +144,18 @@ class Action:
 @dataclass(frozen=True)
 class Decision:
     tiktok_order_id: str
-    rule: str                           # T1 T2 N1 E1 C1 C2 C3 C4, or "-" when nothing is to be done
+    rule: str  # T1 T2 N1 E1 C1 C2 C3 C4, or "-" when nothing is to be done
     reason: str
     actions: tuple[Action, ...] = ()
 
 
+# a moment stays a moment and None stays None: callers keep the type they hand in
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
+@overload
+def as_utc(value: datetime | None) -> datetime | None: ...
 def as_utc(value: datetime | None) -> datetime | None:
     """A moment in UTC; a naive one was written in UTC (SQLite hands timestamps back naive)."""
     if value is None:

@@ -1,4 +1,5 @@
 """Decision policy: the knobs of docs/architecture.md §3, validated, with a version that decisions record."""
+
 from __future__ import annotations
 
 import hashlib
@@ -34,13 +35,13 @@ class PolicyError(ValueError):
 
 @dataclass(frozen=True)
 class Policy:
-    horizon_hours: float = 24.0               # "near SLA": rts_sla_time - now <= horizon
-    c3_action: str = "reject"                 # buyer cancel after packing: reject the request, or escalate
-    reject_reason: str = "packed"             # a meaning of REJECT_MEANINGS, or a reason code TikTok offers
+    horizon_hours: float = 24.0  # "near SLA": rts_sla_time - now <= horizon
+    c3_action: str = "reject"  # buyer cancel after packing: reject the request, or escalate
+    reject_reason: str = "packed"  # a meaning of REJECT_MEANINGS, or a reason code TikTok offers
     cancellation_sequence: str = "approve_then_shopify"
-    cancel_verify_timeout_minutes: float = 60.0   # C4 after this long without a verified fulfiller cancel
-    no_shopify_grace_minutes: float = 60.0    # the sales channel copies orders within minutes
-    no_fulfillment_grace_minutes: float = 360.0   # fulfillment orders are created after the Shopify order
+    cancel_verify_timeout_minutes: float = 60.0  # C4 after this long without a verified fulfiller cancel
+    no_shopify_grace_minutes: float = 60.0  # the sales channel copies orders within minutes
+    no_fulfillment_grace_minutes: float = 360.0  # fulfillment orders are created after the Shopify order
     refund_method: str = "original_payment"
     restock: bool = True
     notify_customer: bool = False
@@ -65,8 +66,12 @@ def policy_from_dict(data: dict[str, Any] | None) -> Policy:
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise PolicyError(f"policy: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    for name, most in (("horizon_hours", 720), ("cancel_verify_timeout_minutes", 10080),
-                       ("no_shopify_grace_minutes", 10080), ("no_fulfillment_grace_minutes", 10080)):
+    for name, most in (
+        ("horizon_hours", 720),
+        ("cancel_verify_timeout_minutes", 10080),
+        ("no_shopify_grace_minutes", 10080),
+        ("no_fulfillment_grace_minutes", 10080),
+    ):
         if name in data:
             value = data[name]
             # NaN fails the range test too
@@ -79,11 +84,15 @@ def policy_from_dict(data: dict[str, Any] | None) -> Policy:
         raise PolicyError(f"policy.refund_method: {data['refund_method']!r} is not one of {', '.join(REFUND_METHODS)}")
     reason = data.get("reject_reason", Policy.reject_reason)
     if reason not in REJECT_MEANINGS and not (isinstance(reason, str) and _REASON_CODE.fullmatch(reason)):
-        raise PolicyError(f"policy.reject_reason: {reason!r} is neither a meaning ({', '.join(REJECT_MEANINGS)}) "
-                          "nor a TikTok reason code (lower case letters, digits and _)")
+        raise PolicyError(
+            f"policy.reject_reason: {reason!r} is neither a meaning ({', '.join(REJECT_MEANINGS)}) "
+            "nor a TikTok reason code (lower case letters, digits and _)"
+        )
     if data.get("cancellation_sequence", Policy.cancellation_sequence) not in CANCELLATION_SEQUENCES:
-        raise PolicyError(f"policy.cancellation_sequence: {data['cancellation_sequence']!r} is not one of "
-                          f"{', '.join(CANCELLATION_SEQUENCES)}")
+        raise PolicyError(
+            f"policy.cancellation_sequence: {data['cancellation_sequence']!r} is not one of "
+            f"{', '.join(CANCELLATION_SEQUENCES)}"
+        )
     for name in ("restock", "notify_customer"):
         if name in data and not isinstance(data[name], bool):
             raise PolicyError(f"policy.{name}: expected true or false, got {data[name]!r}")
@@ -92,15 +101,20 @@ def policy_from_dict(data: dict[str, Any] | None) -> Policy:
             raise PolicyError(f"policy.{name}: expected a non-empty string")
     if "at_risk_alert_hours" in data:
         hours = data["at_risk_alert_hours"]
-        if not isinstance(hours, (list, tuple)) or not all(
-                not isinstance(h, bool) and isinstance(h, (int, float)) and 0 < h <= 720 for h in hours) \
-                or len(set(hours)) != len(hours):
-            raise PolicyError("policy.at_risk_alert_hours: expected a list of distinct numbers of hours, each above 0 "
-                              f"and at most 720 ([] turns the alerts off), got {hours!r}")
+        if (
+            not isinstance(hours, (list, tuple))
+            or not all(not isinstance(h, bool) and isinstance(h, (int, float)) and 0 < h <= 720 for h in hours)
+            or len(set(hours)) != len(hours)
+        ):
+            raise PolicyError(
+                "policy.at_risk_alert_hours: expected a list of distinct numbers of hours, each above 0 "
+                f"and at most 720 ([] turns the alerts off), got {hours!r}"
+            )
         data["at_risk_alert_hours"] = tuple(sorted((float(h) for h in hours), reverse=True))
     overrides = data.get("carrier_overrides", {})
-    if not isinstance(overrides, dict) or not all(isinstance(k, str) and isinstance(v, str) and v
-                                                  for k, v in overrides.items()):
+    if not isinstance(overrides, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in overrides.items()
+    ):
         raise PolicyError("policy.carrier_overrides: expected an object of carrier -> TikTok provider name or id")
     return Policy(**data)
 

@@ -8,6 +8,7 @@ re-reads the TikTok order before acting. What an event carries is kept (buyer da
 lineage. Events that start a run (`wakes`): a shipment at a fulfiller, a buyer's new cancellation
 request, a fulfiller's cancellation (the saga's check). The others are kept and counted.
 """
+
 from __future__ import annotations
 
 import base64
@@ -15,23 +16,28 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Literal, overload
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from include.store.warehouse import Warehouse, platform_events, utcnow
 from include.decide.model import as_utc
+from include.store.warehouse import Warehouse, platform_events, utcnow
 
 # The sources an event of each platform tells a run to list again (include/run/steps.py BATCHES).
-SOURCES = {"tiktok": ("tiktok_orders", "tiktok_cancellations"), "shopify": ("shopify_orders",),
-           "amazon_mcf": ("amazon_fulfillment_orders",), "shipbob": ("shipbob_orders",)}
+SOURCES = {
+    "tiktok": ("tiktok_orders", "tiktok_cancellations"),
+    "shopify": ("shopify_orders",),
+    "amazon_mcf": ("amazon_fulfillment_orders",),
+    "shipbob": ("shipbob_orders",),
+}
 PLATFORMS = tuple(SOURCES)
 # Standard Webhooks (ShipBob): a delivery older or newer than this is refused (replay protection).
 TIMESTAMP_TOLERANCE = timedelta(minutes=5)
-MAX_BODY = 1_000_000   # bytes: a platform's delivery is a few KB; anything near this is not one
+MAX_BODY = 1_000_000  # bytes: a platform's delivery is a few KB; anything near this is not one
 
 
 class BadEvent(ValueError):
@@ -44,12 +50,12 @@ class Unverified(BadEvent):
 
 @dataclass(frozen=True)
 class PlatformEvent:
-    platform: str            # tiktok | shopify | shipbob | amazon_mcf
-    event_id: str            # the platform's id of this event (a redelivery carries the same one)
-    topic: str               # the platform's name for it
-    order_ref: str | None    # the platform's own order id
-    occurred_at: datetime    # when it happened, by the platform
-    wakes: bool              # starts the shop's pipeline now
+    platform: str  # tiktok | shopify | shipbob | amazon_mcf
+    event_id: str  # the platform's id of this event (a redelivery carries the same one)
+    topic: str  # the platform's name for it
+    order_ref: str | None  # the platform's own order id
+    occurred_at: datetime  # when it happened, by the platform
+    wakes: bool  # starts the shop's pipeline now
     payload: dict = field(default_factory=dict, compare=False)
 
 
@@ -106,6 +112,11 @@ def _time(value: Any, what: str) -> datetime:
     raise BadEvent(f"{what}: expected a time, got {value!r}")
 
 
+# a required text is always there: None only when not required
+@overload
+def _text(obj: dict, key: str, what: str, required: Literal[True] = True) -> str: ...
+@overload
+def _text(obj: dict, key: str, what: str, required: bool) -> str | None: ...
 def _text(obj: dict, key: str, what: str, required: bool = True) -> str | None:
     value = obj.get(key)
     if value is None or value == "":
@@ -133,10 +144,17 @@ def _strip(payload: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------- per platform
-TIKTOK_TOPICS = {1: "ORDER_STATUS_CHANGE", 2: "REVERSE_ORDER_STATUS_UPDATE", 3: "RECIPIENT_ADDRESS_UPDATE",
-                 4: "PACKAGE_UPDATE", 5: "PRODUCT_STATUS_CHANGE", 6: "SELLER_DEAUTHORIZATION",
-                 7: "UPCOMING_AUTHORIZATION_EXPIRATION", 11: "CANCELLATION_STATUS_CHANGE",
-                 12: "RETURN_STATUS_CHANGE"}
+TIKTOK_TOPICS = {
+    1: "ORDER_STATUS_CHANGE",
+    2: "REVERSE_ORDER_STATUS_UPDATE",
+    3: "RECIPIENT_ADDRESS_UPDATE",
+    4: "PACKAGE_UPDATE",
+    5: "PRODUCT_STATUS_CHANGE",
+    6: "SELLER_DEAUTHORIZATION",
+    7: "UPCOMING_AUTHORIZATION_EXPIRATION",
+    11: "CANCELLATION_STATUS_CHANGE",
+    12: "RETURN_STATUS_CHANGE",
+}
 
 
 def tiktok_event(body: bytes, headers: Mapping[str, str], app_key: str, app_secret: str) -> PlatformEvent:
@@ -151,10 +169,19 @@ def tiktok_event(body: bytes, headers: Mapping[str, str], app_key: str, app_secr
     topic = TIKTOK_TOPICS.get(kind, f"TYPE_{kind}")
     when = _time(data.get("update_time") or data.get("create_time") or doc.get("timestamp"), "tiktok webhook time")
     # a delivery without TikTok's notification id (older apps) is known by what it says
-    event_id = _text(doc, "tts_notification_id", "tiktok webhook", required=False) or hashlib.sha256(body).hexdigest()[:40]
+    event_id = (
+        _text(doc, "tts_notification_id", "tiktok webhook", required=False) or hashlib.sha256(body).hexdigest()[:40]
+    )
     wakes = kind == 11 and data.get("cancel_status") == "CANCELLATION_REQUEST_PENDING"
-    return PlatformEvent("tiktok", event_id, topic, _text(data, "order_id", "tiktok webhook data", required=False),
-                         when, wakes, _strip(doc))
+    return PlatformEvent(
+        "tiktok",
+        event_id,
+        topic,
+        _text(data, "order_id", "tiktok webhook data", required=False),
+        when,
+        wakes,
+        _strip(doc),
+    )
 
 
 # Shopify topics that carry an order (orders/*) or a fulfillment with its tracking.
@@ -171,11 +198,20 @@ def shopify_event(body: bytes, headers: Mapping[str, str], secret: str) -> Platf
         raise BadEvent("shopify: X-Shopify-Topic and X-Shopify-Webhook-Id are required")
     doc = _object(_json(body, "shopify"), "shopify webhook")
     order = doc.get("order_id") if topic.startswith("fulfillments/") else doc.get("id")
-    when = _time(_header(headers, "X-Shopify-Triggered-At") or doc.get("updated_at") or doc.get("created_at"),
-                 "shopify webhook time")
+    when = _time(
+        _header(headers, "X-Shopify-Triggered-At") or doc.get("updated_at") or doc.get("created_at"),
+        "shopify webhook time",
+    )
     has_tracking = bool(doc.get("tracking_number") or doc.get("tracking_numbers"))
-    return PlatformEvent("shopify", event_id[:128], topic[:64], None if order is None else _text({"o": order}, "o", "shopify order id"),
-                         when, topic in SHOPIFY_WAKING and has_tracking, _strip(doc))
+    return PlatformEvent(
+        "shopify",
+        event_id[:128],
+        topic[:64],
+        None if order is None else _text({"o": order}, "o", "shopify order id"),
+        when,
+        topic in SHOPIFY_WAKING and has_tracking,
+        _strip(doc),
+    )
 
 
 SHIPBOB_WAKING = ("order.shipped", "order_shipped", "order.shipment.cancelled", "shipment_cancelled")
@@ -201,8 +237,15 @@ def shipbob_event(body: bytes, headers: Mapping[str, str], secret: str, now: dat
         raise BadEvent("shipbob: no topic (shipbob-topic header or the body's topic)")
     # order.* topics carry the order (its id); shipment ones the shipment (its order_id)
     order = doc.get("order_id") if "shipment" in topic and doc.get("order_id") is not None else doc.get("id")
-    return PlatformEvent("shipbob", msg_id[:128], topic[:64], None if order is None else _text({"o": order}, "o", "shipbob order id"),
-                         sent, topic in SHIPBOB_WAKING, _strip(doc))
+    return PlatformEvent(
+        "shipbob",
+        msg_id[:128],
+        topic[:64],
+        None if order is None else _text({"o": order}, "o", "shipbob order id"),
+        sent,
+        topic in SHIPBOB_WAKING,
+        _strip(doc),
+    )
 
 
 AMAZON_WAKING_STATUSES = ("Complete", "CompletePartialled", "Cancelled", "Unfulfillable")
@@ -215,20 +258,32 @@ def amazon_event(message_body: str | bytes, seller_id: str | None = None) -> Pla
     raw = message_body.encode() if isinstance(message_body, str) else message_body
     doc = _object(_json(raw, "amazon_mcf"), "amazon notification")
     if doc.get("NotificationType") != "FULFILLMENT_ORDER_STATUS":
-        raise BadEvent(f"amazon notification: NotificationType {doc.get('NotificationType')!r} is not FULFILLMENT_ORDER_STATUS")
+        raise BadEvent(
+            f"amazon notification: NotificationType {doc.get('NotificationType')!r} is not FULFILLMENT_ORDER_STATUS"
+        )
     meta = _object(doc.get("NotificationMetadata"), "amazon notification NotificationMetadata")
-    body = _object(_object(doc.get("Payload"), "amazon notification Payload").get("FulfillmentOrderStatusNotification"),
-                   "amazon notification FulfillmentOrderStatusNotification")
+    body = _object(
+        _object(doc.get("Payload"), "amazon notification Payload").get("FulfillmentOrderStatusNotification"),
+        "amazon notification FulfillmentOrderStatusNotification",
+    )
     if seller_id and body.get("SellerId") not in (None, seller_id):
         raise Unverified(f"amazon notification: for seller {body.get('SellerId')!r}, not this shop's")
     status = body.get("FulfillmentOrderStatus")
-    shipment = body.get("FulfillmentShipment") if isinstance(body.get("FulfillmentShipment"), dict) else {}
-    shipped = body.get("EventType") == "Shipment" and shipment.get("FulfillmentShipmentStatus") == "SHIPPED"
-    return PlatformEvent("amazon_mcf", _text(meta, "NotificationId", "amazon notification metadata"),
-                         f"FULFILLMENT_ORDER_STATUS/{body.get('EventType')}",
-                         _text(body, "SellerFulfillmentOrderId", "amazon notification"),
-                         _time(body.get("StatusUpdatedDateTime") or doc.get("EventTime"), "amazon notification time"),
-                         shipped or status in AMAZON_WAKING_STATUSES, _strip(doc))
+    shipment = body.get("FulfillmentShipment")
+    shipped = (
+        body.get("EventType") == "Shipment"
+        and isinstance(shipment, dict)
+        and shipment.get("FulfillmentShipmentStatus") == "SHIPPED"
+    )
+    return PlatformEvent(
+        "amazon_mcf",
+        _text(meta, "NotificationId", "amazon notification metadata"),
+        f"FULFILLMENT_ORDER_STATUS/{body.get('EventType')}",
+        _text(body, "SellerFulfillmentOrderId", "amazon notification"),
+        _time(body.get("StatusUpdatedDateTime") or doc.get("EventTime"), "amazon notification time"),
+        shipped or status in AMAZON_WAKING_STATUSES,
+        _strip(doc),
+    )
 
 
 # ---------------------------------------------------------------------------------- the inbox
@@ -239,31 +294,56 @@ class EventInbox:
     def __init__(self, wh: Warehouse):
         self.wh = wh
 
-    def receive(self, shop: str, events: list[PlatformEvent], received_at: datetime | None = None) -> list[PlatformEvent]:
+    def receive(
+        self, shop: str, events: list[PlatformEvent], received_at: datetime | None = None
+    ) -> list[PlatformEvent]:
         """Keep the events not seen before; returns those."""
         if not events:
             return []
         at = received_at or utcnow()
         t = platform_events.c
         with self.wh.engine.begin() as conn:
-            known = {(p, e) for p, e in conn.execute(sa.select(t.platform, t.event_id).where(
-                t.shop == shop, t.event_id.in_(sorted({e.event_id for e in events}))))}
+            known = {
+                (p, e)
+                for p, e in conn.execute(
+                    sa.select(t.platform, t.event_id).where(
+                        t.shop == shop, t.event_id.in_(sorted({e.event_id for e in events}))
+                    )
+                )
+            }
             fresh = {(e.platform, e.event_id): e for e in events if (e.platform, e.event_id) not in known}
             if fresh:
                 dialect = postgresql if self.wh.dialect == "postgresql" else sqlite
                 # a redelivery racing its first copy: the first one stands (with its claim)
-                conn.execute(dialect.insert(platform_events).on_conflict_do_nothing(), [dict(
-                    shop=shop, platform=e.platform, event_id=e.event_id, topic=e.topic, order_ref=e.order_ref,
-                    occurred_at=e.occurred_at, received_at=at, wakes=e.wakes, payload=e.payload, run_id=None)
-                    for e in fresh.values()])
+                conn.execute(
+                    dialect.insert(platform_events).on_conflict_do_nothing(),
+                    [
+                        dict(
+                            shop=shop,
+                            platform=e.platform,
+                            event_id=e.event_id,
+                            topic=e.topic,
+                            order_ref=e.order_ref,
+                            occurred_at=e.occurred_at,
+                            received_at=at,
+                            wakes=e.wakes,
+                            payload=e.payload,
+                            run_id=None,
+                        )
+                        for e in fresh.values()
+                    ],
+                )
         return list(fresh.values())
 
     def first_waiting(self, shop: str) -> datetime | None:
         """When the oldest waking event no run has claimed yet arrived (None: none waits)."""
         t = platform_events.c
         with self.wh.engine.connect() as conn:
-            return as_utc(conn.execute(sa.select(sa.func.min(t.received_at)).where(
-                t.shop == shop, t.run_id.is_(None), t.wakes.is_(True))).scalar())
+            return as_utc(
+                conn.execute(
+                    sa.select(sa.func.min(t.received_at)).where(t.shop == shop, t.run_id.is_(None), t.wakes.is_(True))
+                ).scalar()
+            )
 
     def claim(self, shop: str, run_id: str, up_to: datetime | None = None) -> list[dict]:
         """Give this run every event not claimed yet (received up to `up_to`); two runs never get
@@ -274,9 +354,14 @@ class EventInbox:
             where.append(t.received_at <= up_to)
         with self.wh.engine.begin() as conn:
             conn.execute(platform_events.update().where(*where).values(run_id=run_id))
-            return [dict(r._mapping) for r in conn.execute(
-                sa.select(t.platform, t.event_id, t.topic, t.order_ref, t.occurred_at, t.received_at, t.wakes)
-                .where(t.shop == shop, t.run_id == run_id))]
+            return [
+                dict(r._mapping)
+                for r in conn.execute(
+                    sa.select(
+                        t.platform, t.event_id, t.topic, t.order_ref, t.occurred_at, t.received_at, t.wakes
+                    ).where(t.shop == shop, t.run_id == run_id)
+                )
+            ]
 
     def followed(self, shop: str, platform: str, refs: Iterable[str], run_id: str) -> set[str]:
         """Of these orders, those the platform's notifications reach the inbox for, none of whose
@@ -287,8 +372,11 @@ class EventInbox:
             return set()
         t = platform_events.c
         with self.wh.engine.connect() as conn:
-            rows = conn.execute(sa.select(t.order_ref, t.wakes, t.run_id).where(
-                t.shop == shop, t.platform == platform, t.order_ref.in_(refs))).all()
+            rows = conn.execute(
+                sa.select(t.order_ref, t.wakes, t.run_id).where(
+                    t.shop == shop, t.platform == platform, t.order_ref.in_(refs)
+                )
+            ).all()
         pending = {ref for ref, wakes, claimant in rows if wakes and claimant in (None, run_id)}
         return {ref for ref, _, _ in rows} - pending
 
@@ -296,9 +384,14 @@ class EventInbox:
         """What a run claimed of one platform, with what each event carried."""
         t = platform_events.c
         with self.wh.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(
-                sa.select(t.event_id, t.topic, t.order_ref, t.payload, t.wakes)
-                .where(t.shop == shop, t.run_id == run_id, t.platform == platform).order_by(t.occurred_at))]
+            return [
+                dict(r._mapping)
+                for r in conn.execute(
+                    sa.select(t.event_id, t.topic, t.order_ref, t.payload, t.wakes)
+                    .where(t.shop == shop, t.run_id == run_id, t.platform == platform)
+                    .order_by(t.occurred_at)
+                )
+            ]
 
 
 # ShipBob topics whose body is the order itself (the same view GET /order/{id} answers)
@@ -312,8 +405,13 @@ def amazon_reads(claimed: list[dict]) -> list[str]:
     return sorted({e["order_ref"] for e in claimed if e["platform"] == "amazon_mcf" and e["wakes"] and e["order_ref"]})
 
 
-def wait_for_burst(inbox: EventInbox, shop: str, debounce_seconds: float,
-                   now: Callable[[], datetime] = utcnow, sleep: Callable[[float], None] = time.sleep) -> float:
+def wait_for_burst(
+    inbox: EventInbox,
+    shop: str,
+    debounce_seconds: float,
+    now: Callable[[], datetime] = utcnow,
+    sleep: Callable[[float], None] = time.sleep,
+) -> float:
     """Before an event-driven run claims: let the burst its first event belongs to arrive (until
     `debounce_seconds` after that event was received), so a burst makes one run. Returns the
     seconds waited."""
@@ -331,7 +429,7 @@ def sources_of(claimed: list[dict]) -> tuple[str, ...]:
     those events name few enough orders to read by id (Amazon) or carry the order itself (ShipBob).
     Events that wake nothing (an order moving along) are kept, and left to the scheduled listings."""
     waking = [e for e in claimed if e["wakes"]]
-    sources = set()
+    sources: set[str] = set()
     for platform in {e["platform"] for e in waking}:
         mine = [e for e in waking if e["platform"] == platform]
         if platform == "shipbob" and all(e["topic"] in SHIPBOB_ORDER_TOPICS for e in mine):
@@ -351,14 +449,14 @@ def channel(shop: str) -> str:
 def ring(redis_url: str | None, shop: str, client: Any = None) -> bool:
     """Tell the shop's AssetWatcher that events wait. A ring lost (Redis down, no listener) loses
     nothing: the events are in the inbox and the next ring or scheduled run takes them."""
-    if not redis_url and client is None:
+    if client is None and not redis_url:
         return False
     try:
-        if client is None:
+        if client is None and redis_url:
             import redis
 
             client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
         client.publish(channel(shop), json.dumps({"shop": shop, "at": time.time()}))
         return True
-    except Exception:   # noqa: BLE001 - the doorbell is best effort by design (see above)
+    except Exception:  # noqa: BLE001 - the doorbell is best effort by design (see above)
         return False

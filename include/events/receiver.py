@@ -8,15 +8,17 @@ signature, not by an Airflow login. It answers 200 once the event is kept (a red
 for a signature that does not match, 400 naming what is wrong with a body it cannot read, 404 for
 a shop or platform it does not serve, 413 a body bigger than any delivery.
 """
+
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -36,9 +38,9 @@ class ShopSecrets:
 
     tiktok_app_key: str | None = None
     tiktok_app_secret: str | None = None
-    shopify_secret: str | None = None       # the app's client secret
-    shipbob_secret: str | None = None       # the subscription's whsec_ secret
-    amazon_seller_id: str | None = None     # notifications for another seller are refused
+    shopify_secret: str | None = None  # the app's client secret
+    shipbob_secret: str | None = None  # the subscription's whsec_ secret
+    amazon_seller_id: str | None = None  # notifications for another seller are refused
 
 
 def shop_secrets(shop) -> ShopSecrets | None:
@@ -53,12 +55,18 @@ def shop_secrets(shop) -> ShopSecrets | None:
     shopify = read_connection(c.shopify, ("client_secret",))
     shipbob = read_connection(c.shipbob, ("webhook_secret",))
     amazon = read_connection(c.amazon_mcf)
-    return ShopSecrets(tiktok.login, tiktok.password, shopify.extra.get("client_secret"),
-                       shipbob.extra.get("webhook_secret"), amazon.extra.get("seller_id"))
+    return ShopSecrets(
+        tiktok.login,
+        tiktok.password,
+        shopify.extra.get("client_secret"),
+        shipbob.extra.get("webhook_secret"),
+        amazon.extra.get("seller_id"),
+    )
 
 
-def read_delivery(platform: str, body: bytes, headers: dict, secrets: ShopSecrets,
-                  now: datetime | None = None) -> events.PlatformEvent:
+def read_delivery(
+    platform: str, body: bytes, headers: dict, secrets: ShopSecrets, now: datetime | None = None
+) -> events.PlatformEvent:
     """One webhook delivery, verified with the shop's secrets."""
     if platform == "tiktok":
         if not (secrets.tiktok_app_key and secrets.tiktok_app_secret):
@@ -75,9 +83,12 @@ def read_delivery(platform: str, body: bytes, headers: dict, secrets: ShopSecret
     raise LookupError(platform)
 
 
-def create_app(secrets_of: Callable[[str], ShopSecrets | None], inbox: EventInbox,
-               doorbell: Callable[[str], Any] = lambda shop: None,
-               clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+def create_app(
+    secrets_of: Callable[[str], ShopSecrets | None],
+    inbox: EventInbox,
+    doorbell: Callable[[str], Any] = lambda shop: None,
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+):
     app = FastAPI(title="orderops platform events", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.post("/{shop}/{platform}")
@@ -86,14 +97,14 @@ def create_app(secrets_of: Callable[[str], ShopSecrets | None], inbox: EventInbo
         if secrets is None or platform not in ("tiktok", "shopify", "shipbob"):
             return JSONResponse({"error": f"no shop {shop!r} with platform {platform!r} here"}, status_code=404)
         body = bytearray()
-        async for chunk in request.stream():   # a body bigger than any delivery is refused unread
+        async for chunk in request.stream():  # a body bigger than any delivery is refused unread
             body += chunk
             if len(body) > events.MAX_BODY:
-                return JSONResponse({"error": f"body over {events.MAX_BODY} bytes: not a {platform} delivery"},
-                                    status_code=413)
-        body = bytes(body)
+                return JSONResponse(
+                    {"error": f"body over {events.MAX_BODY} bytes: not a {platform} delivery"}, status_code=413
+                )
         try:
-            event = read_delivery(platform, body, dict(request.headers), secrets, clock())
+            event = read_delivery(platform, bytes(body), dict(request.headers), secrets, clock())
         except Unverified as exc:
             log.warning("refused a %s delivery for shop %s: %s", platform, shop, exc)
             return JSONResponse({"error": str(exc)}, status_code=401)
@@ -102,7 +113,7 @@ def create_app(secrets_of: Callable[[str], ShopSecrets | None], inbox: EventInbo
             return JSONResponse({"error": str(exc)}, status_code=400)
         new = inbox.receive(shop, [event], clock())
         if new and event.wakes:
-            bell = doorbell(shop)   # a Redis URL or client
+            bell = doorbell(shop)  # a Redis URL or client
             events.ring(bell if isinstance(bell, str) else None, shop, client=None if isinstance(bell, str) else bell)
         return {"received": event.event_id, "new": bool(new), "wakes": event.wakes}
 
@@ -117,21 +128,43 @@ def _hmac(key: bytes, text: str) -> bytes:
     return hmac.new(key, text.encode(), hashlib.sha256).digest()
 
 
-def sigv4_headers(method: str, url: str, body: bytes, headers: dict, key_id: str, secret: str, region: str,
-                  service: str, amz_date: str) -> dict:
+def sigv4_headers(
+    method: str,
+    url: str,
+    body: bytes,
+    headers: dict,
+    key_id: str,
+    secret: str,
+    region: str,
+    service: str,
+    amz_date: str,
+) -> dict:
     """AWS Signature Version 4 for one request (no query string): the headers to send with it."""
     parts = urlsplit(url)
-    signed = {k.lower(): " ".join(str(v).split()) for k, v in {**headers, "host": parts.netloc,
-                                                                  "x-amz-date": amz_date}.items()}
+    signed = {
+        k.lower(): " ".join(str(v).split())
+        for k, v in {**headers, "host": parts.netloc, "x-amz-date": amz_date}.items()
+    }
     names = ";".join(sorted(signed))
-    canonical = "\n".join([method, parts.path or "/", "", "".join(f"{k}:{signed[k]}\n" for k in sorted(signed)),
-                           names, hashlib.sha256(body).hexdigest()])
+    canonical = "\n".join(
+        [
+            method,
+            parts.path or "/",
+            "",
+            "".join(f"{k}:{signed[k]}\n" for k in sorted(signed)),
+            names,
+            hashlib.sha256(body).hexdigest(),
+        ]
+    )
     scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
     to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
     key = _hmac(_hmac(_hmac(_hmac(f"AWS4{secret}".encode(), amz_date[:8]), region), service), "aws4_request")
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    return {**headers, "X-Amz-Date": amz_date,
-            "Authorization": f"AWS4-HMAC-SHA256 Credential={key_id}/{scope}, SignedHeaders={names}, Signature={signature}"}
+    return {
+        **headers,
+        "X-Amz-Date": amz_date,
+        "Authorization": f"AWS4-HMAC-SHA256 Credential={key_id}/{scope}, SignedHeaders={names}, Signature={signature}",
+    }
 
 
 @dataclass(frozen=True)
@@ -146,36 +179,63 @@ class AmazonQueue:
     when credentials are given): read, keep, then delete. A message is deleted only after the inbox
     kept its event, so a crash between the two delivers it again (and the inbox recognises it)."""
 
-    def __init__(self, queue_url: str, client: httpx.Client | None = None, seller_id: str | None = None,
-                 credentials: AwsCredentials | None = None):
+    def __init__(
+        self,
+        queue_url: str,
+        client: httpx.Client | None = None,
+        seller_id: str | None = None,
+        credentials: AwsCredentials | None = None,
+    ):
         self.queue_url = queue_url
         self.seller_id = seller_id
         self.credentials = credentials
         self.client = client or http_client(timeout=30)
         parts = urlsplit(queue_url)
-        self._endpoint = f"{parts.scheme}://{parts.netloc}/"   # the JSON protocol posts to the host's root
+        self._endpoint = f"{parts.scheme}://{parts.netloc}/"  # the JSON protocol posts to the host's root
 
     def _call(self, action: str, body: dict) -> dict:
         content = json.dumps({"QueueUrl": self.queue_url, **body}).encode()
         headers = {"X-Amz-Target": f"AmazonSQS.{action}", "Content-Type": "application/x-amz-json-1.0"}
         if self.credentials is not None:
             c = self.credentials
-            headers = sigv4_headers("POST", self._endpoint, content, headers, c.key_id, c.secret, c.region, "sqs",
-                                    datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+            headers = sigv4_headers(
+                "POST",
+                self._endpoint,
+                content,
+                headers,
+                c.key_id,
+                c.secret,
+                c.region,
+                "sqs",
+                datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"),
+            )
         response = self.client.post(self._endpoint, content=content, headers=headers)
         if response.status_code != 200:
-            raise RuntimeError(f"amazon notification queue: {action} answered {response.status_code}: {response.text[:300]}")
+            raise RuntimeError(
+                f"amazon notification queue: {action} answered {response.status_code}: {response.text[:300]}"
+            )
         return response.json()
 
-    def drain(self, shop: str, inbox: EventInbox, redis_url: str | None = None, wait_seconds: int = 0,
-              received_at: datetime | None = None) -> int:
+    def drain(
+        self,
+        shop: str,
+        inbox: EventInbox,
+        redis_url: str | None = None,
+        wait_seconds: int = 0,
+        received_at: datetime | None = None,
+    ) -> int:
         """Read every message waiting (long-polling `wait_seconds` for the first); returns how many
         new events that start a run it kept. A message that is not a notification orderops reads is
         logged and deleted (it would come back forever)."""
         new = 0
         while True:
-            messages = self._call("ReceiveMessage", {"MaxNumberOfMessages": 10, "WaitTimeSeconds": wait_seconds,
-                                                     "VisibilityTimeout": 60}).get("Messages") or []
+            messages = (
+                self._call(
+                    "ReceiveMessage",
+                    {"MaxNumberOfMessages": 10, "WaitTimeSeconds": wait_seconds, "VisibilityTimeout": 60},
+                ).get("Messages")
+                or []
+            )
             if not messages:
                 return new
             wait_seconds = 0

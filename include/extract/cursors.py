@@ -3,22 +3,28 @@ changes are staged, when it was last swept and fully swept. A run asks `sweep_re
 `full_sweep_due` once (prepare_run), then each listing asks `listing_for` what to list and, once it
 completed, `advance_cursor`; `missed_by_cursor` counts what a sweep found the cursor had missed.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
 
 import sqlalchemy as sa
 
-from include.store.run_store import FULFILLER_SOURCES, UPDATED, natural_key
-from include.run.runconfig import RunSettings, now_for
-from include.store.warehouse import Warehouse, extraction_cursors
 from include.decide.model import as_utc
+from include.run.runconfig import RunSettings, now_for
+from include.store.run_store import FULFILLER_SOURCES, UPDATED, natural_key
+from include.store.warehouse import Warehouse, extraction_cursors
 
 
 def sources(settings: RunSettings) -> list[str]:
-    return ["tiktok_orders", "tiktok_cancellations", "shopify_orders", *(FULFILLER_SOURCES[f] for f in settings.fulfillers)]
+    return [
+        "tiktok_orders",
+        "tiktok_cancellations",
+        "shopify_orders",
+        *(FULFILLER_SOURCES[f] for f in settings.fulfillers),
+    ]
 
 
 def sweep_reason(settings: RunSettings, wh: Warehouse) -> str | None:
@@ -28,8 +34,13 @@ def sweep_reason(settings: RunSettings, wh: Warehouse) -> str | None:
     if settings.sweep_hours == 0:
         return "every run (sweep_hours 0)"
     with wh.engine.connect() as conn:
-        swept = dict(conn.execute(sa.select(extraction_cursors.c.source, extraction_cursors.c.swept_at).where(
-            extraction_cursors.c.shop == settings.shop)).all())
+        swept = dict(
+            conn.execute(
+                sa.select(extraction_cursors.c.source, extraction_cursors.c.swept_at).where(
+                    extraction_cursors.c.shop == settings.shop
+                )
+            ).all()
+        )
     missing = [source for source in sources(settings) if swept.get(source) is None]
     if missing:
         return f"no sweep yet of {', '.join(missing)}"
@@ -44,8 +55,13 @@ def full_sweep_due(settings: RunSettings, wh: Warehouse) -> bool:
     if settings.sweep in ("asked", "backfill", "explicit window") or settings.full_sweep_hours <= settings.sweep_hours:
         return True
     with wh.engine.connect() as conn:
-        full = dict(conn.execute(sa.select(extraction_cursors.c.source, extraction_cursors.c.full_swept_at).where(
-            extraction_cursors.c.shop == settings.shop)).all())
+        full = dict(
+            conn.execute(
+                sa.select(extraction_cursors.c.source, extraction_cursors.c.full_swept_at).where(
+                    extraction_cursors.c.shop == settings.shop
+                )
+            ).all()
+        )
     if any(full.get(source) is None for source in sources(settings)):
         return True
     return now_for(settings) - min(as_utc(t) for t in full.values()) >= timedelta(hours=settings.full_sweep_hours)
@@ -70,7 +86,7 @@ class Listing:
     listed_until: datetime | None
     swept_at: datetime | None
     started: datetime
-    full: bool = False                     # a sweep of everything in play (else of the changes since the last)
+    full: bool = False  # a sweep of everything in play (else of the changes since the last)
     full_swept_at: datetime | None = None
 
     @property
@@ -90,8 +106,11 @@ def listing_for(settings: RunSettings, wh: Warehouse, source: str) -> Listing:
     now = now_for(settings)
     start = settings.window_start - settings.overlap
     with wh.engine.connect() as conn:
-        cursor = conn.execute(sa.select(extraction_cursors).where(
-            extraction_cursors.c.shop == settings.shop, extraction_cursors.c.source == source)).first()
+        cursor = conn.execute(
+            sa.select(extraction_cursors).where(
+                extraction_cursors.c.shop == settings.shop, extraction_cursors.c.source == source
+            )
+        ).first()
     # a backfill or an explicit window lists that window's changes (and sweeps); other runs list every
     # change since the cursor, so a failed or skipped run leaves no gap
     windowed = settings.sweep in ("backfill", "explicit window")
@@ -100,13 +119,28 @@ def listing_for(settings: RunSettings, wh: Warehouse, source: str) -> Listing:
         return Listing(source, settings.sweep or "first listing", start, until, None, None, None, now, full=True)
     listed_until = as_utc(cursor.listed_until)
     since = start if windowed else min(start, listed_until - settings.overlap)
-    return Listing(source, settings.sweep, since, until, as_utc(cursor.established_at), listed_until,
-                   as_utc(cursor.swept_at), now, full=bool(settings.sweep) and settings.full_sweep,
-                   full_swept_at=as_utc(cursor.full_swept_at))
+    return Listing(
+        source,
+        settings.sweep,
+        since,
+        until,
+        as_utc(cursor.established_at),
+        listed_until,
+        as_utc(cursor.swept_at),
+        now,
+        full=bool(settings.sweep) and settings.full_sweep,
+        full_swept_at=as_utc(cursor.full_swept_at),
+    )
 
 
-def advance_cursor(wh: Warehouse, settings: RunSettings, listing: Listing, listed: int, findings: int,
-                   covered_from: datetime | None = None) -> None:
+def advance_cursor(
+    wh: Warehouse,
+    settings: RunSettings,
+    listing: Listing,
+    listed: int,
+    findings: int,
+    covered_from: datetime | None = None,
+) -> None:
     """After a listing completed: changes up to its start are staged when it reached that moment
     and began no later than the cursor (no gap); the cursor never moves back. `covered_from` is
     where a sweep's listing began (before the changes, e.g. every order created since the oldest
@@ -121,15 +155,28 @@ def advance_cursor(wh: Warehouse, settings: RunSettings, listing: Listing, liste
         established = reach
     elif listing.sweep and listing.changed_until is None:
         established = min(established, reach)
-    wh.upsert(extraction_cursors, [dict(
-        shop=settings.shop, source=listing.source, established_at=established,
-        listed_until=until or listing.started, swept_at=listing.started if listing.sweep else listing.swept_at,
-        full_swept_at=listing.started if listing.full_sweep else listing.full_swept_at,
-        run_id=settings.run_id, mode="sweep" if listing.sweep else "incremental", listed=listed, findings=findings)])
+    wh.upsert(
+        extraction_cursors,
+        [
+            dict(
+                shop=settings.shop,
+                source=listing.source,
+                established_at=established,
+                listed_until=until or listing.started,
+                swept_at=listing.started if listing.sweep else listing.swept_at,
+                full_swept_at=listing.started if listing.full_sweep else listing.full_swept_at,
+                run_id=settings.run_id,
+                mode="sweep" if listing.sweep else "incremental",
+                listed=listed,
+                findings=findings,
+            )
+        ],
+    )
 
 
-def missed_by_cursor(wh: Warehouse, settings: RunSettings, table: sa.Table, listing: Listing
-                      ) -> Callable[[list[dict]], int] | None:
+def missed_by_cursor(
+    wh: Warehouse, settings: RunSettings, table: sa.Table, listing: Listing
+) -> Callable[[list[dict]], int] | None:
     """For a sweep: counts the rows about to be staged that changed between the cursor's start and
     this run's changes listing, yet were absent from staging or older there."""
     if not listing.sweep or listing.established is None:
@@ -138,12 +185,18 @@ def missed_by_cursor(wh: Warehouse, settings: RunSettings, table: sa.Table, list
     updated = table.c[UPDATED[table.name]]
 
     def count(rows: list[dict]) -> int:
-        changed = {row[key.name]: as_utc(row[updated.name]) for row in rows if row.get(updated.name) is not None
-                   and listing.established <= as_utc(row[updated.name]) < listing.changed_since}
+        changed = {
+            row[key.name]: as_utc(row[updated.name])
+            for row in rows
+            if row.get(updated.name) is not None
+            and listing.established <= as_utc(row[updated.name]) < listing.changed_since
+        }
         if not changed:
             return 0
         with wh.engine.connect() as conn:
-            stored = dict(conn.execute(sa.select(key, updated).where(
-                table.c.shop == settings.shop, key.in_(list(changed)))).all())
+            stored = dict(
+                conn.execute(sa.select(key, updated).where(table.c.shop == settings.shop, key.in_(list(changed)))).all()
+            )
         return sum(1 for k, moment in changed.items() if stored.get(k) is None or as_utc(stored[k]) < moment)
+
     return count

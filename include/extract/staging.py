@@ -4,26 +4,55 @@ Each `*_row` function takes one object as the platform's API returns it and rais
 `BadRecord` (with the field at fault) when it cannot be staged; the extract step quarantines
 such records with the reason instead of failing the run.
 """
+
 from __future__ import annotations
 
 import json
 import math
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal, overload
 
 from include.decide.enums import (
-    AMAZON_ORDER_STATUSES, AMAZON_SHIPMENT_STATUSES, FULFILLMENT_TYPES, SHIPBOB_ORDER_STATUSES,
-    SHIPBOB_SHIPMENT_STATUSES, SHIPPING_TYPES, TIKTOK_CANCEL_STATUSES, TIKTOK_ORDER_STATUSES, spelled,
+    AMAZON_ORDER_STATUSES,
+    AMAZON_SHIPMENT_STATUSES,
+    FULFILLMENT_TYPES,
+    SHIPBOB_ORDER_STATUSES,
+    SHIPBOB_SHIPMENT_STATUSES,
+    SHIPPING_TYPES,
+    TIKTOK_CANCEL_STATUSES,
+    TIKTOK_ORDER_STATUSES,
+    spelled,
 )
 from orderops_provider.tiktok_order_id import TIKTOK_ID, TikTokIdRules
 
 # Keys whose values identify or locate the buyer: dropped from `raw` at any depth.
-PII_KEYS = frozenset({
-    "recipient_address", "buyer_email", "buyer_message", "email", "phone", "phone_number", "name_on_card",
-    "customer", "shippingAddress", "billingAddress", "destinationAddress", "recipient", "notificationEmails",
-    "contactEmail", "contactPhone", "full_name", "first_name", "last_name", "address1", "address2",
-    "shipping_address", "billing_address", "note",
-})
+PII_KEYS = frozenset(
+    {
+        "recipient_address",
+        "buyer_email",
+        "buyer_message",
+        "email",
+        "phone",
+        "phone_number",
+        "name_on_card",
+        "customer",
+        "shippingAddress",
+        "billingAddress",
+        "destinationAddress",
+        "recipient",
+        "notificationEmails",
+        "contactEmail",
+        "contactPhone",
+        "full_name",
+        "first_name",
+        "last_name",
+        "address1",
+        "address2",
+        "shipping_address",
+        "billing_address",
+        "note",
+    }
+)
 DEFAULT_RULES = TikTokIdRules()
 
 
@@ -32,8 +61,20 @@ class BadRecord(ValueError):
 
 
 # Fields whose values join records across platforms (see include.decide.join).
-LINK_FIELDS = frozenset({"id", "legacyResourceId", "name", "sourceIdentifier", "sellerFulfillmentOrderId",
-                         "displayableOrderId", "reference_id", "order_number", "order_id", "cancel_id"})
+LINK_FIELDS = frozenset(
+    {
+        "id",
+        "legacyResourceId",
+        "name",
+        "sourceIdentifier",
+        "sellerFulfillmentOrderId",
+        "displayableOrderId",
+        "reference_id",
+        "order_number",
+        "order_id",
+        "cancel_id",
+    }
+)
 
 
 def link_key(value: Any) -> str:
@@ -114,7 +155,7 @@ def check_sizes(row: dict, table: Any, where: str) -> None:
             continue
         if limit and len(value) > limit:
             raise BadRecord(f"{where}: {column.name} is {len(value)} characters long (at most {limit})")
-        if "\x00" in value:   # PostgreSQL text cannot hold it; no real id or name has one
+        if "\x00" in value:  # PostgreSQL text cannot hold it; no real id or name has one
             raise BadRecord(f"{where}: {column.name} contains a NUL character")
 
 
@@ -132,6 +173,11 @@ def _list(obj: dict, key: str, where: str) -> list:
 _MIN_TS, _MAX_TS = 1420070400, 4102444800
 
 
+# a required time is always there: None only when not required
+@overload
+def unix_time(obj: dict, key: str, where: str, *, required: Literal[True] = True) -> datetime: ...
+@overload
+def unix_time(obj: dict, key: str, where: str, *, required: bool) -> datetime | None: ...
 def unix_time(obj: dict, key: str, where: str, *, required: bool = True) -> datetime | None:
     value = _field(obj, key, int, where, required=required)
     if value in (None, 0) and not required:
@@ -141,6 +187,10 @@ def unix_time(obj: dict, key: str, where: str, *, required: bool = True) -> date
     return datetime.fromtimestamp(value, tz=timezone.utc)
 
 
+@overload
+def iso_time(obj: dict, key: str, where: str, *, required: Literal[True] = True) -> datetime: ...
+@overload
+def iso_time(obj: dict, key: str, where: str, *, required: bool) -> datetime | None: ...
 def iso_time(obj: dict, key: str, where: str, *, required: bool = True) -> datetime | None:
     value = _field(obj, key, str, where, required=required)
     if value is None:
@@ -169,10 +219,15 @@ def tiktok_order_row(order: dict) -> dict:
         if not isinstance(line, dict) or not isinstance(line.get("id"), str) or not line["id"]:
             raise BadRecord(f"{where}: line_items has an entry without an id")
         item = f"{where} line item {line['id'][:ID_MAX]}"
-        line_items.append({"id": _text(line, "id", item), "seller_sku": _text(line, "seller_sku", item, TEXT_MAX),
-                           "display_status": _text(line, "display_status", item),
-                           "tracking_number": _text(line, "tracking_number", item),
-                           "package_id": _text(line, "package_id", item)})
+        line_items.append(
+            {
+                "id": _text(line, "id", item),
+                "seller_sku": _text(line, "seller_sku", item, TEXT_MAX),
+                "display_status": _text(line, "display_status", item),
+                "tracking_number": _text(line, "tracking_number", item),
+                "package_id": _text(line, "package_id", item),
+            }
+        )
     # who prints the label decides whether the seller's tracking may be posted at all
     shipping_type = spelled(_field(order, "shipping_type", str, where), SHIPPING_TYPES)
     if shipping_type not in SHIPPING_TYPES:
@@ -206,8 +261,9 @@ def tiktok_cancellation_row(cancellation: dict) -> dict:
     for step in _list(cancellation, "seller_next_action_response", where):
         if isinstance(step, dict) and isinstance(step.get("deadline"), int):
             deadline = unix_time(step, "deadline", where)
-    status = spelled(_field(cancellation, "cancel_status", str, where),
-                     (*TIKTOK_CANCEL_STATUSES, "CANCELLATION_REQUEST_CANCELLED"))
+    status = spelled(
+        _field(cancellation, "cancel_status", str, where), (*TIKTOK_CANCEL_STATUSES, "CANCELLATION_REQUEST_CANCELLED")
+    )
     return {
         "cancel_id": cancel_id,
         "tiktok_order_id": _field(cancellation, "order_id", str, where),
@@ -264,8 +320,11 @@ def amazon_order_row(detail: dict) -> dict:
     order = detail["fulfillmentOrder"]
     sfo_id = _field(order, "sellerFulfillmentOrderId", str, "amazon fulfillment order")
     where = f"amazon fulfillment order {sfo_id}"
-    items = {i.get("sellerFulfillmentOrderItemId"): _text(i, "sellerSku", f"{where} item", TEXT_MAX)
-             for i in _list(detail, "fulfillmentOrderItems", where) if isinstance(i, dict)}
+    items = {
+        i.get("sellerFulfillmentOrderItemId"): _text(i, "sellerSku", f"{where} item", TEXT_MAX)
+        for i in _list(detail, "fulfillmentOrderItems", where)
+        if isinstance(i, dict)
+    }
     shipments = []
     for shipment in _list(detail, "fulfillmentShipments", where):
         if not isinstance(shipment, dict):
@@ -275,8 +334,13 @@ def amazon_order_row(detail: dict) -> dict:
         for p in _list(shipment, "fulfillmentShipmentPackage", at):
             if not isinstance(p, dict):
                 raise BadRecord(f"{at}: a fulfillmentShipmentPackage is not an object")
-            packages.append({"package_number": _field(p, "packageNumber", (int, str), at, required=False),
-                             "carrier": _text(p, "carrierCode", at), "tracking_number": _text(p, "trackingNumber", at)})
+            packages.append(
+                {
+                    "package_number": _field(p, "packageNumber", (int, str), at, required=False),
+                    "carrier": _text(p, "carrierCode", at),
+                    "tracking_number": _text(p, "trackingNumber", at),
+                }
+            )
         skus_by_package: dict = {}
         for item in _list(shipment, "fulfillmentShipmentItem", at):
             if isinstance(item, dict):
@@ -285,9 +349,14 @@ def amazon_order_row(detail: dict) -> dict:
         for package in packages:
             package["skus"] = [s for s in skus_by_package.get(package["package_number"], []) if s]
         shipped_at = iso_time(shipment, "shippingDate", at, required=False)
-        shipments.append({"id": _text(shipment, "amazonShipmentId", at),
-                          "status": spelled(_text(shipment, "fulfillmentShipmentStatus", at), AMAZON_SHIPMENT_STATUSES),
-                          "packages": packages, "shipped_at": shipped_at.isoformat() if shipped_at else None})
+        shipments.append(
+            {
+                "id": _text(shipment, "amazonShipmentId", at),
+                "status": spelled(_text(shipment, "fulfillmentShipmentStatus", at), AMAZON_SHIPMENT_STATUSES),
+                "packages": packages,
+                "shipped_at": shipped_at.isoformat() if shipped_at else None,
+            }
+        )
     return {
         "seller_fulfillment_order_id": sfo_id,
         "displayable_order_id": _field(order, "displayableOrderId", str, where, required=False),
@@ -300,8 +369,16 @@ def amazon_order_row(detail: dict) -> dict:
 
 
 # The fulfilled-shipments report's columns orderops reads; the rest (buyer names, addresses) is never kept.
-REPORT_FIELDS = ("amazon-order-id", "merchant-order-id", "shipment-id", "shipment-date", "sku", "quantity-shipped",
-                 "carrier", "tracking-number")
+REPORT_FIELDS = (
+    "amazon-order-id",
+    "merchant-order-id",
+    "shipment-id",
+    "shipment-date",
+    "sku",
+    "quantity-shipped",
+    "carrier",
+    "tracking-number",
+)
 
 
 def amazon_row_from_listing(order: dict, report_rows: list[dict]) -> dict:
@@ -315,19 +392,27 @@ def amazon_row_from_listing(order: dict, report_rows: list[dict]) -> dict:
         raise BadRecord("amazon fulfillment order: not an object")
     shipments: dict[str, dict] = {}
     for line in report_rows:
-        shipment = shipments.setdefault(line.get("shipment-id") or "", {"amazonShipmentId": line.get("shipment-id"),
-                                                                         "shippingDate": line.get("shipment-date"),
-                                                                         "fulfillmentShipmentStatus": "SHIPPED",
-                                                                         "fulfillmentShipmentPackage": [],
-                                                                         "fulfillmentShipmentItem": []})
+        shipment = shipments.setdefault(
+            line.get("shipment-id") or "",
+            {
+                "amazonShipmentId": line.get("shipment-id"),
+                "shippingDate": line.get("shipment-date"),
+                "fulfillmentShipmentStatus": "SHIPPED",
+                "fulfillmentShipmentPackage": [],
+                "fulfillmentShipmentItem": [],
+            },
+        )
         tracking = line.get("tracking-number") or ""
         if tracking and not any(p["trackingNumber"] == tracking for p in shipment["fulfillmentShipmentPackage"]):
             shipment["fulfillmentShipmentPackage"].append(
-                {"packageNumber": tracking, "carrierCode": line.get("carrier") or "", "trackingNumber": tracking})
+                {"packageNumber": tracking, "carrierCode": line.get("carrier") or "", "trackingNumber": tracking}
+            )
         try:
             quantity = max(1, int(line.get("quantity-shipped") or 1))
         except ValueError:
-            raise BadRecord(f"amazon shipment report: quantity-shipped {line.get('quantity-shipped')!r} is not a number") from None
+            raise BadRecord(
+                f"amazon shipment report: quantity-shipped {line.get('quantity-shipped')!r} is not a number"
+            ) from None
         shipment["fulfillmentShipmentItem"] += [{"sellerSku": line.get("sku"), "packageNumber": tracking}] * quantity
     return amazon_order_row({"fulfillmentOrder": order, "fulfillmentShipments": list(shipments.values())})
 
@@ -344,30 +429,51 @@ def amazon_row_from_notification(notification: dict, staged: dict) -> dict | Non
     to say: the order Complete, shipped in one package (which then ships the whole order, so the
     items need not be known), and the order already staged with at most that one shipment (its
     displayable id and dates come from there). None: read the order instead."""
-    body = ((notification.get("Payload") or {}).get("FulfillmentOrderStatusNotification") or {}) \
-        if isinstance(notification, dict) else {}
+    body = (
+        ((notification.get("Payload") or {}).get("FulfillmentOrderStatusNotification") or {})
+        if isinstance(notification, dict)
+        else {}
+    )
     shipment = body.get("FulfillmentShipment")
-    if body.get("EventType") != "Shipment" or body.get("FulfillmentOrderStatus") != "Complete" \
-            or not isinstance(shipment, dict) or shipment.get("FulfillmentShipmentStatus") != "SHIPPED":
+    if (
+        body.get("EventType") != "Shipment"
+        or body.get("FulfillmentOrderStatus") != "Complete"
+        or not isinstance(shipment, dict)
+        or shipment.get("FulfillmentShipmentStatus") != "SHIPPED"
+    ):
         return None
     packages = shipment.get("FulfillmentShipmentPackages")
     known = [s for s in staged.get("shipments") or [] if s.get("id") != shipment.get("AmazonShipmentId")]
     if not isinstance(packages, list) or len(packages) != 1 or not isinstance(packages[0], dict) or known:
         return None
     package = packages[0]
-    return amazon_order_row({
-        "fulfillmentOrder": {"sellerFulfillmentOrderId": body.get("SellerFulfillmentOrderId"),
-                             "displayableOrderId": staged.get("displayable_order_id"),
-                             "fulfillmentOrderStatus": body["FulfillmentOrderStatus"],
-                             "statusUpdatedDate": body.get("StatusUpdatedDateTime"),
-                             "receivedDate": _utc_text(staged.get("received_at"))},
-        "fulfillmentShipments": [{"amazonShipmentId": shipment.get("AmazonShipmentId"),
-                                  "fulfillmentShipmentStatus": "SHIPPED", "shippingDate": body.get("StatusUpdatedDateTime"),
-                                  "fulfillmentShipmentPackage": [{"packageNumber": package.get("PackageNumber"),
-                                                                  "carrierCode": package.get("CarrierCode"),
-                                                                  "trackingNumber": package.get("TrackingNumber")}],
-                                  "fulfillmentShipmentItem": []}],
-        "notification": (notification.get("NotificationMetadata") or {}).get("NotificationId")})
+    return amazon_order_row(
+        {
+            "fulfillmentOrder": {
+                "sellerFulfillmentOrderId": body.get("SellerFulfillmentOrderId"),
+                "displayableOrderId": staged.get("displayable_order_id"),
+                "fulfillmentOrderStatus": body["FulfillmentOrderStatus"],
+                "statusUpdatedDate": body.get("StatusUpdatedDateTime"),
+                "receivedDate": _utc_text(staged.get("received_at")),
+            },
+            "fulfillmentShipments": [
+                {
+                    "amazonShipmentId": shipment.get("AmazonShipmentId"),
+                    "fulfillmentShipmentStatus": "SHIPPED",
+                    "shippingDate": body.get("StatusUpdatedDateTime"),
+                    "fulfillmentShipmentPackage": [
+                        {
+                            "packageNumber": package.get("PackageNumber"),
+                            "carrierCode": package.get("CarrierCode"),
+                            "trackingNumber": package.get("TrackingNumber"),
+                        }
+                    ],
+                    "fulfillmentShipmentItem": [],
+                }
+            ],
+            "notification": (notification.get("NotificationMetadata") or {}).get("NotificationId"),
+        }
+    )
 
 
 def _text_or_number(obj: dict, key: str, where: str) -> str | None:
@@ -390,22 +496,34 @@ def shipbob_order_row(order: dict) -> dict:
             raise BadRecord(f"{where}: shipment tracking has the wrong type ({type(tracking).__name__})")
         at = f"{where} shipment {shipment.get('id')}"
         details = [_text(d, "name", at) for d in _list(shipment, "status_details", where) if isinstance(d, dict)]
-        shipped_at = (iso_time(tracking, "shipping_date", at, required=False)
-                      or iso_time(shipment, "actual_fulfillment_date", at, required=False))
-        shipments.append({
-            "id": _field(shipment, "id", int, at, required=False),
-            "status": spelled(_text(shipment, "status", at), SHIPBOB_SHIPMENT_STATUSES),
-            "status_details": details, "carrier": _text(tracking, "carrier", at),
-            "tracking_number": _text(tracking, "tracking_number", at),
-            "skus": [s for s in (_text(p, "sku", at, TEXT_MAX) for p in _list(shipment, "products", at)
-                                 if isinstance(p, dict)) if s],
-            "shipped_at": shipped_at.isoformat() if shipped_at else None,
-        })
+        shipped_at = iso_time(tracking, "shipping_date", at, required=False) or iso_time(
+            shipment, "actual_fulfillment_date", at, required=False
+        )
+        shipments.append(
+            {
+                "id": _field(shipment, "id", int, at, required=False),
+                "status": spelled(_text(shipment, "status", at), SHIPBOB_SHIPMENT_STATUSES),
+                "status_details": details,
+                "carrier": _text(tracking, "carrier", at),
+                "tracking_number": _text(tracking, "tracking_number", at),
+                "skus": [
+                    s
+                    for s in (
+                        _text(p, "sku", at, TEXT_MAX) for p in _list(shipment, "products", at) if isinstance(p, dict)
+                    )
+                    if s
+                ],
+                "shipped_at": shipped_at.isoformat() if shipped_at else None,
+            }
+        )
     # ShipBob's LastUpdate filter reads the latest of the order's and its shipments' changes (the
     # order's own date is its creation, stamped when the sale was made): the cursor follows the same
     moments = [iso_time(order, key, where) for key in ("last_update_at", "created_date") if order.get(key)][:1]
-    moments += [iso_time(s, "last_update_at", where) for s in _list(order, "shipments", where)
-                if isinstance(s, dict) and s.get("last_update_at")]
+    moments += [
+        iso_time(s, "last_update_at", where)
+        for s in _list(order, "shipments", where)
+        if isinstance(s, dict) and s.get("last_update_at")
+    ]
     last_update = max(moments) if moments else None
     return {
         "shipbob_order_id": str(order_id),

@@ -11,22 +11,28 @@ SLA page serves. The code folder is only read.
 A failed suite does not stop staging; it blocks the actions that depend on that platform's data
 (see `include.store.run_store.RunStore.blocked_by_validation`) and is reported with the failing expectations.
 """
+
 from __future__ import annotations
 
 import fcntl
 import json
 import os
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 
 from include.decide.enums import (
-    AMAZON_ORDER_STATUSES, FULFILLMENT_TYPES, SHIPBOB_ORDER_STATUSES, TIKTOK_CANCEL_STATUSES, TIKTOK_ORDER_STATUSES,
+    AMAZON_ORDER_STATUSES,
+    FULFILLMENT_TYPES,
+    SHIPBOB_ORDER_STATUSES,
+    TIKTOK_CANCEL_STATUSES,
+    TIKTOK_ORDER_STATUSES,
 )
 from include.run.runconfig import STATE_DIR
 
@@ -45,8 +51,13 @@ AHEAD = timedelta(days=400)
 # The parameters that bound the time columns: a column compared with them is parsed as a time.
 TIME_BOUNDS = ("earliest_time", "latest_time")
 # Which platform each staged batch belongs to.
-BATCH_PLATFORM = {"tiktok_orders": "tiktok", "tiktok_cancellations": "tiktok", "shopify_orders": "shopify",
-                  "amazon_fulfillment_orders": "amazon_mcf", "shipbob_orders": "shipbob"}
+BATCH_PLATFORM = {
+    "tiktok_orders": "tiktok",
+    "tiktok_cancellations": "tiktok",
+    "shopify_orders": "shopify",
+    "amazon_fulfillment_orders": "amazon_mcf",
+    "shipbob_orders": "shipbob",
+}
 # Run names become folder names in the results store and Data Docs.
 UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -62,8 +73,10 @@ class Outcome:
         if self.success:
             return f"{self.batch}: {self.rows} rows, all expectations met"
         lines = [f"{self.batch}: {self.rows} rows, {len(self.failures)} expectation(s) failed"]
-        lines += [f"  - {f['expectation']} on {f['column']}: {f['unexpected_count']} unexpected, e.g. {f['examples']}"
-                  for f in self.failures]
+        lines += [
+            f"  - {f['expectation']} on {f['column']}: {f['unexpected_count']} unexpected, e.g. {f['examples']}"
+            for f in self.failures
+        ]
         return "\n".join(lines)
 
 
@@ -94,10 +107,15 @@ def kept() -> int:
 
 def parameters(now: datetime) -> dict[str, Any]:
     """The suite parameters, one definition each: the vocabularies and the run's time bounds."""
-    return {"tiktok_order_statuses": list(TIKTOK_ORDER_STATUSES), "fulfillment_types": list(FULFILLMENT_TYPES),
-            "tiktok_cancel_statuses": list(TIKTOK_CANCEL_STATUSES), "amazon_order_statuses": list(AMAZON_ORDER_STATUSES),
-            "shipbob_order_statuses": list(SHIPBOB_ORDER_STATUSES),
-            "earliest_time": EARLIEST, "latest_time": pd.Timestamp(now + AHEAD)}
+    return {
+        "tiktok_order_statuses": list(TIKTOK_ORDER_STATUSES),
+        "fulfillment_types": list(FULFILLMENT_TYPES),
+        "tiktok_cancel_statuses": list(TIKTOK_CANCEL_STATUSES),
+        "amazon_order_statuses": list(AMAZON_ORDER_STATUSES),
+        "shipbob_order_statuses": list(SHIPBOB_ORDER_STATUSES),
+        "earliest_time": EARLIEST,
+        "latest_time": pd.Timestamp(now + AHEAD),
+    }
 
 
 def suite_document(batch: str) -> dict:
@@ -120,7 +138,7 @@ def _columns(document: dict) -> tuple[list[str], list[str]]:
     columns, times = set(), set()
     for expectation in document["expectations"]:
         kwargs = expectation["kwargs"]
-        if "column" not in kwargs:   # a table-level expectation
+        if "column" not in kwargs:  # a table-level expectation
             continue
         columns.add(kwargs["column"])
         if referenced_parameters(kwargs) & set(TIME_BOUNDS):
@@ -146,25 +164,43 @@ def _context(gx, root: Path, keep: int):
     `root`: no great_expectations.yml is written, so concurrent task processes share nothing but
     those files."""
     from great_expectations.data_context.types.base import (
-        DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig,
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
     )
 
     defaults = InMemoryStoreBackendDefaults()
     stores = dict(defaults.stores)
     stores[defaults.validation_results_store_name] = {
         "class_name": "ValidationResultsStore",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(root / "validations"),
-                          "suppress_store_backend_id": True}}
-    site = {"class_name": "SiteBuilder", "show_how_to_buttons": False,
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir(root))},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "validation_results_limit": keep,
-                                   "view": {"module_name": "include.quality.gx_views", "class_name": "IndexPageView"}},
-            "site_section_builders": {
-                "validations": {"validation_results_limit": keep, "view": PAGE_VIEW},
-                "expectations": {"view": PAGE_VIEW}, "profiling": {"view": PAGE_VIEW}}}
-    config = DataContextConfig(store_backend_defaults=defaults, stores=stores, data_docs_sites={DOCS_SITE: site},
-                               analytics_enabled=False,
-                               progress_bars=ProgressBarsConfig(globally=False))   # they would flood task logs
+        "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(root / "validations"),
+            "suppress_store_backend_id": True,
+        },
+    }
+    site = {
+        "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir(root))},
+        "site_index_builder": {
+            "class_name": "DefaultSiteIndexBuilder",
+            "validation_results_limit": keep,
+            "view": {"module_name": "include.quality.gx_views", "class_name": "IndexPageView"},
+        },
+        "site_section_builders": {
+            "validations": {"validation_results_limit": keep, "view": PAGE_VIEW},
+            "expectations": {"view": PAGE_VIEW},
+            "profiling": {"view": PAGE_VIEW},
+        },
+    }
+    config = DataContextConfig(
+        store_backend_defaults=defaults,
+        stores=stores,
+        data_docs_sites={DOCS_SITE: site},
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+    )  # they would flood task logs
     return gx.get_context(project_config=config, mode="ephemeral")
 
 
@@ -173,14 +209,14 @@ def _prune(context, root: Path, suite: str, keep: int) -> None:
     pages go with the next index build). Only the suite's own folder is listed."""
     store = context.validation_results_store
     keys = [store.tuple_to_key(k) for k in store.store_backend.list_keys((suite,))]
-    for key in sorted(keys, key=lambda k: k.run_id.run_time, reverse=True)[keep - 1:]:
+    for key in sorted(keys, key=lambda k: k.run_id.run_time, reverse=True)[keep - 1 :]:
         store.remove_key(key)
     _drop_empty(root / "validations" / suite)
 
 
 def _drop_empty(folder: Path) -> None:
     """Remove the run folders a removed result or page leaves empty (every listing walks them)."""
-    for path, _, _ in os.walk(folder, topdown=False):   # deepest first: a parent sees its emptied children gone
+    for path, _, _ in os.walk(folder, topdown=False):  # deepest first: a parent sees its emptied children gone
         if Path(path) != folder and not os.listdir(path):
             os.rmdir(path)
 
@@ -204,12 +240,17 @@ def _checkpoint(gx, root: Path, keep: int, batch: str):
     context, checkpoints = _site["context"], _site["checkpoints"]
     if batch not in checkpoints:
         asset = context.data_sources.add_pandas(name=f"{batch}_source").add_dataframe_asset(name=batch)
-        definition = context.validation_definitions.add(gx.ValidationDefinition(
-            name=f"{batch}_validation", data=asset.add_batch_definition_whole_dataframe(f"{batch}_batch"),
-            suite=context.suites.get(batch)))
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(
+                name=f"{batch}_validation",
+                data=asset.add_batch_definition_whole_dataframe(f"{batch}_batch"),
+                suite=context.suites.get(batch),
+            )
+        )
         # no UpdateDataDocsAction: `validate_batches` builds Data Docs once for all of a run's results
-        checkpoints[batch] = context.checkpoints.add(gx.Checkpoint(
-            name=f"{batch}_checkpoint", validation_definitions=[definition], result_format="SUMMARY"))
+        checkpoints[batch] = context.checkpoints.add(
+            gx.Checkpoint(name=f"{batch}_checkpoint", validation_definitions=[definition], result_format="SUMMARY")
+        )
     return context, checkpoints[batch]
 
 
@@ -227,13 +268,20 @@ def _outcome(batch: str, validation, rows: int) -> Outcome:
     for r in validation.results:
         if not r.success:
             examples = [str(v) for v in (r.result.get("partial_unexpected_list") or [])[:5]]
-            failures.append({"expectation": r.expectation_config.type, "column": r.expectation_config.kwargs.get("column"),
-                             "unexpected_count": r.result.get("unexpected_count"), "examples": examples})
+            failures.append(
+                {
+                    "expectation": r.expectation_config.type,
+                    "column": r.expectation_config.kwargs.get("column"),
+                    "unexpected_count": r.result.get("unexpected_count"),
+                    "examples": examples,
+                }
+            )
     return Outcome(batch, bool(validation.success), rows, failures)
 
 
-def validate_batches(batches: dict[str, list[dict]], now: datetime | None = None,
-                     run: str | None = None) -> dict[str, Outcome]:
+def validate_batches(
+    batches: dict[str, list[dict]], now: datetime | None = None, run: str | None = None
+) -> dict[str, Outcome]:
     """Run each batch's checkpoint on its staged rows (the columns its suite reads), then build Data
     Docs once: the new results' pages and the index, which reads every result it lists, so one build
     per run rather than one per batch. `run` names the results in the store and Data Docs (the
@@ -256,8 +304,9 @@ def validate_batches(batches: dict[str, list[dict]], now: datetime | None = None
             for batch, frame in checked.items():
                 context, checkpoint = _checkpoint(gx, root, keep, batch)
                 _prune(context, root, batch, keep)
-                result = checkpoint.run(batch_parameters={"dataframe": frame},
-                                        expectation_parameters=parameters(now), run_id=run_id)
+                result = checkpoint.run(
+                    batch_parameters={"dataframe": frame}, expectation_parameters=parameters(now), run_id=run_id
+                )
                 ((identifier, validation),) = result.run_results.items()
                 outcomes[batch] = _outcome(batch, validation, len(frame))
                 built += [identifier, ExpectationSuiteIdentifier(name=batch)]

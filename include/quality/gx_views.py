@@ -5,6 +5,7 @@ templates again: about half of a validation's time (bench/quality_bench.py). The
 one in-memory bytecode cache; Jinja still reads each template's source and recompiles it when the
 source changed. Imported by GX itself, from the Data Docs site's configuration (include.quality.checkpoints).
 """
+
 from __future__ import annotations
 
 import threading
@@ -22,7 +23,7 @@ class _CompiledTemplates(BytecodeCache):
         with self._lock:
             code = self._code.get(bucket.key)
         if code is not None:
-            bucket.bytecode_from_string(code)   # ignored when the source's checksum differs
+            bucket.bytecode_from_string(code)  # ignored when the source's checksum differs
 
     def dump_bytecode(self, bucket) -> None:
         code = bucket.bytecode_to_string()

@@ -6,6 +6,7 @@ provider's hook: an incoming-webhook URL in its host or password) and by e-mail 
 exists (conn type smtp, sent by the SMTP provider's hook; extra `to`). A channel that fails is
 logged, never raised: alerting must not fail a run.
 """
+
 from __future__ import annotations
 
 import html
@@ -22,7 +23,7 @@ SMTP_CONN = "orderops_smtp"
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str          # deadline_missed | task_failed
+    kind: str  # deadline_missed | task_failed
     dag_id: str
     run_id: str | None
     detail: str
@@ -51,9 +52,9 @@ def send_slack(alert: Alert, conn) -> None:
     if not url:
         raise ValueError(f"connection {SLACK_CONN}: put the webhook URL in host or password")
     hook = HttpHook(method="POST", http_conn_id=SLACK_CONN)
-    session = hook.get_conn()   # the connection's headers, proxies and TLS settings apply
+    session = hook.get_conn()  # the connection's headers, proxies and TLS settings apply
     request = requests.Request("POST", url, json={"text": f"*{alert.subject}*\n{alert.detail}"})
-    hook.run_and_check(session, session.prepare_request(request), {"timeout": 10})   # raises unless 2xx
+    hook.run_and_check(session, session.prepare_request(request), {"timeout": 10})  # raises unless 2xx
 
 
 def send_email(alert: Alert, conn) -> None:
@@ -65,9 +66,12 @@ def send_email(alert: Alert, conn) -> None:
     if not extra.get("to"):
         raise ValueError(f"connection {SMTP_CONN}: extra.to (recipients) is required")
     with SmtpHook(smtp_conn_id=SMTP_CONN) as smtp:
-        smtp.send_email_smtp(to=extra["to"], subject=alert.subject,
-                             html_content=f"<pre>{html.escape(alert.detail)}</pre>",
-                             from_email=extra.get("from_email") or "orderops@localhost")
+        smtp.send_email_smtp(
+            to=extra["to"],
+            subject=alert.subject,
+            html_content=f"<pre>{html.escape(alert.detail)}</pre>",
+            from_email=extra.get("from_email") or "orderops@localhost",
+        )
 
 
 def notify(alert: Alert, warehouse_url: str | None) -> list[str]:
@@ -79,8 +83,15 @@ def notify(alert: Alert, warehouse_url: str | None) -> list[str]:
             wh = Warehouse(warehouse_url)
             wh.migrate()
             with wh.engine.begin() as conn:
-                conn.execute(pipeline_breaches.insert().values(dag_id=alert.dag_id, run_id=alert.run_id, kind=alert.kind,
-                                                               detail=alert.detail, recorded_at=utcnow()))
+                conn.execute(
+                    pipeline_breaches.insert().values(
+                        dag_id=alert.dag_id,
+                        run_id=alert.run_id,
+                        kind=alert.kind,
+                        detail=alert.detail,
+                        recorded_at=utcnow(),
+                    )
+                )
             wh.dispose()
             reached.append("warehouse")
         except Exception as exc:  # noqa: BLE001 - recording must not hide the alert itself

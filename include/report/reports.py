@@ -21,6 +21,7 @@ sandbox/life.py `day_figures`, uses the same):
   and 95th percentile).
 Every figure is also split by fulfiller and carrier.
 """
+
 from __future__ import annotations
 
 import base64
@@ -35,13 +36,21 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from include.decide.model import as_utc
 from include.report.inbox import latest_reviews
 from include.report.templates import template
 from include.run.runconfig import STATE_DIR
 from include.store.warehouse import (
-    Warehouse, action_ledger, order_links, sla_daily, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_tiktok_cancellations, stg_tiktok_orders, utcnow,
+    Warehouse,
+    action_ledger,
+    order_links,
+    sla_daily,
+    stg_amazon_fulfillment_orders,
+    stg_shipbob_orders,
+    stg_tiktok_cancellations,
+    stg_tiktok_orders,
+    utcnow,
 )
-from include.decide.model import as_utc
 
 LDR_LINE = 0.04
 REPORTS_DIR_ENV = "ORDEROPS_REPORTS_DIR"
@@ -72,54 +81,119 @@ def _parse(value: Any) -> datetime | None:
 
 @dataclass
 class DayData:
-    orders: pd.DataFrame          # one row per due order, with dispatch facts and fulfiller/carrier
-    cancellations: pd.DataFrame   # one row per cancellation request created on the day
-    dispatched: pd.DataFrame      # orders dispatched on the day, with hours from fulfiller shipment
-    chains: dict[str, list[dict]] # ledger rows per TikTok order
+    orders: pd.DataFrame  # one row per due order, with dispatch facts and fulfiller/carrier
+    cancellations: pd.DataFrame  # one row per cancellation request created on the day
+    dispatched: pd.DataFrame  # orders dispatched on the day, with hours from fulfiller shipment
+    chains: dict[str, list[dict]]  # ledger rows per TikTok order
 
 
 def load_day(wh: Warehouse, shop: str, day: date, now: datetime) -> DayData:
     start, end = _day_bounds(day)
-    o, c, l, a = stg_tiktok_orders.c, stg_tiktok_cancellations.c, order_links.c, action_ledger.c
+    o, c, lk, a = stg_tiktok_orders.c, stg_tiktok_cancellations.c, order_links.c, action_ledger.c
     with wh.engine.connect() as conn:
-        due = _rows(conn, sa.select(stg_tiktok_orders).where(
-            o.shop == shop, o.fulfillment_type == "FULFILLMENT_BY_SELLER", o.rts_sla_time >= start, o.rts_sla_time < end))
+        due = _rows(
+            conn,
+            sa.select(stg_tiktok_orders).where(
+                o.shop == shop,
+                o.fulfillment_type == "FULFILLMENT_BY_SELLER",
+                o.rts_sla_time >= start,
+                o.rts_sla_time < end,
+            ),
+        )
         # dispatched on the day as TikTok says, or by orderops' own post that no read has staged yet
-        posted = sa.select(a.tiktok_order_id).where(a.shop == shop, a.kind == "post_tracking", a.state == "succeeded",
-                                                    a.acted_at >= start, a.acted_at < end)
-        shipped = _rows(conn, sa.select(stg_tiktok_orders).where(
-            o.shop == shop, o.fulfillment_type == "FULFILLMENT_BY_SELLER",
-            sa.or_(sa.and_(o.rts_time >= start, o.rts_time < end), o.tiktok_order_id.in_(posted))))
-        cancels = _rows(conn, sa.select(stg_tiktok_cancellations).where(
-            c.shop == shop, c.cancel_type == "BUYER_CANCEL", c.create_time >= start, c.create_time < end))
+        posted = sa.select(a.tiktok_order_id).where(
+            a.shop == shop, a.kind == "post_tracking", a.state == "succeeded", a.acted_at >= start, a.acted_at < end
+        )
+        shipped = _rows(
+            conn,
+            sa.select(stg_tiktok_orders).where(
+                o.shop == shop,
+                o.fulfillment_type == "FULFILLMENT_BY_SELLER",
+                sa.or_(sa.and_(o.rts_time >= start, o.rts_time < end), o.tiktok_order_id.in_(posted)),
+            ),
+        )
+        cancels = _rows(
+            conn,
+            sa.select(stg_tiktok_cancellations).where(
+                c.shop == shop, c.cancel_type == "BUYER_CANCEL", c.create_time >= start, c.create_time < end
+            ),
+        )
         ids = sorted({r["tiktok_order_id"] for r in due + shipped} | {r["tiktok_order_id"] for r in cancels})
         links: dict[str, dict] = {}
         chains: dict[str, list[dict]] = {}
         for batch in range(0, len(ids), 500):
-            part = ids[batch:batch + 500]
-            for row in _rows(conn, sa.select(order_links).where(l.shop == shop, l.tiktok_order_id.in_(part))
-                             .order_by(l.run_id)):
+            part = ids[batch : batch + 500]
+            for row in _rows(
+                conn, sa.select(order_links).where(lk.shop == shop, lk.tiktok_order_id.in_(part)).order_by(lk.run_id)
+            ):
                 links[row["tiktok_order_id"]] = row  # the latest run's link wins
-            for row in _rows(conn, sa.select(a.tiktok_order_id, a.kind, a.rule, a.state, a.idempotency_key, a.acted_at,
-                                             a.detail, a.platform_request_id, a.run_id, a.request)
-                             .where(a.shop == shop, a.tiktok_order_id.in_(part)).order_by(a.id)):
+            for row in _rows(
+                conn,
+                sa.select(
+                    a.tiktok_order_id,
+                    a.kind,
+                    a.rule,
+                    a.state,
+                    a.idempotency_key,
+                    a.acted_at,
+                    a.detail,
+                    a.platform_request_id,
+                    a.run_id,
+                    a.request,
+                )
+                .where(a.shop == shop, a.tiktok_order_id.in_(part))
+                .order_by(a.id),
+            ):
                 chains.setdefault(row["tiktok_order_id"], []).append(row)
         shipments = _fulfillment_shipments(conn, shop, links)
-    facts = lambda r: _order_facts(r, links.get(r["tiktok_order_id"]), chains.get(r["tiktok_order_id"], []),  # noqa: E731
-                                   shipments, now)
+
+    def facts(r: dict) -> dict:
+        return _order_facts(r, links.get(r["tiktok_order_id"]), chains.get(r["tiktok_order_id"], []), shipments, now)
+
     orders = pd.DataFrame([facts(r) for r in due], columns=ORDER_COLUMNS)
-    dispatched = pd.DataFrame([f for f in map(facts, shipped) if f["rts_time"] is not None and start <= f["rts_time"] < end],
-                              columns=ORDER_COLUMNS)
-    cancellations = pd.DataFrame([_cancel_facts(r, chains.get(r["tiktok_order_id"], []), links.get(r["tiktok_order_id"]),
-                                                shipments, now) for r in cancels], columns=CANCEL_COLUMNS)
+    dispatched = pd.DataFrame(
+        [f for f in map(facts, shipped) if f["rts_time"] is not None and start <= f["rts_time"] < end],
+        columns=ORDER_COLUMNS,
+    )
+    cancellations = pd.DataFrame(
+        [
+            _cancel_facts(r, chains.get(r["tiktok_order_id"], []), links.get(r["tiktok_order_id"]), shipments, now)
+            for r in cancels
+        ],
+        columns=CANCEL_COLUMNS,
+    )
     return DayData(orders, cancellations, dispatched, chains)
 
 
-ORDER_COLUMNS = ["tiktok_order_id", "status", "rts_sla_time", "rts_time", "shipping_due_time", "tracking_number",
-                 "fulfiller", "carrier", "shipped_at", "on_time", "late", "past_due_no_tracking", "at_risk",
-                 "cancelled", "hours_to_tracking", "link_problem"]
-CANCEL_COLUMNS = ["cancel_id", "tiktok_order_id", "status", "deadline", "handled_at", "on_time", "late", "fulfiller",
-                  "carrier"]
+ORDER_COLUMNS = [
+    "tiktok_order_id",
+    "status",
+    "rts_sla_time",
+    "rts_time",
+    "shipping_due_time",
+    "tracking_number",
+    "fulfiller",
+    "carrier",
+    "shipped_at",
+    "on_time",
+    "late",
+    "past_due_no_tracking",
+    "at_risk",
+    "cancelled",
+    "hours_to_tracking",
+    "link_problem",
+]
+CANCEL_COLUMNS = [
+    "cancel_id",
+    "tiktok_order_id",
+    "status",
+    "deadline",
+    "handled_at",
+    "on_time",
+    "late",
+    "fulfiller",
+    "carrier",
+]
 
 
 def _fulfillment_shipments(conn, shop: str, links: dict[str, dict]) -> dict[tuple[str, str], dict]:
@@ -129,12 +203,17 @@ def _fulfillment_shipments(conn, shop: str, links: dict[str, dict]) -> dict[tupl
         if link["fulfiller"] in wanted and link["fulfillment_order_id"]:
             wanted[link["fulfiller"]].add(link["fulfillment_order_id"])
     found: dict[tuple[str, str], dict] = {}
-    for fulfiller, table, key in (("amazon_mcf", stg_amazon_fulfillment_orders, "seller_fulfillment_order_id"),
-                                  ("shipbob", stg_shipbob_orders, "shipbob_order_id")):
+    for fulfiller, table, key in (
+        ("amazon_mcf", stg_amazon_fulfillment_orders, "seller_fulfillment_order_id"),
+        ("shipbob", stg_shipbob_orders, "shipbob_order_id"),
+    ):
         ids = sorted(wanted[fulfiller])
         for batch in range(0, len(ids), 500):
-            for row in conn.execute(sa.select(table.c[key], table.c.shipments).where(
-                    table.c.shop == shop, table.c[key].in_(ids[batch:batch + 500]))):
+            for row in conn.execute(
+                sa.select(table.c[key], table.c.shipments).where(
+                    table.c.shop == shop, table.c[key].in_(ids[batch : batch + 500])
+                )
+            ):
                 carrier, shipped_at = "", None
                 for shipment in row.shipments or []:
                     packages = shipment.get("packages") or [shipment]
@@ -148,8 +227,14 @@ def _fulfillment_shipments(conn, shop: str, links: dict[str, dict]) -> dict[tupl
 
 def _done_at(chain: list[dict], kinds: tuple[str, ...], now: datetime, cancel_id: str | None = None) -> datetime | None:
     """When orderops' first successful action of these kinds took effect (by the report's now)."""
-    moments = [as_utc(a["acted_at"]) for a in chain if a["kind"] in kinds and a["state"] == "succeeded"
-               and a["acted_at"] is not None and (cancel_id is None or (a["request"] or {}).get("cancel_id") == cancel_id)]
+    moments = [
+        as_utc(a["acted_at"])
+        for a in chain
+        if a["kind"] in kinds
+        and a["state"] == "succeeded"
+        and a["acted_at"] is not None
+        and (cancel_id is None or (a["request"] or {}).get("cancel_id") == cancel_id)
+    ]
     moments = [m for m in moments if m <= now]
     return min(moments) if moments else None
 
@@ -162,42 +247,66 @@ def _order_facts(row: dict, link: dict | None, chain: list[dict], shipments: dic
     fulfiller = (link or {}).get("fulfiller") or "unlinked"
     ship = shipments.get((fulfiller, (link or {}).get("fulfillment_order_id")), {})
     # cancelled as staged, or by orderops' own approval since the last read
-    cancelled = rts is None and (row["status"] == "CANCELLED" or _done_at(chain, ("approve_cancellation",), now) is not None)
+    cancelled = rts is None and (
+        row["status"] == "CANCELLED" or _done_at(chain, ("approve_cancellation",), now) is not None
+    )
     due_time = as_utc(row.get("shipping_due_time"))
     pending = rts is None and not cancelled
     hours = None
     if rts is not None and ship.get("shipped_at") is not None and rts >= ship["shipped_at"]:
         hours = (rts - ship["shipped_at"]).total_seconds() / 3600
     return {
-        "tiktok_order_id": row["tiktok_order_id"], "status": "CANCELLED" if cancelled else row["status"],
-        "rts_sla_time": sla, "rts_time": rts,
-        "shipping_due_time": due_time, "tracking_number": row["tracking_number"], "fulfiller": fulfiller,
-        "carrier": ship.get("carrier") or "unknown", "shipped_at": ship.get("shipped_at"),
-        "on_time": rts is not None and rts <= sla, "late": rts is not None and rts > sla,
+        "tiktok_order_id": row["tiktok_order_id"],
+        "status": "CANCELLED" if cancelled else row["status"],
+        "rts_sla_time": sla,
+        "rts_time": rts,
+        "shipping_due_time": due_time,
+        "tracking_number": row["tracking_number"],
+        "fulfiller": fulfiller,
+        "carrier": ship.get("carrier") or "unknown",
+        "shipped_at": ship.get("shipped_at"),
+        "on_time": rts is not None and rts <= sla,
+        "late": rts is not None and rts > sla,
         "past_due_no_tracking": pending and sla < now,
         "at_risk": pending and due_time is not None and due_time - now <= timedelta(hours=24),
-        "cancelled": cancelled, "hours_to_tracking": hours, "link_problem": (link or {}).get("link_problem"),
+        "cancelled": cancelled,
+        "hours_to_tracking": hours,
+        "link_problem": (link or {}).get("link_problem"),
     }
 
 
 def _cancel_facts(row: dict, chain: list[dict], link: dict | None, shipments: dict, now: datetime) -> dict:
     deadline = as_utc(row.get("deadline"))
-    answers = [m for m in (_done_at(chain, ANSWERS, now, row["cancel_id"]),
-                           as_utc(row["update_time"]) if row["status"] != "CANCELLATION_REQUEST_PENDING" else None)
-               if m is not None and m <= now]
+    answers = [
+        m
+        for m in (
+            _done_at(chain, ANSWERS, now, row["cancel_id"]),
+            as_utc(row["update_time"]) if row["status"] != "CANCELLATION_REQUEST_PENDING" else None,
+        )
+        if m is not None and m <= now
+    ]
     handled = min(answers) if answers else None
     fulfiller = (link or {}).get("fulfiller") or "unlinked"
     ship = shipments.get((fulfiller, (link or {}).get("fulfillment_order_id")), {})
     on_time = handled is not None and (deadline is None or handled < deadline)
     late = (handled is not None and deadline is not None and handled >= deadline) or (
-        handled is None and deadline is not None and deadline <= now)
-    return {"cancel_id": row["cancel_id"], "tiktok_order_id": row["tiktok_order_id"], "status": row["status"],
-            "deadline": deadline, "handled_at": handled, "on_time": on_time, "late": late, "fulfiller": fulfiller,
-            "carrier": ship.get("carrier") or "unknown"}
+        handled is None and deadline is not None and deadline <= now
+    )
+    return {
+        "cancel_id": row["cancel_id"],
+        "tiktok_order_id": row["tiktok_order_id"],
+        "status": row["status"],
+        "deadline": deadline,
+        "handled_at": handled,
+        "on_time": on_time,
+        "late": late,
+        "fulfiller": fulfiller,
+        "carrier": ship.get("carrier") or "unknown",
+    }
 
 
 def _figures(orders: pd.DataFrame, dispatched: pd.DataFrame, cancels: pd.DataFrame) -> dict:
-    orders = orders[~orders["cancelled"].astype(bool)] if len(orders) else orders   # cancelled undispatched: not due
+    orders = orders[~orders["cancelled"].astype(bool)] if len(orders) else orders  # cancelled undispatched: not due
     late = int(orders["late"].sum() + orders["past_due_no_tracking"].sum()) if len(orders) else 0
     hours = dispatched["hours_to_tracking"].dropna().astype(float) if len(dispatched) else pd.Series(dtype=float)
     return {
@@ -226,20 +335,30 @@ def daily_rows(data: DayData, shop: str, day: date) -> list[dict]:
         return [dict(list(frame.groupby(keys, sort=False))) if len(frame) else {} for frame in frames]
 
     def pick(groups: list[dict], key) -> list[pd.DataFrame]:
-        return [found.get(key, frame.iloc[0:0]) for found, frame in zip(groups, frames)]
+        return [found.get(key, frame.iloc[0:0]) for found, frame in zip(groups, frames, strict=True)]
 
     per_fulfiller, per_carrier = by("fulfiller"), by(["fulfiller", "carrier"])
     carriers = sorted(set(per_carrier[0]) | set(per_carrier[1]))
     groups: list[tuple[str, str, list[pd.DataFrame]]] = [("all", "all", list(frames))]
     for fulfiller in sorted(set().union(*per_fulfiller)):
         groups.append((fulfiller, "all", pick(per_fulfiller, fulfiller)))
-        groups += [(fulfiller, carrier, pick(per_carrier, (fulfiller, carrier)))
-                   for f, carrier in carriers if f == fulfiller]
+        groups += [
+            (fulfiller, carrier, pick(per_carrier, (fulfiller, carrier))) for f, carrier in carriers if f == fulfiller
+        ]
     rows = []
     for fulfiller, carrier, (orders, dispatched, cancels) in groups:
         figures = _figures(orders, dispatched, cancels)
-        rows.append({"shop": shop, "day": day, "fulfiller": fulfiller, "carrier": carrier, **figures,
-                     "ldr_over_line": figures["late_dispatch_rate"] > LDR_LINE, "computed_at": computed})
+        rows.append(
+            {
+                "shop": shop,
+                "day": day,
+                "fulfiller": fulfiller,
+                "carrier": carrier,
+                **figures,
+                "ldr_over_line": figures["late_dispatch_rate"] > LDR_LINE,
+                "computed_at": computed,
+            }
+        )
     return rows
 
 
@@ -249,28 +368,54 @@ def breaches(data: DayData) -> list[dict]:
     for _, o in data.orders.iterrows():
         reason = None
         if o["late"]:
-            reason = f"dispatched late: tracking at {o['rts_time']:%Y-%m-%d %H:%M}, due {o['rts_sla_time']:%Y-%m-%d %H:%M}"
+            reason = (
+                f"dispatched late: tracking at {o['rts_time']:%Y-%m-%d %H:%M}, due {o['rts_sla_time']:%Y-%m-%d %H:%M}"
+            )
         elif o["past_due_no_tracking"]:
             reason = f"past ship-by {o['rts_sla_time']:%Y-%m-%d %H:%M} with no tracking"
-            if isinstance(o["link_problem"], str) and o["link_problem"]:   # pandas holds a missing one as NaN
+            if isinstance(o["link_problem"], str) and o["link_problem"]:  # pandas holds a missing one as NaN
                 reason += f" ({o['link_problem']})"
         if reason:
-            out.append({"tiktok_order_id": o["tiktok_order_id"], "kind": "dispatch", "reason": reason,
-                        "fulfiller": o["fulfiller"], "carrier": o["carrier"],
-                        "chain": _chain_text(data.chains.get(o["tiktok_order_id"], []))})
+            out.append(
+                {
+                    "tiktok_order_id": o["tiktok_order_id"],
+                    "kind": "dispatch",
+                    "reason": reason,
+                    "fulfiller": o["fulfiller"],
+                    "carrier": o["carrier"],
+                    "chain": _chain_text(data.chains.get(o["tiktok_order_id"], [])),
+                }
+            )
     for _, c in data.cancellations.iterrows():
         if c["late"]:
-            when = f"handled {c['handled_at']:%Y-%m-%d %H:%M}" if c["handled_at"] is not None and not pd.isna(c["handled_at"]) else "still pending"
-            out.append({"tiktok_order_id": c["tiktok_order_id"], "kind": "cancellation",
-                        "reason": f"cancellation {c['cancel_id']} {when}, deadline {c['deadline']:%Y-%m-%d %H:%M}",
-                        "fulfiller": c["fulfiller"], "carrier": c["carrier"],
-                        "chain": _chain_text(data.chains.get(c["tiktok_order_id"], []))})
+            when = (
+                f"handled {c['handled_at']:%Y-%m-%d %H:%M}"
+                if c["handled_at"] is not None and not pd.isna(c["handled_at"])
+                else "still pending"
+            )
+            out.append(
+                {
+                    "tiktok_order_id": c["tiktok_order_id"],
+                    "kind": "cancellation",
+                    "reason": f"cancellation {c['cancel_id']} {when}, deadline {c['deadline']:%Y-%m-%d %H:%M}",
+                    "fulfiller": c["fulfiller"],
+                    "carrier": c["carrier"],
+                    "chain": _chain_text(data.chains.get(c["tiktok_order_id"], [])),
+                }
+            )
     return out
 
 
 def _chain_text(chain: list[dict]) -> str:
-    return "; ".join(f"{a['kind']}[{a['rule']}] {a['state']}" + (f" ({a['detail']})" if a["detail"] else "")
-                     + (f" req {a['platform_request_id']}" if a["platform_request_id"] else "") for a in chain) or "no action"
+    return (
+        "; ".join(
+            f"{a['kind']}[{a['rule']}] {a['state']}"
+            + (f" ({a['detail']})" if a["detail"] else "")
+            + (f" req {a['platform_request_id']}" if a["platform_request_id"] else "")
+            for a in chain
+        )
+        or "no action"
+    )
 
 
 def escalations(wh: Warehouse, shop: str, day: date) -> list[dict]:
@@ -278,30 +423,55 @@ def escalations(wh: Warehouse, shop: str, day: date) -> list[dict]:
     start, end = _day_bounds(day)
     a = action_ledger.c
     with wh.engine.connect() as conn:
-        rows = conn.execute(sa.select(a.tiktok_order_id, a.rule, a.request, a.run_id, a.idempotency_key).where(
-            # dated by the run's decision clock, so a backfilled day lists its own escalations
-            a.shop == shop, a.kind == "escalate", sa.func.coalesce(a.acted_at, a.created_at) >= start,
-            sa.func.coalesce(a.acted_at, a.created_at) < end).order_by(a.id)).all()
+        rows = conn.execute(
+            sa.select(a.tiktok_order_id, a.rule, a.request, a.run_id, a.idempotency_key)
+            .where(
+                # dated by the run's decision clock, so a backfilled day lists its own escalations
+                a.shop == shop,
+                a.kind == "escalate",
+                sa.func.coalesce(a.acted_at, a.created_at) >= start,
+                sa.func.coalesce(a.acted_at, a.created_at) < end,
+            )
+            .order_by(a.id)
+        ).all()
         reviews = latest_reviews(conn, shop, [r.idempotency_key for r in rows])
     out = []
     for r in rows:
         seen = reviews.get(r.idempotency_key)
         if not seen:
             inbox = "open"
-        elif seen["state"] == "open":   # decided again after it was resolved
+        elif seen["state"] == "open":  # decided again after it was resolved
             inbox = f"open: {seen['note']}"
         else:
             inbox = f"{seen['state']} by {seen['reviewed_by']}" + (f": {seen['note']}" if seen["note"] else "")
-        out.append({"tiktok_order_id": r.tiktok_order_id, "rule": r.rule, "reason_code": r.request.get("reason_code"),
-                    "detail": r.request.get("detail"), "run_id": r.run_id, "inbox": inbox})
+        out.append(
+            {
+                "tiktok_order_id": r.tiktok_order_id,
+                "rule": r.rule,
+                "reason_code": r.request.get("reason_code"),
+                "detail": r.request.get("detail"),
+                "run_id": r.run_id,
+                "inbox": inbox,
+            }
+        )
     return out
 
 
 def trend(wh: Warehouse, shop: str, day: date, days: int = 30) -> pd.DataFrame:
     s = sla_daily.c
     with wh.engine.connect() as conn:
-        rows = _rows(conn, sa.select(sla_daily).where(s.shop == shop, s.fulfiller == "all", s.carrier == "all",
-                                                      s.day > day - timedelta(days=days), s.day <= day).order_by(s.day))
+        rows = _rows(
+            conn,
+            sa.select(sla_daily)
+            .where(
+                s.shop == shop,
+                s.fulfiller == "all",
+                s.carrier == "all",
+                s.day > day - timedelta(days=days),
+                s.day <= day,
+            )
+            .order_by(s.day),
+        )
     return pd.DataFrame(rows)
 
 
@@ -324,7 +494,10 @@ def _daily_axis(ax, day: date, days: int) -> None:
     """One tick per day (or per few days) over the whole window, whatever days have data."""
     import matplotlib.dates as mdates
 
-    ax.set_xlim(pd.Timestamp(day - timedelta(days=days - 1)) - pd.Timedelta(hours=12), pd.Timestamp(day) + pd.Timedelta(hours=12))
+    ax.set_xlim(
+        pd.Timestamp(day - timedelta(days=days - 1)) - pd.Timedelta(hours=12),
+        pd.Timestamp(day) + pd.Timedelta(hours=12),
+    )
     ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, days // 10)))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
 
@@ -355,9 +528,14 @@ def charts(history: pd.DataFrame, data: DayData, day: date, days: int = 30) -> d
         moments = pd.to_datetime(due["day"])
         # side by side, so that neither hides the other
         ax.bar(moments - pd.Timedelta(hours=5), due["orders_due"], width=0.4, label="due", color="#9bb7d4")
-        ax.bar(moments + pd.Timedelta(hours=5), due["dispatched_late"] + due["past_due_no_tracking"], width=0.4,
-               label="late or no tracking", color="#d9534f")
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))   # orders come whole
+        ax.bar(
+            moments + pd.Timedelta(hours=5),
+            due["dispatched_late"] + due["past_due_no_tracking"],
+            width=0.4,
+            label="late or no tracking",
+            color="#d9534f",
+        )
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # orders come whole
         ax.legend(loc="upper left", fontsize=8)
         _daily_axis(ax, day, days)
     else:
@@ -365,7 +543,9 @@ def charts(history: pd.DataFrame, data: DayData, day: date, days: int = 30) -> d
     out["volume_trend"] = _png(fig)
     fig, ax = plt.subplots(figsize=(7, 2.6))
     ax.set_title("Hours from fulfiller shipment to tracking on TikTok (this day)")
-    hours = data.dispatched["hours_to_tracking"].dropna().astype(float) if len(data.dispatched) else pd.Series(dtype=float)
+    hours = (
+        data.dispatched["hours_to_tracking"].dropna().astype(float) if len(data.dispatched) else pd.Series(dtype=float)
+    )
     if len(hours):
         ax.hist(hours, bins=20, color="#5cb85c")
         ax.set_xlabel("hours")
@@ -377,13 +557,28 @@ def charts(history: pd.DataFrame, data: DayData, day: date, days: int = 30) -> d
 
 # Column headers as a person reads them.
 HEADERS = {
-    "fulfiller": "Fulfiller", "carrier": "Carrier", "orders_due": "Due", "dispatched_on_time": "On time",
-    "dispatched_late": "Late", "past_due_no_tracking": "Past ship-by, no tracking", "late_dispatch_rate": "Late Dispatch Rate",
-    "at_risk_auto_cancel": "At risk of auto-cancel", "cancel_requests": "Cancel requests",
-    "cancels_on_time": "Answered on time", "cancels_late": "Answered late",
-    "ship_to_tracking_median_h": "Hours to tracking (median)", "ship_to_tracking_p95_h": "Hours to tracking (p95)",
-    "tiktok_order_id": "TikTok order", "kind": "Breach", "reason": "Why", "chain": "What orderops did",
-    "rule": "Rule", "reason_code": "Reason", "detail": "Detail", "run_id": "Run", "inbox": "Inbox",
+    "fulfiller": "Fulfiller",
+    "carrier": "Carrier",
+    "orders_due": "Due",
+    "dispatched_on_time": "On time",
+    "dispatched_late": "Late",
+    "past_due_no_tracking": "Past ship-by, no tracking",
+    "late_dispatch_rate": "Late Dispatch Rate",
+    "at_risk_auto_cancel": "At risk of auto-cancel",
+    "cancel_requests": "Cancel requests",
+    "cancels_on_time": "Answered on time",
+    "cancels_late": "Answered late",
+    "ship_to_tracking_median_h": "Hours to tracking (median)",
+    "ship_to_tracking_p95_h": "Hours to tracking (p95)",
+    "tiktok_order_id": "TikTok order",
+    "kind": "Breach",
+    "reason": "Why",
+    "chain": "What orderops did",
+    "rule": "Rule",
+    "reason_code": "Reason",
+    "detail": "Detail",
+    "run_id": "Run",
+    "inbox": "Inbox",
 }
 
 
@@ -399,19 +594,49 @@ def _cell(column: str, value: Any) -> str:
 
 
 # The page's key figures, in order
-FIGURES = (("orders_due", "orders due"), ("dispatched_on_time", "on time"), ("dispatched_late", "late"),
-           ("past_due_no_tracking", "past ship-by, no tracking"), ("at_risk_auto_cancel", "at risk of auto-cancel"),
-           ("cancels_on_time", "cancellations on time"), ("cancels_late", "cancellations late"))
-SPLIT_COLUMNS = ["fulfiller", "carrier", "orders_due", "dispatched_on_time", "dispatched_late", "past_due_no_tracking",
-                 "late_dispatch_rate", "at_risk_auto_cancel", "cancel_requests", "cancels_on_time", "cancels_late",
-                 "ship_to_tracking_median_h", "ship_to_tracking_p95_h"]
+FIGURES = (
+    ("orders_due", "orders due"),
+    ("dispatched_on_time", "on time"),
+    ("dispatched_late", "late"),
+    ("past_due_no_tracking", "past ship-by, no tracking"),
+    ("at_risk_auto_cancel", "at risk of auto-cancel"),
+    ("cancels_on_time", "cancellations on time"),
+    ("cancels_late", "cancellations late"),
+)
+SPLIT_COLUMNS = [
+    "fulfiller",
+    "carrier",
+    "orders_due",
+    "dispatched_on_time",
+    "dispatched_late",
+    "past_due_no_tracking",
+    "late_dispatch_rate",
+    "at_risk_auto_cancel",
+    "cancel_requests",
+    "cancels_on_time",
+    "cancels_late",
+    "ship_to_tracking_median_h",
+    "ship_to_tracking_p95_h",
+]
 
 
-def render_html(shop: str, day: date, rows: list[dict], breached: list[dict], escalated: list[dict],
-                images: dict[str, str]) -> str:
+def render_html(
+    shop: str, day: date, rows: list[dict], breached: list[dict], escalated: list[dict], images: dict[str, str]
+) -> str:
     return template("sla_report.html").render(
-        shop=shop, day=day, total=rows[0], rows=rows, breached=breached, escalated=escalated, images=images,
-        figures=FIGURES, split_columns=SPLIT_COLUMNS, headers=HEADERS, cell=_cell, generated=utcnow())
+        shop=shop,
+        day=day,
+        total=rows[0],
+        rows=rows,
+        breached=breached,
+        escalated=escalated,
+        images=images,
+        figures=FIGURES,
+        split_columns=SPLIT_COLUMNS,
+        headers=HEADERS,
+        cell=_cell,
+        generated=utcnow(),
+    )
 
 
 @dataclass
@@ -423,7 +648,9 @@ class DayReport:
     csv_path: Path
 
 
-def build_day(wh: Warehouse, shop: str, day: date, now: datetime | None = None, out_dir: Path | None = None) -> DayReport:
+def build_day(
+    wh: Warehouse, shop: str, day: date, now: datetime | None = None, out_dir: Path | None = None
+) -> DayReport:
     """Compute, store (`sla_daily`) and write one day's report files."""
     now = now or utcnow()
     data = load_day(wh, shop, day, now)
@@ -436,7 +663,9 @@ def build_day(wh: Warehouse, shop: str, day: date, now: datetime | None = None, 
     folder.mkdir(parents=True, exist_ok=True)
     csv_path = folder / "breaches.csv"
     with csv_path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["tiktok_order_id", "kind", "reason", "fulfiller", "carrier", "chain"])
+        writer = csv.DictWriter(
+            handle, fieldnames=["tiktok_order_id", "kind", "reason", "fulfiller", "carrier", "chain"]
+        )
         writer.writeheader()
         writer.writerows(breached)
     history = trend(wh, shop, day)

@@ -10,60 +10,93 @@ validated shop names and dates only) and the Great Expectations Data Docs `inclu
 plain HTML forms, accepted from the page's own origin, from a user the `write_dependencies` allow,
 named by `reviewer`.
 """
+
 from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
-from include.report.inbox import OPEN, REVIEW_STATES, InboxError, latest_reviews, map_carrier, review
+from include.decide.model import as_utc
 from include.quality.checkpoints import run_name, validation_page
+from include.report.inbox import OPEN, REVIEW_STATES, InboxError, latest_reviews, map_carrier, review
 from include.report.templates import template
 from include.store.warehouse import (
-    TS, Warehouse, action_ledger, at_risk_alerts, sla_daily, stg_tiktok_orders, validation_results,
+    TS,
+    Warehouse,
+    action_ledger,
+    at_risk_alerts,
+    sla_daily,
+    stg_tiktok_orders,
+    validation_results,
 )
-from include.decide.model import as_utc
 
 # The shop names include.run.shops accepts; anything else is never turned into a path.
 SHOP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
 DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-REPORT_FILES = {"report.html": "text/html; charset=utf-8", "breaches.csv": "text/csv; charset=utf-8",
-                "trend_30d.csv": "text/csv; charset=utf-8"}
+REPORT_FILES = {
+    "report.html": "text/html; charset=utf-8",
+    "breaches.csv": "text/csv; charset=utf-8",
+    "trend_30d.csv": "text/csv; charset=utf-8",
+}
 MAX_ESCALATIONS = 500
 MAX_VALIDATIONS = 100
 # Data Docs files by type; anything else in their folder is not served.
-DOCS_FILES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8", ".png": "image/png",
-              ".gif": "image/gif", ".svg": "image/svg+xml", ".ico": "image/x-icon", ".otf": "font/otf"}
+DOCS_FILES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".png": "image/png",
+    ".gif": "image/gif",
+    ".svg": "image/svg+xml",
+    ".ico": "image/x-icon",
+    ".otf": "font/otf",
+}
 # Data Docs draw their tables with scripts from public CDNs and show values from platform data: they
 # run sandboxed (an origin of their own, no access to Airflow's session), with those scripts only.
-DOCS_CDNS = ("https://code.jquery.com https://cdnjs.cloudflare.com https://stackpath.bootstrapcdn.com "
-             "https://maxcdn.bootstrapcdn.com https://unpkg.com https://cdn.jsdelivr.net")
-DOCS_CSP = (f"sandbox allow-scripts allow-popups; default-src 'none'; script-src 'unsafe-inline' {DOCS_CDNS}; "
-            f"style-src 'self' 'unsafe-inline' {DOCS_CDNS}; font-src 'self' data: {DOCS_CDNS}; img-src 'self' data:; "
-            "frame-ancestors 'self'")
+DOCS_CDNS = (
+    "https://code.jquery.com https://cdnjs.cloudflare.com https://stackpath.bootstrapcdn.com "
+    "https://maxcdn.bootstrapcdn.com https://unpkg.com https://cdn.jsdelivr.net"
+)
+DOCS_CSP = (
+    f"sandbox allow-scripts allow-popups; default-src 'none'; script-src 'unsafe-inline' {DOCS_CDNS}; "
+    f"style-src 'self' 'unsafe-inline' {DOCS_CDNS}; font-src 'self' data: {DOCS_CDNS}; img-src 'self' data:; "
+    "frame-ancestors 'self'"
+)
 # Reports embed their charts as data: URLs and need nothing else; scripts never run in them.
 REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
 PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'"
-FIGURES = ("orders_due", "dispatched_on_time", "dispatched_late", "past_due_no_tracking", "at_risk_auto_cancel",
-           "late_dispatch_rate", "ldr_over_line", "cancel_requests", "cancels_on_time", "cancels_late",
-           "ship_to_tracking_median_h", "ship_to_tracking_p95_h")
+FIGURES = (
+    "orders_due",
+    "dispatched_on_time",
+    "dispatched_late",
+    "past_due_no_tracking",
+    "at_risk_auto_cancel",
+    "late_dispatch_rate",
+    "ldr_over_line",
+    "cancel_requests",
+    "cancels_on_time",
+    "cancels_late",
+    "ship_to_tracking_median_h",
+    "ship_to_tracking_p95_h",
+)
 
 
 @dataclass
 class ShopDays:
     shop: str
-    days: list[dict] = field(default_factory=list)          # newest first, sla_daily figures + files
-    escalations: list[dict] = field(default_factory=list)   # newest first
-    at_risk: list[dict] = field(default_factory=list)        # alerted before their ship-by time, newest first
-    validations: list[dict] = field(default_factory=list)    # batches that failed their suite, newest first
+    days: list[dict] = field(default_factory=list)  # newest first, sla_daily figures + files
+    escalations: list[dict] = field(default_factory=list)  # newest first
+    at_risk: list[dict] = field(default_factory=list)  # alerted before their ship-by time, newest first
+    validations: list[dict] = field(default_factory=list)  # batches that failed their suite, newest first
 
 
 @dataclass
@@ -80,8 +113,9 @@ def _escalation_time():
     return sa.func.coalesce(a.acted_at, a.created_at, type_=TS)
 
 
-def load_overview(engine: sa.Engine, reports_dir: Path, days: int = 30, shop: str | None = None,
-                  data_docs_dir: Path | None = None) -> Overview:
+def load_overview(
+    engine: sa.Engine, reports_dir: Path, days: int = 30, shop: str | None = None, data_docs_dir: Path | None = None
+) -> Overview:
     """The last `days` days that have figures, escalations or failed validations, per shop, newest
     first; a failed validation links its Data Docs page when `data_docs_dir` has it."""
     inspector = sa.inspect(engine)
@@ -115,9 +149,11 @@ def load_overview(engine: sa.Engine, reports_dir: Path, days: int = 30, shop: st
         since = until - timedelta(days=days - 1)
         shops: dict[str, ShopDays] = {}
         if has_daily:
-            q = (sa.select(s.shop, s.day, *(s[name] for name in FIGURES))
-                 .where(s.fulfiller == "all", s.carrier == "all", s.day >= since, s.day <= until)
-                 .order_by(s.shop, s.day.desc()))
+            q = (
+                sa.select(s.shop, s.day, *(s[name] for name in FIGURES))
+                .where(s.fulfiller == "all", s.carrier == "all", s.day >= since, s.day <= until)
+                .order_by(s.shop, s.day.desc())
+            )
             if shop:
                 q = q.where(s.shop == shop)
             for row in conn.execute(q):
@@ -129,63 +165,109 @@ def load_overview(engine: sa.Engine, reports_dir: Path, days: int = 30, shop: st
         if has_ledger:
             start = datetime.combine(since, time.min, tzinfo=timezone.utc)
             end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=timezone.utc)
-            q = (sa.select(a.shop, a.tiktok_order_id, a.rule, a.state, a.request, a.run_id, a.idempotency_key,
-                           when.label("at"))
-                 .where(a.kind == "escalate", when >= start, when < end)
-                 .order_by(when.desc(), a.id.desc()).limit(MAX_ESCALATIONS + 1))
+            escalated = (
+                sa.select(
+                    a.shop, a.tiktok_order_id, a.rule, a.state, a.request, a.run_id, a.idempotency_key, when.label("at")
+                )
+                .where(a.kind == "escalate", when >= start, when < end)
+                .order_by(when.desc(), a.id.desc())
+                .limit(MAX_ESCALATIONS + 1)
+            )
             if shop:
-                q = q.where(a.shop == shop)
-            rows = conn.execute(q).all()
+                escalated = escalated.where(a.shop == shop)
+            rows = conn.execute(escalated).all()
             truncated = len(rows) > MAX_ESCALATIONS
             reviews: dict[tuple[str, str], dict] = {}
             for name in {row.shop for row in rows[:MAX_ESCALATIONS]}:
-                found = latest_reviews(conn, name, [r.idempotency_key for r in rows[:MAX_ESCALATIONS]
-                                                    if r.shop == name])
+                found = latest_reviews(
+                    conn, name, [r.idempotency_key for r in rows[:MAX_ESCALATIONS] if r.shop == name]
+                )
                 reviews |= {(name, key): value for key, value in found.items()}
             for row in rows[:MAX_ESCALATIONS]:
                 request = row.request if isinstance(row.request, dict) else {}
                 at = as_utc(row.at)
                 seen = reviews.get((row.shop, row.idempotency_key)) or {}
-                shops.setdefault(row.shop, ShopDays(row.shop)).escalations.append({
-                    "tiktok_order_id": row.tiktok_order_id, "rule": row.rule, "state": row.state,
-                    "reason_code": request.get("reason_code") or "", "detail": request.get("detail") or "",
-                    "carriers": [c for c in request.get("carriers") or [] if isinstance(c, str)],
-                    "run_id": row.run_id, "at": at, "day": at.date(), "key": row.idempotency_key,
-                    "review": seen.get("state", OPEN), "reviewed_by": seen.get("reviewed_by"),
-                    "reviewed_at": as_utc(seen.get("reviewed_at")), "review_note": seen.get("note")})
+                shops.setdefault(row.shop, ShopDays(row.shop)).escalations.append(
+                    {
+                        "tiktok_order_id": row.tiktok_order_id,
+                        "rule": row.rule,
+                        "state": row.state,
+                        "reason_code": request.get("reason_code") or "",
+                        "detail": request.get("detail") or "",
+                        "carriers": [c for c in request.get("carriers") or [] if isinstance(c, str)],
+                        "run_id": row.run_id,
+                        "at": at,
+                        "day": at.date(),
+                        "key": row.idempotency_key,
+                        "review": seen.get("state", OPEN),
+                        "reviewed_by": seen.get("reviewed_by"),
+                        "reviewed_at": as_utc(seen.get("reviewed_at")),
+                        "review_note": seen.get("note"),
+                    }
+                )
         if inspector.has_table("at_risk_alerts"):
             start = datetime.combine(since, time.min, tzinfo=timezone.utc)
             r, o = at_risk_alerts.c, stg_tiktok_orders.c
-            q = (sa.select(r.shop, r.tiktok_order_id, r.threshold_hours, r.alerted_at, o.rts_sla_time, o.status,
-                           o.tracking_number)
-                 .join(stg_tiktok_orders, sa.and_(o.shop == r.shop, o.tiktok_order_id == r.tiktok_order_id), isouter=True)
-                 .where(r.sent.is_(True), r.alerted_at >= start).order_by(r.alerted_at.desc()).limit(MAX_ESCALATIONS))
+            alerted = (
+                sa.select(
+                    r.shop,
+                    r.tiktok_order_id,
+                    r.threshold_hours,
+                    r.alerted_at,
+                    o.rts_sla_time,
+                    o.status,
+                    o.tracking_number,
+                )
+                .join(
+                    stg_tiktok_orders, sa.and_(o.shop == r.shop, o.tiktok_order_id == r.tiktok_order_id), isouter=True
+                )
+                .where(r.sent.is_(True), r.alerted_at >= start)
+                .order_by(r.alerted_at.desc())
+                .limit(MAX_ESCALATIONS)
+            )
             if shop:
-                q = q.where(r.shop == shop)
-            for row in conn.execute(q):
-                shops.setdefault(row.shop, ShopDays(row.shop)).at_risk.append({
-                    "tiktok_order_id": row.tiktok_order_id, "threshold_hours": row.threshold_hours,
-                    "alerted_at": as_utc(row.alerted_at), "rts_sla_time": as_utc(row.rts_sla_time),
-                    "status": row.status, "tracking_number": row.tracking_number or ""})
+                alerted = alerted.where(r.shop == shop)
+            for row in conn.execute(alerted):
+                shops.setdefault(row.shop, ShopDays(row.shop)).at_risk.append(
+                    {
+                        "tiktok_order_id": row.tiktok_order_id,
+                        "threshold_hours": row.threshold_hours,
+                        "alerted_at": as_utc(row.alerted_at),
+                        "rts_sla_time": as_utc(row.rts_sla_time),
+                        "status": row.status,
+                        "tracking_number": row.tracking_number or "",
+                    }
+                )
         if has_checks:
             start = datetime.combine(since, time.min, tzinfo=timezone.utc)
-            q = (sa.select(v.shop, v.run_id, v.batch, v.rows, v.failures, v.checked_at)
-                 .where(v.success.is_(False), v.checked_at >= start)
-                 .order_by(v.checked_at.desc()).limit(MAX_VALIDATIONS))
+            failed = (
+                sa.select(v.shop, v.run_id, v.batch, v.rows, v.failures, v.checked_at)
+                .where(v.success.is_(False), v.checked_at >= start)
+                .order_by(v.checked_at.desc())
+                .limit(MAX_VALIDATIONS)
+            )
             if shop:
-                q = q.where(v.shop == shop)
-            for row in conn.execute(q):
-                page = validation_page(data_docs_dir, row.batch, run_name(row.shop, row.run_id)) if data_docs_dir else None
-                shops.setdefault(row.shop, ShopDays(row.shop)).validations.append({
-                    "checked_at": as_utc(row.checked_at), "run_id": row.run_id, "batch": row.batch,
-                    "rows": row.rows, "failures": row.failures if isinstance(row.failures, list) else [],
-                    "page": f"data-docs/{page}" if page else None})
+                failed = failed.where(v.shop == shop)
+            for row in conn.execute(failed):
+                page = (
+                    validation_page(data_docs_dir, row.batch, run_name(row.shop, row.run_id)) if data_docs_dir else None
+                )
+                shops.setdefault(row.shop, ShopDays(row.shop)).validations.append(
+                    {
+                        "checked_at": as_utc(row.checked_at),
+                        "run_id": row.run_id,
+                        "batch": row.batch,
+                        "rows": row.rows,
+                        "failures": row.failures if isinstance(row.failures, list) else [],
+                        "page": f"data-docs/{page}" if page else None,
+                    }
+                )
         if has_ledger:
-            for entry in shops.values():
+            for shop_days in shops.values():
                 per_day: dict[date, int] = {}
-                for e in entry.escalations:
+                for e in shop_days.escalations:
                     per_day[e["day"]] = per_day.get(e["day"], 0) + 1
-                for d in entry.days:
+                for d in shop_days.days:
                     d["escalations"] = per_day.get(d["day"], 0)
     return Overview(since, until, [shops[k] for k in sorted(shops)], truncated)
 
@@ -236,41 +318,71 @@ def data_docs_path(docs_dir: Path, path: str) -> Path:
 
 # ---------------------------------------------------------------- rendering
 
+
 def _hours(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}"
 
 
 def _rate(d: dict) -> str:
     """The day's Late Dispatch Rate, or "no orders due": 0 % of nothing is not a good day."""
-    return f'{d["late_dispatch_rate"] * 100:.1f}%' if d["orders_due"] else "no orders due"
+    return f"{d['late_dispatch_rate'] * 100:.1f}%" if d["orders_due"] else "no orders due"
 
 
 ACTIONS = {"acknowledged": "Acknowledge", "resolved": "Resolve"}
 
 
-def render_index(overview: Overview, days: int, shop: str | None, all_shops: Sequence[str], source: str = "",
-                 editable: bool = False, data_docs: bool = False) -> str:
-    period = (f"the {days} days up to {overview.until:%Y-%m-%d}" if overview.until else "no data yet")
+def render_index(
+    overview: Overview,
+    days: int,
+    shop: str | None,
+    all_shops: Sequence[str],
+    source: str = "",
+    editable: bool = False,
+    data_docs: bool = False,
+) -> str:
+    period = f"the {days} days up to {overview.until:%Y-%m-%d}" if overview.until else "no data yet"
     return template("sla_breaches.html").render(
-        overview=overview, days=days, shop=shop, all_shops=all_shops, source=source, editable=editable,
-        period=period, day_choices=sorted({7, 30, 90, days}), rate=_rate, hours=_hours, data_docs=data_docs,
-        open_state=OPEN, review_states=REVIEW_STATES, actions=ACTIONS, max_escalations=MAX_ESCALATIONS)
+        overview=overview,
+        days=days,
+        shop=shop,
+        all_shops=all_shops,
+        source=source,
+        editable=editable,
+        period=period,
+        day_choices=sorted({7, 30, 90, days}),
+        rate=_rate,
+        hours=_hours,
+        data_docs=data_docs,
+        open_state=OPEN,
+        review_states=REVIEW_STATES,
+        actions=ACTIONS,
+        max_escalations=MAX_ESCALATIONS,
+    )
 
 
 def _jsonable(overview: Overview) -> dict:
     def clean(row: dict) -> dict:
         return {k: (v.isoformat() if isinstance(v, (date, datetime)) else v) for k, v in row.items()}
 
-    return {"since": overview.since.isoformat() if overview.since else None,
-            "until": overview.until.isoformat() if overview.until else None,
-            "escalations_truncated": overview.escalations_truncated,
-            "shops": [{"shop": e.shop, "days": [clean(d) for d in e.days],
-                       "escalations": [clean(x) for x in e.escalations],
-                       "at_risk": [clean(x) for x in e.at_risk],
-                       "validations": [clean(x) for x in e.validations]} for e in overview.shops]}
+    return {
+        "since": overview.since.isoformat() if overview.since else None,
+        "until": overview.until.isoformat() if overview.until else None,
+        "escalations_truncated": overview.escalations_truncated,
+        "shops": [
+            {
+                "shop": e.shop,
+                "days": [clean(d) for d in e.days],
+                "escalations": [clean(x) for x in e.escalations],
+                "at_risk": [clean(x) for x in e.at_risk],
+                "validations": [clean(x) for x in e.validations],
+            }
+            for e in overview.shops
+        ],
+    }
 
 
 # ---------------------------------------------------------------- app
+
 
 def _same_origin(request: Request) -> None:
     """A form post must come from this page: its Origin (or Referer) names this host."""
@@ -283,8 +395,14 @@ def _same_origin(request: Request) -> None:
         raise HTTPException(403, "inbox changes are accepted from the SLA page itself only")
 
 
-def create_app(warehouse_url: str, reports_dir: Path, dependencies: Sequence[Any] = (),
-               write_dependencies: Sequence[Any] = (), reviewer: Any = None, data_docs_dir: Path | None = None) -> FastAPI:
+def create_app(
+    warehouse_url: str,
+    reports_dir: Path,
+    dependencies: Sequence[Any] = (),
+    write_dependencies: Sequence[Any] = (),
+    reviewer: Any = None,
+    data_docs_dir: Path | None = None,
+) -> FastAPI:
     """The page as a FastAPI app; `dependencies` guard every route (the plugin passes Airflow's login),
     `write_dependencies` the inbox's changes as well (the plugin: the right to edit DAG runs),
     `reviewer` is the dependency naming who makes one (without it, the page is read-only), and
@@ -294,8 +412,9 @@ def create_app(warehouse_url: str, reports_dir: Path, dependencies: Sequence[Any
     engine = warehouse.engine
     reports_dir = Path(reports_dir)
     data_docs_dir = Path(data_docs_dir) if data_docs_dir is not None else None
-    app = FastAPI(title="orderops SLA breaches", docs_url=None, redoc_url=None, openapi_url=None,
-                  dependencies=list(dependencies))
+    app = FastAPI(
+        title="orderops SLA breaches", docs_url=None, redoc_url=None, openapi_url=None, dependencies=list(dependencies)
+    )
     app.state.engine = engine
     # which warehouse this is (never the credentials): the connection may point elsewhere than expected
     source = f"{engine.url.get_backend_name()} {engine.url.database or ''}".strip()
@@ -307,21 +426,30 @@ def create_app(warehouse_url: str, reports_dir: Path, dependencies: Sequence[Any
             if inspector.has_table("sla_daily"):
                 names |= set(conn.execute(sa.select(sla_daily.c.shop).distinct()).scalars())
             if inspector.has_table("action_ledger"):
-                names |= set(conn.execute(sa.select(action_ledger.c.shop).where(
-                    action_ledger.c.kind == "escalate").distinct()).scalars())
+                names |= set(
+                    conn.execute(
+                        sa.select(action_ledger.c.shop).where(action_ledger.c.kind == "escalate").distinct()
+                    ).scalars()
+                )
         return sorted(names)
 
     def headers(csp: str) -> dict[str, str]:
-        return {"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
-                "Referrer-Policy": "same-origin"}
+        return {
+            "Content-Security-Policy": csp,
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "same-origin",
+        }
 
     @app.get("/", response_class=HTMLResponse)
     def index(shop: str | None = Query(None, max_length=64), days: int = Query(30, ge=1, le=366)) -> HTMLResponse:
         shop = shop or None
         overview = load_overview(engine, reports_dir, days=days, shop=shop, data_docs_dir=data_docs_dir)
         docs = data_docs_dir is not None and (data_docs_dir / "index.html").is_file()
-        return HTMLResponse(render_index(overview, days, shop, shops_known(), source, editable=reviewer is not None,
-                                         data_docs=docs), headers=headers(PAGE_CSP))
+        return HTMLResponse(
+            render_index(overview, days, shop, shops_known(), source, editable=reviewer is not None, data_docs=docs),
+            headers=headers(PAGE_CSP),
+        )
 
     @app.get("/api/days")
     def api_days(shop: str | None = Query(None, max_length=64), days: int = Query(30, ge=1, le=366)) -> dict:
@@ -331,7 +459,7 @@ def create_app(warehouse_url: str, reports_dir: Path, dependencies: Sequence[Any
         migrated: list[bool] = []
 
         def writable() -> Warehouse:
-            if not migrated:   # the inbox's tables may be newer than the last run that migrated
+            if not migrated:  # the inbox's tables may be newer than the last run that migrated
                 warehouse.migrate()
                 migrated.append(True)
             return warehouse
@@ -340,13 +468,20 @@ def create_app(warehouse_url: str, reports_dir: Path, dependencies: Sequence[Any
             return RedirectResponse(f"./?shop={quote(shop)}#shop-{quote(shop)}", status_code=303)
 
         def refused(exc: InboxError) -> HTMLResponse:
-            return HTMLResponse(f"<p>{html.escape(str(exc))}</p><p><a href=\"./\">back</a></p>", status_code=400,
-                                headers=headers(PAGE_CSP))
+            return HTMLResponse(
+                f'<p>{html.escape(str(exc))}</p><p><a href="./">back</a></p>',
+                status_code=400,
+                headers=headers(PAGE_CSP),
+            )
 
         @app.post("/escalations", dependencies=[Depends(_same_origin), *write_dependencies])
-        def review_escalation(shop: str = Form(..., max_length=64), key: str = Form(..., max_length=255),
-                              state: str = Form(...), note: str = Form("", max_length=4000),
-                              by: str = Depends(reviewer)):
+        def review_escalation(
+            shop: str = Form(..., max_length=64),
+            key: str = Form(..., max_length=255),
+            state: str = Form(...),
+            note: str = Form("", max_length=4000),
+            by: str = Depends(reviewer),
+        ):
             try:
                 review(writable(), shop, key, state, by, note)
             except InboxError as exc:
@@ -354,9 +489,14 @@ def create_app(warehouse_url: str, reports_dir: Path, dependencies: Sequence[Any
             return back(shop)
 
         @app.post("/carriers", dependencies=[Depends(_same_origin), *write_dependencies])
-        def add_carrier_mapping(shop: str = Form(..., max_length=64), key: str = Form(..., max_length=255),
-                                carrier: str = Form(..., max_length=64), provider: str = Form(..., max_length=256),
-                                note: str = Form("", max_length=4000), by: str = Depends(reviewer)):
+        def add_carrier_mapping(
+            shop: str = Form(..., max_length=64),
+            key: str = Form(..., max_length=255),
+            carrier: str = Form(..., max_length=64),
+            provider: str = Form(..., max_length=256),
+            note: str = Form("", max_length=4000),
+            by: str = Depends(reviewer),
+        ):
             try:
                 map_carrier(writable(), shop, key, carrier, provider, by, note)
             except InboxError as exc:
@@ -370,6 +510,7 @@ def create_app(warehouse_url: str, reports_dir: Path, dependencies: Sequence[Any
         return FileResponse(path, media_type=REPORT_FILES[name], headers={**headers(REPORT_CSP), **extra})
 
     if data_docs_dir is not None:
+
         @app.get("/data-docs/{path:path}")
         def data_docs_file(path: str) -> FileResponse:
             target = data_docs_path(data_docs_dir, path or "index.html")

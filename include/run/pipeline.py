@@ -4,43 +4,57 @@ extract (per platform) -> stage -> validate -> join -> decide -> act (ledger) ->
 Every step takes the run's `RunSettings`, a `Platforms` (clients for one shop) and the
 warehouse, so the whole flow also runs without Airflow in tests and benchmarks.
 """
+
 from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from functools import partial
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Iterator
+from functools import partial
+from typing import Any
 
 import sqlalchemy as sa
 
 from include.act import saga
-from include.extract import staging
-from include.run import steps
 from include.act.actions import Executor, Handlers, log_outcome
-from include.report.at_risk import alert_at_risk
-from include.decide.carriers import CarrierMap
-from include.extract.cursors import Listing, advance_cursor, full_sweep_due, listing_for, missed_by_cursor, sweep_reason
-from include.decide.rules import decide, needs_reject_reasons
-from include.decide.enums import AMAZON_ORDER_STATUSES, TIKTOK_SHIPPABLE_STATUSES, status_of
-from include.events.platform_events import SHIPBOB_ORDER_TOPICS, EventInbox, amazon_reads, sources_of
-from include.report.inbox import mapped_carriers
-from include.decide.join import Joiner, Link
 from include.act.ledger import IN_FLIGHT, PENDING, Ledger, RunContext
+from include.decide.carriers import CarrierMap
+from include.decide.enums import AMAZON_ORDER_STATUSES, TIKTOK_SHIPPABLE_STATUSES, status_of
+from include.decide.join import Joiner, Link
 from include.decide.model import (
-    ADD_NOTE, ESCALATE, POST_TRACKING, REJECT_CANCELLATION,
-    VERIFY_FULFILLMENT_CANCEL, Decision,
+    ADD_NOTE,
+    ESCALATE,
+    POST_TRACKING,
+    REJECT_CANCELLATION,
+    VERIFY_FULFILLMENT_CANCEL,
+    Decision,
+    as_utc,
 )
-from include.run.platforms import Platforms
+from include.decide.rules import decide, needs_reject_reasons
+from include.events.platform_events import SHIPBOB_ORDER_TOPICS, EventInbox, amazon_reads, sources_of
+from include.extract import staging
+from include.extract.cursors import Listing, advance_cursor, full_sweep_due, listing_for, missed_by_cursor, sweep_reason
 from include.quality.checkpoints import run_name, validate_batches
-from include.store.run_store import BATCH_TABLES, CLOCK_SKEW, RunStore
+from include.report.at_risk import alert_at_risk
+from include.report.inbox import mapped_carriers
+from include.run import steps
+from include.run.platforms import Platforms
 from include.run.runconfig import RunSettings, now_for
+from include.store.run_store import BATCH_TABLES, CLOCK_SKEW, RunStore
 from include.store.warehouse import (
-    Warehouse, amazon_shipment_reports, tiktok_shipping_providers, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_shopify_orders, stg_tiktok_cancellations, stg_tiktok_orders, utcnow,
+    Warehouse,
+    amazon_shipment_reports,
+    stg_amazon_fulfillment_orders,
+    stg_shipbob_orders,
+    stg_shopify_orders,
+    stg_tiktok_cancellations,
+    stg_tiktok_orders,
+    tiktok_shipping_providers,
+    utcnow,
 )
-from include.decide.model import as_utc
 from orderops_provider.base import BusinessError, NotFoundError, PlatformError, record_id
 
 log = logging.getLogger(__name__)
@@ -48,15 +62,21 @@ CHUNK = 50
 # Amazon's fulfilled-shipments report: at most one month of data, built at most every 30 minutes.
 REPORT_MAX_RANGE = timedelta(days=30)
 REPORT_REGENERATION = timedelta(minutes=30)
-GROUPS = {POST_TRACKING: "tracking", ADD_NOTE: "notes", REJECT_CANCELLATION: "rejections", ESCALATE: "escalations"}
+# the action group (steps.GROUPS) each kind outside the saga is carried out in
+GROUP_OF_KIND = {
+    POST_TRACKING: "tracking",
+    ADD_NOTE: "notes",
+    REJECT_CANCELLATION: "rejections",
+    ESCALATE: "escalations",
+}
 
 
 @dataclass
-class Step:
+class StepResult:
     """What one step did, for the task log, XCom and the run summary."""
 
     name: str
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
     detail: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -72,17 +92,30 @@ def prepare_run(settings: RunSettings, wh: Warehouse) -> RunSettings:
     claimed = EventInbox(wh).claim(settings.shop, settings.run_id)
     if settings.event_driven:
         settings = replace(settings, listed=sources_of(claimed))
-        log.info("event-driven run: %d event(s) (%d waking) -> lists %s", len(claimed),
-                 sum(1 for e in claimed if e["wakes"]), ", ".join(settings.listed) or "nothing")
+        log.info(
+            "event-driven run: %d event(s) (%d waking) -> lists %s",
+            len(claimed),
+            sum(1 for e in claimed if e["wakes"]),
+            ", ".join(settings.listed or ()) or "nothing",
+        )
     else:
         reason = sweep_reason(settings, wh)
         settings = replace(settings, sweep=reason, full_sweep=reason is not None and full_sweep_due(settings, wh))
     RunStore(wh, settings).start()
-    log.info("run %s shop %s window %s .. %s (overlap %s), policy %s%s, schema %s, %s", settings.run_id, settings.shop,
-             settings.window_start, settings.window_end, settings.overlap, settings.policy.version,
-             " DRY RUN" if settings.dry_run else "", revision,
-             f"{'full ' if settings.full_sweep else ''}sweep ({settings.sweep})" if settings.sweep
-             else "incremental extraction")
+    log.info(
+        "run %s shop %s window %s .. %s (overlap %s), policy %s%s, schema %s, %s",
+        settings.run_id,
+        settings.shop,
+        settings.window_start,
+        settings.window_end,
+        settings.overlap,
+        settings.policy.version,
+        " DRY RUN" if settings.dry_run else "",
+        revision,
+        f"{'full ' if settings.full_sweep else ''}sweep ({settings.sweep})"
+        if settings.sweep
+        else "incremental extraction",
+    )
     return settings
 
 
@@ -100,7 +133,9 @@ def unique(records: Iterable[Any], field_name: str) -> Iterator[Any]:
 
 
 def _key(field_name: str) -> Callable[[Any], str | None]:
-    return lambda record: str(record.get(field_name)) if isinstance(record, dict) and record.get(field_name) is not None else None
+    return lambda record: (
+        str(record.get(field_name)) if isinstance(record, dict) and record.get(field_name) is not None else None
+    )
 
 
 def _tiktok_changes(listing: Listing) -> dict:
@@ -112,22 +147,29 @@ def _tiktok_changes(listing: Listing) -> dict:
 
 def _not_listed(step: str, **detail: Any) -> dict:
     """An event-driven run's listing of a platform no event came from: its cursor stays where it is."""
-    return Step(step, {"orders": 0}, {**detail, "mode": "not listed (no event)"}).as_dict()
+    return StepResult(step, {"orders": 0}, {**detail, "mode": "not listed (no event)"}).as_dict()
 
 
 def _amazon_from_events(settings: RunSettings, platforms: Platforms, wh: Warehouse) -> dict:
     """An event-driven run's Amazon orders: each its notifications name (they are few: see
     events.sources_of), from the notification when it says all there is to say (a Complete order
     shipped in one package, already staged), else read by id; the cursor stays for the next listing."""
-    claimed = [{**e, "platform": "amazon_mcf"} for e in EventInbox(wh).claimed(settings.shop, settings.run_id, "amazon_mcf")]
+    claimed = [
+        {**e, "platform": "amazon_mcf"} for e in EventInbox(wh).claimed(settings.shop, settings.run_id, "amazon_mcf")
+    ]
     refs = amazon_reads(claimed)
     if not refs:
         return _not_listed("extract_amazon")
     t = stg_amazon_fulfillment_orders.c
-    staged = {r["seller_fulfillment_order_id"]: r for r in RunStore(wh, settings).read(
-        stg_amazon_fulfillment_orders, t.seller_fulfillment_order_id.in_(refs),
-        columns=("seller_fulfillment_order_id", "displayable_order_id", "received_at", "shipments"))}
-    said: dict[str, list[dict]] = defaultdict(list)   # each order's waking notifications, as they happened
+    staged = {
+        r["seller_fulfillment_order_id"]: r
+        for r in RunStore(wh, settings).read(
+            stg_amazon_fulfillment_orders,
+            t.seller_fulfillment_order_id.in_(refs),
+            columns=("seller_fulfillment_order_id", "displayable_order_id", "received_at", "shipments"),
+        )
+    }
+    said: dict[str, list[dict]] = defaultdict(list)  # each order's waking notifications, as they happened
     for e in claimed:
         if e["wakes"]:
             said[e["order_ref"]].append(e["payload"])
@@ -139,26 +181,27 @@ def _amazon_from_events(settings: RunSettings, platforms: Platforms, wh: Warehou
             try:
                 row = staging.amazon_row_from_notification(payload, staged[sfo])
             except staging.BadRecord:
-                row = None   # read by id instead: that read names what is wrong, if anything
+                row = None  # read by id instead: that read names what is wrong, if anything
             if row is not None:
                 carried[sfo] = row
                 break
     reads = [sfo for sfo in refs if sfo not in carried]
-    client = platforms.amazon_mcf() if reads else None
 
     def read():
         yield from (("carried", row) for row in carried.values())
         for sfo in reads:
             try:
-                yield ("detail", client.get_fulfillment_order(sfo))
-            except NotFoundError as exc:   # announced, yet unknown by id: held, named
+                yield ("detail", platforms.amazon_mcf().get_fulfillment_order(sfo))
+            except NotFoundError as exc:  # announced, yet unknown by id: held, named
                 yield ("unreadable", {"sellerFulfillmentOrderId": sfo, "_error": exc.platform_message})
 
     def to_row(item):
         source, payload = item
         if source == "unreadable":
-            raise staging.BadRecord(f"amazon fulfillment order {payload['sellerFulfillmentOrderId']!r}: announced, "
-                                    f"but getFulfillmentOrder does not know it ({payload['_error']})")
+            raise staging.BadRecord(
+                f"amazon fulfillment order {payload['sellerFulfillmentOrderId']!r}: announced, "
+                f"but getFulfillmentOrder does not know it ({payload['_error']})"
+            )
         return dict(payload) if source == "carried" else staging.amazon_order_row(payload)
 
     def key_of(item) -> str | None:
@@ -167,21 +210,29 @@ def _amazon_from_events(settings: RunSettings, platforms: Platforms, wh: Warehou
             return payload["seller_fulfillment_order_id"]
         return str((payload.get("fulfillmentOrder") or payload).get("sellerFulfillmentOrderId"))
 
-    orders, bad, _ = RunStore(wh, settings).stage(stg_amazon_fulfillment_orders, "amazon_fulfillment_orders", read(), to_row,
-                            key_of)
-    return Step("extract_amazon", {"orders": orders, "carried_by_event": len(carried), "detail_calls": len(reads),
-                                   "quarantined": bad}, {"mode": "read by event"}).as_dict()
+    orders, bad, _ = RunStore(wh, settings).stage(
+        stg_amazon_fulfillment_orders, "amazon_fulfillment_orders", read(), to_row, key_of
+    )
+    return StepResult(
+        "extract_amazon",
+        {"orders": orders, "carried_by_event": len(carried), "detail_calls": len(reads), "quarantined": bad},
+        {"mode": "read by event"},
+    ).as_dict()
 
 
 def _shipbob_from_events(settings: RunSettings, wh: Warehouse) -> dict:
     """An event-driven run's ShipBob orders: those its order.shipped events carry (the order as
     GET /order/{id} answers it, signed by ShipBob): staged as a listing would stage them, no call."""
-    carried = [e["payload"] for e in EventInbox(wh).claimed(settings.shop, settings.run_id, "shipbob")
-               if e["topic"] in SHIPBOB_ORDER_TOPICS and e["wakes"]]
+    carried = [
+        e["payload"]
+        for e in EventInbox(wh).claimed(settings.shop, settings.run_id, "shipbob")
+        if e["topic"] in SHIPBOB_ORDER_TOPICS and e["wakes"]
+    ]
     # the newest copy of an order announced twice (two shipments) is the one staged
-    orders, bad, _ = RunStore(wh, settings).stage(stg_shipbob_orders, "shipbob_orders", unique(reversed(carried), "id"),
-                            staging.shipbob_order_row, _key("id"))
-    return Step("extract_shipbob", {"orders": orders, "quarantined": bad}, {"mode": "carried by event"}).as_dict()
+    orders, bad, _ = RunStore(wh, settings).stage(
+        stg_shipbob_orders, "shipbob_orders", unique(reversed(carried), "id"), staging.shipbob_order_row, _key("id")
+    )
+    return StepResult("extract_shipbob", {"orders": orders, "quarantined": bad}, {"mode": "carried by event"}).as_dict()
 
 
 def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -> dict:
@@ -199,15 +250,27 @@ def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -
     listed = (order for filters in searches for order in client.search_orders(filters, page_size=100))
     seen: set[str] = set()
     missed = missed_by_cursor(wh, settings, stg_tiktok_orders, listing)
-    orders, bad, found = RunStore(wh, settings).stage(stg_tiktok_orders, "tiktok_orders", unique(listed, "id"),
-                                staging.tiktok_order_row, _key("id"), on_row=lambda row: seen.add(row["tiktok_order_id"]),
-                                missed=missed)
+    orders, bad, found = RunStore(wh, settings).stage(
+        stg_tiktok_orders,
+        "tiktok_orders",
+        unique(listed, "id"),
+        staging.tiktok_order_row,
+        _key("id"),
+        on_row=lambda row: seen.add(row["tiktok_order_id"]),
+        missed=missed,
+    )
     if listing.full_sweep:
         in_play = RunStore(wh, settings).in_play_tiktok(columns=("tiktok_order_id",))
         gone = sorted({r["tiktok_order_id"] for r in in_play} - seen)
         if gone:
-            more, more_bad, more_found = RunStore(wh, settings).stage(stg_tiktok_orders, "tiktok_orders", client.get_orders(gone),
-                                                staging.tiktok_order_row, _key("id"), missed=missed)
+            more, more_bad, more_found = RunStore(wh, settings).stage(
+                stg_tiktok_orders,
+                "tiktok_orders",
+                client.get_orders(gone),
+                staging.tiktok_order_row,
+                _key("id"),
+                missed=missed,
+            )
             orders, bad, found = orders + more, bad + more_bad, found + more_found
     advance_cursor(wh, settings, listing, orders, found)
 
@@ -217,14 +280,25 @@ def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -
         filters.insert(0, {"cancel_status": ["CANCELLATION_REQUEST_PENDING"]})
     requests = (c for f in filters for c in client.search_cancellations(f, page_size=50))
     cancels, bad_cancels, found_cancels = RunStore(wh, settings).stage(
-        stg_tiktok_cancellations, "tiktok_cancellations", unique(requests, "cancel_id"),
-        staging.tiktok_cancellation_row, _key("cancel_id"),
-        missed=missed_by_cursor(wh, settings, stg_tiktok_cancellations, cancel_listing))
+        stg_tiktok_cancellations,
+        "tiktok_cancellations",
+        unique(requests, "cancel_id"),
+        staging.tiktok_cancellation_row,
+        _key("cancel_id"),
+        missed=missed_by_cursor(wh, settings, stg_tiktok_cancellations, cancel_listing),
+    )
     advance_cursor(wh, settings, cancel_listing, cancels, found_cancels)
     since = RunStore(wh, settings).in_play_since(now_for(settings))
-    return Step("extract_tiktok", {"orders": orders, "cancellations": cancels, "quarantined": bad + bad_cancels,
-                                   "missed_by_cursor": found + found_cancels},
-                {"since": since.isoformat(), "mode": "sweep" if listing.sweep else "incremental"}).as_dict()
+    return StepResult(
+        "extract_tiktok",
+        {
+            "orders": orders,
+            "cancellations": cancels,
+            "quarantined": bad + bad_cancels,
+            "missed_by_cursor": found + found_cancels,
+        },
+        {"since": since.isoformat(), "mode": "sweep" if listing.sweep else "incremental"},
+    ).as_dict()
 
 
 def extract_shopify(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
@@ -237,11 +311,16 @@ def extract_shopify(settings: RunSettings, platforms: Platforms, wh: Warehouse, 
     if listing.full_sweep:
         query = f"created_at:>='{since:%Y-%m-%dT%H:%M:%SZ}' OR {query}"
     client = platforms.shopify()
-    orders, bad, found = RunStore(wh, settings).stage(stg_shopify_orders, "shopify_orders", client.orders(query),
-                                partial(staging.shopify_order_row, rules=client.tiktok_order_id), _key("legacyResourceId"),
-                                missed=missed_by_cursor(wh, settings, stg_shopify_orders, listing))
+    orders, bad, found = RunStore(wh, settings).stage(
+        stg_shopify_orders,
+        "shopify_orders",
+        client.orders(query),
+        partial(staging.shopify_order_row, rules=client.tiktok_order_id),
+        _key("legacyResourceId"),
+        missed=missed_by_cursor(wh, settings, stg_shopify_orders, listing),
+    )
     advance_cursor(wh, settings, listing, orders, found, since if listing.full_sweep else None)
-    return Step("extract_shopify", {"orders": orders, "quarantined": bad, "missed_by_cursor": found}).as_dict()
+    return StepResult("extract_shopify", {"orders": orders, "quarantined": bad, "missed_by_cursor": found}).as_dict()
 
 
 def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
@@ -264,15 +343,21 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
     def status(order: Any) -> str | None:
         return status_of(order, "fulfillmentOrderStatus", AMAZON_ORDER_STATUSES)
 
-    shipping = [o for o in listed if isinstance(record_id(o, "sellerFulfillmentOrderId"), str)
-                and status(o) in SHIPPING_STATUSES]
+    shipping = [
+        o
+        for o in listed
+        if isinstance(record_id(o, "sellerFulfillmentOrderId"), str) and status(o) in SHIPPING_STATUSES
+    ]
     # a sweep re-reads everything: it is what catches a row staged incomplete (a report that lagged)
     known = set() if listing.sweep else _shipped_as_staged(wh, settings, shipping, status)
     followed = set() if listing.sweep else _followed_while_processing(wh, settings, shipping, status)
     wanted = sum(1 for o in shipping if o["sellerFulfillmentOrderId"] not in known | followed)
     report, reused = shipments_report(settings, client, wh, start) if wanted > REPORT_CALLS else (None, False)
-    report_state = ("reused" if reused else "read") if report is not None else (
-        "cancelled" if wanted > REPORT_CALLS else "not needed")
+    report_state = (
+        ("reused" if reused else "read")
+        if report is not None
+        else ("cancelled" if wanted > REPORT_CALLS else "not needed")
+    )
     # without the report an order that may have shipped is read one by one
     read_each = ("Complete", "CompletePartialled") if report is not None else SHIPPING_STATUSES
     by_order: dict[str, list[dict]] = defaultdict(list)
@@ -283,12 +368,12 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
     for order in listed:
         sfo = record_id(order, "sellerFulfillmentOrderId")
         if sfo in known:
-            carried += 1   # staged with its shipments, unchanged since: its row stands as it is
+            carried += 1  # staged with its shipments, unchanged since: its row stands as it is
         elif isinstance(sfo, str) and not by_order.get(sfo) and status(order) in read_each and sfo not in followed:
             fallbacks += 1
             try:
                 details.append(("detail", client.get_fulfillment_order(sfo)))
-            except (NotFoundError, ValueError) as exc:   # listed, yet unknown by (or no valid) id: held
+            except (NotFoundError, ValueError) as exc:  # listed, yet unknown by (or no valid) id: held
                 reason = exc.platform_message if isinstance(exc, NotFoundError) else str(exc)
                 details.append(("unreadable", {**order, "_error": reason}))
         else:
@@ -297,22 +382,43 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
     def to_row(item):
         source, payload = item
         if source == "unreadable":
-            raise staging.BadRecord(f"amazon fulfillment order {payload['sellerFulfillmentOrderId']!r}: listed, but "
-                                    f"getFulfillmentOrder does not know it ({payload['_error']})")
+            raise staging.BadRecord(
+                f"amazon fulfillment order {payload['sellerFulfillmentOrderId']!r}: listed, but "
+                f"getFulfillmentOrder does not know it ({payload['_error']})"
+            )
         if source == "detail":
             return staging.amazon_order_row(payload)
-        return staging.amazon_row_from_listing(payload, by_order.get(record_id(payload, "sellerFulfillmentOrderId"), []))
+        return staging.amazon_row_from_listing(
+            payload, by_order.get(str(record_id(payload, "sellerFulfillmentOrderId")), [])
+        )
 
     table = stg_amazon_fulfillment_orders
-    orders, bad, found = RunStore(wh, settings).stage(table, "amazon_fulfillment_orders", details, to_row,
-                                lambda item: str((item[1].get("fulfillmentOrder") or item[1]).get("sellerFulfillmentOrderId"))
-                                if isinstance(item[1], dict) else None,
-                                missed=missed_by_cursor(wh, settings, table, listing))
+    orders, bad, found = RunStore(wh, settings).stage(
+        table,
+        "amazon_fulfillment_orders",
+        details,
+        to_row,
+        lambda item: (
+            str((item[1].get("fulfillmentOrder") or item[1]).get("sellerFulfillmentOrderId"))
+            if isinstance(item[1], dict)
+            else None
+        ),
+        missed=missed_by_cursor(wh, settings, table, listing),
+    )
     advance_cursor(wh, settings, listing, orders, found, start if listing.full_sweep else None)
-    return Step("extract_amazon", {"orders": orders, "report_rows": len(report or ()), "report": report_state,
-                                   "detail_calls": fallbacks, "carried_forward": carried,
-                                   "followed_by_notifications": len(followed), "quarantined": bad,
-                                   "missed_by_cursor": found}).as_dict()
+    return StepResult(
+        "extract_amazon",
+        {
+            "orders": orders,
+            "report_rows": len(report or ()),
+            "report": report_state,
+            "detail_calls": fallbacks,
+            "carried_forward": carried,
+            "followed_by_notifications": len(followed),
+            "quarantined": bad,
+            "missed_by_cursor": found,
+        },
+    ).as_dict()
 
 
 def _followed_while_processing(wh: Warehouse, settings: RunSettings, orders: list[dict], status: Callable) -> set[str]:
@@ -326,8 +432,15 @@ def _followed_while_processing(wh: Warehouse, settings: RunSettings, orders: lis
         return set()
     t = stg_amazon_fulfillment_orders.c
     with wh.engine.connect() as conn:
-        shipped = {sfo for sfo, shipments in conn.execute(sa.select(t.seller_fulfillment_order_id, t.shipments).where(
-            t.shop == settings.shop, t.seller_fulfillment_order_id.in_(sorted(followed)))) if shipments}
+        shipped = {
+            sfo
+            for sfo, shipments in conn.execute(
+                sa.select(t.seller_fulfillment_order_id, t.shipments).where(
+                    t.shop == settings.shop, t.seller_fulfillment_order_id.in_(sorted(followed))
+                )
+            )
+            if shipments
+        }
     return followed - shipped
 
 
@@ -340,19 +453,28 @@ def _shipped_as_staged(wh: Warehouse, settings: RunSettings, orders: list[dict],
         if status(order) not in FINISHED_STATUSES:
             continue
         try:
-            listed[order["sellerFulfillmentOrderId"]] = (status(order), staging.iso_time(
-                order, "statusUpdatedDate", "amazon fulfillment order", required=False))
+            listed[order["sellerFulfillmentOrderId"]] = (
+                status(order),
+                staging.iso_time(order, "statusUpdatedDate", "amazon fulfillment order", required=False),
+            )
         except staging.BadRecord:
-            continue   # read as usual, so that staging names what is wrong
+            continue  # read as usual, so that staging names what is wrong
     if not listed:
         return set()
     t = stg_amazon_fulfillment_orders.c
     with wh.engine.connect() as conn:
-        staged = conn.execute(sa.select(t.seller_fulfillment_order_id, t.status, t.status_updated_at, t.shipments)
-                              .where(t.shop == settings.shop, t.seller_fulfillment_order_id.in_(list(listed)))).all()
-    return {sfo for sfo, staged_status, updated, shipments in staged
-            if updated is not None and listed[sfo] == (staged_status, as_utc(updated))
-            and any(p.get("tracking_number") for s in shipments or [] for p in s.get("packages") or [])}
+        staged = conn.execute(
+            sa.select(t.seller_fulfillment_order_id, t.status, t.status_updated_at, t.shipments).where(
+                t.shop == settings.shop, t.seller_fulfillment_order_id.in_(list(listed))
+            )
+        ).all()
+    return {
+        sfo
+        for sfo, staged_status, updated, shipments in staged
+        if updated is not None
+        and listed[sfo] == (staged_status, as_utc(updated))
+        and any(p.get("tracking_number") for s in shipments or [] for p in s.get("packages") or [])
+    }
 
 
 # Amazon statuses of orders that may have shipments: the report carries their tracking
@@ -374,13 +496,20 @@ def shipments_report(settings: RunSettings, client, wh: Warehouse, since: dateti
     Orders shipped before the range have no rows: the detail call covers them. Only the columns
     staging reads are kept (the report carries buyer names and addresses)."""
     now = now_for(settings)
-    start = max(datetime.combine(since.astimezone(timezone.utc).date(), datetime.min.time(), tzinfo=timezone.utc),
-                now - REPORT_MAX_RANGE)
+    start = max(
+        datetime.combine(since.astimezone(timezone.utc).date(), datetime.min.time(), tzinfo=timezone.utc),
+        now - REPORT_MAX_RANGE,
+    )
     with wh.engine.connect() as conn:
-        last = conn.execute(sa.select(amazon_shipment_reports).where(
-            amazon_shipment_reports.c.shop == settings.shop)).first()
-    if last is not None and as_utc(last.data_start) <= start and as_utc(last.data_end) >= now \
-            and timedelta(0) <= now - as_utc(last.requested_at) < REPORT_REGENERATION:
+        last = conn.execute(
+            sa.select(amazon_shipment_reports).where(amazon_shipment_reports.c.shop == settings.shop)
+        ).first()
+    if (
+        last is not None
+        and as_utc(last.data_start) <= start
+        and as_utc(last.data_end) >= now
+        and timedelta(0) <= now - as_utc(last.requested_at) < REPORT_REGENERATION
+    ):
         return last.report_rows, True
     report_id = client.request_fulfilled_shipments(start, now)
     lines = client.collect_fulfilled_shipments(report_id, expected_seconds=last.build_seconds if last else None)
@@ -390,17 +519,36 @@ def shipments_report(settings: RunSettings, client, wh: Warehouse, since: dateti
         # per open order, which a sweep of a shop with thousands open cannot afford)
         # (strictly within the interval: runs 30 minutes apart each ask once, and are not too soon)
         if client.others_requested_since(report_id, now - REPORT_REGENERATION + timedelta(seconds=1)):
-            log.warning("amazon_mcf: report %s was cancelled (another was asked for within %s); shipped orders "
-                        "are read one by one", report_id, REPORT_REGENERATION)
+            log.warning(
+                "amazon_mcf: report %s was cancelled (another was asked for within %s); shipped orders "
+                "are read one by one",
+                report_id,
+                REPORT_REGENERATION,
+            )
             return None, False
         log.info("amazon_mcf: report %s was cancelled: nothing shipped from %s to %s", report_id, start, now)
         lines = []
-    rows = [{k: line[k] for k in staging.REPORT_FIELDS if k in line} if isinstance(line, dict) else line
-            for line in lines]
-    wh.upsert(amazon_shipment_reports, [{"shop": settings.shop, "report_id": report_id, "data_start": start,
-                                         "data_end": now, "requested_at": now, "report_rows": rows,
-                                         "build_seconds": client.build_seconds if client.build_seconds is not None
-                                         else last.build_seconds if last else None}])
+    rows = [
+        {k: line[k] for k in staging.REPORT_FIELDS if k in line} if isinstance(line, dict) else line for line in lines
+    ]
+    wh.upsert(
+        amazon_shipment_reports,
+        [
+            {
+                "shop": settings.shop,
+                "report_id": report_id,
+                "data_start": start,
+                "data_end": now,
+                "requested_at": now,
+                "report_rows": rows,
+                "build_seconds": client.build_seconds
+                if client.build_seconds is not None
+                else last.build_seconds
+                if last
+                else None,
+            }
+        ],
+    )
     return rows, False
 
 
@@ -413,43 +561,59 @@ def extract_shipbob(settings: RunSettings, platforms: Platforms, wh: Warehouse, 
     listing = listing_for(settings, wh, "shipbob_orders")
     listings = [client.orders(start_date=since)] if listing.full_sweep else []
     listings.append(client.orders(last_update_start=listing.changes_from))
-    orders, bad, found = RunStore(wh, settings).stage(stg_shipbob_orders, "shipbob_orders",
-                                unique((order for each in listings for order in each), "id"),
-                                staging.shipbob_order_row, _key("id"),
-                                missed=missed_by_cursor(wh, settings, stg_shipbob_orders, listing))
+    orders, bad, found = RunStore(wh, settings).stage(
+        stg_shipbob_orders,
+        "shipbob_orders",
+        unique((order for each in listings for order in each), "id"),
+        staging.shipbob_order_row,
+        _key("id"),
+        missed=missed_by_cursor(wh, settings, stg_shipbob_orders, listing),
+    )
     advance_cursor(wh, settings, listing, orders, found, since if listing.full_sweep else None)
-    return Step("extract_shipbob", {"orders": orders, "quarantined": bad, "missed_by_cursor": found}).as_dict()
+    return StepResult("extract_shipbob", {"orders": orders, "quarantined": bad, "missed_by_cursor": found}).as_dict()
 
 
 def validate_staged(settings: RunSettings, wh: Warehouse) -> list[dict]:
     """Every batch's Great Expectations checkpoint on what this run staged (results and Data Docs
     named by shop and run); a failure blocks actions, not staging."""
     store, now = RunStore(wh, settings), now_for(settings)
-    outcomes = validate_batches({batch: store.staged_by_run(BATCH_TABLES[batch]) for batch in steps.BATCHES}, now,
-                                run=run_name(settings.shop, settings.run_id))
+    outcomes = validate_batches(
+        {batch: store.staged_by_run(BATCH_TABLES[batch]) for batch in steps.BATCHES},
+        now,
+        run=run_name(settings.shop, settings.run_id),
+    )
     done = []
     for batch, outcome in outcomes.items():
         store.record_validation(batch, outcome, now)
         (log.info if outcome.success else log.error)("%s", outcome.describe())
-        done.append({"batch": batch, "success": outcome.success, "rows": outcome.rows, "failures": len(outcome.failures)})
+        done.append(
+            {"batch": batch, "success": outcome.success, "rows": outcome.rows, "failures": len(outcome.failures)}
+        )
     return done
 
 
-def carrier_maps(settings: RunSettings, platforms: Platforms, wh: Warehouse,
-                 tiktok_rows: list[dict]) -> tuple[dict, CarrierMap]:
+def carrier_maps(
+    settings: RunSettings, platforms: Platforms, wh: Warehouse, tiktok_rows: list[dict]
+) -> tuple[dict, CarrierMap]:
     """TikTok shipping providers per delivery option of the orders in play: one call per option,
     except where a run read them less than PROVIDERS_REUSE ago (a sweep reads them all anew)."""
-    options = sorted({r["delivery_option_id"] for r in tiktok_rows
-                      if r["status"] in TIKTOK_SHIPPABLE_STATUSES} - {None, ""})
+    options = sorted(
+        {r["delivery_option_id"] for r in tiktok_rows if r["status"] in TIKTOK_SHIPPABLE_STATUSES} - {None, ""}
+    )
     now = now_for(settings)
     t = tiktok_shipping_providers.c
     stored = {}
     if not settings.sweep:
         with wh.engine.connect() as conn:
-            stored = {row.delivery_option_id: row.providers for row in conn.execute(sa.select(
-                t.delivery_option_id, t.providers, t.fetched_at).where(
-                    t.shop == settings.shop, t.delivery_option_id.in_(options)))
-                if timedelta(0) <= now - as_utc(row.fetched_at) < PROVIDERS_REUSE}
+            stored = {
+                row.delivery_option_id: row.providers
+                for row in conn.execute(
+                    sa.select(t.delivery_option_id, t.providers, t.fetched_at).where(
+                        t.shop == settings.shop, t.delivery_option_id.in_(options)
+                    )
+                )
+                if timedelta(0) <= now - as_utc(row.fetched_at) < PROVIDERS_REUSE
+            }
     maps, every, fetched = {}, {}, []
     # mappings people added in the inbox, then the policy's own, which win where both name a carrier
     overrides = {**mapped_carriers(wh, settings.shop), **settings.policy.carrier_overrides}
@@ -458,12 +622,14 @@ def carrier_maps(settings: RunSettings, platforms: Platforms, wh: Warehouse,
         if providers is None:
             try:
                 providers = platforms.tiktok().shipping_providers(option)
-                fetched.append({"shop": settings.shop, "delivery_option_id": option, "providers": providers,
-                                "fetched_at": now})
+                fetched.append(
+                    {"shop": settings.shop, "delivery_option_id": option, "providers": providers, "fetched_at": now}
+                )
             except BusinessError as exc:
                 # TikTok does not know the option: no carrier maps for its orders (escalated, T2), no guess
-                log.warning("delivery option %s: %s; its orders' carriers map to no provider", option,
-                            exc.platform_message)
+                log.warning(
+                    "delivery option %s: %s; its orders' carriers map to no provider", option, exc.platform_message
+                )
                 providers = []
         maps[option] = CarrierMap(providers, overrides)
         every.update({p["id"]: p for p in providers})
@@ -496,9 +662,19 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
     ledger = Ledger(wh)
     sagas = saga.states(ledger, settings.shop)
     maps, default_map = carrier_maps(settings, platforms, wh, tiktok_rows)
-    joiner = Joiner(*store.latest_state((stg_shopify_orders, stg_amazon_fulfillment_orders, stg_shipbob_orders,
-                                         stg_tiktok_cancellations), since),
-                    maps, default_map, sagas, fulfillers_listed_from=store.fulfillers_listed_from(since, now))
+    shopify, amazon, shipbob, cancellations = store.latest_state(
+        (stg_shopify_orders, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_tiktok_cancellations), since
+    )
+    joiner = Joiner(
+        shopify,
+        amazon,
+        shipbob,
+        cancellations,
+        maps,
+        default_map,
+        sagas,
+        fulfillers_listed_from=store.fulfillers_listed_from(since, now),
+    )
     blocked = store.blocked_by_validation()
     unreadable = store.quarantined_links()
     reasons = RejectReasons(platforms, ledger.done_keys(settings.shop))
@@ -508,66 +684,112 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
         decision = reasons.decide(joined, settings.policy, now)
         stale = _depends_on(link.fulfiller, settings.fulfillers) & blocked
         if stale and decision.actions:
-            decision = Decision(decision.tiktok_order_id, "-",
-                                f"blocked: validation failed for {', '.join(sorted(stale))} ({decision.rule}: {decision.reason})")
+            decision = Decision(
+                decision.tiktok_order_id,
+                "-",
+                f"blocked: validation failed for {', '.join(sorted(stale))} ({decision.rule}: {decision.reason})",
+            )
         elif decision.actions and unreadable:
             # a record that could not be staged may be this order's other Shopify order or its
             # fulfillment order: its absence proves nothing, so nothing is done until it reads
             suspect = sorted(order_link_keys(joiner, joined, link) & unreadable.keys())
             if suspect:
-                decision = Decision(decision.tiktok_order_id, "-", f"blocked: a quarantined {unreadable[suspect[0]]} "
-                                    f"record carries {suspect[0]} ({decision.rule}: {decision.reason})")
+                decision = Decision(
+                    decision.tiktok_order_id,
+                    "-",
+                    f"blocked: a quarantined {unreadable[suspect[0]]} "
+                    f"record carries {suspect[0]} ({decision.rule}: {decision.reason})",
+                )
         return link, decision
 
     outcome = {row["tiktok_order_id"]: (row, *decided_for(row)) for row in tiktok_rows}
-    for row, link, decision in _reread_before_acting(settings, platforms, wh, outcome, raw_fields):
-        outcome[row["tiktok_order_id"]] = (row, link, decision) if link is not None else (row, *decided_for(row))
+    for row, held in _reread_before_acting(settings, platforms, wh, outcome, raw_fields):
+        outcome[row["tiktok_order_id"]] = (row, *(held or decided_for(row)))
     links, decided, planned = [], [], []
     rules: Counter = Counter()
-    matched: Counter = Counter()   # join coverage: which rule found each order's Shopify order
+    matched: Counter = Counter()  # join coverage: which rule found each order's Shopify order
     for row, link, decision in outcome.values():
         rules[decision.rule] += 1
         matched[link.match_rule or "no match"] += 1
-        links.append(dict(shop=settings.shop, run_id=settings.run_id, tiktok_order_id=link.tiktok_order_id,
-                          shopify_order_ids=list(link.shopify_order_ids), match_rule=link.match_rule,
-                          fulfiller=link.fulfiller, fulfillment_order_id=link.fulfillment_order_id,
-                          link_problem=link.link_problem))
-        decided.append(dict(shop=settings.shop, run_id=settings.run_id, tiktok_order_id=decision.tiktok_order_id,
-                            rule=decision.rule, reason=decision.reason,
-                            actions=[a.idempotency_key for a in decision.actions],
-                            inputs={"tiktok": row["snapshot_run_id"], "match_rule": link.match_rule,
-                                    "fulfiller": link.fulfiller, "fulfillment_order_id": link.fulfillment_order_id,
-                                    **unmapped_carriers(decision)},
-                            policy_version=settings.policy.version, decided_at=utcnow()))
+        links.append(
+            dict(
+                shop=settings.shop,
+                run_id=settings.run_id,
+                tiktok_order_id=link.tiktok_order_id,
+                shopify_order_ids=list(link.shopify_order_ids),
+                match_rule=link.match_rule,
+                fulfiller=link.fulfiller,
+                fulfillment_order_id=link.fulfillment_order_id,
+                link_problem=link.link_problem,
+            )
+        )
+        decided.append(
+            dict(
+                shop=settings.shop,
+                run_id=settings.run_id,
+                tiktok_order_id=decision.tiktok_order_id,
+                rule=decision.rule,
+                reason=decision.reason,
+                actions=[a.idempotency_key for a in decision.actions],
+                inputs={
+                    "tiktok": row["snapshot_run_id"],
+                    "match_rule": link.match_rule,
+                    "fulfiller": link.fulfiller,
+                    "fulfillment_order_id": link.fulfillment_order_id,
+                    **unmapped_carriers(decision),
+                },
+                policy_version=settings.policy.version,
+                decided_at=utcnow(),
+            )
+        )
         planned.append(decision)
     store.record_decisions(links, decided)
-    plan = {"tracking": [], "notes": [], "rejections": [], "escalations": [], "cancellations": []}
+    plan: dict[str, list[Any]] = {group: [] for group in steps.GROUPS}
     if not settings.dry_run:
         ctx = RunContext(shop=settings.shop, dag_id=settings.dag_id, run_id=settings.run_id)
         done = Ledger(wh).done_keys(settings.shop)
         for decision in planned:
             saga_keys = []
             for action in decision.actions:
-                ledger.record(ctx, action, rule=decision.rule, decision_run_id=settings.run_id,
-                              tiktok_order_id=decision.tiktok_order_id)
+                ledger.record(
+                    ctx,
+                    action,
+                    rule=decision.rule,
+                    decision_run_id=settings.run_id,
+                    tiktok_order_id=decision.tiktok_order_id,
+                )
                 if action.idempotency_key in done:
                     continue
                 if action.kind in saga.KINDS:
                     saga_keys.append(action.idempotency_key)
                 else:
-                    plan[GROUPS[action.kind]].append(action.idempotency_key)
+                    plan[GROUP_OF_KIND[action.kind]].append(action.idempotency_key)
             if saga_keys:
                 plan["cancellations"].append({"tiktok_order_id": decision.tiktok_order_id, "keys": saga_keys})
-        settle_orphans(settings, platforms, wh, replace(ctx, task_id="join_and_decide", now=now),
-                       {a.idempotency_key for d in planned for a in d.actions})
+        settle_orphans(
+            settings,
+            platforms,
+            wh,
+            replace(ctx, task_id="join_and_decide", now=now),
+            {a.idempotency_key for d in planned for a in d.actions},
+        )
     store.decided(now)
-    chunks = {group: [keys[i:i + CHUNK] for i in range(0, len(keys), CHUNK)] for group, keys in plan.items()}
-    log.info("decided %d orders: %s; blocked platforms: %s", len(planned), dict(sorted(rules.items())),
-             ", ".join(sorted(blocked)) or "none")
+    chunks = {group: [keys[i : i + CHUNK] for i in range(0, len(keys), CHUNK)] for group, keys in plan.items()}
+    log.info(
+        "decided %d orders: %s; blocked platforms: %s",
+        len(planned),
+        dict(sorted(rules.items())),
+        ", ".join(sorted(blocked)) or "none",
+    )
     log.info("shopify orders found by: %s", dict(sorted(matched.items())))
     # each action group's chunks at the top: the DAG maps each group's task over its key
-    return {"orders": len(planned), "rules": dict(rules), "blocked": sorted(blocked), **chunks,
-            "actions": {group: len(keys) for group, keys in plan.items()}}
+    return {
+        "orders": len(planned),
+        "rules": dict(rules),
+        "blocked": sorted(blocked),
+        **chunks,
+        "actions": {group: len(keys) for group, keys in plan.items()},
+    }
 
 
 def unmapped_carriers(decision: Decision) -> dict:
@@ -600,47 +822,67 @@ class RejectReasons:
         offered = self.offered[cancel_id]
         if isinstance(offered, PlatformError):
             # the rejection waits for a later run; the order's tracking or note does not
-            return Decision(decision.tiktok_order_id, decision.rule, f"{decision.reason}; the rejection waits: could "
-                            f"not read TikTok's reject reasons ({offered})",
-                            tuple(a for a in decision.actions if a is not reject))
+            return Decision(
+                decision.tiktok_order_id,
+                decision.rule,
+                f"{decision.reason}; the rejection waits: could not read TikTok's reject reasons ({offered})",
+                tuple(a for a in decision.actions if a is not reject),
+            )
         return decide(replace(joined, reject_reasons=offered), policy, now)
 
 
-def _reread_before_acting(settings: RunSettings, platforms: Platforms, wh: Warehouse,
-                          outcome: dict[str, tuple[dict, Link, Decision]], raw_fields: tuple[str, ...]
-                          ) -> list[tuple[dict, Link | None, Decision]]:
+def _reread_before_acting(
+    settings: RunSettings,
+    platforms: Platforms,
+    wh: Warehouse,
+    outcome: dict[str, tuple[dict, Link, Decision]],
+    raw_fields: tuple[str, ...],
+) -> list[tuple[dict, tuple[Link, Decision] | None]]:
     """Orders the run would act on whose TikTok state an earlier run read: read again (50 per call)
-    so no write rests on a stale copy. Returns (fresh row, None, None) to decide again, or, when
-    the read failed, the order with its actions held back."""
+    so no write rests on a stale copy. Returns (fresh row, None) to decide again, or, when
+    the read failed, (row, (link, a decision holding its actions back))."""
     store = RunStore(wh, settings)
     started = store.started()
     done = Ledger(wh).done_keys(settings.shop)
-    stale = [tid for tid, (row, _, decision) in outcome.items()
-             if any(a.idempotency_key not in done for a in decision.actions)
-             and row["snapshot_run_id"] != settings.run_id
-             and not (started is not None and as_utc(row["extracted_at"]) >= started - CLOCK_SKEW)]
+    stale = [
+        tid
+        for tid, (row, _, decision) in outcome.items()
+        if any(a.idempotency_key not in done for a in decision.actions)
+        and row["snapshot_run_id"] != settings.run_id
+        and not (started is not None and as_utc(row["extracted_at"]) >= started - CLOCK_SKEW)
+    ]
     if not stale:
         return []
     try:
-        RunStore(wh, settings).stage(stg_tiktok_orders, "tiktok_orders", platforms.tiktok().get_orders(stale),
-               staging.tiktok_order_row, _key("id"))
+        RunStore(wh, settings).stage(
+            stg_tiktok_orders,
+            "tiktok_orders",
+            platforms.tiktok().get_orders(stale),
+            staging.tiktok_order_row,
+            _key("id"),
+        )
     except PlatformError as exc:
         log.warning("re-reading %d TikTok order(s) before acting failed: %s", len(stale), exc)
-        return [(row, link, Decision(tid, "-", f"blocked: could not re-read the order before acting ({exc})"))
-                for tid in stale for row, link, _ in [outcome[tid]]]
+        return [
+            (row, (link, Decision(tid, "-", f"blocked: could not re-read the order before acting ({exc})")))
+            for tid in stale
+            for row, link, _ in [outcome[tid]]
+        ]
     fresh = store.read(stg_tiktok_orders, stg_tiktok_orders.c.tiktok_order_id.in_(stale), raw_fields)
     log.info("re-read %d TikTok order(s) staged by earlier runs before acting on them", len(fresh))
-    return [(row, None, None) for row in fresh]
+    return [(row, None) for row in fresh]
 
 
-def settle_orphans(settings: RunSettings, platforms: Platforms, wh: Warehouse, ctx: RunContext,
-                   planned: set[str]) -> list[dict]:
+def settle_orphans(
+    settings: RunSettings, platforms: Platforms, wh: Warehouse, ctx: RunContext, planned: set[str]
+) -> list[dict]:
     """Actions an earlier attempt left in flight, and fulfiller-cancel checks left pending, that this run
     does not decide again: read what became of them (see `Executor.settle`). Those it decides again
     are reconciled when they are carried out."""
     ledger = Ledger(wh)
     open_rows = ledger.rows(settings.shop, state=IN_FLIGHT) + ledger.rows(
-        settings.shop, kind=VERIFY_FULFILLMENT_CANCEL, state=PENDING)
+        settings.shop, kind=VERIFY_FULFILLMENT_CANCEL, state=PENDING
+    )
     orphans = [r for r in open_rows if r["idempotency_key"] not in planned]
     if not orphans:
         return []
@@ -667,22 +909,44 @@ def summarize_run(settings: RunSettings, wh: Warehouse, started: float | None = 
     figures = store.figures()
     mode = "sweep" if settings.sweep else "event" if settings.event_driven else "incremental"
     summary: dict[str, Any] = {
-        "shop": settings.shop, "run_id": settings.run_id, "dry_run": settings.dry_run,
+        "shop": settings.shop,
+        "run_id": settings.run_id,
+        "dry_run": settings.dry_run,
         "window": [settings.window_start.isoformat(), settings.window_end.isoformat()],
-        **{key: figures[key] for key in ("orders_seen", "decisions", "actions", "escalations", "validation_failures",
-                                         "quarantined", "api")},
-        "extraction": {"mode": mode, "sweep_reason": settings.sweep,
-                       "full_sweep": bool(settings.sweep) and settings.full_sweep,
-                       "listed": list(settings.listed) if settings.listed is not None else None,
-                       "sources": figures["sources"]},
+        **{
+            key: figures[key]
+            for key in (
+                "orders_seen",
+                "decisions",
+                "actions",
+                "escalations",
+                "validation_failures",
+                "quarantined",
+                "api",
+            )
+        },
+        "extraction": {
+            "mode": mode,
+            "sweep_reason": settings.sweep,
+            "full_sweep": bool(settings.sweep) and settings.full_sweep,
+            "listed": list(settings.listed) if settings.listed is not None else None,
+            "sources": figures["sources"],
+        },
         "missed_by_cursor": sum(v["missed_by_cursor"] for v in figures["sources"].values()),
     }
     finished = utcnow()
     if figures["started_at"] is not None:
         summary["duration_seconds"] = round((finished - figures["started_at"]).total_seconds(), 1)
-    if not settings.dry_run:   # a person is told of orders about to breach; a dry run tells no one
-        alerted = alert_at_risk(wh, wh.engine.url.render_as_string(hide_password=False), settings.shop, settings.dag_id,
-                                settings.run_id, now_for(settings), settings.policy.at_risk_alert_hours)
+    if not settings.dry_run:  # a person is told of orders about to breach; a dry run tells no one
+        alerted = alert_at_risk(
+            wh,
+            wh.engine.url.render_as_string(hide_password=False),
+            settings.shop,
+            settings.dag_id,
+            settings.run_id,
+            now_for(settings),
+            settings.policy.at_risk_alert_hours,
+        )
         summary["at_risk_alerts"] = {f"{hours:g}h": orders for hours, orders in sorted(alerted.items(), reverse=True)}
     failed = any(k.endswith(":failed") or k.endswith(":in_flight") for k in summary["actions"])
     state = "attention" if failed or summary["validation_failures"] else "succeeded"
@@ -693,19 +957,30 @@ def summarize_run(settings: RunSettings, wh: Warehouse, started: float | None = 
 
 def summary_table(summary: dict) -> str:
     """The run summary as a readable table for the task log."""
-    lines = [f"orderops run {summary['run_id']} (shop {summary['shop']}){' DRY RUN' if summary['dry_run'] else ''}: "
-             f"{summary['state']}, {summary.get('duration_seconds', '?')} s"]
+    lines = [
+        f"orderops run {summary['run_id']} (shop {summary['shop']}){' DRY RUN' if summary['dry_run'] else ''}: "
+        f"{summary['state']}, {summary.get('duration_seconds', '?')} s"
+    ]
     lines.append(f"  {'orders seen':28s} " + ", ".join(f"{k}={v}" for k, v in summary["orders_seen"].items()))
-    lines.append(f"  {'decisions by rule':28s} " + ", ".join(f"{k}={v}" for k, v in sorted(summary["decisions"].items())))
+    lines.append(
+        f"  {'decisions by rule':28s} " + ", ".join(f"{k}={v}" for k, v in sorted(summary["decisions"].items()))
+    )
     for key, n in sorted(summary["actions"].items()):
         lines.append(f"  {'action ' + key:28s} {n}")
     for platform, figures in sorted(summary["api"].items()):
-        lines.append(f"  {'api ' + platform:28s} calls={figures['calls']} throttled={figures['throttled']} "
-                     f"retries={figures['retries']}")
+        lines.append(
+            f"  {'api ' + platform:28s} calls={figures['calls']} throttled={figures['throttled']} "
+            f"retries={figures['retries']}"
+        )
     extraction = summary.get("extraction") or {}
-    lines.append(f"  {'extraction':28s} {extraction.get('mode', '?')}"
-                 + (f" ({extraction['sweep_reason']}), missed by cursor {summary['missed_by_cursor']}"
-                    if extraction.get("sweep_reason") else ""))
+    lines.append(
+        f"  {'extraction':28s} {extraction.get('mode', '?')}"
+        + (
+            f" ({extraction['sweep_reason']}), missed by cursor {summary['missed_by_cursor']}"
+            if extraction.get("sweep_reason")
+            else ""
+        )
+    )
     lines.append(f"  {'validation failures':28s} {', '.join(summary['validation_failures']) or 'none'}")
     lines.append(f"  {'quarantined records':28s} {summary['quarantined']}")
     for e in summary["escalations"]:
@@ -726,8 +1001,14 @@ def side_by_side(steps: list[Callable[[], Any]], workers: int) -> None:
         future.result()
 
 
-def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, lanes: int = 1,
-            observe: Callable[[str], Any] | None = None) -> dict:
+def run_all(
+    settings: RunSettings,
+    platforms: Platforms,
+    wh: Warehouse,
+    *,
+    lanes: int = 1,
+    observe: Callable[[str], Any] | None = None,
+) -> dict:
     """The run's steps (include/run/steps.py, the DAG's tasks) in one process: tests, benchmarks, simulation.
 
     lanes=1 runs them one after the other in the list's order. lanes > 1 runs side by side the
@@ -735,8 +1016,9 @@ def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, lanes
     and the sagas' first step), each with `lanes` chunks at a time (as a pool of that many slots
     would). `observe` is told "decided" once everything is read and decided (the simulation splits
     the API calls into extraction and actions there)."""
-    ctx = RunContext(shop=settings.shop, dag_id=settings.dag_id, run_id=settings.run_id, task_id="run_all",
-                     now=now_for(settings))
+    ctx = RunContext(
+        shop=settings.shop, dag_id=settings.dag_id, run_id=settings.run_id, task_id="run_all", now=now_for(settings)
+    )
     results: dict[str, Any] = {}
 
     def run_step(step: steps.Step) -> None:
@@ -745,11 +1027,16 @@ def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, lanes
             platforms.check()
         if step.name == "summarize_run":
             record_api_calls(wh, settings, "run_all", -1, platforms)
-        values = {"settings": settings, "platforms": platforms, "wh": wh, "ctx": ctx,
-                  "since": steps.since_of(results["extract_tiktok"]) if "since" in step.args else None}
+        values = {
+            "settings": settings,
+            "platforms": platforms,
+            "wh": wh,
+            "ctx": ctx,
+            "since": steps.since_of(results["extract_tiktok"]) if "since" in step.args else None,
+        }
         if step.each is None:
             results[step.name] = step.function(*steps.arguments(step, values))
-            if step.name == "prepare_run":   # the steps after it use the settings it decided
+            if step.name == "prepare_run":  # the steps after it use the settings it decided
                 settings = results[step.name]
             return
         items = results["join_and_decide"][step.each]
@@ -757,6 +1044,7 @@ def run_all(settings: RunSettings, platforms: Platforms, wh: Warehouse, *, lanes
 
         def one(i: int) -> None:
             out[i] = step.function(*steps.arguments(step, {**values, "chunk": items[i]}))
+
         side_by_side([partial(one, i) for i in range(len(items))], lanes)
         results[step.name] = out
 

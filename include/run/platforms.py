@@ -1,9 +1,11 @@
 """The clients of one shop for one run: built on first use from the run's connections (or a
 factory in tests and benchmarks), paced by the shop's shared quotas, counted for the run summary."""
+
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from include.run.runconfig import RunSettings
 from include.run.shops import minutes_setting
@@ -17,20 +19,26 @@ class Platforms:
     """The four clients of one shop, built on first use from Airflow connections (or a factory);
     with `quotas` (include.store.quotas.SharedQuotas) they pace their calls by the shop's shared quotas."""
 
-    def __init__(self, settings: RunSettings, factory: Callable[[str], Any] | None = None, quotas: Any = None,
-                 overrides: dict[str, dict] | None = None):
+    def __init__(
+        self,
+        settings: RunSettings,
+        factory: Callable[[str], Any] | None = None,
+        quotas: Any = None,
+        overrides: dict[str, dict] | None = None,
+    ):
         self.settings = settings
         self._factory = factory or self._from_connection
-        self.overrides = overrides or {}   # platform -> client arguments (e.g. a preflight's ShipBob `today`)
+        self.overrides = overrides or {}  # platform -> client arguments (e.g. a preflight's ShipBob `today`)
         self._quotas = quotas
         self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()   # threads of one run share one client (and quota copy) per platform
+        self._lock = threading.Lock()  # threads of one run share one client (and quota copy) per platform
 
     def _from_connection(self, platform: str):
         from orderops_provider.hooks import BY_PLATFORM
 
         return BY_PLATFORM[platform](getattr(self.settings.connections, platform)).get_client(
-            **self.overrides.get(platform, {}))
+            **self.overrides.get(platform, {})
+        )
 
     def get(self, platform: str):
         with self._lock:

@@ -4,6 +4,7 @@ Scheduled, backfill and manual runs all come through `run_settings`, which deriv
 in one place: the run's data interval when it has one, else an explicit `window_start`/
 `window_end` param, else the `window_minutes` before the run's `run_after`.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,9 +32,9 @@ class Setting:
     name: str
     default: Any
     schema: dict[str, Any]
-    expected: str            # what the value must be, for the error that names a bad one
+    expected: str  # what the value must be, for the error that names a bad one
     description: str
-    for_operators: bool = True   # False: set by tests, replays and backfills, not from the trigger form
+    for_operators: bool = True  # False: set by tests, replays and backfills, not from the trigger form
 
 
 def _number(low: float, high: float, unit: str) -> tuple[dict[str, Any], str]:
@@ -44,26 +45,45 @@ _TIME = ({"type": ["null", "string"], "format": "date-time"}, "an ISO-8601 time 
 _FLAG = ({"type": "boolean"}, "true or false")
 FULFILLERS = ("amazon_mcf", "shipbob")
 SETTINGS: tuple[Setting, ...] = (
-    Setting("shop", None, {"type": ["null", "string"], "pattern": "^[A-Za-z0-9_-]{1,41}$"},
-            "letters, digits, - or _", "the shop this DAG serves (fixed: each shop has its own DAG)"),
+    Setting(
+        "shop",
+        None,
+        {"type": ["null", "string"], "pattern": "^[A-Za-z0-9_-]{1,41}$"},
+        "letters, digits, - or _",
+        "the shop this DAG serves (fixed: each shop has its own DAG)",
+    ),
     Setting("sla_horizon_hours", 24, *_number(0, 720, "hours"), "near SLA: due within this many hours"),
     Setting("dry_run", False, *_FLAG, "decide and record, but write nothing to any platform"),
-    Setting("policy", {}, {"type": "object"}, "an object of settings",
-            "policy overrides (docs: Params and policy), e.g. {\"c3_action\": \"escalate\"}"),
-    Setting("fulfillers", list(FULFILLERS), {"type": "array", "minItems": 1, "uniqueItems": True,
-                                             "items": {"type": "string", "enum": list(FULFILLERS)}},
-            f"a non-empty list of {', '.join(FULFILLERS)}", "the fulfillers this shop ships with"),
+    Setting(
+        "policy",
+        {},
+        {"type": "object"},
+        "an object of settings",
+        'policy overrides (docs: Params and policy), e.g. {"c3_action": "escalate"}',
+    ),
+    Setting(
+        "fulfillers",
+        list(FULFILLERS),
+        {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string", "enum": list(FULFILLERS)}},
+        f"a non-empty list of {', '.join(FULFILLERS)}",
+        "the fulfillers this shop ships with",
+    ),
     Setting("window_start", None, *_TIME, "explicit window start (a backfill of a range, a replay)", False),
     Setting("window_end", None, *_TIME, "explicit window end", False),
-    Setting("window_minutes", 30, *_number(1, 1440, "minutes"), "a manual run's window: the minutes before it",
-            False),
-    Setting("overlap_minutes", 15, *_number(0, 1440, "minutes"), "each listing starts this much before its window "
-            "or cursor"),
+    Setting("window_minutes", 30, *_number(1, 1440, "minutes"), "a manual run's window: the minutes before it", False),
+    Setting(
+        "overlap_minutes", 15, *_number(0, 1440, "minutes"), "each listing starts this much before its window or cursor"
+    ),
     Setting("now", None, *_TIME, "decide as of this time (tests, replays)", False),
     Setting("sweep", False, *_FLAG, "list everything in play, not only what changed"),
     Setting("sweep_hours", 6, *_number(0, 168, "hours"), "a sweep at least this often (0: every run)"),
-    Setting("full_sweep_hours", 24, *_number(0, 168, "hours"), "a sweep lists everything in play at least this "
-            "often; the sweeps between list the changes since the last (0: every sweep)"),
+    Setting(
+        "full_sweep_hours",
+        24,
+        *_number(0, 168, "hours"),
+        "a sweep lists everything in play at least this "
+        "often; the sweeps between list the changes since the last (0: every sweep)",
+    ),
 )
 DEFAULTS: dict[str, Any] = {setting.name: setting.default for setting in SETTINGS}
 
@@ -75,8 +95,10 @@ def checked_params(params: dict[str, Any]) -> dict[str, Any]:
 
     if "connections" in params:
         # once documented as a param: say why it is refused, not merely that it is unknown
-        raise RunConfigError("param connections: not accepted; a run uses its shop's connections, from the shops "
-                             "file (ORDEROPS_SHOPS_FILE) or, without one, the orderops_* connections")
+        raise RunConfigError(
+            "param connections: not accepted; a run uses its shop's connections, from the shops "
+            "file (ORDEROPS_SHOPS_FILE) or, without one, the orderops_* connections"
+        )
     unknown = sorted(set(params) - set(DEFAULTS))
     if unknown:
         raise RunConfigError(f"unknown param(s) {', '.join(unknown)}; known: {', '.join(sorted(DEFAULTS))}")
@@ -85,8 +107,9 @@ def checked_params(params: dict[str, Any]) -> dict[str, Any]:
         value = values[setting.name]
         # JSON Schema lets NaN through every bound, and a JSON-typed value may come as a tuple
         finite = not isinstance(value, float) or math.isfinite(value)
-        validator = jsonschema.Draft202012Validator(setting.schema,
-                                                     format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+        validator = jsonschema.Draft202012Validator(
+            setting.schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+        )
         if not finite or not validator.is_valid(list(value) if isinstance(value, tuple) else value):
             raise RunConfigError(f"param {setting.name}: expected {setting.expected}, got {value!r}")
     return values
@@ -142,18 +165,26 @@ class RunSettings:
         return doc
 
     @classmethod
-    def from_xcom(cls, doc: dict[str, Any]) -> "RunSettings":
-        return cls(shop=doc["shop"], dag_id=doc["dag_id"], run_id=doc["run_id"],
-                   window_start=datetime.fromisoformat(doc["window_start"]),
-                   window_end=datetime.fromisoformat(doc["window_end"]),
-                   overlap=timedelta(seconds=doc["overlap"]), dry_run=doc["dry_run"],
-                   policy=Policy(**doc["policy"]), connections=Connections(**doc["connections"]),
-                   fulfillers=tuple(doc["fulfillers"]),
-                   now_override=datetime.fromisoformat(doc["now_override"]) if doc["now_override"] else None,
-                   sweep=doc.get("sweep"), sweep_hours=doc["sweep_hours"],
-                   full_sweep_hours=doc["full_sweep_hours"], full_sweep=bool(doc.get("full_sweep")),
-                   event_driven=bool(doc.get("event_driven")),
-                   listed=None if doc.get("listed") is None else tuple(doc["listed"]))
+    def from_xcom(cls, doc: dict[str, Any]) -> RunSettings:
+        return cls(
+            shop=doc["shop"],
+            dag_id=doc["dag_id"],
+            run_id=doc["run_id"],
+            window_start=datetime.fromisoformat(doc["window_start"]),
+            window_end=datetime.fromisoformat(doc["window_end"]),
+            overlap=timedelta(seconds=doc["overlap"]),
+            dry_run=doc["dry_run"],
+            policy=Policy(**doc["policy"]),
+            connections=Connections(**doc["connections"]),
+            fulfillers=tuple(doc["fulfillers"]),
+            now_override=datetime.fromisoformat(doc["now_override"]) if doc["now_override"] else None,
+            sweep=doc.get("sweep"),
+            sweep_hours=doc["sweep_hours"],
+            full_sweep_hours=doc["full_sweep_hours"],
+            full_sweep=bool(doc.get("full_sweep")),
+            event_driven=bool(doc.get("event_driven")),
+            listed=None if doc.get("listed") is None else tuple(doc["listed"]),
+        )
 
 
 def now_for(settings: RunSettings) -> datetime:
@@ -190,9 +221,17 @@ def _time(value: Any, name: str) -> datetime:
     return datetime.fromtimestamp(moment.timestamp(), tz=timezone.utc)
 
 
-def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_interval_start: Any = None,
-                 data_interval_end: Any = None, run_after: Any = None, shop: Any = None,
-                 run_type: str | None = None) -> RunSettings:
+def run_settings(
+    *,
+    dag_id: str,
+    run_id: str,
+    params: dict[str, Any],
+    data_interval_start: Any = None,
+    data_interval_end: Any = None,
+    run_after: Any = None,
+    shop: Any = None,
+    run_type: str | None = None,
+) -> RunSettings:
     """Validate the DAG params and derive the window (scheduled, backfill or manual run).
 
     A backfill (`run_type` "backfill"), a run with an explicit window and one with param `sweep`
@@ -203,8 +242,11 @@ def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_inter
     if shop is not None:
         if params.get("shop") not in (None, shop.name):
             raise RunConfigError(f"param shop: this DAG serves shop {shop.name!r}, not {params['shop']!r}")
-        params = {**params, "shop": shop.name,
-                  "policy": {**shop.policy, **policy_object(params.get("policy"), "param policy")}}
+        params = {
+            **params,
+            "shop": shop.name,
+            "policy": {**shop.policy, **policy_object(params.get("policy"), "param policy")},
+        }
     values = checked_params(params)
     shop_name = values["shop"] or "default"
     policy_doc = policy_object(values["policy"], "param policy")
@@ -227,19 +269,41 @@ def run_settings(*, dag_id: str, run_id: str, params: dict[str, Any], data_inter
         raise RunConfigError(f"window: start {start:%Y-%m-%dT%H:%M:%SZ} is not before end {end:%Y-%m-%dT%H:%M:%SZ}")
     for name, moment in (("window_start", start), ("window_end", end)):
         if not PLAUSIBLE_FROM <= moment <= datetime.now(timezone.utc) + NOW_AHEAD:
-            raise RunConfigError(f"{'param ' + name if values[name] else 'window'}: {moment.isoformat()} "
-                                 f"is before {PLAUSIBLE_FROM:%Y} or more than a day ahead of this machine's clock")
+            raise RunConfigError(
+                f"{'param ' + name if values[name] else 'window'}: {moment.isoformat()} "
+                f"is before {PLAUSIBLE_FROM:%Y} or more than a day ahead of this machine's clock"
+            )
     now = _time(values["now"], "now") if values["now"] else None
     if now is not None and not PLAUSIBLE_FROM <= now <= datetime.now(timezone.utc) + NOW_AHEAD:
         # listings would be cut by the lookback cap and shipped orders look unfulfilled
-        raise RunConfigError(f"param now: {values['now']!r} is before {PLAUSIBLE_FROM:%Y} or more than a day "
-                             "ahead of this machine's clock")
-    sweep = ("asked" if values["sweep"] else "backfill" if run_type == "backfill"
-             else "explicit window" if values["window_start"] else None)
-    return RunSettings(shop=shop_name, dag_id=dag_id, run_id=run_id, window_start=start, window_end=end,
-                       overlap=timedelta(minutes=values["overlap_minutes"]), dry_run=values["dry_run"],
-                       policy=policy, connections=shop.connections if shop is not None else Connections(),
-                       fulfillers=tuple(values["fulfillers"]),
-                       now_override=now, sweep=sweep, sweep_hours=float(values["sweep_hours"]),
-                       full_sweep_hours=float(values["full_sweep_hours"]), full_sweep=sweep is not None,
-                       event_driven=run_type == "asset_triggered" and sweep is None)
+        raise RunConfigError(
+            f"param now: {values['now']!r} is before {PLAUSIBLE_FROM:%Y} or more than a day "
+            "ahead of this machine's clock"
+        )
+    sweep = (
+        "asked"
+        if values["sweep"]
+        else "backfill"
+        if run_type == "backfill"
+        else "explicit window"
+        if values["window_start"]
+        else None
+    )
+    return RunSettings(
+        shop=shop_name,
+        dag_id=dag_id,
+        run_id=run_id,
+        window_start=start,
+        window_end=end,
+        overlap=timedelta(minutes=values["overlap_minutes"]),
+        dry_run=values["dry_run"],
+        policy=policy,
+        connections=shop.connections if shop is not None else Connections(),
+        fulfillers=tuple(values["fulfillers"]),
+        now_override=now,
+        sweep=sweep,
+        sweep_hours=float(values["sweep_hours"]),
+        full_sweep_hours=float(values["full_sweep_hours"]),
+        full_sweep=sweep is not None,
+        event_driven=run_type == "asset_triggered" and sweep is None,
+    )

@@ -5,6 +5,7 @@ Read at DAG parse time from the JSON file named by `ORDEROPS_SHOPS_FILE` (a list
 `orderops_*` connections. Runs, staging rows and ledger rows all carry the shop's name, so no
 action can cross shops.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,12 +39,12 @@ def _connection_id(value, where: str) -> str:
 class ShopEvents:
     """Platform events start the shop's runs too (README: Platform events)."""
 
-    redis_conn_id: str = "orderops_redis"        # the doorbell the DAG's AssetWatcher listens to
-    amazon_queue_url: str | None = None          # the shop's FULFILLMENT_ORDER_STATUS queue (SQS)
-    debounce_seconds: float = 30.0               # an event-driven run waits this long after the first event
+    redis_conn_id: str = "orderops_redis"  # the doorbell the DAG's AssetWatcher listens to
+    amazon_queue_url: str | None = None  # the shop's FULFILLMENT_ORDER_STATUS queue (SQS)
+    debounce_seconds: float = 30.0  # an event-driven run waits this long after the first event
 
     @classmethod
-    def parse(cls, doc, where: str) -> "ShopEvents":
+    def parse(cls, doc, where: str) -> ShopEvents:
         if not isinstance(doc, dict):
             raise RunConfigError(f"{where}.events: expected an object, got {doc!r:.80}")
         unknown = set(doc) - set(cls.__dataclass_fields__)
@@ -65,13 +66,16 @@ class Shop:
     connections: Connections = field(default_factory=Connections)
     schedule: str = DEFAULT_SCHEDULE
     policy: dict = field(default_factory=dict)
-    events: ShopEvents | None = None   # None: the schedule alone starts runs
-    dry_run: bool = False   # the shadow period before going live: every run decides and writes nothing
+    events: ShopEvents | None = None  # None: the schedule alone starts runs
+    dry_run: bool = False  # the shadow period before going live: every run decides and writes nothing
 
     def param_defaults(self) -> dict:
         """The run settings whose defaults are the shop's own (include.run.runconfig.SETTINGS)."""
-        return {"shop": self.name, "sla_horizon_hours": self.policy.get("horizon_hours", DEFAULTS["sla_horizon_hours"]),
-                "dry_run": self.dry_run}
+        return {
+            "shop": self.name,
+            "sla_horizon_hours": self.policy.get("horizon_hours", DEFAULTS["sla_horizon_hours"]),
+            "dry_run": self.dry_run,
+        }
 
     @property
     def dag_id(self) -> str:
@@ -82,8 +86,13 @@ def default_connections(name: str) -> Connections:
     if name == "default":
         return Connections()
     prefix = f"orderops_{name.replace('-', '_')}"
-    return Connections(tiktok=f"{prefix}_tiktok", shopify=f"{prefix}_shopify", amazon_mcf=f"{prefix}_amazon_mcf",
-                       shipbob=f"{prefix}_shipbob", warehouse="orderops_warehouse")
+    return Connections(
+        tiktok=f"{prefix}_tiktok",
+        shopify=f"{prefix}_shopify",
+        amazon_mcf=f"{prefix}_amazon_mcf",
+        shipbob=f"{prefix}_shipbob",
+        warehouse="orderops_warehouse",
+    )
 
 
 def parse_shops(doc) -> list[Shop]:
@@ -99,17 +108,21 @@ def parse_shops(doc) -> list[Shop]:
         dag_id = Shop(entry["name"]).dag_id
         # the DAG id spells - as _: shop-a and shop_a would be one DAG
         if dag_id in seen:
-            raise RunConfigError(f"shops[{i}].name: {entry['name']!r} is listed twice (- and _ count as one: "
-                                 "the DAG id spells both _)")
+            raise RunConfigError(
+                f"shops[{i}].name: {entry['name']!r} is listed twice (- and _ count as one: the DAG id spells both _)"
+            )
         if dag_id in OTHER_DAG_IDS:
-            raise RunConfigError(f"shops[{i}].name: {entry['name']!r} would have the DAG id {dag_id!r}, which "
-                                 "another orderops DAG has; pick another name")
+            raise RunConfigError(
+                f"shops[{i}].name: {entry['name']!r} would have the DAG id {dag_id!r}, which "
+                "another orderops DAG has; pick another name"
+            )
         seen.add(dag_id)
         where = f"shops[{i}] ({entry['name']})"
         conns = entry.get("connections") or {}
         if not isinstance(conns, dict):
-            raise RunConfigError(f"{where}.connections: expected an object of platform -> connection id, "
-                                 f"got {conns!r:.80}")
+            raise RunConfigError(
+                f"{where}.connections: expected an object of platform -> connection id, got {conns!r:.80}"
+            )
         bad = set(conns) - set(Connections.__dataclass_fields__)
         if bad:
             raise RunConfigError(f"{where}.connections: unknown key(s) {', '.join(sorted(bad))}")
@@ -128,8 +141,16 @@ def parse_shops(doc) -> list[Shop]:
         dry_run = entry.get("dry_run", False)
         if not isinstance(dry_run, bool):
             raise RunConfigError(f"{where}.dry_run: expected true or false, got {dry_run!r:.40}")
-        shops.append(Shop(name=entry["name"], connections=Connections(**{**base.__dict__, **conns}),
-                          schedule=schedule, policy=policy, events=events, dry_run=dry_run))
+        shops.append(
+            Shop(
+                name=entry["name"],
+                connections=Connections(**{**base.__dict__, **conns}),
+                schedule=schedule,
+                policy=policy,
+                events=events,
+                dry_run=dry_run,
+            )
+        )
     # one TikTok shop and one Shopify store per shop: two shops on one would act twice on each order
     # (a fulfiller account and the warehouse may be shared)
     for platform in ("tiktok", "shopify"):
@@ -137,8 +158,10 @@ def parse_shops(doc) -> list[Shop]:
         for shop in shops:
             conn_id = getattr(shop.connections, platform)
             if conn_id in owners:
-                raise RunConfigError(f"shops: {shop.name!r} and {owners[conn_id]!r} share the {platform} connection "
-                                     f"{conn_id!r}; each shop needs its own")
+                raise RunConfigError(
+                    f"shops: {shop.name!r} and {owners[conn_id]!r} share the {platform} connection "
+                    f"{conn_id!r}; each shop needs its own"
+                )
             owners[conn_id] = shop.name
     return shops
 
@@ -164,7 +187,7 @@ def minutes_setting(name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise RunConfigError(f"{name}: expected minutes (a number), got {raw!r}") from None
-    if not 0 <= value <= 7 * 24 * 60:   # NaN fails this too
+    if not 0 <= value <= 7 * 24 * 60:  # NaN fails this too
         raise RunConfigError(f"{name}: expected 0 to 10080 minutes, got {raw!r}")
     return value
 
@@ -190,14 +213,30 @@ def schedule_for(shop: Shop):
 
     from include.events.platform_events import channel
 
-    watchers = [AssetWatcher(name=f"orderops_webhooks_{shop.name}", trigger=MessageQueueTrigger(
-        scheme="redis+pubsub", channels=[channel(shop.name)], redis_conn_id=shop.events.redis_conn_id,
-        poll_interval=1))]
+    watchers = [
+        AssetWatcher(
+            name=f"orderops_webhooks_{shop.name}",
+            trigger=MessageQueueTrigger(
+                scheme="redis+pubsub",
+                channels=[channel(shop.name)],
+                redis_conn_id=shop.events.redis_conn_id,
+                poll_interval=1,
+            ),
+        )
+    ]
     if shop.events.amazon_queue_url:
         from orderops_triggers import AmazonNotificationsTrigger
 
-        watchers.append(AssetWatcher(name=f"orderops_amazon_{shop.name}", trigger=AmazonNotificationsTrigger(
-            shop=shop.name, queue_url=shop.events.amazon_queue_url, amazon_conn_id=shop.connections.amazon_mcf,
-            warehouse_conn_id=shop.connections.warehouse)))
+        watchers.append(
+            AssetWatcher(
+                name=f"orderops_amazon_{shop.name}",
+                trigger=AmazonNotificationsTrigger(
+                    shop=shop.name,
+                    queue_url=shop.events.amazon_queue_url,
+                    amazon_conn_id=shop.connections.amazon_mcf,
+                    warehouse_conn_id=shop.connections.warehouse,
+                ),
+            )
+        )
     asset = Asset(name=f"orderops_events_{shop.name}", uri=f"orderops://events/{shop.name}", watchers=watchers)
     return AssetOrTimeSchedule(timetable=timetable, assets=[asset])

@@ -10,6 +10,7 @@ fulfiller is configured. `reads` and `writes` are its lineage: platform endpoint
 (include.airflow.lineage.ENDPOINTS) and warehouse tables. Kept free of heavy imports: the DAG file
 reads it at parse time.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,25 +18,30 @@ from datetime import datetime
 from typing import Any
 
 BATCHES = ("tiktok_orders", "tiktok_cancellations", "shopify_orders", "amazon_fulfillment_orders", "shipbob_orders")
-STAGING = ("stg_tiktok_orders", "stg_tiktok_cancellations", "stg_shopify_orders", "stg_amazon_fulfillment_orders",
-           "stg_shipbob_orders")
+STAGING = (
+    "stg_tiktok_orders",
+    "stg_tiktok_cancellations",
+    "stg_shopify_orders",
+    "stg_amazon_fulfillment_orders",
+    "stg_shipbob_orders",
+)
 PIPELINE, SAGA = "include.run.pipeline", "include.act.saga"
-PLAN = "join_and_decide"   # its result holds each action group's chunks (the `each` of the acting steps)
+PLAN = "join_and_decide"  # its result holds each action group's chunks (the `each` of the acting steps)
 
 
 @dataclass(frozen=True)
 class Step:
-    name: str                         # the DAG's task id
-    call: str                         # "module:function"
-    args: tuple[str, ...]             # what the function takes, by name (see the module's doc)
-    doc: str                          # the task's docstring
-    after: tuple[str, ...] = ()       # steps that must have ended first
-    each: str | None = None           # an action group of the plan: one run per chunk
-    fulfiller: str | None = None      # runs only when this fulfiller is configured
-    pool: str | None = None           # the Airflow pool of the platform it calls
-    reads: tuple[str, ...] = ()       # lineage inlets
-    writes: tuple[str, ...] = ()      # lineage outlets
-    asset: str | None = None          # the Airflow Asset it updates for downstream DAGs (lineage.assets)
+    name: str  # the DAG's task id
+    call: str  # "module:function"
+    args: tuple[str, ...]  # what the function takes, by name (see the module's doc)
+    doc: str  # the task's docstring
+    after: tuple[str, ...] = ()  # steps that must have ended first
+    each: str | None = None  # an action group of the plan: one run per chunk
+    fulfiller: str | None = None  # runs only when this fulfiller is configured
+    pool: str | None = None  # the Airflow pool of the platform it calls
+    reads: tuple[str, ...] = ()  # lineage inlets
+    writes: tuple[str, ...] = ()  # lineage outlets
+    asset: str | None = None  # the Airflow Asset it updates for downstream DAGs (lineage.assets)
 
     @property
     def function(self):
@@ -53,61 +59,170 @@ ACT = ("settings", "platforms", "wh", "ctx", "chunk")
 LEDGER = ("action_ledger",)
 
 STEPS: tuple[Step, ...] = (
-    Step("prepare_run", f"{PIPELINE}:prepare_run", ("settings", "wh"),
-         "Validate params, policy and connections, derive the window, create or upgrade the warehouse schema.",
-         writes=("runs",)),
-    Step("extract_tiktok", f"{PIPELINE}:extract_tiktok", RUN,
-         "TikTok orders and cancellation requests changed since the cursors (a sweep: all in play).",
-         ("prepare_run",), pool="tiktok_api", reads=("tiktok_orders", "tiktok_cancellations"),
-         writes=("stg_tiktok_orders", "stg_tiktok_cancellations", "quarantine")),
-    Step("extract_shopify", f"{PIPELINE}:extract_shopify", (*RUN, "since"),
-         "Shopify orders updated since the cursor (a sweep: created since the oldest TikTok order in play).",
-         ("extract_tiktok",), pool="shopify_api", reads=("shopify_orders",), writes=("stg_shopify_orders", "quarantine")),
-    Step("extract_amazon", f"{PIPELINE}:extract_amazon", (*RUN, "since"),
-         "Amazon MCF orders (listing) and tracking (fulfilled-shipments report).",
-         ("extract_tiktok",), fulfiller="amazon_mcf", pool="amazon_api",
-         reads=("amazon_orders", "amazon_shipments_report"), writes=("stg_amazon_fulfillment_orders", "quarantine")),
-    Step("extract_shipbob", f"{PIPELINE}:extract_shipbob", (*RUN, "since"),
-         "ShipBob orders with their shipments and tracking.",
-         ("extract_tiktok",), fulfiller="shipbob", pool="shipbob_api", reads=("shipbob_orders",),
-         writes=("stg_shipbob_orders", "quarantine")),
+    Step(
+        "prepare_run",
+        f"{PIPELINE}:prepare_run",
+        ("settings", "wh"),
+        "Validate params, policy and connections, derive the window, create or upgrade the warehouse schema.",
+        writes=("runs",),
+    ),
+    Step(
+        "extract_tiktok",
+        f"{PIPELINE}:extract_tiktok",
+        RUN,
+        "TikTok orders and cancellation requests changed since the cursors (a sweep: all in play).",
+        ("prepare_run",),
+        pool="tiktok_api",
+        reads=("tiktok_orders", "tiktok_cancellations"),
+        writes=("stg_tiktok_orders", "stg_tiktok_cancellations", "quarantine"),
+    ),
+    Step(
+        "extract_shopify",
+        f"{PIPELINE}:extract_shopify",
+        (*RUN, "since"),
+        "Shopify orders updated since the cursor (a sweep: created since the oldest TikTok order in play).",
+        ("extract_tiktok",),
+        pool="shopify_api",
+        reads=("shopify_orders",),
+        writes=("stg_shopify_orders", "quarantine"),
+    ),
+    Step(
+        "extract_amazon",
+        f"{PIPELINE}:extract_amazon",
+        (*RUN, "since"),
+        "Amazon MCF orders (listing) and tracking (fulfilled-shipments report).",
+        ("extract_tiktok",),
+        fulfiller="amazon_mcf",
+        pool="amazon_api",
+        reads=("amazon_orders", "amazon_shipments_report"),
+        writes=("stg_amazon_fulfillment_orders", "quarantine"),
+    ),
+    Step(
+        "extract_shipbob",
+        f"{PIPELINE}:extract_shipbob",
+        (*RUN, "since"),
+        "ShipBob orders with their shipments and tracking.",
+        ("extract_tiktok",),
+        fulfiller="shipbob",
+        pool="shipbob_api",
+        reads=("shipbob_orders",),
+        writes=("stg_shipbob_orders", "quarantine"),
+    ),
     # one task for the five batches: Great Expectations takes seconds to import in each task process
-    Step("validate_staged", f"{PIPELINE}:validate_staged", ("settings", "wh"),
-         "Great Expectations on each staged batch; failures block dependent actions, not the run.",
-         EXTRACTS, reads=STAGING, writes=("validation_results",)),
-    Step("join_and_decide", f"{PIPELINE}:join_and_decide", RUN,
-         "Join the platforms on order ids, decide per order, record pending actions in the ledger.",
-         ("validate_staged",), pool="tiktok_api", reads=(*STAGING, "validation_results", "tiktok_providers"),
-         writes=("order_links", "decisions", "action_ledger"), asset="decisions"),
-    Step("post_tracking", f"{PIPELINE}:act", ACT,
-         "Mark packages as shipped on TikTok with the fulfiller's tracking (T1, C3).",
-         ("join_and_decide",), each="tracking", pool="tiktok_api", reads=LEDGER, writes=("tiktok_packages",), asset="ledger"),
-    Step("add_notes", f"{PIPELINE}:act", ACT,
-         'Note "Shipping, no tracking ID yet" on the Shopify order (N1).',
-         ("join_and_decide",), each="notes", pool="shopify_api", reads=LEDGER, writes=("shopify_order_update",), asset="ledger"),
-    Step("reject_cancellations", f"{PIPELINE}:act", ACT,
-         "Reject buyer cancellations of orders already packed or shipped (C3).",
-         ("join_and_decide",), each="rejections", pool="tiktok_api", reads=LEDGER, writes=("tiktok_reject",), asset="ledger"),
-    Step("record_escalations", f"{PIPELINE}:act", ACT,
-         "Record orders a person must look at, with the reason (E1, T2, C3/C4 by policy).",
-         ("join_and_decide",), each="escalations", reads=LEDGER, writes=LEDGER, asset="ledger"),
+    Step(
+        "validate_staged",
+        f"{PIPELINE}:validate_staged",
+        ("settings", "wh"),
+        "Great Expectations on each staged batch; failures block dependent actions, not the run.",
+        EXTRACTS,
+        reads=STAGING,
+        writes=("validation_results",),
+    ),
+    Step(
+        "join_and_decide",
+        f"{PIPELINE}:join_and_decide",
+        RUN,
+        "Join the platforms on order ids, decide per order, record pending actions in the ledger.",
+        ("validate_staged",),
+        pool="tiktok_api",
+        reads=(*STAGING, "validation_results", "tiktok_providers"),
+        writes=("order_links", "decisions", "action_ledger"),
+        asset="decisions",
+    ),
+    Step(
+        "post_tracking",
+        f"{PIPELINE}:act",
+        ACT,
+        "Mark packages as shipped on TikTok with the fulfiller's tracking (T1, C3).",
+        ("join_and_decide",),
+        each="tracking",
+        pool="tiktok_api",
+        reads=LEDGER,
+        writes=("tiktok_packages",),
+        asset="ledger",
+    ),
+    Step(
+        "add_notes",
+        f"{PIPELINE}:act",
+        ACT,
+        'Note "Shipping, no tracking ID yet" on the Shopify order (N1).',
+        ("join_and_decide",),
+        each="notes",
+        pool="shopify_api",
+        reads=LEDGER,
+        writes=("shopify_order_update",),
+        asset="ledger",
+    ),
+    Step(
+        "reject_cancellations",
+        f"{PIPELINE}:act",
+        ACT,
+        "Reject buyer cancellations of orders already packed or shipped (C3).",
+        ("join_and_decide",),
+        each="rejections",
+        pool="tiktok_api",
+        reads=LEDGER,
+        writes=("tiktok_reject",),
+        asset="ledger",
+    ),
+    Step(
+        "record_escalations",
+        f"{PIPELINE}:act",
+        ACT,
+        "Record orders a person must look at, with the reason (E1, T2, C3/C4 by policy).",
+        ("join_and_decide",),
+        each="escalations",
+        reads=LEDGER,
+        writes=LEDGER,
+        asset="ledger",
+    ),
     # the cancellation saga, one chain per chunk; its check reads once and never waits: a cancel that
     # does not show yet is read again by the next run, so a slow fulfiller holds no other saga
-    Step("cancel_at_fulfiller", f"{SAGA}:cancel_at_fulfiller", ACT,
-         "Cancellation saga, step 1: cancel the fulfillment order (C1).",
-         ("join_and_decide",), each="cancellations", pool="fulfiller_api", reads=LEDGER,
-         writes=("amazon_cancel", "shipbob_cancel"), asset="ledger"),
-    Step("verify_fulfiller_cancel", f"{SAGA}:verify_cancellations", ACT,
-         "Cancellation saga, step 2: does the fulfiller show the order cancelled (C4 after the timeout)?",
-         ("cancel_at_fulfiller",), each="cancellations", pool="fulfiller_api", reads=("amazon_orders", "shipbob_orders"),
-         writes=LEDGER),
-    Step("refund_and_approve", f"{SAGA}:refund_and_approve", ACT,
-         "Cancellation saga, step 3: approve on TikTok and cancel and refund in Shopify (the policy's sequence).",
-         ("verify_fulfiller_cancel",), each="cancellations", pool="shopify_api", reads=LEDGER,
-         writes=("shopify_order_cancel", "tiktok_approve"), asset="ledger"),
-    Step("summarize_run", f"{PIPELINE}:summarize_run", ("settings", "wh"),
-         "Orders seen, actions by kind and outcome, escalations, validation, API calls; logged as a table.",
-         (*ACTS, "refund_and_approve"), reads=("action_ledger", "decisions", "api_calls", *STAGING), writes=("runs",), asset="run_summary"),
+    Step(
+        "cancel_at_fulfiller",
+        f"{SAGA}:cancel_at_fulfiller",
+        ACT,
+        "Cancellation saga, step 1: cancel the fulfillment order (C1).",
+        ("join_and_decide",),
+        each="cancellations",
+        pool="fulfiller_api",
+        reads=LEDGER,
+        writes=("amazon_cancel", "shipbob_cancel"),
+        asset="ledger",
+    ),
+    Step(
+        "verify_fulfiller_cancel",
+        f"{SAGA}:verify_cancellations",
+        ACT,
+        "Cancellation saga, step 2: does the fulfiller show the order cancelled (C4 after the timeout)?",
+        ("cancel_at_fulfiller",),
+        each="cancellations",
+        pool="fulfiller_api",
+        reads=("amazon_orders", "shipbob_orders"),
+        writes=LEDGER,
+    ),
+    Step(
+        "refund_and_approve",
+        f"{SAGA}:refund_and_approve",
+        ACT,
+        "Cancellation saga, step 3: approve on TikTok and cancel and refund in Shopify (the policy's sequence).",
+        ("verify_fulfiller_cancel",),
+        each="cancellations",
+        pool="shopify_api",
+        reads=LEDGER,
+        writes=("shopify_order_cancel", "tiktok_approve"),
+        asset="ledger",
+    ),
+    Step(
+        "summarize_run",
+        f"{PIPELINE}:summarize_run",
+        ("settings", "wh"),
+        "Orders seen, actions by kind and outcome, escalations, validation, API calls; logged as a table.",
+        (*ACTS, "refund_and_approve"),
+        reads=("action_ledger", "decisions", "api_calls", *STAGING),
+        writes=("runs",),
+        asset="run_summary",
+    ),
 )
 BY_NAME = {step.name: step for step in STEPS}
 GROUPS = tuple(dict.fromkeys(step.each for step in STEPS if step.each))
@@ -129,8 +244,14 @@ def arguments(step: Step, values: dict[str, Any]) -> list[Any]:
 def pools_file(shops: int = 1) -> dict:
     """The pools for a deployment serving `shops` shops (they share them), in the form
     `airflow pools import` reads."""
-    return {name: {"slots": slots * shops, "description": f"orderops: calls to {name.split('_')[0]}",
-                   "include_deferred": False} for name, slots in POOLS.items()}
+    return {
+        name: {
+            "slots": slots * shops,
+            "description": f"orderops: calls to {name.split('_')[0]}",
+            "include_deferred": False,
+        }
+        for name, slots in POOLS.items()
+    }
 
 
 def waves(steps: tuple[Step, ...] = STEPS) -> list[list[Step]]:

@@ -11,11 +11,13 @@ warehouse, small beside an API call.
 Stamps are the callers' clocks: hosts kept in time by NTP differ by milliseconds, which shifts a
 slot by as much; a stamp is never moved back, so a slow clock cannot refill a bucket twice.
 """
+
 from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -31,11 +33,19 @@ class SharedQuotas:
         self._known: set[str] = set()
         self._lock = threading.Lock()
         pg = wh.dialect == "postgresql"
-        self._least, self._greatest = (sa.func.least, sa.func.greatest) if pg else (sa.func.min, sa.func.max)
+        self._least: Any = sa.func.least if pg else sa.func.min
+        self._greatest: Any = sa.func.greatest if pg else sa.func.max
         self._insert = postgresql.insert if pg else sqlite.insert
 
-    def _change(self, bucket: str, rate: float, burst: float, cost: float = 0.0, refund: float = 0.0,
-                at_most: float | None = None) -> float:
+    def _change(
+        self,
+        bucket: str,
+        rate: float,
+        burst: float,
+        cost: float = 0.0,
+        refund: float = 0.0,
+        at_most: float | None = None,
+    ) -> float:
         """Refill the bucket to now, then apply the change; returns the level after it."""
         now = self._clock()
         t = quota_buckets.c
@@ -45,8 +55,11 @@ class SharedQuotas:
         self._create(bucket, burst, now)
         with self.wh.engine.begin() as conn:
             return conn.execute(
-                quota_buckets.update().where(t.shop == self.shop, t.bucket == bucket)
-                .values(tokens=level, stamp=self._greatest(t.stamp, now)).returning(t.tokens)).scalar_one()
+                quota_buckets.update()
+                .where(t.shop == self.shop, t.bucket == bucket)
+                .values(tokens=level, stamp=self._greatest(t.stamp, now))
+                .returning(t.tokens)
+            ).scalar_one()
 
     def _create(self, bucket: str, burst: float, now: float) -> None:
         """A full bucket the first time anyone asks, committed before any thread updates it (an
@@ -55,8 +68,11 @@ class SharedQuotas:
             if bucket in self._known:
                 return
         with self.wh.engine.begin() as conn:
-            conn.execute(self._insert(quota_buckets).values(shop=self.shop, bucket=bucket, tokens=burst, stamp=now)
-                         .on_conflict_do_nothing(index_elements=["shop", "bucket"]))
+            conn.execute(
+                self._insert(quota_buckets)
+                .values(shop=self.shop, bucket=bucket, tokens=burst, stamp=now)
+                .on_conflict_do_nothing(index_elements=["shop", "bucket"])
+            )
         with self._lock:
             self._known.add(bucket)
 

@@ -4,34 +4,56 @@ them), validation and quarantine, its decisions, API call counts and the figures
 The steps in `pipeline.py` say what to do; this says where it is kept. The ledger's rows are the
 ledger's (`include/act/ledger.py`).
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable
+from typing import Any, cast
 
 import sqlalchemy as sa
 
-from include.extract import staging
 from include.decide.enums import TIKTOK_SHIPPABLE_STATUSES
-from include.decide.model import ESCALATE
-from include.quality.checkpoints import BATCH_PLATFORM, Outcome as Validation
+from include.decide.model import ESCALATE, as_utc
+from include.extract import staging
+from include.quality.checkpoints import BATCH_PLATFORM
+from include.quality.checkpoints import Outcome as Validation
 from include.run.runconfig import RunSettings
 from include.store.warehouse import (
-    Warehouse, action_ledger, api_calls, decisions, extraction_cursors, order_links, quarantine, runs, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_shopify_orders, stg_tiktok_cancellations, stg_tiktok_orders, utcnow, validation_results,
+    Warehouse,
+    action_ledger,
+    api_calls,
+    decisions,
+    extraction_cursors,
+    order_links,
+    quarantine,
+    runs,
+    stg_amazon_fulfillment_orders,
+    stg_shipbob_orders,
+    stg_shopify_orders,
+    stg_tiktok_cancellations,
+    stg_tiktok_orders,
+    utcnow,
+    validation_results,
 )
-from include.decide.model import as_utc
 
 # The staged batches a run validates, by name (include/run/steps.py BATCHES).
 BATCH_TABLES = {
-    "tiktok_orders": stg_tiktok_orders, "tiktok_cancellations": stg_tiktok_cancellations,
-    "shopify_orders": stg_shopify_orders, "amazon_fulfillment_orders": stg_amazon_fulfillment_orders,
+    "tiktok_orders": stg_tiktok_orders,
+    "tiktok_cancellations": stg_tiktok_cancellations,
+    "shopify_orders": stg_shopify_orders,
+    "amazon_fulfillment_orders": stg_amazon_fulfillment_orders,
     "shipbob_orders": stg_shipbob_orders,
 }
 # Each staging table's own update time (the platform's): what "changed since" compares.
-UPDATED = {"stg_tiktok_orders": "update_time", "stg_tiktok_cancellations": "update_time",
-           "stg_shopify_orders": "updated_at", "stg_amazon_fulfillment_orders": "status_updated_at",
-           "stg_shipbob_orders": "last_update_at"}
+UPDATED = {
+    "stg_tiktok_orders": "update_time",
+    "stg_tiktok_cancellations": "update_time",
+    "stg_shopify_orders": "updated_at",
+    "stg_amazon_fulfillment_orders": "status_updated_at",
+    "stg_shipbob_orders": "last_update_at",
+}
 FULFILLER_SOURCES = {"amazon_mcf": "amazon_fulfillment_orders", "shipbob": "shipbob_orders"}
 # Task processes may run on hosts whose clocks differ by this much (kept small: rows staged this long
 # before a run started, by a run that has finished, are read as if this run had staged them).
@@ -68,17 +90,31 @@ class RunStore:
     # ------------------------------------------------------------------ the run's row
     def start(self) -> None:
         s = self.settings
-        self.wh.upsert(runs, [dict(shop=s.shop, run_id=s.run_id, dag_id=s.dag_id, window_start=s.window_start,
-                                   window_end=s.window_end, started_at=utcnow(), state="running",
-                                   policy_version=s.policy.version, dry_run=s.dry_run)])
-        self._started = None   # (re)opened just now: read it again
+        self.wh.upsert(
+            runs,
+            [
+                dict(
+                    shop=s.shop,
+                    run_id=s.run_id,
+                    dag_id=s.dag_id,
+                    window_start=s.window_start,
+                    window_end=s.window_end,
+                    started_at=utcnow(),
+                    state="running",
+                    policy_version=s.policy.version,
+                    dry_run=s.dry_run,
+                )
+            ],
+        )
+        self._started = None  # (re)opened just now: read it again
 
     def started(self) -> datetime | None:
         """When the run's row was opened (prepare_run); read once per store, as it does not change."""
         if self._started is None:
             with self.wh.engine.connect() as conn:
-                started = conn.execute(sa.select(runs.c.started_at).where(
-                    runs.c.shop == self.shop, runs.c.run_id == self.run_id)).scalar()
+                started = conn.execute(
+                    sa.select(runs.c.started_at).where(runs.c.shop == self.shop, runs.c.run_id == self.run_id)
+                ).scalar()
             self._started = as_utc(started) if started is not None else None
         return self._started
 
@@ -93,10 +129,16 @@ class RunStore:
         self._update_run(finished_at=finished, state=state, summary=summary)
 
     # ------------------------------------------------------------------ staged rows
-    def stage(self, table: sa.Table, batch: str, records: Iterable[Any],
-              to_row: Callable[[Any], dict], key_of: Callable[[Any], str | None],
-              on_row: Callable[[dict], None] | None = None,
-              missed: Callable[[list[dict]], int] | None = None) -> tuple[int, int, int]:
+    def stage(
+        self,
+        table: sa.Table,
+        batch: str,
+        records: Iterable[Any],
+        to_row: Callable[[Any], dict],
+        key_of: Callable[[Any], str | None],
+        on_row: Callable[[dict], None] | None = None,
+        missed: Callable[[list[dict]], int] | None = None,
+    ) -> tuple[int, int, int]:
         """Transform and upsert one platform batch as its pages arrive, STAGE_ROWS rows at a time (so a
         run never holds a whole platform's payloads); records that can't be staged are quarantined.
         Returns the orders staged, the records quarantined and what `missed` counted of the rows."""
@@ -122,10 +164,19 @@ class RunStore:
                 payload = record[1] if isinstance(record, tuple) and len(record) == 2 else record
                 raw = staging.strip_pii(payload) if isinstance(payload, dict) else {}
                 key = key_of(record)
-                bad.append(dict(shop=self.shop, run_id=self.run_id, batch=batch,
-                                record_key=None if key is None else printable(str(key))[:quarantine.c.record_key.type.length],
-                                reason=printable(str(exc)), raw={**raw, LINK_KEYS: staging.link_keys(payload)},
-                                quarantined_at=now))
+                bad.append(
+                    dict(
+                        shop=self.shop,
+                        run_id=self.run_id,
+                        batch=batch,
+                        record_key=None
+                        if key is None
+                        else printable(str(key))[: cast(sa.String, quarantine.c.record_key.type).length],
+                        reason=printable(str(exc)),
+                        raw={**raw, LINK_KEYS: staging.link_keys(payload)},
+                        quarantined_at=now,
+                    )
+                )
                 continue
             row.update(shop=self.shop, snapshot_run_id=self.run_id, extracted_at=now, source_request_id=None)
             rows[row[key_col]] = row  # a record repeated across pages is staged once (the later copy wins)
@@ -152,8 +203,9 @@ class RunStore:
         mine = table.c.snapshot_run_id == self.run_id
         return sa.or_(mine, table.c.extracted_at >= started - CLOCK_SKEW) if started is not None else mine
 
-    def read(self, table: sa.Table, where, raw_fields: tuple[str, ...] = (),
-             columns: tuple[str, ...] | None = None) -> list[dict]:
+    def read(
+        self, table: sa.Table, where, raw_fields: tuple[str, ...] = (), columns: tuple[str, ...] | None = None
+    ) -> list[dict]:
         """Typed columns only (the raw payload stays in the warehouse: it is most of a row's size),
         plus `raw_fields` read out of it."""
         chosen = [table.c[n] for n in columns] if columns else [c for c in table.c if c.name != "raw"]
@@ -169,8 +221,11 @@ class RunStore:
         """TikTok orders in play by their latest staged state: actionable, with a buyer's cancellation
         request, or staged by this run."""
         o = stg_tiktok_orders.c
-        return sa.or_(o.status.in_(TIKTOK_SHIPPABLE_STATUSES), o.is_buyer_request_cancel.is_(True),
-                      self.staged_since_start(stg_tiktok_orders, self.started()))
+        return sa.or_(
+            o.status.in_(TIKTOK_SHIPPABLE_STATUSES),
+            o.is_buyer_request_cancel.is_(True),
+            self.staged_since_start(stg_tiktok_orders, self.started()),
+        )
 
     def in_play_tiktok(self, raw_fields: tuple[str, ...] = (), columns: tuple[str, ...] | None = None) -> list[dict]:
         return self.read(stg_tiktok_orders, self._in_play(), raw_fields, columns)
@@ -180,8 +235,9 @@ class RunStore:
         one (a Shopify order is created after its TikTok order), at most MAX_LOOKBACK back."""
         o = stg_tiktok_orders.c
         with self.wh.engine.connect() as conn:
-            oldest = conn.execute(sa.select(sa.func.min(o.create_time)).where(
-                o.shop == self.shop, self._in_play())).scalar()
+            oldest = conn.execute(
+                sa.select(sa.func.min(o.create_time)).where(o.shop == self.shop, self._in_play())
+            ).scalar()
         start = self.settings.window_start - self.settings.overlap
         oldest = min(as_utc(oldest), start) if oldest is not None else start
         return max(oldest - LOOKBACK_MARGIN, now - MAX_LOOKBACK)
@@ -194,8 +250,11 @@ class RunStore:
         sources = [FULFILLER_SOURCES[f] for f in self.settings.fulfillers]
         c = extraction_cursors.c
         with self.wh.engine.connect() as conn:
-            starts = dict(conn.execute(sa.select(c.source, c.established_at).where(
-                c.shop == self.shop, c.source.in_(sources))).all())
+            starts = dict(
+                conn.execute(
+                    sa.select(c.source, c.established_at).where(c.shop == self.shop, c.source.in_(sources))
+                ).all()
+            )
         return max([since, *(as_utc(starts[s]) if starts.get(s) else now for s in sources)])
 
     def latest_state(self, tables: Iterable[sa.Table], since: datetime) -> list[list[dict]]:
@@ -213,15 +272,31 @@ class RunStore:
     # ------------------------------------------------------------------ validation and quarantine
     def record_validation(self, batch: str, outcome: Validation, now: datetime) -> None:
         """`now` is the run's clock: the SLA page lists failed batches by day beside the run's figures."""
-        self.wh.upsert(validation_results, [dict(shop=self.shop, run_id=self.run_id, batch=batch,
-                                                 success=outcome.success, rows=outcome.rows,
-                                                 failures=outcome.failures, checked_at=now)])
+        self.wh.upsert(
+            validation_results,
+            [
+                dict(
+                    shop=self.shop,
+                    run_id=self.run_id,
+                    batch=batch,
+                    success=outcome.success,
+                    rows=outcome.rows,
+                    failures=outcome.failures,
+                    checked_at=now,
+                )
+            ],
+        )
 
-    def failed_validations(self) -> list[str]:
+    def failed_validations(self) -> Sequence[str]:
         v = validation_results.c
         with self.wh.engine.connect() as conn:
-            return conn.execute(sa.select(v.batch).where(
-                v.shop == self.shop, v.run_id == self.run_id, v.success.is_(False))).scalars().all()
+            return (
+                conn.execute(
+                    sa.select(v.batch).where(v.shop == self.shop, v.run_id == self.run_id, v.success.is_(False))
+                )
+                .scalars()
+                .all()
+            )
 
     def blocked_by_validation(self) -> set[str]:
         """Platforms whose batch failed its suite in this run: no action rests on them."""
@@ -234,17 +309,26 @@ class RunStore:
         without an id counts in the run that read it only: nothing could tell when it was read again."""
         q = quarantine.c
         with self.wh.engine.connect() as conn:
-            rows = conn.execute(sa.select(q.batch, q.record_key, q.raw, q.quarantined_at).where(
-                q.shop == self.shop, sa.or_(q.run_id == self.run_id, sa.and_(
-                    q.record_key.is_not(None), q.quarantined_at >= utcnow() - MAX_LOOKBACK)))).all()
+            rows = conn.execute(
+                sa.select(q.batch, q.record_key, q.raw, q.quarantined_at).where(
+                    q.shop == self.shop,
+                    sa.or_(
+                        q.run_id == self.run_id,
+                        sa.and_(q.record_key.is_not(None), q.quarantined_at >= utcnow() - MAX_LOOKBACK),
+                    ),
+                )
+            ).all()
             staged: dict[tuple[str, str], datetime] = {}
             for batch in {r.batch for r in rows}:
                 table = BATCH_TABLES[batch]
                 key = natural_key(table)
                 wanted = sorted({r.record_key for r in rows if r.batch == batch and r.record_key is not None})
                 for i in range(0, len(wanted), 500):
-                    for k, at in conn.execute(sa.select(key, table.c.extracted_at).where(
-                            table.c.shop == self.shop, key.in_(wanted[i:i + 500]))):
+                    for k, at in conn.execute(
+                        sa.select(key, table.c.extracted_at).where(
+                            table.c.shop == self.shop, key.in_(wanted[i : i + 500])
+                        )
+                    ):
                         staged[(batch, k)] = as_utc(at)
         links: dict[str, str] = {}
         for r in rows:
@@ -259,8 +343,10 @@ class RunStore:
         self.wh.upsert(decisions, decided)
 
     def record_api_calls(self, task_id: str, map_index: int, stats_rows: list[dict]) -> None:
-        self.wh.upsert(api_calls, [dict(shop=self.shop, run_id=self.run_id, task_id=task_id, map_index=map_index, **r)
-                                   for r in stats_rows])
+        self.wh.upsert(
+            api_calls,
+            [dict(shop=self.shop, run_id=self.run_id, task_id=task_id, map_index=map_index, **r) for r in stats_rows],
+        )
 
     def figures(self) -> dict:
         """What the run did, from the warehouse: orders staged per batch, decisions by rule, actions
@@ -269,29 +355,57 @@ class RunStore:
         shop, run_id = self.shop, self.run_id
         out: dict[str, Any] = {}
         with self.wh.engine.connect() as conn:
-            out["orders_seen"] = {batch: conn.execute(sa.select(sa.func.count()).select_from(table).where(
-                table.c.shop == shop, table.c.snapshot_run_id == run_id)).scalar() for batch, table in BATCH_TABLES.items()}
-            out["decisions"] = dict(conn.execute(sa.select(decisions.c.rule, sa.func.count()).where(
-                decisions.c.shop == shop, decisions.c.run_id == run_id).group_by(decisions.c.rule)).all())
+            out["orders_seen"] = {
+                batch: conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(table)
+                    .where(table.c.shop == shop, table.c.snapshot_run_id == run_id)
+                ).scalar()
+                for batch, table in BATCH_TABLES.items()
+            }
+            out["decisions"] = dict(
+                conn.execute(
+                    sa.select(decisions.c.rule, sa.func.count())
+                    .where(decisions.c.shop == shop, decisions.c.run_id == run_id)
+                    .group_by(decisions.c.rule)
+                ).all()
+            )
             t = action_ledger.c
-            actions = conn.execute(sa.select(t.kind, t.state, sa.func.count()).where(
-                t.shop == shop, t.run_id == run_id).group_by(t.kind, t.state)).all()
+            actions = conn.execute(
+                sa.select(t.kind, t.state, sa.func.count())
+                .where(t.shop == shop, t.run_id == run_id)
+                .group_by(t.kind, t.state)
+            ).all()
             out["actions"] = {f"{kind}:{state}": n for kind, state, n in actions}
-            out["escalations"] = [dict(tiktok_order_id=r.tiktok_order_id, rule=r.rule, reason=r.request.get("detail"))
-                                  for r in conn.execute(sa.select(t.tiktok_order_id, t.rule, t.request).where(
-                                      t.shop == shop, t.run_id == run_id, t.kind == ESCALATE))]
-            out["quarantined"] = conn.execute(sa.select(sa.func.count()).select_from(quarantine).where(
-                quarantine.c.shop == shop, quarantine.c.run_id == run_id)).scalar()
+            out["escalations"] = [
+                dict(tiktok_order_id=r.tiktok_order_id, rule=r.rule, reason=r.request.get("detail"))
+                for r in conn.execute(
+                    sa.select(t.tiktok_order_id, t.rule, t.request).where(
+                        t.shop == shop, t.run_id == run_id, t.kind == ESCALATE
+                    )
+                )
+            ]
+            out["quarantined"] = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(quarantine)
+                .where(quarantine.c.shop == shop, quarantine.c.run_id == run_id)
+            ).scalar()
             c = api_calls.c
-            out["api"] = {p: {"calls": int(calls or 0), "throttled": int(thr or 0), "retries": int(ret or 0)}
-                          for p, calls, thr, ret in conn.execute(
-                              sa.select(c.platform, sa.func.sum(c.calls), sa.func.sum(c.throttled), sa.func.sum(c.retries))
-                              .where(c.shop == shop, c.run_id == run_id).group_by(c.platform))}
+            out["api"] = {
+                p: {"calls": int(calls or 0), "throttled": int(thr or 0), "retries": int(ret or 0)}
+                for p, calls, thr, ret in conn.execute(
+                    sa.select(c.platform, sa.func.sum(c.calls), sa.func.sum(c.throttled), sa.func.sum(c.retries))
+                    .where(c.shop == shop, c.run_id == run_id)
+                    .group_by(c.platform)
+                )
+            }
             x = extraction_cursors.c
-            out["sources"] = {source: {"mode": mode, "listed": listed, "missed_by_cursor": findings}
-                              for source, mode, listed, findings in conn.execute(
-                                  sa.select(x.source, x.mode, x.listed, x.findings).where(
-                                      x.shop == shop, x.run_id == run_id))}
+            out["sources"] = {
+                source: {"mode": mode, "listed": listed, "missed_by_cursor": findings}
+                for source, mode, listed, findings in conn.execute(
+                    sa.select(x.source, x.mode, x.listed, x.findings).where(x.shop == shop, x.run_id == run_id)
+                )
+            }
         out["validation_failures"] = self.failed_validations()
         out["started_at"] = self.started()
         return out

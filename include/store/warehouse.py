@@ -6,14 +6,16 @@ SQL text. Schema changes are alembic revisions (`include/store/migrations`); the
 itself (`Warehouse.migrate`).
 Buyer names, addresses and emails are never stored (see `include.extract.staging`).
 """
+
 from __future__ import annotations
 
 import fcntl
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -25,7 +27,8 @@ TS = sa.DateTime(timezone=True)
 def _staging(name: str, key: str, *columns: sa.Column) -> sa.Table:
     """A staging table: natural key per shop, typed columns, raw JSON and where it came from."""
     return sa.Table(
-        name, metadata,
+        name,
+        metadata,
         sa.Column("shop", sa.String(64), primary_key=True),
         sa.Column(key, sa.String(64), primary_key=True),
         *columns,
@@ -37,7 +40,8 @@ def _staging(name: str, key: str, *columns: sa.Column) -> sa.Table:
 
 
 stg_tiktok_orders = _staging(
-    "stg_tiktok_orders", "tiktok_order_id",
+    "stg_tiktok_orders",
+    "tiktok_order_id",
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("fulfillment_type", sa.String(32), nullable=False),
     sa.Column("create_time", TS, nullable=False),
@@ -51,7 +55,8 @@ stg_tiktok_orders = _staging(
     sa.Column("line_items", sa.JSON, nullable=False),
 )
 stg_tiktok_cancellations = _staging(
-    "stg_tiktok_cancellations", "cancel_id",
+    "stg_tiktok_cancellations",
+    "cancel_id",
     sa.Column("tiktok_order_id", sa.String(64), nullable=False, index=True),
     sa.Column("status", sa.String(48), nullable=False),
     sa.Column("cancel_type", sa.String(32)),
@@ -63,10 +68,11 @@ stg_tiktok_cancellations = _staging(
 # TikTok stops returning a request's deadline once it is answered: the one read while pending stays.
 stg_tiktok_cancellations.info["keep_when_null"] = ("deadline",)
 stg_shopify_orders = _staging(
-    "stg_shopify_orders", "shopify_order_id",
+    "stg_shopify_orders",
+    "shopify_order_id",
     sa.Column("name", sa.String(64), nullable=False),
     sa.Column("source_identifier", sa.String(128)),
-    sa.Column("tiktok_ids", sa.JSON, nullable=False),   # [{"tiktok_order_id": ..., "rule": ...}]
+    sa.Column("tiktok_ids", sa.JSON, nullable=False),  # [{"tiktok_order_id": ..., "rule": ...}]
     sa.Column("cancelled_at", TS),
     sa.Column("financial_status", sa.String(32)),
     sa.Column("fulfillment_status", sa.String(32)),
@@ -74,7 +80,8 @@ stg_shopify_orders = _staging(
     sa.Column("updated_at", TS, nullable=False),
 )
 stg_amazon_fulfillment_orders = _staging(
-    "stg_amazon_fulfillment_orders", "seller_fulfillment_order_id",
+    "stg_amazon_fulfillment_orders",
+    "seller_fulfillment_order_id",
     sa.Column("displayable_order_id", sa.String(64)),
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("status_updated_at", TS),
@@ -82,7 +89,8 @@ stg_amazon_fulfillment_orders = _staging(
     sa.Column("shipments", sa.JSON, nullable=False),
 )
 stg_shipbob_orders = _staging(
-    "stg_shipbob_orders", "shipbob_order_id",
+    "stg_shipbob_orders",
+    "shipbob_order_id",
     sa.Column("reference_id", sa.String(128), index=True),
     sa.Column("order_number", sa.String(128)),
     sa.Column("status", sa.String(32), nullable=False),
@@ -92,16 +100,21 @@ stg_shipbob_orders = _staging(
 
 LATEST_STATE_INDEXES = (
     sa.Index("ix_stg_tiktok_orders_status", stg_tiktok_orders.c.shop, stg_tiktok_orders.c.status),
-    sa.Index("ix_stg_tiktok_cancellations_update", stg_tiktok_cancellations.c.shop,
-             stg_tiktok_cancellations.c.update_time),
+    sa.Index(
+        "ix_stg_tiktok_cancellations_update", stg_tiktok_cancellations.c.shop, stg_tiktok_cancellations.c.update_time
+    ),
     sa.Index("ix_stg_shopify_orders_updated", stg_shopify_orders.c.shop, stg_shopify_orders.c.updated_at),
-    sa.Index("ix_stg_amazon_status_updated", stg_amazon_fulfillment_orders.c.shop,
-             stg_amazon_fulfillment_orders.c.status_updated_at),
+    sa.Index(
+        "ix_stg_amazon_status_updated",
+        stg_amazon_fulfillment_orders.c.shop,
+        stg_amazon_fulfillment_orders.c.status_updated_at,
+    ),
     sa.Index("ix_stg_shipbob_orders_updated", stg_shipbob_orders.c.shop, stg_shipbob_orders.c.last_update_at),
 )
 
 runs = sa.Table(
-    "runs", metadata,
+    "runs",
+    metadata,
     sa.Column("shop", sa.String(64), primary_key=True),
     sa.Column("run_id", sa.String(250), primary_key=True),
     sa.Column("dag_id", sa.String(250), nullable=False),
@@ -116,7 +129,8 @@ runs = sa.Table(
     sa.Column("summary", sa.JSON),
 )
 validation_results = sa.Table(
-    "validation_results", metadata,
+    "validation_results",
+    metadata,
     sa.Column("shop", sa.String(64), primary_key=True),
     sa.Column("run_id", sa.String(250), primary_key=True),
     sa.Column("batch", sa.String(48), primary_key=True),
@@ -126,7 +140,8 @@ validation_results = sa.Table(
     sa.Column("checked_at", TS, nullable=False),
 )
 quarantine = sa.Table(
-    "quarantine", metadata,
+    "quarantine",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("shop", sa.String(64), nullable=False),
     sa.Column("run_id", sa.String(250), nullable=False),
@@ -137,30 +152,33 @@ quarantine = sa.Table(
     sa.Column("quarantined_at", TS, nullable=False),
 )
 order_links = sa.Table(
-    "order_links", metadata,
+    "order_links",
+    metadata,
     sa.Column("shop", sa.String(64), primary_key=True),
     sa.Column("run_id", sa.String(250), primary_key=True),
     sa.Column("tiktok_order_id", sa.String(64), primary_key=True),
     sa.Column("shopify_order_ids", sa.JSON, nullable=False),
-    sa.Column("match_rule", sa.String(128)),   # e.g. custom_attribute:<key> (orderops_provider.tiktok_order_id)
+    sa.Column("match_rule", sa.String(128)),  # e.g. custom_attribute:<key> (orderops_provider.tiktok_order_id)
     sa.Column("fulfiller", sa.String(16)),
     sa.Column("fulfillment_order_id", sa.String(64)),
     sa.Column("link_problem", sa.String(48)),
 )
 decisions = sa.Table(
-    "decisions", metadata,
+    "decisions",
+    metadata,
     sa.Column("shop", sa.String(64), primary_key=True),
     sa.Column("run_id", sa.String(250), primary_key=True),
     sa.Column("tiktok_order_id", sa.String(64), primary_key=True),
     sa.Column("rule", sa.String(8), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("actions", sa.JSON, nullable=False),          # idempotency keys, in order
-    sa.Column("inputs", sa.JSON, nullable=False),           # snapshot run id of each input row
+    sa.Column("actions", sa.JSON, nullable=False),  # idempotency keys, in order
+    sa.Column("inputs", sa.JSON, nullable=False),  # snapshot run id of each input row
     sa.Column("policy_version", sa.String(32), nullable=False),
     sa.Column("decided_at", TS, nullable=False),
 )
 action_ledger = sa.Table(
-    "action_ledger", metadata,
+    "action_ledger",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("shop", sa.String(64), nullable=False),
     sa.Column("idempotency_key", sa.String(255), nullable=False),
@@ -172,9 +190,9 @@ action_ledger = sa.Table(
     sa.Column("request", sa.JSON, nullable=False),
     sa.Column("response", sa.JSON),
     sa.Column("platform_request_id", sa.String(128)),
-    sa.Column("state", sa.String(16), nullable=False),     # pending in_flight succeeded failed skipped
+    sa.Column("state", sa.String(16), nullable=False),  # pending in_flight succeeded failed skipped
     sa.Column("detail", sa.Text),
-    sa.Column("acted_at", TS),                             # when it took effect, on the run's decision clock
+    sa.Column("acted_at", TS),  # when it took effect, on the run's decision clock
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("lease_owner", sa.String(255)),
     sa.Column("lease_until", TS),
@@ -188,7 +206,8 @@ action_ledger = sa.Table(
     sa.UniqueConstraint("shop", "idempotency_key", name="uq_action_ledger_key"),
 )
 api_calls = sa.Table(
-    "api_calls", metadata,
+    "api_calls",
+    metadata,
     sa.Column("shop", sa.String(64), primary_key=True),
     sa.Column("run_id", sa.String(250), primary_key=True),
     sa.Column("task_id", sa.String(250), primary_key=True),
@@ -201,11 +220,12 @@ api_calls = sa.Table(
     sa.Column("failures", sa.Integer, nullable=False),
 )
 sla_daily = sa.Table(
-    "sla_daily", metadata,
+    "sla_daily",
+    metadata,
     sa.Column("shop", sa.String(64), primary_key=True),
     sa.Column("day", sa.Date, primary_key=True),
-    sa.Column("fulfiller", sa.String(16), primary_key=True),   # all | amazon_mcf | shipbob | unlinked
-    sa.Column("carrier", sa.String(64), primary_key=True),     # all | the fulfiller's carrier
+    sa.Column("fulfiller", sa.String(16), primary_key=True),  # all | amazon_mcf | shipbob | unlinked
+    sa.Column("carrier", sa.String(64), primary_key=True),  # all | the fulfiller's carrier
     sa.Column("orders_due", sa.Integer, nullable=False),
     sa.Column("dispatched_on_time", sa.Integer, nullable=False),
     sa.Column("dispatched_late", sa.Integer, nullable=False),
@@ -221,38 +241,42 @@ sla_daily = sa.Table(
     sa.Column("computed_at", TS, nullable=False),
 )
 pipeline_breaches = sa.Table(
-    "pipeline_breaches", metadata,
+    "pipeline_breaches",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("dag_id", sa.String(250), nullable=False),
     sa.Column("run_id", sa.String(250)),
-    sa.Column("kind", sa.String(32), nullable=False),          # deadline_missed | task_failed
+    sa.Column("kind", sa.String(32), nullable=False),  # deadline_missed | task_failed
     sa.Column("detail", sa.Text, nullable=False),
     sa.Column("recorded_at", TS, nullable=False),
 )
 # The platforms' quotas of each shop, drawn from by every task process of that shop (include/store/quotas.py).
 quota_buckets = sa.Table(
-    "quota_buckets", metadata,
+    "quota_buckets",
+    metadata,
     sa.Column("shop", sa.String(64), primary_key=True),
-    sa.Column("bucket", sa.String(200), primary_key=True),   # platform:operation, or platform alone
-    sa.Column("tokens", sa.Float, nullable=False),           # may be negative: calls promised a later slot
-    sa.Column("stamp", sa.Float, nullable=False),            # epoch seconds of the last change
+    sa.Column("bucket", sa.String(200), primary_key=True),  # platform:operation, or platform alone
+    sa.Column("tokens", sa.Float, nullable=False),  # may be negative: calls promised a later slot
+    sa.Column("stamp", sa.Float, nullable=False),  # epoch seconds of the last change
 )
 # Each shop's last fulfilled-shipments report: Amazon builds one at most every 30 minutes, so a run
 # within that time whose range it covers (a rerun, a backfill) reads this copy instead of asking again.
 amazon_shipment_reports = sa.Table(
-    "amazon_shipment_reports", metadata,
+    "amazon_shipment_reports",
+    metadata,
     sa.Column("shop", sa.String(64), primary_key=True),
     sa.Column("report_id", sa.Text, nullable=False),
     sa.Column("data_start", TS, nullable=False),
     sa.Column("data_end", TS, nullable=False),
-    sa.Column("requested_at", TS, nullable=False),   # the run's clock
+    sa.Column("requested_at", TS, nullable=False),  # the run's clock
     sa.Column("report_rows", sa.JSON, nullable=False),
-    sa.Column("build_seconds", sa.Float),              # how long Amazon took: the next report's first poll waits that
+    sa.Column("build_seconds", sa.Float),  # how long Amazon took: the next report's first poll waits that
 )
 # TikTok's shipping providers per delivery option, as last read (the run's clock): they seldom
 # change, so runs reuse them for a while and every sweep reads them anew.
 tiktok_shipping_providers = sa.Table(
-    "tiktok_shipping_providers", metadata,
+    "tiktok_shipping_providers",
+    metadata,
     sa.Column("shop", sa.String(64), primary_key=True),
     sa.Column("delivery_option_id", sa.String(64), primary_key=True),
     sa.Column("providers", sa.JSON, nullable=False),
@@ -262,62 +286,67 @@ tiktok_shipping_providers = sa.Table(
 # `listed_until` (minus the run's overlap); a full sweep re-reads everything in play and counts, as
 # findings, changes from before that point the cursor did not bring in (a defect to look at).
 extraction_cursors = sa.Table(
-    "extraction_cursors", metadata,
+    "extraction_cursors",
+    metadata,
     sa.Column("shop", sa.String(64), primary_key=True),
-    sa.Column("source", sa.String(48), primary_key=True),     # a staging batch (tiktok_orders, shopify_orders, ...)
-    sa.Column("established_at", TS, nullable=False),          # the first listing's moment: findings start here
-    sa.Column("listed_until", TS, nullable=False),            # changes up to here are staged (the run's clock)
-    sa.Column("swept_at", TS),                                # the last sweep's moment
-    sa.Column("full_swept_at", TS),                           # the last sweep of everything in play
-    sa.Column("run_id", sa.String(250), nullable=False),      # the run that last listed
-    sa.Column("mode", sa.String(16), nullable=False),         # sweep | incremental
-    sa.Column("listed", sa.Integer, nullable=False),          # records that listing staged
-    sa.Column("findings", sa.Integer, nullable=False),        # sweep: changes the cursor had missed
+    sa.Column("source", sa.String(48), primary_key=True),  # a staging batch (tiktok_orders, shopify_orders, ...)
+    sa.Column("established_at", TS, nullable=False),  # the first listing's moment: findings start here
+    sa.Column("listed_until", TS, nullable=False),  # changes up to here are staged (the run's clock)
+    sa.Column("swept_at", TS),  # the last sweep's moment
+    sa.Column("full_swept_at", TS),  # the last sweep of everything in play
+    sa.Column("run_id", sa.String(250), nullable=False),  # the run that last listed
+    sa.Column("mode", sa.String(16), nullable=False),  # sweep | incremental
+    sa.Column("listed", sa.Integer, nullable=False),  # records that listing staged
+    sa.Column("findings", sa.Integer, nullable=False),  # sweep: changes the cursor had missed
 )
 # The at-risk alerts sent: one per order and threshold (hours before its ship-by time), ever.
 at_risk_alerts = sa.Table(
-    "at_risk_alerts", metadata,
+    "at_risk_alerts",
+    metadata,
     sa.Column("shop", sa.String(64), primary_key=True),
     sa.Column("tiktok_order_id", sa.String(64), primary_key=True),
     sa.Column("threshold_hours", sa.Float, primary_key=True),
     sa.Column("run_id", sa.String(250), nullable=False),
-    sa.Column("alerted_at", TS, nullable=False),          # the run's clock
-    sa.Column("sent", sa.Boolean, nullable=False),        # False: passed by an order first seen under a tighter one
+    sa.Column("alerted_at", TS, nullable=False),  # the run's clock
+    sa.Column("sent", sa.Boolean, nullable=False),  # False: passed by an order first seen under a tighter one
 )
 # The escalation inbox: what people did with each escalation (append-only; the newest row is its
 # state, none means open), and the carrier mappings they added for unmapped carriers.
 escalation_reviews = sa.Table(
-    "escalation_reviews", metadata,
+    "escalation_reviews",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("shop", sa.String(64), nullable=False),
-    sa.Column("idempotency_key", sa.String(255), nullable=False, index=True),   # the escalate ledger row
-    sa.Column("state", sa.String(16), nullable=False),                          # acknowledged | resolved
+    sa.Column("idempotency_key", sa.String(255), nullable=False, index=True),  # the escalate ledger row
+    sa.Column("state", sa.String(16), nullable=False),  # acknowledged | resolved
     sa.Column("note", sa.Text),
     sa.Column("reviewed_by", sa.String(250), nullable=False),
     sa.Column("reviewed_at", TS, nullable=False),
 )
 carrier_mappings = sa.Table(
-    "carrier_mappings", metadata,
+    "carrier_mappings",
+    metadata,
     sa.Column("shop", sa.String(64), primary_key=True),
-    sa.Column("carrier", sa.String(64), primary_key=True),      # as the fulfiller writes it
-    sa.Column("provider", sa.String(128), nullable=False),      # a TikTok provider name or id
+    sa.Column("carrier", sa.String(64), primary_key=True),  # as the fulfiller writes it
+    sa.Column("provider", sa.String(128), nullable=False),  # a TikTok provider name or id
     sa.Column("mapped_by", sa.String(250), nullable=False),
     sa.Column("mapped_at", TS, nullable=False),
 )
 # Platform events (webhooks, Amazon's notification queue) as received: each once per platform id,
 # claimed by the run that handled it (include/events/platform_events.py).
 platform_events = sa.Table(
-    "platform_events", metadata,
+    "platform_events",
+    metadata,
     sa.Column("shop", sa.String(64), primary_key=True),
     sa.Column("platform", sa.String(16), primary_key=True),
-    sa.Column("event_id", sa.String(128), primary_key=True),   # the platform's id of the event
+    sa.Column("event_id", sa.String(128), primary_key=True),  # the platform's id of the event
     sa.Column("topic", sa.String(64), nullable=False),
-    sa.Column("order_ref", sa.String(128)),                    # the platform's order id
-    sa.Column("occurred_at", TS, nullable=False),              # by the platform's clock
+    sa.Column("order_ref", sa.String(128)),  # the platform's order id
+    sa.Column("occurred_at", TS, nullable=False),  # by the platform's clock
     sa.Column("received_at", TS, nullable=False),
-    sa.Column("wakes", sa.Boolean, nullable=False),            # starts a run
-    sa.Column("payload", sa.JSON, nullable=False),             # buyer data removed
-    sa.Column("run_id", sa.String(250)),                       # the run that claimed it
+    sa.Column("wakes", sa.Boolean, nullable=False),  # starts a run
+    sa.Column("payload", sa.JSON, nullable=False),  # buyer data removed
+    sa.Column("run_id", sa.String(250)),  # the run that claimed it
     sa.Index("ix_platform_events_waiting", "shop", "run_id", "received_at"),
     sa.Index("ix_platform_events_order", "shop", "platform", "order_ref"),
 )
@@ -330,7 +359,9 @@ HAND_VERSIONS = "orderops_schema"
 
 
 def _alembic_config():
-    from alembic.config import Config as AlembicConfig   # alembic only where the schema is looked at: DAG files import this module
+    from alembic.config import (
+        Config as AlembicConfig,  # alembic only where the schema is looked at: DAG files import this module
+    )
 
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -399,7 +430,7 @@ class Warehouse:
                 return current
             migrations = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
             if current is not None and migrations.get_current_revision() is None:
-                migrations.stamp(scripts, current)   # adopt a warehouse the hand-made steps kept
+                migrations.stamp(scripts, current)  # adopt a warehouse the hand-made steps kept
             config = _alembic_config()
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
@@ -433,13 +464,19 @@ class Warehouse:
         dialect = postgresql if self.dialect == "postgresql" else sqlite
         stmt = dialect.insert(table)
         keep = table.info.get("keep_when_null", ())
-        update = {col: sa.func.coalesce(stmt.excluded[col], table.c[col]) if col in keep else stmt.excluded[col]
-                  for col in rows[0] if col not in key}
-        stmt = stmt.on_conflict_do_update(index_elements=key, set_=update) if update else \
-            stmt.on_conflict_do_nothing(index_elements=key)
+        update = {
+            col: sa.func.coalesce(stmt.excluded[col], table.c[col]) if col in keep else stmt.excluded[col]
+            for col in rows[0]
+            if col not in key
+        }
+        stmt = (
+            stmt.on_conflict_do_update(index_elements=key, set_=update)
+            if update
+            else stmt.on_conflict_do_nothing(index_elements=key)
+        )
         with _maybe_begin(self.engine, conn) as c:
             for start in range(0, len(rows), 1000):
-                c.execute(stmt, rows[start:start + 1000])
+                c.execute(stmt, rows[start : start + 1000])
         return len(rows)
 
     def dispose(self) -> None:
@@ -452,7 +489,7 @@ class _maybe_begin:
     def __init__(self, engine: sa.Engine, conn):
         self.engine = engine
         self.conn = conn
-        self._ctx = None
+        self._ctx: AbstractContextManager[sa.Connection] | None = None
 
     def __enter__(self):
         if self.conn is not None:

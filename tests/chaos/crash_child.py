@@ -4,6 +4,7 @@ Connections come from the AIRFLOW_CONN_* variables it inherits. Prints the run's
 
 With ORDEROPS_TEST_MEET=<folder>:<n>, the run waits once it has decided until n runs have decided
 (a file each in the folder): runs started together then act together, whatever the machine's load."""
+
 from __future__ import annotations
 
 import json
@@ -26,6 +27,7 @@ def meet(run_id: str, spec: str):
         deadline = time.monotonic() + 300
         while len(list(folder.iterdir())) < expected and time.monotonic() < deadline:
             time.sleep(0.05)
+
     return observe
 
 

@@ -11,6 +11,7 @@
 - `Audit`: the docs/architecture.md §3 safety invariants and the at-most-once rule, checked from the sandbox's
   write log (every write it received, in order) against the scenario, plus the set of effects.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,8 +21,9 @@ import os
 import re
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import unquote
 
 import httpx
@@ -31,23 +33,22 @@ from include.act.ledger import Ledger
 from include.run.pipeline import run_all
 from include.run.platforms import Platforms
 from include.run.runconfig import run_settings
+from include.store.warehouse import Warehouse
+from orderops_provider.base import http_client, tls_context
 from sandbox.connections import CONNECTION_IDS, sandbox_connections
 from sandbox.core import Sandbox, Settings, WriteRecord, parse_fault
 from sandbox.generate import generate
 from sandbox.scenario import parse_scenario
 from sandbox.server import SandboxServer
 from sandbox.tiktok import shipped_with
-from include.store.warehouse import Warehouse
-from orderops_provider.base import http_client, tls_context
+from tests.support import NOW_ISO as NOW
 
-NOW = "2026-11-20T15:00:00Z"
 WINDOW = {"window_start": "2026-11-20T14:30:00Z", "window_end": NOW}
-POLICY = {"cancel_verify_timeout_minutes": 0.05}     # C4 3 s after the cancel, on the platforms' clock
+POLICY = {"cancel_verify_timeout_minutes": 0.05}  # C4 3 s after the cancel, on the platforms' clock
 PG_BASE = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 # Reports come back at once and a Shopify cancel job reads done on its first poll: the report
 # poll (15 s) and the job poll (1 s per cancel) would otherwise dominate every run.
-FAST = {"amazon_mcf": {"report_queue_seconds": 0, "report_processing_seconds": 0},
-        "shopify": {"cancel_job_polls": 1}}
+FAST = {"amazon_mcf": {"report_queue_seconds": 0, "report_processing_seconds": 0}, "shopify": {"cancel_job_polls": 1}}
 # ... so the client polls a report at once (connection extra), rather than after a second each run.
 FAST_CLIENTS = {"amazon_mcf": {"first_report_poll": 0}}
 
@@ -57,22 +58,40 @@ def sandbox_settings() -> Settings:
 
 
 # ---------------------------------------------------------------------------- scenario
-def chaos_scenario(orders: int = 60, seed: int = 11, *, amazon_c1: int = 2, shipbob_c1: int = 0,
-                   c2: int = 0, c3: int = 1, ambiguous: int = 1, cancel_ignored: bool = False) -> dict:
+def chaos_scenario(
+    orders: int = 60,
+    seed: int = 11,
+    *,
+    amazon_c1: int = 2,
+    shipbob_c1: int = 0,
+    c2: int = 0,
+    c3: int = 1,
+    ambiguous: int = 1,
+    cancel_ignored: bool = False,
+) -> dict:
     """A generated scenario plus buyer cancellations on orders whose fulfiller has not started.
 
     The generator's 3% cancellable share gives one or two sagas in 60 orders; the chaos cases need
     several per fulfiller, so some in-progress orders get a pending cancellation.
     """
     doc = generate(orders, seed, now=NOW)
-    plain = [o for o in doc["orders"] if o["tiktok"]["status"] == "AWAITING_SHIPMENT"
-             and o["tiktok"]["cancellation"] is None and isinstance(o["shopify"], dict)
-             and o["tiktok"]["fulfillment_type"] == "FULFILLMENT_BY_SELLER"]
+    plain = [
+        o
+        for o in doc["orders"]
+        if o["tiktok"]["status"] == "AWAITING_SHIPMENT"
+        and o["tiktok"]["cancellation"] is None
+        and isinstance(o["shopify"], dict)
+        and o["tiktok"]["fulfillment_type"] == "FULFILLMENT_BY_SELLER"
+    ]
 
     def add_cancel(order: dict) -> None:
         tt = order["tiktok"]
-        tt["cancellation"] = {"cancel_id": "4035" + tt["id"][3:], "status": "CANCELLATION_REQUEST_PENDING",
-                              "create_time": "2026-11-20T14:40:00Z", "deadline": "2026-11-22T14:40:00Z"}
+        tt["cancellation"] = {
+            "cancel_id": "4035" + tt["id"][3:],
+            "status": "CANCELLATION_REQUEST_PENDING",
+            "create_time": "2026-11-20T14:40:00Z",
+            "deadline": "2026-11-22T14:40:00Z",
+        }
 
     def take(pred: Callable[[dict], bool], n: int) -> list[dict]:
         chosen = [o for o in plain if pred(o)][:n]
@@ -81,17 +100,44 @@ def chaos_scenario(orders: int = 60, seed: int = 11, *, amazon_c1: int = 2, ship
             add_cancel(o)
         return chosen
 
-    amazon = take(lambda o: o["fulfiller"] == "amazon_mcf" and o["amazon_mcf"]["status"] == "Planning"
-                  and not o["amazon_mcf"]["shipments"], amazon_c1)
-    take(lambda o: o["fulfiller"] == "shipbob" and all(
-        s.get("status_detail") == "Allocated" for s in o["shipbob"]["shipments"]), shipbob_c1)
-    take(lambda o: o["fulfiller"] is not None and o["tiktok"]["tracking_number"] == "" and (
-        (o["amazon_mcf"] or {}).get("status") == "Complete" or (o["shipbob"] or {}).get("status") == "Fulfilled"), c3)
-    for o in take(lambda o: o["fulfiller"] is not None and (o["amazon_mcf"] or {}).get("status") != "Complete"
-                  and (o["shipbob"] or {}).get("status") != "Fulfilled", c2):
+    amazon = take(
+        lambda o: (
+            o["fulfiller"] == "amazon_mcf"
+            and o["amazon_mcf"]["status"] == "Planning"
+            and not o["amazon_mcf"]["shipments"]
+        ),
+        amazon_c1,
+    )
+    take(
+        lambda o: (
+            o["fulfiller"] == "shipbob"
+            and all(s.get("status_detail") == "Allocated" for s in o["shipbob"]["shipments"])
+        ),
+        shipbob_c1,
+    )
+    take(
+        lambda o: (
+            o["fulfiller"] is not None
+            and o["tiktok"]["tracking_number"] == ""
+            and (
+                (o["amazon_mcf"] or {}).get("status") == "Complete" or (o["shipbob"] or {}).get("status") == "Fulfilled"
+            )
+        ),
+        c3,
+    )
+    for o in take(
+        lambda o: (
+            o["fulfiller"] is not None
+            and (o["amazon_mcf"] or {}).get("status") != "Complete"
+            and (o["shipbob"] or {}).get("status") != "Fulfilled"
+        ),
+        c2,
+    ):
         o["fulfiller"], o["amazon_mcf"], o["shipbob"] = None, None, None
     # a shipped order whose TikTok id two Shopify orders carry: it must never be acted on
-    for o in [o for o in plain if (o["amazon_mcf"] or {}).get("status") == "Complete"][-ambiguous:] if ambiguous else []:
+    for o in (
+        [o for o in plain if (o["amazon_mcf"] or {}).get("status") == "Complete"][-ambiguous:] if ambiguous else []
+    ):
         plain.remove(o)
         first = o["shopify"]
         o["shopify"] = [first, dict(first, id=first["id"] + 1, name=first["name"] + "-R")]
@@ -153,7 +199,7 @@ class SandboxRig:
         self._record = self.sandbox.record_write
         self.sandbox.record_write = self._recording
         self.password_overrides: dict[str, str] = {}
-        self.admin = http_client(timeout=30)   # the admin API's calls, on one connection pool
+        self.admin = http_client(timeout=30)  # the admin API's calls, on one connection pool
 
     def stop(self) -> None:
         self.admin.close()
@@ -182,8 +228,12 @@ class SandboxRig:
         self._arms.clear()
         self.admin.delete(f"{self.urls['tiktok']}/_sandbox/faults")
 
-    def arm(self, trigger: Callable[[WriteRecord], bool], faults: list[dict] = (),
-            action: Callable[[WriteRecord], None] | None = None) -> None:
+    def arm(
+        self,
+        trigger: Callable[[WriteRecord], bool],
+        faults: list[dict] = (),
+        action: Callable[[WriteRecord], None] | None = None,
+    ) -> None:
         """Once a write matching `trigger` is recorded, inject `faults` and/or call `action`."""
         self._arms.append({"trigger": trigger, "faults": [parse_fault(f) for f in faults], "action": action})
 
@@ -212,8 +262,15 @@ class SandboxRig:
             docs[platform]["password"] = password
         return {f"AIRFLOW_CONN_{CONNECTION_IDS[p].upper()}": json.dumps(d) for p, d in docs.items()}
 
-    def run(self, wh: Warehouse, run_id: str, *, extras: dict[str, dict] | None = None,
-            rewrite: Callable[[httpx.Request, Any], Any] | None = None, **params) -> dict:
+    def run(
+        self,
+        wh: Warehouse,
+        run_id: str,
+        *,
+        extras: dict[str, dict] | None = None,
+        rewrite: Callable[[httpx.Request, Any], Any] | None = None,
+        **params,
+    ) -> dict:
         """A run deciding on the platforms' clock (as the DAG does against the sandbox); `rewrite`
         edits the platforms' answers on their way back (`RewritingTransport`)."""
         params.setdefault("now", self.now())
@@ -228,9 +285,15 @@ class SandboxRig:
         return list(self.sandbox.writes)
 
 
-def run_pipeline(wh: Warehouse, run_id: str, *, lanes: int = 1,
-                 rewrite: Callable[[httpx.Request, Any], Any] | None = None,
-                 observe: Callable[[str], Any] | None = None, **params) -> dict:
+def run_pipeline(
+    wh: Warehouse,
+    run_id: str,
+    *,
+    lanes: int = 1,
+    rewrite: Callable[[httpx.Request, Any], Any] | None = None,
+    observe: Callable[[str], Any] | None = None,
+    **params,
+) -> dict:
     """`run_all` as the tests use it: the scenario's clock and window, a short C4 timeout."""
     params = {"now": NOW, **WINDOW, "policy": POLICY, **params}
     settings = run_settings(dag_id="orderops_sla", run_id=run_id, params=params)
@@ -261,8 +324,15 @@ def clean_history(rig: SandboxRig, folder, runs: int = 1) -> dict:
 
 
 # ---------------------------------------------------------------------------- audit
-ORDER_WRITES = {"mark_package_as_shipped", "approve_cancellation", "reject_cancellation", "orderUpdate", "tagsAdd",
-                "orderCancel", "cancelFulfillmentOrder"}
+ORDER_WRITES = {
+    "mark_package_as_shipped",
+    "approve_cancellation",
+    "reject_cancellation",
+    "orderUpdate",
+    "tagsAdd",
+    "orderCancel",
+    "cancelFulfillmentOrder",
+}
 SHIPPABLE = ("AWAITING_SHIPMENT", "PARTIALLY_SHIPPING")
 AMAZON_CANCELLABLE = ("New", "Received", "Planning")
 SHIPBOB_PAST_PICK = ("Picked", "Packed", "Labeled")
@@ -295,8 +365,11 @@ def effect_of(w: WriteRecord) -> Effect | None:
         variables = (w.body or {}).get("variables") or {}
         gid = variables.get("orderId") or variables.get("id") or (variables.get("input") or {}).get("id")
         replay = json.dumps(variables, sort_keys=True) if w.operation != "orderCancel" else None
-        return Effect({"orderUpdate": "shopify_note", "tagsAdd": "shopify_tags", "orderCancel": "shopify_cancel"}[
-            w.operation], str(gid), replay=replay)
+        return Effect(
+            {"orderUpdate": "shopify_note", "tagsAdd": "shopify_tags", "orderCancel": "shopify_cancel"}[w.operation],
+            str(gid),
+            replay=replay,
+        )
     if w.platform == "amazon_mcf" and w.operation == "cancelFulfillmentOrder":
         return Effect("amazon_cancel", unquote(re.search(r"/fulfillmentOrders/(.+)/cancel$", w.path).group(1)))
     if w.platform == "shipbob" and "cancel" in w.path:
@@ -316,18 +389,24 @@ class Audit:
 
     def __post_init__(self):
         self.orders = {o["tiktok"]["id"]: o for o in self.scenario["orders"]}
-        self.by_cancel = {o["tiktok"]["cancellation"]["cancel_id"]: tid for tid, o in self.orders.items()
-                          if o["tiktok"].get("cancellation")}
+        self.by_cancel = {
+            o["tiktok"]["cancellation"]["cancel_id"]: tid
+            for tid, o in self.orders.items()
+            if o["tiktok"].get("cancellation")
+        }
         self.by_gid: dict[str, list[str]] = defaultdict(list)
         for tid, o in self.orders.items():
             shopify = o["shopify"] if isinstance(o["shopify"], list) else [o["shopify"]] if o["shopify"] else []
             for s in shopify:
                 self.by_gid[f"gid://shopify/Order/{s['id']}"].append(tid)
-        self.by_amazon = {o["amazon_mcf"]["seller_fulfillment_order_id"]: tid for tid, o in self.orders.items()
-                          if o.get("amazon_mcf")}
+        self.by_amazon = {
+            o["amazon_mcf"]["seller_fulfillment_order_id"]: tid for tid, o in self.orders.items() if o.get("amazon_mcf")
+        }
         self.by_shipbob = {str(o["shipbob"]["order_id"]): tid for tid, o in self.orders.items() if o.get("shipbob")}
-        self.amazon_now = {o["fulfillmentOrder"]["sellerFulfillmentOrderId"]: o["fulfillmentOrder"]["fulfillmentOrderStatus"]
-                           for o in self.amazon_state["orders"]}
+        self.amazon_now = {
+            o["fulfillmentOrder"]["sellerFulfillmentOrderId"]: o["fulfillmentOrder"]["fulfillmentOrderStatus"]
+            for o in self.amazon_state["orders"]
+        }
         self.shipbob_now = {str(o["id"]): o["status"] for o in self.shipbob_state["orders"]}
         self.effects = [(w, effect_of(w)) for w in self.writes]
         self.effects = [(w, e) for w, e in self.effects if e is not None]
@@ -350,11 +429,13 @@ class Audit:
         if o.get("amazon_mcf"):
             m = o["amazon_mcf"]
             return m["status"] in AMAZON_CANCELLABLE and not any(
-                s["status"] in ("PENDING", "SHIPPED") for s in m.get("shipments") or [])
+                s["status"] in ("PENDING", "SHIPPED") for s in m.get("shipments") or []
+            )
         sb = o["shipbob"]
         return sb["status"] == "Processing" and not any(
             s.get("tracking") or s["status"] == "Completed" or s.get("status_detail") in SHIPBOB_PAST_PICK
-            for s in sb.get("shipments") or [])
+            for s in sb.get("shipments") or []
+        )
 
     def fulfiller_cancel_verified(self, o: dict, before_seq: int) -> bool:
         """No fulfillment order, one cancelled from the start, or our cancel that took (and shows)."""
@@ -364,14 +445,18 @@ class Audit:
             sfo = o["amazon_mcf"]["seller_fulfillment_order_id"]
             if o["amazon_mcf"]["status"] == "Cancelled":
                 return True
-            asked = any(e.kind == "amazon_cancel" and e.target == sfo and w.outcome == "ok" and w.seq < before_seq
-                        for w, e in self.effects)
+            asked = any(
+                e.kind == "amazon_cancel" and e.target == sfo and w.outcome == "ok" and w.seq < before_seq
+                for w, e in self.effects
+            )
             return asked and self.amazon_now.get(sfo) == "Cancelled"
         oid = str(o["shipbob"]["order_id"])
         if o["shipbob"]["status"] == "Cancelled":
             return True
-        asked = any(e.kind == "shipbob_cancel" and e.target == oid and w.outcome == "ok" and w.seq < before_seq
-                    for w, e in self.effects)
+        asked = any(
+            e.kind == "shipbob_cancel" and e.target == oid and w.outcome == "ok" and w.seq < before_seq
+            for w, e in self.effects
+        )
         return asked and self.shipbob_now.get(oid) == "Cancelled"
 
     def fail(self, text: str) -> None:
@@ -399,8 +484,10 @@ class Audit:
             tt = o["tiktok"]
             if e.kind == "post_tracking":
                 if tt["tracking_number"] or tt["status"] not in SHIPPABLE:
-                    self.fail(f"#{w.seq} tracking sent to {tid}, which was {tt['status']} with tracking "
-                              f"{tt['tracking_number']!r}")
+                    self.fail(
+                        f"#{w.seq} tracking sent to {tid}, which was {tt['status']} with tracking "
+                        f"{tt['tracking_number']!r}"
+                    )
                 if tid in approved_at and approved_at[tid] < w.seq:
                     self.fail(f"#{w.seq} tracking sent to {tid} after its cancellation was approved")
             elif e.kind in ("amazon_cancel", "shipbob_cancel"):
@@ -438,8 +525,11 @@ class Audit:
 
     def refused_writes(self) -> int:
         """Order writes the platform refused on their merits (not throttles, auth or server errors)."""
-        return sum(1 for w, e in self.effects if w.outcome not in ("ok", "THROTTLED") and w.status not in (401, 403, 429)
-                   and w.status < 500)
+        return sum(
+            1
+            for w, e in self.effects
+            if w.outcome not in ("ok", "THROTTLED") and w.status not in (401, 403, 429) and w.status < 500
+        )
 
 
 def audit(rig: SandboxRig, writes: list[WriteRecord] | None = None) -> Audit:
@@ -460,16 +550,24 @@ def unfinished(wh: Warehouse, shop: str = "default") -> list[dict]:
     back (pending, by design: never done unless the fulfiller one day shows the cancel)."""
     rows = Ledger(wh).rows(shop)
     c4 = {r["tiktok_order_id"] for r in rows if r["kind"] == "escalate" and r["rule"] == "C4"}
-    return [r for r in rows if r["state"] == "in_flight"
-            or r["state"] in ("failed", "pending") and not (r["tiktok_order_id"] in c4 and r["kind"] in (
-                "verify_fulfillment_cancel", "cancel_shopify_order", "approve_cancellation"))]
+    return [
+        r
+        for r in rows
+        if r["state"] == "in_flight"
+        or r["state"] in ("failed", "pending")
+        and not (
+            r["tiktok_order_id"] in c4
+            and r["kind"] in ("verify_fulfillment_cancel", "cancel_shopify_order", "approve_cancellation")
+        )
+    ]
 
 
 def platform_secrets(rig: SandboxRig) -> dict[str, str]:
     """Every credential of the sandbox connections and every token the platforms have issued so far."""
     docs = sandbox_connections(rig.urls)
     found = {
-        "tiktok app secret": docs["tiktok"]["password"], "tiktok refresh token": docs["tiktok"]["extra"]["refresh_token"],
+        "tiktok app secret": docs["tiktok"]["password"],
+        "tiktok refresh token": docs["tiktok"]["extra"]["refresh_token"],
         "shopify client secret": docs["shopify"]["extra"]["client_secret"],
         "amazon client secret": docs["amazon_mcf"]["password"],
         "amazon refresh token": docs["amazon_mcf"]["extra"]["refresh_token"],
@@ -481,7 +579,9 @@ def platform_secrets(rig: SandboxRig) -> dict[str, str]:
     found.update({f"amazon access token {i}": t for i, t in enumerate(platforms["amazon_mcf"].tokens)})
     found.update({f"shopify access token {i}": t for i, t in enumerate(platforms["shopify"].tokens)})
     shipbob = platforms["shipbob"]
-    found.update({f"shipbob token {i}": t for i, t in enumerate(sorted(shipbob.active_tokens | shipbob.revoked_tokens))})
+    found.update(
+        {f"shipbob token {i}": t for i, t in enumerate(sorted(shipbob.active_tokens | shipbob.revoked_tokens))}
+    )
     return {name: value for name, value in found.items() if value}
 
 
@@ -494,8 +594,12 @@ def scenario_pii(sandbox: Sandbox) -> set[str]:
             for k, v in value.items():
                 # first and last names alone ("Sandbox", "Buyer") are words, not identifiers: the
                 # full name, email, phone and street are what must never be stored
-                if isinstance(v, str) and any(part in k.lower() for part in keys) and len(v) >= 6 \
-                        and k not in ("first_name", "last_name"):
+                if (
+                    isinstance(v, str)
+                    and any(part in k.lower() for part in keys)
+                    and len(v) >= 6
+                    and k not in ("first_name", "last_name")
+                ):
                     found.add(v)
                 else:
                     walk(v, keys)
@@ -525,8 +629,11 @@ class RewritingTransport(httpx.BaseTransport):
     to deliver the answer unchanged); `respond(request)` may answer a request itself.
     """
 
-    def __init__(self, rewrite: Callable[[httpx.Request, Any], Any] | None = None,
-                 respond: Callable[[httpx.Request], httpx.Response | None] | None = None):
+    def __init__(
+        self,
+        rewrite: Callable[[httpx.Request, Any], Any] | None = None,
+        respond: Callable[[httpx.Request], httpx.Response | None] | None = None,
+    ):
         self.inner = httpx.HTTPTransport(verify=tls_context())
         self.rewrite = rewrite
         self.respond = respond
@@ -549,9 +656,12 @@ class RewritingTransport(httpx.BaseTransport):
         changed = self.rewrite(request, data)
         if changed is None:
             return httpx.Response(response.status_code, headers=response.headers, content=body, request=request)
-        headers = [(k, v) for k, v in response.headers.items() if k.lower() not in ("content-length", "content-encoding")]
-        return httpx.Response(response.status_code, headers=headers, content=json.dumps(changed).encode(),
-                              request=request)
+        headers = [
+            (k, v) for k, v in response.headers.items() if k.lower() not in ("content-length", "content-encoding")
+        ]
+        return httpx.Response(
+            response.status_code, headers=headers, content=json.dumps(changed).encode(), request=request
+        )
 
     def close(self) -> None:
         self.inner.close()

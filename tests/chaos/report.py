@@ -5,6 +5,7 @@ A test adds its rows (`add`); tests/conftest.py hands them over on the test's te
 there (`receive`), prints them in pytest's terminal summary (shown with or without `-s`) and
 writes them to state/test-reports/<table>.txt.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -12,7 +13,7 @@ from collections import defaultdict
 from include.run.runconfig import STATE_DIR
 
 PROPERTY = "orderops-table-row"
-PENDING: list[tuple[str, dict]] = []            # the running test's rows
+PENDING: list[tuple[str, dict]] = []  # the running test's rows
 TABLES: dict[str, list[dict]] = defaultdict(list)  # finished tests' rows, where they are printed
 REPORT_DIR = STATE_DIR / "test-reports"
 
@@ -41,7 +42,10 @@ def render(rows: list[dict]) -> str:
     columns = list(dict.fromkeys(k for row in rows for k in row))
     cells = [[str(row.get(c, "")) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
     return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(r) for r in cells)])
 
 
@@ -55,6 +59,6 @@ def write_all() -> list[tuple[str, str]]:
             REPORT_DIR.mkdir(parents=True, exist_ok=True)
             (REPORT_DIR / f"{table}.txt").write_text(text + "\n")
         except OSError:
-            pass   # a read-only checkout still gets the terminal summary
+            pass  # a read-only checkout still gets the terminal summary
         out.append((table, text))
     return out

@@ -5,6 +5,7 @@ The simulators only serve valid data, so broken records are put into real sandbo
 way back to the client (`RewritingTransport`, a stand-in for a platform serving bad data), and the
 staging transforms are also fed broken copies of real platform objects directly.
 """
+
 from __future__ import annotations
 
 import copy
@@ -16,20 +17,35 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from include.decide.model import as_utc
 from include.extract import staging
 from include.run.pipeline import run_all
 from include.run.platforms import Platforms
-from include.store.run_store import RunStore, natural_key
-from orderops_provider.base import ConfigurationError
 from include.run.runconfig import RunConfigError, run_settings
-from sandbox.scenario import ScenarioError, parse_scenario
+from include.store.run_store import RunStore, natural_key
 from include.store.warehouse import (
-    action_ledger, decisions, quarantine, runs, stg_amazon_fulfillment_orders, stg_shipbob_orders, stg_tiktok_orders, validation_results,
+    action_ledger,
+    decisions,
+    quarantine,
+    runs,
+    stg_amazon_fulfillment_orders,
+    stg_shipbob_orders,
+    stg_tiktok_orders,
+    validation_results,
 )
-from include.decide.model import as_utc
+from orderops_provider.base import ConfigurationError
+from sandbox.scenario import ScenarioError, parse_scenario
 from tests.chaos.harness import (
-    NOW, POLICY, WINDOW, SandboxRig, audit, chaos_scenario, fresh_warehouse, hook_client,
-    patched_env, unfinished,
+    NOW,
+    POLICY,
+    WINDOW,
+    SandboxRig,
+    audit,
+    chaos_scenario,
+    fresh_warehouse,
+    hook_client,
+    patched_env,
+    unfinished,
 )
 
 pytestmark = pytest.mark.slow
@@ -59,7 +75,9 @@ def samples(rig):
                 "tiktok": next(tiktok.search_orders({"order_status": "AWAITING_SHIPMENT"})),
                 "cancellation": cancellations[0],
                 "shopify": next(shopify.orders("")),
-                "amazon": next(o for o in amazon.list_fulfillment_orders() if o["fulfillmentOrderStatus"] == "Planning"),
+                "amazon": next(
+                    o for o in amazon.list_fulfillment_orders() if o["fulfillmentOrderStatus"] == "Planning"
+                ),
                 "shipbob": next(o for o in shipbob.orders() if o["shipments"]),
             }
             sample["amazon_detail"] = amazon.get_fulfillment_order(sample["amazon"]["sellerFulfillmentOrderId"])
@@ -85,9 +103,14 @@ def set_path(obj: dict, path: str, value) -> dict:
 
 
 DELETE = object()
-ROW = {"tiktok": staging.tiktok_order_row, "cancellation": staging.tiktok_cancellation_row,
-       "shopify": staging.shopify_order_row, "amazon": lambda o: staging.amazon_row_from_listing(o, []),
-       "amazon_detail": staging.amazon_order_row, "shipbob": staging.shipbob_order_row}
+ROW = {
+    "tiktok": staging.tiktok_order_row,
+    "cancellation": staging.tiktok_cancellation_row,
+    "shopify": staging.shopify_order_row,
+    "amazon": lambda o: staging.amazon_row_from_listing(o, []),
+    "amazon_detail": staging.amazon_order_row,
+    "shipbob": staging.shipbob_order_row,
+}
 BROKEN = [
     # (sample, field path, bad value, words the reason must contain)
     ("tiktok", "status", DELETE, "status is missing"),
@@ -141,10 +164,13 @@ BROKEN = [
 ]
 
 
-@pytest.mark.parametrize("sample,path,value,reason", BROKEN,
-                         ids=[f"{s}.{p}={'deleted' if v is DELETE else repr(v)[:20]}" for s, p, v, _ in BROKEN])
+@pytest.mark.parametrize(
+    "sample,path,value,reason",
+    BROKEN,
+    ids=[f"{s}.{p}={'deleted' if v is DELETE else repr(v)[:20]}" for s, p, v, _ in BROKEN],
+)
 def test_each_broken_field_is_refused_with_its_name(samples, sample, path, value, reason):
-    ROW[sample](samples[sample])   # the real object stages
+    ROW[sample](samples[sample])  # the real object stages
     with pytest.raises(staging.BadRecord) as refused:
         ROW[sample](set_path(samples[sample], path, value))
     assert reason in str(refused.value)
@@ -169,17 +195,27 @@ def pick(pred, n: int = 1) -> list[dict]:
 
 
 def shipped(o: dict) -> bool:
-    return o["tiktok"]["status"] == "AWAITING_SHIPMENT" and not o["tiktok"]["cancellation"] and isinstance(
-        o["shopify"], dict) and ((o["amazon_mcf"] or {}).get("status") == "Complete" or
-                                 (o["shipbob"] or {}).get("status") == "Fulfilled")
+    return (
+        o["tiktok"]["status"] == "AWAITING_SHIPMENT"
+        and not o["tiktok"]["cancellation"]
+        and isinstance(o["shopify"], dict)
+        and ((o["amazon_mcf"] or {}).get("status") == "Complete" or (o["shipbob"] or {}).get("status") == "Fulfilled")
+    )
 
 
 T1_AMAZON = pick(lambda o: shipped(o) and o["fulfiller"] == "amazon_mcf", 3)
 T1_SHIPBOB = pick(lambda o: shipped(o) and o["fulfiller"] == "shipbob", 1)[0]
 C1_AMAZON = pick(lambda o: o["tiktok"]["cancellation"] and (o["amazon_mcf"] or {}).get("status") == "Planning")[0]
 AMBIGUOUS = pick(lambda o: isinstance(o["shopify"], list) and o["fulfiller"])[0]
-N1 = pick(lambda o: o["tiktok"]["status"] == "AWAITING_SHIPMENT" and not o["tiktok"]["cancellation"]
-          and isinstance(o["shopify"], dict) and (o["amazon_mcf"] or {}).get("status") == "Planning", 2)
+N1 = pick(
+    lambda o: (
+        o["tiktok"]["status"] == "AWAITING_SHIPMENT"
+        and not o["tiktok"]["cancellation"]
+        and isinstance(o["shopify"], dict)
+        and (o["amazon_mcf"] or {}).get("status") == "Planning"
+    ),
+    2,
+)
 
 
 def broken_answers(request: httpx.Request, data):
@@ -199,7 +235,11 @@ def broken_answers(request: httpx.Request, data):
         if orders:
             orders += [copy.deepcopy(orders[0]), {"note": "an entry without an id"}, "garbage"]
         return data
-    if path.endswith("/graphql.json") and isinstance(data.get("data"), dict) and isinstance(data["data"].get("orders"), dict):
+    if (
+        path.endswith("/graphql.json")
+        and isinstance(data.get("data"), dict)
+        and isinstance(data["data"].get("orders"), dict)
+    ):
         nodes = data["data"]["orders"]["nodes"]
         for node in nodes:
             if node["legacyResourceId"] == str(AMBIGUOUS["shopify"][1]["id"]):
@@ -215,7 +255,7 @@ def broken_answers(request: httpx.Request, data):
             if o["sellerFulfillmentOrderId"] == C1_AMAZON["amazon_mcf"]["seller_fulfillment_order_id"]:
                 o["receivedDate"] = "9999-12-31T00:00:00Z"
         if "nextToken" in str(request.url.params) and orders:
-            orders.append(copy.deepcopy(FIRST_AMAZON_PAGE[0]))    # a record seen on an earlier page
+            orders.append(copy.deepcopy(FIRST_AMAZON_PAGE[0]))  # a record seen on an earlier page
             INJECTED["repeated across pages"] += 1
         elif orders:
             FIRST_AMAZON_PAGE[:] = copy.deepcopy(orders)
@@ -227,8 +267,16 @@ def broken_answers(request: httpx.Request, data):
                 o["shipments"] = 5
         if request.url.params.get("Page") == "1":
             # a huge page: thousands of orders nobody links to
-            data += [{"id": 99_000_000 + i, "reference_id": f"other-channel-{i}", "status": "Processing",
-                      "created_date": "2026-11-19T10:00:00Z", "shipments": []} for i in range(5000)]
+            data += [
+                {
+                    "id": 99_000_000 + i,
+                    "reference_id": f"other-channel-{i}",
+                    "status": "Processing",
+                    "created_date": "2026-11-19T10:00:00Z",
+                    "shipments": [],
+                }
+                for i in range(5000)
+            ]
             data.append({"reference_id": "no id at all"})
         return data
     return None
@@ -266,10 +314,17 @@ def test_broken_records_are_quarantined_and_never_acted_on(kind, rig, tmp_path):
     assert "create_time has the wrong type" in reasons[("tiktok_orders", tid(N1[0]))]
     assert "tags has the wrong type" in reasons[("shopify_orders", str(AMBIGUOUS["shopify"][1]["id"]))]
     assert "not a plausible time" in reasons[("shopify_orders", str(N1[1]["shopify"]["id"]))]
-    assert "receivedDate" in reasons[("amazon_fulfillment_orders", C1_AMAZON["amazon_mcf"]["seller_fulfillment_order_id"])]
+    assert (
+        "receivedDate" in reasons[("amazon_fulfillment_orders", C1_AMAZON["amazon_mcf"]["seller_fulfillment_order_id"])]
+    )
     assert "shipments has the wrong type" in reasons[("shipbob_orders", str(T1_SHIPBOB["shipbob"]["order_id"]))]
     junk = [q for q in held if q["record_key"] is None]
-    assert {q["batch"] for q in junk} >= {"tiktok_orders", "shopify_orders", "amazon_fulfillment_orders", "shipbob_orders"}
+    assert {q["batch"] for q in junk} >= {
+        "tiktok_orders",
+        "shopify_orders",
+        "amazon_fulfillment_orders",
+        "shipbob_orders",
+    }
     assert all(q["reason"] for q in held) and summary["quarantined"] == len(held)
     # repeats (within a page and across pages) are staged once; the huge page is staged whole
     assert INJECTED["repeated across pages"] > 0
@@ -284,7 +339,8 @@ def test_broken_records_are_quarantined_and_never_acted_on(kind, rig, tmp_path):
     broken = {tid(o) for o in (*T1_AMAZON, T1_SHIPBOB, C1_AMAZON, AMBIGUOUS, *N1)}
     assert not broken & touched_orders(rig)
     assert rig.state("amazon_mcf") and C1_AMAZON["tiktok"]["cancellation"]["cancel_id"] not in {
-        e.target for w, e in checked.effects}
+        e.target for w, e in checked.effects
+    }
     # the rest of the shop is served as usual
     assert sum(1 for w, e in checked.effects if e.kind == "post_tracking" and w.outcome == "ok") >= 5
 
@@ -303,8 +359,11 @@ def test_an_unknown_status_fails_the_batch_and_blocks_what_rests_on_it(rig, tmp_
     with fresh_warehouse("sqlite", tmp_path) as wh:
         summary = run_with(rig, wh, "unknown-enum-1", unknown_amazon_status)
         with wh.engine.connect() as conn:
-            failed = conn.execute(sa.select(validation_results.c.checked_at).where(
-                validation_results.c.success.is_(False))).scalars().all()
+            failed = (
+                conn.execute(sa.select(validation_results.c.checked_at).where(validation_results.c.success.is_(False)))
+                .scalars()
+                .all()
+            )
             decided = conn.execute(sa.select(runs.c.decided_at)).scalar_one()
     assert summary["validation_failures"] == ["amazon_fulfillment_orders"] and summary["state"] == "attention"
     # recorded on the run's clock, as the SLA page lists it beside the run's days
@@ -312,8 +371,8 @@ def test_an_unknown_status_fails_the_batch_and_blocks_what_rests_on_it(rig, tmp_
     amazon_orders = {tid(o) for o in SCENARIO["orders"] if o["fulfiller"] == "amazon_mcf"}
     shipbob_orders = {tid(o) for o in SCENARIO["orders"] if o["fulfiller"] == "shipbob"}
     touched = touched_orders(rig)
-    assert not touched & amazon_orders             # nothing that rests on Amazon data is done
-    assert touched & shipbob_orders                # ShipBob orders are served
+    assert not touched & amazon_orders  # nothing that rests on Amazon data is done
+    assert touched & shipbob_orders  # ShipBob orders are served
     assert audit(rig).violations == []
 
 
@@ -339,19 +398,24 @@ def test_bad_scenario_files_are_refused_naming_the_order_and_field(rig):
     assert httpx.get(f"{rig.urls['tiktok']}/_sandbox/info", timeout=10).json()["orders"] == len(rig.scenario["orders"])
 
 
-@pytest.mark.parametrize("params,named", [
-    ({"policy": {"c3_action": "refund"}}, "policy.c3_action"),
-    ({"policy": {"horizon_hours": -1}}, "policy.horizon_hours"),
-    ({"policy": {"refund_metod": "none"}}, "refund_metod"),
-    ({"policy": {"carrier_overrides": {"LOCAL-COURIER-7": 5}}}, "policy.carrier_overrides"),
-    ({"policy": {"restock": "yes"}}, "policy.restock"),
-    ({"sla_horizon_hours": "a day"}, "param sla_horizon_hours: expected 0 to 720 hours, got 'a day'"),
-    ({"window_start": "2026-11-20T14:30:00"}, "param window_start: expected an ISO-8601 time with its offset, "
-                                              "got '2026-11-20T14:30:00'"),
-    ({"window_start": None, "window_end": "2026-11-20T15:00:00Z"}, "window_start and window_end go together"),
-    ({"fulfillers": ["fedex"]}, "fulfillers"),
-    ({"now": "soon"}, "now"),
-])
+@pytest.mark.parametrize(
+    "params,named",
+    [
+        ({"policy": {"c3_action": "refund"}}, "policy.c3_action"),
+        ({"policy": {"horizon_hours": -1}}, "policy.horizon_hours"),
+        ({"policy": {"refund_metod": "none"}}, "refund_metod"),
+        ({"policy": {"carrier_overrides": {"LOCAL-COURIER-7": 5}}}, "policy.carrier_overrides"),
+        ({"policy": {"restock": "yes"}}, "policy.restock"),
+        ({"sla_horizon_hours": "a day"}, "param sla_horizon_hours: expected 0 to 720 hours, got 'a day'"),
+        (
+            {"window_start": "2026-11-20T14:30:00"},
+            "param window_start: expected an ISO-8601 time with its offset, got '2026-11-20T14:30:00'",
+        ),
+        ({"window_start": None, "window_end": "2026-11-20T15:00:00Z"}, "window_start and window_end go together"),
+        ({"fulfillers": ["fedex"]}, "fulfillers"),
+        ({"now": "soon"}, "now"),
+    ],
+)
 def test_bad_policy_and_params_are_named_before_any_call(rig, params, named):
     rig.load(SCENARIO)
     with pytest.raises(RunConfigError, match=re.escape(named)):
@@ -359,19 +423,22 @@ def test_bad_policy_and_params_are_named_before_any_call(rig, params, named):
     assert rig.writes == [] and sum(rig.sandbox.calls.values()) == 0
 
 
-@pytest.mark.parametrize("platform,change,named", [
-    ("tiktok", {"password": ""}, "app_secret"),
-    ("tiktok", {"extra": {"qps": "fast"}}, "extra.qps"),
-    ("shopify", {"extra": {"api_version": "2025-13"}}, "api_version"),
-    ("shopify", {"extra": {"client_secret": ""}}, "client_id and client_secret"),
-    ("amazon_mcf", {"extra": {"refresh_token": ""}}, "extra.refresh_token"),
-    ("amazon_mcf", {"extra": {"lwa_url": "ftp://lwa"}}, "lwa_url"),
-    ("shipbob", {"extra": {"channel_id": "channel-one"}}, "channel_id"),
-    ("shipbob", {"extra": {"timeout": "soon"}}, "extra.timeout"),
-    ("shipbob", {"host": "api.shipbob.com", "schema": "gopher"}, "schema"),
-    ("shipbob", {"extra": {"channel_id": None}}, "extra.channel_id"),
-    ("amazon_mcf", {"extra": "{'refresh_token': 'single quotes'"}, "extra is not JSON"),
-])
+@pytest.mark.parametrize(
+    "platform,change,named",
+    [
+        ("tiktok", {"password": ""}, "app_secret"),
+        ("tiktok", {"extra": {"qps": "fast"}}, "extra.qps"),
+        ("shopify", {"extra": {"api_version": "2025-13"}}, "api_version"),
+        ("shopify", {"extra": {"client_secret": ""}}, "client_id and client_secret"),
+        ("amazon_mcf", {"extra": {"refresh_token": ""}}, "extra.refresh_token"),
+        ("amazon_mcf", {"extra": {"lwa_url": "ftp://lwa"}}, "lwa_url"),
+        ("shipbob", {"extra": {"channel_id": "channel-one"}}, "channel_id"),
+        ("shipbob", {"extra": {"timeout": "soon"}}, "extra.timeout"),
+        ("shipbob", {"host": "api.shipbob.com", "schema": "gopher"}, "schema"),
+        ("shipbob", {"extra": {"channel_id": None}}, "extra.channel_id"),
+        ("amazon_mcf", {"extra": "{'refresh_token': 'single quotes'"}, "extra is not JSON"),
+    ],
+)
 def test_bad_connection_settings_are_named_before_any_write(rig, tmp_path, platform, change, named):
     rig.load(SCENARIO)
     env = rig.connection_env()
@@ -379,15 +446,16 @@ def test_bad_connection_settings_are_named_before_any_write(rig, tmp_path, platf
     doc = json.loads(env[key])
     doc.update({k: v for k, v in change.items() if k != "extra"})
     if isinstance(change.get("extra"), str):
-        doc["extra"] = change["extra"]      # an extra as typed in the UI, not parsable
+        doc["extra"] = change["extra"]  # an extra as typed in the UI, not parsable
     else:
         doc["extra"].update(change.get("extra", {}))
     if "schema" in change:
         doc["host"] = change["host"]
     env[key] = json.dumps(doc)
     with fresh_warehouse("sqlite", tmp_path) as wh, patched_env(env):
-        settings = run_settings(dag_id="orderops_sla", run_id="bad-connection",
-                                params={"now": NOW, **WINDOW, "policy": POLICY})
+        settings = run_settings(
+            dag_id="orderops_sla", run_id="bad-connection", params={"now": NOW, **WINDOW, "policy": POLICY}
+        )
         platforms = Platforms(settings)
         try:
             with pytest.raises(ConfigurationError, match=re.escape(named)) as refused:
@@ -416,7 +484,11 @@ def hostile_answers(request: httpx.Request, data):
             elif o["id"] == tid(T1_AMAZON_MORE[4]):
                 o["line_items"][0]["seller_sku"] = 12345
         return data
-    if path.endswith("/graphql.json") and isinstance(data.get("data"), dict) and isinstance(data["data"].get("orders"), dict):
+    if (
+        path.endswith("/graphql.json")
+        and isinstance(data.get("data"), dict)
+        and isinstance(data["data"].get("orders"), dict)
+    ):
         for node in data["data"]["orders"]["nodes"]:
             if node["legacyResourceId"] == str(T1_AMAZON_MORE[0]["shopify"]["id"]):
                 node["name"] = "#" + "1" * 99
@@ -447,21 +519,35 @@ def test_oversized_and_wrong_typed_values_are_quarantined_on_either_database(kin
     rig.load(SCENARIO)
     with fresh_warehouse(kind, tmp_path) as wh:
         run_with(rig, wh, "clean-1", lambda request, data: None)
-    clean = posted_tracking(audit(rig))   # what the same shop gets when every answer is sound
+    clean = posted_tracking(audit(rig))  # what the same shop gets when every answer is sound
     rig.load(SCENARIO)
     with fresh_warehouse(kind, tmp_path) as wh:
         summary = run_with(rig, wh, "hostile-values-1", hostile_answers)
         with wh.engine.connect() as conn:
             held = {(q.batch, q.record_key): q.reason for q in conn.execute(sa.select(quarantine))}
-    assert held[("tiktok_orders", tid(T1_AMAZON_MORE[3]))].endswith("tracking_number is 300 characters long (at most 64)")
+    assert held[("tiktok_orders", tid(T1_AMAZON_MORE[3]))].endswith(
+        "tracking_number is 300 characters long (at most 64)"
+    )
     assert "seller_sku has the wrong type (int)" in held[("tiktok_orders", tid(T1_AMAZON_MORE[4]))]
-    assert "name is 100 characters long (at most 64)" in held[("shopify_orders", str(T1_AMAZON_MORE[0]["shopify"]["id"]))]
-    assert "displayable_order_id is 100 characters long" in held[
-        ("amazon_fulfillment_orders", T1_AMAZON_MORE[1]["amazon_mcf"]["seller_fulfillment_order_id"])]
+    assert (
+        "name is 100 characters long (at most 64)" in held[("shopify_orders", str(T1_AMAZON_MORE[0]["shopify"]["id"]))]
+    )
+    assert (
+        "displayable_order_id is 100 characters long"
+        in held[("amazon_fulfillment_orders", T1_AMAZON_MORE[1]["amazon_mcf"]["seller_fulfillment_order_id"])]
+    )
     shipbob = {o["shipbob"]["order_id"]: o for o in T1_SHIPBOB_MORE}
-    assert "reference_id is 200 characters long (at most 128)" in held[("shipbob_orders", str(T1_SHIPBOB_MORE[0]["shipbob"]["order_id"]))]
-    assert "carrier has the wrong type (int)" in held[("shipbob_orders", str(T1_SHIPBOB_MORE[1]["shipbob"]["order_id"]))]
-    assert "tracking_number has the wrong type (int)" in held[("shipbob_orders", str(T1_SHIPBOB_MORE[2]["shipbob"]["order_id"]))]
+    assert (
+        "reference_id is 200 characters long (at most 128)"
+        in held[("shipbob_orders", str(T1_SHIPBOB_MORE[0]["shipbob"]["order_id"]))]
+    )
+    assert (
+        "carrier has the wrong type (int)" in held[("shipbob_orders", str(T1_SHIPBOB_MORE[1]["shipbob"]["order_id"]))]
+    )
+    assert (
+        "tracking_number has the wrong type (int)"
+        in held[("shipbob_orders", str(T1_SHIPBOB_MORE[2]["shipbob"]["order_id"]))]
+    )
     assert summary["quarantined"] == len(held) == 7 and len(shipbob) == 3
     # the run went through: the orders behind the bad records are held, the rest of the shop served
     checked = audit(rig)
@@ -469,7 +555,7 @@ def test_oversized_and_wrong_typed_values_are_quarantined_on_either_database(kin
     broken = {tid(o) for o in (*T1_AMAZON_MORE[:2], *T1_AMAZON_MORE[3:], *T1_SHIPBOB_MORE)}
     touched = touched_orders(rig)
     assert not broken & touched
-    assert posted_tracking(checked) == clean - broken and clean & broken   # only the bad records cost work
+    assert posted_tracking(checked) == clean - broken and clean & broken  # only the bad records cost work
 
 
 # -------------------------------------------------- absence is not concluded beyond the listings
@@ -477,19 +563,23 @@ def test_a_cancellation_older_than_the_listings_reach_is_escalated_not_refunded(
     """An order older than the lookback cap, found in Shopify (imported late): no fulfiller listing
     reached back to it, so finding no fulfillment order proves nothing; it is escalated, while a
     recent order with no fulfillment order is refunded."""
-    old, recent = pick(lambda o: o["tiktok"]["cancellation"] and not o["fulfiller"] and isinstance(o["shopify"], dict), 2)
+    old, recent = pick(
+        lambda o: o["tiktok"]["cancellation"] and not o["fulfiller"] and isinstance(o["shopify"], dict), 2
+    )
     scenario = copy.deepcopy(SCENARIO)
     for o in scenario["orders"]:
         if o["tiktok"]["id"] == tid(old):
-            o["tiktok"]["create_time"] = "2026-09-01T10:00:00Z"     # 80 days before the run
-            o["shopify"]["created_at"] = "2026-11-20T10:00:00Z"     # imported into Shopify only today
+            o["tiktok"]["create_time"] = "2026-09-01T10:00:00Z"  # 80 days before the run
+            o["shopify"]["created_at"] = "2026-11-20T10:00:00Z"  # imported into Shopify only today
     rig.load(scenario)
     with fresh_warehouse("sqlite", tmp_path) as wh:
         run_with(rig, wh, "lookback-1", lambda request, data: None)
         with wh.engine.connect() as conn:
             rules = {r.tiktok_order_id: (r.rule, r.reason) for r in conn.execute(sa.select(decisions))}
-            escalated = {r.tiktok_order_id: r.request["reason_code"] for r in conn.execute(
-                sa.select(action_ledger).where(action_ledger.c.kind == "escalate"))}
+            escalated = {
+                r.tiktok_order_id: r.request["reason_code"]
+                for r in conn.execute(sa.select(action_ledger).where(action_ledger.c.kind == "escalate"))
+            }
     assert rules[tid(old)][0] == "E1" and escalated[tid(old)] == "fulfillment_not_listed"
     assert rules[tid(recent)][0] == "C2"
     refunded = {e.target for w, e in audit(rig).effects if w.outcome == "ok" and e.kind == "shopify_cancel"}
@@ -504,12 +594,20 @@ def test_a_fulfillment_order_a_listing_left_out_is_found_before_any_refund(rig, 
     open order and stops; once the listings show it again, the saga cancels it at the fulfiller and
     only then approves and refunds."""
     scenario = chaos_scenario(shipbob_c1=1)
-    sagas = [o for o in scenario["orders"] if o["tiktok"]["cancellation"] and (
-        (o["amazon_mcf"] or {}).get("status") == "Planning" or (o["shipbob"] or {}).get("status") == "Processing")]
+    sagas = [
+        o
+        for o in scenario["orders"]
+        if o["tiktok"]["cancellation"]
+        and ((o["amazon_mcf"] or {}).get("status") == "Planning" or (o["shipbob"] or {}).get("status") == "Processing")
+    ]
     hidden_amazon = next(o["amazon_mcf"]["seller_fulfillment_order_id"] for o in sagas if o["amazon_mcf"])
     hidden_shipbob = next(o["shipbob"]["order_id"] for o in sagas if o["shipbob"])
-    hidden = [o for o in sagas if (o["amazon_mcf"] or {}).get("seller_fulfillment_order_id") == hidden_amazon
-              or (o["shipbob"] or {}).get("order_id") == hidden_shipbob]
+    hidden = [
+        o
+        for o in sagas
+        if (o["amazon_mcf"] or {}).get("seller_fulfillment_order_id") == hidden_amazon
+        or (o["shipbob"] or {}).get("order_id") == hidden_shipbob
+    ]
     refunds = {f"gid://shopify/Order/{o['shopify']['id']}": tid(o) for o in hidden}
 
     def leave_out(request, data):
@@ -529,15 +627,23 @@ def test_a_fulfillment_order_a_listing_left_out_is_found_before_any_refund(rig, 
         assert checked.violations == []
         refunded = {e.target for w, e in checked.effects if w.outcome == "ok" and e.kind == "shopify_cancel"}
         assert refunded.isdisjoint(refunds)
-        stopped = {r["tiktok_order_id"]: r for r in Ledger(wh).rows("default", kind="approve_cancellation")
-                   if r["tiktok_order_id"] in refunds.values()}
+        stopped = {
+            r["tiktok_order_id"]: r
+            for r in Ledger(wh).rows("default", kind="approve_cancellation")
+            if r["tiktok_order_id"] in refunds.values()
+        }
         assert set(stopped) == set(refunds.values())
         for row in stopped.values():
             assert row["rule"] == "C2" and row["state"] == "failed"
             assert "not cancelled: not approved, not refunded" in row["detail"]
             assert "fulfillment_order_found" in row["detail"]
-        assert not [w for w, e in checked.effects if w.outcome == "ok" and e.kind == "approve_cancellation"
-                    and checked.by_cancel.get(e.target) in refunds.values()]
+        assert not [
+            w
+            for w, e in checked.effects
+            if w.outcome == "ok"
+            and e.kind == "approve_cancellation"
+            and checked.by_cancel.get(e.target) in refunds.values()
+        ]
         # the listings whole again: cancelled at the fulfiller, verified, then refunded and approved
         for run in range(2, 5):
             rig.advance(10)
@@ -546,8 +652,9 @@ def test_a_fulfillment_order_a_listing_left_out_is_found_before_any_refund(rig, 
         assert checked.violations == []
         refunded = {e.target for w, e in checked.effects if w.outcome == "ok" and e.kind == "shopify_cancel"}
         assert set(refunds) <= refunded
-        cancelled = {e.target for w, e in checked.effects if w.outcome == "ok"
-                     and e.kind in ("amazon_cancel", "shipbob_cancel")}
+        cancelled = {
+            e.target for w, e in checked.effects if w.outcome == "ok" and e.kind in ("amazon_cancel", "shipbob_cancel")
+        }
         assert {hidden_amazon, str(hidden_shipbob)} <= cancelled
         assert unfinished(wh) == []
 
@@ -558,8 +665,9 @@ def test_a_saga_begun_and_then_left_out_by_the_listings_is_not_refunded(rig, tmp
     order out, so the order reads as C2. The approval still asks Amazon first, finds the order open
     and is not made, nor the refund after it."""
     scenario = chaos_scenario(cancel_ignored=True)
-    saga = next(o for o in scenario["orders"] if o["tiktok"]["cancellation"] and (o["amazon_mcf"] or {}).get(
-        "cancel_ignored"))
+    saga = next(
+        o for o in scenario["orders"] if o["tiktok"]["cancellation"] and (o["amazon_mcf"] or {}).get("cancel_ignored")
+    )
     sfo, gid = saga["amazon_mcf"]["seller_fulfillment_order_id"], f"gid://shopify/Order/{saga['shopify']['id']}"
 
     def leave_out(request, data):
@@ -576,14 +684,21 @@ def test_a_saga_begun_and_then_left_out_by_the_listings_is_not_refunded(rig, tmp
         assert rules[tid(saga)] == "C1"
         with wh.engine.begin() as conn:
             t = stg_amazon_fulfillment_orders.c
-            assert conn.execute(stg_amazon_fulfillment_orders.delete().where(t.seller_fulfillment_order_id == sfo)).rowcount
+            assert conn.execute(
+                stg_amazon_fulfillment_orders.delete().where(t.seller_fulfillment_order_id == sfo)
+            ).rowcount
         rig.advance(10)
         rig.run(wh, "begun-2", rewrite=leave_out, now=rig.now(), policy={"cancel_verify_timeout_minutes": 60})
         with wh.engine.connect() as conn:
-            decided = dict(conn.execute(sa.select(decisions.c.tiktok_order_id, decisions.c.rule).where(
-                decisions.c.run_id == "begun-2")).all())
-        approval, refund = (next(r for r in Ledger(wh).rows("default", kind=kind) if r["tiktok_order_id"] == tid(saga))
-                            for kind in ("approve_cancellation", "cancel_shopify_order"))
+            decided = dict(
+                conn.execute(
+                    sa.select(decisions.c.tiktok_order_id, decisions.c.rule).where(decisions.c.run_id == "begun-2")
+                ).all()
+            )
+        approval, refund = (
+            next(r for r in Ledger(wh).rows("default", kind=kind) if r["tiktok_order_id"] == tid(saga))
+            for kind in ("approve_cancellation", "cancel_shopify_order")
+        )
     assert decided[tid(saga)] == "C2"
     assert approval["state"] == "failed" and f"fulfillment order {sfo} is Planning" in approval["detail"]
     assert refund["state"] == "pending"
@@ -593,14 +708,15 @@ def test_a_saga_begun_and_then_left_out_by_the_listings_is_not_refunded(rig, tmp
 
 
 # ------------------------------------------------ property: any broken field is staged or held
-from hypothesis import HealthCheck, given, settings as hypothesis_settings  # noqa: E402
+from hypothesis import HealthCheck, given  # noqa: E402
+from hypothesis import settings as hypothesis_settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from include.run import pipeline  # noqa: E402
 from include.act.ledger import Ledger  # noqa: E402
+from include.run import pipeline  # noqa: E402
 from include.store.warehouse import stg_shopify_orders, stg_tiktok_cancellations  # noqa: E402
 
-STAGED_AS = {   # sample -> (table, batch, transform, id field)
+STAGED_AS = {  # sample -> (table, batch, transform, id field)
     "tiktok": (stg_tiktok_orders, "tiktok_orders", staging.tiktok_order_row, "id"),
     "cancellation": (stg_tiktok_cancellations, "tiktok_cancellations", staging.tiktok_cancellation_row, "cancel_id"),
     "shopify": (stg_shopify_orders, "shopify_orders", staging.shopify_order_row, "legacyResourceId"),
@@ -608,11 +724,31 @@ STAGED_AS = {   # sample -> (table, batch, transform, id field)
     "shipbob": (stg_shipbob_orders, "shipbob_orders", staging.shipbob_order_row, "id"),
 }
 ODD_VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70), st.floats(allow_nan=True),
-    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
-    st.text(max_size=30), st.text(min_size=60, max_size=400),
-    st.sampled_from(["", " ", "\x00", "1Z\x00999", "\u202e1Z999AA1", "🚚" * 70, "e\u0301" * 40, "9" * 300,
-                     "2026-13-45T25:61:00Z", "Infinity", "null", "#" * 65]))
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.text(max_size=30),
+    st.text(min_size=60, max_size=400),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "\x00",
+            "1Z\x00999",
+            "\u202e1Z999AA1",
+            "🚚" * 70,
+            "e\u0301" * 40,
+            "9" * 300,
+            "2026-13-45T25:61:00Z",
+            "Infinity",
+            "null",
+            "#" * 65,
+        ]
+    ),
+)
 
 
 def paths_of(value, prefix=()):
@@ -641,8 +777,10 @@ def broken(sample: dict, path: tuple, value) -> dict:
 
 @pytest.fixture(scope="module")
 def both_warehouses(tmp_path_factory):
-    with fresh_warehouse("sqlite", tmp_path_factory.mktemp("property")) as lite, \
-            fresh_warehouse("postgresql", tmp_path_factory.mktemp("property-pg")) as pg:
+    with (
+        fresh_warehouse("sqlite", tmp_path_factory.mktemp("property")) as lite,
+        fresh_warehouse("postgresql", tmp_path_factory.mktemp("property-pg")) as pg,
+    ):
         for wh in (lite, pg):
             wh.migrate()
         yield lite, pg
@@ -666,14 +804,24 @@ def test_any_broken_field_of_any_record_is_staged_or_quarantined_on_both_databas
         if staged:
             key = str(to_row(record)[natural_key(table).name])
             with wh.engine.connect() as conn:
-                assert conn.execute(sa.select(sa.func.count()).select_from(table).where(
-                    natural_key(table) == key)).scalar() == 1
+                assert (
+                    conn.execute(
+                        sa.select(sa.func.count()).select_from(table).where(natural_key(table) == key)
+                    ).scalar()
+                    == 1
+                )
 
 
-LISTED = {   # sample -> (the listing's path, where its records are in the answer)
+LISTED = {  # sample -> (the listing's path, where its records are in the answer)
     "tiktok": (r"/orders/search$", lambda data: data["data"]["orders"]),
-    "shopify": (r"/graphql\.json$", lambda data: (data.get("data") or {}).get("orders", {}).get("nodes", [])
-                if isinstance((data.get("data") or {}).get("orders"), dict) else []),
+    "shopify": (
+        r"/graphql\.json$",
+        lambda data: (
+            (data.get("data") or {}).get("orders", {}).get("nodes", [])
+            if isinstance((data.get("data") or {}).get("orders"), dict)
+            else []
+        ),
+    ),
     "amazon": (r"/fulfillmentOrders$", lambda data: data["payload"]["fulfillmentOrders"]),
     "shipbob": (r"/order$", lambda data: data if isinstance(data, list) else []),
 }
@@ -700,14 +848,16 @@ def run_over_broken_listing(kind, rig, clean_touched, tmp_path, which: str, path
             try:
                 records[0] = broken(records[0], path, value)
             except (KeyError, IndexError, TypeError):
-                return None     # this record has no such field
+                return None  # this record has no such field
         return answer
 
     rig.load(SCENARIO)
     with fresh_warehouse(kind, tmp_path) as wh:
         summary = run_with(rig, wh, "property-run", rewrite)
-        ledger = [(r["tiktok_order_id"], r["kind"], r["state"], r["idempotency_key"], r["detail"])
-                  for r in Ledger(wh).rows("default")]
+        ledger = [
+            (r["tiktok_order_id"], r["kind"], r["state"], r["idempotency_key"], r["detail"])
+            for r in Ledger(wh).rows("default")
+        ]
     assert summary["state"] in ("succeeded", "attention")
     checked = audit(rig)
     assert checked.violations == [], (checked.violations, [r for r in ledger if r[0] in str(checked.violations)])
@@ -724,8 +874,9 @@ def test_a_shopify_name_without_its_number_links_nothing_and_refunds_nothing(rig
 @hypothesis_settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_a_run_over_answers_with_broken_fields_finishes_and_writes_nothing_new(kind, rig, samples, clean_touched,
-                                                                               tmp_path, data):
+def test_a_run_over_answers_with_broken_fields_finishes_and_writes_nothing_new(
+    kind, rig, samples, clean_touched, tmp_path, data
+):
     """Whole runs whose listings carry one broken field in every page's first record."""
     which = data.draw(st.sampled_from(sorted(LISTED)), label="listing")
     path = data.draw(st.sampled_from(list(paths_of(samples[which]))), label="field")

@@ -17,6 +17,7 @@ Moments: after TikTok Mark As Shipped, after the Shopify note (before its tag), 
 of the cancellation saga: after the fulfiller cancel (Amazon MCF, ShipBob), after the Shopify
 cancel and refund (before the TikTok approval), and after the approval.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,7 +34,13 @@ from include.act.ledger import Ledger
 from include.store.warehouse import utcnow
 from tests.chaos import report
 from tests.chaos.harness import (
-    audit, chaos_scenario, clean_history, effect_of, escalations, fresh_warehouse, unfinished,
+    audit,
+    chaos_scenario,
+    clean_history,
+    effect_of,
+    escalations,
+    fresh_warehouse,
+    unfinished,
 )
 
 pytestmark = pytest.mark.slow
@@ -63,6 +70,7 @@ def matches(operation: str):
         if operation == "shipbob_cancel":
             return w.platform == "shipbob" and "cancel" in w.path
         return w.operation == operation
+
     return trigger
 
 
@@ -82,12 +90,19 @@ def test_kill_between_remote_write_and_ledger_update(moment, rig, baseline, tmp_
         rig.arm(matches(operation), action=kill)
         log = (tmp_path / "child.log").open("w")
         env = {**os.environ, **rig.connection_env(), "PYTHONPATH": REPO}
-        child["process"] = subprocess.Popen([sys.executable, "-m", "tests.chaos.crash_child", "crash-1", wh.url],
-                                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        child["process"] = subprocess.Popen(
+            [sys.executable, "-m", "tests.chaos.crash_child", "crash-1", wh.url],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         returncode = child["process"].wait(timeout=240)
         log.close()
-        assert killed, f"the child finished ({returncode}) without reaching {operation}:\n" + \
-            (tmp_path / "child.log").read_text()[-3000:]
+        assert killed, (
+            f"the child finished ({returncode}) without reaching {operation}:\n"
+            + (tmp_path / "child.log").read_text()[-3000:]
+        )
         assert returncode == -signal.SIGKILL
         target = effect_of(killed[0])
 
@@ -95,11 +110,19 @@ def test_kill_between_remote_write_and_ledger_update(moment, rig, baseline, tmp_
         rows = [r for r in Ledger(wh).rows("default", kind=kind) if r["state"] == "in_flight"]
         assert len(rows) == 1, [(r["idempotency_key"], r["state"]) for r in Ledger(wh).rows("default", kind=kind)]
         stuck = rows[0]
-        lease = stuck["lease_until"] if stuck["lease_until"].tzinfo else stuck["lease_until"].replace(tzinfo=utcnow().tzinfo)
+        lease = (
+            stuck["lease_until"]
+            if stuck["lease_until"].tzinfo
+            else stuck["lease_until"].replace(tzinfo=utcnow().tzinfo)
+        )
         assert lease > utcnow()
 
         def writes_to_target() -> list:
-            return [w for w in rig.writes if (e := effect_of(w)) is not None and (e.kind, e.target) == (target.kind, target.target)]
+            return [
+                w
+                for w in rig.writes
+                if (e := effect_of(w)) is not None and (e.kind, e.target) == (target.kind, target.target)
+            ]
 
         # 1. Airflow retries the task at once: the dead runner's lease holds, nothing is repeated
         rig.run(wh, "crash-1")
@@ -116,12 +139,20 @@ def test_kill_between_remote_write_and_ledger_update(moment, rig, baseline, tmp_
         monkeypatch.undo()
         final = audit(rig)
         row = next(r for r in Ledger(wh).rows("default") if r["idempotency_key"] == stuck["idempotency_key"])
-        report.add({"moment": moment, "killed at": f"#{killed[0].seq} {killed[0].operation}",
-                    "row after kill": "in_flight (live lease)",
-                    "writes to target": len(writes_to_target()), "row at the end": row["state"],
-                    "how": (row["detail"] or "performed")[:48], "open rows": len(unfinished(wh)),
-                    "violations": len(final.violations), "seconds": round(time.monotonic() - started, 1)},
-                   table="crash-consistency")
+        report.add(
+            {
+                "moment": moment,
+                "killed at": f"#{killed[0].seq} {killed[0].operation}",
+                "row after kill": "in_flight (live lease)",
+                "writes to target": len(writes_to_target()),
+                "row at the end": row["state"],
+                "how": (row["detail"] or "performed")[:48],
+                "open rows": len(unfinished(wh)),
+                "violations": len(final.violations),
+                "seconds": round(time.monotonic() - started, 1),
+            },
+            table="crash-consistency",
+        )
         assert final.violations == []
         done = [w for w in writes_to_target() if w.outcome == "ok"]
         assert len(done) == 1, done
@@ -130,7 +161,9 @@ def test_kill_between_remote_write_and_ledger_update(moment, rig, baseline, tmp_
             # the note was there, only the tag was missing: the retry adds the tag and leaves the note alone
             gid = target.target
             assert [e.kind for w in rig.writes if w.outcome == "ok" and (e := effect_of(w)) and e.target == gid] == [
-                "shopify_note", "shopify_tags"]
+                "shopify_note",
+                "shopify_tags",
+            ]
         else:
             assert "took effect" in (row["detail"] or ""), row
         assert final.done_effects() == baseline["effects"]

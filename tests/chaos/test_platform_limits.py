@@ -7,6 +7,7 @@
 - Status values compare without regard to case: answers whose statuses come back in lower case
   lead to the same decisions and the same effects as the platforms' own spelling.
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,8 +16,8 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from sandbox.tiktok import provider, shipped_with
 from include.store.warehouse import action_ledger, decisions
+from sandbox.tiktok import provider, shipped_with
 from tests.chaos.harness import SandboxRig, audit, chaos_scenario, fresh_warehouse
 
 SCENARIO = chaos_scenario()
@@ -24,11 +25,17 @@ SCENARIO = chaos_scenario()
 
 def shipped_by_amazon(o: dict, delivery: str = "STANDARD") -> bool:
     mcf = o["amazon_mcf"] or {}
-    return (o["fulfiller"] == "amazon_mcf" and mcf.get("status") == "Complete" and not o["tiktok"]["cancellation"]
-            and o["tiktok"]["status"] == "AWAITING_SHIPMENT" and isinstance(o["shopify"], dict)
-            and o["tiktok"].get("delivery_option", "STANDARD") == delivery
-            and o["tiktok"].get("shipping_type", "SELLER") == "SELLER"
-            and len(mcf["shipments"]) == 1 and len(mcf["shipments"][0]["packages"]) == 1)
+    return (
+        o["fulfiller"] == "amazon_mcf"
+        and mcf.get("status") == "Complete"
+        and not o["tiktok"]["cancellation"]
+        and o["tiktok"]["status"] == "AWAITING_SHIPMENT"
+        and isinstance(o["shopify"], dict)
+        and o["tiktok"].get("delivery_option", "STANDARD") == delivery
+        and o["tiktok"].get("shipping_type", "SELLER") == "SELLER"
+        and len(mcf["shipments"]) == 1
+        and len(mcf["shipments"][0]["packages"]) == 1
+    )
 
 
 def limits_scenario() -> tuple[dict, dict[str, str]]:
@@ -36,11 +43,14 @@ def limits_scenario() -> tuple[dict, dict[str, str]]:
     doc = copy.deepcopy(SCENARIO)
     label, standard, express = [o for o in doc["orders"] if shipped_by_amazon(o)][:3]
     label["tiktok"]["shipping_type"] = "TIKTOK"
-    express["tiktok"]["delivery_option"] = "EXPRESS"      # its carriers: USPS, UPS, FedEx, DHL Express
+    express["tiktok"]["delivery_option"] = "EXPRESS"  # its carriers: USPS, UPS, FedEx, DHL Express
     for o in (standard, express):
         o["amazon_mcf"]["shipments"][0]["packages"][0]["carrier_code"] = "AMZN_US"
-    return doc, {"label": label["tiktok"]["id"], "standard": standard["tiktok"]["id"],
-                 "express": express["tiktok"]["id"]}
+    return doc, {
+        "label": label["tiktok"]["id"],
+        "standard": standard["tiktok"]["id"],
+        "express": express["tiktok"]["id"],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +62,11 @@ def rig():
 
 def posted(rig) -> dict[str, dict]:
     """TikTok order -> the tracking and provider of its successful mark-as-shipped write."""
-    return {re.search(r"/orders/(\d+)/packages", w.path).group(1): shipped_with(w.body) for w in rig.writes
-            if w.platform == "tiktok" and w.operation == "mark_package_as_shipped" and w.outcome == "ok"}
+    return {
+        re.search(r"/orders/(\d+)/packages", w.path).group(1): shipped_with(w.body)
+        for w in rig.writes
+        if w.platform == "tiktok" and w.operation == "mark_package_as_shipped" and w.outcome == "ok"
+    }
 
 
 def test_tiktok_label_and_amazon_carrier_codes_in_a_whole_run(rig, tmp_path):
@@ -63,8 +76,10 @@ def test_tiktok_label_and_amazon_carrier_codes_in_a_whole_run(rig, tmp_path):
         summary = rig.run(wh, "limits-1")
         with wh.engine.connect() as conn:
             decided = {r.tiktok_order_id: (r.rule, r.reason) for r in conn.execute(sa.select(decisions))}
-            escalated = {r.tiktok_order_id: r.request for r in conn.execute(
-                sa.select(action_ledger).where(action_ledger.c.kind == "escalate"))}
+            escalated = {
+                r.tiktok_order_id: r.request
+                for r in conn.execute(sa.select(action_ledger).where(action_ledger.c.kind == "escalate"))
+            }
     assert summary["state"] == "succeeded", summary
     assert audit(rig).violations == []
     sent = posted(rig)
@@ -83,18 +98,26 @@ def test_tiktok_label_and_amazon_carrier_codes_in_a_whole_run(rig, tmp_path):
     assert "AMZN_US" in decided[ids["express"]][1]
 
 
-STATUS_KEYS = {"status", "cancel_status", "fulfillment_type", "shipping_type", "fulfillmentOrderStatus",
-               "fulfillmentShipmentStatus"}
+STATUS_KEYS = {
+    "status",
+    "cancel_status",
+    "fulfillment_type",
+    "shipping_type",
+    "fulfillmentOrderStatus",
+    "fulfillmentShipmentStatus",
+}
 
 
 def lower_case_statuses(request, data):
     """Every status the pipeline compares, as a platform might spell it: in lower case."""
+
     def lower(value):
         if isinstance(value, dict):
             return {k: v.lower() if k in STATUS_KEYS and isinstance(v, str) else lower(v) for k, v in value.items()}
         if isinstance(value, list):
             return [lower(v) for v in value]
         return value
+
     return lower(data)
 
 
@@ -114,8 +137,13 @@ def test_statuses_in_lower_case_decide_and_act_as_the_platforms_own_spelling(rig
         outcomes.append((summary["state"], rules, checked.done_effects()))
     (state, rules, effects), (lower_state, lower_rules, lower_effects) = outcomes
     assert state == lower_state == "succeeded"
-    assert set(rules.values()) >= {"T1", "N1", "C1", "C3"}     # every kind of branch is compared
+    assert set(rules.values()) >= {"T1", "N1", "C1", "C3"}  # every kind of branch is compared
     assert lower_rules == rules
     assert lower_effects == effects
-    assert {kind for kind, _, _ in effects} >= {"post_tracking", "amazon_cancel", "shipbob_cancel",
-                                                "shopify_cancel", "approve_cancellation"}
+    assert {kind for kind, _, _ in effects} >= {
+        "post_tracking",
+        "amazon_cancel",
+        "shipbob_cancel",
+        "shopify_cancel",
+        "approve_cancellation",
+    }

@@ -4,6 +4,7 @@ Everything goes over real HTTP to a running sandbox. Every SP-API response body 
 against the official Swagger models in tests/fixtures/vendor-specs (refs resolved, formats checked), and
 must not carry fields the model does not declare.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,11 +24,11 @@ from orderops_provider.base import http_client
 from sandbox.amazon_mcf import DEFAULT_CREDENTIALS, SHIPMENT_REPORT_COLUMNS
 from sandbox.core import Settings
 from tests.conftest import VirtualTime
+from tests.support import NOW_ISO as NOW
 
 SPEC_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "vendor-specs" / "amazon-sp-api"
 FBA = "/fba/outbound/2020-07-01"
 REPORTS = "/reports/2021-06-30"
-NOW = "2026-11-20T15:00:00Z"
 FROZEN = dict(clock_rate=0)
 CARRIER_FORMATS = {"UPS": r"1Z[0-9A-Z]{16}", "USPS": r"9400\d{18}", "FEDEX": r"\d{12}", "AMZL_US": r"TBA\d{12}"}
 
@@ -45,7 +46,7 @@ FORMATS = FormatChecker()
 
 @FORMATS.checks("int32")
 def _int32(value) -> bool:
-    return not isinstance(value, int) or -2**31 <= value < 2**31
+    return not isinstance(value, int) or -(2**31) <= value < 2**31
 
 
 def _resolve(schema: dict, model: dict) -> dict:
@@ -83,15 +84,25 @@ def test_schema_checker_catches_violations():
     """The checker itself must fail on a wrong enum, a missing required field, a bad date and an extra key."""
     good = {"payload": {"fulfillmentOrders": []}}
     conforms(good, "ListAllFulfillmentOrdersResponse")
-    order = {"sellerFulfillmentOrderId": "1", "marketplaceId": "M", "displayableOrderId": "1",
-             "displayableOrderDate": "2026-11-20T15:00:00Z", "displayableOrderComment": "c",
-             "shippingSpeedCategory": "Standard", "destinationAddress": {
-                 "name": "n", "addressLine1": "a", "countryCode": "US", "postalCode": "1"},
-             "receivedDate": "2026-11-20T15:00:00Z", "fulfillmentOrderStatus": "Complete",
-             "statusUpdatedDate": "2026-11-20T15:00:00Z"}
+    order = {
+        "sellerFulfillmentOrderId": "1",
+        "marketplaceId": "M",
+        "displayableOrderId": "1",
+        "displayableOrderDate": "2026-11-20T15:00:00Z",
+        "displayableOrderComment": "c",
+        "shippingSpeedCategory": "Standard",
+        "destinationAddress": {"name": "n", "addressLine1": "a", "countryCode": "US", "postalCode": "1"},
+        "receivedDate": "2026-11-20T15:00:00Z",
+        "fulfillmentOrderStatus": "Complete",
+        "statusUpdatedDate": "2026-11-20T15:00:00Z",
+    }
     conforms({"payload": {"fulfillmentOrders": [order]}}, "ListAllFulfillmentOrdersResponse")
-    for broken in (dict(order, fulfillmentOrderStatus="COMPLETE"), {k: v for k, v in order.items() if k != "marketplaceId"},
-                   dict(order, receivedDate="yesterday"), dict(order, shipDate="2026-11-20T15:00:00Z")):
+    for broken in (
+        dict(order, fulfillmentOrderStatus="COMPLETE"),
+        {k: v for k, v in order.items() if k != "marketplaceId"},
+        dict(order, receivedDate="yesterday"),
+        dict(order, shipDate="2026-11-20T15:00:00Z"),
+    ):
         with pytest.raises(AssertionError):
             conforms({"payload": {"fulfillmentOrders": [broken]}}, "ListAllFulfillmentOrdersResponse")
 
@@ -99,20 +110,37 @@ def test_schema_checker_catches_violations():
 # ---------------------------------------------------------------- scenario and client helpers
 
 
-def mcf_order(n: int, status: str, *, received: str | None = None, shipments: list | None = None,
-              skus: tuple[str, ...] = ("OSL-TEE-M",), **extra) -> dict:
+def mcf_order(
+    n: int,
+    status: str,
+    *,
+    received: str | None = None,
+    shipments: list | None = None,
+    skus: tuple[str, ...] = ("OSL-TEE-M",),
+    **extra,
+) -> dict:
     mcf = {"seller_fulfillment_order_id": str(1000 + n), "status": status, **extra}
     if received:
         mcf["received_time"] = received
     if shipments is not None:
         mcf["shipments"] = shipments
     return {
-        "tiktok": {"id": f"576{n:015d}", "status": "AWAITING_SHIPMENT", "create_time": "2026-11-18T16:00:00Z",
-                   "rts_sla_time": "2026-11-20T23:59:00Z", "shipping_due_time": "2026-11-27T23:59:00Z",
-                   "tracking_number": "", "cancellation": None,
-                   "line_items": [{"id": f"577{n * 10 + j:015d}", "seller_sku": sku} for j, sku in enumerate(skus)]},
-        "shopify": {"id": 6100000000 + n, "name": f"#{1000 + n}", "tiktok_id_in": "source_identifier",
-                    "cancelled": False},
+        "tiktok": {
+            "id": f"576{n:015d}",
+            "status": "AWAITING_SHIPMENT",
+            "create_time": "2026-11-18T16:00:00Z",
+            "rts_sla_time": "2026-11-20T23:59:00Z",
+            "shipping_due_time": "2026-11-27T23:59:00Z",
+            "tracking_number": "",
+            "cancellation": None,
+            "line_items": [{"id": f"577{n * 10 + j:015d}", "seller_sku": sku} for j, sku in enumerate(skus)],
+        },
+        "shopify": {
+            "id": 6100000000 + n,
+            "name": f"#{1000 + n}",
+            "tiktok_id_in": "source_identifier",
+            "cancelled": False,
+        },
         "fulfiller": "amazon_mcf",
         "amazon_mcf": mcf,
         "shipbob": None,
@@ -134,9 +162,13 @@ class Client:
         self.access = self.login().json()["access_token"]
 
     def login(self, **overrides) -> httpx.Response:
-        form = {"grant_type": "refresh_token", "refresh_token": DEFAULT_CREDENTIALS["refresh_token"],
-                "client_id": DEFAULT_CREDENTIALS["client_id"],
-                "client_secret": DEFAULT_CREDENTIALS["client_secret"], **overrides}
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": DEFAULT_CREDENTIALS["refresh_token"],
+            "client_id": DEFAULT_CREDENTIALS["client_id"],
+            "client_secret": DEFAULT_CREDENTIALS["client_secret"],
+            **overrides,
+        }
         return self.http.post(f"{self.lwa}/auth/o2/token", data={k: v for k, v in form.items() if v is not None})
 
     def call(self, method: str, path: str, *, token: str | None = "", **kwargs) -> httpx.Response:
@@ -173,11 +205,18 @@ def mcf(run_sandbox):
         if wall is not None:  # the platform's timers and quotas move only when the test steps them
             server.sandbox.clock.wall_source = server.sandbox.clock.quota_source = wall
         return Client(server)
+
     return start
 
 
-def assert_error(response: httpx.Response, status: int, code: str, message: str | None = None,
-                 model: dict = FBA_MODEL, definition: str = "GetFulfillmentOrderResponse") -> dict:
+def assert_error(
+    response: httpx.Response,
+    status: int,
+    code: str,
+    message: str | None = None,
+    model: dict = FBA_MODEL,
+    definition: str = "GetFulfillmentOrderResponse",
+) -> dict:
     assert response.status_code == status, response.text
     body = response.json()
     conforms(body, definition, model)
@@ -202,29 +241,51 @@ def test_lwa_refresh_token_grant_issues_a_one_hour_token(mcf):
     assert body["access_token"].startswith("Atza|") and body["token_type"] == "bearer"
     assert body["expires_in"] == 3600 and body["refresh_token"] == DEFAULT_CREDENTIALS["refresh_token"]
     # The same exchange as a JSON body (some clients send it that way).
-    as_json = client.http.post(f"{client.lwa}/auth/o2/token", json={
-        "grant_type": "refresh_token", "refresh_token": DEFAULT_CREDENTIALS["refresh_token"],
-        "client_id": DEFAULT_CREDENTIALS["client_id"], "client_secret": DEFAULT_CREDENTIALS["client_secret"]})
+    as_json = client.http.post(
+        f"{client.lwa}/auth/o2/token",
+        json={
+            "grant_type": "refresh_token",
+            "refresh_token": DEFAULT_CREDENTIALS["refresh_token"],
+            "client_id": DEFAULT_CREDENTIALS["client_id"],
+            "client_secret": DEFAULT_CREDENTIALS["client_secret"],
+        },
+    )
     assert as_json.status_code == 200
     fresh = as_json.json()["access_token"]
     assert client.call("GET", f"{FBA}/fulfillmentOrders/1001", token=fresh).status_code == 200
     # Token exchanges are logged with their secrets scrubbed.
     logged = [w for w in client.writes() if w["operation"] == "lwa:token"]
-    assert logged and all(w["body"]["client_secret"] == "***" and w["body"]["refresh_token"] == "***"
-                          for w in logged)
+    assert logged and all(w["body"]["client_secret"] == "***" and w["body"]["refresh_token"] == "***" for w in logged)
 
 
-@pytest.mark.parametrize("overrides, status, error, description", [
-    ({"client_secret": "wrong"}, 401, "invalid_client", "Client authentication failed"),
-    ({"client_id": "amzn1.application-oa2-client.other"}, 401, "invalid_client", "Client authentication failed"),
-    ({"refresh_token": "Atzr|revoked"}, 400, "invalid_grant", "The request has an invalid grant parameter : refresh_token"),
-    ({"refresh_token": None}, 400, "invalid_request", "The request is missing a required parameter : refresh_token"),
-    ({"grant_type": None}, 400, "invalid_request", "The request is missing a required parameter : grant_type"),
-    ({"grant_type": "password"}, 400, "unsupported_grant_type", None),
-    ({"grant_type": "client_credentials", "scope": "sellingpartnerapi::everything"}, 400, "invalid_scope", None),
-    ({"grant_type": "authorization_code", "code": "ANxyz"}, 400, "invalid_grant",
-     "The request has an invalid grant parameter : code"),
-])
+@pytest.mark.parametrize(
+    "overrides, status, error, description",
+    [
+        ({"client_secret": "wrong"}, 401, "invalid_client", "Client authentication failed"),
+        ({"client_id": "amzn1.application-oa2-client.other"}, 401, "invalid_client", "Client authentication failed"),
+        (
+            {"refresh_token": "Atzr|revoked"},
+            400,
+            "invalid_grant",
+            "The request has an invalid grant parameter : refresh_token",
+        ),
+        (
+            {"refresh_token": None},
+            400,
+            "invalid_request",
+            "The request is missing a required parameter : refresh_token",
+        ),
+        ({"grant_type": None}, 400, "invalid_request", "The request is missing a required parameter : grant_type"),
+        ({"grant_type": "password"}, 400, "unsupported_grant_type", None),
+        ({"grant_type": "client_credentials", "scope": "sellingpartnerapi::everything"}, 400, "invalid_scope", None),
+        (
+            {"grant_type": "authorization_code", "code": "ANxyz"},
+            400,
+            "invalid_grant",
+            "The request has an invalid grant parameter : code",
+        ),
+    ],
+)
 def test_lwa_errors_are_oauth2_errors(mcf, overrides, status, error, description):
     client = mcf(mcf_order(1, "Planning"))
     response = client.login(**overrides)
@@ -238,8 +299,9 @@ def test_lwa_errors_are_oauth2_errors(mcf, overrides, status, error, description
 
 def test_grantless_token_is_issued_but_refused_by_seller_operations(mcf):
     client = mcf(mcf_order(1, "Planning"))
-    response = client.login(grant_type="client_credentials", scope="sellingpartnerapi::notifications",
-                            refresh_token=None)
+    response = client.login(
+        grant_type="client_credentials", scope="sellingpartnerapi::notifications", refresh_token=None
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["scope"] == "sellingpartnerapi::notifications" and "refresh_token" not in body
@@ -321,14 +383,25 @@ def test_list_pages_are_complete_and_stable_while_orders_change(mcf):
         if not token:
             break
     assert len({o["sellerFulfillmentOrderId"] for o in everything}) == 1000
-    assert_error(client.get(f"{FBA}/fulfillmentOrders", nextToken="bm90LWEtdG9rZW4"), 400, "InvalidInput",
-                 "Invalid nextToken", definition="ListAllFulfillmentOrdersResponse")
+    assert_error(
+        client.get(f"{FBA}/fulfillmentOrders", nextToken="bm90LWEtdG9rZW4"),
+        400,
+        "InvalidInput",
+        "Invalid nextToken",
+        definition="ListAllFulfillmentOrdersResponse",
+    )
 
 
 def test_list_query_start_date_selects_orders_updated_since(mcf):
-    client = mcf(mcf_order(1, "Received"), mcf_order(2, "Complete", received="2026-11-18T00:00:00Z"),
-                 mcf_order(3, "Planning", received="2026-11-20T14:40:00Z"))
-    ids = lambda r: sorted(o["sellerFulfillmentOrderId"] for o in r.json()["payload"]["fulfillmentOrders"])
+    client = mcf(
+        mcf_order(1, "Received"),
+        mcf_order(2, "Complete", received="2026-11-18T00:00:00Z"),
+        mcf_order(3, "Planning", received="2026-11-20T14:40:00Z"),
+    )
+
+    def ids(r):
+        return sorted(o["sellerFulfillmentOrderId"] for o in r.json()["payload"]["fulfillmentOrders"])
+
     assert ids(client.get(f"{FBA}/fulfillmentOrders", queryStartDate="2026-11-20T14:00:00Z")) == ["1001", "1003"]
     # Order 3 entered Planning at 14:57 (received 14:40 + New 2 min + Received 15 min).
     assert client.order("1003")["fulfillmentOrder"]["statusUpdatedDate"] == "2026-11-20T14:57:00Z"
@@ -340,8 +413,9 @@ def test_list_query_start_date_selects_orders_updated_since(mcf):
     assert after.json()["payload"]["fulfillmentOrders"][0]["fulfillmentOrderStatus"] == "Planning"
     assert "nextToken" not in after.json()["payload"]
     bad = client.get(f"{FBA}/fulfillmentOrders", queryStartDate="20 Nov 2026")
-    assert_error(bad, 400, "InvalidInput", "timestamp must follow ISO8601",
-                 definition="ListAllFulfillmentOrdersResponse")
+    assert_error(
+        bad, 400, "InvalidInput", "timestamp must follow ISO8601", definition="ListAllFulfillmentOrdersResponse"
+    )
     assert bad.headers["x-amzn-RateLimit-Limit"] == "2.0"
 
 
@@ -352,8 +426,9 @@ def test_a_query_start_date_in_any_year_answers_and_its_pages_read_on(mcf, start
     client = mcf(*[mcf_order(i, "Received") for i in range(120)])
     first = client.get(f"{FBA}/fulfillmentOrders", queryStartDate=start)
     if start.endswith("+05:00"):
-        assert_error(first, 400, "InvalidInput", "timestamp must follow ISO8601",
-                     definition="ListAllFulfillmentOrdersResponse")
+        assert_error(
+            first, 400, "InvalidInput", "timestamp must follow ISO8601", definition="ListAllFulfillmentOrdersResponse"
+        )
         return
     seen, page = [], first
     while True:
@@ -370,10 +445,19 @@ def test_a_query_start_date_in_any_year_answers_and_its_pages_read_on(mcf, start
 
 
 def test_get_fulfillment_order_carries_the_shopify_name_and_scenario_tracking(mcf):
-    shipped = {"status": "SHIPPED", "packages": [
-        {"package_number": 212794778, "carrier_code": "UPS", "tracking_number": "1Z999AA10123456784"}]}
-    client = mcf(mcf_order(1, "Complete", received="2026-11-19T00:00:00Z", shipments=[shipped],
-                           skus=("OSL-TEE-M", "OSL-TEE-M", "OSL-CAP-01")))
+    shipped = {
+        "status": "SHIPPED",
+        "packages": [{"package_number": 212794778, "carrier_code": "UPS", "tracking_number": "1Z999AA10123456784"}],
+    }
+    client = mcf(
+        mcf_order(
+            1,
+            "Complete",
+            received="2026-11-19T00:00:00Z",
+            shipments=[shipped],
+            skus=("OSL-TEE-M", "OSL-TEE-M", "OSL-CAP-01"),
+        )
+    )
     response = client.get(f"{FBA}/fulfillmentOrders/1001")
     assert response.status_code == 200
     assert response.headers["x-amzn-RateLimit-Limit"] == "2.0" and response.headers["x-amzn-RequestId"]
@@ -389,9 +473,14 @@ def test_get_fulfillment_order_carries_the_shopify_name_and_scenario_tracking(mc
     (shipment,) = payload["fulfillmentShipments"]
     assert shipment["fulfillmentShipmentStatus"] == "SHIPPED"
     assert shipment["shippingDate"] == "2026-11-19T14:17:00Z"
-    assert shipment["fulfillmentShipmentPackage"] == [{
-        "packageNumber": 212794778, "carrierCode": "UPS", "trackingNumber": "1Z999AA10123456784",
-        "estimatedArrivalDate": "2026-11-23T14:17:00Z"}]
+    assert shipment["fulfillmentShipmentPackage"] == [
+        {
+            "packageNumber": 212794778,
+            "carrierCode": "UPS",
+            "trackingNumber": "1Z999AA10123456784",
+            "estimatedArrivalDate": "2026-11-23T14:17:00Z",
+        }
+    ]
     assert sum(i["quantity"] for i in shipment["fulfillmentShipmentItem"]) == 3
     assert payload["returnItems"] == [] and payload["returnAuthorizations"] == []
     missing = client.get(f"{FBA}/fulfillmentOrders/9999")
@@ -449,8 +538,13 @@ def test_durations_come_from_settings(mcf):
 
 
 def test_terminal_statuses_never_move_and_fill_item_quantities(mcf):
-    client = mcf(mcf_order(1, "Unfulfillable"), mcf_order(2, "Invalid"), mcf_order(3, "Cancelled"),
-                 mcf_order(4, "Complete"), mcf_order(5, "CompletePartialled", skus=("A", "A", "B")))
+    client = mcf(
+        mcf_order(1, "Unfulfillable"),
+        mcf_order(2, "Invalid"),
+        mcf_order(3, "Cancelled"),
+        mcf_order(4, "Complete"),
+        mcf_order(5, "CompletePartialled", skus=("A", "A", "B")),
+    )
     before = {n: client.order(str(1000 + n)) for n in range(1, 6)}
     client.advance(30 * 86400)
     for n in range(1, 6):
@@ -459,8 +553,12 @@ def test_terminal_statuses_never_move_and_fill_item_quantities(mcf):
     assert before[3]["fulfillmentOrderItems"][0]["cancelledQuantity"] == 1
     assert before[4]["fulfillmentShipments"][0]["fulfillmentShipmentStatus"] == "SHIPPED"
     partial = before[5]
-    shipped = sum(i["quantity"] for s in partial["fulfillmentShipments"] for i in s["fulfillmentShipmentItem"]
-                  if s["fulfillmentShipmentStatus"] == "SHIPPED")
+    shipped = sum(
+        i["quantity"]
+        for s in partial["fulfillmentShipments"]
+        for i in s["fulfillmentShipmentItem"]
+        if s["fulfillmentShipmentStatus"] == "SHIPPED"
+    )
     unfulfillable = sum(i["unfulfillableQuantity"] for i in partial["fulfillmentOrderItems"])
     assert shipped >= 1 and unfulfillable >= 1 and shipped + unfulfillable == 3
 
@@ -478,9 +576,18 @@ def test_scenario_order_overdue_for_its_status_stays_there_until_now(mcf):
 
 
 def test_cancel_only_while_cancellable(mcf):
-    client = mcf(mcf_order(1, "Planning", skus=("A", "A", "B")), mcf_order(2, "Processing"),
-                 mcf_order(3, "Complete"), mcf_order(4, "New"), mcf_order(5, "Received"), mcf_order(6, "Unfulfillable"))
-    cancel = lambda sfo: client.call("PUT", f"{FBA}/fulfillmentOrders/{sfo}/cancel")
+    client = mcf(
+        mcf_order(1, "Planning", skus=("A", "A", "B")),
+        mcf_order(2, "Processing"),
+        mcf_order(3, "Complete"),
+        mcf_order(4, "New"),
+        mcf_order(5, "Received"),
+        mcf_order(6, "Unfulfillable"),
+    )
+
+    def cancel(sfo):
+        return client.call("PUT", f"{FBA}/fulfillmentOrders/{sfo}/cancel")
+
     ok = cancel("1001")
     assert ok.status_code == 200 and ok.json() == {}
     conforms(ok.json(), "CancelFulfillmentOrderResponse")
@@ -492,21 +599,42 @@ def test_cancel_only_while_cancellable(mcf):
     assert all("estimatedShipDate" not in i for i in cancelled["fulfillmentOrderItems"])
     client.advance(86400)  # a cancelled order stays cancelled
     assert client.order("1001")["fulfillmentOrder"]["fulfillmentOrderStatus"] == "Cancelled"
-    assert_error(cancel("1001"), 400, "InvalidInput",
-                 "Value 1001 for parameter SellerFulfillmentOrderId is invalid. Reason: DuplicateCancelRequest.",
-                 definition="CancelFulfillmentOrderResponse")
+    assert_error(
+        cancel("1001"),
+        400,
+        "InvalidInput",
+        "Value 1001 for parameter SellerFulfillmentOrderId is invalid. Reason: DuplicateCancelRequest.",
+        definition="CancelFulfillmentOrderResponse",
+    )
     for sfo in ("1002", "1003", "1006"):  # Processing (pending shipment), Complete, Unfulfillable
-        assert_error(cancel(sfo), 400, "InvalidInput",
-                     f"Value {sfo} for parameter SellerFulfillmentOrderId is invalid. Reason: OrderNotCancellable.",
-                     definition="CancelFulfillmentOrderResponse")
+        assert_error(
+            cancel(sfo),
+            400,
+            "InvalidInput",
+            f"Value {sfo} for parameter SellerFulfillmentOrderId is invalid. Reason: OrderNotCancellable.",
+            definition="CancelFulfillmentOrderResponse",
+        )
     assert client.order("1002")["fulfillmentOrder"]["fulfillmentOrderStatus"] == "Complete"  # after a day
-    assert_error(cancel("nope"), 400, "InvalidInput", "Requested order 'nope' not found",
-                 definition="CancelFulfillmentOrderResponse")
+    assert_error(
+        cancel("nope"),
+        400,
+        "InvalidInput",
+        "Requested order 'nope' not found",
+        definition="CancelFulfillmentOrderResponse",
+    )
     writes = client.writes()
-    assert [(w["path"].split("/")[-2], w["status"], w["outcome"]) for w in writes
-            if w["operation"] == "cancelFulfillmentOrder"] == [
-        ("1001", 200, "ok"), ("1001", 400, "InvalidInput"), ("1002", 400, "InvalidInput"),
-        ("1003", 400, "InvalidInput"), ("1006", 400, "InvalidInput"), ("nope", 400, "InvalidInput")]
+    assert [
+        (w["path"].split("/")[-2], w["status"], w["outcome"])
+        for w in writes
+        if w["operation"] == "cancelFulfillmentOrder"
+    ] == [
+        ("1001", 200, "ok"),
+        ("1001", 400, "InvalidInput"),
+        ("1002", 400, "InvalidInput"),
+        ("1003", 400, "InvalidInput"),
+        ("1006", 400, "InvalidInput"),
+        ("nope", 400, "InvalidInput"),
+    ]
     assert all(w["request_id"] for w in writes)
 
 
@@ -532,15 +660,20 @@ def test_unauthorized_and_throttled_writes_are_logged(mcf):
     with_quota = [client.call("PUT", f"{FBA}/fulfillmentOrders/1001/cancel").status_code for _ in range(2)]
     assert with_quota == [200, 429]
     assert [(w["status"], w["outcome"]) for w in client.writes() if w["operation"] == "cancelFulfillmentOrder"] == [
-        (403, "Unauthorized"), (200, "ok"), (429, "QuotaExceeded")]
+        (403, "Unauthorized"),
+        (200, "ok"),
+        (429, "QuotaExceeded"),
+    ]
 
 
 # ---------------------------------------------------------------- tracking
 
 
 def test_package_tracking_follows_the_clock(mcf):
-    shipped = {"status": "SHIPPED", "packages": [
-        {"package_number": 212794778, "carrier_code": "UPS", "tracking_number": "1Z999AA10123456784"}]}
+    shipped = {
+        "status": "SHIPPED",
+        "packages": [{"package_number": 212794778, "carrier_code": "UPS", "tracking_number": "1Z999AA10123456784"}],
+    }
     client = mcf(mcf_order(1, "Complete", received="2026-11-19T00:00:00Z", shipments=[shipped]))
     response = client.get(f"{FBA}/tracking", packageNumber=212794778)
     assert response.status_code == 200 and response.headers["x-amzn-RateLimit-Limit"] == "2.0"
@@ -559,12 +692,23 @@ def test_package_tracking_follows_the_clock(mcf):
     conforms(delivered, "GetPackageTrackingDetailsResponse")
     assert delivered["payload"]["currentStatus"] == "DELIVERED"
     assert delivered["payload"]["trackingEvents"][0] == {
-        "eventDate": "2026-11-23T14:17:00Z", "eventCode": "EVENT_301", "eventDescription": "Delivered.",
-        "eventAddress": delivered["payload"]["shipToAddress"]}
-    assert_error(client.get(f"{FBA}/tracking", packageNumber=123), 400, "InvalidInput",
-                 definition="GetPackageTrackingDetailsResponse")
-    assert_error(client.get(f"{FBA}/tracking", packageNumber="abc"), 400, "InvalidInput",
-                 definition="GetPackageTrackingDetailsResponse")
+        "eventDate": "2026-11-23T14:17:00Z",
+        "eventCode": "EVENT_301",
+        "eventDescription": "Delivered.",
+        "eventAddress": delivered["payload"]["shipToAddress"],
+    }
+    assert_error(
+        client.get(f"{FBA}/tracking", packageNumber=123),
+        400,
+        "InvalidInput",
+        definition="GetPackageTrackingDetailsResponse",
+    )
+    assert_error(
+        client.get(f"{FBA}/tracking", packageNumber="abc"),
+        400,
+        "InvalidInput",
+        definition="GetPackageTrackingDetailsResponse",
+    )
     assert_error(client.get(f"{FBA}/tracking"), 400, "InvalidInput", definition="GetPackageTrackingDetailsResponse")
 
 
@@ -580,10 +724,14 @@ def test_packages_created_by_the_state_machine_are_trackable(mcf):
 
 def test_generated_scenario_package_numbers_stay_unique(mcf):
     """Scenario files may reuse package numbers across orders; the API's are unique."""
-    pkg = lambda tn: {"status": "SHIPPED", "packages": [{"package_number": 1, "carrier_code": "USPS",
-                                                         "tracking_number": tn}]}
-    client = mcf(mcf_order(1, "Complete", shipments=[pkg("9400100000000000000001")]),
-                 mcf_order(2, "Complete", shipments=[pkg("9400100000000000000002")]))
+
+    def pkg(tn):
+        return {"status": "SHIPPED", "packages": [{"package_number": 1, "carrier_code": "USPS", "tracking_number": tn}]}
+
+    client = mcf(
+        mcf_order(1, "Complete", shipments=[pkg("9400100000000000000001")]),
+        mcf_order(2, "Complete", shipments=[pkg("9400100000000000000002")]),
+    )
     numbers = {}
     for sfo in ("1001", "1002"):
         (package,) = client.order(sfo)["fulfillmentShipments"][0]["fulfillmentShipmentPackage"]
@@ -598,8 +746,10 @@ def test_generated_scenario_package_numbers_stay_unique(mcf):
 
 def test_status_update_forces_transitions(mcf):
     client = mcf(mcf_order(1, "Received"))
-    put = lambda status, sfo="1001": client.call("PUT", f"{FBA}/fulfillmentOrders/{sfo}/status",
-                                                 json={"fulfillmentOrderStatus": status})
+
+    def put(status, sfo="1001"):
+        return client.call("PUT", f"{FBA}/fulfillmentOrders/{sfo}/status", json={"fulfillmentOrderStatus": status})
+
     response = put("Processing")
     assert response.status_code == 200 and response.json() == {}
     conforms(response.json(), "SubmitFulfillmentOrderStatusUpdateResponse")
@@ -612,10 +762,16 @@ def test_status_update_forces_transitions(mcf):
     assert package["trackingNumber"] and package["carrierCode"] in CARRIER_FORMATS
     assert_error(put("Planning"), 400, "InvalidInput", definition="SubmitFulfillmentOrderStatusUpdateResponse")
     assert_error(put("Shipped"), 400, "InvalidInput", definition="SubmitFulfillmentOrderStatusUpdateResponse")
-    assert_error(put("Processing", sfo="9999"), 400, "InvalidInput", "Requested order '9999' not found",
-                 definition="SubmitFulfillmentOrderStatusUpdateResponse")
-    outcomes = [(w["body"], w["outcome"]) for w in client.writes()
-                if w["operation"] == "submitFulfillmentOrderStatusUpdate"]
+    assert_error(
+        put("Processing", sfo="9999"),
+        400,
+        "InvalidInput",
+        "Requested order '9999' not found",
+        definition="SubmitFulfillmentOrderStatusUpdateResponse",
+    )
+    outcomes = [
+        (w["body"], w["outcome"]) for w in client.writes() if w["operation"] == "submitFulfillmentOrderStatusUpdate"
+    ]
     assert outcomes[0] == ({"fulfillmentOrderStatus": "Processing"}, "ok") and len(outcomes) == 5
 
 
@@ -633,12 +789,23 @@ def test_status_update_to_unfulfillable_and_cancelled(mcf):
 
 
 def create_body(sfo: str, **overrides) -> dict:
-    body = {"marketplaceId": "ATVPDKIKX0DER", "sellerFulfillmentOrderId": sfo, "displayableOrderId": f"#{sfo}",
-            "displayableOrderDate": "2026-11-20T14:00:00Z", "displayableOrderComment": "Thanks!",
-            "shippingSpeedCategory": "Expedited",
-            "destinationAddress": {"name": "A Buyer", "addressLine1": "1 Main St", "city": "Troy",
-                                   "stateOrRegion": "MI", "countryCode": "US", "postalCode": "48084"},
-            "items": [{"sellerSku": "OSL-TEE-M", "sellerFulfillmentOrderItemId": "1", "quantity": 2}]}
+    body = {
+        "marketplaceId": "ATVPDKIKX0DER",
+        "sellerFulfillmentOrderId": sfo,
+        "displayableOrderId": f"#{sfo}",
+        "displayableOrderDate": "2026-11-20T14:00:00Z",
+        "displayableOrderComment": "Thanks!",
+        "shippingSpeedCategory": "Expedited",
+        "destinationAddress": {
+            "name": "A Buyer",
+            "addressLine1": "1 Main St",
+            "city": "Troy",
+            "stateOrRegion": "MI",
+            "countryCode": "US",
+            "postalCode": "48084",
+        },
+        "items": [{"sellerSku": "OSL-TEE-M", "sellerFulfillmentOrderItemId": "1", "quantity": 2}],
+    }
     body.update(overrides)
     return body
 
@@ -657,17 +824,33 @@ def test_create_fulfillment_order(mcf):
     listed = client.get(f"{FBA}/fulfillmentOrders", queryStartDate=NOW).json()["payload"]["fulfillmentOrders"]
     assert "2001" in {o["sellerFulfillmentOrderId"] for o in listed}
     duplicate = client.call("POST", f"{FBA}/fulfillmentOrders", json=create_body("2001"))
-    assert_error(duplicate, 400, "InvalidInput", "A create request already exists for MerchantFulfillmentOrderId : 2001",
-                 definition="CreateFulfillmentOrderResponse")
+    assert_error(
+        duplicate,
+        400,
+        "InvalidInput",
+        "A create request already exists for MerchantFulfillmentOrderId : 2001",
+        definition="CreateFulfillmentOrderResponse",
+    )
     no_country = create_body("2002")
     no_country["destinationAddress"] = {**no_country["destinationAddress"], "countryCode": ""}
-    assert_error(client.call("POST", f"{FBA}/fulfillmentOrders", json=no_country), 400, "InvalidInput",
-                 "Value  for parameter CountryCode is invalid. Reason: InvalidValue.",
-                 definition="CreateFulfillmentOrderResponse")
-    for broken in (create_body("2003", shippingSpeedCategory="Overnight"), create_body("2004", items=[]),
-                   {k: v for k, v in create_body("2005").items() if k != "displayableOrderComment"}):
-        assert_error(client.call("POST", f"{FBA}/fulfillmentOrders", json=broken), 400, "InvalidInput",
-                     definition="CreateFulfillmentOrderResponse")
+    assert_error(
+        client.call("POST", f"{FBA}/fulfillmentOrders", json=no_country),
+        400,
+        "InvalidInput",
+        "Value  for parameter CountryCode is invalid. Reason: InvalidValue.",
+        definition="CreateFulfillmentOrderResponse",
+    )
+    for broken in (
+        create_body("2003", shippingSpeedCategory="Overnight"),
+        create_body("2004", items=[]),
+        {k: v for k, v in create_body("2005").items() if k != "displayableOrderComment"},
+    ):
+        assert_error(
+            client.call("POST", f"{FBA}/fulfillmentOrders", json=broken),
+            400,
+            "InvalidInput",
+            definition="CreateFulfillmentOrderResponse",
+        )
     state = client.server.sandbox.platforms["amazon_mcf"].state()
     assert {o["fulfillmentOrder"]["sellerFulfillmentOrderId"] for o in state["orders"]} == {"1001", "2001"}
 
@@ -684,8 +867,7 @@ def test_hold_orders_wait_then_auto_cancel_after_14_days(mcf):
 # ---------------------------------------------------------------- Reports
 
 
-def wait_for(client: Client, report_id: str, wall: VirtualTime,
-             final=("DONE", "CANCELLED", "FATAL")) -> dict:
+def wait_for(client: Client, report_id: str, wall: VirtualTime, final=("DONE", "CANCELLED", "FATAL")) -> dict:
     for _ in range(20):
         response = client.get(f"{REPORTS}/reports/{report_id}")
         assert response.status_code == 200, response.text
@@ -697,15 +879,38 @@ def wait_for(client: Client, report_id: str, wall: VirtualTime,
 
 
 def test_shipments_report_flow(mcf):
-    shipped = lambda n, tn: mcf_order(n, "Complete", received="2026-11-19T00:00:00Z", shipments=[
-        {"status": "SHIPPED", "packages": [{"package_number": 300000000 + n, "carrier_code": "USPS",
-                                            "tracking_number": tn}]}], skus=("OSL-TEE-M", "OSL-CAP-01"))
-    client = mcf(shipped(1, "9400100000000000000011"), shipped(2, "9400100000000000000012"),
-                 mcf_order(3, "Planning"), mcf_order(4, "Complete", received="2026-10-01T00:00:00Z"),
-                 settings=Settings(clock_rate=0), wall=(wall := stepped_wall()))
-    created = client.call("POST", f"{REPORTS}/reports", json={
-        "reportType": "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL", "marketplaceIds": ["ATVPDKIKX0DER"],
-        "dataStartTime": "2026-11-19T00:00:00Z", "dataEndTime": "2026-11-20T15:00:00Z"})
+    def shipped(n, tn):
+        return mcf_order(
+            n,
+            "Complete",
+            received="2026-11-19T00:00:00Z",
+            shipments=[
+                {
+                    "status": "SHIPPED",
+                    "packages": [{"package_number": 300000000 + n, "carrier_code": "USPS", "tracking_number": tn}],
+                }
+            ],
+            skus=("OSL-TEE-M", "OSL-CAP-01"),
+        )
+
+    client = mcf(
+        shipped(1, "9400100000000000000011"),
+        shipped(2, "9400100000000000000012"),
+        mcf_order(3, "Planning"),
+        mcf_order(4, "Complete", received="2026-10-01T00:00:00Z"),
+        settings=Settings(clock_rate=0),
+        wall=(wall := stepped_wall()),
+    )
+    created = client.call(
+        "POST",
+        f"{REPORTS}/reports",
+        json={
+            "reportType": "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL",
+            "marketplaceIds": ["ATVPDKIKX0DER"],
+            "dataStartTime": "2026-11-19T00:00:00Z",
+            "dataEndTime": "2026-11-20T15:00:00Z",
+        },
+    )
     assert created.status_code == 202 and created.headers["x-amzn-RateLimit-Limit"] == "0.0167"
     conforms(created.json(), "CreateReportResponse", REPORTS_MODEL)
     report_id = created.json()["reportId"]
@@ -754,11 +959,19 @@ def test_shipments_report_flow(mcf):
 
 def test_report_document_url_expires_and_is_signed(mcf):
     settings = Settings(clock_rate=0, platforms={"amazon_mcf": {"document_url_ttl_seconds": 4}})
-    client = mcf(mcf_order(1, "Complete", received="2026-11-19T00:00:00Z"), settings=settings,
-                 wall=(wall := stepped_wall()))
-    report_id = client.call("POST", f"{REPORTS}/reports", json={
-        "reportType": "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL", "marketplaceIds": ["ATVPDKIKX0DER"],
-        "dataStartTime": "2026-11-19T00:00:00Z", "dataEndTime": NOW}).json()["reportId"]
+    client = mcf(
+        mcf_order(1, "Complete", received="2026-11-19T00:00:00Z"), settings=settings, wall=(wall := stepped_wall())
+    )
+    report_id = client.call(
+        "POST",
+        f"{REPORTS}/reports",
+        json={
+            "reportType": "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL",
+            "marketplaceIds": ["ATVPDKIKX0DER"],
+            "dataStartTime": "2026-11-19T00:00:00Z",
+            "dataEndTime": NOW,
+        },
+    ).json()["reportId"]
     document_id = wait_for(client, report_id, wall)["reportDocumentId"]
     url = client.get(f"{REPORTS}/documents/{document_id}").json()["url"]
     parts = urlparse(url)
@@ -776,8 +989,12 @@ def test_report_document_url_expires_and_is_signed(mcf):
 
 def test_report_without_data_is_cancelled_and_queue_cancel(mcf):
     client = mcf(mcf_order(1, "Planning"), settings=Settings(clock_rate=0), wall=(wall := stepped_wall()))
-    spec = {"reportType": "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL", "marketplaceIds": ["ATVPDKIKX0DER"],
-            "dataStartTime": "2026-11-01T00:00:00Z", "dataEndTime": NOW}
+    spec = {
+        "reportType": "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL",
+        "marketplaceIds": ["ATVPDKIKX0DER"],
+        "dataStartTime": "2026-11-01T00:00:00Z",
+        "dataEndTime": NOW,
+    }
     empty = client.call("POST", f"{REPORTS}/reports", json=spec).json()["reportId"]
     queued = client.call("POST", f"{REPORTS}/reports", json=spec).json()["reportId"]
     deleted = client.call("DELETE", f"{REPORTS}/reports/{queued}")
@@ -787,28 +1004,51 @@ def test_report_without_data_is_cancelled_and_queue_cancel(mcf):
     assert "processingEndTime" in finished
     cancelled = wait_for(client, queued, wall)
     assert cancelled["processingStatus"] == "CANCELLED" and "processingStartTime" not in cancelled
-    assert_error(client.call("DELETE", f"{REPORTS}/reports/{empty}"), 400, "InvalidInput",
-                 model=REPORTS_MODEL, definition="ErrorList")
+    assert_error(
+        client.call("DELETE", f"{REPORTS}/reports/{empty}"),
+        400,
+        "InvalidInput",
+        model=REPORTS_MODEL,
+        definition="ErrorList",
+    )
     assert_error(client.get(f"{REPORTS}/reports/123"), 404, "NotFound", model=REPORTS_MODEL, definition="ErrorList")
-    assert_error(client.get(f"{REPORTS}/documents/nope"), 404, "NotFound", model=REPORTS_MODEL,
-                 definition="ErrorList")
+    assert_error(client.get(f"{REPORTS}/documents/nope"), 404, "NotFound", model=REPORTS_MODEL, definition="ErrorList")
     too_long = client.call("POST", f"{REPORTS}/reports", json={**spec, "dataStartTime": "2026-10-01T00:00:00Z"})
     assert wait_for(client, too_long.json()["reportId"], wall)["processingStatus"] == "FATAL"  # over 31 days
-    for bad in ({**spec, "reportType": "GET_FLAT_FILE_OPEN_LISTINGS_DATA"}, {**spec, "marketplaceIds": []},
-                {**spec, "dataStartTime": "yesterday"}, {**spec, "dataStartTime": NOW, "dataEndTime": "2026-11-01T00:00:00Z"}):
-        assert_error(client.call("POST", f"{REPORTS}/reports", json=bad), 400, "InvalidInput",
-                     model=REPORTS_MODEL, definition="ErrorList")
-    writes = [(w["operation"], w["outcome"]) for w in client.writes() if w["operation"] in ("createReport", "cancelReport")]
+    for bad in (
+        {**spec, "reportType": "GET_FLAT_FILE_OPEN_LISTINGS_DATA"},
+        {**spec, "marketplaceIds": []},
+        {**spec, "dataStartTime": "yesterday"},
+        {**spec, "dataStartTime": NOW, "dataEndTime": "2026-11-01T00:00:00Z"},
+    ):
+        assert_error(
+            client.call("POST", f"{REPORTS}/reports", json=bad),
+            400,
+            "InvalidInput",
+            model=REPORTS_MODEL,
+            definition="ErrorList",
+        )
+    writes = [
+        (w["operation"], w["outcome"]) for w in client.writes() if w["operation"] in ("createReport", "cancelReport")
+    ]
     assert writes[:3] == [("createReport", "ok"), ("createReport", "ok"), ("cancelReport", "ok")]
-    assert sorted(writes[3:]) == sorted([("cancelReport", "InvalidInput"), ("createReport", "ok")]
-                                        + [("createReport", "InvalidInput")] * 4)
+    assert sorted(writes[3:]) == sorted(
+        [("cancelReport", "InvalidInput"), ("createReport", "ok")] + [("createReport", "InvalidInput")] * 4
+    )
 
 
 def test_get_reports_filters_and_pages(mcf):
-    client = mcf(mcf_order(1, "Complete", received="2026-11-19T00:00:00Z"), settings=Settings(clock_rate=0),
-                 wall=(wall := stepped_wall()))
-    spec = {"reportType": "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL", "marketplaceIds": ["ATVPDKIKX0DER"],
-            "dataStartTime": "2026-11-19T00:00:00Z", "dataEndTime": NOW}
+    client = mcf(
+        mcf_order(1, "Complete", received="2026-11-19T00:00:00Z"),
+        settings=Settings(clock_rate=0),
+        wall=(wall := stepped_wall()),
+    )
+    spec = {
+        "reportType": "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL",
+        "marketplaceIds": ["ATVPDKIKX0DER"],
+        "dataStartTime": "2026-11-19T00:00:00Z",
+        "dataEndTime": NOW,
+    }
     ids = [client.call("POST", f"{REPORTS}/reports", json=spec).json()["reportId"] for _ in range(3)]
     first = client.get(f"{REPORTS}/reports", reportTypes="GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL", pageSize=2)
     conforms(first.json(), "GetReportsResponse", REPORTS_MODEL)
@@ -816,33 +1056,44 @@ def test_get_reports_filters_and_pages(mcf):
     token = first.json()["nextToken"]
     second = client.get(f"{REPORTS}/reports", nextToken=token)
     assert [r["reportId"] for r in second.json()["reports"]] == [ids[0]] and "nextToken" not in second.json()
-    assert_error(client.get(f"{REPORTS}/reports", nextToken=token, pageSize=2), 400, "InvalidInput",
-                 model=REPORTS_MODEL, definition="ErrorList")
+    assert_error(
+        client.get(f"{REPORTS}/reports", nextToken=token, pageSize=2),
+        400,
+        "InvalidInput",
+        model=REPORTS_MODEL,
+        definition="ErrorList",
+    )
     assert_error(client.get(f"{REPORTS}/reports"), 400, "InvalidInput", model=REPORTS_MODEL, definition="ErrorList")
-    none = client.get(f"{REPORTS}/reports", reportTypes="GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL",
-                      processingStatuses="DONE,FATAL")
+    none = client.get(
+        f"{REPORTS}/reports", reportTypes="GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL", processingStatuses="DONE,FATAL"
+    )
     assert none.json()["reports"] == []  # all three still queued
     wait_for(client, ids[2], wall)
-    done = client.get(f"{REPORTS}/reports", reportTypes="GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL",
-                      processingStatuses="DONE")
+    done = client.get(
+        f"{REPORTS}/reports", reportTypes="GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL", processingStatuses="DONE"
+    )
     assert [r["reportId"] for r in done.json()["reports"]] == ids[:1]
     # Amazon regenerates the report at most every 30 minutes: the two asked for right after are cancelled
-    cancelled = client.get(f"{REPORTS}/reports", reportTypes="GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL",
-                           processingStatuses="CANCELLED")
+    cancelled = client.get(
+        f"{REPORTS}/reports", reportTypes="GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL", processingStatuses="CANCELLED"
+    )
     assert sorted(r["reportId"] for r in cancelled.json()["reports"]) == sorted(ids[1:])
 
 
 # ---------------------------------------------------------------- quotas, faults, odds and ends
 
-QUOTA_BODY = {"errors": [{"code": "QuotaExceeded", "message": "You exceeded your quota for the requested resource.",
-                          "details": ""}]}
+QUOTA_BODY = {
+    "errors": [
+        {"code": "QuotaExceeded", "message": "You exceeded your quota for the requested resource.", "details": ""}
+    ]
+}
 
 
 def test_default_quota_is_2_per_second_burst_30_per_operation(mcf):
     client = mcf(mcf_order(1, "Planning"), wall=(wall := stepped_wall()))
     statuses = [client.get(f"{FBA}/fulfillmentOrders/1001").status_code for _ in range(31)]
     assert statuses == [200] * 30 + [429]
-    wall.sleep(0.49)   # not yet a whole token back
+    wall.sleep(0.49)  # not yet a whole token back
     throttled = client.get(f"{FBA}/fulfillmentOrders/1001")
     assert throttled.status_code == 429 and throttled.json() == QUOTA_BODY
     conforms(throttled.json(), "GetFulfillmentOrderResponse")
@@ -882,8 +1133,12 @@ def test_injected_faults_use_the_platform_shapes(mcf):
     failed = client.get(f"{FBA}/fulfillmentOrders/1001")
     assert_error(failed, 500, "InternalFailure")
     client.http.post(admin, json={"platform": "amazon_mcf", "kind": "5xx", "status": 503, "path": "tracking"})
-    assert_error(client.get(f"{FBA}/tracking", packageNumber=1), 503, "ServiceUnavailable",
-                 definition="GetPackageTrackingDetailsResponse")
+    assert_error(
+        client.get(f"{FBA}/tracking", packageNumber=1),
+        503,
+        "ServiceUnavailable",
+        definition="GetPackageTrackingDetailsResponse",
+    )
     client.http.post(admin, json={"platform": "amazon_mcf", "kind": "token_expiry", "path": "fulfillmentOrders"})
     expired = client.get(f"{FBA}/fulfillmentOrders/1001")
     assert expired.status_code == 403
@@ -897,8 +1152,10 @@ def test_unsimulated_operations_answer_not_found_in_the_error_shape(mcf):
 
 
 def test_upper_case_status_option(mcf):
-    client = mcf(mcf_order(1, "Planning"),
-                 settings=Settings(clock_rate=0, platforms={"amazon_mcf": {"upper_case_statuses": True}}))
+    client = mcf(
+        mcf_order(1, "Planning"),
+        settings=Settings(clock_rate=0, platforms={"amazon_mcf": {"upper_case_statuses": True}}),
+    )
     body = client.get(f"{FBA}/fulfillmentOrders/1001").json()
     assert body["payload"]["fulfillmentOrder"]["fulfillmentOrderStatus"] == "PLANNING"
 

@@ -6,6 +6,7 @@ conform to the response the file documents for its status. The operations are th
 calls and the others of the same resources the simulators serve. Deviations that come from the
 files themselves are listed in KNOWN_SPEC_DEFECTS with the reason.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,21 +27,34 @@ from sandbox.shipbob import DEFAULT_CREDENTIALS as SHIPBOB
 from tests.contract.test_shipbob import _normalize as normalize_shipbob
 
 SPECS = Path(__file__).resolve().parents[1] / "fixtures" / "vendor-specs"
-EXAMPLES = 25   # per operation: a short run; raise it locally for a longer one
+EXAMPLES = 25  # per operation: a short run; raise it locally for a longer one
 
-AMAZON_OPERATIONS = ("listAllFulfillmentOrders", "getFulfillmentOrder", "cancelFulfillmentOrder",
-                     "getPackageTrackingDetails", "createReport", "getReport", "getReports", "cancelReport",
-                     "getReportDocument")
-SHIPBOB_OPERATIONS = ("GET /2026-01/order", "GET /2026-01/order/{orderId}", "POST /2026-01/order/{orderId}:cancel",
-                      "GET /2026-01/order/{orderId}/shipment")
+AMAZON_OPERATIONS = (
+    "listAllFulfillmentOrders",
+    "getFulfillmentOrder",
+    "cancelFulfillmentOrder",
+    "getPackageTrackingDetails",
+    "createReport",
+    "getReport",
+    "getReports",
+    "cancelReport",
+    "getReportDocument",
+)
+SHIPBOB_OPERATIONS = (
+    "GET /2026-01/order",
+    "GET /2026-01/order/{orderId}",
+    "POST /2026-01/order/{orderId}:cancel",
+    "GET /2026-01/order/{orderId}/shipment",
+)
 KNOWN_SPEC_DEFECTS: dict[str, str] = {}
 
 
 @pytest.fixture
 def sandbox_server(run_sandbox):
     # quotas x1000: the fuzzing is about shapes, not pacing
-    return run_sandbox(generate(200, seed=3), platforms=("amazon_mcf", "shipbob"),
-                       settings=Settings(rate_scale=1000, clock_rate=0))
+    return run_sandbox(
+        generate(200, seed=3), platforms=("amazon_mcf", "shipbob"), settings=Settings(rate_scale=1000, clock_rate=0)
+    )
 
 
 def fuzz(operation, base_url: str, headers: dict, known: dict | None = None) -> list[str]:
@@ -50,8 +64,9 @@ def fuzz(operation, base_url: str, headers: dict, known: dict | None = None) -> 
     sent: list[int] = []
 
     @given(case=operation.as_strategy(path_parameters=known) if known else operation.as_strategy())
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
     def run(case):
         response = case.call(base_url=base_url, headers=headers, timeout=10)
         sent.append(response.status_code)
@@ -59,8 +74,11 @@ def fuzz(operation, base_url: str, headers: dict, known: dict | None = None) -> 
             case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
         except (Failure, FailureGroup) as exc:
             found = exc.exceptions if isinstance(exc, FailureGroup) else [exc]
-            failures.extend(f"{case.method} {case.formatted_path} {case.query or ''} -> {response.status_code}: "
-                            f"{f.title}: {str(f.message)[:300]} | {response.text[:200]}" for f in found)
+            failures.extend(
+                f"{case.method} {case.formatted_path} {case.query or ''} -> {response.status_code}: "
+                f"{f.title}: {str(f.message)[:300]} | {response.text[:200]}"
+                for f in found
+            )
 
     run()
     # with every parameter fixed there is one request to make; otherwise a real run
@@ -96,18 +114,33 @@ def operations(spec: Path, wanted: tuple[str, ...], base_url: str, key: str, rea
 
 def test_amazon_simulator_answers_fuzzed_requests_as_its_models_say(sandbox_server):
     base = sandbox_server.urls["amazon_mcf"]
-    token = httpx.post(sandbox_server.urls["amazon_lwa"] + "/auth/o2/token", data={
-        "grant_type": "refresh_token", "refresh_token": AMAZON["refresh_token"],
-        "client_id": AMAZON["client_id"], "client_secret": AMAZON["client_secret"]}).json()["access_token"]
+    token = httpx.post(
+        sandbox_server.urls["amazon_lwa"] + "/auth/o2/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": AMAZON["refresh_token"],
+            "client_id": AMAZON["client_id"],
+            "client_secret": AMAZON["client_secret"],
+        },
+    ).json()["access_token"]
     headers = {"x-amz-access-token": token}
     amazon = sandbox_server.sandbox.platforms["amazon_mcf"]
-    report = httpx.post(f"{base}/reports/2021-06-30/reports", headers=headers, json={
-        "reportType": "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL", "marketplaceIds": [AMAZON["marketplace_id"]],
-        "dataStartTime": "2026-11-18T00:00:00Z", "dataEndTime": "2026-11-20T00:00:00Z"}).json()["reportId"]
+    report = httpx.post(
+        f"{base}/reports/2021-06-30/reports",
+        headers=headers,
+        json={
+            "reportType": "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL",
+            "marketplaceIds": [AMAZON["marketplace_id"]],
+            "dataStartTime": "2026-11-18T00:00:00Z",
+            "dataEndTime": "2026-11-20T00:00:00Z",
+        },
+    ).json()["reportId"]
     known = {"sellerFulfillmentOrderId": next(iter(amazon.orders)), "reportId": report}
     failures = []
-    for spec, wanted in (("fulfillmentOutbound_2020-07-01.json", AMAZON_OPERATIONS[:4]),
-                         ("reports_2021-06-30.json", AMAZON_OPERATIONS[4:])):
+    for spec, wanted in (
+        ("fulfillmentOutbound_2020-07-01.json", AMAZON_OPERATIONS[:4]),
+        ("reports_2021-06-30.json", AMAZON_OPERATIONS[4:]),
+    ):
         found = operations(SPECS / "amazon-sp-api" / spec, wanted, base, "operationId")
         failures += fuzz_all(found, base, headers, known)
     assert not failures, "\n".join(failures[:20])
@@ -115,12 +148,19 @@ def test_amazon_simulator_answers_fuzzed_requests_as_its_models_say(sandbox_serv
 
 def test_shipbob_simulator_answers_fuzzed_requests_as_its_file_says(sandbox_server):
     base = sandbox_server.urls["shipbob"]
-    headers = {"Authorization": f"Bearer {SHIPBOB['personal_access_tokens'][0]}",
-               "shipbob_channel_id": str(SHIPBOB["channel_id"])}
+    headers = {
+        "Authorization": f"Bearer {SHIPBOB['personal_access_tokens'][0]}",
+        "shipbob_channel_id": str(SHIPBOB["channel_id"]),
+    }
     # the file's own defects (keywords beside $ref, additionalProperties: false on bare oneOf/allOf)
     # read as OpenAPI 3.0 means them, as in the ShipBob contract tests
-    found = operations(SPECS / "shipbob" / "openapi-2026-01.json", SHIPBOB_OPERATIONS, base, "label",
-                       read=lambda text: normalize_shipbob(json.loads(text)))
+    found = operations(
+        SPECS / "shipbob" / "openapi-2026-01.json",
+        SHIPBOB_OPERATIONS,
+        base,
+        "label",
+        read=lambda text: normalize_shipbob(json.loads(text)),
+    )
     known = {"orderId": next(iter(sandbox_server.sandbox.platforms["shipbob"].orders))}
     failures = fuzz_all(found, base, headers, known)
     assert not failures, "\n".join(failures[:20])

@@ -4,6 +4,7 @@ Everything talks to `sandbox/amazon_mcf.py` (SP-API host with Reports and the pr
 document host, and the LWA token host) on loopback ports. No mocks: faults are injected through
 the simulator's admin API, and requests are observed with httpx event hooks.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -11,25 +12,47 @@ import json
 import logging
 import math
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
 
-from orderops_provider.amazon_mcf import (CANCEL, CREATE_REPORT, DOWNLOAD, GET, GET_DOCUMENT, GET_REPORT,
-                                          GET_REPORTS, LIST, LWA, AlreadyCancelledError,
-                                          AmazonMcfClient, NotCancellableError, ReportFailedError,
-                                          ReportTimeoutError, parse_flat_file)
-from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
-                                    NotFoundError, PagingError, RetryableError, RetryPolicy, ThrottledError,
-                                    TokenExpiredError)
+from orderops_provider.amazon_mcf import (
+    CANCEL,
+    CREATE_REPORT,
+    DOWNLOAD,
+    GET,
+    GET_DOCUMENT,
+    GET_REPORT,
+    GET_REPORTS,
+    LIST,
+    LWA,
+    AlreadyCancelledError,
+    AmazonMcfClient,
+    NotCancellableError,
+    ReportFailedError,
+    ReportTimeoutError,
+    parse_flat_file,
+)
+from orderops_provider.base import (
+    AuthError,
+    BusinessError,
+    ConfigurationError,
+    MalformedResponseError,
+    NotFoundError,
+    PagingError,
+    RetryableError,
+    RetryPolicy,
+    ThrottledError,
+    TokenExpiredError,
+)
 from orderops_provider.connection import ConnectionSettings
 from sandbox.amazon_mcf import DEFAULT_CREDENTIALS, SHIPMENT_REPORT_COLUMNS
 from sandbox.core import Settings
 from sandbox.generate import generate
 from tests.conftest import VirtualTime, connection_json, settled_count
+from tests.support import NOW, iso
 
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 FAST = RetryPolicy(max_attempts=6, base=0.01, cap=0.05)
 # Quotas x10 on both sides so that bulk tests are not paced at 2 requests a second.
 SCALE = 10
@@ -39,18 +62,26 @@ SECRETS = (DEFAULT_CREDENTIALS["client_secret"], DEFAULT_CREDENTIALS["refresh_to
 
 
 # ---------------------------------------------------------------- scenarios and helpers
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def mcf_order(i: int, status: str = "Planning", **mcf) -> dict:
     return {
-        "tiktok": {"id": str(576000000000000000 + i), "status": "AWAITING_SHIPMENT",
-                   "create_time": iso(NOW - timedelta(days=2)), "rts_sla_time": iso(NOW + timedelta(days=1)),
-                   "shipping_due_time": iso(NOW + timedelta(days=6)), "tracking_number": "", "cancellation": None,
-                   "line_items": [{"id": str(577000000000000000 + i), "seller_sku": "OSL-TEE-M"}]},
-        "shopify": {"id": 6100000000 + i, "name": f"#{1000 + i}", "tiktok_id_in": "source_identifier",
-                    "cancelled": False},
+        "tiktok": {
+            "id": str(576000000000000000 + i),
+            "status": "AWAITING_SHIPMENT",
+            "create_time": iso(NOW - timedelta(days=2)),
+            "rts_sla_time": iso(NOW + timedelta(days=1)),
+            "shipping_due_time": iso(NOW + timedelta(days=6)),
+            "tracking_number": "",
+            "cancellation": None,
+            "line_items": [{"id": str(577000000000000000 + i), "seller_sku": "OSL-TEE-M"}],
+        },
+        "shopify": {
+            "id": 6100000000 + i,
+            "name": f"#{1000 + i}",
+            "tiktok_id_in": "source_identifier",
+            "cancelled": False,
+        },
         "fulfiller": "amazon_mcf",
         "amazon_mcf": {"seller_fulfillment_order_id": str(1000 + i), "status": status, **mcf},
         "shipbob": None,
@@ -75,9 +106,13 @@ def make_client(server, *, scaled: bool = True, **kwargs) -> AmazonMcfClient:
     kwargs.setdefault("lwa_url", server.urls["amazon_lwa"] + "/auth/o2/token")
     if scaled:
         kwargs.setdefault("rate_scale", SCALE)
-    return AmazonMcfClient(server.urls[P], kwargs.pop("client_id", DEFAULT_CREDENTIALS["client_id"]),
-                           kwargs.pop("client_secret", DEFAULT_CREDENTIALS["client_secret"]),
-                           kwargs.pop("refresh_token", DEFAULT_CREDENTIALS["refresh_token"]), **kwargs)
+    return AmazonMcfClient(
+        server.urls[P],
+        kwargs.pop("client_id", DEFAULT_CREDENTIALS["client_id"]),
+        kwargs.pop("client_secret", DEFAULT_CREDENTIALS["client_secret"]),
+        kwargs.pop("refresh_token", DEFAULT_CREDENTIALS["refresh_token"]),
+        **kwargs,
+    )
 
 
 def fault(server, **spec) -> None:
@@ -87,9 +122,11 @@ def fault(server, **spec) -> None:
 
 
 # Requests a fault answers never reach a handler: the simulator counts them under the route.
-ROUTES = {LIST: "GET /fba/outbound/2020-07-01/fulfillmentOrders",
-          GET: "GET /fba/outbound/2020-07-01/fulfillmentOrders/{sfo_id}",
-          CANCEL: "PUT /fba/outbound/2020-07-01/fulfillmentOrders/{sfo_id}/cancel"}
+ROUTES = {
+    LIST: "GET /fba/outbound/2020-07-01/fulfillmentOrders",
+    GET: "GET /fba/outbound/2020-07-01/fulfillmentOrders/{sfo_id}",
+    CANCEL: "PUT /fba/outbound/2020-07-01/fulfillmentOrders/{sfo_id}/cancel",
+}
 
 
 def counted(server, operation: str, table: str = "calls") -> int:
@@ -118,12 +155,12 @@ def test_listing_two_thousand_orders_is_complete_lazy_and_counted(run_sandbox):
         sent = record(client)
         listing = client.list_fulfillment_orders()
         first = list(itertools.islice(listing, 10))
-        assert client.stats.calls[LIST] == 1            # lazy: one page for ten orders
+        assert client.stats.calls[LIST] == 1  # lazy: one page for ten orders
         got = [o["sellerFulfillmentOrderId"] for o in first + list(listing)]
         pages = math.ceil(len(expected) / 50)
         assert len(got) == len(set(got)) == len(expected) and set(got) == expected
         assert client.stats.calls[LIST] == pages == counted(server, LIST)
-        assert client.stats.calls[LWA] == 1 == counted(server, LWA)   # one token for the whole walk
+        assert client.stats.calls[LWA] == 1 == counted(server, LWA)  # one token for the whole walk
         assert not client.stats.retries and not client.stats.failures
         rows = {r["operation"]: r for r in client.stats.as_rows(P)}
         assert rows[LIST]["calls"] == pages and rows[LWA]["calls"] == 1
@@ -135,8 +172,13 @@ def test_listing_two_thousand_orders_is_complete_lazy_and_counted(run_sandbox):
         assert "x-amz-access-token" not in token_request.headers
         assert "grant_type=refresh_token" in token_request.content.decode()
         # The raw platform objects come back unmodified.
-        assert set(first[0]) >= {"sellerFulfillmentOrderId", "fulfillmentOrderStatus", "statusUpdatedDate",
-                                 "displayableOrderId", "destinationAddress"}
+        assert set(first[0]) >= {
+            "sellerFulfillmentOrderId",
+            "fulfillmentOrderStatus",
+            "statusUpdatedDate",
+            "displayableOrderId",
+            "destinationAddress",
+        }
 
 
 def test_query_start_date_is_sent_and_validated(run_sandbox):
@@ -153,10 +195,13 @@ def test_query_start_date_is_sent_and_validated(run_sandbox):
         with pytest.raises(BusinessError) as caught:
             list(client.list_fulfillment_orders("20 Nov 2026"))
         error = caught.value
-        assert (error.code, error.status, error.platform_message) == ("InvalidInput", 400,
-                                                                      "timestamp must follow ISO8601")
+        assert (error.code, error.status, error.platform_message) == (
+            "InvalidInput",
+            400,
+            "timestamp must follow ISO8601",
+        )
         assert error.request_id and not error.retryable
-        assert client.stats.calls[LIST] == 4   # a business refusal is not retried
+        assert client.stats.calls[LIST] == 4  # a business refusal is not retried
 
 
 # ---------------------------------------------------------------- auth
@@ -174,7 +219,7 @@ def test_token_expiry_mid_paging_is_refreshed_once_and_no_page_is_lost(run_sandb
     server = start(run_sandbox, [mcf_order(i) for i in range(600)])
     with make_client(server) as client:
         listing = client.list_fulfillment_orders()
-        got = [o["sellerFulfillmentOrderId"] for o in itertools.islice(listing, 260)]   # 6 pages read
+        got = [o["sellerFulfillmentOrderId"] for o in itertools.islice(listing, 260)]  # 6 pages read
         old_token = client.access_token()
         fault(server, kind="token_expiry", path="/fulfillmentOrders$")
         got += [o["sellerFulfillmentOrderId"] for o in listing]
@@ -194,7 +239,7 @@ def test_token_is_reused_until_shortly_before_it_expires(run_sandbox):
         for _ in range(3):
             client.get_fulfillment_order("1001")
         assert client.token_exchanges == 1
-        time.sleep(1.9)   # within the last tenth of its life: not used any more
+        time.sleep(1.9)  # within the last tenth of its life: not used any more
         client.get_fulfillment_order("1001")
         assert client.token_exchanges == 2
         # Exchanged ahead of expiry: the simulator never had to refuse a request.
@@ -203,10 +248,13 @@ def test_token_is_reused_until_shortly_before_it_expires(run_sandbox):
         assert len(set(tokens[:3])) == 1 and tokens[3] != tokens[0]
 
 
-@pytest.mark.parametrize("override, code", [
-    ({"client_secret": "amzn1.oa2-cs.v1.wrong-secret-value"}, "invalid_client"),
-    ({"refresh_token": "Atzr|revoked-refresh-token-value"}, "invalid_grant"),
-])
+@pytest.mark.parametrize(
+    "override, code",
+    [
+        ({"client_secret": "amzn1.oa2-cs.v1.wrong-secret-value"}, "invalid_client"),
+        ({"refresh_token": "Atzr|revoked-refresh-token-value"}, "invalid_grant"),
+    ],
+)
 def test_refused_credentials_fail_fast_with_the_oauth_code_and_no_secret(run_sandbox, override, code):
     server = start(run_sandbox, [mcf_order(1)])
     with make_client(server, **override) as client:
@@ -214,7 +262,7 @@ def test_refused_credentials_fail_fast_with_the_oauth_code_and_no_secret(run_san
             client.get_fulfillment_order("1001")
     error = caught.value
     assert error.code == code and error.operation == LWA and not error.retryable
-    assert client.stats.calls[LWA] == 1 and counted(server, GET) == 0   # not retried, nothing sent to SP-API
+    assert client.stats.calls[LWA] == 1 and counted(server, GET) == 0  # not retried, nothing sent to SP-API
     text = str(error) + repr(error) + str(error.__dict__)
     for secret in SECRETS + tuple(override.values()):
         assert secret not in text
@@ -271,8 +319,9 @@ def test_the_real_quota_throttles_a_greedy_client_and_the_header_rate_is_adopted
     quotas = {GET: [2, 3]}
     server = start(run_sandbox, [mcf_order(1)], Settings(clock_rate=0, platforms={P: {"quotas": quotas}}))
     # A client that believes in a much larger quota runs into the simulator's 429s and recovers.
-    with make_client(server, scaled=False, quotas={GET: (1000, 1000)},
-                     retry=RetryPolicy(max_attempts=8, base=0.05, cap=0.4)) as greedy:
+    with make_client(
+        server, scaled=False, quotas={GET: (1000, 1000)}, retry=RetryPolicy(max_attempts=8, base=0.05, cap=0.4)
+    ) as greedy:
         for _ in range(6):
             greedy.get_fulfillment_order("1001")
         assert greedy.stats.throttled[GET] >= 1 and not greedy.stats.failures
@@ -300,16 +349,16 @@ def test_errors_are_typed_with_code_message_and_request_id(run_sandbox):
     with make_client(server) as client:
         with pytest.raises(NotFoundError) as caught:
             client.get_fulfillment_order("9999")
-        assert (caught.value.code, caught.value.status) == ("InvalidInput", 400)   # Amazon answers 400 here
+        assert (caught.value.code, caught.value.status) == ("InvalidInput", 400)  # Amazon answers 400 here
         assert caught.value.platform_message == "Requested order '9999' not found" and caught.value.request_id
         with pytest.raises(NotFoundError) as caught:
-            client.call("getFeatures", "GET", "/fba/outbound/2020-07-01/features")   # not simulated: 404
+            client.call("getFeatures", "GET", "/fba/outbound/2020-07-01/features")  # not simulated: 404
         assert caught.value.status == 404 and caught.value.code == "NotFound"
         fault(server, kind="5xx", status=500, path="/fulfillmentOrders/1001$", count=6)
         with pytest.raises(RetryableError) as caught:
             client.get_fulfillment_order("1001")
         assert caught.value.code == "InternalFailure" and caught.value.status == 500
-        assert client.stats.calls[GET] == 1 + 6   # the not-found, then every attempt of the retry policy
+        assert client.stats.calls[GET] == 1 + 6  # the not-found, then every attempt of the retry policy
         for bad in ("", "a/b", "../x", "x" * 41, None, True):
             with pytest.raises(ValueError):
                 client.get_fulfillment_order(bad)
@@ -317,8 +366,10 @@ def test_errors_are_typed_with_code_message_and_request_id(run_sandbox):
 
 # ---------------------------------------------------------------- cancel
 def test_cancel_results_refusals_and_no_blind_resend(run_sandbox):
-    server = start(run_sandbox, [mcf_order(1, "Received"), mcf_order(2, "Processing"), mcf_order(3, "Planning"),
-                                 mcf_order(4, "Planning")])
+    server = start(
+        run_sandbox,
+        [mcf_order(1, "Received"), mcf_order(2, "Processing"), mcf_order(3, "Planning"), mcf_order(4, "Planning")],
+    )
     with make_client(server) as client:
         reply = client.cancel_fulfillment_order("1001")
         assert reply.status == 200 and reply.data == {} and reply.request_id
@@ -385,7 +436,6 @@ def on_one_clock(server, **kwargs) -> tuple[AmazonMcfClient, VirtualTime]:
     return client, clock
 
 
-
 def shipped_in(server, start: datetime, end: datetime) -> set[tuple[str, str, str]]:
     """(sellerFulfillmentOrderId, shipment id, tracking) the simulator shipped in the window."""
     found = set()
@@ -413,8 +463,11 @@ def test_fulfilled_shipments_report_is_created_polled_downloaded_and_parsed(run_
         assert client.stats.calls[DOWNLOAD] == 1 and client.stats.calls[GET_REPORT] >= 2
         (create,) = [r for r in sent if r.method == "POST" and r.url.path.endswith("/reports")]
         assert json.loads(create.content) == {
-            "reportType": "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL", "marketplaceIds": ["ATVPDKIKX0DER"],
-            "dataStartTime": iso(begin), "dataEndTime": iso(NOW)}
+            "reportType": "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL",
+            "marketplaceIds": ["ATVPDKIKX0DER"],
+            "dataStartTime": iso(begin),
+            "dataEndTime": iso(NOW),
+        }
         (download,) = [r for r in sent if r.url.path.startswith("/_documents/")]
         assert "x-amz-access-token" not in download.headers and "X-Amz-Signature" in str(download.url)
         # Nothing in the window: Amazon cancels the report, which says nothing about tracking (None).
@@ -436,14 +489,15 @@ def test_a_report_built_as_fast_as_the_last_is_read_with_one_poll(run_sandbox):
     client, _ = on_one_clock(server)
     with client:
         first = client.collect_fulfilled_shipments(client.request_fulfilled_shipments(begin, NOW), poll_interval=0.5)
-        assert client.stats.calls[GET_REPORT] == 6   # every 0.5 s until the report is built, at 3 s
-        assert client.build_seconds == 3.0   # createdTime -> processingEndTime (whole seconds)
+        assert client.stats.calls[GET_REPORT] == 6  # every 0.5 s until the report is built, at 3 s
+        assert client.build_seconds == 3.0  # createdTime -> processingEndTime (whole seconds)
         learned = client.build_seconds
     server.sandbox.clock.advance(30 * 60)
     client, _ = on_one_clock(server)
     with client:
-        again = client.collect_fulfilled_shipments(client.request_fulfilled_shipments(begin, NOW), poll_interval=0.5,
-                                                   expected_seconds=learned)
+        again = client.collect_fulfilled_shipments(
+            client.request_fulfilled_shipments(begin, NOW), poll_interval=0.5, expected_seconds=learned
+        )
         assert again == first and client.stats.calls[GET_REPORT] == 1
 
 
@@ -457,7 +511,7 @@ def test_a_set_first_report_poll_is_the_wait_before_the_first_poll_whatever_was_
         slept: list[float] = []
         with make_client(server, first_report_poll=first_report_poll, sleep=slept.append) as client:
             report_id = client.request_fulfilled_shipments(begin, NOW)
-            slept.clear()     # the waits of the report's collection only
+            slept.clear()  # the waits of the report's collection only
             client.collect_fulfilled_shipments(report_id, expected_seconds=expected_seconds)
             assert client.stats.calls[GET_REPORT] == 1 and slept[0] == pytest.approx(first_wait)
         server.sandbox.clock.advance(30 * 60)
@@ -474,7 +528,7 @@ def test_report_faults_timeout_and_an_expired_document_url(run_sandbox):
         if request.url.path.startswith("/_documents/"):
             downloads.append(request.url)
             if len(downloads) == 2:
-                clock.sleep(3)   # past the 2 s link's life
+                clock.sleep(3)  # past the 2 s link's life
 
     client.http.event_hooks["request"] = [second_download_late]
     with client:
@@ -503,13 +557,14 @@ def test_a_report_still_built_when_patience_ends_is_a_retryable_timeout_naming_i
                 client.collect_fulfilled_shipments(report_id, poll_interval=0.1, timeout=timeout)
             assert caught.value.retryable and f"still {state} after {timeout:g} s" in str(caught.value)
         rows = client.collect_fulfilled_shipments(report_id, poll_interval=0.1, timeout=10)
-        assert {(r["merchant-order-id"], r["shipment-id"], r["tracking-number"]) for r in rows} \
-            == shipped_in(server, begin, NOW)
+        assert {(r["merchant-order-id"], r["shipment-id"], r["tracking-number"]) for r in rows} == shipped_in(
+            server, begin, NOW
+        )
     assert len(writes(server, CREATE_REPORT)) == 1
 
 
 def test_flat_file_parsing():
-    text = "\ufeffa\tb\tc\r\n1\t2\t3\r\n4\t\"x\r\n\n"
+    text = '\ufeffa\tb\tc\r\n1\t2\t3\r\n4\t"x\r\n\n'
     assert parse_flat_file(text.encode()) == [{"a": "1", "b": "2", "c": "3"}, {"a": "4", "b": '"x', "c": ""}]
     assert parse_flat_file("a\tb\ncaf\xe9\t1\n".encode("cp1252")) == [{"a": "café", "b": "1"}]
     assert parse_flat_file(b"") == []
@@ -521,21 +576,42 @@ def test_flat_file_parsing():
 
 # ---------------------------------------------------------------- configuration
 def test_configuration_errors_name_the_field():
-    base = ConnectionSettings("mcf", "https://sellingpartnerapi-na.amazon.com", "amzn1.application-oa2-client.x",
-                              "secret", {"refresh_token": "Atzr|x"})
-    for change, field in (({"login": None}, "login"), ({"password": None}, "password"),
-                          ({"extra": {}}, "refresh_token"),
-                          ({"extra": {"refresh_token": "Atzr|x", "lwa_url": "ftp://x"}}, "lwa_url"),
-                          ({"extra": {"refresh_token": "Atzr|x", "rate_scale": "fast"}}, "rate_scale"),
-                          ({"extra": {"refresh_token": "Atzr|x", "quotas": {GET: [1]}}}, "quotas"),
-                          ({"extra": {"refresh_token": "Atzr|x", "first_report_poll": -1}}, "first_report_poll"),
-                          ({"extra": {"refresh_token": "Atzr|x", "first_report_poll": "soon"}}, "first_report_poll")):
+    base = ConnectionSettings(
+        "mcf",
+        "https://sellingpartnerapi-na.amazon.com",
+        "amzn1.application-oa2-client.x",
+        "secret",
+        {"refresh_token": "Atzr|x"},
+    )
+    for change, field in (
+        ({"login": None}, "login"),
+        ({"password": None}, "password"),
+        ({"extra": {}}, "refresh_token"),
+        ({"extra": {"refresh_token": "Atzr|x", "lwa_url": "ftp://x"}}, "lwa_url"),
+        ({"extra": {"refresh_token": "Atzr|x", "rate_scale": "fast"}}, "rate_scale"),
+        ({"extra": {"refresh_token": "Atzr|x", "quotas": {GET: [1]}}}, "quotas"),
+        ({"extra": {"refresh_token": "Atzr|x", "first_report_poll": -1}}, "first_report_poll"),
+        ({"extra": {"refresh_token": "Atzr|x", "first_report_poll": "soon"}}, "first_report_poll"),
+    ):
         settings = ConnectionSettings(**{**base.__dict__, **change})
         with pytest.raises(ConfigurationError, match=field):
             AmazonMcfClient.from_settings(settings)
-    client = AmazonMcfClient.from_settings(ConnectionSettings(**{**base.__dict__, "extra": {
-        "refresh_token": "Atzr|x", "marketplace_id": "A2EUQ1WTGCTBG2", "timeout": "12", "rate_scale": 0.5,
-        "quotas": {GET: [4, 40]}, "max_attempts": 3, "first_report_poll": "0"}}))
+    client = AmazonMcfClient.from_settings(
+        ConnectionSettings(
+            **{
+                **base.__dict__,
+                "extra": {
+                    "refresh_token": "Atzr|x",
+                    "marketplace_id": "A2EUQ1WTGCTBG2",
+                    "timeout": "12",
+                    "rate_scale": 0.5,
+                    "quotas": {GET: [4, 40]},
+                    "max_attempts": 3,
+                    "first_report_poll": "0",
+                },
+            }
+        )
+    )
     assert (client.marketplace_id, client.http.timeout.read, client.retry.max_attempts) == ("A2EUQ1WTGCTBG2", 12.0, 3)
     assert client.first_report_poll == 0.0
     assert client.lwa_url == "https://api.amazon.com/auth/o2/token"
@@ -553,25 +629,37 @@ def hook_class():
     """The hook class, imported during setup: loading Airflow replaces the root log handlers, and
     the test's log capture must be installed after that to see anything."""
     from orderops_provider.hooks import AmazonMcfHook
+
     return AmazonMcfHook
 
 
 def test_hook_from_env_connection_keeps_secrets_out_of_logs(run_sandbox, monkeypatch, caplog, capsys, hook_class):
-    server = start(run_sandbox, generate(400, seed=3),
-                   Settings(rate_scale=SCALE, clock_rate=0, platforms={P: QUICK_REPORTS}))
-    conn = connection_json(server.urls[P], login=DEFAULT_CREDENTIALS["client_id"],
-                           password=DEFAULT_CREDENTIALS["client_secret"],
-                           extra={"refresh_token": DEFAULT_CREDENTIALS["refresh_token"],
-                                  "marketplace_id": DEFAULT_CREDENTIALS["marketplace_id"],
-                                  "lwa_url": server.urls["amazon_lwa"] + "/auth/o2/token",
-                                  "timeout": 5, "rate_scale": SCALE, "max_attempts": 3})
+    server = start(
+        run_sandbox, generate(400, seed=3), Settings(rate_scale=SCALE, clock_rate=0, platforms={P: QUICK_REPORTS})
+    )
+    conn = connection_json(
+        server.urls[P],
+        login=DEFAULT_CREDENTIALS["client_id"],
+        password=DEFAULT_CREDENTIALS["client_secret"],
+        extra={
+            "refresh_token": DEFAULT_CREDENTIALS["refresh_token"],
+            "marketplace_id": DEFAULT_CREDENTIALS["marketplace_id"],
+            "lwa_url": server.urls["amazon_lwa"] + "/auth/o2/token",
+            "timeout": 5,
+            "rate_scale": SCALE,
+            "max_attempts": 3,
+        },
+    )
     monkeypatch.setenv("AIRFLOW_CONN_AMAZON_MCF_HOOKTEST", conn)
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="httpx")
 
     hook = hook_class("amazon_mcf_hooktest")
-    assert (hook.conn_type, hook.default_conn_name, hook.conn_name_attr) == ("amazon_mcf", "amazon_mcf_default",
-                                                                             "amazon_mcf_conn_id")
+    assert (hook.conn_type, hook.default_conn_name, hook.conn_name_attr) == (
+        "amazon_mcf",
+        "amazon_mcf_default",
+        "amazon_mcf_conn_id",
+    )
     ok, message = hook.test_connection()
     assert ok, message
     client = hook.get_client()
@@ -590,14 +678,22 @@ def test_hook_from_env_connection_keeps_secrets_out_of_logs(run_sandbox, monkeyp
     assert len(signatures) == 1 and len(signatures[0]) == 64
 
     failures = []
-    for call in (lambda: client.get_fulfillment_order("no-such-order"),
-                 lambda: client.cancel_fulfillment_order("no-such-order")):
+    for call in (
+        lambda: client.get_fulfillment_order("no-such-order"),
+        lambda: client.cancel_fulfillment_order("no-such-order"),
+    ):
         with pytest.raises(NotFoundError) as caught:
             call()
         failures.append(caught.value)
-    bad = connection_json(server.urls[P], login=DEFAULT_CREDENTIALS["client_id"], password="wrong-secret-123456",
-                          extra={"refresh_token": DEFAULT_CREDENTIALS["refresh_token"],
-                                 "lwa_url": server.urls["amazon_lwa"] + "/auth/o2/token"})
+    bad = connection_json(
+        server.urls[P],
+        login=DEFAULT_CREDENTIALS["client_id"],
+        password="wrong-secret-123456",
+        extra={
+            "refresh_token": DEFAULT_CREDENTIALS["refresh_token"],
+            "lwa_url": server.urls["amazon_lwa"] + "/auth/o2/token",
+        },
+    )
     monkeypatch.setenv("AIRFLOW_CONN_AMAZON_MCF_BAD", bad)
     with pytest.raises(AuthError) as caught:
         hook_class("amazon_mcf_bad").get_client().get_fulfillment_order("1001")
@@ -606,9 +702,8 @@ def test_hook_from_env_connection_keeps_secrets_out_of_logs(run_sandbox, monkeyp
     client.close()
 
     captured = capsys.readouterr()
-    logged = caplog.text + captured.out + captured.err + "".join(
-        str(r.args) + r.getMessage() for r in caplog.records)
-    assert "hook run finished" in logged and "amazon_mcf" in caplog.text   # the logs were captured
+    logged = caplog.text + captured.out + captured.err + "".join(str(r.args) + r.getMessage() for r in caplog.records)
+    assert "hook run finished" in logged and "amazon_mcf" in caplog.text  # the logs were captured
     access_tokens = list(server.sandbox.platforms[P].tokens)
     assert len(access_tokens) >= 3
     texts = [str(e) + repr(e) + repr(e.__context__) + str(e.__dict__) for e in failures]

@@ -5,6 +5,7 @@ Everything here talks to `sandbox/shipbob.py` on a loopback port. The only stand
 answers: the simulator always sends correct headers, so lists without headers, links that loop
 and links to another host cannot be served by it.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -13,25 +14,34 @@ import logging
 import math
 import re
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 import httpx
 import pytest
 
-from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
-                                    NotFoundError, PagingError, Reply, RetryableError, RetryPolicy,
-                                    ThrottledError)
+from orderops_provider.base import (
+    AuthError,
+    BusinessError,
+    ConfigurationError,
+    MalformedResponseError,
+    NotFoundError,
+    PagingError,
+    Reply,
+    RetryableError,
+    RetryPolicy,
+    ThrottledError,
+)
 from orderops_provider.connection import ConnectionSettings
 from orderops_provider.shipbob import CancelOutcome, ShipBobClient, _csv_batches
 from sandbox.core import Settings
 from sandbox.generate import generate
 from sandbox.shipbob import DEFAULT_CREDENTIALS
 from tests.conftest import connection_json, settled_count
+from tests.support import NOW, iso
 
 PAT = DEFAULT_CREDENTIALS["personal_access_tokens"][0]
 CHANNEL = DEFAULT_CREDENTIALS["channel_id"]
 READONLY_CHANNEL = DEFAULT_CREDENTIALS["readonly_channel_id"]
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 FAST = RetryPolicy(max_attempts=6, base=0.01, cap=0.05)
 # Quotas x20 on both sides so that bulk tests are not paced at 2.5 requests a second.
 SCALE = 20
@@ -40,17 +50,25 @@ LIST = ("shipbob", "GET /2026-07/order")
 
 
 # ---------------------------------------------------------------- scenarios
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def sb_order(i: int, status: str = "Processing", shipments: list | None = None, reference: str | None = None,
-             created: datetime | None = None) -> dict:
+def sb_order(
+    i: int,
+    status: str = "Processing",
+    shipments: list | None = None,
+    reference: str | None = None,
+    created: datetime | None = None,
+) -> dict:
     created = created or NOW - timedelta(days=3) + timedelta(seconds=37 * i)
     doc = {
-        "tiktok": {"id": str(576000000000000000 + i), "status": "AWAITING_SHIPMENT", "create_time": iso(created),
-                   "rts_sla_time": iso(NOW + timedelta(days=1)), "shipping_due_time": iso(NOW + timedelta(days=7)),
-                   "line_items": [{"id": str(577000000000000000 + i), "seller_sku": "OSL-TEE-M"}]},
+        "tiktok": {
+            "id": str(576000000000000000 + i),
+            "status": "AWAITING_SHIPMENT",
+            "create_time": iso(created),
+            "rts_sla_time": iso(NOW + timedelta(days=1)),
+            "shipping_due_time": iso(NOW + timedelta(days=7)),
+            "line_items": [{"id": str(577000000000000000 + i), "seller_sku": "OSL-TEE-M"}],
+        },
         "shopify": {"id": 6100000000 + i, "name": f"#{1000 + i}", "tiktok_id_in": "name", "cancelled": False},
         "fulfiller": "shipbob",
         "shipbob": {"order_id": 9000000 + i, "reference_id": reference or str(6100000000 + i), "status": status},
@@ -78,7 +96,7 @@ def shipbob_ids(doc: dict) -> set[int]:
 def make_client(server, *, scaled: bool = True, **kwargs) -> ShipBobClient:
     kwargs.setdefault("retry", FAST)
     kwargs.setdefault("channel_id", CHANNEL)
-    kwargs.setdefault("today", NOW.date)   # versions retire on the scenario's day, not the machine's
+    kwargs.setdefault("today", NOW.date)  # versions retire on the scenario's day, not the machine's
     if scaled:
         kwargs.setdefault("rate_limit", 150 * SCALE)
     return ShipBobClient(server.urls["shipbob"], kwargs.pop("token", PAT), **kwargs)
@@ -97,7 +115,6 @@ def fault(server, **spec) -> None:
 def mint_token(server) -> str:
     with admin(server) as api:
         return api.post("/_sandbox/shipbob/tokens").json()["token"]
-
 
 
 def writes(server) -> list:
@@ -133,7 +150,7 @@ def test_paging_thousands_of_orders_is_complete_lazy_and_counted(run_sandbox, ve
     server = run_sandbox(doc, platforms=("shipbob",), settings=SCALED)
     with make_client(server, api_version=version) as client:
         first = list(itertools.islice(client.orders(), 10))
-        assert len(first) == 10 and client.stats.calls["orders"] == 1   # lazy: one page so far
+        assert len(first) == 10 and client.stats.calls["orders"] == 1  # lazy: one page so far
 
         got = [o["id"] for o in client.orders()]
         pages = math.ceil(len(expected) / 250)
@@ -141,7 +158,7 @@ def test_paging_thousands_of_orders_is_complete_lazy_and_counted(run_sandbox, ve
         assert client.stats.calls["orders"] == 1 + pages
         assert settled_count(server, ("shipbob", f"GET /{version}/order")) == 1 + pages
         created = [o["created_date"] for o in client.orders(limit=200)]
-        assert created == sorted(created)   # Oldest first, so new orders only ever land on the last page
+        assert created == sorted(created)  # Oldest first, so new orders only ever land on the last page
         assert client.stats.calls["orders"] == 1 + pages + math.ceil(len(expected) / 200)
         rows = {r["operation"]: r for r in client.stats.as_rows("shipbob")}
         assert rows["orders"]["calls"] == client.stats.calls["orders"] and rows["orders"]["failures"] == 0
@@ -153,7 +170,7 @@ def test_paging_thousands_of_orders_is_complete_lazy_and_counted(run_sandbox, ve
 def test_reference_ids_are_batched_into_short_urls(run_sandbox):
     orders = [sb_order(i, reference=f"TTS-{576000000000000000 + i}-REF") for i in range(900)]
     server = run_sandbox(scenario(orders), platforms=("shipbob",), settings=SCALED)
-    wanted = [o["shipbob"]["reference_id"] for o in orders[::2]]            # 450 references
+    wanted = [o["shipbob"]["reference_id"] for o in orders[::2]]  # 450 references
     asked = wanted + wanted[:20] + ["NO-SUCH-REFERENCE-1", "NO-SUCH-REFERENCE-2"]
     urls: list[str] = []
     with make_client(server) as client:
@@ -167,7 +184,7 @@ def test_reference_ids_are_batched_into_short_urls(run_sandbox):
         assert sorted(o["id"] for o in client.orders(ids=ids)) == ids
 
         before = len(urls)
-        assert list(client.orders(reference_ids=[])) == []   # an empty filter is "no order", not "all"
+        assert list(client.orders(reference_ids=[])) == []  # an empty filter is "no order", not "all"
         assert len(urls) == before
         with pytest.raises(ValueError, match="comma"):
             list(client.orders(reference_ids=["A,B"]))
@@ -190,7 +207,9 @@ def test_filters_reach_the_platform(run_sandbox):
         window = client.orders(start_date=t + timedelta(hours=1), end_date=t + timedelta(hours=4))
         assert [o["id"] for o in window] == [9000002, 9000003]
         assert [o["id"] for o in client.orders(start_date=iso(t + timedelta(hours=3)), sort="Newest")] == [
-            9000004, 9000003]
+            9000004,
+            9000003,
+        ]
         updated = client.orders(last_update_start=NOW - timedelta(hours=1))
         assert sorted(o["id"] for o in updated) == [9000001, 9000002, 9000003, 9000004]
         assert list(client.orders(last_update_start=NOW + timedelta(hours=1))) == []
@@ -200,12 +219,13 @@ def test_filters_reach_the_platform(run_sandbox):
 # ---------------------------------------------------------------- paging guards
 def test_paging_without_headers_falls_back_to_short_pages(run_sandbox):
     server = run_sandbox(scenario([sb_order(i) for i in range(1000)]), platforms=("shipbob",), settings=SCALED)
-    strip = Rewrite(lambda request, headers: {k: v for k, v in headers.items()
-                                              if k not in ("next-page", "total-pages")})
+    strip = Rewrite(
+        lambda request, headers: {k: v for k, v in headers.items() if k not in ("next-page", "total-pages")}
+    )
     with make_client(server, transport=strip) as client:
         got = [o["id"] for o in client.orders()]
     assert sorted(got) == [9000000 + i for i in range(1000)]
-    assert len(strip.urls) == 5   # four full pages, then an empty one says "no more"
+    assert len(strip.urls) == 5  # four full pages, then an empty one says "no more"
 
 
 def test_total_pages_alone_is_enough(run_sandbox):
@@ -216,9 +236,14 @@ def test_total_pages_alone_is_enough(run_sandbox):
     assert len(only_total.urls) == 4
 
 
-@pytest.mark.parametrize("link", ["/2026-07/fulfillment-order?Page=2&Limit=250",   # another listing
-                                  "/2026-07/order?cursor=abc",                    # no page in it
-                                  "page 2"])
+@pytest.mark.parametrize(
+    "link",
+    [
+        "/2026-07/fulfillment-order?Page=2&Limit=250",  # another listing
+        "/2026-07/order?cursor=abc",  # no page in it
+        "page 2",
+    ],
+)
 def test_a_next_page_link_of_unexpected_form_falls_back_to_page_numbers(run_sandbox, link, caplog):
     server = run_sandbox(scenario([sb_order(i) for i in range(600)]), platforms=("shipbob",), settings=SCALED)
     odd = Rewrite(lambda request, headers: {**headers, "next-page": link} if "next-page" in headers else headers)
@@ -251,7 +276,7 @@ def test_a_next_page_that_loops_or_leaves_the_host_is_refused(run_sandbox):
     with make_client(server, transport=leaving) as client:
         with pytest.raises(PagingError, match="another host"):
             list(client.orders())
-    assert [u.host for u in leaving.urls] == ["127.0.0.1"]   # the token never went anywhere else
+    assert [u.host for u in leaving.urls] == ["127.0.0.1"]  # the token never went anywhere else
 
 
 def test_empty_pages_that_always_point_further_are_stopped(run_sandbox):
@@ -271,17 +296,17 @@ def test_token_revoked_mid_paging_is_replaced_and_no_page_is_lost(run_sandbox):
     fresh: list[str] = []
 
     def source() -> str:
-        fresh.append(mint_token(server))   # the operator put a new token in the connection
+        fresh.append(mint_token(server))  # the operator put a new token in the connection
         return fresh[-1]
 
     with make_client(server, token_source=source) as client:
         listing = client.orders()
-        got = [o["id"] for o in itertools.islice(listing, 500)]   # two pages of 250
+        got = [o["id"] for o in itertools.islice(listing, 500)]  # two pages of 250
         fault(server, kind="token_expiry", path="/order$")
         got += [o["id"] for o in listing]
         assert sorted(got) == [9000000 + i for i in range(1200)] and len(got) == 1200
         assert len(fresh) == 1 and client._token == fresh[0]
-        assert client.stats.calls["orders"] == 5 + 1           # five pages, one refused attempt
+        assert client.stats.calls["orders"] == 5 + 1  # five pages, one refused attempt
         assert client.stats.failures["orders"] == 0 and client.stats.retries["orders"] == 0
     assert settled_count(server, LIST) == 6
     assert server.sandbox.platforms["shipbob"].state()["tokens"] == {"active": 1, "revoked": 1}
@@ -298,9 +323,9 @@ def test_revoked_token_without_a_new_one_fails_fast_without_leaking_it(run_sandb
             list(listing)
         assert secret not in str(caught.value) and secret not in repr(caught.value.__context__)
         assert client.stats.calls["orders"] == 2 and client.stats.failures["orders"] == 1
-    assert settled_count(server, LIST) == 2   # one refused request, not a retry loop
+    assert settled_count(server, LIST) == 2  # one refused request, not a retry loop
 
-    with make_client(server, token="shipbob-sandbox-pat-wrong-0000") as client:   # no token source at all
+    with make_client(server, token="shipbob-sandbox-pat-wrong-0000") as client:  # no token source at all
         with pytest.raises(AuthError) as caught:
             client.order(9000001)
         assert caught.value.status == 401 and "wrong" not in str(caught.value)
@@ -310,7 +335,7 @@ def test_revoked_token_without_a_new_one_fails_fast_without_leaking_it(run_sandb
 def test_forbidden_channel_and_missing_channel(run_sandbox):
     server = run_sandbox(scenario([sb_order(1)]), platforms=("shipbob",), settings=SCALED)
     with make_client(server, channel_id=READONLY_CHANNEL) as client:
-        assert client.order(9000001)["id"] == 9000001      # reads work on a read-only channel
+        assert client.order(9000001)["id"] == 9000001  # reads work on a read-only channel
         with pytest.raises(AuthError, match="permission") as caught:
             client.cancel_order(9000001)
         assert caught.value.status == 403 and client.stats.calls["cancel_order"] == 1
@@ -344,7 +369,7 @@ def test_429_storm_honours_x_retry_after(run_sandbox):
     server = run_sandbox(scenario([sb_order(i) for i in range(600)]), platforms=("shipbob",), settings=SCALED)
     waits: list[float] = []
 
-    def nap(seconds: float) -> None:   # record every wait; sleep only the short ones
+    def nap(seconds: float) -> None:  # record every wait; sleep only the short ones
         waits.append(seconds)
         time.sleep(min(seconds, 0.05))
 
@@ -372,17 +397,26 @@ def test_a_hang_times_out_and_the_read_is_retried(run_sandbox):
 
 
 # ---------------------------------------------------------------- cancels
-@pytest.mark.parametrize("version,order_path", [
-    ("2026-01", "/2026-01/order/9000001:cancel"),
-    ("2026-07", "/2026-07/order/9000001:cancel"),
-])
+@pytest.mark.parametrize(
+    "version,order_path",
+    [
+        ("2026-01", "/2026-01/order/9000001:cancel"),
+        ("2026-07", "/2026-07/order/9000001:cancel"),
+    ],
+)
 def test_cancel_paths_results_and_refusals(run_sandbox, version, order_path):
-    server = run_sandbox(scenario([
-        sb_order(1, shipments=[ship(1, 0), ship(1, 1, status="OnHold")]),
-        sb_order(2, shipments=[ship(2)]),
-        sb_order(3, shipments=[ship(3, detail="Picked")]),
-        sb_order(4, shipments=[ship(4, status="Completed"), ship(4, 1)]),
-    ]), platforms=("shipbob",), settings=SCALED)
+    server = run_sandbox(
+        scenario(
+            [
+                sb_order(1, shipments=[ship(1, 0), ship(1, 1, status="OnHold")]),
+                sb_order(2, shipments=[ship(2)]),
+                sb_order(3, shipments=[ship(3, detail="Picked")]),
+                sb_order(4, shipments=[ship(4, status="Completed"), ship(4, 1)]),
+            ]
+        ),
+        platforms=("shipbob",),
+        settings=SCALED,
+    )
     with make_client(server, api_version=version) as client:
         reply = client.cancel_order(9000001)
         assert isinstance(reply, Reply) and reply.status == 200
@@ -407,21 +441,23 @@ def test_cancel_paths_results_and_refusals(run_sandbox, version, order_path):
 
 def test_order_cancel_refused_as_422_is_a_business_error(run_sandbox):
     settings = Settings(rate_scale=SCALE, clock_rate=0, platforms={"shipbob": {"order_cancel_refused_as": "422"}})
-    server = run_sandbox(scenario([sb_order(1, shipments=[ship(1, detail="Labeled")])]),
-                         platforms=("shipbob",), settings=settings)
+    server = run_sandbox(
+        scenario([sb_order(1, shipments=[ship(1, detail="Labeled")])]), platforms=("shipbob",), settings=settings
+    )
     with make_client(server) as client:
         with pytest.raises(BusinessError, match="labeled") as caught:
             client.cancel_order(9000001)
         assert list(caught.value.errors) == ["OrderId"] and not caught.value.retryable
         with pytest.raises(BusinessError) as caught:
-            client.order(2**31)   # beyond int32: ShipBob's validation dictionary
+            client.order(2**31)  # beyond int32: ShipBob's validation dictionary
         assert caught.value.status == 400 and "orderId" in str(caught.value)
         assert client.stats.calls["cancel_order"] == 1 and client.stats.retries["cancel_order"] == 0
 
 
 def test_a_cancel_is_never_resent_blindly(run_sandbox):
-    server = run_sandbox(scenario([sb_order(i, shipments=[ship(i)]) for i in range(1, 5)]),
-                         platforms=("shipbob",), settings=SCALED)
+    server = run_sandbox(
+        scenario([sb_order(i, shipments=[ship(i)]) for i in range(1, 5)]), platforms=("shipbob",), settings=SCALED
+    )
     cancel_op = ("shipbob", "POST /2026-07/order/{orderId}:cancel")
     with make_client(server, timeout=2.0) as client:
         # Processed but the answer was cut: raised as is, not sent again.
@@ -444,7 +480,9 @@ def test_a_cancel_is_never_resent_blindly(run_sandbox):
     assert settled_count(server, cancel_op) == 6
     # Writes the simulator performed: the cut answer's cancel and the throttled one's, once each.
     assert [(w.path, w.outcome) for w in writes(server)] == [
-        ("/2026-07/order/9000001:cancel", "ok"), ("/2026-07/order/9000004:cancel", "ok")]
+        ("/2026-07/order/9000001:cancel", "ok"),
+        ("/2026-07/order/9000004:cancel", "ok"),
+    ]
 
 
 # ---------------------------------------------------------------- quota
@@ -458,8 +496,9 @@ def test_limiter_paces_at_the_documented_quota(run_sandbox, virtual_time):
         client.clock = virtual_time
         client.http.event_hooks["request"] = [lambda request: sent.append(virtual_time())]
         began = virtual_time()
-        remaining = [client.call("order", "GET", "/2026-01/order/9000001").headers["x-remaining-calls"]
-                     for _ in range(18)]
+        remaining = [
+            client.call("order", "GET", "/2026-01/order/9000001").headers["x-remaining-calls"] for _ in range(18)
+        ]
     assert remaining[-1] == str(150 - 18) and not server.sandbox.throttles
     # 144 per 60 s after a burst of 5 (no minute can hold more than 149 of the 150 allowed): the 18th
     # request cannot leave before 13 more tokens came
@@ -469,8 +508,9 @@ def test_limiter_paces_at_the_documented_quota(run_sandbox, virtual_time):
 def test_sustained_load_never_trips_the_sliding_window(run_sandbox, virtual_time):
     """A compressed window (30 per 2 s) so that several windows pass (on one virtual clock)."""
     quota = {"shipbob": {"rate_limit": 30, "rate_window_seconds": 2.0}}
-    server = run_sandbox(scenario([sb_order(1)]), platforms=("shipbob",),
-                         settings=Settings(clock_rate=0, platforms=quota))
+    server = run_sandbox(
+        scenario([sb_order(1)]), platforms=("shipbob",), settings=Settings(clock_rate=0, platforms=quota)
+    )
     server.sandbox.clock.quota_source = virtual_time
     sent: list[float] = []
     with make_client(server, scaled=False, rate_limit=30, rate_window=2.0, sleep=virtual_time.sleep) as client:
@@ -484,8 +524,14 @@ def test_sustained_load_never_trips_the_sliding_window(run_sandbox, virtual_time
 
     # The same load from a client that ignores the quota is throttled, and still gets through
     # by waiting as x-retry-after says.
-    with make_client(server, scaled=False, rate_limit=100_000, rate_window=1.0, sleep=virtual_time.sleep,
-                     retry=RetryPolicy(max_attempts=10, base=0.01, cap=0.05)) as greedy:
+    with make_client(
+        server,
+        scaled=False,
+        rate_limit=100_000,
+        rate_window=1.0,
+        sleep=virtual_time.sleep,
+        retry=RetryPolicy(max_attempts=10, base=0.01, cap=0.05),
+    ) as greedy:
         greedy.clock = virtual_time
         for _ in range(40):
             greedy.order(9000001)
@@ -501,14 +547,21 @@ def test_configuration_errors_name_the_field():
         ShipBobClient("https://api.shipbob.com", PAT, channel_id="abc", today=NOW.date)
     with pytest.raises(ConfigurationError, match="password"):
         ShipBobClient.from_settings(ConnectionSettings("sb", "https://api.shipbob.com", None, None, {}))
-    client = ShipBobClient.from_settings(ConnectionSettings(
-        "sb", "https://sandbox-api.shipbob.com", None, PAT,
-        {"api_version": "2026-01", "channel_id": "100201", "timeout": "12", "rate_limit": 75}), today=NOW.date)
+    client = ShipBobClient.from_settings(
+        ConnectionSettings(
+            "sb",
+            "https://sandbox-api.shipbob.com",
+            None,
+            PAT,
+            {"api_version": "2026-01", "channel_id": "100201", "timeout": "12", "rate_limit": 75},
+        ),
+        today=NOW.date,
+    )
     assert (client.api_version, client.channel_id, client.http.timeout.read) == ("2026-01", 100201, 12.0)
-    assert client.limiter("orders") is client.limiter("cancel_order")   # one quota per token
+    assert client.limiter("orders") is client.limiter("cancel_order")  # one quota per token
     assert client.limiter("orders").rate == pytest.approx((75 - 2.5 - 1) / 60)
     with pytest.raises(ValueError, match="order_id"):
-        client.order("1/../../channel")   # ids never reach a path unchecked
+        client.order("1/../../channel")  # ids never reach a path unchecked
     with pytest.raises(ValueError, match="limit"):
         client.orders(limit=251)
     client.close()
@@ -524,25 +577,30 @@ def test_versions_past_their_end_of_support_are_refused_naming_the_way_out(run_s
     for version in ("1.0", "2.0", "2025-07"):
         with pytest.raises(ConfigurationError) as retired:
             ShipBobClient(url, PAT, api_version=version, today=on(date(2026, 12, 7)))
-        assert str(retired.value) == (f"shipbob: api_version {version!r} reached end of support on 2026-07-31 "
-                                      f"and is no longer accessible; {live}")
+        assert str(retired.value) == (
+            f"shipbob: api_version {version!r} reached end of support on 2026-07-31 and is no longer accessible; {live}"
+        )
     assert ShipBobClient(url, PAT, api_version="2025-07", today=on(date(2026, 7, 31))).api_version == "2025-07"
-    with pytest.raises(ConfigurationError, match=r"'2026-01' reached end of support on 2027-01-31 and is no "
-                                                 r"longer accessible; use 2026-07 \(supported until 2028-01-31\)$"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"'2026-01' reached end of support on 2027-01-31 and is no "
+        r"longer accessible; use 2026-07 \(supported until 2028-01-31\)$",
+    ):
         ShipBobClient(url, PAT, api_version="2026-01", today=on(date(2027, 2, 1)))
     with pytest.raises(ConfigurationError, match=f"'2026-04' is not one this client speaks; {re.escape(live)}$"):
         ShipBobClient(url, PAT, api_version="2026-04", today=on(date(2026, 12, 7)))
     with pytest.raises(ConfigurationError, match=r"^connection 'sb': shipbob: api_version '1.0' reached end"):
-        ShipBobClient.from_settings(ConnectionSettings("sb", url, None, PAT, {"api_version": "1.0"}),
-                                    today=on(date(2026, 12, 7)))
-    assert ShipBobClient(url, PAT, today=on(date(2026, 12, 7))).api_version == "2026-07"   # the default
+        ShipBobClient.from_settings(
+            ConnectionSettings("sb", url, None, PAT, {"api_version": "1.0"}), today=on(date(2026, 12, 7))
+        )
+    assert ShipBobClient(url, PAT, today=on(date(2026, 12, 7))).api_version == "2026-07"  # the default
 
     # A client whose calendar lags behind the platform's hears ShipBob's own refusal, named.
     server = run_sandbox(scenario([sb_order(1)]), platforms=("shipbob",), settings=SCALED)
     with make_client(server, api_version="2025-07", today=on(date(2026, 7, 31))) as lagging:
         with pytest.raises(BusinessError, match="API version 2025-07 is no longer accessible") as refused:
             lagging.order(9000001)
-    assert refused.value.status == 410 and lagging.stats.calls["order"] == 1   # not retried
+    assert refused.value.status == 410 and lagging.stats.calls["order"] == 1  # not retried
 
 
 # ---------------------------------------------------------------- the Airflow hook
@@ -551,16 +609,24 @@ def hook_class():
     """The hook class, imported during setup: loading Airflow replaces the root log handlers, and
     the test's log capture must be installed after that to see anything."""
     from orderops_provider.hooks import ShipBobHook
+
     return ShipBobHook
 
 
-def test_hook_from_env_connection_keeps_the_token_out_of_logs(run_sandbox, monkeypatch, caplog, capsys,
-                                                             hook_class):
+def test_hook_from_env_connection_keeps_the_token_out_of_logs(run_sandbox, monkeypatch, caplog, capsys, hook_class):
     server = run_sandbox(scenario([sb_order(i) for i in range(300)]), platforms=("shipbob",), settings=SCALED)
     token = mint_token(server)
-    conn = connection_json(server.urls["shipbob"], password=token,
-                           extra={"api_version": "2026-07", "channel_id": CHANNEL, "timeout": 5,
-                                  "rate_limit": 150 * SCALE, "max_attempts": 3})
+    conn = connection_json(
+        server.urls["shipbob"],
+        password=token,
+        extra={
+            "api_version": "2026-07",
+            "channel_id": CHANNEL,
+            "timeout": 5,
+            "rate_limit": 150 * SCALE,
+            "max_attempts": 3,
+        },
+    )
     monkeypatch.setenv("AIRFLOW_CONN_SHIPBOB_HOOKTEST", conn)
     caplog.set_level(logging.DEBUG)
 
@@ -587,7 +653,7 @@ def test_hook_from_env_connection_keeps_the_token_out_of_logs(run_sandbox, monke
         with pytest.raises(NotFoundError) as caught:
             call()
         failures.append(caught.value)
-    fault(server, kind="token_expiry")   # revoked again, and this time nobody rotates it
+    fault(server, kind="token_expiry")  # revoked again, and this time nobody rotates it
     with pytest.raises(AuthError) as caught:
         client.order(9000001)
     failures.append(caught.value)
@@ -595,11 +661,10 @@ def test_hook_from_env_connection_keeps_the_token_out_of_logs(run_sandbox, monke
     client.close()
 
     captured = capsys.readouterr()
-    logged = caplog.text + captured.out + captured.err + "".join(
-        str(r.args) + r.getMessage() for r in caplog.records)
-    assert "hook run finished" in logged and "shipbob" in caplog.text   # the logs were captured
+    logged = caplog.text + captured.out + captured.err + "".join(str(r.args) + r.getMessage() for r in caplog.records)
+    assert "hook run finished" in logged and "shipbob" in caplog.text  # the logs were captured
     texts = [str(e) + repr(e) + repr(e.__context__) + str(e.__dict__) for e in failures]
     for secret in (token, rotated):
         assert secret not in logged
         assert not any(secret in text for text in texts)
-    assert json.loads(conn)["password"] == token   # (the connection really carried the first token)
+    assert json.loads(conn)["password"] == token  # (the connection really carried the first token)

@@ -7,6 +7,7 @@ requests to the simulator. The one stand-in is `Replay`, a transport that forwar
 simulator and answers every page with the first one: the simulator's cursors never loop, so a
 looping cursor cannot be served by it.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -20,21 +21,31 @@ import time
 import httpx
 import pytest
 
-from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, MalformedResponseError,
-                                    NotFoundError, PagingError, RetryableError, RetryPolicy, ThrottledError)
+from orderops_provider.base import (
+    AuthError,
+    BusinessError,
+    ConfigurationError,
+    MalformedResponseError,
+    NotFoundError,
+    PagingError,
+    RetryableError,
+    RetryPolicy,
+    ThrottledError,
+)
 from orderops_provider.connection import ConnectionSettings
-from orderops_provider.shopify import (CancelResult, NoteResult, ShopifyClient, order_gid)
+from orderops_provider.shopify import CancelResult, NoteResult, ShopifyClient, order_gid
 from sandbox.core import Settings
 from sandbox.generate import generate
 from sandbox.shopify import DEFAULT_CREDENTIALS, TIKTOK_NOTE_PREFIX
 from tests.conftest import connection_json, settled_count
+from tests.support import NOW_ISO as NOW
+from tests.support import gid, set_day
 
 pytestmark = pytest.mark.slow
 
 TOKEN = DEFAULT_CREDENTIALS["access_token"]
 CLIENT_ID = DEFAULT_CREDENTIALS["client_id"]
 CLIENT_SECRET = DEFAULT_CREDENTIALS["client_secret"]
-NOW = "2026-11-20T15:00:00Z"
 FAST = RetryPolicy(max_attempts=6, base=0.01, cap=0.05)
 PLACES = ("source_identifier", "custom_attribute", "note", "name")
 ORDERS_OP = ("shopify", "query orders")
@@ -45,24 +56,26 @@ def tiktok_id(i: int) -> str:
     return f"576{i:015d}"
 
 
-def gid(i: int) -> str:
-    return f"gid://shopify/Order/{6100000000 + i}"
-
-
 def shop_entry(i: int, place: str = "source_identifier", **extra) -> dict:
     return {"id": 6100000000 + i, "name": f"#{1000 + i}", "tiktok_id_in": place, "cancelled": False, **extra}
 
 
-def tt_order(i: int, shopify=None, *, place: str | None = None, created: str | None = None,
-             amazon: dict | None = None) -> dict:
+def tt_order(
+    i: int, shopify=None, *, place: str | None = None, created: str | None = None, amazon: dict | None = None
+) -> dict:
     if shopify is None:
         shopify = shop_entry(i, place or PLACES[i % 4])
     day, hour = 1 + i % 19, i % 24
     return {
-        "tiktok": {"id": tiktok_id(i), "status": "AWAITING_SHIPMENT",
-                   "create_time": created or f"2026-11-{day:02d}T{hour:02d}:00:00Z",
-                   "rts_sla_time": "2026-11-21T23:59:00Z", "shipping_due_time": "2026-11-27T23:59:00Z",
-                   "tracking_number": "", "line_items": [{"id": f"577{i:015d}", "seller_sku": "OSL-TEE-M"}]},
+        "tiktok": {
+            "id": tiktok_id(i),
+            "status": "AWAITING_SHIPMENT",
+            "create_time": created or f"2026-11-{day:02d}T{hour:02d}:00:00Z",
+            "rts_sla_time": "2026-11-21T23:59:00Z",
+            "shipping_due_time": "2026-11-27T23:59:00Z",
+            "tracking_number": "",
+            "line_items": [{"id": f"577{i:015d}", "seller_sku": "OSL-TEE-M"}],
+        },
         "shopify": shopify,
         "fulfiller": "amazon_mcf" if amazon else None,
         "amazon_mcf": amazon,
@@ -92,7 +105,6 @@ def fault(server, **spec) -> None:
 
 def writes(server) -> list:
     return [w for w in server.sandbox.writes if w.platform == "shopify"]
-
 
 
 def arm_before_cancel(client: ShopifyClient, server, **spec) -> None:
@@ -137,10 +149,10 @@ def test_paging_5000_orders_flat_out_costs_one_call_per_250_and_is_never_throttl
     server = run_sandbox(doc, platforms=("shopify",), settings=settings)
     expected = shop_ids(server)
     assert 4900 < len(expected) < 5100
-    with make_client(server) as client:   # default bucket 2,000 / 100 per s: it learns the shop's rate
+    with make_client(server) as client:  # default bucket 2,000 / 100 per s: it learns the shop's rate
         listing = client.orders()
         head = list(itertools.islice(listing, 10))
-        assert len(head) == 10 and client.stats.calls["orders"] == 1    # lazy: one page so far
+        assert len(head) == 10 and client.stats.calls["orders"] == 1  # lazy: one page so far
         started = time.monotonic()
         got = [o["id"] for o in head] + [o["id"] for o in listing]
         elapsed = time.monotonic() - started
@@ -148,11 +160,12 @@ def test_paging_5000_orders_flat_out_costs_one_call_per_250_and_is_never_throttl
     pages = math.ceil(len(expected) / 250)
     assert sorted(got) == expected and len(set(got)) == len(got)
     print(f"\n{len(got)} orders in {pages} pages, {elapsed:.1f} s: {rows}")
-    assert rows == [{"platform": "shopify", "operation": "orders", "calls": pages, "retries": 0,
-                     "throttled": 0, "failures": 0}]
+    assert rows == [
+        {"platform": "shopify", "operation": "orders", "calls": pages, "retries": 0, "throttled": 0, "failures": 0}
+    ]
     assert settled_count(server, ORDERS_OP) == pages and settled_count(server, ORDERS_OP, "throttles") == 0
-    assert client.bucket.rate == 1000.0 and client.bucket.burst == 2000.0   # learned from throttleStatus
-    assert client.stats.wait_seconds > 0          # paced: flat out would have overrun the bucket
+    assert client.bucket.rate == 1000.0 and client.bucket.burst == 2000.0  # learned from throttleStatus
+    assert client.stats.wait_seconds > 0  # paced: flat out would have overrun the bucket
     # every page asked for 2 + 250 x 2 = 502 points: well under the 1,000-point single-query cap
     assert client.points["orders"] < pages * 502
 
@@ -160,9 +173,13 @@ def test_paging_5000_orders_flat_out_costs_one_call_per_250_and_is_never_throttl
 def drain_bucket(server, below: float) -> None:
     """Another app on the same shop spends the bucket until less than `below` points are left,
     asking each time for no more than is available (so it is never throttled itself)."""
+
     def ask(query: str) -> float:
-        body = httpx.post(f"{server.urls['shopify']}/admin/api/2026-07/graphql.json",
-                          headers={"X-Shopify-Access-Token": TOKEN}, json={"query": query}).json()
+        body = httpx.post(
+            f"{server.urls['shopify']}/admin/api/2026-07/graphql.json",
+            headers={"X-Shopify-Access-Token": TOKEN},
+            json={"query": query},
+        ).json()
         assert "errors" not in body, body
         return body["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"]
 
@@ -216,10 +233,16 @@ def test_bucket_follows_the_shops_plan_from_throttle_status(run_sandbox, virtual
     # waiting, not the walk's duration: that also depends on the machine)
     assert client.stats.wait_seconds < (client.points["orders"] - 1000) / 100 * 0.6, client.stats.wait_seconds
 
-    server = run_sandbox(many(1000), platforms=("shopify",), settings=plan)   # a full bucket again
-    server.sandbox.clock.quota_source = virtual_time   # refills only while the deaf client sleeps
-    with make_client(server, cls=Deaf, maximum_available=100_000, restore_rate=100_000, sleep=virtual_time.sleep,
-                     retry=RetryPolicy(max_attempts=10, base=0.01, cap=0.05)) as deaf:
+    server = run_sandbox(many(1000), platforms=("shopify",), settings=plan)  # a full bucket again
+    server.sandbox.clock.quota_source = virtual_time  # refills only while the deaf client sleeps
+    with make_client(
+        server,
+        cls=Deaf,
+        maximum_available=100_000,
+        restore_rate=100_000,
+        sleep=virtual_time.sleep,
+        retry=RetryPolicy(max_attempts=10, base=0.01, cap=0.05),
+    ) as deaf:
         deaf.clock = virtual_time
         again = [o["id"] for o in deaf.orders()]
     assert sorted(again) == shop_ids(server)
@@ -233,7 +256,7 @@ def test_throttled_answer_is_http_200_with_a_cost_based_retry_after(run_sandbox,
     HTTP 200, the hint is (requested - available) / restore rate, and waiting it is enough."""
     plan = Settings(platforms={"shopify": {"maximum_available": 600, "restore_rate": 200}})
     server = run_sandbox(many(250), platforms=("shopify",), settings=plan)
-    server.sandbox.clock.quota_source = virtual_time   # refills only while the client sleeps
+    server.sandbox.clock.quota_source = virtual_time  # refills only while the client sleeps
     drain_bucket(server, below=150)
     with make_client(server, retry=RetryPolicy(max_attempts=1), sleep=virtual_time.sleep) as client:
         with pytest.raises(ThrottledError) as caught:
@@ -254,8 +277,9 @@ def test_throttled_answer_is_http_200_with_a_cost_based_retry_after(run_sandbox,
 def test_a_shop_that_prices_orders_higher_gets_smaller_pages(run_sandbox):
     """A lower single-query cap (300): the 502-point page is refused with MAX_COST_EXCEEDED once,
     the client learns the cap and walks on with pages that fit."""
-    server = run_sandbox(many(400), platforms=("shopify",),
-                         settings=Settings(platforms={"shopify": {"max_query_cost": 300}}))
+    server = run_sandbox(
+        many(400), platforms=("shopify",), settings=Settings(platforms={"shopify": {"max_query_cost": 300}})
+    )
     with make_client(server, cls=Recording) as client:
         got = [o["id"] for o in client.orders()]
     assert sorted(got) == shop_ids(server)
@@ -276,22 +300,23 @@ def test_token_expiry_mid_paging_uses_the_client_credentials_grant(run_sandbox):
         got += [o["id"] for o in listing]
     assert sorted(got) == shop_ids(server) and len(got) == 1000
     assert client.stats.calls["access_token"] == 1
-    assert client.stats.calls["orders"] == 5 + 1          # the page refused with 401, sent again
+    assert client.stats.calls["orders"] == 5 + 1  # the page refused with 401, sent again
     assert client.stats.failures["orders"] == 0 and client.stats.retries["orders"] == 0
     live = set(server.sandbox.platforms["shopify"].tokens) - {TOKEN}
-    assert len(live) == 1 and sunk == [TOKEN, CLIENT_SECRET, *live]   # every secret handed to the masker
+    assert len(live) == 1 and sunk == [TOKEN, CLIENT_SECRET, *live]  # every secret handed to the masker
     grant = [w for w in writes(server) if w.operation == "oauth access_token"]
     assert len(grant) == 1 and grant[0].outcome == "ok" and grant[0].body["client_secret"] == "***"
 
 
 def test_client_credentials_alone_and_renewal_before_expiry(run_sandbox):
-    server = run_sandbox(many(4), platforms=("shopify",),
-                         settings=Settings(platforms={"shopify": {"token_lifetime": 2}}))
+    server = run_sandbox(
+        many(4), platforms=("shopify",), settings=Settings(platforms={"shopify": {"token_lifetime": 2}})
+    )
     with make_client(server, token=None, client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as client:
         assert client.order(gid(1))["name"] == "#1001"
         assert client.stats.calls["access_token"] == 1
         time.sleep(2.0)
-        assert client.order(6100000002)["name"] == "#1002"     # renewed before use, not after a 401
+        assert client.order(6100000002)["name"] == "#1002"  # renewed before use, not after a 401
     assert client.stats.calls["access_token"] == 2
     assert client.stats.calls["order"] == 2 and client.stats.retries["order"] == 0
 
@@ -330,14 +355,19 @@ def test_429_storm_is_retried_after_the_platforms_hint(run_sandbox):
     assert client.stats.calls["orders"] == 3 + 3
     # an injected 429 never reaches the handler, so the simulator counts it under the route
     assert settled_count(server, ("shopify", "POST /admin/api/{version}/graphql.json"), "throttles") == 3
-    assert elapsed >= 3 * 0.95   # Retry-After: 1.0 each time, not the 10 ms backoff
+    assert elapsed >= 3 * 0.95  # Retry-After: 1.0 each time, not the 10 ms backoff
 
 
 def test_5xx_hang_and_garbled_pages_are_retried_without_losing_a_page(run_sandbox):
     server = run_sandbox(many(1200), platforms=("shopify",))
-    injected = [dict(kind="5xx", status=502, count=2), dict(kind="truncated"), dict(kind="malformed"),
-                dict(kind="hang", seconds=4.0), dict(kind="5xx", status=503)]
-    with make_client(server, timeout=2.0) as client:   # a normal page has 2 s, the hung one 4
+    injected = [
+        dict(kind="5xx", status=502, count=2),
+        dict(kind="truncated"),
+        dict(kind="malformed"),
+        dict(kind="hang", seconds=4.0),
+        dict(kind="5xx", status=503),
+    ]
+    with make_client(server, timeout=2.0) as client:  # a normal page has 2 s, the hung one 4
         listing = client.orders(page_size=100)
         got: list[str] = []
         for spec in injected:
@@ -373,8 +403,9 @@ def test_a_loop_in_the_cursor_is_stopped(run_sandbox):
             body = response.read()
             if not first_page:
                 first_page.append(body)
-            return httpx.Response(response.status_code, headers=response.headers, content=first_page[0],
-                                  request=request)
+            return httpx.Response(
+                response.status_code, headers=response.headers, content=first_page[0], request=request
+            )
 
     with make_client(server, transport=Replay()) as client:
         with pytest.raises(PagingError):
@@ -399,7 +430,7 @@ def test_a_search_filter_shopify_does_not_know_is_refused_not_widened(run_sandbo
     server = run_sandbox(many(30), platforms=("shopify",))
     with make_client(server) as client:
         with pytest.raises(BusinessError) as caught:
-            list(client.orders("creatd_at:>='2026-11-10T00:00:00Z'"))    # typo: would match all 30
+            list(client.orders("creatd_at:>='2026-11-10T00:00:00Z'"))  # typo: would match all 30
         assert caught.value.code == "invalid_field" and "creatd_at" in str(caught.value)
         assert len(list(client.orders("creatd_at:>=2026-11-10", strict_search=False))) == 30
         window = [o["createdAt"] for o in client.orders("created_at:>='2026-11-10T00:00:00Z'")]
@@ -408,9 +439,16 @@ def test_a_search_filter_shopify_does_not_know_is_refused_not_widened(run_sandbo
 
 # ---------------------------------------------------------------- cancels
 def cancel_scenario() -> dict:
-    shipped = {"seller_fulfillment_order_id": "1009", "status": "Complete", "shipments": [
-        {"status": "SHIPPED", "packages": [{"package_number": 1, "carrier_code": "UPS",
-                                            "tracking_number": "1Z999AA10123456784"}]}]}
+    shipped = {
+        "seller_fulfillment_order_id": "1009",
+        "status": "Complete",
+        "shipments": [
+            {
+                "status": "SHIPPED",
+                "packages": [{"package_number": 1, "carrier_code": "UPS", "tracking_number": "1Z999AA10123456784"}],
+            }
+        ],
+    }
     orders = [tt_order(i) for i in range(1, 9)]
     orders.append(tt_order(9, amazon=shipped))
     orders.append(tt_order(10, {**shop_entry(10), "cancelled": True}))
@@ -421,14 +459,9 @@ def jobs(server) -> dict[str, str]:
     return {f"gid://shopify/Order/{j.order_id}": j.refund for j in server.sandbox.platforms["shopify"].jobs.values()}
 
 
-def set_day(server, moment: str) -> None:
-    response = httpx.post(f"{server.urls['shopify']}/_sandbox/clock", json={"now": moment})
-    assert response.status_code == 200, response.text
-
-
 def test_cancel_arguments_follow_the_version_shopify_served(run_sandbox):
     server = run_sandbox(cancel_scenario(), platforms=("shopify",))
-    with make_client(server) as client:   # 2026-07: refundMethod
+    with make_client(server) as client:  # 2026-07: refundMethod
         reply = client.cancel_order(gid(1), refund_method="original_payment", staff_note="buyer asked")
         assert reply.data["job"]["done"] is False and reply.data["job"]["id"].startswith("gid://shopify/Job/")
         assert reply.request_id and client.served_version == client.api_version == "2026-07"
@@ -449,11 +482,23 @@ def test_cancel_arguments_follow_the_version_shopify_served(run_sandbox):
         assert legacy.served_version == "2025-04"
         with pytest.raises(ValueError, match="store_credit needs API 2025-07 or later .this connection speaks 2025-04"):
             legacy.cancel_order(gid(7), refund_method="store_credit")
-    assert jobs(server) == {gid(1): "original", gid(2): "store_credit", gid(3): "none",
-                            gid(4): "original", gid(5): "store_credit", gid(6): "none"}
+    assert jobs(server) == {
+        gid(1): "original",
+        gid(2): "store_credit",
+        gid(3): "none",
+        gid(4): "original",
+        gid(5): "store_credit",
+        gid(6): "none",
+    }
     sent = [w.body["variables"] for w in writes(server)]
     assert [("refundMethod" in v, v.get("refund")) for v in sent] == [
-        (True, None), (True, None), (True, None), (False, True), (True, None), (False, False)]
+        (True, None),
+        (True, None),
+        (True, None),
+        (False, True),
+        (True, None),
+        (False, False),
+    ]
     assert sent[4]["refundMethod"] == {"storeCreditRefund": {}}
     assert sent[1]["reason"] == "INVENTORY" and sent[2]["restock"] is False
     assert [w.outcome for w in writes(server)] == ["ok"] * 6
@@ -500,7 +545,7 @@ def test_cancel_order_and_wait_polls_the_job_and_confirms_cancelled_at(run_sandb
         assert isinstance(result, CancelResult) and result.requests_sent == 1 and not result.already_cancelled
         assert result.order["cancelledAt"] and result.order["cancelReason"] == "CUSTOMER"
         assert result.order["displayFinancialStatus"] == "REFUNDED" and result.job_id
-        assert client.stats.calls["job"] == 2          # done on the second poll
+        assert client.stats.calls["job"] == 2  # done on the second poll
         again = client.cancel_order_and_wait(gid(1), poll_interval=0.05)
         assert again.already_cancelled and again.requests_sent == 0
         with pytest.raises(BusinessError):
@@ -517,15 +562,15 @@ def test_a_cancel_is_never_resent_blindly(run_sandbox):
             client.cancel_order(gid(1))
         assert client.stats.calls["orderCancel"] == 1 and client.stats.retries["orderCancel"] == 0
 
-        fault(server, kind="latency", seconds=4.0)   # no answer in time: the client cannot know, so it stops
+        fault(server, kind="latency", seconds=4.0)  # no answer in time: the client cannot know, so it stops
         with pytest.raises(RetryableError, match="timed out"):
             client.cancel_order(gid(2))
         assert client.stats.calls["orderCancel"] == 2 and client.stats.retries["orderCancel"] == 0
 
-        fault(server, kind="truncated")              # processed, answer unreadable
+        fault(server, kind="truncated")  # processed, answer unreadable
         with pytest.raises(MalformedResponseError):
             client.cancel_order(gid(3))
-        fault(server, kind="429")                    # never processed: safe to send again
+        fault(server, kind="429")  # never processed: safe to send again
         client.cancel_order(gid(4))
         assert client.stats.calls["orderCancel"] == 5 and client.stats.throttled["orderCancel"] == 1
     # the simulator drops a request whose client has left (the late cancel of order 2 never runs);
@@ -561,14 +606,16 @@ def test_cancel_order_and_wait_reads_before_it_resends(run_sandbox):
         assert second.requests_sent == 2 and second.order["cancelledAt"] and second.job_id is None
     outcomes = [w.outcome for w in writes(server)[mark:]]
     assert outcomes == ["ok", "INVALID"]
-    assert sorted(jobs(server)) == [gid(1), gid(2)]                    # one job per order
-    assert [w.outcome for w in writes(server)[:mark]] == ["ok"]         # the 503 never reached the handler
+    assert sorted(jobs(server)) == [gid(1), gid(2)]  # one job per order
+    assert [w.outcome for w in writes(server)[:mark]] == ["ok"]  # the 503 never reached the handler
 
 
 # ---------------------------------------------------------------- note and tags
 def test_add_note_and_tags_is_idempotent(run_sandbox):
-    scenario = {"now": NOW, "orders": [tt_order(1, {**shop_entry(1, "note"), "note": "Gift wrap please",
-                                                     "tags": ["TikTok", "VIP"]})]}
+    scenario = {
+        "now": NOW,
+        "orders": [tt_order(1, {**shop_entry(1, "note"), "note": "Gift wrap please", "tags": ["TikTok", "VIP"]})],
+    }
     server = run_sandbox(scenario, platforms=("shopify",))
     line = "Shipping, no tracking ID yet"
     with make_client(server) as client:
@@ -587,7 +634,10 @@ def test_add_note_and_tags_is_idempotent(run_sandbox):
         with pytest.raises(NotFoundError):
             client.add_note_and_tags(6100009999, line, ["x"])
     assert [(w.operation, w.outcome) for w in writes(server)] == [
-        ("orderUpdate", "ok"), ("tagsAdd", "ok"), ("orderUpdate", "ok")]
+        ("orderUpdate", "ok"),
+        ("tagsAdd", "ok"),
+        ("orderUpdate", "ok"),
+    ]
     assert client.stats.calls["orderUpdate"] == 2 and client.stats.calls["tagsAdd"] == 1
 
 
@@ -600,7 +650,7 @@ def test_a_note_is_never_rewritten_from_a_read_that_lacked_it(run_sandbox, field
         fault(server, kind="drop_field", field=field, path="graphql")
         with pytest.raises(MalformedResponseError, match=f"without its {field}"):
             client.add_note_and_tags(gid(1), "Shipping, no tracking ID yet", ["orderops"])
-        assert client.order(gid(1))["note"] == before    # the TikTok id the join uses is still there
+        assert client.order(gid(1))["note"] == before  # the TikTok id the join uses is still there
     assert writes(server) == []
 
 
@@ -614,10 +664,23 @@ def test_configuration_errors_name_the_field():
         ShopifyClient("https://shop.myshopify.com", TOKEN, client_id="abc")
     with pytest.raises(ConfigurationError, match="'shop'.*http"):
         ShopifyClient.from_settings(ConnectionSettings("shop", "shop.myshopify.com", None, TOKEN, {}))
-    client = ShopifyClient.from_settings(ConnectionSettings(
-        "shop", "https://orderops.myshopify.com", None, None,
-        {"api_version": "2025-04", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "timeout": "12",
-         "max_attempts": 3, "restore_rate": 1000, "maximum_available": 20000}))
+    client = ShopifyClient.from_settings(
+        ConnectionSettings(
+            "shop",
+            "https://orderops.myshopify.com",
+            None,
+            None,
+            {
+                "api_version": "2025-04",
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "timeout": "12",
+                "max_attempts": 3,
+                "restore_rate": 1000,
+                "maximum_available": 20000,
+            },
+        )
+    )
     assert client.graphql_path == "/admin/api/2025-04/graphql.json" and client.http.timeout.read == 12.0
     assert client.retry.max_attempts == 3 and client.can_refresh
     assert client.limiter("orders") is client.limiter("orderCancel") and client.limiter("access_token") is None
@@ -628,8 +691,10 @@ def test_configuration_errors_name_the_field():
 
 
 def test_importing_the_client_does_not_load_airflow():
-    code = ("import sys, orderops_provider.shopify as s; s.ShopifyClient; "
-            "assert not any(m == 'airflow' or m.startswith('airflow.') for m in sys.modules), 'airflow loaded'")
+    code = (
+        "import sys, orderops_provider.shopify as s; s.ShopifyClient; "
+        "assert not any(m == 'airflow' or m.startswith('airflow.') for m in sys.modules), 'airflow loaded'"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
 
@@ -640,15 +705,24 @@ def hook_class():
     """Imported during setup: loading Airflow replaces the root log handlers, and the test's log
     capture must be installed after that to see anything."""
     from orderops_provider.hooks import ShopifyHook
+
     return ShopifyHook
 
 
 def test_hook_from_env_connection_keeps_secrets_out_of_logs(run_sandbox, monkeypatch, caplog, capsys, hook_class):
     orders = cancel_scenario()["orders"] + [tt_order(i) for i in range(11, 300)]
     server = run_sandbox({"now": NOW, "orders": orders}, platforms=("shopify",))
-    conn = connection_json(server.urls["shopify"], password=TOKEN,
-                           extra={"api_version": "2026-07", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-                                  "timeout": 5, "max_attempts": 3})
+    conn = connection_json(
+        server.urls["shopify"],
+        password=TOKEN,
+        extra={
+            "api_version": "2026-07",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "timeout": 5,
+            "max_attempts": 3,
+        },
+    )
     wrong = "shpat_" + "e" * 32
     monkeypatch.setenv("AIRFLOW_CONN_SHOPIFY_HOOKTEST", conn)
     monkeypatch.setenv("AIRFLOW_CONN_SHOPIFY_WRONG", connection_json(server.urls["shopify"], password=wrong))
@@ -681,11 +755,10 @@ def test_hook_from_env_connection_keeps_secrets_out_of_logs(run_sandbox, monkeyp
     client.close()
 
     captured = capsys.readouterr()
-    logged = caplog.text + captured.out + captured.err + "".join(
-        str(r.args) + r.getMessage() for r in caplog.records)
-    assert "hook run finished" in logged and "client-credentials grant" in caplog.text   # logs were captured
+    logged = caplog.text + captured.out + captured.err + "".join(str(r.args) + r.getMessage() for r in caplog.records)
+    assert "hook run finished" in logged and "client-credentials grant" in caplog.text  # logs were captured
     texts = [str(e) + repr(e) + repr(e.__context__) + str(e.__dict__) for e in failures]
     for secret in (TOKEN, CLIENT_SECRET, renewed, wrong):
         assert secret not in logged
         assert not any(secret in text for text in texts)
-    assert json.loads(conn)["password"] == TOKEN   # (the connection really carried the token)
+    assert json.loads(conn)["password"] == TOKEN  # (the connection really carried the token)

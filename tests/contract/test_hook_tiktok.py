@@ -5,6 +5,7 @@ The only stand-in is `Rewrite`, a transport that forwards to the simulator and t
 answer: the simulator always sends correct page tokens, so a cursor that loops cannot be served
 by it.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -15,13 +16,21 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
 
-from orderops_provider.base import (AuthError, BusinessError, ConfigurationError, NotFoundError, PagingError,
-                                    RetryableError, RetryPolicy, ThrottledError)
+from orderops_provider.base import (
+    AuthError,
+    BusinessError,
+    ConfigurationError,
+    NotFoundError,
+    PagingError,
+    RetryableError,
+    RetryPolicy,
+    ThrottledError,
+)
 from orderops_provider.connection import ConnectionSettings
 from orderops_provider.tiktok import TikTokShopClient, TokenSet
 from orderops_provider.tiktok_signing import sign
@@ -30,8 +39,9 @@ from sandbox.core import Settings
 from sandbox.generate import generate
 from sandbox.tiktok import DEFAULT_CREDENTIALS as CREDS
 from tests.conftest import connection_json, settled_count
+from tests.support import NOW, cancel_id, iso, line_id
+from tests.support import tiktok_order_id as oid
 
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 FAST = RetryPolicy(max_attempts=6, base=0.01, cap=0.05)
 FROZEN = Settings(clock_rate=0)
 SEARCH = ("tiktok", "search_orders")
@@ -39,36 +49,35 @@ SEARCH = ("tiktok", "search_orders")
 # the simulator counts it under the route instead.
 SEARCH_ROUTE = ("tiktok", f"POST {api_path('search_orders')}")
 MARK = "mark_package_shipped"
-SB_MARK = "mark_package_as_shipped"   # the simulator's name for the operation
-SECOND_SHOP = {"cipher": "TTP_SbxShopCipher0002", "id": "7494000000000000002", "name": "Second shop",
-               "code": "USSBXSHOP2"}
+SB_MARK = "mark_package_as_shipped"  # the simulator's name for the operation
+SECOND_SHOP = {
+    "cipher": "TTP_SbxShopCipher0002",
+    "id": "7494000000000000002",
+    "name": "Second shop",
+    "code": "USSBXSHOP2",
+}
 
 
 # ---------------------------------------------------------------- scenarios
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def oid(n: int) -> str:
-    return str(576000000000000000 + n)
-
-
-def line_id(n: int, k: int = 0) -> str:
-    return str(577000000000000000 + n * 10 + k)
-
-
-def cancel_id(n: int) -> str:
-    return str(4035000000000000000 + n)
 
 
 def order(n: int, status: str = "AWAITING_SHIPMENT", *, lines: int = 1, pending_cancel: bool = False) -> dict:
     create = NOW - timedelta(days=3) + timedelta(minutes=n)
-    tt = {"id": oid(n), "status": status, "create_time": iso(create),
-          "rts_sla_time": iso(create + timedelta(days=4)), "shipping_due_time": iso(create + timedelta(days=7)),
-          "line_items": [{"id": line_id(n, k), "seller_sku": "OSL-TEE-M"} for k in range(lines)]}
+    tt = {
+        "id": oid(n),
+        "status": status,
+        "create_time": iso(create),
+        "rts_sla_time": iso(create + timedelta(days=4)),
+        "shipping_due_time": iso(create + timedelta(days=7)),
+        "line_items": [{"id": line_id(n, k), "seller_sku": "OSL-TEE-M"} for k in range(lines)],
+    }
     if pending_cancel:
-        tt["cancellation"] = {"cancel_id": cancel_id(n), "status": "CANCELLATION_REQUEST_PENDING",
-                              "create_time": iso(NOW - timedelta(hours=1)), "deadline": iso(NOW + timedelta(hours=47))}
+        tt["cancellation"] = {
+            "cancel_id": cancel_id(n),
+            "status": "CANCELLATION_REQUEST_PENDING",
+            "create_time": iso(NOW - timedelta(hours=1)),
+            "deadline": iso(NOW + timedelta(hours=47)),
+        }
     return {"tiktok": tt, "shopify": None, "fulfiller": None}
 
 
@@ -82,8 +91,12 @@ def make_client(server, **kwargs) -> TikTokShopClient:
     kwargs.setdefault("refresh_token", CREDS["refresh_token"])
     kwargs.setdefault("shop_cipher", CREDS["shop_cipher"])
     kwargs.setdefault("auth_base_url", server.urls["tiktok_auth"])
-    return TikTokShopClient(server.urls["tiktok"], kwargs.pop("app_key", CREDS["app_key"]),
-                            kwargs.pop("app_secret", CREDS["app_secret"]), **kwargs)
+    return TikTokShopClient(
+        server.urls["tiktok"],
+        kwargs.pop("app_key", CREDS["app_key"]),
+        kwargs.pop("app_secret", CREDS["app_secret"]),
+        **kwargs,
+    )
 
 
 def fault(server, **spec) -> None:
@@ -91,13 +104,16 @@ def fault(server, **spec) -> None:
     assert response.status_code == 200, response.text
 
 
-
 def writes(server, operation: str | None = None, order_id: str | None = None) -> list[dict]:
     """The simulator's write log, read through its admin API (`GET /_sandbox/writes`)."""
-    server.sandbox.wait_idle()   # a write is logged once the handler has run; let a garbled answer's handler finish
+    server.sandbox.wait_idle()  # a write is logged once the handler has run; let a garbled answer's handler finish
     rows = httpx.get(server.urls["tiktok"] + "/_sandbox/writes", params={"platform": "tiktok"}, timeout=10).json()
-    return [w for w in rows if (operation is None or w["operation"] == operation)
-            and (order_id is None or f"/orders/{order_id}/" in w["path"])]
+    return [
+        w
+        for w in rows
+        if (operation is None or w["operation"] == operation)
+        and (order_id is None or f"/orders/{order_id}/" in w["path"])
+    ]
 
 
 def shop_state(server) -> dict:
@@ -113,9 +129,11 @@ def test_signing_has_one_home_and_the_client_imports_without_airflow():
     import orderops_provider.tiktok_signing as signing
     import sandbox.tiktok as simulator
 
-    assert simulator.sign is signing.sign   # the simulator checks with the very function the client signs with
-    code = ("import sys, orderops_provider.tiktok as t; "
-            "assert not [m for m in sys.modules if m == 'airflow' or m.startswith(('airflow.', 'sandbox'))]")
+    assert simulator.sign is signing.sign  # the simulator checks with the very function the client signs with
+    code = (
+        "import sys, orderops_provider.tiktok as t; "
+        "assert not [m for m in sys.modules if m == 'airflow' or m.startswith(('airflow.', 'sandbox'))]"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
@@ -129,13 +147,13 @@ def test_paging_2000_orders_survives_a_token_expiry_midway_without_losing_a_page
     with make_client(server, on_token_refresh=refreshed.append) as client:
         listing = client.search_orders()
         got = [o["id"] for o in itertools.islice(listing, 650)]
-        assert client.stats.calls["search_orders"] == 7   # lazy: only the pages consumed so far
-        fault(server, kind="token_expiry", path="orders/search")   # every token issued so far expires now
+        assert client.stats.calls["search_orders"] == 7  # lazy: only the pages consumed so far
+        fault(server, kind="token_expiry", path="orders/search")  # every token issued so far expires now
         got += [o["id"] for o in listing]
 
-        assert len(got) == 2000 and set(got) == expected   # nothing lost, nothing twice
+        assert len(got) == 2000 and set(got) == expected  # nothing lost, nothing twice
         created = {o["tiktok"]["id"]: o["tiktok"]["create_time"] for o in doc["orders"]}
-        assert [created[i] for i in got] == sorted(created[i] for i in got)   # create_time ASC by default
+        assert [created[i] for i in got] == sorted(created[i] for i in got)  # create_time ASC by default
         # 20 pages, plus the one attempt refused with 105002 and sent again after the refresh
         assert client.stats.calls["search_orders"] == 21 and client.stats.failures["search_orders"] == 0
         assert client.stats.calls["refresh_access_token"] == 1
@@ -160,7 +178,7 @@ def test_get_orders_asks_50_ids_at_a_time(run_sandbox):
     urls: list[httpx.URL] = []
     with make_client(server) as client:
         client.http.event_hooks["request"] = [lambda request: urls.append(request.url)]
-        asked = [oid(n) for n in reversed(range(120))] + [oid(3), oid(7)]   # duplicates asked once
+        asked = [oid(n) for n in reversed(range(120))] + [oid(3), oid(7)]  # duplicates asked once
         got = client.get_orders(asked)
         assert [o["id"] for o in got] == [oid(n) for n in reversed(range(120))]
         assert client.stats.calls["get_orders"] == 3
@@ -169,7 +187,7 @@ def test_get_orders_asks_50_ids_at_a_time(run_sandbox):
             client.get_orders([oid(1), "576999999999999999"])
         assert caught.value.code == 21008111 and caught.value.request_id
         with pytest.raises(ValueError, match="ids"):
-            client.get_orders(["1,2"])   # ids never reach the query unchecked
+            client.get_orders(["1,2"])  # ids never reach the query unchecked
 
 
 def test_filters_reach_the_platform(run_sandbox):
@@ -179,9 +197,11 @@ def test_filters_reach_the_platform(run_sandbox):
     with make_client(server) as client:
         client.http.event_hooks["request"] = [lambda request: sent.append(request.content)]
         assert [o["id"] for o in client.search_orders({"order_status": "CANCELLED"})] == [oid(10)]
-        assert sent[-1] == b'{"order_status":"CANCELLED"}'   # compact, and signed as sent
-        window = {"create_time_ge": NOW - timedelta(days=3) + timedelta(minutes=2),
-                  "create_time_lt": int((NOW - timedelta(days=3) + timedelta(minutes=5)).timestamp())}
+        assert sent[-1] == b'{"order_status":"CANCELLED"}'  # compact, and signed as sent
+        window = {
+            "create_time_ge": NOW - timedelta(days=3) + timedelta(minutes=2),
+            "create_time_lt": int((NOW - timedelta(days=3) + timedelta(minutes=5)).timestamp()),
+        }
         assert [o["id"] for o in client.search_orders(window)] == [oid(2), oid(3), oid(4)]
         newest = client.search_orders(sort_order="DESC", page_size=3)
         assert [o["id"] for o in itertools.islice(newest, 2)] == [oid(11), oid(10)]
@@ -192,7 +212,7 @@ def test_filters_reach_the_platform(run_sandbox):
             client.search_orders({"update_time_ge": datetime(2026, 11, 1)})
         with pytest.raises(ValueError, match="page_size"):
             client.search_orders(page_size=101)
-        with pytest.raises(BusinessError) as caught:   # the platform's own refusal, typed
+        with pytest.raises(BusinessError) as caught:  # the platform's own refusal, typed
             list(client.search_orders({"order_status": "SHIPPED"}))
         assert caught.value.code == 36009004 and "order_status" in caught.value.platform_message
 
@@ -223,8 +243,7 @@ class Rewrite(httpx.BaseTransport):
         response.read()
         body = self.edit(request, json.loads(response.content))
         headers = {k: v for k, v in response.headers.items() if k != "content-length"}
-        return httpx.Response(response.status_code, headers=headers, content=json.dumps(body).encode(),
-                              request=request)
+        return httpx.Response(response.status_code, headers=headers, content=json.dumps(body).encode(), request=request)
 
     def close(self) -> None:
         self.inner.close()
@@ -239,7 +258,7 @@ def test_a_page_token_that_loops_is_refused(run_sandbox):
         if token:
             tokens.append(token)
             if len(tokens) >= 3:
-                body["data"]["next_page_token"] = tokens[0]   # back to page 2
+                body["data"]["next_page_token"] = tokens[0]  # back to page 2
         return body
 
     with make_client(server, transport=Rewrite(loop)) as client:
@@ -264,10 +283,10 @@ def test_shop_cipher_is_looked_up_when_not_configured(run_sandbox):
     settings = Settings(clock_rate=0, platforms={"tiktok": {"extra_shops": [SECOND_SHOP]}})
     server = run_sandbox(scenario(order(n) for n in range(5)), platforms=("tiktok",), settings=settings)
     with make_client(server, shop_cipher=None) as client:
-        assert len(list(client.search_orders())) == 5   # the first shop holds the scenario's orders
+        assert len(list(client.search_orders())) == 5  # the first shop holds the scenario's orders
         assert client.shop_cipher == CREDS["shop_cipher"] and client.shop["id"] == CREDS["shop_id"]
         client.warehouses()
-        assert client.stats.calls["shops"] == 1   # looked up once
+        assert client.stats.calls["shops"] == 1  # looked up once
     with make_client(server, shop_cipher=None, shop_id=SECOND_SHOP["id"]) as client:
         assert list(client.search_orders()) == []
         assert client.shop_cipher == SECOND_SHOP["cipher"]
@@ -278,17 +297,17 @@ def test_shop_cipher_is_looked_up_when_not_configured(run_sandbox):
 
 def test_tokens_are_refreshed_up_front_when_missing_or_about_to_expire(run_sandbox):
     server = run_sandbox(scenario([order(1)]), platforms=("tiktok",), settings=FROZEN)
-    with make_client(server, access_token=None) as client:   # only a refresh token: refresh first
+    with make_client(server, access_token=None) as client:  # only a refresh token: refresh first
         assert client.get_orders([oid(1)])[0]["id"] == oid(1)
         assert client.stats.calls["refresh_access_token"] == 1 and client.stats.calls["get_orders"] == 1
-    soon = int(time.time()) + 60   # inside the 5 minute margin: refreshed before the call, no 105002
+    soon = int(time.time()) + 60  # inside the 5 minute margin: refreshed before the call, no 105002
     refreshed: list[TokenSet] = []
     with make_client(server, access_token_expire_in=soon, on_token_refresh=refreshed.append) as client:
         client.warehouses()
         assert client.stats.calls["refresh_access_token"] == 1 and client.stats.calls["warehouses"] == 1
         assert refreshed[0].access_token_expire_in > soon
         client.warehouses()
-        assert client.stats.calls["refresh_access_token"] == 1   # the new expiry is far away
+        assert client.stats.calls["refresh_access_token"] == 1  # the new expiry is far away
     later = int(time.time()) + 3600
     with make_client(server, access_token_expire_in=later) as client:
         client.warehouses()
@@ -367,8 +386,13 @@ def test_a_storm_longer_than_the_retries_fails_as_throttled(run_sandbox):
 
 def test_5xx_garbled_and_hung_reads_are_retried_without_losing_a_page(run_sandbox):
     server = run_sandbox(scenario(order(n) for n in range(450)), platforms=("tiktok",), settings=FROZEN)
-    for spec in ({"kind": "5xx", "status": 503, "count": 2}, {"kind": "5xx", "status": 500},
-                 {"kind": "malformed"}, {"kind": "truncated"}, {"kind": "hang", "seconds": 30}):
+    for spec in (
+        {"kind": "5xx", "status": 503, "count": 2},
+        {"kind": "5xx", "status": 500},
+        {"kind": "malformed"},
+        {"kind": "truncated"},
+        {"kind": "hang", "seconds": 30},
+    ):
         fault(server, path="orders/search", **spec)
     # all six faults land on the first page, one after the other: eight attempts are enough
     with make_client(server, timeout=2.0, retry=RetryPolicy(max_attempts=8, base=0.01, cap=0.05)) as client:
@@ -398,13 +422,11 @@ def test_mark_package_shipped_is_never_resent_blindly(run_sandbox, kind, reached
             client.mark_package_shipped(oid(1), "1ZSANDBOX0000000001", ups)
         assert client.stats.calls[MARK] == 1 and client.stats.retries[MARK] == 0
         if kind == "hang":
-            server.sandbox.wait_idle()   # the simulator counts a hung request once its client has left
-        assert settled_count(server, ("tiktok", SB_MARK) if reached else
-                       ("tiktok", f"POST {api_path(MARK)}")) == 1
+            server.sandbox.wait_idle()  # the simulator counts a hung request once its client has left
+        assert settled_count(server, ("tiktok", SB_MARK) if reached else ("tiktok", f"POST {api_path(MARK)}")) == 1
         # the garbled answer came from a handler that ran: one write, one package; else none
         assert len(writes(server, SB_MARK, oid(1))) == (1 if reached else 0)
         assert len(client.get_orders([oid(1)])[0]["packages"]) == (1 if reached else 0)
-
 
 
 def test_a_throttled_write_is_retried_because_it_was_never_processed(run_sandbox):
@@ -417,7 +439,7 @@ def test_a_throttled_write_is_retried_because_it_was_never_processed(run_sandbox
         assert client.stats.throttled[MARK] == 2 and client.stats.calls[MARK] == 3
         assert len(writes(server, SB_MARK)) == 1
         assert client.get_orders([oid(1)])[0]["status"] == "PARTIALLY_SHIPPING"
-        with pytest.raises(BusinessError) as caught:   # the same line again: refused, typed, not retried
+        with pytest.raises(BusinessError) as caught:  # the same line again: refused, typed, not retried
             client.mark_package_shipped(oid(1), "1ZSANDBOX0000000003", ups, [line_id(1, 0)])
         assert caught.value.code == 21019002 and caught.value.request_id
         assert client.stats.calls[MARK] == 4
@@ -478,12 +500,12 @@ def test_limiter_paces_at_the_documented_quota(run_sandbox, virtual_time):
                 client.warehouses()
 
         workers = [threading.Thread(target=work) for _ in range(6)]
-        began = virtual_time()   # after the client (and its full bucket) was made
+        began = virtual_time()  # after the client (and its full bucket) was made
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join()
-        assert client.limiter("warehouses") is not client.limiter("get_orders")   # a bucket per endpoint
+        assert client.limiter("warehouses") is not client.limiter("get_orders")  # a bucket per endpoint
         assert client.stats.throttled["warehouses"] == 0
     sent.sort()
     assert len(sent) == 120 and not server.sandbox.throttles
@@ -501,58 +523,107 @@ def test_configuration_errors_name_the_field():
     with pytest.raises(ConfigurationError, match="qps"):
         TikTokShopClient("https://open-api.tiktokglobalshop.com", "key", "secret", access_token="t", qps=0)
     with pytest.raises(ConfigurationError, match="'tt'.*login"):
-        TikTokShopClient.from_settings(ConnectionSettings("tt", "https://open-api.tiktokglobalshop.com", None, "s",
-                                                          {"access_token": "t"}))
-    client = TikTokShopClient.from_settings(ConnectionSettings(
-        "tt", "https://open-api.tiktokglobalshop.com", "key", "secret",
-        {"access_token": "t", "refresh_token": "r", "shop_cipher": "C", "qps": "20", "timeout": 7,
-         "access_token_expire_in": 1900000000, "max_attempts": 4}))
+        TikTokShopClient.from_settings(
+            ConnectionSettings("tt", "https://open-api.tiktokglobalshop.com", None, "s", {"access_token": "t"})
+        )
+    client = TikTokShopClient.from_settings(
+        ConnectionSettings(
+            "tt",
+            "https://open-api.tiktokglobalshop.com",
+            "key",
+            "secret",
+            {
+                "access_token": "t",
+                "refresh_token": "r",
+                "shop_cipher": "C",
+                "qps": "20",
+                "timeout": 7,
+                "access_token_expire_in": 1900000000,
+                "max_attempts": 4,
+            },
+        )
+    )
     assert (client.auth_base_url, client.shop_cipher, client.http.timeout.read) == (
-        "https://auth.tiktok-shops.com", "C", 7.0)
+        "https://auth.tiktok-shops.com",
+        "C",
+        7.0,
+    )
     assert (client.limiter("search_orders").rate, client.retry.max_attempts) == (20.0, 4)
     assert client.tokens.access_token_expire_in == 1900000000
     client.close()
 
 
 # ---------------------------------------------------------------- API versions
-@pytest.mark.parametrize("pinned", [None, {"get_orders": "202309", "search_cancellations": "202309"},
-                                    {"mark_package_shipped": "202610"}])   # 202610: opt-in only
+@pytest.mark.parametrize(
+    "pinned", [None, {"get_orders": "202309", "search_cancellations": "202309"}, {"mark_package_shipped": "202610"}]
+)  # 202610: opt-in only
 def test_each_operation_at_its_default_version_or_the_one_the_connection_pins(run_sandbox, pinned):
-    server = run_sandbox(scenario([order(1, lines=2), order(2, pending_cancel=True)]), platforms=("tiktok",),
-                         settings=FROZEN)
-    settings = ConnectionSettings("tt", server.urls["tiktok"], CREDS["app_key"], CREDS["app_secret"], dict(
-        access_token=CREDS["access_token"], shop_cipher=CREDS["shop_cipher"],
-        **({"api_versions": pinned} if pinned else {})))
+    server = run_sandbox(
+        scenario([order(1, lines=2), order(2, pending_cancel=True)]), platforms=("tiktok",), settings=FROZEN
+    )
+    settings = ConnectionSettings(
+        "tt",
+        server.urls["tiktok"],
+        CREDS["app_key"],
+        CREDS["app_secret"],
+        dict(
+            access_token=CREDS["access_token"],
+            shop_cipher=CREDS["shop_cipher"],
+            **({"api_versions": pinned} if pinned else {}),
+        ),
+    )
     paths: list[str] = []
     with TikTokShopClient.from_settings(settings, retry=FAST) as client:
         client.http.event_hooks["request"] = [lambda request: paths.append(request.url.path)]
         first = client.get_orders([oid(1)])[0]
         assert [c["order_id"] for c in client.search_cancellations()] == [oid(2)]
-        shipped = client.mark_package_shipped(oid(1), "1ZSANDBOX0000000001", provider_id(client, first),
-                                              [line_id(1, 1)])
+        shipped = client.mark_package_shipped(
+            oid(1), "1ZSANDBOX0000000001", provider_id(client, first), [line_id(1, 1)]
+        )
         assert shipped.data["order_line_item_ids"] == [line_id(1, 1)]
         assert client.get_orders([oid(1)])[0]["line_items"][1]["tracking_number"] == "1ZSANDBOX0000000001"
     want = {"get_orders": "202507", "search_cancellations": "202602", "mark_package_shipped": "202309"}
     want.update(pinned or {})
     assert {p.split("/")[2] for p in paths if "orders" in p and "packages" not in p and "search" not in p} == {
-        want["get_orders"]}
+        want["get_orders"]
+    }
     assert [p.split("/")[2] for p in paths if p.endswith("cancellations/search")] == [want["search_cancellations"]]
     assert [p.split("/")[2] for p in paths if p.endswith("/packages")] == [want["mark_package_shipped"]]
     body = writes(server, SB_MARK, oid(1))[0]["body"]
-    assert body == ({"tracking_number": "1ZSANDBOX0000000001", "shipping_provider_id": body.get("shipping_provider_id"),
-                     "order_line_item_ids": [line_id(1, 1)]} if want["mark_package_shipped"] == "202309" else
-                    {"order_line_list": [{"order_line_id": line_id(1, 1)}], "shipping_info_list": [
-                        {"tracking_number": "1ZSANDBOX0000000001",
-                         "shipping_provider_id": body["shipping_info_list"][0]["shipping_provider_id"]}]})
+    assert body == (
+        {
+            "tracking_number": "1ZSANDBOX0000000001",
+            "shipping_provider_id": body.get("shipping_provider_id"),
+            "order_line_item_ids": [line_id(1, 1)],
+        }
+        if want["mark_package_shipped"] == "202309"
+        else {
+            "order_line_list": [{"order_line_id": line_id(1, 1)}],
+            "shipping_info_list": [
+                {
+                    "tracking_number": "1ZSANDBOX0000000001",
+                    "shipping_provider_id": body["shipping_info_list"][0]["shipping_provider_id"],
+                }
+            ],
+        }
+    )
 
 
-@pytest.mark.parametrize("pinned,named", [({"get_orders": "202401"}, "api_versions.get_orders: version '202401'"),
-                                          ({"mark_shipped": "202309"}, "unknown operation 'mark_shipped'"),
-                                          ("202309", "expected an object")])
+@pytest.mark.parametrize(
+    "pinned,named",
+    [
+        ({"get_orders": "202401"}, "api_versions.get_orders: version '202401'"),
+        ({"mark_shipped": "202309"}, "unknown operation 'mark_shipped'"),
+        ("202309", "expected an object"),
+    ],
+)
 def test_a_pinned_version_orderops_does_not_speak_is_refused_naming_it(pinned, named):
     with pytest.raises(ConfigurationError, match=re.escape(named)) as caught:
-        TikTokShopClient.from_settings(ConnectionSettings("tt", "https://open-api.tiktokglobalshop.com", "key", "s",
-                                                          {"access_token": "t", "api_versions": pinned}))
+        TikTokShopClient.from_settings(
+            ConnectionSettings(
+                "tt", "https://open-api.tiktokglobalshop.com", "key", "s", {"access_token": "t", "api_versions": pinned}
+            )
+        )
     assert "'tt'" in str(caught.value)
 
 
@@ -562,14 +633,20 @@ def hook_class():
     """The hook class, imported during setup: loading Airflow replaces the root log handlers, and
     the test's log capture must be installed after that to see anything."""
     from orderops_provider.hooks import TikTokShopHook
+
     return TikTokShopHook
 
 
-def test_hook_from_env_connection_keeps_every_secret_out_of_logs(run_sandbox, monkeypatch, caplog, capsys,
-                                                                hook_class):
+def test_hook_from_env_connection_keeps_every_secret_out_of_logs(run_sandbox, monkeypatch, caplog, capsys, hook_class):
     server = run_sandbox(scenario(order(n) for n in range(300)), platforms=("tiktok",), settings=FROZEN)
-    extra = {"auth_base_url": server.urls["tiktok_auth"], "access_token": CREDS["access_token"],
-             "refresh_token": CREDS["refresh_token"], "shop_id": CREDS["shop_id"], "timeout": 5, "max_attempts": 3}
+    extra = {
+        "auth_base_url": server.urls["tiktok_auth"],
+        "access_token": CREDS["access_token"],
+        "refresh_token": CREDS["refresh_token"],
+        "shop_id": CREDS["shop_id"],
+        "timeout": 5,
+        "max_attempts": 3,
+    }
     conn = connection_json(server.urls["tiktok"], login=CREDS["app_key"], password=CREDS["app_secret"], extra=extra)
     monkeypatch.setenv("AIRFLOW_CONN_TIKTOK_HOOKTEST", conn)
     caplog.set_level(logging.DEBUG)
@@ -577,7 +654,11 @@ def test_hook_from_env_connection_keeps_every_secret_out_of_logs(run_sandbox, mo
     caplog.set_level(logging.DEBUG, logger="httpx")
 
     hook = hook_class("tiktok_hooktest")
-    assert (hook.conn_type, hook.default_conn_name, hook.conn_name_attr) == ("tiktok_shop", "tiktok_default", "tiktok_conn_id")
+    assert (hook.conn_type, hook.default_conn_name, hook.conn_name_attr) == (
+        "tiktok_shop",
+        "tiktok_default",
+        "tiktok_conn_id",
+    )
     ok, message = hook.test_connection()
     assert ok and CREDS["shop_cipher"] in message
     persisted: list[TokenSet] = []
@@ -603,12 +684,11 @@ def test_hook_from_env_connection_keeps_every_secret_out_of_logs(run_sandbox, mo
     logging.getLogger("orderops.test").info("hook run finished with %d failures", len(failures))
 
     captured = capsys.readouterr()
-    logged = caplog.text + captured.out + captured.err + "".join(
-        str(r.args) + r.getMessage() for r in caplog.records)
-    assert "hook run finished" in logged and "token/refresh" in logged   # the logs were captured
+    logged = caplog.text + captured.out + captured.err + "".join(str(r.args) + r.getMessage() for r in caplog.records)
+    assert "hook run finished" in logged and "token/refresh" in logged  # the logs were captured
     texts = [str(e) + repr(e) + repr(e.__context__) + str(e.__dict__) for e in failures]
     secrets = (CREDS["app_secret"], wrong, CREDS["access_token"], CREDS["refresh_token"], persisted[0].access_token)
     for secret in secrets:
         assert secret not in logged, secret
         assert not any(secret in text for text in texts)
-    assert json.loads(conn)["password"] == CREDS["app_secret"]   # (the connection really carried it)
+    assert json.loads(conn)["password"] == CREDS["app_secret"]  # (the connection really carried it)

@@ -1,5 +1,6 @@
 """The platform layer is an installed Airflow provider: Airflow finds it by its entry point and knows
 the four connection types, and each hook is built the way Airflow builds it (by conn_name_attr)."""
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -10,13 +11,20 @@ from airflow.providers_manager import ProvidersManager
 import orderops_provider
 from orderops_provider import hooks
 
-TYPES = {"tiktok_shop": hooks.TikTokShopHook, "shopify": hooks.ShopifyHook,
-         "amazon_mcf": hooks.AmazonMcfHook, "shipbob": hooks.ShipBobHook}
+TYPES = {
+    "tiktok_shop": hooks.TikTokShopHook,
+    "shopify": hooks.ShopifyHook,
+    "amazon_mcf": hooks.AmazonMcfHook,
+    "shipbob": hooks.ShipBobHook,
+}
 
 
 def test_the_entry_point_is_installed_and_names_this_package():
-    points = [ep for ep in importlib.metadata.entry_points(group="apache_airflow_provider")
-              if ep.value == "orderops_provider:get_provider_info"]
+    points = [
+        ep
+        for ep in importlib.metadata.entry_points(group="apache_airflow_provider")
+        if ep.value == "orderops_provider:get_provider_info"
+    ]
     assert len(points) == 1, "pip install -e . (make venv) registers the provider"
     assert points[0].dist.metadata["name"] == orderops_provider.PACKAGE
 
@@ -31,8 +39,12 @@ def test_airflow_knows_the_four_connection_types_with_their_forms():
         assert meta.hook_name == hook.hook_name and hook.conn_type == conn_type
         assert meta.field_behaviour["relabeling"]["host"]
     secrets = {name for name, widget in manager._connection_form_widgets_from_metadata.items() if widget.is_sensitive}
-    assert secrets == {"extra__tiktok_shop__access_token", "extra__tiktok_shop__refresh_token",
-                       "extra__shopify__client_secret", "extra__amazon_mcf__refresh_token"}
+    assert secrets == {
+        "extra__tiktok_shop__access_token",
+        "extra__tiktok_shop__refresh_token",
+        "extra__shopify__client_secret",
+        "extra__amazon_mcf__refresh_token",
+    }
 
 
 @pytest.mark.parametrize("conn_type", sorted(TYPES))
@@ -44,8 +56,13 @@ def test_each_hook_is_built_as_airflow_builds_it(conn_type):
 
 def test_every_secret_the_clients_mask_is_a_password_field():
     from orderops_provider import amazon_mcf, shipbob, shopify, tiktok
+
     fields = {t["connection-type"]: t["conn-fields"] for t in orderops_provider.connection_types()}
-    for conn_type, module in (("tiktok_shop", tiktok), ("shopify", shopify), ("amazon_mcf", amazon_mcf),
-                              ("shipbob", shipbob)):
+    for conn_type, module in (
+        ("tiktok_shop", tiktok),
+        ("shopify", shopify),
+        ("amazon_mcf", amazon_mcf),
+        ("shipbob", shipbob),
+    ):
         for key in module.SECRET_EXTRA_KEYS:
             assert fields[conn_type][key]["schema"].get("format") == "password", (conn_type, key)

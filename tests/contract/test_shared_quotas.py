@@ -4,6 +4,7 @@ Each worker has its own client, as each Airflow task process does. Alone, each p
 the full quota and together they overspend it (throttled); drawing from the shop's shared
 quota in the warehouse, they stay within it and nothing is throttled.
 """
+
 from __future__ import annotations
 
 import threading
@@ -11,9 +12,9 @@ import time
 
 import pytest
 
-from orderops_provider.base import ThrottledError
 from include.store.quotas import SharedQuotas
 from include.store.warehouse import Warehouse
+from orderops_provider.base import ThrottledError
 from tests.contract.test_hook_tiktok import make_client, oid, order, scenario
 
 WORKERS, CALLS = 4, 40
@@ -34,8 +35,8 @@ def hammer(server, quotas: SharedQuotas | None) -> tuple[int, float]:
             try:
                 client.get_orders([oid(n % 10 + 1)])
             except ThrottledError:
-                pass    # still throttled after its retries: counted by the simulator all the same
-            except Exception as exc:   # anything else is a failure of the test
+                pass  # still throttled after its retries: counted by the simulator all the same
+            except Exception as exc:  # anything else is a failure of the test
                 errors.append(exc)
 
     before = server.sandbox.throttles.copy()

@@ -1,5 +1,6 @@
 """Contract tests of the TikTok Shop simulator over real HTTP: signing, gateway errors, tokens,
 orders and paging, logistics, Mark Package As Shipped, cancellations, quotas and clock-driven changes."""
+
 from __future__ import annotations
 
 import asyncio
@@ -7,56 +8,47 @@ import base64
 import json
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
 
+from orderops_provider.tiktok_signing import sign, signing_string
 from sandbox.core import Settings
 from sandbox.tiktok import DEFAULT_CREDENTIALS as CREDS
-from orderops_provider.tiktok_signing import sign, signing_string
+from tests.support import NOW, cancel_id, iso, line_id
+from tests.support import tiktok_order_id as oid
 
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 V = "202309"
 FROZEN = Settings(clock_rate=0, rate_scale=100)
-SHOP = object()   # "use the default shop cipher"
-
-
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+SHOP = object()  # "use the default shop cipher"
 
 
 def unix(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-def oid(n: int) -> str:
-    return str(576000000000000000 + n)
-
-
-def line_id(n: int, k: int = 0) -> str:
-    return str(577000000000000000 + n * 10 + k)
-
-
-def cancel_id(n: int) -> str:
-    return str(4035000000000000000 + n)
-
-
 def created(n: int) -> datetime:
     return NOW - timedelta(days=3) + timedelta(minutes=n)
 
 
-def order(n: int, status: str = "AWAITING_SHIPMENT", *, lines: int = 1, pending_cancel: bool = False,
-          **extra) -> dict:
+def order(n: int, status: str = "AWAITING_SHIPMENT", *, lines: int = 1, pending_cancel: bool = False, **extra) -> dict:
     create = created(n)
-    tt = {"id": oid(n), "status": status, "create_time": iso(create),
-          "rts_sla_time": iso(create + timedelta(days=2)),
-          "shipping_due_time": iso(create + timedelta(days=7)),
-          "line_items": [{"id": line_id(n, k), "seller_sku": f"OSL-TEE-{'SML'[k % 3]}"} for k in range(lines)]}
+    tt = {
+        "id": oid(n),
+        "status": status,
+        "create_time": iso(create),
+        "rts_sla_time": iso(create + timedelta(days=2)),
+        "shipping_due_time": iso(create + timedelta(days=7)),
+        "line_items": [{"id": line_id(n, k), "seller_sku": f"OSL-TEE-{'SML'[k % 3]}"} for k in range(lines)],
+    }
     if pending_cancel:
-        tt["cancellation"] = {"cancel_id": cancel_id(n), "status": "CANCELLATION_REQUEST_PENDING",
-                              "create_time": iso(NOW - timedelta(hours=1)),
-                              "deadline": iso(NOW + timedelta(hours=47))}
+        tt["cancellation"] = {
+            "cancel_id": cancel_id(n),
+            "status": "CANCELLATION_REQUEST_PENDING",
+            "create_time": iso(NOW - timedelta(hours=1)),
+            "deadline": iso(NOW + timedelta(hours=47)),
+        }
     tt.update(extra)
     return {"tiktok": tt, "shopify": None, "fulfiller": None}
 
@@ -68,23 +60,46 @@ def scenario(*orders: dict) -> dict:
 class TikTokApi:
     """A minimal signed-request client (the production hook comes later)."""
 
-    def __init__(self, server, *, app_key=CREDS["app_key"], secret=CREDS["app_secret"],
-                 token=CREDS["access_token"], cipher=CREDS["shop_cipher"]):
+    def __init__(
+        self,
+        server,
+        *,
+        app_key=CREDS["app_key"],
+        secret=CREDS["app_secret"],
+        token=CREDS["access_token"],
+        cipher=CREDS["shop_cipher"],
+    ):
         self.base = server.urls["tiktok"]
         self.auth_base = server.urls["tiktok_auth"]
         self.app_key, self.secret, self.token, self.cipher = app_key, secret, token, cipher
         self.http = httpx.Client(timeout=10)
 
-    def request(self, method: str, path: str, params: dict | None = None, body=None, *, cipher=SHOP,
-                token=SHOP, timestamp: int | None = None, sign_as: bytes | None = None,
-                content_type: str = "application/json", sig: str | None = None) -> httpx.Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        params: dict | None = None,
+        body=None,
+        *,
+        cipher=SHOP,
+        token=SHOP,
+        timestamp: int | None = None,
+        sign_as: bytes | None = None,
+        content_type: str = "application/json",
+        sig: str | None = None,
+    ) -> httpx.Response:
         query = {"app_key": self.app_key, "timestamp": str(timestamp if timestamp is not None else int(time.time()))}
         cipher = self.cipher if cipher is SHOP else cipher
         if cipher is not None:
             query["shop_cipher"] = cipher
         query.update(params or {})
-        raw = b"" if body is None else body if isinstance(body, bytes) else json.dumps(
-            body, separators=(",", ":")).encode()
+        raw = (
+            b""
+            if body is None
+            else body
+            if isinstance(body, bytes)
+            else json.dumps(body, separators=(",", ":")).encode()
+        )
         query["sign"] = sig or sign(self.secret, path, query, raw if sign_as is None else sign_as, content_type)
         headers = {"content-type": content_type}
         token = self.token if token is SHOP else token
@@ -108,8 +123,9 @@ class TikTokApi:
         data = self.ok("GET", f"/logistics/{V}/delivery_options/{order_obj['delivery_option_id']}/shipping_providers")
         return {p["name"]: p["id"] for p in data["shipping_providers"]}
 
-    def ship(self, order_id: str, provider_id: str, tracking: str = "1Z999AA10123456784",
-             line_ids: list[str] | None = None) -> httpx.Response:
+    def ship(
+        self, order_id: str, provider_id: str, tracking: str = "1Z999AA10123456784", line_ids: list[str] | None = None
+    ) -> httpx.Response:
         body = {"tracking_number": tracking, "shipping_provider_id": provider_id}
         if line_ids is not None:
             body["order_line_item_ids"] = line_ids
@@ -117,8 +133,9 @@ class TikTokApi:
 
     def search(self, body: dict | None = None, *, cipher=SHOP, **params) -> httpx.Response:
         params.setdefault("page_size", "100")
-        return self.request("POST", f"/order/{V}/orders/search", {k: str(v) for k, v in params.items()},
-                            body or {}, cipher=cipher)
+        return self.request(
+            "POST", f"/order/{V}/orders/search", {k: str(v) for k, v in params.items()}, body or {}, cipher=cipher
+        )
 
     def all_pages(self, path: str, body: dict, **params) -> tuple[list[dict], list[str], set[int]]:
         items, tokens, totals, token = [], [], set(), ""
@@ -162,28 +179,53 @@ def api_for(run_sandbox):
     def start(*orders: dict, settings: Settings = FROZEN):
         server = run_sandbox(scenario(*orders), platforms=("tiktok",), settings=settings)
         return server, TikTokApi(server)
+
     return start
 
 
 # ---------------------------------------------------------------- signing (pure function)
 
-@pytest.mark.parametrize("secret,path,query,body,expected", [
-    ("e59af819cc", "/authorization/202309/shops", {"app_key": "29a39d", "timestamp": "1623812664"}, b"",
-     "b596b73e0cc6de07ac26f036364178ab16b0a907af13d43f0a0cd2345f582dc8"),
-    ("e59af819cc", "/event/202309/webhooks",
-     {"app_key": "68xu9ks5p4i8", "shop_cipher": "ROW_xkMbgAAAeVAQra0eZWebFQq5aIK", "timestamp": "1696909648"}, b"",
-     "ed58e1b5e59865c22a7b828c1cab65007441f43cc91a6cb2f2cdc638e0995a37"),
-    ("e59af819cc", "/event/202309/webhooks",
-     {"app_key": "68xu9ks5p4i8", "shop_cipher": "ROW_xkMbgAAAeVAQra0eZWebFQq5aIK", "timestamp": "1696909648"},
-     b'{"event_type":"PACKAGE_UPDATE","address":"https://partner.tiktokshop.com"}',
-     "701dd6deb2389fe4c469b89bd37fc56f96a6da6afeb4d01c9077a65169752fa7"),
-    ("e59af819cc", "/event/202309/webhooks",
-     {"app_key": "68xu9ks5p4i8", "shop_cipher": "ROW_xkMbgAAAeVAQra0eZWebFQq5aIK", "timestamp": "1696909648"},
-     b'{"address":"https://partner.tiktokshop.com","event_type":"PACKAGE_UPDATE"}',
-     "cd0d6268252f4ba293bf7ea4c0a2873bf9beec600d22530638564ab301435f7a"),
-    ("app_secret", "/test-api", {"foo": "bar"}, b"",
-     "d3cb7fe11ecae942802ceeca67e7cf10120cc12f1517d45fbc1c8cfe5413c80f"),
-])
+
+@pytest.mark.parametrize(
+    "secret,path,query,body,expected",
+    [
+        (
+            "e59af819cc",
+            "/authorization/202309/shops",
+            {"app_key": "29a39d", "timestamp": "1623812664"},
+            b"",
+            "b596b73e0cc6de07ac26f036364178ab16b0a907af13d43f0a0cd2345f582dc8",
+        ),
+        (
+            "e59af819cc",
+            "/event/202309/webhooks",
+            {"app_key": "68xu9ks5p4i8", "shop_cipher": "ROW_xkMbgAAAeVAQra0eZWebFQq5aIK", "timestamp": "1696909648"},
+            b"",
+            "ed58e1b5e59865c22a7b828c1cab65007441f43cc91a6cb2f2cdc638e0995a37",
+        ),
+        (
+            "e59af819cc",
+            "/event/202309/webhooks",
+            {"app_key": "68xu9ks5p4i8", "shop_cipher": "ROW_xkMbgAAAeVAQra0eZWebFQq5aIK", "timestamp": "1696909648"},
+            b'{"event_type":"PACKAGE_UPDATE","address":"https://partner.tiktokshop.com"}',
+            "701dd6deb2389fe4c469b89bd37fc56f96a6da6afeb4d01c9077a65169752fa7",
+        ),
+        (
+            "e59af819cc",
+            "/event/202309/webhooks",
+            {"app_key": "68xu9ks5p4i8", "shop_cipher": "ROW_xkMbgAAAeVAQra0eZWebFQq5aIK", "timestamp": "1696909648"},
+            b'{"address":"https://partner.tiktokshop.com","event_type":"PACKAGE_UPDATE"}',
+            "cd0d6268252f4ba293bf7ea4c0a2873bf9beec600d22530638564ab301435f7a",
+        ),
+        (
+            "app_secret",
+            "/test-api",
+            {"foo": "bar"},
+            b"",
+            "d3cb7fe11ecae942802ceeca67e7cf10120cc12f1517d45fbc1c8cfe5413c80f",
+        ),
+    ],
+)
 def test_signing_matches_the_published_vectors(secret, path, query, body, expected):
     assert sign(secret, path, query, body) == expected
 
@@ -201,6 +243,7 @@ def test_signing_rules_beyond_the_vectors():
 
 # ---------------------------------------------------------------- gateway
 
+
 def test_signed_request_gets_the_envelope_and_the_shop(api_for):
     server, api = api_for()
     resp = api.request("GET", f"/authorization/{V}/shops", cipher=None)
@@ -208,9 +251,16 @@ def test_signed_request_gets_the_envelope_and_the_shop(api_for):
     assert resp.status_code == 200 and payload["code"] == 0 and payload["message"] == "Success"
     assert set(payload) == {"code", "message", "request_id", "data"}
     assert len(payload["request_id"]) >= 20 and resp.headers["x-tt-logid"] == payload["request_id"]
-    assert payload["data"]["shops"] == [{
-        "cipher": CREDS["shop_cipher"], "code": CREDS["shop_code"], "id": CREDS["shop_id"],
-        "name": CREDS["shop_name"], "region": "US", "seller_type": "LOCAL"}]
+    assert payload["data"]["shops"] == [
+        {
+            "cipher": CREDS["shop_cipher"],
+            "code": CREDS["shop_code"],
+            "id": CREDS["shop_id"],
+            "name": CREDS["shop_name"],
+            "region": "US",
+            "seller_type": "LOCAL",
+        }
+    ]
 
 
 def test_bad_signatures_are_refused_with_106001(api_for):
@@ -228,10 +278,15 @@ def test_bad_signatures_are_refused_with_106001(api_for):
     other = TikTokApi(server, secret="not-the-secret")
     assert error(other.request("GET", f"/authorization/{V}/shops", cipher=None))[1] == 106001
     # a refused write is recorded with its code
-    api.request("POST", f"/fulfillment/{V}/orders/{oid(1)}/packages",
-                body={"tracking_number": "1Z999AA10123456784", "shipping_provider_id": "1"}, sig="f" * 64)
+    api.request(
+        "POST",
+        f"/fulfillment/{V}/orders/{oid(1)}/packages",
+        body={"tracking_number": "1Z999AA10123456784", "shipping_provider_id": "1"},
+        sig="f" * 64,
+    )
     assert [(w["operation"], w["outcome"], w["status"]) for w in writes(server)] == [
-        ("mark_package_as_shipped", "106001", 401)]
+        ("mark_package_as_shipped", "106001", 401)
+    ]
     assert api.one(oid(1))["status"] == "AWAITING_SHIPMENT"
 
 
@@ -240,11 +295,16 @@ def test_timestamp_window_is_minus_five_minutes_plus_thirty_seconds(api_for):
     path = f"/authorization/{V}/shops"
     now = int(time.time())
     assert error(api.request("GET", path, cipher=None, timestamp=now - 310)) == (
-        400, 36009004, "Invalid timestamp. The `timestamp` query parameter must not be earlier "
-                       "than 5 minutes before the current time.")
+        400,
+        36009004,
+        "Invalid timestamp. The `timestamp` query parameter must not be earlier "
+        "than 5 minutes before the current time.",
+    )
     assert error(api.request("GET", path, cipher=None, timestamp=now + 45)) == (
-        400, 36009004, "Invalid timestamp. The `timestamp` query parameter must not exceed the "
-                       "current time by more than 30 seconds.")
+        400,
+        36009004,
+        "Invalid timestamp. The `timestamp` query parameter must not exceed the current time by more than 30 seconds.",
+    )
     assert api.request("GET", path, cipher=None, timestamp=now - 280).json()["code"] == 0
     assert api.request("GET", path, cipher=None, timestamp=now + 20).json()["code"] == 0
     # missing timestamp
@@ -259,11 +319,20 @@ def test_app_key_and_missing_sign(api_for):
     path = f"/authorization/{V}/shops"
     stranger = TikTokApi(server, app_key="unknownkey")
     assert error(stranger.request("GET", path, cipher=None)) == (
-        400, 36009004, "Invalid credentials. Invalid `app_key` query parameter.")
-    resp = httpx.get(api.base + path, params={"app_key": CREDS["app_key"], "timestamp": str(int(time.time()))},
-                     headers={"x-tts-access-token": CREDS["access_token"]})
-    assert error(resp) == (400, 36009004, "Missing credentials. The request does not include a required "
-                                          "signature in the query.")
+        400,
+        36009004,
+        "Invalid credentials. Invalid `app_key` query parameter.",
+    )
+    resp = httpx.get(
+        api.base + path,
+        params={"app_key": CREDS["app_key"], "timestamp": str(int(time.time()))},
+        headers={"x-tts-access-token": CREDS["access_token"]},
+    )
+    assert error(resp) == (
+        400,
+        36009004,
+        "Missing credentials. The request does not include a required signature in the query.",
+    )
 
 
 def test_access_token_missing_bad_and_expired(api_for):
@@ -275,10 +344,18 @@ def test_access_token_missing_bad_and_expired(api_for):
     # fault injection expires every access token issued so far
     assert admin(server, "POST", "/faults", {"platform": "tiktok", "kind": "token_expiry"}).status_code == 200
     assert error(api.request("GET", path, cipher=None)) == (
-        401, 105002, "Expired credentials. The `access_token` or `x-tts-access-token` header has expired.")
+        401,
+        105002,
+        "Expired credentials. The `access_token` or `x-tts-access-token` header has expired.",
+    )
     # a refresh gives a working token again
-    data = api.token_call("refresh", app_key=CREDS["app_key"], app_secret=CREDS["app_secret"],
-                          refresh_token=CREDS["refresh_token"], grant_type="refresh_token").json()["data"]
+    data = api.token_call(
+        "refresh",
+        app_key=CREDS["app_key"],
+        app_secret=CREDS["app_secret"],
+        refresh_token=CREDS["refresh_token"],
+        grant_type="refresh_token",
+    ).json()["data"]
     api.token = data["access_token"]
     assert api.request("GET", path, cipher=None).json()["code"] == 0
 
@@ -286,33 +363,51 @@ def test_access_token_missing_bad_and_expired(api_for):
 def test_shop_cipher_required_forbidden_and_checked(api_for):
     server, api = api_for(order(1))
     assert error(api.search(cipher=None)) == (
-        400, 106013, "Missing identifier. The `shop_cipher` query parameter is required to identify the target shop.")
+        400,
+        106013,
+        "Missing identifier. The `shop_cipher` query parameter is required to identify the target shop.",
+    )
     assert error(api.request("GET", f"/authorization/{V}/shops")) == (
-        400, 36009004, "Unexpected identifier. The `shop_cipher` query parameter is not required for this request.")
+        400,
+        36009004,
+        "Unexpected identifier. The `shop_cipher` query parameter is not required for this request.",
+    )
     assert error(api.search(cipher="TTP_someone_else"))[:2] == (400, 101000)
 
 
 def test_unknown_path_version_method_and_content_type(api_for):
     server, api = api_for()
     assert error(api.request("GET", f"/order/{V}/no_such_thing")) == (
-        404, 36009009, "Invalid path. The specified path does not match any available endpoint.")
+        404,
+        36009009,
+        "Invalid path. The specified path does not match any available endpoint.",
+    )
     assert error(api.request("POST", "/order/202401/orders/search", {"page_size": "5"}, {})) == (
-        404, 36009014, "Invalid API version. The `version` value is invalid or unsupported.")
+        404,
+        36009014,
+        "Invalid API version. The `version` value is invalid or unsupported.",
+    )
     assert error(api.request("POST", "/api/orders/search", body={}))[:2] == (404, 36009009)
     assert error(api.request("GET", f"/order/{V}/orders/search"))[:2] == (405, 36009010)
-    assert error(api.request("POST", f"/order/{V}/orders/search", {"page_size": "5"}, b"page_size=5",
-                             content_type="text/plain"))[:2] == (400, 36009022)
+    assert error(
+        api.request("POST", f"/order/{V}/orders/search", {"page_size": "5"}, b"page_size=5", content_type="text/plain")
+    )[:2] == (400, 36009022)
     assert error(api.request("POST", f"/order/{V}/orders/search", {"page_size": "5"}, b"{not json"))[:2] == (
-        400, 36009004)
+        400,
+        36009004,
+    )
     assert error(httpx.get(api.auth_base + "/api/v2/token/nope"))[:2] == (404, 36009009)
 
 
 # ---------------------------------------------------------------- API versions
 
+
 def test_newer_versions_are_served_beside_202309_with_their_differences(api_for):
     server, api = api_for(order(1, lines=2), order(2), order(3, pending_cancel=True), order(4))
-    old, new = api.ok("GET", f"/order/{V}/orders", {"ids": oid(1)})["orders"][0], \
-        api.ok("GET", "/order/202507/orders", {"ids": oid(1)})["orders"][0]
+    old, new = (
+        api.ok("GET", f"/order/{V}/orders", {"ids": oid(1)})["orders"][0],
+        api.ok("GET", "/order/202507/orders", {"ids": oid(1)})["orders"][0],
+    )
     added = set(new) - set(old)
     assert added == {"is_subscription_order", "buyer_nickname", "recommended_shipping_time"} and not set(old) - set(new)
     assert {k: new[k] for k in old} == old and new["recommended_shipping_time"] == old["rts_sla_time"]
@@ -325,15 +420,25 @@ def test_newer_versions_are_served_beside_202309_with_their_differences(api_for)
 
     ups = api.providers(api.one(oid(1)))["UPS"]
     packages = "/fulfillment/202610/orders/{}/packages"
-    shipped = api.ok("POST", packages.format(oid(1)), body={
-        "order_line_list": [{"order_line_id": line_id(1, 1)}],
-        "shipping_info_list": [{"tracking_number": "1Z999AA10123456784", "shipping_provider_id": ups}]})
+    shipped = api.ok(
+        "POST",
+        packages.format(oid(1)),
+        body={
+            "order_line_list": [{"order_line_id": line_id(1, 1)}],
+            "shipping_info_list": [{"tracking_number": "1Z999AA10123456784", "shipping_provider_id": ups}],
+        },
+    )
     assert shipped["order_line_item_ids"] == [line_id(1, 1)]
     lines = {li["id"]: li for li in api.one(oid(1))["line_items"]}
-    assert lines[line_id(1, 1)]["tracking_number"] == "1Z999AA10123456784" and not lines[line_id(1, 0)].get("package_id")
+    assert lines[line_id(1, 1)]["tracking_number"] == "1Z999AA10123456784" and not lines[line_id(1, 0)].get(
+        "package_id"
+    )
     # the 202309 body at 202610 names what the version wants; two tracking numbers need the allowlist
-    code, number, message = error(api.request("POST", packages.format(oid(2)), body={
-        "tracking_number": "1Z999AA10123456785", "shipping_provider_id": ups}))
+    code, number, message = error(
+        api.request(
+            "POST", packages.format(oid(2)), body={"tracking_number": "1Z999AA10123456785", "shipping_provider_id": ups}
+        )
+    )
     assert (code, number) == (400, 36009004) and "shipping_info_list" in message
     two = [{"tracking_number": f"1Z999AA1012345678{n}", "shipping_provider_id": ups} for n in (6, 7)]
     assert "allowlist" in error(api.request("POST", packages.format(oid(2)), body={"shipping_info_list": two}))[2]
@@ -341,10 +446,17 @@ def test_newer_versions_are_served_beside_202309_with_their_differences(api_for)
     # and 202309 keeps its own body: the whole order, one package
     assert api.ship(oid(4), ups).json()["code"] == 0
     assert [(w["path"].split("/")[2], w["outcome"]) for w in writes(server)] == [
-        ("202610", "ok"), ("202610", "36009004"), ("202610", "36009004"), (V, "ok")]
+        ("202610", "ok"),
+        ("202610", "36009004"),
+        ("202610", "36009004"),
+        (V, "ok"),
+    ]
     # a version an endpoint does not have is refused as a version, not as an unknown path
-    for path in ("/order/202507/orders/search", "/return_refund/202610/cancellations/search",
-                 f"/fulfillment/202602/orders/{oid(2)}/packages"):
+    for path in (
+        "/order/202507/orders/search",
+        "/return_refund/202610/cancellations/search",
+        f"/fulfillment/202602/orders/{oid(2)}/packages",
+    ):
         assert error(api.request("POST", path, body={}))[:2] == (404, 36009014)
 
 
@@ -352,8 +464,13 @@ def test_newer_versions_are_served_beside_202309_with_their_differences(api_for)
 def test_a_repeated_query_key_is_a_list_signed_either_way(api_for, style):
     server, api = api_for(order(1), order(2))
     path = "/order/202507/orders"
-    query = [("app_key", api.app_key), ("timestamp", str(int(time.time()))), ("shop_cipher", api.cipher),
-             ("ids", oid(1)), ("ids", oid(2))]
+    query = [
+        ("app_key", api.app_key),
+        ("timestamp", str(int(time.time()))),
+        ("shop_cipher", api.cipher),
+        ("ids", oid(1)),
+        ("ids", oid(2)),
+    ]
     signed = query + [("sign", sign(api.secret, path, query, b"", repeated=style))]
     resp = api.http.get(api.base + path, params=signed, headers={"x-tts-access-token": api.token})
     assert resp.json()["code"] == 0, resp.text
@@ -362,17 +479,20 @@ def test_a_repeated_query_key_is_a_list_signed_either_way(api_for, style):
     assert signing_string(path, query, repeated="joined") != signing_string(path, query, repeated="each")
     forged = query + [("sign", sign(api.secret, path, query[:-1], b"", repeated=style))]
     assert error(api.http.get(api.base + path, params=forged, headers={"x-tts-access-token": api.token}))[:2] == (
-        401, 106001)
+        401,
+        106001,
+    )
 
 
 # ---------------------------------------------------------------- token host
+
 
 def test_token_exchange_is_single_use_with_absolute_expiries(api_for):
     server, api = api_for()
     creds = {"app_key": CREDS["app_key"], "app_secret": CREDS["app_secret"]}
     before = int(time.time())
     code = server.sandbox.platforms["tiktok"].auth_codes[CREDS["auth_code"]]
-    assert abs(code["expires"] - before - 30 * 60) <= 5   # valid for 30 minutes
+    assert abs(code["expires"] - before - 30 * 60) <= 5  # valid for 30 minutes
     resp = api.token_call("get", **creds, auth_code=CREDS["auth_code"], grant_type="authorized_code")
     payload = resp.json()
     assert resp.status_code == 200 and payload["code"] == 0 and payload["message"] == "success"
@@ -386,13 +506,17 @@ def test_token_exchange_is_single_use_with_absolute_expiries(api_for):
     assert error(again) == (200, 36004004, "Invalid auth code.")
     assert error(api.token_call("get", **creds, auth_code="TTP_unknown", grant_type="authorized_code"))[1] == 36004004
     assert error(api.token_call("get", **creds, auth_code="x", grant_type="refresh_token"))[:2] == (400, 36009004)
-    assert error(api.token_call("get", app_key=CREDS["app_key"], app_secret="wrong", auth_code="x",
-                                grant_type="authorized_code"))[:2] == (400, 36009004)
+    assert error(
+        api.token_call("get", app_key=CREDS["app_key"], app_secret="wrong", auth_code="x", grant_type="authorized_code")
+    )[:2] == (400, 36009004)
     # the refresh token from the exchange refreshes; unknown refresh tokens are refused
     refreshed = api.token_call("refresh", **creds, refresh_token=data["refresh_token"], grant_type="refresh_token")
     assert refreshed.json()["code"] == 0 and refreshed.json()["data"]["access_token"] != data["access_token"]
     assert error(api.token_call("refresh", **creds, refresh_token="TTP_nope", grant_type="refresh_token")) == (
-        200, 36004005, "can not find related auth record")
+        200,
+        36004005,
+        "can not find related auth record",
+    )
     # token calls are writes; secrets never reach the log
     logged = [w for w in writes(server) if w["operation"] in ("get_access_token", "refresh_access_token")]
     assert [w["outcome"] for w in logged] == ["ok", "36004004", "36004004", "36009004", "36009004", "ok", "36004005"]
@@ -405,30 +529,84 @@ def test_auth_code_and_refresh_token_expire(api_for):
     creds = {"app_key": CREDS["app_key"], "app_secret": CREDS["app_secret"]}
     expired = api.token_call("get", **creds, auth_code=CREDS["auth_code"], grant_type="authorized_code")
     assert error(expired) == (200, 36004004, "Invalid auth code.")
-    assert error(api.token_call("refresh", **creds, refresh_token=CREDS["refresh_token"],
-                                grant_type="refresh_token")) == (200, 36004001, "rt has expired")
+    assert error(
+        api.token_call("refresh", **creds, refresh_token=CREDS["refresh_token"], grant_type="refresh_token")
+    ) == (200, 36004001, "rt has expired")
 
 
 # ---------------------------------------------------------------- orders
 
 ORDER_FIELDS = {
-    "id", "status", "create_time", "update_time", "paid_time", "rts_sla_time", "tts_sla_time", "shipping_due_time",
-    "collection_due_time", "delivery_due_time", "cancel_order_sla_time", "delivery_sla_time", "fulfillment_type",
-    "shipping_type", "delivery_type", "delivery_option_id", "delivery_option_name", "is_on_hold_order",
-    "is_buyer_request_cancel", "buyer_message", "seller_note", "cancel_reason", "cancellation_initiator",
-    "tracking_number", "shipping_provider", "shipping_provider_id", "packages", "warehouse_id", "user_id",
-    "buyer_email", "payment", "recipient_address", "line_items", "order_type", "commerce_platform",
+    "id",
+    "status",
+    "create_time",
+    "update_time",
+    "paid_time",
+    "rts_sla_time",
+    "tts_sla_time",
+    "shipping_due_time",
+    "collection_due_time",
+    "delivery_due_time",
+    "cancel_order_sla_time",
+    "delivery_sla_time",
+    "fulfillment_type",
+    "shipping_type",
+    "delivery_type",
+    "delivery_option_id",
+    "delivery_option_name",
+    "is_on_hold_order",
+    "is_buyer_request_cancel",
+    "buyer_message",
+    "seller_note",
+    "cancel_reason",
+    "cancellation_initiator",
+    "tracking_number",
+    "shipping_provider",
+    "shipping_provider_id",
+    "packages",
+    "warehouse_id",
+    "user_id",
+    "buyer_email",
+    "payment",
+    "recipient_address",
+    "line_items",
+    "order_type",
+    "commerce_platform",
 }
 LINE_FIELDS = {
-    "id", "sku_id", "product_id", "product_name", "sku_name", "sku_image", "seller_sku", "sku_type", "display_status",
-    "tracking_number", "shipping_provider_id", "shipping_provider_name", "is_gift", "currency", "original_price",
-    "sale_price", "platform_discount", "seller_discount", "item_tax", "cancel_reason", "cancel_user",
+    "id",
+    "sku_id",
+    "product_id",
+    "product_name",
+    "sku_name",
+    "sku_image",
+    "seller_sku",
+    "sku_type",
+    "display_status",
+    "tracking_number",
+    "shipping_provider_id",
+    "shipping_provider_name",
+    "is_gift",
+    "currency",
+    "original_price",
+    "sale_price",
+    "platform_discount",
+    "seller_discount",
+    "item_tax",
+    "cancel_reason",
+    "cancel_user",
 }
 
 
 def test_order_objects_are_complete(api_for):
-    shipped = order(2, "AWAITING_COLLECTION", tracking_number="9400111899223197428490", shipping_provider="USPS",
-                    seller_note="gift wrap", update_time=iso(NOW - timedelta(hours=5)))
+    shipped = order(
+        2,
+        "AWAITING_COLLECTION",
+        tracking_number="9400111899223197428490",
+        shipping_provider="USPS",
+        seller_note="gift wrap",
+        update_time=iso(NOW - timedelta(hours=5)),
+    )
     by_code = order(4, "DELIVERED", tracking_number="TBA012345678901", shipping_provider="AMZL_US")
     server, api = api_for(order(1, lines=2, buyer_message="Please ship asap!"), shipped, order(3, "UNPAID"), by_code)
     first, second, unpaid, fourth = api.detail(oid(1), oid(2), oid(3), oid(4))
@@ -444,7 +622,8 @@ def test_order_objects_are_complete(api_for):
     assert all(isinstance(v, str) for v in first["payment"].values())
     pay = first["payment"]
     assert float(pay["total_amount"]) == pytest.approx(
-        float(pay["sub_total"]) + float(pay["shipping_fee"]) + float(pay["tax"]))
+        float(pay["sub_total"]) + float(pay["shipping_fee"]) + float(pay["tax"])
+    )
     assert first["buyer_email"].endswith(".invalid") and first["recipient_address"]["name"] == "Sandbox Buyer"
     # a shipped scenario order carries its tracking everywhere, with the provider's real id
     providers = api.providers(second)
@@ -455,7 +634,9 @@ def test_order_objects_are_complete(api_for):
     assert second["line_items"][0]["tracking_number"] == "9400111899223197428490"
     # a fulfiller carrier code in the scenario becomes the TikTok provider it stands for
     assert (fourth["shipping_provider"], fourth["shipping_provider_id"]) == (
-        "Amazon Logistics", providers["Amazon Logistics"])
+        "Amazon Logistics",
+        providers["Amazon Logistics"],
+    )
     assert fourth["delivery_time"] >= fourth["collection_time"] >= fourth["rts_time"] >= fourth["paid_time"]
     # unpaid: no payment time and no address yet
     assert "paid_time" not in unpaid and "recipient_address" not in unpaid
@@ -514,8 +695,10 @@ def test_search_parameters_are_validated(api_for):
     first = api.search(page_size=2).json()["data"]
     assert error(api.search(page_size=2, page_token="bm90IGEgdG9rZW4="))[:2] == (400, 36009004)
     # a token belongs to its query: changing the filter is refused
-    assert error(api.search({"order_status": "UNPAID"}, page_size=2,
-                            page_token=first["next_page_token"]))[:2] == (400, 36009004)
+    assert error(api.search({"order_status": "UNPAID"}, page_size=2, page_token=first["next_page_token"]))[:2] == (
+        400,
+        36009004,
+    )
     second = api.search(page_size=2, page_token=first["next_page_token"]).json()["data"]
     assert {o["id"] for o in first["orders"]}.isdisjoint(o["id"] for o in second["orders"])
 
@@ -523,9 +706,14 @@ def test_search_parameters_are_validated(api_for):
 def test_search_filters(api_for):
     later = {"update_time": iso(NOW - timedelta(hours=1))}
     server, api = api_for(
-        order(1), order(2, **later), order(3, "UNPAID"), order(4, "AWAITING_SHIPMENT", pending_cancel=True),
-        order(5, "AWAITING_SHIPMENT", shipping_type="TIKTOK"), order(6, "CANCELLED"),
-        order(7, "IN_TRANSIT", tracking_number="1Z999AA10123456784", shipping_provider="UPS"))
+        order(1),
+        order(2, **later),
+        order(3, "UNPAID"),
+        order(4, "AWAITING_SHIPMENT", pending_cancel=True),
+        order(5, "AWAITING_SHIPMENT", shipping_type="TIKTOK"),
+        order(6, "CANCELLED"),
+        order(7, "IN_TRANSIT", tracking_number="1Z999AA10123456784", shipping_provider="UPS"),
+    )
 
     def ids(body=None, **params) -> list[str]:
         resp = api.search(body, **params).json()
@@ -540,39 +728,56 @@ def test_search_filters(api_for):
     assert set(ids({"shipping_type": "SELLER"})) == {oid(n) for n in (1, 2, 3, 4, 6, 7)}
     # create_time: ge inclusive, lt exclusive
     assert ids({"create_time_ge": unix(created(2)), "create_time_lt": unix(created(4))}, sort_order="ASC") == [
-        oid(2), oid(3)]
+        oid(2),
+        oid(3),
+    ]
     assert ids({"update_time_ge": unix(NOW - timedelta(hours=1))}) == [oid(2)]
-    assert ids({"update_time_lt": unix(NOW - timedelta(hours=1)), "order_status": "AWAITING_SHIPMENT"},
-               sort_field="update_time", sort_order="ASC") == [oid(1), oid(4), oid(5)]
+    assert ids(
+        {"update_time_lt": unix(NOW - timedelta(hours=1)), "order_status": "AWAITING_SHIPMENT"},
+        sort_field="update_time",
+        sort_order="ASC",
+    ) == [oid(1), oid(4), oid(5)]
     assert ids(sort_field="update_time")[0] == oid(2)
-    assert ids({"order_status": "COMPLETED"}) == [] and api.search({"order_status": "COMPLETED"}).json()[
-        "data"]["next_page_token"] == ""
+    assert (
+        ids({"order_status": "COMPLETED"}) == []
+        and api.search({"order_status": "COMPLETED"}).json()["data"]["next_page_token"] == ""
+    )
 
 
 def test_order_detail_limits_and_ownership(run_sandbox):
     other = {"cipher": "TTP_SbxShopCipher0002", "id": "7494000000000000002", "name": "Second Sandbox Shop"}
-    server = run_sandbox(scenario(*(order(n) for n in range(60))), platforms=("tiktok",),
-                         settings=Settings(clock_rate=0, rate_scale=100,
-                                           platforms={"tiktok": {"extra_shops": [other]}}))
+    server = run_sandbox(
+        scenario(*(order(n) for n in range(60))),
+        platforms=("tiktok",),
+        settings=Settings(clock_rate=0, rate_scale=100, platforms={"tiktok": {"extra_shops": [other]}}),
+    )
     api = TikTokApi(server)
     fifty = [oid(n) for n in range(50)]
     assert [o["id"] for o in api.detail(*reversed(fifty))] == list(reversed(fifty))
     assert error(api.request("GET", f"/order/{V}/orders", {"ids": ",".join(fifty + [oid(50)])}))[:2] == (400, 36009004)
     assert error(api.request("GET", f"/order/{V}/orders", {}))[:2] == (400, 36009004)
     assert error(api.request("GET", f"/order/{V}/orders", {"ids": "576999"})) == (
-        200, 21008111, "The order or package does not belong to the current seller.")
+        200,
+        21008111,
+        "The order or package does not belong to the current seller.",
+    )
     # the token sees both shops; the second shop does not own the first shop's orders
     shops = api.ok("GET", f"/authorization/{V}/shops", cipher=None)["shops"]
     assert [s["cipher"] for s in shops] == [CREDS["shop_cipher"], other["cipher"]]
     assert error(api.request("GET", f"/order/{V}/orders", {"ids": oid(1)}, cipher=other["cipher"]))[1] == 21008111
-    resp = api.request("POST", f"/fulfillment/{V}/orders/{oid(1)}/packages", cipher=other["cipher"],
-                       body={"tracking_number": "1Z999AA10123456784", "shipping_provider_id": "1"})
+    resp = api.request(
+        "POST",
+        f"/fulfillment/{V}/orders/{oid(1)}/packages",
+        cipher=other["cipher"],
+        body={"tracking_number": "1Z999AA10123456784", "shipping_provider_id": "1"},
+    )
     assert error(resp)[:2] == (200, 21008111)
     assert api.one(oid(1))["status"] == "AWAITING_SHIPMENT"
     assert api.search(cipher=other["cipher"]).json()["data"]["total_count"] == 0
 
 
 # ---------------------------------------------------------------- logistics
+
 
 def test_logistics_chain_and_stable_provider_ids(api_for, run_sandbox):
     server, api = api_for(order(1))
@@ -595,6 +800,7 @@ def test_logistics_chain_and_stable_provider_ids(api_for, run_sandbox):
 
 # ---------------------------------------------------------------- fulfillment
 
+
 def test_mark_package_as_shipped_whole_order(api_for):
     server, api = api_for(order(1, lines=2))
     before = api.one(oid(1))
@@ -608,17 +814,26 @@ def test_mark_package_as_shipped_whole_order(api_for):
     assert after["status"] == "AWAITING_COLLECTION" and after["update_time"] == moved == after["rts_time"]
     assert before["update_time"] < moved
     assert (after["tracking_number"], after["shipping_provider"], after["shipping_provider_id"]) == (
-        "1Z999AA10123456784", "UPS", ups)
+        "1Z999AA10123456784",
+        "UPS",
+        ups,
+    )
     assert after["packages"] == [{"id": data["package_id"]}]
     for li in after["line_items"]:
         assert (li["package_id"], li["tracking_number"], li["shipping_provider_name"], li["display_status"]) == (
-            data["package_id"], "1Z999AA10123456784", "UPS", "AWAITING_COLLECTION")
+            data["package_id"],
+            "1Z999AA10123456784",
+            "UPS",
+            "AWAITING_COLLECTION",
+        )
     # a second attempt is refused and changes nothing
     again = api.ship(oid(1), ups, tracking="1Z999AA10000000000")
     assert error(again)[:2] == (200, 21019002)
     assert api.one(oid(1)) == after
     assert [(w["outcome"], w["body"]["tracking_number"]) for w in writes(server)] == [
-        ("ok", "1Z999AA10123456784"), ("21019002", "1Z999AA10000000000")]
+        ("ok", "1Z999AA10123456784"),
+        ("21019002", "1Z999AA10000000000"),
+    ]
 
 
 def test_partial_shipment_then_the_rest(api_for):
@@ -644,8 +859,13 @@ def test_partial_shipment_then_the_rest(api_for):
 
 
 def test_mark_package_as_shipped_refusals(api_for):
-    server, api = api_for(order(1, "CANCELLED"), order(2, delivery_option="EXPRESS"), order(3),
-                          order(4, shipping_type="TIKTOK"), order(5, "UNPAID"))
+    server, api = api_for(
+        order(1, "CANCELLED"),
+        order(2, delivery_option="EXPRESS"),
+        order(3),
+        order(4, shipping_type="TIKTOK"),
+        order(5, "UNPAID"),
+    )
     standard = api.providers(api.one(oid(3)))
     express = api.providers(api.one(oid(2)))
     assert "DHL eCommerce" in standard and "DHL eCommerce" not in express
@@ -655,35 +875,50 @@ def test_mark_package_as_shipped_refusals(api_for):
     assert error(api.ship(oid(3), "6900000000000000000"))[:2] == (200, 21019003)
     assert error(api.ship(oid(3), standard["UPS"], tracking="not a tracking #"))[:2] == (200, 21019005)
     assert error(api.ship(oid(4), standard["UPS"])) == (
-        200, 21008106, "This interface cannot be used in this region or this business type. Please don't use the api.")
+        200,
+        21008106,
+        "This interface cannot be used in this region or this business type. Please don't use the api.",
+    )
     missing = api.request("POST", f"/fulfillment/{V}/orders/{oid(3)}/packages", body={"shipping_provider_id": "1"})
     assert error(missing)[:2] == (400, 36009004)
     assert {o["status"] for o in api.detail(oid(2), oid(3), oid(4))} == {"AWAITING_SHIPMENT"}
     assert api.ship(oid(2), express["DHL Express"]).json()["code"] == 0
     assert [w["outcome"] for w in writes(server)] == [
-        "21019001", "21019001", "21019003", "21019003", "21019005", "21008106", "36009004", "ok"]
+        "21019001",
+        "21019001",
+        "21019003",
+        "21019003",
+        "21019005",
+        "21008106",
+        "36009004",
+        "ok",
+    ]
 
 
 # ---------------------------------------------------------------- cancellations
+
 
 def test_search_cancellations_filters_and_paging(api_for):
     server, api = api_for(*(order(n, pending_cancel=True) for n in range(1, 6)), order(6))
     path = f"/return_refund/{V}/cancellations/search"
     everything = api.ok("POST", path, {}, {})
-    assert everything["total_count"] == 5 and len(everything["cancellations"]) == 5   # default page size 10
+    assert everything["total_count"] == 5 and len(everything["cancellations"]) == 5  # default page size 10
     rec = everything["cancellations"][0]
     assert rec["cancel_type"] == "BUYER_CANCEL" and rec["role"] == "BUYER"
     assert rec["cancel_status"] == "CANCELLATION_REQUEST_PENDING"
     assert rec["seller_next_action_response"] == [
-        {"action": "SELLER_RESPOND_CANCEL", "deadline": unix(NOW + timedelta(hours=47))}]
+        {"action": "SELLER_RESPOND_CANCEL", "deadline": unix(NOW + timedelta(hours=47))}
+    ]
     assert rec["cancel_line_items"][0]["order_line_item_id"] == line_id(1)
     assert isinstance(rec["refund_amount"]["refund_total"], str)
     assert api.one(oid(1))["is_buyer_request_cancel"] is True
     items, tokens, totals = api.all_pages(path, {}, page_size=2)
     assert [c["cancel_id"] for c in items] == [cancel_id(n) for n in range(1, 6)] and totals == {5}
     assert len(tokens) == 2
-    assert [c["cancel_id"] for c in api.ok("POST", path, {"page_size": "50"},
-                                          {"order_ids": [oid(2), oid(6)]})["cancellations"]] == [cancel_id(2)]
+    assert [
+        c["cancel_id"]
+        for c in api.ok("POST", path, {"page_size": "50"}, {"order_ids": [oid(2), oid(6)]})["cancellations"]
+    ] == [cancel_id(2)]
     assert api.ok("POST", path, {}, {"cancel_ids": [cancel_id(3)]})["cancellations"][0]["order_id"] == oid(3)
     assert api.ok("POST", path, {}, {"cancel_status": ["CANCELLATION_REQUEST_SUCCESS"]})["total_count"] == 0
     assert api.ok("POST", path, {}, {"cancel_types": ["CANCEL"]})["total_count"] == 0
@@ -706,7 +941,8 @@ def test_approve_cancels_the_order_once_per_idempotency_key(api_for):
     assert cancelled["cancellation_initiator"] == "BUYER"
     assert {(li["display_status"], li["cancel_user"]) for li in cancelled["line_items"]} == {("CANCELLED", "BUYER")}
     rec = api.ok("POST", f"/return_refund/{V}/cancellations/search", {}, {"cancel_ids": [cancel_id(1)]})[
-        "cancellations"][0]
+        "cancellations"
+    ][0]
     assert rec["cancel_status"] == "CANCELLATION_REQUEST_SUCCESS" and rec["update_time"] == at
     assert rec["seller_next_action_response"] == []
     # same key: the same answer, and nothing happens again
@@ -722,18 +958,23 @@ def test_approve_cancels_the_order_once_per_idempotency_key(api_for):
 
 def test_reject_keeps_the_order_and_needs_a_listed_reason(api_for):
     server, api = api_for(order(1, pending_cancel=True))
-    reasons = api.ok("GET", f"/return_refund/{V}/reject_reasons", {"return_or_cancel_id": cancel_id(1),
-                                                                    "locale": "en-US"})["reasons"]
+    reasons = api.ok(
+        "GET", f"/return_refund/{V}/reject_reasons", {"return_or_cancel_id": cancel_id(1), "locale": "en-US"}
+    )["reasons"]
     names = [r["name"] for r in reasons]
     # a US shop: TikTok's US list, which has not the UK/ID "packed" code
-    assert names == ["ecom_reverse_reject_cancel_reason_product_packed",
-                     "ecom_reverse_reject_refund_request_package_delivery_multiple_boxes",
-                     "seller_reject_apply_unable_to_change_address"] and all(r["text"] for r in reasons)
+    assert names == [
+        "ecom_reverse_reject_cancel_reason_product_packed",
+        "ecom_reverse_reject_refund_request_package_delivery_multiple_boxes",
+        "seller_reject_apply_unable_to_change_address",
+    ] and all(r["text"] for r in reasons)
     path = f"/return_refund/{V}/cancellations/{cancel_id(1)}/reject"
     assert error(api.request("POST", path, {"idempotency_key": "r0"}, {}))[:2] == (400, 36009004)
     for wrong in ("because", "seller_reject_apply_product_has_been_packed"):
         assert error(api.request("POST", path, {"idempotency_key": "r0"}, {"reject_reason": wrong}))[:2] == (
-            400, 36009004)
+            400,
+            36009004,
+        )
     assert api.one(oid(1))["is_buyer_request_cancel"] is True
     body = {"reject_reason": names[0], "comment": "Already packed"}
     first = api.request("POST", path, {"idempotency_key": "r1"}, body)
@@ -755,30 +996,50 @@ def test_approve_is_refused_once_the_order_shipped(api_for):
     approve = api.request("POST", f"/return_refund/{V}/cancellations/{cancel_id(1)}/approve")
     assert error(approve)[:2] == (200, 21019012)
     assert api.one(oid(1))["status"] == "AWAITING_COLLECTION"
-    reject = api.request("POST", f"/return_refund/{V}/cancellations/{cancel_id(1)}/reject",
-                         body={"reject_reason": "ecom_reverse_reject_cancel_reason_product_packed"})
+    reject = api.request(
+        "POST",
+        f"/return_refund/{V}/cancellations/{cancel_id(1)}/reject",
+        body={"reject_reason": "ecom_reverse_reject_cancel_reason_product_packed"},
+    )
     assert reject.json()["code"] == 0
 
 
 def test_reject_reasons_follow_the_shops_market(api_for):
-    server, api = api_for(order(1, pending_cancel=True),
-                          settings=replace(FROZEN, platforms={"tiktok": {"region": "GB"}}))
-    names = [r["name"] for r in api.ok("GET", f"/return_refund/{V}/reject_reasons",
-                                       {"return_or_cancel_id": cancel_id(1)})["reasons"]]
+    server, api = api_for(
+        order(1, pending_cancel=True), settings=replace(FROZEN, platforms={"tiktok": {"region": "GB"}})
+    )
+    names = [
+        r["name"]
+        for r in api.ok("GET", f"/return_refund/{V}/reject_reasons", {"return_or_cancel_id": cancel_id(1)})["reasons"]
+    ]
     assert "seller_reject_apply_product_has_been_packed" in names
     assert "ecom_reverse_reject_cancel_reason_product_packed" not in names
     path = f"/return_refund/{V}/cancellations/{cancel_id(1)}/reject"
-    assert error(api.request("POST", path, {"idempotency_key": "r0"},
-                             {"reject_reason": "ecom_reverse_reject_cancel_reason_product_packed"}))[:2] == (400, 36009004)
-    assert api.request("POST", path, {"idempotency_key": "r1"},
-                       {"reject_reason": "seller_reject_apply_product_has_been_packed"}).json()["code"] == 0
+    assert error(
+        api.request(
+            "POST",
+            path,
+            {"idempotency_key": "r0"},
+            {"reject_reason": "ecom_reverse_reject_cancel_reason_product_packed"},
+        )
+    )[:2] == (400, 36009004)
+    assert (
+        api.request(
+            "POST", path, {"idempotency_key": "r1"}, {"reject_reason": "seller_reject_apply_product_has_been_packed"}
+        ).json()["code"]
+        == 0
+    )
     with pytest.raises(ValueError, match="tiktok.region: expected one of US, GB, ID, got 'XX'"):
         api_for(order(1), settings=replace(FROZEN, platforms={"tiktok": {"region": "XX"}}))
 
 
 def test_seller_cancel_whole_and_partial(api_for):
-    server, api = api_for(order(1), order(2, lines=2), order(3, pending_cancel=True),
-                          order(4, "IN_TRANSIT", tracking_number="1Z999AA10123456784", shipping_provider="UPS"))
+    server, api = api_for(
+        order(1),
+        order(2, lines=2),
+        order(3, pending_cancel=True),
+        order(4, "IN_TRANSIT", tracking_number="1Z999AA10123456784", shipping_provider="UPS"),
+    )
     path = f"/return_refund/{V}/cancellations"
     whole = api.ok("POST", path, body={"order_id": oid(1), "cancel_reason": "seller_cancel_reason_out_of_stock"})
     assert whole["cancel_status"] == "CANCELLATION_REQUEST_SUCCESS" and whole["cancel_id"].isdigit()
@@ -787,8 +1048,15 @@ def test_seller_cancel_whole_and_partial(api_for):
     rec = api.ok("POST", f"{path}/search", {}, {"cancel_ids": [whole["cancel_id"]]})["cancellations"][0]
     assert (rec["cancel_type"], rec["role"], rec["order_id"]) == ("CANCEL", "SELLER", oid(1))
     # partial: one of two lines; the rest still ships
-    api.ok("POST", path, body={"order_id": oid(2), "cancel_reason": "seller_cancel_reason_out_of_stock",
-                               "order_line_item_ids": [line_id(2, 1)]})
+    api.ok(
+        "POST",
+        path,
+        body={
+            "order_id": oid(2),
+            "cancel_reason": "seller_cancel_reason_out_of_stock",
+            "order_line_item_ids": [line_id(2, 1)],
+        },
+    )
     partial = api.one(oid(2))
     assert partial["status"] == "AWAITING_SHIPMENT"
     assert [li["display_status"] for li in partial["line_items"]] == ["AWAITING_SHIPMENT", "CANCELLED"]
@@ -802,11 +1070,14 @@ def test_seller_cancel_whole_and_partial(api_for):
     assert error(api.request("POST", path, body={"order_id": oid(3)}))[:2] == (400, 36009004)
 
 
-@pytest.mark.parametrize("action,cancel_status,order_status", [
-    ("approve", "CANCELLATION_REQUEST_SUCCESS", "CANCELLED"),
-    ("reject", "CANCELLATION_REQUEST_CANCEL", "AWAITING_SHIPMENT"),
-    ("keep", "CANCELLATION_REQUEST_PENDING", "AWAITING_SHIPMENT"),
-])
+@pytest.mark.parametrize(
+    "action,cancel_status,order_status",
+    [
+        ("approve", "CANCELLATION_REQUEST_SUCCESS", "CANCELLED"),
+        ("reject", "CANCELLATION_REQUEST_CANCEL", "AWAITING_SHIPMENT"),
+        ("keep", "CANCELLATION_REQUEST_PENDING", "AWAITING_SHIPMENT"),
+    ],
+)
 def test_pending_cancellation_past_its_deadline(api_for, action, cancel_status, order_status):
     settings = Settings(clock_rate=0, rate_scale=100, platforms={"tiktok": {"cancellation_deadline_action": action}})
     server, api = api_for(order(1, pending_cancel=True), settings=settings)
@@ -817,7 +1088,7 @@ def test_pending_cancellation_past_its_deadline(api_for, action, cancel_status, 
     rec = api.ok("POST", f"/return_refund/{V}/cancellations/search", {}, {})["cancellations"][0]
     assert (rec["cancel_status"], after["status"]) == (cancel_status, order_status)
     assert after["is_buyer_request_cancel"] is (action == "keep")
-    if action == "approve":   # the change is stamped at the deadline, not at the moment it was noticed
+    if action == "approve":  # the change is stamped at the deadline, not at the moment it was noticed
         assert after["update_time"] == rec["update_time"] == unix(NOW + timedelta(hours=47))
 
 
@@ -829,10 +1100,11 @@ def test_unshipped_orders_are_cancelled_at_shipping_due_time(api_for):
     gone, kept = api.detail(oid(1), oid(2))
     assert gone["status"] == "CANCELLED" and gone["cancellation_initiator"] == "SYSTEM"
     assert gone["update_time"] == due == gone["cancel_time"]
-    assert kept["status"] == "AWAITING_SHIPMENT"   # deadlines before the scenario's now are history
+    assert kept["status"] == "AWAITING_SHIPMENT"  # deadlines before the scenario's now are history
     recs = api.ok("POST", f"/return_refund/{V}/cancellations/search", {}, {"order_ids": [oid(1)]})["cancellations"]
     assert [(r["role"], r["cancel_type"], r["cancel_status"]) for r in recs] == [
-        ("SYSTEM", "CANCEL", "CANCELLATION_REQUEST_SUCCESS")]
+        ("SYSTEM", "CANCEL", "CANCELLATION_REQUEST_SUCCESS")
+    ]
 
 
 def test_shipped_orders_move_on_with_the_clock(api_for):
@@ -849,6 +1121,7 @@ def test_shipped_orders_move_on_with_the_clock(api_for):
 
 # ---------------------------------------------------------------- quotas and faults
 
+
 def test_default_quota_is_50_qps_per_app_shop_and_endpoint(run_sandbox):
     server = run_sandbox(scenario(order(1)), platforms=("tiktok",), settings=Settings(clock_rate=0))
     api = TikTokApi(server)
@@ -860,9 +1133,12 @@ def test_default_quota_is_50_qps_per_app_shop_and_endpoint(run_sandbox):
             query = {"app_key": CREDS["app_key"], "timestamp": stamp, "shop_cipher": CREDS["shop_cipher"]}
             query["sign"] = sign(CREDS["app_secret"], path, query)
             started = time.monotonic()
-            responses = await asyncio.gather(*(
-                client.get(api.base + path, params=query, headers={"x-tts-access-token": CREDS["access_token"]})
-                for _ in range(n)))
+            responses = await asyncio.gather(
+                *(
+                    client.get(api.base + path, params=query, headers={"x-tts-access-token": CREDS["access_token"]})
+                    for _ in range(n)
+                )
+            )
             return responses, time.monotonic() - started
 
     responses, elapsed = asyncio.run(burst(150))
@@ -876,19 +1152,22 @@ def test_default_quota_is_50_qps_per_app_shop_and_endpoint(run_sandbox):
 
 def test_throttling_answers_429_per_endpoint(run_sandbox, virtual_time):
     server = run_sandbox(scenario(order(1)), platforms=("tiktok",), settings=Settings(clock_rate=0, rate_scale=0.1))
-    server.sandbox.clock.quota_source = virtual_time   # buckets refill only when the test says
+    server.sandbox.clock.quota_source = virtual_time  # buckets refill only when the test says
     api = TikTokApi(server)
     results = [api.request("GET", f"/logistics/{V}/warehouses") for _ in range(8)]
-    assert [r.status_code for r in results] == [200] * 5 + [429] * 3   # burst 5
+    assert [r.status_code for r in results] == [200] * 5 + [429] * 3  # burst 5
     throttled = results[-1]
-    assert error(throttled) == (429, 36009002, "Too many requests. You've made too many requests in a short "
-                                               "period of time.")
-    assert api.request("GET", f"/order/{V}/orders", {"ids": oid(1)}).status_code == 200   # own bucket
-    virtual_time.sleep(0.19)   # 5 a second: not yet a whole token back
+    assert error(throttled) == (
+        429,
+        36009002,
+        "Too many requests. You've made too many requests in a short period of time.",
+    )
+    assert api.request("GET", f"/order/{V}/orders", {"ids": oid(1)}).status_code == 200  # own bucket
+    virtual_time.sleep(0.19)  # 5 a second: not yet a whole token back
     assert api.request("GET", f"/logistics/{V}/warehouses").status_code == 429
     virtual_time.sleep(0.02)
     assert api.request("GET", f"/logistics/{V}/warehouses").status_code == 200
-    server.sandbox.wait_idle()   # counted once answered
+    server.sandbox.wait_idle()  # counted once answered
     counted = admin(server, "GET", "/calls").json()["throttled"]
     assert {"platform": "tiktok", "operation": "get_warehouses", "count": 4} in counted
 
@@ -898,8 +1177,12 @@ def test_injected_429_and_5xx_use_the_platform_envelope(api_for):
     admin(server, "POST", "/faults", {"platform": "tiktok", "kind": "429", "path": "orders/search"})
     admin(server, "POST", "/faults", {"platform": "tiktok", "kind": "5xx", "status": 503, "path": "orders/search"})
     assert error(api.search())[:2] == (429, 36009002)
-    assert error(api.search()) == (503, 36009003, "Internal error. Please try again. If the issue persists after "
-                                                 "multiple attempts, please contact platform support.")
+    assert error(api.search()) == (
+        503,
+        36009003,
+        "Internal error. Please try again. If the issue persists after "
+        "multiple attempts, please contact platform support.",
+    )
     assert api.search().json()["data"]["total_count"] == 1
 
 
@@ -910,12 +1193,20 @@ def test_page_tokens_survive_percent_encoding(api_for):
     assert base64.b64decode(token) and token.startswith("+/")
     # a client that forgets to encode '+' sends a space: the token no longer decodes
     path = f"/order/{V}/orders/search"
-    query = {"app_key": CREDS["app_key"], "timestamp": str(int(time.time())), "shop_cipher": CREDS["shop_cipher"],
-             "page_size": "1", "page_token": token.replace("+", " ")}
+    query = {
+        "app_key": CREDS["app_key"],
+        "timestamp": str(int(time.time())),
+        "shop_cipher": CREDS["shop_cipher"],
+        "page_size": "1",
+        "page_token": token.replace("+", " "),
+    }
     query["sign"] = sign(CREDS["app_secret"], path, query, b"{}")
     raw_query = "&".join(f"{k}={v}" for k, v in query.items())
-    resp = httpx.post(f"{api.base}{path}?{raw_query}", content=b"{}",
-                      headers={"content-type": "application/json", "x-tts-access-token": CREDS["access_token"]})
+    resp = httpx.post(
+        f"{api.base}{path}?{raw_query}",
+        content=b"{}",
+        headers={"content-type": "application/json", "x-tts-access-token": CREDS["access_token"]},
+    )
     assert resp.json()["code"] in (106001, 36009004)
     second = api.search(page_size=1, page_token=token).json()["data"]
     assert second["orders"][0]["id"] != first["orders"][0]["id"]

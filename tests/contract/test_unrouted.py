@@ -1,5 +1,6 @@
 """Paths and methods a simulator does not serve are answered in that platform's own error format,
 never in the web framework's ({"detail": "Not Found"})."""
+
 from __future__ import annotations
 
 import httpx
@@ -33,7 +34,10 @@ def test_shopify_answers_a_plain_404(server):
 
 
 def test_amazon_sp_api_answers_in_its_envelope(server):
-    for method, path in (("GET", "/fba/outbound/2020-07-01/features"), ("DELETE", "/fba/outbound/2020-07-01/fulfillmentOrders")):
+    for method, path in (
+        ("GET", "/fba/outbound/2020-07-01/features"),
+        ("DELETE", "/fba/outbound/2020-07-01/fulfillmentOrders"),
+    ):
         reply = ask(server, "amazon_mcf", method, path, {"x-amz-access-token": "Atza|any"})
         assert reply.status_code == 404 and reply.json()["errors"][0]["code"] == "NotFound", path
         assert reply.headers["x-amzn-RequestId"]

@@ -1,4 +1,5 @@
 """DAG files import cleanly, fast, and are wired as designed."""
+
 from __future__ import annotations
 
 import subprocess
@@ -42,11 +43,14 @@ def test_a_bad_setting_fails_prepare_run_at_once(dagbag, monkeypatch):
 
     prepare_run = dagbag.dags["orderops_sla"].task_dict["prepare_run"].python_callable
     run = SimpleNamespace(dag_id="orderops_sla", run_id="manual__bad", run_after=None, run_type="manual")
-    with pytest.raises(AirflowFailException, match="param connections: not accepted; a run uses its shop's "
-                                                   "connections, from the shops file"):
+    with pytest.raises(
+        AirflowFailException,
+        match="param connections: not accepted; a run uses its shop's connections, from the shops file",
+    ):
         prepare_run(dag_run=run, params={"connections": {"tiktok": "orderops_tiktok"}})
-    tiktok = sandbox_connections(dict.fromkeys(("tiktok", "tiktok_auth", "shopify", "amazon_mcf", "amazon_lwa",
-                                                "shipbob"), "http://127.0.0.1:9"))["tiktok"]
+    tiktok = sandbox_connections(
+        dict.fromkeys(("tiktok", "tiktok_auth", "shopify", "amazon_mcf", "amazon_lwa", "shipbob"), "http://127.0.0.1:9")
+    )["tiktok"]
     tiktok["extra"]["timeout"] = -1
     monkeypatch.setenv("AIRFLOW_CONN_ORDEROPS_TIKTOK", json.dumps(tiktok))
     with pytest.raises(AirflowFailException, match="connection 'orderops_tiktok': extra.timeout must be a number"):
@@ -61,14 +65,33 @@ def test_pipeline_shape(dagbag):
     dag = dagbag.dags["orderops_sla"]
     assert dag.max_active_runs == 1 and dag.catchup is False and dag.doc_md
     tasks = dag.task_dict
-    assert {"prepare_run", "extract_tiktok", "extract_shopify", "extract_amazon", "extract_shipbob", "validate_staged",
-            "join_and_decide", "post_tracking", "add_notes", "reject_cancellations", "record_escalations",
-            "cancel_at_fulfiller", "verify_fulfiller_cancel", "refund_and_approve", "summarize_run"} <= set(tasks)
+    assert {
+        "prepare_run",
+        "extract_tiktok",
+        "extract_shopify",
+        "extract_amazon",
+        "extract_shipbob",
+        "validate_staged",
+        "join_and_decide",
+        "post_tracking",
+        "add_notes",
+        "reject_cancellations",
+        "record_escalations",
+        "cancel_at_fulfiller",
+        "verify_fulfiller_cancel",
+        "refund_and_approve",
+        "summarize_run",
+    } <= set(tasks)
     # the saga's check reads once and never waits: no sensor holds a slot, the run or the next run
     from airflow.sdk.bases.sensor import BaseSensorOperator
 
-    assert not [t.task_id for t in tasks.values() if isinstance(t, BaseSensorOperator)
-                or getattr(t, "operator_class", None) and issubclass(t.operator_class, BaseSensorOperator)]
+    assert not [
+        t.task_id
+        for t in tasks.values()
+        if isinstance(t, BaseSensorOperator)
+        or getattr(t, "operator_class", None)
+        and issubclass(t.operator_class, BaseSensorOperator)
+    ]
     assert "verify_fulfiller_cancel" in tasks["cancel_at_fulfiller"].downstream_task_ids
     assert tasks["check_run"].trigger_rule == "none_failed"
     assert "refund_and_approve" in tasks["verify_fulfiller_cancel"].downstream_task_ids
@@ -80,8 +103,10 @@ def test_pipeline_shape(dagbag):
         assert callable_ is not None and callable_.__doc__, f"{task.task_id} has no docstring"
     assert dag.params["sla_horizon_hours"] == 24 and dag.params["dry_run"] is False
     # no task holds its pool for ever: a hung call or endless listing fails the try
-    timeouts = {t.task_id: getattr(t, "execution_timeout", None) or t.partial_kwargs.get("execution_timeout")
-                for t in tasks.values()}
+    timeouts = {
+        t.task_id: getattr(t, "execution_timeout", None) or t.partial_kwargs.get("execution_timeout")
+        for t in tasks.values()
+    }
     assert set(timeouts.values()) == {timedelta(minutes=30)}, timeouts
 
 
@@ -130,18 +155,32 @@ def test_dag_file_parses_standalone(dag_file, airflow_db):
 
     The time is printed; `make bench` measures it on a quiet machine (timing asserts here would
     fail on a busy one)."""
-    code = ("import time, runpy, airflow.sdk; t = time.perf_counter(); "
-            f"runpy.run_path({str(REPO / 'dags' / dag_file)!r}); print(time.perf_counter() - t)")
+    code = (
+        "import time, runpy, airflow.sdk; t = time.perf_counter(); "
+        f"runpy.run_path({str(REPO / 'dags' / dag_file)!r}); print(time.perf_counter() - t)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     seconds = float(out.stdout.strip().splitlines()[-1])
     print(f"{dag_file}: parsed in {seconds:.3f} s")
 
 
-@pytest.mark.parametrize("name,bad", [
-    ("window_start", "yesterday"), ("now", "2026-13-01T00:00:00Z"), ("window_minutes", "abc"),
-    ("window_minutes", 0), ("overlap_minutes", 5000), ("sla_horizon_hours", 1e300), ("sweep_hours", -1), ("full_sweep_hours", 200),
-    ("fulfillers", ["fedex"]), ("fulfillers", []), ("dry_run", "no"), ("policy", "reject everything"),
-])
+@pytest.mark.parametrize(
+    "name,bad",
+    [
+        ("window_start", "yesterday"),
+        ("now", "2026-13-01T00:00:00Z"),
+        ("window_minutes", "abc"),
+        ("window_minutes", 0),
+        ("overlap_minutes", 5000),
+        ("sla_horizon_hours", 1e300),
+        ("sweep_hours", -1),
+        ("full_sweep_hours", 200),
+        ("fulfillers", ["fedex"]),
+        ("fulfillers", []),
+        ("dry_run", "no"),
+        ("policy", "reject everything"),
+    ],
+)
 def test_the_dag_declares_each_param_with_its_schema(dagbag, name, bad):
     """The trigger form and the API refuse a bad value before a run is even created; so does the
     run's first task, from the same declaration."""
@@ -150,7 +189,7 @@ def test_the_dag_declares_each_param_with_its_schema(dagbag, name, bad):
     from include.run.runconfig import RunConfigError, run_settings
 
     param = dagbag.dags["orderops_sla"].params.get_param(name)
-    param.resolve(value=param.value)          # the default is valid
+    param.resolve(value=param.value)  # the default is valid
     with pytest.raises(ParamValidationError):
         param.resolve(value=bad)
     with pytest.raises(RunConfigError, match=f"param {name}"):
@@ -175,21 +214,38 @@ def test_a_shop_taking_platform_events_is_scheduled_by_them_and_its_cron(tmp_pat
     import os
 
     shops = tmp_path / "shops.json"
-    shops.write_text(json.dumps([
-        {"name": "shop-a", "events": {"redis_conn_id": "orderops_redis",
-                                      "amazon_queue_url": "https://sqs.us-east-1.amazonaws.com/1/orderops"}},
-        {"name": "shop-b", "dry_run": True}]))
-    code = ("import json, runpy; from airflow.sdk import DAG; g = runpy.run_path('dags/orderops_sla.py'); out = {}\n"
-            "for name, dag in g.items():\n"
-            "    if isinstance(dag, DAG):\n"
-            "        s = dag.timetable\n"
-            "        assets = list(s.asset_condition.objects) if getattr(s, 'asset_condition', None) else []\n"
-            "        out[dag.dag_id] = {'kind': type(s).__name__,\n"
-            "            'watchers': [(w.name, w.trigger.serialize()[0]) for a in assets for w in a.watchers],\n"
-            "            'dry_run': dag.params['dry_run']}\n"
-            "print(json.dumps(out))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, "ORDEROPS_SHOPS_FILE": str(shops)})
+    shops.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "shop-a",
+                    "events": {
+                        "redis_conn_id": "orderops_redis",
+                        "amazon_queue_url": "https://sqs.us-east-1.amazonaws.com/1/orderops",
+                    },
+                },
+                {"name": "shop-b", "dry_run": True},
+            ]
+        )
+    )
+    code = (
+        "import json, runpy; from airflow.sdk import DAG; g = runpy.run_path('dags/orderops_sla.py'); out = {}\n"
+        "for name, dag in g.items():\n"
+        "    if isinstance(dag, DAG):\n"
+        "        s = dag.timetable\n"
+        "        assets = list(s.asset_condition.objects) if getattr(s, 'asset_condition', None) else []\n"
+        "        out[dag.dag_id] = {'kind': type(s).__name__,\n"
+        "            'watchers': [(w.name, w.trigger.serialize()[0]) for a in assets for w in a.watchers],\n"
+        "            'dry_run': dag.params['dry_run']}\n"
+        "print(json.dumps(out))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "ORDEROPS_SHOPS_FILE": str(shops)},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     dags = json.loads(done.stdout.strip().splitlines()[-1])
     assert dags["orderops_sla_shop_b"]["kind"] == "CronDataIntervalTimetable"
@@ -199,14 +255,19 @@ def test_a_shop_taking_platform_events_is_scheduled_by_them_and_its_cron(tmp_pat
     assert a["kind"] == "AssetOrTimeSchedule"
     assert a["watchers"] == [
         ["orderops_webhooks_shop-a", "airflow.providers.redis.triggers.redis_await_message.AwaitMessageTrigger"],
-        ["orderops_amazon_shop-a", "orderops_triggers.AmazonNotificationsTrigger"]]
+        ["orderops_amazon_shop-a", "orderops_triggers.AmazonNotificationsTrigger"],
+    ]
 
 
 def test_a_bad_events_setting_is_named(tmp_path):
     from include.run.runconfig import RunConfigError
     from include.run.shops import parse_shops
 
-    for events, message in ((["x"], "events: expected an object"), ({"debounce_seconds": -1}, "debounce_seconds"),
-                            ({"amazon_queue_url": "sqs://q"}, "amazon_queue_url"), ({"redis": "x"}, "unknown key")):
+    for events, message in (
+        (["x"], "events: expected an object"),
+        ({"debounce_seconds": -1}, "debounce_seconds"),
+        ({"amazon_queue_url": "sqs://q"}, "amazon_queue_url"),
+        ({"redis": "x"}, "unknown key"),
+    ):
         with pytest.raises(RunConfigError, match=message):
             parse_shops([{"name": "shop-a", "events": events}])

@@ -1,6 +1,7 @@
 """The documentation site (docs/, mkdocs.yml): it builds in strict mode, every relative link in
 README.md and docs/ points to a file that exists, and the measured figures' tables come from the
 result files in docs/results/."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -39,9 +40,14 @@ def without_code(text: str) -> str:
 
 def test_the_site_builds_in_strict_mode(tmp_path):
     """A broken link or anchor, a page left out of the nav or a nav entry without its file fails it."""
-    out = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                         cwd=REPO, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
-                         timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "site" / "index.html").exists()
     performance = (tmp_path / "site" / "performance.html").read_text()
@@ -52,7 +58,7 @@ def test_the_site_builds_in_strict_mode(tmp_path):
 def test_every_relative_link_points_to_a_file(page):
     broken = []
     for target, _ in LINK.findall(without_code(page.read_text())):
-        if not target or re.match(r"^[a-z][a-z0-9+.-]*:", target):   # an anchor on the page, or a URL
+        if not target or re.match(r"^[a-z][a-z0-9+.-]*:", target):  # an anchor on the page, or a URL
             continue
         path = (page.parent / target).resolve()
         if not path.exists():
@@ -86,8 +92,13 @@ def test_a_new_bench_result_file_renders(tmp_path, monkeypatch):
     renders its table with the file's own time and revision."""
     module = hooks()
     result = json.loads((DOCS / "results" / "pipeline.json").read_text())
-    doc = {"when": "20270102T030405Z", "revision": "abc1234", "python": "3.11.9",
-           "results": result["results"][:1], "dag_parse": None}
+    doc = {
+        "when": "20270102T030405Z",
+        "revision": "abc1234",
+        "python": "3.11.9",
+        "results": result["results"][:1],
+        "dag_parse": None,
+    }
     (tmp_path / "pipeline.json").write_text(json.dumps(doc))
     monkeypatch.setattr(module, "RESULTS", tmp_path)
     text = module.render("bench-pipeline")

@@ -3,12 +3,12 @@ before its ship-by time reaches a Slack webhook (a real loopback server) once pe
 listing the fulfiller's status and how long it has been in it; an order whose tracking is posted,
 one already late, one on TikTok's label and one still far off are not alerted; a rerun sends
 nothing again; a dry run tells no one."""
+
 from __future__ import annotations
 
 import json
-import os
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -17,39 +17,60 @@ import sqlalchemy as sa
 from include.decide.policy import PolicyError, policy_from_dict
 from include.store.warehouse import at_risk_alerts
 from tests.chaos.harness import SandboxRig, fresh_warehouse, patched_env
-
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
-
-
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
+from tests.support import NOW, iso
+from tests.support import tiktok_order_id as tid
 
 # how long the simulator's Amazon orders take to reach each status (New 2 min, Received 15 min, Planning 2 h)
 LEAD = {"Planning": timedelta(minutes=17), "Processing": timedelta(hours=2, minutes=17)}
 
 
-def order(n: int, due_in_hours: float, *, status: str = "Processing", in_status_hours: float = 1.0,
-          shipped: bool = False, label: str = "SELLER"):
+def order(
+    n: int,
+    due_in_hours: float,
+    *,
+    status: str = "Processing",
+    in_status_hours: float = 1.0,
+    shipped: bool = False,
+    label: str = "SELLER",
+):
     received = NOW - LEAD.get(status, timedelta()) - timedelta(hours=in_status_hours)
-    shipments = [{"status": "SHIPPED", "packages": [{"package_number": n, "carrier_code": "UPS",
-                                                     "tracking_number": f"1ZSANDBOX{n:010d}"}]}] if shipped else []
+    shipments = (
+        [
+            {
+                "status": "SHIPPED",
+                "packages": [{"package_number": n, "carrier_code": "UPS", "tracking_number": f"1ZSANDBOX{n:010d}"}],
+            }
+        ]
+        if shipped
+        else []
+    )
     return {
-        "tiktok": {"id": str(576000000000000000 + n), "status": "AWAITING_SHIPMENT", "shipping_type": label,
-                   "create_time": iso(NOW - timedelta(days=2)), "rts_sla_time": iso(NOW + timedelta(hours=due_in_hours)),
-                   "shipping_due_time": iso(NOW + timedelta(days=5)), "tracking_number": "", "cancellation": None,
-                   "line_items": [{"id": str(577000000000000000 + n), "seller_sku": "OSL-TEE-M"}]},
-        "shopify": {"id": 6100000000 + n, "name": f"#{1000 + n}", "tiktok_id_in": "source_identifier",
-                    "cancelled": False},
+        "tiktok": {
+            "id": str(576000000000000000 + n),
+            "status": "AWAITING_SHIPMENT",
+            "shipping_type": label,
+            "create_time": iso(NOW - timedelta(days=2)),
+            "rts_sla_time": iso(NOW + timedelta(hours=due_in_hours)),
+            "shipping_due_time": iso(NOW + timedelta(days=5)),
+            "tracking_number": "",
+            "cancellation": None,
+            "line_items": [{"id": str(577000000000000000 + n), "seller_sku": "OSL-TEE-M"}],
+        },
+        "shopify": {
+            "id": 6100000000 + n,
+            "name": f"#{1000 + n}",
+            "tiktok_id_in": "source_identifier",
+            "cancelled": False,
+        },
         "fulfiller": "amazon_mcf",
-        "amazon_mcf": {"seller_fulfillment_order_id": str(1000 + n), "status": "Complete" if shipped else status,
-                       "received_time": iso(received), "shipments": shipments},
+        "amazon_mcf": {
+            "seller_fulfillment_order_id": str(1000 + n),
+            "status": "Complete" if shipped else status,
+            "received_time": iso(received),
+            "shipments": shipments,
+        },
         "shipbob": None,
     }
-
-
-def tid(n: int) -> str:
-    return str(576000000000000000 + n)
 
 
 @pytest.fixture
@@ -75,34 +96,50 @@ def slack():
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_orders_near_their_ship_by_time_reach_a_person_once_per_threshold(kind, tmp_path, slack):
-    scenario = {"now": iso(NOW), "orders": [
-        order(1, 10), order(2, 3, status="Planning", in_status_hours=1.5), order(3, 20, in_status_hours=2),
-        order(4, -2), order(5, 3, shipped=True),
-        order(6, 3, label="TIKTOK")]}
+    scenario = {
+        "now": iso(NOW),
+        "orders": [
+            order(1, 10),
+            order(2, 3, status="Planning", in_status_hours=1.5),
+            order(3, 20, in_status_hours=2),
+            order(4, -2),
+            order(5, 3, shipped=True),
+            order(6, 3, label="TIKTOK"),
+        ],
+    }
     rig = SandboxRig(scenario)
     try:
         with fresh_warehouse(kind, tmp_path) as wh:
             first = rig.run(wh, "at-risk-1")
             assert first["at_risk_alerts"] == {"12h": [tid(1)], "4h": [tid(2)]}
             # how long each has been in its status, from the simulator's own record of it
-            held = {sfo: (NOW - o.status_since).total_seconds() / 3600
-                    for sfo, o in rig.sandbox.platforms["amazon_mcf"].orders.items()}
+            held = {
+                sfo: (NOW - o.status_since).total_seconds() / 3600
+                for sfo, o in rig.sandbox.platforms["amazon_mcf"].orders.items()
+            }
             assert held["1001"] == 1.0 and held["1002"] == 1.5
             assert [m["text"].splitlines()[2:] for m in slack] == [
-                [f"{tid(1)} ship by 2026-11-21 01:00 UTC (10.0 h left); amazon_mcf 1001: Processing for {held['1001']:.1f} h"],
-                [f"{tid(2)} ship by 2026-11-20 18:00 UTC (3.0 h left); amazon_mcf 1002: Planning for {held['1002']:.1f} h"]]
+                [
+                    f"{tid(1)} ship by 2026-11-21 01:00 UTC (10.0 h left); "
+                    f"amazon_mcf 1001: Processing for {held['1001']:.1f} h"
+                ],
+                [
+                    f"{tid(2)} ship by 2026-11-20 18:00 UTC (3.0 h left); "
+                    f"amazon_mcf 1002: Planning for {held['1002']:.1f} h"
+                ],
+            ]
             assert "12 h or less" in slack[0]["text"] and "4 h or less" in slack[1]["text"]
             # order 2 came in under 4 h: the 12 h threshold counts as passed, never sent later
             with wh.engine.connect() as conn:
                 rows = {(r.tiktok_order_id, r.threshold_hours, r.sent) for r in conn.execute(sa.select(at_risk_alerts))}
             assert rows == {(tid(1), 12.0, True), (tid(2), 4.0, True), (tid(2), 12.0, False)}
 
-            rig.run(wh, "at-risk-2")                 # a rerun at the same moment: nothing new
+            rig.run(wh, "at-risk-2")  # a rerun at the same moment: nothing new
             assert len(slack) == 2
-            rig.advance(7 * 3600)                    # order 1 now 3 h away, order 3 13 h, order 2 late
+            rig.advance(7 * 3600)  # order 1 now 3 h away, order 3 13 h, order 2 late
             later = rig.run(wh, "at-risk-3")
             assert later["at_risk_alerts"] == {"4h": [tid(1)]} and len(slack) == 3
-            rig.advance(2 * 3600)                    # order 3 crosses 12 h
+            rig.advance(2 * 3600)  # order 3 crosses 12 h
             assert rig.run(wh, "at-risk-4", dry_run=True).get("at_risk_alerts") is None and len(slack) == 3
             assert rig.run(wh, "at-risk-5")["at_risk_alerts"] == {"12h": [tid(3)]} and len(slack) == 4
     finally:

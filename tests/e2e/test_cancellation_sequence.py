@@ -5,6 +5,7 @@ The danger is shown, not assumed: cancelling in Shopify first turns the buyer's 
 cancellation on TikTok and the approval then fails; the default order (approve, then cancel in
 Shopify) leaves the buyer's cancellation the buyer's.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -16,22 +17,40 @@ from include.run.runconfig import run_settings
 from include.store.warehouse import Warehouse
 from sandbox.connections import connection_env
 from sandbox.core import Settings, parse_fault
+from tests.support import NOW_ISO as NOW
 
-NOW = "2026-11-20T15:00:00Z"
 TIKTOK_ID, CANCEL_ID, SHOPIFY_ID = "576000000000000071", "4035000000000000071", 6100000071
 
 
 def scenario() -> dict:
     """One buyer cancellation with no fulfillment order (C2)."""
-    return {"now": NOW, "orders": [{
-        "tiktok": {"id": TIKTOK_ID, "status": "AWAITING_SHIPMENT", "fulfillment_type": "FULFILLMENT_BY_SELLER",
-                   "create_time": "2026-11-20T09:00:00Z", "rts_sla_time": "2026-11-22T23:59:00Z",
-                   "shipping_due_time": "2026-11-27T23:59:00Z", "tracking_number": "",
-                   "line_items": [{"id": "577000000000000071", "seller_sku": "OSL-TEE-M"}],
-                   "cancellation": {"cancel_id": CANCEL_ID, "status": "CANCELLATION_REQUEST_PENDING",
-                                    "create_time": "2026-11-20T14:00:00Z", "deadline": "2026-11-22T14:00:00Z"}},
-        "shopify": {"id": SHOPIFY_ID, "name": "#1071", "tiktok_id_in": "source_identifier", "cancelled": False},
-        "fulfiller": None, "amazon_mcf": None, "shipbob": None}]}
+    return {
+        "now": NOW,
+        "orders": [
+            {
+                "tiktok": {
+                    "id": TIKTOK_ID,
+                    "status": "AWAITING_SHIPMENT",
+                    "fulfillment_type": "FULFILLMENT_BY_SELLER",
+                    "create_time": "2026-11-20T09:00:00Z",
+                    "rts_sla_time": "2026-11-22T23:59:00Z",
+                    "shipping_due_time": "2026-11-27T23:59:00Z",
+                    "tracking_number": "",
+                    "line_items": [{"id": "577000000000000071", "seller_sku": "OSL-TEE-M"}],
+                    "cancellation": {
+                        "cancel_id": CANCEL_ID,
+                        "status": "CANCELLATION_REQUEST_PENDING",
+                        "create_time": "2026-11-20T14:00:00Z",
+                        "deadline": "2026-11-22T14:00:00Z",
+                    },
+                },
+                "shopify": {"id": SHOPIFY_ID, "name": "#1071", "tiktok_id_in": "source_identifier", "cancelled": False},
+                "fulfiller": None,
+                "amazon_mcf": None,
+                "shipbob": None,
+            }
+        ],
+    }
 
 
 @pytest.fixture
@@ -44,8 +63,11 @@ def shop(run_sandbox, tmp_path, monkeypatch):
 
     def run(run_id: str, sequence: str | None = None, observe=None) -> None:
         policy = {"cancellation_sequence": sequence} if sequence else {}
-        settings = run_settings(dag_id="orderops_sla", run_id=run_id, params={
-            "now": NOW, "window_start": "2026-11-20T14:30:00Z", "window_end": NOW, "policy": policy})
+        settings = run_settings(
+            dag_id="orderops_sla",
+            run_id=run_id,
+            params={"now": NOW, "window_start": "2026-11-20T14:30:00Z", "window_end": NOW, "policy": policy},
+        )
         platforms = Platforms(settings)
         try:
             run_all(settings, platforms, wh, observe=observe)
@@ -82,7 +104,8 @@ def test_approving_first_keeps_the_buyers_cancellation(shop):
     assert order["status"] == "CANCELLED" and order["cancellation_initiator"] == "BUYER"
     # the connector's copy of the Shopify cancel found the order cancelled already: no seller cancellation
     assert [(c["cancel_type"], c["cancel_status"]) for c in cancellations] == [
-        ("BUYER_CANCEL", "CANCELLATION_REQUEST_SUCCESS")]
+        ("BUYER_CANCEL", "CANCELLATION_REQUEST_SUCCESS")
+    ]
     rows = {r["kind"]: r["state"] for r in Ledger(wh).rows("default") if r["tiktok_order_id"] == TIKTOK_ID}
     assert rows == {"approve_cancellation": "succeeded", "cancel_shopify_order": "succeeded"}
 
@@ -96,7 +119,9 @@ def test_cancelling_in_shopify_first_becomes_a_seller_cancellation(shop):
     # the connector cancelled the order on TikTok as the seller's and closed the buyer's request
     assert order["status"] == "CANCELLED" and order["cancellation_initiator"] == "SELLER"
     assert {(c["cancel_type"], c["cancel_status"]) for c in cancellations} == {
-        ("BUYER_CANCEL", "CANCELLATION_REQUEST_CANCEL"), ("CANCEL", "CANCELLATION_REQUEST_SUCCESS")}
+        ("BUYER_CANCEL", "CANCELLATION_REQUEST_CANCEL"),
+        ("CANCEL", "CANCELLATION_REQUEST_SUCCESS"),
+    }
     # so the approval fails: the request is no longer pending
     assert seen["approve"] and all(w.outcome != "ok" for w in seen["approve"])
     approval = next(r for r in Ledger(wh).rows("default", kind="approve_cancellation"))
@@ -118,7 +143,7 @@ def test_an_approval_whose_shopify_cancel_failed_is_finished_by_the_next_run(sho
     run("run-2")
     refund = next(r for r in Ledger(wh).rows("default", kind="cancel_shopify_order"))
     assert refund["state"] == "succeeded" and refund["rule"] == "C2"
-    assert [w.outcome for w in writes(server)["approve"]] == ["ok"]   # approved once
+    assert [w.outcome for w in writes(server)["approve"]] == ["ok"]  # approved once
     assert [w.outcome for w in writes(server)["orderCancel"]] == ["ok"]
 
 
@@ -127,9 +152,16 @@ def shipped_with_request() -> dict:
     doc = scenario()
     order = doc["orders"][0]
     order["fulfiller"] = "amazon_mcf"
-    order["amazon_mcf"] = {"seller_fulfillment_order_id": "1071", "status": "Complete", "shipments": [
-        {"status": "SHIPPED", "packages": [{"package_number": 1, "carrier_code": "UPS",
-                                            "tracking_number": "1Z999AA10123456784"}]}]}
+    order["amazon_mcf"] = {
+        "seller_fulfillment_order_id": "1071",
+        "status": "Complete",
+        "shipments": [
+            {
+                "status": "SHIPPED",
+                "packages": [{"package_number": 1, "carrier_code": "UPS", "tracking_number": "1Z999AA10123456784"}],
+            }
+        ],
+    }
     return doc
 
 
@@ -137,13 +169,17 @@ def test_unreadable_reject_reasons_hold_the_rejection_not_the_tracking(run_sandb
     server = run_sandbox(shipped_with_request(), settings=Settings(clock_rate=0, rate_scale=20))
     for key, value in connection_env(server.urls, rate_scale=20).items():
         monkeypatch.setenv(key, value)
-    server.sandbox.add_fault(parse_fault({"platform": "tiktok", "kind": "5xx", "path": "/reject_reasons$",
-                                          "count": 1000}))
+    server.sandbox.add_fault(
+        parse_fault({"platform": "tiktok", "kind": "5xx", "path": "/reject_reasons$", "count": 1000})
+    )
     wh = Warehouse(f"sqlite:///{tmp_path / 'warehouse.db'}")
 
     def run(run_id: str) -> None:
-        settings = run_settings(dag_id="orderops_sla", run_id=run_id, params={
-            "now": NOW, "window_start": "2026-11-20T14:30:00Z", "window_end": NOW})
+        settings = run_settings(
+            dag_id="orderops_sla",
+            run_id=run_id,
+            params={"now": NOW, "window_start": "2026-11-20T14:30:00Z", "window_end": NOW},
+        )
         platforms = Platforms(settings)
         try:
             run_all(settings, platforms, wh)
@@ -162,6 +198,9 @@ def test_unreadable_reject_reasons_hold_the_rejection_not_the_tracking(run_sandb
         server.sandbox.faults.clear()
         run("run-2")
         (reject,) = [w for w in server.sandbox.writes if w.path.endswith(f"/cancellations/{CANCEL_ID}/reject")]
-        assert reject.outcome == "ok" and reject.body["reject_reason"] == "ecom_reverse_reject_cancel_reason_product_packed"
+        assert (
+            reject.outcome == "ok"
+            and reject.body["reject_reason"] == "ecom_reverse_reject_cancel_reason_product_packed"
+        )
     finally:
         wh.dispose()

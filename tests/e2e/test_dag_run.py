@@ -1,5 +1,6 @@
 """The real DAG, run by Airflow (`airflow dags test`) against the sandbox: wiring, XCom, mapping,
 the cancellation saga, OpenLineage events, and a second run that writes nothing."""
+
 from __future__ import annotations
 
 import json
@@ -9,12 +10,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from sandbox.demo import airflow, airflow_env, prepare_airflow
+from include.store.warehouse import Warehouse, action_ledger, decisions, quota_buckets, runs
 from orderops_provider.tiktok_versions import path as api_path
 from sandbox.core import Settings, changes_orders
+from sandbox.demo import airflow, airflow_env, prepare_airflow
 from sandbox.generate import DEFAULT_NOW, generate
 from sandbox.scenario import parse_time
-from include.store.warehouse import Warehouse, action_ledger, decisions, quota_buckets, runs
 
 pytestmark = pytest.mark.slow
 
@@ -39,16 +40,29 @@ def test_dag_runs_twice_acts_once_and_emits_lineage(run_sandbox, tmp_path):
 
     wh = Warehouse(f"sqlite:///{warehouse_db}")
     with wh.engine.connect() as conn:
-        run_rows = conn.execute(sa.select(runs.c.run_id, runs.c.state, runs.c.summary).order_by(runs.c.started_at)).all()
-        rules = dict(conn.execute(sa.select(decisions.c.rule, sa.func.count()).where(
-            decisions.c.run_id == run_rows[0].run_id).group_by(decisions.c.rule)).all())
-        ledger = conn.execute(sa.select(action_ledger.c.kind, action_ledger.c.state, action_ledger.c.task_id,
-                                        action_ledger.c.map_index)).all()
+        run_rows = conn.execute(
+            sa.select(runs.c.run_id, runs.c.state, runs.c.summary).order_by(runs.c.started_at)
+        ).all()
+        rules = dict(
+            conn.execute(
+                sa.select(decisions.c.rule, sa.func.count())
+                .where(decisions.c.run_id == run_rows[0].run_id)
+                .group_by(decisions.c.rule)
+            ).all()
+        )
+        ledger = conn.execute(
+            sa.select(action_ledger.c.kind, action_ledger.c.state, action_ledger.c.task_id, action_ledger.c.map_index)
+        ).all()
         shared = set(conn.execute(sa.select(quota_buckets.c.bucket).where(quota_buckets.c.shop == "default")).scalars())
     wh.dispose()
     # the tasks paced their calls by the shop's shared quotas
-    assert {"shopify", "tiktok:search_orders", "tiktok:mark_package_shipped", "amazon_mcf:listAllFulfillmentOrders",
-            "shipbob"} <= shared, shared
+    assert {
+        "shopify",
+        "tiktok:search_orders",
+        "tiktok:mark_package_shipped",
+        "amazon_mcf:listAllFulfillmentOrders",
+        "shipbob",
+    } <= shared, shared
     assert [r.state for r in run_rows] == ["succeeded", "succeeded"]
     assert {"T1", "N1", "E1"} <= set(rules)
     assert ledger and all(r.state == "succeeded" for r in ledger)
@@ -57,7 +71,7 @@ def test_dag_runs_twice_acts_once_and_emits_lineage(run_sandbox, tmp_path):
     assert all(r.map_index >= 0 for r in ledger)
     summary = run_rows[0].summary
     assert summary["api"]["tiktok"]["calls"] > 0 and summary["orders_seen"]["tiktok_orders"] > 0
-    first_writes = order_writes(server)[: writes_after_first]
+    first_writes = order_writes(server)[:writes_after_first]
     posted = [w for w in first_writes if w.operation == "mark_package_as_shipped"]
     assert len(posted) == sum(1 for r in ledger if r.kind == "post_tracking")
     # the second run over the same window changes nothing on any platform
@@ -72,8 +86,16 @@ def test_dag_runs_twice_acts_once_and_emits_lineage(run_sandbox, tmp_path):
                     datasets[event["job"]["name"].split(".")[-1]].add((side, d["namespace"], d["name"]))
     assert ("inputs", "https://open-api.tiktokglobalshop.com", api_path("search_orders")) in datasets["extract_tiktok"]
     assert ("outputs", "orderops-warehouse", "stg_tiktok_orders") in datasets["extract_tiktok"]
-    assert ("outputs", "https://open-api.tiktokglobalshop.com",
-            api_path("mark_package_shipped")) in datasets["post_tracking"]
+    assert ("outputs", "https://open-api.tiktokglobalshop.com", api_path("mark_package_shipped")) in datasets[
+        "post_tracking"
+    ]
     assert ("outputs", "orderops-warehouse", "decisions") in datasets["join_and_decide"]
-    for task in ("prepare_run", "extract_shopify", "extract_amazon", "extract_shipbob", "validate_staged", "summarize_run"):
+    for task in (
+        "prepare_run",
+        "extract_shopify",
+        "extract_amazon",
+        "extract_shipbob",
+        "validate_staged",
+        "summarize_run",
+    ):
         assert datasets[task], f"{task} emitted no datasets"

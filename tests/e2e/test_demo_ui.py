@@ -1,5 +1,6 @@
 """A newcomer's two commands: `make demo` (the run, then the report of the demo's day, and what to
 look at next) and `make ui` (the Airflow UI on that run: login, the DAG runs, the SLA page)."""
+
 from __future__ import annotations
 
 import configparser
@@ -16,9 +17,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from include.store.warehouse import Warehouse, sla_daily
 from sandbox import demo
 from sandbox.connections import sandbox_connections
-from include.store.warehouse import Warehouse, sla_daily
 
 pytestmark = pytest.mark.slow
 
@@ -37,18 +38,29 @@ def test_demo_then_ui_show_the_run_the_report_and_the_sla_page(tmp_path, capsys)
     assert "make ui" in out
     wh = Warehouse(f"sqlite:///{state / 'warehouse.db'}")
     with wh.engine.connect() as conn:
-        day = conn.execute(sa.select(sla_daily).where(
-            sla_daily.c.day == date(2026, 11, 20), sla_daily.c.fulfiller == "all",
-            sla_daily.c.carrier == "all")).mappings().one()
+        day = (
+            conn.execute(
+                sa.select(sla_daily).where(
+                    sla_daily.c.day == date(2026, 11, 20), sla_daily.c.fulfiller == "all", sla_daily.c.carrier == "all"
+                )
+            )
+            .mappings()
+            .one()
+        )
     wh.dispose()
     # the Airflow home is usable on its own: its config names the real DAG and plugin folders
     cfg = configparser.ConfigParser(interpolation=None)
     cfg.read(state / "airflow" / "airflow.cfg")
     assert cfg["core"]["dags_folder"] == str(REPO / "dags") and cfg["core"]["plugins_folder"] == str(REPO / "plugins")
 
-    ui = subprocess.Popen([sys.executable, "-m", "sandbox.demo", "ui", "--state", str(state), "--port", "0"],
-                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")})
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.demo", "ui", "--state", str(state), "--port", "0"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+    )
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 300
@@ -70,7 +82,7 @@ def test_demo_then_ui_show_the_run_the_report_and_the_sla_page(tmp_path, capsys)
             days = http.get("/orderops-sla/api/days", headers=auth).json()["shops"][0]["days"]
             shown = next(d for d in days if d["day"] == "2026-11-20")
             assert shown["orders_due"] == day["orders_due"]
-            assert http.get("/orderops-sla/api/days").status_code in (401, 403)   # the page needs the login
+            assert http.get("/orderops-sla/api/days").status_code in (401, 403)  # the page needs the login
             assert http.post("/auth/token", json={"username": "admin", "password": "wrong"}).status_code == 401
             # the provider's connection types, as the connection form gets them: fields named, main extras
             forms = {m["connection_type"]: m for m in http.get("/ui/connections/hook_meta", headers=auth).json()}
@@ -81,17 +93,30 @@ def test_demo_then_ui_show_the_run_the_report_and_the_sla_page(tmp_path, capsys)
             assert forms["amazon_mcf"]["extra_fields"]["refresh_token"]["schema"]["format"] == "password"
             assert set(forms["shopify"]["extra_fields"]) >= {"api_version", "client_id", "client_secret"}
             # the form's Test button runs the platform's hook against the sandbox
-            sandbox = dict(pair.split(" ") for pair in
-                           next(line for line in lines if line.strip().startswith("sandbox: ")).split(":", 1)[1].strip().split(", "))
+            sandbox = dict(
+                pair.split(" ")
+                for pair in next(line for line in lines if line.strip().startswith("sandbox: "))
+                .split(":", 1)[1]
+                .strip()
+                .split(", ")
+            )
             documents = sandbox_connections(sandbox)
-            for platform, expect in (("shipbob", "can write orders"), ("tiktok", "signature and token accepted"),
-                                     ("shopify", "connected to"), ("amazon_mcf", "token exchanged")):
+            for platform, expect in (
+                ("shipbob", "can write orders"),
+                ("tiktok", "signature and token accepted"),
+                ("shopify", "connected to"),
+                ("amazon_mcf", "token exchanged"),
+            ):
                 body = {**documents[platform], "connection_id": f"orderops_{platform}"}
                 body["extra"] = json.dumps(body["extra"])
                 answer = http.post("/api/v2/connections/test", headers=auth, json=body).json()
                 assert answer["status"] is True and expect in answer["message"], (platform, answer)
-            wrong = {**documents["shipbob"], "connection_id": "orderops_shipbob", "password": "not-a-token",
-                     "extra": json.dumps(documents["shipbob"]["extra"])}
+            wrong = {
+                **documents["shipbob"],
+                "connection_id": "orderops_shipbob",
+                "password": "not-a-token",
+                "extra": json.dumps(documents["shipbob"]["extra"]),
+            }
             answer = http.post("/api/v2/connections/test", headers=auth, json=wrong).json()
             assert answer["status"] is False and "not-a-token" not in answer["message"], answer
     finally:
@@ -103,4 +128,4 @@ def test_demo_then_ui_show_the_run_the_report_and_the_sla_page(tmp_path, capsys)
             raise
     assert ui.returncode == 0
     with pytest.raises(httpx.HTTPError):
-        httpx.get(f"{base}/api/v2/monitor/health", timeout=2)   # everything it started has stopped
+        httpx.get(f"{base}/api/v2/monitor/health", timeout=2)  # everything it started has stopped

@@ -4,6 +4,7 @@ Every rule of the README's table is exercised by a generated scenario (plus one 
 accepts a cancel but never shows it, for C4); each rule's effect is checked in the sandbox's write
 log. A second run over the same window writes nothing new; a dry run writes nothing at all.
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,24 +16,28 @@ import sqlalchemy as sa
 from include.act.ledger import Ledger
 from include.run.pipeline import run_all
 from include.run.platforms import Platforms
-from orderops_provider.tiktok_versions import path as api_path
 from include.run.runconfig import run_settings
+from include.store.warehouse import Warehouse, decisions
+from orderops_provider.tiktok_versions import path as api_path
 from sandbox.connections import connection_env
 from sandbox.core import Settings, changes_orders
 from sandbox.generate import generate
 from sandbox.tiktok import shipped_with
-from include.store.warehouse import Warehouse, decisions
+from tests.support import NOW_ISO as NOW
 
 pytestmark = pytest.mark.slow
-
-NOW = "2026-11-20T15:00:00Z"
 
 
 def scenario() -> dict:
     doc = generate(260, seed=2026, now=NOW)
     # C4: a buyer cancellation whose fulfiller accepts the cancel but never shows it cancelled
-    base = next(o for o in doc["orders"] if o["fulfiller"] == "amazon_mcf" and o["tiktok"]["cancellation"]
-                and o["amazon_mcf"]["status"] in ("Received", "Planning"))
+    base = next(
+        o
+        for o in doc["orders"]
+        if o["fulfiller"] == "amazon_mcf"
+        and o["tiktok"]["cancellation"]
+        and o["amazon_mcf"]["status"] in ("Received", "Planning")
+    )
     c4 = copy.deepcopy(base)
     c4["tiktok"]["id"] = "576999999999999001"
     c4["tiktok"]["line_items"] = [{"id": "577999999999999001", "seller_sku": "OSL-TEE-M"}]
@@ -43,11 +48,9 @@ def scenario() -> dict:
     return doc
 
 
-
 def side_effects(server, since: int = 0) -> list:
     """Writes that change orders, as the sandbox's write log recorded them."""
-    return [w for w in server.sandbox.writes[since:]
-            if changes_orders(w.operation) and w.outcome != "THROTTLED"]
+    return [w for w in server.sandbox.writes[since:] if changes_orders(w.operation) and w.outcome != "THROTTLED"]
 
 
 @pytest.fixture
@@ -61,8 +64,13 @@ def pipeline(run_sandbox, warehouse_url, monkeypatch):
     wh = Warehouse(warehouse_url)
 
     def run(run_id: str, **params):
-        params = {"now": NOW, "window_start": "2026-11-20T14:30:00Z", "window_end": NOW,
-                  "policy": {"cancel_verify_timeout_minutes": 0.05}, **params}
+        params = {
+            "now": NOW,
+            "window_start": "2026-11-20T14:30:00Z",
+            "window_end": NOW,
+            "policy": {"cancel_verify_timeout_minutes": 0.05},
+            **params,
+        }
         settings = run_settings(dag_id="orderops_sla", run_id=run_id, params=params)
         platforms = Platforms(settings)
         try:
@@ -76,7 +84,9 @@ def pipeline(run_sandbox, warehouse_url, monkeypatch):
 
 def orders_by_rule(wh: Warehouse, run_id: str) -> dict[str, set[str]]:
     with wh.engine.connect() as conn:
-        rows = conn.execute(sa.select(decisions.c.rule, decisions.c.tiktok_order_id).where(decisions.c.run_id == run_id))
+        rows = conn.execute(
+            sa.select(decisions.c.rule, decisions.c.tiktok_order_id).where(decisions.c.run_id == run_id)
+        )
         found = defaultdict(set)
         for rule, order_id in rows:
             found[rule].add(order_id)
@@ -90,8 +100,11 @@ def test_every_rule_acts_once_and_reruns_write_nothing(pipeline):
     rules = orders_by_rule(wh, "run-1")
     assert {"T1", "T2", "N1", "E1", "C1", "C2", "C3"} <= set(rules), dict(rules)
     # the fulfiller that never shows the cancel holds nothing: its saga waits for a later run
-    (verify,) = [r for r in Ledger(wh).rows("default", kind="verify_fulfillment_cancel")
-                 if r["tiktok_order_id"] == "576999999999999001"]
+    (verify,) = [
+        r
+        for r in Ledger(wh).rows("default", kind="verify_fulfillment_cancel")
+        if r["tiktok_order_id"] == "576999999999999001"
+    ]
     assert verify["state"] == "pending" and verify["detail"].startswith("waiting:")
     # a second run over the same window writes nothing new
     before = len(server.sandbox.writes)
@@ -134,10 +147,16 @@ def test_every_rule_acts_once_and_reruns_write_nothing(pipeline):
         cancel_id = o["tiktok"]["cancellation"]["cancel_id"]
         approve = [w for w in writes if w.path.endswith(f"/cancellations/{cancel_id}/approve") and w.outcome == "ok"]
         assert len(approve) == 1, order_id
-        shopify_cancel = [w for w in shopify_writes if w.operation == "orderCancel" and str(o["shopify"]["id"]) in str(w.body)]
+        shopify_cancel = [
+            w for w in shopify_writes if w.operation == "orderCancel" and str(o["shopify"]["id"]) in str(w.body)
+        ]
         assert len(shopify_cancel) == 1 and approve[0].seq < shopify_cancel[0].seq
         if o["fulfiller"] == "amazon_mcf":
-            fulfiller = [w for w in writes if w.path.endswith(f"/fulfillmentOrders/{o['amazon_mcf']['seller_fulfillment_order_id']}/cancel")]
+            fulfiller = [
+                w
+                for w in writes
+                if w.path.endswith(f"/fulfillmentOrders/{o['amazon_mcf']['seller_fulfillment_order_id']}/cancel")
+            ]
         else:
             fulfiller = [w for w in writes if w.platform == "shipbob" and str(o["shipbob"]["order_id"]) in w.path]
         assert len(fulfiller) == 1 and fulfiller[0].seq < approve[0].seq
@@ -149,7 +168,9 @@ def test_every_rule_acts_once_and_reruns_write_nothing(pipeline):
     for order_id in rules["C3"]:
         cancel_id = scen[order_id]["tiktok"]["cancellation"]["cancel_id"]
         rejects = [w for w in writes if w.path.endswith(f"/cancellations/{cancel_id}/reject")]
-        assert len(rejects) == 1 and rejects[0].body["reject_reason"] == "ecom_reverse_reject_cancel_reason_product_packed"
+        assert (
+            len(rejects) == 1 and rejects[0].body["reject_reason"] == "ecom_reverse_reject_cancel_reason_product_packed"
+        )
         assert not [w for w in writes if w.path.endswith(f"/cancellations/{cancel_id}/approve")]
     # C4: cancel requested, never verified: escalated, never refunded or approved
     assert rules["C4"] == {"576999999999999001"}
@@ -170,17 +191,25 @@ def test_dry_run_writes_nothing(pipeline):
 
 def to_post(o: dict) -> bool:
     """Shipped by Amazon, its tracking not yet on TikTok."""
-    return ((o.get("amazon_mcf") or {}).get("status") == "Complete" and not o["tiktok"]["tracking_number"]
-            and o["tiktok"]["status"] == "AWAITING_SHIPMENT" and not o["tiktok"]["cancellation"])
+    return (
+        (o.get("amazon_mcf") or {}).get("status") == "Complete"
+        and not o["tiktok"]["tracking_number"]
+        and o["tiktok"]["status"] == "AWAITING_SHIPMENT"
+        and not o["tiktok"]["cancellation"]
+    )
 
 
 def few_shipped() -> dict:
     """The e2e scenario with only four Amazon orders that may have shipped: three to post, one Processing."""
     doc = scenario()
     kept = [o for o in doc["orders"] if to_post(o)][:3] + [
-        o for o in doc["orders"] if (o.get("amazon_mcf") or {}).get("status") == "Processing"][:1]
-    doc["orders"] = [o for o in doc["orders"] if any(o is k for k in kept) or
-                     (o.get("amazon_mcf") or {}).get("status") not in ("Complete", "Processing")]
+        o for o in doc["orders"] if (o.get("amazon_mcf") or {}).get("status") == "Processing"
+    ][:1]
+    doc["orders"] = [
+        o
+        for o in doc["orders"]
+        if any(o is k for k in kept) or (o.get("amazon_mcf") or {}).get("status") not in ("Complete", "Processing")
+    ]
     return doc
 
 
@@ -198,8 +227,11 @@ def tracking_run(run_sandbox, tmp_path, monkeypatch, case: str, runs: int = 1) -
 
     amazon = {"upper_case_statuses": True} if case == "upper case" else {}
     # quotas x20: one-by-one reads are paced by getFulfillmentOrder's 2 a second otherwise
-    doc = {"few shipped": few_shipped, "nothing shipped": nothing_shipped,
-           "nothing shipped, asked lately": nothing_shipped}.get(case, scenario)()
+    doc = {
+        "few shipped": few_shipped,
+        "nothing shipped": nothing_shipped,
+        "nothing shipped, asked lately": nothing_shipped,
+    }.get(case, scenario)()
     server = run_sandbox(doc, settings=Settings(clock_rate=0, rate_scale=20, platforms={"amazon_mcf": amazon}))
     for key, value in connection_env(server.urls, rate_scale=20).items():
         monkeypatch.setenv(key, value)
@@ -207,12 +239,19 @@ def tracking_run(run_sandbox, tmp_path, monkeypatch, case: str, runs: int = 1) -
     reads = 0
     try:
         for run in range(1, runs + 1):
-            settings = run_settings(dag_id="orderops_sla", run_id=f"{case}-{run}", params={
-                "now": NOW, "window_start": "2026-11-20T14:30:00Z", "window_end": NOW,
-                "policy": {"cancel_verify_timeout_minutes": 0.05}})
+            settings = run_settings(
+                dag_id="orderops_sla",
+                run_id=f"{case}-{run}",
+                params={
+                    "now": NOW,
+                    "window_start": "2026-11-20T14:30:00Z",
+                    "window_end": NOW,
+                    "policy": {"cancel_verify_timeout_minutes": 0.05},
+                },
+            )
             platforms = Platforms(settings)
             try:
-                if case in ("cancelled report", "nothing shipped, asked lately"):   # someone else asked a minute ago
+                if case in ("cancelled report", "nothing shipped, asked lately"):  # someone else asked a minute ago
                     platforms.amazon_mcf().request_fulfilled_shipments("2026-11-19T00:00:00Z", NOW)
                 before = server.sandbox.calls[("amazon_mcf", "getFulfillmentOrder")]
                 run_all(settings, platforms, wh)
@@ -249,15 +288,17 @@ def test_a_report_cancelled_for_want_of_data_is_an_empty_one(run_sandbox, tmp_pa
     _, reads, stored = tracking_run(run_sandbox, tmp_path, monkeypatch, "nothing shipped")
     # the same with another report asked for a minute before: the cancel may mean "too soon", so
     # every order that may have shipped is read one by one
-    _, reads_after_another, stored_after_another = tracking_run(run_sandbox, tmp_path, monkeypatch,
-                                                                "nothing shipped, asked lately")
-    processing = sum(1 for o in nothing_shipped()["orders"] if (o.get("amazon_mcf") or {}).get("status") == "Processing")
+    _, reads_after_another, stored_after_another = tracking_run(
+        run_sandbox, tmp_path, monkeypatch, "nothing shipped, asked lately"
+    )
+    processing = sum(
+        1 for o in nothing_shipped()["orders"] if (o.get("amazon_mcf") or {}).get("status") == "Processing"
+    )
     assert stored == 1 and stored_after_another == 0
     assert reads_after_another - reads >= processing >= 20
 
 
-def test_a_few_orders_to_track_are_read_one_by_one_instead_of_asking_for_a_report(run_sandbox, tmp_path,
-                                                                                   monkeypatch):
+def test_a_few_orders_to_track_are_read_one_by_one_instead_of_asking_for_a_report(run_sandbox, tmp_path, monkeypatch):
     """A report costs about six calls (create, polls, document, download): four orders that may
     have shipped are cheaper read one by one, and their tracking is posted all the same."""
     with_report = tracking_run(run_sandbox, tmp_path, monkeypatch, "report")[0]

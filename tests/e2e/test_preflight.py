@@ -1,5 +1,6 @@
 """`orderops preflight` against the sandbox over HTTP: the real hooks, the real pipeline (dry), a
 scenario whose ground truth is known order by order; the sandbox's write log shows nothing written."""
+
 from __future__ import annotations
 
 import json
@@ -13,44 +14,73 @@ from include.run.shops import SHOPS_FILE_ENV, Shop, load_shops
 from sandbox.connections import connection_env
 from sandbox.core import Settings, changes_orders, parse_fault
 from sandbox.tiktok import REJECT_REASONS
+from tests.support import NOW_ISO as NOW
 
 pytestmark = pytest.mark.slow
 
-NOW = "2026-11-20T15:00:00Z"
 CLOCK = datetime.fromisoformat(NOW.replace("Z", "+00:00"))
 KEYS = {"ok", "connections", "reject_reasons", "join", "first_run"}
 FAST_REPORTS = {"report_queue_seconds": 0.2, "report_processing_seconds": 0.2}
 
 
-def order(n: int, *, status="AWAITING_SHIPMENT", rts="2026-11-23T12:00:00Z", shopify=True, fulfiller=None,
-          cancel=False) -> dict:
+def order(
+    n: int, *, status="AWAITING_SHIPMENT", rts="2026-11-23T12:00:00Z", shopify=True, fulfiller=None, cancel=False
+) -> dict:
     """A TikTok order created two days before NOW (past every grace), its Shopify order (by
     sourceIdentifier) and `fulfiller` (a (name, data) pair)."""
     tid = f"5769000000000000{n:02d}"
-    doc = {"tiktok": {"id": tid, "status": status, "create_time": "2026-11-18T10:00:00Z", "rts_sla_time": rts,
-                      "shipping_due_time": "2026-11-27T12:00:00Z", "tracking_number": "", "shipping_type": "SELLER",
-                      "line_items": [{"id": f"5779000000000000{n:02d}", "seller_sku": "OSL-TEE-M"}],
-                      "cancellation": None},
-           "shopify": {"id": 6190000000 + n, "name": f"#9{n:03d}", "tiktok_id_in": "source_identifier",
-                       "cancelled": False} if shopify else None,
-           "fulfiller": fulfiller[0] if fulfiller else None, "amazon_mcf": None, "shipbob": None}
+    doc = {
+        "tiktok": {
+            "id": tid,
+            "status": status,
+            "create_time": "2026-11-18T10:00:00Z",
+            "rts_sla_time": rts,
+            "shipping_due_time": "2026-11-27T12:00:00Z",
+            "tracking_number": "",
+            "shipping_type": "SELLER",
+            "line_items": [{"id": f"5779000000000000{n:02d}", "seller_sku": "OSL-TEE-M"}],
+            "cancellation": None,
+        },
+        "shopify": {"id": 6190000000 + n, "name": f"#9{n:03d}", "tiktok_id_in": "source_identifier", "cancelled": False}
+        if shopify
+        else None,
+        "fulfiller": fulfiller[0] if fulfiller else None,
+        "amazon_mcf": None,
+        "shipbob": None,
+    }
     if fulfiller:
         doc[fulfiller[0]] = fulfiller[1]
     if cancel:
-        doc["tiktok"]["cancellation"] = {"cancel_id": f"40359000000000000{n:02d}", "status": "CANCELLATION_REQUEST_PENDING",
-                                         "create_time": "2026-11-20T12:00:00Z", "deadline": "2026-11-21T12:00:00Z"}
+        doc["tiktok"]["cancellation"] = {
+            "cancel_id": f"40359000000000000{n:02d}",
+            "status": "CANCELLATION_REQUEST_PENDING",
+            "create_time": "2026-11-20T12:00:00Z",
+            "deadline": "2026-11-21T12:00:00Z",
+        }
     return doc
 
 
 def amazon(n: int, status: str, carrier: str | None = None) -> tuple[str, dict]:
-    shipments = [{"status": "SHIPPED", "packages": [{"package_number": n, "carrier_code": carrier,
-                                                     "tracking_number": f"1ZPREFLIGHT{n:04d}"}]}] if carrier else []
+    shipments = (
+        [
+            {
+                "status": "SHIPPED",
+                "packages": [{"package_number": n, "carrier_code": carrier, "tracking_number": f"1ZPREFLIGHT{n:04d}"}],
+            }
+        ]
+        if carrier
+        else []
+    )
     return "amazon_mcf", {"seller_fulfillment_order_id": f"9{n:03d}", "status": status, "shipments": shipments}
 
 
 def shipbob(n: int, status: str, shipment: dict) -> tuple[str, dict]:
-    return "shipbob", {"order_id": 9100000 + n, "reference_id": str(6190000000 + n), "status": status,
-                       "shipments": [{"id": 21000000 + n, **shipment}]}
+    return "shipbob", {
+        "order_id": 9100000 + n,
+        "reference_id": str(6190000000 + n),
+        "status": status,
+        "shipments": [{"id": 21000000 + n, **shipment}],
+    }
 
 
 def scenario() -> dict:
@@ -59,12 +89,21 @@ def scenario() -> dict:
     2 without a Shopify order (unmatched: escalated), 1 buyer cancellation of a packed ShipBob
     order (C3: rejected), 1 not yet near its ship-by time (nothing)."""
     orders = [order(n, fulfiller=amazon(n, "Complete", "UPS")) for n in (1, 2, 3)]
-    orders.append(order(4, fulfiller=shipbob(4, "Fulfilled", {"status": "Completed", "tracking": {
-        "carrier": "Purolator", "tracking_number": "PUROLATOR0004"}})))
+    orders.append(
+        order(
+            4,
+            fulfiller=shipbob(
+                4,
+                "Fulfilled",
+                {"status": "Completed", "tracking": {"carrier": "Purolator", "tracking_number": "PUROLATOR0004"}},
+            ),
+        )
+    )
     orders.append(order(5, rts="2026-11-20T20:00:00Z", fulfiller=amazon(5, "Processing")))
     orders += [order(6, shopify=False), order(7, shopify=False)]
-    orders.append(order(8, cancel=True, fulfiller=shipbob(8, "Processing", {"status": "Processing",
-                                                                             "status_detail": "Packed"})))
+    orders.append(
+        order(8, cancel=True, fulfiller=shipbob(8, "Processing", {"status": "Processing", "status_detail": "Packed"}))
+    )
     orders.append(order(9, fulfiller=amazon(9, "Processing")))
     return {"now": NOW, "orders": orders}
 
@@ -73,9 +112,9 @@ def scenario() -> dict:
 def sandbox_shop(run_sandbox, monkeypatch):
     """Start the sandbox (platform settings and connection extras as given) with the AIRFLOW_CONN_*
     variables of `ids` (default: the default shop's)."""
+
     def start(platforms: dict | None = None, extras: dict | None = None, ids: dict | None = None, doc=None):
-        settings = Settings(clock_rate=0, rate_scale=20,
-                            platforms={"amazon_mcf": FAST_REPORTS, **(platforms or {})})
+        settings = Settings(clock_rate=0, rate_scale=20, platforms={"amazon_mcf": FAST_REPORTS, **(platforms or {})})
         server = run_sandbox(doc or scenario(), settings=settings)
         env = connection_env(server.urls, ids=ids, rate_scale=20)
         for platform, extra in (extras or {}).items():
@@ -87,6 +126,7 @@ def sandbox_shop(run_sandbox, monkeypatch):
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         return server
+
     return start
 
 
@@ -127,7 +167,7 @@ def test_a_healthy_shop_passes_and_the_dry_run_counts_what_the_first_run_would_d
     assert any("576900000000000006" in w for w in report["warnings"])
     # read-only: no write that changes an order reached any platform
     assert order_writes(server) == []
-    assert json.loads(json.dumps(report)) == report     # the report is plain JSON
+    assert json.loads(json.dumps(report)) == report  # the report is plain JSON
 
 
 def test_a_refused_token_fails_naming_the_platform_and_skips_the_dry_run(sandbox_shop):
@@ -151,8 +191,9 @@ def test_a_wrong_host_fails_naming_the_platform(sandbox_shop, run_sandbox):
 
 
 def test_a_retired_shipbob_version_and_a_shopify_version_past_support_are_named(sandbox_shop):
-    sandbox_shop(extras={"shipbob": {"extra": {"api_version": "2025-07"}},
-                         "shopify": {"extra": {"api_version": "2025-07"}}})
+    sandbox_shop(
+        extras={"shipbob": {"extra": {"api_version": "2025-07"}}, "shopify": {"extra": {"api_version": "2025-07"}}}
+    )
     report = preflight(Shop(), 7, CLOCK)
     assert not report["ok"]
     sb, sh = report["connections"]["shipbob"], report["connections"]["shopify"]
@@ -160,7 +201,11 @@ def test_a_retired_shipbob_version_and_a_shopify_version_past_support_are_named(
     assert any("end of support on 2026-07-31" in p for p in sb["problems"])
     # Shopify serves the oldest supported version instead of a retired one: named, and a problem
     assert (sh["ok"], sh["version"], sh["served_version"], sh["supported_until"]) == (
-        False, "2025-07", "2026-01", "2026-06-30")
+        False,
+        "2025-07",
+        "2026-01",
+        "2026-06-30",
+    )
     assert any("serves 2026-01 instead" in p for p in sh["problems"])
     assert {p.split(" ", 1)[0] for p in report["problems"] if "end of support" in p} == {"shipbob", "shopify"}
 
@@ -184,15 +229,19 @@ def test_missing_marketplace_scopes_fail_shopify(sandbox_shop):
 
 def test_no_reason_for_the_policy_meaning_is_a_warning(sandbox_shop, tmp_path, monkeypatch):
     # a GB shop from the shops file whose policy wants "multiple_boxes", which GB does not offer
-    ids = {"tiktok": "orderops_gb_tiktok", "shopify": "orderops_gb_shopify", "amazon_mcf": "orderops_gb_amazon_mcf",
-           "shipbob": "orderops_gb_shipbob"}
+    ids = {
+        "tiktok": "orderops_gb_tiktok",
+        "shopify": "orderops_gb_shopify",
+        "amazon_mcf": "orderops_gb_amazon_mcf",
+        "shipbob": "orderops_gb_shipbob",
+    }
     shops = tmp_path / "shops.json"
     shops.write_text(json.dumps([{"name": "gb", "policy": {"reject_reason": "multiple_boxes"}}]))
     monkeypatch.setenv(SHOPS_FILE_ENV, str(shops))
     server = sandbox_shop(platforms={"tiktok": {"region": "GB"}}, ids=ids)
     (shop,) = load_shops()
     report = preflight(shop, 7, CLOCK)
-    assert report["ok"], report["problems"]          # a warning, not a failure
+    assert report["ok"], report["problems"]  # a warning, not a failure
     assert report["market"] == "GB"
     assert report["reject_reasons"] == [code for code, _ in REJECT_REASONS["GB"]]
     assert report["reject_reason"]["picked"] is None
@@ -204,8 +253,9 @@ def test_no_reason_for_the_policy_meaning_is_a_warning(sandbox_shop, tmp_path, m
 
 def test_reject_reasons_tiktok_will_not_give_fail_the_check(sandbox_shop):
     server = sandbox_shop()
-    server.sandbox.add_fault(parse_fault({"platform": "tiktok", "kind": "5xx", "path": "/reject_reasons$",
-                                          "count": 1000}))
+    server.sandbox.add_fault(
+        parse_fault({"platform": "tiktok", "kind": "5xx", "path": "/reject_reasons$", "count": 1000})
+    )
     report = preflight(Shop(), 7, CLOCK)
     assert not report["ok"] and report["reject_reasons"] == []
     assert any("reject reasons could not be read" in p and "orderops_tiktok" in p for p in report["problems"])
@@ -229,8 +279,11 @@ def test_the_command_writes_the_report_it_prints_and_refuses_bad_days(sandbox_sh
     assert KEYS <= set(written) and written["first_run"]["post_tracking"] == 3
     assert render(written) == printed.rstrip("\n")
     assert order_writes(server) == []
-    for bad, said in (("0", "--days: expected 1 to 60 days"), ("61", "--days: expected 1 to 60 days"),
-                      ("week", "argument --days: invalid int value: 'week'")):
+    for bad, said in (
+        ("0", "--days: expected 1 to 60 days"),
+        ("61", "--days: expected 1 to 60 days"),
+        ("week", "argument --days: invalid int value: 'week'"),
+    ):
         with pytest.raises(SystemExit) as exit_:
             orderops.main(["preflight", "--days", bad, "--now", NOW])
         assert exit_.value.code == 2 and said in capsys.readouterr().err

@@ -3,59 +3,72 @@ connectors write the id under a key orderops does not know and behind a name pre
 digit; with the default setting those orders have no Shopify match, and once the shop's Shopify
 connection names the key and the prefix, the next (sweeping) run joins them, each link naming
 the rule that found it."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from include.store.warehouse import order_links
 from tests.chaos.harness import SandboxRig, fresh_warehouse
+from tests.support import NOW, iso
+from tests.support import tiktok_order_id as tid
 
 pytestmark = pytest.mark.slow
 
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 SETTING = {"tiktok_order_id": {"attribute_keys": ["Marketplace Ref"], "name_prefixes": ["TT1"]}}
-
-
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def tid(n: int) -> str:
-    return str(576000000000000000 + n)
 
 
 def order(n: int, **style) -> dict:
     """An order the Amazon fulfillment order files under its Shopify id, its TikTok id where `style` says."""
     return {
-        "tiktok": {"id": tid(n), "status": "AWAITING_SHIPMENT", "create_time": iso(NOW - timedelta(days=2)),
-                   "rts_sla_time": iso(NOW + timedelta(days=1)), "shipping_due_time": iso(NOW + timedelta(days=5)),
-                   "tracking_number": "", "cancellation": None,
-                   "line_items": [{"id": str(577000000000000000 + n), "seller_sku": "OSL-TEE-M"}]},
+        "tiktok": {
+            "id": tid(n),
+            "status": "AWAITING_SHIPMENT",
+            "create_time": iso(NOW - timedelta(days=2)),
+            "rts_sla_time": iso(NOW + timedelta(days=1)),
+            "shipping_due_time": iso(NOW + timedelta(days=5)),
+            "tracking_number": "",
+            "cancellation": None,
+            "line_items": [{"id": str(577000000000000000 + n), "seller_sku": "OSL-TEE-M"}],
+        },
         "shopify": {"id": 6100000000 + n, "name": f"#{1000 + n}", "cancelled": False, **style},
         "fulfiller": "amazon_mcf",
-        "amazon_mcf": {"seller_fulfillment_order_id": str(6100000000 + n), "status": "Processing",
-                       "received_time": iso(NOW - timedelta(days=1)), "shipments": []},
+        "amazon_mcf": {
+            "seller_fulfillment_order_id": str(6100000000 + n),
+            "status": "Processing",
+            "received_time": iso(NOW - timedelta(days=1)),
+            "shipments": [],
+        },
         "shipbob": None,
     }
 
 
-SCENARIO = {"now": iso(NOW), "orders": [
-    order(1, tiktok_id_in="custom_attribute", tiktok_id_key="Marketplace Ref"),
-    order(2, tiktok_id_in="custom_attribute", tiktok_id_key="Marketplace Ref"),
-    order(3, tiktok_id_in="name", tiktok_id_format="TT1{id}"),
-    order(4, tiktok_id_in="note", tiktok_id_format="Imported from TikTok, ref {id}"),
-    order(5, tiktok_id_in="custom_attribute"),
-]}
+SCENARIO = {
+    "now": iso(NOW),
+    "orders": [
+        order(1, tiktok_id_in="custom_attribute", tiktok_id_key="Marketplace Ref"),
+        order(2, tiktok_id_in="custom_attribute", tiktok_id_key="Marketplace Ref"),
+        order(3, tiktok_id_in="name", tiktok_id_format="TT1{id}"),
+        order(4, tiktok_id_in="note", tiktok_id_format="Imported from TikTok, ref {id}"),
+        order(5, tiktok_id_in="custom_attribute"),
+    ],
+}
 
 
 def links(wh, run_id: str) -> dict[str, tuple]:
     t = order_links.c
     with wh.engine.connect() as conn:
-        return {r.tiktok_order_id: (r.shopify_order_ids, r.match_rule, r.link_problem) for r in conn.execute(
-            sa.select(t.tiktok_order_id, t.shopify_order_ids, t.match_rule, t.link_problem).where(t.run_id == run_id))}
+        return {
+            r.tiktok_order_id: (r.shopify_order_ids, r.match_rule, r.link_problem)
+            for r in conn.execute(
+                sa.select(t.tiktok_order_id, t.shopify_order_ids, t.match_rule, t.link_problem).where(
+                    t.run_id == run_id
+                )
+            )
+        }
 
 
 def test_a_shop_naming_its_connectors_key_and_prefix_joins_what_the_default_leaves_unmatched(tmp_path):
@@ -80,6 +93,7 @@ def test_a_shop_naming_its_connectors_key_and_prefix_joins_what_the_default_leav
                 tid(2): (["6100000002"], "custom_attribute:marketplace ref", None),
                 tid(3): (["6100000003"], "name_prefix:TT1", None),
                 tid(4): (["6100000004"], "note:tiktok_label", None),
-                tid(5): (["6100000005"], "custom_attribute:tiktok order id", None)}
+                tid(5): (["6100000005"], "custom_attribute:tiktok order id", None),
+            }
     finally:
         rig.stop()

@@ -1,4 +1,5 @@
 """`trace` after a real run: the order as it stands now, not as the run's snapshot found it."""
+
 from __future__ import annotations
 
 import json
@@ -19,14 +20,16 @@ def test_trace_shows_what_the_run_did_after_its_snapshot(tmp_path, capsys):
             approved = done["approve_cancellation"]["tiktok_order_id"]
             tracked = done["post_tracking"]
             lines = trace(wh, approved)
-            now = lines[1:lines.index("Links")]
+            now = lines[1 : lines.index("Links")]
             # the snapshot still reads the order open; what the run did since is listed after it
             assert now[0].startswith("  TikTok AWAITING_SHIPMENT as read at"), now
             assert any("buyer cancellation approved on TikTok" in line for line in now[1:]), now
             assert any("Shopify order cancelled and refunded" in line for line in now[1:]), now
             tracking_lines = trace(wh, tracked["tiktok_order_id"])
-            assert any(f"tracking {tracked['request']['tracking_number']} posted to TikTok" in line
-                       for line in tracking_lines[:tracking_lines.index("Links")])
+            assert any(
+                f"tracking {tracked['request']['tracking_number']} posted to TikTok" in line
+                for line in tracking_lines[: tracking_lines.index("Links")]
+            )
             # the command names the warehouse it read
             capsys.readouterr()
             assert orderops.main(["trace", approved, "--warehouse", str(wh.engine.url)]) == 0

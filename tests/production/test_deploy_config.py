@@ -1,6 +1,7 @@
 """The deployment configuration, without starting anything: the rendered settings are real Airflow
 options with the production values, the Helm values agree with them, secrets stay private, each
 sandbox shop has its own credentials, and pools scale with the shops."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,10 @@ import yaml
 from deploy.prod_local import REPO, Deployment, pool_slots, sandbox_connection_docs, sandbox_credentials
 from include.run.steps import POOLS
 
-HELM = {name: yaml.safe_load((REPO / "deploy" / "helm" / f"values-{name}.yaml").read_text())
-        for name in ("celery", "kubernetes")}
+HELM = {
+    name: yaml.safe_load((REPO / "deploy" / "helm" / f"values-{name}.yaml").read_text())
+    for name in ("celery", "kubernetes")
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +37,17 @@ def test_rendered_settings_are_known_airflow_options_with_production_values(tmp_
         _, section, key = name.split("__", 2)
         assert key.lower() in airflow_options.get(section.lower(), set()), f"{name} is not an Airflow option"
     assert settings["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
-    assert settings["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql+psycopg2://postgres@127.0.0.1:5432/orderops_airflow"
+    assert (
+        settings["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        == "postgresql+psycopg2://postgres@127.0.0.1:5432/orderops_airflow"
+    )
     assert settings["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+" + settings["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert settings["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:6379/7"
     assert settings["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18081/execution/"
     assert settings["AIRFLOW__SECRETS__BACKEND"] == "airflow.secrets.local_filesystem.LocalFilesystemBackend"
     assert json.loads(settings["AIRFLOW__SECRETS__BACKEND_KWARGS"]) == {
-        "connections_file_path": str(dep.connections_file.resolve())}
+        "connections_file_path": str(dep.connections_file.resolve())
+    }
     transport = json.loads(settings["AIRFLOW__OPENLINEAGE__TRANSPORT"])
     assert transport == {"type": "file", "log_file_path": str(dep.lineage_file), "append": True}
     dep.openlineage_url = "http://127.0.0.1:5000"
@@ -60,9 +67,17 @@ def test_keys_are_made_once_and_private(tmp_path):
 
 def test_environment_drops_the_callers_airflow_settings(tmp_path):
     dep = Deployment(state=str(tmp_path / "prod"))
-    env = dep.environment({"AIRFLOW__CORE__UNIT_TEST_MODE": "True", "AIRFLOW_HOME": "/elsewhere",
-                           "AIRFLOW_CONN_ORDEROPS_TIKTOK": "{}", "ORDEROPS_SHOPS_FILE": "/x.json",
-                           "OPENLINEAGE_URL": "http://x", "PATH": "/usr/bin", "PYTHONPATH": "/lib"})
+    env = dep.environment(
+        {
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+            "AIRFLOW_HOME": "/elsewhere",
+            "AIRFLOW_CONN_ORDEROPS_TIKTOK": "{}",
+            "ORDEROPS_SHOPS_FILE": "/x.json",
+            "OPENLINEAGE_URL": "http://x",
+            "PATH": "/usr/bin",
+            "PYTHONPATH": "/lib",
+        }
+    )
     assert "AIRFLOW__CORE__UNIT_TEST_MODE" not in env and "AIRFLOW_CONN_ORDEROPS_TIKTOK" not in env
     assert "OPENLINEAGE_URL" not in env and "ORDEROPS_SHOPS_FILE" not in env
     assert env["AIRFLOW_HOME"] == str(dep.home.resolve()) and env["PATH"] == "/usr/bin"
@@ -83,23 +98,38 @@ def test_helm_values_carry_the_same_settings(airflow_options):
         for section, options in values["config"].items():
             for key in options:
                 assert key in airflow_options.get(section, set()), f"values-{name}.yaml config.{section}.{key}"
-        for section, key in (("core", "dags_are_paused_at_creation"), ("dag_processor", "refresh_interval"),
-                             ("dag_processor", "min_file_process_interval")):
+        for section, key in (
+            ("core", "dags_are_paused_at_creation"),
+            ("dag_processor", "refresh_interval"),
+            ("dag_processor", "min_file_process_interval"),
+        ):
             assert str(values["config"][section][key]) == template[section][key]
     assert HELM["celery"]["workers"]["replicas"] >= 2
-    assert str(HELM["celery"]["config"]["celery"]["worker_prefetch_multiplier"]) == \
-        template["celery"]["worker_prefetch_multiplier"]
+    assert (
+        str(HELM["celery"]["config"]["celery"]["worker_prefetch_multiplier"])
+        == template["celery"]["worker_prefetch_multiplier"]
+    )
     assert HELM["celery"]["data"]["brokerUrlSecretName"] and "brokerUrlSecretName" not in HELM["kubernetes"]["data"]
 
 
 def test_each_sandbox_shop_has_its_own_credentials():
-    urls = {name: f"http://127.0.0.1:{port}" for port, name in enumerate(
-        ("tiktok", "tiktok_auth", "shopify", "amazon_mcf", "amazon_lwa", "shipbob"), 9000)}
+    urls = {
+        name: f"http://127.0.0.1:{port}"
+        for port, name in enumerate(("tiktok", "tiktok_auth", "shopify", "amazon_mcf", "amazon_lwa", "shipbob"), 9000)
+    }
     assert sandbox_credentials(1) == {}
     docs = [sandbox_connection_docs(i, urls) for i in (1, 2, 3)]
-    secrets = [(d["tiktok"]["extra"]["access_token"], d["tiktok"]["extra"]["shop_cipher"], d["shopify"]["password"],
-                d["amazon_mcf"]["extra"]["refresh_token"], d["shipbob"]["password"]) for d in docs]
-    for field in zip(*secrets):
+    secrets = [
+        (
+            d["tiktok"]["extra"]["access_token"],
+            d["tiktok"]["extra"]["shop_cipher"],
+            d["shopify"]["password"],
+            d["amazon_mcf"]["extra"]["refresh_token"],
+            d["shipbob"]["password"],
+        )
+        for d in docs
+    ]
+    for field in zip(*secrets, strict=True):
         assert len(set(field)) == 3, field
     # what the simulator of shop 2 accepts is what shop 2's connections send
     creds = sandbox_credentials(2)

@@ -8,6 +8,7 @@ Slow: 6-9 minutes measured on 2 cores shared with other test suites (about 1.5 m
 5 min for the two runs, 40 s to stop); most of it is task processes starting. Everything started
 here is stopped at the end, also on failure.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,14 +33,14 @@ from sandbox.scenario import parse_time
 pytestmark = pytest.mark.slow
 
 PG = "postgresql://postgres@127.0.0.1:5432"
-REDIS = "redis://127.0.0.1:6379/8"     # prod-up uses db 7: the test never touches a running prod-up
+REDIS = "redis://127.0.0.1:6379/8"  # prod-up uses db 7: the test never touches a running prod-up
 AIRFLOW_DB, WAREHOUSE_DB = "orderops_prodtest_airflow", "orderops_prodtest_warehouse"
 SHOPS = {"shop-1": "orderops_sla_shop_1", "shop-2": "orderops_sla_shop_2"}
 # The machine's own start commands, used only when a service is not listening.
 START = {
     5432: "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
     6379: 'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no '
-          "--dir /var/lib/redis --logfile /var/log/redis/ci.log",
+    "--dir /var/lib/redis --logfile /var/log/redis/ci.log",
 }
 
 
@@ -79,9 +80,19 @@ def tiktok_ids(scenario: dict) -> set[str]:
 def test_two_shops_on_celery_postgres_redis(tmp_path):
     for port in (5432, 6379):
         ensure_service(port)
-    dep = Deployment(state=str(tmp_path / "prod"), api_port=free_port(), pg_url=PG, redis_url=REDIS,
-                     airflow_db=AIRFLOW_DB, warehouse_db=WAREHOUSE_DB, workers=2, concurrency=3,
-                     schedule=False, sandbox_shops=2, sandbox_orders=60)
+    dep = Deployment(
+        state=str(tmp_path / "prod"),
+        api_port=free_port(),
+        pg_url=PG,
+        redis_url=REDIS,
+        airflow_db=AIRFLOW_DB,
+        warehouse_db=WAREHOUSE_DB,
+        workers=2,
+        concurrency=3,
+        schedule=False,
+        sandbox_shops=2,
+        sandbox_orders=60,
+    )
     sessions: list[int] = []
     timings = {}
     try:
@@ -89,8 +100,7 @@ def test_two_shops_on_celery_postgres_redis(tmp_path):
         up(dep, fresh=True, timeout=420)
         sessions = [record["pid"] for record in Processes(dep).records().values()]
         timings["up"] = time.monotonic() - t0
-        client = httpx.Client(base_url=dep.api_url, headers={"Authorization": f"Bearer {api_token(dep)}"},
-                              timeout=60)
+        client = httpx.Client(base_url=dep.api_url, headers={"Authorization": f"Bearer {api_token(dep)}"}, timeout=60)
 
         # both shops' DAGs exist, unpaused, with pools sized for two shops
         dags = {d["dag_id"]: d for d in client.get("/api/v2/dags", params={"tags": "orderops"}).json()["dags"]}
@@ -100,8 +110,11 @@ def test_two_shops_on_celery_postgres_redis(tmp_path):
 
         # one manual run per shop, as of the sandboxes' frozen scenario clock
         now = parse_time(DEFAULT_NOW, "now")
-        conf = {"window_start": (now - timedelta(minutes=30)).isoformat(), "window_end": now.isoformat(),
-                "now": now.isoformat()}
+        conf = {
+            "window_start": (now - timedelta(minutes=30)).isoformat(),
+            "window_end": now.isoformat(),
+            "now": now.isoformat(),
+        }
         t1 = time.monotonic()
         runs = {}
         for shop, dag_id in SHOPS.items():
@@ -111,8 +124,10 @@ def test_two_shops_on_celery_postgres_redis(tmp_path):
         states = {}
         deadline = time.monotonic() + 660
         while time.monotonic() < deadline:
-            states = {shop: client.get(f"/api/v2/dags/{SHOPS[shop]}/dagRuns/{run_id}").json()["state"]
-                      for shop, run_id in runs.items()}
+            states = {
+                shop: client.get(f"/api/v2/dags/{SHOPS[shop]}/dagRuns/{run_id}").json()["state"]
+                for shop, run_id in runs.items()
+            }
             if all(s in ("success", "failed") for s in states.values()):
                 break
             time.sleep(5)
@@ -122,8 +137,9 @@ def test_two_shops_on_celery_postgres_redis(tmp_path):
         # tasks ran on both Celery workers (task instance hostnames, from the REST API)
         hosts = {}
         for shop, run_id in runs.items():
-            tis = client.get(f"/api/v2/dags/{SHOPS[shop]}/dagRuns/{run_id}/taskInstances",
-                             params={"limit": 200}).json()["task_instances"]
+            tis = client.get(
+                f"/api/v2/dags/{SHOPS[shop]}/dagRuns/{run_id}/taskInstances", params={"limit": 200}
+            ).json()["task_instances"]
             assert tis and all(ti["state"] == "success" for ti in tis), [(t["task_id"], t["state"]) for t in tis]
             for ti in tis:
                 hosts.setdefault(ti["hostname"], []).append(f"{shop}:{ti['task_id']}")
@@ -131,29 +147,44 @@ def test_two_shops_on_celery_postgres_redis(tmp_path):
 
         # the Airflow metadata is in PostgreSQL: the runs, the task instances and the Celery results
         dag_ids = tuple(SHOPS.values())
-        meta_runs = query(AIRFLOW_DB, "SELECT dag_id, state, run_type FROM dag_run WHERE dag_id IN %s ORDER BY dag_id",
-                          dag_ids)
+        meta_runs = query(
+            AIRFLOW_DB, "SELECT dag_id, state, run_type FROM dag_run WHERE dag_id IN %s ORDER BY dag_id", dag_ids
+        )
         assert meta_runs == [(SHOPS["shop-1"], "success", "manual"), (SHOPS["shop-2"], "success", "manual")]
-        meta_hosts = dict(query(AIRFLOW_DB, "SELECT hostname, count(*) FROM task_instance WHERE dag_id IN %s "
-                                            "GROUP BY hostname", dag_ids))
+        meta_hosts = dict(
+            query(
+                AIRFLOW_DB, "SELECT hostname, count(*) FROM task_instance WHERE dag_id IN %s GROUP BY hostname", dag_ids
+            )
+        )
         assert {h: len(v) for h, v in hosts.items()} == meta_hosts
         # a Celery result is stored once the task process has exited, moments after Airflow has the task's state
         deadline = time.monotonic() + 60
-        while (query(AIRFLOW_DB, "SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'")[0][0]
-               < sum(meta_hosts.values()) and time.monotonic() < deadline):
+        while (
+            query(AIRFLOW_DB, "SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'")[0][0]
+            < sum(meta_hosts.values())
+            and time.monotonic() < deadline
+        ):
             time.sleep(2)
-        assert query(AIRFLOW_DB, "SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'")[0][0] >= sum(meta_hosts.values())
+        assert query(AIRFLOW_DB, "SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'")[0][0] >= sum(
+            meta_hosts.values()
+        )
 
         # the warehouse is in PostgreSQL, and each shop's run, staging and ledger carry that shop
         assert query(WAREHOUSE_DB, "SELECT shop, state FROM runs ORDER BY shop") == [
-            ("shop-1", "succeeded"), ("shop-2", "succeeded")]
+            ("shop-1", "succeeded"),
+            ("shop-2", "succeeded"),
+        ]
         scenarios = {s: json.loads(Path(dep.root, "sandbox", s, "scenario.json").read_text()) for s in SHOPS}
         ids = {s: tiktok_ids(sc) for s, sc in scenarios.items()}
         assert not ids["shop-1"] & ids["shop-2"]
         for shop, other in (("shop-1", "shop-2"), ("shop-2", "shop-1")):
-            staged = {r[0] for r in query(WAREHOUSE_DB, "SELECT tiktok_order_id FROM stg_tiktok_orders WHERE shop = %s", shop)}
+            staged = {
+                r[0] for r in query(WAREHOUSE_DB, "SELECT tiktok_order_id FROM stg_tiktok_orders WHERE shop = %s", shop)
+            }
             assert staged and staged <= ids[shop]
-            ledger = query(WAREHOUSE_DB, "SELECT kind, state, tiktok_order_id, dag_id FROM action_ledger WHERE shop = %s", shop)
+            ledger = query(
+                WAREHOUSE_DB, "SELECT kind, state, tiktok_order_id, dag_id FROM action_ledger WHERE shop = %s", shop
+            )
             assert ledger and all(state == "succeeded" for _, state, _, _ in ledger), ledger
             assert {order for _, _, order, _ in ledger} <= ids[shop]
             assert {dag for _, _, _, dag in ledger} == {SHOPS[shop]}
@@ -180,22 +211,29 @@ def test_two_shops_on_celery_postgres_redis(tmp_path):
             # its tables after it (OpenLineage naming of a PostgreSQL table)
             outputs = {(d["namespace"], d["name"]) for d in completed[f"{dag_id}.join_and_decide"]["outputs"]}
             host = urlsplit(PG)
-            assert (f"postgres://{host.hostname}:{host.port or 5432}", f"{WAREHOUSE_DB}.public.decisions") in outputs, outputs
+            assert (f"postgres://{host.hostname}:{host.port or 5432}", f"{WAREHOUSE_DB}.public.decisions") in outputs, (
+                outputs
+            )
 
         # stopping is clean even with tasks running: start another run and stop mid-way
         answer = client.post(f"/api/v2/dags/{SHOPS['shop-1']}/dagRuns", json={"logical_date": None, "conf": conf})
         rerun = answer.json()["dag_run_id"]
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not any(
-                ti["state"] == "running" for ti in client.get(
-                    f"/api/v2/dags/{SHOPS['shop-1']}/dagRuns/{rerun}/taskInstances").json()["task_instances"]):
+            ti["state"] == "running"
+            for ti in client.get(f"/api/v2/dags/{SHOPS['shop-1']}/dagRuns/{rerun}/taskInstances").json()[
+                "task_instances"
+            ]
+        ):
             time.sleep(1)
     finally:
         t2 = time.monotonic()
         stopped = down(dep, purge=True)
         timings["down"] = time.monotonic() - t2
-        print(f"\nproduction shape: up {timings.get('up', 0):.0f} s, two runs {timings.get('runs', 0):.0f} s, "
-              f"down {timings['down']:.0f} s; stopped {', '.join(stopped)}")
+        print(
+            f"\nproduction shape: up {timings.get('up', 0):.0f} s, two runs {timings.get('runs', 0):.0f} s, "
+            f"down {timings['down']:.0f} s; stopped {', '.join(stopped)}"
+        )
     # nothing left running: no process in any session started here (task processes included), no pid file
     assert len(sessions) == 8 and not [sid for sid in sessions if session_members(sid)]
     assert not Processes(dep).records()
@@ -206,8 +244,11 @@ def test_two_shops_on_celery_postgres_redis(tmp_path):
 def _failed_tasks(client: httpx.Client, runs: dict) -> list:
     failed = []
     for shop, run_id in runs.items():
-        for ti in client.get(f"/api/v2/dags/{SHOPS[shop]}/dagRuns/{run_id}/taskInstances",
-                             params={"limit": 200}).json().get("task_instances", []):
+        for ti in (
+            client.get(f"/api/v2/dags/{SHOPS[shop]}/dagRuns/{run_id}/taskInstances", params={"limit": 200})
+            .json()
+            .get("task_instances", [])
+        ):
             if ti["state"] not in ("success",):
                 failed.append((shop, ti["task_id"], ti["map_index"], ti["state"], ti["hostname"]))
     return failed

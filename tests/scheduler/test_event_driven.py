@@ -5,6 +5,7 @@ Redis trigger) turns the ring into an asset event; the scheduler starts an asset
 takes the event, stages the order it carries and posts the tracking to TikTok. The schedule (yearly
 here) plays no part; a manual run stages the shop first.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,10 +16,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from include.store.warehouse import Warehouse, platform_events
+from include.store.warehouse import runs as run_rows
 from sandbox.connections import sandbox_connections
 from sandbox.core import Settings
 from sandbox.generate import generate
-from include.store.warehouse import Warehouse, platform_events, runs as run_rows
 from tests.scheduler.stack import airflow_stack, runs
 
 pytestmark = pytest.mark.slow
@@ -40,33 +42,51 @@ def wait_for(api: str, dag_id: str, run_type: str, timeout: float) -> dict:
 def test_a_shipbob_shipment_starts_a_run_that_posts_its_tracking(run_sandbox, tmp_path):
     server = run_sandbox(generate(30, seed=5), settings=Settings(clock_rate=0))
     sandbox = server.sandbox
-    shop = f"evt{uuid.uuid4().hex[:8]}"   # its own doorbell channel: other runs on this Redis do not ring it
+    shop = f"evt{uuid.uuid4().hex[:8]}"  # its own doorbell channel: other runs on this Redis do not ring it
     dag_id = f"orderops_sla_{shop}"
     shipbob = sandbox_connections(server.urls)["shipbob"]
     shipbob["extra"]["webhook_secret"] = SECRET
-    shops = [{"name": shop, "schedule": "0 0 1 1 *",
-              "connections": {"tiktok": "orderops_tiktok", "shopify": "orderops_shopify",
-                              "amazon_mcf": "orderops_amazon_mcf", "shipbob": "orderops_shipbob"},
-              "events": {"redis_conn_id": "orderops_redis", "debounce_seconds": 2}}]
-    env = {"AIRFLOW_CONN_ORDEROPS_SHIPBOB": json.dumps(shipbob),
-           "AIRFLOW_CONN_ORDEROPS_REDIS": json.dumps({"conn_type": "redis", "host": "127.0.0.1", "port": 6379})}
-    with airflow_stack(tmp_path, server, shops, extra_env=env,
-                       before_start=lambda cli: cli("dags", "unpause", dag_id)) as stack:
+    shops = [
+        {
+            "name": shop,
+            "schedule": "0 0 1 1 *",
+            "connections": {
+                "tiktok": "orderops_tiktok",
+                "shopify": "orderops_shopify",
+                "amazon_mcf": "orderops_amazon_mcf",
+                "shipbob": "orderops_shipbob",
+            },
+            "events": {"redis_conn_id": "orderops_redis", "debounce_seconds": 2},
+        }
+    ]
+    env = {
+        "AIRFLOW_CONN_ORDEROPS_SHIPBOB": json.dumps(shipbob),
+        "AIRFLOW_CONN_ORDEROPS_REDIS": json.dumps({"conn_type": "redis", "host": "127.0.0.1", "port": 6379}),
+    }
+    with airflow_stack(
+        tmp_path, server, shops, extra_env=env, before_start=lambda cli: cli("dags", "unpause", dag_id)
+    ) as stack:
         api, cli = stack["api"], stack["cli"]
-        cli("dags", "trigger", dag_id)   # stages the shop (a first run sweeps)
+        cli("dags", "trigger", dag_id)  # stages the shop (a first run sweeps)
         first = wait_for(api, dag_id, "manual", timeout=600)
         assert first["state"] == "success", (stack["logs"] / "scheduler.log").read_text()[-3000:]
 
         # a ShipBob order still in the warehouse, whose TikTok order waits for its tracking
         platform = sandbox.platforms["shipbob"]
-        waiting = [o for o in platform.orders.values() if platform.shipped(o.id) is None
-                   and platform.order_status(o) not in ("Cancelled", "Exception")]
+        waiting = [
+            o
+            for o in platform.orders.values()
+            if platform.shipped(o.id) is None and platform.order_status(o) not in ("Cancelled", "Exception")
+        ]
         assert waiting, "the scenario has no ShipBob order left to ship"
         receiver = f"{api}/orderops-events/{shop}/shipbob"
-        httpx.post(f"{server.urls['tiktok']}/_sandbox/webhooks", timeout=30,
-                   json={"platform": "shipbob", "url": receiver, "secret": SECRET}).raise_for_status()
-        sandbox.clock.advance(12 * 3600)       # the warehouse works a day shift
-        shipped = {o.id: platform.shipped(o.id) for o in waiting}   # read: the orders move, ShipBob announces
+        httpx.post(
+            f"{server.urls['tiktok']}/_sandbox/webhooks",
+            timeout=30,
+            json={"platform": "shipbob", "url": receiver, "secret": SECRET},
+        ).raise_for_status()
+        sandbox.clock.advance(12 * 3600)  # the warehouse works a day shift
+        shipped = {o.id: platform.shipped(o.id) for o in waiting}  # read: the orders move, ShipBob announces
         shipped = {oid: s for oid, s in shipped.items() if s}
         assert shipped and sandbox.outbox.flush(60)
         sent = {s["outcome"]: s["count"] for s in sandbox.outbox.info()["sent"] if s["platform"] == "shipbob"}
@@ -77,16 +97,24 @@ def test_a_shipbob_shipment_starts_a_run_that_posts_its_tracking(run_sandbox, tm
 
     wh = Warehouse(f"sqlite:///{tmp_path / 'warehouse.db'}")
     with wh.engine.connect() as conn:
-        claimed = conn.execute(sa.select(platform_events.c.run_id, platform_events.c.topic).where(
-            platform_events.c.shop == shop)).all()
-        summary = conn.execute(sa.select(run_rows.c.summary).where(
-            run_rows.c.shop == shop, run_rows.c.run_id == run["dag_run_id"])).scalar()
+        claimed = conn.execute(
+            sa.select(platform_events.c.run_id, platform_events.c.topic).where(platform_events.c.shop == shop)
+        ).all()
+        summary = conn.execute(
+            sa.select(run_rows.c.summary).where(run_rows.c.shop == shop, run_rows.c.run_id == run["dag_run_id"])
+        ).scalar()
     wh.dispose()
     assert {(r, t) for r, t in claimed} == {(run["dag_run_id"], "order.shipped")}
     assert summary["extraction"]["mode"] == "event" and summary["extraction"]["listed"] == []
     # the tracking the shipments carried went to TikTok after they shipped, each order once
     numbers = {number for s in shipped.values() for _, number in s["packages"]}
-    posted = [w for w in sandbox.writes if w.platform == "tiktok" and w.operation == "mark_package_as_shipped"
-              and w.outcome == "ok" and any(n in json.dumps(w.body) for n in numbers)]
+    posted = [
+        w
+        for w in sandbox.writes
+        if w.platform == "tiktok"
+        and w.operation == "mark_package_as_shipped"
+        and w.outcome == "ok"
+        and any(n in json.dumps(w.body) for n in numbers)
+    ]
     assert posted, [w.operation for w in sandbox.writes]
     assert len({w.path for w in posted}) == len(posted)

@@ -10,6 +10,7 @@
 - Every platform refuses the credentials of the other three.
 - Amazon: a presigned document URL moved to another document is refused.
 """
+
 from __future__ import annotations
 
 import time
@@ -47,20 +48,31 @@ def replay(request: httpx.Request, *, url=None, content=None, headers=None) -> h
     sent = dict(request.headers)
     sent.update(headers or {})
     sent.pop("content-length", None)
-    return httpx.request(request.method, url or request.url, content=request.content if content is None else content,
-                         headers=sent, timeout=10)
+    return httpx.request(
+        request.method,
+        url or request.url,
+        content=request.content if content is None else content,
+        headers=sent,
+        timeout=10,
+    )
 
 
 def test_tiktok_capture_replayed_within_the_window_is_accepted_altered_is_refused(rig):
     rig.load(SCENARIO)
     request, _ = captured(rig)
     assert code(replay(request)) == 0
-    assert code(replay(request)) == 0        # no nonce: the timestamp window bounds a replay
+    assert code(replay(request)) == 0  # no nonce: the timestamp window bounds a replay
     params = dict(request.url.params)
-    for name, value in (("page_size", "50"), ("shop_cipher", "TTP_OtherShopCipher"), ("app_key", params["app_key"] + "x")):
+    for name, value in (
+        ("page_size", "50"),
+        ("shop_cipher", "TTP_OtherShopCipher"),
+        ("app_key", params["app_key"] + "x"),
+    ):
         altered = replay(request, url=request.url.copy_set_param(name, value))
         assert altered.status_code in (400, 401) and code(altered) in (106001, 36009004), name
-    assert code(replay(request, content=request.content.replace(b"AWAITING_SHIPMENT", b"AWAITING_COLLECTION"))) == 106001
+    assert (
+        code(replay(request, content=request.content.replace(b"AWAITING_SHIPMENT", b"AWAITING_COLLECTION"))) == 106001
+    )
     moved = request.url.copy_with(path="/return_refund/202309/cancellations/search")
     assert code(replay(request, url=moved)) == 106001
     unsigned = request.url.copy_remove_param("sign")
@@ -73,14 +85,23 @@ def test_tiktok_capture_replayed_within_the_window_is_accepted_altered_is_refuse
 
 def test_tiktok_capture_out_of_the_window_is_refused_and_writes_nothing(rig):
     rig.load(SCENARIO)
-    six_minutes_ago = lambda: time.time() - 360
+
+    def six_minutes_ago():
+        return time.time() - 360
+
     request, recorder = captured(rig, clock=six_minutes_ago)
     stale = replay(request)
     assert stale.status_code == 400 and code(stale) == 36009004 and "5 minutes" in stale.json()["message"]
     # a write signed 6 minutes ago: refused, logged with the code, the order unchanged
-    order = next(o for o in SCENARIO["orders"] if o["tiktok"]["status"] == "AWAITING_SHIPMENT"
-                 and o["fulfiller"] == "amazon_mcf" and o["amazon_mcf"]["status"] == "Complete"
-                 and isinstance(o["shopify"], dict) and not o["tiktok"]["cancellation"])
+    order = next(
+        o
+        for o in SCENARIO["orders"]
+        if o["tiktok"]["status"] == "AWAITING_SHIPMENT"
+        and o["fulfiller"] == "amazon_mcf"
+        and o["amazon_mcf"]["status"] == "Complete"
+        and isinstance(o["shopify"], dict)
+        and not o["tiktok"]["cancellation"]
+    )
     with patched_env(rig.connection_env()):
         client = hook_client("tiktok", clock=six_minutes_ago)
         with client, pytest.raises(PlatformError) as refused:
@@ -98,8 +119,12 @@ def test_each_platform_refuses_the_others_credentials(rig):
         lwa = hook_client("amazon_mcf")
         amazon_token = lwa.access_token()
         lwa.close()
-    tokens = {"tiktok": docs["tiktok"]["extra"]["access_token"], "shopify": docs["shopify"]["password"],
-              "amazon_mcf": amazon_token, "shipbob": docs["shipbob"]["password"]}
+    tokens = {
+        "tiktok": docs["tiktok"]["extra"]["access_token"],
+        "shopify": docs["shopify"]["password"],
+        "amazon_mcf": amazon_token,
+        "shipbob": docs["shipbob"]["password"],
+    }
     shipbob_order = next(o for o in SCENARIO["orders"] if o.get("shipbob"))["shipbob"]["order_id"]
     amazon_order = next(o for o in SCENARIO["orders"] if (o.get("amazon_mcf") or {}).get("status") == "Planning")
     sfo = amazon_order["amazon_mcf"]["seller_fulfillment_order_id"]
@@ -110,17 +135,31 @@ def test_each_platform_refuses_the_others_credentials(rig):
             request, _ = captured(rig)
             return replay(request, headers={"x-tts-access-token": token})
         if platform == "shopify":
-            return httpx.post(f"{rig.urls['shopify']}/admin/api/2026-07/graphql.json", timeout=10,
-                              headers={"X-Shopify-Access-Token": token},
-                              json={"query": "mutation C($id: ID!) { orderCancel(orderId: $id, reason: CUSTOMER, "
-                                             "refundMethod: {originalPaymentMethodsRefund: true}, restock: true) "
-                                             "{ job { id } orderCancelUserErrors { message } } }",
-                                    "variables": {"id": f"gid://shopify/Order/{shopify_id}"}})
+            return httpx.post(
+                f"{rig.urls['shopify']}/admin/api/2026-07/graphql.json",
+                timeout=10,
+                headers={"X-Shopify-Access-Token": token},
+                json={
+                    "query": "mutation C($id: ID!) { orderCancel(orderId: $id, reason: CUSTOMER, "
+                    "refundMethod: {originalPaymentMethodsRefund: true}, restock: true) "
+                    "{ job { id } orderCancelUserErrors { message } } }",
+                    "variables": {"id": f"gid://shopify/Order/{shopify_id}"},
+                },
+            )
         if platform == "amazon_mcf":
-            return httpx.put(f"{rig.urls['amazon_mcf']}/fba/outbound/2020-07-01/fulfillmentOrders/{sfo}/cancel",
-                             headers={"x-amz-access-token": token}, timeout=10)
-        return httpx.post(f"{rig.urls['shipbob']}/2026-01/order/{shipbob_order}:cancel", timeout=10,
-                          headers={"Authorization": f"Bearer {token}", "shipbob_channel_id": str(docs["shipbob"]["extra"]["channel_id"])})
+            return httpx.put(
+                f"{rig.urls['amazon_mcf']}/fba/outbound/2020-07-01/fulfillmentOrders/{sfo}/cancel",
+                headers={"x-amz-access-token": token},
+                timeout=10,
+            )
+        return httpx.post(
+            f"{rig.urls['shipbob']}/2026-01/order/{shipbob_order}:cancel",
+            timeout=10,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "shipbob_channel_id": str(docs["shipbob"]["extra"]["channel_id"]),
+            },
+        )
 
     refusals = {}
     for platform in tokens:
@@ -135,8 +174,10 @@ def test_each_platform_refuses_the_others_credentials(rig):
     # the refused writes changed nothing
     assert [w for w in rig.writes if is_order_write(w) and w.outcome == "ok"] == []
     assert len([w for w in rig.writes if is_order_write(w)]) == 9
-    amazon = {o["fulfillmentOrder"]["sellerFulfillmentOrderId"]: o["fulfillmentOrder"]["fulfillmentOrderStatus"]
-              for o in rig.state("amazon_mcf")["orders"]}
+    amazon = {
+        o["fulfillmentOrder"]["sellerFulfillmentOrderId"]: o["fulfillmentOrder"]["fulfillmentOrderStatus"]
+        for o in rig.state("amazon_mcf")["orders"]
+    }
     assert amazon[sfo] == "Planning"
     assert next(o for o in rig.state("shopify")["orders"] if o["legacy_id"] == shopify_id)["cancelled_at"] is None
     shipbob = {o["id"]: o["status"] for o in rig.state("shipbob")["orders"]}
@@ -151,7 +192,7 @@ def test_a_presigned_document_url_moved_to_another_document_is_refused(rig):
             urls = []
             for start in ("2026-11-10T00:00:00Z", "2026-11-12T00:00:00Z"):
                 if urls:
-                    rig.advance(30 * 60)   # Amazon builds the report at most every 30 minutes
+                    rig.advance(30 * 60)  # Amazon builds the report at most every 30 minutes
                 report = client.get_report(client.create_report(start, "2026-11-20T15:00:00Z"))
                 assert report["processingStatus"] == "DONE"
                 urls.append(httpx.URL(client.get_report_document(report["reportDocumentId"])["url"]))

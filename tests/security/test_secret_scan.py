@@ -15,6 +15,7 @@ Buyer names, emails, phone numbers and street lines the simulators serve must no
 warehouse, XCom or lineage either. A second, in-process run captures every log record at DEBUG
 (httpx and httpcore included) and every exception text, under failures of every kind.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,11 +28,17 @@ from urllib.parse import quote, quote_plus
 import pytest
 import sqlalchemy as sa
 
+from include.store.warehouse import Warehouse, metadata
 from sandbox.demo import airflow, airflow_env, prepare_airflow
 from sandbox.scenario import parse_time
-from include.store.warehouse import Warehouse, metadata
 from tests.chaos.harness import (
-    NOW, SandboxRig, chaos_scenario, fresh_warehouse, is_order_write, platform_secrets, scenario_pii,
+    NOW,
+    SandboxRig,
+    chaos_scenario,
+    fresh_warehouse,
+    is_order_write,
+    platform_secrets,
+    scenario_pii,
 )
 
 pytestmark = pytest.mark.slow
@@ -50,7 +57,7 @@ def leaks(text: str, secrets: dict[str, str]) -> list[str]:
     for marker in PRESIGNED:
         at = lowered.find(marker)
         while at >= 0:
-            value = lowered[at + len(marker):at + len(marker) + 16]
+            value = lowered[at + len(marker) : at + len(marker) + 16]
             if value and all(c in "0123456789abcdef" for c in value):
                 found.append("a presigned report URL signature")
             at = lowered.find(marker, at + 1)
@@ -75,8 +82,9 @@ def dag_run(tmp_path_factory):
     rig.fault({"platform": "tiktok", "kind": "token_expiry", "path": "/packages$"})
     rig.fault({"platform": "tiktok", "kind": "malformed", "path": "/packages$", "count": 1})
     rig.fault({"platform": "amazon_mcf", "kind": "token_expiry", "path": "/fulfillmentOrders$"})
-    rig.arm(lambda w: is_order_write(w) and w.outcome == "ok",
-            [{"platform": "shopify", "kind": "token_expiry", "count": 1}])
+    rig.arm(
+        lambda w: is_order_write(w) and w.outcome == "ok", [{"platform": "shopify", "kind": "token_expiry", "count": 1}]
+    )
     home, warehouse_db, lineage = tmp / "airflow", tmp / "warehouse.db", tmp / "lineage.jsonl"
     env = airflow_env(home, rig.urls, warehouse_db, lineage)
     # Airflow's default log level. (At DEBUG, Airflow 3.3.2's task supervisor itself logs every value a
@@ -95,8 +103,16 @@ def dag_run(tmp_path_factory):
     writes = rig.writes
     rig.stop()
     assert done.returncode == 0, output.read_text()[-4000:]
-    yield {"home": home, "warehouse": warehouse_db, "lineage": lineage, "output": output, "secrets": secrets,
-           "pii": pii, "fired": fired, "writes": writes}
+    yield {
+        "home": home,
+        "warehouse": warehouse_db,
+        "lineage": lineage,
+        "output": output,
+        "secrets": secrets,
+        "pii": pii,
+        "fired": fired,
+        "writes": writes,
+    }
 
 
 def test_the_run_did_what_the_scan_needs(dag_run):
@@ -181,20 +197,26 @@ def test_no_secret_in_any_log_record_or_exception_of_an_in_process_run(tmp_path,
         rig.fault({"platform": "amazon_mcf", "kind": "token_expiry", "path": "/cancel$"})
         rig.fault({"platform": "amazon_mcf", "kind": "truncated", "path": "/_documents/", "count": 1})
         rig.fault({"platform": "shipbob", "kind": "malformed", "path": ":cancel$"})
-        rig.arm(lambda w: is_order_write(w) and w.outcome == "ok",
-                [{"platform": "shopify", "kind": "token_expiry", "count": 1},
-                 {"platform": "shopify", "kind": "5xx", "count": 1}])
+        rig.arm(
+            lambda w: is_order_write(w) and w.outcome == "ok",
+            [
+                {"platform": "shopify", "kind": "token_expiry", "count": 1},
+                {"platform": "shopify", "kind": "5xx", "count": 1},
+            ],
+        )
         errors = []
         with fresh_warehouse("sqlite", tmp_path) as wh:
             summary = rig.run(wh, "logs-1")
             fired = [f["fired"] for f in rig.faults()]
             rig.clear_faults()
             # credentials refused outright: the errors name the field, never the value
-            for platform, extra in (("tiktok", {"access_token": "TTP_revoked", "refresh_token": "TTP_revoked-refresh"}),
-                                    ("amazon_mcf", {"refresh_token": "Atzr|revoked-refresh"})):
+            for platform, extra in (
+                ("tiktok", {"access_token": "TTP_revoked", "refresh_token": "TTP_revoked-refresh"}),
+                ("amazon_mcf", {"refresh_token": "Atzr|revoked-refresh"}),
+            ):
                 try:
                     rig.run(wh, f"logs-refused-{platform}", extras={platform: extra})
-                except Exception as exc:   # the refusal itself is the point
+                except Exception as exc:  # the refusal itself is the point
                     errors.append(f"{type(exc).__name__}: {exc} {exc.__cause__!r} {exc.__context__!r}")
             text = json.dumps(warehouse_text(wh))
         secrets = platform_secrets(rig)
@@ -209,7 +231,7 @@ def test_no_secret_in_any_log_record_or_exception_of_an_in_process_run(tmp_path,
     assert summary["actions"].get("post_tracking:in_flight") == 2
     records = "\n".join(keep.lines)
     assert len(keep.lines) > 200 and "access token refreshed" in records and "HTTP Request: GET" in records
-    assert "refresh_token=***" in records       # the refresh URL is logged, its secrets are not
+    assert "refresh_token=***" in records  # the refresh URL is logged, its secrets are not
     assert leaks(records, secrets) == []
     assert leaks(printed, secrets) == []
     assert leaks("\n".join(errors), secrets) == []

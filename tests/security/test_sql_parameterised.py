@@ -6,6 +6,7 @@ fulfillment order id, a Shopify order name, a ShipBob tracking number, a TikTok 
 Every statement the warehouse executes is captured: none contains them, the parameters do, every
 table is still there, and each value reads back exactly as the platform sent it.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,13 @@ import sqlalchemy as sa
 
 from include.act.ledger import Ledger
 from include.cli import trace
-from include.store.warehouse import decisions, metadata, stg_amazon_fulfillment_orders, stg_shopify_orders, stg_tiktok_orders
+from include.store.warehouse import (
+    decisions,
+    metadata,
+    stg_amazon_fulfillment_orders,
+    stg_shopify_orders,
+    stg_tiktok_orders,
+)
 from tests.chaos.harness import SandboxRig, audit, chaos_scenario, fresh_warehouse
 
 EVIL_SFO = "1'; DROP TABLE action_ledger; --"
@@ -32,13 +39,27 @@ def hostile_scenario() -> tuple[dict, dict]:
     orders = doc["orders"]
     c1 = next(o for o in orders if o["tiktok"]["cancellation"] and (o["amazon_mcf"] or {}).get("status") == "Planning")
     c1["amazon_mcf"]["seller_fulfillment_order_id"] = EVIL_SFO
-    named = next(o for o in orders if o is not c1 and o["fulfiller"] == "amazon_mcf" and isinstance(o["shopify"], dict)
-                 and o["amazon_mcf"]["status"] == "Complete" and o["tiktok"]["status"] == "AWAITING_SHIPMENT"
-                 and o["shopify"]["tiktok_id_in"] != "name" and not o["tiktok"]["cancellation"])
+    named = next(
+        o
+        for o in orders
+        if o is not c1
+        and o["fulfiller"] == "amazon_mcf"
+        and isinstance(o["shopify"], dict)
+        and o["amazon_mcf"]["status"] == "Complete"
+        and o["tiktok"]["status"] == "AWAITING_SHIPMENT"
+        and o["shopify"]["tiktok_id_in"] != "name"
+        and not o["tiktok"]["cancellation"]
+    )
     named["shopify"]["name"] = EVIL_NAME
-    tracked = next(o for o in orders if o["fulfiller"] == "shipbob" and o["shipbob"]["status"] == "Fulfilled"
-                   and o["tiktok"]["status"] == "AWAITING_SHIPMENT" and not o["tiktok"]["cancellation"]
-                   and o["shipbob"]["shipments"][0]["tracking"]["carrier"] in ("USPS", "UPS", "FedEx"))
+    tracked = next(
+        o
+        for o in orders
+        if o["fulfiller"] == "shipbob"
+        and o["shipbob"]["status"] == "Fulfilled"
+        and o["tiktok"]["status"] == "AWAITING_SHIPMENT"
+        and not o["tiktok"]["cancellation"]
+        and o["shipbob"]["shipments"][0]["tracking"]["carrier"] in ("USPS", "UPS", "FedEx")
+    )
     tracked["shipbob"]["shipments"][0]["tracking"]["tracking_number"] = EVIL_TRACKING
     named["tiktok"]["seller_note"] = EVIL_NOTE
     return doc, {"c1": c1, "named": named, "tracked": tracked}
@@ -75,12 +96,19 @@ def test_hostile_ids_round_trip_and_never_reach_sql_text(kind, tmp_path):
             names = set(sa.inspect(wh.engine).get_table_names())
             assert {t.name for t in metadata.sorted_tables} <= names
             with wh.engine.connect() as conn:
-                counts = {t: conn.execute(sa.select(sa.func.count()).select_from(metadata.tables[t])).scalar()
-                          for t in ("action_ledger", "decisions", "stg_tiktok_orders")}
-                sfo_ids = set(conn.execute(sa.select(stg_amazon_fulfillment_orders.c.seller_fulfillment_order_id)).scalars())
+                counts = {
+                    t: conn.execute(sa.select(sa.func.count()).select_from(metadata.tables[t])).scalar()
+                    for t in ("action_ledger", "decisions", "stg_tiktok_orders")
+                }
+                sfo_ids = set(
+                    conn.execute(sa.select(stg_amazon_fulfillment_orders.c.seller_fulfillment_order_id)).scalars()
+                )
                 names_staged = set(conn.execute(sa.select(stg_shopify_orders.c.name)).scalars())
-                note = conn.execute(sa.select(stg_tiktok_orders.c.raw).where(
-                    stg_tiktok_orders.c.tiktok_order_id == picked["named"]["tiktok"]["id"])).scalar()
+                note = conn.execute(
+                    sa.select(stg_tiktok_orders.c.raw).where(
+                        stg_tiktok_orders.c.tiktok_order_id == picked["named"]["tiktok"]["id"]
+                    )
+                ).scalar()
                 decided = set(conn.execute(sa.select(decisions.c.tiktok_order_id)).scalars())
             ledger = {r["idempotency_key"]: r for r in Ledger(wh).rows("default")}
             chain = "\n".join(trace(wh, picked["c1"]["tiktok"]["id"]))
@@ -93,7 +121,7 @@ def test_hostile_ids_round_trip_and_never_reach_sql_text(kind, tmp_path):
 
     assert first["state"] in ("succeeded", "attention") and all(counts.values())
     # never in the statements, always in the parameters
-    for value, fragment in zip(EVIL, FRAGMENTS):
+    for value, fragment in zip(EVIL, FRAGMENTS, strict=True):
         assert not [s for s in statements if value in s or fragment in s], value
         assert any(fragment in b for b in bound), value
     # each value reads back exactly as the platform sent it
@@ -109,6 +137,7 @@ def test_hostile_ids_round_trip_and_never_reach_sql_text(kind, tmp_path):
     # the fulfiller got the cancel for exactly that id, once; the second run wrote nothing
     assert checked.violations == []
     assert [(e.target, w.outcome) for w, e in checked.effects if e.kind == "amazon_cancel"].count((EVIL_SFO, "ok")) == 1
-    assert [w for w in later_writes if w.outcome == "ok" and "token" not in w.operation
-            and w.operation != "createReport"] == []
-    assert json.dumps(cancel["request"])   # stored as JSON, not as SQL
+    assert [
+        w for w in later_writes if w.outcome == "ok" and "token" not in w.operation and w.operation != "createReport"
+    ] == []
+    assert json.dumps(cancel["request"])  # stored as JSON, not as SQL

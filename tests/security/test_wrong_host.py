@@ -12,6 +12,7 @@ platform, proxy or attacker that hands out foreign links, which the simulators n
 And over a whole run with token refreshes on three platforms, every request is checked: each
 secret travels only to the host (and in the place) it belongs to.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -25,10 +26,17 @@ import pytest
 
 from include.run.pipeline import run_all
 from include.run.platforms import Platforms
-from orderops_provider.base import PagingError, PlatformError, RetryPolicy
 from include.run.runconfig import run_settings
+from orderops_provider.base import PagingError, PlatformError, RetryPolicy
 from tests.chaos.harness import (
-    NOW, POLICY, WINDOW, RewritingTransport, chaos_scenario, fresh_warehouse, hook_client, patched_env,
+    NOW,
+    POLICY,
+    WINDOW,
+    RewritingTransport,
+    chaos_scenario,
+    fresh_warehouse,
+    hook_client,
+    patched_env,
     platform_secrets,
 )
 
@@ -40,19 +48,25 @@ class OtherHost:
 
     def __init__(self):
         self.requests: list[dict] = []
-        self.documents: dict[str, str] = {}      # path -> the real document URL it stands in for
+        self.documents: dict[str, str] = {}  # path -> the real document URL it stands in for
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def _record(self, body: bytes = b"") -> None:
-                owner.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
-                                       "body": body.decode("latin-1")})
+                owner.requests.append(
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body": body.decode("latin-1"),
+                    }
+                )
 
             def do_GET(self):
                 self._record()
                 path = urlsplit(self.path).path
                 if path in owner.documents:
-                    with httpx.stream("GET", owner.documents[path], timeout=10) as real:   # the bytes as stored
+                    with httpx.stream("GET", owner.documents[path], timeout=10) as real:  # the bytes as stored
                         data = b"".join(real.iter_raw())
                 else:
                     data = gzip.compress(b"amazon-order-id\tmerchant-order-id\ttracking-number\n")
@@ -93,8 +107,11 @@ def carried(request: dict | httpx.Request, secret: str) -> list[str]:
         url, headers, body = str(request.url), dict(request.headers), request.content.decode("latin-1")
     else:
         url, headers, body = request["path"], request["headers"], request["body"]
-    forms = {secret, quote(secret, safe=""), quote_plus(secret)}      # as sent in a query or a form
-    has = lambda text: any(form in text for form in forms)
+    forms = {secret, quote(secret, safe=""), quote_plus(secret)}  # as sent in a query or a form
+
+    def has(text):
+        return any(form in text for form in forms)
+
     places = ["url"] if has(url) else []
     places += [f"header {k.lower()}" for k, v in headers.items() if has(v)]
     return places + (["body"] if has(body) else [])
@@ -113,16 +130,19 @@ def test_report_document_on_another_host_gets_no_credential(rig, other, tmp_path
 
     transport = RewritingTransport(foreign_document)
     with patched_env(rig.connection_env()), fresh_warehouse("sqlite", tmp_path) as wh:
-        settings = run_settings(dag_id="orderops_sla", run_id="foreign-document", params={"now": NOW, **WINDOW, "policy": POLICY})
-        platforms = Platforms(settings, factory=lambda p: hook_client(p, transport=transport) if p == "amazon_mcf"
-                              else hook_client(p))
+        settings = run_settings(
+            dag_id="orderops_sla", run_id="foreign-document", params={"now": NOW, **WINDOW, "policy": POLICY}
+        )
+        platforms = Platforms(
+            settings, factory=lambda p: hook_client(p, transport=transport) if p == "amazon_mcf" else hook_client(p)
+        )
         try:
             summary = run_all(settings, platforms, wh)
         finally:
             platforms.close()
     downloads = [r for r in other.requests if r["path"].startswith("/report-bucket/")]
     assert downloads, "the document was never fetched from the other host"
-    assert summary["actions"].get("post_tracking:succeeded", 0) > 0     # tracking came from that document
+    assert summary["actions"].get("post_tracking:succeeded", 0) > 0  # tracking came from that document
     for request in other.requests:
         assert {k.lower() for k in request["headers"]} & {"x-amz-access-token", "authorization", "cookie"} == set()
         for name, secret in platform_secrets(rig).items():
@@ -168,13 +188,15 @@ def test_a_redirect_to_another_host_is_not_followed(rig, other, case):
 
     def redirect(request: httpx.Request):
         if request.url.path.endswith(path):
-            return httpx.Response(307, headers={"location": f"{other.url}{request.url.raw_path.decode()}"},
-                                  request=request)
+            return httpx.Response(
+                307, headers={"location": f"{other.url}{request.url.raw_path.decode()}"}, request=request
+            )
         return None
 
     with patched_env(rig.connection_env()):
-        client = hook_client(platform, transport=RewritingTransport(respond=redirect),
-                             retry=RetryPolicy(max_attempts=2, base=0.01))
+        client = hook_client(
+            platform, transport=RewritingTransport(respond=redirect), retry=RetryPolicy(max_attempts=2, base=0.01)
+        )
         with client, pytest.raises(PlatformError):
             call(client)
     assert other.requests == []
@@ -187,7 +209,9 @@ def test_every_secret_goes_only_where_it_belongs(rig, tmp_path):
         rig.fault({"platform": platform, "kind": "token_expiry", "path": path, "count": 1})
     transports = {p: RewritingTransport() for p in ("tiktok", "shopify", "amazon_mcf", "shipbob")}
     with patched_env(rig.connection_env()), fresh_warehouse("sqlite", tmp_path) as wh:
-        settings = run_settings(dag_id="orderops_sla", run_id="where-secrets-go", params={"now": NOW, **WINDOW, "policy": POLICY})
+        settings = run_settings(
+            dag_id="orderops_sla", run_id="where-secrets-go", params={"now": NOW, **WINDOW, "policy": POLICY}
+        )
         platforms = Platforms(settings, factory=lambda p: hook_client(p, transport=transports[p]))
         try:
             run_all(settings, platforms, wh)
@@ -208,15 +232,17 @@ def test_every_secret_goes_only_where_it_belongs(rig, tmp_path):
         "shipbob token": {(host["shipbob"], "header authorization")},
     }
     secrets = platform_secrets(rig)
-    assert sum(1 for n in secrets if n.startswith("tiktok access token")) >= 2     # the refresh happened
+    assert sum(1 for n in secrets if n.startswith("tiktok access token")) >= 2  # the refresh happened
     travelled = set()
-    for platform, transport in transports.items():
+    for transport in transports.values():
         for request in transport.requests:
             for name, secret in secrets.items():
                 kind = next(k for k in allowed if name.startswith(k))
                 for place in carried(request, secret):
-                    assert (request.url.netloc.decode(), place) in allowed[kind], \
-                        f"{name} sent to {request.url.host}:{request.url.port} in the {place} ({request.method} {request.url.path})"
+                    assert (request.url.netloc.decode(), place) in allowed[kind], (
+                        f"{name} sent to {request.url.host}:{request.url.port} in the {place} "
+                        f"({request.method} {request.url.path})"
+                    )
                     travelled.add(kind)
     # the grants really ran: each secret was used, and only where it belongs
     assert travelled == set(allowed), set(allowed) - travelled

@@ -2,10 +2,12 @@
 process, the pipeline's own steps), checked against the sandbox's ground truth.
 
 Settings make every order due the day it is placed (ship-by at 23:59:59 UTC the same day) and
-auto-cancel the next business day, and the fulfillers work three times their usual pace, so one simulated day holds arrivals, shipments, stalls,
-failures, cancellation requests, tracking posts and breaches. The scheduled runs of the day are then
-run again as a backfill would, and every day is rebuilt: the report must still equal the truth.
+auto-cancel the next business day, and the fulfillers work three times their usual pace, so one
+simulated day holds arrivals, shipments, stalls, failures, cancellation requests, tracking posts and
+breaches. The scheduled runs of the day are then run again as a backfill would, and every day is
+rebuilt: the report must still equal the truth.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
@@ -16,15 +18,32 @@ from bench.simulate import FIGURES, simulate
 
 pytestmark = pytest.mark.slow
 
-START = datetime(2026, 11, 16, tzinfo=timezone.utc)   # a Monday
-LIFE = {"handling_business_days": 0, "shop_utc_offset_hours": 0, "auto_cancel_business_days": 1, "fulfiller_speed": 3,
-        "cancel_request_share": 0.15, "stall_share": 0.1, "fail_share": 0.05, "tiktok_label_share": 0.05}
+START = datetime(2026, 11, 16, tzinfo=timezone.utc)  # a Monday
+LIFE = {
+    "handling_business_days": 0,
+    "shop_utc_offset_hours": 0,
+    "auto_cancel_business_days": 1,
+    "fulfiller_speed": 3,
+    "cancel_request_share": 0.15,
+    "stall_share": 0.1,
+    "fail_share": 0.05,
+    "tiktok_label_share": 0.05,
+}
 
 
 @pytest.fixture(scope="module")
 def summary(tmp_path_factory):
-    return simulate(1, 40, "0 * * * *", 7, tmp_path_factory.mktemp("simulate"), None, START,
-                    life_overrides=LIFE, backfill_day=date(2026, 11, 16))
+    return simulate(
+        1,
+        40,
+        "0 * * * *",
+        7,
+        tmp_path_factory.mktemp("simulate"),
+        None,
+        START,
+        life_overrides=LIFE,
+        backfill_day=date(2026, 11, 16),
+    )
 
 
 def test_the_day_happened(summary):
@@ -38,9 +57,9 @@ def test_the_day_happened(summary):
 
 def test_report_equals_truth_at_the_day_end_and_after_a_backfill(summary):
     for day in summary["days"]:
-        assert day["report"] == day["truth"], day["day"]          # rebuilt after the backfill
+        assert day["report"] == day["truth"], day["day"]  # rebuilt after the backfill
     first = next(d for d in summary["days"] if d["day"] == "2026-11-16")
-    assert first["at_day_end"]["report"] == first["at_day_end"]["truth"]   # the report DAG's run at midnight
+    assert first["at_day_end"]["report"] == first["at_day_end"]["truth"]  # the report DAG's run at midnight
     assert set(first["truth"]) == set(FIGURES)
 
 
@@ -48,7 +67,7 @@ def test_no_effect_twice_and_no_tracking_missed(summary):
     assert summary["duplicate_effects"] == 0, summary["duplicates"]
     assert summary["missed_tracking"] == 0, summary["missed_tracking_orders"]
     latency = summary["tracking_latency_minutes"]
-    assert latency["count"] >= 10 and latency["max"] <= 60   # hourly runs: within one interval
+    assert latency["count"] >= 10 and latency["max"] <= 60  # hourly runs: within one interval
     assert summary["sop_baseline"]["tracking_latency_minutes"]["median"] > latency["median"]
 
 

@@ -2,6 +2,7 @@
 Amazon notifications to orderops's receiver, and the runs they start put tracking on TikTok within
 two minutes of the fulfiller's shipment, with the hourly schedule as the safety net. The report
 still equals the truth; nothing happens twice."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,8 +15,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def summary(tmp_path_factory):
-    return simulate(1, 40, "0 * * * *", 7, tmp_path_factory.mktemp("simulate-events"), None, START,
-                    life_overrides=LIFE, events=True)
+    return simulate(
+        1, 40, "0 * * * *", 7, tmp_path_factory.mktemp("simulate-events"), None, START, life_overrides=LIFE, events=True
+    )
 
 
 def test_events_start_runs_and_tracking_reaches_tiktok_within_two_minutes(summary):

@@ -8,6 +8,7 @@ escalations that are in the warehouse, a day's report and CSV open, and the page
 Airflow's own Browse menu. Screenshots go to the test's tmp dir and to state/screenshots/.
 Chromium comes from Debian (installed here when missing). About 1.5 minutes with Chromium present.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -28,21 +28,22 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from include.report.reports import build_day
 from include.run.pipeline import run_all
 from include.run.platforms import Platforms
-from include.report.reports import build_day
 from include.run.runconfig import STATE_DIR, run_settings
+from include.store.warehouse import Warehouse, action_ledger, sla_daily
 from sandbox.connections import connection_env
 from sandbox.core import Sandbox, Settings
 from sandbox.generate import generate
 from sandbox.scenario import parse_scenario, parse_time
 from sandbox.server import SandboxServer
-from include.store.warehouse import Warehouse, action_ledger, sla_daily
+from tests.support import NOW_ISO as NOW
+from tests.support import free_port
 from tests.ui.browser import Browser, ensure_chromium
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = Path(sys.executable).with_name("airflow")
-NOW = "2026-11-20T15:00:00Z"
 LATER = "2026-11-20T15:30:00Z"
 USER = "ops"  # a viewer: the page needs only read access to DAG runs
 EDITOR = "lead"  # may change DAG runs: the escalation inbox's actions are hers
@@ -51,16 +52,12 @@ SCREENSHOTS = STATE_DIR / "screenshots"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a fresh machine installs Chromium first (about 2 minutes)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def seed(warehouse_url: str, reports: Path) -> dict:
     """One pipeline run against the sandbox, then the daily reports around it."""
     # Amazon's shipment report is ready at once: the client would otherwise wait its 15 s poll per run
-    simulator = Settings(clock_rate=0, platforms={"amazon_mcf": {"report_queue_seconds": 0, "report_processing_seconds": 0}})
+    simulator = Settings(
+        clock_rate=0, platforms={"amazon_mcf": {"report_queue_seconds": 0, "report_processing_seconds": 0}}
+    )
     sandbox = Sandbox(parse_scenario(generate(90, seed=11, now=NOW)), simulator)
     server = SandboxServer(sandbox, ports={name: 0 for name in sandbox.apps()}).start()
     wh = Warehouse(warehouse_url)
@@ -71,10 +68,19 @@ def seed(warehouse_url: str, reports: Path) -> dict:
             # two half-hour runs: the second stages what the first posted (tracking, cancellations)
             for run_id, start, end in (("ui-seed-1", "2026-11-20T14:30:00Z", NOW), ("ui-seed-2", NOW, LATER)):
                 if run_id == "ui-seed-2":
-                    httpx.post(f"{server.urls['tiktok']}/_sandbox/clock", json={"now": LATER}, timeout=10).raise_for_status()
-                settings = run_settings(dag_id="orderops_sla", run_id=run_id, params={
-                    "now": end, "window_start": start, "window_end": end,
-                    "policy": {"cancel_verify_timeout_minutes": 0.05}})
+                    httpx.post(
+                        f"{server.urls['tiktok']}/_sandbox/clock", json={"now": LATER}, timeout=10
+                    ).raise_for_status()
+                settings = run_settings(
+                    dag_id="orderops_sla",
+                    run_id=run_id,
+                    params={
+                        "now": end,
+                        "window_start": start,
+                        "window_end": end,
+                        "policy": {"cancel_verify_timeout_minutes": 0.05},
+                    },
+                )
                 platforms = Platforms(settings)
                 try:
                     run_all(settings, platforms, wh)
@@ -114,22 +120,26 @@ def site(tmp_path_factory):
     port = free_port()
     # this session's Airflow settings (unit-test mode, connections) stay out of the server's
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer,{EDITOR}:user",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__WORKERS": "1",
-        "ORDEROPS_REPORTS_DIR": str(reports),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer,{EDITOR}:user",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__WORKERS": "1",
+            "ORDEROPS_REPORTS_DIR": str(reports),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        }
+    )
     log = (tmp / "airflow.log").open("w")
     timings = {}
     started = time.monotonic()
@@ -144,16 +154,26 @@ def site(tmp_path_factory):
             migrate.wait()
     timings["migrate"] = time.monotonic() - started
 
-    api = subprocess.Popen([str(AIRFLOW), "api-server", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    api = subprocess.Popen(
+        [str(AIRFLOW), "api-server", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         # the warehouse connection lives in Airflow's metadata DB, as one made in the UI or CLI would
         # (as JSON: without the SQLite provider, `--conn-type sqlite` is stored as "generic")
         conn_json = json.dumps({"conn_type": "sqlite", "host": str(warehouse_db)})
-        connection = subprocess.Popen([str(AIRFLOW), "connections", "add", "orderops_warehouse", "--conn-json", conn_json],
-                                      env=env, stdout=log, stderr=subprocess.STDOUT)
-        listed = subprocess.run([str(AIRFLOW), "plugins", "-o", "json"], env=env, capture_output=True, text=True,
-                                timeout=180)
+        connection = subprocess.Popen(
+            [str(AIRFLOW), "connections", "add", "orderops_warehouse", "--conn-json", conn_json],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        listed = subprocess.run(
+            [str(AIRFLOW), "plugins", "-o", "json"], env=env, capture_output=True, text=True, timeout=180
+        )
         assert connection.wait(timeout=180) == 0, (tmp / "airflow.log").read_text()[-3000:]
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
@@ -171,8 +191,16 @@ def site(tmp_path_factory):
         if installer_error:
             raise installer_error[0]
         timings["chromium_ready"] = time.monotonic() - started
-        yield {"base": base, "password": password, "editor_password": editor_password, "tmp": tmp, "warehouse": f"sqlite:///{warehouse_db}",
-               "built": built, "plugins": listed, "timings": timings}
+        yield {
+            "base": base,
+            "password": password,
+            "editor_password": editor_password,
+            "tmp": tmp,
+            "warehouse": f"sqlite:///{warehouse_db}",
+            "built": built,
+            "plugins": listed,
+            "timings": timings,
+        }
     finally:
         # the API server and its workers share a process group of their own
         for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
@@ -227,7 +255,9 @@ def test_plugin_routes_need_an_airflow_login(site):
         days = http.get("/orderops-sla/api/days", headers=auth)
         assert days.status_code == 200 and days.json()["shops"][0]["shop"] == "default"
         assert http.get("/orderops-sla/reports/default/2026-11-20/report.html", headers=auth).status_code == 200
-        assert http.get("/orderops-sla/reports/default/..%2F..%2F..%2Fairflow/airflow.db", headers=auth).status_code == 404
+        assert (
+            http.get("/orderops-sla/reports/default/..%2F..%2F..%2Fairflow/airflow.db", headers=auth).status_code == 404
+        )
         # the seed runs' Great Expectations Data Docs (ORDEROPS_GX_DIR, tests/conftest.py), behind the same login
         assert http.get("/orderops-sla/data-docs/").status_code == 401
         docs = http.get("/orderops-sla/data-docs/", headers=auth)
@@ -245,28 +275,38 @@ def test_the_inbox_acts_for_an_editor_and_refuses_a_viewer(site):
     form = {"shop": "default", "key": key, "state": "acknowledged", "note": "called the fulfiller"}
     host = {"origin": base}
     with httpx.Client(base_url=base, timeout=30) as http:
+
         def login(user, password):
             token = http.post("/auth/token", json={"username": user, "password": password}).json()["access_token"]
             return {"Authorization": f"Bearer {token}"}
 
         viewer, editor = login(USER, site["password"]), login(EDITOR, site["editor_password"])
-        assert http.post("/orderops-sla/escalations", data=form).status_code == 401              # no login
+        assert http.post("/orderops-sla/escalations", data=form).status_code == 401  # no login
         assert http.post("/orderops-sla/escalations", data=form, headers={**viewer, **host}).status_code == 403
-        assert http.post("/orderops-sla/escalations", data=form, headers=editor).status_code == 403   # no origin
+        assert http.post("/orderops-sla/escalations", data=form, headers=editor).status_code == 403  # no origin
         done = http.post("/orderops-sla/escalations", data=form, headers={**editor, **host}, follow_redirects=False)
         assert done.status_code == 303, done.text
-        listed = {e["key"]: e for s in http.get("/orderops-sla/api/days", headers=viewer).json()["shops"]
-                  for e in s["escalations"]}
+        listed = {
+            e["key"]: e
+            for s in http.get("/orderops-sla/api/days", headers=viewer).json()["shops"]
+            for e in s["escalations"]
+        }
         assert (listed[key]["review"], listed[key]["reviewed_by"], listed[key]["review_note"]) == (
-            "acknowledged", EDITOR, "called the fulfiller")
+            "acknowledged",
+            EDITOR,
+            "called the fulfiller",
+        )
 
 
 def expected(site) -> tuple[list, list]:
     wh = Warehouse(site["warehouse"])
     with wh.engine.connect() as conn:
         s, a = sla_daily.c, action_ledger.c
-        days = conn.execute(sa.select(sla_daily).where(s.shop == "default", s.fulfiller == "all", s.carrier == "all")
-                            .order_by(s.day.desc())).all()
+        days = conn.execute(
+            sa.select(sla_daily)
+            .where(s.shop == "default", s.fulfiller == "all", s.carrier == "all")
+            .order_by(s.day.desc())
+        ).all()
         escalations = conn.execute(sa.select(a.tiktok_order_id, a.request).where(a.kind == "escalate")).all()
     wh.dispose()
     return days, escalations
@@ -295,19 +335,29 @@ def test_sla_page_in_a_browser(site):
             report: (tr.querySelector('a[href$="report.html"]') || {}).href,
             csv: (tr.querySelector('a[href$="breaches.csv"]') || {}).href}))""")
         assert [r["day"] for r in rows] == [f"{d.day:%Y-%m-%d}" for d in days]  # newest first
-        for row, day in zip(rows, days):
-            assert row["cells"][1:6] == [str(day.orders_due), str(day.dispatched_on_time), str(day.dispatched_late),
-                                         str(day.past_due_no_tracking),
-                                         f"{day.late_dispatch_rate * 100:.1f}%" if day.orders_due else "no orders due"]
+        for row, day in zip(rows, days, strict=True):
+            assert row["cells"][1:6] == [
+                str(day.orders_due),
+                str(day.dispatched_on_time),
+                str(day.dispatched_late),
+                str(day.past_due_no_tracking),
+                f"{day.late_dispatch_rate * 100:.1f}%" if day.orders_due else "no orders due",
+            ]
             assert row["over"] == str(day.ldr_over_line).lower()
             # the highlight is really drawn: red for over the 4% line, green within it, grey for no orders due
-            assert row["pill"] == ("rgb(255, 227, 227)" if day.ldr_over_line else "rgb(227, 249, 229)"
-                                   if day.orders_due else "rgb(238, 240, 243)"), row
+            assert row["pill"] == (
+                "rgb(255, 227, 227)"
+                if day.ldr_over_line
+                else "rgb(227, 249, 229)"
+                if day.orders_due
+                else "rgb(238, 240, 243)"
+            ), row
             assert row["report"] and row["csv"], row
         listed = browser.js("""Array.from(document.querySelectorAll('table.escalations tbody tr[data-order]'))
             .map(tr => [tr.dataset.order, tr.querySelector('.reason').innerText, tr.cells[4].innerText])""")
-        assert sorted(map(tuple, listed)) == sorted((e.tiktok_order_id, e.request["reason_code"], e.request["detail"])
-                                                     for e in escalations)
+        assert sorted(map(tuple, listed)) == sorted(
+            (e.tiktok_order_id, e.request["reason_code"], e.request["detail"]) for e in escalations
+        )
         # the page read the warehouse the Airflow connection names (not a fallback)
         assert str(site["warehouse"].removeprefix("sqlite:///")) in browser.js("document.body.innerText")
         shot = browser.screenshot(tmp / "sla_page.png", full_page=True)
@@ -316,7 +366,7 @@ def test_sla_page_in_a_browser(site):
         keep(shot, "sla_page.png")
 
         # a day's report opens with its charts
-        worst = next(r for r, d in zip(rows, days) if d.ldr_over_line)
+        worst = next(r for r, d in zip(rows, days, strict=True) if d.ldr_over_line)
         browser.goto(worst["report"])
         browser.wait_for("document.images.length >= 3 && Array.from(document.images).every(i => i.complete)")
         assert browser.js("document.querySelector('h1').innerText") == f"SLA report: shop default, {worst['day']} (UTC)"
@@ -329,17 +379,24 @@ def test_sla_page_in_a_browser(site):
         csv_text = browser.js(f"fetch({json.dumps(worst['csv'])}).then(r => r.text())")
         assert csv_text.splitlines()[0] == "tiktok_order_id,kind,reason,fulfiller,carrier,chain"
         assert sorted(line.split(",")[0] for line in csv_text.splitlines()[1:]) == sorted(
-            b["tiktok_order_id"] for b in site["built"][worst["day"]].breaches)
+            b["tiktok_order_id"] for b in site["built"][worst["day"]].breaches
+        )
         browser.wait_for("document.querySelector('button[aria-label=Browse]')")
         browser.click("button", "Browse")
-        browser.wait_for("Array.from(document.querySelectorAll('[role=menuitem]')).some(e => e.innerText.trim() === 'SLA breaches')", 30)
+        browser.wait_for(
+            "Array.from(document.querySelectorAll('[role=menuitem]')).some(e => e.innerText.trim() === 'SLA breaches')",
+            30,
+        )
         browser.click("menuitem", "SLA breaches")
         # Airflow then adds the framed page's own path (/plugin/sla_breaches/orderops-sla/) once it has
         # loaded: a loaded machine may first look after that
         browser.wait_for("location.pathname.startsWith('/plugin/sla_breaches')", 30)
         frame = "document.querySelector('iframe')"
-        browser.wait_for(f"{frame} && {frame}.contentDocument && "
-                         f"{frame}.contentDocument.querySelectorAll('table.days tbody tr').length === {len(days)}", 60)
+        browser.wait_for(
+            f"{frame} && {frame}.contentDocument && "
+            f"{frame}.contentDocument.querySelectorAll('table.days tbody tr').length === {len(days)}",
+            60,
+        )
         assert browser.js(f"{frame}.getAttribute('src')").rstrip("/").endswith("/orderops-sla")
         assert browser.js(f"{frame}.getBoundingClientRect().width") > 1000
         time.sleep(0.5)  # let the frame paint before the picture
@@ -368,14 +425,14 @@ def test_a_lead_resolves_an_escalation_in_the_browser_a_viewer_cannot(site):
         order = viewer.js(f"{open_row}.dataset.order")
         viewer.js(f"{open_row}.querySelector('button[value=resolved]').click()")
         viewer.wait_for("location.pathname === '/orderops-sla/escalations' && document.body.innerText.length > 0")
-        assert "Forbidden" in viewer.js("document.body.innerText")   # a viewer may read, not act
+        assert "Forbidden" in viewer.js("document.body.innerText")  # a viewer may read, not act
     finally:
         viewer.close()
     lead = Browser()
     try:
         login(lead, base, EDITOR, site["editor_password"])
         row = f"document.querySelector('table.escalations tr[data-order=\"{order}\"]')"
-        assert lead.js(f"{row}.dataset.review") == "open"      # the viewer changed nothing
+        assert lead.js(f"{row}.dataset.review") == "open"  # the viewer changed nothing
         lead.type_into(f"table.escalations tr[data-order='{order}'] input[name=note]", "fulfiller says it ships today")
         lead.js(f"{row}.querySelector('button[value=resolved]').click()")
         lead.wait_for(f"location.pathname === '/orderops-sla/' && {row} && {row}.dataset.review === 'resolved'", 30)

@@ -4,6 +4,7 @@ Runs on SQLite and on the machine's PostgreSQL (the `warehouse_url` fixture). Th
 itself is checked for a light import; the page inside a real Airflow API server and browser is
 tests/ui/test_sla_page_browser.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,22 +34,56 @@ def at_hour(hour: int) -> datetime:
 def daily(shop: str, day: date, *, fulfiller="all", carrier="all", due=10, late=0, past=0, **extra) -> dict:
     live = due - extra.pop("cancelled", 0)
     ldr = round((late + past) / live, 4) if live else 0.0
-    row = {"shop": shop, "day": day, "fulfiller": fulfiller, "carrier": carrier, "orders_due": due,
-           "dispatched_on_time": due - late - past, "dispatched_late": late, "past_due_no_tracking": past,
-           "at_risk_auto_cancel": 0, "late_dispatch_rate": ldr, "ldr_over_line": ldr > 0.04, "cancel_requests": 0,
-           "cancels_on_time": 0, "cancels_late": 0, "ship_to_tracking_median_h": None, "ship_to_tracking_p95_h": None,
-           "computed_at": datetime(2026, 11, 21, tzinfo=timezone.utc)}
+    row = {
+        "shop": shop,
+        "day": day,
+        "fulfiller": fulfiller,
+        "carrier": carrier,
+        "orders_due": due,
+        "dispatched_on_time": due - late - past,
+        "dispatched_late": late,
+        "past_due_no_tracking": past,
+        "at_risk_auto_cancel": 0,
+        "late_dispatch_rate": ldr,
+        "ldr_over_line": ldr > 0.04,
+        "cancel_requests": 0,
+        "cancels_on_time": 0,
+        "cancels_late": 0,
+        "ship_to_tracking_median_h": None,
+        "ship_to_tracking_p95_h": None,
+        "computed_at": datetime(2026, 11, 21, tzinfo=timezone.utc),
+    }
     row.update(extra)
     return row
 
 
-def escalation(shop: str, order_id: str, at: datetime | None, *, reason="no_shopify_match", detail="no Shopify order",
-               created: datetime | None = None, state="succeeded") -> dict:
+def escalation(
+    shop: str,
+    order_id: str,
+    at: datetime | None,
+    *,
+    reason="no_shopify_match",
+    detail="no Shopify order",
+    created: datetime | None = None,
+    state="succeeded",
+) -> dict:
     created = created or at or datetime(2026, 11, 26, tzinfo=timezone.utc)
-    return {"shop": shop, "idempotency_key": f"escalate:{order_id}:{reason}", "kind": "escalate",
-            "target": f"tiktok:{order_id}", "tiktok_order_id": order_id, "rule": "E1", "decision_run_id": "run-1",
-            "request": {"reason_code": reason, "detail": detail}, "state": state, "acted_at": at, "attempts": 1,
-            "run_id": "run-1", "created_at": created, "updated_at": created}
+    return {
+        "shop": shop,
+        "idempotency_key": f"escalate:{order_id}:{reason}",
+        "kind": "escalate",
+        "target": f"tiktok:{order_id}",
+        "tiktok_order_id": order_id,
+        "rule": "E1",
+        "decision_run_id": "run-1",
+        "request": {"reason_code": reason, "detail": detail},
+        "state": state,
+        "acted_at": at,
+        "attempts": 1,
+        "run_id": "run-1",
+        "created_at": created,
+        "updated_at": created,
+    }
 
 
 @pytest.fixture
@@ -57,30 +92,66 @@ def seeded(warehouse_url, tmp_path):
     wh = Warehouse(warehouse_url)
     wh.migrate()
     rows = [
-        daily("default", DAY, due=50, late=1, past=2, at_risk_auto_cancel=3, cancel_requests=4, cancels_on_time=3,
-              cancels_late=1, ship_to_tracking_median_h=2.25, ship_to_tracking_p95_h=9.5),
+        daily(
+            "default",
+            DAY,
+            due=50,
+            late=1,
+            past=2,
+            at_risk_auto_cancel=3,
+            cancel_requests=4,
+            cancels_on_time=3,
+            cancels_late=1,
+            ship_to_tracking_median_h=2.25,
+            ship_to_tracking_p95_h=9.5,
+        ),
         daily("default", DAY, fulfiller="shipbob", carrier="USPS", due=20, late=1, past=2),  # a split row: not listed
-        daily("default", DAY - timedelta(days=1), due=40, late=1),                          # 2.5%: within the line
+        daily("default", DAY - timedelta(days=1), due=40, late=1),  # 2.5%: within the line
         daily("default", DAY - timedelta(days=2), due=30),
-        daily("default", DAY - timedelta(days=40), due=30, late=30),                        # outside 30 days
+        daily("default", DAY - timedelta(days=40), due=30, late=30),  # outside 30 days
         daily("eu-shop", DAY - timedelta(days=1), due=8, past=1),
     ]
     with wh.engine.begin() as conn:
         conn.execute(sla_daily.insert(), rows)
-        conn.execute(action_ledger.insert(), [
-            escalation("default", "576000000000000001", datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)),
-            escalation("default", "576000000000000002", datetime(2026, 11, 20, 14, 0, tzinfo=timezone.utc),
-                       reason="carrier_unmapped", detail="carrier <b>Regional</b> & Co maps to no TikTok provider"),
-            # decided on the 19th (a backfill), written a week later: belongs to the 19th
-            escalation("default", "576000000000000003", datetime(2026, 11, 19, 23, 59, tzinfo=timezone.utc),
-                       reason="fulfiller_failed", detail="amazon_mcf order 1048 is Invalid",
-                       created=datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)),
-            escalation("eu-shop", "576000000000000009", None, reason="ambiguous_shopify_match", state="pending",
-                       created=datetime(2026, 11, 19, 7, 0, tzinfo=timezone.utc)),
-        ])
+        conn.execute(
+            action_ledger.insert(),
+            [
+                escalation("default", "576000000000000001", datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)),
+                escalation(
+                    "default",
+                    "576000000000000002",
+                    datetime(2026, 11, 20, 14, 0, tzinfo=timezone.utc),
+                    reason="carrier_unmapped",
+                    detail="carrier <b>Regional</b> & Co maps to no TikTok provider",
+                ),
+                # decided on the 19th (a backfill), written a week later: belongs to the 19th
+                escalation(
+                    "default",
+                    "576000000000000003",
+                    datetime(2026, 11, 19, 23, 59, tzinfo=timezone.utc),
+                    reason="fulfiller_failed",
+                    detail="amazon_mcf order 1048 is Invalid",
+                    created=datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc),
+                ),
+                escalation(
+                    "eu-shop",
+                    "576000000000000009",
+                    None,
+                    reason="ambiguous_shopify_match",
+                    state="pending",
+                    created=datetime(2026, 11, 19, 7, 0, tzinfo=timezone.utc),
+                ),
+            ],
+        )
         # another kind of action is not an escalation
-        conn.execute(action_ledger.insert(), {**escalation("default", "576000000000000004", at_hour(10)),
-                                              "kind": "add_note", "idempotency_key": "add_note:576000000000000004"})
+        conn.execute(
+            action_ledger.insert(),
+            {
+                **escalation("default", "576000000000000004", at_hour(10)),
+                "kind": "add_note",
+                "idempotency_key": "add_note:576000000000000004",
+            },
+        )
     reports = tmp_path / "reports"
     for day in (DAY, DAY - timedelta(days=1)):
         folder = reports / "default" / f"{day:%Y-%m-%d}"
@@ -163,7 +234,7 @@ def test_index_lists_days_newest_first_with_figures_and_escalations(seeded):
         ("576000000000000009", "ambiguous_shopify_match", "no Shopify order"),
     ]
     assert "<b>Regional</b>" not in page.text and "&lt;b&gt;Regional&lt;/b&gt; &amp; Co" in page.text
-    assert '"Segoe UI"' in page.text   # the style sheet is the template's own text: never escaped
+    assert '"Segoe UI"' in page.text  # the style sheet is the template's own text: never escaped
     assert "576000000000000004" not in page.text
 
 
@@ -193,16 +264,23 @@ def test_report_files_are_served_and_nothing_else(seeded):
     assert report.headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in report.headers["content-security-policy"]
     csv = c.get("/reports/default/2026-11-20/breaches.csv")
-    assert csv.status_code == 200 and csv.text.startswith("tiktok_order_id,") and "text/csv" in csv.headers["content-type"]
+    assert (
+        csv.status_code == 200 and csv.text.startswith("tiktok_order_id,") and "text/csv" in csv.headers["content-type"]
+    )
     (reports / "default" / "2026-11-18").mkdir()
     (reports / "default" / "2026-11-18" / "report.html").symlink_to(reports.parent / "secret.txt")
-    for path in ("/reports/default/2026-11-18/report.html",    # a link out of the reports folder
-                 "/reports/default/2026-11-17/report.html",    # no such day
-                 "/reports/default/2026-11-20/other.txt",      # not a report file
-                 "/reports/default/2026-13-45/report.html",    # not a date
-                 "/reports/..%2F..%2F/2026-11-20/report.html", "/reports/%2e%2e/2026-11-20/report.html",
-                 "/reports/Default/2026-11-20/report.html", "/reports/default/..%2Fsecret.txt/report.html",
-                 "/reports/default/2026-11-20/..%2F..%2F..%2Fsecret.txt", "/../secret.txt"):
+    for path in (
+        "/reports/default/2026-11-18/report.html",  # a link out of the reports folder
+        "/reports/default/2026-11-17/report.html",  # no such day
+        "/reports/default/2026-11-20/other.txt",  # not a report file
+        "/reports/default/2026-13-45/report.html",  # not a date
+        "/reports/..%2F..%2F/2026-11-20/report.html",
+        "/reports/%2e%2e/2026-11-20/report.html",
+        "/reports/Default/2026-11-20/report.html",
+        "/reports/default/..%2Fsecret.txt/report.html",
+        "/reports/default/2026-11-20/..%2F..%2F..%2Fsecret.txt",
+        "/../secret.txt",
+    ):
         answer = c.get(path)
         assert answer.status_code == 404, path
         assert "not for the page" not in answer.text
@@ -243,19 +321,29 @@ def test_the_page_links_data_docs_and_the_route_serves_them_read_only(seeded, da
     index = c.get("/data-docs/")
     assert index.status_code == 200 and "Data Docs index" in index.text
     assert index.headers["content-type"].startswith("text/html")
-    assert index.headers["content-security-policy"].startswith("sandbox allow-scripts")   # no access to the session
+    assert index.headers["content-security-policy"].startswith("sandbox allow-scripts")  # no access to the session
     assert c.get("/data-docs/index.html").text == index.text
-    page = c.get("/data-docs/validations/tiktok_orders/default_run-1/20261120T150000.000000Z/"
-                 "tiktok_orders_source-tiktok_orders.html")
+    page = c.get(
+        "/data-docs/validations/tiktok_orders/default_run-1/20261120T150000.000000Z/"
+        "tiktok_orders_source-tiktok_orders.html"
+    )
     assert page.status_code == 200 and "TELEPORTED" in page.text
     css = c.get("/data-docs/static/styles/data_docs_default_styles.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     (data_docs / "validations" / "leak.html").symlink_to(reports.parent / "secret.txt")
-    for path in ("/data-docs/../secret.txt", "/data-docs/..%2Fsecret.txt", "/data-docs/%2e%2e/%2e%2e/secret.txt",
-                 "/data-docs/validations/../../../secret.txt", "/data-docs/validations/%2e%2e%2F%2e%2e%2F..%2Fsecret.txt",
-                 "/data-docs/validations/leak.html",      # a link out of the Data Docs folder
-                 "/data-docs/.lock", "/data-docs/notes.txt", "/data-docs/validations//index.html",
-                 "/data-docs/nothing.html", "/data-docs/static"):
+    for path in (
+        "/data-docs/../secret.txt",
+        "/data-docs/..%2Fsecret.txt",
+        "/data-docs/%2e%2e/%2e%2e/secret.txt",
+        "/data-docs/validations/../../../secret.txt",
+        "/data-docs/validations/%2e%2e%2F%2e%2e%2F..%2Fsecret.txt",
+        "/data-docs/validations/leak.html",  # a link out of the Data Docs folder
+        "/data-docs/.lock",
+        "/data-docs/notes.txt",
+        "/data-docs/validations//index.html",
+        "/data-docs/nothing.html",
+        "/data-docs/static",
+    ):
         answer = c.get(path)
         assert answer.status_code == 404, path
         assert "not for the page" not in answer.text and "not a Data Docs file" not in answer.text
@@ -265,31 +353,69 @@ def test_the_page_links_data_docs_and_the_route_serves_them_read_only(seeded, da
     def deny():
         raise HTTPException(401, "Not authenticated")
 
-    assert client(wh, reports, data_docs_dir=data_docs, dependencies=[Depends(deny)]).get("/data-docs/").status_code == 401
+    assert (
+        client(wh, reports, data_docs_dir=data_docs, dependencies=[Depends(deny)]).get("/data-docs/").status_code == 401
+    )
 
 
 def test_failed_validations_are_listed_with_their_data_docs_page(seeded, data_docs):
     from include.store.warehouse import validation_results
 
     wh, reports = seeded
-    failures = [{"expectation": "expect_column_values_to_be_in_set", "column": "status", "unexpected_count": 1,
-                 "examples": ["<b>TELEPORTED</b>"]}]
+    failures = [
+        {
+            "expectation": "expect_column_values_to_be_in_set",
+            "column": "status",
+            "unexpected_count": 1,
+            "examples": ["<b>TELEPORTED</b>"],
+        }
+    ]
     with wh.engine.begin() as conn:
-        conn.execute(validation_results.insert(), [
-            {"shop": "default", "run_id": "run-1", "batch": "tiktok_orders", "success": False, "rows": 40,
-             "failures": failures, "checked_at": at_hour(15)},
-            {"shop": "default", "run_id": "run-2", "batch": "shipbob_orders", "success": False, "rows": 3,
-             "failures": failures, "checked_at": at_hour(16)},     # its page was pruned
-            {"shop": "default", "run_id": "run-1", "batch": "shopify_orders", "success": True, "rows": 9,
-             "failures": [], "checked_at": at_hour(15)}])          # passed: not listed
+        conn.execute(
+            validation_results.insert(),
+            [
+                {
+                    "shop": "default",
+                    "run_id": "run-1",
+                    "batch": "tiktok_orders",
+                    "success": False,
+                    "rows": 40,
+                    "failures": failures,
+                    "checked_at": at_hour(15),
+                },
+                {
+                    "shop": "default",
+                    "run_id": "run-2",
+                    "batch": "shipbob_orders",
+                    "success": False,
+                    "rows": 3,
+                    "failures": failures,
+                    "checked_at": at_hour(16),
+                },  # its page was pruned
+                {
+                    "shop": "default",
+                    "run_id": "run-1",
+                    "batch": "shopify_orders",
+                    "success": True,
+                    "rows": 9,
+                    "failures": [],
+                    "checked_at": at_hour(15),
+                },
+            ],
+        )  # passed: not listed
     c = client(wh, reports, data_docs_dir=data_docs)
     text = c.get("/").text
     rows = [(attrs["data-batch"], attrs["data-run"], cells) for attrs, cells in Page(text).tables["validations"]]
     assert [(batch, run) for batch, run, _ in rows] == [("shipbob_orders", "run-2"), ("tiktok_orders", "run-1")]
-    assert rows[1][2][3:5] == ["40", "expect_column_values_to_be_in_set on status: 1 unexpected, e.g. <b>TELEPORTED</b>"]
+    assert rows[1][2][3:5] == [
+        "40",
+        "expect_column_values_to_be_in_set on status: 1 unexpected, e.g. <b>TELEPORTED</b>",
+    ]
     assert "<b>TELEPORTED</b>" not in text and rows[0][2][5] == "not kept"
-    link = ("data-docs/validations/tiktok_orders/default_run-1/20261120T150000.000000Z/"
-            "tiktok_orders_source-tiktok_orders.html")
+    link = (
+        "data-docs/validations/tiktok_orders/default_run-1/20261120T150000.000000Z/"
+        "tiktok_orders_source-tiktok_orders.html"
+    )
     assert link in Page(text).links and "TELEPORTED" in c.get(f"/{link}").text
     listed = c.get("/api/days").json()["shops"][0]["validations"]
     assert [(v["batch"], v["page"]) for v in listed] == [("shipbob_orders", None), ("tiktok_orders", link)]
@@ -297,7 +423,7 @@ def test_failed_validations_are_listed_with_their_data_docs_page(seeded, data_do
 
 def test_no_data_docs_link_before_any_validation(seeded, tmp_path):
     wh, reports = seeded
-    for folder in (None, tmp_path / "gx" / "data_docs"):    # not configured, or nothing built yet
+    for folder in (None, tmp_path / "gx" / "data_docs"):  # not configured, or nothing built yet
         c = client(wh, reports, data_docs_dir=folder)
         assert "data-docs/" not in Page(c.get("/").text).links
         assert c.get("/data-docs/").status_code == 404
@@ -315,8 +441,13 @@ def test_escalation_list_is_capped(tmp_path):
     wh.migrate()
     base = datetime(2026, 11, 20, tzinfo=timezone.utc)
     with wh.engine.begin() as conn:
-        conn.execute(action_ledger.insert(), [escalation("default", f"5760000000{i:08d}", base + timedelta(seconds=i))
-                                              for i in range(MAX_ESCALATIONS + 3)])
+        conn.execute(
+            action_ledger.insert(),
+            [
+                escalation("default", f"5760000000{i:08d}", base + timedelta(seconds=i))
+                for i in range(MAX_ESCALATIONS + 3)
+            ],
+        )
     overview = load_overview(wh.engine, tmp_path)
     assert overview.escalations_truncated and len(overview.shops[0].escalations) == MAX_ESCALATIONS
     assert overview.shops[0].escalations[0]["tiktok_order_id"] == f"5760000000{MAX_ESCALATIONS + 2:08d}"
@@ -325,35 +456,54 @@ def test_escalation_list_is_capped(tmp_path):
 
 def test_plugin_module_imports_light():
     """Every Airflow component imports plugins: the page, pandas and the pipeline load on first request only."""
-    code = ("import sys, json; sys.path.insert(0, 'plugins'); import orderops_sla_plugin as p; "
-            "print(json.dumps({'heavy': sorted(m for m in ('include.report.sla_ui', 'include.airflow.glue', "
-            "'include.report.reports', 'pandas', 'matplotlib') if m in sys.modules), "
-            "'views': p.OrderopsSlaPlugin.external_views, 'prefix': p.OrderopsSlaPlugin.fastapi_apps[0]['url_prefix']}))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=os.environ,
-                          timeout=120)
+    code = (
+        "import sys, json; sys.path.insert(0, 'plugins'); import orderops_sla_plugin as p; "
+        "print(json.dumps({'heavy': sorted(m for m in ('include.report.sla_ui', 'include.airflow.glue', "
+        "'include.report.reports', 'pandas', 'matplotlib') if m in sys.modules), "
+        "'views': p.OrderopsSlaPlugin.external_views, 'prefix': p.OrderopsSlaPlugin.fastapi_apps[0]['url_prefix']}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=os.environ, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["heavy"] == []
     assert found["prefix"] == "/orderops-sla"
-    assert found["views"] == [{"name": "SLA breaches", "href": "/orderops-sla/", "destination": "nav",
-                               "url_route": "sla_breaches", "category": "browse"}]
+    assert found["views"] == [
+        {
+            "name": "SLA breaches",
+            "href": "/orderops-sla/",
+            "destination": "nav",
+            "url_route": "sla_breaches",
+            "category": "browse",
+        }
+    ]
 
 
 def test_figures_row_matches_the_table(seeded):
     """The page shows what sla_daily holds (read back independently), not a recomputation."""
     wh, reports = seeded
     with wh.engine.connect() as conn:
-        row = conn.execute(sa.select(sla_daily).where(sla_daily.c.shop == "eu-shop", sla_daily.c.fulfiller == "all")).one()
+        row = conn.execute(
+            sa.select(sla_daily).where(sla_daily.c.shop == "eu-shop", sla_daily.c.fulfiller == "all")
+        ).one()
     cells = Page(client(wh, reports).get("/", params={"shop": "eu-shop"}).text).tables["days"][0][1]
-    assert cells[1:6] == [str(row.orders_due), str(row.dispatched_on_time), str(row.dispatched_late),
-                          str(row.past_due_no_tracking), f"{row.late_dispatch_rate * 100:.1f}%"]
+    assert cells[1:6] == [
+        str(row.orders_due),
+        str(row.dispatched_on_time),
+        str(row.dispatched_late),
+        str(row.past_due_no_tracking),
+        f"{row.late_dispatch_rate * 100:.1f}%",
+    ]
 
 
 def test_a_day_without_orders_due_says_so_rather_than_0_percent(tmp_path):
     wh = Warehouse(f"sqlite:///{tmp_path / 'wh.db'}")
     wh.migrate()
     with wh.engine.begin() as conn:
-        conn.execute(sla_daily.insert(), [daily("default", DAY, due=0), daily("default", DAY - timedelta(days=1), due=5)])
+        conn.execute(
+            sla_daily.insert(), [daily("default", DAY, due=0), daily("default", DAY - timedelta(days=1), due=5)]
+        )
     text = client(wh, tmp_path).get("/").text
     rows = {attrs["data-day"]: cells for attrs, cells in Page(text).tables["days"]}
     assert rows[f"{DAY:%Y-%m-%d}"][5] == "no orders due"
@@ -364,6 +514,7 @@ def test_a_day_without_orders_due_says_so_rather_than_0_percent(tmp_path):
 
 
 # ---------------------------------------------------------------- the escalation inbox
+
 
 def inbox_client(wh: Warehouse, reports: Path, user: str = "kim", allowed: bool = True) -> TestClient:
     def may_edit():
@@ -387,22 +538,32 @@ def test_an_escalation_is_acknowledged_then_resolved_with_who_when_and_a_note(se
     key = "escalate:576000000000000001:no_shopify_match"
     rows = escalation_rows(c)
     assert rows["576000000000000001"][0]["data-review"] == "open"
-    assert 'name="state" value="acknowledged"' in c.get("/").text   # the forms are there
-    done = c.post("/escalations", data={"shop": "default", "key": key, "state": "acknowledged",
-                                        "note": "asked the 3PL"}, headers=SAME_ORIGIN, follow_redirects=False)
+    assert 'name="state" value="acknowledged"' in c.get("/").text  # the forms are there
+    done = c.post(
+        "/escalations",
+        data={"shop": "default", "key": key, "state": "acknowledged", "note": "asked the 3PL"},
+        headers=SAME_ORIGIN,
+        follow_redirects=False,
+    )
     assert done.status_code == 303 and done.headers["location"].startswith("./?shop=default")
     attrs, cells = escalation_rows(c)["576000000000000001"]
     assert attrs["data-review"] == "acknowledged" and "by kim" in cells[5] and "asked the 3PL" in cells[5]
-    c.post("/escalations", data={"shop": "default", "key": key, "state": "resolved", "note": "order re-created"},
-           headers=SAME_ORIGIN)
+    c.post(
+        "/escalations",
+        data={"shop": "default", "key": key, "state": "resolved", "note": "order re-created"},
+        headers=SAME_ORIGIN,
+    )
     attrs, cells = escalation_rows(c)["576000000000000001"]
     assert attrs["data-review"] == "resolved" and "order re-created" in cells[5]
-    assert "Acknowledge" not in cells[6] and "Resolve" not in cells[6]      # nothing left to do on it
+    assert "Acknowledge" not in cells[6] and "Resolve" not in cells[6]  # nothing left to do on it
     # the whole history stays, and a resolved escalation is still listed
     from include.store.warehouse import escalation_reviews
+
     with wh.engine.connect() as conn:
-        history = [(r.state, r.reviewed_by, r.note) for r in conn.execute(
-            sa.select(escalation_reviews).order_by(escalation_reviews.c.id))]
+        history = [
+            (r.state, r.reviewed_by, r.note)
+            for r in conn.execute(sa.select(escalation_reviews).order_by(escalation_reviews.c.id))
+        ]
     assert history == [("acknowledged", "kim", "asked the 3PL"), ("resolved", "kim", "order re-created")]
     days = c.get("/api/days").json()["shops"]
     listed = {e["tiktok_order_id"]: e for s in days for e in s["escalations"]}
@@ -410,53 +571,113 @@ def test_an_escalation_is_acknowledged_then_resolved_with_who_when_and_a_note(se
 
 
 def test_a_carrier_escalation_maps_the_carrier_for_the_next_run_with_an_audit_row(seeded):
-    from include.report.inbox import mapped_carriers
     from include.act.ledger import Ledger
+    from include.report.inbox import mapped_carriers
 
     wh, reports = seeded
     key = "escalate:576000000000000005:carrier_unmapped"
     with wh.engine.begin() as conn:
-        conn.execute(action_ledger.insert(), {**escalation("default", "576000000000000005", at_hour(12),
-                                                           reason="carrier_unmapped", detail="carrier LOCAL-7 maps to none"),
-                                              "request": {"reason_code": "carrier_unmapped", "detail": "carrier LOCAL-7",
-                                                          "carriers": ["LOCAL-7"]}, "rule": "T2"})
+        conn.execute(
+            action_ledger.insert(),
+            {
+                **escalation(
+                    "default",
+                    "576000000000000005",
+                    at_hour(12),
+                    reason="carrier_unmapped",
+                    detail="carrier LOCAL-7 maps to none",
+                ),
+                "request": {"reason_code": "carrier_unmapped", "detail": "carrier LOCAL-7", "carriers": ["LOCAL-7"]},
+                "rule": "T2",
+            },
+        )
     from include.store.warehouse import decisions, stg_tiktok_orders, tiktok_shipping_providers
+
     with wh.engine.begin() as conn:
-        conn.execute(stg_tiktok_orders.insert(), {
-            "shop": "default", "tiktok_order_id": "576000000000000005", "status": "AWAITING_SHIPMENT",
-            "fulfillment_type": "FULFILLMENT_BY_SELLER", "create_time": at_hour(1), "update_time": at_hour(2),
-            "rts_sla_time": at_hour(23), "tracking_number": "", "shipping_provider_id": "",
-            "is_buyer_request_cancel": False, "line_items": [], "raw": {"delivery_option_id": "7001"},
-            "snapshot_run_id": "run-1", "extracted_at": at_hour(2)})
-        conn.execute(tiktok_shipping_providers.insert(), {
-            "shop": "default", "delivery_option_id": "7001", "fetched_at": at_hour(2),
-            "providers": [{"id": "69001", "name": "OnTrac"}, {"id": "69002", "name": "USPS"}]})
+        conn.execute(
+            stg_tiktok_orders.insert(),
+            {
+                "shop": "default",
+                "tiktok_order_id": "576000000000000005",
+                "status": "AWAITING_SHIPMENT",
+                "fulfillment_type": "FULFILLMENT_BY_SELLER",
+                "create_time": at_hour(1),
+                "update_time": at_hour(2),
+                "rts_sla_time": at_hour(23),
+                "tracking_number": "",
+                "shipping_provider_id": "",
+                "is_buyer_request_cancel": False,
+                "line_items": [],
+                "raw": {"delivery_option_id": "7001"},
+                "snapshot_run_id": "run-1",
+                "extracted_at": at_hour(2),
+            },
+        )
+        conn.execute(
+            tiktok_shipping_providers.insert(),
+            {
+                "shop": "default",
+                "delivery_option_id": "7001",
+                "fetched_at": at_hour(2),
+                "providers": [{"id": "69001", "name": "OnTrac"}, {"id": "69002", "name": "USPS"}],
+            },
+        )
     c = inbox_client(wh, reports, user="ana")
     page = c.get("/").text
     assert 'placeholder="TikTok provider for LOCAL-7"' in page
     # a provider the order's delivery option does not offer would resolve it and post nothing: refused
-    typo = c.post("/carriers", data={"shop": "default", "key": key, "carrier": "LOCAL-7", "provider": "UPS Grnd"},
-                  headers=SAME_ORIGIN)
+    typo = c.post(
+        "/carriers",
+        data={"shop": "default", "key": key, "carrier": "LOCAL-7", "provider": "UPS Grnd"},
+        headers=SAME_ORIGIN,
+    )
     assert typo.status_code == 400 and "offers no provider" in typo.text and "OnTrac, USPS" in typo.text
-    done = c.post("/carriers", data={"shop": "default", "key": key, "carrier": "LOCAL-7", "provider": "OnTrac",
-                                     "note": "their regional partner"}, headers=SAME_ORIGIN, follow_redirects=False)
+    done = c.post(
+        "/carriers",
+        data={
+            "shop": "default",
+            "key": key,
+            "carrier": "LOCAL-7",
+            "provider": "OnTrac",
+            "note": "their regional partner",
+        },
+        headers=SAME_ORIGIN,
+        follow_redirects=False,
+    )
     assert done.status_code == 303
     assert mapped_carriers(wh, "default") == {"LOCAL-7": "OnTrac"}
     audit = [r for r in Ledger(wh).rows("default") if r["kind"] == "map_carrier"]
     assert len(audit) == 1 and audit[0]["tiktok_order_id"] == "576000000000000005" and audit[0]["state"] == "succeeded"
-    assert audit[0]["request"] == {"carrier": "LOCAL-7", "provider": "OnTrac", "by": "ana",
-                                   "note": "their regional partner", "escalation": key}
+    assert audit[0]["request"] == {
+        "carrier": "LOCAL-7",
+        "provider": "OnTrac",
+        "by": "ana",
+        "note": "their regional partner",
+        "escalation": key,
+    }
     assert escalation_rows(c)["576000000000000005"][0]["data-review"] == "resolved"
     # a run that decides the same escalation again after it was resolved opens it again, saying why
     with wh.engine.begin() as conn:
-        conn.execute(decisions.insert(), {"shop": "default", "run_id": "run-9", "tiktok_order_id": "576000000000000005",
-                                          "rule": "T2", "reason": "carrier_unmapped", "actions": [key], "inputs": {},
-                                          "policy_version": "x", "decided_at": datetime(2099, 1, 1, tzinfo=timezone.utc)})
+        conn.execute(
+            decisions.insert(),
+            {
+                "shop": "default",
+                "run_id": "run-9",
+                "tiktok_order_id": "576000000000000005",
+                "rule": "T2",
+                "reason": "carrier_unmapped",
+                "actions": [key],
+                "inputs": {},
+                "policy_version": "x",
+                "decided_at": datetime(2099, 1, 1, tzinfo=timezone.utc),
+            },
+        )
     attrs, cells = escalation_rows(c)["576000000000000005"]
     assert attrs["data-review"] == "open" and "decided again after it was resolved by ana" in cells[5]
     # a carrier the escalation did not name is refused, saying so
-    wrong = c.post("/carriers", data={"shop": "default", "key": key, "carrier": "UPS", "provider": "UPS"},
-                   headers=SAME_ORIGIN)
+    wrong = c.post(
+        "/carriers", data={"shop": "default", "key": key, "carrier": "UPS", "provider": "UPS"}, headers=SAME_ORIGIN
+    )
     assert wrong.status_code == 400 and "names no unmapped carrier &#x27;UPS&#x27;" in wrong.text
 
 
@@ -464,9 +685,11 @@ def test_inbox_changes_need_the_right_the_origin_and_a_real_escalation(seeded):
     wh, reports = seeded
     key = "escalate:576000000000000001:no_shopify_match"
     form = {"shop": "default", "key": key, "state": "resolved"}
-    assert inbox_client(wh, reports, allowed=False).post("/escalations", data=form, headers=SAME_ORIGIN).status_code == 403
+    assert (
+        inbox_client(wh, reports, allowed=False).post("/escalations", data=form, headers=SAME_ORIGIN).status_code == 403
+    )
     c = inbox_client(wh, reports)
-    assert c.post("/escalations", data=form).status_code == 403                                   # no Origin
+    assert c.post("/escalations", data=form).status_code == 403  # no Origin
     assert c.post("/escalations", data=form, headers={"origin": "http://evil.test"}).status_code == 403
     bad = c.post("/escalations", data={**form, "state": "ignored"}, headers=SAME_ORIGIN)
     assert bad.status_code == 400 and "expected one of acknowledged, resolved" in bad.text
@@ -483,28 +706,84 @@ def test_orders_alerted_as_at_risk_are_marked_in_the_inbox(seeded):
     from include.store.warehouse import at_risk_alerts, stg_tiktok_orders
 
     wh, reports = seeded
-    base = {"shop": "default", "fulfillment_type": "FULFILLMENT_BY_SELLER", "create_time": at_hour(1),
-            "update_time": at_hour(2), "shipping_provider_id": "", "is_buyer_request_cancel": False, "line_items": [],
-            "raw": {}, "snapshot_run_id": "run-1", "extracted_at": at_hour(2)}
+    base = {
+        "shop": "default",
+        "fulfillment_type": "FULFILLMENT_BY_SELLER",
+        "create_time": at_hour(1),
+        "update_time": at_hour(2),
+        "shipping_provider_id": "",
+        "is_buyer_request_cancel": False,
+        "line_items": [],
+        "raw": {},
+        "snapshot_run_id": "run-1",
+        "extracted_at": at_hour(2),
+    }
     with wh.engine.begin() as conn:
-        conn.execute(stg_tiktok_orders.insert(), [
-            {**base, "tiktok_order_id": "576000000000000007", "status": "AWAITING_SHIPMENT", "tracking_number": "",
-             "rts_sla_time": at_hour(20)},
-            {**base, "tiktok_order_id": "576000000000000008", "status": "AWAITING_COLLECTION",
-             "tracking_number": "1Z999AA10123456784", "rts_sla_time": at_hour(21)}])
-        conn.execute(at_risk_alerts.insert(), [
-            {"shop": "default", "tiktok_order_id": "576000000000000007", "threshold_hours": 4.0, "run_id": "run-1",
-             "alerted_at": at_hour(16), "sent": True},
-            {"shop": "default", "tiktok_order_id": "576000000000000007", "threshold_hours": 12.0, "run_id": "run-1",
-             "alerted_at": at_hour(16), "sent": False},      # passed, not sent: not listed
-            {"shop": "default", "tiktok_order_id": "576000000000000008", "threshold_hours": 12.0, "run_id": "run-1",
-             "alerted_at": at_hour(9), "sent": True}])
+        conn.execute(
+            stg_tiktok_orders.insert(),
+            [
+                {
+                    **base,
+                    "tiktok_order_id": "576000000000000007",
+                    "status": "AWAITING_SHIPMENT",
+                    "tracking_number": "",
+                    "rts_sla_time": at_hour(20),
+                },
+                {
+                    **base,
+                    "tiktok_order_id": "576000000000000008",
+                    "status": "AWAITING_COLLECTION",
+                    "tracking_number": "1Z999AA10123456784",
+                    "rts_sla_time": at_hour(21),
+                },
+            ],
+        )
+        conn.execute(
+            at_risk_alerts.insert(),
+            [
+                {
+                    "shop": "default",
+                    "tiktok_order_id": "576000000000000007",
+                    "threshold_hours": 4.0,
+                    "run_id": "run-1",
+                    "alerted_at": at_hour(16),
+                    "sent": True,
+                },
+                {
+                    "shop": "default",
+                    "tiktok_order_id": "576000000000000007",
+                    "threshold_hours": 12.0,
+                    "run_id": "run-1",
+                    "alerted_at": at_hour(16),
+                    "sent": False,
+                },  # passed, not sent: not listed
+                {
+                    "shop": "default",
+                    "tiktok_order_id": "576000000000000008",
+                    "threshold_hours": 12.0,
+                    "run_id": "run-1",
+                    "alerted_at": at_hour(9),
+                    "sent": True,
+                },
+            ],
+        )
     page = Page(client(wh, reports).get("/").text)
     rows = {attrs["data-order"]: cells for attrs, cells in page.tables["at-risk"]}
     assert rows == {
-        "576000000000000007": ["2026-11-20 16:00", "576000000000000007", "4 h", "2026-11-20 20:00",
-                               "still no tracking (AWAITING_SHIPMENT)"],
-        "576000000000000008": ["2026-11-20 09:00", "576000000000000008", "12 h", "2026-11-20 21:00",
-                               "tracking 1Z999AA10123456784 (AWAITING_COLLECTION)"]}
+        "576000000000000007": [
+            "2026-11-20 16:00",
+            "576000000000000007",
+            "4 h",
+            "2026-11-20 20:00",
+            "still no tracking (AWAITING_SHIPMENT)",
+        ],
+        "576000000000000008": [
+            "2026-11-20 09:00",
+            "576000000000000008",
+            "12 h",
+            "2026-11-20 21:00",
+            "tracking 1Z999AA10123456784 (AWAITING_COLLECTION)",
+        ],
+    }
     listed = client(wh, reports).get("/api/days").json()["shops"][0]["at_risk"]
     assert [a["tiktok_order_id"] for a in listed] == ["576000000000000007", "576000000000000008"]

@@ -1,24 +1,31 @@
 """Extraction cursors: where a listing starts, when it moves, when a run sweeps."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
+from include.decide.model import as_utc
 from include.extract import cursors
 from include.run import pipeline
 from include.run.platforms import Platforms
 from include.run.runconfig import run_settings
 from include.store.warehouse import Warehouse, extraction_cursors
-from include.decide.model import as_utc
 from orderops_provider.tiktok_order_id import TikTokIdRules
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 
 
 def settings(end: datetime, **params):
-    return run_settings(dag_id="orderops_sla", run_id=f"scheduled__{end:%H%M}", params={"now": end.isoformat(), **params},
-                        data_interval_start=end - timedelta(minutes=30), data_interval_end=end, run_type="scheduled")
+    return run_settings(
+        dag_id="orderops_sla",
+        run_id=f"scheduled__{end:%H%M}",
+        params={"now": end.isoformat(), **params},
+        data_interval_start=end - timedelta(minutes=30),
+        data_interval_end=end,
+        run_type="scheduled",
+    )
 
 
 def listed(wh, s, source="shopify_orders"):
@@ -40,8 +47,9 @@ def test_listings_follow_the_cursor_and_a_failed_run_leaves_no_gap(tmp_path):
     third = cursors.listing_for(settings(T0 + timedelta(minutes=60)), wh, "shopify_orders")
     assert third.changed_since == T0 - timedelta(minutes=15)
     cursors.advance_cursor(wh, settings(T0 + timedelta(minutes=60)), third, listed=1, findings=0)
-    assert cursors.listing_for(settings(T0 + timedelta(minutes=90)), wh, "shopify_orders").changed_since \
-        == T0 + timedelta(minutes=45)
+    assert cursors.listing_for(
+        settings(T0 + timedelta(minutes=90)), wh, "shopify_orders"
+    ).changed_since == T0 + timedelta(minutes=45)
 
 
 def test_a_backfill_lists_its_window_and_never_moves_the_cursor_back(tmp_path):
@@ -49,14 +57,21 @@ def test_a_backfill_lists_its_window_and_never_moves_the_cursor_back(tmp_path):
     wh.migrate()
     listed(wh, settings(T0))
     past = T0 - timedelta(days=2)
-    backfill = run_settings(dag_id="orderops_sla", run_id="backfill__x", params={"now": T0.isoformat()},
-                            data_interval_start=past - timedelta(minutes=30), data_interval_end=past, run_type="backfill")
+    backfill = run_settings(
+        dag_id="orderops_sla",
+        run_id="backfill__x",
+        params={"now": T0.isoformat()},
+        data_interval_start=past - timedelta(minutes=30),
+        data_interval_end=past,
+        run_type="backfill",
+    )
     assert backfill.sweep == "backfill"
     listing = listed(wh, backfill)
     assert listing.changed_since == past - timedelta(minutes=45)
     assert listing.changed_until == past + timedelta(seconds=1)
-    assert cursors.listing_for(settings(T0 + timedelta(minutes=30)), wh, "shopify_orders").changed_since \
-        == T0 - timedelta(minutes=15)
+    assert cursors.listing_for(
+        settings(T0 + timedelta(minutes=30)), wh, "shopify_orders"
+    ).changed_since == T0 - timedelta(minutes=15)
 
 
 def test_a_run_sweeps_first_then_every_sweep_hours(tmp_path):
@@ -89,15 +104,15 @@ def test_everything_in_play_is_swept_first_then_once_per_full_sweep_hours(tmp_pa
     assert not sweep_all(wh, settings(T0 + timedelta(hours=12))).full_sweep
     # a day after the last full sweep, the next sweep lists everything in play again
     assert sweep_all(wh, settings(T0 + timedelta(hours=24))).full_sweep
-    assert sweep_all(wh, settings(T0 + timedelta(hours=30), full_sweep_hours=0)).full_sweep   # every sweep
-    assert pipeline.prepare_run(settings(T0 + timedelta(hours=31), sweep=True), wh).full_sweep   # asked
-    assert not pipeline.prepare_run(settings(T0 + timedelta(hours=31)), wh).full_sweep   # no sweep at all
+    assert sweep_all(wh, settings(T0 + timedelta(hours=30), full_sweep_hours=0)).full_sweep  # every sweep
+    assert pipeline.prepare_run(settings(T0 + timedelta(hours=31), sweep=True), wh).full_sweep  # asked
+    assert not pipeline.prepare_run(settings(T0 + timedelta(hours=31)), wh).full_sweep  # no sweep at all
 
 
 class Recorded:
     """The platforms as far as their listings: what each listing asked for."""
 
-    tiktok_order_id = TikTokIdRules()   # what a Shopify client tells staging
+    tiktok_order_id = TikTokIdRules()  # what a Shopify client tells staging
 
     def __init__(self):
         self.asked: list = []
@@ -118,7 +133,7 @@ class Recorded:
 
 def test_a_sweep_between_full_ones_lists_the_changes_since_the_last_sweep(tmp_path):
     wh = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
-    in_play_since = T0 - timedelta(days=5)   # a stalled order keeps five days in play
+    in_play_since = T0 - timedelta(days=5)  # a stalled order keeps five days in play
 
     tiktok: dict = {}
 
@@ -135,16 +150,22 @@ def test_a_sweep_between_full_ones_lists_the_changes_since_the_last_sweep(tmp_pa
     def unix(moment: datetime) -> int:
         return int(moment.timestamp())
 
-    assert extract(T0) == [   # the first: by creation, everything in play
+    assert extract(T0) == [  # the first: by creation, everything in play
         "created_at:>='2026-11-15T12:00:00Z' OR updated_at:>='2026-11-20T11:15:00Z'",
-        {"start_date": in_play_since}, {"last_update_start": T0 - timedelta(minutes=45)}]
-    assert extract(T0 + timedelta(minutes=30)) == [   # incremental: from the cursor
-        "updated_at:>='2026-11-20T11:45:00Z'", {"last_update_start": T0 - timedelta(minutes=15)}]
+        {"start_date": in_play_since},
+        {"last_update_start": T0 - timedelta(minutes=45)},
+    ]
+    assert extract(T0 + timedelta(minutes=30)) == [  # incremental: from the cursor
+        "updated_at:>='2026-11-20T11:45:00Z'",
+        {"last_update_start": T0 - timedelta(minutes=15)},
+    ]
     for n in range(2, 12):
         extract(T0 + timedelta(minutes=30 * n))
     # six hours on: what changed since an hour before the last sweep, by update time
     assert extract(T0 + timedelta(hours=6)) == [
-        "updated_at:>='2026-11-20T11:00:00Z'", {"last_update_start": T0 - timedelta(hours=1)}]
+        "updated_at:>='2026-11-20T11:00:00Z'",
+        {"last_update_start": T0 - timedelta(hours=1)},
+    ]
     # TikTok: the first sweep lists every actionable order and pending request; the one between
     # full sweeps only the changes since an hour before the last sweep
     assert {"order_status": "AWAITING_SHIPMENT"} in tiktok[T0] and {"is_buyer_request_cancel": True} in tiktok[T0]
@@ -152,6 +173,7 @@ def test_a_sweep_between_full_ones_lists_the_changes_since_the_last_sweep(tmp_pa
     six = T0 + timedelta(hours=6)
     assert tiktok[six] == [{"update_time_ge": unix(T0 - timedelta(hours=1)), "update_time_lt": unix(six) + 1}] * 2
     with wh.engine.connect() as conn:
-        cursor = conn.execute(sa.select(extraction_cursors).where(
-            extraction_cursors.c.source == "shopify_orders")).one()
+        cursor = conn.execute(
+            sa.select(extraction_cursors).where(extraction_cursors.c.source == "shopify_orders")
+        ).one()
     assert as_utc(cursor.swept_at) == T0 + timedelta(hours=6) and as_utc(cursor.full_swept_at) == T0

@@ -1,33 +1,53 @@
 """The decision rules (one test per rule) and docs/architecture.md §3's safety invariants as properties."""
+
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from include.decide.rules import decide, needs_reject_reasons
 from include.decide.model import (
-    ADD_NOTE, APPROVE_CANCELLATION, CANCEL_FULFILLMENT, CANCEL_SHOPIFY, ESCALATE, POST_TRACKING,
-    REJECT_CANCELLATION, VERIFY_FULFILLMENT_CANCEL, Cancellation, Fulfillment, FulfillmentState, JoinedOrder,
-    LinkProblem, Package, SagaState,
+    ADD_NOTE,
+    APPROVE_CANCELLATION,
+    CANCEL_FULFILLMENT,
+    CANCEL_SHOPIFY,
+    ESCALATE,
+    POST_TRACKING,
+    REJECT_CANCELLATION,
+    VERIFY_FULFILLMENT_CANCEL,
+    Cancellation,
+    Fulfillment,
+    FulfillmentState,
+    JoinedOrder,
+    LinkProblem,
+    Package,
+    SagaState,
 )
 from include.decide.policy import Policy, PolicyError, policy_from_dict
+from include.decide.rules import decide, needs_reject_reasons
+from tests.support import NOW
 
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 POLICY = Policy()
 UPS = Package("UPS", "1Z999AA10123456784", provider_id="7117858858072016686")
 
 
 def order(**changes) -> JoinedOrder:
     base = JoinedOrder(
-        tiktok_order_id="576000000000000001", status="AWAITING_SHIPMENT", fulfillment_type="FULFILLMENT_BY_SELLER",
-        create_time=NOW - timedelta(days=1), rts_sla_time=NOW + timedelta(hours=6),
-        shipping_due_time=NOW + timedelta(days=5), tracking_number="", line_item_ids=("577000000000000001",),
-        shopify_order_ids=("6100000001",), match_rule="source_identifier",
-        fulfillment=Fulfillment("amazon_mcf", "1001", "Planning", FulfillmentState.NOT_STARTED))
+        tiktok_order_id="576000000000000001",
+        status="AWAITING_SHIPMENT",
+        fulfillment_type="FULFILLMENT_BY_SELLER",
+        create_time=NOW - timedelta(days=1),
+        rts_sla_time=NOW + timedelta(hours=6),
+        shipping_due_time=NOW + timedelta(days=5),
+        tracking_number="",
+        line_item_ids=("577000000000000001",),
+        shopify_order_ids=("6100000001",),
+        match_rule="source_identifier",
+        fulfillment=Fulfillment("amazon_mcf", "1001", "Planning", FulfillmentState.NOT_STARTED),
+    )
     return replace(base, **changes)
 
 
@@ -43,6 +63,7 @@ def kinds(decision) -> list[str]:
 
 
 # One test per rule -----------------------------------------------------------------------------
+
 
 def test_t1_posts_tracking_even_far_from_sla():
     d = decide(order(rts_sla_time=NOW + timedelta(days=3), fulfillment=shipped(UPS)), POLICY, NOW)
@@ -68,8 +89,15 @@ def test_tiktok_label_orders_get_no_tracking_from_orderops():
 def test_t1_partial_shipment_posts_the_shipped_line_items():
     p1 = Package("UPS", "1ZA", "p-ups", ("577a",))
     p2 = Package("USPS", "9400B", "p-usps", ("577b",))
-    d = decide(order(status="PARTIALLY_SHIPPING", line_item_ids=("577a", "577b"),
-                     fulfillment=shipped(p1, p2, state=FulfillmentState.PARTIALLY_SHIPPED)), POLICY, NOW)
+    d = decide(
+        order(
+            status="PARTIALLY_SHIPPING",
+            line_item_ids=("577a", "577b"),
+            fulfillment=shipped(p1, p2, state=FulfillmentState.PARTIALLY_SHIPPED),
+        ),
+        POLICY,
+        NOW,
+    )
     assert d.rule == "T1" and [a.params["order_line_item_ids"] for a in d.actions] == [["577a"], ["577b"]]
 
 
@@ -93,21 +121,38 @@ def test_n1_past_deadline_still_notes_and_far_orders_wait():
     assert decide(order(rts_sla_time=NOW + timedelta(hours=30)), Policy(horizon_hours=48), NOW).rule == "N1"
 
 
-@pytest.mark.parametrize("changes, code", [
-    ({"shopify_order_ids": (), "link_problem": LinkProblem.NO_SHOPIFY_MATCH, "fulfillment": None}, "no_shopify_match"),
-    ({"shopify_order_ids": ("1", "2"), "link_problem": LinkProblem.AMBIGUOUS_SHOPIFY_MATCH}, "ambiguous_shopify_match"),
-    ({"fulfillment": None, "link_problem": LinkProblem.NO_FULFILLMENT_ORDER}, "no_fulfillment_order"),
-    ({"fulfillment": Fulfillment("shipbob", "9000001", "Exception", FulfillmentState.FAILED)}, "fulfiller_failed"),
-    ({"fulfillment": Fulfillment("amazon_mcf", "1001", "Unfulfillable", FulfillmentState.FAILED)}, "fulfiller_failed"),
-])
+@pytest.mark.parametrize(
+    "changes, code",
+    [
+        (
+            {"shopify_order_ids": (), "link_problem": LinkProblem.NO_SHOPIFY_MATCH, "fulfillment": None},
+            "no_shopify_match",
+        ),
+        (
+            {"shopify_order_ids": ("1", "2"), "link_problem": LinkProblem.AMBIGUOUS_SHOPIFY_MATCH},
+            "ambiguous_shopify_match",
+        ),
+        ({"fulfillment": None, "link_problem": LinkProblem.NO_FULFILLMENT_ORDER}, "no_fulfillment_order"),
+        ({"fulfillment": Fulfillment("shipbob", "9000001", "Exception", FulfillmentState.FAILED)}, "fulfiller_failed"),
+        (
+            {"fulfillment": Fulfillment("amazon_mcf", "1001", "Unfulfillable", FulfillmentState.FAILED)},
+            "fulfiller_failed",
+        ),
+    ],
+)
 def test_e1_escalates_with_reason(changes, code):
     d = decide(order(**changes), POLICY, NOW)
     assert d.rule == "E1" and kinds(d) == [ESCALATE] and d.actions[0].params["reason_code"] == code
 
 
 def test_e1_waits_out_the_sync_grace_for_fresh_orders():
-    fresh = order(create_time=NOW - timedelta(minutes=10), rts_sla_time=NOW + timedelta(days=2),
-                  shopify_order_ids=(), link_problem=LinkProblem.NO_SHOPIFY_MATCH, fulfillment=None)
+    fresh = order(
+        create_time=NOW - timedelta(minutes=10),
+        rts_sla_time=NOW + timedelta(days=2),
+        shopify_order_ids=(),
+        link_problem=LinkProblem.NO_SHOPIFY_MATCH,
+        fulfillment=None,
+    )
     assert decide(fresh, POLICY, NOW).rule == "-"
     assert decide(replace(fresh, create_time=NOW - timedelta(hours=2)), POLICY, NOW).rule == "E1"
 
@@ -121,14 +166,25 @@ def test_c1_full_saga_in_order():
     assert cancel_shopify["refund_method"] == "original_payment" and cancel_shopify["restock"] is True
 
 
-@pytest.mark.parametrize("sequence, expected", [
-    ("approve_then_shopify", [APPROVE_CANCELLATION, CANCEL_SHOPIFY]),
-    ("shopify_then_approve", [CANCEL_SHOPIFY, APPROVE_CANCELLATION]),
-    ("approve_only", [APPROVE_CANCELLATION]),
-])
+@pytest.mark.parametrize(
+    "sequence, expected",
+    [
+        ("approve_then_shopify", [APPROVE_CANCELLATION, CANCEL_SHOPIFY]),
+        ("shopify_then_approve", [CANCEL_SHOPIFY, APPROVE_CANCELLATION]),
+        ("approve_only", [APPROVE_CANCELLATION]),
+    ],
+)
 def test_the_cancellation_sequence_follows_the_policy(sequence, expected):
-    d = decide(order(cancellation=PENDING, fulfillment=None, link_problem=LinkProblem.NO_FULFILLMENT_ORDER,
-                     fulfillment_keys=("6100000001",)), Policy(cancellation_sequence=sequence), NOW)
+    d = decide(
+        order(
+            cancellation=PENDING,
+            fulfillment=None,
+            link_problem=LinkProblem.NO_FULFILLMENT_ORDER,
+            fulfillment_keys=("6100000001",),
+        ),
+        Policy(cancellation_sequence=sequence),
+        NOW,
+    )
     assert d.rule == "C2" and kinds(d) == expected
     # every write, the first and a later one alike, asks the fulfillers first
     assert all(a.params["fulfillment_keys"] == ["6100000001"] for a in d.actions)
@@ -137,22 +193,34 @@ def test_the_cancellation_sequence_follows_the_policy(sequence, expected):
 def test_an_approved_request_still_cancels_its_shopify_order():
     """Approved on TikTok (the order is CANCELLED, the request closed) while the Shopify cancel did not
     go through: later runs carry the Shopify cancel out alone, never a second approval."""
-    approved = order(status="CANCELLED", fulfillment=None, link_problem=LinkProblem.NO_FULFILLMENT_ORDER,
-                     cancellation=replace(PENDING, status="CANCELLATION_REQUEST_SUCCESS"),
-                     saga=SagaState(approval_sent=True))
+    approved = order(
+        status="CANCELLED",
+        fulfillment=None,
+        link_problem=LinkProblem.NO_FULFILLMENT_ORDER,
+        cancellation=replace(PENDING, status="CANCELLATION_REQUEST_SUCCESS"),
+        saga=SagaState(approval_sent=True),
+    )
     d = decide(approved, POLICY, NOW)
     assert d.rule == "C2" and kinds(d) == [CANCEL_SHOPIFY] and "still open" in d.reason
     assert decide(replace(approved, shopify_cancelled=True), POLICY, NOW).actions == ()
     assert decide(approved, Policy(cancellation_sequence="approve_only"), NOW).actions == ()
     assert decide(replace(approved, saga=SagaState()), POLICY, NOW).actions == ()
     # a fulfillment order alive after the approval: a person looks, nothing is refunded
-    alive = decide(replace(approved, link_problem=None, fulfillment=Fulfillment("shipbob", "9001", "Processing",
-                                                                              FulfillmentState.NOT_STARTED)), POLICY, NOW)
+    alive = decide(
+        replace(
+            approved,
+            link_problem=None,
+            fulfillment=Fulfillment("shipbob", "9001", "Processing", FulfillmentState.NOT_STARTED),
+        ),
+        POLICY,
+        NOW,
+    )
     assert alive.rule == "C1" and kinds(alive) == [ESCALATE]
     assert alive.actions[0].params["reason_code"] == "approved_fulfillment_open"
     # Shopify refused the cancel: escalated once, not sent again every run
-    refused = decide(replace(approved, saga=SagaState(approval_sent=True, shopify_cancel_refused="Cannot cancel")),
-                     POLICY, NOW)
+    refused = decide(
+        replace(approved, saga=SagaState(approval_sent=True, shopify_cancel_refused="Cannot cancel")), POLICY, NOW
+    )
     assert kinds(refused) == [ESCALATE] and refused.actions[0].params["reason_code"] == "shopify_cancel_refused"
     # an approval sent but not granted on TikTok (the request closed otherwise) finishes nothing
     closed = replace(approved, cancellation=replace(PENDING, status="CANCELLATION_REQUEST_CANCEL"))
@@ -161,16 +229,31 @@ def test_an_approved_request_still_cancels_its_shopify_order():
 
 def test_c1_resumes_after_verified_cancel_without_second_fulfiller_cancel():
     f = Fulfillment("amazon_mcf", "1001", "Cancelled", FulfillmentState.CANCELLED)
-    d = decide(order(cancellation=PENDING, fulfillment=f,
-                     saga=SagaState(fulfiller_cancel_requested_at=NOW - timedelta(minutes=5))), POLICY, NOW)
+    d = decide(
+        order(
+            cancellation=PENDING,
+            fulfillment=f,
+            saga=SagaState(fulfiller_cancel_requested_at=NOW - timedelta(minutes=5)),
+        ),
+        POLICY,
+        NOW,
+    )
     assert d.rule == "C1" and kinds(d) == [APPROVE_CANCELLATION, CANCEL_SHOPIFY]
     done = decide(order(cancellation=PENDING, fulfillment=f, shopify_cancelled=True), POLICY, NOW)
     assert kinds(done) == [APPROVE_CANCELLATION]
 
 
 def test_c2_no_fulfillment_order():
-    d = decide(order(cancellation=PENDING, fulfillment=None, link_problem=LinkProblem.NO_FULFILLMENT_ORDER,
-                     fulfillment_keys=("6100000001", "#1001", "1001")), POLICY, NOW)
+    d = decide(
+        order(
+            cancellation=PENDING,
+            fulfillment=None,
+            link_problem=LinkProblem.NO_FULFILLMENT_ORDER,
+            fulfillment_keys=("6100000001", "#1001", "1001"),
+        ),
+        POLICY,
+        NOW,
+    )
     assert d.rule == "C2" and kinds(d) == [APPROVE_CANCELLATION, CANCEL_SHOPIFY]
     # the approval asks the fulfillers by these ids, for orders received since it was placed
     assert d.actions[0].params["fulfillment_keys"] == ["6100000001", "#1001", "1001"]
@@ -195,17 +278,24 @@ def test_no_refund_when_the_listings_did_not_reach_back_to_the_order():
     assert d.rule == "E1" and d.actions[0].params["reason_code"] == "fulfillment_not_listed"
 
 
-US_REASONS = (("ecom_reverse_reject_cancel_reason_product_packed", "Product has been packed"),
-              ("ecom_reverse_reject_refund_request_package_delivery_multiple_boxes", "Multiple boxes"),
-              ("seller_reject_apply_unable_to_change_address", "Unable to change address"))
-UK_REASONS = (("seller_reject_apply_product_has_been_packed", "Product has been packed"),
-              ("seller_reject_apply_you_have_reached_an_agreement_with_the_buyer", "Agreement"))
+US_REASONS = (
+    ("ecom_reverse_reject_cancel_reason_product_packed", "Product has been packed"),
+    ("ecom_reverse_reject_refund_request_package_delivery_multiple_boxes", "Multiple boxes"),
+    ("seller_reject_apply_unable_to_change_address", "Unable to change address"),
+)
+UK_REASONS = (
+    ("seller_reject_apply_product_has_been_packed", "Product has been packed"),
+    ("seller_reject_apply_you_have_reached_an_agreement_with_the_buyer", "Agreement"),
+)
 
 
-@pytest.mark.parametrize("fulfillment", [
-    shipped(UPS),
-    Fulfillment("shipbob", "9000001", "Processing", FulfillmentState.IN_PROGRESS, shipment_started=True),
-])
+@pytest.mark.parametrize(
+    "fulfillment",
+    [
+        shipped(UPS),
+        Fulfillment("shipbob", "9000001", "Processing", FulfillmentState.IN_PROGRESS, shipment_started=True),
+    ],
+)
 def test_c3_rejects_after_packing_and_posts_known_tracking(fulfillment):
     d = decide(order(cancellation=PENDING, fulfillment=fulfillment, reject_reasons=US_REASONS), POLICY, NOW)
     assert d.rule == "C3" and kinds(d)[0] == REJECT_CANCELLATION
@@ -214,41 +304,55 @@ def test_c3_rejects_after_packing_and_posts_known_tracking(fulfillment):
     assert kinds(d)[1:] == ([POST_TRACKING] if fulfillment.has_tracking else [ADD_NOTE])
 
 
-@pytest.mark.parametrize("offered, wanted, expected", [
-    (US_REASONS, "packed", "ecom_reverse_reject_cancel_reason_product_packed"),
-    (UK_REASONS, "packed", "seller_reject_apply_product_has_been_packed"),
-    (US_REASONS, "multiple_boxes", "ecom_reverse_reject_refund_request_package_delivery_multiple_boxes"),
-    (US_REASONS, "address_unchangeable", "seller_reject_apply_unable_to_change_address"),
-    (UK_REASONS, "agreed_with_buyer", "seller_reject_apply_you_have_reached_an_agreement_with_the_buyer"),
-    # a code named outright is used when offered
-    (US_REASONS, "seller_reject_apply_unable_to_change_address", "seller_reject_apply_unable_to_change_address"),
-])
+@pytest.mark.parametrize(
+    "offered, wanted, expected",
+    [
+        (US_REASONS, "packed", "ecom_reverse_reject_cancel_reason_product_packed"),
+        (UK_REASONS, "packed", "seller_reject_apply_product_has_been_packed"),
+        (US_REASONS, "multiple_boxes", "ecom_reverse_reject_refund_request_package_delivery_multiple_boxes"),
+        (US_REASONS, "address_unchangeable", "seller_reject_apply_unable_to_change_address"),
+        (UK_REASONS, "agreed_with_buyer", "seller_reject_apply_you_have_reached_an_agreement_with_the_buyer"),
+        # a code named outright is used when offered
+        (US_REASONS, "seller_reject_apply_unable_to_change_address", "seller_reject_apply_unable_to_change_address"),
+    ],
+)
 def test_the_reject_reason_is_picked_by_meaning_from_what_tiktok_offers(offered, wanted, expected):
-    d = decide(order(cancellation=PENDING, fulfillment=shipped(UPS), reject_reasons=offered),
-               Policy(reject_reason=wanted), NOW)
+    d = decide(
+        order(cancellation=PENDING, fulfillment=shipped(UPS), reject_reasons=offered), Policy(reject_reason=wanted), NOW
+    )
     assert d.rule == "C3" and d.actions[0].params["reject_reason"] == expected
 
 
-@pytest.mark.parametrize("offered, wanted", [
-    (UK_REASONS, "multiple_boxes"), (US_REASONS, "agreed_with_buyer"), ((), "packed"),
-    (US_REASONS, "seller_reject_apply_product_has_been_packed"),   # the UK code, not offered to a US shop
-])
+@pytest.mark.parametrize(
+    "offered, wanted",
+    [
+        (UK_REASONS, "multiple_boxes"),
+        (US_REASONS, "agreed_with_buyer"),
+        ((), "packed"),
+        (US_REASONS, "seller_reject_apply_product_has_been_packed"),  # the UK code, not offered to a US shop
+    ],
+)
 def test_no_suitable_reason_escalates_instead_of_guessing(offered, wanted):
-    d = decide(order(cancellation=PENDING, fulfillment=shipped(UPS), reject_reasons=offered),
-               Policy(reject_reason=wanted), NOW)
+    d = decide(
+        order(cancellation=PENDING, fulfillment=shipped(UPS), reject_reasons=offered), Policy(reject_reason=wanted), NOW
+    )
     assert d.rule == "C3" and REJECT_CANCELLATION not in kinds(d)
     escalation = d.actions[-1]
     assert escalation.kind == ESCALATE and escalation.params["reason_code"] == "no_reject_reason"
     assert wanted in escalation.params["detail"]
-    assert kinds(d)[:-1] == [POST_TRACKING]   # the known tracking is still posted
+    assert kinds(d)[:-1] == [POST_TRACKING]  # the known tracking is still posted
 
 
 def test_c3_waits_for_the_offered_reasons_before_choosing():
     d = decide(order(cancellation=PENDING, fulfillment=shipped(UPS)), POLICY, NOW)
     assert d.rule == "C3" and d.actions[0].params["reject_reason"] is None
     assert needs_reject_reasons(d) is d.actions[0]
-    assert needs_reject_reasons(decide(order(cancellation=PENDING, fulfillment=shipped(UPS),
-                                             reject_reasons=US_REASONS), POLICY, NOW)) is None
+    assert (
+        needs_reject_reasons(
+            decide(order(cancellation=PENDING, fulfillment=shipped(UPS), reject_reasons=US_REASONS), POLICY, NOW)
+        )
+        is None
+    )
 
 
 def test_c3_policy_escalate_instead():
@@ -260,8 +364,11 @@ def test_c4_unverified_cancel_escalates_after_timeout():
     asked = SagaState(fulfiller_cancel_requested_at=NOW - timedelta(minutes=61))
     d = decide(order(cancellation=PENDING, saga=asked), POLICY, NOW)
     assert d.rule == "C4" and kinds(d) == [ESCALATE]
-    waiting = decide(order(cancellation=PENDING, saga=replace(asked, fulfiller_cancel_requested_at=NOW - timedelta(minutes=10))),
-                     POLICY, NOW)
+    waiting = decide(
+        order(cancellation=PENDING, saga=replace(asked, fulfiller_cancel_requested_at=NOW - timedelta(minutes=10))),
+        POLICY,
+        NOW,
+    )
     assert waiting.rule == "C1" and kinds(waiting)[0] == VERIFY_FULFILLMENT_CANCEL
     assert CANCEL_FULFILLMENT not in kinds(waiting)
     moved_on = decide(order(cancellation=PENDING, saga=asked, fulfillment=shipped(UPS)), POLICY, NOW)
@@ -287,55 +394,97 @@ def test_policy_validation_names_the_setting():
 
 def test_the_reject_reason_is_a_meaning_or_a_code():
     assert Policy().reject_reason == "packed"
-    assert policy_from_dict({"reject_reason": "ecom_reverse_reject_cancel_reason_product_packed"}).reject_reason \
+    assert (
+        policy_from_dict({"reject_reason": "ecom_reverse_reject_cancel_reason_product_packed"}).reject_reason
         == "ecom_reverse_reject_cancel_reason_product_packed"
+    )
     for bad in ("Product has been packed", "", 3, "x", "PACKED"):
         with pytest.raises(PolicyError) as refused:
             policy_from_dict({"reject_reason": bad})
-        assert str(refused.value) == (f"policy.reject_reason: {bad!r} is neither a meaning (packed, multiple_boxes, "
-                                      "address_unchangeable, agreed_with_buyer) nor a TikTok reason code "
-                                      "(lower case letters, digits and _)")
-    with pytest.raises(PolicyError, match="policy.cancellation_sequence: 'refund_first' is not one of "
-                                          "approve_then_shopify, shopify_then_approve, approve_only"):
+        assert str(refused.value) == (
+            f"policy.reject_reason: {bad!r} is neither a meaning (packed, multiple_boxes, "
+            "address_unchangeable, agreed_with_buyer) nor a TikTok reason code "
+            "(lower case letters, digits and _)"
+        )
+    with pytest.raises(
+        PolicyError,
+        match="policy.cancellation_sequence: 'refund_first' is not one of "
+        "approve_then_shopify, shopify_then_approve, approve_only",
+    ):
         policy_from_dict({"cancellation_sequence": "refund_first"})
 
 
 # Safety invariants as properties over generated joined rows ------------------------------------
 
-packages = st.builds(Package, carrier=st.sampled_from(["UPS", "USPS", "LOCAL-COURIER-7"]),
-                     tracking_number=st.sampled_from(["", "1ZX", "9400Y"]),
-                     provider_id=st.sampled_from([None, "p1"]),
-                     line_item_ids=st.sampled_from([(), ("577a",), ("577b",)]))
-fulfillments = st.one_of(st.none(), st.builds(
-    Fulfillment, fulfiller=st.sampled_from(["amazon_mcf", "shipbob"]), order_id=st.just("F1"),
-    status=st.sampled_from(["Planning", "Processing", "Complete", "Cancelled", "Unfulfillable"]),
-    state=st.sampled_from(list(FulfillmentState)), packages=st.lists(packages, max_size=3).map(tuple),
-    shipment_started=st.booleans()))
-cancellations = st.one_of(st.none(), st.builds(
-    Cancellation, cancel_id=st.just("4035"), deadline=st.just(NOW),
-    status=st.sampled_from(["CANCELLATION_REQUEST_PENDING", "CANCELLATION_REQUEST_SUCCESS", "CANCELLATION_REQUEST_CANCEL",
-                            "CANCELLATION_REQUEST_COMPLETE"])))
+packages = st.builds(
+    Package,
+    carrier=st.sampled_from(["UPS", "USPS", "LOCAL-COURIER-7"]),
+    tracking_number=st.sampled_from(["", "1ZX", "9400Y"]),
+    provider_id=st.sampled_from([None, "p1"]),
+    line_item_ids=st.sampled_from([(), ("577a",), ("577b",)]),
+)
+fulfillments = st.one_of(
+    st.none(),
+    st.builds(
+        Fulfillment,
+        fulfiller=st.sampled_from(["amazon_mcf", "shipbob"]),
+        order_id=st.just("F1"),
+        status=st.sampled_from(["Planning", "Processing", "Complete", "Cancelled", "Unfulfillable"]),
+        state=st.sampled_from(list(FulfillmentState)),
+        packages=st.lists(packages, max_size=3).map(tuple),
+        shipment_started=st.booleans(),
+    ),
+)
+cancellations = st.one_of(
+    st.none(),
+    st.builds(
+        Cancellation,
+        cancel_id=st.just("4035"),
+        deadline=st.just(NOW),
+        status=st.sampled_from(
+            [
+                "CANCELLATION_REQUEST_PENDING",
+                "CANCELLATION_REQUEST_SUCCESS",
+                "CANCELLATION_REQUEST_CANCEL",
+                "CANCELLATION_REQUEST_COMPLETE",
+            ]
+        ),
+    ),
+)
 joined = st.builds(
-    JoinedOrder, tiktok_order_id=st.just("576x"),
-    status=st.sampled_from(["AWAITING_SHIPMENT", "PARTIALLY_SHIPPING", "AWAITING_COLLECTION", "IN_TRANSIT", "CANCELLED"]),
+    JoinedOrder,
+    tiktok_order_id=st.just("576x"),
+    status=st.sampled_from(
+        ["AWAITING_SHIPMENT", "PARTIALLY_SHIPPING", "AWAITING_COLLECTION", "IN_TRANSIT", "CANCELLED"]
+    ),
     fulfillment_type=st.sampled_from(["FULFILLMENT_BY_SELLER", "FULFILLMENT_BY_TIKTOK"]),
     create_time=st.just(NOW - timedelta(days=2)),
     rts_sla_time=st.integers(-48, 96).map(lambda h: NOW + timedelta(hours=h)),
-    shipping_due_time=st.none(), tracking_number=st.sampled_from(["", "1ZOLD"]),
-    line_item_ids=st.just(("577a", "577b")), cancellation=cancellations,
-    shopify_order_ids=st.sampled_from([(), ("61",), ("61", "62")]), shopify_cancelled=st.booleans(),
-    link_problem=st.sampled_from([None, *LinkProblem]), fulfillment=fulfillments,
-    saga=st.builds(SagaState, fulfiller_cancel_requested_at=st.sampled_from([None, NOW - timedelta(minutes=5),
-                                                                             NOW - timedelta(hours=5)]),
-                   shopify_cancelled=st.booleans(), approval_sent=st.booleans(),
-                   shopify_cancel_refused=st.sampled_from([None, "refused"])),
+    shipping_due_time=st.none(),
+    tracking_number=st.sampled_from(["", "1ZOLD"]),
+    line_item_ids=st.just(("577a", "577b")),
+    cancellation=cancellations,
+    shopify_order_ids=st.sampled_from([(), ("61",), ("61", "62")]),
+    shopify_cancelled=st.booleans(),
+    link_problem=st.sampled_from([None, *LinkProblem]),
+    fulfillment=fulfillments,
+    saga=st.builds(
+        SagaState,
+        fulfiller_cancel_requested_at=st.sampled_from([None, NOW - timedelta(minutes=5), NOW - timedelta(hours=5)]),
+        shopify_cancelled=st.booleans(),
+        approval_sent=st.booleans(),
+        shopify_cancel_refused=st.sampled_from([None, "refused"]),
+    ),
     reject_reasons=st.sampled_from([None, (), US_REASONS, UK_REASONS]),
-    fulfillment_keys=st.sampled_from([(), ("61", "#1001")]))
-policies = st.builds(Policy, c3_action=st.sampled_from(["reject", "escalate"]),
-                     horizon_hours=st.sampled_from([0.0, 24.0, 72.0]),
-                     reject_reason=st.sampled_from(["packed", "multiple_boxes", "agreed_with_buyer"]),
-                     cancellation_sequence=st.sampled_from(["approve_then_shopify", "shopify_then_approve",
-                                                            "approve_only"]))
+    fulfillment_keys=st.sampled_from([(), ("61", "#1001")]),
+)
+policies = st.builds(
+    Policy,
+    c3_action=st.sampled_from(["reject", "escalate"]),
+    horizon_hours=st.sampled_from([0.0, 24.0, 72.0]),
+    reject_reason=st.sampled_from(["packed", "multiple_boxes", "agreed_with_buyer"]),
+    cancellation_sequence=st.sampled_from(["approve_then_shopify", "shopify_then_approve", "approve_only"]),
+)
 
 
 @settings(max_examples=3000, deadline=None)
@@ -350,14 +499,18 @@ def test_safety_invariants(row, policy):
         assert f.state == FulfillmentState.NOT_STARTED and row.saga.fulfiller_cancel_requested_at is None
     # never approve or refund unless the fulfiller cancel is verified (or there is no fulfillment order)
     # (a Shopify cancel alone: the rest of a request approved on TikTok, which TikTok shows granted)
-    finishing = ks == [CANCEL_SHOPIFY] and row.saga.approval_sent and row.cancellation is not None \
+    finishing = (
+        ks == [CANCEL_SHOPIFY]
+        and row.saga.approval_sent
+        and row.cancellation is not None
         and row.cancellation.status in ("CANCELLATION_REQUEST_SUCCESS", "CANCELLATION_REQUEST_COMPLETE")
+    )
     for kind in (APPROVE_CANCELLATION, CANCEL_SHOPIFY):
         if kind in ks:
             verified_in_plan = VERIFY_FULFILLMENT_CANCEL in ks and ks.index(VERIFY_FULFILLMENT_CANCEL) < ks.index(kind)
             assert f is None or f.state == FulfillmentState.CANCELLED or verified_in_plan
             assert finishing or (row.cancellation is not None and row.cancellation.pending)
-            if row.fulfillment_keys:   # every write asks the fulfillers first
+            if row.fulfillment_keys:  # every write asks the fulfillers first
                 assert next(a for a in d.actions if a.kind == kind).params["fulfillment_keys"]
     # the last writes come in the policy's sequence; "approve_only" leaves Shopify to the channel
     if policy.cancellation_sequence == "approve_only":

@@ -1,20 +1,20 @@
 """The webhook endpoints: what they keep, what they refuse and why, and the doorbell they ring."""
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 import httpx
 import pytest
 import redis
 
 from include.events import platform_events as events
-from include.events.receiver import ShopSecrets, create_app
 from include.events.platform_events import EventInbox
+from include.events.receiver import ShopSecrets, create_app
 from include.store.warehouse import Warehouse
 from tests.conftest import RINGING_SHOP
+from tests.support import NOW
 
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 SECRETS = ShopSecrets("key", "s3cret", "shpss", "whsec_" + "c2VjcmV0LWZvci1yZWNlaXZlci10ZXN0cw=="[:32], None)
 
 
@@ -23,8 +23,12 @@ def receiver(warehouse_url):
     wh = Warehouse(warehouse_url)
     wh.migrate()
     inbox = EventInbox(wh)
-    app = create_app(lambda shop: SECRETS if shop in ("shop-a", RINGING_SHOP) else None, inbox,
-                     doorbell=lambda shop: "redis://127.0.0.1:6379/0", clock=lambda: NOW)
+    app = create_app(
+        lambda shop: SECRETS if shop in ("shop-a", RINGING_SHOP) else None,
+        inbox,
+        doorbell=lambda shop: "redis://127.0.0.1:6379/0",
+        clock=lambda: NOW,
+    )
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://receiver")
     yield client, inbox
     wh.dispose()
@@ -35,8 +39,16 @@ def tiktok_delivery(doc: dict) -> tuple[bytes, dict]:
     return body, {"Authorization": events.tiktok_signature("key", "s3cret", body)}
 
 
-REQUEST = {"type": 11, "tts_notification_id": "N-1", "data": {
-    "order_id": "576", "cancel_id": "C1", "cancel_status": "CANCELLATION_REQUEST_PENDING", "create_time": 1763650800}}
+REQUEST = {
+    "type": 11,
+    "tts_notification_id": "N-1",
+    "data": {
+        "order_id": "576",
+        "cancel_id": "C1",
+        "cancel_status": "CANCELLATION_REQUEST_PENDING",
+        "create_time": 1763650800,
+    },
+}
 
 
 @pytest.mark.anyio
@@ -47,26 +59,30 @@ async def test_a_delivery_is_kept_once_and_rings_the_doorbell(receiver):
     listener.get_message(timeout=2)
     body, headers = tiktok_delivery(REQUEST)
     first = await client.post(f"/{RINGING_SHOP}/tiktok", content=body, headers=headers)
-    again = await client.post(f"/{RINGING_SHOP}/tiktok", content=body, headers=headers)   # TikTok retries it
+    again = await client.post(f"/{RINGING_SHOP}/tiktok", content=body, headers=headers)  # TikTok retries it
     assert first.status_code == again.status_code == 200
     assert (first.json()["new"], again.json()["new"], first.json()["wakes"]) == (True, False, True)
     assert [e["event_id"] for e in inbox.claim(RINGING_SHOP, "run-1")] == ["N-1"]
     rings = [listener.get_message(timeout=5), listener.get_message(timeout=1)]
     listener.close()
-    assert rings[0] and json.loads(rings[0]["data"])["shop"] == RINGING_SHOP and rings[1] is None   # once
+    assert rings[0] and json.loads(rings[0]["data"])["shop"] == RINGING_SHOP and rings[1] is None  # once
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("path, body, headers, status, message", [
-    ("/shop-a/tiktok", b'{"type": 1}', {"Authorization": "0" * 64}, 401, "Authorization header"),
-    ("/shop-a/tiktok", *tiktok_delivery({"type": 1, "data": "x"}), 400, "data: expected an object"),
-    ("/shop-b/tiktok", *tiktok_delivery(REQUEST), 404, "no shop 'shop-b'"),
-    ("/shop-a/amazon_mcf", *tiktok_delivery(REQUEST), 404, "platform 'amazon_mcf'"),
-    ("/shop-a/shipbob", b"{}", {}, 401, "webhook-id and webhook-timestamp"),
-    ("/shop-a/shopify", b"x" * (events.MAX_BODY + 1), {}, 413, "body over"),
-])
-async def test_what_cannot_be_taken_is_refused_naming_why_and_nothing_is_kept(receiver, path, body, headers,
-                                                                               status, message):
+@pytest.mark.parametrize(
+    "path, body, headers, status, message",
+    [
+        ("/shop-a/tiktok", b'{"type": 1}', {"Authorization": "0" * 64}, 401, "Authorization header"),
+        ("/shop-a/tiktok", *tiktok_delivery({"type": 1, "data": "x"}), 400, "data: expected an object"),
+        ("/shop-b/tiktok", *tiktok_delivery(REQUEST), 404, "no shop 'shop-b'"),
+        ("/shop-a/amazon_mcf", *tiktok_delivery(REQUEST), 404, "platform 'amazon_mcf'"),
+        ("/shop-a/shipbob", b"{}", {}, 401, "webhook-id and webhook-timestamp"),
+        ("/shop-a/shopify", b"x" * (events.MAX_BODY + 1), {}, 413, "body over"),
+    ],
+)
+async def test_what_cannot_be_taken_is_refused_naming_why_and_nothing_is_kept(
+    receiver, path, body, headers, status, message
+):
     client, inbox = receiver
     reply = await client.post(path, content=body, headers=headers)
     assert reply.status_code == status and message in reply.json()["error"]

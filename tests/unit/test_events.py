@@ -1,5 +1,6 @@
 """Platform events: signatures as each platform documents them, what each delivery says, and the
 inbox (each event once, claimed by one run) on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import json
@@ -12,20 +13,31 @@ from include.events import platform_events as events
 from include.events.platform_events import BadEvent, EventInbox, PlatformEvent, Unverified
 from include.store.warehouse import Warehouse
 from tests.conftest import RINGING_SHOP
-
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
+from tests.support import NOW
 
 
 def test_tiktok_signature_matches_the_published_vector():
     # TikTok's webhook signature over app_key + body; the vector an open SDK tests against
-    body = (b'{"type":1,"shop_id":"7494726673780148744","timestamp":1664095733,"data":{"order_id":'
-            b'"576684019603311365","order_status":"AWAITING_SHIPMENT","update_time":1664095610}}')
-    assert events.tiktok_signature("fake_app_key", "fake_app_secret", body) == \
-        "21109834de72ec53c9959716d8514ae388ce1f123e5ffdcafc46713fcdf62b27"
-    event = events.tiktok_event(body, {"authorization": events.tiktok_signature("fake_app_key", "fake_app_secret", body)},
-                                "fake_app_key", "fake_app_secret")
-    assert (event.platform, event.topic, event.order_ref, event.wakes) == \
-        ("tiktok", "ORDER_STATUS_CHANGE", "576684019603311365", False)
+    body = (
+        b'{"type":1,"shop_id":"7494726673780148744","timestamp":1664095733,"data":{"order_id":'
+        b'"576684019603311365","order_status":"AWAITING_SHIPMENT","update_time":1664095610}}'
+    )
+    assert (
+        events.tiktok_signature("fake_app_key", "fake_app_secret", body)
+        == "21109834de72ec53c9959716d8514ae388ce1f123e5ffdcafc46713fcdf62b27"
+    )
+    event = events.tiktok_event(
+        body,
+        {"authorization": events.tiktok_signature("fake_app_key", "fake_app_secret", body)},
+        "fake_app_key",
+        "fake_app_secret",
+    )
+    assert (event.platform, event.topic, event.order_ref, event.wakes) == (
+        "tiktok",
+        "ORDER_STATUS_CHANGE",
+        "576684019603311365",
+        False,
+    )
     assert event.occurred_at == datetime.fromtimestamp(1664095610, timezone.utc)
 
 
@@ -35,13 +47,30 @@ def _tiktok(doc: dict, secret: str = "s3cret") -> tuple[bytes, dict]:
 
 
 def test_a_buyer_cancellation_request_wakes_and_other_tiktok_events_do_not():
-    body, headers = _tiktok({"type": 11, "tts_notification_id": "N1", "shop_id": "1", "timestamp": 1,
-                             "data": {"order_id": "576", "cancel_id": "C1", "cancellations_role": "BUYER",
-                                      "cancel_status": "CANCELLATION_REQUEST_PENDING", "create_time": 1700000000}})
+    body, headers = _tiktok(
+        {
+            "type": 11,
+            "tts_notification_id": "N1",
+            "shop_id": "1",
+            "timestamp": 1,
+            "data": {
+                "order_id": "576",
+                "cancel_id": "C1",
+                "cancellations_role": "BUYER",
+                "cancel_status": "CANCELLATION_REQUEST_PENDING",
+                "create_time": 1700000000,
+            },
+        }
+    )
     event = events.tiktok_event(body, headers, "key", "s3cret")
     assert event.wakes and event.event_id == "N1" and event.topic == "CANCELLATION_STATUS_CHANGE"
-    body, headers = _tiktok({"type": 11, "tts_notification_id": "N2", "data": {
-        "order_id": "576", "cancel_status": "CANCELLATION_REQUEST_COMPLETE", "create_time": 1700000000}})
+    body, headers = _tiktok(
+        {
+            "type": 11,
+            "tts_notification_id": "N2",
+            "data": {"order_id": "576", "cancel_status": "CANCELLATION_REQUEST_COMPLETE", "create_time": 1700000000},
+        }
+    )
     assert not events.tiktok_event(body, headers, "key", "s3cret").wakes
 
 
@@ -58,13 +87,19 @@ def test_a_tiktok_delivery_that_is_not_signed_by_the_app_is_refused(tamper):
         events.tiktok_event(body, headers, "key", "s3cret")
 
 
-@pytest.mark.parametrize("body, message", [
-    (b"not json", "body is not JSON"),
-    (b'{"type": "1", "data": {}}', "type must be an integer"),
-    (b'{"type": 1, "data": []}', "data: expected an object"),
-    (b'{"type": 1, "data": {"order_id": "1", "update_time": "yesterday"}}', "is not an ISO-8601 time"),
-    (b'{"type": 1, "data": {"order_id": {"x": 1}, "update_time": 1700000000}}', "order_id must be a string or number"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b"not json", "body is not JSON"),
+        (b'{"type": "1", "data": {}}', "type must be an integer"),
+        (b'{"type": 1, "data": []}', "data: expected an object"),
+        (b'{"type": 1, "data": {"order_id": "1", "update_time": "yesterday"}}', "is not an ISO-8601 time"),
+        (
+            b'{"type": 1, "data": {"order_id": {"x": 1}, "update_time": 1700000000}}',
+            "order_id must be a string or number",
+        ),
+    ],
+)
 def test_wrong_shaped_tiktok_deliveries_name_what_is_wrong(body, message):
     with pytest.raises(BadEvent, match=message):
         events.tiktok_event(body, {"Authorization": events.tiktok_signature("key", "s3cret", body)}, "key", "s3cret")
@@ -73,25 +108,42 @@ def test_wrong_shaped_tiktok_deliveries_name_what_is_wrong(body, message):
 def _shipbob(doc: dict, secret: str, msg_id: str = "msg_1", at: datetime = NOW, topic: str = "order.shipped"):
     body = json.dumps(doc).encode()
     stamp = str(int(at.timestamp()))
-    return body, {"webhook-id": msg_id, "webhook-timestamp": stamp, "shipbob-topic": topic,
-                  "webhook-signature": "v1,bm90IGl0 " + events.standard_webhook_signature(secret, msg_id, stamp, body)}
+    return body, {
+        "webhook-id": msg_id,
+        "webhook-timestamp": stamp,
+        "shipbob-topic": topic,
+        "webhook-signature": "v1,bm90IGl0 " + events.standard_webhook_signature(secret, msg_id, stamp, body),
+    }
 
 
 def test_standard_webhooks_signature_matches_the_specifications_vector():
-    assert events.standard_webhook_signature("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek",
-                                             "1614265330", b'{"test": 2432232314}') == \
-        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    assert (
+        events.standard_webhook_signature(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "1614265330",
+            b'{"test": 2432232314}',
+        )
+        == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    )
 
 
 SHIPBOB_SECRET = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVoxMjM0NTY="[:32]
 
 
 def test_shipbob_order_shipped_is_verified_as_standard_webhooks_and_wakes():
-    body, headers = _shipbob({"id": 9100001, "reference_id": "7100000001", "status": "Completed",
-                              "recipient": {"name": "A Buyer", "email": "a@b.c"}}, SHIPBOB_SECRET)
+    body, headers = _shipbob(
+        {
+            "id": 9100001,
+            "reference_id": "7100000001",
+            "status": "Completed",
+            "recipient": {"name": "A Buyer", "email": "a@b.c"},
+        },
+        SHIPBOB_SECRET,
+    )
     event = events.shipbob_event(body, headers, SHIPBOB_SECRET, now=NOW + timedelta(seconds=30))
     assert (event.platform, event.topic, event.order_ref, event.wakes) == ("shipbob", "order.shipped", "9100001", True)
-    assert "recipient" not in event.payload   # buyer data never reaches the warehouse
+    assert "recipient" not in event.payload  # buyer data never reaches the warehouse
 
 
 def test_shipbob_refuses_a_replay_and_a_wrong_signature():
@@ -106,36 +158,71 @@ def test_shipbob_refuses_a_replay_and_a_wrong_signature():
 
 def test_shopify_fulfillment_with_tracking_wakes_and_an_order_update_does_not():
     body = json.dumps({"id": 55, "order_id": 7100000001, "tracking_number": "1Z999"}).encode()
-    headers = {"X-Shopify-Hmac-Sha256": events.shopify_signature("shpss", body), "X-Shopify-Topic": "fulfillments/create",
-               "X-Shopify-Webhook-Id": "w1", "X-Shopify-Triggered-At": "2026-11-20T15:00:00Z"}
+    headers = {
+        "X-Shopify-Hmac-Sha256": events.shopify_signature("shpss", body),
+        "X-Shopify-Topic": "fulfillments/create",
+        "X-Shopify-Webhook-Id": "w1",
+        "X-Shopify-Triggered-At": "2026-11-20T15:00:00Z",
+    }
     event = events.shopify_event(body, headers, "shpss")
     assert (event.order_ref, event.wakes, event.occurred_at) == ("7100000001", True, NOW)
     body = json.dumps({"id": 7100000001, "updated_at": "2026-11-20T15:00:00-05:00"}).encode()
-    headers = {"X-Shopify-Hmac-Sha256": events.shopify_signature("shpss", body), "X-Shopify-Topic": "orders/updated",
-               "X-Shopify-Webhook-Id": "w2"}
+    headers = {
+        "X-Shopify-Hmac-Sha256": events.shopify_signature("shpss", body),
+        "X-Shopify-Topic": "orders/updated",
+        "X-Shopify-Webhook-Id": "w2",
+    }
     event = events.shopify_event(body, headers, "shpss")
     assert (event.order_ref, event.wakes, event.occurred_at) == ("7100000001", False, NOW + timedelta(hours=5))
     with pytest.raises(Unverified):
         events.shopify_event(body, {**headers, "X-Shopify-Hmac-Sha256": "AAAA"}, "shpss")
 
 
-def amazon_notification(sfo: str, status: str, event_type: str = "Order", shipment: dict | None = None,
-                        notification_id: str = "n-1", seller: str = "A3TH9S8BH6GOGM") -> str:
-    body = {"SellerId": seller, "EventType": event_type, "StatusUpdatedDateTime": "2026-11-20T15:00:00Z",
-            "SellerFulfillmentOrderId": sfo, "FulfillmentOrderStatus": status}
+def amazon_notification(
+    sfo: str,
+    status: str,
+    event_type: str = "Order",
+    shipment: dict | None = None,
+    notification_id: str = "n-1",
+    seller: str = "A3TH9S8BH6GOGM",
+) -> str:
+    body = {
+        "SellerId": seller,
+        "EventType": event_type,
+        "StatusUpdatedDateTime": "2026-11-20T15:00:00Z",
+        "SellerFulfillmentOrderId": sfo,
+        "FulfillmentOrderStatus": status,
+    }
     if shipment:
         body["FulfillmentShipment"] = shipment
-    return json.dumps({"NotificationVersion": "1.0", "NotificationType": "FULFILLMENT_ORDER_STATUS",
-                       "PayloadVersion": "1.0", "EventTime": "2026-11-20T15:00:01Z",
-                       "Payload": {"FulfillmentOrderStatusNotification": body},
-                       "NotificationMetadata": {"ApplicationId": "app", "SubscriptionId": "sub",
-                                                "PublishTime": "2026-11-20T15:00:01Z", "NotificationId": notification_id}})
+    return json.dumps(
+        {
+            "NotificationVersion": "1.0",
+            "NotificationType": "FULFILLMENT_ORDER_STATUS",
+            "PayloadVersion": "1.0",
+            "EventTime": "2026-11-20T15:00:01Z",
+            "Payload": {"FulfillmentOrderStatusNotification": body},
+            "NotificationMetadata": {
+                "ApplicationId": "app",
+                "SubscriptionId": "sub",
+                "PublishTime": "2026-11-20T15:00:01Z",
+                "NotificationId": notification_id,
+            },
+        }
+    )
 
 
 def test_amazon_shipment_notification_wakes_and_a_status_on_the_way_does_not():
-    shipped = amazon_notification("5001", "Processing", "Shipment", {
-        "AmazonShipmentId": "S1", "FulfillmentShipmentStatus": "SHIPPED",
-        "FulfillmentShipmentPackages": [{"PackageNumber": 1, "CarrierCode": "UPS", "TrackingNumber": "1Z1"}]})
+    shipped = amazon_notification(
+        "5001",
+        "Processing",
+        "Shipment",
+        {
+            "AmazonShipmentId": "S1",
+            "FulfillmentShipmentStatus": "SHIPPED",
+            "FulfillmentShipmentPackages": [{"PackageNumber": 1, "CarrierCode": "UPS", "TrackingNumber": "1Z1"}],
+        },
+    )
     event = events.amazon_event(shipped, seller_id="A3TH9S8BH6GOGM")
     assert (event.order_ref, event.wakes, event.topic) == ("5001", True, "FULFILLMENT_ORDER_STATUS/Shipment")
     assert not events.amazon_event(amazon_notification("5001", "Planning", notification_id="n-2")).wakes
@@ -155,8 +242,10 @@ def test_inbox_keeps_each_event_once_and_gives_it_to_one_run(warehouse_url):
     wh.migrate()
     inbox = EventInbox(wh)
     assert len(inbox.receive("shop-a", [_event(1), _event(2, wakes=False)], received_at=NOW)) == 2
-    assert inbox.receive("shop-a", [_event(1), _event(3)], received_at=NOW + timedelta(seconds=5)) == [_event(3)]   # e1 again
-    assert len(inbox.receive("shop-b", [_event(1)], received_at=NOW)) == 1                               # another shop
+    assert inbox.receive("shop-a", [_event(1), _event(3)], received_at=NOW + timedelta(seconds=5)) == [
+        _event(3)
+    ]  # e1 again
+    assert len(inbox.receive("shop-b", [_event(1)], received_at=NOW)) == 1  # another shop
     assert inbox.first_waiting("shop-a") == NOW
     claimed = inbox.claim("shop-a", "run-1", up_to=NOW)
     assert sorted(e["event_id"] for e in claimed) == ["e1", "e2"]
@@ -167,11 +256,14 @@ def test_inbox_keeps_each_event_once_and_gives_it_to_one_run(warehouse_url):
     assert inbox.receive("shop-a", [_event(1)]) == [] and inbox.claim("shop-a", "run-4") == []
     # ShipBob's order.shipped carries the order: nothing to list; an exception names only a shipment
     assert events.sources_of(claimed) == ()
-    assert events.sources_of(claimed + [{"platform": "shipbob", "topic": "order.shipment.cancelled",
-                                         "order_ref": "1", "wakes": True}]) == ("shipbob_orders",)
+    assert events.sources_of(
+        claimed + [{"platform": "shipbob", "topic": "order.shipment.cancelled", "order_ref": "1", "wakes": True}]
+    ) == ("shipbob_orders",)
     # what wakes nothing is kept, not read: the scheduled listings bring it
-    assert events.sources_of([{"platform": "tiktok", "topic": "ORDER_STATUS_CHANGE", "order_ref": "5",
-                               "wakes": False}]) == ()
+    assert (
+        events.sources_of([{"platform": "tiktok", "topic": "ORDER_STATUS_CHANGE", "order_ref": "5", "wakes": False}])
+        == ()
+    )
     wh.dispose()
 
 
@@ -184,6 +276,7 @@ def test_two_runs_claiming_at_once_split_the_events(warehouse_url):
 
     def claim(run: str) -> None:
         got[run] = [e["event_id"] for e in inbox.claim("shop-a", run)]
+
     threads = [threading.Thread(target=claim, args=(f"run-{i}",)) for i in range(2)]
     for t in threads:
         t.start()
@@ -199,21 +292,25 @@ def test_the_doorbell_rings_the_shops_channel_and_a_dead_redis_loses_nothing():
     client = redis.Redis(host="127.0.0.1", port=6379)
     listener = client.pubsub()
     listener.subscribe(events.channel(RINGING_SHOP))
-    listener.get_message(timeout=2)   # the subscription's own confirmation
+    listener.get_message(timeout=2)  # the subscription's own confirmation
     assert events.ring(None, RINGING_SHOP, client=client)
     message = listener.get_message(timeout=5)
     assert message and json.loads(message["data"])["shop"] == RINGING_SHOP
     listener.close()
-    assert events.ring("redis://127.0.0.1:1/0", RINGING_SHOP) is False   # nothing listens there: no error
+    assert events.ring("redis://127.0.0.1:1/0", RINGING_SHOP) is False  # nothing listens there: no error
 
 
 def test_few_amazon_orders_are_read_by_id_and_many_are_listed():
-    few = [{"platform": "amazon_mcf", "topic": "FULFILLMENT_ORDER_STATUS/Shipment", "order_ref": str(n), "wakes": True}
-           for n in range(events.AMAZON_READS_MOST)]
-    assert events.sources_of(few + few) == ()   # the same orders twice are still few
+    few = [
+        {"platform": "amazon_mcf", "topic": "FULFILLMENT_ORDER_STATUS/Shipment", "order_ref": str(n), "wakes": True}
+        for n in range(events.AMAZON_READS_MOST)
+    ]
+    assert events.sources_of(few + few) == ()  # the same orders twice are still few
     moving = [{"platform": "amazon_mcf", "topic": "FULFILLMENT_ORDER_STATUS/Order", "order_ref": "y", "wakes": False}]
     assert events.sources_of(few + moving) == () and "y" not in events.amazon_reads(few + moving)
-    many = few + [{"platform": "amazon_mcf", "topic": "FULFILLMENT_ORDER_STATUS/Order", "order_ref": "x", "wakes": True}]
+    many = few + [
+        {"platform": "amazon_mcf", "topic": "FULFILLMENT_ORDER_STATUS/Order", "order_ref": "x", "wakes": True}
+    ]
     assert events.sources_of(many) == ("amazon_fulfillment_orders",)
     tiktok = [{"platform": "tiktok", "topic": "CANCELLATION_STATUS_CHANGE", "order_ref": "576", "wakes": True}]
     assert events.sources_of(tiktok) == ("tiktok_cancellations", "tiktok_orders")
@@ -238,30 +335,66 @@ def test_an_event_driven_run_waits_for_the_rest_of_the_burst(tmp_path):
 def test_sigv4_matches_the_aws_test_suite_vector():
     from include.events.receiver import sigv4_headers
 
-    headers = sigv4_headers("GET", "https://example.amazonaws.com/", b"", {}, "AKIDEXAMPLE",
-                            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "us-east-1", "service", "20150830T123600Z")
+    headers = sigv4_headers(
+        "GET",
+        "https://example.amazonaws.com/",
+        b"",
+        {},
+        "AKIDEXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        "us-east-1",
+        "service",
+        "20150830T123600Z",
+    )
     assert headers["Authorization"] == (
         "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, "
-        "SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31")
+        "SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+    )
 
 
 def test_a_complete_amazon_order_shipped_in_one_package_is_staged_from_its_notification():
     from include.extract.staging import amazon_row_from_notification
 
     package = {"PackageNumber": 7, "CarrierCode": "UPS", "TrackingNumber": "1Z9"}
-    shipped = json.loads(amazon_notification("5001", "Complete", "Shipment", {
-        "AmazonShipmentId": "S1", "FulfillmentShipmentStatus": "SHIPPED", "FulfillmentShipmentPackages": [package]}))
+    shipped = json.loads(
+        amazon_notification(
+            "5001",
+            "Complete",
+            "Shipment",
+            {
+                "AmazonShipmentId": "S1",
+                "FulfillmentShipmentStatus": "SHIPPED",
+                "FulfillmentShipmentPackages": [package],
+            },
+        )
+    )
     staged = {"displayable_order_id": "#5001", "received_at": datetime(2026, 11, 20, 3, 0), "shipments": []}
     row = amazon_row_from_notification(shipped, staged)
-    assert (row["seller_fulfillment_order_id"], row["displayable_order_id"], row["status"]) == ("5001", "#5001", "Complete")
+    assert (row["seller_fulfillment_order_id"], row["displayable_order_id"], row["status"]) == (
+        "5001",
+        "#5001",
+        "Complete",
+    )
     assert row["received_at"] == datetime(2026, 11, 20, 3, 0, tzinfo=timezone.utc)
-    assert row["shipments"][0]["packages"] == [{"package_number": 7, "carrier": "UPS", "tracking_number": "1Z9", "skus": []}]
+    assert row["shipments"][0]["packages"] == [
+        {"package_number": 7, "carrier": "UPS", "tracking_number": "1Z9", "skus": []}
+    ]
     # anything it cannot say in full is read by id instead: two packages (which items in which?),
     # a partial shipment, an order staged with another shipment
     two = json.loads(json.dumps(shipped))
     two["Payload"]["FulfillmentOrderStatusNotification"]["FulfillmentShipment"]["FulfillmentShipmentPackages"] *= 2
-    partial = json.loads(amazon_notification("5001", "Processing", "Shipment", {
-        "AmazonShipmentId": "S1", "FulfillmentShipmentStatus": "SHIPPED", "FulfillmentShipmentPackages": [package]}))
+    partial = json.loads(
+        amazon_notification(
+            "5001",
+            "Processing",
+            "Shipment",
+            {
+                "AmazonShipmentId": "S1",
+                "FulfillmentShipmentStatus": "SHIPPED",
+                "FulfillmentShipmentPackages": [package],
+            },
+        )
+    )
     assert amazon_row_from_notification(two, staged) is None
     assert amazon_row_from_notification(partial, staged) is None
     assert amazon_row_from_notification(shipped, {**staged, "shipments": [{"id": "S0"}]}) is None

@@ -1,4 +1,5 @@
 """The action ledger on SQLite and PostgreSQL: claims, leases, crash recovery, concurrency."""
+
 from __future__ import annotations
 
 import threading
@@ -106,8 +107,10 @@ class TrackingThatBreaks:
 def test_any_error_after_the_claim_is_recorded_and_the_chunk_goes_on(ledger):
     from include.act.actions import Executor
 
-    actions = [Action(POST_TRACKING, f"tiktok:{o}", {"tiktok_order_id": o}, f"post_tracking:{o}")
-               for o in ("576-broken", "576-fine")]
+    actions = [
+        Action(POST_TRACKING, f"tiktok:{o}", {"tiktok_order_id": o}, f"post_tracking:{o}")
+        for o in ("576-broken", "576-fine")
+    ]
     for action in actions:
         ledger.record(CTX, action, rule="T1", decision_run_id="r1", tiktok_order_id=action.params["tiktok_order_id"])
     handlers = TrackingThatBreaks()

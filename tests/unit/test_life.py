@@ -1,4 +1,5 @@
 """The living shop's plan: a backlog of open orders beside the same daily stream."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone

@@ -1,5 +1,6 @@
 """Warehouse tables in lineage are named as the OpenLineage naming spec names a PostgreSQL table: at
 parse time when the connection is in the environment, else by the running task that read it."""
+
 from __future__ import annotations
 
 import json
@@ -12,11 +13,24 @@ def names(datasets) -> list[tuple[str, str]]:
 
 
 def test_a_postgres_connection_in_the_environment_names_tables_by_host_database_and_schema(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_SHOP_B_WAREHOUSE", json.dumps({
-        "conn_type": "postgres", "host": "db.internal", "port": 6432, "schema": "orders",
-        "login": "orderops", "password": "secret-pw", "extra": {"schema": "shop_b"}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SHOP_B_WAREHOUSE",
+        json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": "db.internal",
+                "port": 6432,
+                "schema": "orders",
+                "login": "orderops",
+                "password": "secret-pw",
+                "extra": {"schema": "shop_b"},
+            }
+        ),
+    )
     assert names(tables("decisions", "sla_daily", conn_id="shop_b_warehouse")) == [
-        ("postgres://db.internal:6432", "orders.shop_b.decisions"), ("postgres://db.internal:6432", "orders.shop_b.sla_daily")]
+        ("postgres://db.internal:6432", "orders.shop_b.decisions"),
+        ("postgres://db.internal:6432", "orders.shop_b.sla_daily"),
+    ]
 
 
 def test_a_uri_connection_without_schema_or_port_takes_postgres_defaults(monkeypatch):
@@ -42,13 +56,26 @@ def test_a_running_task_renames_its_tables_after_the_connection_it_read(monkeypa
 
     monkeypatch.delenv("AIRFLOW_CONN_ORDEROPS_WAREHOUSE", raising=False)
     with DAG("lineage_probe", schedule=None):
-        task = EmptyOperator(task_id="join_and_decide", inlets=[*tables("stg_tiktok_orders"), *endpoints("tiktok_providers")],
-                             outlets=[assets()["decisions"], *tables("decisions")])
+        task = EmptyOperator(
+            task_id="join_and_decide",
+            inlets=[*tables("stg_tiktok_orders"), *endpoints("tiktok_providers")],
+            outlets=[assets()["decisions"], *tables("decisions")],
+        )
     assert names(task.outlets[1:]) == [(WAREHOUSE_NAMESPACE, "decisions")]
-    name_tables(task, Connection(conn_id="orderops_warehouse", conn_type="postgres", host="db.internal", schema="orders",
-                                 extra=json.dumps({"schema": "shop_a"})))
-    assert names(task.inlets) == [("postgres://db.internal:5432", "orders.shop_a.stg_tiktok_orders"),
-                                  ("https://open-api.tiktokglobalshop.com", endpoints("tiktok_providers")[0].name)]
+    name_tables(
+        task,
+        Connection(
+            conn_id="orderops_warehouse",
+            conn_type="postgres",
+            host="db.internal",
+            schema="orders",
+            extra=json.dumps({"schema": "shop_a"}),
+        ),
+    )
+    assert names(task.inlets) == [
+        ("postgres://db.internal:5432", "orders.shop_a.stg_tiktok_orders"),
+        ("https://open-api.tiktokglobalshop.com", endpoints("tiktok_providers")[0].name),
+    ]
     assert task.outlets[0] == assets()["decisions"]
     # what the OpenLineage listener sends at the task's end
     from airflow.providers.openlineage.extractors import OperatorLineage

@@ -1,4 +1,5 @@
 """Alerts reach the log, the warehouse, a Slack webhook and an SMTP server (real loopback servers)."""
+
 from __future__ import annotations
 
 import email
@@ -15,8 +16,12 @@ import sqlalchemy as sa
 from include.report.notify import Alert, alert_from_context, notify
 from include.store.warehouse import Warehouse, pipeline_breaches
 
-ALERT = Alert(kind="deadline_missed", dag_id="orderops_sla", run_id="scheduled__2026-11-20T14:30:00+00:00",
-              detail="orderops_sla run not finished 25 min after queueing")
+ALERT = Alert(
+    kind="deadline_missed",
+    dag_id="orderops_sla",
+    run_id="scheduled__2026-11-20T14:30:00+00:00",
+    detail="orderops_sla run not finished 25 min after queueing",
+)
 
 
 @pytest.fixture
@@ -92,8 +97,22 @@ def test_alert_goes_to_slack_and_email_when_configured(tmp_path, monkeypatch, we
     hook_url, posts = webhook
     port, mails = smtp_server
     monkeypatch.setenv("AIRFLOW_CONN_ORDEROPS_SLACK", json.dumps({"conn_type": "http", "password": hook_url}))
-    monkeypatch.setenv("AIRFLOW_CONN_ORDEROPS_SMTP", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": port, "extra": {"to": "ops@example.com", "from_email": "orderops@example.com", "disable_ssl": True, "disable_tls": True}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ORDEROPS_SMTP",
+        json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": port,
+                "extra": {
+                    "to": "ops@example.com",
+                    "from_email": "orderops@example.com",
+                    "disable_ssl": True,
+                    "disable_tls": True,
+                },
+            }
+        ),
+    )
     reached = notify(ALERT, f"sqlite:///{tmp_path / 'wh.db'}")
     assert reached == ["log", "warehouse", "slack", "email"]
     assert posts and "deadline missed" in posts[0]["text"] and ALERT.detail in posts[0]["text"]
@@ -106,10 +125,20 @@ def test_alert_goes_to_slack_and_email_when_configured(tmp_path, monkeypatch, we
 
 def test_a_broken_channel_does_not_stop_the_others(tmp_path, monkeypatch, smtp_server):
     port, mails = smtp_server
-    monkeypatch.setenv("AIRFLOW_CONN_ORDEROPS_SLACK", json.dumps({"conn_type": "http", "password": "http://127.0.0.1:9/nothing"}))
-    monkeypatch.setenv("AIRFLOW_CONN_ORDEROPS_SMTP", json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port,
-                                                                "extra": {"to": "ops@example.com", "disable_ssl": True,
-                                                                          "disable_tls": True}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ORDEROPS_SLACK", json.dumps({"conn_type": "http", "password": "http://127.0.0.1:9/nothing"})
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ORDEROPS_SMTP",
+        json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": port,
+                "extra": {"to": "ops@example.com", "disable_ssl": True, "disable_tls": True},
+            }
+        ),
+    )
     assert notify(ALERT, None) == ["log", "email"]
     assert len(mails) == 1
 
@@ -123,6 +152,7 @@ def test_alert_from_contexts():
 
     failed = alert_from_context("task_failed", {"ti": TI(), "dag_run": Run(), "exception": ValueError("boom")})
     assert failed.detail == "task post_tracking (try 3, map index 2) failed: boom" and failed.run_id == "manual__x"
-    late = alert_from_context("deadline_missed", {"dag_run": {"dag_id": "orderops_sla_shop_b", "dag_run_id": "r9"},
-                                                  "detail": "not finished"})
+    late = alert_from_context(
+        "deadline_missed", {"dag_run": {"dag_id": "orderops_sla_shop_b", "dag_run_id": "r9"}, "detail": "not finished"}
+    )
     assert (late.dag_id, late.run_id, late.detail) == ("orderops_sla_shop_b", "r9", "not finished")

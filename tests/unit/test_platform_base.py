@@ -1,4 +1,5 @@
 """Shared client machinery: quotas, backoff, paging guards, connection parsing."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,14 @@ import httpx
 import pytest
 
 from orderops_provider.base import (
-    ConfigurationError, PagingError, RateLimiter, RetryPolicy, chunked, http_client, pages, tls_context,
+    ConfigurationError,
+    PagingError,
+    RateLimiter,
+    RetryPolicy,
+    chunked,
+    http_client,
+    pages,
+    tls_context,
 )
 from orderops_provider.connection import ConnectionSettings, base_url_of
 
@@ -56,7 +64,9 @@ def test_rate_limiter_rejects_nonsense():
 def test_backoff_grows_caps_and_honours_hint():
     policy = RetryPolicy(base=1, cap=8, rng=random.Random(1))
     delays = [policy.delay(n) for n in range(1, 7)]
-    assert all(lo <= d <= hi for d, (lo, hi) in zip(delays, [(0.5, 1), (1, 2), (2, 4), (4, 8), (4, 8), (4, 8)]))
+    assert all(
+        lo <= d <= hi for d, (lo, hi) in zip(delays, [(0.5, 1), (1, 2), (2, 4), (4, 8), (4, 8), (4, 8)], strict=True)
+    )
     assert policy.delay(1, hint=25) == 25
 
 
@@ -80,9 +90,10 @@ def test_pages_detects_repeated_page():
 def test_pages_stops_at_empty_pages_that_keep_pointing_further():
     fetched = []
 
-    def fetch(cursor):   # every page empty, each with a fresh token
+    def fetch(cursor):  # every page empty, each with a fresh token
         fetched.append(cursor)
         return [], f"t{len(fetched)}"
+
     with pytest.raises(PagingError, match="3 empty pages in a row"):
         list(pages(fetch, platform="p", operation="op"))
     assert len(fetched) == 3
@@ -101,6 +112,7 @@ def test_pages_stops_when_a_listing_runs_past_its_time():
         fetched.append(cursor)
         now[0] += 600
         return [len(fetched)], len(fetched)
+
     listing = pages(fetch, platform="p", operation="op", max_seconds=3600, clock=lambda: now[0])
     got = []
     with pytest.raises(PagingError, match="still listing after 3600 s"):
@@ -114,7 +126,7 @@ def test_pages_stops_when_a_listing_runs_past_its_time():
 def test_clients_bound_their_listings_on_their_clock():
     from orderops_provider.shipbob import ShipBobClient
 
-    class Endless(httpx.BaseTransport):   # full pages of new orders, for ever
+    class Endless(httpx.BaseTransport):  # full pages of new orders, for ever
         def __init__(self):
             self.served = 0
 
@@ -129,7 +141,7 @@ def test_clients_bound_their_listings_on_their_clock():
     listing = client.orders()
     with pytest.raises(PagingError, match="still listing after 3600 s"):
         for n, _ in enumerate(listing):
-            now[0] = n * 1.0   # a second an order: an hour is 3,600 orders, 15 pages in
+            now[0] = n * 1.0  # a second an order: an hour is 3,600 orders, 15 pages in
     assert transport.served == 15
     client.close()
 
@@ -137,8 +149,9 @@ def test_clients_bound_their_listings_on_their_clock():
 def test_pages_stops_after_max_pages():
     with pytest.raises(PagingError, match="more than 4 pages"):
         list(pages(lambda c: ([c or 0], (c or 0) + 1), platform="p", operation="op", max_pages=4))
-    assert list(pages(lambda c: ([c or 0], (c or 0) + 1 if (c or 0) < 3 else None), platform="p",
-                      operation="op", max_pages=4)) == [0, 1, 2, 3]
+    assert list(
+        pages(lambda c: ([c or 0], (c or 0) + 1 if (c or 0) < 3 else None), platform="p", operation="op", max_pages=4)
+    ) == [0, 1, 2, 3]
 
 
 def test_chunked():
@@ -156,16 +169,18 @@ def test_base_url_forms():
 
 
 def test_connection_numbers_are_finite_in_their_range_and_whole_where_counted():
-    settings = ConnectionSettings("conn", "https://x", None, None,
-                                  {"timeout": "12", "max_attempts": 3.0, "huge": 10 ** 400, "flag": True})
+    settings = ConnectionSettings(
+        "conn", "https://x", None, None, {"timeout": "12", "max_attempts": 3.0, "huge": 10**400, "flag": True}
+    )
     assert settings.timeout() == 12.0 and settings.retry().max_attempts == 3
     assert settings.number("absent", 7.5, 0, 10) == 7.5 and settings.count("absent", 4, 1, 5) == 4
-    assert ConnectionSettings("conn", "https://x", None, None).retry() is None   # the client's default
+    assert ConnectionSettings("conn", "https://x", None, None).retry() is None  # the client's default
     for value in (-1, 0, "nan", "inf", float("nan"), 601, "soon", None, [5], True):
         with pytest.raises(ConfigurationError) as refused:
             ConnectionSettings("conn", "https://x", None, None, {"timeout": value}).timeout()
-        assert str(refused.value) == (f"connection 'conn': extra.timeout must be a number above 0 and at most 600, "
-                                      f"got {value!r}")
+        assert str(refused.value) == (
+            f"connection 'conn': extra.timeout must be a number above 0 and at most 600, got {value!r}"
+        )
     for value in (0, -3, 2.5, "2.5", 21, "inf"):
         with pytest.raises(ConfigurationError, match="extra.max_attempts must be a whole number from 1 to 20"):
             ConnectionSettings("conn", "https://x", None, None, {"max_attempts": value}).retry()
@@ -175,32 +190,51 @@ def test_connection_numbers_are_finite_in_their_range_and_whole_where_counted():
 
 
 # values once accepted, each then failing every call (or changing what the client does, unnamed)
-@pytest.mark.parametrize("platform,key,value,named", [
-    ("tiktok", "timeout", -1, "extra.timeout must be a number above 0 and at most 600, got -1"),
-    ("shopify", "timeout", 0, "extra.timeout must be a number above 0 and at most 600, got 0"),
-    ("amazon_mcf", "timeout", "nan", "extra.timeout must be a number above 0 and at most 600, got 'nan'"),
-    ("shipbob", "max_attempts", 0, "extra.max_attempts must be a whole number from 1 to 20, got 0"),
-    ("tiktok", "max_attempts", -3, "extra.max_attempts must be a whole number from 1 to 20, got -3"),
-    ("shopify", "max_attempts", 2.5, "extra.max_attempts must be a whole number from 1 to 20, got 2.5"),
-    ("shopify", "restore_rate", "nan", "extra.restore_rate must be a number above 0 and at most 100,000, got 'nan'"),
-    ("shipbob", "rate_limit", "nan", "extra.rate_limit must be a number from 2 to 100,000, got 'nan'"),
-    ("tiktok", "qps", "inf", "extra.qps must be a number above 0 and at most 10,000, got 'inf'"),
-    ("amazon_mcf", "marketplace_id", "", "marketplace_id must be a marketplace id"),
-    ("amazon_mcf", "quotas", {"nope": [1, 2]}, "quotas.nope: not an operation with a quota"),
-    ("shopify", "tiktok_order_id", {"note_patterns": {"connector": "Ref: \\d+"}},
-     "extra.tiktok_order_id.note_patterns.connector: 'Ref: \\\\d+' must have exactly one group (the id), it has 0"),
-    ("shopify", "tiktok_order_id", {"attribute_keys": ["ok"], "name_prefix": "TT-"},
-     "extra.tiktok_order_id: unknown key(s) name_prefix"),
-])
-def test_a_bad_connection_extra_fails_the_runs_check_naming_connection_and_key(monkeypatch, platform, key, value,
-                                                                                named):
+@pytest.mark.parametrize(
+    "platform,key,value,named",
+    [
+        ("tiktok", "timeout", -1, "extra.timeout must be a number above 0 and at most 600, got -1"),
+        ("shopify", "timeout", 0, "extra.timeout must be a number above 0 and at most 600, got 0"),
+        ("amazon_mcf", "timeout", "nan", "extra.timeout must be a number above 0 and at most 600, got 'nan'"),
+        ("shipbob", "max_attempts", 0, "extra.max_attempts must be a whole number from 1 to 20, got 0"),
+        ("tiktok", "max_attempts", -3, "extra.max_attempts must be a whole number from 1 to 20, got -3"),
+        ("shopify", "max_attempts", 2.5, "extra.max_attempts must be a whole number from 1 to 20, got 2.5"),
+        (
+            "shopify",
+            "restore_rate",
+            "nan",
+            "extra.restore_rate must be a number above 0 and at most 100,000, got 'nan'",
+        ),
+        ("shipbob", "rate_limit", "nan", "extra.rate_limit must be a number from 2 to 100,000, got 'nan'"),
+        ("tiktok", "qps", "inf", "extra.qps must be a number above 0 and at most 10,000, got 'inf'"),
+        ("amazon_mcf", "marketplace_id", "", "marketplace_id must be a marketplace id"),
+        ("amazon_mcf", "quotas", {"nope": [1, 2]}, "quotas.nope: not an operation with a quota"),
+        (
+            "shopify",
+            "tiktok_order_id",
+            {"note_patterns": {"connector": "Ref: \\d+"}},
+            "extra.tiktok_order_id.note_patterns.connector: 'Ref: \\\\d+' "
+            "must have exactly one group (the id), it has 0",
+        ),
+        (
+            "shopify",
+            "tiktok_order_id",
+            {"attribute_keys": ["ok"], "name_prefix": "TT-"},
+            "extra.tiktok_order_id: unknown key(s) name_prefix",
+        ),
+    ],
+)
+def test_a_bad_connection_extra_fails_the_runs_check_naming_connection_and_key(
+    monkeypatch, platform, key, value, named
+):
     """Platforms.check (prepare_run's, before any call) builds each client through its hook."""
     from include.run.platforms import Platforms
     from include.run.runconfig import run_settings
     from sandbox.connections import CONNECTION_IDS, sandbox_connections
 
-    urls = dict.fromkeys(("tiktok", "tiktok_auth", "shopify", "amazon_mcf", "amazon_lwa", "shipbob"),
-                         "http://127.0.0.1:9")   # never called
+    urls = dict.fromkeys(
+        ("tiktok", "tiktok_auth", "shopify", "amazon_mcf", "amazon_lwa", "shipbob"), "http://127.0.0.1:9"
+    )  # never called
     for name, doc in sandbox_connections(urls).items():
         if name == platform:
             doc["extra"][key] = value
@@ -216,11 +250,14 @@ def test_a_bad_connection_extra_fails_the_runs_check_naming_connection_and_key(m
 
 def test_the_listing_bound_is_a_setting_named_when_bad(monkeypatch):
     from include.run.platforms import LISTING_TIMEOUT_ENV, Platforms
-    from orderops_provider.shipbob import ShipBobClient
     from include.run.runconfig import RunConfigError, run_settings
+    from orderops_provider.shipbob import ShipBobClient
 
     settings = run_settings(dag_id="orderops_sla", run_id="r", params={"now": "2026-11-20T15:00:00Z"})
-    build = lambda platform: ShipBobClient("https://api.shipbob.invalid", "token")
+
+    def build(platform):
+        return ShipBobClient("https://api.shipbob.invalid", "token")
+
     monkeypatch.setenv(LISTING_TIMEOUT_ENV, "5")
     assert Platforms(settings, factory=build).get("shipbob").listing_seconds == 300
     monkeypatch.setenv(LISTING_TIMEOUT_ENV, "0")
@@ -233,7 +270,7 @@ def test_the_listing_bound_is_a_setting_named_when_bad(monkeypatch):
 def test_clients_share_one_verifying_tls_context():
     context = tls_context()
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
-    assert context.cert_store_stats()["x509_ca"] > 0        # a CA bundle is loaded
+    assert context.cert_store_stats()["x509_ca"] > 0  # a CA bundle is loaded
     with http_client(timeout=5) as first, http_client(timeout=5) as second:
         pools = [c._transport._pool._ssl_context for c in (first, second)]
     assert pools[0] is context and pools[1] is context

@@ -1,5 +1,6 @@
 """The preflight's pure parts: when a version's end of support is a problem or a warning, and its
 argument checks."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -14,9 +15,13 @@ TODAY = date(2026, 11, 20)
 
 def test_a_version_past_its_end_is_a_problem_one_ending_within_60_days_a_warning():
     assert version_findings("shipbob", "2025-07", date(2026, 7, 31), TODAY) == (
-        ["shipbob: API version 2025-07 reached its end of support on 2026-07-31"], [])
+        ["shipbob: API version 2025-07 reached its end of support on 2026-07-31"],
+        [],
+    )
     assert version_findings("shipbob", "2026-01", date(2027, 1, 19), TODAY) == (
-        [], ["shipbob: API version 2026-01 ends its support on 2027-01-19, in 60 days"])
+        [],
+        ["shipbob: API version 2026-01 ends its support on 2027-01-19, in 60 days"],
+    )
     assert version_findings("shipbob", "2026-01", date(2027, 1, 20), TODAY) == ([], [])
     # its last day is still supported
     assert version_findings("shopify", "2025-10", TODAY, TODAY)[0] == []

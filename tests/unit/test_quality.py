@@ -1,6 +1,7 @@
 """Great Expectations suites on staged batches: good data passes, each kind of bad data is named;
 the suites are GX suite files fed their parameters by the code; each run leaves a stored result and
 a Data Docs page in the GX folder, several processes at once included."""
+
 from __future__ import annotations
 
 import json
@@ -12,16 +13,28 @@ import pytest
 from fastapi.testclient import TestClient
 
 from include.quality.checkpoints import (
-    BATCH_PLATFORM, GX_DIR_ENV, KEEP_ENV, SUITES_DIR, docs_dir, parameters, referenced_parameters, suite_document,
+    BATCH_PLATFORM,
+    GX_DIR_ENV,
+    KEEP_ENV,
+    SUITES_DIR,
+    docs_dir,
+    parameters,
+    referenced_parameters,
+    suite_document,
     validate_batches,
 )
-
-NOW = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
+from tests.support import NOW
 
 
 def tiktok_row(order_id="576000000000000001", status="AWAITING_SHIPMENT", create=NOW):
-    return {"tiktok_order_id": order_id, "status": status, "fulfillment_type": "FULFILLMENT_BY_SELLER",
-            "create_time": create, "update_time": create, "rts_sla_time": create}
+    return {
+        "tiktok_order_id": order_id,
+        "status": status,
+        "fulfillment_type": "FULFILLMENT_BY_SELLER",
+        "create_time": create,
+        "update_time": create,
+        "rts_sla_time": create,
+    }
 
 
 def validate(batch: str, rows: list[dict], now: datetime, run: str | None = None):
@@ -41,8 +54,12 @@ def test_clean_batch_passes():
 
 
 def test_each_failure_is_named_with_examples():
-    rows = [tiktok_row(), tiktok_row(), tiktok_row("576x", status="TELEPORTED"),
-            tiktok_row("576000000000000009", create=datetime(1999, 1, 1, tzinfo=timezone.utc))]
+    rows = [
+        tiktok_row(),
+        tiktok_row(),
+        tiktok_row("576x", status="TELEPORTED"),
+        tiktok_row("576000000000000009", create=datetime(1999, 1, 1, tzinfo=timezone.utc)),
+    ]
     outcome = validate("tiktok_orders", rows, NOW)
     assert not outcome.success
     failed = {(f["expectation"], f["column"]) for f in outcome.failures}
@@ -68,19 +85,27 @@ def test_suite_files_are_gx_suites_fed_every_parameter_they_use():
         suite = gx.ExpectationSuite(**document)
         assert suite.name == batch and len(suite.expectations) == len(document["expectations"])
         used |= referenced_parameters(document)
-    assert used - supplied.keys() == set()     # nothing a suite asks for is missing
-    assert supplied.keys() - used == set()     # and nothing supplied is unused
+    assert used - supplied.keys() == set()  # nothing a suite asks for is missing
+    assert supplied.keys() - used == set()  # and nothing supplied is unused
     # the vocabulary is the code's: a status enums.py knows passes, one it does not know fails
-    assert validate("amazon_fulfillment_orders", [{"seller_fulfillment_order_id": "1", "status": "Complete"}], NOW).success
-    assert not validate("amazon_fulfillment_orders", [{"seller_fulfillment_order_id": "1", "status": "Lost"}], NOW).success
+    assert validate(
+        "amazon_fulfillment_orders", [{"seller_fulfillment_order_id": "1", "status": "Complete"}], NOW
+    ).success
+    assert not validate(
+        "amazon_fulfillment_orders", [{"seller_fulfillment_order_id": "1", "status": "Lost"}], NOW
+    ).success
 
 
 def test_a_run_stores_its_result_and_a_data_docs_page_the_sla_app_serves(gx_folder):
     from include.report.sla_ui import create_app
 
     before = {p.name: p.stat().st_mtime_ns for p in SUITES_DIR.iterdir()}
-    outcome = validate("tiktok_orders", [tiktok_row(), tiktok_row(status="TELEPORTED")], NOW,
-                       run="default/scheduled__2026-11-20T15:00:00+00:00")
+    outcome = validate(
+        "tiktok_orders",
+        [tiktok_row(), tiktok_row(status="TELEPORTED")],
+        NOW,
+        run="default/scheduled__2026-11-20T15:00:00+00:00",
+    )
     assert not outcome.success
     run = "default_scheduled__2026-11-20T15_00_00_00_00"
     (stored,) = (gx_folder / "validations" / "tiktok_orders" / run).glob("*/*.json")
@@ -90,7 +115,7 @@ def test_a_run_stores_its_result_and_a_data_docs_page_the_sla_app_serves(gx_fold
     index = (docs_dir() / "index.html").read_text()
     link = page.relative_to(docs_dir()).as_posix()
     assert link in index and "expectations/tiktok_orders.html" in index
-    assert {p.name: p.stat().st_mtime_ns for p in SUITES_DIR.iterdir()} == before   # the code folder is only read
+    assert {p.name: p.stat().st_mtime_ns for p in SUITES_DIR.iterdir()} == before  # the code folder is only read
     app = TestClient(create_app(f"sqlite:///{gx_folder.parent / 'wh.db'}", gx_folder.parent, data_docs_dir=docs_dir()))
     served = app.get(f"/data-docs/{link}")
     assert served.status_code == 200 and "TELEPORTED" in served.text
@@ -103,26 +128,33 @@ def test_a_runs_batches_are_validated_in_turn_and_their_data_docs_built_once(gx_
 
     builds = []
     build = AbstractDataContext.build_data_docs
-    monkeypatch.setattr(AbstractDataContext, "build_data_docs",
-                        lambda self, *a, **kw: builds.append(kw["resource_identifiers"]) or build(self, *a, **kw))
+    monkeypatch.setattr(
+        AbstractDataContext,
+        "build_data_docs",
+        lambda self, *a, **kw: builds.append(kw["resource_identifiers"]) or build(self, *a, **kw),
+    )
     run = "default_manual__1"
-    outcomes = validate_batches({
-        "tiktok_orders": [tiktok_row()],
-        "shipbob_orders": [{"shipbob_order_id": 7, "status": "Beamed"}],
-        "amazon_fulfillment_orders": [],
-        "shopify_orders": [{"shopify_order_id": 1, "name": "#1001", "updated_at": NOW}],
-    }, NOW, run=run)
+    outcomes = validate_batches(
+        {
+            "tiktok_orders": [tiktok_row()],
+            "shipbob_orders": [{"shipbob_order_id": 7, "status": "Beamed"}],
+            "amazon_fulfillment_orders": [],
+            "shopify_orders": [{"shopify_order_id": 1, "name": "#1001", "updated_at": NOW}],
+        },
+        NOW,
+        run=run,
+    )
     assert list(outcomes) == ["tiktok_orders", "shipbob_orders", "amazon_fulfillment_orders", "shopify_orders"]
     assert [(o.success, o.rows) for o in outcomes.values()] == [(True, 1), (False, 1), (True, 0), (True, 1)]
     assert outcomes["shipbob_orders"].failures[0]["examples"] == ["Beamed"]
-    assert len(builds) == 1 and len(builds[0]) == 6      # three results and their suites' pages
+    assert len(builds) == 1 and len(builds[0]) == 6  # three results and their suites' pages
     index = (docs_dir() / "index.html").read_text()
     for batch in ("tiktok_orders", "shipbob_orders", "shopify_orders"):
         (stored,) = (gx_folder / "validations" / batch / run).glob("*/*.json")
         (page,) = (docs_dir() / "validations" / batch / run).glob("*/*.html")
         assert page.relative_to(docs_dir()).as_posix() in index
-        assert page.parent.name == stored.parent.name      # one run time for the run's results
-    assert not (gx_folder / "validations" / "amazon_fulfillment_orders").exists()   # an empty batch leaves no result
+        assert page.parent.name == stored.parent.name  # one run time for the run's results
+    assert not (gx_folder / "validations" / "amazon_fulfillment_orders").exists()  # an empty batch leaves no result
 
 
 def test_a_checkpoint_that_raises_leaves_the_results_before_it_with_their_pages(gx_folder, monkeypatch):
@@ -140,9 +172,14 @@ def test_a_checkpoint_that_raises_leaves_the_results_before_it_with_their_pages(
     monkeypatch.setattr(Checkpoint, "run", run)
     run_name = "default_manual__2"
     with pytest.raises(OSError, match="No space left"):
-        validate_batches({"tiktok_orders": [tiktok_row()],
-                          "shopify_orders": [{"shopify_order_id": 1, "name": "#1001", "updated_at": NOW}]},
-                         NOW, run=run_name)
+        validate_batches(
+            {
+                "tiktok_orders": [tiktok_row()],
+                "shopify_orders": [{"shopify_order_id": 1, "name": "#1001", "updated_at": NOW}],
+            },
+            NOW,
+            run=run_name,
+        )
     (page,) = (docs_dir() / "validations" / "tiktok_orders" / run_name).glob("*/*.html")
     assert page.relative_to(docs_dir()).as_posix() in (docs_dir() / "index.html").read_text()
     assert not (gx_folder / "validations" / "shopify_orders").exists()
@@ -167,7 +204,7 @@ def test_one_process_moving_between_gx_folders_writes_each_result_to_its_own(tmp
     assert sorted(p.name for p in (second / "validations" / "shipbob_orders").iterdir()) == ["run-b"]
     index = (docs_dir(first) / "index.html").read_text()
     assert "run-a" in index and "run-c" in index and "run-b" not in index
-    monkeypatch.setenv(KEEP_ENV, "1")     # a new KEEP takes effect at once
+    monkeypatch.setenv(KEEP_ENV, "1")  # a new KEEP takes effect at once
     assert validate("shipbob_orders", [{"shipbob_order_id": "d", "status": "Fulfilled"}], NOW, run="run-d").success
     assert sorted(p.name for p in (first / "validations" / "shipbob_orders").iterdir()) == ["run-d"]
 
@@ -178,8 +215,12 @@ def _validate_in_child(folder: str, worker: int, done) -> None:
     os.environ[GX_DIR_ENV] = folder
     try:
         for n in range(2):
-            outcome = validate("shipbob_orders", [{"shipbob_order_id": f"{worker}-{n}", "status": "Cancelled"}], NOW,
-                               run=f"shop-{worker}/run-{n}")
+            outcome = validate(
+                "shipbob_orders",
+                [{"shipbob_order_id": f"{worker}-{n}", "status": "Cancelled"}],
+                NOW,
+                run=f"shop-{worker}/run-{n}",
+            )
             assert outcome.success, outcome.describe()
         done.put((worker, "ok"))
     except BaseException as exc:  # the parent reports it
@@ -190,7 +231,9 @@ def test_concurrent_validations_from_several_processes_into_one_gx_folder(gx_fol
     """Four task processes validating the same suite at once, each pruning the others' older results:
     all succeed, the kept results are whole and the index lists the newest."""
     monkeypatch.setenv(KEEP_ENV, "3")
-    validate("shipbob_orders", [{"shipbob_order_id": "warm", "status": "Cancelled"}], NOW)  # GX imported before the fork
+    validate(
+        "shipbob_orders", [{"shipbob_order_id": "warm", "status": "Cancelled"}], NOW
+    )  # GX imported before the fork
     fork = multiprocessing.get_context("fork")
     done = fork.Queue()
     workers = [fork.Process(target=_validate_in_child, args=(str(gx_folder), w, done)) for w in range(4)]

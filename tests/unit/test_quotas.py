@@ -1,13 +1,14 @@
 """Shared quotas in the warehouse (SQLite and PostgreSQL): reservations, refunds, limits."""
+
 import threading
 
 import pytest
 import sqlalchemy as sa
 
-from orderops_provider.base import RateLimiter
-from orderops_provider.shopify import PointsBucket
 from include.store.quotas import SharedQuotas
 from include.store.warehouse import Warehouse, quota_buckets
+from orderops_provider.base import RateLimiter
+from orderops_provider.shopify import PointsBucket
 
 
 class Clock:
@@ -28,8 +29,9 @@ def wh(warehouse_url):
 
 def level(wh: Warehouse, shop: str, bucket: str) -> float:
     with wh.engine.connect() as conn:
-        return conn.execute(sa.select(quota_buckets.c.tokens).where(
-            quota_buckets.c.shop == shop, quota_buckets.c.bucket == bucket)).scalar_one()
+        return conn.execute(
+            sa.select(quota_buckets.c.tokens).where(quota_buckets.c.shop == shop, quota_buckets.c.bucket == bucket)
+        ).scalar_one()
 
 
 def test_two_processes_draw_from_one_bucket_and_queue_behind_each_other(wh):
@@ -38,7 +40,7 @@ def test_two_processes_draw_from_one_bucket_and_queue_behind_each_other(wh):
     waits = [q.reserve("amazon_mcf:getFulfillmentOrder", rate=2.0, burst=3.0) for q in (one, two, one, two, one)]
     # the burst of 3 is shared, then each call gets the next free half-second slot
     assert waits == [0.0, 0.0, 0.0, 0.5, 1.0]
-    clock.now += 2.0     # four tokens refilled, two of them owed
+    clock.now += 2.0  # four tokens refilled, two of them owed
     assert one.reserve("amazon_mcf:getFulfillmentOrder", 2.0, 3.0) == 0.0
     assert level(wh, "shop-a", "amazon_mcf:getFulfillmentOrder") == pytest.approx(1.0)
 
@@ -47,7 +49,7 @@ def test_buckets_are_per_shop_and_per_operation(wh):
     clock = Clock()
     a, b = SharedQuotas(wh, "shop-a", clock=clock), SharedQuotas(wh, "shop-b", clock=clock)
     assert a.reserve("tiktok:search_orders", 1.0, 1.0) == 0.0
-    assert b.reserve("tiktok:search_orders", 1.0, 1.0) == 0.0           # another shop: its own quota
+    assert b.reserve("tiktok:search_orders", 1.0, 1.0) == 0.0  # another shop: its own quota
     assert a.reserve("tiktok:mark_package_as_shipped", 1.0, 1.0) == 0.0  # another endpoint: its own quota
     assert a.reserve("tiktok:search_orders", 1.0, 1.0) == pytest.approx(1.0)
 
@@ -59,11 +61,11 @@ def test_refill_never_exceeds_the_burst_and_a_clock_behind_adds_nothing(wh):
     clock.now += 3600
     assert quotas.reserve("shipbob", 2.5, 150.0, cost=0.0) == 0.0
     assert level(wh, "shop-a", "shipbob") == pytest.approx(150.0)
-    behind = SharedQuotas(wh, "shop-a", clock=lambda: clock.now - 30)   # another host's clock, 30 s slow
+    behind = SharedQuotas(wh, "shop-a", clock=lambda: clock.now - 30)  # another host's clock, 30 s slow
     behind.reserve("shipbob", 2.5, 150.0, cost=10.0)
     clock.now += 1
     quotas.reserve("shipbob", 2.5, 150.0, cost=0.0)
-    assert level(wh, "shop-a", "shipbob") == pytest.approx(142.5)        # 140 + one second at 2.5/s
+    assert level(wh, "shop-a", "shipbob") == pytest.approx(142.5)  # 140 + one second at 2.5/s
 
 
 def test_settle_gives_back_and_lowers_but_never_raises_to_the_platform_figure(wh):
@@ -72,7 +74,7 @@ def test_settle_gives_back_and_lowers_but_never_raises_to_the_platform_figure(wh
     quotas.reserve("shopify", rate=100.0, burst=2000.0, cost=1000.0)
     quotas.settle("shopify", 100.0, 2000.0, refund=400.0, at_most=5000.0)
     assert level(wh, "shop-a", "shopify") == pytest.approx(1400.0)
-    quotas.settle("shopify", 100.0, 2000.0, at_most=300.0)    # someone else spent the store's quota
+    quotas.settle("shopify", 100.0, 2000.0, at_most=300.0)  # someone else spent the store's quota
     assert level(wh, "shop-a", "shopify") == pytest.approx(300.0)
 
 
@@ -112,9 +114,9 @@ def test_shopify_bucket_shared_gives_back_the_points_not_charged(wh):
     clock = Clock()
     bucket = PointsBucket(100.0, 2000.0, clock=clock, sleep=lambda s: None)
     bucket.share(SharedQuotas(wh, "shop-a", clock=clock), "shopify")
-    bucket.acquire(500.0)                       # requested cost taken
-    bucket.sync(1880.0, 100.0, 2000.0, actual=120.0)   # what Shopify reports after charging 120
-    assert level(wh, "shop-a", "shopify") == pytest.approx(1880.0)   # 1500 + 380 not charged
+    bucket.acquire(500.0)  # requested cost taken
+    bucket.sync(1880.0, 100.0, 2000.0, actual=120.0)  # what Shopify reports after charging 120
+    assert level(wh, "shop-a", "shopify") == pytest.approx(1880.0)  # 1500 + 380 not charged
     bucket.acquire(100.0)
-    bucket.sync(900.0, 100.0, 2000.0, actual=100.0)                  # the store's level is lower than ours
+    bucket.sync(900.0, 100.0, 2000.0, actual=100.0)  # the store's level is lower than ours
     assert level(wh, "shop-a", "shopify") == pytest.approx(900.0)

@@ -1,4 +1,5 @@
 """SLA report figures against hand-computed ones for a small fixed day, on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
@@ -8,12 +9,18 @@ import sqlalchemy as sa
 
 from include.report.reports import build_day, days_to_report
 from include.store.warehouse import (
-    Warehouse, action_ledger, order_links, sla_daily, stg_amazon_fulfillment_orders, stg_shipbob_orders,
-    stg_tiktok_cancellations, stg_tiktok_orders,
+    Warehouse,
+    action_ledger,
+    order_links,
+    sla_daily,
+    stg_amazon_fulfillment_orders,
+    stg_shipbob_orders,
+    stg_tiktok_cancellations,
+    stg_tiktok_orders,
 )
+from tests.support import NOW
 
 DAY = date(2026, 11, 19)
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
 
 
 def t(text: str) -> datetime:
@@ -21,66 +28,174 @@ def t(text: str) -> datetime:
 
 
 def tiktok(order_id, sla, rts=None, status="AWAITING_COLLECTION", due="2026-11-25T00:00"):
-    return dict(shop="s", tiktok_order_id=order_id, status=status, fulfillment_type="FULFILLMENT_BY_SELLER",
-                create_time=t("2026-11-17T00:00"), update_time=t("2026-11-17T00:00"), rts_sla_time=t(sla),
-                shipping_due_time=t(due), rts_time=t(rts) if rts else None, tracking_number="T" if rts else "",
-                shipping_provider_id="", is_buyer_request_cancel=False, line_items=[], raw={},
-                snapshot_run_id="r1", extracted_at=NOW)
+    return dict(
+        shop="s",
+        tiktok_order_id=order_id,
+        status=status,
+        fulfillment_type="FULFILLMENT_BY_SELLER",
+        create_time=t("2026-11-17T00:00"),
+        update_time=t("2026-11-17T00:00"),
+        rts_sla_time=t(sla),
+        shipping_due_time=t(due),
+        rts_time=t(rts) if rts else None,
+        tracking_number="T" if rts else "",
+        shipping_provider_id="",
+        is_buyer_request_cancel=False,
+        line_items=[],
+        raw={},
+        snapshot_run_id="r1",
+        extracted_at=NOW,
+    )
 
 
 def link(order_id, fulfiller, fid, problem=None):
-    return dict(shop="s", run_id="r1", tiktok_order_id=order_id, shopify_order_ids=["1"], match_rule="source_identifier",
-                fulfiller=fulfiller, fulfillment_order_id=fid, link_problem=problem)
+    return dict(
+        shop="s",
+        run_id="r1",
+        tiktok_order_id=order_id,
+        shopify_order_ids=["1"],
+        match_rule="source_identifier",
+        fulfiller=fulfiller,
+        fulfillment_order_id=fid,
+        link_problem=problem,
+    )
 
 
 def amazon(fid, carrier, shipped_at):
-    shipments = [{"id": "S", "status": "SHIPPED", "shipped_at": shipped_at,
-                  "packages": [{"carrier": carrier, "tracking_number": "1Z"}]}] if shipped_at else []
-    return dict(shop="s", seller_fulfillment_order_id=fid, displayable_order_id=None, status="Complete",
-                status_updated_at=None, received_at=None, shipments=shipments, raw={}, snapshot_run_id="r1",
-                extracted_at=NOW)
+    shipments = (
+        [
+            {
+                "id": "S",
+                "status": "SHIPPED",
+                "shipped_at": shipped_at,
+                "packages": [{"carrier": carrier, "tracking_number": "1Z"}],
+            }
+        ]
+        if shipped_at
+        else []
+    )
+    return dict(
+        shop="s",
+        seller_fulfillment_order_id=fid,
+        displayable_order_id=None,
+        status="Complete",
+        status_updated_at=None,
+        received_at=None,
+        shipments=shipments,
+        raw={},
+        snapshot_run_id="r1",
+        extracted_at=NOW,
+    )
 
 
 def shipbob(fid, carrier, shipped_at):
-    shipments = [{"id": 1, "status": "Completed" if shipped_at else "Processing", "carrier": carrier,
-                  "tracking_number": "94" if shipped_at else "", "shipped_at": shipped_at}]
-    return dict(shop="s", shipbob_order_id=fid, reference_id="1", order_number="1", status="Processing",
-                last_update_at=None, shipments=shipments, raw={}, snapshot_run_id="r1", extracted_at=NOW)
+    shipments = [
+        {
+            "id": 1,
+            "status": "Completed" if shipped_at else "Processing",
+            "carrier": carrier,
+            "tracking_number": "94" if shipped_at else "",
+            "shipped_at": shipped_at,
+        }
+    ]
+    return dict(
+        shop="s",
+        shipbob_order_id=fid,
+        reference_id="1",
+        order_number="1",
+        status="Processing",
+        last_update_at=None,
+        shipments=shipments,
+        raw={},
+        snapshot_run_id="r1",
+        extracted_at=NOW,
+    )
 
 
 def cancellation(cancel_id, order_id, deadline, status):
-    return dict(shop="s", cancel_id=cancel_id, tiktok_order_id=order_id, status=status, cancel_type="BUYER_CANCEL",
-                role="BUYER", create_time=t("2026-11-19T09:00"), update_time=t("2026-11-19T09:00"),
-                deadline=t(deadline), raw={}, snapshot_run_id="r1", extracted_at=NOW)
+    return dict(
+        shop="s",
+        cancel_id=cancel_id,
+        tiktok_order_id=order_id,
+        status=status,
+        cancel_type="BUYER_CANCEL",
+        role="BUYER",
+        create_time=t("2026-11-19T09:00"),
+        update_time=t("2026-11-19T09:00"),
+        deadline=t(deadline),
+        raw={},
+        snapshot_run_id="r1",
+        extracted_at=NOW,
+    )
 
 
 @pytest.fixture
 def day_report(warehouse_url, tmp_path):
     wh = Warehouse(warehouse_url)
     wh.migrate()
-    wh.upsert(stg_tiktok_orders, [
-        tiktok("A1", "2026-11-19T12:00", "2026-11-19T10:00"),                      # on time, 2 h after shipment
-        tiktok("A2", "2026-11-19T18:00", "2026-11-19T20:00"),                      # late, 11 h after shipment
-        tiktok("S1", "2026-11-19T23:00", "2026-11-19T07:00"),                      # on time, 1 h
-        tiktok("S2", "2026-11-19T15:00", status="AWAITING_SHIPMENT", due="2026-11-21T01:00"),  # past due, at risk
-        tiktok("C1", "2026-11-19T16:00", status="CANCELLED"),                     # not counted in LDR
-        tiktok("U1", "2026-11-19T05:00", status="AWAITING_SHIPMENT"),             # past due, unlinked
-        tiktok("X1", "2026-11-20T10:00", "2026-11-19T22:00"),                     # due the next day
-    ])
-    wh.upsert(order_links, [link("A1", "amazon_mcf", "F1"), link("A2", "amazon_mcf", "F2"), link("S1", "shipbob", "9"),
-                            link("S2", "shipbob", "10"), link("C1", "amazon_mcf", "F5"),
-                            link("U1", None, None, "no_shopify_match"), link("X1", "amazon_mcf", "F6")])
-    wh.upsert(stg_amazon_fulfillment_orders, [amazon("F1", "UPS", "2026-11-19T08:00:00Z"),
-                                              amazon("F2", "UPS", "2026-11-19T09:00:00Z"),
-                                              amazon("F5", "UPS", None), amazon("F6", "USPS", "2026-11-19T21:00:00Z")])
+    wh.upsert(
+        stg_tiktok_orders,
+        [
+            tiktok("A1", "2026-11-19T12:00", "2026-11-19T10:00"),  # on time, 2 h after shipment
+            tiktok("A2", "2026-11-19T18:00", "2026-11-19T20:00"),  # late, 11 h after shipment
+            tiktok("S1", "2026-11-19T23:00", "2026-11-19T07:00"),  # on time, 1 h
+            tiktok("S2", "2026-11-19T15:00", status="AWAITING_SHIPMENT", due="2026-11-21T01:00"),  # past due, at risk
+            tiktok("C1", "2026-11-19T16:00", status="CANCELLED"),  # not counted in LDR
+            tiktok("U1", "2026-11-19T05:00", status="AWAITING_SHIPMENT"),  # past due, unlinked
+            tiktok("X1", "2026-11-20T10:00", "2026-11-19T22:00"),  # due the next day
+        ],
+    )
+    wh.upsert(
+        order_links,
+        [
+            link("A1", "amazon_mcf", "F1"),
+            link("A2", "amazon_mcf", "F2"),
+            link("S1", "shipbob", "9"),
+            link("S2", "shipbob", "10"),
+            link("C1", "amazon_mcf", "F5"),
+            link("U1", None, None, "no_shopify_match"),
+            link("X1", "amazon_mcf", "F6"),
+        ],
+    )
+    wh.upsert(
+        stg_amazon_fulfillment_orders,
+        [
+            amazon("F1", "UPS", "2026-11-19T08:00:00Z"),
+            amazon("F2", "UPS", "2026-11-19T09:00:00Z"),
+            amazon("F5", "UPS", None),
+            amazon("F6", "USPS", "2026-11-19T21:00:00Z"),
+        ],
+    )
     wh.upsert(stg_shipbob_orders, [shipbob("9", "USPS", "2026-11-19T06:00:00Z"), shipbob("10", "USPS", None)])
-    wh.upsert(stg_tiktok_cancellations, [cancellation("K1", "A1", "2026-11-20T12:00", "CANCELLATION_REQUEST_SUCCESS"),
-                                         cancellation("K2", "S2", "2026-11-19T20:00", "CANCELLATION_REQUEST_PENDING")])
+    wh.upsert(
+        stg_tiktok_cancellations,
+        [
+            cancellation("K1", "A1", "2026-11-20T12:00", "CANCELLATION_REQUEST_SUCCESS"),
+            cancellation("K2", "S2", "2026-11-19T20:00", "CANCELLATION_REQUEST_PENDING"),
+        ],
+    )
     with wh.engine.begin() as conn:
-        conn.execute(action_ledger.insert(), [dict(
-            shop="s", idempotency_key="approve_cancellation:K1", kind="approve_cancellation", target="tiktok:cancellation/K1",
-            tiktok_order_id="A1", rule="C1", decision_run_id="r1", request={"cancel_id": "K1"}, state="succeeded",
-            attempts=1, acted_at=t("2026-11-19T14:00"), created_at=NOW, updated_at=NOW, run_id="r1")])
+        conn.execute(
+            action_ledger.insert(),
+            [
+                dict(
+                    shop="s",
+                    idempotency_key="approve_cancellation:K1",
+                    kind="approve_cancellation",
+                    target="tiktok:cancellation/K1",
+                    tiktok_order_id="A1",
+                    rule="C1",
+                    decision_run_id="r1",
+                    request={"cancel_id": "K1"},
+                    state="succeeded",
+                    attempts=1,
+                    acted_at=t("2026-11-19T14:00"),
+                    created_at=NOW,
+                    updated_at=NOW,
+                    run_id="r1",
+                )
+            ],
+        )
     report = build_day(wh, "s", DAY, now=NOW, out_dir=tmp_path)
     yield wh, report
     wh.dispose()
@@ -93,7 +208,7 @@ def by_split(rows):
 def test_day_figures_match_hand_computed(day_report):
     wh, report = day_report
     total = by_split(report.rows)[("all", "all")]
-    assert total["orders_due"] == 5   # C1 was cancelled without being dispatched: not due
+    assert total["orders_due"] == 5  # C1 was cancelled without being dispatched: not due
     assert (total["dispatched_on_time"], total["dispatched_late"], total["past_due_no_tracking"]) == (2, 1, 2)
     assert total["late_dispatch_rate"] == pytest.approx(3 / 5) and total["ldr_over_line"]
     assert total["at_risk_auto_cancel"] == 1
@@ -102,7 +217,9 @@ def test_day_figures_match_hand_computed(day_report):
     assert total["ship_to_tracking_median_h"] == pytest.approx(1.5)
     assert total["ship_to_tracking_p95_h"] == pytest.approx(2 + 0.85 * 9)
     splits = by_split(report.rows)
-    assert splits[("amazon_mcf", "all")]["orders_due"] == 2 and splits[("amazon_mcf", "all")]["late_dispatch_rate"] == 0.5
+    assert (
+        splits[("amazon_mcf", "all")]["orders_due"] == 2 and splits[("amazon_mcf", "all")]["late_dispatch_rate"] == 0.5
+    )
     assert splits[("amazon_mcf", "UPS")]["dispatched_late"] == 1
     assert splits[("shipbob", "USPS")]["orders_due"] == 2 and splits[("shipbob", "USPS")]["past_due_no_tracking"] == 1
     assert splits[("unlinked", "all")]["late_dispatch_rate"] == 1.0
@@ -121,7 +238,11 @@ def test_breaches_carry_reason_and_chain(day_report):
     csv_text = report.csv_path.read_text()
     assert csv_text.count("\n") == 5 and "A2" in csv_text
     page = report.html_path.read_text()
-    assert "data:image/png;base64," in page and "60.00%" in page and "http" not in page.split("<body>")[1].split("Generated")[0]
+    assert (
+        "data:image/png;base64," in page
+        and "60.00%" in page
+        and "http" not in page.split("<body>")[1].split("Generated")[0]
+    )
 
 
 def test_rebuilding_a_day_replaces_its_rows(day_report):
@@ -134,7 +255,9 @@ def test_rebuilding_a_day_replaces_its_rows(day_report):
 
 def test_a_day_with_no_orders_due_has_no_rate(day_report):
     wh, report = day_report
-    empty = build_day(wh, "s", DAY + timedelta(days=3), now=NOW + timedelta(days=4), out_dir=report.html_path.parents[2])
+    empty = build_day(
+        wh, "s", DAY + timedelta(days=3), now=NOW + timedelta(days=4), out_dir=report.html_path.parents[2]
+    )
     total = by_split(empty.rows)[("all", "all")]
     assert total["orders_due"] == 0 and not total["ldr_over_line"]
     page = empty.html_path.read_text()
@@ -146,20 +269,47 @@ def test_orderops_own_tracking_posts_count_as_dispatched_before_a_read_stages_th
     ledger dispatches it on the day, with its hours from shipment, as TikTok's time would."""
     wh = Warehouse(warehouse_url)
     wh.migrate()
-    wh.upsert(stg_tiktok_orders, [tiktok("P1", "2026-11-20T10:00", status="AWAITING_SHIPMENT"),
-                                  tiktok("P2", "2026-11-20T11:00", status="AWAITING_SHIPMENT")])
+    wh.upsert(
+        stg_tiktok_orders,
+        [
+            tiktok("P1", "2026-11-20T10:00", status="AWAITING_SHIPMENT"),
+            tiktok("P2", "2026-11-20T11:00", status="AWAITING_SHIPMENT"),
+        ],
+    )
     wh.upsert(order_links, [link("P1", "amazon_mcf", "F7"), link("P2", "amazon_mcf", "F8")])
-    wh.upsert(stg_amazon_fulfillment_orders, [amazon("F7", "UPS", "2026-11-19T12:00:00Z"),
-                                              amazon("F8", "UPS", "2026-11-19T12:00:00Z")])
-    posts = [("P1", "succeeded", "2026-11-19T15:00"),   # on the day
-             ("P2", "failed", "2026-11-19T16:00")]      # a failed post dispatches nothing
+    wh.upsert(
+        stg_amazon_fulfillment_orders,
+        [amazon("F7", "UPS", "2026-11-19T12:00:00Z"), amazon("F8", "UPS", "2026-11-19T12:00:00Z")],
+    )
+    posts = [
+        ("P1", "succeeded", "2026-11-19T15:00"),  # on the day
+        ("P2", "failed", "2026-11-19T16:00"),
+    ]  # a failed post dispatches nothing
     with wh.engine.begin() as conn:
-        conn.execute(action_ledger.insert(), [dict(
-            shop="s", idempotency_key=f"post_tracking:{order}", kind="post_tracking", target=f"tiktok:order/{order}",
-            tiktok_order_id=order, rule="R1", decision_run_id="r1", request={}, state=state, attempts=1,
-            acted_at=t(at), created_at=NOW, updated_at=NOW, run_id="r1") for order, state, at in posts])
+        conn.execute(
+            action_ledger.insert(),
+            [
+                dict(
+                    shop="s",
+                    idempotency_key=f"post_tracking:{order}",
+                    kind="post_tracking",
+                    target=f"tiktok:order/{order}",
+                    tiktok_order_id=order,
+                    rule="R1",
+                    decision_run_id="r1",
+                    request={},
+                    state=state,
+                    attempts=1,
+                    acted_at=t(at),
+                    created_at=NOW,
+                    updated_at=NOW,
+                    run_id="r1",
+                )
+                for order, state, at in posts
+            ],
+        )
     total = by_split(build_day(wh, "s", DAY, now=NOW, out_dir=tmp_path).rows)[("all", "all")]
-    assert total["orders_due"] == 0                       # both are due the next day
+    assert total["orders_due"] == 0  # both are due the next day
     assert total["ship_to_tracking_median_h"] == pytest.approx(3.0) == total["ship_to_tracking_p95_h"]
     wh.dispose()
 
@@ -178,12 +328,19 @@ def test_the_report_reads_at_a_glance(day_report):
     page = report.html_path.read_text()
     text = re.sub(r'src="data:image/png;base64,[^"]+"', "", page)
     assert not re.search(r"\bNone\b|\bnan\b|\bNaN\b", text)
-    for header in ("Late Dispatch Rate", "Past ship-by, no tracking", "What orderops did", "Hours to tracking (median)"):
+    for header in (
+        "Late Dispatch Rate",
+        "Past ship-by, no tracking",
+        "What orderops did",
+        "Hours to tracking (median)",
+    ):
         assert f"<th>{header}</th>" in page
-    assert not re.search(r"<th>[a-z]+_[a-z_]+</th>", page)    # no snake_case header
+    assert not re.search(r"<th>[a-z]+_[a-z_]+</th>", page)  # no snake_case header
     assert '<div class="scroll"><table>' in page and "overflow-x:auto" in page
-    assert re.search(r"<td>\d+\.\d\d %</td>", page)              # the rate column
-    empty = build_day(wh, "s", DAY + timedelta(days=3), now=NOW + timedelta(days=4), out_dir=report.html_path.parents[2])
+    assert re.search(r"<td>\d+\.\d\d %</td>", page)  # the rate column
+    empty = build_day(
+        wh, "s", DAY + timedelta(days=3), now=NOW + timedelta(days=4), out_dir=report.html_path.parents[2]
+    )
     quiet = empty.html_path.read_text()
     assert "no breaches this day" in quiet and "No fulfiller shipment reached TikTok this day." in quiet
     assert not re.search(r"\bNone\b|\bnan\b", re.sub(r'src="data:image/png;base64,[^"]+"', "", quiet))

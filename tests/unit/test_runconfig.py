@@ -1,4 +1,5 @@
 """Run settings: windows for scheduled, backfill and manual runs; params and shops validated."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,9 @@ T0 = datetime(2026, 11, 20, 14, 30, tzinfo=timezone.utc)
 
 
 def test_scheduled_run_uses_its_data_interval():
-    s = run_settings(dag_id="d", run_id="r", params={}, data_interval_start=T0, data_interval_end=T0 + timedelta(minutes=30))
+    s = run_settings(
+        dag_id="d", run_id="r", params={}, data_interval_start=T0, data_interval_end=T0 + timedelta(minutes=30)
+    )
     assert (s.window_start, s.window_end) == (T0, T0 + timedelta(minutes=30))
     assert s.overlap == timedelta(minutes=15) and s.shop == "default" and not s.dry_run
 
@@ -23,10 +26,19 @@ def test_airflow_interval_survives_the_xcom_round_trip():
 
     from include.run.runconfig import RunSettings
 
-    s = run_settings(dag_id="d", run_id="r", params={}, data_interval_start=pendulum.instance(T0).in_tz("UTC"),
-                     data_interval_end=pendulum.instance(T0 + timedelta(days=1)).in_tz("UTC"))
+    s = run_settings(
+        dag_id="d",
+        run_id="r",
+        params={},
+        data_interval_start=pendulum.instance(T0).in_tz("UTC"),
+        data_interval_end=pendulum.instance(T0 + timedelta(days=1)).in_tz("UTC"),
+    )
     back = RunSettings.from_xcom(s.to_xcom())
-    assert back.window_start == T0 and back.window_start.tzinfo is not None and back.window_end - back.window_start == timedelta(days=1)
+    assert (
+        back.window_start == T0
+        and back.window_start.tzinfo is not None
+        and back.window_end - back.window_start == timedelta(days=1)
+    )
 
 
 def test_manual_run_without_interval_takes_the_window_before_it():
@@ -35,38 +47,50 @@ def test_manual_run_without_interval_takes_the_window_before_it():
 
 
 def test_explicit_window_and_horizon_param():
-    s = run_settings(dag_id="d", run_id="r", params={"window_start": "2026-11-19T00:00:00Z",
-                                                      "window_end": "2026-11-20T00:00:00Z", "sla_horizon_hours": 12})
+    s = run_settings(
+        dag_id="d",
+        run_id="r",
+        params={"window_start": "2026-11-19T00:00:00Z", "window_end": "2026-11-20T00:00:00Z", "sla_horizon_hours": 12},
+    )
     assert s.window_end - s.window_start == timedelta(days=1) and s.policy.horizon_hours == 12
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"window_start": "2026-11-19T00:00:00Z"}, "window_start and window_end go together"),
-    ({"window_start": "2026-11-20T00:00:00Z", "window_end": "2026-11-19T00:00:00Z"}, "is not before end"),
-    ({"window_start": "yesterday", "window_end": "2026-11-19T00:00:00Z"}, "param window_start"),
-    ({"policy": {"c3_action": "shrug"}}, "policy.c3_action"),
-    ({"colour": "red"}, "unknown param(s) colour"),
-    ({"fulfillers": ["fedex"]}, "param fulfillers"),
-    ({"overlap_minutes": -1}, "param overlap_minutes"),
-    ({"window_minutes": "abc"}, "param window_minutes: expected 1 to 1440 minutes, got 'abc'"),
-    ({"window_minutes": float("nan")}, "param window_minutes"),
-    ({"policy": "reject everything"}, "param policy: expected an object of settings, got 'reject everything'"),
-    ({"policy": ["horizon_hours"]}, "param policy: expected an object of settings, got ['horizon_hours']"),
-    ({"sla_horizon_hours": float("nan")}, "param sla_horizon_hours: expected 0 to 720 hours, got nan"),
-    ({"sla_horizon_hours": 1e300}, "param sla_horizon_hours: expected 0 to 720 hours, got 1e+300"),
-    ({"shop": "a b"}, "param shop: expected letters, digits, - or _, got 'a b'"),
-    ({"fulfillers": []}, "param fulfillers: expected a non-empty list of amazon_mcf, shipbob, got []"),
-    ({"policy": {"cancel_verify_timeout_minutes": float("inf")}}, "policy.cancel_verify_timeout_minutes"),
-    ({"now": "2100-01-01T00:00:00Z"}, "param now: '2100-01-01T00:00:00Z' is before 2016 or more than a day ahead"),
-    ({"now": "1999-12-31T00:00:00Z"}, "param now: '1999-12-31T00:00:00Z' is before 2016"),
-    ({"window_start": "2099-01-01T00:00:00Z", "window_end": "2099-01-02T00:00:00Z"}, "param window_start: 2099-01-01"),
-    ({"window_start": "0999-01-01T00:00:00Z", "window_end": "2026-11-19T00:00:00Z"}, "param window_start: 0999-01-01"),
-    ({"overlap_minutes": float("nan")}, "param overlap_minutes: expected 0 to 1440 minutes, got nan"),
-    ({"overlap_minutes": 1e300}, "param overlap_minutes: expected 0 to 1440 minutes"),
-    ({"dry_run": "no"}, "param dry_run: expected true or false, got 'no'"),
-    ({"full_sweep_hours": -1}, "param full_sweep_hours: expected 0 to 168 hours"),
-    ({"full_sweep_hours": True}, "param full_sweep_hours: expected 0 to 168 hours"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"window_start": "2026-11-19T00:00:00Z"}, "window_start and window_end go together"),
+        ({"window_start": "2026-11-20T00:00:00Z", "window_end": "2026-11-19T00:00:00Z"}, "is not before end"),
+        ({"window_start": "yesterday", "window_end": "2026-11-19T00:00:00Z"}, "param window_start"),
+        ({"policy": {"c3_action": "shrug"}}, "policy.c3_action"),
+        ({"colour": "red"}, "unknown param(s) colour"),
+        ({"fulfillers": ["fedex"]}, "param fulfillers"),
+        ({"overlap_minutes": -1}, "param overlap_minutes"),
+        ({"window_minutes": "abc"}, "param window_minutes: expected 1 to 1440 minutes, got 'abc'"),
+        ({"window_minutes": float("nan")}, "param window_minutes"),
+        ({"policy": "reject everything"}, "param policy: expected an object of settings, got 'reject everything'"),
+        ({"policy": ["horizon_hours"]}, "param policy: expected an object of settings, got ['horizon_hours']"),
+        ({"sla_horizon_hours": float("nan")}, "param sla_horizon_hours: expected 0 to 720 hours, got nan"),
+        ({"sla_horizon_hours": 1e300}, "param sla_horizon_hours: expected 0 to 720 hours, got 1e+300"),
+        ({"shop": "a b"}, "param shop: expected letters, digits, - or _, got 'a b'"),
+        ({"fulfillers": []}, "param fulfillers: expected a non-empty list of amazon_mcf, shipbob, got []"),
+        ({"policy": {"cancel_verify_timeout_minutes": float("inf")}}, "policy.cancel_verify_timeout_minutes"),
+        ({"now": "2100-01-01T00:00:00Z"}, "param now: '2100-01-01T00:00:00Z' is before 2016 or more than a day ahead"),
+        ({"now": "1999-12-31T00:00:00Z"}, "param now: '1999-12-31T00:00:00Z' is before 2016"),
+        (
+            {"window_start": "2099-01-01T00:00:00Z", "window_end": "2099-01-02T00:00:00Z"},
+            "param window_start: 2099-01-01",
+        ),
+        (
+            {"window_start": "0999-01-01T00:00:00Z", "window_end": "2026-11-19T00:00:00Z"},
+            "param window_start: 0999-01-01",
+        ),
+        ({"overlap_minutes": float("nan")}, "param overlap_minutes: expected 0 to 1440 minutes, got nan"),
+        ({"overlap_minutes": 1e300}, "param overlap_minutes: expected 0 to 1440 minutes"),
+        ({"dry_run": "no"}, "param dry_run: expected true or false, got 'no'"),
+        ({"full_sweep_hours": -1}, "param full_sweep_hours: expected 0 to 168 hours"),
+        ({"full_sweep_hours": True}, "param full_sweep_hours: expected 0 to 168 hours"),
+    ],
+)
 def test_bad_params_are_named(params, message):
     with pytest.raises(RunConfigError) as err:
         run_settings(dag_id="d", run_id="r", params=params, run_after=T0)
@@ -82,18 +106,24 @@ def test_a_shop_dag_cannot_be_pointed_at_another_shop():
     # no run picks its connections: with a shops file or without one (the default shop)
     for pinned in (shop, Shop(), None):
         with pytest.raises(RunConfigError) as refused:
-            run_settings(dag_id="d", run_id="r", params={"connections": {"tiktok": "orderops_tiktok"}},
-                         run_after=T0, shop=pinned)
-        assert str(refused.value) == ("param connections: not accepted; a run uses its shop's connections, from the "
-                                      "shops file (ORDEROPS_SHOPS_FILE) or, without one, the orderops_* connections")
+            run_settings(
+                dag_id="d", run_id="r", params={"connections": {"tiktok": "orderops_tiktok"}}, run_after=T0, shop=pinned
+            )
+        assert str(refused.value) == (
+            "param connections: not accepted; a run uses its shop's connections, from the "
+            "shops file (ORDEROPS_SHOPS_FILE) or, without one, the orderops_* connections"
+        )
     assert run_settings(dag_id="d", run_id="r", params={}, run_after=T0).connections == Connections()
 
 
 def test_shops_file(tmp_path, monkeypatch):
     assert load_shops() == [Shop()] and Shop().dag_id == "orderops_sla"
     path = tmp_path / "shops.json"
-    path.write_text(json.dumps([{"name": "shop-a"}, {"name": "shop-b", "connections": {"warehouse": "wh_b"},
-                                                      "schedule": "*/15 * * * *"}]))
+    path.write_text(
+        json.dumps(
+            [{"name": "shop-a"}, {"name": "shop-b", "connections": {"warehouse": "wh_b"}, "schedule": "*/15 * * * *"}]
+        )
+    )
     monkeypatch.setenv(SHOPS_FILE_ENV, str(path))
     shops = load_shops()
     assert [s.dag_id for s in shops] == ["orderops_sla_shop_a", "orderops_sla_shop_b"]
@@ -101,30 +131,48 @@ def test_shops_file(tmp_path, monkeypatch):
     # a shop in its shadow period: every run decides and writes nothing
     assert [s.dry_run for s in shops] == [False, False]
     assert parse_shops([{"name": "shop-c", "dry_run": True}])[0].dry_run is True
-    for bad, message in (([{"name": "A B"}], "shops[0].name"), ([{"name": "a"}, {"name": "a"}], "listed twice"),
-                         ([{"name": "a", "conections": {}}], "unknown key(s) conections"), ([], "non-empty list"),
-                         ([{"name": "shop-a"}, {"name": "shop_a"}], "'shop_a' is listed twice (- and _ count as one"),
-                         ([{"name": "a", "policy": ["horizon_hours"]}], "shops[0] (a).policy: expected an object"),
-                         ([{"name": "a", "policy": {"c3_action": "shrug"}}], "shops[0] (a): policy.c3_action"),
-                         ([{"name": "a", "schedule": "every half hour"}], "shops[0] (a).schedule: 'every half hour' is not a cron"),
-                         ([{"name": "a"}, {"name": "b", "connections": {"tiktok": "orderops_a_tiktok"}}],
-                          "'b' and 'a' share the tiktok connection 'orderops_a_tiktok'"),
-                         # the report DAG's id: the two DAGs would clash when the DAGs are parsed
-                         ([{"name": "report"}, {"name": "shop-b"}], "shops[0].name: 'report' would have the DAG id "
-                                                                    "'orderops_sla_report', which another orderops DAG has"),
-                         ([{"name": "a", "connections": {"tiktok": 7}}],
-                          "shops[0] (a).connections.tiktok: expected a connection id, got 7"),
-                         ([{"name": "a", "connections": {"warehouse": ""}}], "(a).connections.warehouse: expected a"),
-                         ([{"name": "a", "connections": ["tiktok"]}], "shops[0] (a).connections: expected an object"),
-                         ([{"name": "a", "dry_run": "yes"}], "shops[0] (a).dry_run: expected true or false, got 'yes'")):
-        with pytest.raises(RunConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
+    for bad, message in (
+        ([{"name": "A B"}], "shops[0].name"),
+        ([{"name": "a"}, {"name": "a"}], "listed twice"),
+        ([{"name": "a", "conections": {}}], "unknown key(s) conections"),
+        ([], "non-empty list"),
+        ([{"name": "shop-a"}, {"name": "shop_a"}], "'shop_a' is listed twice (- and _ count as one"),
+        ([{"name": "a", "policy": ["horizon_hours"]}], "shops[0] (a).policy: expected an object"),
+        ([{"name": "a", "policy": {"c3_action": "shrug"}}], "shops[0] (a): policy.c3_action"),
+        ([{"name": "a", "schedule": "every half hour"}], "shops[0] (a).schedule: 'every half hour' is not a cron"),
+        (
+            [{"name": "a"}, {"name": "b", "connections": {"tiktok": "orderops_a_tiktok"}}],
+            "'b' and 'a' share the tiktok connection 'orderops_a_tiktok'",
+        ),
+        # the report DAG's id: the two DAGs would clash when the DAGs are parsed
+        (
+            [{"name": "report"}, {"name": "shop-b"}],
+            "shops[0].name: 'report' would have the DAG id 'orderops_sla_report', which another orderops DAG has",
+        ),
+        (
+            [{"name": "a", "connections": {"tiktok": 7}}],
+            "shops[0] (a).connections.tiktok: expected a connection id, got 7",
+        ),
+        ([{"name": "a", "connections": {"warehouse": ""}}], "(a).connections.warehouse: expected a"),
+        ([{"name": "a", "connections": ["tiktok"]}], "shops[0] (a).connections: expected an object"),
+        ([{"name": "a", "dry_run": "yes"}], "shops[0] (a).dry_run: expected true or false, got 'yes'"),
+    ):
+        with pytest.raises(
+            RunConfigError,
+            match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)"),
+        ):
             parse_shops(bad)
 
 
-@pytest.mark.parametrize("raw, message", [
-    ("abc", "expected minutes (a number), got 'abc'"), ("nan", "expected 0 to 10080 minutes"),
-    ("-5", "expected 0 to 10080 minutes"), ("1e300", "expected 0 to 10080 minutes"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ("abc", "expected minutes (a number), got 'abc'"),
+        ("nan", "expected 0 to 10080 minutes"),
+        ("-5", "expected 0 to 10080 minutes"),
+        ("1e300", "expected 0 to 10080 minutes"),
+    ],
+)
 def test_minute_settings_are_refused_with_their_name(monkeypatch, raw, message):
     monkeypatch.setenv("ORDEROPS_TASK_TIMEOUT_MINUTES", raw)
     with pytest.raises(RunConfigError) as err:

@@ -3,6 +3,7 @@
 A minimal platform (EchoSandbox) is registered for these tests only, so the shared mechanics
 are tested on their own; each real simulator has its own contract tests.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,7 +19,6 @@ from fastapi.responses import JSONResponse
 from sandbox import core
 from sandbox.core import PlatformSandbox, Settings, SlidingWindow, TokenBucket, parse_fault
 from tests.unit.test_scenario import DESIGN_EXAMPLE
-
 
 # A SKU the echo simulator cannot hold: a limit of a simulator's own that the scenario checks miss.
 UNLOADABLE_SKU = "ECHO-NO-ROOM"
@@ -98,28 +98,43 @@ def test_quotas_refill_over_time_the_scenario_clock_skips():
     clock = core.SandboxClock(datetime(2026, 11, 16, tzinfo=timezone.utc), rate=0)
     bucket = TokenBucket(rate=1 / 60, burst=15, clock=clock.quota_seconds)
     assert all(bucket.take() == 0 for _ in range(15)) and bucket.take() > 50
-    clock.set(clock.now() + timedelta(minutes=30))   # the next scheduled run, half an hour later
+    clock.set(clock.now() + timedelta(minutes=30))  # the next scheduled run, half an hour later
     assert all(bucket.take() == 0 for _ in range(15))
-    clock.set(clock.now() - timedelta(hours=1))      # going back refills nothing
+    clock.set(clock.now() - timedelta(hours=1))  # going back refills nothing
     assert bucket.take() > 50
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"platform": "echo", "kind": "teapot"}, "fault.kind: 'teapot' is not one of"),
-    ({"kind": "429"}, "fault.platform: is required"),
-    ({"platform": "echo", "kind": "429", "count": 0}, "fault.count: expected a positive integer"),
-    ({"platform": "echo", "kind": "5xx", "status": 404}, "fault.status: expected 500-599"),
-    ({"platform": "echo", "kind": "429", "path": "("}, "fault.path: '(' is not a regular expression"),
-    ({"platform": "echo", "kind": "429", "colour": "red"}, "unknown field(s) colour"),
-    ({"platform": "echo", "kind": "drop_field"}, "fault.field: the key to drop is required"),
-    ({"platform": "echo", "kind": "latency", "seconds": float("nan")}, "fault.seconds: expected 0 to 86400 seconds, got nan"),
-    ({"platform": "echo", "kind": "hang", "seconds": float("inf")}, "fault.seconds: expected 0 to 86400 seconds, got inf"),
-    ({"platform": "echo", "kind": "latency", "seconds": 1e300}, "fault.seconds: expected 0 to 86400 seconds"),
-    ({"platform": "echo", "kind": "429", "count": float("nan")}, "fault.count: expected a positive integer, got nan"),
-    ({"platform": "echo", "kind": "429", "count": float("inf")}, "fault.count: expected a positive integer, got inf"),
-    ({"platform": "echo", "kind": "429", "count": 2.5}, "fault.count: expected a positive integer, got 2.5"),
-    ({"platform": "echo", "kind": "429", "count": True}, "fault.count: expected a positive integer, got True"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"platform": "echo", "kind": "teapot"}, "fault.kind: 'teapot' is not one of"),
+        ({"kind": "429"}, "fault.platform: is required"),
+        ({"platform": "echo", "kind": "429", "count": 0}, "fault.count: expected a positive integer"),
+        ({"platform": "echo", "kind": "5xx", "status": 404}, "fault.status: expected 500-599"),
+        ({"platform": "echo", "kind": "429", "path": "("}, "fault.path: '(' is not a regular expression"),
+        ({"platform": "echo", "kind": "429", "colour": "red"}, "unknown field(s) colour"),
+        ({"platform": "echo", "kind": "drop_field"}, "fault.field: the key to drop is required"),
+        (
+            {"platform": "echo", "kind": "latency", "seconds": float("nan")},
+            "fault.seconds: expected 0 to 86400 seconds, got nan",
+        ),
+        (
+            {"platform": "echo", "kind": "hang", "seconds": float("inf")},
+            "fault.seconds: expected 0 to 86400 seconds, got inf",
+        ),
+        ({"platform": "echo", "kind": "latency", "seconds": 1e300}, "fault.seconds: expected 0 to 86400 seconds"),
+        (
+            {"platform": "echo", "kind": "429", "count": float("nan")},
+            "fault.count: expected a positive integer, got nan",
+        ),
+        (
+            {"platform": "echo", "kind": "429", "count": float("inf")},
+            "fault.count: expected a positive integer, got inf",
+        ),
+        ({"platform": "echo", "kind": "429", "count": 2.5}, "fault.count: expected a positive integer, got 2.5"),
+        ({"platform": "echo", "kind": "429", "count": True}, "fault.count: expected a positive integer, got True"),
+    ],
+)
 def test_bad_fault_named(data, message):
     with pytest.raises(ValueError) as err:
         parse_fault(data)
@@ -138,23 +153,32 @@ def test_clock_admin(echo):
     assert client.post("/_sandbox/clock", json={"now": "tomorrow"}).status_code == 400
 
 
-@pytest.mark.parametrize("body, named", [
-    ({"rate": 1e300}, "clock.rate: expected a number from 0 (frozen) to 10000, got 1e+300"),
-    ({"rate": -2}, "clock.rate: expected a number from 0 (frozen) to 10000, got -2"),
-    ({"rate": float("inf")}, "clock.rate: expected a number from 0 (frozen) to 10000, got inf"),
-    ({"now": "2030-01-01T00:00:00Z", "rate": float("nan")}, "clock.rate: expected a number from 0 (frozen) to 10000, got nan"),
-    ({"advance_seconds": 1e308}, "clock.advance_seconds: expected 0 to 2338793999 seconds (to the end of 2100), got 1e+308"),
-    ({"advance_seconds": float("inf")}, "clock.advance_seconds: expected 0 to"),
-    ({"advance_seconds": float("nan")}, "clock.advance_seconds: expected 0 to"),
-    ({"now": "2030-01-01T00:00:00Z", "advance_seconds": -5}, "clock.advance_seconds: expected 0 to"),
-    ({"now": "2100-12-31T23:59:59Z", "advance_seconds": 1}, "clock.advance_seconds: expected 0 to 0 seconds"),
-    ({"now": "9999-12-31T23:59:59Z"}, "clock.now: '9999-12-31T23:59:59Z' is outside the years 2000-2100"),
-    ({"now": "2030-01-01T00:00:00Z", "rate": 0, "speed": 2}, "clock: unknown field(s) speed"),
-])
+@pytest.mark.parametrize(
+    "body, named",
+    [
+        ({"rate": 1e300}, "clock.rate: expected a number from 0 (frozen) to 10000, got 1e+300"),
+        ({"rate": -2}, "clock.rate: expected a number from 0 (frozen) to 10000, got -2"),
+        ({"rate": float("inf")}, "clock.rate: expected a number from 0 (frozen) to 10000, got inf"),
+        (
+            {"now": "2030-01-01T00:00:00Z", "rate": float("nan")},
+            "clock.rate: expected a number from 0 (frozen) to 10000, got nan",
+        ),
+        (
+            {"advance_seconds": 1e308},
+            "clock.advance_seconds: expected 0 to 2338793999 seconds (to the end of 2100), got 1e+308",
+        ),
+        ({"advance_seconds": float("inf")}, "clock.advance_seconds: expected 0 to"),
+        ({"advance_seconds": float("nan")}, "clock.advance_seconds: expected 0 to"),
+        ({"now": "2030-01-01T00:00:00Z", "advance_seconds": -5}, "clock.advance_seconds: expected 0 to"),
+        ({"now": "2100-12-31T23:59:59Z", "advance_seconds": 1}, "clock.advance_seconds: expected 0 to 0 seconds"),
+        ({"now": "9999-12-31T23:59:59Z"}, "clock.now: '9999-12-31T23:59:59Z' is outside the years 2000-2100"),
+        ({"now": "2030-01-01T00:00:00Z", "rate": 0, "speed": 2}, "clock: unknown field(s) speed"),
+    ],
+)
 def test_a_refused_clock_change_changes_nothing(echo, body, named):
     server, client = echo
     client.post("/_sandbox/clock", json={"now": "2026-11-20T15:00:00Z", "rate": 0})
-    refused = client.post("/_sandbox/clock", content=json.dumps(body))   # NaN and Infinity as JSON writers put them
+    refused = client.post("/_sandbox/clock", content=json.dumps(body))  # NaN and Infinity as JSON writers put them
     assert refused.status_code == 400 and refused.json()["detail"].startswith(named)
     # every field was checked before anything changed: the clock reads as it did and takes what is sane
     assert client.get("/_sandbox/clock").json() == {"now": "2026-11-20T15:00:00Z", "rate": 0}
@@ -173,8 +197,11 @@ def test_clock_runs_at_rate(echo):
 
 def test_write_log_records_and_scrubs(echo):
     server, client = echo
-    client.post(f"/orders/{ORDER}/ship", params={"sign": "abc", "app_key": "k"},
-                json={"tracking": "1Z", "refresh_token": "secret-rt"})
+    client.post(
+        f"/orders/{ORDER}/ship",
+        params={"sign": "abc", "app_key": "k"},
+        json={"tracking": "1Z", "refresh_token": "secret-rt"},
+    )
     writes = client.get("/_sandbox/writes", params={"platform": "echo"}).json()
     assert len(writes) == 1
     write = writes[0]
@@ -252,7 +279,9 @@ def test_fault_token_expiry(echo):
 @pytest.mark.parametrize("seconds", ["NaN", "Infinity", "-Infinity"])
 def test_a_fault_of_no_finite_seconds_is_refused_and_not_installed(echo, seconds):
     server, client = echo
-    refused = client.post("/_sandbox/faults", content=f'{{"platform": "echo", "kind": "latency", "seconds": {seconds}}}')
+    refused = client.post(
+        "/_sandbox/faults", content=f'{{"platform": "echo", "kind": "latency", "seconds": {seconds}}}'
+    )
     assert refused.status_code == 400 and refused.json()["detail"].startswith("fault.seconds: expected 0 to 86400")
     assert client.get("/_sandbox/faults").json() == []
     assert client.get(f"/orders/{ORDER}").status_code == 200
@@ -268,11 +297,14 @@ def test_fault_listing_and_unknown_platform(echo):
 
 
 @pytest.mark.parametrize("path", ["/_sandbox/scenario", "/_sandbox/faults", "/_sandbox/clock"])
-@pytest.mark.parametrize("body, named", [
-    (b"[" * 100_000, "body: not JSON: nested too deeply"),
-    (b'{"platform": "echo", "kind": "caf\xe9"}', "body: not JSON: 'utf-8' codec can't decode byte 0xe9"),
-    (b'{"count": ' + b"9" * 5000 + b"}", "body: not JSON: Exceeds the limit (4300 digits)"),
-])
+@pytest.mark.parametrize(
+    "body, named",
+    [
+        (b"[" * 100_000, "body: not JSON: nested too deeply"),
+        (b'{"platform": "echo", "kind": "caf\xe9"}', "body: not JSON: 'utf-8' codec can't decode byte 0xe9"),
+        (b'{"count": ' + b"9" * 5000 + b"}", "body: not JSON: Exceeds the limit (4300 digits)"),
+    ],
+)
 def test_an_admin_body_that_is_not_json_gets_400(echo, path, body, named):
     server, client = echo
     refused = client.post(path, content=body)
@@ -306,7 +338,10 @@ def test_a_scenario_a_simulator_cannot_load_is_refused_whole(echo):
     doc["orders"][0]["tiktok"]["line_items"][0]["seller_sku"] = UNLOADABLE_SKU
     refused = client.post("/_sandbox/scenario", json=doc)
     assert refused.status_code == 400
-    assert refused.json()["detail"] == f"scenario: the echo simulator cannot load it: ValueError: no room for {UNLOADABLE_SKU}"
+    assert (
+        refused.json()["detail"]
+        == f"scenario: the echo simulator cannot load it: ValueError: no room for {UNLOADABLE_SKU}"
+    )
     # nothing of it was taken: the clock, the write log, the faults and the simulator are as they were
     assert serving() == before
 
@@ -315,16 +350,23 @@ def served(url: str) -> dict:
     """What a sandbox serves, as its admin API shows it: clock, counts, each simulator's orders."""
     tiktok = httpx.get(f"{url}/_sandbox/state/tiktok", timeout=10).json()
     shopify = httpx.get(f"{url}/_sandbox/state/shopify", timeout=10).json()
-    return {"info": httpx.get(f"{url}/_sandbox/info", timeout=10).json(),
-            "tiktok": [o["id"] for shop in tiktok["shops"] for o in shop["orders"]],
-            "shopify": [o["id"] for o in shopify["orders"]]}
+    return {
+        "info": httpx.get(f"{url}/_sandbox/info", timeout=10).json(),
+        "tiktok": [o["id"] for shop in tiktok["shops"] for o in shop["orders"]],
+        "shopify": [o["id"] for o in shopify["orders"]],
+    }
 
 
-@pytest.mark.parametrize("mutate, named", [
-    (lambda o: o["tiktok"].update(id="9" * 5000), "orders[0] (tiktok id 99999999999999999999...): tiktok.id"),
-    (lambda o: o["tiktok"].update(rts_sla_time="9999-12-31T23:59:59Z"), "orders[0] (tiktok id 576000000000000001): "
-                                                                          "tiktok.rts_sla_time"),
-])
+@pytest.mark.parametrize(
+    "mutate, named",
+    [
+        (lambda o: o["tiktok"].update(id="9" * 5000), "orders[0] (tiktok id 99999999999999999999...): tiktok.id"),
+        (
+            lambda o: o["tiktok"].update(rts_sla_time="9999-12-31T23:59:59Z"),
+            "orders[0] (tiktok id 576000000000000001): tiktok.rts_sla_time",
+        ),
+    ],
+)
 def test_a_scenario_beyond_what_the_simulators_hold_is_refused_and_changes_nothing(run_sandbox, mutate, named):
     server = run_sandbox(DESIGN_EXAMPLE, platforms=("tiktok", "shopify", "amazon_mcf"), settings=Settings(clock_rate=0))
     url = server.urls["tiktok"]

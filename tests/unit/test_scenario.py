@@ -1,4 +1,5 @@
 """Scenario validation and the generator."""
+
 from __future__ import annotations
 
 import collections
@@ -16,19 +17,35 @@ from sandbox.scenario import ScenarioError, load_scenario, parse_scenario
 
 DESIGN_EXAMPLE = {
     "now": "2026-11-20T15:00:00Z",
-    "orders": [{
-        "tiktok": {"id": "576000000000000001", "status": "AWAITING_SHIPMENT",
-                   "create_time": "2026-11-18T16:00:00Z", "rts_sla_time": "2026-11-20T23:59:00Z",
-                   "shipping_due_time": "2026-11-27T23:59:00Z", "tracking_number": "",
-                   "line_items": [{"id": "577000000000000001", "seller_sku": "OSL-TEE-M"}],
-                   "cancellation": None},
-        "shopify": {"id": 6100000001, "name": "#1001", "tiktok_id_in": "source_identifier", "cancelled": False},
-        "fulfiller": "amazon_mcf",
-        "amazon_mcf": {"seller_fulfillment_order_id": "1001", "status": "Complete",
-                       "shipments": [{"status": "SHIPPED", "packages": [
-                           {"package_number": 1, "carrier_code": "UPS", "tracking_number": "1Z999AA10123456784"}]}]},
-        "shipbob": None,
-    }],
+    "orders": [
+        {
+            "tiktok": {
+                "id": "576000000000000001",
+                "status": "AWAITING_SHIPMENT",
+                "create_time": "2026-11-18T16:00:00Z",
+                "rts_sla_time": "2026-11-20T23:59:00Z",
+                "shipping_due_time": "2026-11-27T23:59:00Z",
+                "tracking_number": "",
+                "line_items": [{"id": "577000000000000001", "seller_sku": "OSL-TEE-M"}],
+                "cancellation": None,
+            },
+            "shopify": {"id": 6100000001, "name": "#1001", "tiktok_id_in": "source_identifier", "cancelled": False},
+            "fulfiller": "amazon_mcf",
+            "amazon_mcf": {
+                "seller_fulfillment_order_id": "1001",
+                "status": "Complete",
+                "shipments": [
+                    {
+                        "status": "SHIPPED",
+                        "packages": [
+                            {"package_number": 1, "carrier_code": "UPS", "tracking_number": "1Z999AA10123456784"}
+                        ],
+                    }
+                ],
+            },
+            "shipbob": None,
+        }
+    ],
 }
 
 
@@ -47,60 +64,122 @@ def broken(mutate) -> dict:
     return doc
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda o: o["tiktok"].pop("rts_sla_time"), "orders[0] (tiktok id 576000000000000001): tiktok.rts_sla_time: is required"),
-    (lambda o: o["tiktok"].update(status="SHIPPED"), "tiktok.status: 'SHIPPED' is not one of"),
-    (lambda o: o["tiktok"].update(id="57600A"), "tiktok.id: expected a string of digits"),
-    (lambda o: o["tiktok"].update(create_time="2026-11-18 16:00"), "tiktok.create_time: '2026-11-18 16:00' has no timezone"),
-    (lambda o: o["tiktok"].update(line_items=[]), "tiktok.line_items: must not be empty"),
-    (lambda o: o["tiktok"].update(cancellation={"cancel_id": "1", "status": "PENDING"}),
-     "tiktok.cancellation.status: 'PENDING' is not one of"),
-    (lambda o: o["shopify"].update(tiktok_id_in="tags"), "shopify.tiktok_id_in: 'tags' is not one of"),
-    (lambda o: o["shopify"].update(id="6100000001"), "shopify.id: expected a positive integer"),
-    (lambda o: o.update(fulfiller="fedex"), "fulfiller: 'fedex' is not one of"),
-    (lambda o: o["amazon_mcf"].update(status="Shipped"), "amazon_mcf.status: 'Shipped' is not one of"),
-    (lambda o: o["amazon_mcf"]["shipments"][0]["packages"][0].pop("tracking_number"),
-     "amazon_mcf.shipments[0].packages[0].tracking_number: is required"),
-    (lambda o: o.update(fulfiller=None), "fulfiller: is null but fulfiller data is given"),
-    # what the simulators cannot hold: ids beyond the platforms' own, times a datetime overflows from
-    (lambda o: o["tiktok"].update(id="9" * 5000),
-     "orders[0] (tiktok id 99999999999999999999...): tiktok.id: expected at most 20 characters, got 5000"),
-    (lambda o: o["tiktok"].update(id="\u00b2"), "tiktok.id: expected a string of digits, got '\u00b2'"),
-    (lambda o: o["tiktok"]["line_items"][0].update(id="7" * 21), "tiktok.line_items[0].id: expected at most 20"),
-    (lambda o: o["tiktok"].update(cancellation={"cancel_id": "4" * 21, "status": "CANCELLATION_REQUEST_PENDING",
-                                                "create_time": "2026-11-20T10:00:00Z", "deadline": "2026-11-22T10:00:00Z"}),
-     "tiktok.cancellation.cancel_id: expected at most 20"),
-    (lambda o: o["tiktok"].update(create_time="9999-12-31T23:59:59Z"),
-     "tiktok.create_time: '9999-12-31T23:59:59Z' is outside the years 2000-2100"),
-    (lambda o: o["tiktok"].update(paid_time="1999-12-31T23:59:59Z"), "tiktok.paid_time: '1999-12-31T23:59:59Z' is outside"),
-    (lambda o: o["shopify"].update(id=2**53), "shopify.id: expected a positive integer up to 9007199254740991"),
-    (lambda o: o["amazon_mcf"].update(seller_fulfillment_order_id="X" * 41),
-     "amazon_mcf.seller_fulfillment_order_id: expected at most 40 characters, got 41"),
-    (lambda o: o["amazon_mcf"]["shipments"][0]["packages"][0].update(package_number=2**31),
-     "amazon_mcf.shipments[0].packages[0].package_number: expected a positive integer up to 2147483647"),
-    (lambda o: o.update(fulfiller="shipbob", amazon_mcf=None, shipbob={
-        "order_id": 2**31, "reference_id": "6100000001", "status": "Processing"}),
-     "shipbob.order_id: expected a positive integer up to 2147483647"),
-    (lambda o: o.update(fulfiller="shipbob", amazon_mcf=None, shipbob={
-        "order_id": 9000001, "reference_id": "R" * 301, "status": "Processing"}),
-     "shipbob.reference_id: expected at most 300 characters, got 301"),
-    # a misspelt optional field is named, not quietly left at its default
-    (lambda o: o["tiktok"].update(shiping_type="TIKTOK"), "(tiktok id 576000000000000001): tiktok: unknown field(s) shiping_type"),
-    (lambda o: o.update(fulfiler="amazon_mcf"), "orders[0] (tiktok id 576000000000000001): order: unknown field(s) fulfiler"),
-    (lambda o: o["shopify"].update(tag=["vip"], Note="x"), "shopify: unknown field(s) Note, tag"),
-    (lambda o: o["amazon_mcf"]["shipments"][0]["packages"][0].update(carrier="UPS"),
-     "amazon_mcf.shipments[0].packages[0]: unknown field(s) carrier"),
-    # the connector styles of the TikTok id: each detail with its place only
-    (lambda o: o["shopify"].update(tiktok_id_key="Marketplace Ref"),
-     "shopify.tiktok_id_key: goes with tiktok_id_in custom_attribute, not source_identifier"),
-    (lambda o: o["shopify"].update(tiktok_id_in="custom_attribute", tiktok_id_key=""), "shopify.tiktok_id_key: must not be empty"),
-    (lambda o: o["shopify"].update(tiktok_id_in="custom_attribute", tiktok_id_format="TT-{id}"),
-     "shopify.tiktok_id_format: goes with tiktok_id_in note or name, not custom_attribute"),
-    (lambda o: o["shopify"].update(tiktok_id_in="name", tiktok_id_format="TT-id"),
-     "shopify.tiktok_id_format: must hold {id} once, got 'TT-id'"),
-    (lambda o: o["shopify"].update(tiktok_id_in="note", tiktok_id_format="{id} {id}"), "must hold {id} once"),
-    (lambda o: o["shopify"].update(tiktok_id_in="note", tiktok_id_fmt="{id}"), "shopify: unknown field(s) tiktok_id_fmt"),
-])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (
+            lambda o: o["tiktok"].pop("rts_sla_time"),
+            "orders[0] (tiktok id 576000000000000001): tiktok.rts_sla_time: is required",
+        ),
+        (lambda o: o["tiktok"].update(status="SHIPPED"), "tiktok.status: 'SHIPPED' is not one of"),
+        (lambda o: o["tiktok"].update(id="57600A"), "tiktok.id: expected a string of digits"),
+        (
+            lambda o: o["tiktok"].update(create_time="2026-11-18 16:00"),
+            "tiktok.create_time: '2026-11-18 16:00' has no timezone",
+        ),
+        (lambda o: o["tiktok"].update(line_items=[]), "tiktok.line_items: must not be empty"),
+        (
+            lambda o: o["tiktok"].update(cancellation={"cancel_id": "1", "status": "PENDING"}),
+            "tiktok.cancellation.status: 'PENDING' is not one of",
+        ),
+        (lambda o: o["shopify"].update(tiktok_id_in="tags"), "shopify.tiktok_id_in: 'tags' is not one of"),
+        (lambda o: o["shopify"].update(id="6100000001"), "shopify.id: expected a positive integer"),
+        (lambda o: o.update(fulfiller="fedex"), "fulfiller: 'fedex' is not one of"),
+        (lambda o: o["amazon_mcf"].update(status="Shipped"), "amazon_mcf.status: 'Shipped' is not one of"),
+        (
+            lambda o: o["amazon_mcf"]["shipments"][0]["packages"][0].pop("tracking_number"),
+            "amazon_mcf.shipments[0].packages[0].tracking_number: is required",
+        ),
+        (lambda o: o.update(fulfiller=None), "fulfiller: is null but fulfiller data is given"),
+        # what the simulators cannot hold: ids beyond the platforms' own, times a datetime overflows from
+        (
+            lambda o: o["tiktok"].update(id="9" * 5000),
+            "orders[0] (tiktok id 99999999999999999999...): tiktok.id: expected at most 20 characters, got 5000",
+        ),
+        (lambda o: o["tiktok"].update(id="\u00b2"), "tiktok.id: expected a string of digits, got '\u00b2'"),
+        (lambda o: o["tiktok"]["line_items"][0].update(id="7" * 21), "tiktok.line_items[0].id: expected at most 20"),
+        (
+            lambda o: o["tiktok"].update(
+                cancellation={
+                    "cancel_id": "4" * 21,
+                    "status": "CANCELLATION_REQUEST_PENDING",
+                    "create_time": "2026-11-20T10:00:00Z",
+                    "deadline": "2026-11-22T10:00:00Z",
+                }
+            ),
+            "tiktok.cancellation.cancel_id: expected at most 20",
+        ),
+        (
+            lambda o: o["tiktok"].update(create_time="9999-12-31T23:59:59Z"),
+            "tiktok.create_time: '9999-12-31T23:59:59Z' is outside the years 2000-2100",
+        ),
+        (
+            lambda o: o["tiktok"].update(paid_time="1999-12-31T23:59:59Z"),
+            "tiktok.paid_time: '1999-12-31T23:59:59Z' is outside",
+        ),
+        (lambda o: o["shopify"].update(id=2**53), "shopify.id: expected a positive integer up to 9007199254740991"),
+        (
+            lambda o: o["amazon_mcf"].update(seller_fulfillment_order_id="X" * 41),
+            "amazon_mcf.seller_fulfillment_order_id: expected at most 40 characters, got 41",
+        ),
+        (
+            lambda o: o["amazon_mcf"]["shipments"][0]["packages"][0].update(package_number=2**31),
+            "amazon_mcf.shipments[0].packages[0].package_number: expected a positive integer up to 2147483647",
+        ),
+        (
+            lambda o: o.update(
+                fulfiller="shipbob",
+                amazon_mcf=None,
+                shipbob={"order_id": 2**31, "reference_id": "6100000001", "status": "Processing"},
+            ),
+            "shipbob.order_id: expected a positive integer up to 2147483647",
+        ),
+        (
+            lambda o: o.update(
+                fulfiller="shipbob",
+                amazon_mcf=None,
+                shipbob={"order_id": 9000001, "reference_id": "R" * 301, "status": "Processing"},
+            ),
+            "shipbob.reference_id: expected at most 300 characters, got 301",
+        ),
+        # a misspelt optional field is named, not quietly left at its default
+        (
+            lambda o: o["tiktok"].update(shiping_type="TIKTOK"),
+            "(tiktok id 576000000000000001): tiktok: unknown field(s) shiping_type",
+        ),
+        (
+            lambda o: o.update(fulfiler="amazon_mcf"),
+            "orders[0] (tiktok id 576000000000000001): order: unknown field(s) fulfiler",
+        ),
+        (lambda o: o["shopify"].update(tag=["vip"], Note="x"), "shopify: unknown field(s) Note, tag"),
+        (
+            lambda o: o["amazon_mcf"]["shipments"][0]["packages"][0].update(carrier="UPS"),
+            "amazon_mcf.shipments[0].packages[0]: unknown field(s) carrier",
+        ),
+        # the connector styles of the TikTok id: each detail with its place only
+        (
+            lambda o: o["shopify"].update(tiktok_id_key="Marketplace Ref"),
+            "shopify.tiktok_id_key: goes with tiktok_id_in custom_attribute, not source_identifier",
+        ),
+        (
+            lambda o: o["shopify"].update(tiktok_id_in="custom_attribute", tiktok_id_key=""),
+            "shopify.tiktok_id_key: must not be empty",
+        ),
+        (
+            lambda o: o["shopify"].update(tiktok_id_in="custom_attribute", tiktok_id_format="TT-{id}"),
+            "shopify.tiktok_id_format: goes with tiktok_id_in note or name, not custom_attribute",
+        ),
+        (
+            lambda o: o["shopify"].update(tiktok_id_in="name", tiktok_id_format="TT-id"),
+            "shopify.tiktok_id_format: must hold {id} once, got 'TT-id'",
+        ),
+        (lambda o: o["shopify"].update(tiktok_id_in="note", tiktok_id_format="{id} {id}"), "must hold {id} once"),
+        (
+            lambda o: o["shopify"].update(tiktok_id_in="note", tiktok_id_fmt="{id}"),
+            "shopify: unknown field(s) tiktok_id_fmt",
+        ),
+    ],
+)
 def test_bad_field_is_named(mutate, expected):
     with pytest.raises(ScenarioError) as err:
         parse_scenario(broken(mutate))
@@ -114,7 +193,9 @@ def test_duplicate_ids_name_both_orders():
     twin["shopify"]["id"] = 6100000002
     twin["amazon_mcf"]["seller_fulfillment_order_id"] = "1002"
     doc["orders"].append(twin)
-    with pytest.raises(ScenarioError, match=r"orders\[1\].*tiktok.id: '576000000000000001' is already used by orders\[0\]"):
+    with pytest.raises(
+        ScenarioError, match=r"orders\[1\].*tiktok.id: '576000000000000001' is already used by orders\[0\]"
+    ):
         parse_scenario(doc)
 
 
@@ -198,15 +279,24 @@ def test_generated_ids_are_unique_and_shaped():
     ids = [o.tiktok_id for o in scenario.orders]
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 18 and i.startswith("576") for i in ids)
-    numbers = [p["package_number"] for o in scenario.orders if o.amazon_mcf
-               for s in o.amazon_mcf.get("shipments", []) for p in s["packages"]]
+    numbers = [
+        p["package_number"]
+        for o in scenario.orders
+        if o.amazon_mcf
+        for s in o.amazon_mcf.get("shipments", [])
+        for p in s["packages"]
+    ]
     assert numbers and len(set(numbers)) == len(numbers)  # Amazon package numbers are unique
 
 
 def test_cli_generate_and_validate(tmp_path):
     out = tmp_path / "s.json"
-    run = subprocess.run([sys.executable, "-m", "sandbox", "generate", "--orders", "25", "--seed", "9",
-                          "--out", str(out)], capture_output=True, text=True, check=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "sandbox", "generate", "--orders", "25", "--seed", "9", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "wrote 25 orders" in run.stdout
     assert len(json.loads(out.read_text())["orders"]) == 25
     ok = subprocess.run([sys.executable, "-m", "sandbox", "validate", str(out)], capture_output=True, text=True)

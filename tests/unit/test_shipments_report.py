@@ -1,17 +1,17 @@
 """The fulfilled-shipments report's range and its stored copy (Amazon: one month, every 30 minutes)."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from include.extract import staging
 from include.events.platform_events import EventInbox, PlatformEvent
+from include.extract import staging
 from include.run.pipeline import _followed_while_processing, _shipped_as_staged, shipments_report
 from include.run.runconfig import run_settings
 from include.store.warehouse import Warehouse, stg_amazon_fulfillment_orders
-
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
+from tests.support import NOW
 
 
 class ReportsAsked:
@@ -19,7 +19,7 @@ class ReportsAsked:
 
     def __init__(self, build_seconds: float | None = 40.0):
         self.asked: list[tuple[datetime, datetime]] = []
-        self.expected: list[float | None] = []   # each collect's expected build time
+        self.expected: list[float | None] = []  # each collect's expected build time
         self.build_seconds = None
         self.builds = build_seconds
 
@@ -30,8 +30,14 @@ class ReportsAsked:
     def collect_fulfilled_shipments(self, report_id, expected_seconds=None):
         self.expected.append(expected_seconds)
         self.build_seconds = self.builds
-        return [{"merchant-order-id": "1001", "tracking-number": report_id, "recipient-name": "A Buyer",
-                 "ship-address-1": "1 Main St"}]
+        return [
+            {
+                "merchant-order-id": "1001",
+                "tracking-number": report_id,
+                "recipient-name": "A Buyer",
+                "ship-address-1": "1 Main St",
+            }
+        ]
 
 
 @pytest.fixture
@@ -43,9 +49,16 @@ def wh(tmp_path):
 
 
 def settings_at(moment: datetime, shop: str = "default"):
-    return run_settings(dag_id="orderops_sla", run_id=f"r-{moment:%H%M}", params={
-        "now": moment.isoformat(), "window_start": (moment - timedelta(minutes=30)).isoformat(),
-        "window_end": moment.isoformat(), "shop": shop})
+    return run_settings(
+        dag_id="orderops_sla",
+        run_id=f"r-{moment:%H%M}",
+        params={
+            "now": moment.isoformat(),
+            "window_start": (moment - timedelta(minutes=30)).isoformat(),
+            "window_end": moment.isoformat(),
+            "shop": shop,
+        },
+    )
 
 
 def test_range_starts_at_the_day_of_since_and_never_spans_more_than_a_month(wh):
@@ -60,7 +73,7 @@ def test_range_starts_at_the_day_of_since_and_never_spans_more_than_a_month(wh):
 def test_a_covered_range_within_30_minutes_reads_the_stored_copy(wh):
     client = ReportsAsked()
     rows, reused = shipments_report(settings_at(NOW), client, wh, NOW - timedelta(days=1))
-    assert not reused and rows == [{"merchant-order-id": "1001", "tracking-number": "report-1"}]   # no buyer data kept
+    assert not reused and rows == [{"merchant-order-id": "1001", "tracking-number": "report-1"}]  # no buyer data kept
     # the same moment again (a rerun, a backfill run): the stored copy, nothing asked
     rows, reused = shipments_report(settings_at(NOW), client, wh, NOW - timedelta(hours=5))
     assert reused and rows[0]["tracking-number"] == "report-1" and len(client.asked) == 1
@@ -75,7 +88,7 @@ def test_a_covered_range_within_30_minutes_reads_the_stored_copy(wh):
 def test_each_report_waits_as_long_as_the_last_took_to_build(wh):
     client = ReportsAsked(build_seconds=40.0)
     shipments_report(settings_at(NOW), client, wh, NOW - timedelta(days=1))
-    client.builds = None   # a report that says nothing of its build time keeps the last figure
+    client.builds = None  # a report that says nothing of its build time keeps the last figure
     shipments_report(settings_at(NOW + timedelta(minutes=30)), client, wh, NOW - timedelta(days=1))
     client.builds = 55.0
     shipments_report(settings_at(NOW + timedelta(minutes=60)), client, wh, NOW - timedelta(days=1))
@@ -91,61 +104,124 @@ def test_the_stored_copy_is_the_shops_own(wh):
 
 
 def listed(sfo: str, status: str, updated: str) -> dict:
-    return {"sellerFulfillmentOrderId": sfo, "displayableOrderId": sfo, "fulfillmentOrderStatus": status,
-            "statusUpdatedDate": updated, "receivedDate": "2026-11-19T10:00:00Z"}
+    return {
+        "sellerFulfillmentOrderId": sfo,
+        "displayableOrderId": sfo,
+        "fulfillmentOrderStatus": status,
+        "statusUpdatedDate": updated,
+        "receivedDate": "2026-11-19T10:00:00Z",
+    }
 
 
 def test_a_finished_order_staged_with_its_shipments_and_unchanged_is_not_read_again(wh):
-    shipped = [{"amazonShipmentId": "S1", "fulfillmentShipmentStatus": "SHIPPED", "shippingDate": "2026-11-19T12:00:00Z",
-                "fulfillmentShipmentPackage": [{"packageNumber": 1, "carrierCode": "UPS", "trackingNumber": "1Z9"}],
-                "fulfillmentShipmentItem": []}]
-    details = [("1001", "Complete", shipped), ("1002", "Complete", []), ("1003", "Processing", shipped),
-               ("1004", "Complete", shipped)]
+    shipped = [
+        {
+            "amazonShipmentId": "S1",
+            "fulfillmentShipmentStatus": "SHIPPED",
+            "shippingDate": "2026-11-19T12:00:00Z",
+            "fulfillmentShipmentPackage": [{"packageNumber": 1, "carrierCode": "UPS", "trackingNumber": "1Z9"}],
+            "fulfillmentShipmentItem": [],
+        }
+    ]
+    details = [
+        ("1001", "Complete", shipped),
+        ("1002", "Complete", []),
+        ("1003", "Processing", shipped),
+        ("1004", "Complete", shipped),
+    ]
     settings = settings_at(NOW)
-    wh.upsert(stg_amazon_fulfillment_orders, [
-        {**staging.amazon_order_row({"fulfillmentOrder": listed(sfo, status, "2026-11-19T12:05:00Z"),
-                                     "fulfillmentShipments": shipments}),
-         "shop": "default", "snapshot_run_id": "earlier", "extracted_at": NOW - timedelta(hours=1),
-         "source_request_id": None} for sfo, status, shipments in details])
-    now_listed = [listed("1001", "Complete", "2026-11-19T12:05:00Z"),      # unchanged, tracked: stands
-                  listed("1002", "Complete", "2026-11-19T12:05:00Z"),      # staged without tracking
-                  listed("1003", "Processing", "2026-11-19T12:05:00Z"),    # may ship more any minute
-                  listed("1004", "Complete", "2026-11-19T14:00:00Z"),      # changed since it was staged
-                  listed("1005", "Complete", "2026-11-19T12:05:00Z")]      # never staged
-    status = lambda o: o["fulfillmentOrderStatus"]
+    wh.upsert(
+        stg_amazon_fulfillment_orders,
+        [
+            {
+                **staging.amazon_order_row(
+                    {"fulfillmentOrder": listed(sfo, status, "2026-11-19T12:05:00Z"), "fulfillmentShipments": shipments}
+                ),
+                "shop": "default",
+                "snapshot_run_id": "earlier",
+                "extracted_at": NOW - timedelta(hours=1),
+                "source_request_id": None,
+            }
+            for sfo, status, shipments in details
+        ],
+    )
+    now_listed = [
+        listed("1001", "Complete", "2026-11-19T12:05:00Z"),  # unchanged, tracked: stands
+        listed("1002", "Complete", "2026-11-19T12:05:00Z"),  # staged without tracking
+        listed("1003", "Processing", "2026-11-19T12:05:00Z"),  # may ship more any minute
+        listed("1004", "Complete", "2026-11-19T14:00:00Z"),  # changed since it was staged
+        listed("1005", "Complete", "2026-11-19T12:05:00Z"),
+    ]  # never staged
+
+    def status(o):
+        return o["fulfillmentOrderStatus"]
+
     assert _shipped_as_staged(wh, settings, now_listed, status) == {"1001"}
     assert _shipped_as_staged(wh, settings_at(NOW, shop="other"), now_listed, status) == set()
     broken = [{**listed("1001", "Complete", "2026-11-19T12:05:00Z"), "statusUpdatedDate": "yesterday"}]
-    assert _shipped_as_staged(wh, settings, broken, status) == set()   # read as usual, staging names it
+    assert _shipped_as_staged(wh, settings, broken, status) == set()  # read as usual, staging names it
 
 
 def test_a_processing_order_followed_by_notifications_is_not_read_for_shipments(wh):
-    shipped = [{"amazonShipmentId": "S1", "fulfillmentShipmentStatus": "SHIPPED", "shippingDate": "2026-11-19T12:00:00Z",
-                "fulfillmentShipmentPackage": [{"packageNumber": 1, "carrierCode": "UPS", "trackingNumber": "1Z9"}],
-                "fulfillmentShipmentItem": []}]
+    shipped = [
+        {
+            "amazonShipmentId": "S1",
+            "fulfillmentShipmentStatus": "SHIPPED",
+            "shippingDate": "2026-11-19T12:00:00Z",
+            "fulfillmentShipmentPackage": [{"packageNumber": 1, "carrierCode": "UPS", "trackingNumber": "1Z9"}],
+            "fulfillmentShipmentItem": [],
+        }
+    ]
     settings = settings_at(NOW)
-    wh.upsert(stg_amazon_fulfillment_orders, [
-        {**staging.amazon_order_row({"fulfillmentOrder": listed(sfo, "Processing", "2026-11-19T12:05:00Z"),
-                                     "fulfillmentShipments": shipments}),
-         "shop": "default", "snapshot_run_id": "earlier", "extracted_at": NOW - timedelta(hours=1),
-         "source_request_id": None} for sfo, shipments in (("1001", []), ("1004", shipped))])
+    wh.upsert(
+        stg_amazon_fulfillment_orders,
+        [
+            {
+                **staging.amazon_order_row(
+                    {
+                        "fulfillmentOrder": listed(sfo, "Processing", "2026-11-19T12:05:00Z"),
+                        "fulfillmentShipments": shipments,
+                    }
+                ),
+                "shop": "default",
+                "snapshot_run_id": "earlier",
+                "extracted_at": NOW - timedelta(hours=1),
+                "source_request_id": None,
+            }
+            for sfo, shipments in (("1001", []), ("1004", shipped))
+        ],
+    )
     inbox = EventInbox(wh)
 
     def notification(n: int, sfo: str, wakes: bool) -> PlatformEvent:
         return PlatformEvent("amazon_mcf", f"n-{n}", "FULFILLMENT_ORDER_STATUS/Order", sfo, NOW, wakes, {})
-    inbox.receive("default", [notification(1, "1001", False), notification(2, "1003", False),
-                              notification(3, "1004", False), notification(4, "1005", False),
-                              notification(5, "1006", False)], received_at=NOW - timedelta(minutes=20))
+
+    inbox.receive(
+        "default",
+        [
+            notification(1, "1001", False),
+            notification(2, "1003", False),
+            notification(3, "1004", False),
+            notification(4, "1005", False),
+            notification(5, "1006", False),
+        ],
+        received_at=NOW - timedelta(minutes=20),
+    )
     inbox.claim("default", "earlier")
     inbox.receive("default", [notification(7, "1006", True)], received_at=NOW)
-    inbox.claim("default", settings.run_id)                                      # this run took it: it reads
-    inbox.receive("default", [notification(6, "1003", True)], received_at=NOW)   # a shipment waits
-    now_listed = [listed("1001", "Processing", "2026-11-19T12:05:00Z"),   # followed, nothing shipped: stands
-                  listed("1002", "Processing", "2026-11-19T12:05:00Z"),   # no notification ever came
-                  listed("1003", "Processing", "2026-11-19T12:05:00Z"),   # an announcement waits for a run
-                  listed("1004", "Processing", "2026-11-19T14:00:00Z"),   # staged with a shipment: may ship more
-                  listed("1005", "Complete", "2026-11-19T14:00:00Z"),     # finished: its shipments are read
-                  listed("1006", "Processing", "2026-11-19T12:05:00Z")]   # this run claimed what woke it
-    status = lambda o: o["fulfillmentOrderStatus"]
+    inbox.claim("default", settings.run_id)  # this run took it: it reads
+    inbox.receive("default", [notification(6, "1003", True)], received_at=NOW)  # a shipment waits
+    now_listed = [
+        listed("1001", "Processing", "2026-11-19T12:05:00Z"),  # followed, nothing shipped: stands
+        listed("1002", "Processing", "2026-11-19T12:05:00Z"),  # no notification ever came
+        listed("1003", "Processing", "2026-11-19T12:05:00Z"),  # an announcement waits for a run
+        listed("1004", "Processing", "2026-11-19T14:00:00Z"),  # staged with a shipment: may ship more
+        listed("1005", "Complete", "2026-11-19T14:00:00Z"),  # finished: its shipments are read
+        listed("1006", "Processing", "2026-11-19T12:05:00Z"),
+    ]  # this run claimed what woke it
+
+    def status(o):
+        return o["fulfillmentOrderStatus"]
+
     assert _followed_while_processing(wh, settings, now_listed, status) == {"1001"}
     assert _followed_while_processing(wh, settings_at(NOW, shop="other"), now_listed, status) == set()

@@ -1,4 +1,5 @@
 """The client's copy of Shopify's points bucket when threads share it."""
+
 import threading
 
 from orderops_provider.shopify import PointsBucket
@@ -24,7 +25,7 @@ def acquire_in_thread(bucket: PointsBucket, cost: float) -> None:
 def test_resync_counts_other_threads_requests_in_flight_as_spent():
     clock = Clock()
     bucket = PointsBucket(100.0, 2000.0, clock=clock, sleep=clock.sleep)
-    acquire_in_thread(bucket, 300.0)       # another thread's query, sent, not yet answered
+    acquire_in_thread(bucket, 300.0)  # another thread's query, sent, not yet answered
     bucket.acquire(50.0)
     # this thread's answer reports 1,500 available, computed before the other query was charged
     bucket.sync(1500.0)
@@ -36,9 +37,9 @@ def test_answered_and_expired_requests_no_longer_count():
     bucket = PointsBucket(100.0, 2000.0, clock=clock, sleep=clock.sleep)
     bucket.acquire(50.0)
     bucket.sync(1500.0)
-    assert bucket._tokens == 1500.0        # its own request is the one answered
+    assert bucket._tokens == 1500.0  # its own request is the one answered
     acquire_in_thread(bucket, 300.0)
-    clock.now += PointsBucket.IN_FLIGHT_TTL + 1   # that request never got an answer
+    clock.now += PointsBucket.IN_FLIGHT_TTL + 1  # that request never got an answer
     bucket.sync(1000.0)
     assert bucket._tokens == 1000.0
 
@@ -46,7 +47,7 @@ def test_answered_and_expired_requests_no_longer_count():
 def test_cost_above_the_bucket_is_capped_and_level_never_negative():
     clock = Clock()
     bucket = PointsBucket(50.0, 1000.0, clock=clock, sleep=clock.sleep)
-    assert bucket.acquire(5000.0) == 0.0   # capped at the bucket: the platform answers such a query itself
-    acquire_in_thread(bucket, 900.0)       # waits (sleep stub) and is charged in flight
+    assert bucket.acquire(5000.0) == 0.0  # capped at the bucket: the platform answers such a query itself
+    acquire_in_thread(bucket, 900.0)  # waits (sleep stub) and is charged in flight
     bucket.sync(100.0)
     assert bucket._tokens == 0.0

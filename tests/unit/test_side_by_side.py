@@ -1,4 +1,5 @@
 """`side_by_side`: how run_all runs the DAG's parallel branches in one process."""
+
 import threading
 
 import pytest
@@ -7,7 +8,7 @@ from include.run.pipeline import side_by_side
 
 
 def test_steps_run_at_the_same_time_on_their_own_threads():
-    meet = threading.Barrier(3, timeout=10)   # passes only if three steps are running at once
+    meet = threading.Barrier(3, timeout=10)  # passes only if three steps are running at once
     threads = []
 
     def step():
@@ -36,6 +37,7 @@ def test_every_step_finishes_before_the_first_error_in_step_order_is_raised():
         def step():
             release.set()
             raise ValueError(name)
+
         return step
 
     with pytest.raises(ValueError, match="first"):

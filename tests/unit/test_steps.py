@@ -1,10 +1,11 @@
 """The one list of steps: its order, and the run_all that follows it."""
+
 from __future__ import annotations
 
 import pytest
 
-from include.store.run_store import BATCH_TABLES
 from include.run.steps import BATCHES, STEPS, Step, waves
+from include.store.run_store import BATCH_TABLES
 
 
 def test_waves_keep_the_lists_order_and_group_what_can_run_side_by_side():

@@ -1,14 +1,15 @@
 """Where a Shopify order carries its TikTok order id: each style of the shop's setting, the rule
 the join records, the numbers it must not take for an id, and a bad setting refused by name."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
 import pytest
 
-from include.extract import staging
 from include.decide.carriers import CarrierMap
 from include.decide.join import Joiner
+from include.extract import staging
 from include.store.warehouse import order_links
 from orderops_provider.base import ConfigurationError
 from orderops_provider.connection import ConnectionSettings
@@ -29,34 +30,46 @@ def configured(**doc) -> TikTokIdRules:
 
 
 # ------------------------------------------------------------------ each style, by default
-@pytest.mark.parametrize("node, rule", [
-    ({"sourceIdentifier": TID}, "source_identifier"),
-    # TikTok's channel app and the "Additional details" style: the key in any case
-    ({"customAttributes": [{"key": "TikTok Order ID", "value": TID}]}, "custom_attribute:tiktok order id"),
-    ({"customAttributes": [{"key": " TIKTOK_ORDER_ID ", "value": TID}]}, "custom_attribute:tiktok_order_id"),
-    # a key the list does not name but that says both "tiktok" and "order"
-    ({"customAttributes": [{"key": "TikTokOrderNo", "value": TID}]}, "custom_attribute:tiktokorderno"),
-    ({"customAttributes": [{"key": "Tik Tok Shop order", "value": f"#{TID}"}]}, "custom_attribute:tik tok shop order"),
-    # a note with a TikTok label, and one with the bare number (the connector's format is unknown)
-    ({"note": f"Gift wrap\nTikTok Shop Order ID: {TID}"}, "note:tiktok_label"),
-    ({"note": f"Imported {TID}"}, "note:any_number"),
-    # the name: the id itself, or with an affix no one configured
-    ({"name": f"#{TID}"}, "name"),
-    ({"name": f"TT-{TID}"}, "name_contains"),
-    ({"name": f"{TID}-TT"}, "name_contains"),
-])
+@pytest.mark.parametrize(
+    "node, rule",
+    [
+        ({"sourceIdentifier": TID}, "source_identifier"),
+        # TikTok's channel app and the "Additional details" style: the key in any case
+        ({"customAttributes": [{"key": "TikTok Order ID", "value": TID}]}, "custom_attribute:tiktok order id"),
+        ({"customAttributes": [{"key": " TIKTOK_ORDER_ID ", "value": TID}]}, "custom_attribute:tiktok_order_id"),
+        # a key the list does not name but that says both "tiktok" and "order"
+        ({"customAttributes": [{"key": "TikTokOrderNo", "value": TID}]}, "custom_attribute:tiktokorderno"),
+        (
+            {"customAttributes": [{"key": "Tik Tok Shop order", "value": f"#{TID}"}]},
+            "custom_attribute:tik tok shop order",
+        ),
+        # a note with a TikTok label, and one with the bare number (the connector's format is unknown)
+        ({"note": f"Gift wrap\nTikTok Shop Order ID: {TID}"}, "note:tiktok_label"),
+        ({"note": f"Imported {TID}"}, "note:any_number"),
+        # the name: the id itself, or with an affix no one configured
+        ({"name": f"#{TID}"}, "name"),
+        ({"name": f"TT-{TID}"}, "name_contains"),
+        ({"name": f"{TID}-TT"}, "name_contains"),
+    ],
+)
 def test_each_style_is_found_by_default_and_names_its_rule(node, rule):
     assert rules_of(node) == [(TID, rule)]
 
 
 def test_an_attribute_key_neither_listed_nor_tiktok_like_is_not_read_by_default():
-    node = {"customAttributes": [{"key": "Marketplace Ref", "value": TID},
-                                 {"key": "TikTok Package ID", "value": OTHER}]}   # no "order": not read
+    node = {
+        "customAttributes": [{"key": "Marketplace Ref", "value": TID}, {"key": "TikTok Package ID", "value": OTHER}]
+    }  # no "order": not read
     assert rules_of(node) == []
     shop = configured(attribute_keys=["marketplace REF"])
     assert rules_of(node, shop) == [(TID, "custom_attribute:marketplace ref")]
-    assert rules_of({"customAttributes": [{"key": "TikTok Order ID", "value": TID}]},
-                    configured(attribute_keys=["Marketplace Ref"], any_tiktok_order_attribute=False)) == []
+    assert (
+        rules_of(
+            {"customAttributes": [{"key": "TikTok Order ID", "value": TID}]},
+            configured(attribute_keys=["Marketplace Ref"], any_tiktok_order_attribute=False),
+        )
+        == []
+    )
 
 
 def test_configured_name_prefixes_and_suffixes_match_in_any_case_and_name_the_affix():
@@ -95,18 +108,30 @@ def test_a_note_pattern_takes_only_its_own_number_and_never_part_of_a_longer_one
 
 
 def test_an_id_found_in_two_places_is_listed_under_both_once_per_place():
-    node = {"sourceIdentifier": TID, "customAttributes": [{"key": "TikTok Order ID", "value": TID},
-                                                          {"key": "tiktok_order_id", "value": TID}],
-            "note": f"TikTok order {TID}", "name": f"#{TID}"}
-    assert rules_of(node) == [(TID, "source_identifier"), (TID, "custom_attribute:tiktok order id"),
-                              (TID, "note:tiktok_label"), (TID, "name")]
+    node = {
+        "sourceIdentifier": TID,
+        "customAttributes": [{"key": "TikTok Order ID", "value": TID}, {"key": "tiktok_order_id", "value": TID}],
+        "note": f"TikTok order {TID}",
+        "name": f"#{TID}",
+    }
+    assert rules_of(node) == [
+        (TID, "source_identifier"),
+        (TID, "custom_attribute:tiktok order id"),
+        (TID, "note:tiktok_label"),
+        (TID, "name"),
+    ]
 
 
 def test_the_longest_rule_fits_the_links_column():
     key = "tiktok order " + "k" * (MAX_KEY - 13)
     shop = configured(attribute_keys=[key], name_prefixes=["P" * MAX_AFFIX], name_suffixes=["S" * MAX_AFFIX])
-    found = rules_of({"customAttributes": [{"key": key + "x" * 100, "value": TID}],
-                      "name": f"{'P' * MAX_AFFIX}{TID}{'S' * MAX_AFFIX}"}, shop)
+    found = rules_of(
+        {
+            "customAttributes": [{"key": key + "x" * 100, "value": TID}],
+            "name": f"{'P' * MAX_AFFIX}{TID}{'S' * MAX_AFFIX}",
+        },
+        shop,
+    )
     longest = max((rule for _, rule in found), key=len)
     assert longest.startswith("name_prefix_suffix:") and len(found) == 2
     for _, rule in found:
@@ -115,15 +140,32 @@ def test_the_longest_rule_fits_the_links_column():
 
 # ------------------------------------------------------------------ the join's rule
 def shopify_row(sid: str, node: dict, rules: TikTokIdRules = DEFAULT) -> dict:
-    return staging.shopify_order_row({"legacyResourceId": sid, "name": f"#{sid[-4:]}", "tags": [],
-                                      "customAttributes": [], "updatedAt": "2026-11-20T10:00:00Z", **node}, rules)
+    return staging.shopify_order_row(
+        {
+            "legacyResourceId": sid,
+            "name": f"#{sid[-4:]}",
+            "tags": [],
+            "customAttributes": [],
+            "updatedAt": "2026-11-20T10:00:00Z",
+            **node,
+        },
+        rules,
+    )
 
 
 def tiktok_row(tid: str = TID) -> dict:
     created = datetime(2026, 11, 19, tzinfo=timezone.utc)
-    return {"tiktok_order_id": tid, "status": "AWAITING_SHIPMENT", "fulfillment_type": "FULFILLMENT_BY_SELLER",
-            "create_time": created, "rts_sla_time": created, "shipping_due_time": None, "tracking_number": "",
-            "line_items": [{"id": "577000000000000001", "seller_sku": "SKU"}], "shipping_type": "SELLER"}
+    return {
+        "tiktok_order_id": tid,
+        "status": "AWAITING_SHIPMENT",
+        "fulfillment_type": "FULFILLMENT_BY_SELLER",
+        "create_time": created,
+        "rts_sla_time": created,
+        "shipping_due_time": None,
+        "tracking_number": "",
+        "line_items": [{"id": "577000000000000001", "seller_sku": "SKU"}],
+        "shipping_type": "SELLER",
+    }
 
 
 def link_of(rows: list[dict], **kwargs):
@@ -131,8 +173,9 @@ def link_of(rows: list[dict], **kwargs):
 
 
 def test_the_join_records_the_best_placed_rule_and_a_staged_rule_of_before_still_joins():
-    both = shopify_row("6100000001", {"customAttributes": [{"key": "TikTok Order ID", "value": TID}],
-                                      "name": f"TT-{TID}"})
+    both = shopify_row(
+        "6100000001", {"customAttributes": [{"key": "TikTok Order ID", "value": TID}], "name": f"TT-{TID}"}
+    )
     assert link_of([both]).match_rule == "custom_attribute:tiktok order id"
     assert link_of([both], lookup_order=("name", "custom_attribute")).match_rule == "name_contains"
     # rows staged before rules named their key or pattern
@@ -143,8 +186,10 @@ def test_the_join_records_the_best_placed_rule_and_a_staged_rule_of_before_still
 
 def test_one_id_on_two_shopify_orders_by_different_rules_is_ambiguous():
     shop = configured(name_prefixes=["TT-"])
-    rows = [shopify_row("6100000001", {"customAttributes": [{"key": "TikTok Order ID", "value": TID}]}, shop),
-            shopify_row("6100000002", {"name": f"TT-{TID}"}, shop)]
+    rows = [
+        shopify_row("6100000001", {"customAttributes": [{"key": "TikTok Order ID", "value": TID}]}, shop),
+        shopify_row("6100000002", {"name": f"TT-{TID}"}, shop),
+    ]
     link = link_of(rows)
     assert link.shopify_order_ids == ("6100000001", "6100000002")
     assert link.link_problem == "ambiguous_shopify_match"
@@ -156,28 +201,41 @@ def test_a_shop_with_its_own_key_joins_what_the_default_leaves_unmatched():
     assert link_of([shopify_row("6100000001", node)]).link_problem == "no_shopify_match"
     link = link_of([shopify_row("6100000001", node, configured(attribute_keys=["Marketplace Ref"]))])
     assert (link.shopify_order_ids, link.match_rule) == (("6100000001",), "custom_attribute:marketplace ref")
-    assert link.link_problem == "no_fulfillment_order"   # the next link: no fulfiller rows here
+    assert link.link_problem == "no_fulfillment_order"  # the next link: no fulfiller rows here
 
 
 # ------------------------------------------------------------------ a bad setting
-@pytest.mark.parametrize("doc, message", [
-    ("attribute_keys", "extra.tiktok_order_id must be an object, got 'attribute_keys'"),
-    ({"attribute_key": ["x"]}, "extra.tiktok_order_id: unknown key(s) attribute_key"),
-    ({"source_identifier": "no"}, "extra.tiktok_order_id.source_identifier must be true or false, got 'no'"),
-    ({"name_anywhere": 1}, "extra.tiktok_order_id.name_anywhere must be true or false, got 1"),
-    ({"attribute_keys": "TikTok Order ID"}, "extra.tiktok_order_id.attribute_keys must be a list of strings"),
-    ({"attribute_keys": ["ok", " "]}, "extra.tiktok_order_id.attribute_keys[1] must be a non-empty string"),
-    ({"name_prefixes": ["P" * (MAX_AFFIX + 1)]}, f"name_prefixes[0] must be a non-empty string of at most {MAX_AFFIX}"),
-    ({"note_patterns": [r"(\d+)"]}, "extra.tiktok_order_id.note_patterns must be an object of name -> regular"),
-    ({"note_patterns": {"ours": r"Order: (\d+"}}, "extra.tiktok_order_id.note_patterns.ours: 'Order: (\\\\d+' is not "
-                                                  "a regular expression (missing ), unterminated subpattern"),
-    ({"note_patterns": {"ours": r"Order: \d+"}}, "note_patterns.ours: 'Order: \\\\d+' must have exactly one group "
-                                                 "(the id), it has 0"),
-    ({"note_patterns": {"ours": r"(TT|TikTok) (\d+)"}}, "note_patterns.ours: '(TT|TikTok) (\\\\d+)' must have exactly "
-                                                        "one group (the id), it has 2"),
-    ({"note_patterns": {"our pattern": r"(\d+)"}}, "pattern name 'our pattern' must be letters, digits"),
-    ({"note_patterns": {"ours": 7}}, "extra.tiktok_order_id.note_patterns.ours must be a regular expression"),
-])
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ("attribute_keys", "extra.tiktok_order_id must be an object, got 'attribute_keys'"),
+        ({"attribute_key": ["x"]}, "extra.tiktok_order_id: unknown key(s) attribute_key"),
+        ({"source_identifier": "no"}, "extra.tiktok_order_id.source_identifier must be true or false, got 'no'"),
+        ({"name_anywhere": 1}, "extra.tiktok_order_id.name_anywhere must be true or false, got 1"),
+        ({"attribute_keys": "TikTok Order ID"}, "extra.tiktok_order_id.attribute_keys must be a list of strings"),
+        ({"attribute_keys": ["ok", " "]}, "extra.tiktok_order_id.attribute_keys[1] must be a non-empty string"),
+        (
+            {"name_prefixes": ["P" * (MAX_AFFIX + 1)]},
+            f"name_prefixes[0] must be a non-empty string of at most {MAX_AFFIX}",
+        ),
+        ({"note_patterns": [r"(\d+)"]}, "extra.tiktok_order_id.note_patterns must be an object of name -> regular"),
+        (
+            {"note_patterns": {"ours": r"Order: (\d+"}},
+            "extra.tiktok_order_id.note_patterns.ours: 'Order: (\\\\d+' is not "
+            "a regular expression (missing ), unterminated subpattern",
+        ),
+        (
+            {"note_patterns": {"ours": r"Order: \d+"}},
+            "note_patterns.ours: 'Order: \\\\d+' must have exactly one group (the id), it has 0",
+        ),
+        (
+            {"note_patterns": {"ours": r"(TT|TikTok) (\d+)"}},
+            "note_patterns.ours: '(TT|TikTok) (\\\\d+)' must have exactly one group (the id), it has 2",
+        ),
+        ({"note_patterns": {"our pattern": r"(\d+)"}}, "pattern name 'our pattern' must be letters, digits"),
+        ({"note_patterns": {"ours": 7}}, "extra.tiktok_order_id.note_patterns.ours must be a regular expression"),
+    ],
+)
 def test_a_bad_setting_is_refused_naming_the_field(doc, message):
     with pytest.raises(ConfigurationError) as refused:
         TikTokIdRules.from_extra(doc)
@@ -188,8 +246,9 @@ def test_the_shopify_connection_carries_the_setting_and_a_bad_one_names_the_conn
     def settings(extra: dict) -> ConnectionSettings:
         return ConnectionSettings("shop_a_shopify", "https://shop-a.myshopify.com", None, "token", extra)
 
-    client = ShopifyClient.from_settings(settings({"tiktok_order_id": {"attribute_keys": ["Marketplace Ref"],
-                                                                       "note_patterns": {"ours": r"Ref (\d+)"}}}))
+    client = ShopifyClient.from_settings(
+        settings({"tiktok_order_id": {"attribute_keys": ["Marketplace Ref"], "note_patterns": {"ours": r"Ref (\d+)"}}})
+    )
     try:
         assert client.tiktok_order_id.attribute_keys == ("marketplace ref",)
         assert [name for name, _ in client.tiktok_order_id.note_patterns] == ["ours"]
@@ -200,6 +259,9 @@ def test_the_shopify_connection_carries_the_setting_and_a_bad_one_names_the_conn
         assert default.tiktok_order_id == DEFAULT
     finally:
         default.close()
-    with pytest.raises(ConfigurationError, match=r"^connection 'shop_a_shopify': extra.tiktok_order_id.note_patterns."
-                                                 r"ours: '\[' is not a regular expression"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^connection 'shop_a_shopify': extra.tiktok_order_id.note_patterns."
+        r"ours: '\[' is not a regular expression",
+    ):
         ShopifyClient.from_settings(settings({"tiktok_order_id": {"note_patterns": {"ours": "["}}}))

@@ -1,4 +1,6 @@
-"""`python -m include.cli`: a missing, empty or unopenable warehouse and an unwritable pools file are named, never created."""
+"""`python -m include.cli`: a missing, empty or unopenable warehouse and an unwritable pools file are named,
+never created."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,7 +18,7 @@ def test_a_warehouse_file_that_is_not_there_is_named_and_not_created(tmp_path, c
 
 def test_a_warehouse_without_tables_is_named_in_the_error(tmp_path, capsys):
     empty = tmp_path / "empty.db"
-    sa.create_engine(f"sqlite:///{empty}").connect().close()   # a file, no tables
+    sa.create_engine(f"sqlite:///{empty}").connect().close()  # a file, no tables
     assert orderops.main(["trace", "576000000000000001", "--warehouse", f"sqlite:///{empty}"]) == 1
     err = capsys.readouterr().err
     assert f"cannot read the warehouse sqlite:///{empty}" in err and "no such table" in err

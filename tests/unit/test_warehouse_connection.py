@@ -1,4 +1,5 @@
 """The warehouse connection becomes a SQLAlchemy URL through the Postgres provider's hook."""
+
 from __future__ import annotations
 
 import json
@@ -18,14 +19,30 @@ def test_a_postgres_connection_with_a_schema_reaches_the_real_database(monkeypat
     with admin.begin() as conn:
         conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
     try:
-        monkeypatch.setenv("AIRFLOW_CONN_WH_TEST", json.dumps({
-            "conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres",
-            "password": "p@ss:word/", "schema": "test", "extra": {"schema": schema}}))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_WH_TEST",
+            json.dumps(
+                {
+                    "conn_type": "postgres",
+                    "host": "127.0.0.1",
+                    "port": 5432,
+                    "login": "postgres",
+                    "password": "p@ss:word/",
+                    "schema": "test",
+                    "extra": {"schema": schema},
+                }
+            ),
+        )
         url = warehouse_url("wh_test")
         parsed = sa.engine.make_url(url)
-        assert (parsed.drivername, parsed.host, parsed.port, parsed.database) == ("postgresql+psycopg2", "127.0.0.1", 5432, "test")
+        assert (parsed.drivername, parsed.host, parsed.port, parsed.database) == (
+            "postgresql+psycopg2",
+            "127.0.0.1",
+            5432,
+            "test",
+        )
         assert parsed.password == "p@ss:word/" and parsed.query["options"] == f"-csearch_path={schema}"
-        wh = Warehouse(url)   # trust auth: the password is carried, not checked
+        wh = Warehouse(url)  # trust auth: the password is carried, not checked
         wh.migrate()
         with admin.connect() as conn:
             assert conn.execute(sa.text(f"SELECT count(*) FROM {schema}.{VERSION_TABLE}")).scalar() > 0

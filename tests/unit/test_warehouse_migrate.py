@@ -1,6 +1,7 @@
 """The warehouse's alembic revisions: they build exactly the tables the code declares, on SQLite and
 PostgreSQL; a warehouse the hand-made version steps kept is adopted with its data; processes
 migrating one fresh warehouse at once take turns."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -13,8 +14,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from include.store.warehouse import (
-    HAND_VERSIONS, VERSION_TABLE, Warehouse, _alembic_config, action_ledger, amazon_shipment_reports, metadata,
-    schema_head, schema_revision, validation_results,
+    HAND_VERSIONS,
+    VERSION_TABLE,
+    Warehouse,
+    _alembic_config,
+    action_ledger,
+    amazon_shipment_reports,
+    metadata,
+    schema_head,
+    schema_revision,
+    validation_results,
 )
 
 MOMENT = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
@@ -45,7 +54,7 @@ def test_the_revisions_build_exactly_the_declared_tables(warehouse_url):
     with wh.engine.connect() as conn:
         assert drift(conn) == []
         assert schema_revision(conn) == schema_head()
-    assert wh.migrate() == schema_head()   # a second run finds nothing to do
+    assert wh.migrate() == schema_head()  # a second run finds nothing to do
     wh.dispose()
 
 
@@ -55,13 +64,29 @@ def test_a_warehouse_the_hand_made_steps_kept_is_adopted_with_its_data(warehouse
     with wh.engine.begin() as conn:
         to_revision(conn, "0010")
         hand_made(conn, 10)
-        conn.execute(action_ledger.insert().values(
-            shop="default", idempotency_key="post_tracking:576001", kind="post_tracking", target="576001",
-            tiktok_order_id="576001", rule="R1", decision_run_id="run-1", request={"tracking": "1Z"},
-            state="succeeded", attempts=1, created_at=MOMENT, updated_at=MOMENT))
-        conn.execute(sa.text("INSERT INTO validation_results (shop, run_id, platform, success, rows, failures, "
-                             "checked_at) VALUES ('default', 'run-1', 'shipbob_orders', :f, 3, '[]', :t)"),
-                     {"f": False, "t": MOMENT})
+        conn.execute(
+            action_ledger.insert().values(
+                shop="default",
+                idempotency_key="post_tracking:576001",
+                kind="post_tracking",
+                target="576001",
+                tiktok_order_id="576001",
+                rule="R1",
+                decision_run_id="run-1",
+                request={"tracking": "1Z"},
+                state="succeeded",
+                attempts=1,
+                created_at=MOMENT,
+                updated_at=MOMENT,
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO validation_results (shop, run_id, platform, success, rows, failures, "
+                "checked_at) VALUES ('default', 'run-1', 'shipbob_orders', :f, 3, '[]', :t)"
+            ),
+            {"f": False, "t": MOMENT},
+        )
         assert schema_revision(conn) == "0010"
     assert wh.migrate() == schema_head()
     with wh.engine.connect() as conn:
@@ -69,18 +94,27 @@ def test_a_warehouse_the_hand_made_steps_kept_is_adopted_with_its_data(warehouse
         assert drift(conn) == []
         (row,) = conn.execute(sa.select(action_ledger)).mappings().all()
         (checked,) = conn.execute(sa.select(validation_results)).mappings().all()
-    assert (row["idempotency_key"], row["state"], row["request"]) == ("post_tracking:576001", "succeeded", {"tracking": "1Z"})
-    assert (checked["batch"], checked["success"], checked["rows"]) == ("shipbob_orders", False, 3)   # 0012 renamed it
+    assert (row["idempotency_key"], row["state"], row["request"]) == (
+        "post_tracking:576001",
+        "succeeded",
+        {"tracking": "1Z"},
+    )
+    assert (checked["batch"], checked["success"], checked["rows"]) == ("shipbob_orders", False, 3)  # 0012 renamed it
     wh.dispose()
 
 
 def test_hand_made_version_9_gains_the_report_build_time_and_keeps_the_stored_report(warehouse_url):
     wh = Warehouse(warehouse_url)
     with wh.engine.begin() as conn:
-        to_revision(conn, "0009")   # the tables as version 9 built them
+        to_revision(conn, "0009")  # the tables as version 9 built them
         hand_made(conn, 9)
-        conn.execute(sa.text("INSERT INTO amazon_shipment_reports (shop, report_id, data_start, data_end, requested_at, "
-                             "report_rows) VALUES ('default', 'r-1', :t, :t, :t, '[]')"), {"t": MOMENT})
+        conn.execute(
+            sa.text(
+                "INSERT INTO amazon_shipment_reports (shop, report_id, data_start, data_end, requested_at, "
+                "report_rows) VALUES ('default', 'r-1', :t, :t, :t, '[]')"
+            ),
+            {"t": MOMENT},
+        )
     assert wh.migrate() == schema_head()
     with wh.engine.connect() as conn:
         (row,) = conn.execute(sa.select(amazon_shipment_reports)).mappings().all()
@@ -94,7 +128,7 @@ def test_a_newer_orderops_schema_is_left_as_it_is(tmp_path):
     wh.migrate()
     with wh.engine.begin() as conn:
         conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
-    assert wh.migrate() == "9999"   # rolled back: revisions only add, so the tables still serve
+    assert wh.migrate() == "9999"  # rolled back: revisions only add, so the tables still serve
     wh.dispose()
 
 
@@ -113,7 +147,7 @@ def _migrate(url: str, start, results) -> None:
     start.wait()
     try:
         results.put(("ok", Warehouse(url).migrate()))
-    except Exception as exc:   # reported to the test, which names it
+    except Exception as exc:  # reported to the test, which names it
         results.put(("error", repr(exc)))
 
 

@@ -1,16 +1,21 @@
 """The HTML pages' templates: Jinja2 with autoescape on, so every value from the warehouse or a
 platform is text, never markup."""
+
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import jinja2
 
 
-@lru_cache(maxsize=None)
+@cache
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.PackageLoader("include.report", "templates"), autoescape=True,
-                              undefined=jinja2.StrictUndefined, trim_blocks=False)
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("include.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=False,
+    )
 
 
 def template(name: str) -> jinja2.Template:

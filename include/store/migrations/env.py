@@ -4,6 +4,7 @@
 (`config.attributes["connection"]`); the alembic command line (`alembic.ini` at the repository
 root) connects to $ORDEROPS_WAREHOUSE_URL, for writing a new revision or reading the history.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,12 @@ from include.store.warehouse import VERSION_TABLE, metadata
 
 def run(connection: sa.Connection) -> None:
     # SQLite alters a table by copying it: batch mode does that for the revisions that need it
-    context.configure(connection=connection, target_metadata=metadata, version_table=VERSION_TABLE,
-                      render_as_batch=connection.dialect.name == "sqlite")
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        version_table=VERSION_TABLE,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -2,6 +2,7 @@
 
 Revision 0005 (hand-made schema version 5 before alembic). Frozen: a later change is a new revision.
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -18,17 +19,18 @@ LATEST_STATE_INDEXES = (
 
 
 def upgrade() -> None:
-    op.create_table('extraction_cursors',
-        sa.Column('shop', sa.String(length=64), nullable=False),
-        sa.Column('source', sa.String(length=48), nullable=False),
-        sa.Column('established_at', sa.DateTime(timezone=True), nullable=False),
-        sa.Column('listed_until', sa.DateTime(timezone=True), nullable=False),
-        sa.Column('swept_at', sa.DateTime(timezone=True), nullable=True),
-        sa.Column('run_id', sa.String(length=250), nullable=False),
-        sa.Column('mode', sa.String(length=16), nullable=False),
-        sa.Column('listed', sa.Integer(), nullable=False),
-        sa.Column('findings', sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint('shop', 'source')
+    op.create_table(
+        "extraction_cursors",
+        sa.Column("shop", sa.String(length=64), nullable=False),
+        sa.Column("source", sa.String(length=48), nullable=False),
+        sa.Column("established_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("listed_until", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("swept_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("run_id", sa.String(length=250), nullable=False),
+        sa.Column("mode", sa.String(length=16), nullable=False),
+        sa.Column("listed", sa.Integer(), nullable=False),
+        sa.Column("findings", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("shop", "source"),
     )
     # a warehouse created by a later hand-made version has them already
     for name, table, columns in LATEST_STATE_INDEXES:
@@ -38,4 +40,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     for name, table, _ in LATEST_STATE_INDEXES:
         op.drop_index(name, table_name=table)
-    op.drop_table('extraction_cursors')
+    op.drop_table("extraction_cursors")

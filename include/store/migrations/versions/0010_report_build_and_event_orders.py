@@ -3,6 +3,7 @@ notifications follow.
 
 Revision 0010 (hand-made schema version 10 before alembic). Frozen: a later change is a new revision.
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -19,8 +20,9 @@ def _add_missing(table: str, column: sa.Column) -> None:
 def upgrade() -> None:
     _add_missing("amazon_shipment_reports", sa.Column("build_seconds", sa.Float(), nullable=True))
     _add_missing("extraction_cursors", sa.Column("full_swept_at", sa.DateTime(timezone=True), nullable=True))
-    op.create_index("ix_platform_events_order", "platform_events", ["shop", "platform", "order_ref"],
-                    if_not_exists=True)
+    op.create_index(
+        "ix_platform_events_order", "platform_events", ["shop", "platform", "order_ref"], if_not_exists=True
+    )
 
 
 def downgrade() -> None:

@@ -3,6 +3,7 @@
 A warehouse upgraded by the hand-made steps (table `orderops_schema`, versions 1-10) is stamped at
 the matching revision before upgrading (`include.store.warehouse.Warehouse.migrate`), then lands here.
 """
+
 import sqlalchemy as sa
 from alembic import op
 

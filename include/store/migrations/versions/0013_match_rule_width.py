@@ -3,6 +3,7 @@
 
 Frozen: a later change is a new revision.
 """
+
 import sqlalchemy as sa
 from alembic import op
 
