@@ -271,7 +271,29 @@ def test_suite(doc: dict) -> str:
     )
 
 
+def run_settings_table(_doc: None) -> str:
+    """The DAG's params, from the one place they are declared (include/run/runconfig.py SETTINGS)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from include.run.runconfig import SETTINGS
+
+    return _table(
+        ["param", "default", "a value must be", "what it does"],
+        [
+            [
+                f"`{s.name}`",
+                f"`{json.dumps(s.default)}`",
+                s.expected,
+                s.description + ("" if s.for_operators else " (for tests, replays and backfills)"),
+            ]
+            for s in SETTINGS
+        ],
+    )
+
+
 TABLES = {
+    "run-settings": (None, run_settings_table),
     "test-suite": ("test-suite.json", test_suite),
     "simulate-week-days": ("simulate-week.json", simulate_days),
     "simulate-week-vs-hand": ("simulate-week.json", simulate_vs_hand),
@@ -287,6 +309,8 @@ def render(name: str, cited: set[str] | None = None) -> str:
     if name not in TABLES:
         raise KeyError(f"<!-- table: {name} -->: no such table (known: {', '.join(sorted(TABLES))})")
     file, fn = TABLES[name]
+    if file is None:  # declared in the code, not measured
+        return fn(None)
     doc = json.loads((RESULTS / file).read_text())
     if cited is not None and file in cited:
         return fn(doc) + f"\n\nSource: `docs/results/{file}`, as above."
