@@ -1,4 +1,5 @@
-"""The order SLA pipeline, step by step: what each task of `dags/orderops_sla.py` calls.
+"""The run's orchestration: prepare, validate, join and decide, act, summarize, and `run_all`, the
+step table (include/run/steps.py) in one process. Each platform's extraction is in include/extract/.
 
 extract (per platform) -> stage -> validate -> join -> decide -> act (ledger) -> verify -> summarize.
 Every step takes the run's `RunSettings`, a `Platforms` (clients for one shop) and the
@@ -8,11 +9,11 @@ warehouse, so the whole flow also runs without Airflow in tests and benchmarks.
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from dataclasses import replace
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -22,7 +23,7 @@ from include.act import saga
 from include.act.actions import Executor, Handlers, log_outcome
 from include.act.ledger import IN_FLIGHT, PENDING, Ledger, RunContext
 from include.decide.carriers import CarrierMap
-from include.decide.enums import AMAZON_ORDER_STATUSES, TIKTOK_SHIPPABLE_STATUSES, status_of
+from include.decide.enums import TIKTOK_SHIPPABLE_STATUSES
 from include.decide.join import Joiner, Link
 from include.decide.model import (
     ADD_NOTE,
@@ -34,9 +35,10 @@ from include.decide.model import (
     as_utc,
 )
 from include.decide.rules import decide, needs_reject_reasons
-from include.events.platform_events import SHIPBOB_ORDER_TOPICS, EventInbox, amazon_reads, sources_of
+from include.events.platform_events import EventInbox, sources_of
 from include.extract import staging
-from include.extract.cursors import Listing, advance_cursor, full_sweep_due, listing_for, missed_by_cursor, sweep_reason
+from include.extract.cursors import full_sweep_due, sweep_reason
+from include.extract.listings import key_of
 from include.quality.checkpoints import run_name, validate_batches
 from include.report.at_risk import alert_at_risk
 from include.report.inbox import mapped_carriers
@@ -46,7 +48,6 @@ from include.run.runconfig import RunSettings, now_for
 from include.store.run_store import BATCH_TABLES, CLOCK_SKEW, RunStore
 from include.store.warehouse import (
     Warehouse,
-    amazon_shipment_reports,
     stg_amazon_fulfillment_orders,
     stg_shipbob_orders,
     stg_shopify_orders,
@@ -55,13 +56,10 @@ from include.store.warehouse import (
     tiktok_shipping_providers,
     utcnow,
 )
-from orderops_provider.base import BusinessError, NotFoundError, PlatformError, record_id
+from orderops_provider.base import BusinessError, PlatformError
 
 log = logging.getLogger(__name__)
 CHUNK = 50
-# Amazon's fulfilled-shipments report: at most one month of data, built at most every 30 minutes.
-REPORT_MAX_RANGE = timedelta(days=30)
-REPORT_REGENERATION = timedelta(minutes=30)
 # the action group (steps.GROUPS) each kind outside the saga is carried out in
 GROUP_OF_KIND = {
     POST_TRACKING: "tracking",
@@ -69,18 +67,6 @@ GROUP_OF_KIND = {
     REJECT_CANCELLATION: "rejections",
     ESCALATE: "escalations",
 }
-
-
-@dataclass
-class StepResult:
-    """What one step did, for the task log, XCom and the run summary."""
-
-    name: str
-    counts: dict[str, Any] = field(default_factory=dict)
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return {"step": self.name, **self.counts, **self.detail}
 
 
 def prepare_run(settings: RunSettings, wh: Warehouse) -> RunSettings:
@@ -119,458 +105,8 @@ def prepare_run(settings: RunSettings, wh: Warehouse) -> RunSettings:
     return settings
 
 
-def unique(records: Iterable[Any], field_name: str) -> Iterator[Any]:
-    """Records of several listings, each id once (the first copy: the listings are read moments
-    apart); records without an id pass through, to be quarantined."""
-    seen: set = set()
-    for record in records:
-        key = record_id(record, field_name)
-        if key is not None:
-            if key in seen:
-                continue
-            seen.add(key)
-        yield record
-
-
-def _key(field_name: str) -> Callable[[Any], str | None]:
-    return lambda record: (
-        str(record.get(field_name)) if isinstance(record, dict) and record.get(field_name) is not None else None
-    )
-
-
-def _tiktok_changes(listing: Listing) -> dict:
-    # the last second included: TikTok's times are whole seconds, and a change stamped with the
-    # listing's own moment would otherwise wait for the next run's overlap
-    until = listing.changed_until or listing.started + timedelta(seconds=1)
-    return {"update_time_ge": int(listing.changes_from.timestamp()), "update_time_lt": int(until.timestamp())}
-
-
-def _not_listed(step: str, **detail: Any) -> dict:
-    """An event-driven run's listing of a platform no event came from: its cursor stays where it is."""
-    return StepResult(step, {"orders": 0}, {**detail, "mode": "not listed (no event)"}).as_dict()
-
-
-def _amazon_from_events(settings: RunSettings, platforms: Platforms, wh: Warehouse) -> dict:
-    """An event-driven run's Amazon orders: each its notifications name (they are few: see
-    events.sources_of), from the notification when it says all there is to say (a Complete order
-    shipped in one package, already staged), else read by id; the cursor stays for the next listing."""
-    claimed = [
-        {**e, "platform": "amazon_mcf"} for e in EventInbox(wh).claimed(settings.shop, settings.run_id, "amazon_mcf")
-    ]
-    refs = amazon_reads(claimed)
-    if not refs:
-        return _not_listed("extract_amazon")
-    t = stg_amazon_fulfillment_orders.c
-    staged = {
-        r["seller_fulfillment_order_id"]: r
-        for r in RunStore(wh, settings).read(
-            stg_amazon_fulfillment_orders,
-            t.seller_fulfillment_order_id.in_(refs),
-            columns=("seller_fulfillment_order_id", "displayable_order_id", "received_at", "shipments"),
-        )
-    }
-    said: dict[str, list[dict]] = defaultdict(list)  # each order's waking notifications, as they happened
-    for e in claimed:
-        if e["wakes"]:
-            said[e["order_ref"]].append(e["payload"])
-    carried = {}
-    for sfo in refs:
-        # the newest notification that says it all (an order's status and its shipment come as two,
-        # stamped the same moment)
-        for payload in reversed(said[sfo] if sfo in staged else []):
-            try:
-                row = staging.amazon_row_from_notification(payload, staged[sfo])
-            except staging.BadRecord:
-                row = None  # read by id instead: that read names what is wrong, if anything
-            if row is not None:
-                carried[sfo] = row
-                break
-    reads = [sfo for sfo in refs if sfo not in carried]
-
-    def read():
-        yield from (("carried", row) for row in carried.values())
-        for sfo in reads:
-            try:
-                yield ("detail", platforms.amazon_mcf().get_fulfillment_order(sfo))
-            except NotFoundError as exc:  # announced, yet unknown by id: held, named
-                yield ("unreadable", {"sellerFulfillmentOrderId": sfo, "_error": exc.platform_message})
-
-    def to_row(item):
-        source, payload = item
-        if source == "unreadable":
-            raise staging.BadRecord(
-                f"amazon fulfillment order {payload['sellerFulfillmentOrderId']!r}: announced, "
-                f"but getFulfillmentOrder does not know it ({payload['_error']})"
-            )
-        return dict(payload) if source == "carried" else staging.amazon_order_row(payload)
-
-    def key_of(item) -> str | None:
-        source, payload = item
-        if source == "carried":
-            return payload["seller_fulfillment_order_id"]
-        return str((payload.get("fulfillmentOrder") or payload).get("sellerFulfillmentOrderId"))
-
-    orders, bad, _ = RunStore(wh, settings).stage(
-        stg_amazon_fulfillment_orders, "amazon_fulfillment_orders", read(), to_row, key_of
-    )
-    return StepResult(
-        "extract_amazon",
-        {"orders": orders, "carried_by_event": len(carried), "detail_calls": len(reads), "quarantined": bad},
-        {"mode": "read by event"},
-    ).as_dict()
-
-
-def _shipbob_from_events(settings: RunSettings, wh: Warehouse) -> dict:
-    """An event-driven run's ShipBob orders: those its order.shipped events carry (the order as
-    GET /order/{id} answers it, signed by ShipBob): staged as a listing would stage them, no call."""
-    carried = [
-        e["payload"]
-        for e in EventInbox(wh).claimed(settings.shop, settings.run_id, "shipbob")
-        if e["topic"] in SHIPBOB_ORDER_TOPICS and e["wakes"]
-    ]
-    # the newest copy of an order announced twice (two shipments) is the one staged
-    orders, bad, _ = RunStore(wh, settings).stage(
-        stg_shipbob_orders, "shipbob_orders", unique(reversed(carried), "id"), staging.shipbob_order_row, _key("id")
-    )
-    return StepResult("extract_shipbob", {"orders": orders, "quarantined": bad}, {"mode": "carried by event"}).as_dict()
-
-
-def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -> dict:
-    """Orders and cancellation requests changed since the shop's cursors. A full sweep also lists
-    every actionable order and pending request, and re-reads orders staging holds as in play that no
-    listing returned (they changed without the cursor seeing it); a sweep between full ones lists
-    the changes since the last sweep."""
-    if not settings.lists("tiktok_orders"):
-        return _not_listed("extract_tiktok", since=RunStore(wh, settings).in_play_since(now_for(settings)).isoformat())
-    client = platforms.tiktok()
-    listing = listing_for(settings, wh, "tiktok_orders")
-    searches = [_tiktok_changes(listing)]
-    if listing.full_sweep:
-        searches += [*({"order_status": s} for s in TIKTOK_SHIPPABLE_STATUSES), {"is_buyer_request_cancel": True}]
-    listed = (order for filters in searches for order in client.search_orders(filters, page_size=100))
-    seen: set[str] = set()
-    missed = missed_by_cursor(wh, settings, stg_tiktok_orders, listing)
-    orders, bad, found = RunStore(wh, settings).stage(
-        stg_tiktok_orders,
-        "tiktok_orders",
-        unique(listed, "id"),
-        staging.tiktok_order_row,
-        _key("id"),
-        on_row=lambda row: seen.add(row["tiktok_order_id"]),
-        missed=missed,
-    )
-    if listing.full_sweep:
-        in_play = RunStore(wh, settings).in_play_tiktok(columns=("tiktok_order_id",))
-        gone = sorted({r["tiktok_order_id"] for r in in_play} - seen)
-        if gone:
-            more, more_bad, more_found = RunStore(wh, settings).stage(
-                stg_tiktok_orders,
-                "tiktok_orders",
-                client.get_orders(gone),
-                staging.tiktok_order_row,
-                _key("id"),
-                missed=missed,
-            )
-            orders, bad, found = orders + more, bad + more_bad, found + more_found
-    advance_cursor(wh, settings, listing, orders, found)
-
-    cancel_listing = listing_for(settings, wh, "tiktok_cancellations")
-    filters = [_tiktok_changes(cancel_listing)]
-    if cancel_listing.full_sweep:
-        filters.insert(0, {"cancel_status": ["CANCELLATION_REQUEST_PENDING"]})
-    requests = (c for f in filters for c in client.search_cancellations(f, page_size=50))
-    cancels, bad_cancels, found_cancels = RunStore(wh, settings).stage(
-        stg_tiktok_cancellations,
-        "tiktok_cancellations",
-        unique(requests, "cancel_id"),
-        staging.tiktok_cancellation_row,
-        _key("cancel_id"),
-        missed=missed_by_cursor(wh, settings, stg_tiktok_cancellations, cancel_listing),
-    )
-    advance_cursor(wh, settings, cancel_listing, cancels, found_cancels)
-    since = RunStore(wh, settings).in_play_since(now_for(settings))
-    return StepResult(
-        "extract_tiktok",
-        {
-            "orders": orders,
-            "cancellations": cancels,
-            "quarantined": bad + bad_cancels,
-            "missed_by_cursor": found + found_cancels,
-        },
-        {"since": since.isoformat(), "mode": "sweep" if listing.sweep else "incremental"},
-    ).as_dict()
-
-
-def extract_shopify(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
-    """Orders updated since the cursor; a full sweep adds every order created since the oldest TikTok
-    order in play, a sweep between full ones every order updated since the last sweep."""
-    if not settings.lists("shopify_orders"):
-        return _not_listed("extract_shopify")
-    listing = listing_for(settings, wh, "shopify_orders")
-    query = f"updated_at:>='{listing.changes_from:%Y-%m-%dT%H:%M:%SZ}'"
-    if listing.full_sweep:
-        query = f"created_at:>='{since:%Y-%m-%dT%H:%M:%SZ}' OR {query}"
-    client = platforms.shopify()
-    orders, bad, found = RunStore(wh, settings).stage(
-        stg_shopify_orders,
-        "shopify_orders",
-        client.orders(query),
-        partial(staging.shopify_order_row, rules=client.tiktok_order_id),
-        _key("legacyResourceId"),
-        missed=missed_by_cursor(wh, settings, stg_shopify_orders, listing),
-    )
-    advance_cursor(wh, settings, listing, orders, found, since if listing.full_sweep else None)
-    return StepResult("extract_shopify", {"orders": orders, "quarantined": bad, "missed_by_cursor": found}).as_dict()
-
-
-def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
-    """Bulk path: the order listing (status changed since the cursor; a full sweep: since the oldest
-    order in play; a sweep between: since the last sweep) for status, the fulfilled-shipments report
-    for tracking.
-
-    Listed orders that may have shipped and are not already staged with their shipments, unchanged
-    since, need tracking: more of them than the report costs in calls (REPORT_CALLS) and the report
-    is asked for, with getFulfillmentOrder for shipped orders it does not carry yet; fewer (a quiet
-    half hour, a night) and each is read one by one, as when Amazon cancels the report.
-    """
-    if not settings.lists("amazon_fulfillment_orders"):
-        return _amazon_from_events(settings, platforms, wh) if settings.event_driven else _not_listed("extract_amazon")
-    client = platforms.amazon_mcf()
-    listing = listing_for(settings, wh, "amazon_fulfillment_orders")
-    start = min(since, listing.changed_since) if listing.full_sweep else listing.changes_from
-    listed = list(client.list_fulfillment_orders(start))
-
-    def status(order: Any) -> str | None:
-        return status_of(order, "fulfillmentOrderStatus", AMAZON_ORDER_STATUSES)
-
-    shipping = [
-        o
-        for o in listed
-        if isinstance(record_id(o, "sellerFulfillmentOrderId"), str) and status(o) in SHIPPING_STATUSES
-    ]
-    # a sweep re-reads everything: it is what catches a row staged incomplete (a report that lagged)
-    known = set() if listing.sweep else _shipped_as_staged(wh, settings, shipping, status)
-    followed = set() if listing.sweep else _followed_while_processing(wh, settings, shipping, status)
-    wanted = sum(1 for o in shipping if o["sellerFulfillmentOrderId"] not in known | followed)
-    report, reused = shipments_report(settings, client, wh, start) if wanted > REPORT_CALLS else (None, False)
-    report_state = (
-        ("reused" if reused else "read")
-        if report is not None
-        else ("cancelled" if wanted > REPORT_CALLS else "not needed")
-    )
-    # without the report an order that may have shipped is read one by one
-    read_each = ("Complete", "CompletePartialled") if report is not None else SHIPPING_STATUSES
-    by_order: dict[str, list[dict]] = defaultdict(list)
-    for line in report or ():
-        by_order[line.get("merchant-order-id") or ""].append(line)
-    details = []
-    fallbacks = carried = 0
-    for order in listed:
-        sfo = record_id(order, "sellerFulfillmentOrderId")
-        if sfo in known:
-            carried += 1  # staged with its shipments, unchanged since: its row stands as it is
-        elif isinstance(sfo, str) and not by_order.get(sfo) and status(order) in read_each and sfo not in followed:
-            fallbacks += 1
-            try:
-                details.append(("detail", client.get_fulfillment_order(sfo)))
-            except (NotFoundError, ValueError) as exc:  # listed, yet unknown by (or no valid) id: held
-                reason = exc.platform_message if isinstance(exc, NotFoundError) else str(exc)
-                details.append(("unreadable", {**order, "_error": reason}))
-        else:
-            details.append(("listing", order))
-
-    def to_row(item):
-        source, payload = item
-        if source == "unreadable":
-            raise staging.BadRecord(
-                f"amazon fulfillment order {payload['sellerFulfillmentOrderId']!r}: listed, but "
-                f"getFulfillmentOrder does not know it ({payload['_error']})"
-            )
-        if source == "detail":
-            return staging.amazon_order_row(payload)
-        return staging.amazon_row_from_listing(
-            payload, by_order.get(str(record_id(payload, "sellerFulfillmentOrderId")), [])
-        )
-
-    table = stg_amazon_fulfillment_orders
-    orders, bad, found = RunStore(wh, settings).stage(
-        table,
-        "amazon_fulfillment_orders",
-        details,
-        to_row,
-        lambda item: (
-            str((item[1].get("fulfillmentOrder") or item[1]).get("sellerFulfillmentOrderId"))
-            if isinstance(item[1], dict)
-            else None
-        ),
-        missed=missed_by_cursor(wh, settings, table, listing),
-    )
-    advance_cursor(wh, settings, listing, orders, found, start if listing.full_sweep else None)
-    return StepResult(
-        "extract_amazon",
-        {
-            "orders": orders,
-            "report_rows": len(report or ()),
-            "report": report_state,
-            "detail_calls": fallbacks,
-            "carried_forward": carried,
-            "followed_by_notifications": len(followed),
-            "quarantined": bad,
-            "missed_by_cursor": found,
-        },
-    ).as_dict()
-
-
-def _followed_while_processing(wh: Warehouse, settings: RunSettings, orders: list[dict], status: Callable) -> set[str]:
-    """Of listed Processing orders, those staged with no shipment whose FULFILLMENT_ORDER_STATUS
-    notifications reach the inbox, none left to act on: a package they ship is announced (and its
-    run stages it), so the listing stands for them without reading their shipments. A lost
-    announcement is caught when the order is listed Complete with no shipment staged, or by a sweep."""
-    processing = {o["sellerFulfillmentOrderId"] for o in orders if status(o) == "Processing"}
-    followed = EventInbox(wh).followed(settings.shop, "amazon_mcf", processing, settings.run_id)
-    if not followed:
-        return set()
-    t = stg_amazon_fulfillment_orders.c
-    with wh.engine.connect() as conn:
-        shipped = {
-            sfo
-            for sfo, shipments in conn.execute(
-                sa.select(t.seller_fulfillment_order_id, t.shipments).where(
-                    t.shop == settings.shop, t.seller_fulfillment_order_id.in_(sorted(followed))
-                )
-            )
-            if shipments
-        }
-    return followed - shipped
-
-
-def _shipped_as_staged(wh: Warehouse, settings: RunSettings, orders: list[dict], status: Callable) -> set[str]:
-    """Of listed orders, the finished ones whose staged row already has their shipments and shows
-    the same status since the same moment: read again, they would bring nothing new (the listing's
-    statusUpdatedDate moves with any change). An order still Processing may ship more any minute."""
-    listed = {}
-    for order in orders:
-        if status(order) not in FINISHED_STATUSES:
-            continue
-        try:
-            listed[order["sellerFulfillmentOrderId"]] = (
-                status(order),
-                staging.iso_time(order, "statusUpdatedDate", "amazon fulfillment order", required=False),
-            )
-        except staging.BadRecord:
-            continue  # read as usual, so that staging names what is wrong
-    if not listed:
-        return set()
-    t = stg_amazon_fulfillment_orders.c
-    with wh.engine.connect() as conn:
-        staged = conn.execute(
-            sa.select(t.seller_fulfillment_order_id, t.status, t.status_updated_at, t.shipments).where(
-                t.shop == settings.shop, t.seller_fulfillment_order_id.in_(list(listed))
-            )
-        ).all()
-    return {
-        sfo
-        for sfo, staged_status, updated, shipments in staged
-        if updated is not None
-        and listed[sfo] == (staged_status, as_utc(updated))
-        and any(p.get("tracking_number") for s in shipments or [] for p in s.get("packages") or [])
-    }
-
-
-# Amazon statuses of orders that may have shipments: the report carries their tracking
-SHIPPING_STATUSES = ("Complete", "CompletePartialled", "Processing")
-# Amazon's last word on an order's shipments: staged with them, it is not read again until it changes
-FINISHED_STATUSES = ("Complete", "CompletePartialled")
 # How long a run may map carriers with the shipping providers an earlier run read
 PROVIDERS_REUSE = timedelta(hours=6)
-# What one shipments report costs in calls: create, about three status polls, document, download
-REPORT_CALLS = 6
-
-
-def shipments_report(settings: RunSettings, client, wh: Warehouse, since: datetime) -> tuple[list[dict] | None, bool]:
-    """The fulfilled-shipments rows from the start of `since`'s day (at most a month back) to now,
-    and whether they are the shop's stored copy: one requested under 30 minutes ago for a range
-    that covers this one is read again instead of asking Amazon (who would not build it anew).
-    None when Amazon cancelled it because another was asked for lately (nothing is stored); one
-    cancelled for want of data is an empty report.
-    Orders shipped before the range have no rows: the detail call covers them. Only the columns
-    staging reads are kept (the report carries buyer names and addresses)."""
-    now = now_for(settings)
-    start = max(
-        datetime.combine(since.astimezone(timezone.utc).date(), datetime.min.time(), tzinfo=timezone.utc),
-        now - REPORT_MAX_RANGE,
-    )
-    with wh.engine.connect() as conn:
-        last = conn.execute(
-            sa.select(amazon_shipment_reports).where(amazon_shipment_reports.c.shop == settings.shop)
-        ).first()
-    if (
-        last is not None
-        and as_utc(last.data_start) <= start
-        and as_utc(last.data_end) >= now
-        and timedelta(0) <= now - as_utc(last.requested_at) < REPORT_REGENERATION
-    ):
-        return last.report_rows, True
-    report_id = client.request_fulfilled_shipments(start, now)
-    lines = client.collect_fulfilled_shipments(report_id, expected_seconds=last.build_seconds if last else None)
-    if lines is None:
-        # cancelled: asked too soon after another (by anyone: read one by one) or nothing shipped in
-        # the range (an empty report: reading every order that might have shipped would cost a call
-        # per open order, which a sweep of a shop with thousands open cannot afford)
-        # (strictly within the interval: runs 30 minutes apart each ask once, and are not too soon)
-        if client.others_requested_since(report_id, now - REPORT_REGENERATION + timedelta(seconds=1)):
-            log.warning(
-                "amazon_mcf: report %s was cancelled (another was asked for within %s); shipped orders "
-                "are read one by one",
-                report_id,
-                REPORT_REGENERATION,
-            )
-            return None, False
-        log.info("amazon_mcf: report %s was cancelled: nothing shipped from %s to %s", report_id, start, now)
-        lines = []
-    rows = [
-        {k: line[k] for k in staging.REPORT_FIELDS if k in line} if isinstance(line, dict) else line for line in lines
-    ]
-    wh.upsert(
-        amazon_shipment_reports,
-        [
-            {
-                "shop": settings.shop,
-                "report_id": report_id,
-                "data_start": start,
-                "data_end": now,
-                "requested_at": now,
-                "report_rows": rows,
-                "build_seconds": client.build_seconds
-                if client.build_seconds is not None
-                else last.build_seconds
-                if last
-                else None,
-            }
-        ],
-    )
-    return rows, False
-
-
-def extract_shipbob(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
-    """Orders updated since the cursor; a full sweep adds every order created since the oldest TikTok
-    order in play, a sweep between full ones every order updated since the last sweep."""
-    if not settings.lists("shipbob_orders"):
-        return _shipbob_from_events(settings, wh) if settings.event_driven else _not_listed("extract_shipbob")
-    client = platforms.shipbob()
-    listing = listing_for(settings, wh, "shipbob_orders")
-    listings = [client.orders(start_date=since)] if listing.full_sweep else []
-    listings.append(client.orders(last_update_start=listing.changes_from))
-    orders, bad, found = RunStore(wh, settings).stage(
-        stg_shipbob_orders,
-        "shipbob_orders",
-        unique((order for each in listings for order in each), "id"),
-        staging.shipbob_order_row,
-        _key("id"),
-        missed=missed_by_cursor(wh, settings, stg_shipbob_orders, listing),
-    )
-    advance_cursor(wh, settings, listing, orders, found, since if listing.full_sweep else None)
-    return StepResult("extract_shipbob", {"orders": orders, "quarantined": bad, "missed_by_cursor": found}).as_dict()
 
 
 def validate_staged(settings: RunSettings, wh: Warehouse) -> list[dict]:
@@ -859,7 +395,7 @@ def _reread_before_acting(
             "tiktok_orders",
             platforms.tiktok().get_orders(stale),
             staging.tiktok_order_row,
-            _key("id"),
+            key_of("id"),
         )
     except PlatformError as exc:
         log.warning("re-reading %d TikTok order(s) before acting failed: %s", len(stale), exc)

@@ -26,6 +26,7 @@ STAGING = (
     "stg_shipbob_orders",
 )
 PIPELINE, SAGA = "include.run.pipeline", "include.act.saga"
+LISTINGS, AMAZON = "include.extract.listings", "include.extract.amazon"
 PLAN = "join_and_decide"  # its result holds each action group's chunks (the `each` of the acting steps)
 
 
@@ -68,7 +69,7 @@ STEPS: tuple[Step, ...] = (
     ),
     Step(
         "extract_tiktok",
-        f"{PIPELINE}:extract_tiktok",
+        f"{LISTINGS}:extract_tiktok",
         RUN,
         "TikTok orders and cancellation requests changed since the cursors (a sweep: all in play).",
         ("prepare_run",),
@@ -78,7 +79,7 @@ STEPS: tuple[Step, ...] = (
     ),
     Step(
         "extract_shopify",
-        f"{PIPELINE}:extract_shopify",
+        f"{LISTINGS}:extract_shopify",
         (*RUN, "since"),
         "Shopify orders updated since the cursor (a sweep: created since the oldest TikTok order in play).",
         ("extract_tiktok",),
@@ -88,7 +89,7 @@ STEPS: tuple[Step, ...] = (
     ),
     Step(
         "extract_amazon",
-        f"{PIPELINE}:extract_amazon",
+        f"{AMAZON}:extract_amazon",
         (*RUN, "since"),
         "Amazon MCF orders (listing) and tracking (fulfilled-shipments report).",
         ("extract_tiktok",),
@@ -99,7 +100,7 @@ STEPS: tuple[Step, ...] = (
     ),
     Step(
         "extract_shipbob",
-        f"{PIPELINE}:extract_shipbob",
+        f"{LISTINGS}:extract_shipbob",
         (*RUN, "since"),
         "ShipBob orders with their shipments and tracking.",
         ("extract_tiktok",),

@@ -713,7 +713,7 @@ from hypothesis import settings as hypothesis_settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from include.act.ledger import Ledger  # noqa: E402
-from include.run import pipeline  # noqa: E402
+from include.extract import listings  # noqa: E402
 from include.store.warehouse import stg_shopify_orders, stg_tiktok_cancellations  # noqa: E402
 
 STAGED_AS = {  # sample -> (table, batch, transform, id field)
@@ -799,7 +799,7 @@ def test_any_broken_field_of_any_record_is_staged_or_quarantined_on_both_databas
     table, batch, to_row, id_field = STAGED_AS[kind]
     settings = run_settings(dag_id="orderops_sla", run_id="property", params={"now": NOW, **WINDOW})
     for wh in both_warehouses:
-        staged, held, _ = RunStore(wh, settings).stage(table, batch, [record], to_row, pipeline._key(id_field))
+        staged, held, _ = RunStore(wh, settings).stage(table, batch, [record], to_row, listings.key_of(id_field))
         assert staged + held == 1, (kind, path, value)
         if staged:
             key = str(to_row(record)[natural_key(table).name])

@@ -149,6 +149,7 @@ def test_a_run_restaging_the_same_orders_does_not_hide_them_from_the_other(rig, 
 
     from include.act import saga
     from include.act.ledger import RunContext
+    from include.extract import amazon, listings
     from include.run import pipeline
     from include.run.platforms import Platforms
     from include.run.runconfig import run_settings
@@ -173,13 +174,13 @@ def test_a_run_restaging_the_same_orders_does_not_hide_them_from_the_other(rig, 
         scheduled, backfill = (settings[r] for r in run_ids)
         try:
             pipeline.prepare_run(scheduled, wh)
-            since = datetime.fromisoformat(pipeline.extract_tiktok(scheduled, platforms[run_ids[0]], wh)["since"])
-            for step in (pipeline.extract_shopify, pipeline.extract_amazon, pipeline.extract_shipbob):
+            since = datetime.fromisoformat(listings.extract_tiktok(scheduled, platforms[run_ids[0]], wh)["since"])
+            for step in (listings.extract_shopify, amazon.extract_amazon, listings.extract_shipbob):
                 step(scheduled, platforms[run_ids[0]], wh, since)
             # the backfill starts and restages the fulfillment orders before the scheduled run decides
             pipeline.prepare_run(backfill, wh)
-            pipeline.extract_amazon(backfill, platforms[run_ids[1]], wh, since)
-            pipeline.extract_shipbob(backfill, platforms[run_ids[1]], wh, since)
+            amazon.extract_amazon(backfill, platforms[run_ids[1]], wh, since)
+            listings.extract_shipbob(backfill, platforms[run_ids[1]], wh, since)
             pipeline.validate_staged(scheduled, wh)
             plan = pipeline.join_and_decide(scheduled, platforms[run_ids[0]], wh)
             ctx = RunContext(

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from include.decide.model import as_utc
-from include.extract import cursors
+from include.extract import cursors, listings
 from include.run import pipeline
 from include.run.platforms import Platforms
 from include.run.runconfig import run_settings
@@ -141,9 +141,9 @@ def test_a_sweep_between_full_ones_lists_the_changes_since_the_last_sweep(tmp_pa
         s = pipeline.prepare_run(settings(end, fulfillers=["shipbob"]), wh)
         recorded = Recorded()
         platforms = Platforms(s, factory=lambda platform: recorded)
-        pipeline.extract_tiktok(s, platforms, wh)
-        pipeline.extract_shopify(s, platforms, wh, in_play_since)
-        pipeline.extract_shipbob(s, platforms, wh, in_play_since)
+        listings.extract_tiktok(s, platforms, wh)
+        listings.extract_shopify(s, platforms, wh, in_play_since)
+        listings.extract_shipbob(s, platforms, wh, in_play_since)
         tiktok[end] = recorded.tiktok
         return recorded.asked
 

@@ -8,7 +8,7 @@ import pytest
 
 from include.events.platform_events import EventInbox, PlatformEvent
 from include.extract import staging
-from include.run.pipeline import _followed_while_processing, _shipped_as_staged, shipments_report
+from include.extract.amazon import _followed_while_processing, _shipped_as_staged, shipments_report
 from include.run.runconfig import run_settings
 from include.store.warehouse import Warehouse, stg_amazon_fulfillment_orders
 from tests.support import NOW
