@@ -648,6 +648,24 @@ class DayReport:
     csv_path: Path
 
 
+# What a spreadsheet takes for a formula at the start of a cell (OWASP's CSV-injection guidance): a
+# text cell starting so, a carrier name such as =HYPERLINK(...) from a platform, is written with an
+# apostrophe before it, which spreadsheets show as text and never evaluate.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(value: Any) -> Any:
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
+def write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
+    """A CSV every spreadsheet opens as data: text cells that would start a formula are escaped."""
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows({key: spreadsheet_text(value) for key, value in row.items()} for row in rows)
+
+
 def build_day(
     wh: Warehouse, shop: str, day: date, now: datetime | None = None, out_dir: Path | None = None
 ) -> DayReport:
@@ -662,14 +680,9 @@ def build_day(
     folder = (out_dir or reports_dir()) / shop / f"{day:%Y-%m-%d}"
     folder.mkdir(parents=True, exist_ok=True)
     csv_path = folder / "breaches.csv"
-    with csv_path.open("w", newline="") as handle:
-        writer = csv.DictWriter(
-            handle, fieldnames=["tiktok_order_id", "kind", "reason", "fulfiller", "carrier", "chain"]
-        )
-        writer.writeheader()
-        writer.writerows(breached)
+    write_csv(csv_path, ["tiktok_order_id", "kind", "reason", "fulfiller", "carrier", "chain"], breached)
     history = trend(wh, shop, day)
-    history.to_csv(folder / "trend_30d.csv", index=False)
+    history.map(spreadsheet_text).to_csv(folder / "trend_30d.csv", index=False)
     html_path = folder / "report.html"
     html_path.write_text(render_html(shop, day, rows, breached, escalations(wh, shop, day), charts(history, data, day)))
     return DayReport(day, rows, breached, html_path, csv_path)

@@ -344,3 +344,19 @@ def test_the_report_reads_at_a_glance(day_report):
     quiet = empty.html_path.read_text()
     assert "no breaches this day" in quiet and "No fulfiller shipment reached TikTok this day." in quiet
     assert not re.search(r"\bNone\b|\bnan\b", re.sub(r'src="data:image/png;base64,[^"]+"', "", quiet))
+
+
+def test_csv_cells_that_would_start_a_formula_are_written_as_text(tmp_path):
+    """OWASP's CSV-injection guidance: =, +, -, @, tab and CR at a text cell's start."""
+    import csv
+
+    from include.report.reports import write_csv
+
+    hostile = ['=HYPERLINK("http://x","c")', "+1+1", "-2+3", "@SUM(A1)", "\tTAB", "\rCR"]
+    rows = [{"carrier": text, "late": -1.5} for text in hostile] + [{"carrier": "UPS", "late": 2}]
+    path = tmp_path / "out.csv"
+    write_csv(path, ["carrier", "late"], rows)
+    with path.open(newline="") as handle:
+        back = list(csv.DictReader(handle))
+    assert [r["carrier"] for r in back] == [f"'{text}" for text in hostile] + ["UPS"]
+    assert [r["late"] for r in back] == ["-1.5"] * len(hostile) + ["2"]  # numbers stay numbers
