@@ -119,7 +119,7 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
     is asked for, with getFulfillmentOrder for shipped orders it does not carry yet; fewer (a quiet
     half hour, a night) and each is read one by one, as when Amazon cancels the report.
     """
-    if not settings.lists("amazon_fulfillment_orders"):
+    if not settings.extraction.lists("amazon_fulfillment_orders"):
         return _amazon_from_events(settings, platforms, wh) if settings.event_driven else not_listed("extract_amazon")
     client = platforms.amazon_mcf()
     listing = listing_for(settings, wh, "amazon_fulfillment_orders")

@@ -29,8 +29,8 @@ def sources(settings: RunSettings) -> list[str]:
 
 def sweep_reason(settings: RunSettings, wh: Warehouse) -> str | None:
     """Why this run lists everything in play, or None: it lists what changed since the cursors."""
-    if settings.sweep:
-        return settings.sweep
+    if settings.extraction.sweep:
+        return settings.extraction.sweep
     if settings.sweep_hours == 0:
         return "every run (sweep_hours 0)"
     with wh.engine.connect() as conn:
@@ -52,7 +52,10 @@ def sweep_reason(settings: RunSettings, wh: Warehouse) -> str | None:
 def full_sweep_due(settings: RunSettings, wh: Warehouse) -> bool:
     """Whether a sweeping run lists everything in play (a first listing, a backfill, an asked sweep,
     one per `full_sweep_hours`) rather than the changes since the last sweep."""
-    if settings.sweep in ("asked", "backfill", "explicit window") or settings.full_sweep_hours <= settings.sweep_hours:
+    if (
+        settings.extraction.sweep in ("asked", "backfill", "explicit window")
+        or settings.full_sweep_hours <= settings.sweep_hours
+    ):
         return True
     with wh.engine.connect() as conn:
         full = dict(
@@ -113,22 +116,24 @@ def listing_for(settings: RunSettings, wh: Warehouse, source: str) -> Listing:
         ).first()
     # a backfill or an explicit window lists that window's changes (and sweeps); other runs list every
     # change since the cursor, so a failed or skipped run leaves no gap
-    windowed = settings.sweep in ("backfill", "explicit window")
+    windowed = settings.extraction.sweep in ("backfill", "explicit window")
     until = settings.window_end + timedelta(seconds=1) if windowed and settings.window_end < now else None
     if cursor is None:
-        return Listing(source, settings.sweep or "first listing", start, until, None, None, None, now, full=True)
+        return Listing(
+            source, settings.extraction.sweep or "first listing", start, until, None, None, None, now, full=True
+        )
     listed_until = as_utc(cursor.listed_until)
     since = start if windowed else min(start, listed_until - settings.overlap)
     return Listing(
         source,
-        settings.sweep,
+        settings.extraction.sweep,
         since,
         until,
         as_utc(cursor.established_at),
         listed_until,
         as_utc(cursor.swept_at),
         now,
-        full=bool(settings.sweep) and settings.full_sweep,
+        full=bool(settings.extraction.sweep) and settings.extraction.full,
         full_swept_at=as_utc(cursor.full_swept_at),
     )
 

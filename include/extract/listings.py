@@ -93,7 +93,7 @@ def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -
     every actionable order and pending request, and re-reads orders staging holds as in play that no
     listing returned (they changed without the cursor seeing it); a sweep between full ones lists
     the changes since the last sweep."""
-    if not settings.lists("tiktok_orders"):
+    if not settings.extraction.lists("tiktok_orders"):
         return not_listed("extract_tiktok", since=RunStore(wh, settings).in_play_since(now_for(settings)).isoformat())
     client = platforms.tiktok()
     listing = listing_for(settings, wh, "tiktok_orders")
@@ -157,7 +157,7 @@ def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -
 def extract_shopify(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
     """Orders updated since the cursor; a full sweep adds every order created since the oldest TikTok
     order in play, a sweep between full ones every order updated since the last sweep."""
-    if not settings.lists("shopify_orders"):
+    if not settings.extraction.lists("shopify_orders"):
         return not_listed("extract_shopify")
     listing = listing_for(settings, wh, "shopify_orders")
     query = f"updated_at:>='{listing.changes_from:%Y-%m-%dT%H:%M:%SZ}'"
@@ -179,7 +179,7 @@ def extract_shopify(settings: RunSettings, platforms: Platforms, wh: Warehouse, 
 def extract_shipbob(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:
     """Orders updated since the cursor; a full sweep adds every order created since the oldest TikTok
     order in play, a sweep between full ones every order updated since the last sweep."""
-    if not settings.lists("shipbob_orders"):
+    if not settings.extraction.lists("shipbob_orders"):
         return _shipbob_from_events(settings, wh) if settings.event_driven else not_listed("extract_shipbob")
     client = platforms.shipbob()
     listing = listing_for(settings, wh, "shipbob_orders")

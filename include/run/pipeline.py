@@ -70,23 +70,25 @@ GROUP_OF_KIND = {
 
 
 def prepare_run(settings: RunSettings, wh: Warehouse) -> RunSettings:
-    """Create or upgrade the schema, open the run's record and decide whether it sweeps; returns the
-    settings every later step of the run uses."""
+    """Create or upgrade the schema, open the run's record and decide what the run lists (its
+    `Extraction`: a sweep or the changes since the cursors, and for an event-driven run the sources
+    its events came from); returns the settings every later step of the run uses, with that decision."""
     revision = wh.migrate()
     # the platform events waiting now are this run's: a scheduled run lists everything they could
     # say anyway; an event-driven one lists the platforms they came from, and never sweeps
     claimed = EventInbox(wh).claim(settings.shop, settings.run_id)
     if settings.event_driven:
-        settings = replace(settings, listed=sources_of(claimed))
+        settings = replace(settings, extraction=replace(settings.extraction, listed=sources_of(claimed)))
         log.info(
             "event-driven run: %d event(s) (%d waking) -> lists %s",
             len(claimed),
             sum(1 for e in claimed if e["wakes"]),
-            ", ".join(settings.listed or ()) or "nothing",
+            ", ".join(settings.extraction.listed or ()) or "nothing",
         )
     else:
         reason = sweep_reason(settings, wh)
-        settings = replace(settings, sweep=reason, full_sweep=reason is not None and full_sweep_due(settings, wh))
+        full = reason is not None and full_sweep_due(settings, wh)
+        settings = replace(settings, extraction=replace(settings.extraction, sweep=reason, full=full))
     RunStore(wh, settings).start()
     log.info(
         "run %s shop %s window %s .. %s (overlap %s), policy %s%s, schema %s, %s",
@@ -98,8 +100,8 @@ def prepare_run(settings: RunSettings, wh: Warehouse) -> RunSettings:
         settings.policy.version,
         " DRY RUN" if settings.dry_run else "",
         revision,
-        f"{'full ' if settings.full_sweep else ''}sweep ({settings.sweep})"
-        if settings.sweep
+        f"{'full ' if settings.extraction.full else ''}sweep ({settings.extraction.sweep})"
+        if settings.extraction.sweep
         else "incremental extraction",
     )
     return settings
@@ -139,7 +141,7 @@ def carrier_maps(
     now = now_for(settings)
     t = tiktok_shipping_providers.c
     stored = {}
-    if not settings.sweep:
+    if not settings.extraction.sweep:
         with wh.engine.connect() as conn:
             stored = {
                 row.delivery_option_id: row.providers
@@ -443,7 +445,7 @@ def summarize_run(settings: RunSettings, wh: Warehouse, started: float | None = 
     API calls and throttles per platform; then the at-risk alerts and the run's final state."""
     store = RunStore(wh, settings)
     figures = store.figures()
-    mode = "sweep" if settings.sweep else "event" if settings.event_driven else "incremental"
+    mode = "sweep" if settings.extraction.sweep else "event" if settings.event_driven else "incremental"
     summary: dict[str, Any] = {
         "shop": settings.shop,
         "run_id": settings.run_id,
@@ -463,9 +465,9 @@ def summarize_run(settings: RunSettings, wh: Warehouse, started: float | None = 
         },
         "extraction": {
             "mode": mode,
-            "sweep_reason": settings.sweep,
-            "full_sweep": bool(settings.sweep) and settings.full_sweep,
-            "listed": list(settings.listed) if settings.listed is not None else None,
+            "sweep_reason": settings.extraction.sweep,
+            "full_sweep": bool(settings.extraction.sweep) and settings.extraction.full,
+            "listed": list(settings.extraction.listed) if settings.extraction.listed is not None else None,
             "sources": figures["sources"],
         },
         "missed_by_cursor": sum(v["missed_by_cursor"] for v in figures["sources"].values()),

@@ -127,6 +127,22 @@ class Connections:
 
 
 @dataclass(frozen=True)
+class Extraction:
+    """What a run lists, prepare_run's decision (before it, what the params ask): a sweep and why
+    (`sweep`; None lists what changed since the shop's cursors), whether the sweep lists everything
+    in play (`full`; the sweeps between list the changes since the last one), and for a run started by
+    platform events the sources its events came from (`listed`; None lists every source)."""
+
+    sweep: str | None = None
+    full: bool = False
+    listed: tuple[str, ...] | None = None
+
+    def lists(self, source: str) -> bool:
+        """Whether this run lists `source` (an event-driven run: only where its events came from)."""
+        return self.listed is None or source in self.listed
+
+
+@dataclass(frozen=True)
 class RunSettings:
     shop: str
     dag_id: str
@@ -140,22 +156,14 @@ class RunSettings:
     fulfillers: tuple[str, ...] = FULFILLERS
     # "now" for decisions: the sandbox's clock in tests and demos, else the wall clock
     now_override: datetime | None = None
-    # Why this run lists everything in play (a full sweep), or None: it lists what changed since the
-    # shop's cursors. `prepare_run` also sweeps a shop's first run and once `sweep_hours` have passed.
-    sweep: str | None = None
+    # `prepare_run` also sweeps a shop's first run and once `sweep_hours` have passed; a sweep lists
+    # everything in play on a first run, a backfill, when asked and once `full_sweep_hours` have passed
     sweep_hours: float = DEFAULTS["sweep_hours"]
-    # A sweep lists everything in play on a shop's first run, a backfill, when asked and once
-    # `full_sweep_hours` have passed; the sweeps between list the changes since the last sweep.
     full_sweep_hours: float = DEFAULTS["full_sweep_hours"]
-    full_sweep: bool = False
-    # A run started by platform events (Airflow's asset-triggered run): it takes the shop's waiting
-    # events and lists only the sources they came from (`listed`, set by `prepare_run`).
+    # a run started by platform events (Airflow's asset-triggered run): it takes the shop's waiting
+    # events and lists only the sources they came from
     event_driven: bool = False
-    listed: tuple[str, ...] | None = None
-
-    def lists(self, source: str) -> bool:
-        """Whether this run lists `source` (an event-driven run: only where its events came from)."""
-        return self.listed is None or source in self.listed
+    extraction: Extraction = field(default_factory=Extraction)
 
     def to_xcom(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -178,12 +186,14 @@ class RunSettings:
             connections=Connections(**doc["connections"]),
             fulfillers=tuple(doc["fulfillers"]),
             now_override=datetime.fromisoformat(doc["now_override"]) if doc["now_override"] else None,
-            sweep=doc.get("sweep"),
             sweep_hours=doc["sweep_hours"],
             full_sweep_hours=doc["full_sweep_hours"],
-            full_sweep=bool(doc.get("full_sweep")),
             event_driven=bool(doc.get("event_driven")),
-            listed=None if doc.get("listed") is None else tuple(doc["listed"]),
+            extraction=Extraction(
+                sweep=doc["extraction"]["sweep"],
+                full=doc["extraction"]["full"],
+                listed=None if doc["extraction"]["listed"] is None else tuple(doc["extraction"]["listed"]),
+            ),
         )
 
 
@@ -301,9 +311,8 @@ def run_settings(
         connections=shop.connections if shop is not None else Connections(),
         fulfillers=tuple(values["fulfillers"]),
         now_override=now,
-        sweep=sweep,
         sweep_hours=float(values["sweep_hours"]),
         full_sweep_hours=float(values["full_sweep_hours"]),
-        full_sweep=sweep is not None,
         event_driven=run_type == "asset_triggered" and sweep is None,
+        extraction=Extraction(sweep=sweep, full=sweep is not None),
     )

@@ -65,7 +65,7 @@ def test_a_backfill_lists_its_window_and_never_moves_the_cursor_back(tmp_path):
         data_interval_end=past,
         run_type="backfill",
     )
-    assert backfill.sweep == "backfill"
+    assert backfill.extraction.sweep == "backfill"
     listing = listed(wh, backfill)
     assert listing.changed_since == past - timedelta(minutes=45)
     assert listing.changed_until == past + timedelta(seconds=1)
@@ -98,15 +98,15 @@ def sweep_all(wh, s):
 def test_everything_in_play_is_swept_first_then_once_per_full_sweep_hours(tmp_path):
     wh = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
     first = sweep_all(wh, settings(T0))
-    assert first.sweep.startswith("no sweep yet") and first.full_sweep
+    assert first.extraction.sweep.startswith("no sweep yet") and first.extraction.full
     later = sweep_all(wh, settings(T0 + timedelta(hours=6)))
-    assert later.sweep == "6 h since the last sweep" and not later.full_sweep
-    assert not sweep_all(wh, settings(T0 + timedelta(hours=12))).full_sweep
+    assert later.extraction.sweep == "6 h since the last sweep" and not later.extraction.full
+    assert not sweep_all(wh, settings(T0 + timedelta(hours=12))).extraction.full
     # a day after the last full sweep, the next sweep lists everything in play again
-    assert sweep_all(wh, settings(T0 + timedelta(hours=24))).full_sweep
-    assert sweep_all(wh, settings(T0 + timedelta(hours=30), full_sweep_hours=0)).full_sweep  # every sweep
-    assert pipeline.prepare_run(settings(T0 + timedelta(hours=31), sweep=True), wh).full_sweep  # asked
-    assert not pipeline.prepare_run(settings(T0 + timedelta(hours=31)), wh).full_sweep  # no sweep at all
+    assert sweep_all(wh, settings(T0 + timedelta(hours=24))).extraction.full
+    assert sweep_all(wh, settings(T0 + timedelta(hours=30), full_sweep_hours=0)).extraction.full  # every sweep
+    assert pipeline.prepare_run(settings(T0 + timedelta(hours=31), sweep=True), wh).extraction.full  # asked
+    assert not pipeline.prepare_run(settings(T0 + timedelta(hours=31)), wh).extraction.full  # no sweep at all
 
 
 class Recorded:
