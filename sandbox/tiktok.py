@@ -928,18 +928,26 @@ class TikTokSandbox(PlatformSandbox):
             if rec["order_id"] == oid and rec["cancel_status"] == "CANCELLATION_REQUEST_PENDING":
                 self._close_request(order, rec, "CANCELLATION_REQUEST_SUCCESS", at)
                 self.responses[rec["cancel_id"]] = {"by": "system", "at": at, "outcome": "auto_cancelled"}
+        self._cancel_as(shop, order, unshipped, "SYSTEM", SYSTEM_CANCEL_REASON, at)
+
+    def _cancel_as(
+        self, shop: _Shop, order: dict, lines: list[dict], role: str, reason: tuple[str, str], at: int
+    ) -> dict:
+        """The order's `lines` cancelled by `role` (the seller or the system), recorded as a granted
+        cancellation; returns the record."""
         rec = self._cancellation(
             order,
             self._next_id("4035", shop.cancellations),
             "CANCEL",
-            "SYSTEM",
+            role,
             "CANCELLATION_REQUEST_SUCCESS",
-            SYSTEM_CANCEL_REASON,
+            reason,
             at,
-            unshipped,
+            lines,
         )
         shop.cancellations[rec["cancel_id"]] = rec
-        self._cancel_lines(shop, order, unshipped, "SYSTEM", SYSTEM_CANCEL_REASON[1], at)
+        self._cancel_lines(shop, order, lines, role, reason[1], at)
+        return rec
 
     def _on_cancellation_deadline(self, shop: _Shop, cancel_id: str, at: int) -> None:
         rec = shop.cancellations[cancel_id]
@@ -1679,18 +1687,7 @@ class TikTokSandbox(PlatformSandbox):
                 self._close_request(order, rec, "CANCELLATION_REQUEST_CANCEL", at)
                 self.responses[rec["cancel_id"]] = {"by": "channel", "at": at, "outcome": "seller_cancelled"}
         lines = [li for li in order["line_items"] if li["display_status"] != "CANCELLED"]
-        rec = self._cancellation(
-            order,
-            self._next_id("4035", shop.cancellations),
-            "CANCEL",
-            "SELLER",
-            "CANCELLATION_REQUEST_SUCCESS",
-            CHANNEL_CANCEL_REASON,
-            at,
-            lines,
-        )
-        shop.cancellations[rec["cancel_id"]] = rec
-        self._cancel_lines(shop, order, lines, "SELLER", CHANNEL_CANCEL_REASON[1], at)
+        self._cancel_as(shop, order, lines, "SELLER", CHANNEL_CANCEL_REASON, at)
         return True
 
     async def _seller_cancel(self, ctx: _Ctx) -> dict:
@@ -1730,19 +1727,7 @@ class TikTokSandbox(PlatformSandbox):
                 )
             lines = [li for li in order["line_items"] if li["display_status"] != "CANCELLED"]
         at = ts(self.now())
-        text = reason.replace("_", " ")
-        rec = self._cancellation(
-            order,
-            self._next_id("4035", shop.cancellations),
-            "CANCEL",
-            "SELLER",
-            "CANCELLATION_REQUEST_SUCCESS",
-            (reason, text),
-            at,
-            lines,
-        )
-        shop.cancellations[rec["cancel_id"]] = rec
-        self._cancel_lines(shop, order, lines, "SELLER", text, at)
+        rec = self._cancel_as(shop, order, lines, "SELLER", (reason, reason.replace("_", " ")), at)
         return {"cancel_id": rec["cancel_id"], "cancel_status": rec["cancel_status"]}
 
     async def _reject_reasons(self, ctx: _Ctx) -> dict:
