@@ -24,6 +24,8 @@ from include.decide.enums import (  # noqa: F401  (re-exported for the simulator
     TIKTOK_ORDER_STATUSES,
 )
 
+# where the simulated sales channel writes the TikTok id: the platform's side, kept apart from the
+# client's reading of it (orderops_provider/tiktok_order_id.py) so the tests hold one against the other
 TIKTOK_ID_PLACES = ("source_identifier", "custom_attribute", "note", "name")
 # Optional shopify.tiktok_id_key (the attribute key, with custom_attribute) and shopify.tiktok_id_format
 # (the note line or the order name, with note or name; "{id}" stands for the id): the styles of the

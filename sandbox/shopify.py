@@ -136,7 +136,9 @@ def released(version: str) -> date:
 
 
 def end_of_support(version: str) -> date:
-    """The first day a stable version is no longer supported: SUPPORT_MONTHS after its release."""
+    """The first day a stable version is no longer supported: SUPPORT_MONTHS after its release.
+    Worked out here apart from the client's `supported_until` on purpose: the simulator stands for
+    Shopify, so a mistake in the client's reading of the rule shows in the contract tests."""
     months = int(version[:4]) * 12 + int(version[5:7]) - 1 + SUPPORT_MONTHS
     return date(months // 12, months % 12 + 1, 1)
 
