@@ -189,17 +189,20 @@ SHOPIFY_WAKING = ("fulfillments/create", "fulfillments/update")
 
 
 def shopify_event(body: bytes, headers: Mapping[str, str], secret: str) -> PlatformEvent:
-    """One Shopify webhook delivery (X-Shopify-Hmac-Sha256, -Topic, -Webhook-Id, -Triggered-At)."""
+    """One Shopify webhook delivery (X-Shopify-Hmac-Sha256 over the body, -Topic). Shopify signs the
+    body only: a delivery is known by a digest of its body, so a captured body re-sent with new
+    X-Shopify-Webhook-Id or -Event-Id headers is the same delivery, kept once; its time is the body's
+    own (`updated_at`) where it has one."""
     if not _same(_header(headers, "X-Shopify-Hmac-Sha256"), shopify_signature(secret, body)):
         raise Unverified("shopify: X-Shopify-Hmac-Sha256 is not the HMAC of the body")
     topic = _header(headers, "X-Shopify-Topic")
-    event_id = _header(headers, "X-Shopify-Event-Id") or _header(headers, "X-Shopify-Webhook-Id")
-    if not topic or not event_id:
-        raise BadEvent("shopify: X-Shopify-Topic and X-Shopify-Webhook-Id are required")
+    if not topic:
+        raise BadEvent("shopify: X-Shopify-Topic is required")
+    event_id = "sha256:" + hashlib.sha256(body).hexdigest()
     doc = _object(_json(body, "shopify"), "shopify webhook")
     order = doc.get("order_id") if topic.startswith("fulfillments/") else doc.get("id")
     when = _time(
-        _header(headers, "X-Shopify-Triggered-At") or doc.get("updated_at") or doc.get("created_at"),
+        doc.get("updated_at") or doc.get("created_at") or _header(headers, "X-Shopify-Triggered-At"),
         "shopify webhook time",
     )
     has_tracking = bool(doc.get("tracking_number") or doc.get("tracking_numbers"))
@@ -219,8 +222,9 @@ SHIPBOB_WAKING = ("order.shipped", "order_shipped", "order.shipment.cancelled", 
 
 def shipbob_event(body: bytes, headers: Mapping[str, str], secret: str, now: datetime | None = None) -> PlatformEvent:
     """One ShipBob webhook delivery, signed as Standard Webhooks (webhook-id, -timestamp,
-    -signature: one or more space-separated 'v1,<base64>'); the topic in a header (UNCERTAIN name:
-    shipbob-topic or x-webhook-topic, both read) or the body's `topic`."""
+    -signature: one or more space-separated 'v1,<base64>'). The topic is the signed body's `topic`
+    when it has one, whatever a header says; only a body without one is read by the topic header
+    (UNCERTAIN name: shipbob-topic or x-webhook-topic, both read), which the signature does not cover."""
     msg_id, stamp = _header(headers, "webhook-id"), _header(headers, "webhook-timestamp")
     if not msg_id or not stamp:
         raise Unverified("shipbob: webhook-id and webhook-timestamp headers are required")
@@ -232,7 +236,7 @@ def shipbob_event(body: bytes, headers: Mapping[str, str], secret: str, now: dat
     if abs((now or datetime.now(timezone.utc)) - sent) > TIMESTAMP_TOLERANCE:
         raise Unverified(f"shipbob: webhook-timestamp {stamp} is more than {TIMESTAMP_TOLERANCE} from now (a replay?)")
     doc = _object(_json(body, "shipbob"), "shipbob webhook")
-    topic = _header(headers, "shipbob-topic") or _header(headers, "x-webhook-topic") or doc.get("topic")
+    topic = doc.get("topic") or _header(headers, "shipbob-topic") or _header(headers, "x-webhook-topic")
     if not isinstance(topic, str) or not topic:
         raise BadEvent("shipbob: no topic (shipbob-topic header or the body's topic)")
     # order.* topics carry the order (its id); shipment ones the shipment (its order_id)

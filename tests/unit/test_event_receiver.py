@@ -87,3 +87,21 @@ async def test_what_cannot_be_taken_is_refused_naming_why_and_nothing_is_kept(
     reply = await client.post(path, content=body, headers=headers)
     assert reply.status_code == status and message in reply.json()["error"]
     assert inbox.first_waiting("shop-a") is None and inbox.claim("shop-a", "run-1") == []
+
+
+@pytest.mark.anyio
+async def test_a_captured_shopify_body_resent_with_new_ids_is_kept_once(receiver):
+    """Shopify signs the body only: new X-Shopify-Webhook-Id headers do not make a new delivery."""
+    client, inbox = receiver
+    body = json.dumps({"id": 7100000001, "updated_at": "2026-11-20T15:00:00Z"}).encode()
+    answers = []
+    for n in range(5):
+        headers = {
+            "X-Shopify-Hmac-Sha256": events.shopify_signature("shpss", body),
+            "X-Shopify-Topic": "orders/updated",
+            "X-Shopify-Webhook-Id": f"replayed-{n}",
+        }
+        answer = await client.post("/shop-a/shopify", content=body, headers=headers)
+        answers.append((answer.status_code, answer.json()["new"]))
+    assert answers == [(200, True)] + [(200, False)] * 4
+    assert len(inbox.claim("shop-a", "run-1")) == 1

@@ -156,6 +156,41 @@ def test_shipbob_refuses_a_replay_and_a_wrong_signature():
         events.shipbob_event(body, {}, SHIPBOB_SECRET, now=NOW)
 
 
+def test_shipbob_reads_the_signed_bodys_topic_never_the_header_against_it():
+    """A signed shipment-cancel body with an `order.shipped` topic header is read as what it says."""
+    doc = {"topic": "order.shipment.cancelled", "id": 55, "order_id": 9100001, "status": "Cancelled"}
+    body, headers = _shipbob(doc, SHIPBOB_SECRET, topic="order.shipped")
+    event = events.shipbob_event(body, headers, SHIPBOB_SECRET, now=NOW)
+    assert (event.topic, event.order_ref) == ("order.shipment.cancelled", "9100001")
+    # a body without a topic is read by the header, as documented
+    body, headers = _shipbob({"id": 9100001}, SHIPBOB_SECRET, topic="order.shipped")
+    assert events.shipbob_event(body, headers, SHIPBOB_SECRET, now=NOW).topic == "order.shipped"
+
+
+def test_a_shopify_body_resent_with_new_unsigned_ids_is_one_delivery():
+    body = json.dumps({"id": 7100000001, "updated_at": "2026-11-20T15:00:00Z"}).encode()
+    ids = set()
+    for n in range(3):
+        headers = {
+            "X-Shopify-Hmac-Sha256": events.shopify_signature("shpss", body),
+            "X-Shopify-Topic": "orders/updated",
+            "X-Shopify-Webhook-Id": f"w{n}",
+            "X-Shopify-Event-Id": f"e{n}",
+            "X-Shopify-Triggered-At": f"2027-01-0{n + 1}T00:00:00Z",
+        }
+        event = events.shopify_event(body, headers, "shpss")
+        ids.add(event.event_id)
+        assert event.occurred_at == NOW  # the body's own time, not the unsigned header's
+    assert len(ids) == 1
+    changed = json.dumps({"id": 7100000001, "updated_at": "2026-11-20T15:01:00Z"}).encode()
+    other = events.shopify_event(
+        changed,
+        {"X-Shopify-Hmac-Sha256": events.shopify_signature("shpss", changed), "X-Shopify-Topic": "orders/updated"},
+        "shpss",
+    )
+    assert other.event_id not in ids
+
+
 def test_shopify_fulfillment_with_tracking_wakes_and_an_order_update_does_not():
     body = json.dumps({"id": 55, "order_id": 7100000001, "tracking_number": "1Z999"}).encode()
     headers = {
