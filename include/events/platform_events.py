@@ -87,13 +87,46 @@ def _same(given: str | None, wanted: str) -> bool:
     return given is not None and hmac.compare_digest(given.strip().encode(), wanted.encode())
 
 
+# deeper than any platform's delivery: a body nested further is refused, not parsed to the end
+MAX_DEPTH = 64
+
+
 def _json(body: bytes, platform: str) -> Any:
+    """The body's JSON, or BadEvent (answered 400, never 500) for one that cannot be kept: not JSON,
+    nested past MAX_DEPTH, or holding text the warehouse cannot store (NUL, a lone surrogate)."""
     if len(body) > MAX_BODY:
         raise BadEvent(f"{platform}: body of {len(body)} bytes is over {MAX_BODY}")
     try:
-        return json.loads(body)
+        doc = json.loads(body)
+    except RecursionError:
+        raise BadEvent(f"{platform}: body is nested more than {MAX_DEPTH} deep") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadEvent(f"{platform}: body is not JSON ({exc})") from None
+    problem = _unstorable(doc)
+    if problem:
+        raise BadEvent(f"{platform}: body {problem}")
+    return doc
+
+
+def _unstorable(doc: Any) -> str | None:
+    """Why the parsed body cannot be kept as it is, or None."""
+    todo: list[tuple[Any, int]] = [(doc, 1)]
+    while todo:
+        value, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            return f"is nested more than {MAX_DEPTH} deep"
+        if isinstance(value, dict):
+            todo += [(key, depth) for key in value] + [(item, depth + 1) for item in value.values()]
+        elif isinstance(value, list):
+            todo += [(item, depth + 1) for item in value]
+        elif isinstance(value, str):
+            if "\x00" in value:
+                return "holds a NUL character"
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return "holds a lone surrogate (not UTF-8 text)"
+    return None
 
 
 def _time(value: Any, what: str) -> datetime:

@@ -39,6 +39,10 @@ def tiktok_delivery(doc: dict) -> tuple[bytes, dict]:
     return body, {"Authorization": events.tiktok_signature("key", "s3cret", body)}
 
 
+def signed(body: bytes) -> tuple[bytes, dict]:
+    return body, {"Authorization": events.tiktok_signature("key", "s3cret", body)}
+
+
 REQUEST = {
     "type": 11,
     "tts_notification_id": "N-1",
@@ -78,6 +82,16 @@ async def test_a_delivery_is_kept_once_and_rings_the_doorbell(receiver):
         ("/shop-a/amazon_mcf", *tiktok_delivery(REQUEST), 404, "platform 'amazon_mcf'"),
         ("/shop-a/shipbob", b"{}", {}, 401, "webhook-id and webhook-timestamp"),
         ("/shop-a/shopify", b"x" * (events.MAX_BODY + 1), {}, 413, "body over"),
+        # signed, yet not storable: refused with 400 (a 500 would be retried by the platform for ever)
+        ("/shop-a/tiktok", *signed(b'{"type": 1, "data": ' + b"[" * 5000 + b"]" * 5000 + b"}"), 400, "nested more"),
+        ("/shop-a/tiktok", *signed(b'{"type": 1, "data": ' + b"[" * 70 + b"]" * 70 + b"}"), 400, "nested more than 64"),
+        ("/shop-a/tiktok", *tiktok_delivery({**REQUEST, "tts_notification_id": "N\u0000"}), 400, "NUL character"),
+        (
+            "/shop-a/tiktok",
+            *signed(b'{"type": 11, "tts_notification_id": "\\ud800", "data": {}}'),
+            400,
+            "lone surrogate",
+        ),
     ],
 )
 async def test_what_cannot_be_taken_is_refused_naming_why_and_nothing_is_kept(
