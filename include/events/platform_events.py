@@ -37,6 +37,21 @@ SOURCES = {
 PLATFORMS = tuple(SOURCES)
 # Standard Webhooks (ShipBob): a delivery older or newer than this is refused (replay protection).
 TIMESTAMP_TOLERANCE = timedelta(minutes=5)
+# How old a signed TikTok delivery (its body's `timestamp`) may be: TikTok's retry window, not a year.
+# TikTok publishes none that orderops found: UNCERTAIN, chosen wide enough for its retries and a
+# receiver that was down, short enough that a captured body cannot be replayed for long. ShipBob's
+# signed timestamp has Standard Webhooks' 5 minutes; Shopify signs no time of the delivery itself.
+MAX_AGE = {"tiktok": timedelta(days=3)}
+
+
+def _fresh(platform: str, sent: datetime, now: datetime | None) -> None:
+    age = (now or datetime.now(timezone.utc)) - sent
+    if age > MAX_AGE[platform]:
+        raise Unverified(
+            f"{platform}: delivery from {sent:%Y-%m-%dT%H:%M:%SZ} is older than {MAX_AGE[platform]} (a replay?)"
+        )
+
+
 MAX_BODY = 1_000_000  # bytes: a platform's delivery is a few KB; anything near this is not one
 
 
@@ -190,11 +205,24 @@ TIKTOK_TOPICS = {
 }
 
 
-def tiktok_event(body: bytes, headers: Mapping[str, str], app_key: str, app_secret: str) -> PlatformEvent:
-    """One TikTok Shop webhook delivery (header Authorization = its signature)."""
+def tiktok_event(
+    body: bytes,
+    headers: Mapping[str, str],
+    app_key: str,
+    app_secret: str,
+    now: datetime | None = None,
+    shop_id: str | None = None,
+) -> PlatformEvent:
+    """One TikTok Shop webhook delivery (header Authorization = its signature). One app serves many
+    shops with one secret, so a delivery for another shop than `shop_id` (the URL's shop, when its
+    connection names it) is refused, as is one older than TikTok's retries (its signed `timestamp`)."""
     if not _same(_header(headers, "Authorization"), tiktok_signature(app_key, app_secret, body)):
         raise Unverified("tiktok: the Authorization header is not the HMAC of app_key + body")
     doc = _object(_json(body, "tiktok"), "tiktok webhook")
+    if shop_id and str(doc.get("shop_id")) != shop_id:
+        raise Unverified(f"tiktok: a delivery for shop {doc.get('shop_id')!r} at the URL of shop {shop_id}")
+    if doc.get("timestamp") is not None:
+        _fresh("tiktok", _time(doc.get("timestamp"), "tiktok webhook timestamp"), now)
     kind = doc.get("type")
     if isinstance(kind, bool) or not isinstance(kind, int):
         raise BadEvent(f"tiktok webhook: type must be an integer, got {kind!r}")

@@ -41,6 +41,7 @@ class ShopSecrets:
     shopify_secret: str | None = None  # the app's client secret
     shipbob_secret: str | None = None  # the subscription's whsec_ secret
     amazon_seller_id: str | None = None  # notifications for another seller are refused
+    tiktok_shop_id: str | None = None  # the shop's id at TikTok (connection extra shop_id): others refused
 
 
 def shop_secrets(shop) -> ShopSecrets | None:
@@ -61,6 +62,7 @@ def shop_secrets(shop) -> ShopSecrets | None:
         shopify.extra.get("client_secret"),
         shipbob.extra.get("webhook_secret"),
         amazon.extra.get("seller_id"),
+        tiktok_shop_id=str(tiktok.extra["shop_id"]) if tiktok.extra.get("shop_id") else None,
     )
 
 
@@ -71,7 +73,9 @@ def read_delivery(
     if platform == "tiktok":
         if not (secrets.tiktok_app_key and secrets.tiktok_app_secret):
             raise Unverified("tiktok: the shop's TikTok connection has no app key and secret to verify with")
-        return events.tiktok_event(body, headers, secrets.tiktok_app_key, secrets.tiktok_app_secret)
+        return events.tiktok_event(
+            body, headers, secrets.tiktok_app_key, secrets.tiktok_app_secret, now, secrets.tiktok_shop_id
+        )
     if platform == "shopify":
         if not secrets.shopify_secret:
             raise Unverified("shopify: the shop's Shopify connection has no extra.client_secret to verify with")

@@ -82,6 +82,8 @@ async def test_a_delivery_is_kept_once_and_rings_the_doorbell(receiver):
         ("/shop-a/amazon_mcf", *tiktok_delivery(REQUEST), 404, "platform 'amazon_mcf'"),
         ("/shop-a/shipbob", b"{}", {}, 401, "webhook-id and webhook-timestamp"),
         ("/shop-a/shopify", b"x" * (events.MAX_BODY + 1), {}, 413, "body over"),
+        # signed a year ago: a replay, not one of TikTok's retries
+        ("/shop-a/tiktok", *tiktok_delivery({**REQUEST, "timestamp": 1732114800}), 401, "older than 3 days"),
         # signed, yet not storable: refused with 400 (a 500 would be retried by the platform for ever)
         ("/shop-a/tiktok", *signed(b'{"type": 1, "data": ' + b"[" * 5000 + b"]" * 5000 + b"}"), 400, "nested more"),
         ("/shop-a/tiktok", *signed(b'{"type": 1, "data": ' + b"[" * 70 + b"]" * 70 + b"}"), 400, "nested more than 64"),

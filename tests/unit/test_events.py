@@ -31,6 +31,7 @@ def test_tiktok_signature_matches_the_published_vector():
         {"authorization": events.tiktok_signature("fake_app_key", "fake_app_secret", body)},
         "fake_app_key",
         "fake_app_secret",
+        now=datetime.fromtimestamp(1664095733, timezone.utc),  # received as it was sent
     )
     assert (event.platform, event.topic, event.order_ref, event.wakes) == (
         "tiktok",
@@ -52,7 +53,7 @@ def test_a_buyer_cancellation_request_wakes_and_other_tiktok_events_do_not():
             "type": 11,
             "tts_notification_id": "N1",
             "shop_id": "1",
-            "timestamp": 1,
+            "timestamp": int(NOW.timestamp()),
             "data": {
                 "order_id": "576",
                 "cancel_id": "C1",
@@ -62,7 +63,7 @@ def test_a_buyer_cancellation_request_wakes_and_other_tiktok_events_do_not():
             },
         }
     )
-    event = events.tiktok_event(body, headers, "key", "s3cret")
+    event = events.tiktok_event(body, headers, "key", "s3cret", NOW)
     assert event.wakes and event.event_id == "N1" and event.topic == "CANCELLATION_STATUS_CHANGE"
     body, headers = _tiktok(
         {
@@ -71,7 +72,7 @@ def test_a_buyer_cancellation_request_wakes_and_other_tiktok_events_do_not():
             "data": {"order_id": "576", "cancel_status": "CANCELLATION_REQUEST_COMPLETE", "create_time": 1700000000},
         }
     )
-    assert not events.tiktok_event(body, headers, "key", "s3cret").wakes
+    assert not events.tiktok_event(body, headers, "key", "s3cret", NOW).wakes
 
 
 @pytest.mark.parametrize("tamper", ["body", "secret", "missing"])
@@ -84,7 +85,7 @@ def test_a_tiktok_delivery_that_is_not_signed_by_the_app_is_refused(tamper):
     else:
         headers = {}
     with pytest.raises(Unverified, match="tiktok: the Authorization header"):
-        events.tiktok_event(body, headers, "key", "s3cret")
+        events.tiktok_event(body, headers, "key", "s3cret", NOW)
 
 
 @pytest.mark.parametrize(
@@ -433,3 +434,23 @@ def test_a_complete_amazon_order_shipped_in_one_package_is_staged_from_its_notif
     assert amazon_row_from_notification(two, staged) is None
     assert amazon_row_from_notification(partial, staged) is None
     assert amazon_row_from_notification(shipped, {**staged, "shipments": [{"id": "S0"}]}) is None
+
+
+def test_a_tiktok_delivery_for_another_shop_of_the_same_app_is_refused():
+    """One app (one secret) serves an agency's shops: the body's shop_id must be the URL's shop."""
+    sent = int(NOW.timestamp())
+    doc = {
+        "type": 1,
+        "tts_notification_id": "N-9",
+        "shop_id": "7494000000000000002",
+        "timestamp": sent,
+        "data": {"order_id": "576", "order_status": "AWAITING_SHIPMENT", "update_time": sent},
+    }
+    body = json.dumps(doc).encode()
+    headers = {"Authorization": events.tiktok_signature("key", "s3cret", body)}
+    with pytest.raises(Unverified, match="for shop '7494000000000000002' at the URL of shop 7494000000000000001"):
+        events.tiktok_event(body, headers, "key", "s3cret", NOW, shop_id="7494000000000000001")
+    assert events.tiktok_event(body, headers, "key", "s3cret", NOW, shop_id="7494000000000000002").event_id == "N-9"
+    # TikTok's own timestamp, three days and a second old, is past its retries
+    with pytest.raises(Unverified, match="older than 3 days"):
+        events.tiktok_event(body, headers, "key", "s3cret", NOW + timedelta(days=3, seconds=1))
