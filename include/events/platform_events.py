@@ -428,6 +428,17 @@ class EventInbox:
                 )
             ]
 
+    def prune(self, shop: str, before: datetime, running: str) -> int:
+        """Delete the shop's events received before `before` that an earlier run claimed (never one
+        no run has claimed, nor the `running` run's); returns how many."""
+        t = platform_events.c
+        with self.wh.engine.begin() as conn:
+            return conn.execute(
+                platform_events.delete().where(
+                    t.shop == shop, t.run_id.is_not(None), t.run_id != running, t.received_at < before
+                )
+            ).rowcount
+
     def followed(self, shop: str, platform: str, refs: Iterable[str], run_id: str) -> set[str]:
         """Of these orders, those the platform's notifications reach the inbox for, none of whose
         waking ones waits or is this run's: what changes next on them will be announced, and

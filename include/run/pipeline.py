@@ -76,7 +76,16 @@ def prepare_run(settings: RunSettings, wh: Warehouse) -> RunSettings:
     revision = wh.migrate()
     # the platform events waiting now are this run's: a scheduled run lists everything they could
     # say anyway; an event-driven one lists the platforms they came from, and never sweeps
-    claimed = EventInbox(wh).claim(settings.shop, settings.run_id)
+    inbox = EventInbox(wh)
+    claimed = inbox.claim(settings.shop, settings.run_id)
+    # received_at is the receiver's clock: the wall clock, not the run's
+    pruned = inbox.prune(settings.shop, utcnow() - timedelta(days=settings.event_retention_days), settings.run_id)
+    if pruned:
+        log.info(
+            "deleted %d platform event(s) claimed by earlier runs and older than %g days",
+            pruned,
+            settings.event_retention_days,
+        )
     if settings.event_driven:
         settings = replace(settings, extraction=replace(settings.extraction, listed=sources_of(claimed)))
         log.info(

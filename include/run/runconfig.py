@@ -78,6 +78,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sweep", False, *_FLAG, "list everything in play, not only what changed"),
     Setting("sweep_hours", 6, *_number(0, 168, "hours"), "a sweep at least this often (0: every run)"),
     Setting(
+        "event_retention_days",
+        30,
+        *_number(1, 3650, "days"),
+        "platform events a run has claimed are deleted this many days after they arrived",
+    ),
+    Setting(
         "full_sweep_hours",
         24,
         *_number(0, 168, "hours"),
@@ -160,6 +166,7 @@ class RunSettings:
     # everything in play on a first run, a backfill, when asked and once `full_sweep_hours` have passed
     sweep_hours: float = DEFAULTS["sweep_hours"]
     full_sweep_hours: float = DEFAULTS["full_sweep_hours"]
+    event_retention_days: float = DEFAULTS["event_retention_days"]
     # a run started by platform events (Airflow's asset-triggered run): it takes the shop's waiting
     # events and lists only the sources they came from
     event_driven: bool = False
@@ -188,6 +195,7 @@ class RunSettings:
             now_override=datetime.fromisoformat(doc["now_override"]) if doc["now_override"] else None,
             sweep_hours=doc["sweep_hours"],
             full_sweep_hours=doc["full_sweep_hours"],
+            event_retention_days=doc["event_retention_days"],
             event_driven=bool(doc.get("event_driven")),
             extraction=Extraction(
                 sweep=doc["extraction"]["sweep"],
@@ -313,6 +321,7 @@ def run_settings(
         now_override=now,
         sweep_hours=float(values["sweep_hours"]),
         full_sweep_hours=float(values["full_sweep_hours"]),
+        event_retention_days=float(values["event_retention_days"]),
         event_driven=run_type == "asset_triggered" and sweep is None,
         extraction=Extraction(sweep=sweep, full=sweep is not None),
     )

@@ -8,10 +8,11 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import sqlalchemy as sa
 
 from include.events import platform_events as events
 from include.events.platform_events import BadEvent, EventInbox, PlatformEvent, Unverified
-from include.store.warehouse import Warehouse
+from include.store.warehouse import Warehouse, platform_events
 from tests.conftest import RINGING_SHOP
 from tests.support import NOW
 
@@ -454,3 +455,25 @@ def test_a_tiktok_delivery_for_another_shop_of_the_same_app_is_refused():
     # TikTok's own timestamp, three days and a second old, is past its retries
     with pytest.raises(Unverified, match="older than 3 days"):
         events.tiktok_event(body, headers, "key", "s3cret", NOW + timedelta(days=3, seconds=1))
+
+
+def test_claimed_events_are_pruned_after_their_retention_and_nothing_waiting_ever_is(warehouse_url):
+    wh = Warehouse(warehouse_url)
+    wh.migrate()
+    inbox = EventInbox(wh)
+    old, recent = NOW - timedelta(days=31), NOW - timedelta(days=1)
+    inbox.receive("shop-a", [_event(1), _event(2)], received_at=old)
+    inbox.receive("shop-a", [_event(3)], received_at=recent)
+    inbox.claim("shop-a", "run-1", up_to=old)  # e1, e2 claimed long ago
+    inbox.claim("shop-a", "run-2")  # e3, this run's
+    inbox.receive("shop-a", [_event(4)], received_at=old)  # old, yet no run has claimed it
+    inbox.receive("shop-b", [_event(1)], received_at=old)
+    inbox.claim("shop-b", "run-b")
+    assert inbox.prune("shop-a", NOW - timedelta(days=30), running="run-2") == 2
+    t = platform_events.c
+    with wh.engine.connect() as conn:
+        kept = {(r.shop, r.event_id) for r in conn.execute(sa.select(t.shop, t.event_id))}
+    assert kept == {("shop-a", "e3"), ("shop-a", "e4"), ("shop-b", "e1")}
+    # the running run's own events stay, however old
+    assert inbox.prune("shop-b", NOW, running="run-b") == 0
+    wh.dispose()
