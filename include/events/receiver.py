@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from include.events import platform_events as events
 from include.events.platform_events import BadEvent, EventInbox, Unverified
@@ -95,20 +96,11 @@ def create_app(
 ):
     app = FastAPI(title="orderops platform events", docs_url=None, redoc_url=None, openapi_url=None)
 
-    @app.post("/{shop}/{platform}")
-    async def receive(shop: str, platform: str, request: Request):
-        secrets = secrets_of(shop)
-        if secrets is None or platform not in ("tiktok", "shopify", "shipbob"):
-            return JSONResponse({"error": f"no shop {shop!r} with platform {platform!r} here"}, status_code=404)
-        body = bytearray()
-        async for chunk in request.stream():  # a body bigger than any delivery is refused unread
-            body += chunk
-            if len(body) > events.MAX_BODY:
-                return JSONResponse(
-                    {"error": f"body over {events.MAX_BODY} bytes: not a {platform} delivery"}, status_code=413
-                )
+    def keep(shop: str, platform: str, secrets: ShopSecrets, body: bytes, headers: dict) -> Any:
+        """Verify, keep and ring: database and Redis work, run in a worker thread so the server's event
+        loop (in production the Airflow API server's, beside the UI) keeps answering meanwhile."""
         try:
-            event = read_delivery(platform, bytes(body), dict(request.headers), secrets, clock())
+            event = read_delivery(platform, body, headers, secrets, clock())
         except Unverified as exc:
             log.warning("refused a %s delivery for shop %s: %s", platform, shop, exc)
             return JSONResponse({"error": str(exc)}, status_code=401)
@@ -120,6 +112,20 @@ def create_app(
             bell = doorbell(shop)  # a Redis URL or client
             events.ring(bell if isinstance(bell, str) else None, shop, client=None if isinstance(bell, str) else bell)
         return {"received": event.event_id, "new": bool(new), "wakes": event.wakes}
+
+    @app.post("/{shop}/{platform}")
+    async def receive(shop: str, platform: str, request: Request):
+        secrets = await run_in_threadpool(secrets_of, shop)  # reads the shop's connections
+        if secrets is None or platform not in ("tiktok", "shopify", "shipbob"):
+            return JSONResponse({"error": f"no shop {shop!r} with platform {platform!r} here"}, status_code=404)
+        body = bytearray()
+        async for chunk in request.stream():  # a body bigger than any delivery is refused unread
+            body += chunk
+            if len(body) > events.MAX_BODY:
+                return JSONResponse(
+                    {"error": f"body over {events.MAX_BODY} bytes: not a {platform} delivery"}, status_code=413
+                )
+        return await run_in_threadpool(keep, shop, platform, secrets, bytes(body), dict(request.headers))
 
     @app.get("/health")
     async def health():

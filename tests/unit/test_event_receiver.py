@@ -121,3 +121,35 @@ async def test_a_captured_shopify_body_resent_with_new_ids_is_kept_once(receiver
         answers.append((answer.status_code, answer.json()["new"]))
     assert answers == [(200, True)] + [(200, False)] * 4
     assert len(inbox.claim("shop-a", "run-1")) == 1
+
+
+@pytest.mark.anyio
+async def test_the_receiver_answers_health_while_a_delivery_is_being_kept(warehouse_url):
+    """The warehouse work of a delivery runs off the event loop: while one is held inside the inbox,
+    /health still answers (were it on the loop, nothing else could run until the inbox let go)."""
+    import asyncio
+    import threading
+
+    wh = Warehouse(warehouse_url)
+    wh.migrate()
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowInbox(EventInbox):
+        def receive(self, *args, **kwargs):
+            entered.set()
+            release.wait(30)
+            return super().receive(*args, **kwargs)
+
+    app = create_app(lambda shop: SECRETS if shop == "shop-a" else None, SlowInbox(wh), clock=lambda: NOW)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://receiver")
+    body, headers = tiktok_delivery(REQUEST)
+    delivery = asyncio.create_task(client.post("/shop-a/tiktok", content=body, headers=headers))
+    try:
+        while not entered.is_set():
+            await asyncio.sleep(0.01)
+        health = await asyncio.wait_for(client.get("/health"), timeout=20)
+        assert health.json() == {"ok": True} and not delivery.done()
+    finally:
+        release.set()
+    assert (await delivery).json()["new"] is True
+    wh.dispose()
