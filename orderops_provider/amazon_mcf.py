@@ -113,7 +113,6 @@ _REASON = re.compile(r"Reason:\s*([A-Za-z]+)\.?\s*$")
 _NOT_FOUND = re.compile(r"^Requested (order|package) '.*' not found$")
 _ID = re.compile(r"^[^\x00-\x1f/\\?#]{1,40}$")
 _MARKETPLACE_ID = re.compile(r"^[A-Z0-9]{1,20}$")
-_REPORT_DONE = ("DONE", "CANCELLED", "FATAL")
 FIRST_REPORT_POLL = 1.0  # seconds before the first getReport; doubles up to poll_interval
 MAX_FIRST_REPORT_POLL = 120.0  # the longest first wait a slow last report may set
 _REQUIRED_REPORT_COLUMNS = ("amazon-order-id", "merchant-order-id", "tracking-number")

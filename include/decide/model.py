@@ -112,7 +112,7 @@ class JoinedOrder:
         return self.shopify_order_ids[0] if len(self.shopify_order_ids) == 1 else None
 
 
-# Action kinds, in the order a saga runs them.
+# Action kinds (the saga's order of its own is the policy's cancellation_sequence)
 POST_TRACKING = "post_tracking"
 ADD_NOTE = "add_note"
 CANCEL_FULFILLMENT = "cancel_fulfillment"
@@ -121,16 +121,6 @@ CANCEL_SHOPIFY = "cancel_shopify_order"
 APPROVE_CANCELLATION = "approve_cancellation"
 REJECT_CANCELLATION = "reject_cancellation"
 ESCALATE = "escalate"
-ACTION_KINDS = (
-    POST_TRACKING,
-    ADD_NOTE,
-    CANCEL_FULFILLMENT,
-    VERIFY_FULFILLMENT_CANCEL,
-    CANCEL_SHOPIFY,
-    APPROVE_CANCELLATION,
-    REJECT_CANCELLATION,
-    ESCALATE,
-)
 
 
 @dataclass(frozen=True)
