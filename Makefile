@@ -101,9 +101,11 @@ EVENTS ?= off
 BACKLOG ?= 0
 # with events: seconds from the first waiting event to the run it starts
 DEBOUNCE ?= 30
+# on | off: post Amazon's early tracking number (AFTN) as soon as an MCF order has one
+AFTN ?= on
 simulate: venv
 	$(PY) -m bench.simulate --days $(DAYS) --orders-per-day $(ORDERS_PER_DAY) --schedule "$(SCHEDULE)" --seed $(SEED) \
-	  --events $(EVENTS) --debounce-seconds $(DEBOUNCE) --backlog $(BACKLOG)
+	  --events $(EVENTS) --debounce-seconds $(DEBOUNCE) --backlog $(BACKLOG) --aftn $(AFTN)
 
 # The documentation site (docs/, mkdocs.yml): built strict into state/site/ (a broken link or a
 # missing page fails the build); docs-serve serves it on 127.0.0.1 and rebuilds on every change.

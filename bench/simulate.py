@@ -31,6 +31,11 @@ FIGURES = (
     "dispatched_late",
     "past_due_no_tracking",
     "late_dispatch_rate",
+    # the carrier-scan clock TikTok counts since 01/2026: In Transit by the ship-by time
+    "dispatched_on_time_scan",
+    "dispatched_late_scan",
+    "past_due_no_scan",
+    "late_dispatch_rate_scan",
     "cancellations",
     "cancellations_late",
 )
@@ -73,6 +78,10 @@ def report_figures(rows: list[dict]) -> dict:
         "dispatched_late": row["dispatched_late"],
         "past_due_no_tracking": row["past_due_no_tracking"],
         "late_dispatch_rate": row["late_dispatch_rate"] if row["orders_due"] else None,
+        "dispatched_on_time_scan": row["dispatched_on_time_scan"],
+        "dispatched_late_scan": row["dispatched_late_scan"],
+        "past_due_no_scan": row["past_due_no_scan"],
+        "late_dispatch_rate_scan": row["late_dispatch_rate_scan"] if row["orders_due"] else None,
         "cancellations": row["cancel_requests"],
         "cancellations_late": row["cancels_late"],
     }
@@ -116,6 +125,20 @@ def tracking_latency(orders: list[dict]) -> dict:
     )
 
 
+def order_to_tracking(orders: list[dict]) -> dict:
+    """Minutes from the order entering Awaiting Shipment to the seller's tracking on TikTok, all
+    together and by the tracking's source (Amazon's early number or the carrier's)."""
+    minutes: dict[str, list[float]] = {"aftn": [], "carrier": []}
+    for o in orders:
+        if o["dispatched_by"] == "seller" and o["awaiting_shipment_at"] and o["dispatched_at"]:
+            waited = (parse(o["dispatched_at"]) - parse(o["awaiting_shipment_at"])).total_seconds() / 60
+            minutes[o["tracking_source"]].append(waited)
+    return {
+        **percentiles(minutes["aftn"] + minutes["carrier"]),
+        "by_source": {k: percentiles(v) for k, v in minutes.items()},
+    }
+
+
 def sop_orders(orders: list[dict], offset_hours: float, end: datetime) -> list[dict]:
     """The same order stream worked by a person at 09:00 and 17:00 shop time: tracking copied at the
     first session after the fulfiller shipped, each cancellation request answered at the first
@@ -154,6 +177,11 @@ def sop_orders(orders: list[dict], offset_hours: float, end: datetime) -> list[d
             o["dispatched_by"] = "seller" if o["dispatched_at"] else None
             o["cancelled_at"] = iso(cancelled) if cancelled and cancelled <= end else None
             o["tracking_valid"] = True if o["dispatched_at"] else None
+            # by hand the carrier's number is copied: In Transit once TikTok has it and the carrier scanned
+            scanned = parse(o["first_scan_at"])
+            moving = max(sent, scanned) if sent and scanned and o["dispatched_at"] else None
+            o["in_transit_at"] = iso(moving) if moving and moving <= end else None
+            o["tracking_source"] = "carrier" if o["dispatched_at"] else None
         out.append(o)
     return out
 
@@ -186,6 +214,7 @@ def simulate(
     backfill_day: date | None = None,
     events: bool = False,
     debounce_seconds: float = DEBOUNCE_SECONDS,
+    policy: dict | None = None,
 ) -> dict:
     saved_env = dict(os.environ)  # the caller's environment comes back afterwards (tests run on in-process)
     os.environ.update(
@@ -209,6 +238,7 @@ def simulate(
             backfill_day,
             events,
             timedelta(seconds=debounce_seconds),
+            policy or {},
         )
     finally:
         os.environ.clear()
@@ -292,7 +322,18 @@ class EventPath:
 
 
 def _simulate(
-    days, orders_per_day, schedule, seed, out, warehouse_url, start, life_overrides, backfill_day, events, debounce
+    days,
+    orders_per_day,
+    schedule,
+    seed,
+    out,
+    warehouse_url,
+    start,
+    life_overrides,
+    backfill_day,
+    events,
+    debounce,
+    policy,
 ) -> dict:
     import httpx
     from airflow.sdk._shared.secrets_masker import reset_secrets_masker
@@ -351,7 +392,7 @@ def _simulate(
             settings = run_settings(
                 dag_id="orderops_sla",
                 run_id=f"{run_type}__{iso(moment)}",
-                params={"now": iso(moment)},
+                params={"now": iso(moment), "policy": policy},
                 data_interval_start=state["previous"] if run_type == "scheduled" else moment,
                 data_interval_end=moment,
                 run_after=moment,
@@ -442,7 +483,7 @@ def _simulate(
                 settings = run_settings(
                     dag_id="orderops_sla",
                     run_id=f"backfill__{iso(moment)}",
-                    params={"now": iso(end)},
+                    params={"now": iso(end), "policy": policy},
                     data_interval_start=moment - interval,
                     data_interval_end=moment,
                     run_type="backfill",
@@ -511,8 +552,18 @@ def _simulate(
                 "days": [{"day": d, **{k: f[k] for k in FIGURES}} for d, f in baseline_days.items()],
                 "tracking_latency_minutes": tracking_latency(baseline_orders),
                 "late_dispatch_rate": _overall_ldr(f for d, f in baseline_days.items() if d in complete),
+                "late_dispatch_rate_scan": _overall_ldr(
+                    (f for d, f in baseline_days.items() if d in complete), "_scan"
+                ),
             },
             "late_dispatch_rate": _overall_ldr(d["truth"] for d in per_day if d["complete"]),
+            "late_dispatch_rate_scan": _overall_ldr((d["truth"] for d in per_day if d["complete"]), "_scan"),
+            "order_to_tracking_minutes": order_to_tracking(truth["orders"]),
+            "tracking_posted_by_source": {
+                "aftn": 0,
+                "carrier": 0,
+                **Counter(o["tracking_source"] for o in truth["orders"] if o["dispatched_by"] == "seller"),
+            },
             "all_days_match": all(d["match"] for d in per_day),
             "settings": {
                 "days": days,
@@ -521,6 +572,7 @@ def _simulate(
                 "seed": seed,
                 "events": events,
                 "debounce_seconds": debounce.total_seconds() if events else None,
+                "policy": policy,
                 "start": iso(start),
                 "runs": len(run_times),
                 "orders": arrived,
@@ -535,16 +587,21 @@ def _simulate(
         sandbox.stop()
 
 
-def _overall_ldr(days) -> float | None:
+def _overall_ldr(days, clock: str = "") -> float | None:
+    """The Late Dispatch Rate over several days, on the upload clock ("") or the scan clock ("_scan")."""
     days = list(days)
     due = sum(d["orders_due"] for d in days)
-    return round(sum(d["dispatched_late"] + d["past_due_no_tracking"] for d in days) / due, 4) if due else None
+    if not due:
+        return None
+    past = "past_due_no_scan" if clock else "past_due_no_tracking"
+    return round(sum(d["dispatched_late" + clock] + d[past] for d in days) / due, 4)
 
 
 def render(summary: dict) -> str:
     head = (
-        f"{'day':10s} {'due':>5s} {'on time':>7s} {'late':>5s} {'no trk':>6s} {'LDR':>7s} {'cancels':>7s} "
-        f"{'late':>5s}  report==truth  {'SOP LDR':>7s}"
+        f"{'day':10s} {'due':>5s} {'on time':>7s} {'late':>5s} {'no trk':>6s} {'LDR':>7s} {'scan late':>9s} "
+        f"{'no scan':>7s} {'LDR scan':>8s} {'cancels':>7s} {'late':>5s}  report==truth  "
+        f"{'SOP LDR':>7s} {'SOP scan':>8s}"
     )
     lines = [head, "-" * len(head)]
     sop = {d["day"]: d for d in summary["sop_baseline"]["days"]}
@@ -554,9 +611,11 @@ def render(summary: dict) -> str:
         day = d["day"] if d.get("complete", True) else f"{d['day'][5:]} open"
         lines.append(
             f"{day:10s} {t['orders_due']:5d} {t['dispatched_on_time']:7d} {t['dispatched_late']:5d} "
-            f"{t['past_due_no_tracking']:6d} {pct(t['late_dispatch_rate']):>7s} {t['cancellations']:7d} "
+            f"{t['past_due_no_tracking']:6d} {pct(t['late_dispatch_rate']):>7s} {t['dispatched_late_scan']:9d} "
+            f"{t['past_due_no_scan']:7d} {pct(t['late_dispatch_rate_scan']):>8s} {t['cancellations']:7d} "
             f"{t['cancellations_late']:5d}  {'yes' if d['match'] else 'NO':13s}  "
-            f"{pct(sop.get(d['day'], {}).get('late_dispatch_rate')):>7s}"
+            f"{pct(sop.get(d['day'], {}).get('late_dispatch_rate')):>7s} "
+            f"{pct(sop.get(d['day'], {}).get('late_dispatch_rate_scan')):>8s}"
         )
     lat, base = summary["tracking_latency_minutes"], summary["sop_baseline"]["tracking_latency_minutes"]
     lines += [
@@ -565,8 +624,15 @@ def render(summary: dict) -> str:
         f"all days report == truth: {summary['all_days_match']}",
         f"shipment -> tracking on TikTok, minutes: median {lat['median']} p95 {lat['p95']} max {lat['max']} "
         f"(by hand at 09:00/17:00: median {base['median']} p95 {base['p95']} max {base['max']})",
-        f"Late Dispatch Rate over the run: orderops {pct(summary['late_dispatch_rate'])}, "
-        f"by hand {pct(summary['sop_baseline']['late_dispatch_rate'])}",
+        f"Late Dispatch Rate over the run, by carrier scan: orderops {pct(summary['late_dispatch_rate_scan'])}, "
+        f"by hand {pct(summary['sop_baseline']['late_dispatch_rate_scan'])}; by upload: orderops "
+        f"{pct(summary['late_dispatch_rate'])}, by hand {pct(summary['sop_baseline']['late_dispatch_rate'])}",
+        "order (Awaiting Shipment) -> tracking on TikTok, minutes: "
+        + ", ".join(
+            f"{source} median {v['median']} p95 {v['p95']} max {v['max']} ({v['count']})"
+            for source, v in summary["order_to_tracking_minutes"]["by_source"].items()
+        )
+        + f"; tracking posted by source {summary['tracking_posted_by_source']}",
         "API calls per order: "
         + ", ".join(f"{p} {v['extraction']}+{v['actions']}" for p, v in summary["api_calls_per_order_day"].items())
         + f" (extraction+actions); extraction {summary['extraction_calls_per_order_day']} per order",
@@ -602,6 +668,12 @@ def main(argv: list[str] | None = None) -> int:
         help="open orders before the start, stuck at their fulfiller (LifeSettings.backlog_orders)",
     )
     parser.add_argument(
+        "--aftn",
+        choices=("on", "off"),
+        default="on",
+        help="post Amazon's early tracking number as soon as an MCF order has one (policy post_aftn)",
+    )
+    parser.add_argument(
         "--events",
         choices=("off", "on", "both"),
         default="off",
@@ -632,6 +704,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     out = Path(args.out).resolve()  # Airflow takes only absolute SQLite paths
     life = {"backlog_orders": args.backlog} if args.backlog else None
+    policy = {"post_aftn": args.aftn == "on"}
     summary = simulate(
         args.days,
         args.orders_per_day,
@@ -643,6 +716,7 @@ def main(argv: list[str] | None = None) -> int:
         life_overrides=life,
         events=args.events == "on",
         debounce_seconds=args.debounce_seconds,
+        policy=policy,
     )
     print(render(summary))
     if args.events == "both":
@@ -658,6 +732,7 @@ def main(argv: list[str] | None = None) -> int:
             life_overrides=life,
             events=True,
             debounce_seconds=args.debounce_seconds,
+            policy=policy,
         )
         print(render(with_events))
         summary["with_events"] = with_events

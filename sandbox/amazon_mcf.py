@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import hmac
 import json
+import math
 import random
 import secrets
 import uuid
@@ -59,7 +60,13 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     # the last (scenario clock) is CANCELLED, as one with no data is; 0 turns it off
     "report_regeneration_minutes": 30,
     "upper_case_statuses": False,  # the retired static sandbox answered "COMPLETE" etc.
-    "carriers": {"AMZL_US": 0.35, "UPS": 0.3, "USPS": 0.25, "FEDEX": 0.1},
+    # few USPS labels on TikTok orders since 01/2026 (sandbox/generate.py AMAZON_CARRIERS)
+    "carriers": {"AMZL_US": 0.4, "UPS": 0.4, "USPS": 0.05, "FEDEX": 0.15},
+    # Amazon's early tracking number (AFTN): for US, single-item orders, minutes after the order is
+    # created (median; Amazon says "within minutes"), on the order's package before any carrier
+    # tracking exists, and kept beside the carrier's number once it ships. Its format is not
+    # published: the sandbox's is its own (UNCERTAIN). 0 turns it off.
+    "aftn_minutes": 5.0,
     "quotas": {},  # operationId -> [rate per second, burst]
 }
 
@@ -293,6 +300,8 @@ class FulfillmentOrder:
     shipments: list[Shipment] = field(default_factory=list)
     cancel_ignored: bool = False
     tiktok_id: str | None = None
+    aftn: str | None = None  # Amazon's early tracking number, shown from aftn_at on
+    aftn_at: datetime | None = None
     # A living shop's own latencies: seconds per status, None = stalls there (else the settings')
     durations: dict[str, float | None] = field(default_factory=dict)
 
@@ -379,6 +388,27 @@ class AmazonMcfSandbox(PlatformSandbox):
     def _add(self, order: FulfillmentOrder) -> None:
         self.orders[order.sfo_id] = order
         self._listing.append(order)
+        minutes = float(self.config["aftn_minutes"])
+        single_item = sum(line.quantity for line in order.lines) == 1
+        if minutes > 0 and single_item and order.address.get("countryCode") == "US":
+            rng = self._rng(order.sfo_id, "aftn")
+            order.aftn = "AFT" + "".join(rng.choices("0123456789", k=12))
+            order.aftn_at = order.received + timedelta(minutes=minutes * math.exp(rng.gauss(0.0, 0.5)))
+
+    def is_mcf_tracking(self, number: str) -> bool:
+        """A tracking number of an MCF package, or an early tracking number Amazon has issued."""
+        now = self.now()
+        return any(
+            p.tracking == number for order in self.orders.values() for s in order.shipments for p in s.packages
+        ) or any(self._aftn_shown(order, now) == number for order in self.orders.values())
+
+    def _aftn_shown(self, order: FulfillmentOrder, now: datetime) -> str | None:
+        return order.aftn if order.aftn_at is not None and order.aftn_at <= now else None
+
+    def aftn(self, sfo_id: str) -> str | None:
+        """The order's early tracking number as of the clock (None: none, or not yet)."""
+        order = self.orders.get(sfo_id)
+        return None if order is None else self._aftn_shown(order, self.now())
 
     def _rng(self, *parts: Any) -> random.Random:
         return random.Random(":".join(str(p) for p in parts))
@@ -624,6 +654,8 @@ class AmazonMcfSandbox(PlatformSandbox):
                     line.unfulfillable += max(0, left)
 
     def _advance(self, order: FulfillmentOrder, now: datetime) -> None:
+        if self._aftn_shown(order, now) and not order.shipments and order.status in PROGRESSION:
+            self._open_shipment(order, order.aftn_at)  # the AFTN comes on the package Amazon plans
         while order.status in PROGRESSION:
             if order.action == "Hold" and order.status == "Received":
                 if now >= order.status_since + HOLD_AUTO_CANCEL:
@@ -666,6 +698,7 @@ class AmazonMcfSandbox(PlatformSandbox):
             "at": min(s.ship_date for s in sent),
             "status": order.status,
             "packages": [(p.carrier, p.tracking) for s in sent for p in s.packages],
+            "aftns": [order.aftn] if self._aftn_shown(order, self.now()) else [],
         }
 
     def _advance_all(self, now: datetime) -> None:
@@ -739,15 +772,22 @@ class AmazonMcfSandbox(PlatformSandbox):
                 if first_package is not None:
                     entry["packageNumber"] = first_package
                 doc["fulfillmentShipmentItem"].append(entry)
+            aftn = self._aftn_shown(order, self.now())
+            early = {"amazonFulfillmentTrackingNumber": aftn} if aftn else {}
             if shipment.packages:
                 doc["fulfillmentShipmentPackage"] = [
                     {
                         "packageNumber": p.number,
                         "carrierCode": p.carrier,
                         "trackingNumber": p.tracking,
+                        **early,
                         **({"estimatedArrivalDate": ts(p.eta)} if p.eta else {}),
                     }
                     for p in shipment.packages
+                ]
+            elif early and shipment.status == "PENDING":  # before any carrier: Amazon's number alone
+                doc["fulfillmentShipmentPackage"] = [
+                    {"packageNumber": self._unique_package_number(order, -1), "carrierCode": "AMZN_US", **early}
                 ]
             shipments.append(doc)
         result = {

@@ -40,8 +40,10 @@ MIX: dict[str, float] = {
 }
 FULFILLER_SHARE = {"amazon_mcf": 0.6, "shipbob": 0.4}
 ID_PLACES = {"source_identifier": 0.7, "custom_attribute": 0.15, "note": 0.1, "name": 0.05}
-AMAZON_CARRIERS = {"UPS": 0.35, "USPS": 0.3, "AMZL_US": 0.2, "FEDEX": 0.15}
-SHIPBOB_CARRIERS = {"USPS": 0.5, "UPS": 0.25, "FedEx": 0.15, "DHLExpress": 0.1}
+# A 2026 shop: USPS labels for TikTok orders come through TikTok Shipping, so a fulfiller ships few of
+# them by USPS on its own label (those TikTok refuses: orderops escalates them by default)
+AMAZON_CARRIERS = {"UPS": 0.45, "USPS": 0.05, "AMZL_US": 0.3, "FEDEX": 0.2}
+SHIPBOB_CARRIERS = {"USPS": 0.05, "UPS": 0.5, "FedEx": 0.3, "DHLExpress": 0.15}
 # Carriers no TikTok shipping provider corresponds to (the T2 case).
 UNMAPPABLE_CARRIERS = {"amazon_mcf": "LOCAL-COURIER-7", "shipbob": "Regional Courier Co"}
 SKUS = (

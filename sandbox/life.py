@@ -17,9 +17,11 @@ figures TikTok computes. Nothing in orderops reads it: it exists to check what o
 from __future__ import annotations
 
 import bisect
+import functools
 import heapq
 import math
 import random
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
@@ -30,6 +32,16 @@ from sandbox.scenario import ScenarioOrder, format_time
 # Share of the day's orders placed in each hour (UTC; evening-heavy US shopping).
 ARRIVAL_CURVE = (3, 2, 1.5, 1, 1, 1, 1.5, 2, 3, 4, 5, 5.5, 6, 6, 6, 6, 6.5, 7, 7.5, 8, 7, 6, 5, 4)
 DAY = timedelta(days=1)
+# The carrier's first scan after the fulfiller ships, per carrier (normalised name): (median minutes,
+# share of parcels that wait for a later pickup, 12-24 h). Carriers not named are regional ones.
+SCAN_LAGS: dict[str, tuple[float, float]] = {
+    "ups": (90.0, 0.02),
+    "fedex": (120.0, 0.03),
+    "dhlexpress": (120.0, 0.03),
+    "amzlus": (60.0, 0.01),
+    "usps": (180.0, 0.25),
+    "regional": (180.0, 0.25),
+}
 
 
 @dataclass(frozen=True)
@@ -52,7 +64,8 @@ class LifeSettings:
     fbt_share: float = 0.02  # fulfilled by TikTok: nothing for the seller to do
     stall_share: float = 0.03  # the fulfiller sits on the order for 1-4 days
     fail_share: float = 0.01  # Unfulfillable (Amazon) / Exception (ShipBob)
-    label_scan_lag_minutes: float = 90.0  # TikTok-label: carrier scan after the fulfiller ships
+    # carrier -> (median minutes from shipment to the first scan, share scanned 12-24 h later)
+    scan_lags: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(SCAN_LAGS))
     fulfiller_speed: float = 1.0  # x the fulfillers' pace (1: ~12 h to ship at Amazon, ~5 h at ShipBob)
     backlog_orders: int = 0  # open orders before the start: paid in the 3 days before, stuck
     # at their fulfiller for the whole stream (a shop with many open)
@@ -77,6 +90,19 @@ class LifeSettings:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value <= 1):
                 problems.append(f"{name}: expected a share 0..1, got {value!r}")
+        for carrier, lag in self.scan_lags.items():
+            if not (
+                isinstance(lag, (list, tuple))
+                and len(lag) == 2
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in lag)
+                and 0 <= lag[0] <= 10080
+                and 0 <= lag[1] <= 1
+            ):
+                problems.append(
+                    f"scan_lags.{carrier}: expected [median minutes 0..10080, late share 0..1], got {lag!r}"
+                )
+        if "regional" not in self.scan_lags:
+            problems.append("scan_lags: needs a 'regional' entry (the lag of carriers it does not name)")
         if not (isinstance(self.fulfiller_speed, (int, float)) and 0.01 <= self.fulfiller_speed <= 100):
             problems.append(f"fulfiller_speed: expected 0.01..100, got {self.fulfiller_speed!r}")
         if self.start.tzinfo is None or self.start.timetz().replace(tzinfo=None) != time.min:
@@ -85,17 +111,56 @@ class LifeSettings:
             raise ValueError("life settings: " + "; ".join(problems))
 
 
+def _nth_weekday(year: int, month: int, weekday: int, n: int) -> date:
+    """The n-th `weekday` (0 Monday) of the month; n = -1: the last one."""
+    if n > 0:
+        first = date(year, month, 1)
+        return first + timedelta(days=(weekday - first.weekday()) % 7 + 7 * (n - 1))
+    last = date(year + (month == 12), month % 12 + 1, 1) - DAY
+    return last - timedelta(days=(last.weekday() - weekday) % 7)
+
+
+@functools.cache
+def us_federal_holidays(year: int) -> frozenset[date]:
+    """The days US federal holidays are observed in `year` (5 U.S.C. 6103: a Saturday holiday is
+    observed the Friday before, a Sunday one the Monday after; New Year's Day of the next year may
+    fall on December 31)."""
+    observed = set()
+    for y in (year, year + 1):
+        for day in (
+            date(y, 1, 1),
+            _nth_weekday(y, 1, 0, 3),  # Birthday of Martin Luther King, Jr.
+            _nth_weekday(y, 2, 0, 3),  # Washington's Birthday
+            _nth_weekday(y, 5, 0, -1),  # Memorial Day
+            date(y, 6, 19),  # Juneteenth
+            date(y, 7, 4),
+            _nth_weekday(y, 9, 0, 1),  # Labor Day
+            _nth_weekday(y, 10, 0, 2),  # Columbus Day
+            date(y, 11, 11),  # Veterans Day
+            _nth_weekday(y, 11, 3, 4),  # Thanksgiving Day
+            date(y, 12, 25),
+        ):
+            shift = {5: -1, 6: 1}.get(day.weekday(), 0)
+            observed.add(day + timedelta(days=shift))
+    return frozenset(d for d in observed if d.year == year)
+
+
+def is_business_day(day: date) -> bool:
+    """TikTok US business days: not a Saturday, Sunday or US federal holiday."""
+    return day.weekday() < 5 and day not in us_federal_holidays(day.year)
+
+
 def business_day_end(moment: datetime, business_days: int, offset_hours: float) -> datetime:
     """23:59:59 shop time on the `business_days`-th business day after `moment`'s shop date
-    (0: that day itself, moved to Monday when it is a weekend day); returned in UTC."""
+    (0: that day itself, moved to the next business day when it is not one); returned in UTC."""
     shift = timedelta(hours=offset_hours)
     day = (moment + shift).date()
-    while day.weekday() >= 5:
+    while not is_business_day(day):
         day += DAY
     left = business_days
     while left > 0:
         day += DAY
-        if day.weekday() < 5:
+        if is_business_day(day):
             left -= 1
     end = datetime.combine(day, time(23, 59, 59), tzinfo=timezone.utc) - shift
     return end
@@ -112,6 +177,8 @@ class OrderPlan:
     fulfillment_id: str | int | None
     durations: dict[str, float] = field(default_factory=dict)
     cancel_id: str | None = None
+    scanned_at: datetime | None = None  # the carrier's first scan of the parcel
+    awaiting_shipment_at: datetime | None = None  # TikTok's one-hour hold ended
 
 
 class ShopLife:
@@ -236,9 +303,6 @@ class ShopLife:
         self.wake_moments.append(ships)
         if not stuck and rng.random() < s.fail_share:
             self._event(fo_at + self._lognormal(rng, 120), "fulfiller_fails", index)
-        if kind == "tiktok_label":
-            ships = fo_at + timedelta(seconds=sum(plan.durations.values()))
-            self._event(ships + self._lognormal(rng, s.label_scan_lag_minutes, 0.8), "label_scan", index)
         if not stuck and rng.random() < s.cancel_request_share:
             asked = hold_end + timedelta(hours=rng.uniform(0.05, 30))
             self._event(asked, "cancel_request", index)
@@ -257,6 +321,7 @@ class ShopLife:
     # ------------------------------------------------------------------ replay
     def attach(self, sandbox) -> None:
         self.sandbox = sandbox
+        sandbox.platforms["tiktok"].in_transit_at_scan = True
 
     def advance(self, now: datetime) -> None:
         """Make every planned moment up to `now` happen, in time order, each at its own time."""
@@ -279,7 +344,10 @@ class ShopLife:
         self.arrived += 1
 
     def _on_release_hold(self, plan: OrderPlan, at: datetime) -> None:
-        self._platform("tiktok").release_hold(plan.order.tiktok_id)
+        tiktok = self._platform("tiktok")
+        tiktok.release_hold(plan.order.tiktok_id)
+        if tiktok.default_shop.orders[plan.order.tiktok_id]["status"] == "AWAITING_SHIPMENT":
+            plan.awaiting_shipment_at = at
 
     def _on_shopify(self, plan: OrderPlan, at: datetime) -> None:
         self._platform("shopify").add_order(plan.order)
@@ -295,7 +363,19 @@ class ShopLife:
             self._platform("shipbob").add_order(plan.order, plan.durations)
 
     def _on_fulfiller_tick(self, plan: OrderPlan, at: datetime) -> None:
-        self._fulfiller_shipped(plan)
+        shipped = self._fulfiller_shipped(plan)
+        if shipped is not None:  # the carrier picks the parcel up and scans it, after a lag of its own
+            self._event(
+                shipped["at"] + self._scan_lag(plan, shipped["packages"][0][0]), "carrier_scan", plan.order.index
+            )
+
+    def _scan_lag(self, plan: OrderPlan, carrier: str) -> timedelta:
+        lags = self.settings.scan_lags
+        median, late_share = lags.get(re.sub(r"[^a-z0-9]", "", carrier.lower()), lags["regional"])
+        rng = random.Random(f"scan:{self.settings.seed}:{plan.order.tiktok_id}")
+        if rng.random() < late_share:  # not picked up today: the next pickup scans it
+            return timedelta(hours=rng.uniform(12, 24))
+        return self._lognormal(rng, median, 0.6)
 
     def _on_fulfiller_fails(self, plan: OrderPlan, at: datetime) -> None:
         if plan.fulfiller == "amazon_mcf" and plan.fulfillment_id in self._platform("amazon_mcf").orders:
@@ -308,21 +388,25 @@ class ShopLife:
             plan.order.tiktok_id, int(self.settings.cancel_deadline_hours * 3600)
         )
 
-    def _on_label_scan(self, plan: OrderPlan, at: datetime) -> None:
-        """A TikTok-label parcel: TikTok learns the tracking from the carrier's scan."""
+    def _on_carrier_scan(self, plan: OrderPlan, at: datetime) -> None:
+        """The carrier's first scan of the parcel. On TikTok's label it is also how TikTok learns the
+        tracking; TikTok shows the order In Transit once it has both the tracking and a scan."""
         shipped = self._fulfiller_shipped(plan)
         if shipped is None:
-            if self._fulfiller_alive(plan):
-                self._event(at + timedelta(hours=1), "label_scan", plan.order.index)
             return
-        carrier, number = shipped["packages"][0]
-        self._platform("tiktok").ship_by_platform(plan.order.tiktok_id, number, carrier, "tiktok_label")
+        plan.scanned_at = at
+        tiktok = self._platform("tiktok")
+        if plan.kind == "tiktok_label":
+            carrier, number = shipped["packages"][0]
+            tiktok.ship_by_platform(plan.order.tiktok_id, number, carrier, "tiktok_label")
+        tiktok.carrier_scan([number for _, number in shipped["packages"]] + list(shipped.get("aftns", ())))
 
     def _on_fbt_ship(self, plan: OrderPlan, at: datetime) -> None:
         rng = random.Random(f"fbt:{plan.order.tiktok_id}")
-        self._platform("tiktok").ship_by_platform(
-            plan.order.tiktok_id, tracking_number(rng, "USPS"), "USPS", "tiktok_fbt"
-        )
+        number = tracking_number(rng, "USPS")
+        tiktok = self._platform("tiktok")
+        if tiktok.ship_by_platform(plan.order.tiktok_id, number, "USPS", "tiktok_fbt"):
+            tiktok.carrier_scan([number])  # TikTok's own warehouse hands the parcel to the carrier
 
     def _fulfiller_shipped(self, plan: OrderPlan) -> dict | None:
         if plan.fulfiller is None:
@@ -345,13 +429,15 @@ class ShopLife:
         dispatch = tiktok.dispatches.get(order["id"])
         shipped = self._fulfiller_shipped(plan)
         cancelled_at = stamp(order.get("cancel_time")) if order["status"] == "CANCELLED" else None
-        fulfiller_tracking = {number for _, number in (shipped or {}).get("packages", [])}
+        aftn = self._platform("amazon_mcf").aftn(plan.fulfillment_id) if plan.fulfiller == "amazon_mcf" else None
+        fulfiller_tracking = {number for _, number in (shipped or {}).get("packages", [])} | {aftn} - {None}
         facts: dict[str, Any] = {
             "tiktok_order_id": order["id"],
             "kind": plan.kind,
             "fulfiller": plan.fulfiller,
             "fulfillment_order_id": plan.fulfillment_id,
             "create_time": stamp(order["create_time"]),
+            "awaiting_shipment_at": _on(plan.awaiting_shipment_at, as_of),
             "rts_sla_time": stamp(order["rts_sla_time"]),
             "shipping_due_time": stamp(order["shipping_due_time"]),
             "status": order["status"],
@@ -362,6 +448,11 @@ class ShopLife:
             if not dispatch
             else (dispatch["by"] != "seller" or dispatch["tracking_number"] in fulfiller_tracking),
             "fulfiller_shipped_at": shipped["at"] if shipped else None,
+            "first_scan_at": _on(plan.scanned_at, as_of),
+            # TikTok's In Transit moment (its `collection_time`): a carrier scan of tracking TikTok has
+            "in_transit_at": stamp(order.get("collection_time")),
+            # Amazon's early tracking number (AFTN) or the carrier's
+            "tracking_source": None if not dispatch else "aftn" if dispatch["tracking_number"] == aftn else "carrier",
             "cancelled_at": cancelled_at,
             "cancelled_by": order.get("cancellation_initiator") or None if cancelled_at else None,
             "cancellation": None,
@@ -415,9 +506,11 @@ def day_figures(orders: list[dict], day: date, as_of: datetime) -> dict:
     """TikTok's figures for one UTC day, from order facts, as of `as_of`.
 
     Seller-shipped orders (TikTok-label ones included, TikTok-fulfilled ones not) whose ship-by time
-    falls on the day; an order cancelled without having been dispatched is not due. Dispatched =
-    tracking on TikTok (from anyone); on time when by the ship-by time. Late Dispatch Rate = (late +
-    past ship-by without tracking) / due. Buyer cancellation requests made on the day; late when
+    falls on the day; an order cancelled without having been dispatched is not due. Two clocks: on
+    the upload clock dispatched = tracking on TikTok (from anyone); on the carrier-scan clock (TikTok's
+    rule since 01/2026) dispatched = In Transit on TikTok (a carrier scan of tracking TikTok has); on
+    time when by the ship-by time. Late Dispatch Rate = (late + past ship-by not dispatched) / due, on
+    each clock. Buyer cancellation requests made on the day; late when
     closed at or after the deadline (TikTok's own handling at the deadline included) or still open
     once it passed. Valid Tracking Rate over the orders dispatched on the
     day. Auto-cancels: orders TikTok cancelled on the day for not shipping by `shipping_due_time`.
@@ -426,6 +519,7 @@ def day_figures(orders: list[dict], day: date, as_of: datetime) -> dict:
     end = start + DAY
     in_day = lambda t: t is not None and start <= t < end  # noqa: E731
     due = on_time = late = past_due = 0
+    on_time_scan = late_scan = past_due_scan = 0
     dispatched = valid = cancels = cancels_late = auto = 0
     for o in orders:
         sent = _on(o["dispatched_at"], as_of)
@@ -438,6 +532,12 @@ def day_figures(orders: list[dict], day: date, as_of: datetime) -> dict:
                     late += sent > o["rts_sla_time"]
                 elif o["rts_sla_time"] < as_of:
                     past_due += 1
+                moving = _on(o["in_transit_at"], as_of)
+                if moving:
+                    on_time_scan += moving <= o["rts_sla_time"]
+                    late_scan += moving > o["rts_sla_time"]
+                elif o["rts_sla_time"] < as_of:
+                    past_due_scan += 1
             if in_day(sent):
                 dispatched += 1
                 valid += bool(o["tracking_valid"])
@@ -456,6 +556,10 @@ def day_figures(orders: list[dict], day: date, as_of: datetime) -> dict:
         "dispatched_late": late,
         "past_due_no_tracking": past_due,
         "late_dispatch_rate": round((late + past_due) / due, 4) if due else None,
+        "dispatched_on_time_scan": on_time_scan,
+        "dispatched_late_scan": late_scan,
+        "past_due_no_scan": past_due_scan,
+        "late_dispatch_rate_scan": round((late_scan + past_due_scan) / due, 4) if due else None,
         "cancellations": cancels,
         "cancellations_late": cancels_late,
         "valid_tracking_rate": round(valid / dispatched, 4) if dispatched else None,

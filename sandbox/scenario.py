@@ -32,9 +32,10 @@ TIKTOK_ID_PLACES = ("source_identifier", "custom_attribute", "note", "name")
 # connectors in docs/tiktok-order-id.md.
 TIKTOK_ID_KEY_LENGTH = 64
 TIKTOK_ID_FORMAT_LENGTH = 60
-# Optional TikTok scenario fields tiktok.shipping_type and tiktok.delivery_option.
+# Optional TikTok scenario fields tiktok.shipping_type and tiktok.delivery_option (MCF: the option of
+# the Amazon MCF warehouse, with the TikTok setting mcf_warehouse).
 TIKTOK_SHIPPING_TYPES = ("SELLER", "TIKTOK")
-TIKTOK_DELIVERY_OPTIONS = ("STANDARD", "EXPRESS")
+TIKTOK_DELIVERY_OPTIONS = ("STANDARD", "EXPRESS", "MCF")
 # Shopify OrderDisplayFinancialStatus values (optional scenario field shopify.financial_status).
 SHOPIFY_FINANCIAL_STATUSES = (
     "PENDING",

@@ -58,7 +58,8 @@ DEFAULTS: dict[str, Any] = dict(
     # How an order cancel that cancels nothing answers: "failure" = 200 with status Failure,
     # "422" = a validation dictionary (the reference leaves it open).
     order_cancel_refused_as="failure",
-    carriers={"USPS": 0.5, "UPS": 0.25, "FedEx": 0.15, "DHLExpress": 0.1},
+    # few USPS labels on TikTok orders since 01/2026 (sandbox/generate.py SHIPBOB_CARRIERS)
+    carriers={"USPS": 0.05, "UPS": 0.5, "FedEx": 0.3, "DHLExpress": 0.15},
 )
 
 READ_SCOPES = [

@@ -63,6 +63,13 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "region": "US",  # the default shop's market: its reject reasons (REJECT_REASONS)
     "cancel_overdue_orders": True,  # unshipped at shipping_due_time -> CANCELLED by SYSTEM
     "progress_shipped_orders": True,  # AWAITING_COLLECTION -> IN_TRANSIT -> DELIVERED -> COMPLETED
+    # since 01/2026 USPS labels for TikTok orders are bought through TikTok Shipping: USPS tracking
+    # on an order shipped on the seller's own label fails TikTok's verification (US shops)
+    "usps_needs_tiktok_shipping": True,
+    # a second sales warehouse in Amazon MCF mode (delivery option "MCF"): tracking uploaded for its
+    # orders must be Amazon MCF's; at `mcf_wrong_tracking_limit` incorrect ones it is deactivated
+    "mcf_warehouse": False,
+    "mcf_wrong_tracking_limit": 5,
     "access_token_ttl": 7 * 86400,
     "refresh_token_ttl": 365 * 86400,
     "auth_code_ttl": 30 * 60,
@@ -108,12 +115,15 @@ E_ALREADY_SHIPPED = 21019002
 E_PROVIDER = 21019003
 E_LINE_ITEMS = 21019004
 E_TRACKING = 21019005
+E_USPS_LABEL = 21019006
+E_NOT_MCF_TRACKING = 21019007
 E_NO_CANCELLATION = 21019010
 E_CANCEL_STATE = 21019011
 E_NOT_CANCELLABLE = 21019012
 E_PENDING_REQUEST = 21019013
 E_WAREHOUSE = 21019020
 E_DELIVERY_OPTION = 21019021
+E_WAREHOUSE_INACTIVE = 21019022
 
 SIMULATOR_CODES = {
     E_ORDER_STATUS: "The order status does not allow this operation.",
@@ -121,12 +131,15 @@ SIMULATOR_CODES = {
     E_PROVIDER: "The shipping_provider_id is not available for the order's delivery option.",
     E_LINE_ITEMS: "The order_line_item_ids are invalid for this order.",
     E_TRACKING: "The tracking_number is invalid.",
+    E_USPS_LABEL: "USPS labels for TikTok Shop orders must be purchased through TikTok Shipping.",
+    E_NOT_MCF_TRACKING: "The tracking_number is not an Amazon MCF tracking number for this MCF warehouse.",
     E_NO_CANCELLATION: "The cancellation does not exist or does not belong to the current seller.",
     E_CANCEL_STATE: "The cancellation request is not pending.",
     E_NOT_CANCELLABLE: "The order has shipped items and cannot be cancelled.",
     E_PENDING_REQUEST: "The order has a pending buyer cancellation request; approve or reject it first.",
     E_WAREHOUSE: "The warehouse does not exist or does not belong to the current seller.",
     E_DELIVERY_OPTION: "The delivery option does not exist or does not belong to the current seller.",
+    E_WAREHOUSE_INACTIVE: "The warehouse is deactivated: too many incorrect tracking numbers were uploaded.",
 }
 
 MSG = {
@@ -236,6 +249,8 @@ CARRIERS_STANDARD = (
     "Veho",
 )
 CARRIERS_EXPRESS = ("USPS", "UPS", "FedEx", "DHL Express")
+# TikTok's provider for tracking of an Amazon MCF warehouse's orders (Seller University, 02/25/2026)
+MCF_PROVIDER = "Amazon Shipping + Amazon MCF"
 # Fulfiller carrier codes a scenario may use for an already-shipped order -> the TikTok provider name.
 PROVIDER_ALIASES = {
     "amzl": "Amazon Logistics",
@@ -364,7 +379,9 @@ class _Shop:
     packages: dict[str, dict] = field(default_factory=dict)
     warehouses: list[dict] = field(default_factory=list)
     delivery_options: dict[str, dict] = field(default_factory=dict)  # id -> option (+ providers)
-    option_by_type: dict[str, str] = field(default_factory=dict)  # STANDARD/EXPRESS -> id
+    option_by_type: dict[str, str] = field(default_factory=dict)  # STANDARD/EXPRESS/MCF -> id
+    # Amazon MCF warehouse id -> incorrect (non-MCF) tracking numbers uploaded for its orders
+    mcf_wrong_tracking: dict[str, int] = field(default_factory=dict)
     events: list[tuple] = field(default_factory=list)  # heap of (time, seq, kind, key)
 
     def info(self) -> dict:
@@ -436,6 +453,11 @@ class TikTokSandbox(PlatformSandbox):
         # buyer's cancellation request and when (the seller through the API, or the system).
         self.dispatches: dict[str, dict] = {}
         self.responses: dict[str, dict] = {}
+        # carriers' first scans (tracking number -> when) and the orders each tracking number is on
+        self.scans: dict[str, int] = {}
+        self.orders_by_tracking: dict[str, list[str]] = {}
+        # a living shop (life.py) scans parcels: In Transit follows the carrier's scan, not a timer
+        self.in_transit_at_scan = False
         self.buckets.clear()
         self._load_auth()
         now = self.now()
@@ -500,14 +522,30 @@ class TikTokSandbox(PlatformSandbox):
                 "address": dict(address),
             },
         ]
-        for kind, name, carriers, days in (
-            ("STANDARD", "Standard shipping", CARRIERS_STANDARD, "3-8"),
-            ("EXPRESS", "Express shipping", CARRIERS_EXPRESS, "1-3"),
-        ):
+        options = [
+            ("STANDARD", "Standard shipping", CARRIERS_STANDARD, "3-8", sales),
+            ("EXPRESS", "Express shipping", CARRIERS_EXPRESS, "1-3", sales),
+        ]
+        if self.config["mcf_warehouse"]:
+            mcf = stable_id("warehouse", shop.cipher, "mcf", prefix="72")
+            shop.warehouses.append(
+                {
+                    "id": mcf,
+                    "name": "Amazon MCF",
+                    "effect_status": "ENABLED",
+                    "type": "SALES_WAREHOUSE",
+                    "sub_type": "DOMESTIC_WAREHOUSE",
+                    "is_default": False,
+                    "address": dict(address),
+                }
+            )
+            shop.mcf_wrong_tracking[mcf] = 0
+            options.append(("MCF", "Standard shipping (Amazon MCF)", (*CARRIERS_STANDARD, MCF_PROVIDER), "3-8", mcf))
+        for kind, name, carriers, days, warehouse in options:
             option_id = stable_id("delivery_option", shop.cipher, kind, prefix="71")
             shop.option_by_type[kind] = option_id
             shop.delivery_options[option_id] = {
-                "warehouse_id": sales,
+                "warehouse_id": warehouse,
                 "option": {
                     "id": option_id,
                     "name": name,
@@ -557,7 +595,10 @@ class TikTokSandbox(PlatformSandbox):
         shipping_type = tt.get("shipping_type") or (
             "TIKTOK" if fulfillment_type == "FULFILLMENT_BY_TIKTOK" else "SELLER"
         )
-        option_id = shop.option_by_type[tt.get("delivery_option", "STANDARD")]
+        wanted = tt.get("delivery_option", "STANDARD")
+        if wanted not in shop.option_by_type:
+            raise ValueError(f"order {oid}: delivery_option {wanted} needs the TikTok setting mcf_warehouse")
+        option_id = shop.option_by_type[wanted]
         option = shop.delivery_options[option_id]
         user_id = stable_id("buyer", oid, prefix="7494")
         lines = [self._line_item(line, status) for line in tt["line_items"]]
@@ -785,6 +826,7 @@ class TikTokSandbox(PlatformSandbox):
             "update_time": at,
         }
         order["packages"].append({"id": package_id})
+        self.orders_by_tracking.setdefault(tracking, []).append(order["id"])
         order.update(
             tracking_number=tracking, shipping_provider=carrier["name"], shipping_provider_id=carrier["id"], rts_time=at
         )
@@ -907,7 +949,28 @@ class TikTokSandbox(PlatformSandbox):
         self._add_package(shop, order, lines, tracking, carrier, at)
         self.dispatches.setdefault(oid, {"by": by, "at": at, "tracking_number": tracking})
         self._refresh_status(shop, order, at)
+        self._collect_if_scanned(shop, order, at)
         return True
+
+    def carrier_scan(self, numbers: list[str]) -> None:
+        """A carrier scanned a parcel known by these tracking numbers (its own, and any other number
+        that follows it, such as Amazon's early tracking number): an order awaiting collection with
+        one of them moves to In Transit now; an order whose tracking comes later moves when it comes."""
+        shop = self.default_shop
+        self._advance(shop)
+        at = ts(self.now())
+        for number in numbers:
+            self.scans.setdefault(number, at)
+            for oid in self.orders_by_tracking.get(number, ()):
+                self._collect_if_scanned(shop, shop.orders[oid], at)
+
+    def _collect_if_scanned(self, shop: _Shop, order: dict, at: int) -> None:
+        if (
+            self.in_transit_at_scan
+            and order["status"] == "AWAITING_COLLECTION"
+            and order["tracking_number"] in self.scans
+        ):
+            self._set_status(shop, order, "IN_TRANSIT", at)
 
     # ------------------------------------------------------------ state machine
     def _advance(self, shop: _Shop) -> None:
@@ -1047,7 +1110,12 @@ class TikTokSandbox(PlatformSandbox):
         elif status == "DELIVERED":
             order["delivery_time"] = at
         self._sync_lines(shop, order, at)
-        if status in NEXT_STATUS and self.config["progress_shipped_orders"]:
+        # on a living shop's carrier scans an order leaves AWAITING_COLLECTION at its scan, not on a timer
+        if (
+            status in NEXT_STATUS
+            and self.config["progress_shipped_orders"]
+            and not (status == "AWAITING_COLLECTION" and self.in_transit_at_scan)
+        ):
             wait = self.sandbox.settings.duration(self.name, status, DEFAULT_DURATIONS[status])
             self._schedule(shop, at + wait, "progress", (order["id"], status))
 
@@ -1562,6 +1630,7 @@ class TikTokSandbox(PlatformSandbox):
             raise ApiError(E_PROVIDER)
         if not TRACKING_RE.match(tracking):
             raise ApiError(E_TRACKING, "The tracking_number is invalid: use 6-50 letters, digits or dashes.")
+        self._verify_tracking(shop, order, carrier, tracking)
         by_id = {li["id"]: li for li in order["line_items"]}
         if wanted:
             unknown = [i for i in wanted if i not in by_id]
@@ -1586,11 +1655,29 @@ class TikTokSandbox(PlatformSandbox):
         package = self._add_package(shop, order, lines, tracking, carrier, at)
         self.dispatches.setdefault(order["id"], {"by": "seller", "at": at, "tracking_number": tracking})
         self._refresh_status(shop, order, at)
+        self._collect_if_scanned(shop, order, at)
         return {
             "order_id": order["id"],
             "order_line_item_ids": package["order_line_item_ids"],
             "package_id": package["id"],
         }
+
+    def _verify_tracking(self, shop: _Shop, order: dict, carrier: dict, tracking: str) -> None:
+        """TikTok's checks of a seller's tracking before it takes it (rules of 2026)."""
+        warehouse = order["warehouse_id"]
+        if warehouse in shop.mcf_wrong_tracking:
+            if shop.mcf_wrong_tracking[warehouse] >= self.config["mcf_wrong_tracking_limit"]:
+                raise ApiError(E_WAREHOUSE_INACTIVE)
+            amazon = self.sandbox.platforms.get("amazon_mcf")
+            if amazon is None or not amazon.is_mcf_tracking(tracking):
+                shop.mcf_wrong_tracking[warehouse] += 1
+                if shop.mcf_wrong_tracking[warehouse] >= self.config["mcf_wrong_tracking_limit"]:
+                    for w in shop.warehouses:
+                        if w["id"] == warehouse:
+                            w["effect_status"] = "DISABLED"
+                raise ApiError(E_NOT_MCF_TRACKING)
+        if self.config["usps_needs_tiktok_shipping"] and shop.region == "US" and _norm(carrier["name"]) == "usps":
+            raise ApiError(E_USPS_LABEL)
 
     async def _search_cancellations(self, ctx: _Ctx) -> dict:
         q, body, shop = ctx.query, ctx.body, ctx.shop

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
-from include.decide.model import Action
+from include.decide.model import POST_TRACKING, Action
 from include.extract.staging import strip_pii
 from include.store.warehouse import Warehouse, action_ledger, utcnow
 
@@ -73,6 +73,7 @@ class Ledger:
             rule=rule,
             decision_run_id=decision_run_id,
             request=_jsonable(action.params),
+            tracking_number=action.params.get("tracking_number") if action.kind == POST_TRACKING else None,
             state=PENDING,
             attempts=0,
             created_at=now,

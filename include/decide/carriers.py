@@ -18,6 +18,9 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "amzl": ("amazonlogistics", "amazonshipping"),
     "amazon": ("amazonlogistics", "amazonshipping"),
     "amazonshipping": ("amazonshipping", "amazonlogistics"),
+    # Amazon's early tracking number: TikTok names the provider for MCF orders "Amazon Shipping + Amazon
+    # MCF" in Seller Center; which one the API takes is UNCERTAIN (docs/platform-choices.md)
+    "aftn": ("amazonshippingamazonmcf", "amazonshipping", "amazonlogistics"),
     "fedexground": ("fedex",),
     "fedexhomedelivery": ("fedex",),
     "fedexsmartpost": ("fedex",),

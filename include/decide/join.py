@@ -39,6 +39,9 @@ AMAZON_STATES = {
     "Unfulfillable": FulfillmentState.FAILED,
     "Invalid": FulfillmentState.FAILED,
 }
+# Amazon's statuses before picking starts: a pending shipment then is only Amazon's plan (it carries the
+# early tracking number), and the order can still be cancelled
+EARLY_AMAZON_STATUSES = ("New", "Received", "Planning")
 SHIPBOB_STATES = {
     "Processing": FulfillmentState.NOT_STARTED,
     "ImportReview": FulfillmentState.NOT_STARTED,
@@ -84,8 +87,11 @@ def amazon_fulfillment(row: dict[str, Any], carriers: CarrierMap, lines: list[di
     packages: list[Package] = []
     taken: set[str] = set()
     started = False
+    aftn = ""
     for shipment in row["shipments"]:
-        started = True
+        aftn = aftn or next((p["aftn"] for p in shipment.get("packages", []) if p.get("aftn")), "")
+        # a pending shipment Amazon planned with its early tracking number has not started moving
+        started = started or shipment.get("status") != "PENDING" or row["status"] not in EARLY_AMAZON_STATUSES
         if shipment.get("status") != "SHIPPED":
             continue
         for p in shipment.get("packages", []):
@@ -107,6 +113,8 @@ def amazon_fulfillment(row: dict[str, Any], carriers: CarrierMap, lines: list[di
         state,
         tuple(packages),
         shipment_started=started,
+        aftn=aftn,
+        aftn_provider_id=carriers.provider_id("aftn") if aftn else None,
     )
 
 
@@ -158,6 +166,7 @@ class Joiner:
         sagas: dict[str, SagaState] | None = None,
         lookup_order: tuple[str, ...] = DEFAULT_LOOKUP_ORDER,
         fulfillers_listed_from: datetime | None = None,
+        warehouse_refusals: dict[str, int] | None = None,
     ):
         unknown = set(lookup_order) - set(DEFAULT_LOOKUP_ORDER)
         if unknown:
@@ -202,6 +211,7 @@ class Joiner:
         self.carrier_maps = carrier_maps
         self.default_carriers = default_carriers
         self.sagas = sagas or {}
+        self.warehouse_refusals = warehouse_refusals or {}
 
     def _fulfillment_candidates(self, shopify_row: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         keys = fulfillment_keys(shopify_row)
@@ -277,6 +287,8 @@ class Joiner:
             saga=self.sagas.get(tid, SagaState()),
             # read from the answer as sent (staging checked it): in the vocabulary's spelling here
             shipping_type=status_of(tiktok, "shipping_type", SHIPPING_TYPES) or "unknown",
+            warehouse_id=tiktok.get("warehouse_id") or "",
+            warehouse_refusals=self.warehouse_refusals.get(tiktok.get("warehouse_id") or "", 0),
         )
         link = Link(tid, shopify_ids, rule, fulfiller_ref[0], fulfiller_ref[1], problem.value if problem else None)
         return joined, link

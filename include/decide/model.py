@@ -42,6 +42,10 @@ class Fulfillment:
     packages: tuple[Package, ...] = ()
     # any shipment that has started moving (picked/packed/labelled/shipped), even without tracking
     shipment_started: bool = False
+    # Amazon's early tracking number (AFTN) on the order's package, "" when none, and the TikTok
+    # provider it goes under (None: none maps)
+    aftn: str = ""
+    aftn_provider_id: str | None = None
 
     @property
     def has_tracking(self) -> bool:
@@ -106,6 +110,9 @@ class JoinedOrder:
     shipping_type: str = "SELLER"  # TIKTOK: shipped on TikTok's label, whose scan brings the tracking
     # (code, text) of the reasons TikTok offers to reject the pending request; None: not read
     reject_reasons: tuple[tuple[str, str], ...] | None = None
+    warehouse_id: str = ""  # the TikTok warehouse the order ships from
+    # TikTok's refusals of tracking for orders of this order's warehouse, as the ledger counts them
+    warehouse_refusals: int = 0
 
     @property
     def shopify_order_id(self) -> str | None:

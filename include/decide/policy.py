@@ -27,6 +27,9 @@ REFUND_METHODS = ("original_payment", "store_credit", "none")
 # the buyer's request), so the default approves on TikTok first; "approve_only" leaves the Shopify
 # order to the sales channel.
 CANCELLATION_SEQUENCES = ("approve_then_shopify", "shopify_then_approve", "approve_only")
+# USPS tracking on an order shipped on the seller's label: since January 2026 TikTok wants USPS labels
+# for its orders bought through TikTok Shipping, and others fail its verification
+USPS_TRACKING = ("escalate", "post")
 
 
 class PolicyError(ValueError):
@@ -51,6 +54,14 @@ class Policy:
     at_risk_alert_hours: tuple[float, ...] = (12.0, 4.0)
     # carrier name as the fulfiller writes it (case-insensitive) -> TikTok shipping provider name or id
     carrier_overrides: dict[str, str] = field(default_factory=dict)
+    # post Amazon's early tracking number (AFTN) as soon as the MCF order has one; off: wait for the carrier's
+    post_aftn: bool = True
+    usps_tracking: str = "escalate"
+    # TikTok warehouses in Amazon MCF mode: only tracking from Amazon MCF is posted for their orders
+    mcf_warehouse_ids: tuple[str, ...] = ()
+    # TikTok deactivates an MCF warehouse at this many incorrect tracking uploads: orderops stops
+    # posting for a warehouse one short of it
+    warehouse_refusal_limit: int = 5
 
     @property
     def version(self) -> str:
@@ -93,7 +104,19 @@ def policy_from_dict(data: dict[str, Any] | None) -> Policy:
             f"policy.cancellation_sequence: {data['cancellation_sequence']!r} is not one of "
             f"{', '.join(CANCELLATION_SEQUENCES)}"
         )
-    for name in ("restock", "notify_customer"):
+    if data.get("usps_tracking", Policy.usps_tracking) not in USPS_TRACKING:
+        raise PolicyError(f"policy.usps_tracking: {data['usps_tracking']!r} is not one of {', '.join(USPS_TRACKING)}")
+    if "mcf_warehouse_ids" in data:
+        ids = data["mcf_warehouse_ids"]
+        if not isinstance(ids, (list, tuple)) or not all(isinstance(i, str) and i.isdigit() for i in ids):
+            raise PolicyError(
+                f"policy.mcf_warehouse_ids: expected a list of TikTok warehouse ids (digits), got {ids!r}"
+            )
+        data["mcf_warehouse_ids"] = tuple(ids)
+    limit = data.get("warehouse_refusal_limit", Policy.warehouse_refusal_limit)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 2 <= limit <= 100:
+        raise PolicyError(f"policy.warehouse_refusal_limit: expected a whole number from 2 to 100, got {limit!r}")
+    for name in ("restock", "notify_customer", "post_aftn"):
         if name in data and not isinstance(data[name], bool):
             raise PolicyError(f"policy.{name}: expected true or false, got {data[name]!r}")
     for name in ("note_text", "note_tag"):

@@ -43,6 +43,7 @@ RULES = {
     "-": "nothing to do",
     "T1": "post tracking",
     "T2": "carrier unmapped: escalated",
+    "T3": "tracking held by a guard before TikTok's one-shot upload: escalated",
     "N1": "note: shipping, no tracking yet",
     "E1": "escalated",
     "C1": "buyer cancel: cancel at the fulfiller, refund",
@@ -84,9 +85,117 @@ def nothing(order: JoinedOrder, reason: str) -> Decision:
     return Decision(order.tiktok_order_id, "-", reason)
 
 
-def post_tracking_actions(order: JoinedOrder, f: Fulfillment) -> tuple[Action, ...]:
+# The carrier name an early tracking number is posted under (carriers.SYNONYMS maps it to a provider)
+AFTN_CARRIER = "AFTN"
+
+
+def tracking_packages(f: Fulfillment, policy: Policy) -> tuple[Package, ...]:
+    """What may go to TikTok as the order's tracking: the carrier's packages, else Amazon's early
+    tracking number (AFTN) when the policy posts it. TikTok takes tracking once: an AFTN posted is
+    never followed by the carrier's number."""
+    if f.has_tracking:
+        return f.packages
+    if policy.post_aftn and f.aftn:
+        return (Package(AFTN_CARRIER, f.aftn, f.aftn_provider_id),)
+    return ()
+
+
+def is_usps(carrier: str) -> bool:
+    return "usps" in "".join(ch for ch in carrier.lower() if ch.isalnum())
+
+
+def tracking_decision(order: JoinedOrder, f: Fulfillment, policy: Policy) -> Decision | None:
+    """T1 for the tracking to post, or the escalation a guard makes of it (T2 unmapped carrier, T3 a
+    TikTok rule the upload would break); None when there is nothing to post yet, or the order ships on
+    TikTok's label (its carrier scan brings the tracking)."""
+    packages = tracking_packages(f, policy) if order.shipping_type == SELLER_LABEL else ()
+    if not packages:
+        return None
+    missing = unmapped(packages)
+    if missing:
+        return escalate(
+            order,
+            "T2",
+            "carrier_unmapped",
+            f"carrier {', '.join(missing)} maps to no TikTok provider; tracking can be corrected once",
+            carriers=missing,
+        )
+    early = not f.has_tracking
+    if order.warehouse_id and order.warehouse_refusals >= policy.warehouse_refusal_limit - 1:
+        return escalate(
+            order,
+            "T3",
+            "warehouse_refusals",
+            f"TikTok refused {order.warehouse_refusals} tracking uploads for warehouse {order.warehouse_id}; "
+            f"at {policy.warehouse_refusal_limit} TikTok may deactivate it: nothing more is posted for it",
+        )
+    if order.warehouse_id in policy.mcf_warehouse_ids and f.fulfiller != "amazon_mcf":
+        return escalate(
+            order,
+            "T3",
+            "non_mcf_tracking",
+            f"warehouse {order.warehouse_id} is an Amazon MCF warehouse, but {f.fulfiller} order {f.order_id} "
+            "ships it: TikTok counts non-MCF tracking against the warehouse",
+        )
+    usps = sorted({p.tracking_number for p in packages if is_usps(p.carrier)})
+    if usps and not early and policy.usps_tracking == "escalate":
+        return escalate(
+            order,
+            "T3",
+            "usps_label_not_tiktok_shipping",
+            f"USPS tracking {', '.join(usps)} from a label not bought through TikTok Shipping: TikTok's "
+            "verification refuses it since January 2026",
+        )
+    if f.state == FulfillmentState.PARTIALLY_SHIPPED and not all(p.line_item_ids for p in packages):
+        return escalate(
+            order,
+            "E1",
+            "partial_shipment_items_unknown",
+            "part of the order shipped but the shipped line items are unknown",
+        )
+    what = "Amazon's early tracking number (AFTN)" if early else "tracking"
+    return Decision(
+        order.tiktok_order_id, "T1", f"{f.fulfiller} shipped with {what}", post_tracking_actions(order, packages)
+    )
+
+
+def hold_shared_tracking(decisions: list[Decision], elsewhere: dict[str, set[str]]) -> list[Decision]:
+    """A tracking number TikTok already shows on, or orderops posted or means to post to, another
+    order is escalated instead of posted (TikTok takes tracking once; one parcel is one order's).
+    `elsewhere`: tracking number -> the orders TikTok or the ledger has it on."""
+    wanted: dict[str, set[str]] = {}
+    for d in decisions:
+        for a in d.actions:
+            if a.kind == POST_TRACKING:
+                wanted.setdefault(a.params["tracking_number"], set()).add(d.tiktok_order_id)
+    out = []
+    for d in decisions:
+        shared = {
+            a.params["tracking_number"]: sorted(
+                (elsewhere.get(a.params["tracking_number"], set()) | wanted[a.params["tracking_number"]])
+                - {d.tiktok_order_id}
+            )
+            for a in d.actions
+            if a.kind == POST_TRACKING
+        }
+        shared = {number: others for number, others in shared.items() if others}
+        if not shared:
+            out.append(d)
+            continue
+        number, others = next(iter(sorted(shared.items())))
+        kept = tuple(a for a in d.actions if a.kind != POST_TRACKING)
+        hold = escalation(
+            d.tiktok_order_id,
+            "tracking_on_other_order",
+            f"tracking {number} is also on order {', '.join(others)}: not posted ({d.rule}: {d.reason})",
+        )
+        out.append(Decision(d.tiktok_order_id, "T3", f"tracking_on_other_order: {number}", (*kept, hold)))
+    return out
+
+
+def post_tracking_actions(order: JoinedOrder, chosen_from: tuple[Package, ...]) -> tuple[Action, ...]:
     """One Mark-As-Shipped per package: a single package ships the whole order."""
-    packages = list({p.tracking_number: p for p in f.packages if p.tracking_number}.values())
+    packages = list({p.tracking_number: p for p in chosen_from if p.tracking_number}.values())
     whole_order = len(packages) == 1 or not all(p.line_item_ids for p in packages)
     chosen = packages[:1] if whole_order else packages
     return tuple(
@@ -99,6 +208,8 @@ def post_tracking_actions(order: JoinedOrder, f: Fulfillment) -> tuple[Action, .
                 "carrier": p.carrier,
                 "shipping_provider_id": p.provider_id,
                 "order_line_item_ids": [] if whole_order else list(p.line_item_ids),
+                "source": "aftn" if p.carrier == AFTN_CARRIER else "carrier",
+                "warehouse_id": order.warehouse_id,
             },
             f"post_tracking:{order.tiktok_order_id}:{p.tracking_number}",
         )
@@ -335,18 +446,8 @@ def decide_cancellation(order: JoinedOrder, cancellation: Cancellation, policy: 
         pass
     elif f.has_tracking and order.shipping_type != SELLER_LABEL:
         pass  # TikTok's own label: its carrier scan brings the tracking
-    elif f.has_tracking:
-        missing = unmapped(f.packages)
-        if missing:
-            extra = escalate(
-                order,
-                "T2",
-                "carrier_unmapped",
-                f"carrier {', '.join(missing)} maps to no TikTok provider",
-                carriers=missing,
-            ).actions
-        else:
-            extra = post_tracking_actions(order, f)
+    elif (posting := tracking_decision(order, f, policy)) is not None:
+        extra = posting.actions
     elif near_sla(order, policy, now):
         extra = (note_action(order, f, policy),)  # the parcel will ship: the order needs its note like any other
     if reject is None:
@@ -395,28 +496,9 @@ def decide_shipping(order: JoinedOrder, policy: Policy, now: datetime) -> Decisi
             f"{f.fulfiller} shipped; shipping_type {order.shipping_type}, not the seller's label: "
             "TikTok's label brings its own tracking from the carrier scan",
         )
-    if f.has_tracking:
-        missing = unmapped(f.packages)
-        if missing:
-            return escalate(
-                order,
-                "T2",
-                "carrier_unmapped",
-                f"carrier {', '.join(missing)} maps to no TikTok provider; tracking can be corrected once",
-                carriers=missing,
-            )
-        if f.state == FulfillmentState.PARTIALLY_SHIPPED and not all(
-            p.line_item_ids for p in f.packages if p.tracking_number
-        ):
-            return escalate(
-                order,
-                "E1",
-                "partial_shipment_items_unknown",
-                "part of the order shipped but the shipped line items are unknown",
-            )
-        return Decision(
-            order.tiktok_order_id, "T1", f"{f.fulfiller} shipped with tracking", post_tracking_actions(order, f)
-        )
+    posting = tracking_decision(order, f, policy)
+    if posting is not None:
+        return posting
     if due:
         return Decision(
             order.tiktok_order_id,

@@ -135,6 +135,11 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
         if isinstance(record_id(o, "sellerFulfillmentOrderId"), str) and status(o) in SHIPPING_STATUSES
     ]
     # a sweep re-reads everything: it is what catches a row staged incomplete (a report that lagged)
+    early = (
+        _awaiting_early_tracking(wh, settings, listed, status, now_for(settings))
+        if settings.policy.post_aftn
+        else set()
+    )
     known = set() if listing.sweep else _shipped_as_staged(wh, settings, shipping, status)
     followed = set() if listing.sweep else _followed_while_processing(wh, settings, shipping, status)
     wanted = sum(1 for o in shipping if o["sellerFulfillmentOrderId"] not in known | followed)
@@ -151,19 +156,31 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
         by_order[line.get("merchant-order-id") or ""].append(line)
     details = []
     fallbacks = carried = 0
+    read_early = 0
+
+    def read_by_id(sfo: str, order: dict) -> None:
+        try:
+            details.append(("detail", client.get_fulfillment_order(sfo)))
+        except (NotFoundError, ValueError) as exc:  # listed, yet unknown by (or no valid) id: held
+            reason = exc.platform_message if isinstance(exc, NotFoundError) else str(exc)
+            details.append(("unreadable", {**order, "_error": reason}))
+
     for order in listed:
         sfo = record_id(order, "sellerFulfillmentOrderId")
-        if sfo in known:
+        if sfo in early:
+            read_early += 1
+            read_by_id(sfo, order)
+        elif sfo in known:
             carried += 1  # staged with its shipments, unchanged since: its row stands as it is
         elif isinstance(sfo, str) and not by_order.get(sfo) and status(order) in read_each and sfo not in followed:
             fallbacks += 1
-            try:
-                details.append(("detail", client.get_fulfillment_order(sfo)))
-            except (NotFoundError, ValueError) as exc:  # listed, yet unknown by (or no valid) id: held
-                reason = exc.platform_message if isinstance(exc, NotFoundError) else str(exc)
-                details.append(("unreadable", {**order, "_error": reason}))
+            read_by_id(sfo, order)
         else:
             details.append(("listing", order))
+    listed_ids = {record_id(o, "sellerFulfillmentOrderId") for o in listed}
+    for sfo in sorted(early - listed_ids):  # staged earlier, unchanged since: its AFTN may have come
+        read_early += 1
+        read_by_id(sfo, {"sellerFulfillmentOrderId": sfo})
 
     def to_row(item):
         source, payload = item
@@ -199,12 +216,52 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
             "report_rows": len(report or ()),
             "report": report_state,
             "detail_calls": fallbacks,
+            "early_tracking_reads": read_early,
             "carried_forward": carried,
             "followed_by_notifications": len(followed),
             "quarantined": bad,
             "missed_by_cursor": found,
         },
     ).as_dict()
+
+
+# Amazon issues its early tracking number (AFTN) within minutes of the order: an order still without
+# one this long after Amazon received it gets none (several items, outside the US) and is not read for it
+AFTN_WAIT = timedelta(hours=1)
+# before the carrier's tracking exists
+EARLY_STATUSES = ("New", "Received", "Planning", "Processing")
+
+
+def _awaiting_early_tracking(
+    wh: Warehouse, settings: RunSettings, listed: list[dict], status: Callable, now: datetime
+) -> set[str]:
+    """Orders to read by id for Amazon's early tracking number (the listing carries no packages):
+    received within AFTN_WAIT, not yet shipped, and not staged with one. Listed ones and those staged
+    by an earlier run alike."""
+    fresh = now - AFTN_WAIT
+    candidates = set()
+    for order in listed:
+        sfo = record_id(order, "sellerFulfillmentOrderId")
+        try:
+            received = staging.iso_time(order, "receivedDate", "amazon fulfillment order", required=False)
+        except staging.BadRecord:
+            continue  # read as usual, so that staging names what is wrong
+        if isinstance(sfo, str) and status(order) in EARLY_STATUSES and received is not None and received >= fresh:
+            candidates.add(sfo)
+    t = stg_amazon_fulfillment_orders.c
+    with wh.engine.connect() as conn:
+        staged = conn.execute(
+            sa.select(t.seller_fulfillment_order_id, t.status, t.shipments).where(
+                t.shop == settings.shop, t.received_at >= fresh
+            )
+        ).all()
+    has_aftn = set()
+    for sfo, staged_status, shipments in staged:
+        if any(p.get("aftn") for s in shipments or [] for p in s.get("packages") or []):
+            has_aftn.add(sfo)
+        elif staged_status in EARLY_STATUSES:
+            candidates.add(sfo)
+    return candidates - has_aftn
 
 
 def _followed_while_processing(wh: Warehouse, settings: RunSettings, orders: list[dict], status: Callable) -> set[str]:

@@ -244,6 +244,8 @@ def tiktok_order_row(order: dict) -> dict:
         "rts_sla_time": unix_time(order, "rts_sla_time", where, required=False),
         "shipping_due_time": unix_time(order, "shipping_due_time", where, required=False),
         "rts_time": unix_time(order, "rts_time", where, required=False),
+        "collection_time": unix_time(order, "collection_time", where, required=False),
+        "warehouse_id": _text(order, "warehouse_id", where),
         "tracking_number": _field(order, "tracking_number", str, where, required=False) or "",
         "shipping_provider_id": _field(order, "shipping_provider_id", str, where, required=False) or "",
         "is_buyer_request_cancel": bool(_field(order, "is_buyer_request_cancel", bool, where, required=False)),
@@ -339,6 +341,8 @@ def amazon_order_row(detail: dict) -> dict:
                     "package_number": _field(p, "packageNumber", (int, str), at, required=False),
                     "carrier": _text(p, "carrierCode", at),
                     "tracking_number": _text(p, "trackingNumber", at),
+                    # Amazon's early tracking number: minutes after the order, before any carrier's
+                    "aftn": _text(p, "amazonFulfillmentTrackingNumber", at),
                 }
             )
         skus_by_package: dict = {}

@@ -23,7 +23,7 @@ SMTP_CONN = "orderops_smtp"
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str  # deadline_missed | task_failed
+    kind: str  # deadline_missed | task_failed | warehouse_uploads_held
     dag_id: str
     run_id: str | None
     detail: str

@@ -29,6 +29,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from include.decide.model import as_utc
 from include.quality.checkpoints import run_name, validation_page
 from include.report.inbox import OPEN, REVIEW_STATES, InboxError, latest_reviews, map_carrier, review
+from include.report.reports import LDR_ENFORCEMENT_LINE, LDR_LINE
 from include.report.templates import template
 from include.store.warehouse import (
     TS,
@@ -82,6 +83,11 @@ FIGURES = (
     "at_risk_auto_cancel",
     "late_dispatch_rate",
     "ldr_over_line",
+    "dispatched_on_time_scan",
+    "dispatched_late_scan",
+    "past_due_no_scan",
+    "at_risk_no_scan",
+    "late_dispatch_rate_scan",
     "cancel_requests",
     "cancels_on_time",
     "cancels_late",
@@ -323,9 +329,18 @@ def _hours(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}"
 
 
-def _rate(d: dict) -> str:
-    """The day's Late Dispatch Rate, or "no orders due": 0 % of nothing is not a good day."""
-    return f"{d['late_dispatch_rate'] * 100:.1f}%" if d["orders_due"] else "no orders due"
+def _rate(d: dict, clock: str = "") -> str:
+    """The day's Late Dispatch Rate on a clock ("" upload, "_scan" carrier scan), or "no orders
+    due": 0 % of nothing is not a good day."""
+    return f"{d['late_dispatch_rate' + clock] * 100:.1f}%" if d["orders_due"] else "no orders due"
+
+
+def _scan_tone(d: dict) -> str:
+    """The carrier-scan rate against TikTok's lines: 4 % recommended, enforcement above 10 %."""
+    if not d["orders_due"]:
+        return "none"
+    rate = d["late_dispatch_rate_scan"]
+    return "bad" if rate > LDR_ENFORCEMENT_LINE else "warn" if rate > LDR_LINE else "ok"
 
 
 ACTIONS = {"acknowledged": "Acknowledge", "resolved": "Resolve"}
@@ -351,6 +366,7 @@ def render_index(
         period=period,
         day_choices=sorted({7, 30, 90, days}),
         rate=_rate,
+        scan_tone=_scan_tone,
         hours=_hours,
         data_docs=data_docs,
         open_state=OPEN,

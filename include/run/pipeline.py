@@ -20,8 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from include.act import saga
-from include.act.actions import Executor, Handlers, log_outcome
-from include.act.ledger import IN_FLIGHT, PENDING, Ledger, RunContext
+from include.act.actions import Executor, Handlers, Outcome, log_outcome
+from include.act.ledger import FAILED, HELD, IN_FLIGHT, PENDING, Ledger, RunContext
 from include.decide.carriers import CarrierMap
 from include.decide.enums import TIKTOK_SHIPPABLE_STATUSES
 from include.decide.join import Joiner, Link
@@ -34,7 +34,7 @@ from include.decide.model import (
     Decision,
     as_utc,
 )
-from include.decide.rules import decide, needs_reject_reasons
+from include.decide.rules import decide, hold_shared_tracking, needs_reject_reasons
 from include.events.platform_events import EventInbox, sources_of
 from include.extract import staging
 from include.extract.cursors import full_sweep_due, sweep_reason
@@ -42,6 +42,7 @@ from include.extract.listings import key_of
 from include.quality.checkpoints import run_name, validate_batches
 from include.report.at_risk import alert_at_risk
 from include.report.inbox import mapped_carriers
+from include.report.notify import Alert, notify
 from include.run import steps
 from include.run.platforms import Platforms
 from include.run.runconfig import RunSettings, now_for
@@ -221,6 +222,7 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
         default_map,
         sagas,
         fulfillers_listed_from=store.fulfillers_listed_from(since, now),
+        warehouse_refusals=store.warehouse_refusals(),
     )
     blocked = store.blocked_by_validation()
     unreadable = store.quarantined_links()
@@ -252,6 +254,15 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
     outcome = {row["tiktok_order_id"]: (row, *decided_for(row)) for row in tiktok_rows}
     for row, held in _reread_before_acting(settings, platforms, wh, outcome, raw_fields):
         outcome[row["tiktok_order_id"]] = (row, *(held or decided_for(row)))
+    # across orders: one tracking number, one order (TikTok, the ledger and this run's own posts)
+    numbers = [
+        a.params["tracking_number"] for _, _, d in outcome.values() for a in d.actions if a.kind == POST_TRACKING
+    ]
+    if numbers:
+        guarded = hold_shared_tracking([d for _, _, d in outcome.values()], store.tracking_elsewhere(numbers))
+        outcome = {
+            d.tiktok_order_id: (row, link, d) for (row, link, _), d in zip(outcome.values(), guarded, strict=True)
+        }
     links, decided, planned = [], [], []
     rules: Counter = Counter()
     matched: Counter = Counter()  # join coverage: which rule found each order's Shopify order
@@ -442,7 +453,49 @@ def act(settings: RunSettings, platforms: Platforms, wh: Warehouse, ctx: RunCont
     ledger = Ledger(wh)
     executor = Executor(ledger, ctx, Handlers(platforms))
     rows = ledger.rows_by_key(settings.shop, keys)
-    return [log_outcome(executor.run(rows[key])) for key in keys if key in rows]
+    gate = WarehouseGate(RunStore(wh, settings).warehouse_refusals(), settings.policy.warehouse_refusal_limit)
+    outcomes = []
+    for key in keys:
+        if key not in rows:
+            continue
+        held = gate.holds(rows[key])
+        outcome = Outcome(key, rows[key]["kind"], HELD, held) if held else executor.run(rows[key])
+        gate.saw(rows[key], outcome)
+        outcomes.append(log_outcome(outcome))
+    for detail in gate.newly_held.values():
+        notify(Alert("warehouse_uploads_held", settings.dag_id, settings.run_id, detail), wh.url)
+    return outcomes
+
+
+class WarehouseGate:
+    """TikTok deactivates an Amazon MCF warehouse at a number of incorrect tracking uploads: tracking
+    posts for a warehouse stop one refusal short of the policy's limit, counted as refusals come in
+    (decide escalates the orders from the next run on; this holds the posts already planned)."""
+
+    def __init__(self, refusals: dict[str, int], limit: int):
+        self.refusals = dict(refusals)
+        self.limit = limit
+        self.newly_held: dict[str, str] = {}
+
+    def _warehouse(self, row: dict) -> str:
+        return (row["request"] or {}).get("warehouse_id") or "" if row["kind"] == POST_TRACKING else ""
+
+    def holds(self, row: dict) -> str | None:
+        warehouse = self._warehouse(row)
+        refused = self.refusals.get(warehouse, 0)
+        if not warehouse or refused < self.limit - 1:
+            return None
+        detail = (
+            f"held: TikTok refused {refused} tracking uploads for warehouse {warehouse}; at {self.limit} it may "
+            "deactivate the warehouse, so no more are posted for it until a person looks"
+        )
+        self.newly_held.setdefault(warehouse, detail)
+        return detail
+
+    def saw(self, row: dict, outcome: Outcome) -> None:
+        warehouse = self._warehouse(row)
+        if warehouse and outcome.state == FAILED:
+            self.refusals[warehouse] = self.refusals.get(warehouse, 0) + 1
 
 
 def record_api_calls(wh: Warehouse, settings: RunSettings, task_id: str, map_index: int, platforms: Platforms) -> None:

@@ -189,7 +189,7 @@ class RunSettings:
             window_end=datetime.fromisoformat(doc["window_end"]),
             overlap=timedelta(seconds=doc["overlap"]),
             dry_run=doc["dry_run"],
-            policy=Policy(**doc["policy"]),
+            policy=policy_from_dict(doc["policy"]),
             connections=Connections(**doc["connections"]),
             fulfillers=tuple(doc["fulfillers"]),
             now_override=datetime.fromisoformat(doc["now_override"]) if doc["now_override"] else None,

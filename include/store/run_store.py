@@ -257,6 +257,42 @@ class RunStore:
             )
         return max([since, *(as_utc(starts[s]) if starts.get(s) else now for s in sources)])
 
+    def tracking_elsewhere(self, numbers: Iterable[str]) -> dict[str, set[str]]:
+        """For each tracking number, the TikTok orders it is on: as TikTok shows them (staged), or
+        as orderops posted, or means to post, it (the ledger; a refused post does not count)."""
+        wanted = sorted(set(numbers) - {""})
+        found: dict[str, set[str]] = {}
+        o, a = stg_tiktok_orders.c, action_ledger.c
+        with self.wh.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                on_tiktok = sa.select(o.tracking_number, o.tiktok_order_id).where(
+                    o.shop == self.shop, o.tracking_number.in_(part)
+                )
+                in_ledger = sa.select(a.tracking_number, a.tiktok_order_id).where(
+                    a.shop == self.shop, a.tracking_number.in_(part), a.state.in_(("pending", "in_flight", "succeeded"))
+                )
+                for number, order_id in conn.execute(sa.union(on_tiktok, in_ledger)):
+                    found.setdefault(number, set()).add(order_id)
+        return found
+
+    def warehouse_refusals(self) -> dict[str, int]:
+        """Tracking uploads TikTok refused, per TikTok warehouse of the orders they were for: each
+        attempt of a post that ended refused counts (a retry TikTok refused again is another)."""
+        o, a = stg_tiktok_orders.c, action_ledger.c
+        with self.wh.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(o.warehouse_id, sa.func.sum(a.attempts))
+                .select_from(
+                    action_ledger.join(
+                        stg_tiktok_orders, sa.and_(o.shop == a.shop, o.tiktok_order_id == a.tiktok_order_id)
+                    )
+                )
+                .where(a.shop == self.shop, a.kind == "post_tracking", a.state == "failed", o.warehouse_id != "")
+                .group_by(o.warehouse_id)
+            ).all()
+        return {warehouse: int(count or 0) for warehouse, count in rows}
+
     def latest_state(self, tables: Iterable[sa.Table], since: datetime) -> list[list[dict]]:
         """The latest staged state of the platforms' orders that can belong to orders in play:
         changed since `since`, or staged by this run."""

@@ -49,6 +49,9 @@ stg_tiktok_orders = _staging(
     sa.Column("rts_sla_time", TS),
     sa.Column("shipping_due_time", TS),
     sa.Column("rts_time", TS),
+    # TikTok's In Transit moment: the carrier's scan of tracking TikTok has (the dispatch clock since 01/2026)
+    sa.Column("collection_time", TS),
+    sa.Column("warehouse_id", sa.String(64), nullable=False, server_default=""),
     sa.Column("tracking_number", sa.String(64), nullable=False),
     sa.Column("shipping_provider_id", sa.String(64), nullable=False),
     sa.Column("is_buyer_request_cancel", sa.Boolean, nullable=False),
@@ -100,6 +103,8 @@ stg_shipbob_orders = _staging(
 
 LATEST_STATE_INDEXES = (
     sa.Index("ix_stg_tiktok_orders_status", stg_tiktok_orders.c.shop, stg_tiktok_orders.c.status),
+    # the guard that never posts one tracking number to two orders looks numbers up
+    sa.Index("ix_stg_tiktok_orders_tracking", stg_tiktok_orders.c.shop, stg_tiktok_orders.c.tracking_number),
     sa.Index(
         "ix_stg_tiktok_cancellations_update", stg_tiktok_cancellations.c.shop, stg_tiktok_cancellations.c.update_time
     ),
@@ -188,6 +193,8 @@ action_ledger = sa.Table(
     sa.Column("rule", sa.String(8), nullable=False),
     sa.Column("decision_run_id", sa.String(250), nullable=False),
     sa.Column("request", sa.JSON, nullable=False),
+    # a post_tracking's tracking number: one number is never posted to two orders
+    sa.Column("tracking_number", sa.String(64)),
     sa.Column("response", sa.JSON),
     sa.Column("platform_request_id", sa.String(128)),
     sa.Column("state", sa.String(16), nullable=False),  # pending in_flight succeeded failed skipped
@@ -204,6 +211,7 @@ action_ledger = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
     sa.UniqueConstraint("shop", "idempotency_key", name="uq_action_ledger_key"),
+    sa.Index("ix_action_ledger_tracking", "shop", "tracking_number"),
 )
 api_calls = sa.Table(
     "api_calls",
@@ -236,6 +244,12 @@ sla_daily = sa.Table(
     sa.Column("cancel_requests", sa.Integer, nullable=False),
     sa.Column("cancels_on_time", sa.Integer, nullable=False),
     sa.Column("cancels_late", sa.Integer, nullable=False),
+    # the carrier-scan clock (TikTok's since 01/2026): dispatched = In Transit by the first carrier scan
+    sa.Column("dispatched_on_time_scan", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("dispatched_late_scan", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("past_due_no_scan", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("at_risk_no_scan", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("late_dispatch_rate_scan", sa.Float, nullable=False, server_default="0"),
     sa.Column("ship_to_tracking_median_h", sa.Float),
     sa.Column("ship_to_tracking_p95_h", sa.Float),
     sa.Column("computed_at", TS, nullable=False),

@@ -27,7 +27,7 @@ from include.decide.model import (
     SagaState,
 )
 from include.decide.policy import Policy, PolicyError, policy_from_dict
-from include.decide.rules import decide, needs_reject_reasons
+from include.decide.rules import decide, hold_shared_tracking, needs_reject_reasons
 from tests.support import NOW
 
 POLICY = Policy()
@@ -88,7 +88,7 @@ def test_tiktok_label_orders_get_no_tracking_from_orderops():
 
 def test_t1_partial_shipment_posts_the_shipped_line_items():
     p1 = Package("UPS", "1ZA", "p-ups", ("577a",))
-    p2 = Package("USPS", "9400B", "p-usps", ("577b",))
+    p2 = Package("FedEx", "7700B", "p-fedex", ("577b",))
     d = decide(
         order(
             status="PARTIALLY_SHIPPING",
@@ -99,6 +99,86 @@ def test_t1_partial_shipment_posts_the_shipped_line_items():
         NOW,
     )
     assert d.rule == "T1" and [a.params["order_line_item_ids"] for a in d.actions] == [["577a"], ["577b"]]
+
+
+AFTN = "AFT123456789012"
+
+
+def early(status="Planning", state=FulfillmentState.NOT_STARTED, *packages: Package, provider="p-amazon"):
+    """An Amazon MCF order with its early tracking number (AFTN) and, maybe, the carrier's packages."""
+    return Fulfillment("amazon_mcf", "1001", status, state, packages=packages, aftn=AFTN, aftn_provider_id=provider)
+
+
+def test_t1_posts_amazons_early_tracking_number_before_any_carrier_tracking():
+    d = decide(order(rts_sla_time=NOW + timedelta(days=2), fulfillment=early()), POLICY, NOW)
+    assert d.rule == "T1" and kinds(d) == [POST_TRACKING] and "AFTN" in d.reason
+    params = d.actions[0].params
+    assert (params["tracking_number"], params["shipping_provider_id"], params["source"]) == (AFTN, "p-amazon", "aftn")
+    # the carrier's number, once there, is the one posted when no AFTN went first
+    d = decide(order(fulfillment=early("Complete", FulfillmentState.SHIPPED, UPS)), POLICY, NOW)
+    assert d.actions[0].params["tracking_number"] == UPS.tracking_number and d.actions[0].params["source"] == "carrier"
+    # TikTok takes tracking once: an order already carrying the AFTN gets nothing more
+    shipped_after = order(
+        tracking_number=AFTN, status="AWAITING_COLLECTION", fulfillment=early("Complete", FulfillmentState.SHIPPED, UPS)
+    )
+    assert decide(shipped_after, POLICY, NOW).actions == ()
+
+
+def test_the_early_number_waits_when_the_policy_says_so_or_maps_to_no_provider():
+    off = Policy(post_aftn=False)
+    d = decide(order(fulfillment=early()), off, NOW)
+    assert d.rule == "N1" and kinds(d) == [ADD_NOTE]  # due within the horizon, no tracking yet
+    d = decide(order(fulfillment=early(provider=None)), POLICY, NOW)
+    assert d.rule == "T2" and d.actions[0].params["carriers"] == ["AFTN"]
+    # TikTok's own label brings its own tracking: no early number either
+    assert POST_TRACKING not in kinds(decide(order(shipping_type="TIKTOK", fulfillment=early()), POLICY, NOW))
+
+
+def test_usps_tracking_on_the_sellers_label_follows_the_policy():
+    usps = Package("USPS", "9400111899223197428490", "p-usps")
+    d = decide(order(fulfillment=shipped(usps, fulfiller="shipbob")), POLICY, NOW)
+    assert d.rule == "T3" and d.actions[0].params["reason_code"] == "usps_label_not_tiktok_shipping"
+    d = decide(order(fulfillment=shipped(usps, fulfiller="shipbob")), Policy(usps_tracking="post"), NOW)
+    assert d.rule == "T1" and d.actions[0].params["tracking_number"] == usps.tracking_number
+    # Amazon's early number is Amazon's, whoever carries the parcel later
+    d = decide(order(fulfillment=early()), POLICY, NOW)
+    assert d.rule == "T1"
+
+
+def test_an_mcf_warehouse_gets_only_amazon_tracking():
+    policy = Policy(mcf_warehouse_ids=("7202",))
+    d = decide(order(warehouse_id="7202", fulfillment=shipped(UPS, fulfiller="shipbob")), policy, NOW)
+    assert d.rule == "T3" and d.actions[0].params["reason_code"] == "non_mcf_tracking"
+    assert decide(order(warehouse_id="7202", fulfillment=shipped(UPS)), policy, NOW).rule == "T1"
+    assert decide(order(warehouse_id="7201", fulfillment=shipped(UPS, fulfiller="shipbob")), policy, NOW).rule == "T1"
+
+
+def test_a_warehouse_one_refusal_short_of_tikToks_limit_gets_no_more_uploads():
+    d = decide(order(warehouse_id="7202", warehouse_refusals=4, fulfillment=shipped(UPS)), POLICY, NOW)
+    assert d.rule == "T3" and d.actions[0].params["reason_code"] == "warehouse_refusals"
+    assert "refused 4 tracking uploads for warehouse 7202" in d.actions[0].params["detail"]
+    assert decide(order(warehouse_id="7202", warehouse_refusals=3, fulfillment=shipped(UPS)), POLICY, NOW).rule == "T1"
+    # the limit is the policy's
+    strict = Policy(warehouse_refusal_limit=3)
+    assert decide(order(warehouse_id="7202", warehouse_refusals=2, fulfillment=shipped(UPS)), strict, NOW).rule == "T3"
+
+
+def test_one_tracking_number_is_never_posted_to_two_orders():
+    a = decide(order(tiktok_order_id="576A", fulfillment=shipped(UPS)), POLICY, NOW)
+    b = decide(order(tiktok_order_id="576B", fulfillment=shipped(UPS)), POLICY, NOW)
+    c = decide(order(tiktok_order_id="576C", fulfillment=shipped(Package("FedEx", "7700C", "p-fedex"))), POLICY, NOW)
+    held = {d.tiktok_order_id: d for d in hold_shared_tracking([a, b, c], {})}
+    # both orders of the shared number are held: which one the parcel is for, a person decides
+    for tid, other in (("576A", "576B"), ("576B", "576A")):
+        assert held[tid].rule == "T3" and kinds(held[tid]) == [ESCALATE]
+        assert held[tid].actions[0].params["reason_code"] == "tracking_on_other_order"
+        assert other in held[tid].actions[0].params["detail"]
+    assert held["576C"] == c
+    # on TikTok (or in the ledger) for another order already
+    (only,) = hold_shared_tracking([c], {"7700C": {"576Z"}})
+    assert only.rule == "T3" and "576Z" in only.actions[0].params["detail"]
+    # this order's own earlier post of the same number is not another order's
+    assert hold_shared_tracking([c], {"7700C": {"576C"}}) == [c]
 
 
 def test_t2_unmappable_carrier_escalates_never_posts():
@@ -412,6 +492,15 @@ def test_the_reject_reason_is_a_meaning_or_a_code():
         "approve_then_shopify, shopify_then_approve, approve_only",
     ):
         policy_from_dict({"cancellation_sequence": "refund_first"})
+    with pytest.raises(PolicyError, match="policy.usps_tracking: 'maybe' is not one of escalate, post"):
+        policy_from_dict({"usps_tracking": "maybe"})
+    with pytest.raises(PolicyError, match="policy.mcf_warehouse_ids: expected a list of TikTok warehouse ids"):
+        policy_from_dict({"mcf_warehouse_ids": "7202"})
+    with pytest.raises(PolicyError, match="policy.warehouse_refusal_limit: expected a whole number from 2 to 100"):
+        policy_from_dict({"warehouse_refusal_limit": 1})
+    with pytest.raises(PolicyError, match="policy.post_aftn: expected true or false"):
+        policy_from_dict({"post_aftn": "yes"})
+    assert policy_from_dict({"mcf_warehouse_ids": ["7202"]}).mcf_warehouse_ids == ("7202",)
 
 
 # Safety invariants as properties over generated joined rows ------------------------------------
@@ -433,6 +522,8 @@ fulfillments = st.one_of(
         state=st.sampled_from(list(FulfillmentState)),
         packages=st.lists(packages, max_size=3).map(tuple),
         shipment_started=st.booleans(),
+        aftn=st.sampled_from(["", "AFT000000000001"]),
+        aftn_provider_id=st.sampled_from([None, "p-amazon"]),
     ),
 )
 cancellations = st.one_of(
@@ -477,6 +568,9 @@ joined = st.builds(
     ),
     reject_reasons=st.sampled_from([None, (), US_REASONS, UK_REASONS]),
     fulfillment_keys=st.sampled_from([(), ("61", "#1001")]),
+    shipping_type=st.sampled_from(["SELLER", "TIKTOK"]),
+    warehouse_id=st.sampled_from(["", "7201", "7202"]),
+    warehouse_refusals=st.sampled_from([0, 3, 4]),
 )
 policies = st.builds(
     Policy,
@@ -484,6 +578,9 @@ policies = st.builds(
     horizon_hours=st.sampled_from([0.0, 24.0, 72.0]),
     reject_reason=st.sampled_from(["packed", "multiple_boxes", "agreed_with_buyer"]),
     cancellation_sequence=st.sampled_from(["approve_then_shopify", "shopify_then_approve", "approve_only"]),
+    post_aftn=st.booleans(),
+    usps_tracking=st.sampled_from(["escalate", "post"]),
+    mcf_warehouse_ids=st.sampled_from([(), ("7202",)]),
 )
 
 
@@ -524,11 +621,19 @@ def test_safety_invariants(row, policy):
             reason = action.params["reject_reason"]
             assert (reason is None) == (row.reject_reasons is None)
             assert reason is None or reason in dict(row.reject_reasons)
-    # never post tracking to a cancelled order or one that has tracking, nor with an unmapped carrier
+    # never post tracking to a cancelled order or one that has tracking, nor with an unmapped carrier;
+    # only on the seller's label; the guards before TikTok's one-shot upload hold
     for action in d.actions:
         if action.kind == POST_TRACKING:
             assert row.status != "CANCELLED" and not row.tracking_number
             assert action.params["shipping_provider_id"] and action.params["tracking_number"]
+            assert row.shipping_type == "SELLER" and f is not None
+            assert row.warehouse_refusals < policy.warehouse_refusal_limit - 1 or not row.warehouse_id
+            assert row.warehouse_id not in policy.mcf_warehouse_ids or f.fulfiller == "amazon_mcf"
+            if action.params["source"] == "aftn":  # the early number only before the carrier's, when asked for
+                assert policy.post_aftn and not f.has_tracking and action.params["tracking_number"] == f.aftn
+            elif policy.usps_tracking == "escalate":
+                assert "USPS" not in action.params["carrier"]
     # a refund rests only on a fulfillment order proven absent, cancelled or cancelled by orderops
     if row.link_problem == LinkProblem.FULFILLMENT_NOT_LISTED:
         assert set(ks) <= {ESCALATE}
@@ -541,4 +646,4 @@ def test_safety_invariants(row, policy):
     keys = [a.idempotency_key for a in d.actions]
     assert len(keys) == len(set(keys))
     assert decide(row, policy, NOW) == d
-    assert d.rule in {"-", "T1", "T2", "N1", "E1", "C1", "C2", "C3", "C4"}
+    assert d.rule in {"-", "T1", "T2", "T3", "N1", "E1", "C1", "C2", "C3", "C4"}

@@ -414,7 +414,7 @@ def test_a_complete_amazon_order_shipped_in_one_package_is_staged_from_its_notif
     )
     assert row["received_at"] == datetime(2026, 11, 20, 3, 0, tzinfo=timezone.utc)
     assert row["shipments"][0]["packages"] == [
-        {"package_number": 7, "carrier": "UPS", "tracking_number": "1Z9", "skus": []}
+        {"package_number": 7, "carrier": "UPS", "tracking_number": "1Z9", "aftn": "", "skus": []}
     ]
     # anything it cannot say in full is read by id instead: two packages (which items in which?),
     # a partial shipment, an order staged with another shipment

@@ -27,7 +27,7 @@ def t(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
 
 
-def tiktok(order_id, sla, rts=None, status="AWAITING_COLLECTION", due="2026-11-25T00:00"):
+def tiktok(order_id, sla, rts=None, status="AWAITING_COLLECTION", due="2026-11-25T00:00", scanned=None):
     return dict(
         shop="s",
         tiktok_order_id=order_id,
@@ -38,6 +38,7 @@ def tiktok(order_id, sla, rts=None, status="AWAITING_COLLECTION", due="2026-11-2
         rts_sla_time=t(sla),
         shipping_due_time=t(due),
         rts_time=t(rts) if rts else None,
+        collection_time=t(scanned) if scanned else None,
         tracking_number="T" if rts else "",
         shipping_provider_id="",
         is_buyer_request_cancel=False,
@@ -136,9 +137,12 @@ def day_report(warehouse_url, tmp_path):
     wh.upsert(
         stg_tiktok_orders,
         [
-            tiktok("A1", "2026-11-19T12:00", "2026-11-19T10:00"),  # on time, 2 h after shipment
-            tiktok("A2", "2026-11-19T18:00", "2026-11-19T20:00"),  # late, 11 h after shipment
-            tiktok("S1", "2026-11-19T23:00", "2026-11-19T07:00"),  # on time, 1 h
+            # on time, 2 h after shipment; scanned on time
+            tiktok("A1", "2026-11-19T12:00", "2026-11-19T10:00", scanned="2026-11-19T11:00"),
+            # late, 11 h after shipment, scanned after
+            tiktok("A2", "2026-11-19T18:00", "2026-11-19T20:00", scanned="2026-11-19T21:00"),
+            # on time, 1 h; but the carrier scanned it only after the ship-by time
+            tiktok("S1", "2026-11-19T23:00", "2026-11-19T07:00", scanned="2026-11-19T23:30"),
             tiktok("S2", "2026-11-19T15:00", status="AWAITING_SHIPMENT", due="2026-11-21T01:00"),  # past due, at risk
             tiktok("C1", "2026-11-19T16:00", status="CANCELLED"),  # not counted in LDR
             tiktok("U1", "2026-11-19T05:00", status="AWAITING_SHIPMENT"),  # past due, unlinked
@@ -211,6 +215,9 @@ def test_day_figures_match_hand_computed(day_report):
     assert total["orders_due"] == 5  # C1 was cancelled without being dispatched: not due
     assert (total["dispatched_on_time"], total["dispatched_late"], total["past_due_no_tracking"]) == (2, 1, 2)
     assert total["late_dispatch_rate"] == pytest.approx(3 / 5) and total["ldr_over_line"]
+    # the carrier-scan clock: A1 in time; A2 and S1 scanned late; S2 and U1 past ship-by, no scan
+    scan = (total["dispatched_on_time_scan"], total["dispatched_late_scan"], total["past_due_no_scan"])
+    assert scan == (1, 2, 2) and total["late_dispatch_rate_scan"] == pytest.approx(4 / 5)
     assert total["at_risk_auto_cancel"] == 1
     assert (total["cancel_requests"], total["cancels_on_time"], total["cancels_late"]) == (2, 1, 1)
     # orders dispatched on the day: A1 2 h, A2 11 h, S1 1 h, X1 1 h (due the next day, shipped this one)
@@ -231,16 +238,27 @@ def test_day_figures_match_hand_computed(day_report):
 def test_breaches_carry_reason_and_chain(day_report):
     _, report = day_report
     reasons = {(b["tiktok_order_id"], b["kind"]): b for b in report.breaches}
-    assert set(reasons) == {("A2", "dispatch"), ("S2", "dispatch"), ("U1", "dispatch"), ("S2", "cancellation")}
+    assert set(reasons) == {
+        ("A2", "dispatch"),
+        ("S1", "carrier_scan"),
+        ("S2", "dispatch"),
+        ("U1", "dispatch"),
+        ("S2", "cancellation"),
+    }
     assert "dispatched late" in reasons[("A2", "dispatch")]["reason"]
+    assert "carrier scan 2026-11-19 21:00" in reasons[("A2", "dispatch")]["reason"]
+    assert (
+        "first scan came 2026-11-19 23:30 after ship-by 2026-11-19 23:00" in reasons[("S1", "carrier_scan")]["reason"]
+    )
     assert "no_shopify_match" in reasons[("U1", "dispatch")]["reason"]
     assert "still pending" in reasons[("S2", "cancellation")]["reason"]
     csv_text = report.csv_path.read_text()
-    assert csv_text.count("\n") == 5 and "A2" in csv_text
+    assert csv_text.count("\n") == 6 and "A2" in csv_text
     page = report.html_path.read_text()
     assert (
         "data:image/png;base64," in page
         and "60.00%" in page
+        and "80.00%" in page
         and "http" not in page.split("<body>")[1].split("Generated")[0]
     )
 
@@ -329,7 +347,9 @@ def test_the_report_reads_at_a_glance(day_report):
     text = re.sub(r'src="data:image/png;base64,[^"]+"', "", page)
     assert not re.search(r"\bNone\b|\bnan\b|\bNaN\b", text)
     for header in (
-        "Late Dispatch Rate",
+        "Late Dispatch Rate (upload)",
+        "Late Dispatch Rate (carrier scan)",
+        "Past ship-by, no scan",
         "Past ship-by, no tracking",
         "What orderops did",
         "Hours to tracking (median)",

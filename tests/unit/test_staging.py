@@ -71,6 +71,7 @@ def test_a_sound_shipment_stages_with_its_times_normalised():
         "package_number": "1Z999AA10123456784",
         "carrier": "UPS",
         "tracking_number": "1Z999AA10123456784",
+        "aftn": "",
         "skus": ["OSL-TEE-M"],
     }
 

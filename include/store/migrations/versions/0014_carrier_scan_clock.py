@@ -1,0 +1,79 @@
+"""The carrier-scan clock and the guards before TikTok's one-shot tracking upload: TikTok's In Transit
+moment (`collection_time`) and the warehouse an order ships from on the staged TikTok orders, filled
+from each row's raw order; `sla_daily` gains the carrier-scan figures beside the upload ones and the
+orders at risk of a late scan; the ledger keeps a post_tracking's number in a column of its own, and
+both tables index tracking numbers (a number is never posted to two orders).
+
+Frozen: a later change is a new revision.
+"""
+
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0014"
+down_revision = "0013"
+
+SCAN_FIGURES = ("dispatched_on_time_scan", "dispatched_late_scan", "past_due_no_scan", "at_risk_no_scan")
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("stg_tiktok_orders") as table:
+        table.add_column(sa.Column("collection_time", sa.DateTime(timezone=True), nullable=True))
+        table.add_column(sa.Column("warehouse_id", sa.String(length=64), nullable=False, server_default=""))
+    with op.batch_alter_table("sla_daily") as table:
+        for name in SCAN_FIGURES:
+            table.add_column(sa.Column(name, sa.Integer(), nullable=False, server_default="0"))
+        table.add_column(sa.Column("late_dispatch_rate_scan", sa.Float(), nullable=False, server_default="0"))
+    with op.batch_alter_table("action_ledger") as table:
+        table.add_column(sa.Column("tracking_number", sa.String(length=64), nullable=True))
+    op.create_index("ix_action_ledger_tracking", "action_ledger", ["shop", "tracking_number"])
+    op.create_index("ix_stg_tiktok_orders_tracking", "stg_tiktok_orders", ["shop", "tracking_number"])
+    ledger = sa.table(
+        "action_ledger",
+        sa.column("id", sa.Integer),
+        sa.column("kind", sa.String),
+        sa.column("request", sa.JSON),
+        sa.column("tracking_number", sa.String),
+    )
+    conn = op.get_bind()
+    for row_id, request in conn.execute(
+        sa.select(ledger.c.id, ledger.c.request).where(ledger.c.kind == "post_tracking")
+    ).all():
+        number = (request or {}).get("tracking_number")
+        if isinstance(number, str):
+            conn.execute(ledger.update().where(ledger.c.id == row_id).values(tracking_number=number[:64]))
+    # rows staged before this revision: their raw order says both
+    orders = sa.table(
+        "stg_tiktok_orders",
+        sa.column("shop", sa.String),
+        sa.column("tiktok_order_id", sa.String),
+        sa.column("raw", sa.JSON),
+        sa.column("collection_time", sa.DateTime(timezone=True)),
+        sa.column("warehouse_id", sa.String),
+    )
+    for shop, order_id, raw in conn.execute(sa.select(orders.c.shop, orders.c.tiktok_order_id, orders.c.raw)).all():
+        raw = raw or {}
+        moment = raw.get("collection_time")
+        conn.execute(
+            orders.update()
+            .where(orders.c.shop == shop, orders.c.tiktok_order_id == order_id)
+            .values(
+                collection_time=datetime.fromtimestamp(moment, timezone.utc) if isinstance(moment, int) else None,
+                warehouse_id=str(raw.get("warehouse_id") or "")[:64],
+            )
+        )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_stg_tiktok_orders_tracking", table_name="stg_tiktok_orders")
+    op.drop_index("ix_action_ledger_tracking", table_name="action_ledger")
+    with op.batch_alter_table("action_ledger") as table:
+        table.drop_column("tracking_number")
+    with op.batch_alter_table("sla_daily") as table:
+        for name in (*SCAN_FIGURES, "late_dispatch_rate_scan"):
+            table.drop_column(name)
+    with op.batch_alter_table("stg_tiktok_orders") as table:
+        table.drop_column("warehouse_id")
+        table.drop_column("collection_time")
