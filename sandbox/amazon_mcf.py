@@ -561,11 +561,14 @@ class AmazonMcfSandbox(PlatformSandbox):
         return sum(qty for s in order.shipments if s.status == "SHIPPED" for i, qty in s.items if i == index)
 
     def _open_shipment(self, order: FulfillmentOrder, at: datetime) -> None:
-        """A pending shipment for whatever quantity no shipment carries yet (picking starts)."""
+        """A pending shipment for whatever quantity no shipment carries yet (picking starts, or Amazon
+        plans the package its early tracking number is issued for)."""
         remaining = self._remaining(order)
         if remaining:
             shipment = self._new_shipment(order, len(order.shipments), remaining)
-            shipment.ship_date = at + self.duration("Processing")
+            shipment.ship_date = (
+                self._projected_ship(order) if order.status in CANCELLABLE else at + self.duration("Processing")
+            )
             shipment.eta = shipment.ship_date + timedelta(days=TRANSIT_DAYS[order.speed])
             order.shipments.append(shipment)
 
@@ -654,7 +657,7 @@ class AmazonMcfSandbox(PlatformSandbox):
                     line.unfulfillable += max(0, left)
 
     def _advance(self, order: FulfillmentOrder, now: datetime) -> None:
-        if self._aftn_shown(order, now) and not order.shipments and order.status in PROGRESSION:
+        if self._aftn_shown(order, now) and not order.shipments and order.status in CANCELLABLE:
             self._open_shipment(order, order.aftn_at)  # the AFTN comes on the package Amazon plans
         while order.status in PROGRESSION:
             if order.action == "Hold" and order.status == "Received":
@@ -1223,7 +1226,10 @@ class AmazonMcfSandbox(PlatformSandbox):
         reason = None
         if order.status == "Cancelled":
             reason = "DuplicateCancelRequest"
-        elif order.status not in CANCELLABLE or any(s.status in ("PENDING", "SHIPPED") for s in order.shipments):
+        elif order.status not in CANCELLABLE or any(
+            s.status == "SHIPPED" or (s.status == "PENDING" and order.status not in CANCELLABLE)
+            for s in order.shipments
+        ):
             reason = "OrderNotCancellable"
         if reason:
             response = self._invalid(

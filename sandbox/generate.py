@@ -40,10 +40,14 @@ MIX: dict[str, float] = {
 }
 FULFILLER_SHARE = {"amazon_mcf": 0.6, "shipbob": 0.4}
 ID_PLACES = {"source_identifier": 0.7, "custom_attribute": 0.15, "note": 0.1, "name": 0.05}
-# A 2026 shop: USPS labels for TikTok orders come through TikTok Shipping, so a fulfiller ships few of
-# them by USPS on its own label (those TikTok refuses: orderops escalates them by default)
-AMAZON_CARRIERS = {"UPS": 0.45, "USPS": 0.05, "AMZL_US": 0.3, "FEDEX": 0.2}
-SHIPBOB_CARRIERS = {"USPS": 0.05, "UPS": 0.5, "FedEx": 0.3, "DHLExpress": 0.15}
+AMAZON_CARRIERS = {"UPS": 0.35, "USPS": 0.3, "AMZL_US": 0.2, "FEDEX": 0.15}
+SHIPBOB_CARRIERS = {"USPS": 0.5, "UPS": 0.25, "FedEx": 0.15, "DHLExpress": 0.1}
+# A 2026 shop: USPS labels for TikTok orders come through TikTok Shipping, so its fulfillers ship few
+# of them by USPS on their own label (those TikTok refuses; orderops escalates them by default). The
+# seeded stream draws its carriers from the tables above, then a pass of its own moves all but this
+# share of the USPS packages to another carrier: every other choice of a seed stays as it was.
+USPS_KEPT = 0.1
+USPS_MOVED_TO = {"amazon_mcf": "UPS", "shipbob": "UPS"}
 # Carriers no TikTok shipping provider corresponds to (the T2 case).
 UNMAPPABLE_CARRIERS = {"amazon_mcf": "LOCAL-COURIER-7", "shipbob": "Regional Courier Co"}
 SKUS = (
@@ -265,9 +269,29 @@ def generate(orders: int, seed: int, now: str = DEFAULT_NOW) -> dict:
         if case == "handled":
             tiktok["shipping_provider"], tiktok["tracking_number"] = _shipped_package(order)
         out.append(order)
+    _fewer_usps_labels(out, seed)
     scenario = {"now": format_time(moment), "orders": out}
     parse_scenario(scenario)  # the generator never writes a file the sandbox would refuse
     return scenario
+
+
+def _fewer_usps_labels(orders: list[dict], seed: int) -> None:
+    """All but USPS_KEPT of the seller-label USPS packages move to UPS (see USPS_KEPT)."""
+    for order in orders:
+        rng = random.Random(f"usps-2026:{seed}:{order['tiktok']['id']}")
+        if order["tiktok"].get("shipping_type", "SELLER") != "SELLER" or rng.random() < USPS_KEPT:
+            continue
+        carrier = USPS_MOVED_TO.get(order["fulfiller"] or "")
+        packages = [p for s in (order["amazon_mcf"] or {}).get("shipments", []) for p in s["packages"]]
+        for p in packages:
+            if p["carrier_code"] == "USPS" and carrier:
+                p["carrier_code"], p["tracking_number"] = carrier, tracking_number(rng, carrier)
+        for s in (order["shipbob"] or {}).get("shipments", []):
+            tracking = s.get("tracking")
+            if tracking and tracking["carrier"] == "USPS" and carrier:
+                tracking["carrier"], tracking["tracking_number"] = carrier, tracking_number(rng, carrier)
+        if order["tiktok"].get("shipping_provider") == "USPS":
+            order["tiktok"]["shipping_provider"], order["tiktok"]["tracking_number"] = _shipped_package(order)
 
 
 def _shipped_package(order: dict) -> tuple[str, str]:

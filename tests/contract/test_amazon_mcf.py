@@ -507,7 +507,9 @@ def test_orders_move_received_planning_processing_complete_with_the_clock(mcf):
     (pending,) = processing["fulfillmentShipments"]
     assert pending["fulfillmentShipmentStatus"] == "PENDING"
     assert pending["shippingDate"] == "2026-11-21T05:15:00Z"  # estimated
-    assert "fulfillmentShipmentPackage" not in pending
+    # a single-item US order: Amazon's early tracking number rides on the planned package, no carrier's yet
+    (early,) = pending["fulfillmentShipmentPackage"]
+    assert "trackingNumber" not in early and re.fullmatch(r"AFT\d{12}", early["amazonFulfillmentTrackingNumber"])
     client.advance(12 * 3600)
     done = client.order("1001")
     assert done["fulfillmentOrder"]["fulfillmentOrderStatus"] == "Complete"
@@ -518,6 +520,7 @@ def test_orders_move_received_planning_processing_complete_with_the_clock(mcf):
     assert shipment["estimatedArrivalDate"] == "2026-11-25T05:15:00Z"  # Standard: 4 days
     (package,) = shipment["fulfillmentShipmentPackage"]
     assert re.fullmatch(CARRIER_FORMATS[package["carrierCode"]], package["trackingNumber"])
+    assert package["amazonFulfillmentTrackingNumber"] == early["amazonFulfillmentTrackingNumber"]  # kept beside it
     assert shipment["fulfillmentShipmentItem"][0]["packageNumber"] == package["packageNumber"]
     priority = client.order("1002")["fulfillmentShipments"][0]
     assert priority["estimatedArrivalDate"] == "2026-11-22T05:15:00Z"
@@ -525,6 +528,19 @@ def test_orders_move_received_planning_processing_complete_with_the_clock(mcf):
     again = mcf(mcf_order(1, "Received"))
     again.advance(86400)
     assert again.order("1001")["fulfillmentShipments"][0]["fulfillmentShipmentPackage"] == [package]
+
+
+def test_the_early_tracking_number_comes_minutes_after_the_order_for_single_item_us_orders_only(mcf):
+    """Amazon's rule for its early tracking number (AFTN): US delivery, one item, within minutes of the
+    order; the order stays cancellable while only its package is planned."""
+    client = mcf(mcf_order(1, "Received"), mcf_order(2, "Received", skus=("OSL-TEE-M", "OSL-TEE-L")))
+    assert client.order("1001")["fulfillmentShipments"] == []  # not yet: minutes after the order
+    client.advance(30 * 60)
+    (planned,) = client.order("1001")["fulfillmentShipments"]
+    assert planned["fulfillmentShipmentStatus"] == "PENDING"
+    assert planned["fulfillmentShipmentPackage"][0]["amazonFulfillmentTrackingNumber"].startswith("AFT")
+    assert client.order("1002")["fulfillmentShipments"] == []  # two items: none
+    assert client.call("PUT", "/fba/outbound/2020-07-01/fulfillmentOrders/1001/cancel").status_code == 200
 
 
 def test_durations_come_from_settings(mcf):

@@ -991,8 +991,8 @@ def test_reject_keeps_the_order_and_needs_a_listed_reason(api_for):
 
 def test_approve_is_refused_once_the_order_shipped(api_for):
     server, api = api_for(order(1, pending_cancel=True))
-    usps = api.providers(api.one(oid(1)))["USPS"]
-    assert api.ship(oid(1), usps, "9400111899223197428490").json()["code"] == 0
+    ups = api.providers(api.one(oid(1)))["UPS"]
+    assert api.ship(oid(1), ups, "1Z999AA10123456784").json()["code"] == 0
     approve = api.request("POST", f"/return_refund/{V}/cancellations/{cancel_id(1)}/approve")
     assert error(approve)[:2] == (200, 21019012)
     assert api.one(oid(1))["status"] == "AWAITING_COLLECTION"
@@ -1002,6 +1002,35 @@ def test_approve_is_refused_once_the_order_shipped(api_for):
         body={"reject_reason": "ecom_reverse_reject_cancel_reason_product_packed"},
     )
     assert reject.json()["code"] == 0
+
+
+def test_usps_tracking_on_the_sellers_own_label_fails_verification(api_for):
+    """Since January 2026 USPS labels for TikTok orders come through TikTok Shipping (US shops)."""
+    server, api = api_for(order(1), order(2))
+    providers = api.providers(api.one(oid(1)))
+    assert error(api.ship(oid(1), providers["USPS"], "9400111899223197428490"))[:2] == (200, 21019006)
+    assert api.one(oid(1))["status"] == "AWAITING_SHIPMENT"
+    assert api.ship(oid(2), providers["UPS"], "1Z999AA10123456784").json()["code"] == 0
+    server, api = api_for(
+        order(1), settings=replace(FROZEN, platforms={"tiktok": {"usps_needs_tiktok_shipping": False}})
+    )
+    assert api.ship(oid(1), api.providers(api.one(oid(1)))["USPS"], "9400111899223197428490").json()["code"] == 0
+
+
+def test_an_mcf_warehouse_takes_amazon_tracking_only_and_is_deactivated_at_five_wrong_ones(api_for):
+    """TikTok's Amazon MCF warehouse mode (02/2026): 5 incorrect (non-MCF) tracking numbers
+    uploaded for the warehouse deactivate it."""
+    mcf = replace(FROZEN, platforms={"tiktok": {"mcf_warehouse": True}})
+    server, api = api_for(*(order(n, delivery_option="MCF") for n in range(1, 8)), settings=mcf)
+    warehouse = api.one(oid(1))["warehouse_id"]
+    providers = api.providers(api.one(oid(1)))
+    assert "Amazon Shipping + Amazon MCF" in providers
+    for n in range(1, 6):
+        assert error(api.ship(oid(n), providers["UPS"], f"1Z999AA1012345678{n}"))[:2] == (200, 21019007)
+    # the fifth wrong one deactivated it: nothing is taken for it any more
+    shown = {w["id"]: w for w in api.ok("GET", f"/logistics/{V}/warehouses")["warehouses"]}
+    assert shown[warehouse]["effect_status"] == "DISABLED"
+    assert error(api.ship(oid(6), providers["UPS"], "1Z999AA10123456786"))[:2] == (200, 21019022)
 
 
 def test_reject_reasons_follow_the_shops_market(api_for):

@@ -54,7 +54,11 @@ def order(
             "shipping_due_time": iso(NOW + timedelta(days=5)),
             "tracking_number": "",
             "cancellation": None,
-            "line_items": [{"id": str(577000000000000000 + n), "seller_sku": "OSL-TEE-M"}],
+            # two items: Amazon gives no early tracking number, so only the carrier's can come
+            "line_items": [
+                {"id": str(577000000000000000 + 10 * n + k), "seller_sku": sku}
+                for k, sku in enumerate(("OSL-TEE-M", "OSL-TEE-L"))
+            ],
         },
         "shopify": {
             "id": 6100000000 + n,

@@ -32,11 +32,11 @@ def test_a_mapped_carrier_gets_its_tracking_posted_by_the_next_run(tmp_path):
                 ]
 
             assert not posts()
-            usps = provider("USPS")  # the simulator's provider ids are stable per name
-            map_carrier(wh, "default", t2["idempotency_key"], carrier, "USPS", by="ana", note="their USPS partner")
+            ontrac = provider("OnTrac")  # the simulator's provider ids are stable per name
+            map_carrier(wh, "default", t2["idempotency_key"], carrier, "OnTrac", by="ana", note="their regional partner")
             rig.run(wh, "inbox-2")
             posted = posts()
-            assert len(posted) == 1 and shipped_with(posted[0].body)["shipping_provider_id"] == usps["id"]
+            assert len(posted) == 1 and shipped_with(posted[0].body)["shipping_provider_id"] == ontrac["id"]
             rows = Ledger(wh).rows("default")
             kinds = [r["kind"] for r in rows if r["tiktok_order_id"] == order]
             assert kinds.count("map_carrier") == 1 and kinds.count("escalate") == 1 and "post_tracking" in kinds

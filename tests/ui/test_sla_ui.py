@@ -31,9 +31,13 @@ def at_hour(hour: int) -> datetime:
     return datetime(2026, 11, 20, hour, tzinfo=timezone.utc)
 
 
-def daily(shop: str, day: date, *, fulfiller="all", carrier="all", due=10, late=0, past=0, **extra) -> dict:
+def daily(
+    shop: str, day: date, *, fulfiller="all", carrier="all", due=10, late=0, past=0, late_scan=None, **extra
+) -> dict:
+    """A day's sla_daily row; by carrier scan the same orders are late, or `late_scan` more scanned late."""
     live = due - extra.pop("cancelled", 0)
     ldr = round((late + past) / live, 4) if live else 0.0
+    late_scan = late if late_scan is None else late_scan
     row = {
         "shop": shop,
         "day": day,
@@ -46,6 +50,11 @@ def daily(shop: str, day: date, *, fulfiller="all", carrier="all", due=10, late=
         "at_risk_auto_cancel": 0,
         "late_dispatch_rate": ldr,
         "ldr_over_line": ldr > 0.04,
+        "dispatched_on_time_scan": due - late_scan - past,
+        "dispatched_late_scan": late_scan,
+        "past_due_no_scan": past,
+        "at_risk_no_scan": 0,
+        "late_dispatch_rate_scan": round((late_scan + past) / live, 4) if live else 0.0,
         "cancel_requests": 0,
         "cancels_on_time": 0,
         "cancels_late": 0,
@@ -98,7 +107,9 @@ def seeded(warehouse_url, tmp_path):
             due=50,
             late=1,
             past=2,
+            late_scan=4,  # three more of the tracking in time were scanned after their ship-by time
             at_risk_auto_cancel=3,
+            at_risk_no_scan=5,
             cancel_requests=4,
             cancels_on_time=3,
             cancels_late=1,
@@ -218,9 +229,14 @@ def test_index_lists_days_newest_first_with_figures_and_escalations(seeded):
     top = days[0][1]
     assert top[:5] == ["2026-11-20 Fri", "50", "47", "1", "2"]
     assert top[5] == "6.0%" and days[0][0]["data-ldr-over"] == "true" and days[0][0]["class"] == "over"
-    assert top[6:11] == ["3", "4", "1", "2.2 / 9.5", "2"]  # at risk, cancels, cancels late, hours, escalations
+    # the carrier-scan clock TikTok counts: scanned late, past ship-by without a scan, the rate (12%: over
+    # TikTok's 10% enforcement line, so drawn as bad)
+    assert top[6:9] == ["4", "2", "12.0%"]
+    assert "pill bad" in page.text.split('data-day="2026-11-20"')[1].split("</tr>")[0].split("scan")[1]
+    # at risk (auto-cancel, late scan), cancels, cancels late, hours, escalations
+    assert top[9:15] == ["3", "5", "4", "1", "2.2 / 9.5", "2"]
     assert days[1][1][5] == "2.5%" and days[1][0]["data-ldr-over"] == "false"
-    assert days[1][1][10] == "1"  # the backfilled escalation counts on the day it was decided
+    assert days[1][1][14] == "1"  # the backfilled escalation counts on the day it was decided
     assert days[2][1][-1] == "not written"  # no report files for that day
     assert "reports/default/2026-11-20/report.html" in dom.links
     assert "reports/default/2026-11-20/breaches.csv" in dom.links
@@ -494,6 +510,11 @@ def test_figures_row_matches_the_table(seeded):
         str(row.dispatched_late),
         str(row.past_due_no_tracking),
         f"{row.late_dispatch_rate * 100:.1f}%",
+    ]
+    assert cells[6:9] == [
+        str(row.dispatched_late_scan),
+        str(row.past_due_no_scan),
+        f"{row.late_dispatch_rate_scan * 100:.1f}%",
     ]
 
 
