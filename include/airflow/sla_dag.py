@@ -55,12 +55,13 @@ def shard_of(dag_id: str) -> int:
 def shard_dags(shard: int) -> dict[str, DAG]:
     """The DAGs of one DAG file: its shops' DAGs; during a task, only the DAG being run.
 
-    A task of a shop whose entry the shops file now refuses fails with that entry's error."""
+    A task of a shop whose entry the shops file now refuses fails with that entry's error (a later
+    entry refused for repeating the name leaves the first one's DAG in place)."""
     running = get_parsing_context().dag_id
     if running is not None and shard_of(running) != shard:
         return {}
     found = shops_file(dag_id=running)
-    if running is not None and found.refused:
+    if running is not None and not found.shops and found.refused:
         raise RunConfigError("; ".join(found.refused))
     return {shop.dag_id: build(shop) for shop in found.shops if shard_of(shop.dag_id) == shard}
 

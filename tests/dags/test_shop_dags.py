@@ -140,7 +140,8 @@ def test_a_task_builds_only_the_dag_it_runs(shops_file, monkeypatch):
     from include.airflow.sla_dag import SHARDS, shard_dags, shard_of
     from include.run.runconfig import RunConfigError
 
-    shops_file([*SHOPS, {"name": "shop-x", "schedule": "every hour"}])
+    # shop_a repeats shop-a's DAG id: refused, and shop-a's tasks run all the same
+    shops_file([*SHOPS, {"name": "shop-x", "schedule": "every hour"}, {"name": "shop_a"}])
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "orderops_sla_shop_a")
     home = shard_of("orderops_sla_shop_a")
     assert list(shard_dags(home)) == ["orderops_sla_shop_a"]
