@@ -90,6 +90,13 @@ BENCH_ORDERS ?= 10000
 bench-dag: venv
 	$(PY) -m bench.dag_bench --orders $(BENCH_ORDERS)
 
+# Parsing the DAG files as the shops grow (bench/parse_bench.py): the DAG processor's parse and
+# serialization CPU-seconds, bytes per DAG, one task's start-up parse; writes bench/results/parse.json
+PARSE_SIZES ?= 1,50,200,400
+.PHONY: bench-parse
+bench-parse: venv
+	$(PY) -m bench.parse_bench --sizes $(PARSE_SIZES)
+
 # A shop's week lived through simulated time against the sandbox's ground truth (bench/simulate.py):
 # prints a table per day, writes state/simulate/summary.json and truth.json
 DAYS ?= 7

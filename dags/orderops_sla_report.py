@@ -33,10 +33,10 @@ RUN_SUMMARY, SLA_REPORT = assets()["run_summary"], assets()["sla_daily"]
 def orderops_sla_report():
     @task
     def list_shops() -> list[dict]:
-        """The shops to report on (the shops file, or the default shop)."""
-        from include.run.shops import load_shops
+        """The shops to report on (the shops file's, but for the entries it refuses; or the default shop)."""
+        from include.run.shops import shops_file
 
-        return [{"name": s.name, "warehouse": s.connections.warehouse} for s in load_shops()]
+        return [{"name": s.name, "warehouse": s.connections.warehouse} for s in shops_file().shops]
 
     @task(
         inlets=tables("stg_tiktok_orders", "stg_tiktok_cancellations", "order_links", "action_ledger"),

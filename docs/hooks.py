@@ -241,6 +241,35 @@ def dag_parse(doc: dict) -> str:
     )
 
 
+def bench_parse(doc: dict) -> str:
+    rows = doc["results"]
+    return _table(
+        [
+            "shops",
+            "parse, all DAG files (CPU-s)",
+            "serialize (CPU-s)",
+            "largest file, parse + serialize (CPU-s)",
+            "bytes per DAG",
+            "bytes per DAG, params on every task",
+            "a task's start-up parse (CPU-s)",
+            "the same, every shop's DAG built (as before)",
+        ],
+        [
+            [
+                _num(r["shops"]),
+                _num(r["parse_cpu_s"], 2),
+                _num(r["serialize_cpu_s"], 2),
+                _num(r["largest_file_cpu_s"], 2),
+                _num(r["bytes_per_dag"]),
+                _num(r["params_on_every_task"]["bytes_per_dag"]),
+                _num(r["task_startup_parse_cpu_s"], 2),
+                _num(r["task_startup_parse_cpu_s_whole_shops_file"], 2),
+            ]
+            for r in rows
+        ],
+    )
+
+
 def bench_dag(doc: dict) -> str:
     r = doc["result"]
     states = r.get("task_states") or {}
@@ -301,6 +330,7 @@ TABLES = {
     "bench-pipeline": ("pipeline.json", bench_pipeline),
     "bench-dag-parse": ("pipeline.json", dag_parse),
     "bench-dag": ("dag.json", bench_dag),
+    "bench-parse": ("parse.json", bench_parse),
 }
 
 

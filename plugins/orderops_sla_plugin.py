@@ -100,10 +100,11 @@ def build_events_app():
     from include.airflow.glue import warehouse_url
     from include.events.platform_events import EventInbox
     from include.events.receiver import create_app, shop_secrets
-    from include.run.shops import load_shops
+    from include.run.shops import shops_file
     from include.store.warehouse import Warehouse
 
-    shops = {shop.name: shop for shop in load_shops()}
+    # an entry the shops file refuses has no DAG: its deliveries are refused, the others' kept
+    shops = {shop.name: shop for shop in shops_file().shops}
     wh = Warehouse(warehouse_url(WAREHOUSE_CONN_ID))
     wh.migrate()
     clients = {}

@@ -3,7 +3,8 @@
 Read at DAG parse time from the JSON file named by `ORDEROPS_SHOPS_FILE` (a list of
 `{"name", "connections", "schedule", "policy", "events", "dry_run"}`); without it, one shop called `default` using the
 `orderops_*` connections. Runs, staging rows and ledger rows all carry the shop's name, so no
-action can cross shops.
+action can cross shops. Each entry is checked on its own (`read_shops`): an entry refused costs its
+own shop's DAG, not the others'.
 """
 
 from __future__ import annotations
@@ -95,86 +96,131 @@ def default_connections(name: str) -> Connections:
     )
 
 
-def parse_shops(doc) -> list[Shop]:
+def _identity(entry, i: int) -> tuple[str, Connections]:
+    """An entry's name and connections: what makes it a shop apart from the others (the DAG id, the
+    connections no two shops may share), checked before the rest of the entry."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not _NAME.match(entry["name"]):
+        raise RunConfigError(f"shops[{i}].name: expected lower-case letters, digits, - or _ (got {entry!r:.80})")
+    unknown = set(entry) - {"name", "connections", "schedule", "policy", "events", "dry_run"}
+    if unknown:
+        raise RunConfigError(f"shops[{i}] ({entry['name']}): unknown key(s) {', '.join(sorted(unknown))}")
+    dag_id = Shop(entry["name"]).dag_id
+    if dag_id in OTHER_DAG_IDS:
+        raise RunConfigError(
+            f"shops[{i}].name: {entry['name']!r} would have the DAG id {dag_id!r}, which "
+            "another orderops DAG has; pick another name"
+        )
+    where = f"shops[{i}] ({entry['name']})"
+    conns = entry.get("connections") or {}
+    if not isinstance(conns, dict):
+        raise RunConfigError(f"{where}.connections: expected an object of platform -> connection id, got {conns!r:.80}")
+    bad = set(conns) - set(Connections.__dataclass_fields__)
+    if bad:
+        raise RunConfigError(f"{where}.connections: unknown key(s) {', '.join(sorted(bad))}")
+    for platform, conn_id in conns.items():
+        _connection_id(conn_id, f"{where}.connections.{platform}")
+    return entry["name"], Connections(**{**default_connections(entry["name"]).__dict__, **conns})
+
+
+def _shop(entry: dict, i: int, connections: Connections) -> Shop:
+    """The rest of an entry whose identity passed: schedule, policy, events, dry_run."""
+    where = f"shops[{i}] ({entry['name']})"
+    schedule = entry.get("schedule") or DEFAULT_SCHEDULE
+    if not isinstance(schedule, str) or not croniter.is_valid(schedule):
+        raise RunConfigError(f"{where}.schedule: {schedule!r} is not a cron expression")
+    policy = policy_object(entry.get("policy"), f"{where}.policy")
+    try:
+        policy_from_dict(policy)
+    except PolicyError as exc:
+        raise RunConfigError(f"{where}: {exc}") from None
+    events = ShopEvents.parse(entry["events"], where) if entry.get("events") is not None else None
+    dry_run = entry.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise RunConfigError(f"{where}.dry_run: expected true or false, got {dry_run!r:.40}")
+    return Shop(
+        name=entry["name"], connections=connections, schedule=schedule, policy=policy, events=events, dry_run=dry_run
+    )
+
+
+@dataclass(frozen=True)
+class ShopsFile:
+    """The shops a shops file serves, and each refused entry's message (naming the entry and what was
+    wrong): one bad entry costs its own shop, not the others."""
+
+    shops: tuple[Shop, ...]
+    refused: tuple[str, ...] = ()
+
+
+def read_shops(doc, dag_id: str | None = None) -> ShopsFile:
+    """Each entry on its own: a refused entry leaves the others served. An entry whose name and
+    connections pass owns them, so a later entry with the same DAG id or the same TikTok or Shopify
+    connection is the one refused (two shops on one TikTok shop or Shopify store would act twice on
+    each order; a fulfiller account and the warehouse may be shared). With `dag_id` (a task's
+    start-up) only that shop's entry is checked in full: the others' names and connections only."""
     if not isinstance(doc, list) or not doc:
         raise RunConfigError("shops: expected a non-empty list of shops")
-    shops, seen = [], set()
+    shops: list[Shop] = []
+    refused: list[str] = []
+    owners: dict[tuple[str, str], str] = {}  # (platform or "dag_id", value) -> the shop that has it
     for i, entry in enumerate(doc):
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not _NAME.match(entry["name"]):
-            raise RunConfigError(f"shops[{i}].name: expected lower-case letters, digits, - or _ (got {entry!r:.80})")
-        unknown = set(entry) - {"name", "connections", "schedule", "policy", "events", "dry_run"}
-        if unknown:
-            raise RunConfigError(f"shops[{i}] ({entry['name']}): unknown key(s) {', '.join(sorted(unknown))}")
-        dag_id = Shop(entry["name"]).dag_id
-        # the DAG id spells - as _: shop-a and shop_a would be one DAG
-        if dag_id in seen:
-            raise RunConfigError(
-                f"shops[{i}].name: {entry['name']!r} is listed twice (- and _ count as one: the DAG id spells both _)"
-            )
-        if dag_id in OTHER_DAG_IDS:
-            raise RunConfigError(
-                f"shops[{i}].name: {entry['name']!r} would have the DAG id {dag_id!r}, which "
-                "another orderops DAG has; pick another name"
-            )
-        seen.add(dag_id)
-        where = f"shops[{i}] ({entry['name']})"
-        conns = entry.get("connections") or {}
-        if not isinstance(conns, dict):
-            raise RunConfigError(
-                f"{where}.connections: expected an object of platform -> connection id, got {conns!r:.80}"
-            )
-        bad = set(conns) - set(Connections.__dataclass_fields__)
-        if bad:
-            raise RunConfigError(f"{where}.connections: unknown key(s) {', '.join(sorted(bad))}")
-        for platform, conn_id in conns.items():
-            _connection_id(conn_id, f"{where}.connections.{platform}")
-        base = default_connections(entry["name"])
-        schedule = entry.get("schedule") or DEFAULT_SCHEDULE
-        if not isinstance(schedule, str) or not croniter.is_valid(schedule):
-            raise RunConfigError(f"{where}.schedule: {schedule!r} is not a cron expression")
-        policy = policy_object(entry.get("policy"), f"{where}.policy")
         try:
-            policy_from_dict(policy)
-        except PolicyError as exc:
-            raise RunConfigError(f"{where}: {exc}") from None
-        events = ShopEvents.parse(entry["events"], where) if entry.get("events") is not None else None
-        dry_run = entry.get("dry_run", False)
-        if not isinstance(dry_run, bool):
-            raise RunConfigError(f"{where}.dry_run: expected true or false, got {dry_run!r:.40}")
-        shops.append(
-            Shop(
-                name=entry["name"],
-                connections=Connections(**{**base.__dict__, **conns}),
-                schedule=schedule,
-                policy=policy,
-                events=events,
-                dry_run=dry_run,
-            )
-        )
-    # one TikTok shop and one Shopify store per shop: two shops on one would act twice on each order
-    # (a fulfiller account and the warehouse may be shared)
-    for platform in ("tiktok", "shopify"):
-        owners: dict[str, str] = {}
-        for shop in shops:
-            conn_id = getattr(shop.connections, platform)
-            if conn_id in owners:
+            name, connections = _identity(entry, i)
+            shop_dag_id = Shop(name).dag_id
+            if ("dag_id", shop_dag_id) in owners:
+                # the DAG id spells - as _: shop-a and shop_a would be one DAG
                 raise RunConfigError(
-                    f"shops: {shop.name!r} and {owners[conn_id]!r} share the {platform} connection "
-                    f"{conn_id!r}; each shop needs its own"
+                    f"shops[{i}].name: {name!r} is listed twice (- and _ count as one: the DAG id spells both _)"
                 )
-            owners[conn_id] = shop.name
-    return shops
+            for platform in ("tiktok", "shopify"):
+                conn_id = getattr(connections, platform)
+                if (platform, conn_id) in owners:
+                    raise RunConfigError(
+                        f"shops: {name!r} and {owners[platform, conn_id]!r} share the {platform} connection "
+                        f"{conn_id!r}; each shop needs its own"
+                    )
+            owners["dag_id", shop_dag_id] = name
+            for platform in ("tiktok", "shopify"):
+                owners[platform, getattr(connections, platform)] = name
+            if dag_id is None or shop_dag_id == dag_id:
+                shops.append(_shop(entry, i, connections))
+        except RunConfigError as exc:
+            if dag_id is None or _dag_id_of(entry) == dag_id:
+                refused.append(str(exc))
+    return ShopsFile(tuple(shops), tuple(refused))
 
 
-def load_shops() -> list[Shop]:
+def _dag_id_of(entry) -> str | None:
+    name = entry.get("name") if isinstance(entry, dict) else None
+    return Shop(name).dag_id if isinstance(name, str) else None
+
+
+def parse_shops(doc) -> list[Shop]:
+    """Every entry, or the first refused one's error (the preflight, the CLI: all or nothing)."""
+    found = read_shops(doc)
+    if found.refused:
+        raise RunConfigError(found.refused[0])
+    return list(found.shops)
+
+
+def shops_file(dag_id: str | None = None) -> ShopsFile:
+    """The shops file's shops and refused entries (one shop, `default`, without a file); a file that
+    cannot be read is refused whole."""
     path = os.environ.get(SHOPS_FILE_ENV)
     if not path:
-        return [Shop()]
+        return ShopsFile((Shop(),))
     try:
         doc = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise RunConfigError(f"{SHOPS_FILE_ENV}={path}: {exc}") from None
-    return parse_shops(doc)
+    return read_shops(doc, dag_id)
+
+
+def load_shops() -> list[Shop]:
+    """Every shop of the shops file, or the first refused entry's error."""
+    found = shops_file()
+    if found.refused:
+        raise RunConfigError(found.refused[0])
+    return list(found.shops)
 
 
 def minutes_setting(name: str, default: float) -> float:

@@ -102,6 +102,8 @@ def test_helm_values_carry_the_same_settings(airflow_options):
             ("core", "dags_are_paused_at_creation"),
             ("dag_processor", "refresh_interval"),
             ("dag_processor", "min_file_process_interval"),
+            ("dag_processor", "dag_file_processor_timeout"),
+            ("core", "dagbag_import_timeout"),
         ):
             assert str(values["config"][section][key]) == template[section][key]
     assert HELM["celery"]["workers"]["replicas"] >= 2

@@ -1,5 +1,36 @@
+"""The pipeline DAG of each shop, built from the one table of steps; the DAG files in dags/ only
+call `shard_dags`.
+
+Shops are spread over `SHARDS` DAG files by a stable hash of their DAG id, so a parse failure or a
+timeout of one file costs the shops of that file, not all; an entry the shops file refuses costs
+its own shop (`dags/orderops_shops_file.py` reports it as an import error). During a task, Airflow
+names the DAG being run (its parsing context) and the file builds that one DAG only, so a task's
+start-up does not grow with the number of shops (docs: Performance, "Parsing").
 """
-### orderops SLA pipeline
+
+from __future__ import annotations
+
+import logging
+import zlib
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, Param, TriggerRule, dag, get_parsing_context, task
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+from airflow.sdk.definitions.param import ParamsDict
+
+from include.airflow.tasks import chunks_for, prepare_run_task, step_task
+from include.run.runconfig import SETTINGS, RunConfigError
+from include.run.shops import Shop, minutes_setting, schedule_for, shops_file, task_timeout
+from include.run.steps import BY_NAME, PLAN, STEPS
+
+log = logging.getLogger(__name__)
+
+# dags/orderops_sla_<n>.py for n below this; changing it moves shops between files (docs: Performance)
+SHARDS = 8
+
+DOC = """### orderops SLA pipeline
 
 Every 30 minutes, for one TikTok shop: extract orders from TikTok Shop, Shopify, Amazon MCF and
 ShipBob into staging tables, validate each batch (Great Expectations), join them on order ids,
@@ -15,22 +46,34 @@ shop has its own DAG and connections (the shops file), and no param picks other 
 Trace one order: `python -m include.cli trace <tiktok_order_id>`.
 """
 
-from __future__ import annotations
 
-import logging
-from datetime import timedelta
+def shard_of(dag_id: str) -> int:
+    """The DAG file of a shop's DAG: stable across processes and releases (not Python's hash)."""
+    return zlib.crc32(dag_id.encode()) % SHARDS
 
-import pendulum
-from airflow.sdk import Param, TriggerRule, dag, task
-from airflow.sdk.definitions.callback import AsyncCallback
-from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
-from include.airflow.tasks import chunks_for, prepare_run_task, step_task
-from include.run.runconfig import SETTINGS
-from include.run.shops import Shop, load_shops, minutes_setting, schedule_for, task_timeout
-from include.run.steps import BY_NAME, PLAN, STEPS
+def shard_dags(shard: int) -> dict[str, DAG]:
+    """The DAGs of one DAG file: its shops' DAGs; during a task, only the DAG being run.
 
-log = logging.getLogger(__name__)
+    A task of a shop whose entry the shops file now refuses fails with that entry's error (a later
+    entry refused for repeating the name leaves the first one's DAG in place)."""
+    running = get_parsing_context().dag_id
+    if running is not None and shard_of(running) != shard:
+        return {}
+    found = shops_file(dag_id=running)
+    if running is not None and not found.shops and found.refused:
+        raise RunConfigError("; ".join(found.refused))
+    return {shop.dag_id: build(shop) for shop in found.shops if shard_of(shop.dag_id) == shard}
+
+
+def raise_refused_shops() -> None:
+    """The shops file's refused entries as one import error, each naming its shop and what was wrong
+    (the other shops' DAGs load as usual)."""
+    refused = shops_file().refused
+    if refused:
+        raise RunConfigError(
+            f"the shops file refuses {len(refused)} shop(s), whose DAGs are not loaded: " + "; ".join(refused)
+        )
 
 
 def on_task_failure(context):
@@ -57,7 +100,15 @@ def run_deadline(shop: Shop):
     )
 
 
-def build(shop: Shop):
+def params_of(shop: Shop) -> ParamsDict:
+    """The trigger form: every setting with its schema, the shop's own defaults where it has them."""
+    defaults = shop.param_defaults()
+    return ParamsDict(
+        {s.name: Param(defaults.get(s.name, s.default), description=s.description, **s.schema) for s in SETTINGS}
+    )
+
+
+def build(shop: Shop) -> DAG:
     """One DAG per shop: its own id, schedule, connections and policy; nothing shared but the code."""
 
     @dag(
@@ -66,7 +117,7 @@ def build(shop: Shop):
         start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
         catchup=False,
         max_active_runs=1,
-        doc_md=__doc__,
+        doc_md=DOC,
         tags=["orderops"],
         default_args={
             "retries": 2,
@@ -75,10 +126,6 @@ def build(shop: Shop):
             "execution_timeout": task_timeout(),
         },
         deadline=run_deadline(shop),
-        params={
-            s.name: Param(shop.param_defaults().get(s.name, s.default), description=s.description, **s.schema)
-            for s in SETTINGS
-        },
     )
     def orderops_sla():
         # the tasks come from the one table of steps (include/run/steps.py): settings, the listing's
@@ -107,8 +154,9 @@ def build(shop: Shop):
 
         [made[name] for name in BY_NAME["summarize_run"].after] >> check_run(made["summarize_run"])
 
-    return orderops_sla()
-
-
-for _shop in load_shops():
-    globals()[_shop.dag_id] = build(_shop)
+    built = orderops_sla()
+    # declared once the tasks exist: a task takes a copy of its DAG's params when it is made, and
+    # 21 schema-checked copies were most of a DAG's serialized size and parse time; a task reads the
+    # DAG's params all the same (Airflow merges the DAG's, the task's and the run's conf)
+    built.params = params_of(shop)
+    return built
