@@ -12,6 +12,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -52,6 +53,13 @@ def test_demo_then_ui_show_the_run_the_report_and_the_sla_page(tmp_path, capsys)
     cfg = configparser.ConfigParser(interpolation=None)
     cfg.read(state / "airflow" / "airflow.cfg")
     assert cfg["core"]["dags_folder"] == str(REPO / "dags") and cfg["core"]["plugins_folder"] == str(REPO / "plugins")
+    # each task's log is a file in the Airflow home's log folder, the summary in summarize_run's
+    logs = state / "airflow" / "logs"
+    (summary_log,) = logs.glob("dag_id=orderops_sla/run_id=*/task_id=summarize_run/attempt=1.log")
+    assert "decisions by rule" in summary_log.read_text()
+    assert "decisions by rule" not in "".join(p.read_text() for p in logs.rglob("task_id=check_run/*.log"))
+    (report_log,) = logs.glob("dag_id=orderops_sla_report/run_id=*/task_id=build_reports/map_index=0/attempt=1.log")
+    assert "default 2026-11-20: due " in report_log.read_text()
 
     ui = subprocess.Popen(
         [sys.executable, "-m", "sandbox.demo", "ui", "--state", str(state), "--port", "0"],
@@ -79,6 +87,15 @@ def test_demo_then_ui_show_the_run_the_report_and_the_sla_page(tmp_path, capsys)
             assert [r["state"] for r in runs] == ["success"]
             reports = http.get("/api/v2/dags/orderops_sla_report/dagRuns", headers=auth).json()["dag_runs"]
             assert [r["state"] for r in reports] == ["success"]
+            # the UI's log view shows the demo's task logs: the run summary, the report's line
+            for dag_id, run, task, extra, expect in (
+                ("orderops_sla", runs[0], "summarize_run", "", "decisions by rule"),
+                ("orderops_sla_report", reports[0], "build_reports", "?map_index=0", "default 2026-11-20: due "),
+            ):
+                path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run['dag_run_id'], safe='')}/taskInstances/{task}/logs/1"
+                shown = http.get(path + extra, headers={**auth, "Accept": "application/json"})
+                text = "\n".join(str(line.get("event", "")) for line in shown.json()["content"])
+                assert expect in text and "Log file not found" not in text, text[-2000:]
             days = http.get("/orderops-sla/api/days", headers=auth).json()["shops"][0]["days"]
             shown = next(d for d in days if d["day"] == "2026-11-20")
             assert shown["orders_due"] == day["orders_due"]
