@@ -323,7 +323,9 @@ def report(wh: Warehouse, now: datetime) -> list[str]:
     return lines
 
 
-UI_COMPONENTS = (("api-server",), ("scheduler",), ("dag-processor",))
+# the triggerer runs deferred work and the run deadline alert (an async callback); without it Airflow's
+# health check reports it missing
+UI_COMPONENTS = (("api-server",), ("scheduler",), ("dag-processor",), ("triggerer",))
 
 
 def write_private(path: Path, text: str) -> None:
@@ -368,13 +370,22 @@ def ui_environment(state: Path, urls: dict[str, str], port: int) -> tuple[dict[s
             "AIRFLOW__CORE__PARALLELISM": "4",
             # the connection form's Test button (off by default in Airflow); here it reaches only the sandbox
             "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+            # the triggerer's log server on a free port: its fixed default (8794) may be another Airflow's
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         }
     )
+    # the scheduler handles run deadlines (`dags test` cannot): runs started from the UI get the
+    # deadline alert, at the user's setting or the default
+    deadline = os.environ.get("ORDEROPS_RUN_DEADLINE_MINUTES")
+    if deadline is None:
+        env.pop("ORDEROPS_RUN_DEADLINE_MINUTES")
+    else:
+        env["ORDEROPS_RUN_DEADLINE_MINUTES"] = deadline
     return env, json.loads(passwords.read_text())["admin"]
 
 
 def ui_main(argv: list[str]) -> int:
-    """`make ui`: the Airflow UI (API server with the SLA page, scheduler, DAG processor) on the
+    """`make ui`: the Airflow UI (API server with the SLA page, scheduler, DAG processor, triggerer) on the
     last demo's state, with its sandbox serving the demo's scenario on the demo's clock."""
     parser = argparse.ArgumentParser(prog="python -m sandbox.demo ui", description=ui_main.__doc__)
     parser.add_argument("--state", default=str(STATE_DIR / "demo"))
@@ -401,7 +412,9 @@ def ui_main(argv: list[str]) -> int:
     signal.signal(signal.SIGHUP, stop)
     try:
         with log_path.open("a") as log:
-            print("starting the Airflow UI (API server, scheduler, DAG processor; about 30 s) ...", flush=True)
+            print(
+                "starting the Airflow UI (API server, scheduler, DAG processor, triggerer; about 30 s) ...", flush=True
+            )
             for component in UI_COMPONENTS:
                 procs.append(
                     subprocess.Popen(

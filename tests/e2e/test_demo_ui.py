@@ -80,6 +80,15 @@ def test_demo_then_ui_show_the_run_the_report_and_the_sla_page(tmp_path, capsys)
         head = next(line for line in lines if line.startswith("Airflow UI"))
         base, password = head.split()[2], head.split("password ")[1].strip()
         with httpx.Client(base_url=base, timeout=60) as http:
+            # every component reports healthy, the triggerer too (it beats a few seconds after it starts)
+            health: dict = {}
+            while health.get("triggerer", {}).get("status") != "healthy":
+                assert time.monotonic() < deadline, health
+                health = http.get("/api/v2/monitor/health").json()
+                time.sleep(0.5)
+            assert {name: part["status"] for name, part in health.items()} == dict.fromkeys(
+                ("metadatabase", "scheduler", "triggerer", "dag_processor"), "healthy"
+            )
             token = http.post("/auth/token", json={"username": "admin", "password": password}).json()["access_token"]
             auth = {"Authorization": f"Bearer {token}"}
             assert http.get("/api/v2/dags/orderops_sla/dagRuns", headers=auth).status_code == 200
