@@ -78,6 +78,7 @@ def build(shop: Shop):
         params={
             s.name: Param(shop.param_defaults().get(s.name, s.default), description=s.description, **s.schema)
             for s in SETTINGS
+            if s.for_operators
         },
     )
     def orderops_sla():

@@ -59,6 +59,36 @@ class Policy:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+_MINUTES = {"type": "number", "minimum": 0, "maximum": 10080}
+# The policy as JSON Schema: the DAG's `policy` param carries it, so the trigger form and the API refuse
+# a bad override before a run exists. policy_from_dict checks the same (and NaN, which the schema lets
+# through), naming the setting; tests/unit/test_decide.py keeps the two in agreement.
+POLICY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "horizon_hours": {"type": "number", "minimum": 0, "maximum": 720},
+        "c3_action": {"enum": list(C3_ACTIONS)},
+        "reject_reason": {"type": "string", "pattern": f"^{_REASON_CODE.pattern}$"},
+        "cancellation_sequence": {"enum": list(CANCELLATION_SEQUENCES)},
+        "cancel_verify_timeout_minutes": _MINUTES,
+        "no_shopify_grace_minutes": _MINUTES,
+        "no_fulfillment_grace_minutes": _MINUTES,
+        "refund_method": {"enum": list(REFUND_METHODS)},
+        "restock": {"type": "boolean"},
+        "notify_customer": {"type": "boolean"},
+        "note_text": {"type": "string", "pattern": "\\S"},
+        "note_tag": {"type": "string", "pattern": "\\S"},
+        "at_risk_alert_hours": {
+            "type": "array",
+            "uniqueItems": True,
+            "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 720},
+        },
+        "carrier_overrides": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}},
+    },
+}
+
+
 def policy_from_dict(data: dict[str, Any] | None) -> Policy:
     """Build a Policy from configuration (DAG params, a Variable); reject unknown or bad values."""
     data = dict(data or {})
@@ -83,7 +113,7 @@ def policy_from_dict(data: dict[str, Any] | None) -> Policy:
     if data.get("refund_method", "original_payment") not in REFUND_METHODS:
         raise PolicyError(f"policy.refund_method: {data['refund_method']!r} is not one of {', '.join(REFUND_METHODS)}")
     reason = data.get("reject_reason", Policy.reject_reason)
-    if reason not in REJECT_MEANINGS and not (isinstance(reason, str) and _REASON_CODE.fullmatch(reason)):
+    if not (isinstance(reason, str) and (reason in REJECT_MEANINGS or _REASON_CODE.fullmatch(reason))):
         raise PolicyError(
             f"policy.reject_reason: {reason!r} is neither a meaning ({', '.join(REJECT_MEANINGS)}) "
             "nor a TikTok reason code (lower case letters, digits and _)"

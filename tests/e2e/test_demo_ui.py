@@ -18,6 +18,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from include.run.runconfig import SETTINGS
 from include.store.warehouse import Warehouse, sla_daily
 from sandbox import demo
 from sandbox.connections import sandbox_connections
@@ -56,7 +57,8 @@ def test_demo_then_ui_show_the_run_the_report_and_the_sla_page(tmp_path, capsys)
     # each task's log is a file in the Airflow home's log folder, the summary in summarize_run's
     logs = state / "airflow" / "logs"
     (summary_log,) = logs.glob("dag_id=orderops_sla/run_id=*/task_id=summarize_run/attempt=1.log")
-    assert "decisions by rule" in summary_log.read_text()
+    # the demo's window, a hidden param, reached the run through its conf
+    assert "decisions by rule" in summary_log.read_text() and "sweep (explicit window)" in summary_log.read_text()
     assert "decisions by rule" not in "".join(p.read_text() for p in logs.rglob("task_id=check_run/*.log"))
     (report_log,) = logs.glob("dag_id=orderops_sla_report/run_id=*/task_id=build_reports/map_index=0/attempt=1.log")
     assert "default 2026-11-20: due " in report_log.read_text()
@@ -105,6 +107,20 @@ def test_demo_then_ui_show_the_run_the_report_and_the_sla_page(tmp_path, capsys)
                 shown = http.get(path + extra, headers={**auth, "Accept": "application/json"})
                 text = "\n".join(str(line.get("event", "")) for line in shown.json()["content"])
                 assert expect in text and "Log file not found" not in text, text[-2000:]
+            # the trigger form: an operator's settings, each described; the hidden ones still go in
+            # through a run's conf, and the API refuses a bad policy before a run exists
+            form = http.get("/api/v2/dags/orderops_sla/details", headers=auth).json()["params"]
+            assert sorted(form) == sorted(s.name for s in SETTINGS if s.for_operators)
+            assert all(param["description"] for param in form.values()), form
+            hidden = {"now": "2026-11-20T15:00:00+00:00", "window_start": "2026-11-20T14:30:00+00:00"}
+            conf = {**hidden, "window_end": hidden["now"], "dry_run": True}
+            made = http.post(
+                "/api/v2/dags/orderops_sla/dagRuns", headers=auth, json={"logical_date": None, "conf": conf}
+            )
+            assert made.status_code == 200 and made.json()["conf"] == conf, made.text
+            bad = {"logical_date": None, "conf": {"policy": {"c3_action": "shrug"}}}
+            refused = http.post("/api/v2/dags/orderops_sla/dagRuns", headers=auth, json=bad)
+            assert refused.status_code == 400 and "c3_action" in refused.text, refused.text
             days = http.get("/orderops-sla/api/days", headers=auth).json()["shops"][0]["days"]
             shown = next(d for d in days if d["day"] == "2026-11-20")
             assert shown["orders_due"] == day["orders_due"]
