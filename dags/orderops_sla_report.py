@@ -11,6 +11,8 @@ under the reports folder (README "Reading the reports").
 
 from __future__ import annotations
 
+import logging
+
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, dag, task
 
@@ -18,6 +20,7 @@ from include.airflow.lineage import assets, tables
 from include.run.shops import REPORT_DAG_ID, task_timeout
 
 RUN_SUMMARY, SLA_REPORT = assets()["run_summary"], assets()["sla_daily"]
+log = logging.getLogger(__name__)
 
 
 @dag(
@@ -59,9 +62,16 @@ def orderops_sla_report():
             wh.dispose()
         for r in reports:
             total = r.rows[0]
-            print(
-                f"{shop['name']} {r.day}: due {total['orders_due']}, LDR {total['late_dispatch_rate']:.2%}"
-                f"{' OVER 4%' if total['ldr_over_line'] else ''}, breaches {len(r.breaches)} -> {r.html_path}"
+            # through the task's logger: the UI's log view shows it with the task's other lines
+            log.info(
+                "%s %s: due %s, LDR %.2f%%%s, breaches %d -> %s",
+                shop["name"],
+                r.day,
+                total["orders_due"],
+                100 * total["late_dispatch_rate"],
+                " OVER 4%" if total["ldr_over_line"] else "",
+                len(r.breaches),
+                r.html_path,
             )
         return [{"day": str(r.day), "html": str(r.html_path), "breaches": len(r.breaches)} for r in reports]
 

@@ -308,13 +308,14 @@ def run_settings_table(_doc: None) -> str:
     from include.run.runconfig import SETTINGS
 
     return _table(
-        ["param", "default", "a value must be", "what it does"],
+        ["param", "default", "a value must be", "what it does", "trigger form"],
         [
             [
                 f"`{s.name}`",
                 f"`{json.dumps(s.default)}`",
                 s.expected,
-                s.description + ("" if s.for_operators else " (for tests, replays and backfills)"),
+                s.description,
+                "shown" if s.for_operators else "hidden: a run's conf sets it",
             ]
             for s in SETTINGS
         ],

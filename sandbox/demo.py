@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import sqlalchemy as sa
 
@@ -41,6 +41,13 @@ REPO = Path(__file__).resolve().parents[1]
 # Pools sized to the platforms' quotas: how many tasks may call each platform at once.
 # Airflow's SQLite metadata DB is shared by several processes: wait for locks instead of failing
 SQLITE_CONNECT_ARGS = {"timeout": 60}
+# Airflow's default layout of task log files ([logging] log_filename_template), set explicitly: the
+# demo writes its tasks' logs in it, and `make ui`'s API server reads them from there
+TASK_LOG_TEMPLATE = (
+    "dag_id={{ ti.dag_id }}/run_id={{ ti.run_id }}/task_id={{ ti.task_id }}/"
+    "{% if ti.map_index >= 0 %}map_index={{ ti.map_index }}/{% endif %}"
+    "attempt={{ try_number|default(ti.try_number) }}.log"
+)
 
 
 def airflow_env(home: Path, urls: dict[str, str], warehouse: Path | dict, lineage: Path) -> dict[str, str]:
@@ -57,6 +64,8 @@ def airflow_env(home: Path, urls: dict[str, str], warehouse: Path | dict, lineag
                 {"type": "file", "log_file_path": str(lineage), "append": True}
             ),
             "AIRFLOW__OPENLINEAGE__NAMESPACE": "orderops",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            "AIRFLOW__LOGGING__LOG_FILENAME_TEMPLATE": TASK_LOG_TEMPLATE,
             "ORDEROPS_SANDBOX_CLOCK_URL": f"{urls['tiktok']}/_sandbox/clock",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
             "TQDM_DISABLE": "1",
@@ -73,7 +82,9 @@ def airflow_env(home: Path, urls: dict[str, str], warehouse: Path | dict, lineag
 
 
 AIRFLOW_BIN = Path(sys.executable).with_name("airflow")
-# `airflow dags test` logs each task's end as "[DAG TEST] end task task_id=X map_index=N"
+# `airflow dags test` logs each task's start, the task instance it runs, and its end
+TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\S+) map_index=(-?\d+)")
+TASK_RUN = re.compile(r"\[DAG TEST\] running task <TaskInstance: \S+ (\S+) ")
 TASK_END = re.compile(r"\[DAG TEST\] end task task_id=(\S+) map_index=(-?\d+)")
 
 
@@ -83,14 +94,66 @@ def airflow(env: dict[str, str], *args: str, log=None) -> subprocess.CompletedPr
     )
 
 
+class TaskLogFiles:
+    """Each task's lines of `airflow dags test` output, from its start to its end, in the file the
+    API server reads for that task's attempt: `dags test` runs the tasks in its own process, which
+    writes no task log files (the UI said "Log file not found on worker")."""
+
+    def __init__(self, folder: Path, dag_id: str):
+        import jinja2
+
+        self.folder, self.dag_id = folder, dag_id
+        self.template = jinja2.Environment(autoescape=False).from_string(TASK_LOG_TEMPLATE)
+        self.attempts: dict[tuple[str, str, int], int] = {}
+        self.task: tuple[str, int] | None = None
+        self.pending: list[str] = []
+        self.file: TextIO | None = None
+
+    def feed(self, line: str) -> None:
+        started = TASK_START.search(line)
+        if started:
+            self.close()
+            self.task = (started.group(1), int(started.group(2)))
+        if self.task is None:
+            return
+        running = TASK_RUN.search(line)
+        if running and self.file is None:
+            self.open(running.group(1), *self.task)
+        if self.file is None:
+            self.pending.append(line)
+        else:
+            self.file.write(line)
+        if TASK_END.search(line):
+            self.close()
+
+    def open(self, run_id: str, task_id: str, map_index: int) -> None:
+        # a task's nth start in a run is its nth try (dags test starts a retry as a new try)
+        key = (run_id, task_id, map_index)
+        self.attempts[key] = try_number = self.attempts.get(key, 0) + 1
+        ti = {"dag_id": self.dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index}
+        path = self.folder / self.template.render(ti=ti, try_number=try_number)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = path.open("a")
+        self.file.writelines(self.pending)
+        self.pending = []
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        self.task, self.file, self.pending = None, None, []
+
+
 def dags_test(env: dict[str, str], log, *args: str) -> int:
-    """`airflow dags test ...`, its output to `log`, each finished task printed as it ends."""
+    """`airflow dags test DAG_ID ...`, its output to `log` and each task's part to that task's log
+    file, each finished task printed as it ends."""
     started = time.monotonic()
+    task_logs = TaskLogFiles(Path(env["AIRFLOW__LOGGING__BASE_LOG_FOLDER"]), args[0])
     with subprocess.Popen(
         [str(AIRFLOW_BIN), "dags", "test", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     ) as proc:
         for line in proc.stdout:
             log.write(line)
+            task_logs.feed(line)
             ended = TASK_END.search(line)
             if ended:
                 task, index = ended.groups()
@@ -99,6 +162,7 @@ def dags_test(env: dict[str, str], log, *args: str) -> int:
                     f"  {time.monotonic() - started:5.0f} s  {task}{'' if index == '-1' else f'[{index}]'} ended",
                     flush=True,
                 )
+    task_logs.close()
     return proc.returncode
 
 
@@ -259,7 +323,9 @@ def report(wh: Warehouse, now: datetime) -> list[str]:
     return lines
 
 
-UI_COMPONENTS = (("api-server",), ("scheduler",), ("dag-processor",))
+# the triggerer runs deferred work and the run deadline alert (an async callback); without it Airflow's
+# health check reports it missing
+UI_COMPONENTS = (("api-server",), ("scheduler",), ("dag-processor",), ("triggerer",))
 
 
 def write_private(path: Path, text: str) -> None:
@@ -304,13 +370,22 @@ def ui_environment(state: Path, urls: dict[str, str], port: int) -> tuple[dict[s
             "AIRFLOW__CORE__PARALLELISM": "4",
             # the connection form's Test button (off by default in Airflow); here it reaches only the sandbox
             "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+            # the triggerer's log server on a free port: its fixed default (8794) may be another Airflow's
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         }
     )
+    # the scheduler handles run deadlines (`dags test` cannot): runs started from the UI get the
+    # deadline alert, at the user's setting or the default
+    deadline = os.environ.get("ORDEROPS_RUN_DEADLINE_MINUTES")
+    if deadline is None:
+        env.pop("ORDEROPS_RUN_DEADLINE_MINUTES")
+    else:
+        env["ORDEROPS_RUN_DEADLINE_MINUTES"] = deadline
     return env, json.loads(passwords.read_text())["admin"]
 
 
 def ui_main(argv: list[str]) -> int:
-    """`make ui`: the Airflow UI (API server with the SLA page, scheduler, DAG processor) on the
+    """`make ui`: the Airflow UI (API server with the SLA page, scheduler, DAG processor, triggerer) on the
     last demo's state, with its sandbox serving the demo's scenario on the demo's clock."""
     parser = argparse.ArgumentParser(prog="python -m sandbox.demo ui", description=ui_main.__doc__)
     parser.add_argument("--state", default=str(STATE_DIR / "demo"))
@@ -337,7 +412,9 @@ def ui_main(argv: list[str]) -> int:
     signal.signal(signal.SIGHUP, stop)
     try:
         with log_path.open("a") as log:
-            print("starting the Airflow UI (API server, scheduler, DAG processor; about 30 s) ...", flush=True)
+            print(
+                "starting the Airflow UI (API server, scheduler, DAG processor, triggerer; about 30 s) ...", flush=True
+            )
             for component in UI_COMPONENTS:
                 procs.append(
                     subprocess.Popen(

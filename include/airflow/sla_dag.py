@@ -101,10 +101,15 @@ def run_deadline(shop: Shop):
 
 
 def params_of(shop: Shop) -> ParamsDict:
-    """The trigger form: every setting with its schema, the shop's own defaults where it has them."""
+    """The trigger form: every setting an operator sets, with its schema, the shop's own defaults
+    where it has them (the test-only ones stay settable through a run's conf)."""
     defaults = shop.param_defaults()
     return ParamsDict(
-        {s.name: Param(defaults.get(s.name, s.default), description=s.description, **s.schema) for s in SETTINGS}
+        {
+            s.name: Param(defaults.get(s.name, s.default), description=s.description, **s.schema)
+            for s in SETTINGS
+            if s.for_operators
+        }
     )
 
 

@@ -70,6 +70,40 @@ class Policy:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+_MINUTES = {"type": "number", "minimum": 0, "maximum": 10080}
+# The policy as JSON Schema: the DAG's `policy` param carries it, so the trigger form and the API refuse
+# a bad override before a run exists. policy_from_dict checks the same (and NaN, which the schema lets
+# through), naming the setting; tests/unit/test_decide.py keeps the two in agreement.
+POLICY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "horizon_hours": {"type": "number", "minimum": 0, "maximum": 720},
+        "c3_action": {"enum": list(C3_ACTIONS)},
+        "reject_reason": {"type": "string", "pattern": f"^{_REASON_CODE.pattern}$"},
+        "cancellation_sequence": {"enum": list(CANCELLATION_SEQUENCES)},
+        "cancel_verify_timeout_minutes": _MINUTES,
+        "no_shopify_grace_minutes": _MINUTES,
+        "no_fulfillment_grace_minutes": _MINUTES,
+        "refund_method": {"enum": list(REFUND_METHODS)},
+        "restock": {"type": "boolean"},
+        "notify_customer": {"type": "boolean"},
+        "note_text": {"type": "string", "pattern": "\\S"},
+        "note_tag": {"type": "string", "pattern": "\\S"},
+        "at_risk_alert_hours": {
+            "type": "array",
+            "uniqueItems": True,
+            "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 720},
+        },
+        "carrier_overrides": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}},
+        "post_aftn": {"type": "boolean"},
+        "usps_tracking": {"enum": list(USPS_TRACKING)},
+        "mcf_warehouse_ids": {"type": "array", "items": {"type": "string", "pattern": "^[0-9]+$"}},
+        "warehouse_refusal_limit": {"type": "integer", "minimum": 2, "maximum": 100},
+    },
+}
+
+
 def policy_from_dict(data: dict[str, Any] | None) -> Policy:
     """Build a Policy from configuration (DAG params, a Variable); reject unknown or bad values."""
     data = dict(data or {})
@@ -94,7 +128,7 @@ def policy_from_dict(data: dict[str, Any] | None) -> Policy:
     if data.get("refund_method", "original_payment") not in REFUND_METHODS:
         raise PolicyError(f"policy.refund_method: {data['refund_method']!r} is not one of {', '.join(REFUND_METHODS)}")
     reason = data.get("reject_reason", Policy.reject_reason)
-    if reason not in REJECT_MEANINGS and not (isinstance(reason, str) and _REASON_CODE.fullmatch(reason)):
+    if not (isinstance(reason, str) and (reason in REJECT_MEANINGS or _REASON_CODE.fullmatch(reason))):
         raise PolicyError(
             f"policy.reject_reason: {reason!r} is neither a meaning ({', '.join(REJECT_MEANINGS)}) "
             "nor a TikTok reason code (lower case letters, digits and _)"
@@ -108,14 +142,17 @@ def policy_from_dict(data: dict[str, Any] | None) -> Policy:
         raise PolicyError(f"policy.usps_tracking: {data['usps_tracking']!r} is not one of {', '.join(USPS_TRACKING)}")
     if "mcf_warehouse_ids" in data:
         ids = data["mcf_warehouse_ids"]
-        if not isinstance(ids, (list, tuple)) or not all(isinstance(i, str) and i.isdigit() for i in ids):
+        if not isinstance(ids, (list, tuple)) or not all(isinstance(i, str) and re.fullmatch("[0-9]+", i) for i in ids):
             raise PolicyError(
                 f"policy.mcf_warehouse_ids: expected a list of TikTok warehouse ids (digits), got {ids!r}"
             )
         data["mcf_warehouse_ids"] = tuple(ids)
     limit = data.get("warehouse_refusal_limit", Policy.warehouse_refusal_limit)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 2 <= limit <= 100:
+    whole = isinstance(limit, int) or (isinstance(limit, float) and limit.is_integer())
+    if isinstance(limit, bool) or not whole or not 2 <= limit <= 100:
         raise PolicyError(f"policy.warehouse_refusal_limit: expected a whole number from 2 to 100, got {limit!r}")
+    if "warehouse_refusal_limit" in data:
+        data["warehouse_refusal_limit"] = int(limit)
     for name in ("restock", "notify_customer", "post_aftn"):
         if name in data and not isinstance(data[name], bool):
             raise PolicyError(f"policy.{name}: expected true or false, got {data[name]!r}")

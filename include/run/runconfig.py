@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from include.decide.policy import Policy, PolicyError, policy_from_dict
+from include.decide.policy import POLICY_SCHEMA, Policy, PolicyError, policy_from_dict
 
 STATE_DIR = Path(os.environ.get("ORDEROPS_STATE_DIR", Path(__file__).resolve().parents[2] / "state"))
 
@@ -25,16 +25,18 @@ class RunConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Setting:
-    """One run setting, declared once: the DAG builds its Param from it (the trigger form and the API
-    check the schema) and `run_settings` checks the same schema, plus what JSON Schema cannot say
-    (numbers finite, times parseable and plausible)."""
+    """One run setting, declared once: the DAG builds a Param of each operator's setting from it (the
+    trigger form and the API check the schema) and `run_settings` checks every setting's schema, plus
+    what JSON Schema cannot say (numbers finite, times parseable and plausible)."""
 
     name: str
     default: Any
     schema: dict[str, Any]
     expected: str  # what the value must be, for the error that names a bad one
     description: str
-    for_operators: bool = True  # False: set by tests, replays and backfills, not from the trigger form
+    # True: a DAG param, on the trigger form. False: no param, so not on the form; a run's conf (the
+    # REST API, `airflow dags trigger --conf`) still sets it, for tests and replays (the shop: fixed)
+    for_operators: bool = True
 
 
 def _number(low: float, high: float, unit: str) -> tuple[dict[str, Any], str]:
@@ -51,22 +53,24 @@ SETTINGS: tuple[Setting, ...] = (
         {"type": ["null", "string"], "pattern": "^[A-Za-z0-9_-]{1,41}$"},
         "letters, digits, - or _",
         "the shop this DAG serves (fixed: each shop has its own DAG)",
+        False,
     ),
     Setting("sla_horizon_hours", 24, *_number(0, 720, "hours"), "near SLA: due within this many hours"),
     Setting("dry_run", False, *_FLAG, "decide and record, but write nothing to any platform"),
     Setting(
         "policy",
         {},
-        {"type": "object"},
+        POLICY_SCHEMA,
         "an object of settings",
-        'policy overrides (docs: Params and policy), e.g. {"c3_action": "escalate"}',
+        'overrides of the shop\'s decision policy for this run, e.g. {"c3_action": "escalate"}; every '
+        "setting, its default and meaning: docs/configuration/params-and-policy.md",
     ),
     Setting(
         "fulfillers",
         list(FULFILLERS),
         {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string", "enum": list(FULFILLERS)}},
         f"a non-empty list of {', '.join(FULFILLERS)}",
-        "the fulfillers this shop ships with",
+        "the fulfillers this shop ships with: a run lists and acts on orders at these only",
     ),
     Setting("window_start", None, *_TIME, "explicit window start (a backfill of a range, a replay)", False),
     Setting("window_end", None, *_TIME, "explicit window end", False),
@@ -116,7 +120,14 @@ def checked_params(params: dict[str, Any]) -> dict[str, Any]:
         validator = jsonschema.Draft202012Validator(
             setting.schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
         )
-        if not finite or not validator.is_valid(list(value) if isinstance(value, tuple) else value):
+        error = jsonschema.exceptions.best_match(
+            validator.iter_errors(list(value) if isinstance(value, tuple) else value)
+        )
+        if error is not None and "properties" in setting.schema and (error.absolute_path or error.validator != "type"):
+            # inside an object of settings (the policy): name the one that is wrong
+            where = ".".join(map(str, (setting.name, *error.absolute_path)))
+            raise RunConfigError(f"param {setting.name}: {where}: {error.message}")
+        if not finite or error is not None:
             raise RunConfigError(f"param {setting.name}: expected {setting.expected}, got {value!r}")
     return values
 

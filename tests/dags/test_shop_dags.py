@@ -156,26 +156,27 @@ def test_a_task_builds_only_the_dag_it_runs(shops_file, monkeypatch):
 
 
 def test_tasks_carry_no_copy_of_the_params_and_read_the_dags_at_run_time(shops_file, airflow_db):
-    """The DAG declares every setting (the trigger form validates each); its tasks carry none, and a
-    task's params at run time are the DAG's, the shop's defaults and the run's conf, validated."""
+    """The DAG declares every setting an operator sets (the trigger form validates each); its tasks
+    carry none, and a task's params at run time are the DAG's, the shop's defaults and the run's
+    conf, validated."""
     from airflow.sdk.definitions.param import ParamValidationError, process_params
 
-    from include.run.runconfig import DEFAULTS
+    from include.run.runconfig import DEFAULTS, SETTINGS
 
+    shown = [s.name for s in SETTINGS if s.for_operators]
     shops_file(SHOPS)
     dag = bag().dags["orderops_sla_shop_b"]
-    assert list(dag.params.keys()) == list(DEFAULTS)
+    assert list(dag.params.keys()) == shown
     assert all(not task.params for task in dag.tasks)
     task = dag.task_dict["prepare_run"]
     assert process_params(dag, task, {}, suppress_exception=False) == {
-        **DEFAULTS,
-        "shop": "shop-b",
+        **{name: DEFAULTS[name] for name in shown},
         "dry_run": True,
         "sla_horizon_hours": 6,
     }
     assert process_params(dag, task, {"dry_run": False}, suppress_exception=False)["dry_run"] is False
     with pytest.raises(ParamValidationError):
-        process_params(dag, task, {"window_minutes": 0}, suppress_exception=False)
+        process_params(dag, task, {"sla_horizon_hours": -1}, suppress_exception=False)
 
 
 def test_read_shops_names_each_refused_entry_and_keeps_the_others():

@@ -12,11 +12,13 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
+from include.run.runconfig import SETTINGS
 from include.store.warehouse import Warehouse, sla_daily
 from sandbox import demo
 from sandbox.connections import sandbox_connections
@@ -52,6 +54,14 @@ def test_demo_then_ui_show_the_run_the_report_and_the_sla_page(tmp_path, capsys)
     cfg = configparser.ConfigParser(interpolation=None)
     cfg.read(state / "airflow" / "airflow.cfg")
     assert cfg["core"]["dags_folder"] == str(REPO / "dags") and cfg["core"]["plugins_folder"] == str(REPO / "plugins")
+    # each task's log is a file in the Airflow home's log folder, the summary in summarize_run's
+    logs = state / "airflow" / "logs"
+    (summary_log,) = logs.glob("dag_id=orderops_sla/run_id=*/task_id=summarize_run/attempt=1.log")
+    # the demo's window, a hidden param, reached the run through its conf
+    assert "decisions by rule" in summary_log.read_text() and "sweep (explicit window)" in summary_log.read_text()
+    assert "decisions by rule" not in "".join(p.read_text() for p in logs.rglob("task_id=check_run/*.log"))
+    (report_log,) = logs.glob("dag_id=orderops_sla_report/run_id=*/task_id=build_reports/map_index=0/attempt=1.log")
+    assert "default 2026-11-20: due " in report_log.read_text()
 
     ui = subprocess.Popen(
         [sys.executable, "-m", "sandbox.demo", "ui", "--state", str(state), "--port", "0"],
@@ -72,6 +82,15 @@ def test_demo_then_ui_show_the_run_the_report_and_the_sla_page(tmp_path, capsys)
         head = next(line for line in lines if line.startswith("Airflow UI"))
         base, password = head.split()[2], head.split("password ")[1].strip()
         with httpx.Client(base_url=base, timeout=60) as http:
+            # every component reports healthy, the triggerer too (it beats a few seconds after it starts)
+            health: dict = {}
+            while health.get("triggerer", {}).get("status") != "healthy":
+                assert time.monotonic() < deadline, health
+                health = http.get("/api/v2/monitor/health").json()
+                time.sleep(0.5)
+            assert {name: part["status"] for name, part in health.items()} == dict.fromkeys(
+                ("metadatabase", "scheduler", "triggerer", "dag_processor"), "healthy"
+            )
             token = http.post("/auth/token", json={"username": "admin", "password": password}).json()["access_token"]
             auth = {"Authorization": f"Bearer {token}"}
             assert http.get("/api/v2/dags/orderops_sla/dagRuns", headers=auth).status_code == 200
@@ -79,6 +98,29 @@ def test_demo_then_ui_show_the_run_the_report_and_the_sla_page(tmp_path, capsys)
             assert [r["state"] for r in runs] == ["success"]
             reports = http.get("/api/v2/dags/orderops_sla_report/dagRuns", headers=auth).json()["dag_runs"]
             assert [r["state"] for r in reports] == ["success"]
+            # the UI's log view shows the demo's task logs: the run summary, the report's line
+            for dag_id, run, task, extra, expect in (
+                ("orderops_sla", runs[0], "summarize_run", "", "decisions by rule"),
+                ("orderops_sla_report", reports[0], "build_reports", "?map_index=0", "default 2026-11-20: due "),
+            ):
+                path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run['dag_run_id'], safe='')}/taskInstances/{task}/logs/1"
+                shown = http.get(path + extra, headers={**auth, "Accept": "application/json"})
+                text = "\n".join(str(line.get("event", "")) for line in shown.json()["content"])
+                assert expect in text and "Log file not found" not in text, text[-2000:]
+            # the trigger form: an operator's settings, each described; the hidden ones still go in
+            # through a run's conf, and the API refuses a bad policy before a run exists
+            form = http.get("/api/v2/dags/orderops_sla/details", headers=auth).json()["params"]
+            assert sorted(form) == sorted(s.name for s in SETTINGS if s.for_operators)
+            assert all(param["description"] for param in form.values()), form
+            hidden = {"now": "2026-11-20T15:00:00+00:00", "window_start": "2026-11-20T14:30:00+00:00"}
+            conf = {**hidden, "window_end": hidden["now"], "dry_run": True}
+            made = http.post(
+                "/api/v2/dags/orderops_sla/dagRuns", headers=auth, json={"logical_date": None, "conf": conf}
+            )
+            assert made.status_code == 200 and made.json()["conf"] == conf, made.text
+            bad = {"logical_date": None, "conf": {"policy": {"c3_action": "shrug"}}}
+            refused = http.post("/api/v2/dags/orderops_sla/dagRuns", headers=auth, json=bad)
+            assert refused.status_code == 400 and "c3_action" in refused.text, refused.text
             days = http.get("/orderops-sla/api/days", headers=auth).json()["shops"][0]["days"]
             shown = next(d for d in days if d["day"] == "2026-11-20")
             assert shown["orders_due"] == day["orders_due"]

@@ -33,7 +33,7 @@ def test_a_mapped_carrier_gets_its_tracking_posted_by_the_next_run(tmp_path):
 
             assert not posts()
             ontrac = provider("OnTrac")  # the simulator's provider ids are stable per name
-            map_carrier(wh, "default", t2["idempotency_key"], carrier, "OnTrac", by="ana", note="their regional partner")
+            map_carrier(wh, "default", t2["idempotency_key"], carrier, "OnTrac", by="ana", note="regional partner")
             rig.run(wh, "inbox-2")
             posted = posts()
             assert len(posted) == 1 and shipped_with(posted[0].body)["shipping_provider_id"] == ontrac["id"]

@@ -26,7 +26,7 @@ from include.decide.model import (
     Package,
     SagaState,
 )
-from include.decide.policy import Policy, PolicyError, policy_from_dict
+from include.decide.policy import POLICY_SCHEMA, Policy, PolicyError, policy_from_dict
 from include.decide.rules import decide, hold_shared_tracking, needs_reject_reasons
 from tests.support import NOW
 
@@ -501,6 +501,55 @@ def test_the_reject_reason_is_a_meaning_or_a_code():
     with pytest.raises(PolicyError, match="policy.post_aftn: expected true or false"):
         policy_from_dict({"post_aftn": "yes"})
     assert policy_from_dict({"mcf_warehouse_ids": ["7202"]}).mcf_warehouse_ids == ("7202",)
+
+
+# a value of any JSON type; no line break in text (Python's jsonschema lets "$" match before a final
+# one, and policy_from_dict refuses such a reason code itself)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-10, 20_000)
+    | st.floats(-1e4, 2e4, allow_nan=False)
+    | st.text(st.characters(blacklist_characters="\n"), max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=5,
+)
+# among the arbitrary values: each setting's default, a few others it accepts, its bounds
+fitting = st.sampled_from(
+    [
+        *(value for value in Policy().__dict__.values()),
+        "escalate",
+        "shopify_then_approve",
+        "store_credit",
+        "ecom_reverse_reject_cancel_reason_product_packed",
+        [24, 1.5],
+        [],
+        {"LOCAL-COURIER-7": "USPS"},
+        {"LOCAL-COURIER-7": ""},
+        # the bounds and just past them
+        *(0, -0.5, 720, 720.5, 10080, 10080.5, [720], [720.5], [0], [4, 4.0]),
+    ]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.sampled_from([*POLICY_SCHEMA["properties"], "horizon"]), json_values | fitting)
+def test_the_policy_schema_accepts_what_the_policy_accepts(name, value):
+    """The trigger form and the API check the policy param against POLICY_SCHEMA, the run against
+    policy_from_dict: a value is good for both or for neither."""
+    import jsonschema
+
+    value = list(value) if isinstance(value, tuple) else value
+    try:
+        policy_from_dict({name: value})
+        accepted = True
+    except PolicyError:
+        accepted = False
+    assert jsonschema.Draft202012Validator(POLICY_SCHEMA).is_valid({name: value}) == accepted, (name, value)
+
+
+def test_the_policy_schema_names_every_setting():
+    assert set(POLICY_SCHEMA["properties"]) == set(Policy.__dataclass_fields__)
 
 
 # Safety invariants as properties over generated joined rows ------------------------------------

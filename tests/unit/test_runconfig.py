@@ -62,6 +62,8 @@ def test_explicit_window_and_horizon_param():
         ({"window_start": "2026-11-20T00:00:00Z", "window_end": "2026-11-19T00:00:00Z"}, "is not before end"),
         ({"window_start": "yesterday", "window_end": "2026-11-19T00:00:00Z"}, "param window_start"),
         ({"policy": {"c3_action": "shrug"}}, "policy.c3_action"),
+        ({"policy": {"restock": "yes"}}, "param policy: policy.restock: 'yes' is not of type 'boolean'"),
+        ({"policy": {"colour": 1}}, "param policy: policy: Additional properties are not allowed ('colour' was"),
         ({"colour": "red"}, "unknown param(s) colour"),
         ({"fulfillers": ["fedex"]}, "param fulfillers"),
         ({"overlap_minutes": -1}, "param overlap_minutes"),
@@ -200,3 +202,19 @@ def test_each_setting_is_declared_once_with_a_valid_default():
     assert RunSettings.__dataclass_fields__["sweep_hours"].default == DEFAULTS["sweep_hours"]
     assert s.overlap == timedelta(minutes=DEFAULTS["overlap_minutes"]) and s.fulfillers == tuple(DEFAULTS["fulfillers"])
     assert s.window_end - s.window_start == timedelta(minutes=DEFAULTS["window_minutes"])
+
+
+def test_every_setting_on_the_trigger_form_says_what_it_does_and_its_docs_exist():
+    """The form shows each operator's setting with its description; a docs page a description names
+    is in the docs, and the policy's names the page of its settings."""
+    import re
+
+    from include.run.runconfig import SETTINGS
+    from tests.conftest import REPO
+
+    shown = [s for s in SETTINGS if s.for_operators]
+    assert {s.name for s in shown} >= {"dry_run", "fulfillers", "sla_horizon_hours", "policy"}
+    assert all(len(s.description.split()) >= 3 for s in shown), [s.name for s in shown]
+    pages = {s.name: re.findall(r"\bdocs/[\w/.-]+\.md\b", s.description) for s in SETTINGS}
+    assert pages["policy"] == ["docs/configuration/params-and-policy.md"]
+    assert [page for found in pages.values() for page in found if not (REPO / page).is_file()] == []
