@@ -448,6 +448,8 @@ class ShopLife:
             if not dispatch
             else (dispatch["by"] != "seller" or dispatch["tracking_number"] in fulfiller_tracking),
             "fulfiller_shipped_at": shipped["at"] if shipped else None,
+            # whether TikTok takes the fulfiller's tracking from the seller at all (its USPS rule)
+            "tracking_postable": shipped is None or not tiktok.refuses_carrier(shipped["packages"][0][0]),
             "first_scan_at": _on(plan.scanned_at, as_of),
             # TikTok's In Transit moment (its `collection_time`): a carrier scan of tracking TikTok has
             "in_transit_at": stamp(order.get("collection_time")),
@@ -568,12 +570,15 @@ def day_figures(orders: list[dict], day: date, as_of: datetime) -> dict:
 
 
 def missed_tracking(orders: list[dict], as_of: datetime, interval: timedelta) -> list[str]:
-    """Orders whose tracking existed at the fulfiller a whole schedule interval before their ship-by
-    time and still reached TikTok after it (or not at all, once it passed)."""
+    """Orders whose tracking, one TikTok takes from the seller, existed at the fulfiller a whole
+    schedule interval before their ship-by time and still reached TikTok after it (or not at all,
+    once it passed)."""
     missed = []
     for o in orders:
         shipped = _on(o["fulfiller_shipped_at"], as_of)
         if o["kind"] != "seller" or shipped is None or shipped + interval > o["rts_sla_time"]:
+            continue
+        if not o["tracking_postable"]:  # TikTok refuses it from the seller: a person's case, not a miss
             continue
         if o["rts_sla_time"] >= as_of or _on(o["cancelled_at"], as_of):
             continue

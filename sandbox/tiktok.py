@@ -1662,6 +1662,11 @@ class TikTokSandbox(PlatformSandbox):
             "package_id": package["id"],
         }
 
+    def refuses_carrier(self, carrier: str, shop: _Shop | None = None) -> bool:
+        """TikTok's USPS rule of 01/2026: USPS tracking on the seller's own label fails verification."""
+        shop = shop or self.default_shop
+        return bool(self.config["usps_needs_tiktok_shipping"]) and shop.region == "US" and "usps" in _norm(carrier)
+
     def _verify_tracking(self, shop: _Shop, order: dict, carrier: dict, tracking: str) -> None:
         """TikTok's checks of a seller's tracking before it takes it (rules of 2026)."""
         warehouse = order["warehouse_id"]
@@ -1676,7 +1681,7 @@ class TikTokSandbox(PlatformSandbox):
                         if w["id"] == warehouse:
                             w["effect_status"] = "DISABLED"
                 raise ApiError(E_NOT_MCF_TRACKING)
-        if self.config["usps_needs_tiktok_shipping"] and shop.region == "US" and _norm(carrier["name"]) == "usps":
+        if self.refuses_carrier(carrier["name"], shop):
             raise ApiError(E_USPS_LABEL)
 
     async def _search_cancellations(self, ctx: _Ctx) -> dict:

@@ -33,6 +33,8 @@ LIFE = {
 
 @pytest.fixture(scope="module")
 def summary(tmp_path_factory):
+    # buyers' requests need orders still without tracking: Amazon's early tracking number, posted
+    # within the hour, would close most of them (`early` below is the day with it)
     return simulate(
         1,
         40,
@@ -43,7 +45,33 @@ def summary(tmp_path_factory):
         START,
         life_overrides=LIFE,
         backfill_day=date(2026, 11, 16),
+        policy={"post_aftn": False},
     )
+
+
+@pytest.fixture(scope="module")
+def early(tmp_path_factory):
+    """The same day with Amazon's early tracking numbers posted (the default), every 30 minutes."""
+    return simulate(1, 40, "*/30 * * * *", 7, tmp_path_factory.mktemp("early"), None, START, life_overrides=LIFE)
+
+
+def test_amazons_early_numbers_reach_tiktok_within_the_hour_and_the_report_still_equals_the_truth(early):
+    for day in early["days"]:
+        assert day["report"] == day["truth"], day["day"]
+    assert early["duplicate_effects"] == 0 and early["missed_tracking"] == 0
+    assert early["tracking_posted_by_source"]["aftn"] >= 5
+    by_source = early["order_to_tracking_minutes"]["by_source"]
+    # from Awaiting Shipment: the channel app, the fulfillment order, Amazon's minutes, the next run
+    assert by_source["aftn"]["p95"] < 90 and by_source["aftn"]["median"] < by_source["carrier"]["median"]
+
+
+def test_both_clocks_are_counted_and_the_scan_never_comes_before_the_upload(summary):
+    day = next(d for d in summary["days"] if d["day"] == "2026-11-16")["truth"]
+    upload = day["dispatched_on_time"] + day["dispatched_late"]
+    scanned = day["dispatched_on_time_scan"] + day["dispatched_late_scan"]
+    # TikTok shows an order In Transit only once it has the tracking and the carrier scanned it
+    assert 0 < scanned <= upload and day["dispatched_on_time_scan"] <= day["dispatched_on_time"]
+    assert day["late_dispatch_rate_scan"] >= day["late_dispatch_rate"]
 
 
 def test_the_day_happened(summary):
