@@ -101,7 +101,7 @@ class ShopDays:
     shop: str
     days: list[dict] = field(default_factory=list)  # newest first, sla_daily figures + files
     escalations: list[dict] = field(default_factory=list)  # newest first
-    at_risk: list[dict] = field(default_factory=list)  # alerted before their ship-by time, newest first
+    at_risk: list[dict] = field(default_factory=list)  # alerted before a deadline, newest first
     validations: list[dict] = field(default_factory=list)  # batches that failed their suite, newest first
 
 
@@ -219,8 +219,10 @@ def load_overview(
                     r.shop,
                     r.tiktok_order_id,
                     r.threshold_hours,
+                    r.deadline,
                     r.alerted_at,
                     o.rts_sla_time,
+                    o.shipping_due_time,
                     o.status,
                     o.tracking_number,
                 )
@@ -238,8 +240,10 @@ def load_overview(
                     {
                         "tiktok_order_id": row.tiktok_order_id,
                         "threshold_hours": row.threshold_hours,
+                        "deadline": row.deadline,
                         "alerted_at": as_utc(row.alerted_at),
-                        "rts_sla_time": as_utc(row.rts_sla_time),
+                        # the moment of the deadline at risk
+                        "due": as_utc(row.rts_sla_time if row.deadline == "ship_by" else row.shipping_due_time),
                         "status": row.status,
                         "tracking_number": row.tracking_number or "",
                     }

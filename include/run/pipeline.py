@@ -40,7 +40,7 @@ from include.extract import staging
 from include.extract.cursors import full_sweep_due, sweep_reason
 from include.extract.listings import key_of
 from include.quality.checkpoints import run_name, validate_batches
-from include.report.at_risk import alert_at_risk
+from include.report.at_risk import SHIP_BY, alert_at_risk
 from include.report.inbox import mapped_carriers
 from include.report.notify import Alert, notify
 from include.run import steps
@@ -547,7 +547,11 @@ def summarize_run(settings: RunSettings, wh: Warehouse, started: float | None = 
             now_for(settings),
             settings.policy.at_risk_alert_hours,
         )
-        summary["at_risk_alerts"] = {f"{hours:g}h": orders for hours, orders in sorted(alerted.items(), reverse=True)}
+        # "12h" before the ship-by time, "12h auto_cancel" before TikTok's auto-cancellation
+        summary["at_risk_alerts"] = {
+            f"{hours:g}h" + ("" if deadline == SHIP_BY else f" {deadline}"): orders
+            for (deadline, hours), orders in sorted(alerted.items(), key=lambda kv: (kv[0][0] != SHIP_BY, -kv[0][1]))
+        }
     failed = any(k.endswith(":failed") or k.endswith(":in_flight") for k in summary["actions"])
     state = "attention" if failed or summary["validation_failures"] else "succeeded"
     store.finish(summary, state, finished)

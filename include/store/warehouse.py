@@ -319,6 +319,8 @@ at_risk_alerts = sa.Table(
     metadata,
     sa.Column("shop", sa.String(64), primary_key=True),
     sa.Column("tiktok_order_id", sa.String(64), primary_key=True),
+    # ship_by (a carrier scan by the ship-by time) | auto_cancel (tracking by TikTok's auto-cancellation)
+    sa.Column("deadline", sa.String(16), primary_key=True),
     sa.Column("threshold_hours", sa.Float, primary_key=True),
     sa.Column("run_id", sa.String(250), nullable=False),
     sa.Column("alerted_at", TS, nullable=False),  # the run's clock

@@ -115,7 +115,9 @@ def test_orders_near_their_ship_by_time_reach_a_person_once_per_threshold(kind, 
     try:
         with fresh_warehouse(kind, tmp_path) as wh:
             first = rig.run(wh, "at-risk-1")
-            assert first["at_risk_alerts"] == {"12h": [tid(1)], "4h": [tid(2)]}
+            # order 5's tracking went to TikTok this run, but no carrier has scanned it: the ship-by time
+            # (TikTok counts the scan) is at risk all the same
+            assert first["at_risk_alerts"] == {"12h": [tid(1)], "4h": [tid(2), tid(5)]}
             # how long each has been in its status, from the simulator's own record of it
             held = {
                 sfo: (NOW - o.status_since).total_seconds() / 3600
@@ -124,19 +126,27 @@ def test_orders_near_their_ship_by_time_reach_a_person_once_per_threshold(kind, 
             assert held["1001"] == 1.0 and held["1002"] == 1.5
             assert [m["text"].splitlines()[2:] for m in slack] == [
                 [
-                    f"{tid(1)} ship by 2026-11-21 01:00 UTC (10.0 h left); "
+                    f"{tid(1)} ship by 2026-11-21 01:00 UTC (10.0 h left): no tracking; "
                     f"amazon_mcf 1001: Processing for {held['1001']:.1f} h"
                 ],
                 [
-                    f"{tid(2)} ship by 2026-11-20 18:00 UTC (3.0 h left); "
-                    f"amazon_mcf 1002: Planning for {held['1002']:.1f} h"
+                    f"{tid(2)} ship by 2026-11-20 18:00 UTC (3.0 h left): no tracking; "
+                    f"amazon_mcf 1002: Planning for {held['1002']:.1f} h",
+                    f"{tid(5)} ship by 2026-11-20 18:00 UTC (3.0 h left): tracking on TikTok, no carrier scan; "
+                    f"amazon_mcf 1005: Complete for {held['1005']:.1f} h",
                 ],
             ]
-            assert "12 h or less" in slack[0]["text"] and "4 h or less" in slack[1]["text"]
+            assert "12 h or less before the ship-by time" in slack[0]["text"] and "4 h or less" in slack[1]["text"]
             # order 2 came in under 4 h: the 12 h threshold counts as passed, never sent later
             with wh.engine.connect() as conn:
                 rows = {(r.tiktok_order_id, r.threshold_hours, r.sent) for r in conn.execute(sa.select(at_risk_alerts))}
-            assert rows == {(tid(1), 12.0, True), (tid(2), 4.0, True), (tid(2), 12.0, False)}
+            assert rows == {
+                (tid(1), 12.0, True),
+                (tid(2), 4.0, True),
+                (tid(2), 12.0, False),
+                (tid(5), 4.0, True),
+                (tid(5), 12.0, False),
+            }
 
             rig.run(wh, "at-risk-2")  # a rerun at the same moment: nothing new
             assert len(slack) == 2

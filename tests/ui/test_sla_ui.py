@@ -765,6 +765,7 @@ def test_orders_alerted_as_at_risk_are_marked_in_the_inbox(seeded):
                 {
                     "shop": "default",
                     "tiktok_order_id": "576000000000000007",
+                    "deadline": "ship_by",
                     "threshold_hours": 4.0,
                     "run_id": "run-1",
                     "alerted_at": at_hour(16),
@@ -773,6 +774,7 @@ def test_orders_alerted_as_at_risk_are_marked_in_the_inbox(seeded):
                 {
                     "shop": "default",
                     "tiktok_order_id": "576000000000000007",
+                    "deadline": "ship_by",
                     "threshold_hours": 12.0,
                     "run_id": "run-1",
                     "alerted_at": at_hour(16),
@@ -781,6 +783,7 @@ def test_orders_alerted_as_at_risk_are_marked_in_the_inbox(seeded):
                 {
                     "shop": "default",
                     "tiktok_order_id": "576000000000000008",
+                    "deadline": "ship_by",
                     "threshold_hours": 12.0,
                     "run_id": "run-1",
                     "alerted_at": at_hour(9),
@@ -794,6 +797,7 @@ def test_orders_alerted_as_at_risk_are_marked_in_the_inbox(seeded):
         "576000000000000007": [
             "2026-11-20 16:00",
             "576000000000000007",
+            "ship-by (carrier scan)",
             "4 h",
             "2026-11-20 20:00",
             "still no tracking (AWAITING_SHIPMENT)",
@@ -801,6 +805,7 @@ def test_orders_alerted_as_at_risk_are_marked_in_the_inbox(seeded):
         "576000000000000008": [
             "2026-11-20 09:00",
             "576000000000000008",
+            "ship-by (carrier scan)",
             "12 h",
             "2026-11-20 21:00",
             "tracking 1Z999AA10123456784 (AWAITING_COLLECTION)",

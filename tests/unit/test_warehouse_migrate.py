@@ -4,6 +4,7 @@ migrating one fresh warehouse at once take turns."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from datetime import datetime, timezone
 
@@ -120,6 +121,58 @@ def test_hand_made_version_9_gains_the_report_build_time_and_keeps_the_stored_re
         (row,) = conn.execute(sa.select(amazon_shipment_reports)).mappings().all()
         assert drift(conn) == []
     assert row["report_id"] == "r-1" and row["build_seconds"] is None
+    wh.dispose()
+
+
+def test_revision_14_fills_the_scan_clock_the_tracking_guard_and_the_alerts_deadline_from_what_is_kept(
+    warehouse_url,
+):
+    """Rows kept before: a staged order's In Transit moment and warehouse come from its raw order, a
+    post's tracking number from its request, an at-risk alert was for the ship-by time."""
+    from include.store.warehouse import at_risk_alerts, stg_tiktok_orders
+
+    wh = Warehouse(warehouse_url)
+    with wh.engine.begin() as conn:
+        to_revision(conn, "0013")
+        moving = int(MOMENT.timestamp())
+        for order_id, raw in (("576A", {"collection_time": moving, "warehouse_id": "7201"}), ("576B", {})):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO stg_tiktok_orders (shop, tiktok_order_id, status, fulfillment_type, create_time, "
+                    "update_time, tracking_number, shipping_provider_id, is_buyer_request_cancel, line_items, raw, "
+                    "snapshot_run_id, extracted_at) VALUES ('default', :id, 'IN_TRANSIT', 'FULFILLMENT_BY_SELLER', "
+                    ":t, :t, '1ZA', 'p', false, '[]', :raw, 'r', :t)"
+                ),
+                {"id": order_id, "t": MOMENT, "raw": json.dumps(raw)},
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO action_ledger (shop, idempotency_key, kind, target, tiktok_order_id, rule, "
+                "decision_run_id, request, state, attempts, created_at, updated_at) VALUES ('default', "
+                "'post_tracking:576A:1ZA', 'post_tracking', 't', '576A', 'T1', 'r', :req, 'succeeded', 1, :t, :t)"
+            ),
+            {"req": json.dumps({"tracking_number": "1ZA"}), "t": MOMENT},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO at_risk_alerts (shop, tiktok_order_id, threshold_hours, run_id, alerted_at, sent) "
+                "VALUES ('default', '576B', 12, 'r', :t, true)"
+            ),
+            {"t": MOMENT},
+        )
+    assert wh.migrate() == schema_head()
+    with wh.engine.connect() as conn:
+        assert drift(conn) == []
+        orders = {r.tiktok_order_id: r for r in conn.execute(sa.select(stg_tiktok_orders))}
+        (post,) = conn.execute(sa.select(action_ledger)).all()
+        (alert,) = conn.execute(sa.select(at_risk_alerts)).all()
+    assert orders["576A"].collection_time.replace(tzinfo=timezone.utc) == MOMENT
+    assert (orders["576A"].warehouse_id, orders["576B"].warehouse_id, orders["576B"].collection_time) == (
+        "7201",
+        "",
+        None,
+    )
+    assert post.tracking_number == "1ZA" and (alert.deadline, alert.threshold_hours) == ("ship_by", 12)
     wh.dispose()
 
 

@@ -2,7 +2,8 @@
 moment (`collection_time`) and the warehouse an order ships from on the staged TikTok orders, filled
 from each row's raw order; `sla_daily` gains the carrier-scan figures beside the upload ones and the
 orders at risk of a late scan; the ledger keeps a post_tracking's number in a column of its own, and
-both tables index tracking numbers (a number is never posted to two orders).
+both tables index tracking numbers (a number is never posted to two orders); an at-risk alert names
+its deadline (the ship-by time or the auto-cancellation), part of its key.
 
 Frozen: a later change is a new revision.
 """
@@ -44,6 +45,7 @@ def upgrade() -> None:
         number = (request or {}).get("tracking_number")
         if isinstance(number, str):
             conn.execute(ledger.update().where(ledger.c.id == row_id).values(tracking_number=number[:64]))
+    _rekey_at_risk_alerts(with_deadline=True)
     # rows staged before this revision: their raw order says both
     orders = sa.table(
         "stg_tiktok_orders",
@@ -66,7 +68,35 @@ def upgrade() -> None:
         )
 
 
+def _rekey_at_risk_alerts(with_deadline: bool) -> None:
+    """at_risk_alerts anew with (or without) `deadline` in its key, its rows copied: the alerts sent
+    before were all for the ship-by time."""
+    deadline = [sa.Column("deadline", sa.String(length=16), nullable=False)] if with_deadline else []
+    op.create_table(
+        "at_risk_alerts_new",
+        sa.Column("shop", sa.String(length=64), nullable=False),
+        sa.Column("tiktok_order_id", sa.String(length=64), nullable=False),
+        *deadline,
+        sa.Column("threshold_hours", sa.Float(), nullable=False),
+        sa.Column("run_id", sa.String(length=250), nullable=False),
+        sa.Column("alerted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sent", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("shop", "tiktok_order_id", *(["deadline"] if with_deadline else []), "threshold_hours"),
+    )
+    columns = "shop, tiktok_order_id, threshold_hours, run_id, alerted_at, sent"
+    if with_deadline:
+        op.execute(
+            f"INSERT INTO at_risk_alerts_new ({columns}, deadline) SELECT {columns}, 'ship_by' FROM at_risk_alerts"
+        )
+    else:
+        kept = "WHERE deadline = 'ship_by'"
+        op.execute(f"INSERT INTO at_risk_alerts_new ({columns}) SELECT {columns} FROM at_risk_alerts {kept}")
+    op.drop_table("at_risk_alerts")
+    op.rename_table("at_risk_alerts_new", "at_risk_alerts")
+
+
 def downgrade() -> None:
+    _rekey_at_risk_alerts(with_deadline=False)
     op.drop_index("ix_stg_tiktok_orders_tracking", table_name="stg_tiktok_orders")
     op.drop_index("ix_action_ledger_tracking", table_name="action_ledger")
     with op.batch_alter_table("action_ledger") as table:
