@@ -559,6 +559,12 @@ def _simulate(
             "late_dispatch_rate": _overall_ldr(d["truth"] for d in per_day if d["complete"]),
             "late_dispatch_rate_scan": _overall_ldr((d["truth"] for d in per_day if d["complete"]), "_scan"),
             "order_to_tracking_minutes": order_to_tracking(truth["orders"]),
+            # tracking numbers TikTok shows on more than one order (orderops never posts one twice)
+            "tracking_on_two_orders": sum(
+                1
+                for n in Counter(o["tracking_number"] for o in truth["orders"] if o["tracking_number"]).values()
+                if n > 1
+            ),
             "tracking_posted_by_source": {
                 "aftn": 0,
                 "carrier": 0,
@@ -621,6 +627,7 @@ def render(summary: dict) -> str:
     lines += [
         "",
         f"duplicate effects {summary['duplicate_effects']}, missed tracking {summary['missed_tracking']}, "
+        f"tracking numbers on two orders {summary['tracking_on_two_orders']}, "
         f"all days report == truth: {summary['all_days_match']}",
         f"shipment -> tracking on TikTok, minutes: median {lat['median']} p95 {lat['p95']} max {lat['max']} "
         f"(by hand at 09:00/17:00: median {base['median']} p95 {base['p95']} max {base['max']})",
