@@ -288,6 +288,10 @@ def findings(wh: Warehouse, settings: RunSettings) -> dict:
         },
         "examples": {"unmatched": unmatched[:EXAMPLES]},
         "first_run": dict(sorted(Counter(key.split(":", 1)[0] for d in decided for key in d.actions).items())),
+        # orders whose first tracking would be Amazon's early number, or the carrier's
+        "tracking_sources": dict(
+            sorted(Counter(s for d in decided for s in d.inputs.get("tracking_sources", ())).items())
+        ),
         "rules": dict(sorted(Counter(d.rule for d in decided).items())),
         "unmapped_carriers": [{"carrier": carrier, **entry} for carrier, entry in sorted(by_carrier.items())],
     }
@@ -330,6 +334,7 @@ def preflight(shop: Shop, days: int, now: datetime | None = None, fulfillers: li
         "join": None,
         "examples": {"unmatched": []},
         "first_run": None,
+        "tracking_sources": {},
         "unmapped_carriers": [],
         "problems": [],
         "warnings": [],
@@ -370,7 +375,10 @@ def preflight(shop: Shop, days: int, now: datetime | None = None, fulfillers: li
                 problems.append(f"dry run: failed: {exc}")
             else:
                 report.update(
-                    {key: found[key] for key in ("join", "examples", "first_run", "rules", "unmapped_carriers")}
+                    {
+                        key: found[key]
+                        for key in ("join", "examples", "first_run", "tracking_sources", "rules", "unmapped_carriers")
+                    }
                 )
                 report["dry_run"] = found["summary"]
                 problems += [
@@ -438,6 +446,14 @@ def render(report: dict) -> str:
             "  the first run would: "
             + (", ".join(f"{kind} {n}" for kind, n in report["first_run"].items()) or "do nothing")
         )
+        if report["tracking_sources"]:
+            lines.append(
+                "  tracking it would post: "
+                + ", ".join(
+                    f"{n} {'Amazon early (AFTN)' if source == 'aftn' else source}"
+                    for source, n in report["tracking_sources"].items()
+                )
+            )
         for c in report["unmapped_carriers"]:
             where = "; ".join(
                 f"delivery option {option} offers {', '.join(names) or 'no provider'}"

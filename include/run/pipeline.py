@@ -295,6 +295,7 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
                     "fulfiller": link.fulfiller,
                     "fulfillment_order_id": link.fulfillment_order_id,
                     **unmapped_carriers(decision),
+                    **tracking_sources(decision),
                 },
                 policy_version=settings.policy.version,
                 decided_at=utcnow(),
@@ -355,6 +356,13 @@ def unmapped_carriers(decision: Decision) -> dict:
     names them, for the decision's record (a dry run leaves no ledger row to read them from)."""
     carriers = sorted({c for a in decision.actions if a.kind == ESCALATE for c in a.params.get("carriers", ())})
     return {"unmapped_carriers": carriers} if carriers else {}
+
+
+def tracking_sources(decision: Decision) -> dict:
+    """Where the tracking a decision posts comes from (Amazon's early number or the carrier's), for
+    the decision's record."""
+    sources = sorted({a.params["source"] for a in decision.actions if a.kind == POST_TRACKING})
+    return {"tracking_sources": sources} if sources else {}
 
 
 class RejectReasons:

@@ -157,8 +157,10 @@ def test_a_healthy_shop_passes_and_the_dry_run_counts_what_the_first_run_would_d
     # the dry run: 7 of 9 orders found by sourceIdentifier, 2 with no Shopify order
     assert report["join"] == {"matched": {"source_identifier": 7}, "unmatched": 2}
     assert report["examples"]["unmatched"] == ["576900000000000006", "576900000000000007"]
-    assert report["first_run"] == {"post_tracking": 3, "escalate": 3, "add_note": 1, "reject_cancellation": 1}
-    assert report["rules"] == {"T1": 3, "T2": 1, "N1": 1, "E1": 2, "C3": 1, "-": 1}
+    # the two single-item MCF orders not shipped yet get Amazon's early tracking number, not a note
+    assert report["first_run"] == {"post_tracking": 5, "escalate": 3, "reject_cancellation": 1}
+    assert report["tracking_sources"] == {"aftn": 2, "carrier": 3}
+    assert report["rules"] == {"T1": 5, "T2": 1, "E1": 2, "C3": 1}
     (carrier,) = report["unmapped_carriers"]
     assert carrier["carrier"] == "Purolator" and carrier["orders"] == 1
     (offered,) = carrier["delivery_options"].values()
@@ -276,7 +278,7 @@ def test_the_command_writes_the_report_it_prints_and_refuses_bad_days(sandbox_sh
     assert orderops.main(["preflight", "--days", "7", "--now", NOW, "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     written = json.loads(out.read_text())
-    assert KEYS <= set(written) and written["first_run"]["post_tracking"] == 3
+    assert KEYS <= set(written) and written["first_run"]["post_tracking"] == 5
     assert render(written) == printed.rstrip("\n")
     assert order_writes(server) == []
     for bad, said in (
