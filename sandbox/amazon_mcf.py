@@ -352,6 +352,8 @@ class AmazonMcfSandbox(PlatformSandbox):
         self.documents: dict[str, Document] = {}
         self.buckets: dict[str, TokenBucket] = {}
         self._packages: dict[int, tuple[FulfillmentOrder, Shipment, Package]] = {}
+        # every package's carrier number (None), and every AFTN with its order (it counts once shown)
+        self._tracking_numbers: dict[str, FulfillmentOrder | None] = {}
         self._listing: list[FulfillmentOrder] = []  # creation order; list pages walk it
         self._seq = 0
         self._report_seq = 0
@@ -376,6 +378,7 @@ class AmazonMcfSandbox(PlatformSandbox):
         self.reports = {}
         self.documents = {}
         self._packages = {}
+        self._tracking_numbers = {}
         self._listing = []
         self._seq = 0
         self._report_seq = 0
@@ -393,14 +396,15 @@ class AmazonMcfSandbox(PlatformSandbox):
         if minutes > 0 and single_item and order.address.get("countryCode") == "US":
             rng = self._rng(order.sfo_id, "aftn")
             order.aftn = "AFT" + "".join(rng.choices("0123456789", k=12))
+            self._tracking_numbers[order.aftn] = order
             order.aftn_at = order.received + timedelta(minutes=minutes * math.exp(rng.gauss(0.0, 0.5)))
 
     def is_mcf_tracking(self, number: str) -> bool:
         """A tracking number of an MCF package, or an early tracking number Amazon has issued."""
-        now = self.now()
-        return any(
-            p.tracking == number for order in self.orders.values() for s in order.shipments for p in s.packages
-        ) or any(self._aftn_shown(order, now) == number for order in self.orders.values())
+        if number not in self._tracking_numbers:
+            return False
+        order = self._tracking_numbers[number]
+        return order is None or self._aftn_shown(order, self.now()) == number
 
     def _aftn_shown(self, order: FulfillmentOrder, now: datetime) -> str | None:
         return order.aftn if order.aftn_at is not None and order.aftn_at <= now else None
@@ -517,6 +521,7 @@ class AmazonMcfSandbox(PlatformSandbox):
                     package.number = self._unique_package_number(order, len(self._packages))
                 shipment.packages.append(package)
                 self._packages[package.number] = (order, shipment, package)
+                self._tracking_numbers[package.tracking] = None
             order.shipments.append(shipment)
         self._settle(order, status, entered)
         return order
@@ -609,6 +614,7 @@ class AmazonMcfSandbox(PlatformSandbox):
                 )
                 shipment.packages.append(package)
                 self._packages[package.number] = (order, shipment, package)
+                self._tracking_numbers[package.tracking] = None
             for package in shipment.packages:
                 package.eta = package.eta or shipment.eta
             self._notify(order, "Shipment", at, shipment)
