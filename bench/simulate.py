@@ -127,12 +127,13 @@ def tracking_latency(orders: list[dict]) -> dict:
 
 def order_to_tracking(orders: list[dict]) -> dict:
     """Minutes from the order entering Awaiting Shipment to the seller's tracking on TikTok, all
-    together and by the tracking's source (Amazon's early number or the carrier's)."""
+    together and split by whether Amazon issued the order its early tracking number (`aftn`: the
+    orders it could be posted for, whichever number reached TikTok) or not (`carrier`)."""
     minutes: dict[str, list[float]] = {"aftn": [], "carrier": []}
     for o in orders:
         if o["dispatched_by"] == "seller" and o["awaiting_shipment_at"] and o["dispatched_at"]:
             waited = (parse(o["dispatched_at"]) - parse(o["awaiting_shipment_at"])).total_seconds() / 60
-            minutes[o["tracking_source"]].append(waited)
+            minutes["aftn" if o["aftn_issued"] else "carrier"].append(waited)
     return {
         **percentiles(minutes["aftn"] + minutes["carrier"]),
         "by_source": {k: percentiles(v) for k, v in minutes.items()},

@@ -453,6 +453,7 @@ class ShopLife:
             "first_scan_at": _on(plan.scanned_at, as_of),
             # TikTok's In Transit moment (its `collection_time`): a carrier scan of tracking TikTok has
             "in_transit_at": stamp(order.get("collection_time")),
+            "aftn_issued": aftn is not None,  # Amazon gave the order its early tracking number
             # Amazon's early tracking number (AFTN) or the carrier's
             "tracking_source": None if not dispatch else "aftn" if dispatch["tracking_number"] == aftn else "carrier",
             "cancelled_at": cancelled_at,

@@ -95,7 +95,7 @@ def tracking_packages(f: Fulfillment, policy: Policy) -> tuple[Package, ...]:
     never followed by the carrier's number."""
     if f.has_tracking:
         return f.packages
-    if policy.post_aftn and f.aftn:
+    if policy.post_aftn and f.aftn and f.aftn_provider_id:  # no Amazon provider offered: the carrier's waits
         return (Package(AFTN_CARRIER, f.aftn, f.aftn_provider_id),)
     return ()
 
@@ -121,7 +121,8 @@ def tracking_decision(order: JoinedOrder, f: Fulfillment, policy: Policy) -> Dec
             carriers=missing,
         )
     early = not f.has_tracking
-    if order.warehouse_id and order.warehouse_refusals >= policy.warehouse_refusal_limit - 1:
+    mcf_warehouse = order.warehouse_id in policy.mcf_warehouse_ids
+    if mcf_warehouse and order.warehouse_refusals >= policy.warehouse_refusal_limit - 1:
         return escalate(
             order,
             "T3",
@@ -129,7 +130,7 @@ def tracking_decision(order: JoinedOrder, f: Fulfillment, policy: Policy) -> Dec
             f"TikTok refused {order.warehouse_refusals} tracking uploads for warehouse {order.warehouse_id}; "
             f"at {policy.warehouse_refusal_limit} TikTok may deactivate it: nothing more is posted for it",
         )
-    if order.warehouse_id in policy.mcf_warehouse_ids and f.fulfiller != "amazon_mcf":
+    if mcf_warehouse and f.fulfiller != "amazon_mcf":
         return escalate(
             order,
             "T3",
@@ -189,7 +190,9 @@ def hold_shared_tracking(decisions: list[Decision], elsewhere: dict[str, set[str
             "tracking_on_other_order",
             f"tracking {number} is also on order {', '.join(others)}: not posted ({d.rule}: {d.reason})",
         )
-        out.append(Decision(d.tiktok_order_id, "T3", f"tracking_on_other_order: {number}", (*kept, hold)))
+        # a shipping decision becomes the guard's; a cancellation's (C3) keeps its rule
+        rule = "T3" if d.rule == "T1" else d.rule
+        out.append(Decision(d.tiktok_order_id, rule, f"tracking_on_other_order: {number}", (*kept, hold)))
     return out
 
 

@@ -251,17 +251,27 @@ def _awaiting_early_tracking(
     t = stg_amazon_fulfillment_orders.c
     with wh.engine.connect() as conn:
         staged = conn.execute(
-            sa.select(t.seller_fulfillment_order_id, t.status, t.shipments).where(
+            sa.select(t.seller_fulfillment_order_id, t.status, t.shipments, t.raw).where(
                 t.shop == settings.shop, t.received_at >= fresh
             )
         ).all()
-    has_aftn = set()
-    for sfo, staged_status, shipments in staged:
-        if any(p.get("aftn") for s in shipments or [] for p in s.get("packages") or []):
-            has_aftn.add(sfo)
+    settled = set()  # has its AFTN, or was read and is not an order Amazon gives one (Amazon's rule)
+    for sfo, staged_status, shipments, raw in staged:
+        if any(p.get("aftn") for s in shipments or [] for p in s.get("packages") or []) or not _may_get_aftn(raw):
+            settled.add(sfo)
         elif staged_status in EARLY_STATUSES:
             candidates.add(sfo)
-    return candidates - has_aftn
+    return candidates - settled
+
+
+def _may_get_aftn(raw: Any) -> bool:
+    """Amazon issues early tracking numbers for US, single-item orders: a detail read that shows
+    several items or another country settles it (a listing row, without items, does not)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("fulfillmentOrderItems"), list):
+        return True
+    items = sum(i.get("quantity") or 0 for i in raw["fulfillmentOrderItems"] if isinstance(i, dict))
+    country = ((raw.get("fulfillmentOrder") or {}).get("destinationAddress") or {}).get("countryCode")
+    return items <= 1 and country in (None, "US")
 
 
 def _followed_while_processing(wh: Warehouse, settings: RunSettings, orders: list[dict], status: Callable) -> set[str]:

@@ -96,6 +96,10 @@ def orders_at_risk(wh: Warehouse, shop: str, run_id: str, now: datetime, within_
                     o.shop == shop,
                     o.status.in_((*TIKTOK_SHIPPABLE_STATUSES, "AWAITING_COLLECTION")),
                     o.collection_time.is_(None),
+                    sa.or_(
+                        sa.and_(o.rts_sla_time > now, o.rts_sla_time <= horizon),
+                        sa.and_(o.tracking_number == "", o.shipping_due_time > now, o.shipping_due_time <= horizon),
+                    ),
                 )
             )
             if status_of(r.raw, "shipping_type", SHIPPING_TYPES) != "TIKTOK"

@@ -556,6 +556,9 @@ def charts(history: pd.DataFrame, data: DayData, day: date, days: int = 30) -> d
 
     out = {}
     due = history[history["orders_due"] > 0] if len(history) else history
+    for column in ("late_dispatch_rate_scan", "dispatched_late_scan", "past_due_no_scan"):
+        if column in due:  # empty on days computed before the scan clock was counted
+            due = due.assign(**{column: pd.to_numeric(due[column], errors="coerce")})
     fig, ax = plt.subplots(figsize=(7, 2.6))
     ax.set_title(f"Late Dispatch Rate, last {days} days")
     if len(due):

@@ -335,15 +335,18 @@ def _hours(value: float | None) -> str:
 
 def _rate(d: dict, clock: str = "") -> str:
     """The day's Late Dispatch Rate on a clock ("" upload, "_scan" carrier scan), or "no orders
-    due": 0 % of nothing is not a good day."""
-    return f"{d['late_dispatch_rate' + clock] * 100:.1f}%" if d["orders_due"] else "no orders due"
+    due": 0 % of nothing is not a good day; "not counted" for a day computed before the clock was."""
+    rate = d["late_dispatch_rate" + clock]
+    if not d["orders_due"]:
+        return "no orders due"
+    return "not counted" if rate is None else f"{rate * 100:.1f}%"
 
 
 def _scan_tone(d: dict) -> str:
     """The carrier-scan rate against TikTok's lines: 4 % recommended, enforcement above 10 %."""
-    if not d["orders_due"]:
-        return "none"
     rate = d["late_dispatch_rate_scan"]
+    if not d["orders_due"] or rate is None:
+        return "none"
     return "bad" if rate > LDR_ENFORCEMENT_LINE else "warn" if rate > LDR_LINE else "ok"
 
 

@@ -334,6 +334,20 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
         )
     store.decided(now)
     chunks = {group: [keys[i : i + CHUNK] for i in range(0, len(keys), CHUNK)] for group, keys in plan.items()}
+    if settings.policy.mcf_warehouse_ids:
+        # the posts for MCF warehouses go in one chunk of their own: its gate counts TikTok's refusals
+        # as they come, which chunks side by side could not
+        mcf = set(settings.policy.mcf_warehouse_ids)
+        gated = {
+            a.idempotency_key
+            for d in planned
+            for a in d.actions
+            if a.kind == POST_TRACKING and a.params.get("warehouse_id") in mcf
+        }
+        keys = plan[GROUP_OF_KIND[POST_TRACKING]]
+        rest = [k for k in keys if k not in gated]
+        first = [[k for k in keys if k in gated]] if gated & set(keys) else []
+        chunks[GROUP_OF_KIND[POST_TRACKING]] = first + [rest[i : i + CHUNK] for i in range(0, len(rest), CHUNK)]
     log.info(
         "decided %d orders: %s; blocked platforms: %s",
         len(planned),
@@ -461,7 +475,11 @@ def act(settings: RunSettings, platforms: Platforms, wh: Warehouse, ctx: RunCont
     ledger = Ledger(wh)
     executor = Executor(ledger, ctx, Handlers(platforms))
     rows = ledger.rows_by_key(settings.shop, keys)
-    gate = WarehouseGate(RunStore(wh, settings).warehouse_refusals(), settings.policy.warehouse_refusal_limit)
+    gate = WarehouseGate(
+        RunStore(wh, settings).warehouse_refusals(),
+        settings.policy.warehouse_refusal_limit,
+        settings.policy.mcf_warehouse_ids,
+    )
     outcomes = []
     for key in keys:
         if key not in rows:
@@ -477,16 +495,21 @@ def act(settings: RunSettings, platforms: Platforms, wh: Warehouse, ctx: RunCont
 
 class WarehouseGate:
     """TikTok deactivates an Amazon MCF warehouse at a number of incorrect tracking uploads: tracking
-    posts for a warehouse stop one refusal short of the policy's limit, counted as refusals come in
-    (decide escalates the orders from the next run on; this holds the posts already planned)."""
+    posts for an MCF warehouse stop one refusal short of the policy's limit, counted as refusals come
+    in (decide escalates the orders from the next run on; this holds the posts already planned; the
+    posts of MCF warehouses come in one chunk, so no chunk beside it posts for them)."""
 
-    def __init__(self, refusals: dict[str, int], limit: int):
+    def __init__(self, refusals: dict[str, int], limit: int, warehouses: tuple[str, ...]):
         self.refusals = dict(refusals)
         self.limit = limit
+        self.warehouses = set(warehouses)
         self.newly_held: dict[str, str] = {}
 
     def _warehouse(self, row: dict) -> str:
-        return (row["request"] or {}).get("warehouse_id") or "" if row["kind"] == POST_TRACKING else ""
+        if row["kind"] != POST_TRACKING:
+            return ""
+        warehouse = (row["request"] or {}).get("warehouse_id") or ""
+        return warehouse if warehouse in self.warehouses else ""
 
     def holds(self, row: dict) -> str | None:
         warehouse = self._warehouse(row)

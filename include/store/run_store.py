@@ -277,8 +277,12 @@ class RunStore:
         return found
 
     def warehouse_refusals(self) -> dict[str, int]:
-        """Tracking uploads TikTok refused, per TikTok warehouse of the orders they were for: each
-        attempt of a post that ended refused counts (a retry TikTok refused again is another)."""
+        """Tracking uploads TikTok refused, per Amazon MCF warehouse (policy `mcf_warehouse_ids`) of the
+        orders they were for: each attempt of a post that ended refused counts (a retry TikTok refused
+        again is another); a post settled without being sent does not."""
+        warehouses = list(self.settings.policy.mcf_warehouse_ids)
+        if not warehouses:
+            return {}
         o, a = stg_tiktok_orders.c, action_ledger.c
         with self.wh.engine.connect() as conn:
             rows = conn.execute(
@@ -288,7 +292,13 @@ class RunStore:
                         stg_tiktok_orders, sa.and_(o.shop == a.shop, o.tiktok_order_id == a.tiktok_order_id)
                     )
                 )
-                .where(a.shop == self.shop, a.kind == "post_tracking", a.state == "failed", o.warehouse_id != "")
+                .where(
+                    a.shop == self.shop,
+                    a.kind == "post_tracking",
+                    a.state == "failed",
+                    o.warehouse_id.in_(warehouses),
+                    sa.or_(a.detail.is_(None), sa.not_(a.detail.startswith("settled:"))),
+                )
                 .group_by(o.warehouse_id)
             ).all()
         return {warehouse: int(count or 0) for warehouse, count in rows}

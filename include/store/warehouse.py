@@ -244,12 +244,13 @@ sla_daily = sa.Table(
     sa.Column("cancel_requests", sa.Integer, nullable=False),
     sa.Column("cancels_on_time", sa.Integer, nullable=False),
     sa.Column("cancels_late", sa.Integer, nullable=False),
-    # the carrier-scan clock (TikTok's since 01/2026): dispatched = In Transit by the first carrier scan
-    sa.Column("dispatched_on_time_scan", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("dispatched_late_scan", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("past_due_no_scan", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("at_risk_no_scan", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("late_dispatch_rate_scan", sa.Float, nullable=False, server_default="0"),
+    # the carrier-scan clock (TikTok's since 01/2026): dispatched = In Transit by the first carrier scan;
+    # empty on days computed before orderops counted it
+    sa.Column("dispatched_on_time_scan", sa.Integer),
+    sa.Column("dispatched_late_scan", sa.Integer),
+    sa.Column("past_due_no_scan", sa.Integer),
+    sa.Column("at_risk_no_scan", sa.Integer),
+    sa.Column("late_dispatch_rate_scan", sa.Float),
     sa.Column("ship_to_tracking_median_h", sa.Float),
     sa.Column("ship_to_tracking_p95_h", sa.Float),
     sa.Column("computed_at", TS, nullable=False),

@@ -1,7 +1,7 @@
-"""The guards before TikTok's one-shot tracking upload, in whole runs against the sandbox: an Amazon MCF
-warehouse whose orders (wrongly) ship from ShipBob gets its wrong numbers refused by TikTok, and
-orderops stops one refusal short of TikTok's limit, so the warehouse is never deactivated; the held
-posts stay pending, a person is told, and the next run escalates the warehouse's orders."""
+"""The guards before TikTok's one-shot tracking upload, in whole runs against the sandbox. A shop in
+TikTok's Amazon MCF warehouse mode posts numbers TikTok refuses for its MCF warehouse: orderops counts
+the refusals and stops one short of TikTok's limit (posts held, a person told), and the next run
+escalates the warehouse's orders instead of posting."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.support import tiktok_order_id as tid
 
 
 def order(n: int) -> dict:
-    """A ShipBob order shipped with UPS, for a TikTok order of the MCF warehouse's delivery option."""
+    """A two-item order (Amazon gives it no early number), shipped by Amazon MCF with USPS."""
     return {
         "tiktok": {
             "id": tid(n),
@@ -28,7 +28,10 @@ def order(n: int) -> dict:
             "shipping_due_time": iso(NOW + timedelta(days=5)),
             "tracking_number": "",
             "cancellation": None,
-            "line_items": [{"id": str(577000000000000000 + n), "seller_sku": "OSL-TEE-M"}],
+            "line_items": [
+                {"id": str(577000000000000000 + 10 * n + k), "seller_sku": sku}
+                for k, sku in enumerate(("OSL-TEE-M", "OSL-TEE-L"))
+            ],
         },
         "shopify": {
             "id": 6100000000 + n,
@@ -36,39 +39,48 @@ def order(n: int) -> dict:
             "tiktok_id_in": "source_identifier",
             "cancelled": False,
         },
-        "fulfiller": "shipbob",
-        "amazon_mcf": None,
-        "shipbob": {
-            "order_id": 9000000 + n,
-            "reference_id": str(6100000000 + n),
-            "status": "Fulfilled",
+        "fulfiller": "amazon_mcf",
+        "amazon_mcf": {
+            "seller_fulfillment_order_id": str(1000 + n),
+            "status": "Complete",
+            "received_time": iso(NOW - timedelta(hours=20)),
             "shipments": [
                 {
-                    "id": 20000000 + n,
-                    "status": "Completed",
-                    "tracking": {"carrier": "UPS", "tracking_number": f"1Z999AA1012345{n:04d}"},
+                    "status": "SHIPPED",
+                    "packages": [
+                        {"package_number": n, "carrier_code": "USPS", "tracking_number": f"94001118992231974{n:05d}"}
+                    ],
                 }
             ],
         },
+        "shipbob": None,
     }
 
 
-def test_an_mcf_warehouse_is_never_deactivated_by_orderops(tmp_path):
+def test_orderops_stops_one_refusal_short_of_tiktoks_limit_for_an_mcf_warehouse(tmp_path):
     scenario = {"now": iso(NOW), "orders": [order(n) for n in range(1, 7)]}
     rig = SandboxRig({"now": iso(NOW), "orders": []})
     tiktok = rig.sandbox.platforms["tiktok"]
-    # the shop runs TikTok's Amazon MCF warehouse mode
     rig.sandbox.settings.platforms.setdefault("tiktok", {})["mcf_warehouse"] = True
     tiktok.config["mcf_warehouse"] = True
     rig.load(scenario)
+    (warehouse,) = tiktok.default_shop.mcf_wrong_tracking
+    # the seller posts USPS numbers (their policy), which TikTok refuses: each refusal counts for the warehouse
+    policy = {"mcf_warehouse_ids": [warehouse], "usps_tracking": "post"}
     try:
         with fresh_warehouse("sqlite", tmp_path) as wh:
-            rig.run(wh, "guard-1")
-            (warehouse,) = [w for w, n in tiktok.default_shop.mcf_wrong_tracking.items()]
-            # four refused, then the remaining posts were held: TikTok's count stays one short of five
-            assert tiktok.default_shop.mcf_wrong_tracking[warehouse] == 4
-            status = {w["id"]: w["effect_status"] for w in tiktok.default_shop.warehouses}
-            assert status[warehouse] == "ENABLED"
+
+            def refused() -> int:
+                return len(
+                    [
+                        w
+                        for w in rig.writes
+                        if w.operation == "mark_package_as_shipped" and w.outcome == "21019006"
+                    ]
+                )
+
+            rig.run(wh, "guard-1", policy=policy)
+            assert refused() == 4  # four refused, then the remaining posts were held
             posts = [r for r in Ledger(wh).rows("default") if r["kind"] == "post_tracking"]
             assert sorted(r["state"] for r in posts) == ["failed"] * 4 + ["pending"] * 2
             with wh.engine.connect() as conn:
@@ -82,16 +94,14 @@ def test_an_mcf_warehouse_is_never_deactivated_by_orderops(tmp_path):
                     .all()
                 )
             assert len(alerts) == 1 and f"warehouse {warehouse}" in alerts[0]
-            attempts = len([w for w in rig.writes if w.operation == "mark_package_as_shipped"])
-            rig.run(wh, "guard-2")
+            rig.run(wh, "guard-2", policy=policy)
             # the next run escalates the warehouse's orders and posts nothing more
-            assert len([w for w in rig.writes if w.operation == "mark_package_as_shipped"]) == attempts
+            assert refused() == 4 and len([w for w in rig.writes if w.operation == "mark_package_as_shipped"]) == 4
             reasons = {
                 r["tiktok_order_id"]: r["request"]["reason_code"]
                 for r in Ledger(wh).rows("default")
                 if r["kind"] == "escalate"
             }
             assert reasons == {tid(n): "warehouse_refusals" for n in range(1, 7)}
-            assert tiktok.default_shop.mcf_wrong_tracking[warehouse] == 4
     finally:
         rig.stop()

@@ -813,3 +813,27 @@ def test_orders_alerted_as_at_risk_are_marked_in_the_inbox(seeded):
     }
     listed = client(wh, reports).get("/api/days").json()["shops"][0]["at_risk"]
     assert [a["tiktok_order_id"] for a in listed] == ["576000000000000007", "576000000000000008"]
+
+
+def test_a_day_computed_before_the_scan_clock_says_so(tmp_path):
+    """Days in sla_daily from before the carrier-scan clock was counted: its figures read "–" and
+    "not counted", never a perfect 0.0 %."""
+    wh = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
+    wh.migrate()
+    old = {
+        **daily("default", DAY, due=5, late=1),
+        **dict.fromkeys(
+            (
+                "dispatched_on_time_scan",
+                "dispatched_late_scan",
+                "past_due_no_scan",
+                "at_risk_no_scan",
+                "late_dispatch_rate_scan",
+            )
+        ),
+    }
+    with wh.engine.begin() as conn:
+        conn.execute(sla_daily.insert(), [old])
+    (row,) = Page(client(wh, tmp_path).get("/").text).tables["days"]
+    assert row[1][5] == "20.0%" and row[1][6:9] == ["–", "–", "not counted"]
+    wh.dispose()

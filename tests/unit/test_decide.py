@@ -128,8 +128,9 @@ def test_the_early_number_waits_when_the_policy_says_so_or_maps_to_no_provider()
     off = Policy(post_aftn=False)
     d = decide(order(fulfillment=early()), off, NOW)
     assert d.rule == "N1" and kinds(d) == [ADD_NOTE]  # due within the horizon, no tracking yet
+    # no Amazon provider on the order's delivery option: the carrier's number is waited for
     d = decide(order(fulfillment=early(provider=None)), POLICY, NOW)
-    assert d.rule == "T2" and d.actions[0].params["carriers"] == ["AFTN"]
+    assert d.rule == "N1" and kinds(d) == [ADD_NOTE]
     # TikTok's own label brings its own tracking: no early number either
     assert POST_TRACKING not in kinds(decide(order(shipping_type="TIKTOK", fulfillment=early()), POLICY, NOW))
 
@@ -153,14 +154,16 @@ def test_an_mcf_warehouse_gets_only_amazon_tracking():
     assert decide(order(warehouse_id="7201", fulfillment=shipped(UPS, fulfiller="shipbob")), policy, NOW).rule == "T1"
 
 
-def test_a_warehouse_one_refusal_short_of_tikToks_limit_gets_no_more_uploads():
-    d = decide(order(warehouse_id="7202", warehouse_refusals=4, fulfillment=shipped(UPS)), POLICY, NOW)
+def test_an_mcf_warehouse_one_refusal_short_of_tiktoks_limit_gets_no_more_uploads():
+    mcf = Policy(mcf_warehouse_ids=("7202",))
+    d = decide(order(warehouse_id="7202", warehouse_refusals=4, fulfillment=shipped(UPS)), mcf, NOW)
     assert d.rule == "T3" and d.actions[0].params["reason_code"] == "warehouse_refusals"
     assert "refused 4 tracking uploads for warehouse 7202" in d.actions[0].params["detail"]
-    assert decide(order(warehouse_id="7202", warehouse_refusals=3, fulfillment=shipped(UPS)), POLICY, NOW).rule == "T1"
-    # the limit is the policy's
-    strict = Policy(warehouse_refusal_limit=3)
+    assert decide(order(warehouse_id="7202", warehouse_refusals=3, fulfillment=shipped(UPS)), mcf, NOW).rule == "T1"
+    # the limit is the policy's; TikTok's rule is its MCF warehouses'
+    strict = Policy(mcf_warehouse_ids=("7202",), warehouse_refusal_limit=3)
     assert decide(order(warehouse_id="7202", warehouse_refusals=2, fulfillment=shipped(UPS)), strict, NOW).rule == "T3"
+    assert decide(order(warehouse_id="7201", warehouse_refusals=9, fulfillment=shipped(UPS)), mcf, NOW).rule == "T1"
 
 
 def test_one_tracking_number_is_never_posted_to_two_orders():
@@ -677,7 +680,10 @@ def test_safety_invariants(row, policy):
             assert row.status != "CANCELLED" and not row.tracking_number
             assert action.params["shipping_provider_id"] and action.params["tracking_number"]
             assert row.shipping_type == "SELLER" and f is not None
-            assert row.warehouse_refusals < policy.warehouse_refusal_limit - 1 or not row.warehouse_id
+            assert (
+                row.warehouse_refusals < policy.warehouse_refusal_limit - 1
+                or row.warehouse_id not in policy.mcf_warehouse_ids
+            )
             assert row.warehouse_id not in policy.mcf_warehouse_ids or f.fulfiller == "amazon_mcf"
             if action.params["source"] == "aftn":  # the early number only before the carrier's, when asked for
                 assert policy.post_aftn and not f.has_tracking and action.params["tracking_number"] == f.aftn

@@ -225,3 +225,15 @@ def test_a_processing_order_followed_by_notifications_is_not_read_for_shipments(
 
     assert _followed_while_processing(wh, settings, now_listed, status) == {"1001"}
     assert _followed_while_processing(wh, settings_at(NOW, shop="other"), now_listed, status) == set()
+
+
+def test_an_order_amazon_gives_no_early_number_is_not_read_again_for_one():
+    """Amazon's early tracking number is for US single-item orders: a detail read that shows two items,
+    or another country, settles it; a listing row (no items) does not."""
+    from include.extract.amazon import _may_get_aftn
+
+    one = {"fulfillmentOrder": {}, "fulfillmentOrderItems": [{"quantity": 1}]}
+    assert _may_get_aftn(one) and _may_get_aftn({"fulfillmentOrder": {}}) and _may_get_aftn(None)
+    assert not _may_get_aftn({**one, "fulfillmentOrderItems": [{"quantity": 1}, {"quantity": 1}]})
+    assert not _may_get_aftn({**one, "fulfillmentOrderItems": [{"quantity": 2}]})
+    assert not _may_get_aftn({**one, "fulfillmentOrder": {"destinationAddress": {"countryCode": "CA"}}})

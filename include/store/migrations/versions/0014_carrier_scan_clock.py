@@ -23,10 +23,11 @@ def upgrade() -> None:
     with op.batch_alter_table("stg_tiktok_orders") as table:
         table.add_column(sa.Column("collection_time", sa.DateTime(timezone=True), nullable=True))
         table.add_column(sa.Column("warehouse_id", sa.String(length=64), nullable=False, server_default=""))
+    # days computed before this revision were not counted on the scan clock: empty, not 0
     with op.batch_alter_table("sla_daily") as table:
         for name in SCAN_FIGURES:
-            table.add_column(sa.Column(name, sa.Integer(), nullable=False, server_default="0"))
-        table.add_column(sa.Column("late_dispatch_rate_scan", sa.Float(), nullable=False, server_default="0"))
+            table.add_column(sa.Column(name, sa.Integer(), nullable=True))
+        table.add_column(sa.Column("late_dispatch_rate_scan", sa.Float(), nullable=True))
     with op.batch_alter_table("action_ledger") as table:
         table.add_column(sa.Column("tracking_number", sa.String(length=64), nullable=True))
     op.create_index("ix_action_ledger_tracking", "action_ledger", ["shop", "tracking_number"])
@@ -39,12 +40,11 @@ def upgrade() -> None:
         sa.column("tracking_number", sa.String),
     )
     conn = op.get_bind()
-    for row_id, request in conn.execute(
-        sa.select(ledger.c.id, ledger.c.request).where(ledger.c.kind == "post_tracking")
-    ).all():
-        number = (request or {}).get("tracking_number")
-        if isinstance(number, str):
-            conn.execute(ledger.update().where(ledger.c.id == row_id).values(tracking_number=number[:64]))
+    for batch in _batches(conn, [ledger.c.id], ledger.c.request, ledger.c.kind == "post_tracking"):
+        for row_id, request in batch:
+            number = (request or {}).get("tracking_number")
+            if isinstance(number, str):
+                conn.execute(ledger.update().where(ledger.c.id == row_id).values(tracking_number=number[:64]))
     _rekey_at_risk_alerts(with_deadline=True)
     # rows staged before this revision: their raw order says both
     orders = sa.table(
@@ -55,17 +55,35 @@ def upgrade() -> None:
         sa.column("collection_time", sa.DateTime(timezone=True)),
         sa.column("warehouse_id", sa.String),
     )
-    for shop, order_id, raw in conn.execute(sa.select(orders.c.shop, orders.c.tiktok_order_id, orders.c.raw)).all():
-        raw = raw or {}
-        moment = raw.get("collection_time")
-        conn.execute(
-            orders.update()
-            .where(orders.c.shop == shop, orders.c.tiktok_order_id == order_id)
-            .values(
-                collection_time=datetime.fromtimestamp(moment, timezone.utc) if isinstance(moment, int) else None,
-                warehouse_id=str(raw.get("warehouse_id") or "")[:64],
+    for batch in _batches(conn, [orders.c.shop, orders.c.tiktok_order_id], orders.c.raw):
+        for shop, order_id, raw in batch:
+            raw = raw or {}
+            moment = raw.get("collection_time")
+            # as staging reads it: seconds since the epoch, 0 for none
+            seconds = moment if isinstance(moment, int) and not isinstance(moment, bool) else 0
+            conn.execute(
+                orders.update()
+                .where(orders.c.shop == shop, orders.c.tiktok_order_id == order_id)
+                .values(
+                    collection_time=datetime.fromtimestamp(seconds, timezone.utc) if 0 < seconds < 10**10 else None,
+                    warehouse_id=str(raw.get("warehouse_id") or "")[:64],
+                )
             )
-        )
+
+
+def _batches(conn, key: list, payload, *where, size: int = 1000):
+    """Rows of (key..., payload) a thousand at a time in key order: a large warehouse's rows are
+    never all in memory."""
+    last = None
+    while True:
+        query = sa.select(*key, payload).where(*where)
+        if last is not None:
+            query = query.where(sa.tuple_(*key) > sa.tuple_(*last))
+        rows = conn.execute(query.order_by(*key).limit(size)).all()
+        if not rows:
+            return
+        yield rows
+        last = tuple(rows[-1][: len(key)])
 
 
 def _rekey_at_risk_alerts(with_deadline: bool) -> None:
