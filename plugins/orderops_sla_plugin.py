@@ -37,12 +37,14 @@ def _login_required(method: Literal["GET", "PUT"] = "GET"):
 
 def build_app():
     """The page's FastAPI app, guarded by Airflow's login."""
+    from functools import cache
+
     from airflow.api_fastapi.core_api.security import get_user
     from fastapi import Depends, HTTPException, Request
     from fastapi.exception_handlers import http_exception_handler
     from fastapi.responses import RedirectResponse
 
-    from include.airflow.glue import warehouse_url
+    from include.airflow.glue import shopify_domains, warehouse_url
     from include.quality.checkpoints import docs_dir
     from include.report.reports import reports_dir
     from include.report.sla_ui import create_app
@@ -58,6 +60,8 @@ def build_app():
         write_dependencies=[Depends(_login_required("PUT"))],
         reviewer=reviewer,
         data_docs_dir=docs_dir(),
+        # read on the first page view: a changed Shopify host shows after the API server restarts
+        shopify_domains=cache(shopify_domains),
     )
 
     @app.exception_handler(HTTPException)

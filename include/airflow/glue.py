@@ -29,6 +29,24 @@ def warehouse_url(conn_id: str) -> str:
     return _url(conn_id, _connection(conn_id))
 
 
+def shopify_domains() -> dict[str, str]:
+    """Each shop's Shopify host as its connection names it (the SLA page links orders to the shop's
+    admin with it); a shop whose connection is not defined has none."""
+    from urllib.parse import urlsplit
+
+    from include.run.shops import shops_file
+
+    found = {}
+    for shop in shops_file().shops:
+        conn = _connection(shop.connections.shopify)
+        host = (conn.host or "") if conn is not None else ""
+        # a host may be written with its scheme
+        host = urlsplit(host).netloc if "://" in host else host
+        if host:
+            found[shop.name] = host.lower()
+    return found
+
+
 def on_task_failure(context: dict) -> None:
     """Task failure callback of the orderops DAGs: an alert to the configured channels."""
     from include.report.notify import alert_from_context, notify

@@ -5,12 +5,17 @@ An escalation is the `escalate` row of the action ledger; what people did with i
 `escalation_reviews`, newest row last (none: open), so its whole history stays. A carrier mapping
 goes to `carrier_mappings` (read by every later run beside the policy's `carrier_overrides`, which
 win where both name a carrier) and leaves an audit row of kind `map_carrier` in the ledger, under
-the order that asked for it, saying who mapped what to what and when.
+the order that asked for it, saying who mapped what to what and when. A review may name an owner
+(who takes the escalation); a later review without one keeps it.
+
+A run that decides an order again and no longer escalates it for a reason (its tracking is posted
+now that the carrier maps, a Shopify order was found, the order shipped or was cancelled) resolves
+that escalation itself: a review row by `orderops` saying which run and what it decided instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -33,6 +38,9 @@ REVIEW_STATES = ("acknowledged", "resolved")
 OPEN = "open"
 MAP_CARRIER = "map_carrier"
 NOTE_MAX = 1000
+OWNER_MAX = 250
+# who resolves an escalation a later run no longer escalates
+SYSTEM_REVIEWER = "orderops"
 
 
 class InboxError(ValueError):
@@ -60,18 +68,45 @@ def _who_and_note(by: str, note: str | None) -> str | None:
     return note
 
 
+def _owner(conn, shop: str, key: str, owner: str | None) -> str | None:
+    """The owner a new review names: the one given, else the newest review's."""
+    owner = (owner or "").strip() or None
+    if owner is not None:
+        if len(owner) > OWNER_MAX:
+            raise InboxError(f"the owner is {len(owner)} characters long (at most {OWNER_MAX})")
+        return owner
+    r = escalation_reviews.c
+    return conn.execute(
+        sa.select(r.owner).where(r.shop == shop, r.idempotency_key == key).order_by(r.id.desc()).limit(1)
+    ).scalar()
+
+
 def review(
-    wh: Warehouse, shop: str, key: str, state: str, by: str, note: str | None = None, now: datetime | None = None
+    wh: Warehouse,
+    shop: str,
+    key: str,
+    state: str,
+    by: str,
+    note: str | None = None,
+    now: datetime | None = None,
+    owner: str | None = None,
 ) -> dict:
-    """Acknowledge or resolve the escalation `key` of `shop`; returns the review recorded."""
+    """Acknowledge or resolve the escalation `key` of `shop`, naming its owner (none: the one it
+    had); returns the review recorded."""
     if state not in REVIEW_STATES:
         raise InboxError(f"state {state!r}: expected one of {', '.join(REVIEW_STATES)}")
     note = _who_and_note(by, note)
-    row = dict(
-        shop=shop, idempotency_key=key, state=state, note=note, reviewed_by=by.strip(), reviewed_at=now or utcnow()
-    )
     with wh.engine.begin() as conn:
         _escalation(conn, shop, key)
+        row = dict(
+            shop=shop,
+            idempotency_key=key,
+            state=state,
+            note=note,
+            reviewed_by=by.strip(),
+            reviewed_at=now or utcnow(),
+            owner=_owner(conn, shop, key, owner),
+        )
         conn.execute(escalation_reviews.insert().values(row))
     return row
 
@@ -100,7 +135,7 @@ def map_carrier(
             raise InboxError(
                 f"escalation {key!r} names no unmapped carrier {carrier!r} (it names {', '.join(named) or 'none'})"
             )
-        offered = _providers_offered(conn, shop, escalation["tiktok_order_id"])
+        offered = providers_offered(conn, shop, escalation["tiktok_order_id"])
         if offered is not None and CarrierMap(offered, {carrier: provider}).provider_id(carrier) is None:
             # a mapping to nothing would resolve the escalation and still post nothing
             raise InboxError(
@@ -135,12 +170,13 @@ def map_carrier(
                 reviewed_by=by.strip(),
                 reviewed_at=now,
                 note=f"carrier {carrier} mapped to TikTok provider {provider}" + (f": {note}" if note else ""),
+                owner=_owner(conn, shop, key, None),
             )
         )
     return mapping
 
 
-def _providers_offered(conn, shop: str, tiktok_order_id: str) -> list[dict] | None:
+def providers_offered(conn, shop: str, tiktok_order_id: str) -> list[dict] | None:
     """The TikTok providers of the order's delivery option as the runs last read them (None: not known)."""
     o, p = stg_tiktok_orders.c, tiktok_shipping_providers.c
     raw = conn.execute(sa.select(o.raw).where(o.shop == shop, o.tiktok_order_id == tiktok_order_id)).scalar()
@@ -166,8 +202,11 @@ def latest_reviews(conn, shop: str, keys: Iterable[str]) -> dict[str, dict]:
             .order_by(r.id)
         ).mappings():
             found[row["idempotency_key"]] = dict(row)
-    resolved = {key: rev for key, rev in found.items() if rev["state"] == "resolved"}
-    orders = {key.split(":")[1]: key for key in resolved if key.count(":") >= 2}
+    # an order may have several resolved escalations (one per reason code)
+    orders: dict[str, list[str]] = {}
+    for key, rev in found.items():
+        if rev["state"] == "resolved" and key.count(":") >= 2:
+            orders.setdefault(key.split(":")[1], []).append(key)
     ids = sorted(orders)
     for start in range(0, len(ids), 500):
         for row in conn.execute(
@@ -175,20 +214,87 @@ def latest_reviews(conn, shop: str, keys: Iterable[str]) -> dict[str, dict]:
                 d.shop == shop, d.tiktok_order_id.in_(ids[start : start + 500])
             )
         ):
-            key = orders[row.tiktok_order_id]
-            review_ = found[key]
-            if (
-                key in (row.actions or [])
-                and as_utc(row.decided_at) > as_utc(review_["reviewed_at"])
-                and review_["state"] == "resolved"
-            ):
-                found[key] = {
-                    **review_,
-                    "state": OPEN,
-                    "note": f"decided again after it was resolved by "
-                    f"{review_['reviewed_by']}" + (f" ({review_['note']})" if review_["note"] else ""),
-                }
+            for key in orders[row.tiktok_order_id]:
+                review_ = found[key]
+                if (
+                    key in (row.actions or [])
+                    and as_utc(row.decided_at) > as_utc(review_["reviewed_at"])
+                    and review_["state"] == "resolved"
+                ):
+                    found[key] = {
+                        **review_,
+                        "state": OPEN,
+                        "note": f"decided again after it was resolved by "
+                        f"{review_['reviewed_by']}" + (f" ({review_['note']})" if review_["note"] else ""),
+                    }
     return found
+
+
+def settled_by_run(
+    open_escalations: Mapping[str, str], decided: Iterable[Mapping], run_id: str, held: Collection[str] = ()
+) -> dict[str, str]:
+    """The rule: of the escalations not resolved (key -> its order), those whose order a run decided
+    again without escalating it for that reason, each with the note that resolves it. An order whose
+    actions the run held back (a failed validation, a record it could not read) settles nothing: its
+    decision is not the one it would have made."""
+    keys_of: dict[str, list[str]] = {}
+    for key, order in open_escalations.items():
+        keys_of.setdefault(order, []).append(key)
+    notes = {}
+    for decision in decided:
+        order = decision["tiktok_order_id"]
+        if order in held:
+            continue
+        instead = (
+            f"now {decision['rule']}, {decision['reason']}"
+            if decision["rule"] != "-"
+            else f"nothing to do now, {decision['reason']}"
+        )
+        for key in keys_of.get(order, ()):
+            if key not in (decision["actions"] or ()):
+                notes[key] = f"resolved by run {run_id}: {instead}"
+    return notes
+
+
+def close_settled(
+    wh: Warehouse, shop: str, run_id: str, decided: list[dict], held: Collection[str] = (), now: datetime | None = None
+) -> dict[str, str]:
+    """Resolve, as `orderops`, the escalations of `shop` the run's decisions (rows of `decisions`) no
+    longer make (`settled_by_run`); an owner stays. Returns the notes written, by escalation key."""
+    orders = sorted({d["tiktok_order_id"] for d in decided} - set(held))
+    a = action_ledger.c
+    with wh.engine.begin() as conn:
+        escalated: dict[str, str] = {}
+        for start in range(0, len(orders), 500):
+            for key, order in conn.execute(
+                sa.select(a.idempotency_key, a.tiktok_order_id).where(
+                    a.shop == shop, a.kind == ESCALATE, a.tiktok_order_id.in_(orders[start : start + 500])
+                )
+            ):
+                escalated[key] = order
+        if not escalated:
+            return {}
+        reviews = latest_reviews(conn, shop, escalated)
+        still_open = {k: o for k, o in escalated.items() if reviews.get(k, {}).get("state", OPEN) != "resolved"}
+        notes = settled_by_run(still_open, decided, run_id, held)
+        if notes:
+            at = now or utcnow()
+            conn.execute(
+                escalation_reviews.insert(),
+                [
+                    dict(
+                        shop=shop,
+                        idempotency_key=key,
+                        state="resolved",
+                        note=note,
+                        reviewed_by=SYSTEM_REVIEWER,
+                        reviewed_at=at,
+                        owner=(reviews.get(key) or {}).get("owner"),
+                    )
+                    for key, note in sorted(notes.items())
+                ],
+            )
+    return notes
 
 
 def mapped_carriers(wh: Warehouse, shop: str) -> dict[str, str]:

@@ -13,9 +13,8 @@ named by `reviewer`.
 
 from __future__ import annotations
 
-import html
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -24,11 +23,22 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
+from include.act.ledger import FAILED, IN_FLIGHT
 from include.decide.model import as_utc
 from include.quality.checkpoints import run_name, validation_page
-from include.report.inbox import OPEN, REVIEW_STATES, InboxError, latest_reviews, map_carrier, review
+from include.report.inbox import (
+    OPEN,
+    REVIEW_STATES,
+    InboxError,
+    latest_reviews,
+    map_carrier,
+    providers_offered,
+    review,
+)
 from include.report.reports import LDR_ENFORCEMENT_LINE, LDR_LINE
 from include.report.templates import template
 from include.store.warehouse import (
@@ -36,8 +46,10 @@ from include.store.warehouse import (
     Warehouse,
     action_ledger,
     at_risk_alerts,
+    order_links,
     sla_daily,
     stg_tiktok_orders,
+    utcnow,
     validation_results,
 )
 
@@ -51,6 +63,19 @@ REPORT_FILES = {
 }
 MAX_ESCALATIONS = 500
 MAX_VALIDATIONS = 100
+MAX_FAILURES = 100
+# The inbox's filter on where people stand (the `review` query parameter)
+REVIEW_FILTERS = (OPEN, *REVIEW_STATES)
+RULE = re.compile(r"^[A-Z][A-Z0-9]{0,7}$")
+# An order's pages in each platform's seller tools. Not documented by the platforms as stable
+# links: UNCERTAIN (docs/operations/inbox.md); a changed pattern opens the platform's own error page.
+TIKTOK_ORDER_PAGE = "https://seller-us.tiktok.com/order/detail?order_no={order}"
+SHOPIFY_ORDER_PAGE = "https://{domain}/admin/orders/{order}"
+FULFILLER_ORDER_PAGES = {
+    "amazon_mcf": "https://sellercentral.amazon.com/orders-v3/mcf/order/{order}",
+    "shipbob": "https://web.shipbob.com/app/merchant/#/orders/{order}",
+}
+SHOPIFY_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\.myshopify\.com$")
 # Data Docs files by type; anything else in their folder is not served.
 DOCS_FILES = {
     ".html": "text/html; charset=utf-8",
@@ -101,7 +126,8 @@ class ShopDays:
     shop: str
     days: list[dict] = field(default_factory=list)  # newest first, sla_daily figures + files
     escalations: list[dict] = field(default_factory=list)  # newest first
-    at_risk: list[dict] = field(default_factory=list)  # alerted before a deadline, newest first
+    at_risk: list[dict] = field(default_factory=list)  # alerted before a deadline, least time left first
+    failures: list[dict] = field(default_factory=list)  # failed or stuck ledger rows, newest first
     validations: list[dict] = field(default_factory=list)  # batches that failed their suite, newest first
 
 
@@ -111,6 +137,52 @@ class Overview:
     until: date | None
     shops: list[ShopDays]
     escalations_truncated: bool = False
+    rules: list[str] = field(default_factory=list)  # the rules of the period's escalations, for the filter
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the inbox lists: where people stand on an escalation, its rule (None: all)."""
+
+    review: str | None = None
+    rule: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.review is not None and self.review not in REVIEW_FILTERS:
+            raise InboxError(f"review {self.review!r}: expected one of {', '.join(REVIEW_FILTERS)}")
+        if self.rule is not None and not RULE.match(self.rule):
+            raise InboxError(f"rule {self.rule!r}: expected a rule name such as T2 or E1")
+
+    def keeps(self, escalation: dict) -> bool:
+        return (self.review is None or escalation["review"] == self.review) and (
+            self.rule is None or escalation["rule"] == self.rule
+        )
+
+
+def order_pages(
+    tiktok_order_id: str,
+    shopify_domain: str | None,
+    shopify_order_ids: Sequence[str],
+    fulfiller: str | None,
+    fulfillment_order_id: str | None,
+) -> list[tuple[str, str]]:
+    """(label, URL) of an order's pages on each platform known for it: TikTok always, Shopify where
+    the shop's domain is a myshopify.com one, the fulfiller where its order is linked."""
+    pages = [("TikTok", TIKTOK_ORDER_PAGE.format(order=quote(tiktok_order_id, safe="")))]
+    if shopify_domain and SHOPIFY_DOMAIN.match(shopify_domain):
+        for shopify_id in shopify_order_ids:
+            pages.append(
+                ("Shopify", SHOPIFY_ORDER_PAGE.format(domain=shopify_domain, order=quote(shopify_id, safe="")))
+            )
+    if fulfiller in FULFILLER_ORDER_PAGES and fulfillment_order_id:
+        label = "Amazon MCF" if fulfiller == "amazon_mcf" else "ShipBob"
+        pages.append((label, FULFILLER_ORDER_PAGES[fulfiller].format(order=quote(fulfillment_order_id, safe=""))))
+    return pages
+
+
+def trace_command(shop: str, tiktok_order_id: str) -> str:
+    """The command that prints an order's whole chain (include/cli.py trace)."""
+    return f"python -m include.cli trace {tiktok_order_id}" + (f" --shop {shop}" if shop != "default" else "")
 
 
 def _escalation_time():
@@ -120,10 +192,18 @@ def _escalation_time():
 
 
 def load_overview(
-    engine: sa.Engine, reports_dir: Path, days: int = 30, shop: str | None = None, data_docs_dir: Path | None = None
+    engine: sa.Engine,
+    reports_dir: Path,
+    days: int = 30,
+    shop: str | None = None,
+    data_docs_dir: Path | None = None,
+    filters: Filters = Filters(),
+    shopify_domains: Mapping[str, str] | None = None,
 ) -> Overview:
     """The last `days` days that have figures, escalations or failed validations, per shop, newest
-    first; a failed validation links its Data Docs page when `data_docs_dir` has it."""
+    first; a failed validation links its Data Docs page when `data_docs_dir` has it. The escalations
+    listed are those `filters` keep (the days count them all); `shopify_domains` (shop -> its
+    myshopify.com domain) links each order's Shopify page."""
     inspector = sa.inspect(engine)
     has_daily, has_ledger = inspector.has_table("sla_daily"), inspector.has_table("action_ledger")
     has_checks = inspector.has_table("validation_results")
@@ -173,7 +253,15 @@ def load_overview(
             end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=timezone.utc)
             escalated = (
                 sa.select(
-                    a.shop, a.tiktok_order_id, a.rule, a.state, a.request, a.run_id, a.idempotency_key, when.label("at")
+                    a.shop,
+                    a.tiktok_order_id,
+                    a.rule,
+                    a.state,
+                    a.request,
+                    a.run_id,
+                    a.decision_run_id,
+                    a.idempotency_key,
+                    when.label("at"),
                 )
                 .where(a.kind == "escalate", when >= start, when < end)
                 .order_by(when.desc(), a.id.desc())
@@ -189,10 +277,14 @@ def load_overview(
                     conn, name, [r.idempotency_key for r in rows[:MAX_ESCALATIONS] if r.shop == name]
                 )
                 reviews |= {(name, key): value for key, value in found.items()}
+            links = _links(conn, [(r.shop, r.decision_run_id, r.tiktok_order_id) for r in rows[:MAX_ESCALATIONS]])
             for row in rows[:MAX_ESCALATIONS]:
                 request = row.request if isinstance(row.request, dict) else {}
                 at = as_utc(row.at)
                 seen = reviews.get((row.shop, row.idempotency_key)) or {}
+                carriers = [c for c in request.get("carriers") or [] if isinstance(c, str)]
+                review_state = seen.get("state", OPEN)
+                link = links.get((row.shop, row.decision_run_id, row.tiktok_order_id)) or {}
                 shops.setdefault(row.shop, ShopDays(row.shop)).escalations.append(
                     {
                         "tiktok_order_id": row.tiktok_order_id,
@@ -200,15 +292,31 @@ def load_overview(
                         "state": row.state,
                         "reason_code": request.get("reason_code") or "",
                         "detail": request.get("detail") or "",
-                        "carriers": [c for c in request.get("carriers") or [] if isinstance(c, str)],
+                        "carriers": carriers,
+                        # TikTok's providers for the order's delivery option, for the mapping form
+                        # (None: no run has read them)
+                        "providers": sorted({str(p["name"]) for p in offered if p.get("name")})
+                        if carriers
+                        and review_state != "resolved"
+                        and (offered := providers_offered(conn, row.shop, row.tiktok_order_id)) is not None
+                        else None,
                         "run_id": row.run_id,
                         "at": at,
                         "day": at.date(),
                         "key": row.idempotency_key,
-                        "review": seen.get("state", OPEN),
+                        "review": review_state,
                         "reviewed_by": seen.get("reviewed_by"),
                         "reviewed_at": as_utc(seen.get("reviewed_at")),
                         "review_note": seen.get("note"),
+                        "owner": seen.get("owner"),
+                        "trace": trace_command(row.shop, row.tiktok_order_id),
+                        "pages": order_pages(
+                            row.tiktok_order_id,
+                            (shopify_domains or {}).get(row.shop),
+                            [str(i) for i in link.get("shopify_order_ids") or []],
+                            link.get("fulfiller"),
+                            link.get("fulfillment_order_id"),
+                        ),
                     }
                 )
         if inspector.has_table("at_risk_alerts"):
@@ -248,6 +356,9 @@ def load_overview(
                         "tracking_number": row.tracking_number or "",
                     }
                 )
+            for shop_days in shops.values():
+                # least time left first (an order whose deadline is unknown last)
+                shop_days.at_risk.sort(key=lambda x: (x["due"] is None, x["due"] or x["alerted_at"]))
         if has_checks:
             start = datetime.combine(since, time.min, tzinfo=timezone.utc)
             failed = (
@@ -273,13 +384,66 @@ def load_overview(
                     }
                 )
         if has_ledger:
+            for failure in _failures(conn, shop):
+                shops.setdefault(failure["shop"], ShopDays(failure["shop"])).failures.append(failure)
             for shop_days in shops.values():
                 per_day: dict[date, int] = {}
                 for e in shop_days.escalations:
                     per_day[e["day"]] = per_day.get(e["day"], 0) + 1
                 for d in shop_days.days:
                     d["escalations"] = per_day.get(d["day"], 0)
-    return Overview(since, until, [shops[k] for k in sorted(shops)], truncated)
+    rules = sorted({e["rule"] for s in shops.values() for e in s.escalations})
+    for shop_days in shops.values():
+        shop_days.escalations = [e for e in shop_days.escalations if filters.keeps(e)]
+    return Overview(since, until, [shops[k] for k in sorted(shops)], truncated, rules)
+
+
+def _links(conn, wanted: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], dict]:
+    """The links (Shopify orders, fulfillment order) each escalation's decision was made on."""
+    if not wanted or not sa.inspect(conn).has_table("order_links"):
+        return {}
+    lk = order_links.c
+    found = {}
+    for shop, run_id in sorted({(s, r) for s, r, _ in wanted}):
+        ids = sorted({o for s, r, o in wanted if (s, r) == (shop, run_id)})
+        for start in range(0, len(ids), 500):
+            for row in conn.execute(
+                sa.select(order_links).where(
+                    lk.shop == shop, lk.run_id == run_id, lk.tiktok_order_id.in_(ids[start : start + 500])
+                )
+            ).mappings():
+                found[(shop, run_id, row["tiktok_order_id"])] = dict(row)
+    return found
+
+
+def _failures(conn, shop: str | None) -> list[dict]:
+    """Ledger rows that failed, or are in flight past their lease (a runner died mid-call): newest
+    first, MAX_FAILURES at most, with their error. A failed action retried since is in its new state."""
+    a = action_ledger.c
+    stuck = sa.and_(a.state == IN_FLIGHT, sa.or_(a.lease_until.is_(None), a.lease_until < utcnow()))
+    q = (
+        sa.select(
+            a.shop,
+            a.tiktok_order_id,
+            a.kind,
+            a.idempotency_key,
+            a.state,
+            a.detail,
+            a.attempts,
+            a.run_id,
+            a.lease_until,
+            a.updated_at,
+        )
+        .where(sa.or_(a.state == FAILED, stuck))
+        .order_by(a.updated_at.desc(), a.id.desc())
+        .limit(MAX_FAILURES)
+    )
+    if shop:
+        q = q.where(a.shop == shop)
+    return [
+        {**row._mapping, "updated_at": as_utc(row.updated_at), "lease_until": as_utc(row.lease_until)}
+        for row in conn.execute(q)
+    ]
 
 
 def _as_date(value: Any) -> date:
@@ -361,6 +525,7 @@ def render_index(
     source: str = "",
     editable: bool = False,
     data_docs: bool = False,
+    filters: Filters = Filters(),
 ) -> str:
     period = f"the {days} days up to {overview.until:%Y-%m-%d}" if overview.until else "no data yet"
     return template("sla_breaches.html").render(
@@ -380,7 +545,15 @@ def render_index(
         review_states=REVIEW_STATES,
         actions=ACTIONS,
         max_escalations=MAX_ESCALATIONS,
+        max_failures=MAX_FAILURES,
+        filters=filters,
+        review_filters=REVIEW_FILTERS,
     )
+
+
+def render_refusal(message: str, shop: str | None = None) -> str:
+    """The page a refused inbox change or query gets: what was wrong, and the way back."""
+    return template("sla_refused.html").render(message=message, shop=shop if shop and SHOP_NAME.match(shop) else None)
 
 
 def _jsonable(overview: Overview) -> dict:
@@ -397,6 +570,7 @@ def _jsonable(overview: Overview) -> dict:
                 "days": [clean(d) for d in e.days],
                 "escalations": [clean(x) for x in e.escalations],
                 "at_risk": [clean(x) for x in e.at_risk],
+                "failures": [clean(x) for x in e.failures],
                 "validations": [clean(x) for x in e.validations],
             }
             for e in overview.shops
@@ -425,11 +599,13 @@ def create_app(
     write_dependencies: Sequence[Any] = (),
     reviewer: Any = None,
     data_docs_dir: Path | None = None,
+    shopify_domains: Callable[[], Mapping[str, str]] | None = None,
 ) -> FastAPI:
     """The page as a FastAPI app; `dependencies` guard every route (the plugin passes Airflow's login),
     `write_dependencies` the inbox's changes as well (the plugin: the right to edit DAG runs),
-    `reviewer` is the dependency naming who makes one (without it, the page is read-only), and
-    `data_docs_dir` the Data Docs folder served under data-docs/ (include.quality.checkpoints.docs_dir)."""
+    `reviewer` is the dependency naming who makes one (without it, the page is read-only),
+    `data_docs_dir` the Data Docs folder served under data-docs/ (include.quality.checkpoints.docs_dir)
+    and `shopify_domains` what gives each shop's myshopify.com domain (for links to its orders)."""
     # a long-lived server: connections PostgreSQL dropped meanwhile are noticed before use
     warehouse = Warehouse(warehouse_url, pool_pre_ping=True)
     engine = warehouse.engine
@@ -464,19 +640,71 @@ def create_app(
             "Referrer-Policy": "same-origin",
         }
 
+    def refused(message: str, shop: str | None = None, status: int = 400) -> HTMLResponse:
+        return HTMLResponse(render_refusal(message, shop), status_code=status, headers=headers(PAGE_CSP))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        if request.url.path.endswith("/api/days"):
+            return await request_validation_exception_handler(request, exc)
+        # a form or query the page cannot take: the styled page naming each field and what was wrong
+        wrong = "; ".join(
+            f"{'.'.join(str(p) for p in error.get('loc', ())[1:]) or 'the request'}: {error.get('msg', 'invalid')}"
+            for error in exc.errors()
+        )
+        return refused(wrong, status=422)
+
+    def overview_of(shop: str | None, days: int, filters: Filters) -> Overview:
+        return load_overview(
+            engine,
+            reports_dir,
+            days=days,
+            shop=shop,
+            data_docs_dir=data_docs_dir,
+            filters=filters,
+            shopify_domains=shopify_domains() if shopify_domains is not None else None,
+        )
+
     @app.get("/", response_class=HTMLResponse)
-    def index(shop: str | None = Query(None, max_length=64), days: int = Query(30, ge=1, le=366)) -> HTMLResponse:
+    def index(
+        shop: str | None = Query(None, max_length=64),
+        days: int = Query(30, ge=1, le=366),
+        review: str | None = Query(None, max_length=16),
+        rule: str | None = Query(None, max_length=8),
+    ) -> HTMLResponse:
         shop = shop or None
-        overview = load_overview(engine, reports_dir, days=days, shop=shop, data_docs_dir=data_docs_dir)
+        try:
+            filters = Filters(review or None, rule or None)
+        except InboxError as exc:
+            return refused(str(exc), shop)
+        overview = overview_of(shop, days, filters)
         docs = data_docs_dir is not None and (data_docs_dir / "index.html").is_file()
         return HTMLResponse(
-            render_index(overview, days, shop, shops_known(), source, editable=reviewer is not None, data_docs=docs),
+            render_index(
+                overview,
+                days,
+                shop,
+                shops_known(),
+                source,
+                editable=reviewer is not None,
+                data_docs=docs,
+                filters=filters,
+            ),
             headers=headers(PAGE_CSP),
         )
 
     @app.get("/api/days")
-    def api_days(shop: str | None = Query(None, max_length=64), days: int = Query(30, ge=1, le=366)) -> dict:
-        return _jsonable(load_overview(engine, reports_dir, days=days, shop=shop or None, data_docs_dir=data_docs_dir))
+    def api_days(
+        shop: str | None = Query(None, max_length=64),
+        days: int = Query(30, ge=1, le=366),
+        review: str | None = Query(None, max_length=16),
+        rule: str | None = Query(None, max_length=8),
+    ) -> dict:
+        try:
+            filters = Filters(review or None, rule or None)
+        except InboxError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return _jsonable(overview_of(shop or None, days, filters))
 
     if reviewer is not None:
         migrated: list[bool] = []
@@ -490,25 +718,19 @@ def create_app(
         def back(shop: str) -> RedirectResponse:
             return RedirectResponse(f"./?shop={quote(shop)}#shop-{quote(shop)}", status_code=303)
 
-        def refused(exc: InboxError) -> HTMLResponse:
-            return HTMLResponse(
-                f'<p>{html.escape(str(exc))}</p><p><a href="./">back</a></p>',
-                status_code=400,
-                headers=headers(PAGE_CSP),
-            )
-
         @app.post("/escalations", dependencies=[Depends(_same_origin), *write_dependencies])
         def review_escalation(
             shop: str = Form(..., max_length=64),
             key: str = Form(..., max_length=255),
             state: str = Form(...),
             note: str = Form("", max_length=4000),
+            owner: str = Form("", max_length=300),
             by: str = Depends(reviewer),
         ):
             try:
-                review(writable(), shop, key, state, by, note)
+                review(writable(), shop, key, state, by, note, owner=owner)
             except InboxError as exc:
-                return refused(exc)
+                return refused(str(exc), shop)
             return back(shop)
 
         @app.post("/carriers", dependencies=[Depends(_same_origin), *write_dependencies])
@@ -523,7 +745,7 @@ def create_app(
             try:
                 map_carrier(writable(), shop, key, carrier, provider, by, note)
             except InboxError as exc:
-                return refused(exc)
+                return refused(str(exc), shop)
             return back(shop)
 
     @app.get("/reports/{shop}/{day}/{name}")

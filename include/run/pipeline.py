@@ -41,7 +41,7 @@ from include.extract.cursors import full_sweep_due, sweep_reason
 from include.extract.listings import key_of
 from include.quality.checkpoints import run_name, validate_batches
 from include.report.at_risk import SHIP_BY, alert_at_risk
-from include.report.inbox import mapped_carriers
+from include.report.inbox import close_settled, mapped_carriers
 from include.report.notify import Alert, notify
 from include.run import steps
 from include.run.platforms import Platforms
@@ -61,6 +61,8 @@ from orderops_provider.base import BusinessError, PlatformError
 
 log = logging.getLogger(__name__)
 CHUNK = 50
+# how a decision whose actions the run held back begins its reason (it settles no escalation)
+BLOCKED = "blocked: "
 # the action group (steps.GROUPS) each kind outside the saga is carried out in
 GROUP_OF_KIND = {
     POST_TRACKING: "tracking",
@@ -236,7 +238,7 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
             decision = Decision(
                 decision.tiktok_order_id,
                 "-",
-                f"blocked: validation failed for {', '.join(sorted(stale))} ({decision.rule}: {decision.reason})",
+                f"{BLOCKED}validation failed for {', '.join(sorted(stale))} ({decision.rule}: {decision.reason})",
             )
         elif decision.actions and unreadable:
             # a record that could not be staged may be this order's other Shopify order or its
@@ -246,7 +248,7 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
                 decision = Decision(
                     decision.tiktok_order_id,
                     "-",
-                    f"blocked: a quarantined {unreadable[suspect[0]]} "
+                    f"{BLOCKED}a quarantined {unreadable[suspect[0]]} "
                     f"record carries {suspect[0]} ({decision.rule}: {decision.reason})",
                 )
         return link, decision
@@ -303,6 +305,12 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
         )
         planned.append(decision)
     store.record_decisions(links, decided)
+    if not settings.dry_run:
+        # an escalation this run no longer makes closes itself, saying why (the inbox stays true)
+        held_back = {d.tiktok_order_id for d in planned if d.reason.startswith(BLOCKED)}
+        settled = close_settled(wh, settings.shop, settings.run_id, decided, held_back)
+        if settled:
+            log.info("%d escalation(s) resolved: this run no longer escalates them", len(settled))
     plan: dict[str, list[Any]] = {group: [] for group in steps.GROUPS}
     if not settings.dry_run:
         ctx = RunContext(shop=settings.shop, dag_id=settings.dag_id, run_id=settings.run_id)
@@ -444,7 +452,7 @@ def _reread_before_acting(
     except PlatformError as exc:
         log.warning("re-reading %d TikTok order(s) before acting failed: %s", len(stale), exc)
         return [
-            (row, (link, Decision(tid, "-", f"blocked: could not re-read the order before acting ({exc})")))
+            (row, (link, Decision(tid, "-", f"{BLOCKED}could not re-read the order before acting ({exc})")))
             for tid in stale
             for row, link, _ in [outcome[tid]]
         ]

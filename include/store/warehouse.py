@@ -339,6 +339,7 @@ escalation_reviews = sa.Table(
     sa.Column("note", sa.Text),
     sa.Column("reviewed_by", sa.String(250), nullable=False),
     sa.Column("reviewed_at", TS, nullable=False),
+    sa.Column("owner", sa.String(250)),  # who takes the escalation (a later review without one keeps it)
 )
 carrier_mappings = sa.Table(
     "carrier_mappings",

@@ -441,3 +441,40 @@ def test_a_lead_resolves_an_escalation_in_the_browser_a_viewer_cannot(site):
         keep(lead.screenshot(tmp / "inbox.png", full_page=True), "inbox.png")
     finally:
         lead.close()
+
+
+def test_a_lead_filters_the_inbox_takes_an_escalation_and_gets_a_styled_refusal(site):
+    base, tmp = site["base"], site["tmp"]
+    lead = Browser()
+    try:
+        login(lead, base, EDITOR, site["editor_password"])
+        # the filter is a plain form (the page runs no script): open escalations only
+        lead.js("document.querySelector('form.filters select[name=review]').value = 'open'")
+        lead.js("document.querySelector('form.filters button[type=submit]').click()")
+        lead.wait_for("location.search.includes('review=open') && document.querySelector('table.escalations')", 30)
+        reviews = lead.js(
+            "Array.from(document.querySelectorAll('table.escalations tr[data-order]')).map(tr => tr.dataset.review)"
+        )
+        assert reviews and set(reviews) == {"open"}
+        order = lead.js("document.querySelector('table.escalations tr[data-review=open]').dataset.order")
+        row = f"document.querySelector('table.escalations tr[data-order=\"{order}\"]')"
+        # each order shows the command printing its chain and links to its pages on the platforms
+        assert f"python -m include.cli trace {order}" in lead.js(f"{row}.cells[1].innerText")
+        assert lead.js(f"{row}.querySelector('.order-links a').href").endswith(f"order_no={order}")
+        # she takes it: owner and acknowledgement in one form
+        lead.type_into(f"table.escalations tr[data-order='{order}'] input[name=owner]", EDITOR)
+        lead.js(f"{row}.querySelector('button[value=acknowledged]').click()")
+        lead.wait_for(f"location.pathname === '/orderops-sla/' && {row} && {row}.dataset.review === 'acknowledged'", 30)
+        assert f"owner {EDITOR}" in lead.js(f"{row}.cells[5].innerText")
+        keep(lead.screenshot(tmp / "inbox_owner.png", full_page=True), "inbox_owner.png")
+        # a filter the page does not know: its own styled page names what was wrong, with the way back
+        lead.goto(f"{base}/orderops-sla/?review=closed")
+        lead.wait_for("document.querySelector('section.refused')")
+        text = lead.js("document.body.innerText")
+        assert "review 'closed': expected one of open, acknowledged, resolved" in text and "Nothing was changed" in text
+        assert lead.js("getComputedStyle(document.querySelector('section.refused')).borderLeftColor") == (
+            "rgb(214, 69, 69)"
+        )
+        keep(lead.screenshot(tmp / "inbox_refused.png"), "inbox_refused.png")
+    finally:
+        lead.close()

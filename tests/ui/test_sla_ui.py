@@ -645,14 +645,25 @@ def test_a_carrier_escalation_maps_the_carrier_for_the_next_run_with_an_audit_ro
         )
     c = inbox_client(wh, reports, user="ana")
     page = c.get("/").text
-    assert 'placeholder="TikTok provider for LOCAL-7"' in page
-    # a provider the order's delivery option does not offer would resolve it and post nothing: refused
+    # the provider is chosen from the ones TikTok offers for the order's delivery option
+    chooser = page.split('<select name="provider"')[1].split("</select>")[0]
+    assert 'aria-label="TikTok provider for LOCAL-7"' in chooser
+    assert '<option value="OnTrac">OnTrac</option><option value="USPS">USPS</option>' in chooser
+    assert 'name="provider" required maxlength' not in page  # no free text where the list is known
+    # a provider the order's delivery option does not offer would resolve it and post nothing: refused,
+    # on the page's own styled page, naming what was wrong and the way back
     typo = c.post(
         "/carriers",
         data={"shop": "default", "key": key, "carrier": "LOCAL-7", "provider": "UPS Grnd"},
         headers=SAME_ORIGIN,
     )
     assert typo.status_code == 400 and "offers no provider" in typo.text and "OnTrac, USPS" in typo.text
+    assert 'class="shop refused"' in typo.text and "Nothing was changed" in typo.text
+    assert 'href="./?shop=default#shop-default"' in typo.text and '"Segoe UI"' in typo.text
+    assert typo.headers["content-security-policy"].startswith("default-src 'none'")
+    # a form missing its provider gets the same page, naming the field
+    empty = c.post("/carriers", data={"shop": "default", "key": key, "carrier": "LOCAL-7"}, headers=SAME_ORIGIN)
+    assert empty.status_code == 422 and "provider: Field required" in empty.text and "Not done" in empty.text
     done = c.post(
         "/carriers",
         data={
@@ -699,7 +710,7 @@ def test_a_carrier_escalation_maps_the_carrier_for_the_next_run_with_an_audit_ro
     wrong = c.post(
         "/carriers", data={"shop": "default", "key": key, "carrier": "UPS", "provider": "UPS"}, headers=SAME_ORIGIN
     )
-    assert wrong.status_code == 400 and "names no unmapped carrier &#x27;UPS&#x27;" in wrong.text
+    assert wrong.status_code == 400 and "names no unmapped carrier &#39;UPS&#39;" in wrong.text
 
 
 def test_inbox_changes_need_the_right_the_origin_and_a_real_escalation(seeded):
@@ -837,3 +848,192 @@ def test_a_day_computed_before_the_scan_clock_says_so(tmp_path):
     (row,) = Page(client(wh, tmp_path).get("/").text).tables["days"]
     assert row[1][5] == "20.0%" and row[1][6:9] == ["–", "–", "not counted"]
     wh.dispose()
+
+
+def test_the_inbox_filters_by_review_and_rule_and_refuses_a_filter_it_does_not_know(seeded):
+    wh, reports = seeded
+    c = inbox_client(wh, reports)
+    c.post(
+        "/escalations",
+        data={"shop": "default", "key": "escalate:576000000000000001:no_shopify_match", "state": "resolved"},
+        headers=SAME_ORIGIN,
+    )
+    c.post(
+        "/escalations",
+        data={"shop": "default", "key": "escalate:576000000000000003:fulfiller_failed", "state": "acknowledged"},
+        headers=SAME_ORIGIN,
+    )
+
+    def listed(**params) -> list[str]:
+        return [attrs["data-order"] for attrs, _ in Page(c.get("/", params=params).text).tables.get("escalations", [])]
+
+    every = ["576000000000000002", "576000000000000001", "576000000000000003", "576000000000000009"]
+    assert listed() == every
+    assert listed(review="open") == ["576000000000000002", "576000000000000009"]
+    assert listed(review="acknowledged") == ["576000000000000003"]
+    assert listed(review="resolved") == ["576000000000000001"]
+    assert listed(review="open", shop="eu-shop") == ["576000000000000009"]
+    assert listed(rule="E1", review="resolved") == ["576000000000000001"]
+    assert listed(rule="T2") == []
+    page = c.get("/", params={"review": "open", "rule": "E1"}).text
+    # the filters are a plain form on the page, showing what is chosen; the days still count every escalation
+    assert '<option value="open" selected>' in page and '<option value="E1" selected>' in page
+    assert Page(page).tables["days"][0][1][14] == "2"
+    assert (
+        c.get("/api/days", params={"review": "resolved"}).json()["shops"][0]["escalations"][0]["review"] == "resolved"
+    )
+    for bad in ({"review": "closed"}, {"rule": "t2;--"}):
+        refused = c.get("/", params=bad)
+        assert refused.status_code == 400 and "Not done" in refused.text and list(bad.values())[0] in refused.text
+        assert c.get("/api/days", params=bad).status_code == 400
+
+
+def test_an_owner_takes_an_escalation_and_keeps_it_until_someone_else_does(seeded):
+    wh, reports = seeded
+    c = inbox_client(wh, reports)
+    key = "escalate:576000000000000002:carrier_unmapped"
+    form = {"shop": "default", "key": key, "state": "acknowledged"}
+    c.post("/escalations", data={**form, "owner": " ana "}, headers=SAME_ORIGIN)
+    attrs, cells = escalation_rows(c)["576000000000000002"]
+    assert attrs["data-review"] == "acknowledged" and "owner ana" in cells[5]
+    assert 'name="owner" maxlength="250" value="ana"' in c.get("/").text  # the form shows who has it
+    c.post("/escalations", data={**form, "state": "resolved", "note": "done"}, headers=SAME_ORIGIN)
+    attrs, cells = escalation_rows(c)["576000000000000002"]
+    assert attrs["data-review"] == "resolved" and "owner ana" in cells[5]
+    listed = {e["key"]: e for s in c.get("/api/days").json()["shops"] for e in s["escalations"]}
+    assert listed[key]["owner"] == "ana"
+    too_long = c.post("/escalations", data={**form, "owner": "x" * 251}, headers=SAME_ORIGIN)
+    assert too_long.status_code == 400 and "the owner is 251 characters long" in too_long.text
+
+
+def test_each_escalated_order_links_its_trace_and_its_pages_on_the_platforms(seeded):
+    from include.store.warehouse import order_links
+
+    wh, reports = seeded
+    with wh.engine.begin() as conn:
+        conn.execute(
+            order_links.insert(),
+            {
+                "shop": "default",
+                "run_id": "run-1",
+                "tiktok_order_id": "576000000000000003",
+                "shopify_order_ids": ["5551234"],
+                "match_rule": "custom_attribute:tiktok order id",
+                "fulfiller": "shipbob",
+                "fulfillment_order_id": "9000003",
+            },
+        )
+    app = create_app(wh.url, reports, shopify_domains=lambda: {"default": "acme-store.myshopify.com"})
+    page = TestClient(app).get("/").text
+    rows = {attrs["data-order"]: cells for attrs, cells in Page(page).tables["escalations"]}
+    assert "trace: python -m include.cli trace 576000000000000003" in rows["576000000000000003"][1]
+    assert "trace 576000000000000009 --shop eu-shop" in rows["576000000000000009"][1]
+    row = page.split('data-order="576000000000000003"')[1].split("</tr>")[0]
+    assert 'href="https://seller-us.tiktok.com/order/detail?order_no=576000000000000003"' in row
+    assert 'href="https://acme-store.myshopify.com/admin/orders/5551234"' in row
+    assert 'href="https://web.shipbob.com/app/merchant/#/orders/9000003"' in row
+    assert 'rel="noopener noreferrer"' in row
+    # an order without a link: its TikTok page only; a domain that is not a myshopify.com one links nothing
+    other = page.split('data-order="576000000000000001"')[1].split("</tr>")[0]
+    assert other.count('target="_blank"') == 1
+    loopback = TestClient(create_app(wh.url, reports, shopify_domains=lambda: {"default": "127.0.0.1:8081"})).get("/")
+    assert "/admin/orders/" not in loopback.text
+
+
+def test_at_risk_orders_are_listed_by_time_left(seeded):
+    from include.store.warehouse import at_risk_alerts, stg_tiktok_orders
+
+    wh, reports = seeded
+    base = {
+        "shop": "default",
+        "fulfillment_type": "FULFILLMENT_BY_SELLER",
+        "create_time": at_hour(1),
+        "update_time": at_hour(2),
+        "shipping_provider_id": "",
+        "is_buyer_request_cancel": False,
+        "line_items": [],
+        "raw": {},
+        "snapshot_run_id": "run-1",
+        "extracted_at": at_hour(2),
+        "status": "AWAITING_SHIPMENT",
+        "tracking_number": "",
+    }
+    due = {"576000000000000011": 23, "576000000000000012": 18, "576000000000000013": 21}
+    alerted = {"576000000000000011": 19, "576000000000000012": 10, "576000000000000013": 15}
+    with wh.engine.begin() as conn:
+        conn.execute(
+            stg_tiktok_orders.insert(),
+            [{**base, "tiktok_order_id": o, "rts_sla_time": at_hour(h)} for o, h in due.items()],
+        )
+        conn.execute(
+            at_risk_alerts.insert(),
+            [
+                {
+                    "shop": "default",
+                    "tiktok_order_id": o,
+                    "deadline": "ship_by",
+                    "threshold_hours": 4.0,
+                    "run_id": "run-1",
+                    "alerted_at": at_hour(h),
+                    "sent": True,
+                }
+                for o, h in alerted.items()
+            ],
+        )
+    page = Page(client(wh, reports).get("/").text)
+    assert [attrs["data-order"] for attrs, _ in page.tables["at-risk"]] == [
+        "576000000000000012",
+        "576000000000000013",
+        "576000000000000011",
+    ]
+
+
+def test_failed_and_stuck_actions_are_listed_with_their_error_newest_first(seeded):
+    wh, reports = seeded
+    past = datetime.now(timezone.utc) - timedelta(minutes=5)
+
+    def action(order: str, state: str, updated: datetime, **extra) -> dict:
+        return {
+            **escalation("default", order, at_hour(10), created=updated),
+            "kind": "post_tracking",
+            "idempotency_key": f"post_tracking:{order}:1Z{order[-3:]}",
+            "state": state,
+            "updated_at": updated,
+            "detail": None,
+            "lease_until": None,
+            **extra,
+        }
+
+    with wh.engine.begin() as conn:
+        conn.execute(
+            action_ledger.insert(),
+            [
+                action(
+                    "576000000000000021",
+                    "failed",
+                    at_hour(11),
+                    detail="TikTok refused: <b>tracking number invalid</b> (21011013)",
+                ),
+                action("576000000000000022", "in_flight", at_hour(12), lease_until=past),  # its runner died
+                action(
+                    "576000000000000023",
+                    "in_flight",
+                    at_hour(13),
+                    lease_until=datetime.now(timezone.utc) + timedelta(minutes=10),
+                ),  # still running: not stuck
+                action("576000000000000024", "succeeded", at_hour(14)),
+                {**action("576000000000000025", "failed", at_hour(15)), "shop": "eu-shop"},
+            ],
+        )
+    c = client(wh, reports)
+    page = c.get("/", params={"shop": "default"})
+    rows = [(attrs["data-state"], cells) for attrs, cells in Page(page.text).tables["failures"]]
+    assert [(state, cells[1]) for state, cells in rows] == [
+        ("in_flight", "576000000000000022"),
+        ("failed", "576000000000000021"),
+    ]
+    assert rows[1][1][6] == "TikTok refused: <b>tracking number invalid</b> (21011013)"  # as text, escaped
+    assert "&lt;b&gt;tracking number invalid" in page.text and "stuck in flight" in rows[0][1][3]
+    assert "<b>2</b><span>failed or stuck actions</span>" in page.text  # the shop's card counts them
+    shops = {s["shop"]: s["failures"] for s in c.get("/api/days").json()["shops"]}
+    assert [f["tiktok_order_id"] for f in shops["eu-shop"]] == ["576000000000000025"]
