@@ -110,3 +110,10 @@ def test_the_readme_is_short_and_types_no_measured_figure():
     text = (REPO / "README.md").read_text()
     assert len(text.splitlines()) <= 160
     assert not re.search(r"\b\d[\d,]* tests\b|about \d+(\.\d+)? minutes", text)
+
+
+def test_the_readmes_week_table_is_the_result_files():
+    """The README's table of a shop's week is rendered from docs/results (docs/hooks.py readme_week):
+    a new measurement that is not pasted into the README fails here, with the table to paste."""
+    table = hooks().readme_week()
+    assert table in (REPO / "README.md").read_text(), f"paste into README.md:\n{table}"
