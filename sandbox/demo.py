@@ -407,6 +407,11 @@ def ui_main(argv: list[str]) -> int:
     state = Path(args.state)
     if not (state / "demo.json").exists():
         raise SystemExit(f"no demo state in {state}: run `make demo` first")
+    if not (state / "postgres" / "PG_VERSION").exists():
+        raise SystemExit(
+            f"no Airflow metadata in {state / 'postgres'} (a demo made when it was kept in SQLite): "
+            "run `make demo` again"
+        )
     if args.port <= 0:
         args.port = free_port()
     # the sandbox starts again from the demo's scenario: what the demo wrote is in the ledger, so a
