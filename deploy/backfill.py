@@ -38,11 +38,8 @@ POLL_SECONDS = 5.0
 PROGRESS_SECONDS = 60.0
 
 
-class BackfillError(SystemExit):
+class BackfillError(Exception):
     """What went wrong, for the person who typed the command (exit status 2)."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
 
 
 def parse_instant(text: str, what: str, end: bool) -> datetime:
@@ -138,7 +135,12 @@ def prod_airflow(state: Path | None) -> Airflow:
 
 def pipeline_dags(airflow: Airflow, shop: str | None) -> list[str]:
     """The shops' pipeline DAGs Airflow knows (tag orderops, not the report), or SHOP's."""
-    dags = airflow.call("GET", "/dags", params={"tags": "orderops", "limit": 100})["dags"]
+    dags: list[dict] = []
+    while True:  # a page at a time: Airflow answers at most 100 a request
+        page = airflow.call("GET", "/dags", params={"tags": "orderops", "limit": 100, "offset": len(dags)})
+        dags += page["dags"]
+        if not page["dags"] or len(dags) >= page["total_entries"]:
+            break
     pipelines = sorted(d["dag_id"] for d in dags if d["dag_id"] != REPORT_DAG_ID)
     if shop is None:
         if not pipelines:
@@ -249,23 +251,24 @@ def backfill(airflow: Airflow, start: datetime, end: datetime, shop: str | None,
     say(f"backfilling {iso(start)} .. {iso(end)} through the Airflow at {airflow.base}")
     pipelines = []
     for dag_id in dags:
-        if unpause(airflow, dag_id):
-            paused_here.append(dag_id)
         made = create(airflow, dag_id, start, end - LAST_INSTANT)
         if made is None:
             say(f"  {dag_id}: no window of its schedule starts and ends in the range: nothing to run")
-        else:
-            say(f"  {dag_id}: backfill {made.id}, {made.total} run(s) to do, one at a time")
-            pipelines.append(made)
+            continue
+        # after the backfill is made (a refused one leaves the DAG as it was)
+        if unpause(airflow, dag_id):
+            paused_here.append(dag_id)
+        say(f"  {dag_id}: backfill {made.id}, {made.total} run(s) to do, one at a time")
+        pipelines.append(made)
     watch(airflow, pipelines, say)
     failed = {b.dag_id: failed_runs(airflow, b) for b in pipelines}
     say(f"the SLA reports of {first_day:%Y-%m-%d} .. {last_day:%Y-%m-%d} ({REPORT_DAG_ID}) ...")
-    if unpause(airflow, REPORT_DAG_ID):
-        paused_here.append(REPORT_DAG_ID)
     report = create(airflow, REPORT_DAG_ID, first_day, last_day)
     if report is None:
         say("  no day of the range has ended yet: no report to build")
     else:
+        if unpause(airflow, REPORT_DAG_ID):
+            paused_here.append(REPORT_DAG_ID)
         say(f"  {REPORT_DAG_ID}: backfill {report.id}, {report.total} day(s)")
         watch(airflow, [report], say)
         failed[REPORT_DAG_ID] = failed_runs(airflow, report)
@@ -291,18 +294,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--on", choices=["demo", "prod"], default="demo", help="make ui's Airflow or make prod-up's")
     parser.add_argument("--state", type=Path, help="the demo's folder (state/demo) or the deployment's (state/prod)")
     args = parser.parse_args(argv)
-    start, end = parse_range(args.start, args.end, datetime.now(UTC))
-    if args.on == "demo":
-        airflow = demo_airflow(args.state or STATE_DIR / "demo")
-    else:
-        airflow = prod_airflow(args.state)
     began = time.monotonic()
 
     def say(line: str) -> None:
         print(f"{time.monotonic() - began:6.0f} s {line}", flush=True)
 
     try:
+        start, end = parse_range(args.start, args.end, datetime.now(UTC))
+        airflow = demo_airflow(args.state or STATE_DIR / "demo") if args.on == "demo" else prod_airflow(args.state)
         return backfill(airflow, start, end, args.shop, say)
+    except BackfillError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(
             "\nstopped watching: the backfills go on in Airflow (Browse > Backfills in the UI cancels them)",

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from deploy.backfill import BackfillError, days_of, demo_airflow, parse_range
+from deploy.backfill import BackfillError, days_of, demo_airflow, main, parse_range
 
 NOW = datetime(2026, 12, 7, 18, 0, tzinfo=UTC)
 
@@ -53,3 +53,10 @@ def test_without_a_running_ui_it_says_to_start_make_ui(tmp_path):
     (tmp_path / "airflow" / "orderops_ui_passwords.json").write_text(json.dumps({"admin": "x"}))
     with pytest.raises(BackfillError, match="no Airflow answers at http://127.0.0.1:9: start the UI first"):
         demo_airflow(tmp_path)
+
+
+def test_the_command_prints_the_error_and_exits_2(tmp_path, capsys):
+    assert main(["--from", "2026-11-19", "--to", "2026-11-20", "--state", str(tmp_path)]) == 2
+    assert "no demo in" in capsys.readouterr().err
+    assert main(["--from", "yesterday", "--to", "2026-11-20"]) == 2
+    assert "FROM='yesterday': expected a date" in capsys.readouterr().err
