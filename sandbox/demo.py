@@ -2,8 +2,9 @@
 
 Generates a scenario of a few hundred orders (or reads `--scenario`), serves the four simulators
 on free loopback ports with `--faults` installed, runs the `orderops_sla` DAG once with
-`airflow dags test` (SQLite metadata; the warehouse under state/demo or at `--warehouse`), prints
-what happened and where everything is, writes `--json`, then stops the sandbox.
+`airflow dags test` (Airflow's metadata on the embedded PostgreSQL of sandbox/metadata_db.py; the
+warehouse under state/demo or at `--warehouse`), prints what happened and where everything is,
+writes `--json`, then stops the sandbox and the database server.
 """
 
 from __future__ import annotations
@@ -34,12 +35,12 @@ from include.store.warehouse import Warehouse, action_ledger, runs, stg_tiktok_o
 from sandbox.connections import connection_env
 from sandbox.core import Sandbox, Settings, parse_fault
 from sandbox.generate import generate, order_count
+from sandbox.metadata_db import EmbeddedPostgres
 from sandbox.scenario import parse_json, parse_scenario, read_json
 from sandbox.server import SandboxServer
 
 REPO = Path(__file__).resolve().parents[1]
-# Pools sized to the platforms' quotas: how many tasks may call each platform at once.
-# Airflow's SQLite metadata DB is shared by several processes: wait for locks instead of failing
+# A SQLite metadata DB (the tests' Airflow) is shared by several processes: wait for locks instead of failing
 SQLITE_CONNECT_ARGS = {"timeout": 60}
 # Airflow's default layout of task log files ([logging] log_filename_template), set explicitly: the
 # demo writes its tasks' logs in it, and `make ui`'s API server reads them from there
@@ -50,9 +51,12 @@ TASK_LOG_TEMPLATE = (
 )
 
 
-def airflow_env(home: Path, urls: dict[str, str], warehouse: Path | dict, lineage: Path) -> dict[str, str]:
+def airflow_env(
+    home: Path, urls: dict[str, str], warehouse: Path | dict, lineage: Path, metadata: str | None = None
+) -> dict[str, str]:
     """Everything `airflow` needs to run orderops against a sandbox, on embedded defaults; the
-    warehouse a SQLite file or a connection (`warehouse_connection`)."""
+    warehouse a SQLite file or a connection (`warehouse_connection`); the metadata DB at the URL
+    `metadata`, else a SQLite file in `home`."""
     env = {k: v for k, v in os.environ.items() if k != "AIRFLOW__CORE__UNIT_TEST_MODE"}
     env.update(
         {
@@ -69,12 +73,15 @@ def airflow_env(home: Path, urls: dict[str, str], warehouse: Path | dict, lineag
             "ORDEROPS_SANDBOX_CLOCK_URL": f"{urls['tiktok']}/_sandbox/clock",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
             "TQDM_DISABLE": "1",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "sandbox.demo.SQLITE_CONNECT_ARGS",
             # `airflow dags test` fails at the end of a run of a DAG with a deadline (Airflow 3.3.2); the
             # scheduler-driven runs keep it
             "ORDEROPS_RUN_DEADLINE_MINUTES": "0",
         }
     )
+    if metadata:
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = metadata
+    else:
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = "sandbox.demo.SQLITE_CONNECT_ARGS"
     if isinstance(warehouse, Path):
         warehouse = {"conn_type": "sqlite", "host": str(warehouse)}
     env.update(connection_env(urls, warehouse=warehouse))
@@ -166,15 +173,17 @@ def dags_test(env: dict[str, str], log, *args: str) -> int:
     return proc.returncode
 
 
-def keep_home_usable(home: Path) -> None:
-    """Write the demo's folders into the Airflow home's own airflow.cfg, so that a later `airflow`
-    command with only AIRFLOW_HOME set (or `make ui`) finds the DAGs and the plugin."""
+def keep_home_usable(home: Path, metadata: str) -> None:
+    """Write the demo's folders and its metadata DB (the port of the server's last start) into the
+    Airflow home's own airflow.cfg, so that an `airflow` command with only AIRFLOW_HOME set finds
+    the DAGs, the plugin and, while `make ui` runs, the metadata."""
     cfg = configparser.ConfigParser(interpolation=None)
     cfg.read(home / "airflow.cfg")
     for section, key, value in (
         ("core", "dags_folder", str(REPO / "dags")),
         ("core", "plugins_folder", str(REPO / "plugins")),
         ("core", "load_examples", "False"),
+        ("database", "sql_alchemy_conn", metadata),
     ):
         if not cfg.has_section(section):
             cfg.add_section(section)
@@ -326,6 +335,8 @@ def report(wh: Warehouse, now: datetime) -> list[str]:
 # the triggerer runs deferred work and the run deadline alert (an async callback); without it Airflow's
 # health check reports it missing
 UI_COMPONENTS = (("api-server",), ("scheduler",), ("dag-processor",), ("triggerer",))
+# the running UI's address, in the demo's folder
+UI_FILE = "ui.json"
 
 
 def write_private(path: Path, text: str) -> None:
@@ -343,7 +354,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def ui_environment(state: Path, urls: dict[str, str], port: int) -> tuple[dict[str, str], str]:
+def ui_environment(state: Path, urls: dict[str, str], port: int, metadata: str) -> tuple[dict[str, str], str]:
     """The demo's Airflow settings for serving its UI, and the admin password (made once, kept in
     the demo's Airflow home, mode 0600)."""
     settings = json.loads((state / "demo.json").read_text())
@@ -351,7 +362,9 @@ def ui_environment(state: Path, urls: dict[str, str], port: int) -> tuple[dict[s
     passwords = home / "orderops_ui_passwords.json"
     if not passwords.exists():
         write_private(passwords, json.dumps({"admin": secrets.token_urlsafe(12)}))
-    env = airflow_env(home, urls, warehouse_connection(settings["warehouse"]), state / "lineage" / "events.jsonl")
+    env = airflow_env(
+        home, urls, warehouse_connection(settings["warehouse"]), state / "lineage" / "events.jsonl", metadata
+    )
     env.update(
         {
             "ORDEROPS_REPORTS_DIR": str(state / "reports"),
@@ -394,16 +407,32 @@ def ui_main(argv: list[str]) -> int:
     state = Path(args.state)
     if not (state / "demo.json").exists():
         raise SystemExit(f"no demo state in {state}: run `make demo` first")
+    if not (state / "postgres" / "PG_VERSION").exists():
+        raise SystemExit(
+            f"no Airflow metadata in {state / 'postgres'} (a demo made when it was kept in SQLite): "
+            "run `make demo` again"
+        )
     if args.port <= 0:
         args.port = free_port()
     # the sandbox starts again from the demo's scenario: what the demo wrote is in the ledger, so a
     # run started from the UI does not repeat it
     sandbox = scenario_sandbox((state / "scenario.json").read_bytes(), state / "scenario.json")
+    metadata_db = EmbeddedPostgres(state / "postgres")
+    try:
+        return serve_ui(state, args.port, sandbox, metadata_db.start())
+    finally:
+        metadata_db.stop()
+
+
+def serve_ui(state: Path, port: int, sandbox: Sandbox, metadata: str) -> int:
+    """`make ui`'s Airflow components and sandbox on the started metadata DB, until Ctrl-C, a
+    SIGTERM or a component's end."""
+    keep_home_usable(state / "airflow", metadata)
     server = SandboxServer(sandbox, ports={name: 0 for name in sandbox.apps()}).start()
-    env, password = ui_environment(state, server.urls, args.port)
+    env, password = ui_environment(state, server.urls, port, metadata)
     log_path = state / "logs" / "ui.log"
     procs: list[subprocess.Popen] = []
-    base = f"http://127.0.0.1:{args.port}"
+    base = f"http://127.0.0.1:{port}"
 
     def stop(*_):  # a terminal closed or a kill, at any moment: the finally below stops what started
         raise SystemExit(0)
@@ -434,7 +463,10 @@ def ui_main(argv: list[str]) -> int:
             print(f"  sandbox clock:   {server.urls['tiktok']}/_sandbox/clock (frozen at the demo's time)")
             print("  sandbox:         " + ", ".join(f"{app} {url}" for app, url in server.urls.items()))
             print(f"  logs:            {log_path}")
+            print("  backfill a range (runs beside this UI):  make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD")
             print("Ctrl-C stops it.", flush=True)
+            # where `make backfill` finds this UI (removed when it stops)
+            (state / UI_FILE).write_text(json.dumps({"url": base}))
             try:
                 while all(p.poll() is None for p in procs):
                     time.sleep(0.5)
@@ -444,6 +476,7 @@ def ui_main(argv: list[str]) -> int:
         print(f"{', '.join(died)} stopped on its own; see {log_path}", file=sys.stderr)
         return 1
     finally:
+        (state / UI_FILE).unlink(missing_ok=True)
         stop_process_groups(procs)
         server.stop()
 
@@ -516,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
             args.json.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SystemExit(f"--json {args.json}: {exc.strerror}") from None
+    metadata_db = EmbeddedPostgres(state / "postgres")
+    metadata_db.stop()  # an earlier demo's server, left by a killed `make ui`: its files go next
     shutil.rmtree(state, ignore_errors=True)
     (state / "logs").mkdir(parents=True)
     scenario_path = state / "scenario.json"
@@ -535,17 +570,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:12s} {url}")
     lineage = state / "lineage" / "events.jsonl"
     lineage.parent.mkdir()
-    env = airflow_env(state / "airflow", server.urls, warehouse, lineage)
-    env["ORDEROPS_REPORTS_DIR"] = str(state / "reports")
-    env["ORDEROPS_GX_DIR"] = str(state / "gx")
     conf = {"window_start": (now - timedelta(minutes=30)).isoformat(), "window_end": now.isoformat()}
     log_path = state / "logs" / "airflow.log"
     began = time.monotonic()
     try:
+        metadata = metadata_db.start()
+        env = airflow_env(state / "airflow", server.urls, warehouse, lineage, metadata)
+        env["ORDEROPS_REPORTS_DIR"] = str(state / "reports")
+        env["ORDEROPS_GX_DIR"] = str(state / "gx")
         with log_path.open("w") as log:
-            print("preparing Airflow (SQLite metadata, pools; about 20 s) ...", flush=True)
+            print("preparing Airflow (metadata on an embedded PostgreSQL, pools; about 20 s) ...", flush=True)
             prepare_airflow(env, log)
-            keep_home_usable(state / "airflow")
+            keep_home_usable(state / "airflow", metadata)
             print("running orderops_sla once (airflow dags test; about a minute) ...", flush=True)
             done = dags_test(env, log, "orderops_sla", "-c", json.dumps(conf))
             # the report DAG reports the day before its logical date: ask for the day after the demo's
@@ -555,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
         writes = [w for w in sandbox.writes if "token" not in w.operation and "Report" not in w.operation]
     finally:
         server.stop()
+        metadata_db.stop()
     wh = Warehouse(warehouse_url)
     if args.json:
         args.json.write_text(json.dumps(run_record(wh, sandbox), indent=1, default=_iso))
