@@ -456,6 +456,20 @@ class EventInbox:
         pending = {ref for ref, wakes, claimant in rows if wakes and claimant in (None, run_id)}
         return {ref for ref, _, _ in rows} - pending
 
+    def contradict(self, shop: str, run_id: str, platform: str, event_ids: Iterable[str]) -> int:
+        """Mark these events of the run's as contradicted by the platform's own read (counted in the
+        run's summary); returns how many."""
+        ids = sorted(set(event_ids))
+        if not ids:
+            return 0
+        t = platform_events.c
+        with self.wh.engine.begin() as conn:
+            return conn.execute(
+                platform_events.update()
+                .where(t.shop == shop, t.run_id == run_id, t.platform == platform, t.event_id.in_(ids))
+                .values(contradicted=True)
+            ).rowcount
+
     def claimed(self, shop: str, run_id: str, platform: str) -> list[dict]:
         """What a run claimed of one platform, with what each event carried."""
         t = platform_events.c
@@ -474,6 +488,26 @@ class EventInbox:
 SHIPBOB_ORDER_TOPICS = ("order.shipped", "order_shipped")
 # Above this many Amazon orders named by events, a run lists from the cursor instead of one read each
 AMAZON_READS_MOST = 5
+
+
+# what a body or a read says of an order: its status, its tracking numbers
+Shipping = tuple[str | None, frozenset[str]]
+
+
+def contradicted(bodies: list[tuple[str, str | None, frozenset[str]]], read: Shipping | None) -> list[str]:
+    """Of one order's event bodies (event id, the status it says, the tracking numbers it says;
+    oldest first), those the platform's own read (its status and tracking numbers; None: it does not
+    know the order) contradicts: a body naming tracking the read does not show, or the newest body
+    naming another status than the read's (an older one may be merely out of date, when a newer
+    body says the read's status)."""
+    if read is None:
+        return [event_id for event_id, _, _ in bodies]
+    status, tracking = read
+    return [
+        event_id
+        for i, (event_id, said_status, said_tracking) in enumerate(bodies)
+        if not said_tracking <= tracking or (i == len(bodies) - 1 and said_status != status)
+    ]
 
 
 def amazon_reads(claimed: list[dict]) -> list[str]:

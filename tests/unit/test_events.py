@@ -389,8 +389,19 @@ def test_sigv4_matches_the_aws_test_suite_vector():
     )
 
 
-def test_a_complete_amazon_order_shipped_in_one_package_is_staged_from_its_notification():
-    from include.extract.staging import amazon_row_from_notification
+def test_a_body_is_contradicted_by_tracking_the_read_lacks_or_the_newest_ones_other_status():
+    read = ("Fulfilled", frozenset({"1Z1"}))
+    before = ("e1", "Processing", frozenset())  # sent before the shipment: out of date, not contradicted
+    shipped = ("e2", "Fulfilled", frozenset({"1Z1"}))
+    forged = ("e3", "Fulfilled", frozenset({"1Z9"}))  # tracking the platform does not show
+    assert events.contradicted([before, shipped], read) == []
+    assert events.contradicted([before, shipped, forged], read) == ["e3"]
+    assert events.contradicted([shipped, before], read) == ["e1"]  # the newest says another status
+    assert events.contradicted([before, shipped], None) == ["e1", "e2"]  # the platform does not know the order
+
+
+def test_an_amazon_notification_says_its_status_and_its_packages_tracking():
+    from include.extract.amazon import _notified_as
 
     package = {"PackageNumber": 7, "CarrierCode": "UPS", "TrackingNumber": "1Z9"}
     shipped = json.loads(
@@ -405,36 +416,9 @@ def test_a_complete_amazon_order_shipped_in_one_package_is_staged_from_its_notif
             },
         )
     )
-    staged = {"displayable_order_id": "#5001", "received_at": datetime(2026, 11, 20, 3, 0), "shipments": []}
-    row = amazon_row_from_notification(shipped, staged)
-    assert (row["seller_fulfillment_order_id"], row["displayable_order_id"], row["status"]) == (
-        "5001",
-        "#5001",
-        "Complete",
-    )
-    assert row["received_at"] == datetime(2026, 11, 20, 3, 0, tzinfo=timezone.utc)
-    assert row["shipments"][0]["packages"] == [
-        {"package_number": 7, "carrier": "UPS", "tracking_number": "1Z9", "skus": []}
-    ]
-    # anything it cannot say in full is read by id instead: two packages (which items in which?),
-    # a partial shipment, an order staged with another shipment
-    two = json.loads(json.dumps(shipped))
-    two["Payload"]["FulfillmentOrderStatusNotification"]["FulfillmentShipment"]["FulfillmentShipmentPackages"] *= 2
-    partial = json.loads(
-        amazon_notification(
-            "5001",
-            "Processing",
-            "Shipment",
-            {
-                "AmazonShipmentId": "S1",
-                "FulfillmentShipmentStatus": "SHIPPED",
-                "FulfillmentShipmentPackages": [package],
-            },
-        )
-    )
-    assert amazon_row_from_notification(two, staged) is None
-    assert amazon_row_from_notification(partial, staged) is None
-    assert amazon_row_from_notification(shipped, {**staged, "shipments": [{"id": "S0"}]}) is None
+    assert _notified_as(shipped) == ("Complete", frozenset({"1Z9"}))
+    assert _notified_as(json.loads(amazon_notification("5001", "Cancelled"))) == ("Cancelled", frozenset())
+    assert _notified_as({"Payload": "garbled"}) == (None, frozenset())
 
 
 def test_a_tiktok_delivery_for_another_shop_of_the_same_app_is_refused():
