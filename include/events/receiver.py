@@ -43,6 +43,7 @@ class ShopSecrets:
     shipbob_secret: str | None = None  # the subscription's whsec_ secret
     amazon_seller_id: str | None = None  # notifications for another seller are refused
     tiktok_shop_id: str | None = None  # the shop's id at TikTok (connection extra shop_id): others refused
+    shopify_shop_domain: str | None = None  # the shop's myshopify.com domain: deliveries for others refused
 
 
 def shop_secrets(shop) -> ShopSecrets | None:
@@ -64,7 +65,17 @@ def shop_secrets(shop) -> ShopSecrets | None:
         shipbob.extra.get("webhook_secret"),
         amazon.extra.get("seller_id"),
         tiktok_shop_id=str(tiktok.extra["shop_id"]) if tiktok.extra.get("shop_id") else None,
+        shopify_shop_domain=shopify_domain(shopify.extra.get("shop_domain"), shopify.base_url),
     )
+
+
+def shopify_domain(named: Any, base_url: str) -> str | None:
+    """The shop's myshopify.com domain: the Shopify connection's extra.shop_domain, else its host
+    when that is one (None: unknown, so a delivery's shop is not checked)."""
+    if isinstance(named, str) and named.strip():
+        return named.strip().lower()
+    host = urlsplit(base_url if "://" in base_url else f"https://{base_url}").hostname or ""
+    return host.lower() if host.lower().endswith(".myshopify.com") else None
 
 
 def read_delivery(
@@ -80,7 +91,7 @@ def read_delivery(
     if platform == "shopify":
         if not secrets.shopify_secret:
             raise Unverified("shopify: the shop's Shopify connection has no extra.client_secret to verify with")
-        return events.shopify_event(body, headers, secrets.shopify_secret)
+        return events.shopify_event(body, headers, secrets.shopify_secret, secrets.shopify_shop_domain)
     if platform == "shipbob":
         if not secrets.shipbob_secret:
             raise Unverified("shipbob: the shop's ShipBob connection has no extra.webhook_secret to verify with")

@@ -15,7 +15,23 @@ from include.store.warehouse import Warehouse
 from tests.conftest import RINGING_SHOP
 from tests.support import NOW
 
-SECRETS = ShopSecrets("key", "s3cret", "shpss", "whsec_" + "c2VjcmV0LWZvci1yZWNlaXZlci10ZXN0cw=="[:32], None)
+SECRETS = ShopSecrets(
+    "key",
+    "s3cret",
+    "shpss",
+    "whsec_" + "c2VjcmV0LWZvci1yZWNlaXZlci10ZXN0cw=="[:32],
+    None,
+    shopify_shop_domain="shop-a.myshopify.com",
+)
+
+
+def shopify_delivery(doc: dict, domain: str) -> tuple[bytes, dict]:
+    body = json.dumps(doc).encode()
+    return body, {
+        "X-Shopify-Hmac-Sha256": events.shopify_signature("shpss", body),
+        "X-Shopify-Topic": "orders/updated",
+        "X-Shopify-Shop-Domain": domain,
+    }
 
 
 @pytest.fixture
@@ -82,6 +98,13 @@ async def test_a_delivery_is_kept_once_and_rings_the_doorbell(receiver):
         ("/shop-a/amazon_mcf", *tiktok_delivery(REQUEST), 404, "platform 'amazon_mcf'"),
         ("/shop-a/shipbob", b"{}", {}, 401, "webhook-id and webhook-timestamp"),
         ("/shop-a/shopify", b"x" * (events.MAX_BODY + 1), {}, 413, "body over"),
+        # signed with the app's secret, for another shop the app serves
+        (
+            "/shop-a/shopify",
+            *shopify_delivery({"id": 7100000001}, "shop-b.myshopify.com"),
+            401,
+            "for shop 'shop-b.myshopify.com' at the URL of shop shop-a.myshopify.com",
+        ),
         # signed a year ago: a replay, not one of TikTok's retries
         ("/shop-a/tiktok", *tiktok_delivery({**REQUEST, "timestamp": 1732114800}), 401, "older than 3 days"),
         # signed, yet not storable: refused with 400 (a 500 would be retried by the platform for ever)

@@ -193,6 +193,41 @@ def test_a_shopify_body_resent_with_new_unsigned_ids_is_one_delivery():
     assert other.event_id not in ids
 
 
+def test_a_shopify_delivery_for_another_shop_of_the_same_app_is_refused():
+    """One app (one client secret) serves several shops: the delivery's shop must be the URL's."""
+    body = json.dumps({"id": 7100000001, "updated_at": "2026-11-20T15:00:00Z"}).encode()
+
+    def headers(domain: str | None) -> dict:
+        return {
+            "X-Shopify-Hmac-Sha256": events.shopify_signature("shpss", body),
+            "X-Shopify-Topic": "orders/updated",
+            **({"X-Shopify-Shop-Domain": domain} if domain else {}),
+        }
+
+    with pytest.raises(Unverified, match="for shop 'shop-b.myshopify.com' at the URL of shop shop-a") as refused:
+        events.shopify_event(body, headers("shop-b.myshopify.com"), "shpss", "shop-a.myshopify.com")
+    assert refused.value.reason == "other_shop"
+    assert events.shopify_event(body, headers("Shop-A.myshopify.com"), "shpss", "shop-a.myshopify.com").order_ref
+    # the URL's shop unknown (no domain on its connection): not checked
+    assert events.shopify_event(body, headers("shop-b.myshopify.com"), "shpss").order_ref == "7100000001"
+    # a body that names its shop (signed) is held to it, whatever the unsigned header says
+    shop_body = json.dumps({"id": 1, "myshopify_domain": "shop-b.myshopify.com"}).encode()
+    signed = {"X-Shopify-Hmac-Sha256": events.shopify_signature("shpss", shop_body), "X-Shopify-Topic": "shop/update"}
+    with pytest.raises(Unverified, match="shop-b.myshopify.com"):
+        events.shopify_event(
+            shop_body, {**signed, "X-Shopify-Shop-Domain": "shop-a.myshopify.com"}, "shpss", "shop-a.myshopify.com"
+        )
+
+
+def test_the_shops_shopify_domain_is_its_connections_extra_or_its_myshopify_host():
+    from include.events.receiver import shopify_domain
+
+    assert shopify_domain("Shop-A.myshopify.com ", "http://127.0.0.1:8001") == "shop-a.myshopify.com"
+    assert shopify_domain(None, "https://shop-a.myshopify.com") == "shop-a.myshopify.com"
+    assert shopify_domain(None, "shop-a.myshopify.com") == "shop-a.myshopify.com"
+    assert shopify_domain("", "http://127.0.0.1:8001") is None  # unknown: deliveries' shops not checked
+
+
 def test_shopify_fulfillment_with_tracking_wakes_and_an_order_update_does_not():
     body = json.dumps({"id": 55, "order_id": 7100000001, "tracking_number": "1Z999"}).encode()
     headers = {
