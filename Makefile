@@ -101,9 +101,12 @@ EVENTS ?= off
 BACKLOG ?= 0
 # with events: seconds from the first waiting event to the run it starts
 DEBOUNCE ?= 30
+# with events: what platforms sometimes send, mixed into the sandbox's webhooks (a comma list of
+# stale, replay, cross_shop, old: bench/webhook_faults.py)
+WEBHOOK_FAULTS ?=
 simulate: venv
 	$(PY) -m bench.simulate --days $(DAYS) --orders-per-day $(ORDERS_PER_DAY) --schedule "$(SCHEDULE)" --seed $(SEED) \
-	  --events $(EVENTS) --debounce-seconds $(DEBOUNCE) --backlog $(BACKLOG)
+	  --events $(EVENTS) --debounce-seconds $(DEBOUNCE) --backlog $(BACKLOG) --webhook-faults "$(WEBHOOK_FAULTS)"
 
 # The documentation site (docs/, mkdocs.yml): built strict into state/site/ (a broken link or a
 # missing page fails the build); docs-serve serves it on 127.0.0.1 and rebuilds on every change.
