@@ -90,6 +90,16 @@ BENCH_ORDERS ?= 10000
 bench-dag: venv
 	$(PY) -m bench.dag_bench --orders $(BENCH_ORDERS)
 
+# The webhook receiver (its own process, uvicorn on loopback, a PostgreSQL warehouse, Redis doorbell)
+# under FLOOD_DELIVERIES signed deliveries from FLOOD_CLIENTS clients while /health is polled;
+# prints and writes bench/results/webhook-flood.json (floor: /health p95 under 50 ms)
+FLOOD_DELIVERIES ?= 1500
+FLOOD_CLIENTS ?= 4
+.PHONY: bench-flood
+bench-flood: venv
+	deploy/test_services.sh
+	$(PY) -m bench.webhook_flood --deliveries $(FLOOD_DELIVERIES) --clients $(FLOOD_CLIENTS)
+
 # A shop's week lived through simulated time against the sandbox's ground truth (bench/simulate.py):
 # prints a table per day, writes state/simulate/summary.json and truth.json
 DAYS ?= 7
