@@ -34,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 
 from include.events import platform_events as events
 from include.events.platform_events import BadEvent, EventInbox, Unverified
+from include.run.shops import ShopEvents
 from orderops_provider.base import http_client
 
 log = logging.getLogger(__name__)
@@ -105,10 +106,6 @@ def read_delivery(
     raise LookupError(platform)
 
 
-# A shop's budget of webhook deliveries a second when the shops file names none (ShopEvents).
-DELIVERIES_PER_SECOND = 20.0
-
-
 class RateBound:
     """Each shop's budget of deliveries: a token bucket refilled at the shop's rate a second, holding
     at most two seconds of it (a burst). In one server process: an API server with several worker
@@ -138,11 +135,11 @@ def create_app(
     inbox: EventInbox,
     doorbell: Callable[[str], Any] = lambda shop: None,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-    rate_of: Callable[[str], float] = lambda shop: DELIVERIES_PER_SECOND,
+    rate_of: Callable[[str], float] = lambda shop: ShopEvents.deliveries_per_second,
     bound: RateBound | None = None,
 ):
     """The webhook app. `rate_of(shop)`: the shop's budget of deliveries a second (the shops file's
-    events.deliveries_per_second)."""
+    events.deliveries_per_second; its default where none is given)."""
     app = FastAPI(title="orderops platform events", docs_url=None, redoc_url=None, openapi_url=None)
     bound = bound or RateBound()
     # what the receiver kept nothing of, by reason: signature, old, other_shop (401), unreadable

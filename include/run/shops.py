@@ -44,7 +44,7 @@ class ShopEvents:
     debounce_seconds: float = 30.0  # an event-driven run waits this long after the first event
     # the receiver's budget of webhook deliveries for this shop (a burst: twice as many at once);
     # past it a delivery is answered 429 with Retry-After, nothing kept, and the platform retries
-    deliveries_per_second: float = 20.0
+    deliveries_per_second: float = 50.0
 
     @classmethod
     def parse(cls, doc, where: str) -> ShopEvents:
