@@ -103,6 +103,16 @@ PARSE_SIZES ?= 1,50,200,400
 bench-parse: venv
 	$(PY) -m bench.parse_bench --sizes $(PARSE_SIZES)
 
+# The webhook receiver (its own process, uvicorn on loopback, a PostgreSQL warehouse, Redis doorbell)
+# under FLOOD_DELIVERIES signed deliveries from FLOOD_CLIENTS clients while /health is polled;
+# prints and writes bench/results/webhook-flood.json (floor: /health p95 under 50 ms)
+FLOOD_DELIVERIES ?= 1500
+FLOOD_CLIENTS ?= 4
+.PHONY: bench-flood
+bench-flood: venv
+	deploy/test_services.sh
+	$(PY) -m bench.webhook_flood --deliveries $(FLOOD_DELIVERIES) --clients $(FLOOD_CLIENTS)
+
 # A shop's week lived through simulated time against the sandbox's ground truth (bench/simulate.py):
 # prints a table per day, writes state/simulate/summary.json and truth.json
 DAYS ?= 7
@@ -116,9 +126,12 @@ BACKLOG ?= 0
 DEBOUNCE ?= 30
 # on | off: post Amazon's early tracking number (AFTN) as soon as an MCF order has one
 AFTN ?= on
+# with events: what platforms sometimes send, mixed into the sandbox's webhooks (a comma list of
+# stale, replay, cross_shop, old: bench/webhook_faults.py)
+WEBHOOK_FAULTS ?=
 simulate: venv
 	$(PY) -m bench.simulate --days $(DAYS) --orders-per-day $(ORDERS_PER_DAY) --schedule "$(SCHEDULE)" --seed $(SEED) \
-	  --events $(EVENTS) --debounce-seconds $(DEBOUNCE) --backlog $(BACKLOG) --aftn $(AFTN)
+	  --events $(EVENTS) --debounce-seconds $(DEBOUNCE) --backlog $(BACKLOG) --aftn $(AFTN) --webhook-faults "$(WEBHOOK_FAULTS)"
 
 # The documentation site (docs/, mkdocs.yml): built strict into state/site/ (a broken link or a
 # missing page fails the build); docs-serve serves it on 127.0.0.1 and rebuilds on every change.

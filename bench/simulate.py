@@ -216,6 +216,7 @@ def simulate(
     events: bool = False,
     debounce_seconds: float = DEBOUNCE_SECONDS,
     policy: dict | None = None,
+    webhook_faults: tuple[str, ...] = (),
 ) -> dict:
     saved_env = dict(os.environ)  # the caller's environment comes back afterwards (tests run on in-process)
     os.environ.update(
@@ -240,6 +241,7 @@ def simulate(
             events,
             timedelta(seconds=debounce_seconds),
             policy or {},
+            webhook_faults,
         )
     finally:
         os.environ.clear()
@@ -268,11 +270,17 @@ class EventPath:
 
         self.admin, self.inbox = admin, EventInbox(wh)
         secrets = ShopSecrets(
-            TIKTOK["app_key"], TIKTOK["app_secret"], SHOPIFY["client_secret"], SHOP_SECRET_SHIPBOB, AMAZON["seller_id"]
+            TIKTOK["app_key"],
+            TIKTOK["app_secret"],
+            SHOPIFY["client_secret"],
+            SHOP_SECRET_SHIPBOB,
+            AMAZON["seller_id"],
+            tiktok_shop_id=TIKTOK["shop_id"],
+            shopify_shop_domain=SHOPIFY["shop_domain"],
         )
         sock = bind(0)
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        app = create_app(lambda shop: secrets if shop == SHOP else None, self.inbox)
+        self.app = app = create_app(lambda shop: secrets if shop == SHOP else None, self.inbox)
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
         self.server.install_signal_handlers = lambda: None
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -310,6 +318,7 @@ class EventPath:
             sent[entry["platform"]][entry["outcome"]] = entry["count"]
         return {
             "sent": dict(sent),
+            "refused": dict(sorted(self.app.state.refused.items())),  # what the receiver kept nothing of
             "kept": {
                 p: {"waking" if w else "other": n for p2, w, n in kept if p2 == p}
                 for p in sorted({p for p, _, _ in kept})
@@ -335,6 +344,7 @@ def _simulate(
     events,
     debounce,
     policy,
+    webhook_faults=(),
 ) -> dict:
     import httpx
     from airflow.sdk._shared.secrets_masker import reset_secrets_masker
@@ -448,6 +458,10 @@ def _simulate(
                     pending = parse(clock()["now"])
 
         path = EventPath(admin, sandbox.urls, wh) if events else None
+        if path is not None and webhook_faults:
+            from bench import webhook_faults as faults
+
+            faults.configure(admin, webhook_faults)
 
         def events_note() -> str:
             return f" (+{extraction['event']} event-driven)" if events else ""
@@ -578,6 +592,7 @@ def _simulate(
                 "schedule": schedule,
                 "seed": seed,
                 "events": events,
+                "webhook_faults": list(webhook_faults),
                 "debounce_seconds": debounce.total_seconds() if events else None,
                 "policy": policy,
                 "start": iso(start),
@@ -587,6 +602,9 @@ def _simulate(
             },
             "wall_seconds": round(time.perf_counter() - wall, 1),
         }
+        from bench.webhook_faults import add_figures
+
+        add_figures(summary, truth, wh, SHOP, admin if path is not None else None)
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         return summary
     finally:
@@ -688,7 +706,18 @@ def main(argv: list[str] | None = None) -> int:
         help="platform events (webhooks, Amazon's queue) start runs too; both: the stream twice, "
         "the event-driven figures under with_events",
     )
+    parser.add_argument(
+        "--webhook-faults",
+        default="",
+        help="with events: a comma list of stale, replay, cross_shop, old mixed into the sandbox's webhooks "
+        "(bench/webhook_faults.py)",
+    )
     args = parser.parse_args(argv)
+    from bench import webhook_faults
+
+    faults = webhook_faults.parse(args.webhook_faults)
+    if faults and args.events == "off":
+        raise SystemExit("WEBHOOK_FAULTS needs EVENTS=on or EVENTS=both: the faults go into the webhook stream")
     if args.days < 1 or args.orders_per_day < 0:
         raise SystemExit("DAYS must be at least 1 and ORDERS_PER_DAY not negative")
     if not 0 <= args.debounce_seconds <= 600 or args.backlog < 0:
@@ -725,8 +754,10 @@ def main(argv: list[str] | None = None) -> int:
         events=args.events == "on",
         debounce_seconds=args.debounce_seconds,
         policy=policy,
+        webhook_faults=faults if args.events == "on" else (),
     )
     print(render(summary))
+    print(webhook_faults.render(summary))
     if args.events == "both":
         print("\nthe same stream again, with platform events starting runs:", flush=True)
         with_events = simulate(
@@ -741,8 +772,10 @@ def main(argv: list[str] | None = None) -> int:
             events=True,
             debounce_seconds=args.debounce_seconds,
             policy=policy,
+            webhook_faults=faults,
         )
         print(render(with_events))
+        print(webhook_faults.render(with_events))
         summary["with_events"] = with_events
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         summary = {
@@ -750,9 +783,11 @@ def main(argv: list[str] | None = None) -> int:
             "all_days_match": summary["all_days_match"] and with_events["all_days_match"],
             "duplicate_effects": summary["duplicate_effects"] + with_events["duplicate_effects"],
             "missed_tracking": summary["missed_tracking"] + with_events["missed_tracking"],
+            "wrong_tracking": summary["wrong_tracking"] + with_events["wrong_tracking"],
         }
     print(f"\nwrote {out / 'summary.json'} and truth.json")
-    return 0 if summary["all_days_match"] and not summary["duplicate_effects"] and not summary["missed_tracking"] else 1
+    ok = summary["all_days_match"] and not summary["duplicate_effects"] and not summary["missed_tracking"]
+    return 0 if ok and not summary["wrong_tracking"] else 1
 
 
 if __name__ == "__main__":

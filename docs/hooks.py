@@ -4,8 +4,8 @@ A page asks for a table with a marker on a line of its own, `<!-- table: NAME --
 each table, the result file it reads and the function that renders it. Under every table goes a line
 with the file's provenance (command, commit, date, machine). The result files keep the shape that
 the commands write (`bench/results/pipeline-latest.json`, `bench/results/dag-latest.json`,
-`state/simulate/summary.json`), plus a `provenance` object; copying a new result file in and
-adding its provenance regenerates the tables.
+`bench/results/webhook-flood.json`, `state/simulate/summary.json`), plus a `provenance` object;
+copying a new result file in and adding its provenance regenerates the tables.
 """
 
 from __future__ import annotations
@@ -378,6 +378,35 @@ def bench_dag(doc: dict) -> str:
     )
 
 
+def webhook_flood(doc: dict) -> str:
+    r = doc["result"]
+
+    def ms(lat: dict) -> str:
+        return (
+            f"{_num(lat['p50_ms'], 1)} / {_num(lat['p95_ms'], 1)} / {_num(lat['max_ms'], 1)} ({lat['count']:,} polls)"
+        )
+
+    floor = r["floor"]
+    return _table(
+        [
+            "`make bench-flood` (the receiver in its own process, uvicorn, PostgreSQL warehouse, Redis doorbell)",
+            f"{r['deliveries']:,} signed deliveries, {r['clients']} clients",
+        ],
+        [
+            ["deliveries a second", _num(r["deliveries_per_second"])],
+            ["answers", ", ".join(f"{status}: {n:,}" for status, n in r["answers"].items())],
+            ["kept in the inbox", f"{r['kept']:,}"],
+            ["`/health` idle, ms (p50 / p95 / max)", ms(r["health_idle"])],
+            ["`/health` during the flood, ms (p50 / p95 / max)", ms(r["health_during_flood"])],
+            [
+                "receiver CPU",
+                f"{_num(r['receiver_cpu_seconds'], 1)} s ({_num(r['receiver_cpu_ms_per_delivery'], 1)} ms a delivery)",
+            ],
+            [f"floor: `/health` p95 under {floor['health_p95_ms']:g} ms", "met" if floor["met"] else "**missed**"],
+        ],
+    )
+
+
 def test_suite(doc: dict) -> str:
     return _table(
         [f"the whole suite ({doc['tests']:,} tests)", "minutes"],
@@ -418,6 +447,7 @@ TABLES = {
     "bench-dag-parse": ("pipeline.json", dag_parse),
     "bench-dag": ("dag.json", bench_dag),
     "bench-parse": ("parse.json", bench_parse),
+    "webhook-flood": ("webhook-flood.json", webhook_flood),
 }
 
 

@@ -124,7 +124,12 @@ def build_events_app():
             clients[shop] = RedisHook(redis_conn_id=events.redis_conn_id).get_conn()
         return clients[shop]
 
-    return create_app(lambda name: shop_secrets(shops.get(name)), EventInbox(wh), doorbell)
+    def rate_of(name: str) -> float:
+        events = shops[name].events
+        assert events is not None  # as above
+        return events.deliveries_per_second
+
+    return create_app(lambda name: shop_secrets(shops.get(name)), EventInbox(wh), doorbell, rate_of=rate_of)
 
 
 class OrderopsSlaPlugin(AirflowPlugin):

@@ -840,6 +840,16 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
             raise HTTPException(400, str(exc)) from None
         return sandbox.outbox.info()
 
+    @router.post("/webhooks/faults")
+    async def webhook_faults(request: Request):
+        """Mix faults into the webhook stream: {"faults": [stale, replay, cross_shop, old]} (sandbox/webhooks.py)."""
+        body = await json_body(request)
+        try:
+            sandbox.outbox.set_faults(body.get("faults") if isinstance(body, dict) else body)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return sandbox.outbox.info()
+
     @router.post("/webhooks/flush")
     async def flush(timeout: float = 30.0):
         """Wait until every webhook sent so far was answered or given up."""

@@ -14,6 +14,21 @@ clock (like request signing); the bodies carry the scenario's times.
 
 Signatures are computed here independently of orderops's own verification, so a test of the one
 is a test of the other.
+
+Faults (admin `POST /_sandbox/webhooks/faults {"faults": [...]}`): what platforms, and whoever
+captured a delivery, sometimes send, mixed into this stream. Each fault follows one in FAULT_EVERY
+(4) of the deliveries it can follow, the first one included, and goes out right after it, once
+(never retried):
+
+- `stale`: a body that disagrees with the platform's current state: a ShipBob `order.shipped` or an
+  Amazon Shipment notification claiming a tracking number the fulfiller does not show (validly
+  signed; orderops keeps it, and the run it wakes must read the fulfiller and count it).
+- `replay`: a captured TikTok, Shopify or ShipBob delivery re-sent with fresh unsigned headers (new
+  Shopify webhook and event ids; a new ShipBob webhook-id and -timestamp under the old signature).
+- `cross_shop`: a TikTok or Shopify delivery for another shop of the same app, signed with the
+  app's secret (TikTok: the body's shop_id; Shopify: X-Shopify-Shop-Domain), about another order.
+- `old`: a TikTok or ShipBob delivery signed with a time past the platform's tolerance (TikTok's
+  body timestamp 4 days ago; ShipBob's webhook-timestamp an hour ago). Shopify signs no time.
 """
 
 from __future__ import annotations
@@ -42,6 +57,20 @@ RETRY_SECONDS = (0.2, 1.0, 5.0, 30.0, 120.0)  # wall seconds before each new att
 VISIBILITY_SECONDS = 30.0
 PLATFORMS = ("tiktok", "shopify", "shipbob", "amazon_mcf")
 TIKTOK_TYPES = {"ORDER_STATUS_CHANGE": 1, "CANCELLATION_STATUS_CHANGE": 11}
+FAULTS = ("stale", "replay", "cross_shop", "old")
+FAULT_EVERY = 4  # a fault follows one in this many of the deliveries it can follow (the first included)
+OTHER_TIKTOK_SHOP = "7494000000000099999"  # another shop of the same TikTok app
+OTHER_SHOPIFY_SHOP = "orderops-other-shop.myshopify.com"  # another shop of the same Shopify app
+
+
+def fault_names(faults) -> tuple[str, ...]:
+    """The faults asked for, each known (a ValueError names an unknown one and the known ones)."""
+    if not isinstance(faults, (list, tuple)) or not all(isinstance(f, str) for f in faults):
+        raise ValueError(f"webhooks.faults: expected a list of fault names, got {faults!r:.80}")
+    unknown = [f for f in faults if f not in FAULTS]
+    if unknown:
+        raise ValueError(f"webhooks.faults: unknown fault(s) {', '.join(unknown)}; known: {', '.join(FAULTS)}")
+    return tuple(dict.fromkeys(faults))
 
 
 @dataclass
@@ -69,6 +98,9 @@ class Outbox:
     log: deque = field(default_factory=lambda: deque(maxlen=500))
 
     def __post_init__(self):
+        self.faults: tuple[str, ...] = ()
+        self.faults_sent: Counter = Counter()  # (fault, platform, outcome) -> deliveries
+        self._followable: Counter = Counter()  # fault -> deliveries it could have followed so far
         self._pending: queue.Queue = queue.Queue()
         self._busy = 0
         self._lock = threading.Condition()
@@ -97,6 +129,12 @@ class Outbox:
         self._messages.clear()
         self.sent.clear()
         self.log.clear()
+        self.set_faults(())
+
+    def set_faults(self, faults) -> None:
+        self.faults = fault_names(faults)
+        self.faults_sent.clear()
+        self._followable.clear()
 
     # ------------------------------------------------------------ emitting
     def emit(self, platform: str, topic: str, doc: dict) -> None:
@@ -105,24 +143,68 @@ class Outbox:
         if sub is None or (sub.topics and topic not in sub.topics):
             return
         if platform == "amazon_mcf":
-            msg_id = str(uuid.uuid4())
-            self._messages[msg_id] = _Message(msg_id, json.dumps(self._amazon(doc)))
+            self._queue(doc)
             self.sent[(platform, "queued")] += 1
+            if self._follows("stale", "Shipment" == topic and bool(_amazon_tracking(doc))):
+                self._queue(_amazon_stale(doc))
+                self.faults_sent[("stale", platform, "queued")] += 1
             return
         body, headers = getattr(self, f"_{platform}")(topic, doc, sub)
+        self._send(platform, topic, sub.url, body, headers)
+        for fault, delivery in self._faulty(platform, topic, doc, sub, body, headers):
+            self._send(platform, topic, sub.url, *delivery, fault=fault)
+
+    def _queue(self, body: dict) -> None:
+        msg_id = str(uuid.uuid4())
+        self._messages[msg_id] = _Message(msg_id, json.dumps(self._amazon(body)))
+
+    def _send(self, platform: str, topic: str, url, body: bytes, headers: dict, fault: str | None = None) -> None:
         self._start()
         with self._lock:
             self._busy += 1
-        self._pending.put((platform, topic, sub.url, body, headers, 0))
+        self._pending.put((platform, topic, url, body, headers, 0, fault))
 
-    def _tiktok(self, topic: str, data: dict, sub: Subscription) -> tuple[bytes, dict]:
+    def _follows(self, fault: str, can: bool) -> bool:
+        """Whether `fault` follows this delivery: one in FAULT_EVERY of those it can follow."""
+        if fault not in self.faults or not can:
+            return False
+        self._followable[fault] += 1
+        return (self._followable[fault] - 1) % FAULT_EVERY == 0
+
+    def _faulty(self, platform: str, topic: str, doc: dict, sub: Subscription, body: bytes, headers: dict):
+        """The faults that follow this delivery: (fault, (body, headers)) each."""
+        if self._follows("stale", platform == "shipbob" and topic == "order.shipped" and bool(_shipbob_tracking(doc))):
+            yield "stale", self._shipbob(topic, _shipbob_stale(doc), sub)
+        if self._follows("replay", True):
+            fresh = dict(headers)
+            if platform == "shopify":
+                fresh.update({"X-Shopify-Webhook-Id": str(uuid.uuid4()), "X-Shopify-Event-Id": str(uuid.uuid4())})
+            elif platform == "shipbob":  # the captured signature cannot be made anew without the secret
+                fresh.update({"webhook-id": f"msg_{uuid.uuid4().hex}", "webhook-timestamp": str(int(time.time()))})
+            fresh["X-Request-Id"] = str(uuid.uuid4())
+            yield "replay", (body, fresh)
+        if self._follows("cross_shop", platform in ("tiktok", "shopify")):
+            if platform == "tiktok":
+                yield "cross_shop", self._tiktok(topic, doc, sub, shop_id=OTHER_TIKTOK_SHOP)
+            else:
+                other_body, other_headers = self._shopify(topic, {**doc, "id": _other_order(doc.get("id"))}, sub)
+                yield "cross_shop", (other_body, {**other_headers, "X-Shopify-Shop-Domain": OTHER_SHOPIFY_SHOP})
+        if self._follows("old", platform in ("tiktok", "shipbob")):
+            if platform == "tiktok":
+                yield "old", self._tiktok(topic, doc, sub, sent=int(time.time()) - 4 * 86400)
+            else:
+                yield "old", self._shipbob(topic, doc, sub, sent=int(time.time()) - 3600)
+
+    def _tiktok(
+        self, topic: str, data: dict, sub: Subscription, shop_id: str | None = None, sent: int | None = None
+    ) -> tuple[bytes, dict]:
         creds = self.sandbox.platforms["tiktok"].config
         body = json.dumps(
             {
                 "type": TIKTOK_TYPES[topic],
                 "tts_notification_id": f"{next(self._seq):019d}",
-                "shop_id": creds["shop_id"],
-                "timestamp": int(time.time()),
+                "shop_id": shop_id or creds["shop_id"],
+                "timestamp": int(time.time()) if sent is None else sent,
                 "data": data,
             },
             separators=(",", ":"),
@@ -148,9 +230,9 @@ class Outbox:
             "Content-Type": "application/json",
         }
 
-    def _shipbob(self, topic: str, doc: dict, sub: Subscription) -> tuple[bytes, dict]:
+    def _shipbob(self, topic: str, doc: dict, sub: Subscription, sent: int | None = None) -> tuple[bytes, dict]:
         body = json.dumps(doc).encode()
-        msg_id, stamp = f"msg_{uuid.uuid4().hex}", str(int(time.time()))
+        msg_id, stamp = f"msg_{uuid.uuid4().hex}", str(int(time.time()) if sent is None else sent)
         key = base64.b64decode(sub.secret.removeprefix("whsec_"))
         digest = base64.b64encode(hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()).decode()
         return body, {
@@ -185,23 +267,28 @@ class Outbox:
 
     def _deliver_forever(self) -> None:
         while True:
-            platform, topic, url, body, headers, attempt = self._pending.get()
+            platform, topic, url, body, headers, attempt, fault = self._pending.get()
             outcome = "failed"
             try:
                 status = self._client.post(url, content=body, headers=headers).status_code
                 outcome = "delivered" if 200 <= status < 300 else f"http {status}"
             except httpx.HTTPError as exc:
                 outcome = type(exc).__name__
-            self.log.append({"platform": platform, "topic": topic, "attempt": attempt + 1, "outcome": outcome})
-            if outcome != "delivered" and attempt + 1 < RETRIES:
+            self.log.append(
+                {"platform": platform, "topic": topic, "attempt": attempt + 1, "outcome": outcome, "fault": fault}
+            )
+            if fault is None and outcome != "delivered" and attempt + 1 < RETRIES:
                 self.sent[(platform, "retried")] += 1
                 threading.Timer(
                     RETRY_SECONDS[attempt],
                     self._pending.put,
-                    args=((platform, topic, url, body, headers, attempt + 1),),
+                    args=((platform, topic, url, body, headers, attempt + 1, None),),
                 ).start()
                 continue
-            self.sent[(platform, outcome)] += 1
+            if fault is None:
+                self.sent[(platform, outcome)] += 1
+            else:  # a fault goes out once: what a platform or a replayer sends, not a retry
+                self.faults_sent[(fault, platform, outcome)] += 1
             with self._lock:
                 self._busy -= 1
                 self._lock.notify_all()
@@ -223,6 +310,14 @@ class Outbox:
                 {"platform": s.platform, "url": s.url, "topics": list(s.topics)} for s in self.subscriptions.values()
             ],
             "sent": [{"platform": p, "outcome": o, "count": n} for (p, o), n in sorted(self.sent.items())],
+            "faults": {
+                "configured": list(self.faults),
+                "every": FAULT_EVERY,
+                "sent": [
+                    {"fault": f, "platform": p, "outcome": o, "count": n}
+                    for (f, p, o), n in sorted(self.faults_sent.items())
+                ],
+            },
             "queued_messages": len(self._messages),
             "recent": list(self.log)[-20:],
         }
@@ -255,6 +350,42 @@ class Outbox:
         del self._messages[message.id]
         self.sent[("amazon_mcf", "delivered")] += 1
         return True
+
+
+def _shipbob_tracking(doc: dict) -> list[dict]:
+    """The tracking objects of a ShipBob order's shipments."""
+    return [s["tracking"] for s in doc.get("shipments") or [] if isinstance(s.get("tracking"), dict)]
+
+
+def _shipbob_stale(doc: dict) -> dict:
+    """The order as ShipBob does not show it: each shipment's tracking number another."""
+    stale = json.loads(json.dumps(doc))
+    for tracking in _shipbob_tracking(stale):
+        tracking["tracking_number"] = _stale_number(tracking.get("tracking_number"))
+    return stale
+
+
+def _amazon_tracking(body: dict) -> list[dict]:
+    shipment = body.get("FulfillmentShipment") or {}
+    return [p for p in shipment.get("FulfillmentShipmentPackages") or [] if p.get("TrackingNumber")]
+
+
+def _amazon_stale(body: dict) -> dict:
+    """The notification as Amazon does not show it: each package's tracking number another."""
+    stale = json.loads(json.dumps(body))
+    for package in _amazon_tracking(stale):
+        package["TrackingNumber"] = _stale_number(package["TrackingNumber"])
+    return stale
+
+
+def _stale_number(number) -> str:
+    """A tracking number of the same shape the fulfiller never issued (its last digits changed)."""
+    text = str(number or "1Z0000000000000000")
+    return text[:-4] + "".join(str((int(c) + 5) % 10) if c.isdigit() else "9" for c in text[-4:])
+
+
+def _other_order(order_id):
+    return order_id + 1_000_000_000 if isinstance(order_id, int) else f"{order_id}-other"
 
 
 QUEUE_NAME = "orderops-notifications"

@@ -40,7 +40,9 @@ TIMESTAMP_TOLERANCE = timedelta(minutes=5)
 # How old a signed TikTok delivery (its body's `timestamp`) may be: TikTok's retry window, not a year.
 # TikTok publishes none that orderops found: UNCERTAIN, chosen wide enough for its retries and a
 # receiver that was down, short enough that a captured body cannot be replayed for long. ShipBob's
-# signed timestamp has Standard Webhooks' 5 minutes; Shopify signs no time of the delivery itself.
+# signed timestamp has Standard Webhooks' 5 minutes. Shopify signs no time of the delivery itself
+# (X-Shopify-Triggered-At is outside the HMAC; a body's `updated_at` is when the order changed, not
+# when it was sent): no age is checked there, and a captured body re-sent is kept once by its digest.
 MAX_AGE = {"tiktok": timedelta(days=3)}
 
 
@@ -48,7 +50,8 @@ def _fresh(platform: str, sent: datetime, now: datetime | None) -> None:
     age = (now or datetime.now(timezone.utc)) - sent
     if age > MAX_AGE[platform]:
         raise Unverified(
-            f"{platform}: delivery from {sent:%Y-%m-%dT%H:%M:%SZ} is older than {MAX_AGE[platform]} (a replay?)"
+            f"{platform}: delivery from {sent:%Y-%m-%dT%H:%M:%SZ} is older than {MAX_AGE[platform]} (a replay?)",
+            "old",
         )
 
 
@@ -60,7 +63,13 @@ class BadEvent(ValueError):
 
 
 class Unverified(BadEvent):
-    """The signature does not match (or is missing): the delivery is not from the platform."""
+    """Refused with 401, nothing kept: the signature does not match or is missing (`reason`
+    "signature"), the signed time is past the platform's tolerance ("old"), or the delivery is for
+    another shop than the URL's ("other_shop")."""
+
+    def __init__(self, message: str, reason: str = "signature"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -220,7 +229,9 @@ def tiktok_event(
         raise Unverified("tiktok: the Authorization header is not the HMAC of app_key + body")
     doc = _object(_json(body, "tiktok"), "tiktok webhook")
     if shop_id and str(doc.get("shop_id")) != shop_id:
-        raise Unverified(f"tiktok: a delivery for shop {doc.get('shop_id')!r} at the URL of shop {shop_id}")
+        raise Unverified(
+            f"tiktok: a delivery for shop {doc.get('shop_id')!r} at the URL of shop {shop_id}", "other_shop"
+        )
     if doc.get("timestamp") is not None:
         _fresh("tiktok", _time(doc.get("timestamp"), "tiktok webhook timestamp"), now)
     kind = doc.get("type")
@@ -249,11 +260,15 @@ def tiktok_event(
 SHOPIFY_WAKING = ("fulfillments/create", "fulfillments/update")
 
 
-def shopify_event(body: bytes, headers: Mapping[str, str], secret: str) -> PlatformEvent:
+def shopify_event(
+    body: bytes, headers: Mapping[str, str], secret: str, shop_domain: str | None = None
+) -> PlatformEvent:
     """One Shopify webhook delivery (X-Shopify-Hmac-Sha256 over the body, -Topic). Shopify signs the
     body only: a delivery is known by a digest of its body, so a captured body re-sent with new
     X-Shopify-Webhook-Id or -Event-Id headers is the same delivery, kept once; its time is the body's
-    own (`updated_at`) where it has one."""
+    own (`updated_at`) where it has one. One app (one secret) may serve several shops: with the URL's
+    shop's `shop_domain` known, a delivery whose X-Shopify-Shop-Domain names another shop, or whose
+    body does (a shop's `myshopify_domain` or `shop_domain`), is refused."""
     if not _same(_header(headers, "X-Shopify-Hmac-Sha256"), shopify_signature(secret, body)):
         raise Unverified("shopify: X-Shopify-Hmac-Sha256 is not the HMAC of the body")
     topic = _header(headers, "X-Shopify-Topic")
@@ -261,6 +276,13 @@ def shopify_event(body: bytes, headers: Mapping[str, str], secret: str) -> Platf
         raise BadEvent("shopify: X-Shopify-Topic is required")
     event_id = "sha256:" + hashlib.sha256(body).hexdigest()
     doc = _object(_json(body, "shopify"), "shopify webhook")
+    if shop_domain:
+        named = [_header(headers, "X-Shopify-Shop-Domain"), doc.get("myshopify_domain"), doc.get("shop_domain")]
+        other = next((n for n in named if n is not None and str(n).strip().lower() != shop_domain.lower()), None)
+        if other is not None:
+            raise Unverified(
+                f"shopify: a delivery for shop {str(other)[:100]!r} at the URL of shop {shop_domain}", "other_shop"
+            )
     order = doc.get("order_id") if topic.startswith("fulfillments/") else doc.get("id")
     when = _time(
         doc.get("updated_at") or doc.get("created_at") or _header(headers, "X-Shopify-Triggered-At"),
@@ -295,7 +317,9 @@ def shipbob_event(body: bytes, headers: Mapping[str, str], secret: str, now: dat
         raise Unverified("shipbob: no webhook-signature matches the HMAC of id.timestamp.body")
     sent = _time(stamp, "shipbob webhook-timestamp")
     if abs((now or datetime.now(timezone.utc)) - sent) > TIMESTAMP_TOLERANCE:
-        raise Unverified(f"shipbob: webhook-timestamp {stamp} is more than {TIMESTAMP_TOLERANCE} from now (a replay?)")
+        raise Unverified(
+            f"shipbob: webhook-timestamp {stamp} is more than {TIMESTAMP_TOLERANCE} from now (a replay?)", "old"
+        )
     doc = _object(_json(body, "shipbob"), "shipbob webhook")
     topic = doc.get("topic") or _header(headers, "shipbob-topic") or _header(headers, "x-webhook-topic")
     if not isinstance(topic, str) or not topic:
@@ -332,7 +356,7 @@ def amazon_event(message_body: str | bytes, seller_id: str | None = None) -> Pla
         "amazon notification FulfillmentOrderStatusNotification",
     )
     if seller_id and body.get("SellerId") not in (None, seller_id):
-        raise Unverified(f"amazon notification: for seller {body.get('SellerId')!r}, not this shop's")
+        raise Unverified(f"amazon notification: for seller {body.get('SellerId')!r}, not this shop's", "other_shop")
     status = body.get("FulfillmentOrderStatus")
     shipment = body.get("FulfillmentShipment")
     shipped = (
@@ -456,6 +480,20 @@ class EventInbox:
         pending = {ref for ref, wakes, claimant in rows if wakes and claimant in (None, run_id)}
         return {ref for ref, _, _ in rows} - pending
 
+    def contradict(self, shop: str, run_id: str, platform: str, event_ids: Iterable[str]) -> int:
+        """Mark these events of the run's as contradicted by the platform's own read (counted in the
+        run's summary); returns how many."""
+        ids = sorted(set(event_ids))
+        if not ids:
+            return 0
+        t = platform_events.c
+        with self.wh.engine.begin() as conn:
+            return conn.execute(
+                platform_events.update()
+                .where(t.shop == shop, t.run_id == run_id, t.platform == platform, t.event_id.in_(ids))
+                .values(contradicted=True)
+            ).rowcount
+
     def claimed(self, shop: str, run_id: str, platform: str) -> list[dict]:
         """What a run claimed of one platform, with what each event carried."""
         t = platform_events.c
@@ -474,6 +512,26 @@ class EventInbox:
 SHIPBOB_ORDER_TOPICS = ("order.shipped", "order_shipped")
 # Above this many Amazon orders named by events, a run lists from the cursor instead of one read each
 AMAZON_READS_MOST = 5
+
+
+# what a body or a read says of an order: its status, its tracking numbers
+Shipping = tuple[str | None, frozenset[str]]
+
+
+def contradicted(bodies: list[tuple[str, str | None, frozenset[str]]], read: Shipping | None) -> list[str]:
+    """Of one order's event bodies (event id, the status it says, the tracking numbers it says;
+    oldest first), those the platform's own read (its status and tracking numbers; None: it does not
+    know the order) contradicts: a body naming tracking the read does not show, or the newest body
+    naming another status than the read's (an older one may be merely out of date, when a newer
+    body says the read's status)."""
+    if read is None:
+        return [event_id for event_id, _, _ in bodies]
+    status, tracking = read
+    return [
+        event_id
+        for i, (event_id, said_status, said_tracking) in enumerate(bodies)
+        if not said_tracking <= tracking or (i == len(bodies) - 1 and said_status != status)
+    ]
 
 
 def amazon_reads(claimed: list[dict]) -> list[str]:

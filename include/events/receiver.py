@@ -5,8 +5,10 @@ and ring the shop's doorbell when something waits that starts a run.
 The webhook app is plain FastAPI: the Airflow API server serves it (plugins/orderops_sla_plugin.py,
 under /orderops-events) and the simulation serves it on its own. Platforms authenticate by
 signature, not by an Airflow login. It answers 200 once the event is kept (a redelivery too), 401
-for a signature that does not match, 400 naming what is wrong with a body it cannot read, 404 for
-a shop or platform it does not serve, 413 a body bigger than any delivery.
+for a signature that does not match (or a delivery too old, or for another shop), 400 naming what
+is wrong with a body it cannot read, 404 for a shop or platform it does not serve, 413 a body bigger
+than any delivery, 429 with Retry-After past the shop's budget of deliveries a second (the platform
+retries). It counts what it kept nothing of, by reason (`app.state.refused`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ import hashlib
 import hmac
 import json
 import logging
+import math
+import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 
 from include.events import platform_events as events
 from include.events.platform_events import BadEvent, EventInbox, Unverified
+from include.run.shops import ShopEvents
 from orderops_provider.base import http_client
 
 log = logging.getLogger(__name__)
@@ -43,6 +50,7 @@ class ShopSecrets:
     shipbob_secret: str | None = None  # the subscription's whsec_ secret
     amazon_seller_id: str | None = None  # notifications for another seller are refused
     tiktok_shop_id: str | None = None  # the shop's id at TikTok (connection extra shop_id): others refused
+    shopify_shop_domain: str | None = None  # the shop's myshopify.com domain: deliveries for others refused
 
 
 def shop_secrets(shop) -> ShopSecrets | None:
@@ -64,7 +72,17 @@ def shop_secrets(shop) -> ShopSecrets | None:
         shipbob.extra.get("webhook_secret"),
         amazon.extra.get("seller_id"),
         tiktok_shop_id=str(tiktok.extra["shop_id"]) if tiktok.extra.get("shop_id") else None,
+        shopify_shop_domain=shopify_domain(shopify.extra.get("shop_domain"), shopify.base_url),
     )
+
+
+def shopify_domain(named: Any, base_url: str) -> str | None:
+    """The shop's myshopify.com domain: the Shopify connection's extra.shop_domain, else its host
+    when that is one (None: unknown, so a delivery's shop is not checked)."""
+    if isinstance(named, str) and named.strip():
+        return named.strip().lower()
+    host = urlsplit(base_url if "://" in base_url else f"https://{base_url}").hostname or ""
+    return host.lower() if host.lower().endswith(".myshopify.com") else None
 
 
 def read_delivery(
@@ -80,7 +98,7 @@ def read_delivery(
     if platform == "shopify":
         if not secrets.shopify_secret:
             raise Unverified("shopify: the shop's Shopify connection has no extra.client_secret to verify with")
-        return events.shopify_event(body, headers, secrets.shopify_secret)
+        return events.shopify_event(body, headers, secrets.shopify_secret, secrets.shopify_shop_domain)
     if platform == "shipbob":
         if not secrets.shipbob_secret:
             raise Unverified("shipbob: the shop's ShipBob connection has no extra.webhook_secret to verify with")
@@ -88,13 +106,51 @@ def read_delivery(
     raise LookupError(platform)
 
 
+class RateBound:
+    """Each shop's budget of deliveries: a token bucket refilled at the shop's rate a second, holding
+    at most two seconds of it (a burst). In one server process: an API server with several worker
+    processes bounds each to the rate."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # shop -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def take(self, shop: str, per_second: float) -> float:
+        """Take one delivery from the shop's budget: 0.0 when it is within, else the seconds until it would be."""
+        burst = max(1.0, 2 * per_second)
+        with self._lock:
+            now = self.clock()
+            tokens, at = self._buckets.get(shop, (burst, now))
+            tokens = min(burst, tokens + (now - at) * per_second)
+            if tokens >= 1:
+                self._buckets[shop] = (tokens - 1, now)
+                return 0.0
+            self._buckets[shop] = (tokens, now)
+            return (1 - tokens) / per_second
+
+
 def create_app(
     secrets_of: Callable[[str], ShopSecrets | None],
     inbox: EventInbox,
     doorbell: Callable[[str], Any] = lambda shop: None,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    rate_of: Callable[[str], float] = lambda shop: ShopEvents.deliveries_per_second,
+    bound: RateBound | None = None,
 ):
+    """The webhook app. `rate_of(shop)`: the shop's budget of deliveries a second (the shops file's
+    events.deliveries_per_second; its default where none is given)."""
     app = FastAPI(title="orderops platform events", docs_url=None, redoc_url=None, openapi_url=None)
+    bound = bound or RateBound()
+    # what the receiver kept nothing of, by reason: signature, old, other_shop (401), unreadable
+    # (400), unknown_shop (404), too_big (413), rate (429) and duplicate (200: kept before)
+    app.state.refused = Counter()
+    counting = threading.Lock()
+
+    def refuse(reason: str, status: int, message: str, headers: dict | None = None) -> JSONResponse:
+        with counting:
+            app.state.refused[reason] += 1
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
 
     def keep(shop: str, platform: str, secrets: ShopSecrets, body: bytes, headers: dict) -> Any:
         """Verify, keep and ring: database and Redis work, run in a worker thread so the server's event
@@ -103,11 +159,14 @@ def create_app(
             event = read_delivery(platform, body, headers, secrets, clock())
         except Unverified as exc:
             log.warning("refused a %s delivery for shop %s: %s", platform, shop, exc)
-            return JSONResponse({"error": str(exc)}, status_code=401)
+            return refuse(exc.reason, 401, str(exc))
         except BadEvent as exc:
             log.warning("could not read a %s delivery for shop %s: %s", platform, shop, exc)
-            return JSONResponse({"error": str(exc)}, status_code=400)
+            return refuse("unreadable", 400, str(exc))
         new = inbox.receive(shop, [event], clock())
+        if not new:
+            with counting:
+                app.state.refused["duplicate"] += 1
         if new and event.wakes:
             bell = doorbell(shop)  # a Redis URL or client
             events.ring(bell if isinstance(bell, str) else None, shop, client=None if isinstance(bell, str) else bell)
@@ -117,14 +176,20 @@ def create_app(
     async def receive(shop: str, platform: str, request: Request):
         secrets = await run_in_threadpool(secrets_of, shop)  # reads the shop's connections
         if secrets is None or platform not in ("tiktok", "shopify", "shipbob"):
-            return JSONResponse({"error": f"no shop {shop!r} with platform {platform!r} here"}, status_code=404)
+            return refuse("unknown_shop", 404, f"no shop {shop!r} with platform {platform!r} here")
+        wait = bound.take(shop, rate_of(shop))
+        if wait > 0:  # refused unread: the platform retries
+            return refuse(
+                "rate",
+                429,
+                f"shop {shop!r} is over its {rate_of(shop):g} deliveries a second: retry later",
+                {"Retry-After": str(max(1, math.ceil(wait)))},
+            )
         body = bytearray()
         async for chunk in request.stream():  # a body bigger than any delivery is refused unread
             body += chunk
             if len(body) > events.MAX_BODY:
-                return JSONResponse(
-                    {"error": f"body over {events.MAX_BODY} bytes: not a {platform} delivery"}, status_code=413
-                )
+                return refuse("too_big", 413, f"body over {events.MAX_BODY} bytes: not a {platform} delivery")
         return await run_in_threadpool(keep, shop, platform, secrets, bytes(body), dict(request.headers))
 
     @app.get("/health")

@@ -15,7 +15,7 @@ from include.decide.enums import AMAZON_ORDER_STATUSES, status_of
 from include.decide.model import (
     as_utc,
 )
-from include.events.platform_events import EventInbox, amazon_reads
+from include.events.platform_events import EventInbox, amazon_reads, contradicted
 from include.extract import staging
 from include.extract.cursors import advance_cursor, listing_for, missed_by_cursor
 from include.extract.listings import StepResult, not_listed
@@ -40,49 +40,33 @@ REPORT_REGENERATION = timedelta(minutes=30)
 
 
 def _amazon_from_events(settings: RunSettings, platforms: Platforms, wh: Warehouse) -> dict:
-    """An event-driven run's Amazon orders: each its notifications name (they are few: see
-    events.sources_of), from the notification when it says all there is to say (a Complete order
-    shipped in one package, already staged), else read by id; the cursor stays for the next listing."""
-    claimed = [
-        {**e, "platform": "amazon_mcf"} for e in EventInbox(wh).claimed(settings.shop, settings.run_id, "amazon_mcf")
-    ]
+    """An event-driven run's Amazon orders: each its waking notifications name (they are few: see
+    events.sources_of), read by id (getFulfillmentOrder); the cursor stays for the next listing. A
+    notification wakes the run; Amazon's own current answer decides: a notification the read
+    contradicts (events.contradicted: tracking the order does not show, or the newest one's status
+    not the order's) is marked so, counted in the run summary and logged, never staged."""
+    inbox = EventInbox(wh)
+    claimed = [{**e, "platform": "amazon_mcf"} for e in inbox.claimed(settings.shop, settings.run_id, "amazon_mcf")]
     refs = amazon_reads(claimed)
     if not refs:
         return not_listed("extract_amazon")
-    t = stg_amazon_fulfillment_orders.c
-    staged = {
-        r["seller_fulfillment_order_id"]: r
-        for r in RunStore(wh, settings).read(
-            stg_amazon_fulfillment_orders,
-            t.seller_fulfillment_order_id.in_(refs),
-            columns=("seller_fulfillment_order_id", "displayable_order_id", "received_at", "shipments"),
-        )
-    }
-    said: dict[str, list[dict]] = defaultdict(list)  # each order's waking notifications, as they happened
-    for e in claimed:
-        if e["wakes"]:
-            said[e["order_ref"]].append(e["payload"])
-    carried = {}
-    for sfo in refs:
-        # the newest notification that says it all (an order's status and its shipment come as two,
-        # stamped the same moment)
-        for payload in reversed(said[sfo] if sfo in staged else []):
-            try:
-                row = staging.amazon_row_from_notification(payload, staged[sfo])
-            except staging.BadRecord:
-                row = None  # read by id instead: that read names what is wrong, if anything
-            if row is not None:
-                carried[sfo] = row
-                break
-    reads = [sfo for sfo in refs if sfo not in carried]
+    read: dict[str, tuple[str | None, frozenset[str]] | None] = {}  # each order as Amazon answers
 
-    def read():
-        yield from (("carried", row) for row in carried.values())
-        for sfo in reads:
+    def reads():
+        for sfo in refs:
+            read[sfo] = None
             try:
-                yield ("detail", platforms.amazon_mcf().get_fulfillment_order(sfo))
+                detail = platforms.amazon_mcf().get_fulfillment_order(sfo)
             except NotFoundError as exc:  # announced, yet unknown by id: held, named
                 yield ("unreadable", {"sellerFulfillmentOrderId": sfo, "_error": exc.platform_message})
+                continue
+            try:
+                row = staging.amazon_order_row(detail)
+            except staging.BadRecord:  # quarantined by the staging below, which names why; compared with nothing
+                del read[sfo]
+            else:
+                read[sfo] = (row["status"], _tracking_of(row["shipments"]))
+            yield ("detail", detail)
 
     def to_row(item):
         source, payload = item
@@ -91,22 +75,48 @@ def _amazon_from_events(settings: RunSettings, platforms: Platforms, wh: Warehou
                 f"amazon fulfillment order {payload['sellerFulfillmentOrderId']!r}: announced, "
                 f"but getFulfillmentOrder does not know it ({payload['_error']})"
             )
-        return dict(payload) if source == "carried" else staging.amazon_order_row(payload)
+        return staging.amazon_order_row(payload)
 
     def key_of(item) -> str | None:
-        source, payload = item
-        if source == "carried":
-            return payload["seller_fulfillment_order_id"]
+        payload = item[1]
         return str((payload.get("fulfillmentOrder") or payload).get("sellerFulfillmentOrderId"))
 
     orders, bad, _ = RunStore(wh, settings).stage(
-        stg_amazon_fulfillment_orders, "amazon_fulfillment_orders", read(), to_row, key_of
+        stg_amazon_fulfillment_orders, "amazon_fulfillment_orders", reads(), to_row, key_of
     )
+    bodies: dict[str, list[tuple[str, str | None, frozenset[str]]]] = defaultdict(list)
+    for e in claimed:  # oldest first
+        if e["wakes"] and e["order_ref"] in read:
+            bodies[e["order_ref"]].append((e["event_id"], *_notified_as(e["payload"])))
+    wrong = [event_id for sfo, said in bodies.items() for event_id in contradicted(said, read[sfo])]
+    disagreed = inbox.contradict(settings.shop, settings.run_id, "amazon_mcf", wrong)
+    if disagreed:
+        log.warning(
+            "%d Amazon notification(s) disagree with Amazon's own answer: staged what Amazon answers", disagreed
+        )
     return StepResult(
         "extract_amazon",
-        {"orders": orders, "carried_by_event": len(carried), "detail_calls": len(reads), "quarantined": bad},
+        {"orders": orders, "detail_calls": len(refs), "quarantined": bad, "disagreed": disagreed},
         {"mode": "read by event"},
     ).as_dict()
+
+
+def _tracking_of(shipments: list[dict]) -> frozenset[str]:
+    return frozenset(p["tracking_number"] for s in shipments for p in s["packages"] if p.get("tracking_number"))
+
+
+def _notified_as(notification: Any) -> tuple[str | None, frozenset[str]]:
+    """What a FULFILLMENT_ORDER_STATUS notification says of its order: the status, the tracking numbers."""
+
+    def part(doc: Any, key: str) -> Any:
+        return doc.get(key) if isinstance(doc, dict) else None
+
+    body = part(part(notification, "Payload"), "FulfillmentOrderStatusNotification")
+    packages = part(part(body, "FulfillmentShipment"), "FulfillmentShipmentPackages")
+    listed = packages if isinstance(packages, list) else []
+    numbers = {str(part(p, "TrackingNumber")) for p in listed if part(p, "TrackingNumber")}
+    status = part(body, "FulfillmentOrderStatus")
+    return (status if isinstance(status, str) else None, frozenset(numbers))
 
 
 def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, since: datetime) -> dict:

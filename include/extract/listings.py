@@ -5,6 +5,7 @@ what the steps share (their result, the not-listed answer of an event-driven run
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -12,7 +13,7 @@ from functools import partial
 from typing import Any
 
 from include.decide.enums import TIKTOK_SHIPPABLE_STATUSES
-from include.events.platform_events import SHIPBOB_ORDER_TOPICS, EventInbox
+from include.events.platform_events import SHIPBOB_ORDER_TOPICS, EventInbox, contradicted
 from include.extract import staging
 from include.extract.cursors import Listing, advance_cursor, listing_for, missed_by_cursor
 from include.run.platforms import Platforms
@@ -77,15 +78,22 @@ def _shipbob_from_events(settings: RunSettings, platforms: Platforms, wh: Wareho
     """An event-driven run's ShipBob orders: those its order.shipped events announce, read from
     ShipBob by id (one call per 250 orders). An event wakes the run; ShipBob's own current answer
     decides: a delivery is authentic, not necessarily current or complete (resent, reordered, or
-    sent before its tracking). A body that disagrees with the read is counted, never staged."""
-    announced = {
-        str(e["payload"].get("id")): e["payload"]
-        for e in EventInbox(wh).claimed(settings.shop, settings.run_id, "shipbob")
-        if e["topic"] in SHIPBOB_ORDER_TOPICS and e["wakes"]
-    }
-    ids = sorted(int(i) for i in announced if i.isdigit())
+    sent before its tracking). A body the read contradicts (events.contradicted) is marked so,
+    counted in the run summary and logged, never staged."""
+    inbox = EventInbox(wh)
+    bodies: dict[str, list[dict]] = defaultdict(list)  # each announced order's bodies, oldest first
+    for e in inbox.claimed(settings.shop, settings.run_id, "shipbob"):
+        if e["topic"] in SHIPBOB_ORDER_TOPICS and e["wakes"]:
+            bodies[str(e["payload"].get("id"))].append(e)
+    ids = sorted(int(i) for i in bodies if i.isdigit())
     read = list(platforms.shipbob().orders(ids=ids)) if ids else []
-    disagreed = sum(1 for order in read if _shipped_as(announced.get(str(order.get("id")))) != _shipped_as(order))
+    answers = {str(order.get("id")): _shipped_as(order) for order in read if isinstance(order, dict)}
+    wrong = [
+        event_id
+        for ref, events in bodies.items()
+        for event_id in contradicted([(e["event_id"], *_shipped_as(e["payload"])) for e in events], answers.get(ref))
+    ]
+    disagreed = inbox.contradict(settings.shop, settings.run_id, "shipbob", wrong)
     if disagreed:
         log.warning(
             "%d ShipBob event body(ies) disagree with ShipBob's own answer: staged what ShipBob answers", disagreed
@@ -98,16 +106,15 @@ def _shipbob_from_events(settings: RunSettings, platforms: Platforms, wh: Wareho
     ).as_dict()
 
 
-def _shipped_as(order: Any) -> tuple:
+def _shipped_as(order: Any) -> tuple[str | None, frozenset[str]]:
     """What an order says of its shipping: its status and the tracking numbers of its shipments."""
     if not isinstance(order, dict):
-        return (None, ())
+        return (None, frozenset())
     listed = order.get("shipments")
     shipments: list[Any] = listed if isinstance(listed, list) else []
-    numbers = sorted(
-        str((s.get("tracking") or {}).get("tracking_number") or "") for s in shipments if isinstance(s, dict)
-    )
-    return (order.get("status"), tuple(numbers))
+    trackings = [s.get("tracking") for s in shipments if isinstance(s, dict)]
+    numbers = {str(t["tracking_number"]) for t in trackings if isinstance(t, dict) and t.get("tracking_number")}
+    return (order.get("status"), frozenset(numbers))
 
 
 def extract_tiktok(settings: RunSettings, platforms: Platforms, wh: Warehouse) -> dict:

@@ -421,65 +421,6 @@ def amazon_row_from_listing(order: dict, report_rows: list[dict]) -> dict:
     return amazon_order_row({"fulfillmentOrder": order, "fulfillmentShipments": list(shipments.values())})
 
 
-def _utc_text(moment: datetime | None) -> str | None:
-    """A staged time (SQLite gives it back naive, written in UTC) as ISO-8601 with its offset."""
-    if moment is None:
-        return None
-    return (moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment).isoformat()
-
-
-def amazon_row_from_notification(notification: dict, staged: dict) -> dict | None:
-    """A FULFILLMENT_ORDER_STATUS Shipment notification as the order's row, when it says all there is
-    to say: the order Complete, shipped in one package (which then ships the whole order, so the
-    items need not be known), and the order already staged with at most that one shipment (its
-    displayable id and dates come from there). None: read the order instead."""
-    body = (
-        ((notification.get("Payload") or {}).get("FulfillmentOrderStatusNotification") or {})
-        if isinstance(notification, dict)
-        else {}
-    )
-    shipment = body.get("FulfillmentShipment")
-    if (
-        body.get("EventType") != "Shipment"
-        or body.get("FulfillmentOrderStatus") != "Complete"
-        or not isinstance(shipment, dict)
-        or shipment.get("FulfillmentShipmentStatus") != "SHIPPED"
-    ):
-        return None
-    packages = shipment.get("FulfillmentShipmentPackages")
-    known = [s for s in staged.get("shipments") or [] if s.get("id") != shipment.get("AmazonShipmentId")]
-    if not isinstance(packages, list) or len(packages) != 1 or not isinstance(packages[0], dict) or known:
-        return None
-    package = packages[0]
-    return amazon_order_row(
-        {
-            "fulfillmentOrder": {
-                "sellerFulfillmentOrderId": body.get("SellerFulfillmentOrderId"),
-                "displayableOrderId": staged.get("displayable_order_id"),
-                "fulfillmentOrderStatus": body["FulfillmentOrderStatus"],
-                "statusUpdatedDate": body.get("StatusUpdatedDateTime"),
-                "receivedDate": _utc_text(staged.get("received_at")),
-            },
-            "fulfillmentShipments": [
-                {
-                    "amazonShipmentId": shipment.get("AmazonShipmentId"),
-                    "fulfillmentShipmentStatus": "SHIPPED",
-                    "shippingDate": body.get("StatusUpdatedDateTime"),
-                    "fulfillmentShipmentPackage": [
-                        {
-                            "packageNumber": package.get("PackageNumber"),
-                            "carrierCode": package.get("CarrierCode"),
-                            "trackingNumber": package.get("TrackingNumber"),
-                        }
-                    ],
-                    "fulfillmentShipmentItem": [],
-                }
-            ],
-            "notification": (notification.get("NotificationMetadata") or {}).get("NotificationId"),
-        }
-    )
-
-
 def _text_or_number(obj: dict, key: str, where: str) -> str | None:
     """An id a platform may send as a number or as text, staged as text (None when absent)."""
     value = _field(obj, key, (str, int), where, required=False)

@@ -543,7 +543,8 @@ def record_api_calls(wh: Warehouse, settings: RunSettings, task_id: str, map_ind
 
 def summarize_run(settings: RunSettings, wh: Warehouse, started: float | None = None) -> dict:
     """The run's figures: orders per platform, actions by kind and outcome, escalations, validation,
-    API calls and throttles per platform; then the at-risk alerts and the run's final state."""
+    API calls and throttles per platform, platform events claimed and contradicted; then the
+    at-risk alerts and the run's final state."""
     store = RunStore(wh, settings)
     figures = store.figures()
     mode = "sweep" if settings.extraction.sweep else "event" if settings.event_driven else "incremental"
@@ -572,6 +573,8 @@ def summarize_run(settings: RunSettings, wh: Warehouse, started: float | None = 
             "sources": figures["sources"],
         },
         "missed_by_cursor": sum(v["missed_by_cursor"] for v in figures["sources"].values()),
+        # the platform events the run claimed; `disagreed`: bodies the platform's own read contradicted
+        "events": figures["events"],
     }
     finished = utcnow()
     if figures["started_at"] is not None:
@@ -624,6 +627,12 @@ def summary_table(summary: dict) -> str:
             else ""
         )
     )
+    events = summary.get("events") or {}
+    if events.get("claimed"):
+        lines.append(
+            f"  {'platform events':28s} {events['claimed']} claimed, "
+            f"{events['disagreed']} contradicted by the platform's own read"
+        )
     lines.append(f"  {'validation failures':28s} {', '.join(summary['validation_failures']) or 'none'}")
     lines.append(f"  {'quarantined records':28s} {summary['quarantined']}")
     for e in summary["escalations"]:

@@ -43,6 +43,9 @@ class ShopEvents:
     redis_conn_id: str = "orderops_redis"  # the doorbell the DAG's AssetWatcher listens to
     amazon_queue_url: str | None = None  # the shop's FULFILLMENT_ORDER_STATUS queue (SQS)
     debounce_seconds: float = 30.0  # an event-driven run waits this long after the first event
+    # the receiver's budget of webhook deliveries for this shop (a burst: twice as many at once);
+    # past it a delivery is answered 429 with Retry-After, nothing kept, and the platform retries
+    deliveries_per_second: float = 50.0
 
     @classmethod
     def parse(cls, doc, where: str) -> ShopEvents:
@@ -58,7 +61,12 @@ class ShopEvents:
         debounce = doc.get("debounce_seconds", cls.debounce_seconds)
         if isinstance(debounce, bool) or not isinstance(debounce, (int, float)) or not 0 <= debounce <= 600:
             raise RunConfigError(f"{where}.events.debounce_seconds: expected 0 to 600 seconds, got {debounce!r}")
-        return cls(redis_conn_id, queue, float(debounce))
+        rate = doc.get("deliveries_per_second", cls.deliveries_per_second)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.1 <= rate <= 10_000:
+            raise RunConfigError(
+                f"{where}.events.deliveries_per_second: expected 0.1 to 10000 deliveries a second, got {rate!r}"
+            )
+        return cls(redis_conn_id, queue, float(debounce), float(rate))
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from include.store.warehouse import (
     decisions,
     extraction_cursors,
     order_links,
+    platform_events,
     quarantine,
     runs,
     stg_amazon_fulfillment_orders,
@@ -397,7 +398,8 @@ class RunStore:
     def figures(self) -> dict:
         """What the run did, from the warehouse: orders staged per batch, decisions by rule, actions
         by kind and state, escalations, validation failures, quarantine, API calls per platform,
-        the extraction per source, and when the run started."""
+        the extraction per source, the platform events it claimed (and those a read contradicted),
+        and when the run started."""
         shop, run_id = self.shop, self.run_id
         out: dict[str, Any] = {}
         with self.wh.engine.connect() as conn:
@@ -452,6 +454,13 @@ class RunStore:
                     sa.select(x.source, x.mode, x.listed, x.findings).where(x.shop == shop, x.run_id == run_id)
                 )
             }
+            e = platform_events.c
+            claimed, disagreed = conn.execute(
+                sa.select(sa.func.count(), sa.func.sum(sa.case((e.contradicted.is_(True), 1), else_=0))).where(
+                    e.shop == shop, e.run_id == run_id
+                )
+            ).one()
+            out["events"] = {"claimed": int(claimed or 0), "disagreed": int(disagreed or 0)}
         out["validation_failures"] = self.failed_validations()
         out["started_at"] = self.started()
         return out

@@ -365,6 +365,8 @@ platform_events = sa.Table(
     sa.Column("wakes", sa.Boolean, nullable=False),  # starts a run
     sa.Column("payload", sa.JSON, nullable=False),  # buyer data removed
     sa.Column("run_id", sa.String(250)),  # the run that claimed it
+    # true: the platform's own read (by the run that claimed it) contradicted what the body says
+    sa.Column("contradicted", sa.Boolean),
     sa.Index("ix_platform_events_waiting", "shop", "run_id", "received_at"),
     sa.Index("ix_platform_events_order", "shop", "platform", "order_ref"),
 )

@@ -279,6 +279,8 @@ def test_a_bad_events_setting_is_named(tmp_path):
         ({"debounce_seconds": -1}, "debounce_seconds"),
         ({"amazon_queue_url": "sqs://q"}, "amazon_queue_url"),
         ({"redis": "x"}, "unknown key"),
+        ({"deliveries_per_second": 0}, "deliveries_per_second: expected 0.1 to 10000"),
+        ({"deliveries_per_second": True}, "deliveries_per_second"),
     ):
         with pytest.raises(RunConfigError, match=message):
             parse_shops([{"name": "shop-a", "events": events}])

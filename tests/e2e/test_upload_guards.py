@@ -72,11 +72,7 @@ def test_orderops_stops_one_refusal_short_of_tiktoks_limit_for_an_mcf_warehouse(
 
             def refused() -> int:
                 return len(
-                    [
-                        w
-                        for w in rig.writes
-                        if w.operation == "mark_package_as_shipped" and w.outcome == "21019006"
-                    ]
+                    [w for w in rig.writes if w.operation == "mark_package_as_shipped" and w.outcome == "21019006"]
                 )
 
             rig.run(wh, "guard-1", policy=policy)

@@ -10,12 +10,28 @@ import redis
 
 from include.events import platform_events as events
 from include.events.platform_events import EventInbox
-from include.events.receiver import ShopSecrets, create_app
+from include.events.receiver import RateBound, ShopSecrets, create_app
 from include.store.warehouse import Warehouse
 from tests.conftest import RINGING_SHOP
 from tests.support import NOW
 
-SECRETS = ShopSecrets("key", "s3cret", "shpss", "whsec_" + "c2VjcmV0LWZvci1yZWNlaXZlci10ZXN0cw=="[:32], None)
+SECRETS = ShopSecrets(
+    "key",
+    "s3cret",
+    "shpss",
+    "whsec_" + "c2VjcmV0LWZvci1yZWNlaXZlci10ZXN0cw=="[:32],
+    None,
+    shopify_shop_domain="shop-a.myshopify.com",
+)
+
+
+def shopify_delivery(doc: dict, domain: str) -> tuple[bytes, dict]:
+    body = json.dumps(doc).encode()
+    return body, {
+        "X-Shopify-Hmac-Sha256": events.shopify_signature("shpss", body),
+        "X-Shopify-Topic": "orders/updated",
+        "X-Shopify-Shop-Domain": domain,
+    }
 
 
 @pytest.fixture
@@ -82,6 +98,13 @@ async def test_a_delivery_is_kept_once_and_rings_the_doorbell(receiver):
         ("/shop-a/amazon_mcf", *tiktok_delivery(REQUEST), 404, "platform 'amazon_mcf'"),
         ("/shop-a/shipbob", b"{}", {}, 401, "webhook-id and webhook-timestamp"),
         ("/shop-a/shopify", b"x" * (events.MAX_BODY + 1), {}, 413, "body over"),
+        # signed with the app's secret, for another shop the app serves
+        (
+            "/shop-a/shopify",
+            *shopify_delivery({"id": 7100000001}, "shop-b.myshopify.com"),
+            401,
+            "for shop 'shop-b.myshopify.com' at the URL of shop shop-a.myshopify.com",
+        ),
         # signed a year ago: a replay, not one of TikTok's retries
         ("/shop-a/tiktok", *tiktok_delivery({**REQUEST, "timestamp": 1732114800}), 401, "older than 3 days"),
         # signed, yet not storable: refused with 400 (a 500 would be retried by the platform for ever)
@@ -152,4 +175,45 @@ async def test_the_receiver_answers_health_while_a_delivery_is_being_kept(wareho
     finally:
         release.set()
     assert (await delivery).json()["new"] is True
+    wh.dispose()
+
+
+def test_a_shops_budget_refills_at_its_rate_and_holds_two_seconds_of_it():
+    now = [0.0]
+    bound = RateBound(clock=lambda: now[0])
+    assert [bound.take("shop-a", 5) for _ in range(10)] == [0.0] * 10  # a burst: two seconds' worth
+    assert bound.take("shop-a", 5) == pytest.approx(0.2)  # the next in a fifth of a second
+    assert bound.take("shop-b", 5) == 0.0  # each shop its own
+    now[0] = 0.2
+    assert bound.take("shop-a", 5) == 0.0 and bound.take("shop-a", 5) > 0
+    now[0] = 100.0  # a quiet while refills no more than the burst
+    assert [bound.take("shop-a", 5) == 0.0 for _ in range(11)].count(True) == 10
+
+
+@pytest.mark.anyio
+async def test_deliveries_past_a_shops_budget_are_answered_429_with_retry_after_and_not_kept(warehouse_url):
+    wh = Warehouse(warehouse_url)
+    wh.migrate()
+    inbox = EventInbox(wh)
+    now = [0.0]
+    app = create_app(
+        lambda shop: SECRETS if shop in ("shop-a", "shop-c") else None,
+        inbox,
+        clock=lambda: NOW,
+        rate_of=lambda shop: 0.5,  # a burst of one, then one every two seconds
+        bound=RateBound(clock=lambda: now[0]),
+    )
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://receiver")
+    answers = []
+    for n in range(3):
+        body, headers = tiktok_delivery({**REQUEST, "tts_notification_id": f"N-{n}"})
+        answers.append(await client.post("/shop-a/tiktok", content=body, headers=headers))
+    assert [a.status_code for a in answers] == [200, 429, 429]
+    assert answers[1].headers["Retry-After"] == "2" and "over its 0.5 deliveries a second" in answers[1].json()["error"]
+    other = await client.post("/shop-c/tiktok", content=body, headers=headers)  # another shop's budget
+    now[0] = 2.0  # the platform retries later
+    retried = await client.post("/shop-a/tiktok", content=body, headers=headers)
+    assert other.status_code == retried.status_code == 200
+    assert sorted(e["event_id"] for e in inbox.claim("shop-a", "run-1")) == ["N-0", "N-2"]  # none kept twice
+    assert app.state.refused == {"rate": 2}
     wh.dispose()

@@ -193,6 +193,41 @@ def test_a_shopify_body_resent_with_new_unsigned_ids_is_one_delivery():
     assert other.event_id not in ids
 
 
+def test_a_shopify_delivery_for_another_shop_of_the_same_app_is_refused():
+    """One app (one client secret) serves several shops: the delivery's shop must be the URL's."""
+    body = json.dumps({"id": 7100000001, "updated_at": "2026-11-20T15:00:00Z"}).encode()
+
+    def headers(domain: str | None) -> dict:
+        return {
+            "X-Shopify-Hmac-Sha256": events.shopify_signature("shpss", body),
+            "X-Shopify-Topic": "orders/updated",
+            **({"X-Shopify-Shop-Domain": domain} if domain else {}),
+        }
+
+    with pytest.raises(Unverified, match="for shop 'shop-b.myshopify.com' at the URL of shop shop-a") as refused:
+        events.shopify_event(body, headers("shop-b.myshopify.com"), "shpss", "shop-a.myshopify.com")
+    assert refused.value.reason == "other_shop"
+    assert events.shopify_event(body, headers("Shop-A.myshopify.com"), "shpss", "shop-a.myshopify.com").order_ref
+    # the URL's shop unknown (no domain on its connection): not checked
+    assert events.shopify_event(body, headers("shop-b.myshopify.com"), "shpss").order_ref == "7100000001"
+    # a body that names its shop (signed) is held to it, whatever the unsigned header says
+    shop_body = json.dumps({"id": 1, "myshopify_domain": "shop-b.myshopify.com"}).encode()
+    signed = {"X-Shopify-Hmac-Sha256": events.shopify_signature("shpss", shop_body), "X-Shopify-Topic": "shop/update"}
+    with pytest.raises(Unverified, match="shop-b.myshopify.com"):
+        events.shopify_event(
+            shop_body, {**signed, "X-Shopify-Shop-Domain": "shop-a.myshopify.com"}, "shpss", "shop-a.myshopify.com"
+        )
+
+
+def test_the_shops_shopify_domain_is_its_connections_extra_or_its_myshopify_host():
+    from include.events.receiver import shopify_domain
+
+    assert shopify_domain("Shop-A.myshopify.com ", "http://127.0.0.1:8001") == "shop-a.myshopify.com"
+    assert shopify_domain(None, "https://shop-a.myshopify.com") == "shop-a.myshopify.com"
+    assert shopify_domain(None, "shop-a.myshopify.com") == "shop-a.myshopify.com"
+    assert shopify_domain("", "http://127.0.0.1:8001") is None  # unknown: deliveries' shops not checked
+
+
 def test_shopify_fulfillment_with_tracking_wakes_and_an_order_update_does_not():
     body = json.dumps({"id": 55, "order_id": 7100000001, "tracking_number": "1Z999"}).encode()
     headers = {
@@ -389,8 +424,19 @@ def test_sigv4_matches_the_aws_test_suite_vector():
     )
 
 
-def test_a_complete_amazon_order_shipped_in_one_package_is_staged_from_its_notification():
-    from include.extract.staging import amazon_row_from_notification
+def test_a_body_is_contradicted_by_tracking_the_read_lacks_or_the_newest_ones_other_status():
+    read = ("Fulfilled", frozenset({"1Z1"}))
+    before = ("e1", "Processing", frozenset())  # sent before the shipment: out of date, not contradicted
+    shipped = ("e2", "Fulfilled", frozenset({"1Z1"}))
+    forged = ("e3", "Fulfilled", frozenset({"1Z9"}))  # tracking the platform does not show
+    assert events.contradicted([before, shipped], read) == []
+    assert events.contradicted([before, shipped, forged], read) == ["e3"]
+    assert events.contradicted([shipped, before], read) == ["e1"]  # the newest says another status
+    assert events.contradicted([before, shipped], None) == ["e1", "e2"]  # the platform does not know the order
+
+
+def test_an_amazon_notification_says_its_status_and_its_packages_tracking():
+    from include.extract.amazon import _notified_as
 
     package = {"PackageNumber": 7, "CarrierCode": "UPS", "TrackingNumber": "1Z9"}
     shipped = json.loads(
@@ -405,36 +451,9 @@ def test_a_complete_amazon_order_shipped_in_one_package_is_staged_from_its_notif
             },
         )
     )
-    staged = {"displayable_order_id": "#5001", "received_at": datetime(2026, 11, 20, 3, 0), "shipments": []}
-    row = amazon_row_from_notification(shipped, staged)
-    assert (row["seller_fulfillment_order_id"], row["displayable_order_id"], row["status"]) == (
-        "5001",
-        "#5001",
-        "Complete",
-    )
-    assert row["received_at"] == datetime(2026, 11, 20, 3, 0, tzinfo=timezone.utc)
-    assert row["shipments"][0]["packages"] == [
-        {"package_number": 7, "carrier": "UPS", "tracking_number": "1Z9", "aftn": "", "skus": []}
-    ]
-    # anything it cannot say in full is read by id instead: two packages (which items in which?),
-    # a partial shipment, an order staged with another shipment
-    two = json.loads(json.dumps(shipped))
-    two["Payload"]["FulfillmentOrderStatusNotification"]["FulfillmentShipment"]["FulfillmentShipmentPackages"] *= 2
-    partial = json.loads(
-        amazon_notification(
-            "5001",
-            "Processing",
-            "Shipment",
-            {
-                "AmazonShipmentId": "S1",
-                "FulfillmentShipmentStatus": "SHIPPED",
-                "FulfillmentShipmentPackages": [package],
-            },
-        )
-    )
-    assert amazon_row_from_notification(two, staged) is None
-    assert amazon_row_from_notification(partial, staged) is None
-    assert amazon_row_from_notification(shipped, {**staged, "shipments": [{"id": "S0"}]}) is None
+    assert _notified_as(shipped) == ("Complete", frozenset({"1Z9"}))
+    assert _notified_as(json.loads(amazon_notification("5001", "Cancelled"))) == ("Cancelled", frozenset())
+    assert _notified_as({"Payload": "garbled"}) == (None, frozenset())
 
 
 def test_a_tiktok_delivery_for_another_shop_of_the_same_app_is_refused():
