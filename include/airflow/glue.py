@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -27,6 +28,42 @@ CLOCK_URL_ENV = "ORDEROPS_SANDBOX_CLOCK_URL"
 def warehouse_url(conn_id: str) -> str:
     """The warehouse connection as a SQLAlchemy URL; SQLite under the state folder when unset."""
     return _url(conn_id, _connection(conn_id))
+
+
+# The triggerer's watchers (one per shop with an Amazon queue) share one warehouse per process: each
+# with its own engine, 200 of them held a connection each and PostgreSQL refused every client.
+WATCHER_POOL_ENV = "ORDEROPS_WATCHER_WAREHOUSE_POOL"
+WATCHER_APPLICATION_NAME = "orderops-watchers"  # how they show in pg_stat_activity
+_shared: dict[str, Warehouse] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_warehouse(conn_id: str) -> Warehouse:
+    """The process's one warehouse for `conn_id`, migrated once: a pool of at most
+    ORDEROPS_WATCHER_WAREHOUSE_POOL connections (4), which a watcher holds only while it keeps what
+    it read; a watcher that finds them all busy waits for one. Never disposed by a watcher."""
+    from include.run.shops import count_setting
+
+    url = warehouse_url(conn_id)
+    with _shared_lock:
+        wh = _shared.get(url)
+        if wh is None:
+            size = count_setting(WATCHER_POOL_ENV, 4, 50)
+            options = (
+                {}
+                if url.startswith("sqlite")
+                else {
+                    "pool_size": size,
+                    "max_overflow": 0,
+                    "pool_timeout": 120,
+                    "pool_pre_ping": True,  # the pool lives as long as the triggerer: a restarted server
+                    "connect_args": {"application_name": WATCHER_APPLICATION_NAME},
+                }
+            )
+            wh = Warehouse(url, **options)
+            wh.migrate()
+            _shared[url] = wh
+    return wh
 
 
 def on_task_failure(context: dict) -> None:
