@@ -231,6 +231,27 @@ def run_step(name: str, settings_doc: dict | None, context: dict, tiktok: dict |
         return step.function(*arguments(step, values))
 
 
+def report_current_day(context: dict, settings_doc: dict, summary: dict) -> dict:
+    """At the end of summarize_run: the shop's report of the current day, when due
+    (include/report/current.py). It runs after the run's summary is stored; a report that fails is
+    logged and left to the next run and the midnight report, and the run's outcome stays the
+    pipeline's."""
+    from include.report.current import report_if_due
+    from include.run.runconfig import now_for
+
+    settings = RunSettings.from_xcom(settings_doc)
+    wh = task_warehouse(context, settings.connections.warehouse)
+    try:
+        return report_if_due(wh, settings.shop, now_for(settings), summary, settings.report_every_minutes)
+    except Exception as exc:  # noqa: BLE001 - the report is not the pipeline's work: see the docstring
+        log.exception(
+            "the SLA report of shop %s's current day failed; the next run or midnight rebuilds it", settings.shop
+        )
+        return {"built": False, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        wh.dispose()
+
+
 @contextmanager
 def task_resources(context: dict, settings: RunSettings) -> Iterator[tuple[Platforms, Warehouse, RunContext]]:
     """The shop's clients and warehouse for one task; records the task's API calls at the end."""
