@@ -60,10 +60,14 @@ sandbox: venv
 
 # The production shape on this machine: Airflow metadata and warehouse on PostgreSQL, CeleryExecutor on
 # Redis, API server, scheduler, DAG processor, triggerer and two workers (docs/deployment.md).
-# SANDBOX_SHOPS=2 also serves a sandbox per shop and configures that many shops against them.
+# SANDBOX_SHOPS=2 also serves a sandbox per shop and configures that many shops against them, on their
+# cron (SANDBOX_SCHEDULE, e.g. '*/5 * * * *') and on their sandboxes' webhooks; SANDBOX_CLOCK_RATE=60
+# runs the sandboxes' time 60 times faster than the wall clock (frozen without it).
 .PHONY: prod-up prod-down
 prod-up: venv
-	$(PY) -m deploy.prod_local up $(if $(SANDBOX_SHOPS),--sandbox-shops $(SANDBOX_SHOPS))
+	$(PY) -m deploy.prod_local up $(if $(SANDBOX_SHOPS),--sandbox-shops $(SANDBOX_SHOPS)) \
+		$(if $(SANDBOX_SCHEDULE),--sandbox-schedule '$(SANDBOX_SCHEDULE)') \
+		$(if $(SANDBOX_CLOCK_RATE),--sandbox-clock-rate $(SANDBOX_CLOCK_RATE))
 
 prod-down:
 	$(PY) -m deploy.prod_local down

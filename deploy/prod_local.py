@@ -12,7 +12,10 @@ goes to a file, or over HTTP when OPENLINEAGE_URL is set.
 
 State (AIRFLOW_HOME, logs, pid files, secrets, lineage) lives under state/prod. `--sandbox-shops N`
 also serves one sandbox per shop (each shop has its own stores and fulfiller accounts) and
-configures N shops against them, with the schedule off: runs are then triggered by hand.
+configures N shops against them: each on its cron (`--sandbox-schedule`) and on platform events,
+its sandbox sending TikTok, Shopify and ShipBob webhooks to the API server's receiver, so the
+scheduler creates scheduled and event-driven runs; `--sandbox-clock-rate` lets the sandboxes' time
+run faster than the wall clock (frozen by default: runs are then also triggered by hand).
 """
 
 from __future__ import annotations
@@ -62,6 +65,11 @@ class Deployment:
     schedule: bool = True
     sandbox_shops: int = 0
     sandbox_orders: int = 60
+    # the sandbox shops' cron, whether they take platform events (webhooks to the API server's
+    # receiver, a Redis doorbell), and their sandboxes' clock rate (0: frozen at the scenario's time)
+    sandbox_schedule: str = "*/30 * * * *"
+    sandbox_events: bool = False
+    sandbox_clock_rate: float = 0
     shops_file: str | None = None
     openlineage_url: str | None = None
     log_server_ports: dict[str, int] = field(default_factory=dict)
@@ -481,7 +489,9 @@ def start_sandboxes(dep: Deployment, procs: Processes) -> list[dict]:
         if not scenario.exists():
             scenario.write_text(json.dumps(generate(dep.sandbox_orders, seed=100 + index)))
         settings = folder / "settings.json"
-        _write_private(settings, json.dumps({"clock_rate": 0, "platforms": sandbox_credentials(index)}))
+        _write_private(
+            settings, json.dumps({"clock_rate": dep.sandbox_clock_rate, "platforms": sandbox_credentials(index)})
+        )
         log = dep.logs / f"sandbox-{name}.log"
         if log.exists():
             log.unlink()
@@ -519,16 +529,51 @@ def _sandbox_urls(log: Path, timeout: float = 60) -> dict[str, str]:
     raise DeployError(f"sandbox did not start within {timeout:.0f} s; see {log}")
 
 
+REDIS_CONN_ID = "orderops_redis"
+
+
 def configure_sandbox_shops(dep: Deployment, shops: list[dict]) -> None:
+    """The shops file and the shops' connections; with events, the doorbell's Redis connection and
+    each shop's ShipBob webhook secret (kept in `shop["webhook_secret"]` for `subscribe_webhooks`)."""
     from include.run.shops import default_connections
 
     docs = json.loads(dep.connections_file.read_text())
+    entries = []
     for index, shop in enumerate(shops, 1):
         ids = default_connections(shop["name"])
-        for platform, doc in sandbox_connection_docs(index, shop["urls"]).items():
+        shop_docs = sandbox_connection_docs(index, shop["urls"])
+        entry: dict = {"name": shop["name"], "schedule": dep.sandbox_schedule}
+        if dep.sandbox_events:
+            shop["webhook_secret"] = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+            shop_docs["shipbob"]["extra"]["webhook_secret"] = shop["webhook_secret"]
+            entry["events"] = {"redis_conn_id": REDIS_CONN_ID}
+        for platform, doc in shop_docs.items():
             docs[getattr(ids, platform)] = doc
+        entries.append(entry)
+    if dep.sandbox_events:
+        # the doorbell is Redis pub/sub, which no db number scopes: the broker's server serves it
+        redis = urlsplit(dep.redis_url)
+        docs[REDIS_CONN_ID] = {"conn_type": "redis", "host": redis.hostname, "port": redis.port or 6379}
+        if redis.password:
+            docs[REDIS_CONN_ID]["password"] = redis.password
     _write_private(dep.connections_file, json.dumps(docs, indent=1))
-    (dep.root / "shops.json").write_text(json.dumps([{"name": s["name"]} for s in shops], indent=1))
+    (dep.root / "shops.json").write_text(json.dumps(entries, indent=1))
+
+
+def subscribe_webhooks(dep: Deployment, shops: list[dict]) -> None:
+    """Each sandbox shop's TikTok, Shopify and ShipBob send their webhooks to the API server's receiver
+    (once it answers): a change in a shop's sandbox then starts an event-driven run of its DAG."""
+    import httpx
+
+    for shop in shops:
+        admin = f"{shop['urls']['tiktok']}/_sandbox/webhooks"
+        for platform in ("tiktok", "shopify", "shipbob"):
+            body = {"platform": platform, "url": f"{dep.api_url}/orderops-events/{shop['name']}/{platform}"}
+            if platform == "shipbob":
+                body["secret"] = shop["webhook_secret"]
+            answer = httpx.post(admin, json=body, timeout=30)
+            if answer.status_code != 200:
+                raise DeployError(f"sandbox {shop['name']}: subscribing {platform} webhooks: {answer.text[:300]}")
 
 
 # ---------------------------------------------------------------------- up / down
@@ -593,9 +638,11 @@ def up(dep: Deployment, fresh: bool = False, timeout: float = 300) -> Deployment
     dep.admin_password()
     if fresh or not dep.connections_file.exists():
         _write_private(dep.connections_file, json.dumps({"orderops_warehouse": warehouse_connection(dep)}, indent=1))
+    shops: list[dict] = []
     try:
         if dep.sandbox_shops:
-            configure_sandbox_shops(dep, start_sandboxes(dep, procs))
+            shops = start_sandboxes(dep, procs)
+            configure_sandbox_shops(dep, shops)
         env = dep.environment()
         dep.write_env_file()
         _log(f"airflow db migrate ({dep.airflow_db}); warehouse schema ({dep.warehouse_db})")
@@ -644,6 +691,8 @@ def up(dep: Deployment, fresh: bool = False, timeout: float = 300) -> Deployment
                 },
             )
         wait_ready(dep, procs, timeout)
+        if shops and dep.sandbox_events:
+            subscribe_webhooks(dep, shops)
     except BaseException:
         down(dep)
         raise
@@ -761,7 +810,18 @@ def main(argv: list[str] | None = None) -> int:
         "--sandbox-shops",
         type=int,
         default=0,
-        help="serve a sandbox per shop and configure that many shops (schedule off)",
+        help="serve a sandbox per shop and configure that many shops, on their cron and on platform events",
+    )
+    parser.add_argument(
+        "--sandbox-schedule",
+        default=Deployment.sandbox_schedule,
+        help="the sandbox shops' cron (compress it, e.g. '*/5 * * * *', to see more runs)",
+    )
+    parser.add_argument(
+        "--sandbox-clock-rate",
+        type=float,
+        default=Deployment.sandbox_clock_rate,
+        help="scenario seconds per wall second in the sandboxes (0: frozen; orders then move only by hand)",
     )
     parser.add_argument("--fresh", action="store_true", help="drop and re-create both databases first")
     parser.add_argument("--purge", action="store_true", help="down: also drop both databases and flush the broker db")
@@ -777,8 +837,13 @@ def main(argv: list[str] | None = None) -> int:
                 warehouse_db=args.warehouse_db,
                 workers=args.workers,
                 concurrency=args.concurrency,
-                schedule=not args.sandbox_shops,
+                # on with sandbox shops too: without the job schedule Airflow queues the events'
+                # asset-triggered runs and never creates them
+                schedule=True,
                 sandbox_shops=args.sandbox_shops,
+                sandbox_schedule=args.sandbox_schedule,
+                sandbox_events=bool(args.sandbox_shops),
+                sandbox_clock_rate=args.sandbox_clock_rate,
                 shops_file=args.shops_file,
                 openlineage_url=os.environ.get("OPENLINEAGE_URL"),
             )
@@ -831,8 +896,11 @@ def summary(dep: Deployment) -> str:
                 "now": now.isoformat(),
             }
         )
+        events = "and on their sandboxes' webhooks" if dep.sandbox_events else "events off"
+        clock = f"clock rate {dep.sandbox_clock_rate:g}" if dep.sandbox_clock_rate else "clocks frozen"
         lines.append(
-            f"sandbox shops    {dep.sandbox_shops}, schedule off; trigger a run per shop (after the CLI line):"
+            f"sandbox shops    {dep.sandbox_shops}, on cron '{dep.sandbox_schedule}' {events}, {clock}; "
+            "a run per shop by hand (after the CLI line):"
         )
         lines += [
             f"                 airflow dags trigger orderops_sla_shop_{i} -c '{conf}'"

@@ -32,10 +32,9 @@ class AmazonNotificationsTrigger(BaseEventTrigger):
         )
 
     def _open(self):
-        from include.airflow.glue import warehouse_url
+        from include.airflow.glue import shared_warehouse
         from include.events.platform_events import EventInbox
         from include.events.receiver import AmazonQueue, AwsCredentials
-        from include.store.warehouse import Warehouse
         from orderops_provider.hooks import read_connection
 
         extra = read_connection(self.amazon_conn_id, ("aws_secret_access_key",)).extra
@@ -44,16 +43,15 @@ class AmazonNotificationsTrigger(BaseEventTrigger):
             credentials = AwsCredentials(
                 extra["aws_access_key_id"], extra.get("aws_secret_access_key", ""), extra.get("aws_region", "us-east-1")
             )
-        wh = Warehouse(warehouse_url(self.warehouse_conn_id))
-        wh.migrate()
+        # every watcher of this triggerer shares one bounded pool (include/airflow/glue.py)
+        wh = shared_warehouse(self.warehouse_conn_id)
         return (
-            wh,
             EventInbox(wh),
             AmazonQueue(self.queue_url, seller_id=extra.get("seller_id"), credentials=credentials),
         )
 
     async def run(self):
-        wh, inbox, queue = await asyncio.to_thread(self._open)
+        inbox, queue = await asyncio.to_thread(self._open)
         try:
             while True:
                 try:
@@ -67,4 +65,3 @@ class AmazonNotificationsTrigger(BaseEventTrigger):
                     return
         finally:
             queue.client.close()
-            wh.dispose()

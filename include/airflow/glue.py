@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -45,6 +46,42 @@ def shopify_domains() -> dict[str, str]:
         if host:
             found[shop.name] = host.lower()
     return found
+
+
+# The triggerer's watchers (one per shop with an Amazon queue) share one warehouse per process: each
+# with its own engine, 200 of them held a connection each and PostgreSQL refused every client.
+WATCHER_POOL_ENV = "ORDEROPS_WATCHER_WAREHOUSE_POOL"
+WATCHER_APPLICATION_NAME = "orderops-watchers"  # how they show in pg_stat_activity
+_shared: dict[str, Warehouse] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_warehouse(conn_id: str) -> Warehouse:
+    """The process's one warehouse for `conn_id`, migrated once: a pool of at most
+    ORDEROPS_WATCHER_WAREHOUSE_POOL connections (4), which a watcher holds only while it keeps what
+    it read; a watcher that finds them all busy waits for one. Never disposed by a watcher."""
+    from include.run.shops import count_setting
+
+    url = warehouse_url(conn_id)
+    with _shared_lock:
+        wh = _shared.get(url)
+        if wh is None:
+            size = count_setting(WATCHER_POOL_ENV, 4, 50)
+            options = (
+                {}
+                if url.startswith("sqlite")
+                else {
+                    "pool_size": size,
+                    "max_overflow": 0,
+                    "pool_timeout": 120,
+                    "pool_pre_ping": True,  # the pool lives as long as the triggerer: a restarted server
+                    "connect_args": {"application_name": WATCHER_APPLICATION_NAME},
+                }
+            )
+            wh = Warehouse(url, **options)
+            wh.migrate()
+            _shared[url] = wh
+    return wh
 
 
 def on_task_failure(context: dict) -> None:
@@ -210,6 +247,27 @@ def run_step(name: str, settings_doc: dict | None, context: dict, tiktok: dict |
             "since": since_of(tiktok) if tiktok is not None else None,
         }
         return step.function(*arguments(step, values))
+
+
+def report_current_day(context: dict, settings_doc: dict, summary: dict) -> dict:
+    """At the end of summarize_run: the shop's report of the current day, when due
+    (include/report/current.py). It runs after the run's summary is stored; a report that fails is
+    logged and left to the next run and the midnight report, and the run's outcome stays the
+    pipeline's."""
+    from include.report.current import report_if_due
+    from include.run.runconfig import now_for
+
+    settings = RunSettings.from_xcom(settings_doc)
+    wh = task_warehouse(context, settings.connections.warehouse)
+    try:
+        return report_if_due(wh, settings.shop, now_for(settings), summary, settings.report_every_minutes)
+    except Exception as exc:  # noqa: BLE001 - the report is not the pipeline's work: see the docstring
+        log.exception(
+            "the SLA report of shop %s's current day failed; the next run or midnight rebuilds it", settings.shop
+        )
+        return {"built": False, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        wh.dispose()
 
 
 @contextmanager

@@ -65,12 +65,16 @@ def step_task(step: Step, shop):
 
         result = run_step(step.name, settings, context, tiktok=tiktok, chunk=chunk)
         if step.name == "summarize_run":
+            from include.airflow.glue import report_current_day
             from include.run.pipeline import summary_table
 
             log.info("%s", summary_table(result))
             context["outlet_events"][ASSETS["run_summary"]].extra = {
                 k: result[k] for k in ("shop", "run_id", "state", "decisions", "actions", "api")
             }
+            # the shop's report of the day, in this task: no report DAG run after every pipeline run
+            assert settings is not None  # run_step refuses a task without them
+            result["report"] = report_current_day(context, settings, result)
         return result
 
     run.__doc__ = step.doc

@@ -94,6 +94,14 @@ SETTINGS: tuple[Setting, ...] = (
         "a sweep lists everything in play at least this "
         "often; the sweeps between list the changes since the last (0: every sweep)",
     ),
+    Setting(
+        "report_every_minutes",
+        30,
+        *_number(0, 1440, "minutes"),
+        "the shop's SLA report of the current day is rebuilt at the end of a run that staged or acted on "
+        "orders, at most once in this many minutes (0: after every such run); the day that ended is "
+        "reported at midnight",
+    ),
 )
 DEFAULTS: dict[str, Any] = {setting.name: setting.default for setting in SETTINGS}
 
@@ -178,6 +186,7 @@ class RunSettings:
     sweep_hours: float = DEFAULTS["sweep_hours"]
     full_sweep_hours: float = DEFAULTS["full_sweep_hours"]
     event_retention_days: float = DEFAULTS["event_retention_days"]
+    report_every_minutes: float = DEFAULTS["report_every_minutes"]
     # a run started by platform events (Airflow's asset-triggered run): it takes the shop's waiting
     # events and lists only the sources they came from
     event_driven: bool = False
@@ -207,6 +216,8 @@ class RunSettings:
             sweep_hours=doc["sweep_hours"],
             full_sweep_hours=doc["full_sweep_hours"],
             event_retention_days=doc["event_retention_days"],
+            # settings a run in flight made before the setting existed lack it
+            report_every_minutes=doc.get("report_every_minutes", DEFAULTS["report_every_minutes"]),
             event_driven=bool(doc.get("event_driven")),
             extraction=Extraction(
                 sweep=doc["extraction"]["sweep"],
@@ -333,6 +344,7 @@ def run_settings(
         sweep_hours=float(values["sweep_hours"]),
         full_sweep_hours=float(values["full_sweep_hours"]),
         event_retention_days=float(values["event_retention_days"]),
+        report_every_minutes=float(values["report_every_minutes"]),
         event_driven=run_type == "asset_triggered" and sweep is None,
         extraction=Extraction(sweep=sweep, full=sweep is not None),
     )

@@ -246,6 +246,16 @@ def minutes_setting(name: str, default: float) -> float:
     return value
 
 
+def count_setting(name: str, default: int, high: int) -> int:
+    """A whole number from 1 to `high` from the environment, refused with its name otherwise."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= high:
+        raise RunConfigError(f"{name}: expected a whole number from 1 to {high}, got {raw!r}")
+    return int(raw)
+
+
 def task_timeout() -> timedelta | None:
     """No task runs longer than ORDEROPS_TASK_TIMEOUT_MINUTES (30; 0 = no limit): a hung call or an
     endless listing fails the try and the retry starts over, rather than holding the pool."""

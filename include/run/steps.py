@@ -218,10 +218,11 @@ STEPS: tuple[Step, ...] = (
         "summarize_run",
         f"{PIPELINE}:summarize_run",
         ("settings", "wh"),
-        "Orders seen, actions by kind and outcome, escalations, validation, API calls; logged as a table.",
+        "Orders seen, actions by kind and outcome, escalations, validation, API calls; logged as a table. "
+        "Then the shop's SLA report of the current day, when due (include/report/current.py).",
         (*ACTS, "refund_and_approve"),
-        reads=("action_ledger", "decisions", "api_calls", *STAGING),
-        writes=("runs",),
+        reads=("action_ledger", "decisions", "api_calls", "order_links", *STAGING),
+        writes=("runs", "sla_daily"),
         asset="run_summary",
     ),
 )

@@ -145,3 +145,45 @@ def test_pools_scale_with_the_shops(tmp_path):
     dep = Deployment(state=str(tmp_path / "prod"), shops_file=str(shops))
     assert pool_slots(dep) == {name: 3 * slots for name, slots in POOLS.items()}
     assert pool_slots(Deployment(state=str(tmp_path / "other"))) == POOLS
+
+
+def test_sandbox_shops_run_on_their_cron_and_on_events(tmp_path, monkeypatch):
+    """`prod-up SANDBOX_SHOPS=N` keeps the job schedule on (without it Airflow queues the events'
+    asset-triggered runs and never creates them), and each sandbox shop takes platform events."""
+    from deploy.prod_local import configure_sandbox_shops, main
+    from include.run.shops import parse_shops
+
+    dep = Deployment(
+        state=str(tmp_path / "prod"),
+        redis_url="redis://127.0.0.1:6390/7",
+        sandbox_shops=2,
+        sandbox_events=True,
+        sandbox_schedule="*/5 * * * *",
+    )
+    dep.root.mkdir(parents=True)
+    dep.connections_file.parent.mkdir(parents=True)
+    dep.connections_file.write_text("{}")
+    apps = ("tiktok", "tiktok_auth", "shopify", "amazon_mcf", "amazon_lwa", "shipbob")
+    shops = [
+        {"name": f"shop-{i}", "urls": {name: f"http://127.0.0.1:{9000 + 10 * i + n}" for n, name in enumerate(apps)}}
+        for i in (1, 2)
+    ]
+    configure_sandbox_shops(dep, shops)
+    parsed = parse_shops(json.loads((dep.root / "shops.json").read_text()))
+    assert [(s.name, s.schedule, s.events and s.events.redis_conn_id) for s in parsed] == [
+        ("shop-1", "*/5 * * * *", "orderops_redis"),
+        ("shop-2", "*/5 * * * *", "orderops_redis"),
+    ]
+    docs = json.loads(dep.connections_file.read_text())
+    assert docs["orderops_redis"] == {"conn_type": "redis", "host": "127.0.0.1", "port": 6390}
+    secrets = [docs[f"orderops_shop_{i}_shipbob"]["extra"]["webhook_secret"] for i in (1, 2)]
+    assert secrets == [s["webhook_secret"] for s in shops] and len(set(secrets)) == 2
+    assert all(s.startswith("whsec_") for s in secrets)  # ShipBob's Standard Webhooks secret form
+    assert dep.airflow_settings()["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] == "True"
+
+    # the command line asks for the same: the schedule on, events on, with sandbox shops
+    made: list[Deployment] = []
+    monkeypatch.setattr("deploy.prod_local.up", lambda dep, fresh=False: made.append(dep))
+    argv = ["up", "--state", str(tmp_path / "cli"), "--sandbox-shops", "3", "--sandbox-schedule", "*/5 * * * *"]
+    assert main(argv) == 0
+    assert (made[0].schedule, made[0].sandbox_events, made[0].sandbox_schedule) == (True, True, "*/5 * * * *")
