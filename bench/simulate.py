@@ -142,7 +142,8 @@ def order_to_tracking(orders: list[dict]) -> dict:
 
 def sop_orders(orders: list[dict], offset_hours: float, end: datetime) -> list[dict]:
     """The same order stream worked by a person at 09:00 and 17:00 shop time: tracking copied at the
-    first session after the fulfiller shipped, each cancellation request answered at the first
+    first session after the fulfiller shipped (the carrier's number, and only one TikTok takes), each
+    cancellation request answered at the first
     session after it came (approved orders cancelled then), TikTok's own deadlines as in the truth."""
     shift = timedelta(hours=offset_hours)
 
@@ -166,7 +167,9 @@ def sop_orders(orders: list[dict], offset_hours: float, end: datetime) -> list[d
                 answered = parse(cancel["deadline"])
             cancel["responded_at"] = iso(answered) if answered <= end else None
         if o["kind"] == "seller":
-            sent = session(parse(o["fulfiller_shipped_at"])) if o["fulfiller_shipped_at"] else None
+            # tracking TikTok refuses from the seller (its USPS rule) a person cannot post either
+            postable = o["fulfiller_shipped_at"] and o.get("tracking_postable", True)
+            sent = session(parse(o["fulfiller_shipped_at"])) if postable else None
             due = parse(o["shipping_due_time"])
             cancelled = None
             if cancel and answered is not None and (sent is None or answered < sent):
