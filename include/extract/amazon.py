@@ -188,6 +188,7 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
         else:
             details.append(("listing", order))
     listed_ids = {record_id(o, "sellerFulfillmentOrderId") for o in listed}
+    planned = _planned_packages(wh, settings, [o for o in listed if status(o) in EARLY_STATUSES])
     for sfo in sorted(early - listed_ids):  # staged earlier, unchanged since: its AFTN may have come
         read_early += 1
         read_by_id(sfo, {"sellerFulfillmentOrderId": sfo})
@@ -201,9 +202,13 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
             )
         if source == "detail":
             return staging.amazon_order_row(payload)
-        return staging.amazon_row_from_listing(
+        row = staging.amazon_row_from_listing(
             payload, by_order.get(str(record_id(payload, "sellerFulfillmentOrderId")), [])
         )
+        # the listing carries no packages: the package Amazon planned, with its early number, stays
+        if not row["shipments"] and row["seller_fulfillment_order_id"] in planned:
+            row["shipments"] = planned[row["seller_fulfillment_order_id"]]
+        return row
 
     table = stg_amazon_fulfillment_orders
     orders, bad, found = RunStore(wh, settings).stage(
@@ -272,6 +277,24 @@ def _awaiting_early_tracking(
         elif staged_status in EARLY_STATUSES:
             candidates.add(sfo)
     return candidates - settled
+
+
+def _planned_packages(wh: Warehouse, settings: RunSettings, orders: list[dict]) -> dict[str, list[dict]]:
+    """The staged shipments of these (listed, not shipped) orders that carry Amazon's early tracking
+    number: staged anew from the listing, which has no packages, they would lose it."""
+    ids = sorted({sfo for o in orders if isinstance(sfo := record_id(o, "sellerFulfillmentOrderId"), str)})
+    t = stg_amazon_fulfillment_orders.c
+    found = {}
+    with wh.engine.connect() as conn:
+        for start in range(0, len(ids), 500):
+            for sfo, shipments in conn.execute(
+                sa.select(t.seller_fulfillment_order_id, t.shipments).where(
+                    t.shop == settings.shop, t.seller_fulfillment_order_id.in_(ids[start : start + 500])
+                )
+            ):
+                if any(p.get("aftn") for s in shipments or [] for p in s.get("packages") or []):
+                    found[sfo] = shipments
+    return found
 
 
 def _may_get_aftn(raw: Any) -> bool:
