@@ -258,6 +258,8 @@ def _awaiting_early_tracking(
     for order in listed:
         sfo = record_id(order, "sellerFulfillmentOrderId")
         try:
+            if not isinstance(order, dict):
+                raise staging.BadRecord("not an object")
             received = staging.iso_time(order, "receivedDate", "amazon fulfillment order", required=False)
         except staging.BadRecord:
             continue  # read as usual, so that staging names what is wrong
