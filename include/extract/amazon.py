@@ -145,10 +145,10 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
         if isinstance(record_id(o, "sellerFulfillmentOrderId"), str) and status(o) in SHIPPING_STATUSES
     ]
     # a sweep re-reads everything: it is what catches a row staged incomplete (a report that lagged)
-    early = (
-        _awaiting_early_tracking(wh, settings, listed, status, now_for(settings))
+    early, planned = (
+        _early_tracking_plan(wh, settings, listed, status, now_for(settings))
         if settings.policy.post_aftn
-        else set()
+        else (set(), {})
     )
     known = set() if listing.sweep else _shipped_as_staged(wh, settings, shipping, status)
     followed = set() if listing.sweep else _followed_while_processing(wh, settings, shipping, status)
@@ -188,7 +188,6 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
         else:
             details.append(("listing", order))
     listed_ids = {record_id(o, "sellerFulfillmentOrderId") for o in listed}
-    planned = _planned_packages(wh, settings, [o for o in listed if status(o) in EARLY_STATUSES])
     for sfo in sorted(early - listed_ids):  # staged earlier, unchanged since: its AFTN may have come
         read_early += 1
         read_by_id(sfo, {"sellerFulfillmentOrderId": sfo})
@@ -247,56 +246,54 @@ AFTN_WAIT = timedelta(hours=1)
 EARLY_STATUSES = ("New", "Received", "Planning", "Processing")
 
 
-def _awaiting_early_tracking(
+def _early_tracking_plan(
     wh: Warehouse, settings: RunSettings, listed: list[dict], status: Callable, now: datetime
-) -> set[str]:
-    """Orders to read by id for Amazon's early tracking number (the listing carries no packages):
-    received within AFTN_WAIT, not yet shipped, and not staged with one. Listed ones and those staged
-    by an earlier run alike."""
+) -> tuple[set[str], dict[str, list[dict]]]:
+    """(the orders to read by id for Amazon's early tracking number, the staged shipments carrying
+    one that a listing row would lose). The listing carries no packages, so every order not yet
+    shipped is read by id once; an order Amazon received within AFTN_WAIT again each run until its
+    number comes, unless that read showed it is not an order Amazon gives one."""
     fresh = now - AFTN_WAIT
-    candidates = set()
+    listed_early = {}
     for order in listed:
         sfo = record_id(order, "sellerFulfillmentOrderId")
-        try:
-            if not isinstance(order, dict):
-                raise staging.BadRecord("not an object")
-            received = staging.iso_time(order, "receivedDate", "amazon fulfillment order", required=False)
-        except staging.BadRecord:
-            continue  # read as usual, so that staging names what is wrong
-        if isinstance(sfo, str) and status(order) in EARLY_STATUSES and received is not None and received >= fresh:
-            candidates.add(sfo)
+        if isinstance(order, dict) and isinstance(sfo, str) and status(order) in EARLY_STATUSES:
+            listed_early[sfo] = order
     t = stg_amazon_fulfillment_orders.c
+    columns = (t.seller_fulfillment_order_id, t.status, t.received_at, t.shipments, t.raw)
+    staged: dict[str, Any] = {}
     with wh.engine.connect() as conn:
-        staged = conn.execute(
-            sa.select(t.seller_fulfillment_order_id, t.status, t.shipments, t.raw).where(
-                t.shop == settings.shop, t.received_at >= fresh
-            )
-        ).all()
-    settled = set()  # has its AFTN, or was read and is not an order Amazon gives one (Amazon's rule)
-    for sfo, staged_status, shipments, raw in staged:
-        if any(p.get("aftn") for s in shipments or [] for p in s.get("packages") or []) or not _may_get_aftn(raw):
-            settled.add(sfo)
-        elif staged_status in EARLY_STATUSES:
-            candidates.add(sfo)
-    return candidates - settled
-
-
-def _planned_packages(wh: Warehouse, settings: RunSettings, orders: list[dict]) -> dict[str, list[dict]]:
-    """The staged shipments of these (listed, not shipped) orders that carry Amazon's early tracking
-    number: staged anew from the listing, which has no packages, they would lose it."""
-    ids = sorted({sfo for o in orders if isinstance(sfo := record_id(o, "sellerFulfillmentOrderId"), str)})
-    t = stg_amazon_fulfillment_orders.c
-    found = {}
-    with wh.engine.connect() as conn:
+        ids = sorted(listed_early)
         for start in range(0, len(ids), 500):
-            for sfo, shipments in conn.execute(
-                sa.select(t.seller_fulfillment_order_id, t.shipments).where(
+            for row in conn.execute(
+                sa.select(*columns).where(
                     t.shop == settings.shop, t.seller_fulfillment_order_id.in_(ids[start : start + 500])
                 )
             ):
-                if any(p.get("aftn") for s in shipments or [] for p in s.get("packages") or []):
-                    found[sfo] = shipments
-    return found
+                staged[row.seller_fulfillment_order_id] = row
+        for row in conn.execute(sa.select(*columns).where(t.shop == settings.shop, t.received_at >= fresh)):
+            staged.setdefault(row.seller_fulfillment_order_id, row)
+    reads, planned = set(), {}
+    for sfo in set(listed_early) | set(staged):
+        known = staged.get(sfo)
+        if known is None:
+            reads.add(sfo)  # listed, never staged: once
+            continue
+        if any(p.get("aftn") for s in known.shipments or [] for p in s.get("packages") or []):
+            if sfo in listed_early:
+                planned[sfo] = known.shipments
+            continue
+        read_by_id = isinstance((known.raw or {}).get("fulfillmentOrderItems"), list)
+        if sfo in listed_early and not read_by_id:
+            reads.add(sfo)  # never read by id: once
+        elif (
+            known.status in EARLY_STATUSES
+            and known.received_at is not None
+            and as_utc(known.received_at) >= fresh
+            and _may_get_aftn(known.raw)
+        ):
+            reads.add(sfo)  # Amazon's minutes may not have passed at the last read
+    return reads, planned
 
 
 def _may_get_aftn(raw: Any) -> bool:
