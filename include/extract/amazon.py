@@ -250,15 +250,21 @@ def _early_tracking_plan(
     wh: Warehouse, settings: RunSettings, listed: list[dict], status: Callable, now: datetime
 ) -> tuple[set[str], dict[str, list[dict]]]:
     """(the orders to read by id for Amazon's early tracking number, the staged shipments carrying
-    one that a listing row would lose). The listing carries no packages, so every order not yet
-    shipped is read by id once; an order Amazon received within AFTN_WAIT again each run until its
-    number comes, unless that read showed it is not an order Amazon gives one."""
+    one that a listing row would lose). The listing carries no packages, so an order Amazon received
+    within AFTN_WAIT and not yet shipped is read by id each run until its number comes, unless a read
+    showed it is not an order Amazon gives one (an order first seen later, after a stop, waits for
+    the carrier's number)."""
     fresh = now - AFTN_WAIT
-    listed_early = {}
+    listed_early: dict[str, datetime | None] = {}  # order -> when Amazon received it
     for order in listed:
         sfo = record_id(order, "sellerFulfillmentOrderId")
-        if isinstance(order, dict) and isinstance(sfo, str) and status(order) in EARLY_STATUSES:
-            listed_early[sfo] = order
+        if not (isinstance(order, dict) and isinstance(sfo, str) and status(order) in EARLY_STATUSES):
+            continue
+        try:
+            received = staging.iso_time(order, "receivedDate", "amazon fulfillment order", required=False)
+        except staging.BadRecord:
+            continue  # staged from the listing as usual, so that staging names what is wrong
+        listed_early[sfo] = received
     t = stg_amazon_fulfillment_orders.c
     columns = (t.seller_fulfillment_order_id, t.status, t.received_at, t.shipments, t.raw)
     staged: dict[str, Any] = {}
@@ -276,23 +282,15 @@ def _early_tracking_plan(
     reads, planned = set(), {}
     for sfo in set(listed_early) | set(staged):
         known = staged.get(sfo)
-        if known is None:
-            reads.add(sfo)  # listed, never staged: once
-            continue
-        if any(p.get("aftn") for s in known.shipments or [] for p in s.get("packages") or []):
+        if known is not None and any(p.get("aftn") for s in known.shipments or [] for p in s.get("packages") or []):
             if sfo in listed_early:
                 planned[sfo] = known.shipments
             continue
-        read_by_id = isinstance((known.raw or {}).get("fulfillmentOrderItems"), list)
-        if sfo in listed_early and not read_by_id:
-            reads.add(sfo)  # never read by id: once
-        elif (
-            known.status in EARLY_STATUSES
-            and known.received_at is not None
-            and as_utc(known.received_at) >= fresh
-            and _may_get_aftn(known.raw)
-        ):
+        received = as_utc(known.received_at) if known is not None else listed_early.get(sfo)
+        recent = received is not None and received >= fresh
+        if recent and (known is None or (known.status in EARLY_STATUSES and _may_get_aftn(known.raw))):
             reads.add(sfo)  # Amazon's minutes may not have passed at the last read
+    return reads, planned
     return reads, planned
 
 

@@ -48,7 +48,13 @@ POLICY = {"cancel_verify_timeout_minutes": 0.05}  # C4 3 s after the cancel, on 
 PG_BASE = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 # Reports come back at once and a Shopify cancel job reads done on its first poll: the report
 # poll (15 s) and the job poll (1 s per cancel) would otherwise dominate every run.
-FAST = {"amazon_mcf": {"report_queue_seconds": 0, "report_processing_seconds": 0}, "shopify": {"cancel_job_polls": 1}}
+# Amazon's early tracking numbers off: a static scenario's orders were received long before its "now",
+# so whether a run meets one depends on which of its reads (the report, or one by one) saw the order,
+# and the fault runs are compared with one clean run (tests/e2e and tests/simulation cover the numbers)
+FAST = {
+    "amazon_mcf": {"report_queue_seconds": 0, "report_processing_seconds": 0, "aftn_minutes": 0},
+    "shopify": {"cancel_job_polls": 1},
+}
 # ... so the client polls a report at once (connection extra), rather than after a second each run.
 FAST_CLIENTS = {"amazon_mcf": {"first_report_poll": 0}}
 
