@@ -39,6 +39,14 @@ REPORT_MAX_RANGE = timedelta(days=30)
 REPORT_REGENERATION = timedelta(minutes=30)
 
 
+def unknown_by_id(payload: dict, how: str) -> staging.BadRecord:
+    """An order Amazon named (`how`: announced, listed) that getFulfillmentOrder does not know."""
+    return staging.BadRecord(
+        f"amazon fulfillment order {payload['sellerFulfillmentOrderId']!r}: {how}, "
+        f"but getFulfillmentOrder does not know it ({payload['_error']})"
+    )
+
+
 def _amazon_from_events(settings: RunSettings, platforms: Platforms, wh: Warehouse) -> dict:
     """An event-driven run's Amazon orders: each its waking notifications name (they are few: see
     events.sources_of), read by id (getFulfillmentOrder); the cursor stays for the next listing. A
@@ -71,10 +79,7 @@ def _amazon_from_events(settings: RunSettings, platforms: Platforms, wh: Warehou
     def to_row(item):
         source, payload = item
         if source == "unreadable":
-            raise staging.BadRecord(
-                f"amazon fulfillment order {payload['sellerFulfillmentOrderId']!r}: announced, "
-                f"but getFulfillmentOrder does not know it ({payload['_error']})"
-            )
+            raise unknown_by_id(payload, "announced")
         return staging.amazon_order_row(payload)
 
     def key_of(item) -> str | None:
@@ -195,10 +200,7 @@ def extract_amazon(settings: RunSettings, platforms: Platforms, wh: Warehouse, s
     def to_row(item):
         source, payload = item
         if source == "unreadable":
-            raise staging.BadRecord(
-                f"amazon fulfillment order {payload['sellerFulfillmentOrderId']!r}: listed, but "
-                f"getFulfillmentOrder does not know it ({payload['_error']})"
-            )
+            raise unknown_by_id(payload, "listed")
         if source == "detail":
             return staging.amazon_order_row(payload)
         row = staging.amazon_row_from_listing(
