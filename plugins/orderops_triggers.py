@@ -1,5 +1,8 @@
 """Triggers of the orderops DAGs that run in the triggerer (which imports them from plugins/).
 
+`DoorbellTrigger` listens to a shop's Redis doorbell (include/events/platform_events.py `ring`) for
+the shop's event DAG: at the first ring it waits out the burst (`debounce_seconds`, taking the rings
+that follow) and fires once, so the wait costs the triggerer a timer, not a worker slot.
 `AmazonNotificationsTrigger` watches a shop's FULFILLMENT_ORDER_STATUS queue for the DAG's event
 asset: it long-polls the queue, keeps each notification in the shop's event inbox, and fires when
 one that starts a run waits there (include/events/receiver.py reads, include/events/platform_events.py verifies).
@@ -65,3 +68,58 @@ class AmazonNotificationsTrigger(BaseEventTrigger):
                     return
         finally:
             queue.client.close()
+
+
+class DoorbellTrigger(BaseEventTrigger):
+    def __init__(self, shop: str, redis_conn_id: str, debounce_seconds: float, poll_seconds: float = 1.0):
+        super().__init__()
+        self.shop, self.redis_conn_id = shop, redis_conn_id
+        self.debounce_seconds, self.poll_seconds = debounce_seconds, poll_seconds
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "orderops_triggers.DoorbellTrigger",
+            {
+                "shop": self.shop,
+                "redis_conn_id": self.redis_conn_id,
+                "debounce_seconds": self.debounce_seconds,
+                "poll_seconds": self.poll_seconds,
+            },
+        )
+
+    def _client(self):
+        """An asyncio client of the Redis the Redis provider reads from the connection (host, port,
+        db, credentials, ssl settings), the one the receiver rings: a blocking read per shop would
+        take a thread of the triggerer's few for each of hundreds of shops."""
+        import redis
+        import redis.asyncio as aioredis
+        from airflow.providers.redis.hooks.redis import RedisHook
+
+        pool = RedisHook(redis_conn_id=self.redis_conn_id).get_conn().connection_pool
+        given = pool.connection_kwargs
+        keep = ("host", "port", "db", "username", "password") + tuple(k for k in given if k.startswith("ssl_"))
+        return aioredis.Redis(
+            **{k: given[k] for k in keep if given.get(k) is not None},
+            ssl=issubclass(pool.connection_class, redis.SSLConnection),
+            socket_connect_timeout=10,
+        )
+
+    async def run(self):
+        from include.events.platform_events import channel
+
+        client = await asyncio.to_thread(self._client)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(channel(self.shop))
+            loop = asyncio.get_running_loop()
+            first: float | None = None
+            while True:
+                message = await pubsub.get_message(timeout=self.poll_seconds)
+                if message is not None and first is None:
+                    first = loop.time()
+                if first is not None and loop.time() - first >= self.debounce_seconds:
+                    yield TriggerEvent({"shop": self.shop, "source": "doorbell"})
+                    return
+        finally:
+            await pubsub.aclose()
+            await client.aclose()

@@ -8,10 +8,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from include.act.ledger import RunContext
@@ -207,20 +208,119 @@ def run_context(context: dict, settings: RunSettings) -> RunContext:
 
 
 def prepare(context: dict, shop) -> dict:
-    """prepare_run's body: validated settings (a bad one fails at once), the events burst waited out,
-    the schema upgraded, the sweep decided; the result is every later task's `settings` argument."""
+    """prepare_run's body: validated settings (a bad one fails at once), the shop's lease taken, the
+    schema upgraded, the sweep decided; the result is every later task's `settings` argument."""
     from include.run.pipeline import prepare_run
 
     settings = checked_settings(context, shop)
     wh = task_warehouse(context, settings.connections.warehouse)
     try:
-        if settings.event_driven and shop.events is not None:
-            from include.events.platform_events import EventInbox, wait_for_burst
-
-            wait_for_burst(EventInbox(wh), shop.name, shop.events.debounce_seconds)
+        wh.migrate()
+        hold_shop(wh, settings)
         return prepare_run(settings, wh).to_xcom()
     finally:
         wh.dispose()
+
+
+# A pipeline run holds its shop from prepare_run to summarize_run; each of its tasks renews the lease
+# for as long as a task may run (and then some: it waits for a worker between tasks); an event task
+# holds it for EVENT_LEASE at a time, renewed while it runs, so a task that died frees it soon.
+EVENT_LEASE = timedelta(minutes=2)
+# How long a pipeline task waits for an event task that holds the shop (a wake takes seconds).
+LEASE_WAIT = timedelta(minutes=10)
+
+
+def pipeline_lease() -> timedelta:
+    from include.run.shops import task_timeout
+
+    return (task_timeout() or timedelta(hours=2)) + timedelta(minutes=10)
+
+
+def hold_shop(wh: Warehouse, settings: RunSettings, sleep=time.sleep) -> None:
+    """Take or renew the shop's lease for this pipeline run, waiting while an event task holds it."""
+    from include.store.leases import ShopLease
+
+    lease = ShopLease(wh, settings.shop)
+    waited = 0.0
+    while (holder := lease.take(settings.run_id, settings.dag_id, pipeline_lease())) is not None:
+        if waited >= LEASE_WAIT.total_seconds():
+            raise RuntimeError(
+                f"shop {settings.shop} is held by run {holder.run_id} of {holder.dag_id} (until "
+                f"{holder.expires_at:%H:%M:%S} UTC) after waiting {waited:.0f} s; this try ends, a retry waits again"
+            )
+        sleep(2.0)
+        waited += 2.0
+
+
+def release_shop(wh: Warehouse, settings: RunSettings, shop) -> None:
+    """Free the shop's lease; ring the doorbell when an event task left its events to this run."""
+    from include.store.leases import ShopLease
+
+    if ShopLease(wh, settings.shop).release(settings.run_id) and shop.events is not None:
+        ring_doorbell(shop)
+
+
+def ring_doorbell(shop) -> None:
+    from airflow.providers.redis.hooks.redis import RedisHook
+
+    from include.events.platform_events import ring
+
+    if not ring(None, shop.name, client=RedisHook(redis_conn_id=shop.events.redis_conn_id).get_conn()):
+        log.warning("could not ring shop %s's doorbell: its waiting events wait for the next run", shop.name)
+
+
+def handle_events(context: dict, shop) -> dict:
+    """The event task's body: the shop's lease (or, while its pipeline run holds it, the events left
+    to that run, which rings when done), then every step of the run in this process, the run's
+    summary and the shop's report of the day when due."""
+    from include.run.pipeline import run_all
+    from include.store.leases import ShopLease
+
+    settings = checked_settings(context, shop)
+    # an event run whatever started it (a manual run of this DAG too), unless asked to sweep
+    settings = replace(settings, event_driven=settings.extraction.sweep is None)
+    with task_resources(context, settings) as (platforms, wh, ctx):
+        wh.migrate()
+        lease = ShopLease(wh, settings.shop)
+        holder = lease.take(settings.run_id, settings.dag_id, EVENT_LEASE, wake_after=True)
+        if holder is not None:
+            log.info(
+                "shop %s is held by run %s of %s: its events wait for it, and it rings when done",
+                settings.shop,
+                holder.run_id,
+                holder.dag_id,
+            )
+            return {"shop": settings.shop, "deferred_to": holder.run_id}
+        try:
+            with renewed(lease, settings, EVENT_LEASE):
+                summary = run_all(settings, platforms, wh, ctx=ctx)
+        finally:
+            woken = lease.release(settings.run_id)
+        summary["report"] = _report(wh, settings, summary)
+    if woken and shop.events is not None:
+        ring_doorbell(shop)
+    return summary
+
+
+@contextmanager
+def renewed(lease, settings: RunSettings, ttl: timedelta) -> Iterator[None]:
+    """Renew the lease every third of its life while the block runs."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(ttl.total_seconds() / 3):
+            try:
+                lease.take(settings.run_id, settings.dag_id, ttl)
+            except Exception:  # noqa: BLE001 - a renewal missed is retried; the lease outlives two
+                log.warning("renewing shop %s's lease failed", settings.shop, exc_info=True)
+
+    thread = threading.Thread(target=renew, name="shop-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def run_step(name: str, settings_doc: dict | None, context: dict, tiktok: dict | None = None, chunk: Any = None) -> Any:
@@ -238,6 +338,7 @@ def run_step(name: str, settings_doc: dict | None, context: dict, tiktok: dict |
     if step.fulfiller is not None and step.fulfiller not in settings.fulfillers:
         return {"step": name, "skipped": "not configured"}
     with task_resources(context, settings) as (platforms, wh, ctx):
+        hold_shop(wh, settings)
         values = {
             "settings": settings,
             "platforms": platforms,
@@ -249,16 +350,32 @@ def run_step(name: str, settings_doc: dict | None, context: dict, tiktok: dict |
         return step.function(*arguments(step, values))
 
 
-def report_current_day(context: dict, settings_doc: dict, summary: dict) -> dict:
-    """At the end of summarize_run: the shop's report of the current day, when due
-    (include/report/current.py). It runs after the run's summary is stored; a report that fails is
-    logged and left to the next run and the midnight report, and the run's outcome stays the
-    pipeline's."""
+def summarize(context: dict, settings_doc: dict | None, shop) -> dict:
+    """summarize_run's body: the run's summary, then the shop's lease freed (whatever became of the
+    summary), then the shop's report of the current day, when due (include/report/current.py)."""
+    summary = None
+    try:
+        summary = run_step("summarize_run", settings_doc, context)
+    finally:
+        if settings_doc:
+            settings = RunSettings.from_xcom(settings_doc)
+            wh = task_warehouse(context, settings.connections.warehouse)
+            try:
+                release_shop(wh, settings, shop)
+                if summary is not None:
+                    summary["report"] = _report(wh, settings, summary)
+            finally:
+                wh.dispose()
+    return summary
+
+
+def _report(wh: Warehouse, settings: RunSettings, summary: dict) -> dict:
+    """The shop's report of the current day, when due. It runs after the run's summary is stored; a
+    report that fails is logged and left to the next run and the midnight report, and the run's
+    outcome stays the pipeline's."""
     from include.report.current import report_if_due
     from include.run.runconfig import now_for
 
-    settings = RunSettings.from_xcom(settings_doc)
-    wh = task_warehouse(context, settings.connections.warehouse)
     try:
         return report_if_due(wh, settings.shop, now_for(settings), summary, settings.report_every_minutes)
     except Exception as exc:  # noqa: BLE001 - the report is not the pipeline's work: see the docstring
@@ -266,8 +383,6 @@ def report_current_day(context: dict, settings_doc: dict, summary: dict) -> dict
             "the SLA report of shop %s's current day failed; the next run or midnight rebuilds it", settings.shop
         )
         return {"built": False, "error": f"{type(exc).__name__}: {exc}"}
-    finally:
-        wh.dispose()
 
 
 @contextmanager

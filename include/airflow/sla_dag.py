@@ -6,6 +6,11 @@ timeout of one file costs the shops of that file, not all; an entry the shops fi
 its own shop (`dags/orderops_shops_file.py` reports it as an import error). During a task, Airflow
 names the DAG being run (its parsing context) and the file builds that one DAG only, so a task's
 start-up does not grow with the number of shops (docs: Performance, "Parsing").
+
+A shop that takes platform events has a second DAG in the same file, its event DAG: one task per
+wake (`handle_events`) that runs the same steps in one process, started by the shop's event asset
+(the burst waited out in the triggerer). The shop's lease (include/store/leases.py) keeps its two
+DAGs' runs apart.
 """
 
 from __future__ import annotations
@@ -15,14 +20,14 @@ import zlib
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, Param, TriggerRule, dag, get_parsing_context, task
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, TriggerRule, dag, get_parsing_context, task
 from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 from airflow.sdk.definitions.param import ParamsDict
 
-from include.airflow.tasks import chunks_for, prepare_run_task, step_task
+from include.airflow.tasks import chunks_for, events_task, prepare_run_task, step_task
 from include.run.runconfig import SETTINGS, RunConfigError
-from include.run.shops import Shop, minutes_setting, schedule_for, shops_file, task_timeout
+from include.run.shops import Shop, event_assets, minutes_setting, pipeline_dag_id, shops_file, task_timeout
 from include.run.steps import BY_NAME, PLAN, STEPS
 
 log = logging.getLogger(__name__)
@@ -58,12 +63,20 @@ def shard_dags(shard: int) -> dict[str, DAG]:
     A task of a shop whose entry the shops file now refuses fails with that entry's error (a later
     entry refused for repeating the name leaves the first one's DAG in place)."""
     running = get_parsing_context().dag_id
-    if running is not None and shard_of(running) != shard:
+    if running is not None and shard_of(pipeline_dag_id(running)) != shard:
         return {}
     found = shops_file(dag_id=running)
     if running is not None and not found.shops and found.refused:
         raise RunConfigError("; ".join(found.refused))
-    return {shop.dag_id: build(shop) for shop in found.shops if shard_of(shop.dag_id) == shard}
+    dags = {}
+    for shop in found.shops:
+        if shard_of(shop.dag_id) != shard:
+            continue
+        if running in (None, shop.dag_id):
+            dags[shop.dag_id] = build(shop)
+        if shop.events is not None and running in (None, shop.events_dag_id):
+            dags[shop.events_dag_id] = build_events(shop)
+    return dags
 
 
 def raise_refused_shops() -> None:
@@ -113,23 +126,30 @@ def params_of(shop: Shop) -> ParamsDict:
     )
 
 
+START = pendulum.datetime(2026, 11, 1, tz="UTC")
+
+
+def task_defaults() -> dict:
+    return {
+        "retries": 2,
+        "retry_delay": pendulum.duration(seconds=30),
+        "on_failure_callback": on_task_failure,
+        "execution_timeout": task_timeout(),
+    }
+
+
 def build(shop: Shop) -> DAG:
     """One DAG per shop: its own id, schedule, connections and policy; nothing shared but the code."""
 
     @dag(
         dag_id=shop.dag_id,
-        schedule=schedule_for(shop),
-        start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
+        schedule=CronDataIntervalTimetable(shop.schedule, timezone="UTC"),
+        start_date=START,
         catchup=False,
         max_active_runs=1,
         doc_md=DOC,
         tags=["orderops"],
-        default_args={
-            "retries": 2,
-            "retry_delay": pendulum.duration(seconds=30),
-            "on_failure_callback": on_task_failure,
-            "execution_timeout": task_timeout(),
-        },
+        default_args=task_defaults(),
         deadline=run_deadline(shop),
     )
     def orderops_sla():
@@ -163,5 +183,37 @@ def build(shop: Shop) -> DAG:
     # declared once the tasks exist: a task takes a copy of its DAG's params when it is made, and
     # 21 schema-checked copies were most of a DAG's serialized size and parse time; a task reads the
     # DAG's params all the same (Airflow merges the DAG's, the task's and the run's conf)
+    built.params = params_of(shop)
+    return built
+
+
+EVENTS_DOC = """### orderops event wakes
+
+One run per burst of a shop's platform events (webhooks through the receiver's doorbell, Amazon's
+notification queue): the trigger waits the burst out (`events.debounce_seconds`), then one task,
+`handle_events`, takes the waiting events and runs the pipeline's steps in one process: lists the
+platforms the events came from (or reads their orders by id), validates, decides and acts through
+the same ledger. While the shop's pipeline run holds the shop, the task leaves the events to it and
+that run rings again when done. Trace one order: `python -m include.cli trace <tiktok_order_id>`.
+"""
+
+
+def build_events(shop: Shop) -> DAG:
+    """The shop's event DAG: one task per wake (docs: Platform events, Performance)."""
+
+    @dag(
+        dag_id=shop.events_dag_id,
+        schedule=event_assets(shop),
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,  # a wake during a run queues one more run, which takes what came meanwhile
+        doc_md=EVENTS_DOC,
+        tags=["orderops", "events"],
+        default_args=task_defaults(),
+    )
+    def orderops_events():
+        events_task(shop)()
+
+    built = orderops_events()
     built.params = params_of(shop)
     return built

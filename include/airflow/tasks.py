@@ -10,7 +10,7 @@ from typing import Any
 from airflow.sdk import TriggerRule, task
 
 from include.airflow.lineage import ENDPOINTS, assets, endpoints, tables
-from include.run.steps import BY_NAME, Step
+from include.run.steps import BY_NAME, STEPS, Step
 
 log = logging.getLogger(__name__)
 ASSETS = assets()
@@ -22,6 +22,22 @@ def lineage(names: tuple[str, ...], conn_id: str) -> list:
         *endpoints(*(n for n in names if n in ENDPOINTS)),
         *tables(*(n for n in names if n not in ENDPOINTS), conn_id=conn_id),
     ]
+
+
+def _every(names: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(names))
+
+
+def events_options(shop) -> dict[str, Any]:
+    """The event task's lineage: every step's, as it runs them all."""
+    conn_id = shop.connections.warehouse
+    reads = _every([n for step in STEPS for n in step.reads])
+    writes = _every([n for step in STEPS for n in step.writes])
+    return {
+        "task_id": "handle_events",
+        "inlets": lineage(reads, conn_id),
+        "outlets": [ASSETS[a] for a in _every([s.asset for s in STEPS if s.asset])] + lineage(writes, conn_id),
+    }
 
 
 def options(step: Step, shop) -> dict[str, Any]:
@@ -61,21 +77,36 @@ def step_task(step: Step, shop):
     lists from it; `chunk` for a step mapped over an action group."""
 
     def run(settings: dict | None, tiktok: dict | None = None, chunk: Any = None, **context) -> Any:
-        from include.airflow.glue import run_step
+        from include.airflow import glue
 
-        result = run_step(step.name, settings, context, tiktok=tiktok, chunk=chunk)
-        if step.name == "summarize_run":
-            from include.airflow.glue import report_current_day
-            from include.run.pipeline import summary_table
+        if step.name != "summarize_run":
+            return glue.run_step(step.name, settings, context, tiktok=tiktok, chunk=chunk)
+        from include.run.pipeline import summary_table
 
-            log.info("%s", summary_table(result))
-            context["outlet_events"][ASSETS["run_summary"]].extra = {
-                k: result[k] for k in ("shop", "run_id", "state", "decisions", "actions", "api")
-            }
-            # the shop's report of the day, in this task: no report DAG run after every pipeline run
-            assert settings is not None  # run_step refuses a task without them
-            result["report"] = report_current_day(context, settings, result)
+        result = glue.summarize(context, settings, shop)
+        log.info("%s", summary_table(result))
+        context["outlet_events"][ASSETS["run_summary"]].extra = {
+            k: result[k] for k in ("shop", "run_id", "state", "decisions", "actions", "api")
+        }
         return result
 
     run.__doc__ = step.doc
     return task(**options(step, shop))(run)
+
+
+def events_task(shop):
+    def handle_events(**context) -> dict:
+        """Take the shop's waiting platform events and run the pipeline's steps for them in this one
+        task: list what they name, validate, decide, act through the ledger, summarize."""
+        from include.airflow.glue import handle_events as run
+        from include.run.pipeline import summary_table
+
+        result = run(context, shop)
+        if "run_id" in result:
+            log.info("%s", summary_table(result))
+            context["outlet_events"][ASSETS["run_summary"]].extra = {
+                k: result[k] for k in ("shop", "run_id", "state", "decisions", "actions", "api")
+            }
+        return result
+
+    return task(**events_options(shop))(handle_events)

@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, overload
@@ -537,25 +537,6 @@ def contradicted(bodies: list[tuple[str, str | None, frozenset[str]]], read: Shi
 def amazon_reads(claimed: list[dict]) -> list[str]:
     """The Amazon orders an event-driven run reads by id: those its waking notifications name."""
     return sorted({e["order_ref"] for e in claimed if e["platform"] == "amazon_mcf" and e["wakes"] and e["order_ref"]})
-
-
-def wait_for_burst(
-    inbox: EventInbox,
-    shop: str,
-    debounce_seconds: float,
-    now: Callable[[], datetime] = utcnow,
-    sleep: Callable[[float], None] = time.sleep,
-) -> float:
-    """Before an event-driven run claims: let the burst its first event belongs to arrive (until
-    `debounce_seconds` after that event was received), so a burst makes one run. Returns the
-    seconds waited."""
-    first = inbox.first_waiting(shop)
-    if first is None:
-        return 0.0
-    left = min(debounce_seconds, (first + timedelta(seconds=debounce_seconds) - now()).total_seconds())
-    if left > 0:
-        sleep(left)
-    return max(left, 0.0)
 
 
 def sources_of(claimed: list[dict]) -> tuple[str, ...]:

@@ -660,15 +660,17 @@ def run_all(
     *,
     lanes: int = 1,
     observe: Callable[[str], Any] | None = None,
+    ctx: RunContext | None = None,
 ) -> dict:
-    """The run's steps (include/run/steps.py, the DAG's tasks) in one process: tests, benchmarks, simulation.
+    """The run's steps (include/run/steps.py, the DAG's tasks) in one process: an event DAG's task,
+    tests, benchmarks, simulation. `ctx`: the task it runs in (the ledger's lineage), if any.
 
     lanes=1 runs them one after the other in the list's order. lanes > 1 runs side by side the
     steps that wait on nothing still running (the Shopify and fulfiller listings, the action groups
     and the sagas' first step), each with `lanes` chunks at a time (as a pool of that many slots
     would). `observe` is told "decided" once everything is read and decided (the simulation splits
     the API calls into extraction and actions there)."""
-    ctx = RunContext(
+    ctx = ctx or RunContext(
         shop=settings.shop, dag_id=settings.dag_id, run_id=settings.run_id, task_id="run_all", now=now_for(settings)
     )
     results: dict[str, Any] = {}
@@ -678,7 +680,7 @@ def run_all(
         if step.name == "prepare_run":
             platforms.check()
         if step.name == "summarize_run":
-            record_api_calls(wh, settings, "run_all", -1, platforms)
+            record_api_calls(wh, settings, ctx.task_id, ctx.map_index, platforms)
         values = {
             "settings": settings,
             "platforms": platforms,

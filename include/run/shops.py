@@ -42,7 +42,7 @@ class ShopEvents:
 
     redis_conn_id: str = "orderops_redis"  # the doorbell the DAG's AssetWatcher listens to
     amazon_queue_url: str | None = None  # the shop's FULFILLMENT_ORDER_STATUS queue (SQS)
-    debounce_seconds: float = 30.0  # an event-driven run waits this long after the first event
+    debounce_seconds: float = 30.0  # the doorbell's trigger waits this long after its first ring
     # the receiver's budget of webhook deliveries for this shop (a burst: twice as many at once);
     # past it a delivery is answered 429 with Retry-After, nothing kept, and the platform retries
     deliveries_per_second: float = 50.0
@@ -89,6 +89,20 @@ class Shop:
     @property
     def dag_id(self) -> str:
         return "orderops_sla" if self.name == "default" else f"orderops_sla_{self.name.replace('-', '_')}"
+
+    @property
+    def events_dag_id(self) -> str:
+        """The DAG of the shop's event wakes (one task each); no shop's pipeline DAG id starts so."""
+        return EVENTS_PREFIX + self.dag_id.removeprefix("orderops_sla")
+
+
+# the shop's event DAG's id is its pipeline DAG's with this prefix in place of "orderops_sla"
+EVENTS_PREFIX = "orderops_events"
+
+
+def pipeline_dag_id(dag_id: str) -> str:
+    """The shop's pipeline DAG id, from either of its two DAGs' ids."""
+    return "orderops_sla" + dag_id.removeprefix(EVENTS_PREFIX) if dag_id.startswith(EVENTS_PREFIX) else dag_id
 
 
 def default_connections(name: str) -> Connections:
@@ -164,7 +178,10 @@ def read_shops(doc, dag_id: str | None = None) -> ShopsFile:
     connections pass owns them, so a later entry with the same DAG id or the same TikTok or Shopify
     connection is the one refused (two shops on one TikTok shop or Shopify store would act twice on
     each order; a fulfiller account and the warehouse may be shared). With `dag_id` (a task's
-    start-up) only that shop's entry is checked in full: the others' names and connections only."""
+    start-up, of either of the shop's DAGs) only that shop's entry is checked in full: the others'
+    names and connections only."""
+    if dag_id is not None:
+        dag_id = pipeline_dag_id(dag_id)
     if not isinstance(doc, list) or not doc:
         raise RunConfigError("shops: expected a non-empty list of shops")
     shops: list[Shop] = []
@@ -263,34 +280,25 @@ def task_timeout() -> timedelta | None:
     return timedelta(minutes=minutes) if minutes else None
 
 
-def schedule_for(shop: Shop):
-    """The shop's DAG schedule: its cron timetable, and, when it takes platform events, the event
-    asset whose watchers start a run as soon as an event waits: the webhook doorbell (Redis pub/sub,
-    through the common-messaging provider) and, with a queue URL, Amazon's notification queue."""
-    from airflow.sdk import CronDataIntervalTimetable
+def event_assets(shop: Shop) -> list:
+    """What starts the shop's event DAG: its event asset, whose watchers fire as soon as an event
+    waits: the webhook doorbell (Redis pub/sub, the burst waited out in the triggerer) and, with a
+    queue URL, Amazon's notification queue."""
+    from airflow.sdk import Asset, AssetWatcher
+    from orderops_triggers import AmazonNotificationsTrigger, DoorbellTrigger
 
-    timetable = CronDataIntervalTimetable(shop.schedule, timezone="UTC")
-    if shop.events is None:
-        return timetable
-    from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
-    from airflow.sdk import Asset, AssetOrTimeSchedule, AssetWatcher
-
-    from include.events.platform_events import channel
-
+    assert shop.events is not None
     watchers = [
         AssetWatcher(
             name=f"orderops_webhooks_{shop.name}",
-            trigger=MessageQueueTrigger(
-                scheme="redis+pubsub",
-                channels=[channel(shop.name)],
+            trigger=DoorbellTrigger(
+                shop=shop.name,
                 redis_conn_id=shop.events.redis_conn_id,
-                poll_interval=1,
+                debounce_seconds=shop.events.debounce_seconds,
             ),
         )
     ]
     if shop.events.amazon_queue_url:
-        from orderops_triggers import AmazonNotificationsTrigger
-
         watchers.append(
             AssetWatcher(
                 name=f"orderops_amazon_{shop.name}",
@@ -302,5 +310,4 @@ def schedule_for(shop: Shop):
                 ),
             )
         )
-    asset = Asset(name=f"orderops_events_{shop.name}", uri=f"orderops://events/{shop.name}", watchers=watchers)
-    return AssetOrTimeSchedule(timetable=timetable, assets=[asset])
+    return [Asset(name=f"orderops_events_{shop.name}", uri=f"orderops://events/{shop.name}", watchers=watchers)]

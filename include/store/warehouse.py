@@ -370,6 +370,19 @@ platform_events = sa.Table(
     sa.Index("ix_platform_events_waiting", "shop", "run_id", "received_at"),
     sa.Index("ix_platform_events_order", "shop", "platform", "order_ref"),
 )
+# one run of a shop at a time: its pipeline run (across its tasks) or its event task holds this row
+# until it is done or the lease lapses (include/store/leases.py)
+shop_leases = sa.Table(
+    "shop_leases",
+    metadata,
+    sa.Column("shop", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(250)),  # the run id holding it; null: free
+    sa.Column("dag_id", sa.String(250)),
+    sa.Column("taken_at", TS),
+    sa.Column("expires_at", TS),  # by the wall clock: a holder that died frees it then
+    # an event task found it held and left its events waiting: the holder rings the doorbell when done
+    sa.Column("wake_after", sa.Boolean, nullable=False, server_default=sa.false()),
+)
 # alembic's record of the revision in place (include/store/migrations); not `alembic_version`, which a
 # database shared with Airflow's metadata already has
 VERSION_TABLE = "orderops_alembic_version"

@@ -217,9 +217,10 @@ def test_the_dags_params_are_the_operators_settings(dagbag):
             assert param.value == s.default
 
 
-def test_a_shop_taking_platform_events_is_scheduled_by_them_and_its_cron(tmp_path, airflow_db):
-    """With `events` in the shops file the DAG's schedule is its cron or its event asset, watched by
-    the webhook doorbell (Redis pub/sub via common-messaging) and the shop's Amazon queue."""
+def test_a_shop_taking_platform_events_has_an_event_dag_beside_its_cron(tmp_path, airflow_db):
+    """With `events` in the shops file the shop's pipeline DAG keeps its cron, and its event DAG
+    (one task) is scheduled by its event asset, watched by the webhook doorbell (Redis pub/sub,
+    the burst waited out in the triggerer) and the shop's Amazon queue."""
     import json
     import os
 
@@ -247,7 +248,7 @@ def test_a_shop_taking_platform_events_is_scheduled_by_them_and_its_cron(tmp_pat
         "        assets = list(s.asset_condition.objects) if getattr(s, 'asset_condition', None) else []\n"
         "        out[dag.dag_id] = {'kind': type(s).__name__,\n"
         "            'watchers': [(w.name, w.trigger.serialize()[0]) for a in assets for w in a.watchers],\n"
-        "            'dry_run': dag.params['dry_run']}\n"
+        "            'dry_run': dag.params['dry_run'], 'tasks': [t.task_id for t in dag.tasks]}\n"
         "print(json.dumps(out))"
     )
     done = subprocess.run(
@@ -262,12 +263,14 @@ def test_a_shop_taking_platform_events_is_scheduled_by_them_and_its_cron(tmp_pat
     assert dags["orderops_sla_shop_b"]["kind"] == "CronDataIntervalTimetable"
     # the shops file's dry_run is the default of the shop's runs (a shadow period), scheduled ones included
     assert dags["orderops_sla_shop_b"]["dry_run"] is True and dags["orderops_sla_shop_a"]["dry_run"] is False
-    a = dags["orderops_sla_shop_a"]
-    assert a["kind"] == "AssetOrTimeSchedule"
-    assert a["watchers"] == [
-        ["orderops_webhooks_shop-a", "airflow.providers.redis.triggers.redis_await_message.AwaitMessageTrigger"],
+    assert dags["orderops_sla_shop_a"]["kind"] == "CronDataIntervalTimetable"
+    events = dags["orderops_events_shop_a"]
+    assert events["kind"] == "AssetTriggeredTimetable" and events["tasks"] == ["handle_events"]
+    assert events["watchers"] == [
+        ["orderops_webhooks_shop-a", "orderops_triggers.DoorbellTrigger"],
         ["orderops_amazon_shop-a", "orderops_triggers.AmazonNotificationsTrigger"],
     ]
+    assert "orderops_events_shop_b" not in dags
 
 
 def test_a_bad_events_setting_is_named(tmp_path):

@@ -93,7 +93,11 @@ def test_every_shop_has_its_dag_with_the_same_tasks_as_before(shops_file, airflo
     dagbag = bag()
     assert dagbag.import_errors == {}
     dag_ids = [f"orderops_sla_shop_{s['name'][-1]}" for s in SHOPS]
-    assert set(dagbag.dag_ids) == {*dag_ids, "orderops_sla_report"}
+    # shop-a takes platform events: its event DAG, one task per wake, lives in its pipeline's file
+    assert set(dagbag.dag_ids) == {*dag_ids, "orderops_events_shop_a", "orderops_sla_report"}
+    events = dagbag.dags["orderops_events_shop_a"]
+    assert events.fileloc == dagbag.dags["orderops_sla_shop_a"].fileloc
+    assert [t.task_id for t in events.tasks] == ["handle_events"] and events.max_active_runs == 1
     # the shops are spread over the files (five shops land in more than one of them here)
     assert len({dagbag.dags[d].fileloc for d in dag_ids}) > 1
     for dag_id in dag_ids:
@@ -117,7 +121,10 @@ def test_one_refused_shop_costs_that_shop_only(shops_file, airflow_db):
         ]
     )
     dagbag = bag()
-    assert set(dagbag.dag_ids) == {f"orderops_sla_shop_{s['name'][-1]}" for s in SHOPS} | {"orderops_sla_report"}
+    assert set(dagbag.dag_ids) == {f"orderops_sla_shop_{s['name'][-1]}" for s in SHOPS} | {
+        "orderops_events_shop_a",
+        "orderops_sla_report",
+    }
     assert list(dagbag.import_errors) == [str(REPO / "dags" / "orderops_shops_file.py")]
     error = dagbag.import_errors[str(REPO / "dags" / "orderops_shops_file.py")]
     assert "the shops file refuses 2 shop(s), whose DAGs are not loaded" in error
@@ -146,13 +153,17 @@ def test_a_task_builds_only_the_dag_it_runs(shops_file, monkeypatch):
     home = shard_of("orderops_sla_shop_a")
     assert list(shard_dags(home)) == ["orderops_sla_shop_a"]
     assert [shard_dags(n) for n in range(SHARDS) if n != home] == [{}] * (SHARDS - 1)
+    # a task of the shop's event DAG: that DAG alone, from its pipeline's file
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "orderops_events_shop_a")
+    assert list(shard_dags(home)) == ["orderops_events_shop_a"]
+    assert [shard_dags(n) for n in range(SHARDS) if n != home] == [{}] * (SHARDS - 1)
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "orderops_sla_shop_x")
     with pytest.raises(RunConfigError, match=r"shops\[5\] \(shop-x\).schedule: 'every hour' is not a cron"):
         shard_dags(shard_of("orderops_sla_shop_x"))
     # without the context (the DAG processor) a file builds every shop of its shard
     monkeypatch.delenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID")
     built = {dag_id for n in range(SHARDS) for dag_id in shard_dags(n)}
-    assert built == {f"orderops_sla_shop_{s['name'][-1]}" for s in SHOPS}
+    assert built == {f"orderops_sla_shop_{s['name'][-1]}" for s in SHOPS} | {"orderops_events_shop_a"}
 
 
 def test_tasks_carry_no_copy_of_the_params_and_read_the_dags_at_run_time(shops_file, airflow_db):

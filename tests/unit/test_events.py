@@ -388,22 +388,6 @@ def test_few_amazon_orders_are_read_by_id_and_many_are_listed():
     assert events.sources_of(tiktok) == ("tiktok_cancellations", "tiktok_orders")
 
 
-def test_an_event_driven_run_waits_for_the_rest_of_the_burst(tmp_path):
-    wh = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
-    wh.migrate()
-    inbox = EventInbox(wh)
-    slept: list[float] = []
-    assert events.wait_for_burst(inbox, "shop-a", 30, now=lambda: NOW, sleep=slept.append) == 0 and slept == []
-    inbox.receive("shop-a", [_event(1)], received_at=NOW)
-    inbox.receive("shop-a", [_event(2)], received_at=NOW + timedelta(seconds=10))
-    assert events.wait_for_burst(inbox, "shop-a", 30, now=lambda: NOW + timedelta(seconds=12), sleep=slept.append) == 18
-    # a run that starts late waits no more; the wait never exceeds the debounce (a clock gone wrong)
-    assert events.wait_for_burst(inbox, "shop-a", 30, now=lambda: NOW + timedelta(minutes=5), sleep=slept.append) == 0
-    assert events.wait_for_burst(inbox, "shop-a", 30, now=lambda: NOW - timedelta(hours=1), sleep=slept.append) == 30
-    assert slept == [18, 30]
-    wh.dispose()
-
-
 def test_sigv4_matches_the_aws_test_suite_vector():
     from include.events.receiver import sigv4_headers
 

@@ -1,0 +1,118 @@
+"""One run of a shop at a time across its pipeline DAG and its event DAG (include/store/leases.py),
+on SQLite and on the real PostgreSQL; and the doorbell's trigger waiting a burst out on the real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta, timezone
+from threading import Barrier, Thread
+
+import pytest
+
+from include.store.leases import ShopLease
+from include.store.warehouse import Warehouse
+
+T0 = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
+TTL = timedelta(minutes=2)
+
+
+class Clock:
+    def __init__(self):
+        self.at = T0
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+@pytest.fixture
+def wh(warehouse_url):
+    warehouse = Warehouse(warehouse_url)
+    warehouse.migrate()
+    yield warehouse
+    warehouse.dispose()
+
+
+def test_one_holder_at_a_time_and_a_lapsed_lease_is_free(wh):
+    clock = Clock()
+    lease = ShopLease(wh, "shop-a", now=clock)
+    assert lease.take("scheduled__1", "orderops_sla_shop_a", TTL) is None
+    assert lease.take("scheduled__1", "orderops_sla_shop_a", TTL) is None  # its own tasks renew it
+    held = lease.take("asset_triggered__1", "orderops_events_shop_a", TTL)
+    assert held is not None and (held.run_id, held.dag_id) == ("scheduled__1", "orderops_sla_shop_a")
+    # another shop is not held
+    assert ShopLease(wh, "shop-b", now=clock).take("asset_triggered__1", "orderops_events_shop_b", TTL) is None
+    # the holder died: once the lease lapses (no renewal) the next run takes it
+    clock.at = T0 + TTL + timedelta(seconds=1)
+    assert lease.take("asset_triggered__2", "orderops_events_shop_a", TTL) is None
+    # the dead holder cannot free what it no longer holds
+    assert lease.release("scheduled__1") is False
+    assert lease.take("scheduled__2", "orderops_sla_shop_a", TTL) is not None
+
+
+def test_an_event_task_that_found_the_shop_held_is_rung_for_when_it_is_freed(wh):
+    lease = ShopLease(wh, "shop-a", now=Clock())
+    assert lease.take("scheduled__1", "orderops_sla_shop_a", TTL) is None
+    assert lease.take("asset_triggered__1", "orderops_events_shop_a", TTL, wake_after=True) is not None
+    assert lease.release("scheduled__1") is True  # the holder rings
+    assert lease.take("asset_triggered__2", "orderops_events_shop_a", TTL) is None
+    assert lease.release("asset_triggered__2") is False  # no one asked this time
+
+
+def test_runs_taking_the_shop_at_once_get_one_holder(wh):
+    """Eight runs ask at the same moment, each from its own connection: exactly one holds it."""
+    barrier = Barrier(8)
+    got: list[str] = []
+
+    def ask(i: int) -> None:
+        lease = ShopLease(wh, "shop-a", now=Clock())
+        barrier.wait()
+        if lease.take(f"run-{i}", "orderops_sla_shop_a", TTL) is None:
+            got.append(f"run-{i}")
+
+    threads = [Thread(target=ask, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 1
+
+
+def test_the_doorbell_trigger_fires_once_per_burst_after_the_debounce(monkeypatch):
+    """The real Redis: three rings within the debounce make one event, fired once the debounce has
+    passed since the first ring (by the event loop's clock), not before. (A shop name of its own:
+    pub/sub channels are shared with every test process.)"""
+    import uuid
+
+    import redis
+    from orderops_triggers import DoorbellTrigger
+
+    from include.events.platform_events import channel, ring
+
+    monkeypatch.setenv("AIRFLOW_CONN_ORDEROPS_REDIS", json.dumps({"conn_type": "redis", "host": "127.0.0.1"}))
+    shop = f"bell{uuid.uuid4().hex[:8]}"
+    trigger = DoorbellTrigger(shop=shop, redis_conn_id="orderops_redis", debounce_seconds=1.5, poll_seconds=0.1)
+    assert trigger.serialize() == (
+        "orderops_triggers.DoorbellTrigger",
+        {"shop": shop, "redis_conn_id": "orderops_redis", "debounce_seconds": 1.5, "poll_seconds": 0.1},
+    )
+    client = redis.Redis(host="127.0.0.1")
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        events = trigger.run()
+        first = asyncio.ensure_future(events.__anext__())
+        while client.pubsub_numsub(channel(shop))[0][1] == 0:  # subscribed
+            assert not first.done(), first.exception()
+            await asyncio.sleep(0.05)
+        rung = loop.time()
+        for _ in range(3):
+            assert ring(None, shop, client=client)
+            await asyncio.sleep(0.2)
+        event = await asyncio.wait_for(first, timeout=30)
+        return event, loop.time() - rung
+
+    event, after = asyncio.run(scenario())
+    assert event.payload == {"shop": shop, "source": "doorbell"}
+    assert after >= 1.5
+    client.close()
