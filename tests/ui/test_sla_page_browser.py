@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import struct
 import subprocess
@@ -31,7 +30,7 @@ import sqlalchemy as sa
 from include.report.reports import build_day
 from include.run.pipeline import run_all
 from include.run.platforms import Platforms
-from include.run.runconfig import STATE_DIR, run_settings
+from include.run.runconfig import run_settings
 from include.store.warehouse import Warehouse, action_ledger, sla_daily
 from sandbox.connections import connection_env
 from sandbox.core import Sandbox, Settings
@@ -40,14 +39,13 @@ from sandbox.scenario import parse_scenario, parse_time
 from sandbox.server import SandboxServer
 from tests.support import NOW_ISO as NOW
 from tests.support import free_port
-from tests.ui.browser import Browser, ensure_chromium
+from tests.ui.browser import Browser, ensure_chromium, keep
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = Path(sys.executable).with_name("airflow")
 LATER = "2026-11-20T15:30:00Z"
 USER = "ops"  # a viewer: the page needs only read access to DAG runs
 EDITOR = "lead"  # may change DAG runs: the escalation inbox's actions are hers
-SCREENSHOTS = STATE_DIR / "screenshots"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a fresh machine installs Chromium first (about 2 minutes)
 
@@ -222,12 +220,6 @@ def png_size(path: Path) -> tuple[int, int]:
     head = path.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n", path
     return struct.unpack(">II", head[16:24])
-
-
-def keep(path: Path, name: str) -> None:
-    """A copy for a person to look at."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, SCREENSHOTS / name)
 
 
 def test_airflow_lists_the_plugin(site):
