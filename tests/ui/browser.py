@@ -102,7 +102,7 @@ class Browser:
 
         def route(route) -> None:
             url = route.request.url
-            if urlsplit(url).scheme in ("data", "blob", "about") or urlsplit(url).hostname in LOOPBACK:
+            if urlsplit(url).scheme in ("data", "blob", "about", "file") or urlsplit(url).hostname in LOOPBACK:
                 route.continue_()
             else:
                 outside.append(url)
