@@ -35,7 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from sandbox.core import PlatformSandbox, TokenBucket
-from sandbox.scenario import Scenario, ScenarioError, ScenarioOrder, parse_time, shopify_order_name
+from sandbox.scenario import Scenario, ScenarioError, ScenarioOrder, parse_time, reached_by, shopify_order_name
 from sandbox.scenario import format_time as ts
 
 FBA = "/fba/outbound/2020-07-01"
@@ -467,8 +467,8 @@ class AmazonMcfSandbox(PlatformSandbox):
                 # moved past it, the order is taken as stuck there until now (e.g. a late order).
                 if entered > now or entered + self.duration(status) <= now:
                     entered = max(now, received)
-            else:
-                entered = max(received, min(entered, now))
+            else:  # settled (shipped, cancelled, ...) by `now`, at a moment of scenario time
+                entered = reached_by(received, lead, now)
         else:
             entered = now
             received = now - lead

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +174,16 @@ def scenario_time(value: Any, where: str) -> datetime:
     if not TIME_RANGE[0] <= moment < TIME_RANGE[1]:
         raise ScenarioError(f"{where}: {_shown(value)} is outside the years {FIRST_YEAR}-{LAST_YEAR}")
     return moment
+
+
+def reached_by(start: datetime, lead: timedelta, now: datetime) -> datetime:
+    """When a step the scenario says is done by `now` (a shipment that left, an order settled) happened,
+    if the scenario gives no time: `lead` after `start` on the platform's own timeline, or, where that
+    timeline would still be running at `now`, halfway from `start` to `now` (the platform was quicker).
+    Never `now` itself: stamped at the frozen clock, every such step would seem to happen at once, and
+    the hours from a shipment to its tracking would all read 0."""
+    moment = start + lead
+    return moment if moment < now else start + max(now - start, timedelta(0)) / 2
 
 
 def format_time(moment: datetime) -> str:

@@ -30,7 +30,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from sandbox.core import PlatformSandbox, SlidingWindow
-from sandbox.scenario import Scenario, ScenarioOrder, format_time, parse_time
+from sandbox.scenario import Scenario, ScenarioOrder, format_time, parse_time, reached_by
 
 # The versions simulated: one order/shipment/cancel contract (colon verbs from 2025-07 on).
 SERVED = ("2025-07", "2026-01", "2026-07")
@@ -306,7 +306,7 @@ class ShipBobSandbox(PlatformSandbox):
             if order.shipment_ids:
                 continue
             for phase in self._implied_phases(entry.shipbob["status"]):
-                self._add_shipment(order, next_id, phase, now, {})
+                self._add_shipment(order, next_id, phase, self._entered(order, phase, now), {})
                 next_id += 1
             self._spread_products(order)
 
@@ -342,10 +342,22 @@ class ShipBobSandbox(PlatformSandbox):
                 phase = raw.get("status_detail") or "Allocated"
             elif phase == "Completed":
                 phase = "InTransit"  # it has left the warehouse
-            since = parse_time(raw["status_since"], "status_since") if raw.get("status_since") else now
-            self._add_shipment(order, raw["id"], phase, since, raw)
+            since = parse_time(raw["status_since"], "status_since") if raw.get("status_since") else None
+            self._add_shipment(order, raw["id"], phase, since or self._entered(order, phase, now), raw)
         self._spread_products(order)
         return order
+
+    def _entered(self, order: _Order, phase: str, now: datetime) -> datetime:
+        """When a shipment the scenario gives without a time entered `phase`: a shipment that left
+        the warehouse did so on ShipBob's own timeline from the order's creation, in scenario time
+        (sandbox.scenario.reached_by); a phase that waits for a person holds from `now`."""
+        if PHASES[phase][0] != "Completed":
+            return now
+        lead, step = 0.0, "Allocated"
+        while step != phase and step in NEXT_PHASE:
+            lead += self._duration(step)
+            step = NEXT_PHASE[step]
+        return reached_by(order.created, timedelta(seconds=lead), now)
 
     @staticmethod
     def _implied_phases(status: str) -> list[str]:

@@ -37,6 +37,14 @@ def normalise(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
+def carrier_group(name: str | None) -> str:
+    """One name per carrier, for counting by carrier: normalised, and a known code or service as the
+    TikTok provider it is mapped to first (`FEDEX`, `FedEx` and `FedEx Ground` are all `fedex`);
+    "" when there is none."""
+    key = normalise(name or "")
+    return SYNONYMS.get(key, (key,))[0]
+
+
 class CarrierMap:
     def __init__(self, providers: list[dict[str, Any]], overrides: dict[str, str] | None = None):
         self.by_name: dict[str, str] = {}

@@ -39,7 +39,9 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
+from markupsafe import Markup, escape
 
+from include.decide.carriers import carrier_group
 from include.decide.model import as_utc
 from include.report.inbox import latest_reviews
 from include.report.templates import template
@@ -207,7 +209,7 @@ CANCEL_COLUMNS = [
 
 
 def _fulfillment_shipments(conn, shop: str, links: dict[str, dict]) -> dict[tuple[str, str], dict]:
-    """First shipment time and carrier per linked fulfillment order."""
+    """First shipment time and carrier (include.decide.carriers.carrier_group) per linked fulfillment order."""
     wanted: dict[str, set[str]] = {"amazon_mcf": set(), "shipbob": set()}
     for link in links.values():
         if link["fulfiller"] in wanted and link["fulfillment_order_id"]:
@@ -231,7 +233,8 @@ def _fulfillment_shipments(conn, shop: str, links: dict[str, dict]) -> dict[tupl
                     moment = _parse(shipment.get("shipped_at"))
                     if moment and (shipped_at is None or moment < shipped_at):
                         shipped_at = moment
-                found[(fulfiller, row[0])] = {"carrier": carrier, "shipped_at": shipped_at}
+                # one row per carrier however a fulfiller spells it (`FEDEX`, `FedEx`)
+                found[(fulfiller, row[0])] = {"carrier": carrier_group(carrier), "shipped_at": shipped_at}
     return found
 
 
@@ -547,7 +550,38 @@ def _daily_axis(ax, day: date, days: int) -> None:
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
 
 
+# Fewer days with orders due than this draw no trend chart (one day is a dot, not a trend): a
+# sentence says so instead.
+MIN_TREND_DAYS = 2
+
+
+def _days_due(history: pd.DataFrame) -> pd.DataFrame:
+    """The history's days with orders due, their scan-clock columns as numbers (empty on days
+    computed before the scan clock was counted)."""
+    due = history[history["orders_due"] > 0] if len(history) else history
+    for column in ("late_dispatch_rate_scan", "dispatched_late_scan", "past_due_no_scan"):
+        if column in due:
+            due = due.assign(**{column: pd.to_numeric(due[column], errors="coerce")})
+    return due
+
+
+def no_trend(history: pd.DataFrame, day: date, days: int = 30) -> str | None:
+    """What the report says in place of the trend charts while there is no trend to draw, else None."""
+    due = _days_due(history)
+    if len(due) >= MIN_TREND_DAYS:
+        return None
+    if len(due) == 0:
+        return f"No orders were due in the {days} days up to {day:%Y-%m-%d}: no trend to show yet."
+    (only,) = pd.to_datetime(due["day"])
+    return (
+        f"Only {only:%Y-%m-%d} had orders due in the {days} days up to {day:%Y-%m-%d}: no trend yet. The Late "
+        f"Dispatch Rate and orders-due charts appear once {MIN_TREND_DAYS} days have orders due."
+    )
+
+
 def charts(history: pd.DataFrame, data: DayData, day: date, days: int = 30) -> dict[str, str]:
+    """The report's charts as base64 PNGs: the 30-day trends once there is one (`no_trend`), and the
+    day's hours from shipment to tracking."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -555,14 +589,11 @@ def charts(history: pd.DataFrame, data: DayData, day: date, days: int = 30) -> d
     from matplotlib.ticker import MaxNLocator
 
     out = {}
-    due = history[history["orders_due"] > 0] if len(history) else history
-    for column in ("late_dispatch_rate_scan", "dispatched_late_scan", "past_due_no_scan"):
-        if column in due:  # empty on days computed before the scan clock was counted
-            due = due.assign(**{column: pd.to_numeric(due[column], errors="coerce")})
-    fig, ax = plt.subplots(figsize=(7, 2.6))
-    ax.set_title(f"Late Dispatch Rate, last {days} days")
-    if len(due):
+    due = _days_due(history)
+    if no_trend(history, day, days) is None:
         moments = pd.to_datetime(due["day"])
+        fig, ax = plt.subplots(figsize=(7, 2.6))
+        ax.set_title(f"Late Dispatch Rate, last {days} days")
         ax.plot(moments, due["late_dispatch_rate_scan"] * 100, marker="o", label="by carrier scan (TikTok's)")
         ax.plot(moments, due["late_dispatch_rate"] * 100, marker=".", linestyle=":", label="by tracking upload")
         ax.axhline(LDR_LINE * 100, color="orange", linestyle="--", label="4% recommended")
@@ -570,13 +601,9 @@ def charts(history: pd.DataFrame, data: DayData, day: date, days: int = 30) -> d
         ax.set_ylabel("%")
         ax.legend(loc="upper left", fontsize=8)
         _daily_axis(ax, day, days)
-    else:
-        _empty(ax, "orders due in these days")
-    out["ldr_trend"] = _png(fig)
-    fig, ax = plt.subplots(figsize=(7, 2.6))
-    ax.set_title("Orders due per day")
-    if len(due):
-        moments = pd.to_datetime(due["day"])
+        out["ldr_trend"] = _png(fig)
+        fig, ax = plt.subplots(figsize=(7, 2.6))
+        ax.set_title("Orders due per day")
         # side by side, so that neither hides the other
         ax.bar(moments - pd.Timedelta(hours=5), due["orders_due"], width=0.4, label="due", color="#9bb7d4")
         ax.bar(
@@ -589,9 +616,7 @@ def charts(history: pd.DataFrame, data: DayData, day: date, days: int = 30) -> d
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # orders come whole
         ax.legend(loc="upper left", fontsize=8)
         _daily_axis(ax, day, days)
-    else:
-        _empty(ax, "orders due in these days")
-    out["volume_trend"] = _png(fig)
+        out["volume_trend"] = _png(fig)
     fig, ax = plt.subplots(figsize=(7, 2.6))
     ax.set_title("Hours from fulfiller shipment to tracking on TikTok (this day)")
     hours = (
@@ -638,6 +663,15 @@ HEADERS = {
 }
 
 
+def _header(column: str) -> Markup:
+    """A column's header; a hyphenated word (ship-by, auto-cancel) is kept whole, since a browser
+    would break a line after its hyphen."""
+    return Markup(" ").join(
+        Markup('<span class="word">{}</span>').format(word) if "-" in word else escape(word)
+        for word in HEADERS.get(column, column).split(" ")
+    )
+
+
 def _cell(column: str, value: Any) -> str:
     """A value as text: blanks for what is unknown, never None or NaN; rates as percentages."""
     if value is None or (isinstance(value, float) and value != value):
@@ -663,30 +697,112 @@ FIGURES = (
     ("cancels_on_time", "cancellations on time"),
     ("cancels_late", "cancellations late"),
 )
-SPLIT_COLUMNS = [
-    "fulfiller",
-    "carrier",
-    "orders_due",
-    "dispatched_on_time",
-    "dispatched_late",
-    "past_due_no_tracking",
-    "late_dispatch_rate",
-    "dispatched_on_time_scan",
-    "dispatched_late_scan",
-    "past_due_no_scan",
-    "late_dispatch_rate_scan",
-    "at_risk_auto_cancel",
-    "at_risk_no_scan",
-    "cancel_requests",
-    "cancels_on_time",
-    "cancels_late",
-    "ship_to_tracking_median_h",
-    "ship_to_tracking_p95_h",
-]
+# The split by fulfiller and carrier, one table per clock and one for cancellations and hours, so
+# each fits an A4 page's width.
+SPLITS = (
+    (
+        "By fulfiller and carrier: carrier-scan clock (TikTok's)",
+        [
+            "fulfiller",
+            "carrier",
+            "orders_due",
+            "dispatched_on_time_scan",
+            "dispatched_late_scan",
+            "past_due_no_scan",
+            "late_dispatch_rate_scan",
+            "at_risk_no_scan",
+        ],
+    ),
+    (
+        "By fulfiller and carrier: tracking-upload clock",
+        [
+            "fulfiller",
+            "carrier",
+            "orders_due",
+            "dispatched_on_time",
+            "dispatched_late",
+            "past_due_no_tracking",
+            "late_dispatch_rate",
+            "at_risk_auto_cancel",
+        ],
+    ),
+    (
+        "By fulfiller and carrier: cancellations and hours to tracking",
+        [
+            "fulfiller",
+            "carrier",
+            "cancel_requests",
+            "cancels_on_time",
+            "cancels_late",
+            "ship_to_tracking_median_h",
+            "ship_to_tracking_p95_h",
+        ],
+    ),
+)
+# How a column's cells are laid out: names and ids stay on one line, numbers too (right-aligned);
+# free text wraps between words.
+CELL_KINDS = {
+    **{c: "id" for c in ("tiktok_order_id", "run_id", "fulfiller", "carrier", "kind", "rule", "reason_code")},
+    **{c: "num" for _, columns in SPLITS for c in columns[2:]},
+    **{c: "text" for c in ("reason", "chain", "detail")},
+}
+# What each figure counts, in the report itself (a reader has no other document); docs/reports.md
+# holds the same wording (tests/unit/test_reports.py keeps them equal).
+DEFINITIONS = (
+    (
+        "Orders due",
+        "seller-shipped TikTok orders (TikTok-label ones included) whose ship-by time (TikTok's rts_sla_time) "
+        "falls on the day, UTC; an order cancelled before it was dispatched is not due",
+    ),
+    (
+        "Scanned on time / late",
+        "the carrier-scan clock, the one TikTok counts since 01/2026: TikTok shows the order In Transit "
+        "(its collection_time, the carrier's first scan of tracking TikTok has) at or before / after the ship-by time",
+    ),
+    ("Past ship-by, no scan", "not In Transit on TikTok and already past the ship-by time when the report was built"),
+    (
+        "Late Dispatch Rate (carrier scan)",
+        "(scanned late + past ship-by without a scan) / orders due: the rate TikTok counts; TikTok recommends "
+        "at most 4 % and may take enforcement actions above 10 %",
+    ),
+    (
+        "Tracking on time / late",
+        "the upload clock: tracking reached TikTok (TikTok's rts_time, or orderops' successful post before a later "
+        "read shows it) at or before / after the ship-by time",
+    ),
+    ("Past ship-by, no tracking", "no tracking on TikTok and already past the ship-by time when the report was built"),
+    ("Late Dispatch Rate (upload)", "(tracking late + past ship-by without tracking) / orders due; flagged over 4 %"),
+    (
+        "At risk of auto-cancel",
+        "no tracking on TikTok yet and TikTok's auto-cancellation time (shipping_due_time) within 24 h of the report",
+    ),
+    ("At risk of a late scan", "tracking on TikTok, no carrier scan yet, and the ship-by time within the next 24 h"),
+    (
+        "Cancellations on time / late",
+        "buyer cancellation requests created on the day: approved or rejected (by orderops or TikTok) before their "
+        "deadline, or late: answered at or after it, or still open once it passed",
+    ),
+    (
+        "Hours to tracking (median, p95)",
+        "from the fulfiller's first shipment to tracking on TikTok, for the orders whose tracking reached TikTok "
+        "on the day",
+    ),
+    (
+        "Carrier",
+        "the fulfiller's carrier under one name however the fulfiller spells it (FEDEX, FedEx and FedEx Ground "
+        "are fedex); unknown until a shipment names one",
+    ),
+)
 
 
 def render_html(
-    shop: str, day: date, rows: list[dict], breached: list[dict], escalated: list[dict], images: dict[str, str]
+    shop: str,
+    day: date,
+    rows: list[dict],
+    breached: list[dict],
+    escalated: list[dict],
+    images: dict[str, str],
+    no_trend: str | None = None,
 ) -> str:
     return template("sla_report.html").render(
         shop=shop,
@@ -696,9 +812,12 @@ def render_html(
         breached=breached,
         escalated=escalated,
         images=images,
+        no_trend=no_trend,
         figures=FIGURES,
-        split_columns=SPLIT_COLUMNS,
-        headers=HEADERS,
+        splits=SPLITS,
+        kinds=CELL_KINDS,
+        definitions=DEFINITIONS,
+        header=_header,
         cell=_cell,
         generated=utcnow(),
     )
@@ -749,7 +868,11 @@ def build_day(
     history = trend(wh, shop, day)
     history.map(spreadsheet_text).to_csv(folder / "trend_30d.csv", index=False)
     html_path = folder / "report.html"
-    html_path.write_text(render_html(shop, day, rows, breached, escalations(wh, shop, day), charts(history, data, day)))
+    html_path.write_text(
+        render_html(
+            shop, day, rows, breached, escalations(wh, shop, day), charts(history, data, day), no_trend(history, day)
+        )
+    )
     return DayReport(day, rows, breached, html_path, csv_path)
 
 

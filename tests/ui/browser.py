@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from include.run.runconfig import STATE_DIR
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps dialling out, and this machine's closed
@@ -41,6 +48,36 @@ def ensure_chromium() -> Path:
     return CHROMIUM
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SCREENSHOTS = STATE_DIR / "screenshots"
+
+
+def keep(path: Path, name: str) -> None:
+    """A copy of a screenshot for a person to look at (state/screenshots/)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, SCREENSHOTS / name)
+
+
+@contextmanager
+def serving(app, port: int) -> Iterator[str]:
+    """An ASGI app on a loopback port in a thread, for as long as the block runs; yields its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="ui-test-app", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the app did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 class Browser:
     """One headless Chromium page, driven by Playwright (a maintained browser library) on Debian's
     Chromium, so a test can log in, read the rendered DOM and take screenshots like a person would."""
@@ -57,6 +94,22 @@ class Browser:
             raise
         self.console: list[str] = []
         self.page.on("console", lambda message: self.console.append(message.text))
+
+    def only_loopback(self) -> list[str]:
+        """Refuse every request to a host other than this machine's loopback; the list returned
+        fills with the URLs refused (a page meant to work offline leaves it empty)."""
+        outside: list[str] = []
+
+        def route(route) -> None:
+            url = route.request.url
+            if urlsplit(url).scheme in ("data", "blob", "about", "file") or urlsplit(url).hostname in LOOPBACK:
+                route.continue_()
+            else:
+                outside.append(url)
+                route.abort()
+
+        self.page.route("**/*", route)
+        return outside
 
     def js(self, expression: str, timeout: float = 30):
         """The value of a JavaScript expression in the page (a promise is awaited)."""

@@ -337,7 +337,9 @@ def test_the_page_links_data_docs_and_the_route_serves_them_read_only(seeded, da
     index = c.get("/data-docs/")
     assert index.status_code == 200 and "Data Docs index" in index.text
     assert index.headers["content-type"].startswith("text/html")
-    assert index.headers["content-security-policy"].startswith("sandbox allow-scripts")  # no access to the session
+    policy = index.headers["content-security-policy"]
+    assert policy.startswith("sandbox allow-popups;")  # no access to the session, and no script runs
+    assert "script-src" not in policy and "default-src 'none'" in policy and "http" not in policy  # nothing outside
     assert c.get("/data-docs/index.html").text == index.text
     page = c.get(
         "/data-docs/validations/tiktok_orders/default_run-1/20261120T150000.000000Z/"

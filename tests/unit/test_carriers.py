@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from include.decide.carriers import CarrierMap
+from include.decide.carriers import CarrierMap, carrier_group
 
 PROVIDERS = [
     {"id": "6910107120741784262", "name": "UPS"},
@@ -46,3 +46,20 @@ def test_an_override_names_a_provider_by_id_or_name_and_only_one_tiktok_offers()
     assert carriers.provider_id("LOCAL_COURIER_7") == "7254084300713232174"
     assert carriers.provider_id("regionalx") == "7117858858072016686"
     assert carriers.provider_id("gone") is None
+
+
+@pytest.mark.parametrize(
+    "spelled, group",
+    [
+        ("FEDEX", "fedex"),
+        ("FedEx", "fedex"),
+        ("FedEx Ground", "fedex"),  # a service of the carrier TikTok knows as FedEx
+        ("UPS", "ups"),
+        ("AMZL_US", "amazonlogistics"),
+        ("Regional Courier Co", "regionalcourierco"),  # no synonym: its own normalised name
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_a_carrier_counts_under_one_name_however_it_is_spelled(spelled, group):
+    assert carrier_group(spelled) == group

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from include.quality.checkpoints import (
     suite_document,
     validate_batches,
 )
+from include.quality.gx_views import offline
 from tests.support import NOW
 
 
@@ -120,6 +122,41 @@ def test_a_run_stores_its_result_and_a_data_docs_page_the_sla_app_serves(gx_fold
     served = app.get(f"/data-docs/{link}")
     assert served.status_code == 200 and "TELEPORTED" in served.text
     assert app.get("/data-docs/").text == (docs_dir() / "index.html").read_text()
+
+
+def test_data_docs_pages_fetch_nothing_from_outside_and_run_no_script(gx_folder):
+    validate("tiktok_orders", [tiktok_row(), tiktok_row(status="TELEPORTED")], NOW, run="default/run-1")
+    validate("shipbob_orders", [{"shipbob_order_id": "1", "status": "Processing"}], NOW, run="my_shop/run-2")
+    pages = sorted(docs_dir().rglob("*.html"))
+    assert len(pages) >= 5  # the index, two results, their suites
+    for page in pages:
+        html = page.read_text()
+        assert "<script" not in html, page
+        # no stylesheet, script, image or CSS background from another host (plain links may point out)
+        for tag in re.findall(r"<(?:link|img|script)\b[^>]*>", html) + re.findall(r"url\([^)]*\)", html):
+            assert "//" not in tag, (page, tag)
+        assert "orderops' own stylesheet" in html or page.name == "index.html", page
+    index = (docs_dir() / "index.html").read_text()
+    listed = re.findall(r'<tr data-batch="([a-z_]+)" data-run="([^"]+)" data-success="(true|false)">', index)
+    assert listed == [("shipbob_orders", "my_shop_run-2", "true"), ("tiktok_orders", "default_run-1", "false")]
+    for batch, run, _ in listed:
+        (page,) = (docs_dir() / "validations" / batch / run).glob("*/*.html")
+        assert f'href="{page.relative_to(docs_dir()).as_posix()}"' in index
+
+
+def test_offline_takes_out_scripts_and_outside_assets_and_keeps_the_rest():
+    html = (
+        '<head><link rel="stylesheet" href="https://cdn.example/b.css"/><link rel="icon" href="static/f.ico">'
+        '<script src="https://cdn.example/j.js"></script><script>$(".x").fadeIn();</script>'
+        "<style>.a{background:url('https://cdn.example/logo.png') 0 0}.b{background:url(static/i.png)}</style>"
+        '</head><body><a href="../index.html"><img src="//cdn.example/logo.png" alt="GX"/></a>'
+        '<a href="https://example.org/docs">docs</a><table class="table"><tr><td>TELEPORTED</td></tr></table></body>'
+    )
+    out = offline(html)
+    assert "<script" not in out and "cdn.example" not in out
+    assert '<link rel="icon" href="static/f.ico">' in out and "url(static/i.png)" in out  # its own server's
+    assert '<a href="https://example.org/docs">docs</a>' in out and "<td>TELEPORTED</td>" in out
+    assert '<a href="../index.html"><span class="orderops-brand">' in out
 
 
 def test_a_runs_batches_are_validated_in_turn_and_their_data_docs_built_once(gx_folder, monkeypatch):

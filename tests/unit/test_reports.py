@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from include.report.reports import build_day, days_to_report
+from include.report.reports import DEFINITIONS, MIN_TREND_DAYS, build_day, charts, days_to_report, load_day, no_trend
 from include.store.warehouse import (
     Warehouse,
     action_ledger,
@@ -19,6 +22,8 @@ from include.store.warehouse import (
     stg_tiktok_orders,
 )
 from tests.support import NOW
+
+REPO = Path(__file__).resolve().parents[2]
 
 DAY = date(2026, 11, 19)
 
@@ -227,8 +232,8 @@ def test_day_figures_match_hand_computed(day_report):
     assert (
         splits[("amazon_mcf", "all")]["orders_due"] == 2 and splits[("amazon_mcf", "all")]["late_dispatch_rate"] == 0.5
     )
-    assert splits[("amazon_mcf", "UPS")]["dispatched_late"] == 1
-    assert splits[("shipbob", "USPS")]["orders_due"] == 2 and splits[("shipbob", "USPS")]["past_due_no_tracking"] == 1
+    assert splits[("amazon_mcf", "ups")]["dispatched_late"] == 1
+    assert splits[("shipbob", "usps")]["orders_due"] == 2 and splits[("shipbob", "usps")]["past_due_no_tracking"] == 1
     assert splits[("unlinked", "all")]["late_dispatch_rate"] == 1.0
     with wh.engine.connect() as conn:
         stored = conn.execute(sa.select(sa.func.count()).select_from(sla_daily)).scalar()
@@ -340,7 +345,6 @@ def test_days_to_report():
 def test_the_report_reads_at_a_glance(day_report):
     """Readable headers, written-out empty states, no None or NaN anywhere, rates as percentages,
     a table that scrolls inside the page rather than widening it."""
-    import re
 
     wh, report = day_report
     page = report.html_path.read_text()
@@ -356,8 +360,8 @@ def test_the_report_reads_at_a_glance(day_report):
     ):
         assert f"<th>{header}</th>" in page
     assert not re.search(r"<th>[a-z]+_[a-z_]+</th>", page)  # no snake_case header
-    assert '<div class="scroll"><table>' in page and "overflow-x:auto" in page
-    assert re.search(r"<td>\d+\.\d\d %</td>", page)  # the rate column
+    assert '<div class="scroll"><table class="breaches">' in page and "overflow-x:auto" in page
+    assert re.search(r'<td class="num">\d+\.\d\d %</td>', page)  # the rate column
     empty = build_day(
         wh, "s", DAY + timedelta(days=3), now=NOW + timedelta(days=4), out_dir=report.html_path.parents[2]
     )
@@ -380,3 +384,84 @@ def test_csv_cells_that_would_start_a_formula_are_written_as_text(tmp_path):
         back = list(csv.DictReader(handle))
     assert [r["carrier"] for r in back] == [f"'{text}" for text in hostile] + ["UPS"]
     assert [r["late"] for r in back] == ["-1.5"] * len(hostile) + ["2"]  # numbers stay numbers
+
+
+def test_one_carrier_spelled_several_ways_is_one_row(warehouse_url, tmp_path):
+    """Amazon writes FEDEX for one order and FedEx for another, FedEx Ground for a third: one carrier."""
+    wh = Warehouse(warehouse_url)
+    wh.migrate()
+    spellings = {"F1": "FEDEX", "F2": "FedEx", "F3": "FedEx Ground"}
+    wh.upsert(
+        stg_tiktok_orders,
+        [tiktok(f"A{i}", "2026-11-19T12:00", "2026-11-19T13:00") for i in range(1, 4)],  # all late
+    )
+    wh.upsert(order_links, [link(f"A{i}", "amazon_mcf", f"F{i}") for i in range(1, 4)])
+    wh.upsert(
+        stg_amazon_fulfillment_orders, [amazon(fid, name, "2026-11-19T08:00:00Z") for fid, name in spellings.items()]
+    )
+    report = build_day(wh, "s", DAY, now=NOW, out_dir=tmp_path)
+    carriers = {(r["fulfiller"], r["carrier"]): r["orders_due"] for r in report.rows if r["carrier"] != "all"}
+    assert carriers == {("amazon_mcf", "fedex"): 3}
+    assert {b["carrier"] for b in report.breaches} == {"fedex"}
+    page = report.html_path.read_text()
+    figures = page.split("How each figure is counted")[0]  # the definitions name the spellings
+    assert "FEDEX" not in figures and "FedEx" not in figures
+    wh.dispose()
+
+
+def history(*days_due: tuple[str, int]) -> pd.DataFrame:
+    """sla_daily's shop-wide rows as `trend` reads them: (day, orders due) each."""
+    return pd.DataFrame(
+        [
+            {
+                "day": date.fromisoformat(day),
+                "orders_due": due,
+                "late_dispatch_rate": 0.1,
+                "late_dispatch_rate_scan": 0.2,
+                "dispatched_late_scan": 1,
+                "past_due_no_scan": 0,
+            }
+            for day, due in days_due
+        ]
+    )
+
+
+def test_the_trend_charts_need_two_days_with_orders_due_else_a_sentence_says_so(day_report):
+    wh, _ = day_report
+    data = load_day(wh, "s", DAY, NOW)
+    empty = history()
+    one = history(("2026-11-18", 0), ("2026-11-19", 5))  # a day without orders due is no point on the trend
+    two = history(("2026-11-18", 3), ("2026-11-19", 5))
+    assert MIN_TREND_DAYS == 2
+    assert no_trend(empty, DAY) == "No orders were due in the 30 days up to 2026-11-19: no trend to show yet."
+    assert no_trend(one, DAY).startswith(
+        "Only 2026-11-19 had orders due in the 30 days up to 2026-11-19: no trend yet."
+    )
+    assert no_trend(two, DAY) is None
+    for frame in (empty, one):
+        assert set(charts(frame, data, DAY)) == {"ship_to_tracking"}  # the day's own distribution only
+    assert set(charts(two, data, DAY)) == {"ldr_trend", "volume_trend", "ship_to_tracking"}
+
+
+def test_a_report_with_one_day_of_history_says_there_is_no_trend_yet(day_report):
+    _, report = day_report
+    page = report.html_path.read_text()
+    assert '<p class="no-trend">Only 2026-11-19 had orders due' in page
+    assert page.count("<img ") == 1
+
+
+def test_the_report_carries_its_definitions_and_needs_no_other_document(day_report):
+    _, report = day_report
+    page = report.html_path.read_text()
+    assert "README" not in page and "docs/" not in page
+    listed = re.findall(r"<dt>([^<]+)</dt><dd>([^<]+)</dd>", page.split("How each figure is counted")[1])
+    assert [(term, meaning.replace("&#39;", "'")) for term, meaning in listed] == list(DEFINITIONS)
+    footer = page.split("<footer>")[1]
+    assert "Generated" in footer and "UTC" in footer and "README" not in footer
+
+
+def test_the_reports_definitions_are_the_docs_own():
+    """docs/reports.md lists each figure with the report's own words, so the two never disagree."""
+    table = (REPO / "docs" / "reports.md").read_text()
+    for term, meaning in DEFINITIONS:
+        assert f"| {term} | {meaning} |" in table, term

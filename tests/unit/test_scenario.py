@@ -310,3 +310,33 @@ def test_cli_generate_and_validate(tmp_path):
     out.write_text("[" * 100_000)
     deep = subprocess.run([sys.executable, "-m", "sandbox", "validate", str(out)], capture_output=True, text=True)
     assert (deep.returncode, deep.stderr) == (2, f"error: scenario file {out}: not JSON: nested too deeply\n")
+
+
+def test_a_step_done_by_now_happened_in_scenario_time_never_at_the_frozen_clock():
+    from datetime import datetime, timedelta, timezone
+
+    from sandbox.scenario import reached_by
+
+    now = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
+    start = now - timedelta(hours=20)
+    assert reached_by(start, timedelta(hours=12), now) == start + timedelta(hours=12)  # on the platform's timeline
+    assert reached_by(start, timedelta(hours=30), now) == now - timedelta(hours=10)  # quicker: halfway to now
+    assert reached_by(now, timedelta(hours=1), now) == now  # started at the clock: nothing before it
+
+
+def test_shipments_a_scenario_gives_as_shipped_are_stamped_when_they_shipped_not_at_its_clock():
+    """The frozen clock once stamped every shipped ShipBob shipment (and Amazon's most recent ones) at
+    the scenario's `now`: their hours from shipment to tracking all read 0 in the reports."""
+    from sandbox.core import Sandbox, Settings
+
+    sandbox = Sandbox(parse_scenario(generate(90, seed=11)), Settings(clock_rate=0))
+    now = sandbox.scenario.now
+    shipbob, amazon = sandbox.platforms["shipbob"], sandbox.platforms["amazon_mcf"]
+    shipped = [
+        (shipbob.orders[s.order_id].created, s.entered)
+        for s in shipbob.shipments.values()
+        if s.tracking and s.status == "Completed"
+    ] + [(o.received, s.ship_date) for o in amazon.orders.values() for s in o.shipments if s.status == "SHIPPED"]
+    assert len(shipped) > 20
+    assert all(start <= moment < now for start, moment in shipped), [m for _, m in shipped if m >= now]
+    assert len({moment for _, moment in shipped}) == len(shipped)  # no pile-up at one moment
