@@ -1,9 +1,10 @@
-"""A shipment starts the shop's pipeline within seconds, through Airflow's event-driven scheduling:
+"""A shipment starts the shop's event task within seconds, through Airflow's event-driven scheduling:
 the sandbox's ShipBob sends its signed order.shipped webhook to the receiver the API server serves,
-which keeps it and rings the shop's Redis doorbell; the triggerer's AssetWatcher (common-messaging's
-Redis trigger) turns the ring into an asset event; the scheduler starts an asset-triggered run, which
-takes the event, stages the order it carries and posts the tracking to TikTok. The schedule (yearly
-here) plays no part; a manual run stages the shop first.
+which keeps it and rings the shop's Redis doorbell; the triggerer's AssetWatcher (orderops's
+DoorbellTrigger, which waits the burst out) turns the ring into an asset event; the scheduler starts
+a run of the shop's event DAG, whose one task takes the event, stages the order it carries and posts
+the tracking to TikTok, holding the shop's lease meanwhile. The schedule (yearly here) plays no
+part; a manual run of the pipeline DAG stages the shop first.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from include.store.warehouse import Warehouse, platform_events
+from include.store.warehouse import Warehouse, platform_events, shop_leases
 from include.store.warehouse import runs as run_rows
 from sandbox.connections import sandbox_connections
 from sandbox.core import Settings
@@ -43,7 +44,7 @@ def test_a_shipbob_shipment_starts_a_run_that_posts_its_tracking(run_sandbox, tm
     server = run_sandbox(generate(30, seed=5), settings=Settings(clock_rate=0))
     sandbox = server.sandbox
     shop = f"evt{uuid.uuid4().hex[:8]}"  # its own doorbell channel: other runs on this Redis do not ring it
-    dag_id = f"orderops_sla_{shop}"
+    dag_id, events_dag_id = f"orderops_sla_{shop}", f"orderops_events_{shop}"
     shipbob = sandbox_connections(server.urls)["shipbob"]
     shipbob["extra"]["webhook_secret"] = SECRET
     shops = [
@@ -63,9 +64,11 @@ def test_a_shipbob_shipment_starts_a_run_that_posts_its_tracking(run_sandbox, tm
         "AIRFLOW_CONN_ORDEROPS_SHIPBOB": json.dumps(shipbob),
         "AIRFLOW_CONN_ORDEROPS_REDIS": json.dumps({"conn_type": "redis", "host": "127.0.0.1", "port": 6379}),
     }
-    with airflow_stack(
-        tmp_path, server, shops, extra_env=env, before_start=lambda cli: cli("dags", "unpause", dag_id)
-    ) as stack:
+    def unpause(cli) -> None:
+        cli("dags", "unpause", dag_id)
+        cli("dags", "unpause", events_dag_id)
+
+    with airflow_stack(tmp_path, server, shops, extra_env=env, before_start=unpause) as stack:
         api, cli = stack["api"], stack["cli"]
         cli("dags", "trigger", dag_id)  # stages the shop (a first run sweeps)
         first = wait_for(api, dag_id, "manual", timeout=600)
@@ -92,8 +95,14 @@ def test_a_shipbob_shipment_starts_a_run_that_posts_its_tracking(run_sandbox, tm
         sent = {s["outcome"]: s["count"] for s in sandbox.outbox.info()["sent"] if s["platform"] == "shipbob"}
         assert sent.get("delivered") == len(shipped), sandbox.outbox.info()
 
-        run = wait_for(api, dag_id, "asset_triggered", timeout=300)
+        run = wait_for(api, events_dag_id, "asset_triggered", timeout=300)
         assert run["state"] == "success", (stack["logs"] / "scheduler.log").read_text()[-3000:]
+        tasks = httpx.get(
+            f"{api}/api/v2/dags/{events_dag_id}/dagRuns/{run['dag_run_id']}/taskInstances",
+            headers=stack["headers"],
+            timeout=30,
+        ).json()["task_instances"]
+        assert [(t["task_id"], t["state"]) for t in tasks] == [("handle_events", "success")]
 
     wh = Warehouse(f"sqlite:///{tmp_path / 'warehouse.db'}")
     with wh.engine.connect() as conn:
@@ -105,6 +114,9 @@ def test_a_shipbob_shipment_starts_a_run_that_posts_its_tracking(run_sandbox, tm
         ).scalar()
     wh.dispose()
     assert {(r, t) for r, t in claimed} == {(run["dag_run_id"], "order.shipped")}
+    with wh.engine.connect() as conn:
+        lease = conn.execute(sa.select(shop_leases).where(shop_leases.c.shop == shop)).one()
+    assert lease.holder is None and not lease.wake_after  # freed by the last run
     assert summary["extraction"]["mode"] == "event" and summary["extraction"]["listed"] == []
     # the tracking the shipments carried went to TikTok after they shipped, each order once
     numbers = {number for s in shipped.values() for _, number in s["packages"]}
