@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from include.act.ledger import RunContext
@@ -28,6 +28,14 @@ CLOCK_URL_ENV = "ORDEROPS_SANDBOX_CLOCK_URL"
 def warehouse_url(conn_id: str) -> str:
     """The warehouse connection as a SQLAlchemy URL; SQLite under the state folder when unset."""
     return _url(conn_id, _connection(conn_id))
+
+
+def schedule_intervals() -> dict[str, timedelta]:
+    """Each shop's time between two scheduled runs (the operations page calls a shop stale after
+    a few of them without a good run)."""
+    from include.run.shops import schedule_interval, shops_file
+
+    return {shop.name: schedule_interval(shop.schedule) for shop in shops_file().shops}
 
 
 def shopify_domains() -> dict[str, str]:

@@ -27,7 +27,6 @@ from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
-from include.act.ledger import FAILED, IN_FLIGHT
 from include.decide.model import as_utc
 from include.quality.checkpoints import run_name, validation_page
 from include.report.inbox import (
@@ -38,6 +37,17 @@ from include.report.inbox import (
     map_carrier,
     providers_offered,
     review,
+)
+from include.report.operations import (
+    MAX_ACTIONS,
+    STALE_INTERVALS,
+    STUCK_AFTER,
+    Freshness,
+    OperationsError,
+    failed_and_stuck,
+    freshness,
+    quota_use,
+    retry,
 )
 from include.report.reports import LDR_ENFORCEMENT_LINE, LDR_LINE
 from include.report.templates import template
@@ -63,7 +73,6 @@ REPORT_FILES = {
 }
 MAX_ESCALATIONS = 500
 MAX_VALIDATIONS = 100
-MAX_FAILURES = 100
 # The inbox's filter on where people stand (the `review` query parameter)
 REVIEW_FILTERS = (OPEN, *REVIEW_STATES)
 RULE = re.compile(r"^[A-Z][A-Z0-9]{0,7}$")
@@ -199,11 +208,12 @@ def load_overview(
     data_docs_dir: Path | None = None,
     filters: Filters = Filters(),
     shopify_domains: Mapping[str, str] | None = None,
+    now: datetime | None = None,
 ) -> Overview:
     """The last `days` days that have figures, escalations or failed validations, per shop, newest
     first; a failed validation links its Data Docs page when `data_docs_dir` has it. The escalations
     listed are those `filters` keep (the days count them all); `shopify_domains` (shop -> its
-    myshopify.com domain) links each order's Shopify page."""
+    myshopify.com domain) links each order's Shopify page; `now` (wall clock) tells a stuck action."""
     inspector = sa.inspect(engine)
     has_daily, has_ledger = inspector.has_table("sla_daily"), inspector.has_table("action_ledger")
     has_checks = inspector.has_table("validation_results")
@@ -384,7 +394,7 @@ def load_overview(
                     }
                 )
         if has_ledger:
-            for failure in _failures(conn, shop):
+            for failure in failed_and_stuck(conn, shop, now):
                 shops.setdefault(failure["shop"], ShopDays(failure["shop"])).failures.append(failure)
             for shop_days in shops.values():
                 per_day: dict[date, int] = {}
@@ -414,36 +424,6 @@ def _links(conn, wanted: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str,
             ).mappings():
                 found[(shop, run_id, row["tiktok_order_id"])] = dict(row)
     return found
-
-
-def _failures(conn, shop: str | None) -> list[dict]:
-    """Ledger rows that failed, or are in flight past their lease (a runner died mid-call): newest
-    first, MAX_FAILURES at most, with their error. A failed action retried since is in its new state."""
-    a = action_ledger.c
-    stuck = sa.and_(a.state == IN_FLIGHT, sa.or_(a.lease_until.is_(None), a.lease_until < utcnow()))
-    q = (
-        sa.select(
-            a.shop,
-            a.tiktok_order_id,
-            a.kind,
-            a.idempotency_key,
-            a.state,
-            a.detail,
-            a.attempts,
-            a.run_id,
-            a.lease_until,
-            a.updated_at,
-        )
-        .where(sa.or_(a.state == FAILED, stuck))
-        .order_by(a.updated_at.desc(), a.id.desc())
-        .limit(MAX_FAILURES)
-    )
-    if shop:
-        q = q.where(a.shop == shop)
-    return [
-        {**row._mapping, "updated_at": as_utc(row.updated_at), "lease_until": as_utc(row.lease_until)}
-        for row in conn.execute(q)
-    ]
 
 
 def _as_date(value: Any) -> date:
@@ -526,6 +506,7 @@ def render_index(
     editable: bool = False,
     data_docs: bool = False,
     filters: Filters = Filters(),
+    freshness: Sequence[Freshness] = (),
 ) -> str:
     period = f"the {days} days up to {overview.until:%Y-%m-%d}" if overview.until else "no data yet"
     return template("sla_breaches.html").render(
@@ -545,15 +526,40 @@ def render_index(
         review_states=REVIEW_STATES,
         actions=ACTIONS,
         max_escalations=MAX_ESCALATIONS,
-        max_failures=MAX_FAILURES,
+        max_failures=MAX_ACTIONS,
         filters=filters,
         review_filters=REVIEW_FILTERS,
+        freshness=freshness,
     )
 
 
-def render_refusal(message: str, shop: str | None = None) -> str:
-    """The page a refused inbox change or query gets: what was wrong, and the way back."""
-    return template("sla_refused.html").render(message=message, shop=shop if shop and SHOP_NAME.match(shop) else None)
+def render_operations(
+    now: datetime,
+    actions: Sequence[dict],
+    fresh: Sequence[Freshness],
+    quotas: dict,
+    source: str = "",
+    editable: bool = False,
+) -> str:
+    return template("operations.html").render(
+        now=now,
+        actions=actions,
+        freshness=fresh,
+        quotas=quotas,
+        source=source,
+        editable=editable,
+        max_actions=MAX_ACTIONS,
+        stuck_after=STUCK_AFTER,
+        stale_intervals=STALE_INTERVALS,
+    )
+
+
+def render_refusal(message: str, shop: str | None = None, back: str = "./") -> str:
+    """The page a refused change or query gets: what was wrong, and the way back (`back`: the page
+    it came from, relative to the app)."""
+    return template("sla_refused.html").render(
+        message=message, shop=shop if shop and SHOP_NAME.match(shop) else None, back=back
+    )
 
 
 def _jsonable(overview: Overview) -> dict:
@@ -600,12 +606,16 @@ def create_app(
     reviewer: Any = None,
     data_docs_dir: Path | None = None,
     shopify_domains: Callable[[], Mapping[str, str]] | None = None,
+    intervals: Callable[[], Mapping[str, timedelta]] | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> FastAPI:
     """The page as a FastAPI app; `dependencies` guard every route (the plugin passes Airflow's login),
     `write_dependencies` the inbox's changes as well (the plugin: the right to edit DAG runs),
     `reviewer` is the dependency naming who makes one (without it, the page is read-only),
     `data_docs_dir` the Data Docs folder served under data-docs/ (include.quality.checkpoints.docs_dir)
-    and `shopify_domains` what gives each shop's myshopify.com domain (for links to its orders)."""
+    `shopify_domains` what gives each shop's myshopify.com domain (for links to its orders),
+    `intervals` each shop's schedule interval (when its data counts as stale) and `clock` the wall
+    clock the page compares the warehouse's wall-clock stamps with."""
     # a long-lived server: connections PostgreSQL dropped meanwhile are noticed before use
     warehouse = Warehouse(warehouse_url, pool_pre_ping=True)
     engine = warehouse.engine
@@ -640,8 +650,12 @@ def create_app(
             "Referrer-Policy": "same-origin",
         }
 
-    def refused(message: str, shop: str | None = None, status: int = 400) -> HTMLResponse:
-        return HTMLResponse(render_refusal(message, shop), status_code=status, headers=headers(PAGE_CSP))
+    def refused(message: str, shop: str | None = None, status: int = 400, back: str = "./") -> HTMLResponse:
+        return HTMLResponse(render_refusal(message, shop, back), status_code=status, headers=headers(PAGE_CSP))
+
+    def freshness_now(shop: str | None = None) -> list[Freshness]:
+        with engine.connect() as conn:
+            return freshness(conn, clock(), intervals() if intervals is not None else None, shop)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -663,6 +677,7 @@ def create_app(
             data_docs_dir=data_docs_dir,
             filters=filters,
             shopify_domains=shopify_domains() if shopify_domains is not None else None,
+            now=clock(),
         )
 
     @app.get("/", response_class=HTMLResponse)
@@ -689,7 +704,19 @@ def create_app(
                 editable=reviewer is not None,
                 data_docs=docs,
                 filters=filters,
+                freshness=freshness_now(shop),
             ),
+            headers=headers(PAGE_CSP),
+        )
+
+    @app.get("/operations", response_class=HTMLResponse)
+    def operations() -> HTMLResponse:
+        now = clock()
+        with engine.connect() as conn:
+            actions = failed_and_stuck(conn, now=now) if sa.inspect(conn).has_table("action_ledger") else []
+            quotas = quota_use(conn, now)
+        return HTMLResponse(
+            render_operations(now, actions, freshness_now(), quotas, source, editable=reviewer is not None),
             headers=headers(PAGE_CSP),
         )
 
@@ -747,6 +774,18 @@ def create_app(
             except InboxError as exc:
                 return refused(str(exc), shop)
             return back(shop)
+
+        @app.post("/retry", dependencies=[Depends(_same_origin), *write_dependencies])
+        def retry_action(
+            shop: str = Form(..., max_length=64),
+            key: str = Form(..., max_length=255),
+            by: str = Depends(reviewer),
+        ):
+            try:
+                retry(writable(), shop, key, by, now=clock())
+            except OperationsError as exc:
+                return refused(str(exc), back="operations")
+            return RedirectResponse("operations#actions", status_code=303)
 
     @app.get("/reports/{shop}/{day}/{name}")
     def report_file(shop: str, day: str, name: str) -> FileResponse:
