@@ -22,13 +22,11 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from include.act.ledger import FAILED, IN_FLIGHT, PENDING, SUCCEEDED
+from include.act.ledger import FAILED, IN_FLIGHT, PENDING, RETRY_ASKED, SUCCEEDED
 from include.decide.model import as_utc
 from include.store.warehouse import Warehouse, action_ledger, api_calls, extraction_cursors, quota_buckets, runs, utcnow
 
 RETRY = "retry_action"
-# how a failed row marked for retry begins its detail (the page lists it until a run takes it)
-RETRY_ASKED = "retry asked by "
 # an action is stuck when it has been in flight, lease run out, this long (two half-hour runs)
 STUCK_AFTER = timedelta(hours=1)
 DEFAULT_INTERVAL = timedelta(minutes=30)

@@ -273,3 +273,38 @@ def test_quota_use_counts_the_last_day_of_runs_per_platform(wh):
     assert by_platform == {"shopify": (1, 3, 0, 0), "tiktok": (1, 15, 3, 3)}
     [bucket] = used["buckets"]
     assert bucket["tokens"] == -2.0 and bucket["idle"] == timedelta(minutes=3)
+
+
+def test_a_refused_mcf_upload_asked_to_retry_still_counts_toward_the_warehouse_limit(wh):
+    from include.run.runconfig import run_settings
+    from include.store.run_store import RunStore
+    from include.store.warehouse import stg_tiktok_orders
+
+    seed_actions(wh)
+    with wh.engine.begin() as conn:
+        conn.execute(
+            stg_tiktok_orders.insert().values(
+                shop=SHOP,
+                tiktok_order_id="576001",
+                status="AWAITING_SHIPMENT",
+                fulfillment_type="FULFILLMENT_BY_SELLER",
+                create_time=NOW,
+                update_time=NOW,
+                warehouse_id="7001",
+                tracking_number="",
+                shipping_provider_id="",
+                is_buyer_request_cancel=False,
+                line_items=[],
+                raw={},
+                snapshot_run_id="r1",
+                extracted_at=NOW,
+            )
+        )
+    settings = run_settings(
+        dag_id="orderops_sla", run_id="r2", params={"shop": SHOP, "policy": {"mcf_warehouse_ids": ["7001"]}}
+    )
+    store = RunStore(wh, settings)
+    assert store.warehouse_refusals() == {"7001": 1}
+    retry(wh, SHOP, post("576001").idempotency_key, "lead", now=NOW)
+    # a person's retry does not lift TikTok's count: the gate still holds one refusal short of it
+    assert store.warehouse_refusals() == {"7001": 1}
