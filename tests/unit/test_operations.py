@@ -276,6 +276,7 @@ def test_quota_use_counts_the_last_day_of_runs_per_platform(wh):
 
 
 def test_a_refused_mcf_upload_asked_to_retry_still_counts_toward_the_warehouse_limit(wh):
+    from include.cli import trace
     from include.run.runconfig import run_settings
     from include.store.run_store import RunStore
     from include.store.warehouse import stg_tiktok_orders
@@ -308,3 +309,7 @@ def test_a_refused_mcf_upload_asked_to_retry_still_counts_toward_the_warehouse_l
     retry(wh, SHOP, post("576001").idempotency_key, "lead", now=NOW)
     # a person's retry does not lift TikTok's count: the gate still holds one refusal short of it
     assert store.warehouse_refusals() == {"7001": 1}
+    # the order's chain says who asked, and that the action waits for a run
+    lines = trace(wh, "576001", SHOP)
+    assert any("retry of post_tracking:576001:1Z576001 asked by lead (it was failed)" in line for line in lines)
+    assert any(line.strip().startswith("open: post_tracking pending (retry asked by lead") for line in lines)
