@@ -41,7 +41,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from include.decide.model import as_utc
-from include.report.inbox import latest_reviews
+from include.report.figures import inbox_figures
+from include.report.inbox import OPEN, latest_reviews
 from include.report.templates import template
 from include.run.runconfig import STATE_DIR
 from include.store.warehouse import (
@@ -497,6 +498,7 @@ def escalations(wh: Warehouse, shop: str, day: date) -> list[dict]:
                 "detail": r.request.get("detail"),
                 "run_id": r.run_id,
                 "inbox": inbox,
+                "review": seen["state"] if seen else OPEN,
             }
         )
     return out
@@ -695,6 +697,7 @@ def render_html(
         rows=rows,
         breached=breached,
         escalated=escalated,
+        inbox=inbox_figures(e["review"] for e in escalated),
         images=images,
         figures=FIGURES,
         split_columns=SPLIT_COLUMNS,

@@ -29,6 +29,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from include.decide.model import as_utc
 from include.quality.checkpoints import run_name, validation_page
+from include.report.figures import COUNTS, inbox_figures, late_scan_breaches
 from include.report.inbox import (
     OPEN,
     REVIEW_STATES,
@@ -530,6 +531,9 @@ def render_index(
         filters=filters,
         review_filters=REVIEW_FILTERS,
         freshness=freshness,
+        counts=COUNTS,
+        inbox_figures=inbox_figures,
+        late_scan_breaches_of=lambda days: sum(late_scan_breaches(d) for d in days),
     )
 
 
