@@ -756,6 +756,20 @@ def build_day(
     return DayReport(day, rows, breached, html_path, csv_path)
 
 
+def report_days(day: str | None, start: datetime | None, end: datetime | None, now: datetime) -> list[date]:
+    """The days a report run builds: the `day` it was asked for (YYYY-MM-DD), else its data
+    interval's days, else `now`'s day. Asking for a day, rather than a logical date on that day,
+    keeps a run's own times on the wall clock when the day is on the sandbox's."""
+    if day:
+        try:
+            return [date.fromisoformat(day)]
+        except ValueError:
+            raise ValueError(f"param day: {day!r} is not a day (YYYY-MM-DD)") from None
+    if start is not None and end is not None and start != end:
+        return days_to_report(start, end)
+    return [now.date()]
+
+
 def days_to_report(window_start: datetime, window_end: datetime) -> list[date]:
     """Every UTC day the window touches (a daily run's interval is exactly one day)."""
     first, last = window_start.date(), (window_end - timedelta(microseconds=1)).date()
