@@ -195,25 +195,17 @@ def freshness(
     inspector = sa.inspect(conn)
     if not inspector.has_table("runs"):
         return []
-    q = sa.select(runs).where(r.dry_run.is_(False)).order_by(r.shop, r.started_at.desc())
-    if shop:
-        q = q.where(r.shop == shop)
-    newest: dict[str, dict] = {}
-    good: dict[str, dict] = {}
-    window_end: dict[str, datetime] = {}
-    for row in conn.execute(q).mappings():
-        entry = {
-            "run_id": row["run_id"],
-            "state": row["state"],
-            "started_at": as_utc(row["started_at"]),
-            "finished_at": as_utc(row["finished_at"]),
-            "window_end": as_utc(row["window_end"]),
-        }
-        newest.setdefault(row["shop"], entry)
-        if row["state"] == "succeeded" and row["finished_at"] is not None:
-            good.setdefault(row["shop"], entry)
-        if entry["window_end"] is not None:
-            window_end[row["shop"]] = max(window_end.get(row["shop"], entry["window_end"]), entry["window_end"])
+    real = [r.dry_run.is_(False), *([r.shop == shop] if shop else [])]
+    good_run = sa.and_(r.state == "succeeded", r.finished_at.is_not(None))
+    # per shop: its newest run, its newest good run (the newest stamps, then their rows: the runs
+    # table grows by a row per run, never read whole) and its newest window end
+    newest = _latest_runs(conn, r.started_at, real)
+    good = _latest_runs(conn, r.finished_at, [*real, good_run])
+    window_end = {
+        name: as_utc(end)
+        for name, end in conn.execute(sa.select(r.shop, sa.func.max(r.window_end)).where(*real).group_by(r.shop))
+        if end is not None
+    }
     cursors: dict[str, list[dict]] = {}
     if inspector.has_table("extraction_cursors"):
         cq = sa.select(c.shop, c.source, c.listed_until, c.run_id).order_by(c.shop, c.source)
@@ -242,6 +234,31 @@ def freshness(
                 stale=last_good is None or now - last_good["finished_at"] > limit,
                 platforms=platforms,
             )
+        )
+    return found
+
+
+def _latest_runs(conn, stamp: sa.Column, where: list) -> dict[str, dict]:
+    """Per shop, the run with the newest `stamp` among those `where` keeps."""
+    r = runs.c
+    newest = sa.select(r.shop, sa.func.max(stamp).label("at")).where(*where).group_by(r.shop).subquery()
+    rows = conn.execute(
+        sa.select(r.shop, r.run_id, r.state, r.started_at, r.finished_at, r.window_end)
+        .join(newest, sa.and_(r.shop == newest.c.shop, stamp == newest.c.at))
+        .where(*where)
+        .order_by(r.shop, r.run_id)
+    ).mappings()
+    found: dict[str, dict] = {}
+    for row in rows:
+        found.setdefault(
+            row["shop"],
+            {
+                "run_id": row["run_id"],
+                "state": row["state"],
+                "started_at": as_utc(row["started_at"]),
+                "finished_at": as_utc(row["finished_at"]),
+                "window_end": as_utc(row["window_end"]),
+            },
         )
     return found
 
