@@ -465,6 +465,7 @@ def serve_ui(state: Path, port: int, sandbox: Sandbox, metadata: str) -> int:
             print(f"\nAirflow UI   {base}   user admin, password {password}")
             print(f"  the demo's run:  {base}/dags/orderops_sla/runs")
             print(f"  SLA page:        {base}/orderops-sla/   (also under Browse > SLA breaches)")
+            print(f"  operations:      {base}/orderops-sla/operations   (failed actions, freshness, platform calls)")
             print(f"  sandbox clock:   {server.urls['tiktok']}/_sandbox/clock (frozen at the demo's time)")
             print("  sandbox:         " + ", ".join(f"{app} {url}" for app, url in server.urls.items()))
             print(f"  logs:            {log_path}")
