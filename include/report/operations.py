@@ -49,6 +49,16 @@ class OperationsError(ValueError):
     """A retry that cannot be asked for; the message says why."""
 
 
+def span_text(span: timedelta | None) -> str:
+    """A time span as the pages write it: minutes, hours or days."""
+    if span is None:
+        return "–"
+    minutes = int(span.total_seconds() // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    return f"{minutes // 60} h" if minutes < 2880 else f"{minutes // 1440} days"
+
+
 def failed_and_stuck(
     conn, shop: str | None = None, now: datetime | None = None, stuck_after: timedelta = STUCK_AFTER
 ) -> list[dict]:

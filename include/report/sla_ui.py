@@ -49,6 +49,7 @@ from include.report.operations import (
     freshness,
     quota_use,
     retry,
+    span_text,
 )
 from include.report.reports import LDR_ENFORCEMENT_LINE, LDR_LINE
 from include.report.templates import template
@@ -508,6 +509,7 @@ def render_index(
     data_docs: bool = False,
     filters: Filters = Filters(),
     freshness: Sequence[Freshness] = (),
+    now: datetime | None = None,
 ) -> str:
     period = f"the {days} days up to {overview.until:%Y-%m-%d}" if overview.until else "no data yet"
     return template("sla_breaches.html").render(
@@ -531,6 +533,8 @@ def render_index(
         filters=filters,
         review_filters=REVIEW_FILTERS,
         freshness=freshness,
+        now=now or utcnow(),
+        span=span_text,
         counts=COUNTS,
         inbox_figures=inbox_figures,
         late_scan_breaches_of=lambda days: sum(late_scan_breaches(d) for d in days),
@@ -555,6 +559,7 @@ def render_operations(
         max_actions=MAX_ACTIONS,
         stuck_after=STUCK_AFTER,
         stale_intervals=STALE_INTERVALS,
+        span=span_text,
     )
 
 
@@ -657,9 +662,9 @@ def create_app(
     def refused(message: str, shop: str | None = None, status: int = 400, back: str = "./") -> HTMLResponse:
         return HTMLResponse(render_refusal(message, shop, back), status_code=status, headers=headers(PAGE_CSP))
 
-    def freshness_now(shop: str | None = None) -> list[Freshness]:
+    def freshness_at(now: datetime, shop: str | None = None) -> list[Freshness]:
         with engine.connect() as conn:
-            return freshness(conn, clock(), intervals() if intervals is not None else None, shop)
+            return freshness(conn, now, intervals() if intervals is not None else None, shop)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -672,7 +677,7 @@ def create_app(
         )
         return refused(wrong, status=422)
 
-    def overview_of(shop: str | None, days: int, filters: Filters) -> Overview:
+    def overview_of(shop: str | None, days: int, filters: Filters, now: datetime) -> Overview:
         return load_overview(
             engine,
             reports_dir,
@@ -681,7 +686,7 @@ def create_app(
             data_docs_dir=data_docs_dir,
             filters=filters,
             shopify_domains=shopify_domains() if shopify_domains is not None else None,
-            now=clock(),
+            now=now,
         )
 
     @app.get("/", response_class=HTMLResponse)
@@ -696,7 +701,8 @@ def create_app(
             filters = Filters(review or None, rule or None)
         except InboxError as exc:
             return refused(str(exc), shop)
-        overview = overview_of(shop, days, filters)
+        now = clock()  # one moment for the whole page
+        overview = overview_of(shop, days, filters, now)
         docs = data_docs_dir is not None and (data_docs_dir / "index.html").is_file()
         return HTMLResponse(
             render_index(
@@ -708,7 +714,8 @@ def create_app(
                 editable=reviewer is not None,
                 data_docs=docs,
                 filters=filters,
-                freshness=freshness_now(shop),
+                freshness=freshness_at(now, shop),
+                now=now,
             ),
             headers=headers(PAGE_CSP),
         )
@@ -720,7 +727,7 @@ def create_app(
             actions = failed_and_stuck(conn, now=now) if sa.inspect(conn).has_table("action_ledger") else []
             quotas = quota_use(conn, now)
         return HTMLResponse(
-            render_operations(now, actions, freshness_now(), quotas, source, editable=reviewer is not None),
+            render_operations(now, actions, freshness_at(now), quotas, source, editable=reviewer is not None),
             headers=headers(PAGE_CSP),
         )
 
@@ -735,7 +742,7 @@ def create_app(
             filters = Filters(review or None, rule or None)
         except InboxError as exc:
             raise HTTPException(400, str(exc)) from None
-        return _jsonable(overview_of(shop or None, days, filters))
+        return _jsonable(overview_of(shop or None, days, filters, clock()))
 
     if reviewer is not None:
         migrated: list[bool] = []

@@ -1124,8 +1124,9 @@ def test_the_operations_page_lists_retries_and_flags_stale_data_on_its_own_clock
     assert 'data-source="tiktok_orders" data-stale="false">tiktok_orders: 2026-11-20 15:00' in page.text
     # the SLA page says what its figures are as of, and when they are stale
     index = c.get("/").text
-    assert "data as of <b>2026-11-20 15:00 UTC</b>" in index
-    assert 'data-shop="eu-shop" data-stale="true"' in index and "these figures are not current" in index
+    assert "data as of <b>2026-11-20 15:00 UTC</b>" in index and "the last good run finished 10 min ago" in index
+    assert 'data-shop="eu-shop" data-stale="true"' in index
+    assert "the last good run finished 5 h ago: these figures are not current" in index
 
     done = c.post(
         "/retry",
