@@ -313,3 +313,20 @@ def test_a_refused_mcf_upload_asked_to_retry_still_counts_toward_the_warehouse_l
     lines = trace(wh, "576001", SHOP)
     assert any("retry of post_tracking:576001:1Z576001 asked by lead (it was failed)" in line for line in lines)
     assert any(line.strip().startswith("open: post_tracking pending (retry asked by lead") for line in lines)
+
+
+def test_a_refused_shopify_cancel_retried_no_longer_stops_its_saga(wh):
+    from include.act import saga
+    from include.decide.model import CANCEL_SHOPIFY
+
+    ledger = Ledger(wh)
+    action = Action(CANCEL_SHOPIFY, "shopify:order/S1", {"shopify_order_id": "S1"}, "cancel_shopify_order:S1")
+    ledger.record(CTX, action, rule="C1", decision_run_id="r1", tiktok_order_id="576010")
+    claim = ledger.claim(CTX, action.idempotency_key)
+    assert claim is not None
+    ledger.finish(claim, FAILED, detail="Shopify: Cannot cancel an order with open fulfillments")
+    set_row(wh, action.idempotency_key, updated_at=NOW - timedelta(hours=2))
+    assert saga.states(ledger, SHOP)["576010"].shopify_cancel_refused  # the saga stops: a person looks
+    retry(wh, SHOP, action.idempotency_key, "lead", now=NOW)
+    # the next run's decision plans the Shopify cancel again, under the same key (rules.finish_approved)
+    assert "576010" not in saga.states(ledger, SHOP)
