@@ -330,3 +330,13 @@ def test_a_refused_shopify_cancel_retried_no_longer_stops_its_saga(wh):
     retry(wh, SHOP, action.idempotency_key, "lead", now=NOW)
     # the next run's decision plans the Shopify cancel again, under the same key (rules.finish_approved)
     assert "576010" not in saga.states(ledger, SHOP)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "interval"),
+    [("*/30 * * * *", timedelta(minutes=30)), ("0 * * * *", timedelta(hours=1)), ("15 2 * * *", timedelta(days=1))],
+)
+def test_a_shop_schedule_gives_the_interval_its_freshness_is_judged_by(schedule, interval):
+    from include.run.shops import schedule_interval
+
+    assert schedule_interval(schedule) == interval
