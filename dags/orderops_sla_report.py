@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, dag, task
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from include.airflow.lineage import assets, tables
 from include.run.shops import REPORT_DAG_ID, task_timeout
@@ -32,6 +32,15 @@ log = logging.getLogger(__name__)
     max_active_runs=1,
     doc_md=__doc__,
     tags=["orderops", "report"],
+    params={
+        "day": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="The day to build (YYYY-MM-DD, UTC). Empty: the run's data interval's days "
+            "(a scheduled run: the day that ended).",
+        )
+    },
     default_args={"retries": 1, "retry_delay": pendulum.duration(seconds=30), "execution_timeout": task_timeout()},
 )
 def orderops_sla_report():
@@ -49,12 +58,13 @@ def orderops_sla_report():
     def build_reports(shop: dict, **context) -> list[dict]:
         """Build the day(s) of this run for one shop: the data interval's days, else today."""
         from include.airflow.glue import sandbox_now, task_warehouse
-        from include.report.reports import build_day, days_to_report
+        from include.report.reports import build_day, report_days
         from include.store.warehouse import utcnow
 
         now = sandbox_now() or utcnow()
-        start, end = context.get("data_interval_start"), context.get("data_interval_end")
-        days = days_to_report(start, end) if start is not None and end is not None and start != end else [now.date()]
+        days = report_days(
+            context["params"].get("day"), context.get("data_interval_start"), context.get("data_interval_end"), now
+        )
         wh = task_warehouse(context, shop["warehouse"])
         try:
             wh.migrate()

@@ -69,6 +69,9 @@ EFFECTS = {
     "map_carrier": lambda r: (
         f"carrier {r['request'].get('carrier')} mapped to {r['request'].get('provider')} by {r['request'].get('by')}"
     ),
+    "retry_action": lambda r: (
+        f"retry of {r['request'].get('key')} asked by {r['request'].get('by')} (it was {r['request'].get('was')})"
+    ),
 }
 
 

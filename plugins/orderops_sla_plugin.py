@@ -1,11 +1,12 @@
-"""Airflow plugin: the "SLA breaches" page (include/report/sla_ui.py) in the Airflow 3 UI.
+"""Airflow plugin: the "SLA breaches" and "operations" pages (include/report/sla_ui.py) in the Airflow 3 UI.
 
 Every Airflow component imports plugins, so this module imports nothing heavy: the page's app is
 built on its first request, inside the API server, from the `orderops_warehouse` connection and the
 reports folder (`ORDEROPS_REPORTS_DIR`, default state/reports) and the Data Docs under the GX folder
 (`ORDEROPS_GX_DIR`, default state/gx). Airflow does not authenticate plugin
 apps, so every route asks for an Airflow login allowed to read DAG runs (the escalation inbox's
-changes: one allowed to change them); a browser without one is sent to the login page and back.
+changes and the operations page's retries: one allowed to change them; refused, a person gets the
+page's styled answer); a browser without one is sent to the login page and back.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from airflow.plugins_manager import AirflowPlugin
 
 URL_PREFIX = "/orderops-sla"
 WAREHOUSE_CONN_ID = "orderops_warehouse"
+# what a refused person is told, by whether they asked to read (True) or to change (False)
+FORBIDDEN = {
+    True: "your Airflow user may not read DAG runs",
+    False: "your Airflow user may read DAG runs but not change them (acting in the inbox or retrying an action "
+    "needs that right); nothing was changed",
+}
 
 
 def _login_required(method: Literal["GET", "PUT"] = "GET"):
@@ -42,12 +49,12 @@ def build_app():
     from airflow.api_fastapi.core_api.security import get_user
     from fastapi import Depends, HTTPException, Request
     from fastapi.exception_handlers import http_exception_handler
-    from fastapi.responses import RedirectResponse
+    from fastapi.responses import HTMLResponse, RedirectResponse
 
-    from include.airflow.glue import shopify_domains, warehouse_url
+    from include.airflow.glue import schedule_intervals, shopify_domains, warehouse_url
     from include.quality.checkpoints import docs_dir
     from include.report.reports import reports_dir
-    from include.report.sla_ui import create_app
+    from include.report.sla_ui import create_app, render_refusal
 
     async def reviewer(user=Depends(get_user)) -> str:
         """Who is acting in the inbox: the Airflow user of this request."""
@@ -62,6 +69,7 @@ def build_app():
         data_docs_dir=docs_dir(),
         # read on the first page view: a changed Shopify host shows after the API server restarts
         shopify_domains=cache(shopify_domains),
+        intervals=cache(schedule_intervals),
     )
 
     @app.exception_handler(HTTPException)
@@ -72,6 +80,12 @@ def build_app():
 
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(get_auth_manager().get_url_login(next_url=target), status_code=303)
+        if exc.status_code == 403 and "text/html" in request.headers.get("accept", ""):
+            # a person whose Airflow role may not do this: the page's own styled answer, the way back
+            back = "operations" if request.url.path.endswith("/retry") else "./"
+            return HTMLResponse(
+                render_refusal(f"{exc.detail}: {FORBIDDEN[request.method == 'GET']}", back=back), status_code=403
+            )
         return await http_exception_handler(request, exc)
 
     return app
@@ -145,5 +159,12 @@ class OrderopsSlaPlugin(AirflowPlugin):
             "destination": "nav",
             "url_route": "sla_breaches",
             "category": "browse",
-        }
+        },
+        {
+            "name": "orderops operations",
+            "href": f"{URL_PREFIX}/operations",
+            "destination": "nav",
+            "url_route": "orderops_operations",
+            "category": "browse",
+        },
     ]

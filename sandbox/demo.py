@@ -27,11 +27,12 @@ from typing import Any, TextIO
 
 import sqlalchemy as sa
 
-from include.decide.enums import TIKTOK_SHIPPABLE_STATUSES
 from include.decide.rules import RULES
+from include.report.figures import COUNTS, day_figures, inbox_figures, run_figures
+from include.report.sla_ui import load_overview
 from include.run.runconfig import STATE_DIR
 from include.run.steps import pools_file
-from include.store.warehouse import Warehouse, action_ledger, runs, stg_tiktok_orders
+from include.store.warehouse import Warehouse, action_ledger, runs
 from sandbox.connections import connection_env
 from sandbox.core import Sandbox, Settings, parse_fault
 from sandbox.generate import generate, order_count
@@ -173,6 +174,13 @@ def dags_test(env: dict[str, str], log, *args: str) -> int:
     return proc.returncode
 
 
+def report_run_args(now: datetime) -> list[str]:
+    """`airflow dags test` arguments of the report run for the sandbox's day: the day as the DAG's
+    `day` param, no logical date. A test run starts at its logical date, so a date on the sandbox's
+    clock would show the run lasting from then to now (days) beside its real start."""
+    return ["orderops_sla_report", "-c", json.dumps({"day": f"{now:%Y-%m-%d}"})]
+
+
 def keep_home_usable(home: Path, metadata: str) -> None:
     """Write the demo's folders and its metadata DB (the port of the server's last start) into the
     Airflow home's own airflow.cfg, so that an `airflow` command with only AIRFLOW_HOME set finds
@@ -287,48 +295,45 @@ def _iso(value: Any) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
-def report(wh: Warehouse, now: datetime) -> list[str]:
+def report(wh: Warehouse, now: datetime, reports: Path) -> list[str]:
+    """What the run did and the day's figures, each under the name and from the function the run
+    summary, the SLA page and the report use (include/report/figures.py), with what it counts."""
     lines = []
     with wh.engine.connect() as conn:
         run = conn.execute(sa.select(runs).order_by(runs.c.started_at.desc())).first()
-        if run is None:
-            return ["no run recorded"]
-        summary = run.summary or {}
-        lines.append(
-            f"run {run.run_id}: {run.state}, window {run.window_start:%Y-%m-%d %H:%M} .. {run.window_end:%H:%M} UTC"
-        )
-        lines.append("orders seen: " + ", ".join(f"{k} {v}" for k, v in summary.get("orders_seen", {}).items()))
-        lines.append("decisions by rule:")
-        for rule, n in sorted(summary.get("decisions", {}).items()):
-            lines.append(f"  {rule:3s} {n:6d}  {RULES.get(rule, '')}")
-        t = action_ledger.c
-        lines.append("actions by kind and outcome:")
-        for kind, state, n in conn.execute(
-            sa.select(t.kind, t.state, sa.func.count()).group_by(t.kind, t.state).order_by(t.kind)
-        ):
-            lines.append(f"  {kind:24s} {state:10s} {n}")
-        lines.append("escalations (a person must look at these):")
-        for order_id, rule, request in conn.execute(
-            sa.select(t.tiktok_order_id, t.rule, t.request).where(t.kind == "escalate")
-        ):
-            lines.append(f"  {order_id} [{rule}] {request['reason_code']}: {request['detail']}")
-        o = stg_tiktok_orders.c
-        late = conn.execute(
-            sa.select(o.tiktok_order_id, o.rts_sla_time).where(
-                o.status.in_(TIKTOK_SHIPPABLE_STATUSES),
-                o.tracking_number == "",
-                o.rts_sla_time < now.replace(tzinfo=None) if wh.dialect == "sqlite" else o.rts_sla_time < now,
-            )
-        ).all()
-        lines.append(f"SLA breaches as staged (past ship-by, no tracking before this run): {len(late)}")
-        for order_id, due in late[:10]:
-            lines.append(f"  {order_id} was due {due:%Y-%m-%d %H:%M} UTC")
-        if len(late) > 10:
-            lines.append(f"  ... and {len(late) - 10} more")
-        api = summary.get("api", {})
-        lines.append(
-            "API calls: " + ", ".join(f"{p} {f['calls']} ({f['throttled']} throttled)" for p, f in sorted(api.items()))
-        )
+    if run is None:
+        return ["no run recorded"]
+    summary = run.summary or {}
+    lines.append(
+        f"run {run.run_id}: {run.state}, window {run.window_start:%Y-%m-%d %H:%M} .. {run.window_end:%H:%M} UTC"
+    )
+    lines.append("records read: " + ", ".join(f"{k} {v}" for k, v in summary.get("orders_seen", {}).items()))
+    lines.append("decisions by rule (orders):")
+    for rule, n in sorted(summary.get("decisions", {}).items()):
+        lines.append(f"  {rule:3s} {n:6d}  {RULES.get(rule, '')}")
+    lines.append("the run's actions by kind and outcome:")
+    for key, n in sorted(summary.get("actions", {}).items()):
+        kind, state = key.rsplit(":", 1)
+        lines.append(f"  {kind:25s} {state:10s} {n}")
+    lines.append("the run (as its summary says):")
+    lines += [f"  {name} {n}: {COUNTS[name]}" for name, n in run_figures(summary).items()]
+    for e in summary.get("escalations", []):
+        lines.append(f"    escalated {e['tiktok_order_id']} [{e['rule']}] {e['reason']}")
+    overview = load_overview(wh.engine, reports, shop=str(summary.get("shop") or "default"))
+    shop = overview.shops[0] if overview.shops else None
+    day = next((d for d in shop.days if d["day"] == now.date()), None) if shop else None
+    lines.append(f"the day {now:%Y-%m-%d} (as the SLA page and the day's report show it):")
+    if day is None:
+        lines.append("  no figures: the report of the day was not built")
+    else:
+        lines += [f"  {name} {n}: {COUNTS[name]}" for name, n in day_figures(day).items()]
+    lines.append("the escalation inbox (as the SLA page shows it):")
+    reviews = [e["review"] for e in shop.escalations] if shop else []
+    lines += [f"  {name} {n}: {COUNTS[name]}" for name, n in inbox_figures(reviews).items()]
+    api = summary.get("api", {})
+    lines.append(
+        "API calls: " + ", ".join(f"{p} {f['calls']} ({f['throttled']} throttled)" for p, f in sorted(api.items()))
+    )
     return lines
 
 
@@ -460,6 +465,7 @@ def serve_ui(state: Path, port: int, sandbox: Sandbox, metadata: str) -> int:
             print(f"\nAirflow UI   {base}   user admin, password {password}")
             print(f"  the demo's run:  {base}/dags/orderops_sla/runs")
             print(f"  SLA page:        {base}/orderops-sla/   (also under Browse > SLA breaches)")
+            print(f"  operations:      {base}/orderops-sla/operations   (failed actions, freshness, platform calls)")
             print(f"  sandbox clock:   {server.urls['tiktok']}/_sandbox/clock (frozen at the demo's time)")
             print("  sandbox:         " + ", ".join(f"{app} {url}" for app, url in server.urls.items()))
             print(f"  logs:            {log_path}")
@@ -584,10 +590,8 @@ def main(argv: list[str] | None = None) -> int:
             keep_home_usable(state / "airflow", metadata)
             print("running orderops_sla once (airflow dags test; about a minute) ...", flush=True)
             done = dags_test(env, log, "orderops_sla", "-c", json.dumps(conf))
-            # the report DAG reports the day before its logical date: ask for the day after the demo's
-            day_after = (now + timedelta(days=1)).strftime("%Y-%m-%d")
-            print(f"building the SLA report of {now:%Y-%m-%d} (orderops_sla_report for {day_after}) ...", flush=True)
-            reported = dags_test(env, log, "orderops_sla_report", day_after) if done == 0 else 1
+            print(f"building the SLA report of {now:%Y-%m-%d} (orderops_sla_report) ...", flush=True)
+            reported = dags_test(env, log, *report_run_args(now)) if done == 0 else 1
         writes = [w for w in sandbox.writes if "token" not in w.operation and "Report" not in w.operation]
     finally:
         server.stop()
@@ -596,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(run_record(wh, sandbox), indent=1, default=_iso))
     print()
-    print("\n".join(report(wh, now)))
+    print("\n".join(report(wh, now, state / "reports")))
     print(
         f"\nsandbox received {len(writes)} order writes: "
         + ", ".join(f"{p} {sum(1 for w in writes if w.platform == p)}" for p in sorted({w.platform for w in writes}))

@@ -27,6 +27,8 @@ DONE_STATES = (SUCCEEDED, SKIPPED)
 # What a runner reports of an action it did not carry out (never a ledger row's state): another
 # runner holds it, or its saga's earlier step has not succeeded yet.
 HELD, WAITING = "held", "waiting"
+# how the detail of a failed row a person asked to retry begins while it waits, pending, for a run
+RETRY_ASKED = "retry asked by "
 
 
 @dataclass(frozen=True)

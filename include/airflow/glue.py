@@ -31,6 +31,14 @@ def warehouse_url(conn_id: str) -> str:
     return _url(conn_id, _connection(conn_id))
 
 
+def schedule_intervals() -> dict[str, timedelta]:
+    """Each shop's time between two scheduled runs (the operations page calls a shop stale after
+    a few of them without a good run)."""
+    from include.run.shops import schedule_interval, shops_file
+
+    return {shop.name: schedule_interval(shop.schedule) for shop in shops_file().shops}
+
+
 def shopify_domains() -> dict[str, str]:
     """Each shop's Shopify host as its connection names it (the SLA page links orders to the shop's
     admin with it); a shop whose connection is not defined has none."""

@@ -43,7 +43,8 @@ from markupsafe import Markup, escape
 
 from include.decide.carriers import carrier_group
 from include.decide.model import as_utc
-from include.report.inbox import latest_reviews
+from include.report.figures import inbox_figures
+from include.report.inbox import OPEN, latest_reviews
 from include.report.templates import template
 from include.run.runconfig import STATE_DIR
 from include.store.warehouse import (
@@ -500,6 +501,7 @@ def escalations(wh: Warehouse, shop: str, day: date) -> list[dict]:
                 "detail": r.request.get("detail"),
                 "run_id": r.run_id,
                 "inbox": inbox,
+                "review": seen["state"] if seen else OPEN,
             }
         )
     return out
@@ -811,6 +813,7 @@ def render_html(
         rows=rows,
         breached=breached,
         escalated=escalated,
+        inbox=inbox_figures(e["review"] for e in escalated),
         images=images,
         no_trend=no_trend,
         figures=FIGURES,
@@ -874,6 +877,20 @@ def build_day(
         )
     )
     return DayReport(day, rows, breached, html_path, csv_path)
+
+
+def report_days(day: str | None, start: datetime | None, end: datetime | None, now: datetime) -> list[date]:
+    """The days a report run builds: the `day` it was asked for (YYYY-MM-DD), else its data
+    interval's days, else `now`'s day. Asking for a day, rather than a logical date on that day,
+    keeps a run's own times on the wall clock when the day is on the sandbox's."""
+    if day:
+        try:
+            return [date.fromisoformat(day)]
+        except ValueError:
+            raise ValueError(f"param day: {day!r} is not a day (YYYY-MM-DD)") from None
+    if start is not None and end is not None and start != end:
+        return days_to_report(start, end)
+    return [now.date()]
 
 
 def days_to_report(window_start: datetime, window_end: datetime) -> list[date]:

@@ -27,9 +27,9 @@ from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
-from include.act.ledger import FAILED, IN_FLIGHT
 from include.decide.model import as_utc
 from include.quality.checkpoints import run_name, validation_page
+from include.report.figures import COUNTS, inbox_figures, late_scan_breaches
 from include.report.inbox import (
     OPEN,
     REVIEW_STATES,
@@ -38,6 +38,18 @@ from include.report.inbox import (
     map_carrier,
     providers_offered,
     review,
+)
+from include.report.operations import (
+    MAX_ACTIONS,
+    STALE_INTERVALS,
+    STUCK_AFTER,
+    Freshness,
+    OperationsError,
+    failed_and_stuck,
+    freshness,
+    quota_use,
+    retry,
+    span_text,
 )
 from include.report.reports import LDR_ENFORCEMENT_LINE, LDR_LINE
 from include.report.templates import template
@@ -63,7 +75,6 @@ REPORT_FILES = {
 }
 MAX_ESCALATIONS = 500
 MAX_VALIDATIONS = 100
-MAX_FAILURES = 100
 # The inbox's filter on where people stand (the `review` query parameter)
 REVIEW_FILTERS = (OPEN, *REVIEW_STATES)
 RULE = re.compile(r"^[A-Z][A-Z0-9]{0,7}$")
@@ -194,11 +205,12 @@ def load_overview(
     data_docs_dir: Path | None = None,
     filters: Filters = Filters(),
     shopify_domains: Mapping[str, str] | None = None,
+    now: datetime | None = None,
 ) -> Overview:
     """The last `days` days that have figures, escalations or failed validations, per shop, newest
     first; a failed validation links its Data Docs page when `data_docs_dir` has it. The escalations
     listed are those `filters` keep (the days count them all); `shopify_domains` (shop -> its
-    myshopify.com domain) links each order's Shopify page."""
+    myshopify.com domain) links each order's Shopify page; `now` (wall clock) tells a stuck action."""
     inspector = sa.inspect(engine)
     has_daily, has_ledger = inspector.has_table("sla_daily"), inspector.has_table("action_ledger")
     has_checks = inspector.has_table("validation_results")
@@ -379,7 +391,7 @@ def load_overview(
                     }
                 )
         if has_ledger:
-            for failure in _failures(conn, shop):
+            for failure in failed_and_stuck(conn, shop, now):
                 shops.setdefault(failure["shop"], ShopDays(failure["shop"])).failures.append(failure)
             for shop_days in shops.values():
                 per_day: dict[date, int] = {}
@@ -409,36 +421,6 @@ def _links(conn, wanted: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str,
             ).mappings():
                 found[(shop, run_id, row["tiktok_order_id"])] = dict(row)
     return found
-
-
-def _failures(conn, shop: str | None) -> list[dict]:
-    """Ledger rows that failed, or are in flight past their lease (a runner died mid-call): newest
-    first, MAX_FAILURES at most, with their error. A failed action retried since is in its new state."""
-    a = action_ledger.c
-    stuck = sa.and_(a.state == IN_FLIGHT, sa.or_(a.lease_until.is_(None), a.lease_until < utcnow()))
-    q = (
-        sa.select(
-            a.shop,
-            a.tiktok_order_id,
-            a.kind,
-            a.idempotency_key,
-            a.state,
-            a.detail,
-            a.attempts,
-            a.run_id,
-            a.lease_until,
-            a.updated_at,
-        )
-        .where(sa.or_(a.state == FAILED, stuck))
-        .order_by(a.updated_at.desc(), a.id.desc())
-        .limit(MAX_FAILURES)
-    )
-    if shop:
-        q = q.where(a.shop == shop)
-    return [
-        {**row._mapping, "updated_at": as_utc(row.updated_at), "lease_until": as_utc(row.lease_until)}
-        for row in conn.execute(q)
-    ]
 
 
 def _as_date(value: Any) -> date:
@@ -521,6 +503,8 @@ def render_index(
     editable: bool = False,
     data_docs: bool = False,
     filters: Filters = Filters(),
+    freshness: Sequence[Freshness] = (),
+    now: datetime | None = None,
 ) -> str:
     period = f"the {days} days up to {overview.until:%Y-%m-%d}" if overview.until else "no data yet"
     return template("sla_breaches.html").render(
@@ -540,15 +524,46 @@ def render_index(
         review_states=REVIEW_STATES,
         actions=ACTIONS,
         max_escalations=MAX_ESCALATIONS,
-        max_failures=MAX_FAILURES,
+        max_failures=MAX_ACTIONS,
         filters=filters,
         review_filters=REVIEW_FILTERS,
+        freshness=freshness,
+        now=now or utcnow(),
+        span=span_text,
+        counts=COUNTS,
+        inbox_figures=inbox_figures,
+        late_scan_breaches_of=lambda days: sum(late_scan_breaches(d) for d in days),
     )
 
 
-def render_refusal(message: str, shop: str | None = None) -> str:
-    """The page a refused inbox change or query gets: what was wrong, and the way back."""
-    return template("sla_refused.html").render(message=message, shop=shop if shop and SHOP_NAME.match(shop) else None)
+def render_operations(
+    now: datetime,
+    actions: Sequence[dict],
+    fresh: Sequence[Freshness],
+    quotas: dict,
+    source: str = "",
+    editable: bool = False,
+) -> str:
+    return template("operations.html").render(
+        now=now,
+        actions=actions,
+        freshness=fresh,
+        quotas=quotas,
+        source=source,
+        editable=editable,
+        max_actions=MAX_ACTIONS,
+        stuck_after=STUCK_AFTER,
+        stale_intervals=STALE_INTERVALS,
+        span=span_text,
+    )
+
+
+def render_refusal(message: str, shop: str | None = None, back: str = "./") -> str:
+    """The page a refused change or query gets: what was wrong, and the way back (`back`: the page
+    it came from, relative to the app)."""
+    return template("sla_refused.html").render(
+        message=message, shop=shop if shop and SHOP_NAME.match(shop) else None, back=back
+    )
 
 
 def _jsonable(overview: Overview) -> dict:
@@ -595,12 +610,16 @@ def create_app(
     reviewer: Any = None,
     data_docs_dir: Path | None = None,
     shopify_domains: Callable[[], Mapping[str, str]] | None = None,
+    intervals: Callable[[], Mapping[str, timedelta]] | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> FastAPI:
     """The page as a FastAPI app; `dependencies` guard every route (the plugin passes Airflow's login),
     `write_dependencies` the inbox's changes as well (the plugin: the right to edit DAG runs),
     `reviewer` is the dependency naming who makes one (without it, the page is read-only),
     `data_docs_dir` the Data Docs folder served under data-docs/ (include.quality.checkpoints.docs_dir)
-    and `shopify_domains` what gives each shop's myshopify.com domain (for links to its orders)."""
+    `shopify_domains` what gives each shop's myshopify.com domain (for links to its orders),
+    `intervals` each shop's schedule interval (when its data counts as stale) and `clock` the wall
+    clock the page compares the warehouse's wall-clock stamps with."""
     # a long-lived server: connections PostgreSQL dropped meanwhile are noticed before use
     warehouse = Warehouse(warehouse_url, pool_pre_ping=True)
     engine = warehouse.engine
@@ -635,8 +654,12 @@ def create_app(
             "Referrer-Policy": "same-origin",
         }
 
-    def refused(message: str, shop: str | None = None, status: int = 400) -> HTMLResponse:
-        return HTMLResponse(render_refusal(message, shop), status_code=status, headers=headers(PAGE_CSP))
+    def refused(message: str, shop: str | None = None, status: int = 400, back: str = "./") -> HTMLResponse:
+        return HTMLResponse(render_refusal(message, shop, back), status_code=status, headers=headers(PAGE_CSP))
+
+    def freshness_at(now: datetime, shop: str | None = None) -> list[Freshness]:
+        with engine.connect() as conn:
+            return freshness(conn, now, intervals() if intervals is not None else None, shop)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -649,7 +672,7 @@ def create_app(
         )
         return refused(wrong, status=422)
 
-    def overview_of(shop: str | None, days: int, filters: Filters) -> Overview:
+    def overview_of(shop: str | None, days: int, filters: Filters, now: datetime) -> Overview:
         return load_overview(
             engine,
             reports_dir,
@@ -658,6 +681,7 @@ def create_app(
             data_docs_dir=data_docs_dir,
             filters=filters,
             shopify_domains=shopify_domains() if shopify_domains is not None else None,
+            now=now,
         )
 
     @app.get("/", response_class=HTMLResponse)
@@ -672,7 +696,8 @@ def create_app(
             filters = Filters(review or None, rule or None)
         except InboxError as exc:
             return refused(str(exc), shop)
-        overview = overview_of(shop, days, filters)
+        now = clock()  # one moment for the whole page
+        overview = overview_of(shop, days, filters, now)
         docs = data_docs_dir is not None and (data_docs_dir / "index.html").is_file()
         return HTMLResponse(
             render_index(
@@ -684,7 +709,20 @@ def create_app(
                 editable=reviewer is not None,
                 data_docs=docs,
                 filters=filters,
+                freshness=freshness_at(now, shop),
+                now=now,
             ),
+            headers=headers(PAGE_CSP),
+        )
+
+    @app.get("/operations", response_class=HTMLResponse)
+    def operations() -> HTMLResponse:
+        now = clock()
+        with engine.connect() as conn:
+            actions = failed_and_stuck(conn, now=now) if sa.inspect(conn).has_table("action_ledger") else []
+            quotas = quota_use(conn, now)
+        return HTMLResponse(
+            render_operations(now, actions, freshness_at(now), quotas, source, editable=reviewer is not None),
             headers=headers(PAGE_CSP),
         )
 
@@ -699,7 +737,7 @@ def create_app(
             filters = Filters(review or None, rule or None)
         except InboxError as exc:
             raise HTTPException(400, str(exc)) from None
-        return _jsonable(overview_of(shop or None, days, filters))
+        return _jsonable(overview_of(shop or None, days, filters, clock()))
 
     if reviewer is not None:
         migrated: list[bool] = []
@@ -742,6 +780,18 @@ def create_app(
             except InboxError as exc:
                 return refused(str(exc), shop)
             return back(shop)
+
+        @app.post("/retry", dependencies=[Depends(_same_origin), *write_dependencies])
+        def retry_action(
+            shop: str = Form(..., max_length=64),
+            key: str = Form(..., max_length=255),
+            by: str = Depends(reviewer),
+        ):
+            try:
+                retry(writable(), shop, key, by, now=clock())
+            except OperationsError as exc:
+                return refused(str(exc), back="operations")
+            return RedirectResponse("operations#actions", status_code=303)
 
     @app.get("/reports/{shop}/{day}/{name}")
     def report_file(shop: str, day: str, name: str) -> FileResponse:

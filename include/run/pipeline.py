@@ -41,6 +41,7 @@ from include.extract.cursors import full_sweep_due, sweep_reason
 from include.extract.listings import key_of
 from include.quality.checkpoints import run_name, validate_batches
 from include.report.at_risk import SHIP_BY, alert_at_risk
+from include.report.figures import COUNTS, run_figures
 from include.report.inbox import close_settled, mapped_carriers
 from include.report.notify import Alert, notify
 from include.run import steps
@@ -613,6 +614,9 @@ def summary_table(summary: dict) -> str:
     )
     for key, n in sorted(summary["actions"].items()):
         lines.append(f"  {'action ' + key:28s} {n}")
+    # the named figures the demo's terminal and the pages share, each with what it counts
+    for name, n in run_figures(summary).items():
+        lines.append(f"  {name:28s} {n}  ({COUNTS[name]})")
     for platform, figures in sorted(summary["api"].items()):
         lines.append(
             f"  {'api ' + platform:28s} calls={figures['calls']} throttled={figures['throttled']} "

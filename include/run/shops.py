@@ -13,7 +13,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from croniter import croniter
@@ -278,6 +278,15 @@ def task_timeout() -> timedelta | None:
     endless listing fails the try and the retry starts over, rather than holding the pool."""
     minutes = minutes_setting("ORDEROPS_TASK_TIMEOUT_MINUTES", 30)
     return timedelta(minutes=minutes) if minutes else None
+
+
+def schedule_interval(schedule: str) -> timedelta:
+    """The time between two runs of a cron schedule (the first two after a fixed moment: the
+    schedules shops use are regular)."""
+    start = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    runs = croniter(schedule, start)
+    first = runs.get_next(datetime)
+    return runs.get_next(datetime) - first
 
 
 def event_assets(shop: Shop) -> list:

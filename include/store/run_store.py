@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
+from include.act.ledger import FAILED, PENDING, RETRY_ASKED
 from include.decide.enums import TIKTOK_SHIPPABLE_STATUSES
 from include.decide.model import ESCALATE, as_utc
 from include.extract import staging
@@ -280,7 +281,8 @@ class RunStore:
     def warehouse_refusals(self) -> dict[str, int]:
         """Tracking uploads TikTok refused, per Amazon MCF warehouse (policy `mcf_warehouse_ids`) of the
         orders they were for: each attempt of a post that ended refused counts (a retry TikTok refused
-        again is another); a post settled without being sent does not."""
+        again is another, and one a person asked to retry still counts while it waits); a post
+        settled without being sent does not."""
         warehouses = list(self.settings.policy.mcf_warehouse_ids)
         if not warehouses:
             return {}
@@ -296,7 +298,7 @@ class RunStore:
                 .where(
                     a.shop == self.shop,
                     a.kind == "post_tracking",
-                    a.state == "failed",
+                    sa.or_(a.state == FAILED, sa.and_(a.state == PENDING, a.detail.startswith(RETRY_ASKED))),
                     o.warehouse_id.in_(warehouses),
                     sa.or_(a.detail.is_(None), sa.not_(a.detail.startswith("settled:"))),
                 )

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -98,6 +98,14 @@ def test_demo_then_ui_show_the_run_the_report_and_the_sla_page(tmp_path, capsys)
             assert [r["state"] for r in runs] == ["success"]
             reports = http.get("/api/v2/dags/orderops_sla_report/dagRuns", headers=auth).json()["dag_runs"]
             assert [r["state"] for r in reports] == ["success"]
+            # a run's times are all on the wall clock: the report of the sandbox's day (its `day` param)
+            # lasts its minutes, not the days from the sandbox's day to now
+            assert reports[0]["conf"] == {"day": "2026-11-20"}
+            for run in (runs[0], reports[0]):
+                started, ended = (
+                    datetime.fromisoformat(run[k].replace("Z", "+00:00")) for k in ("start_date", "end_date")
+                )
+                assert timedelta(0) <= ended - started < timedelta(minutes=15), run
             # the UI's log view shows the demo's task logs: the run summary, the report's line
             for dag_id, run, task, extra, expect in (
                 ("orderops_sla", runs[0], "summarize_run", "", "decisions by rule"),

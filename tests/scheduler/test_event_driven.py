@@ -64,6 +64,7 @@ def test_a_shipbob_shipment_starts_a_run_that_posts_its_tracking(run_sandbox, tm
         "AIRFLOW_CONN_ORDEROPS_SHIPBOB": json.dumps(shipbob),
         "AIRFLOW_CONN_ORDEROPS_REDIS": json.dumps({"conn_type": "redis", "host": "127.0.0.1", "port": 6379}),
     }
+
     def unpause(cli) -> None:
         cli("dags", "unpause", dag_id)
         cli("dags", "unpause", events_dag_id)

@@ -5,7 +5,8 @@ reports for several days), starts `airflow api-server` with this repo's plugins 
 SimpleAuthManager, checks `airflow plugins` lists the plugin, then in Chromium: the page sends a
 visitor to Airflow's login form, a viewer logs in by typing, the page shows the days and
 escalations that are in the warehouse, a day's report and CSV open, and the page is reachable from
-Airflow's own Browse menu. Screenshots go to the test's tmp dir and to state/screenshots/.
+Airflow's own Browse menu; on the operations page a viewer's retry is refused, a lead's is taken.
+Screenshots go to the test's tmp dir and to state/screenshots/.
 Chromium comes from Debian (installed here when missing). About 1.5 minutes with Chromium present.
 """
 
@@ -27,6 +28,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from include.act.ledger import FAILED, Ledger, RunContext
+from include.decide.model import POST_TRACKING, Action
 from include.report.reports import build_day
 from include.run.pipeline import run_all
 from include.run.platforms import Platforms
@@ -472,3 +475,75 @@ def test_a_lead_filters_the_inbox_takes_an_escalation_and_gets_a_styled_refusal(
         keep(lead.screenshot(tmp / "inbox_refused.png"), "inbox_refused.png")
     finally:
         lead.close()
+
+
+def failed_post(site) -> str:
+    """A tracking post TikTok refused, recorded as a run records one; returns its key."""
+    wh = Warehouse(site["warehouse"])
+    try:
+        ledger = Ledger(wh)
+        ctx = RunContext(shop="default", dag_id="orderops_sla", run_id="ui-seed-2", task_id="post_tracking")
+        action = Action(
+            POST_TRACKING,
+            "tiktok:order/576999000000000001",
+            {"tiktok_order_id": "576999000000000001", "tracking_number": "1ZREFUSED1", "shipping_provider_id": "P"},
+            "post_tracking:576999000000000001:1ZREFUSED1",
+        )
+        ledger.record(ctx, action, rule="T1", decision_run_id="ui-seed-2", tiktok_order_id="576999000000000001")
+        claim = ledger.claim(ctx, action.idempotency_key)
+        assert claim is not None
+        ledger.finish(claim, FAILED, detail="TikTok refused: tracking number invalid (21011013)")
+        return action.idempotency_key
+    finally:
+        wh.dispose()
+
+
+def test_operations_page_a_viewer_cannot_retry_a_lead_can(site):
+    base, tmp = site["base"], site["tmp"]
+    key = failed_post(site)
+    row = f"document.querySelector('table.actions tr[data-key=\"{key}\"]')"
+    viewer = Browser()
+    try:
+        login(viewer, base, USER, site["password"])
+        # from the SLA page's header to the operations page
+        viewer.js("document.querySelector('a#operations').click()")
+        viewer.wait_for(f"location.pathname === '/orderops-sla/operations' && {row}", 30)
+        assert viewer.js(f"{row}.dataset.status") == "failed"
+        assert "tracking number invalid" in viewer.js(f"{row}.innerText")
+        # the seed's shop has a good run a moment ago: its data is current, as of the runs' clock
+        assert viewer.js("document.querySelector('table.freshness tr[data-shop=default]').dataset.stale") == "false"
+        assert viewer.js("document.querySelectorAll('table.calls tr[data-platform]').length") > 0
+        keep(viewer.screenshot(tmp / "operations.png", full_page=True), "operations.png")
+        viewer.js(f"{row}.querySelector('button').click()")
+        viewer.wait_for("location.pathname === '/orderops-sla/retry' && document.querySelector('section.refused')", 30)
+        text = viewer.js("document.body.innerText")
+        assert "may read DAG runs but not change them" in text and "nothing was changed" in text
+        assert viewer.js("getComputedStyle(document.querySelector('section.refused')).borderLeftColor") == (
+            "rgb(214, 69, 69)"
+        )
+        keep(viewer.screenshot(tmp / "operations_refused.png"), "operations_refused.png")
+        viewer.js("document.querySelector('a#back').click()")
+        viewer.wait_for(f"location.pathname === '/orderops-sla/operations' && {row}", 30)
+        assert viewer.js(f"{row}.dataset.status") == "failed"  # the viewer changed nothing
+    finally:
+        viewer.close()
+    lead = Browser()
+    try:
+        login(lead, base, EDITOR, site["editor_password"])
+        lead.goto(f"{base}/orderops-sla/operations")
+        lead.wait_for(f"{row} && {row}.dataset.status === 'failed'", 30)
+        lead.js(f"{row}.querySelector('button').click()")
+        lead.wait_for(
+            f"location.pathname === '/orderops-sla/operations' && {row} && {row}.dataset.status === 'retry_asked'", 30
+        )
+        assert f"retry asked by {EDITOR}" in lead.js(f"{row}.innerText")
+        assert not lead.js(f"{row}.querySelector('button')")  # asked once; the next run carries it out
+        keep(lead.screenshot(tmp / "operations_retry.png", full_page=True), "operations_retry.png")
+    finally:
+        lead.close()
+    wh = Warehouse(site["warehouse"])
+    try:
+        [row_after] = Ledger(wh).rows("default", idempotency_key=key)
+        assert (row_after["state"], row_after["attempts"]) == ("pending", 1)  # same key, nothing sent yet
+    finally:
+        wh.dispose()

@@ -20,8 +20,15 @@ import sqlalchemy as sa
 from fastapi import Depends, HTTPException
 from fastapi.testclient import TestClient
 
-from include.report.sla_ui import MAX_ESCALATIONS, create_app, data_docs_path, load_overview, report_path
-from include.store.warehouse import Warehouse, action_ledger, sla_daily
+from include.report.sla_ui import (
+    MAX_ESCALATIONS,
+    PAGE_CSP,
+    create_app,
+    data_docs_path,
+    load_overview,
+    report_path,
+)
+from include.store.warehouse import Warehouse, action_ledger, extraction_cursors, runs, sla_daily
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = date(2026, 11, 20)
@@ -494,7 +501,14 @@ def test_plugin_module_imports_light():
             "destination": "nav",
             "url_route": "sla_breaches",
             "category": "browse",
-        }
+        },
+        {
+            "name": "orderops operations",
+            "href": "/orderops-sla/operations",
+            "destination": "nav",
+            "url_route": "orderops_operations",
+            "category": "browse",
+        },
     ]
 
 
@@ -1036,6 +1050,108 @@ def test_failed_and_stuck_actions_are_listed_with_their_error_newest_first(seede
     ]
     assert rows[1][1][6] == "TikTok refused: <b>tracking number invalid</b> (21011013)"  # as text, escaped
     assert "&lt;b&gt;tracking number invalid" in page.text and "stuck in flight" in rows[0][1][3]
-    assert "<b>2</b><span>failed or stuck actions</span>" in page.text  # the shop's card counts them
+    # the shop's card counts them and leads to the operations page, where they are retried
+    assert '<b>2</b><span><a href="operations#actions">failed or stuck actions</a></span>' in page.text
     shops = {s["shop"]: s["failures"] for s in c.get("/api/days").json()["shops"]}
     assert [f["tiktok_order_id"] for f in shops["eu-shop"]] == ["576000000000000025"]
+
+
+# ---------------------------------------------------------------- the operations page
+
+
+def test_the_operations_page_lists_retries_and_flags_stale_data_on_its_own_clock(seeded):
+    wh, reports = seeded
+    # the page's wall clock, injected far from the real one; the runs' clock (the data) is the seed's
+    now = datetime(2031, 3, 4, 12, 0, tzinfo=timezone.utc)
+    with wh.engine.begin() as conn:
+        conn.execute(
+            action_ledger.insert().values(
+                {
+                    **escalation("default", "576000000000000031", at_hour(10), created=now - timedelta(hours=2)),
+                    "kind": "post_tracking",
+                    "rule": "T1",
+                    "idempotency_key": "post_tracking:576000000000000031:1Z031",
+                    "state": "failed",
+                    "attempts": 1,
+                    "updated_at": now - timedelta(hours=2),
+                    "detail": "TikTok refused: tracking number invalid",
+                }
+            )
+        )
+        conn.execute(
+            runs.insert(),
+            [
+                dict(
+                    shop=shop,
+                    run_id="r1",
+                    dag_id=f"orderops_sla_{shop}",
+                    window_end=at_hour(15),
+                    started_at=finished - timedelta(minutes=2),
+                    finished_at=finished,
+                    state="succeeded",
+                    dry_run=False,
+                )
+                for shop, finished in (("default", now - timedelta(minutes=10)), ("eu-shop", now - timedelta(hours=5)))
+            ],
+        )
+        conn.execute(
+            extraction_cursors.insert().values(
+                shop="default",
+                source="tiktok_orders",
+                established_at=at_hour(0),
+                listed_until=at_hour(15),
+                run_id="r1",
+                mode="incremental",
+                listed=3,
+                findings=0,
+            )
+        )
+    c = TestClient(
+        create_app(wh.url, reports, write_dependencies=[], reviewer=lambda: "kim", clock=lambda: now),
+        base_url="http://sla.test",
+    )
+    page = c.get("/operations")
+    assert page.status_code == 200 and page.headers["content-security-policy"] == PAGE_CSP
+    [(attrs, cells)] = Page(page.text).tables["actions"]
+    assert attrs["data-status"] == "failed" and cells[2:6] == [
+        "576000000000000031",
+        "post_tracking (T1)",
+        "failed",
+        "1",
+    ]
+    assert cells[6] == "TikTok refused: tracking number invalid"
+    # ages on the page's clock: ten minutes since the good run, not years (the seed's day is 2026)
+    assert 'data-shop="default" data-stale="false"' in page.text and "10 min ago" in page.text
+    assert 'data-shop="eu-shop" data-stale="true"' in page.text and "stale: 5 h ago" in page.text
+    assert 'data-source="tiktok_orders" data-stale="false">tiktok_orders: 2026-11-20 15:00' in page.text
+    # the SLA page says what its figures are as of, and when they are stale
+    index = c.get("/").text
+    assert "data as of <b>2026-11-20 15:00 UTC</b>" in index and "the last good run finished 10 min ago" in index
+    assert 'data-shop="eu-shop" data-stale="true"' in index
+    assert "the last good run finished 5 h ago: these figures are not current" in index
+
+    done = c.post(
+        "/retry",
+        data={"shop": "default", "key": "post_tracking:576000000000000031:1Z031"},
+        headers=SAME_ORIGIN,
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and done.headers["location"] == "operations#actions"
+    [(attrs, cells)] = Page(c.get("/operations").text).tables["actions"]
+    assert attrs["data-status"] == "retry_asked" and cells[6].startswith("retry asked by kim at 2031-03-04 12:00")
+    again = c.post(
+        "/retry", data={"shop": "default", "key": "post_tracking:576000000000000031:1Z031"}, headers=SAME_ORIGIN
+    )
+    assert (
+        again.status_code == 400
+        and 'class="shop refused"' in again.text
+        and "is pending: nothing to retry" in again.text
+    )
+    assert '<a href="operations" id="back">' in again.text and "<h1>Operations</h1>" in again.text
+    # a user who may not change DAG runs, or a post from elsewhere, changes nothing
+    for refused, headers in (
+        (inbox_client(wh, reports, allowed=False), SAME_ORIGIN),
+        (c, {"origin": "http://evil.test"}),
+    ):
+        assert refused.post("/retry", data={"shop": "default", "key": "x"}, headers=headers).status_code == 403
+    wh.dispose()

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
+import pytest
 import sqlalchemy as sa
 
 from include.report.current import last_built, report_due, report_if_due
+from include.report.reports import report_days
 from include.store.warehouse import Warehouse, sla_daily, stg_tiktok_orders
 from tests.conftest import REPO
 from tests.unit.test_reports import tiktok
@@ -67,3 +69,16 @@ def test_the_report_dag_runs_daily_not_after_every_pipeline_run(airflow_db):
         "list_shops": [],
         "build_reports": ["list_shops"],
     }
+    # a person (or the demo) may ask for one day's report by name
+    assert dag.params["day"] is None and "YYYY-MM-DD" in dag.params.get_param("day").description
+
+
+def test_a_report_run_builds_the_day_it_is_asked_for_else_its_interval_else_today():
+    # the sandbox's day, far from the wall clock: asked for by name, never through the run's own dates
+    sandbox_now = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
+    midnight = datetime(2031, 3, 5, tzinfo=timezone.utc)
+    assert report_days("2026-11-19", midnight - timedelta(days=1), midnight, sandbox_now) == [date(2026, 11, 19)]
+    assert report_days(None, midnight - timedelta(days=1), midnight, sandbox_now) == [date(2031, 3, 4)]
+    assert report_days(None, None, None, sandbox_now) == [date(2026, 11, 20)]
+    with pytest.raises(ValueError, match="param day: '20/11/2026' is not a day"):
+        report_days("20/11/2026", None, None, sandbox_now)
