@@ -99,9 +99,7 @@ def test_a_shipbob_shipment_starts_a_run_that_posts_its_tracking(run_sandbox, tm
         run = wait_for(api, events_dag_id, "asset_triggered", timeout=300)
         assert run["state"] == "success", (stack["logs"] / "scheduler.log").read_text()[-3000:]
         tasks = httpx.get(
-            f"{api}/api/v2/dags/{events_dag_id}/dagRuns/{run['dag_run_id']}/taskInstances",
-            headers=stack["headers"],
-            timeout=30,
+            f"{api}/api/v2/dags/{events_dag_id}/dagRuns/{run['dag_run_id']}/taskInstances", timeout=30
         ).json()["task_instances"]
         assert [(t["task_id"], t["state"]) for t in tasks] == [("handle_events", "success")]
 
