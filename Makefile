@@ -107,6 +107,14 @@ PARSE_SIZES ?= 1,50,200,400
 bench-parse: venv
 	$(PY) -m bench.parse_bench --sizes $(PARSE_SIZES)
 
+# An agency's deployment: SHOPS sandbox shops with platform events on the production shape, measured
+# by phase (bench/scale_bench.py); prints and writes bench/results/scale-<SHOPS>.json
+SHOPS ?= 20
+.PHONY: bench-scale
+bench-scale: venv
+	deploy/test_services.sh
+	$(PY) -m bench.scale_bench --shops $(SHOPS)
+
 # The webhook receiver (its own process, uvicorn on loopback, a PostgreSQL warehouse, Redis doorbell)
 # under FLOOD_DELIVERIES signed deliveries from FLOOD_CLIENTS clients while /health is polled;
 # prints and writes bench/results/webhook-flood.json (floor: /health p95 under 50 ms)

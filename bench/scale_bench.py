@@ -1,0 +1,443 @@
+"""An agency's deployment at scale: N sandbox shops with platform events on the production shape.
+
+    python -m bench.scale_bench --shops 20          (make bench-scale SHOPS=20)
+
+The production shape of `deploy.prod_local` (PostgreSQL metadata and warehouse, CeleryExecutor on
+Redis, API server, scheduler, DAG processor, triggerer, two workers) serving N shops, each with its
+own sandbox (frozen clock at first), webhooks to the API server's receiver and its Redis doorbell.
+Phases, each measured as CPU-seconds of every process of every component and its children (from
+/proc: a process tree's own and reaped children's time), PostgreSQL's and Redis's included:
+
+1. warm-up (not measured): one pipeline run per shop (a first run sweeps);
+2. idle: nothing runs for `--idle` seconds (what the scheduler, DAG processor and triggerer cost
+   by themselves);
+3. scheduled: one more pipeline run per shop (incremental, as a scheduled run is), every shop at
+   once, until all are done;
+4. events: the pipeline DAGs paused, the sandboxes' clocks run `--clock-rate` times the wall clock
+   for `--events` seconds: fulfillers ship, the platforms send their webhooks, each shop's event DAG
+   wakes; then the clocks stop and the last wakes finish.
+
+Per scheduled run and per event wake: the phase's CPU less the idle rate over its length, divided by
+the runs it completed. Also: task instances per run kind, scheduler lag (queued -> running) p50/p95
+over every task instance, event -> tracking (a webhook received -> the end of the run that claimed
+it and posted tracking) p95, PostgreSQL connections per component (most seen at once), and the model
+for 50 and 200 shops from the measured inputs and the week simulation's wakes per shop-day
+(docs/results/simulate-week-events.json). Writes bench/results/scale-<N>.json (docs: Performance,
+"Scale").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+
+from bench.pipeline_bench import RESULTS, log, revision
+from deploy.prod_local import Deployment, Processes, api_token, down, free_port, session_members, up
+
+REPO = Path(__file__).resolve().parents[1]
+WEEK = REPO / "docs" / "results" / "simulate-week-events.json"
+TICK = os.sysconf("SC_CLK_TCK")
+TERMINAL = ("success", "failed")
+# the model's shape of a day (the week simulation's peak hour over its average)
+PEAK = 1.82
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def tree_cpu(pids: list[int]) -> float:
+    """CPU-seconds of these processes and of their children they reaped (utime, stime, cutime,
+    cstime): summed over every live process of a tree, each second counts once."""
+    total = 0
+    for pid in pids:
+        fields = _stat(pid)
+        if fields is not None and fields[0] not in ("Z", "X"):
+            total += sum(int(v) for v in fields[11:15])
+    return total / TICK
+
+
+def children_of(root: int) -> list[int]:
+    parents: dict[int, list[int]] = defaultdict(list)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            parents[int(fields[1])].append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += parents.get(pid, [])
+    return tree
+
+
+def service_pid(name: str) -> int | None:
+    """The oldest process called `name` (PostgreSQL's postmaster, the Redis server)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm == name and (fields := _stat(int(entry.name))) is not None:
+                found.append((int(fields[19]), int(entry.name)))
+    return min(found)[1] if found else None
+
+
+class Meter:
+    """CPU-seconds per component of the deployment, and of PostgreSQL and Redis."""
+
+    def __init__(self, dep: Deployment):
+        self.procs = Processes(dep)
+        self.services = {"postgresql": service_pid("postgres"), "redis": service_pid("redis-server")}
+
+    def read(self) -> dict[str, float]:
+        out = {}
+        for name, record in self.procs.records().items():
+            if not name.startswith("sandbox-"):  # the platforms' stand-ins are not orderops's cost
+                out[name] = tree_cpu(session_members(record["pid"]))
+        for name, pid in self.services.items():
+            if pid is not None:
+                out[name] = tree_cpu(children_of(pid))
+        return out
+
+
+def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: round(after[k] - before.get(k, 0.0), 2) for k in after}
+
+
+class Connections:
+    """PostgreSQL connections per component, sampled while a phase runs (the most seen at once)."""
+
+    def __init__(self, dep: Deployment):
+        self.dep = dep
+        self.most: Counter = Counter()
+        self.stop = threading.Event()
+
+    def _owner(self, pid: int, sessions: dict[int, str]) -> str:
+        fields = _stat(pid)
+        sid = int(fields[4]) if fields else -1
+        return sessions.get(sid, "other")
+
+    def sample(self) -> None:
+        import psutil
+        import psycopg2
+
+        conn = psycopg2.connect(self.dep.pg_url + "/postgres")
+        conn.autocommit = True
+        try:
+            while not self.stop.wait(2):
+                sessions = {r["pid"]: name for name, r in Processes(self.dep).records().items()}
+                ports = {
+                    c.laddr.port: c.pid
+                    for c in psutil.net_connections("tcp")
+                    if c.pid and c.raddr and c.raddr.port == 5432
+                }
+                with conn.cursor() as cur:
+                    cur.execute(
+                        "SELECT client_port FROM pg_stat_activity WHERE datname IN (%s, %s)",
+                        (self.dep.airflow_db, self.dep.warehouse_db),
+                    )
+                    seen = Counter(self._owner(ports.get(port, -1), sessions) for (port,) in cur.fetchall())
+                for name, n in seen.items():
+                    self.most[name] = max(self.most[name], n)
+                self.most["total"] = max(self.most["total"], sum(seen.values()))
+        finally:
+            conn.close()
+
+
+class Airflow:
+    def __init__(self, dep: Deployment):
+        token = api_token(dep)
+        self.api = httpx.Client(base_url=dep.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+
+    def pause(self, dag_id: str, paused: bool, timeout: float = 600) -> None:
+        """Pause or unpause, once the DAG processor has found the DAG."""
+        end = time.monotonic() + timeout
+        while (answer := self.api.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": paused})).status_code == 404:
+            if time.monotonic() > end:
+                break
+            time.sleep(3)
+        answer.raise_for_status()
+
+    def trigger(self, dag_id: str) -> str:
+        answer = self.api.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None})
+        answer.raise_for_status()
+        return answer.json()["dag_run_id"]
+
+    def runs(self, dag_id: str) -> list[dict]:
+        return self.api.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 1000}).json()["dag_runs"]
+
+    def tasks(self, dag_id: str, run_id: str) -> list[dict]:
+        return self.api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}).json()[
+            "task_instances"
+        ]
+
+    def wait(self, dag_ids: list[str], timeout: float) -> None:
+        """Until no run of these DAGs is queued or running."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if all(r["state"] in TERMINAL for d in dag_ids for r in self.runs(d)):
+                return
+            time.sleep(3)
+        raise TimeoutError(f"runs of {len(dag_ids)} DAGs still going after {timeout:.0f} s")
+
+
+def _seconds(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def _quantiles(values: list[float]) -> dict:
+    if not values:
+        return {"p50": None, "p95": None, "count": 0}
+    ordered = sorted(values)
+    return {
+        "p50": round(statistics.median(ordered), 2),
+        "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 2),
+        "count": len(ordered),
+    }
+
+
+def set_clocks(shops: list[dict], rate: float) -> None:
+    """Every sandbox's clock at one moment (the first's) and rate."""
+    now = httpx.get(f"{shops[0]['tiktok']}/_sandbox/clock", timeout=30).json()["now"]
+    for shop in shops:
+        httpx.post(f"{shop['tiktok']}/_sandbox/clock", json={"now": now, "rate": rate}, timeout=30).raise_for_status()
+
+
+def model(inputs: dict, shops: int) -> dict:
+    """Cores for `shops` shops from the measured inputs: average and peak (PEAK x average)."""
+    per_day = inputs["wakes_per_shop_day"] * inputs["cpu_s_per_event_wake"]
+    per_day += inputs["runs_per_shop_day"] * inputs["cpu_s_per_scheduled_run"]
+    average = shops * per_day / 86400 + shops * inputs["idle_cores_per_shop"]
+    rate = shops * (
+        inputs["wakes_per_shop_day"] * inputs["task_instances"]["event"]
+        + inputs["runs_per_shop_day"] * inputs["task_instances"]["scheduled"]
+    )
+    return {
+        "cores": round(average, 2),
+        "peak_cores": round(average * PEAK, 2),
+        "task_instances_per_second": round(rate / 86400, 2),
+        "peak_task_instances_per_second": round(rate * PEAK / 86400, 2),
+    }
+
+
+def run_scale(shops_n: int, orders: int, idle: float, events: float, clock_rate: float) -> dict:
+    state = Path(tempfile.mkdtemp(prefix=f"orderops-scale-{shops_n}-"))
+    dep = Deployment(
+        state=str(state),
+        api_port=free_port(),
+        airflow_db="orderops_scale_airflow",
+        warehouse_db="orderops_scale_warehouse",
+        redis_url="redis://127.0.0.1:6379/10",
+        schedule=True,
+        sandbox_shops=shops_n,
+        sandbox_orders=orders,
+        sandbox_events=True,
+        sandbox_schedule="0 0 1 1 *",  # runs are started by this benchmark, not by the cron
+    )
+    try:
+        t0 = time.monotonic()
+        log(f"{shops_n} shops: starting the production shape under {state}")
+        up(dep, fresh=True, timeout=1800)
+        log(f"{shops_n} shops: up in {time.monotonic() - t0:.0f} s")
+        airflow = Airflow(dep)
+        names = [f"shop-{i}" for i in range(1, shops_n + 1)]
+        pipelines = [f"orderops_sla_{n.replace('-', '_')}" for n in names]
+        wakes = [f"orderops_events_{n.replace('-', '_')}" for n in names]
+        sandboxes = [json.loads((state / "sandbox" / n / "urls.json").read_text()) for n in names]
+        meter, pg = Meter(dep), Connections(dep)
+        sampler = threading.Thread(target=pg.sample, daemon=True)
+        sampler.start()
+
+        for dag_id in pipelines:
+            airflow.pause(dag_id, False)
+            airflow.trigger(dag_id)
+        airflow.wait(pipelines, 3600)
+        log(f"{shops_n} shops: warm-up runs done ({time.monotonic() - t0:.0f} s)")
+
+        before = meter.read()
+        time.sleep(idle)
+        idle_cpu = _delta(meter.read(), before)
+        idle_rate = sum(idle_cpu.values()) / idle
+
+        before, started = meter.read(), time.monotonic()
+        scheduled_ids = {dag_id: airflow.trigger(dag_id) for dag_id in pipelines}
+        airflow.wait(pipelines, 3600)
+        scheduled_wall = time.monotonic() - started
+        scheduled_cpu = _delta(meter.read(), before)
+        log(f"{shops_n} shops: scheduled phase {scheduled_wall:.0f} s")
+
+        for dag_id in pipelines:
+            airflow.pause(dag_id, True)
+        for dag_id in wakes:
+            airflow.pause(dag_id, False)
+        before, started = meter.read(), time.monotonic()
+        set_clocks(sandboxes, clock_rate)
+        time.sleep(events)
+        set_clocks(sandboxes, 0)
+        time.sleep(60)  # the last webhooks, their debounce and their wakes
+        airflow.wait(wakes, 1800)
+        events_wall = time.monotonic() - started
+        events_cpu = _delta(meter.read(), before)
+        pg.stop.set()
+        log(f"{shops_n} shops: events phase {events_wall:.0f} s")
+
+        scheduled_runs = [r for d in pipelines for r in airflow.runs(d) if r["dag_run_id"] == scheduled_ids[d]]
+        event_runs = [(d, r) for d in wakes for r in airflow.runs(d)]
+        tis: dict[str, list[dict]] = {"scheduled": [], "event": []}
+        per_run: dict[str, list[int]] = {"scheduled": [], "event": []}
+        for d, r in [(r["dag_id"], r) for r in scheduled_runs] + event_runs:
+            kind = "event" if d in wakes else "scheduled"
+            found = airflow.tasks(d, r["dag_run_id"])
+            tis[kind] += found
+            per_run[kind].append(len(found))
+        lags = [
+            s
+            for kind in tis
+            for ti in tis[kind]
+            if (s := _seconds(ti.get("queued_when"), ti.get("start_date"))) is not None
+        ]
+        wake_count = len(event_runs)
+        cpu_wake = (sum(events_cpu.values()) - idle_rate * events_wall) / wake_count if wake_count else None
+        cpu_run = (sum(scheduled_cpu.values()) - idle_rate * scheduled_wall) / len(scheduled_runs)
+        latency = event_latency(dep, event_runs)
+        week = json.loads(WEEK.read_text())
+        inputs = {
+            "cpu_s_per_event_wake": cpu_wake,
+            "cpu_s_per_scheduled_run": cpu_run,
+            "idle_cores_per_shop": idle_rate / shops_n,
+            "wakes_per_shop_day": week["with_events"]["extraction"]["event"] / week["with_events"]["settings"]["days"],
+            "runs_per_shop_day": 86400 / 1800,
+            "task_instances": {k: statistics.median(v) if v else 0 for k, v in per_run.items()},
+        }
+        return {
+            "shops": shops_n,
+            "orders_per_shop": orders,
+            "cpu_s_per_event_wake": round(cpu_wake, 2) if cpu_wake is not None else None,
+            "cpu_s_per_scheduled_run": round(cpu_run, 2),
+            "task_instances": {k: inputs["task_instances"][k] for k in ("scheduled", "event")},
+            "scheduler_lag_s": {k: v for k, v in _quantiles(lags).items() if k != "count"},
+            "event_to_tracking_s": latency,
+            "model": {str(n): model(inputs, n) for n in (50, 200)},
+            "inputs": {k: round(v, 4) if isinstance(v, float) else v for k, v in inputs.items()},
+            "phases": {
+                "idle": {"seconds": idle, "cpu_s": idle_cpu, "cores": round(idle_rate, 3)},
+                "scheduled": {
+                    "seconds": round(scheduled_wall, 1),
+                    "cpu_s": scheduled_cpu,
+                    "runs": len(scheduled_runs),
+                    "states": dict(Counter(r["state"] for r in scheduled_runs)),
+                },
+                "events": {
+                    "seconds": round(events_wall, 1),
+                    "cpu_s": events_cpu,
+                    "wakes": wake_count,
+                    "states": dict(Counter(r["state"] for _, r in event_runs)),
+                    "clock_rate": clock_rate,
+                },
+            },
+            "postgresql_connections": dict(pg.most),
+            "postgresql_max_connections": max_connections(dep),
+            "workers": dep.workers,
+            "worker_concurrency": dep.concurrency,
+        }
+    finally:
+        log(f"{shops_n} shops: stopping everything")
+        down(dep, purge=True)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def max_connections(dep: Deployment) -> int:
+    import psycopg2
+
+    with psycopg2.connect(dep.pg_url + "/postgres") as conn, conn.cursor() as cur:
+        cur.execute("SHOW max_connections")
+        return int(cur.fetchone()[0])
+
+
+def event_latency(dep: Deployment, event_runs: list[tuple[str, dict]]) -> dict:
+    """Seconds from a waking webhook's receipt to the end of the run that claimed it, for runs that
+    posted tracking."""
+    import sqlalchemy as sa
+
+    ended = {r["dag_run_id"]: r["end_date"] for _, r in event_runs if r.get("end_date")}
+    engine = sa.create_engine(dep.db_url(dep.warehouse_db))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT e.run_id, e.received_at FROM platform_events e WHERE e.wakes AND e.run_id IN ("
+                    "SELECT run_id FROM action_ledger WHERE kind = 'post_tracking' AND state = 'succeeded')"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    waits = [
+        (datetime.fromisoformat(ended[run_id]) - received).total_seconds()
+        for run_id, received in rows
+        if run_id in ended
+    ]
+    return _quantiles(waits)
+
+
+def render(r: dict) -> str:
+    lines = [
+        f"shops                         {r['shops']} ({r['orders_per_shop']} orders each)",
+        f"CPU-s per event wake          {r['cpu_s_per_event_wake']}",
+        f"CPU-s per scheduled run       {r['cpu_s_per_scheduled_run']}",
+        f"task instances per run        {r['task_instances']}",
+        f"scheduler lag (s)             {r['scheduler_lag_s']}",
+        f"event -> tracking (s)         {r['event_to_tracking_s']}",
+        f"PostgreSQL connections (most) {r['postgresql_connections']} of {r['postgresql_max_connections']}",
+    ]
+    for n, m in r["model"].items():
+        lines.append(f"model {n:>3} shops with events   {m}")
+    for name, phase in r["phases"].items():
+        lines.append(f"phase {name:<9} {json.dumps({k: v for k, v in phase.items() if k != 'cpu_s'})}")
+        lines.append(f"  cpu-s by component {json.dumps(phase['cpu_s'])}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shops", type=int, default=20)
+    parser.add_argument("--orders", type=int, default=200, help="generated orders per shop (default %(default)s)")
+    parser.add_argument("--idle", type=float, default=60, help="seconds of the idle phase (default %(default)s)")
+    parser.add_argument("--events", type=float, default=300, help="seconds the clocks run (default %(default)s)")
+    parser.add_argument("--clock-rate", type=float, default=60, help="sandbox seconds a second (%(default)s)")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    if args.shops < 1:
+        parser.error("--shops: expected 1 or more")
+    result = run_scale(args.shops, args.orders, args.idle, args.events, args.clock_rate)
+    print(render(result))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    doc = {"when": stamp, "revision": revision(), "python": sys.version.split()[0], **result}
+    path = out / f"scale-{args.shops}.json"
+    path.write_text(json.dumps(doc, indent=1, default=str))
+    print(f"\nresult: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
