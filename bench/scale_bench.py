@@ -131,7 +131,7 @@ class Connections:
 
     def _owner(self, pid: int, sessions: dict[int, str]) -> str:
         fields = _stat(pid)
-        sid = int(fields[4]) if fields else -1
+        sid = int(fields[3]) if fields else -1
         return sessions.get(sid, "other")
 
     def sample(self) -> None:
@@ -189,10 +189,12 @@ class Airflow:
         ]
 
     def wait(self, dag_ids: list[str], timeout: float) -> None:
-        """Until no run of these DAGs is queued or running."""
+        """Until no run of these DAGs is queued or running (then a moment more: a run's last task
+        process ends after the run's state is set)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if all(r["state"] in TERMINAL for d in dag_ids for r in self.runs(d)):
+                time.sleep(10)
                 return
             time.sleep(3)
         raise TimeoutError(f"runs of {len(dag_ids)} DAGs still going after {timeout:.0f} s")
@@ -271,6 +273,8 @@ def run_scale(shops_n: int, orders: int, idle: float, events: float, clock_rate:
             airflow.pause(dag_id, False)
             airflow.trigger(dag_id)
         airflow.wait(pipelines, 3600)
+        # the event runs the warm-up's own writes woke (the platforms announce them), and the reports
+        airflow.wait([*pipelines, *wakes, "orderops_sla_report"], 1800)
         log(f"{shops_n} shops: warm-up runs done ({time.monotonic() - t0:.0f} s)")
 
         before = meter.read()
@@ -290,6 +294,7 @@ def run_scale(shops_n: int, orders: int, idle: float, events: float, clock_rate:
         for dag_id in wakes:
             airflow.pause(dag_id, False)
         before, started = meter.read(), time.monotonic()
+        phase_start = datetime.now(timezone.utc)
         set_clocks(sandboxes, clock_rate)
         time.sleep(events)
         set_clocks(sandboxes, 0)
@@ -301,7 +306,12 @@ def run_scale(shops_n: int, orders: int, idle: float, events: float, clock_rate:
         log(f"{shops_n} shops: events phase {events_wall:.0f} s")
 
         scheduled_runs = [r for d in pipelines for r in airflow.runs(d) if r["dag_run_id"] == scheduled_ids[d]]
-        event_runs = [(d, r) for d in wakes for r in airflow.runs(d)]
+        event_runs = [
+            (d, r)
+            for d in wakes
+            for r in airflow.runs(d)
+            if datetime.fromisoformat(r["queued_at"] or r["run_after"]) >= phase_start
+        ]
         tis: dict[str, list[dict]] = {"scheduled": [], "event": []}
         per_run: dict[str, list[int]] = {"scheduled": [], "event": []}
         for d, r in [(r["dag_id"], r) for r in scheduled_runs] + event_runs:
@@ -318,7 +328,7 @@ def run_scale(shops_n: int, orders: int, idle: float, events: float, clock_rate:
         wake_count = len(event_runs)
         cpu_wake = (sum(events_cpu.values()) - idle_rate * events_wall) / wake_count if wake_count else None
         cpu_run = (sum(scheduled_cpu.values()) - idle_rate * scheduled_wall) / len(scheduled_runs)
-        latency = event_latency(dep, event_runs)
+        latency, per_wake = event_figures(dep, event_runs)
         week = json.loads(WEEK.read_text())
         inputs = {
             "cpu_s_per_event_wake": cpu_wake,
@@ -336,6 +346,7 @@ def run_scale(shops_n: int, orders: int, idle: float, events: float, clock_rate:
             "task_instances": {k: inputs["task_instances"][k] for k in ("scheduled", "event")},
             "scheduler_lag_s": {k: v for k, v in _quantiles(lags).items() if k != "count"},
             "event_to_tracking_s": latency,
+            "waking_events_per_wake": per_wake,
             "model": {str(n): model(inputs, n) for n in (50, 200)},
             "inputs": {k: round(v, 4) if isinstance(v, float) else v for k, v in inputs.items()},
             "phases": {
@@ -373,29 +384,34 @@ def max_connections(dep: Deployment) -> int:
         return int(cur.fetchone()[0])
 
 
-def event_latency(dep: Deployment, event_runs: list[tuple[str, dict]]) -> dict:
+def event_figures(dep: Deployment, event_runs: list[tuple[str, dict]]) -> tuple[dict, dict]:
     """Seconds from a waking webhook's receipt to the end of the run that claimed it, for runs that
-    posted tracking."""
+    posted tracking; and the waking events each wake claimed."""
     import sqlalchemy as sa
 
     ended = {r["dag_run_id"]: r["end_date"] for _, r in event_runs if r.get("end_date")}
     engine = sa.create_engine(dep.db_url(dep.warehouse_db))
     try:
         with engine.connect() as conn:
-            rows = conn.execute(
+            posted = conn.execute(
                 sa.text(
                     "SELECT e.run_id, e.received_at FROM platform_events e WHERE e.wakes AND e.run_id IN ("
                     "SELECT run_id FROM action_ledger WHERE kind = 'post_tracking' AND state = 'succeeded')"
                 )
             ).all()
+            claimed = Counter(
+                dict(conn.execute(sa.text("SELECT run_id, count(*) FROM platform_events WHERE wakes GROUP BY run_id")))
+            )
     finally:
         engine.dispose()
     waits = [
         (datetime.fromisoformat(ended[run_id]) - received).total_seconds()
-        for run_id, received in rows
+        for run_id, received in posted
         if run_id in ended
     ]
-    return _quantiles(waits)
+    per_wake = [float(claimed.get(r["dag_run_id"], 0)) for _, r in event_runs]
+    mean = round(statistics.fmean(per_wake), 2) if per_wake else None
+    return _quantiles(waits), {**_quantiles(per_wake), "mean": mean}
 
 
 def render(r: dict) -> str:
@@ -406,6 +422,7 @@ def render(r: dict) -> str:
         f"task instances per run        {r['task_instances']}",
         f"scheduler lag (s)             {r['scheduler_lag_s']}",
         f"event -> tracking (s)         {r['event_to_tracking_s']}",
+        f"waking events per wake        {r['waking_events_per_wake']}",
         f"PostgreSQL connections (most) {r['postgresql_connections']} of {r['postgresql_max_connections']}",
     ]
     for n, m in r["model"].items():
@@ -422,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=200, help="generated orders per shop (default %(default)s)")
     parser.add_argument("--idle", type=float, default=60, help="seconds of the idle phase (default %(default)s)")
     parser.add_argument("--events", type=float, default=300, help="seconds the clocks run (default %(default)s)")
-    parser.add_argument("--clock-rate", type=float, default=60, help="sandbox seconds a second (%(default)s)")
+    parser.add_argument("--clock-rate", type=float, default=600, help="sandbox seconds a second (%(default)s)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     if args.shops < 1:
