@@ -116,3 +116,47 @@ def test_the_doorbell_trigger_fires_once_per_burst_after_the_debounce(monkeypatc
     assert event.payload == {"shop": shop, "source": "doorbell"}
     assert after >= 1.5
     client.close()
+
+
+def _settings(run_id: str, dag_id: str = "orderops_sla_shop_a"):
+    from include.run.runconfig import run_settings
+    from include.run.shops import Shop
+
+    return run_settings(
+        dag_id=dag_id,
+        run_id=run_id,
+        params={"now": T0.isoformat()},
+        data_interval_start=T0 - timedelta(minutes=30),
+        data_interval_end=T0,
+        shop=Shop("shop-a"),
+        run_type="scheduled",
+    )
+
+
+def test_a_pipeline_task_waits_for_an_event_task_and_gives_up_after_a_while(tmp_path):
+    """The event task holding the shop frees it: the pipeline's task takes it after the waits it
+    took; an event task that never frees it (and keeps renewing) ends the try with who holds it."""
+    from include.airflow.glue import LEASE_WAIT, hold_shop
+
+    wh = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
+    wh.migrate()
+    lease = ShopLease(wh, "shop-a")
+    assert lease.take("asset_triggered__1", "orderops_events_shop_a", TTL) is None
+    slept: list[float] = []
+
+    def event_task_ends(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 3:
+            lease.release("asset_triggered__1")
+
+    hold_shop(wh, _settings("scheduled__1"), sleep=event_task_ends)
+    assert len(slept) == 3
+    assert ShopLease(wh, "shop-a").take("asset_triggered__2", "orderops_events_shop_a", TTL) is not None
+
+    lease.release("scheduled__1")
+    assert lease.take("asset_triggered__3", "orderops_events_shop_a", TTL) is None
+    waits: list[float] = []
+    with pytest.raises(RuntimeError, match=r"shop shop-a is held by run asset_triggered__3 of orderops_events_shop_a"):
+        hold_shop(wh, _settings("scheduled__2"), sleep=waits.append)
+    assert sum(waits) == LEASE_WAIT.total_seconds()
+    wh.dispose()
