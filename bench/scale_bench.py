@@ -241,7 +241,7 @@ def model(inputs: dict, shops: int) -> dict:
     }
 
 
-def run_scale(shops_n: int, orders: int, idle: float, events: float, clock_rate: float) -> dict:
+def run_scale(shops_n: int, orders: int, idle: float, events: float, clock_rate: float, out: Path) -> dict:
     state = Path(tempfile.mkdtemp(prefix=f"orderops-scale-{shops_n}-"))
     dep = Deployment(
         state=str(state),
@@ -280,7 +280,6 @@ def run_scale(shops_n: int, orders: int, idle: float, events: float, clock_rate:
         before = meter.read()
         time.sleep(idle)
         idle_cpu = _delta(meter.read(), before)
-        idle_rate = sum(idle_cpu.values()) / idle
 
         before, started = meter.read(), time.monotonic()
         scheduled_ids = {dag_id: airflow.trigger(dag_id) for dag_id in pipelines}
@@ -307,69 +306,30 @@ def run_scale(shops_n: int, orders: int, idle: float, events: float, clock_rate:
 
         scheduled_runs = [r for d in pipelines for r in airflow.runs(d) if r["dag_run_id"] == scheduled_ids[d]]
         event_runs = [
-            (d, r)
+            r
             for d in wakes
             for r in airflow.runs(d)
             if datetime.fromisoformat(r["queued_at"] or r["run_after"]) >= phase_start
         ]
-        tis: dict[str, list[dict]] = {"scheduled": [], "event": []}
-        per_run: dict[str, list[int]] = {"scheduled": [], "event": []}
-        for d, r in [(r["dag_id"], r) for r in scheduled_runs] + event_runs:
-            kind = "event" if d in wakes else "scheduled"
-            found = airflow.tasks(d, r["dag_run_id"])
-            tis[kind] += found
-            per_run[kind].append(len(found))
-        lags = [
-            s
-            for kind in tis
-            for ti in tis[kind]
-            if (s := _seconds(ti.get("queued_when"), ti.get("start_date"))) is not None
-        ]
-        wake_count = len(event_runs)
-        cpu_wake = (sum(events_cpu.values()) - idle_rate * events_wall) / wake_count if wake_count else None
-        cpu_run = (sum(scheduled_cpu.values()) - idle_rate * scheduled_wall) / len(scheduled_runs)
-        latency, per_wake = event_figures(dep, event_runs)
-        week = json.loads(WEEK.read_text())
-        inputs = {
-            "cpu_s_per_event_wake": cpu_wake,
-            "cpu_s_per_scheduled_run": cpu_run,
-            "idle_cores_per_shop": idle_rate / shops_n,
-            "wakes_per_shop_day": week["with_events"]["extraction"]["event"] / week["with_events"]["settings"]["days"],
-            "runs_per_shop_day": 86400 / 1800,
-            "task_instances": {k: statistics.median(v) if v else 0 for k, v in per_run.items()},
-        }
-        return {
+        raw = {
             "shops": shops_n,
             "orders_per_shop": orders,
-            "cpu_s_per_event_wake": round(cpu_wake, 2) if cpu_wake is not None else None,
-            "cpu_s_per_scheduled_run": round(cpu_run, 2),
-            "task_instances": {k: inputs["task_instances"][k] for k in ("scheduled", "event")},
-            "scheduler_lag_s": {k: v for k, v in _quantiles(lags).items() if k != "count"},
-            "event_to_tracking_s": latency,
-            "waking_events_per_wake": per_wake,
-            "model": {str(n): model(inputs, n) for n in (50, 200)},
-            "inputs": {k: round(v, 4) if isinstance(v, float) else v for k, v in inputs.items()},
-            "phases": {
-                "idle": {"seconds": idle, "cpu_s": idle_cpu, "cores": round(idle_rate, 3)},
-                "scheduled": {
-                    "seconds": round(scheduled_wall, 1),
-                    "cpu_s": scheduled_cpu,
-                    "runs": len(scheduled_runs),
-                    "states": dict(Counter(r["state"] for r in scheduled_runs)),
-                },
-                "events": {
-                    "seconds": round(events_wall, 1),
-                    "cpu_s": events_cpu,
-                    "wakes": wake_count,
-                    "states": dict(Counter(r["state"] for _, r in event_runs)),
-                    "clock_rate": clock_rate,
-                },
+            "clock_rate": clock_rate,
+            "idle": {"seconds": idle, "cpu_s": idle_cpu},
+            "scheduled": {"seconds": scheduled_wall, "cpu_s": scheduled_cpu, "runs": scheduled_runs},
+            "events": {"seconds": events_wall, "cpu_s": events_cpu, "runs": event_runs},
+            "task_instances": {
+                r["dag_run_id"]: airflow.tasks(r["dag_id"], r["dag_run_id"]) for r in scheduled_runs + event_runs
             },
+            "platform_events": warehouse_events(dep),
             "postgresql_connections": dict(pg.most),
             "postgresql_max_connections": max_connections(dep),
             "workers": dep.workers,
             "worker_concurrency": dep.concurrency,
         }
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"scale-{shops_n}-raw.json").write_text(json.dumps(raw, default=str))
+        return analyse(raw)
     finally:
         log(f"{shops_n} shops: stopping everything")
         down(dep, purge=True)
@@ -384,12 +344,11 @@ def max_connections(dep: Deployment) -> int:
         return int(cur.fetchone()[0])
 
 
-def event_figures(dep: Deployment, event_runs: list[tuple[str, dict]]) -> tuple[dict, dict]:
-    """Seconds from a waking webhook's receipt to the end of the run that claimed it, for runs that
-    posted tracking; and the waking events each wake claimed."""
+def warehouse_events(dep: Deployment) -> dict:
+    """The waking events each run claimed, and those claimed by runs that posted tracking (when
+    received), from the warehouse."""
     import sqlalchemy as sa
 
-    ended = {r["dag_run_id"]: r["end_date"] for _, r in event_runs if r.get("end_date")}
     engine = sa.create_engine(dep.db_url(dep.warehouse_db))
     try:
         with engine.connect() as conn:
@@ -399,19 +358,83 @@ def event_figures(dep: Deployment, event_runs: list[tuple[str, dict]]) -> tuple[
                     "SELECT run_id FROM action_ledger WHERE kind = 'post_tracking' AND state = 'succeeded')"
                 )
             ).all()
-            claimed = Counter(
-                dict(conn.execute(sa.text("SELECT run_id, count(*) FROM platform_events WHERE wakes GROUP BY run_id")))
-            )
+            claimed = conn.execute(
+                sa.text("SELECT run_id, count(*) FROM platform_events WHERE wakes GROUP BY run_id")
+            ).all()
     finally:
         engine.dispose()
+    return {
+        "posted": [[run_id, received.isoformat()] for run_id, received in posted],
+        "claimed": {run_id: n for run_id, n in claimed if run_id},
+    }
+
+
+def analyse(raw: dict) -> dict:
+    """The figures and the model from a run's raw measurements (bench/results/scale-<N>-raw.json)."""
+    shops_n, idle = raw["shops"], raw["idle"]["seconds"]
+    idle_rate = sum(raw["idle"]["cpu_s"].values()) / idle
+    scheduled, events = raw["scheduled"], raw["events"]
+    per_run: dict[str, list[int]] = {"scheduled": [], "event": []}
+    lags = []
+    for kind, runs in (("scheduled", scheduled["runs"]), ("event", events["runs"])):
+        for r in runs:
+            found = raw["task_instances"][r["dag_run_id"]]
+            per_run[kind].append(len(found))
+            lags += [s for ti in found if (s := _seconds(ti.get("queued_when"), ti.get("start_date"))) is not None]
+    wakes = len(events["runs"])
+    cpu_wake = (sum(events["cpu_s"].values()) - idle_rate * events["seconds"]) / wakes if wakes else None
+    cpu_run = (sum(scheduled["cpu_s"].values()) - idle_rate * scheduled["seconds"]) / len(scheduled["runs"])
+    ended = {r["dag_run_id"]: r["end_date"] for r in events["runs"] if r.get("end_date")}
     waits = [
-        (datetime.fromisoformat(ended[run_id]) - received).total_seconds()
-        for run_id, received in posted
+        (datetime.fromisoformat(ended[run_id]) - datetime.fromisoformat(received)).total_seconds()
+        for run_id, received in raw["platform_events"]["posted"]
         if run_id in ended
     ]
-    per_wake = [float(claimed.get(r["dag_run_id"], 0)) for _, r in event_runs]
-    mean = round(statistics.fmean(per_wake), 2) if per_wake else None
-    return _quantiles(waits), {**_quantiles(per_wake), "mean": mean}
+    per_wake = [float(raw["platform_events"]["claimed"].get(r["dag_run_id"], 0)) for r in events["runs"]]
+    week = json.loads(WEEK.read_text())
+    inputs = {
+        "cpu_s_per_event_wake": cpu_wake,
+        "cpu_s_per_scheduled_run": cpu_run,
+        "idle_cores_per_shop": idle_rate / shops_n,
+        "wakes_per_shop_day": week["with_events"]["extraction"]["event"] / week["with_events"]["settings"]["days"],
+        "runs_per_shop_day": 86400 / 1800,
+        "task_instances": {k: statistics.median(v) if v else 0 for k, v in per_run.items()},
+    }
+    return {
+        "shops": shops_n,
+        "orders_per_shop": raw["orders_per_shop"],
+        "cpu_s_per_event_wake": round(cpu_wake, 2) if cpu_wake is not None else None,
+        "cpu_s_per_scheduled_run": round(cpu_run, 2),
+        "task_instances": {k: inputs["task_instances"][k] for k in ("scheduled", "event")},
+        "scheduler_lag_s": {k: v for k, v in _quantiles(lags).items() if k != "count"},
+        "event_to_tracking_s": _quantiles(waits),
+        "waking_events_per_wake": {
+            **_quantiles(per_wake),
+            "mean": round(statistics.fmean(per_wake), 2) if per_wake else None,
+        },
+        "model": {str(n): model(inputs, n) for n in (50, 200)},
+        "inputs": {k: round(v, 4) if isinstance(v, float) else v for k, v in inputs.items()},
+        "phases": {
+            "idle": {"seconds": idle, "cpu_s": raw["idle"]["cpu_s"], "cores": round(idle_rate, 3)},
+            "scheduled": {
+                "seconds": round(scheduled["seconds"], 1),
+                "cpu_s": scheduled["cpu_s"],
+                "runs": len(scheduled["runs"]),
+                "states": dict(Counter(r["state"] for r in scheduled["runs"])),
+            },
+            "events": {
+                "seconds": round(events["seconds"], 1),
+                "cpu_s": events["cpu_s"],
+                "wakes": wakes,
+                "states": dict(Counter(r["state"] for r in events["runs"])),
+                "clock_rate": raw["clock_rate"],
+            },
+        },
+        "postgresql_connections": raw["postgresql_connections"],
+        "postgresql_max_connections": raw["postgresql_max_connections"],
+        "workers": raw["workers"],
+        "worker_concurrency": raw["worker_concurrency"],
+    }
 
 
 def render(r: dict) -> str:
@@ -441,10 +464,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=float, default=300, help="seconds the clocks run (default %(default)s)")
     parser.add_argument("--clock-rate", type=float, default=600, help="sandbox seconds a second (%(default)s)")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--from-raw", help="analyse a run's raw file again (bench/results/scale-<N>-raw.json)")
     args = parser.parse_args(argv)
     if args.shops < 1:
         parser.error("--shops: expected 1 or more")
-    result = run_scale(args.shops, args.orders, args.idle, args.events, args.clock_rate)
+    if args.from_raw:
+        result = analyse(json.loads(Path(args.from_raw).read_text()))
+        args.shops = result["shops"]
+    else:
+        result = run_scale(args.shops, args.orders, args.idle, args.events, args.clock_rate, Path(args.out))
     print(render(result))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
