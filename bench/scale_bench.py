@@ -217,6 +217,18 @@ def _quantiles(values: list[float]) -> dict:
     }
 
 
+def stream(shops: list[dict], done: threading.Event) -> None:
+    """The living shops move as their sandboxes are asked anything: ask each every second, so
+    their orders arrive, ship and send their webhooks as the clock passes them."""
+    with httpx.Client(timeout=30) as client:
+        while not done.wait(1):
+            for shop in shops:
+                try:
+                    client.get(f"{shop['tiktok']}/_sandbox/clock")
+                except httpx.HTTPError:
+                    pass
+
+
 def set_clocks(shops: list[dict], rate: float) -> None:
     """Every sandbox's clock at one moment (the first's) and rate."""
     now = httpx.get(f"{shops[0]['tiktok']}/_sandbox/clock", timeout=30).json()["now"]
@@ -241,7 +253,9 @@ def model(inputs: dict, shops: int) -> dict:
     }
 
 
-def run_scale(shops_n: int, orders: int, idle: float, events: float, clock_rate: float, out: Path) -> dict:
+def run_scale(
+    shops_n: int, orders_per_day: int, fulfiller_speed: float, idle: float, events: float, clock_rate: float, out: Path
+) -> dict:
     state = Path(tempfile.mkdtemp(prefix=f"orderops-scale-{shops_n}-"))
     dep = Deployment(
         state=str(state),
@@ -251,8 +265,8 @@ def run_scale(shops_n: int, orders: int, idle: float, events: float, clock_rate:
         redis_url="redis://127.0.0.1:6379/10",
         schedule=True,
         sandbox_shops=shops_n,
-        sandbox_orders=orders,
         sandbox_events=True,
+        sandbox_life={"days": 3, "orders_per_day": orders_per_day, "fulfiller_speed": fulfiller_speed},
         sandbox_schedule="0 0 1 1 *",  # runs are started by this benchmark, not by the cron
     )
     try:
@@ -281,13 +295,6 @@ def run_scale(shops_n: int, orders: int, idle: float, events: float, clock_rate:
         time.sleep(idle)
         idle_cpu = _delta(meter.read(), before)
 
-        before, started = meter.read(), time.monotonic()
-        scheduled_ids = {dag_id: airflow.trigger(dag_id) for dag_id in pipelines}
-        airflow.wait(pipelines, 3600)
-        scheduled_wall = time.monotonic() - started
-        scheduled_cpu = _delta(meter.read(), before)
-        log(f"{shops_n} shops: scheduled phase {scheduled_wall:.0f} s")
-
         for dag_id in pipelines:
             airflow.pause(dag_id, True)
         for dag_id in wakes:
@@ -295,14 +302,29 @@ def run_scale(shops_n: int, orders: int, idle: float, events: float, clock_rate:
         before, started = meter.read(), time.monotonic()
         phase_start = datetime.now(timezone.utc)
         set_clocks(sandboxes, clock_rate)
+        living = threading.Event()
+        threading.Thread(target=stream, args=(sandboxes, living), daemon=True).start()
         time.sleep(events)
         set_clocks(sandboxes, 0)
+        living.set()
         time.sleep(60)  # the last webhooks, their debounce and their wakes
         airflow.wait(wakes, 1800)
         events_wall = time.monotonic() - started
         events_cpu = _delta(meter.read(), before)
-        pg.stop.set()
         log(f"{shops_n} shops: events phase {events_wall:.0f} s")
+
+        # the pipeline's runs after the shops' hours of orders, shipments and wakes
+        for dag_id in wakes:
+            airflow.pause(dag_id, True)
+        for dag_id in pipelines:
+            airflow.pause(dag_id, False)
+        before, started = meter.read(), time.monotonic()
+        scheduled_ids = {dag_id: airflow.trigger(dag_id) for dag_id in pipelines}
+        airflow.wait(pipelines, 3600)
+        scheduled_wall = time.monotonic() - started
+        scheduled_cpu = _delta(meter.read(), before)
+        pg.stop.set()
+        log(f"{shops_n} shops: scheduled phase {scheduled_wall:.0f} s")
 
         scheduled_runs = [r for d in pipelines for r in airflow.runs(d) if r["dag_run_id"] == scheduled_ids[d]]
         event_runs = [
@@ -313,7 +335,8 @@ def run_scale(shops_n: int, orders: int, idle: float, events: float, clock_rate:
         ]
         raw = {
             "shops": shops_n,
-            "orders_per_shop": orders,
+            "orders_per_shop_day": orders_per_day,
+            "fulfiller_speed": fulfiller_speed,
             "clock_rate": clock_rate,
             "idle": {"seconds": idle, "cpu_s": idle_cpu},
             "scheduled": {"seconds": scheduled_wall, "cpu_s": scheduled_cpu, "runs": scheduled_runs},
@@ -402,7 +425,8 @@ def analyse(raw: dict) -> dict:
     }
     return {
         "shops": shops_n,
-        "orders_per_shop": raw["orders_per_shop"],
+        "orders_per_shop_day": raw["orders_per_shop_day"],
+        "fulfiller_speed": raw["fulfiller_speed"],
         "cpu_s_per_event_wake": round(cpu_wake, 2) if cpu_wake is not None else None,
         "cpu_s_per_scheduled_run": round(cpu_run, 2),
         "task_instances": {k: inputs["task_instances"][k] for k in ("scheduled", "event")},
@@ -439,7 +463,7 @@ def analyse(raw: dict) -> dict:
 
 def render(r: dict) -> str:
     lines = [
-        f"shops                         {r['shops']} ({r['orders_per_shop']} orders each)",
+        f"shops                         {r['shops']} (living, {r['orders_per_shop_day']} orders a day each)",
         f"CPU-s per event wake          {r['cpu_s_per_event_wake']}",
         f"CPU-s per scheduled run       {r['cpu_s_per_scheduled_run']}",
         f"task instances per run        {r['task_instances']}",
@@ -459,10 +483,11 @@ def render(r: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shops", type=int, default=20)
-    parser.add_argument("--orders", type=int, default=200, help="generated orders per shop (default %(default)s)")
+    parser.add_argument("--orders-per-day", type=int, default=1000, help="a living shop's orders a day (%(default)s)")
+    parser.add_argument("--fulfiller-speed", type=float, default=20, help="x the fulfillers' pace (%(default)s)")
     parser.add_argument("--idle", type=float, default=60, help="seconds of the idle phase (default %(default)s)")
     parser.add_argument("--events", type=float, default=300, help="seconds the clocks run (default %(default)s)")
-    parser.add_argument("--clock-rate", type=float, default=600, help="sandbox seconds a second (%(default)s)")
+    parser.add_argument("--clock-rate", type=float, default=10, help="sandbox seconds a second (%(default)s)")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--from-raw", help="analyse a run's raw file again (bench/results/scale-<N>-raw.json)")
     args = parser.parse_args(argv)
@@ -472,7 +497,8 @@ def main(argv: list[str] | None = None) -> int:
         result = analyse(json.loads(Path(args.from_raw).read_text()))
         args.shops = result["shops"]
     else:
-        result = run_scale(args.shops, args.orders, args.idle, args.events, args.clock_rate, Path(args.out))
+        shape = (args.orders_per_day, args.fulfiller_speed)
+        result = run_scale(args.shops, *shape, args.idle, args.events, args.clock_rate, Path(args.out))
     print(render(result))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -70,6 +70,9 @@ class Deployment:
     sandbox_schedule: str = "*/30 * * * *"
     sandbox_events: bool = False
     sandbox_clock_rate: float = 0
+    # a living shop per sandbox instead of a generated scenario: LifeSettings fields (sandbox/life.py)
+    # but `start` and `seed`, which each shop gets (its clock starts at the scenario day's midnight)
+    sandbox_life: dict | None = None
     shops_file: str | None = None
     openlineage_url: str | None = None
     log_server_ports: dict[str, int] = field(default_factory=dict)
@@ -476,7 +479,7 @@ def sandbox_connection_docs(index: int, urls: dict[str, str]) -> dict[str, dict]
 
 def start_sandboxes(dep: Deployment, procs: Processes) -> list[dict]:
     """One sandbox process per shop on free ports; returns [{"name", "urls", "scenario"}]."""
-    from sandbox.generate import generate
+    from sandbox.generate import DEFAULT_NOW, generate
 
     base = dep.root / "sandbox"
     base.mkdir(parents=True, exist_ok=True)
@@ -485,9 +488,16 @@ def start_sandboxes(dep: Deployment, procs: Processes) -> list[dict]:
         name = f"shop-{index}"
         folder = base / name
         folder.mkdir(exist_ok=True)
-        scenario = folder / "scenario.json"
-        if not scenario.exists():
-            scenario.write_text(json.dumps(generate(dep.sandbox_orders, seed=100 + index)))
+        if dep.sandbox_life is not None:
+            source = folder / "life.json"
+            start = f"{DEFAULT_NOW[:10]}T00:00:00Z"
+            source.write_text(json.dumps({**dep.sandbox_life, "start": start, "seed": 100 + index}))
+            shape = ["--life", str(source)]
+        else:
+            source = folder / "scenario.json"
+            if not source.exists():
+                source.write_text(json.dumps(generate(dep.sandbox_orders, seed=100 + index)))
+            shape = ["--scenario", str(source)]
         settings = folder / "settings.json"
         _write_private(
             settings, json.dumps({"clock_rate": dep.sandbox_clock_rate, "platforms": sandbox_credentials(index)})
@@ -502,14 +512,13 @@ def start_sandboxes(dep: Deployment, procs: Processes) -> list[dict]:
             "-m",
             "sandbox",
             "serve",
-            "--scenario",
-            str(scenario),
+            *shape,
             "--settings",
             str(settings),
             *[arg for app in DEFAULT_PORTS for arg in ("--port", f"{app}=0")],
         ]
         procs.start(f"sandbox-{name}", argv, {**os.environ, "PYTHONPATH": str(REPO)})
-        shops.append({"name": name, "log": log, "scenario": str(scenario)})
+        shops.append({"name": name, "log": log, "scenario": str(source)})
     for shop in shops:
         shop["urls"] = _sandbox_urls(shop.pop("log"))
         (base / shop["name"] / "urls.json").write_text(json.dumps(shop["urls"]))

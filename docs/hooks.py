@@ -423,7 +423,10 @@ def bench_scale(doc: dict) -> str:
     m50, m200 = doc["model"]["50"], doc["model"]["200"]
     conns = doc["postgresql_connections"]
     rows = [
-        ["shops on the production shape", f"{doc['shops']} ({doc['orders_per_shop']} generated orders each)"],
+        [
+            "shops on the production shape",
+            f"{doc['shops']} living shops, {_num(doc['orders_per_shop_day'])} orders a day each",
+        ],
         ["CPU-s per event wake, every component (floor: at most 3)", f"{_num(wake, 2)}: {floor(wake <= 3)}"],
         ["CPU-s per scheduled run", _num(doc["cpu_s_per_scheduled_run"], 2)],
         [
