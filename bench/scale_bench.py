@@ -52,6 +52,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 TERMINAL = ("success", "failed")
 # the model's shape of a day (the week simulation's peak hour over its average)
 PEAK = 1.82
+HEAD_START = 5400  # seconds of the living shops' time before the warm-up
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -283,6 +284,11 @@ def run_scale(
         sampler = threading.Thread(target=pg.sample, daemon=True)
         sampler.start()
 
+        # a head start: the shops' first hours (orders arrive and reach their fulfillers; the platforms
+        # announce them) before the warm-up, so the events phase has shipments from its start
+        for shop in sandboxes:
+            httpx.post(f"{shop['tiktok']}/_sandbox/clock", json={"advance_seconds": HEAD_START}, timeout=60)
+            httpx.get(f"{shop['tiktok']}/_sandbox/clock", timeout=300)
         for dag_id in pipelines:
             airflow.pause(dag_id, False)
             airflow.trigger(dag_id)
@@ -485,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shops", type=int, default=20)
     parser.add_argument("--orders-per-day", type=int, default=1000, help="a living shop's orders a day (%(default)s)")
     parser.add_argument("--fulfiller-speed", type=float, default=20, help="x the fulfillers' pace (%(default)s)")
-    parser.add_argument("--idle", type=float, default=60, help="seconds of the idle phase (default %(default)s)")
+    parser.add_argument("--idle", type=float, default=180, help="seconds of the idle phase (default %(default)s)")
     parser.add_argument("--events", type=float, default=300, help="seconds the clocks run (default %(default)s)")
     parser.add_argument("--clock-rate", type=float, default=10, help="sandbox seconds a second (%(default)s)")
     parser.add_argument("--out", default=str(RESULTS))
