@@ -210,7 +210,8 @@ def test_filters_reach_the_platform(run_sandbox):
             9000004,
             9000003,
         ]
-        updated = client.orders(last_update_start=NOW - timedelta(hours=1))
+        # every order was updated since the first was created (a shipment is dated when it shipped)
+        updated = client.orders(last_update_start=t)
         assert sorted(o["id"] for o in updated) == [9000001, 9000002, 9000003, 9000004]
         assert list(client.orders(last_update_start=NOW + timedelta(hours=1))) == []
         assert {c["id"] for c in client.channels()} == {READONLY_CHANNEL, CHANNEL, 100300}
