@@ -126,7 +126,8 @@ def served(server, version: str) -> str:
 
 
 def test_versions_are_served_for_12_months_then_fall_forward_unknown_ones_are_404(run_sandbox):
-    server = run_sandbox({"now": NOW, "orders": []}, platforms=("shopify",))
+    # a frozen clock: the window's edges are checked to the second
+    server = run_sandbox({"now": NOW, "orders": []}, platforms=("shopify",), settings=Settings(clock_rate=0))
     # 2026-11-20: 2026-01 (released 2026-01-01) is the oldest inside its 12 months
     for version in ("2026-01", "2026-04", "2026-07", "2026-10", "unstable"):
         assert served(server, version) == version
