@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,7 +23,7 @@ from include.decide.policy import PolicyError, policy_from_dict
 from include.run.runconfig import DEFAULTS, Connections, RunConfigError, policy_object
 
 SHOPS_FILE_ENV = "ORDEROPS_SHOPS_FILE"
-DEFAULT_SCHEDULE = "*/30 * * * *"
+DEFAULT_SCHEDULE = "*/30 * * * *"  # the one shop of a deployment without a shops file
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
 # the project's DAGs that are not a shop's: a shop whose DAG id is one of these would clash with it
 REPORT_DAG_ID = "orderops_sla_report"
@@ -144,10 +145,20 @@ def _identity(entry, i: int) -> tuple[str, Connections]:
     return entry["name"], Connections(**{**default_connections(entry["name"]).__dict__, **conns})
 
 
+def default_schedule(name: str, events: bool) -> str:
+    """A shop's schedule when its entry names none: every 30 minutes, or hourly for a shop whose
+    platform events start its runs (the schedule is then the safety net for an event that never
+    came: docs: Platform events); at minutes of its own, from a stable hash of its name, so the
+    shops' runs start spread over the interval rather than all at once."""
+    minute = zlib.crc32(name.encode()) % (60 if events else 30)
+    return f"{minute} * * * *" if events else f"{minute},{minute + 30} * * * *"
+
+
 def _shop(entry: dict, i: int, connections: Connections) -> Shop:
     """The rest of an entry whose identity passed: schedule, policy, events, dry_run."""
     where = f"shops[{i}] ({entry['name']})"
-    schedule = entry.get("schedule") or DEFAULT_SCHEDULE
+    events = ShopEvents.parse(entry["events"], where) if entry.get("events") is not None else None
+    schedule = entry.get("schedule") or default_schedule(entry["name"], events=events is not None)
     if not isinstance(schedule, str) or not croniter.is_valid(schedule):
         raise RunConfigError(f"{where}.schedule: {schedule!r} is not a cron expression")
     policy = policy_object(entry.get("policy"), f"{where}.policy")
@@ -155,7 +166,6 @@ def _shop(entry: dict, i: int, connections: Connections) -> Shop:
         policy_from_dict(policy)
     except PolicyError as exc:
         raise RunConfigError(f"{where}: {exc}") from None
-    events = ShopEvents.parse(entry["events"], where) if entry.get("events") is not None else None
     dry_run = entry.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise RunConfigError(f"{where}.dry_run: expected true or false, got {dry_run!r:.40}")

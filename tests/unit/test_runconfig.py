@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from include.run.runconfig import Connections, RunConfigError, run_settings
-from include.run.shops import SHOPS_FILE_ENV, Shop, load_shops, minutes_setting, parse_shops, task_timeout
+from include.run.shops import (
+    SHOPS_FILE_ENV,
+    Shop,
+    load_shops,
+    minutes_setting,
+    parse_shops,
+    schedule_interval,
+    task_timeout,
+)
 
 T0 = datetime(2026, 11, 20, 14, 30, tzinfo=timezone.utc)
 
@@ -164,6 +173,24 @@ def test_shops_file(tmp_path, monkeypatch):
             match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)"),
         ):
             parse_shops(bad)
+
+
+def test_a_shop_without_a_schedule_runs_at_minutes_of_its_own_hourly_with_events():
+    names = [f"shop-{i}" for i in range(200)]
+    plain = parse_shops([{"name": n} for n in names])
+    evented = parse_shops([{"name": n, "events": {}} for n in names])
+    assert {schedule_interval(s.schedule) for s in plain} == {timedelta(minutes=30)}
+    assert {schedule_interval(s.schedule) for s in evented} == {timedelta(hours=1)}
+    # the same shop gets the same minutes in every process; 200 shops' runs start spread over the interval
+    assert parse_shops([{"name": "shop-7"}])[0].schedule == plain[7].schedule
+    minutes = [int(s.schedule.split()[0]) for s in evented]
+    assert all(0 <= m < 60 for m in minutes) and len(set(minutes)) > 45
+    assert max(Counter(minutes).values()) <= 10
+    first, second = plain[0].schedule.split()[0].split(",")
+    assert int(second) == int(first) + 30
+    # a schedule the entry names is kept; the one shop of a deployment without a shops file keeps */30
+    assert parse_shops([{"name": "a", "events": {}, "schedule": "*/5 * * * *"}])[0].schedule == "*/5 * * * *"
+    assert Shop().schedule == "*/30 * * * *"
 
 
 @pytest.mark.parametrize(
