@@ -184,21 +184,28 @@ def settings_from_context(context: dict, shop=None) -> RunSettings:
     return settings
 
 
-def checked_settings(context: dict, shop) -> RunSettings:
-    """prepare_run's settings, with every connection read and each client built before any platform
-    is called. A bad param, policy or connection setting fails every try alike, so the task fails
-    at once, without its retries, with the message that names the setting."""
+@contextmanager
+def failing_fast() -> Iterator[None]:
+    """A bad param, policy or connection setting fails every try alike, so the task fails at once,
+    without its retries, with the message that names the setting."""
     from airflow.sdk.exceptions import AirflowFailException
 
     try:
+        yield
+    except (RunConfigError, ConfigurationError) as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def checked_settings(context: dict, shop) -> RunSettings:
+    """prepare_run's settings, with every connection read and each client built before any platform
+    is called."""
+    with failing_fast():
         settings = settings_from_context(context, shop=shop)
         platforms = Platforms(settings)
         try:
             platforms.check()
         finally:
             platforms.close()
-    except (RunConfigError, ConfigurationError) as exc:
-        raise AirflowFailException(str(exc)) from exc
     return settings
 
 
@@ -289,10 +296,13 @@ def handle_events(context: dict, shop) -> dict:
     from include.run.pipeline import run_all
     from include.store.leases import ShopLease
 
-    settings = checked_settings(context, shop)
+    with failing_fast():
+        settings = settings_from_context(context, shop=shop)
     # an event run whatever started it (a manual run of this DAG too), unless asked to sweep
     settings = replace(settings, event_driven=settings.extraction.sweep is None)
     with task_resources(context, settings) as (platforms, wh, ctx):
+        with failing_fast():  # every client built (each connection read once) before any call
+            platforms.check()
         wh.migrate()
         lease = ShopLease(wh, settings.shop)
         holder = lease.take(settings.run_id, settings.dag_id, EVENT_LEASE, wake_after=True)
