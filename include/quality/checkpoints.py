@@ -280,12 +280,12 @@ def _outcome(batch: str, validation, rows: int) -> Outcome:
 
 
 def validate_batches(
-    batches: dict[str, list[dict]], now: datetime | None = None, run: str | None = None
+    batches: dict[str, list[dict]], now: datetime | None = None, run: str | None = None, index: bool = True
 ) -> dict[str, Outcome]:
     """Run each batch's checkpoint on its staged rows (the columns its suite reads), then build Data
-    Docs once: the new results' pages and the index, which reads every result it lists, so one build
-    per run rather than one per batch. `run` names the results in the store and Data Docs (the
-    pipeline's: `run_name`); an empty batch passes without a result."""
+    Docs once: the new results' pages and, with `index`, the index, which reads every result it
+    lists, so one build per run rather than one per batch. `run` names the results in the store and
+    Data Docs (the pipeline's: `run_name`); an empty batch passes without a result."""
     import great_expectations as gx  # heavy import: only inside the validation task
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
@@ -314,7 +314,7 @@ def validate_batches(
             # results stored before a checkpoint that raised get their pages too: no stored result
             # waits for the task's retry to be seen
             if built:
-                context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=built)
+                context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=built, build_index=index)
             for batch in checked:
                 _drop_empty(docs_dir(root) / "validations" / batch)
     return {batch: outcomes[batch] for batch in batches}

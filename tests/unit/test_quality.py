@@ -194,6 +194,18 @@ def test_a_runs_batches_are_validated_in_turn_and_their_data_docs_built_once(gx_
     assert not (gx_folder / "validations" / "amazon_fulfillment_orders").exists()  # an empty batch leaves no result
 
 
+def test_an_event_runs_results_get_their_pages_and_the_next_indexed_run_lists_them(gx_folder):
+    """An event wake does not rebuild the index (it read every result it lists); the shop's next
+    scheduled run's build lists the wake's results with its own."""
+    wake, scheduled = "default_asset_triggered__1", "default_scheduled__2"
+    validate_batches({"tiktok_orders": [tiktok_row()]}, NOW, run=wake, index=False)
+    (page,) = (docs_dir() / "validations" / "tiktok_orders" / wake).glob("*/*.html")
+    assert not (docs_dir() / "index.html").exists()
+    validate_batches({"tiktok_orders": [tiktok_row()]}, NOW, run=scheduled)
+    index = (docs_dir() / "index.html").read_text()
+    assert page.relative_to(docs_dir()).as_posix() in index and scheduled in index
+
+
 def test_a_checkpoint_that_raises_leaves_the_results_before_it_with_their_pages(gx_folder, monkeypatch):
     """A failure part-way (a disk, a GX error) stops the run's validation, but what was stored is
     shown: the earlier batches' pages are built before the error goes on to the task."""
