@@ -11,17 +11,27 @@ Phases, each measured as CPU-seconds of every process of every component and its
 1. warm-up (not measured): one pipeline run per shop (a first run sweeps);
 2. idle: nothing runs for `--idle` seconds (what the scheduler, DAG processor and triggerer cost
    by themselves);
-3. scheduled: one more pipeline run per shop (incremental, as a scheduled run is), every shop at
-   once, until all are done;
-4. events: the pipeline DAGs paused, the sandboxes' clocks run `--clock-rate` times the wall clock
+3. events: the pipeline DAGs paused, the sandboxes' clocks run `--clock-rate` times the wall clock
    for `--events` seconds: fulfillers ship, the platforms send their webhooks, each shop's event DAG
-   wakes; then the clocks stop and the last wakes finish.
+   wakes; then the clocks stop and the last wakes finish;
+4. scheduled: one more pipeline run per shop (incremental, as a scheduled run is), started
+   `--run-gap` seconds apart (by default the gap between the starts of 200 shops' runs, their
+   schedules spread over the interval as the shops file spreads them), until all are done.
 
-Per scheduled run and per event wake: the phase's CPU less the idle rate over its length, divided by
-the runs it completed. Also: task instances per run kind, scheduler lag (queued -> running) p50/p95
-over every task instance, event -> tracking (a webhook received -> the end of the run that claimed
-it and posted tracking) p95, PostgreSQL connections per component (most seen at once), and the model
-for 50 and 200 shops from the measured inputs and the week simulation's wakes per shop-day
+Per scheduled run: the phase's CPU less the idle rate over its length, divided by the runs it
+completed. The webhook receiver's cost is priced per delivery, not per wake: a shop's platforms send
+a webhook for every change of every order, most of which wake nothing, and at the compressed clock a
+wake follows `--clock-rate` times the deliveries a real one does. So the events phase's API-server
+CPU, less its idle share and less the execution API's share of its task instances (the scheduled
+phase's API-server CPU per task instance), is the receiver's; divided by the webhooks received, the
+CPU-s per delivery. A wake costs the events phase's CPU less the idle rate and less the receiver's
+deliveries that woke nothing, over the wakes (so its own waking deliveries are in it); the model
+adds the deliveries that wake nothing at the rate the living shops sent them per shop-day, and
+scheduled runs at the rate of the shops file's default schedule for a shop with events. Also: task
+instances per run kind, scheduler lag (queued -> running) p50/p95 over every task instance, event ->
+tracking (a webhook received -> the end of the run that claimed it and posted tracking) p95,
+PostgreSQL connections per component (most seen at once), and the model for 50 and 200 shops from
+the measured inputs and the week simulation's wakes per shop-day
 (docs/results/simulate-week-events.json). Writes bench/results/scale-<N>.json (docs: Performance,
 "Scale").
 """
@@ -38,7 +48,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -241,6 +251,7 @@ def model(inputs: dict, shops: int) -> dict:
     """Cores for `shops` shops from the measured inputs: average and peak (PEAK x average)."""
     per_day = inputs["wakes_per_shop_day"] * inputs["cpu_s_per_event_wake"]
     per_day += inputs["runs_per_shop_day"] * inputs["cpu_s_per_scheduled_run"]
+    per_day += inputs["idle_deliveries_per_shop_day"] * inputs["cpu_s_per_webhook_delivery"]
     average = shops * per_day / 86400 + shops * inputs["idle_cores_per_shop"]
     rate = shops * (
         inputs["wakes_per_shop_day"] * inputs["task_instances"]["event"]
@@ -255,7 +266,14 @@ def model(inputs: dict, shops: int) -> dict:
 
 
 def run_scale(
-    shops_n: int, orders_per_day: int, fulfiller_speed: float, idle: float, events: float, clock_rate: float, out: Path
+    shops_n: int,
+    orders_per_day: int,
+    fulfiller_speed: float,
+    idle: float,
+    events: float,
+    clock_rate: float,
+    run_gap: float,
+    out: Path,
 ) -> dict:
     state = Path(tempfile.mkdtemp(prefix=f"orderops-scale-{shops_n}-"))
     dep = Deployment(
@@ -313,6 +331,7 @@ def run_scale(
         time.sleep(events)
         set_clocks(sandboxes, 0)
         living.set()
+        clocks_stopped = datetime.now(timezone.utc)
         time.sleep(60)  # the last webhooks, their debounce and their wakes
         airflow.wait(wakes, 1800)
         events_wall = time.monotonic() - started
@@ -325,7 +344,10 @@ def run_scale(
         for dag_id in pipelines:
             airflow.pause(dag_id, False)
         before, started = meter.read(), time.monotonic()
-        scheduled_ids = {dag_id: airflow.trigger(dag_id) for dag_id in pipelines}
+        scheduled_ids = {}
+        for i, dag_id in enumerate(pipelines):
+            time.sleep(max(0.0, started + i * run_gap - time.monotonic()))
+            scheduled_ids[dag_id] = airflow.trigger(dag_id)
         airflow.wait(pipelines, 3600)
         scheduled_wall = time.monotonic() - started
         scheduled_cpu = _delta(meter.read(), before)
@@ -344,13 +366,16 @@ def run_scale(
             "orders_per_shop_day": orders_per_day,
             "fulfiller_speed": fulfiller_speed,
             "clock_rate": clock_rate,
+            "clock_seconds": events,
+            "run_gap": run_gap,
+            "runs_per_shop_day": runs_per_shop_day(),
             "idle": {"seconds": idle, "cpu_s": idle_cpu},
             "scheduled": {"seconds": scheduled_wall, "cpu_s": scheduled_cpu, "runs": scheduled_runs},
             "events": {"seconds": events_wall, "cpu_s": events_cpu, "runs": event_runs},
             "task_instances": {
                 r["dag_run_id"]: airflow.tasks(r["dag_id"], r["dag_run_id"]) for r in scheduled_runs + event_runs
             },
-            "platform_events": warehouse_events(dep),
+            "platform_events": warehouse_events(dep, phase_start, clocks_stopped + timedelta(seconds=60)),
             "postgresql_connections": dict(pg.most),
             "postgresql_max_connections": max_connections(dep),
             "workers": dep.workers,
@@ -373,9 +398,10 @@ def max_connections(dep: Deployment) -> int:
         return int(cur.fetchone()[0])
 
 
-def warehouse_events(dep: Deployment) -> dict:
-    """The waking events each run claimed, and those claimed by runs that posted tracking (when
-    received), from the warehouse."""
+def warehouse_events(dep: Deployment, start: datetime, end: datetime) -> dict:
+    """The waking events each run claimed, those claimed by runs that posted tracking (when
+    received), and the deliveries received from `start` to `end` by platform and whether they woke
+    (Amazon's come through its queue, read by the triggerer), from the warehouse."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(dep.db_url(dep.warehouse_db))
@@ -390,12 +416,27 @@ def warehouse_events(dep: Deployment) -> dict:
             claimed = conn.execute(
                 sa.text("SELECT run_id, count(*) FROM platform_events WHERE wakes GROUP BY run_id")
             ).all()
+            received = conn.execute(
+                sa.text(
+                    "SELECT platform, wakes, count(*) FROM platform_events"
+                    " WHERE received_at >= :start AND received_at < :end GROUP BY platform, wakes"
+                ),
+                {"start": start, "end": end},
+            ).all()
     finally:
         engine.dispose()
     return {
         "posted": [[run_id, received.isoformat()] for run_id, received in posted],
         "claimed": {run_id: n for run_id, n in claimed if run_id},
+        "received": [[platform, bool(wakes), n] for platform, wakes, n in received],
     }
+
+
+def runs_per_shop_day() -> float:
+    """Scheduled runs a day of a shop with events on the shops file's default schedule."""
+    from include.run.shops import default_schedule, schedule_interval
+
+    return 86400 / schedule_interval(default_schedule("shop", events=True)).total_seconds()
 
 
 def analyse(raw: dict) -> dict:
@@ -411,8 +452,32 @@ def analyse(raw: dict) -> dict:
             per_run[kind].append(len(found))
             lags += [s for ti in found if (s := _seconds(ti.get("queued_when"), ti.get("start_date"))) is not None]
     wakes = len(events["runs"])
-    cpu_wake = (sum(events["cpu_s"].values()) - idle_rate * events["seconds"]) / wakes if wakes else None
     cpu_run = (sum(scheduled["cpu_s"].values()) - idle_rate * scheduled["seconds"]) / len(scheduled["runs"])
+    # the receiver: the events phase's API-server CPU less its idle share and its task instances' share
+    api_idle = raw["idle"]["cpu_s"].get("api-server", 0.0) / idle
+    api_per_ti = (scheduled["cpu_s"].get("api-server", 0.0) - api_idle * scheduled["seconds"]) / max(
+        1, sum(per_run["scheduled"])
+    )
+    receiver = events["cpu_s"].get("api-server", 0.0) - api_idle * events["seconds"]
+    receiver -= api_per_ti * sum(per_run["event"])
+    webhooks = [(waking, n) for platform, waking, n in raw["platform_events"]["received"] if platform != "amazon_mcf"]
+    delivered = sum(n for _, n in webhooks)
+    per_delivery = max(0.0, receiver) / delivered if delivered else 0.0
+    idle_deliveries = sum(n for waking, n in webhooks if not waking)
+    cpu_wake = (
+        (sum(events["cpu_s"].values()) - idle_rate * events["seconds"] - per_delivery * idle_deliveries) / wakes
+        if wakes
+        else None
+    )
+    shop_days = shops_n * raw["clock_seconds"] * raw["clock_rate"] / 86400
+    # a wake's CPU by component: the phase's less the idle rate, the API server's less the deliveries that woke nothing
+    wake_parts = {
+        name: (events["cpu_s"].get(name, 0.0) - raw["idle"]["cpu_s"].get(name, 0.0) / idle * events["seconds"]) / wakes
+        for name in {**raw["idle"]["cpu_s"], **events["cpu_s"]}
+        if wakes
+    }
+    if wakes and "api-server" in wake_parts:
+        wake_parts["api-server"] -= per_delivery * idle_deliveries / wakes
     ended = {r["dag_run_id"]: r["end_date"] for r in events["runs"] if r.get("end_date")}
     waits = [
         (datetime.fromisoformat(ended[run_id]) - datetime.fromisoformat(received)).total_seconds()
@@ -426,7 +491,9 @@ def analyse(raw: dict) -> dict:
         "cpu_s_per_scheduled_run": cpu_run,
         "idle_cores_per_shop": idle_rate / shops_n,
         "wakes_per_shop_day": week["with_events"]["extraction"]["event"] / week["with_events"]["settings"]["days"],
-        "runs_per_shop_day": 86400 / 1800,
+        "runs_per_shop_day": raw["runs_per_shop_day"],
+        "cpu_s_per_webhook_delivery": per_delivery,
+        "idle_deliveries_per_shop_day": idle_deliveries / shop_days,
         "task_instances": {k: statistics.median(v) if v else 0 for k, v in per_run.items()},
     }
     return {
@@ -435,6 +502,12 @@ def analyse(raw: dict) -> dict:
         "fulfiller_speed": raw["fulfiller_speed"],
         "cpu_s_per_event_wake": round(cpu_wake, 2) if cpu_wake is not None else None,
         "cpu_s_per_scheduled_run": round(cpu_run, 2),
+        "cpu_s_per_webhook_delivery": round(per_delivery, 4),
+        "webhook_deliveries": {
+            "received": delivered,
+            "woke": delivered - idle_deliveries,
+            "per_shop_day": round(delivered / shop_days, 1),
+        },
         "task_instances": {k: inputs["task_instances"][k] for k in ("scheduled", "event")},
         "scheduler_lag_s": {k: v for k, v in _quantiles(lags).items() if k != "count"},
         "event_to_tracking_s": _quantiles(waits),
@@ -450,12 +523,14 @@ def analyse(raw: dict) -> dict:
                 "seconds": round(scheduled["seconds"], 1),
                 "cpu_s": scheduled["cpu_s"],
                 "runs": len(scheduled["runs"]),
+                "run_gap_s": raw["run_gap"],
                 "states": dict(Counter(r["state"] for r in scheduled["runs"])),
             },
             "events": {
                 "seconds": round(events["seconds"], 1),
                 "cpu_s": events["cpu_s"],
                 "wakes": wakes,
+                "cpu_s_per_wake": {k: round(v, 3) for k, v in wake_parts.items()} if wakes else {},
                 "states": dict(Counter(r["state"] for r in events["runs"])),
                 "clock_rate": raw["clock_rate"],
             },
@@ -472,6 +547,7 @@ def render(r: dict) -> str:
         f"shops                         {r['shops']} (living, {r['orders_per_shop_day']} orders a day each)",
         f"CPU-s per event wake          {r['cpu_s_per_event_wake']}",
         f"CPU-s per scheduled run       {r['cpu_s_per_scheduled_run']}",
+        f"CPU-s per webhook delivery    {r['cpu_s_per_webhook_delivery']} ({r['webhook_deliveries']})",
         f"task instances per run        {r['task_instances']}",
         f"scheduler lag (s)             {r['scheduler_lag_s']}",
         f"event -> tracking (s)         {r['event_to_tracking_s']}",
@@ -494,6 +570,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=180, help="seconds of the idle phase (default %(default)s)")
     parser.add_argument("--events", type=float, default=300, help="seconds the clocks run (default %(default)s)")
     parser.add_argument("--clock-rate", type=float, default=10, help="sandbox seconds a second (%(default)s)")
+    parser.add_argument(
+        "--run-gap",
+        type=float,
+        default=None,
+        help="seconds between the scheduled runs' starts (default: 200 shops' runs spread over their interval)",
+    )
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--from-raw", help="analyse a run's raw file again (bench/results/scale-<N>-raw.json)")
     args = parser.parse_args(argv)
@@ -504,7 +586,8 @@ def main(argv: list[str] | None = None) -> int:
         args.shops = result["shops"]
     else:
         shape = (args.orders_per_day, args.fulfiller_speed)
-        result = run_scale(args.shops, *shape, args.idle, args.events, args.clock_rate, Path(args.out))
+        gap = args.run_gap if args.run_gap is not None else 86400 / runs_per_shop_day() / 200
+        result = run_scale(args.shops, *shape, args.idle, args.events, args.clock_rate, gap, Path(args.out))
     print(render(result))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -421,6 +421,10 @@ def _by_component(doc: dict, phase: str, count: str) -> str:
     each = {
         name: (cpu - idle["cpu_s"].get(name, 0.0) * share) / measured[count] for name, cpu in measured["cpu_s"].items()
     }
+    return _components(each)
+
+
+def _components(each: dict[str, float]) -> str:
     return ", ".join(f"{name} {_num(v, 2)}" for name, v in sorted(each.items(), key=lambda kv: -kv[1]) if v >= 0.05)
 
 
@@ -455,14 +459,24 @@ def bench_scale(doc: dict) -> str:
         ],
         ["waking events per wake (mean)", _num(doc["waking_events_per_wake"]["mean"], 1)],
         [
+            "webhook deliveries: CPU-s each at the receiver; a living shop's a day",
+            f"{_num(doc['cpu_s_per_webhook_delivery'], 4)}; "
+            f"{_num(doc['webhook_deliveries']['per_shop_day'])} ({_num(doc['webhook_deliveries']['woke'])} "
+            f"of the {_num(doc['webhook_deliveries']['received'])} received woke a shop)",
+        ],
+        [
             "PostgreSQL connections, most at once",
             f"{conns.get('total', 0)} of {doc['postgresql_max_connections']} ("
             + ", ".join(f"{k} {v}" for k, v in sorted(conns.items()) if k != "total")
             + ")",
         ],
-        ["a wake's CPU-s by component", _by_component(doc, "events", "wakes")],
+        ["a wake's CPU-s by component", _components(doc["phases"]["events"]["cpu_s_per_wake"])],
         ["a scheduled run's CPU-s by component", _by_component(doc, "scheduled", "runs")],
         ["idle: scheduler, DAG processor, triggerer, ... (cores)", _num(doc["phases"]["idle"]["cores"], 2)],
+        [
+            "model inputs: wakes and scheduled runs a shop-day",
+            f"{_num(doc['inputs']['wakes_per_shop_day'])} and {_num(doc['inputs']['runs_per_shop_day'])}",
+        ],
         [
             "model, 50 shops with events: cores average / peak, task instances a second",
             f"{_num(m50['cores'], 1)} / {_num(m50['peak_cores'], 1)}, {_num(m50['task_instances_per_second'], 1)}",

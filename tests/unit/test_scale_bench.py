@@ -22,16 +22,21 @@ def raw() -> dict:
         "orders_per_shop_day": 1000,
         "fulfiller_speed": 20,
         "clock_rate": 10,
-        # idle: 1 CPU-s a second in all
-        "idle": {"seconds": 100, "cpu_s": {"scheduler": 60.0, "postgresql": 40.0}},
+        "clock_seconds": 864,  # 2 shops x 0.1 day: 0.2 shop-days
+        "run_gap": 18.0,
+        "runs_per_shop_day": 24.0,
+        # idle: 1 CPU-s a second in all, 0.1 of it the API server's
+        "idle": {"seconds": 100, "cpu_s": {"scheduler": 50.0, "postgresql": 40.0, "api-server": 10.0}},
         "scheduled": {
             "seconds": 10,
-            "cpu_s": {"scheduler": 26.0, "worker-1": 4.0},
+            # the API server: 1 idle + 42 x 0.5 for the task instances
+            "cpu_s": {"scheduler": 26.0, "worker-1": 4.0, "api-server": 22.0},
             "runs": [_run("m1", "orderops_sla_a"), _run("m2", "orderops_sla_b")],
         },
         "events": {
             "seconds": 20,
-            "cpu_s": {"scheduler": 20.0, "worker-1": 12.0},
+            # the API server: 2 idle + 3 x 0.5 for the task instances + 10 for 100 webhooks
+            "cpu_s": {"scheduler": 20.0, "worker-1": 12.0, "api-server": 13.5},
             "runs": [
                 _run("e1", "orderops_events_a", "2026-12-07T12:01:00+00:00"),
                 _run("e2", "orderops_events_a"),
@@ -48,6 +53,8 @@ def raw() -> dict:
         "platform_events": {
             "posted": [["e1", "2026-12-07T12:00:30+00:00"], ["gone", "2026-12-07T12:00:30+00:00"]],
             "claimed": {"e1": 2, "e2": 1},
+            # 3 webhooks woke, 97 did not; Amazon's notifications came through its queue
+            "received": [["shipbob", True, 3], ["shopify", False, 60], ["tiktok", False, 37], ["amazon_mcf", True, 5]],
         },
         "postgresql_connections": {"total": 9},
         "postgresql_max_connections": 100,
@@ -58,8 +65,20 @@ def raw() -> dict:
 
 def test_a_run_costs_its_phase_less_the_idle_rate_over_the_phase():
     found = analyse(raw())
-    # events: 32 CPU-s in 20 s, idle 1 core -> 12 CPU-s over 3 wakes; scheduled: 30 - 10 over 2 runs
-    assert found["cpu_s_per_event_wake"] == 4.0 and found["cpu_s_per_scheduled_run"] == 10.0
+    # the receiver: 13.5 - 2 idle - 1.5 for 3 task instances = 10 CPU-s for 100 webhooks
+    assert found["cpu_s_per_webhook_delivery"] == pytest.approx(0.1)
+    assert found["webhook_deliveries"] == {"received": 100, "woke": 3, "per_shop_day": 500.0}
+    # events: 45.5 CPU-s in 20 s, less 20 idle and 9.7 for the 97 webhooks that woke nothing, over 3
+    # wakes; scheduled: 52 - 10 over 2 runs
+    assert found["cpu_s_per_event_wake"] == pytest.approx(5.27, abs=0.01)
+    assert found["cpu_s_per_scheduled_run"] == 21.0
+    assert found["inputs"]["idle_deliveries_per_shop_day"] == pytest.approx(485.0)
+    assert found["inputs"]["runs_per_shop_day"] == 24.0
+    assert found["phases"]["scheduled"]["run_gap_s"] == 18.0
+    # by component: the API server's 13.5 less 2 idle and 9.7 for the deliveries that woke nothing
+    per_wake = found["phases"]["events"]["cpu_s_per_wake"]
+    assert per_wake["api-server"] == pytest.approx(0.6, abs=0.001)
+    assert sum(per_wake.values()) == pytest.approx(found["cpu_s_per_event_wake"], abs=0.01)
     assert found["task_instances"] == {"scheduled": 21, "event": 1}
     # 21 waits of 1 s, 21 of 3 s, two of 2 s and one of 40 s
     assert found["scheduler_lag_s"] == {"p50": 2.0, "p95": 3.0}
@@ -75,11 +94,13 @@ def test_the_model_scales_a_shop_day_and_the_idle_share():
         "idle_cores_per_shop": 0.01,
         "wakes_per_shop_day": 432.0,
         "runs_per_shop_day": 48.0,
+        "cpu_s_per_webhook_delivery": 0.02,
+        "idle_deliveries_per_shop_day": 4800.0,
         "task_instances": {"event": 1, "scheduled": 21},
     }
     at_200 = model(inputs, 200)
-    # (432 x 2 + 48 x 10) / 86400 = 1344 / 86400 cores a shop, and 0.01 idle
-    assert at_200["cores"] == pytest.approx(200 * (1344 / 86400 + 0.01), abs=0.01)
+    # (432 x 2 + 48 x 10 + 4800 x 0.02) / 86400 = 1440 / 86400 cores a shop, and 0.01 idle
+    assert at_200["cores"] == pytest.approx(200 * (1440 / 86400 + 0.01), abs=0.01)
     assert at_200["peak_cores"] == pytest.approx(at_200["cores"] * PEAK, abs=0.02)
     assert at_200["task_instances_per_second"] == pytest.approx(200 * (432 + 48 * 21) / 86400, abs=0.01)
 
