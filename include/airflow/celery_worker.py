@@ -4,7 +4,8 @@ each worker before it forks its pool.
 Every task process is forked from a worker's pool process (Airflow's supervisor forks, it does not
 exec), so what the worker imported before forking is there for each task at no cost; without it
 every task paid its imports again (Great Expectations alone 3.3 CPU-s, the pipeline's modules
-about 1) and the one-off set-up of Airflow's ORM. Set by `[celery] celery_config_options` (deploy/airflow.cfg, the Helm values).
+about 1) and the one-off set-up of Airflow's ORM. Set by `[celery] celery_config_options`
+(deploy/airflow.cfg, the Helm values).
 """
 
 from __future__ import annotations
