@@ -109,6 +109,8 @@ class LazyApp:
 
 
 EVENTS_PREFIX = "/orderops-events"
+# How long the receiver uses a shop's secrets as read (minutes; 0 = read on every delivery)
+SECRETS_MINUTES_ENV = "ORDEROPS_WEBHOOK_SECRETS_MINUTES"
 
 
 def build_events_app():
@@ -118,7 +120,7 @@ def build_events_app():
     from include.airflow.glue import warehouse_url
     from include.events.platform_events import EventInbox
     from include.events.receiver import create_app, shop_secrets
-    from include.run.shops import shops_file
+    from include.run.shops import minutes_setting, shops_file
     from include.store.warehouse import Warehouse
 
     # an entry the shops file refuses has no DAG: its deliveries are refused, the others' kept
@@ -143,7 +145,13 @@ def build_events_app():
         assert events is not None  # as above
         return events.deliveries_per_second
 
-    return create_app(lambda name: shop_secrets(shops.get(name)), EventInbox(wh), doorbell, rate_of=rate_of)
+    return create_app(
+        lambda name: shop_secrets(shops.get(name)),
+        EventInbox(wh),
+        doorbell,
+        rate_of=rate_of,
+        secrets_seconds=60 * minutes_setting(SECRETS_MINUTES_ENV, 1),
+    )
 
 
 class OrderopsSlaPlugin(AirflowPlugin):

@@ -54,8 +54,7 @@ class ShopSecrets:
 
 
 def shop_secrets(shop) -> ShopSecrets | None:
-    """A shop's verifying secrets from its connections (None: the shop takes no events). Read on
-    each delivery, so a rotated secret applies at once."""
+    """A shop's verifying secrets from its connections (None: the shop takes no events)."""
     from orderops_provider.hooks import read_connection
 
     if shop is None or shop.events is None:
@@ -130,6 +129,38 @@ class RateBound:
             return (1 - tokens) / per_second
 
 
+class KnownSecrets:
+    """Each shop's secrets as last read, for up to `seconds`: reading them parses the shop's four
+    connections (with a local connections file, every shop's: at 20 shops that was most of a
+    delivery's 115 ms of the API server). A delivery whose signature does not match them is checked
+    once more against a fresh read, unless they were read less than REREAD seconds ago (forged
+    deliveries must not make every request a read), so a rotated secret verifies from its first
+    delivery or the platform's retry of it; the old one still verifies for up to `seconds` after it
+    was replaced (0: read on every delivery)."""
+
+    REREAD = 5.0
+
+    def __init__(
+        self, read: Callable[[str], ShopSecrets | None], seconds: float, clock: Callable[[], float] = time.monotonic
+    ):
+        self.read, self.seconds, self.clock = read, seconds, clock
+        self._known: dict[str, tuple[float, ShopSecrets | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, shop: str, fresh: bool = False) -> tuple[ShopSecrets | None, bool]:
+        """The shop's secrets, and whether they were read just now; `fresh`: read again unless read
+        in the last REREAD seconds."""
+        now = self.clock()
+        with self._lock:
+            known = self._known.get(shop)
+        if known is not None and now - known[0] < (min(self.seconds, self.REREAD) if fresh else self.seconds):
+            return known[1], False
+        secrets = self.read(shop)
+        with self._lock:
+            self._known[shop] = (now, secrets)
+        return secrets, True
+
+
 def create_app(
     secrets_of: Callable[[str], ShopSecrets | None],
     inbox: EventInbox,
@@ -137,11 +168,15 @@ def create_app(
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     rate_of: Callable[[str], float] = lambda shop: ShopEvents.deliveries_per_second,
     bound: RateBound | None = None,
+    secrets_seconds: float = 0.0,
+    monotonic: Callable[[], float] = time.monotonic,
 ):
     """The webhook app. `rate_of(shop)`: the shop's budget of deliveries a second (the shops file's
-    events.deliveries_per_second; its default where none is given)."""
+    events.deliveries_per_second; its default where none is given); `secrets_seconds`: how long a
+    shop's secrets read are used (KnownSecrets)."""
     app = FastAPI(title="orderops platform events", docs_url=None, redoc_url=None, openapi_url=None)
     bound = bound or RateBound()
+    known = KnownSecrets(secrets_of, secrets_seconds, monotonic)
     # what the receiver kept nothing of, by reason: signature, old, other_shop (401), unreadable
     # (400), unknown_shop (404), too_big (413), rate (429) and duplicate (200: kept before)
     app.state.refused = Counter()
@@ -152,11 +187,24 @@ def create_app(
             app.state.refused[reason] += 1
         return JSONResponse({"error": message}, status_code=status, headers=headers)
 
-    def keep(shop: str, platform: str, secrets: ShopSecrets, body: bytes, headers: dict) -> Any:
+    def verified(shop: str, platform: str, secrets: ShopSecrets, fresh: bool, body: bytes, headers: dict):
+        try:
+            return read_delivery(platform, body, headers, secrets, clock())
+        except Unverified as exc:
+            if fresh or exc.reason != "signature":
+                raise
+            again, read = known.get(shop, fresh=True)  # a secret rotated since they were read
+            if not read:
+                raise
+        if again is None:
+            raise Unverified(f"{platform}: shop {shop!r} takes no events any more")
+        return read_delivery(platform, body, headers, again, clock())
+
+    def keep(shop: str, platform: str, secrets: ShopSecrets, fresh: bool, body: bytes, headers: dict) -> Any:
         """Verify, keep and ring: database and Redis work, run in a worker thread so the server's event
         loop (in production the Airflow API server's, beside the UI) keeps answering meanwhile."""
         try:
-            event = read_delivery(platform, body, headers, secrets, clock())
+            event = verified(shop, platform, secrets, fresh, body, headers)
         except Unverified as exc:
             log.warning("refused a %s delivery for shop %s: %s", platform, shop, exc)
             return refuse(exc.reason, 401, str(exc))
@@ -174,7 +222,7 @@ def create_app(
 
     @app.post("/{shop}/{platform}")
     async def receive(shop: str, platform: str, request: Request):
-        secrets = await run_in_threadpool(secrets_of, shop)  # reads the shop's connections
+        secrets, fresh = await run_in_threadpool(known.get, shop)  # may read the shop's connections
         if secrets is None or platform not in ("tiktok", "shopify", "shipbob"):
             return refuse("unknown_shop", 404, f"no shop {shop!r} with platform {platform!r} here")
         wait = bound.take(shop, rate_of(shop))
@@ -190,7 +238,7 @@ def create_app(
             body += chunk
             if len(body) > events.MAX_BODY:
                 return refuse("too_big", 413, f"body over {events.MAX_BODY} bytes: not a {platform} delivery")
-        return await run_in_threadpool(keep, shop, platform, secrets, bytes(body), dict(request.headers))
+        return await run_in_threadpool(keep, shop, platform, secrets, fresh, bytes(body), dict(request.headers))
 
     @app.get("/health")
     async def health():

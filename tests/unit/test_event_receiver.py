@@ -217,3 +217,53 @@ async def test_deliveries_past_a_shops_budget_are_answered_429_with_retry_after_
     assert sorted(e["event_id"] for e in inbox.claim("shop-a", "run-1")) == ["N-0", "N-2"]  # none kept twice
     assert app.state.refused == {"rate": 2}
     wh.dispose()
+
+
+@pytest.mark.anyio
+async def test_a_shops_secrets_are_read_once_a_minute_and_again_when_a_signature_does_not_match(warehouse_url):
+    wh = Warehouse(warehouse_url)
+    wh.migrate()
+    now, reads = [0.0], []
+    current = {"secrets": SECRETS}
+
+    def read(shop: str):
+        reads.append(shop)
+        return current["secrets"] if shop == "shop-a" else None
+
+    app = create_app(read, EventInbox(wh), clock=lambda: NOW, secrets_seconds=60, monotonic=lambda: now[0])
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://receiver")
+
+    async def deliver(n: int, key: str = "key", secret: str = "s3cret") -> int:
+        body = json.dumps({**REQUEST, "tts_notification_id": f"N-{n}"}).encode()
+        headers = {"Authorization": events.tiktok_signature(key, secret, body)}
+        return (await client.post("/shop-a/tiktok", content=body, headers=headers)).status_code
+
+    assert [await deliver(n) for n in range(5)] == [200] * 5
+    assert reads == ["shop-a"]  # one read for five deliveries
+    now[0] = 61.0
+    assert await deliver(5) == 200 and reads == ["shop-a"] * 2  # read again after a minute
+    # the app secret rotated: the first delivery signed with the new one reads again and is kept
+    current["secrets"] = ShopSecrets("key", "n3w", SECRETS.shopify_secret, SECRETS.shipbob_secret, None)
+    now[0] = 70.0
+    assert await deliver(6, secret="n3w") == 200 and len(reads) == 3
+    # forged deliveries are refused; they make a read at most every five seconds
+    assert await deliver(7, secret="forged") == 401 and len(reads) == 3  # read a moment ago
+    now[0] = 76.0
+    assert await deliver(8, secret="forged") == 401 and len(reads) == 4
+    assert await deliver(9, secret="forged") == 401 and len(reads) == 4
+    assert app.state.refused == {"signature": 3}
+    wh.dispose()
+
+
+@pytest.mark.anyio
+async def test_with_no_minutes_the_secrets_are_read_on_every_delivery(receiver, warehouse_url):
+    wh = Warehouse(warehouse_url)
+    wh.migrate()
+    reads = []
+    app = create_app(lambda shop: reads.append(shop) or SECRETS, EventInbox(wh), clock=lambda: NOW)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://receiver")
+    for n in range(3):
+        body, headers = tiktok_delivery({**REQUEST, "tts_notification_id": f"R-{n}"})
+        assert (await client.post("/shop-a/tiktok", content=body, headers=headers)).status_code == 200
+    assert reads == ["shop-a"] * 3
+    wh.dispose()
