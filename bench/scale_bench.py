@@ -50,6 +50,7 @@ import time
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -133,11 +134,13 @@ def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float
 
 
 class Connections:
-    """PostgreSQL connections per component, sampled while a phase runs (the most seen at once)."""
+    """PostgreSQL connections per component, sampled while a phase runs (the most seen at once), in
+    all and per database (Airflow's metadata, the warehouse)."""
 
     def __init__(self, dep: Deployment):
         self.dep = dep
         self.most: Counter = Counter()
+        self.by_database: dict[str, Counter] = {"metadata": Counter(), "warehouse": Counter()}
         self.stop = threading.Event()
 
     def _owner(self, pid: int, sessions: dict[int, str]) -> str:
@@ -161,13 +164,25 @@ class Connections:
                 }
                 with conn.cursor() as cur:
                     cur.execute(
-                        "SELECT client_port FROM pg_stat_activity WHERE datname IN (%s, %s)",
+                        "SELECT client_port, datname FROM pg_stat_activity WHERE datname IN (%s, %s)",
                         (self.dep.airflow_db, self.dep.warehouse_db),
                     )
-                    seen = Counter(self._owner(ports.get(port, -1), sessions) for (port,) in cur.fetchall())
+                    found = [
+                        (
+                            self._owner(ports.get(port, -1), sessions),
+                            "metadata" if db == self.dep.airflow_db else "warehouse",
+                        )
+                        for port, db in cur.fetchall()
+                    ]
+                seen = Counter(name for name, _ in found)
                 for name, n in seen.items():
                     self.most[name] = max(self.most[name], n)
                 self.most["total"] = max(self.most["total"], sum(seen.values()))
+                for database, most in self.by_database.items():
+                    here = Counter(name for name, db in found if db == database)
+                    for name, n in here.items():
+                        most[name] = max(most[name], n)
+                    most["total"] = max(most["total"], sum(here.values()))
         finally:
             conn.close()
 
@@ -248,20 +263,31 @@ def set_clocks(shops: list[dict], rate: float) -> None:
 
 
 def model(inputs: dict, shops: int) -> dict:
-    """Cores for `shops` shops from the measured inputs: average and peak (PEAK x average)."""
-    per_day = inputs["wakes_per_shop_day"] * inputs["cpu_s_per_event_wake"]
-    per_day += inputs["runs_per_shop_day"] * inputs["cpu_s_per_scheduled_run"]
-    per_day += inputs["idle_deliveries_per_shop_day"] * inputs["cpu_s_per_webhook_delivery"]
-    average = shops * per_day / 86400 + shops * inputs["idle_cores_per_shop"]
-    rate = shops * (
-        inputs["wakes_per_shop_day"] * inputs["task_instances"]["event"]
-        + inputs["runs_per_shop_day"] * inputs["task_instances"]["scheduled"]
+    """Cores for `shops` shops from the measured inputs, in all and by component: average and peak
+    (PEAK x average); task instances a second and the task slots they keep busy."""
+    wakes, runs = inputs["wakes_per_shop_day"], inputs["runs_per_shop_day"]
+    wake, run, idle = (
+        inputs[k] for k in ("event_wake_by_component", "scheduled_run_by_component", "idle_by_component")
     )
+    by_component = {
+        name: shops * (wakes * wake.get(name, 0.0) + runs * run.get(name, 0.0)) / 86400 + shops * idle.get(name, 0.0)
+        for name in {**wake, **run, **idle}
+    }
+    by_component["api-server"] = (
+        by_component.get("api-server", 0.0)
+        + shops * inputs["idle_deliveries_per_shop_day"] * inputs["cpu_s_per_webhook_delivery"] / 86400
+    )
+    average = sum(by_component.values())
+    rate = shops * (wakes * inputs["task_instances"]["event"] + runs * inputs["task_instances"]["scheduled"])
+    slots = shops * (wakes * inputs["slot_seconds"]["event"] + runs * inputs["slot_seconds"]["scheduled"]) / 86400
     return {
         "cores": round(average, 2),
         "peak_cores": round(average * PEAK, 2),
+        "by_component": {k: round(v, 3) for k, v in sorted(by_component.items(), key=lambda kv: -kv[1])},
         "task_instances_per_second": round(rate / 86400, 2),
         "peak_task_instances_per_second": round(rate * PEAK / 86400, 2),
+        "task_slots": round(slots, 2),
+        "peak_task_slots": round(slots * PEAK, 2),
     }
 
 
@@ -362,6 +388,8 @@ def run_scale(
             if datetime.fromisoformat(r["queued_at"] or r["run_after"]) >= phase_start
         ]
         raw = {
+            "revision": revision(),
+            "when": datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"),
             "shops": shops_n,
             "orders_per_shop_day": orders_per_day,
             "fulfiller_speed": fulfiller_speed,
@@ -377,6 +405,7 @@ def run_scale(
             },
             "platform_events": warehouse_events(dep, phase_start, clocks_stopped + timedelta(seconds=60)),
             "postgresql_connections": dict(pg.most),
+            "postgresql_connections_by_database": {db: dict(most) for db, most in pg.by_database.items()},
             "postgresql_max_connections": max_connections(dep),
             "workers": dep.workers,
             "worker_concurrency": dep.concurrency,
@@ -439,17 +468,35 @@ def runs_per_shop_day() -> float:
     return 86400 / schedule_interval(default_schedule("shop", events=True)).total_seconds()
 
 
+def _per_run(idle: dict, phase: dict, runs: int) -> dict[str, float]:
+    """A phase's CPU-seconds per run by component, less each component's idle rate over the phase."""
+    if not runs:
+        return {}
+    return {
+        name: (phase["cpu_s"].get(name, 0.0) - idle["cpu_s"].get(name, 0.0) / idle["seconds"] * phase["seconds"]) / runs
+        for name in {**idle["cpu_s"], **phase["cpu_s"]}
+    }
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return round(value, 4) if isinstance(value, float) else value
+
+
 def analyse(raw: dict) -> dict:
     """The figures and the model from a run's raw measurements (bench/results/scale-<N>-raw.json)."""
     shops_n, idle = raw["shops"], raw["idle"]["seconds"]
     idle_rate = sum(raw["idle"]["cpu_s"].values()) / idle
     scheduled, events = raw["scheduled"], raw["events"]
     per_run: dict[str, list[int]] = {"scheduled": [], "event": []}
+    busy: dict[str, list[float]] = {"scheduled": [], "event": []}  # a run's task instances' seconds in a slot
     lags = []
     for kind, runs in (("scheduled", scheduled["runs"]), ("event", events["runs"])):
         for r in runs:
             found = raw["task_instances"][r["dag_run_id"]]
             per_run[kind].append(len(found))
+            busy[kind].append(sum(ti.get("duration") or 0.0 for ti in found))
             lags += [s for ti in found if (s := _seconds(ti.get("queued_when"), ti.get("start_date"))) is not None]
     wakes = len(events["runs"])
     cpu_run = (sum(scheduled["cpu_s"].values()) - idle_rate * scheduled["seconds"]) / len(scheduled["runs"])
@@ -470,14 +517,12 @@ def analyse(raw: dict) -> dict:
         else None
     )
     shop_days = shops_n * raw["clock_seconds"] * raw["clock_rate"] / 86400
-    # a wake's CPU by component: the phase's less the idle rate, the API server's less the deliveries that woke nothing
-    wake_parts = {
-        name: (events["cpu_s"].get(name, 0.0) - raw["idle"]["cpu_s"].get(name, 0.0) / idle * events["seconds"]) / wakes
-        for name in {**raw["idle"]["cpu_s"], **events["cpu_s"]}
-        if wakes
-    }
-    if wakes and "api-server" in wake_parts:
-        wake_parts["api-server"] -= per_delivery * idle_deliveries / wakes
+    # by component: a phase's CPU less the idle rate over it, per run; a wake's API server less the
+    # deliveries that woke nothing
+    wake_parts = _per_run(raw["idle"], events, wakes)
+    if wakes:
+        wake_parts["api-server"] = wake_parts.get("api-server", 0.0) - per_delivery * idle_deliveries / wakes
+    run_parts = _per_run(raw["idle"], scheduled, len(scheduled["runs"]))
     ended = {r["dag_run_id"]: r["end_date"] for r in events["runs"] if r.get("end_date")}
     waits = [
         (datetime.fromisoformat(ended[run_id]) - datetime.fromisoformat(received)).total_seconds()
@@ -490,6 +535,10 @@ def analyse(raw: dict) -> dict:
         "cpu_s_per_event_wake": cpu_wake,
         "cpu_s_per_scheduled_run": cpu_run,
         "idle_cores_per_shop": idle_rate / shops_n,
+        "event_wake_by_component": wake_parts,
+        "scheduled_run_by_component": run_parts,
+        "idle_by_component": {name: cpu / idle / shops_n for name, cpu in raw["idle"]["cpu_s"].items()},
+        "slot_seconds": {k: statistics.fmean(v) if v else 0.0 for k, v in busy.items()},
         "wakes_per_shop_day": week["with_events"]["extraction"]["event"] / week["with_events"]["settings"]["days"],
         "runs_per_shop_day": raw["runs_per_shop_day"],
         "cpu_s_per_webhook_delivery": per_delivery,
@@ -516,7 +565,7 @@ def analyse(raw: dict) -> dict:
             "mean": round(statistics.fmean(per_wake), 2) if per_wake else None,
         },
         "model": {str(n): model(inputs, n) for n in (50, 200)},
-        "inputs": {k: round(v, 4) if isinstance(v, float) else v for k, v in inputs.items()},
+        "inputs": _rounded(inputs),
         "phases": {
             "idle": {"seconds": idle, "cpu_s": raw["idle"]["cpu_s"], "cores": round(idle_rate, 3)},
             "scheduled": {
@@ -530,12 +579,13 @@ def analyse(raw: dict) -> dict:
                 "seconds": round(events["seconds"], 1),
                 "cpu_s": events["cpu_s"],
                 "wakes": wakes,
-                "cpu_s_per_wake": {k: round(v, 3) for k, v in wake_parts.items()} if wakes else {},
+                "cpu_s_per_wake": {k: round(v, 3) for k, v in wake_parts.items()},
                 "states": dict(Counter(r["state"] for r in events["runs"])),
                 "clock_rate": raw["clock_rate"],
             },
         },
         "postgresql_connections": raw["postgresql_connections"],
+        "postgresql_connections_by_database": raw.get("postgresql_connections_by_database", {}),
         "postgresql_max_connections": raw["postgresql_max_connections"],
         "workers": raw["workers"],
         "worker_concurrency": raw["worker_concurrency"],
@@ -591,8 +641,15 @@ def main(argv: list[str] | None = None) -> int:
     print(render(result))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    doc = {"when": stamp, "revision": revision(), "python": sys.version.split()[0], **result}
+    # the code measured: a run analysed again keeps its own
+    measured = json.loads(Path(args.from_raw).read_text()) if args.from_raw else {}
+    stamp = measured.get("when") or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    doc = {
+        "when": stamp,
+        "revision": measured.get("revision") or revision(),
+        "python": sys.version.split()[0],
+        **result,
+    }
     path = out / f"scale-{args.shops}.json"
     path.write_text(json.dumps(doc, indent=1, default=str))
     print(f"\nresult: {path}")

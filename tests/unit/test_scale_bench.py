@@ -13,7 +13,7 @@ def _run(run_id: str, dag_id: str, end: str = "2026-12-07T12:10:00+00:00") -> di
 
 
 def _ti(queued: str, started: str) -> dict:
-    return {"queued_when": queued, "start_date": started}
+    return {"queued_when": queued, "start_date": started, "duration": 1.0}
 
 
 def raw() -> dict:
@@ -74,6 +74,8 @@ def test_a_run_costs_its_phase_less_the_idle_rate_over_the_phase():
     assert found["cpu_s_per_scheduled_run"] == 21.0
     assert found["inputs"]["idle_deliveries_per_shop_day"] == pytest.approx(485.0)
     assert found["inputs"]["runs_per_shop_day"] == 24.0
+    assert found["inputs"]["scheduled_run_by_component"]["scheduler"] == pytest.approx(10.5)  # (26 - 0.5 x 10) / 2
+    assert found["inputs"]["slot_seconds"] == {"scheduled": 21.0, "event": 1.0}  # a second in a slot each
     assert found["phases"]["scheduled"]["run_gap_s"] == 18.0
     # by component: the API server's 13.5 less 2 idle and 9.7 for the deliveries that woke nothing
     per_wake = found["phases"]["events"]["cpu_s_per_wake"]
@@ -87,22 +89,29 @@ def test_a_run_costs_its_phase_less_the_idle_rate_over_the_phase():
     assert found["waking_events_per_wake"]["mean"] == 1.0  # 2, 1 and 0
 
 
-def test_the_model_scales_a_shop_day_and_the_idle_share():
+def test_the_model_scales_a_shop_day_and_the_idle_share_by_component():
     inputs = {
-        "cpu_s_per_event_wake": 2.0,
-        "cpu_s_per_scheduled_run": 10.0,
-        "idle_cores_per_shop": 0.01,
+        "event_wake_by_component": {"worker-1": 1.5, "api-server": 0.5},
+        "scheduled_run_by_component": {"worker-1": 8.0, "scheduler": 2.0},
+        "idle_by_component": {"scheduler": 0.006, "postgresql": 0.004},
         "wakes_per_shop_day": 432.0,
         "runs_per_shop_day": 48.0,
         "cpu_s_per_webhook_delivery": 0.02,
         "idle_deliveries_per_shop_day": 4800.0,
         "task_instances": {"event": 1, "scheduled": 21},
+        "slot_seconds": {"event": 2.0, "scheduled": 30.0},
     }
     at_200 = model(inputs, 200)
     # (432 x 2 + 48 x 10 + 4800 x 0.02) / 86400 = 1440 / 86400 cores a shop, and 0.01 idle
     assert at_200["cores"] == pytest.approx(200 * (1440 / 86400 + 0.01), abs=0.01)
     assert at_200["peak_cores"] == pytest.approx(at_200["cores"] * PEAK, abs=0.02)
+    parts = at_200["by_component"]
+    assert parts["api-server"] == pytest.approx(200 * (432 * 0.5 + 4800 * 0.02) / 86400, abs=0.001)
+    assert parts["scheduler"] == pytest.approx(200 * (48 * 2.0 / 86400 + 0.006), abs=0.001)
+    assert sum(parts.values()) == pytest.approx(at_200["cores"], abs=0.01)
     assert at_200["task_instances_per_second"] == pytest.approx(200 * (432 + 48 * 21) / 86400, abs=0.01)
+    # slots busy: 200 x (432 x 2 + 48 x 30) / 86400
+    assert at_200["task_slots"] == pytest.approx(200 * 2304 / 86400, abs=0.01)
 
 
 def test_a_process_trees_cpu_counts_this_process():
