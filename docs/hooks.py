@@ -486,6 +486,11 @@ def bench_scale(doc: dict) -> str:
             f"{_num(m200['cores'], 1)} / {_num(m200['peak_cores'], 1)}, "
             f"{_num(m200['task_instances_per_second'], 1)}: {floor(m200['cores'] <= 8)}",
         ],
+        ["model, 200 shops: average cores by component", _components(m200["by_component"])],
+        [
+            "model, 200 shops: task slots busy, average / peak",
+            f"{_num(m200['task_slots'], 1)} / {_num(m200['peak_task_slots'], 1)}",
+        ],
     ]
     return _table(["`make bench-scale`", "measured"], rows)
 

@@ -187,3 +187,56 @@ def test_sandbox_shops_run_on_their_cron_and_on_events(tmp_path, monkeypatch):
     argv = ["up", "--state", str(tmp_path / "cli"), "--sandbox-shops", "3", "--sandbox-schedule", "*/5 * * * *"]
     assert main(argv) == 0
     assert (made[0].schedule, made[0].sandbox_events, made[0].sandbox_schedule) == (True, True, "*/5 * * * *")
+
+
+def test_the_agency_overlay_is_the_sizing_of_the_committed_scale_result(airflow_options):
+    from deploy.sizing import SCALE_RESULT, SLOTS_PER_WORKER, WORKER_CORES, render, sizing
+
+    scale = json.loads(SCALE_RESULT.read_text())
+    committed = (REPO / "deploy" / "helm" / "values-agency-200.yaml").read_text()
+    assert committed == render(scale, 200), (
+        "run: python -m deploy.sizing --shops 200 > deploy/helm/values-agency-200.yaml"
+    )
+    made = sizing(scale, 200)
+    values, why = made["values"], made["why"]
+    assert values["workers"]["replicas"] * WORKER_CORES >= why["workers_peak_cores"]
+    assert values["config"]["celery"]["worker_concurrency"] <= SLOTS_PER_WORKER
+    slots = values["workers"]["replicas"] * values["config"]["celery"]["worker_concurrency"]
+    assert values["config"]["core"]["parallelism"] == slots >= 2 * why["peak_task_slots"]
+    assert values["apiServer"]["replicas"] >= 2
+    connections = why["postgresql_connections"]
+    # either the expected count leaves half the server's connections free, or PgBouncer pools them
+    assert values["pgbouncer"]["enabled"] or connections["expected"] <= connections["max_connections"] / 2
+    for section, options in values["config"].items():
+        for key in options:
+            assert key in airflow_options.get(section, set()), f"values-agency-200.yaml config.{section}.{key}"
+
+
+def test_sizing_grows_with_the_model():
+    from deploy.sizing import sizing
+
+    def scale(cores: float, slots: float, workers_share: float) -> dict:
+        by_component = {"worker-1": cores * workers_share / 2, "worker-2": cores * workers_share / 2}
+        by_component["api-server"] = cores * (1 - workers_share)
+        return {
+            "shops": 20,
+            "when": "t",
+            "revision": "r",
+            "model": {
+                "200": {"cores": cores, "peak_cores": 2 * cores, "by_component": by_component, "peak_task_slots": slots}
+            },
+            "postgresql_connections": {"worker-1": 12, "worker-2": 12, "api-server": 10, "scheduler": 2, "total": 36},
+            "postgresql_max_connections": 100,
+            "workers": 2,
+            "worker_concurrency": 4,
+        }
+
+    small, large = sizing(scale(2, 4, 0.5), 200)["values"], sizing(scale(16, 30, 0.75), 200)["values"]
+    assert small["workers"]["replicas"] == 2 and large["workers"]["replicas"] == 12  # 24 peak worker cores
+    assert large["apiServer"]["replicas"] == 8  # 8 peak API-server cores
+    # 3 connections a slot measured: 12 pods x 5 slots x 3 + 8 x 10 + 2 is past half of 100
+    assert large["config"]["celery"]["worker_concurrency"] == 5
+    assert not small["pgbouncer"]["enabled"] and large["pgbouncer"]["enabled"]
+    # many slots for little CPU: as many pods as the slots' memory needs
+    waiting = sizing(scale(2, 40, 0.5), 200)["values"]
+    assert waiting["workers"]["replicas"] == 8 and waiting["config"]["celery"]["worker_concurrency"] == 10

@@ -1,0 +1,131 @@
+"""An agency's deployment sized from the scale benchmark's model: a Helm values overlay for N shops.
+
+    python -m deploy.sizing --shops 200 > deploy/helm/values-agency-200.yaml
+
+Reads bench/results/scale-20.json (`make bench-scale SHOPS=20`): the model's cores by component at
+N shops (average and peak), the task slots its runs keep busy, and the PostgreSQL connections each
+component held. The overlay goes on top of deploy/helm/values-celery.yaml; a test keeps the committed
+one equal to what this module makes of the committed result (docs: Deployment, "An agency's
+shops"). The rules, each a figure from the model:
+
+- workers: enough pods of WORKER_CORES to take the workers' peak, and to hold slots for twice the
+  peak of busy task slots (a task waits on the platforms as much as it computes) at no more than
+  SLOTS_PER_WORKER a pod (a slot's supervisor and task process in the pod's memory limit of
+  values-celery.yaml); `parallelism` is every slot.
+- API servers: two at least (a webhook sender must always find one), more while the peak (the
+  execution API and the webhook receiver) is over API_CORES a pod.
+- scheduler, DAG processor, triggerer: one each, with CPU requested for their peak.
+- PostgreSQL: connections a slot and an API-server process as measured; the chart's PgBouncer is on
+  when the count passes half of the server's `max_connections` (the other half is headroom).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SCALE_RESULT = REPO / "bench" / "results" / "scale-20.json"
+WORKER_CORES = 2  # a worker pod's CPU
+API_CORES = 1  # an API-server pod's CPU (one process a pod: [api] workers = 1)
+MIN_CONCURRENCY = 4
+# A slot's memory: an event task's process peaked at 359 MB resident (its profile, 2026-12-07), its
+# supervisor about 170 MB, part of both shared with the worker they fork from: 400 MB a slot, so
+# ten fit a worker's 4 GiB limit.
+SLOTS_PER_WORKER = 10
+MIN_API_SERVERS = 2
+SLOT_HEADROOM = 2.0
+CONNECTIONS_SHARE = 0.5  # of max_connections, past which connections go through PgBouncer
+
+
+def _cpu(cores: float) -> str:
+    """A CPU request in millicores, rounded up to a tenth of a core."""
+    return f"{max(100, math.ceil(cores * 10) * 100)}m"
+
+
+def sizing(scale: dict, shops: int) -> dict:
+    """The overlay's values for `shops` shops from a scale result (bench/results/scale-<N>.json)."""
+    model = scale["model"][str(shops)]
+    peak = model["peak_cores"] / model["cores"] if model["cores"] else 1.0
+    parts = {name: cores * peak for name, cores in model["by_component"].items()}
+    workers_peak = sum(v for k, v in parts.items() if k.startswith("worker-"))
+    wanted_slots = SLOT_HEADROOM * model["peak_task_slots"]
+    replicas = max(2, math.ceil(workers_peak / WORKER_CORES), math.ceil(wanted_slots / SLOTS_PER_WORKER))
+    concurrency = max(MIN_CONCURRENCY, math.ceil(wanted_slots / replicas))
+    slots = replicas * concurrency
+    api_servers = max(MIN_API_SERVERS, math.ceil(parts.get("api-server", 0.0) / API_CORES))
+
+    held = scale["postgresql_connections"]
+    measured_slots = scale["workers"] * scale["worker_concurrency"]
+    per_slot = sum(v for k, v in held.items() if k.startswith("worker-")) / measured_slots
+    fixed = sum(held.get(k, 0) for k in ("scheduler", "triggerer", "dag-processor"))
+    connections = math.ceil(per_slot * slots + held.get("api-server", 0) * api_servers + fixed)
+    limit = scale["postgresql_max_connections"]
+    pooled = connections > CONNECTIONS_SHARE * limit
+
+    values: dict = {
+        "workers": {
+            "replicas": replicas,
+            "resources": {"requests": {"cpu": _cpu(WORKER_CORES)}},
+        },
+        "apiServer": {"replicas": api_servers, "resources": {"requests": {"cpu": _cpu(API_CORES)}}},
+        "scheduler": {"resources": {"requests": {"cpu": _cpu(parts.get("scheduler", 0.0))}}},
+        "dagProcessor": {"resources": {"requests": {"cpu": _cpu(parts.get("dag-processor", 0.0))}}},
+        "triggerer": {"resources": {"requests": {"cpu": _cpu(parts.get("triggerer", 0.0))}}},
+        "config": {
+            "core": {"parallelism": slots},
+            "celery": {"worker_concurrency": concurrency},
+        },
+        "pgbouncer": {"enabled": pooled},
+    }
+    if pooled:
+        values["pgbouncer"].update(
+            {"maxClientConn": 2 * connections, "metadataPoolSize": 20, "resultBackendPoolSize": 10}
+        )
+    return {
+        "values": values,
+        "why": {
+            "shops": shops,
+            "from": f"bench/results/scale-{scale['shops']}.json ({scale['when']}, {scale['revision']})",
+            "model_cores": {"average": model["cores"], "peak": model["peak_cores"]},
+            "workers_peak_cores": round(workers_peak, 2),
+            "api_server_peak_cores": round(parts.get("api-server", 0.0), 2),
+            "peak_task_slots": model["peak_task_slots"],
+            "postgresql_connections": {"expected": connections, "max_connections": limit, "pgbouncer": pooled},
+        },
+    }
+
+
+def render(scale: dict, shops: int) -> str:
+    made = sizing(scale, shops)
+    why = made["why"]
+    lines = [
+        f"# An agency's deployment of {shops} shops with platform events: an overlay on values-celery.yaml,",
+        f"# made by `python -m deploy.sizing --shops {shops}` from {why['from']}; do not edit by hand.",
+        f"# model: {why['model_cores']['average']} cores on average, {why['model_cores']['peak']} at the peak;"
+        f" workers {why['workers_peak_cores']} and API servers {why['api_server_peak_cores']} at the peak;",
+        f"# {why['peak_task_slots']} task slots busy at the peak; PostgreSQL connections expected"
+        f" {why['postgresql_connections']['expected']} of {why['postgresql_connections']['max_connections']}.",
+        "#",
+        f"#   helm upgrade --install orderops apache-airflow/airflow -f deploy/helm/values-celery.yaml"
+        f" -f deploy/helm/values-agency-{shops}.yaml ...",
+    ]
+    return "\n".join(lines) + "\n" + yaml.safe_dump(made["values"], sort_keys=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shops", type=int, default=200, choices=(50, 200))
+    parser.add_argument("--result", default=str(SCALE_RESULT))
+    args = parser.parse_args(argv)
+    sys.stdout.write(render(json.loads(Path(args.result).read_text()), args.shops))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
