@@ -5,10 +5,10 @@
 
 Validates a clean TikTok orders batch of ROWS rows, or with `--run`
 all five batches of ROWS rows each as `validate_staged` does (`validate_batches`: five checkpoints,
-one Data Docs build), CALLS times in one process into a fresh GX folder (ORDEROPS_GX_DIR, a
-temporary one unless given), one run name per call as the pipeline does, and prints the median and
-p90 seconds per call for each block of calls, so a cost that grows with the stored history shows
-as rising figures. `--keep` sets the results kept per suite.
+one Data Docs build), CALLS times in one process into one shop's GX folder under a fresh GX root
+(ORDEROPS_GX_DIR, a temporary one unless given), one run name per call as the pipeline does, and
+prints the median and p90 seconds per call for each block of calls, so a cost that grows with the
+stored history shows as rising figures. `--keep` sets the results kept per suite.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 NOW = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
+SHOP = "bench"  # one shop's GX folder under the GX root
 
 
 def batch(rows: int) -> list[dict]:
@@ -68,7 +69,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=100, help="calls per printed line")
     parser.add_argument("--keep", type=int, help="results kept per suite (ORDEROPS_GX_KEEP)")
     parser.add_argument("--run", action="store_true", help="validate a run's five batches per call")
-    parser.add_argument("--gx-dir", type=Path, help="the GX folder (default: a temporary one)")
+    parser.add_argument("--gx-dir", type=Path, help="the GX root (default: a temporary one)")
     args = parser.parse_args()
     folder = args.gx_dir or Path(tempfile.mkdtemp(prefix="orderops-gx-bench-"))
     os.environ["ORDEROPS_GX_DIR"] = str(folder)
@@ -78,12 +79,12 @@ def main() -> None:
 
     batches = run_batches(args.rows) if args.run else {"tiktok_orders": batch(args.rows)}
     started = time.perf_counter()
-    validate_batches(batches, NOW)  # imports and first-use costs, apart from the figures
+    validate_batches(SHOP, batches, NOW)  # imports and first-use costs, apart from the figures
     print(f"first call (imports GX): {time.perf_counter() - started:.2f} s; GX folder {folder}")
     times: list[float] = []
     for i in range(args.calls):
         t = time.perf_counter()
-        outcomes = validate_batches(batches, NOW, run=f"bench:run-{i}")
+        outcomes = validate_batches(SHOP, batches, NOW, run=f"{SHOP}:run-{i}")
         times.append(time.perf_counter() - t)
         for outcome in outcomes.values():
             assert outcome.success, outcome.describe()

@@ -2,8 +2,8 @@
 
 Every Airflow component imports plugins, so this module imports nothing heavy: the page's app is
 built on its first request, inside the API server, from the `orderops_warehouse` connection and the
-reports folder (`ORDEROPS_REPORTS_DIR`, default state/reports) and the Data Docs under the GX folder
-(`ORDEROPS_GX_DIR`, default state/gx). Airflow does not authenticate plugin
+reports folder (`ORDEROPS_REPORTS_DIR`, default state/reports) and each shop's Data Docs under the GX
+folder (`ORDEROPS_GX_DIR`, default state/gx). Airflow does not authenticate plugin
 apps, so every route asks for an Airflow login allowed to read DAG runs (the escalation inbox's
 changes and the operations page's retries: one allowed to change them; refused, a person gets the
 page's styled answer); a browser without one is sent to the login page and back.
@@ -52,7 +52,7 @@ def build_app():
     from fastapi.responses import HTMLResponse, RedirectResponse
 
     from include.airflow.glue import schedule_intervals, shopify_domains, warehouse_url
-    from include.quality.checkpoints import docs_dir
+    from include.quality.checkpoints import gx_dir
     from include.report.reports import reports_dir
     from include.report.sla_ui import create_app, render_refusal
 
@@ -66,7 +66,7 @@ def build_app():
         dependencies=[Depends(_login_required())],
         write_dependencies=[Depends(_login_required("PUT"))],
         reviewer=reviewer,
-        data_docs_dir=docs_dir(),
+        gx_root=gx_dir(),
         # read on the first page view: a changed Shopify host shows after the API server restarts
         shopify_domains=cache(shopify_domains),
         intervals=cache(schedule_intervals),

@@ -5,8 +5,10 @@ from the code is not copied into them: the status vocabularies (include/decide/e
 bounds of the run's clock are suite parameters (`{"$PARAMETER": name}`), supplied by `parameters`.
 Each batch is validated by a GX Checkpoint (its ValidationDefinition and the suite); the result
 goes to GX's validation results store, and once a run's batches are validated, one Data Docs build
-renders their pages and the index under `gx_dir()` (ORDEROPS_GX_DIR, default <state>/gx), which the
-SLA page serves. The code folder is only read.
+renders their pages and the index. Each shop has a GX folder of its own, `shop_dir(shop)` under
+`gx_dir()` (ORDEROPS_GX_DIR, default <state>/gx): its own results, Data Docs site and lock, so shops
+neither wait for one another's validations nor prune one another's results. The SLA page serves
+each shop's site. The code folder is only read.
 
 A failed suite does not stop staging; it blocks the actions that depend on that platform's data
 (see `include.store.run_store.RunStore.blocked_by_validation`) and is reported with the failing expectations.
@@ -18,6 +20,7 @@ import fcntl
 import json
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,14 +38,21 @@ from include.decide.enums import (
     TIKTOK_ORDER_STATUSES,
 )
 from include.run.runconfig import STATE_DIR
+from include.run.shops import SHOP_NAME
 
 SUITES_DIR = Path(__file__).resolve().parent / "expectations"
 GX_DIR_ENV = "ORDEROPS_GX_DIR"
 KEEP_ENV = "ORDEROPS_GX_KEEP"
-# Results kept per suite (older ones leave the store and Data Docs): the index page reads every
+# Results kept per suite of a shop (older ones leave the store and Data Docs): the index page reads every
 # result it lists, so an unbounded history would make each validation slower than the last.
 KEEP_DEFAULT = 50
 DOCS_SITE = "orderops"
+# Under the GX root, the shops' GX folders; in each, GX's results store and the Data Docs site.
+SHOPS_FOLDER = "shops"
+RESULTS_FOLDER = "validations"
+DOCS_FOLDER = "data_docs"
+# A row of a Data Docs index (include/quality/data_docs/index.html), read back for the list of sites.
+LISTED_RESULT = re.compile(r'<tr data-batch="[^"]*" data-run="[^"]*" data-success="(true|false)">')
 # Data Docs pages compiled once per process (include/quality/gx_views.py)
 PAGE_VIEW = {"module_name": "include.quality.gx_views", "class_name": "PageView"}
 EARLIEST = pd.Timestamp("2015-01-01", tz="UTC")
@@ -80,13 +90,66 @@ class Outcome:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class ShopSite:
+    """A shop's Data Docs site as its index lists it: when the index was built, how many results it
+    lists (the newest ORDEROPS_GX_KEEP) and how many of them failed."""
+
+    shop: str
+    built_at: datetime
+    results: int
+    failed: int
+
+
 def gx_dir() -> Path:
-    """Where validation results and Data Docs are written (never the code folder)."""
+    """The GX root, under which each shop's GX folder is written (never the code folder)."""
     return Path(os.environ.get(GX_DIR_ENV) or STATE_DIR / "gx")
 
 
-def docs_dir(root: Path | None = None) -> Path:
-    return (root or gx_dir()) / "data_docs"
+def shop_dir(shop: str, root: Path | None = None) -> Path:
+    """`shop`'s GX folder: its results, Data Docs and lock. The name becomes a folder name, so only
+    a name include.run.shops accepts is taken."""
+    if not SHOP_NAME.match(shop):
+        raise ValueError(f"shop {shop!r}: not a shop name")
+    return (root or gx_dir()) / SHOPS_FOLDER / shop
+
+
+def docs_dir(shop: str, root: Path | None = None) -> Path:
+    """`shop`'s Data Docs site."""
+    return shop_dir(shop, root) / DOCS_FOLDER
+
+
+def shops_with_docs(root: Path | None = None) -> list[str]:
+    """The shops whose Data Docs index has been built, by name (a shop folder that is a link is not
+    served, so not listed)."""
+    folder = (root or gx_dir()) / SHOPS_FOLDER
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if SHOP_NAME.match(p.name) and not p.is_symlink() and (p / DOCS_FOLDER / "index.html").is_file()
+    )
+
+
+def shared_site_left(root: Path | None = None) -> bool:
+    """Whether a Data Docs site from before the shops' GX folders (every shop's results at the
+    root) is still there: nothing updates, prunes or serves it any more."""
+    return ((root or gx_dir()) / DOCS_FOLDER / "index.html").is_file()
+
+
+def shop_sites(root: Path | None = None) -> list[ShopSite]:
+    """Each shop's Data Docs site with what its index lists, by shop."""
+    sites = []
+    for shop in shops_with_docs(root):
+        index = docs_dir(shop, root) / "index.html"
+        try:
+            built, listed = index.stat().st_mtime, LISTED_RESULT.findall(index.read_text())
+        except OSError:  # removed since it was listed
+            continue
+        at = datetime.fromtimestamp(built, timezone.utc)
+        sites.append(ShopSite(shop, at, len(listed), listed.count("false")))
+    return sites
 
 
 def run_name(shop: str, run_id: str) -> str:
@@ -147,11 +210,11 @@ def _columns(document: dict) -> tuple[list[str], list[str]]:
 
 
 @contextmanager
-def _exclusive(root: Path) -> Iterator[None]:
-    """One writer at a time per GX folder: Data Docs' index page and static files are shared, and
-    pruning removes results and pages another writer may be listing."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "a") as handle:
+def _exclusive(folder: Path) -> Iterator[None]:
+    """One writer at a time per shop's GX folder: its Data Docs index page and static files are
+    shared by its runs, and pruning removes results and pages another writer may be listing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -159,9 +222,9 @@ def _exclusive(root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _context(gx, root: Path, keep: int):
+def _context(gx, folder: Path, keep: int):
     """An in-memory context (suites, definitions) whose results and Data Docs are files under
-    `root`: no great_expectations.yml is written, so concurrent task processes share nothing but
+    `folder`: no great_expectations.yml is written, so concurrent task processes share nothing but
     those files."""
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -175,14 +238,14 @@ def _context(gx, root: Path, keep: int):
         "class_name": "ValidationResultsStore",
         "store_backend": {
             "class_name": "TupleFilesystemStoreBackend",
-            "base_directory": str(root / "validations"),
+            "base_directory": str(folder / RESULTS_FOLDER),
             "suppress_store_backend_id": True,
         },
     }
     site = {
         "class_name": "SiteBuilder",
         "show_how_to_buttons": False,
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir(root))},
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(folder / DOCS_FOLDER)},
         "site_index_builder": {
             "class_name": "DefaultSiteIndexBuilder",
             "validation_results_limit": keep,
@@ -204,14 +267,14 @@ def _context(gx, root: Path, keep: int):
     return gx.get_context(project_config=config, mode="ephemeral")
 
 
-def _prune(context, root: Path, suite: str, keep: int) -> None:
+def _prune(context, folder: Path, suite: str, keep: int) -> None:
     """Leave room for one more result of `suite`: older results leave the store (their Data Docs
     pages go with the next index build). Only the suite's own folder is listed."""
     store = context.validation_results_store
     keys = [store.tuple_to_key(k) for k in store.store_backend.list_keys((suite,))]
     for key in sorted(keys, key=lambda k: k.run_id.run_time, reverse=True)[keep - 1 :]:
         store.remove_key(key)
-    _drop_empty(root / "validations" / suite)
+    _drop_empty(folder / RESULTS_FOLDER / suite)
 
 
 def _drop_empty(folder: Path) -> None:
@@ -221,23 +284,33 @@ def _drop_empty(folder: Path) -> None:
             os.rmdir(path)
 
 
-# This process's context and checkpoints for one GX folder: building them (suites, data sources,
-# definitions) costs about as much as validating a small batch, and a process that runs the
-# pipeline in a loop (run_all, the simulation) validates every batch of every run.
-_site: dict[str, Any] = {}
+# This process's context and checkpoints per shop's GX folder, as (keep, context, checkpoints by
+# batch): building them (suites, data sources, definitions) costs about as much as validating a
+# small batch, and a process that runs the pipeline in a loop (run_all, the simulation) validates
+# every batch of every run of several shops. About 0.1 MB each; past SITES_KEPT folders the least
+# recently used goes.
+_site: dict[Path, tuple[int, Any, dict[str, Any]]] = {}
+_site_lock = threading.Lock()
+SITES_KEPT = 256
 
 
-def _checkpoint(gx, root: Path, keep: int, batch: str):
-    """The context for (`root`, `keep`) and `batch`'s checkpoint in it, built on first use.
-    Callers hold `_exclusive(root)`, which also keeps threads of one process apart."""
-    if _site.get("key") != (root, keep):
-        context = _context(gx, root, keep)
+def _checkpoint(gx, folder: Path, keep: int, batch: str):
+    """The context for `folder` and `keep` and `batch`'s checkpoint in it, built on first use.
+    Callers hold `_exclusive(folder)`, which also keeps threads of one process apart on a folder;
+    `_site_lock` guards the cache the folders share."""
+    with _site_lock:
+        site = _site.pop(folder, None)  # put back below as the most recently used
+    if site is None or site[0] != keep:
+        context = _context(gx, folder, keep)
         # every suite, so the Data Docs index lists all five whichever batches a run validates
         for name in BATCH_PLATFORM:
             context.suites.add(gx.ExpectationSuite(**suite_document(name)))
-        _site.clear()
-        _site.update(key=(root, keep), context=context, checkpoints={})
-    context, checkpoints = _site["context"], _site["checkpoints"]
+        site = (keep, context, {})
+    with _site_lock:
+        _site[folder] = site
+        while len(_site) > SITES_KEPT:
+            del _site[next(iter(_site))]
+    _, context, checkpoints = site
     if batch not in checkpoints:
         asset = context.data_sources.add_pandas(name=f"{batch}_source").add_dataframe_asset(name=batch)
         definition = context.validation_definitions.add(
@@ -280,30 +353,35 @@ def _outcome(batch: str, validation, rows: int) -> Outcome:
 
 
 def validate_batches(
-    batches: dict[str, list[dict]], now: datetime | None = None, run: str | None = None, index: bool = True
+    shop: str,
+    batches: dict[str, list[dict]],
+    now: datetime | None = None,
+    run: str | None = None,
+    index: bool = True,
 ) -> dict[str, Outcome]:
-    """Run each batch's checkpoint on its staged rows (the columns its suite reads), then build Data
-    Docs once: the new results' pages and, with `index`, the index, which reads every result it
-    lists, so one build per run rather than one per batch. `run` names the results in the store and
-    Data Docs (the pipeline's: `run_name`); an empty batch passes without a result."""
+    """Run each of `shop`'s batches' checkpoint on its staged rows (the columns its suite reads),
+    then build the shop's Data Docs once: the new results' pages and, with `index`, the index, which
+    reads every result it lists, so one build per run rather than one per batch. `run` names the
+    results in the store and Data Docs (the pipeline's: `run_name`); an empty batch passes without
+    a result. Results, pages and the lock are the shop's own (`shop_dir`)."""
     import great_expectations as gx  # heavy import: only inside the validation task
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
+    folder, keep = shop_dir(shop), kept()
     now = now or datetime.now(timezone.utc)
     frames = {batch: _frame(batch, rows) for batch, rows in batches.items()}
     outcomes = {batch: Outcome(batch, True, 0) for batch, frame in frames.items() if frame.empty}
     checked = {batch: frame for batch, frame in frames.items() if not frame.empty}
     if not checked:
         return outcomes
-    root, keep = gx_dir(), kept()
     run_id = RunIdentifier(run_name=UNSAFE.sub("_", run) if run else None, run_time=datetime.now(timezone.utc))
-    with _exclusive(root):
+    with _exclusive(folder):
         built = []
         try:
             for batch, frame in checked.items():
-                context, checkpoint = _checkpoint(gx, root, keep, batch)
-                _prune(context, root, batch, keep)
+                context, checkpoint = _checkpoint(gx, folder, keep, batch)
+                _prune(context, folder, batch, keep)
                 result = checkpoint.run(
                     batch_parameters={"dataframe": frame}, expectation_parameters=parameters(now), run_id=run_id
                 )
@@ -316,5 +394,5 @@ def validate_batches(
             if built:
                 context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=built, build_index=index)
             for batch in checked:
-                _drop_empty(docs_dir(root) / "validations" / batch)
+                _drop_empty(folder / DOCS_FOLDER / "validations" / batch)
     return {batch: outcomes[batch] for batch in batches}

@@ -5,10 +5,11 @@ A plain FastAPI app (no Airflow import) so it can be tested on its own; `plugins
 mounts it in the Airflow API server behind Airflow's login. It reads `sla_daily` (the shop-wide
 rows), `action_ledger` escalations with their reviews, failed `validation_results`, the files
 `include.report.reports.build_day` wrote under the reports folder (served by name from a fixed list, for
-validated shop names and dates only) and the Great Expectations Data Docs `include.quality.checkpoints` builds
-(served read-only, sandboxed, from their folder). Its only writes are the inbox's (include/report/inbox.py):
-plain HTML forms, accepted from the page's own origin, from a user the `write_dependencies` allow,
-named by `reviewer`.
+validated shop names and dates only) and each shop's Great Expectations Data Docs
+`include.quality.checkpoints` builds (served read-only, sandboxed, from the shop's GX folder, with a
+list of the shops' sites). Its only writes are the inbox's (include/report/inbox.py): plain HTML
+forms, accepted from the page's own origin, from a user the `write_dependencies` allow, named by
+`reviewer`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from include.decide.model import as_utc
-from include.quality.checkpoints import run_name, validation_page
+from include.quality.checkpoints import (
+    ShopSite,
+    docs_dir,
+    run_name,
+    shared_site_left,
+    shop_sites,
+    shops_with_docs,
+    validation_page,
+)
 from include.report.figures import COUNTS, inbox_figures, late_scan_breaches
 from include.report.inbox import (
     OPEN,
@@ -53,6 +62,7 @@ from include.report.operations import (
 )
 from include.report.reports import LDR_ENFORCEMENT_LINE, LDR_LINE
 from include.report.templates import template
+from include.run.shops import SHOP_NAME
 from include.store.warehouse import (
     TS,
     Warehouse,
@@ -65,8 +75,6 @@ from include.store.warehouse import (
     validation_results,
 )
 
-# The shop names include.run.shops accepts; anything else is never turned into a path.
-SHOP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
 DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 REPORT_FILES = {
     "report.html": "text/html; charset=utf-8",
@@ -135,6 +143,7 @@ class ShopDays:
     at_risk: list[dict] = field(default_factory=list)  # alerted before a deadline, least time left first
     failures: list[dict] = field(default_factory=list)  # failed or stuck ledger rows, newest first
     validations: list[dict] = field(default_factory=list)  # batches that failed their suite, newest first
+    data_docs: str | None = None  # the shop's Data Docs index, relative to the page, once built
 
 
 @dataclass
@@ -202,15 +211,16 @@ def load_overview(
     reports_dir: Path,
     days: int = 30,
     shop: str | None = None,
-    data_docs_dir: Path | None = None,
+    gx_root: Path | None = None,
     filters: Filters = Filters(),
     shopify_domains: Mapping[str, str] | None = None,
     now: datetime | None = None,
 ) -> Overview:
     """The last `days` days that have figures, escalations or failed validations, per shop, newest
-    first; a failed validation links its Data Docs page when `data_docs_dir` has it. The escalations
-    listed are those `filters` keep (the days count them all); `shopify_domains` (shop -> its
-    myshopify.com domain) links each order's Shopify page; `now` (wall clock) tells a stuck action."""
+    first; a shop links its Data Docs site (in its GX folder under `gx_root`) once built, and a failed
+    validation its page there while it is kept. The escalations listed are those `filters` keep (the
+    days count them all); `shopify_domains` (shop -> its myshopify.com domain) links each order's
+    Shopify page; `now` (wall clock) tells a stuck action."""
     inspector = sa.inspect(engine)
     has_daily, has_ledger = inspector.has_table("sla_daily"), inspector.has_table("action_ledger")
     has_checks = inspector.has_table("validation_results")
@@ -378,7 +388,9 @@ def load_overview(
                 failed = failed.where(v.shop == shop)
             for row in conn.execute(failed):
                 page = (
-                    validation_page(data_docs_dir, row.batch, run_name(row.shop, row.run_id)) if data_docs_dir else None
+                    validation_page(docs_dir(row.shop, gx_root), row.batch, run_name(row.shop, row.run_id))
+                    if gx_root and SHOP_NAME.match(row.shop)
+                    else None
                 )
                 shops.setdefault(row.shop, ShopDays(row.shop)).validations.append(
                     {
@@ -387,7 +399,7 @@ def load_overview(
                         "batch": row.batch,
                         "rows": row.rows,
                         "failures": row.failures if isinstance(row.failures, list) else [],
-                        "page": f"data-docs/{page}" if page else None,
+                        "page": f"data-docs/{row.shop}/{page}" if page else None,
                     }
                 )
         if has_ledger:
@@ -399,6 +411,9 @@ def load_overview(
                     per_day[e["day"]] = per_day.get(e["day"], 0) + 1
                 for d in shop_days.days:
                     d["escalations"] = per_day.get(d["day"], 0)
+    for name, shop_days in shops.items():
+        if gx_root is not None and SHOP_NAME.match(name) and (docs_dir(name, gx_root) / "index.html").is_file():
+            shop_days.data_docs = f"data-docs/{name}/"
     rules = sorted({e["rule"] for s in shops.values() for e in s.escalations})
     for shop_days in shops.values():
         shop_days.escalations = [e for e in shop_days.escalations if filters.keeps(e)]
@@ -454,15 +469,20 @@ def report_path(reports_dir: Path, shop: str, day: str, name: str) -> Path:
     return path
 
 
-def data_docs_path(docs_dir: Path, path: str) -> Path:
-    """The Data Docs file to serve, or 404: known file types only, no hidden, empty or parent
-    segments, inside the Data Docs folder (a link out of it is refused too)."""
+def data_docs_path(gx_root: Path, shop: str, path: str) -> Path:
+    """The file of `shop`'s Data Docs to serve, or 404: a validated shop name, known file types only,
+    no hidden, empty or parent segments, inside the shop's Data Docs folder (a link out of it, into
+    another shop's folder included, is refused too, and so is a shop folder that is itself a link)."""
     parts = path.split("/")
-    if any(not part or part.startswith(".") for part in parts) or Path(path).suffix not in DOCS_FILES:
+    if (
+        not SHOP_NAME.match(shop)
+        or any(not part or part.startswith(".") for part in parts)
+        or Path(path).suffix not in DOCS_FILES
+    ):
         raise HTTPException(404, "no such Data Docs page")
-    root = docs_dir.resolve()
-    target = (root / path).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
+    site = docs_dir(shop, gx_root.resolve())  # resolved up to the GX root only: the rest must be real folders
+    target = (site / path).resolve()
+    if not target.is_relative_to(site) or not target.is_file():
         raise HTTPException(404, "no such Data Docs page")
     return target
 
@@ -536,6 +556,12 @@ def render_index(
     )
 
 
+def render_data_docs(sites: Sequence[ShopSite], shared_left: bool = False) -> str:
+    """The list of the shops' Data Docs sites, shops with failed results first (most first)."""
+    ordered = sorted(sites, key=lambda site: (-site.failed, site.shop))
+    return template("data_docs_shops.html").render(sites=ordered, shared_left=shared_left)
+
+
 def render_operations(
     now: datetime,
     actions: Sequence[dict],
@@ -582,6 +608,7 @@ def _jsonable(overview: Overview) -> dict:
                 "at_risk": [clean(x) for x in e.at_risk],
                 "failures": [clean(x) for x in e.failures],
                 "validations": [clean(x) for x in e.validations],
+                "data_docs": e.data_docs,
             }
             for e in overview.shops
         ],
@@ -608,7 +635,7 @@ def create_app(
     dependencies: Sequence[Any] = (),
     write_dependencies: Sequence[Any] = (),
     reviewer: Any = None,
-    data_docs_dir: Path | None = None,
+    gx_root: Path | None = None,
     shopify_domains: Callable[[], Mapping[str, str]] | None = None,
     intervals: Callable[[], Mapping[str, timedelta]] | None = None,
     clock: Callable[[], datetime] = utcnow,
@@ -616,7 +643,8 @@ def create_app(
     """The page as a FastAPI app; `dependencies` guard every route (the plugin passes Airflow's login),
     `write_dependencies` the inbox's changes as well (the plugin: the right to edit DAG runs),
     `reviewer` is the dependency naming who makes one (without it, the page is read-only),
-    `data_docs_dir` the Data Docs folder served under data-docs/ (include.quality.checkpoints.docs_dir)
+    `gx_root` the GX folder (include.quality.checkpoints.gx_dir): the list of the shops' Data Docs
+    sites is served at data-docs/ and each shop's site under data-docs/<shop>/,
     `shopify_domains` what gives each shop's myshopify.com domain (for links to its orders),
     `intervals` each shop's schedule interval (when its data counts as stale) and `clock` the wall
     clock the page compares the warehouse's wall-clock stamps with."""
@@ -624,7 +652,7 @@ def create_app(
     warehouse = Warehouse(warehouse_url, pool_pre_ping=True)
     engine = warehouse.engine
     reports_dir = Path(reports_dir)
-    data_docs_dir = Path(data_docs_dir) if data_docs_dir is not None else None
+    gx_root = Path(gx_root) if gx_root is not None else None
     app = FastAPI(
         title="orderops SLA breaches", docs_url=None, redoc_url=None, openapi_url=None, dependencies=list(dependencies)
     )
@@ -678,7 +706,7 @@ def create_app(
             reports_dir,
             days=days,
             shop=shop,
-            data_docs_dir=data_docs_dir,
+            gx_root=gx_root,
             filters=filters,
             shopify_domains=shopify_domains() if shopify_domains is not None else None,
             now=now,
@@ -698,7 +726,7 @@ def create_app(
             return refused(str(exc), shop)
         now = clock()  # one moment for the whole page
         overview = overview_of(shop, days, filters, now)
-        docs = data_docs_dir is not None and (data_docs_dir / "index.html").is_file()
+        docs = gx_root is not None and bool(shops_with_docs(gx_root))
         return HTMLResponse(
             render_index(
                 overview,
@@ -799,11 +827,16 @@ def create_app(
         extra = {"Content-Disposition": f'inline; filename="{shop}-{day}-{name}"'} if name.endswith(".csv") else {}
         return FileResponse(path, media_type=REPORT_FILES[name], headers={**headers(REPORT_CSP), **extra})
 
-    if data_docs_dir is not None:
+    if gx_root is not None:
+        root = gx_root
 
-        @app.get("/data-docs/{path:path}")
-        def data_docs_file(path: str) -> FileResponse:
-            target = data_docs_path(data_docs_dir, path or "index.html")
+        @app.get("/data-docs/", response_class=HTMLResponse)
+        def data_docs_sites() -> HTMLResponse:
+            return HTMLResponse(render_data_docs(shop_sites(root), shared_site_left(root)), headers=headers(PAGE_CSP))
+
+        @app.get("/data-docs/{shop}/{path:path}")
+        def data_docs_file(shop: str, path: str) -> FileResponse:
+            target = data_docs_path(root, shop, path or "index.html")
             return FileResponse(target, media_type=DOCS_FILES[target.suffix], headers=headers(DOCS_CSP))
 
     return app

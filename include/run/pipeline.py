@@ -126,11 +126,13 @@ PROVIDERS_REUSE = timedelta(hours=6)
 
 def validate_staged(settings: RunSettings, wh: Warehouse) -> list[dict]:
     """Every batch's Great Expectations checkpoint on what this run staged (results and Data Docs
-    named by shop and run); a failure blocks actions, not staging. An event-driven run builds its
-    results' pages but leaves the Data Docs index to the shop's next run on its schedule: reading
-    every result the index lists cost an event wake more than its own validation did."""
+    in the shop's GX folder, named by shop and run); a failure blocks actions, not staging. An
+    event-driven run builds its results' pages but leaves the shop's Data Docs index to its next
+    run on its schedule: reading every result the index lists cost an event wake more than its own
+    validation did."""
     store, now = RunStore(wh, settings), now_for(settings)
     outcomes = validate_batches(
+        settings.shop,
         {batch: store.staged_by_run(BATCH_TABLES[batch]) for batch in steps.BATCHES},
         now,
         run=run_name(settings.shop, settings.run_id),

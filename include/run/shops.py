@@ -24,7 +24,8 @@ from include.run.runconfig import DEFAULTS, Connections, RunConfigError, policy_
 
 SHOPS_FILE_ENV = "ORDEROPS_SHOPS_FILE"
 DEFAULT_SCHEDULE = "*/30 * * * *"  # the one shop of a deployment without a shops file
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
+# a shop name is also a folder name (reports, the GX folder) and part of URLs
+SHOP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
 # the project's DAGs that are not a shop's: a shop whose DAG id is one of these would clash with it
 REPORT_DAG_ID = "orderops_sla_report"
 OTHER_DAG_IDS = (REPORT_DAG_ID,)
@@ -122,7 +123,7 @@ def default_connections(name: str) -> Connections:
 def _identity(entry, i: int) -> tuple[str, Connections]:
     """An entry's name and connections: what makes it a shop apart from the others (the DAG id, the
     connections no two shops may share), checked before the rest of the entry."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not _NAME.match(entry["name"]):
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not SHOP_NAME.match(entry["name"]):
         raise RunConfigError(f"shops[{i}].name: expected lower-case letters, digits, - or _ (got {entry!r:.80})")
     unknown = set(entry) - {"name", "connections", "schedule", "policy", "events", "dry_run"}
     if unknown:

@@ -255,10 +255,13 @@ def test_plugin_routes_need_an_airflow_login(site):
         )
         # the seed runs' Great Expectations Data Docs (ORDEROPS_GX_DIR, tests/conftest.py), behind the same login
         assert http.get("/orderops-sla/data-docs/").status_code == 401
-        docs = http.get("/orderops-sla/data-docs/", headers=auth)
+        assert http.get("/orderops-sla/data-docs/default/").status_code == 401
+        sites = http.get("/orderops-sla/data-docs/", headers=auth)
+        assert sites.status_code == 200 and 'href="default/"' in sites.text
+        docs = http.get("/orderops-sla/data-docs/default/", headers=auth)
         assert docs.status_code == 200 and "validations/tiktok_orders/default_ui-seed-1" in docs.text
         assert docs.headers["content-security-policy"].startswith("sandbox")
-        assert http.get("/orderops-sla/data-docs/..%2F.lock", headers=auth).status_code == 404
+        assert http.get("/orderops-sla/data-docs/default/..%2F.lock", headers=auth).status_code == 404
         assert http.get("/orderops-sla/api/days", headers={"Authorization": "Bearer not-a-token"}).status_code == 403
 
 

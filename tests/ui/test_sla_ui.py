@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import date, datetime, timedelta, timezone
@@ -322,68 +323,115 @@ def test_routes_are_guarded_by_the_given_dependencies(seeded):
         assert c.get(path).status_code == 401, path
 
 
-@pytest.fixture
-def data_docs(tmp_path) -> Path:
-    """A Data Docs folder as include.quality.checkpoints builds it (index, a run's page, static files, the GX lock)."""
-    docs = tmp_path / "gx" / "data_docs"
-    page = docs / "validations" / "tiktok_orders" / "default_run-1" / "20261120T150000.000000Z"
-    page.mkdir(parents=True)
-    (page / "tiktok_orders_source-tiktok_orders.html").write_text("<html><body>tiktok_orders: TELEPORTED</body></html>")
-    (docs / "index.html").write_text("<html><body>Data Docs index</body></html>")
+PAGE = "validations/tiktok_orders/default_run-1/20261120T150000.000000Z/tiktok_orders_source-tiktok_orders.html"
+
+
+def docs_site(root: Path, shop: str, listed: tuple[str, ...] = ()) -> Path:
+    """A shop's Data Docs site as include.quality.checkpoints builds it in the shop's GX folder: the
+    index (a row per result, "true"/"false"), a run's page, static files and the GX lock beside it."""
+    docs = root / "shops" / shop / "data_docs"
+    page = docs / PAGE.replace("default_", f"{shop}_")
+    page.parent.mkdir(parents=True)
+    page.write_text(f"<html><body>{shop}: tiktok_orders: TELEPORTED</body></html>")
+    rows = "".join(
+        f'<tr data-batch="tiktok_orders" data-run="{shop}_run-{n}" data-success="{success}">'
+        for n, success in enumerate(listed)
+    )
+    (docs / "index.html").write_text(f"<html><body>{shop}'s Data Docs index{rows}</body></html>")
     (docs / "static" / "styles").mkdir(parents=True)
     (docs / "static" / "styles" / "data_docs_default_styles.css").write_text("body{}")
-    (docs / ".lock").write_text("")
+    (docs.parent / ".lock").write_text("")
     (docs / "notes.txt").write_text("not a Data Docs file")
     return docs
 
 
-def test_the_page_links_data_docs_and_the_route_serves_them_read_only(seeded, data_docs):
+@pytest.fixture
+def gx_root(tmp_path) -> Path:
+    """A GX folder with two shops' Data Docs: default's index lists a failed result, north's none."""
+    root = tmp_path / "gx"
+    docs_site(root, "default", ("false", "true"))
+    docs_site(root, "north", ("true",))
+    return root
+
+
+def test_the_page_links_data_docs_and_the_route_serves_them_read_only(seeded, gx_root):
     wh, reports = seeded
-    c = client(wh, reports, data_docs_dir=data_docs)
-    assert "data-docs/" in Page(c.get("/").text).links and "Data quality (Data Docs)" in c.get("/").text
-    index = c.get("/data-docs/")
-    assert index.status_code == 200 and "Data Docs index" in index.text
+    c = client(wh, reports, gx_root=gx_root)
+    page = c.get("/")
+    assert "data-docs/" in Page(page.text).links and "Data quality (Data Docs)" in page.text
+    assert "data-docs/default/" in Page(page.text).links  # beside the shop's name too
+    index = c.get("/data-docs/default/")
+    assert index.status_code == 200 and "default's Data Docs index" in index.text
     assert index.headers["content-type"].startswith("text/html")
     policy = index.headers["content-security-policy"]
     assert policy.startswith("sandbox allow-popups;")  # no access to the session, and no script runs
     assert "script-src" not in policy and "default-src 'none'" in policy and "http" not in policy  # nothing outside
-    assert c.get("/data-docs/index.html").text == index.text
-    page = c.get(
-        "/data-docs/validations/tiktok_orders/default_run-1/20261120T150000.000000Z/"
-        "tiktok_orders_source-tiktok_orders.html"
-    )
-    assert page.status_code == 200 and "TELEPORTED" in page.text
-    css = c.get("/data-docs/static/styles/data_docs_default_styles.css")
+    assert c.get("/data-docs/default/index.html").text == index.text
+    assert "north's Data Docs index" in c.get("/data-docs/north/").text
+    page = c.get(f"/data-docs/default/{PAGE}")
+    assert page.status_code == 200 and "default: tiktok_orders: TELEPORTED" in page.text
+    css = c.get("/data-docs/default/static/styles/data_docs_default_styles.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
-    (data_docs / "validations" / "leak.html").symlink_to(reports.parent / "secret.txt")
+    default, north = gx_root / "shops" / "default" / "data_docs", gx_root / "shops" / "north" / "data_docs"
+    (default / "validations" / "leak.html").symlink_to(reports.parent / "secret.txt")
+    (default / "validations" / "north.html").symlink_to(north / "index.html")  # into another shop's site
+    (gx_root / "shops" / "linked").symlink_to(gx_root / "shops" / "north")  # a shop folder that is a link
+    (gx_root / "index.html").write_text("the GX root")
+    assert 'data-shop="linked"' not in c.get("/data-docs/").text and 'data-shop="north"' in c.get("/data-docs/").text
     for path in (
         "/data-docs/../secret.txt",
         "/data-docs/..%2Fsecret.txt",
         "/data-docs/%2e%2e/%2e%2e/secret.txt",
-        "/data-docs/validations/../../../secret.txt",
-        "/data-docs/validations/%2e%2e%2F%2e%2e%2F..%2Fsecret.txt",
-        "/data-docs/validations/leak.html",  # a link out of the Data Docs folder
-        "/data-docs/.lock",
-        "/data-docs/notes.txt",
-        "/data-docs/validations//index.html",
-        "/data-docs/nothing.html",
-        "/data-docs/static",
+        "/data-docs/default/../../secret.txt",
+        "/data-docs/default/validations/../../../secret.txt",
+        "/data-docs/default/validations/%2e%2e%2F%2e%2e%2F..%2Fsecret.txt",
+        "/data-docs/default/validations/leak.html",  # a link out of the Data Docs folder
+        "/data-docs/default/..%2F..%2Fnorth%2Fdata_docs%2Findex.html",  # up and into north's folder
+        "/data-docs/default/%2e%2e/%2e%2e/north/data_docs/index.html",
+        "/data-docs/default/validations/north.html",  # a link into north's folder
+        "/data-docs/linked/index.html",
+        "/data-docs/..%2Findex.html",
+        "/data-docs/%2e%2e/index.html",
+        "/data-docs/Default/index.html",
+        "/data-docs/index.html",
+        "/data-docs/default/.lock",
+        "/data-docs/default/..%2F.lock",
+        "/data-docs/default/notes.txt",
+        "/data-docs/default/validations//index.html",
+        "/data-docs/default/nothing.html",
+        "/data-docs/default/static",
+        "/data-docs/nobody/",
     ):
         answer = c.get(path)
         assert answer.status_code == 404, path
-        assert "not for the page" not in answer.text and "not a Data Docs file" not in answer.text
-    with pytest.raises(HTTPException):
-        data_docs_path(data_docs, "../../secret.txt")
+        assert "not for the page" not in answer.text and "not a Data Docs file" not in answer.text, path
+        assert "north's Data Docs index" not in answer.text and "the GX root" not in answer.text, path
+    for shop, path in (("default", "../../secret.txt"), ("default", "../north/index.html"), ("..", "index.html")):
+        with pytest.raises(HTTPException):
+            data_docs_path(gx_root, shop, path)
 
     def deny():
         raise HTTPException(401, "Not authenticated")
 
-    assert (
-        client(wh, reports, data_docs_dir=data_docs, dependencies=[Depends(deny)]).get("/data-docs/").status_code == 401
-    )
+    guarded = client(wh, reports, gx_root=gx_root, dependencies=[Depends(deny)])
+    for path in ("/data-docs/", "/data-docs/default/", f"/data-docs/default/{PAGE}"):
+        assert guarded.get(path).status_code == 401, path
 
 
-def test_failed_validations_are_listed_with_their_data_docs_page(seeded, data_docs):
+def test_the_shops_data_docs_are_listed_with_failed_results_first(seeded, gx_root):
+    wh, reports = seeded
+    docs_site(gx_root, "zeta", ("false", "false", "true"))
+    c = client(wh, reports, gx_root=gx_root)
+    sites = c.get("/data-docs/")
+    assert sites.status_code == 200 and sites.headers["content-security-policy"] == PAGE_CSP
+    rows = re.findall(r'<tr data-shop="([^"]+)" data-failed="(\d+)">', sites.text)
+    assert rows == [("zeta", "2"), ("default", "1"), ("north", "0")]  # most failed results first
+    links = Page(sites.text).links
+    assert {"zeta/", "default/", "north/"} <= set(links) and "../?shop=zeta#shop-zeta" in links
+    assert "2</span> of 3" in sites.text and "shared-site" not in sites.text
+
+
+def test_failed_validations_are_listed_with_their_data_docs_page(seeded, gx_root):
     from include.store.warehouse import validation_results
 
     wh, reports = seeded
@@ -428,7 +476,7 @@ def test_failed_validations_are_listed_with_their_data_docs_page(seeded, data_do
                 },
             ],
         )  # passed: not listed
-    c = client(wh, reports, data_docs_dir=data_docs)
+    c = client(wh, reports, gx_root=gx_root)
     text = c.get("/").text
     rows = [(attrs["data-batch"], attrs["data-run"], cells) for attrs, cells in Page(text).tables["validations"]]
     assert [(batch, run) for batch, run, _ in rows] == [("shipbob_orders", "run-2"), ("tiktok_orders", "run-1")]
@@ -437,10 +485,7 @@ def test_failed_validations_are_listed_with_their_data_docs_page(seeded, data_do
         "expect_column_values_to_be_in_set on status: 1 unexpected, e.g. <b>TELEPORTED</b>",
     ]
     assert "<b>TELEPORTED</b>" not in text and rows[0][2][5] == "not kept"
-    link = (
-        "data-docs/validations/tiktok_orders/default_run-1/20261120T150000.000000Z/"
-        "tiktok_orders_source-tiktok_orders.html"
-    )
+    link = f"data-docs/default/{PAGE}"  # in its shop's site
     assert link in Page(text).links and "TELEPORTED" in c.get(f"/{link}").text
     listed = c.get("/api/days").json()["shops"][0]["validations"]
     assert [(v["batch"], v["page"]) for v in listed] == [("shipbob_orders", None), ("tiktok_orders", link)]
@@ -448,10 +493,21 @@ def test_failed_validations_are_listed_with_their_data_docs_page(seeded, data_do
 
 def test_no_data_docs_link_before_any_validation(seeded, tmp_path):
     wh, reports = seeded
-    for folder in (None, tmp_path / "gx" / "data_docs"):  # not configured, or nothing built yet
-        c = client(wh, reports, data_docs_dir=folder)
-        assert "data-docs/" not in Page(c.get("/").text).links
-        assert c.get("/data-docs/").status_code == 404
+    c = client(wh, reports)  # not configured
+    assert "data-docs/" not in Page(c.get("/").text).links
+    assert c.get("/data-docs/").status_code == 404 and c.get("/data-docs/default/").status_code == 404
+    # nothing built yet, but a site from before the shops' GX folders is left at the root: not served
+    root = tmp_path / "gx"
+    (root / "data_docs").mkdir(parents=True)
+    (root / "data_docs" / "index.html").write_text("every shop's results")
+    c = client(wh, reports, gx_root=root)
+    links = Page(c.get("/").text).links
+    assert not any(link.startswith("data-docs/") for link in links)
+    sites = c.get("/data-docs/")
+    assert sites.status_code == 200 and "No shop's Data Docs yet" in sites.text and 'id="shared-site"' in sites.text
+    assert "every shop's results" not in sites.text
+    for path in ("/data-docs/index.html", "/data-docs/data_docs/index.html", "/data-docs/default/"):
+        assert c.get(path).status_code == 404, path
 
 
 def test_empty_and_unmigrated_warehouse(tmp_path):

@@ -1,12 +1,15 @@
 """Great Expectations suites on staged batches: good data passes, each kind of bad data is named;
 the suites are GX suite files fed their parameters by the code; each run leaves a stored result and
-a Data Docs page in the GX folder, several processes at once included."""
+a Data Docs page in its shop's GX folder, several processes at once included, and shops neither
+share a lock nor prune one another's results."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import multiprocessing
 import re
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,6 +24,8 @@ from include.quality.checkpoints import (
     docs_dir,
     parameters,
     referenced_parameters,
+    shop_dir,
+    shop_sites,
     suite_document,
     validate_batches,
 )
@@ -39,9 +44,17 @@ def tiktok_row(order_id="576000000000000001", status="AWAITING_SHIPMENT", create
     }
 
 
-def validate(batch: str, rows: list[dict], now: datetime, run: str | None = None):
+SHOP = "default"
+
+
+def validate(batch: str, rows: list[dict], now: datetime, run: str | None = None, shop: str = SHOP):
     """One batch's outcome, as the pipeline validates a run's batches."""
-    return validate_batches({batch: rows}, now, run)[batch]
+    return validate_batches(shop, {batch: rows}, now, run)[batch]
+
+
+def kept_runs(folder: Path, batch: str = "shipbob_orders") -> list[str]:
+    """The runs whose results (or pages) of `batch` a results store (or Data Docs site) keeps."""
+    return sorted(p.name for p in (folder / "validations" / batch).iterdir())
 
 
 @pytest.fixture
@@ -110,25 +123,29 @@ def test_a_run_stores_its_result_and_a_data_docs_page_the_sla_app_serves(gx_fold
     )
     assert not outcome.success
     run = "default_scheduled__2026-11-20T15_00_00_00_00"
-    (stored,) = (gx_folder / "validations" / "tiktok_orders" / run).glob("*/*.json")
+    (stored,) = (gx_folder / "shops" / SHOP / "validations" / "tiktok_orders" / run).glob("*/*.json")
     result = json.loads(stored.read_text())
     assert result["success"] is False and result["meta"]["run_id"]["run_name"] == run
-    (page,) = (docs_dir() / "validations" / "tiktok_orders" / run).glob("*/*.html")
-    index = (docs_dir() / "index.html").read_text()
-    link = page.relative_to(docs_dir()).as_posix()
+    (page,) = (docs_dir(SHOP) / "validations" / "tiktok_orders" / run).glob("*/*.html")
+    index = (docs_dir(SHOP) / "index.html").read_text()
+    link = page.relative_to(docs_dir(SHOP)).as_posix()
     assert link in index and "expectations/tiktok_orders.html" in index
     assert {p.name: p.stat().st_mtime_ns for p in SUITES_DIR.iterdir()} == before  # the code folder is only read
-    app = TestClient(create_app(f"sqlite:///{gx_folder.parent / 'wh.db'}", gx_folder.parent, data_docs_dir=docs_dir()))
-    served = app.get(f"/data-docs/{link}")
+    assert sorted(p.name for p in gx_folder.iterdir()) == ["shops"]  # nothing shared by shops at the root
+    app = TestClient(create_app(f"sqlite:///{gx_folder.parent / 'wh.db'}", gx_folder.parent, gx_root=gx_folder))
+    served = app.get(f"/data-docs/{SHOP}/{link}")
     assert served.status_code == 200 and "TELEPORTED" in served.text
-    assert app.get("/data-docs/").text == (docs_dir() / "index.html").read_text()
+    assert app.get(f"/data-docs/{SHOP}/").text == (docs_dir(SHOP) / "index.html").read_text()
+    assert f'href="{SHOP}/"' in app.get("/data-docs/").text
 
 
 def test_data_docs_pages_fetch_nothing_from_outside_and_run_no_script(gx_folder):
     validate("tiktok_orders", [tiktok_row(), tiktok_row(status="TELEPORTED")], NOW, run="default/run-1")
-    validate("shipbob_orders", [{"shipbob_order_id": "1", "status": "Processing"}], NOW, run="my_shop/run-2")
-    pages = sorted(docs_dir().rglob("*.html"))
-    assert len(pages) >= 5  # the index, two results, their suites
+    validate(
+        "shipbob_orders", [{"shipbob_order_id": "1", "status": "Processing"}], NOW, run="my_shop/run-2", shop="my_shop"
+    )
+    pages = sorted(docs_dir(SHOP).rglob("*.html")) + sorted(docs_dir("my_shop").rglob("*.html"))
+    assert len(pages) == 6  # per shop: the index, a result, its suite's page
     for page in pages:
         html = page.read_text()
         assert "<script" not in html, page
@@ -136,12 +153,16 @@ def test_data_docs_pages_fetch_nothing_from_outside_and_run_no_script(gx_folder)
         for tag in re.findall(r"<(?:link|img|script)\b[^>]*>", html) + re.findall(r"url\([^)]*\)", html):
             assert "//" not in tag, (page, tag)
         assert "orderops' own stylesheet" in html or page.name == "index.html", page
-    index = (docs_dir() / "index.html").read_text()
-    listed = re.findall(r'<tr data-batch="([a-z_]+)" data-run="([^"]+)" data-success="(true|false)">', index)
-    assert listed == [("shipbob_orders", "my_shop_run-2", "true"), ("tiktok_orders", "default_run-1", "false")]
-    for batch, run, _ in listed:
-        (page,) = (docs_dir() / "validations" / batch / run).glob("*/*.html")
-        assert f'href="{page.relative_to(docs_dir()).as_posix()}"' in index
+    for shop, expected in (
+        (SHOP, [("tiktok_orders", "default_run-1", "false")]),
+        ("my_shop", [("shipbob_orders", "my_shop_run-2", "true")]),
+    ):  # each shop's index lists its own results only
+        index = (docs_dir(shop) / "index.html").read_text()
+        listed = re.findall(r'<tr data-batch="([a-z_]+)" data-run="([^"]+)" data-success="(true|false)">', index)
+        assert listed == expected
+        for batch, run, _ in listed:
+            (page,) = (docs_dir(shop) / "validations" / batch / run).glob("*/*.html")
+            assert f'href="{page.relative_to(docs_dir(shop)).as_posix()}"' in index
 
 
 def test_offline_takes_out_scripts_and_outside_assets_and_keeps_the_rest():
@@ -172,6 +193,7 @@ def test_a_runs_batches_are_validated_in_turn_and_their_data_docs_built_once(gx_
     )
     run = "default_manual__1"
     outcomes = validate_batches(
+        SHOP,
         {
             "tiktok_orders": [tiktok_row()],
             "shipbob_orders": [{"shipbob_order_id": 7, "status": "Beamed"}],
@@ -185,25 +207,26 @@ def test_a_runs_batches_are_validated_in_turn_and_their_data_docs_built_once(gx_
     assert [(o.success, o.rows) for o in outcomes.values()] == [(True, 1), (False, 1), (True, 0), (True, 1)]
     assert outcomes["shipbob_orders"].failures[0]["examples"] == ["Beamed"]
     assert len(builds) == 1 and len(builds[0]) == 6  # three results and their suites' pages
-    index = (docs_dir() / "index.html").read_text()
+    index = (docs_dir(SHOP) / "index.html").read_text()
     for batch in ("tiktok_orders", "shipbob_orders", "shopify_orders"):
-        (stored,) = (gx_folder / "validations" / batch / run).glob("*/*.json")
-        (page,) = (docs_dir() / "validations" / batch / run).glob("*/*.html")
-        assert page.relative_to(docs_dir()).as_posix() in index
+        (stored,) = (shop_dir(SHOP) / "validations" / batch / run).glob("*/*.json")
+        (page,) = (docs_dir(SHOP) / "validations" / batch / run).glob("*/*.html")
+        assert page.relative_to(docs_dir(SHOP)).as_posix() in index
         assert page.parent.name == stored.parent.name  # one run time for the run's results
-    assert not (gx_folder / "validations" / "amazon_fulfillment_orders").exists()  # an empty batch leaves no result
+    # an empty batch leaves no result
+    assert not (shop_dir(SHOP) / "validations" / "amazon_fulfillment_orders").exists()
 
 
 def test_an_event_runs_results_get_their_pages_and_the_next_indexed_run_lists_them(gx_folder):
     """An event wake does not rebuild the index (it read every result it lists); the shop's next
     scheduled run's build lists the wake's results with its own."""
     wake, scheduled = "default_asset_triggered__1", "default_scheduled__2"
-    validate_batches({"tiktok_orders": [tiktok_row()]}, NOW, run=wake, index=False)
-    (page,) = (docs_dir() / "validations" / "tiktok_orders" / wake).glob("*/*.html")
-    assert not (docs_dir() / "index.html").exists()
-    validate_batches({"tiktok_orders": [tiktok_row()]}, NOW, run=scheduled)
-    index = (docs_dir() / "index.html").read_text()
-    assert page.relative_to(docs_dir()).as_posix() in index and scheduled in index
+    validate_batches(SHOP, {"tiktok_orders": [tiktok_row()]}, NOW, run=wake, index=False)
+    (page,) = (docs_dir(SHOP) / "validations" / "tiktok_orders" / wake).glob("*/*.html")
+    assert not (docs_dir(SHOP) / "index.html").exists()
+    validate_batches(SHOP, {"tiktok_orders": [tiktok_row()]}, NOW, run=scheduled)
+    index = (docs_dir(SHOP) / "index.html").read_text()
+    assert page.relative_to(docs_dir(SHOP)).as_posix() in index and scheduled in index
 
 
 def test_a_checkpoint_that_raises_leaves_the_results_before_it_with_their_pages(gx_folder, monkeypatch):
@@ -222,6 +245,7 @@ def test_a_checkpoint_that_raises_leaves_the_results_before_it_with_their_pages(
     run_name = "default_manual__2"
     with pytest.raises(OSError, match="No space left"):
         validate_batches(
+            SHOP,
             {
                 "tiktok_orders": [tiktok_row()],
                 "shopify_orders": [{"shopify_order_id": 1, "name": "#1001", "updated_at": NOW}],
@@ -229,33 +253,104 @@ def test_a_checkpoint_that_raises_leaves_the_results_before_it_with_their_pages(
             NOW,
             run=run_name,
         )
-    (page,) = (docs_dir() / "validations" / "tiktok_orders" / run_name).glob("*/*.html")
-    assert page.relative_to(docs_dir()).as_posix() in (docs_dir() / "index.html").read_text()
-    assert not (gx_folder / "validations" / "shopify_orders").exists()
+    (page,) = (docs_dir(SHOP) / "validations" / "tiktok_orders" / run_name).glob("*/*.html")
+    assert page.relative_to(docs_dir(SHOP)).as_posix() in (docs_dir(SHOP) / "index.html").read_text()
+    assert not (shop_dir(SHOP) / "validations" / "shopify_orders").exists()
 
 
 def test_only_the_newest_results_are_kept_per_suite(gx_folder, monkeypatch):
     monkeypatch.setenv(KEEP_ENV, "2")
     for n in range(3):
         assert validate("shipbob_orders", [{"shipbob_order_id": n, "status": "Fulfilled"}], NOW, run=f"run-{n}").success
-    assert sorted(p.name for p in (gx_folder / "validations" / "shipbob_orders").iterdir()) == ["run-1", "run-2"]
-    assert sorted(p.name for p in (docs_dir() / "validations" / "shipbob_orders").iterdir()) == ["run-1", "run-2"]
-    assert "run-0" not in (docs_dir() / "index.html").read_text()
+    assert kept_runs(shop_dir(SHOP)) == kept_runs(docs_dir(SHOP)) == ["run-1", "run-2"]
+    assert "run-0" not in (docs_dir(SHOP) / "index.html").read_text()
 
 
-def test_one_process_moving_between_gx_folders_writes_each_result_to_its_own(tmp_path, monkeypatch):
-    """The context a process keeps between validations belongs to one folder and one KEEP."""
+def test_a_shops_pruning_never_removes_another_shops_results(gx_folder, monkeypatch):
+    """ORDEROPS_GX_KEEP counts per shop: a busy shop's runs do not push a quiet shop's failed result
+    (and the SLA page's link to it) out."""
+    monkeypatch.setenv(KEEP_ENV, "1")
+    failed = validate("shipbob_orders", [{"shipbob_order_id": 1, "status": "Beamed"}], NOW, "quiet/run-0", "quiet")
+    assert not failed.success
+    for n in range(3):
+        validate("shipbob_orders", [{"shipbob_order_id": n, "status": "Fulfilled"}], NOW, f"busy/run-{n}", "busy")
+    assert kept_runs(shop_dir("busy")) == kept_runs(docs_dir("busy")) == ["busy_run-2"]
+    assert kept_runs(shop_dir("quiet")) == kept_runs(docs_dir("quiet")) == ["quiet_run-0"]
+    assert "quiet_run-0" in (docs_dir("quiet") / "index.html").read_text()
+    sites = {site.shop: (site.results, site.failed) for site in shop_sites()}
+    assert sites == {"busy": (1, 0), "quiet": (1, 1)}
+
+
+def test_two_shops_validating_leave_separate_folders_locks_and_indexes(gx_folder):
+    validate("tiktok_orders", [tiktok_row(status="TELEPORTED")], NOW, "north/run-1", "north")
+    validate("tiktok_orders", [tiktok_row()], NOW, "south/run-1", "south")
+    assert sorted(p.name for p in (gx_folder / "shops").iterdir()) == ["north", "south"]
+    for shop, other in (("north", "south"), ("south", "north")):
+        assert sorted(p.name for p in shop_dir(shop).iterdir()) == [".lock", "data_docs", "validations"]
+        assert kept_runs(shop_dir(shop), "tiktok_orders") == [f"{shop}_run-1"]
+        index = (docs_dir(shop) / "index.html").read_text()
+        assert f"{shop}_run-1" in index and f"{other}_run-1" not in index
+
+
+def test_a_shop_waits_only_for_its_own_lock(gx_folder):
+    """While one of north's validations holds north's lock, south's validation goes ahead and
+    north's next one waits."""
+    validate("shipbob_orders", [{"shipbob_order_id": 1, "status": "Fulfilled"}], NOW, "north/run-0", "north")
+    finished: dict[str, bool] = {}
+
+    def run(shop: str) -> threading.Thread:
+        def work() -> None:
+            row = {"shipbob_order_id": 2, "status": "Fulfilled"}
+            finished[shop] = validate("shipbob_orders", [row], NOW, f"{shop}/run-1", shop).success
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        return thread
+
+    with open(shop_dir("north") / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another task's validation of north, as far as the lock goes
+        north, south = run("north"), run("south")
+        south.join(timeout=60)
+        assert finished == {"south": True}
+        north.join(timeout=1)
+        assert north.is_alive() and "north" not in finished
+        fcntl.flock(held, fcntl.LOCK_UN)
+    north.join(timeout=60)
+    assert finished == {"south": True, "north": True}
+
+
+def test_a_shop_name_that_is_no_folder_name_is_refused(gx_folder):
+    for shop in ("..", "../default", "Default", "a/b", "", ".hidden"):
+        with pytest.raises(ValueError, match="not a shop name"):
+            validate("tiktok_orders", [tiktok_row()], NOW, "run-1", shop)
+    assert not gx_folder.exists() or not any(gx_folder.rglob("*.json"))
+
+
+def test_one_process_keeps_a_context_per_gx_folder(tmp_path, monkeypatch):
+    """A process validating several shops (the simulation, run_all) keeps each shop's context: it
+    is built once per shop's folder, each result goes to its own folder, and a new KEEP takes
+    effect at once."""
+    from include.quality import checkpoints
+
+    built = []
+    context = checkpoints._context
+    monkeypatch.setattr(
+        checkpoints, "_context", lambda gx, folder, keep: built.append(folder) or context(gx, folder, keep)
+    )
     first, second = tmp_path / "first", tmp_path / "second"
-    for folder, run in ((first, "run-a"), (second, "run-b"), (first, "run-c")):
-        monkeypatch.setenv(GX_DIR_ENV, str(folder))
-        assert validate("shipbob_orders", [{"shipbob_order_id": run, "status": "Fulfilled"}], NOW, run=run).success
-    assert sorted(p.name for p in (first / "validations" / "shipbob_orders").iterdir()) == ["run-a", "run-c"]
-    assert sorted(p.name for p in (second / "validations" / "shipbob_orders").iterdir()) == ["run-b"]
-    index = (docs_dir(first) / "index.html").read_text()
-    assert "run-a" in index and "run-c" in index and "run-b" not in index
-    monkeypatch.setenv(KEEP_ENV, "1")  # a new KEEP takes effect at once
-    assert validate("shipbob_orders", [{"shipbob_order_id": "d", "status": "Fulfilled"}], NOW, run="run-d").success
-    assert sorted(p.name for p in (first / "validations" / "shipbob_orders").iterdir()) == ["run-d"]
+    moves = [(first, SHOP, "run-a"), (second, SHOP, "run-b"), (first, "north", "run-c"), (first, SHOP, "run-d")]
+    for root, shop, run in moves + [(second, SHOP, "run-e"), (first, "north", "run-f")]:
+        monkeypatch.setenv(GX_DIR_ENV, str(root))
+        assert validate("shipbob_orders", [{"shipbob_order_id": run, "status": "Fulfilled"}], NOW, run, shop).success
+    assert built == [shop_dir(shop, root) for root, shop, _ in moves[:3]]
+    assert kept_runs(shop_dir(SHOP, first)) == ["run-a", "run-d"]
+    assert kept_runs(shop_dir("north", first)) == ["run-c", "run-f"]
+    assert kept_runs(shop_dir(SHOP, second)) == ["run-b", "run-e"]
+    index = (docs_dir(SHOP, first) / "index.html").read_text()
+    assert "run-a" in index and "run-d" in index and "run-b" not in index and "run-c" not in index
+    monkeypatch.setenv(KEEP_ENV, "1")
+    assert validate("shipbob_orders", [{"shipbob_order_id": "g", "status": "Fulfilled"}], NOW, run="run-g").success
+    assert kept_runs(shop_dir(SHOP, first)) == ["run-g"]
 
 
 def _validate_in_child(folder: str, worker: int, done) -> None:
@@ -268,7 +363,7 @@ def _validate_in_child(folder: str, worker: int, done) -> None:
                 "shipbob_orders",
                 [{"shipbob_order_id": f"{worker}-{n}", "status": "Cancelled"}],
                 NOW,
-                run=f"shop-{worker}/run-{n}",
+                run=f"{SHOP}/run-{worker}-{n}",
             )
             assert outcome.success, outcome.describe()
         done.put((worker, "ok"))
@@ -276,9 +371,9 @@ def _validate_in_child(folder: str, worker: int, done) -> None:
         done.put((worker, repr(exc)))
 
 
-def test_concurrent_validations_from_several_processes_into_one_gx_folder(gx_folder, monkeypatch):
-    """Four task processes validating the same suite at once, each pruning the others' older results:
-    all succeed, the kept results are whole and the index lists the newest."""
+def test_concurrent_validations_from_several_processes_into_one_shops_gx_folder(gx_folder, monkeypatch):
+    """Four task processes of one shop validating the same suite at once, each pruning the others'
+    older results: all succeed, the kept results are whole and the index lists the newest."""
     monkeypatch.setenv(KEEP_ENV, "3")
     validate(
         "shipbob_orders", [{"shipbob_order_id": "warm", "status": "Cancelled"}], NOW
@@ -292,9 +387,9 @@ def test_concurrent_validations_from_several_processes_into_one_gx_folder(gx_fol
     for w in workers:
         w.join(timeout=60)
     assert answers == {w: "ok" for w in range(4)}
-    stored = sorted((gx_folder / "validations" / "shipbob_orders").rglob("*.json"))
+    stored = sorted((shop_dir(SHOP) / "validations" / "shipbob_orders").rglob("*.json"))
     assert len(stored) == 3 and all(json.loads(p.read_text())["success"] for p in stored)
-    pages = sorted((docs_dir() / "validations" / "shipbob_orders").rglob("*.html"))
+    pages = sorted((docs_dir(SHOP) / "validations" / "shipbob_orders").rglob("*.html"))
     assert [p.parent.parent.name for p in pages] == [p.parent.parent.name for p in stored]
-    index = (docs_dir() / "index.html").read_text()
+    index = (docs_dir(SHOP) / "index.html").read_text()
     assert index.rstrip().endswith("</html>") and all(p.parent.parent.name in index for p in stored)
