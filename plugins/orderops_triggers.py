@@ -11,9 +11,28 @@ one that starts a run waits there (include/events/receiver.py reads, include/eve
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+# The watchers' long polls each hold a thread for up to `wait_seconds`: on the event loop's default
+# executor (a few threads: cores + 4) 200 shops' queues would each be polled every few minutes. Their
+# own pool, one thread a watcher up to ORDEROPS_AMAZON_WATCHER_THREADS (256), waits on them all at once.
+WATCHER_THREADS_ENV = "ORDEROPS_AMAZON_WATCHER_THREADS"
+_pollers: dict[str, ThreadPoolExecutor] = {}
+_pollers_lock = threading.Lock()
+
+
+def pollers() -> ThreadPoolExecutor:
+    from include.run.shops import count_setting
+
+    with _pollers_lock:
+        if "pool" not in _pollers:
+            size = count_setting(WATCHER_THREADS_ENV, 256, 4096)
+            _pollers["pool"] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="amazon-queue")
+        return _pollers["pool"]
 
 
 class AmazonNotificationsTrigger(BaseEventTrigger):
@@ -58,7 +77,9 @@ class AmazonNotificationsTrigger(BaseEventTrigger):
         try:
             while True:
                 try:
-                    waking = await asyncio.to_thread(queue.drain, self.shop, inbox, None, self.wait_seconds)
+                    waking = await asyncio.get_running_loop().run_in_executor(
+                        pollers(), queue.drain, self.shop, inbox, None, self.wait_seconds
+                    )
                 except Exception as exc:  # noqa: BLE001 - a queue outage is waited out; the schedule covers it
                     self.log.warning("amazon notification queue of shop %s: %s", self.shop, exc)
                     await asyncio.sleep(30)
