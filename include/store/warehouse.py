@@ -132,6 +132,8 @@ runs = sa.Table(
     sa.Column("policy_version", sa.String(32)),
     sa.Column("dry_run", sa.Boolean, nullable=False, default=False),
     sa.Column("summary", sa.JSON),
+    # orders decided by rule and decisions recorded, counted where the run decides (`RunStore.decided`)
+    sa.Column("decision_counts", sa.JSON),
 )
 validation_results = sa.Table(
     "validation_results",
@@ -167,6 +169,8 @@ order_links = sa.Table(
     sa.Column("fulfiller", sa.String(16)),
     sa.Column("fulfillment_order_id", sa.String(64)),
     sa.Column("link_problem", sa.String(48)),
+    # a link is recorded with its order's decision, at the same moment: when it changed
+    sa.Column("decided_at", TS, nullable=False),
 )
 decisions = sa.Table(
     "decisions",
@@ -181,6 +185,10 @@ decisions = sa.Table(
     sa.Column("policy_version", sa.String(32), nullable=False),
     sa.Column("decided_at", TS, nullable=False),
 )
+# A run records an order's decision and link only when they changed: an order's current ones are its
+# latest rows (`latest_rows`), found by these.
+sa.Index("ix_decisions_order_latest", decisions.c.shop, decisions.c.tiktok_order_id, decisions.c.decided_at)
+sa.Index("ix_order_links_order_latest", order_links.c.shop, order_links.c.tiktok_order_id, order_links.c.decided_at)
 action_ledger = sa.Table(
     "action_ledger",
     metadata,
@@ -422,6 +430,29 @@ def schema_revision(conn: sa.Connection) -> str | None:
         hand = conn.execute(sa.text(f"SELECT max(version) FROM {HAND_VERSIONS}")).scalar()
         return f"{hand:04d}" if hand else None
     return current
+
+
+def latest_rows(
+    conn: sa.Connection, table: sa.Table, shop: str, orders: Iterable[str] | None = None
+) -> dict[str, sa.RowMapping]:
+    """Each order's latest row of `decisions` or `order_links` (all the shop's orders, or `orders`):
+    its current decision or link, as runs record one only when it changed."""
+    t = table.c
+    wanted = sorted(set(orders)) if orders is not None else None
+    found: dict[str, sa.RowMapping] = {}
+    for start in range(0, len(wanted) if wanted is not None else 1, 500):
+        newest = sa.select(t.tiktok_order_id, sa.func.max(t.decided_at).label("at")).where(t.shop == shop)
+        if wanted is not None:
+            newest = newest.where(t.tiktok_order_id.in_(wanted[start : start + 500]))
+        latest = newest.group_by(t.tiktok_order_id).subquery()
+        for row in conn.execute(
+            sa.select(table)
+            .join(latest, sa.and_(t.tiktok_order_id == latest.c.tiktok_order_id, t.decided_at == latest.c.at))
+            .where(t.shop == shop)
+            .order_by(t.run_id)  # two rows of one moment: one answer, the same each time
+        ).mappings():
+            found[row["tiktok_order_id"]] = row
+    return found
 
 
 def utcnow() -> datetime:

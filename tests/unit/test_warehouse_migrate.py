@@ -176,6 +176,51 @@ def test_revision_14_fills_the_scan_clock_the_tracking_guard_and_the_alerts_dead
     wh.dispose()
 
 
+def test_revision_18_dates_each_kept_link_by_its_decision_and_the_latest_row_is_the_current_one(warehouse_url):
+    """Links kept before carry their decision's moment (a link without one, its run's start), so an
+    order's latest link and decision are the current ones across the runs that wrote every order."""
+    from include.store.warehouse import decisions, latest_rows, order_links
+
+    wh = Warehouse(warehouse_url)
+    later = MOMENT.replace(hour=16)
+    with wh.engine.begin() as conn:
+        to_revision(conn, "0017")
+        for run_id, started in (("r-early", MOMENT), ("r-late", later)):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO runs (shop, run_id, dag_id, started_at, state, dry_run) "
+                    "VALUES ('default', :r, 'orderops_sla', :t, 'succeeded', false)"
+                ),
+                {"r": run_id, "t": started},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO order_links (shop, run_id, tiktok_order_id, shopify_order_ids, fulfiller) "
+                    "VALUES ('default', :r, '576A', '[]', :f)"
+                ),
+                {"r": run_id, "f": run_id},
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO decisions (shop, run_id, tiktok_order_id, rule, reason, actions, inputs, "
+                "policy_version, decided_at) VALUES ('default', 'r-late', '576A', 'T1', 'x', '[]', '{}', 'p', :t)"
+            ),
+            {"t": later.replace(minute=5)},
+        )
+    assert wh.migrate() == schema_head()
+    with wh.engine.connect() as conn:
+        assert drift(conn) == []
+        dated = dict(conn.execute(sa.select(order_links.c.run_id, order_links.c.decided_at)).all())
+        link = latest_rows(conn, order_links, "default")["576A"]
+        decision = latest_rows(conn, decisions, "default", ["576A"])["576A"]
+    assert {r: at.replace(tzinfo=timezone.utc) for r, at in dated.items()} == {
+        "r-early": MOMENT,
+        "r-late": later.replace(minute=5),
+    }
+    assert (link["fulfiller"], decision["run_id"]) == ("r-late", "r-late")
+    wh.dispose()
+
+
 def test_a_newer_orderops_schema_is_left_as_it_is(tmp_path):
     wh = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
     wh.migrate()
