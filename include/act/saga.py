@@ -24,7 +24,7 @@ from include.decide.model import (
 )
 from include.decide.rules import CANCEL_NOT_VERIFIED, cancel_fulfillment_key, escalation
 from include.run.runconfig import RunSettings
-from include.store.warehouse import Warehouse
+from include.store.warehouse import Warehouse, decisions, latest_rows
 
 log = logging.getLogger(__name__)
 KINDS = (CANCEL_FULFILLMENT, VERIFY_FULFILLMENT_CANCEL, CANCEL_SHOPIFY, APPROVE_CANCELLATION)
@@ -114,7 +114,11 @@ def give_up(ledger: Ledger, ctx: RunContext, verify: dict, tiktok_order_id: str,
     if claim is not None:
         ledger.finish(claim, FAILED, detail=detail)
     action = _c4(tiktok_order_id, detail)
-    ledger.record(ctx, action, rule="C4", decision_run_id=settings.run_id, tiktok_order_id=tiktok_order_id)
+    # it rests on the order's recorded decision (to cancel), which an unchanged decision leaves earlier
+    with ledger.warehouse.engine.connect() as conn:
+        decided = latest_rows(conn, decisions, settings.shop, [tiktok_order_id]).get(tiktok_order_id)
+    decision_run_id = decided["run_id"] if decided else settings.run_id
+    ledger.record(ctx, action, rule="C4", decision_run_id=decision_run_id, tiktok_order_id=tiktok_order_id)
     escalated = ledger.claim(ctx, action.idempotency_key)
     if escalated is not None:
         ledger.finish(

@@ -230,6 +230,17 @@ def latest_reviews(conn, shop: str, keys: Iterable[str]) -> dict[str, dict]:
     return found
 
 
+def resolved_but_decided(wh: Warehouse, shop: str, decided: Iterable[Mapping]) -> set[str]:
+    """The orders of these decisions that make an escalation standing resolved: recording such a
+    decision again, though unchanged, opens the escalation again (`latest_reviews`)."""
+    keys = {k: d["tiktok_order_id"] for d in decided for k in d["actions"] or () if k.startswith(f"{ESCALATE}:")}
+    if not keys:
+        return set()
+    with wh.engine.connect() as conn:
+        reviews = latest_reviews(conn, shop, keys)
+    return {order for key, order in keys.items() if reviews.get(key, {}).get("state") == "resolved"}
+
+
 def settled_by_run(
     open_escalations: Mapping[str, str], decided: Iterable[Mapping], run_id: str, held: Collection[str] = ()
 ) -> dict[str, str]:

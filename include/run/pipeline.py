@@ -42,12 +42,12 @@ from include.extract.listings import key_of
 from include.quality.checkpoints import run_name, validate_batches
 from include.report.at_risk import SHIP_BY, alert_at_risk
 from include.report.figures import COUNTS, run_figures
-from include.report.inbox import close_settled, mapped_carriers
+from include.report.inbox import close_settled, mapped_carriers, resolved_but_decided
 from include.report.notify import Alert, notify
 from include.run import steps
 from include.run.platforms import Platforms
 from include.run.runconfig import RunSettings, now_for
-from include.store.run_store import BATCH_TABLES, CLOCK_SKEW, RunStore
+from include.store.run_store import BATCH_TABLES, CLOCK_SKEW, RunStore, unchanged
 from include.store.warehouse import (
     Warehouse,
     stg_amazon_fulfillment_orders,
@@ -271,7 +271,10 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
         outcome = {
             d.tiktok_order_id: (row, link, d) for (row, link, _), d in zip(outcome.values(), guarded, strict=True)
         }
-    links, decided, planned = [], [], []
+    links: list[dict[str, Any]] = []
+    decided: list[dict[str, Any]] = []
+    planned: list[Decision] = []
+    at = utcnow()
     rules: Counter = Counter()
     matched: Counter = Counter()  # join coverage: which rule found each order's Shopify order
     for row, link, decision in outcome.values():
@@ -287,6 +290,7 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
                 fulfiller=link.fulfiller,
                 fulfillment_order_id=link.fulfillment_order_id,
                 link_problem=link.link_problem,
+                decided_at=at,
             )
         )
         decided.append(
@@ -306,11 +310,23 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
                     **tracking_sources(decision),
                 },
                 policy_version=settings.policy.version,
-                decided_at=utcnow(),
+                decided_at=at,
             )
         )
         planned.append(decision)
-    store.record_decisions(links, decided)
+    recorded = store.recorded_decisions(outcome)
+    changed = {
+        d["tiktok_order_id"]
+        for d, link_row in zip(decided, links, strict=True)
+        if not unchanged(recorded.get(d["tiktok_order_id"]), d, link_row)
+    }
+    # an escalation a person resolved that this run still makes opens again: its decision is recorded anew
+    changed |= resolved_but_decided(wh, settings.shop, [d for d in decided if d["tiktok_order_id"] not in changed])
+    store.record_decisions(
+        [r for r in links if r["tiktok_order_id"] in changed], [d for d in decided if d["tiktok_order_id"] in changed]
+    )
+    # the run whose recorded decision each order's actions rest on: this one, or the one that recorded it unchanged
+    decision_run = {o: settings.run_id if o in changed else recorded[o][0]["run_id"] for o in outcome}
     if not settings.dry_run:
         # an escalation this run no longer makes closes itself, saying why (the inbox stays true)
         held_back = {d.tiktok_order_id for d in planned if d.reason.startswith(BLOCKED)}
@@ -328,7 +344,7 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
                     ctx,
                     action,
                     rule=decision.rule,
-                    decision_run_id=settings.run_id,
+                    decision_run_id=decision_run[decision.tiktok_order_id],
                     tiktok_order_id=decision.tiktok_order_id,
                 )
                 if action.idempotency_key in done:
@@ -346,7 +362,7 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
             replace(ctx, task_id="join_and_decide", now=now),
             {a.idempotency_key for d in planned for a in d.actions},
         )
-    store.decided(now)
+    store.decided(now, dict(rules), len(changed))
     chunks = {group: [keys[i : i + CHUNK] for i in range(0, len(keys), CHUNK)] for group, keys in plan.items()}
     if settings.policy.mcf_warehouse_ids:
         # the posts for MCF warehouses go in one chunk of their own: its gate counts TikTok's refusals
@@ -363,9 +379,10 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
         first = [[k for k in keys if k in gated]] if gated & set(keys) else []
         chunks[GROUP_OF_KIND[POST_TRACKING]] = first + [rest[i : i + CHUNK] for i in range(0, len(rest), CHUNK)]
     log.info(
-        "decided %d orders: %s; blocked platforms: %s",
+        "decided %d orders: %s; %d decisions changed and recorded; blocked platforms: %s",
         len(planned),
         dict(sorted(rules.items())),
+        len(changed),
         ", ".join(sorted(blocked)) or "none",
     )
     log.info("shopify orders found by: %s", dict(sorted(matched.items())))
@@ -373,6 +390,7 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
     return {
         "orders": len(planned),
         "rules": dict(rules),
+        "recorded": len(changed),
         "blocked": sorted(blocked),
         **chunks,
         "actions": {group: len(keys) for group, keys in plan.items()},
@@ -548,7 +566,8 @@ def record_api_calls(wh: Warehouse, settings: RunSettings, task_id: str, map_ind
 
 
 def summarize_run(settings: RunSettings, wh: Warehouse, started: float | None = None) -> dict:
-    """The run's figures: orders per platform, actions by kind and outcome, escalations, validation,
+    """The run's figures: orders per platform, orders decided by rule and the decisions recorded
+    (counted as the run decided), actions by kind and outcome, escalations, validation,
     API calls and throttles per platform, platform events claimed and contradicted; then the
     at-risk alerts and the run's final state."""
     store = RunStore(wh, settings)
@@ -564,6 +583,7 @@ def summarize_run(settings: RunSettings, wh: Warehouse, started: float | None = 
             for key in (
                 "orders_seen",
                 "decisions",
+                "decisions_recorded",
                 "actions",
                 "escalations",
                 "validation_failures",

@@ -27,6 +27,7 @@ from include.store.warehouse import (
     api_calls,
     decisions,
     extraction_cursors,
+    latest_rows,
     order_links,
     platform_events,
     quarantine,
@@ -57,6 +58,12 @@ UPDATED = {
     "stg_shipbob_orders": "last_update_at",
 }
 FULFILLER_SOURCES = {"amazon_mcf": "amazon_fulfillment_orders", "shipbob": "shipbob_orders"}
+# What makes an order's decision the same as its latest recorded one, so that the run records no new
+# row: the rule, the reason, the actions planned (their keys name what they touch), the policy and
+# what it was decided on (`inputs`) but the TikTok snapshot's run id, which names the run that last
+# read the order, not what was read (an order read again unchanged decides the same).
+RUN_ONLY_INPUTS = ("tiktok",)
+LINK_FIELDS = ("shopify_order_ids", "match_rule", "fulfiller", "fulfillment_order_id", "link_problem")
 # Task processes may run on hosts whose clocks differ by this much (kept small: rows staged this long
 # before a run started, by a run that has finished, are read as if this run had staged them).
 CLOCK_SKEW = timedelta(seconds=5)
@@ -68,6 +75,19 @@ LINK_KEYS = "_orderops_link_keys"
 # Staged rows upserted per statement while a listing is read.
 STAGE_ROWS = 2000
 log = logging.getLogger(__name__)
+
+
+def _essentials(decision: Any) -> tuple:
+    inputs = {k: v for k, v in (decision["inputs"] or {}).items() if k not in RUN_ONLY_INPUTS}
+    return decision["rule"], decision["reason"], list(decision["actions"]), decision["policy_version"], inputs
+
+
+def unchanged(recorded: tuple[Any, Any] | None, decision: dict, link: dict) -> bool:
+    """Whether an order's decision and link are the ones recorded last (`RUN_ONLY_INPUTS`)."""
+    if recorded is None or recorded[1] is None:
+        return False
+    before, linked = recorded
+    return _essentials(before) == _essentials(decision) and all(linked[f] == link[f] for f in LINK_FIELDS)
 
 
 def printable(text: str) -> str:
@@ -124,8 +144,10 @@ class RunStore:
         with self.wh.engine.begin() as conn:
             conn.execute(runs.update().where(runs.c.shop == self.shop, runs.c.run_id == self.run_id).values(**values))
 
-    def decided(self, now: datetime) -> None:
-        self._update_run(decided_at=now)
+    def decided(self, now: datetime, by_rule: dict[str, int], recorded: int) -> None:
+        """The run decided as of `now`: the orders it decided by rule, and how many of their
+        decisions it recorded (those that changed), kept for its summary."""
+        self._update_run(decided_at=now, decision_counts={"by_rule": by_rule, "recorded": recorded})
 
     def finish(self, summary: dict, state: str, finished: datetime) -> None:
         self._update_run(finished_at=finished, state=state, summary=summary)
@@ -387,6 +409,14 @@ class RunStore:
         return links
 
     # ------------------------------------------------------------------ decisions, calls, summary
+    def recorded_decisions(self, orders: Iterable[str]) -> dict[str, tuple[Any, Any]]:
+        """Each order's latest recorded decision and link (an order never decided is missing)."""
+        orders = list(orders)
+        with self.wh.engine.connect() as conn:
+            decided = latest_rows(conn, decisions, self.shop, orders)
+            linked = latest_rows(conn, order_links, self.shop, orders)
+        return {o: (d, linked.get(o)) for o, d in decided.items()}
+
     def record_decisions(self, links: list[dict], decided: list[dict]) -> None:
         self.wh.upsert(order_links, links)
         self.wh.upsert(decisions, decided)
@@ -398,7 +428,8 @@ class RunStore:
         )
 
     def figures(self) -> dict:
-        """What the run did, from the warehouse: orders staged per batch, decisions by rule, actions
+        """What the run did, from the warehouse: orders staged per batch, orders decided by rule and
+        the decisions recorded (as counted when it decided), actions
         by kind and state, escalations, validation failures, quarantine, API calls per platform,
         the extraction per source, the platform events it claimed (and those a read contradicted),
         and when the run started."""
@@ -413,13 +444,14 @@ class RunStore:
                 ).scalar()
                 for batch, table in BATCH_TABLES.items()
             }
-            out["decisions"] = dict(
+            counts = (
                 conn.execute(
-                    sa.select(decisions.c.rule, sa.func.count())
-                    .where(decisions.c.shop == shop, decisions.c.run_id == run_id)
-                    .group_by(decisions.c.rule)
-                ).all()
+                    sa.select(runs.c.decision_counts).where(runs.c.shop == shop, runs.c.run_id == run_id)
+                ).scalar()
+                or {}
             )
+            out["decisions"] = counts.get("by_rule") or {}
+            out["decisions_recorded"] = int(counts.get("recorded") or 0)
             t = action_ledger.c
             actions = conn.execute(
                 sa.select(t.kind, t.state, sa.func.count())

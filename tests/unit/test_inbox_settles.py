@@ -8,7 +8,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from include.report.inbox import SYSTEM_REVIEWER, close_settled, latest_reviews, review, settled_by_run
+from include.report.inbox import (
+    SYSTEM_REVIEWER,
+    close_settled,
+    latest_reviews,
+    resolved_but_decided,
+    review,
+    settled_by_run,
+)
 from include.store.warehouse import Warehouse, action_ledger, decisions, escalation_reviews
 
 T2 = "escalate:1001:carrier_unmapped"
@@ -122,3 +129,13 @@ def test_each_resolved_escalation_of_an_order_reopens_on_its_own(wh):
     assert latest["escalate:1001:no_shopify_match"]["state"] == "resolved"
     # and the next run that no longer makes it closes it again
     assert set(close_settled(wh, "default", "run-4", [decision("1001", "-", "tracking already on TikTok")])) == {T2}
+
+
+def test_an_unchanged_decision_still_making_an_escalation_a_person_resolved_is_recorded_again(wh):
+    # runs record only changed decisions: this one must be written again, or the inbox keeps it resolved
+    still = [decision("1001", "T2", "carrier_unmapped", T2), decision("1002", "E1", "no_shopify_match", E1)]
+    assert resolved_but_decided(wh, "default", still) == set()  # nothing resolved yet
+    review(wh, "default", T2, "resolved", by="kim", note="mapped UPS")
+    review(wh, "default", E1, "acknowledged", by="kim")
+    assert resolved_but_decided(wh, "default", still) == {"1001"}
+    assert resolved_but_decided(wh, "default", [decision("1001", "T1", "shipped", "post_tracking:1001:1Z1")]) == set()
