@@ -435,7 +435,7 @@ def run_one(size: int, seed: int, warehouse_url: str | None, full_decide: bool, 
         from include.run.platforms import Platforms
         from include.run.runconfig import run_settings
         from include.store.run_store import RunStore
-        from include.store.warehouse import Warehouse, order_links
+        from include.store.warehouse import Warehouse, latest_rows, order_links
 
         if warehouse_url and warehouse_url.startswith("postgresql"):
             import uuid
@@ -500,10 +500,8 @@ def run_one(size: int, seed: int, warehouse_url: str | None, full_decide: bool, 
 
         tiktok_rows = RunStore(wh, settings).in_play_tiktok(raw_fields=("delivery_option_id",))
         with wh.engine.connect() as conn:
-            links = [
-                dict(r._mapping)
-                for r in conn.execute(sa.select(order_links).where(order_links.c.run_id == settings.run_id))
-            ]
+            in_play = [r["tiktok_order_id"] for r in tiktok_rows]
+            links = [dict(r) for r in latest_rows(conn, order_links, settings.shop, in_play).values()]
         jd_staged = time_join_decide(pipeline, settings, platforms, wh, tiktok_rows)
         jd_all = None
         if full_decide:

@@ -118,15 +118,17 @@ def trace(wh: Warehouse, tiktok_order_id: str, shop: str | None = None) -> list[
             out.append(
                 f"  cancellation {c['cancel_id']}: {c['status']} ({c['role']}), respond by {_fmt(c['deadline'])}"
             )
-        links = rows(order_links, order_links.c.tiktok_order_id == tiktok_order_id, order=order_links.c.run_id)
+        links = rows(order_links, order_links.c.tiktok_order_id == tiktok_order_id, order=order_links.c.decided_at)
         shopify_ids, fulfillment_ids = set(), set()
-        out.append("Links")
+        # runs record an order's link and decision only when they change: the history is its changes
+        out += ["Links", "  (as they changed: a run records them only when they differ; the last stands)"]
         for link in links:
             shopify_ids.update(link["shopify_order_ids"])
             if link["fulfillment_order_id"]:
                 fulfillment_ids.add((link["fulfiller"], link["fulfillment_order_id"]))
             out.append(
-                f"  run {link['run_id']}: shopify {link['shopify_order_ids'] or '-'} by {link['match_rule'] or '-'}"
+                f"  {_fmt(link['decided_at'])} run {link['run_id']}: shopify {link['shopify_order_ids'] or '-'}"
+                f" by {link['match_rule'] or '-'}"
                 f" -> {link['fulfiller'] or '-'} {link['fulfillment_order_id'] or ''}"
                 + (f"  [{link['link_problem']}]" if link["link_problem"] else "")
             )
@@ -145,9 +147,11 @@ def trace(wh: Warehouse, tiktok_order_id: str, shop: str | None = None) -> list[
                 found = rows(stg_shipbob_orders, stg_shipbob_orders.c.shipbob_order_id == fid)
             for f in found:
                 out.append(f"  {fulfiller} {fid}: {f['status']}, shipments {_fmt(f['shipments'])}")
-        out.append("Decisions")
+        out += ["Decisions", "  (as they changed: a run records one only when it differs; the last stands)"]
         for d in rows(decisions, decisions.c.tiktok_order_id == tiktok_order_id, order=decisions.c.decided_at):
-            out.append(f"  run {d['run_id']}: {d['rule']} {d['reason']} (policy {d['policy_version']})")
+            out.append(
+                f"  {_fmt(d['decided_at'])} run {d['run_id']}: {d['rule']} {d['reason']} (policy {d['policy_version']})"
+            )
             for key in d["actions"]:
                 out.append(f"    -> {key}")
         out.append("Actions (ledger)")

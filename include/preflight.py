@@ -36,8 +36,15 @@ from include.run.pipeline import run_all
 from include.run.platforms import Platforms
 from include.run.runconfig import RunSettings, run_settings
 from include.run.shops import Shop
-from include.store.run_store import MAX_LOOKBACK
-from include.store.warehouse import Warehouse, decisions, order_links, stg_tiktok_orders, tiktok_shipping_providers
+from include.store.run_store import MAX_LOOKBACK, RunStore
+from include.store.warehouse import (
+    Warehouse,
+    decisions,
+    latest_rows,
+    order_links,
+    stg_tiktok_orders,
+    tiktok_shipping_providers,
+)
 from orderops_provider import amazon_mcf, shipbob, shopify
 from orderops_provider.base import ConfigurationError, PlatformError
 from orderops_provider.hooks import BY_PLATFORM
@@ -241,18 +248,14 @@ def _env(name: str, value: str) -> Iterator[None]:
 def findings(wh: Warehouse, settings: RunSettings) -> dict:
     """From a dry run's warehouse: join coverage, the first run's actions by kind, unmapped carriers."""
     with wh.engine.connect() as conn:
-        links = conn.execute(
-            sa.select(order_links.c.tiktok_order_id, order_links.c.match_rule, order_links.c.link_problem).where(
-                order_links.c.shop == settings.shop, order_links.c.run_id == settings.run_id
-            )
-        ).all()
-        decided = conn.execute(
-            sa.select(decisions.c.tiktok_order_id, decisions.c.rule, decisions.c.actions, decisions.c.inputs).where(
-                decisions.c.shop == settings.shop, decisions.c.run_id == settings.run_id
-            )
-        ).all()
+        # the orders the run decided, as they stand (a run records only what changed since the last)
+        in_play = [r["tiktok_order_id"] for r in RunStore(wh, settings).in_play_tiktok(columns=("tiktok_order_id",))]
+        links = list(latest_rows(conn, order_links, settings.shop, in_play).values())
+        decided = list(latest_rows(conn, decisions, settings.shop, in_play).values())
         carried = {
-            d.tiktok_order_id: d.inputs["unmapped_carriers"] for d in decided if d.inputs.get("unmapped_carriers")
+            d["tiktok_order_id"]: d["inputs"]["unmapped_carriers"]
+            for d in decided
+            if d["inputs"].get("unmapped_carriers")
         }
         options = {
             r.tiktok_order_id: r.raw.get("delivery_option_id")
@@ -271,7 +274,7 @@ def findings(wh: Warehouse, settings: RunSettings) -> dict:
             )
         }
     unmatched = sorted(
-        link.tiktok_order_id for link in links if link.link_problem == LinkProblem.NO_SHOPIFY_MATCH.value
+        link["tiktok_order_id"] for link in links if link["link_problem"] == LinkProblem.NO_SHOPIFY_MATCH.value
     )
     by_carrier: dict[str, dict] = defaultdict(lambda: {"orders": 0, "delivery_options": {}})
     for order_id, carriers in sorted(carried.items()):
@@ -283,16 +286,16 @@ def findings(wh: Warehouse, settings: RunSettings) -> dict:
                 entry["delivery_options"][option] = providers.get(option, [])
     return {
         "join": {
-            "matched": dict(sorted(Counter(link.match_rule for link in links if link.match_rule).items())),
+            "matched": dict(sorted(Counter(link["match_rule"] for link in links if link["match_rule"]).items())),
             "unmatched": len(unmatched),
         },
         "examples": {"unmatched": unmatched[:EXAMPLES]},
-        "first_run": dict(sorted(Counter(key.split(":", 1)[0] for d in decided for key in d.actions).items())),
+        "first_run": dict(sorted(Counter(key.split(":", 1)[0] for d in decided for key in d["actions"]).items())),
         # orders whose first tracking would be Amazon's early number, or the carrier's
         "tracking_sources": dict(
-            sorted(Counter(s for d in decided for s in d.inputs.get("tracking_sources", ())).items())
+            sorted(Counter(s for d in decided for s in d["inputs"].get("tracking_sources", ())).items())
         ),
-        "rules": dict(sorted(Counter(d.rule for d in decided).items())),
+        "rules": dict(sorted(Counter(d["rule"] for d in decided).items())),
         "unmapped_carriers": [{"carrier": carrier, **entry} for carrier, entry in sorted(by_carrier.items())],
     }
 

@@ -30,6 +30,7 @@ from include.store.warehouse import (
     Warehouse,
     action_ledger,
     at_risk_alerts,
+    latest_rows,
     order_links,
     stg_amazon_fulfillment_orders,
     stg_shipbob_orders,
@@ -80,11 +81,11 @@ def _batches(ids: list[str]):
         yield ids[i : i + BATCH]
 
 
-def orders_at_risk(wh: Warehouse, shop: str, run_id: str, now: datetime, within_hours: float) -> list[AtRisk]:
+def orders_at_risk(wh: Warehouse, shop: str, now: datetime, within_hours: float) -> list[AtRisk]:
     """Seller-shipped orders within `within_hours` of a deadline they have not met and not yet past
     it: the ship-by time without a carrier scan (no tracking yet, none posted or being posted; or
     tracking and no scan), the auto-cancellation without tracking; soonest first."""
-    o, a, link = stg_tiktok_orders.c, action_ledger.c, order_links.c
+    o, a = stg_tiktok_orders.c, action_ledger.c
     horizon = now + timedelta(hours=within_hours)
     with wh.engine.connect() as conn:
         open_orders = [
@@ -113,7 +114,7 @@ def orders_at_risk(wh: Warehouse, shop: str, run_id: str, now: datetime, within_
         ]
         ids = [r.tiktok_order_id for r in waiting]
         posting: set[str] = set()
-        links: dict[str, Any] = {}  # TikTok order id -> its link row
+        links = latest_rows(conn, order_links, shop, ids)  # TikTok order id -> its current link
         for part in _batches(ids):
             posting |= set(
                 conn.execute(
@@ -125,14 +126,6 @@ def orders_at_risk(wh: Warehouse, shop: str, run_id: str, now: datetime, within_
                     )
                 ).scalars()
             )
-            links |= {
-                r.tiktok_order_id: r
-                for r in conn.execute(
-                    sa.select(link.tiktok_order_id, link.fulfiller, link.fulfillment_order_id).where(
-                        link.shop == shop, link.run_id == run_id, link.tiktok_order_id.in_(part)
-                    )
-                )
-            }
         statuses: dict[tuple[str, str], tuple[str, datetime | None]] = {}
         for fulfiller, table, key, since_column in (
             ("amazon_mcf", stg_amazon_fulfillment_orders, "seller_fulfillment_order_id", "status_updated_at"),
@@ -140,9 +133,9 @@ def orders_at_risk(wh: Warehouse, shop: str, run_id: str, now: datetime, within_
         ):
             wanted = sorted(
                 {
-                    linked.fulfillment_order_id
+                    linked["fulfillment_order_id"]
                     for linked in links.values()
-                    if linked.fulfiller == fulfiller and linked.fulfillment_order_id
+                    if linked["fulfiller"] == fulfiller and linked["fulfillment_order_id"]
                 }
             )
             for part in _batches(wanted):
@@ -154,10 +147,8 @@ def orders_at_risk(wh: Warehouse, shop: str, run_id: str, now: datetime, within_
                     statuses[(fulfiller, row[0])] = (row[1], as_utc(row[2]))
     found = []
     for r in waiting:
-        linked = links.get(r.tiktok_order_id)
-        status, since = (
-            statuses.get((linked.fulfiller, linked.fulfillment_order_id), (None, None)) if linked else (None, None)
-        )
+        linked: Any = links.get(r.tiktok_order_id) or {"fulfiller": None, "fulfillment_order_id": None}
+        status, since = statuses.get((linked["fulfiller"], linked["fulfillment_order_id"]), (None, None))
         # tracking on TikTok, or orderops's post of it on its way: what can still be missing is the scan
         tracked = bool(r.tracking_number) or r.tiktok_order_id in posting
         risks = []
@@ -172,8 +163,8 @@ def orders_at_risk(wh: Warehouse, shop: str, run_id: str, now: datetime, within_
                     r.tiktok_order_id,
                     due,
                     (due - now).total_seconds() / 3600,
-                    linked.fulfiller if linked else None,
-                    linked.fulfillment_order_id if linked else None,
+                    linked["fulfiller"],
+                    linked["fulfillment_order_id"],
                     status,
                     since,
                     deadline,
@@ -190,7 +181,7 @@ def alert_at_risk(
     if not thresholds:
         return {}
     tightest_first = sorted(thresholds)
-    at_risk = orders_at_risk(wh, shop, run_id, now, max(thresholds))
+    at_risk = orders_at_risk(wh, shop, now, max(thresholds))
     t = at_risk_alerts.c
     with wh.engine.connect() as conn:
         done = {

@@ -50,6 +50,7 @@ from include.run.runconfig import STATE_DIR
 from include.store.warehouse import (
     Warehouse,
     action_ledger,
+    latest_rows,
     order_links,
     sla_daily,
     stg_amazon_fulfillment_orders,
@@ -97,7 +98,7 @@ class DayData:
 
 def load_day(wh: Warehouse, shop: str, day: date, now: datetime) -> DayData:
     start, end = _day_bounds(day)
-    o, c, lk, a = stg_tiktok_orders.c, stg_tiktok_cancellations.c, order_links.c, action_ledger.c
+    o, c, a = stg_tiktok_orders.c, stg_tiktok_cancellations.c, action_ledger.c
     with wh.engine.connect() as conn:
         due = _rows(
             conn,
@@ -127,14 +128,10 @@ def load_day(wh: Warehouse, shop: str, day: date, now: datetime) -> DayData:
             ),
         )
         ids = sorted({r["tiktok_order_id"] for r in due + shipped} | {r["tiktok_order_id"] for r in cancels})
-        links: dict[str, dict] = {}
+        links = {o: dict(row) for o, row in latest_rows(conn, order_links, shop, ids).items()}
         chains: dict[str, list[dict]] = {}
         for batch in range(0, len(ids), 500):
             part = ids[batch : batch + 500]
-            for row in _rows(
-                conn, sa.select(order_links).where(lk.shop == shop, lk.tiktok_order_id.in_(part)).order_by(lk.run_id)
-            ):
-                links[row["tiktok_order_id"]] = row  # the latest run's link wins
             for row in _rows(
                 conn,
                 sa.select(

@@ -44,7 +44,7 @@ def test_each_deadline_at_risk_is_named_with_what_is_missing(warehouse_url):
             staged("576E", 3, shipping="TIKTOK"),  # TikTok's label: its scan brings the tracking
         ],
     )
-    found = {(r.tiktok_order_id, r.deadline): r for r in orders_at_risk(wh, "s", "r1", NOW, 12)}
+    found = {(r.tiktok_order_id, r.deadline): r for r in orders_at_risk(wh, "s", NOW, 12)}
     assert set(found) == {("576A", SHIP_BY), ("576B", SHIP_BY), ("576D", AUTO_CANCEL)}
     assert found[("576A", SHIP_BY)].missing == "no tracking"
     assert found[("576B", SHIP_BY)].missing == "tracking on TikTok, no carrier scan"

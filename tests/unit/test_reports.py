@@ -64,6 +64,7 @@ def link(order_id, fulfiller, fid, problem=None):
         fulfiller=fulfiller,
         fulfillment_order_id=fid,
         link_problem=problem,
+        decided_at=NOW,
     )
 
 
