@@ -29,6 +29,8 @@ COUNTS = {
     "cancel_requests": "buyer cancellation requests created on the day",
     "cancels_late": "of those, answered at or after the deadline, or still open past it",
     # a run (the run summary)
+    "orders_decided": "orders the run decided (every order in play, whatever the rule)",
+    "decisions_recorded": "of those, orders whose decision or link changed, recorded as a new row",
     "tracking_orders_decided": "orders the run decided to post tracking for (rule T1)",
     "tracking_posted": "tracking posts TikTok took from the run (one per package: an order may have several)",
     "escalated_by_run": "escalations the run made (orders it handed to a person)",
@@ -47,7 +49,14 @@ DAY_FIGURES = (
     "cancel_requests",
     "cancels_late",
 )
-RUN_FIGURES = ("tracking_orders_decided", "tracking_posted", "escalated_by_run", "cancellation_records_read")
+RUN_FIGURES = (
+    "orders_decided",
+    "decisions_recorded",
+    "tracking_orders_decided",
+    "tracking_posted",
+    "escalated_by_run",
+    "cancellation_records_read",
+)
 INBOX_FIGURES = ("escalations_open", "escalations_acknowledged", "escalations_resolved")
 
 
@@ -73,6 +82,8 @@ def run_figures(summary: Mapping[str, Any]) -> dict[str, int]:
     """A run's figures by name, from its summary (`summarize_run`)."""
     actions = summary.get("actions") or {}
     return {
+        "orders_decided": sum(_known(n) for n in (summary.get("decisions") or {}).values()),
+        "decisions_recorded": _known(summary.get("decisions_recorded")),
         "tracking_orders_decided": _known((summary.get("decisions") or {}).get("T1")),
         "tracking_posted": _known(actions.get(f"{POST_TRACKING}:{SUCCEEDED}")),
         "escalated_by_run": len(summary.get("escalations") or ()),
