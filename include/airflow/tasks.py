@@ -86,7 +86,7 @@ def step_task(step: Step, shop):
         result = glue.summarize(context, settings, shop)
         log.info("%s", summary_table(result))
         context["outlet_events"][ASSETS["run_summary"]].extra = {
-            k: result[k] for k in ("shop", "run_id", "state", "decisions", "actions", "api")
+            k: result[k] for k in ("shop", "run_id", "state", "decisions", "decisions_recorded", "actions", "api")
         }
         return result
 
@@ -105,7 +105,7 @@ def events_task(shop):
         if "run_id" in result:
             log.info("%s", summary_table(result))
             context["outlet_events"][ASSETS["run_summary"]].extra = {
-                k: result[k] for k in ("shop", "run_id", "state", "decisions", "actions", "api")
+                k: result[k] for k in ("shop", "run_id", "state", "decisions", "decisions_recorded", "actions", "api")
             }
         return result
 
