@@ -9,9 +9,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import sqlalchemy as sa
 
-from include.store.warehouse import order_links
+from include.store.warehouse import latest_rows, order_links
 from tests.chaos.harness import SandboxRig, fresh_warehouse
 from tests.support import NOW, iso
 from tests.support import tiktok_order_id as tid
@@ -58,16 +57,12 @@ SCENARIO = {
 }
 
 
-def links(wh, run_id: str) -> dict[str, tuple]:
-    t = order_links.c
+def links(wh) -> dict[str, tuple]:
+    """Each order's current link (its latest: a run records a link only when it changed)."""
     with wh.engine.connect() as conn:
         return {
-            r.tiktok_order_id: (r.shopify_order_ids, r.match_rule, r.link_problem)
-            for r in conn.execute(
-                sa.select(t.tiktok_order_id, t.shopify_order_ids, t.match_rule, t.link_problem).where(
-                    t.run_id == run_id
-                )
-            )
+            order: (r["shopify_order_ids"], r["match_rule"], r["link_problem"])
+            for order, r in latest_rows(conn, order_links, "default").items()
         }
 
 
@@ -81,13 +76,13 @@ def test_a_shop_naming_its_connectors_key_and_prefix_joins_what_the_default_leav
         assert served[6100000004]["note"] == f"Imported from TikTok, ref {tid(4)}"
         with fresh_warehouse("sqlite", tmp_path) as wh:
             rig.run(wh, "default-setting")
-            before = links(wh, "default-setting")
+            before = links(wh)
             assert {n: before[tid(n)][2] for n in (1, 2, 3)} == {n: "no_shopify_match" for n in (1, 2, 3)}
             assert before[tid(4)] == (["6100000004"], "note:tiktok_label", None)
             assert before[tid(5)] == (["6100000005"], "custom_attribute:tiktok order id", None)
 
             rig.run(wh, "shop-setting", extras={"shopify": SETTING})
-            after = links(wh, "shop-setting")
+            after = links(wh)
             assert after == {
                 tid(1): (["6100000001"], "custom_attribute:marketplace ref", None),
                 tid(2): (["6100000002"], "custom_attribute:marketplace ref", None),
