@@ -993,6 +993,7 @@ def test_each_escalated_order_links_its_trace_and_its_pages_on_the_platforms(see
                 "match_rule": "custom_attribute:tiktok order id",
                 "fulfiller": "shipbob",
                 "fulfillment_order_id": "9000003",
+                "decided_at": datetime(2026, 11, 20, 15, tzinfo=timezone.utc),
             },
         )
     app = create_app(wh.url, reports, shopify_domains=lambda: {"default": "acme-store.myshopify.com"})
