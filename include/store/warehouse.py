@@ -441,14 +441,18 @@ def latest_rows(
     wanted = sorted(set(orders)) if orders is not None else None
     found: dict[str, sa.RowMapping] = {}
     for start in range(0, len(wanted) if wanted is not None else 1, 500):
-        newest = sa.select(t.tiktok_order_id, sa.func.max(t.decided_at).label("at")).where(t.shop == shop)
-        if wanted is not None:
-            newest = newest.where(t.tiktok_order_id.in_(wanted[start : start + 500]))
-        latest = newest.group_by(t.tiktok_order_id).subquery()
+        # both sides limited to the orders asked for: the index by (shop, order, time) serves each
+        these = t.tiktok_order_id.in_(wanted[start : start + 500]) if wanted is not None else sa.true()
+        latest = (
+            sa.select(t.tiktok_order_id, sa.func.max(t.decided_at).label("at"))
+            .where(t.shop == shop, these)
+            .group_by(t.tiktok_order_id)
+            .subquery()
+        )
         for row in conn.execute(
             sa.select(table)
             .join(latest, sa.and_(t.tiktok_order_id == latest.c.tiktok_order_id, t.decided_at == latest.c.at))
-            .where(t.shop == shop)
+            .where(t.shop == shop, these)
             .order_by(t.run_id)  # two rows of one moment: one answer, the same each time
         ).mappings():
             found[row["tiktok_order_id"]] = row
