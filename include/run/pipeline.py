@@ -315,10 +315,12 @@ def join_and_decide(settings: RunSettings, platforms: Platforms, wh: Warehouse) 
         )
         planned.append(decision)
     recorded = store.recorded_decisions(outcome)
+    # a retried task writes its own run's rows again, so the run's count of recorded decisions holds
     changed = {
         d["tiktok_order_id"]
         for d, link_row in zip(decided, links, strict=True)
         if not unchanged(recorded.get(d["tiktok_order_id"]), d, link_row)
+        or recorded[d["tiktok_order_id"]][0]["run_id"] == settings.run_id
     }
     # an escalation a person resolved that this run still makes opens again: its decision is recorded anew
     changed |= resolved_but_decided(wh, settings.shop, [d for d in decided if d["tiktok_order_id"] not in changed])
