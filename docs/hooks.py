@@ -440,7 +440,8 @@ def bench_scale(doc: dict) -> str:
     rows = [
         [
             "shops on the production shape",
-            f"{doc['shops']} living shops, {_num(doc['orders_per_shop_day'])} orders a day each",
+            f"{doc['shops']} living shops, {_num(doc['orders_per_shop_day'])} orders a day each "
+            f"(measured at {doc['revision']}, {doc['when']})",
         ],
         ["CPU-s per event wake, every component (floor: at most 3)", f"{_num(wake, 2)}: {floor(wake <= 3)}"],
         ["CPU-s per scheduled run", _num(doc["cpu_s_per_scheduled_run"], 2)],
