@@ -589,6 +589,7 @@ TABLES = {
     "webhook-flood": ("webhook-flood.json", webhook_flood),
     # the scale benchmark's file is the interface its checks read: kept where the command writes it
     "bench-scale": ("bench/results/scale-20.json", bench_scale),
+    "bench-fleet": ("bench/results/fleet-200.json", bench_fleet),
 }
 
 
