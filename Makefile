@@ -61,11 +61,14 @@ sandbox: venv
 # The production shape on this machine: Airflow metadata and warehouse on PostgreSQL, CeleryExecutor on
 # Redis, API server, scheduler, DAG processor, triggerer and two workers (docs/deployment.md).
 # SANDBOX_SHOPS=2 also serves a sandbox per shop and configures that many shops against them, on their
-# cron (SANDBOX_SCHEDULE, e.g. '*/5 * * * *') and on their sandboxes' webhooks; SANDBOX_CLOCK_RATE=60
-# runs the sandboxes' time 60 times faster than the wall clock (frozen without it).
+# cron (SANDBOX_SCHEDULE, e.g. '*/5 * * * *'; each shop's own without it) and on their sandboxes'
+# webhooks; SANDBOXES=10 serves them from ten sandboxes (a shop sharing one with an earlier shop is a
+# dry-run shop); SANDBOX_CLOCK_RATE=60 runs the sandboxes' time 60 times faster than the wall clock
+# (frozen without it).
 .PHONY: prod-up prod-down
 prod-up: venv
 	$(PY) -m deploy.prod_local up $(if $(SANDBOX_SHOPS),--sandbox-shops $(SANDBOX_SHOPS)) \
+		$(if $(SANDBOXES),--sandboxes $(SANDBOXES)) \
 		$(if $(SANDBOX_SCHEDULE),--sandbox-schedule '$(SANDBOX_SCHEDULE)') \
 		$(if $(SANDBOX_CLOCK_RATE),--sandbox-clock-rate $(SANDBOX_CLOCK_RATE))
 
@@ -114,6 +117,17 @@ SHOPS ?= 20
 bench-scale: venv
 	deploy/test_services.sh
 	$(PY) -m bench.scale_bench --shops $(SHOPS)
+
+# 200 shops configured on the production shape (bench/fleet_bench.py): SHOPS shops on SANDBOXES
+# sandboxes, events on; DAG files' parse durations against their timeout, DAGs and import errors,
+# idle CPU by component, triggers, PostgreSQL connections, then SAMPLE pipeline runs started as hourly
+# shops' runs are; prints and writes bench/results/fleet-<SHOPS>.json
+SANDBOXES ?= 10
+SAMPLE ?= 20
+.PHONY: bench-fleet
+bench-fleet: venv
+	deploy/test_services.sh
+	$(PY) -m bench.fleet_bench --shops $(SHOPS) --sandboxes $(SANDBOXES) --sample $(SAMPLE)
 
 # The webhook receiver (its own process, uvicorn on loopback, a PostgreSQL warehouse, Redis doorbell)
 # under FLOOD_DELIVERIES signed deliveries from FLOOD_CLIENTS clients while /health is polled;

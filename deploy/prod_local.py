@@ -6,16 +6,23 @@ scheduler, DAG processor, triggerer and N Celery workers as separate processes. 
 from a secrets backend (a JSON file, mode 0600); pools are sized to the platforms' quotas; lineage
 goes to a file, or over HTTP when OPENLINEAGE_URL is set.
 
-    python -m deploy.prod_local up [--sandbox-shops 2] [--api-port 8080] [--fresh]
+    python -m deploy.prod_local up [--sandbox-shops 2 [--sandboxes 1]] [--api-port 8080] [--fresh]
     python -m deploy.prod_local status
     python -m deploy.prod_local down [--purge]
 
 State (AIRFLOW_HOME, logs, pid files, secrets, lineage) lives under state/prod. `--sandbox-shops N`
 also serves one sandbox per shop (each shop has its own stores and fulfiller accounts) and
-configures N shops against them: each on its cron (`--sandbox-schedule`) and on platform events,
-its sandbox sending TikTok, Shopify and ShipBob webhooks to the API server's receiver, so the
-scheduler creates scheduled and event-driven runs; `--sandbox-clock-rate` lets the sandboxes' time
-run faster than the wall clock (frozen by default: runs are then also triggered by hand).
+configures N shops against them: each on its cron (`--sandbox-schedule`; without it the shop's
+default, hourly at minutes of its own) and on platform events, its sandbox sending TikTok, Shopify
+and ShipBob webhooks to the API server's receiver, so the scheduler creates scheduled and
+event-driven runs; `--sandbox-clock-rate` lets the sandboxes' time run faster than the wall clock
+(frozen by default: runs are then also triggered by hand).
+
+A sandbox process takes some 100 MB, so `--sandboxes K` serves N shops from K sandboxes instead:
+shop i uses sandbox (i - 1) % K + 1. A shop sharing its sandbox with an earlier shop would act on
+that shop's orders, so it is configured `"dry_run": true` (its runs decide and write nothing), and
+its sandbox's webhooks go to the first shop on it only (a sandbox keeps one subscription per
+platform).
 """
 
 from __future__ import annotations
@@ -64,10 +71,14 @@ class Deployment:
     concurrency: int = 4
     schedule: bool = True
     sandbox_shops: int = 0
+    # sandbox processes serving them (None: one per shop); shop i uses sandbox (i - 1) % K + 1, and a
+    # shop sharing its sandbox with an earlier shop is a dry-run shop (configure_sandbox_shops)
+    sandboxes: int | None = None
     sandbox_orders: int = 60
-    # the sandbox shops' cron, whether they take platform events (webhooks to the API server's
-    # receiver, a Redis doorbell), and their sandboxes' clock rate (0: frozen at the scenario's time)
-    sandbox_schedule: str = "*/30 * * * *"
+    # the sandbox shops' cron (None: each shop's default, include.run.shops.default_schedule), whether
+    # they take platform events (webhooks to the API server's receiver, a Redis doorbell), and their
+    # sandboxes' clock rate (0: frozen at the scenario's time)
+    sandbox_schedule: str | None = None
     sandbox_events: bool = False
     sandbox_clock_rate: float = 0
     # a living shop per sandbox instead of a generated scenario: LifeSettings fields (sandbox/life.py)
@@ -113,6 +124,11 @@ class Deployment:
     def db_url(self, database: str, driver: str = "postgresql+psycopg2") -> str:
         parts = urlsplit(self.pg_url)
         return f"{driver}://{parts.netloc}/{database}"
+
+    @property
+    def sandbox_count(self) -> int:
+        """Sandbox processes for the sandbox shops: one per shop, or `sandboxes` when fewer."""
+        return min(self.sandboxes or self.sandbox_shops, self.sandbox_shops)
 
     @property
     def effective_shops_file(self) -> Path | None:
@@ -477,14 +493,21 @@ def sandbox_connection_docs(index: int, urls: dict[str, str]) -> dict[str, dict]
     return docs
 
 
+def shop_sandbox(index: int, sandboxes: int) -> int:
+    """The sandbox (1 to `sandboxes`) serving sandbox shop `index` (from 1): the shops take them in turn."""
+    return (index - 1) % sandboxes + 1
+
+
 def start_sandboxes(dep: Deployment, procs: Processes) -> list[dict]:
-    """One sandbox process per shop on free ports; returns [{"name", "urls", "scenario"}]."""
+    """`dep.sandbox_count` sandbox processes on free ports; returns [{"name", "urls", "scenario"}].
+    Sandbox k is named after its first shop, shop-k, and has shop k's credentials (state/prod/
+    sandbox/shop-k/urls.json), so with one sandbox per shop each shop's folder is its sandbox's."""
     from sandbox.generate import DEFAULT_NOW, generate
 
     base = dep.root / "sandbox"
     base.mkdir(parents=True, exist_ok=True)
     shops = []
-    for index in range(1, dep.sandbox_shops + 1):
+    for index in range(1, dep.sandbox_count + 1):
         name = f"shop-{index}"
         folder = base / name
         folder.mkdir(exist_ok=True)
@@ -541,17 +564,31 @@ def _sandbox_urls(log: Path, timeout: float = 60) -> dict[str, str]:
 REDIS_CONN_ID = "orderops_redis"
 
 
-def configure_sandbox_shops(dep: Deployment, shops: list[dict]) -> None:
-    """The shops file and the shops' connections; with events, the doorbell's Redis connection and
-    each shop's ShipBob webhook secret (kept in `shop["webhook_secret"]` for `subscribe_webhooks`)."""
+def configure_sandbox_shops(dep: Deployment, sandboxes: list[dict]) -> list[dict]:
+    """The shops file and the shops' connections for `dep.sandbox_shops` shops on `sandboxes` (as
+    `start_sandboxes` returns them); returns the shops, [{"name", "urls", "sandbox", "shared"}].
+
+    Shop i uses sandbox k = (i - 1) % K + 1 with sandbox k's credentials. A shop `shared` with an
+    earlier shop (i > k) sees that shop's orders, so its entry says `"dry_run": true`: it decides
+    and writes nothing, and no order is acted on twice. A shop's entry names a schedule only when the
+    deployment gives one (else the shop's default applies: include.run.shops.default_schedule).
+    With events, the doorbell's Redis connection and each shop's ShipBob webhook secret (kept in
+    `shop["webhook_secret"]` for `subscribe_webhooks`)."""
     from include.run.shops import default_connections
 
     docs = json.loads(dep.connections_file.read_text())
     entries = []
-    for index, shop in enumerate(shops, 1):
+    shops = []
+    for index in range(1, dep.sandbox_shops + 1):
+        k = shop_sandbox(index, len(sandboxes))
+        shop = {"name": f"shop-{index}", "urls": sandboxes[k - 1]["urls"], "sandbox": k, "shared": index > k}
         ids = default_connections(shop["name"])
-        shop_docs = sandbox_connection_docs(index, shop["urls"])
-        entry: dict = {"name": shop["name"], "schedule": dep.sandbox_schedule}
+        shop_docs = sandbox_connection_docs(k, shop["urls"])
+        entry: dict = {"name": shop["name"]}
+        if dep.sandbox_schedule:
+            entry["schedule"] = dep.sandbox_schedule
+        if shop["shared"]:
+            entry["dry_run"] = True
         if dep.sandbox_events:
             shop["webhook_secret"] = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
             shop_docs["shipbob"]["extra"]["webhook_secret"] = shop["webhook_secret"]
@@ -559,6 +596,7 @@ def configure_sandbox_shops(dep: Deployment, shops: list[dict]) -> None:
         for platform, doc in shop_docs.items():
             docs[getattr(ids, platform)] = doc
         entries.append(entry)
+        shops.append(shop)
     if dep.sandbox_events:
         # the doorbell is Redis pub/sub, which no db number scopes: the broker's server serves it
         redis = urlsplit(dep.redis_url)
@@ -567,14 +605,19 @@ def configure_sandbox_shops(dep: Deployment, shops: list[dict]) -> None:
             docs[REDIS_CONN_ID]["password"] = redis.password
     _write_private(dep.connections_file, json.dumps(docs, indent=1))
     (dep.root / "shops.json").write_text(json.dumps(entries, indent=1))
+    return shops
 
 
 def subscribe_webhooks(dep: Deployment, shops: list[dict]) -> None:
-    """Each sandbox shop's TikTok, Shopify and ShipBob send their webhooks to the API server's receiver
-    (once it answers): a change in a shop's sandbox then starts an event-driven run of its DAG."""
+    """Each sandbox's TikTok, Shopify and ShipBob send their webhooks to the API server's receiver
+    (once it answers) for the first shop on the sandbox: a change in its sandbox then starts an
+    event-driven run of its DAG. A sandbox keeps one subscription per platform, so the shops sharing
+    it (dry-run shops) get none."""
     import httpx
 
     for shop in shops:
+        if shop.get("shared"):
+            continue
         admin = f"{shop['urls']['tiktok']}/_sandbox/webhooks"
         for platform in ("tiktok", "shopify", "shipbob"):
             body = {"platform": platform, "url": f"{dep.api_url}/orderops-events/{shop['name']}/{platform}"}
@@ -650,8 +693,7 @@ def up(dep: Deployment, fresh: bool = False, timeout: float = 300) -> Deployment
     shops: list[dict] = []
     try:
         if dep.sandbox_shops:
-            shops = start_sandboxes(dep, procs)
-            configure_sandbox_shops(dep, shops)
+            shops = configure_sandbox_shops(dep, start_sandboxes(dep, procs))
         env = dep.environment()
         dep.write_env_file()
         _log(f"airflow db migrate ({dep.airflow_db}); warehouse schema ({dep.warehouse_db})")
@@ -822,9 +864,15 @@ def main(argv: list[str] | None = None) -> int:
         help="serve a sandbox per shop and configure that many shops, on their cron and on platform events",
     )
     parser.add_argument(
+        "--sandboxes",
+        type=int,
+        help="serve the sandbox shops from this many sandboxes (shop i on sandbox (i-1) %% K + 1); a shop "
+        "sharing its sandbox with an earlier shop is a dry-run shop (default: one sandbox per shop)",
+    )
+    parser.add_argument(
         "--sandbox-schedule",
-        default=Deployment.sandbox_schedule,
-        help="the sandbox shops' cron (compress it, e.g. '*/5 * * * *', to see more runs)",
+        help="the sandbox shops' cron (default: each shop's own, hourly with events at minutes of its own; "
+        "compress it, e.g. '*/5 * * * *', to see more runs)",
     )
     parser.add_argument(
         "--sandbox-clock-rate",
@@ -835,6 +883,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="drop and re-create both databases first")
     parser.add_argument("--purge", action="store_true", help="down: also drop both databases and flush the broker db")
     args = parser.parse_args(argv)
+    if args.sandboxes is not None and args.sandboxes < 1:
+        parser.error("--sandboxes: expected 1 or more")
     try:
         if args.command == "up":
             dep = Deployment(
@@ -850,6 +900,7 @@ def main(argv: list[str] | None = None) -> int:
                 # asset-triggered runs and never creates them
                 schedule=True,
                 sandbox_shops=args.sandbox_shops,
+                sandboxes=args.sandboxes,
                 sandbox_schedule=args.sandbox_schedule,
                 sandbox_events=bool(args.sandbox_shops),
                 sandbox_clock_rate=args.sandbox_clock_rate,
@@ -907,9 +958,12 @@ def summary(dep: Deployment) -> str:
         )
         events = "and on their sandboxes' webhooks" if dep.sandbox_events else "events off"
         clock = f"clock rate {dep.sandbox_clock_rate:g}" if dep.sandbox_clock_rate else "clocks frozen"
+        cron = f"cron '{dep.sandbox_schedule}'" if dep.sandbox_schedule else "each shop's own cron"
+        shared = dep.sandbox_shops - dep.sandbox_count
         lines.append(
-            f"sandbox shops    {dep.sandbox_shops}, on cron '{dep.sandbox_schedule}' {events}, {clock}; "
-            "a run per shop by hand (after the CLI line):"
+            f"sandbox shops    {dep.sandbox_shops} on {dep.sandbox_count} sandboxes"
+            + (f" ({shared} sharing one with an earlier shop: dry runs)" if shared else "")
+            + f", on {cron} {events}, {clock}; a run per shop by hand (after the CLI line):"
         )
         lines += [
             f"                 airflow dags trigger orderops_sla_shop_{i} -c '{conf}'"

@@ -496,6 +496,76 @@ def bench_scale(doc: dict) -> str:
     return _table(["`make bench-scale`", "measured"], rows)
 
 
+def bench_fleet(doc: dict) -> str:
+    """`make bench-fleet`: N shops configured on the production shape (docs/performance.md "Scale")."""
+
+    def floor(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    parse, sample, trig, idle = doc["parse"], doc["sample"], doc["triggers"], doc["idle"]
+    dags, conns = doc["dags"], doc["postgresql_connections"]
+    by_phase: dict[str, float] = {}
+    for f in parse["files"].values():
+        for phase, seconds in f["max_s"].items():
+            by_phase[phase] = max(by_phase.get(phase, 0.0), seconds)
+    errors = max(doc["import_errors"].values(), default=0)
+    rows = [
+        [
+            "shops on the production shape, platform events on",
+            f"{doc['shops']} on {doc['sandboxes']} sandboxes ({doc['dry_run_shops']} dry-run shops)",
+        ],
+        [
+            "DAG files; DAGs loaded (pipeline, event, other)",
+            f"{doc['dag_files']}; {dags['total']} ({dags['pipeline']}, {dags['event']}, {dags['other']}), "
+            f"all in {_num(doc['dags_loaded_s'])} s after the start",
+        ],
+        ["import errors (floor: none)", f"{errors}: {floor(errors == 0 and doc['all_dags_loaded'])}"],
+        [
+            f"slowest DAG file parse, wall (floor: within `dag_file_processor_timeout`, "
+            f"{_num(parse['dag_file_processor_timeout_s'])} s)",
+            f"{_num(parse['slowest_s'], 1)} s, {_num(parse['headroom'], 1)}x headroom: "
+            + floor(parse["within_timeout"]),
+        ],
+        [
+            "slowest parse by phase: " + " / ".join(by_phase),
+            " / ".join(f"{_num(v, 1)} s" for v in by_phase.values()) + f" ({parse['parses']} parses)",
+        ],
+        [
+            f"idle cores over {_num(idle['seconds'])} s",
+            f"{_num(idle['total_cores'], 2)}: "
+            + ", ".join(
+                f"{k} {_num(v, 2)}" for k, v in sorted(idle["cores"].items(), key=lambda kv: -kv[1]) if v >= 0.005
+            ),
+        ],
+        [
+            "triggers running (doorbells); triggerer resident memory",
+            f"{trig['running']} ({trig['doorbells_running']}); {_num(trig['triggerer_rss_mib'])} MiB",
+        ],
+        [
+            "PostgreSQL connections, most at once",
+            f"{conns.get('total', 0)} of {doc['postgresql_max_connections']} ("
+            + ", ".join(f"{k} {v}" for k, v in sorted(conns.items()) if k != "total")
+            + ")",
+        ],
+        [
+            f"sample pipeline runs, {_num(sample['spacing_s'])} s apart (floor: every one succeeds)",
+            f"{sample['runs']} over {sample['files']} files ({sample['dry_runs']} dry runs): "
+            + ", ".join(f"{n} {s}" for s, n in sorted(sample["states"].items()))
+            + f": {floor(sample['all_succeeded'])}",
+        ],
+        [
+            "a sample run, start to end: p50 / max; task instances",
+            f"{_num(sample['seconds']['p50'])} / {_num(sample['seconds']['max'])} s; "
+            + ", ".join(str(n) for n in sample["task_instances"]),
+        ],
+        [
+            "event wakes the sample's writes caused",
+            ", ".join([str(doc["wakes"]["runs"]), *(f"{n} {s}" for s, n in sorted(doc["wakes"]["states"].items()))]),
+        ],
+    ]
+    return _table(["`make bench-fleet`", "measured"], rows)
+
+
 def test_suite(doc: dict) -> str:
     return _table(
         [f"the whole suite ({doc['tests']:,} tests)", "minutes"],
@@ -539,6 +609,7 @@ TABLES = {
     "webhook-flood": ("webhook-flood.json", webhook_flood),
     # the scale benchmark's file is the interface its checks read: kept where the command writes it
     "bench-scale": ("bench/results/scale-20.json", bench_scale),
+    "bench-fleet": ("bench/results/fleet-200.json", bench_fleet),
 }
 
 

@@ -164,11 +164,11 @@ def test_sandbox_shops_run_on_their_cron_and_on_events(tmp_path, monkeypatch):
     dep.connections_file.parent.mkdir(parents=True)
     dep.connections_file.write_text("{}")
     apps = ("tiktok", "tiktok_auth", "shopify", "amazon_mcf", "amazon_lwa", "shipbob")
-    shops = [
+    sandboxes = [
         {"name": f"shop-{i}", "urls": {name: f"http://127.0.0.1:{9000 + 10 * i + n}" for n, name in enumerate(apps)}}
         for i in (1, 2)
     ]
-    configure_sandbox_shops(dep, shops)
+    shops = configure_sandbox_shops(dep, sandboxes)
     parsed = parse_shops(json.loads((dep.root / "shops.json").read_text()))
     assert [(s.name, s.schedule, s.events and s.events.redis_conn_id) for s in parsed] == [
         ("shop-1", "*/5 * * * *", "orderops_redis"),
@@ -240,3 +240,110 @@ def test_sizing_grows_with_the_model():
     # many slots for little CPU: as many pods as the slots' memory needs
     waiting = sizing(scale(2, 40, 0.5), 200)["values"]
     assert waiting["workers"]["replicas"] == 8 and waiting["config"]["celery"]["worker_concurrency"] == 10
+
+
+def _sandboxes(k: int) -> list[dict]:
+    apps = ("tiktok", "tiktok_auth", "shopify", "amazon_mcf", "amazon_lwa", "shipbob")
+    return [
+        {"name": f"shop-{i}", "urls": {name: f"http://127.0.0.1:{9000 + 10 * i + n}" for n, name in enumerate(apps)}}
+        for i in range(1, k + 1)
+    ]
+
+
+def test_shops_take_fewer_sandboxes_in_turn_and_a_sharing_shop_is_a_dry_run_shop(tmp_path):
+    """`--sandboxes 2` for five shops: shop i on sandbox (i - 1) % 2 + 1 with that sandbox's
+    credentials; shops 3 to 5 see an earlier shop's orders, so they decide and write nothing."""
+    from deploy.prod_local import configure_sandbox_shops, shop_sandbox
+    from include.run.shops import parse_shops
+
+    assert [shop_sandbox(i, 2) for i in range(1, 6)] == [1, 2, 1, 2, 1]
+    assert [shop_sandbox(i, 5) for i in range(1, 6)] == [1, 2, 3, 4, 5]
+    dep = Deployment(state=str(tmp_path / "prod"), sandbox_shops=5, sandboxes=2, sandbox_events=True)
+    assert dep.sandbox_count == 2
+    assert Deployment(sandbox_shops=3, sandboxes=10).sandbox_count == 3  # never more sandboxes than shops
+    assert Deployment(sandbox_shops=3).sandbox_count == 3  # one per shop by default
+    dep.connections_file.parent.mkdir(parents=True)
+    dep.connections_file.write_text("{}")
+    sandboxes = _sandboxes(2)
+    shops = configure_sandbox_shops(dep, sandboxes)
+    assert [(s["name"], s["sandbox"], s["shared"]) for s in shops] == [
+        ("shop-1", 1, False),
+        ("shop-2", 2, False),
+        ("shop-3", 1, True),
+        ("shop-4", 2, True),
+        ("shop-5", 1, True),
+    ]
+    parsed = parse_shops(json.loads((dep.root / "shops.json").read_text()))
+    assert [(s.name, s.dry_run, s.events is not None) for s in parsed] == [
+        ("shop-1", False, True),
+        ("shop-2", False, True),
+        ("shop-3", True, True),
+        ("shop-4", True, True),
+        ("shop-5", True, True),
+    ]
+    docs = json.loads(dep.connections_file.read_text())
+    for shop in shops:
+        k = shop["sandbox"]
+        conn = docs[f"orderops_{shop['name'].replace('-', '_')}_tiktok"]
+        # the sandbox's URL and the credentials its simulators accept (sandbox k has shop k's)
+        assert conn == sandbox_connection_docs(k, sandboxes[k - 1]["urls"])["tiktok"]
+        shipbob = docs[f"orderops_{shop['name'].replace('-', '_')}_shipbob"]
+        assert shipbob["extra"]["webhook_secret"] == shop["webhook_secret"]
+
+
+def test_only_the_first_shop_on_a_sandbox_gets_its_webhooks(tmp_path, monkeypatch):
+    """A sandbox keeps one subscription per platform (a second replaces the first): its webhooks
+    go to the shop that writes, the first on it."""
+    import httpx
+
+    from deploy.prod_local import configure_sandbox_shops, subscribe_webhooks
+
+    dep = Deployment(state=str(tmp_path / "prod"), sandbox_shops=3, sandboxes=2, sandbox_events=True)
+    dep.connections_file.parent.mkdir(parents=True)
+    dep.connections_file.write_text("{}")
+    shops = configure_sandbox_shops(dep, _sandboxes(2))
+    posted: list[tuple[str, dict]] = []
+
+    def post(url, json, timeout):
+        posted.append((url, json))
+        return httpx.Response(200, json={})
+
+    monkeypatch.setattr(httpx, "post", post)
+    subscribe_webhooks(dep, shops)
+    assert sorted({(url, body["url"].rsplit("/", 2)[1]) for url, body in posted}) == [
+        ("http://127.0.0.1:9010/_sandbox/webhooks", "shop-1"),
+        ("http://127.0.0.1:9020/_sandbox/webhooks", "shop-2"),
+    ]
+    assert len(posted) == 6  # TikTok, Shopify and ShipBob of each sandbox
+
+
+def test_a_sandbox_shop_runs_on_its_own_default_schedule_unless_one_is_given(tmp_path):
+    """Without `sandbox_schedule` the entry names none, so the shop's default applies: hourly with
+    events, at a minute of its own (include.run.shops.default_schedule)."""
+    from deploy.prod_local import configure_sandbox_shops
+    from include.run.shops import default_schedule, parse_shops
+
+    for schedule, want in ((None, lambda name: default_schedule(name, events=True)), ("0 0 1 1 *", None)):
+        dep = Deployment(
+            state=str(tmp_path / str(schedule is None)), sandbox_shops=3, sandbox_events=True, sandbox_schedule=schedule
+        )
+        dep.connections_file.parent.mkdir(parents=True)
+        dep.connections_file.write_text("{}")
+        configure_sandbox_shops(dep, _sandboxes(3))
+        entries = json.loads((dep.root / "shops.json").read_text())
+        assert all(("schedule" in e) == (schedule is not None) for e in entries)
+        parsed = parse_shops(entries)
+        assert [s.schedule for s in parsed] == [want(s.name) if want else schedule for s in parsed]
+    assert len({default_schedule(f"shop-{i}", events=True) for i in (1, 2, 3)}) > 1
+
+
+def test_the_command_line_and_make_prod_up_take_the_sandboxes(tmp_path, monkeypatch):
+    from deploy.prod_local import main
+
+    made: list[Deployment] = []
+    monkeypatch.setattr("deploy.prod_local.up", lambda dep, fresh=False: made.append(dep))
+    assert main(["up", "--state", str(tmp_path / "cli"), "--sandbox-shops", "20", "--sandboxes", "4"]) == 0
+    assert (made[0].sandbox_shops, made[0].sandboxes, made[0].sandbox_schedule) == (20, 4, None)
+    with pytest.raises(SystemExit):
+        main(["up", "--state", str(tmp_path / "cli"), "--sandbox-shops", "2", "--sandboxes", "0"])
+    assert "--sandboxes $(SANDBOXES)" in (REPO / "Makefile").read_text()
