@@ -195,7 +195,7 @@ class Deployment:
             "WORKER_CONCURRENCY": str(self.concurrency),
             "USE_JOB_SCHEDULE": str(self.schedule),
             "LOG_DIR": str((self.home / "logs").resolve()),
-            "SECRETS_BACKEND": "airflow.secrets.local_filesystem.LocalFilesystemBackend",
+            "SECRETS_BACKEND": "include.airflow.connections_file.ConnectionsFile",
             "SECRETS_BACKEND_KWARGS": json.dumps({"connections_file_path": str(self.connections_file.resolve())}),
             "OPENLINEAGE_TRANSPORT": json.dumps(self.openlineage_transport()),
         }

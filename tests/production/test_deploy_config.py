@@ -44,7 +44,7 @@ def test_rendered_settings_are_known_airflow_options_with_production_values(tmp_
     assert settings["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+" + settings["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert settings["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:6379/7"
     assert settings["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18081/execution/"
-    assert settings["AIRFLOW__SECRETS__BACKEND"] == "airflow.secrets.local_filesystem.LocalFilesystemBackend"
+    assert settings["AIRFLOW__SECRETS__BACKEND"] == "include.airflow.connections_file.ConnectionsFile"
     assert json.loads(settings["AIRFLOW__SECRETS__BACKEND_KWARGS"]) == {
         "connections_file_path": str(dep.connections_file.resolve())
     }
