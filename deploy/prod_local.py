@@ -598,9 +598,12 @@ def configure_sandbox_shops(dep: Deployment, sandboxes: list[dict]) -> list[dict
         entries.append(entry)
         shops.append(shop)
     if dep.sandbox_events:
-        # the doorbell is Redis pub/sub, which no db number scopes: the broker's server serves it
+        # the doorbell is the broker's server; its db names the deployment's channels (events.channel)
         redis = urlsplit(dep.redis_url)
         docs[REDIS_CONN_ID] = {"conn_type": "redis", "host": redis.hostname, "port": redis.port or 6379}
+        db = redis.path.strip("/")
+        if db:
+            docs[REDIS_CONN_ID]["extra"] = {"db": int(db)}
         if redis.password:
             docs[REDIS_CONN_ID]["password"] = redis.password
     _write_private(dep.connections_file, json.dumps(docs, indent=1))

@@ -131,7 +131,7 @@ class DoorbellTrigger(BaseEventTrigger):
         client = await asyncio.to_thread(self._client)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(channel(self.shop))
+            await pubsub.subscribe(channel(self.shop, int(client.connection_pool.connection_kwargs.get("db") or 0)))
             loop = asyncio.get_running_loop()
             first: float | None = None
             while True:

@@ -556,9 +556,11 @@ def sources_of(claimed: list[dict]) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------------- the doorbell
-def channel(shop: str) -> str:
-    """The Redis pub/sub channel an event for `shop` rings (the DAG's AssetWatcher listens)."""
-    return f"orderops.events.{shop}"
+def channel(shop: str, db: int = 0) -> str:
+    """The Redis pub/sub channel an event for `shop` rings (the DAG's AssetWatcher listens). Pub/sub
+    ignores Redis's db numbers: the db is in the name, so deployments sharing a server (each on its own
+    db) do not ring each other's same-named shops."""
+    return f"orderops.events.{db}.{shop}"
 
 
 def ring(redis_url: str | None, shop: str, client: Any = None) -> bool:
@@ -571,7 +573,8 @@ def ring(redis_url: str | None, shop: str, client: Any = None) -> bool:
             import redis
 
             client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
-        client.publish(channel(shop), json.dumps({"shop": shop, "at": time.time()}))
+        db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+        client.publish(channel(shop, db), json.dumps({"shop": shop, "at": time.time()}))
         return True
     except Exception:  # noqa: BLE001 - the doorbell is best effort by design (see above)
         return False

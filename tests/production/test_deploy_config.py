@@ -175,7 +175,7 @@ def test_sandbox_shops_run_on_their_cron_and_on_events(tmp_path, monkeypatch):
         ("shop-2", "*/5 * * * *", "orderops_redis"),
     ]
     docs = json.loads(dep.connections_file.read_text())
-    assert docs["orderops_redis"] == {"conn_type": "redis", "host": "127.0.0.1", "port": 6390}
+    assert docs["orderops_redis"] == {"conn_type": "redis", "host": "127.0.0.1", "port": 6390, "extra": {"db": 7}}
     secrets = [docs[f"orderops_shop_{i}_shipbob"]["extra"]["webhook_secret"] for i in (1, 2)]
     assert secrets == [s["webhook_secret"] for s in shops] and len(set(secrets)) == 2
     assert all(s.startswith("whsec_") for s in secrets)  # ShipBob's Standard Webhooks secret form

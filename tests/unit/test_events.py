@@ -372,6 +372,23 @@ def test_the_doorbell_rings_the_shops_channel_and_a_dead_redis_loses_nothing():
     assert events.ring("redis://127.0.0.1:1/0", RINGING_SHOP) is False  # nothing listens there: no error
 
 
+def test_a_doorbell_rings_only_its_own_redis_dbs_shop():
+    """Pub/sub ignores db numbers: two deployments on one server (dbs 7 and 8) with a shop of the same
+    name must not wake each other's shop."""
+    import redis
+
+    mine, theirs = (redis.Redis(host="127.0.0.1", port=6379, db=db) for db in (7, 8))
+    listener = mine.pubsub()
+    listener.subscribe(events.channel(RINGING_SHOP, 7))
+    listener.get_message(timeout=2)
+    assert events.ring(None, RINGING_SHOP, client=theirs)
+    assert listener.get_message(timeout=1) is None
+    assert events.ring("redis://127.0.0.1:6379/7", RINGING_SHOP)
+    message = listener.get_message(timeout=5)
+    assert message and json.loads(message["data"])["shop"] == RINGING_SHOP
+    listener.close()
+
+
 def test_few_amazon_orders_are_read_by_id_and_many_are_listed():
     few = [
         {"platform": "amazon_mcf", "topic": "FULFILLMENT_ORDER_STATUS/Shipment", "order_ref": str(n), "wakes": True}

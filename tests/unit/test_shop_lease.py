@@ -89,20 +89,21 @@ def test_the_doorbell_trigger_fires_once_per_burst_after_the_debounce(monkeypatc
 
     from include.events.platform_events import channel, ring
 
-    monkeypatch.setenv("AIRFLOW_CONN_ORDEROPS_REDIS", json.dumps({"conn_type": "redis", "host": "127.0.0.1"}))
+    redis_conn = {"conn_type": "redis", "host": "127.0.0.1", "extra": {"db": 5}}  # the channel names the db
+    monkeypatch.setenv("AIRFLOW_CONN_ORDEROPS_REDIS", json.dumps(redis_conn))
     shop = f"bell{uuid.uuid4().hex[:8]}"
     trigger = DoorbellTrigger(shop=shop, redis_conn_id="orderops_redis", debounce_seconds=1.5, poll_seconds=0.1)
     assert trigger.serialize() == (
         "orderops_triggers.DoorbellTrigger",
         {"shop": shop, "redis_conn_id": "orderops_redis", "debounce_seconds": 1.5, "poll_seconds": 0.1},
     )
-    client = redis.Redis(host="127.0.0.1")
+    client = redis.Redis(host="127.0.0.1", db=5)
 
     async def scenario():
         loop = asyncio.get_running_loop()
         events = trigger.run()
         first = asyncio.ensure_future(events.__anext__())
-        while client.pubsub_numsub(channel(shop))[0][1] == 0:  # subscribed
+        while client.pubsub_numsub(channel(shop, 5))[0][1] == 0:  # subscribed
             assert not first.done(), first.exception()
             await asyncio.sleep(0.05)
         rung = loop.time()
