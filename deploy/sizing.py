@@ -15,8 +15,12 @@ shops"). The rules, each a figure from the model:
 - API servers: two at least (a webhook sender must always find one), more while the peak (the
   execution API and the webhook receiver) is over API_CORES a pod.
 - scheduler, DAG processor, triggerer: one each, with CPU requested for their peak.
-- PostgreSQL: connections a slot and an API-server process as measured; the chart's PgBouncer is on
-  when the count passes half of the server's `max_connections` (the other half is headroom).
+- PostgreSQL: connections a slot and an API-server process as measured, per database (metadata and
+  warehouse, on one server as in the production shape). Half of the server's `max_connections` is
+  the budget (the other half is headroom). Past it the chart's PgBouncer goes on; it pools the
+  metadata database and the result backend only, so its pools get what the warehouse leaves of the
+  budget, and where that is too little to run Airflow the sizing fails naming the warehouse (it then
+  needs a pooler or a server of its own).
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ SLOTS_PER_WORKER = 10
 MIN_API_SERVERS = 2
 SLOT_HEADROOM = 2.0
 CONNECTIONS_SHARE = 0.5  # of max_connections, past which connections go through PgBouncer
+RESULT_BACKEND_POOL = 5  # the chart's default: Celery's results are a few rows a task
+MIN_METADATA_POOL = 10  # the chart's default metadata pool
 
 
 def _cpu(cores: float) -> str:
@@ -60,13 +66,26 @@ def sizing(scale: dict, shops: int) -> dict:
     slots = replicas * concurrency
     api_servers = max(MIN_API_SERVERS, math.ceil(parts.get("api-server", 0.0) / API_CORES))
 
-    held = scale["postgresql_connections"]
     measured_slots = scale["workers"] * scale["worker_concurrency"]
-    per_slot = sum(v for k, v in held.items() if k.startswith("worker-")) / measured_slots
-    fixed = sum(held.get(k, 0) for k in ("scheduler", "triggerer", "dag-processor"))
-    connections = math.ceil(per_slot * slots + held.get("api-server", 0) * api_servers + fixed)
+
+    def expected(held: dict) -> int:
+        per_slot = sum(v for k, v in held.items() if k.startswith("worker-")) / measured_slots
+        fixed = sum(held.get(k, 0) for k in ("scheduler", "triggerer", "dag-processor"))
+        return math.ceil(per_slot * slots + held.get("api-server", 0) * api_servers + fixed)
+
+    by_database = scale["postgresql_connections_by_database"]
+    metadata, warehouse = expected(by_database["metadata"]), expected(by_database["warehouse"])
     limit = scale["postgresql_max_connections"]
-    pooled = connections > CONNECTIONS_SHARE * limit
+    budget = math.floor(CONNECTIONS_SHARE * limit)
+    pooled = metadata + warehouse > budget
+    metadata_pool = budget - warehouse - RESULT_BACKEND_POOL
+    if pooled and metadata_pool < MIN_METADATA_POOL:
+        raise ValueError(
+            f"{shops} shops: the warehouse's {warehouse} connections leave PgBouncer {metadata_pool} of the"
+            f" {budget} connections budgeted (half of max_connections {limit}) for the metadata database"
+            f" (at least {MIN_METADATA_POOL}): the warehouse needs a pooler or a PostgreSQL server of its own"
+        )
+    at_server = metadata_pool + RESULT_BACKEND_POOL + warehouse if pooled else metadata + warehouse
 
     values: dict = {
         "workers": {
@@ -85,7 +104,11 @@ def sizing(scale: dict, shops: int) -> dict:
     }
     if pooled:
         values["pgbouncer"].update(
-            {"maxClientConn": 2 * connections, "metadataPoolSize": 20, "resultBackendPoolSize": 10}
+            {
+                "maxClientConn": 2 * metadata,
+                "metadataPoolSize": metadata_pool,
+                "resultBackendPoolSize": RESULT_BACKEND_POOL,
+            }
         )
     return {
         "values": values,
@@ -96,7 +119,14 @@ def sizing(scale: dict, shops: int) -> dict:
             "workers_peak_cores": round(workers_peak, 2),
             "api_server_peak_cores": round(parts.get("api-server", 0.0), 2),
             "peak_task_slots": model["peak_task_slots"],
-            "postgresql_connections": {"expected": connections, "max_connections": limit, "pgbouncer": pooled},
+            "postgresql_connections": {
+                "metadata": metadata,
+                "warehouse": warehouse,
+                "at_server": at_server,
+                "budget": budget,
+                "max_connections": limit,
+                "pgbouncer": pooled,
+            },
         },
     }
 
@@ -104,13 +134,16 @@ def sizing(scale: dict, shops: int) -> dict:
 def render(scale: dict, shops: int) -> str:
     made = sizing(scale, shops)
     why = made["why"]
+    pg = why["postgresql_connections"]
     lines = [
         f"# An agency's deployment of {shops} shops with platform events: an overlay on values-celery.yaml,",
         f"# made by `python -m deploy.sizing --shops {shops}` from {why['from']}; do not edit by hand.",
         f"# model: {why['model_cores']['average']} cores on average, {why['model_cores']['peak']} at the peak;"
         f" workers {why['workers_peak_cores']} and API servers {why['api_server_peak_cores']} at the peak;",
-        f"# {why['peak_task_slots']} task slots busy at the peak; PostgreSQL connections expected"
-        f" {why['postgresql_connections']['expected']} of {why['postgresql_connections']['max_connections']}.",
+        f"# {why['peak_task_slots']} task slots busy at the peak; PostgreSQL connections expected: metadata"
+        f" {pg['metadata']}, warehouse {pg['warehouse']}; {pg['at_server']} at the server"
+        f"{' through PgBouncer' if pg['pgbouncer'] else ''}, of {pg['max_connections']}"
+        f" ({pg['budget']} budgeted).",
         "#",
         f"#   helm upgrade --install orderops apache-airflow/airflow -f deploy/helm/values-celery.yaml"
         f" -f deploy/helm/values-agency-{shops}.yaml ...",

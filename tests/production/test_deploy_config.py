@@ -204,20 +204,27 @@ def test_the_agency_overlay_is_the_sizing_of_the_committed_scale_result(airflow_
     slots = values["workers"]["replicas"] * values["config"]["celery"]["worker_concurrency"]
     assert values["config"]["core"]["parallelism"] == slots >= 2 * why["peak_task_slots"]
     assert values["apiServer"]["replicas"] >= 2
-    connections = why["postgresql_connections"]
-    # either the expected count leaves half the server's connections free, or PgBouncer pools them
-    assert values["pgbouncer"]["enabled"] or connections["expected"] <= connections["max_connections"] / 2
+    pg = why["postgresql_connections"]
+    # the server keeps half its connections free, PgBouncer pooling the metadata database if need be
+    assert pg["at_server"] <= pg["budget"] == pg["max_connections"] // 2
+    if values["pgbouncer"]["enabled"]:
+        pools = values["pgbouncer"]["metadataPoolSize"] + values["pgbouncer"]["resultBackendPoolSize"]
+        assert pg["metadata"] + pg["warehouse"] > pg["budget"] and pools + pg["warehouse"] == pg["at_server"]
     for section, options in values["config"].items():
         for key in options:
             assert key in airflow_options.get(section, set()), f"values-agency-200.yaml config.{section}.{key}"
 
 
 def test_sizing_grows_with_the_model():
+    import pytest
+
     from deploy.sizing import sizing
 
-    def scale(cores: float, slots: float, workers_share: float) -> dict:
+    def scale(cores: float, slots: float, workers_share: float, warehouse_a_worker: int = 4) -> dict:
         by_component = {"worker-1": cores * workers_share / 2, "worker-2": cores * workers_share / 2}
         by_component["api-server"] = cores * (1 - workers_share)
+        metadata = {"worker-1": 8, "worker-2": 8, "api-server": 5, "scheduler": 2, "total": 23}
+        warehouse = {"worker-1": warehouse_a_worker, "worker-2": warehouse_a_worker, "api-server": 1}
         return {
             "shops": 20,
             "when": "t",
@@ -225,20 +232,41 @@ def test_sizing_grows_with_the_model():
             "model": {
                 "200": {"cores": cores, "peak_cores": 2 * cores, "by_component": by_component, "peak_task_slots": slots}
             },
-            "postgresql_connections": {"worker-1": 12, "worker-2": 12, "api-server": 10, "scheduler": 2, "total": 36},
+            "postgresql_connections_by_database": {"metadata": metadata, "warehouse": warehouse},
             "postgresql_max_connections": 100,
             "workers": 2,
             "worker_concurrency": 4,
         }
 
-    small, large = sizing(scale(2, 4, 0.5), 200)["values"], sizing(scale(16, 30, 0.75), 200)["values"]
-    assert small["workers"]["replicas"] == 2 and large["workers"]["replicas"] == 12  # 24 peak worker cores
-    assert large["apiServer"]["replicas"] == 8  # 8 peak API-server cores
-    # 3 connections a slot measured: 12 pods x 5 slots x 3 + 8 x 10 + 2 is past half of 100
-    assert large["config"]["celery"]["worker_concurrency"] == 5
-    assert not small["pgbouncer"]["enabled"] and large["pgbouncer"]["enabled"]
+    small = sizing(scale(2, 4, 0.5), 200)
+    assert small["values"]["workers"]["replicas"] == 2 and not small["values"]["pgbouncer"]["enabled"]
+    # 8 slots: metadata 2 a slot + 5 for each of 2 API servers + 2; warehouse 1 a slot + 1 each
+    assert small["why"]["postgresql_connections"] == {
+        "metadata": 28,
+        "warehouse": 10,
+        "at_server": 38,
+        "budget": 50,
+        "max_connections": 100,
+        "pgbouncer": False,
+    }
+    large = sizing(scale(8, 8, 0.75, warehouse_a_worker=1), 200)
+    # 12 peak worker cores: 6 pods of 2; 4 peak API-server cores: 4 API servers
+    assert large["values"]["workers"]["replicas"] == 6 and large["values"]["apiServer"]["replicas"] == 4
+    # 24 slots: metadata 2 a slot + 4 x 5 + 2 = 70 and warehouse 6 + 4 pass the 50 budgeted: PgBouncer's
+    # pools take what the warehouse leaves
+    assert large["values"]["config"]["celery"]["worker_concurrency"] == 4
+    assert large["values"]["pgbouncer"] == {
+        "enabled": True,
+        "maxClientConn": 140,
+        "metadataPoolSize": 35,
+        "resultBackendPoolSize": 5,
+    }
+    assert large["why"]["postgresql_connections"]["at_server"] == 50
+    # a warehouse taking most of the budget leaves too little to pool Airflow's metadata in: refused
+    with pytest.raises(ValueError, match=r"warehouse's 52 connections .* a pooler or a PostgreSQL server of its own"):
+        sizing(scale(8, 8, 0.75, warehouse_a_worker=8), 200)
     # many slots for little CPU: as many pods as the slots' memory needs
-    waiting = sizing(scale(2, 40, 0.5), 200)["values"]
+    waiting = sizing(scale(2, 40, 0.5, warehouse_a_worker=0), 200)["values"]
     assert waiting["workers"]["replicas"] == 8 and waiting["config"]["celery"]["worker_concurrency"] == 10
 
 
