@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from string import Template
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
 CFG_TEMPLATE = REPO / "deploy" / "airflow.cfg"
@@ -564,6 +564,12 @@ def _sandbox_urls(log: Path, timeout: float = 60) -> dict[str, str]:
 REDIS_CONN_ID = "orderops_redis"
 
 
+def redis_db(url: str) -> int:
+    """The db of a Redis URL as redis-py reads it: the path (`/7`), else the `db` query, else 0."""
+    parts = urlsplit(url)
+    return int(parts.path.strip("/") or parse_qs(parts.query).get("db", ["0"])[0])
+
+
 def configure_sandbox_shops(dep: Deployment, sandboxes: list[dict]) -> list[dict]:
     """The shops file and the shops' connections for `dep.sandbox_shops` shops on `sandboxes` (as
     `start_sandboxes` returns them); returns the shops, [{"name", "urls", "sandbox", "shared"}].
@@ -601,9 +607,7 @@ def configure_sandbox_shops(dep: Deployment, sandboxes: list[dict]) -> list[dict
         # the doorbell is the broker's server; its db names the deployment's channels (events.channel)
         redis = urlsplit(dep.redis_url)
         docs[REDIS_CONN_ID] = {"conn_type": "redis", "host": redis.hostname, "port": redis.port or 6379}
-        db = redis.path.strip("/")
-        if db:
-            docs[REDIS_CONN_ID]["extra"] = {"db": int(db)}
+        docs[REDIS_CONN_ID]["extra"] = {"db": redis_db(dep.redis_url)}
         if redis.password:
             docs[REDIS_CONN_ID]["password"] = redis.password
     _write_private(dep.connections_file, json.dumps(docs, indent=1))

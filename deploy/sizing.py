@@ -16,11 +16,11 @@ shops"). The rules, each a figure from the model:
   execution API and the webhook receiver) is over API_CORES a pod.
 - scheduler, DAG processor, triggerer: one each, with CPU requested for their peak.
 - PostgreSQL: connections a slot and an API-server process as measured, per database (metadata and
-  warehouse, on one server as in the production shape). Half of the server's `max_connections` is
-  the budget (the other half is headroom). Past it the chart's PgBouncer goes on; it pools the
-  metadata database and the result backend only, so its pools get what the warehouse leaves of the
-  budget, and where that is too little to run Airflow the sizing fails naming the warehouse (it then
-  needs a pooler or a server of its own).
+  warehouse, on one server as in the production shape); what no component held counts as well.
+  Half of the server's `max_connections` is the budget (the other half is headroom). Past it the
+  chart's PgBouncer goes on for Airflow's metadata database and result backend (the warehouse's
+  connections stay direct), with pools of what the warehouse leaves of the budget; where that is
+  too little to run Airflow the sizing fails naming the warehouse.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ SLOT_HEADROOM = 2.0
 CONNECTIONS_SHARE = 0.5  # of max_connections, past which connections go through PgBouncer
 RESULT_BACKEND_POOL = 5  # the chart's default: Celery's results are a few rows a task
 MIN_METADATA_POOL = 10  # the chart's default metadata pool
+PGBOUNCER_CONFIG_SECRET = "orderops-pgbouncer-config"
 
 
 def _cpu(cores: float) -> str:
@@ -70,10 +71,16 @@ def sizing(scale: dict, shops: int) -> dict:
 
     def expected(held: dict) -> int:
         per_slot = sum(v for k, v in held.items() if k.startswith("worker-")) / measured_slots
-        fixed = sum(held.get(k, 0) for k in ("scheduler", "triggerer", "dag-processor"))
+        # the scheduler, DAG processor and triggerer one each; what no component held counts too
+        fixed = sum(v for k, v in held.items() if k not in ("api-server", "total") and not k.startswith("worker-"))
         return math.ceil(per_slot * slots + held.get("api-server", 0) * api_servers + fixed)
 
-    by_database = scale["postgresql_connections_by_database"]
+    by_database = scale.get("postgresql_connections_by_database") or {}
+    if not {"metadata", "warehouse"} <= by_database.keys():
+        raise ValueError(
+            f"bench/results/scale-{scale['shops']}.json counts no PostgreSQL connections per database"
+            " (metadata and warehouse): measure it again with `make bench-scale`"
+        )
     metadata, warehouse = expected(by_database["metadata"]), expected(by_database["warehouse"])
     limit = scale["postgresql_max_connections"]
     budget = math.floor(CONNECTIONS_SHARE * limit)
@@ -83,7 +90,8 @@ def sizing(scale: dict, shops: int) -> dict:
         raise ValueError(
             f"{shops} shops: the warehouse's {warehouse} connections leave PgBouncer {metadata_pool} of the"
             f" {budget} connections budgeted (half of max_connections {limit}) for the metadata database"
-            f" (at least {MIN_METADATA_POOL}): the warehouse needs a pooler or a PostgreSQL server of its own"
+            f" (at least {MIN_METADATA_POOL}): the warehouse needs a pool of its own in PgBouncer's"
+            " pgbouncer.ini, or a PostgreSQL server of its own"
         )
     at_server = metadata_pool + RESULT_BACKEND_POOL + warehouse if pooled else metadata + warehouse
 
@@ -102,14 +110,11 @@ def sizing(scale: dict, shops: int) -> dict:
         },
         "pgbouncer": {"enabled": pooled},
     }
+    pools = {"metadata": metadata_pool, "result_backend": RESULT_BACKEND_POOL, "max_client_conn": 2 * metadata}
     if pooled:
-        values["pgbouncer"].update(
-            {
-                "maxClientConn": 2 * metadata,
-                "metadataPoolSize": metadata_pool,
-                "resultBackendPoolSize": RESULT_BACKEND_POOL,
-            }
-        )
+        # the metadata connection is a secret (values-celery.yaml), so the chart cannot write
+        # pgbouncer.ini: the operator's secret holds it, with the pools in the overlay's header
+        values["pgbouncer"]["configSecretName"] = PGBOUNCER_CONFIG_SECRET
     return {
         "values": values,
         "why": {
@@ -125,7 +130,7 @@ def sizing(scale: dict, shops: int) -> dict:
                 "at_server": at_server,
                 "budget": budget,
                 "max_connections": limit,
-                "pgbouncer": pooled,
+                "pgbouncer": pools if pooled else None,
             },
         },
     }
@@ -144,6 +149,16 @@ def render(scale: dict, shops: int) -> str:
         f" {pg['metadata']}, warehouse {pg['warehouse']}; {pg['at_server']} at the server"
         f"{' through PgBouncer' if pg['pgbouncer'] else ''}, of {pg['max_connections']}"
         f" ({pg['budget']} budgeted).",
+    ]
+    if pg["pgbouncer"]:
+        pools = pg["pgbouncer"]
+        lines += [
+            f"# PgBouncer: secret {PGBOUNCER_CONFIG_SECRET} (keys pgbouncer.ini, users.txt) with pool_size"
+            f" {pools['metadata']} for the metadata database, {pools['result_backend']} for the result backend,",
+            f"# max_client_conn {pools['max_client_conn']}; the metadata and result-backend secrets point at the"
+            " PgBouncer service (docs: Deployment, Sizing).",
+        ]
+    lines += [
         "#",
         f"#   helm upgrade --install orderops apache-airflow/airflow -f deploy/helm/values-celery.yaml"
         f" -f deploy/helm/values-agency-{shops}.yaml ...",

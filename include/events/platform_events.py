@@ -573,7 +573,8 @@ def ring(redis_url: str | None, shop: str, client: Any = None) -> bool:
             import redis
 
             client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
-        db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+        pool = getattr(client, "connection_pool", None)  # a cluster client has none: cluster mode is db 0
+        db = int(pool.connection_kwargs.get("db") or 0) if pool is not None else 0
         client.publish(channel(shop, db), json.dumps({"shop": shop, "at": time.time()}))
         return True
     except Exception:  # noqa: BLE001 - the doorbell is best effort by design (see above)

@@ -150,7 +150,7 @@ def test_pools_scale_with_the_shops(tmp_path):
 def test_sandbox_shops_run_on_their_cron_and_on_events(tmp_path, monkeypatch):
     """`prod-up SANDBOX_SHOPS=N` keeps the job schedule on (without it Airflow queues the events'
     asset-triggered runs and never creates them), and each sandbox shop takes platform events."""
-    from deploy.prod_local import configure_sandbox_shops, main
+    from deploy.prod_local import configure_sandbox_shops, main, redis_db
     from include.run.shops import parse_shops
 
     dep = Deployment(
@@ -176,6 +176,9 @@ def test_sandbox_shops_run_on_their_cron_and_on_events(tmp_path, monkeypatch):
     ]
     docs = json.loads(dep.connections_file.read_text())
     assert docs["orderops_redis"] == {"conn_type": "redis", "host": "127.0.0.1", "port": 6390, "extra": {"db": 7}}
+    # the channel names the db (events.channel): read as redis-py reads the broker's URL
+    urls = ("redis://h:6379/7", "redis://h:6379?db=8", "redis://h", "redis://:p@h/0")
+    assert [redis_db(u) for u in urls] == [7, 8, 0, 0]
     secrets = [docs[f"orderops_shop_{i}_shipbob"]["extra"]["webhook_secret"] for i in (1, 2)]
     assert secrets == [s["webhook_secret"] for s in shops] and len(set(secrets)) == 2
     assert all(s.startswith("whsec_") for s in secrets)  # ShipBob's Standard Webhooks secret form
@@ -206,10 +209,12 @@ def test_the_agency_overlay_is_the_sizing_of_the_committed_scale_result(airflow_
     assert values["apiServer"]["replicas"] >= 2
     pg = why["postgresql_connections"]
     # the server keeps half its connections free, PgBouncer pooling the metadata database if need be
+    # (fewer server connections than its clients, and at least the chart's default pool)
     assert pg["at_server"] <= pg["budget"] == pg["max_connections"] // 2
-    if values["pgbouncer"]["enabled"]:
-        pools = values["pgbouncer"]["metadataPoolSize"] + values["pgbouncer"]["resultBackendPoolSize"]
-        assert pg["metadata"] + pg["warehouse"] > pg["budget"] and pools + pg["warehouse"] == pg["at_server"]
+    assert values["pgbouncer"]["enabled"] == (pg["pgbouncer"] is not None)
+    if pg["pgbouncer"]:
+        assert 10 <= pg["pgbouncer"]["metadata"] < pg["metadata"] <= pg["pgbouncer"]["max_client_conn"]
+        assert values["pgbouncer"]["configSecretName"] in committed
     for section, options in values["config"].items():
         for key in options:
             assert key in airflow_options.get(section, set()), f"values-agency-200.yaml config.{section}.{key}"
@@ -218,7 +223,7 @@ def test_the_agency_overlay_is_the_sizing_of_the_committed_scale_result(airflow_
 def test_sizing_grows_with_the_model():
     import pytest
 
-    from deploy.sizing import sizing
+    from deploy.sizing import render, sizing
 
     def scale(cores: float, slots: float, workers_share: float, warehouse_a_worker: int = 4) -> dict:
         by_component = {"worker-1": cores * workers_share / 2, "worker-2": cores * workers_share / 2}
@@ -247,7 +252,7 @@ def test_sizing_grows_with_the_model():
         "at_server": 38,
         "budget": 50,
         "max_connections": 100,
-        "pgbouncer": False,
+        "pgbouncer": None,
     }
     large = sizing(scale(8, 8, 0.75, warehouse_a_worker=1), 200)
     # 12 peak worker cores: 6 pods of 2; 4 peak API-server cores: 4 API servers
@@ -255,16 +260,20 @@ def test_sizing_grows_with_the_model():
     # 24 slots: metadata 2 a slot + 4 x 5 + 2 = 70 and warehouse 6 + 4 pass the 50 budgeted: PgBouncer's
     # pools take what the warehouse leaves
     assert large["values"]["config"]["celery"]["worker_concurrency"] == 4
-    assert large["values"]["pgbouncer"] == {
-        "enabled": True,
-        "maxClientConn": 140,
-        "metadataPoolSize": 35,
-        "resultBackendPoolSize": 5,
-    }
-    assert large["why"]["postgresql_connections"]["at_server"] == 50
+    assert large["values"]["pgbouncer"] == {"enabled": True, "configSecretName": "orderops-pgbouncer-config"}
+    pg = large["why"]["postgresql_connections"]
+    assert pg["pgbouncer"] == {"metadata": 35, "result_backend": 5, "max_client_conn": 140}
+    assert pg["at_server"] == 50
+    assert "pool_size 35 for the metadata database, 5 for the result backend" in render(
+        scale(8, 8, 0.75, warehouse_a_worker=1), 200
+    )
     # a warehouse taking most of the budget leaves too little to pool Airflow's metadata in: refused
-    with pytest.raises(ValueError, match=r"warehouse's 52 connections .* a pooler or a PostgreSQL server of its own"):
+    with pytest.raises(ValueError, match=r"warehouse's 52 connections .* a PostgreSQL server of its own"):
         sizing(scale(8, 8, 0.75, warehouse_a_worker=8), 200)
+    unmeasured = scale(2, 4, 0.5)
+    del unmeasured["postgresql_connections_by_database"]
+    with pytest.raises(ValueError, match=r"no PostgreSQL connections per database .* `make bench-scale`"):
+        sizing(unmeasured, 200)
     # many slots for little CPU: as many pods as the slots' memory needs
     waiting = sizing(scale(2, 40, 0.5, warehouse_a_worker=0), 200)["values"]
     assert waiting["workers"]["replicas"] == 8 and waiting["config"]["celery"]["worker_concurrency"] == 10
