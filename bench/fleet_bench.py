@@ -252,6 +252,7 @@ def run_fleet(
 
         chosen = sample_shops(shops_n, sample)
         phases["sample"] = [_now()]
+        before, sample_t0 = meter.read(), time.monotonic()
         started: dict[str, str] = {}
         for n, name in enumerate(chosen):
             if n:
@@ -270,6 +271,7 @@ def run_fleet(
             time.sleep(10)
             wakes = wakes_of(dep)
         phases["sample"].append(_now())
+        sample_cpu, sample_seconds = _delta(meter.read(), before), time.monotonic() - sample_t0
         pg.stop.set()
         found = metadata(dep, "SELECT filename, stacktrace FROM import_error")
         errors["sample"] = [{"filename": f, "error": e[-500:]} for f, e in found]
@@ -292,6 +294,8 @@ def run_fleet(
             "triggerer_rss_bytes": triggerer_rss,
             "sample": {
                 "spacing_seconds": spacing,
+                "seconds": sample_seconds,
+                "cpu_s": sample_cpu,
                 "runs": runs,
                 "task_instances": task_states(dep, [r["dag_run_id"] for r in runs]),
             },
@@ -367,12 +371,7 @@ def analyse(raw: dict) -> dict:
         },
         "up_s": round(raw["up_seconds"]),
         "dags_loaded_s": round(raw["loaded_seconds"]),
-        "idle": {
-            "seconds": idle["seconds"],
-            "cpu_s": idle["cpu_s"],
-            "cores": {k: round(v / idle["seconds"], 3) for k, v in idle["cpu_s"].items()},
-            "total_cores": round(sum(idle["cpu_s"].values()) / idle["seconds"], 3),
-        },
+        "idle": phase_cpu(idle["cpu_s"], idle["seconds"]),
         "triggers": {
             "doorbells_running": doorbells,
             "running": sum(t["running"] for t in raw["triggers"]),
@@ -393,11 +392,23 @@ def analyse(raw: dict) -> dict:
                 "max": max(durations, default=None),
             },
             "task_instances": sorted({r["task_instances"] for r in per_run}),
+            # the sample's starts to its wakes' end: 200 hourly shops' run rate with what their writes wake
+            "cpu": phase_cpu(raw["sample"]["cpu_s"], raw["sample"]["seconds"]) if "cpu_s" in raw["sample"] else None,
             "each": per_run,
         },
         "wakes": {"runs": len(raw["wakes"]), "states": dict(Counter(r["state"] for r in raw["wakes"]))},
         "workers": raw["workers"],
         "worker_concurrency": raw["worker_concurrency"],
+    }
+
+
+def phase_cpu(cpu_s: dict[str, float], seconds: float) -> dict:
+    """A phase's CPU-seconds by component, and as cores over its wall time."""
+    return {
+        "seconds": round(seconds, 1),
+        "cpu_s": cpu_s,
+        "cores": {k: round(v / seconds, 3) for k, v in cpu_s.items()},
+        "total_cores": round(sum(cpu_s.values()) / seconds, 3),
     }
 
 
@@ -437,6 +448,11 @@ def render(r: dict) -> str:
         f"{sample['states']}, seconds {sample['seconds']}, task instances {sample['task_instances']}",
         f"event wakes after     {r['wakes']}",
     ]
+    if sample["cpu"]:
+        lines.append(
+            f"sample cores          {sample['cpu']['total_cores']} over {sample['cpu']['seconds']:g} s: "
+            + json.dumps(sample["cpu"]["cores"])
+        )
     return "\n".join(lines)
 
 

@@ -502,6 +502,10 @@ def bench_fleet(doc: dict) -> str:
     def floor(ok: bool) -> str:
         return "met" if ok else "**missed**"
 
+    def cores(phase: dict) -> str:
+        busiest = sorted(phase["cores"].items(), key=lambda kv: -kv[1])
+        return f"{_num(phase['total_cores'], 2)}: " + ", ".join(f"{k} {_num(v, 2)}" for k, v in busiest if v >= 0.005)
+
     parse, sample, trig, idle = doc["parse"], doc["sample"], doc["triggers"], doc["idle"]
     dags, conns = doc["dags"], doc["postgresql_connections"]
     by_phase: dict[str, float] = {}
@@ -530,13 +534,7 @@ def bench_fleet(doc: dict) -> str:
             "slowest parse by phase: " + " / ".join(by_phase),
             " / ".join(f"{_num(v, 1)} s" for v in by_phase.values()) + f" ({parse['parses']} parses)",
         ],
-        [
-            f"idle cores over {_num(idle['seconds'])} s",
-            f"{_num(idle['total_cores'], 2)}: "
-            + ", ".join(
-                f"{k} {_num(v, 2)}" for k, v in sorted(idle["cores"].items(), key=lambda kv: -kv[1]) if v >= 0.005
-            ),
-        ],
+        [f"idle cores over {_num(idle['seconds'])} s", cores(idle)],
         [
             "triggers running (doorbells); triggerer resident memory",
             f"{trig['running']} ({trig['doorbells_running']}); {_num(trig['triggerer_rss_mib'])} MiB",
@@ -563,6 +561,9 @@ def bench_fleet(doc: dict) -> str:
             ", ".join([str(doc["wakes"]["runs"]), *(f"{n} {s}" for s, n in sorted(doc["wakes"]["states"].items()))]),
         ],
     ]
+    if sample.get("cpu"):
+        spent = sample["cpu"]
+        rows.append([f"cores over the sample's {_num(spent['seconds'])} s, its wakes included", cores(spent)])
     return _table(["`make bench-fleet`", "measured"], rows)
 
 

@@ -91,6 +91,8 @@ def raw() -> dict:
         "triggerer_rss_bytes": 300 * 2**20,
         "sample": {
             "spacing_seconds": 18.0,
+            "seconds": 400.0,
+            "cpu_s": {"api-server": 40.0, "worker-1": 160.0},
             "runs": [_run("orderops_sla_shop_1"), _run("orderops_sla_shop_3", end="2026-12-08T01:11:00+00:00")],
             "task_instances": {
                 "manual__orderops_sla_shop_1": [{"state": "success"}] * 21,
@@ -132,6 +134,7 @@ def test_the_figures_from_a_runs_raw_measurements():
     ]
     assert sample["all_succeeded"] and sample["states"] == {"success": 2} and sample["dry_runs"] == 1
     assert sample["seconds"] == {"p50": 105.0, "max": 150.0} and sample["task_instances"] == [21]
+    assert sample["cpu"]["total_cores"] == 0.5 and sample["cpu"]["cores"] == {"api-server": 0.1, "worker-1": 0.4}
     assert found["wakes"] == {"runs": 1, "states": {"success": 1}}
 
 
