@@ -20,7 +20,12 @@ cron out of the way (runs are started here). It measures:
    the triggers running in the triggerer (a doorbell per shop) and the triggerer's resident memory;
 4. the sample: `--sample` pipeline runs of shops spread over every DAG file, started `--spacing`
    seconds apart (3,600 / N: as N hourly shops' runs start), waited for; each run's state,
-   duration and task instances; then the event wakes their writes caused.
+   duration and task instances; then the event wakes their writes caused. Beside the sample's
+   starts, event DAGs of the shops in turn are started at the model's rate of wakes for N shops
+   (`--wake-rate`, from bench/results/scale-20.json: its wakes a shop-day x N / 86,400), so the
+   scheduler serves the task instances a second the model counts for N shops with events; the
+   scheduler's lag (queued to running) over every task instance queued in that window. A started
+   wake finds no events (the inbox is empty): it costs Airflow what a wake does, less the work.
 
 PostgreSQL connections per component (the most seen at once) over phases 3 and 4. Writes
 bench/results/fleet-<N>.json (docs: Performance, "Scale") and the raw measurements beside it.
@@ -42,8 +47,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.pipeline_bench import REPO, RESULTS, log, revision
-from bench.scale_bench import TERMINAL, Airflow, Connections, Meter, _delta, _seconds, max_connections
+from bench.scale_bench import TERMINAL, Airflow, Connections, Meter, _delta, _quantiles, _seconds, max_connections
 from deploy.prod_local import Deployment, Processes, down, free_port, session_members, shop_sandbox, up
+from deploy.sizing import SCALE_RESULT
 from include.airflow.sla_dag import SHARDS, shard_of
 from include.run.shops import EVENTS_PREFIX, REPORT_DAG_ID, Shop
 
@@ -84,6 +90,39 @@ def sample_shops(shops_n: int, sample: int) -> list[str]:
             if names and len(chosen) < sample:
                 chosen.append(names.pop(0))
     return chosen
+
+
+def model_rates(shops_n: int) -> tuple[float, float | None]:
+    """Wakes and task instances a second for `shops_n` shops as the scale benchmark's model counts
+    them (0 and None without it; task instances only for the sizes it models)."""
+    if not SCALE_RESULT.exists():
+        return 0.0, None
+    scale = json.loads(SCALE_RESULT.read_text())
+    modelled = scale["model"].get(str(shops_n), {}).get("task_instances_per_second")
+    return scale["inputs"]["wakes_per_shop_day"] * shops_n / 86_400, modelled
+
+
+def start_wakes(dep: Deployment, shops_n: int, rate: float, stop: threading.Event) -> list[str]:
+    """Start the shops' event DAGs in turn, `rate` a second, until `stop`; the run ids started."""
+    fleet, started = Fleet(dep), []
+    t0, n = time.monotonic(), 0
+    while rate > 0 and not stop.wait(max(0.0, t0 + n / rate - time.monotonic())):
+        try:
+            started.append(fleet.trigger(Shop(f"shop-{n % shops_n + 1}").events_dag_id))
+        except Exception as exc:  # noqa: BLE001 - a refused start is counted, not fatal
+            log(f"wake start refused: {exc}")
+        n += 1
+    return started
+
+
+def queued_between(dep: Deployment, start: datetime, end: datetime) -> list[dict]:
+    """Every task instance queued in [start, end): when queued and when it started running."""
+    rows = metadata(
+        dep,
+        "SELECT dag_id, queued_dttm, start_date FROM task_instance WHERE queued_dttm >= %s AND queued_dttm < %s",
+        (start, end),
+    )
+    return [{"dag_id": d, "queued": q.isoformat(), "started": s and s.isoformat()} for d, q, s in rows]
 
 
 class Fleet(Airflow):
@@ -196,6 +235,7 @@ def _now() -> str:
 
 
 def wakes_of(dep: Deployment) -> list[dict]:
+    """The event DAGs' runs: their events' (asset-triggered) and the ones this benchmark started."""
     return runs_of(dep, "dag_id LIKE %s", (EVENTS_PREFIX + "%",))
 
 
@@ -206,6 +246,7 @@ def run_fleet(
     idle: float,
     spacing: float,
     sample_timeout: float,
+    wake_rate: float,
     redis_url: str,
     out: Path,
 ) -> dict:
@@ -253,12 +294,21 @@ def run_fleet(
         chosen = sample_shops(shops_n, sample)
         phases["sample"] = [_now()]
         before, sample_t0 = meter.read(), time.monotonic()
+        window_start, stop_wakes, probes = datetime.now(timezone.utc), threading.Event(), []
+        prober = threading.Thread(
+            target=lambda: probes.extend(start_wakes(dep, shops_n, wake_rate, stop_wakes)), daemon=True
+        )
+        prober.start()
         started: dict[str, str] = {}
         for n, name in enumerate(chosen):
             if n:
                 time.sleep(spacing)
             dag_id = Shop(name).dag_id
             started[dag_id] = fleet.trigger(dag_id)
+        time.sleep(spacing)  # the window is the starts' and one spacing more: the last run's tasks
+        stop_wakes.set()
+        prober.join()
+        window = (window_start, datetime.now(timezone.utc))
         end = time.monotonic() + sample_timeout
         runs = wait_runs(dep, started, end)
         log(f"sample: {dict(Counter(r['state'] for r in runs))} ({time.monotonic() - t0:.0f} s)")
@@ -272,6 +322,7 @@ def run_fleet(
             wakes = wakes_of(dep)
         phases["sample"].append(_now())
         sample_cpu, sample_seconds = _delta(meter.read(), before), time.monotonic() - sample_t0
+        probe_runs = runs_of(dep, "run_id = ANY(%s)", (probes,))
         pg.stop.set()
         found = metadata(dep, "SELECT filename, stacktrace FROM import_error")
         errors["sample"] = [{"filename": f, "error": e[-500:]} for f, e in found]
@@ -296,6 +347,11 @@ def run_fleet(
                 "spacing_seconds": spacing,
                 "seconds": sample_seconds,
                 "cpu_s": sample_cpu,
+                "wake_rate": wake_rate,
+                "model_task_instances_per_s": model_rates(shops_n)[1],
+                "window": [t.isoformat() for t in window],
+                "started_wakes": probe_runs,
+                "queued": queued_between(dep, *window),
                 "runs": runs,
                 "task_instances": task_states(dep, [r["dag_run_id"] for r in runs]),
             },
@@ -349,6 +405,8 @@ def analyse(raw: dict) -> dict:
                 "task_states": dict(Counter(str(ti.get("state")) for ti in tis)),
             }
         )
+    probes = {r["dag_run_id"] for r in raw["sample"].get("started_wakes", [])}
+    caused = [r for r in raw["wakes"] if r["dag_run_id"] not in probes]
     states = Counter(r["state"] for r in runs)
     durations = [r["seconds"] for r in per_run if r["seconds"] is not None]
     return {
@@ -396,9 +454,32 @@ def analyse(raw: dict) -> dict:
             "cpu": phase_cpu(raw["sample"]["cpu_s"], raw["sample"]["seconds"]) if "cpu_s" in raw["sample"] else None,
             "each": per_run,
         },
-        "wakes": {"runs": len(raw["wakes"]), "states": dict(Counter(r["state"] for r in raw["wakes"]))},
+        "wakes": {"runs": len(caused), "states": dict(Counter(r["state"] for r in caused))},
+        "load": load(raw["sample"]),
         "workers": raw["workers"],
         "worker_concurrency": raw["worker_concurrency"],
+    }
+
+
+def load(sample: dict) -> dict | None:
+    """The scheduler's load in the sample's window: the wakes started beside the runs, the task
+    instances queued a second, and their lag from queued to running."""
+    if "window" not in sample:
+        return None
+    seconds = _seconds(*sample["window"]) or 0.0
+    queued = sample["queued"]
+    lags = [s for ti in queued if (s := _seconds(ti["queued"], ti["started"])) is not None]
+    started = sample["started_wakes"]
+    return {
+        "seconds": round(seconds, 1),
+        "wake_rate": round(sample["wake_rate"], 3),
+        "wakes_started": len(started),
+        "wakes_started_states": dict(Counter(r["state"] for r in started)),
+        "task_instances": len(queued),
+        "task_instances_per_s": round(len(queued) / seconds, 2) if seconds else None,
+        "model_task_instances_per_s": sample.get("model_task_instances_per_s"),
+        "never_ran": len(queued) - len(lags),
+        "scheduler_lag_s": _quantiles(lags),
     }
 
 
@@ -448,6 +529,13 @@ def render(r: dict) -> str:
         f"{sample['states']}, seconds {sample['seconds']}, task instances {sample['task_instances']}",
         f"event wakes after     {r['wakes']}",
     ]
+    if r["load"]:
+        ld = r["load"]
+        lines.append(
+            f"load                  {ld['wakes_started']} wakes started ({ld['wake_rate']}/s), "
+            f"{ld['task_instances']} task instances queued over {ld['seconds']:g} s "
+            f"({ld['task_instances_per_s']}/s), never ran {ld['never_ran']}; lag {ld['scheduler_lag_s']}"
+        )
     if sample["cpu"]:
         lines.append(
             f"sample cores          {sample['cpu']['total_cores']} over {sample['cpu']['seconds']:g} s: "
@@ -466,6 +554,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sample-timeout", type=float, default=3600, help="seconds the sample's runs are waited for (%(default)s)"
     )
+    parser.add_argument(
+        "--wake-rate", type=float, help="event wakes started a second beside the sample (the model's for N shops)"
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/11", help="broker (%(default)s)")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--from-raw", help="analyse a run's raw file again (bench/results/fleet-<N>-raw.json)")
@@ -477,8 +568,9 @@ def main(argv: list[str] | None = None) -> int:
         raw = json.loads(Path(args.from_raw).read_text())
     else:
         spacing = 3600 / args.shops if args.spacing is None else args.spacing
+        rate = model_rates(args.shops)[0] if args.wake_rate is None else args.wake_rate
         raw = run_fleet(
-            args.shops, args.sandboxes, args.sample, args.idle, spacing, args.sample_timeout, args.redis_url, out
+            args.shops, args.sandboxes, args.sample, args.idle, spacing, args.sample_timeout, rate, args.redis_url, out
         )
     result = analyse(raw)
     print(render(result))

@@ -561,6 +561,25 @@ def bench_fleet(doc: dict) -> str:
             ", ".join([str(doc["wakes"]["runs"]), *(f"{n} {s}" for s, n in sorted(doc["wakes"]["states"].items()))]),
         ],
     ]
+    if doc.get("load"):
+        ld, lag = doc["load"], doc["load"]["scheduler_lag_s"]
+        rows += [
+            [
+                "beside the sample: event wakes started a second (the model's for these shops); their states",
+                f"{_num(ld['wake_rate'], 2)}: {ld['wakes_started']} started, "
+                + ", ".join(f"{n} {s}" for s, n in sorted(ld["wakes_started_states"].items())),
+            ],
+            [
+                "task instances queued a second in that window (the model's at these shops, on average)",
+                f"{_num(ld['task_instances_per_s'], 2)} ({_num(ld['model_task_instances_per_s'], 2)}): "
+                f"{ld['task_instances']} over {_num(ld['seconds'])} s, {ld['never_ran']} never ran",
+            ],
+            [
+                "scheduler lag over them, queued to running, p50 / p95 (floor: p95 under 30 s)",
+                f"{_num(lag['p50'], 1)} / {_num(lag['p95'], 1)} s: "
+                + floor(lag["p95"] is not None and lag["p95"] < 30 and not ld["never_ran"]),
+            ],
+        ]
     if sample.get("cpu"):
         spent = sample["cpu"]
         rows.append([f"cores over the sample's {_num(spent['seconds'])} s, its wakes included", cores(spent)])

@@ -93,13 +93,26 @@ def raw() -> dict:
             "spacing_seconds": 18.0,
             "seconds": 400.0,
             "cpu_s": {"api-server": 40.0, "worker-1": 160.0},
+            # beside the runs, one wake started; three task instances queued in the 60 s window, one never ran
+            "wake_rate": 0.025,
+            "model_task_instances_per_s": 0.1,
+            "window": ["2026-12-08T01:03:00+00:00", "2026-12-08T01:04:00+00:00"],
+            "started_wakes": [{"dag_id": "orderops_events_shop_2", "dag_run_id": "manual__2", "state": "success"}],
+            "queued": [
+                {"dag_id": "a", "queued": "2026-12-08T01:03:01+00:00", "started": "2026-12-08T01:03:01.500000+00:00"},
+                {"dag_id": "a", "queued": "2026-12-08T01:03:02+00:00", "started": "2026-12-08T01:03:05+00:00"},
+                {"dag_id": "b", "queued": "2026-12-08T01:03:30+00:00", "started": None},
+            ],
             "runs": [_run("orderops_sla_shop_1"), _run("orderops_sla_shop_3", end="2026-12-08T01:11:00+00:00")],
             "task_instances": {
                 "manual__orderops_sla_shop_1": [{"state": "success"}] * 21,
                 "manual__orderops_sla_shop_3": [{"state": "success"}] * 20 + [{"state": "skipped"}],
             },
         },
-        "wakes": [{"dag_id": "orderops_events_shop_1", "state": "success"}],
+        "wakes": [
+            {"dag_id": "orderops_events_shop_1", "dag_run_id": "asset_triggered__1", "state": "success"},
+            {"dag_id": "orderops_events_shop_2", "dag_run_id": "manual__2", "state": "success"},
+        ],
         "postgresql_connections": {"total": 40, "scheduler": 3},
         "postgresql_max_connections": 100,
         "workers": 2,
@@ -135,7 +148,18 @@ def test_the_figures_from_a_runs_raw_measurements():
     assert sample["all_succeeded"] and sample["states"] == {"success": 2} and sample["dry_runs"] == 1
     assert sample["seconds"] == {"p50": 105.0, "max": 150.0} and sample["task_instances"] == [21]
     assert sample["cpu"]["total_cores"] == 0.5 and sample["cpu"]["cores"] == {"api-server": 0.1, "worker-1": 0.4}
-    assert found["wakes"] == {"runs": 1, "states": {"success": 1}}
+    assert found["wakes"] == {"runs": 1, "states": {"success": 1}}  # the wake this benchmark started is not one
+    assert found["load"] == {
+        "seconds": 60.0,
+        "wake_rate": 0.025,
+        "wakes_started": 1,
+        "wakes_started_states": {"success": 1},
+        "task_instances": 3,
+        "task_instances_per_s": 0.05,
+        "model_task_instances_per_s": 0.1,
+        "never_ran": 1,
+        "scheduler_lag_s": {"p50": 1.75, "p95": 3.0, "count": 2},
+    }
 
 
 def test_a_failed_run_or_a_slow_parse_shows():
