@@ -455,17 +455,22 @@ def analyse(raw: dict) -> dict:
             "each": per_run,
         },
         "wakes": {"runs": len(caused), "states": dict(Counter(r["state"] for r in caused))},
-        "load": load(raw["sample"]),
+        "load": load(raw["sample"], raw["wakes"]),
         "workers": raw["workers"],
         "worker_concurrency": raw["worker_concurrency"],
     }
 
 
-def load(sample: dict) -> dict | None:
+def load(sample: dict, wakes: list[dict]) -> dict | None:
     """The scheduler's load in the sample's window: the wakes started beside the runs, the task
-    instances queued a second, and their lag from queued to running."""
+    instances queued a second, and their lag from queued to running; and the scheduler's CPU-s per
+    task instance over the whole phase (the sample's, and every event run's: one each), with what
+    that makes of the model's rate."""
     if "window" not in sample:
         return None
+    run = sum(len(tis) for tis in sample["task_instances"].values()) + len(wakes)
+    per_ti = sample["cpu_s"].get("scheduler", 0.0) / run if run else None
+    modelled = sample.get("model_task_instances_per_s")
     seconds = _seconds(*sample["window"]) or 0.0
     queued = sample["queued"]
     lags = [s for ti in queued if (s := _seconds(ti["queued"], ti["started"])) is not None]
@@ -480,6 +485,8 @@ def load(sample: dict) -> dict | None:
         "model_task_instances_per_s": sample.get("model_task_instances_per_s"),
         "never_ran": len(queued) - len(lags),
         "scheduler_lag_s": _quantiles(lags),
+        "scheduler_cpu_s_per_task_instance": None if per_ti is None else round(per_ti, 3),
+        "scheduler_cores_at_model_rate": None if per_ti is None or modelled is None else round(per_ti * modelled, 2),
     }
 
 
@@ -534,7 +541,9 @@ def render(r: dict) -> str:
         lines.append(
             f"load                  {ld['wakes_started']} wakes started ({ld['wake_rate']}/s), "
             f"{ld['task_instances']} task instances queued over {ld['seconds']:g} s "
-            f"({ld['task_instances_per_s']}/s), never ran {ld['never_ran']}; lag {ld['scheduler_lag_s']}"
+            f"({ld['task_instances_per_s']}/s, model {ld['model_task_instances_per_s']}/s), never ran "
+            f"{ld['never_ran']}; lag {ld['scheduler_lag_s']}; scheduler {ld['scheduler_cpu_s_per_task_instance']} "
+            f"CPU-s a task instance, {ld['scheduler_cores_at_model_rate']} cores at the model's rate"
         )
     if sample["cpu"]:
         lines.append(

@@ -159,7 +159,14 @@ def test_the_figures_from_a_runs_raw_measurements():
         "model_task_instances_per_s": 0.1,
         "never_ran": 1,
         "scheduler_lag_s": {"p50": 1.75, "p95": 3.0, "count": 2},
+        # no scheduler CPU in this phase: 0 a task instance (21 + 21 of the runs, 2 event runs)
+        "scheduler_cpu_s_per_task_instance": 0.0,
+        "scheduler_cores_at_model_rate": 0.0,
     }
+    doc = raw()
+    doc["sample"]["cpu_s"]["scheduler"] = 8.8
+    assert analyse(doc)["load"]["scheduler_cpu_s_per_task_instance"] == 0.2  # 8.8 / 44
+    assert analyse(doc)["load"]["scheduler_cores_at_model_rate"] == 0.02
 
 
 def test_a_failed_run_or_a_slow_parse_shows():
