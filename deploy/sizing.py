@@ -14,7 +14,9 @@ shops"). The rules, each a figure from the model:
   values-celery.yaml); `parallelism` is every slot.
 - API servers: two at least (a webhook sender must always find one), more while the peak (the
   execution API and the webhook receiver) is over API_CORES a pod.
-- scheduler, DAG processor, triggerer: one each, with CPU requested for their peak.
+- schedulers: enough that none is busier than SCHEDULER_SHARE of a core at the peak (a scheduler's
+  loop is one process; Airflow runs several side by side on PostgreSQL), CPU requested for its
+  share; the DAG processor and triggerer one each, with CPU requested for their peak.
 - PostgreSQL: connections a slot and an API-server process as measured, per database (metadata and
   warehouse, on one server as in the production shape); what no component held counts as well.
   Half of the server's `max_connections` is the budget (the other half is headroom). Past it the
@@ -43,6 +45,10 @@ MIN_CONCURRENCY = 4
 # ten fit a worker's 4 GiB limit.
 SLOTS_PER_WORKER = 10
 MIN_API_SERVERS = 2
+# UNCERTAIN: a scheduler loop's share of its core past which its lag grows; at half a core a task
+# instance waits about one loop's work for the ones ahead of it. The fleet benchmark measured the
+# scheduler at 0.2 CPU-s a task instance with 200 shops loaded past this machine's capacity.
+SCHEDULER_SHARE = 0.5
 SLOT_HEADROOM = 2.0
 CONNECTIONS_SHARE = 0.5  # of max_connections, past which connections go through PgBouncer
 RESULT_BACKEND_POOL = 5  # the chart's default: Celery's results are a few rows a task
@@ -66,14 +72,18 @@ def sizing(scale: dict, shops: int) -> dict:
     concurrency = max(MIN_CONCURRENCY, math.ceil(wanted_slots / replicas))
     slots = replicas * concurrency
     api_servers = max(MIN_API_SERVERS, math.ceil(parts.get("api-server", 0.0) / API_CORES))
+    schedulers = max(1, math.ceil(parts.get("scheduler", 0.0) / SCHEDULER_SHARE))
 
     measured_slots = scale["workers"] * scale["worker_concurrency"]
 
     def expected(held: dict) -> int:
         per_slot = sum(v for k, v in held.items() if k.startswith("worker-")) / measured_slots
-        # the scheduler, DAG processor and triggerer one each; what no component held counts too
-        fixed = sum(v for k, v in held.items() if k not in ("api-server", "total") and not k.startswith("worker-"))
-        return math.ceil(per_slot * slots + held.get("api-server", 0) * api_servers + fixed)
+        # the DAG processor and triggerer one each; what no component held counts too
+        fixed = sum(
+            v for k, v in held.items() if k not in ("api-server", "scheduler", "total") and not k.startswith("worker-")
+        )
+        replicated = held.get("api-server", 0) * api_servers + held.get("scheduler", 0) * schedulers
+        return math.ceil(per_slot * slots + replicated + fixed)
 
     by_database = scale.get("postgresql_connections_by_database") or {}
     if not {"metadata", "warehouse"} <= by_database.keys():
@@ -101,7 +111,10 @@ def sizing(scale: dict, shops: int) -> dict:
             "resources": {"requests": {"cpu": _cpu(WORKER_CORES)}},
         },
         "apiServer": {"replicas": api_servers, "resources": {"requests": {"cpu": _cpu(API_CORES)}}},
-        "scheduler": {"resources": {"requests": {"cpu": _cpu(parts.get("scheduler", 0.0))}}},
+        "scheduler": {
+            "replicas": schedulers,
+            "resources": {"requests": {"cpu": _cpu(parts.get("scheduler", 0.0) / schedulers)}},
+        },
         "dagProcessor": {"resources": {"requests": {"cpu": _cpu(parts.get("dag-processor", 0.0))}}},
         "triggerer": {"resources": {"requests": {"cpu": _cpu(parts.get("triggerer", 0.0))}}},
         "config": {
@@ -123,6 +136,7 @@ def sizing(scale: dict, shops: int) -> dict:
             "model_cores": {"average": model["cores"], "peak": model["peak_cores"]},
             "workers_peak_cores": round(workers_peak, 2),
             "api_server_peak_cores": round(parts.get("api-server", 0.0), 2),
+            "scheduler_peak_cores": round(parts.get("scheduler", 0.0), 2),
             "peak_task_slots": model["peak_task_slots"],
             "postgresql_connections": {
                 "metadata": metadata,
@@ -144,7 +158,8 @@ def render(scale: dict, shops: int) -> str:
         f"# An agency's deployment of {shops} shops with platform events: an overlay on values-celery.yaml,",
         f"# made by `python -m deploy.sizing --shops {shops}` from {why['from']}; do not edit by hand.",
         f"# model: {why['model_cores']['average']} cores on average, {why['model_cores']['peak']} at the peak;"
-        f" workers {why['workers_peak_cores']} and API servers {why['api_server_peak_cores']} at the peak;",
+        f" workers {why['workers_peak_cores']}, API servers {why['api_server_peak_cores']} and schedulers"
+        f" {why['scheduler_peak_cores']} at the peak;",
         f"# {why['peak_task_slots']} task slots busy at the peak; PostgreSQL connections expected: metadata"
         f" {pg['metadata']}, warehouse {pg['warehouse']}; {pg['at_server']} at the server"
         f"{' through PgBouncer' if pg['pgbouncer'] else ''}, of {pg['max_connections']}"

@@ -193,7 +193,7 @@ def test_sandbox_shops_run_on_their_cron_and_on_events(tmp_path, monkeypatch):
 
 
 def test_the_agency_overlay_is_the_sizing_of_the_committed_scale_result(airflow_options):
-    from deploy.sizing import SCALE_RESULT, SLOTS_PER_WORKER, WORKER_CORES, render, sizing
+    from deploy.sizing import SCALE_RESULT, SCHEDULER_SHARE, SLOTS_PER_WORKER, WORKER_CORES, render, sizing
 
     scale = json.loads(SCALE_RESULT.read_text())
     committed = (REPO / "deploy" / "helm" / "values-agency-200.yaml").read_text()
@@ -207,6 +207,7 @@ def test_the_agency_overlay_is_the_sizing_of_the_committed_scale_result(airflow_
     slots = values["workers"]["replicas"] * values["config"]["celery"]["worker_concurrency"]
     assert values["config"]["core"]["parallelism"] == slots >= 2 * why["peak_task_slots"]
     assert values["apiServer"]["replicas"] >= 2
+    assert values["scheduler"]["replicas"] * SCHEDULER_SHARE >= why["scheduler_peak_cores"]
     pg = why["postgresql_connections"]
     # the server keeps half its connections free, PgBouncer pooling the metadata database if need be
     # (fewer server connections than its clients, and at least the chart's default pool)
@@ -274,6 +275,12 @@ def test_sizing_grows_with_the_model():
     del unmeasured["postgresql_connections_by_database"]
     with pytest.raises(ValueError, match=r"no PostgreSQL connections per database .* `make bench-scale`"):
         sizing(unmeasured, 200)
+    # a busy scheduler: 1.2 cores at the peak take three, each holding its 2 metadata connections
+    scheduling = scale(2, 4, 0.5)
+    scheduling["model"]["200"]["by_component"]["scheduler"] = 0.6
+    busy = sizing(scheduling, 200)
+    assert busy["values"]["scheduler"] == {"replicas": 3, "resources": {"requests": {"cpu": "400m"}}}
+    assert busy["why"]["postgresql_connections"]["metadata"] == 28 + 2 * 2
     # many slots for little CPU: as many pods as the slots' memory needs
     waiting = sizing(scale(2, 40, 0.5, warehouse_a_worker=0), 200)["values"]
     assert waiting["workers"]["replicas"] == 8 and waiting["config"]["celery"]["worker_concurrency"] == 10
