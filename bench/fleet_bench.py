@@ -23,9 +23,10 @@ cron out of the way (runs are started here). It measures:
    duration and task instances; then the event wakes their writes caused. Beside the sample's
    starts, event DAGs of the shops in turn are started at the model's rate of wakes for N shops
    (`--wake-rate`, from bench/results/scale-20.json: its wakes a shop-day x N / 86,400), so the
-   scheduler serves the task instances a second the model counts for N shops with events; the
-   scheduler's lag (queued to running) over every task instance queued in that window. A started
-   wake finds no events (the inbox is empty): it costs Airflow what a wake does, less the work.
+   scheduler is asked for the task instances a second the model counts for N shops with events:
+   the wait from queued to running of every task instance queued in that window, and the
+   scheduler's CPU-s a task instance over the phase. A started wake finds no events (the inbox is
+   empty): it costs Airflow what a wake does, less the work.
 
 PostgreSQL connections per component (the most seen at once) over phases 3 and 4. Writes
 bench/results/fleet-<N>.json (docs: Performance, "Scale") and the raw measurements beside it.
@@ -102,15 +103,21 @@ def model_rates(shops_n: int) -> tuple[float, float | None]:
     return scale["inputs"]["wakes_per_shop_day"] * shops_n / 86_400, modelled
 
 
-def start_wakes(dep: Deployment, shops_n: int, rate: float, stop: threading.Event) -> list[str]:
-    """Start the shops' event DAGs in turn, `rate` a second, until `stop`; the run ids started."""
-    fleet, started = Fleet(dep), []
+def start_wakes(dep: Deployment, shops_n: int, rate: float, stop: threading.Event, refused: list[str]) -> list[str]:
+    """Start the shops' event DAGs in turn, `rate` a second, until `stop`; the run ids started, and
+    in `refused` why a start was not."""
+    started: list[str] = []
+    try:
+        fleet = Fleet(dep)
+    except Exception as exc:  # noqa: BLE001 - recorded: the result shows no wake started, and why
+        refused.append(f"no API client: {exc}")
+        return started
     t0, n = time.monotonic(), 0
     while rate > 0 and not stop.wait(max(0.0, t0 + n / rate - time.monotonic())):
         try:
             started.append(fleet.trigger(Shop(f"shop-{n % shops_n + 1}").events_dag_id))
-        except Exception as exc:  # noqa: BLE001 - a refused start is counted, not fatal
-            log(f"wake start refused: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a refused start is recorded, not fatal
+            refused.append(str(exc)[:200])
         n += 1
     return started
 
@@ -234,9 +241,10 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def wakes_of(dep: Deployment) -> list[dict]:
-    """The event DAGs' runs: their events' (asset-triggered) and the ones this benchmark started."""
-    return runs_of(dep, "dag_id LIKE %s", (EVENTS_PREFIX + "%",))
+def wakes_of(dep: Deployment, since: datetime) -> list[dict]:
+    """The event DAGs' runs queued since `since`: their events' (asset-triggered) and the ones this
+    benchmark started."""
+    return runs_of(dep, "dag_id LIKE %s AND queued_at >= %s", (EVENTS_PREFIX + "%", since))
 
 
 def run_fleet(
@@ -294,9 +302,9 @@ def run_fleet(
         chosen = sample_shops(shops_n, sample)
         phases["sample"] = [_now()]
         before, sample_t0 = meter.read(), time.monotonic()
-        window_start, stop_wakes, probes = datetime.now(timezone.utc), threading.Event(), []
+        window_start, stop_wakes, probes, refused = datetime.now(timezone.utc), threading.Event(), [], []
         prober = threading.Thread(
-            target=lambda: probes.extend(start_wakes(dep, shops_n, wake_rate, stop_wakes)), daemon=True
+            target=lambda: probes.extend(start_wakes(dep, shops_n, wake_rate, stop_wakes, refused)), daemon=True
         )
         prober.start()
         started: dict[str, str] = {}
@@ -316,10 +324,10 @@ def run_fleet(
         # debounce out), as they are after a while
         time.sleep(60)
         end = max(end, time.monotonic() + 60)
-        wakes = wakes_of(dep)
+        wakes = wakes_of(dep, window[0])
         while any(r["state"] not in TERMINAL for r in wakes) and time.monotonic() < end:
             time.sleep(10)
-            wakes = wakes_of(dep)
+            wakes = wakes_of(dep, window[0])
         phases["sample"].append(_now())
         sample_cpu, sample_seconds = _delta(meter.read(), before), time.monotonic() - sample_t0
         probe_runs = runs_of(dep, "run_id = ANY(%s)", (probes,))
@@ -351,6 +359,7 @@ def run_fleet(
                 "model_task_instances_per_s": model_rates(shops_n)[1],
                 "window": [t.isoformat() for t in window],
                 "started_wakes": probe_runs,
+                "refused_wakes": refused,
                 "queued": queued_between(dep, *window),
                 "runs": runs,
                 "task_instances": task_states(dep, [r["dag_run_id"] for r in runs]),
@@ -455,21 +464,23 @@ def analyse(raw: dict) -> dict:
             "each": per_run,
         },
         "wakes": {"runs": len(caused), "states": dict(Counter(r["state"] for r in caused))},
-        "load": load(raw["sample"], raw["wakes"]),
+        "load": load(raw["sample"], raw["wakes"], raw["idle"]),
         "workers": raw["workers"],
         "worker_concurrency": raw["worker_concurrency"],
     }
 
 
-def load(sample: dict, wakes: list[dict]) -> dict | None:
-    """The scheduler's load in the sample's window: the wakes started beside the runs, the task
-    instances queued a second, and their lag from queued to running; and the scheduler's CPU-s per
-    task instance over the whole phase (the sample's, and every event run's: one each), with what
-    that makes of the model's rate."""
+def load(sample: dict, wakes: list[dict], idle: dict) -> dict | None:
+    """The load in the sample's window: the wakes started beside the runs, the task instances queued
+    a second, and their wait from queued to running; and the scheduler's CPU-s a task instance over
+    the whole phase less its idle rate (the sample's task instances, and every event run's: one
+    each), with what that makes of the model's rate."""
     if "window" not in sample:
         return None
     run = sum(len(tis) for tis in sample["task_instances"].values()) + len(wakes)
-    per_ti = sample["cpu_s"].get("scheduler", 0.0) / run if run else None
+    idle_rate = idle["cpu_s"].get("scheduler", 0.0) / idle["seconds"]
+    busy = max(0.0, sample["cpu_s"].get("scheduler", 0.0) - idle_rate * sample["seconds"])
+    per_ti = busy / run if run else None
     modelled = sample.get("model_task_instances_per_s")
     seconds = _seconds(*sample["window"]) or 0.0
     queued = sample["queued"]
@@ -480,11 +491,12 @@ def load(sample: dict, wakes: list[dict]) -> dict | None:
         "wake_rate": round(sample["wake_rate"], 3),
         "wakes_started": len(started),
         "wakes_started_states": dict(Counter(r["state"] for r in started)),
+        "wakes_refused": len(sample.get("refused_wakes", [])),
         "task_instances": len(queued),
         "task_instances_per_s": round(len(queued) / seconds, 2) if seconds else None,
         "model_task_instances_per_s": sample.get("model_task_instances_per_s"),
         "never_ran": len(queued) - len(lags),
-        "scheduler_lag_s": _quantiles(lags),
+        "queued_to_running_s": _quantiles(lags),
         "scheduler_cpu_s_per_task_instance": None if per_ti is None else round(per_ti, 3),
         "scheduler_cores_at_model_rate": None if per_ti is None or modelled is None else round(per_ti * modelled, 2),
     }
@@ -542,8 +554,9 @@ def render(r: dict) -> str:
             f"load                  {ld['wakes_started']} wakes started ({ld['wake_rate']}/s), "
             f"{ld['task_instances']} task instances queued over {ld['seconds']:g} s "
             f"({ld['task_instances_per_s']}/s, model {ld['model_task_instances_per_s']}/s), never ran "
-            f"{ld['never_ran']}; lag {ld['scheduler_lag_s']}; scheduler {ld['scheduler_cpu_s_per_task_instance']} "
-            f"CPU-s a task instance, {ld['scheduler_cores_at_model_rate']} cores at the model's rate"
+            f"{ld['never_ran']}; queued to running {ld['queued_to_running_s']}; scheduler "
+            f"{ld['scheduler_cpu_s_per_task_instance']} CPU-s a task instance, "
+            f"{ld['scheduler_cores_at_model_rate']} cores at the model's rate"
         )
     if sample["cpu"]:
         lines.append(

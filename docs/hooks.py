@@ -562,11 +562,11 @@ def bench_fleet(doc: dict) -> str:
         ],
     ]
     if doc.get("load"):
-        ld, lag = doc["load"], doc["load"]["scheduler_lag_s"]
+        ld, lag = doc["load"], doc["load"]["queued_to_running_s"]
         rows += [
             [
                 "beside the sample: event wakes started a second (the model's for these shops); their states",
-                f"{_num(ld['wake_rate'], 2)}: {ld['wakes_started']} started, "
+                f"{_num(ld['wake_rate'], 2)}: {ld['wakes_started']} started ({ld['wakes_refused']} refused), "
                 + ", ".join(f"{n} {s}" for s, n in sorted(ld["wakes_started_states"].items())),
             ],
             [
@@ -580,7 +580,7 @@ def bench_fleet(doc: dict) -> str:
                 f"({doc['workers']} workers, {doc['worker_concurrency']} slots each)",
             ],
             [
-                "the scheduler's CPU-s a task instance over the phase; its cores at the model's rate",
+                "the scheduler's CPU-s a task instance over the phase, less its idle; its cores at the model's rate",
                 f"{_num(ld['scheduler_cpu_s_per_task_instance'], 3)}; {_num(ld['scheduler_cores_at_model_rate'], 2)}",
             ],
         ]

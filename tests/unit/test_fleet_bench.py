@@ -154,17 +154,18 @@ def test_the_figures_from_a_runs_raw_measurements():
         "wake_rate": 0.025,
         "wakes_started": 1,
         "wakes_started_states": {"success": 1},
+        "wakes_refused": 0,
         "task_instances": 3,
         "task_instances_per_s": 0.05,
         "model_task_instances_per_s": 0.1,
         "never_ran": 1,
-        "scheduler_lag_s": {"p50": 1.75, "p95": 3.0, "count": 2},
-        # no scheduler CPU in this phase: 0 a task instance (21 + 21 of the runs, 2 event runs)
+        "queued_to_running_s": {"p50": 1.75, "p95": 3.0, "count": 2},
+        # no scheduler CPU in this phase past its idle: 0 a task instance (21 + 21 of the runs, 2 event runs)
         "scheduler_cpu_s_per_task_instance": 0.0,
         "scheduler_cores_at_model_rate": 0.0,
     }
     doc = raw()
-    doc["sample"]["cpu_s"]["scheduler"] = 8.8
+    doc["sample"]["cpu_s"]["scheduler"] = 88.8  # 0.2 cores idle over the phase's 400 s: 80 of it
     assert analyse(doc)["load"]["scheduler_cpu_s_per_task_instance"] == 0.2  # 8.8 / 44
     assert analyse(doc)["load"]["scheduler_cores_at_model_rate"] == 0.02
 
