@@ -489,17 +489,23 @@ def serve_ui(state: Path, port: int, sandbox: Sandbox, metadata: str) -> int:
 
 def stop_process_groups(procs: list[subprocess.Popen], grace: float = 30) -> None:
     """Stop Airflow components started in sessions of their own (each with its workers): SIGTERM
-    to every group, then SIGKILL to any still there after `grace` seconds."""
+    to every group, then SIGKILL to any still there `grace` seconds after, for all of them together
+    (waiting `grace` for each in turn made a loaded machine's Ctrl-C take minutes)."""
     for p in procs:
         try:
             os.killpg(p.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
+    deadline = time.monotonic() + grace
     for p in procs:
         try:
-            p.wait(grace)
+            p.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
 
 
 def wait_healthy(base: str, procs: list[subprocess.Popen], timeout: float) -> bool:
