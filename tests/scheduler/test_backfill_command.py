@@ -54,6 +54,12 @@ def demo_folder():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def in_a_terminal() -> None:
+    """`make ui` as a terminal starts it, Ctrl-C delivered: a suite started in the background (nohup,
+    `cmd &` in a script) ignores SIGINT, and the processes it starts would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.timeout(1500)
 def test_make_backfill_beside_make_ui_runs_the_range_then_its_report(demo_folder):
     state = demo_folder / "demo"
@@ -77,6 +83,7 @@ def test_make_backfill_beside_make_ui_runs_the_range_then_its_report(demo_folder
         stdout=(demo_folder / "ui.out").open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=in_a_terminal,
     )
     try:
         deadline = time.monotonic() + 300
