@@ -21,7 +21,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -30,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from bench.pipeline_bench import RESULTS, demand, log, lower_bound, revision
-from deploy.prod_local import Deployment, api_token, down, free_port, up
+from deploy.prod_local import api_token, down, scratch, up
 from sandbox.generate import DEFAULT_NOW
 from sandbox.scenario import parse_time
 
@@ -45,17 +44,14 @@ def _seconds(start: str | None, end: str | None) -> float:
 
 
 def run_dag(orders: int, timeout: float) -> dict:
-    state = Path(tempfile.mkdtemp(prefix=f"orderops-dag-bench-{orders}-"))
-    dep = Deployment(
-        state=str(state),
-        api_port=free_port(),
-        airflow_db="orderops_bench_airflow",
-        warehouse_db="orderops_bench_warehouse",
-        redis_url="redis://127.0.0.1:6379/9",
+    dep = scratch(
+        "bench",
+        "redis://127.0.0.1:6379/9",
         schedule=False,
         sandbox_shops=1,
         sandbox_orders=orders,
     )
+    state = dep.root
     try:
         t0 = time.monotonic()
         log(f"{orders} orders: starting the production shape under {state}")

@@ -40,7 +40,6 @@ import re
 import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -49,7 +48,7 @@ from pathlib import Path
 
 from bench.pipeline_bench import REPO, RESULTS, log, revision
 from bench.scale_bench import TERMINAL, Airflow, Connections, Meter, _delta, _quantiles, _seconds, max_connections
-from deploy.prod_local import Deployment, Processes, down, free_port, session_members, shop_sandbox, up
+from deploy.prod_local import Deployment, Processes, down, scratch, session_members, shop_sandbox, up
 from deploy.sizing import SCALE_RESULT
 from include.airflow.sla_dag import SHARDS, shard_of
 from include.run.shops import EVENTS_PREFIX, REPORT_DAG_ID, Shop
@@ -258,20 +257,16 @@ def run_fleet(
     redis_url: str,
     out: Path,
 ) -> dict:
-    state = Path(tempfile.mkdtemp(prefix=f"orderops-fleet-{shops_n}-"))
-    dep = Deployment(
-        state=str(state),
-        api_port=free_port(),
-        airflow_db="orderops_fleet_airflow",
-        warehouse_db="orderops_fleet_warehouse",
-        redis_url=redis_url,
+    dep = scratch(
+        "fleet",
+        redis_url,
         schedule=True,
         sandbox_shops=shops_n,
         sandboxes=sandboxes,
         sandbox_events=True,
         sandbox_schedule="0 0 1 1 *",  # runs are started by this benchmark, not by the cron
     )
-    settings = dep.airflow_settings()
+    state, settings = dep.root, dep.airflow_settings()
     try:
         t0 = time.monotonic()
         log(f"{shops_n} shops on {dep.sandbox_count} sandboxes: starting the production shape under {state}")

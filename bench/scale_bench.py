@@ -44,7 +44,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
@@ -55,7 +54,7 @@ from typing import Any
 import httpx
 
 from bench.pipeline_bench import RESULTS, log, revision
-from deploy.prod_local import Deployment, Processes, api_token, down, free_port, session_members, up
+from deploy.prod_local import Deployment, Processes, api_token, down, scratch, session_members, up
 
 REPO = Path(__file__).resolve().parents[1]
 WEEK = REPO / "docs" / "results" / "simulate-week-events.json"
@@ -301,19 +300,16 @@ def run_scale(
     run_gap: float,
     out: Path,
 ) -> dict:
-    state = Path(tempfile.mkdtemp(prefix=f"orderops-scale-{shops_n}-"))
-    dep = Deployment(
-        state=str(state),
-        api_port=free_port(),
-        airflow_db="orderops_scale_airflow",
-        warehouse_db="orderops_scale_warehouse",
-        redis_url="redis://127.0.0.1:6379/10",
+    dep = scratch(
+        "scale",
+        "redis://127.0.0.1:6379/10",
         schedule=True,
         sandbox_shops=shops_n,
         sandbox_events=True,
         sandbox_life={"days": 3, "orders_per_day": orders_per_day, "fulfiller_speed": fulfiller_speed},
         sandbox_schedule="0 0 1 1 *",  # runs are started by this benchmark, not by the cron
     )
+    state = dep.root
     try:
         t0 = time.monotonic()
         log(f"{shops_n} shops: starting the production shape under {state}")

@@ -38,12 +38,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from configparser import ConfigParser
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from string import Template
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -252,6 +254,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def scratch(name: str, redis_url: str, **options: Any) -> Deployment:
+    """A throwaway production shape for a benchmark: its own state folder, API port, databases
+    (orderops_<name>_airflow, orderops_<name>_warehouse) and Redis db; `options` as Deployment's."""
+    state = tempfile.mkdtemp(prefix=f"orderops-{name}-")
+    return Deployment(
+        state=state,
+        api_port=free_port(),
+        airflow_db=f"orderops_{name}_airflow",
+        warehouse_db=f"orderops_{name}_warehouse",
+        redis_url=redis_url,
+        **options,
+    )
 
 
 def port_open(port: int) -> bool:

@@ -5,6 +5,7 @@ sandbox shop has its own credentials, and pools scale with the shops."""
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 from configparser import ConfigParser
 
@@ -391,3 +392,17 @@ def test_the_command_line_and_make_prod_up_take_the_sandboxes(tmp_path, monkeypa
     with pytest.raises(SystemExit):
         main(["up", "--state", str(tmp_path / "cli"), "--sandbox-shops", "2", "--sandboxes", "0"])
     assert "--sandboxes $(SANDBOXES)" in (REPO / "Makefile").read_text()
+
+
+def test_a_benchmarks_scratch_shape_has_its_own_folder_port_databases_and_redis_db():
+    from deploy.prod_local import scratch
+
+    first, second = (scratch("fleet", "redis://127.0.0.1:6379/11", sandbox_shops=3) for _ in range(2))
+    try:
+        assert first.root.is_dir() and first.root.name.startswith("orderops-fleet-") and first.root != second.root
+        assert (first.airflow_db, first.warehouse_db) == ("orderops_fleet_airflow", "orderops_fleet_warehouse")
+        assert first.redis_url == "redis://127.0.0.1:6379/11" and first.sandbox_shops == 3
+        assert first.api_port > 0
+    finally:
+        for dep in (first, second):
+            shutil.rmtree(dep.root)
